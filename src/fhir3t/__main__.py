@@ -1,0 +1,5 @@
+import sys
+
+from fhir3t.cli import main
+
+sys.exit(main())

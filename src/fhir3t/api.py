@@ -1,0 +1,101 @@
+"""The Python API: what `fhir3t screen` does, for a hospital's own scripts.
+
+    import fhir3t
+    for result in fhir3t.screen(["samples/"], as_of="2026-11-16"):
+        print(result.patient, result.status, result.unknown)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from fhir3t.criteria import CriteriaSet, Screener, load_criteria
+from fhir3t.criteria.model import ScreeningResult
+from fhir3t.dates import parse_day, today_utc
+from fhir3t.errors import Problems, UsageError
+from fhir3t.record import CODE_FIELD, MED_TYPES, RawRecord, RecordBuilder, medication_concept
+from fhir3t.sources.files import FileSource, SharedIndex
+from fhir3t.terminology import Terminology
+
+
+def _day(value: date | str | None, name: str) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return parse_day(value)
+    except ValueError as exc:
+        raise UsageError(f"{name}: {exc}") from None
+
+
+@dataclass
+class Engine:
+    """Terminology + criteria + screener, loaded once and reused across many patients."""
+
+    tx: Terminology
+    criteria: CriteriaSet
+    screener: Screener
+    problems: Problems = field(default_factory=Problems)
+
+    @classmethod
+    def load(cls, concept_maps: Iterable[str | Path] = (), criteria_file: str | Path | None = None,
+             problems: Problems | None = None) -> "Engine":
+        tx = Terminology.load([Path(p) for p in concept_maps])
+        criteria = load_criteria(tx, Path(criteria_file) if criteria_file else None)
+        return cls(tx, criteria, Screener(criteria, tx), problems or Problems())
+
+    def builder(self) -> RecordBuilder:
+        return RecordBuilder(self.tx, self.problems, self.screener.keep)
+
+    def wants(self, shared: SharedIndex) -> Callable[[dict], bool]:
+        """Pre-filter for NDJSON grouping: keep only resources some criterion reads."""
+        tx, keep = self.tx, self.screener.keep
+        types = self.screener.types
+
+        def wants(res: dict) -> bool:
+            rtype = res["resourceType"]
+            if rtype not in types:
+                return False
+            if rtype in MED_TYPES:
+                return keep(rtype, tx.codes(medication_concept(res, shared.get))) or "medicationReference" in res
+            f = CODE_FIELD.get(rtype)
+            return keep(rtype, tx.codes(res.get(f)) if f else ())
+
+        return wants
+
+    def screen_raw(self, raws: Iterable[RawRecord], as_of: date, d1: date | None,
+                   shared: SharedIndex | None = None) -> Iterator[ScreeningResult]:
+        builder = self.builder()
+        learned = 0
+        for raw in raws:
+            if shared is not None and len(shared.by_ref) != learned:
+                self.screener.learn_studies(shared.studies())
+                learned = len(shared.by_ref)
+            yield self.screener.screen(builder.build(raw), as_of, d1)
+
+
+def screen(
+    paths: Iterable[str | Path],
+    *,
+    as_of: date | str | None = None,
+    d1: date | str | None = None,
+    concept_maps: Iterable[str | Path] = (),
+    problems: Problems | None = None,
+    engine: Engine | None = None,
+    on_file: Callable[[Path], None] | None = None,
+) -> Iterator[ScreeningResult]:
+    """Screen every patient found in Bundle / NDJSON files; yields one ScreeningResult each.
+
+    Input problems (bad JSON, entries without a patient, ...) are collected in `problems`
+    (pass your own Problems() to read them) instead of raising, so one bad file does not
+    stop a run.
+    """
+    as_of_day = _day(as_of, "as_of") or today_utc()
+    d1_day = _day(d1, "d1") or as_of_day
+    eng = engine or Engine.load(concept_maps, problems=problems)
+    if problems is not None:
+        eng.problems = problems
+    shared = SharedIndex()
+    source = FileSource(paths, eng.problems, wants=eng.wants(shared), on_file=on_file, shared=shared)
+    yield from eng.screen_raw(source, as_of_day, d1_day, shared)

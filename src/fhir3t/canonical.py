@@ -1,0 +1,32 @@
+"""Canonical URLs and identifiers that fhir3t writes into FHIR resources.
+
+Kept in one module so the emitters, the validator and the profiles in `profiles/` agree.
+"""
+from __future__ import annotations
+
+BASE = "https://fhir3t.github.io/fhir"
+
+#: Complex extension on ResearchSubject carrying one criterion's result.
+#: Sub-extensions: id (valueString), kind (valueCode inclusion|exclusion),
+#: result (valueCode met|not-met|unknown), evidence (valueReference, 0..*),
+#: reason (valueString), requiresReview (valueBoolean, 0..1).
+EXT_CRITERION_RESULT = f"{BASE}/StructureDefinition/criterion-result"
+#: CTCAE v5.0 grade (valueInteger 1..5) on AdverseEvent.
+EXT_CTCAE_GRADE = f"{BASE}/StructureDefinition/ctcae-grade"
+#: Identifier systems for resources fhir3t creates (values are deterministic).
+ID_RESEARCH_SUBJECT = f"{BASE}/NamingSystem/research-subject"
+ID_ADVERSE_EVENT = f"{BASE}/NamingSystem/adverse-event"
+#: Device/agent identity in Provenance.
+SOFTWARE_SYSTEM = f"{BASE}/NamingSystem/software"
+
+STUDY_SYSTEM = "http://clinicaltrials.gov"
+STUDY_ID = "NCT06438679"
+
+CHECKLIST_QUESTIONNAIRE = f"{BASE}/Questionnaire/3t-screening-checklist"
+
+#: fhir3t profiles (JSON Schema files in profiles/schemas/ keyed by these canonicals;
+#: emitted resources declare them in meta.profile so `fhir3t validate` applies them).
+PROFILE_RESEARCH_STUDY = f"{BASE}/StructureDefinition/fhir3t-research-study"
+PROFILE_RESEARCH_SUBJECT = f"{BASE}/StructureDefinition/fhir3t-research-subject"
+PROFILE_PROVENANCE = f"{BASE}/StructureDefinition/fhir3t-provenance"
+PROFILE_ADVERSE_EVENT = f"{BASE}/StructureDefinition/fhir3t-adverse-event"

@@ -1,0 +1,65 @@
+"""Helpers shared by subcommands: dates, output files, reporting input problems."""
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import IO, Callable, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+from fhir3t.dates import parse_day
+from fhir3t.errors import Problems
+
+
+def day(value: str) -> date:
+    """argparse type for YYYY-MM-DD."""
+    try:
+        return parse_day(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+@contextmanager
+def output(path: str | None) -> Iterator[IO[str]]:
+    """stdout, or a file written atomically (a half-written report is never left behind)."""
+    if not path or path == "-":
+        yield sys.stdout
+        return
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.part")
+    with tmp.open("w", encoding="utf-8") as fh:
+        yield fh
+    tmp.replace(target)
+
+
+def report_problems(problems: Problems, limit: int = 50) -> None:
+    """Print input problems on stderr: file, entry/line and what was skipped. Never patient data."""
+    items = list(problems)
+    for p in items[:limit]:
+        tag = "skipped" if p.skipped else "note"
+        print(f"fhir3t: {tag}: {p}", file=sys.stderr)
+    if len(items) > limit:
+        print(f"fhir3t: ... and {len(items) - limit} more input problems", file=sys.stderr)
+
+
+@contextmanager
+def progress_bar(enabled: bool, description: str) -> Iterator[Callable[[Iterable[T]], Iterator[T]]]:
+    """A counting spinner on stderr for long runs; silent when stderr is not a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda it: iter(it)
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as progress:
+        task = progress.add_task(description.format(n=0), total=None)
+
+        def tick(it: Iterable[T]) -> Iterator[T]:
+            for n, item in enumerate(it, 1):
+                if n % 25 == 0 or n < 25:
+                    progress.update(task, description=description.format(n=n))
+                yield item
+
+        yield tick

@@ -1,0 +1,119 @@
+"""`fhir3t screen`: screen patients from files against the trial's criteria."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from typing import IO, Iterable, Iterator
+
+import orjson
+
+from fhir3t.cli.common import day, output, progress_bar, report_problems
+from fhir3t.criteria.model import STATUSES, ScreeningResult
+from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "screen",
+        help="screen patients against the 22 criteria of NCT06438679",
+        description=(
+            "Read FHIR Bundles (collection, transaction, batch, searchset), single resources, or "
+            "Bulk Data NDJSON, and give every patient a screening status (eligible / ineligible / "
+            "candidate) with met / not-met / unknown, evidence and a reason for each criterion."
+        ),
+        epilog=(
+            "Examples:\n"
+            "  fhir3t screen samples/ --as-of 2026-11-16 --concept-map samples/conceptmaps/hospital-local.json\n"
+            "  fhir3t screen export/ --format json --out screening.json\n"
+            "Exit codes: 0 all input screened; 3 some input skipped (see stderr); 4 no usable input."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="Bundle/resource .json files, NDJSON files, or folders of them")
+    p.add_argument("--as-of", type=day, metavar="DATE",
+                   help="screening date YYYY-MM-DD: evaluate as if today were this day; later data is ignored (default: today, UTC)")
+    p.add_argument("--d1", type=day, metavar="DATE", help="planned first-dose date YYYY-MM-DD (default: the --as-of date)")
+    p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
+                   help="FHIR ConceptMap translating hospital-local codes to standard ones (repeatable)")
+    p.add_argument("--criteria", metavar="FILE", help="criteria file to use instead of profiles/criteria/nct06438679.json")
+    p.add_argument("--format", choices=("table", "json", "ndjson"), default="table",
+                   help="table (default): one row per patient; json: array; ndjson: one object per line")
+    p.add_argument("--out", metavar="FILE", help="write results here instead of stdout")
+    p.add_argument("--emit", metavar="BUNDLE", help="also write a FHIR transaction Bundle (ResearchStudy, ResearchSubjects, Provenance)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(run=run)
+
+
+def _write_json(results: Iterable[ScreeningResult], fh: IO[str], ndjson: bool) -> None:
+    first = True
+    if not ndjson:
+        fh.write("[")
+    for r in results:
+        text = orjson.dumps(r.to_dict(), option=0 if ndjson else orjson.OPT_INDENT_2).decode()
+        if ndjson:
+            fh.write(text + "\n")
+        else:
+            fh.write(("\n" if first else ",\n") + text)
+        first = False
+    if not ndjson:
+        fh.write("\n]\n" if not first else "]\n")
+
+
+def _write_table(results: list[ScreeningResult], fh: IO[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=fh, width=None if fh.isatty() else 140, no_color=not fh.isatty(), highlight=False)
+    table = Table(title="NCT06438679 screening", title_justify="left")
+    table.add_column("patient", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("failing criteria")
+    table.add_column("unknown (to resolve)")
+    style = {"eligible": "green", "ineligible": "red", "candidate": "yellow"}
+    for r in results:
+        table.add_row(r.patient, f"[{style[r.status]}]{r.status}[/]", ", ".join(r.failing) or "-", ", ".join(r.unknown) or "-")
+    console.print(table)
+    counts = Counter(r.status for r in results)
+    console.print(f"{len(results)} patients: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES))
+
+
+def run(args: argparse.Namespace) -> int:
+    from fhir3t.api import Engine, screen
+
+    problems = Problems()
+    engine = Engine.load(args.concept_map, args.criteria, problems)
+    counts: Counter[str] = Counter()
+    kept: list[ScreeningResult] | None = [] if args.emit else None
+    stream = screen(args.paths, as_of=args.as_of, d1=args.d1, engine=engine, problems=problems)
+
+    def tally(it: Iterable[ScreeningResult]) -> Iterator[ScreeningResult]:
+        for r in it:
+            counts[r.status] += 1
+            if kept is not None:
+                kept.append(r)
+            yield r
+
+    with progress_bar(not args.no_progress, "screened {n} patients") as tick:
+        results = tally(tick(stream))
+        try:
+            with output(args.out) as fh:
+                if args.format == "table":
+                    _write_table(list(results), fh)
+                else:
+                    _write_json(results, fh, args.format == "ndjson")
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
+    report_problems(problems)
+    if args.emit and kept is not None:
+        from fhir3t.emit import write_screening_bundle
+
+        write_screening_bundle(kept, engine, args.emit)
+    if not counts:
+        print("fhir3t screen: no patients found in the input", file=sys.stderr)
+        return EXIT_INPUT_FATAL
+    if problems.any_skipped:
+        print(f"fhir3t screen: {sum(counts.values())} patients screened, but some input was skipped (see above)",
+              file=sys.stderr)
+        return EXIT_INPUT_SKIPPED
+    return EXIT_OK

@@ -1,0 +1,53 @@
+"""Load the trial's criteria from data and screen one PatientRecord (pure: no I/O)."""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from typing import Iterable
+
+from fhir3t.criteria.context import Context, StudyMatcher
+from fhir3t.criteria.load import CriteriaSet, Criterion, load_criteria
+from fhir3t.criteria.model import CriterionResult, Outcome, ScreeningResult, status_of
+from fhir3t.record import PatientRecord
+from fhir3t.terminology import Code, Terminology, ValueSet
+
+__all__ = ["CriteriaSet", "Criterion", "CriterionResult", "ScreeningResult", "Screener", "load_criteria"]
+
+
+class Screener:
+    """Evaluates every criterion of a CriteriaSet on a record and maps the results to a status."""
+
+    def __init__(self, criteria: CriteriaSet, tx: Terminology) -> None:
+        self.criteria = criteria
+        self.tx = tx
+        self.studies = StudyMatcher(criteria.study_system, criteria.study_value)
+        needs: dict[str, list[ValueSet | None]] = defaultdict(list)
+        for c in criteria.criteria:
+            for rtype, vs in c.rule.needs():
+                needs[rtype].append(vs)
+        #: types read in full (some rule takes any code) vs types filtered by value sets
+        self._any_code = frozenset(t for t, vss in needs.items() if any(v is None for v in vss))
+        self._by_vs = {t: tuple(v for v in vss if v is not None) for t, vss in needs.items()}
+        self.types = frozenset(needs)
+
+    def learn_studies(self, studies: Iterable[dict]) -> None:
+        """Teach the screener which ResearchStudy resources in the input are this study."""
+        self.studies.learn(studies)
+
+    def keep(self, rtype: str, codes: tuple[Code, ...]) -> bool:
+        """Does any criterion read this resource? (Drops the ~90 % of a record no rule looks at.)"""
+        if rtype not in self.types:
+            return False
+        if rtype in self._any_code:
+            return True
+        vss = self._by_vs[rtype]
+        return any(code in vs for code in codes for vs in vss)
+
+    def screen(self, record: PatientRecord, as_of: date, d1: date | None = None) -> ScreeningResult:
+        d1 = d1 or as_of
+        ctx = Context(record, as_of, d1, self.tx, self.studies, self.criteria.windows)
+        results = []
+        for c in self.criteria.criteria:
+            out: Outcome = c.rule.evaluate(ctx)
+            results.append(CriterionResult(c.id, c.kind, out.result, out.evidence, out.reason, c.requires_review))
+        return ScreeningResult(record.key, status_of(results), tuple(results), as_of, d1, record.source)

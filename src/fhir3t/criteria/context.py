@@ -1,0 +1,99 @@
+"""What a rule sees: the record, the dates, terminology and how to recognise this study."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Iterable
+
+from fhir3t.dates import Duration, Window
+from fhir3t.record import PatientRecord, Res
+from fhir3t.terminology import Terminology
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """A window in data: `before` the anchor (as_of or d1), closed, ending on the anchor."""
+
+    name: str
+    anchor: str  # "as_of" | "d1"
+    before: Duration
+
+    def resolve(self, as_of: date, d1: date, at_least: int = 0) -> Window:
+        end = as_of if self.anchor == "as_of" else d1
+        start = self.before.before(end)
+        if at_least and (end - start).days < at_least:
+            start = end - timedelta(days=at_least)
+        return Window(start, end)
+
+    def describe(self) -> str:
+        return f"{self.before} before {'the screening date' if self.anchor == 'as_of' else 'D1'}"
+
+
+@dataclass
+class StudyMatcher:
+    """Recognises references to this study (by identifier, or via known ResearchStudy resources)."""
+
+    system: str
+    value: str
+    refs: set[str] = field(default_factory=set)
+    other_refs: set[str] = field(default_factory=set)
+
+    def learn(self, studies: Iterable[dict]) -> None:
+        for s in studies:
+            rid = s.get("id")
+            ref = f"ResearchStudy/{rid}" if isinstance(rid, str) else None
+            ours = any(
+                isinstance(i, dict) and i.get("value") == self.value and i.get("system", self.system) == self.system
+                for i in s.get("identifier") or ()
+            )
+            if ref:
+                (self.refs if ours else self.other_refs).add(ref)
+
+    def match(self, reference: object) -> bool | None:
+        """True: this study; False: another study; None: cannot tell."""
+        if not isinstance(reference, dict):
+            return None
+        ident = reference.get("identifier")
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+            return ident["value"] == self.value and ident.get("system", self.system) == self.system
+        ref = reference.get("reference")
+        if isinstance(ref, str):
+            norm = "/".join(ref.rstrip("/").split("/")[-2:])
+            if norm in self.refs:
+                return True
+            if norm in self.other_refs:
+                return False
+            if norm.split("/")[-1].upper() == self.value:
+                return True
+        display = reference.get("display")
+        if isinstance(display, str) and self.value in display:
+            return True
+        return None
+
+
+@dataclass
+class Context:
+    record: PatientRecord
+    as_of: date
+    d1: date
+    tx: Terminology
+    study: StudyMatcher
+    windows: dict[str, WindowSpec]
+
+    def window(self, name: str, at_least_days: int = 0) -> Window:
+        return self.windows[name].resolve(self.as_of, self.d1, at_least_days)
+
+    def visible(self, rtype: str) -> list[Res]:
+        """Resources of a type, minus those dated after as_of (they do not exist yet)."""
+        as_of = self.as_of
+        return [r for r in self.record.of(rtype) if not r.dated_after(as_of)]
+
+    def visible_many(self, *types: str) -> list[Res]:
+        out: list[Res] = []
+        for t in types:
+            out.extend(self.visible(t))
+        return out
+
+    @property
+    def patient_ref(self) -> str:
+        return self.record.key

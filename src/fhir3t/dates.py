@@ -1,0 +1,136 @@
+"""FHIR dates as calendar-day spans, and closed windows.
+
+A FHIR date may be partial (`2024`, `2024-05`); it then covers every day of its span, and a
+rule is decided only if all those days agree. Times are dropped: the calendar day is the one
+written in the source (the hospital's local day), not converted to UTC.
+"""
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+from dateutil.relativedelta import relativedelta
+
+from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
+
+_PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The closed range of calendar days a FHIR date or period may denote."""
+
+    lo: date
+    hi: date
+
+    @property
+    def exact(self) -> bool:
+        return self.lo == self.hi
+
+    def __str__(self) -> str:
+        if self.exact:
+            return self.lo.isoformat()
+        if self.lo.month == 1 and self.lo.day == 1 and self.hi.month == 12 and self.hi.day == 31 and self.lo.year == self.hi.year:
+            return f"{self.lo.year}"
+        if self.lo.day == 1 and self.lo.year == self.hi.year and self.lo.month == self.hi.month:
+            return f"{self.lo.year:04d}-{self.lo.month:02d}"
+        return f"{self.lo.isoformat()}..{self.hi.isoformat()}"
+
+
+def parse_date(value: object) -> Span:
+    """Parse a FHIR date, dateTime or instant into a Span. Raises ValueError if unparseable."""
+    if not isinstance(value, str):
+        raise ValueError(f"not a date string: {value!r}")
+    s = value.strip()
+    if len(s) >= 10 and s[4] == "-" and s[7] == "-":
+        d = date.fromisoformat(s[:10])  # ValueError on nonsense like 2026-02-30
+        if len(s) > 10 and s[10] not in "T ":
+            raise ValueError(f"not a FHIR date: {value!r}")
+        return Span(d, d)
+    m = _PARTIAL.match(s)
+    if not m:
+        raise ValueError(f"not a FHIR date: {value!r}")
+    year = int(m.group(1))
+    if m.group(2) is None:
+        return Span(date(year, 1, 1), date(year, 12, 31))
+    month = int(m.group(2))
+    if not 1 <= month <= 12:
+        raise ValueError(f"not a FHIR date: {value!r}")
+    return Span(date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1]))
+
+
+def parse_day(value: str) -> date:
+    """A full calendar day (for --as-of / --d1)."""
+    span = parse_date(value)
+    if not span.exact:
+        raise ValueError(f"need a full date YYYY-MM-DD, got {value!r}")
+    return span.lo
+
+
+def today_utc() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(d|day|days|w|wk|week|weeks|mo|month|months|y|a|yr|year|years)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A calendar duration: days, weeks, months or years (months/years are calendar units)."""
+
+    amount: int
+    unit: str  # "d" | "mo" | "y"
+
+    @classmethod
+    def parse(cls, text: str) -> "Duration":
+        m = _DURATION.match(text)
+        if not m:
+            raise ValueError(f"not a duration like '28d', '6mo', '5y': {text!r}")
+        n, u = int(m.group(1)), m.group(2)
+        if u in ("w", "wk", "week", "weeks"):
+            return cls(n * 7, "d")
+        if u in ("d", "day", "days"):
+            return cls(n, "d")
+        if u in ("mo", "month", "months"):
+            return cls(n, "mo")
+        return cls(n, "y")
+
+    def before(self, d: date) -> date:
+        if self.unit == "d":
+            return d - relativedelta(days=self.amount)
+        if self.unit == "mo":
+            return d - relativedelta(months=self.amount)
+        return d - relativedelta(years=self.amount)
+
+    def __str__(self) -> str:
+        return f"{self.amount} {'days' if self.unit == 'd' else 'months' if self.unit == 'mo' else 'years'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A closed interval of calendar days [lo, hi]."""
+
+    lo: date
+    hi: date
+
+    def __str__(self) -> str:
+        return f"{self.lo.isoformat()}..{self.hi.isoformat()}"
+
+    def contains(self, span: Span) -> Tri:
+        """met if every day of span lies inside, not-met if none does, else unknown."""
+        if span.lo >= self.lo and span.hi <= self.hi:
+            return MET
+        if span.hi < self.lo or span.lo > self.hi:
+            return NOT_MET
+        return UNKNOWN
+
+    def overlaps(self, start: date | None, end: date | None) -> bool:
+        """Does the (possibly open) period [start, end] share a day with this window?"""
+        return (start is None or start <= self.hi) and (end is None or end >= self.lo)
+
+
+def age_on(birth: date, on: date) -> int:
+    """Completed years; a 29 February birthday turns over on 1 March in common years."""
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))

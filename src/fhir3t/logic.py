@@ -1,0 +1,50 @@
+"""Three-valued (Kleene) logic for criteria: met / not-met / unknown."""
+from __future__ import annotations
+
+from typing import Iterable, Literal
+
+Tri = Literal["met", "not-met", "unknown"]
+MET: Tri = "met"
+NOT_MET: Tri = "not-met"
+UNKNOWN: Tri = "unknown"
+RESULTS: tuple[Tri, ...] = (MET, NOT_MET, UNKNOWN)
+
+
+def k_and(values: Iterable[Tri]) -> Tri:
+    """not-met if any part is not-met, met if all are met, else unknown."""
+    out: Tri = MET
+    for v in values:
+        if v == NOT_MET:
+            return NOT_MET
+        if v == UNKNOWN:
+            out = UNKNOWN
+    return out
+
+
+def k_or(values: Iterable[Tri]) -> Tri:
+    """met if any part is met, not-met if all are not-met, else unknown."""
+    out: Tri = NOT_MET
+    for v in values:
+        if v == MET:
+            return MET
+        if v == UNKNOWN:
+            out = UNKNOWN
+    return out
+
+
+def k_not(value: Tri) -> Tri:
+    return NOT_MET if value == MET else MET if value == NOT_MET else UNKNOWN
+
+
+def k_either(values: Iterable[Tri]) -> Tri:
+    """Alternative tests for one question: any met decides met, else any not-met decides not-met.
+
+    Used where one decided test settles the question even if the others are missing
+    (a negative IGRA rules out TB without a TST).
+    """
+    vals = list(values)
+    if MET in vals:
+        return MET
+    if NOT_MET in vals:
+        return NOT_MET
+    return UNKNOWN

@@ -1,0 +1,290 @@
+"""One patient's resources, cleaned and indexed for the criteria (no I/O here).
+
+Resources that never count (entered-in-error, refuted, not-taken, not-done, cancelled
+observations) are dropped when the record is built, so no rule can forget to skip them.
+Each kept resource is wrapped in a `Res` with its normalised codes and its clinical date
+computed once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from fhir3t.dates import Span, parse_date
+from fhir3t.errors import Problems
+from fhir3t.terminology import Code, Terminology
+
+#: Where each resource type points at its patient (first present wins).
+PATIENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "AllergyIntolerance": ("patient",),
+    "Immunization": ("patient",),
+    "ImmunizationRecommendation": ("patient",),
+    "Consent": ("patient",),
+    "ResearchSubject": ("individual",),
+    "Coverage": ("beneficiary",),
+}
+DEFAULT_PATIENT_FIELDS = ("subject", "patient", "individual")
+
+#: Resource types that belong to no patient but that patient resources point at.
+SHARED_TYPES = frozenset({"Medication", "ResearchStudy"})
+
+MED_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
+
+#: The element holding a resource type's main code.
+CODE_FIELD: dict[str, str] = {
+    "Observation": "code",
+    "DiagnosticReport": "code",
+    "Condition": "code",
+    "AllergyIntolerance": "code",
+    "Immunization": "vaccineCode",
+    "Procedure": "code",
+}
+
+_OBS_COUNTS = frozenset({"final", "amended", "corrected", "preliminary"})
+
+
+def _first_date(raw: dict, *fields: str) -> str | None:
+    for f in fields:
+        v = raw.get(f)
+        if isinstance(v, str):
+            return v
+        if isinstance(v, dict) and isinstance(v.get("start"), str):  # Period
+            return v["start"]
+    return None
+
+
+#: The date that decides windows and the as-of cut-off, by type (eligibility spec §1).
+DATE_FIELDS: dict[str, tuple[str, ...]] = {
+    "Observation": ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"),
+    "DiagnosticReport": ("effectiveDateTime", "effectivePeriod", "issued"),
+    "Condition": ("onsetDateTime", "onsetPeriod", "recordedDate"),
+    "AllergyIntolerance": ("onsetDateTime", "onsetPeriod", "recordedDate"),
+    "Immunization": ("occurrenceDateTime",),
+    "ImmunizationRecommendation": ("date",),
+    "MedicationStatement": ("effectiveDateTime", "effectivePeriod", "dateAsserted"),
+    "MedicationRequest": ("authoredOn",),
+    "MedicationAdministration": ("effectiveDateTime", "effectivePeriod"),
+    "QuestionnaireResponse": ("authored",),
+    "Consent": ("dateTime",),
+    "ResearchSubject": ("period",),
+    "AdverseEvent": ("date", "detected", "recordedDate"),
+    "Encounter": ("period",),
+    "Procedure": ("performedDateTime", "performedPeriod"),
+}
+
+
+def never_counts(rtype: str, raw: dict) -> bool:
+    """True for resources the spec says never count."""
+    status = raw.get("status")
+    if status == "entered-in-error":
+        return True
+    if rtype == "Observation":
+        return status not in _OBS_COUNTS
+    if rtype in ("Condition", "AllergyIntolerance"):
+        vs = _status_code(raw.get("verificationStatus"))
+        return vs in ("refuted", "entered-in-error")
+    if rtype == "MedicationStatement":
+        return status == "not-taken"
+    if rtype in ("Immunization", "MedicationAdministration"):
+        return status == "not-done"
+    if rtype == "MedicationRequest":
+        return status == "cancelled" or raw.get("doNotPerform") is True
+    if rtype == "DiagnosticReport":
+        return status == "cancelled"
+    return False
+
+
+def _status_code(concept: object) -> str | None:
+    """First code of a status CodeableConcept (clinicalStatus, verificationStatus)."""
+    if isinstance(concept, dict):
+        for c in concept.get("coding") or ():
+            if isinstance(c, dict) and isinstance(c.get("code"), str):
+                return c["code"]
+    return None
+
+
+status_code = _status_code
+
+
+@dataclass(slots=True)
+class Res:
+    """A kept resource: the raw JSON plus what every rule asks of it, computed once."""
+
+    type: str
+    raw: dict
+    ref: str
+    codes: tuple[Code, ...]
+    span: Span | None
+    where: str
+    date_text: str | None = None
+
+    def dated_after(self, day) -> bool:
+        return self.span is not None and self.span.lo > day
+
+
+@dataclass
+class PatientRecord:
+    key: str  # "Patient/<id>" (or the urn:uuid fullUrl of an id-less Patient)
+    patient: dict | None
+    by_type: dict[str, list[Res]] = field(default_factory=dict)
+    index: dict[str, Res] = field(default_factory=dict)
+    source: str = ""
+
+    def of(self, *types: str) -> list[Res]:
+        if len(types) == 1:
+            return self.by_type.get(types[0], [])
+        out: list[Res] = []
+        for t in types:
+            out.extend(self.by_type.get(t, []))
+        return out
+
+    def resolve(self, reference: str | None) -> Res | None:
+        return self.index.get(reference) if reference else None
+
+
+@dataclass
+class RawRecord:
+    """What a source hands over: one patient's resources and how to resolve references."""
+
+    key: str
+    resources: list[tuple[dict, str]]  # (resource, where) where = "file#entry[3]" or "file:12"
+    source: str
+    resolve: Callable[[str], dict | None] = lambda ref: None
+    aliases: dict[str, str] = field(default_factory=dict)  # fullUrl -> "Type/id"
+
+
+#: keep(resource type, codes) -> bool: lets the caller (criteria, safety) drop what it never reads.
+Keep = Callable[[str, tuple[Code, ...]], bool]
+
+
+class RecordBuilder:
+    def __init__(self, tx: Terminology, problems: Problems, keep: Keep | None = None) -> None:
+        self.tx = tx
+        self.problems = problems
+        self.keep = keep
+
+    def build(self, raw: RawRecord) -> PatientRecord:
+        rec = PatientRecord(raw.key, None, source=raw.source)
+        own = {f"{r['resourceType']}/{r['id']}": r for r, _ in raw.resources if isinstance(r.get("id"), str)}
+        outer = raw.resolve
+        raw.resolve = lambda ref: own.get(ref) or outer(ref)
+        for resource, where in raw.resources:
+            rtype = resource["resourceType"]
+            if rtype == "Patient":
+                if rec.patient is None:
+                    rec.patient = resource
+                continue
+            if never_counts(rtype, resource):
+                continue
+            codes = self._codes(rtype, resource, raw, where)
+            if self.keep is not None and not self.keep(rtype, codes):
+                continue
+            span, text = self._date(rtype, resource, where)
+            ref = f"{rtype}/{resource['id']}" if isinstance(resource.get("id"), str) else where
+            res = Res(rtype, resource, ref, codes, span, where, text)
+            rec.by_type.setdefault(rtype, []).append(res)
+            rec.index[ref] = res
+        for full_url, ref in raw.aliases.items():
+            if ref in rec.index:
+                rec.index[full_url] = rec.index[ref]
+        return rec
+
+    def _codes(self, rtype: str, resource: dict, raw: RawRecord, where: str) -> tuple[Code, ...]:
+        if rtype in MED_TYPES:
+            concept = medication_concept(resource, raw.resolve)
+            if concept is None and isinstance(resource.get("medicationReference"), dict):
+                self.problems.add(where, f"{rtype}.medicationReference "
+                                  f"{resource['medicationReference'].get('reference')!r} does not resolve: drug unknown")
+        elif rtype == "AdverseEvent":
+            return self._suspect_codes(resource, raw)
+        else:
+            f = CODE_FIELD.get(rtype)
+            concept = resource.get(f) if f else None
+        if concept is None:
+            return ()
+        codes = self.tx.codes(concept)
+        if not codes or all(not self.tx.systems.known(s) for s, _ in codes):
+            for system in self.tx.unknown_systems(concept):
+                self.problems.once(
+                    f"system:{system}", where,
+                    f"code system {system} is unknown to fhir3t: its codes cannot match any "
+                    "criterion (supply a --concept-map that translates it)",
+                )
+        return codes
+
+    def _suspect_codes(self, resource: dict, raw: RawRecord) -> tuple[Code, ...]:
+        """An AdverseEvent's codes are those of its suspected drugs (what E1 asks about)."""
+        out: list[Code] = []
+        for suspect in resource.get("suspectEntity") or ():
+            ref = (suspect.get("instance") or {}).get("reference") if isinstance(suspect, dict) else None
+            if not isinstance(ref, str):
+                continue
+            target = None
+            if ref.startswith("#"):
+                target = next((c for c in resource.get("contained") or () if c.get("id") == ref[1:]), None)
+            else:
+                target = raw.resolve(ref)
+            if not target:
+                continue
+            if target.get("resourceType") in MED_TYPES:
+                concept = medication_concept(target, raw.resolve)
+            else:
+                concept = target.get("code")
+            out.extend(self.tx.codes(concept))
+        return tuple(out)
+
+    def _date(self, rtype: str, resource: dict, where: str) -> tuple[Span | None, str | None]:
+        fields = DATE_FIELDS.get(rtype)
+        if not fields:
+            return None, None
+        text = _first_date(resource, *fields)
+        if text is None:
+            return None, None
+        try:
+            return parse_date(text), text
+        except ValueError:
+            self.problems.add(where, f"unparseable date {text!r} in {rtype}: treated as undated")
+            return None, text
+
+
+def medication_concept(resource: dict, resolve: Callable[[str], dict | None]) -> dict | None:
+    """The drug of a medication record: inline, contained Medication, or referenced Medication."""
+    cc = resource.get("medicationCodeableConcept")
+    if isinstance(cc, dict):
+        return cc
+    ref = resource.get("medicationReference")
+    if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
+        return None
+    target = ref["reference"]
+    if target.startswith("#"):
+        for c in resource.get("contained") or ():
+            if isinstance(c, dict) and c.get("id") == target[1:]:
+                return c.get("code")
+        return None
+    med = resolve(target)
+    return med.get("code") if med else None
+
+
+def patient_reference(resource: dict) -> str | None:
+    """The reference string by which a resource names its patient, as written."""
+    for f in PATIENT_FIELDS.get(resource["resourceType"], DEFAULT_PATIENT_FIELDS):
+        v = resource.get(f)
+        if isinstance(v, dict) and isinstance(v.get("reference"), str):
+            return v["reference"]
+    return None
+
+
+def span_of(value: object) -> Span | None:
+    """Parse a FHIR date leniently (None for absent or unparseable)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_date(value)
+    except ValueError:
+        return None
+
+
+def iter_refs(values: Iterable[object]) -> Iterable[str]:
+    for v in values:
+        if isinstance(v, dict) and isinstance(v.get("reference"), str):
+            yield v["reference"]

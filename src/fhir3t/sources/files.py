@@ -1,0 +1,327 @@
+"""Read patients from files: FHIR Bundles / single resources (.json) and Bulk Data NDJSON.
+
+Bundle input is streamed file by file: a Bundle that holds a Patient is taken as that
+patient's record (as $everything, IPS and Synthea bundles are), so memory stays flat for
+Bundle-per-patient input. NDJSON (one file per type) has to be grouped by patient; only
+resources the caller wants (see `wants`) are kept while grouping.
+"""
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import orjson
+
+from fhir3t.errors import InputError, Problems
+from fhir3t.record import SHARED_TYPES, RawRecord, patient_reference
+
+#: Types that must name a patient; one without a patient reference is reported and skipped.
+PATIENT_SCOPED = frozenset({
+    "Observation", "Condition", "MedicationStatement", "MedicationRequest",
+    "MedicationAdministration", "AllergyIntolerance", "Immunization",
+    "ImmunizationRecommendation", "Consent", "QuestionnaireResponse", "ResearchSubject",
+    "AdverseEvent", "DiagnosticReport", "Encounter", "Procedure",
+})
+
+JSON_SUFFIXES = (".json", ".json.gz")
+NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
+
+Wants = Callable[[dict], bool]
+
+
+def _has_suffix(path: Path, suffixes: tuple[str, ...]) -> bool:
+    name = path.name.lower()
+    return name.endswith(suffixes)
+
+
+def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+    """Split inputs into Bundle/resource JSON files and NDJSON files (folders searched recursively)."""
+    json_files: list[Path] = []
+    ndjson_files: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        candidates = sorted(x for x in path.rglob("*") if x.is_file()) if path.is_dir() else [path]
+        for f in candidates:
+            if _has_suffix(f, NDJSON_SUFFIXES):
+                ndjson_files.append(f)
+            elif _has_suffix(f, JSON_SUFFIXES):
+                json_files.append(f)
+            elif not path.is_dir():
+                raise InputError(f"{f}: not a .json, .ndjson or .ndjson.gz file")
+    return json_files, ndjson_files
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.name.lower().endswith(".gz"):
+        with gzip.open(path, "rb") as fh:
+            return fh.read()
+    return path.read_bytes()
+
+
+def normalize_reference(ref: str, aliases: dict[str, str]) -> str | None:
+    """`Patient/x`, `urn:uuid:...` (via the Bundle's fullUrls) or `http(s)://base/Patient/x` → key."""
+    hit = aliases.get(ref)
+    if hit:
+        return hit
+    if ref.startswith("urn:"):
+        return None
+    parts = ref.split("?")[0].rstrip("/").split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2] and parts[-1]:
+        return f"{parts[-2]}/{parts[-1]}"
+    return None
+
+
+@dataclass
+class SharedIndex:
+    """Medication and ResearchStudy resources, which many patients' resources point at."""
+
+    by_ref: dict[str, dict] = field(default_factory=dict)
+
+    def add(self, resource: dict, full_url: str | None = None) -> None:
+        rid = resource.get("id")
+        if isinstance(rid, str):
+            self.by_ref[f"{resource['resourceType']}/{rid}"] = resource
+        if full_url:
+            self.by_ref[full_url] = resource
+
+    def get(self, ref: str) -> dict | None:
+        hit = self.by_ref.get(ref)
+        if hit is None and "://" in ref:
+            norm = normalize_reference(ref, {})
+            hit = self.by_ref.get(norm) if norm else None
+        return hit
+
+    def studies(self) -> list[dict]:
+        seen: dict[int, dict] = {}
+        for r in self.by_ref.values():
+            if r.get("resourceType") == "ResearchStudy":
+                seen[id(r)] = r
+        return list(seen.values())
+
+
+class FileSource:
+    """Yields RawRecords from Bundle/resource files and NDJSON files."""
+
+    def __init__(
+        self,
+        paths: Iterable[str | Path],
+        problems: Problems,
+        *,
+        wants: Wants | None = None,
+        on_file: Callable[[Path], None] | None = None,
+        shared: SharedIndex | None = None,
+    ) -> None:
+        self.json_files, self.ndjson_files = expand_paths(paths)
+        self.problems = problems
+        self.wants = wants
+        self.on_file = on_file
+        self.shared = shared if shared is not None else SharedIndex()
+        self._yielded: dict[str, str] = {}  # patient key -> where its record came from
+
+    @property
+    def file_count(self) -> int:
+        return len(self.json_files) + len(self.ndjson_files)
+
+    def __iter__(self) -> Iterator[RawRecord]:
+        orphans: dict[str, RawRecord] = {}
+        for path in self.json_files:
+            yield from self._bundle_file(path, orphans)
+            if self.on_file:
+                self.on_file(path)
+        if self.ndjson_files:
+            yield from self._ndjson(self.ndjson_files)
+        for key, raw in orphans.items():
+            if key in self._yielded:
+                self.problems.add(
+                    raw.source,
+                    f"{len(raw.resources)} resource(s) for {key} are in a file without its Patient, "
+                    f"after its record was screened from {self._yielded[key]}; they were ignored "
+                    "(keep a patient's resources in one Bundle, or use NDJSON)",
+                )
+                continue
+            self.problems.add(raw.source, f"{key}: no Patient resource found; screened without demographics", skipped=False)
+            yield self._mark(raw)
+
+    def _mark(self, raw: RawRecord) -> RawRecord:
+        self._yielded.setdefault(raw.key, raw.source)
+        return raw
+
+    # ---- Bundles and single resources -------------------------------------------------
+    def _load(self, path: Path, where: str) -> object | None:
+        try:
+            return orjson.loads(_read_bytes(path))
+        except orjson.JSONDecodeError as exc:
+            self.problems.add(where, f"not valid JSON ({exc}); file skipped")
+        except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            self.problems.add(where, f"cannot read file ({exc}); file skipped")
+        return None
+
+    def _bundle_file(self, path: Path, orphans: dict[str, RawRecord]) -> Iterator[RawRecord]:
+        where = str(path)
+        data = self._load(path, where)
+        if data is None:
+            return
+        if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+            self.problems.add(where, "not a FHIR resource (no resourceType); file skipped")
+            return
+        if data["resourceType"] == "Bundle":
+            entries = data.get("entry") or []
+            if not isinstance(entries, list):
+                self.problems.add(where, "Bundle.entry is not a list; file skipped")
+                return
+            items = [(e, f"{where}#entry[{i}]") for i, e in enumerate(entries)]
+        else:
+            items = [({"resource": data}, where)]
+
+        resources: list[tuple[dict, str, str | None]] = []
+        local: dict[str, dict] = {}
+        aliases: dict[str, str] = {}  # fullUrl / absolute URL -> patient key
+        patient_keys: list[str] = []
+        for entry, loc in items:
+            if not isinstance(entry, dict):
+                self.problems.add(loc, "Bundle entry is not an object; skipped")
+                continue
+            res = entry.get("resource")
+            if (entry.get("search") or {}).get("mode") == "outcome":
+                continue
+            if not isinstance(res, dict):
+                if "request" not in entry or entry.get("request", {}).get("method") != "DELETE":
+                    self.problems.add(loc, "Bundle entry has no resource; skipped")
+                continue
+            rtype = res.get("resourceType")
+            if not isinstance(rtype, str) or not rtype:
+                self.problems.add(loc, "resource without resourceType; skipped")
+                continue
+            full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+            if isinstance(res.get("id"), str):
+                local[f"{rtype}/{res['id']}"] = res
+            if full_url:
+                local[full_url] = res
+            if rtype == "Patient":
+                key = f"Patient/{res['id']}" if isinstance(res.get("id"), str) else full_url
+                if key is None:
+                    self.problems.add(loc, "Patient without id or fullUrl; skipped")
+                    continue
+                if full_url:
+                    aliases[full_url] = key
+                patient_keys.append(key)
+            elif rtype in SHARED_TYPES:
+                self.shared.add(res, full_url)
+                continue
+            elif rtype == "Bundle":
+                self.problems.add(loc, "nested Bundle is not read; skipped")
+                continue
+            resources.append((res, loc, full_url))
+
+        groups: dict[str, RawRecord] = {}
+        shared = self.shared
+
+        def resolve(ref: str) -> dict | None:
+            return local.get(ref) or shared.get(ref)
+
+        for key in patient_keys:
+            if key in groups:
+                continue
+            groups[key] = RawRecord(key, [], where, resolve, {})
+        for res, loc, full_url in resources:
+            rtype = res["resourceType"]
+            if rtype == "Patient":
+                key = f"Patient/{res['id']}" if isinstance(res.get("id"), str) else full_url
+                groups[key].resources.append((res, loc))
+                continue
+            if rtype not in PATIENT_SCOPED:
+                continue
+            ref = patient_reference(res)
+            if ref is None:
+                self.problems.add(loc, f"{rtype} has no patient reference (subject/patient/individual); skipped")
+                continue
+            key = normalize_reference(ref, aliases)
+            if key is None or not key.startswith("Patient/") and not key.startswith("urn:"):
+                self.problems.add(loc, f"{rtype} refers to {ref!r}, which is not a Patient in this input; skipped")
+                continue
+            raw = groups.get(key)
+            if raw is None:
+                raw = orphans.get(key)
+                if raw is None:
+                    raw = orphans[key] = RawRecord(key, [], where, resolve, {})
+            if full_url:
+                raw.aliases[full_url] = f"{rtype}/{res['id']}" if isinstance(res.get("id"), str) else loc
+            raw.resources.append((res, loc))
+        for key in patient_keys:
+            raw = groups.pop(key, None)
+            if raw is None:
+                continue
+            if key in self._yielded:
+                self.problems.add(where, f"{key} appears again (first in {self._yielded[key]}); screened once more from this file", skipped=False)
+            yield self._mark(raw)
+
+    # ---- Bulk Data NDJSON ------------------------------------------------------------
+    def _ndjson_lines(self, path: Path) -> Iterator[tuple[dict, str]]:
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        try:
+            with opener(path, "rb") as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    loc = f"{path}:{lineno}"
+                    try:
+                        obj = orjson.loads(line)
+                    except orjson.JSONDecodeError as exc:
+                        self.problems.add(loc, f"not valid JSON ({exc}); line skipped")
+                        continue
+                    if not isinstance(obj, dict) or not isinstance(obj.get("resourceType"), str):
+                        self.problems.add(loc, "not a FHIR resource (no resourceType); line skipped")
+                        continue
+                    yield obj, loc
+        except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            self.problems.add(str(path), f"cannot read file past this point ({exc})")
+
+    def _ndjson(self, files: list[Path]) -> Iterator[RawRecord]:
+        # Shared resources first, so medicationReference resolves whatever the file order.
+        def shared_first(p: Path) -> int:
+            return 0 if p.name.split(".")[0] in SHARED_TYPES else 1
+
+        order = sorted(files, key=shared_first)
+        groups: dict[str, RawRecord] = {}
+        shared = self.shared
+        resolve = shared.get
+        for path in order:
+            for res, loc in self._ndjson_lines(path):
+                rtype = res["resourceType"]
+                if rtype in SHARED_TYPES:
+                    shared.add(res)
+                    continue
+                if rtype == "Patient":
+                    if not isinstance(res.get("id"), str):
+                        self.problems.add(loc, "Patient without id; skipped")
+                        continue
+                    key = f"Patient/{res['id']}"
+                elif rtype in PATIENT_SCOPED:
+                    ref = patient_reference(res)
+                    key = normalize_reference(ref, {}) if ref else None
+                    if key is None or not key.startswith("Patient/"):
+                        self.problems.add(loc, f"{rtype} has no usable patient reference; skipped")
+                        continue
+                    if self.wants is not None and not self.wants(res):
+                        continue
+                else:
+                    continue
+                raw = groups.get(key)
+                if raw is None:
+                    raw = groups[key] = RawRecord(key, [], str(path.parent), resolve, {})
+                raw.resources.append((res, loc))
+            if self.on_file:
+                self.on_file(path)
+        for key, raw in groups.items():
+            if not any(r.get("resourceType") == "Patient" for r, _ in raw.resources):
+                self.problems.add(raw.source, f"{key}: no Patient resource in the NDJSON; screened without demographics", skipped=False)
+            if key in self._yielded:
+                self.problems.add(raw.source, f"{key} appears again (first in {self._yielded[key]}); screened once more", skipped=False)
+            yield self._mark(raw)

@@ -1,0 +1,93 @@
+"""Validation findings and their FHIR form (an R4 OperationOutcome).
+
+Every check returns plain `Issue` values instead of raising, so one run can report all problems
+of a file and the CLI can pick the exit code from the worst severity.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable, Literal
+
+Severity = Literal["fatal", "error", "warning", "information"]
+
+#: R4 issue-type codes (http://hl7.org/fhir/issue-type) this package emits.
+ISSUE_CODES = frozenset({
+    "invalid", "structure", "required", "value", "invariant", "processing", "not-supported",
+    "duplicate", "not-found", "code-invalid", "extension", "too-long", "too-costly", "exception",
+    "incomplete", "informational", "business-rule",
+})
+
+_ERRORS = frozenset({"fatal", "error"})
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One finding.
+
+    `expression` is a FHIRPath-like location inside the resource (`Bundle.entry[3].resource.status`);
+    `source` names where the resource came from (`file.ndjson:12`), never patient data.
+    """
+
+    severity: Severity
+    code: str
+    diagnostics: str
+    expression: str | None = None
+    source: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity in _ERRORS
+
+    def at(self, prefix: str) -> "Issue":
+        """The same issue, located inside `prefix` (e.g. `Bundle.entry[2].resource`).
+
+        The resource's own type name is replaced by the prefix, so `Patient.gender` found in entry 2
+        becomes `Bundle.entry[2].resource.gender`.
+        """
+        expr = self.expression
+        if not expr:
+            return replace(self, expression=prefix)
+        head, dot, rest = expr.partition(".")
+        tail = expr[len(head):] if head and head[0].isupper() else "." + expr
+        return replace(self, expression=prefix + tail)
+
+    def with_source(self, source: str) -> "Issue":
+        return self if self.source else replace(self, source=source)
+
+    def __str__(self) -> str:
+        where = " ".join(x for x in (self.source, self.expression) if x)
+        return f"{self.severity:<11} {self.code:<13} {where}: {self.diagnostics}" if where else (
+            f"{self.severity:<11} {self.code:<13} {self.diagnostics}"
+        )
+
+
+def has_errors(issues: Iterable[Issue]) -> bool:
+    return any(i.is_error for i in issues)
+
+
+def to_operation_outcome(issues: Iterable[Issue]) -> dict:
+    """An R4 OperationOutcome (as a JSON-ready dict) listing `issues` in order.
+
+    R4 requires at least one issue, so a clean result says so with one `information` issue.
+    The source (file and line) goes in front of `diagnostics` because R4 has no element for it
+    other than the deprecated XPath `location`.
+    """
+    out = []
+    for i in issues:
+        entry: dict = {"severity": i.severity, "code": i.code}
+        entry["diagnostics"] = f"{i.source}: {i.diagnostics}" if i.source else i.diagnostics
+        if i.expression:
+            entry["expression"] = [i.expression]
+        out.append(entry)
+    if not out:
+        out.append({"severity": "information", "code": "informational", "diagnostics": "No issues found"})
+    return {"resourceType": "OperationOutcome", "issue": out}
+
+
+def issues_from_operation_outcome(oo: dict) -> list[Issue]:
+    """The inverse of `to_operation_outcome` (used by tests and tools that re-read a report)."""
+    res = []
+    for e in oo.get("issue", []):
+        expr = e.get("expression") or [None]
+        res.append(Issue(e["severity"], e["code"], e.get("diagnostics", ""), expr[0]))
+    return res

@@ -1,0 +1,165 @@
+"""Reading what `fhir3t validate` is given: JSON files (a resource or Bundle), NDJSON, gzip.
+
+Bounded memory: a whole-document JSON file over `max_bytes` is refused with a fatal issue instead
+of being read; NDJSON is streamed line by line (one over-long line is skipped, not read whole).
+Every problem becomes an Issue naming the file (and line), never a traceback.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from pathlib import Path
+from typing import IO, Any, Iterator, Union
+
+import orjson
+
+from fhir3t.validate.issues import Issue
+
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+_NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
+_FILE_SUFFIXES = (".json", ".json.gz") + _NDJSON_SUFFIXES
+_CHUNK = 1 << 20
+
+#: what the reader yields: (source label, parsed JSON) or an Issue about the input itself
+Item = Union[tuple[str, Any], Issue]
+
+
+def expand_paths(paths: list[str | os.PathLike]) -> Iterator[Path | Issue]:
+    """Files to read: directories give their *.json / *.ndjson(.gz) files, sorted."""
+    for p in map(Path, paths):
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(_FILE_SUFFIXES))
+            if not files:
+                yield Issue("warning", "not-found", "directory holds no .json or .ndjson files", source=str(p))
+            yield from files
+        elif p.exists():
+            yield p
+        else:
+            yield Issue("fatal", "not-found", "no such file or directory", source=str(p))
+
+
+def read_items(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]:
+    """Parsed JSON values found in one file, each with its source label (`file` or `file:line`)."""
+    name = path.name.lower()
+    src = str(path)
+    try:
+        if name.endswith(_NDJSON_SUFFIXES):
+            yield from _read_ndjson(path, max_bytes)
+            return
+        size = path.stat().st_size
+        if size == 0:
+            yield Issue("fatal", "structure", "empty file (expected a FHIR resource or Bundle)", source=src)
+            return
+        if size > max_bytes and not name.endswith(".gz"):
+            yield Issue("fatal", "too-costly",
+                        f"file is {size:,} bytes, over the limit of {max_bytes:,} bytes for a single JSON "
+                        "document; not read (write it as NDJSON, which is streamed, or raise --max-bytes)",
+                        source=src)
+            return
+        data = _read_limited(path, max_bytes)
+    except OSError as exc:  # unreadable, truncated/corrupt gzip, ...
+        yield Issue("fatal", "exception", _io_message(exc), source=src)
+        return
+    except (EOFError, zlib.error) as exc:
+        yield Issue("fatal", "exception", f"truncated or corrupt gzip data: {exc}", source=src)
+        return
+    if data is None:
+        yield Issue("fatal", "too-costly",
+                    f"decompressed content is over the limit of {max_bytes:,} bytes; not read", source=src)
+        return
+    if not data.strip():
+        yield Issue("fatal", "structure", "empty file (expected a FHIR resource or Bundle)", source=src)
+        return
+    try:
+        yield src, orjson.loads(data)
+        return
+    except orjson.JSONDecodeError as exc:
+        first_error = exc
+    # Several JSON objects on separate lines in a .json file: NDJSON under a .json name.
+    lines = data.split(b"\n")
+    if len(lines) > 1:
+        try:
+            orjson.loads(lines[0])
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            yield from _parse_lines(enumerate(lines, 1), src)
+            return
+    yield Issue("fatal", "structure", f"not valid JSON: {_json_message(first_error)}", source=src)
+
+
+def _read_limited(path: Path, max_bytes: int) -> bytes | None:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        data = fh.read(max_bytes + 1)
+    return None if len(data) > max_bytes else data
+
+
+def _read_ndjson(path: Path, max_bytes: int) -> Iterator[Item]:
+    src = str(path)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    lineno = 0
+    seen_any = False
+    try:
+        with opener(path, "rb") as fh:
+            for lineno, line in _lines(fh, max_bytes):
+                if line is None:
+                    yield Issue("error", "too-costly", f"line is over the limit of {max_bytes:,} bytes; skipped",
+                                source=f"{src}:{lineno}")
+                    seen_any = True
+                    continue
+                if line.strip():
+                    seen_any = True
+                    yield from _parse_lines([(lineno, line)], src)
+    except (OSError, EOFError, zlib.error) as exc:
+        yield Issue("fatal", "exception",
+                    f"input ends or breaks after line {lineno}: {_io_message(exc)}", source=src)
+        return
+    if not seen_any:
+        yield Issue("fatal", "structure", "empty file (expected one FHIR resource per line)", source=src)
+
+
+def _lines(fh: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+    """Lines of a binary stream; a line longer than max_bytes is yielded as None and skipped
+    in chunks, so it is never held in memory whole."""
+    lineno = 0
+    while True:
+        line = fh.readline(max_bytes + 1)
+        if not line:
+            return
+        lineno += 1
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while True:  # drain the rest of the over-long line
+                rest = fh.readline(_CHUNK)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield lineno, None
+            continue
+        yield lineno, line
+
+
+def _parse_lines(lines: Any, src: str) -> Iterator[Item]:
+    for lineno, line in lines:
+        if not line.strip():
+            continue
+        try:
+            yield f"{src}:{lineno}", orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield Issue("error", "structure", f"not valid JSON: {_json_message(exc)}", source=f"{src}:{lineno}")
+
+
+def _json_message(exc: orjson.JSONDecodeError) -> str:
+    msg = getattr(exc, "msg", None) or str(exc)
+    lineno, colno = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+    return f"{msg} (line {lineno}, column {colno})" if lineno else msg
+
+
+def _io_message(exc: BaseException) -> str:
+    if isinstance(exc, gzip.BadGzipFile):
+        return f"not a valid gzip file ({exc})"
+    if isinstance(exc, EOFError):
+        return "truncated gzip data (compressed file ended before the end-of-stream marker)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
