@@ -168,98 +168,17 @@ class FileSource:
         data = self._load(path, where)
         if data is None:
             return
-        if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
-            self.problems.add(where, "not a FHIR resource (no resourceType); file skipped")
-            return
-        if data["resourceType"] == "Bundle":
-            entries = data.get("entry") or []
-            if not isinstance(entries, list):
-                self.problems.add(where, "Bundle.entry is not a list; file skipped")
-                return
-            items = [(e, f"{where}#entry[{i}]") for i, e in enumerate(entries)]
-        else:
-            items = [({"resource": data}, where)]
-
-        resources: list[tuple[dict, str, str | None]] = []
-        local: dict[str, dict] = {}
-        aliases: dict[str, str] = {}  # fullUrl / absolute URL -> patient key
-        patient_keys: list[str] = []
-        for entry, loc in items:
-            if not isinstance(entry, dict):
-                self.problems.add(loc, "Bundle entry is not an object; skipped")
-                continue
-            res = entry.get("resource")
-            if (entry.get("search") or {}).get("mode") == "outcome":
-                continue
-            if not isinstance(res, dict):
-                if "request" not in entry or entry.get("request", {}).get("method") != "DELETE":
-                    self.problems.add(loc, "Bundle entry has no resource; skipped")
-                continue
-            rtype = res.get("resourceType")
-            if not isinstance(rtype, str) or not rtype:
-                self.problems.add(loc, "resource without resourceType; skipped")
-                continue
-            full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-            if isinstance(res.get("id"), str):
-                local[f"{rtype}/{res['id']}"] = res
-            if full_url:
-                local[full_url] = res
-            if rtype == "Patient":
-                key = f"Patient/{res['id']}" if isinstance(res.get("id"), str) else full_url
-                if key is None:
-                    self.problems.add(loc, "Patient without id or fullUrl; skipped")
-                    continue
-                if full_url:
-                    aliases[full_url] = key
-                patient_keys.append(key)
-            elif rtype in SHARED_TYPES:
-                self.shared.add(res, full_url)
-                continue
-            elif rtype == "Bundle":
-                self.problems.add(loc, "nested Bundle is not read; skipped")
-                continue
-            resources.append((res, loc, full_url))
-
-        groups: dict[str, RawRecord] = {}
-        shared = self.shared
-
-        def resolve(ref: str) -> dict | None:
-            return local.get(ref) or shared.get(ref)
-
-        for key in patient_keys:
-            if key in groups:
-                continue
-            groups[key] = RawRecord(key, [], where, resolve, {})
-        for res, loc, full_url in resources:
-            rtype = res["resourceType"]
-            if rtype == "Patient":
-                key = f"Patient/{res['id']}" if isinstance(res.get("id"), str) else full_url
-                groups[key].resources.append((res, loc))
-                continue
-            if rtype not in PATIENT_SCOPED:
-                continue
-            ref = patient_reference(res)
-            if ref is None:
-                self.problems.add(loc, f"{rtype} has no patient reference (subject/patient/individual); skipped")
-                continue
-            key = normalize_reference(ref, aliases)
-            if key is None or not key.startswith("Patient/") and not key.startswith("urn:"):
-                self.problems.add(loc, f"{rtype} refers to {ref!r}, which is not a Patient in this input; skipped")
-                continue
-            raw = groups.get(key)
-            if raw is None:
-                raw = orphans.get(key)
-                if raw is None:
-                    raw = orphans[key] = RawRecord(key, [], where, resolve, {})
-            if full_url:
-                raw.aliases[full_url] = f"{rtype}/{res['id']}" if isinstance(res.get("id"), str) else loc
-            raw.resources.append((res, loc))
-        for key in patient_keys:
-            raw = groups.pop(key, None)
-            if raw is None:
-                continue
-            if key in self._yielded:
-                self.problems.add(where, f"{key} appears again (first in {self._yielded[key]}); screened once more from this file", skipped=False)
+        complete, loose = read_bundle(data, where, self.problems, self.shared)
+        for key, raw in loose.items():
+            if key in orphans:
+                orphans[key].resources.extend(raw.resources)
+                orphans[key].aliases.update(raw.aliases)
+            else:
+                orphans[key] = raw
+        for raw in complete:
+            if raw.key in self._yielded:
+                self.problems.add(where, f"{raw.key} appears again (first in {self._yielded[raw.key]}); "
+                                         "screened once more from this file", skipped=False)
             yield self._mark(raw)
 
     # ---- Bulk Data NDJSON ------------------------------------------------------------
@@ -325,3 +244,95 @@ class FileSource:
             if key in self._yielded:
                 self.problems.add(raw.source, f"{key} appears again (first in {self._yielded[key]}); screened once more", skipped=False)
             yield self._mark(raw)
+
+
+def read_bundle(
+    data: object, where: str, problems: Problems, shared: SharedIndex
+) -> tuple[list[RawRecord], dict[str, RawRecord]]:
+    """Group one Bundle's (or single resource's) entries by patient.
+
+    Returns the records of patients whose Patient resource is in the Bundle, and the
+    'loose' resources of patients it only refers to. Shared resources (Medication,
+    ResearchStudy) go into `shared`. Problems are reported with the entry index.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+        problems.add(where, "not a FHIR resource (no resourceType); file skipped")
+        return [], {}
+    if data["resourceType"] == "Bundle":
+        entries = data.get("entry") or []
+        if not isinstance(entries, list):
+            problems.add(where, "Bundle.entry is not a list; file skipped")
+            return [], {}
+        items = [(e, f"{where}#entry[{i}]") for i, e in enumerate(entries)]
+    else:
+        items = [({"resource": data}, where)]
+
+    resources: list[tuple[dict, str, str | None]] = []
+    local: dict[str, dict] = {}
+    aliases: dict[str, str] = {}  # fullUrl / absolute URL -> patient key
+    patient_keys: list[str] = []
+    for entry, loc in items:
+        if not isinstance(entry, dict):
+            problems.add(loc, "Bundle entry is not an object; skipped")
+            continue
+        if (entry.get("search") or {}).get("mode") == "outcome":
+            continue
+        res = entry.get("resource")
+        if not isinstance(res, dict):
+            if (entry.get("request") or {}).get("method") != "DELETE":
+                problems.add(loc, "Bundle entry has no resource; skipped")
+            continue
+        rtype = res.get("resourceType")
+        if not isinstance(rtype, str) or not rtype:
+            problems.add(loc, "resource without resourceType; skipped")
+            continue
+        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        if isinstance(res.get("id"), str):
+            local[f"{rtype}/{res['id']}"] = res
+        if full_url:
+            local[full_url] = res
+        if rtype == "Patient":
+            key = f"Patient/{res['id']}" if isinstance(res.get("id"), str) else full_url
+            if key is None:
+                problems.add(loc, "Patient without id or fullUrl; skipped")
+                continue
+            if full_url:
+                aliases[full_url] = key
+            if key not in patient_keys:
+                patient_keys.append(key)
+            resources.append((res, loc, key))
+            continue
+        if rtype in SHARED_TYPES:
+            shared.add(res, full_url)
+            continue
+        if rtype == "Bundle":
+            problems.add(loc, "nested Bundle is not read; skipped")
+            continue
+        if rtype in PATIENT_SCOPED:
+            resources.append((res, loc, full_url))
+
+    def resolve(ref: str) -> dict | None:
+        return local.get(ref) or shared.get(ref)
+
+    groups = {key: RawRecord(key, [], where, resolve, {}) for key in patient_keys}
+    loose: dict[str, RawRecord] = {}
+    for res, loc, extra in resources:
+        rtype = res["resourceType"]
+        if rtype == "Patient":
+            groups[extra].resources.append((res, loc))  # type: ignore[index]
+            continue
+        ref = patient_reference(res)
+        if ref is None:
+            problems.add(loc, f"{rtype} has no patient reference (subject/patient/individual); skipped")
+            continue
+        key = normalize_reference(ref, aliases)
+        if key is None or not (key.startswith("Patient/") or key in groups):
+            problems.add(loc, f"{rtype} refers to {ref!r}, which is not a Patient in this input; skipped")
+            continue
+        raw = groups.get(key) or loose.get(key)
+        if raw is None:
+            raw = loose[key] = RawRecord(key, [], where, resolve, {})
+        if extra:
+            raw.aliases[extra] = f"{rtype}/{res['id']}" if isinstance(res.get("id"), str) else loc
+        raw.resources.append((res, loc))
+    return list(groups.values()), loose

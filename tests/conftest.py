@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterable
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fhir3t.api import Engine  # noqa: E402
+from fhir3t.criteria.model import ScreeningResult  # noqa: E402
+from fhir3t.dates import parse_day  # noqa: E402
+from fhir3t.errors import Problems  # noqa: E402
+from fhir3t.sources.files import SharedIndex, read_bundle  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SAMPLES = ROOT / "samples"
+AS_OF = "2026-06-15"
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    return Engine.load()
+
+
+@pytest.fixture(scope="session")
+def engine_local() -> Engine:
+    return Engine.load([SAMPLES / "conceptmaps" / "hospital-local.json"])
+
+
+def screen_bundle(engine: Engine, bundle: dict, as_of: str = AS_OF, d1: str | None = None,
+                  problems: Problems | None = None) -> list[ScreeningResult]:
+    problems = problems if problems is not None else Problems()
+    engine.problems = problems
+    shared = SharedIndex()
+    complete, loose = read_bundle(bundle, "test.json", problems, shared)
+    return list(engine.screen_raw([*complete, *loose.values()], parse_day(as_of),
+                                  parse_day(d1) if d1 else None, shared))
+
+
+@pytest.fixture
+def screen(engine: Engine):
+    """screen(*resources, as_of=..., d1=...) -> the one patient's ScreeningResult."""
+    from factory import bundle, patient
+
+    def run(*resources: dict, as_of: str = AS_OF, d1: str | None = None, with_patient: bool = True,
+            problems: Problems | None = None) -> ScreeningResult:
+        res: Iterable[dict] = resources
+        if with_patient and not any(r["resourceType"] == "Patient" for r in resources):
+            res = (patient(), *resources)
+        results = screen_bundle(engine, bundle(*res), as_of, d1, problems)
+        assert len(results) == 1, results
+        return results[0]
+
+    return run
