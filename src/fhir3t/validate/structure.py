@@ -82,10 +82,52 @@ def check_structure(resource: dict, *, skip_entry_resources: bool = False) -> li
     try:
         cls.model_validate(data)
     except ValidationError as exc:
-        issues.extend(_translate(rt, exc))
+        found = [_soften_display_link_id(i, data) for i in _translate(rt, exc)]
+        issues.extend(found)
+        issues.extend(_missing_primitives(rt, cls, data, {i.expression for i in found if i.code == "required"}))
     except (TypeError, ValueError, KeyError, AttributeError) as exc:  # fhir.resources internals
         issues.append(Issue("error", "structure", f"cannot be parsed as {rt}: {exc}", rt))
     return issues
+
+
+def _soften_display_link_id(issue: Issue, data: dict) -> Issue:
+    """A `display` Questionnaire item without linkId: a warning, not an error.
+
+    R4 makes Questionnaire.item.linkId 1..1, but display-only items carry no answer, nothing
+    references them, and published R4 examples (fhir-test-cases' bundle-questionnaire.json)
+    omit it. Every other missing linkId stays an error.
+    """
+    expr = issue.expression or ""
+    if issue.code != "required" or not expr.startswith("Questionnaire.") or not expr.endswith(".linkId"):
+        return issue
+    node: Any = data
+    for part in re.findall(r"\.(\w+)|\[(\d+)\]", expr[len("Questionnaire"):-len(".linkId")]):
+        name, index = part
+        try:
+            node = node[name] if name else node[int(index)]
+        except (KeyError, IndexError, TypeError):
+            return issue
+    if isinstance(node, dict) and node.get("type") == "display":
+        return Issue("warning", "required", "display item without linkId (R4 requires one; tolerated for display items)", expr)
+    return issue
+
+
+@lru_cache(maxsize=None)
+def _required_primitives(cls: type) -> tuple[str, ...]:
+    return tuple(
+        f.alias or name for name, f in cls.model_fields.items()
+        if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("element_required")
+    )
+
+
+def _missing_primitives(rt: str, cls: type, data: dict, reported: set) -> Iterator[Issue]:
+    """fhir.resources checks required primitive elements (Observation.status, ...) in a model
+    validator that only runs when every field parsed; so when other errors exist a missing
+    `status` would go unreported. Re-check them for the resource root."""
+    for name in _required_primitives(cls):
+        path = f"{rt}.{name}"
+        if name not in data and f"_{name}" not in data and path not in reported:
+            yield Issue("error", "required", f"missing required element {name!r} (minimum cardinality 1)", path)
 
 
 def _nested_resources(obj: Any, prefix: str, skip_entries: bool, path: tuple = ()) -> Iterator[tuple[tuple, Issue]]:

@@ -13,16 +13,9 @@ from fhir3t.errors import ConfigError
 
 
 def profiles_path() -> Path:
-    """`profiles/` without requiring the criteria folder (validate works in a bare checkout too)."""
-    try:
-        from fhir3t.profiles import profiles_dir
+    from fhir3t.profiles import profiles_dir
 
-        return profiles_dir()
-    except ConfigError:
-        here = Path(__file__).resolve().parents[3] / "profiles"
-        if (here / "bindings.json").is_file():
-            return here
-        raise
+    return profiles_dir()
 
 
 @lru_cache(maxsize=None)
