@@ -1,4 +1,4 @@
-"""The bundled samples give the results documented (by hand, from the spec) in samples/README.md."""
+"""The bundled samples give the results documented (by hand, from the spec) in samples/screening/README.md."""
 from __future__ import annotations
 
 import json
@@ -7,6 +7,8 @@ import re
 import pytest
 
 from conftest import SAMPLES
+
+SCREENING = SAMPLES / "screening"
 from fhir3t import screen
 from fhir3t.errors import Problems
 
@@ -15,9 +17,9 @@ CONCEPT_MAP = SAMPLES / "conceptmaps" / "hospital-local.json"
 
 
 def _expected() -> dict:
-    text = (SAMPLES / "README.md").read_text(encoding="utf-8")
+    text = (SCREENING / "README.md").read_text(encoding="utf-8")
     block = re.search(r"## Machine-readable expectations.*?```json\n(.*?)```", text, re.S)
-    assert block, "samples/README.md lost its machine-readable expectations"
+    assert block, "samples/screening/README.md lost its machine-readable expectations"
     return json.loads(block.group(1))
 
 
@@ -31,7 +33,7 @@ def _default(cid: str) -> str:
 @pytest.fixture(scope="module")
 def results():
     problems = Problems()
-    out = {r.patient: r for r in screen([SAMPLES], as_of=AS_OF, concept_maps=[CONCEPT_MAP], problems=problems)}
+    out = {r.patient: r for r in screen([SCREENING], as_of=AS_OF, concept_maps=[CONCEPT_MAP], problems=problems)}
     assert not problems.any_skipped, [str(p) for p in problems]
     return out
 
@@ -64,10 +66,10 @@ def test_samples_show_every_status(results):
 
 def test_local_codes_need_the_concept_map():
     problems = Problems()
-    [r] = list(screen([SAMPLES / "22-local-codes.json"], as_of=AS_OF, problems=problems))
+    [r] = list(screen([SCREENING / "22-local-codes.json"], as_of=AS_OF, problems=problems))
     assert r.status == "ineligible" and r.by_id("I2-dm").result == "not-met"
     assert r.by_id("I3-mda5").result == "unknown"
     assert problems.any_skipped
     assert any("hospital.example.org/CodeSystem/lab" in str(p) and "--concept-map" in str(p) for p in problems)
-    [r] = list(screen([SAMPLES / "22-local-codes.json"], as_of=AS_OF, concept_maps=[CONCEPT_MAP]))
+    [r] = list(screen([SCREENING / "22-local-codes.json"], as_of=AS_OF, concept_maps=[CONCEPT_MAP]))
     assert r.status == "eligible"
