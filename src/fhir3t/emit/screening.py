@@ -1,0 +1,152 @@
+"""FHIR resources for screening results: ResearchStudy, ResearchSubject, Provenance.
+
+The ResearchSubject carries every criterion's result (id, kind, result, evidence, reason) in the
+complex extension documented in profiles/StructureDefinition-criterion-result.json, so the FHIR
+record holds the why, not only the verdict.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence
+
+from fhir3t import __version__
+from fhir3t.canonical import (
+    EXT_CRITERION_RESULT, ID_RESEARCH_SUBJECT, PROFILE_PROVENANCE, PROFILE_RESEARCH_STUDY,
+    PROFILE_RESEARCH_SUBJECT, SOFTWARE_SYSTEM,
+)
+from fhir3t.criteria.load import CriteriaSet
+from fhir3t.criteria.model import CriterionResult, ScreeningResult
+from fhir3t.emit.bundle import TransactionBuilder
+from fhir3t.emit.ids import stable_id, urn
+
+SITE = "Second Affiliated Hospital, Zhejiang University School of Medicine"
+
+
+def study_id(criteria: CriteriaSet) -> str:
+    return stable_id("ResearchStudy", criteria.study_system, criteria.study_value)
+
+
+def research_study(criteria: CriteriaSet) -> dict[str, Any]:
+    """The trial, with an enrollment Group whose characteristics are generated from the criteria."""
+    characteristics = []
+    for c in criteria.criteria:
+        characteristics.append({
+            "code": {"text": c.id},
+            "valueCodeableConcept": {"text": f"{c.title}: {c.description}"},
+            "exclude": c.kind == "exclusion",
+        })
+    group = {
+        "resourceType": "Group", "id": "enrollment", "type": "person", "actual": False,
+        "name": f"{criteria.study_value} eligibility ({criteria.id} {criteria.version})",
+        "characteristic": characteristics,
+    }
+    return {
+        "resourceType": "ResearchStudy",
+        "id": study_id(criteria),
+        "meta": {"profile": [PROFILE_RESEARCH_STUDY]},
+        "contained": [group],
+        "identifier": [{"system": criteria.study_system, "value": criteria.study_value}],
+        "title": "3T therapy (tofacitinib + tacrolimus + thalidomide) in MDA5-positive dermatomyositis",
+        "status": "active",
+        "phase": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/research-study-phase",
+                              "code": "phase-4", "display": "Phase 4"}]},
+        "condition": [{"coding": [{"system": "http://snomed.info/sct", "code": "396230008", "display": "Dermatomyositis"},
+                                  {"system": "http://hl7.org/fhir/sid/icd-10", "code": "M33.1"}],
+                       "text": "MDA5-positive dermatomyositis"}],
+        "enrollment": [{"reference": "#enrollment"}],
+        "sponsor": {"display": SITE},
+        "site": [{"display": f"{SITE}, Hangzhou, China"}],
+        "description": "Single-arm phase 4 study, about 133 adults; primary outcomes: survival at 26 weeks and "
+                       "incidence of treatment-related adverse events.",
+    }
+
+
+def _criterion_extension(c: CriterionResult) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [
+        {"url": "id", "valueString": c.id},
+        {"url": "kind", "valueCode": c.kind},
+        {"url": "result", "valueCode": c.result},
+    ]
+    parts += [{"url": "evidence", "valueReference": {"reference": e}} for e in c.evidence]
+    if c.reason:
+        parts.append({"url": "reason", "valueString": c.reason})
+    if c.requires_review:
+        parts.append({"url": "requiresReview", "valueBoolean": True})
+    return {"url": EXT_CRITERION_RESULT, "extension": parts}
+
+
+def subject_id(criteria: CriteriaSet, patient: str) -> str:
+    return stable_id("ResearchSubject", criteria.study_system, criteria.study_value, patient)
+
+
+def research_subject(result: ScreeningResult, criteria: CriteriaSet, study_ref: str) -> dict[str, Any]:
+    rid = subject_id(criteria, result.patient)
+    return {
+        "resourceType": "ResearchSubject",
+        "id": rid,
+        "meta": {"profile": [PROFILE_RESEARCH_SUBJECT]},
+        "extension": [_criterion_extension(c) for c in result.criteria],
+        "identifier": [{"system": ID_RESEARCH_SUBJECT, "value": rid}],
+        "status": result.status,
+        "study": {"reference": study_ref, "display": criteria.study_value},
+        "individual": {"reference": result.patient},
+    }
+
+
+def provenance(targets: Sequence[str], sources: Iterable[str], criteria: CriteriaSet, recorded: str,
+               activity: str, run_key: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Provenance",
+        "id": stable_id("Provenance", run_key),
+        "meta": {"profile": [PROFILE_PROVENANCE]},
+        "target": [{"reference": t} for t in targets],
+        "recorded": recorded,
+        "activity": {"text": activity},
+        "agent": [{
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                 "code": "assembler", "display": "Assembler"}]},
+            "who": {"identifier": {"system": SOFTWARE_SYSTEM, "value": f"fhir3t {__version__}"},
+                    "display": f"fhir3t {__version__}"},
+        }],
+        "policy": [f"urn:fhir3t:criteria:{criteria.id}:{criteria.version}:sha256:{criteria.digest}"],
+        "entity": [{"role": "source", "what": {"reference": s}} for s in sources],
+    }
+
+
+def screening_bundle(results: Sequence[ScreeningResult], criteria: CriteriaSet,
+                     recorded: datetime | None = None) -> tuple[dict[str, Any], list[str]]:
+    """A transaction Bundle for a screening run, and notes on results that could not be emitted.
+
+    ResearchStudy: conditional create on its identifier. ResearchSubject: PUT to an id derived from
+    (study, patient), so re-sending updates. Provenance: PUT to an id derived from the run's content
+    (criteria digest, dates, results), so sending the same Bundle twice leaves one Provenance.
+    """
+    tb = TransactionBuilder()
+    study = research_study(criteria)
+    study_url = tb.create_if_none_exist(study, urn(study["id"]),
+                                        f"identifier={criteria.study_system}|{criteria.study_value}")
+    notes: list[str] = []
+    targets: list[str] = []
+    evidence: dict[str, None] = {}
+    run = hashlib.sha256(criteria.digest.encode())
+    for r in results:
+        if not r.patient.startswith("Patient/"):
+            notes.append(f"{r.patient}: the Patient has no id, so no ResearchSubject can point at it; not emitted")
+            continue
+        subject = research_subject(r, criteria, study_url)
+        targets.append(tb.put(subject))
+        for c in r.criteria:
+            for e in c.evidence:
+                if not e.startswith("urn:"):
+                    evidence.setdefault(e, None)
+        run.update(f"{r.patient}|{r.status}|{r.as_of}|{r.d1}".encode())
+        for c in r.criteria:
+            run.update(f"|{c.id}={c.result}:{','.join(c.evidence)}".encode())
+    when = (recorded or datetime.now(timezone.utc)).replace(microsecond=0).isoformat()
+    if targets:
+        prov = provenance(targets, evidence, criteria, when,
+                          f"screening for {criteria.study_value} against {criteria.id} {criteria.version}",
+                          run.hexdigest())
+        tb.put(prov)
+    return tb.build(), notes
