@@ -168,6 +168,7 @@ class RecordBuilder:
         own = {f"{r['resourceType']}/{r['id']}": r for r, _ in raw.resources if isinstance(r.get("id"), str)}
         outer = raw.resolve
         raw.resolve = lambda ref: own.get(ref) or outer(ref)
+        url_of_loc = {loc: url for url, loc in raw.aliases.items()}  # id-less entries: fullUrl names them
         for resource, where in raw.resources:
             rtype = resource["resourceType"]
             if rtype == "Patient":
@@ -180,7 +181,7 @@ class RecordBuilder:
             if self.keep is not None and not self.keep(rtype, codes):
                 continue
             span, text = self._date(rtype, resource, where)
-            ref = f"{rtype}/{resource['id']}" if isinstance(resource.get("id"), str) else where
+            ref = f"{rtype}/{resource['id']}" if isinstance(resource.get("id"), str) else url_of_loc.get(where, where)
             res = Res(rtype, resource, ref, codes, span, where, text)
             rec.by_type.setdefault(rtype, []).append(res)
             rec.index[ref] = res

@@ -131,12 +131,26 @@ class FileSource:
 
     def __iter__(self) -> Iterator[RawRecord]:
         orphans: dict[str, RawRecord] = {}
+        #: records holding nothing but a Patient wait for the end: their data may be in other
+        #: files (a folder of single resources, or one Bundle per resource type)
+        bare: dict[str, RawRecord] = {}
         for path in self.json_files:
-            yield from self._bundle_file(path, orphans)
+            for raw in self._bundle_file(path, orphans):
+                if len(raw.resources) == 1 and raw.key not in bare:
+                    bare[raw.key] = raw
+                else:
+                    yield self._mark(raw)
             if self.on_file:
                 self.on_file(path)
         if self.ndjson_files:
             yield from self._ndjson(self.ndjson_files)
+        for key, raw in bare.items():
+            extra = orphans.pop(key, None)
+            if extra is not None:
+                merged_resolve = _chain(raw.resolve, extra.resolve)
+                raw = RawRecord(key, raw.resources + extra.resources, raw.source, merged_resolve,
+                                {**raw.aliases, **extra.aliases})
+            yield self._mark(raw)
         for key, raw in orphans.items():
             if key in self._yielded:
                 self.problems.add(
@@ -173,13 +187,14 @@ class FileSource:
             if key in orphans:
                 orphans[key].resources.extend(raw.resources)
                 orphans[key].aliases.update(raw.aliases)
+                orphans[key].resolve = _chain(orphans[key].resolve, raw.resolve)
             else:
                 orphans[key] = raw
         for raw in complete:
             if raw.key in self._yielded:
                 self.problems.add(where, f"{raw.key} appears again (first in {self._yielded[raw.key]}); "
                                          "screened once more from this file", skipped=False)
-            yield self._mark(raw)
+            yield raw
 
     # ---- Bulk Data NDJSON ------------------------------------------------------------
     def _ndjson_lines(self, path: Path) -> Iterator[tuple[dict, str]]:
@@ -244,6 +259,17 @@ class FileSource:
             if key in self._yielded:
                 self.problems.add(raw.source, f"{key} appears again (first in {self._yielded[key]}); screened once more", skipped=False)
             yield self._mark(raw)
+
+
+def _chain(*resolvers: Callable[[str], dict | None]) -> Callable[[str], dict | None]:
+    def resolve(ref: str) -> dict | None:
+        for r in resolvers:
+            hit = r(ref)
+            if hit is not None:
+                return hit
+        return None
+
+    return resolve
 
 
 def read_bundle(

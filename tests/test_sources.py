@@ -1,0 +1,194 @@
+"""Readers: Bundle types, reference styles, NDJSON (plain and gz), parity, and bad input."""
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SAMPLES
+from factory import CM, cc, cond, obs, patient
+from fhir3t import screen
+from fhir3t.errors import InputError, Problems
+from fhir3t.sources.files import FileSource, SharedIndex, normalize_reference, read_bundle
+
+NDJSON = ROOT / "tests" / "data" / "ndjson"
+SCREENING = SAMPLES / "screening"
+AS_OF = "2026-11-16"
+CMAP = [SAMPLES / "conceptmaps" / "hospital-local.json"]
+
+
+def _summary(results):
+    return {r.patient: (r.status, tuple((c.id, c.result, c.evidence) for c in r.criteria)) for r in results}
+
+
+def test_bundle_and_ndjson_give_identical_results():
+    files = [SCREENING / f for f in ("01-eligible-classic.json", "02-eligible-consent-resource.json", "22-local-codes.json")]
+    from_bundles = _summary(screen(files, as_of=AS_OF, concept_maps=CMAP))
+    from_ndjson = _summary(screen([NDJSON], as_of=AS_OF, concept_maps=CMAP))
+    assert set(from_bundles) == {"Patient/p01", "Patient/p02", "Patient/p22"}
+    assert from_ndjson == from_bundles
+
+
+def test_gzipped_ndjson_reads_the_same(tmp_path):
+    for f in NDJSON.glob("*.ndjson"):
+        with gzip.open(tmp_path / f"{f.name}.gz", "wb") as out:
+            out.write(f.read_bytes())
+    assert _summary(screen([tmp_path], as_of=AS_OF, concept_maps=CMAP)) == _summary(screen([NDJSON], as_of=AS_OF, concept_maps=CMAP))
+
+
+@pytest.mark.parametrize("ref,expected", [
+    ("Patient/p1", "Patient/p1"),
+    ("http://ehr.example.org/fhir/Patient/p1", "Patient/p1"),
+    ("https://ehr.example.org/fhir/Patient/p1/_history/3", "Patient/p1"),
+    ("urn:uuid:1234", "Patient/x"),
+    ("urn:uuid:unknown", None),
+])
+def test_reference_styles(ref, expected):
+    assert normalize_reference(ref, {"urn:uuid:1234": "Patient/x"}) == expected
+
+
+def test_subject_patient_and_individual_all_attach_to_the_patient():
+    p = patient()
+    allergy = {"resourceType": "AllergyIntolerance", "id": "a", "patient": {"reference": "http://x.org/fhir/Patient/p1"},
+               "code": cc("10432", "http://www.nlm.nih.gov/research/umls/rxnorm")}
+    rs = {"resourceType": "ResearchSubject", "id": "rs", "status": "on-study", "study": {"reference": "ResearchStudy/z"},
+          "individual": {"reference": "Patient/p1"}}
+    o = obs("82424-3", "2026-11-01", valueString="++")
+    bundle = {"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"fullUrl": "http://x.org/fhir/Patient/p1", "resource": p, "search": {"mode": "match"}},
+        {"resource": allergy, "search": {"mode": "include"}},
+        {"resource": rs}, {"resource": o},
+        {"resource": {"resourceType": "OperationOutcome", "issue": []}, "search": {"mode": "outcome"}},
+    ]}
+    problems = Problems()
+    complete, loose = read_bundle(bundle, "b.json", problems, SharedIndex())
+    assert [r.key for r in complete] == ["Patient/p1"] and not loose and not problems.items
+    assert {res["resourceType"] for res, _ in complete[0].resources} == {"Patient", "AllergyIntolerance", "ResearchSubject", "Observation"}
+
+
+def test_transaction_bundle_with_urn_uuid_references(tmp_path):
+    p = patient()
+    del p["id"]
+    c = cond("M33.10", CM)
+    c.pop("id")
+    c["subject"] = {"reference": "urn:uuid:aaa"}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:aaa", "resource": p, "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "urn:uuid:bbb", "resource": c, "request": {"method": "POST", "url": "Condition"}},
+    ]}
+    (tmp_path / "t.json").write_text(json.dumps(bundle))
+    [r] = list(screen([tmp_path], as_of=AS_OF))
+    assert r.patient == "urn:uuid:aaa"
+    assert r.by_id("I2-dm").result == "met" and r.by_id("I2-dm").evidence == ("urn:uuid:bbb",)
+
+
+def test_multi_patient_bundle_and_folder_of_single_resources(tmp_path):
+    a, b = patient(pid="a", birth="1990-01-01"), patient(pid="b", birth="2015-01-01")
+    (tmp_path / "two.json").write_text(json.dumps({"resourceType": "Bundle", "type": "collection",
+                                                  "entry": [{"resource": a}, {"resource": b}]}))
+    results = {r.patient: r for r in screen([tmp_path / "two.json"], as_of=AS_OF)}
+    assert results["Patient/a"].by_id("I1-age").result == "met"
+    assert results["Patient/b"].by_id("I1-age").result == "not-met"
+    # single resources, one per file, in a folder
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "patient.json").write_text(json.dumps(patient(pid="c")))
+    (single / "cond.json").write_text(json.dumps(cond("M33.1", "http://hl7.org/fhir/sid/icd-10", pid="c")))
+    problems = Problems()
+    [r] = list(screen([single], as_of=AS_OF, problems=problems))
+    assert r.patient == "Patient/c" and r.by_id("I2-dm").result == "met"
+
+
+def test_patient_and_resources_split_across_type_bundles(tmp_path):
+    """One Bundle of Patients and one of Conditions (a type-split export) still join up."""
+    pts = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient(pid="x1")}, {"resource": patient(pid="x2")}]}
+    conds = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": cond("M33.1", CM, pid="x1")}]}
+    (tmp_path / "a-patients.json").write_text(json.dumps(pts))
+    (tmp_path / "b-conditions.json").write_text(json.dumps(conds))
+    problems = Problems()
+    results = {r.patient: r for r in screen([tmp_path], as_of=AS_OF, problems=problems)}
+    assert results["Patient/x1"].by_id("I2-dm").result == "met"
+    assert results["Patient/x2"].by_id("I2-dm").result == "not-met"
+    assert not problems.items
+
+
+def test_missing_path_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        list(screen([tmp_path / "nope"], as_of=AS_OF))
+
+
+BAD_INPUTS = {
+    "malformed.json": (b'{"resourceType": "Bundle", "entry": [', "not valid JSON"),
+    "not-fhir.json": (b'{"hello": "world"}', "no resourceType"),
+    "array.json": (b'[1, 2]', "no resourceType"),
+    "no-type-entry.json": (json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"id": "x"}}, {"resource": patient(pid="ok1")}]}).encode(), "entry[0]: resource without resourceType"),
+    "no-patient-ref.json": (json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": patient(pid="ok2")}, {"resource": {"resourceType": "Observation", "id": "o", "status": "final",
+                                                        "code": cc("82424-3", "http://loinc.org")}}]}).encode(),
+                            "entry[1]: Observation has no patient reference"),
+    "bad-date.json": (json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": patient(pid="ok3")}, {"resource": obs("82424-3", "2026-13-45", pid="ok3", valueString="++")}]}).encode(),
+                      "entry[1]: unparseable date '2026-13-45'"),
+    "unknown-system.json": (json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": patient(pid="ok4")}, {"resource": obs("X1", "2026-11-01", system="http://lab.local/codes", pid="ok4")}]}).encode(),
+                            "code system http://lab.local/codes is unknown"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_is_reported_with_its_location_and_the_rest_still_screened(tmp_path, name):
+    content, message = BAD_INPUTS[name]
+    (tmp_path / name).write_bytes(content)
+    shutil.copy(SCREENING / "01-eligible-classic.json", tmp_path / "good.json")
+    problems = Problems()
+    results = list(screen([tmp_path], as_of=AS_OF, problems=problems))
+    assert "Patient/p01" in {r.patient for r in results}
+    assert problems.any_skipped
+    assert any(name in p.where and message in str(p) for p in problems), [str(p) for p in problems]
+
+
+def test_bad_ndjson_line_names_the_line(tmp_path):
+    lines = [json.dumps(patient(pid="n1")), "{not json", json.dumps({"resourceType": "Observation", "id": "o"}),
+             json.dumps({"no": "type"})]
+    (tmp_path / "Mixed.ndjson").write_text("\n".join(lines) + "\n")
+    problems = Problems()
+    [r] = list(screen([tmp_path], as_of=AS_OF, problems=problems))
+    assert r.patient == "Patient/n1"
+    where = {p.where for p in problems}
+    assert any(w.endswith("Mixed.ndjson:2") for w in where)
+    assert any(w.endswith("Mixed.ndjson:3") for w in where)
+    assert any(w.endswith("Mixed.ndjson:4") for w in where)
+
+
+def test_truncated_gzip_is_reported_not_raised(tmp_path):
+    data = gzip.compress((json.dumps(patient(pid="g1")) + "\n").encode() * 50)
+    (tmp_path / "Patient.ndjson.gz").write_bytes(data[: len(data) // 2])
+    problems = Problems()
+    list(screen([tmp_path], as_of=AS_OF, problems=problems))
+    assert any("cannot read file" in p.message for p in problems)
+
+
+def test_irrelevant_resources_are_not_kept(engine):
+    """Keep only what criteria read: a blood-pressure Observation never reaches the record."""
+    bp = obs("85354-9", "2026-11-01", valueString="120/80")
+    mda5 = obs("82424-3", "2026-11-01", valueString="++")
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient()}, {"resource": bp}, {"resource": mda5}]}
+    [raw], _ = read_bundle(bundle, "b", Problems(), SharedIndex())
+    record = engine.builder().build(raw)
+    assert [r.ref for r in record.of("Observation")] == [f"Observation/{mda5['id']}"]
+
+
+def test_records_stream_one_file_at_a_time(tmp_path):
+    """Bundle-per-patient input is yielded per file, before later files are read."""
+    for i in range(3):
+        (tmp_path / f"{i}.json").write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": patient(pid=f"s{i}")}, {"resource": cond("M33.1", CM, pid=f"s{i}")}]}))
+    seen: list[Path] = []
+    source = FileSource([tmp_path], Problems(), on_file=seen.append)
+    it = iter(source)
+    first = next(it)
+    assert first.key == "Patient/s0" and len(seen) == 0  # nothing after file 0 was read yet
