@@ -18,8 +18,8 @@ def day(value: str) -> date:
     """argparse type for YYYY-MM-DD."""
     try:
         return parse_day(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
 
 
 @contextmanager
