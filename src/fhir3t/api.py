@@ -15,7 +15,7 @@ from fhir3t.criteria import CriteriaSet, Screener, load_criteria
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.dates import parse_day, today_utc
 from fhir3t.errors import Problems, UsageError
-from fhir3t.record import CODE_FIELD, MED_TYPES, RawRecord, RecordBuilder, medication_concept
+from fhir3t.record import MED_TYPES, RawRecord, RecordBuilder, main_concept, report_unknown_systems
 from fhir3t.sources.files import FileSource, SharedIndex
 from fhir3t.terminology import Terminology
 
@@ -46,21 +46,39 @@ class Engine:
         return cls(tx, criteria, Screener(criteria, tx), problems or Problems())
 
     def builder(self) -> RecordBuilder:
-        return RecordBuilder(self.tx, self.problems, self.screener.keep)
+        return RecordBuilder(self.tx, self.problems, self.screener.keep, self.screener.types)
 
-    def wants(self, shared: SharedIndex) -> Callable[[dict], bool]:
-        """Pre-filter for NDJSON grouping: keep only resources some criterion reads."""
-        tx, keep = self.tx, self.screener.keep
+    def wants(self, shared: SharedIndex) -> Callable[[dict, str], bool]:
+        """Pre-filter applied while reading: keep only resources some criterion reads."""
+        tx, keep, problems = self.tx, self.screener.keep, self.problems
         types = self.screener.types
+        known = tx.systems.known
 
-        def wants(res: dict) -> bool:
+        seen: dict[tuple[str, object, object], bool] = {}  # (type, system, code) as written -> kept?
+
+        def wants(res: dict, where: str) -> bool:
             rtype = res["resourceType"]
             if rtype not in types:
                 return False
-            if rtype in MED_TYPES:
-                return keep(rtype, tx.codes(medication_concept(res, shared.get))) or "medicationReference" in res
-            f = CODE_FIELD.get(rtype)
-            return keep(rtype, tx.codes(res.get(f)) if f else ())
+            if rtype in MED_TYPES and "medicationReference" in res:
+                return True  # resolved (contained / referenced Medication) when the record is built
+            concept = main_concept(rtype, res, shared.get)
+            codings = concept.get("coding") if isinstance(concept, dict) else None
+            if isinstance(codings, list) and len(codings) == 1 and isinstance(codings[0], dict):
+                key = (rtype, codings[0].get("system"), codings[0].get("code"))
+                hit = seen.get(key)
+                if hit is not None:
+                    return hit
+                hit = seen[key] = keep(rtype, tx.codes(concept))
+                if hit or any(known(s) for s, _ in tx.codes(concept)):
+                    return hit
+            codes = tx.codes(concept) if concept is not None else ()
+            if keep(rtype, codes):
+                return True
+            if concept is not None and not any(known(s) for s, _ in codes):
+                rid = res.get("id")
+                report_unknown_systems(tx, problems, concept, f"{where} ({rtype}/{rid})" if isinstance(rid, str) else where)
+            return False
 
         return wants
 

@@ -129,6 +129,7 @@ class PatientRecord:
     by_type: dict[str, list[Res]] = field(default_factory=dict)
     index: dict[str, Res] = field(default_factory=dict)
     source: str = ""
+    _code_index: dict[str, dict[Code, list[Res]]] = field(default_factory=dict, repr=False)
 
     def of(self, *types: str) -> list[Res]:
         if len(types) == 1:
@@ -140,6 +141,17 @@ class PatientRecord:
 
     def resolve(self, reference: str | None) -> Res | None:
         return self.index.get(reference) if reference else None
+
+    def code_index(self, rtype: str) -> dict[Code, list[Res]]:
+        """Resources of a type by each of their codes (built on first use)."""
+        idx = self._code_index.get(rtype)
+        if idx is None:
+            idx = {}
+            for r in self.by_type.get(rtype, ()):
+                for c in r.codes:
+                    idx.setdefault(c, []).append(r)
+            self._code_index[rtype] = idx
+        return idx
 
 
 @dataclass
@@ -158,24 +170,31 @@ Keep = Callable[[str, tuple[Code, ...]], bool]
 
 
 class RecordBuilder:
-    def __init__(self, tx: Terminology, problems: Problems, keep: Keep | None = None) -> None:
+    """Turns a RawRecord into a PatientRecord, keeping only what `keep` wants.
+
+    `types`, when given, is the set of resource types `keep` can ever accept: others are
+    dropped before their codes are even looked at (most of a real record).
+    """
+
+    def __init__(self, tx: Terminology, problems: Problems, keep: Keep | None = None,
+                 types: frozenset[str] | None = None) -> None:
         self.tx = tx
         self.problems = problems
         self.keep = keep
+        self.types = types
 
     def build(self, raw: RawRecord) -> PatientRecord:
         rec = PatientRecord(raw.key, None, source=raw.source)
-        own = {f"{r['resourceType']}/{r['id']}": r for r, _ in raw.resources if isinstance(r.get("id"), str)}
-        outer = raw.resolve
-        raw.resolve = lambda ref: own.get(ref) or outer(ref)
+        raw.resolve = _with_own(raw)
         url_of_loc = {loc: url for url, loc in raw.aliases.items()}  # id-less entries: fullUrl names them
+        types = self.types
         for resource, where in raw.resources:
             rtype = resource["resourceType"]
             if rtype == "Patient":
                 if rec.patient is None:
                     rec.patient = resource
                 continue
-            if never_counts(rtype, resource):
+            if types is not None and rtype not in types or never_counts(rtype, resource):
                 continue
             codes = self._codes(rtype, resource, raw, where)
             if self.keep is not None and not self.keep(rtype, codes):
@@ -205,12 +224,7 @@ class RecordBuilder:
             return ()
         codes = self.tx.codes(concept)
         if not codes or all(not self.tx.systems.known(s) for s, _ in codes):
-            for system in self.tx.unknown_systems(concept):
-                self.problems.once(
-                    f"system:{system}", where,
-                    f"code system {system} is unknown to fhir3t: its codes cannot match any "
-                    "criterion (supply a --concept-map that translates it)",
-                )
+            report_unknown_systems(self.tx, self.problems, concept, where)
         return codes
 
     def _suspect_codes(self, resource: dict, raw: RawRecord) -> tuple[Code, ...]:
@@ -246,6 +260,41 @@ class RecordBuilder:
         except ValueError:
             self.problems.add(where, f"unparseable date {text!r} in {rtype}: treated as undated")
             return None, text
+
+
+def report_unknown_systems(tx: Terminology, problems: Problems, concept: object, where: str) -> None:
+    """Say once per code system that its codes cannot match (a ConceptMap would fix it)."""
+    for system in tx.unknown_systems(concept):
+        problems.once(
+            f"system:{system}", where,
+            f"code system {system} is unknown to fhir3t: its codes cannot match any "
+            "criterion (supply a --concept-map that translates it)",
+        )
+
+
+def main_concept(rtype: str, resource: dict, resolve: Callable[[str], dict | None]) -> object:
+    """The CodeableConcept that names what a resource is about (its code, drug or vaccine)."""
+    if rtype in MED_TYPES:
+        return medication_concept(resource, resolve)
+    f = CODE_FIELD.get(rtype)
+    return resource.get(f) if f else None
+
+
+def _with_own(raw: RawRecord) -> Callable[[str], dict | None]:
+    """Resolve references against the record's own resources too (built only if needed)."""
+    outer = raw.resolve
+    own: dict[str, dict] | None = None
+
+    def resolve(ref: str) -> dict | None:
+        nonlocal own
+        hit = outer(ref)
+        if hit is not None:
+            return hit
+        if own is None:
+            own = {f"{r['resourceType']}/{r['id']}": r for r, _ in raw.resources if isinstance(r.get("id"), str)}
+        return own.get(ref)
+
+    return resolve
 
 
 def medication_concept(resource: dict, resolve: Callable[[str], dict | None]) -> dict | None:

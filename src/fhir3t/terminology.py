@@ -90,6 +90,7 @@ class ValueSet:
     exclude_filters: list[tuple[str, str, str, re.Pattern[str] | None]] = field(default_factory=list)
     properties: dict[Code, dict[str, object]] = field(default_factory=dict)
     _cache: dict[Code, bool] = field(default_factory=dict, repr=False)
+    _exact: tuple[Code, ...] | None = field(default=None, repr=False)
 
     def __contains__(self, code: Code) -> bool:
         hit = self._cache.get(code)
@@ -136,6 +137,14 @@ class ValueSet:
             if system is None or c[0] == system:
                 return c
         return None
+
+    def exact_only(self) -> tuple[Code, ...] | None:
+        """All member codes when the set is a plain list (no filters, no exclusions), else None."""
+        if self.include_filters or self.exclude_codes or self.exclude_filters:
+            return None
+        if self._exact is None:
+            self._exact = tuple(self.exact_codes())
+        return self._exact
 
     def has_filters(self) -> bool:
         return bool(self.include_filters)

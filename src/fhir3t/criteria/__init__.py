@@ -29,6 +29,7 @@ class Screener:
         self._any_code = frozenset(t for t, vss in needs.items() if any(v is None for v in vss))
         self._by_vs = {t: tuple(v for v in vss if v is not None) for t, vss in needs.items()}
         self.types = frozenset(needs)
+        self._keep_cache: dict[tuple[str, Code], bool] = {}
 
     def learn_studies(self, studies: Iterable[dict]) -> None:
         """Teach the screener which ResearchStudy resources in the input are this study."""
@@ -40,8 +41,15 @@ class Screener:
             return False
         if rtype in self._any_code:
             return True
-        vss = self._by_vs[rtype]
-        return any(code in vs for code in codes for vs in vss)
+        cache = self._keep_cache
+        for code in codes:
+            key = (rtype, code)
+            hit = cache.get(key)
+            if hit is None:
+                hit = cache[key] = any(code in vs for vs in self._by_vs[rtype])
+            if hit:
+                return True
+        return False
 
     def screen(self, record: PatientRecord, as_of: date, d1: date | None = None) -> ScreeningResult:
         d1 = d1 or as_of

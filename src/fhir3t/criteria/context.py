@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import date, timedelta
 from typing import Iterable
 
 from fhir3t.dates import Duration, Window
 from fhir3t.record import PatientRecord, Res
-from fhir3t.terminology import Terminology
+from fhir3t.terminology import Terminology, ValueSet
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,9 @@ class WindowSpec:
     before: Duration
 
     def resolve(self, as_of: date, d1: date, at_least: int = 0) -> Window:
+        return _resolve(self, as_of, d1, at_least)
+
+    def _compute(self, as_of: date, d1: date, at_least: int = 0) -> Window:
         end = as_of if self.anchor == "as_of" else d1
         start = self.before.before(end)
         if at_least and (end - start).days < at_least:
@@ -27,6 +31,12 @@ class WindowSpec:
 
     def describe(self) -> str:
         return f"{self.before} before {'the screening date' if self.anchor == 'as_of' else 'D1'}"
+
+
+@lru_cache(maxsize=4096)
+def _resolve(spec: WindowSpec, as_of: date, d1: date, at_least: int) -> Window:
+    """Windows repeat across every patient of a run: compute each once."""
+    return spec._compute(as_of, d1, at_least)
 
 
 @dataclass
@@ -80,13 +90,32 @@ class Context:
     study: StudyMatcher
     windows: dict[str, WindowSpec]
 
+    _window_cache: dict[tuple[str, int], Window] = field(default_factory=dict)
+
     def window(self, name: str, at_least_days: int = 0) -> Window:
-        return self.windows[name].resolve(self.as_of, self.d1, at_least_days)
+        key = (name, at_least_days)
+        w = self._window_cache.get(key)
+        if w is None:
+            w = self._window_cache[key] = self.windows[name].resolve(self.as_of, self.d1, at_least_days)
+        return w
 
     def visible(self, rtype: str) -> list[Res]:
         """Resources of a type, minus those dated after as_of (they do not exist yet)."""
         as_of = self.as_of
         return [r for r in self.record.of(rtype) if not r.dated_after(as_of)]
+
+    def matching(self, rtype: str, vs: ValueSet) -> list[Res]:
+        """Visible resources of a type whose code is in a value set (indexed by code when it can)."""
+        exact = vs.exact_only()
+        if exact is None:
+            return [r for r in self.visible(rtype) if any(c in vs for c in r.codes)]
+        index = self.record.code_index(rtype)
+        seen: dict[int, Res] = {}
+        for code in exact:
+            for r in index.get(code, ()):
+                seen[id(r)] = r
+        as_of = self.as_of
+        return [r for r in seen.values() if not r.dated_after(as_of)]
 
     def visible_many(self, *types: str) -> list[Res]:
         out: list[Res] = []

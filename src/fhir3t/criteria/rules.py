@@ -238,7 +238,7 @@ class ConditionRule(Rule):
 
     def evaluate(self, ctx: Context) -> Outcome:
         window = ctx.window(self.window) if self.window else None
-        hits = [r for r in ctx.visible("Condition") if any(c in self.vs for c in r.codes)]
+        hits = ctx.matching("Condition", self.vs)
         title = self.label or self.vs.title
         if not hits:
             return Outcome(NOT_MET, (), f"no {title} record found")
@@ -349,13 +349,12 @@ class ObservationRule(Rule):
         types = ("Observation", "DiagnosticReport") if self.include_reports else ("Observation",)
         out = [
             _Candidate(r.span, r.date_text or "", (r.ref,), (lambda r=r: self._judge(r, ctx)))
-            for r in ctx.visible_many(*types) if any(c in self.vs for c in r.codes)
+            for t in types for r in ctx.matching(t, self.vs)
         ]
         if self.ratio:
             num_vs, den_vs, scale = self.ratio
-            obs = ctx.visible("Observation")
-            nums = [r for r in obs if r.span and r.span.exact and any(c in num_vs for c in r.codes)]
-            dens = [r for r in obs if r.span and r.span.exact and any(c in den_vs for c in r.codes)]
+            nums = [r for r in ctx.matching("Observation", num_vs) if r.span and r.span.exact]
+            dens = [r for r in ctx.matching("Observation", den_vs) if r.span and r.span.exact]
             for n in nums:
                 for d in dens:
                     if d.span == n.span:

@@ -29,7 +29,8 @@ PATIENT_SCOPED = frozenset({
 JSON_SUFFIXES = (".json", ".json.gz")
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 
-Wants = Callable[[dict], bool]
+#: wants(resource, where) -> keep it? `where` (the file or file:line) names it in a problem.
+Wants = Callable[[dict, str], bool]
 
 
 def _has_suffix(path: Path, suffixes: tuple[str, ...]) -> bool:
@@ -68,6 +69,8 @@ def normalize_reference(ref: str, aliases: dict[str, str]) -> str | None:
     hit = aliases.get(ref)
     if hit:
         return hit
+    if ref.startswith("Patient/") and ref.count("/") == 1:
+        return ref
     if ref.startswith("urn:"):
         return None
     parts = ref.split("?")[0].rstrip("/").split("/")
@@ -182,7 +185,7 @@ class FileSource:
         data = self._load(path, where)
         if data is None:
             return
-        complete, loose = read_bundle(data, where, self.problems, self.shared)
+        complete, loose = read_bundle(data, where, self.problems, self.shared, self.wants)
         for key, raw in loose.items():
             if key in orphans:
                 orphans[key].resources.extend(raw.resources)
@@ -243,7 +246,7 @@ class FileSource:
                     if key is None or not key.startswith("Patient/"):
                         self.problems.add(loc, f"{rtype} has no usable patient reference; skipped")
                         continue
-                    if self.wants is not None and not self.wants(res):
+                    if self.wants is not None and not self.wants(res, loc):
                         continue
                 else:
                     continue
@@ -261,6 +264,17 @@ class FileSource:
             yield self._mark(raw)
 
 
+def _entry_problem(entry: object, loc: str, problems: Problems) -> None:
+    """Say what is wrong with an entry the fast path could not read."""
+    if not isinstance(entry, dict):
+        problems.add(loc, "Bundle entry is not an object; skipped")
+    elif not isinstance(entry.get("resource"), dict):
+        if (entry.get("request") or {}).get("method") != "DELETE":
+            problems.add(loc, "Bundle entry has no resource; skipped")
+    else:
+        problems.add(loc, "resource without resourceType; skipped")
+
+
 def _chain(*resolvers: Callable[[str], dict | None]) -> Callable[[str], dict | None]:
     def resolve(ref: str) -> dict | None:
         for r in resolvers:
@@ -273,13 +287,14 @@ def _chain(*resolvers: Callable[[str], dict | None]) -> Callable[[str], dict | N
 
 
 def read_bundle(
-    data: object, where: str, problems: Problems, shared: SharedIndex
+    data: object, where: str, problems: Problems, shared: SharedIndex, wants: Wants | None = None
 ) -> tuple[list[RawRecord], dict[str, RawRecord]]:
     """Group one Bundle's (or single resource's) entries by patient.
 
     Returns the records of patients whose Patient resource is in the Bundle, and the
     'loose' resources of patients it only refers to. Shared resources (Medication,
-    ResearchStudy) go into `shared`. Problems are reported with the entry index.
+    ResearchStudy) go into `shared`. Problems are reported with the entry index. `wants`
+    drops resources no caller reads before they are grouped (most of a real record).
     """
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         problems.add(where, "not a FHIR resource (no resourceType); file skipped")
@@ -289,55 +304,67 @@ def read_bundle(
         if not isinstance(entries, list):
             problems.add(where, "Bundle.entry is not a list; file skipped")
             return [], {}
-        items = [(e, f"{where}#entry[{i}]") for i, e in enumerate(entries)]
+        single = False
     else:
-        items = [({"resource": data}, where)]
+        entries = [{"resource": data}]
+        single = True
+
+    def loc_of(i: int) -> str:
+        return where if single else f"{where}#entry[{i}]"
 
     resources: list[tuple[dict, str, str | None]] = []
-    local: dict[str, dict] = {}
     aliases: dict[str, str] = {}  # fullUrl / absolute URL -> patient key
     patient_keys: list[str] = []
-    for entry, loc in items:
-        if not isinstance(entry, dict):
-            problems.add(loc, "Bundle entry is not an object; skipped")
+    scoped = PATIENT_SCOPED
+    for i, entry in enumerate(entries):
+        try:
+            res = entry["resource"]
+            rtype = res["resourceType"]
+            ok = type(rtype) is str and rtype != ""
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            _entry_problem(entry, loc_of(i), problems)
             continue
-        if (entry.get("search") or {}).get("mode") == "outcome":
+        if rtype in scoped:
+            if "search" in entry and (entry["search"] or {}).get("mode") == "outcome":
+                continue
+            if wants is None or wants(res, where):
+                full_url = entry.get("fullUrl")
+                resources.append((res, loc_of(i), full_url if type(full_url) is str else None))
             continue
-        res = entry.get("resource")
-        if not isinstance(res, dict):
-            if (entry.get("request") or {}).get("method") != "DELETE":
-                problems.add(loc, "Bundle entry has no resource; skipped")
-            continue
-        rtype = res.get("resourceType")
-        if not isinstance(rtype, str) or not rtype:
-            problems.add(loc, "resource without resourceType; skipped")
-            continue
-        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-        if isinstance(res.get("id"), str):
-            local[f"{rtype}/{res['id']}"] = res
-        if full_url:
-            local[full_url] = res
+        full_url = entry.get("fullUrl")
+        if type(full_url) is not str:
+            full_url = None
         if rtype == "Patient":
-            key = f"Patient/{res['id']}" if isinstance(res.get("id"), str) else full_url
+            rid = res.get("id")
+            key = f"Patient/{rid}" if isinstance(rid, str) else full_url
             if key is None:
-                problems.add(loc, "Patient without id or fullUrl; skipped")
+                problems.add(loc_of(i), "Patient without id or fullUrl; skipped")
                 continue
             if full_url:
                 aliases[full_url] = key
             if key not in patient_keys:
                 patient_keys.append(key)
-            resources.append((res, loc, key))
-            continue
-        if rtype in SHARED_TYPES:
+            resources.append((res, loc_of(i), key))
+        elif rtype in SHARED_TYPES:
             shared.add(res, full_url)
-            continue
-        if rtype == "Bundle":
-            problems.add(loc, "nested Bundle is not read; skipped")
-            continue
-        if rtype in PATIENT_SCOPED:
-            resources.append((res, loc, full_url))
+        elif rtype == "Bundle":
+            problems.add(loc_of(i), "nested Bundle is not read; skipped")
+
+    local: dict[str, dict] | None = None
 
     def resolve(ref: str) -> dict | None:
+        nonlocal local
+        if local is None:  # built on first use: most records never resolve anything
+            local = {}
+            for e in entries:
+                r = e.get("resource") if isinstance(e, dict) else None
+                if isinstance(r, dict) and isinstance(r.get("resourceType"), str):
+                    if isinstance(r.get("id"), str):
+                        local[f"{r['resourceType']}/{r['id']}"] = r
+                    if isinstance(e.get("fullUrl"), str):
+                        local[e["fullUrl"]] = r
         return local.get(ref) or shared.get(ref)
 
     groups = {key: RawRecord(key, [], where, resolve, {}) for key in patient_keys}

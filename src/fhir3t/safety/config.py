@@ -1,0 +1,98 @@
+"""Load the safety data in profiles/safety/ (grading tables, ranges, units, causality, study rules)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from fhir3t.errors import ConfigError
+from fhir3t.profiles import profiles_dir
+from fhir3t.safety.clinical import Drug
+from fhir3t.safety.grading import Bound, DefaultRanges, LabTest
+from fhir3t.safety.units import Units
+from fhir3t.terminology import Code, Terminology
+
+FILES = ("ctcae-v5-labs.json", "reference-ranges.json", "unit-conversions.json", "lab-causality.json", "study.json")
+LOINC = "http://loinc.org"
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    study_system: str
+    study_value: str
+    statuses: frozenset[str]
+    follow_up_days: int
+    inpatient_classes: frozenset[str]
+    drugs: tuple[Drug, ...]
+    death_code: dict[str, str]
+    resolved_statuses: frozenset[str]
+    tests: tuple[LabTest, ...]
+    by_code: dict[Code, LabTest]
+    defaults: DefaultRanges
+    units: Units
+    lab_causality: dict[str, tuple[str, ...]]
+    digest: str  # sha256 over the data files: names the exact rules findings came from
+
+    def test_for(self, codes: tuple[Code, ...]) -> LabTest | None:
+        for c in codes:
+            t = self.by_code.get(c)
+            if t is not None:
+                return t
+        return None
+
+
+def _read(folder: Path, name: str) -> tuple[dict, bytes]:
+    path = folder / name
+    try:
+        raw = path.read_bytes()
+        return json.loads(raw), raw
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+
+
+def load_config(tx: Terminology, folder: Path | None = None) -> SafetyConfig:
+    folder = folder or profiles_dir() / "safety"
+    data: dict[str, dict] = {}
+    digest = hashlib.sha256()
+    for name in FILES:
+        data[name], raw = _read(folder, name)
+        digest.update(name.encode() + raw)
+    try:
+        tests = tuple(
+            LabTest(t["id"], t["term"], tuple(t["loinc"]), t["direction"], t["unit_kind"],
+                    tuple(Bound.from_data(b) for b in t["bounds"]))
+            for t in data["ctcae-v5-labs.json"]["tests"]
+        )
+        units = Units.from_data(data["unit-conversions.json"])
+        defaults = DefaultRanges.from_data(data["reference-ranges.json"])
+        study = data["study.json"]
+        drugs = []
+        for d in study["drugs"]:
+            known = tx.valuesets.get(d["known_reactions"])
+            drugs.append(Drug(d["id"], tx.valueset(d["valueset"]), known, d["code"]))
+        causality = {k: tuple(v) for k, v in data["lab-causality.json"]["labs"].items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{folder}: safety data does not load: {exc!r}") from None
+    by_code: dict[Code, LabTest] = {}
+    drug_ids = {d.id for d in drugs}
+    for t in tests:
+        if t.direction not in ("increase", "decrease") or t.unit_kind not in units.kinds:
+            raise ConfigError(f"{folder}/ctcae-v5-labs.json: test {t.id!r} has a bad direction or unit_kind")
+        if t.bounds[0].ref != ("uln" if t.direction == "increase" else "lln"):
+            raise ConfigError(f"{folder}/ctcae-v5-labs.json: test {t.id!r}: grade 1 must start at the "
+                              f"{'ULN' if t.direction == 'increase' else 'LLN'}")
+        if t.id not in defaults.by_test:
+            raise ConfigError(f"{folder}/reference-ranges.json: no default range for {t.id!r}")
+        if not set(causality.get(t.id, ())) <= drug_ids:
+            raise ConfigError(f"{folder}/lab-causality.json: {t.id!r} names an unknown drug")
+        for code in t.loinc:
+            by_code[(LOINC, code)] = t
+    return SafetyConfig(
+        study["study"]["system"], study["study"]["value"], frozenset(study["subject_statuses"]),
+        int(study["follow_up_days_after_end"]), frozenset(study["inpatient_encounter_classes"]), tuple(drugs),
+        dict(study["death"]), frozenset(study["condition_resolved_statuses"]), tests, by_code, defaults, units,
+        causality, digest.hexdigest(),
+    )

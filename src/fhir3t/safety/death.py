@@ -1,0 +1,44 @@
+"""Death (spec §3): Patient.deceased[x] after D1 is a fatal AE and the survival endpoint's event."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from fhir3t.errors import Problems
+from fhir3t.record import span_of
+
+
+@dataclass(frozen=True)
+class Death:
+    day: date
+    date_known: bool  # False for deceasedBoolean true: the day is the last known alive
+
+
+def death_of(patient: dict | None, key: str, d1: date, as_of: date, last_alive: date | None,
+             problems: Problems, where: str) -> Death | None:
+    """The patient's death on or before as_of and after D1, if recorded; odd records are reported."""
+    if not patient:
+        return None
+    if "deceasedDateTime" in patient:
+        span = span_of(patient["deceasedDateTime"])
+        if span is None:
+            problems.add(where, f"{key}: unparseable deceasedDateTime {patient['deceasedDateTime']!r}; "
+                                "death not counted")
+            return None
+        day = span.lo
+        if day > as_of:
+            return None
+        if day <= d1:
+            problems.add(where, f"{key}: deceasedDateTime {day.isoformat()} is not after D1 {d1.isoformat()}; "
+                                "not an AE (check the dates)")
+            return None
+        if not span.exact:
+            problems.add(where, f"{key}: deceasedDateTime {patient['deceasedDateTime']!r} is partial; "
+                                f"its first day {day.isoformat()} is used", skipped=False)
+        return Death(day, True)
+    if patient.get("deceasedBoolean") is True:
+        day = last_alive if last_alive and last_alive > d1 else d1
+        problems.add(where, f"{key}: deceasedBoolean true without a date; death dated at the last day known "
+                            f"alive {day.isoformat()}", skipped=False)
+        return Death(day, False)
+    return None

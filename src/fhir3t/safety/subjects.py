@@ -1,0 +1,131 @@
+"""Who is on study and from when (spec §1): D1 from ResearchSubject.period.start, or given by the user.
+
+Also the subject's AE window (after D1, up to as_of, and before period.end + N days once off study)
+and the last day the patient is known alive (the latest dated resource, capped at as_of).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Iterable
+
+from fhir3t.criteria.context import StudyMatcher
+from fhir3t.dates import parse_day
+from fhir3t.errors import InputError, Problems, UsageError
+from fhir3t.record import DATE_FIELDS, PatientRecord, _first_date, never_counts, span_of
+
+
+@dataclass(frozen=True)
+class Subject:
+    patient: str
+    d1: date
+    end: date | None  # ResearchSubject.period.end: the subject came off study
+    status: str  # the ResearchSubject status, or "given" for a user-supplied D1
+    source: str  # "ResearchSubject/<id>" or "--d1"
+    sex: str = "unknown"
+
+    def window_end(self, as_of: date, follow_up_days: int) -> date:
+        """Last day whose data can be an AE: as_of, or the day before period.end + follow_up_days."""
+        if self.end is None:
+            return as_of
+        return min(as_of, self.end + timedelta(days=follow_up_days - 1))
+
+    def in_window(self, day: date, as_of: date, follow_up_days: int) -> bool:
+        """Strictly after D1 (a lab on D1 is baseline, not an AE) and on or before the window's end."""
+        return self.d1 < day <= self.window_end(as_of, follow_up_days)
+
+
+def patient_key(text: str) -> str:
+    text = text.strip()
+    return text if text.startswith(("Patient/", "urn:")) else f"Patient/{text}"
+
+
+def parse_d1_options(values: Iterable[str]) -> dict[str, date]:
+    """`--d1 PATIENT=DATE` (repeatable) → {"Patient/<id>": day}."""
+    out: dict[str, date] = {}
+    for v in values:
+        pid, sep, day = v.partition("=")
+        if not sep or not pid.strip():
+            raise UsageError(f"--d1 {v!r}: expected PATIENT=YYYY-MM-DD")
+        try:
+            out[patient_key(pid)] = parse_day(day.strip())
+        except ValueError as exc:
+            raise UsageError(f"--d1 {v!r}: {exc}") from None
+    return out
+
+
+def read_d1_csv(path: str | Path) -> dict[str, date]:
+    """A CSV with columns `patient,d1` (header required) → {"Patient/<id>": day}."""
+    p = Path(path)
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror})") from None
+    out: dict[str, date] = {}
+    for i, row in enumerate(rows, 2):
+        pid, day = (row.get("patient") or "").strip(), (row.get("d1") or "").strip()
+        if not pid or not day:
+            raise InputError(f"{p}:{i}: needs columns 'patient' and 'd1'")
+        try:
+            out[patient_key(pid)] = parse_day(day)
+        except ValueError as exc:
+            raise InputError(f"{p}:{i}: {exc}") from None
+    return out
+
+
+def find_subject(record: PatientRecord, matcher: StudyMatcher, statuses: frozenset[str], given: date | None,
+                 sex: str, problems: Problems) -> Subject | None:
+    """The patient's enrolment in this study, or None (not enrolled, or enrolled without a usable D1)."""
+    found: list[tuple[date | None, date | None, str, str, str]] = []  # (start, end, status, ref, where)
+    for res in record.of("ResearchSubject"):
+        raw = res.raw
+        ours = matcher.match(raw.get("study"))
+        if ours is False:
+            continue
+        status = raw.get("status")
+        if status not in statuses:
+            continue
+        if ours is None:
+            problems.add(res.where, f"{res.ref}: cannot tell which study it belongs to (study reference "
+                                    "names no NCT06438679 identifier or known ResearchStudy); ignored")
+            continue
+        period = raw.get("period") if isinstance(raw.get("period"), dict) else {}
+        start, end = span_of(period.get("start")), span_of(period.get("end"))
+        if period.get("start") is not None and (start is None or not start.exact):
+            problems.add(res.where, f"{res.ref}: period.start {period.get('start')!r} is not a full day; no D1 from it")
+            start = None
+        found.append((start.lo if start else None, end.hi if end else None, status, res.ref, res.where))
+    if given is not None:
+        end = next((e for s, e, *_ in sorted(found, key=lambda f: (f[0] is None, f[0])) if e), None)
+        return Subject(record.key, given, end, "given", "--d1", sex)
+    usable = sorted((f for f in found if f[0] is not None), key=lambda f: f[0])  # type: ignore[arg-type, return-value]
+    if not usable:
+        for _, _, status, ref, where in found:
+            problems.add(where, f"{ref} (status {status}) has no period.start, so no D1: {record.key} not analysed "
+                                "(give --d1 PATIENT=DATE)")
+        return None
+    start, end, status, ref, where = usable[0]
+    if len(usable) > 1:
+        problems.add(where, f"{record.key} has {len(usable)} ResearchSubjects on this study; D1 from the earliest ({ref})",
+                     skipped=False)
+    return Subject(record.key, start, end, status, ref, sex)  # type: ignore[arg-type]
+
+
+def last_known_alive(resources: Iterable[tuple[dict, str]], as_of: date) -> date | None:
+    """The latest day any counted, dated resource of the patient falls on, capped at as_of."""
+    latest: date | None = None
+    for res, _ in resources:
+        rtype = res.get("resourceType")
+        fields = DATE_FIELDS.get(rtype) if isinstance(rtype, str) else None
+        if not fields or never_counts(rtype, res):  # type: ignore[arg-type]
+            continue
+        span = span_of(_first_date(res, *fields))
+        if span is None:
+            continue
+        day = min(span.lo, as_of)
+        if latest is None or day > latest:
+            latest = day
+    return latest

@@ -1,0 +1,255 @@
+"""Credentials for a FHIR server: a static bearer token, SMART Backend Services, client-secret basic.
+
+SMART Backend Services (client_credentials + private_key_jwt): the token endpoint is discovered
+from `[base]/.well-known/smart-configuration`; each token request carries a fresh client assertion
+signed RS384 or ES384 (the algorithms the SMART spec requires servers to accept). The access token
+is cached until shortly before it expires and fetched again after one 401. Secrets (tokens, keys,
+client secrets) never appear in messages or logs.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+
+from fhir3t.errors import AuthError, ServerError
+
+log = logging.getLogger("fhir3t.auth")
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+DEFAULT_SCOPE = "system/*.read system/ResearchStudy.write system/ResearchSubject.write system/Provenance.write"
+#: Refresh this many seconds before the server says the token expires (clock skew, slow requests).
+EXPIRY_MARGIN = 60
+
+
+class BearerToken:
+    """A token given by the user (flag or FHIR3T_TOKEN); it cannot be refreshed."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.strip()
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def refresh(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:  # never show the token
+        return "BearerToken(***)"
+
+
+class _TokenCache:
+    """Shared logic of the OAuth client_credentials schemes: discovery, caching, refresh."""
+
+    def __init__(self, fhir_base: str, client_id: str, *, scope: str = DEFAULT_SCOPE, token_url: str | None = None,
+                 session: requests.Session | None = None, timeout: float = 30.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.fhir_base = fhir_base.rstrip("/")
+        self.client_id = client_id
+        self.scope = scope
+        self.token_url = token_url
+        self.session = session or requests.Session()
+        self.timeout = timeout
+        self.clock = clock
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+        self.fetches = 0  # how many tokens were requested (tests, benchmarks)
+        self.smart_config: dict[str, Any] = {}
+
+    def discover(self) -> str:
+        if self.token_url:
+            return self.token_url
+        url = f"{self.fhir_base}/.well-known/smart-configuration"
+        try:
+            resp = self.session.get(url, headers={"Accept": "application/json"}, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ServerError(f"cannot reach {url}: {type(exc).__name__}") from None
+        if resp.status_code != 200:
+            raise AuthError(f"SMART discovery failed: GET {url} answered {resp.status_code}; "
+                            "give the token endpoint explicitly or check the server URL")
+        try:
+            cfg = resp.json()
+        except ValueError:
+            raise AuthError(f"SMART discovery: {url} is not JSON") from None
+        token_url = cfg.get("token_endpoint") if isinstance(cfg, dict) else None
+        if not isinstance(token_url, str):
+            raise AuthError(f"SMART discovery: {url} has no token_endpoint")
+        self.smart_config = cfg
+        self.token_url = token_url
+        return token_url
+
+    def headers(self) -> dict[str, str]:
+        with self._lock:
+            if self._token is None or self.clock() >= self._expires:
+                self._fetch()
+            return {"Authorization": f"Bearer {self._token}"}
+
+    def refresh(self) -> bool:
+        with self._lock:
+            self._token = None
+            self._fetch()
+        return True
+
+    def _fetch(self) -> None:
+        url = self.discover()
+        data, headers = self._credentials(url)
+        data.update({"grant_type": "client_credentials", "scope": self.scope})
+        try:
+            resp = self.session.post(url, data=data, headers={"Accept": "application/json", **headers},
+                                     timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ServerError(f"cannot reach the token endpoint {url}: {type(exc).__name__}") from None
+        self.fetches += 1
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {}
+        if resp.status_code != 200 or not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
+            err = body.get("error", "") if isinstance(body, dict) else ""
+            desc = body.get("error_description", "") if isinstance(body, dict) else ""
+            raise AuthError(f"token request for client {self.client_id!r} refused: {resp.status_code} {err} {desc}".strip())
+        self._token = body["access_token"]
+        try:
+            lifetime = float(body.get("expires_in", 300))
+        except (TypeError, ValueError):
+            lifetime = 300.0
+        self._expires = self.clock() + max(0.0, lifetime - EXPIRY_MARGIN)
+        log.info("got an access token for client %s (expires in %.0f s)", self.client_id, lifetime)
+
+    def _credentials(self, token_url: str) -> tuple[dict[str, str], dict[str, str]]:
+        raise NotImplementedError
+
+
+class SmartBackendAuth(_TokenCache):
+    """SMART Backend Services: private_key_jwt client assertion, RS384 or ES384."""
+
+    def __init__(self, fhir_base: str, client_id: str, key: str | Path, *, alg: str | None = None,
+                 kid: str | None = None, **kw: Any) -> None:
+        super().__init__(fhir_base, client_id, **kw)
+        self._key, key_alg, key_kid = load_signing_key(key)
+        self.alg = alg or key_alg
+        self.kid = kid or key_kid
+
+    def _credentials(self, token_url: str) -> tuple[dict[str, str], dict[str, str]]:
+        import jwt
+
+        now = int(self.clock())
+        claims = {"iss": self.client_id, "sub": self.client_id, "aud": token_url, "jti": uuid.uuid4().hex,
+                  "iat": now, "exp": now + 240}
+        headers = {"kid": self.kid} if self.kid else {}
+        assertion = jwt.encode(claims, self._key, algorithm=self.alg, headers=headers)
+        return {"client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}, {}
+
+    def __repr__(self) -> str:
+        return f"SmartBackendAuth(client_id={self.client_id!r}, alg={self.alg})"
+
+
+class ClientSecretBasicAuth(_TokenCache):
+    """OAuth client_credentials with a shared secret sent as HTTP Basic (the fallback scheme)."""
+
+    def __init__(self, fhir_base: str, client_id: str, secret: str, **kw: Any) -> None:
+        super().__init__(fhir_base, client_id, **kw)
+        self._secret = secret
+
+    def _credentials(self, token_url: str) -> tuple[dict[str, str], dict[str, str]]:
+        raw = f"{self.client_id}:{self._secret}".encode()
+        return {}, {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+    def __repr__(self) -> str:
+        return f"ClientSecretBasicAuth(client_id={self.client_id!r})"
+
+
+def load_signing_key(source: str | Path) -> tuple[Any, str, str | None]:
+    """(private key, RS384|ES384, kid) from a PEM file or a JWKS / JWK JSON file holding a private key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    import jwt
+
+    path = Path(source)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AuthError(f"cannot read the SMART key file {path}: {exc.strerror}") from None
+    kid: str | None = None
+    text = raw.lstrip()
+    if text.startswith(b"{"):
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise AuthError(f"{path}: not valid JSON (expected a JWKS or a JWK)") from None
+        keys = doc.get("keys", [doc]) if isinstance(doc, dict) else []
+        private = [k for k in keys if isinstance(k, dict) and "d" in k and k.get("kty") in ("RSA", "EC")]
+        pick = next((k for k in private if k.get("alg") in ("RS384", "ES384")), private[0] if private else None)
+        if pick is None:
+            raise AuthError(f"{path}: no RSA or EC private key (a JWK with 'd') found")
+        try:
+            algo = jwt.algorithms.RSAAlgorithm if pick["kty"] == "RSA" else jwt.algorithms.ECAlgorithm
+            key = algo.from_jwk(json.dumps(pick))
+        except Exception as exc:  # malformed JWK members
+            raise AuthError(f"{path}: unusable JWK ({type(exc).__name__})") from None
+        kid = pick.get("kid")
+    else:
+        try:
+            key = serialization.load_pem_private_key(raw, password=_key_password())
+        except (ValueError, TypeError) as exc:
+            raise AuthError(f"{path}: not a readable PEM private key ({exc.__class__.__name__}); "
+                            "set FHIR3T_KEY_PASSWORD for an encrypted key") from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        alg = "RS384"
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        alg = "ES384"
+    else:
+        raise AuthError(f"{path}: SMART Backend Services needs an RSA or EC (P-384) key")
+    return key, alg, kid or jwk_thumbprint(key)
+
+
+def jwk_thumbprint(private_key: Any) -> str:
+    """RFC 7638 thumbprint of the public key: a stable kid when the key file names none."""
+    import jwt
+
+    pub = private_key.public_key()
+    algo = jwt.algorithms.RSAAlgorithm if hasattr(pub, "public_numbers") and hasattr(pub.public_numbers(), "e") \
+        else jwt.algorithms.ECAlgorithm
+    jwk = json.loads(algo.to_jwk(pub))
+    members = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
+    canon = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(hashlib.sha256(canon.encode()).digest()).rstrip(b"=").decode()
+
+
+def _key_password() -> bytes | None:
+    pw = os.environ.get("FHIR3T_KEY_PASSWORD")
+    return pw.encode() if pw else None
+
+
+def make_auth(base_url: str, *, token: str | None = None, client_id: str | None = None,
+              key: str | None = None, client_secret: str | None = None, scope: str | None = None,
+              session: requests.Session | None = None):
+    """Pick the scheme from what was given: token > SMART key > client secret > FHIR3T_TOKEN > none."""
+    kw: dict[str, Any] = {"session": session}
+    if scope:
+        kw["scope"] = scope
+    if token:
+        return BearerToken(token)
+    if client_id and key:
+        return SmartBackendAuth(base_url, client_id, key, **kw)
+    secret = client_secret or os.environ.get("FHIR3T_CLIENT_SECRET")
+    if client_id and secret:
+        return ClientSecretBasicAuth(base_url, client_id, secret, **kw)
+    if client_id:
+        raise AuthError("--smart-client-id needs --smart-key KEY.pem|JWKS (or FHIR3T_CLIENT_SECRET for client-secret basic)")
+    if key:
+        raise AuthError("--smart-key needs --smart-client-id")
+    env = os.environ.get("FHIR3T_TOKEN")
+    if env:
+        return BearerToken(env)
+    return None
