@@ -192,3 +192,20 @@ def test_records_stream_one_file_at_a_time(tmp_path):
     it = iter(source)
     first = next(it)
     assert first.key == "Patient/s0" and len(seen) == 0  # nothing after file 0 was read yet
+
+
+def test_parallel_screening_gives_the_same_results(tmp_path):
+    """--jobs 2: same results, including records that join across files (done in the main process)."""
+    for f in SCREENING.glob("*.json"):
+        shutil.copy(f, tmp_path / f.name)
+    pts = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient(pid="x1")}]}
+    conds = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": cond("M33.1", CM, pid="x1")}]}
+    (tmp_path / "zz-a.json").write_text(json.dumps(pts))
+    (tmp_path / "zz-b.json").write_text(json.dumps(conds))
+    (tmp_path / "zz-bad.json").write_text("{")
+    p1, p2 = Problems(), Problems()
+    one = _summary(screen([tmp_path], as_of=AS_OF, concept_maps=CMAP, problems=p1))
+    two = _summary(screen([tmp_path], as_of=AS_OF, concept_maps=CMAP, problems=p2, jobs=2))
+    assert one == two and len(one) == 26
+    assert one["Patient/x1"][1][1][1] == "met"  # I2 from the other file
+    assert sorted(map(str, p1)) == sorted(map(str, p2)) and any("zz-bad.json" in str(p) for p in p2)

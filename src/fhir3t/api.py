@@ -80,6 +80,7 @@ class Engine:
                 report_unknown_systems(tx, problems, concept, f"{where} ({rtype}/{rid})" if isinstance(rid, str) else where)
             return False
 
+        wants.types = types  # type: ignore[attr-defined]  # lets readers skip unread types cheaply
         return wants
 
     def screen_raw(self, raws: Iterable[RawRecord], as_of: date, d1: date | None,
@@ -102,16 +103,25 @@ def screen(
     problems: Problems | None = None,
     engine: Engine | None = None,
     on_file: Callable[[Path], None] | None = None,
+    jobs: int = 1,
+    criteria_file: str | Path | None = None,
 ) -> Iterator[ScreeningResult]:
     """Screen every patient found in Bundle / NDJSON files; yields one ScreeningResult each.
 
     Input problems (bad JSON, entries without a patient, ...) are collected in `problems`
     (pass your own Problems() to read them) instead of raising, so one bad file does not
-    stop a run.
+    stop a run. `jobs` > 1 screens Bundle files on that many processes (same results).
     """
     as_of_day = _day(as_of, "as_of") or today_utc()
     d1_day = _day(d1, "d1") or as_of_day
-    eng = engine or Engine.load(concept_maps, problems=problems)
+    if jobs > 1:
+        from fhir3t.parallel import screen_parallel
+
+        yield from screen_parallel(list(paths), as_of_day, d1_day, jobs=jobs, concept_maps=list(concept_maps),
+                                   criteria_file=criteria_file, problems=problems if problems is not None else Problems(),
+                                   on_file=on_file)
+        return
+    eng = engine or Engine.load(concept_maps, criteria_file, problems=problems)
     if problems is not None:
         eng.problems = problems
     shared = SharedIndex()

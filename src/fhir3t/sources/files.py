@@ -172,13 +172,7 @@ class FileSource:
 
     # ---- Bundles and single resources -------------------------------------------------
     def _load(self, path: Path, where: str) -> object | None:
-        try:
-            return orjson.loads(_read_bytes(path))
-        except orjson.JSONDecodeError as exc:
-            self.problems.add(where, f"not valid JSON ({exc}); file skipped")
-        except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            self.problems.add(where, f"cannot read file ({exc}); file skipped")
-        return None
+        return load_file(path, where, self.problems)
 
     def _bundle_file(self, path: Path, orphans: dict[str, RawRecord]) -> Iterator[RawRecord]:
         where = str(path)
@@ -264,6 +258,17 @@ class FileSource:
             yield self._mark(raw)
 
 
+def load_file(path: Path, where: str, problems: Problems) -> object | None:
+    """Parse a JSON file (gz too); a problem, not an exception, when it cannot be read."""
+    try:
+        return orjson.loads(_read_bytes(path))
+    except orjson.JSONDecodeError as exc:
+        problems.add(where, f"not valid JSON ({exc}); file skipped")
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        problems.add(where, f"cannot read file ({exc}); file skipped")
+    return None
+
+
 def _entry_problem(entry: object, loc: str, problems: Problems) -> None:
     """Say what is wrong with an entry the fast path could not read."""
     if not isinstance(entry, dict):
@@ -316,6 +321,7 @@ def read_bundle(
     aliases: dict[str, str] = {}  # fullUrl / absolute URL -> patient key
     patient_keys: list[str] = []
     scoped = PATIENT_SCOPED
+    wanted_types = getattr(wants, "types", None) or scoped  # skip the call for types nobody reads
     for i, entry in enumerate(entries):
         try:
             res = entry["resource"]
@@ -327,6 +333,8 @@ def read_bundle(
             _entry_problem(entry, loc_of(i), problems)
             continue
         if rtype in scoped:
+            if rtype not in wanted_types:
+                continue
             if "search" in entry and (entry["search"] or {}).get("mode") == "outcome":
                 continue
             if wants is None or wants(res, where):
