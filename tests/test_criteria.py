@@ -523,3 +523,37 @@ def test_status_mapping_and_listed_unknowns(screen):
     assert r.status == "candidate" and "I3-mda5" in r.unknown
     assert len(r.criteria) == 22
     assert [c.id for c in r.criteria][:3] == ["I1-age", "I2-dm", "I3-mda5"]
+
+
+def test_e2_window_grows_to_five_half_lives_from_value_set_data(tmp_path):
+    """A drug whose 5 half-lives exceed 14 days lengthens its own wash-out window (data only)."""
+    import json
+    import shutil
+
+    from conftest import ROOT, screen_bundle
+    from factory import bundle
+    from fhir3t.api import Engine
+    from fhir3t.criteria import Screener, load_criteria
+    from fhir3t.terminology import Terminology
+
+    vdir = tmp_path / "valuesets"
+    shutil.copytree(ROOT / "profiles" / "valuesets", vdir)
+    path = vdir / "immunomodulators-e2.json"
+    vs = json.loads(path.read_text())
+    for inc in vs["compose"]["include"]:
+        for c in inc.get("concept", []):
+            if c["code"] == "3008":  # cyclosporine: pretend 100 h -> 5 x 100 h = 20.8 days -> 21 days
+                for ext in c["extension"]:
+                    if ext["url"].endswith("half-life"):
+                        ext["valueDuration"]["value"] = 100
+    path.write_text(json.dumps(vs))
+    tx = Terminology.load(valueset_dir=vdir)
+    criteria = load_criteria(tx)
+    eng = Engine(tx, criteria, Screener(criteria, tx))
+    # d1 2026-06-15 minus 21 days is 2026-05-25: the day before, on, and after the new edge
+    for end, expected in (("2026-05-24", "not-met"), ("2026-05-25", "met"), ("2026-05-26", "met")):
+        [r] = screen_bundle(eng, bundle(patient(), med("3008", start="2025-01-01", end=end)))
+        assert result(r, "E2-recent-immunomodulator") == expected, end
+    # baricitinib keeps the 14-day floor (12.5 h x 5 < 14 days)
+    [r] = screen_bundle(eng, bundle(patient(), med("2047232", start="2025-01-01", end="2026-05-31")))
+    assert result(r, "E2-recent-immunomodulator") == "not-met"

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from fhir3t.criteria import CriteriaSet, Screener, load_criteria
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.dates import parse_day, today_utc
 from fhir3t.errors import Problems, UsageError
 from fhir3t.record import MED_TYPES, RawRecord, RecordBuilder, main_concept, report_unknown_systems
-from fhir3t.sources.files import FileSource, SharedIndex
+from fhir3t.sources.files import FileSource, SharedIndex, discover_concept_maps, expand_paths
 from fhir3t.terminology import Terminology
 
 
@@ -94,6 +94,21 @@ class Engine:
             yield self.screener.screen(builder.build(raw), as_of, d1)
 
 
+def with_discovered_maps(paths: Sequence[str | Path], concept_maps: Iterable[str | Path],
+                         problems: Problems | None) -> list[Path]:
+    """--concept-map files plus ConceptMaps found among the inputs (each said on stderr)."""
+    given = [Path(p) for p in concept_maps]
+    seen = {p.resolve() for p in given}
+    json_files, _ = expand_paths(paths)
+    for p in discover_concept_maps(json_files):
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            given.append(p)
+            if problems is not None:
+                problems.add(str(p), "ConceptMap found in the input: used to translate local codes", skipped=False)
+    return given
+
+
 def screen(
     paths: Iterable[str | Path],
     *,
@@ -114,6 +129,9 @@ def screen(
     """
     as_of_day = _day(as_of, "as_of") or today_utc()
     d1_day = _day(d1, "d1") or as_of_day
+    paths = list(paths)
+    if engine is None:
+        concept_maps = with_discovered_maps(paths, concept_maps, problems)
     if jobs > 1:
         from fhir3t.parallel import screen_parallel
 

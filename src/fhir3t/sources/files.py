@@ -258,6 +258,31 @@ class FileSource:
             yield self._mark(raw)
 
 
+def discover_concept_maps(json_files: Iterable[Path], max_bytes: int = 20_000_000) -> list[Path]:
+    """ConceptMap files among the inputs, so a folder that ships its own map just works.
+
+    Only files that mention "ConceptMap" are parsed (a byte search, not a second JSON parse of
+    every patient file).
+    """
+    found = []
+    for path in json_files:
+        try:
+            if path.stat().st_size > max_bytes:
+                continue
+            data = _read_bytes(path)
+        except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
+            continue
+        if b'"ConceptMap"' not in data:
+            continue
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and obj.get("resourceType") == "ConceptMap":
+            found.append(path)
+    return found
+
+
 def load_file(path: Path, where: str, problems: Problems) -> object | None:
     """Parse a JSON file (gz too); a problem, not an exception, when it cannot be read."""
     try:
