@@ -9,6 +9,7 @@ from typing import IO, Iterable, Iterator
 import orjson
 
 from fhir3t.cli.common import day, output, progress_bar, report_problems
+from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.criteria.model import STATUSES, ScreeningResult
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
 
@@ -26,11 +27,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Examples:\n"
             "  fhir3t screen samples/ --as-of 2026-11-16 --concept-map samples/conceptmaps/hospital-local.json\n"
             "  fhir3t screen export/ --format json --out screening.json\n"
-            "Exit codes: 0 all input screened; 3 some input skipped (see stderr); 4 no usable input."
+            "  fhir3t screen --server https://ehr.example.org/fhir --push https://ehr.example.org/fhir\n"
+            "Exit codes: 0 all input screened; 3 some input skipped (see stderr); 4 no usable input;\n"
+            "5 server error; 6 auth error; 7 push partly failed."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="Bundle/resource .json files, NDJSON files, or folders of them")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="Bundle/resource .json files, NDJSON files, or folders of them (or --server URL)")
     p.add_argument("--as-of", type=day, metavar="DATE",
                    help="screening date YYYY-MM-DD: evaluate as if today were this day; later data is ignored (default: today, UTC)")
     p.add_argument("--d1", type=day, metavar="DATE", help="planned first-dose date YYYY-MM-DD (default: the --as-of date)")
@@ -42,7 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE", help="write results here instead of stdout")
     p.add_argument("--emit", metavar="BUNDLE", help="also write a FHIR transaction Bundle (ResearchStudy, ResearchSubjects, Provenance)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.set_defaults(run=run)
+    add_server_options(p)
+    p.set_defaults(run=run, screen_parser=p)
 
 
 def _write_json(results: Iterable[ScreeningResult], fh: IO[str], ndjson: bool) -> None:
@@ -78,14 +83,38 @@ def _write_table(results: list[ScreeningResult], fh: IO[str]) -> None:
     console.print(f"{len(results)} patients: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES))
 
 
+def _pull(args: argparse.Namespace, engine, problems: Problems):
+    """Screen from a FHIR server: RestSource records through the same engine as files."""
+    from fhir3t.dates import today_utc
+    from fhir3t.sources.files import SharedIndex
+    from fhir3t.sources.rest import RestSource
+
+    client = make_client(args)
+    shared = SharedIndex()
+    source = RestSource(client, engine.tx, sorted(engine.screener.types), problems, shared,
+                        patients=args.patient, group=args.group, since=args.since, strategy=args.strategy,
+                        on_candidates=lambda n: print(f"fhir3t screen: {n} candidate patients on the server",
+                                                      file=sys.stderr) if not args.no_progress else None)
+    as_of = args.as_of or today_utc()
+    return engine.screen_raw(source, as_of, args.d1 or as_of, shared), client
+
+
 def run(args: argparse.Namespace) -> int:
     from fhir3t.api import Engine, screen
 
     problems = Problems()
+    if bool(args.paths) == bool(args.server):  # argparse's own usage error (exit 2), as for other bad options
+        args.screen_parser.error("give PATH... to screen files, or --server URL to screen a FHIR server (not both)")
+    if (args.patient or args.since or args.group) and not args.server:
+        raise UsageError("--patient, --group and --since need --server")
     engine = Engine.load(args.concept_map, args.criteria, problems)
     counts: Counter[str] = Counter()
-    kept: list[ScreeningResult] | None = [] if args.emit else None
-    stream = screen(args.paths, as_of=args.as_of, d1=args.d1, engine=engine, problems=problems)
+    kept: list[ScreeningResult] | None = [] if (args.emit or args.push) else None
+    client = None
+    if args.server:
+        stream, client = _pull(args, engine, problems)
+    else:
+        stream = screen(args.paths, as_of=args.as_of, d1=args.d1, engine=engine, problems=problems)
 
     def tally(it: Iterable[ScreeningResult]) -> Iterator[ScreeningResult]:
         for r in it:
@@ -94,21 +123,37 @@ def run(args: argparse.Namespace) -> int:
                 kept.append(r)
             yield r
 
-    with progress_bar(not args.no_progress, "screened {n} patients") as tick:
-        results = tally(tick(stream))
-        try:
-            with output(args.out) as fh:
-                if args.format == "table":
-                    _write_table(list(results), fh)
-                else:
-                    _write_json(results, fh, args.format == "ndjson")
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
+    label = "pulled and screened {n} patients" if args.server else "screened {n} patients"
+    try:
+        with progress_bar(not args.no_progress, label) as tick:
+            results = tally(tick(stream))
+            try:
+                with output(args.out) as fh:
+                    if args.format == "table":
+                        _write_table(list(results), fh)
+                    else:
+                        _write_json(results, fh, args.format == "ndjson")
+            except OSError as exc:
+                raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
+    finally:
+        if client is not None:
+            client.close()
     report_problems(problems)
     if args.emit and kept is not None:
         from fhir3t.emit import write_screening_bundle
 
         write_screening_bundle(kept, engine, args.emit)
+    if args.push and kept:
+        from fhir3t.cli.push import push_bundle
+        from fhir3t.emit import screening_bundle
+
+        bundle, notes = screening_bundle(kept, engine.criteria)
+        for n in notes:
+            print(f"fhir3t: note: {n}", file=sys.stderr)
+        # results may be on stdout: a dry run shows the Bundle on stderr
+        code = push_bundle(args, bundle, args.push, show=sys.stderr if not args.out else None)
+        if code:
+            return code
     if not counts:
         print("fhir3t screen: no patients found in the input", file=sys.stderr)
         return EXIT_INPUT_FATAL

@@ -158,48 +158,90 @@ class FhirServerSink:
                     pass
         return refs
 
-    def protect(self, entries: list[dict], report: PushReport) -> list[dict]:
-        """Drop ResearchSubject entries that would regress an enrolled subject; fix references to them."""
+    def _study_idents(self, entries: list[dict]) -> set[tuple[str, str]]:
+        out = set()
+        for e in entries:
+            res = e.get("resource") or {}
+            if res.get("resourceType") == "ResearchStudy":
+                for i in res.get("identifier") or ():
+                    if isinstance(i, dict):
+                        out.add((i.get("system", ""), i.get("value", "")))
+        return out
+
+    def protect(self, entries: list[dict], report: PushReport, index: dict[int, int] | None = None) -> list[dict]:
+        """Apply the no-regression rule and keep one ResearchSubject per patient and study.
+
+        A subject already on-study / follow-up / off-study / withdrawn is left alone (the entry is
+        dropped, the Provenance no longer points at it). A subject of this study that the hospital
+        created under another id is updated in place (its other elements, e.g. consent, are kept)
+        instead of adding a second one next to it.
+        """
+        index = index if index is not None else {id(e): i for i, e in enumerate(entries)}
         subjects = [e for e in entries if (e.get("resource") or {}).get("resourceType") == "ResearchSubject"]
         if not subjects:
             return entries
         current = self.current_subjects(entries)
         study_refs = self._study_refs(entries)
+        idents = self._study_idents(entries)
+
+        def same_study(cur: dict) -> bool:
+            study = cur.get("study") or {}
+            ref = "/".join(str(study.get("reference", "")).split("/")[-2:])
+            ident = study.get("identifier") or {}
+            return ref in study_refs or (ident.get("system", ""), ident.get("value", "")) in idents
+
         dropped: dict[int, str] = {}
+        replaced: dict[int, dict] = {}
         for e in subjects:
             res = e["resource"]
-            if res.get("status") not in SCREENING:
-                continue
             patient = (res.get("individual") or {}).get("reference", "")
-            for cur in current.get(patient, []):
-                same = cur.get("id") == res.get("id")
-                cur_study = "/".join(str((cur.get("study") or {}).get("reference", "")).split("/")[-2:])
-                if (same or cur_study in study_refs) and cur.get("status") in PROTECTED:
-                    dropped[id(e)] = (f"{patient} is already {cur.get('status')} (ResearchSubject/{cur.get('id')}); "
-                                      f"not overwritten with {res.get('status')}")
-                    break
-        if not dropped:
+            mine = [c for c in current.get(patient, []) if c.get("id") == res.get("id") or same_study(c)]
+            guarded = [c for c in mine if c.get("status") in PROTECTED]
+            if guarded and res.get("status") in SCREENING:
+                cur = guarded[0]
+                dropped[id(e)] = (f"{patient} is already {cur.get('status')} (ResearchSubject/{cur.get('id')}); "
+                                  f"not overwritten with {res.get('status')}")
+                continue
+            if mine and not any(c.get("id") == res.get("id") for c in mine):
+                cur = mine[0]
+                merged = {**cur, **res, "id": cur["id"]}
+                merged.pop("meta", None)
+                if "meta" in res:
+                    merged["meta"] = res["meta"]
+                replaced[id(e)] = {**e, "resource": merged,
+                                   "request": {**e["request"], "url": f"ResearchSubject/{cur['id']}"}}
+                report.notes.append(f"{patient}: updating the existing ResearchSubject/{cur['id']} of this study "
+                                    "instead of adding a second one")
+        if not dropped and not replaced:
             return entries
         gone_urls = set()
         kept = []
-        for i, e in enumerate(entries):
+        for e in entries:
             if id(e) in dropped:
                 method, url = _entry_key(e)
-                report.outcomes.append(EntryOutcome(i, method, url, "skipped", message=dropped[id(e)]))
+                report.outcomes.append(EntryOutcome(index[id(e)], method, url, "skipped", message=dropped[id(e)]))
                 report.notes.append(dropped[id(e)])
                 gone_urls.add(e.get("fullUrl"))
                 continue
+            if id(e) in replaced:
+                new = replaced[id(e)]
+                index[id(new)] = index[id(e)]
+                e = new
             kept.append(e)
         out = []
         for e in kept:
             res = e.get("resource") or {}
-            if res.get("resourceType") == "Provenance":
+            if res.get("resourceType") == "Provenance" and gone_urls:
                 res = copy.deepcopy(res)
                 res["target"] = [t for t in res.get("target") or () if t.get("reference") not in gone_urls]
                 if not res["target"]:
-                    report.notes.append("Provenance dropped: every subject it described was kept as it was")
+                    method, url = _entry_key(e)
+                    report.outcomes.append(EntryOutcome(index[id(e)], method, url, "skipped",
+                                                        message="every subject it described was kept as it was"))
                     continue
-                e = {**e, "resource": res}
+                new = {**e, "resource": res}
+                index[id(new)] = index[id(e)]
+                e = new
             out.append(e)
         return out
 
@@ -209,7 +251,7 @@ class FhirServerSink:
         index = {id(e): i for i, e in enumerate(entries)}
         report = PushReport("dry-run" if dry_run else "")
         if protect:
-            entries = self.protect(entries, report)
+            entries = self.protect(entries, report, index)
         if dry_run:
             for e in entries:
                 m, u = _entry_key(e)

@@ -134,12 +134,57 @@ class BulkExporter:
                 st["done"].append(url)
                 self._save_state(st)
 
+    def supplement(self, files: list[Path]) -> list[Path]:
+        """Fetch the Medications / ResearchStudies the export points at but does not contain.
+
+        A Patient-level export holds the patients' compartments only; the drug of a
+        `medicationReference` and the study of a ResearchSubject are outside it, and without them
+        E3 / E4 could not be decided. They are read by id (a few searches) into
+        `<Type>.referenced.ndjson`.
+        """
+        from fhir3t.record import SHARED_TYPES
+        from fhir3t.sources.files import normalize_reference
+
+        have: set[str] = set()
+        wanted: set[str] = set()
+        for f in files:
+            with f.open("rb") as fh:
+                for line in fh:
+                    try:
+                        res = json.loads(line)
+                    except ValueError:
+                        continue
+                    if not isinstance(res, dict):
+                        continue
+                    if res.get("resourceType") in SHARED_TYPES:
+                        have.add(f"{res['resourceType']}/{res.get('id')}")
+                    for key in ("medicationReference", "study"):
+                        ref = (res.get(key) or {}).get("reference") if isinstance(res.get(key), dict) else None
+                        norm = normalize_reference(ref, {}) if isinstance(ref, str) and not ref.startswith("#") else None
+                        if norm and norm.split("/")[0] in SHARED_TYPES:
+                            wanted.add(norm)
+        missing: dict[str, list[str]] = {}
+        for ref in sorted(wanted - have):
+            rtype, rid = ref.split("/", 1)
+            missing.setdefault(rtype, []).append(rid)
+        out: list[Path] = []
+        for rtype, ids in missing.items():
+            target = self.out / f"{rtype}.referenced.ndjson"
+            with target.open("w") as fh:
+                for i in range(0, len(ids), 50):
+                    for res in self.client.search(rtype, [("_id", ",".join(ids[i:i + 50])), ("_count", "100")]):
+                        fh.write(json.dumps(res, separators=(",", ":")) + "\n")
+            out.append(target)
+        return out
+
     def run(self) -> ExportResult:
         self.out.mkdir(parents=True, exist_ok=True)
         if not self.out.is_dir():
             raise UsageError(f"{self.out} is not a folder")
         result = ExportResult()
         st = self._load_state()
+        if st and st.get("complete"):
+            st = None  # a finished export: a new run asks for fresh data
         if st and st.get("status_url"):
             result.resumed = True
             log.info("resuming the export started earlier")
@@ -167,6 +212,7 @@ class BulkExporter:
                     continue
                 raise
             result.manifest = st["manifest"]
+            result.files.extend(self.supplement(result.files))
             st["complete"] = True
             self._save_state(st)
             return result

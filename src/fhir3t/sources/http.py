@@ -23,6 +23,8 @@ from fhir3t import __version__
 from fhir3t.errors import AuthError, ServerError
 
 log = logging.getLogger("fhir3t.http")
+# urllib3 logs full URLs (query values may identify patients) at DEBUG: keep it quieter
+logging.getLogger("urllib3").setLevel(logging.INFO)
 
 FHIR_JSON = "application/fhir+json"
 T = TypeVar("T")
@@ -152,6 +154,8 @@ class FhirClient:
         """Absolute URL: links the server gave are used exactly as given."""
         if path_or_url.startswith(("http://", "https://")):
             return path_or_url
+        if not path_or_url.strip("/"):
+            return self.base  # transactions and batches go to [base] itself
         return urljoin(self.base + "/", path_or_url.lstrip("/"))
 
     def _count(self, method: str) -> None:
@@ -214,7 +218,7 @@ class FhirClient:
             except requests.exceptions.RequestException as exc:
                 self._log(method, url, None, t0, type(exc).__name__)
                 raise ServerError(f"{method} {safe_path(url)}: {_reason(exc)}") from None
-            self._log(method, url, resp.status_code, t0)
+            self._log(method, resp.url or url, resp.status_code, t0)
             status = resp.status_code
             if status < 400 or status in ok_set:
                 return resp

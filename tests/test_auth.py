@@ -1,0 +1,135 @@
+"""Auth schemes: SMART Backend Services discovery, signed assertion, caching, refresh after 401."""
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs
+
+import jwt
+import pytest
+import responses
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from fhir3t.errors import AuthError
+from fhir3t.sources.auth import BearerToken, ClientSecretBasicAuth, SmartBackendAuth, load_signing_key, make_auth
+from fhir3t.sources.http import FhirClient, RetryPolicy
+
+BASE = "http://fhir.test/fhir"
+TOKEN_URL = "http://auth.test/token"
+
+
+@pytest.fixture(scope="module")
+def rsa_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def pem(tmp_path, rsa_key):
+    p = tmp_path / "key.pem"
+    p.write_bytes(rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()))
+    return p
+
+
+def smart_config():
+    responses.get(f"{BASE}/.well-known/smart-configuration", json={"token_endpoint": TOKEN_URL})
+
+
+@responses.activate
+def test_smart_discovers_endpoint_and_signs_rs384_assertion(pem, rsa_key):
+    smart_config()
+    responses.post(TOKEN_URL, json={"access_token": "tok-1", "expires_in": 300})
+    auth = SmartBackendAuth(BASE, "client-7", pem)
+    assert auth.headers() == {"Authorization": "Bearer tok-1"}
+    form = parse_qs(responses.calls[1].request.body)
+    assert form["grant_type"] == ["client_credentials"]
+    assertion = form["client_assertion"][0]
+    assert jwt.get_unverified_header(assertion)["alg"] == "RS384"
+    claims = jwt.decode(assertion, rsa_key.public_key(), algorithms=["RS384"], audience=TOKEN_URL)
+    assert claims["iss"] == claims["sub"] == "client-7"
+    assert claims["exp"] - claims["iat"] <= 300
+
+
+@responses.activate
+def test_token_is_cached_until_expiry(pem):
+    smart_config()
+    responses.post(TOKEN_URL, json={"access_token": "tok-1", "expires_in": 3600})
+    responses.post(TOKEN_URL, json={"access_token": "tok-2", "expires_in": 3600})
+    now = [1000.0]
+    auth = SmartBackendAuth(BASE, "c", pem, clock=lambda: now[0])
+    auth.headers()
+    auth.headers()
+    assert auth.fetches == 1
+    now[0] += 3600  # past expiry (minus the safety margin)
+    assert auth.headers()["Authorization"] == "Bearer tok-2"
+    assert auth.fetches == 2
+
+
+@responses.activate
+def test_401_refreshes_the_token_once_then_succeeds(pem):
+    smart_config()
+    responses.post(TOKEN_URL, json={"access_token": "old", "expires_in": 3600})
+    responses.post(TOKEN_URL, json={"access_token": "new", "expires_in": 3600})
+    responses.get(f"{BASE}/Patient/a", status=401)
+    responses.get(f"{BASE}/Patient/a", json={"resourceType": "Patient", "id": "a"})
+    c = FhirClient(BASE, auth=SmartBackendAuth(BASE, "c", pem), retry=RetryPolicy(rng=lambda: 0), sleep=lambda s: None)
+    assert c.get("Patient/a")["id"] == "a"
+    gets = [call.request for call in responses.calls if call.request.method == "GET" and "Patient" in call.request.url]
+    assert [g.headers["Authorization"] for g in gets] == ["Bearer old", "Bearer new"]
+
+
+@responses.activate
+def test_second_401_is_an_auth_error_with_exit_6(pem):
+    smart_config()
+    responses.post(TOKEN_URL, json={"access_token": "t", "expires_in": 3600})
+    responses.get(f"{BASE}/Patient/a", status=401)
+    c = FhirClient(BASE, auth=SmartBackendAuth(BASE, "c", pem), sleep=lambda s: None)
+    with pytest.raises(AuthError) as exc:
+        c.get("Patient/a")
+    assert exc.value.exit_code == 6
+    assert len([x for x in responses.calls if "Patient" in x.request.url]) == 2
+
+
+@responses.activate
+def test_refused_token_request_names_the_client_not_the_secret():
+    smart_config()
+    responses.post(TOKEN_URL, status=401, json={"error": "invalid_client", "error_description": "bad secret"})
+    auth = ClientSecretBasicAuth(BASE, "app", "hunter2-secret")
+    with pytest.raises(AuthError) as exc:
+        auth.headers()
+    assert "app" in str(exc.value) and "hunter2" not in str(exc.value)
+    assert "hunter2" not in repr(auth)
+    assert responses.calls[1].request.headers["Authorization"].startswith("Basic ")
+
+
+def test_es384_from_jwks(tmp_path):
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key))
+    jwk["kid"] = "my-kid"
+    p = tmp_path / "jwks.json"
+    p.write_text(json.dumps({"keys": [jwk]}))
+    _, alg, kid = load_signing_key(p)
+    assert (alg, kid) == ("ES384", "my-kid")
+
+
+def test_pem_gets_a_thumbprint_kid(pem):
+    _, alg, kid = load_signing_key(pem)
+    assert alg == "RS384" and len(kid) == 43
+
+
+def test_unreadable_key_is_an_auth_error(tmp_path):
+    bad = tmp_path / "k.pem"
+    bad.write_text("not a key")
+    with pytest.raises(AuthError):
+        load_signing_key(bad)
+
+
+def test_make_auth_precedence(monkeypatch, pem):
+    monkeypatch.setenv("FHIR3T_TOKEN", "env-token")
+    assert make_auth(BASE).headers() == {"Authorization": "Bearer env-token"}
+    assert make_auth(BASE, token="flag").headers() == {"Authorization": "Bearer flag"}
+    assert isinstance(make_auth(BASE, client_id="c", key=str(pem)), SmartBackendAuth)
+    assert isinstance(make_auth(BASE, client_id="c", client_secret="s"), ClientSecretBasicAuth)
+    with pytest.raises(AuthError):
+        make_auth(BASE, key=str(pem))
+    assert "env-token" not in repr(BearerToken("env-token"))
