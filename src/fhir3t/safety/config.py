@@ -71,7 +71,7 @@ def load_config(tx: Terminology, folder: Path | None = None) -> SafetyConfig:
         study = data["study.json"]
         drugs = []
         for d in study["drugs"]:
-            known = tx.valuesets.get(d["known_reactions"])
+            known = tx.valueset(d["known_reactions"])
             drugs.append(Drug(d["id"], tx.valueset(d["valueset"]), known, d["code"]))
         causality = {k: tuple(v) for k, v in data["lab-causality.json"]["labs"].items()}
     except (KeyError, TypeError, ValueError) as exc:

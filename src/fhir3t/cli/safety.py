@@ -1,0 +1,114 @@
+"""`fhir3t safety`: find AEs of enrolled subjects after D1; table or JSON, optionally a FHIR Bundle."""
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from typing import IO, Sequence
+
+import orjson
+
+from fhir3t.cli.common import day, output, report_problems
+from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
+
+EPILOG_CODES = "Exit codes: 0 ok; 2 usage; 3 some input skipped (see stderr); 4 no subjects / no usable input."
+
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by `safety` and `report`."""
+    p.add_argument("paths", nargs="+", metavar="PATH", help="Bundle/resource .json files, NDJSON files, or folders of them")
+    p.add_argument("--as-of", type=day, metavar="DATE",
+                   help="analyse as if today were DATE (YYYY-MM-DD); later data is ignored (default: today, UTC)")
+    p.add_argument("--d1", action="append", default=[], metavar="PATIENT=DATE",
+                   help="first-dose day of a patient (id or Patient/id), overriding its ResearchSubject (repeatable)")
+    p.add_argument("--d1-csv", metavar="FILE", help="CSV with columns patient,d1 (same meaning as --d1)")
+    p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
+                   help="FHIR ConceptMap translating hospital-local codes (repeatable)")
+
+
+def analyse_args(args: argparse.Namespace, problems: Problems):
+    """Run the safety analysis for parsed options: (as_of, outcomes, engine)."""
+    from fhir3t.dates import today_utc
+    from fhir3t.safety import SafetyEngine, analyse, parse_d1_options, read_d1_csv
+
+    d1 = read_d1_csv(args.d1_csv) if args.d1_csv else {}
+    d1.update(parse_d1_options(args.d1))
+    as_of: date = args.as_of or today_utc()
+    engine = SafetyEngine.load(args.concept_map, problems)
+    outcomes = analyse(args.paths, as_of=as_of, d1=d1, engine=engine, problems=problems)
+    return as_of, outcomes, engine
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "safety",
+        help="find adverse events of enrolled subjects (CTCAE v5.0 labs, new conditions, deaths)",
+        description=(
+            "Find treatment-emergent adverse events after D1 for subjects of NCT06438679 (ResearchSubject "
+            "on-study / follow-up / off-study, period.start = D1, or --d1): CTCAE v5.0-graded lab episodes, "
+            "new Conditions with causality from known-reaction value sets, and deaths."
+        ),
+        epilog=("Examples:\n  fhir3t safety samples/safety/ --as-of 2026-11-16\n"
+                "  fhir3t safety export/ --format json --emit adverse-events.json\n" + EPILOG_CODES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_input_options(p)
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table (default) or json: an array with one object per AE")
+    p.add_argument("--out", metavar="FILE", help="write the table/JSON here instead of stdout")
+    p.add_argument("--emit", metavar="BUNDLE", help="also write a FHIR transaction Bundle of AdverseEvents (PUT, stable ids)")
+    p.set_defaults(run=run)
+
+
+def _table(findings: Sequence, n_subjects: int, fh: IO[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=fh, width=None if fh.isatty() else 160, no_color=not fh.isatty(), highlight=False)
+    t = Table(title="NCT06438679 adverse events", title_justify="left")
+    for col in ("patient", "AE", "grade", "onset", "end", "outcome", "seriousness", "related", "suspects (Possible)"):
+        t.add_column(col, no_wrap=col in ("patient", "onset", "end"))
+    for f in findings:
+        possible = ", ".join(s.drug for s in f.suspects if s.causality == "Possible") or "-"
+        t.add_row(f.patient, f.term, "-" if f.grade is None else str(f.grade), f.onset.isoformat(),
+                  f.end.isoformat() if f.end else "-", f.outcome, f.seriousness,
+                  "yes" if f.treatment_related else "no", possible)
+    console.print(t)
+    related = sum(f.treatment_related for f in findings)
+    console.print(f"{n_subjects} subjects on study; {len(findings)} AEs, {related} treatment-related")
+
+
+def run(args: argparse.Namespace) -> int:
+    problems = Problems()
+    as_of, outcomes, engine = analyse_args(args, problems)
+    findings = [f for o in outcomes for f in o.findings]
+    try:
+        with output(args.out) as fh:
+            if args.format == "json":
+                fh.write(orjson.dumps([f.to_dict() for f in findings], option=orjson.OPT_INDENT_2).decode() + "\n")
+            else:
+                _table(findings, len(outcomes), fh)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
+    report_problems(problems)
+    if args.emit:
+        from fhir3t.criteria.load import load_criteria
+        from fhir3t.emit import write_json
+        from fhir3t.emit.adverse_event import safety_bundle
+        from fhir3t.emit.screening import research_study
+
+        bundle, notes = safety_bundle(findings, research_study(load_criteria(engine.tx)), engine.config.digest)
+        for n in notes:
+            print(f"fhir3t: note: {n}", file=sys.stderr)
+        try:
+            write_json(bundle, args.emit)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.emit}: {exc.strerror}") from None
+    if not outcomes:
+        print("fhir3t safety: no subjects of NCT06438679 with a D1 found in the input "
+              "(ResearchSubject on study with period.start, or --d1 PATIENT=DATE)", file=sys.stderr)
+        return EXIT_INPUT_FATAL
+    if problems.any_skipped:
+        print(f"fhir3t safety: {len(outcomes)} subjects analysed, but some input was skipped (see above)", file=sys.stderr)
+        return EXIT_INPUT_SKIPPED
+    return EXIT_OK

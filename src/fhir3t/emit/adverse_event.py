@@ -1,0 +1,138 @@
+"""FHIR R4 AdverseEvent resources (and their transaction Bundle) from safety `Finding`s.
+
+Ids are deterministic (uuid5 of patient, test or condition, episode start), written with PUT, so a
+re-run updates the same AdverseEvent instead of creating another (R4 has no AdverseEvent
+`identifier` search parameter for a conditional update). The ResearchStudy is a conditional create
+on its NCT identifier; a Provenance names the run.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence
+
+from fhir3t import __version__
+from fhir3t.canonical import (
+    EXT_CTCAE_GRADE, ID_ADVERSE_EVENT, PROFILE_ADVERSE_EVENT, PROFILE_PROVENANCE, SOFTWARE_SYSTEM, STUDY_ID,
+    STUDY_SYSTEM,
+)
+from fhir3t.emit.bundle import TransactionBuilder
+from fhir3t.emit.ids import stable_id, urn
+from fhir3t.safety.findings import CAUSALITY_SYSTEM, Finding
+
+SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
+OUTCOME = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome"
+SERIOUSNESS = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
+SERIOUSNESS_DISPLAY = {
+    "Non-serious": "Non-serious",
+    "SeriousResultsInDeath": "Results in death",
+    "SeriousIsLifeThreatening": "Is Life-threatening",
+    "SeriousResultsInHospitalization": "Requires or prolongs inpatient hospitalization",
+}
+CAUSALITY_DISPLAY = {
+    "Certain": "Certain", "Probably-Likely": "Probably/Likely", "Possible": "Possible",
+    "Unlikely": "Unlikely", "Unassessable-Unclassifiable": "Unassessable/Unclassifiable",
+}
+#: Types R4 allows in AdverseEvent.subjectMedicalHistory.
+HISTORY_TYPES = ("Condition", "Observation", "AllergyIntolerance", "FamilyMemberHistory", "Immunization",
+                 "Procedure", "Media", "DocumentReference")
+
+
+def _is_literal(ref: str, types: Iterable[str]) -> bool:
+    head, _, tail = ref.partition("/")
+    return head in tuple(types) and bool(tail) and "/" not in tail
+
+
+def adverse_event(f: Finding, study_ref: str, recorded: str) -> dict[str, Any]:
+    """One AdverseEvent conforming to profiles/schemas/fhir3t-adverse-event.schema.json."""
+    contained: list[dict[str, Any]] = []
+    suspects = []
+    for s in f.suspects:
+        if s.instance:
+            instance = {"reference": s.instance, "display": s.drug}
+        else:
+            mid = f"med-{s.drug}"
+            contained.append({"resourceType": "Medication", "id": mid,
+                              "code": {"coding": [dict(s.code)], "text": s.drug}})
+            instance = {"reference": f"#{mid}", "display": s.drug}
+        suspects.append({
+            "instance": instance,
+            "causality": [{"assessment": {"coding": [{"system": CAUSALITY_SYSTEM, "code": s.causality,
+                                                      "display": CAUSALITY_DISPLAY.get(s.causality, s.causality)}],
+                                          "text": f"{s.causality} ({s.drug})"}}],
+        })
+    ae: dict[str, Any] = {"resourceType": "AdverseEvent", "id": f.id, "meta": {"profile": [PROFILE_ADVERSE_EVENT]}}
+    if contained:
+        ae["contained"] = contained
+    if f.grade is not None:
+        ae["extension"] = [{"url": EXT_CTCAE_GRADE, "valueInteger": f.grade}]
+    ae.update({
+        "identifier": {"system": ID_ADVERSE_EVENT, "value": f.id},
+        "actuality": "actual",
+        "event": f.event,
+        "subject": {"reference": f.patient},
+        "date": f.onset.isoformat(),
+        "recordedDate": recorded,
+    })
+    if f.kind == "condition":
+        conds = [{"reference": e} for e in f.evidence if _is_literal(e, ("Condition",))]
+        if conds:
+            ae["resultingCondition"] = conds
+    ae["seriousness"] = {"coding": [{"system": SERIOUSNESS, "code": f.seriousness,
+                                     "display": SERIOUSNESS_DISPLAY.get(f.seriousness, f.seriousness)}]}
+    if f.severity:
+        ae["severity"] = {"coding": [{"system": SEVERITY, "code": f.severity}]}
+    ae["outcome"] = {"coding": [{"system": OUTCOME, "code": f.outcome}]}
+    history = [{"reference": e} for e in f.evidence if _is_literal(e, HISTORY_TYPES)]
+    if history:
+        ae["subjectMedicalHistory"] = history
+    ae["study"] = [{"reference": study_ref, "display": STUDY_ID}]
+    ae["suspectEntity"] = suspects
+    return ae
+
+
+def provenance(targets: Sequence[str], sources: Iterable[str], recorded: str, digest: str, run_key: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Provenance",
+        "id": stable_id("Provenance", "safety", run_key),
+        "meta": {"profile": [PROFILE_PROVENANCE]},
+        "target": [{"reference": t} for t in targets],
+        "recorded": recorded,
+        "activity": {"text": f"adverse-event detection for {STUDY_ID} (CTCAE v5.0 labs, new conditions, deaths)"},
+        "agent": [{
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                 "code": "assembler", "display": "Assembler"}]},
+            "who": {"identifier": {"system": SOFTWARE_SYSTEM, "value": f"fhir3t {__version__}"},
+                    "display": f"fhir3t {__version__}"},
+        }],
+        "policy": [f"urn:fhir3t:safety:sha256:{digest}"],
+        "entity": [{"role": "source", "what": {"reference": s}} for s in sources],
+    }
+
+
+def safety_bundle(findings: Sequence[Finding], study: dict[str, Any], digest: str,
+                  recorded: datetime | None = None) -> tuple[dict[str, Any], list[str]]:
+    """A transaction Bundle: ResearchStudy (conditional create), one PUT per AdverseEvent, a Provenance.
+
+    `study` is the ResearchStudy resource (fhir3t.emit.screening.research_study); `digest` names the
+    safety data the findings came from. Findings of id-less Patients cannot be emitted (noted).
+    """
+    when = (recorded or datetime.now(timezone.utc)).replace(microsecond=0).isoformat()
+    tb = TransactionBuilder()
+    study_url = tb.create_if_none_exist(study, urn(study["id"]), f"identifier={STUDY_SYSTEM}|{STUDY_ID}")
+    notes: list[str] = []
+    targets: list[str] = []
+    sources: dict[str, None] = {}
+    run = hashlib.sha256(digest.encode())
+    for f in findings:
+        if not f.patient.startswith("Patient/"):
+            notes.append(f"{f.patient}: the Patient has no id, so no AdverseEvent can point at it; not emitted")
+            continue
+        targets.append(tb.put(adverse_event(f, study_url, when)))
+        for e in f.evidence:
+            if _is_literal(e, HISTORY_TYPES):
+                sources.setdefault(e, None)
+        run.update(f"{f.id}|{f.grade}|{f.outcome}|{f.end}|{','.join(f.evidence)}".encode())
+    if targets:
+        tb.put(provenance(targets, sources, when, digest, run.hexdigest()))
+    return tb.build(), notes
