@@ -120,17 +120,19 @@ def screen(
     on_file: Callable[[Path], None] | None = None,
     jobs: int = 1,
     criteria_file: str | Path | None = None,
+    discover_maps: bool = True,
 ) -> Iterator[ScreeningResult]:
     """Screen every patient found in Bundle / NDJSON files; yields one ScreeningResult each.
 
     Input problems (bad JSON, entries without a patient, ...) are collected in `problems`
     (pass your own Problems() to read them) instead of raising, so one bad file does not
     stop a run. `jobs` > 1 screens Bundle files on that many processes (same results).
+    ConceptMap files among `paths` are applied like `concept_maps` unless `discover_maps` is off.
     """
     as_of_day = _day(as_of, "as_of") or today_utc()
     d1_day = _day(d1, "d1") or as_of_day
     paths = list(paths)
-    if engine is None:
+    if engine is None and discover_maps:
         concept_maps = with_discovered_maps(paths, concept_maps, problems)
     if jobs > 1:
         from fhir3t.parallel import screen_parallel

@@ -34,7 +34,9 @@ def analyse_args(args: argparse.Namespace, problems: Problems):
     d1 = read_d1_csv(args.d1_csv) if args.d1_csv else {}
     d1.update(parse_d1_options(args.d1))
     as_of: date = args.as_of or today_utc()
-    engine = SafetyEngine.load(args.concept_map, problems)
+    from fhir3t.api import with_discovered_maps
+
+    engine = SafetyEngine.load(with_discovered_maps(args.paths, args.concept_map, problems), problems)
     outcomes = analyse(args.paths, as_of=as_of, d1=d1, engine=engine, problems=problems)
     return as_of, outcomes, engine
 

@@ -45,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="table (default): one row per patient; json: array; ndjson: one object per line")
     p.add_argument("--out", metavar="FILE", help="write results here instead of stdout")
     p.add_argument("--emit", metavar="BUNDLE", help="also write a FHIR transaction Bundle (ResearchStudy, ResearchSubjects, Provenance)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="screen Bundle files on N processes (default: all CPUs for 200+ files, else 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_server_options(p)
     p.set_defaults(run=run, screen_parser=p)
@@ -99,22 +101,40 @@ def _pull(args: argparse.Namespace, engine, problems: Problems):
     return engine.screen_raw(source, as_of, args.d1 or as_of, shared), client
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    """--jobs, or all CPUs when there are enough Bundle files to repay starting processes."""
+    if args.jobs is not None:
+        if args.jobs < 1:
+            raise UsageError("--jobs needs a number of processes, 1 or more")
+        return args.jobs
+    import os
+
+    from fhir3t.sources.files import expand_paths
+
+    json_files, _ = expand_paths(args.paths)
+    return min(os.cpu_count() or 1, 8) if len(json_files) >= 200 else 1
+
+
 def run(args: argparse.Namespace) -> int:
-    from fhir3t.api import Engine, screen
+    from fhir3t.api import Engine, screen, with_discovered_maps
 
     problems = Problems()
     if bool(args.paths) == bool(args.server):  # argparse's own usage error (exit 2), as for other bad options
         args.screen_parser.error("give PATH... to screen files, or --server URL to screen a FHIR server (not both)")
     if (args.patient or args.since or args.group) and not args.server:
         raise UsageError("--patient, --group and --since need --server")
-    engine = Engine.load(args.concept_map, args.criteria, problems)
+    maps = with_discovered_maps(args.paths, args.concept_map, problems) if args.paths else list(args.concept_map)
+    engine = Engine.load(maps, args.criteria, problems)
     counts: Counter[str] = Counter()
     kept: list[ScreeningResult] | None = [] if (args.emit or args.push) else None
     client = None
     if args.server:
         stream, client = _pull(args, engine, problems)
     else:
-        stream = screen(args.paths, as_of=args.as_of, d1=args.d1, engine=engine, problems=problems)
+        jobs = _jobs(args)
+        stream = screen(args.paths, as_of=args.as_of, d1=args.d1, engine=engine if jobs == 1 else None,
+                        concept_maps=maps, criteria_file=args.criteria, problems=problems, jobs=jobs,
+                        discover_maps=False)
 
     def tally(it: Iterable[ScreeningResult]) -> Iterator[ScreeningResult]:
         for r in it:

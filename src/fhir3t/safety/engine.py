@@ -249,6 +249,10 @@ def analyse(paths: Iterable[str | Path], *, as_of: date, d1: Mapping[str, date] 
             concept_maps: Iterable[str | Path] = (), problems: Problems | None = None,
             engine: SafetyEngine | None = None) -> list[SubjectOutcome]:
     """Find every subject's AEs and survival data in Bundle / NDJSON files."""
+    if engine is None:
+        from fhir3t.api import with_discovered_maps
+
+        concept_maps = with_discovered_maps(list(paths), concept_maps, problems)
     eng = engine or SafetyEngine.load(concept_maps, problems)
     if problems is not None:
         eng.problems = problems
