@@ -207,3 +207,29 @@ def test_smart_client_secret_fallback(smart_server, tmp_path, monkeypatch, capsy
     monkeypatch.setenv("FHIR3T_CLIENT_SECRET", "wrong")
     assert main(["screen", "--server", smart_server["base"], "--smart-client-id", smart_server["client_id"],
                  "--patient", "p01", "--no-progress"]) == 6
+
+
+def test_safety_from_the_server_equals_files_and_push_is_idempotent(loaded_server, tmp_path, capsys):
+    """Enrolled subjects on the server: same AEs as from files; pushing AEs twice adds none."""
+    for path in sorted((SAMPLES / "safety").glob("*.json")):
+        r = requests.post(loaded_server, json=as_transaction(json.loads(path.read_text())),
+                          headers={"Content-Type": "application/fhir+json"}, timeout=60)
+        assert r.status_code == 200, r.text[:300]
+    files_out, server_out = tmp_path / "files.json", tmp_path / "server.json"
+    assert main(["safety", str(SAMPLES / "safety"), "--as-of", AS_OF, "--format", "json", "--out", str(files_out)]) == 0
+    assert main(["safety", "--server", loaded_server, "--as-of", AS_OF, "--format", "json", "--out", str(server_out)]) == 0
+
+    def key(ae: dict) -> tuple:
+        return (ae["patient"], ae["term"], ae["grade"], ae["onset"], ae["end"], ae["outcome"], ae["treatment_related"])
+
+    from_files = sorted(map(key, json.loads(files_out.read_text())))
+    from_server = sorted(map(key, json.loads(server_out.read_text())))
+    assert from_files and from_server == from_files
+    args = ["safety", "--server", loaded_server, "--as-of", AS_OF, "--format", "json", "--out", str(server_out),
+            "--push", loaded_server]
+    assert main(args) == 0
+    first = count(loaded_server, "AdverseEvent")
+    assert first == len(from_files)
+    assert main(args) == 0
+    assert count(loaded_server, "AdverseEvent") == first
+    capsys.readouterr()

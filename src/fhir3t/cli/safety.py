@@ -16,7 +16,8 @@ EPILOG_CODES = "Exit codes: 0 ok; 2 usage; 3 some input skipped (see stderr); 4 
 
 def add_input_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `safety` and `report`."""
-    p.add_argument("paths", nargs="+", metavar="PATH", help="Bundle/resource .json files, NDJSON files, or folders of them")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="Bundle/resource .json files, NDJSON files, or folders of them (or --server URL)")
     p.add_argument("--as-of", type=day, metavar="DATE",
                    help="analyse as if today were DATE (YYYY-MM-DD); later data is ignored (default: today, UTC)")
     p.add_argument("--d1", action="append", default=[], metavar="PATIENT=DATE",
@@ -31,14 +32,42 @@ def analyse_args(args: argparse.Namespace, problems: Problems):
     from fhir3t.dates import today_utc
     from fhir3t.safety import SafetyEngine, analyse, parse_d1_options, read_d1_csv
 
+    from fhir3t.api import with_discovered_maps
+
+    server = getattr(args, "server", None)
+    if bool(args.paths) == bool(server):
+        raise UsageError("give PATH... to analyse files, or --server URL to analyse a FHIR server (not both)")
     d1 = read_d1_csv(args.d1_csv) if args.d1_csv else {}
     d1.update(parse_d1_options(args.d1))
     as_of: date = args.as_of or today_utc()
-    from fhir3t.api import with_discovered_maps
-
-    engine = SafetyEngine.load(with_discovered_maps(args.paths, args.concept_map, problems), problems)
+    maps = with_discovered_maps(args.paths, args.concept_map, problems) if args.paths else list(args.concept_map)
+    engine = SafetyEngine.load(maps, problems)
+    if server:
+        return as_of, _pull(args, engine, as_of, d1, problems), engine
     outcomes = analyse(args.paths, as_of=as_of, d1=d1, engine=engine, problems=problems)
     return as_of, outcomes, engine
+
+
+def _pull(args: argparse.Namespace, engine, as_of: date, d1: dict, problems: Problems) -> list:
+    """Subjects of the study on the server (or --patient ids), pulled and analysed like files."""
+    from fhir3t.cli.server_options import make_client
+    from fhir3t.safety.engine import TYPES
+    from fhir3t.sources.files import SharedIndex
+    from fhir3t.sources.rest import RestSource, study_subject_patients
+
+    client = make_client(args)
+    try:
+        cfg = engine.config
+        patients = list(getattr(args, "patient", [])) or [k.split("/")[-1] for k in d1] or \
+            study_subject_patients(client, cfg.study_system, cfg.study_value, problems, cfg.statuses)
+        if not patients:
+            return []
+        shared = SharedIndex()
+        source = RestSource(client, engine.tx, sorted({"Patient", *TYPES}), problems, shared, patients=patients,
+                            )
+        return list(engine.analyse_raw(source, as_of, d1, shared))
+    finally:
+        client.close()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -59,6 +88,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="table (default) or json: an array with one object per AE")
     p.add_argument("--out", metavar="FILE", help="write the table/JSON here instead of stdout")
     p.add_argument("--emit", metavar="BUNDLE", help="also write a FHIR transaction Bundle of AdverseEvents (PUT, stable ids)")
+    from fhir3t.cli.server_options import add_server_options
+
+    add_server_options(p, pull=False, push=True)
+    p.add_argument("--patient", action="append", default=[], metavar="ID",
+                   help="with --server: analyse these patients (repeatable) instead of the study's ResearchSubjects")
     p.set_defaults(run=run)
 
 
@@ -93,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
     report_problems(problems)
-    if args.emit:
+    push = getattr(args, "push", None)
+    if args.emit or push:
         from fhir3t.criteria.load import load_criteria
         from fhir3t.emit import write_json
         from fhir3t.emit.adverse_event import safety_bundle
@@ -102,10 +137,17 @@ def run(args: argparse.Namespace) -> int:
         bundle, notes = safety_bundle(findings, research_study(load_criteria(engine.tx)), engine.config.digest)
         for n in notes:
             print(f"fhir3t: note: {n}", file=sys.stderr)
-        try:
-            write_json(bundle, args.emit)
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.emit}: {exc.strerror}") from None
+        if args.emit:
+            try:
+                write_json(bundle, args.emit)
+            except OSError as exc:
+                raise UsageError(f"cannot write {args.emit}: {exc.strerror}") from None
+        if push:
+            from fhir3t.cli.push import push_bundle
+
+            code = push_bundle(args, bundle, push, show=sys.stderr if not args.out else None)
+            if code:
+                return code
     if not outcomes:
         print("fhir3t safety: no subjects of NCT06438679 with a D1 found in the input "
               "(ResearchSubject on study with period.start, or --d1 PATIENT=DATE)", file=sys.stderr)

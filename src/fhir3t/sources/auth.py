@@ -26,7 +26,8 @@ from fhir3t.errors import AuthError, ServerError
 log = logging.getLogger("fhir3t.auth")
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-DEFAULT_SCOPE = "system/*.read system/ResearchStudy.write system/ResearchSubject.write system/Provenance.write"
+DEFAULT_SCOPE = ("system/*.read system/ResearchStudy.write system/ResearchSubject.write system/Provenance.write "
+                 "system/AdverseEvent.write")
 #: Refresh this many seconds before the server says the token expires (clock skew, slow requests).
 EXPIRY_MARGIN = 60
 

@@ -367,3 +367,32 @@ def _dedupe(entries: Iterable[dict]) -> list[dict]:
             seen.add(key)
         out.append(e)
     return out
+
+
+def study_subject_patients(client: FhirClient, system: str, value: str, problems: Problems,
+                           statuses: Iterable[str] = ()) -> list[str]:
+    """Patient ids with a ResearchSubject of the study `system|value` (in one of `statuses`).
+
+    A subject may name its study by reference or only by identifier, and R4 servers differ in
+    chained-search support, so subjects are searched by status and matched here, against the
+    study's identifier or the ids of the ResearchStudy resources that carry it.
+    """
+    study_refs = {f"ResearchStudy/{s['id']}" for s in client.search("ResearchStudy", [("identifier", f"{_esc(system)}|{_esc(value)}")])
+                  if isinstance(s.get("id"), str)}
+    params = [("_count", str(PAGE))]
+    if statuses:
+        params.append(("status", ",".join(sorted(statuses))))
+    found: dict[str, None] = {}
+    for rs in client.search("ResearchSubject", params):
+        study = rs.get("study") if isinstance(rs.get("study"), dict) else {}
+        ident = study.get("identifier") if isinstance(study.get("identifier"), dict) else {}
+        ref = study.get("reference")
+        ours = (ident.get("value") == value and ident.get("system", system) == system) or (
+            isinstance(ref, str) and "/".join(ref.rstrip("/").split("/")[-2:]) in study_refs)
+        individual = (rs.get("individual") or {}).get("reference")
+        key = normalize_reference(individual, {}) if ours and isinstance(individual, str) else None
+        if key and key.startswith("Patient/"):
+            found[key.split("/", 1)[1]] = None
+    if not found:
+        problems.add("ResearchSubject search", f"no ResearchSubject of {value} on the server", skipped=False)
+    return list(found)
