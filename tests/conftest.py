@@ -35,7 +35,7 @@ def screen_bundle(engine: Engine, bundle: dict, as_of: str = AS_OF, d1: str | No
     problems = problems if problems is not None else Problems()
     engine.problems = problems
     shared = SharedIndex()
-    complete, loose = read_bundle(bundle, "test.json", problems, shared)
+    complete, loose = read_bundle(bundle, "test.json", problems, shared, engine.wants(shared))
     return list(engine.screen_raw([*complete, *loose.values()], parse_day(as_of),
                                   parse_day(d1) if d1 else None, shared))
 

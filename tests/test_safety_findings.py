@@ -216,3 +216,21 @@ def test_d1_options_and_csv(tmp_path):
     f.write_text("patient,d1\np1,\n")
     with pytest.raises(InputError):
         read_d1_csv(f)
+
+
+def test_planned_visits_do_not_prove_the_subject_alive():
+    planned = {"resourceType": "Encounter", "id": "next", "status": "planned", "subject": {"reference": "Patient/p1"},
+               "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+               "period": {"start": "2026-06-20"}}
+    o = one(alt("2026-02-01", 30), planned, as_of="2026-06-30")
+    assert o.last_alive == date(2026, 2, 1)
+    planned["status"] = "finished"
+    assert one(alt("2026-02-01", 30), planned, as_of="2026-06-30").last_alive == date(2026, 6, 20)
+
+
+def test_a_zero_reference_limit_falls_back_to_the_default_range():
+    problems = Problems()
+    o = one(lab(ALT, "2026-02-02", 45, high=0), problems=problems)
+    [f] = o.findings  # 45 U/L against the default ULN is grade 1, not "45 x ULN" grade 4
+    assert f.grade == 1 and f.seriousness == "Non-serious"
+    assert any("no usable value" in p.message for p in problems)

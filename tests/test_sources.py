@@ -209,3 +209,20 @@ def test_parallel_screening_gives_the_same_results(tmp_path):
     assert one == two and len(one) == 26
     assert one["Patient/x1"][1][1][1] == "met"  # I2 from the other file
     assert sorted(map(str, p1)) == sorted(map(str, p2)) and any("zz-bad.json" in str(p) for p in p2)
+
+
+def test_a_patient_that_cannot_be_screened_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
+    from fhir3t.criteria import Screener
+
+    real = Screener.screen
+
+    def flaky(self, record, as_of, d1=None):
+        if record.key == "Patient/p03":
+            raise TypeError("unexpected structure")
+        return real(self, record, as_of, d1)
+
+    monkeypatch.setattr(Screener, "screen", flaky)
+    problems = Problems()
+    results = list(screen([SCREENING], as_of=AS_OF, problems=problems))
+    assert len(results) == 24 and "Patient/p03" not in {r.patient for r in results}
+    assert any("Patient/p03: not screened" in p.message for p in problems) and problems.any_skipped

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -15,9 +16,12 @@ from fhir3t.criteria import CriteriaSet, Screener, load_criteria
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.dates import parse_day, today_utc
 from fhir3t.errors import Problems, UsageError
-from fhir3t.record import MED_TYPES, RawRecord, RecordBuilder, main_concept, report_unknown_systems
+from fhir3t.record import MED_TYPES, MUST_BE_CODED, RawRecord, RecordBuilder, main_concept, report_unknown_systems
 from fhir3t.sources.files import FileSource, SharedIndex, discover_concept_maps, expand_paths
 from fhir3t.terminology import Terminology
+
+
+log = logging.getLogger(__name__)
 
 
 def _day(value: date | str | None, name: str) -> date | None:
@@ -60,22 +64,27 @@ class Engine:
             rtype = res["resourceType"]
             if rtype not in types:
                 return False
-            if rtype in MED_TYPES and "medicationReference" in res:
-                return True  # resolved (contained / referenced Medication) when the record is built
+            if rtype == "AdverseEvent" or rtype in MED_TYPES and "medicationReference" in res:
+                return True  # their drug is resolved (suspects, contained / referenced Medication) at build time
             concept = main_concept(rtype, res, shared.get)
+            if rtype in MUST_BE_CODED and not isinstance(concept, dict):
+                return True  # no readable code: the record builder says so and rules stay unknown
             codings = concept.get("coding") if isinstance(concept, dict) else None
             if isinstance(codings, list) and len(codings) == 1 and isinstance(codings[0], dict):
                 key = (rtype, codings[0].get("system"), codings[0].get("code"))
                 hit = seen.get(key)
                 if hit is not None:
                     return hit
-                hit = seen[key] = keep(rtype, tx.codes(concept))
-                if hit or any(known(s) for s, _ in tx.codes(concept)):
+                codes = tx.codes(concept)
+                hit = seen[key] = keep(rtype, codes) or rtype in MUST_BE_CODED and not any(known(s) for s, _ in codes)
+                if hit or any(known(s) for s, _ in codes):
                     return hit
             codes = tx.codes(concept) if concept is not None else ()
             if keep(rtype, codes):
                 return True
             if concept is not None and not any(known(s) for s, _ in codes):
+                if rtype in MUST_BE_CODED:
+                    return True  # kept as unreadable: the builder reports it, absence rules stay unknown
                 rid = res.get("id")
                 report_unknown_systems(tx, problems, concept, f"{where} ({rtype}/{rid})" if isinstance(rid, str) else where)
             return False
@@ -91,7 +100,15 @@ class Engine:
             if shared is not None and len(shared.by_ref) != learned:
                 self.screener.learn_studies(shared.studies())
                 learned = len(shared.by_ref)
-            yield self.screener.screen(builder.build(raw), as_of, d1)
+            try:
+                result = self.screener.screen(builder.build(raw), as_of, d1)
+            except (TypeError, AttributeError, ValueError, KeyError, ArithmeticError) as exc:
+                # Input shaped in a way no rule expected: this patient is reported, the run goes on.
+                log.debug("screening %s failed", raw.key, exc_info=True)
+                self.problems.add(raw.source, f"{raw.key}: not screened: a resource has an unexpected structure "
+                                              f"({type(exc).__name__}); check it with 'fhir3t validate'")
+                continue
+            yield result
 
 
 def with_discovered_maps(paths: Sequence[str | Path], concept_maps: Iterable[str | Path],

@@ -30,6 +30,10 @@ SHARED_TYPES = frozenset({"Medication", "ResearchStudy"})
 
 MED_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
 
+#: Types whose absence decides exclusions (the EHR is taken as complete): one whose code fhir3t
+#: cannot read (text only, no system, unknown system, unresolvable drug) must not count as absent.
+MUST_BE_CODED = frozenset({"Condition", "AllergyIntolerance", *MED_TYPES})
+
 #: The element holding a resource type's main code.
 CODE_FIELD: dict[str, str] = {
     "Observation": "code",
@@ -76,6 +80,8 @@ DATE_FIELDS: dict[str, tuple[str, ...]] = {
 def never_counts(rtype: str, raw: dict) -> bool:
     """True for resources the spec says never count."""
     status = raw.get("status")
+    if not isinstance(status, str):
+        status = None
     if status == "entered-in-error":
         return True
     if rtype == "Observation":
@@ -95,12 +101,20 @@ def never_counts(rtype: str, raw: dict) -> bool:
 
 
 def _status_code(concept: object) -> str | None:
-    """First code of a status CodeableConcept (clinicalStatus, verificationStatus)."""
-    if isinstance(concept, dict):
-        for c in concept.get("coding") or ():
-            if isinstance(c, dict) and isinstance(c.get("code"), str):
+    """The code of a status CodeableConcept (clinicalStatus, verificationStatus).
+
+    The HL7 coding wins over local ones listed before it (a local "R" must not hide "refuted").
+    """
+    if not isinstance(concept, dict) or not isinstance(concept.get("coding"), list):
+        return None
+    first = None
+    for c in concept["coding"]:
+        if isinstance(c, dict) and isinstance(c.get("code"), str):
+            system = c.get("system")
+            if isinstance(system, str) and system.startswith("http://terminology.hl7.org/CodeSystem/"):
                 return c["code"]
-    return None
+            first = first or c["code"]
+    return first
 
 
 status_code = _status_code
@@ -129,6 +143,8 @@ class PatientRecord:
     by_type: dict[str, list[Res]] = field(default_factory=dict)
     index: dict[str, Res] = field(default_factory=dict)
     source: str = ""
+    #: resources of MUST_BE_CODED types whose code could not be read, by type
+    uncoded: dict[str, list[Res]] = field(default_factory=dict)
     _code_index: dict[str, dict[Code, list[Res]]] = field(default_factory=dict, repr=False)
 
     def of(self, *types: str) -> list[Res]:
@@ -197,10 +213,14 @@ class RecordBuilder:
             if types is not None and rtype not in types or never_counts(rtype, resource):
                 continue
             codes = self._codes(rtype, resource, raw, where)
-            if self.keep is not None and not self.keep(rtype, codes):
+            unreadable = rtype in MUST_BE_CODED and not any(self.tx.systems.known(s) for s, _ in codes)
+            if self.keep is not None and not self.keep(rtype, codes) and not unreadable:
                 continue
             span, text = self._date(rtype, resource, where)
             ref = f"{rtype}/{resource['id']}" if isinstance(resource.get("id"), str) else url_of_loc.get(where, where)
+            if unreadable:
+                rec.uncoded.setdefault(rtype, []).append(Res(rtype, resource, ref, codes, span, where, text))
+                continue
             res = Res(rtype, resource, ref, codes, span, where, text)
             rec.by_type.setdefault(rtype, []).append(res)
             rec.index[ref] = res
@@ -225,6 +245,9 @@ class RecordBuilder:
         codes = self.tx.codes(concept)
         if not codes or all(not self.tx.systems.known(s) for s, _ in codes):
             report_unknown_systems(self.tx, self.problems, concept, where)
+            if rtype in MUST_BE_CODED and not self.tx.unknown_systems(concept):
+                self.problems.add(where, f"{rtype} has no code fhir3t can read ({describe_concept(concept)}): "
+                                         "criteria that rely on it are left unknown until it is coded")
         return codes
 
     def _suspect_codes(self, resource: dict, raw: RawRecord) -> tuple[Code, ...]:
@@ -260,6 +283,21 @@ class RecordBuilder:
         except ValueError:
             self.problems.add(where, f"unparseable date {text!r} in {rtype}: treated as undated")
             return None, text
+
+
+def describe_concept(concept: object) -> str:
+    """What a coordinator sees of an unreadable code: its text, or why it cannot be read."""
+    if not isinstance(concept, dict):
+        return "no code"
+    text = concept.get("text").strip()[:60] if isinstance(concept.get("text"), str) else ""
+    codings = concept.get("coding") if isinstance(concept.get("coding"), list) else []
+    systems = sorted({c["system"] for c in codings if isinstance(c, dict) and isinstance(c.get("system"), str)})
+    label = f" '{text}'" if text else ""
+    if systems:
+        return f"coded only in {', '.join(systems)}{label}"
+    if any(isinstance(c, dict) and "code" in c for c in codings):
+        return f"a coding without a system{label}"
+    return f"text only:{label}" if text else "no usable coding"
 
 
 def report_unknown_systems(tx: Terminology, problems: Problems, concept: object, where: str) -> None:

@@ -20,11 +20,10 @@ from fhir3t.profiles import profiles_dir
 
 Code = tuple[str, str]  # (system, code), normalised
 
-#: R4 ConceptMap equivalences (and R5 relationships) that let a source code stand for its target.
-USABLE_EQUIVALENCE = frozenset(
-    {"equivalent", "equal", "wider", "subsumes", "relatedto",
-     "source-is-narrower-than-target"}
-)
+#: R4 ConceptMap equivalences (and the R5 relationship) that let a source code stand for its
+#: target. Only true equivalence: a 'wider'/'subsumes'/'relatedto' mapping could slip a local code
+#: past a value set's exclusions (a local "juvenile DM" mapped wider to "dermatomyositis").
+USABLE_EQUIVALENCE = frozenset({"equivalent", "equal"})
 
 
 @dataclass
@@ -89,6 +88,7 @@ class ValueSet:
     exclude_codes: dict[str, set[str]] = field(default_factory=dict)
     exclude_filters: list[tuple[str, str, str, re.Pattern[str] | None]] = field(default_factory=list)
     properties: dict[Code, dict[str, object]] = field(default_factory=dict)
+    order: list[Code] = field(default_factory=list)
     _cache: dict[Code, bool] = field(default_factory=dict, repr=False)
     _exact: tuple[Code, ...] | None = field(default=None, repr=False)
 
@@ -127,10 +127,8 @@ class ValueSet:
         return False
 
     def exact_codes(self) -> Iterator[Code]:
-        """Codes listed one by one (for fast pre-filtering and 'order LOINC x' hints)."""
-        for system, codes in self.include_codes.items():
-            for c in sorted(codes):
-                yield (system, c)
+        """Codes listed one by one, in file order (for indexing and 'order LOINC x' hints)."""
+        yield from self.order
 
     def first_code(self, system: str | None = None) -> Code | None:
         for c in self.exact_codes():
@@ -167,6 +165,8 @@ class ValueSet:
                 for concept in inc.get("concept", []):
                     code = systems.code(system, concept["code"])
                     codes.setdefault(system, set()).add(code)
+                    if part == "include":
+                        vs.order.append((system, code))
                     props = _concept_properties(concept)
                     if props and part == "include":
                         vs.properties[(system, code)] = props

@@ -123,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
         args.screen_parser.error("give PATH... to screen files, or --server URL to screen a FHIR server (not both)")
     if (args.patient or args.since or args.group) and not args.server:
         raise UsageError("--patient, --group and --since need --server")
+    if args.d1 and args.as_of and args.d1 < args.as_of:
+        print(f"fhir3t screen: note: --d1 {args.d1} is before --as-of {args.as_of}; 'before D1' windows end on "
+              f"{args.d1}, while screening results up to {args.as_of} still count", file=sys.stderr)
     maps = with_discovered_maps(args.paths, args.concept_map, problems) if args.paths else list(args.concept_map)
     engine = Engine.load(maps, args.criteria, problems)
     counts: Counter[str] = Counter()

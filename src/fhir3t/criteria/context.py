@@ -52,12 +52,19 @@ class StudyMatcher:
         for s in studies:
             rid = s.get("id")
             ref = f"ResearchStudy/{rid}" if isinstance(rid, str) else None
-            ours = any(
-                isinstance(i, dict) and i.get("value") == self.value and i.get("system", self.system) == self.system
-                for i in s.get("identifier") or ()
-            )
+            ours = any(isinstance(i, dict) and self._same(i) for i in s.get("identifier") or ())
             if ref:
                 (self.refs if ours else self.other_refs).add(ref)
+
+    def _same(self, ident: dict) -> bool:
+        """Identifier equality, tolerant of http/https and a trailing slash in the system."""
+        def norm(s: object) -> str:
+            return s.strip().rstrip("/").replace("https://", "http://", 1).lower() if isinstance(s, str) else ""
+
+        value = ident.get("value")
+        if not isinstance(value, str) or value.strip().upper() != self.value.upper():
+            return False
+        return "system" not in ident or norm(ident.get("system")) == norm(self.system)
 
     def match(self, reference: object) -> bool | None:
         """True: this study; False: another study; None: cannot tell."""
@@ -65,7 +72,7 @@ class StudyMatcher:
             return None
         ident = reference.get("identifier")
         if isinstance(ident, dict) and isinstance(ident.get("value"), str):
-            return ident["value"] == self.value and ident.get("system", self.system) == self.system
+            return self._same(ident)
         ref = reference.get("reference")
         if isinstance(ref, str):
             norm = "/".join(ref.rstrip("/").split("/")[-2:])
@@ -75,10 +82,7 @@ class StudyMatcher:
                 return False
             if norm.split("/")[-1].upper() == self.value:
                 return True
-        display = reference.get("display")
-        if isinstance(display, str) and self.value in display:
-            return True
-        return None
+        return None  # a display text proves nothing either way
 
 
 @dataclass

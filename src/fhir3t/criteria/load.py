@@ -122,7 +122,7 @@ class _Builder:
                 window = self._window(spec, at) if when in ("window", "active-or-window") else None
                 return ConditionRule(vs(spec["valueset"]), when, window,
                                      tuple(spec.get("dates", ("onset", "abatement", "recorded"))),
-                                     spec.get("on_match", "met"), label)
+                                     spec.get("on_match", "met"), label, spec.get("hint"))
             if kind == "observation":
                 read = spec["read"]
                 ratio = None

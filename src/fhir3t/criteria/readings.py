@@ -6,6 +6,7 @@ this module only knows where in an Observation a value can sit.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from fhir3t.terminology import Terminology, ValueSet
@@ -23,7 +24,8 @@ class Readings:
 
 
 def _norm_text(s: str) -> str:
-    return " ".join(s.strip().lower().split())
+    """Lower-case, single-spaced, and NFKC-folded (full-width ＋＋＋ from Chinese lab systems is +++)."""
+    return " ".join(unicodedata.normalize("NFKC", s).strip().lower().split())
 
 
 def value_texts(raw: dict) -> list[str]:
@@ -79,7 +81,7 @@ def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = 
     return None, (f"'{texts[0].strip()}'" if texts else "no readable value")
 
 
-_GRADE_TOKEN = re.compile(r"\+\+\+|\+\+|\(\+\)|\+/-|±|[0-3]\+|\+|(?<![\w-])-(?![\w-])")
+_GRADE_TOKEN = re.compile(r"\+\+\+\+?|\+\+|\(\+\)|\+/-|±|[0-9]\+|\+|(?<![\w-])-(?![\w-])")
 
 
 def grade(raw: dict, grades: dict[str, str]) -> tuple[str | None, str]:
@@ -94,9 +96,11 @@ def grade(raw: dict, grades: dict[str, str]) -> tuple[str | None, str]:
         if t in grades:
             return grades[t], f"'{text.strip()}'"
     for text in texts:
-        for token in _GRADE_TOKEN.findall(text):
-            if token in grades:
-                return grades[token], f"'{text.strip()}'"
+        found = {grades[tok] for tok in _GRADE_TOKEN.findall(_norm_text(text)) if tok in grades}
+        if len(found) == 1:
+            return found.pop(), f"'{text.strip()}'"
+        if len(found) > 1:  # "Ro52: -, MDA5: +++": which grade is MDA5's is not ours to guess
+            return None, f"'{text.strip()}' (several different grades in one result)"
     if texts:
         return None, f"'{texts[0].strip()}' (no grade ++/+++ or -/±/+ recognised)"
     q = raw.get("valueQuantity")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Callable, ClassVar, Iterable
 
 from fhir3t.criteria.context import Context
@@ -82,7 +82,8 @@ def join_reasons(reasons: Iterable[str]) -> str:
     """Join part reasons; "no X record found" parts fold into one "no record found of X, Y"."""
     absent: list[str] = []
     rest: list[str] = []
-    for r in reasons:
+    sentences = (s for r in reasons if r for s in r.split("; "))
+    for r in dict.fromkeys(sentences):  # the same sentence twice says nothing more
         if not r:
             continue
         if r.startswith("no ") and r.endswith(" record found"):
@@ -94,6 +95,25 @@ def join_reasons(reasons: Iterable[str]) -> str:
     elif absent:
         rest.insert(0, "no record found of " + ", ".join(absent[:-1]) + " or " + absent[-1])
     return "; ".join(rest)
+
+
+def unreadable_instead(out: Outcome, ctx: Context, *types: str) -> Outcome:
+    """A not-met that rests on absence is unknown while records of these types cannot be read.
+
+    The spec takes the EHR as complete for diagnoses, drugs and allergies; a Condition coded only
+    in text (or in a system fhir3t does not know) might be exactly the one the rule looks for.
+    """
+    if out.result != NOT_MET:
+        return out
+    unread = [r for t in types for r in ctx.record.uncoded.get(t, ()) if not r.dated_after(ctx.as_of)]
+    if not unread:
+        return out
+    from fhir3t.record import describe_concept, main_concept
+
+    what = describe_concept(main_concept(unread[0].type, unread[0].raw, lambda ref: None))
+    more = f" and {len(unread) - 1} more" if len(unread) > 1 else ""
+    return Outcome(UNKNOWN, out.evidence + tuple(r.ref for r in unread),
+                   f"{out.reason}; {unread[0].ref}{more} has no code fhir3t can read ({what}): code it to decide")
 
 
 def _names(res: Res, vs: ValueSet, tx: Terminology) -> str:
@@ -167,7 +187,8 @@ class Gender(Rule):
     label: str = "sex"
 
     def evaluate(self, ctx: Context) -> Outcome:
-        g = (ctx.record.patient or {}).get("gender") or "unknown"
+        g = (ctx.record.patient or {}).get("gender")
+        g = g if isinstance(g, str) and g else "unknown"
         ev = (ctx.patient_ref,) if ctx.record.patient else ()
         return Outcome(MET if g in self.genders else NOT_MET, ev, f"gender {g}")
 
@@ -186,6 +207,7 @@ class ConditionRule(Rule):
     dates: tuple[str, ...] = ("onset", "abatement", "recorded")
     on_match: Tri = MET
     label: str = ""
+    hint: str | None = None
 
     def needs(self):
         yield ("Condition", self.vs)
@@ -233,7 +255,7 @@ class ConditionRule(Rule):
             if verification in UNCERTAIN_VERIFICATION:
                 return UNKNOWN, f"{why}, but {verification}: confirm or refute the diagnosis"
             if self.on_match != MET:
-                return self.on_match, why
+                return self.on_match, f"{why}: {self.hint}" if self.hint else why
         return tri, why
 
     def evaluate(self, ctx: Context) -> Outcome:
@@ -241,13 +263,14 @@ class ConditionRule(Rule):
         hits = ctx.matching("Condition", self.vs)
         title = self.label or self.vs.title
         if not hits:
-            return Outcome(NOT_MET, (), f"no {title} record found")
+            return unreadable_instead(Outcome(NOT_MET, (), f"no {title} record found"), ctx, "Condition")
         judged = [(r, *self._one(r, ctx, window)) for r in hits]
         result = k_or(t for _, t, _ in judged)
         deciding = [(r, why) for r, t, why in judged if t == result] or [(r, why) for r, _, why in judged]
         parts = [f"{_names(r, self.vs, ctx.tx)} {why}" for r, why in deciding[:3]]
         more = f" (+{len(deciding) - 3} more)" if len(deciding) > 3 else ""
-        return Outcome(result, tuple(r.ref for r, _ in deciding), f"{title}: " + "; ".join(parts) + more)
+        out = Outcome(result, tuple(r.ref for r, _ in deciding), f"{title}: " + "; ".join(parts) + more)
+        return unreadable_instead(out, ctx, "Condition")
 
 
 @dataclass
@@ -258,6 +281,35 @@ class _Candidate:
     text: str
     refs: tuple[str, ...]
     judge: Callable[[], tuple[Tri, str]]
+
+    @property
+    def instant(self) -> float | None:
+        """UTC timestamp when the date text has a time and a zone (else None: order by day only)."""
+        return instant_of(self.text)
+
+
+def instant_of(text: str | None) -> float | None:
+    if not text or len(text) <= 10 or "T" not in text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
+
+
+def _recency(c: _Candidate) -> tuple[date, date, float]:
+    ts = c.instant
+    return (c.span.hi if c.span else date.min, c.span.lo if c.span else date.min,
+            ts if ts is not None else float("-inf"))
+
+
+def _same_moment(a: _Candidate, b: _Candidate) -> bool:
+    """Cannot tell which came later: same day and no two comparable times that differ."""
+    if a.span != b.span:
+        return False
+    ta, tb = a.instant, b.instant
+    return ta is None or tb is None or ta == tb
 
 
 @dataclass
@@ -366,9 +418,11 @@ class ObservationRule(Rule):
         a, b = number(num.raw), number(den.raw)
         if a is None or b is None or b.value == 0 or a.comparator or b.comparator:
             return UNKNOWN, "measured/predicted values not usable"
+        if a.unit and b.unit and a.unit != b.unit:
+            return UNKNOWN, f"measured ({a.unit}) and predicted ({b.unit}) DLCO are in different units"
         value = scale * a.value / b.value
-        tri, shown = self._threshold(round(value, 1), None, self.unit)
-        return tri, f"{shown} (measured {a.value:g} / predicted {b.value:g})"
+        tri, _ = self._threshold(value, None, self.unit)
+        return tri, f"{value:.1f} {self.unit or ''} (measured {a.value:g} / predicted {b.value:g})".replace("  ", " ")
 
     def evaluate(self, ctx: Context) -> Outcome:
         window = ctx.window(self.window)
@@ -385,12 +439,20 @@ class ObservationRule(Rule):
             if self.absent == UNKNOWN:
                 return Outcome(UNKNOWN, (), f"no {title} result in {window}: {_settle_hint(self.vs, ctx.tx, self.hint)}")
             return Outcome(self.absent, (), f"no {title} result in {window}")
-        key = lambda c: (c.span.hi if c.span else date.min, c.span.lo if c.span else date.min, c.text)  # noqa: E731
         if surely:
-            surely.sort(key=key, reverse=True)
+            surely.sort(key=_recency, reverse=True)
             best = surely[0]
             tri, how = best.judge()
             reason = f"{title} {how}{_when(best.span)}"
+            # results that cannot be put in order (same day, no comparable time) and disagree
+            for other in surely[1:]:
+                if not _same_moment(best, other):
+                    break
+                otri, ohow = other.judge()
+                if otri != tri:
+                    return Outcome(UNKNOWN, best.refs + other.refs,
+                                   f"{title}: two results{_when(best.span)} disagree ({how}; {ohow}) and their times "
+                                   "do not say which is later: repeat the test or mark one entered-in-error")
             # a result of uncertain date that might be more recent and says otherwise leaves it open
             for m in maybe:
                 if m.span is None or m.span.hi >= best.span.lo:  # type: ignore[union-attr]
@@ -442,7 +504,7 @@ class Checklist(Rule):
 
     def evaluate(self, ctx: Context) -> Outcome:
         qrs = [r for r in ctx.visible("QuestionnaireResponse")
-               if r.raw.get("status") == "completed"
+               if r.raw.get("status") in ("completed", "amended")
                and isinstance(r.raw.get("questionnaire"), str)
                and r.raw["questionnaire"].split("|")[0].rstrip("/").endswith(self.questionnaire)]
         ask = f"answer '{self.link_id}' in the screening checklist (Questionnaire {self.questionnaire.rsplit('/', 1)[-1]})"
@@ -470,19 +532,26 @@ class StudyConsent(Rule):
         yield ("ResearchSubject", None)
 
     def _points_at_study(self, raw: dict, ctx: Context) -> bool:
+        """sourceReference, or a *permit* provision's data, names this study (a deny never counts)."""
         refs: list[object] = [raw.get("sourceReference")]
 
-        def walk(provision: object) -> None:
+        def walk(provision: object, permit: bool) -> None:
             if not isinstance(provision, dict):
                 return
-            for d in provision.get("data") or ():
-                if isinstance(d, dict):
-                    refs.append(d.get("reference"))
+            kind = provision.get("type")
+            permit = permit if kind is None else kind == "permit"  # nested provisions are exceptions
+            if permit:
+                for d in provision.get("data") or ():
+                    if isinstance(d, dict):
+                        refs.append(d.get("reference"))
             for sub in provision.get("provision") or ():
-                walk(sub)
+                walk(sub, permit)
 
-        walk(raw.get("provision"))
-        return any(ctx.study.match(r) for r in refs if r is not None)
+        top = raw.get("provision")
+        walk(top, True)
+        if isinstance(top, dict) and top.get("type") == "deny":
+            refs[0] = None  # a consent that denies this use does not consent to the study
+        return any(ctx.study.match(r) is True for r in refs if r is not None)
 
     def evaluate(self, ctx: Context) -> Outcome:
         named_by_subject: set[str] = set()
@@ -530,8 +599,9 @@ class MedicationRule(Rule):
             return span_of(period["end"]), "ended"
         if raw.get("status") in self.ONGOING:
             return Span(as_of, as_of), f"{raw.get('status')}, ongoing"
+        # spec §6: effective, else dateAsserted, else unknown (an order date says nothing of intake)
         for v in (raw.get("effectiveDateTime"), (period or {}).get("start") if isinstance(period, dict) else None,
-                  raw.get("dateAsserted"), raw.get("authoredOn")):
+                  raw.get("dateAsserted")):
             if isinstance(v, str):
                 return span_of(v), f"{raw.get('status', 'no status')}, dated"
         return None, f"{raw.get('status', 'no status')}, no date"
@@ -553,11 +623,20 @@ class MedicationRule(Rule):
         tri = window.contains(span)
         return tri, f"{how}, last exposure {span} {'within' if tri == MET else 'before' if tri == NOT_MET else 'possibly within'} {window}"
 
-    @staticmethod
-    def _half_life_of(prop: object) -> float:
+    HOURS: ClassVar[dict[str, float]] = {"h": 1, "d": 24, "min": 1 / 60, "wk": 168}
+
+    def __post_init__(self) -> None:
+        for code, props in self.vs.properties.items():
+            hl = props.get("half-life")
+            if hl is not None and not (isinstance(hl, dict) and isinstance(hl.get("value"), (int, float))
+                                       and (hl.get("code") or hl.get("unit")) in self.HOURS):
+                raise ConfigError(f"value set {self.vs.id}: half-life of {code[1]} needs a value and a UCUM unit "
+                                  f"({', '.join(self.HOURS)})")
+
+    @classmethod
+    def _half_life_of(cls, prop: object) -> float:
         if isinstance(prop, dict) and isinstance(prop.get("value"), (int, float)):
-            unit = prop.get("code") or prop.get("unit")
-            return float(prop["value"]) * {"h": 1, "d": 24, "min": 1 / 60}.get(unit, 1)
+            return float(prop["value"]) * cls.HOURS[prop.get("code") or prop.get("unit")]
         return 0.0
 
     def _half_life(self, code: Code) -> float:
@@ -569,12 +648,17 @@ class MedicationRule(Rule):
         reasons = raw.get("statusReason")
         reasons = reasons if isinstance(reasons, list) else [reasons] if isinstance(reasons, dict) else []
         codes = [c for cc in reasons for c in ctx.tx.codes(cc)]
-        status = raw.get("status", "no status")
+        status = raw.get("status") if isinstance(raw.get("status"), str) else "no status"
         if any(c in self.reasons for c in codes):
             return MET, f"{status} for {next(c for c in codes if c in self.reasons)[1]} ({self.reasons.title.lower()})"
         if status in ("stopped", "completed"):
             if not reasons:
                 return UNKNOWN, f"{status} with no reason recorded: record why it was stopped"
+            if not codes:
+                texts = [cc.get("text") for cc in reasons if isinstance(cc, dict) and isinstance(cc.get("text"), str)]
+                return UNKNOWN, (f"{status}, reason given only as text ('{texts[0]}'): code it "
+                                 f"(e.g. SNOMED CT 58848006 lack of drug action) to decide" if texts else
+                                 f"{status} with an unreadable reason: record why it was stopped")
             return NOT_MET, f"{status} for another reason"
         return NOT_MET, f"{status}"
 
@@ -582,13 +666,14 @@ class MedicationRule(Rule):
         hits = [r for r in ctx.visible_many(*self.TYPES) if any(c in self.vs for c in r.codes)]
         title = self.label or self.vs.title
         if not hits:
-            return Outcome(NOT_MET, (), f"no {title} record found")
+            return unreadable_instead(Outcome(NOT_MET, (), f"no {title} record found"), ctx, *self.TYPES)
         judge = self._exposure if self.mode == "exposure" else self._stopped
         judged = [(r, *judge(r, ctx)) for r in hits]
         result = k_or(t for _, t, _ in judged)
         deciding = [(r, why) for r, t, why in judged if t == result]
         parts = [f"{_names(r, self.vs, ctx.tx)} {why}" for r, why in deciding[:3]]
-        return Outcome(result, tuple(r.ref for r, _ in deciding), f"{title}: " + "; ".join(parts))
+        out = Outcome(result, tuple(r.ref for r, _ in deciding), f"{title}: " + "; ".join(parts))
+        return unreadable_instead(out, ctx, *self.TYPES)
 
 
 @dataclass
@@ -609,8 +694,10 @@ class AllergyRule(Rule):
         if live:
             return Outcome(MET, tuple(r.ref for r in live), f"{title}: {_names(live[0], self.vs, ctx.tx)} recorded")
         if hits:
-            return Outcome(NOT_MET, tuple(r.ref for r in hits), f"{title}: only inactive/resolved records")
-        return Outcome(NOT_MET, (), f"no {title} record found")
+            out = Outcome(NOT_MET, tuple(r.ref for r in hits), f"{title}: only inactive/resolved records")
+        else:
+            out = Outcome(NOT_MET, (), f"no {title} record found")
+        return unreadable_instead(out, ctx, "AllergyIntolerance")
 
 
 @dataclass
@@ -648,7 +735,7 @@ class OtherStudy(Rule):
         judged: list[tuple[Res, Tri, str]] = []
         for r in ctx.visible("ResearchSubject"):
             raw = r.raw
-            if raw.get("status") not in self.statuses:
+            if not isinstance(raw.get("status"), str) or raw["status"] not in self.statuses:
                 continue
             ours = ctx.study.match(raw.get("study"))
             if ours is True:
@@ -658,7 +745,9 @@ class OtherStudy(Rule):
             sure = (start is None or start.hi <= window.hi) and (end is None or end.lo >= window.lo)
             never = (start is not None and start.lo > window.hi) or (end is not None and end.hi < window.lo)
             tri = MET if sure else NOT_MET if never else UNKNOWN
-            study = (raw.get("study") or {}).get("reference") or "an unnamed study"
+            study_ref = raw.get("study") if isinstance(raw.get("study"), dict) else {}
+            ident = study_ref.get("identifier") if isinstance(study_ref.get("identifier"), dict) else {}
+            study = study_ref.get("reference") or (f"study {ident.get('value')}" if ident.get("value") else "an unnamed study")
             if tri == MET and ours is None:
                 judged.append((r, UNKNOWN, f"{raw['status']} in {study}, which is not in the input: "
                                            f"check whether it is {ctx.study.value}"))
@@ -686,7 +775,7 @@ class ImmunizationRule(Rule):
     def evaluate(self, ctx: Context) -> Outcome:
         window = ctx.window(self.window)
         hits = [r for r in ctx.visible("Immunization")
-                if r.raw.get("status") == "completed" and (self.vs is None or any(c in self.vs for c in r.codes))]
+                if r.raw.get("status") in ("completed", "amended") and (self.vs is None or any(c in self.vs for c in r.codes))]
         if not hits:
             return Outcome(NOT_MET, (), f"no {self.label} record found")
         judged = [(r, window.contains(r.span) if r.span else UNKNOWN) for r in hits]

@@ -88,10 +88,16 @@ class SafetyEngine:
             if shared is not None and len(shared.by_ref) != learned:
                 self.matcher.learn(shared.studies())
                 learned = len(shared.by_ref)
-            alive = last_known_alive(raw.resources, as_of)
-            record = builder.build(raw)
-            seen.add(record.key)
-            out = self.analyse_record(record, as_of, given.get(record.key), alive)
+            try:
+                alive = last_known_alive(raw.resources, as_of)
+                record = builder.build(raw)
+                seen.add(record.key)
+                out = self.analyse_record(record, as_of, given.get(record.key), alive)
+            except (TypeError, AttributeError, ValueError, KeyError, ArithmeticError) as exc:
+                # Input shaped in a way no rule expected: this patient is reported, the run goes on.
+                self.problems.add(raw.source, f"{raw.key}: not analysed: a resource has an unexpected structure "
+                                              f"({type(exc).__name__}); check it with 'fhir3t validate'")
+                continue
             if out is None:
                 not_enrolled += 1
                 continue

@@ -120,7 +120,7 @@ def _quantity_limit(rr: dict, key: str, kind: str, units: Units, value_unit: str
     if not isinstance(q, dict):
         return None
     v = dec(q.get("value"))
-    if v is None:
+    if v is None or v <= 0:  # a limit of 0 (or less) would make any value "many times ULN"
         return None
     unit = units.ucum(q) or value_unit
     return units.convert(kind, v, unit)

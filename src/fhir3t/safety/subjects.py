@@ -114,13 +114,20 @@ def find_subject(record: PatientRecord, matcher: StudyMatcher, statuses: frozens
     return Subject(record.key, start, end, status, ref, sex)  # type: ignore[arg-type]
 
 
+#: Statuses of things that did not (yet) happen, across resource types.
+NOT_HAPPENED = frozenset({"planned", "proposed", "draft", "cancelled", "intended", "booked", "pending", "revoked"})
+
+
 def last_known_alive(resources: Iterable[tuple[dict, str]], as_of: date) -> date | None:
-    """The latest day any counted, dated resource of the patient falls on, capped at as_of."""
+    """The latest day any counted, dated resource of the patient falls on, capped at as_of.
+
+    Planned, proposed or cancelled things (a booked visit next month) say nothing of being alive.
+    """
     latest: date | None = None
     for res, _ in resources:
         rtype = res.get("resourceType")
         fields = DATE_FIELDS.get(rtype) if isinstance(rtype, str) else None
-        if not fields or never_counts(rtype, res):  # type: ignore[arg-type]
+        if not fields or never_counts(rtype, res) or res.get("status") in NOT_HAPPENED:  # type: ignore[arg-type]
             continue
         span = span_of(_first_date(res, *fields))
         if span is None:

@@ -1,0 +1,161 @@
+"""Cases from the independent review: each one once let missing or odd data look eligible."""
+from __future__ import annotations
+
+import pytest
+
+from factory import ATC, CHECKLIST, CM, ICD, LOINC, RX, SCT, cc, checklist, cond, med, neg, obs, patient, pos, research_subject
+from fhir3t.errors import Problems
+
+US = {"identifier": {"system": "http://clinicaltrials.gov", "value": "NCT06438679"}}
+
+
+def result(r, cid):
+    return r.by_id(cid).result
+
+
+def test_e1_adverse_event_suspect_medication_resource(screen):
+    medication = {"resourceType": "Medication", "id": "m", "code": cc("1357536", RX)}
+    ae = {"resourceType": "AdverseEvent", "id": "ae", "actuality": "actual", "subject": {"reference": "Patient/p1"},
+          "date": "2024-01-01", "suspectEntity": [{"instance": {"reference": "Medication/m"}}]}
+    c = screen(medication, ae).by_id("E1-prior-3t-failure")
+    assert c.result == "met" and c.evidence == ("AdverseEvent/ae",)
+    ae["actuality"] = "potential"
+    assert result(screen(medication, ae), "E1-prior-3t-failure") == "not-met"
+
+
+@pytest.mark.parametrize("code", [
+    {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cn", "code": "C50.901"}]},  # a system fhir3t does not know
+    {"coding": [{"code": "C50.901"}]},                                                 # no system
+    {"text": "Breast cancer"},                                                         # text only
+])
+def test_unreadable_condition_leaves_absence_based_rules_unknown(screen, code):
+    c = cond("C50.9", CM)
+    c["code"] = code
+    problems = Problems()
+    r = screen(c, problems=problems)
+    e6 = r.by_id("E6-malignancy")
+    assert e6.result == "unknown" and f"Condition/{c['id']}" in e6.evidence and "code it to decide" in e6.reason
+    assert r.status != "eligible"
+    assert problems.any_skipped and any(f"entry[1]" in p.where for p in problems)
+
+
+def test_unresolvable_drug_leaves_drug_rules_unknown(screen):
+    ms = {"resourceType": "MedicationStatement", "id": "ms", "status": "active", "subject": {"reference": "Patient/p1"},
+          "medicationReference": {"reference": "Medication/elsewhere"}}
+    r = screen(ms)
+    assert result(r, "E2-recent-immunomodulator") == "unknown" and result(r, "E3-depleting-agent") == "unknown"
+
+
+@pytest.mark.parametrize("code,expected", [("C4A.9", "met"), ("C7A.010", "met"), ("C7B.00", "met"), ("C7C", "not-met")])
+def test_e6_icd10cm_letter_categories(screen, code, expected):
+    assert result(screen(cond(code, CM, onsetDateTime="2025-01-01")), "E6-malignancy") == expected
+
+
+def test_e6_bcc_with_secondary_neuroendocrine_counts(screen):
+    assert result(screen(cond("C44.311", CM), cond("C7B.8", CM, clinical="resolved")), "E6-malignancy") == "met"
+
+
+def test_e2_request_with_only_an_order_date_is_unknown(screen):
+    mr = med("3008", rtype="MedicationRequest", status="completed", authoredOn="2026-05-20")
+    c = screen(mr).by_id("E2-recent-immunomodulator")
+    assert c.result == "unknown" and "last exposure unknown" in c.reason
+
+
+def test_amended_checklist_is_the_most_recent_answer(screen):
+    old = checklist(authored="2026-06-01", investigator_ok=True)
+    amended = checklist(authored="2026-06-10", status="amended", investigator_ok=False)
+    assert result(screen(old, amended), "E14-investigator") == "met"
+
+
+def test_consent_that_denies_the_study_does_not_count(screen):
+    deny = {"resourceType": "Consent", "id": "c1", "status": "active", "patient": {"reference": "Patient/p1"},
+            "provision": {"type": "deny", "data": [{"meaning": "related", "reference": US}]}}
+    assert result(screen(deny), "I8-consent") == "unknown"
+    permit_except = {"resourceType": "Consent", "id": "c2", "status": "active", "patient": {"reference": "Patient/p1"},
+                     "provision": {"type": "permit", "provision": [{"type": "deny", "data": [{"meaning": "related", "reference": US}]}]}}
+    assert result(screen(permit_except), "I8-consent") == "unknown"
+    permit = {"resourceType": "Consent", "id": "c3", "status": "active", "patient": {"reference": "Patient/p1"},
+              "provision": {"type": "permit", "data": [{"meaning": "related", "reference": US}]}}
+    assert result(screen(permit), "I8-consent") == "met"
+
+
+def test_study_display_text_proves_nothing(screen):
+    trick = {"resourceType": "Consent", "id": "c1", "status": "active", "patient": {"reference": "Patient/p1"},
+             "sourceReference": {"reference": "ResearchStudy/abc", "display": "Not NCT06438679"}}
+    assert result(screen(trick), "I8-consent") == "unknown"
+
+
+def test_same_study_with_https_identifier_system_is_this_study(screen):
+    rs = research_subject({"identifier": {"system": "https://clinicaltrials.gov/", "value": "nct06438679"}},
+                          status="pending-on-study")
+    assert result(screen(rs), "E4-investigational") == "not-met"
+
+
+def test_results_on_the_same_day_that_disagree_are_unknown(screen):
+    d = "2026-06-03"
+    assert result(screen(neg("56888-1", d), pos("56888-1", d)), "E9-hiv") == "unknown"
+    assert result(screen(pos("56888-1", d), neg("56888-1", d)), "E9-hiv") == "unknown"
+    # times with zones put them in order: the positive at 03:00Z is two hours after the 09:00+08:00 negative
+    later_pos = pos("56888-1", "2026-06-03T03:00:00Z")
+    earlier_neg = neg("56888-1", "2026-06-03T09:00:00+08:00")
+    assert result(screen(earlier_neg, later_pos), "E9-hiv") == "met"
+    assert result(screen(later_pos, earlier_neg), "E9-hiv") == "met"
+    # agreeing results on one day are fine
+    assert result(screen(neg("56888-1", d), neg("56888-1", d)), "E9-hiv") == "not-met"
+
+
+def test_hl7_status_coding_wins_over_a_local_one(screen):
+    c = cond("A15.0", ICD)
+    c["verificationStatus"] = {"coding": [{"system": "http://hospital.example.org/vs", "code": "R"},
+                                          {"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "refuted"}]}
+    assert result(screen(c, neg("71773-6", "2026-06-01")), "E10-tb") == "not-met"
+    d = cond("B59", ICD, clinical=None, onsetDateTime="2010-01-01")
+    d["clinicalStatus"] = {"coding": [{"system": "http://hospital.example.org/cs", "code": "A"},
+                                      {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}
+    assert result(screen(d), "E5-immunodeficiency") == "met"
+
+
+def test_e1_reason_given_only_as_text_is_unknown(screen):
+    m = med("42316", status="stopped")
+    m["statusReason"] = [{"text": "lack of efficacy"}]
+    c = screen(m).by_id("E1-prior-3t-failure")
+    assert c.result == "unknown" and "lack of efficacy" in c.reason
+
+
+@pytest.mark.parametrize("value,expected", [("4+", "met"), ("＋＋＋", "met"), ("Ro52: -, MDA5: +++", "unknown"),
+                                            ("Positive (++)", "met")])
+def test_i3_grade_text_variants(screen, value, expected):
+    assert result(screen(obs("82424-3", "2026-06-01", valueString=value)), "I3-mda5") == expected
+
+
+@pytest.mark.parametrize("date,expected", [("2025-08-24", "not-met"), ("2025-08-25", "met"), ("2026-04-01", "met")])
+def test_e13_pregnancy_status_counts_for_42_weeks(screen, date, expected):
+    """294 days before 2026-06-15 is 2025-08-25: the day before, on, and well inside."""
+    status = obs("82810-3", date, valueCodeableConcept=cc("77386006", SCT))
+    assert result(screen(patient(birth="1960-01-01"), status), "E13-pregnancy") == expected
+
+
+def test_dlco_ratio_is_compared_unrounded(screen):
+    m = obs("19911-7", "2026-06-01", valueQuantity={"value": 79.96, "unit": "mL/min/mmHg"})
+    p = obs("19910-9", "2026-06-01", valueQuantity={"value": 100, "unit": "mL/min/mmHg"})
+    assert result(screen(m, p), "I4-dlco") == "met"
+
+
+@pytest.mark.parametrize("patch", [
+    {"gender": ["female"]}, {"birthDate": 19800101}, {"gender": 1},
+])
+def test_odd_patient_shapes_do_not_crash(screen, patch):
+    r = screen(patient(**patch))
+    assert len(r.criteria) == 22
+
+
+def test_odd_resource_shapes_do_not_crash_the_run(screen):
+    odd = [
+        {"resourceType": "ResearchSubject", "id": "r", "status": ["on-study"], "study": "x", "individual": {"reference": "Patient/p1"}},
+        {"resourceType": "Observation", "id": "o", "status": ["final"], "code": {"coding": "x"}, "subject": {"reference": "Patient/p1"}},
+        {"resourceType": "QuestionnaireResponse", "id": "q", "status": "completed", "questionnaire": CHECKLIST,
+         "subject": {"reference": "Patient/p1"}, "authored": "2026-06-01", "item": "x"},
+        {"resourceType": "Consent", "id": "c", "status": "active", "patient": {"reference": "Patient/p1"}, "provision": [1]},
+    ]
+    r = screen(*odd)
+    assert len(r.criteria) == 22
