@@ -226,3 +226,18 @@ def test_a_patient_that_cannot_be_screened_is_reported_and_the_run_goes_on(tmp_p
     results = list(screen([SCREENING], as_of=AS_OF, problems=problems))
     assert len(results) == 24 and "Patient/p03" not in {r.patient for r in results}
     assert any("Patient/p03: not screened" in p.message for p in problems) and problems.any_skipped
+
+
+def test_real_bulk_export_sample_screens_cleanly():
+    """The SMART sample Bulk export (Synthea, 13 patients) from ../shared, when it is there."""
+    from conftest import SHARED
+
+    bulk = SHARED / "data" / "bulk" / "smart-sample-bulk-10-patients"
+    if not bulk.is_dir():
+        pytest.skip("../shared/data/bulk not available")
+    problems = Problems()
+    results = list(screen([bulk], as_of=AS_OF, problems=problems))
+    assert len(results) == 13 and not problems.any_skipped, [str(p) for p in problems][:5]
+    # nobody there has dermatomyositis: every one is ineligible on I2, with a readable reason
+    assert {r.status for r in results} == {"ineligible"}
+    assert all(r.by_id("I2-dm").result == "not-met" and r.by_id("I2-dm").reason for r in results)
