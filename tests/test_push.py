@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import responses
 
 from fhir3t.cli import main

@@ -11,12 +11,12 @@ import hashlib
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
-from fhir3t import __version__
 from fhir3t.canonical import (
-    EXT_CTCAE_GRADE, ID_ADVERSE_EVENT, PROFILE_ADVERSE_EVENT, PROFILE_PROVENANCE, SOFTWARE_SYSTEM, STUDY_ID,
+    EXT_CTCAE_GRADE, ID_ADVERSE_EVENT, PROFILE_ADVERSE_EVENT, STUDY_ID,
     STUDY_SYSTEM,
 )
 from fhir3t.emit.bundle import TransactionBuilder
+from fhir3t.emit.provenance import provenance
 from fhir3t.emit.ids import stable_id, urn
 from fhir3t.safety.findings import CAUSALITY_SYSTEM, Finding
 
@@ -91,25 +91,6 @@ def adverse_event(f: Finding, study_ref: str, recorded: str) -> dict[str, Any]:
     return ae
 
 
-def provenance(targets: Sequence[str], sources: Iterable[str], recorded: str, digest: str, run_key: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Provenance",
-        "id": stable_id("Provenance", "safety", run_key),
-        "meta": {"profile": [PROFILE_PROVENANCE]},
-        "target": [{"reference": t} for t in targets],
-        "recorded": recorded,
-        "activity": {"text": f"adverse-event detection for {STUDY_ID} (CTCAE v5.0 labs, new conditions, deaths)"},
-        "agent": [{
-            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                 "code": "assembler", "display": "Assembler"}]},
-            "who": {"identifier": {"system": SOFTWARE_SYSTEM, "value": f"fhir3t {__version__}"},
-                    "display": f"fhir3t {__version__}"},
-        }],
-        "policy": [f"urn:fhir3t:safety:sha256:{digest}"],
-        "entity": [{"role": "source", "what": {"reference": s}} for s in sources],
-    }
-
-
 def safety_bundle(findings: Sequence[Finding], study: dict[str, Any], digest: str,
                   recorded: datetime | None = None) -> tuple[dict[str, Any], list[str]]:
     """A transaction Bundle: ResearchStudy (conditional create), one PUT per AdverseEvent, a Provenance.
@@ -134,5 +115,7 @@ def safety_bundle(findings: Sequence[Finding], study: dict[str, Any], digest: st
                 sources.setdefault(e, None)
         run.update(f"{f.id}|{f.grade}|{f.outcome}|{f.end}|{','.join(f.evidence)}".encode())
     if targets:
-        tb.put(provenance(targets, sources, when, digest, run.hexdigest()))
+        tb.put(provenance(stable_id("Provenance", "safety", run.hexdigest()), targets, sources, when,
+                          f"adverse-event detection for {STUDY_ID} (CTCAE v5.0 labs, new conditions, deaths)",
+                          f"urn:fhir3t:safety:sha256:{digest}"))
     return tb.build(), notes

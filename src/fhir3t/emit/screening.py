@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-from fhir3t import __version__
 from fhir3t.canonical import (
-    EXT_CRITERION_RESULT, ID_RESEARCH_SUBJECT, PROFILE_PROVENANCE, PROFILE_RESEARCH_STUDY,
-    PROFILE_RESEARCH_SUBJECT, SOFTWARE_SYSTEM,
+    EXT_CRITERION_RESULT, ID_RESEARCH_SUBJECT, PROFILE_RESEARCH_STUDY,
+    PROFILE_RESEARCH_SUBJECT,
 )
 from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import CriterionResult, ScreeningResult
 from fhir3t.emit.bundle import TransactionBuilder
 from fhir3t.emit.ids import stable_id, urn
+from fhir3t.emit.provenance import provenance
 
 SITE = "Second Affiliated Hospital, Zhejiang University School of Medicine"
 
@@ -94,26 +94,6 @@ def research_subject(result: ScreeningResult, criteria: CriteriaSet, study_ref: 
     }
 
 
-def provenance(targets: Sequence[str], sources: Iterable[str], criteria: CriteriaSet, recorded: str,
-               activity: str, run_key: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Provenance",
-        "id": stable_id("Provenance", run_key),
-        "meta": {"profile": [PROFILE_PROVENANCE]},
-        "target": [{"reference": t} for t in targets],
-        "recorded": recorded,
-        "activity": {"text": activity},
-        "agent": [{
-            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                 "code": "assembler", "display": "Assembler"}]},
-            "who": {"identifier": {"system": SOFTWARE_SYSTEM, "value": f"fhir3t {__version__}"},
-                    "display": f"fhir3t {__version__}"},
-        }],
-        "policy": [f"urn:fhir3t:criteria:{criteria.id}:{criteria.version}:sha256:{criteria.digest}"],
-        "entity": [{"role": "source", "what": {"reference": s}} for s in sources],
-    }
-
-
 def screening_bundle(results: Sequence[ScreeningResult], criteria: CriteriaSet,
                      recorded: datetime | None = None) -> tuple[dict[str, Any], list[str]]:
     """A transaction Bundle for a screening run, and notes on results that could not be emitted.
@@ -145,8 +125,8 @@ def screening_bundle(results: Sequence[ScreeningResult], criteria: CriteriaSet,
             run.update(f"|{c.id}={c.result}:{','.join(c.evidence)}".encode())
     when = (recorded or datetime.now(timezone.utc)).replace(microsecond=0).isoformat()
     if targets:
-        prov = provenance(targets, evidence, criteria, when,
+        prov = provenance(stable_id("Provenance", run.hexdigest()), targets, evidence, when,
                           f"screening for {criteria.study_value} against {criteria.id} {criteria.version}",
-                          run.hexdigest())
+                          f"urn:fhir3t:criteria:{criteria.id}:{criteria.version}:sha256:{criteria.digest}")
         tb.put(prov)
     return tb.build(), notes

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from fhir3t.errors import Problems, ServerError
 from fhir3t.record import DEFAULT_PATIENT_FIELDS, PATIENT_FIELDS, SHARED_TYPES, RawRecord
 from fhir3t.sources.files import SharedIndex, normalize_reference, read_bundle
-from fhir3t.sources.http import FhirClient, HttpStatusError, next_link
+from fhir3t.sources.http import FhirClient, HttpStatusError
 from fhir3t.terminology import Code, Terminology, ValueSet
 
 log = logging.getLogger("fhir3t.rest")
