@@ -103,10 +103,15 @@ class Context:
             w = self._window_cache[key] = self.windows[name].resolve(self.as_of, self.d1, at_least_days)
         return w
 
+    _visible_cache: dict[str, list[Res]] = field(default_factory=dict)
+
     def visible(self, rtype: str) -> list[Res]:
         """Resources of a type, minus those dated after as_of (they do not exist yet)."""
-        as_of = self.as_of
-        return [r for r in self.record.of(rtype) if not r.dated_after(as_of)]
+        hit = self._visible_cache.get(rtype)
+        if hit is None:
+            as_of = self.as_of
+            hit = self._visible_cache[rtype] = [r for r in self.record.of(rtype) if not r.dated_after(as_of)]
+        return hit
 
     def matching(self, rtype: str, vs: ValueSet) -> list[Res]:
         """Visible resources of a type whose code is in a value set (indexed by code when it can)."""
