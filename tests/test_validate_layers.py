@@ -297,3 +297,14 @@ def test_missing_link_id_is_an_error_except_on_display_items() -> None:
     issues = [i for i in validate_resource(q) if (i.expression or "").endswith("linkId")]
     by_path = {i.expression: i.severity for i in issues}
     assert by_path == {"Questionnaire.item[0].linkId": "warning", "Questionnaire.item[1].linkId": "error"}
+
+
+def test_malformed_references_are_errors() -> None:
+    from fhir3t.validate import validate_resource
+
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": "Patient/p 01"}, "performer": [{"reference": "urn:uuid:not-a-uuid"}],
+           "basedOn": [{"reference": "ServiceRequest/sr-1"}],
+           "derivedFrom": [{"reference": "https://ehr.example.org/fhir/Observation/o1/_history/2"}]}
+    bad = {i.expression for i in validate_resource(obs) if i.is_error and "malformed reference" in i.diagnostics}
+    assert bad == {"Observation.subject.reference", "Observation.performer[0].reference"}

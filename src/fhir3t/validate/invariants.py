@@ -6,11 +6,20 @@ JSON walks, which is both cheaper and gives exact locations.
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any, Callable, Iterator
 
 from fhir3t.validate.issues import Issue
-from fhir3t.validate.refs import iter_references
+from fhir3t.validate.refs import ABSOLUTE_REF, RELATIVE_REF, iter_references
+
+_URN = re.compile(r"^urn:(uuid:[0-9a-fA-F-]{36}|oid:[0-2](\.(0|[1-9][0-9]*))+)$")
+_CONDITIONAL = re.compile(r"^[A-Z][A-Za-z]+\?\S+$")  # Type?param=value (allowed in transactions)
+
+
+def _well_formed(ref: str) -> bool:
+    return bool(RELATIVE_REF.match(ref) or ABSOLUTE_REF.match(ref) or _URN.match(ref) or _CONDITIONAL.match(ref)
+                or ref.startswith(("http://", "https://")) and " " not in ref)
 
 #: (key, resource type or "*" for every DomainResource, guard element, FHIRPath from the R4 spec,
 #: human text). The expression can only be false when the guard element is present, so it is
@@ -109,6 +118,11 @@ def _ref1(resource: dict, rt: str) -> Iterator[Issue]:
             yield Issue("error", "invariant",
                         f"ref-1: SHALL have a contained resource if a local reference is provided "
                         f"({ref!r} names no contained resource)",
+                        f"{where}.reference")
+        elif not ref.startswith("#") and not _well_formed(ref):
+            yield Issue("error", "value",
+                        f"malformed reference {ref!r}: expected Type/id, an absolute URL, urn:uuid:, urn:oid: or #id "
+                        "(ids are 1-64 of A-Z a-z 0-9 - .)",
                         f"{where}.reference")
 
 
