@@ -82,7 +82,7 @@ def join_reasons(reasons: Iterable[str]) -> str:
     """Join part reasons; "no X record found" parts fold into one "no record found of X, Y"."""
     absent: list[str] = []
     rest: list[str] = []
-    sentences = (s for r in reasons if r for s in r.split("; "))
+    sentences = (s for r in reasons if r for s in (r.split("; ") if "; " in r else (r,)))
     for r in dict.fromkeys(sentences):  # the same sentence twice says nothing more
         if not r:
             continue
