@@ -159,3 +159,9 @@ def test_odd_resource_shapes_do_not_crash_the_run(screen):
     ]
     r = screen(*odd)
     assert len(r.criteria) == 22
+
+
+def test_unknown_names_the_latest_result_outside_the_window(screen):
+    c = screen(neg("71773-6", "2026-05-17"), neg("71773-6", "2026-01-02")).by_id("E10-tb")
+    assert c.result == "unknown"
+    assert "the latest, on 2026-05-17, is outside it" in c.reason and "LOINC 71773-6" in c.reason

@@ -429,15 +429,19 @@ class ObservationRule(Rule):
         title = self.label or self.vs.title
         surely: list[_Candidate] = []
         maybe: list[_Candidate] = []
+        outside: list[_Candidate] = []
         for c in self._candidates(ctx):
             inside = window.contains(c.span) if c.span is not None else UNKNOWN
             if inside == MET:
                 surely.append(c)
             elif inside == UNKNOWN:
                 maybe.append(c)
+            else:
+                outside.append(c)
         if not surely and not maybe:
+            older = f" (the latest, on {max(outside, key=_recency).span}, is outside it)" if outside else ""
             if self.absent == UNKNOWN:
-                return Outcome(UNKNOWN, (), f"no {title} result in {window}: {_settle_hint(self.vs, ctx.tx, self.hint)}")
+                return Outcome(UNKNOWN, (), f"no {title} result in {window}{older}: {_settle_hint(self.vs, ctx.tx, self.hint)}")
             return Outcome(self.absent, (), f"no {title} result in {window}")
         if surely:
             surely.sort(key=_recency, reverse=True)
