@@ -22,9 +22,10 @@ def test_exactly_two_setup_commands_and_ci_runs_the_test_one():
     assert install_and_test in ci
 
 
-def test_readme_table_counts_match_the_samples(capsys):
+def test_readme_table_counts_match_the_samples(capsys, monkeypatch):
     from fhir3t.cli import main
 
+    monkeypatch.chdir(ROOT)  # the README's paths are relative to the project folder
     command = _setup_commands()[0].split("&& fhir3t ", 1)[1].split()
     assert main([*command, "--no-progress"]) == 0
     out = capsys.readouterr().out
