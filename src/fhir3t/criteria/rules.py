@@ -37,6 +37,16 @@ class Rule:
         """(resource type, value set its main code must be in, or None for any) this rule reads."""
         return ()
 
+    def _once(self, key: object, make: Callable[[], Outcome]) -> Outcome:
+        """The same inputs give the same Outcome: build it once (most patients lack most records)."""
+        cache = self.__dict__.setdefault("_memo", {})
+        hit = cache.get(key)
+        if hit is None:
+            if len(cache) >= 4096:
+                cache.clear()
+            hit = cache[key] = make()
+        return hit
+
 
 # ---------------------------------------------------------------- combinators
 @dataclass
@@ -48,7 +58,10 @@ class Combine(Rule):
     FUNCS: ClassVar[dict[str, Callable[[Iterable[Tri]], Tri]]] = {"all": k_and, "any": k_or, "either": k_either}
 
     def evaluate(self, ctx: Context) -> Outcome:
-        outs = [p.evaluate(ctx) for p in self.parts]
+        outs = tuple(p.evaluate(ctx) for p in self.parts)
+        return self._once(outs, lambda: self._combine(outs))
+
+    def _combine(self, outs: tuple[Outcome, ...]) -> Outcome:
         result = self.FUNCS[self.op]([o.result for o in outs])
         if self.op == "all" and result == NOT_MET or self.op in ("any", "either") and result == MET:
             deciding = [o for o in outs if o.result == result]
@@ -263,7 +276,8 @@ class ConditionRule(Rule):
         hits = ctx.matching("Condition", self.vs)
         title = self.label or self.vs.title
         if not hits:
-            return unreadable_instead(Outcome(NOT_MET, (), f"no {title} record found"), ctx, "Condition")
+            return unreadable_instead(self._once("absent", lambda: Outcome(NOT_MET, (), f"no {title} record found")),
+                                      ctx, "Condition")
         judged = [(r, *self._one(r, ctx, window)) for r in hits]
         result = k_or(t for _, t, _ in judged)
         deciding = [(r, why) for r, t, why in judged if t == result] or [(r, why) for r, _, why in judged]
@@ -441,8 +455,9 @@ class ObservationRule(Rule):
         if not surely and not maybe:
             older = f" (the latest, on {max(outside, key=_recency).span}, is outside it)" if outside else ""
             if self.absent == UNKNOWN:
-                return Outcome(UNKNOWN, (), f"no {title} result in {window}{older}: {_settle_hint(self.vs, ctx.tx, self.hint)}")
-            return Outcome(self.absent, (), f"no {title} result in {window}")
+                return self._once((window, older), lambda: Outcome(
+                    UNKNOWN, (), f"no {title} result in {window}{older}: {_settle_hint(self.vs, ctx.tx, self.hint)}"))
+            return self._once(window, lambda: Outcome(self.absent, (), f"no {title} result in {window}"))
         if surely:
             surely.sort(key=_recency, reverse=True)
             best = surely[0]
@@ -670,7 +685,8 @@ class MedicationRule(Rule):
         hits = [r for r in ctx.visible_many(*self.TYPES) if any(c in self.vs for c in r.codes)]
         title = self.label or self.vs.title
         if not hits:
-            return unreadable_instead(Outcome(NOT_MET, (), f"no {title} record found"), ctx, *self.TYPES)
+            return unreadable_instead(self._once("absent", lambda: Outcome(NOT_MET, (), f"no {title} record found")),
+                                      ctx, *self.TYPES)
         judge = self._exposure if self.mode == "exposure" else self._stopped
         judged = [(r, *judge(r, ctx)) for r in hits]
         result = k_or(t for _, t, _ in judged)
