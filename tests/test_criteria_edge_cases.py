@@ -36,7 +36,9 @@ def test_unreadable_condition_leaves_absence_based_rules_unknown(screen, code):
     e6 = r.by_id("E6-malignancy")
     assert e6.result == "unknown" and f"Condition/{c['id']}" in e6.evidence and "code it to decide" in e6.reason
     assert r.status != "eligible"
-    assert problems.any_skipped and any("entry[1]" in p.where for p in problems)
+    assert any("entry[1]" in p.where for p in problems)  # named on stderr
+    # an unknown code system is input fhir3t could not use (exit 3); text-only / no system is a note
+    assert problems.any_skipped == ("system" in code["coding"][0] if "coding" in code else False)
 
 
 def test_unresolvable_drug_leaves_drug_rules_unknown(screen):
@@ -165,3 +167,74 @@ def test_unknown_names_the_latest_result_outside_the_window(screen):
     c = screen(neg("71773-6", "2026-05-17"), neg("71773-6", "2026-01-02")).by_id("E10-tb")
     assert c.result == "unknown"
     assert "the latest, on 2026-05-17, is outside it" in c.reason and "LOINC 71773-6" in c.reason
+
+
+@pytest.mark.parametrize("coding", [
+    {"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "code": "UNK"},
+    {"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "unknown"},
+    {"system": "http://loinc.org", "code": "LA4489-6"},
+])
+def test_a_condition_coded_outside_condition_systems_is_unreadable(screen, coding):
+    c = cond("C50.9", CM)
+    c["code"] = {"coding": [coding], "text": "metastatic melanoma"}
+    assert result(screen(c), "E6-malignancy") == "unknown"
+
+
+def test_unreadable_records_that_could_not_change_the_answer_are_ignored(screen):
+    old = cond("C50.9", CM, clinical="resolved", onsetDateTime="1999-01-01", abatementDateTime="1999-06-01",
+               recordedDate="1999-01-01")
+    old["code"] = {"text": "appendicitis"}
+    r = screen(old)
+    assert result(r, "E5-immunodeficiency") == "not-met"  # resolved, dated outside every window
+    assert result(r, "E9-hiv") == "unknown"  # 'any HIV Condition, ever': it could be one
+    drug = med("X", system="http://hospital.example.org/drugs", status="completed", start="2001-01-01", end="2001-02-01")
+    assert result(screen(drug), "E3-depleting-agent") == "not-met"  # long over, whatever it was
+
+
+def test_consent_named_by_a_subject_still_needs_to_be_usable(screen):
+    deny = {"resourceType": "Consent", "id": "c1", "status": "active", "patient": {"reference": "Patient/p1"},
+            "provision": {"type": "deny"}}
+    named = research_subject(US, status="candidate", consent={"reference": "Consent/c1"})
+    assert result(screen(deny, named), "I8-consent") == "unknown"
+    ok = dict(deny, provision={"type": "permit"})
+    assert result(screen(ok, named), "I8-consent") == "met"
+    expired = dict(deny, provision={"type": "permit", "period": {"end": "2025-12-31"}})
+    assert result(screen(expired, named), "I8-consent") == "unknown"
+    withdrawn = research_subject(US, status="withdrawn", consent={"reference": "Consent/c1"})
+    assert result(screen(ok, withdrawn), "I8-consent") == "unknown"
+    absolute = research_subject(US, status="candidate", consent={"reference": "https://ehr.example.org/fhir/Consent/c1"})
+    assert result(screen(ok, absolute), "I8-consent") == "met"
+
+
+def test_our_nct_number_under_another_system_is_not_another_study(screen):
+    rs = research_subject({"identifier": {"system": "urn:oid:1.2.3", "value": "NCT06438679"}}, status="on-study")
+    assert result(screen(rs), "E4-investigational") == "unknown"
+    rs = research_subject({"identifier": {"system": "https://www.clinicaltrials.gov", "value": "NCT06438679"}})
+    assert result(screen(rs), "E4-investigational") == "not-met"
+
+
+def test_later_same_day_result_is_never_skipped(screen):
+    a = obs("82424-3", "2026-06-03T10:00:00+08:00", valueString="+++")
+    b = obs("82424-3", "2026-06-03T09:00:00+08:00", valueString="+++")
+    c = obs("82424-3", "2026-06-03", valueString="-")
+    assert result(screen(a, b, c), "I3-mda5") == "unknown"
+
+
+def test_zoned_instants_order_results_across_local_days(screen):
+    a = obs("82424-3", "2026-06-03T23:30:00-05:00", valueString="-")    # 04:30Z on 4 June
+    b = obs("82424-3", "2026-06-04T01:00:00+08:00", valueString="+++")  # 17:00Z on 3 June
+    assert result(screen(a, b), "I3-mda5") == "not-met"
+
+
+@pytest.mark.parametrize("value,expected", [("10+", "unknown"), ("12+", "unknown"), ("1-2+", "unknown"), ("2-3+", "met")])
+def test_grade_numbers_and_ranges(screen, value, expected):
+    assert result(screen(obs("82424-3", "2026-06-01", valueString=value)), "I3-mda5") == expected
+
+
+def test_bad_coding_types_do_not_crash(screen):
+    c = cond("C50.9", CM)
+    c["code"] = {"coding": [{"system": "http://snomed.info/sct", "code": ["38341003"]}]}
+    o = obs("82424-3", "2026-06-01", valueString="++")
+    o["code"]["coding"][0]["system"] = {"x": 1}
+    r = screen(c, o)
+    assert len(r.criteria) == 22 and result(r, "E6-malignancy") == "unknown"

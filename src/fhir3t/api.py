@@ -47,7 +47,7 @@ class Engine:
              problems: Problems | None = None) -> "Engine":
         tx = Terminology.load([Path(p) for p in concept_maps])
         criteria = load_criteria(tx, Path(criteria_file) if criteria_file else None)
-        return cls(tx, criteria, Screener(criteria, tx), problems or Problems())
+        return cls(tx, criteria, Screener(criteria, tx), problems if problems is not None else Problems())
 
     def builder(self) -> RecordBuilder:
         return RecordBuilder(self.tx, self.problems, self.screener.keep, self.screener.types)
@@ -70,21 +70,22 @@ class Engine:
             if rtype in MUST_BE_CODED and not isinstance(concept, dict):
                 return True  # no readable code: the record builder says so and rules stay unknown
             codings = concept.get("coding") if isinstance(concept, dict) else None
-            if isinstance(codings, list) and len(codings) == 1 and isinstance(codings[0], dict):
-                key = (rtype, codings[0].get("system"), codings[0].get("code"))
+            if (isinstance(codings, list) and len(codings) == 1 and isinstance(codings[0], dict)
+                    and type(codings[0].get("system")) is str and type(codings[0].get("code")) is str):
+                key = (rtype, codings[0]["system"], codings[0]["code"])
                 hit = seen.get(key)
                 if hit is not None:
                     return hit
                 codes = tx.codes(concept)
-                hit = seen[key] = keep(rtype, codes) or rtype in MUST_BE_CODED and not any(known(s) for s, _ in codes)
+                hit = seen[key] = keep(rtype, codes) or rtype in MUST_BE_CODED and not tx.systems.readable_for(rtype, codes)
                 if hit or any(known(s) for s, _ in codes):
                     return hit
             codes = tx.codes(concept) if concept is not None else ()
             if keep(rtype, codes):
                 return True
+            if rtype in MUST_BE_CODED and not tx.systems.readable_for(rtype, codes):
+                return True  # kept as unreadable: the builder reports it, absence rules stay unknown
             if concept is not None and not any(known(s) for s, _ in codes):
-                if rtype in MUST_BE_CODED:
-                    return True  # kept as unreadable: the builder reports it, absence rules stay unknown
                 rid = res.get("id")
                 report_unknown_systems(tx, problems, concept, f"{where} ({rtype}/{rid})" if isinstance(rid, str) else where)
             return False

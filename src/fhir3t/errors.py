@@ -92,5 +92,8 @@ class Problems:
     def __len__(self) -> int:
         return len(self.items)
 
+    def __bool__(self) -> bool:  # an empty collector is still a collector: `problems or Problems()` must keep it
+        return True
+
     def __iter__(self):
         return iter(self.items)

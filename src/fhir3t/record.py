@@ -213,7 +213,7 @@ class RecordBuilder:
             if types is not None and rtype not in types or never_counts(rtype, resource):
                 continue
             codes = self._codes(rtype, resource, raw, where)
-            unreadable = rtype in MUST_BE_CODED and not any(self.tx.systems.known(s) for s, _ in codes)
+            unreadable = rtype in MUST_BE_CODED and not self.tx.systems.readable_for(rtype, codes)
             if self.keep is not None and not self.keep(rtype, codes) and not unreadable:
                 continue
             span, text = self._date(rtype, resource, where)
@@ -234,20 +234,20 @@ class RecordBuilder:
             concept = medication_concept(resource, raw.resolve)
             if concept is None and isinstance(resource.get("medicationReference"), dict):
                 self.problems.add(where, f"{rtype}.medicationReference "
-                                  f"{resource['medicationReference'].get('reference')!r} does not resolve: drug unknown")
+                                  f"{resource['medicationReference'].get('reference')!r} does not resolve: drug unknown",
+                                  skipped=False)
         elif rtype == "AdverseEvent":
             return self._suspect_codes(resource, raw)
         else:
             f = CODE_FIELD.get(rtype)
             concept = resource.get(f) if f else None
-        if concept is None:
-            return ()
-        codes = self.tx.codes(concept)
-        if not codes or all(not self.tx.systems.known(s) for s, _ in codes):
+        codes = self.tx.codes(concept) if concept is not None else ()
+        if concept is not None and (not codes or all(not self.tx.systems.known(s) for s, _ in codes)):
             report_unknown_systems(self.tx, self.problems, concept, where)
-            if rtype in MUST_BE_CODED and not self.tx.unknown_systems(concept):
-                self.problems.add(where, f"{rtype} has no code fhir3t can read ({describe_concept(concept)}): "
-                                         "criteria that rely on it are left unknown until it is coded")
+        if rtype in MUST_BE_CODED and not self.tx.systems.readable_for(rtype, codes) and \
+                (concept is None or not self.tx.unknown_systems(concept)):
+            self.problems.add(where, f"{rtype} has no code fhir3t can read ({describe_concept(concept)}): "
+                                     "criteria that rely on it are left unknown until it is coded", skipped=False)
         return codes
 
     def _suspect_codes(self, resource: dict, raw: RawRecord) -> tuple[Code, ...]:

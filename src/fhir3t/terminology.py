@@ -33,6 +33,7 @@ class CodeSystems:
     prefix_hierarchy: set[str]
     names: dict[str, str]
     known_prefixes: tuple[str, ...]
+    readable: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path | None = None) -> "CodeSystems":
@@ -50,7 +51,8 @@ class CodeSystems:
             if spec.get("hierarchy") == "prefix":
                 prefix.add(uri)
             names[uri] = spec.get("name", uri)
-        return cls(canonical, normalizer, prefix, names, tuple(data.get("known_prefixes", [])))
+        readable = {t: frozenset(canonical.get(s, s) for s in systems) for t, systems in data.get("readable", {}).items()}
+        return cls(canonical, normalizer, prefix, names, tuple(data.get("known_prefixes", [])), readable)
 
     def system(self, uri: str) -> str:
         return self.canonical.get(uri) or self.canonical.get(uri.rstrip("/")) or uri
@@ -67,6 +69,13 @@ class CodeSystems:
         elif how == "cvx" and code.isdigit():
             code = code.zfill(2)
         return code
+
+    def readable_for(self, rtype: str, codes: Iterable[Code]) -> bool:
+        """Does a resource of this type carry a code in a system its rules can read?"""
+        systems = self.readable.get(rtype)
+        if systems is None:
+            return any(self.known(s) for s, _ in codes)
+        return any(s in systems for s, _ in codes)
 
     def known(self, system: str) -> bool:
         return system in self.names or system.startswith(self.known_prefixes)

@@ -52,19 +52,22 @@ class StudyMatcher:
         for s in studies:
             rid = s.get("id")
             ref = f"ResearchStudy/{rid}" if isinstance(rid, str) else None
-            ours = any(isinstance(i, dict) and self._same(i) for i in s.get("identifier") or ())
+            ours = any(isinstance(i, dict) and self._same(i) is True for i in s.get("identifier") or ())
             if ref:
                 (self.refs if ours else self.other_refs).add(ref)
 
-    def _same(self, ident: dict) -> bool:
-        """Identifier equality, tolerant of http/https and a trailing slash in the system."""
+    def _same(self, ident: dict) -> bool | None:
+        """True: our identifier; False: another value; None: our value under another system."""
         def norm(s: object) -> str:
-            return s.strip().rstrip("/").replace("https://", "http://", 1).lower() if isinstance(s, str) else ""
+            s = s.strip().rstrip("/").lower().replace("https://", "http://", 1) if isinstance(s, str) else ""
+            return s.replace("http://www.", "http://", 1)
 
         value = ident.get("value")
         if not isinstance(value, str) or value.strip().upper() != self.value.upper():
             return False
-        return "system" not in ident or norm(ident.get("system")) == norm(self.system)
+        if "system" not in ident or norm(ident.get("system")) == norm(self.system):
+            return True
+        return None  # e.g. the NCT number under a registry OID: a person should confirm
 
     def match(self, reference: object) -> bool | None:
         """True: this study; False: another study; None: cannot tell."""

@@ -81,7 +81,9 @@ def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = 
     return None, (f"'{texts[0].strip()}'" if texts else "no readable value")
 
 
-_GRADE_TOKEN = re.compile(r"\+\+\+\+?|\+\+|\(\+\)|\+/-|±|[0-9]\+|\+|(?<![\w-])-(?![\w-])")
+_RANGE = re.compile(r"(?<![\d.])([0-9])\s*[-~–]\s*([0-9])\+")
+_MULTI_DIGIT = re.compile(r"\d{2,}\+")
+_GRADE_TOKEN = re.compile(r"\+\+\+\+?|\+\+|\(\+\)|\+/-|±|(?<![\d.])[0-9]\+|\+|(?<![\w-])-(?![\w-])")
 
 
 def grade(raw: dict, grades: dict[str, str]) -> tuple[str | None, str]:
@@ -96,7 +98,10 @@ def grade(raw: dict, grades: dict[str, str]) -> tuple[str | None, str]:
         if t in grades:
             return grades[t], f"'{text.strip()}'"
     for text in texts:
-        found = {grades[tok] for tok in _GRADE_TOKEN.findall(_norm_text(text)) if tok in grades}
+        norm = _RANGE.sub(lambda m: f"{m.group(1)}+ {m.group(2)}+", _norm_text(text))  # "1-2+" is both grades
+        found = {grades[tok] for tok in _GRADE_TOKEN.findall(norm) if tok in grades}
+        if _MULTI_DIGIT.search(norm):
+            return None, f"'{text.strip()}' (not a grade this rule knows)"
         if len(found) == 1:
             return found.pop(), f"'{text.strip()}'"
         if len(found) > 1:  # "Ro52: -, MDA5: +++": which grade is MDA5's is not ours to guess

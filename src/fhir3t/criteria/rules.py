@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any, Callable, ClassVar, Iterable
 
 from fhir3t.criteria.context import Context
@@ -110,15 +110,19 @@ def join_reasons(reasons: Iterable[str]) -> str:
     return "; ".join(rest)
 
 
-def unreadable_instead(out: Outcome, ctx: Context, *types: str) -> Outcome:
+def unreadable_instead(out: Outcome, ctx: Context, types: tuple[str, ...],
+                       judge: Callable[[Res], Tri] | None = None) -> Outcome:
     """A not-met that rests on absence is unknown while records of these types cannot be read.
 
     The spec takes the EHR as complete for diagnoses, drugs and allergies; a Condition coded only
     in text (or in a system fhir3t does not know) might be exactly the one the rule looks for.
+    `judge` tells what such a record would give if its code did match (a resolved 1999 Condition
+    cannot make an 'active' rule met), so only records that could change the answer count.
     """
     if out.result != NOT_MET:
         return out
-    unread = [r for t in types for r in ctx.record.uncoded.get(t, ()) if not r.dated_after(ctx.as_of)]
+    unread = [r for t in types for r in ctx.record.uncoded.get(t, ())
+              if not r.dated_after(ctx.as_of) and (judge is None or judge(r) != NOT_MET)]
     if not unread:
         return out
     from fhir3t.record import describe_concept, main_concept
@@ -277,14 +281,14 @@ class ConditionRule(Rule):
         title = self.label or self.vs.title
         if not hits:
             return unreadable_instead(self._once("absent", lambda: Outcome(NOT_MET, (), f"no {title} record found")),
-                                      ctx, "Condition")
+                                      ctx, ("Condition",), lambda r: self._one(r, ctx, window)[0])
         judged = [(r, *self._one(r, ctx, window)) for r in hits]
         result = k_or(t for _, t, _ in judged)
         deciding = [(r, why) for r, t, why in judged if t == result] or [(r, why) for r, _, why in judged]
         parts = [f"{_names(r, self.vs, ctx.tx)} {why}" for r, why in deciding[:3]]
         more = f" (+{len(deciding) - 3} more)" if len(deciding) > 3 else ""
         out = Outcome(result, tuple(r.ref for r, _ in deciding), f"{title}: " + "; ".join(parts) + more)
-        return unreadable_instead(out, ctx, "Condition")
+        return unreadable_instead(out, ctx, ("Condition",), lambda r: self._one(r, ctx, window)[0])
 
 
 @dataclass
@@ -312,18 +316,21 @@ def instant_of(text: str | None) -> float | None:
     return moment.timestamp() if moment.tzinfo is not None else None
 
 
-def _recency(c: _Candidate) -> tuple[date, date, float]:
+def _recency(c: _Candidate) -> tuple[float, date, date, float]:
+    """Order: zoned instants when the result has one, else its local day (late in that day)."""
     ts = c.instant
-    return (c.span.hi if c.span else date.min, c.span.lo if c.span else date.min,
+    hi = c.span.hi if c.span else date.min
+    day_end = datetime(hi.year, hi.month, hi.day, 23, 59, 59, tzinfo=timezone.utc).timestamp() if c.span else float("-inf")
+    return (ts if ts is not None else day_end, hi, c.span.lo if c.span else date.min,
             ts if ts is not None else float("-inf"))
 
 
 def _same_moment(a: _Candidate, b: _Candidate) -> bool:
-    """Cannot tell which came later: same day and no two comparable times that differ."""
-    if a.span != b.span:
-        return False
+    """Cannot tell which came later: no two comparable times that differ, and the same day."""
     ta, tb = a.instant, b.instant
-    return ta is None or tb is None or ta == tb
+    if ta is not None and tb is not None:
+        return ta == tb
+    return a.span == b.span
 
 
 @dataclass
@@ -466,7 +473,7 @@ class ObservationRule(Rule):
             # results that cannot be put in order (same day, no comparable time) and disagree
             for other in surely[1:]:
                 if not _same_moment(best, other):
-                    break
+                    continue  # provably earlier (another day, or an earlier zoned time)
                 otri, ohow = other.judge()
                 if otri != tri:
                     return Outcome(UNKNOWN, best.refs + other.refs,
@@ -572,14 +579,29 @@ class StudyConsent(Rule):
             refs[0] = None  # a consent that denies this use does not consent to the study
         return any(ctx.study.match(r) is True for r in refs if r is not None)
 
+    @staticmethod
+    def _usable(raw: dict, as_of: date) -> bool:
+        """Active, not a blanket deny, and its provision period (if any) not over by as_of."""
+        top = raw.get("provision")
+        if not isinstance(top, dict):
+            return True
+        if top.get("type") == "deny":
+            return False
+        period = top.get("period") if isinstance(top.get("period"), dict) else {}
+        end = span_of(period.get("end"))
+        return end is None or end.hi >= as_of
+
     def evaluate(self, ctx: Context) -> Outcome:
         named_by_subject: set[str] = set()
         for rs in ctx.visible("ResearchSubject"):
-            if ctx.study.match(rs.raw.get("study")):
+            if rs.raw.get("status") in ("withdrawn", "ineligible", "not-registered"):
+                continue  # a subject who left or never joined does not vouch for a consent
+            if ctx.study.match(rs.raw.get("study")) is True:
                 c = rs.raw.get("consent")
                 if isinstance(c, dict) and isinstance(c.get("reference"), str):
-                    named_by_subject.add(c["reference"])
-        consents = [r for r in ctx.visible("Consent") if r.raw.get("status") == "active"]
+                    named_by_subject.add("/".join(c["reference"].rstrip("/").split("/")[-2:]))
+        consents = [r for r in ctx.visible("Consent")
+                    if r.raw.get("status") == "active" and self._usable(r.raw, ctx.as_of)]
         for c in consents:
             if c.ref in named_by_subject or self._points_at_study(c.raw, ctx):
                 return Outcome(MET, (c.ref,), f"active Consent for {ctx.study.value}{_when(c.span)}")
@@ -681,19 +703,22 @@ class MedicationRule(Rule):
             return NOT_MET, f"{status} for another reason"
         return NOT_MET, f"{status}"
 
+    def _judge(self, res: Res, ctx: Context) -> Tri:
+        return (self._exposure if self.mode == "exposure" else self._stopped)(res, ctx)[0]
+
     def evaluate(self, ctx: Context) -> Outcome:
         hits = [r for r in ctx.visible_many(*self.TYPES) if any(c in self.vs for c in r.codes)]
         title = self.label or self.vs.title
         if not hits:
             return unreadable_instead(self._once("absent", lambda: Outcome(NOT_MET, (), f"no {title} record found")),
-                                      ctx, *self.TYPES)
+                                      ctx, self.TYPES, lambda r: self._judge(r, ctx))
         judge = self._exposure if self.mode == "exposure" else self._stopped
         judged = [(r, *judge(r, ctx)) for r in hits]
         result = k_or(t for _, t, _ in judged)
         deciding = [(r, why) for r, t, why in judged if t == result]
         parts = [f"{_names(r, self.vs, ctx.tx)} {why}" for r, why in deciding[:3]]
         out = Outcome(result, tuple(r.ref for r, _ in deciding), f"{title}: " + "; ".join(parts))
-        return unreadable_instead(out, ctx, *self.TYPES)
+        return unreadable_instead(out, ctx, self.TYPES, lambda r: self._judge(r, ctx))
 
 
 @dataclass
@@ -717,7 +742,9 @@ class AllergyRule(Rule):
             out = Outcome(NOT_MET, tuple(r.ref for r in hits), f"{title}: only inactive/resolved records")
         else:
             out = Outcome(NOT_MET, (), f"no {title} record found")
-        return unreadable_instead(out, ctx, "AllergyIntolerance")
+        return unreadable_instead(out, ctx, ("AllergyIntolerance",),
+                                  lambda r: NOT_MET if self.active_only and status_code(r.raw.get("clinicalStatus"))
+                                  in ("inactive", "resolved") else MET)
 
 
 @dataclass

@@ -65,7 +65,7 @@ class SafetyEngine:
              tx: Terminology | None = None, data_dir: Path | None = None) -> "SafetyEngine":
         tx = tx or Terminology.load([Path(p) for p in concept_maps])
         config = load_config(tx, data_dir)
-        return cls(tx, config, StudyMatcher(config.study_system, config.study_value), problems or Problems())
+        return cls(tx, config, StudyMatcher(config.study_system, config.study_value), problems if problems is not None else Problems())
 
     # ---- what to keep ------------------------------------------------------------------
     def keep(self, rtype: str, codes: tuple[Code, ...]) -> bool:
