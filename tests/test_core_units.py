@@ -139,3 +139,13 @@ def test_sample_concept_map_loads(tx):
     maps = ConceptMaps(tx.systems)
     n = maps.add(json.loads((SAMPLES / "conceptmaps" / "hospital-local.json").read_text()), "x")
     assert n >= 5
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("2026-06-03T03:00:00Z", 1780455600.0), ("2026-06-03T11:00:00+08:00", 1780455600.0),
+    ("2026-06-03", None), ("2026-06-03T11:00:00", None), ("2026-06-03T25:00:00Z", None), (None, None),
+])
+def test_instant_needs_a_time_and_a_zone(text, expected):
+    from fhir3t.dates import instant
+
+    assert instant(text) == expected

@@ -61,6 +61,17 @@ def parse_date(value: object) -> Span:
     return Span(date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1]))
 
 
+def instant(text: str | None) -> float | None:
+    """UTC timestamp of a dateTime that has a time and a zone; None otherwise (order by day only)."""
+    if not text or len(text) <= 10 or "T" not in text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
+
+
 def parse_day(value: str) -> date:
     """A full calendar day (for --as-of / --d1)."""
     span = parse_date(value)

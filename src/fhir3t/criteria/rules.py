@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar, Iterable
 from fhir3t.criteria.context import Context
 from fhir3t.criteria.model import Outcome, merge_evidence
 from fhir3t.criteria.readings import NEGATIVE, POSITIVE, Readings, compare, grade, number, qualitative
-from fhir3t.dates import Span, Window, age_on
+from fhir3t.dates import Span, Window, age_on, instant
 from fhir3t.errors import ConfigError
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_and, k_either, k_not, k_or
 from fhir3t.record import Res, span_of, status_code
@@ -303,17 +303,7 @@ class _Candidate:
     @property
     def instant(self) -> float | None:
         """UTC timestamp when the date text has a time and a zone (else None: order by day only)."""
-        return instant_of(self.text)
-
-
-def instant_of(text: str | None) -> float | None:
-    if not text or len(text) <= 10 or "T" not in text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.timestamp() if moment.tzinfo is not None else None
+        return instant(self.text)
 
 
 def _recency(c: _Candidate) -> tuple[float, date, date, float]:
