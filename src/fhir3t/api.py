@@ -16,7 +16,7 @@ from fhir3t.criteria import CriteriaSet, Screener, load_criteria
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.dates import parse_day, today_utc
 from fhir3t.errors import Problems, UsageError
-from fhir3t.record import MED_TYPES, MUST_BE_CODED, RawRecord, RecordBuilder, main_concept, report_unknown_systems
+from fhir3t.record import CODE_FIELD, MED_TYPES, MUST_BE_CODED, RawRecord, RecordBuilder, main_concept, report_unknown_systems
 from fhir3t.sources.files import FileSource, SharedIndex, discover_concept_maps, expand_paths
 from fhir3t.terminology import Terminology
 
@@ -60,8 +60,25 @@ class Engine:
 
         seen: dict[tuple[str, object, object], bool] = {}  # (type, system, code) as written -> kept?
 
+        code_field = {t: f for t, f in CODE_FIELD.items() if t in types}
+
         def wants(res: dict, where: str) -> bool:
             rtype = res["resourceType"]
+            # fast path: a single coding seen before (most of a record: the same lab codes again and again)
+            f = code_field.get(rtype)
+            if f is not None:
+                concept = res.get(f)
+                if type(concept) is dict:
+                    codings = concept.get("coding")
+                    if type(codings) is list and len(codings) == 1 and type(codings[0]) is dict:
+                        system, code = codings[0].get("system"), codings[0].get("code")
+                        if type(system) is str and type(code) is str:
+                            hit = seen.get((rtype, system, code))
+                            if hit is not None:
+                                return hit
+            return decide(res, rtype, where)
+
+        def decide(res: dict, rtype: str, where: str) -> bool:
             if rtype not in types:
                 return False
             if rtype == "AdverseEvent" or rtype in MED_TYPES and "medicationReference" in res:
