@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from functools import lru_cache
 from typing import Any, Callable, ClassVar, Iterable
 
 from fhir3t.criteria.context import Context
@@ -306,11 +307,16 @@ class _Candidate:
         return instant(self.text)
 
 
+@lru_cache(maxsize=8192)
+def _day_end(day: date) -> float:
+    return datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=timezone.utc).timestamp()
+
+
 def _recency(c: _Candidate) -> tuple[float, date, date, float]:
     """Order: zoned instants when the result has one, else its local day (late in that day)."""
     ts = c.instant
     hi = c.span.hi if c.span else date.min
-    day_end = datetime(hi.year, hi.month, hi.day, 23, 59, 59, tzinfo=timezone.utc).timestamp() if c.span else float("-inf")
+    day_end = _day_end(hi) if c.span else float("-inf")
     return (ts if ts is not None else day_end, hi, c.span.lo if c.span else date.min,
             ts if ts is not None else float("-inf"))
 
