@@ -98,3 +98,14 @@ def test_console_script_runs_as_a_process():
                            "--as-of", "2026-11-16", "--format", "ndjson"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == "candidate"
+
+
+def test_jobs_option_gives_the_same_json(capsys):
+    assert main([*BASE, "--format", "json", "--jobs", "1"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert main([*BASE, "--format", "json", "--jobs", "2"]) == 0
+    two = json.loads(capsys.readouterr().out)
+    assert sorted(one, key=lambda o: o["patient"]) == sorted(two, key=lambda o: o["patient"])
+    with pytest.raises(SystemExit):
+        main([*BASE, "--jobs", "x"])
+    assert main([*BASE, "--jobs", "0"]) == 2
