@@ -238,3 +238,15 @@ def test_bad_coding_types_do_not_crash(screen):
     o["code"]["coding"][0]["system"] = {"x": 1}
     r = screen(c, o)
     assert len(r.criteria) == 22 and result(r, "E6-malignancy") == "unknown"
+
+
+def test_coordinator_notes_for_deceased_and_already_enrolled(screen):
+    r = screen(patient(deceasedDateTime="2026-05-01T10:00:00+08:00"))
+    assert r.notes == ("the patient is recorded as deceased on 2026-05-01",)
+    assert screen(patient(deceasedDateTime="2026-07-01")).notes == ()  # after as_of: not yet
+    assert screen(patient(deceasedBoolean=True)).notes == ("the patient is recorded as deceased",)
+    on = research_subject(US, status="on-study")
+    r = screen(on)
+    assert len(r.notes) == 1 and r.notes[0].startswith("already on-study in NCT06438679")
+    assert r.to_dict()["notes"] == list(r.notes)
+    assert screen(research_subject(US, status="candidate")).notes == ()

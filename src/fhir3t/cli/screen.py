@@ -81,6 +81,9 @@ def _write_table(results: list[ScreeningResult], fh: IO[str]) -> None:
     for r in results:
         table.add_row(r.patient, f"[{style[r.status]}]{r.status}[/]", ", ".join(r.failing) or "-", ", ".join(r.unknown) or "-")
     console.print(table)
+    for r in results:
+        for note in r.notes:
+            console.print(f"[bold]note[/] {r.patient}: {note}")
     counts = Counter(r.status for r in results)
     console.print(f"{len(results)} patients: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES))
 

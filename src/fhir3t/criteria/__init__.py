@@ -8,10 +8,32 @@ from typing import Iterable
 from fhir3t.criteria.context import Context, StudyMatcher
 from fhir3t.criteria.load import CriteriaSet, Criterion, load_criteria
 from fhir3t.criteria.model import CriterionResult, Outcome, ScreeningResult, status_of
-from fhir3t.record import PatientRecord
+from fhir3t.record import PatientRecord, span_of
 from fhir3t.terminology import Code, Terminology, ValueSet
 
 __all__ = ["CriteriaSet", "Criterion", "CriterionResult", "ScreeningResult", "Screener", "load_criteria"]
+
+
+#: ResearchSubject statuses that mean the patient is (or was) in this study already.
+ENROLLED = frozenset({"pending-on-study", "on-study", "on-study-intervention", "on-study-observation",
+                      "follow-up", "off-study", "withdrawn"})
+
+
+def coordinator_notes(ctx: Context) -> tuple[str, ...]:
+    """What the 22 criteria do not ask but a coordinator must not miss."""
+    notes: list[str] = []
+    patient = ctx.record.patient or {}
+    if patient.get("deceasedBoolean") is True:
+        notes.append("the patient is recorded as deceased")
+    elif isinstance(patient.get("deceasedDateTime"), str):
+        span = span_of(patient["deceasedDateTime"])
+        if span is not None and span.lo <= ctx.as_of:
+            notes.append(f"the patient is recorded as deceased on {span}")
+    for rs in ctx.visible("ResearchSubject"):
+        status = rs.raw.get("status")
+        if isinstance(status, str) and status in ENROLLED and ctx.study.match(rs.raw.get("study")) is True:
+            notes.append(f"already {status} in {ctx.study.value} ({rs.ref}): screening does not change that")
+    return tuple(notes)
 
 
 class Screener:
@@ -58,4 +80,5 @@ class Screener:
         for c in self.criteria.criteria:
             out: Outcome = c.rule.evaluate(ctx)
             results.append(CriterionResult(c.id, c.kind, out.result, out.evidence, out.reason, c.requires_review))
-        return ScreeningResult(record.key, status_of(results), tuple(results), as_of, d1, record.source)
+        return ScreeningResult(record.key, status_of(results), tuple(results), as_of, d1, record.source,
+                               coordinator_notes(ctx))

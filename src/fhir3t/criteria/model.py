@@ -55,6 +55,8 @@ class ScreeningResult:
     as_of: date
     d1: date
     source: str = field(default="", compare=False)
+    #: facts a coordinator must see that no criterion covers (deceased, already enrolled)
+    notes: tuple[str, ...] = ()
 
     def by_id(self, criterion_id: str) -> CriterionResult:
         for c in self.criteria:
@@ -82,6 +84,7 @@ class ScreeningResult:
             "as_of": self.as_of.isoformat(),
             "d1": self.d1.isoformat(),
             "criteria": [c.to_dict() for c in self.criteria],
+            "notes": list(self.notes),
         }
 
 
