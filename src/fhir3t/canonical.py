@@ -22,8 +22,6 @@ SOFTWARE_SYSTEM = f"{BASE}/NamingSystem/software"
 STUDY_SYSTEM = "http://clinicaltrials.gov"
 STUDY_ID = "NCT06438679"
 
-CHECKLIST_QUESTIONNAIRE = f"{BASE}/Questionnaire/3t-screening-checklist"
-
 #: fhir3t profiles (JSON Schema files in profiles/schemas/ keyed by these canonicals;
 #: emitted resources declare them in meta.profile so `fhir3t validate` applies them).
 PROFILE_RESEARCH_STUDY = f"{BASE}/StructureDefinition/fhir3t-research-study"

@@ -137,10 +137,6 @@ class Window:
             return NOT_MET
         return UNKNOWN
 
-    def overlaps(self, start: date | None, end: date | None) -> bool:
-        """Does the (possibly open) period [start, end] share a day with this window?"""
-        return (start is None or start <= self.hi) and (end is None or end >= self.lo)
-
 
 def age_on(birth: date, on: date) -> int:
     """Completed years; a 29 February birthday turns over on 1 March in common years."""

@@ -48,10 +48,6 @@ class AuthError(Fhir3tError):
     exit_code = EXIT_AUTH
 
 
-class PushError(Fhir3tError):
-    exit_code = EXIT_PUSH_PARTIAL
-
-
 @dataclass(frozen=True)
 class InputProblem:
     """A piece of input that was skipped or only partly used, with where it came from.

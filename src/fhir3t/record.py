@@ -8,7 +8,7 @@ computed once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
 from fhir3t.dates import Span, parse_date
 from fhir3t.errors import Problems
@@ -370,9 +370,3 @@ def span_of(value: object) -> Span | None:
         return parse_date(value)
     except ValueError:
         return None
-
-
-def iter_refs(values: Iterable[object]) -> Iterable[str]:
-    for v in values:
-        if isinstance(v, dict) and isinstance(v.get("reference"), str):
-            yield v["reference"]

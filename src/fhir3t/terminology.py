@@ -153,9 +153,6 @@ class ValueSet:
             self._exact = tuple(self.exact_codes())
         return self._exact
 
-    def has_filters(self) -> bool:
-        return bool(self.include_filters)
-
     def prop(self, code: Code, name: str) -> object | None:
         return self.properties.get(code, {}).get(name)
 

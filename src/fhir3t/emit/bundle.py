@@ -31,8 +31,5 @@ class TransactionBuilder:
         rtype, rid = resource["resourceType"], resource["id"]
         return self._add(resource, full_url or f"urn:uuid:{rid}", {"method": "PUT", "url": f"{rtype}/{rid}"})
 
-    def create(self, resource: dict, full_url: str) -> str:
-        return self._add(resource, full_url, {"method": "POST", "url": resource["resourceType"]})
-
     def build(self) -> dict[str, Any]:
         return {"resourceType": "Bundle", "type": "transaction", "entry": list(self.entries)}

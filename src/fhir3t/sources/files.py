@@ -128,10 +128,6 @@ class FileSource:
         self.shared = shared if shared is not None else SharedIndex()
         self._yielded: dict[str, str] = {}  # patient key -> where its record came from
 
-    @property
-    def file_count(self) -> int:
-        return len(self.json_files) + len(self.ndjson_files)
-
     def __iter__(self) -> Iterator[RawRecord]:
         orphans: dict[str, RawRecord] = {}
         #: records holding nothing but a Patient wait for the end: their data may be in other

@@ -82,12 +82,3 @@ def to_operation_outcome(issues: Iterable[Issue]) -> dict:
     if not out:
         out.append({"severity": "information", "code": "informational", "diagnostics": "No issues found"})
     return {"resourceType": "OperationOutcome", "issue": out}
-
-
-def issues_from_operation_outcome(oo: dict) -> list[Issue]:
-    """The inverse of `to_operation_outcome` (used by tests and tools that re-read a report)."""
-    res = []
-    for e in oo.get("issue", []):
-        expr = e.get("expression") or [None]
-        res.append(Issue(e["severity"], e["code"], e.get("diagnostics", ""), expr[0]))
-    return res
