@@ -109,3 +109,8 @@ def test_jobs_option_gives_the_same_json(capsys):
     with pytest.raises(SystemExit):
         main([*BASE, "--jobs", "x"])
     assert main([*BASE, "--jobs", "0"]) == 2
+
+
+def test_unwritable_emit_path_is_a_usage_error(capsys, tmp_path):
+    assert main([*BASE, "--format", "ndjson", "--emit", str(tmp_path / "no" / "such" / "b.json")]) == 2
+    assert "cannot write" in capsys.readouterr().err

@@ -107,3 +107,17 @@ def test_directory(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text('{"resourceType":"Patient"}')
     (tmp_path / "notes.txt").write_text("ignored")
     assert validate_issues([tmp_path]) == ([], 1)
+
+
+def test_odd_shapes_and_deep_nesting_are_issues_not_crashes(tmp_path) -> None:
+    import json
+
+    from fhir3t.cli import main
+
+    odd = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "contained": [{"resourceType": "Medication", "id": ["m"]}], "subject": {"reference": "#m"}}
+    depth = 600  # deeper than the json module (or Python's recursion limit) would build
+    item = '{"linkId": "g", "type": "group", "item": [' * depth + '{"linkId": "leaf", "type": "display"}' + "]}" * depth
+    (tmp_path / "odd.json").write_text(json.dumps(odd))
+    (tmp_path / "deep.json").write_text('{"resourceType": "Questionnaire", "status": "active", "item": [' + item + "]}")
+    assert main(["validate", str(tmp_path)]) == 1  # errors found, no internal error (70)

@@ -120,7 +120,7 @@ class Engine:
                 learned = len(shared.by_ref)
             try:
                 result = self.screener.screen(builder.build(raw), as_of, d1)
-            except (TypeError, AttributeError, ValueError, KeyError, ArithmeticError) as exc:
+            except (TypeError, AttributeError, ValueError, KeyError, ArithmeticError, RecursionError) as exc:
                 # Input shaped in a way no rule expected: this patient is reported, the run goes on.
                 log.debug("screening %s failed", raw.key, exc_info=True)
                 self.problems.add(raw.source, f"{raw.key}: not screened: a resource has an unexpected structure "

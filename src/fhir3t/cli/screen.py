@@ -168,7 +168,10 @@ def run(args: argparse.Namespace) -> int:
     if args.emit and kept is not None:
         from fhir3t.emit import write_screening_bundle
 
-        write_screening_bundle(kept, engine, args.emit)
+        try:
+            write_screening_bundle(kept, engine, args.emit)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.emit}: {exc.strerror}") from None
     if args.push and kept:
         from fhir3t.cli.push import push_bundle
         from fhir3t.emit import screening_bundle

@@ -93,7 +93,7 @@ class SafetyEngine:
                 record = builder.build(raw)
                 seen.add(record.key)
                 out = self.analyse_record(record, as_of, given.get(record.key), alive)
-            except (TypeError, AttributeError, ValueError, KeyError, ArithmeticError) as exc:
+            except (TypeError, AttributeError, ValueError, KeyError, ArithmeticError, RecursionError) as exc:
                 # Input shaped in a way no rule expected: this patient is reported, the run goes on.
                 self.problems.add(raw.source, f"{raw.key}: not analysed: a resource has an unexpected structure "
                                               f"({type(exc).__name__}); check it with 'fhir3t validate'")

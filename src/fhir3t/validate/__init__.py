@@ -76,7 +76,14 @@ def validate_issues(
                 continue
             source, obj = got
             count += 1
-            issues.extend(i.with_source(source) for i in validate_resource(obj))
+            try:
+                found = validate_resource(obj)
+            except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
+                # a shape no check expected: say so for this resource, go on with the others
+                found = [Issue("error", "exception", f"this resource could not be checked: its structure is "
+                                                     f"unexpected ({type(exc).__name__})", obj.get("resourceType")
+                               if isinstance(obj, dict) and isinstance(obj.get("resourceType"), str) else None)]
+            issues.extend(i.with_source(source) for i in found)
     return issues, count
 
 

@@ -112,7 +112,8 @@ def _dom3(resource: dict, rt: str) -> Iterator[Issue]:
 def _ref1(resource: dict, rt: str) -> Iterator[Issue]:
     """ref-1: a local reference `#id` needs a contained resource with that id (`#` is the container)."""
     contained = resource.get("contained")
-    ids = {c.get("id") for c in contained if isinstance(c, dict)} if isinstance(contained, list) else set()
+    ids = {c["id"] for c in contained if isinstance(c, dict) and isinstance(c.get("id"), str)} \
+        if isinstance(contained, list) else set()
     for where, ref in iter_references(resource, rt):
         if ref.startswith("#") and len(ref) > 1 and ref[1:] not in ids:
             yield Issue("error", "invariant",
