@@ -241,3 +241,16 @@ def test_real_bulk_export_sample_screens_cleanly():
     # nobody there has dermatomyositis: every one is ineligible on I2, with a readable reason
     assert {r.status for r in results} == {"ineligible"}
     assert all(r.by_id("I2-dm").result == "not-met" and r.by_id("I2-dm").reason for r in results)
+
+
+def test_concept_maps_are_found_among_inputs_whatever_their_key_order(tmp_path):
+    from fhir3t.sources.files import discover_concept_maps
+
+    cmap = json.loads((SAMPLES / "conceptmaps" / "hospital-local.json").read_text())
+    (tmp_path / "a.json").write_text(json.dumps(cmap))
+    late = {k: v for k, v in cmap.items() if k != "resourceType"} | {"resourceType": "ConceptMap"}
+    (tmp_path / "b.json").write_text(json.dumps(late))
+    (tmp_path / "c.json").write_text(json.dumps({"resourceType": "Bundle", "type": "collection",
+                                                 "entry": [{"resource": cmap}]}))
+    found = discover_concept_maps(sorted(tmp_path.glob("*.json")))
+    assert [p.name for p in found] == ["a.json", "b.json"]

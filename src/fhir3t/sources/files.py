@@ -8,6 +8,7 @@ resources the caller wants (see `wants`) are kept while grouping.
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,25 +255,31 @@ class FileSource:
             yield self._mark(raw)
 
 
+_TOP_TYPE = re.compile(rb'^\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
+
+
 def discover_concept_maps(json_files: Iterable[Path], max_bytes: int = 20_000_000) -> list[Path]:
     """ConceptMap files among the inputs, so a folder that ships its own map just works.
 
-    Only files that mention "ConceptMap" are parsed (a byte search, not a second JSON parse of
-    every patient file).
+    Reads only the first bytes of each file when `resourceType` comes first (as FHIR servers and
+    tools write it): patient files are not read twice. Otherwise a small file is searched whole.
     """
     found = []
     for path in json_files:
         try:
-            if path.stat().st_size > max_bytes:
+            if path.name.lower().endswith(".gz"):
+                with gzip.open(path, "rb") as fh:
+                    head = fh.read(512)
+            else:
+                with path.open("rb") as fh:
+                    head = fh.read(512)
+            top = _TOP_TYPE.match(head)
+            if top is not None and top.group(1) != b"ConceptMap":
                 continue
-            data = _read_bytes(path)
-        except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
-            continue
-        if b'"ConceptMap"' not in data:
-            continue
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
+            if top is None and (path.stat().st_size > max_bytes or b'"ConceptMap"' not in _read_bytes(path)):
+                continue
+            obj = orjson.loads(_read_bytes(path))
+        except (OSError, EOFError, zlib.error, gzip.BadGzipFile, orjson.JSONDecodeError):
             continue
         if isinstance(obj, dict) and obj.get("resourceType") == "ConceptMap":
             found.append(path)
