@@ -557,3 +557,28 @@ def test_e2_window_grows_to_five_half_lives_from_value_set_data(tmp_path):
     # baricitinib keeps the 14-day floor (12.5 h x 5 < 14 days)
     [r] = screen_bundle(eng, bundle(patient(), med("2047232", start="2025-01-01", end="2026-05-31")))
     assert result(r, "E2-recent-immunomodulator") == "not-met"
+
+
+# every screening-window test result: the day before, on, and after each edge of 2026-05-18..2026-06-15
+PERCENT = {"valueQuantity": {"value": 60, "unit": "%", "code": "%"}}
+WINDOW_CASES = [
+    ("I3-mda5", "82424-3", {"valueString": "+++"}, "met", "unknown"),
+    ("I4-dlco", "98130-8", PERCENT, "met", "unknown"),
+    ("I5-ct", "24627-2", {"valueCodeableConcept": cc("233703007", SCT)}, "met", "unknown"),
+    ("E7-hbv", "5196-1", {"valueCodeableConcept": cc("10828004", SCT)}, "met", "unknown"),
+    ("E9-hiv", "56888-1", {"valueCodeableConcept": cc("10828004", SCT)}, "met", "unknown"),
+    ("E10-tb", "71773-6", {"valueCodeableConcept": cc("10828004", SCT)}, "met", "unknown"),
+    ("E10-tb", "1648-5", {"valueQuantity": {"value": 8, "unit": "mm", "code": "mm"}}, "met", "unknown"),
+]
+
+
+@pytest.mark.parametrize("cid,code,value,inside,outside", WINDOW_CASES, ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("day,where", [("2026-05-17", "out"), ("2026-05-18", "in"), ("2026-06-15", "in"),
+                                       ("2026-06-16", "out")])
+def test_screening_window_edges_for_every_test(screen, cid, code, value, inside, outside, day, where):
+    assert result(screen(obs(code, day, **value)), cid) == (inside if where == "in" else outside)
+
+
+@pytest.mark.parametrize("day,expected", [("2026-05-17", "unknown"), ("2026-05-18", "met"), ("2026-06-16", "unknown")])
+def test_e8_window_edges_both_tests(screen, day, expected):
+    assert result(screen(pos("13955-0", day), pos("11011-4", day)), "E8-hcv") == expected
