@@ -87,7 +87,7 @@ def never_counts(rtype: str, raw: dict) -> bool:
     if rtype == "Observation":
         return status not in _OBS_COUNTS
     if rtype in ("Condition", "AllergyIntolerance"):
-        vs = _status_code(raw.get("verificationStatus"))
+        vs = status_code(raw.get("verificationStatus"))
         return vs in ("refuted", "entered-in-error")
     if rtype == "MedicationStatement":
         return status == "not-taken"
@@ -100,7 +100,7 @@ def never_counts(rtype: str, raw: dict) -> bool:
     return False
 
 
-def _status_code(concept: object) -> str | None:
+def status_code(concept: object) -> str | None:
     """The code of a status CodeableConcept (clinicalStatus, verificationStatus).
 
     The HL7 coding wins over local ones listed before it (a local "R" must not hide "refuted").
@@ -115,9 +115,6 @@ def _status_code(concept: object) -> str | None:
                 return c["code"]
             first = first or c["code"]
     return first
-
-
-status_code = _status_code
 
 
 @dataclass(slots=True)
