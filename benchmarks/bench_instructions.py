@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_screen import generate  # noqa: E402
+from bench_screen import generate
 
 WORKER = """
 import sys, orjson

@@ -93,6 +93,7 @@ def main() -> int:
         base = args.server.rstrip("/")
     else:
         import pytest  # noqa: F401  (conftest's Server reports failures through pytest.fail)
+
         from integration.conftest import Server
 
         srv = Server(Path(tempfile.mkdtemp(prefix="bench-pull-")))
@@ -114,7 +115,7 @@ def main() -> int:
         for name, n, req, wall in rows:
             print(f"{name:42} {n:>8} {req:>9} {req / max(n, 1):>9.2f} {wall:>8.2f}")
         naive = rows[-1]
-        for name, n, req, wall in rows[:-1]:
+        for name, _n, req, wall in rows[:-1]:
             print(f"{name}: {naive[2] / req:.1f}x fewer requests, {naive[3] / wall:.1f}x faster than naive")
     finally:
         if srv is not None:

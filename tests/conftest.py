@@ -1,18 +1,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fhir3t.api import Engine  # noqa: E402
-from fhir3t.criteria.model import ScreeningResult  # noqa: E402
-from fhir3t.dates import parse_day  # noqa: E402
-from fhir3t.errors import Problems  # noqa: E402
-from fhir3t.sources.files import SharedIndex, read_bundle  # noqa: E402
+from fhir3t.api import Engine
+from fhir3t.criteria.model import ScreeningResult
+from fhir3t.dates import parse_day
+from fhir3t.errors import Problems
+from fhir3t.sources.files import SharedIndex, read_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from factory import (ATC, CM, CVX, ICD, LOINC, RX, SCT, V3I, cc, checklist, cond, immunization, med,
-                     neg, obs, patient, pos, research_subject)
+from factory import ATC, CM, CVX, ICD, LOINC, RX, SCT, V3I, cc, checklist, cond, immunization, med, neg, obs, patient, pos, research_subject
 
 US = {"identifier": {"system": "http://clinicaltrials.gov", "value": "NCT06438679"}}
 OTHER = {"reference": "ResearchStudy/other", "display": "HX-2026-017"}

@@ -72,7 +72,7 @@ def test_everything_pull_screens_like_the_file_and_follows_pages(eng):
     got = list(eng.screen_raw(src, parse_day("2026-11-16"), None, shared))
     assert [r.patient for r in got] == ["Patient/p01"] and got[0].status == "eligible"
     assert src.stats.strategy == "everything"
-    ev = [c for c in responses.calls if "$everything" in c.request.url][0].request.url
+    ev = next(c for c in responses.calls if "$everything" in c.request.url).request.url
     types = parse_qs(urlsplit(ev).query)["_type"][0].split(",")
     assert {"Patient", "Condition", "Observation", "MedicationStatement"} <= set(types)
     cond_queries = [parse_qs(urlsplit(c.request.url).query) for c in responses.calls if "/Condition" in c.request.url]
@@ -108,7 +108,7 @@ def test_batch_strategy_groups_patients_and_reports_failed_entries(eng):
 
     responses.add_callback(responses.POST, BASE, callback=answer)
     problems = Problems()
-    src, client, shared = source(eng, problems, patients=["p01", "Patient/gone"])
+    src, _client, shared = source(eng, problems, patients=["p01", "Patient/gone"])
     got = list(eng.screen_raw(src, parse_day("2026-11-16"), None, shared))
     assert [r.patient for r in got] == ["Patient/p01"]
     assert got[0].by_id("I3-mda5").result == "unknown"  # its Observations were lost: not "eligible"
@@ -126,4 +126,4 @@ def test_condition_search_refused_falls_back_to_every_patient(eng):
     problems = Problems()
     src, _, _ = source(eng, problems)
     assert src.candidates() == ["a", "b"]
-    assert "screening every Patient" in str(list(problems)[0])
+    assert "screening every Patient" in str(next(iter(problems)))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from factory import ICD, cond, patient
 from fhir3t.criteria.load import load_criteria
@@ -11,7 +11,7 @@ from fhir3t.emit.screening import research_study
 from fhir3t.validate import validate_resource
 from safety_helpers import drug, lab, one, safety_engine
 
-WHEN = datetime(2026, 7, 1, tzinfo=timezone.utc)
+WHEN = datetime(2026, 7, 1, tzinfo=UTC)
 
 
 def inputs() -> list[dict]:

@@ -7,10 +7,10 @@ import re
 import pytest
 
 from conftest import SAMPLES
-
-SCREENING = SAMPLES / "screening"
 from fhir3t import screen
 from fhir3t.errors import Problems
+
+SCREENING = SAMPLES / "screening"
 
 AS_OF = "2026-11-16"
 CONCEPT_MAP = SAMPLES / "conceptmaps" / "hospital-local.json"

@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 from fhir3t.criteria import CriteriaSet, Screener, load_criteria
 from fhir3t.criteria.model import ScreeningResult
@@ -19,7 +19,6 @@ from fhir3t.errors import Problems, UsageError
 from fhir3t.record import CODE_FIELD, MED_TYPES, MUST_BE_CODED, RawRecord, RecordBuilder, main_concept, report_unknown_systems
 from fhir3t.sources.files import FileSource, SharedIndex, discover_concept_maps, expand_paths
 from fhir3t.terminology import Terminology
-
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ class Engine:
 
     @classmethod
     def load(cls, concept_maps: Iterable[str | Path] = (), criteria_file: str | Path | None = None,
-             problems: Problems | None = None) -> "Engine":
+             problems: Problems | None = None) -> Engine:
         tx = Terminology.load([Path(p) for p in concept_maps])
         criteria = load_criteria(tx, Path(criteria_file) if criteria_file else None)
         return cls(tx, criteria, Screener(criteria, tx), problems if problems is not None else Problems())
@@ -81,7 +80,7 @@ class Engine:
         def decide(res: dict, rtype: str, where: str) -> bool:
             if rtype not in types:
                 return False
-            if rtype == "AdverseEvent" or rtype in MED_TYPES and "medicationReference" in res:
+            if rtype == "AdverseEvent" or (rtype in MED_TYPES and "medicationReference" in res):
                 return True  # their drug is resolved (suspects, contained / referenced Medication) at build time
             concept = main_concept(rtype, res, shared.get)
             if rtype in MUST_BE_CODED and not isinstance(concept, dict):
@@ -94,7 +93,7 @@ class Engine:
                 if hit is not None:
                     return hit
                 codes = tx.codes(concept)
-                hit = seen[key] = keep(rtype, codes) or rtype in MUST_BE_CODED and not tx.systems.readable_for(rtype, codes)
+                hit = seen[key] = keep(rtype, codes) or (rtype in MUST_BE_CODED and not tx.systems.readable_for(rtype, codes))
                 if hit or any(known(s) for s, _ in codes):
                     return hit
             codes = tx.codes(concept) if concept is not None else ()

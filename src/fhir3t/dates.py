@@ -9,7 +9,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from dateutil.relativedelta import relativedelta
 
@@ -81,7 +81,7 @@ def parse_day(value: str) -> date:
 
 
 def today_utc() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(d|day|days|w|wk|week|weeks|mo|month|months|y|a|yr|year|years)\s*$")
@@ -95,7 +95,7 @@ class Duration:
     unit: str  # "d" | "mo" | "y"
 
     @classmethod
-    def parse(cls, text: str) -> "Duration":
+    def parse(cls, text: str) -> Duration:
         m = _DURATION.match(text)
         if not m:
             raise ValueError(f"not a duration like '28d', '6mo', '5y': {text!r}")

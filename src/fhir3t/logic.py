@@ -1,7 +1,8 @@
 """Three-valued (Kleene) logic for criteria: met / not-met / unknown."""
 from __future__ import annotations
 
-from typing import Iterable, Literal
+from collections.abc import Iterable
+from typing import Literal
 
 Tri = Literal["met", "not-met", "unknown"]
 MET: Tri = "met"

@@ -7,10 +7,10 @@ joins records across files, so results do not depend on the number of workers.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.errors import InputProblem, Problems

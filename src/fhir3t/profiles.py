@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from fhir3t.errors import ConfigError
 
 
-@lru_cache(maxsize=None)
+@cache
 def profiles_dir() -> Path:
     env = os.environ.get("FHIR3T_PROFILES")
     candidates = [Path(env)] if env else []

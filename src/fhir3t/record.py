@@ -7,11 +7,12 @@ computed once.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from fhir3t.dates import Span, parse_date
 from fhir3t.errors import Problems
+from fhir3t.jsonshape import child_text, items
 from fhir3t.terminology import Code, Terminology
 
 #: Where each resource type points at its patient (first present wins).
@@ -207,7 +208,7 @@ class RecordBuilder:
                 if rec.patient is None:
                     rec.patient = resource
                 continue
-            if types is not None and rtype not in types or never_counts(rtype, resource):
+            if (types is not None and rtype not in types) or never_counts(rtype, resource):
                 continue
             codes = self._codes(rtype, resource, raw, where)
             unreadable = rtype in MUST_BE_CODED and not self.tx.systems.readable_for(rtype, codes)
@@ -286,8 +287,8 @@ def describe_concept(concept: object) -> str:
     """What a coordinator sees of an unreadable code: its text, or why it cannot be read."""
     if not isinstance(concept, dict):
         return "no code"
-    text = concept.get("text").strip()[:60] if isinstance(concept.get("text"), str) else ""
-    codings = concept.get("coding") if isinstance(concept.get("coding"), list) else []
+    text = (child_text(concept, "text") or "").strip()[:60]
+    codings = items(concept.get("coding"))
     systems = sorted({c["system"] for c in codings if isinstance(c, dict) and isinstance(c.get("system"), str)})
     label = f" '{text}'" if text else ""
     if systems:

@@ -9,9 +9,9 @@ terminology server is consulted: that is a known limit for SNOMED CT subsumption
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import orjson
 
@@ -36,7 +36,7 @@ class CodeSystems:
     readable: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path | None = None) -> "CodeSystems":
+    def load(cls, path: Path | None = None) -> CodeSystems:
         data = _load_json(path or profiles_dir() / "terminology" / "code-systems.json")
         canonical: dict[str, str] = {}
         normalizer: dict[str, str] = {}
@@ -157,7 +157,7 @@ class ValueSet:
         return self.properties.get(code, {}).get(name)
 
     @classmethod
-    def from_resource(cls, res: dict, systems: CodeSystems, where: str) -> "ValueSet":
+    def from_resource(cls, res: dict, systems: CodeSystems, where: str) -> ValueSet:
         if res.get("resourceType") != "ValueSet" or not res.get("id"):
             raise ConfigError(f"{where}: not a ValueSet with an id")
         vs = cls(res["id"], res.get("url", ""), res.get("title") or res.get("name") or res["id"], systems)
@@ -250,7 +250,7 @@ class Terminology:
         self._norm_cache: dict[tuple[str, str], tuple[Code, ...]] = {}
 
     @classmethod
-    def load(cls, concept_maps: Iterable[Path] = (), valueset_dir: Path | None = None) -> "Terminology":
+    def load(cls, concept_maps: Iterable[Path] = (), valueset_dir: Path | None = None) -> Terminology:
         systems = CodeSystems.load()
         vdir = valueset_dir or profiles_dir() / "valuesets"
         valuesets: dict[str, ValueSet] = {}

@@ -17,8 +17,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
@@ -123,9 +123,9 @@ def smart_server(tmp_path_factory) -> Iterator[dict]:
             pytest.skip("external server: set FHIR3T_TEST_SMART_CLIENT_ID and FHIR3T_TEST_SMART_KEY for the SMART test")
         yield {"base": os.environ["FHIR3T_TEST_SERVER"].rstrip("/"), "client_id": cid, "key": key}
         return
+    import jwt
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
-    import jwt
 
     tmp = tmp_path_factory.mktemp("sekmet-smart")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from integration.conftest import AS_OF, CONCEPT_MAP, SAMPLES, as_transaction
 from fhir3t.api import Engine, screen
 from fhir3t.cli import main
 from fhir3t.dates import parse_day
@@ -20,6 +19,7 @@ from fhir3t.errors import Problems
 from fhir3t.sources.files import SharedIndex
 from fhir3t.sources.http import FhirClient
 from fhir3t.sources.rest import RestSource
+from integration.conftest import AS_OF, CONCEPT_MAP, SAMPLES, as_transaction
 
 STUDY_IDENT = "http://clinicaltrials.gov|NCT06438679"
 
@@ -89,7 +89,7 @@ def test_patient_list_includes_non_candidates(loaded_server, engine, from_files)
 
 def test_batch_and_revinclude_strategies_agree(loaded_server, engine, from_files):
     for strategy in ("batch", "revinclude"):
-        server, src = pull(engine, loaded_server, strategy=strategy)
+        server, _src = pull(engine, loaded_server, strategy=strategy)
         ids = match_server_ids(from_files, server)
         assert {k: verdicts(server[v]) for k, v in ids.items()} == {k: verdicts(from_files[k]) for k in ids}, strategy
 

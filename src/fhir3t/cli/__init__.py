@@ -10,7 +10,7 @@ import importlib
 import importlib.util
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from fhir3t import __version__
 from fhir3t.errors import EXIT_INTERNAL, EXIT_USAGE, Fhir3tError
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="more log output on stderr (-v info, -vv debug); patient data is never logged",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, mod in {**COMMANDS, **_optional_commands()}.items():
+    for _name, mod in {**COMMANDS, **_optional_commands()}.items():
         module = importlib.import_module(f"fhir3t.cli.{mod}")
         module.add_parser(sub)
     return parser

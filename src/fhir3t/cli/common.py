@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator, TypeVar
-
-T = TypeVar("T")
+from typing import IO, TypeVar
 
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
+
+T = TypeVar("T")
 
 
 def day(value: str) -> date:

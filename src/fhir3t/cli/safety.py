@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from datetime import date
-from typing import IO, Sequence
+from typing import IO
 
 import orjson
 
@@ -29,10 +30,9 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
 
 def analyse_args(args: argparse.Namespace, problems: Problems):
     """Run the safety analysis for parsed options: (as_of, outcomes, engine)."""
+    from fhir3t.api import with_discovered_maps
     from fhir3t.dates import today_utc
     from fhir3t.safety import SafetyEngine, analyse, parse_d1_options, read_d1_csv
-
-    from fhir3t.api import with_discovered_maps
 
     server = getattr(args, "server", None)
     if bool(args.paths) == bool(server):
@@ -116,7 +116,7 @@ def _table(findings: Sequence, n_subjects: int, fh: IO[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     problems = Problems()
-    as_of, outcomes, engine = analyse_args(args, problems)
+    _as_of, outcomes, engine = analyse_args(args, problems)
     findings = [f for o in outcomes for f in o.findings]
     try:
         with output(args.out) as fh:

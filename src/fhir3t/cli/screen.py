@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from typing import IO, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import IO
 
 import orjson
 

@@ -19,7 +19,9 @@ def add_server_options(parser: argparse.ArgumentParser, *, pull: bool = True, pu
     g.add_argument("--smart-client-id", metavar="ID",
                    help="SMART Backend Services client id (with --smart-key; or $FHIR3T_CLIENT_SECRET for client-secret basic)")
     g.add_argument("--smart-key", metavar="KEY", help="private key for the client assertion: PEM file or JWKS/JWK JSON (RS384/ES384)")
-    g.add_argument("--smart-scope", metavar="SCOPES", help="scopes to ask for (default: system/*.read plus write on ResearchStudy, ResearchSubject, Provenance, AdverseEvent)")
+    g.add_argument("--smart-scope", metavar="SCOPES",
+                   help="scopes to ask for (default: system/*.read plus write on ResearchStudy, ResearchSubject, "
+                        "Provenance, AdverseEvent)")
     g.add_argument("--max-requests", type=int, metavar="N", help="stop after N HTTP requests to the server (a safety budget)")
     g.add_argument("--parallel", type=int, default=4, metavar="N", help="at most N requests in flight (default 4)")
     g.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS", help="read timeout per request (default 120)")

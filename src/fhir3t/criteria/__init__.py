@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date
-from typing import Iterable
 
 from fhir3t.criteria.context import Context, StudyMatcher
 from fhir3t.criteria.load import CriteriaSet, Criterion, load_criteria
@@ -11,7 +11,7 @@ from fhir3t.criteria.model import CriterionResult, Outcome, ScreeningResult, sta
 from fhir3t.record import PatientRecord, span_of
 from fhir3t.terminology import Code, Terminology, ValueSet
 
-__all__ = ["CriteriaSet", "Criterion", "CriterionResult", "ScreeningResult", "Screener", "load_criteria"]
+__all__ = ["CriteriaSet", "Criterion", "CriterionResult", "Screener", "ScreeningResult", "load_criteria"]
 
 
 #: ResearchSubject statuses that mean the patient is (or was) in this study already.

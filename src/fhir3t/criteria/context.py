@@ -1,10 +1,10 @@
 """What a rule sees: the record, the dates, terminology and how to recognise this study."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import date, timedelta
-from typing import Iterable
+from functools import lru_cache
 
 from fhir3t.dates import Duration, Window
 from fhir3t.record import PatientRecord, Res

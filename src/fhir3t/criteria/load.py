@@ -12,8 +12,21 @@ import orjson
 from fhir3t.criteria.context import WindowSpec
 from fhir3t.criteria.readings import Readings
 from fhir3t.criteria.rules import (
-    Age, AdverseEventSuspect, AllergyRule, Checklist, Combine, ConditionRule, Gender, ImmunizationRule,
-    MedicationRule, Not, ObservationRule, OtherStudy, RecommendationRule, Rule, StudyConsent,
+    AdverseEventSuspect,
+    Age,
+    AllergyRule,
+    Checklist,
+    Combine,
+    ConditionRule,
+    Gender,
+    ImmunizationRule,
+    MedicationRule,
+    Not,
+    ObservationRule,
+    OtherStudy,
+    RecommendationRule,
+    Rule,
+    StudyConsent,
 )
 from fhir3t.dates import Duration
 from fhir3t.errors import ConfigError
@@ -101,7 +114,7 @@ class _Builder:
             raise ConfigError(f"{self.where}: {at}: window {name!r} is not defined in 'windows'")
         return name
 
-    def node(self, spec: dict, at: str) -> Rule:
+    def node(self, spec: dict, at: str) -> Rule:  # noqa: C901 - replaced by the rule-kind registry
         label = spec.get("label", "")
         for op in ("all", "any", "either"):
             if op in spec:

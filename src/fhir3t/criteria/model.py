@@ -1,9 +1,10 @@
 """Result types of screening: the public contract other tools read (see README, "JSON contract")."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Iterable
+from typing import Any
 
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
 

@@ -8,16 +8,18 @@ and a sentence saying why (and, when unknown, what would settle it).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
-from functools import lru_cache
-from typing import Any, Callable, ClassVar, Iterable
+from datetime import UTC, date, datetime
+from functools import lru_cache, partial
+from typing import Any, ClassVar
 
 from fhir3t.criteria.context import Context
 from fhir3t.criteria.model import Outcome, merge_evidence
 from fhir3t.criteria.readings import NEGATIVE, POSITIVE, Readings, compare, grade, number, qualitative
 from fhir3t.dates import Span, Window, age_on, instant
 from fhir3t.errors import ConfigError
+from fhir3t.jsonshape import child
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_and, k_either, k_not, k_or
 from fhir3t.record import Res, span_of, status_code
 from fhir3t.terminology import Code, Terminology, ValueSet
@@ -64,13 +66,13 @@ class Combine(Rule):
 
     def _combine(self, outs: tuple[Outcome, ...]) -> Outcome:
         result = self.FUNCS[self.op]([o.result for o in outs])
-        if self.op == "all" and result == NOT_MET or self.op in ("any", "either") and result == MET:
+        if (self.op == "all" and result == NOT_MET) or (self.op in ("any", "either") and result == MET):
             deciding = [o for o in outs if o.result == result]
         elif result == UNKNOWN:
             deciding = [o for o in outs if o.result == UNKNOWN] + (
                 [o for o in outs if o.result == MET] if self.op == "all" else [])
         else:
-            deciding = [o for o in outs if o.result == result] if self.op == "either" else outs
+            deciding = [o for o in outs if o.result == result] if self.op == "either" else list(outs)
         return Outcome(result, merge_evidence(deciding), join_reasons(o.reason for o in deciding))
 
     def needs(self):
@@ -309,7 +311,7 @@ class _Candidate:
 
 @lru_cache(maxsize=8192)
 def _day_end(day: date) -> float:
-    return datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=timezone.utc).timestamp()
+    return datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 def _recency(c: _Candidate) -> tuple[float, date, date, float]:
@@ -373,7 +375,7 @@ class ObservationRule(Rule):
             value, how = qualitative(raw, ctx.tx, self.readings, viral_load=self.viral_load)
             if self.positive_only:
                 return (MET if value == POSITIVE else NOT_MET), how
-            return {POSITIVE: MET, NEGATIVE: NOT_MET}.get(value, UNKNOWN), how  # type: ignore[return-value]
+            return (MET if value == POSITIVE else NOT_MET if value == NEGATIVE else UNKNOWN), how
         if self.read == "grade":
             assert self.grades is not None
             value, how = grade(raw, self.grades)
@@ -417,7 +419,7 @@ class ObservationRule(Rule):
     def _candidates(self, ctx: Context) -> list[_Candidate]:
         types = ("Observation", "DiagnosticReport") if self.include_reports else ("Observation",)
         out = [
-            _Candidate(r.span, r.date_text or "", (r.ref,), (lambda r=r: self._judge(r, ctx)))
+            _Candidate(r.span, r.date_text or "", (r.ref,), partial(self._judge, r, ctx))
             for t in types for r in ctx.matching(t, self.vs)
         ]
         if self.ratio:
@@ -428,7 +430,7 @@ class ObservationRule(Rule):
                 for d in dens:
                     if d.span == n.span:
                         out.append(_Candidate(n.span, n.date_text or "", (n.ref, d.ref),
-                                              (lambda n=n, d=d: self._ratio(n, d, scale))))
+                                              partial(self._ratio, n, d, scale)))
         return out
 
     def _ratio(self, num: Res, den: Res, scale: float) -> tuple[Tri, str]:
@@ -583,7 +585,7 @@ class StudyConsent(Rule):
             return True
         if top.get("type") == "deny":
             return False
-        period = top.get("period") if isinstance(top.get("period"), dict) else {}
+        period = child(top, "period")
         end = span_of(period.get("end"))
         return end is None or end.hi >= as_of
 
@@ -673,7 +675,7 @@ class MedicationRule(Rule):
     @classmethod
     def _half_life_of(cls, prop: object) -> float:
         if isinstance(prop, dict) and isinstance(prop.get("value"), (int, float)):
-            return float(prop["value"]) * cls.HOURS[prop.get("code") or prop.get("unit")]
+            return float(prop["value"]) * cls.HOURS.get(prop.get("code") or prop.get("unit") or "", 0.0)
         return 0.0
 
     def _half_life(self, code: Code) -> float:
@@ -783,20 +785,21 @@ class OtherStudy(Rule):
             ours = ctx.study.match(raw.get("study"))
             if ours is True:
                 continue
-            period = raw.get("period") if isinstance(raw.get("period"), dict) else {}
+            period = child(raw, "period")
             start, end = span_of(period.get("start")), span_of(period.get("end"))
             sure = (start is None or start.hi <= window.hi) and (end is None or end.lo >= window.lo)
             never = (start is not None and start.lo > window.hi) or (end is not None and end.hi < window.lo)
             tri = MET if sure else NOT_MET if never else UNKNOWN
-            study_ref = raw.get("study") if isinstance(raw.get("study"), dict) else {}
-            ident = study_ref.get("identifier") if isinstance(study_ref.get("identifier"), dict) else {}
+            study_ref = child(raw, "study")
+            ident = child(study_ref, "identifier")
             study = study_ref.get("reference") or (f"study {ident.get('value')}" if ident.get("value") else "an unnamed study")
             if tri == MET and ours is None:
                 judged.append((r, UNKNOWN, f"{raw['status']} in {study}, which is not in the input: "
                                            f"check whether it is {ctx.study.value}"))
                 continue
             span_txt = f"{start or '?'}..{end or 'ongoing'}"
-            judged.append((r, tri, f"{raw['status']} in {study} ({span_txt}) {'overlapping' if tri == MET else 'not overlapping' if tri == NOT_MET else 'possibly overlapping'} {window}"))
+            how = "overlapping" if tri == MET else "not overlapping" if tri == NOT_MET else "possibly overlapping"
+            judged.append((r, tri, f"{raw['status']} in {study} ({span_txt}) {how} {window}"))
         if not judged:
             return Outcome(NOT_MET, (), "no other-study participation record found")
         result = k_or(t for _, t, _ in judged)
@@ -854,5 +857,6 @@ class RecommendationRule(Rule):
                 codes = [c for cc in rec.get("vaccineCode") or () for c in ctx.tx.codes(cc)]
                 hit = next((c for c in codes if c in self.vs), None)
                 if hit:
-                    return Outcome(MET, (r.ref,), f"{self.label}: {ctx.tx.systems.name(hit[0])} {hit[1]} recommended ({forecast or 'no forecast status'})")
+                    return Outcome(MET, (r.ref,), f"{self.label}: {ctx.tx.systems.name(hit[0])} {hit[1]} recommended "
+                                                  f"({forecast or 'no forecast status'})")
         return Outcome(NOT_MET, (), f"no {self.label} record found")

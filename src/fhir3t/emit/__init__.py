@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -27,7 +28,7 @@ def write_json(obj: object, path: str | Path) -> None:
     tmp.replace(target)
 
 
-def write_screening_bundle(results: Sequence["ScreeningResult"], engine: "Engine", path: str | Path) -> dict:
+def write_screening_bundle(results: Sequence[ScreeningResult], engine: Engine, path: str | Path) -> dict:
     bundle, notes = screening_bundle(results, engine.criteria)
     for n in notes:
         print(f"fhir3t: note: {n}", file=sys.stderr)

@@ -8,16 +8,20 @@ on its NCT identifier; a Provenance names the run.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from fhir3t.canonical import (
-    EXT_CTCAE_GRADE, ID_ADVERSE_EVENT, PROFILE_ADVERSE_EVENT, STUDY_ID,
+    EXT_CTCAE_GRADE,
+    ID_ADVERSE_EVENT,
+    PROFILE_ADVERSE_EVENT,
+    STUDY_ID,
     STUDY_SYSTEM,
 )
 from fhir3t.emit.bundle import TransactionBuilder
-from fhir3t.emit.provenance import provenance
 from fhir3t.emit.ids import stable_id, urn
+from fhir3t.emit.provenance import provenance
 from fhir3t.safety.findings import CAUSALITY_SYSTEM, Finding
 
 SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
@@ -98,7 +102,7 @@ def safety_bundle(findings: Sequence[Finding], study: dict[str, Any], digest: st
     `study` is the ResearchStudy resource (fhir3t.emit.screening.research_study); `digest` names the
     safety data the findings came from. Findings of id-less Patients cannot be emitted (noted).
     """
-    when = (recorded or datetime.now(timezone.utc)).replace(microsecond=0).isoformat()
+    when = (recorded or datetime.now(UTC)).replace(microsecond=0).isoformat()
     tb = TransactionBuilder()
     study_url = tb.create_if_none_exist(study, urn(study["id"]), f"identifier={STUDY_SYSTEM}|{STUDY_ID}")
     notes: list[str] = []

@@ -1,7 +1,8 @@
 """Provenance for what fhir3t writes: which software, which rules (by hash), from which records."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from fhir3t import __version__
 from fhir3t.canonical import PROFILE_PROVENANCE, SOFTWARE_SYSTEM

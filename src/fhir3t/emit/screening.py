@@ -7,11 +7,14 @@ record holds the why, not only the verdict.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from fhir3t.canonical import (
-    EXT_CRITERION_RESULT, ID_RESEARCH_SUBJECT, PROFILE_RESEARCH_STUDY,
+    EXT_CRITERION_RESULT,
+    ID_RESEARCH_SUBJECT,
+    PROFILE_RESEARCH_STUDY,
     PROFILE_RESEARCH_SUBJECT,
 )
 from fhir3t.criteria.load import CriteriaSet
@@ -123,7 +126,7 @@ def screening_bundle(results: Sequence[ScreeningResult], criteria: CriteriaSet,
         run.update(f"{r.patient}|{r.status}|{r.as_of}|{r.d1}".encode())
         for c in r.criteria:
             run.update(f"|{c.id}={c.result}:{','.join(c.evidence)}".encode())
-    when = (recorded or datetime.now(timezone.utc)).replace(microsecond=0).isoformat()
+    when = (recorded or datetime.now(UTC)).replace(microsecond=0).isoformat()
     if targets:
         prov = provenance(stable_id("Provenance", run.hexdigest()), targets, evidence, when,
                           f"screening for {criteria.study_value} against {criteria.id} {criteria.version}",

@@ -1,8 +1,9 @@
 """The trial's endpoints from safety results: 26-week survival and AE incidence (pure)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
-from typing import Any, Sequence
+from typing import Any
 
 from fhir3t import __version__
 from fhir3t.report.km import CI, KaplanMeier, kaplan_meier

@@ -4,8 +4,9 @@ Everything from the data is escaped; the page loads nothing (no scripts, fonts o
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
-from typing import Any, Sequence
+from typing import Any
 
 from fhir3t.safety.findings import Finding
 
@@ -39,7 +40,7 @@ def km_svg(curve: Sequence[dict[str, Any]], horizon: int, censor_days: Sequence[
 
     est, lo_pts, hi_pts = [], [], []
     prev = curve[0]
-    for p in curve[1:] + [dict(curve[-1], day=t_max)]:
+    for p in [*curve[1:], dict(curve[-1], day=t_max)]:
         for q in (prev, dict(prev, day=p["day"])):
             est.append(f"{x(q['day']):.1f},{y(q['estimate']):.1f}")
             lo_pts.append(f"{x(q['day']):.1f},{y(q['ci95'][0]):.1f}")

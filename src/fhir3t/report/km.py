@@ -7,9 +7,10 @@ before censorings (a subject censored on day t was at risk on day t).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Literal, Sequence
+from typing import Literal
 
 CI = Literal["log-log", "plain"]
 

@@ -6,9 +6,9 @@ otherwise `Unassessable-Unclassifiable` (an investigator must assess).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Iterable
 
 from fhir3t.errors import Problems
 from fhir3t.record import PatientRecord, Res, span_of, status_code

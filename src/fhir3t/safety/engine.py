@@ -1,16 +1,22 @@
 """Wire records → subjects → findings (no I/O beyond what the source does; no FHIR built here)."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
 
 from fhir3t.criteria.context import StudyMatcher
 from fhir3t.errors import Problems
+from fhir3t.jsonshape import child
 from fhir3t.record import MED_TYPES, PatientRecord, RawRecord, RecordBuilder, Res, span_of
 from fhir3t.safety.clinical import (
-    Drug, condition_causality, condition_end, condition_outcome, lab_causality, new_conditions,
+    Drug,
+    condition_causality,
+    condition_end,
+    condition_outcome,
+    lab_causality,
+    new_conditions,
 )
 from fhir3t.safety.config import SafetyConfig, load_config
 from fhir3t.safety.death import death_of
@@ -62,7 +68,7 @@ class SafetyEngine:
 
     @classmethod
     def load(cls, concept_maps: Iterable[str | Path] = (), problems: Problems | None = None,
-             tx: Terminology | None = None, data_dir: Path | None = None) -> "SafetyEngine":
+             tx: Terminology | None = None, data_dir: Path | None = None) -> SafetyEngine:
         tx = tx or Terminology.load([Path(p) for p in concept_maps])
         config = load_config(tx, data_dir)
         return cls(tx, config, StudyMatcher(config.study_system, config.study_value), problems if problems is not None else Problems())
@@ -173,7 +179,7 @@ class SafetyEngine:
         raw = res.raw
         assert res.span is not None
         onset = res.span.lo
-        code = raw.get("code") if isinstance(raw.get("code"), dict) else {"text": "Condition"}
+        code = child(raw, "code") or {"text": "Condition"}
         term = code.get("text") or next((c.get("display") or c.get("code") for c in code.get("coding") or ()
                                          if isinstance(c, dict) and (c.get("display") or c.get("code"))), "Condition")
         outcome = condition_outcome(raw, cfg.resolved_statuses)
@@ -215,7 +221,7 @@ class SafetyEngine:
                 continue
             if raw.get("status") in ("planned", "cancelled"):
                 continue
-            period = raw.get("period") if isinstance(raw.get("period"), dict) else {}
+            period = child(raw, "period")
             start, end = span_of(period.get("start")), span_of(period.get("end"))
             if start is None:
                 self.problems.add(res.where, f"{res.ref}: inpatient Encounter without period.start; "

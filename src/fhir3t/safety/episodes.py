@@ -4,9 +4,10 @@ Pure: takes graded Readings already limited to the subject's AE window (after D1
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Iterable, Literal
+from typing import Literal
 
 from fhir3t.safety.grading import LabTest, Reading
 

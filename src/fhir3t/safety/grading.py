@@ -34,12 +34,12 @@ class Bound:
         return self.k * limit
 
     @classmethod
-    def from_data(cls, data: dict) -> "Bound":
+    def from_data(cls, data: dict) -> Bound:
         [(ref, k)] = data.items()
         value = dec(k)
         if ref not in ("uln", "lln", "value") or value is None:
             raise ValueError(f"bad grade bound {data!r}")
-        return cls(ref, value)  # type: ignore[arg-type]
+        return cls(ref, value)
 
     def __str__(self) -> str:
         return str(self.k) if self.ref == "value" else f"{self.k} × {self.ref.upper()}"
@@ -150,7 +150,7 @@ class DefaultRanges:
     by_test: dict[str, tuple[str, str, dict[str, Decimal]]]  # test id -> (unit, "high"|"low", sex -> limit)
 
     @classmethod
-    def from_data(cls, data: dict) -> "DefaultRanges":
+    def from_data(cls, data: dict) -> DefaultRanges:
         out = {}
         for tid, spec in data["ranges"].items():
             key = "high" if "high" in spec else "low"

@@ -6,14 +6,15 @@ and the last day the patient is known alive (the latest dated resource, capped a
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Iterable
 
 from fhir3t.criteria.context import StudyMatcher
 from fhir3t.dates import parse_day
 from fhir3t.errors import InputError, Problems, UsageError
+from fhir3t.jsonshape import child
 from fhir3t.record import DATE_FIELDS, PatientRecord, _first_date, never_counts, span_of
 
 
@@ -92,26 +93,26 @@ def find_subject(record: PatientRecord, matcher: StudyMatcher, statuses: frozens
             problems.add(res.where, f"{res.ref}: cannot tell which study it belongs to (study reference "
                                     "names no NCT06438679 identifier or known ResearchStudy); ignored")
             continue
-        period = raw.get("period") if isinstance(raw.get("period"), dict) else {}
+        period = child(raw, "period")
         start, end = span_of(period.get("start")), span_of(period.get("end"))
         if period.get("start") is not None and (start is None or not start.exact):
             problems.add(res.where, f"{res.ref}: period.start {period.get('start')!r} is not a full day; no D1 from it")
             start = None
         found.append((start.lo if start else None, end.hi if end else None, status, res.ref, res.where))
     if given is not None:
-        end = next((e for s, e, *_ in sorted(found, key=lambda f: (f[0] is None, f[0])) if e), None)
-        return Subject(record.key, given, end, "given", "--d1", sex)
+        last = next((e for s, e, *_ in sorted(found, key=lambda f: (f[0] is None, f[0])) if e), None)
+        return Subject(record.key, given, last, "given", "--d1", sex)
     usable = sorted((f for f in found if f[0] is not None), key=lambda f: f[0])  # type: ignore[arg-type, return-value]
     if not usable:
         for _, _, status, ref, where in found:
             problems.add(where, f"{ref} (status {status}) has no period.start, so no D1: {record.key} not analysed "
                                 "(give --d1 PATIENT=DATE)")
         return None
-    start, end, status, ref, where = usable[0]
+    first, last, status, ref, where = usable[0]
     if len(usable) > 1:
         problems.add(where, f"{record.key} has {len(usable)} ResearchSubjects on this study; D1 from the earliest ({ref})",
                      skipped=False)
-    return Subject(record.key, start, end, status, ref, sex)  # type: ignore[arg-type]
+    return Subject(record.key, first, last, status, ref, sex)  # type: ignore[arg-type]
 
 
 #: Statuses of things that did not (yet) happen, across resource types.

@@ -41,7 +41,7 @@ class Units:
     aliases: dict[str, str]
 
     @classmethod
-    def from_data(cls, data: dict) -> "Units":
+    def from_data(cls, data: dict) -> Units:
         kinds = {}
         for name, spec in data["kinds"].items():
             factors = {u: dec(f) for u, f in spec["factors"].items()}

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from fhir3t.errors import ServerError, UsageError
 from fhir3t.sources.http import FhirClient, HttpStatusError, outcome_text
@@ -69,7 +70,7 @@ def _entry_key(e: dict) -> tuple[str, str]:
 
 def is_idempotent(entry: dict) -> bool:
     """PUT/DELETE to an id or a condition, conditional create, GET: the same result if sent twice."""
-    method, url = _entry_key(entry)
+    method, _url = _entry_key(entry)
     req = entry.get("request") or {}
     if method in ("PUT", "DELETE", "GET", "HEAD"):
         return True
@@ -121,9 +122,10 @@ class FhirServerSink:
         seen: set[str] = set()
 
         def add(res: dict) -> None:
-            if res.get("id") in seen:
+            rid = res.get("id")
+            if not isinstance(rid, str) or rid in seen:
                 return
-            seen.add(res.get("id"))
+            seen.add(rid)
             ref = (res.get("individual") or {}).get("reference")
             if isinstance(ref, str):
                 by_patient.setdefault("/".join(ref.split("/")[-2:]), []).append(res)

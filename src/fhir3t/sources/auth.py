@@ -16,8 +16,9 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
@@ -172,9 +173,9 @@ class ClientSecretBasicAuth(_TokenCache):
 
 def load_signing_key(source: str | Path) -> tuple[Any, str, str | None]:
     """(private key, RS384|ES384, kid) from a PEM file or a JWKS / JWK JSON file holding a private key."""
+    import jwt
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    import jwt
 
     path = Path(source)
     try:
@@ -201,7 +202,7 @@ def load_signing_key(source: str | Path) -> tuple[Any, str, str | None]:
         kid = pick.get("kid")
     else:
         try:
-            key = serialization.load_pem_private_key(raw, password=_key_password())
+            key = serialization.load_pem_private_key(raw, password=_key_password())  # type: ignore[assignment]
         except (ValueError, TypeError) as exc:
             raise AuthError(f"{path}: not a readable PEM private key ({exc.__class__.__name__}); "
                             "set FHIR3T_KEY_PASSWORD for an encrypted key") from None

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Sequence
 
 from fhir3t.errors import ServerError, UsageError
 from fhir3t.sources.http import FhirClient, HttpStatusError, outcome_text, parse_json

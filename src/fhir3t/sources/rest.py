@@ -15,11 +15,12 @@ a file are screened identically.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable, Iterable, Iterator, Sequence
 
 from fhir3t.errors import Problems, ServerError
+from fhir3t.jsonshape import child
 from fhir3t.record import DEFAULT_PATIENT_FIELDS, PATIENT_FIELDS, SHARED_TYPES, RawRecord
 from fhir3t.sources.files import SharedIndex, normalize_reference, read_bundle
 from fhir3t.sources.http import FhirClient, HttpStatusError
@@ -327,7 +328,7 @@ class RestSource:
                 return []
             raise
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": _dedupe(entries)}
-        complete, loose = read_bundle(bundle, where, self.problems, self.shared)
+        complete, _loose = read_bundle(bundle, where, self.problems, self.shared)
         wanted = {f"Patient/{i}" for i in ids}
         out = [r for r in complete if r.key in wanted]
         missing = wanted - {r.key for r in out}
@@ -384,8 +385,8 @@ def study_subject_patients(client: FhirClient, system: str, value: str, problems
         params.append(("status", ",".join(sorted(statuses))))
     found: dict[str, None] = {}
     for rs in client.search("ResearchSubject", params):
-        study = rs.get("study") if isinstance(rs.get("study"), dict) else {}
-        ident = study.get("identifier") if isinstance(study.get("identifier"), dict) else {}
+        study = child(rs, "study")
+        ident = child(study, "identifier")
         ref = study.get("reference")
         ours = (ident.get("value") == value and ident.get("system", system) == system) or (
             isinstance(ref, str) and "/".join(ref.rstrip("/").split("/")[-2:]) in study_refs)

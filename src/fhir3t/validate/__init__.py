@@ -12,7 +12,8 @@ requests), key invariants (bdl-*, obs-6/7, dom-2..5, ele-1, ext-1, ref-1) and fh
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from fhir3t.validate.bindings import check_bindings
 from fhir3t.validate.bundle import check_bundle

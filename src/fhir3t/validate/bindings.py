@@ -6,14 +6,15 @@ value set's system, and every coding with that system must use one of its codes.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any, Iterator
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
 
 from fhir3t.validate.issues import Issue
 from fhir3t.validate.tables import bindings
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rules_for(resource_type: str) -> tuple[tuple[tuple[str, ...], str, str | None, frozenset[str]], ...]:
     """(path parts, kind, system, codes) for a resource type, compiled once."""
     table = bindings()

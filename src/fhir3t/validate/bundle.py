@@ -8,7 +8,7 @@ unresolved relative `Type/id` may name a resource already on the server → warn
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import parse_qsl
 
 from fhir3t.validate.issues import Issue

@@ -7,8 +7,9 @@ JSON walks, which is both cheaper and gives exact locations.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from functools import cache
+from typing import Any
 
 from fhir3t.validate.issues import Issue
 from fhir3t.validate.refs import ABSOLUTE_REF, RELATIVE_REF, iter_references
@@ -19,7 +20,7 @@ _CONDITIONAL = re.compile(r"^[A-Z][A-Za-z]+\?\S+$")  # Type?param=value (allowed
 
 def _well_formed(ref: str) -> bool:
     return bool(RELATIVE_REF.match(ref) or ABSOLUTE_REF.match(ref) or _URN.match(ref) or _CONDITIONAL.match(ref)
-                or ref.startswith(("http://", "https://")) and " " not in ref)
+                or (ref.startswith(("http://", "https://")) and " " not in ref))
 
 #: (key, resource type or "*" for every DomainResource, guard element, FHIRPath from the R4 spec,
 #: human text). The expression can only be false when the guard element is present, so it is
@@ -42,7 +43,7 @@ FHIRPATH_INVARIANTS: tuple[tuple[str, str, str, str, str], ...] = (
 NOT_DOMAIN = frozenset({"Bundle", "Parameters", "Binary"})
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled() -> tuple[tuple[str, str, str, Callable, str, str], ...]:
     import fhirpathpy
     from fhirpathpy.models import models
@@ -191,7 +192,7 @@ def check_bundle_invariants(bundle: dict) -> Iterator[Issue]:
     btype = bundle.get("type")
     if "total" in bundle and btype not in _SEARCH_HISTORY:
         yield Issue("error", "invariant", "bdl-1: total only when a search or history", "Bundle.total")
-    entries = bundle.get("entry") if isinstance(bundle.get("entry"), list) else []
+    entries = bundle["entry"] if isinstance(bundle.get("entry"), list) else []
     seen: dict[tuple[str, Any], int] = {}
     for i, e in enumerate(entries):
         if not isinstance(e, dict):

@@ -5,8 +5,9 @@ of a file and the CLI can pick the exit code from the worst severity.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Iterable, Literal
+from typing import Literal
 
 Severity = Literal["fatal", "error", "warning", "information"]
 
@@ -38,7 +39,7 @@ class Issue:
     def is_error(self) -> bool:
         return self.severity in _ERRORS
 
-    def at(self, prefix: str) -> "Issue":
+    def at(self, prefix: str) -> Issue:
         """The same issue, located inside `prefix` (e.g. `Bundle.entry[2].resource`).
 
         The resource's own type name is replaced by the prefix, so `Patient.gender` found in entry 2
@@ -47,11 +48,11 @@ class Issue:
         expr = self.expression
         if not expr:
             return replace(self, expression=prefix)
-        head, dot, rest = expr.partition(".")
+        head, _dot, _rest = expr.partition(".")
         tail = expr[len(head):] if head and head[0].isupper() else "." + expr
         return replace(self, expression=prefix + tail)
 
-    def with_source(self, source: str) -> "Issue":
+    def with_source(self, source: str) -> Issue:
         return self if self.source else replace(self, source=source)
 
     def __str__(self) -> str:

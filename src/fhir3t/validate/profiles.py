@@ -7,8 +7,9 @@ text, which would echo the whole instance (possibly patient data) into the repor
 from __future__ import annotations
 
 import json
-from functools import lru_cache
-from typing import Any, Iterable
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
 
 import jsonschema
 
@@ -20,7 +21,7 @@ _REQUIRED_KINDS = frozenset({"required", "minItems", "contains", "minContains"})
 _VALUE_KINDS = frozenset({"const", "enum", "minimum", "maximum", "type", "minLength"})
 
 
-@lru_cache(maxsize=None)
+@cache
 def schemas() -> dict[str, jsonschema.protocols.Validator]:
     """Canonical URL → compiled validator, for every `profiles/schemas/*.schema.json`."""
     out: dict[str, jsonschema.protocols.Validator] = {}

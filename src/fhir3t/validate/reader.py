@@ -9,8 +9,9 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator, Union
+from typing import Any
 
 import orjson
 
@@ -22,7 +23,7 @@ _FILE_SUFFIXES = (".json", ".json.gz") + _NDJSON_SUFFIXES
 _CHUNK = 1 << 20
 
 #: what the reader yields: (source label, parsed JSON) or an Issue about the input itself
-Item = Union[tuple[str, Any], Issue]
+Item = tuple[str, Any] | Issue
 
 
 def expand_paths(paths: list[str | os.PathLike]) -> Iterator[Path | Issue]:
@@ -120,7 +121,7 @@ def _read_ndjson(path: Path, max_bytes: int) -> Iterator[Item]:
         yield Issue("fatal", "structure", "empty file (expected one FHIR resource per line)", source=src)
 
 
-def _lines(fh: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+def _lines(fh: Any, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
     """Lines of a binary stream; a line longer than max_bytes is yielded as None and skipped
     in chunks, so it is never held in memory whole."""
     lineno = 0

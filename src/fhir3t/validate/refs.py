@@ -8,7 +8,8 @@ resources and are not descended into.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 #: `Type/id` or `Type/id/_history/vid`, optionally after a base URL (the FHIR "literal" form)
 RELATIVE_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 import re
-from functools import lru_cache
-from typing import Any, Iterator
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -24,8 +25,8 @@ _NAME = re.compile(r"^_?[A-Za-z][A-Za-z0-9]*$")
 _PLACEHOLDER = {"resourceType": "Basic", "code": {"text": "placeholder"}}
 
 
-@lru_cache(maxsize=None)
-def model_class(resource_type: str) -> type | None:
+@cache
+def model_class(resource_type: str) -> Any:
     """The R4B model class, or None if fhir.resources does not know the type."""
     from fhir.resources.R4B import get_fhir_model_class
 
@@ -112,8 +113,8 @@ def _soften_display_link_id(issue: Issue, data: dict) -> Issue:
     return issue
 
 
-@lru_cache(maxsize=None)
-def _required_primitives(cls: type) -> tuple[str, ...]:
+@cache
+def _required_primitives(cls: Any) -> tuple[str, ...]:
     return tuple(
         f.alias or name for name, f in cls.model_fields.items()
         if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("element_required")

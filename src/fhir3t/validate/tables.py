@@ -5,7 +5,7 @@ Loaded once per process (cached) because validation runs per resource in tight l
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ def profiles_path() -> Path:
     return profiles_dir()
 
 
-@lru_cache(maxsize=None)
+@cache
 def bindings() -> dict[str, Any]:
     path = profiles_path() / "bindings.json"
     try:
@@ -27,7 +27,7 @@ def bindings() -> dict[str, Any]:
         raise ConfigError(f"cannot read binding table {path}: {exc}") from exc
 
 
-@lru_cache(maxsize=None)
+@cache
 def r4_resource_types() -> frozenset[str]:
     """The 146 resource types of FHIR R4 (4.0.1); R4B-only types are not among them."""
     return frozenset(bindings()["resourceTypes"])
