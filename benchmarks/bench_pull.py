@@ -25,8 +25,8 @@ from fhir3t.dates import parse_day  # noqa: E402
 from fhir3t.errors import Problems  # noqa: E402
 from fhir3t.record import SHARED_TYPES  # noqa: E402
 from fhir3t.sources.files import SharedIndex  # noqa: E402
-from fhir3t.sources.http import FhirClient  # noqa: E402
 from fhir3t.sources.rest import RestSource  # noqa: E402
+from fhir3t.transport.http import FhirClient  # noqa: E402
 
 LOINC = "http://loinc.org"
 

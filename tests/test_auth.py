@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from fhir3t.errors import AuthError
-from fhir3t.sources.auth import BearerToken, ClientSecretBasicAuth, SmartBackendAuth, load_signing_key, make_auth
-from fhir3t.sources.http import FhirClient, RetryPolicy
+from fhir3t.transport.auth import BearerToken, ClientSecretBasicAuth, SmartBackendAuth, load_signing_key, make_auth
+from fhir3t.transport.http import FhirClient, RetryPolicy
 
 BASE = "http://fhir.test/fhir"
 TOKEN_URL = "http://auth.test/token"

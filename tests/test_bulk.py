@@ -9,7 +9,7 @@ import responses
 
 from fhir3t.errors import ServerError
 from fhir3t.sources.bulk import STATE, BulkExporter
-from fhir3t.sources.http import FhirClient, RetryPolicy
+from fhir3t.transport.http import FhirClient, RetryPolicy
 
 BASE = "http://fhir.test/fhir"
 STATUS = f"{BASE}/bulk-status/job1"

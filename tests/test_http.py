@@ -8,7 +8,7 @@ import requests
 import responses
 
 from fhir3t.errors import AuthError, ServerError
-from fhir3t.sources.http import FhirClient, HttpStatusError, RetryPolicy, safe_path
+from fhir3t.transport.http import FhirClient, HttpStatusError, RetryPolicy, safe_path
 
 BASE = "http://fhir.test/fhir"
 

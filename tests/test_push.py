@@ -7,7 +7,7 @@ import responses
 
 from fhir3t.cli import main
 from fhir3t.sinks import FhirServerSink
-from fhir3t.sources.http import FhirClient, RetryPolicy
+from fhir3t.transport.http import FhirClient, RetryPolicy
 
 BASE = "http://fhir.test/fhir"
 STUDY_URN = "urn:uuid:study-1"

@@ -12,8 +12,8 @@ from fhir3t.api import Engine
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
 from fhir3t.sources.files import SharedIndex
-from fhir3t.sources.http import FhirClient
 from fhir3t.sources.rest import RestSource, anchor_codes
+from fhir3t.transport.http import FhirClient
 
 BASE = "http://fhir.test/fhir"
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"

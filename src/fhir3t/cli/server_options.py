@@ -40,8 +40,8 @@ def add_server_options(parser: argparse.ArgumentParser, *, pull: bool = True, pu
 
 def make_client(args: argparse.Namespace, url: str | None = None):
     """A FhirClient for --server (or `url`) with the auth the options ask for."""
-    from fhir3t.sources.auth import make_auth
-    from fhir3t.sources.http import FhirClient
+    from fhir3t.transport.auth import make_auth
+    from fhir3t.transport.http import FhirClient
 
     base = url or getattr(args, "server", None)
     if not base:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import orjson
 
 from fhir3t.emit.bundle import TransactionBuilder
-from fhir3t.emit.ids import stable_id, urn
 from fhir3t.emit.screening import research_study, research_subject, screening_bundle
+from fhir3t.ids import stable_id, urn
 
 if TYPE_CHECKING:
     from fhir3t.api import Engine

@@ -20,8 +20,8 @@ from fhir3t.canonical import (
     STUDY_SYSTEM,
 )
 from fhir3t.emit.bundle import TransactionBuilder
-from fhir3t.emit.ids import stable_id, urn
 from fhir3t.emit.provenance import provenance
+from fhir3t.ids import stable_id, urn
 from fhir3t.safety.findings import CAUSALITY_SYSTEM, Finding
 
 SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"

@@ -20,8 +20,8 @@ from fhir3t.canonical import (
 from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import CriterionResult, ScreeningResult
 from fhir3t.emit.bundle import TransactionBuilder
-from fhir3t.emit.ids import stable_id, urn
 from fhir3t.emit.provenance import provenance
+from fhir3t.ids import stable_id, urn
 
 SITE = "Second Affiliated Hospital, Zhejiang University School of Medicine"
 

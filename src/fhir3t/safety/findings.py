@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
-from fhir3t.emit.ids import stable_id
+from fhir3t.ids import stable_id
 
 Kind = Literal["lab", "condition", "death"]
 CAUSALITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/adverse-event-causality-assess"

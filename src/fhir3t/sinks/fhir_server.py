@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir3t.errors import ServerError, UsageError
-from fhir3t.sources.http import FhirClient, HttpStatusError, outcome_text
+from fhir3t.transport.http import FhirClient, HttpStatusError, outcome_text
 
 log = logging.getLogger("fhir3t.push")
 

@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from fhir3t.errors import ServerError, UsageError
-from fhir3t.sources.http import FhirClient, HttpStatusError, outcome_text, parse_json
+from fhir3t.transport.http import FhirClient, HttpStatusError, outcome_text, parse_json
 
 log = logging.getLogger("fhir3t.bulk")
 

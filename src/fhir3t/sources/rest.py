@@ -23,8 +23,8 @@ from fhir3t.errors import Problems, ServerError
 from fhir3t.jsonshape import child
 from fhir3t.record import DEFAULT_PATIENT_FIELDS, PATIENT_FIELDS, SHARED_TYPES, RawRecord
 from fhir3t.sources.files import SharedIndex, normalize_reference, read_bundle
-from fhir3t.sources.http import FhirClient, HttpStatusError
 from fhir3t.terminology import Code, Terminology, ValueSet
+from fhir3t.transport.http import FhirClient, HttpStatusError
 
 log = logging.getLogger("fhir3t.rest")
 

@@ -36,7 +36,7 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class Auth(Protocol):
-    """What the client needs from an auth scheme (see fhir3t.sources.auth)."""
+    """What the client needs from an auth scheme (see fhir3t.transport.auth)."""
 
     def headers(self) -> dict[str, str]: ...
 

@@ -1,0 +1,1 @@
+"""HTTP to FHIR servers, shared by sources (pull, export) and sinks (push): session, retries, auth."""
