@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fhir3t.api import Engine  # noqa: E402
 from fhir3t.dates import parse_day  # noqa: E402
 from fhir3t.errors import Problems  # noqa: E402
-from fhir3t.record import SHARED_TYPES  # noqa: E402
-from fhir3t.sources.files import SharedIndex  # noqa: E402
+from fhir3t.r4facts import r4_facts  # noqa: E402
+from fhir3t.sources.grouping import SharedIndex  # noqa: E402
 from fhir3t.sources.rest import RestSource  # noqa: E402
 from fhir3t.transport.http import FhirClient  # noqa: E402
 
@@ -71,7 +71,7 @@ def fhir3t_pull(base: str, engine: Engine, parallel: int) -> tuple[int, int, flo
 
 def naive_pull(base: str, engine: Engine, ids: list[str]) -> tuple[int, float]:
     client = FhirClient(base, parallel=1)
-    types = sorted(t for t in engine.screener.types if t not in SHARED_TYPES)
+    types = sorted(t for t in engine.screener.types if t not in r4_facts().shared_types)
     params = {"ResearchSubject": "individual", "AdverseEvent": "subject"}
     t0 = time.perf_counter()
     for pid in ids:

@@ -12,7 +12,7 @@ from fhir3t.api import Engine
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
-from fhir3t.sources.files import SharedIndex, read_bundle
+from fhir3t.sources.grouping import SharedIndex, group_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -35,9 +35,8 @@ def screen_bundle(engine: Engine, bundle: dict, as_of: str = AS_OF, d1: str | No
     problems = problems if problems is not None else Problems()
     engine.problems = problems
     shared = SharedIndex()
-    complete, loose = read_bundle(bundle, "test.json", problems, shared, engine.wants(shared))
-    return list(engine.screen_raw([*complete, *loose.values()], parse_day(as_of),
-                                  parse_day(d1) if d1 else None, shared))
+    records = group_documents([("test.json", bundle)], problems, shared, engine.wants)
+    return list(engine.screen_raw(records, parse_day(as_of), parse_day(d1) if d1 else None, shared))
 
 
 @pytest.fixture

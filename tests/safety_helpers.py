@@ -8,7 +8,7 @@ from factory import LOINC, RX, bundle, patient, research_subject
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
 from fhir3t.safety import SafetyEngine, SubjectOutcome
-from fhir3t.sources.files import SharedIndex, read_bundle
+from fhir3t.sources.grouping import SharedIndex, group_documents
 
 STUDY = {"identifier": {"system": "http://clinicaltrials.gov", "value": "NCT06438679"}}
 D1 = "2026-01-05"
@@ -76,8 +76,8 @@ def run(*resources: dict, as_of: str = AS_OF, d1: dict[str, date] | None = None,
     if not any(r["resourceType"] == "Patient" for r in res):
         res.insert(0, pat or patient())
     shared = SharedIndex()
-    complete, loose = read_bundle(bundle(*res), "test.json", eng.problems, shared)
-    return list(eng.analyse_raw([*complete, *loose.values()], parse_day(as_of), d1, shared))
+    records = group_documents([("test.json", bundle(*res))], eng.problems, shared)
+    return list(eng.analyse_raw(records, parse_day(as_of), d1, shared))
 
 
 def one(*resources: dict, **kw: Any) -> SubjectOutcome:

@@ -532,7 +532,7 @@ def test_e2_window_grows_to_five_half_lives_from_value_set_data(tmp_path):
     from conftest import ROOT, screen_bundle
     from factory import bundle
     from fhir3t.api import Engine
-    from fhir3t.criteria import Screener, load_criteria
+    from fhir3t.criteria import load_criteria
     from fhir3t.terminology import Terminology
 
     vdir = tmp_path / "valuesets"
@@ -548,7 +548,7 @@ def test_e2_window_grows_to_five_half_lives_from_value_set_data(tmp_path):
     path.write_text(json.dumps(vs))
     tx = Terminology.load(valueset_dir=vdir)
     criteria = load_criteria(tx)
-    eng = Engine(tx, criteria, Screener(criteria, tx))
+    eng = Engine.from_parts(tx, criteria)
     # d1 2026-06-15 minus 21 days is 2026-05-25: the day before, on, and after the new edge
     for end, expected in (("2026-05-24", "not-met"), ("2026-05-25", "met"), ("2026-05-26", "met")):
         [r] = screen_bundle(eng, bundle(patient(), med("3008", start="2025-01-01", end=end)))

@@ -220,10 +220,12 @@ def test_later_same_day_result_is_never_skipped(screen):
     assert result(screen(a, b, c), "I3-mda5") == "unknown"
 
 
-def test_zoned_instants_order_results_across_local_days(screen):
-    a = obs("82424-3", "2026-06-03T23:30:00-05:00", valueString="-")    # 04:30Z on 4 June
-    b = obs("82424-3", "2026-06-04T01:00:00+08:00", valueString="+++")  # 17:00Z on 3 June
-    assert result(screen(a, b), "I3-mda5") == "not-met"
+def test_the_source_local_day_orders_results_before_the_zoned_time(screen):
+    """Each system's own calendar day decides which result is newer (issue 9): 4 June is after 3 June,
+    whatever the UTC instants say."""
+    a = obs("82424-3", "2026-06-03T23:30:00-05:00", valueString="-")    # 04:30Z on 4 June, local day 3 June
+    b = obs("82424-3", "2026-06-04T01:00:00+08:00", valueString="+++")  # 17:00Z on 3 June, local day 4 June
+    assert result(screen(a, b), "I3-mda5") == "met"
 
 
 @pytest.mark.parametrize("value,expected", [("10+", "unknown"), ("12+", "unknown"), ("1-2+", "unknown"), ("2-3+", "met")])

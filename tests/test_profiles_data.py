@@ -58,7 +58,12 @@ def test_a_typo_in_the_criteria_fails_loudly(tmp_path, engine: Engine):
     data["criteria"][2]["rule"]["window"] = "screening"
     data["criteria"][2]["rule"]["read"] = "grades"
     bad.write_text(json.dumps(data))
-    with pytest.raises(ConfigError, match="criteria/2/rule"):
+    with pytest.raises(ConfigError, match="I3-mda5: rule 'observation': read: 'grades' is not one of"):
+        load_criteria(engine.tx, bad)
+    data["criteria"][2]["rule"]["read"] = "grade"
+    data["criteria"][2]["rule"]["windw"] = "screening"  # a misspelt parameter is not ignored
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="I3-mda5: rule 'observation': Additional properties are not allowed"):
         load_criteria(engine.tx, bad)
 
 

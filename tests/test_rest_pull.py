@@ -11,7 +11,7 @@ import responses
 from fhir3t.api import Engine
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
-from fhir3t.sources.files import SharedIndex
+from fhir3t.sources.grouping import SharedIndex
 from fhir3t.sources.rest import RestSource, anchor_codes
 from fhir3t.transport.http import FhirClient
 

@@ -12,7 +12,8 @@ from conftest import ROOT, SAMPLES
 from factory import CM, cc, cond, obs, patient
 from fhir3t import screen
 from fhir3t.errors import InputError, Problems
-from fhir3t.sources.files import FileSource, SharedIndex, normalize_reference, read_bundle
+from fhir3t.sources.grouping import GroupingSource, SharedIndex, group_documents
+from fhir3t.sources.refs import normalize_reference
 
 NDJSON = ROOT / "tests" / "data" / "ndjson"
 SCREENING = SAMPLES / "screening"
@@ -64,8 +65,8 @@ def test_subject_patient_and_individual_all_attach_to_the_patient():
         {"resource": {"resourceType": "OperationOutcome", "issue": []}, "search": {"mode": "outcome"}},
     ]}
     problems = Problems()
-    complete, loose = read_bundle(bundle, "b.json", problems, SharedIndex())
-    assert [r.key for r in complete] == ["Patient/p1"] and not loose and not problems.items
+    complete = group_documents([("b.json", bundle)], problems, SharedIndex())
+    assert [r.key for r in complete] == ["Patient/p1"] and not problems.items
     assert {res["resourceType"] for res, _ in complete[0].resources} == {"Patient", "AllergyIntolerance", "ResearchSubject", "Observation"}
 
 
@@ -129,10 +130,10 @@ BAD_INPUTS = {
     "no-patient-ref.json": (json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
         {"resource": patient(pid="ok2")}, {"resource": {"resourceType": "Observation", "id": "o", "status": "final",
                                                         "code": cc("82424-3", "http://loinc.org")}}]}).encode(),
-                            "entry[1]: Observation has no patient reference"),
+                            "entry[1]: Observation has no usable patient reference"),
     "bad-date.json": (json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
         {"resource": patient(pid="ok3")}, {"resource": obs("82424-3", "2026-13-45", pid="ok3", valueString="++")}]}).encode(),
-                      "entry[1]: unparseable date '2026-13-45'"),
+                      "entry[1]: Observation.effectiveDateTime is not a FHIR date"),
     "unknown-system.json": (json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
         {"resource": patient(pid="ok4")}, {"resource": obs("X1", "2026-11-01", system="http://lab.local/codes", pid="ok4")}]}).encode(),
                             "code system http://lab.local/codes is unknown"),
@@ -152,7 +153,8 @@ def test_bad_input_is_reported_with_its_location_and_the_rest_still_screened(tmp
 
 
 def test_bad_ndjson_line_names_the_line(tmp_path):
-    lines = [json.dumps(patient(pid="n1")), "{not json", json.dumps({"resourceType": "Observation", "id": "o"}),
+    lines = [json.dumps(patient(pid="n1")), "{not json", json.dumps({"resourceType": "Observation", "id": "o",
+                                                                    "status": "final", "code": cc("82424-3", "http://loinc.org")}),
              json.dumps({"no": "type"})]
     (tmp_path / "Mixed.ndjson").write_text("\n".join(lines) + "\n")
     problems = Problems()
@@ -169,7 +171,7 @@ def test_truncated_gzip_is_reported_not_raised(tmp_path):
     (tmp_path / "Patient.ndjson.gz").write_bytes(data[: len(data) // 2])
     problems = Problems()
     list(screen([tmp_path], as_of=AS_OF, problems=problems))
-    assert any("cannot read file" in p.message for p in problems)
+    assert any("cannot read the file past this line" in p.message for p in problems)
 
 
 def test_irrelevant_resources_are_not_kept(engine):
@@ -177,21 +179,20 @@ def test_irrelevant_resources_are_not_kept(engine):
     bp = obs("85354-9", "2026-11-01", valueString="120/80")
     mda5 = obs("82424-3", "2026-11-01", valueString="++")
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient()}, {"resource": bp}, {"resource": mda5}]}
-    [raw], _ = read_bundle(bundle, "b", Problems(), SharedIndex())
+    [raw] = group_documents([("b", bundle)], Problems(), SharedIndex())
     record = engine.builder().build(raw)
     assert [r.ref for r in record.of("Observation")] == [f"Observation/{mda5['id']}"]
 
 
-def test_records_stream_one_file_at_a_time(tmp_path):
-    """Bundle-per-patient input is yielded per file, before later files are read."""
+def test_every_file_is_read_before_any_patient_is_handed_over(tmp_path):
+    """A patient's resources may sit in any file (a second system's export): all files come first."""
     for i in range(3):
         (tmp_path / f"{i}.json").write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
             {"resource": patient(pid=f"s{i}")}, {"resource": cond("M33.1", CM, pid=f"s{i}")}]}))
     seen: list[Path] = []
-    source = FileSource([tmp_path], Problems(), on_file=seen.append)
-    it = iter(source)
-    first = next(it)
-    assert first.key == "Patient/s0" and len(seen) == 0  # nothing after file 0 was read yet
+    source = GroupingSource([tmp_path], Problems(), on_file=seen.append)
+    first = next(iter(source))
+    assert first.key == "Patient/s0" and len(seen) == 3
 
 
 def test_parallel_screening_gives_the_same_results(tmp_path):

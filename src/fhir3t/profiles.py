@@ -1,7 +1,8 @@
-"""Where fhir3t's reviewed data lives (criteria, value sets, schemas, questionnaires).
+"""Where fhir3t's reviewed data lives (study, criteria, value sets, schemas, FHIR facts).
 
-Looked up in order: $FHIR3T_PROFILES; the checkout's `profiles/` (editable install);
-the copy installed under `<prefix>/share/fhir3t/profiles` (wheel install).
+A study's own folder (`--profiles DIR`, `FHIR3T_PROFILES`) comes first; what it does not hold
+(FHIR facts, code systems, fhir3t's own StructureDefinitions) comes from the built-in profiles:
+the checkout's `profiles/` (editable install) or the copy under `<prefix>/share/fhir3t/profiles`.
 """
 from __future__ import annotations
 
@@ -12,12 +13,28 @@ from pathlib import Path
 
 from fhir3t.errors import ConfigError
 
+_selected: Path | None = None
+
+
+def use_profiles(path: str | Path | None) -> None:
+    """Select a study's profiles folder for this process (None: back to the default)."""
+    global _selected
+    if path is not None and not (Path(path) / "study.json").is_file():
+        raise ConfigError(f"{path}: not a profiles folder (no study.json in it)")
+    _selected = Path(path) if path is not None else None
+    _clear_caches()
+
+
+def _clear_caches() -> None:
+    builtin_profiles.cache_clear()
+    from fhir3t.r4facts import r4_facts  # lazy: r4facts needs this module
+
+    r4_facts.cache_clear()
+
 
 @cache
-def profiles_dir() -> Path:
-    env = os.environ.get("FHIR3T_PROFILES")
-    candidates = [Path(env)] if env else []
-    candidates += [
+def builtin_profiles() -> Path:
+    candidates = [
         Path(__file__).resolve().parents[2] / "profiles",
         Path(sys.prefix) / "share" / "fhir3t" / "profiles",
     ]
@@ -28,3 +45,21 @@ def profiles_dir() -> Path:
         "cannot find fhir3t's profiles/ folder (criteria and value sets); "
         "set FHIR3T_PROFILES to its path"
     )
+
+
+def profiles_dir() -> Path:
+    """The study's profiles folder."""
+    if _selected is not None:
+        return _selected
+    env = os.environ.get("FHIR3T_PROFILES")
+    if env:
+        return Path(env)
+    return builtin_profiles()
+
+
+def profile_path(*parts: str) -> Path:
+    """A profiles file: the study's own if it has one, else the built-in one."""
+    own = profiles_dir().joinpath(*parts)
+    if own.exists():
+        return own
+    return builtin_profiles().joinpath(*parts)

@@ -16,9 +16,51 @@ from pathlib import Path
 import orjson
 
 from fhir3t.errors import ConfigError
-from fhir3t.profiles import profiles_dir
+from fhir3t.profiles import profile_path
+from fhir3t.textnorm import fold, name_pattern
 
 Code = tuple[str, str]  # (system, code), normalised
+
+#: Extension on a ValueSet (valueString, repeatable) or a concept's designations: names (English,
+#: Chinese, brands) a record's text may use for the set's concepts when its code is not in the set.
+EXT_MATCH_NAME = "https://fhir3t.github.io/fhir/StructureDefinition/match-name"
+
+
+def _loinc_ok(code: str) -> bool:
+    """LOINC: digits, a dash and a mod-10 check digit (the Luhn-like algorithm LOINC publishes)."""
+    body, dash, check = code.partition("-")
+    if not dash or not body.isdigit() or len(check) != 1 or not check.isdigit() or len(body) > 7:
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            d = d // 10 + d % 10
+        total += d
+    return (10 - total % 10) % 10 == int(check)
+
+
+_VERHOEFF_D = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5], [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+               [3, 4, 0, 1, 2, 8, 9, 5, 6, 7], [4, 0, 1, 2, 3, 9, 5, 6, 7, 8], [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+               [6, 5, 9, 8, 7, 1, 0, 4, 3, 2], [7, 6, 5, 9, 8, 2, 1, 0, 4, 3], [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+               [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]]
+_VERHOEFF_P = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4], [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+               [8, 9, 1, 6, 0, 4, 3, 5, 2, 7], [9, 4, 5, 3, 1, 2, 6, 8, 7, 0], [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+               [2, 7, 9, 3, 8, 0, 6, 4, 1, 5], [7, 0, 4, 6, 9, 1, 3, 2, 5, 8]]
+
+
+def _snomed_ok(code: str) -> bool:
+    """SNOMED CT identifiers: 6-18 digits, no leading zero, a Verhoeff check digit."""
+    if not (6 <= len(code) <= 18 and code.isdigit() and code[0] != "0"):
+        return False
+    c = 0
+    for i, ch in enumerate(reversed(code)):
+        c = _VERHOEFF_D[c][_VERHOEFF_P[i % 8][int(ch)]]
+    return c == 0
+
+
+_CHECKS = {"loinc": _loinc_ok, "snomed": _snomed_ok}
 
 #: R4 ConceptMap equivalences (and the R5 relationship) that let a source code stand for its
 #: target. Only true equivalence: a 'wider'/'subsumes'/'relatedto' mapping could slip a local code
@@ -34,15 +76,29 @@ class CodeSystems:
     names: dict[str, str]
     known_prefixes: tuple[str, ...]
     readable: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: system -> check of a normalised code's form (check digit or pattern)
+    syntax: dict[str, object] = field(default_factory=dict)
+    #: systems whose value sets decide by code alone (the hierarchy is in the code)
+    closed: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, path: Path | None = None) -> CodeSystems:
-        data = _load_json(path or profiles_dir() / "terminology" / "code-systems.json")
+        data = _load_json(path or profile_path("terminology", "code-systems.json"))
         canonical: dict[str, str] = {}
         normalizer: dict[str, str] = {}
         prefix: set[str] = set()
         names: dict[str, str] = {}
+        syntax: dict[str, object] = {}
+        closed: set[str] = set()
         for uri, spec in data["systems"].items():
+            rule = spec.get("syntax")
+            if isinstance(rule, str):
+                try:
+                    syntax[uri] = _CHECKS.get(rule) or re.compile(rule)
+                except re.error as exc:
+                    raise ConfigError(f"code-systems.json: {uri}: bad syntax pattern ({exc})") from None
+            if spec.get("closed"):
+                closed.add(uri)
             canonical[uri] = uri
             for alias in spec.get("aliases", []):
                 canonical[alias] = uri
@@ -52,7 +108,17 @@ class CodeSystems:
                 prefix.add(uri)
             names[uri] = spec.get("name", uri)
         readable = {t: frozenset(canonical.get(s, s) for s in systems) for t, systems in data.get("readable", {}).items()}
-        return cls(canonical, normalizer, prefix, names, tuple(data.get("known_prefixes", [])), readable)
+        return cls(canonical, normalizer, prefix, names, tuple(data.get("known_prefixes", [])), readable,
+                   syntax, frozenset(closed))
+
+    def valid(self, system: str, code: str) -> bool:
+        """Is a normalised code well formed for its system? (True for systems with no rule.)"""
+        rule = self.syntax.get(system)
+        if rule is None:
+            return True
+        if isinstance(rule, re.Pattern):
+            return rule.fullmatch(code) is not None
+        return bool(rule(code))  # type: ignore[operator]
 
     def system(self, uri: str) -> str:
         return self.canonical.get(uri) or self.canonical.get(uri.rstrip("/")) or uri
@@ -84,7 +150,7 @@ class CodeSystems:
         return self.names.get(system, system)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: rules and read declarations key on the value set object
 class ValueSet:
     """A compiled FHIR ValueSet: exact codes, filters, exclusions, per-concept properties."""
 
@@ -98,6 +164,9 @@ class ValueSet:
     exclude_filters: list[tuple[str, str, str, re.Pattern[str] | None]] = field(default_factory=list)
     properties: dict[Code, dict[str, object]] = field(default_factory=dict)
     order: list[Code] = field(default_factory=list)
+    #: names a record's text may use for this set's concepts (see EXT_MATCH_NAME)
+    names: tuple[str, ...] = ()
+    _names_rx: re.Pattern[str] | None = field(default=None, repr=False)
     _cache: dict[Code, bool] = field(default_factory=dict, repr=False)
     _exact: tuple[Code, ...] | None = field(default=None, repr=False)
 
@@ -153,6 +222,24 @@ class ValueSet:
             self._exact = tuple(self.exact_codes())
         return self._exact
 
+    @property
+    def systems_used(self) -> frozenset[str]:
+        return frozenset(self.include_codes) | {f[0] for f in self.include_filters}
+
+    def named_in(self, folded_texts: Iterable[str]) -> str | None:
+        """The first of this set's names found in already-folded texts, or None."""
+        if self._names_rx is None:
+            if not self.names:
+                return None
+            self._names_rx = name_pattern(self.names)
+        rx = self._names_rx
+        assert rx is not None
+        for t in folded_texts:
+            m = rx.search(t)
+            if m:
+                return m.group(0)
+        return None
+
     def prop(self, code: Code, name: str) -> object | None:
         return self.properties.get(code, {}).get(name)
 
@@ -161,6 +248,8 @@ class ValueSet:
         if res.get("resourceType") != "ValueSet" or not res.get("id"):
             raise ConfigError(f"{where}: not a ValueSet with an id")
         vs = cls(res["id"], res.get("url", ""), res.get("title") or res.get("name") or res["id"], systems)
+        names: list[str] = [e["valueString"] for e in res.get("extension", [])
+                            if isinstance(e, dict) and e.get("url") == EXT_MATCH_NAME and isinstance(e.get("valueString"), str)]
         compose = res.get("compose") or {}
         for part, codes, filters in (("include", vs.include_codes, vs.include_filters),
                                       ("exclude", vs.exclude_codes, vs.exclude_filters)):
@@ -176,6 +265,8 @@ class ValueSet:
                     props = _concept_properties(concept)
                     if props and part == "include":
                         vs.properties[(system, code)] = props
+                    if part == "include":
+                        names.extend(_concept_names(concept))
                 for flt in inc.get("filter", []):
                     op, value = flt.get("op"), flt.get("value", "")
                     if op not in ("is-a", "descendent-of", "regex", "in", "="):
@@ -189,7 +280,17 @@ class ValueSet:
                     else:
                         value = systems.code(system, value)
                     filters.append((system, op, value, rx))
+        vs.names = tuple(dict.fromkeys(fold(n) for n in names if n.strip()))
         return vs
+
+
+def _concept_names(concept: dict) -> list[str]:
+    """A concept's designations (any language), and its display when short enough to be a name."""
+    out = [d["value"] for d in concept.get("designation", []) if isinstance(d, dict) and isinstance(d.get("value"), str)]
+    display = concept.get("display")
+    if isinstance(display, str) and len(display) <= 40:
+        out.append(display)
+    return out
 
 
 def _concept_properties(concept: dict) -> dict[str, object]:
@@ -252,7 +353,7 @@ class Terminology:
     @classmethod
     def load(cls, concept_maps: Iterable[Path] = (), valueset_dir: Path | None = None) -> Terminology:
         systems = CodeSystems.load()
-        vdir = valueset_dir or profiles_dir() / "valuesets"
+        vdir = valueset_dir or profile_path("valuesets")
         valuesets: dict[str, ValueSet] = {}
         for path in sorted(vdir.glob("*.json")):
             vs = ValueSet.from_resource(_load_json(path), systems, str(path))

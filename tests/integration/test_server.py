@@ -16,7 +16,7 @@ from fhir3t.cli import main
 from fhir3t.dates import parse_day
 from fhir3t.emit.screening import study_id
 from fhir3t.errors import Problems
-from fhir3t.sources.files import SharedIndex
+from fhir3t.sources.grouping import SharedIndex
 from fhir3t.sources.rest import RestSource
 from fhir3t.transport.http import FhirClient
 from integration.conftest import AS_OF, CONCEPT_MAP, SAMPLES, as_transaction

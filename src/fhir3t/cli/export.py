@@ -28,10 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def default_types() -> list[str]:
-    from fhir3t.api import Engine
-    from fhir3t.record import SHARED_TYPES
+    from fhir3t.pipeline import Engine
+    from fhir3t.r4facts import r4_facts
 
-    return sorted({"Patient", *Engine.load().screener.types, *SHARED_TYPES})
+    return sorted({"Patient", *Engine.load().relevance.types, *r4_facts().shared_types} - {"*"})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -52,7 +52,7 @@ def _pull(args: argparse.Namespace, engine, as_of: date, d1: dict, problems: Pro
     """Subjects of the study on the server (or --patient ids), pulled and analysed like files."""
     from fhir3t.cli.server_options import make_client
     from fhir3t.safety.engine import TYPES
-    from fhir3t.sources.files import SharedIndex
+    from fhir3t.sources.grouping import SharedIndex
     from fhir3t.sources.rest import RestSource, study_subject_patients
 
     client = make_client(args)

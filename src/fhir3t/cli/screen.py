@@ -92,7 +92,7 @@ def _write_table(results: list[ScreeningResult], fh: IO[str]) -> None:
 def _pull(args: argparse.Namespace, engine, problems: Problems):
     """Screen from a FHIR server: RestSource records through the same engine as files."""
     from fhir3t.dates import today_utc
-    from fhir3t.sources.files import SharedIndex
+    from fhir3t.sources.grouping import SharedIndex
     from fhir3t.sources.rest import RestSource
 
     client = make_client(args)

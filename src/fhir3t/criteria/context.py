@@ -1,14 +1,18 @@
 """What a rule sees: the record, the dates, terminology and how to recognise this study."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
 
 from fhir3t.dates import Duration, Window
-from fhir3t.record import PatientRecord, Res
+from fhir3t.logic import NOT_MET, Tri
+from fhir3t.records.model import PatientRecord, Res
+from fhir3t.study import StudyMatcher
 from fhir3t.terminology import Terminology, ValueSet
+
+__all__ = ["Context", "StudyMatcher", "WindowSpec"]
 
 
 @dataclass(frozen=True)
@@ -40,55 +44,6 @@ def _resolve(spec: WindowSpec, as_of: date, d1: date, at_least: int) -> Window:
 
 
 @dataclass
-class StudyMatcher:
-    """Recognises references to this study (by identifier, or via known ResearchStudy resources)."""
-
-    system: str
-    value: str
-    refs: set[str] = field(default_factory=set)
-    other_refs: set[str] = field(default_factory=set)
-
-    def learn(self, studies: Iterable[dict]) -> None:
-        for s in studies:
-            rid = s.get("id")
-            ref = f"ResearchStudy/{rid}" if isinstance(rid, str) else None
-            ours = any(isinstance(i, dict) and self._same(i) is True for i in s.get("identifier") or ())
-            if ref:
-                (self.refs if ours else self.other_refs).add(ref)
-
-    def _same(self, ident: dict) -> bool | None:
-        """True: our identifier; False: another value; None: our value under another system."""
-        def norm(s: object) -> str:
-            s = s.strip().rstrip("/").lower().replace("https://", "http://", 1) if isinstance(s, str) else ""
-            return s.replace("http://www.", "http://", 1)
-
-        value = ident.get("value")
-        if not isinstance(value, str) or value.strip().upper() != self.value.upper():
-            return False
-        if "system" not in ident or norm(ident.get("system")) == norm(self.system):
-            return True
-        return None  # e.g. the NCT number under a registry OID: a person should confirm
-
-    def match(self, reference: object) -> bool | None:
-        """True: this study; False: another study; None: cannot tell."""
-        if not isinstance(reference, dict):
-            return None
-        ident = reference.get("identifier")
-        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
-            return self._same(ident)
-        ref = reference.get("reference")
-        if isinstance(ref, str):
-            norm = "/".join(ref.rstrip("/").split("/")[-2:])
-            if norm in self.refs:
-                return True
-            if norm in self.other_refs:
-                return False
-            if norm.split("/")[-1].upper() == self.value:
-                return True
-        return None  # a display text proves nothing either way
-
-
-@dataclass
 class Context:
     record: PatientRecord
     as_of: date
@@ -98,6 +53,7 @@ class Context:
     windows: dict[str, WindowSpec]
 
     _window_cache: dict[tuple[str, int], Window] = field(default_factory=dict)
+    _visible_cache: dict[str, list[Res]] = field(default_factory=dict)
 
     def window(self, name: str, at_least_days: int = 0) -> Window:
         key = (name, at_least_days)
@@ -105,8 +61,6 @@ class Context:
         if w is None:
             w = self._window_cache[key] = self.windows[name].resolve(self.as_of, self.d1, at_least_days)
         return w
-
-    _visible_cache: dict[str, list[Res]] = field(default_factory=dict)
 
     def visible(self, rtype: str) -> list[Res]:
         """Resources of a type, minus those dated after as_of (they do not exist yet)."""
@@ -133,6 +87,43 @@ class Context:
         out: list[Res] = []
         for t in types:
             out.extend(self.visible(t))
+        return out
+
+    def suspects(self, rtype: str, vs: ValueSet) -> list[Res]:
+        """Visible resources whose code is not in `vs` but whose text names one of its concepts,
+        where no closed-system code (ICD-10, ATC) already decides membership."""
+        if not vs.names:
+            return []
+        closed = self.tx.systems.closed
+        out = []
+        for r in self.visible(rtype):
+            if not r.texts or any(c in vs for c in r.codes):
+                continue
+            if any(c[0] in closed and c[0] in vs.systems_used for c in r.codes):
+                continue
+            if vs.named_in(r.texts):
+                out.append(r)
+        return out
+
+    def doubtful(self, types: Iterable[str], vs: ValueSet | None,
+                 judge: Callable[[Res], Tri] | None = None) -> list[Res]:
+        """Records that could be what a rule looks for but cannot be read as such: unread ones that
+        could match, and suspects (see `suspects`). `judge` drops those that could not change the
+        answer (asked only where the record's other elements are readable)."""
+        from fhir3t.criteria.base import could_be
+
+        out: list[Res] = []
+        for t in types:
+            for r in self.record.unread_of(t):
+                if r.dated_after(self.as_of) or not could_be(r, vs, self.tx):
+                    continue
+                if judge is not None and r.bad in ("code", "medication[x]", "suspectEntity") and judge(r) == NOT_MET:
+                    continue
+                out.append(r)
+            if vs is not None:
+                for r in self.suspects(t, vs):
+                    if judge is None or judge(r) != NOT_MET:
+                        out.append(r)
         return out
 
     @property

@@ -1,39 +1,29 @@
-"""Build rule trees from a reviewed criteria file (JSON, checked against its JSON Schema)."""
+"""Build rule trees from a reviewed criteria file (JSON, checked against its JSON Schema).
+
+The file's structure is checked by profiles/criteria/criteria.schema.json; each leaf by its rule
+kind's own schema (criteria/kinds/), so a misspelt parameter fails loudly instead of being ignored.
+After building, `check.check_definition` looks over the whole definition (see there).
+"""
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import orjson
 
+from fhir3t.criteria.base import Kind, Rule
+from fhir3t.criteria.combine import Combine, Not
 from fhir3t.criteria.context import WindowSpec
 from fhir3t.criteria.readings import Readings
-from fhir3t.criteria.rules import (
-    AdverseEventSuspect,
-    Age,
-    AllergyRule,
-    Checklist,
-    Combine,
-    ConditionRule,
-    Gender,
-    ImmunizationRule,
-    MedicationRule,
-    Not,
-    ObservationRule,
-    OtherStudy,
-    RecommendationRule,
-    Rule,
-    StudyConsent,
-)
 from fhir3t.dates import Duration
 from fhir3t.errors import ConfigError
-from fhir3t.profiles import profiles_dir
-from fhir3t.terminology import Terminology
-
-DEFAULT_CRITERIA = "nct06438679.json"
+from fhir3t.profiles import profile_path
+from fhir3t.terminology import Terminology, ValueSet
+from fhir3t.textnorm import fold
 
 
 @dataclass(frozen=True)
@@ -56,12 +46,85 @@ class CriteriaSet:
     checklist: str
     windows: dict[str, WindowSpec]
     criteria: list[Criterion]
-    digest: str  # sha256 over criteria + value-set files: names the exact rules a result came from
+    digest: str  # sha256 over criteria, value sets and the FHIR facts: names the exact rules a result came from
     source: dict[str, Any]
+    path: Path
+
+
+class Builder:
+    """What a rule kind's `build` may ask while the tree is built (and what the checker learns)."""
+
+    def __init__(self, tx: Terminology, data: dict, windows: dict[str, WindowSpec], where: str) -> None:
+        self.tx = tx
+        self.windows = windows
+        self.where = where
+        self.at = where
+        self.checklist: str = data["checklist"]
+        self.used_windows: set[str] = set()
+        self.used_valuesets: dict[str, ValueSet] = {}
+        rd = data["readings"]
+        self.readings = Readings(
+            self.vs(rd["positive_valueset"]), self.vs(rd["negative_valueset"]),
+            frozenset(fold(s) for s in rd["positive_strings"]),
+            frozenset(fold(s) for s in rd["negative_strings"]),
+            frozenset(fold(s) for s in rd.get("indeterminate_strings", ())),
+        )
+
+    @staticmethod
+    def fold(text: str) -> str:
+        return fold(text)
+
+    def vs(self, vs_id: str) -> ValueSet:
+        try:
+            vs = self.tx.valueset(vs_id)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.where}: {self.at}: {exc}") from None
+        if not vs.order and not vs.include_filters:
+            raise ConfigError(f"{self.where}: {self.at}: value set {vs_id!r} has no codes")
+        self.used_valuesets[vs_id] = vs
+        return vs
+
+    def window(self, spec: dict) -> str:
+        name = spec.get("window")
+        if name not in self.windows:
+            raise ConfigError(f"{self.where}: {self.at}: window {name!r} is not defined in 'windows'")
+        self.used_windows.add(name)
+        return name
+
+    def node(self, spec: dict, at: str) -> Rule:
+        from fhir3t.criteria.kinds import KINDS
+
+        self.at = at
+        label = spec.get("label", "")
+        for op in ("all", "any", "either"):
+            if op in spec:
+                return Combine(op, [self.node(s, f"{at}/{op}[{i}]") for i, s in enumerate(spec[op])], label)
+        if "not" in spec:
+            return Not(self.node(spec["not"], f"{at}/not"), label)
+        kind = spec.get("rule")
+        cls = KINDS.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            raise ConfigError(f"{self.where}: {at}: unknown rule kind {kind!r} (known: {', '.join(sorted(KINDS))})")
+        errors = sorted(_validator(cls).iter_errors(spec), key=lambda e: list(e.path))
+        if errors:
+            e = errors[0]
+            loc = "/".join(str(p) for p in e.path)
+            raise ConfigError(f"{self.where}: {at}: rule {kind!r}: {loc + ': ' if loc else ''}{e.message}")
+        return cls.build(spec, self)
+
+
+@cache
+def _validator(cls: type[Kind]) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(cls.schema())
 
 
 def load_criteria(tx: Terminology, path: Path | None = None) -> CriteriaSet:
-    path = path or profiles_dir() / "criteria" / DEFAULT_CRITERIA
+    from fhir3t.criteria.check import check_definition
+
+    if path is None:
+        from fhir3t.study import load_study
+
+        path = load_study().criteria_file
     try:
         raw_bytes = Path(path).read_bytes()
         data = orjson.loads(raw_bytes)
@@ -69,7 +132,7 @@ def load_criteria(tx: Terminology, path: Path | None = None) -> CriteriaSet:
         raise ConfigError(f"{path}: criteria file not found") from None
     except orjson.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    schema = orjson.loads((profiles_dir() / "criteria" / "criteria.schema.json").read_bytes())
+    schema = orjson.loads(profile_path("criteria", "criteria.schema.json").read_bytes())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         e = errors[0]
@@ -78,7 +141,7 @@ def load_criteria(tx: Terminology, path: Path | None = None) -> CriteriaSet:
     windows: dict[str, WindowSpec] = {}
     for name, w in data["windows"].items():
         windows[name] = WindowSpec(name, w["anchor"], Duration.parse(w["before"]))
-    builder = _Builder(tx, data, windows, str(path))
+    builder = Builder(tx, data, windows, str(path))
     criteria = []
     seen: set[str] = set()
     for c in data["criteria"]:
@@ -88,99 +151,13 @@ def load_criteria(tx: Terminology, path: Path | None = None) -> CriteriaSet:
         criteria.append(Criterion(c["id"], c["kind"], c["title"], c["description"],
                                   bool(c.get("requires_review", False)), builder.node(c["rule"], c["id"])))
     digest = hashlib.sha256(raw_bytes)
-    for vs_path in sorted((profiles_dir() / "valuesets").glob("*.json")):
+    vdir = profile_path("valuesets")
+    for vs_path in sorted(vdir.glob("*.json")):
         digest.update(vs_path.name.encode())
         digest.update(vs_path.read_bytes())
-    return CriteriaSet(data["id"], data["version"], data.get("title", data["id"]), data["study"]["system"],
-                       data["study"]["value"], data["checklist"], windows, criteria, digest.hexdigest(), data)
-
-
-class _Builder:
-    def __init__(self, tx: Terminology, data: dict, windows: dict[str, WindowSpec], where: str) -> None:
-        self.tx = tx
-        self.windows = windows
-        self.where = where
-        self.checklist = data["checklist"]
-        rd = data["readings"]
-        self.readings = Readings(
-            tx.valueset(rd["positive_valueset"]), tx.valueset(rd["negative_valueset"]),
-            frozenset(s.strip().lower() for s in rd["positive_strings"]),
-            frozenset(s.strip().lower() for s in rd["negative_strings"]),
-        )
-
-    def _window(self, spec: dict, at: str) -> str:
-        name = spec.get("window")
-        if name not in self.windows:
-            raise ConfigError(f"{self.where}: {at}: window {name!r} is not defined in 'windows'")
-        return name
-
-    def node(self, spec: dict, at: str) -> Rule:  # noqa: C901 - replaced by the rule-kind registry
-        label = spec.get("label", "")
-        for op in ("all", "any", "either"):
-            if op in spec:
-                return Combine(op, [self.node(s, f"{at}/{op}[{i}]") for i, s in enumerate(spec[op])], label)
-        if "not" in spec:
-            return Not(self.node(spec["not"], f"{at}/not"), label)
-        kind = spec["rule"]
-        vs = self.tx.valueset
-        try:
-            if kind == "age":
-                if ("min_years" in spec) == ("below_years" in spec):
-                    raise ConfigError(f"{self.where}: {at}: age needs exactly one of min_years, below_years")
-                return Age(spec.get("min_years"), spec.get("below_years"), label or "age")
-            if kind == "gender":
-                return Gender(frozenset(spec["in"]), label or "sex")
-            if kind == "condition":
-                when = spec["when"]
-                window = self._window(spec, at) if when in ("window", "active-or-window") else None
-                return ConditionRule(vs(spec["valueset"]), when, window,
-                                     tuple(spec.get("dates", ("onset", "abatement", "recorded"))),
-                                     spec.get("on_match", "met"), label, spec.get("hint"))
-            if kind == "observation":
-                read = spec["read"]
-                ratio = None
-                if "ratio" in spec:
-                    r = spec["ratio"]
-                    ratio = (vs(r["numerator"]), vs(r["denominator"]), float(r.get("scale", 1)))
-                grades = None
-                if read == "grade":
-                    grades = {g.strip().lower(): "met" for g in spec["grades"]["met"]}
-                    grades.update({g.strip().lower(): "not-met" for g in spec["grades"]["not-met"]})
-                if read == "threshold" and ("op" not in spec or "value" not in spec):
-                    raise ConfigError(f"{self.where}: {at}: threshold needs op and value")
-                if read == "coded" and "met_valueset" not in spec:
-                    raise ConfigError(f"{self.where}: {at}: coded needs met_valueset")
-                return ObservationRule(
-                    vs(spec["valueset"]), self._window(spec, at), read, spec.get("absent", "unknown"),
-                    self.readings, bool(spec.get("viral_load")), bool(spec.get("positive_only")), grades,
-                    spec.get("op"), spec.get("value"), spec.get("unit"), spec.get("conversions"), ratio,
-                    vs(spec["met_valueset"]) if "met_valueset" in spec else None,
-                    vs(spec["not_met_valueset"]) if "not_met_valueset" in spec else None,
-                    bool(spec.get("include_reports")), spec.get("hint"), label,
-                )
-            if kind == "checklist":
-                return Checklist(spec["link_id"], self.checklist, spec.get("on_true", "met"),
-                                 spec.get("on_false", "not-met"), label)
-            if kind == "study-consent":
-                return StudyConsent(label or "consent for this study")
-            if kind == "medication":
-                mode = spec["mode"]
-                return MedicationRule(vs(spec["valueset"]), mode,
-                                      self._window(spec, at) if mode == "exposure" else None,
-                                      float(spec.get("half_lives", 0)),
-                                      vs(spec["reasons"]) if mode == "stopped-for-reason" else None, label)
-            if kind == "allergy":
-                return AllergyRule(vs(spec["valueset"]), bool(spec.get("active_only", True)), label)
-            if kind == "adverse-event-suspect":
-                return AdverseEventSuspect(vs(spec["valueset"]), label)
-            if kind == "other-study":
-                return OtherStudy(frozenset(spec["statuses"]), self._window(spec, at),
-                                  label or "participation in another interventional study")
-            if kind == "immunization":
-                return ImmunizationRule(self._window(spec, at), vs(spec["valueset"]) if "valueset" in spec else None,
-                                        label or "vaccination")
-            if kind == "immunization-recommendation":
-                return RecommendationRule(vs(spec["valueset"]), label or "planned live vaccine")
-        except KeyError as exc:
-            raise ConfigError(f"{self.where}: {at}: rule {kind!r} is missing {exc}") from None
-        raise ConfigError(f"{self.where}: {at}: unknown rule kind {kind!r}")
+    for extra in (profile_path("fhir", "r4-facts.json"), profile_path("terminology", "code-systems.json")):
+        digest.update(extra.read_bytes())
+    out = CriteriaSet(data["id"], data["version"], data.get("title", data["id"]), data["study"]["system"],
+                      data["study"]["value"], data["checklist"], windows, criteria, digest.hexdigest(), data, Path(path))
+    check_definition(out, builder)
+    return out

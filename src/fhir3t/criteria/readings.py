@@ -21,6 +21,7 @@ class Readings:
     negative: ValueSet
     positive_strings: frozenset[str]
     negative_strings: frozenset[str]
+    indeterminate_strings: frozenset[str] = frozenset()
 
 
 def _norm_text(s: str) -> str:
@@ -86,7 +87,7 @@ _MULTI_DIGIT = re.compile(r"\d{2,}\+")
 _GRADE_TOKEN = re.compile(r"\+\+\+\+?|\+\+|\(\+\)|\+/-|±|(?<![\d.])[0-9]\+|\+|(?<![\w-])-(?![\w-])")
 
 
-def grade(raw: dict, grades: dict[str, str]) -> tuple[str | None, str]:
+def grade(raw: dict, grades: dict[str, str], readings: Readings | None = None) -> tuple[str | None, str]:
     """Map a semi-quantitative grade (`++`, `2+`, `±`, ...) to met / not-met through `grades`.
 
     `grades` maps a normalised grade text to "met" or "not-met". The whole value text is tried

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from fhir3t.errors import Problems
-from fhir3t.record import PatientRecord, Res, span_of, status_code
+from fhir3t.records import PatientRecord, Res, span_of, status_code
 from fhir3t.safety.findings import POSSIBLE, UNASSESSABLE
 from fhir3t.safety.subjects import Subject
 from fhir3t.terminology import Code, ValueSet

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from fhir3t.errors import Problems
-from fhir3t.record import span_of
+from fhir3t.records import span_of
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from fhir3t.criteria.context import StudyMatcher
 from fhir3t.errors import Problems
 from fhir3t.jsonshape import child
-from fhir3t.record import MED_TYPES, PatientRecord, RawRecord, RecordBuilder, Res, span_of
+from fhir3t.records import MED_TYPES, PatientRecord, Read, ReadPlan, RecordBuilder, Relevance, Res, span_of
 from fhir3t.safety.clinical import (
     Drug,
     condition_causality,
@@ -24,11 +23,25 @@ from fhir3t.safety.episodes import Episode, episodes
 from fhir3t.safety.findings import UNASSESSABLE, Finding, Suspect, seriousness_of
 from fhir3t.safety.grading import Reading, read_lab, sex_of
 from fhir3t.safety.subjects import Subject, find_subject, last_known_alive
-from fhir3t.sources.files import FileSource, SharedIndex
-from fhir3t.terminology import Code, Terminology
+from fhir3t.sources.base import RawRecord
+from fhir3t.sources.grouping import GroupingSource, SharedIndex
+from fhir3t.study import StudyMatcher
+from fhir3t.terminology import Terminology, ValueSet
 
 #: Resource types safety reads at all (everything else is dropped while the record is built).
 TYPES = frozenset({"Observation", "Condition", "ResearchSubject", "Encounter", *MED_TYPES})
+
+
+def safety_plan(config: SafetyConfig, tx: Terminology) -> ReadPlan:
+    """What safety reads: graded labs, every Condition, the 3T drugs' records, enrolments, encounters."""
+    labs = ValueSet("safety-labs", "", "graded laboratory tests", tx.systems)
+    for system, code in config.by_code:
+        labs.include_codes.setdefault(system, set()).add(code)
+        labs.order.append((system, code))
+    reads = [Read("Observation", labs, frozenset({"code", "value[x]", "referenceRange", "effective[x]", "status"})),
+             Read("Condition", None), Read("ResearchSubject", None), Read("Encounter", None)]
+    reads += [Read(t, d.records) for d in config.drugs for t in MED_TYPES]
+    return ReadPlan(reads)
 
 
 @dataclass(frozen=True)
@@ -73,19 +86,10 @@ class SafetyEngine:
         config = load_config(tx, data_dir)
         return cls(tx, config, StudyMatcher(config.study_system, config.study_value), problems if problems is not None else Problems())
 
-    # ---- what to keep ------------------------------------------------------------------
-    def keep(self, rtype: str, codes: tuple[Code, ...]) -> bool:
-        """Only graded labs, conditions, 3T medication records, enrolments and encounters."""
-        if rtype == "Observation":
-            return self.config.test_for(codes) is not None
-        if rtype in MED_TYPES:
-            return any(c in d.records for d in self.config.drugs for c in codes)
-        return rtype in TYPES
-
     # ---- analysis ----------------------------------------------------------------------
     def analyse_raw(self, raws: Iterable[RawRecord], as_of: date, d1: Mapping[str, date] | None = None,
                     shared: SharedIndex | None = None) -> Iterator[SubjectOutcome]:
-        builder = RecordBuilder(self.tx, self.problems, self.keep, TYPES)
+        builder = RecordBuilder(Relevance(safety_plan(self.config, self.tx), self.tx), self.problems)
         given = dict(d1 or {})
         seen: set[str] = set()
         not_enrolled = 0
@@ -262,16 +266,15 @@ def analyse(paths: Iterable[str | Path], *, as_of: date, d1: Mapping[str, date] 
             engine: SafetyEngine | None = None) -> list[SubjectOutcome]:
     """Find every subject's AEs and survival data in Bundle / NDJSON files."""
     if engine is None:
-        from fhir3t.api import with_discovered_maps
+        from fhir3t.sources.files import with_discovered_maps
 
         concept_maps = with_discovered_maps(list(paths), concept_maps, problems)
     eng = engine or SafetyEngine.load(concept_maps, problems)
     if problems is not None:
         eng.problems = problems
-    shared = SharedIndex()
-    # No `wants` pre-filter: every dated resource counts for 'last known alive' (the censoring day).
-    source = FileSource(paths, eng.problems, shared=shared)
-    return list(eng.analyse_raw(source, as_of, d1, shared))
+    # No read filter: every dated resource counts for 'last known alive' (the censoring day).
+    source = GroupingSource(paths, eng.problems)
+    return list(eng.analyse_raw(source, as_of, d1, source.shared))
 
 
 __all__ = ["Drug", "SafetyEngine", "SubjectOutcome", "analyse"]

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Literal
 
 from fhir3t.errors import Problems
-from fhir3t.record import Res
+from fhir3t.records import Res
 from fhir3t.safety.units import Units, dec
 
 Direction = Literal["increase", "decrease"]

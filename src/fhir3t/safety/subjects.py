@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from fhir3t.criteria.context import StudyMatcher
 from fhir3t.dates import parse_day
 from fhir3t.errors import InputError, Problems, UsageError
 from fhir3t.jsonshape import child
-from fhir3t.record import DATE_FIELDS, PatientRecord, _first_date, never_counts, span_of
+from fhir3t.r4facts import r4_facts
+from fhir3t.records import PatientRecord, first_date, never_counts, span_of
+from fhir3t.study import StudyMatcher
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,13 @@ def last_known_alive(resources: Iterable[tuple[dict, str]], as_of: date) -> date
     Planned, proposed or cancelled things (a booked visit next month) say nothing of being alive.
     """
     latest: date | None = None
+    facts = r4_facts()
     for res, _ in resources:
         rtype = res.get("resourceType")
-        fields = DATE_FIELDS.get(rtype) if isinstance(rtype, str) else None
+        fields = facts.date_fields(rtype) if isinstance(rtype, str) else None
         if not fields or never_counts(rtype, res) or res.get("status") in NOT_HAPPENED:  # type: ignore[arg-type]
             continue
-        span = span_of(_first_date(res, *fields))
+        span = span_of(first_date(res, fields)[1])
         if span is None:
             continue
         day = min(span.lo, as_of)

@@ -142,8 +142,10 @@ class BulkExporter:
         E3 / E4 could not be decided. They are read by id (a few searches) into
         `<Type>.referenced.ndjson`.
         """
-        from fhir3t.record import SHARED_TYPES
-        from fhir3t.sources.files import normalize_reference
+        from fhir3t.r4facts import r4_facts
+        from fhir3t.sources.refs import normalize_reference
+
+        SHARED_TYPES = r4_facts().shared_types
 
         have: set[str] = set()
         wanted: set[str] = set()

@@ -9,7 +9,7 @@
    `Patient/[id]/$everything?_type=...` (1 request a patient), else one batch Bundle of searches
    for several patients, else `Patient?_id=a,b,c&_revinclude=...`, else one search per type.
    `Bundle.link[next]` is followed as given; `search.mode=outcome` entries are ignored.
-Grouping a result into a RawRecord reuses `read_bundle`, so a server record and the same data in
+Grouping a result into a RawRecord reuses the file grouping (`group_documents`), so a server record and the same data in
 a file are screened identically.
 """
 from __future__ import annotations
@@ -21,8 +21,10 @@ from datetime import date
 
 from fhir3t.errors import Problems, ServerError
 from fhir3t.jsonshape import child
-from fhir3t.record import DEFAULT_PATIENT_FIELDS, PATIENT_FIELDS, SHARED_TYPES, RawRecord
-from fhir3t.sources.files import SharedIndex, normalize_reference, read_bundle
+from fhir3t.r4facts import r4_facts
+from fhir3t.sources.base import RawRecord
+from fhir3t.sources.grouping import SharedIndex, group_documents
+from fhir3t.sources.refs import normalize_reference
 from fhir3t.terminology import Code, Terminology, ValueSet
 from fhir3t.transport.http import FhirClient, HttpStatusError
 
@@ -91,13 +93,20 @@ class RestSource:
     types: Sequence[str]
     problems: Problems
     shared: SharedIndex = field(default_factory=SharedIndex)
-    anchor: tuple[str, str] = ("Condition", "dermatomyositis")
+    anchor: tuple[str, str] = ("", "")  # (resource type, value set id) candidates are found by: the study profile's
     patients: Sequence[str] = ()
     group: str | None = None
     since: date | None = None
     strategy: str | None = None
     on_candidates: Callable[[int], None] | None = None
     stats: PullStats = field(default_factory=PullStats)
+
+    def __post_init__(self) -> None:
+        if not self.anchor[0]:  # the study profile names how candidates are found (profiles/study.json)
+            from fhir3t.study import load_study
+
+            study = load_study()
+            self.anchor = (study.candidate_type, study.candidate_valueset)
 
     # ---- server features ------------------------------------------------------------------
     def _resource_caps(self) -> dict[str, dict]:
@@ -203,7 +212,7 @@ class RestSource:
                 if isinstance(r.get("id"), str)]
 
     def _patient_of(self, res: dict) -> str | None:
-        fields = PATIENT_FIELDS.get(res.get("resourceType", ""), DEFAULT_PATIENT_FIELDS)
+        fields = r4_facts().links(res.get("resourceType", ""))
         if res.get("resourceType") == "Patient":
             return res.get("id")
         for f in fields:
@@ -218,7 +227,7 @@ class RestSource:
         """Patients with any resource the criteria read (or the Patient itself) updated since `since`."""
         out: set[str] = set()
         caps = self._resource_caps()
-        for rtype in ["Patient", *sorted(t for t in self.types if t not in SHARED_TYPES)]:
+        for rtype in ["Patient", *sorted(t for t in self.types if t not in r4_facts().shared_types)]:
             if caps and rtype not in caps:
                 continue
             params = [("_lastUpdated", f"ge{since.isoformat()}"), ("_count", str(PAGE))]
@@ -230,7 +239,7 @@ class RestSource:
 
     # ---- records --------------------------------------------------------------------------
     def _type_list(self) -> list[str]:
-        return sorted({"Patient", *self.types, *SHARED_TYPES})
+        return sorted({"Patient", *self.types, *r4_facts().shared_types})
 
     def _fetch_everything(self, ids: list[str]) -> list[dict]:
         pid = ids[0]
@@ -246,7 +255,7 @@ class RestSource:
         for pid in ids:
             reqs.append({"request": {"method": "GET", "url": f"Patient/{pid}"}})
             for t in self._type_list():
-                if t in ("Patient", *SHARED_TYPES):
+                if t in ("Patient", *r4_facts().shared_types):
                     continue
                 reqs.append({"request": {"method": "GET", "url": f"{t}?{self._patient_param(t)}=Patient/{pid}&_count={PAGE}"}})
         resp = self.client.json("POST", "", json={"resourceType": "Bundle", "type": "batch", "entry": reqs},
@@ -273,7 +282,7 @@ class RestSource:
     def _fetch_revinclude(self, ids: list[str]) -> list[dict]:
         params = [("_id", ",".join(ids)), ("_count", str(PAGE))]
         for t in self._type_list():
-            if t not in ("Patient", *SHARED_TYPES):
+            if t not in ("Patient", *r4_facts().shared_types):
                 params.append(("_revinclude", f"{t}:{self._patient_param(t)}"))
         entries: list[dict] = []
         for page in self.client.pages(self.client.get("Patient", params=params), where="Patient _revinclude search"):
@@ -291,7 +300,7 @@ class RestSource:
                     continue
                 raise
             for t in self._type_list():
-                if t in ("Patient", *SHARED_TYPES):
+                if t in ("Patient", *r4_facts().shared_types):
                     continue
                 for res in self.client.search(t, [(self._patient_param(t), f"Patient/{pid}"), ("_count", str(PAGE))]):
                     entries.append({"resource": res})
@@ -309,7 +318,7 @@ class RestSource:
                 v = res.get(key)
                 ref = v.get("reference") if isinstance(v, dict) else None
                 norm = normalize_reference(ref, {}) if isinstance(ref, str) and not ref.startswith("#") else None
-                if norm and norm.split("/")[0] in SHARED_TYPES and self.shared.get(norm) is None:
+                if norm and norm.split("/")[0] in r4_facts().shared_types and self.shared.get(norm) is None:
                     wanted.setdefault(norm.split("/")[0], set()).add(norm.split("/")[1])
         for rtype, ids in wanted.items():
             for res in self.client.search(rtype, [("_id", ",".join(sorted(ids))), ("_count", str(PAGE))]):
@@ -328,7 +337,7 @@ class RestSource:
                 return []
             raise
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": _dedupe(entries)}
-        complete, _loose = read_bundle(bundle, where, self.problems, self.shared)
+        complete = group_documents([(where, bundle)], self.problems, self.shared)
         wanted = {f"Patient/{i}" for i in ids}
         out = [r for r in complete if r.key in wanted]
         missing = wanted - {r.key for r in out}

@@ -1,0 +1,44 @@
+"""Checks over a whole criteria definition at load time (in the spirit of OHDSI Circe's checkers).
+
+A definition that would quietly mis-screen fails to load instead: every window defined is used and
+every one used is defined (the builder enforces the second), every value set exists and has codes
+(the builder), every declared read names a resource type the sources can attribute to a patient
+and the records can date, and the study the criteria name is the study profile's.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fhir3t.errors import ConfigError
+from fhir3t.r4facts import r4_facts
+
+if TYPE_CHECKING:
+    from fhir3t.criteria.load import Builder, CriteriaSet
+
+#: types the records layer reads without a date (the patient's own resource, shared ones)
+_UNDATED_OK = frozenset({"Patient", "ResearchStudy", "Medication"})
+
+
+def check_definition(cs: CriteriaSet, b: Builder) -> None:
+    where = str(cs.path)
+    unused = sorted(set(cs.windows) - b.used_windows)
+    if unused:
+        raise ConfigError(f"{where}: window(s) {', '.join(unused)} defined but used by no criterion "
+                          "(a renamed window would otherwise silently stop applying)")
+    facts = r4_facts()
+    for c in cs.criteria:
+        for r in c.rule.reads():
+            if r.type not in _UNDATED_OK and not facts.date_fields(r.type):
+                raise ConfigError(f"{where}: {c.id} reads {r.type}, which fhir3t does not know how to date "
+                                  "(add it to profiles/fhir/r4-facts.json 'dates')")
+            if r.valueset is not None and r.type not in facts.main_code:
+                raise ConfigError(f"{where}: {c.id} reads {r.type} by code, but fhir3t does not know which element "
+                                  "holds its code (add it to profiles/fhir/r4-facts.json 'main_code')")
+            if r.type not in _UNDATED_OK and not facts.links(r.type):
+                raise ConfigError(f"{where}: {c.id} reads {r.type}, which names no patient fhir3t can follow")
+    from fhir3t.study import load_study
+
+    study = load_study()
+    if (cs.study_system, cs.study_value) != (study.system, study.value) and cs.path == study.criteria_file:
+        raise ConfigError(f"{where}: criteria name study {cs.study_system}|{cs.study_value}, but "
+                          f"{study.source} is {study.system}|{study.value}")

@@ -1,0 +1,56 @@
+"""`allergy`: an AllergyIntolerance to a drug in the value set (optionally only if still active)."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fhir3t.criteria.base import Kind, Rule, code_name, unless_unread
+from fhir3t.criteria.model import Outcome
+from fhir3t.logic import MET, NOT_MET, Tri
+from fhir3t.records.build import status_code
+from fhir3t.records.model import Res
+from fhir3t.records.plan import Read, read
+from fhir3t.terminology import ValueSet
+
+if TYPE_CHECKING:
+    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.load import Builder
+
+
+@dataclass
+class AllergyRule(Kind):
+    vs: ValueSet
+    active_only: bool = True
+    label: str = ""
+
+    kind = "allergy"
+    params: ClassVar[dict[str, Any]] = {"valueset": {"type": "string"}, "active_only": {"type": "boolean"}}
+    required = ("valueset",)
+
+    @classmethod
+    def build(cls, spec: dict[str, Any], b: Builder) -> Rule:
+        return cls(b.vs(spec["valueset"]), bool(spec.get("active_only", True)), spec.get("label", ""))
+
+    def reads(self) -> Iterable[Read]:
+        yield read("AllergyIntolerance", self.vs, "code", "clinicalStatus", "verificationStatus", "onset[x]",
+                   "recordedDate", complete=True)
+
+    def _inactive(self, r: Res) -> bool:
+        return self.active_only and status_code(r.raw.get("clinicalStatus")) in ("inactive", "resolved")
+
+    def evaluate(self, ctx: Context) -> Outcome:
+        title = self.label or f"allergy to {self.vs.title}"
+        hits = [r for r in ctx.visible("AllergyIntolerance") if any(c in self.vs for c in r.codes)]
+        live = [r for r in hits if not self._inactive(r)]
+        if live:
+            return Outcome(MET, tuple(r.ref for r in live), f"{title}: {code_name(live[0], self.vs, ctx.tx)} recorded")
+        if hits:
+            out = Outcome(NOT_MET, tuple(r.ref for r in hits), f"{title}: only inactive/resolved records")
+        else:
+            out = Outcome(NOT_MET, (), f"no {title} record found")
+
+        def judge(r: Res) -> Tri:
+            return NOT_MET if self._inactive(r) else MET
+
+        return unless_unread(out, ctx, ("AllergyIntolerance",), self.vs, judge)

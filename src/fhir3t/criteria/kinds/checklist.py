@@ -1,0 +1,74 @@
+"""`checklist`: an answer in the most recent completed screening checklist (QuestionnaireResponse)."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fhir3t.criteria.base import Kind, Rule, most_recent_first, when
+from fhir3t.criteria.model import Outcome
+from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
+from fhir3t.records.plan import Read, read
+
+if TYPE_CHECKING:
+    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.load import Builder
+
+
+@dataclass
+class Checklist(Kind):
+    link_id: str
+    questionnaire: str
+    on_true: Tri = MET
+    on_false: Tri = NOT_MET
+    label: str = ""
+
+    kind = "checklist"
+    params: ClassVar[dict[str, Any]] = {"link_id": {"type": "string"}, "on_true": {"enum": ["met", "not-met", "unknown"]},
+              "on_false": {"enum": ["met", "not-met", "unknown"]}}
+    required = ("link_id",)
+
+    @classmethod
+    def build(cls, spec: dict[str, Any], b: Builder) -> Rule:
+        return cls(spec["link_id"], b.checklist, spec.get("on_true", "met"), spec.get("on_false", "not-met"),
+                   spec.get("label", ""))
+
+    def reads(self) -> Iterable[Read]:
+        yield read("QuestionnaireResponse", None, "status", "questionnaire", "authored", "item")
+
+    def _find(self, items: Iterable[Any]) -> Any:
+        for item in items or ():
+            if not isinstance(item, dict):
+                continue
+            if item.get("linkId") == self.link_id:
+                return item
+            for ans in item.get("answer") or ():
+                if isinstance(ans, dict) and ans.get("item"):
+                    hit = self._find(ans["item"])
+                    if hit is not None:
+                        return hit
+            hit = self._find(item.get("item") or ())
+            if hit is not None:
+                return hit
+        return None
+
+    def evaluate(self, ctx: Context) -> Outcome:
+        qrs = [r for r in ctx.visible("QuestionnaireResponse")
+               if r.raw.get("status") in ("completed", "amended")
+               and isinstance(r.raw.get("questionnaire"), str)
+               and r.raw["questionnaire"].split("|")[0].rstrip("/").endswith(self.questionnaire)]
+        ask = f"answer '{self.link_id}' in the screening checklist (Questionnaire {self.questionnaire.rsplit('/', 1)[-1]})"
+        if not qrs:
+            unread = [r for r in ctx.record.unread_of("QuestionnaireResponse") if not r.dated_after(ctx.as_of)]
+            if unread:
+                return Outcome(UNKNOWN, (unread[0].ref,), f"a checklist response cannot be read ({unread[0].why}): {ask}")
+            return Outcome(UNKNOWN, (), f"no completed screening checklist: {ask}")
+        latest = most_recent_first(qrs)[0]
+        item = self._find(latest.raw.get("item") or ())
+        answers = [a.get("valueBoolean") for a in (item or {}).get("answer") or () if isinstance(a, dict)]
+        answers = [a for a in answers if isinstance(a, bool)]
+        if not answers:
+            return Outcome(UNKNOWN, (latest.ref,), f"checklist{when(latest.span)} has no yes/no answer for '{self.link_id}': {ask}")
+        value = answers[0]
+        return Outcome(self.on_true if value else self.on_false, (latest.ref,),
+                       f"checklist{when(latest.span)}: {self.link_id} = {'yes' if value else 'no'}")

@@ -1,0 +1,52 @@
+"""`immunization`: a completed Immunization (any vaccine, or one in a value set) dated within the window."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fhir3t.criteria.base import Kind, Rule, unless_unread
+from fhir3t.criteria.model import Outcome
+from fhir3t.logic import MET, NOT_MET, UNKNOWN, k_or
+from fhir3t.records.plan import Read, read
+from fhir3t.terminology import ValueSet
+
+if TYPE_CHECKING:
+    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.load import Builder
+
+
+@dataclass
+class ImmunizationRule(Kind):
+    window: str
+    vs: ValueSet | None = None
+    label: str = "vaccination"
+
+    kind = "immunization"
+    params: ClassVar[dict[str, Any]] = {"window": {"type": "string"}, "valueset": {"type": "string"}}
+    required = ("window",)
+
+    @classmethod
+    def build(cls, spec: dict[str, Any], b: Builder) -> Rule:
+        return cls(b.window(spec), b.vs(spec["valueset"]) if "valueset" in spec else None,
+                   spec.get("label") or "vaccination")
+
+    def reads(self) -> Iterable[Read]:
+        yield read("Immunization", self.vs, "status", "vaccineCode", "occurrence[x]", complete=True)
+
+    def evaluate(self, ctx: Context) -> Outcome:
+        window = ctx.window(self.window)
+        hits = [r for r in ctx.visible("Immunization")
+                if r.raw.get("status") in ("completed", "amended") and (self.vs is None or any(c in self.vs for c in r.codes))]
+        if not hits:
+            return unless_unread(Outcome(NOT_MET, (), f"no {self.label} record found"), ctx, ("Immunization",), self.vs)
+        judged = [(r, window.contains(r.span) if r.span else UNKNOWN) for r in hits]
+        result = k_or(t for _, t in judged)
+        deciding = [r for r, t in judged if t == result]
+        if result == MET:
+            r = deciding[0]
+            code = r.codes[0][1] if r.codes else "unknown vaccine"
+            return Outcome(MET, tuple(x.ref for x in deciding), f"{self.label} {code} on {r.span}, within {window}")
+        if result == UNKNOWN:
+            return Outcome(UNKNOWN, tuple(x.ref for x in deciding), f"{self.label} with no usable date: record when it was given")
+        return unless_unread(Outcome(NOT_MET, (), f"no {self.label} within {window}"), ctx, ("Immunization",), self.vs)

@@ -1,0 +1,288 @@
+"""`observation`: the most recent result of a test in a window decides.
+
+read: qualitative (positive -> met), grade (semi-quantitative grade map), threshold (numeric
+comparison, optionally the ratio of two tests on one day) or coded (value in a value set;
+DiagnosticReport.conclusionCode too). Panels count: a component coded for the test is a result
+of its own. A result that may be the test's but cannot be read (a hospital's unmapped code whose
+text names the test, a status that is not an R4 code) takes part too, as an unreadable result: if
+it may be the most recent, the rule is unknown and names it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fhir3t.criteria.base import Kind, Rule, describe_suspect, settle_hint, when
+from fhir3t.criteria.model import Outcome
+from fhir3t.criteria.readings import NEGATIVE, POSITIVE, Number, Readings, compare, grade, number, qualitative
+from fhir3t.dates import Span, instant
+from fhir3t.errors import ConfigError
+from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
+from fhir3t.records.model import Res
+from fhir3t.records.plan import Read, read
+from fhir3t.terminology import Code, ValueSet
+
+if TYPE_CHECKING:
+    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.load import Builder
+
+_OBS_ELEMENTS = ("code", "status", "value[x]", "interpretation", "effective[x]", "issued", "component",
+                 "dataAbsentReason")
+_REPORT_ELEMENTS = ("code", "status", "conclusionCode", "effective[x]", "issued")
+
+
+@dataclass
+class _Candidate:
+    """A result to judge: one Observation (or a derived value from several)."""
+
+    span: Span | None
+    text: str
+    refs: tuple[str, ...]
+    judge: Callable[[], tuple[Tri, str]]
+
+    @property
+    def instant(self) -> float | None:
+        """UTC timestamp when the date text has a time and a zone (else None)."""
+        return instant(self.text)
+
+
+def _recency(c: _Candidate) -> tuple[date, date, float]:
+    """Newest first by the source's own calendar day, then by the zoned time within that day.
+
+    The day written in the source is the hospital's local day: a 07:20+08:00 result on the 2nd is
+    later than anything dated the 1st, whatever their UTC instants say.
+    """
+    ts = c.instant
+    return (c.span.hi if c.span else date.min, c.span.lo if c.span else date.min,
+            ts if ts is not None else float("-inf"))
+
+
+def _same_moment(a: _Candidate, b: _Candidate) -> bool:
+    """Cannot tell which came later: the same day, and no two comparable times that differ."""
+    if a.span != b.span:
+        return False
+    ta, tb = a.instant, b.instant
+    return ta is None or tb is None or ta == tb
+
+
+@dataclass
+class ObservationRule(Kind):
+    vs: ValueSet
+    window: str
+    read: str
+    absent: Tri = UNKNOWN
+    readings: Readings | None = None
+    viral_load: bool = False
+    positive_only: bool = False
+    grades: dict[str, str] | None = None
+    op: str | None = None
+    threshold: float | None = None
+    unit: str | None = None
+    conversions: dict[str, float] | None = None
+    ratio: tuple[ValueSet, ValueSet, float] | None = None
+    met_vs: ValueSet | None = None
+    not_met_vs: ValueSet | None = None
+    include_reports: bool = False
+    hint: str | None = None
+    label: str = ""
+
+    kind = "observation"
+    params: ClassVar[dict[str, Any]] = {
+        "valueset": {"type": "string"},
+        "window": {"type": "string"},
+        "read": {"enum": ["qualitative", "grade", "threshold", "coded"]},
+        "absent": {"enum": ["met", "not-met", "unknown"]},
+        "viral_load": {"type": "boolean"},
+        "positive_only": {"type": "boolean"},
+        "grades": {"type": "object", "required": ["met", "not-met"], "additionalProperties": False,
+                   "properties": {"met": {"type": "array", "items": {"type": "string"}},
+                                  "not-met": {"type": "array", "items": {"type": "string"}}}},
+        "op": {"enum": ["<", "<=", ">", ">="]},
+        "value": {"type": "number"},
+        "unit": {"type": "string"},
+        "conversions": {"type": "object", "additionalProperties": {"type": "number", "exclusiveMinimum": 0}},
+        "ratio": {"type": "object", "required": ["numerator", "denominator"], "additionalProperties": False,
+                  "properties": {"numerator": {"type": "string"}, "denominator": {"type": "string"},
+                                 "scale": {"type": "number"}}},
+        "met_valueset": {"type": "string"},
+        "not_met_valueset": {"type": "string"},
+        "include_reports": {"type": "boolean"},
+        "hint": {"type": "string"},
+    }
+    required = ("valueset", "window", "read")
+
+    @classmethod
+    def build(cls, spec: dict[str, Any], b: Builder) -> Rule:
+        kind = spec["read"]
+        ratio = None
+        if "ratio" in spec:
+            r = spec["ratio"]
+            ratio = (b.vs(r["numerator"]), b.vs(r["denominator"]), float(r.get("scale", 1)))
+        grades = None
+        if kind == "grade":
+            if "grades" not in spec:
+                raise ConfigError(f"{b.at}: grade needs grades")
+            grades = {b.fold(g): "met" for g in spec["grades"]["met"]}
+            grades.update({b.fold(g): "not-met" for g in spec["grades"]["not-met"]})
+        if kind == "threshold" and ("op" not in spec or "value" not in spec):
+            raise ConfigError(f"{b.at}: threshold needs op and value")
+        if kind == "coded" and "met_valueset" not in spec:
+            raise ConfigError(f"{b.at}: coded needs met_valueset")
+        conversions = {" ".join(k.split()): float(v) for k, v in spec.get("conversions", {}).items()}
+        return cls(
+            b.vs(spec["valueset"]), b.window(spec), kind, spec.get("absent", "unknown"), b.readings,
+            bool(spec.get("viral_load")), bool(spec.get("positive_only")), grades, spec.get("op"), spec.get("value"),
+            spec.get("unit"), conversions or None, ratio,
+            b.vs(spec["met_valueset"]) if "met_valueset" in spec else None,
+            b.vs(spec["not_met_valueset"]) if "not_met_valueset" in spec else None,
+            bool(spec.get("include_reports")), spec.get("hint"), spec.get("label", ""),
+        )
+
+    def reads(self) -> Iterator[Read]:
+        yield read("Observation", self.vs, *_OBS_ELEMENTS)
+        if self.ratio:
+            yield read("Observation", self.ratio[0], *_OBS_ELEMENTS)
+            yield read("Observation", self.ratio[1], *_OBS_ELEMENTS)
+        if self.include_reports:
+            yield read("DiagnosticReport", self.vs, *_REPORT_ELEMENTS)
+
+    # -- judging one result
+    def _judge(self, res: Res, ctx: Context) -> tuple[Tri, str]:
+        raw = res.raw
+        if self.read == "qualitative":
+            assert self.readings is not None
+            value, how = qualitative(raw, ctx.tx, self.readings, viral_load=self.viral_load)
+            if self.positive_only:
+                return (MET if value == POSITIVE else NOT_MET), how
+            return (MET if value == POSITIVE else NOT_MET if value == NEGATIVE else UNKNOWN), how
+        if self.read == "grade":
+            assert self.grades is not None and self.readings is not None
+            value, how = grade(raw, self.grades, self.readings)
+            return (MET if value == "met" else NOT_MET if value == "not-met" else UNKNOWN), how
+        if self.read == "threshold":
+            n = number(raw)
+            if n is None:
+                return UNKNOWN, "no numeric value"
+            return self._threshold(n.value, n.comparator, n.unit)
+        if self.read == "coded":
+            concept_codes: list[Code] = list(ctx.tx.codes(raw.get("valueCodeableConcept")))
+            for cc in raw.get("conclusionCode") or ():
+                concept_codes.extend(ctx.tx.codes(cc))
+            assert self.met_vs is not None
+            for code in concept_codes:
+                if code in self.met_vs:
+                    return MET, f"finding {code[1]}"
+            if self.not_met_vs is not None:
+                for code in concept_codes:
+                    if code in self.not_met_vs:
+                        return NOT_MET, f"finding {code[1]}"
+            return UNKNOWN, "no coded finding" if not concept_codes else f"finding {concept_codes[0][1]} not classified"
+        raise ConfigError(f"unknown read {self.read!r}")
+
+    def _threshold(self, value: float, comparator: str | None, unit: str | None) -> tuple[Tri, str]:
+        assert self.op is not None and self.threshold is not None
+        shown = f"{comparator or ''}{value:g}{' ' + unit if unit else ''}"
+        if self.unit is not None and unit != self.unit:
+            factor = (self.conversions or {}).get(" ".join(unit.split()) if unit else "")
+            if factor is None:
+                return UNKNOWN, f"{shown}: unit not understood (expected {self.unit})"
+            value *= factor
+            shown += f" = {value:g} {self.unit}"
+        ok = compare(Number(value, comparator, unit), self.op, self.threshold)
+        if ok is None:
+            return UNKNOWN, f"{shown} cannot be compared with {self.op} {self.threshold:g}"
+        return (MET if ok else NOT_MET), shown
+
+    def _unreadable(self, res: Res, ctx: Context) -> tuple[Tri, str]:
+        return UNKNOWN, f"result {res.ref} {describe_suspect(res, ctx.tx)}: code or correct it"
+
+    def _candidates(self, ctx: Context) -> list[_Candidate]:
+        types = ("Observation", "DiagnosticReport") if self.include_reports else ("Observation",)
+        out = [
+            _Candidate(r.span, r.date_text or "", (r.ref,), partial(self._judge, r, ctx))
+            for t in types for r in ctx.matching(t, self.vs)
+        ]
+        for r in ctx.doubtful(types, self.vs):
+            out.append(_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._unreadable, r, ctx)))
+        if self.ratio:
+            num_vs, den_vs, scale = self.ratio
+            nums = [r for r in ctx.matching("Observation", num_vs) if r.span and r.span.exact]
+            dens = [r for r in ctx.matching("Observation", den_vs) if r.span and r.span.exact]
+            for n in nums:
+                for d in dens:
+                    if d.span == n.span:
+                        out.append(_Candidate(n.span, n.date_text or "", (n.ref, d.ref),
+                                              partial(self._ratio, n, d, scale)))
+        return out
+
+    def _ratio(self, num: Res, den: Res, scale: float) -> tuple[Tri, str]:
+        a, b = number(num.raw), number(den.raw)
+        if a is None or b is None or b.value == 0 or a.comparator or b.comparator:
+            return UNKNOWN, "measured/predicted values not usable"
+        if a.unit and b.unit and a.unit != b.unit:
+            return UNKNOWN, f"measured ({a.unit}) and predicted ({b.unit}) DLCO are in different units"
+        value = scale * a.value / b.value
+        tri, _ = self._threshold(value, None, self.unit)
+        return tri, f"{value:.1f} {self.unit or ''} (measured {a.value:g} / predicted {b.value:g})".replace("  ", " ")
+
+    def evaluate(self, ctx: Context) -> Outcome:
+        window = ctx.window(self.window)
+        title = self.label or self.vs.title
+        surely: list[_Candidate] = []
+        maybe: list[_Candidate] = []
+        outside: list[_Candidate] = []
+        for c in self._candidates(ctx):
+            inside = window.contains(c.span) if c.span is not None else UNKNOWN
+            if inside == MET:
+                surely.append(c)
+            elif inside == UNKNOWN:
+                maybe.append(c)
+            else:
+                outside.append(c)
+        if not surely and not maybe:
+            older = f" (the latest, on {max(outside, key=_recency).span}, is outside it)" if outside else ""
+            if self.absent == UNKNOWN:
+                return self._once((window, older), lambda: Outcome(
+                    UNKNOWN, (), f"no {title} result in {window}{older}: {settle_hint(self.vs, ctx.tx, self.hint)}"))
+            return self._once(window, lambda: Outcome(self.absent, (), f"no {title} result in {window}"))
+        if surely:
+            return self._decide(surely, maybe, title, ctx)
+        m = maybe[0]
+        mtri, mhow = m.judge()
+        absent_tri = self.absent
+        if mtri == absent_tri and all(x.judge()[0] == mtri for x in maybe):
+            return Outcome(mtri, tuple(r for x in maybe for r in x.refs), f"{title} {mhow}, dated {m.span or 'unknown'}")
+        return Outcome(UNKNOWN, tuple(r for x in maybe for r in x.refs),
+                       f"{title} {mhow} dated {m.span or 'unknown'} may fall outside {window}: give the full date")
+
+    def _decide(self, surely: list[_Candidate], maybe: list[_Candidate], title: str, ctx: Context) -> Outcome:
+        surely.sort(key=_recency, reverse=True)
+        best = surely[0]
+        tri, how = best.judge()
+        reason = f"{title} {how}{when(best.span)}"
+        # results that cannot be put in order (same day, no comparable time) and disagree
+        for other in surely[1:]:
+            if not _same_moment(best, other):
+                continue  # provably earlier (another day, or an earlier zoned time)
+            otri, ohow = other.judge()
+            if otri != tri:
+                return Outcome(UNKNOWN, best.refs + other.refs,
+                               f"{title}: two results{when(best.span)} disagree ({how}; {ohow}) and their times "
+                               "do not say which is later: repeat the test or mark one entered-in-error")
+        # a result of uncertain date that might be more recent and says otherwise leaves it open
+        assert best.span is not None
+        for m in maybe:
+            if m.span is None or m.span.hi >= best.span.lo:
+                mtri, mhow = m.judge()
+                if mtri != tri:
+                    return Outcome(UNKNOWN, best.refs + m.refs,
+                                   f"{reason}, but a result dated {m.span or 'unknown'} ({mhow}) may be more recent: "
+                                   "give it a full date")
+        if tri == UNKNOWN:
+            reason += f": {settle_hint(self.vs, ctx.tx, self.hint)} or record a readable result"
+        return Outcome(tri, best.refs, reason)
+
+

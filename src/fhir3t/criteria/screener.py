@@ -1,0 +1,72 @@
+"""Screen one PatientRecord: every criterion of a CriteriaSet, then the status (pure, no I/O)."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+from fhir3t.criteria.context import Context
+from fhir3t.criteria.load import CriteriaSet
+from fhir3t.criteria.model import CriterionResult, Outcome, ScreeningResult, status_of
+from fhir3t.records.build import span_of
+from fhir3t.records.plan import Read, ReadPlan
+from fhir3t.study import StudyMatcher
+from fhir3t.terminology import Terminology
+
+#: ResearchSubject statuses that mean the patient is (or was) in this study already.
+ENROLLED = frozenset({"pending-on-study", "on-study", "on-study-intervention", "on-study-observation",
+                      "follow-up", "off-study", "withdrawn"})
+
+
+def coordinator_notes(ctx: Context) -> tuple[str, ...]:
+    """What the criteria do not ask but a coordinator must not miss."""
+    notes: list[str] = []
+    patient = ctx.record.patient or {}
+    if patient.get("deceasedBoolean") is True:
+        notes.append("the patient is recorded as deceased")
+    elif isinstance(patient.get("deceasedDateTime"), str):
+        span = span_of(patient["deceasedDateTime"])
+        if span is not None and span.lo <= ctx.as_of:
+            notes.append(f"the patient is recorded as deceased on {span}")
+    for rs in ctx.visible("ResearchSubject"):
+        status = rs.raw.get("status")
+        if isinstance(status, str) and status in ENROLLED and ctx.study.match(rs.raw.get("study")) is True:
+            notes.append(f"already {status} in {ctx.study.value} ({rs.ref}): screening does not change that")
+    for rs in ctx.record.unread_of("ResearchSubject"):
+        if rs.raw and ctx.study.match(rs.raw.get("study")) is True:
+            notes.append(f"{rs.ref} is a ResearchSubject of {ctx.study.value} whose {rs.bad or 'status'} cannot be "
+                         "read: check whether the patient is already enrolled")
+    return tuple(notes)
+
+
+#: what the notes read besides the criteria (so the records keep it)
+NOTE_READS = (Read("Patient", None, frozenset({"deceased[x]"})),
+              Read("ResearchSubject", None, frozenset({"status", "study"})))
+
+
+class Screener:
+    """Evaluates every criterion of a CriteriaSet on a record and maps the results to a status."""
+
+    def __init__(self, criteria: CriteriaSet, tx: Terminology) -> None:
+        self.criteria = criteria
+        self.tx = tx
+        self.studies = StudyMatcher(criteria.study_system, criteria.study_value)
+        self.plan = ReadPlan([*(r for c in criteria.criteria for r in c.rule.reads()), *NOTE_READS])
+
+    @property
+    def types(self) -> frozenset[str]:
+        """Resource types some criterion reads (what a server pull asks for)."""
+        return self.plan.types - {"Patient"}
+
+    def learn_studies(self, studies: Iterable[dict]) -> None:
+        """Teach the screener which ResearchStudy resources in the input are this study."""
+        self.studies.learn(studies)
+
+    def screen(self, record, as_of: date, d1: date | None = None) -> ScreeningResult:
+        d1 = d1 or as_of
+        ctx = Context(record, as_of, d1, self.tx, self.studies, self.criteria.windows)
+        results = []
+        for c in self.criteria.criteria:
+            out: Outcome = c.rule.evaluate(ctx)
+            results.append(CriterionResult(c.id, c.kind, out.result, out.evidence, out.reason, c.requires_review))
+        return ScreeningResult(record.key, status_of(results), tuple(results), as_of, d1, record.source,
+                               coordinator_notes(ctx))

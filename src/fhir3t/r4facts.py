@@ -1,0 +1,63 @@
+"""FHIR R4 facts the records are read by (profiles/fhir/r4-facts.json): patient links, main codes,
+window dates, status code lists. Data, so that reading a new resource type needs no new Python."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import orjson
+
+from fhir3t.errors import ConfigError
+from fhir3t.profiles import profile_path
+
+
+@dataclass(frozen=True)
+class R4Facts:
+    patient_links: dict[str, tuple[str, ...]]
+    shared_types: frozenset[str]
+    main_code: dict[str, str]
+    dates: dict[str, tuple[str, ...]]
+    status: dict[str, frozenset[str]]  # "Type.element" -> codes
+    required_status: frozenset[str]
+    never_counts: dict[str, dict[str, frozenset[object]]]
+    resource_types: frozenset[str]
+    _by_type: dict[str, list[tuple[str, frozenset[str]]]] = field(default_factory=dict, compare=False, hash=False)
+
+    def links(self, rtype: str) -> tuple[str, ...]:
+        """Elements naming the patient of a type of one patient's record; () for other types."""
+        return self.patient_links.get(rtype, ())
+
+    def date_fields(self, rtype: str) -> tuple[str, ...]:
+        return self.dates.get(rtype, ())
+
+    def codes_of(self, rtype: str, element: str) -> frozenset[str] | None:
+        return self.status.get(f"{rtype}.{element}")
+
+    def status_of(self, rtype: str) -> list[tuple[str, frozenset[str]]]:
+        """(element, codes) of the status elements of a type."""
+        hit = self._by_type.get(rtype)
+        if hit is None:
+            hit = self._by_type[rtype] = [(k.partition(".")[2], v) for k, v in self.status.items()
+                                          if k.partition(".")[0] == rtype]
+        return hit
+
+
+@cache
+def r4_facts(path: Path | None = None) -> R4Facts:
+    path = path or profile_path("fhir", "r4-facts.json")
+    try:
+        d = orjson.loads(Path(path).read_bytes())
+        links = d["patient_links"]
+        return R4Facts(
+            {t: tuple(v) for t, v in links.items()},
+            frozenset(d["shared_types"]),
+            dict(d["main_code"]),
+            {t: tuple(v) for t, v in d["dates"].items()},
+            {k: frozenset(v) for k, v in d["status"].items()},
+            frozenset(d["required_status"]),
+            {t: {e: frozenset(v) for e, v in rules.items()} for t, rules in d["never_counts"].items()},
+            frozenset(d["resource_types"]),
+        )
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path}: cannot load the FHIR R4 facts ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,302 @@
+"""Turn a source's RawRecord into the PatientRecord the rules read.
+
+Resources that never count (entered-in-error, refuted, not-taken, cancelled results, ...) are
+dropped here, so no rule can forget to skip them. A value the rules would interpret but fhir3t does
+not understand (a status that is not an R4 code, a code that cannot be read) does not drop the
+resource: it goes to `PatientRecord.unread`, where it keeps the rules that read it from calling it
+absent. Panels are read too: each component of an Observation is a result of its own, and the
+Observations a DiagnosticReport or a panel points at are adopted even when they name no patient.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fhir3t.dates import Span, parse_date
+from fhir3t.errors import Problems
+from fhir3t.r4facts import R4Facts, r4_facts
+from fhir3t.records.concepts import concept_texts, describe_concept, main_concept, shape_of
+from fhir3t.records.model import PatientRecord, Res
+from fhir3t.records.relevance import Judged, Relevance, Why
+from fhir3t.sources.base import RawRecord
+from fhir3t.terminology import Code
+
+Resolve = Callable[[str], "dict | None"]
+
+#: Observation elements a component carries (R4 Observation.component) besides its code
+_COMPONENT_ELEMENTS = ("interpretation", "dataAbsentReason", "referenceRange")
+_PARENT_ELEMENTS = ("status", "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued", "subject")
+
+
+def status_code(concept: object) -> str | None:
+    """The code of a status CodeableConcept (clinicalStatus, verificationStatus).
+
+    The HL7 coding wins over local ones listed before it (a local "R" must not hide "refuted").
+    """
+    if not isinstance(concept, dict) or not isinstance(concept.get("coding"), list):
+        return None
+    first = None
+    for c in concept["coding"]:
+        if isinstance(c, dict) and isinstance(c.get("code"), str):
+            system = c.get("system")
+            if isinstance(system, str) and system.startswith("http://terminology.hl7.org/CodeSystem/"):
+                return c["code"]
+            first = first or c["code"]
+    return first
+
+
+def _status_value(resource: dict, element: str) -> tuple[bool, object]:
+    """(present, value) of a status element: a code, or a CodeableConcept's code."""
+    if element not in resource:
+        return False, None
+    v = resource[element]
+    if isinstance(v, dict):
+        return True, status_code(v)
+    return True, v
+
+
+def never_counts(rtype: str, resource: dict, facts: R4Facts | None = None) -> bool:
+    """True for resources the spec says never count (entered-in-error, refuted, not-taken, ...)."""
+    rules = (facts or r4_facts()).never_counts
+    for scope in ("any", rtype):
+        for element, values in rules.get(scope, {}).items():
+            present, value = _status_value(resource, element)
+            if present and value in values:
+                return True
+    return False
+
+
+def span_of(value: object) -> Span | None:
+    """Parse a FHIR date leniently (None for absent or unparseable)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_date(value)
+    except ValueError:
+        return None
+
+
+def first_date(raw: dict, fields: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """(field, text) of the first date present among `fields` (a Period gives its start)."""
+    for f in fields:
+        v = raw.get(f)
+        if isinstance(v, str):
+            return f, v
+        if isinstance(v, dict) and isinstance(v.get("start"), str):
+            return f, v["start"]
+        if v is not None:
+            return f, None  # present but not a date: the caller says so
+    return None, None
+
+
+@dataclass
+class BuildStats:
+    """What the builder could not follow, summed over a run (said once at the end, not per patient)."""
+
+    missing_parts: int = 0  # report results / panel members referenced but not in the input
+
+
+class RecordBuilder:
+    """RawRecord -> PatientRecord, keeping what `relevance` says some rule reads (see module doc)."""
+
+    def __init__(self, relevance: Relevance, problems: Problems, facts: R4Facts | None = None) -> None:
+        self.relevance = relevance
+        self.problems = problems
+        self.facts = facts or r4_facts()
+        self.stats = BuildStats()
+
+    def build(self, raw: RawRecord) -> PatientRecord:
+        rec = PatientRecord(raw.key, None, source=raw.source)
+        resolve = _with_own(raw)
+        url_of_loc = {loc: url for url, loc in raw.aliases.items()}
+        containers: list[tuple[dict, Res]] = []
+        types = self.relevance.types
+        for resource, where in raw.resources:
+            rtype = resource.get("resourceType")
+            if rtype == "Patient":
+                if rec.patient is None:
+                    rec.patient = resource
+                continue
+            if not isinstance(rtype, str) or rtype not in types:
+                continue
+            judged = self.relevance.judge(rtype, resource, resolve)
+            if judged is None:
+                continue
+            ref = f"{rtype}/{resource['id']}" if isinstance(resource.get("id"), str) else url_of_loc.get(where, where)
+            res = self._add(rec, rtype, resource, where, ref, judged)
+            if (res is not None and judged.why is Why.CONTAINER) or (res is not None and _has_parts(rtype, resource)):
+                containers.append((resource, res))
+        for resource, res in containers:
+            self._parts(rec, resource, res, resolve)
+        for full_url, ref in raw.aliases.items():
+            if ref in rec.index:
+                rec.index[full_url] = rec.index[ref]
+        for u in raw.unread:
+            rec.unread.setdefault(u.type, []).append(Res(u.type, {}, u.ref or u.where, (), None, u.where, None, u.why,
+                                                         bad="*"))
+        return rec
+
+    # ---- one resource ----------------------------------------------------------------
+    def _add(self, rec: PatientRecord, rtype: str, resource: dict, where: str, ref: str, judged: Judged,
+             part_of: str = "", inherit_date: str | None = None) -> Res | None:
+        bad_status, bad_element = self._bad_status(rtype, resource)
+        if bad_status is None and self._never_counts(rtype, resource):
+            return None
+        span, text = self._date(rtype, resource, where, inherit_date)
+        kept = judged.why in (Why.CODE, Why.ANY, Why.SUSPECT, Why.CONTAINER)
+        plan = self.relevance.plan
+        if judged.why is Why.CONTAINER and rtype not in plan.types:
+            # a report only followed for its results: not itself read by any rule
+            return Res(rtype, resource, ref, judged.codes, span, where, text, "", judged.texts, part_of)
+        why, bad = "", ""
+        codes = judged.codes
+        if bad_status is not None:
+            why, bad = bad_status, bad_element
+            if rtype == "Observation":  # a panel's components say what it could be
+                tx = self.relevance.tx
+                codes = codes + tuple(c for comp in resource.get("component") or () if isinstance(comp, dict)
+                                      for c in tx.codes(comp.get("code")) if tx.systems.valid(*c))
+        elif judged.why is Why.UNREADABLE:
+            bad = "medication[x]" if judged.unresolved and rtype != "AdverseEvent" else \
+                "suspectEntity" if rtype == "AdverseEvent" else "code"
+            concept = main_concept(rtype, resource, lambda r: None)
+            if judged.unresolved:
+                why = "its drug reference does not resolve (the Medication is not in the input)"
+            elif judged.invalid:
+                why = f"its code is not a well-formed code of its system ({describe_concept(concept)})"
+            else:
+                why = f"no code fhir3t can read ({describe_concept(concept)})"
+            unknown = self.relevance.tx.unknown_systems(concept)
+            for system in unknown:
+                self.relevance.report_unknown_system(system, where)
+            if not unknown:
+                self.problems.add(where, f"{rtype} has {shape_of(concept) if not judged.unresolved else 'an unresolvable drug'}"
+                                  ": criteria that rely on it are left unknown until it is coded", skipped=False)
+        elif not kept:
+            return None
+        res = Res(rtype, resource, ref, codes, span, where, text, why, judged.texts, part_of, bad)
+        if why:
+            if bad_status is not None:
+                self.problems.add(where, f"{rtype}: {bad_status}: criteria that read it are left unknown", skipped=False)
+            rec.unread.setdefault(rtype, []).append(res)
+            return res
+        rec.by_type.setdefault(rtype, []).append(res)
+        rec.index.setdefault(ref, res)
+        if rtype == "Observation":
+            self._components(rec, resource, res)
+        return res
+
+    def _bad_status(self, rtype: str, resource: dict) -> tuple[str | None, str]:
+        """(why, element) when a status element cannot be interpreted (naming the element, not the
+        value), else (None, "")."""
+        facts = self.facts
+        for element, codes in facts.status_of(rtype):
+            present, value = _status_value(resource, element)
+            if not present:
+                if f"{rtype}.{element}" in facts.required_status:
+                    return f"{element} is missing (it is required in R4)", element
+                continue
+            if not isinstance(value, str) or value not in codes:
+                return f"{element} is not an R4 {rtype}.{element} code", element
+        return None, ""
+
+    def _never_counts(self, rtype: str, resource: dict) -> bool:
+        return never_counts(rtype, resource, self.facts)
+
+    def _date(self, rtype: str, resource: dict, where: str, inherit: str | None) -> tuple[Span | None, str | None]:
+        field, text = first_date(resource, self.facts.date_fields(rtype))
+        if field is None and inherit is not None:
+            text = inherit
+        if text is None:
+            if field is not None:
+                self.problems.add(where, f"{rtype}.{field} is not a date: treated as undated")
+            return None, None
+        try:
+            return parse_date(text), text
+        except ValueError:
+            self.problems.add(where, f"{rtype}.{field or 'date'} is not a FHIR date: treated as undated")
+            return None, text
+
+    # ---- panels and reports ------------------------------------------------------------
+    def _components(self, rec: PatientRecord, resource: dict, parent: Res) -> None:
+        """Each component that some rule reads becomes a result of its own (dated as its panel)."""
+        comps = resource.get("component")
+        if not isinstance(comps, list):
+            return
+        tx, plan, rel = self.relevance.tx, self.relevance.plan, self.relevance
+        for i, comp in enumerate(comps):
+            if not isinstance(comp, dict):
+                continue
+            codes: tuple[Code, ...] = tuple(c for c in tx.codes(comp.get("code")) if tx.systems.valid(*c))
+            texts = concept_texts(comp.get("code"))
+            if not (plan.wants_code("Observation", codes) or rel._suspect("Observation", codes, texts)):
+                continue
+            view = {k: resource[k] for k in _PARENT_ELEMENTS if k in resource}
+            view["resourceType"] = "Observation"
+            for k, v in comp.items():
+                if k == "code" or k.startswith("value") or k in _COMPONENT_ELEMENTS:
+                    view[k] = v
+            res = Res("Observation", view, parent.ref, codes, parent.span, f"{parent.where}/component[{i}]",
+                      parent.date_text, "", texts, parent.ref)
+            rec.by_type.setdefault("Observation", []).append(res)
+
+    def _parts(self, rec: PatientRecord, resource: dict, container: Res, resolve: Resolve) -> None:
+        """Adopt the Observations a report (`result`) or panel (`hasMember`) points at."""
+        field = "result" if container.type == "DiagnosticReport" else "hasMember"
+        refs = resource.get(field)
+        contained = {c.get("id"): c for c in resource.get("contained") or () if isinstance(c, dict)} \
+            if isinstance(resource.get("contained"), list) else {}
+        for i, item in enumerate(refs if isinstance(refs, list) else ()):
+            ref = item.get("reference") if isinstance(item, dict) else None
+            if not isinstance(ref, str):
+                continue
+            if ref.startswith("#"):
+                target = contained.get(ref[1:])
+                key = f"{container.ref}{ref}"
+            else:
+                target = resolve(ref)
+                key = _type_id(ref) or ref
+            if not isinstance(target, dict):
+                self.stats.missing_parts += 1
+                continue
+            if target.get("resourceType") != "Observation" or key in rec.index:
+                continue  # already read as a resource of this patient
+            subject = target.get("subject")
+            sref = subject.get("reference") if isinstance(subject, dict) else None
+            if isinstance(sref, str) and _type_id(sref) not in (rec.key, None) and sref != rec.key:
+                continue  # someone else's result
+            judged = self.relevance.judge("Observation", target, resolve)
+            if judged is None:
+                continue
+            self._add(rec, "Observation", target, f"{container.where}/{field}[{i}]", key, judged,
+                      part_of=container.ref, inherit_date=container.date_text)
+
+
+def _has_parts(rtype: str, resource: dict) -> bool:
+    if rtype == "DiagnosticReport":
+        return isinstance(resource.get("result"), list)
+    return rtype == "Observation" and isinstance(resource.get("hasMember"), list)
+
+
+def _type_id(ref: str) -> str | None:
+    parts = ref.split("?")[0].rstrip("/").split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return f"{parts[-2]}/{parts[-1]}" if len(parts) >= 2 and parts[-2] and parts[-1] else None
+
+
+def _with_own(raw: RawRecord) -> Resolve:
+    """Resolve references against the record's own resources too (built only if needed)."""
+    outer = raw.resolve
+    own: dict[str, dict] | None = None
+
+    def resolve(ref: str) -> dict | None:
+        nonlocal own
+        hit = outer(ref)
+        if hit is not None:
+            return hit
+        if own is None:
+            own = {f"{r['resourceType']}/{r['id']}": r for r, _ in raw.resources if isinstance(r.get("id"), str)}
+        return own.get(ref) or own.get(_type_id(ref) or "")
+
+    return resolve

@@ -1,0 +1,77 @@
+"""One patient's resources, cleaned and indexed for the rules (no I/O here)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from fhir3t.dates import Span
+from fhir3t.terminology import Code
+
+
+@dataclass(slots=True)
+class Res:
+    """A kept resource (or one part of it, a panel's component): the raw JSON plus what every rule
+    asks of it, computed once.
+
+    `why` is empty for a resource the rules can read; otherwise it says what could not be read
+    (naming the element, never the value) and the resource sits in `PatientRecord.unread`, where it
+    keeps absence-based rules from counting it as absent.
+    """
+
+    type: str
+    raw: dict
+    ref: str  # evidence reference: "Type/id" as on the source (a component: its panel's)
+    codes: tuple[Code, ...]
+    span: Span | None
+    where: str
+    date_text: str | None = None
+    why: str = ""
+    #: folded display / text of its main code (what the name net reads)
+    texts: tuple[str, ...] = ()
+    #: for a component, hasMember or report result: the resource it came with ("Observation/panel")
+    part_of: str = ""
+    #: for an unread resource, the element that could not be read ("code", "medication[x]",
+    #: "clinicalStatus", ...; "*" when the source could not hand the entry over at all)
+    bad: str = ""
+
+    def dated_after(self, day: date) -> bool:
+        return self.span is not None and self.span.lo > day
+
+
+@dataclass
+class PatientRecord:
+    key: str  # "Patient/<id>" (or the urn:uuid fullUrl of an id-less Patient)
+    patient: dict | None
+    by_type: dict[str, list[Res]] = field(default_factory=dict)
+    index: dict[str, Res] = field(default_factory=dict)
+    source: str = ""
+    #: resources (or source entries) of read types that could not be read, by type; "*" holds entries
+    #: whose type is not known at all
+    unread: dict[str, list[Res]] = field(default_factory=dict)
+    _code_index: dict[str, dict[Code, list[Res]]] = field(default_factory=dict, repr=False)
+
+    def of(self, *types: str) -> list[Res]:
+        if len(types) == 1:
+            return self.by_type.get(types[0], [])
+        out: list[Res] = []
+        for t in types:
+            out.extend(self.by_type.get(t, []))
+        return out
+
+    def unread_of(self, rtype: str) -> list[Res]:
+        """Unread resources that may be of this type (entries of unknown type included)."""
+        return self.unread.get(rtype, []) + self.unread.get("*", [])
+
+    def resolve(self, reference: str | None) -> Res | None:
+        return self.index.get(reference) if reference else None
+
+    def code_index(self, rtype: str) -> dict[Code, list[Res]]:
+        """Resources of a type by each of their codes (built on first use)."""
+        idx = self._code_index.get(rtype)
+        if idx is None:
+            idx = {}
+            for r in self.by_type.get(rtype, ()):
+                for c in r.codes:
+                    idx.setdefault(c, []).append(r)
+            self._code_index[rtype] = idx
+        return idx

@@ -1,0 +1,172 @@
+"""The one keep/drop decision: does any declared read need this resource?
+
+Sources ask it while reading (most of a real record is dropped before it is grouped), and the
+record builder asks it again with every reference resolvable. A resource is kept when
+- its main code (or, for an Observation, a component's code) is in a value set some rule reads;
+- its type is read whatever the code;
+- it is of a type whose absence decides a rule (the EHR is taken as complete for diagnoses, drugs,
+  allergies) and its code cannot be read: it could be the very record a rule looks for;
+- its text names a concept of a value set its code does not decide (a SNOMED CT child, an RxNorm
+  product, a hospital's own lab code): a suspect, which keeps the rule unknown until someone maps it;
+- it is a report or panel whose results/members may belong to no patient on their own.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from fhir3t.errors import Problems
+from fhir3t.records.concepts import MED_TYPES, concept_texts, main_concept, suspect_concepts
+from fhir3t.records.plan import ReadPlan
+from fhir3t.terminology import Code, Terminology, ValueSet
+
+Resolve = Callable[[str], "dict | None"]
+
+
+class Why(Enum):
+    CODE = "code"  # a code in a value set read
+    ANY = "any"  # the type is read whatever its code
+    UNREADABLE = "unreadable"  # no code fhir3t can read, on a type whose absence decides
+    SUSPECT = "suspect"  # its text names a value set's concept its code does not decide
+    CONTAINER = "container"  # a report / panel pointing at results
+    PENDING = "pending"  # cannot be judged until shared resources are known (a referenced Medication)
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    why: Why
+    codes: tuple[Code, ...]  # valid, normalised codes (ConceptMap translations included)
+    texts: tuple[str, ...]
+    invalid: int = 0  # codes in known systems that are not well formed
+    suspect_of: ValueSet | None = None
+    unresolved: int = 0  # AdverseEvent suspects / medicationReference that do not resolve
+
+
+def _no_resolve(ref: str) -> dict | None:
+    return None
+
+
+class Relevance:
+    """Implements sources.base.ReadFilter for a ReadPlan (see the module doc)."""
+
+    def __init__(self, plan: ReadPlan, tx: Terminology, problems: Problems | None = None) -> None:
+        self.plan = plan
+        self.tx = tx
+        self.problems = problems
+        containers = {"DiagnosticReport", "Observation"} if "Observation" in plan.types else set()
+        #: what a source must not skip by type
+        self.types = plan.types | containers
+        self.complete = plan.complete
+        self._fast: dict[tuple[object, ...], bool] = {}
+        #: (type, system) of codings in systems nobody knows, among dropped resources
+        self.unknown_systems: Counter[tuple[str, str]] = Counter()
+
+    # ---- the source-side filter ------------------------------------------------------
+    def __call__(self, resource: dict, where: str = "") -> bool:
+        rtype = resource.get("resourceType")
+        if not isinstance(rtype, str) or rtype not in self.types:
+            return False
+        key = self._fast_key(rtype, resource)
+        if key is not None:
+            hit = self._fast.get(key)
+            if hit is None:
+                hit = self._fast[key] = self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where) is not None
+            return hit
+        return self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where) is not None
+
+    @staticmethod
+    def _fast_key(rtype: str, res: dict) -> tuple[object, ...] | None:
+        """Resources alike in everything the decision reads share one verdict (most labs repeat)."""
+        if rtype not in ("Observation", "Condition", "Immunization", "Procedure") or "component" in res \
+                or "hasMember" in res:
+            return None
+        concept = res.get("vaccineCode" if rtype == "Immunization" else "code")
+        if type(concept) is not dict:
+            return None
+        codings = concept.get("coding")
+        if type(codings) is not list or len(codings) != 1 or type(codings[0]) is not dict:
+            return None
+        c = codings[0]
+        system, code, display, text = c.get("system"), c.get("code"), c.get("display"), concept.get("text")
+        if type(system) is not str or type(code) is not str:
+            return None
+        if not (display is None or type(display) is str) or not (text is None or type(text) is str):
+            return None
+        return (rtype, system, code, display, text)
+
+    # ---- the decision ----------------------------------------------------------------
+    def judge(self, rtype: str, res: dict, resolve: Resolve, *, pending_ok: bool = False, where: str = "") -> Judged | None:
+        """Why the resource is kept, or None when no rule can need it."""
+        plan, tx = self.plan, self.tx
+        if rtype not in self.types:
+            return None
+        unresolved = 0
+        if rtype == "AdverseEvent":
+            concepts, unresolved = suspect_concepts(res, resolve)
+            if unresolved and pending_ok:
+                return Judged(Why.PENDING, (), ())
+        else:
+            if pending_ok and rtype in MED_TYPES and "medicationReference" in res \
+                    and "medicationCodeableConcept" not in res:
+                return Judged(Why.PENDING, (), ())
+            concept = main_concept(rtype, res, resolve)
+            concepts = [concept] if concept is not None else []
+            if rtype in MED_TYPES and concept is None and "medicationReference" in res:
+                unresolved = 1
+        raw_codes = [c for cc in concepts for c in tx.codes(cc)]
+        codes = tuple(c for c in raw_codes if tx.systems.valid(*c))
+        invalid = len(raw_codes) - len(codes)
+        texts = tuple(t for cc in concepts for t in concept_texts(cc))
+        if rtype in plan.types:
+            if rtype in plan.any_code:
+                return Judged(Why.ANY, codes, texts, invalid, None, unresolved)
+            if plan.wants_code(rtype, codes):
+                return Judged(Why.CODE, codes, texts, invalid, None, unresolved)
+        comps = _components(res) if rtype == "Observation" else ()
+        if comps and "Observation" in plan.types:
+            for comp in comps:
+                ccodes = tuple(c for c in tx.codes(comp.get("code")) if tx.systems.valid(*c))
+                if plan.wants_code("Observation", ccodes) or self._suspect("Observation", ccodes,
+                                                                         concept_texts(comp.get("code"))):
+                    return Judged(Why.CONTAINER, codes, texts, invalid, None, unresolved)
+        if rtype in self.complete and (unresolved or not tx.systems.readable_for(rtype, codes)):
+            return Judged(Why.UNREADABLE, codes, texts, invalid, None, unresolved)
+        vs = self._suspect(rtype, codes, texts) if rtype in plan.types else None
+        if vs is not None:
+            return Judged(Why.SUSPECT, codes, texts, invalid, vs, unresolved)
+        if (rtype == "DiagnosticReport" and isinstance(res.get("result"), list) and res["result"]) or \
+                (rtype == "Observation" and isinstance(res.get("hasMember"), list) and res["hasMember"]):
+            return Judged(Why.CONTAINER, codes, texts, invalid, None, unresolved)
+        for cc in concepts:
+            for system in tx.unknown_systems(cc):
+                self.unknown_systems[(rtype, system)] += 1
+                self.report_unknown_system(system, where)
+        return None
+
+    def report_unknown_system(self, system: str, where: str) -> None:
+        """Say once per code system that its codes cannot match (a ConceptMap would fix it)."""
+        if self.problems is not None:
+            self.problems.once(f"system:{system}", where or "input",
+                               f"code system {system} is unknown to fhir3t: its codes cannot match any criterion "
+                               "(supply a --concept-map that translates it)")
+
+    def _suspect(self, rtype: str, codes: tuple[Code, ...], texts: tuple[str, ...]) -> ValueSet | None:
+        """A value set of this type whose names the texts use, which no closed-system code decides."""
+        if not texts:
+            return None
+        closed = self.tx.systems.closed
+        for vs in self.plan.valuesets.get(rtype, ()):
+            if not vs.names:
+                continue
+            if any(c[0] in closed and c[0] in vs.systems_used for c in codes):
+                continue  # an ICD-10 / ATC code decides membership by itself
+            if vs.named_in(texts):
+                return vs
+        return None
+
+
+def _components(res: dict) -> list[dict]:
+    comps = res.get("component")
+    return [c for c in comps if isinstance(c, dict)] if isinstance(comps, list) else []

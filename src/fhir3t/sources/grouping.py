@@ -1,0 +1,305 @@
+"""One grouping for every file input: read everything once, keep what is relevant, group it by
+patient, then hand over one patient at a time.
+
+Pass 1 reads every Bundle, single-resource file and NDJSON line once (in any mix, in any order),
+drops what the injected ReadFilter says no rule needs, and files each kept resource under its
+patient in a GroupStore (in memory, spilling to disk partitions past `spill_at` resources).
+Resources no patient owns (Medication, ResearchStudy, a report's subject-less results) go to a
+shared index. Pass 2 yields one RawRecord per patient with everything every file held for them,
+so a patient whose LIS results, pharmacy records and TB clinic notes come from different systems'
+exports is screened once, whole.
+
+Entries that could decide a criterion but cannot be attributed (a garbled patient reference, an
+unknown resource type) are never silently dropped: inside a Bundle that holds a single Patient they
+stay with that patient as `Unread` (the criteria that could depend on them become unknown);
+elsewhere they are reported and counted in `stats.unattributed` for the run's summary.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fhir3t.errors import Problems
+from fhir3t.r4facts import r4_facts
+from fhir3t.sources.base import RawRecord, ReadFilter, Unread
+from fhir3t.sources.files import (
+    Entry,
+    Limits,
+    bundle_entries,
+    expand_paths,
+    ndjson_lines,
+    parse_line,
+    read_json_file,
+)
+from fhir3t.sources.refs import has_patient_link, normalize_reference, patient_reference
+from fhir3t.sources.store import DiskStore, GroupStore, MemoryStore
+
+DEFAULT_SPILL_AT = 200_000  # kept resources held in memory before the store moves to disk
+
+
+@dataclass
+class SharedIndex:
+    """Resources that many patients' resources point at (Medication, ResearchStudy), and results
+    that name no patient but that a patient's report or panel may point at."""
+
+    by_ref: dict[str, dict] = field(default_factory=dict)
+    #: results that name no patient, by id(resource): where they were read; and those a record adopted
+    orphans: dict[int, tuple[str, str]] = field(default_factory=dict)
+    adopted: set[int] = field(default_factory=set)
+
+    def add_orphan(self, resource: dict, full_url: str | None, where: str) -> None:
+        self.add(resource, full_url)
+        self.orphans[id(resource)] = (resource["resourceType"], where)
+
+    def add(self, resource: dict, full_url: str | None = None) -> None:
+        rid = resource.get("id")
+        if isinstance(rid, str):
+            self.by_ref[f"{resource['resourceType']}/{rid}"] = resource
+        if full_url:
+            self.by_ref[full_url] = resource
+
+    def get(self, ref: str) -> dict | None:
+        hit = self.by_ref.get(ref)
+        if hit is None and "://" in ref:
+            norm = normalize_reference(ref, {})
+            hit = self.by_ref.get(norm) if norm else None
+        if hit is not None and self.orphans and id(hit) in self.orphans:
+            self.adopted.add(id(hit))
+        return hit
+
+    def studies(self) -> list[dict]:
+        seen: dict[int, dict] = {}
+        for r in self.by_ref.values():
+            if r.get("resourceType") == "ResearchStudy":
+                seen[id(r)] = r
+        return list(seen.values())
+
+
+@dataclass
+class GroupStats:
+    files: int = 0
+    resources: int = 0  # resources read
+    kept: int = 0
+    patients: int = 0
+    unattributed: int = 0  # relevant entries no patient could be found for
+    spilled: bool = False
+
+
+class GroupingSource:
+    """A Source over files (see module doc)."""
+
+    def __init__(self, paths: Iterable[str | Path], problems: Problems, wants: ReadFilter | None = None, *,
+                 limits: Limits | None = None, store: str = "auto", spill_at: int = DEFAULT_SPILL_AT,
+                 tmpdir: str | Path | None = None, on_file: Callable[[Path], None] | None = None,
+                 shared: SharedIndex | None = None, documents: Iterable[tuple[str, object]] = ()) -> None:
+        self.json_files, self.ndjson_files = expand_paths(paths, problems)
+        #: parsed JSON documents given in memory (name, Bundle or resource): a server's answers, tests
+        self.documents = list(documents)
+        self.problems = problems
+        self.wants = wants
+        self.limits = limits or Limits()
+        self.store_kind = store
+        self.spill_at = spill_at
+        self.tmpdir = tmpdir
+        self.on_file = on_file
+        self.shared = shared if shared is not None else SharedIndex()
+        self.stats = GroupStats()
+        facts = r4_facts()
+        self._links = facts.links
+        self._shared_types = facts.shared_types
+        self._r4_types = facts.resource_types
+        self._store: GroupStore | None = None
+        self._first_patient: dict[str, str] = {}
+
+    # ---- the two passes ----------------------------------------------------------------
+    def __iter__(self) -> Iterator[RawRecord]:
+        store: GroupStore = DiskStore(self.tmpdir) if self.store_kind == "disk" else MemoryStore()
+        self._store = store
+        try:
+            for name, data in self.documents:
+                self._document(data, name)
+            for path in self.json_files:
+                data = read_json_file(path, self.problems, self.limits)
+                if data is not None:
+                    self._document(data, str(path))
+                self._file_done(path)
+            for path in self.ndjson_files:
+                self._ndjson_file(path)
+                self._file_done(path)
+            yield from self._records()
+        finally:
+            self._store.close()
+
+    def _file_done(self, path: Path) -> None:
+        self.stats.files += 1
+        if self.on_file is not None:
+            self.on_file(path)
+
+    def _records(self) -> Iterator[RawRecord]:
+        assert self._store is not None
+        shared = self.shared
+        for key, g in self._store.groups():
+            if not any(r.get("resourceType") == "Patient" for r, _ in g.resources):
+                self.problems.add(g.source, f"{key}: no Patient resource found; screened without demographics",
+                                  skipped=False)
+            self.stats.patients += 1
+            yield RawRecord(key, g.resources, g.source, _resolver(shared, g.aliases), g.aliases, g.unread)
+        for oid, (rtype, where) in shared.orphans.items():
+            if oid not in shared.adopted:
+                self.problems.add(where, f"{rtype} names no patient and no report or panel of a patient points at it; "
+                                         "skipped")
+                self.stats.unattributed += 1
+
+    # ---- pass 1 ------------------------------------------------------------------------
+    def _add(self, key: str, resource: dict, where: str, source: str) -> None:
+        store = self._store
+        assert store is not None
+        store.add(key, resource, where, source)
+        self.stats.kept += 1
+        if self.store_kind == "auto" and isinstance(store, MemoryStore) and store.size > self.spill_at:
+            self._store = DiskStore.from_memory(store, self.tmpdir)
+            self.stats.spilled = True
+
+    def _patient(self, res: dict, where: str, full_url: str | None, source: str) -> str | None:
+        rid = res.get("id")
+        key = f"Patient/{rid}" if isinstance(rid, str) and rid else full_url
+        if key is None:
+            self.problems.add(where, "Patient without id or fullUrl; skipped")
+            return None
+        first = self._first_patient.setdefault(key, source)
+        if first != source:
+            self.problems.add(where, f"{key} appears again (first in {first}); its resources are screened together",
+                              skipped=False)
+        self._add(key, res, where, source)
+        return key
+
+    def _document(self, data: object, where: str) -> None:
+        entries = bundle_entries(data, where, self.problems)
+        if not entries:
+            return
+        try:
+            self._bundle(entries, where)
+        except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
+            self.problems.add(where, f"could not be read: an entry has an unexpected structure ({type(exc).__name__}); "
+                                     "the file's remaining entries were skipped")
+
+    def _bundle(self, entries: list[Entry], source: str) -> None:
+        aliases: dict[str, str] = {}
+        patients: list[str] = []
+        rest: list[Entry] = []
+        for e in entries:  # Patients first: other entries may name them by fullUrl
+            if e.resource["resourceType"] == "Patient":
+                key = self._patient(e.resource, e.where, e.full_url, source)
+                if key is not None:
+                    if e.full_url:
+                        aliases[e.full_url] = key
+                    if key not in patients:
+                        patients.append(key)
+            else:
+                rest.append(e)
+        only = patients[0] if len(patients) == 1 else None
+        parts = _part_refs(rest)
+        for e in rest:
+            self._resource(e.resource, e.where, e.full_url, source, aliases, patients, only, parts)
+
+    def _ndjson_file(self, path: Path) -> None:
+        where = str(path)
+        problems = self.problems
+        for lineno, line in ndjson_lines(path, problems, self.limits):
+            loc = f"{where}:{lineno}"
+            res = parse_line(line, loc, problems)
+            if res is None:
+                continue
+            try:
+                if res["resourceType"] == "Patient":
+                    self._patient(res, loc, None, where)
+                else:
+                    self._resource(res, loc, None, where, {}, (), None, None)
+            except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
+                problems.add(loc, f"could not be read: unexpected structure ({type(exc).__name__}); line skipped")
+
+    def _resource(self, res: dict, where: str, full_url: str | None, source: str, aliases: dict[str, str],
+                  patients: Iterable[str], only: str | None, parts: set[str] | None) -> None:
+        """File one resource. `parts`: what the Bundle's reports and panels point at (None for NDJSON,
+        where a report may sit in another file)."""
+        self.stats.resources += 1
+        rtype = res["resourceType"]
+        if rtype in self._shared_types:
+            self.shared.add(res, full_url)
+            return
+        if rtype not in self._r4_types:
+            self._unattributable(rtype, where, source, only, "*", "is of a resource type that is not FHIR R4's "
+                                 "(misspelt?): it could be any record", "resource type is not an R4 type; skipped")
+            return
+        wants = self.wants
+        if wants is not None and (rtype not in wants.types or not wants(res, where)):
+            return
+        if not self._links(rtype):
+            return  # not part of one patient's record (Provenance, Group, Practitioner, ...)
+        ref = patient_reference(res)
+        if ref is None:
+            if rtype == "Observation" and not has_patient_link(res):
+                rid = res.get("id")
+                if parts is None:  # NDJSON: a report in any file may adopt it; said at the end if none does
+                    self.shared.add_orphan(res, full_url, where)
+                    return
+                if full_url in parts or (isinstance(rid, str) and f"Observation/{rid}" in parts):
+                    self.shared.add(res, full_url)  # a report's or panel's result: adopted by reference
+                    return
+            self._unattributable(rtype, where, source, only, rtype, "names no patient (subject/patient missing "
+                                 "or unusable)", f"{rtype} has no usable patient reference; skipped")
+            return
+        key = normalize_reference(ref, aliases)
+        if key is None or not (key.startswith("Patient/") or key in patients):
+            self._unattributable(rtype, where, source, only, rtype, "names a patient reference that cannot be "
+                                 "followed", f"{rtype} refers to a patient reference that is not a Patient in this "
+                                 "input; skipped")
+            return
+        self._add(key, res, where, source)
+        if full_url:
+            rid = res.get("id")
+            self._store.alias(key, full_url, f"{rtype}/{rid}" if isinstance(rid, str) else where)  # type: ignore[union-attr]
+
+    def _unattributable(self, rtype: str, where: str, source: str, only: str | None, as_type: str,
+                        why: str, problem: str) -> None:
+        """A relevant entry with no usable patient: kept against the Bundle's only Patient, else counted."""
+        self.problems.add(where, problem)
+        if only is not None:
+            assert self._store is not None
+            self._store.unread(only, Unread(as_type, where, f"an entry of this patient's Bundle {why}"), source)
+        else:
+            self.stats.unattributed += 1
+
+
+def _part_refs(entries: Iterable[Entry]) -> set[str]:
+    """References a Bundle's reports (`result`) and panels (`hasMember`) make."""
+    out: set[str] = set()
+    for e in entries:
+        r = e.resource
+        field_name = "result" if r["resourceType"] == "DiagnosticReport" else "hasMember" if r["resourceType"] == "Observation" else None
+        items = r.get(field_name) if field_name else None
+        for item in items if isinstance(items, list) else ():
+            ref = item.get("reference") if isinstance(item, dict) else None
+            if isinstance(ref, str):
+                out.add(ref)
+                norm = normalize_reference(ref, {})
+                if norm:
+                    out.add(norm)
+    return out
+
+
+def _resolver(shared: SharedIndex, aliases: dict[str, str]) -> Callable[[str], dict | None]:
+    def resolve(ref: str) -> dict | None:
+        hit = shared.get(ref)
+        if hit is None and ref in aliases:
+            hit = shared.get(aliases[ref])
+        return hit
+
+    return resolve
+
+
+def group_documents(documents: Iterable[tuple[str, object]], problems: Problems, shared: SharedIndex | None = None,
+                    wants: ReadFilter | None = None) -> list[RawRecord]:
+    """Group parsed Bundles (a server's answers, a test's fixtures) by patient, in memory."""
+    return list(GroupingSource([], problems, wants, store="memory", documents=documents, shared=shared))

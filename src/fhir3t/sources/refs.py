@@ -1,0 +1,46 @@
+"""Which patient a resource belongs to, and references normalised to `Type/id` (no trial knowledge)."""
+from __future__ import annotations
+
+from fhir3t.r4facts import r4_facts
+
+
+def patient_reference(resource: dict) -> str | None:
+    """The reference string by which a resource names its patient, as written (first link present)."""
+    rtype = resource.get("resourceType")
+    links = r4_facts().links(rtype) if isinstance(rtype, str) else ()
+    for f in links:
+        v = resource.get(f)
+        if isinstance(v, list):  # e.g. Appointment.participant: the first actor that is a Patient
+            for p in v:
+                actor = p.get("actor") if isinstance(p, dict) else None
+                ref = actor.get("reference") if isinstance(actor, dict) else None
+                if isinstance(ref, str) and "Patient/" in ref:
+                    return ref
+            continue
+        if isinstance(v, dict) and isinstance(v.get("reference"), str):
+            return v["reference"]
+    return None
+
+
+def has_patient_link(resource: dict) -> bool:
+    """Does the resource have any element that could name its patient (even an unusable one)?"""
+    rtype = resource.get("resourceType")
+    links = r4_facts().links(rtype) if isinstance(rtype, str) else ()
+    return any(f in resource for f in links)
+
+
+def normalize_reference(ref: str, aliases: dict[str, str]) -> str | None:
+    """`Patient/x`, `urn:uuid:...` (via the Bundle's fullUrls) or `http(s)://base/Patient/x` -> `Type/id`."""
+    hit = aliases.get(ref)
+    if hit:
+        return hit
+    if ref.startswith("Patient/") and ref.count("/") == 1 and len(ref) > 8:
+        return ref
+    if ref.startswith("urn:"):
+        return None
+    parts = ref.split("?")[0].rstrip("/").split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2] and parts[-1]:
+        return f"{parts[-2]}/{parts[-1]}"
+    return None

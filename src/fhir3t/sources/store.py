@@ -1,0 +1,157 @@
+"""Where a run groups resources by patient between reading and screening.
+
+`MemoryStore` keeps parsed resources in a dict (small inputs: nothing is serialised twice).
+`DiskStore` appends them to hash partitions on disk and gives them back one partition at a time,
+so memory holds one partition's patients, whatever the number of patients: partition files are
+sequential appends (no index to maintain, no sort), and one partition (1/256 of what was kept)
+is grouped in memory when it is read back. It lives in a fresh temporary folder removed on close,
+so an interrupted run leaves nothing a later run could read.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+from fhir3t.sources.base import Unread
+
+
+@dataclass
+class Group:
+    """One patient's resources as stored: (resource, where) pairs, fullUrl aliases, unread entries."""
+
+    resources: list[tuple[dict, str]] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)
+    unread: list[Unread] = field(default_factory=list)
+    source: str = ""
+
+
+class GroupStore(Protocol):
+    def add(self, key: str, resource: dict, where: str, source: str) -> None: ...
+    def alias(self, key: str, full_url: str, ref: str) -> None: ...
+    def unread(self, key: str, item: Unread, source: str) -> None: ...
+    def groups(self) -> Iterator[tuple[str, Group]]: ...
+    def close(self) -> None: ...
+    @property
+    def size(self) -> int: ...  # resources stored
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._groups: dict[str, Group] = {}
+        self.size = 0
+
+    def _group(self, key: str, source: str) -> Group:
+        g = self._groups.get(key)
+        if g is None:
+            g = self._groups[key] = Group(source=source)
+        return g
+
+    def add(self, key: str, resource: dict, where: str, source: str) -> None:
+        self._group(key, source).resources.append((resource, where))
+        self.size += 1
+
+    def alias(self, key: str, full_url: str, ref: str) -> None:
+        self._group(key, "").aliases[full_url] = ref
+
+    def unread(self, key: str, item: Unread, source: str) -> None:
+        self._group(key, source).unread.append(item)
+
+    def groups(self) -> Iterator[tuple[str, Group]]:
+        yield from self._groups.items()
+
+    def close(self) -> None:
+        self._groups.clear()
+
+
+_RES, _ALIAS, _UNREAD = 0, 1, 2
+
+
+class DiskStore:
+    """Hash partitions of length-free NDJSON records: [kind, key, ...] (see module doc)."""
+
+    def __init__(self, folder: str | Path | None = None, partitions: int = 256, buffer_bytes: int = 1 << 20) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="fhir3t-group-", dir=folder))
+        self.partitions = partitions
+        self._buffers: list[list[bytes]] = [[] for _ in range(partitions)]
+        self._buffered = [0] * partitions
+        self._limit = buffer_bytes
+        self.size = 0
+
+    def _part(self, key: str) -> int:
+        return zlib.crc32(key.encode()) % self.partitions
+
+    def _put(self, key: str, record: list) -> None:
+        p = self._part(key)
+        line = orjson.dumps(record) + b"\n"
+        self._buffers[p].append(line)
+        self._buffered[p] += len(line)
+        if self._buffered[p] >= self._limit:
+            self._flush(p)
+
+    def _flush(self, p: int) -> None:
+        if not self._buffers[p]:
+            return
+        with open(self.dir / f"{p:04d}.ndjson", "ab") as fh:
+            fh.write(b"".join(self._buffers[p]))
+        self._buffers[p] = []
+        self._buffered[p] = 0
+
+    def add(self, key: str, resource: dict, where: str, source: str) -> None:
+        self._put(key, [_RES, key, where, source, resource])
+        self.size += 1
+
+    def alias(self, key: str, full_url: str, ref: str) -> None:
+        self._put(key, [_ALIAS, key, full_url, ref])
+
+    def unread(self, key: str, item: Unread, source: str) -> None:
+        self._put(key, [_UNREAD, key, item.type, item.where, item.why, item.ref, source])
+
+    def groups(self) -> Iterator[tuple[str, Group]]:
+        for p in range(self.partitions):
+            self._flush(p)
+        for p in range(self.partitions):
+            path = self.dir / f"{p:04d}.ndjson"
+            if not path.exists():
+                continue
+            groups: dict[str, Group] = {}
+            with open(path, "rb") as fh:
+                for line in fh:
+                    rec = orjson.loads(line)
+                    key = rec[1]
+                    g = groups.get(key)
+                    if g is None:
+                        g = groups[key] = Group()
+                    if rec[0] == _RES:
+                        g.resources.append((rec[4], rec[2]))
+                        g.source = g.source or rec[3]
+                    elif rec[0] == _ALIAS:
+                        g.aliases[rec[2]] = rec[3]
+                    else:
+                        g.unread.append(Unread(rec[2], rec[3], rec[4], rec[5]))
+                        g.source = g.source or rec[6]
+            path.unlink()
+            yield from groups.items()
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @classmethod
+    def from_memory(cls, mem: MemoryStore, folder: str | Path | None = None) -> DiskStore:
+        """Spill what a MemoryStore holds (the run outgrew memory)."""
+        disk = cls(folder)
+        for key, g in mem.groups():
+            for res, where in g.resources:
+                disk.add(key, res, where, g.source)
+            for url, ref in g.aliases.items():
+                disk.alias(key, url, ref)
+            for u in g.unread:
+                disk.unread(key, u, g.source)
+        mem.close()
+        return disk
