@@ -272,7 +272,7 @@ def test_study_and_provenance_profiles() -> None:
     tx = load("transaction-ok.json")
     study, prov = tx["entry"][0]["resource"], tx["entry"][2]["resource"]
     assert errors(validate_resource(study)) == [] and errors(validate_resource(prov)) == []
-    study = {**study, "identifier": [{"system": C.STUDY_SYSTEM, "value": "NCT00000000"}]}
+    study = {**study, "identifier": [{"system": "http://clinicaltrials.gov", "value": "NCT00000000"}]}
     find(validate_resource(study), "ResearchStudy.identifier", "required")
     prov = {**prov, "entity": [{"role": "derivation", "what": {"reference": "Patient/p1"}}], "target": []}
     issues = validate_resource(prov)

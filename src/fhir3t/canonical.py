@@ -19,12 +19,13 @@ ID_ADVERSE_EVENT = f"{BASE}/NamingSystem/adverse-event"
 #: Device/agent identity in Provenance.
 SOFTWARE_SYSTEM = f"{BASE}/NamingSystem/software"
 
-STUDY_SYSTEM = "http://clinicaltrials.gov"
-STUDY_ID = "NCT06438679"
-
 #: fhir3t profiles (JSON Schema files in profiles/schemas/ keyed by these canonicals;
 #: emitted resources declare them in meta.profile so `fhir3t validate` applies them).
 PROFILE_RESEARCH_STUDY = f"{BASE}/StructureDefinition/fhir3t-research-study"
 PROFILE_RESEARCH_SUBJECT = f"{BASE}/StructureDefinition/fhir3t-research-subject"
 PROFILE_PROVENANCE = f"{BASE}/StructureDefinition/fhir3t-provenance"
 PROFILE_ADVERSE_EVENT = f"{BASE}/StructureDefinition/fhir3t-adverse-event"
+
+#: Still imported by emit/adverse_event.py until the study profile reaches it.
+STUDY_SYSTEM = "http://clinicaltrials.gov"
+STUDY_ID = "NCT06438679"

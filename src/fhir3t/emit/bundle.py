@@ -23,7 +23,7 @@ class TransactionBuilder:
         return full_url
 
     def create_if_none_exist(self, resource: dict, full_url: str, query: str) -> str:
-        """POST guarded by ifNoneExist (e.g. `identifier=http://clinicaltrials.gov|NCT06438679`)."""
+        """POST guarded by ifNoneExist (e.g. `identifier=<registry>|<study id>`)."""
         return self._add(resource, full_url, {"method": "POST", "url": resource["resourceType"], "ifNoneExist": query})
 
     def put(self, resource: dict, full_url: str | None = None) -> str:

@@ -22,16 +22,16 @@ from fhir3t.criteria.model import CriterionResult, ScreeningResult
 from fhir3t.emit.bundle import TransactionBuilder
 from fhir3t.emit.provenance import provenance
 from fhir3t.ids import stable_id, urn
-
-SITE = "Second Affiliated Hospital, Zhejiang University School of Medicine"
+from fhir3t.study import Study, load_study
 
 
 def study_id(criteria: CriteriaSet) -> str:
     return stable_id("ResearchStudy", criteria.study_system, criteria.study_value)
 
 
-def research_study(criteria: CriteriaSet) -> dict[str, Any]:
-    """The trial, with an enrollment Group whose characteristics are generated from the criteria."""
+def research_study(criteria: CriteriaSet, study: Study | None = None) -> dict[str, Any]:
+    """The trial (from the study profile), with an enrollment Group generated from the criteria."""
+    study = study or load_study()
     characteristics = []
     for c in criteria.criteria:
         characteristics.append({
@@ -50,18 +50,14 @@ def research_study(criteria: CriteriaSet) -> dict[str, Any]:
         "meta": {"profile": [PROFILE_RESEARCH_STUDY]},
         "contained": [group],
         "identifier": [{"system": criteria.study_system, "value": criteria.study_value}],
-        "title": "3T therapy (tofacitinib + tacrolimus + thalidomide) in MDA5-positive dermatomyositis",
-        "status": "active",
-        "phase": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/research-study-phase",
-                              "code": "phase-4", "display": "Phase 4"}]},
-        "condition": [{"coding": [{"system": "http://snomed.info/sct", "code": "396230008", "display": "Dermatomyositis"},
-                                  {"system": "http://hl7.org/fhir/sid/icd-10", "code": "M33.1"}],
-                       "text": "MDA5-positive dermatomyositis"}],
+        "title": study.title,
+        "status": study.status,
+        **({"phase": {"coding": [study.phase]}} if study.phase else {}),
+        **({"condition": [study.condition]} if study.condition else {}),
         "enrollment": [{"reference": "#enrollment"}],
-        "sponsor": {"display": SITE},
-        "site": [{"display": f"{SITE}, Hangzhou, China"}],
-        "description": "Single-arm phase 4 study, about 133 adults; primary outcomes: survival at 26 weeks and "
-                       "incidence of treatment-related adverse events.",
+        **({"sponsor": {"display": study.sponsor}} if study.sponsor else {}),
+        **({"site": [{"display": study.site}]} if study.site else {}),
+        **({"description": study.summary} if study.summary else {}),
     }
 
 
@@ -98,7 +94,7 @@ def research_subject(result: ScreeningResult, criteria: CriteriaSet, study_ref: 
 
 
 def screening_bundle(results: Sequence[ScreeningResult], criteria: CriteriaSet,
-                     recorded: datetime | None = None) -> tuple[dict[str, Any], list[str]]:
+                     recorded: datetime | None = None, study: Study | None = None) -> tuple[dict[str, Any], list[str]]:
     """A transaction Bundle for a screening run, and notes on results that could not be emitted.
 
     ResearchStudy: conditional create on its identifier. ResearchSubject: PUT to an id derived from
@@ -106,8 +102,8 @@ def screening_bundle(results: Sequence[ScreeningResult], criteria: CriteriaSet,
     (criteria digest, dates, results), so sending the same Bundle twice leaves one Provenance.
     """
     tb = TransactionBuilder()
-    study = research_study(criteria)
-    study_url = tb.create_if_none_exist(study, urn(study["id"]),
+    study_res = research_study(criteria, study)
+    study_url = tb.create_if_none_exist(study_res, urn(study_res["id"]),
                                         f"identifier={criteria.study_system}|{criteria.study_value}")
     notes: list[str] = []
     targets: list[str] = []

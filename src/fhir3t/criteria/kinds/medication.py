@@ -131,7 +131,7 @@ class MedicationRule(Kind):
     def _stopped(self, res: Res, ctx: Context) -> tuple[Tri, str]:
         assert self.reasons is not None
         raw = res.raw
-        given = raw.get("statusReason", raw.get("statusReasonCodeableConcept"))
+        given = raw.get("statusReasonCodeableConcept" if res.type == "MedicationDispense" else "statusReason")
         reasons = given if isinstance(given, list) else [given] if isinstance(given, dict) else []
         codes = [c for cc in reasons for c in ctx.tx.codes(cc)]
         status = raw.get("status") if isinstance(raw.get("status"), str) else "no status"

@@ -168,9 +168,12 @@ class ObservationRule(Kind):
                 return UNKNOWN, "no numeric value"
             return self._threshold(n.value, n.comparator, n.unit)
         if self.read == "coded":
-            concept_codes: list[Code] = list(ctx.tx.codes(raw.get("valueCodeableConcept")))
-            for cc in raw.get("conclusionCode") or ():
-                concept_codes.extend(ctx.tx.codes(cc))
+            if res.type == "DiagnosticReport":
+                conclusions = raw.get("conclusionCode")
+                concept_codes: list[Code] = [c for cc in conclusions if isinstance(cc, dict) for c in ctx.tx.codes(cc)] \
+                    if isinstance(conclusions, list) else []
+            else:
+                concept_codes = list(ctx.tx.codes(raw.get("valueCodeableConcept")))
             assert self.met_vs is not None
             for code in concept_codes:
                 if code in self.met_vs:
