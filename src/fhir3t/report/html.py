@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from fhir3t.report.endpoints import causality_short
 from fhir3t.safety.findings import Finding
 
 FONTS = ('system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Noto Sans CJK SC","Noto Sans SC",'
@@ -327,19 +328,10 @@ def render_html(report: dict[str, Any], findings: Sequence[Finding], censor_days
                   r["follow_up_days"]] for r in report["disposition"]]
     ae_rows = []
     for f in findings:
-        short = {s.drug: s for s in f.suspects}
-        cells = []
-        for d in drugs:
-            s = short.get(d)
-            if s is None or s.assessor == "not-assessed":
-                cells.append("–")
-            else:
-                code = {"Certain": "C", "Probably-Likely": "PL", "Possible": "P", "Unlikely": "U",
-                        "Conditional-Classified": "CC", "Unassessable-Unclassifiable": "UA"}.get(s.causality, s.causality)
-                cells.append(code + ("*" if s.assessor == "investigator" else ""))
+        short = causality_short(f)
         ae_rows.append([labels.get(f.patient, f.patient), f.table_term, f.grade if f.grade is not None else "–",
                         f.onset.isoformat(), f.end.isoformat() if f.end else "–", f.outcome, f.seriousness,
-                        "yes" if f.treatment_related else "no", *cells, f.source])
+                        "yes" if f.treatment_related else "no", *(short.get(d, "–") for d in drugs), f.source])
     grading = report.get("grading", {})
     sources = report.get("ae_sources", {})
     study = report.get("study") or "Study"
