@@ -86,7 +86,8 @@ def test_json_contract(sample_run):
     assert set(inc["by_drug"]) == {"tofacitinib", "tacrolimus", "thalidomide"}
     assert (sv["subjects"], sv["events"], sv["censored"]) == (6, 1, 5)
     assert sv["day182"]["estimate"] == pytest.approx(0.8)
-    assert inc["overall"] == {"subjects": 6, "with_related_ae": 5, "proportion": pytest.approx(5 / 6)}
+    assert inc["overall"] == {"subjects": 6, "with_related_ae": 5, "proportion": pytest.approx(5 / 6),
+                              "ci95": pytest.approx([0.3588, 0.9958], abs=1e-4)}  # Clopper-Pearson 5/6
     assert {d: s["with_related_ae"] for d, s in inc["by_drug"].items()} == {
         "tofacitinib": 4, "tacrolimus": 3, "thalidomide": 3}
     # worst related grade: s01 3 (ALT), s03 3 (neutrophils); s02 2 (creatinine), s04 2 (K), s05 2 (lymphocytes)

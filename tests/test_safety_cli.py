@@ -25,7 +25,7 @@ EXPECTED = [
     ("Patient/s03", "Anemia", 2, "2026-06-15", "2026-06-29", "resolved", True),
     ("Patient/s03", "Neutrophil count decreased", 2, "2026-07-13", "2026-08-10", "resolved", True),
     ("Patient/s04", "Hyperkalemia", 2, "2026-08-10", None, "ongoing", True),
-    ("Patient/s05", "Constipation, unspecified", None, "2026-09-01", None, "ongoing", True),
+    ("Patient/s05", "Constipation, unspecified", 2, "2026-09-01", None, "ongoing", True),  # Condition.severity moderate
     ("Patient/s05", "Lymphocyte count decreased", 2, "2026-09-14", "2026-10-12", "resolved", True),
     ("Patient/s06", "Influenza due to unidentified influenza virus", None, "2026-10-05", "2026-10-15", "resolved", False),
 ]

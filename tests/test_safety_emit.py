@@ -58,7 +58,9 @@ def test_adverse_event_content():
     ae = adverse_event(lab_f, "ResearchStudy/x", "2026-07-01")
     assert ae["extension"] == [{"url": "https://fhir3t.github.io/fhir/StructureDefinition/ctcae-grade", "valueInteger": 2}]
     assert ae["severity"]["coding"][0]["code"] == "moderate" and ae["outcome"]["coding"][0]["code"] == "resolved"
-    assert ae["event"] == {"coding": [{"system": "http://loinc.org", "code": "1742-6"}],
+    # the event is the CTCAE v5.0 term with its MedDRA code; the test's LOINC stays on the evidence Observations
+    assert ae["event"] == {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/mdr", "code": "10001551",
+                                       "display": "Alanine aminotransferase increased"}],
                            "text": "Alanine aminotransferase increased"}
     assert len(ae["subjectMedicalHistory"]) == 2 and ae["actuality"] == "actual" and ae["date"] == "2026-02-01"
     suspects = {s["instance"]["display"]: s for s in ae["suspectEntity"]}

@@ -33,7 +33,9 @@ SUBJECTS = [
     dict(id="s01", gender="female", birth="1981-02-14", d1=date(2026, 3, 2), visits_until=AS_OF,
          # ALT grade 1 ON D1 (baseline, not an AE), normal at week 2, then 3.25x (g2), 5.25x (g3), 2.25x (g1), normal.
          labs={"alt": {0: 95, 2: 130, 3: 210, 4: 90, 5: 35}},
-         conditions=[("B02.9", "Zoster without complications", "2026-06-15", "resolved", "2026-07-10")]),
+         conditions=[("B02.9", "Zoster without complications", "2026-06-15", "resolved", "2026-07-10")],
+         # tofacitinib stopped for the zoster (statusReason: adverse reaction) while it was ongoing
+         stopped={"tofacitinib": "2026-06-20"}),
     dict(id="s02", gender="male", birth="1968-09-03", d1=date(2026, 3, 16), visits_until=date(2026, 7, 13),
          deceased="2026-07-20T03:40:00+08:00",
          # creatinine in mg/dL with NO referenceRange: default male ULN 97 umol/L applies.
@@ -55,7 +57,8 @@ SUBJECTS = [
          conditions=[("R25.1", "Tremor, unspecified", "2026-09-15", "active", None)]),
     dict(id="s05", gender="female", birth="1964-11-02", d1=date(2026, 8, 3), visits_until=AS_OF,
          labs={"lymphocytes": {3: 0.7, 4: 0.9, 5: 1.3}},
-         conditions=[("K59.00", "Constipation, unspecified", "2026-09-01", "active", None)]),
+         # Condition.severity moderate: a clinical AE graded 2 without a CTCAE grade extension
+         conditions=[("K59.00", "Constipation, unspecified", "2026-09-01", "active", None, "moderate")]),
     dict(id="s06", gender="male", birth="1979-04-11", d1=date(2026, 3, 9), visits_until=AS_OF,
          tacrolimus_as_request=True,
          conditions=[("J11.1", "Influenza due to unidentified influenza virus", "2026-10-05", "resolved", "2026-10-15")]),
@@ -111,15 +114,20 @@ def build(s: dict) -> dict:
         if stop:
             eff["end"] = stop
         concept = {"coding": [{"system": RX, "code": rx, "display": drug}], "text": drug}
+        stopped = s.get("stopped", {}).get(drug)
         if drug == "tacrolimus" and s.get("tacrolimus_as_request"):
             entries.append(entry({"resourceType": "MedicationRequest", "id": f"{pid}-{drug}", "status": "active",
                                   "intent": "order", "medicationCodeableConcept": concept,
                                   "subject": ref("Patient", pid), "authoredOn": (d1 - timedelta(days=3)).isoformat()}))
             continue
-        entries.append(entry({"resourceType": "MedicationStatement", "id": f"{pid}-{drug}",
-                              "status": "completed" if stop else "active", "medicationCodeableConcept": concept,
-                              "subject": ref("Patient", pid), "effectivePeriod": eff,
-                              "dateAsserted": d1.isoformat()}))
+        ms = {"resourceType": "MedicationStatement", "id": f"{pid}-{drug}",
+              "status": "completed" if stop else "active", "medicationCodeableConcept": concept,
+              "subject": ref("Patient", pid), "effectivePeriod": eff, "dateAsserted": d1.isoformat()}
+        if stopped:
+            ms.update(status="stopped", effectivePeriod={"start": d1.isoformat(), "end": stopped},
+                      statusReason=[{"coding": [{"system": "http://snomed.info/sct", "code": "281647001",
+                                                 "display": "Adverse reaction"}], "text": "adverse reaction"}])
+        entries.append(entry(ms))
     labs = s.get("labs", {})
     units = s.get("units", {})
     k = 0
@@ -144,7 +152,8 @@ def build(s: dict) -> dict:
     for day_text, value in labs.get("potassium_extra", {}).items():
         day = date.fromisoformat(day_text)
         entries.append(entry(observation(pid, f"{pid}-k-{day_text}", "potassium", day, value, None, None)))
-    for i, (code, display, onset, status, abatement) in enumerate(s.get("conditions", [])):
+    severities = {"mild": "255604002", "moderate": "6736007", "severe": "24484000"}
+    for i, (code, display, onset, status, abatement, *severity) in enumerate(s.get("conditions", [])):
         cond = {"resourceType": "Condition", "id": f"{pid}-c{i + 1}",
                 "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
                                                "code": status}]},
@@ -154,6 +163,9 @@ def build(s: dict) -> dict:
                 "subject": ref("Patient", pid), "onsetDateTime": onset, "recordedDate": onset}
         if abatement:
             cond["abatementDateTime"] = abatement
+        if severity:
+            cond["severity"] = {"coding": [{"system": "http://snomed.info/sct", "code": severities[severity[0]],
+                                            "display": severity[0].capitalize()}]}
         entries.append(entry(cond))
     for j, (start, end) in enumerate(s.get("inpatient", [])):
         entries.append(entry({"resourceType": "Encounter", "id": f"{pid}-adm{j + 1}", "status": "finished",

@@ -1,29 +1,38 @@
-"""`fhir3t report`: the trial's endpoints (26-week KM survival, AE incidence) as HTML and JSON."""
+"""`fhir3t report`: the trial's endpoints and safety tables as a self-contained HTML page and JSON."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from fhir3t.cli.common import report_problems
 from fhir3t.cli.safety import EPILOG_CODES, add_input_options, analyse_args
-from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
+from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, InputError, Problems, UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
-        help="endpoints report: Kaplan-Meier survival at 26 weeks, treatment-related AE incidence",
+        help="endpoints report: 26-week survival, AE incidence with exact CIs, safety tables, disposition, screening flow",
         description=(
-            "Kaplan-Meier survival from D1 with a 95 % Greenwood CI (log-log) and the estimate at day 182, "
-            "numbers at risk, events and censored; treatment-related AE incidence overall, by drug and by worst "
-            "grade; AEs per 100 patient-weeks. Writes a self-contained HTML page (inline SVG plot) and, "
+            "Kaplan-Meier survival from D1 (95 %% Greenwood CI, log-log; estimate at day 182; median with its "
+            "Brookmeyer-Crowley CI), numbers at risk, events and censored; treatment-related AE incidence overall, "
+            "by drug and by worst grade with exact Clopper-Pearson CIs; AEs per 100 patient-weeks with exact "
+            "Poisson CIs; the safety tables (treatment-related AEs by CTCAE term and worst grade, serious AEs, AEs "
+            "that led to stopping a 3T drug, deaths); per-subject disposition with a swimmer plot; and, with "
+            "--screening, the screening flow. Writes a self-contained HTML page (inline SVG, prints on A4) and, "
             "optionally, the JSON report."
         ),
-        epilog="Example:\n  fhir3t report samples/safety/ --as-of 2026-11-16 --out report.html --json report.json\n"
-               + EPILOG_CODES,
+        epilog="Examples:\n  fhir3t report samples/safety/ --as-of 2026-11-16 --out report.html --json report.json\n"
+               "  fhir3t screen export/ --format json --out screening.json\n"
+               "  fhir3t report export/ --screening screening.json --out report.html\n"
+               "  fhir3t report --server https://ehr.example.org/fhir --out report.html\n" + EPILOG_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_options(p)
@@ -31,6 +40,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the JSON report here")
     p.add_argument("--ci", choices=("log-log", "plain"), default="log-log",
                    help="CI transform for the KM estimate (default log-log, as lifelines)")
+    p.add_argument("--screening", metavar="FILE",
+                   help="a screening run's output (fhir3t screen --format json or ndjson) for the screening flow")
+    from fhir3t.cli.server_options import add_server_options
+
+    add_server_options(p, pull=False, push=False)
+    p.add_argument("--patient", action="append", default=[], metavar="ID",
+                   help="with --server: report on these patients (repeatable) instead of the study's ResearchSubjects")
     p.set_defaults(run=run)
 
 
@@ -44,25 +60,94 @@ def _write(path: str, text: str) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
 
 
+def read_screening(path: str) -> list[tuple[object, str]]:
+    """A JSON array or NDJSON of screening results → (object, where) pairs; where = file[index] or file:line."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror})") from None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, list):
+        return [(item, f"{p}[{i}]") for i, item in enumerate(data)]
+    if isinstance(data, dict):
+        return [(data, f"{p}[0]")]
+    out: list[tuple[object, str]] = []
+    for i, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((orjson.loads(line), f"{p}:{i}"))
+        except orjson.JSONDecodeError:
+            out.append((None, f"{p}:{i}"))
+    if not out:
+        raise InputError(f"{p}: no screening results (expected the output of fhir3t screen --format json or ndjson)")
+    return out
+
+
+def _digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in sorted(paths):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def _server_label(url: str) -> str:
+    """scheme://host/path of a base URL: never userinfo or query values."""
+    u = urlsplit(url)
+    return f"{u.scheme}://{u.hostname or ''}{f':{u.port}' if u.port else ''}{u.path}"
+
+
 def run(args: argparse.Namespace) -> int:
+    from fhir3t.criteria.load import load_criteria
+    from fhir3t.profiles import profiles_dir
     from fhir3t.report import endpoints, render_html
+    from fhir3t.report.flow import parse_screening, screening_flow
 
     problems = Problems()
     as_of, outcomes, engine = analyse_args(args, problems)
+    cfg = engine.config
+    criteria = load_criteria(engine.tx)
+    order = [c.id for c in criteria.criteria]
+    flow = None
+    if args.screening:
+        screened = parse_screening(read_screening(args.screening), order, problems)
+        flow = screening_flow(screened, [o.subject.patient for o in outcomes], order,
+                              {c.id: c.title for c in criteria.criteria})
     report_problems(problems)
     if not outcomes:
-        print("fhir3t report: no subjects of NCT06438679 with a D1 found in the input", file=sys.stderr)
+        print(f"fhir3t report: no subjects of {cfg.study_label} with a D1 found in the input", file=sys.stderr)
         return EXIT_INPUT_FATAL
-    data = endpoints(outcomes, [d.id for d in engine.config.drugs], as_of, args.ci)
+    server = getattr(args, "server", None)
+    inputs = (f"FHIR server {_server_label(server)}" if server else
+              f"{len(args.paths)} path(s): {', '.join(args.paths)}")
+    if args.screening:
+        inputs += f"; screening run {args.screening}"
+    header: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "data_as_of": as_of.isoformat(),
+        "inputs": inputs,
+        "study_title": criteria.title.split(":", 1)[-1].strip(),
+        "hashes": {"safety data": cfg.digest, "criteria": criteria.digest,
+                   "profiles": _digest([f for f in profiles_dir().rglob("*.json") if f.is_file()])},
+    }
+    data = endpoints(outcomes, [d.id for d in cfg.drugs], as_of, args.ci, study=cfg.study_label, header=header,
+                     flow=flow)
     findings = [f for o in outcomes for f in o.findings]
     censored = [o.survival_days for o in outcomes if not o.event]
-    _write(args.out, render_html(data, findings, censored))
+    labels = {o.subject.patient: o.subject.number for o in outcomes if o.subject.number}
+    _write(args.out, render_html(data, findings, censored, labels))
     if args.json:
         _write(args.json, orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
     sv = data["survival"]["day182"]
     inc = data["ae_incidence"]["overall"]
+    src = data["ae_sources"]
     print(f"fhir3t report: {len(outcomes)} subjects; KM survival at day 182 {sv['estimate']:.3f} "
           f"(95 % CI {sv['ci95'][0]:.3f}-{sv['ci95'][1]:.3f}); {inc['with_related_ae']} with a treatment-related AE; "
+          f"AEs found by fhir3t {src['fhir3t']}, recorded by investigators {src['investigator']}, both {src['both']}; "
           f"wrote {args.out}", file=sys.stderr)
     if problems.any_skipped:
         return EXIT_INPUT_SKIPPED

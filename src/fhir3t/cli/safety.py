@@ -49,23 +49,14 @@ def analyse_args(args: argparse.Namespace, problems: Problems):
 
 
 def _pull(args: argparse.Namespace, engine, as_of: date, d1: dict, problems: Problems) -> list:
-    """Subjects of the study on the server (or --patient ids), pulled and analysed like files."""
+    """Subjects of the study on the server (or --patient ids), pulled with their recorded AdverseEvents."""
     from fhir3t.cli.server_options import make_client
-    from fhir3t.safety.engine import TYPES
-    from fhir3t.sources.grouping import SharedIndex
-    from fhir3t.sources.rest import RestSource, study_subject_patients
+    from fhir3t.safety.server import server_outcomes
 
     client = make_client(args)
     try:
-        cfg = engine.config
-        patients = list(getattr(args, "patient", [])) or [k.split("/")[-1] for k in d1] or \
-            study_subject_patients(client, cfg.study_system, cfg.study_value, problems, cfg.statuses)
-        if not patients:
-            return []
-        shared = SharedIndex()
-        source = RestSource(client, engine.tx, sorted({"Patient", *TYPES}), problems, shared, patients=patients,
-                            )
-        return list(engine.analyse_raw(source, as_of, d1, shared))
+        outcomes, _pull_info = server_outcomes(client, engine, as_of, d1, problems, list(getattr(args, "patient", [])))
+        return outcomes
     finally:
         client.close()
 
@@ -75,9 +66,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "safety",
         help="find adverse events of enrolled subjects (CTCAE v5.0 labs, new conditions, deaths)",
         description=(
-            "Find treatment-emergent adverse events after D1 for subjects of NCT06438679 (ResearchSubject "
+            "Find treatment-emergent adverse events after D1 for subjects of the study (ResearchSubject "
             "on-study / follow-up / off-study, period.start = D1, or --d1): CTCAE v5.0-graded lab episodes, "
-            "new Conditions with causality from known-reaction value sets, and deaths."
+            "new Conditions with causality from known-reaction value sets, deaths, and the AdverseEvents "
+            "investigators recorded (their causality assessment overrides fhir3t's)."
         ),
         epilog=("Examples:\n  fhir3t safety samples/safety/ --as-of 2026-11-16\n"
                 "  fhir3t safety export/ --format json --emit adverse-events.json\n" + EPILOG_CODES),
@@ -96,19 +88,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _table(findings: Sequence, n_subjects: int, fh: IO[str]) -> None:
+def _table(findings: Sequence, n_subjects: int, fh: IO[str], study: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(file=fh, width=None if fh.isatty() else 160, no_color=not fh.isatty(), highlight=False)
-    t = Table(title="NCT06438679 adverse events", title_justify="left")
+    t = Table(title=f"{study} adverse events", title_justify="left")
     for col in ("patient", "AE", "grade", "onset", "end", "outcome", "seriousness", "related", "suspects (Possible)"):
         t.add_column(col, no_wrap=col in ("patient", "onset", "end"))
     for f in findings:
         possible = ", ".join(s.drug for s in f.suspects if s.causality == "Possible") or "-"
-        t.add_row(f.patient, f.term, "-" if f.grade is None else str(f.grade), f.onset.isoformat(),
-                  f.end.isoformat() if f.end else "-", f.outcome, f.seriousness,
-                  "yes" if f.treatment_related else "no", possible)
+        # data can hold rich markup ("[bold]..."): every cell is escaped
+        t.add_row(*(escape(c) for c in (f.patient, f.term, "-" if f.grade is None else str(f.grade), f.onset.isoformat(),
+                                       f.end.isoformat() if f.end else "-", f.outcome, f.seriousness,
+                                       "yes" if f.treatment_related else "no", possible)))
     console.print(t)
     related = sum(f.treatment_related for f in findings)
     console.print(f"{n_subjects} subjects on study; {len(findings)} AEs, {related} treatment-related")
@@ -123,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             if args.format == "json":
                 fh.write(orjson.dumps([f.to_dict() for f in findings], option=orjson.OPT_INDENT_2).decode() + "\n")
             else:
-                _table(findings, len(outcomes), fh)
+                _table(findings, len(outcomes), fh, engine.config.study_label)
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
     report_problems(problems)
@@ -149,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             if code:
                 return code
     if not outcomes:
-        print("fhir3t safety: no subjects of NCT06438679 with a D1 found in the input "
+        print(f"fhir3t safety: no subjects of {engine.config.study_label} with a D1 found in the input "
               "(ResearchSubject on study with period.start, or --d1 PATIENT=DATE)", file=sys.stderr)
         return EXIT_INPUT_FATAL
     if problems.any_skipped:

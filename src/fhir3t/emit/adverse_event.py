@@ -12,13 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from fhir3t.canonical import (
-    EXT_CTCAE_GRADE,
-    ID_ADVERSE_EVENT,
-    PROFILE_ADVERSE_EVENT,
-    STUDY_ID,
-    STUDY_SYSTEM,
-)
+from fhir3t.canonical import EXT_CTCAE_GRADE, ID_ADVERSE_EVENT, PROFILE_ADVERSE_EVENT
 from fhir3t.emit.bundle import TransactionBuilder
 from fhir3t.emit.provenance import provenance
 from fhir3t.ids import stable_id, urn
@@ -47,7 +41,14 @@ def _is_literal(ref: str, types: Iterable[str]) -> bool:
     return head in tuple(types) and bool(tail) and "/" not in tail
 
 
-def adverse_event(f: Finding, study_ref: str, recorded: str) -> dict[str, Any]:
+def _study_identifier(study: dict[str, Any]) -> tuple[str, str]:
+    """(system, value) of the ResearchStudy's registry identifier (the first one)."""
+    idents = study.get("identifier") or [{}]
+    ident = idents[0] if isinstance(idents, list) else idents
+    return str(ident.get("system", "")), str(ident.get("value", ""))
+
+
+def adverse_event(f: Finding, study_ref: str, recorded: str, study_label: str | None = None) -> dict[str, Any]:
     """One AdverseEvent conforming to profiles/schemas/fhir3t-adverse-event.schema.json."""
     contained: list[dict[str, Any]] = []
     suspects = []
@@ -59,12 +60,12 @@ def adverse_event(f: Finding, study_ref: str, recorded: str) -> dict[str, Any]:
             contained.append({"resourceType": "Medication", "id": mid,
                               "code": {"coding": [dict(s.code)], "text": s.drug}})
             instance = {"reference": f"#{mid}", "display": s.drug}
-        suspects.append({
-            "instance": instance,
-            "causality": [{"assessment": {"coding": [{"system": CAUSALITY_SYSTEM, "code": s.causality,
-                                                      "display": CAUSALITY_DISPLAY.get(s.causality, s.causality)}],
-                                          "text": f"{s.causality} ({s.drug})"}}],
-        })
+        causality: dict[str, Any] = {"assessment": {"coding": [{"system": CAUSALITY_SYSTEM, "code": s.causality,
+                                                                 "display": CAUSALITY_DISPLAY.get(s.causality, s.causality)}],
+                                                     "text": f"{s.causality} ({s.drug})"}}
+        if s.author is not None:  # an investigator's assessment read back: re-emitted as theirs, not overwritten
+            causality["author"] = dict(s.author)
+        suspects.append({"instance": instance, "causality": [causality]})
     ae: dict[str, Any] = {"resourceType": "AdverseEvent", "id": f.id, "meta": {"profile": [PROFILE_ADVERSE_EVENT]}}
     if contained:
         ae["contained"] = contained
@@ -90,7 +91,7 @@ def adverse_event(f: Finding, study_ref: str, recorded: str) -> dict[str, Any]:
     history = [{"reference": e} for e in f.evidence if _is_literal(e, HISTORY_TYPES)]
     if history:
         ae["subjectMedicalHistory"] = history
-    ae["study"] = [{"reference": study_ref, "display": STUDY_ID}]
+    ae["study"] = [{"reference": study_ref, **({"display": study_label} if study_label else {})}]
     ae["suspectEntity"] = suspects
     return ae
 
@@ -100,11 +101,13 @@ def safety_bundle(findings: Sequence[Finding], study: dict[str, Any], digest: st
     """A transaction Bundle: ResearchStudy (conditional create), one PUT per AdverseEvent, a Provenance.
 
     `study` is the ResearchStudy resource (fhir3t.emit.screening.research_study); `digest` names the
-    safety data the findings came from. Findings of id-less Patients cannot be emitted (noted).
+    safety data the findings came from. Findings of id-less Patients cannot be emitted (noted); AEs an
+    investigator recorded are theirs: fhir3t writes no copy of them (noted when fhir3t found the same AE).
     """
     when = (recorded or datetime.now(UTC)).replace(microsecond=0).isoformat()
     tb = TransactionBuilder()
-    study_url = tb.create_if_none_exist(study, urn(study["id"]), f"identifier={STUDY_SYSTEM}|{STUDY_ID}")
+    system, value = _study_identifier(study)
+    study_url = tb.create_if_none_exist(study, urn(study["id"]), f"identifier={system}|{value}")
     notes: list[str] = []
     targets: list[str] = []
     sources: dict[str, None] = {}
@@ -113,13 +116,18 @@ def safety_bundle(findings: Sequence[Finding], study: dict[str, Any], digest: st
         if not f.patient.startswith("Patient/"):
             notes.append(f"{f.patient}: the Patient has no id, so no AdverseEvent can point at it; not emitted")
             continue
-        targets.append(tb.put(adverse_event(f, study_url, when)))
+        if f.source != "fhir3t":
+            if f.source == "both":
+                notes.append(f"{f.patient}: {f.table_term} on {f.onset.isoformat()} is recorded by an investigator "
+                             f"({', '.join(f.recorded)}); fhir3t's copy not emitted")
+            continue
+        targets.append(tb.put(adverse_event(f, study_url, when, value)))
         for e in f.evidence:
             if _is_literal(e, HISTORY_TYPES):
                 sources.setdefault(e, None)
         run.update(f"{f.id}|{f.grade}|{f.outcome}|{f.end}|{','.join(f.evidence)}".encode())
     if targets:
         tb.put(provenance(stable_id("Provenance", "safety", run.hexdigest()), targets, sources, when,
-                          f"adverse-event detection for {STUDY_ID} (CTCAE v5.0 labs, new conditions, deaths)",
+                          f"adverse-event detection for {value} (CTCAE v5.0 labs, new conditions, deaths)",
                           f"urn:fhir3t:safety:sha256:{digest}"))
     return tb.build(), notes

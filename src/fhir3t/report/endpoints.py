@@ -1,15 +1,37 @@
-"""The trial's endpoints from safety results: 26-week survival and AE incidence (pure)."""
+"""The trial's endpoints from safety results (pure): 26-week survival, AE incidence with exact CIs,
+the ICH E3 safety tables (AEs by term and worst grade, SAEs, deaths, discontinuations), per-subject
+disposition and the screening flow. `endpoints()` builds the JSON report the HTML page renders.
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
 from fhir3t import __version__
 from fhir3t.report.km import CI, KaplanMeier, kaplan_meier
+from fhir3t.report.stats import clopper_pearson, rate_ci
 from fhir3t.safety.engine import SubjectOutcome
+from fhir3t.safety.findings import BY_INVESTIGATOR, Finding
 
 HORIZON_DAYS = 182  # 26 weeks
+GRADES = ("1", "2", "3", "4", "5", "ungraded")
+SERIOUSNESS_TEXT = {
+    "SeriousResultsInDeath": "results in death",
+    "SeriousIsLifeThreatening": "is life-threatening",
+    "SeriousResultsInHospitalization": "requires or prolongs inpatient hospitalization",
+    "SeriousResultsInDisability": "results in persistent or significant disability / incapacity",
+    "SeriousResultsInCongenitalAnomaly": "is a congenital anomaly / birth defect",
+    "SeriousRequiresPreventImpairment": "requires intervention to prevent permanent impairment",
+}
+CAUSALITY_SHORT = {
+    "Certain": "C", "Probably-Likely": "PL", "Possible": "P", "Unlikely": "U",
+    "Conditional-Classified": "CC", "Unassessable-Unclassifiable": "UA",
+}
+METHODS = ("Small-sample methods (n is at most ~133): proportions with exact Clopper–Pearson 95 % intervals; AE rates "
+           "per 100 patient-weeks with exact Poisson (Garwood) 95 % intervals; Kaplan–Meier survival with Greenwood "
+           "variance and a {ci} 95 % band; the median survival and its 95 % interval by inverting that band "
+           "(Brookmeyer–Crowley, as R survival and lifelines do).")
 
 
 def survival_fit(outcomes: Sequence[SubjectOutcome], ci: CI = "log-log") -> KaplanMeier:
@@ -17,12 +39,109 @@ def survival_fit(outcomes: Sequence[SubjectOutcome], ci: CI = "log-log") -> Kapl
 
 
 def _share(n: int, k: int) -> dict[str, Any]:
-    return {"subjects": n, "with_related_ae": k, "proportion": (k / n) if n else None}
+    return {"subjects": n, "with_related_ae": k, "proportion": (k / n) if n else None,
+            "ci95": list(clopper_pearson(k, n)) if n else None}
+
+
+def subject_label(o: SubjectOutcome) -> str:
+    """The study subject number, else the patient reference (never a name)."""
+    return o.subject.number or o.subject.patient
+
+
+def _worst(fs: Sequence[Finding]) -> str:
+    graded = [f.grade for f in fs if f.grade is not None]
+    return str(max(graded)) if graded else "ungraded"
+
+
+def term_table(outcomes: Sequence[SubjectOutcome], related_only: bool) -> dict[str, Any]:
+    """Subjects with >= 1 AE of each term, at the worst grade of that term (ICH E3 14.3.1 style)."""
+    n = len(outcomes)
+    by_term: dict[str, dict[str, list[Finding]]] = {}
+    meta: dict[str, dict[str, Any]] = {}
+    for o in outcomes:
+        for f in o.findings:
+            if related_only and not f.treatment_related:
+                continue
+            by_term.setdefault(f.table_term, {}).setdefault(o.subject.patient, []).append(f)
+            meta.setdefault(f.table_term, {"code": f.ctcae.code if f.ctcae else None,
+                                           "soc": f.ctcae.soc if f.ctcae else None, "ctcae": f.ctcae is not None})
+    rows = []
+    for term, subjects in by_term.items():
+        grades = {g: 0 for g in GRADES}
+        for fs in subjects.values():
+            grades[_worst(fs)] += 1
+        k = len(subjects)
+        rows.append({"term": term, **meta[term], "subjects": k, "proportion": k / n if n else None,
+                     "ci95": list(clopper_pearson(k, n)) if n else None, "by_worst_grade": grades})
+    rows.sort(key=lambda r: (-r["subjects"], r["term"]))
+    anyone = [o for o in outcomes if any(f.treatment_related or not related_only for f in o.findings)]
+    any_grades = {g: 0 for g in GRADES}
+    for o in anyone:
+        any_grades[_worst([f for f in o.findings if f.treatment_related or not related_only])] += 1
+    return {"denominator": n, "any": {"subjects": len(anyone), "proportion": len(anyone) / n if n else None,
+                                      "ci95": list(clopper_pearson(len(anyone), n)) if n else None,
+                                      "by_worst_grade": any_grades},
+            "rows": rows}
+
+
+def causality_short(f: Finding) -> dict[str, str]:
+    """drug → short label (C, PL, P, U, CC, UA; '*' marks an investigator's assessment, '–' not assessed)."""
+    out = {}
+    for s in f.suspects:
+        if s.assessor == "not-assessed":
+            out[s.drug] = "–"
+        else:
+            out[s.drug] = CAUSALITY_SHORT.get(s.causality, s.causality) + ("*" if s.assessor == BY_INVESTIGATOR else "")
+    return out
+
+
+def _ae_row(o: SubjectOutcome, f: Finding) -> dict[str, Any]:
+    return {"subject": subject_label(o), "patient": o.subject.patient, "id": f.id, "term": f.table_term,
+            "reported_term": f.term, "onset": f.onset.isoformat(), "study_day": (f.onset - o.subject.d1).days,
+            "end": f.end.isoformat() if f.end else None, "grade": f.grade, "grade_source": f.grade_source,
+            "seriousness": f.seriousness, "seriousness_text": SERIOUSNESS_TEXT.get(f.seriousness, "not serious"
+                                                                                 if f.seriousness == "Non-serious"
+                                                                                 else f.seriousness),
+            "outcome": f.outcome, "related": f.treatment_related, "causality": causality_short(f), "source": f.source}
+
+
+def disposition(o: SubjectOutcome, horizon: int = HORIZON_DAYS) -> dict[str, Any]:
+    """One subject's line: D1, last contact, status at day 182, event or censoring reason, follow-up."""
+    s = o.subject
+    days = o.survival_days
+    if o.death is not None:
+        at_horizon = f"died (day {days})" if days <= horizon else "alive at day 182"
+        reason = "death" + ("" if o.death_date_known else " (date unknown: last day known alive)")
+    else:
+        off = s.end is not None and s.end <= o.as_of
+        if days >= horizon:
+            at_horizon = "alive at day 182"
+        elif (o.as_of - s.d1).days < horizon and not off:
+            at_horizon = f"day 182 not reached by the data cut-off (last contact day {days})"
+        else:
+            at_horizon = f"censored before day 182 (last contact day {days})"
+        reason = (f"censored at last contact; off study since {s.end.isoformat()}" if off and s.end
+                  else "censored at last contact; on study at the data cut-off")
+    markers = [{"day": (f.onset - s.d1).days, "grade": f.grade, "related": f.treatment_related, "term": f.table_term,
+                "serious": f.serious} for f in o.findings if f.kind != "death"]
+    stops = [{"day": (st.day - s.d1).days, "drug": st.drug} for st in o.stops if st.day]
+    return {"subject": subject_label(o), "patient": s.patient, "d1": s.d1.isoformat(),
+            "last_contact": o.last_alive.isoformat(), "status_day182": at_horizon, "event": o.event,
+            "event_or_censoring": reason, "follow_up_days": days, "status": s.status,
+            "off_study": s.end.isoformat() if s.end else None, "ae_markers": markers, "drug_stops": stops}
+
+
+def _median(km: KaplanMeier) -> dict[str, Any]:
+    t, lo, hi = km.quantile(0.5)
+    return {"days": t, "reached": t is not None, "ci95": [lo, hi],
+            "method": "first day S(t) <= 0.5; CI by inverting the pointwise band (Brookmeyer–Crowley); "
+                      "null where a limit is not reached (not estimable)"}
 
 
 def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: date,
-              ci: CI = "log-log") -> dict[str, Any]:
-    """The JSON report (public contract: survival / ae_incidence keys are fixed by issue 5)."""
+              ci: CI = "log-log", *, study: str = "", header: Mapping[str, Any] | None = None,
+              flow: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON report (public contract: keys are only ever added; survival / ae_incidence fixed by issue 5)."""
     horizon = HORIZON_DAYS
     km = survival_fit(outcomes, ci)
     s, lo, hi = km.at(horizon)
@@ -33,21 +152,25 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
                "estimate": st.survival, "ci95": [st.lo, st.hi]} for st in km.steps]
     related = [[f for f in o.findings if f.treatment_related] for o in outcomes]
     by_drug = {d: _share(n, sum(1 for fs in related if any(f.related_to(d) for f in fs))) for d in drugs}
-    by_grade: dict[str, dict[str, Any]] = {str(g): _share(n, 0) for g in range(1, 6)}
-    by_grade["ungraded"] = _share(n, 0)
-    for fs in related:
-        if not fs:
-            continue
-        graded = [f.grade for f in fs if f.grade is not None]
-        key = str(max(graded)) if graded else "ungraded"
-        by_grade[key] = _share(n, by_grade[key]["with_related_ae"] + 1)
-    all_aes = sum(len(o.findings) for o in outcomes)
+    worst = [_worst(fs) for fs in related if fs]
+    by_grade = {g: _share(n, worst.count(g)) for g in GRADES}
+    findings = [f for o in outcomes for f in o.findings]
+    all_aes = len(findings)
     related_aes = sum(len(fs) for fs in related)
     weeks = sum(o.exposure_days for o in outcomes) / 7
+    rate, rel_rate = rate_ci(all_aes, weeks), rate_ci(related_aes, weeks)
+    by_source = {src: sum(1 for f in findings if f.source == src) for src in ("fhir3t", "investigator", "both")}
+    graded_by: dict[str, int] = {}
+    for f in findings:
+        key = f.grade_source or "ungraded"
+        graded_by[key] = graded_by.get(key, 0) + 1
+    ungraded = sum(1 for f in findings if f.grade is None)
     return {
-        "study": "NCT06438679",
+        "study": study,
         "as_of": as_of.isoformat(),
         "generated_by": f"fhir3t {__version__}",
+        "header": dict(header or {}),
+        "methods": METHODS.format(ci=ci),
         "survival": {
             "subjects": n,
             "events": events,
@@ -58,12 +181,14 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
                 "estimate": s, "ci95": [lo, hi], "at_risk": km.at_risk(horizon),
                 "events": km.events_by(horizon), "censored_before": km.censored_before(horizon),
             },
+            "median": _median(km),
             "curve": curve,
         },
         "ae_incidence": {
             "overall": _share(n, sum(1 for fs in related if fs)),
             "by_drug": by_drug,
             "by_grade": by_grade,
+            "ci_method": "exact Clopper–Pearson, 95 %",
             "definition": "subjects with >= 1 treatment-related AE (causality Certain, Probably-Likely or Possible "
                           "for >= 1 3T drug) / subjects on study; by_grade counts each subject once, at the worst "
                           "grade of its treatment-related AEs",
@@ -74,6 +199,41 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
             "patient_weeks": weeks,
             "per_100_patient_weeks": (100 * all_aes / weeks) if weeks else None,
             "related_per_100_patient_weeks": (100 * related_aes / weeks) if weeks else None,
+            "per_100_patient_weeks_ci95": list(rate) if rate else None,
+            "related_per_100_patient_weeks_ci95": list(rel_rate) if rel_rate else None,
+            "ci_method": "exact Poisson (Garwood), 95 %",
             "exposure": "D1 to the end of the AE window (as_of, or period.end + 30 days off study), or death",
         },
+        "safety_table": {
+            "related": term_table(outcomes, related_only=True),
+            "all": term_table(outcomes, related_only=False),
+            "definition": "subjects with >= 1 AE of the term (CTCAE v5.0 term where one is mapped, else the "
+                          "reported term), each counted once at the worst grade of that term; sorted by frequency",
+        },
+        "serious_adverse_events": [_ae_row(o, f) for o in outcomes for f in o.findings if f.serious],
+        "discontinuations": [
+            {"subject": subject_label(o), "patient": o.subject.patient, **st.to_dict(),
+             "study_day": (st.day - o.subject.d1).days if st.day else None,
+             "adverse_event_terms": [f.table_term for f in o.findings if f.id in st.aes]}
+            for o in outcomes for st in o.stops],
+        "deaths": [
+            {"subject": subject_label(o), "patient": o.subject.patient, "day": o.death.isoformat(),
+             "study_day": (o.death - o.subject.d1).days, "date_known": o.death_date_known,
+             "cause": o.death_cause}
+            for o in outcomes if o.death is not None],
+        "grading": {"by_source": graded_by, "ungraded": ungraded,
+                    "rule": "labs: CTCAE v5.0 tables; clinical AEs: a CTCAE grade extension, else severity "
+                            "mild/moderate/severe -> 1/2/3, else ungraded (counted in the 'ungraded' column)"},
+        "ae_sources": {**by_source,
+                       "causality_assessed_by_investigator": sum(
+                           1 for f in findings if any(s.assessor == BY_INVESTIGATOR for s in f.suspects)),
+                       "definition": "fhir3t: found in the data by fhir3t; investigator: an AdverseEvent recorded "
+                                     "by an investigator that fhir3t did not find; both: the same AE, recorded and "
+                                     "found (the investigator's causality wins)"},
+        "causality_legend": {**{v: k for k, v in CAUSALITY_SHORT.items()}, "*": "assessed by an investigator",
+                             "–": "not assessed"},
+        "disposition": [disposition(o, horizon) for o in outcomes],
+        "screening_flow": dict(flow) if flow is not None else {
+            "screened": None, "enrolled": n,
+            "note": "no screening run given (fhir3t report --screening FILE, from fhir3t screen --format json)"},
     }

@@ -62,6 +62,22 @@ class KaplanMeier:
         """Censored before t (lost to follow-up before the horizon)."""
         return sum(1 for x, e in zip(self.times, self.events) if not e and x < t)
 
+    def quantile(self, q: float = 0.5) -> tuple[float | None, float | None, float | None]:
+        """(t_q, lo, hi): the first time S(t) <= q, and its CI (Brookmeyer–Crowley).
+
+        The CI inverts the pointwise band, as R `survival` and lifelines do: the lower limit is
+        the first time the lower band falls to q or below, the upper limit the first time the
+        upper band does. None where a curve never gets there (median not reached; upper limit not
+        estimable). Where S(t) equals q exactly over an interval, R reports the midpoint; this (as
+        lifelines) reports its start.
+        """
+        def first(values: list[tuple[float, float]]) -> float | None:
+            return next((t for t, v in values if v <= q), None)
+
+        return (first([(s.time, s.survival) for s in self.steps]),
+                first([(s.time, s.lo) for s in self.steps]),
+                first([(s.time, s.hi) for s in self.steps]))
+
 
 def confidence(s: float, greenwood: float, z: float, how: CI) -> tuple[float, float]:
     if s <= 0.0:

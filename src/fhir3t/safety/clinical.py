@@ -69,3 +69,21 @@ def new_conditions(record: PatientRecord, subject: Subject, as_of: date, follow_
             problems.add(res.where, f"{name}: onset {res.date_text!r} may be before or after D1 "
                                     f"{subject.d1.isoformat()}; not counted (review by hand)")
     return out
+
+
+def clinical_grade(raw: dict, extensions: tuple[str, ...], severity: dict[Code, int]) -> tuple[int | None, str | None]:
+    """(grade, how it was found) of a Condition or AdverseEvent: a CTCAE grade extension, else its
+    severity (mild 1 / moderate 2 / severe 3), else (None, None): ungraded, never guessed."""
+    for ext in raw.get("extension") or ():
+        if isinstance(ext, dict) and ext.get("url") in extensions:
+            v = ext.get("valueInteger")
+            if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5:
+                return v, "CTCAE grade extension"
+    concept = raw.get("severity")
+    for c in concept.get("coding") or () if isinstance(concept, dict) else ():
+        if isinstance(c, dict):
+            g = severity.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
+            if g is not None:
+                rtype = raw.get("resourceType") if isinstance(raw.get("resourceType"), str) else "resource"
+                return g, f"{rtype}.severity {c.get('display') or c.get('code')}"
+    return None, None

@@ -10,10 +10,12 @@ from fhir3t.errors import ConfigError
 from fhir3t.profiles import profiles_dir
 from fhir3t.safety.clinical import Drug
 from fhir3t.safety.grading import Bound, DefaultRanges, LabTest
+from fhir3t.safety.terms import Terms
 from fhir3t.safety.units import Units
 from fhir3t.terminology import Code, Terminology
 
-FILES = ("ctcae-v5-labs.json", "reference-ranges.json", "unit-conversions.json", "lab-causality.json", "study.json")
+FILES = ("ctcae-v5-labs.json", "reference-ranges.json", "unit-conversions.json", "lab-causality.json", "study.json",
+         "ctcae-v5-terms.json")
 LOINC = "http://loinc.org"
 
 
@@ -33,6 +35,17 @@ class SafetyConfig:
     units: Units
     lab_causality: dict[str, tuple[str, ...]]
     digest: str  # sha256 over the data files: names the exact rules findings came from
+    related: frozenset[str]  # study.json related_causality: assessments that make an AE treatment-related
+    terms: Terms  # CTCAE v5.0 terms with their MedDRA codes
+    grade_extensions: tuple[str, ...]  # extensions carrying a CTCAE grade on a Condition / AdverseEvent
+    severity_grades: dict[Code, int]  # severity coding -> grade (mild 1, moderate 2, severe 3)
+    stop_statuses: frozenset[str]
+    stop_reasons: dict[Code, str]  # statusReason coding -> display: stopped for an adverse reaction
+
+    @property
+    def study_label(self) -> str:
+        """The study as messages name it (its registry identifier)."""
+        return self.study_value
 
     def test_for(self, codes: tuple[Code, ...]) -> LabTest | None:
         for c in codes:
@@ -74,6 +87,12 @@ def load_config(tx: Terminology, folder: Path | None = None) -> SafetyConfig:
             known = tx.valueset(d["known_reactions"])
             drugs.append(Drug(d["id"], tx.valueset(d["valueset"]), known, d["code"]))
         causality = {k: tuple(v) for k, v in data["lab-causality.json"]["labs"].items()}
+        terms = Terms.from_data(data["ctcae-v5-terms.json"])
+        related = frozenset(study["related_causality"])
+        grades = study["condition_grades"]
+        severity = {(g["system"], g["code"]): int(g["grade"]) for g in grades["severity"]}
+        stops = study["discontinuation_reasons"]
+        stop_reasons = {(c["system"], c["code"]): c.get("display") or c["code"] for c in stops["codings"]}
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{folder}: safety data does not load: {exc!r}") from None
     by_code: dict[Code, LabTest] = {}
@@ -88,11 +107,14 @@ def load_config(tx: Terminology, folder: Path | None = None) -> SafetyConfig:
             raise ConfigError(f"{folder}/reference-ranges.json: no default range for {t.id!r}")
         if not set(causality.get(t.id, ())) <= drug_ids:
             raise ConfigError(f"{folder}/lab-causality.json: {t.id!r} names an unknown drug")
+        if t.id not in terms.by_lab:
+            raise ConfigError(f"{folder}/ctcae-v5-terms.json: no CTCAE term for the graded test {t.id!r}")
         for code in t.loinc:
             by_code[(LOINC, code)] = t
     return SafetyConfig(
         study["study"]["system"], study["study"]["value"], frozenset(study["subject_statuses"]),
         int(study["follow_up_days_after_end"]), frozenset(study["inpatient_encounter_classes"]), tuple(drugs),
         dict(study["death"]), frozenset(study["condition_resolved_statuses"]), tests, by_code, defaults, units,
-        causality, digest.hexdigest(),
+        causality, digest.hexdigest(), related, terms, tuple(grades["extensions"]), severity,
+        frozenset(stops["statuses"]), stop_reasons,
     )

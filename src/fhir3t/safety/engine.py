@@ -5,12 +5,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from fhir3t.errors import Problems
-from fhir3t.jsonshape import child
+from fhir3t.jsonshape import child, obj, objs
 from fhir3t.records import MED_TYPES, PatientRecord, Read, ReadPlan, RecordBuilder, Relevance, Res, span_of
 from fhir3t.safety.clinical import (
     Drug,
+    clinical_grade,
     condition_causality,
     condition_end,
     condition_outcome,
@@ -22,6 +24,8 @@ from fhir3t.safety.death import death_of
 from fhir3t.safety.episodes import Episode, episodes
 from fhir3t.safety.findings import UNASSESSABLE, Finding, Suspect, seriousness_of
 from fhir3t.safety.grading import Reading, read_lab, sex_of
+from fhir3t.safety.investigator import RecordedMerge
+from fhir3t.safety.stops import DrugStop, drug_stops, link_aes
 from fhir3t.safety.subjects import Subject, find_subject, last_known_alive
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.grouping import GroupingSource, SharedIndex
@@ -29,7 +33,7 @@ from fhir3t.study import StudyMatcher
 from fhir3t.terminology import Terminology, ValueSet
 
 #: Resource types safety reads at all (everything else is dropped while the record is built).
-TYPES = frozenset({"Observation", "Condition", "ResearchSubject", "Encounter", *MED_TYPES})
+TYPES = frozenset({"Observation", "Condition", "ResearchSubject", "Encounter", "AdverseEvent", *MED_TYPES})
 
 
 def safety_plan(config: SafetyConfig, tx: Terminology) -> ReadPlan:
@@ -39,7 +43,7 @@ def safety_plan(config: SafetyConfig, tx: Terminology) -> ReadPlan:
         labs.include_codes.setdefault(system, set()).add(code)
         labs.order.append((system, code))
     reads = [Read("Observation", labs, frozenset({"code", "value[x]", "referenceRange", "effective[x]", "status"})),
-             Read("Condition", None), Read("ResearchSubject", None), Read("Encounter", None)]
+             Read("Condition", None), Read("ResearchSubject", None), Read("Encounter", None), Read("AdverseEvent", None)]
     reads += [Read(t, d.records) for d in config.drugs for t in MED_TYPES]
     return ReadPlan(reads)
 
@@ -54,6 +58,9 @@ class SubjectOutcome:
     last_alive: date  # latest dated resource, capped at as_of (>= D1)
     window_end: date  # last day whose data could be an AE
     as_of: date
+    stops: tuple[DrugStop, ...] = ()  # 3T drugs stopped for an adverse reaction
+    death_cause: str | None = None  # the term of a fatal AE of the subject, when one is coded
+    death_date_known: bool = True  # False: deceasedBoolean, dated at the last day known alive
 
     @property
     def event(self) -> bool:
@@ -141,9 +148,18 @@ class SafetyEngine:
             findings.append(self._condition_finding(record.key, res, hi, meds, encounters))
         if death is not None and death.day <= hi:
             findings.append(self._death_finding(record.key, death.day, meds))
+        recorded = record.of("AdverseEvent")
+        if recorded:
+            merge = RecordedMerge(cfg, self.matcher, self.problems, lambda ae, ref: self._drug_of(record, ae, ref),
+                                  lambda causes, day: self._suspects(causes, meds, day))
+            findings = merge.apply(findings, recorded, subject, hi)
         findings.sort(key=lambda f: (f.onset, f.kind, f.term))
+        stops = tuple(link_aes(st, findings, st.drug) for st in
+                      drug_stops(meds, subject.d1, hi, cfg.stop_statuses, cfg.stop_reasons, self.problems))
+        cause = next((f.table_term for f in findings if f.outcome == "fatal" and f.kind != "death"), None)
         return SubjectOutcome(subject, tuple(findings), death.day if death else None,
-                              max(alive, death.day) if death else alive, hi, as_of)
+                              max(alive, death.day) if death else alive, hi, as_of, stops, cause,
+                              death.date_known if death else True)
 
     # ---- labs --------------------------------------------------------------------------
     def _lab_episodes(self, record: PatientRecord, subject: Subject, as_of: date) -> list[Episode]:
@@ -168,12 +184,14 @@ class SafetyEngine:
         cfg = self.config
         causes = lab_causality(ep.test.id, cfg.lab_causality, cfg.drugs)
         worst = ep.worst
-        event = {"coding": [{"system": "http://loinc.org", "code": worst.code}], "text": ep.test.term}
+        term = cfg.terms.by_lab[ep.test.id]  # the AE term; the lab's LOINC stays on the evidence Observations
+        event = {"coding": [term.coding()], "text": ep.test.term}
         hosp = _overlapping(encounters, ep.start, ep.end or hi)
         return Finding(
             "lab", patient, ep.test.id, ep.test.term, event, ep.grade, ep.start, ep.end, ep.outcome,
             seriousness_of(ep.grade, bool(hosp)), self._suspects(causes, meds, ep.start),
-            tuple(r.ref for r in ep.readings), f"worst {worst.describe()}", hosp,
+            tuple(r.ref for r in ep.readings), f"worst {worst.describe()}", hosp, term,
+            f"{cfg.terms.version} lab grading", related_set=cfg.related,
         )
 
     # ---- conditions --------------------------------------------------------------------
@@ -191,18 +209,35 @@ class SafetyEngine:
         hosp = _overlapping(encounters, onset, end or hi)
         key = res.ref if res.ref.startswith("Condition/") else "|".join(f"{s}|{c}" for s, c in res.codes) or res.where
         causes = condition_causality(res.codes, cfg.drugs)
-        event = {k: v for k, v in code.items() if k in ("coding", "text")} or {"text": term}
-        return Finding("condition", patient, key, str(term), event, None, onset, end, outcome,
-                       seriousness_of(None, bool(hosp)), self._suspects(causes, meds, onset),
-                       (res.ref,), "", hosp)
+        ctcae = cfg.terms.for_codes(res.codes)
+        grade, grade_source = clinical_grade(raw, cfg.grade_extensions, cfg.severity_grades)
+        codings: list[dict] = ([ctcae.coding()] if ctcae else []) + objs(code.get("coding"))
+        event: dict[str, Any] = {"coding": codings, "text": str(term)} if codings else {"text": str(term)}
+        return Finding("condition", patient, key, str(term), event, grade, onset, end, outcome,
+                       seriousness_of(grade, bool(hosp)), self._suspects(causes, meds, onset),
+                       (res.ref,), "", hosp, ctcae, grade_source, related_set=cfg.related)
 
     # ---- death -------------------------------------------------------------------------
     def _death_finding(self, patient: str, day: date, meds: dict[str, list[Res]]) -> Finding:
         cfg = self.config
         causes = {d.id: UNASSESSABLE for d in cfg.drugs}
-        event = {"coding": [dict(cfg.death_code)], "text": cfg.death_code.get("display", "Death")}
+        term = cfg.terms.death
+        event = {"coding": [dict(cfg.death_code), *([term.coding()] if term else [])],
+                 "text": cfg.death_code.get("display", "Death")}
         return Finding("death", patient, "death", "Death", event, 5, day, day, "fatal",
-                       seriousness_of(5, False), self._suspects(causes, meds, day), (patient,), "")
+                       seriousness_of(5, False), self._suspects(causes, meds, day), (patient,), "", (), term,
+                       "death (CTCAE grade 5)", related_set=cfg.related)
+
+    def _drug_of(self, record: PatientRecord, ae: dict, ref: str) -> str | None:
+        """The 3T drug a suspectEntity.instance names: a contained Medication or a medication record of the patient."""
+        if ref.startswith("#"):
+            target = next((c for c in objs(ae.get("contained")) if c.get("id") == ref[1:]), None)
+            concept = obj(target).get("code") or obj(target).get("medicationCodeableConcept")
+            codes = self.tx.codes(concept) if concept else ()
+        else:
+            res = record.resolve("/".join(ref.rstrip("/").split("/")[-2:]))
+            codes = res.codes if res is not None else ()
+        return next((d.id for d in self.config.drugs if any(c in d.records for c in codes)), None)
 
     # ---- context -----------------------------------------------------------------------
     def _medication_records(self, record: PatientRecord) -> dict[str, list[Res]]:

@@ -9,12 +9,19 @@ from datetime import date
 from typing import Any, Literal
 
 from fhir3t.ids import stable_id
+from fhir3t.safety.terms import AeTerm
 
-Kind = Literal["lab", "condition", "death"]
+#: lab, condition and death are found by fhir3t in the data; recorded is an investigator's AdverseEvent.
+Kind = Literal["lab", "condition", "death", "recorded"]
 CAUSALITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/adverse-event-causality-assess"
 POSSIBLE = "Possible"
 UNASSESSABLE = "Unassessable-Unclassifiable"
+#: The default of profiles/safety/study.json `related_causality` (the engine passes the configured set).
 RELATED = frozenset({"Certain", "Probably-Likely", "Possible"})
+#: Who assessed a causality: fhir3t from known-reaction data, an investigator, or nobody (drug not named).
+BY_FHIR3T, BY_INVESTIGATOR, NOT_ASSESSED = "fhir3t", "investigator", "not-assessed"
+#: Where an AE came from: found by fhir3t, recorded by an investigator, or both (the same event).
+SOURCES = ("fhir3t", "investigator", "both")
 
 SERIOUS_DEATH = "SeriousResultsInDeath"
 SERIOUS_LIFE = "SeriousIsLifeThreatening"
@@ -30,6 +37,8 @@ class Suspect:
     causality: str
     instance: str | None = None
     code: dict[str, str] = field(default_factory=dict)  # coding for a contained Medication when instance is None
+    assessor: str = BY_FHIR3T  # BY_FHIR3T | BY_INVESTIGATOR | NOT_ASSESSED
+    author: dict[str, Any] | None = None  # the investigator's causality.author reference, kept when re-emitted
 
 
 def severity_of(grade: int | None) -> str | None:
@@ -65,12 +74,28 @@ class Finding:
     evidence: tuple[str, ...]  # references of the Observations / Condition that made the AE
     detail: str = ""  # e.g. the worst value and the limit it was graded against
     hospitalisations: tuple[str, ...] = ()  # inpatient Encounters overlapping the AE
+    ctcae: AeTerm | None = None  # the CTCAE v5.0 term (with its MedDRA code) the AE is counted under
+    grade_source: str | None = None  # how the grade was found (None: ungraded)
+    source: str = "fhir3t"  # one of SOURCES
+    recorded: tuple[str, ...] = ()  # investigator AdverseEvents ("AdverseEvent/<id>") this AE is, or merged
+    related_set: frozenset[str] = field(default=RELATED, compare=False, repr=False)
 
     @property
     def id(self) -> str:
-        """Deterministic logical id from (patient, test or condition, episode start)."""
+        """Deterministic logical id from (patient, test or condition, episode start); an investigator's own id."""
+        if self.kind == "recorded" and self.recorded:
+            return self.recorded[0].split("/", 1)[1]
         onset = "" if self.kind == "death" else self.onset.isoformat()
         return stable_id("AdverseEvent", self.patient, self.kind, self.key, onset)
+
+    @property
+    def table_term(self) -> str:
+        """The term the safety table counts the AE under: its CTCAE term, else its own."""
+        return self.ctcae.term if self.ctcae else self.term
+
+    @property
+    def serious(self) -> bool:
+        return self.seriousness.startswith("Serious")
 
     @property
     def severity(self) -> str | None:
@@ -78,10 +103,10 @@ class Finding:
 
     @property
     def treatment_related(self) -> bool:
-        return any(s.causality in RELATED for s in self.suspects)
+        return any(s.causality in self.related_set for s in self.suspects)
 
     def related_to(self, drug: str) -> bool:
-        return any(s.drug == drug and s.causality in RELATED for s in self.suspects)
+        return any(s.drug == drug and s.causality in self.related_set for s in self.suspects)
 
     @property
     def code(self) -> dict[str, str] | None:
@@ -108,4 +133,10 @@ class Finding:
             "suspects": {s.drug: s.causality for s in self.suspects},
             "evidence": list(self.evidence),
             "detail": self.detail,
+            "ctcae": self.ctcae.to_dict() if self.ctcae else None,
+            "grade_source": self.grade_source,
+            "source": self.source,
+            "recorded": list(self.recorded),
+            "causality_by": {s.drug: s.assessor for s in self.suspects},
+            "hospitalisations": list(self.hospitalisations),
         }

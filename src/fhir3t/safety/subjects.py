@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+from fhir3t.canonical import ID_RESEARCH_SUBJECT
 from fhir3t.dates import parse_day
 from fhir3t.errors import InputError, Problems, UsageError
 from fhir3t.jsonshape import child
@@ -27,6 +28,7 @@ class Subject:
     status: str  # the ResearchSubject status, or "given" for a user-supplied D1
     source: str  # "ResearchSubject/<id>" or "--d1"
     sex: str = "unknown"
+    number: str | None = None  # the study subject number (ResearchSubject.identifier), not the FHIR id
 
     def window_end(self, as_of: date, follow_up_days: int) -> date:
         """Last day whose data can be an AE: as_of, or the day before period.end + follow_up_days."""
@@ -78,10 +80,21 @@ def read_d1_csv(path: str | Path) -> dict[str, date]:
     return out
 
 
+def subject_number(raw: dict) -> str | None:
+    """The site's subject number: the first ResearchSubject.identifier that fhir3t did not mint."""
+    idents = raw.get("identifier")
+    for ident in idents if isinstance(idents, list) else [idents]:
+        if isinstance(ident, dict) and ident.get("system") != ID_RESEARCH_SUBJECT:
+            value = ident.get("value")
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+    return None
+
+
 def find_subject(record: PatientRecord, matcher: StudyMatcher, statuses: frozenset[str], given: date | None,
                  sex: str, problems: Problems) -> Subject | None:
     """The patient's enrolment in this study, or None (not enrolled, or enrolled without a usable D1)."""
-    found: list[tuple[date | None, date | None, str, str, str]] = []  # (start, end, status, ref, where)
+    found: list[tuple[date | None, date | None, str, str, str, str | None]] = []  # (start, end, status, ref, where, number)
     for res in record.of("ResearchSubject"):
         raw = res.raw
         ours = matcher.match(raw.get("study"))
@@ -92,28 +105,30 @@ def find_subject(record: PatientRecord, matcher: StudyMatcher, statuses: frozens
             continue
         if ours is None:
             problems.add(res.where, f"{res.ref}: cannot tell which study it belongs to (study reference "
-                                    "names no NCT06438679 identifier or known ResearchStudy); ignored")
+                                    f"names no {matcher.value} identifier or known ResearchStudy); ignored")
             continue
         period = child(raw, "period")
         start, end = span_of(period.get("start")), span_of(period.get("end"))
         if period.get("start") is not None and (start is None or not start.exact):
             problems.add(res.where, f"{res.ref}: period.start {period.get('start')!r} is not a full day; no D1 from it")
             start = None
-        found.append((start.lo if start else None, end.hi if end else None, status, res.ref, res.where))
+        found.append((start.lo if start else None, end.hi if end else None, status, res.ref, res.where,
+                      subject_number(raw)))
     if given is not None:
-        last = next((e for s, e, *_ in sorted(found, key=lambda f: (f[0] is None, f[0])) if e), None)
-        return Subject(record.key, given, last, "given", "--d1", sex)
+        ordered = sorted(found, key=lambda f: (f[0] is None, f[0]))
+        last = next((e for s, e, *_ in ordered if e), None)
+        return Subject(record.key, given, last, "given", "--d1", sex, next((f[5] for f in ordered if f[5]), None))
     usable = sorted((f for f in found if f[0] is not None), key=lambda f: f[0])  # type: ignore[arg-type, return-value]
     if not usable:
-        for _, _, status, ref, where in found:
+        for _, _, status, ref, where, _number in found:
             problems.add(where, f"{ref} (status {status}) has no period.start, so no D1: {record.key} not analysed "
                                 "(give --d1 PATIENT=DATE)")
         return None
-    first, last, status, ref, where = usable[0]
+    first, last, status, ref, where, number = usable[0]
     if len(usable) > 1:
         problems.add(where, f"{record.key} has {len(usable)} ResearchSubjects on this study; D1 from the earliest ({ref})",
                      skipped=False)
-    return Subject(record.key, first, last, status, ref, sex)  # type: ignore[arg-type]
+    return Subject(record.key, first, last, status, ref, sex, number)  # type: ignore[arg-type]
 
 
 #: Statuses of things that did not (yet) happen, across resource types.
