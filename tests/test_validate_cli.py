@@ -49,7 +49,7 @@ def test_text_format(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out.splitlines()
     assert rc == EXIT_FINDINGS
     assert any("observations.ndjson:3 Observation.status" in line and line.startswith("error") for line in out)
-    assert out[-1].startswith("checked 5 resource(s): 5 error(s)")
+    assert out[-1].startswith("checked 5 document(s) (4 resource(s) in all): 5 error(s)")
 
 
 def test_missing_path_exits_4(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
