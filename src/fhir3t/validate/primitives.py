@@ -88,7 +88,7 @@ def _string(value: str, tcode: str) -> list[tuple[str, str, str]]:
         if tcode in ("string", "markdown") and not value.strip():
             out.append(("error", "invalid", f"{tcode} value is whitespace only"))
         else:
-            shown = f"{value[:80]!r} " if tcode in _ECHO else ""
+            shown = f"{value[:80]!r} " if tcode in _ECHO else "the value "
             hint = _FORMAT_HINT.get(tcode)
             out.append(("error", "value", f"{shown}is not a valid {tcode}" + (f" (expected {hint})" if hint else "")))
         return out
