@@ -67,6 +67,7 @@ def test_text_groups_issues_by_kind_and_min_severity_filters(capsys: pytest.Capt
     assert cli.main(["validate", "--min-severity", "error", str(tmp_path / "p.ndjson")]) == EXIT_FINDINGS
     assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning")]
     rc, oo = run_json(capsys, str(tmp_path / "p.ndjson"))
+    assert rc == EXIT_FINDINGS
     assert sum(i["severity"] == "error" for i in oo["issue"]) == 600
     assert all(i["expression"] == ["Patient.gender"] for i in oo["issue"] if i["severity"] == "error")
     assert cli.main(["validate", "--allow-extension-domain", "http://hospital.example/", str(tmp_path / "p.ndjson")]) == 1

@@ -178,7 +178,7 @@ def _item(w: Walk, item: Any, el: ElementDef, tcode: str, t: TypeDef, where: str
         if tcode == "xhtml" and isinstance(item, str):
             for key, msg in xhtml.narrative_problems(item):
                 w.add("error", "invariant", f"{key}: {msg}", where)
-        if el.binding and isinstance(item, str) and tcode in ("code", "string", "uri"):
+        if el.binding and el.binding[0] == "required" and isinstance(item, str) and tcode in ("code", "string", "uri"):
             _code_binding(w, item, el, where)
         if el.fixed is not None and item != el.fixed[1]:
             w.add("error", "value", f"value must be exactly {el.fixed[1]!r} ({el.fixed[0]})", where)
