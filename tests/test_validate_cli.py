@@ -48,8 +48,46 @@ def test_text_format(capsys: pytest.CaptureFixture) -> None:
     rc = cli.main(["validate", str(DATA / "observations.ndjson")])
     out = capsys.readouterr().out.splitlines()
     assert rc == EXIT_FINDINGS
-    assert any("observations.ndjson:3 Observation.status" in line and line.startswith("error") for line in out)
-    assert out[-1].startswith("checked 5 resource(s): 5 error(s)")
+    status = next(i for i, line in enumerate(out) if "observations.ndjson:3 Observation.status" in line)
+    assert out[status - 1].startswith("error") and "1×" in out[status - 1] and "'done'" in out[status - 1]
+    assert out[-1].startswith("checked 5 document(s) (4 resource(s) in all): 5 error(s)")
+
+
+def test_text_groups_issues_by_kind_and_min_severity_filters(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """600 bad codes on one element read as one line with a count; the JSON keeps every issue."""
+    lines = "".join(json.dumps({"resourceType": "Patient", "gender": f"g{i}"}) + "\n" for i in range(600))
+    (tmp_path / "p.ndjson").write_text(lines + json.dumps({"resourceType": "Patient", "telecom": [
+        {"system": "email", "value": "a@b"}], "extension": [{"url": "http://hospital.example/x", "valueString": "v"}]}) + "\n")
+    assert cli.main(["validate", str(tmp_path / "p.ndjson")]) == EXIT_FINDINGS
+    out = capsys.readouterr().out.splitlines()
+    heads = [line for line in out if not line.startswith(" ")]
+    assert heads[0].startswith("error") and "600×" in heads[0] and "code-invalid" in heads[0]
+    assert sum("... and 595 more" in line for line in out) == 1
+    assert any(line.startswith("warning") and "extension" in line for line in heads)
+    assert cli.main(["validate", "--min-severity", "error", str(tmp_path / "p.ndjson")]) == EXIT_FINDINGS
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning")]
+    rc, oo = run_json(capsys, str(tmp_path / "p.ndjson"))
+    assert rc == EXIT_FINDINGS
+    assert sum(i["severity"] == "error" for i in oo["issue"]) == 600
+    assert all(i["expression"] == ["Patient.gender"] for i in oo["issue"] if i["severity"] == "error")
+    assert cli.main(["validate", "--allow-extension-domain", "http://hospital.example/", str(tmp_path / "p.ndjson")]) == 1
+    assert "0 warning(s)" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_screening_bundle_is_summarised_not_flooded(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """fhir3t's own screening Bundle: the evidence references are one information line, and the
+    summary counts the entries (it used to print 665 warnings and 'checked 1 resource(s)')."""
+    out_file = tmp_path / "s.json"
+    assert cli.main(["screen", str(Path(__file__).parents[1] / "samples" / "screening"), "--as-of", "2026-11-16",
+                     "--emit", str(out_file)]) in (0, 3)
+    capsys.readouterr()
+    assert cli.main(["validate", str(out_file)]) == EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    heads = [line for line in out if not line.startswith(" ")]
+    assert len(heads) == 2 and heads[0].startswith("information") and "outside this Bundle" in heads[0]
+    n = len(json.loads(out_file.read_text())["entry"])
+    assert f"with {n} Bundle entries" in heads[1] and "0 error(s), 0 warning(s)" in heads[1]
+    assert cli.main(["validate", "--strict-refs", "--min-severity", "error", str(out_file)]) == EXIT_FINDINGS
 
 
 def test_missing_path_exits_4(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ DATA = Path(__file__).parent / "data" / "validate"
 
 
 def only_issue(path: Path, **kw):
-    issues, count = validate_issues([path], **kw)
+    issues, tally = validate_issues([path], **kw)
     assert len(issues) == 1, issues
-    return issues[0], count
+    return issues[0], tally.documents
 
 
 def test_non_json(tmp_path: Path) -> None:
@@ -46,8 +46,8 @@ def test_missing_path_is_fatal_issue(tmp_path: Path) -> None:
 
 
 def test_ndjson_issues_name_the_line() -> None:
-    issues, count = validate_issues([DATA / "observations.ndjson"])
-    assert count == 5  # 4 observations + the JSON line without resourceType
+    issues, tally = validate_issues([DATA / "observations.ndjson"])
+    assert tally.documents == 5 and tally.resources == 4  # 4 observations + the JSON line without resourceType
     by_line = {i.source.rsplit(":", 1)[1]: i for i in issues if i.is_error}
     assert set(by_line) == {"2", "3", "4", "5", "7"}
     assert "obs-6" in by_line["2"].diagnostics
@@ -73,8 +73,8 @@ def test_size_limit_is_configurable_and_ndjson_streams(tmp_path: Path) -> None:
     nd = tmp_path / "p.ndjson"
     nd.write_text(json.dumps({"resourceType": "Patient"}) + "\n" + json.dumps(doc) + "\n"
                   + json.dumps({"resourceType": "Patient", "gender": "f"}) + "\n")
-    issues, count = validate_issues([nd], max_bytes=100)
-    assert count == 2  # the over-long line 2 is skipped, lines 1 and 3 are read
+    issues, tally = validate_issues([nd], max_bytes=100)
+    assert tally.documents == 2  # the over-long line 2 is skipped, lines 1 and 3 are read
     assert [(i.source, i.code) for i in issues] == [(f"{nd}:2", "too-costly"), (f"{nd}:3", "code-invalid")]
 
 
@@ -96,17 +96,19 @@ def test_truncated_gzip(tmp_path: Path) -> None:
 def test_gzip_ndjson_and_json_lines_in_json_file(tmp_path: Path) -> None:
     p = tmp_path / "ok.ndjson.gz"
     p.write_bytes(gzip.compress(b'{"resourceType":"Patient"}\n{"resourceType":"Patient","gender":"x"}\n'))
-    issues, count = validate_issues([p])
-    assert count == 2 and [i.source for i in issues] == [f"{p}:2"]
+    issues, tally = validate_issues([p])
+    assert tally.documents == 2 and [i.source for i in issues] == [f"{p}:2"]
     j = tmp_path / "lines.json"
     j.write_text('{"resourceType":"Patient"}\n{"resourceType":"Patient"}\n')
-    assert validate_issues([j]) == ([], 2)
+    issues, tally = validate_issues([j])
+    assert (issues, tally.documents) == ([], 2)
 
 
 def test_directory(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text('{"resourceType":"Patient"}')
     (tmp_path / "notes.txt").write_text("ignored")
-    assert validate_issues([tmp_path]) == ([], 1)
+    issues, tally = validate_issues([tmp_path])
+    assert (issues, tally.files, tally.documents) == ([], 1, 1)
 
 
 def test_odd_shapes_and_deep_nesting_are_issues_not_crashes(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""`fhir3t validate FILE...`: check Bundles/resources and print an OperationOutcome or a list."""
+"""`fhir3t validate FILE...`: check Bundles/resources; a grouped report or an OperationOutcome."""
 from __future__ import annotations
 
 import argparse
@@ -15,21 +15,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "validate",
         help="validate FHIR R4 Bundles or resources (JSON, NDJSON, .gz)",
         description=(
-            "Check structure, required bindings, Bundle integrity, key invariants and fhir3t's "
-            "profiles. Exit 0 when no error is found, 1 when there are errors, 4 when a path is missing."
+            "Check resources against the R4 (4.0.1) definitions (structure, cardinality, JSON types, "
+            "bindings, invariants, extensions, narrative), Bundle integrity and fhir3t's profiles. "
+            "Exit 0 when no error is found, 1 when there are errors, 4 when a path is missing."
         ),
     )
     p.add_argument("paths", nargs="+", metavar="FILE", help="a .json resource/Bundle, .ndjson(.gz), or a directory")
     p.add_argument("--format", choices=("text", "json"), default="text",
-                   help="text: one issue per line (default); json: a FHIR OperationOutcome on stdout")
+                   help="text: issues grouped by kind, with counts (default); json: a FHIR OperationOutcome "
+                        "listing every issue with its expression")
+    p.add_argument("--min-severity", choices=("error", "warning", "information"), default="information",
+                   help="leave out issues below this severity (the exit code still counts every error)")
+    p.add_argument("--strict-refs", action="store_true",
+                   help="references to resources outside the Bundle are errors, each listed "
+                        "(default: one information issue)")
+    p.add_argument("--allow-extension-domain", action="append", default=[], metavar="URL",
+                   help="extensions whose URL starts with this are accepted without a definition (repeatable)")
     p.add_argument("--max-bytes", type=int, default=None, metavar="N",
                    help="largest single JSON document read into memory (default 256 MiB); NDJSON is streamed")
-    p.add_argument("--no-warnings", action="store_true", help="text format: list errors only")
+    p.add_argument("--no-warnings", action="store_true", help="the same as --min-severity error")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from fhir3t.validate import DEFAULT_MAX_BYTES, summary_issue, to_operation_outcome, validate_issues
+    from fhir3t.validate import DEFAULT_MAX_BYTES, Options, summary_issue, to_operation_outcome, validate_issues
+    from fhir3t.validate.summary import at_least, render
 
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
@@ -37,14 +47,14 @@ def run(args: argparse.Namespace) -> int:
     max_bytes = args.max_bytes if args.max_bytes is not None else DEFAULT_MAX_BYTES
     if max_bytes <= 0:
         raise UsageError("--max-bytes must be positive")
-    issues, count = validate_issues(args.paths, max_bytes=max_bytes)
-    summary = summary_issue(issues, count)
+    options = Options(strict_refs=args.strict_refs, allowed_extension_domains=tuple(args.allow_extension_domain))
+    issues, tally = validate_issues(args.paths, max_bytes=max_bytes, options=options)
+    summary = summary_issue(issues, tally)
+    shown = at_least(issues, "error" if args.no_warnings else args.min_severity)
     if args.format == "json":
-        oo = to_operation_outcome(issues + [summary])
+        oo = to_operation_outcome(shown + [summary])
         sys.stdout.write(orjson.dumps(oo, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        shown = [i for i in issues if i.is_error] if args.no_warnings else issues
-        for i in shown:
-            print(i)
-        print(summary.diagnostics)
+        for line in render(shown, summary.diagnostics):
+            print(line)
     return EXIT_FINDINGS if any(i.is_error for i in issues) else EXIT_OK

@@ -1,9 +1,11 @@
 """Validate FHIR R4 resources and Bundles; answer with an OperationOutcome.
 
-Layers, all run (no stop at the first error): structure and cardinality (fhir.resources R4B),
-required bindings (`profiles/bindings.json`), Bundle integrity (fullUrls, references, transaction
-requests), key invariants (bdl-*, obs-6/7, dom-2..5, ele-1, ext-1, ref-1) and fhir3t's own profiles
-(`profiles/schemas/`, applied when `meta.profile` names them).
+Driven by the official R4 (4.0.1) definitions in `profiles/r4/` (validate.definitions): structure,
+cardinality, strict JSON types and lexical forms of primitives, required/extensible bindings,
+extensions, narrative XHTML, and every invariant of every element in play (FHIRPath through
+fhirpathpy, a few natively). Then Bundle integrity (fullUrls, references, transaction requests) and
+fhir3t's own profiles (`profiles/StructureDefinition-*.json`, applied when `meta.profile` names
+them). All checks run; nothing stops at the first error.
 
     >>> from fhir3t.validate import validate_resource
     >>> [i.severity for i in validate_resource({"resourceType": "Patient", "gender": "x"})]
@@ -12,90 +14,159 @@ requests), key invariants (bdl-*, obs-6/7, dom-2..5, ele-1, ext-1, ref-1) and fh
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from fhir3t.validate.bindings import check_bindings
-from fhir3t.validate.bundle import check_bundle
-from fhir3t.validate.invariants import check_invariants
+from fhir3t.validate import fhirpath
+from fhir3t.validate.bundle import Resolver, check_bundle
+from fhir3t.validate.instance import Walk, is_resource_type, walk_resource
+from fhir3t.validate.invariants import check_bundle_invariants, check_dom3, check_ref1
 from fhir3t.validate.issues import Issue, has_errors, to_operation_outcome
-from fhir3t.validate.profiles import check_profiles
+from fhir3t.validate.primitives import json_kind
+from fhir3t.validate.profiles import check_profiles, package_extensions
 from fhir3t.validate.reader import DEFAULT_MAX_BYTES, expand_paths, read_items
-from fhir3t.validate.structure import check_structure, resource_type_issue
 
 __all__ = [
-    "DEFAULT_MAX_BYTES", "Issue", "has_errors", "to_operation_outcome", "validate_issues",
-    "validate_paths", "validate_resource",
+    "DEFAULT_MAX_BYTES", "Issue", "Options", "Tally", "has_errors", "summary_issue", "to_operation_outcome",
+    "validate_issues", "validate_paths", "validate_resource",
 ]
 
 
-def validate_resource(obj: Any) -> list[Issue]:
-    """Every issue found in one resource or Bundle (entries are checked one by one)."""
+@dataclass(frozen=True)
+class Options:
+    """How strict to be where the HL7 validator lets the user choose."""
+
+    #: unresolved relative references (`Patient/1` not in the Bundle) are errors instead of one information
+    strict_refs: bool = False
+    #: extension URLs starting with one of these are accepted without a definition
+    allowed_extension_domains: tuple[str, ...] = ()
+
+
+@dataclass
+class Tally:
+    """What was checked: files, top-level documents, Bundle entries, resources (entries and contained too)."""
+
+    files: int = 0
+    documents: int = 0
+    entries: int = 0
+    resources: int = 0
+    constraints_evaluated: int = 0
+    constraints_not_evaluated: dict[str, int] = field(default_factory=dict)
+
+    def add(self, w: Walk, entries: int) -> None:
+        self.documents += 1
+        self.entries += entries
+        self.resources += len(w.resources)
+        self.constraints_evaluated += w.evaluated
+        for k, n in w.not_evaluated.items():
+            self.constraints_not_evaluated[k] = self.constraints_not_evaluated.get(k, 0) + n
+
+
+def resource_type_issue(obj: Any) -> Issue | None:
+    """Why `obj` cannot be checked as a resource at all (None when it can)."""
+    if not isinstance(obj, dict):
+        return Issue("error", "structure", f"expected a JSON object (a FHIR resource), got {json_kind(obj)}")
+    rt = obj.get("resourceType")
+    if rt is None:
+        return Issue("error", "structure", "not a FHIR resource: no resourceType")
+    if not isinstance(rt, str):
+        return Issue("error", "structure", f"resourceType must be a string, got {json_kind(rt)}")
+    if not is_resource_type(rt):
+        return Issue("error", "structure", f"unknown resourceType {rt!r} (not an R4 resource type)")
+    return None
+
+
+def validate_resource(obj: Any, options: Options | None = None, tally: Tally | None = None) -> list[Issue]:
+    """Every issue found in one resource or Bundle (entries and contained resources included)."""
     first = resource_type_issue(obj)
-    if first is not None and first.is_error:
+    if first is not None:
+        if tally is not None:
+            tally.documents += 1
         return [first]
+    opts = options or Options()
+    w = Walk(extra_extensions=package_extensions(), allowed_extension_domains=opts.allowed_extension_domains)
     rt = obj["resourceType"]
-    issues: list[Issue] = []
-    if first is not None:  # an R4 type R4B cannot model: everything but structure
-        issues.append(Issue(first.severity, first.code, first.diagnostics, rt))
-    else:
-        issues.extend(check_structure(obj, skip_entry_resources=True))
-    issues.extend(check_bindings(obj))
-    issues.extend(check_invariants(obj))
-    issues.extend(check_profiles(obj))
-    contained = obj.get("contained")
-    if isinstance(contained, list):
-        for i, c in enumerate(contained):
-            if isinstance(c, dict) and isinstance(c.get("resourceType"), str):
-                prefix = f"{rt}.contained[{i}]"
-                issues.extend(x.at(prefix) for x in check_bindings(c) + check_profiles(c))
-    if rt == "Bundle":
-        issues.extend(check_bundle(obj))
-        entries = obj.get("entry")
-        if isinstance(entries, list):
-            for i, e in enumerate(entries):
-                if isinstance(e, dict) and "resource" in e:
-                    prefix = f"Bundle.entry[{i}].resource"
-                    issues.extend(x.at(prefix) for x in validate_resource(e["resource"]))
+    walk_resource(w, obj, rt)
+    resolver = Resolver(obj)
+    _evaluate(w, resolver)
+    issues = w.issues
+    for res, where, container in w.resources:
+        rtype = res["resourceType"]
+        if container is None:
+            if rtype not in ("Bundle", "Parameters", "Binary"):
+                issues.extend(check_dom3(res, where))
+            issues.extend(check_ref1(res, where))
+        issues.extend(x.at(where) for x in check_profiles(res))
+        if rtype == "Bundle":
+            issues.extend(x.at(where) for x in check_bundle_invariants(res))
+            issues.extend(x.at(where) for x in check_bundle(res, strict_refs=opts.strict_refs))
+    if tally is not None:
+        entries = obj.get("entry") if rt == "Bundle" else None
+        tally.add(w, len(entries) if isinstance(entries, list) else 0)
     return issues
 
 
+def _evaluate(w: Walk, resolver: Resolver) -> None:
+    for job in w.jobs:
+        c = fhirpath.applicable(job.ident)
+        if c is None:
+            continue
+        root = job.resource
+        out = fhirpath.evaluate(c, job.node, job.base, job.resource, root, resolver.lookup)
+        if out.ok is None:
+            w.not_evaluated[c.key] = w.not_evaluated.get(c.key, 0) + 1
+            w.add("warning", "processing", f"{c.key}: could not be evaluated, so it is not checked ({out.error})",
+                  job.where)
+        else:
+            w.evaluated += 1
+            if not out.ok:
+                w.add(c.severity if c.severity in ("error", "warning") else "error", "invariant",
+                      f"{c.key}: {c.human} (FHIRPath: {c.expression})", job.where)
+
+
 def validate_issues(
-    paths: Iterable[str | os.PathLike], *, max_bytes: int = DEFAULT_MAX_BYTES
-) -> tuple[list[Issue], int]:
-    """All issues of all files (each labelled with its file, and line for NDJSON) and how many
-    resources were checked."""
+    paths: Iterable[str | os.PathLike], *, max_bytes: int = DEFAULT_MAX_BYTES, options: Options | None = None,
+) -> tuple[list[Issue], Tally]:
+    """All issues of all files (each labelled with its file, and line for NDJSON) and what was checked."""
     issues: list[Issue] = []
-    count = 0
+    tally = Tally()
     for item in expand_paths(list(paths)):
         if isinstance(item, Issue):
             issues.append(item)
             continue
+        tally.files += 1
         for got in read_items(item, max_bytes=max_bytes):
             if isinstance(got, Issue):
                 issues.append(got)
                 continue
             source, obj = got
-            count += 1
             try:
-                found = validate_resource(obj)
-            except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
-                # a shape no check expected: say so for this resource, go on with the others
-                found = [Issue("error", "exception", f"this resource could not be checked: its structure is "
-                                                     f"unexpected ({type(exc).__name__})", obj.get("resourceType")
-                               if isinstance(obj, dict) and isinstance(obj.get("resourceType"), str) else None)]
+                found = validate_resource(obj, options, tally)
+            except RecursionError:
+                found = [Issue("error", "too-costly", "nested too deeply to be checked",
+                               obj.get("resourceType") if isinstance(obj, dict) else None)]
             issues.extend(i.with_source(source) for i in found)
-    return issues, count
+    return issues, tally
 
 
-def validate_paths(paths: Iterable[str | os.PathLike], *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
+def validate_paths(paths: Iterable[str | os.PathLike], *, max_bytes: int = DEFAULT_MAX_BYTES,
+                   options: Options | None = None) -> dict:
     """The OperationOutcome (as a dict) for the given files; missing paths are fatal issues."""
-    issues, count = validate_issues(paths, max_bytes=max_bytes)
-    return to_operation_outcome(issues + [summary_issue(issues, count)])
+    issues, tally = validate_issues(paths, max_bytes=max_bytes, options=options)
+    return to_operation_outcome(issues + [summary_issue(issues, tally)])
 
 
-def summary_issue(issues: list[Issue], count: int) -> Issue:
+def summary_issue(issues: Sequence[Issue], tally: Tally) -> Issue:
     n_err = sum(i.is_error for i in issues)
     n_warn = sum(i.severity == "warning" for i in issues)
+    n_info = sum(i.severity == "information" for i in issues)
+    what = f"checked {tally.documents} document(s)"
+    if tally.entries:
+        what += f" with {tally.entries} Bundle entr{'y' if tally.entries == 1 else 'ies'}"
+    what += f" ({tally.resources} resource(s) in all)"
+    skipped = sum(tally.constraints_not_evaluated.values())
+    notes = f"; {tally.constraints_evaluated} invariant evaluation(s)" + (
+        f", {skipped} not evaluated ({', '.join(sorted(tally.constraints_not_evaluated))})" if skipped else "")
     return Issue("information", "informational",
-                 f"checked {count} resource(s): {n_err} error(s), {n_warn} warning(s)")
+                 f"{what}: {n_err} error(s), {n_warn} warning(s), {n_info} information{notes}")

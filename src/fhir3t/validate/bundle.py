@@ -1,100 +1,199 @@
-"""Layer 3: Bundle integrity — fullUrls, references between entries, transaction requests.
+"""Bundle integrity — fullUrls, links, references between entries, transaction requests.
 
-Reference resolution follows R4's "Resolving references in Bundles": by fullUrl, by `Type/id`
-against an entry (relative to the entry's base when its fullUrl is a RESTful URL), or clearly
-external. An unresolved `urn:uuid:`/`urn:oid:` can never be resolved by a server → error; an
-unresolved relative `Type/id` may name a resource already on the server → warning.
+Reference resolution follows R4's "Resolving references in Bundles" (see Resolver). An unresolved
+`urn:uuid:`/`urn:oid:` can never be resolved by a server → error, as is an ambiguous reference and a
+document's section entry (or a message's focus) missing from the Bundle. Other references to
+resources outside the Bundle (`Patient/1` already on the server) are normal for a transaction:
+they are summed up in one information issue, or listed one by one as errors with `strict_refs`.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from fhir3t.validate.definitions import resource_types as r4_resource_types
 from fhir3t.validate.issues import Issue
 from fhir3t.validate.refs import ABSOLUTE_REF, RELATIVE_REF, iter_references
-from fhir3t.validate.tables import r4_resource_types
 
-RESOLVING_TYPES = frozenset({"transaction", "batch", "collection", "document", "message"})
+RESOLVING_TYPES = frozenset({"transaction", "batch", "collection", "document", "message", "searchset", "history"})
 REQUEST_TYPES = frozenset({"transaction", "batch"})
 _QUERY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-.:]*$")
+_ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
+_HISTORY = re.compile(r"^(.*?)/_history/([A-Za-z0-9\-.]{1,64})$")
+_SINGLE_LINKS = frozenset({"self", "first", "previous", "prev", "next", "last"})
 
 
-def check_bundle(bundle: dict) -> list[Issue]:
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    index: int
+    full_url: str | None
+    rtype: str | None
+    rid: str | None
+    version: str | None
+    resource: dict | None
+    mode: str | None  # entry.search.mode
+
+
+class Resolver:
+    """Finds Bundle entries by the R4 rules of reference resolution in Bundles (also used by the
+    FHIRPath `resolve()`): by fullUrl; a relative `Type/id` against the base of the referring
+    entry's RESTful fullUrl, or by type and id; a version (`/_history/n`) picks among versions."""
+
+    def __init__(self, doc: dict) -> None:
+        self.entries: list[_Entry] = []
+        self.by_url: dict[str, list[_Entry]] = {}
+        self.by_type_id: dict[tuple[str, str], list[_Entry]] = {}
+        raw = doc.get("entry") if doc.get("resourceType") == "Bundle" else None
+        for i, e in enumerate(raw if isinstance(raw, list) else []):
+            if not isinstance(e, dict):
+                continue
+            r = e.get("resource") if isinstance(e.get("resource"), dict) else None
+            fu = e.get("fullUrl") if isinstance(e.get("fullUrl"), str) else None
+            rtype = r.get("resourceType") if r and isinstance(r.get("resourceType"), str) else None
+            rid = r.get("id") if r and isinstance(r.get("id"), str) else None
+            meta = r.get("meta") if r else None
+            version = meta.get("versionId") if isinstance(meta, dict) and isinstance(meta.get("versionId"), str) else None
+            if fu and (rtype is None or rid is None):
+                m = ABSOLUTE_REF.match(fu)
+                if m:
+                    rtype, rid = rtype or m.group(2), rid or m.group(3)
+            search = e.get("search")
+            mode = search.get("mode") if isinstance(search, dict) and isinstance(search.get("mode"), str) else None
+            entry = _Entry(i, fu, rtype, rid, version, r, mode)
+            self.entries.append(entry)
+            if fu:
+                self.by_url.setdefault(fu, []).append(entry)
+            if rtype and rid:
+                self.by_type_id.setdefault((rtype, rid), []).append(entry)
+
+    def find(self, ref: str, base: str | None) -> list[_Entry]:
+        """The entries `ref` may mean (0: not in the Bundle; >1: ambiguous)."""
+        target, version = ref, None
+        m = _HISTORY.match(ref)
+        if m:
+            target, version = m.group(1), m.group(2)
+        if target in self.by_url:
+            got = self.by_url[target]
+        else:
+            rel = RELATIVE_REF.match(target)
+            if rel is None:
+                return []
+            if base and f"{base}/{target}" in self.by_url:
+                got = self.by_url[f"{base}/{target}"]
+            else:
+                got = self.by_type_id.get((rel.group(1), rel.group(2)), [])
+        if version is not None and len(got) > 1:
+            got = [e for e in got if e.version == version] or got
+        return got
+
+    def lookup(self, ref: str) -> dict | None:
+        got = self.find(ref, None)
+        return got[0].resource if len(got) == 1 else None
+
+
+def check_bundle(bundle: dict, *, strict_refs: bool = False) -> list[Issue]:
     entries = bundle.get("entry")
+    issues: list[Issue] = list(_check_links(bundle))
     if not isinstance(entries, list):
-        return []
+        return issues
     btype = bundle.get("type")
-    issues: list[Issue] = []
+    resolver = Resolver(bundle)
+    issues.extend(_check_full_urls(resolver, btype))
     if btype in REQUEST_TYPES:
         for i, e in enumerate(entries):
             if isinstance(e, dict):
                 issues.extend(_check_request(e, f"Bundle.entry[{i}]"))
     if btype in RESOLVING_TYPES:
-        issues.extend(_check_references(entries, btype))
+        issues.extend(_check_references(resolver, btype, strict_refs))
     return issues
 
 
-def _entry_index(entries: list) -> tuple[set[str], set[tuple[str, str]]]:
-    full_urls: set[str] = set()
-    type_ids: set[tuple[str, str]] = set()
-    for e in entries:
-        if not isinstance(e, dict):
-            continue
-        fu = e.get("fullUrl")
-        if isinstance(fu, str):
-            full_urls.add(fu)
+def _check_links(bundle: dict) -> Iterator[Issue]:
+    links = bundle.get("link")
+    seen: set[str] = set()
+    for i, link in enumerate(links if isinstance(links, list) else []):
+        rel = link.get("relation") if isinstance(link, dict) else None
+        if isinstance(rel, str) and rel in _SINGLE_LINKS:
+            if rel in seen:
+                yield Issue("error", "invalid", f"the link relation {rel!r} can only occur once", f"Bundle.link[{i}]")
+            seen.add(rel)
+
+
+def _check_full_urls(resolver: Resolver, btype: object) -> Iterator[Issue]:
+    for e in resolver.entries:
+        at = f"Bundle.entry[{e.index}]"
+        fu = e.full_url
+        if fu is not None and not _ABSOLUTE_URI.match(fu):
+            yield Issue("error", "invalid", f"the fullUrl must be an absolute URL (not {fu[:80]!r})", f"{at}.fullUrl")
+        elif fu is not None and e.resource is not None:
             m = ABSOLUTE_REF.match(fu)
-            if m:
-                type_ids.add((m.group(2), m.group(3)))
-        r = e.get("resource")
-        if isinstance(r, dict) and isinstance(r.get("resourceType"), str) and isinstance(r.get("id"), str):
-            type_ids.add((r["resourceType"], r["id"]))
-    return full_urls, type_ids
+            r = e.resource
+            if m and (m.group(2) != r.get("resourceType") or ("id" in r and m.group(3) != r.get("id"))):
+                yield Issue("error", "invalid",
+                            f"the fullUrl {fu[:120]!r} looks like a RESTful server URL, so it must end with the "
+                            f"resource's type and id (/{r.get('resourceType')}/{r.get('id')})", f"{at}.fullUrl")
+        if (btype == "searchset" and e.resource is not None and "id" not in e.resource and e.mode != "outcome"
+                and e.rtype != "OperationOutcome"):
+            yield Issue("error", "invalid", "search results must have ids", f"{at}.resource")
 
 
-def _check_references(entries: list, btype: str) -> Iterator[Issue]:
-    full_urls, type_ids = _entry_index(entries)
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict) or not isinstance(e.get("resource"), dict):
+def _check_references(resolver: Resolver, btype: str, strict: bool) -> Iterator[Issue]:
+    outside: list[tuple[str, str]] = []
+    for e in resolver.entries:
+        if e.resource is None:
             continue
         base = None
-        fu = e.get("fullUrl")
-        if isinstance(fu, str):
-            m = ABSOLUTE_REF.match(fu)
+        if e.full_url:
+            m = ABSOLUTE_REF.match(e.full_url)
             base = m.group(1) if m else None
-        for where, ref in iter_references(e["resource"], f"Bundle.entry[{i}].resource"):
-            issue = _resolve(ref, where, base, full_urls, type_ids, btype)
-            if issue is not None:
+        for where, ref in iter_references(e.resource, f"Bundle.entry[{e.index}].resource"):
+            issue = _resolve(resolver, ref, where, base, btype, e.index)
+            if issue == "outside":
+                outside.append((where, ref))
+            elif isinstance(issue, Issue):
                 yield issue
+    if not outside:
+        return
+    if strict:
+        for where, ref in outside:
+            yield Issue("error", "not-found", f"reference {ref!r} does not resolve within the Bundle (--strict-refs)",
+                        f"{where}.reference")
+        return
+    targets = sorted({r for _, r in outside})
+    yield Issue("information", "not-found",
+                f"{len(outside)} reference(s) to {len(targets)} resource(s) outside this Bundle, e.g. "
+                f"{', '.join(targets[:3])}; they must exist on the server that receives it "
+                "(--strict-refs lists each as an error)", f"{outside[0][0]}.reference")
 
 
-def _resolve(ref: str, where: str, base: str | None, full_urls: set[str],
-             type_ids: set[tuple[str, str]], btype: str) -> Issue | None:
+def _resolve(resolver: Resolver, ref: str, where: str, base: str | None, btype: str,
+             index: int) -> Issue | str | None:
     loc = f"{where}.reference"
     if ref.startswith("#"):
         return None  # contained: checked by ref-1
-    if ref in full_urls:
-        return None
-    if ref.startswith(("urn:uuid:", "urn:oid:")):
-        return Issue("error", "not-found",
-                     f"reference {ref!r} does not resolve to any entry's fullUrl in this {btype} Bundle", loc)
     if "?" in ref and not ref.startswith(("http://", "https://")):
         if btype != "transaction":
             return Issue("error", "invalid", f"conditional reference {ref!r} is only allowed in a transaction", loc)
         problem = conditional_url_problem(ref, require_type=True)
         return Issue("error", "invalid", f"conditional reference {ref!r}: {problem}", loc) if problem else None
+    got = resolver.find(ref, base)
+    if len({g.index for g in got}) > 1 and len({(g.full_url, g.version) for g in got}) > 1:
+        return Issue("error", "invalid", f"found {len(got)} entries that match {ref!r} in the Bundle", loc)
+    if got:
+        return None
+    if ref.startswith(("urn:uuid:", "urn:oid:")):
+        return Issue("error", "not-found",
+                     f"reference {ref!r} does not resolve to any entry's fullUrl in this {btype} Bundle", loc)
     m = RELATIVE_REF.match(ref)
-    if m:
-        rtype, rid = m.group(1), m.group(2)
-        if rtype not in r4_resource_types():
-            return Issue("error", "value", f"reference {ref!r} names unknown resource type {rtype!r}", loc)
-        if (rtype, rid) in type_ids or (base and f"{base}/{rtype}/{rid}" in full_urls):
-            return None
-        return Issue("warning", "not-found",
-                     f"reference {ref!r} does not resolve within the Bundle; it must exist on the target server", loc)
-    if ref.startswith(("http://", "https://")):
-        return None  # absolute URL: another server (or this one), clearly external
+    if m and m.group(1) not in r4_resource_types():
+        return Issue("error", "value", f"reference {ref!r} names unknown resource type {m.group(1)!r}", loc)
+    if index == 0 and ((btype == "document" and ".section" in where) or (btype == "message" and ".focus" in where)):
+        return Issue("error", "not-found", f"can't find {ref!r} in the {btype} Bundle (a {btype} must carry the "
+                                           "resources its first entry points to)", loc)
+    if m or ref.startswith(("http://", "https://")):
+        return "outside"
     return Issue("warning", "value",
                  f"reference {ref!r} is neither Type/id, an absolute URL, urn:uuid nor #contained", loc)
 

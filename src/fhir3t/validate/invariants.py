@@ -1,14 +1,11 @@
-"""Layer 4: key R4 invariants (reported as error/invariant with the key in the message).
-
-Resource-level invariants whose FHIRPath is short are evaluated as written in the spec with
-fhirpathpy (compiled once); whole-tree rules (ele-1, ext-1, ref-1) and the Bundle rules are plain
-JSON walks, which is both cheaper and gives exact locations.
+"""The invariants checked natively rather than through FHIRPath: dom-3 and ref-1 (whole-resource
+searches that FHIRPath states with descendants(), slow in fhirpathpy) and the Bundle rules bdl-*
+that need entry locations (bdl-7's FHIRPath only says "not distinct"). Same keys, same meaning.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from functools import cache
+from collections.abc import Iterator
 from typing import Any
 
 from fhir3t.validate.issues import Issue
@@ -22,63 +19,6 @@ def _well_formed(ref: str) -> bool:
     return bool(RELATIVE_REF.match(ref) or ABSOLUTE_REF.match(ref) or _URN.match(ref) or _CONDITIONAL.match(ref)
                 or (ref.startswith(("http://", "https://")) and " " not in ref))
 
-#: (key, resource type or "*" for every DomainResource, guard element, FHIRPath from the R4 spec,
-#: human text). The expression can only be false when the guard element is present, so it is
-#: evaluated only then (FHIRPath evaluation is the costliest step of this layer).
-FHIRPATH_INVARIANTS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("obs-6", "Observation", "dataAbsentReason", "dataAbsentReason.empty() or value.empty()",
-     "dataAbsentReason SHALL only be present if Observation.value[x] is not present"),
-    ("obs-7", "Observation", "component",
-     "value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists()).empty()",
-     "if Observation.code is the same as an Observation.component.code then the value element "
-     "associated with the code SHALL NOT be present"),
-    ("dom-2", "*", "contained", "contained.contained.empty()",
-     "if the resource is contained in another resource, it SHALL NOT contain nested Resources"),
-    ("dom-4", "*", "contained", "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()",
-     "if a resource is contained in another resource, it SHALL NOT have a meta.versionId or a meta.lastUpdated"),
-    ("dom-5", "*", "contained", "contained.meta.security.empty()",
-     "if a resource is contained in another resource, it SHALL NOT have a security label"),
-)
-
-NOT_DOMAIN = frozenset({"Bundle", "Parameters", "Binary"})
-
-
-@cache
-def _compiled() -> tuple[tuple[str, str, str, Callable, str, str], ...]:
-    import fhirpathpy
-    from fhirpathpy.models import models
-
-    return tuple(
-        (key, rtype, guard, fhirpathpy.compile(expr, models["r4"]), expr, text)
-        for key, rtype, guard, expr, text in FHIRPATH_INVARIANTS
-    )
-
-
-def check_invariants(resource: dict) -> list[Issue]:
-    rt = resource.get("resourceType")
-    if not isinstance(rt, str):
-        return []
-    issues: list[Issue] = []
-    has_contained = bool(resource.get("contained"))
-    for key, rtype, guard, fn, expr, text in _compiled():
-        if (rtype != rt and (rtype != "*" or rt in NOT_DOMAIN)) or guard not in resource:
-            continue
-        try:
-            ok = fn(resource, {"resource": resource, "rootResource": resource})
-        except Exception as exc:  # fhirpathpy raises plain exceptions on odd input
-            issues.append(Issue("warning", "processing", f"{key}: could not evaluate ({exc})", rt))
-            continue
-        if ok != [True]:
-            issues.append(Issue("error", "invariant", f"{key}: {text} (FHIRPath: {expr})", rt))
-    if rt not in NOT_DOMAIN and has_contained:
-        issues.extend(_dom3(resource, rt))
-    issues.extend(_ref1(resource, rt))
-    issues.extend(_elements(resource, rt, root=True))
-    if rt == "Bundle":
-        issues.extend(check_bundle_invariants(resource))
-    return issues
-
-
 def _strings(obj: Any) -> Iterator[str]:
     if isinstance(obj, str):
         yield obj
@@ -90,7 +30,7 @@ def _strings(obj: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
-def _dom3(resource: dict, rt: str) -> Iterator[Issue]:
+def check_dom3(resource: dict, rt: str) -> Iterator[Issue]:
     """dom-3: every contained resource is referenced from elsewhere or references the container."""
     contained = resource.get("contained")
     if not isinstance(contained, list):
@@ -110,7 +50,7 @@ def _dom3(resource: dict, rt: str) -> Iterator[Issue]:
                     f"{rt}.contained[{i}]")
 
 
-def _ref1(resource: dict, rt: str) -> Iterator[Issue]:
+def check_ref1(resource: dict, rt: str) -> Iterator[Issue]:
     """ref-1: a local reference `#id` needs a contained resource with that id (`#` is the container)."""
     contained = resource.get("contained")
     ids = {c["id"] for c in contained if isinstance(c, dict) and isinstance(c.get("id"), str)} \
@@ -126,59 +66,6 @@ def _ref1(resource: dict, rt: str) -> Iterator[Issue]:
                         f"malformed reference {ref!r}: expected Type/id, an absolute URL, urn:uuid:, urn:oid: or #id "
                         "(ids are 1-64 of A-Z a-z 0-9 - .)",
                         f"{where}.reference")
-
-
-def _elements(obj: Any, where: str, root: bool = False) -> Iterator[Issue]:
-    """ele-1 (every element has a value or children) and ext-1 (extension: value xor children),
-    checked on the JSON: no empty objects, arrays or strings, no bare nulls."""
-    if isinstance(obj, dict):
-        if not obj:
-            yield Issue("error", "invariant", "ele-1: All FHIR elements must have a @value or children (empty object)", where)
-            return
-        if not root and "resourceType" in obj:
-            return  # a nested resource (entry.resource, contained): checked as its own resource
-        for k, v in obj.items():
-            loc = f"{where}.{k.lstrip('_')}"
-            if v is None:
-                yield Issue("error", "invariant", f"ele-1: element {k!r} is null (omit it instead)", loc)
-            elif isinstance(v, str):
-                if not v and k != "div":
-                    yield Issue("error", "invariant", f"ele-1: element {k!r} is an empty string", loc)
-            elif isinstance(v, dict):
-                if k == "contained" or "resourceType" in v:
-                    continue
-                yield from _elements(v, loc)
-            elif isinstance(v, list):
-                if not v:
-                    yield Issue("error", "invariant", f"ele-1: element {k!r} is an empty array (omit it instead)", loc)
-                    continue
-                twin = obj.get(k[1:] if k.startswith("_") else f"_{k}")
-                for i, item in enumerate(v):
-                    iloc = f"{loc}[{i}]"
-                    if item is None:
-                        if not (isinstance(twin, list) and i < len(twin) and twin[i] is not None):
-                            yield Issue("error", "invariant",
-                                        "ele-1: null in an array is only allowed with a matching value or "
-                                        "extension in the paired `_` array", iloc)
-                    elif isinstance(item, dict):
-                        if "resourceType" in item:
-                            if k == "contained":
-                                yield from _elements(item, iloc, root=True)
-                            continue
-                        if k in ("extension", "modifierExtension"):
-                            yield from _ext1(item, iloc)
-                        yield from _elements(item, iloc)
-                    elif isinstance(item, str) and not item:
-                        yield Issue("error", "invariant", f"ele-1: empty string in {k!r}", iloc)
-
-
-def _ext1(ext: dict, where: str) -> Iterator[Issue]:
-    has_value = any(k.startswith("value") for k in ext)
-    has_children = bool(ext.get("extension"))
-    if has_value == has_children:
-        yield Issue("error", "invariant",
-                    "ext-1: Must have either extensions or value[x], not both"
-                    + (" (has both)" if has_value else " (has neither)"), where)
 
 
 # --- Bundle ----------------------------------------------------------------------------------
@@ -223,7 +110,7 @@ def check_bundle_invariants(bundle: dict) -> Iterator[Issue]:
             res = e.get("resource")
             meta = res.get("meta") if isinstance(res, dict) else None
             vid = meta.get("versionId") if isinstance(meta, dict) else None
-            key = (fu, vid if btype == "history" else None)
+            key = (fu, vid)
             if key in seen:
                 yield Issue("error", "invariant",
                             f"bdl-7: FullUrl must be unique in a bundle, or else entries with the same fullUrl "

