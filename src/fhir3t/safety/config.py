@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fhir3t.errors import ConfigError
-from fhir3t.profiles import profiles_dir
 from fhir3t.safety.clinical import Drug
 from fhir3t.safety.grading import Bound, DefaultRanges, LabTest
 from fhir3t.safety.terms import Terms
@@ -67,7 +66,13 @@ def _read(folder: Path, name: str) -> tuple[dict, bytes]:
 
 
 def load_config(tx: Terminology, folder: Path | None = None) -> SafetyConfig:
-    folder = folder or profiles_dir() / "safety"
+    if folder is None:
+        from fhir3t.study import load_study
+
+        study = load_study()
+        if study.safety_file is None:
+            raise ConfigError(f"{study.source}: the study profile names no safety rules ('safety')")
+        folder = study.safety_file.parent
     data: dict[str, dict] = {}
     digest = hashlib.sha256()
     for name in FILES:

@@ -111,9 +111,9 @@ class Constraint:
 
 
 def r4_dir() -> Path:
-    from fhir3t.profiles import profiles_dir
+    from fhir3t.profiles import profile_path
 
-    return profiles_dir() / "r4"
+    return profile_path("r4")
 
 
 def _read(name: str) -> Any:

@@ -22,9 +22,10 @@ _VALUE_KINDS = frozenset({"const", "enum", "minimum", "maximum", "type", "minLen
 
 
 def profiles_path() -> Path:
-    from fhir3t.profiles import profiles_dir
+    """fhir3t's own profiles (schemas, StructureDefinitions): a study's folder may override them."""
+    from fhir3t.profiles import profile_path
 
-    return profiles_dir()
+    return profile_path("schemas").parent
 
 
 @cache
