@@ -69,10 +69,10 @@ def load_config(tx: Terminology, folder: Path | None = None) -> SafetyConfig:
     if folder is None:
         from fhir3t.study import load_study
 
-        study = load_study()
-        if study.safety_file is None:
-            raise ConfigError(f"{study.source}: the study profile names no safety rules ('safety')")
-        folder = study.safety_file.parent
+        profile = load_study()
+        if profile.safety_file is None:
+            raise ConfigError(f"{profile.source}: the study profile names no safety rules ('safety')")
+        folder = profile.safety_file.parent
     data: dict[str, dict] = {}
     digest = hashlib.sha256()
     for name in FILES:
