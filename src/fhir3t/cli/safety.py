@@ -124,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
     push = getattr(args, "push", None)
     if args.emit or push:
         from fhir3t.criteria.load import load_criteria
-        from fhir3t.emit import write_json
         from fhir3t.emit.adverse_event import safety_bundle
         from fhir3t.emit.screening import research_study
+        from fhir3t.sinks import write_json
 
         bundle, notes = safety_bundle(findings, research_study(load_criteria(engine.tx)), engine.config.digest)
         for n in notes:

@@ -7,7 +7,7 @@ problems in a `Problems`), so a hospital script does with one import what a CLI 
 from __future__ import annotations
 
 from fhir3t.pipeline.engine import Engine
-from fhir3t.pipeline.screening import screen_files
+from fhir3t.pipeline.screening import Output, ScreenRun, deliver, screen_files, screen_server
 from fhir3t.sources.files import with_discovered_maps
 
-__all__ = ["Engine", "screen_files", "with_discovered_maps"]
+__all__ = ["Engine", "Output", "ScreenRun", "deliver", "screen_files", "screen_server", "with_discovered_maps"]

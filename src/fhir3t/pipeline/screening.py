@@ -1,16 +1,25 @@
 """Screening: files (or a server) -> grouped records -> results."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.dates import parse_day, today_utc
+from fhir3t.emit import screening_bundle
 from fhir3t.errors import Problems, UsageError
+from fhir3t.formats import Format, RunInfo, get_format
 from fhir3t.pipeline.engine import Engine
+from fhir3t.sinks import FileSink, atomic_text
 from fhir3t.sources.files import Limits, with_discovered_maps
-from fhir3t.sources.grouping import GroupingSource
+from fhir3t.sources.grouping import GroupingSource, SharedIndex
+
+if TYPE_CHECKING:
+    from fhir3t.transport.http import FhirClient
 
 
 def as_day(value: date | str | None, name: str) -> date | None:
@@ -61,3 +70,101 @@ def screen_files(
     if source.stats.unattributed:
         problems.add("input", f"{source.stats.unattributed} resource(s) that could decide a criterion name no patient "
                               "fhir3t can find (see above): their patients' results may be incomplete")
+
+
+def screen_server(
+    client: FhirClient,
+    engine: Engine,
+    *,
+    as_of: date | str | None = None,
+    d1: date | str | None = None,
+    patients: Sequence[str] = (),
+    group: str | None = None,
+    since: date | None = None,
+    strategy: str | None = None,
+    problems: Problems | None = None,
+    on_candidates: Callable[[int], None] | None = None,
+) -> Iterator[ScreeningResult]:
+    """Screen patients pulled from a FHIR server (candidates by the study's anchor condition, or the
+    given patients / Group) through the same engine as files."""
+    from fhir3t.sources.rest import RestSource
+
+    as_of_day = as_day(as_of, "as_of") or today_utc()
+    d1_day = as_day(d1, "d1") or as_of_day
+    if problems is not None:
+        engine.problems = problems
+        engine.relevance.problems = problems
+    shared = SharedIndex()
+    source = RestSource(client, engine.tx, sorted(engine.screener.types), engine.problems, shared,
+                        anchor=(engine.study.candidate_type, engine.study.candidate_valueset),
+                        patients=patients, group=group, since=since, strategy=strategy, on_candidates=on_candidates)
+    yield from engine.screen_raw(source, as_of_day, d1_day, shared)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One place results go: a format, and a file (None: the given stream, stdout for the CLI)."""
+
+    format: str
+    path: str | None = None
+
+
+@dataclass
+class ScreenRun:
+    """What a screening run produced, for the caller to report and turn into an exit code."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    written: dict[str, int] = field(default_factory=dict)
+    results: list[ScreeningResult] = field(default_factory=list)  # kept when emitting, pushing or collecting
+    bundle: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def deliver(stream: Iterable[ScreeningResult], engine: Engine, info: RunInfo, outputs: Sequence[Output], *,
+            stdout: IO[str], keep: bool = False, emit: str | None = None) -> ScreenRun:
+    """Write results to every output; build (and write, with `emit`) the FHIR Bundle.
+
+    One streaming output and nothing else to do: results are written as they come (memory stays flat).
+    Otherwise they are collected once and each output is written from the list. Files are written
+    atomically; a failure part-way leaves a marker on a streamed stdout and no partial file.
+    """
+    run = ScreenRun()
+
+    def tally(it: Iterable[ScreeningResult]) -> Iterator[ScreeningResult]:
+        for r in it:
+            run.counts[r.status] += 1
+            yield r
+
+    stream = tally(stream)
+    formats = [(o, get_format(o.format)) for o in outputs]
+    collect = keep or emit is not None or len(formats) != 1 or not formats[0][1].streaming
+    if collect:
+        run.results = list(stream)
+        source: Iterable[ScreeningResult] = run.results
+        for o, fmt in formats:
+            run.written[o.format] = _write_one(fmt, source, o.path, stdout, info)
+    else:
+        o, fmt = formats[0]
+        run.written[o.format] = _write_one(fmt, stream, o.path, stdout, info)
+    if emit is not None or keep:
+        run.bundle, run.notes = screening_bundle(run.results, engine.criteria, study=engine.study)
+        if emit is not None:
+            try:
+                FileSink(emit).send(run.bundle)
+            except OSError as exc:
+                raise UsageError(f"cannot write {emit}: {exc.strerror}") from None
+    return run
+
+
+def _write_one(fmt: Format, results: Iterable[ScreeningResult], path: str | None, stdout: IO[str], info: RunInfo) -> int:
+    if path is None or path == "-":
+        return fmt.write(results, stdout, info)
+    try:
+        with atomic_text(path, bom=fmt.bom) as fh:
+            return fmt.write(results, fh, info)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None

@@ -1,0 +1,49 @@
+"""`json` (an array) and `ndjson` (one object per line): the JSON contract of the README."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import IO
+
+import orjson
+
+from fhir3t.criteria.model import ScreeningResult
+from fhir3t.formats import Format, RunInfo
+
+
+def error_marker(exc: BaseException) -> dict[str, str]:
+    """The last element/line of a run that failed part-way (never patient data)."""
+    return {"fhir3t_error": f"the run did not complete ({type(exc).__name__}); results above are partial"}
+
+
+class Json(Format):
+    name = "json"
+    help = "an array of result objects (the JSON contract)"
+
+    def write(self, results: Iterable[ScreeningResult], out: IO[str], info: RunInfo) -> int:
+        n = 0
+        out.write("[")
+        try:
+            for r in results:
+                out.write(("\n" if n == 0 else ",\n") + orjson.dumps(r.to_dict(), option=orjson.OPT_INDENT_2).decode())
+                n += 1
+        except BaseException as exc:
+            out.write(("\n" if n == 0 else ",\n") + orjson.dumps(error_marker(exc)).decode() + "\n]\n")
+            raise
+        out.write("\n]\n" if n else "]\n")
+        return n
+
+
+class Ndjson(Format):
+    name = "ndjson"
+    help = "one result object per line (for big runs and other tools)"
+
+    def write(self, results: Iterable[ScreeningResult], out: IO[str], info: RunInfo) -> int:
+        n = 0
+        try:
+            for r in results:
+                out.write(orjson.dumps(r.to_dict()).decode() + "\n")
+                n += 1
+        except BaseException as exc:
+            out.write(orjson.dumps(error_marker(exc)).decode() + "\n")
+            raise
+        return n
