@@ -98,7 +98,7 @@ def test_rules_read_only_declared_types_and_elements(tmp_path, monkeypatch):
     for rec in records:
         if rec.patient is not None:
             rec.patient = Tracked("Patient", rec.patient, seen)
-        for group in (*rec.by_type.values(), *rec.unread.values()):
+        for group in (*rec.by_type.values(), *rec.unread.values(), *rec.suspects.values()):
             for r in group:
                 if r.raw:
                     r.raw = Tracked(r.type, r.raw, seen)

@@ -92,12 +92,13 @@ class Context:
     def suspects(self, rtype: str, vs: ValueSet) -> list[Res]:
         """Visible resources whose code is not in `vs` but whose text names one of its concepts,
         where no closed-system code (ICD-10, ATC) already decides membership."""
-        if not vs.names:
+        pool = self.record.suspects.get(rtype)
+        if not pool or not vs.names:
             return []
         closed = self.tx.systems.closed
         out = []
-        for r in self.visible(rtype):
-            if not r.texts or any(c in vs for c in r.codes):
+        for r in pool:
+            if r.dated_after(self.as_of) or any(c in vs for c in r.codes):
                 continue
             if any(c[0] in closed and c[0] in vs.systems_used for c in r.codes):
                 continue

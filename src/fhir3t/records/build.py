@@ -180,6 +180,9 @@ class RecordBuilder:
                 self.problems.add(where, f"{rtype}: {bad_status}: criteria that read it are left unknown", skipped=False)
             rec.unread.setdefault(rtype, []).append(res)
             return res
+        if judged.why is Why.SUSPECT:
+            rec.suspects.setdefault(rtype, []).append(res)
+            return res
         rec.by_type.setdefault(rtype, []).append(res)
         rec.index.setdefault(ref, res)
         if rtype == "Observation":

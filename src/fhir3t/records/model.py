@@ -48,6 +48,9 @@ class PatientRecord:
     #: resources (or source entries) of read types that could not be read, by type; "*" holds entries
     #: whose type is not known at all
     unread: dict[str, list[Res]] = field(default_factory=dict)
+    #: resources no value set's code matches whose text names a value set's concept, by type
+    #: (an RxNorm product, a hospital's own lab code): rules look at them only to stay unknown
+    suspects: dict[str, list[Res]] = field(default_factory=dict)
     _code_index: dict[str, dict[Code, list[Res]]] = field(default_factory=dict, repr=False)
 
     def of(self, *types: str) -> list[Res]:
