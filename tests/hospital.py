@@ -11,10 +11,12 @@ systems of a multi-system export (HIS, LIS, PACS, pharmacy, TB clinic, an outsid
 
 The truth is derived from shared/spec/eligibility.md by construction, never by running fhir3t:
 each patient is a baseline that is eligible by the spec, plus one change whose effect on each
-criterion is written next to it. Where the spec is silent, the truth is `unknown` (never a
-reading that could make a patient eligible); `acceptable` lists the other answers a careful
-reading may give, all of them on the safe side (an engine with a terminology server may say
-`met` where one without says `unknown`). The truth goes to a sidecar file, never into FHIR.
+criterion is written next to it. Where the spec is silent and nothing is unambiguous, the truth
+is `unknown`; where a person reads a value unambiguously (`阴性(-)` is negative) that reading is
+expected and the spec-literal `unknown` acceptable. `acceptable` lists the other answers a
+careful reading may give; none of them makes a patient eligible whom the expected answers do
+not (an engine with a terminology server may say `met` where one without says `unknown`; both
+are accepted). The truth goes to a sidecar file, never into FHIR.
 
     python tests/hospital.py OUT_DIR [--layout ndjson|bundles|both] [--gz]
 
@@ -561,15 +563,15 @@ def _hbsag_string(name: str, value: Any, expected: str, also: tuple[str, ...], w
     scenario(name, what)(fn)
 
 
-# Strings the spec does not list are `unknown` by §3 ("anything else"); the reading a person would
-# make is acceptable where it is on the safe side.
-_hbsag_string("hbsag-grade-pos", v_str("阳性(+)"), UNKNOWN, (MET,), "HBsAg valueString 阳性(+)")
-_hbsag_string("hbsag-weak-pos", v_str("弱阳性"), UNKNOWN, (MET,), "HBsAg valueString 弱阳性 (weakly positive)")
-_hbsag_string("hbsag-fullwidth-pos", v_str("阳性（＋）"), UNKNOWN, (MET,), "HBsAg valueString with full-width brackets and plus")
-_hbsag_string("hbsag-grade-neg", v_str("阴性(-)"), UNKNOWN, (NOT_MET,), "HBsAg valueString 阴性(-)")
-_hbsag_string("hbsag-reftext-pos", v_str("阳性 (参考值: 阴性)"), UNKNOWN, (MET,),
+# Strings the spec does not list are "anything else" (§3: unknown); where a person reads them
+# unambiguously (阴性(-) is negative) that reading is expected and the spec-literal unknown acceptable.
+_hbsag_string("hbsag-grade-pos", v_str("阳性(+)"), MET, (UNKNOWN,), "HBsAg valueString 阳性(+)")
+_hbsag_string("hbsag-weak-pos", v_str("弱阳性"), MET, (UNKNOWN,), "HBsAg valueString 弱阳性 (weakly positive)")
+_hbsag_string("hbsag-fullwidth-pos", v_str("阳性（＋）"), MET, (UNKNOWN,), "HBsAg valueString with full-width brackets and plus")
+_hbsag_string("hbsag-grade-neg", v_str("阴性(-)"), NOT_MET, (UNKNOWN,), "HBsAg valueString 阴性(-)")
+_hbsag_string("hbsag-reftext-pos", v_str("阳性 (参考值: 阴性)"), MET, (UNKNOWN,),
               "HBsAg 阳性 followed by reference text naming 阴性: never read as negative")
-_hbsag_string("hbsag-reftext-neg", v_str("阴性 (参考值: 阴性)"), UNKNOWN, (NOT_MET,), "HBsAg 阴性 with reference text")
+_hbsag_string("hbsag-reftext-neg", v_str("阴性 (参考值: 阴性)"), NOT_MET, (UNKNOWN,), "HBsAg 阴性 with reference text")
 _hbsag_string("hbsag-quant-pos-interp", {**v_qty(235.7, "IU/mL", "[IU]/mL"), **interp("POS", "阳性")}, MET, (),
               "quantitative HBsAg 235.7 IU/mL with interpretation POS")
 _hbsag_string("hbsag-quant-neg-interp", {**v_qty(0.01, "IU/mL", "[IU]/mL"), **interp("NEG", "阴性")}, NOT_MET, (UNKNOWN,),
@@ -728,7 +730,7 @@ for _value, _res in ((80.0, NOT_MET), (79.9, MET)):
 @scenario("dlco-string-value", "DLCO % predicted written as valueString '62%'")
 def _(c: Chart, b: Build, rng: random.Random) -> None:
     c.put("dlco", b.obs("lis", lis("DLCOPP"), ts(c.day(9), "10:00"), category="exam", **v_str("62%")))
-    c.expect("I4-dlco", UNKNOWN, MET)
+    c.expect("I4-dlco", MET, UNKNOWN)
 
 
 # ---- chest CT as PACS reports (I5) ---------------------------------------------------------------
