@@ -192,3 +192,19 @@ def test_writers_put_each_system_in_its_own_folder_and_the_truth_beside(tmp_path
     assert ehr["entry"][0]["resource"]["resourceType"] == "Patient"
     for f in (tmp_path / "bundles" / "pharmacy").glob("h*.json"):
         assert all(e["resource"]["resourceType"] != "Patient" for e in json.loads(f.read_text())["entry"])
+
+
+def test_samples_hospital_are_what_the_generator_writes(tmp_path: Path) -> None:
+    """samples/hospital/ is generated: the committed files equal a fresh run (no hand edits that drift)."""
+    here = ROOT / "samples" / "hospital"
+    sys.path.insert(0, str(here))
+    import generate
+
+    cs = generate.charts()
+    hospital.write_bundles(cs, tmp_path)
+    hospital.write_truth(cs, tmp_path / "truth.txt")
+    fresh = {str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    committed = {k: (here / k).read_bytes() for k in fresh}
+    assert committed == fresh
+    assert (here / "README.md").read_text(encoding="utf-8") == generate.readme(cs)
+    assert {c.status() for c in cs} == {"eligible", "ineligible", "candidate"}
