@@ -1,0 +1,291 @@
+"""Screening on Apache Spark: the same per-patient evaluation as `fhir3t screen`, over Bulk NDJSON.
+
+    pip install "fhir3t[spark]"
+    python -m fhir3t.spark IN_DIR OUT_DIR --as-of 2026-11-16 [--d1 DATE] [--concept-map FILE]...
+
+Spark does what needs a cluster (reading the files, grouping by patient, spreading the work); each
+patient is screened by `fhir3t.api.Engine.screen_raw`, loaded once per executor process, so the
+results are those of the single-machine path. Steps:
+
+1. the lines are read as text (`IN_DIR` and its sub-folders: *.ndjson, *.ndjson.gz, *.jsonl);
+   Spark SQL (`from_json` on a five-field schema) extracts the resource type and the patient
+   reference of each line, and drops the types no criterion reads before any Python runs;
+2. the shared resources (Medication, ResearchStudy: a small set) are collected and broadcast;
+3. each remaining line passes the engine's read filter (`Engine.wants`) on the executors, so only
+   the ~5 % of lines a criterion reads are shuffled; lines are grouped by patient (`groupByKey`)
+   and each group is put back in the single-machine path's order (file path, then position);
+4. each patient becomes a `RawRecord` and is screened; results (`ScreeningResult.to_dict()`) are
+   written as NDJSON to OUT_DIR/results/ (sorted by patient), input problems to OUT_DIR/problems/.
+
+Only local-mode paths are checked for ConceptMaps among the input (as `fhir3t screen` does); on a
+cluster pass them with --concept-map (read on the driver and shipped to the executors).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import orjson
+
+from fhir3t.api import Engine, SharedIndex, with_discovered_maps
+from fhir3t.record import DEFAULT_PATIENT_FIELDS, PATIENT_FIELDS, SHARED_TYPES, RawRecord
+
+NDJSON_GLOB = "*.{ndjson,ndjson.gz,jsonl,jsonl.gz,NDJSON,NDJSON.GZ}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every executor needs, shipped once as a broadcast variable."""
+
+    as_of: date
+    d1: date
+    concept_maps: tuple[str, ...]  # ConceptMap JSON texts
+    criteria: str | None  # criteria JSON text, or None for the installed one
+    shared: tuple[str, ...]  # Medication / ResearchStudy lines
+
+    @property
+    def key(self) -> str:
+        h = hashlib.sha256()
+        for part in (*self.concept_maps, self.criteria or "", *self.shared):
+            h.update(part.encode())
+            h.update(b"\0")
+        return h.hexdigest()
+
+
+_ENGINES: dict[str, tuple[Engine, SharedIndex]] = {}
+
+
+def _engine(job: Job) -> tuple[Engine, SharedIndex]:
+    """The executor's engine and shared index, loaded on first use and kept for the process."""
+    hit = _ENGINES.get(job.key)
+    if hit is None:
+        folder = Path(tempfile.mkdtemp(prefix="fhir3t-spark-"))
+        maps = []
+        for i, text in enumerate(job.concept_maps):
+            maps.append(folder / f"conceptmap-{i}.json")
+            maps[-1].write_text(text, encoding="utf-8")
+        criteria = None
+        if job.criteria is not None:
+            criteria = folder / "criteria.json"
+            criteria.write_text(job.criteria, encoding="utf-8")
+        engine = Engine.load(maps, criteria)
+        shared = SharedIndex()
+        for line in job.shared:
+            shared.add(orjson.loads(line))
+        hit = _ENGINES[job.key] = (engine, shared)
+    return hit
+
+
+def _drain(engine: Engine) -> Iterator[tuple[str, str]]:
+    for p in engine.problems:
+        yield "problem", json.dumps({"where": p.where, "message": p.message, "skipped": p.skipped}, ensure_ascii=False)
+    engine.problems.items.clear()
+
+
+def _order_key(file: str) -> tuple:
+    """Sort key of an input file as the single-machine path orders them (sorted local paths)."""
+    url = urlparse(file)
+    if url.scheme in ("", "file"):
+        return (0, PurePosixPath(unquote(url.path)).parts)
+    return (1, (file,))
+
+
+def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, tuple[tuple, str, str]]]:
+    """Executor, before the shuffle: decode, keep what the read filter wants -> (patient, (order, line, where)).
+
+    Problems travel under the empty key as ((), JSON, "") so the grouping step writes them out.
+    """
+    job: Job = job_bc.value
+    engine, shared = _engine(job)
+    wants = engine.wants(shared)
+    for row in rows:
+        where = row.file
+        try:
+            res = orjson.loads(row.value)
+        except orjson.JSONDecodeError as exc:
+            engine.problems.add(where, f"not valid JSON ({exc}); line skipped")
+            continue
+        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+            engine.problems.add(where, "not a FHIR resource (no resourceType); line skipped")
+            continue
+        rtype = res["resourceType"]
+        if not row.key:
+            engine.problems.add(where, "Patient without id; skipped" if rtype == "Patient"
+                                else f"{rtype} has no usable patient reference; skipped")
+            continue
+        if rtype != "Patient" and not wants(res, where):
+            continue
+        yield row.key, ((_order_key(where), row.block, row.pos), row.value, where)
+    for _, text in _drain(engine):
+        yield "", ((), text, "")
+
+
+def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[tuple[tuple, str, str]]]]) -> Iterator[tuple[str, str]]:
+    """Executor, after the shuffle: one RawRecord per patient, screened by the engine -> (kind, JSON)."""
+    job: Job = job_bc.value
+    engine, shared = _engine(job)
+    passed: list[str] = []  # problems found before the shuffle
+
+    def records() -> Iterator[RawRecord]:
+        for key, lines in groups:
+            if not key:
+                passed.extend(text for _, text, _ in lines)
+                continue
+            ordered = sorted(lines, key=lambda x: x[0])
+            resources = [(orjson.loads(text), where) for _, text, where in ordered]
+            source = str(PurePosixPath(ordered[0][2]).parent)
+            if not any(r.get("resourceType") == "Patient" for r, _ in resources):
+                engine.problems.add(source, f"{key}: no Patient resource in the NDJSON; screened without demographics", skipped=False)
+            yield RawRecord(key, resources, source, shared.get, {})
+
+    for result in engine.screen_raw(records(), job.as_of, job.d1, shared):
+        yield "result", orjson.dumps(result.to_dict()).decode()
+        yield from _drain(engine)
+    yield from _drain(engine)
+    for text in passed:
+        yield "problem", text
+
+
+def _patient_key(functions: Any, parsed: Any) -> Any:
+    """Spark SQL: 'Patient/<id>' of a line (its own id for a Patient, else its patient reference)."""
+    F = functions
+    default = F.coalesce(*(parsed[f]["reference"] for f in DEFAULT_PATIENT_FIELDS))
+    ref = default
+    for rtype, fields in PATIENT_FIELDS.items():
+        ref = F.when(parsed["resourceType"] == rtype, F.coalesce(*(parsed[f]["reference"] for f in fields))).otherwise(ref)
+    # Patient/x, Patient/x/_history/1, http(s)://base/Patient/x (as fhir3t.sources.files.normalize_reference)
+    pid = F.regexp_extract(F.regexp_replace(ref, r"[?#].*$", ""), r"(?:^|/)Patient/([^/]+)(?:/_history(?:/[^/]*)?)?/?$", 1)
+    from_ref = F.when(pid != "", F.concat(F.lit("Patient/"), pid))
+    return F.when(parsed["resourceType"] == "Patient", F.when(parsed["id"].isNotNull(), F.concat(F.lit("Patient/"), parsed["id"]))) \
+        .otherwise(from_ref)
+
+
+def run(spark: Any, inputs: list[str], out: str, job: Job, types: Iterable[str], partitions: int | None = None) -> dict[str, int]:
+    """Screen the NDJSON under `inputs` on `spark`; write OUT/results and OUT/problems. Returns counts."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    ref = T.StructType([T.StructField("reference", T.StringType())])
+    fields = sorted({*DEFAULT_PATIENT_FIELDS, *(f for fs in PATIENT_FIELDS.values() for f in fs)})
+    schema = T.StructType([T.StructField("resourceType", T.StringType()), T.StructField("id", T.StringType()),
+                           *(T.StructField(f, ref) for f in fields)])
+    lines = (spark.read.option("recursiveFileLookup", "true").option("pathGlobFilter", NDJSON_GLOB).text(inputs)
+             .select("value", F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_block_start").alias("block"),
+                     F.monotonically_increasing_id().alias("pos")))
+    lines = lines.filter(F.trim("value") != "")
+    parsed = lines.withColumn("p", F.from_json("value", schema))
+
+    shared_types = sorted(SHARED_TYPES)
+    shared_lines = (parsed.filter(F.col("value").rlike("|".join(shared_types)))
+                    .filter(F.col("p.resourceType").isin(shared_types)).select("value").collect())
+    job = Job(job.as_of, job.d1, job.concept_maps, job.criteria, tuple(r.value for r in shared_lines))
+    job_bc = spark.sparkContext.broadcast(job)
+
+    wanted = sorted({"Patient", *types} - set(shared_types))
+    # Malformed lines (no resourceType) and lines without a usable patient reference stay in, under
+    # the empty key, so keep_lines names them as the file path does.
+    rows = (parsed.withColumn("key", _patient_key(F, F.col("p")))
+            .filter(F.col("p.resourceType").isNull() | F.col("p.resourceType").isin(wanted))
+            .select(F.coalesce("key", F.lit("")).alias("key"), "value", "file", "block", "pos"))
+    kept = rows.rdd.mapPartitions(lambda part: keep_lines(job_bc, part))
+    n = partitions or max(spark.sparkContext.defaultParallelism, 1)
+    out_rdd = kept.groupByKey(n).mapPartitions(lambda part: screen_groups(job_bc, part)).cache()
+    results = out_rdd.filter(lambda kv: kv[0] == "result").map(lambda kv: (orjson.loads(kv[1])["patient"], kv[1]))
+    results.sortByKey(numPartitions=n).values().saveAsTextFile(f"{out.rstrip('/')}/results")
+    problems = out_rdd.filter(lambda kv: kv[0] == "problem").values()
+    problems.coalesce(1).saveAsTextFile(f"{out.rstrip('/')}/problems")
+    counts = {"results": results.count(), "problems": problems.count(), "shared": len(shared_lines)}
+    out_rdd.unpersist()
+    return counts
+
+
+def read_results(out: str | Path) -> list[dict]:
+    """The results a run wrote (local paths): the JSON contract, one dict per patient."""
+    found: list[dict] = []
+    for part in sorted(Path(out, "results").glob("part-*")):
+        with part.open(encoding="utf-8") as fh:
+            found.extend(json.loads(line) for line in fh if line.strip())
+    return found
+
+
+def make_job(inputs: list[str], as_of: date, d1: date | None, concept_maps: Iterable[str | Path],
+             criteria_file: str | Path | None = None, discover_maps: bool = True) -> tuple[Job, list[str]]:
+    """Read the configuration on the driver; ConceptMaps among local inputs are added (as the CLI does)."""
+    maps = [Path(p) for p in concept_maps]
+    local = [p for p in inputs if urlparse(p).scheme in ("", "file")]
+    notes = []
+    if discover_maps and local:
+        found = with_discovered_maps([unquote(urlparse(p).path) for p in local], maps, None)
+        notes = [f"{p}: ConceptMap found in the input: used to translate local codes" for p in found if p not in maps]
+        maps = found
+    job = Job(as_of, d1 or as_of, tuple(p.read_text(encoding="utf-8") for p in maps),
+              Path(criteria_file).read_text(encoding="utf-8") if criteria_file else None, ())
+    return job, notes
+
+
+def read_types(job: Job) -> frozenset[str]:
+    """The resource types some criterion reads (from the engine's read filter)."""
+    engine, shared = _engine(job)
+    types = getattr(engine.wants(shared), "types", None)
+    return frozenset(types) if types else frozenset()
+
+
+def session(master: str | None = None, app: str = "fhir3t") -> Any:
+    """A SparkSession: the given master, else spark-submit's, else local mode on every core."""
+    from pyspark import SparkConf
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app)
+    if master:
+        builder = builder.master(master)
+    elif not SparkConf().contains("spark.master"):
+        builder = builder.master("local[*]")
+    builder = builder.config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "8")
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fhir3t.spark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("inputs", nargs="+", help="NDJSON folders or files (local paths or hdfs://, s3a://, gs://, abfss:// URLs)")
+    ap.add_argument("out", help="output folder: results/ (NDJSON, one ScreeningResult per line) and problems/")
+    ap.add_argument("--as-of", help="screening date (default: today, UTC)")
+    ap.add_argument("--d1", help="planned first-dose date (default: --as-of)")
+    ap.add_argument("--concept-map", action="append", default=[], help="ConceptMap file (repeatable; read on the driver)")
+    ap.add_argument("--criteria", help="criteria file (default: the installed profiles/criteria)")
+    ap.add_argument("--master", help="Spark master (default: spark-submit's, else local[*])")
+    ap.add_argument("--partitions", type=int, help="partitions of the patient grouping (default: Spark's parallelism)")
+    args = ap.parse_args(argv)
+    try:
+        as_of = date.fromisoformat(args.as_of) if args.as_of else datetime.now(UTC).date()
+        d1 = date.fromisoformat(args.d1) if args.d1 else None
+    except ValueError as exc:
+        ap.error(str(exc))
+    job, notes = make_job(args.inputs, as_of, d1, args.concept_map, args.criteria)
+    for note in notes:
+        print(f"fhir3t.spark: note: {note}", file=sys.stderr)
+    spark = session(args.master)
+    try:
+        counts = run(spark, args.inputs, args.out, job, read_types(job), args.partitions)
+    finally:
+        spark.stop()
+    print(f"fhir3t.spark: {counts['results']} patients screened, {counts['problems']} input problem(s) "
+          f"({counts['shared']} shared resources); results in {args.out}/results", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    # run the importable module's main, so what executors unpickle refers to fhir3t.spark, not __main__
+    from fhir3t.spark import main as _main
+
+    sys.exit(_main())
