@@ -886,7 +886,8 @@ def _drug(name: str, what: str, crit: str | tuple[str, ...], expected: str, also
 
 def _stmt(code: dict, *, status: str, end_back: int | None = None, start_back: int = 120, reason: str | None = None):
     def make(c: Chart, b: Build) -> list[Item]:
-        extra: dict[str, Any] = {"effectivePeriod": {"start": c.day(start_back)}}
+        first = max(start_back, (end_back or 0) + 30)  # a period starts before it ends (R4 per-1)
+        extra: dict[str, Any] = {"effectivePeriod": {"start": c.day(first)}}
         if end_back is not None:
             extra["effectivePeriod"]["end"] = ts(c.day(end_back), "20:00")
         if reason:
@@ -971,7 +972,8 @@ _drug("e11-thalidomide-allergy-scd", "allergy coded with the thalidomide 50 MG c
 def _admin(code: dict, back: int) -> Callable[[Chart, Build], list[Item]]:
     def make(c: Chart, b: Build) -> list[Item]:
         return [b.med("MedicationAdministration", code, status="completed", effectiveDateTime=ts(c.day(back), "10:30"),
-                      dosage={"text": "利妥昔单抗 500mg 静滴"})]
+                      dosage={"text": "利妥昔单抗 500mg 静滴",
+                              "dose": {"value": 500, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}})]
     return make
 
 

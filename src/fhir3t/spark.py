@@ -4,7 +4,7 @@
     python -m fhir3t.spark IN_DIR OUT_DIR --as-of 2026-11-16 [--d1 DATE] [--concept-map FILE]...
 
 Spark does what needs a cluster (reading the files, grouping by patient, spreading the work); each
-patient is screened by `fhir3t.api.Engine.screen_raw`, loaded once per executor process, so the
+patient is screened by `fhir3t.pipeline.Engine.screen_raw`, loaded once per executor process, so the
 results are those of the single-machine path. Steps:
 
 1. the lines are read as text (`IN_DIR` and its sub-folders: *.ndjson, *.ndjson.gz, *.jsonl);
@@ -36,8 +36,10 @@ from urllib.parse import unquote, urlparse
 
 import orjson
 
-from fhir3t.api import Engine, SharedIndex, with_discovered_maps
-from fhir3t.record import DEFAULT_PATIENT_FIELDS, PATIENT_FIELDS, SHARED_TYPES, RawRecord
+from fhir3t.pipeline import Engine, with_discovered_maps
+from fhir3t.r4facts import r4_facts
+from fhir3t.sources.base import RawRecord
+from fhir3t.sources.grouping import SharedIndex
 
 NDJSON_GLOB = "*.{ndjson,ndjson.gz,jsonl,jsonl.gz,NDJSON,NDJSON.GZ}"
 
@@ -105,8 +107,8 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, tuple[tu
     Problems travel under the empty key as ((), JSON, "") so the grouping step writes them out.
     """
     job: Job = job_bc.value
-    engine, shared = _engine(job)
-    wants = engine.wants(shared)
+    engine, _shared = _engine(job)
+    wants = engine.wants
     for row in rows:
         where = row.file
         try:
@@ -158,9 +160,8 @@ def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[tuple[tuple,
 def _patient_key(functions: Any, parsed: Any) -> Any:
     """Spark SQL: 'Patient/<id>' of a line (its own id for a Patient, else its patient reference)."""
     F = functions
-    default = F.coalesce(*(parsed[f]["reference"] for f in DEFAULT_PATIENT_FIELDS))
-    ref = default
-    for rtype, fields in PATIENT_FIELDS.items():
+    ref = F.lit(None)
+    for rtype, fields in r4_facts().patient_links.items():
         ref = F.when(parsed["resourceType"] == rtype, F.coalesce(*(parsed[f]["reference"] for f in fields))).otherwise(ref)
     # Patient/x, Patient/x/_history/1, http(s)://base/Patient/x (as fhir3t.sources.files.normalize_reference)
     pid = F.regexp_extract(F.regexp_replace(ref, r"[?#].*$", ""), r"(?:^|/)Patient/([^/]+)(?:/_history(?:/[^/]*)?)?/?$", 1)
@@ -175,7 +176,7 @@ def run(spark: Any, inputs: list[str], out: str, job: Job, types: Iterable[str],
     from pyspark.sql import types as T
 
     ref = T.StructType([T.StructField("reference", T.StringType())])
-    fields = sorted({*DEFAULT_PATIENT_FIELDS, *(f for fs in PATIENT_FIELDS.values() for f in fs)})
+    fields = sorted({f for fs in r4_facts().patient_links.values() for f in fs} - {"participant"})
     schema = T.StructType([T.StructField("resourceType", T.StringType()), T.StructField("id", T.StringType()),
                            *(T.StructField(f, ref) for f in fields)])
     lines = (spark.read.option("recursiveFileLookup", "true").option("pathGlobFilter", NDJSON_GLOB).text(inputs)
@@ -184,7 +185,7 @@ def run(spark: Any, inputs: list[str], out: str, job: Job, types: Iterable[str],
     lines = lines.filter(F.trim("value") != "")
     parsed = lines.withColumn("p", F.from_json("value", schema))
 
-    shared_types = sorted(SHARED_TYPES)
+    shared_types = sorted(r4_facts().shared_types)
     shared_lines = (parsed.filter(F.col("value").rlike("|".join(shared_types)))
                     .filter(F.col("p.resourceType").isin(shared_types)).select("value").collect())
     job = Job(job.as_of, job.d1, job.concept_maps, job.criteria, tuple(r.value for r in shared_lines))
@@ -234,8 +235,8 @@ def make_job(inputs: list[str], as_of: date, d1: date | None, concept_maps: Iter
 
 def read_types(job: Job) -> frozenset[str]:
     """The resource types some criterion reads (from the engine's read filter)."""
-    engine, shared = _engine(job)
-    types = getattr(engine.wants(shared), "types", None)
+    engine, _shared = _engine(job)
+    types = engine.wants.types
     return frozenset(types) if types else frozenset()
 
 
