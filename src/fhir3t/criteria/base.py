@@ -116,9 +116,24 @@ def settle_hint(vs: ValueSet, tx: Terminology, hint: str | None) -> str:
     return f"order {tx.systems.name(code[0])} {code[1]} at screening"
 
 
-def could_be(res: Res, vs: ValueSet | None, tx: Terminology) -> bool:
-    """Could this unread or suspect resource be one that `vs` describes?"""
-    if vs is None or not res.raw or not res.codes or res.bad in ("code", "medication[x]", "suspectEntity", "*"):
+#: record types about one substance, whose text naming a drug says which drug the record is (a Condition's
+#: text may list several diagnoses, so it never rules one out)
+ONE_SUBSTANCE = frozenset({"MedicationStatement", "MedicationRequest", "MedicationAdministration", "MedicationDispense",
+                           "AllergyIntolerance"})
+
+
+def could_be(res: Res, vs: ValueSet | None, tx: Terminology, others: tuple[ValueSet, ...] = ()) -> bool:
+    """Could this unread or suspect resource be one that `vs` describes?
+
+    A record whose code cannot be read could be anything, unless its text names what it is: a drug
+    record reading '来那度胺胶囊(瑞复美)' is lenalidomide, not a 3T drug. `others` are the value sets of
+    the same type the criteria read, whose names may tell.
+    """
+    if vs is None or not res.raw:
+        return True
+    if res.bad in ("code", "medication[x]", "suspectEntity", "*") or not res.codes:
+        if res.type in ONE_SUBSTANCE and res.texts and vs.names and any(o.names and o.named_in(res.texts) for o in others):
+            return vs.named_in(res.texts) is not None  # its text says which drug it is
         return True  # what it is cannot be read: it could be anything
     if any(c in vs for c in res.codes):
         return True

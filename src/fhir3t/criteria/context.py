@@ -51,6 +51,8 @@ class Context:
     tx: Terminology
     study: StudyMatcher
     windows: dict[str, WindowSpec]
+    #: the value sets the criteria read, by type (which drug an unreadable record names, if any)
+    valuesets: dict[str, tuple[ValueSet, ...]] = field(default_factory=dict)
 
     _window_cache: dict[tuple[str, int], Window] = field(default_factory=dict)
     _visible_cache: dict[str, list[Res]] = field(default_factory=dict)
@@ -116,7 +118,7 @@ class Context:
         out: list[Res] = []
         for t in types:
             for r in self.record.unread_of(t):
-                if r.dated_after(self.as_of) or not could_be(r, vs, self.tx):
+                if r.dated_after(self.as_of) or not could_be(r, vs, self.tx, self.valuesets.get(t, ())):
                     continue
                 if judge is not None and r.bad in ("code", "medication[x]", "suspectEntity") and judge(r) == NOT_MET:
                     continue

@@ -68,6 +68,7 @@ class Builder:
             frozenset(fold(s) for s in rd["positive_strings"]),
             frozenset(fold(s) for s in rd["negative_strings"]),
             frozenset(fold(s) for s in rd.get("indeterminate_strings", ())),
+            frozenset(fold(s) for s in rd.get("reference_markers", ())),
         )
 
     @staticmethod

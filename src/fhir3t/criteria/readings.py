@@ -22,11 +22,60 @@ class Readings:
     positive_strings: frozenset[str]
     negative_strings: frozenset[str]
     indeterminate_strings: frozenset[str] = frozenset()
+    #: words that open a reference range written beside the value ("阳性 (参考值: 阴性)")
+    reference_markers: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        phrases = sorted(self.positive_strings | self.negative_strings | self.indeterminate_strings, key=len, reverse=True)
+        object.__setattr__(self, "_phrases", tuple(phrases))
+        markers = "|".join(re.escape(m) for m in sorted(self.reference_markers, key=len, reverse=True))
+        object.__setattr__(self, "_reference", re.compile(
+            rf"\(\s*(?:{markers})[^)]*\)|\[\s*(?:{markers})[^\]]*\]|(?:{markers})\s*:.*$") if markers else None)
+
+    def strip_reference(self, folded: str) -> str:
+        """The value without a reference range written beside it."""
+        rx: re.Pattern[str] | None = self.__dict__["_reference"]
+        return rx.sub(" ", folded).strip() if rx is not None else folded
 
 
 def _norm_text(s: str) -> str:
     """Lower-case, single-spaced, and NFKC-folded (full-width ＋＋＋ from Chinese lab systems is +++)."""
     return " ".join(unicodedata.normalize("NFKC", s).strip().lower().split())
+
+
+_SIGN = re.compile(r"\(\+\)|\(-\)|\+/-|±|\+{1,4}|[0-4]\+|-")
+_TITER = re.compile(r"\d+\s*:\s*\d+")
+_FILLER = re.compile(r"[\s,;:()\[\]/、。]+")
+_LATIN = re.compile(r"[a-z0-9]")
+
+
+def read_words(text: str, rd: Readings) -> str | None:
+    """positive | negative | None from a result written in words and signs ("阳性(+)", "阴性 (参考值: 阴性)",
+    "1:320 阳性", "weakly positive"): every part of the text must be understood and all must agree."""
+    t = rd.strip_reference(_norm_text(text))
+    phrases: tuple[str, ...] = rd.__dict__["_phrases"]
+    seen: set[str] = set()
+    i, n = 0, len(t)
+    while i < n:
+        m = _FILLER.match(t, i) or _TITER.match(t, i)
+        if m:
+            i = m.end()
+            continue
+        hit = next((p for p in phrases if t.startswith(p, i) and not (
+            _LATIN.match(p[-1]) and i + len(p) < n and _LATIN.match(t[i + len(p)]))
+            and not (_LATIN.match(p[0]) and i > 0 and _LATIN.match(t[i - 1]))), None)
+        if hit is not None:
+            seen.add(POSITIVE if hit in rd.positive_strings else NEGATIVE if hit in rd.negative_strings else "?")
+            i += len(hit)
+            continue
+        m = _SIGN.match(t, i)
+        if m:
+            tok = m.group(0)
+            seen.add("?" if tok in ("±", "+/-") else NEGATIVE if tok in ("-", "(-)") else POSITIVE)
+            i = m.end()
+            continue
+        return None  # a word fhir3t does not know: the result is not read
+    return seen.pop() if len(seen) == 1 and "?" not in seen else None
 
 
 def value_texts(raw: dict) -> list[str]:
@@ -63,11 +112,9 @@ def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = 
             if code in rd.negative:
                 return NEGATIVE, f"negative (interpretation {code[1]})"
     for text in value_texts(raw):
-        t = _norm_text(text)
-        if t in rd.positive_strings:
-            return POSITIVE, f"positive ('{text.strip()}')"
-        if t in rd.negative_strings:
-            return NEGATIVE, f"negative ('{text.strip()}')"
+        word = read_words(text, rd)
+        if word is not None:
+            return word, f"{word} ('{text.strip()}')"
     q = raw.get("valueQuantity")
     if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
         shown = f"{q.get('comparator', '')}{q['value']} {q.get('unit') or q.get('code') or ''}".strip()
@@ -99,7 +146,10 @@ def grade(raw: dict, grades: dict[str, str], readings: Readings | None = None) -
         if t in grades:
             return grades[t], f"'{text.strip()}'"
     for text in texts:
-        norm = _RANGE.sub(lambda m: f"{m.group(1)}+ {m.group(2)}+", _norm_text(text))  # "1-2+" is both grades
+        folded = readings.strip_reference(_norm_text(text)) if readings is not None else _norm_text(text)
+        if folded in grades:
+            return grades[folded], f"'{text.strip()}'"
+        norm = _RANGE.sub(lambda m: f"{m.group(1)}+ {m.group(2)}+", folded)  # "1-2+" is both grades
         found = {grades[tok] for tok in _GRADE_TOKEN.findall(norm) if tok in grades}
         if _MULTI_DIGIT.search(norm):
             return None, f"'{text.strip()}' (not a grade this rule knows)"
@@ -122,7 +172,18 @@ class Number:
     unit: str | None
 
 
+_NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*([^\d\s].*)?$")
+
+
 def number(raw: dict) -> Number | None:
+    """A numeric result: valueQuantity, or a valueString that is only a number and a unit ("62%")."""
+    text = raw.get("valueString")
+    if isinstance(text, str) and "valueQuantity" not in raw:
+        m = _NUMBER_TEXT.match(unicodedata.normalize("NFKC", text))
+        if m:
+            unit = " ".join(m.group(3).split()) if m.group(3) else None
+            return Number(float(m.group(2)), m.group(1), unit)
+        return None
     q = raw.get("valueQuantity")
     if not isinstance(q, dict) or not isinstance(q.get("value"), (int, float)) or isinstance(q.get("value"), bool):
         return None

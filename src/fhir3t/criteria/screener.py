@@ -63,7 +63,7 @@ class Screener:
 
     def screen(self, record, as_of: date, d1: date | None = None) -> ScreeningResult:
         d1 = d1 or as_of
-        ctx = Context(record, as_of, d1, self.tx, self.studies, self.criteria.windows)
+        ctx = Context(record, as_of, d1, self.tx, self.studies, self.criteria.windows, self.plan.valuesets)
         results = []
         for c in self.criteria.criteria:
             out: Outcome = c.rule.evaluate(ctx)

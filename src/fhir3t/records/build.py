@@ -262,8 +262,12 @@ class RecordBuilder:
             if not isinstance(target, dict):
                 self.stats.missing_parts += 1
                 continue
-            if target.get("resourceType") != "Observation" or key in rec.index:
-                continue  # already read as a resource of this patient
+            if target.get("resourceType") != "Observation":
+                continue
+            if key in rec.index:  # already read as a resource of this patient: note whose result it is
+                known = rec.index[key]
+                known.part_of = known.part_of or container.ref
+                continue
             subject = target.get("subject")
             sref = subject.get("reference") if isinstance(subject, dict) else None
             if isinstance(sref, str) and _type_id(sref) not in (rec.key, None) and sref != rec.key:

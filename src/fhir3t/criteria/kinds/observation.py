@@ -204,10 +204,14 @@ class ObservationRule(Kind):
 
     def _candidates(self, ctx: Context) -> list[_Candidate]:
         types = ("Observation", "DiagnosticReport") if self.include_reports else ("Observation",)
-        out = [
-            _Candidate(r.span, r.date_text or "", (r.ref,), partial(self._judge, r, ctx))
-            for t in types for r in ctx.matching(t, self.vs)
-        ]
+        observations = ctx.matching("Observation", self.vs)
+        out = [_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._judge, r, ctx)) for r in observations]
+        if self.include_reports:
+            read_through = {r.part_of for r in observations if r.part_of}
+            for r in ctx.matching("DiagnosticReport", self.vs):
+                if r.ref in read_through and not r.raw.get("conclusionCode"):
+                    continue  # a report without a coded conclusion is read through its results
+                out.append(_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._judge, r, ctx)))
         for r in ctx.doubtful(types, self.vs):
             out.append(_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._unreadable, r, ctx)))
         if self.ratio:
