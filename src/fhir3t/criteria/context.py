@@ -74,14 +74,20 @@ class Context:
 
     def matching(self, rtype: str, vs: ValueSet) -> list[Res]:
         """Visible resources of a type whose code is in a value set (indexed by code when it can)."""
-        exact = vs.exact_only()
-        if exact is None:
-            return [r for r in self.visible(rtype) if any(c in vs for c in r.codes)]
         index = self.record.code_index(rtype)
+        if not index:
+            return []
         seen: dict[int, Res] = {}
-        for code in exact:
-            for r in index.get(code, ()):
-                seen[id(r)] = r
+        exact = vs.exact_only()
+        if exact is not None and len(exact) < len(index):
+            for code in exact:
+                for r in index.get(code, ()):
+                    seen[id(r)] = r
+        else:  # the record's few codes against the set (membership is cached per code)
+            for code, found in index.items():
+                if code in vs:
+                    for r in found:
+                        seen[id(r)] = r
         as_of = self.as_of
         return [r for r in seen.values() if not r.dated_after(as_of)]
 
@@ -113,6 +119,9 @@ class Context:
         """Records that could be what a rule looks for but cannot be read as such: unread ones that
         could match, and suspects (see `suspects`). `judge` drops those that could not change the
         answer (asked only where the record's other elements are readable)."""
+        record = self.record
+        if not record.unread and not record.suspects:
+            return []
         from fhir3t.criteria.base import could_be
 
         out: list[Res] = []

@@ -82,5 +82,5 @@ class Engine:
                 continue
             yield result
         if builder.stats.missing_parts:
-            self.problems.add("input", f"{builder.stats.missing_parts} report result(s) / panel member(s) were "
+            self.problems.add("input", f"{builder.stats.missing_parts} result(s) of reports the criteria read were "
                                        "referenced but are not in the input (not read)", skipped=False)

@@ -126,8 +126,10 @@ class RecordBuilder:
             res = self._add(rec, rtype, resource, where, ref, judged)
             if (res is not None and judged.why is Why.CONTAINER) or (res is not None and _has_parts(rtype, resource)):
                 containers.append((resource, res))
+        orphans = raw.has_orphans
         for resource, res in containers:
-            self._parts(rec, resource, res, resolve)
+            if orphans or res.type in self.relevance.plan.types:
+                self._parts(rec, resource, res, resolve)
         for full_url, ref in raw.aliases.items():
             if ref in rec.index:
                 rec.index[full_url] = rec.index[ref]
@@ -249,24 +251,22 @@ class RecordBuilder:
         refs = resource.get(field)
         contained = {c.get("id"): c for c in resource.get("contained") or () if isinstance(c, dict)} \
             if isinstance(resource.get("contained"), list) else {}
+        read = container.type in self.relevance.plan.types  # a report some rule reads (not only followed)
         for i, item in enumerate(refs if isinstance(refs, list) else ()):
             ref = item.get("reference") if isinstance(item, dict) else None
             if not isinstance(ref, str):
                 continue
-            if ref.startswith("#"):
-                target = contained.get(ref[1:])
-                key = f"{container.ref}{ref}"
-            else:
-                target = resolve(ref)
-                key = _type_id(ref) or ref
+            key = f"{container.ref}{ref}" if ref.startswith("#") else (_type_id(ref) or ref)
+            known = rec.index.get(key) or rec.index.get(ref)
+            if known is not None:  # already read as a resource of this patient: note whose result it is
+                known.part_of = known.part_of or container.ref
+                continue
+            target = contained.get(ref[1:]) if ref.startswith("#") else resolve(ref)
             if not isinstance(target, dict):
-                self.stats.missing_parts += 1
+                if read:  # a result of a report the criteria read is not in the input
+                    self.stats.missing_parts += 1
                 continue
             if target.get("resourceType") != "Observation":
-                continue
-            if key in rec.index:  # already read as a resource of this patient: note whose result it is
-                known = rec.index[key]
-                known.part_of = known.part_of or container.ref
                 continue
             subject = target.get("subject")
             sref = subject.get("reference") if isinstance(subject, dict) else None

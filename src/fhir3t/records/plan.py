@@ -46,6 +46,14 @@ class ReadPlan:
         self.elements: dict[str, frozenset[str]] = {
             t: frozenset().union(*(r.elements for r in rs)) for t, rs in self.by_type.items()}
         self._hit: dict[tuple[str, Code], bool] = {}
+        self._names: dict[str, NameIndex] = {}
+
+    def names(self, rtype: str) -> NameIndex:
+        """The names of all value sets read for a type, in one index (one regex search per text)."""
+        idx = self._names.get(rtype)
+        if idx is None:
+            idx = self._names[rtype] = NameIndex(self.valuesets.get(rtype, ()))
+        return idx
 
     def reads(self, rtype: str) -> tuple[Read, ...]:
         return self.by_type.get(rtype, ())
@@ -66,3 +74,55 @@ class ReadPlan:
             if hit:
                 return True
         return False
+
+
+class NameIndex:
+    """Which value sets' names (match-names, designations, short displays) a text uses.
+
+    One Aho-Corasick automaton (pyahocorasick) over every name of a type's value sets: each text is
+    scanned once in C whatever the number of names, which is what makes the name net affordable on
+    every lab result of a million-patient export. Latin names must stand as whole words
+    (`hiv` is not in `archival`); names with Chinese characters match anywhere.
+    """
+
+    def __init__(self, sets: Iterable[ValueSet]) -> None:
+        import ahocorasick
+
+        by_name: dict[str, list[ValueSet]] = {}
+        for vs in sets:
+            for n in vs.names:
+                by_name.setdefault(n, []).append(vs)
+        self.by_name = by_name
+        self.sets = tuple(dict.fromkeys(v for vs in by_name.values() for v in vs))
+        self._auto = ahocorasick.Automaton() if by_name else None
+        if self._auto is not None:
+            for name in by_name:
+                self._auto.add_word(name, (name, not _has_cjk(name)))
+            self._auto.make_automaton()
+
+    def __bool__(self) -> bool:
+        return self._auto is not None
+
+    def which(self, folded_texts: Iterable[str]) -> list[ValueSet]:
+        """The value sets one of whose names appears in the (folded) texts, in plan order."""
+        auto = self._auto
+        if auto is None:
+            return []
+        found: dict[int, ValueSet] = {}
+        for t in folded_texts:
+            for end, (name, whole_word) in auto.iter(t):
+                if whole_word:
+                    start = end - len(name) + 1
+                    if (start > 0 and _WORD(t[start - 1])) or (end + 1 < len(t) and _WORD(t[end + 1])):
+                        continue
+                for vs in self.by_name[name]:
+                    found[id(vs)] = vs
+        return [vs for vs in self.sets if id(vs) in found]
+
+
+def _has_cjk(name: str) -> bool:
+    return any("\u2e80" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in name)
+
+
+def _WORD(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()

@@ -45,6 +45,9 @@ class RawRecord:
     #: resources the source saw for this patient but could not hand over (e.g. a garbled patient reference
     #: in a Bundle that holds only this patient)
     unread: list[Unread] = field(default_factory=list)
+    #: whether `resolve` may find results that name no patient (a report's subject-less Observations):
+    #: when not, reports are not followed for results the record does not already hold
+    has_orphans: bool = True
 
 
 @runtime_checkable
