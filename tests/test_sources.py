@@ -255,3 +255,15 @@ def test_concept_maps_are_found_among_inputs_whatever_their_key_order(tmp_path):
                                                  "entry": [{"resource": cmap}]}))
     found = discover_concept_maps(sorted(tmp_path.glob("*.json")))
     assert [p.name for p in found] == ["a.json", "b.json"]
+
+
+def test_a_patient_read_by_two_processes_is_screened_once_whole(tmp_path):
+    """--jobs 2 with two files: each process reads one; the patient's Patient and Condition meet again."""
+    pts = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient(pid="x1")}]}
+    conds = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": cond("M33.1", CM, pid="x1")}]}
+    (tmp_path / "a.json").write_text(json.dumps(pts))
+    (tmp_path / "b.json").write_text(json.dumps(conds))
+    problems = Problems()
+    [r] = list(screen([tmp_path], as_of=AS_OF, problems=problems, jobs=2))
+    assert r.patient == "Patient/x1" and r.by_id("I2-dm").result == "met" and r.by_id("I1-age").result == "met"
+    assert not problems.items

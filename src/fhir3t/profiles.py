@@ -25,6 +25,13 @@ def use_profiles(path: str | Path | None) -> None:
     _clear_caches()
 
 
+def selected_profiles() -> str | None:
+    """The profiles folder chosen for this process (to hand to worker processes), if any."""
+    if _selected is not None:
+        return str(_selected)
+    return os.environ.get("FHIR3T_PROFILES") or None
+
+
 def _clear_caches() -> None:
     builtin_profiles.cache_clear()
     from fhir3t.r4facts import r4_facts  # lazy: r4facts needs this module

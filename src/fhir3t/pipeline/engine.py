@@ -37,6 +37,10 @@ class Engine:
     screener: Screener
     relevance: Relevance
     problems: Problems = field(default_factory=Problems)
+    #: the ConceptMap files the terminology was loaded with (worker processes load the same)
+    concept_maps: tuple[Path, ...] = ()
+    #: results of reports the criteria read that were referenced but not in the input, this run
+    missing_parts: int = 0
 
     @classmethod
     def load(cls, concept_maps: Iterable[str | Path] = (), criteria_file: str | Path | None = None,
@@ -46,7 +50,8 @@ class Engine:
         criteria = load_criteria(tx, Path(criteria_file) if criteria_file else study.criteria_file)
         screener = Screener(criteria, tx)
         problems = problems if problems is not None else Problems()
-        return cls(study, tx, criteria, screener, Relevance(screener.plan, tx, problems), problems)
+        return cls(study, tx, criteria, screener, Relevance(screener.plan, tx, problems), problems,
+                   tuple(Path(p) for p in concept_maps))
 
     @classmethod
     def from_parts(cls, tx: Terminology, criteria: CriteriaSet, problems: Problems | None = None) -> Engine:
@@ -81,6 +86,11 @@ class Engine:
                                               f"({type(exc).__name__}); check it with 'fhir3t validate'")
                 continue
             yield result
-        if builder.stats.missing_parts:
-            self.problems.add("input", f"{builder.stats.missing_parts} result(s) of reports the criteria read were "
-                                       "referenced but are not in the input (not read)", skipped=False)
+        self.missing_parts += builder.stats.missing_parts
+
+    def summary_problems(self, problems: Problems, missing_parts: int | None = None) -> None:
+        """What a run says once at its end (not per patient, not per process)."""
+        n = self.missing_parts if missing_parts is None else missing_parts
+        if n:
+            problems.add("input", f"{n} result(s) of reports the criteria read were referenced but are not in the "
+                                  "input (not read)", skipped=False)

@@ -62,11 +62,20 @@ def screen_files(
     if engine is None:
         maps = with_discovered_maps(paths, concept_maps, problems) if discover_maps else list(concept_maps)
         engine = Engine.load(maps, criteria_file, problems)
+    if jobs > 1 and not documents:
+        from fhir3t.pipeline.parallel import EngineSpec, screen_parallel
+        from fhir3t.profiles import selected_profiles
+
+        spec = EngineSpec(tuple(str(p) for p in engine.concept_maps), str(engine.criteria.path), selected_profiles())
+        yield from screen_parallel(paths, spec, as_of_day, d1_day, jobs, problems, limits)
+        return
     engine.problems = problems
     engine.relevance.problems = problems
     source = GroupingSource(paths, problems, engine.wants, limits=limits, store=store, on_file=on_file,
                             documents=documents)
+    engine.missing_parts = 0
     yield from engine.screen_raw(source, as_of_day, d1_day, source.shared)
+    engine.summary_problems(problems)
     if source.stats.unattributed:
         problems.add("input", f"{source.stats.unattributed} resource(s) that could decide a criterion name no patient "
                               "fhir3t can find (see above): their patients' results may be incomplete")

@@ -109,7 +109,7 @@ class RecordBuilder:
         rec = PatientRecord(raw.key, None, source=raw.source)
         resolve = _with_own(raw)
         url_of_loc = {loc: url for url, loc in raw.aliases.items()}
-        containers: list[tuple[dict, Res]] = []
+        containers: list[tuple[dict, Res, bool]] = []  # (resource, its Res, read by a rule itself)
         types = self.relevance.types
         for resource, where in raw.resources:
             rtype = resource.get("resourceType")
@@ -124,12 +124,12 @@ class RecordBuilder:
                 continue
             ref = f"{rtype}/{resource['id']}" if isinstance(resource.get("id"), str) else url_of_loc.get(where, where)
             res = self._add(rec, rtype, resource, where, ref, judged)
-            if (res is not None and judged.why is Why.CONTAINER) or (res is not None and _has_parts(rtype, resource)):
-                containers.append((resource, res))
+            if res is not None and (judged.why is Why.CONTAINER or _has_parts(rtype, resource)):
+                containers.append((resource, res, judged.why in (Why.CODE, Why.ANY)))
         orphans = raw.has_orphans
-        for resource, res in containers:
-            if orphans or res.type in self.relevance.plan.types:
-                self._parts(rec, resource, res, resolve)
+        for resource, res, read in containers:
+            if orphans or read:
+                self._parts(rec, resource, res, resolve, read)
         for full_url, ref in raw.aliases.items():
             if ref in rec.index:
                 rec.index[full_url] = rec.index[ref]
@@ -245,13 +245,13 @@ class RecordBuilder:
                       parent.date_text, "", texts, parent.ref)
             rec.by_type.setdefault("Observation", []).append(res)
 
-    def _parts(self, rec: PatientRecord, resource: dict, container: Res, resolve: Resolve) -> None:
-        """Adopt the Observations a report (`result`) or panel (`hasMember`) points at."""
+    def _parts(self, rec: PatientRecord, resource: dict, container: Res, resolve: Resolve, read: bool) -> None:
+        """Adopt the Observations a report (`result`) or panel (`hasMember`) points at. `read`: a rule
+        reads the container itself (a chest-CT report), so a result missing from the input is counted."""
         field = "result" if container.type == "DiagnosticReport" else "hasMember"
         refs = resource.get(field)
         contained = {c.get("id"): c for c in resource.get("contained") or () if isinstance(c, dict)} \
             if isinstance(resource.get("contained"), list) else {}
-        read = container.type in self.relevance.plan.types  # a report some rule reads (not only followed)
         for i, item in enumerate(refs if isinstance(refs, list) else ()):
             ref = item.get("reference") if isinstance(item, dict) else None
             if not isinstance(ref, str):

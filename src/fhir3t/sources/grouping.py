@@ -35,7 +35,7 @@ from fhir3t.sources.files import (
     read_json_file,
 )
 from fhir3t.sources.refs import has_patient_link, normalize_reference, patient_reference
-from fhir3t.sources.store import DiskStore, GroupStore, MemoryStore
+from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
 
 DEFAULT_SPILL_AT = 200_000  # kept resources held in memory before the store moves to disk
 
@@ -46,13 +46,31 @@ class SharedIndex:
     that name no patient but that a patient's report or panel may point at."""
 
     by_ref: dict[str, dict] = field(default_factory=dict)
-    #: results that name no patient, by id(resource): where they were read; and those a record adopted
+    #: results that name no patient, by id(resource): (type, where they were read); and where the ones a
+    #: record adopted were read (locations, so that processes can pool what they adopted)
     orphans: dict[int, tuple[str, str]] = field(default_factory=dict)
-    adopted: set[int] = field(default_factory=set)
+    adopted: set[str] = field(default_factory=set)
 
     def add_orphan(self, resource: dict, full_url: str | None, where: str) -> None:
         self.add(resource, full_url)
         self.orphans[id(resource)] = (resource["resourceType"], where)
+
+    def entries(self) -> list[tuple[str, dict, str | None]]:
+        """(ref, resource, orphan location) for every resource, to rebuild the index elsewhere."""
+        return [(ref, r, self.orphans[id(r)][1] if id(r) in self.orphans else None) for ref, r in self.by_ref.items()]
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[tuple[str, dict, str | None]]) -> SharedIndex:
+        out = cls()
+        for ref, r, orphan in entries:
+            out.by_ref[ref] = r
+            if orphan is not None:
+                out.orphans[id(r)] = (r["resourceType"], orphan)
+        return out
+
+    def unadopted(self) -> list[tuple[str, str]]:
+        """(type, where) of results no record adopted."""
+        return sorted({(t, w) for t, w in self.orphans.values() if w not in self.adopted}, key=lambda x: x[1])
 
     def add(self, resource: dict, full_url: str | None = None) -> None:
         rid = resource.get("id")
@@ -67,7 +85,7 @@ class SharedIndex:
             norm = normalize_reference(ref, {})
             hit = self.by_ref.get(norm) if norm else None
         if hit is not None and self.orphans and id(hit) in self.orphans:
-            self.adopted.add(id(hit))
+            self.adopted.add(self.orphans[id(hit)][1])
         return hit
 
     def studies(self) -> list[dict]:
@@ -117,22 +135,37 @@ class GroupingSource:
 
     # ---- the two passes ----------------------------------------------------------------
     def __iter__(self) -> Iterator[RawRecord]:
-        store: GroupStore = DiskStore(self.tmpdir) if self.store_kind == "disk" else MemoryStore()
-        self._store = store
         try:
-            for name, data in self.documents:
-                self._document(data, name)
-            for path in self.json_files:
-                data = read_json_file(path, self.problems, self.limits)
-                if data is not None:
-                    self._document(data, str(path))
-                self._file_done(path)
-            for path in self.ndjson_files:
-                self._ndjson_file(path)
-                self._file_done(path)
-            yield from self._records()
+            self.collect()
+            yield from self.records()
+            self.report_orphans()
         finally:
+            self.close()
+
+    def collect(self) -> GroupStore:
+        """Pass 1: read every input once, keep what is relevant, file it under its patient."""
+        self._store = DiskStore(self.tmpdir) if self.store_kind == "disk" else MemoryStore()
+        for name, data in self.documents:
+            self._document(data, name)
+        for path in self.json_files:
+            data = read_json_file(path, self.problems, self.limits)
+            if data is not None:
+                self._document(data, str(path))
+            self._file_done(path)
+        for path in self.ndjson_files:
+            self._ndjson_file(path)
+            self._file_done(path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
             self._store.close()
+
+    def report_orphans(self) -> None:
+        """Results that name no patient and that no record adopted: said once each, at the end."""
+        for rtype, where in self.shared.unadopted():
+            self.problems.add(where, f"{rtype} names no patient and no report or panel of a patient points at it; skipped")
+            self.stats.unattributed += 1
 
     def _line_filter(self) -> Callable[[bytes], bool] | None:
         """The read filter's raw-bytes pre-check, when it has one (see records.relevance.LineFilter)."""
@@ -145,22 +178,10 @@ class GroupingSource:
         if self.on_file is not None:
             self.on_file(path)
 
-    def _records(self) -> Iterator[RawRecord]:
+    def records(self) -> Iterator[RawRecord]:
+        """Pass 2: one RawRecord per patient, with everything every input held for them."""
         assert self._store is not None
-        shared = self.shared
-        any_subjectless = any(r.get("resourceType") == "Observation" for r in shared.by_ref.values())
-        for key, g in self._store.groups():
-            if not any(r.get("resourceType") == "Patient" for r, _ in g.resources):
-                self.problems.add(g.source, f"{key}: no Patient resource found; screened without demographics",
-                                  skipped=False)
-            self.stats.patients += 1
-            yield RawRecord(key, g.resources, g.source, _resolver(shared, g.aliases), g.aliases, g.unread,
-                            bool(shared.orphans) or any_subjectless)
-        for oid, (rtype, where) in shared.orphans.items():
-            if oid not in shared.adopted:
-                self.problems.add(where, f"{rtype} names no patient and no report or panel of a patient points at it; "
-                                         "skipped")
-                self.stats.unattributed += 1
+        yield from records_of(self._store.groups(), self.shared, self.problems, self.stats)
 
     # ---- pass 1 ------------------------------------------------------------------------
     def _add(self, key: str, resource: dict, where: str, source: str) -> None:
@@ -300,6 +321,19 @@ class GroupingSource:
             self._store.unread(only, Unread(as_type, where, f"an entry of this patient's Bundle {why}"), source)
         else:
             self.stats.unattributed += 1
+
+
+def records_of(groups: Iterable[tuple[str, Group]], shared: SharedIndex, problems: Problems,
+               stats: GroupStats | None = None) -> Iterator[RawRecord]:
+    """RawRecords from stored groups (pass 2; also what each process of a parallel run does)."""
+    any_subjectless = any(r.get("resourceType") == "Observation" for r in shared.by_ref.values())
+    for key, g in groups:
+        if not any(r.get("resourceType") == "Patient" for r, _ in g.resources):
+            problems.add(g.source, f"{key}: no Patient resource found; screened without demographics", skipped=False)
+        if stats is not None:
+            stats.patients += 1
+        yield RawRecord(key, g.resources, g.source, _resolver(shared, g.aliases), g.aliases, g.unread,
+                        bool(shared.orphans) or any_subjectless)
 
 
 def _part_refs(entries: Iterable[Entry]) -> set[str]:

@@ -113,31 +113,17 @@ class DiskStore:
     def unread(self, key: str, item: Unread, source: str) -> None:
         self._put(key, [_UNREAD, key, item.type, item.where, item.why, item.ref, source])
 
-    def groups(self) -> Iterator[tuple[str, Group]]:
+    def flush(self) -> None:
         for p in range(self.partitions):
             self._flush(p)
+
+    def groups(self) -> Iterator[tuple[str, Group]]:
+        self.flush()
         for p in range(self.partitions):
             path = self.dir / f"{p:04d}.ndjson"
-            if not path.exists():
-                continue
-            groups: dict[str, Group] = {}
-            with open(path, "rb") as fh:
-                for line in fh:
-                    rec = orjson.loads(line)
-                    key = rec[1]
-                    g = groups.get(key)
-                    if g is None:
-                        g = groups[key] = Group()
-                    if rec[0] == _RES:
-                        g.resources.append((rec[4], rec[2]))
-                        g.source = g.source or rec[3]
-                    elif rec[0] == _ALIAS:
-                        g.aliases[rec[2]] = rec[3]
-                    else:
-                        g.unread.append(Unread(rec[2], rec[3], rec[4], rec[5]))
-                        g.source = g.source or rec[6]
-            path.unlink()
-            yield from groups.items()
+            if path.exists():
+                yield from read_partition([path]).items()
+                path.unlink()
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -155,3 +141,27 @@ class DiskStore:
                 disk.unread(key, u, g.source)
         mem.close()
         return disk
+
+
+def read_partition(paths: list[Path]) -> dict[str, Group]:
+    """One partition's groups, from the files of one or more stores (the processes of a parallel run)."""
+    groups: dict[str, Group] = {}
+    for path in paths:
+        if not path.exists():
+            continue
+        with open(path, "rb") as fh:
+            for line in fh:
+                rec = orjson.loads(line)
+                key = rec[1]
+                g = groups.get(key)
+                if g is None:
+                    g = groups[key] = Group()
+                if rec[0] == _RES:
+                    g.resources.append((rec[4], rec[2]))
+                    g.source = g.source or rec[3]
+                elif rec[0] == _ALIAS:
+                    g.aliases[rec[2]] = rec[3]
+                else:
+                    g.unread.append(Unread(rec[2], rec[3], rec[4], rec[5]))
+                    g.source = g.source or rec[6]
+    return groups
