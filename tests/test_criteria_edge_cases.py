@@ -48,7 +48,10 @@ def test_unresolvable_drug_leaves_drug_rules_unknown(screen):
     assert result(r, "E2-recent-immunomodulator") == "unknown" and result(r, "E3-depleting-agent") == "unknown"
 
 
-@pytest.mark.parametrize("code,expected", [("C4A.9", "met"), ("C7A.010", "met"), ("C7B.00", "met"), ("C7C", "not-met")])
+@pytest.mark.parametrize("code,expected", [("C4A.9", "met"), ("C7A.010", "met"), ("C7B.00", "met"),
+                                           ("C7C", "unknown"),      # no such category: not a well-formed code
+                                           ("C5O.9", "unknown"),    # letter O for a zero: garbled, not 'another diagnosis'
+                                           ("X50.9", "not-met")])   # a real code outside the malignancy categories
 def test_e6_icd10cm_letter_categories(screen, code, expected):
     assert result(screen(cond(code, CM, onsetDateTime="2025-01-01")), "E6-malignancy") == expected
 

@@ -72,11 +72,17 @@ def instant(text: str | None) -> float | None:
     return moment.timestamp() if moment.tzinfo is not None else None
 
 
+#: the days fhir3t screens on (--as-of, --d1): windows reach back years and forward months from them
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2199, 12, 31)
+
+
 def parse_day(value: str) -> date:
-    """A full calendar day (for --as-of / --d1)."""
+    """A full calendar day (for --as-of / --d1), between 1900 and 2199."""
     span = parse_date(value)
     if not span.exact:
         raise ValueError(f"need a full date YYYY-MM-DD, got {value!r}")
+    if not FIRST_DAY <= span.lo <= LAST_DAY:
+        raise ValueError(f"{value!r} is outside {FIRST_DAY.year}-{LAST_DAY.year}")
     return span.lo
 
 

@@ -222,6 +222,32 @@ class ValueSet:
             self._exact = tuple(self.exact_codes())
         return self._exact
 
+    def considers(self, code: Code) -> bool:
+        """Does this set speak about `code` (include it, or exclude it, or hold codes of its category)?
+
+        For systems whose hierarchy is in the code (ICD-10, ATC), a code the set's includes reach,
+        one its exclusions name, or one of the same category (first three characters) as a listed code
+        or is-a root is decided by the set: C73 thyroid cancer is excluded on purpose, M33.0 juvenile DM
+        is left out on purpose. A code outside all that (X50.9 for a text saying 'breast cancer') is not
+        the set's business, and the record's text may still say it is a suspect.
+        """
+        system, value = code
+        if value in self.include_codes.get(system, ()) or value in self.exclude_codes.get(system, ()):
+            return True
+        if any(self._filter_hit(f, system, value) for f in (*self.include_filters, *self.exclude_filters)):
+            return True
+        if system not in self.systems.prefix_hierarchy:
+            return False
+        category = value[:3]
+        roots = [c for c in self.include_codes.get(system, ())] + \
+                [f[2] for f in self.include_filters if f[0] == system and f[1] != "regex"]
+        if any(r[:3] == category for r in roots):
+            return True
+        for fsys, op, pattern, _rx in self.include_filters:  # a regex range: its leading letter
+            if fsys == system and op == "regex" and pattern[:1].isalpha() and value[:1] == pattern[:1]:
+                return True
+        return False
+
     @property
     def systems_used(self) -> frozenset[str]:
         return frozenset(self.include_codes) | {f[0] for f in self.include_filters}
@@ -315,26 +341,57 @@ class ConceptMaps:
         self.source_systems: set[str] = set()
         self.urls: list[str] = []
 
-    def add(self, res: dict, where: str) -> int:
-        if res.get("resourceType") != "ConceptMap":
-            raise ConfigError(f"{where}: not a ConceptMap (resourceType {res.get('resourceType')!r})")
+    def add(self, res: object, where: str) -> int:
+        """Add a ConceptMap's usable mappings; a map of the wrong shape is a ConfigError naming where."""
+        if not isinstance(res, dict) or res.get("resourceType") != "ConceptMap":
+            kind = res.get("resourceType") if isinstance(res, dict) else type(res).__name__
+            raise ConfigError(f"{where}: not a ConceptMap (resourceType {kind!r})")
+
+        def bad(at: str, what: str) -> ConfigError:
+            return ConfigError(f"{where}: ConceptMap.{at}: {what}")
+
+        groups = res.get("group", [])
+        if not isinstance(groups, list):
+            raise bad("group", "must be a list")
         n = 0
-        for gi, group in enumerate(res.get("group", [])):
+        for gi, group in enumerate(groups):
+            if not isinstance(group, dict):
+                raise bad(f"group[{gi}]", "must be an object")
             src, tgt = group.get("source"), group.get("target")
-            if not src or not tgt:
-                raise ConfigError(f"{where}: ConceptMap.group[{gi}] needs source and target systems")
+            if not isinstance(src, str) or not isinstance(tgt, str) or not src or not tgt:
+                raise bad(f"group[{gi}]", "needs source and target systems (strings)")
             src, tgt = self.systems.system(src), self.systems.system(tgt)
             self.source_systems.add(src)
-            for element in group.get("element", []):
-                if "code" not in element:
+            elements = group.get("element", [])
+            if not isinstance(elements, list):
+                raise bad(f"group[{gi}].element", "must be a list")
+            for ei, element in enumerate(elements):
+                at = f"group[{gi}].element[{ei}]"
+                if not isinstance(element, dict):
+                    raise bad(at, "must be an object")
+                code = element.get("code")
+                if code is None:
                     continue
-                key = (src, self.systems.code(src, element["code"]))
-                for target in element.get("target", []):
+                if not isinstance(code, str):
+                    raise bad(f"{at}.code", "must be a string")
+                key = (src, self.systems.code(src, code))
+                targets = element.get("target", [])
+                if not isinstance(targets, list):
+                    raise bad(f"{at}.target", "must be a list")
+                for ti, target in enumerate(targets):
+                    if not isinstance(target, dict):
+                        raise bad(f"{at}.target[{ti}]", "must be an object")
                     eq = target.get("equivalence") or target.get("relationship")
-                    if "code" in target and eq in USABLE_EQUIVALENCE:
-                        self.map.setdefault(key, []).append((tgt, self.systems.code(tgt, target["code"])))
+                    tcode = target.get("code")
+                    if tcode is not None and not isinstance(tcode, str):
+                        raise bad(f"{at}.target[{ti}].code", "must be a string")
+                    if eq is not None and not isinstance(eq, str):
+                        raise bad(f"{at}.target[{ti}].equivalence", "must be a code (string)")
+                    if isinstance(tcode, str) and eq in USABLE_EQUIVALENCE:
+                        self.map.setdefault(key, []).append((tgt, self.systems.code(tgt, tcode)))
                         n += 1
-        self.urls.append(res.get("url") or where)
+        url = res.get("url")
+        self.urls.append(url if isinstance(url, str) else where)
         return n
 
     def translate(self, code: Code) -> list[Code]:
@@ -413,8 +470,10 @@ def _load_json(path: Path) -> dict:
         data = orjson.loads(Path(path).read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     except orjson.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        raise ConfigError(f"{path}: not valid JSON (at line {exc.lineno}, column {exc.colno})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     return data

@@ -137,7 +137,7 @@ def could_be(res: Res, vs: ValueSet | None, tx: Terminology, others: tuple[Value
         return True  # what it is cannot be read: it could be anything
     if any(c in vs for c in res.codes):
         return True
-    if any(c[0] in tx.systems.closed and c[0] in vs.systems_used for c in res.codes):
+    if any(c[0] in tx.systems.closed and vs.considers(c) for c in res.codes):
         return False  # an ICD-10 / ATC code decides by itself
     return vs.named_in(res.texts) is not None or not any(tx.systems.known(c[0]) for c in res.codes)
 

@@ -108,7 +108,7 @@ class Context:
         for r in pool:
             if r.dated_after(self.as_of) or any(c in vs for c in r.codes):
                 continue
-            if any(c[0] in closed and c[0] in vs.systems_used for c in r.codes):
+            if any(c[0] in closed and vs.considers(c) for c in r.codes):
                 continue
             if vs.named_in(r.texts):
                 out.append(r)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from fhir3t.criteria.model import ScreeningResult
-from fhir3t.dates import parse_day, today_utc
+from fhir3t.dates import FIRST_DAY, LAST_DAY, parse_day, today_utc
 from fhir3t.emit import screening_bundle
 from fhir3t.errors import Problems, UsageError
 from fhir3t.formats import Format, RunInfo, get_format
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 
 def as_day(value: date | str | None, name: str) -> date | None:
+    if isinstance(value, date) and not FIRST_DAY <= value <= LAST_DAY:
+        raise UsageError(f"{name}: {value} is outside {FIRST_DAY.year}-{LAST_DAY.year}")
     if value is None or isinstance(value, date):
         return value
     try:

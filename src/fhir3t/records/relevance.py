@@ -179,7 +179,7 @@ class Relevance:
             return None
         closed = self.tx.systems.closed
         for vs in names.which(texts):
-            if any(c[0] in closed and c[0] in vs.systems_used for c in codes):
+            if any(c[0] in closed and vs.considers(c) for c in codes):
                 continue  # an ICD-10 / ATC code decides membership by itself
             return vs
         return None

@@ -67,7 +67,7 @@ class RecommendationRule(Kind):
         concepts = [cc for cc in vaccines if isinstance(cc, dict)] if isinstance(vaccines, list) else []
         texts = tuple(t for cc in concepts for t in concept_texts(cc))
         closed = ctx.tx.systems.closed
-        if any(c[0] in closed and c[0] in self.vs.systems_used for c in codes):
+        if any(c[0] in closed and self.vs.considers(c) for c in codes):
             return ""  # a CVX / ATC code decides by itself
         name = self.vs.named_in(texts)
         if name:
