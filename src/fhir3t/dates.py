@@ -90,6 +90,21 @@ def today_utc() -> date:
     return datetime.now(UTC).date()
 
 
+#: the earliest clinical date fhir3t believes; the latest is a few years after today (a planned end)
+EARLIEST_PLAUSIBLE = date(1900, 1, 1)
+_FUTURE_YEARS = 5
+
+
+def plausible(span: Span) -> bool:
+    """A date a record can really carry: not before 1900, not more than five years after today.
+
+    A year 0026 or 2126 is a garbled digit, not a fact: read as one it would quietly put a drug or a
+    diagnosis outside every window.
+    """
+    today = today_utc()
+    return span.hi >= EARLIEST_PLAUSIBLE and span.lo <= date(today.year + _FUTURE_YEARS, 12, 31)
+
+
 _DURATION = re.compile(r"^\s*(\d+)\s*(d|day|days|w|wk|week|weeks|mo|month|months|y|a|yr|year|years)\s*$")
 
 

@@ -164,7 +164,7 @@ def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet
     """
     if out.result != NOT_MET:
         return out
-    found = ctx.doubtful(types, vs, judge)
+    found = ctx.doubtful(types, vs, judge, every=True)
     if not found:
         return out
     first = found[0]

@@ -97,10 +97,17 @@ class Context:
             out.extend(self.visible(t))
         return out
 
-    def suspects(self, rtype: str, vs: ValueSet) -> list[Res]:
+    def suspects(self, rtype: str, vs: ValueSet, *, every: bool = False) -> list[Res]:
         """Visible resources whose code is not in `vs` but whose text names one of its concepts,
-        where no closed-system code (ICD-10, ATC) already decides membership."""
-        pool = self.record.suspects.get(rtype)
+        where no closed-system code (ICD-10, ATC) already decides membership.
+
+        By default only records kept because of their text are looked at; `every` looks at all the
+        type's records too (a code read for another rule whose text contradicts it: ICD-10-CM O50.911
+        'malignant neoplasm of right female breast'), which an absence-based rule asks before saying
+        'no record'."""
+        pool = self.record.suspects.get(rtype, [])
+        if every:
+            pool = [*pool, *self.visible(rtype)]
         if not pool or not vs.names:
             return []
         closed = self.tx.systems.closed
@@ -115,12 +122,12 @@ class Context:
         return out
 
     def doubtful(self, types: Iterable[str], vs: ValueSet | None,
-                 judge: Callable[[Res], Tri] | None = None) -> list[Res]:
+                 judge: Callable[[Res], Tri] | None = None, *, every: bool = False) -> list[Res]:
         """Records that could be what a rule looks for but cannot be read as such: unread ones that
         could match, and suspects (see `suspects`). `judge` drops those that could not change the
         answer (asked only where the record's other elements are readable)."""
         record = self.record
-        if not record.unread and not record.suspects:
+        if not record.unread and not record.suspects and not every:
             return []
         from fhir3t.criteria.base import could_be
 
@@ -133,7 +140,7 @@ class Context:
                     continue
                 out.append(r)
             if vs is not None:
-                for r in self.suspects(t, vs):
+                for r in self.suspects(t, vs, every=every):
                     if judge is None or judge(r) != NOT_MET:
                         out.append(r)
         return out

@@ -23,7 +23,7 @@ from fhir3t.criteria.model import ScreeningResult
 from fhir3t.errors import InputProblem, Problems
 from fhir3t.pipeline.engine import Engine
 from fhir3t.sources.files import Limits, expand_paths
-from fhir3t.sources.grouping import GroupingSource, GroupStats, SharedIndex, records_of
+from fhir3t.sources.grouping import GroupingSource, GroupStats, SharedIndex, foreign_unread, records_of
 from fhir3t.sources.store import DiskStore, read_partition
 
 
@@ -49,15 +49,17 @@ def _init(spec: EngineSpec) -> None:
     _ENGINE = Engine.load(spec.concept_maps, spec.criteria_file)
 
 
-def _collect(files: list[str], run_dir: str, limits: Limits) -> tuple[str, list, list[InputProblem], GroupStats]:
-    """Pass 1 in a process: its files into a disk store of its own (kept for pass 2)."""
+def _collect(files: list[str], run_dir: str, limits: Limits) \
+        -> tuple[str, list, list[InputProblem], GroupStats, list, list[str]]:
+    """Pass 1 in a process: its files into a disk store of its own (kept for pass 2). Entries naming
+    patients it has not seen are handed back: another process may have them."""
     assert _ENGINE is not None
     problems = Problems()
     src = GroupingSource(files, problems, _ENGINE.wants, limits=limits, store="disk", tmpdir=run_dir)
-    store = src.collect()
+    store = src.collect(judge_foreign=False)  # judged by the caller, over every process's patients
     assert isinstance(store, DiskStore)
     store.flush()
-    return str(store.dir), src.shared.entries(), problems.items, src.stats
+    return str(store.dir), src.shared.entries(), problems.items, src.stats, src.foreign, sorted(src.patients_seen)
 
 
 def _screen(parts: list[int], stores: list[str], shared_file: str, as_of: date, d1: date) \
@@ -104,11 +106,20 @@ def screen_parallel(paths: Sequence[str | Path], spec: EngineSpec, as_of: date, 
         with ProcessPoolExecutor(max_workers=jobs, initializer=_init, initargs=(spec,)) as pool:
             collected = list(pool.map(_collect, _split(files, jobs), [run_dir] * jobs, [limits] * jobs))
             stores, entries, unattributed = [], [], 0
-            for store, shared_entries, found, stats in collected:
+            foreign: list = []
+            patients: set[str] = set()
+            for store, shared_entries, found, stats, their_foreign, their_patients in collected:
                 stores.append(store)
                 entries.extend(shared_entries)
                 problems.items.extend(found)
                 unattributed += stats.unattributed
+                foreign.extend(their_foreign)
+                patients.update(their_patients)
+            extra = DiskStore(run_dir)
+            for only, item, source in foreign_unread(foreign, patients, problems):
+                extra.unread(only, item, source)
+            extra.flush()
+            stores.append(str(extra.dir))
             shared = SharedIndex.from_entries(entries)
             shared_file = os.path.join(run_dir, "shared.json")
             Path(shared_file).write_bytes(orjson.dumps(shared.entries()))

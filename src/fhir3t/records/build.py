@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fhir3t.dates import Span, parse_date
+from fhir3t.dates import Span, parse_date, plausible
 from fhir3t.errors import Problems
 from fhir3t.r4facts import R4Facts, r4_facts
 from fhir3t.records.concepts import concept_texts, describe_concept, main_concept, shape_of
@@ -67,13 +67,14 @@ def never_counts(rtype: str, resource: dict, facts: R4Facts | None = None) -> bo
 
 
 def span_of(value: object) -> Span | None:
-    """Parse a FHIR date leniently (None for absent or unparseable)."""
+    """Parse a FHIR date leniently: None for absent, unparseable or implausible (dates.plausible)."""
     if not isinstance(value, str):
         return None
     try:
-        return parse_date(value)
+        span = parse_date(value)
     except ValueError:
         return None
+    return span if plausible(span) else None
 
 
 def first_date(raw: dict, fields: tuple[str, ...]) -> tuple[str | None, str | None]:
@@ -217,10 +218,15 @@ class RecordBuilder:
                 self.problems.add(where, f"{rtype}.{field} is not a date: treated as undated")
             return None, None
         try:
-            return parse_date(text), text
+            span = parse_date(text)
         except ValueError:
             self.problems.add(where, f"{rtype}.{field or 'date'} is not a FHIR date: treated as undated")
             return None, text
+        if not plausible(span):
+            self.problems.add(where, f"{rtype}.{field or 'date'} is implausible (before 1900 or years ahead): "
+                                     "treated as undated")
+            return None, text
+        return span, text
 
     # ---- panels and reports ------------------------------------------------------------
     def _components(self, rec: PatientRecord, resource: dict, parent: Res) -> None:

@@ -131,6 +131,8 @@ class GroupingSource:
         self._r4_types = facts.resource_types
         self._store: GroupStore | None = None
         self._first_patient: dict[str, str] = {}
+        #: (bundle's only patient, other patient named, type, where, source): resolved after pass 1
+        self.foreign: list[tuple[str, str, str, str, str]] = []
         self._prefilter: Callable[[bytes], bool] | None = None
 
     # ---- the two passes ----------------------------------------------------------------
@@ -142,8 +144,10 @@ class GroupingSource:
         finally:
             self.close()
 
-    def collect(self) -> GroupStore:
-        """Pass 1: read every input once, keep what is relevant, file it under its patient."""
+    def collect(self, *, judge_foreign: bool = True) -> GroupStore:
+        """Pass 1: read every input once, keep what is relevant, file it under its patient.
+
+        `judge_foreign` off leaves `self.foreign` for a caller that knows more patients (parallel runs)."""
         self._store = DiskStore(self.tmpdir) if self.store_kind == "disk" else MemoryStore()
         for name, data in self.documents:
             self._document(data, name)
@@ -155,7 +159,15 @@ class GroupingSource:
         for path in self.ndjson_files:
             self._ndjson_file(path)
             self._file_done(path)
+        if judge_foreign:
+            for item in foreign_unread(self.foreign, set(self._first_patient), self.problems):
+                self._store.unread(*item)
         return self._store
+
+    @property
+    def patients_seen(self) -> set[str]:
+        """Keys of the patients whose Patient resource was read."""
+        return set(self._first_patient)
 
     def close(self) -> None:
         if self._store is not None:
@@ -308,6 +320,8 @@ class GroupingSource:
                                  "input; skipped")
             return
         self._add(key, res, where, source)
+        if patients and key not in patients:  # a Bundle's entry naming a patient the Bundle does not hold
+            self.foreign.append((only or "", key, rtype, where, source))
         if full_url:
             rid = res.get("id")
             self._store.alias(key, full_url, f"{rtype}/{rid}" if isinstance(rid, str) else where)  # type: ignore[union-attr]
@@ -321,6 +335,28 @@ class GroupingSource:
             self._store.unread(only, Unread(as_type, where, f"an entry of this patient's Bundle {why}"), source)
         else:
             self.stats.unattributed += 1
+
+
+def foreign_unread(foreign: Iterable[tuple[str, str, str, str, str]], patients: set[str],
+                   problems: Problems) -> Iterator[tuple[str, Unread, str]]:
+    """Entries of a single-patient Bundle that name another patient who is nowhere in the input.
+
+    In a Bundle that holds one patient's record, a Condition naming `Patient/018` when the Bundle's
+    patient is `Patient/p18` and no `Patient/018` exists is most likely a garbled reference: the entry
+    is still filed under what it names, and the Bundle's patient keeps the criteria that could depend
+    on it unknown. (A Bundle may hold another patient's data legitimately; then that patient exists.)
+    """
+    for only, other, rtype, where, source in foreign:
+        if other in patients:
+            continue
+        if not only:  # a Bundle of several patients: whose it really is cannot be told
+            problems.add(where, f"{rtype} names a patient who is not in the input (a garbled reference?); it is "
+                                "screened under that reference, and the Bundle's patients may be missing it")
+            continue
+        problems.add(where, f"{rtype} names a patient who is not in the input, in a Bundle of another patient "
+                            "(a garbled reference?): that patient's criteria it could decide are left unknown")
+        yield only, Unread(rtype, where, "an entry of this patient's Bundle names another patient who is not in "
+                                         "the input (a garbled reference?)"), source
 
 
 def records_of(groups: Iterable[tuple[str, Group]], shared: SharedIndex, problems: Problems,
