@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="endpoints report: 26-week survival, AE incidence with exact CIs, safety tables, disposition, screening flow",
-        description=(
-            "Kaplan-Meier survival from D1 (95 %% Greenwood CI, log-log; estimate at day 182; median with its "
+        description=textwrap.fill(
+            "Kaplan-Meier survival from D1 (95 % Greenwood CI, log-log; estimate at day 182; median with its "
             "Brookmeyer-Crowley CI), numbers at risk, events and censored; treatment-related AE incidence overall, "
             "by drug and by worst grade with exact Clopper-Pearson CIs; AEs per 100 patient-weeks with exact "
             "Poisson CIs; the safety tables (treatment-related AEs by CTCAE term and worst grade, serious AEs, AEs "
             "that led to stopping a 3T drug, deaths); per-subject disposition with a swimmer plot; and, with "
             "--screening, the screening flow. Writes a self-contained HTML page (inline SVG, prints on A4) and, "
-            "optionally, the JSON report."
-        ),
+            "optionally, the JSON report. Subjects come from files (PATH...) or from a FHIR server (--server URL)."
+        , width=100),
         epilog="Examples:\n  fhir3t report samples/safety/ --as-of 2026-11-16 --out report.html --json report.json\n"
                "  fhir3t screen export/ --format json --out screening.json\n"
                "  fhir3t report export/ --screening screening.json --out report.html\n"

@@ -83,6 +83,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from fhir3t.cli.server_options import add_server_options
 
     add_server_options(p, pull=False, push=True)
+    for action in p._actions:  # the shared option's help speaks of screening results
+        if action.dest == "push":
+            action.help = "send the AdverseEvents (PUT to ids derived from patient + event, so re-running updates them) to this server"
+        elif action.dest == "dry_run":
+            action.help = "with --push: print the Bundle that would be sent, send nothing"
     p.add_argument("--patient", action="append", default=[], metavar="ID",
                    help="with --server: analyse these patients (repeatable) instead of the study's ResearchSubjects")
     p.set_defaults(run=run)

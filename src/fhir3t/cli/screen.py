@@ -6,6 +6,7 @@ import sys
 
 from fhir3t.cli.common import day, progress_bar, report_problems
 from fhir3t.cli.server_options import add_server_options, make_client
+from fhir3t.criteria.model import STATUSES
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
 from fhir3t.formats import FORMATS
 
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+    args.summary = {"patients": run_.total, **{s: run_.counts.get(s, 0) for s in STATUSES}}
     report_problems(problems)
     for n in run_.notes:
         print(f"fhir3t: note: {n}", file=sys.stderr)
