@@ -107,7 +107,7 @@ def test_command_table_sets_defaults_and_the_command_line_wins(tmp_path, capsys)
     assert main(["screen", P05, *AS_OF, "--config", str(cfg), "--format", "json"]) == 0
     assert isinstance(json.loads(capsys.readouterr().out), list)  # --format on the command line wins
     assert main(["screen", P05, *AS_OF, "--config", str(cfg), "--no-config"]) == 0
-    assert "patient" in capsys.readouterr().out.splitlines()[2]  # the table: no config read
+    assert "┃ patient" in capsys.readouterr().out  # the table: no config read
 
 
 def test_config_found_in_the_working_folder(tmp_path, capsys, monkeypatch):

@@ -23,6 +23,7 @@ from fhir3t.errors import EXIT_INTERNAL, EXIT_USAGE, Fhir3tError
 #: subcommand name -> module under fhir3t.cli (imported lazily so `--help` stays fast)
 COMMANDS: dict[str, str] = {
     "screen": "screen",
+    "explain": "explain",
     "validate": "validate",
 }
 
