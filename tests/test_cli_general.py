@@ -54,7 +54,9 @@ def test_json_logs_one_object_per_line_with_one_run_id_and_no_patient_data(capsy
     assert len(captured.out.splitlines()) == 2  # results still on stdout
 
 
-def test_json_logs_are_the_default_of_a_config_and_the_run_id_is_random(tmp_path, capsys):
+def test_json_logs_are_the_default_of_a_config_and_the_run_id_is_random(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("FHIR3T_RUN_ID", raising=False)
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
     cfg = tmp_path / "c.toml"
     cfg.write_text('[log]\nformat = "json"\n')
     ids = []

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import IO
 
-from fhir3t.cli.common import progress_bar, report_problems
+from fhir3t.cli.common import progress_bar, report_problems, server_label
 from fhir3t.cli.screen import add_screen_options, choose_as_of, inputs_label, run_info
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.criteria.model import ScreeningResult
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             client = make_client(args)
             stream = screen_server(client, engine, as_of=as_of, d1=d1, patients=wanted, problems=problems,
                                    names=args.show_names)
-            inputs = client.display_base if hasattr(client, "display_base") else "FHIR server"
+            inputs = server_label(args.server)
         else:
             stream = screen_files(args.paths, as_of=as_of, d1=d1, engine=engine, problems=problems, patients=wanted,
                                   names=args.show_names)

@@ -2,7 +2,7 @@
 
 In JSON mode every line the run writes on stderr becomes one JSON object carrying the run id, so a
 log collector parses all of it: log records, and the messages subcommands print (problems, notes,
-summaries). The run id is `$FHIR3T_RUN_ID` when set (e.g. systemd's `$INVOCATION_ID`), else random.
+summaries). The run id is `$FHIR3T_RUN_ID` when set, else systemd's `$INVOCATION_ID`, else random.
 Messages are PHI-free by construction at INFO and WARNING (files, entries, elements and counts, never
 names, identifiers or values); -vv (DEBUG) may show values and is not meant for production logs.
 """
@@ -28,8 +28,12 @@ _PREFIX = re.compile(r"^fhir3t(?: [a-z-]+)?: (?:(?P<tag>skipped|note|warning|err
 
 
 def new_run_id() -> str:
-    given = os.environ.get("FHIR3T_RUN_ID", "")
-    return given if _RUN_ID.match(given) else uuid.uuid4().hex
+    """$FHIR3T_RUN_ID, else systemd's $INVOCATION_ID (journal and log then share the id), else random."""
+    for name in ("FHIR3T_RUN_ID", "INVOCATION_ID"):
+        given = os.environ.get(name, "")
+        if _RUN_ID.match(given):
+            return given
+    return uuid.uuid4().hex
 
 
 def _now() -> str:

@@ -8,11 +8,10 @@ import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
-from fhir3t.cli.common import report_problems
+from fhir3t.cli.common import report_problems, server_label
 from fhir3t.cli.safety import EPILOG_CODES, add_input_options, analyse_args
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, InputError, Problems, UsageError
 
@@ -96,12 +95,6 @@ def _digest(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def _server_label(url: str) -> str:
-    """scheme://host/path of a base URL: never userinfo or query values."""
-    u = urlsplit(url)
-    return f"{u.scheme}://{u.hostname or ''}{f':{u.port}' if u.port else ''}{u.path}"
-
-
 def run(args: argparse.Namespace) -> int:
     from fhir3t.criteria.load import load_criteria
     from fhir3t.profiles import profiles_dir
@@ -123,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"fhir3t report: no subjects of {cfg.study_label} with a D1 found in the input", file=sys.stderr)
         return EXIT_INPUT_FATAL
     server = getattr(args, "server", None)
-    inputs = (f"FHIR server {_server_label(server)}" if server else
+    inputs = (f"FHIR server {server_label(server)}" if server else
               f"{len(args.paths)} path(s): {', '.join(args.paths)}")
     if args.screening:
         inputs += f"; screening run {args.screening}"

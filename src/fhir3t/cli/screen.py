@@ -5,7 +5,7 @@ import argparse
 import sys
 from datetime import UTC, date, datetime
 
-from fhir3t.cli.common import day, progress_bar, report_problems
+from fhir3t.cli.common import day, progress_bar, report_problems, server_label
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.criteria.model import STATUSES
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
                                since=args.since, strategy=args.strategy, problems=problems, names=args.show_names,
                                on_candidates=None if args.no_progress else lambda n: print(
                                    f"fhir3t screen: {plural(n, 'candidate patient')} on the server", file=sys.stderr))
-        inputs = client.display_base if hasattr(client, "display_base") else "FHIR server"
+        inputs = server_label(args.server)
     else:
         stream = screen_files(args.paths, as_of=as_of, d1=d1, engine=engine, problems=problems, store=args.store,
                               jobs=args.jobs or 1, patients=args.patient, names=args.show_names)
