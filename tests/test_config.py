@@ -160,7 +160,9 @@ def test_example_config_is_valid_for_every_table(tmp_path):
     assert cfg.server.url and cfg.server.auth == "smart" and cfg.server.key is not None
     parser = build_parser(cfg)  # raises ConfigError for a key no option takes
     screen = parser.parse_args(["screen"])
-    assert screen.format == "json"
+    assert screen.html == "/var/lib/fhir3t/worklist.html" and screen.id_system == "http://hospital.example.org/mrn"
+    assert screen.concept_map == [str(example.parent / "maps" / "hospital-local.json")]  # relative to the file
+    assert screen.timeout == 120 and screen.format == "table"
 
 
 # -- the server and its credentials --------------------------------------------------------------------

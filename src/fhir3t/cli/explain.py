@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import IO
 
 from fhir3t.cli.common import progress_bar, report_problems, server_label
@@ -46,10 +47,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run, patient=[], since=None, group=None, strategy=None)
 
 
+def indented(console, text: str, indent: int, style: str | None = None) -> None:
+    """Text wrapped to the console with a hanging indent (no trailing padding), escaped for rich."""
+    lines = textwrap.wrap(text, width=max(20, console.width), initial_indent=" " * indent,
+                          subsequent_indent=" " * indent, break_on_hyphens=False) or [" " * indent]
+    for line in lines:
+        console.print(f"[{style}]{safe(line)}[/]" if style else safe(line), soft_wrap=True)
+
+
 def show(r: ScreeningResult, info: RunInfo, out: IO[str]) -> None:
     """One block per criterion: mark, id, title and result on a line, then reason and evidence indented."""
     from rich.console import Console
-    from rich.padding import Padding
 
     tty = out.isatty()
     console = Console(file=out, width=None if tty else 80, no_color=not tty, highlight=False, emoji=False)
@@ -66,20 +74,19 @@ def show(r: ScreeningResult, info: RunInfo, out: IO[str]) -> None:
         review = " (review)" if c.requires_review else ""
         console.print(f"[{_STYLE[eff]}]{_MARK[eff]}[/] [bold]{safe(c.id)}[/] {safe(title)}{review}: "
                       f"[{_STYLE[eff]}]{_WORD.get(c.result, c.result)}[/] [dim]({eff})[/]")
-        lines = [safe(c.reason)]
+        indented(console, c.reason, 4)
         stale = stale_on(c)
         if stale:
-            lines.append(f"[yellow]the latest result, on {safe(stale)}, is older than the window[/]")
+            indented(console, f"the latest result, on {stale}, is older than the window", 4, "yellow")
         if c.evidence:
-            lines.append("[dim]evidence: " + safe(", ".join(c.evidence)) + "[/]")
-        console.print(Padding("\n".join(lines), (0, 0, 0, 4), expand=False))
+            indented(console, "evidence: " + ", ".join(c.evidence), 4, "dim")
     if r.failing:
         console.print("[bold]not met:[/] " + safe(", ".join(r.failing)))
     todo = [(c.id, actions(c.reason) or [c.reason]) for c in r.criteria if c.id in r.unknown]
     if todo:
         console.print("[bold]to resolve:[/]")
         for cid, acts in todo:
-            console.print(Padding(f"{safe(cid)}: {safe('; '.join(acts))}", (0, 0, 0, 2), expand=False))
+            indented(console, f"{cid}: {'; '.join(acts)}", 2)
     for note in r.notes:
         console.print(f"[bold]note:[/] {safe(note)}")
 

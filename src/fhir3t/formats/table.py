@@ -74,7 +74,8 @@ class TableFormat(Format):
         codes = narrow and len({code(c.id) for c in rows[0].criteria}) == len(rows[0].criteria)
         show = code if codes else (lambda cid: cid)
         pwidth = max(14, min(30, console.width // 4))
-        table = Table(title=safe(title), title_justify="left", expand=False)
+        console.print(safe(title))
+        table = Table(expand=False)
         table.add_column("patient", overflow="fold", max_width=pwidth)
         table.add_column("status", no_wrap=True)
         table.add_column("failing", overflow="fold", ratio=1)
@@ -88,9 +89,7 @@ class TableFormat(Format):
         console.print(table)
         if codes and used:
             order = [c.id for c in rows[0].criteria]
-            legend = [f"{cid}" + (f" {info.title_of(cid)}" if info.title_of(cid) else "")
-                      for cid in order if cid in used]
-            console.print(safe("criteria: " + "; ".join(legend)))
+            console.print(safe("criteria: " + ", ".join(cid for cid in order if cid in used)))
         for r in rows:
             for note in r.notes:
                 console.print(f"[bold]note[/] {safe(r.patient)}: {safe(note)}")
