@@ -116,3 +116,13 @@ def test_every_subcommand_accepts_the_general_options(capsys):
     for name, sub in parser.parse_args(["screen"])._commands.items():
         flags = {s for a in sub._actions for s in a.option_strings}
         assert {"-v", "--log-format", "--config", "--no-config"} <= flags, name
+
+
+def test_safety_says_when_as_of_defaults_to_today(capsys):
+    from fhir3t.dates import today_utc
+
+    main(["safety", str(SAMPLES / "safety"), "--format", "json"])
+    err = capsys.readouterr().err
+    assert f"fhir3t safety: as-of {today_utc()} (today, UTC)" in err
+    assert main(["safety", str(SAMPLES / "safety"), "--format", "json", "--as-of", "2026-11-16"]) == 0
+    assert "today, UTC" not in capsys.readouterr().err
