@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -7,6 +8,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# a developer's ~/.config/fhir3t/config.toml or /etc/fhir3t/config.toml must not change test results;
+# tests of the config file name theirs with --config or FHIR3T_CONFIG
+os.environ["FHIR3T_CONFIG"] = "none"
 
 from fhir3t.api import Engine
 from fhir3t.criteria.model import ScreeningResult

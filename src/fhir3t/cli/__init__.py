@@ -11,13 +11,19 @@ import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from fhir3t import __version__
+from fhir3t.cli.configure import apply_defaults, apply_server, config_from_argv, mark_required_server
+from fhir3t.cli.logs import Timer, new_run_id, run_logging
+from fhir3t.cli.parser import Parser, unknown_options_message
+from fhir3t.config import LOG_FORMATS, LOG_LEVELS, Config
 from fhir3t.errors import EXIT_INTERNAL, EXIT_USAGE, Fhir3tError
 
 #: subcommand name -> module under fhir3t.cli (imported lazily so `--help` stays fast)
 COMMANDS: dict[str, str] = {
     "screen": "screen",
+    "explain": "explain",
     "validate": "validate",
 }
 
@@ -31,13 +37,28 @@ def _optional_commands() -> dict[str, str]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _general_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """-v, --log-format, --config: accepted before the subcommand and after it (`fhir3t screen -v ...`)."""
+    sup: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    pre = "" if top else "sub_"
+    g = parser.add_argument_group("general options") if not top else parser
+    g.add_argument("-v", "--verbose", action="count", dest=f"{pre}verbose", **({"default": 0} if top else sup),
+                   help="more log output on stderr (-v info, -vv debug); patient data is never logged at -v")
+    g.add_argument("--log-format", choices=LOG_FORMATS, dest=f"{pre}log_format", **sup,
+                   help="text (default) or json: one JSON object per stderr line, with a run id, no patient data")
+    g.add_argument("--config", metavar="FILE", dest=f"{pre}config", **sup,
+                   help="read this config file (default: ./fhir3t.toml, $XDG_CONFIG_HOME/fhir3t/config.toml, "
+                        "/etc/fhir3t/config.toml, the first found); command-line options win")
+    g.add_argument("--no-config", action="store_true", dest=f"{pre}no_config", **sup,
+                   help="read no config file")
+
+
+def build_parser(config: Config | None = None) -> argparse.ArgumentParser:
+    parser = Parser(
         prog="fhir3t",
         description=(
-            "FHIR R4 adapter for trial NCT06438679 (3T therapy in MDA5+ dermatomyositis): "
-            "screen patients against the trial's 22 criteria, emit ResearchSubjects and "
-            "AdverseEvents, validate Bundles, talk to a FHIR server."
+            "FHIR R4 adapter for one clinical trial: screen patients against the trial's criteria, emit "
+            "ResearchSubjects and AdverseEvents, validate Bundles, talk to a FHIR server."
         ),
         epilog=(
             "Exit codes: 0 ok; 1 validation errors found; 2 usage error; 3 some input skipped; "
@@ -46,29 +67,71 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"fhir3t {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0,
-        help="more log output on stderr (-v info, -vv debug); patient data is never logged",
-    )
+    _general_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for _name, mod in {**COMMANDS, **_optional_commands()}.items():
         module = importlib.import_module(f"fhir3t.cli.{mod}")
         module.add_parser(sub)
+    commands: dict[str, argparse.ArgumentParser] = dict(sub.choices)
+    for p in commands.values():
+        _general_options(p, top=False)
+    mark_required_server(commands)
+    if config is not None:
+        apply_defaults(config, commands)
+    parser.set_defaults(_commands=commands)
     return parser
 
 
+def _merge_general(args: argparse.Namespace, config: Config) -> tuple[int, str]:
+    verbose = args.verbose + getattr(args, "sub_verbose", 0)
+    if not verbose and config.log_level:
+        verbose = LOG_LEVELS.index(config.log_level)
+    fmt = getattr(args, "sub_log_format", None) or args.log_format or config.log_format or "text"
+    return verbose, fmt
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    names = {**COMMANDS, **_optional_commands()}
+    return next((t for t in argv if t in names), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    try:
+        config = config_from_argv(argv)
+    except Fhir3tError as exc:
+        print(f"fhir3t{f' {command}' if command else ''}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    try:
+        parser = build_parser(config)
+    except Fhir3tError as exc:  # a config key that no option takes
+        print(f"fhir3t{f' {command}' if command else ''}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub = args._commands.get(args.command) if args.command else None
+        target = sub or parser
+        target.error(unknown_options_message(extras, target))
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    verbose, fmt = _merge_general(args, config)
+    args.verbose = verbose
+    args.run_id = new_run_id()
+    timer = Timer()
+    with run_logging(verbose, fmt, args.command, args.run_id) as log:
+        log.event(f"fhir3t {__version__} {args.command}" + (f" (config {config.path})" if config.path else ""),
+                  event="run-start", version=__version__, config=str(config.path) if config.path else None)
+        code = _run(args, config)
+        log.event(f"exit {code} after {timer.seconds:.1f} s", event="run-end", exit_code=code,
+                  seconds=timer.seconds, **getattr(args, "summary", {}))
+    return code
+
+
+def _run(args: argparse.Namespace, config: Config) -> int:
     try:
+        apply_server(config, args)
         return int(args.run(args))
     except Fhir3tError as exc:
         print(f"fhir3t {args.command}: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import IO, TypeVar
+from urllib.parse import urlsplit
 
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
@@ -34,6 +35,12 @@ def output(path: str | None) -> Iterator[IO[str]]:
     with tmp.open("w", encoding="utf-8") as fh:
         yield fh
     tmp.replace(target)
+
+
+def server_label(url: str) -> str:
+    """scheme://host[:port]/path of a base URL, for headers and messages: never userinfo or a query."""
+    u = urlsplit(url)
+    return f"{u.scheme}://{u.hostname or ''}{f':{u.port}' if u.port else ''}{u.path}"
 
 
 def report_problems(problems: Problems, limit: int = 50) -> None:

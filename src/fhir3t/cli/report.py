@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
-from fhir3t.cli.common import report_problems
+from fhir3t.cli.common import report_problems, server_label
 from fhir3t.cli.safety import EPILOG_CODES, add_input_options, analyse_args
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, InputError, Problems, UsageError
 
@@ -20,15 +20,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="endpoints report: 26-week survival, AE incidence with exact CIs, safety tables, disposition, screening flow",
-        description=(
-            "Kaplan-Meier survival from D1 (95 %% Greenwood CI, log-log; estimate at day 182; median with its "
+        description=textwrap.fill(
+            "Kaplan-Meier survival from D1 (95 % Greenwood CI, log-log; estimate at day 182; median with its "
             "Brookmeyer-Crowley CI), numbers at risk, events and censored; treatment-related AE incidence overall, "
             "by drug and by worst grade with exact Clopper-Pearson CIs; AEs per 100 patient-weeks with exact "
             "Poisson CIs; the safety tables (treatment-related AEs by CTCAE term and worst grade, serious AEs, AEs "
             "that led to stopping a 3T drug, deaths); per-subject disposition with a swimmer plot; and, with "
             "--screening, the screening flow. Writes a self-contained HTML page (inline SVG, prints on A4) and, "
-            "optionally, the JSON report."
-        ),
+            "optionally, the JSON report. Subjects come from files (PATH...) or from a FHIR server (--server URL)."
+        , width=100),
         epilog="Examples:\n  fhir3t report samples/safety/ --as-of 2026-11-16 --out report.html --json report.json\n"
                "  fhir3t screen export/ --format json --out screening.json\n"
                "  fhir3t report export/ --screening screening.json --out report.html\n"
@@ -95,12 +95,6 @@ def _digest(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def _server_label(url: str) -> str:
-    """scheme://host/path of a base URL: never userinfo or query values."""
-    u = urlsplit(url)
-    return f"{u.scheme}://{u.hostname or ''}{f':{u.port}' if u.port else ''}{u.path}"
-
-
 def run(args: argparse.Namespace) -> int:
     from fhir3t.criteria.load import load_criteria
     from fhir3t.profiles import profiles_dir
@@ -122,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"fhir3t report: no subjects of {cfg.study_label} with a D1 found in the input", file=sys.stderr)
         return EXIT_INPUT_FATAL
     server = getattr(args, "server", None)
-    inputs = (f"FHIR server {_server_label(server)}" if server else
+    inputs = (f"FHIR server {server_label(server)}" if server else
               f"{len(args.paths)} path(s): {', '.join(args.paths)}")
     if args.screening:
         inputs += f"; screening run {args.screening}"

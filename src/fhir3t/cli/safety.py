@@ -20,7 +20,8 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="Bundle/resource .json files, NDJSON files, or folders of them (or --server URL)")
     p.add_argument("--as-of", type=day, metavar="DATE",
-                   help="analyse as if today were DATE (YYYY-MM-DD); later data is ignored (default: today, UTC)")
+                   help="analyse as if today were DATE (YYYY-MM-DD); later data is ignored (default: today, UTC, "
+                        "said on stderr)")
     p.add_argument("--d1", action="append", default=[], metavar="PATIENT=DATE",
                    help="first-dose day of a patient (id or Patient/id), overriding its ResearchSubject (repeatable)")
     p.add_argument("--d1-csv", metavar="FILE", help="CSV with columns patient,d1 (same meaning as --d1)")
@@ -40,6 +41,9 @@ def analyse_args(args: argparse.Namespace, problems: Problems):
     d1 = read_d1_csv(args.d1_csv) if args.d1_csv else {}
     d1.update(parse_d1_options(args.d1))
     as_of: date = args.as_of or today_utc()
+    if args.as_of is None:
+        print(f"fhir3t {getattr(args, 'command', None) or 'safety'}: as-of {as_of} (today, UTC): give --as-of DATE to "
+              "analyse as of another day", file=sys.stderr)
     maps = with_discovered_maps(args.paths, args.concept_map, problems) if args.paths else list(args.concept_map)
     engine = SafetyEngine.load(maps, problems)
     if server:
@@ -83,6 +87,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from fhir3t.cli.server_options import add_server_options
 
     add_server_options(p, pull=False, push=True)
+    for action in p._actions:  # the shared option's help speaks of screening results
+        if action.dest == "push":
+            action.help = "send the AdverseEvents (PUT to ids derived from patient + event, so re-running updates them) to this server"
+        elif action.dest == "dry_run":
+            action.help = "with --push: print the Bundle that would be sent, send nothing"
     p.add_argument("--patient", action="append", default=[], metavar="ID",
                    help="with --server: analyse these patients (repeatable) instead of the study's ResearchSubjects")
     p.set_defaults(run=run)

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, date, datetime
 
-from fhir3t.cli.common import day, progress_bar, report_problems
+from fhir3t.cli.common import day, progress_bar, report_problems, server_label
 from fhir3t.cli.server_options import add_server_options, make_client
+from fhir3t.criteria.model import STATUSES
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
 from fhir3t.formats import FORMATS
+from fhir3t.formats.summary import plural
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=(
             "Examples:\n"
             "  fhir3t screen samples/screening/ --as-of 2026-11-16\n"
+            "  fhir3t screen export/ --html worklist.html --csv worklist.csv\n"
             "  fhir3t screen export/ --format ndjson --out screening.ndjson\n"
+            "  fhir3t screen export/ --patient MRN-100016      (one patient: see also fhir3t explain)\n"
             "  fhir3t screen --server https://ehr.example.org/fhir --push https://ehr.example.org/fhir --dry-run\n"
             "Messages on stderr name files, entries and elements, never patient data; values appear only with -vv.\n"
             "Exit codes: 0 all input screened; 3 some input skipped (see stderr); 4 no usable input;\n"
@@ -32,18 +37,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("paths", nargs="*", metavar="PATH",
-                   help="Bundle/resource .json files, NDJSON files, or folders of them (or --server URL)")
-    p.add_argument("--as-of", type=day, metavar="DATE",
-                   help="screening date YYYY-MM-DD: evaluate as if today were this day; later data is ignored "
-                        "(default: today, UTC, said on stderr)")
-    p.add_argument("--d1", type=day, metavar="DATE", help="planned first-dose date YYYY-MM-DD (default: the --as-of date)")
-    p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
-                   help="FHIR ConceptMap translating hospital-local codes to standard ones (repeatable)")
-    p.add_argument("--criteria", metavar="FILE", help="criteria file to use instead of the study profile's")
+    add_screen_options(p)
     p.add_argument("--format", choices=sorted(FORMATS), default="table",
                    help="; ".join(f"{n}: {FORMATS[n].help}" for n in sorted(FORMATS)))
     p.add_argument("--out", metavar="FILE", help="write results here instead of stdout (atomically)")
+    p.add_argument("--html", metavar="FILE", help="also write the worklist page: one self-contained HTML file "
+                                                  "(sort, filter, per-patient detail; opens offline, prints)")
+    p.add_argument("--csv", metavar="FILE", help="also write one CSV row per patient (UTF-8 with BOM, for Excel)")
     p.add_argument("--emit", metavar="BUNDLE", help="also write a FHIR transaction Bundle (ResearchStudy, ResearchSubjects, Provenance)")
     p.add_argument("--store", choices=("auto", "memory", "disk"), default="auto",
                    help="where records are grouped by patient: auto (memory, moving to disk for big inputs), memory, disk")
@@ -51,30 +51,102 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                          "cores comes with large inputs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_server_options(p)
+    for action in p._actions:
+        if action.dest == "patient":
+            action.help = ("screen only this patient (repeatable): its FHIR id, Patient/ID, or an identifier value "
+                           "such as the MRN; with --server, instead of finding candidates by diagnosis")
     p.set_defaults(run=run, screen_parser=p)
 
 
-def _info(engine, as_of, d1, defaulted: bool, inputs: str):
+def add_screen_options(p: argparse.ArgumentParser) -> None:
+    """Inputs and dates, shared by `screen` and `explain`."""
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="Bundle/resource .json files, NDJSON files, or folders of them (or --server URL)")
+    p.add_argument("--as-of", type=day, metavar="DATE",
+                   help="screening date YYYY-MM-DD: evaluate as if today were this day; later data is ignored "
+                        "(default: the date sample files say they were written for, else today, UTC; said on stderr)")
+    p.add_argument("--d1", type=day, metavar="DATE", help="planned first-dose date YYYY-MM-DD (default: the --as-of date)")
+    p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
+                   help="FHIR ConceptMap translating hospital-local codes to standard ones (repeatable)")
+    p.add_argument("--criteria", metavar="FILE", help="criteria file to use instead of the study profile's")
+    p.add_argument("--id-system", metavar="URI",
+                   help="Patient.identifier system to show as the display id (default: the MRN: the identifier "
+                        "typed MR, else one whose system names 'mrn', else the first)")
+    p.add_argument("--show-names", action="store_true",
+                   help="put patients' names in the worklist, CSV and JSON (off by default: the files may travel)")
+
+
+def choose_as_of(args: argparse.Namespace, command: str) -> tuple[date, str]:
+    """--as-of, else the date the input's sample files were written for, else today (UTC); said on stderr."""
+    from fhir3t.dates import today_utc
+    from fhir3t.pipeline.screening import SAMPLE_AS_OF, sample_as_of
+
+    if args.as_of is not None:
+        return args.as_of, "given"
+    if args.paths:
+        tagged, disagree = sample_as_of(args.paths)
+        if tagged is not None:
+            print(f"fhir3t {command}: as-of {tagged}, the date the sample files in the input were written for "
+                  f"(their Bundle.meta.tag {SAMPLE_AS_OF}); give --as-of DATE to screen as of another day",
+                  file=sys.stderr)
+            return tagged, "samples"
+        if disagree:
+            print(f"fhir3t {command}: note: the input's sample files were written for different days "
+                  f"({', '.join(disagree)}): screening as of today", file=sys.stderr)
+    today = today_utc()
+    print(f"fhir3t {command}: as-of {today} (today, UTC): give --as-of DATE to screen as of another day", file=sys.stderr)
+    return today, "today"
+
+
+def run_info(engine, as_of: date, d1: date, as_of_from: str, inputs: str, args: argparse.Namespace):
     from fhir3t.formats import RunInfo
 
-    return RunInfo(as_of, d1, defaulted, engine.study.short_title, f"{engine.criteria.id} {engine.criteria.version}",
-                   engine.criteria.digest, inputs)
+    return RunInfo(as_of, d1, as_of_from == "today", engine.study.short_title,
+                   f"{engine.criteria.id} {engine.criteria.version}", engine.criteria.digest, inputs,
+                   as_of_from=as_of_from,
+                   criteria_titles=tuple((c.id, c.kind, c.title) for c in engine.criteria.criteria),
+                   id_system=args.id_system, names=bool(args.show_names), run_id=getattr(args, "run_id", ""),
+                   generated_at=datetime.now(UTC).replace(microsecond=0).isoformat())
+
+
+def inputs_label(paths: list[str]) -> str:
+    from fhir3t.sources.files import expand_paths
+
+    try:
+        json_files, ndjson_files = expand_paths(paths, Problems())
+    except Exception:  # the pipeline reports a missing path itself
+        return ", ".join(paths)
+    counts = [plural(len(json_files), "JSON file")] if json_files else []
+    counts += [plural(len(ndjson_files), "NDJSON file")] if ndjson_files else []
+    return f"{', '.join(paths)} ({', '.join(counts) or 'no files'})"
+
+
+def outputs(args: argparse.Namespace):
+    from fhir3t.pipeline import Output
+
+    outs = [Output(args.format, args.out)]
+    if args.html:
+        outs.append(Output("html", args.html))
+    if args.csv:
+        outs.append(Output("csv", args.csv))
+    targets = [o.path for o in outs if o.path not in (None, "-")]
+    if len(targets) != len(set(targets)):
+        raise UsageError("--out, --html and --csv name the same file")
+    return outs
 
 
 def run(args: argparse.Namespace) -> int:
-    from fhir3t.dates import today_utc
-    from fhir3t.pipeline import Engine, Output, deliver, screen_files, screen_server, with_discovered_maps
+    from fhir3t.pipeline import Engine, deliver, screen_files, screen_server, with_discovered_maps
 
     problems = Problems()
     if bool(args.paths) == bool(args.server):
         raise UsageError("give PATH... to screen files, or --server URL to screen a FHIR server (not both)")
-    if (args.patient or args.since or args.group) and not args.server:
-        raise UsageError("--patient, --group and --since need --server")
+    if (args.since or args.group) and not args.server:
+        raise UsageError("--group and --since need --server")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs needs a number of processes, 1 or more")
-    as_of = args.as_of or today_utc()
-    if args.as_of is None:
-        print(f"fhir3t screen: as-of {as_of} (today, UTC): give --as-of DATE to screen as of another day", file=sys.stderr)
+    outs = outputs(args)
+    as_of, as_of_from = choose_as_of(args, "screen")
     d1 = args.d1 or as_of
     if args.d1 and d1 < as_of:
         print(f"fhir3t screen: note: --d1 {d1} is before the as-of date {as_of}; 'before D1' windows end on "
@@ -85,26 +157,29 @@ def run(args: argparse.Namespace) -> int:
     if args.server:
         client = make_client(args)
         stream = screen_server(client, engine, as_of=as_of, d1=d1, patients=args.patient, group=args.group,
-                               since=args.since, strategy=args.strategy, problems=problems,
+                               since=args.since, strategy=args.strategy, problems=problems, names=args.show_names,
                                on_candidates=None if args.no_progress else lambda n: print(
-                                   f"fhir3t screen: {n} candidate patients on the server", file=sys.stderr))
-        inputs = client.display_base if hasattr(client, "display_base") else "FHIR server"
+                                   f"fhir3t screen: {plural(n, 'candidate patient')} on the server", file=sys.stderr))
+        inputs = server_label(args.server)
     else:
         stream = screen_files(args.paths, as_of=as_of, d1=d1, engine=engine, problems=problems, store=args.store,
-                              jobs=args.jobs or 1)
-        inputs = ", ".join(args.paths)
-    info = _info(engine, as_of, d1, args.as_of is None, inputs)
+                              jobs=args.jobs or 1, patients=args.patient, names=args.show_names)
+        inputs = inputs_label(args.paths)
+    info = run_info(engine, as_of, d1, as_of_from, inputs, args)
     label = "pulled and screened {n} patients" if args.server else "screened {n} patients"
     try:
         with progress_bar(not args.no_progress, label) as tick:
-            run_ = deliver(tick(stream), engine, info, [Output(args.format, args.out)], stdout=sys.stdout,
-                           keep=bool(args.push), emit=args.emit)
+            run_ = deliver(tick(stream), engine, info, outs, stdout=sys.stdout, keep=bool(args.push), emit=args.emit)
     finally:
         if client is not None:
             client.close()
+    args.summary = {"patients": run_.total, **{s: run_.counts.get(s, 0) for s in STATUSES}}
     report_problems(problems)
     for n in run_.notes:
         print(f"fhir3t: note: {n}", file=sys.stderr)
+    hint = run_.stale.hint(as_of)
+    if hint:
+        print(f"fhir3t screen: note: {hint}", file=sys.stderr)
     if args.push and run_.results:
         from fhir3t.cli.push import push_bundle
 
@@ -114,9 +189,14 @@ def run(args: argparse.Namespace) -> int:
         if code:
             return code
     if not run_.total:
-        print("fhir3t screen: no patients found in the input", file=sys.stderr)
+        if args.patient and not args.server:  # the ids themselves are not echoed: an MRN is patient data
+            print(f"fhir3t screen: no patient given with --patient ({plural(len(args.patient), 'id')}) is in the "
+                  "input: give the FHIR id, Patient/ID or an identifier value as written", file=sys.stderr)
+        else:
+            print("fhir3t screen: no patients found in the input", file=sys.stderr)
         return EXIT_INPUT_FATAL
     if problems.any_skipped:
-        print(f"fhir3t screen: {run_.total} patients screened, but some input was skipped (see above)", file=sys.stderr)
+        print(f"fhir3t screen: {plural(run_.total, 'patient')} screened, but some input was skipped (see above)",
+              file=sys.stderr)
         return EXIT_INPUT_SKIPPED
     return EXIT_OK

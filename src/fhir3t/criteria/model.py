@@ -9,6 +9,17 @@ from typing import Any
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
 
 STATUSES = ("eligible", "ineligible", "candidate")
+#: HL7 v2-0203 identifier type of a medical record number: the id a coordinator looks a patient up by
+MR_TYPE = ("http://terminology.hl7.org/CodeSystem/v2-0203", "MR")
+
+
+@dataclass(frozen=True, slots=True)
+class PatientId:
+    """One Patient.identifier, as written (system may be empty; `mr` = typed as a medical record number)."""
+
+    system: str
+    value: str
+    mr: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,29 @@ class ScreeningResult:
     source: str = field(default="", compare=False)
     #: facts a coordinator must see that no criterion covers (deceased, already enrolled)
     notes: tuple[str, ...] = ()
+    #: the Patient's identifiers (for the display id: an MRN, or the one --id-system names)
+    identifiers: tuple[PatientId, ...] = field(default=(), compare=False)
+    #: the Patient's name, filled only when the run asks for names (--show-names); None otherwise
+    name: str | None = field(default=None, compare=False)
+
+    def display_id(self, system: str | None = None) -> str:
+        """What a coordinator looks the patient up by: the identifier of `system` if it has one, else
+        the MRN (typed MR, or a system naming 'mrn'), else the first identifier, else the FHIR id."""
+        ids = [i for i in self.identifiers if i.value]
+        if system:
+            chosen = next((i for i in ids if i.system == system), None)
+        else:
+            chosen = (next((i for i in ids if i.mr), None) or next((i for i in ids if "mrn" in i.system.lower()), None)
+                      or next(iter(ids), None))
+        if chosen is not None:
+            return chosen.value
+        return self.patient.removeprefix("Patient/")
+
+    def matches(self, wanted: str) -> bool:
+        """Is `wanted` this patient: its reference, FHIR id, or one of its identifier values (or system|value)?"""
+        if wanted in (self.patient, self.patient.removeprefix("Patient/")):
+            return True
+        return any(wanted in (i.value, f"{i.system}|{i.value}") for i in self.identifiers if i.value)
 
     def by_id(self, criterion_id: str) -> CriterionResult:
         for c in self.criteria:
@@ -78,15 +112,19 @@ class ScreeningResult:
     def unknown(self) -> list[str]:
         return self.ids_with(UNKNOWN)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, id_system: str | None = None) -> dict[str, Any]:
+        out = {
             "patient": self.patient,
             "status": self.status,
             "as_of": self.as_of.isoformat(),
             "d1": self.d1.isoformat(),
             "criteria": [c.to_dict() for c in self.criteria],
             "notes": list(self.notes),
+            "display_id": self.display_id(id_system),
         }
+        if self.name is not None:
+            out["name"] = self.name
+        return out
 
 
 def status_of(results: Iterable[CriterionResult]) -> str:

@@ -6,7 +6,7 @@ from datetime import date
 
 from fhir3t.criteria.context import Context
 from fhir3t.criteria.load import CriteriaSet
-from fhir3t.criteria.model import CriterionResult, Outcome, ScreeningResult, status_of
+from fhir3t.criteria.model import MR_TYPE, CriterionResult, Outcome, PatientId, ScreeningResult, status_of
 from fhir3t.records.build import span_of
 from fhir3t.records.plan import Read, ReadPlan
 from fhir3t.study import StudyMatcher
@@ -38,8 +38,41 @@ def coordinator_notes(ctx: Context) -> tuple[str, ...]:
     return tuple(notes)
 
 
-#: what the notes read besides the criteria (so the records keep it)
-NOTE_READS = (Read("Patient", None, frozenset({"deceased[x]"})),
+def patient_ids(patient: dict | None) -> tuple[PatientId, ...]:
+    """Patient.identifier as (system, value, typed MR?), skipping malformed entries."""
+    out = []
+    for ident in (patient or {}).get("identifier") or ():
+        if not isinstance(ident, dict) or not isinstance(ident.get("value"), str):
+            continue
+        system: str = ident["system"] if isinstance(ident.get("system"), str) else ""
+        codings = (ident.get("type") or {}).get("coding") if isinstance(ident.get("type"), dict) else None
+        mr = any(isinstance(c, dict) and (c.get("system"), c.get("code")) == MR_TYPE for c in codings or ())
+        out.append(PatientId(system, ident["value"], mr))
+    return tuple(out)
+
+
+def _has_cjk(text: str) -> bool:
+    return any("\u3400" <= ch <= "\u9fff" for ch in text)
+
+
+def patient_name(patient: dict | None) -> str | None:
+    """The official (else first) HumanName as a person writes it: its text, else given + family
+    (family first, unspaced, for Chinese names)."""
+    names = [n for n in (patient or {}).get("name") or () if isinstance(n, dict)]
+    if not names:
+        return None
+    name = next((n for n in names if n.get("use") == "official"), names[0])
+    if isinstance(name.get("text"), str) and name["text"].strip():
+        return name["text"].strip()
+    family: str = name["family"] if isinstance(name.get("family"), str) else ""
+    given = [g for g in name.get("given") or () if isinstance(g, str)]
+    if _has_cjk(family + "".join(given)):
+        return (family + "".join(given)) or None
+    return " ".join([*given, family]).strip() or None
+
+
+#: what the notes and the display id read besides the criteria (so the records keep it)
+NOTE_READS = (Read("Patient", None, frozenset({"deceased[x]", "identifier", "name"})),
               Read("ResearchSubject", None, frozenset({"status", "study"})))
 
 
@@ -48,6 +81,8 @@ class Screener:
 
     def __init__(self, criteria: CriteriaSet, tx: Terminology) -> None:
         self.criteria = criteria
+        #: put Patient names into results (only when a run asks: --show-names)
+        self.names = False
         self.tx = tx
         self.studies = StudyMatcher(criteria.study_system, criteria.study_value)
         self.plan = ReadPlan([*(r for c in criteria.criteria for r in c.rule.reads()), *NOTE_READS])
@@ -69,4 +104,5 @@ class Screener:
             out: Outcome = c.rule.evaluate(ctx)
             results.append(CriterionResult(c.id, c.kind, out.result, out.evidence, out.reason, c.requires_review))
         return ScreeningResult(record.key, status_of(results), tuple(results), as_of, d1, record.source,
-                               coordinator_notes(ctx))
+                               coordinator_notes(ctx), patient_ids(record.patient),
+                               patient_name(record.patient) if self.names else None)

@@ -31,6 +31,27 @@ class RunInfo:
     digest: str = ""  # sha256 of the criteria + value sets
     inputs: str = ""  # e.g. "24 files" or "https://ehr.example.org/fhir"
     notes: tuple[str, ...] = field(default=())
+    #: where the as-of date came from: "given" (--as-of), "today" (UTC), "samples" (the input's sample tag)
+    as_of_from: str = ""
+    #: (id, kind, title) of every criterion, in the criteria's order (headers, filters, legends)
+    criteria_titles: tuple[tuple[str, str, str], ...] = ()
+    #: Patient.identifier system of the display id (--id-system); None: the MRN
+    id_system: str | None = None
+    names: bool = False  # the run asked for names (--show-names): results carry them
+    run_id: str = ""
+    generated_at: str = ""  # ISO time the run wrote its output
+
+    @property
+    def as_of_note(self) -> str:
+        """Why this as-of: 'today, UTC' / 'the date the sample files were written for' / ''."""
+        if self.as_of_from == "samples":
+            return "the date the sample files were written for"
+        if self.as_of_from == "today" or (self.as_of_defaulted and not self.as_of_from):
+            return "today, UTC"
+        return ""
+
+    def title_of(self, criterion_id: str) -> str:
+        return next((t for i, _k, t in self.criteria_titles if i == criterion_id), "")
 
 
 class Format(ABC):
@@ -53,7 +74,8 @@ def _discover() -> dict[str, type[Format]]:
     for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{__name__}.{m.name}")
         for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, Format) and obj is not Format and obj.__module__ == module.__name__:
+            if (isinstance(obj, type) and issubclass(obj, Format) and obj.__module__ == module.__name__
+                    and isinstance(getattr(obj, "name", None), str)):  # a shared base class has no name
                 found[obj.name] = obj
     return found
 

@@ -24,7 +24,7 @@ class Json(Format):
         out.write("[")
         try:
             for r in results:
-                out.write(("\n" if n == 0 else ",\n") + orjson.dumps(r.to_dict(), option=orjson.OPT_INDENT_2).decode())
+                out.write(("\n" if n == 0 else ",\n") + orjson.dumps(r.to_dict(info.id_system), option=orjson.OPT_INDENT_2).decode())
                 n += 1
         except BaseException as exc:
             out.write(("\n" if n == 0 else ",\n") + orjson.dumps(error_marker(exc)).decode() + "\n]\n")
@@ -41,7 +41,7 @@ class Ndjson(Format):
         n = 0
         try:
             for r in results:
-                out.write(orjson.dumps(r.to_dict()).decode() + "\n")
+                out.write(orjson.dumps(r.to_dict(info.id_system)).decode() + "\n")
                 n += 1
         except BaseException as exc:
             out.write(orjson.dumps(error_marker(exc)).decode() + "\n")

@@ -2,7 +2,9 @@
 
 Every string that comes from the input (patient ids, reasons) is escaped before rich renders it:
 an id like `[b]p02` or `a[/x]` is shown as written, never as markup, and control characters
-(ANSI escapes) are replaced.
+(ANSI escapes) are replaced. Narrower than 120 columns (and always when not a terminal: 80), criteria
+are shown by their short code (`E7`) with a legend of the codes used under the table; long patient
+ids (urn:uuid) keep their start and end.
 """
 from __future__ import annotations
 
@@ -15,11 +17,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fhir3t.criteria.model import STATUSES, ScreeningResult
+from fhir3t.criteria.model import ScreeningResult
 from fhir3t.formats import Format, RunInfo
+from fhir3t.formats.summary import plural, summary_line
+
+__all__ = ["TableFormat", "plural", "safe", "short_patient", "summary_line"]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _STYLE = {"eligible": "green", "ineligible": "red", "candidate": "yellow"}
+#: below this width criteria are shown by code (E7) with a legend
+WIDE = 120
 
 
 def safe(text: str) -> str:
@@ -28,21 +35,26 @@ def safe(text: str) -> str:
 
 
 def short_patient(key: str, width: int = 28) -> str:
-    """A patient key that fits a column: long urn:uuid ids keep their start and end."""
+    """A patient key that fits a column: the id of a long key keeps its start and end, and the
+    `Patient/` or `urn:uuid:` prefix is dropped first (`9c37c76c…e7215a194c98`)."""
     if len(key) <= width:
         return key
+    for prefix in ("urn:uuid:", "Patient/"):
+        if key.startswith(prefix) and len(key) - len(prefix) <= width:
+            return key[len(prefix):]
+    ident = key.removeprefix("urn:uuid:").removeprefix("Patient/")
     keep = (width - 1) // 2
-    return f"{key[:keep]}…{key[-(width - 1 - keep):]}"
+    return f"{ident[:keep]}…{ident[-(width - 1 - keep):]}"
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s" if not word.endswith("y") else f"{n} {word[:-1]}ies"
+def code(criterion_id: str) -> str:
+    """'E7-hbv' -> 'E7' (the spec's numbering)."""
+    return criterion_id.split("-", 1)[0]
 
 
-def summary_line(counts: Counter[str], total: int) -> str:
-    """'25 patients: 4 eligible, 18 ineligible, 3 candidates'."""
-    parts = [f"{counts.get(s, 0)} {s}" if s != "candidate" else plural(counts.get(s, 0), s) for s in STATUSES]
-    return f"{plural(total, 'patient')}: " + ", ".join(parts)
+def run_title(info: RunInfo) -> str:
+    note = f" ({info.as_of_note})" if info.as_of_note else ""
+    return f"{info.study or 'screening'}: as of {info.as_of}{note}, D1 {info.d1}"
 
 
 class TableFormat(Format):
@@ -53,22 +65,34 @@ class TableFormat(Format):
     def write(self, results: Iterable[ScreeningResult], out: IO[str], info: RunInfo) -> int:
         rows = list(results)
         tty = out.isatty()
-        console = Console(file=out, width=None if tty else 100, no_color=not tty, highlight=False, emoji=False)
-        title = f"{info.study or 'screening'}: as of {info.as_of}" + (f", D1 {info.d1}" if info.d1 != info.as_of else "")
+        console = Console(file=out, width=None if tty else 80, no_color=not tty, highlight=False, emoji=False)
+        title = run_title(info)
         if not rows:
-            console.print(f"{safe(title)}\nno patients to show", soft_wrap=True)
+            console.print(f"{safe(title)}\nno patients found in the input", soft_wrap=True)
             return 0
-        table = Table(title=safe(title), title_justify="left", expand=False)
-        table.add_column("patient", overflow="fold", max_width=30)
+        narrow = console.width < WIDE
+        codes = narrow and len({code(c.id) for c in rows[0].criteria}) == len(rows[0].criteria)
+        show = code if codes else (lambda cid: cid)
+        pwidth = max(14, min(30, console.width // 4))
+        console.print(safe(title))
+        table = Table(expand=False)
+        table.add_column("patient", overflow="fold", max_width=pwidth)
         table.add_column("status", no_wrap=True)
-        table.add_column("failing", overflow="fold")
-        table.add_column("unknown (to resolve)", overflow="fold")
+        table.add_column("failing", overflow="fold", ratio=1)
+        table.add_column("unknown (to resolve)", overflow="fold", ratio=2)
+        used: dict[str, None] = {}
         for r in rows:
-            table.add_row(safe(short_patient(r.patient)), f"[{_STYLE[r.status]}]{r.status}[/]",
-                          safe(", ".join(r.failing)) or "-", safe(", ".join(r.unknown)) or "-")
+            failing, unknown = r.failing, r.unknown
+            used.update(dict.fromkeys(failing + unknown))
+            table.add_row(safe(short_patient(r.patient, pwidth)), f"[{_STYLE[r.status]}]{r.status}[/]",
+                          safe(", ".join(map(show, failing))) or "-", safe(", ".join(map(show, unknown))) or "-")
         console.print(table)
+        if codes and used:
+            order = [c.id for c in rows[0].criteria]
+            console.print(safe("criteria: " + ", ".join(cid for cid in order if cid in used)))
         for r in rows:
             for note in r.notes:
                 console.print(f"[bold]note[/] {safe(r.patient)}: {safe(note)}")
-        console.print(summary_line(Counter(r.status for r in rows), len(rows)))
+        console.print(summary_line(Counter(r.status for r in rows), len(rows))
+                      + f" (as of {info.as_of}, D1 {info.d1})", soft_wrap=True)
         return len(rows)

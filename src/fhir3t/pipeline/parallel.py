@@ -34,6 +34,7 @@ class EngineSpec:
     concept_maps: tuple[str, ...]
     criteria_file: str | None
     profiles: str | None
+    names: bool = False  # put each Patient's name in its result (--show-names)
 
 
 _ENGINE: Engine | None = None
@@ -47,6 +48,7 @@ def _init(spec: EngineSpec) -> None:
 
         use_profiles(spec.profiles)
     _ENGINE = Engine.load(spec.concept_maps, spec.criteria_file)
+    _ENGINE.screener.names = spec.names
 
 
 def _collect(files: list[str], run_dir: str, limits: Limits) \

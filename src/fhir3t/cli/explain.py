@@ -1,0 +1,141 @@
+"""`fhir3t explain PATIENT PATH...`: every criterion of one patient, with result, reason and evidence.
+
+PATIENT is the FHIR id, `Patient/ID`, the urn:uuid of an id-less Patient, or an identifier value such
+as the MRN (or `system|value`). The same screening as `fhir3t screen` (same options), shown for a
+person at a terminal: every string from the input is escaped before rich renders it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from typing import IO
+
+from fhir3t.cli.common import progress_bar, report_problems, server_label
+from fhir3t.cli.screen import add_screen_options, choose_as_of, inputs_label, run_info
+from fhir3t.cli.server_options import add_server_options, make_client
+from fhir3t.criteria.model import ScreeningResult
+from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
+from fhir3t.formats import RunInfo
+from fhir3t.formats.summary import actions, effect, stale_on
+from fhir3t.formats.table import run_title, safe
+
+_STYLE = {"passes": "green", "fails": "red", "unknown": "yellow"}
+_WORD = {"met": "met", "not-met": "not met", "unknown": "unknown"}
+_MARK = {"passes": "+", "fails": "x", "unknown": "?"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="all criteria of one patient: result, reason and evidence",
+        description=("Screen the input as `fhir3t screen` does and show one patient's criteria, each with its "
+                     "result, the reason and the resources that decided it, and what would settle the unknowns."),
+        epilog=("Examples:\n"
+                "  fhir3t explain p03 samples/screening/ --as-of 2026-11-16\n"
+                "  fhir3t explain MRN-100016 samples/screening/\n"
+                "  fhir3t explain p03 --server https://ehr.example.org/fhir\n"
+                "Exit codes: 0 shown; 3 shown, but some input was skipped; 4 patient not in the input; "
+                "5 server error; 6 auth error."),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("patient_id", metavar="PATIENT", help="FHIR id, Patient/ID, urn:uuid, or identifier value (MRN)")
+    add_screen_options(p)
+    p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json: the result object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_server_options(p, pull=False, push=False)
+    p.set_defaults(run=run, patient=[], since=None, group=None, strategy=None)
+
+
+def indented(console, text: str, indent: int, style: str | None = None) -> None:
+    """Text wrapped to the console with a hanging indent (no trailing padding), escaped for rich."""
+    lines = textwrap.wrap(text, width=max(20, console.width), initial_indent=" " * indent,
+                          subsequent_indent=" " * indent, break_on_hyphens=False) or [" " * indent]
+    for line in lines:
+        console.print(f"[{style}]{safe(line)}[/]" if style else safe(line), soft_wrap=True)
+
+
+def show(r: ScreeningResult, info: RunInfo, out: IO[str]) -> None:
+    """One block per criterion: mark, id, title and result on a line, then reason and evidence indented."""
+    from rich.console import Console
+
+    tty = out.isatty()
+    console = Console(file=out, width=None if tty else 80, no_color=not tty, highlight=False, emoji=False)
+    did = r.display_id(info.id_system)
+    who = did if did == r.patient.removeprefix("Patient/") else f"{did} ({r.patient})"
+    if r.name is not None:
+        who = f"{r.name}, {who}"
+    style = {"eligible": "green", "ineligible": "red", "candidate": "yellow"}[r.status]
+    console.print(f"[bold]{safe(who)}[/]: [{style}]{r.status}[/]")
+    console.print(safe(run_title(info)))
+    for c in r.criteria:
+        eff = effect(c)
+        title = info.title_of(c.id)
+        review = " (review)" if c.requires_review else ""
+        console.print(f"[{_STYLE[eff]}]{_MARK[eff]}[/] [bold]{safe(c.id)}[/] {safe(title)}{review}: "
+                      f"[{_STYLE[eff]}]{_WORD.get(c.result, c.result)}[/] [dim]({eff})[/]")
+        indented(console, c.reason, 4)
+        stale = stale_on(c)
+        if stale:
+            indented(console, f"the latest result, on {stale}, is older than the window", 4, "yellow")
+        if c.evidence:
+            indented(console, "evidence: " + ", ".join(c.evidence), 4, "dim")
+    if r.failing:
+        console.print("[bold]not met:[/] " + safe(", ".join(r.failing)))
+    todo = [(c.id, actions(c.reason) or [c.reason]) for c in r.criteria if c.id in r.unknown]
+    if todo:
+        console.print("[bold]to resolve:[/]")
+        for cid, acts in todo:
+            indented(console, f"{cid}: {'; '.join(acts)}", 2)
+    for note in r.notes:
+        console.print(f"[bold]note:[/] {safe(note)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import orjson
+
+    from fhir3t.pipeline import Engine, screen_files, screen_server, with_discovered_maps
+
+    if bool(args.paths) == bool(args.server):
+        raise UsageError("give PATH... to explain a patient in files, or --server URL (not both)")
+    problems = Problems()
+    as_of, as_of_from = choose_as_of(args, "explain")
+    d1 = args.d1 or as_of
+    maps = with_discovered_maps(args.paths, args.concept_map, problems) if args.paths else list(args.concept_map)
+    engine = Engine.load(maps, args.criteria, problems)
+    wanted = [args.patient_id]
+    client = None
+    try:
+        if args.server:
+            client = make_client(args)
+            stream = screen_server(client, engine, as_of=as_of, d1=d1, patients=wanted, problems=problems,
+                                   names=args.show_names)
+            inputs = server_label(args.server)
+        else:
+            stream = screen_files(args.paths, as_of=as_of, d1=d1, engine=engine, problems=problems, patients=wanted,
+                                  names=args.show_names)
+            inputs = inputs_label(args.paths)
+        with progress_bar(not args.no_progress, "screened {n} patients") as tick:
+            results = [r for r in tick(stream) if args.server or r.matches(args.patient_id)]
+    finally:
+        if client is not None:
+            client.close()
+    info = run_info(engine, as_of, d1, as_of_from, inputs, args)
+    report_problems(problems)
+    if not results:  # the id itself is not echoed: an MRN is patient data
+        print("fhir3t explain: the patient given is not in the input: give its FHIR id, Patient/ID, urn:uuid or an "
+              "identifier value as written", file=sys.stderr)
+        return EXIT_INPUT_FATAL
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps([r.to_dict(args.id_system) for r in results], option=orjson.OPT_INDENT_2).decode()
+                         + "\n")
+    else:
+        for n, r in enumerate(results):
+            if n:
+                print(file=sys.stdout)
+            show(r, info, sys.stdout)
+    args.summary = {"patients": len(results)}
+    if problems.any_skipped:
+        print("fhir3t explain: some input was skipped (see above); it may concern this patient", file=sys.stderr)
+        return EXIT_INPUT_SKIPPED
+    return EXIT_OK
