@@ -10,6 +10,7 @@ import os
 import sys
 from functools import cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 from fhir3t.errors import ConfigError
 
@@ -32,11 +33,22 @@ def selected_profiles() -> str | None:
     return os.environ.get("FHIR3T_PROFILES") or None
 
 
+#: caches of data read from the profiles folder, cleared when another folder is selected
+_CACHES: list[Any] = []
+
+F = TypeVar("F")
+
+
+def on_profiles_change(cached: F) -> F:
+    """Register a functools.cache'd loader of profiles data (used as a decorator)."""
+    _CACHES.append(cached)
+    return cached
+
+
 def _clear_caches() -> None:
     builtin_profiles.cache_clear()
-    from fhir3t.r4facts import r4_facts  # lazy: r4facts needs this module
-
-    r4_facts.cache_clear()
+    for c in _CACHES:
+        c.cache_clear()
 
 
 @cache

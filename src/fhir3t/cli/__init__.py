@@ -13,12 +13,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from fhir3t import __version__
 from fhir3t.cli.configure import apply_defaults, apply_server, config_from_argv, mark_required_server
 from fhir3t.cli.logs import Timer, new_run_id, run_logging
 from fhir3t.cli.parser import Parser, unknown_options_message
 from fhir3t.config import LOG_FORMATS, LOG_LEVELS, Config
 from fhir3t.errors import EXIT_INTERNAL, EXIT_USAGE, Fhir3tError
+from fhir3t.version import __version__
 
 #: subcommand name -> module under fhir3t.cli (imported lazily so `--help` stays fast)
 COMMANDS: dict[str, str] = {
@@ -51,6 +51,9 @@ def _general_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
                         "/etc/fhir3t/config.toml, the first found); command-line options win")
     g.add_argument("--no-config", action="store_true", dest=f"{pre}no_config", **sup,
                    help="read no config file")
+    g.add_argument("--profiles", metavar="DIR", dest=f"{pre}profiles", **sup,
+                   help="another study's profiles folder (study.json, criteria/, valuesets/, ...; what it lacks comes "
+                        "from fhir3t's own); default: $FHIR3T_PROFILES, else the bundled study")
 
 
 def build_parser(config: Config | None = None) -> argparse.ArgumentParser:
@@ -131,6 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, config: Config) -> int:
     try:
+        profiles = getattr(args, "sub_profiles", None) or args.profiles
+        if profiles:
+            from fhir3t.profiles import use_profiles
+
+            use_profiles(profiles)
         apply_server(config, args)
         return int(args.run(args))
     except Fhir3tError as exc:

@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from fhir3t import __version__
 from fhir3t.canonical import PROFILE_PROVENANCE, SOFTWARE_SYSTEM
+from fhir3t.version import __version__
 
 
 def provenance(resource_id: str, targets: Sequence[str], sources: Iterable[str], recorded: str,

@@ -20,11 +20,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import IO
 
-from fhir3t import __version__
 from fhir3t.criteria.model import STATUSES, CriterionResult, ScreeningResult
 from fhir3t.formats import Format, RunInfo
 from fhir3t.formats.summary import StaleTally, actions, effect, plural, stale_on
 from fhir3t.logic import MET, NOT_MET, UNKNOWN
+from fhir3t.version import __version__
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 RANK = {"eligible": 0, "candidate": 1, "ineligible": 2}

@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from fhir3t import __version__
 from fhir3t.report.km import CI, KaplanMeier, kaplan_meier
 from fhir3t.report.stats import clopper_pearson, rate_ci
 from fhir3t.safety.engine import SubjectOutcome
 from fhir3t.safety.findings import BY_INVESTIGATOR, Finding
+from fhir3t.version import __version__
 
 HORIZON_DAYS = 182  # 26 weeks
 GRADES = ("1", "2", "3", "4", "5", "ungraded")

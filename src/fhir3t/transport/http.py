@@ -20,8 +20,8 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import orjson
 import requests
 
-from fhir3t import __version__
 from fhir3t.errors import AuthError, ServerError
+from fhir3t.version import __version__
 
 log = logging.getLogger("fhir3t.http")
 # urllib3 logs full URLs (query values may identify patients) at DEBUG: keep it quieter
