@@ -81,9 +81,11 @@ def test_forgotten_job_is_started_again(tmp_path):
 
 
 @responses.activate
-def test_failed_export_is_a_server_error(tmp_path):
+def test_failed_export_is_a_server_error_naming_the_status_url(tmp_path, caplog):
     responses.get(f"{BASE}/Group/g1/$export", status=202, headers={"Content-Location": STATUS})
     responses.get(STATUS, status=500, json={"resourceType": "OperationOutcome", "issue": [
         {"severity": "error", "code": "exception", "diagnostics": "disk full"}]})
-    with pytest.raises(ServerError, match="disk full"):
+    with pytest.raises(ServerError, match=r"failed on the server .http://fhir.test/fhir/bulk-status/job1: 500: error exception"):
+        BulkExporter(client([]), tmp_path, group="g1").run()
+    with caplog.at_level("DEBUG", logger="fhir3t"), pytest.raises(ServerError, match="disk full"):
         BulkExporter(client([]), tmp_path, group="g1").run()
