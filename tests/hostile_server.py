@@ -1,7 +1,7 @@
 """A raw TCP server on 127.0.0.1 that misbehaves on purpose (what pytest-httpserver cannot do).
 
-Each connection reads the request head and then runs `script(send)`; `send(data, delay)` writes
-after a pause. Used for slow-loris (headers or body trickled byte by byte), bodies cut short and
+Each connection reads the request head and then runs `script(send, head)`; `send(data, delay)`
+writes after a pause. Used for slow-loris (headers or body trickled byte by byte), bodies cut short and
 answers without a length. Threads end when the client hangs up or the server stops.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ Send = Callable[[bytes, float], None]
 
 
 class RawServer:
-    def __init__(self, script: Callable[[Send], None]) -> None:
+    def __init__(self, script: Callable[[Send, bytes], None]) -> None:
         self.script = script
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -56,7 +56,7 @@ class RawServer:
                 conn.sendall(data)
 
             try:
-                self.script(send)
+                self.script(send, head)
             except OSError:  # the client hung up (what a deadline is for)
                 pass
 
@@ -65,9 +65,9 @@ class RawServer:
         self.sock.close()
 
 
-def trickle(prefix: bytes, byte: bytes = b"a", every: float = 0.05, forever: float = 30.0) -> Callable[[Send], None]:
+def trickle(prefix: bytes, byte: bytes = b"a", every: float = 0.05, forever: float = 30.0) -> Callable[[Send, bytes], None]:
     """A script sending `prefix`, then `byte` every `every` seconds for up to `forever` seconds."""
-    def script(send: Send) -> None:
+    def script(send: Send, head: bytes) -> None:
         send(prefix, 0)
         end = time.monotonic() + forever
         while time.monotonic() < end:

@@ -146,7 +146,7 @@ def test_a_trickling_server_cannot_outlive_the_timeout(raw, script):
 
 def test_a_download_may_take_longer_than_the_timeout_while_it_keeps_coming(raw):
     # 2.4 MB in 1.6 s with --timeout 1: the deadline is renewed per MB that arrives
-    def script(send):
+    def script(send, head):
         send(b"HTTP/1.1 200 OK\r\nContent-Length: 2400000\r\n\r\n")
         for _ in range(8):
             send(b"x" * 300_000, 0.2)
@@ -160,7 +160,7 @@ def test_a_download_may_take_longer_than_the_timeout_while_it_keeps_coming(raw):
 
 # ---- memory: size limits -------------------------------------------------------------------------
 def test_an_answer_larger_than_the_limit_is_refused_even_without_a_length(raw):
-    def script(send):
+    def script(send, head):
         send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
         for _ in range(40):
             send(b" " * 65536)
@@ -177,7 +177,7 @@ def test_a_declared_length_over_the_limit_is_refused_unread(make_server):
 
 
 def test_a_connection_cut_mid_body_is_a_server_error_naming_the_url(raw):
-    def script(send):
+    def script(send, head):
         send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
     srv = raw(script)
     c = client(srv.url)

@@ -41,7 +41,7 @@ POLL_GROWTH = 1.5
 POLL_CEILING = 60.0
 #: The longest pause a server's Retry-After can ask for between polls.
 MAX_POLL_WAIT = 120.0
-DEFAULT_MAX_WAIT = 3600.0
+DEFAULT_MAX_WAIT = 3600.0  # also in fhir3t.cli.export
 #: NDJSON lines longer than this are not read for references (a resource is far smaller).
 MAX_LINE = 64 * 1024 * 1024
 
