@@ -108,7 +108,7 @@ def test_one_unusable_answer_costs_one_patient_the_others_are_screened(srv, engi
     assert got == {"Patient/ok1": "eligible", "Patient/searchstr": "eligible", "Patient/ok2": "eligible"}
     text = "\n".join(str(p) for p in problems)
     for pid, why in [("badjson", "not valid JSON"), ("list", "instead of a Bundle"), ("status500", "500"),
-                     ("huge", "larger than"), ("strings", "no Patient resource")]:
+                     ("huge", "larger than"), ("strings", "entry is not a list of objects")]:
         assert any(f"Patient/{pid}" in x and why in x for x in text.splitlines()), (pid, text)
     assert "internal error" not in text and problems.any_skipped
 

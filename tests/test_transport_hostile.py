@@ -258,10 +258,23 @@ def test_a_timeout_that_is_not_positive_is_a_usage_error(timeout):
     {"resourceType": "Bundle", "entry": "nope"},
     {"resourceType": "Bundle", "entry": [{"search": "match", "resource": {"resourceType": "Condition", "id": "a"}}, 5, "x"]},
     {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": ["Condition"], "id": "b"}}]},
+    {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Patient", "id": "b"}}]},
+])
+def test_a_garbled_searchset_is_a_response_error_never_a_shorter_result(make_server, page):
+    # a search that decides "already enrolled?" must not read a broken page as "nothing found"
+    s = make_server()
+    s.expect_request("/fhir/Condition").respond_with_json(page)
+    with pytest.raises(ResponseError, match="Condition search"):
+        list(client(s.url_for("/fhir")).search("Condition", {}))
+
+
+@pytest.mark.parametrize("page", [
     {"resourceType": "Bundle", "link": 7},
     {"resourceType": "Bundle", "link": [{"relation": "next", "url": 5}, "x"]},
+    {"resourceType": "Bundle", "entry": [{"search": {"mode": "outcome"}, "resource": {"resourceType": "OperationOutcome"}},
+                                         {"search": "match", "resource": {"resourceType": "Condition", "id": "a"}}]},
 ])
-def test_odd_shapes_in_a_searchset_are_passed_over(make_server, page):
+def test_odd_links_and_envelopes_are_passed_over(make_server, page):
     s = make_server()
     s.expect_request("/fhir/Condition").respond_with_json(page)
     got = list(client(s.url_for("/fhir")).search("Condition", {}))

@@ -44,8 +44,8 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
 
 def protected(status: object) -> bool:
     """True unless the status is a screening one: the study team's statuses, and anything fhir3t
-    cannot read (a missing status, `On-Study`, `active`), are never replaced by a screening run."""
-    return status not in SCREENING
+    cannot read (a missing status, `On-Study`, `active`, a list), are never replaced by a screening run."""
+    return not isinstance(status, str) or status not in SCREENING
 
 
 @dataclass
@@ -180,12 +180,15 @@ class FhirServerSink:
 
         def add(res: dict) -> None:
             rid = fhir_id(res.get("id"))
-            if rid is None or rid in seen:
-                return
-            seen.add(rid)
+            if rid is not None:
+                if rid in seen:
+                    return
+                seen.add(rid)
             ref = child_text(child(res, "individual"), "reference")
-            if ref:
-                by_patient.setdefault("/".join(ref.split("/")[-2:]), []).append(res)
+            if not ref:  # whose it is cannot be told: it may be an enrolled patient's
+                raise ServerError("ResearchSubject search: the server returned a subject without a readable "
+                                  "individual; the no-regression rule cannot be applied, nothing was pushed")
+            by_patient.setdefault("/".join(ref.split("/")[-2:]), []).append(res)
 
         plist, ilist = list(patients), list(ids)
         for i in range(0, len(plist), CHUNK):
@@ -235,8 +238,12 @@ class FhirServerSink:
         return refs
 
     def _same_study(self, cur: dict, refs: set[str], idents: set[tuple[str, str]]) -> bool | None:
-        """Whether a current subject belongs to this study: True, False, or None when it cannot be told."""
+        """Whether a current subject belongs to this study: True, False, or None when it cannot be told
+        (also whenever the Bundle names no readable study identifier to compare with)."""
         study = child(cur, "study")
+        if not idents:
+            ref = child_text(study, "reference")
+            return True if ref and (ref in refs or "/".join(ref.rstrip("/").split("/")[-2:]) in refs) else None
         ident = child(study, "identifier")
         value = text(ident.get("value"))
         if value:
@@ -281,32 +288,36 @@ class FhirServerSink:
             res = _resource(e)
             patient = child_text(child(res, "individual"), "reference") or ""
             status = res.get("status")
+            screening = isinstance(status, str) and status in SCREENING
             mine: list[dict] = []
             unsure: list[dict] = []
             for c in current.get(patient, []):
-                same = True if c.get("id") == res.get("id") else self._same_study(c, refs, idents)
+                same = True if fhir_id(c.get("id")) and c.get("id") == res.get("id") else self._same_study(c, refs, idents)
                 (mine if same else unsure if same is None else []).append(c)
             guarded = [c for c in mine if protected(c.get("status"))]
-            if guarded and status in SCREENING:
+            if guarded and screening:
                 cur = guarded[0]
-                dropped[id(e)] = (f"{patient} is already {clean(cur.get('status'), 40)} (ResearchSubject/{cur['id']}); "
-                                  f"not overwritten with {clean(status, 40)}")
+                dropped[id(e)] = (f"{patient} is already {clean(cur.get('status'), 40)} (ResearchSubject/"
+                                  f"{clean(cur.get('id'), 64)}); not overwritten with {clean(status, 40)}")
                 continue
             unsure_guarded = [c for c in unsure if protected(c.get("status"))]
-            if unsure_guarded and status in SCREENING:
+            if unsure_guarded and screening:
                 cur = unsure_guarded[0]
-                dropped[id(e)] = (f"{patient} has ResearchSubject/{cur['id']} ({clean(cur.get('status'), 40)}) whose study "
-                                  "cannot be resolved, so it may be this study's; not overwritten, no second one added")
+                dropped[id(e)] = (f"{patient} has ResearchSubject/{clean(cur.get('id'), 64)} ({clean(cur.get('status'), 40)}) "
+                                  "whose study cannot be resolved, so it may be this study's; not overwritten, no second one added")
                 continue
             if mine and not any(c.get("id") == res.get("id") for c in mine):
-                cur = mine[0]
-                merged = {**cur, **res, "id": cur["id"]}
+                target = next((c for c in mine if fhir_id(c.get("id"))), None)
+                if target is None:  # a subject of this study whose id cannot be used: leave it, add none
+                    dropped[id(e)] = f"{patient} has a ResearchSubject of this study without a usable id; not pushed"
+                    continue
+                merged = {**target, **res, "id": target["id"]}
                 merged.pop("meta", None)
                 if "meta" in res:
                     merged["meta"] = res["meta"]
                 replaced[id(e)] = {**e, "resource": merged,
-                                   "request": {**child(e, "request"), "url": f"ResearchSubject/{cur['id']}"}}
-                report.notes.append(f"{patient}: updating the existing ResearchSubject/{cur['id']} of this study "
+                                   "request": {**child(e, "request"), "url": f"ResearchSubject/{target['id']}"}}
+                report.notes.append(f"{patient}: updating the existing ResearchSubject/{target['id']} of this study "
                                     "instead of adding a second one")
         if not dropped and not replaced:
             return entries
@@ -413,7 +424,7 @@ class FhirServerSink:
     def _batch(self, entries: list[dict], index: dict[int, int], report: PushReport, rounds: int = 3) -> None:
         referenced = _referenced_urls(entries)
         mapping: dict[str, str] = {}
-        first = [e for e in entries if e.get("fullUrl") in referenced and _entry_key(e)[0] == "POST"]
+        first = [e for e in entries if text(e.get("fullUrl")) in referenced and _entry_key(e)[0] == "POST"]
         first_ids = {id(e) for e in first}
         for e in entries:
             m, u = _entry_key(e)
@@ -479,10 +490,11 @@ class FhirServerSink:
 
 
 def _carries(study: dict, idents: set[tuple[str, str]]) -> bool:
-    """True if a ResearchStudy (or a bare identifier) carries one of our identifiers (a missing system matches)."""
+    """True if a ResearchStudy (or a bare identifier) carries one of our identifiers. A system
+    missing on either side matches: for the no-regression rule, "may be the same study" must win."""
     for i in objs(items(study.get("identifier"))):
-        system, value = text(i.get("system")), text(i.get("value"))
-        if value and any(v == value and (system is None or s == system) for s, v in idents):
+        system, value = text(i.get("system")) or "", text(i.get("value"))
+        if value and any(v == value and (not system or not s or s == system) for s, v in idents):
             return True
     return False
 

@@ -272,7 +272,7 @@ class BulkExporter:
                     for i in range(0, len(ids), 50):
                         asked = set(ids[i:i + 50])
                         for res in self.client.search(rtype, [("_id", ",".join(sorted(asked))), ("_count", "100")]):
-                            if res.get("id") in asked:
+                            if text(res.get("id")) in asked:
                                 _write(part, fh.write, json.dumps(res, separators=(",", ":")) + "\n")
                 _write(target, part.replace, target)
             except BaseException:

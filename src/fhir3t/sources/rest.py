@@ -209,7 +209,8 @@ class RestSource:
             params = [*q, ("_count", str(PAGE)), ("_elements", fields)]
             try:
                 for res in self.client.search(rtype, params):
-                    if not any(code in vs for code in self.tx.codes(res.get("code"))):
+                    coded = {"coding": objs(items(child(res, "code").get("coding")))}  # tx.codes trusts the shape
+                    if not any(code in vs for code in self.tx.codes(coded)):
                         outside += 1  # the server ignored `code` (or matched loosely): not a candidate
                         continue
                     key = self._patient_of(res)
@@ -358,7 +359,7 @@ class RestSource:
                     wanted.setdefault(norm.split("/")[0], set()).add(norm.split("/")[1])
         for rtype, ids in wanted.items():
             for res in self.client.search(rtype, [("_id", ",".join(sorted(ids))), ("_count", str(PAGE))]):
-                if res.get("id") in ids:  # a server that ignores _id answers with every one
+                if text(res.get("id")) in ids:  # a server that ignores _id answers with every one
                     self.shared.add(res)
 
     def fetch(self, ids: list[str], strategy: str) -> list[RawRecord]:
@@ -513,7 +514,7 @@ def study_subject_patients(client: FhirClient, system: str, value: str, problems
         params.append(("status", ",".join(sorted(wanted))))
     found: dict[str, None] = {}
     for rs in client.search("ResearchSubject", params):
-        if wanted and rs.get("status") not in wanted:
+        if wanted and text(rs.get("status")) not in wanted:
             continue
         if not subject_of_study(rs, system, value, study_refs):
             continue

@@ -341,7 +341,7 @@ class FhirClient:
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         send_auth = self._send_auth(url)
-        body = orjson.dumps(json) if json is not None else None
+        body = _dumps(json) if json is not None else None
         hdrs = dict(headers or {})
         if body is not None:
             hdrs.setdefault("Content-Type", FHIR_JSON)
@@ -385,9 +385,13 @@ class FhirClient:
                     if got_answer:
                         raise ServerError(f"{interrupted} {where} interrupted: the connection was closed "
                                           "before the end") from None
-                    o = origin(url)
-                    raise ServerError(f"cannot reach {origin_text(o) if o else describe(url)} ({method} "
-                                      f"{safe_path(url)}): {_reason(exc)}") from None
+                    failed = text(getattr(getattr(exc, "request", None), "url", None)) or url  # after redirects
+                    o = origin(failed)
+                    # another origin (a redirect, a file host) unreachable costs this response, not the run
+                    kind = ServerError if o == self.origin else ResponseError
+                    raise kind(f"cannot reach {origin_text(o) if o else describe(failed)} ({method} "
+                               f"{safe_path(failed)}{'' if failed == url else ', redirected from ' + describe(url)}): "
+                               f"{_reason(exc)}") from None
                 raise ResponseError(f"{where}: {_reason(exc)}") from None
             except BaseException:
                 if resp is not None:
@@ -456,17 +460,35 @@ class FhirClient:
                                     "(raise --max-pages if this is expected)")
             seen.add(nxt)
             count += 1
-            page = self.get(nxt)
+            try:
+                page = self.get(nxt)
+            except ResponseError:
+                raise
+            except (ServerError, AuthError) as exc:
+                if origin(self.url(nxt)) == self.origin:
+                    raise
+                # a link to another origin that fails (or wants credentials it does not get) says
+                # nothing about the server itself: it costs this response, not the run
+                raise ResponseError(f"{where}: the next link cannot be followed: {exc}") from None
 
     def search(self, rtype: str, params: list[tuple[str, str]] | Mapping[str, Any]) -> Iterator[dict]:
-        """Every `rtype` resource of a search (all pages); outcome entries and other types are skipped."""
+        """Every `rtype` resource of a search (all pages).
+
+        OperationOutcomes and `include`d resources are skipped; any other entry that is not a
+        readable `rtype` resource makes the answer a ResponseError (not a shorter result).
+        """
+        where = f"{rtype} search"
         first = self.get(rtype, params=params)
-        for page in self.pages(first, where=f"{rtype} search"):
-            for e in entries(page):
+        for page in self.pages(first, where=where):
+            for e in entries(page, where):
                 res = e.get("resource")
-                if child_text(child(e, "search"), "mode") != "outcome" and isinstance(res, dict) \
-                        and res.get("resourceType") == rtype:
-                    yield res
+                mode = child_text(child(e, "search"), "mode")
+                found = text(res.get("resourceType")) if isinstance(res, dict) else None
+                if mode in ("outcome", "include") or found == "OperationOutcome":
+                    continue
+                if found != rtype:
+                    raise ResponseError(f"{where}: an entry holds {_kind(res)} where a {rtype} belongs")
+                yield res  # type: ignore[misc]
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """fn over items with at most `parallel` requests in flight, results in input order.
@@ -493,9 +515,33 @@ class FhirClient:
         self.session.close()
 
 
-def entries(bundle: object) -> list[dict]:
-    """A Bundle's entries that are JSON objects (a server may send anything in `entry`)."""
-    return objs(items(bundle.get("entry"))) if isinstance(bundle, dict) else []
+def entries(bundle: object, where: str = "search") -> list[dict]:
+    """A Bundle's entries; ResponseError when `entry` is not a list of objects.
+
+    A broken page is not read as an empty or shorter one: a search whose answer decides whether
+    a patient is already enrolled must not come out "nothing found" because an entry was garbled.
+    """
+    if not isinstance(bundle, dict):
+        return []
+    got = bundle.get("entry")
+    if got is None:
+        return []
+    if not isinstance(got, list) or not all(isinstance(e, dict) for e in got):
+        raise ResponseError(f"{where}: the Bundle's entry is not a list of objects")
+    return got
+
+
+def _dumps(doc: Any) -> bytes:
+    """JSON for a request body; integers beyond 64 bits (which orjson refuses) go through the stdlib."""
+    try:
+        return orjson.dumps(doc)
+    except TypeError:
+        import json
+
+        try:
+            return json.dumps(doc, allow_nan=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"the request body cannot be written as JSON ({exc})") from None
 
 
 def parse_json(resp: requests.Response) -> Any:
