@@ -14,7 +14,10 @@ MB = 1024 * 1024
 def add_server_options(parser: argparse.ArgumentParser, *, pull: bool = True, push: bool = True,
                        server_required: bool = False) -> None:
     """--server and auth options; `pull` adds --patient/--since, `push` adds --push/--dry-run."""
-    g = parser.add_argument_group("FHIR server")
+    g = parser.add_argument_group(
+        "FHIR server",
+        "Credentials go only to the --server origin (and --allow-origin ones). The server's own error "
+        "texts (OperationOutcome diagnostics), which may quote patient data, are shown only with -vv.")
     g.add_argument("--server", metavar="URL", required=server_required,
                    help="FHIR R4 base URL, e.g. https://ehr.example.org/fhir")
     g.add_argument("--token", metavar="TOKEN",

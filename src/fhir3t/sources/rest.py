@@ -56,7 +56,7 @@ def _esc(value: str) -> str:
 def anchor_codes(vs: ValueSet, tx: Terminology) -> tuple[list[Code], list[Code]]:
     """(exact codes to search, is-a roots for `code:below`) for a value set.
 
-    ICD-10 style `is-a` roots are expanded one level (M33.1 -> M33.10..M33.19, also written
+    ICD-10 style `is-a` roots are expanded one level (A12.3 -> A12.30..A12.39, also written
     without the dot) because a server without `:below` matches only exact codes; ConceptMap source
     codes that translate into the value set are added so hospital-local codings are found too.
     """
