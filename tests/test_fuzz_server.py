@@ -86,7 +86,8 @@ def server() -> Iterator[tuple[HTTPServer, Script]]:
 
 
 def client(srv: HTTPServer) -> FhirClient:
-    return FhirClient(srv.url_for("/fhir"), parallel=2, sleep=lambda s: None, timeout=5,
+    # the deadline bounds every request (no hang); generous, since the machine running the suite may be busy
+    return FhirClient(srv.url_for("/fhir"), parallel=2, sleep=lambda s: None, timeout=30,
                       retry=RetryPolicy(attempts=2, rng=lambda: 0.0))
 
 
