@@ -15,7 +15,7 @@ from fhir3t.transport.auth import BearerToken, ClientSecretBasicAuth, SmartBacke
 from fhir3t.transport.http import FhirClient, RetryPolicy
 
 BASE = "http://fhir.test/fhir"
-TOKEN_URL = "http://auth.test/token"
+TOKEN_URL = "https://auth.test/token"
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +133,54 @@ def test_make_auth_precedence(monkeypatch, pem):
     with pytest.raises(AuthError):
         make_auth(BASE, key=str(pem))
     assert "env-token" not in repr(BearerToken("env-token"))
+
+
+# ---- hostile discovery and key files (issue 10: security 3, crashes) ---------------------------------
+@responses.activate
+@pytest.mark.parametrize("endpoint", ["http://evil.test/token", "ftp://evil.test/token", "http://10.0.0.5/token"])
+def test_a_token_endpoint_that_is_not_https_gets_no_credentials(endpoint):
+    responses.get(f"{BASE}/.well-known/smart-configuration", json={"token_endpoint": endpoint})
+    auth = ClientSecretBasicAuth(BASE, "app", "hunter2-secret")
+    with pytest.raises(AuthError, match=r"not (https|an http)"):
+        auth.headers()
+    assert [c.request.method for c in responses.calls] == ["GET"]  # the secret was never sent
+
+
+def test_plain_http_token_endpoint_is_allowed_on_loopback_only():
+    auth = ClientSecretBasicAuth("http://127.0.0.1:8080/fhir", "app", "s")
+    assert auth._check_endpoint("http://127.0.0.1:8081/token") == "http://127.0.0.1:8081/token"
+    with pytest.raises(AuthError):
+        auth._check_endpoint("http://127.0.0.1.evil.test/token")
+
+
+@responses.activate
+def test_a_token_endpoint_on_another_origin_is_warned_about_once(pem, caplog):
+    smart_config()
+    responses.post(TOKEN_URL, json={"access_token": "t1", "expires_in": 0})
+    responses.post(TOKEN_URL, json={"access_token": "t2", "expires_in": 0})
+    auth = SmartBackendAuth(BASE, "c", pem)
+    with caplog.at_level("WARNING", logger="fhir3t"):
+        auth.headers()
+        auth.refresh()
+    warned = [r.getMessage() for r in caplog.records if "another origin" in r.getMessage()]
+    assert len(warned) == 1 and "https://auth.test" in warned[0] and "http://fhir.test" in warned[0]
+
+
+@responses.activate
+def test_a_password_in_the_server_url_never_reaches_discovery_or_messages():
+    responses.get("http://fhir.test/fhir/.well-known/smart-configuration", status=404)
+    auth = make_auth("http://alice:hunter2@fhir.test/fhir", client_id="app", client_secret="s")
+    with pytest.raises(AuthError) as exc:
+        auth.headers()
+    assert "hunter2" not in str(exc.value) and "alice" not in str(exc.value)
+    assert "Authorization" not in responses.calls[0].request.headers
+
+
+@pytest.mark.parametrize("doc", [{"keys": 5}, {"keys": [5, "x", None]}, [1, 2], {"keys": {"kty": "RSA"}},
+                                 {"keys": [{"kty": "RSA", "d": 5, "n": [], "e": {}}]}, {"kty": "EC", "d": "x", "kid": 7}, "key"])
+def test_a_malformed_key_file_is_an_auth_error_not_a_crash(tmp_path, doc):
+    p = tmp_path / "k.json"
+    p.write_text(json.dumps(doc) if not isinstance(doc, str) else "{" + doc)
+    with pytest.raises(AuthError) as exc:
+        load_signing_key(p)
+    assert exc.value.exit_code == 6 and str(p) in str(exc.value)

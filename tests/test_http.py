@@ -50,14 +50,15 @@ def test_retry_after_too_long_is_reported_not_waited():
 
 
 @responses.activate
-def test_timeout_is_retried_then_reported_with_exit_code_5():
+def test_timeout_is_reported_at_once_not_retried_with_exit_code_5():
+    # a request that used up --timeout is not sent again: a slow server would take attempts x timeout
     responses.get(f"{BASE}/Patient/a", body=requests.exceptions.ReadTimeout("read timed out"))
     c, slept = client(retry=RetryPolicy(attempts=3, rng=lambda: 1.0))
     with pytest.raises(ServerError) as exc:
         c.get("Patient/a")
     assert exc.value.exit_code == 5
-    assert "no answer" in str(exc.value)
-    assert len(responses.calls) == 3 and len(slept) == 2
+    assert "no complete answer within 120 s" in str(exc.value) and "http://fhir.test/fhir/Patient/a" in str(exc.value)
+    assert len(responses.calls) == 1 and slept == []
 
 
 @responses.activate
@@ -97,14 +98,20 @@ def test_next_links_followed_exactly_and_outcome_entries_ignored():
 
 
 @responses.activate
-def test_4xx_fails_at_once_with_the_servers_message():
+def test_4xx_fails_at_once_with_the_servers_outcome_diagnostics_only_at_debug(caplog):
     responses.get(f"{BASE}/Patient", status=400, json={
-        "resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid", "diagnostics": "bad param"}]})
+        "resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid", "expression": ["Patient.birthDate"],
+                                                       "diagnostics": "born 1980-04-12 Zhang San is not a date"}]})
     c, slept = client()
     with pytest.raises(HttpStatusError) as exc:
         c.get("Patient", {"x": "1"})
-    assert exc.value.status == 400 and "bad param" in str(exc.value)
+    msg = str(exc.value)
+    assert exc.value.status == 400 and "400 Bad Request: error invalid at Patient.birthDate" in msg
+    assert "Zhang" not in msg and "1980" not in msg and "-vv" in msg  # diagnostics may quote patient data
     assert slept == [] and len(responses.calls) == 1
+    with caplog.at_level(logging.DEBUG, logger="fhir3t"), pytest.raises(HttpStatusError) as exc:
+        c.get("Patient", {"x": "1"})
+    assert "Zhang San is not a date" in str(exc.value)
 
 
 @responses.activate
@@ -147,7 +154,7 @@ def test_debug_log_has_no_query_values(caplog):
     with caplog.at_level(logging.DEBUG, logger="fhir3t.http"):
         c.get("Patient", {"name": "Zhang San", "birthdate": "1970-01-01"})
     text = caplog.text
-    assert "GET /fhir/Patient?name=…&birthdate=… -> 200" in text
+    assert "GET http://fhir.test/fhir/Patient?name=…&birthdate=… -> 200" in text
     assert "Zhang" not in text and "1970" not in text
 
 

@@ -60,7 +60,8 @@ def test_everything_pull_screens_like_the_file_and_follows_pages(eng):
     half = len(res) // 2
     responses.get(f"{BASE}/metadata", json=cap())
     responses.get(f"{BASE}/Condition", json={"resourceType": "Bundle", "entry": [
-        {"resource": {"resourceType": "Condition", "id": "p01-dm", "subject": {"reference": "Patient/p01"}}},
+        {"resource": {"resourceType": "Condition", "id": "p01-dm", "subject": {"reference": "Patient/p01"},
+                      "code": {"coding": [{"system": ICD_CM, "code": "M33.10"}]}}},
         {"search": {"mode": "outcome"}, "resource": {"resourceType": "OperationOutcome", "issue": []}}]})
     nxt = f"{BASE}/opaque-page?cursor=2"
     responses.get(f"{BASE}/Patient/p01/$everything", json={
@@ -110,10 +111,11 @@ def test_batch_strategy_groups_patients_and_reports_failed_entries(eng):
     problems = Problems()
     src, _client, shared = source(eng, problems, patients=["p01", "Patient/gone"])
     got = list(eng.screen_raw(src, parse_day("2026-11-16"), None, shared))
-    assert [r.patient for r in got] == ["Patient/p01"]
-    assert got[0].by_id("I3-mda5").result == "unknown"  # its Observations were lost: not "eligible"
+    assert got == []  # its Observations were lost: an incomplete record is not screened (never "eligible")
     text = " ".join(str(x) for x in problems)
-    assert "500" in text and "Patient/gone" in text
+    assert "batch entry" in text and "500" in text and "Patient/gone" in text
+    assert "Patient/p01: the Observation request failed, so the record is incomplete; not screened" in text
+    assert problems.any_skipped
     assert len([c for c in responses.calls if c.request.method == "POST"]) == 1  # both patients, one batch
 
 

@@ -5,8 +5,12 @@ import argparse
 import sys
 
 from fhir3t.cli.common import day
-from fhir3t.cli.server_options import add_server_options, make_client
-from fhir3t.errors import EXIT_OK
+from fhir3t.cli.server_options import MB, add_server_options, make_client
+from fhir3t.errors import EXIT_OK, UsageError
+from fhir3t.transport.limits import DEFAULT_MAX_FILE
+
+#: Default of --max-wait (fhir3t.sources.bulk.DEFAULT_MAX_WAIT, kept here so --help imports nothing heavy).
+DEFAULT_MAX_WAIT = 3600.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=("Start a FHIR Bulk Data export (Patient/$export or Group/ID/$export), wait for it, and download "
                      "the NDJSON files into OUT_DIR. An interrupted export is resumed when the same command is run "
                      "again. Then: fhir3t screen OUT_DIR."),
-        epilog="Exit codes: 0 done; 5 server error; 6 auth error.",
+        epilog=("Exit codes: 0 done; 2 usage error (also: OUT_DIR cannot be written, e.g. a full disk); 5 server "
+                "error, or the export is incomplete (a file of the manifest could not be downloaded: OUT_DIR must not be "
+                "screened as it is; run the same command again to resume); 6 auth error."),
     )
     p.add_argument("out_dir", metavar="OUT_DIR")
     add_server_options(p, pull=False, push=False, server_required=True)
@@ -24,6 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="resource types to export, comma separated (repeatable; default: what the criteria read)")
     p.add_argument("--since", type=day, metavar="DATE", help="only resources changed since DATE")
     p.add_argument("--all-types", action="store_true", help="export every type the server has")
+    p.add_argument("--max-wait", type=float, default=DEFAULT_MAX_WAIT, metavar="SECONDS",
+                   help=f"stop waiting for the server after SECONDS (default {DEFAULT_MAX_WAIT:.0f}); the same command "
+                        "resumes the export later. Polling is never faster than once a second, slower as it goes on")
+    p.add_argument("--max-file-size", type=int, default=DEFAULT_MAX_FILE // MB, metavar="MB",
+                   help=f"refuse an NDJSON file larger than MB megabytes (default {DEFAULT_MAX_FILE // MB})")
     p.set_defaults(run=run)
 
 
@@ -37,6 +48,8 @@ def default_types() -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from fhir3t.sources.bulk import BulkExporter
 
+    if not (args.max_wait > 0) or args.max_file_size < 1:
+        raise UsageError("--max-wait and --max-file-size must be above 0")
     types = args.type or ([] if args.all_types else default_types())
     client = make_client(args)
     last = {"p": ""}
@@ -48,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = BulkExporter(client, args.out_dir, group=args.group, types=types, since=args.since,
-                              on_progress=progress).run()
+                              max_wait=args.max_wait, max_file_bytes=args.max_file_size * MB, on_progress=progress).run()
     finally:
         client.close()
     note = " (resumed)" if result.resumed else ""

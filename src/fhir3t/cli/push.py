@@ -17,7 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=("Send a transaction Bundle (as written by `fhir3t screen --emit`) to a FHIR server: as a "
                      "transaction, or as a batch where the server has none. A ResearchSubject already on-study, "
                      "in follow-up, off-study or withdrawn is never overwritten with a screening status."),
-        epilog="Exit codes: 0 every entry applied; 5 server error; 6 auth error; 7 some entries failed (listed on stderr).",
+        epilog=("Exit codes: 0 every entry applied; 2 the Bundle cannot be pushed (named); 5 server error; 6 auth error; "
+                "7 some entries failed (listed on stderr: N failing the same way make one line, -v lists each). The "
+                "server's diagnostics, which may quote patient data, are shown only with -vv."),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("bundle", metavar="BUNDLE.json", help="transaction or batch Bundle")
@@ -28,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def load_bundle(path: str) -> dict:
     try:
+        if Path(path).exists() and not Path(path).is_file():  # a FIFO or a device would hang or never end
+            raise InputError(f"{path}: not a regular file")
         return orjson.loads(Path(path).read_bytes())
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror}") from None
@@ -35,14 +39,29 @@ def load_bundle(path: str) -> dict:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
 
 
+#: Entries shown for a group of identical failures before the rest are counted (-v shows all).
+SHOW = 3
+
+
 def print_report(report, out=None) -> None:
+    """Every entry not applied is accounted for on stderr; N failing the same way make one line."""
     out = out or sys.stderr
     import logging
 
     verbose = logging.getLogger("fhir3t").isEnabledFor(logging.INFO)
+    groups: dict[tuple[str, str, str], list] = {}
     for o in report.outcomes:
-        if o.state != "ok" or verbose:  # every entry not applied is named; ok ones with -v
-            print(f"fhir3t push: {o.line()}", file=out)
+        if o.state != "ok" or verbose:  # ok ones with -v
+            groups.setdefault((o.state, o.status, o.message), []).append(o)
+    for (state, status, message), outs in groups.items():
+        if verbose or len(outs) <= SHOW or state == "ok":
+            for o in outs:
+                print(f"fhir3t push: {o.line()}", file=out)
+            continue
+        listed = ", ".join(f"{o.index} ({o.method} {o.url})" for o in outs[:SHOW])
+        why = f"{status}: {message}" if status and message else status or message
+        print(f"fhir3t push: {len(outs)} entries {state}{' ' + why if why else ''} - entries {listed} and "
+              f"{len(outs) - SHOW} more (-v lists them all)", file=out)
     for n in report.notes:
         print(f"fhir3t push: note: {n}", file=out)
     counts: dict[str, int] = {}

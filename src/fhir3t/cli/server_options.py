@@ -6,12 +6,18 @@ import os
 
 from fhir3t.cli.common import day
 from fhir3t.errors import UsageError
+from fhir3t.transport.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_PAGES, DEFAULT_MAX_REQUESTS, DEFAULT_TIMEOUT
+
+MB = 1024 * 1024
 
 
 def add_server_options(parser: argparse.ArgumentParser, *, pull: bool = True, push: bool = True,
                        server_required: bool = False) -> None:
     """--server and auth options; `pull` adds --patient/--since, `push` adds --push/--dry-run."""
-    g = parser.add_argument_group("FHIR server")
+    g = parser.add_argument_group(
+        "FHIR server",
+        "Credentials go only to the --server origin (and --allow-origin ones). The server's own error\n"
+        "texts (OperationOutcome diagnostics), which may quote patient data, are shown only with -vv.")
     g.add_argument("--server", metavar="URL", required=server_required,
                    help="FHIR R4 base URL, e.g. https://ehr.example.org/fhir")
     g.add_argument("--token", metavar="TOKEN",
@@ -22,9 +28,19 @@ def add_server_options(parser: argparse.ArgumentParser, *, pull: bool = True, pu
     g.add_argument("--smart-scope", metavar="SCOPES",
                    help="scopes to ask for (default: system/*.read plus write on ResearchStudy, ResearchSubject, "
                         "Provenance, AdverseEvent)")
-    g.add_argument("--max-requests", type=int, metavar="N", help="stop after N HTTP requests to the server (a safety budget)")
+    g.add_argument("--max-requests", type=int, default=DEFAULT_MAX_REQUESTS, metavar="N",
+                   help=f"stop after N HTTP requests to the server, a safety budget (default {DEFAULT_MAX_REQUESTS})")
+    g.add_argument("--max-pages", type=int, default=DEFAULT_MAX_PAGES, metavar="N",
+                   help=f"follow at most N pages of one search (default {DEFAULT_MAX_PAGES})")
+    g.add_argument("--max-response-size", type=int, default=DEFAULT_MAX_BODY // MB, metavar="MB",
+                   help=f"refuse a JSON answer larger than MB megabytes (default {DEFAULT_MAX_BODY // MB})")
     g.add_argument("--parallel", type=int, default=4, metavar="N", help="at most N requests in flight (default 4)")
-    g.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS", help="read timeout per request (default 120)")
+    g.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"time limit of one request, wall clock (default {DEFAULT_TIMEOUT:g}); a request that "
+                        "runs into it is not retried")
+    g.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="also send the credentials to this origin, e.g. https://files.example.org (repeatable; "
+                        "by default they go only to the --server origin)")
     if pull:
         g.add_argument("--patient", action="append", default=[], metavar="ID",
                        help="screen this patient (repeatable) instead of finding candidates by diagnosis")
@@ -39,19 +55,36 @@ def add_server_options(parser: argparse.ArgumentParser, *, pull: bool = True, pu
 
 
 def make_client(args: argparse.Namespace, url: str | None = None):
-    """A FhirClient for --server (or `url`) with the auth the options ask for."""
+    """A FhirClient for --server (or `url`) with the auth and limits the options ask for."""
+    import math
+
     from fhir3t.transport.auth import make_auth
     from fhir3t.transport.http import FhirClient
+    from fhir3t.transport.urls import describe, parse_origin
 
     base = url or getattr(args, "server", None)
     if not base:
         raise UsageError("no server given (--server URL)")
     if not base.startswith(("http://", "https://")):
-        raise UsageError(f"--server {base!r}: give an http:// or https:// FHIR base URL")
-    if getattr(args, "parallel", 1) < 1:
-        raise UsageError("--parallel must be at least 1")
+        raise UsageError(f"--server {describe(base)!r}: give an http:// or https:// FHIR base URL")
+    timeout = getattr(args, "timeout", DEFAULT_TIMEOUT)
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+        raise UsageError(f"--timeout must be a number of seconds above 0, not {timeout}")
+    for option, value in (("--parallel", getattr(args, "parallel", 1)),
+                          ("--max-requests", getattr(args, "max_requests", 1)),
+                          ("--max-pages", getattr(args, "max_pages", 1)),
+                          ("--max-response-size", getattr(args, "max_response_size", 1))):
+        if value is None or value < 1:
+            raise UsageError(f"{option} must be at least 1")
+    try:
+        allowed = [parse_origin(o) for o in getattr(args, "allow_origin", None) or ()]
+    except ValueError as exc:
+        raise UsageError(f"--allow-origin: {exc}") from None
     auth = make_auth(base, token=getattr(args, "token", None), client_id=getattr(args, "smart_client_id", None),
                      key=getattr(args, "smart_key", None), scope=getattr(args, "smart_scope", None),
                      client_secret=os.environ.get("FHIR3T_CLIENT_SECRET"))
-    return FhirClient(base, auth=auth, timeout=(10.0, getattr(args, "timeout", 120.0)),
-                      max_requests=getattr(args, "max_requests", None), parallel=getattr(args, "parallel", 4))
+    return FhirClient(base, auth=auth, timeout=float(timeout), allow_origins=allowed,
+                      max_requests=getattr(args, "max_requests", DEFAULT_MAX_REQUESTS),
+                      max_pages=getattr(args, "max_pages", DEFAULT_MAX_PAGES),
+                      max_body=getattr(args, "max_response_size", DEFAULT_MAX_BODY // MB) * MB,
+                      parallel=getattr(args, "parallel", 4))

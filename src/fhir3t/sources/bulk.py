@@ -4,23 +4,46 @@ Kick-off with `Prefer: respond-async`, poll the `Content-Location` status URL ho
 `Retry-After` and showing `X-Progress`, then download every output and error file (NDJSON) to
 OUT_DIR. The state (status URL, files already downloaded) lives in OUT_DIR/.fhir3t-export.state,
 so an interrupted export resumes where it stopped instead of asking the server to start over.
+
+The manifest is the server's word and is checked as such: file names come from the resource type
+(`^[A-Z][A-Za-z]{1,63}$`) and a counter, never from the server's strings; a file that needs the
+access token (`requiresAccessToken`) is downloaded only from an origin the credentials may go to;
+polling never runs faster than a floor that grows, and stops at a total deadline. An export with a
+file left out is reported as incomplete (never marked complete): a folder missing, say, the
+Conditions would screen patients as having none.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import IO, Any
 
 from fhir3t.errors import ServerError, UsageError
-from fhir3t.transport.http import FhirClient, HttpStatusError, outcome_text, parse_json
+from fhir3t.jsonshape import child, child_text, text
+from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError, outcome_text, parse_json
+from fhir3t.transport.limits import DEFAULT_MAX_FILE
+from fhir3t.transport.urls import clean, describe, fhir_id, origin, origin_text
 
 log = logging.getLogger("fhir3t.bulk")
 
 STATE = ".fhir3t-export.state"  # not .json: `fhir3t screen OUT_DIR` must not read it as a Bundle
+#: What a manifest's `type` must look like before it becomes part of a file name.
+RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}", re.ASCII)
+#: Polling: never faster than the floor, which grows by POLL_GROWTH per poll up to POLL_CEILING.
+POLL_FLOOR = 1.0
+POLL_GROWTH = 1.5
+POLL_CEILING = 60.0
+#: The longest pause a server's Retry-After can ask for between polls.
+MAX_POLL_WAIT = 120.0
+DEFAULT_MAX_WAIT = 3600.0  # also in fhir3t.cli.export
+#: NDJSON lines longer than this are not read for references (a resource is far smaller).
+MAX_LINE = 64 * 1024 * 1024
 
 
 @dataclass
@@ -30,20 +53,28 @@ class ExportResult:
     resumed: bool = False
     polls: int = 0
     manifest: dict = field(default_factory=dict)
+    bytes: int = 0
 
 
 class BulkExporter:
     def __init__(self, client: FhirClient, out_dir: str | Path, *, group: str | None = None,
-                 types: Sequence[str] = (), since: date | str | None = None, max_wait: float = 3600.0,
-                 poll_interval: float = 2.0, on_progress: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 types: Sequence[str] = (), since: date | str | None = None, max_wait: float = DEFAULT_MAX_WAIT,
+                 poll_interval: float = 2.0, poll_floor: float = POLL_FLOOR, max_file_bytes: int | None = DEFAULT_MAX_FILE,
+                 on_progress: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        if group is not None and fhir_id(group) is None:
+            raise UsageError(f"--group {clean(group, 80)!r} is not a FHIR id")
         self.client = client
         self.out = Path(out_dir)
         self.group = group
         self.types = [t for v in types for t in v.split(",") if t]
+        bad = [t for t in self.types if not RESOURCE_TYPE.fullmatch(t)]
+        if bad:
+            raise UsageError(f"--type {clean(bad[0], 80)!r} is not a FHIR resource type")
         self.since = since.isoformat() if isinstance(since, date) else since
         self.max_wait = max_wait
         self.poll_interval = poll_interval
+        self.poll_floor = poll_floor
+        self.max_file_bytes = max_file_bytes
         self.on_progress = on_progress
         self.clock = clock
 
@@ -60,12 +91,18 @@ class BulkExporter:
             st = json.loads(self.state_path.read_text())
         except (OSError, ValueError):
             return None
-        return st if isinstance(st, dict) and st.get("request") == self._request_key() else None
+        if not isinstance(st, dict) or st.get("request") != self._request_key():
+            return None
+        done = st.get("done")
+        if not isinstance(done, list) or not all(isinstance(u, str) for u in done) \
+                or not isinstance(st.get("status_url"), str | None) or not isinstance(st.get("manifest"), dict | None):
+            return None  # not a state this version wrote: start over
+        return st
 
     def _save_state(self, st: dict) -> None:
         tmp = self.state_path.with_name(STATE + ".part")
-        tmp.write_text(json.dumps(st, indent=1))
-        tmp.replace(self.state_path)
+        _write(tmp, tmp.write_text, json.dumps(st, indent=1))
+        _write(tmp, tmp.replace, self.state_path)
 
     # ---- steps ----------------------------------------------------------------------------
     def kickoff(self) -> str:
@@ -79,60 +116,124 @@ class BulkExporter:
                                    headers={"Prefer": "respond-async", "Accept": "application/fhir+json"})
         loc = resp.headers.get("Content-Location")
         if resp.status_code != 202 or not loc:
-            raise ServerError(f"$export kick-off: expected 202 with Content-Location, got {resp.status_code}")
+            raise ServerError(f"$export kick-off ({describe(resp.url or path)}): expected 202 with Content-Location, "
+                              f"got {resp.status_code}{'' if loc else ' without Content-Location'}")
+        self.client.url(loc)  # an http(s) URL, or the export cannot be followed
         return loc
 
     def poll(self, status_url: str, result: ExportResult) -> dict | None:
         """The manifest when the export is done; None when the server no longer knows the job."""
         start = self.clock()
+        floor = self.poll_floor
         while True:
             try:
                 resp = self.client.request("GET", status_url, headers={"Accept": "application/json"}, ok=(202,))
             except HttpStatusError as exc:
                 if exc.status in (404, 410):
                     return None
-                raise ServerError(f"$export failed on the server: {outcome_text(exc.body) or exc}") from None
+                raise ServerError(f"$export failed on the server ({describe(self.client.url(status_url))}: "
+                                  f"{exc.status}{': ' + outcome_text(exc.body) if outcome_text(exc.body) else ''})") from None
             result.polls += 1
             if resp.status_code == 200:
                 manifest = parse_json(resp)
                 if not isinstance(manifest, dict) or not isinstance(manifest.get("output"), list):
-                    raise ServerError("$export: the completion manifest has no output list")
+                    raise ServerError(f"$export ({describe(resp.url or status_url)}): the completion manifest has "
+                                      "no output list")
                 return manifest
-            progress = resp.headers.get("X-Progress", "in progress")
+            if resp.status_code != 202:
+                raise ServerError(f"$export status {describe(resp.url or status_url)}: unexpected status "
+                                  f"{resp.status_code} (expected 202 in progress or 200 done)")
+            progress = clean(resp.headers.get("X-Progress") or "in progress", 80)
             if self.on_progress:
                 self.on_progress(progress)
             log.info("export %s", progress)
-            if self.clock() - start > self.max_wait:
+            elapsed = self.clock() - start
+            if elapsed >= self.max_wait:
                 raise ServerError(f"$export still running after {self.max_wait:.0f} s; rerun the same command "
-                                  "later to resume it")
-            wait = self.client.retry.retry_after(resp.headers.get("Retry-After"))
-            self.client.sleep(min(wait if wait is not None else self.poll_interval, 120.0))
+                                  "later to resume it (or allow longer with --max-wait)")
+            asked = self.client.retry.retry_after(resp.headers.get("Retry-After"))
+            wait = max(floor, asked if asked is not None else self.poll_interval)
+            self.client.sleep(min(wait, MAX_POLL_WAIT, self.max_wait - elapsed))
+            floor = min(floor * POLL_GROWTH, POLL_CEILING)
+
+    def _items(self, manifest: dict, problems: list[str]) -> Iterator[tuple[str, str, str]]:
+        """(kind, resource type, URL) of the manifest's files, each checked; the others go to `problems`."""
+        for kind in ("output", "error"):
+            listed = manifest.get(kind)
+            if listed is None and kind == "error":
+                continue
+            if not isinstance(listed, list):
+                problems.append(f"manifest '{kind}' is not a list")
+                continue
+            for i, item in enumerate(listed):
+                where = f"manifest {kind}[{i}]"
+                if not isinstance(item, dict):
+                    problems.append(f"{where} is not an object")
+                    continue
+                rtype, url = item.get("type", "OperationOutcome" if kind == "error" else None), item.get("url")
+                if not isinstance(rtype, str) or not RESOURCE_TYPE.fullmatch(rtype):
+                    problems.append(f"{where}: type {clean(repr(rtype), 80)} is not a FHIR resource type")
+                    continue
+                if not isinstance(url, str):
+                    problems.append(f"{where} ({rtype}): no url")
+                    continue
+                try:
+                    full = self.client.url(url)
+                except ResponseError as exc:
+                    problems.append(f"{where} ({rtype}): {exc}")
+                    continue
+                yield kind, rtype, full
 
     def download(self, manifest: dict, st: dict, result: ExportResult) -> None:
-        counters: dict[str, int] = {}
-        token = bool(manifest.get("requiresAccessToken"))
-        for kind, items in (("output", manifest.get("output") or []), ("error", manifest.get("error") or [])):
-            for item in items:
-                url, rtype = item.get("url"), item.get("type") or "Resource"
-                if not isinstance(url, str):
-                    continue
-                n = counters.get(f"{kind}:{rtype}", 0)
-                counters[f"{kind}:{rtype}"] = n + 1
-                sub = self.out / "errors" if kind == "error" else self.out
-                sub.mkdir(parents=True, exist_ok=True)
-                target = sub / f"{rtype}.{n:03d}.ndjson"
+        """Download every file of the manifest; raise ServerError at the end if one was left out."""
+        counters: dict[tuple[str, str], int] = {}
+        token = manifest.get("requiresAccessToken") is not False  # not a clear `false`: assume it is needed
+        problems: list[str] = []
+        for kind, rtype, url in self._items(manifest, problems):
+            n = counters.get((kind, rtype), 0)
+            counters[(kind, rtype)] = n + 1
+            sub = self.out / "errors" if kind == "error" else self.out
+            target = sub / f"{rtype}.{n:03d}.ndjson"
+            if url in st["done"] and target.exists():
                 (result.errors if kind == "error" else result.files).append(target)
-                if url in st["done"] and target.exists():
-                    continue
-                resp = self.client.request("GET", url, headers={"Accept": "application/fhir+ndjson"},
-                                           auth=True if token else None, stream=True)
-                part = target.with_name(target.name + ".part")
-                with part.open("wb") as fh:
-                    for chunk in resp.iter_content(1 << 16):
-                        fh.write(chunk)
-                part.replace(target)
-                st["done"].append(url)
-                self._save_state(st)
+                continue
+            if token and self.client.auth is not None and not self.client.credentials_for(url):
+                o = origin(url)
+                problems.append(f"{rtype} file on {origin_text(o) if o else describe(url)}: the manifest says it needs "
+                                f"the access token, which fhir3t sends only to {origin_text(self.client.origin)}; not "
+                                f"downloaded (add --allow-origin {origin_text(o) if o else 'ORIGIN'} if that host is trusted)")
+                continue
+            _write(sub, _mkdir, sub)
+            try:
+                result.bytes += self._fetch_file(url, target)
+            except HttpStatusError as exc:
+                if exc.status in (404, 410):
+                    raise
+                problems.append(f"{rtype} file: {exc}")
+                continue
+            except ResponseError as exc:
+                problems.append(f"{rtype} file: {exc}")
+                continue
+            (result.errors if kind == "error" else result.files).append(target)
+            st["done"].append(url)
+            self._save_state(st)
+        if problems:
+            shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+            raise ServerError(f"$export incomplete: {len(problems)} file(s) of the manifest not downloaded, so "
+                              f"{self.out} must not be screened as it is:\n  {shown}")
+
+    def _fetch_file(self, url: str, target: Path) -> int:
+        """Download to `target` through a .part file that is removed if anything goes wrong."""
+        part = target.with_name(target.name + ".part")
+        try:
+            with _opened(part, "wb") as fh:
+                n = self.client.download(url, lambda b: _write(part, fh.write, b),
+                                         headers={"Accept": "application/fhir+ndjson"}, max_bytes=self.max_file_bytes)
+            _write(target, part.replace, target)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        return n
 
     def supplement(self, files: list[Path]) -> list[Path]:
         """Fetch the Medications / ResearchStudies the export points at but does not contain.
@@ -140,7 +241,8 @@ class BulkExporter:
         A Patient-level export holds the patients' compartments only; the drug of a
         `medicationReference` and the study of a ResearchSubject are outside it, and without them
         E3 / E4 could not be decided. They are read by id (a few searches) into
-        `<Type>.referenced.ndjson`.
+        `<Type>.referenced.ndjson`; only the resources asked for are kept (a server that ignores
+        `_id` answers with everything).
         """
         from fhir3t.r4facts import r4_facts
         from fhir3t.sources.refs import normalize_reference
@@ -150,21 +252,15 @@ class BulkExporter:
         have: set[str] = set()
         wanted: set[str] = set()
         for f in files:
-            with f.open("rb") as fh:
-                for line in fh:
-                    try:
-                        res = json.loads(line)
-                    except ValueError:
-                        continue
-                    if not isinstance(res, dict):
-                        continue
-                    if res.get("resourceType") in SHARED_TYPES:
-                        have.add(f"{res['resourceType']}/{res.get('id')}")
-                    for key in ("medicationReference", "study"):
-                        ref = (res.get(key) or {}).get("reference") if isinstance(res.get(key), dict) else None
-                        norm = normalize_reference(ref, {}) if isinstance(ref, str) and not ref.startswith("#") else None
-                        if norm and norm.split("/")[0] in SHARED_TYPES:
-                            wanted.add(norm)
+            for res in _resources(f):
+                rtype, rid = text(res.get("resourceType")), text(res.get("id"))
+                if rtype in SHARED_TYPES and rid:
+                    have.add(f"{rtype}/{rid}")
+                for key in ("medicationReference", "study"):
+                    ref = child_text(child(res, key), "reference")
+                    norm = normalize_reference(ref, {}) if ref and not ref.startswith("#") else None
+                    if norm and norm.split("/")[0] in SHARED_TYPES and fhir_id(norm.split("/", 1)[1]):
+                        wanted.add(norm)
         missing: dict[str, list[str]] = {}
         for ref in sorted(wanted - have):
             rtype, rid = ref.split("/", 1)
@@ -172,15 +268,23 @@ class BulkExporter:
         out: list[Path] = []
         for rtype, ids in missing.items():
             target = self.out / f"{rtype}.referenced.ndjson"
-            with target.open("w") as fh:
-                for i in range(0, len(ids), 50):
-                    for res in self.client.search(rtype, [("_id", ",".join(ids[i:i + 50])), ("_count", "100")]):
-                        fh.write(json.dumps(res, separators=(",", ":")) + "\n")
+            part = target.with_name(target.name + ".part")
+            try:
+                with _opened(part, "w") as fh:
+                    for i in range(0, len(ids), 50):
+                        asked = set(ids[i:i + 50])
+                        for res in self.client.search(rtype, [("_id", ",".join(sorted(asked))), ("_count", "100")]):
+                            if text(res.get("id")) in asked:
+                                _write(part, fh.write, json.dumps(res, separators=(",", ":")) + "\n")
+                _write(target, part.replace, target)
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
             out.append(target)
         return out
 
     def run(self) -> ExportResult:
-        self.out.mkdir(parents=True, exist_ok=True)
+        _write(self.out, _mkdir, self.out)
         if not self.out.is_dir():
             raise UsageError(f"{self.out} is not a folder")
         result = ExportResult()
@@ -219,3 +323,55 @@ class BulkExporter:
             self._save_state(st)
             return result
         raise ServerError("$export: the server lost the export twice; try again later")
+
+
+def _write(path: Path, op: Callable[..., Any], *args: Any) -> Any:
+    """Run a local file operation; a full disk or a read-only folder is the user's to fix, not a bug."""
+    try:
+        return op(*args)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or type(exc).__name__} (run the same command again "
+                         "when fixed: the export resumes)") from None
+
+
+class _opened:
+    """`open()` whose OSErrors (on open and on close, where a full disk often shows) become UsageErrors."""
+
+    def __init__(self, path: Path, mode: str) -> None:
+        self.path, self.mode = path, mode
+
+    def __enter__(self) -> IO[Any]:
+        self.fh = _write(self.path, self.path.open, self.mode)
+        return self.fh
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            _write(self.path, self.fh.close)
+            return
+        try:
+            self.fh.close()
+        except OSError:
+            pass  # the error already under way is the one to report
+
+
+def _mkdir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _resources(path: Path) -> Iterator[dict]:
+    """The JSON objects of an NDJSON file; lines that are too long or not JSON objects are passed over."""
+    with path.open("rb") as fh:
+        while True:
+            line = fh.readline(MAX_LINE)
+            if not line:
+                return
+            if len(line) >= MAX_LINE and not line.endswith(b"\n"):
+                while (more := fh.readline(MAX_LINE)) and not more.endswith(b"\n"):
+                    pass
+                continue
+            try:
+                res = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(res, dict):
+                yield res

@@ -11,22 +11,34 @@
    `Bundle.link[next]` is followed as given; `search.mode=outcome` entries are ignored.
 Grouping a result into a RawRecord reuses the file grouping (`group_documents`), so a server record and the same data in
 a file are screened identically.
+
+Nothing the server says is taken on trust: every value is type-checked where it is read; a
+resource counts for a patient only if it references that patient, a candidate only if its
+Condition's code is in the anchor value set, a ResearchSubject for a study only if its study
+resolves to it (a server that ignores an unknown search parameter answers with everything); ids
+are joined into request paths only when they are FHIR ids. One unusable answer (an error status,
+not JSON, the wrong shape, too large, too many pages, or anything unexpected) becomes a located
+problem for the patients it concerns, and the other patients are screened. A patient whose record
+came back only in part is not screened: a missing Condition search would make every exclusion
+look absent.
 """
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from fhir3t.errors import Problems, ServerError
-from fhir3t.jsonshape import child
+from fhir3t.errors import Fhir3tError, Problems, ServerError, UsageError
+from fhir3t.jsonshape import child, child_text, items, objs, text
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.grouping import SharedIndex, group_documents
 from fhir3t.sources.refs import normalize_reference
 from fhir3t.terminology import Code, Terminology, ValueSet
-from fhir3t.transport.http import FhirClient, HttpStatusError
+from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError, entries
+from fhir3t.transport.urls import clean, fhir_id
 
 log = logging.getLogger("fhir3t.rest")
 
@@ -46,7 +58,7 @@ def _esc(value: str) -> str:
 def anchor_codes(vs: ValueSet, tx: Terminology) -> tuple[list[Code], list[Code]]:
     """(exact codes to search, is-a roots for `code:below`) for a value set.
 
-    ICD-10 style `is-a` roots are expanded one level (M33.1 -> M33.10..M33.19, also written
+    ICD-10 style `is-a` roots are expanded one level (A12.3 -> A12.30..A12.39, also written
     without the dot) because a server without `:below` matches only exact codes; ConceptMap source
     codes that translate into the value set are added so hospital-local codings are found too.
     """
@@ -109,14 +121,16 @@ class RestSource:
             self.anchor = (study.candidate_type, study.candidate_valueset)
 
     # ---- server features ------------------------------------------------------------------
+    def _rests(self) -> list[dict]:
+        return [r for r in objs(items(self.client.capabilities().get("rest"))) if r.get("mode", "server") == "server"]
+
     def _resource_caps(self) -> dict[str, dict]:
-        cs = self.client.capabilities()
         out: dict[str, dict] = {}
-        for rest in cs.get("rest") or ():
-            if isinstance(rest, dict) and rest.get("mode", "server") == "server":
-                for r in rest.get("resource") or ():
-                    if isinstance(r, dict) and isinstance(r.get("type"), str):
-                        out[r["type"]] = r
+        for rest in self._rests():
+            for r in objs(items(rest.get("resource"))):
+                rtype = text(r.get("type"))
+                if rtype:
+                    out[rtype] = r
         return out
 
     def choose_strategy(self) -> str:
@@ -124,14 +138,13 @@ class RestSource:
             if self.strategy not in STRATEGIES:
                 raise ServerError(f"unknown pull strategy {self.strategy!r} (one of {', '.join(STRATEGIES)})")
             return self.strategy
-        cs = self.client.capabilities()
         caps = self._resource_caps()
-        patient_ops = {o.get("name", "").lstrip("$") for o in caps.get("Patient", {}).get("operation") or () if isinstance(o, dict)}
-        sys_ops = set()
-        interactions = set()
-        for rest in cs.get("rest") or ():
-            sys_ops |= {o.get("name", "").lstrip("$") for o in rest.get("operation") or () if isinstance(o, dict)}
-            interactions |= {i.get("code") for i in rest.get("interaction") or () if isinstance(i, dict)}
+        patient_ops = _names(caps.get("Patient", {}).get("operation"))
+        sys_ops: set[str] = set()
+        interactions: set[str] = set()
+        for rest in self._rests():
+            sys_ops |= _names(rest.get("operation"))
+            interactions |= {c for c in (child_text(i, "code") for i in objs(items(rest.get("interaction")))) if c}
         if "everything" in patient_ops or "everything" in sys_ops:
             return "everything"
         if "batch" in interactions:
@@ -142,7 +155,7 @@ class RestSource:
 
     def _patient_param(self, rtype: str) -> str:
         """The search parameter naming a resource's patient, as the server declares it."""
-        params = {p.get("name") for p in self._resource_caps().get(rtype, {}).get("searchParam") or () if isinstance(p, dict)}
+        params = {text(p.get("name")) for p in objs(items(self._resource_caps().get(rtype, {}).get("searchParam")))}
         for name in ("patient", "subject", "individual", "beneficiary"):
             if name in params:
                 return name
@@ -152,9 +165,9 @@ class RestSource:
     def candidates(self) -> list[str]:
         """Patient ids to screen, in a stable order."""
         if self.patients:
-            ids = [p.split("/")[-1] for p in self.patients]
+            ids = [_user_id("--patient", p) for p in self.patients]
         elif self.group:
-            ids = self._group_members(self.group)
+            ids = self._group_members(_user_id("--group", self.group))
         else:
             ids = self._anchor_patients()
         if self.since is not None:
@@ -166,13 +179,23 @@ class RestSource:
         return ids
 
     def _group_members(self, gid: str) -> list[str]:
-        group = self.client.get(f"Group/{gid.split('/')[-1]}")
+        group = self.client.get(f"Group/{gid}")
+        if not isinstance(group, dict) or group.get("resourceType") != "Group":
+            raise ResponseError(f"Group/{gid}: the server did not answer with a Group")
         out = []
-        for m in (group or {}).get("member") or ():
-            ref = (m.get("entity") or {}).get("reference") if isinstance(m, dict) else None
-            key = normalize_reference(ref, {}) if isinstance(ref, str) else None
-            if key and key.startswith("Patient/"):
-                out.append(key.split("/", 1)[1])
+        bad = 0
+        members = items(group.get("member"))
+        for m in members:
+            ref = child_text(child(m, "entity"), "reference")
+            key = normalize_reference(ref, {}) if ref else None
+            pid = fhir_id(key.split("/", 1)[1]) if key and key.startswith("Patient/") else None
+            if pid:
+                out.append(pid)
+            elif not (key and re.fullmatch(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]+", key)):  # other types are not patients
+                bad += 1
+        if bad:
+            self.problems.add(f"Group/{gid}", f"{bad} of {len(members)} members are not readable Patient references; "
+                              "those were not screened")
         if not out:
             self.problems.add(f"Group/{gid}", "the Group has no Patient members; nothing to screen", skipped=False)
         return out
@@ -189,10 +212,16 @@ class RestSource:
         for s, c in roots:
             queries.append([("code:below", f"{_esc(s)}|{_esc(c)}")])
         found: dict[str, None] = {}
+        outside = 0
+        fields = "code,subject,patient" if pfield == "patient" else f"code,{pfield}"
         for q in queries:
-            params = [*q, ("_count", str(PAGE)), ("_elements", pfield if pfield != "patient" else "subject,patient")]
+            params = [*q, ("_count", str(PAGE)), ("_elements", fields)]
             try:
                 for res in self.client.search(rtype, params):
+                    coded = {"coding": objs(items(child(res, "code").get("coding")))}  # tx.codes trusts the shape
+                    if not any(code in vs for code in self.tx.codes(coded)):
+                        outside += 1  # the server ignored `code` (or matched loosely): not a candidate
+                        continue
                     key = self._patient_of(res)
                     if key:
                         found[key] = None
@@ -205,33 +234,45 @@ class RestSource:
                                       "screening every Patient instead", skipped=False)
                     return self._all_patients()
                 raise
+        if outside:
+            self.problems.add(f"{rtype} search", f"{outside} {rtype} resources in the answers are not in the value set "
+                              f"{vs_id} (the server may ignore the code parameter); their patients were not taken "
+                              "as candidates", skipped=False)
         return list(found)
 
     def _all_patients(self) -> list[str]:
-        return [r["id"] for r in self.client.search("Patient", [("_elements", "id"), ("_count", str(PAGE))])
-                if isinstance(r.get("id"), str)]
+        out = []
+        for r in self.client.search("Patient", [("_elements", "id"), ("_count", str(PAGE))]):
+            rid = fhir_id(r.get("id"))
+            if rid:
+                out.append(rid)
+        return out
 
     def _patient_of(self, res: dict) -> str | None:
-        fields = r4_facts().links(res.get("resourceType", ""))
-        if res.get("resourceType") == "Patient":
-            return res.get("id")
-        for f in fields:
-            v = res.get(f)
-            ref = v.get("reference") if isinstance(v, dict) else None
-            key = normalize_reference(ref, {}) if isinstance(ref, str) else None
+        """The id of the patient a resource belongs to (a valid FHIR id), or None."""
+        rtype = text(res.get("resourceType")) or ""
+        if rtype == "Patient":
+            return fhir_id(res.get("id"))
+        for f in r4_facts().links(rtype):
+            ref = child_text(child(res, f), "reference")
+            key = normalize_reference(ref, {}) if ref else None
             if key and key.startswith("Patient/"):
-                return key.split("/", 1)[1]
+                return fhir_id(key.split("/", 1)[1])
         return None
 
     def _changed_since(self, since: date) -> set[str]:
         """Patients with any resource the criteria read (or the Patient itself) updated since `since`."""
         out: set[str] = set()
         caps = self._resource_caps()
+        day = since.isoformat()
         for rtype in ["Patient", *sorted(t for t in self.types if t not in r4_facts().shared_types)]:
             if caps and rtype not in caps:
                 continue
-            params = [("_lastUpdated", f"ge{since.isoformat()}"), ("_count", str(PAGE))]
+            params = [("_lastUpdated", f"ge{day}"), ("_count", str(PAGE))]
             for res in self.client.search(rtype, params):
+                updated = child_text(child(res, "meta"), "lastUpdated")
+                if updated and updated[:10] < day:  # the server ignored _lastUpdated
+                    continue
                 key = self._patient_of(res)
                 if key:
                     out.add(key)
@@ -241,107 +282,142 @@ class RestSource:
     def _type_list(self) -> list[str]:
         return sorted({"Patient", *self.types, *r4_facts().shared_types})
 
-    def _fetch_everything(self, ids: list[str]) -> list[dict]:
+    def _searched_types(self) -> list[str]:
+        return [t for t in self._type_list() if t not in ("Patient", *r4_facts().shared_types)]
+
+    def _fetch_everything(self, ids: list[str]) -> Fetched:
         pid = ids[0]
         first = self.client.get(f"Patient/{pid}/$everything",
                                 params=[("_type", ",".join(self._type_list())), ("_count", str(PAGE))])
-        entries: list[dict] = []
+        got: list[dict] = []
         for page in self.client.pages(first, where=f"Patient/{pid}/$everything"):
-            entries.extend(page.get("entry") or ())
-        return entries
+            got.extend(entries(page))
+        return got, {}
 
-    def _fetch_batch(self, ids: list[str]) -> list[dict]:
-        reqs = []
+    def _fetch_batch(self, ids: list[str]) -> Fetched:
+        reqs: list[tuple[str, str, str]] = []  # (patient id, type, url)
         for pid in ids:
-            reqs.append({"request": {"method": "GET", "url": f"Patient/{pid}"}})
-            for t in self._type_list():
-                if t in ("Patient", *r4_facts().shared_types):
-                    continue
-                reqs.append({"request": {"method": "GET", "url": f"{t}?{self._patient_param(t)}=Patient/{pid}&_count={PAGE}"}})
-        resp = self.client.json("POST", "", json={"resourceType": "Bundle", "type": "batch", "entry": reqs},
-                                idempotent=True)
+            reqs.append((pid, "Patient", f"Patient/{pid}"))
+            for t in self._searched_types():
+                reqs.append((pid, t, f"{t}?{self._patient_param(t)}=Patient/{pid}&_count={PAGE}"))
+        resp = self.client.json("POST", "", idempotent=True, json={
+            "resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": u}} for _, _, u in reqs]})
         if not isinstance(resp, dict) or resp.get("resourceType") != "Bundle":
-            raise ServerError("batch search: the server did not answer with a Bundle")
-        entries: list[dict] = []
-        for i, e in enumerate(resp.get("entry") or ()):
+            raise ResponseError("batch search: the server did not answer with a Bundle")
+        answers = items(resp.get("entry"))
+        got: list[dict] = []
+        incomplete: dict[str, str] = {}
+        for i, (pid, rtype, _url) in enumerate(reqs):
+            e = answers[i] if i < len(answers) else None
             res = e.get("resource") if isinstance(e, dict) else None
-            status = str(((e or {}).get("response") or {}).get("status", ""))
-            if not isinstance(res, dict):
-                if not status.startswith("2"):
-                    url = reqs[i]["request"]["url"].split("?")[0] if i < len(reqs) else "?"
-                    self.problems.add(f"batch entry {i} ({url})", f"server answered {status or 'nothing'}; that data is missing")
+            status = child_text(child(e, "response"), "status") or ""
+            code = status.split(" ")[0] if status else ""
+            if not isinstance(res, dict) or not code.startswith("2"):
+                if not (rtype == "Patient" and code in ("404", "410")):  # a patient that is gone is said by fetch()
+                    self.problems.add(f"batch entry {i} ({rtype} of Patient/{pid})",
+                                      f"server answered {clean(code, 10) or 'nothing'}; that data is missing")
+                    incomplete.setdefault(pid, f"the {rtype} request failed")
                 continue
-            if res.get("resourceType") == "Bundle":
-                for page in self.client.pages(res, where=f"batch entry {i}"):
-                    entries.extend(page.get("entry") or ())
+            if rtype == "Patient":
+                got.append({"resource": res, "fullUrl": text(e.get("fullUrl")) if isinstance(e, dict) else None})
+            elif res.get("resourceType") == "Bundle":
+                for page in self.client.pages(res, where=f"batch entry {i} ({rtype} search)"):
+                    got.extend(entries(page))
             else:
-                entries.append({"resource": res, "fullUrl": e.get("fullUrl")})
-        self._add_referenced(entries)
-        return entries
+                incomplete.setdefault(pid, f"the {rtype} search did not answer with a Bundle")
+        self._add_referenced(got)
+        return got, incomplete
 
-    def _fetch_revinclude(self, ids: list[str]) -> list[dict]:
+    def _fetch_revinclude(self, ids: list[str]) -> Fetched:
         params = [("_id", ",".join(ids)), ("_count", str(PAGE))]
-        for t in self._type_list():
-            if t not in ("Patient", *r4_facts().shared_types):
-                params.append(("_revinclude", f"{t}:{self._patient_param(t)}"))
-        entries: list[dict] = []
+        for t in self._searched_types():
+            params.append(("_revinclude", f"{t}:{self._patient_param(t)}"))
+        got: list[dict] = []
         for page in self.client.pages(self.client.get("Patient", params=params), where="Patient _revinclude search"):
-            entries.extend(page.get("entry") or ())
-        self._add_referenced(entries)
-        return entries
+            got.extend(entries(page))
+        self._add_referenced(got)
+        return got, {}
 
-    def _fetch_search(self, ids: list[str]) -> list[dict]:
-        entries: list[dict] = []
+    def _fetch_search(self, ids: list[str]) -> Fetched:
+        got: list[dict] = []
         for pid in ids:
             try:
-                entries.append({"resource": self.client.get(f"Patient/{pid}")})
+                got.append({"resource": self.client.get(f"Patient/{pid}")})
             except HttpStatusError as exc:
                 if exc.status in (404, 410):
                     continue
                 raise
-            for t in self._type_list():
-                if t in ("Patient", *r4_facts().shared_types):
-                    continue
+            for t in self._searched_types():
                 for res in self.client.search(t, [(self._patient_param(t), f"Patient/{pid}"), ("_count", str(PAGE))]):
-                    entries.append({"resource": res})
-        self._add_referenced(entries)
-        return entries
+                    got.append({"resource": res})
+        self._add_referenced(got)
+        return got, {}
 
-    def _add_referenced(self, entries: list[dict]) -> None:
+    def _add_referenced(self, got: list[dict]) -> None:
         """Read the Medications / ResearchStudies the records point at (once per run, in one search each)."""
         wanted: dict[str, set[str]] = {}
-        for e in entries:
+        for e in got:
             res = e.get("resource") if isinstance(e, dict) else None
             if not isinstance(res, dict):
                 continue
             for key in ("medicationReference", "study"):
-                v = res.get(key)
-                ref = v.get("reference") if isinstance(v, dict) else None
-                norm = normalize_reference(ref, {}) if isinstance(ref, str) and not ref.startswith("#") else None
-                if norm and norm.split("/")[0] in r4_facts().shared_types and self.shared.get(norm) is None:
+                ref = child_text(child(res, key), "reference")
+                norm = normalize_reference(ref, {}) if ref and not ref.startswith("#") else None
+                if norm and norm.split("/")[0] in r4_facts().shared_types and fhir_id(norm.split("/", 1)[1]) \
+                        and self.shared.get(norm) is None:
                     wanted.setdefault(norm.split("/")[0], set()).add(norm.split("/")[1])
         for rtype, ids in wanted.items():
             for res in self.client.search(rtype, [("_id", ",".join(sorted(ids))), ("_count", str(PAGE))]):
-                self.shared.add(res)
+                if text(res.get("id")) in ids:  # a server that ignores _id answers with every one
+                    self.shared.add(res)
 
     def fetch(self, ids: list[str], strategy: str) -> list[RawRecord]:
-        """The records of a group of patients (one group = one patient for $everything)."""
+        """The records of a group of patients (one group = one patient for $everything).
+
+        The per-response safety net: an unusable answer, or anything unexpected in it, becomes a
+        problem naming these patients, and the run goes on with the others. Run-level failures
+        (unreachable, timed out, budget spent, auth) still end the run.
+        """
         fn = {"everything": self._fetch_everything, "batch": self._fetch_batch,
               "revinclude": self._fetch_revinclude, "search": self._fetch_search}[strategy]
-        where = f"{self.client.base}/Patient/{ids[0]}" if len(ids) == 1 else f"{self.client.base} ({len(ids)} patients)"
+        where = f"{self.client.base}/Patient/{ids[0]}" if len(ids) == 1 else \
+            f"{self.client.base} (Patient/{ids[0]} and {len(ids) - 1} more)"
         try:
-            entries = fn(ids)
+            got, incomplete = fn(ids)
+            wanted = {f"Patient/{i}" for i in ids}
+            kept, foreign = _own_entries(_dedupe(got), wanted)
+            if foreign:
+                self.problems.add(where, f"the server returned {foreign} resources of other patients (it may ignore a "
+                                  "search parameter); they were not used", skipped=False)
+            bundle = {"resourceType": "Bundle", "type": "collection", "entry": kept}
+            complete = [r for r in group_documents([(where, bundle)], Problems(), self.shared)
+                        if any(res.get("resourceType") == "Patient" for res, _ in r.resources)]
         except HttpStatusError as exc:
             if exc.status in (404, 410):
                 self.problems.add(where, f"not found on the server ({exc.status}); skipped")
                 return []
+            self.problems.add(where, f"{exc}; not screened")
+            return []
+        except ResponseError as exc:
+            self.problems.add(where, f"{exc}; not screened")
+            return []
+        except Fhir3tError:
             raise
-        bundle = {"resourceType": "Bundle", "type": "collection", "entry": _dedupe(entries)}
-        complete = group_documents([(where, bundle)], self.problems, self.shared)
-        wanted = {f"Patient/{i}" for i in ids}
-        out = [r for r in complete if r.key in wanted]
-        missing = wanted - {r.key for r in out}
-        for key in sorted(missing):
+        except Exception as exc:  # the safety net: a shape nobody foresaw must not end the run
+            log.debug("unexpected answer for %s", where, exc_info=True)
+            self.problems.add(where, f"unexpected answer from the server ({type(exc).__name__}); not screened")
+            return []
+        out = []
+        for r in complete:
+            if r.key not in wanted:
+                continue
+            pid = r.key.split("/", 1)[1]
+            if pid in incomplete:
+                self.problems.add(where, f"{r.key}: {incomplete[pid]}, so the record is incomplete; not screened "
+                                  "(missing data could make an exclusion look absent)")
+                continue
+            out.append(r)
+        for key in sorted(wanted - {r.key for r in complete}):
             self.problems.add(where, f"{key}: the server returned no Patient resource; skipped")
         return out
 
@@ -361,13 +437,63 @@ class RestSource:
         self.stats.requests_records = self.client.stats.requests - self.stats.requests_candidates
 
 
-def _dedupe(entries: Iterable[dict]) -> list[dict]:
+#: What a fetch strategy returns: entries, and the patients whose record came back only in part (why).
+Fetched = tuple[list[dict], dict[str, str]]
+
+
+def _names(ops: object) -> set[str]:
+    """Operation names of a CapabilityStatement `operation` list, without the leading $."""
+    return {n.lstrip("$") for n in (child_text(o, "name") for o in objs(items(ops))) if n}
+
+
+def _user_id(option: str, value: str) -> str:
+    """ID or Patient/ID (Group/ID) as the user gave it, if it is a FHIR id."""
+    head, _, tail = value.rpartition("/")
+    rid = fhir_id(tail) if head in ("", "Patient", "Group") else None
+    if rid is None:
+        raise UsageError(f"{option} {clean(value, 80)!r} is not a FHIR id (letters, digits, '-' and '.', at most 64)")
+    return rid
+
+
+def _own_entries(got: list[dict], wanted: set[str]) -> tuple[list[dict], int]:
+    """The entries that belong to the wanted patients (or to none); the count of other patients' ones.
+
+    A resource counts for a patient only if it references that patient: a server that ignores
+    `patient=` or `_id=` answers with everyone's resources.
+    """
+    kept: list[dict] = []
+    foreign = 0
+    for e in got:
+        res = e.get("resource")
+        rtype = text(res.get("resourceType")) if isinstance(res, dict) else None
+        if rtype is None or rtype in r4_facts().shared_types:
+            kept.append(e)
+            continue
+        if rtype == "Patient":
+            key = f"Patient/{res.get('id')}" if isinstance(res, dict) and isinstance(res.get("id"), str) else None
+        else:
+            key = None
+            for f in r4_facts().links(rtype):
+                ref = child_text(child(res, f), "reference")
+                if ref:
+                    key = normalize_reference(ref, {})
+                    break
+        if key is not None and key.startswith("Patient/") and key not in wanted:
+            foreign += 1
+            continue
+        kept.append(e)
+    return kept, foreign
+
+
+def _dedupe(got: Iterable[dict]) -> list[dict]:
+    """One entry per resource, outcome entries dropped, each rebuilt as {resource, fullUrl}: the
+    server's envelope (search, request, response, of whatever shape) goes no further."""
     seen: set[str] = set()
     out = []
-    for e in entries:
+    for e in got:
         if not isinstance(e, dict):
             continue
-        if (e.get("search") or {}).get("mode") == "outcome":
+        if child_text(child(e, "search"), "mode") == "outcome":
             continue
         res = e.get("resource")
         if isinstance(res, dict) and isinstance(res.get("id"), str):
@@ -375,7 +501,8 @@ def _dedupe(entries: Iterable[dict]) -> list[dict]:
             if key in seen:
                 continue
             seen.add(key)
-        out.append(e)
+        full_url = text(e.get("fullUrl"))
+        out.append({"resource": res, **({"fullUrl": full_url} if full_url else {})})
     return out
 
 
@@ -385,24 +512,43 @@ def study_subject_patients(client: FhirClient, system: str, value: str, problems
 
     A subject may name its study by reference or only by identifier, and R4 servers differ in
     chained-search support, so subjects are searched by status and matched here, against the
-    study's identifier or the ids of the ResearchStudy resources that carry it.
+    study's identifier or the ids of the ResearchStudy resources that carry it. What the server
+    returns is checked again: a ResearchStudy counts only if it carries the identifier, a subject
+    only if its status is one asked for (a server ignoring a parameter answers with everything).
     """
     study_refs = {f"ResearchStudy/{s['id']}" for s in client.search("ResearchStudy", [("identifier", f"{_esc(system)}|{_esc(value)}")])
-                  if isinstance(s.get("id"), str)}
+                  if isinstance(s.get("id"), str) and has_identifier(s, system, value)}
+    wanted = set(statuses)
     params = [("_count", str(PAGE))]
-    if statuses:
-        params.append(("status", ",".join(sorted(statuses))))
+    if wanted:
+        params.append(("status", ",".join(sorted(wanted))))
     found: dict[str, None] = {}
     for rs in client.search("ResearchSubject", params):
-        study = child(rs, "study")
-        ident = child(study, "identifier")
-        ref = study.get("reference")
-        ours = (ident.get("value") == value and ident.get("system", system) == system) or (
-            isinstance(ref, str) and "/".join(ref.rstrip("/").split("/")[-2:]) in study_refs)
-        individual = (rs.get("individual") or {}).get("reference")
-        key = normalize_reference(individual, {}) if ours and isinstance(individual, str) else None
-        if key and key.startswith("Patient/"):
+        if wanted and text(rs.get("status")) not in wanted:
+            continue
+        if not subject_of_study(rs, system, value, study_refs):
+            continue
+        ref = child_text(child(rs, "individual"), "reference")
+        key = normalize_reference(ref, {}) if ref else None
+        if key and key.startswith("Patient/") and fhir_id(key.split("/", 1)[1]):
             found[key.split("/", 1)[1]] = None
     if not found:
         problems.add("ResearchSubject search", f"no ResearchSubject of {value} on the server", skipped=False)
     return list(found)
+
+
+def has_identifier(resource: object, system: str, value: str) -> bool:
+    """True if the resource's `identifier` list holds system|value (a missing system matches)."""
+    return any(i.get("value") == value and i.get("system", system) == system
+               for i in objs(items(resource.get("identifier")) if isinstance(resource, dict) else []))
+
+
+def subject_of_study(subject: dict, system: str, value: str, study_refs: set[str]) -> bool:
+    """True if a ResearchSubject's `study` resolves to the study: by identifier, or by a reference
+    to one of `study_refs` (the ResearchStudy resources known to carry the identifier)."""
+    study = child(subject, "study")
+    ident = child(study, "identifier")
+    if ident.get("value") == value and ident.get("system", system) == system:
+        return True
+    ref = child_text(study, "reference")
+    return ref is not None and "/".join(ref.rstrip("/").split("/")[-2:]) in study_refs

@@ -1,10 +1,15 @@
-"""Credentials for a FHIR server: a static bearer token, SMART Backend Services, client-secret basic.
+"""Credentials for a FHIR server: a static bearer token, SMART Backend Services, client-secret basic,
+HTTP Basic from the server URL.
 
 SMART Backend Services (client_credentials + private_key_jwt): the token endpoint is discovered
 from `[base]/.well-known/smart-configuration`; each token request carries a fresh client assertion
 signed RS384 or ES384 (the algorithms the SMART spec requires servers to accept). The access token
 is cached until shortly before it expires and fetched again after one 401. Secrets (tokens, keys,
 client secrets) never appear in messages or logs.
+
+The client credentials (assertion or secret) go only to an https token endpoint (plain http is
+accepted on loopback, for tests); a token endpoint on another origin than the FHIR base is allowed
+(hospitals run separate authorization servers) but said once, since discovery is what chose it.
 """
 from __future__ import annotations
 
@@ -23,6 +28,9 @@ from typing import Any
 import requests
 
 from fhir3t.errors import AuthError, ServerError
+from fhir3t.jsonshape import items, text
+from fhir3t.transport.deadline import Deadline, guarded_session
+from fhir3t.transport.urls import clean, describe, is_loopback, origin, origin_text, strip_userinfo
 
 log = logging.getLogger("fhir3t.auth")
 
@@ -49,6 +57,22 @@ class BearerToken:
         return "BearerToken(***)"
 
 
+class BasicCredentials:
+    """HTTP Basic from `user:password@` in the server URL (the URL itself is shown without them)."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self._value = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": self._value}
+
+    def refresh(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "BasicCredentials(***)"
+
+
 class _TokenCache:
     """Shared logic of the OAuth client_credentials schemes: discovery, caching, refresh."""
 
@@ -59,7 +83,7 @@ class _TokenCache:
         self.client_id = client_id
         self.scope = scope
         self.token_url = token_url
-        self.session = session or requests.Session()
+        self.session = session or guarded_session()
         self.timeout = timeout
         self.clock = clock
         self._token: str | None = None
@@ -67,28 +91,48 @@ class _TokenCache:
         self._lock = threading.Lock()
         self.fetches = 0  # how many tokens were requested (tests, benchmarks)
         self.smart_config: dict[str, Any] = {}
+        self._warned = False
 
     def discover(self) -> str:
         if self.token_url:
-            return self.token_url
+            return self._check_endpoint(self.token_url)
         url = f"{self.fhir_base}/.well-known/smart-configuration"
         try:
-            resp = self.session.get(url, headers={"Accept": "application/json"}, timeout=self.timeout)
+            with Deadline(self.timeout) as dl:
+                resp = self.session.get(url, headers={"Accept": "application/json"}, timeout=self.timeout, stream=True)
+                raw = _head(resp)
         except requests.RequestException as exc:
-            raise ServerError(f"cannot reach {url}: {type(exc).__name__}") from None
+            raise ServerError(f"cannot reach {describe(url)}: {type(exc).__name__}") from None
+        if dl.expired:
+            raise ServerError(f"SMART discovery: no complete answer from {describe(url)} within {self.timeout:g} s")
         if resp.status_code != 200:
-            raise AuthError(f"SMART discovery failed: GET {url} answered {resp.status_code}; "
+            raise AuthError(f"SMART discovery failed: GET {describe(url)} answered {resp.status_code}; "
                             "give the token endpoint explicitly or check the server URL")
         try:
-            cfg = resp.json()
+            cfg = json.loads(raw)
         except ValueError:
-            raise AuthError(f"SMART discovery: {url} is not JSON") from None
+            raise AuthError(f"SMART discovery: {describe(url)} is not JSON (or larger than 1 MB)") from None
         token_url = cfg.get("token_endpoint") if isinstance(cfg, dict) else None
         if not isinstance(token_url, str):
-            raise AuthError(f"SMART discovery: {url} has no token_endpoint")
-        self.smart_config = cfg
-        self.token_url = token_url
-        return token_url
+            raise AuthError(f"SMART discovery: {describe(url)} has no token_endpoint ")
+        self.smart_config = cfg if isinstance(cfg, dict) else {}
+        self.token_url = self._check_endpoint(token_url)
+        return self.token_url
+
+    def _check_endpoint(self, url: str) -> str:
+        """The token endpoint, if the client credentials may be sent there (https, or loopback http)."""
+        o = origin(url)
+        if o is None:
+            raise AuthError(f"the token endpoint {describe(url)!r} is not an http(s) URL")
+        if o[0] != "https" and not is_loopback(url):
+            raise AuthError(f"the token endpoint {describe(url)} is not https: fhir3t sends the client credentials "
+                            "only over https (plain http only to a loopback address)")
+        base = origin(self.fhir_base)
+        if base is not None and o != base and not self._warned:
+            self._warned = True
+            log.warning("the token endpoint %s is on another origin than the FHIR server %s; the client credentials "
+                        "are sent there", origin_text(o), origin_text(base))
+        return url
 
     def headers(self) -> dict[str, str]:
         with self._lock:
@@ -107,29 +151,47 @@ class _TokenCache:
         data, headers = self._credentials(url)
         data.update({"grant_type": "client_credentials", "scope": self.scope})
         try:
-            resp = self.session.post(url, data=data, headers={"Accept": "application/json", **headers},
-                                     timeout=self.timeout)
+            with Deadline(self.timeout) as dl:
+                resp = self.session.post(url, data=data, headers={"Accept": "application/json", **headers},
+                                         timeout=self.timeout, allow_redirects=False, stream=True)
+                raw = _head(resp)
         except requests.RequestException as exc:
-            raise ServerError(f"cannot reach the token endpoint {url}: {type(exc).__name__}") from None
+            raise ServerError(f"cannot reach the token endpoint {describe(url)}: {type(exc).__name__}") from None
+        if dl.expired:
+            raise ServerError(f"the token endpoint {describe(url)} gave no complete answer within {self.timeout:g} s")
         self.fetches += 1
         try:
-            body = resp.json()
+            body = json.loads(raw)
         except ValueError:
             body = {}
         if resp.status_code != 200 or not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
-            err = body.get("error", "") if isinstance(body, dict) else ""
-            desc = body.get("error_description", "") if isinstance(body, dict) else ""
-            raise AuthError(f"token request for client {self.client_id!r} refused: {resp.status_code} {err} {desc}".strip())
+            err = text(body.get("error")) or "" if isinstance(body, dict) else ""
+            desc = text(body.get("error_description")) or "" if isinstance(body, dict) else ""
+            raise AuthError(clean(f"token request for client {self.client_id!r} refused: {resp.status_code} {err} {desc}"
+                                  .strip(), 400))
         self._token = body["access_token"]
         try:
             lifetime = float(body.get("expires_in", 300))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
+            lifetime = 300.0
+        if not 0 <= lifetime < 10 ** 9:  # NaN, inf, negative: take the usual five minutes
             lifetime = 300.0
         self._expires = self.clock() + max(0.0, lifetime - EXPIRY_MARGIN)
-        log.info("got an access token for client %s (expires in %.0f s)", self.client_id, lifetime)
+        log.info("got an access token for client %s (expires in %.0f s)", clean(self.client_id, 80), lifetime)
 
     def _credentials(self, token_url: str) -> tuple[dict[str, str], dict[str, str]]:
         raise NotImplementedError
+
+
+def _head(resp: requests.Response, limit: int = 1024 * 1024) -> bytes:
+    """At most `limit` bytes of a streamed body (a discovery document or token answer is small)."""
+    buf = bytearray()
+    for chunk in resp.iter_content(1 << 14):
+        buf += chunk
+        if len(buf) > limit:
+            break
+    resp.close()
+    return bytes(buf[: limit + 1])
 
 
 class SmartBackendAuth(_TokenCache):
@@ -183,13 +245,13 @@ def load_signing_key(source: str | Path) -> tuple[Any, str, str | None]:
     except OSError as exc:
         raise AuthError(f"cannot read the SMART key file {path}: {exc.strerror}") from None
     kid: str | None = None
-    text = raw.lstrip()
-    if text.startswith(b"{"):
+    head = raw.lstrip()
+    if head.startswith(b"{"):
         try:
             doc = json.loads(raw)
         except ValueError:
             raise AuthError(f"{path}: not valid JSON (expected a JWKS or a JWK)") from None
-        keys = doc.get("keys", [doc]) if isinstance(doc, dict) else []
+        keys = items(doc.get("keys", [doc])) if isinstance(doc, dict) else []
         private = [k for k in keys if isinstance(k, dict) and "d" in k and k.get("kty") in ("RSA", "EC")]
         pick = next((k for k in private if k.get("alg") in ("RS384", "ES384")), private[0] if private else None)
         if pick is None:
@@ -199,7 +261,7 @@ def load_signing_key(source: str | Path) -> tuple[Any, str, str | None]:
             key = algo.from_jwk(json.dumps(pick))
         except Exception as exc:  # malformed JWK members
             raise AuthError(f"{path}: unusable JWK ({type(exc).__name__})") from None
-        kid = pick.get("kid")
+        kid = text(pick.get("kid"))
     else:
         try:
             key = serialization.load_pem_private_key(raw, password=_key_password())  # type: ignore[assignment]
@@ -237,6 +299,7 @@ def make_auth(base_url: str, *, token: str | None = None, client_id: str | None 
               key: str | None = None, client_secret: str | None = None, scope: str | None = None,
               session: requests.Session | None = None):
     """Pick the scheme from what was given: token > SMART key > client secret > FHIR3T_TOKEN > none."""
+    base_url = strip_userinfo(base_url)  # discovery must not carry (or show) a password from the URL
     kw: dict[str, Any] = {"session": session}
     if scope:
         kw["scope"] = scope
