@@ -267,3 +267,16 @@ def test_a_patient_read_by_two_processes_is_screened_once_whole(tmp_path):
     [r] = list(screen([tmp_path], as_of=AS_OF, problems=problems, jobs=2))
     assert r.patient == "Patient/x1" and r.by_id("I2-dm").result == "met" and r.by_id("I1-age").result == "met"
     assert not problems.items
+
+
+def test_an_unfinished_export_folder_is_said_to_be_partial(tmp_path):
+    (tmp_path / "Patient.ndjson").write_text(json.dumps(patient(pid="e1")) + "\n")
+    (tmp_path / ".fhir3t-export.state").write_text(json.dumps({"status_url": "x", "complete": False}))
+    problems = Problems()
+    [r] = list(screen([tmp_path], as_of=AS_OF, problems=problems))
+    assert r.patient == "Patient/e1" and problems.any_skipped
+    assert any("did not complete" in p.message and p.where == str(tmp_path) for p in problems)
+    (tmp_path / ".fhir3t-export.state").write_text(json.dumps({"complete": True}))
+    problems = Problems()
+    list(screen([tmp_path], as_of=AS_OF, problems=problems))
+    assert not any("did not complete" in p.message for p in problems)

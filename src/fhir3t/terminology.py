@@ -435,6 +435,8 @@ class Terminology:
         codings = concept.get("coding")
         if codings is None:
             codings = [concept] if "code" in concept else []
+        elif not isinstance(codings, list):
+            return ()  # a coding of the wrong shape reads as no code (the record builder says so)
         out: list[Code] = []
         for coding in codings:
             if not isinstance(coding, dict):
@@ -457,7 +459,10 @@ class Terminology:
         if not isinstance(concept, dict):
             return []
         out = []
-        for coding in concept.get("coding") or ([concept] if "code" in concept else []):
+        codings = concept.get("coding")
+        if codings is None:
+            codings = [concept] if "code" in concept else []
+        for coding in codings if isinstance(codings, list) else ():
             if isinstance(coding, dict) and isinstance(coding.get("system"), str):
                 s = self.systems.system(coding["system"])
                 if not self.systems.known(s) and s not in self.maps.source_systems:

@@ -43,7 +43,8 @@ def _general_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     pre = "" if top else "sub_"
     g = parser.add_argument_group("general options") if not top else parser
     g.add_argument("-v", "--verbose", action="count", dest=f"{pre}verbose", **({"default": 0} if top else sup),
-                   help="more log output on stderr (-v info, -vv debug); patient data is never logged at -v")
+                   help="more log output on stderr (-v info, -vv debug); messages name files, entries and elements; "
+                        "values and servers' error texts (which may quote patient data) appear only with -vv")
     g.add_argument("--log-format", choices=LOG_FORMATS, dest=f"{pre}log_format", **sup,
                    help="text (default) or json: one JSON object per stderr line, with a run id, no patient data")
     g.add_argument("--config", metavar="FILE", dest=f"{pre}config", **sup,

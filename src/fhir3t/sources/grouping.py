@@ -113,7 +113,10 @@ class GroupingSource:
                  limits: Limits | None = None, store: str = "auto", spill_at: int = DEFAULT_SPILL_AT,
                  tmpdir: str | Path | None = None, on_file: Callable[[Path], None] | None = None,
                  shared: SharedIndex | None = None, documents: Iterable[tuple[str, object]] = ()) -> None:
+        paths = list(paths)
         self.json_files, self.ndjson_files = expand_paths(paths, problems)
+        for p in paths:
+            _check_export_state(Path(p), problems)
         #: parsed JSON documents given in memory (name, Bundle or resource): a server's answers, tests
         self.documents = list(documents)
         self.problems = problems
@@ -335,6 +338,22 @@ class GroupingSource:
             self._store.unread(only, Unread(as_type, where, f"an entry of this patient's Bundle {why}"), source)
         else:
             self.stats.unattributed += 1
+
+
+def _check_export_state(folder: Path, problems: Problems) -> None:
+    """A folder `fhir3t export` wrote but did not finish holds only part of the export: say so."""
+    from fhir3t.sources.bulk import STATE
+
+    state = folder / STATE if folder.is_dir() else None
+    if state is None or not state.is_file():
+        return
+    try:
+        done = orjson.loads(state.read_bytes()).get("complete") is True
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        done = False
+    if not done:
+        problems.add(str(folder), "this Bulk export did not complete (its state file says so): only part of it is "
+                                  "here; run the same 'fhir3t export' again to resume it")
 
 
 def foreign_unread(foreign: Iterable[tuple[str, str, str, str, str]], patients: set[str],
