@@ -24,6 +24,7 @@ from fhir3t.version import __version__
 COMMANDS: dict[str, str] = {
     "screen": "screen",
     "explain": "explain",
+    "codes": "codes",
     "validate": "validate",
 }
 

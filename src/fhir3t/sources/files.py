@@ -255,3 +255,19 @@ def with_discovered_maps(paths: Iterable[str | Path], concept_maps: Iterable[str
             if problems is not None:
                 problems.add(str(p), "ConceptMap found in the input: used to translate local codes", skipped=False)
     return given
+
+
+def iter_resources(paths: Iterable[str | Path], problems: Problems, limits: Limits = _DEFAULT) \
+        -> Iterator[tuple[dict, str]]:
+    """Every resource of the inputs with where it was read, no grouping (for inventories of codes)."""
+    json_files, ndjson_files = expand_paths(paths, problems)
+    for path in json_files:
+        data = read_json_file(path, problems, limits)
+        entries = bundle_entries(data, str(path), problems) if data is not None else None
+        for e in entries or ():
+            yield e.resource, e.where
+    for path in ndjson_files:
+        for lineno, line in ndjson_lines(path, problems, limits):
+            res = parse_line(line, f"{path}:{lineno}", problems)
+            if res is not None:
+                yield res, f"{path}:{lineno}"

@@ -1,0 +1,96 @@
+"""`fhir3t codes PATH...`: the codes an input set uses and what fhir3t makes of each (for a ConceptMap)."""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections import Counter
+from typing import IO
+
+import orjson
+
+from fhir3t.cli.common import report_problems
+from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_OK, Problems, UsageError
+from fhir3t.formats.table import safe
+from fhir3t.pipeline.codes import MATCHED, OTHER, CodeRow
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "codes",
+        help="the codes in the input, which value set each matches, and the ones to map (for a ConceptMap)",
+        description=(
+            "Read the input (Bundles, NDJSON, folders) and list, per resource type the criteria read, every coding "
+            "(system, code) with how many resources carry it, its display, the value sets it matches, and why an "
+            "unmatched one matters: a code system fhir3t does not know (write a ConceptMap for it), a display that "
+            "names a criterion's concept (map or recode it), a malformed code. Counts and terminology only: no "
+            "patient identifiers, no free text, no values."),
+        epilog=("Examples:\n  fhir3t codes export/                      # what to map, most relevant first\n"
+                "  fhir3t codes export/ --all --format csv --out codes.csv\n"
+                "Exit codes: 0 listed; 2 usage; 4 no usable input."),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="Bundle/resource .json files, NDJSON files, or folders")
+    p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
+                   help="ConceptMaps already written: their codes count as read (repeatable)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="table (default), csv or json")
+    p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--all", action="store_true", help="also list codes that matter to no criterion")
+    p.set_defaults(run=run)
+
+
+def _table(rows: list[CodeRow], out: IO[str], hidden: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, width=None if out.isatty() else 120, no_color=not out.isatty(), highlight=False)
+    t = Table(title="codes in the input", title_justify="left")
+    for col in ("type", "system", "code", "n", "display", "what fhir3t makes of it"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        what = f"in {', '.join(r.valuesets)}" if r.verdict == MATCHED else \
+            f"{r.verdict}: {', '.join(r.named)}" if r.named else r.verdict
+        t.add_row(*(safe(x) for x in (r.type, r.system_name or "(no system)", r.code, str(r.count), r.display, what)))
+    console.print(t)
+    verdicts = Counter(r.verdict for r in rows)
+    console.print(", ".join(f"{n} {v}" for v, n in verdicts.most_common()) +
+                  (f"; {hidden} other codes not shown (--all)" if hidden else ""))
+
+
+def run(args: argparse.Namespace) -> int:
+    from fhir3t.pipeline import Engine, with_discovered_maps
+    from fhir3t.pipeline.codes import inventory
+    from fhir3t.sinks import atomic_text
+
+    problems = Problems()
+    maps = with_discovered_maps(args.paths, args.concept_map, problems)
+    engine = Engine.load(maps, None, problems)
+    rows = inventory(args.paths, engine, problems)
+    shown = rows if args.all else [r for r in rows if r.verdict != OTHER]
+    hidden = len(rows) - len(shown)
+
+    def write(out: IO[str]) -> None:
+        if args.format == "json":
+            out.write(orjson.dumps([r.to_dict() for r in shown], option=orjson.OPT_INDENT_2).decode() + "\n")
+        elif args.format == "csv":
+            w = csv.writer(out, lineterminator="\r\n")
+            w.writerow(["type", "system", "code", "count", "display", "verdict", "valuesets", "named_like"])
+            for r in shown:
+                w.writerow([r.type, r.system, r.code, r.count, r.display, r.verdict, " ".join(r.valuesets),
+                            " ".join(r.named)])
+        else:
+            _table(shown, out, hidden)
+
+    try:
+        if args.out:
+            with atomic_text(args.out, bom=args.format == "csv") as fh:
+                write(fh)
+        else:
+            write(sys.stdout)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
+    report_problems(problems)
+    if not rows:
+        print("fhir3t codes: no coded resources of the types the criteria read were found", file=sys.stderr)
+        return EXIT_INPUT_FATAL
+    return EXIT_OK
