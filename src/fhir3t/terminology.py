@@ -9,7 +9,7 @@ terminology server is consulted: that is a known limit for SNOMED CT subsumption
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -406,6 +406,9 @@ class Terminology:
         self.valuesets = valuesets
         self.maps = maps
         self._norm_cache: dict[tuple[str, str], tuple[Code, ...]] = {}
+        #: extra codes for a code, from somewhere else than ConceptMap files (a terminology server):
+        #: asked once per distinct code, on the codes of systems it cares about
+        self.resolver: Callable[[Code], tuple[Code, ...]] | None = None
 
     @classmethod
     def load(cls, concept_maps: Iterable[Path] = (), valueset_dir: Path | None = None) -> Terminology:
@@ -449,7 +452,7 @@ class Terminology:
             if norm is None:
                 s = self.systems.system(system)
                 c = (s, self.systems.code(s, code))
-                norm = (c, *self.maps.translate(c))
+                norm = (c, *self.maps.translate(c), *(self.resolver(c) if self.resolver is not None else ()))
                 self._norm_cache[key] = norm
             out.extend(norm)
         return tuple(out)

@@ -12,7 +12,7 @@ import textwrap
 from typing import IO
 
 from fhir3t.cli.common import progress_bar, report_problems, server_label
-from fhir3t.cli.screen import add_screen_options, choose_as_of, inputs_label, run_info
+from fhir3t.cli.screen import add_screen_options, choose_as_of, connect_terminology_option, inputs_label, run_info
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     d1 = args.d1 or as_of
     maps = with_discovered_maps(args.paths, args.concept_map, problems) if args.paths else list(args.concept_map)
     engine = Engine.load(maps, args.criteria, problems)
+    terminology = connect_terminology_option(args, engine, problems)
     wanted = [args.patient_id]
     client = None
     try:
@@ -120,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+        if terminology is not None:
+            terminology.client.close()
     info = run_info(engine, as_of, d1, as_of_from, inputs, args)
     report_problems(problems)
     if not results:  # the id itself is not echoed: an MRN is patient data

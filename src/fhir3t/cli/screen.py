@@ -47,8 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--emit", metavar="BUNDLE", help="also write a FHIR transaction Bundle (ResearchStudy, ResearchSubjects, Provenance)")
     p.add_argument("--store", choices=("auto", "memory", "disk"), default="auto",
                    help="where records are grouped by patient: auto (memory, moving to disk for big inputs), memory, disk")
-    p.add_argument("--jobs", type=int, metavar="N", help="processes to screen with (default: 1; 'auto' use of both "
-                                                         "cores comes with large inputs)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="processes to screen files with (default: all CPUs, up to 8, for inputs over 256 MB; else 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_server_options(p)
     for action in p._actions:
@@ -56,6 +56,40 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             action.help = ("screen only this patient (repeatable): its FHIR id, Patient/ID, or an identifier value "
                            "such as the MRN; with --server, instead of finding candidates by diagnosis")
     p.set_defaults(run=run, screen_parser=p)
+
+
+def auto_jobs(paths: list[str]) -> int:
+    """All CPUs (up to 8) for inputs big enough to repay starting processes, else 1."""
+    import os
+    from pathlib import Path
+
+    total = 0
+    for p in map(Path, paths):
+        files = p.rglob("*") if p.is_dir() else [p]
+        for f in files:
+            try:
+                total += f.stat().st_size if f.is_file() else 0
+            except OSError:
+                continue
+            if total > 256 * 1024 * 1024:
+                return max(1, min(os.cpu_count() or 1, 8))
+    return 1
+
+
+def connect_terminology_option(args: argparse.Namespace, engine, problems: Problems):
+    """The terminology server of --terminology URL, connected to the engine (None without the option)."""
+    url = getattr(args, "terminology", None)
+    if not url:
+        return None
+    from fhir3t.pipeline.terminology import connect_terminology
+    from fhir3t.transport.http import FhirClient
+    from fhir3t.transport.terminology import TerminologyServer
+
+    if not url.startswith(("http://", "https://")):
+        raise UsageError("--terminology: give an http:// or https:// FHIR base URL")
+    server = TerminologyServer(FhirClient(url, timeout=getattr(args, "timeout", None) or 30.0))
+    connect_terminology(engine, server, problems)
+    return server
 
 
 def add_screen_options(p: argparse.ArgumentParser) -> None:
@@ -74,6 +108,10 @@ def add_screen_options(p: argparse.ArgumentParser) -> None:
                         "typed MR, else one whose system names 'mrn', else the first)")
     p.add_argument("--show-names", action="store_true",
                    help="put patients' names in the worklist, CSV and JSON (off by default: the files may travel)")
+    p.add_argument("--terminology", metavar="URL",
+                   help="a FHIR terminology server: SNOMED CT concepts of the value sets are expanded to their "
+                        "descendants ($expand, else $subsumes), local codes translated ($translate); cached for "
+                        "the run; what it cannot answer stays unknown")
 
 
 def choose_as_of(args: argparse.Namespace, command: str) -> tuple[date, str]:
@@ -153,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
               f"{d1}, while screening results up to {as_of} still count", file=sys.stderr)
     maps = with_discovered_maps(args.paths, args.concept_map, problems) if args.paths else list(args.concept_map)
     engine = Engine.load(maps, args.criteria, problems)
+    terminology = connect_terminology_option(args, engine, problems)
+    jobs = args.jobs or (1 if terminology is not None or args.server else auto_jobs(args.paths))
     client = None
     if args.server:
         client = make_client(args)
@@ -163,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         inputs = server_label(args.server)
     else:
         stream = screen_files(args.paths, as_of=as_of, d1=d1, engine=engine, problems=problems, store=args.store,
-                              jobs=args.jobs or 1, patients=args.patient, names=args.show_names)
+                              jobs=jobs if terminology is None else 1, patients=args.patient, names=args.show_names)
         inputs = inputs_label(args.paths)
     info = run_info(engine, as_of, d1, as_of_from, inputs, args)
     label = "pulled and screened {n} patients" if args.server else "screened {n} patients"
@@ -173,6 +213,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+        if terminology is not None:
+            from fhir3t.pipeline.terminology import terminology_summary
+
+            terminology_summary(terminology, problems)
+            terminology.client.close()
     args.summary = {"patients": run_.total, **{s: run_.counts.get(s, 0) for s in STATUSES}}
     report_problems(problems)
     for n in run_.notes:
