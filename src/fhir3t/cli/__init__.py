@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "screen": "screen",
     "explain": "explain",
     "validate": "validate",
+    "check-server": "check_server",
 }
 
 
