@@ -134,7 +134,7 @@ def check_server(client: FhirClient, engine: Engine | None = None, *, patient: s
                 report.add(capability.push_mode(cs))
             for probe in push_probes():
                 _guard(report, probe.id, probe.title, _prober(session, probe, needs))
-            if writer is not None and writer.made:
+            if writer is not None:
                 _guard(report, "conditional-create", "conditional create", writer.finish)
             else:
                 report.add(capability.conditional_create(cs))
