@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
@@ -261,6 +263,17 @@ class FakeFhir:
                 return Response(status=204)
             return _json(res) if res is not None else _outcome(404, "not found")
         return _outcome(400, "not understood")
+
+
+@contextmanager
+def loopback_server() -> Iterator[HTTPServer]:
+    """A started pytest-httpserver on 127.0.0.1 (a free port), stopped at the end."""
+    s = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
 
 
 def study(rid: str = "rs-ours", value: str = "NCT06438679", system: str = "http://clinicaltrials.gov") -> dict:

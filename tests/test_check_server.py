@@ -10,7 +10,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from fake_fhir import FakeFhir, populated
+from fake_fhir import FakeFhir, loopback_server, populated
 from fhir3t.errors import EXIT_AUTH, EXIT_FINDINGS, EXIT_OK, EXIT_SERVER
 from fhir3t.pipeline.servercheck import FAIL, OK, WARNING, ServerReport, check_server, precheck
 from fhir3t.transport.auth import BearerToken
@@ -19,19 +19,15 @@ from fhir3t.transport.http import FhirClient, RetryPolicy
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[HTTPServer]:
-    s = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    s.start()
-    yield s
-    s.stop()
+    with loopback_server() as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def other_host() -> Iterator[HTTPServer]:
     """Another origin (another port on loopback), for export status URLs that point away."""
-    s = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    s.start()
-    yield s
-    s.stop()
+    with loopback_server() as s:
+        yield s
 
 
 @pytest.fixture

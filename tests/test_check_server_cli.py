@@ -9,16 +9,14 @@ from collections.abc import Iterator
 import pytest
 from pytest_httpserver import HTTPServer
 
-from fake_fhir import FakeFhir, populated
+from fake_fhir import FakeFhir, loopback_server, populated
 from fhir3t.cli import main
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[HTTPServer]:
-    s = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    s.start()
-    yield s
-    s.stop()
+    with loopback_server() as s:
+        yield s
 
 
 @pytest.fixture

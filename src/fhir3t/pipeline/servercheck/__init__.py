@@ -63,8 +63,9 @@ def _types_probed(session: Session, needs: Needs) -> Check:
             refused[t] = exc.status
     if not refused:
         return Check(base.id, base.title, WARNING, f"{base.message}; the server answers searches for "
-                     f"{'it' if len(missing) == 1 else 'them'} all the same (the record coverage below tells whether "
-                     "they come back with a record)", {**base.details, "refused": {}})
+                     f"{'it' if len(missing) == 1 else 'them'} all the same (record coverage: whether "
+                     f"{'it comes' if len(missing) == 1 else 'they come'} back with a record)",
+                     {**base.details, "refused": {}})
     shown = "; ".join(f"{t} ({s}: {needs.consequence(t)})" for t, s in refused.items())
     return Check(base.id, base.title, FAIL, f"not declared and not searchable: {shown}",
                  {**base.details, "refused": refused})
