@@ -7,7 +7,7 @@ does), reads, deletes, `Patient/[id]/$everything`, transaction and batch Bundles
 `ifNoneExist`, GET searches), `POST [type]` with If-None-Exist, and a Bulk `$export` kick-off with a
 status URL. The lies: `ignore` (parameters treated as unknown), `reject` (400), `everything_drops`
 (types left out of $everything), `conditional_create = False` (ifNoneExist ignored),
-`transaction = False`, `status_url` (Content-Location elsewhere), `delete_allowed = False`.
+`transaction = False`, `forbidden` (403 on a type), `status_url` (Content-Location elsewhere), `delete_allowed = False`.
 """
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ class FakeFhir:
         self.fhir_version = "4.0.1"
         self.software = "fake-fhir"
         self.code_ignores_system = False
+        self.forbidden: set[str] = set()  # types the credentials may not search (403)
         self.log: list[tuple[str, str]] = []
         self.bodies: list[dict] = []
         server.expect_request(re.compile(f"^{re.escape(base)}(/.*)?$")).respond_with_handler(self.handle)
@@ -105,7 +106,7 @@ class FakeFhir:
             r: dict[str, Any] = {"type": t, "conditionalCreate": self.conditional_create,
                                  "searchParam": [{"name": n, "type": "token"} for n in
                                                  ("_id", "code", "identifier", "status", "patient", "subject",
-                                                  "individual", "study") if (t, n) not in self.ignore]}
+                                                  "individual", "study")]}  # ignored ones too: it lies
             ops = []
             if t == "Patient" and self.everything:
                 ops.append({"name": "everything"})
@@ -215,6 +216,11 @@ class FakeFhir:
             elif method == "PUT":
                 self.add(e["resource"])
                 out.append({"response": {"status": "200 OK", "location": f"{url}/_history/1"}})
+            elif method == "GET" and "?" not in url and url.count("/") == 1:
+                rtype, rid = url.split("/")
+                res = self.store.get(rtype, {}).get(rid)
+                out.append({"resource": res, "response": {"status": "200 OK"}} if res else
+                           {"response": {"status": "404 Not Found"}})
             elif method == "GET":
                 rtype, _, query = url.partition("?")
                 resp = self.search(rtype, parse_qsl(query))
@@ -249,6 +255,8 @@ class FakeFhir:
                 return _outcome(404, "no $everything")
             types = dict(params).get("_type")
             return self.everything_of(parts[1], set(types.split(",")) if types else None)
+        if parts[0] in self.forbidden:
+            return _outcome(403, "insufficient scope")
         if len(parts) == 1:
             if request.method == "POST":
                 status, res = self.create(parts[0], json.loads(request.get_data()), request.headers.get("If-None-Exist"))

@@ -235,6 +235,33 @@ def test_the_patient_asked_for_is_tried_and_one_not_on_the_server_fails(fake, en
     assert line(report, "end-to-end").status == FAIL
 
 
+def test_a_batch_pull_from_a_server_ignoring_patient_warns_on_the_end_to_end_line(fake, engine):
+    fake.everything = False
+    fake.ignore.add(("Observation", "patient"))
+    report = run(fake, engine, export=False)
+    assert line(report, "strategy").details["strategy"] == "batch"
+    e2e = line(report, "end-to-end")
+    assert e2e.status == WARNING and "resources of other patients" in e2e.message
+
+
+def test_a_type_the_credentials_may_not_search_fails_those_checks_and_the_others_run(fake, engine):
+    fake.forbidden.add("ResearchSubject")
+    report = run(fake, engine, export=False)
+    assert report.error is None and report.exit_code == EXIT_FINDINGS
+    assert line(report, "search-subject-individual").status == FAIL
+    assert line(report, "search-subject-individual").message.startswith("refused: GET ")
+    assert "ResearchSubject (credentials refused)" in next(c for c in lines(report, "record-coverage")
+                                                       if c.status == WARNING).message
+    assert line(report, "search-medication-id").status == OK
+
+
+def test_credentials_refused_on_the_first_search_end_the_run_as_an_auth_error(fake, engine):
+    fake.forbidden.add("Condition")
+    report = run(fake, engine)
+    assert report.exit_code == EXIT_AUTH and "403" in (report.error or "")
+    assert [c.id for c in report.checks] == ["fhir-version", "strategy", "resource-types"]
+
+
 # ---- Bulk export -------------------------------------------------------------------------------
 def test_export_is_kicked_off_polled_once_and_cancelled_never_downloaded(fake, engine, other_host):
     calls = []

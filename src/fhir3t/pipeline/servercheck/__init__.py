@@ -33,12 +33,21 @@ from fhir3t.transport.urls import clean, describe, fhir_id
 __all__ = ["FAIL", "OK", "STATUSES", "WARNING", "Check", "ServerReport", "check_server", "precheck"]
 
 
-def _guard(report: ServerReport, check_id: str, title: str, fn: Callable[[], list[Check] | Check]) -> list[Check]:
-    """Run one check; an unusable answer (or a shape nobody foresaw) fails that check, not the run."""
+def _guard(report: ServerReport, check_id: str, title: str, fn: Callable[[], list[Check] | Check], *,
+           stop_on_auth: bool = False) -> list[Check]:
+    """Run one check; an unusable answer (or a shape nobody foresaw) fails that check, not the run.
+
+    Credentials refused on one check (a token whose scopes leave out a type) fail that check; on the
+    first search (`stop_on_auth`) they mean the credentials do not work at all, and end the run.
+    """
     try:
         got = fn()
     except ResponseError as exc:
         got = Check(check_id, title, FAIL, f"unusable answer: {exc}")
+    except AuthError as exc:
+        if stop_on_auth:
+            raise
+        got = Check(check_id, title, FAIL, f"refused: {exc}")
     except Fhir3tError:
         raise
     except Exception as exc:  # the safety net: one odd answer must not cost the other checks
@@ -82,10 +91,14 @@ def _screen_one(engine: Engine, shared: SharedIndex) -> Callable[[RawRecord], st
     from fhir3t.dates import today_utc
 
     def screen(record: RawRecord) -> str:
-        engine.problems = Problems()
-        results = list(engine.screen_raw([record], today_utc(), None, shared))
+        kept, engine.problems = engine.problems, Problems()
+        try:
+            results = list(engine.screen_raw([record], today_utc(), None, shared))
+            problems = [str(p) for p in engine.problems.items[:2]]
+        finally:
+            engine.problems = kept
         if not results:
-            return "could not be screened: " + "; ".join(str(p) for p in engine.problems.items[:2])
+            return "could not be screened: " + "; ".join(problems)
         return f"screened: {len(results[0].criteria)} criteria evaluated"
     return screen
 
@@ -120,7 +133,7 @@ def check_server(client: FhirClient, engine: Engine | None = None, *, patient: s
                 checks, ids = candidates(session, needs)
                 found.extend(ids)
                 return checks
-            _guard(report, "search-candidates", f"{needs.anchor_type}?code (candidates)", anchor)
+            _guard(report, "search-candidates", f"{needs.anchor_type}?code (candidates)", anchor, stop_on_auth=True)
             who = patient or (found[0] if found else None)
             chosen_by = "as asked" if patient else "the first candidate"
             if who is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fhir3t.errors import Problems
+from fhir3t.errors import AuthError, Problems
 from fhir3t.pipeline.servercheck.capability import STRATEGY_TEXT
 from fhir3t.pipeline.servercheck.model import FAIL, OK, WARNING, Check
 from fhir3t.pipeline.servercheck.needs import Needs
@@ -38,8 +38,8 @@ class Fetched:
     requests: int = 0
 
 
-def _find(session: Session, source: RestSource, rtype: str, patient: str | None) -> Example | int | None:
-    """An example of `rtype` (the given patient's if it has one), the status of a refused search, or None."""
+def _find(session: Session, source: RestSource, rtype: str, patient: str | None) -> Example | str | None:
+    """An example of `rtype` (the given patient's if it has one), why the search was refused, or None."""
     try:
         if patient:
             got = session.first_page(rtype, [(source.patient_param(rtype), f"Patient/{patient}"), ("_count", "5")])
@@ -51,7 +51,9 @@ def _find(session: Session, source: RestSource, rtype: str, patient: str | None)
             if pid and rid:
                 return Example(rtype, rid, pid)
     except HttpStatusError as exc:
-        return exc.status
+        return str(exc.status)
+    except AuthError:
+        return "credentials refused"
     return None
 
 
@@ -87,7 +89,7 @@ def coverage(session: Session, source: RestSource, strategy: str, needs: Needs, 
     client = session.client
     found = dict(zip(needs.searched, client.map(lambda t: _find(session, source, t, patient), needs.searched)))
     examples = [e for e in found.values() if isinstance(e, Example)]
-    refused = {t: s for t, s in found.items() if isinstance(s, int)}
+    refused = {t: s for t, s in found.items() if isinstance(s, str)}
     absent = [t for t, e in found.items() if e is None]
     order = list(dict.fromkeys([*([patient] if patient else []), *sorted(e.patient for e in examples)]))
     fetched = {pid: _fetch(source, pid, strategy) for pid in order}
