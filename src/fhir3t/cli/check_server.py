@@ -24,14 +24,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "check-server",
         help="check what a FHIR server does of what fhir3t needs (read-only)",
         description=(
-            "Read the server's CapabilityStatement and try what screening, push and export need, one line each "
-            "(ok / warning / fail): FHIR version; the fetch strategy screen --server will use; the resource types "
-            "the criteria read; one patient end to end; whether every type comes back with a patient's record "
-            "($everything or the searches); whether the search parameters fhir3t sends are applied (each is "
-            "searched with a value that matches nothing too: a server that ignores a parameter answers with "
-            "everything); transaction or batch; conditional create; Bulk $export and its status URL (a tiny "
-            "export is started, polled once and cancelled; no data is downloaded).\n\n"
-            "Read-only unless --write-test. The same cheap checks run quietly at the start of screen --server."
+            "Read the server's CapabilityStatement and try what screening, push and export need, one line\n"
+            "each (ok / warning / fail): FHIR version; the fetch strategy screen --server will use; the\n"
+            "resource types the criteria read; one patient end to end; whether every type comes back with a\n"
+            "patient's record ($everything or the searches); whether the search parameters fhir3t sends are\n"
+            "applied (each is also searched with a value that matches nothing: a server that ignores a\n"
+            "parameter answers with everything); transaction or batch; conditional create; Bulk $export and\n"
+            "its status URL (a tiny export is started, polled once and cancelled; nothing is downloaded).\n\n"
+            "Read-only unless --write-test. The cheap part runs quietly at the start of screen --server."
         ),
         epilog=(
             "Examples:\n"
