@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "explain": "explain",
     "codes": "codes",
     "validate": "validate",
+    "check-server": "check_server",
 }
 
 

@@ -51,6 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="processes to screen files with (default: all CPUs, up to 8, for inputs over 256 MB; else 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_server_options(p)
+    p.add_argument("--no-check", action="store_true",
+                   help="with --server: skip the quick server check before pulling (the CapabilityStatement and one "
+                        "search; what it finds missing is said once on stderr; fhir3t check-server does the full one)")
     for action in p._actions:
         if action.dest == "patient":
             action.help = ("screen only this patient (repeatable): its FHIR id, Patient/ID, or an identifier value "
@@ -173,6 +176,20 @@ def outputs(args: argparse.Namespace):
     return outs
 
 
+def precheck_server(client, engine, args: argparse.Namespace) -> None:
+    """The cheap server checks, before pulling: one stderr line for each thing that will be missing."""
+    from fhir3t.pipeline.servercheck import precheck
+    from fhir3t.transport.urls import clean
+
+    push_here = bool(args.push) and server_label(args.push).rstrip("/") == server_label(args.server).rstrip("/")
+    found = precheck(client, engine, candidates=not (args.patient or args.group), push=push_here)
+    for c in found:
+        print(f"fhir3t screen: server check: {c.status}: {clean(c.title, 80)}: {clean(c.message, 600)}", file=sys.stderr)
+    if found:
+        print("fhir3t screen: server check: 'fhir3t check-server URL' tries it all (--no-check skips this)",
+              file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from fhir3t.pipeline import Engine, deliver, screen_files, screen_server, with_discovered_maps
 
@@ -196,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
     client = None
     if args.server:
         client = make_client(args)
+        if not args.no_check:
+            precheck_server(client, engine, args)
         stream = screen_server(client, engine, as_of=as_of, d1=d1, patients=args.patient, group=args.group,
                                since=args.since, strategy=args.strategy, problems=problems, names=args.show_names,
                                on_candidates=None if args.no_progress else lambda n: print(

@@ -153,6 +153,11 @@ class RestSource:
             return "revinclude"
         return "search"
 
+    def patient_param(self, rtype: str) -> str:
+        """The search parameter naming a resource's patient, as the server declares it (public for
+        check-server, which must search the way a pull does)."""
+        return self._patient_param(rtype)
+
     def _patient_param(self, rtype: str) -> str:
         """The search parameter naming a resource's patient, as the server declares it."""
         params = {text(p.get("name")) for p in objs(items(self._resource_caps().get(rtype, {}).get("searchParam")))}

@@ -1,0 +1,185 @@
+"""What a FHIR server does of what fhir3t needs, tried rather than taken from its CapabilityStatement.
+
+`check_server` is `fhir3t check-server`: FHIR version, fetch strategy, the types the criteria read,
+one patient end to end, whether every type comes back with a record, whether the search parameters
+fhir3t sends are applied, transaction / batch, conditional create, Bulk `$export`; read-only unless
+`write_test` (test servers only). `precheck` is the cheap subset `screen --server` runs first
+(the CapabilityStatement it reads anyway, and one search).
+
+Each check is one line (ok / warning / fail). An answer a check cannot use makes that check fail and
+the others still run; a run-level failure (unreachable, auth, the request budget) stops the run and
+is kept in the report with its exit code.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fhir3t.errors import AuthError, Fhir3tError, Problems, ServerError, UsageError
+from fhir3t.pipeline.engine import Engine
+from fhir3t.pipeline.servercheck import capability
+from fhir3t.pipeline.servercheck.coverage import coverage
+from fhir3t.pipeline.servercheck.export import export_checks
+from fhir3t.pipeline.servercheck.model import FAIL, OK, STATUSES, WARNING, Check, ServerReport
+from fhir3t.pipeline.servercheck.needs import Needs, needs_of
+from fhir3t.pipeline.servercheck.searches import Probe, anchor_nothing, candidates, push_probes, run_probe
+from fhir3t.pipeline.servercheck.session import Session
+from fhir3t.pipeline.servercheck.write import WriteTest
+from fhir3t.sources.base import RawRecord
+from fhir3t.sources.grouping import SharedIndex
+from fhir3t.sources.rest import RestSource, has_identifier
+from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError
+from fhir3t.transport.urls import clean, describe, fhir_id
+
+__all__ = ["FAIL", "OK", "STATUSES", "WARNING", "Check", "ServerReport", "check_server", "precheck"]
+
+
+def _guard(report: ServerReport, check_id: str, title: str, fn: Callable[[], list[Check] | Check], *,
+           stop_on_auth: bool = False) -> list[Check]:
+    """Run one check; an unusable answer (or a shape nobody foresaw) fails that check, not the run.
+
+    Credentials refused on one check (a token whose scopes leave out a type) fail that check; on the
+    first search (`stop_on_auth`) they mean the credentials do not work at all, and end the run.
+    """
+    try:
+        got = fn()
+    except ResponseError as exc:
+        got = Check(check_id, title, FAIL, f"unusable answer: {exc}")
+    except AuthError as exc:
+        if stop_on_auth:
+            raise
+        got = Check(check_id, title, FAIL, f"refused: {exc}")
+    except Fhir3tError:
+        raise
+    except Exception as exc:  # the safety net: one odd answer must not cost the other checks
+        got = Check(check_id, title, FAIL, f"unexpected answer from the server ({type(exc).__name__})")
+    out = got if isinstance(got, list) else [got]
+    for c in out:
+        report.add(c)
+    return out
+
+
+def _types_probed(session: Session, needs: Needs) -> Check:
+    """`capability.declared_types`, with the undeclared types tried: a search that works is a warning."""
+    base = capability.declared_types(session.cs, needs)
+    missing = list(base.details.get("missing", []))
+    if not missing:
+        return base
+    refused: dict[str, int] = {}
+    for t in missing:
+        try:
+            session.samples(t)
+        except HttpStatusError as exc:
+            refused[t] = exc.status
+    if not refused:
+        return Check(base.id, base.title, WARNING, f"{base.message}; the server answers searches for "
+                     f"{'it' if len(missing) == 1 else 'them'} all the same (record coverage: whether "
+                     f"{'it comes' if len(missing) == 1 else 'they come'} back with a record)",
+                     {**base.details, "refused": {}})
+    shown = "; ".join(f"{t} ({s}: {needs.consequence(t)})" for t, s in refused.items())
+    return Check(base.id, base.title, FAIL, f"not declared and not searchable: {shown}",
+                 {**base.details, "refused": refused})
+
+
+def _prober(session: Session, probe: Probe, needs: Needs) -> Callable[[], Check]:
+    """The probe run; for ResearchStudy the study's own one is searched for when it is on the server."""
+    ours = (needs.study_system, needs.study_value)
+    prefer = (lambda s: has_identifier(s, *ours)) if probe.rtype == "ResearchStudy" else None
+    return lambda: run_probe(session, probe, prefer)
+
+
+def _screen_one(engine: Engine, shared: SharedIndex) -> Callable[[RawRecord], str]:
+    from fhir3t.dates import today_utc
+
+    def screen(record: RawRecord) -> str:
+        kept, engine.problems = engine.problems, Problems()
+        try:
+            results = list(engine.screen_raw([record], today_utc(), None, shared))
+            problems = [str(p) for p in engine.problems.items[:2]]
+        finally:
+            engine.problems = kept
+        if not results:
+            return "could not be screened: " + "; ".join(problems)
+        return f"screened: {len(results[0].criteria)} criteria evaluated"
+    return screen
+
+
+def check_server(client: FhirClient, engine: Engine | None = None, *, patient: str | None = None,
+                 write_test: bool = False, export: bool = True) -> ServerReport:
+    """Every check of `fhir3t check-server` against `client`'s server (see the module doc).
+
+    `patient` is the patient tried end to end (default: the first candidate the study's anchor search
+    finds). With `write_test`, a test ResearchStudy is created and deleted: test servers only.
+    """
+    if patient is not None and fhir_id(patient) is None:
+        raise UsageError(f"--patient {clean(patient, 80)!r} is not a FHIR id (letters, digits, '-' and '.', at most 64)")
+    engine = engine or Engine.load()
+    needs = needs_of(engine)
+    session = Session(client)
+    report = ServerReport(describe(client.base), write_test=write_test)
+    writer = WriteTest(session) if write_test else None
+    try:
+        try:
+            cs = client.capabilities()
+            _guard(report, "fhir-version", "FHIR version", lambda: capability.fhir_version(cs))
+            shared = SharedIndex()
+            source = RestSource(client, needs.tx, list(needs.types), Problems(), shared,
+                                anchor=(needs.anchor_type, needs.anchor_valueset.id))
+            strategy = source.choose_strategy()
+            report.add(capability.strategy(strategy))
+            _guard(report, "resource-types", "resource types", lambda: _types_probed(session, needs))
+            found: list[str] = []
+
+            def anchor() -> list[Check]:
+                checks, ids = candidates(session, needs)
+                found.extend(ids)
+                return checks
+            _guard(report, "search-candidates", f"{needs.anchor_type}?code (candidates)", anchor, stop_on_auth=True)
+            who = patient or (found[0] if found else None)
+            chosen_by = "as asked" if patient else "the first candidate"
+            if who is None:
+                report.add(Check("end-to-end", "one patient end to end", WARNING,
+                                 "no candidate patient to try (give one with --patient ID); the record coverage below "
+                                 "uses patients found by type"))
+            _guard(report, "record-coverage", "record coverage", lambda: coverage(
+                session, source, strategy, needs, who, chosen_by, _screen_one(engine, shared)))
+            if writer is not None:
+                _guard(report, "transaction", "transaction / batch", writer.start)
+            else:
+                report.add(capability.push_mode(cs))
+            for probe in push_probes():
+                _guard(report, probe.id, probe.title, _prober(session, probe, needs))
+            if writer is not None:
+                _guard(report, "conditional-create", "conditional create", writer.finish)
+            else:
+                report.add(capability.conditional_create(cs))
+            if export:
+                _guard(report, "export", "Bulk $export", lambda: export_checks(session))
+        finally:
+            if writer is not None and writer.made and not writer.cleaned:
+                report.add(writer.cleanup())
+    except (ServerError, AuthError) as exc:
+        report.error = str(exc)
+        report.error_code = exc.exit_code
+    report.requests = client.stats.requests
+    return report
+
+
+def precheck(client: FhirClient, engine: Engine, *, candidates: bool = True, push: bool = False) -> list[Check]:
+    """The cheap, read-only checks `screen --server` runs first; only what is not ok is returned.
+
+    The CapabilityStatement (which the pull reads anyway) and, when candidates are found by
+    diagnosis, one search with a code that matches nothing. `push`: the push target is this server.
+    """
+    needs = needs_of(engine)
+    session = Session(client)
+    cs = client.capabilities()
+    checks = [capability.fhir_version(cs), capability.declared_types(cs, needs)]
+    if candidates:
+        try:
+            checks.append(anchor_nothing(session, needs))
+        except ResponseError as exc:
+            checks.append(Check("search-candidates", f"{needs.anchor_type}?code (candidates)", WARNING,
+                                f"unusable answer: {exc}"))
+    if push:
+        checks += [capability.push_mode(cs), capability.conditional_create(cs)]
+    return [c for c in checks if c.status != OK]

@@ -1,0 +1,61 @@
+"""What the study asks of a server, read from the engine: the types the criteria read (and which
+criteria read each), how candidates are found, and the study's identifier."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fhir3t.pipeline.engine import Engine
+from fhir3t.r4facts import r4_facts
+from fhir3t.terminology import Terminology, ValueSet
+
+
+@dataclass(frozen=True)
+class Needs:
+    #: resource types some criterion reads, Patient excluded (what a pull asks the server for)
+    types: tuple[str, ...]
+    #: type -> the criteria that read it
+    readers: dict[str, tuple[str, ...]]
+    #: type -> the criteria that take "nothing found" as "none recorded" (a left-out type is unsafe for them)
+    complete: dict[str, tuple[str, ...]]
+    #: types read through references (Medication, ResearchStudy), fetched by id, not per patient
+    shared: tuple[str, ...]
+    anchor_type: str
+    anchor_valueset: ValueSet
+    tx: Terminology
+    study_system: str
+    study_value: str
+
+    @property
+    def searched(self) -> tuple[str, ...]:
+        """The types fetched per patient."""
+        return tuple(t for t in self.types if t not in self.shared)
+
+    def consequence(self, rtype: str) -> str:
+        """What happens to screening when the server never returns `rtype` (for messages)."""
+        unsafe = self.complete.get(rtype, ())
+        if unsafe:
+            return (f"{', '.join(unsafe)} would take it as none recorded, so a patient could come out eligible "
+                    "wrongly")
+        readers = self.readers.get(rtype, ())
+        if readers:
+            return f"{', '.join(readers)} would stay unknown for everyone"
+        return "fhir3t reads it through references"
+
+
+def needs_of(engine: Engine) -> Needs:
+    readers: dict[str, list[str]] = {}
+    complete: dict[str, list[str]] = {}
+    for c in engine.criteria.criteria:
+        for r in c.rule.reads():
+            if r.type == "Patient":
+                continue
+            if c.id not in readers.setdefault(r.type, []):
+                readers[r.type].append(c.id)
+            if r.complete and c.id not in complete.setdefault(r.type, []):
+                complete[r.type].append(c.id)
+    shared = tuple(sorted(r4_facts().shared_types))
+    study = engine.study
+    return Needs(types=tuple(sorted(engine.screener.types)), readers={t: tuple(v) for t, v in readers.items()},
+                 complete={t: tuple(v) for t, v in complete.items() if v}, shared=shared,
+                 anchor_type=study.candidate_type, anchor_valueset=engine.tx.valueset(study.candidate_valueset),
+                 tx=engine.tx, study_system=engine.criteria.study_system, study_value=engine.criteria.study_value)
