@@ -80,6 +80,7 @@ class CodeSystems:
     syntax: dict[str, object] = field(default_factory=dict)
     #: systems whose value sets decide by code alone (the hierarchy is in the code)
     closed: frozenset[str] = frozenset()
+    _valid: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: Path | None = None) -> CodeSystems:
@@ -116,9 +117,14 @@ class CodeSystems:
         rule = self.syntax.get(system)
         if rule is None:
             return True
-        if isinstance(rule, re.Pattern):
-            return rule.fullmatch(code) is not None
-        return bool(rule(code))  # type: ignore[operator]
+        key = (system, code)
+        hit = self._valid.get(key)
+        if hit is None:
+            if len(self._valid) > 100_000:
+                self._valid.clear()
+            hit = self._valid[key] = rule.fullmatch(code) is not None if isinstance(rule, re.Pattern) \
+                else bool(rule(code))  # type: ignore[operator]
+        return hit
 
     def system(self, uri: str) -> str:
         return self.canonical.get(uri) or self.canonical.get(uri.rstrip("/")) or uri

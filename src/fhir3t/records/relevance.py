@@ -67,6 +67,7 @@ class Relevance:
         self.types = plan.types | containers
         self.complete = plan.complete
         self._fast: dict[tuple[object, ...], bool] = {}
+        self._judged: dict[tuple[object, ...], Judged] = {}
         #: (type, system) of codings in systems nobody knows, among dropped resources
         self.unknown_systems: Counter[tuple[str, str]] = Counter()
 
@@ -116,7 +117,24 @@ class Relevance:
 
     # ---- the decision ----------------------------------------------------------------
     def judge(self, rtype: str, res: dict, resolve: Resolve, *, pending_ok: bool = False, where: str = "") -> Judged | None:
-        """Why the resource is kept, or None when no rule can need it."""
+        """Why the resource is kept, or None when no rule can need it.
+
+        A kept verdict is shared by resources alike in what it reads (the fast key): the record
+        builder asks again for every kept lab, and most labs repeat. Drops are not shared, as each
+        counts towards the unknown-system tally."""
+        key = self._fast_key(rtype, res) if rtype in _FAST_FIELD else None
+        if key is not None:
+            hit = self._judged.get(key)
+            if hit is not None:
+                return hit
+        out = self._judge(rtype, res, resolve, pending_ok, where)
+        if key is not None and out is not None:
+            if len(self._judged) > 100_000:
+                self._judged.clear()
+            self._judged[key] = out
+        return out
+
+    def _judge(self, rtype: str, res: dict, resolve: Resolve, pending_ok: bool, where: str) -> Judged | None:
         plan, tx = self.plan, self.tx
         if rtype not in self.types:
             return None
