@@ -280,3 +280,33 @@ def test_an_unfinished_export_folder_is_said_to_be_partial(tmp_path):
     problems = Problems()
     list(screen([tmp_path], as_of=AS_OF, problems=problems))
     assert not any("did not complete" in p.message for p in problems)
+
+
+@pytest.mark.parametrize("batch", [7, 64, 1 << 20])
+def test_ndjson_lines_are_numbered_and_capped_the_same_whatever_the_read_size(tmp_path, monkeypatch, batch):
+    """Lines read in batches: numbering, blank and CRLF lines, an over-long line inside a batch or
+    across several, and a last line cut off mid-way, whatever the batch boundaries."""
+    from fhir3t.sources import files
+    from fhir3t.sources.files import Limits, ndjson_batches
+
+    monkeypatch.setattr(files, "_BATCH", batch)
+    long = json.dumps(patient(pid="x" * 400))
+    rows = [json.dumps(patient(pid="a1")), "", json.dumps(patient(pid="a2")) + "\r", long, "  ",
+            json.dumps(patient(pid="a3")), long, json.dumps(patient(pid="a4")), '{"resourceType": "Pat']
+    path = tmp_path / "Patient.ndjson"
+    path.write_text("\n".join(rows))
+    problems = Problems()
+    got = [(n, line, last and n == first + len(lines) - 1)
+           for first, lines, last in ndjson_batches(path, problems, Limits(max_line_bytes=300))
+           for n, line in enumerate(lines, first) if line.strip()]
+    assert [n for n, _, _ in got] == [1, 3, 6, 8, 9]
+    assert got[-1][2] and not any(t for _, _, t in got[:-1])
+    assert sorted(p.where.rsplit(":", 1)[1] for p in problems if "over the limit" in p.message) == ["4", "7"]
+
+    problems = Problems()
+    sources = GroupingSource([tmp_path], problems, limits=Limits(max_line_bytes=300))
+    sources.collect()
+    assert sorted(r.key for r in sources.records()) == ["Patient/a1", "Patient/a2", "Patient/a3", "Patient/a4"]
+    [cut] = [p for p in problems if "truncated" in p.message]
+    assert cut.where.endswith("Patient.ndjson:9")
+    assert not [p for p in problems if p.where.endswith((":2", ":5"))]  # blank lines are no problem

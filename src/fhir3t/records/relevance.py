@@ -51,6 +51,10 @@ _FAST_FIELD = {"Observation": "code", "Condition": "code", "Immunization": "vacc
                **{t: "medicationCodeableConcept" for t in MED_TYPES}}
 
 
+#: the element whose references make a resource a container (see Why.CONTAINER)
+_PARTS = {"DiagnosticReport": "result", "Observation": "hasMember"}
+
+
 def _no_resolve(ref: str) -> dict | None:
     return None
 
@@ -81,23 +85,29 @@ class Relevance:
         rtype = resource.get("resourceType")
         if not isinstance(rtype, str) or rtype not in self.types:
             return False
-        key = self._fast_key(rtype, resource)
-        if key is not None:
-            hit = self._fast.get(key)
-            if hit is None:
+        hit = self.quick(rtype, resource)
+        if hit is None:
+            key = self._fast_key(rtype, resource)
+            hit = self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where) is not None
+            if key is not None:
                 if len(self._fast) > 200_000:
                     self._fast.clear()
-                hit = self._fast[key] = self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where) is not None
-            return hit
-        return self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where) is not None
+                self._fast[key] = hit
+        return hit
+
+    def quick(self, rtype: str, resource: dict) -> bool | None:
+        """The verdict already given to a resource alike in everything the decision reads, or None
+        (judge it). Sources ask before they spend anything else on a resource."""
+        key = self._fast_key(rtype, resource)
+        return None if key is None else self._fast.get(key)
 
     @staticmethod
     def _fast_key(rtype: str, res: dict) -> tuple[object, ...] | None:
         """Resources alike in everything the decision reads share one verdict (most labs repeat):
-        the type, and the main code's codings (system, code, display) and text, when those are all
-        the decision looks at."""
+        the type, the main code's codings (system, code, display) and text, and for a report or a
+        panel whether it points at results, when those are all the decision looks at."""
         field = _FAST_FIELD.get(rtype)
-        if field is None or "component" in res or "hasMember" in res or "result" in res or "medicationReference" in res:
+        if field is None or "component" in res or "medicationReference" in res:
             return None
         concept = res.get(field)
         if type(concept) is not dict:
@@ -105,14 +115,20 @@ class Relevance:
         codings = concept.get("coding", ())
         if type(codings) is not list or len(codings) > 4:
             return None
-        key: list[object] = [rtype, concept.get("text")]
+        text = concept.get("text")
+        if not (text is None or type(text) is str):
+            return None
+        key: list[object] = [rtype, text]
         for c in codings:
             if type(c) is not dict:
                 return None
-            key += (c.get("system"), c.get("code"), c.get("display"))
-        for v in key:
-            if not (v is None or type(v) is str):
+            system, code, display = c.get("system"), c.get("code"), c.get("display")
+            if not ((system is None or type(system) is str) and (code is None or type(code) is str)
+                    and (display is None or type(display) is str)):
                 return None
+            key += (system, code, display)
+        parts = res.get(_PARTS.get(rtype, ""))
+        key.append(type(parts) is list and bool(parts))  # what makes a report or panel a container
         return tuple(key)
 
     # ---- the decision ----------------------------------------------------------------

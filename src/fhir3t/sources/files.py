@@ -142,11 +142,59 @@ def ndjson_lines(path: Path, problems: Problems, limits: Limits = _DEFAULT) -> I
                                               "the rest of the file is missing")
 
 
-def parse_line(line: bytes, where: str, problems: Problems) -> dict | None:
+_BATCH = 4 << 20
+
+
+def ndjson_batches(path: Path, problems: Problems, limits: Limits = _DEFAULT) -> Iterator[tuple[int, list[bytes], bool]]:
+    """(number of the first line, the lines without their newline, whether the last of them ends the
+    file without one) for an NDJSON file, read 4 MB at a time and split in C: the hot loop of a Bulk
+    export pays no read call per line. Blank lines are passed on (decoding them fails; say nothing
+    then). A line over the limit is skipped with a problem, never held whole."""
+    where = str(path)
+    cap = limits.max_line_bytes
+    lineno = 0  # lines consumed
+    try:
+        with _open(path) as fh:
+            carry = b""
+            skipping = False  # inside an over-long line, until its newline
+            while True:
+                data = fh.read(_BATCH)
+                if not data:
+                    break
+                if skipping:
+                    nl = data.find(b"\n")
+                    if nl < 0:
+                        continue
+                    data, skipping = data[nl + 1:], False
+                    lineno += 1  # the over-long line, however many chunks it spanned
+                buf = carry + data if carry else data
+                lines = buf.split(b"\n")
+                carry = lines.pop()
+                if len(carry) > cap:
+                    problems.add(f"{where}:{lineno + len(lines) + 1}", f"line over the limit of {cap // (1024 * 1024)} MB; skipped")
+                    carry, skipping = b"", True
+                if lines and max(map(len, lines)) > cap:
+                    for i, line in enumerate(lines):
+                        if len(line) > cap:
+                            problems.add(f"{where}:{lineno + i + 1}", f"line over the limit of {cap // (1024 * 1024)} MB; skipped")
+                            lines[i] = b""
+                if lines:
+                    yield lineno + 1, lines, False
+                lineno += len(lines)
+            if carry:
+                yield lineno + 1, [carry], True
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        problems.add(f"{where}:{lineno + 1}", f"cannot read the file past this line ({type(exc).__name__}); "
+                                              "the rest of the file is missing")
+
+
+def parse_line(line: bytes, where: str, problems: Problems, terminated: bool | None = None) -> dict | None:
+    """Decode one NDJSON line, or say what is wrong with it. `terminated`: whether a newline ended
+    it (None: read that from the line itself)."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        truncated = not line.endswith(b"\n")
+        truncated = not (line.endswith(b"\n") if terminated is None else terminated)
         problems.add(where, "not valid JSON" + (" (the file ends mid-line: truncated?)" if truncated else
                                                 f" ({_json_error(exc)})") + "; line skipped")
         return None

@@ -30,7 +30,7 @@ from fhir3t.sources.files import (
     Limits,
     bundle_entries,
     expand_paths,
-    ndjson_lines,
+    ndjson_batches,
     parse_line,
     read_json_file,
 )
@@ -252,38 +252,43 @@ class GroupingSource:
 
     def _ndjson_file(self, path: Path) -> None:
         """Every line of an NDJSON file. The loop is the hot path of a Bulk export (a hundred million
-        lines): irrelevant lines cost a read, a type check on the bytes or one decode, and one verdict
-        from the read filter's cache; a location string is made only for what is kept or reported."""
+        lines, most of them dropped): lines come in batches split in C, a type the read filter never
+        reads is skipped on its bytes, and a resource alike in its main code to one already judged
+        is dropped on that verdict before anything else is made for it (location, filing)."""
         where = str(path)
         problems = self.problems
         skip = self._line_filter()
         wants = self.wants
         types = wants.types if wants is not None else None
+        quick = getattr(wants, "quick", None)
         shared_types, r4_types, stats = self._shared_types, self._r4_types, self.stats
-        for lineno, line in ndjson_lines(path, problems, self.limits):
-            if skip is not None and not skip(line):
-                stats.resources += 1
-                continue
-            try:
-                res = orjson.loads(line)
-                rtype = res["resourceType"]
-                if type(rtype) is not str or not rtype:
-                    raise KeyError
-            except (orjson.JSONDecodeError, TypeError, KeyError):
-                parse_line(line, f"{where}:{lineno}", problems)  # says what is wrong with it
-                continue
-            if types is not None and rtype not in types and rtype != "Patient" and rtype not in shared_types \
-                    and rtype in r4_types:
-                stats.resources += 1
-                continue  # a type nobody reads
-            loc = f"{where}:{lineno}"
-            try:
-                if rtype == "Patient":
-                    self._patient(res, loc, None, where)
-                else:
-                    self._resource(res, loc, None, where, {}, (), None, None)
-            except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
-                problems.add(loc, f"could not be read: unexpected structure ({type(exc).__name__}); line skipped")
+        for first, lines, unterminated in ndjson_batches(path, problems, self.limits):
+            for lineno, line in enumerate(lines, first):
+                if skip is not None and not skip(line):
+                    stats.resources += 1
+                    continue
+                try:
+                    res = orjson.loads(line)
+                    rtype = res["resourceType"]
+                    if type(rtype) is not str or not rtype:
+                        raise KeyError
+                except (orjson.JSONDecodeError, TypeError, KeyError):
+                    if line.strip():  # a blank line is no resource and no problem
+                        parse_line(line, f"{where}:{lineno}", problems,
+                                   terminated=not (unterminated and lineno == first + len(lines) - 1))
+                    continue
+                if types is not None and rtype not in shared_types and rtype in r4_types and rtype != "Patient" \
+                        and (rtype not in types or (quick is not None and quick(rtype, res) is False)):
+                    stats.resources += 1
+                    continue  # a type nobody reads, or a resource like one already dropped
+                loc = f"{where}:{lineno}"
+                try:
+                    if rtype == "Patient":
+                        self._patient(res, loc, None, where)
+                    else:
+                        self._resource(res, loc, None, where, {}, (), None, None)
+                except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
+                    problems.add(loc, f"could not be read: unexpected structure ({type(exc).__name__}); line skipped")
 
     def _resource(self, res: dict, where: str, full_url: str | None, source: str, aliases: dict[str, str],
                   patients: Iterable[str], only: str | None, parts: set[str] | None) -> None:
