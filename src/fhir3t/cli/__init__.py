@@ -31,7 +31,8 @@ COMMANDS: dict[str, str] = {
 def _optional_commands() -> dict[str, str]:
     """Subcommands whose module may not exist yet in a partial checkout."""
     out = {}
-    for name, mod in {"push": "push", "export": "export", "safety": "safety", "report": "report"}.items():
+    for name, mod in {"push": "push", "export": "export", "safety": "safety", "report": "report", "serve": "serve",
+                      "watch": "watch"}.items():
         if importlib.util.find_spec(f"fhir3t.cli.{mod}") is not None:
             out[name] = mod
     return out
@@ -131,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, config: Config) -> int:
     try:
+        args._config = config  # for subcommands that read a table of their own ([serve])
         apply_server(config, args)
         return int(args.run(args))
     except Fhir3tError as exc:
