@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from fhir3t.canonical import ID_RESEARCH_SUBJECT
 from fhir3t.dates import instant, today_utc
 from fhir3t.emit import screening_bundle
 from fhir3t.emit.screening import subject_id
@@ -79,6 +80,13 @@ def patient_of(res: dict) -> str | None:
         if key and key.startswith("Patient/"):
             return key.split("/", 1)[1]
     return None
+
+
+def is_ours(res: dict) -> bool:
+    """A ResearchSubject fhir3t wrote: the watcher's own pushes are not news (they would re-trigger it forever)."""
+    if res.get("resourceType") != "ResearchSubject":
+        return False
+    return any(isinstance(i, dict) and i.get("system") == ID_RESEARCH_SUBJECT for i in res.get("identifier") or ())
 
 
 @dataclass
@@ -196,7 +204,7 @@ class Watcher:
                 seen[vkey] = ts if ts is not None else since
                 if ts is not None and (newest is None or ts > newest):
                     newest = ts
-                if not self.engine.wants(res, f"{rtype} search"):
+                if is_ours(res) or not self.engine.wants(res, f"{rtype} search"):
                     continue
                 pid = patient_of(res)
                 if pid:
@@ -343,7 +351,7 @@ class Watcher:
         n = 0
         held = {f"{r.get('resourceType')}/{r.get('id')}" for r in resources}
         for res in resources:
-            pid = patient_of(res)
+            pid = None if is_ours(res) else patient_of(res)
             if pid:
                 self.queue.put(("patient", pid))
                 n += 1
