@@ -1,7 +1,10 @@
 """Shared by the CDS Hooks tests: the samples as an EHR would prefetch them, a hook request, a running service."""
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,3 +56,47 @@ def running(settings: ServeSettings, engine: Engine) -> Iterator[tuple[str, CdsS
     app = create_app(cds, max_body=int(settings.max_body_mb * 1024 * 1024), on_shutdown=[cds.close, store.close])
     with InThread(app) as url:
         yield url, cds
+
+
+class Recorder(http.server.ThreadingHTTPServer):
+    """A loopback HTTP server answering FHIR searches with `answer(path) -> (status, body, delay)`; it records
+    each request's path and Authorization header."""
+
+    daemon_threads = True
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.seen: list[tuple[str, str | None]] = []
+        self.finished = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(inner) -> None:
+                self.seen.append((inner.path, inner.headers.get("Authorization")))
+                status, body, delay = self.answer(inner.path)
+                time.sleep(delay)
+                data = json.dumps(body).encode()
+                try:
+                    inner.send_response(status)
+                    inner.send_header("Content-Type", "application/fhir+json")
+                    inner.send_header("Content-Length", str(len(data)))
+                    inner.end_headers()
+                    inner.wfile.write(data)
+                except OSError:
+                    pass
+                if delay:
+                    self.finished.set()
+
+            def log_message(inner, *args) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/fhir"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()

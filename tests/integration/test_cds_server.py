@@ -2,18 +2,15 @@
 full prefetch, partial prefetch plus fetches, fetches only, a slow or failing server, the token's reach."""
 from __future__ import annotations
 
-import http.server
 import json
 import logging
-import threading
-import time
 from datetime import date
 from urllib.parse import quote
 
 import pytest
 import requests
 
-from cds_helpers import SERVICE, hook_request, running
+from cds_helpers import SERVICE, Recorder, hook_request, running
 from fhir3t.pipeline import Engine
 from fhir3t.service.prefetch import templates
 from fhir3t.service.settings import ServeSettings
@@ -109,50 +106,6 @@ def test_the_token_is_never_logged(service, loaded_server, caplog):
 
 
 # ---- servers that misbehave -----------------------------------------------------------------
-class Recorder(http.server.ThreadingHTTPServer):
-    """A loopback HTTP server answering FHIR searches with `answer(path) -> (status, body, delay)`; it records
-    each request's path and Authorization header."""
-
-    daemon_threads = True
-
-    def __init__(self, answer) -> None:
-        self.answer = answer
-        self.seen: list[tuple[str, str | None]] = []
-        self.finished = threading.Event()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(inner) -> None:
-                self.seen.append((inner.path, inner.headers.get("Authorization")))
-                status, body, delay = self.answer(inner.path)
-                time.sleep(delay)
-                data = json.dumps(body).encode()
-                try:
-                    inner.send_response(status)
-                    inner.send_header("Content-Type", "application/fhir+json")
-                    inner.send_header("Content-Length", str(len(data)))
-                    inner.end_headers()
-                    inner.wfile.write(data)
-                except OSError:
-                    pass
-                if delay:
-                    self.finished.set()
-
-            def log_message(inner, *args) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/fhir"
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-
-
 def empty_bundle() -> dict:
     return {"resourceType": "Bundle", "type": "searchset", "entry": []}
 

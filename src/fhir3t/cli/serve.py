@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -85,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
             store.close()
         return EXIT_OK
     _need_extra()
+    cfg: Config = getattr(args, "_config", None) or Config()
+    if not args.verbose and not cfg.log_level:  # a service's request lines are INFO: on unless asked otherwise
+        logging.getLogger("fhir3t").setLevel(logging.INFO)
     from fhir3t.pipeline import Engine
     from fhir3t.service.app import create_app
     from fhir3t.service.runner import WatchThread, build_cds, is_loopback, notify_token, run
@@ -116,5 +121,7 @@ def run(args: argparse.Namespace) -> int:
                      cors_origins=settings.cors_origins, on_startup=startup, on_shutdown=shutdown)
     print(f"fhir3t serve: CDS Hooks for {engine.study.value} on http://{settings.host}:{settings.port}/cds-services"
           + (f" (public URL {settings.public_url})" if settings.public_url else ""), file=sys.stderr)
-    run(app, settings.host, settings.port)
+    stopped = run(app, settings.host, settings.port)
+    if stopped is not None:
+        print(f"fhir3t serve: stopped ({signal.Signals(stopped).name}), calls in flight finished", file=sys.stderr)
     return EXIT_OK

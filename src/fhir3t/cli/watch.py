@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg: Config = getattr(args, "_config", None) or Config()
     settings = serve_settings(cfg)
+    if not args.verbose and not cfg.log_level and not args.once:  # rounds are logged at INFO
+        logging.getLogger("fhir3t").setLevel(logging.INFO)
     if args.interval <= 0:
         raise UsageError("--interval must be positive")
     client = make_client(args)
@@ -102,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"fhir3t watch: Subscriptions on {client.base}, notifications to {endpoint}; polling every "
           f"{args.interval:.0f} s too (state {path})", file=sys.stderr)
     serve(app, host, port)
+    print("fhir3t watch: stopped", file=sys.stderr)
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -93,10 +94,21 @@ def uvicorn_server(app: object, host: str, port: int):  # -> uvicorn.Server
     return uvicorn.Server(config)
 
 
-def run(app: object, host: str, port: int) -> None:
-    """Serve until SIGTERM / SIGINT (then shut down gracefully)."""
+def run(app: object, host: str, port: int) -> int | None:
+    """Serve until SIGTERM / SIGINT, then shut down gracefully; returns the signal that stopped it.
+
+    uvicorn re-raises the signal it caught once it has shut down, to the handler that was there before;
+    a handler of our own takes it there, so the process ends with the command's exit code (and its
+    closing log record) instead of being killed by the default action half-way through the exit."""
     route_uvicorn_logs()
-    uvicorn_server(app, host, port).run()
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        uvicorn_server(app, host, port).run()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return caught[0] if caught else None
 
 
 class InThread:
