@@ -77,7 +77,8 @@ def test_a_candidate_card_lists_the_unknowns_and_what_would_settle_them(service)
     (card,) = cards_for(url, cds, "03-candidate-missing-tests")
     assert card["summary"].endswith("4 criteria need data")
     assert "**What would settle the unknowns**" in card["detail"]
-    assert "**Hepatitis B** (E7-hbv): order LOINC 5196-1 at screening" in card["detail"]
+    assert ("**Hepatitis B** (E7-hbv): order HBsAg (LOINC 5196-1) at screening (none in 2026-10-19..2026-11-16); "
+            "order anti-HBc (LOINC 13952-7)") in card["detail"]
     assert "**Tuberculosis or NTM** (E10-tb)" in card["detail"]
 
 
@@ -222,3 +223,17 @@ def test_with_jwt_required_every_call_needs_a_valid_token_for_its_own_url(engine
         ok = call(url, body, headers=bearer(f"/cds-services/{SERVICE}"))
         assert ok.status_code == 200 and len(ok.json()["cards"]) == 1
         assert requests.get(f"{url}/health", timeout=10).status_code == 200  # liveness needs no token
+
+
+def test_the_readme_example_card_is_what_the_service_answers(engine, tmp_path):
+    """README, 'In the EHR': the card shown for sample p03 with the [serve] example's links and team."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = json.loads(text.split("The card it returns", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0])
+    settings = ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, study_team="3T study team, rheumatology",
+                             links=(Link("Screening worklist", "https://intranet.hospital.example/fhir3t/worklist.html"),))
+    with running(settings, engine) as (url, cds):
+        answer = call(url, hook_request("p03", full_prefetch(cds, sample_resources("03-candidate-missing-tests")))).json()
+    for d in (documented, answer):
+        d["cards"][0].pop("uuid")
+        d["cards"][0]["suggestions"][0].pop("uuid")
+    assert answer == documented

@@ -124,7 +124,7 @@ def test_card_for_a_candidate_says_what_would_settle_each_unknown(engine):
     card = build_card(_result("candidate", (ok, c)), engine.criteria, engine.study, settings, card_uuid="c-1",
                       suggestion_uuid="s-1", today=date(2026, 11, 16))
     assert card["indicator"] == "info" and card["uuid"] == "c-1"
-    assert "**Hepatitis B** (E7-hbv): order LOINC 5196-1 at screening (no HBsAg result" in card["detail"]
+    assert "**Hepatitis B** (E7-hbv): order HBsAg (LOINC 5196-1) at screening (none in 2026-10-19..2026-11-16)" in card["detail"]
     assert "- Adult: age 40" in card["detail"]
     assert engine.study.site in card["source"]["label"] and card["source"]["url"] == "https://registry.example/study"
     assert card["selectionBehavior"] == "at-most-one"

@@ -109,9 +109,23 @@ def _clauses(reason: str) -> list[tuple[str, str]]:
     return out
 
 
+_NO_RESULT = re.compile(r"^no (?P<test>.+?) result in (?P<window>.+)$")
+_ORDER = re.compile(r"^order (?P<code>[A-Z][A-Za-z-]* \S+)(?P<tail>.*)$")
+
+
+def _settle(finding: str, action: str) -> str:
+    """'order HBsAg (LOINC 5196-1) at screening (none in 2026-10-19..2026-11-16)' from the criterion's
+    'no HBsAg result in 2026-10-19..2026-11-16: order LOINC 5196-1 at screening'; other clauses as
+    'what to do (what was found)'."""
+    found, order = _NO_RESULT.match(finding), _ORDER.match(action)
+    if found and order:
+        return f"order {md(found['test'])} ({md(order['code'])}){md(order['tail'])} (none in {md(found['window'])})"
+    return f"{md(action)} ({md(finding)})"
+
+
 def _unknown_line(c: CriterionResult, title: str) -> str:
     todo = [(f, a) for f, a in _clauses(c.reason) if a]
-    settle = "; ".join(f"{md(a)} ({md(f)})" for f, a in todo) if todo else md(c.reason)
+    settle = "; ".join(_settle(f, a) for f, a in todo) if todo else md(c.reason)
     return f"- **{md(title)}** ({md(c.id)}): {settle}"
 
 
