@@ -177,11 +177,11 @@ def test_subscriptions_end_to_end_a_new_observation_brings_the_research_subject(
     receiver = InThread(app)
     holder["thread"] = WatchThread(watcher, 3600.0, receiver.url + NOTIFY_PATH, token)
     with receiver:
+        assert wait_for(lambda: watcher.rounds == 1, 10)  # subscribed, then the initial poll: nothing new yet
         assert watcher.subscriptions, "the server made no Subscription active"
         subs = [client.get(f"Subscription/{sid}") for sid in watcher.subscriptions]
         assert all(s["status"] == "active" for s in subs)
         assert any(s["criteria"].startswith("Observation?code=") and "82424-3" in s["criteria"] for s in subs)
-        assert wait_for(lambda: watcher.rounds == 1, 10)  # the initial poll: nothing new yet
         assert subject_status(base, engine, "w-sub") is None
         time.sleep(2.5)  # past the watcher's start mark, so only the notification can bring the patient
         put_all(base, [copy.deepcopy(mda5)])
@@ -216,12 +216,12 @@ def test_notifications_from_a_local_sender(base, engine, tmp_path):
     while not watcher.queue.empty():
         queued.append(watcher.queue.get_nowait())
     assert queued == [("patient", "w-note"), ("patient", "w-note"), ("focus", "Patient/w-note"), ("poll", ""), ("poll", "")]
-    ids, poll = watcher._drain(queued[0])
+    ids, poll, _n = watcher._drain(queued[0])
     assert ids == {"w-note"} and not poll
     for item in queued[1:]:
         watcher.queue.put(item)
-    ids, poll = watcher._drain(watcher.queue.get())
-    assert ids == {"w-note"} and poll
+    ids, poll, n = watcher._drain(watcher.queue.get())
+    assert ids == {"w-note"} and poll and n == 4
     rnd = watcher.screen_and_push(ids)
     assert rnd.statuses == {"candidate": 1} and rnd.pushed == 1
     assert subject_status(base, engine, "w-note") == "candidate"

@@ -16,6 +16,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
+from fhir3t.errors import Fhir3tError
 from fhir3t.pipeline import Engine
 from fhir3t.service.fetch import Fetcher
 from fhir3t.service.hooks import CdsService
@@ -61,12 +62,18 @@ class WatchThread:
     thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self.endpoint and self.token:
-            active = self.watcher.subscribe(self.endpoint, self.token)
-            log.info("watch: %d Subscription(s) active, notifications to %s", len(active), self.endpoint)
-        self.thread = threading.Thread(target=self.watcher.run, args=(self.stop, self.interval), name="fhir3t-watch",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._main, name="fhir3t-watch", daemon=True)
         self.thread.start()
+
+    def _main(self) -> None:
+        """Subscribe (off the startup path: a slow FHIR server does not hold the service up), then loop."""
+        if self.endpoint and self.token:
+            try:
+                active = self.watcher.subscribe(self.endpoint, self.token)
+                log.info("watch: %d Subscription(s) active, notifications to %s", len(active), self.endpoint)
+            except Fhir3tError as exc:
+                log.warning("watch: no Subscriptions (%s); polling only", type(exc).__name__)
+        self.watcher.run(self.stop, self.interval)
 
     def shutdown(self) -> None:
         self.stop.set()

@@ -58,6 +58,8 @@ OVERLAP = 120.0
 #: codes per Subscription criteria (keeps the criteria URL well under common limits)
 CODES_PER_SUBSCRIPTION = 60
 NOTIFY_PATH = "/fhir3t/notify"
+#: seconds a notification waits for the others of the same burst before its patients are screened
+SETTLE = 0.5
 
 
 def iso(ts: float) -> str:
@@ -133,10 +135,12 @@ class Round:
     protected: int = 0  # ResearchSubjects the no-regression rule kept
     failed: int = 0
     problems: int = 0
+    notified: bool = False  # screened on notifications (else a poll)
 
     def line(self) -> str:
         st = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "none"
-        return (f"{self.changed} new resource version(s) of {self.patients} patient(s); screened: {st}; pushed "
+        what = "notification(s)" if self.notified else "new resource version(s)"
+        return (f"{self.changed} {what} of {self.patients} patient(s); screened: {st}; pushed "
                 f"{self.pushed} ResearchSubject(s), {self.protected} kept by the no-regression rule, {self.failed} failed")
 
     def fields(self) -> dict[str, Any]:
@@ -365,7 +369,8 @@ class Watcher:
             n = 1
         return n
 
-    def _drain(self, first: tuple[str, str]) -> tuple[set[str], bool]:
+    def _drain(self, first: tuple[str, str]) -> tuple[set[str], bool, int]:
+        """Everything queued: (patient ids to screen, whether a poll was asked for, items drained)."""
         items = [first]
         while True:
             try:
@@ -387,7 +392,7 @@ class Watcher:
                 pid = patient_of(res) if isinstance(res, dict) else None
                 if pid:
                     ids.add(pid)
-        return ids, poll
+        return ids, poll, len(items)
 
     def run(self, stop: threading.Event, interval: float) -> None:
         """Poll every `interval` seconds and screen what notifications name, until `stop` is set."""
@@ -398,14 +403,16 @@ class Watcher:
                 item = self.queue.get(timeout=min(wait, 0.5)) if wait > 0 else ("poll", "")
             except queue.Empty:
                 continue
+            if item[0] != "poll":
+                stop.wait(SETTLE)  # a transaction's resources are notified one by one: screen their patient once
             try:
-                ids, poll = self._drain(item)
+                ids, poll, n = self._drain(item)
                 if poll or time.monotonic() >= next_poll:
                     self.poll()
                     next_poll = time.monotonic() + interval
                 if ids:
-                    rnd = self.screen_and_push(ids)
-                    log.info("watch (notified): %s", rnd.line(), extra={"fields": {**rnd.fields(), "event": "watch-notified"}})
+                    rnd = self.screen_and_push(ids, Round(changed=n, notified=True))
+                    log.info("watch: %s", rnd.line(), extra={"fields": {**rnd.fields(), "event": "watch-notified"}})
                 self.last_error = None
             except Fhir3tError as exc:
                 self.last_error = type(exc).__name__
