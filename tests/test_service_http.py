@@ -14,9 +14,21 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cds_helpers import CONCEPT_MAP, SAMPLES_AS_OF, SERVICE, full_prefetch, hook_request, running, sample_resources
+from cds_helpers import (
+    CONCEPT_MAP,
+    SAMPLES_AS_OF,
+    SERVICE,
+    Recorder,
+    full_prefetch,
+    hook_request,
+    running,
+    sample_resources,
+)
 from fhir3t.pipeline import Engine
 from fhir3t.service.settings import Issuer, Link, ServeSettings
+
+ORDER_SERVICE = "nct06438679-order-select"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +61,15 @@ def test_discovery_lists_the_patient_view_service_with_its_prefetch(service):
     url, _cds = service
     r = requests.get(f"{url}/cds-services", timeout=10)
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
-    (svc,) = r.json()["services"]
+    svc, order = r.json()["services"]
     assert (svc["id"], svc["hook"]) == (SERVICE, "patient-view")
+    assert (order["id"], order["hook"]) == (ORDER_SERVICE, "order-select")
     assert svc["description"] and svc["title"]
     assert svc["prefetch"]["patient"] == "Patient/{{context.patientId}}"
     assert svc["prefetch"]["observation"] == "Observation?patient={{context.patientId}}"
+    assert order["prefetch"] == svc["prefetch"]
     health = requests.get(f"{url}/health", timeout=10).json()
-    assert health["status"] == "ok" and health["services"] == [SERVICE]
+    assert health["status"] == "ok" and health["services"] == sorted([SERVICE, ORDER_SERVICE])
 
 
 def test_an_eligible_patient_gets_one_info_card_with_a_referral_and_the_worklist_link(service):
@@ -237,3 +251,71 @@ def test_the_readme_example_card_is_what_the_service_answers(engine, tmp_path):
         d["cards"][0].pop("uuid")
         d["cards"][0]["suggestions"][0].pop("uuid")
     assert answer == documented
+
+
+# ---- order-select ---------------------------------------------------------------------------
+def order_select(pid: str, code: str, name: str, prefetch: dict | None = None, **extra) -> dict:
+    order = {"resourceType": "MedicationRequest", "id": "draft-1", "status": "draft", "intent": "order",
+             "subject": {"reference": f"Patient/{pid}"},
+             "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": code, "display": name}]}}
+    body = hook_request(pid, prefetch, **extra)
+    body["hook"] = "order-select"
+    body["context"].update(selections=["MedicationRequest/draft-1"],
+                           draftOrders={"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]})
+    return body
+
+
+def call_order(url: str, body: dict) -> requests.Response:
+    return requests.post(f"{url}/cds-services/{ORDER_SERVICE}", json=body, timeout=30)
+
+
+def test_ordering_a_drug_that_would_exclude_the_patient_says_so_first(service):
+    url, cds = service
+    pre = full_prefetch(cds, sample_resources("01-eligible-classic"))
+    r = call_order(url, order_select("p01", "2047232", "baricitinib", pre))
+    (card,) = r.json()["cards"]
+    assert card["summary"] == ("Starting baricitinib would exclude the patient from NCT06438679 (3T in MDA5+ "
+                               "dermatomyositis) (eligible now)")
+    assert card["detail"].startswith("**Starting baricitinib today would make the patient ineligible**")
+    assert "**Recent lenalidomide, cyclosporine or other JAK inhibitor** (E2-recent-immunomodulator)" in card["detail"]
+    assert "22 of 22 criteria pass" in card["detail"]  # the record as it is now
+    assert card["suggestions"][0]["actions"][0]["resource"]["resourceType"] == "ServiceRequest"
+
+
+def test_ordering_a_study_drug_brings_the_trial_up_before_it_is_started(service):
+    url, cds = service
+    pre = full_prefetch(cds, sample_resources("03-candidate-missing-tests"))
+    (card,) = call_order(url, order_select("p03", "1357536", "tofacitinib", pre)).json()["cards"]
+    assert card["summary"] == ("Before starting tofacitinib: the patient is a possible candidate for NCT06438679 "
+                               "(3T in MDA5+ dermatomyositis)")
+    assert "would not exclude the patient" in card["detail"]
+    # the how-often rule's interval does not hold an order's card back (feedback quiet periods would)
+    assert len(call_order(url, order_select("p03", "1357536", "tofacitinib", pre)).json()["cards"]) == 1
+
+
+def test_other_orders_get_no_card_at_once_without_touching_the_fhir_server(engine, tmp_path):
+    ehr = Recorder(lambda path: (200, {"resourceType": "Bundle", "type": "searchset", "entry": []}, 0.0))
+    try:
+        settings = ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, fhir_servers=(ehr.base,))
+        with running(settings, engine) as (url, _cds):
+            r = call_order(url, order_select("p01", "161", "acetaminophen", fhirServer=ehr.base))
+            assert r.status_code == 200 and r.json() == {"cards": []}
+            assert ehr.seen == []
+            r = call_order(url, order_select("p01", "2047232", "baricitinib", fhirServer=ehr.base))
+            assert r.status_code == 200 and ehr.seen  # a drug the criteria read: the record is read
+    finally:
+        ehr.stop()
+
+
+def test_no_order_card_for_an_ineligible_patient_and_400_for_a_malformed_order_context(service):
+    url, cds = service
+    pre = full_prefetch(cds, sample_resources("07-ineligible-mda5-low-grade"))
+    assert call_order(url, order_select("p07", "2047232", "baricitinib", pre)).json() == {"cards": []}
+    body = order_select("p07", "2047232", "baricitinib", pre)
+    del body["context"]["selections"]
+    r = call_order(url, body)
+    assert r.status_code == 400 and "context.selections" in r.json()["error"]
+    body = order_select("p07", "2047232", "baricitinib", pre)
+    body["context"]["draftOrders"] = []
+    r = call_order(url, body)
+    assert r.status_code == 400 and "context.draftOrders" in r.json()["error"]

@@ -88,16 +88,16 @@ def gate(result: ScreeningResult, subjects: list[tuple[str, bool | None]], patie
     return Gate(None)
 
 
-def _fit(text: str, limit: int = SUMMARY_MAX) -> str:
+def fit(text: str, limit: int = SUMMARY_MAX) -> str:
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
 def summary(result: ScreeningResult, study: Study) -> str:
     unknown = len(result.unknown)
     if result.status == "eligible":
-        return _fit(f"Eligible for {study.short_title}: consider referring to the study team")
+        return fit(f"Eligible for {study.short_title}: consider referring to the study team")
     need = f"{unknown} criterion needs data" if unknown == 1 else f"{unknown} criteria need data"
-    return _fit(f"Possible candidate for {study.short_title}: {need}")
+    return fit(f"Possible candidate for {study.short_title}: {need}")
 
 
 def _clauses(reason: str) -> list[tuple[str, str]]:
@@ -187,7 +187,7 @@ def build_card(result: ScreeningResult, criteria: CriteriaSet, study: Study, set
     """The CDS Hooks card for an eligible or candidate patient."""
     patient_id = result.patient.removeprefix("Patient/")
     team = settings.study_team or f"{study.value} study team"
-    label = _fit(f"{study.short_title} · {study.site}" if study.site else study.short_title, 200)
+    label = fit(f"{study.short_title} · {study.site}" if study.site else study.short_title, 200)
     source: dict = {"label": label, "topic": {"system": TOPIC_SYSTEM, "code": "trial-recruitment",
                                               "display": "Clinical trial recruitment"}}
     if settings.study_url:
@@ -216,5 +216,5 @@ def build_card(result: ScreeningResult, criteria: CriteriaSet, study: Study, set
     return card
 
 
-__all__ = ["OVERRIDE_REASONS", "OVERRIDE_SYSTEM", "TEAM_STATUSES", "Gate", "build_card", "detail", "gate", "md",
+__all__ = ["OVERRIDE_REASONS", "OVERRIDE_SYSTEM", "TEAM_STATUSES", "Gate", "build_card", "detail", "fit", "gate", "md",
            "study_subjects", "summary"]

@@ -32,6 +32,7 @@ from fhir3t.pipeline.documents import screen_documents
 from fhir3t.service.cards import build_card, gate, study_subjects
 from fhir3t.service.fetch import Fetcher, server_label
 from fhir3t.service.jwt_auth import JwtVerifier
+from fhir3t.service.orders import OrderError, as_started, drug_name, order_detail, order_summary, relevant, selected_orders
 from fhir3t.service.prefetch import FHIR_ID, PrefetchError, Template, discovery_prefetch, read_prefetch, templates
 from fhir3t.service.settings import ServeSettings
 from fhir3t.service.store import Store
@@ -106,11 +107,16 @@ class CdsService:
         self._screen_lock = threading.Lock()
         study = engine.study
         tpls = templates(engine)
-        self.services = {s.id: s for s in [ServiceDef(
-            f"{study.id}-patient-view", "patient-view", f"{study.short_title}: trial screening",
-            f"Screens the patient whose chart is opened against the {len(engine.criteria.criteria)} eligibility criteria "
-            f"of {study.value} ({study.title}) and shows a card when the patient is eligible or a candidate "
-            "and not already in the study.", tpls)]}
+        n = len(engine.criteria.criteria)
+        self.services = {s.id: s for s in [
+            ServiceDef(f"{study.id}-patient-view", "patient-view", f"{study.short_title}: trial screening",
+                       f"Screens the patient whose chart is opened against the {n} eligibility criteria of {study.value} "
+                       f"({study.title}) and shows a card when the patient is eligible or a candidate and not already "
+                       "in the study.", tpls),
+            ServiceDef(f"{study.id}-order-select", "order-select", f"{study.short_title}: before starting a drug",
+                       f"When a drug the {study.value} criteria read is ordered (a study drug, a JAK inhibitor, a "
+                       "depleting agent, ...), shows a card for a patient who is eligible or a candidate, and says "
+                       "first when starting it would exclude them. Other orders: no card, answered at once.", tpls)]}
 
     def close(self) -> None:
         self.fetcher.close()
@@ -160,6 +166,12 @@ class CdsService:
         if not FHIR_ID.match(pid):
             raise HookError(400, "context.patientId must be a FHIR id ([A-Za-z0-9-.], at most 64 characters)")
         _str(context, "userId", "context")
+        orders: list[dict] | None = None
+        if svc.hook == "order-select":
+            try:
+                orders = relevant(self.engine, selected_orders(context), pid)
+            except OrderError as exc:
+                raise HookError(400, str(exc)) from None
         server = _str(req, "fhirServer", "request", required=False)
         if server is not None and not server.startswith(("http://", "https://")):
             raise HookError(400, "request.fhirServer must be an http(s) URL")
@@ -181,6 +193,9 @@ class CdsService:
         fields: dict[str, Any] = {"event": "cds-call", "service": svc.id, "hook_instance": str(instance)[:80],
                                   "prefetched": len(pre.documents), "prefetch_null": len(pre.empty),
                                   "to_fetch": len(pre.missing)}
+        if orders is not None and not orders:
+            return Answer(200, {"cards": []}, {**fields, "outcome": "no-card",
+                                               "why": "no selected order is a drug the criteria read"})
         can_fetch = server is not None and self.settings.fetch_allowed(server)
         if server is not None and not can_fetch:
             fields["fhir_server"] = "not allowed"
@@ -203,10 +218,10 @@ class CdsService:
                             extra={"fields": fields})
                 return Answer(200, {"cards": []}, fields)
             documents += got.documents
-        return self._decide(svc, pid, str(instance), server, documents, fields, started)
+        return self._decide(svc, pid, str(instance), server, documents, fields, started, orders)
 
     def _decide(self, svc: ServiceDef, pid: str, instance: str, server: str | None, documents: list[tuple[str, object]],
-                fields: dict[str, Any], started: float) -> Answer:
+                fields: dict[str, Any], started: float, orders: list[dict] | None = None) -> Answer:
         today = self.today()
         problems = Problems()
         t0 = self.clock()
@@ -226,11 +241,20 @@ class CdsService:
         if g.reason is not None:
             return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": g.reason})
         key = self.store.patient_key("|".join(map(str, origin(server))) if server else "", pid)
-        why = self.store.may_show(key, result.status)
+        why = self.store.may_show(key, result.status, interval=orders is None)
         if why is not None:
             return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": why})
         card = build_card(result, self.engine.criteria, self.engine.study, self.settings, card_uuid=str(uuid.uuid4()),
                           suggestion_uuid=str(uuid.uuid4()), today=today)
+        if orders:
+            with self._screen_lock:
+                after = screen_documents(self.engine, [*documents, ("order-select:draftOrders", as_started(orders, pid, today))],
+                                         f"Patient/{pid}", as_of=today, problems=Problems())
+            if after is not None:
+                drug = drug_name(orders[0])
+                card["summary"] = order_summary(result, after, drug, self.engine.study)
+                card["detail"] = order_detail(result, after, drug, self.engine.criteria, self.engine.study)
+                fields["with_order"] = after.status
         self.store.shown(card["uuid"], svc.id, key, result.status, instance)
         fields.update(outcome="card", card=card["uuid"], total_ms=round((self.clock() - started) * 1000, 1))
         return Answer(200, {"cards": [card]}, fields)

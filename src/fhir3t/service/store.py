@@ -95,8 +95,9 @@ class Store:
             return row
 
     # ---- the how-often rule -------------------------------------------------------------
-    def may_show(self, patient: str, status: str) -> str | None:
-        """None if a card may show now; else why not (no patient data in the reason)."""
+    def may_show(self, patient: str, status: str, *, interval: bool = True) -> str | None:
+        """None if a card may show now; else why not (no patient data in the reason). `interval` off: only the
+        quiet periods after feedback apply (an order being placed is news whenever the last card was)."""
         now, r = self.clock(), self.rule
         fb = self._one("SELECT outcome, received_at FROM feedback WHERE patient = ? ORDER BY received_at DESC LIMIT 1",
                        (patient,))
@@ -107,7 +108,7 @@ class Store:
             if outcome == "overridden" and now - at < r.after_override_days * DAY:
                 return f"dismissed {int((now - at) // DAY)} day(s) ago"
         last = self._one("SELECT status, shown_at FROM cards WHERE patient = ? ORDER BY shown_at DESC LIMIT 1", (patient,))
-        if last is not None:
+        if last is not None and interval:
             was, at = last
             if now - at < r.show_again_after_days * DAY and not (was == "candidate" and status == "eligible"):
                 return f"shown {int((now - at) // DAY)} day(s) ago"
