@@ -1,7 +1,8 @@
 """fhir3t as a service: recruitment inside the clinician's workflow, and screening when data arrives.
 
 - `hooks`: the CDS Hooks 2.0 service (discovery with prefetch templates derived from the criteria,
-  `patient-view` calls, feedback), free of any web framework; `cards`: the card; `prefetch`: the
+  `patient-view` and `order-select` calls, feedback), free of any web framework; `cards`: the card;
+  `orders`: which orders bring the trial up, and what starting them would do; `prefetch`: the
   templates and reading a request's prefetch; `fetch`: what was not prefetched, from `fhirServer`,
   within the time budget; `jwt_auth`: the EHR's signed JWT; `store`: cards shown, feedback and the
   how-often rule on disk (SQLite).

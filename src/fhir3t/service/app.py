@@ -60,9 +60,9 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def _route_label(request: Request) -> str:
-    route = request.scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else request.url.path[:100].encode("ascii", "replace").decode()
+    """The route template matched ('/cds-services/{service_id}'), never the path itself (it may hold an id)."""
+    path = getattr(request.scope.get("route"), "path", None)
+    return path if isinstance(path, str) else "(no route)"
 
 
 def _log(request: Request, status: int, started: float, fields: dict[str, Any] | None = None) -> None:

@@ -21,6 +21,7 @@ from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import CriterionResult, ScreeningResult
 from fhir3t.criteria.screener import ENROLLED
 from fhir3t.formats.summary import effect
+from fhir3t.service.prefetch import resources_in
 from fhir3t.service.settings import Link, ServeSettings
 from fhir3t.study import Study, StudyMatcher
 
@@ -54,13 +55,7 @@ class Gate:
 
 def study_subjects(documents: Iterable[tuple[str, object]], patient_ref: str, study: Study) -> list[tuple[str, bool | None]]:
     """(status, is this study?) of the patient's ResearchSubjects in the documents."""
-    resources: list[dict] = []
-    for _w, doc in documents:
-        if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
-            resources.extend(e["resource"] for e in doc.get("entry") or ()
-                             if isinstance(e, dict) and isinstance(e.get("resource"), dict))
-        elif isinstance(doc, dict):
-            resources.append(doc)
+    resources = resources_in(documents)
     matcher = StudyMatcher(study.system, study.value)
     matcher.learn(r for r in resources if r.get("resourceType") == "ResearchStudy")
     pid = patient_ref.removeprefix("Patient/")

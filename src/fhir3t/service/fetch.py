@@ -25,7 +25,7 @@ from requests.adapters import HTTPAdapter
 from fhir3t.config import origin
 from fhir3t.errors import Fhir3tError
 from fhir3t.r4facts import r4_facts
-from fhir3t.service.prefetch import Template
+from fhir3t.service.prefetch import Template, resources_in
 from fhir3t.sources.refs import normalize_reference
 from fhir3t.transport.auth import BearerToken
 from fhir3t.transport.http import FhirClient, RetryPolicy
@@ -108,15 +108,7 @@ def _referenced(documents: Iterable[tuple[str, object]]) -> dict[str, set[str]]:
     shared = r4_facts().shared_types
     held: set[str] = set()
     wanted: dict[str, set[str]] = {}
-    resources: list[dict] = []
-    for _where, doc in documents:
-        if not isinstance(doc, dict):
-            continue
-        if doc.get("resourceType") == "Bundle":
-            resources.extend(e["resource"] for e in doc.get("entry") or ()
-                             if isinstance(e, dict) and isinstance(e.get("resource"), dict))
-        else:
-            resources.append(doc)
+    resources = resources_in(documents)
     for res in resources:
         if res.get("resourceType") in shared and isinstance(res.get("id"), str):
             held.add(f"{res['resourceType']}/{res['id']}")

@@ -1,5 +1,8 @@
 """The CDS Hooks 2.0 service itself, free of any web framework: discovery, a hook call, feedback.
 
+Two services: `patient-view` (a chart is opened) and `order-select` (a drug the criteria read is being
+ordered; see orders.py), with the same prefetch.
+
 A call: check the request (400 with a JSON error naming the field when it is malformed), take what
 the EHR prefetched, fetch the rest from `fhirServer` if allowed (412 when something is missing and
 there is no way to fetch it, as CDS Hooks says), screen the one patient with the same engine as
@@ -33,7 +36,15 @@ from fhir3t.service.cards import build_card, gate, study_subjects
 from fhir3t.service.fetch import Fetcher, server_label
 from fhir3t.service.jwt_auth import JwtVerifier
 from fhir3t.service.orders import OrderError, as_started, drug_name, order_detail, order_summary, relevant, selected_orders
-from fhir3t.service.prefetch import FHIR_ID, PrefetchError, Template, discovery_prefetch, read_prefetch, templates
+from fhir3t.service.prefetch import (
+    FHIR_ID,
+    PrefetchError,
+    Template,
+    discovery_prefetch,
+    read_prefetch,
+    resources_in,
+    templates,
+)
 from fhir3t.service.settings import ServeSettings
 from fhir3t.service.store import Store
 
@@ -169,7 +180,9 @@ class CdsService:
         orders: list[dict] | None = None
         if svc.hook == "order-select":
             try:
-                orders = relevant(self.engine, selected_orders(context), pid)
+                chosen = selected_orders(context)
+                with self._screen_lock:  # the engine's read filter is shared with the screening
+                    orders = relevant(self.engine, chosen, pid)
             except OrderError as exc:
                 raise HookError(400, str(exc)) from None
         server = _str(req, "fhirServer", "request", required=False)
@@ -231,12 +244,8 @@ class CdsService:
         if result is None:
             return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": "no record of the patient"})
         fields.update(status=result.status, unknown=len(result.unknown))
-        patient = next((d for _w, d in documents if isinstance(d, dict) and d.get("resourceType") == "Patient"
-                        and d.get("id") == pid), None)
-        if patient is None:
-            patient = next((e["resource"] for _w, d in documents if isinstance(d, dict) for e in d.get("entry") or ()
-                            if isinstance(e, dict) and isinstance(e.get("resource"), dict)
-                            and e["resource"].get("resourceType") == "Patient" and e["resource"].get("id") == pid), None)
+        patient = next((r for r in resources_in(documents) if r.get("resourceType") == "Patient" and r.get("id") == pid),
+                       None)
         g = gate(result, study_subjects(documents, result.patient, self.engine.study), patient)
         if g.reason is not None:
             return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": g.reason})

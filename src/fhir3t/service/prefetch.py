@@ -14,7 +14,7 @@ a `next` page is data still to fetch. Anything else is a malformed request (400)
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -139,6 +139,20 @@ def read_prefetch(prefetch: object, tpls: Mapping[str, Template], patient_id: st
     return out
 
 
+def resources_in(documents: Iterable[tuple[str, object]]) -> list[dict]:
+    """Every resource of (name, Bundle or resource) documents, Bundle entries unwrapped."""
+    out: list[dict] = []
+    for _where, doc in documents:
+        if not isinstance(doc, dict):
+            continue
+        if doc.get("resourceType") == "Bundle":
+            out.extend(e["resource"] for e in doc.get("entry") or ()
+                       if isinstance(e, dict) and isinstance(e.get("resource"), dict))
+        else:
+            out.append(doc)
+    return out
+
+
 def as_prefetch(resources: list[dict], tpls: Mapping[str, Template], patient_id: str) -> dict[str, object]:
     """The prefetch a CDS client would send for one patient's resources (tests, benchmarks, examples):
     the Patient read, and a searchset Bundle per template (null when empty, as CDS Hooks says)."""
@@ -164,5 +178,6 @@ __all__ = [
     "as_prefetch",
     "discovery_prefetch",
     "read_prefetch",
+    "resources_in",
     "templates",
 ]

@@ -46,7 +46,7 @@ from fhir3t.ids import stable_id
 from fhir3t.pipeline import Engine, screen_server
 from fhir3t.r4facts import r4_facts
 from fhir3t.sinks import FhirServerSink, write_json
-from fhir3t.sources.refs import normalize_reference
+from fhir3t.sources.refs import normalize_reference, patient_reference
 from fhir3t.sources.rest import anchor_codes
 from fhir3t.transport.http import FhirClient, HttpStatusError
 
@@ -75,13 +75,9 @@ def patient_of(res: dict) -> str | None:
     if res.get("resourceType") == "Patient":
         rid = res.get("id")
         return rid if isinstance(rid, str) else None
-    for f in r4_facts().links(str(res.get("resourceType", ""))):
-        v = res.get(f)
-        ref = v.get("reference") if isinstance(v, dict) else None
-        key = normalize_reference(ref, {}) if isinstance(ref, str) else None
-        if key and key.startswith("Patient/"):
-            return key.split("/", 1)[1]
-    return None
+    ref = patient_reference(res)
+    key = normalize_reference(ref, {}) if ref else None
+    return key.split("/", 1)[1] if key and key.startswith("Patient/") else None
 
 
 def is_ours(res: dict) -> bool:
