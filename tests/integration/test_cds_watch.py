@@ -225,3 +225,10 @@ def test_notifications_from_a_local_sender(base, engine, tmp_path):
     rnd = watcher.screen_and_push(ids)
     assert rnd.statuses == {"candidate": 1} and rnd.pushed == 1
     assert subject_status(base, engine, "w-note") == "candidate"
+
+
+def test_a_watch_state_of_another_server_is_refused(base, tmp_path, capsys):
+    state = tmp_path / "w.json"
+    state.write_text(json.dumps({"server": "https://other.example/fhir", "mark": None, "seen": {}}))
+    assert watch_once(base, state) == 4
+    assert "for another server" in capsys.readouterr().err

@@ -20,7 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Serve CDS Hooks 2.0 for the study: GET /cds-services (discovery, with prefetch templates for exactly what "
             "the criteria read), POST /cds-services/{id} (patient-view: a card when the patient is eligible or a "
-            "candidate and not already in the study), POST /cds-services/{id}/feedback, GET /health. Configured by "
+            "candidate and not already in the study; order-select: the same when a drug the criteria read is ordered, "
+            "saying first if starting it would exclude the patient), POST /cds-services/{id}/feedback, GET /health. "
+            "Configured by "
             "the [serve] table of the config file (see README, 'In the EHR: CDS Hooks'); binds 127.0.0.1 unless told "
             "otherwise; stops gracefully on SIGTERM. With --watch it also screens patients when new data arrives on "
             "[server] url (FHIR Subscriptions to /fhir3t/notify, else polling) and pushes their ResearchSubjects."

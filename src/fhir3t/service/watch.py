@@ -41,7 +41,7 @@ from fhir3t.canonical import ID_RESEARCH_SUBJECT
 from fhir3t.dates import instant, today_utc
 from fhir3t.emit import screening_bundle
 from fhir3t.emit.screening import subject_id
-from fhir3t.errors import Fhir3tError, Problems, ServerError
+from fhir3t.errors import Fhir3tError, InputError, Problems
 from fhir3t.ids import stable_id
 from fhir3t.pipeline import Engine, screen_server
 from fhir3t.r4facts import r4_facts
@@ -103,9 +103,9 @@ class WatchState:
         except FileNotFoundError:
             return cls(path, server)
         except (OSError, orjson.JSONDecodeError) as exc:
-            raise ServerError(f"{path}: cannot read the watch state ({type(exc).__name__}); move it away to start afresh") from None
+            raise InputError(f"{path}: cannot read the watch state ({type(exc).__name__}); move it away to start afresh") from None
         if not isinstance(data, dict) or data.get("server") != server:
-            raise ServerError(f"{path}: this watch state is for another server; give --state another file")
+            raise InputError(f"{path}: this watch state is for another server; give --state another file")
         mark = instant(data.get("mark")) if isinstance(data.get("mark"), str) else None
         seen = {k: float(v) for k, v in (data.get("seen") or {}).items() if isinstance(v, int | float)}
         return cls(path, server, mark, seen)
