@@ -33,7 +33,8 @@ COMMANDS: dict[str, str] = {
 def _optional_commands() -> dict[str, str]:
     """Subcommands whose module may not exist yet in a partial checkout."""
     out = {}
-    for name, mod in {"push": "push", "export": "export", "safety": "safety", "report": "report"}.items():
+    for name, mod in {"push": "push", "export": "export", "safety": "safety", "report": "report", "serve": "serve",
+                      "watch": "watch"}.items():
         if importlib.util.find_spec(f"fhir3t.cli.{mod}") is not None:
             out[name] = mod
     return out
@@ -142,6 +143,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
             from fhir3t.profiles import use_profiles
 
             use_profiles(profiles)
+        args._config = config  # for subcommands that read a table of their own ([serve])
         apply_server(config, args)
         return int(args.run(args))
     except Fhir3tError as exc:

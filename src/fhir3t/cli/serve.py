@@ -1,0 +1,129 @@
+"""`fhir3t serve`: the CDS Hooks service (and, with --watch, event-driven screening) over HTTP."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from fhir3t.cli.common import day
+from fhir3t.cli.server_options import add_server_options, make_client
+from fhir3t.config import Config
+from fhir3t.errors import EXIT_OK, UsageError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="run the CDS Hooks service (a card in the EHR when a patient is eligible or a candidate)",
+        description=(
+            "Serve CDS Hooks 2.0 for the study: GET /cds-services (discovery, with prefetch templates for exactly what "
+            "the criteria read), POST /cds-services/{id} (patient-view: a card when the patient is eligible or a "
+            "candidate and not already in the study; order-select: the same when a drug the criteria read is ordered, "
+            "saying first if starting it would exclude the patient), POST /cds-services/{id}/feedback, GET /health. "
+            "Configured by "
+            "the [serve] table of the config file (see README, 'In the EHR: CDS Hooks'); binds 127.0.0.1 unless told "
+            "otherwise; stops gracefully on SIGTERM. With --watch it also screens patients when new data arrives on "
+            "[server] url (FHIR Subscriptions to /fhir3t/notify, else polling) and pushes their ResearchSubjects."
+        ),
+        epilog=(
+            "Examples:\n"
+            "  fhir3t serve                                    (127.0.0.1:8088, [serve] in ./fhir3t.toml)\n"
+            "  fhir3t serve --log-format json --port 9000\n"
+            "  fhir3t serve --watch --server https://ehr.example.org/fhir\n"
+            "  fhir3t serve --feedback                         (what clinicians did with the cards, as JSON)\n"
+            "Logs name routes, statuses, timings and counts, never patient data or tokens.\n"
+            "Exit codes: 0 stopped cleanly; 2 usage error; 4 bad configuration; 5 server error (with --watch)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", help="address to bind (default: [serve] host, else 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default: [serve] port, else 8088)")
+    p.add_argument("--public-url", metavar="URL", help="the URL the EHR calls this service at (the JWT audience)")
+    p.add_argument("--state-dir", metavar="DIR", help="card history, feedback and watch state (default: [serve] "
+                                                      "state_dir, else $XDG_STATE_HOME/fhir3t)")
+    p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
+                   help="FHIR ConceptMap translating hospital-local codes (repeatable; [terminology] ones are added)")
+    p.add_argument("--as-of", type=day, metavar="DATE",
+                   help="screen as if today were DATE (demonstrations with the samples; never in production)")
+    p.add_argument("--watch", action="store_true", default=None,
+                   help="also screen patients of --server / [server] url when new data arrives, and push their ResearchSubjects")
+    p.add_argument("--feedback", action="store_true", help="print what clinicians did with the cards (JSON counts) and exit")
+    p.add_argument("--feedback-rows", action="store_true",
+                   help="print every feedback item with the clinicians' comments (JSON lines; for the study team) and exit")
+    add_server_options(p, pull=False, push=False)
+    p.set_defaults(run=run)
+
+
+def settings_from(args: argparse.Namespace):  # -> ServeSettings
+    from fhir3t.service.settings import serve_settings
+
+    cfg: Config = getattr(args, "_config", None) or Config()
+    return serve_settings(cfg, host=args.host, port=args.port, public_url=args.public_url,
+                          state_dir=Path(args.state_dir) if args.state_dir else None, as_of=args.as_of,
+                          watch=args.watch)
+
+
+def _need_extra() -> None:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise UsageError("the service needs Starlette and uvicorn: pip install \"fhir3t[service]\"") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if args.feedback or args.feedback_rows:
+        from fhir3t.service.store import Rule, Store
+
+        store = Store(settings.state_dir, Rule())
+        try:
+            if args.feedback:
+                print(json.dumps(store.summary(), indent=2, ensure_ascii=False))
+            else:
+                for row in store.feedback_rows():
+                    print(json.dumps(row, ensure_ascii=False))
+        finally:
+            store.close()
+        return EXIT_OK
+    _need_extra()
+    cfg: Config = getattr(args, "_config", None) or Config()
+    if not args.verbose and not cfg.log_level:  # a service's request lines are INFO: on unless asked otherwise
+        logging.getLogger("fhir3t").setLevel(logging.INFO)
+    from fhir3t.pipeline import Engine
+    from fhir3t.service.app import create_app
+    from fhir3t.service.runner import WatchThread, build_cds, is_loopback, notify_token, run
+    from fhir3t.service.watch import NOTIFY_PATH, Watcher, WatchState, state_file
+
+    if not is_loopback(settings.host) and not settings.require_jwt:
+        print(f"fhir3t serve: warning: listening on {settings.host} without JWT client authentication: anyone who can "
+              "reach the port can call the service (set [serve] require_jwt and issuers)", file=sys.stderr)
+    engine = Engine.load(args.concept_map)
+    cds, store = build_cds(settings, engine)
+    startup, shutdown = [], []
+    watcher = token = None
+    if settings.watch:
+        if not args.server:
+            raise UsageError("--watch needs the FHIR server to watch: --server URL or [server] url")
+        client = make_client(args)
+        watcher = Watcher(client, Engine.load(args.concept_map), WatchState.load(state_file(settings.state_dir, client.base),
+                                                                                 client.base),
+                          today=(lambda: settings.as_of) if settings.as_of else None)
+        token = notify_token(settings)
+        endpoint = None
+        if watcher.supports_subscriptions() and settings.public_url:
+            endpoint = settings.public_url.rstrip("/") + NOTIFY_PATH
+        thread = WatchThread(watcher, settings.watch_interval, endpoint, token)
+        startup.append(thread.start)
+        shutdown.append(thread.shutdown)
+    shutdown += [cds.close, store.close]
+    app = create_app(cds, watcher=watcher, notify_token=token, max_body=int(settings.max_body_mb * 1024 * 1024),
+                     cors_origins=settings.cors_origins, on_startup=startup, on_shutdown=shutdown)
+    print(f"fhir3t serve: CDS Hooks for {engine.study.value} on http://{settings.host}:{settings.port}/cds-services"
+          + (f" (public URL {settings.public_url})" if settings.public_url else ""), file=sys.stderr)
+    stopped = run(app, settings.host, settings.port)
+    if stopped is not None:
+        print(f"fhir3t serve: stopped ({signal.Signals(stopped).name}), calls in flight finished", file=sys.stderr)
+    return EXIT_OK

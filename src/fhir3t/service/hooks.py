@@ -1,0 +1,307 @@
+"""The CDS Hooks 2.0 service itself, free of any web framework: discovery, a hook call, feedback.
+
+Two services: `patient-view` (a chart is opened) and `order-select` (a drug the criteria read is being
+ordered; see orders.py), with the same prefetch.
+
+A call: check the request (400 with a JSON error naming the field when it is malformed), take what
+the EHR prefetched, fetch the rest from `fhirServer` if allowed (412 when something is missing and
+there is no way to fetch it, as CDS Hooks says), screen the one patient with the same engine as
+every other fhir3t run, then decide: a card only for an eligible or candidate patient who is alive,
+not already in the study team's hands, and not shown a card too recently (store.Store.may_show).
+Data that cannot be fetched within the budget gives no card (an empty `cards`), never an error card:
+a clinician is not shown half a record's verdict, and the EHR is never kept waiting.
+
+Nothing here logs patient data: log lines carry the service, the hookInstance, counts, timings and
+the reason for no card; the token in `fhirAuthorization` is never logged.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import orjson
+
+from fhir3t.config import origin
+from fhir3t.dates import today_utc
+from fhir3t.errors import AuthError, Problems
+from fhir3t.pipeline import Engine
+from fhir3t.pipeline.documents import screen_documents
+from fhir3t.service.cards import build_card, gate, study_subjects
+from fhir3t.service.fetch import Fetcher, server_label
+from fhir3t.service.jwt_auth import JwtVerifier
+from fhir3t.service.orders import OrderError, as_started, drug_name, order_detail, order_summary, relevant, selected_orders
+from fhir3t.service.prefetch import (
+    FHIR_ID,
+    PrefetchError,
+    Template,
+    discovery_prefetch,
+    read_prefetch,
+    resources_in,
+    templates,
+)
+from fhir3t.service.settings import ServeSettings
+from fhir3t.service.store import Store
+
+log = logging.getLogger("fhir3t.service")
+
+OUTCOMES = ("accepted", "overridden")
+
+
+class HookError(Exception):
+    """A request the service answers with an HTTP error and a JSON body {"error": message}."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    id: str
+    hook: str
+    title: str
+    description: str
+    prefetch: dict[str, Template]
+
+    def discovery(self) -> dict[str, Any]:
+        return {"hook": self.hook, "title": self.title, "description": self.description, "id": self.id,
+                "prefetch": discovery_prefetch(self.prefetch),
+                "usageRequirements": "Prefetch the listed queries, or pass fhirServer and fhirAuthorization with read "
+                                     "access to these resource types for the patient in context."}
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    #: what the request log line says (counts, timings, reasons; never patient data)
+    fields: dict[str, Any]
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise HookError(400, "the request body is not valid JSON") from None
+
+
+def _str(obj: dict, key: str, where: str, *, required: bool = True) -> str | None:
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise HookError(400, f"{where}.{key} is required and must be a non-empty string" if required
+                        else f"{where}.{key} must be a non-empty string")
+    return value
+
+
+class CdsService:
+    """Discovery, hook calls and feedback for the study's screening service (see the module doc)."""
+
+    def __init__(self, engine: Engine, settings: ServeSettings, store: Store, *, fetcher: Fetcher | None = None,
+                 verifier: JwtVerifier | None = None, today: Callable[[], date] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.store = store
+        self.fetcher = fetcher or Fetcher()
+        self.verifier = verifier
+        self.today = today or (lambda: settings.as_of or today_utc())
+        self.clock = clock
+        self._screen_lock = threading.Lock()
+        study = engine.study
+        tpls = templates(engine)
+        n = len(engine.criteria.criteria)
+        self.services = {s.id: s for s in [
+            ServiceDef(f"{study.id}-patient-view", "patient-view", f"{study.short_title}: trial screening",
+                       f"Screens the patient whose chart is opened against the {n} eligibility criteria of {study.value} "
+                       f"({study.title}) and shows a card when the patient is eligible or a candidate and not already "
+                       "in the study.", tpls),
+            ServiceDef(f"{study.id}-order-select", "order-select", f"{study.short_title}: before starting a drug",
+                       f"When a drug the {study.value} criteria read is ordered (a study drug, a JAK inhibitor, a "
+                       "depleting agent, ...), shows a card for a patient who is eligible or a candidate, and says "
+                       "first when starting it would exclude them. Other orders: no card, answered at once.", tpls)]}
+
+    def close(self) -> None:
+        self.fetcher.close()
+
+    # ---- discovery and authentication ------------------------------------------------------
+    def discovery(self) -> dict[str, Any]:
+        return {"services": [s.discovery() for s in self.services.values()]}
+
+    def authenticate(self, authorization: str | None, path: str) -> None:
+        """Raise HookError(401) unless the call carries a valid JWT (when the service requires one)."""
+        if not self.settings.require_jwt:
+            return
+        if self.verifier is None or self.settings.public_url is None:
+            raise HookError(500, "JWT verification is required but not configured")
+        base = self.settings.public_url.rstrip("/")
+        audience = [base + path.rstrip("/")]
+        if path.endswith("/feedback"):
+            audience.append(base + path[: -len("/feedback")])
+        try:
+            self.verifier.verify(authorization, audience)
+        except AuthError as exc:
+            raise HookError(401, str(exc)) from None
+
+    def service(self, service_id: str) -> ServiceDef:
+        svc = self.services.get(service_id)
+        if svc is None:
+            raise HookError(404, f"no CDS service '{service_id[:80]}' here (see GET /cds-services)")
+        return svc
+
+    # ---- a hook call --------------------------------------------------------------------
+    def call(self, service_id: str, body: bytes) -> Answer:
+        started = self.clock()
+        deadline = started + self.settings.budget
+        svc = self.service(service_id)
+        req = _json(body)
+        if not isinstance(req, dict):
+            raise HookError(400, "the request body must be a JSON object")
+        hook = _str(req, "hook", "request")
+        if hook != svc.hook:
+            raise HookError(400, f"this service answers the {svc.hook} hook, not '{str(hook)[:60]}'")
+        instance = _str(req, "hookInstance", "request")
+        context = req.get("context")
+        if not isinstance(context, dict):
+            raise HookError(400, "request.context is required and must be an object")
+        pid = _str(context, "patientId", "context")
+        assert pid is not None
+        if not FHIR_ID.match(pid):
+            raise HookError(400, "context.patientId must be a FHIR id ([A-Za-z0-9-.], at most 64 characters)")
+        _str(context, "userId", "context")
+        orders: list[dict] | None = None
+        if svc.hook == "order-select":
+            try:
+                chosen = selected_orders(context)
+                with self._screen_lock:  # the engine's read filter is shared with the screening
+                    orders = relevant(self.engine, chosen, pid)
+            except OrderError as exc:
+                raise HookError(400, str(exc)) from None
+        server = _str(req, "fhirServer", "request", required=False)
+        if server is not None and not server.startswith(("http://", "https://")):
+            raise HookError(400, "request.fhirServer must be an http(s) URL")
+        auth = req.get("fhirAuthorization")
+        token = None
+        if auth is not None:
+            if not isinstance(auth, dict):
+                raise HookError(400, "request.fhirAuthorization must be an object")
+            if server is None:
+                raise HookError(400, "request.fhirAuthorization needs request.fhirServer")
+            token = _str(auth, "access_token", "fhirAuthorization")
+            kind = auth.get("token_type", "Bearer")
+            if not isinstance(kind, str) or kind.lower() != "bearer":
+                raise HookError(400, "fhirAuthorization.token_type must be Bearer")
+        try:
+            pre = read_prefetch(req.get("prefetch"), svc.prefetch, pid)
+        except PrefetchError as exc:
+            raise HookError(400, str(exc)) from None
+        fields: dict[str, Any] = {"event": "cds-call", "service": svc.id, "hook_instance": str(instance)[:80],
+                                  "prefetched": len(pre.documents), "prefetch_null": len(pre.empty),
+                                  "to_fetch": len(pre.missing)}
+        if orders is not None and not orders:
+            return Answer(200, {"cards": []}, {**fields, "outcome": "no-card",
+                                               "why": "no selected order is a drug the criteria read"})
+        can_fetch = server is not None and self.settings.fetch_allowed(server)
+        if server is not None and not can_fetch:
+            fields["fhir_server"] = "not allowed"
+        documents = list(pre.documents)
+        if pre.missing and not can_fetch:
+            keys = ", ".join(t.key for t in pre.missing)
+            why = ("this fhirServer is not one the service is configured to read ([serve] fhir_servers)" if server
+                   else "no fhirServer was given")
+            return Answer(412, {"error": f"prefetch {keys} missing, and {why}"}, {**fields, "outcome": "412"})
+        if can_fetch and server is not None:
+            fields["fhir_server"] = server_label(server)
+            t0 = self.clock()
+            got = self.fetcher.fetch(server, token, pre.missing, pid, documents, deadline)
+            fields.update(fetch_ms=round((self.clock() - t0) * 1000, 1), fetch_requests=got.requests)
+            if not got.complete:
+                fields.update(outcome="no-card", why="data not fetched within the budget",
+                              not_fetched=sorted(got.failed.items()))
+                log.warning("%s: no card: %d quer%s not answered in time or failed (%s)", svc.id, len(got.failed),
+                            "y" if len(got.failed) == 1 else "ies", "; ".join(sorted(set(got.failed.values()))),
+                            extra={"fields": fields})
+                return Answer(200, {"cards": []}, fields)
+            documents += got.documents
+        return self._decide(svc, pid, str(instance), server, documents, fields, started, orders)
+
+    def _decide(self, svc: ServiceDef, pid: str, instance: str, server: str | None, documents: list[tuple[str, object]],
+                fields: dict[str, Any], started: float, orders: list[dict] | None = None) -> Answer:
+        today = self.today()
+        problems = Problems()
+        t0 = self.clock()
+        with self._screen_lock:
+            result = screen_documents(self.engine, documents, f"Patient/{pid}", as_of=today, problems=problems)
+        fields.update(screen_ms=round((self.clock() - t0) * 1000, 1), input_problems=len(problems))
+        if result is None:
+            return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": "no record of the patient"})
+        fields.update(status=result.status, unknown=len(result.unknown))
+        patient = next((r for r in resources_in(documents) if r.get("resourceType") == "Patient" and r.get("id") == pid),
+                       None)
+        g = gate(result, study_subjects(documents, result.patient, self.engine.study), patient)
+        if g.reason is not None:
+            return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": g.reason})
+        key = self.store.patient_key("|".join(map(str, origin(server))) if server else "", pid)
+        why = self.store.may_show(key, result.status, interval=orders is None)
+        if why is not None:
+            return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": why})
+        card = build_card(result, self.engine.criteria, self.engine.study, self.settings, card_uuid=str(uuid.uuid4()),
+                          suggestion_uuid=str(uuid.uuid4()), today=today)
+        if orders:
+            with self._screen_lock:
+                after = screen_documents(self.engine, [*documents, ("order-select:draftOrders", as_started(orders, pid, today))],
+                                         f"Patient/{pid}", as_of=today, problems=Problems())
+            if after is not None:
+                drug = drug_name(orders[0])
+                card["summary"] = order_summary(result, after, drug, self.engine.study)
+                card["detail"] = order_detail(result, after, drug, self.engine.criteria, self.engine.study)
+                fields["with_order"] = after.status
+        self.store.shown(card["uuid"], svc.id, key, result.status, instance)
+        fields.update(outcome="card", card=card["uuid"], total_ms=round((self.clock() - started) * 1000, 1))
+        return Answer(200, {"cards": [card]}, fields)
+
+    # ---- feedback -----------------------------------------------------------------------
+    def feedback(self, service_id: str, body: bytes) -> Answer:
+        svc = self.service(service_id)
+        req = _json(body)
+        items = req.get("feedback") if isinstance(req, dict) else None
+        if not isinstance(items, list) or not items:
+            raise HookError(400, "the body must be {\"feedback\": [...]} with at least one item")
+        for i, item in enumerate(items):
+            where = f"feedback[{i}]"
+            if not isinstance(item, dict):
+                raise HookError(400, f"{where} must be an object")
+            _str(item, "card", where)
+            if item.get("outcome") not in OUTCOMES:
+                raise HookError(400, f"{where}.outcome must be accepted or overridden")
+            _str(item, "outcomeTimestamp", where)
+            accepted = item.get("acceptedSuggestions")
+            if item["outcome"] == "accepted":
+                if not isinstance(accepted, list) or not accepted or not all(
+                        isinstance(s, dict) and isinstance(s.get("id"), str) for s in accepted):
+                    raise HookError(400, f"{where}.acceptedSuggestions must list the accepted suggestions' ids")
+            reason = item.get("overrideReason")
+            if reason is not None:
+                if not isinstance(reason, dict):
+                    raise HookError(400, f"{where}.overrideReason must be an object")
+                coding = reason.get("reason")
+                if coding is not None and not (isinstance(coding, dict) and all(
+                        isinstance(coding.get(k), str) for k in ("code",) if k in coding)):
+                    raise HookError(400, f"{where}.overrideReason.reason must be a Coding")
+                if "userComment" in reason and not isinstance(reason["userComment"], str):
+                    raise HookError(400, f"{where}.overrideReason.userComment must be a string")
+        known = sum(self.store.feedback(svc.id, item) for item in items)
+        counts = {o: sum(1 for it in items if it["outcome"] == o) for o in OUTCOMES}
+        fields = {"event": "cds-feedback", "service": svc.id, **counts, "unknown_cards": len(items) - known}
+        return Answer(200, {}, fields)
+
+
+__all__ = ["Answer", "CdsService", "HookError", "ServiceDef"]

@@ -1,0 +1,178 @@
+"""The service's state on disk (SQLite, standard library): cards shown, clinicians' feedback, JWT ids seen.
+
+Patients are stored as a keyed hash (HMAC-SHA256 of the FHIR server's origin and the patient id,
+with a random key kept in the state folder, mode 0600): enough to apply the how-often rule and to
+tie feedback to a card, not enough to name anyone if the file travels. Feedback keeps what the
+clinician chose (outcome, override reason code) and the free-text comment, which only the study
+team reads (`fhir3t serve --feedback`); nothing of it is logged.
+
+The how-often rule (`may_show`): no card for a patient within `after_accept_days` of an accepted card,
+within `after_override_days` of a dismissed one, or within `show_again_after_days` of the last card,
+unless the patient moved from candidate to eligible since (news worth a card).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cards (
+    uuid TEXT PRIMARY KEY, service TEXT NOT NULL, patient TEXT NOT NULL, status TEXT NOT NULL,
+    shown_at REAL NOT NULL, hook_instance TEXT);
+CREATE INDEX IF NOT EXISTS cards_patient ON cards (patient, shown_at);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, card TEXT NOT NULL, service TEXT NOT NULL, patient TEXT,
+    outcome TEXT NOT NULL, reason_system TEXT, reason_code TEXT, reason_display TEXT, comment TEXT,
+    accepted TEXT, outcome_at TEXT, received_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS feedback_patient ON feedback (patient, received_at);
+CREATE TABLE IF NOT EXISTS jti (iss TEXT NOT NULL, jti TEXT NOT NULL, exp REAL NOT NULL, PRIMARY KEY (iss, jti));
+"""
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    show_again_after_days: int = 7
+    after_override_days: int = 30
+    after_accept_days: int = 365
+
+
+def _private_file(path: Path, make: Callable[[], bytes]) -> bytes:
+    """Read a small secret file, creating it (0600) first if absent."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return data
+
+
+def private_token(path: Path) -> str:
+    """A random token kept in a 0600 file (created on first use): what rest-hook notifications must carry."""
+    return _private_file(path, lambda: secrets.token_urlsafe(32).encode()).decode().strip()
+
+
+class Store:
+    """One SQLite file; safe to share between the service's threads."""
+
+    def __init__(self, folder: Path, rule: Rule | None = None, clock: Callable[[], float] = time.time) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "cds.sqlite"
+        self.rule = rule or Rule()
+        self.clock = clock
+        self._key = _private_file(folder / "patient-hash.key", lambda: secrets.token_bytes(32))
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        os.chmod(self.path, 0o600)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def patient_key(self, server: str, patient_id: str) -> str:
+        return hmac.new(self._key, f"{server}\x1f{patient_id}".encode(), hashlib.sha256).hexdigest()
+
+    def _one(self, sql: str, args: tuple) -> tuple | None:
+        with self._lock:
+            row: tuple | None = self._db.execute(sql, args).fetchone()
+            return row
+
+    # ---- the how-often rule -------------------------------------------------------------
+    def may_show(self, patient: str, status: str, *, interval: bool = True) -> str | None:
+        """None if a card may show now; else why not (no patient data in the reason). `interval` off: only the
+        quiet periods after feedback apply (an order being placed is news whenever the last card was)."""
+        now, r = self.clock(), self.rule
+        fb = self._one("SELECT outcome, received_at FROM feedback WHERE patient = ? ORDER BY received_at DESC LIMIT 1",
+                       (patient,))
+        if fb is not None:
+            outcome, at = fb
+            if outcome == "accepted" and now - at < r.after_accept_days * DAY:
+                return f"accepted {int((now - at) // DAY)} day(s) ago"
+            if outcome == "overridden" and now - at < r.after_override_days * DAY:
+                return f"dismissed {int((now - at) // DAY)} day(s) ago"
+        last = self._one("SELECT status, shown_at FROM cards WHERE patient = ? ORDER BY shown_at DESC LIMIT 1", (patient,))
+        if last is not None and interval:
+            was, at = last
+            if now - at < r.show_again_after_days * DAY and not (was == "candidate" and status == "eligible"):
+                return f"shown {int((now - at) // DAY)} day(s) ago"
+        return None
+
+    def shown(self, uuid: str, service: str, patient: str, status: str, hook_instance: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO cards (uuid, service, patient, status, shown_at, hook_instance) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (uuid, service, patient, status, self.clock(), hook_instance))
+
+    # ---- feedback -----------------------------------------------------------------------
+    def feedback(self, service: str, item: dict[str, Any]) -> bool:
+        """Record one feedback item (checked by the caller); True if its card is one this service showed."""
+        card = self._one("SELECT patient FROM cards WHERE uuid = ? AND service = ?", (item["card"], service))
+        reason = (item.get("overrideReason") or {}).get("reason") or {}
+        comment = (item.get("overrideReason") or {}).get("userComment")
+        accepted = [s.get("id") for s in item.get("acceptedSuggestions") or ()]
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO feedback (card, service, patient, outcome, reason_system, reason_code, reason_display, "
+                "comment, accepted, outcome_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (item["card"], service, card[0] if card else None, item["outcome"], reason.get("system"),
+                 reason.get("code"), reason.get("display"), comment, json.dumps(accepted) if accepted else None,
+                 item.get("outcomeTimestamp"), self.clock()))
+        return card is not None
+
+    def summary(self) -> dict[str, Any]:
+        """What clinicians did with the cards (counts and reasons; no patient, no comment text)."""
+        with self._lock:
+            shown = dict(self._db.execute("SELECT status, COUNT(*) FROM cards GROUP BY status").fetchall())
+            patients = self._db.execute("SELECT COUNT(DISTINCT patient) FROM cards").fetchone()[0]
+            outcomes = dict(self._db.execute(
+                "SELECT outcome, COUNT(DISTINCT card) FROM feedback GROUP BY outcome").fetchall())
+            reasons = self._db.execute(
+                "SELECT COALESCE(reason_code, ''), COALESCE(reason_display, ''), COUNT(*) FROM feedback "
+                "WHERE outcome = 'overridden' GROUP BY 1, 2 ORDER BY 3 DESC").fetchall()
+            comments = self._db.execute("SELECT COUNT(*) FROM feedback WHERE comment IS NOT NULL AND comment != ''").fetchone()[0]
+            unknown = self._db.execute("SELECT COUNT(*) FROM feedback WHERE patient IS NULL").fetchone()[0]
+        return {
+            "cards_shown": sum(shown.values()), "by_status": shown, "patients": patients,
+            "accepted": outcomes.get("accepted", 0), "overridden": outcomes.get("overridden", 0),
+            "override_reasons": [{"code": c or None, "display": d or None, "count": n} for c, d, n in reasons],
+            "comments": comments, "feedback_for_unknown_cards": unknown,
+        }
+
+    def feedback_rows(self) -> list[dict[str, Any]]:
+        """Every feedback item, for the study team (includes the clinicians' comments)."""
+        with self._lock:
+            cur = self._db.execute("SELECT f.card, f.outcome, f.reason_code, f.reason_display, f.comment, f.accepted, "
+                                   "f.outcome_at, c.status FROM feedback f LEFT JOIN cards c ON c.uuid = f.card "
+                                   "ORDER BY f.id")
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    # ---- JWT replay ---------------------------------------------------------------------
+    def use_jti(self, iss: str, jti: str, exp: float) -> bool:
+        """Remember a JWT id until it expires; False if it was used already (a replay)."""
+        with self._lock:
+            self._db.execute("DELETE FROM jti WHERE exp < ?", (self.clock() - 300,))
+            try:
+                self._db.execute("INSERT INTO jti (iss, jti, exp) VALUES (?, ?, ?)", (iss, jti, exp))
+            except sqlite3.IntegrityError:
+                return False
+        return True
+
+
+__all__ = ["Rule", "Store", "private_token"]

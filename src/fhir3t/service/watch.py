@@ -1,0 +1,419 @@
+"""Event-driven screening: screen a patient when data the criteria read arrives, push the ResearchSubject.
+
+Two ways of noticing, both ending in the same `screen_and_push`:
+
+- **Subscriptions** (R4 rest-hook), where the server offers them: one Subscription per resource type
+  the *inclusion* criteria read by code (the study's anchor diagnosis, anti-MDA5, DLCO, chest CT, ...),
+  their codes taken from the value sets (with the ICD expansions and ConceptMap source codes the
+  server pull uses), so a new anti-MDA5 result or a dermatomyositis diagnosis is screened within
+  seconds. Notifications carry the resource, only its id, or nothing: the patient is taken from the
+  resource when there is one, read from the server when only an id came, and an empty notification
+  asks for a poll. The payload only says *whom* to screen; the record is always read from the server.
+- **Polling** `_lastUpdated` (always on: a Subscription covers the decisive inclusion data, the poll
+  every type the criteria read, exclusions included; and a missed notification is caught up). The
+  high-water mark is the newest `meta.lastUpdated` the server reported (its clock, not ours), queried
+  again with an overlap and de-duplicated by version, and kept on disk after each round's pushes
+  succeeded, so a restarted watcher resumes where it stopped and a crash re-screens rather than skips.
+
+Pushed: the ResearchSubject of every `eligible` or `candidate` patient, and of any patient this study
+already has a fhir3t ResearchSubject for (so a candidate who turns out ineligible is updated, while
+the thousands of ineligible patients with a routine lab result do not each get one); through
+FhirServerSink, whose no-regression rule never overwrites a subject the study team has enrolled.
+Logs carry counts only.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fhir3t.canonical import ID_RESEARCH_SUBJECT
+from fhir3t.dates import instant, today_utc
+from fhir3t.emit import screening_bundle
+from fhir3t.emit.screening import subject_id
+from fhir3t.errors import Fhir3tError, InputError, Problems
+from fhir3t.ids import stable_id
+from fhir3t.pipeline import Engine, screen_server
+from fhir3t.r4facts import r4_facts
+from fhir3t.sinks import FhirServerSink, write_json
+from fhir3t.sources.refs import normalize_reference, patient_reference
+from fhir3t.sources.rest import anchor_codes
+from fhir3t.transport.http import FhirClient, HttpStatusError
+
+log = logging.getLogger("fhir3t.watch")
+
+PUSHED = frozenset({"eligible", "candidate"})
+#: seconds of `_lastUpdated` queried again below the mark (transactions commit out of order)
+OVERLAP = 120.0
+#: codes per Subscription criteria (keeps the criteria URL well under common limits)
+CODES_PER_SUBSCRIPTION = 60
+NOTIFY_PATH = "/fhir3t/notify"
+#: seconds a notification waits for the others of the same burst before its patients are screened
+SETTLE = 0.5
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")
+
+
+def patient_of(res: dict) -> str | None:
+    """The FHIR id of the patient a resource belongs to (None: names no patient)."""
+    if res.get("resourceType") == "Patient":
+        rid = res.get("id")
+        return rid if isinstance(rid, str) else None
+    ref = patient_reference(res)
+    key = normalize_reference(ref, {}) if ref else None
+    return key.split("/", 1)[1] if key and key.startswith("Patient/") else None
+
+
+def is_ours(res: dict) -> bool:
+    """A ResearchSubject fhir3t wrote: the watcher's own pushes are not news (they would re-trigger it forever)."""
+    if res.get("resourceType") != "ResearchSubject":
+        return False
+    return any(isinstance(i, dict) and i.get("system") == ID_RESEARCH_SUBJECT for i in res.get("identifier") or ())
+
+
+@dataclass
+class WatchState:
+    """Where polling resumes: the newest lastUpdated processed, and the versions seen in the overlap."""
+
+    path: Path
+    server: str
+    mark: float | None = None
+    seen: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path, server: str) -> WatchState:
+        try:
+            data = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            return cls(path, server)
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise InputError(f"{path}: cannot read the watch state ({type(exc).__name__}); move it away to start afresh") from None
+        if not isinstance(data, dict) or data.get("server") != server:
+            raise InputError(f"{path}: this watch state is for another server; give --state another file")
+        mark = instant(data.get("mark")) if isinstance(data.get("mark"), str) else None
+        seen = {k: float(v) for k, v in (data.get("seen") or {}).items() if isinstance(v, int | float)}
+        return cls(path, server, mark, seen)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json({"server": self.server, "mark": iso(self.mark) if self.mark is not None else None,
+                    "seen": self.seen}, self.path)
+
+
+def state_file(folder: Path, server: str) -> Path:
+    return folder / f"watch-{hashlib.sha256(server.encode()).hexdigest()[:16]}.json"
+
+
+@dataclass
+class Round:
+    """What one round did (counts only)."""
+
+    changed: int = 0  # new resource versions the criteria read
+    patients: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    pushed: int = 0
+    protected: int = 0  # ResearchSubjects the no-regression rule kept
+    failed: int = 0
+    problems: int = 0
+    notified: bool = False  # screened on notifications (else a poll)
+
+    def line(self) -> str:
+        st = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "none"
+        what = "notification(s)" if self.notified else "new resource version(s)"
+        return (f"{self.changed} {what} of {self.patients} patient(s); screened: {st}; pushed "
+                f"{self.pushed} ResearchSubject(s), {self.protected} kept by the no-regression rule, {self.failed} failed")
+
+    def fields(self) -> dict[str, Any]:
+        return {"event": "watch-round", "changed": self.changed, "patients": self.patients,
+                "statuses": dict(self.statuses), "pushed": self.pushed, "protected": self.protected,
+                "failed": self.failed, "input_problems": self.problems}
+
+
+class Watcher:
+    """Screens patients with new relevant data on one server and pushes their ResearchSubjects."""
+
+    def __init__(self, client: FhirClient, engine: Engine, state: WatchState, *, start: float | None = None,
+                 today: Callable[[], date] | None = None, clock: Callable[[], float] = time.time,
+                 overlap: float = OVERLAP) -> None:
+        self.client = client
+        self.engine = engine
+        self.state = state
+        self.start = start
+        self.today = today or today_utc
+        self.clock = clock
+        self.overlap = overlap
+        self.queue: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.subscriptions: list[str] = []
+        self.rounds = 0
+        self.last_error: str | None = None
+
+    # ---- what changed --------------------------------------------------------------------
+    def types(self) -> list[str]:
+        shared = r4_facts().shared_types
+        return sorted(self.engine.wants.types - shared - {"Patient"})
+
+    def changes(self) -> tuple[set[str], int]:
+        """Patients with new versions of resources the criteria read (ids), and how many such versions.
+
+        Updates the in-memory mark and seen-set; the caller saves them once the round is pushed."""
+        st = self.state
+        if st.mark is not None:
+            since = st.mark - self.overlap
+        else:
+            since = (self.start if self.start is not None else self.clock()) - self.overlap
+        ids: set[str] = set()
+        changed = 0
+        newest = st.mark
+        seen = dict(st.seen)
+        caps = {r.get("type") for rest in self.client.capabilities().get("rest") or () for r in rest.get("resource") or ()
+                if isinstance(r, dict)}
+        for rtype in self.types():
+            if caps and rtype not in caps:
+                continue
+            try:
+                found = list(self.client.search(rtype, [("_lastUpdated", f"ge{iso(since)}"), ("_count", "500")]))
+            except HttpStatusError as exc:
+                if exc.status in (400, 422, 501):
+                    self.engine.problems.once(f"lastUpdated:{rtype}", f"{rtype} search",
+                                              f"the server cannot search {rtype} by _lastUpdated ({exc.status}); not watched")
+                    continue
+                raise
+            for res in found:
+                meta: dict = res["meta"] if isinstance(res.get("meta"), dict) else {}
+                ts = instant(meta.get("lastUpdated"))
+                version = meta.get("versionId") or meta.get("lastUpdated") or ""
+                vkey = f"{rtype}/{res.get('id')}/{version}"
+                if vkey in seen:
+                    continue
+                seen[vkey] = ts if ts is not None else since
+                if ts is not None and (newest is None or ts > newest):
+                    newest = ts
+                if is_ours(res) or not self.engine.wants(res, f"{rtype} search"):
+                    continue
+                pid = patient_of(res)
+                if pid:
+                    changed += 1
+                    ids.add(pid)
+        if newest is not None:
+            st.mark = newest
+            st.seen = {k: v for k, v in seen.items() if v >= newest - self.overlap}
+        elif st.mark is None:
+            st.mark = since + self.overlap  # nothing yet: start from when the watch started
+        return ids, changed
+
+    # ---- screening and pushing -----------------------------------------------------------
+    def _has_subject(self, patient: str) -> bool:
+        """Does the server hold this study's fhir3t ResearchSubject for the patient (an earlier push)?"""
+        rid = subject_id(self.engine.criteria, patient)
+        resp = self.client.request("GET", f"ResearchSubject/{rid}", ok=(404, 410))
+        return resp.status_code < 300
+
+    def screen_and_push(self, ids: Iterable[str], rnd: Round | None = None) -> Round:
+        rnd = rnd or Round()
+        ids = sorted(set(ids))
+        rnd.patients = len(ids)
+        if not ids:
+            return rnd
+        problems = Problems()
+        results = list(screen_server(self.client, self.engine, patients=ids, as_of=self.today(), problems=problems))
+        rnd.problems += len(problems)
+        for r in results:
+            rnd.statuses[r.status] += 1
+        chosen = [r for r in results if r.status in PUSHED or self._has_subject(r.patient)]
+        if not chosen:
+            return rnd
+        bundle, _notes = screening_bundle(chosen, self.engine.criteria, study=self.engine.study)
+        report = FhirServerSink(self.client).push(bundle)
+        for o in report.outcomes:
+            if "ResearchSubject" not in o.url:
+                continue
+            if o.state == "ok":
+                rnd.pushed += 1
+            elif o.state == "skipped":
+                rnd.protected += 1
+            elif o.state in ("failed", "unknown"):
+                rnd.failed += 1
+        return rnd
+
+    def poll(self) -> Round:
+        """One polling round: what changed, screened and pushed; the state saved afterwards."""
+        ids, changed = self.changes()
+        rnd = self.screen_and_push(ids, Round(changed=changed))
+        self.state.save()
+        self.rounds += 1
+        log.info("watch: %s", rnd.line(), extra={"fields": rnd.fields()})
+        return rnd
+
+    # ---- subscriptions -------------------------------------------------------------------
+    def supports_subscriptions(self) -> bool:
+        for rest in self.client.capabilities().get("rest") or ():
+            for r in rest.get("resource") or ():
+                if isinstance(r, dict) and r.get("type") == "Subscription":
+                    codes = {i.get("code") for i in r.get("interaction") or () if isinstance(i, dict)}
+                    return bool(codes & {"create", "update"})
+        return False
+
+    def trigger_queries(self) -> list[str]:
+        """Subscription criteria: per type the inclusion criteria read by code (and the anchor), its codes."""
+        tx = self.engine.tx
+        wanted: dict[str, dict[str, None]] = {}
+        sets = [(self.engine.study.candidate_type, tx.valueset(self.engine.study.candidate_valueset))]
+        for c in self.engine.criteria.criteria:
+            if c.kind == "inclusion":
+                sets += [(r.type, r.valueset) for r in c.rule.reads() if r.valueset is not None]
+        for rtype, vs in sets:
+            if vs is None:
+                continue
+            exact, _roots = anchor_codes(vs, tx)
+            for system, code in exact:
+                wanted.setdefault(rtype, {})[f"{_esc(system)}|{_esc(code)}"] = None
+        out = []
+        for rtype in sorted(wanted):
+            codes = list(wanted[rtype])
+            for i in range(0, len(codes), CODES_PER_SUBSCRIPTION):
+                out.append(f"{rtype}?code={','.join(codes[i:i + CODES_PER_SUBSCRIPTION])}")
+        return out
+
+    def subscribe(self, endpoint: str, token: str) -> list[str]:
+        """Create (or renew) the Subscriptions; ids of those the server made active."""
+        active = []
+        for criteria in self.trigger_queries():
+            sid = stable_id("Subscription", endpoint, criteria)
+            sub = {"resourceType": "Subscription", "id": sid, "status": "requested",
+                   "reason": f"fhir3t: screen patients for {self.engine.study.value} when trial-relevant data arrives",
+                   "criteria": criteria,
+                   "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json",
+                               "header": [f"Authorization: Bearer {token}"]}}
+            self.client.json("PUT", f"Subscription/{sid}", json=sub)
+            back = self.client.get(f"Subscription/{sid}")
+            status = back.get("status") if isinstance(back, dict) else None
+            if status in ("active", "requested"):
+                active.append(sid)
+                self.subscriptions.append(sid)
+            else:
+                error = back.get("error", "") if isinstance(back, dict) else ""
+                log.warning("watch: the server set a Subscription to %s: %s", status,
+                            str(error)[:200].encode("ascii", "replace").decode())
+        return active
+
+    def unsubscribe(self) -> None:
+        for sid in self.subscriptions:
+            try:
+                self.client.request("DELETE", f"Subscription/{sid}", ok=(404, 410))
+            except Fhir3tError as exc:
+                log.warning("watch: could not remove a Subscription: %s", type(exc).__name__)
+        self.subscriptions.clear()
+
+    # ---- notifications -------------------------------------------------------------------
+    def notified(self, body: bytes, rtype: str | None = None, rid: str | None = None) -> int:
+        """Queue what a rest-hook notification names; returns how many items were queued."""
+        data: Any = None
+        if body.strip():
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                data = None
+        resources: list[dict] = []
+        focus: list[str] = []
+        if isinstance(data, dict) and data.get("resourceType") == "Bundle":
+            for e in data.get("entry") or ():
+                res = e.get("resource") if isinstance(e, dict) else None
+                if not isinstance(res, dict):
+                    continue
+                if res.get("resourceType") == "Parameters":  # backport SubscriptionStatus: the events' focus
+                    for p in res.get("parameter") or ():
+                        for part in (p.get("part") or ()) if isinstance(p, dict) else ():
+                            ref = (part.get("valueReference") or {}).get("reference") if isinstance(part, dict) else None
+                            if isinstance(part, dict) and part.get("name") == "focus" and isinstance(ref, str):
+                                focus.append(ref)
+                elif res.get("resourceType") != "SubscriptionStatus":
+                    resources.append(res)
+        elif isinstance(data, dict) and isinstance(data.get("resourceType"), str):
+            resources.append(data)
+        elif rtype and rid:
+            focus.append(f"{rtype}/{rid}")
+        n = 0
+        held = {f"{r.get('resourceType')}/{r.get('id')}" for r in resources}
+        for res in resources:
+            pid = None if is_ours(res) else patient_of(res)
+            if pid:
+                self.queue.put(("patient", pid))
+                n += 1
+        for ref in focus:
+            norm = normalize_reference(ref, {})
+            if norm and norm not in held:
+                self.queue.put(("focus", norm))
+                n += 1
+        if n == 0:
+            self.queue.put(("poll", ""))
+            n = 1
+        return n
+
+    def _drain(self, first: tuple[str, str]) -> tuple[set[str], bool, int]:
+        """Everything queued: (patient ids to screen, whether a poll was asked for, items drained)."""
+        items = [first]
+        while True:
+            try:
+                items.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        ids: set[str] = set()
+        poll = False
+        for kind, value in items:
+            if kind == "patient":
+                ids.add(value)
+            elif kind == "poll":
+                poll = True
+            elif kind == "focus":
+                try:
+                    res = self.client.get(value)
+                except HttpStatusError:
+                    continue
+                pid = patient_of(res) if isinstance(res, dict) else None
+                if pid:
+                    ids.add(pid)
+        return ids, poll, len(items)
+
+    def run(self, stop: threading.Event, interval: float) -> None:
+        """Poll every `interval` seconds and screen what notifications name, until `stop` is set."""
+        next_poll = 0.0
+        while not stop.is_set():
+            wait = max(0.0, next_poll - time.monotonic())
+            try:
+                item = self.queue.get(timeout=min(wait, 0.5)) if wait > 0 else ("poll", "")
+            except queue.Empty:
+                continue
+            if item[0] != "poll":
+                stop.wait(SETTLE)  # a transaction's resources are notified one by one: screen their patient once
+            try:
+                ids, poll, n = self._drain(item)
+                if poll or time.monotonic() >= next_poll:
+                    self.poll()
+                    next_poll = time.monotonic() + interval
+                if ids:
+                    rnd = self.screen_and_push(ids, Round(changed=n, notified=True))
+                    log.info("watch: %s", rnd.line(), extra={"fields": {**rnd.fields(), "event": "watch-notified"}})
+                self.last_error = None
+            except Fhir3tError as exc:
+                self.last_error = type(exc).__name__
+                log.warning("watch: round failed, retrying in %.0f s: %s", min(interval, 60.0), type(exc).__name__)
+                next_poll = time.monotonic() + min(interval, 60.0)
+
+
+__all__ = ["NOTIFY_PATH", "OVERLAP", "Round", "WatchState", "Watcher", "iso", "patient_of", "state_file"]
