@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -66,29 +65,32 @@ def _rss_kb(pid: int) -> int:
 
 
 def run_tree(cmd: list[str], env: dict[str, str] | None = None) -> dict:
-    """Run `cmd`; wall seconds, peak RSS of the whole tree (sampled) and of its largest process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    peak = [0]
-    done = threading.Event()
+    """Run `cmd`; wall seconds, peak RSS of the whole tree (sampled) and of its largest process
+    (the kernel's figure from wait4, which covers the descendants the process waited for)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        peak = [0]
+        done = threading.Event()
 
-    def sample() -> None:
-        while not done.wait(0.2):
-            peak[0] = max(peak[0], sum(_rss_kb(p) for p in _tree(proc.pid)))
+        def sample() -> None:
+            while not done.wait(0.2):
+                peak[0] = max(peak[0], sum(_rss_kb(p) for p in _tree(proc.pid)))
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, err = proc.communicate()
-    wall = time.perf_counter() - t0
-    done.set()
-    sampler.join()
-    largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        done.set()
+        sampler.join()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if proc.returncode not in (0, 1):  # screen exits 1 when it met input problems worth reading
-        raise SystemExit(f"{' '.join(cmd[:4])} ... failed ({proc.returncode}):\n{err.decode(errors='replace')[-3000:]}")
-    return {"seconds": wall, "tree_peak_mb": peak[0] / 1024,
-            "largest_process_mb": (largest / 1024) if largest > before else None,
-            "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace")}
+        raise SystemExit(f"{' '.join(cmd[:4])} ... failed ({proc.returncode}):\n{stderr[-3000:]}")
+    return {"seconds": wall, "tree_peak_mb": peak[0] / 1024, "largest_process_mb": usage.ru_maxrss / 1024,
+            "stdout": stdout, "stderr": stderr}
 
 
 def generate(n: int, work: Path) -> Path:

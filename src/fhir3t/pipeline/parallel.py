@@ -21,6 +21,7 @@ import orjson
 
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.errors import InputProblem, Problems
+from fhir3t.pipeline import gcpolicy
 from fhir3t.pipeline.engine import Engine
 from fhir3t.sources.files import Limits, expand_paths
 from fhir3t.sources.grouping import GroupingSource, GroupStats, SharedIndex, foreign_unread, records_of
@@ -43,6 +44,7 @@ _SHARED: tuple[str, SharedIndex] | None = None
 
 def _init(spec: EngineSpec) -> None:
     global _ENGINE
+    gcpolicy.relax()  # a worker lives for one run
     if spec.profiles:
         from fhir3t.profiles import use_profiles
 

@@ -19,6 +19,7 @@ from fhir3t.errors import Fhir3tError, Problems, UsageError
 from fhir3t.formats import Format, RunInfo, get_format
 from fhir3t.formats.summary import StaleTally
 from fhir3t.pipeline.engine import Engine
+from fhir3t.pipeline.gcpolicy import fewer_collections
 from fhir3t.sinks import FileSink, atomic_text
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.files import Limits, expand_paths, with_discovered_maps
@@ -89,7 +90,8 @@ def screen_files(
                             documents=documents)
     engine.missing_parts = 0
     raws: Iterable[RawRecord] = only_patients(source, patients) if patients else source
-    yield from engine.screen_raw(raws, as_of_day, d1_day, source.shared)
+    with fewer_collections():
+        yield from engine.screen_raw(raws, as_of_day, d1_day, source.shared)
     engine.summary_problems(problems)
     if source.stats.unattributed:
         problems.add("input", f"{source.stats.unattributed} resource(s) that could decide a criterion name no patient "
