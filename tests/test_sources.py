@@ -310,3 +310,20 @@ def test_ndjson_lines_are_numbered_and_capped_the_same_whatever_the_read_size(tm
     [cut] = [p for p in problems if "truncated" in p.message]
     assert cut.where.endswith("Patient.ndjson:9")
     assert not [p for p in problems if p.where.endswith((":2", ":5"))]  # blank lines are no problem
+
+
+def test_auto_store_starts_on_disk_for_a_big_input_with_the_same_results(tmp_path, monkeypatch):
+    from fhir3t.sources import grouping
+    from fhir3t.sources.store import DiskStore, MemoryStore
+
+    shutil.copytree(NDJSON, tmp_path / "in")
+    small = GroupingSource([tmp_path / "in"], Problems())
+    assert isinstance(small.collect(), MemoryStore)
+    small.close()
+    monkeypatch.setattr(grouping, "AUTO_DISK_BYTES", 1)
+    big = GroupingSource([tmp_path / "in"], Problems())
+    assert isinstance(big.collect(), DiskStore) and big.stats.spilled
+    big.close()
+    on_disk = _summary(screen([tmp_path / "in"], as_of=AS_OF, concept_maps=CMAP))
+    monkeypatch.setattr(grouping, "AUTO_DISK_BYTES", 1 << 40)
+    assert on_disk == _summary(screen([tmp_path / "in"], as_of=AS_OF, concept_maps=CMAP, store="memory"))

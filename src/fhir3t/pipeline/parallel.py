@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -25,7 +26,7 @@ from fhir3t.pipeline import gcpolicy
 from fhir3t.pipeline.engine import Engine
 from fhir3t.sources.files import Limits, expand_paths
 from fhir3t.sources.grouping import GroupingSource, GroupStats, SharedIndex, foreign_unread, records_of
-from fhir3t.sources.store import DiskStore, read_partition
+from fhir3t.sources.store import PARTITIONS, DiskStore, read_partition
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def _split(files: Sequence[Path], n: int) -> list[list[str]]:
 
 def screen_parallel(paths: Sequence[str | Path], spec: EngineSpec, as_of: date, d1: date, jobs: int,
                     problems: Problems, limits: Limits | None = None, tmpdir: str | None = None,
-                    partitions: int = 256) -> Iterator[ScreeningResult]:
+                    partitions: int = PARTITIONS) -> Iterator[ScreeningResult]:
     """Screen files on `jobs` processes (see the module doc); problems land in `problems`."""
     limits = limits or Limits()
     json_files, ndjson_files = expand_paths(paths, problems)
@@ -127,11 +128,21 @@ def screen_parallel(paths: Sequence[str | Path], spec: EngineSpec, as_of: date, 
             shared = SharedIndex.from_entries(entries)
             shared_file = os.path.join(run_dir, "shared.json")
             Path(shared_file).write_bytes(orjson.dumps(shared.entries()))
-            chunks = [list(range(p, partitions, jobs * 4)) for p in range(jobs * 4)]
+            # small tasks, few in flight: what a worker sends back at once, and what waits in the
+            # parent to be written, stay a few partitions' worth whatever the number of patients
+            chunks = [list(range(p, min(p + 8, partitions))) for p in range(0, partitions, 8)]
             missing = 0
-            for results, found, adopted, missing_parts in pool.map(
-                    _screen, chunks, [stores] * len(chunks), [shared_file] * len(chunks), [as_of] * len(chunks),
-                    [d1] * len(chunks)):
+            pending: deque[Future] = deque()
+            todo = iter(chunks)
+            while True:
+                while len(pending) < jobs * 2:
+                    chunk = next(todo, None)
+                    if chunk is None:
+                        break
+                    pending.append(pool.submit(_screen, chunk, stores, shared_file, as_of, d1))
+                if not pending:
+                    break
+                results, found, adopted, missing_parts = pending.popleft().result()
                 problems.items.extend(found)
                 shared.adopted.update(adopted)
                 missing += missing_parts

@@ -37,7 +37,9 @@ from fhir3t.sources.files import (
 from fhir3t.sources.refs import has_patient_link, normalize_reference, patient_reference
 from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
 
-DEFAULT_SPILL_AT = 200_000  # kept resources held in memory before the store moves to disk
+DEFAULT_SPILL_AT = 50_000  # kept resources held in memory (~175 MB) before the store moves to disk
+#: inputs bigger than this (gzip counted 8 times its size) go to disk from the start with store="auto"
+AUTO_DISK_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -151,7 +153,10 @@ class GroupingSource:
         """Pass 1: read every input once, keep what is relevant, file it under its patient.
 
         `judge_foreign` off leaves `self.foreign` for a caller that knows more patients (parallel runs)."""
-        self._store = DiskStore(self.tmpdir) if self.store_kind == "disk" else MemoryStore()
+        disk = self.store_kind == "disk" or (self.store_kind == "auto" and _input_bytes(
+            [*self.json_files, *self.ndjson_files]) > AUTO_DISK_BYTES)
+        self._store = DiskStore(self.tmpdir) if disk else MemoryStore()
+        self.stats.spilled = disk and self.store_kind == "auto"
         for name, data in self.documents:
             self._document(data, name)
         for path in self.json_files:
@@ -359,6 +364,18 @@ def _check_export_state(folder: Path, problems: Problems) -> None:
     if not done:
         problems.add(str(folder), "this Bulk export did not complete (its state file says so): only part of it is "
                                   "here; run the same 'fhir3t export' again to resume it")
+
+
+def _input_bytes(files: Iterable[Path]) -> int:
+    """About how many bytes the inputs decode to (a gzip file counted as 8 times its size)."""
+    total = 0
+    for f in files:
+        try:
+            size = f.stat().st_size
+        except OSError:
+            continue
+        total += size * 8 if f.name.lower().endswith(".gz") else size
+    return total
 
 
 def foreign_unread(foreign: Iterable[tuple[str, str, str, str, str]], patients: set[str],

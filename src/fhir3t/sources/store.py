@@ -3,8 +3,10 @@
 `MemoryStore` keeps parsed resources in a dict (small inputs: nothing is serialised twice).
 `DiskStore` appends them to hash partitions on disk and gives them back one partition at a time,
 so memory holds one partition's patients, whatever the number of patients: partition files are
-sequential appends (no index to maintain, no sort), and one partition (1/256 of what was kept)
-is grouped in memory when it is read back. It lives in a fresh temporary folder removed on close,
+sequential appends (no index to maintain, no sort), and one partition (1/1024 of what was kept)
+is grouped in memory when it is read back. Write buffers are 64 KB a partition (64 MB at most);
+at a million patients (~5 GB kept) a partition is ~5 MB, so both stay far below the memory a
+run may use. It lives in a fresh temporary folder removed on close,
 so an interrupted run leaves nothing a later run could read.
 """
 from __future__ import annotations
@@ -71,12 +73,14 @@ class MemoryStore:
 
 
 _RES, _ALIAS, _UNREAD = 0, 1, 2
+#: partitions of a disk store (the parallel runner's pass 2 splits the same numbers)
+PARTITIONS = 1024
 
 
 class DiskStore:
     """Hash partitions of length-free NDJSON records: [kind, key, ...] (see module doc)."""
 
-    def __init__(self, folder: str | Path | None = None, partitions: int = 256, buffer_bytes: int = 1 << 20) -> None:
+    def __init__(self, folder: str | Path | None = None, partitions: int = PARTITIONS, buffer_bytes: int = 64 << 10) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="fhir3t-group-", dir=folder))
         self.partitions = partitions
         self._buffers: list[list[bytes]] = [[] for _ in range(partitions)]
