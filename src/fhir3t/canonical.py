@@ -25,7 +25,3 @@ PROFILE_RESEARCH_STUDY = f"{BASE}/StructureDefinition/fhir3t-research-study"
 PROFILE_RESEARCH_SUBJECT = f"{BASE}/StructureDefinition/fhir3t-research-subject"
 PROFILE_PROVENANCE = f"{BASE}/StructureDefinition/fhir3t-provenance"
 PROFILE_ADVERSE_EVENT = f"{BASE}/StructureDefinition/fhir3t-adverse-event"
-
-#: Still imported by emit/adverse_event.py until the study profile reaches it.
-STUDY_SYSTEM = "http://clinicaltrials.gov"
-STUDY_ID = "NCT06438679"

@@ -70,16 +70,17 @@ def _engine(job: Job) -> tuple[Engine, SharedIndex]:
     """The executor's engine and shared index, loaded on first use and kept for the process."""
     hit = _ENGINES.get(job.key)
     if hit is None:
-        folder = Path(tempfile.mkdtemp(prefix="fhir3t-spark-"))
-        maps = []
-        for i, text in enumerate(job.concept_maps):
-            maps.append(folder / f"conceptmap-{i}.json")
-            maps[-1].write_text(text, encoding="utf-8")
-        criteria = None
-        if job.criteria is not None:
-            criteria = folder / "criteria.json"
-            criteria.write_text(job.criteria, encoding="utf-8")
-        engine = Engine.load(maps, criteria)
+        with tempfile.TemporaryDirectory(prefix="fhir3t-spark-") as tmp:  # read at load, then removed
+            folder = Path(tmp)
+            maps = []
+            for i, text in enumerate(job.concept_maps):
+                maps.append(folder / f"conceptmap-{i}.json")
+                maps[-1].write_text(text, encoding="utf-8")
+            criteria = None
+            if job.criteria is not None:
+                criteria = folder / "criteria.json"
+                criteria.write_text(job.criteria, encoding="utf-8")
+            engine = Engine.load(maps, criteria)
         shared = SharedIndex()
         for line in job.shared:
             shared.add(orjson.loads(line))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -26,7 +25,7 @@ from fhir3t.pipeline import gcpolicy
 from fhir3t.pipeline.engine import Engine
 from fhir3t.sources.files import Limits, expand_paths
 from fhir3t.sources.grouping import GroupingSource, GroupStats, SharedIndex, foreign_unread, records_of
-from fhir3t.sources.store import PARTITIONS, DiskStore, read_partition
+from fhir3t.sources.store import PARTITIONS, DiskStore, read_partition, work_dir
 
 
 @dataclass(frozen=True)
@@ -67,9 +66,20 @@ def _collect(files: list[str], run_dir: str, limits: Limits) \
     return str(store.dir), src.shared.entries(), problems.items, src.stats, src.foreign, sorted(src.patients_seen)
 
 
-def _screen(parts: list[int], stores: list[str], shared_file: str, as_of: date, d1: date) \
-        -> tuple[list[ScreeningResult], list[InputProblem], list[str], int]:
-    """Pass 2 in a process: the patients of some partitions, screened."""
+def _position(where: str, order: dict[str, int]) -> tuple[int, int]:
+    """(input file's rank, line or entry number) of a location `path:line` or `path#entry[i]`."""
+    path, sep, rest = where.rpartition("#entry[")
+    if not sep:
+        path, sep, rest = where.rpartition(":")
+    number = rest.rstrip("]")
+    return order.get(path, len(order)), int(number) if sep and number.isdigit() else 0
+
+
+def _screen(parts: list[int], stores: list[str], shared_file: str, as_of: date, d1: date,
+            order: dict[str, int]) -> tuple[list[ScreeningResult], list[InputProblem], list[str], int]:
+    """Pass 2 in a process: the patients of some partitions, screened. Each patient's resources are
+    put back in the order one process reads them (input file, then position), so that what depends
+    on that order (the evidence listed for a same-day conflict) is as on one process."""
     global _SHARED
     assert _ENGINE is not None
     if _SHARED is None or _SHARED[0] != shared_file:
@@ -85,6 +95,8 @@ def _screen(parts: list[int], stores: list[str], shared_file: str, as_of: date, 
     _ENGINE.missing_parts = 0
     for p in parts:
         groups = read_partition([Path(s) / f"{p:04d}.ndjson" for s in stores])
+        for g in groups.values():
+            g.resources.sort(key=lambda rw: _position(rw[1], order))
         results.extend(_ENGINE.screen_raw(records_of(groups.items(), shared, problems), as_of, d1))
     return results, problems.items, sorted(shared.adopted), _ENGINE.missing_parts
 
@@ -106,7 +118,8 @@ def screen_parallel(paths: Sequence[str | Path], spec: EngineSpec, as_of: date, 
     limits = limits or Limits()
     json_files, ndjson_files = expand_paths(paths, problems)
     files = [*json_files, *ndjson_files]
-    run_dir = tempfile.mkdtemp(prefix="fhir3t-run-", dir=tmpdir)
+    order = {str(f): i for i, f in enumerate(files)}  # the order one process reads them in
+    run_dir = str(work_dir("fhir3t-run-", tmpdir))
     try:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_init, initargs=(spec,)) as pool:
             collected = list(pool.map(_collect, _split(files, jobs), [run_dir] * jobs, [limits] * jobs))
@@ -139,7 +152,7 @@ def screen_parallel(paths: Sequence[str | Path], spec: EngineSpec, as_of: date, 
                     chunk = next(todo, None)
                     if chunk is None:
                         break
-                    pending.append(pool.submit(_screen, chunk, stores, shared_file, as_of, d1))
+                    pending.append(pool.submit(_screen, chunk, stores, shared_file, as_of, d1, order))
                 if not pending:
                     break
                 results, found, adopted, missing_parts = pending.popleft().result()

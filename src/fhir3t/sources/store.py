@@ -7,11 +7,14 @@ sequential appends (no index to maintain, no sort), and one partition (1/1024 of
 is grouped in memory when it is read back. Write buffers are 64 KB a partition (64 MB at most);
 at a million patients (~5 GB kept) a partition is ~5 MB, so both stay far below the memory a
 run may use. It lives in a fresh temporary folder removed on close,
-so an interrupted run leaves nothing a later run could read.
+so an interrupted run leaves nothing a later run could read; a later run also removes what a killed
+run left behind (`work_dir`), so a crash at a million patients does not keep gigabytes of disk.
 """
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -72,6 +75,37 @@ class MemoryStore:
         self._groups.clear()
 
 
+_OWNER = "owner"
+
+
+def work_dir(prefix: str, folder: str | Path | None = None) -> Path:
+    """A fresh temporary folder, marked with this process (host and pid). Folders of the same
+    prefix whose process is gone (killed mid-run: no cleanup ran) are removed first; a folder whose
+    mark cannot be read, or that belongs to another host or a live process, is left alone."""
+    parent = Path(folder or tempfile.gettempdir())
+    host = socket.gethostname()
+    for old in parent.glob(f"{prefix}*"):
+        try:
+            owner_host, pid = (old / _OWNER).read_text(encoding="utf-8").split()
+            if owner_host == host and not _alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+    new = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
+    (new / _OWNER).write_text(f"{host} {os.getpid()}", encoding="utf-8")
+    return new
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
 _RES, _ALIAS, _UNREAD = 0, 1, 2
 #: partitions of a disk store (the parallel runner's pass 2 splits the same numbers)
 PARTITIONS = 1024
@@ -81,7 +115,7 @@ class DiskStore:
     """Hash partitions of length-free NDJSON records: [kind, key, ...] (see module doc)."""
 
     def __init__(self, folder: str | Path | None = None, partitions: int = PARTITIONS, buffer_bytes: int = 64 << 10) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="fhir3t-group-", dir=folder))
+        self.dir = work_dir("fhir3t-group-", folder)
         self.partitions = partitions
         self._buffers: list[list[bytes]] = [[] for _ in range(partitions)]
         self._buffered = [0] * partitions
