@@ -1,6 +1,8 @@
 """The Spark runner gives the single-machine results (skipped unless pyspark is installed)."""
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,6 +18,9 @@ from fhir3t import spark as fspark  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import population  # noqa: E402
+from check_truth import compare  # noqa: E402
+
+AS_OF = "2026-11-16"
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +45,80 @@ def test_samples_ndjson_same_results_as_screen(session, tmp_path: Path) -> None:
     assert on_spark == single
 
 
-def test_generated_population_same_results_as_screen(session, tmp_path: Path) -> None:
-    population.generate(400, tmp_path / "pop", seed=11, chunk=200, lines_per_file=4000, hospital_fraction=0.25)
-    on_spark, single = run_both(session, [tmp_path / "pop" / "fhir"], tmp_path / "out", "2026-11-16")
-    assert len(single) == 400
+def test_results_naming_no_patient_and_odd_shapes_as_on_one_machine(session, tmp_path: Path) -> None:
+    """A lab system's results without subject, adopted by a report in another file; a report whose
+    `result` is a string; an Appointment whose participant is the patient."""
+    data = tmp_path / "in"
+    shutil.copytree(ROOT / "tests" / "data" / "ndjson", data)
+    lab = [{"resourceType": "Observation", "id": "lab-hbsag", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "5196-1"}]},
+            "effectiveDateTime": "2026-06-10", "valueCodeableConcept": {"text": "阳性"}},
+           {"resourceType": "Observation", "id": "lab-unclaimed", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "13955-0"}]},
+            "effectiveDateTime": "2026-06-10", "valueCodeableConcept": {"text": "阴性"}}]
+    (data / "lab.ndjson").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lab), encoding="utf-8")
+    reports = [{"resourceType": "DiagnosticReport", "id": "dr1", "status": "final", "subject": {"reference": "Patient/p01"},
+                "code": {"text": "乙肝五项"}, "effectiveDateTime": "2026-06-10",
+                "result": [{"reference": "http://lis.example/fhir/Observation/lab-hbsag"}]},
+               {"resourceType": "DiagnosticReport", "id": "dr2", "status": "final", "subject": {"reference": "Patient/p02"},
+                "code": {"text": "HBV"}, "effectiveDateTime": "2026-06-10", "result": "Observation/lab-hbsag"}]
+    (data / "DiagnosticReport.ndjson").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in reports),
+                                                  encoding="utf-8")
+    on_spark, single = run_both(session, [data], tmp_path / "out", "2026-06-15")
+    assert on_spark == single
+    assert any("Observation/lab-hbsag" in c["evidence"] for c in single["Patient/p01"]["criteria"])
+
+
+def _as_bulk_export(bundles: list[Path], out: Path) -> dict[str, str]:
+    """The sample Bundles as a server's Bulk export would give them: type-split NDJSON, every resource with an
+    id and `urn:uuid:` references rewritten to `Type/id`. Returns {Bundle-side patient key: export key}."""
+    by_type: dict[str, list[str]] = {}
+    renamed: dict[str, str] = {}
+    for path in bundles:
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+        entries = [e for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict)]
+        local = {}
+        for e in entries:
+            res, full = e["resource"], e.get("fullUrl") or ""
+            if full.startswith("urn:uuid:"):
+                res.setdefault("id", full.removeprefix("urn:uuid:"))
+                local[full] = f"{res['resourceType']}/{res['id']}"
+        for e in entries:
+            text = json.dumps(e["resource"], ensure_ascii=False)
+            for full, ref in local.items():
+                text = text.replace(f'"{full}"', f'"{ref}"')
+            by_type.setdefault(e["resource"]["resourceType"], []).append(text)
+        renamed.update({full: ref for full, ref in local.items() if ref.startswith("Patient/")})
+    out.mkdir(parents=True)
+    for rtype, lines in by_type.items():
+        (out / f"{rtype}.ndjson").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return renamed
+
+
+def test_bundled_samples_as_a_bulk_export_same_results_on_spark(session, tmp_path: Path) -> None:
+    bundles = sorted((ROOT / "samples" / "screening").glob("*.json")) + sorted((ROOT / "samples" / "hospital").glob("*/*.json"))
+    maps = [ROOT / "samples" / "conceptmaps" / "hospital-local.json", ROOT / "samples" / "hospital" / "ConceptMap-zj2h-local.json"]
+    renamed = _as_bulk_export(bundles, tmp_path / "export")
+    job, _ = fspark.make_job([str(tmp_path / "export")], fspark.date.fromisoformat(AS_OF), None, [str(m) for m in maps])
+    fspark.run(session, [str(tmp_path / "export")], str(tmp_path / "out"), job, fspark.read_types(job), partitions=3)
+    on_spark = {r["patient"]: r for r in fspark.read_results(tmp_path / "out")}
+    single = {r.patient: r.to_dict() for r in fhir3t.screen([tmp_path / "export"], as_of=AS_OF, concept_maps=maps)}
+    assert on_spark == single
+    from_bundles = {renamed.get(r.patient, r.patient): r.status for r in fhir3t.screen(bundles, as_of=AS_OF, concept_maps=maps)}
+    assert {k: r["status"] for k, r in on_spark.items()} == from_bundles
+    assert len(from_bundles) >= 30 and {"eligible", "ineligible", "candidate"} <= set(from_bundles.values())
+
+
+def test_generated_population_same_results_as_screen_and_truth(session, tmp_path: Path) -> None:
+    population.generate(2000, tmp_path / "pop", seed=5, chunk=500, lines_per_file=40_000, hospital_fraction=0.1)
+    on_spark, single = run_both(session, [tmp_path / "pop" / "fhir"], tmp_path / "out", AS_OF)
+    assert len(single) == 2000
     assert {r["status"] for r in single.values()} == {"eligible", "ineligible", "candidate"}
     assert on_spark == single
+    truth = [json.loads(line) for line in (tmp_path / "pop" / "truth.ndjson").read_text(encoding="utf-8").splitlines()]
+    verdict = compare(sorted(on_spark.values(), key=lambda r: r["patient"]), truth)
+    assert not verdict["missing"] and not verdict["duplicated"] and not verdict["not_in_truth"]
+    assert verdict["false_eligible"] == [] and verdict["wrong"] == [], verdict["wrong"][:3]
 
 
 def test_results_are_written_sorted_by_patient_and_problems_named(session, tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ patient is screened by `fhir3t.pipeline.Engine.screen_raw`, loaded once per exec
 results are those of the single-machine path. Steps:
 
 1. the lines are read as text (`IN_DIR` and its sub-folders: *.ndjson, *.ndjson.gz, *.jsonl);
-   Spark SQL (`from_json` on a five-field schema) extracts the resource type and the patient
-   reference of each line, and drops the types no criterion reads before any Python runs;
+   Spark SQL (`from_json` on a small schema) extracts the resource type, the patient reference
+   and the result references of each line, and drops the types no criterion reads before any Python runs;
 2. the shared resources (Medication, ResearchStudy: a small set) are collected and broadcast;
+   results that name no patient are joined to the patients whose reports or panels point at them;
 3. each remaining line passes the engine's read filter (`Engine.wants`) on the executors, so only
    the ~5 % of lines a criterion reads are shuffled; lines are grouped by patient (`groupByKey`)
    and each group is put back in the single-machine path's order (file path, then position);
@@ -27,7 +28,7 @@ import hashlib
 import json
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
@@ -42,6 +43,10 @@ from fhir3t.sources.base import RawRecord
 from fhir3t.sources.grouping import SharedIndex
 
 NDJSON_GLOB = "*.{ndjson,ndjson.gz,jsonl,jsonl.gz,NDJSON,NDJSON.GZ}"
+#: what reports and panels point at their results with
+PART_LINKS = ("result", "hasMember")
+#: patient links that are lists of participants with an `actor` (Appointment)
+LIST_LINKS = frozenset({"participant"})
 
 
 @dataclass(frozen=True)
@@ -102,10 +107,14 @@ def _order_key(file: str) -> tuple:
     return (1, (file,))
 
 
-def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, tuple[tuple, str, str]]]:
+#: what keep_lines hands to the grouping: (sort key, line, where, whether it is an adopted result)
+Kept = tuple[tuple, str, str, bool]
+
+
+def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
     """Executor, before the shuffle: decode, keep what the read filter wants -> (patient, (order, line, where)).
 
-    Problems travel under the empty key as ((), JSON, "") so the grouping step writes them out.
+    Problems travel under the empty key as ((), JSON, "", False) so the grouping step writes them out.
     """
     job: Job = job_bc.value
     engine, _shared = _engine(job)
@@ -121,18 +130,33 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, tuple[tu
             engine.problems.add(where, "not a FHIR resource (no resourceType); line skipped")
             continue
         rtype = res["resourceType"]
-        if not row.key:
+        if row.orphan:
+            if not wants(res, where):
+                continue
+            if not row.key:
+                engine.problems.add(where, f"{rtype} names no patient and no report or panel of a patient points at "
+                                           "it; skipped")
+                continue
+        elif not row.key:
             engine.problems.add(where, "Patient without id; skipped" if rtype == "Patient"
                                 else f"{rtype} has no usable patient reference; skipped")
             continue
-        if rtype != "Patient" and not wants(res, where):
+        elif rtype != "Patient" and not wants(res, where):
             continue
-        yield row.key, ((_order_key(where), row.block, row.pos), row.value, where)
+        yield row.key, ((_order_key(where), row.block, row.pos), row.value, where, row.orphan)
     for _, text in _drain(engine):
-        yield "", ((), text, "")
+        yield "", ((), text, "", False)
 
 
-def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[tuple[tuple, str, str]]]]) -> Iterator[tuple[str, str]]:
+def _resolver(adopted: SharedIndex, shared: SharedIndex) -> Callable[[str], dict | None]:
+    def resolve(ref: str) -> dict | None:
+        hit = adopted.get(ref)
+        return hit if hit is not None else shared.get(ref)
+
+    return resolve
+
+
+def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[Kept]]]) -> Iterator[tuple[str, str]]:
     """Executor, after the shuffle: one RawRecord per patient, screened by the engine -> (kind, JSON)."""
     job: Job = job_bc.value
     engine, shared = _engine(job)
@@ -141,14 +165,18 @@ def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[tuple[tuple,
     def records() -> Iterator[RawRecord]:
         for key, lines in groups:
             if not key:
-                passed.extend(text for _, text, _ in lines)
+                passed.extend(text for _, text, _, _ in lines)
                 continue
             ordered = sorted(lines, key=lambda x: x[0])
-            resources = [(orjson.loads(text), where) for _, text, where in ordered]
+            resources = [(orjson.loads(text), where) for _, text, where, orphan in ordered if not orphan]
             source = str(PurePosixPath(ordered[0][2]).parent)
             if not any(r.get("resourceType") == "Patient" for r, _ in resources):
                 engine.problems.add(source, f"{key}: no Patient resource in the NDJSON; screened without demographics", skipped=False)
-            yield RawRecord(key, resources, source, shared.get, {})
+            adopted = SharedIndex()  # results naming no patient that this patient's reports point at
+            for _, text, _, orphan in ordered:
+                if orphan:
+                    adopted.add(orjson.loads(text))
+            yield RawRecord(key, resources, source, _resolver(adopted, shared) if adopted.by_ref else shared.get, {})
 
     for result in engine.screen_raw(records(), job.as_of, job.d1, shared):
         yield "result", orjson.dumps(result.to_dict()).decode()
@@ -163,12 +191,54 @@ def _patient_key(functions: Any, parsed: Any) -> Any:
     F = functions
     ref = F.lit(None)
     for rtype, fields in r4_facts().patient_links.items():
-        ref = F.when(parsed["resourceType"] == rtype, F.coalesce(*(parsed[f]["reference"] for f in fields))).otherwise(ref)
+        refs = [_link_reference(F, parsed, f) for f in fields]
+        ref = F.when(parsed["resourceType"] == rtype, F.coalesce(*refs) if len(refs) > 1 else refs[0]).otherwise(ref)
     # Patient/x, Patient/x/_history/1, http(s)://base/Patient/x (as fhir3t.sources.files.normalize_reference)
     pid = F.regexp_extract(F.regexp_replace(ref, r"[?#].*$", ""), r"(?:^|/)Patient/([^/]+)(?:/_history(?:/[^/]*)?)?/?$", 1)
     from_ref = F.when(pid != "", F.concat(F.lit("Patient/"), pid))
     return F.when(parsed["resourceType"] == "Patient", F.when(parsed["id"].isNotNull(), F.concat(F.lit("Patient/"), parsed["id"]))) \
         .otherwise(from_ref)
+
+
+def _link_reference(functions: Any, parsed: Any, field: str) -> Any:
+    """The reference a link element holds; for a list of participants (Appointment), the first actor
+    that is a Patient, as sources.refs.patient_reference reads it."""
+    if field in LIST_LINKS:
+        actors = functions.filter(parsed[field], lambda p: p["actor"]["reference"].contains("Patient/"))
+        return actors[0]["actor"]["reference"]
+    return parsed[field]["reference"]
+
+
+def _orphan(functions: Any, parsed: Any) -> Any:
+    """Spark SQL: an Observation with an id and no patient link at all (a lab's result that names no
+    patient), which a patient's report or panel may point at (as sources.grouping keeps them)."""
+    F = functions
+    links = r4_facts().patient_links.get("Observation", ())
+    absent = [parsed[f].isNull() for f in links]
+    cond = (parsed["resourceType"] == "Observation") & parsed["id"].isNotNull()
+    for a in absent:
+        cond = cond & a
+    return F.coalesce(cond, F.lit(False))
+
+
+def _adopted(functions: Any, keyed: Any, orphan: Any) -> Any:
+    """The orphan results joined to the patients whose reports (`result`) or panels (`hasMember`)
+    point at them: one row per adopting patient, under the empty key when none does."""
+    F = functions
+    reporting = keyed.filter(F.col("key").isNotNull() & F.col("p.resourceType").isin("DiagnosticReport", "Observation"))
+    pointers = None
+    for f in PART_LINKS:
+        part = reporting.select("key", F.explode(F.col(f"p.{f}")).alias("r")).select("key", F.col("r.reference").alias("ref"))
+        pointers = part if pointers is None else pointers.unionByName(part)
+    assert pointers is not None
+    # "Observation/<id>" as written, or a full URL's last Type/id (as SharedIndex.get normalizes it)
+    by_url = F.regexp_extract("ref", r"(?:^|/)(Observation/[^/?#]+)(?:/_history/[^/?#]*)?/?(?:[?#].*)?$", 1)
+    pointers = (pointers.withColumn("ref", F.when(F.col("ref").contains("://"), by_url).otherwise(F.col("ref")))
+                .filter(F.col("ref").startswith("Observation/")).distinct())
+    orphans = keyed.filter(orphan).select(F.concat(F.lit("Observation/"), F.col("p.id")).alias("ref"),
+                                          "value", "file", "block", "pos")
+    return (orphans.join(pointers, "ref", "left")
+            .select(F.coalesce("key", F.lit("")).alias("key"), "value", "file", "block", "pos", F.lit(True).alias("orphan")))
 
 
 def run(spark: Any, inputs: list[str], out: str, job: Job, types: Iterable[str], partitions: int | None = None) -> dict[str, int]:
@@ -177,9 +247,11 @@ def run(spark: Any, inputs: list[str], out: str, job: Job, types: Iterable[str],
     from pyspark.sql import types as T
 
     ref = T.StructType([T.StructField("reference", T.StringType())])
-    fields = sorted({f for fs in r4_facts().patient_links.values() for f in fs} - {"participant"})
+    fields = sorted({f for fs in r4_facts().patient_links.values() for f in fs})
     schema = T.StructType([T.StructField("resourceType", T.StringType()), T.StructField("id", T.StringType()),
-                           *(T.StructField(f, ref) for f in fields)])
+                           *(T.StructField(f, T.ArrayType(T.StructType([T.StructField("actor", ref)]))
+                                           if f in LIST_LINKS else ref) for f in fields),
+                           *(T.StructField(f, T.ArrayType(ref)) for f in PART_LINKS if f not in fields)])
     lines = (spark.read.option("recursiveFileLookup", "true").option("pathGlobFilter", NDJSON_GLOB).text(inputs)
              .select("value", F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_block_start").alias("block"),
                      F.monotonically_increasing_id().alias("pos")))
@@ -195,9 +267,12 @@ def run(spark: Any, inputs: list[str], out: str, job: Job, types: Iterable[str],
     wanted = sorted({"Patient", *types} - set(shared_types))
     # Malformed lines (no resourceType) and lines without a usable patient reference stay in, under
     # the empty key, so keep_lines names them as the file path does.
-    rows = (parsed.withColumn("key", _patient_key(F, F.col("p")))
-            .filter(F.col("p.resourceType").isNull() | F.col("p.resourceType").isin(wanted))
-            .select(F.coalesce("key", F.lit("")).alias("key"), "value", "file", "block", "pos"))
+    keyed = (parsed.withColumn("key", _patient_key(F, F.col("p")))
+             .filter(F.col("p.resourceType").isNull() | F.col("p.resourceType").isin(wanted)))
+    orphan = _orphan(F, F.col("p"))
+    own = keyed.filter(~orphan).select(F.coalesce("key", F.lit("")).alias("key"), "value", "file", "block", "pos",
+                                       F.lit(False).alias("orphan"))
+    rows = own.unionByName(_adopted(F, keyed, orphan))
     kept = rows.rdd.mapPartitions(lambda part: keep_lines(job_bc, part))
     n = partitions or max(spark.sparkContext.defaultParallelism, 1)
     out_rdd = kept.groupByKey(n).mapPartitions(lambda part: screen_groups(job_bc, part)).cache()

@@ -25,6 +25,7 @@ from fhir3t.pipeline import gcpolicy
 from fhir3t.pipeline.engine import Engine
 from fhir3t.sources.files import Limits, expand_paths
 from fhir3t.sources.grouping import GroupingSource, GroupStats, SharedIndex, foreign_unread, records_of
+from fhir3t.sources.seen import SeenPatients
 from fhir3t.sources.store import PARTITIONS, DiskStore, read_partition, work_dir
 
 
@@ -54,7 +55,7 @@ def _init(spec: EngineSpec) -> None:
 
 
 def _collect(files: list[str], run_dir: str, limits: Limits) \
-        -> tuple[str, list, list[InputProblem], GroupStats, list, list[str]]:
+        -> tuple[str, list, list[InputProblem], GroupStats, list, SeenPatients]:
     """Pass 1 in a process: its files into a disk store of its own (kept for pass 2). Entries naming
     patients it has not seen are handed back: another process may have them."""
     assert _ENGINE is not None
@@ -63,7 +64,7 @@ def _collect(files: list[str], run_dir: str, limits: Limits) \
     store = src.collect(judge_foreign=False)  # judged by the caller, over every process's patients
     assert isinstance(store, DiskStore)
     store.flush()
-    return str(store.dir), src.shared.entries(), problems.items, src.stats, src.foreign, sorted(src.patients_seen)
+    return str(store.dir), src.shared.entries(), problems.items, src.stats, src.foreign, src.seen
 
 
 def _position(where: str, order: dict[str, int]) -> tuple[int, int]:
@@ -125,14 +126,14 @@ def screen_parallel(paths: Sequence[str | Path], spec: EngineSpec, as_of: date, 
             collected = list(pool.map(_collect, _split(files, jobs), [run_dir] * jobs, [limits] * jobs))
             stores, entries, unattributed = [], [], 0
             foreign: list = []
-            patients: set[str] = set()
+            patients = SeenPatients()
             for store, shared_entries, found, stats, their_foreign, their_patients in collected:
                 stores.append(store)
                 entries.extend(shared_entries)
                 problems.items.extend(found)
                 unattributed += stats.unattributed
                 foreign.extend(their_foreign)
-                patients.update(their_patients)
+                patients.update(their_patients)  # hashed: ~12 bytes a patient
             extra = DiskStore(run_dir)
             for only, item, source in foreign_unread(foreign, patients, problems):
                 extra.unread(only, item, source)

@@ -16,7 +16,7 @@ elsewhere they are reported and counted in `stats.unattributed` for the run's su
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from fhir3t.sources.files import (
     read_json_file,
 )
 from fhir3t.sources.refs import has_patient_link, normalize_reference, patient_reference
+from fhir3t.sources.seen import SeenPatients
 from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
 
 DEFAULT_SPILL_AT = 50_000  # kept resources held in memory (~175 MB) before the store moves to disk
@@ -135,7 +136,7 @@ class GroupingSource:
         self._shared_types = facts.shared_types
         self._r4_types = facts.resource_types
         self._store: GroupStore | None = None
-        self._first_patient: dict[str, str] = {}
+        self.seen = SeenPatients()  # every Patient read, with where it was first (bounded: see seen.py)
         #: (bundle's only patient, other patient named, type, where, source): resolved after pass 1
         self.foreign: list[tuple[str, str, str, str, str]] = []
         self._prefilter: Callable[[bytes], bool] | None = None
@@ -168,14 +169,9 @@ class GroupingSource:
             self._ndjson_file(path)
             self._file_done(path)
         if judge_foreign:
-            for item in foreign_unread(self.foreign, set(self._first_patient), self.problems):
+            for item in foreign_unread(self.foreign, self.seen, self.problems):
                 self._store.unread(*item)
         return self._store
-
-    @property
-    def patients_seen(self) -> set[str]:
-        """Keys of the patients whose Patient resource was read."""
-        return set(self._first_patient)
 
     def close(self) -> None:
         if self._store is not None:
@@ -219,8 +215,8 @@ class GroupingSource:
         if key is None:
             self.problems.add(where, "Patient without id or fullUrl; skipped")
             return None
-        first = self._first_patient.setdefault(key, source)
-        if first != source:
+        first = self.seen.add(key, source)
+        if first is not None and first != source:
             self.problems.add(where, f"{key} appears again (first in {first}); its resources are screened together",
                               skipped=False)
         self._add(key, res, where, source)
@@ -378,7 +374,7 @@ def _input_bytes(files: Iterable[Path]) -> int:
     return total
 
 
-def foreign_unread(foreign: Iterable[tuple[str, str, str, str, str]], patients: set[str],
+def foreign_unread(foreign: Iterable[tuple[str, str, str, str, str]], patients: Container[str],
                    problems: Problems) -> Iterator[tuple[str, Unread, str]]:
     """Entries of a single-patient Bundle that name another patient who is nowhere in the input.
 
