@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 EXIT_OK = 0
-EXIT_FINDINGS = 1  # validate: errors found in the checked Bundles
+EXIT_FINDINGS = 1  # the check found problems: validate (errors in the Bundles), check-server (a check failed)
 EXIT_USAGE = 2  # bad command line (argparse uses 2 as well)
 EXIT_INPUT_SKIPPED = 3  # results produced, but some input was unreadable and skipped
 EXIT_INPUT_FATAL = 4  # nothing usable: missing path, no patients at all, bad concept map
