@@ -1,7 +1,9 @@
 """Which patient a resource belongs to, and references normalised to `Type/id` (no trial knowledge)."""
 from __future__ import annotations
 
+from fhir3t.jsonshape import child, child_text, text
 from fhir3t.r4facts import r4_facts
+from fhir3t.transport.urls import fhir_id
 
 
 def patient_reference(resource: dict) -> str | None:
@@ -19,6 +21,21 @@ def patient_reference(resource: dict) -> str | None:
             continue
         if isinstance(v, dict) and isinstance(v.get("reference"), str):
             return v["reference"]
+    return None
+
+
+def patient_id(resource: dict) -> str | None:
+    """The id of the patient a resource belongs to (its own for a Patient), only when it is a valid
+    FHIR id: for a server's answers, where a value may be of any shape (a search's `_elements` list
+    links that `patient_reference` would take as written)."""
+    rtype = text(resource.get("resourceType")) or ""
+    if rtype == "Patient":
+        return fhir_id(resource.get("id"))
+    for f in r4_facts().links(rtype):
+        ref = child_text(child(resource, f), "reference")
+        key = normalize_reference(ref, {}) if ref else None
+        if key and key.startswith("Patient/"):
+            return fhir_id(key.split("/", 1)[1])
     return None
 
 

@@ -35,7 +35,7 @@ from fhir3t.jsonshape import child, child_text, items, objs, text
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.grouping import SharedIndex, group_documents
-from fhir3t.sources.refs import normalize_reference
+from fhir3t.sources.refs import normalize_reference, patient_id
 from fhir3t.terminology import Code, Terminology, ValueSet
 from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError, entries
 from fhir3t.transport.urls import clean, fhir_id
@@ -227,7 +227,7 @@ class RestSource:
                     if not any(code in vs for code in self.tx.codes(coded)):
                         outside += 1  # the server ignored `code` (or matched loosely): not a candidate
                         continue
-                    key = self._patient_of(res)
+                    key = patient_id(res)
                     if key:
                         found[key] = None
             except HttpStatusError as exc:
@@ -253,18 +253,6 @@ class RestSource:
                 out.append(rid)
         return out
 
-    def _patient_of(self, res: dict) -> str | None:
-        """The id of the patient a resource belongs to (a valid FHIR id), or None."""
-        rtype = text(res.get("resourceType")) or ""
-        if rtype == "Patient":
-            return fhir_id(res.get("id"))
-        for f in r4_facts().links(rtype):
-            ref = child_text(child(res, f), "reference")
-            key = normalize_reference(ref, {}) if ref else None
-            if key and key.startswith("Patient/"):
-                return fhir_id(key.split("/", 1)[1])
-        return None
-
     def _changed_since(self, since: date) -> set[str]:
         """Patients with any resource the criteria read (or the Patient itself) updated since `since`."""
         out: set[str] = set()
@@ -278,7 +266,7 @@ class RestSource:
                 updated = child_text(child(res, "meta"), "lastUpdated")
                 if updated and updated[:10] < day:  # the server ignored _lastUpdated
                     continue
-                key = self._patient_of(res)
+                key = patient_id(res)
                 if key:
                     out.add(key)
         return out
