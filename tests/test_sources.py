@@ -327,3 +327,24 @@ def test_auto_store_starts_on_disk_for_a_big_input_with_the_same_results(tmp_pat
     on_disk = _summary(screen([tmp_path / "in"], as_of=AS_OF, concept_maps=CMAP))
     monkeypatch.setattr(grouping, "AUTO_DISK_BYTES", 1 << 40)
     assert on_disk == _summary(screen([tmp_path / "in"], as_of=AS_OF, concept_maps=CMAP, store="memory"))
+
+
+def test_disk_store_gives_back_every_patient_whole_as_memory_holds_it(tmp_path: Path) -> None:
+    from fhir3t.sources.base import Unread
+    from fhir3t.sources.store import DiskStore, MemoryStore
+
+    disk, mem = DiskStore(tmp_path, partitions=4, buffer_bytes=64), MemoryStore()
+    keys = ["Patient/p2", 'urn:uuid:odd"key\\with escapes', "Patient/p1", "Patient/é-中"]
+    for i in range(40):
+        for store in (disk, mem):
+            key = keys[i % len(keys)]
+            store.add(key, {"resourceType": "Observation", "id": f"o{i}", "note": [{"text": "阳性 \"+\""}]}, f"f.ndjson:{i}", "f")
+            if i % 7 == 0:
+                store.alias(key, f"urn:uuid:{i}", f"Observation/o{i}")
+            if i % 11 == 0:
+                store.unread(key, Unread("Condition", f"b.json#entry[{i}]", "garbled", None), "b.json")
+    got = {k: (g.resources, g.aliases, g.unread, g.source) for k, g in disk.groups()}
+    want = {k: (g.resources, g.aliases, g.unread, g.source) for k, g in mem.groups()}
+    assert got == want and set(got) == set(keys)
+    disk.close()
+    assert not disk.dir.exists()

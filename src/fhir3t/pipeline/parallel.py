@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -26,7 +26,10 @@ from fhir3t.pipeline.engine import Engine
 from fhir3t.sources.files import Limits, expand_paths
 from fhir3t.sources.grouping import GroupingSource, GroupStats, SharedIndex, foreign_unread, records_of
 from fhir3t.sources.seen import SeenPatients
-from fhir3t.sources.store import PARTITIONS, DiskStore, read_partition, work_dir
+from fhir3t.sources.store import PARTITIONS, DiskStore, Group, partition_groups, work_dir
+
+#: about how many patients' results one pass-2 task sends back at once
+TASK_PATIENTS = 1000
 
 
 @dataclass(frozen=True)
@@ -95,11 +98,15 @@ def _screen(parts: list[int], stores: list[str], shared_file: str, as_of: date, 
     results: list[ScreeningResult] = []
     _ENGINE.missing_parts = 0
     for p in parts:
-        groups = read_partition([Path(s) / f"{p:04d}.ndjson" for s in stores])
-        for g in groups.values():
-            g.resources.sort(key=lambda rw: _position(rw[1], order))
-        results.extend(_ENGINE.screen_raw(records_of(groups.items(), shared, problems), as_of, d1))
+        groups = partition_groups([Path(s) / f"{p:04d}.ndjson" for s in stores])
+        results.extend(_ENGINE.screen_raw(records_of(_in_read_order(groups, order), shared, problems), as_of, d1))
     return results, problems.items, sorted(shared.adopted), _ENGINE.missing_parts
+
+
+def _in_read_order(groups: Iterable[tuple[str, Group]], order: dict[str, int]) -> Iterator[tuple[str, Group]]:
+    for key, g in groups:
+        g.resources.sort(key=lambda rw: _position(rw[1], order))
+        yield key, g
 
 
 def _split(files: Sequence[Path], n: int) -> list[list[str]]:
@@ -143,13 +150,15 @@ def screen_parallel(paths: Sequence[str | Path], spec: EngineSpec, as_of: date, 
             shared_file = os.path.join(run_dir, "shared.json")
             Path(shared_file).write_bytes(orjson.dumps(shared.entries()))
             # small tasks, few in flight: what a worker sends back at once, and what waits in the
-            # parent to be written, stay a few partitions' worth whatever the number of patients
-            chunks = [list(range(p, min(p + 8, partitions))) for p in range(0, partitions, 8)]
+            # parent to be written, stay about TASK_PATIENTS results a task whatever the number of
+            # patients (8 partitions a task at 100 000 patients, 1 at a million)
+            step = max(1, min(8, TASK_PATIENTS * partitions // max(len(patients), 1)))
+            chunks = [list(range(p, min(p + step, partitions))) for p in range(0, partitions, step)]
             missing = 0
             pending: deque[Future] = deque()
             todo = iter(chunks)
             while True:
-                while len(pending) < jobs * 2:
+                while len(pending) < jobs + 1:
                     chunk = next(todo, None)
                     if chunk is None:
                         break
