@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,8 +55,9 @@ def main() -> None:
 
     b = {r["patient"]: r for r in read_results(spark_out)}
     same = sum(1 for k in a if b.get(k) == a[k])
+    shutil.rmtree(spark_out.parent, ignore_errors=True)
     print(f"{len(a)} patients ({root / 'fhir'}), {os.cpu_count()} CPUs, master {args.master}")
-    print(f"  fhir3t screen (one process): {t_single:8.1f} s  {len(a) / t_single:7.0f} patients/s  peak RSS {rss_single:6.0f} MB")
+    print(f"  fhir3t screen (all CPUs):   {t_single:8.1f} s  {len(a) / t_single:7.0f} patients/s  peak RSS {rss_single:6.0f} MB")
     print(f"  fhir3t.spark  (local mode):  {t_spark:8.1f} s  {len(b) / t_spark:7.0f} patients/s  largest process RSS {rss_spark:6.0f} MB")
     print(f"  identical results: {same}/{len(a)} patients" + ("" if len(a) == len(b) else f" (spark wrote {len(b)})"))
 
