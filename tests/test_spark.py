@@ -64,9 +64,22 @@ def test_results_naming_no_patient_and_odd_shapes_as_on_one_machine(session, tmp
                 "code": {"text": "HBV"}, "effectiveDateTime": "2026-06-10", "result": "Observation/lab-hbsag"}]
     (data / "DiagnosticReport.ndjson").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in reports),
                                                   encoding="utf-8")
+    appointments = [{"resourceType": "Appointment", "id": "a1", "status": "booked",
+                     "participant": [{"actor": {"reference": "Practitioner/d1"}, "status": "accepted"},
+                                     {"actor": {"reference": "Patient/p03"}, "status": "accepted"}]},
+                    {"resourceType": "Appointment", "id": "a2", "status": "booked",
+                     "participant": [{"actor": {"reference": "Practitioner/d1"}, "status": "accepted"}]}]
+    (data / "Appointment.ndjson").write_text("".join(json.dumps(r) + "\n" for r in appointments), encoding="utf-8")
     on_spark, single = run_both(session, [data], tmp_path / "out", "2026-06-15")
     assert on_spark == single
     assert any("Observation/lab-hbsag" in c["evidence"] for c in single["Patient/p01"]["criteria"])
+    # the patient key expression on its own, over participants with and without a Patient (ANSI mode)
+    from pyspark.sql import functions as F
+
+    lines = session.read.text(str(data / "Appointment.ndjson"))
+    parsed = lines.select(F.from_json(lines.value, fspark.line_schema()).alias("p"))
+    keys = sorted(str(r[0]) for r in parsed.select(fspark.patient_key(F, parsed.p)).collect())
+    assert keys == ["None", "Patient/p03"]
 
 
 def _as_bulk_export(bundles: list[Path], out: Path) -> dict[str, str]:

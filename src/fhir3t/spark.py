@@ -186,7 +186,7 @@ def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[Kept]]]) -> 
         yield "problem", text
 
 
-def _patient_key(functions: Any, parsed: Any) -> Any:
+def patient_key(functions: Any, parsed: Any) -> Any:
     """Spark SQL: 'Patient/<id>' of a line (its own id for a Patient, else its patient reference)."""
     F = functions
     ref = F.lit(None)
@@ -205,7 +205,7 @@ def _link_reference(functions: Any, parsed: Any, field: str) -> Any:
     that is a Patient, as sources.refs.patient_reference reads it."""
     if field in LIST_LINKS:
         actors = functions.filter(parsed[field], lambda p: p["actor"]["reference"].contains("Patient/"))
-        return actors[0]["actor"]["reference"]
+        return functions.get(actors, 0)["actor"]["reference"]  # NULL, not an error, when none is a Patient
     return parsed[field]["reference"]
 
 
@@ -241,17 +241,23 @@ def _adopted(functions: Any, keyed: Any, orphan: Any) -> Any:
             .select(F.coalesce("key", F.lit("")).alias("key"), "value", "file", "block", "pos", F.lit(True).alias("orphan")))
 
 
-def run(spark: Any, inputs: list[str], out: str, job: Job, types: Iterable[str], partitions: int | None = None) -> dict[str, int]:
-    """Screen the NDJSON under `inputs` on `spark`; write OUT/results and OUT/problems. Returns counts."""
-    from pyspark.sql import functions as F
+def line_schema() -> Any:
+    """What Spark SQL reads of each line: type, id, the patient links and what reports point at."""
     from pyspark.sql import types as T
 
     ref = T.StructType([T.StructField("reference", T.StringType())])
     fields = sorted({f for fs in r4_facts().patient_links.values() for f in fs})
-    schema = T.StructType([T.StructField("resourceType", T.StringType()), T.StructField("id", T.StringType()),
-                           *(T.StructField(f, T.ArrayType(T.StructType([T.StructField("actor", ref)]))
-                                           if f in LIST_LINKS else ref) for f in fields),
-                           *(T.StructField(f, T.ArrayType(ref)) for f in PART_LINKS if f not in fields)])
+    return T.StructType([T.StructField("resourceType", T.StringType()), T.StructField("id", T.StringType()),
+                         *(T.StructField(f, T.ArrayType(T.StructType([T.StructField("actor", ref)]))
+                                         if f in LIST_LINKS else ref) for f in fields),
+                         *(T.StructField(f, T.ArrayType(ref)) for f in PART_LINKS if f not in fields)])
+
+
+def run(spark: Any, inputs: list[str], out: str, job: Job, types: Iterable[str], partitions: int | None = None) -> dict[str, int]:
+    """Screen the NDJSON under `inputs` on `spark`; write OUT/results and OUT/problems. Returns counts."""
+    from pyspark.sql import functions as F
+
+    schema = line_schema()
     lines = (spark.read.option("recursiveFileLookup", "true").option("pathGlobFilter", NDJSON_GLOB).text(inputs)
              .select("value", F.col("_metadata.file_path").alias("file"), F.col("_metadata.file_block_start").alias("block"),
                      F.monotonically_increasing_id().alias("pos")))
@@ -267,7 +273,7 @@ def run(spark: Any, inputs: list[str], out: str, job: Job, types: Iterable[str],
     wanted = sorted({"Patient", *types} - set(shared_types))
     # Malformed lines (no resourceType) and lines without a usable patient reference stay in, under
     # the empty key, so keep_lines names them as the file path does.
-    keyed = (parsed.withColumn("key", _patient_key(F, F.col("p")))
+    keyed = (parsed.withColumn("key", patient_key(F, F.col("p")))
              .filter(F.col("p.resourceType").isNull() | F.col("p.resourceType").isin(wanted)))
     orphan = _orphan(F, F.col("p"))
     own = keyed.filter(~orphan).select(F.coalesce("key", F.lit("")).alias("key"), "value", "file", "block", "pos",
