@@ -24,8 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from cds_helpers import CONCEPT_MAP, SERVICE, hook_request, running  # noqa: E402
-from fhir3t.pipeline import Engine  # noqa: E402
-from fhir3t.pipeline.documents import screen_documents  # noqa: E402
+from fhir3t.pipeline import (  # noqa: E402
+    Definition,
+    Run,
+    screen_documents,
+)
 from fhir3t.service.prefetch import read_prefetch, templates  # noqa: E402
 from fhir3t.service.settings import ServeSettings  # noqa: E402
 
@@ -33,9 +36,9 @@ AS_OF = date(2026, 11, 16)
 PATIENTS = ("p01", "p03", "p07", "p22")  # eligible, candidate, ineligible, local codes (eligible with the map)
 
 
-def server_prefetch(base: str, engine: Engine, pid: str, keys: set[str] | None = None) -> dict:
+def server_prefetch(base: str, definition: Definition, pid: str, keys: set[str] | None = None) -> dict:
     out: dict = {}
-    for key, tpl in templates(engine).items():
+    for key, tpl in templates(definition).items():
         if keys is None or key in keys:
             body = requests.get(f"{base}/{tpl.expand(pid)}", headers={"Accept": "application/fhir+json"}, timeout=30).json()
             out[key] = None if body.get("resourceType") == "Bundle" and not body.get("entry") else body
@@ -64,16 +67,16 @@ def main() -> int:
         base = srv.base
         load_samples(base)
     try:
-        engine = Engine.load([CONCEPT_MAP])
-        tpls = templates(engine)
-        pre = {pid: server_prefetch(base, engine, pid) for pid in PATIENTS}
-        partial = {pid: server_prefetch(base, engine, pid, {"patient", "condition"}) for pid in PATIENTS}
+        definition = Definition.load(concept_maps=[CONCEPT_MAP])
+        tpls = templates(definition)
+        pre = {pid: server_prefetch(base, definition, pid) for pid in PATIENTS}
+        partial = {pid: server_prefetch(base, definition, pid, {"patient", "condition"}) for pid in PATIENTS}
         settings = ServeSettings(state_dir=Path(tempfile.mkdtemp(prefix="bench-cds-state-")), as_of=AS_OF,
                                  fhir_servers=(base,), show_again_after_days=0, budget_ms=5000)
         scenarios: dict[str, list[float]] = {"screening only (baseline)": [], "full prefetch": [],
                                              "prefetch Patient+Condition, fetch the rest": [], "no prefetch, fetch all": []}
         outcomes: dict[str, set[str]] = {k: set() for k in scenarios}
-        with running(settings, engine) as (url, cds):
+        with running(settings, definition) as (url, cds):
             http = requests.Session()
             endpoint = f"{url}/cds-services/{SERVICE}"
             for pid in PATIENTS:  # warm-up: connections, caches
@@ -84,7 +87,7 @@ def main() -> int:
                     docs = read_prefetch(pre[pid], tpls, pid).documents
                     t = time.perf_counter()
                     with cds._screen_lock:
-                        r = screen_documents(engine, docs, f"Patient/{pid}", as_of=AS_OF)
+                        r = screen_documents(definition, Run.start(definition, as_of=AS_OF), docs, f"Patient/{pid}")
                     scenarios["screening only (baseline)"].append((time.perf_counter() - t) * 1000)
                     outcomes["screening only (baseline)"].add(f"{pid}:{r.status if r else None}")
                     for name, body in (("full prefetch", hook_request(pid, pre[pid])),

@@ -24,15 +24,15 @@ WORKER = """
 import sys, orjson
 from pathlib import Path
 import fhir3t
-from fhir3t.api import Engine
+from fhir3t.pipeline import Definition
 mode, folder = sys.argv[1], Path(sys.argv[2])
-engine = Engine.load()
+definition = Definition.load()
 files = sorted(folder.glob("*.json"))
 if mode == "parse":
     for f in files:
         orjson.loads(f.read_bytes())
 elif mode == "screen":
-    sum(1 for _ in fhir3t.screen([folder], as_of="2026-11-16", engine=engine))
+    sum(1 for _ in fhir3t.screen([folder], as_of="2026-11-16", definition=definition))
 """
 
 

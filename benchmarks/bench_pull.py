@@ -20,9 +20,9 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fhir3t.api import Engine  # noqa: E402
 from fhir3t.dates import parse_day  # noqa: E402
 from fhir3t.errors import Problems  # noqa: E402
+from fhir3t.pipeline import Definition, Run, screen_records  # noqa: E402
 from fhir3t.r4facts import r4_facts  # noqa: E402
 from fhir3t.sources.grouping import SharedIndex  # noqa: E402
 from fhir3t.sources.rest import RestSource  # noqa: E402
@@ -60,18 +60,19 @@ def load(base: str, n: int) -> None:
         r.raise_for_status()
 
 
-def fhir3t_pull(base: str, engine: Engine, parallel: int) -> tuple[int, int, float]:
+def fhir3t_pull(base: str, definition: Definition, parallel: int) -> tuple[int, int, float]:
     client = FhirClient(base, parallel=parallel)
     shared = SharedIndex()
-    src = RestSource(client, engine.tx, sorted(engine.screener.types), Problems(), shared)
+    src = RestSource(client, definition.tx, sorted(definition.screener.types), Problems(), shared)
     t0 = time.perf_counter()
-    n = sum(1 for _ in engine.screen_raw(src, parse_day("2026-11-16"), None, shared))
+    run = Run.start(definition, as_of=parse_day("2026-11-16"))
+    n = sum(1 for _ in screen_records(definition, run, src, shared))
     return n, client.stats.requests, time.perf_counter() - t0
 
 
-def naive_pull(base: str, engine: Engine, ids: list[str]) -> tuple[int, float]:
+def naive_pull(base: str, definition: Definition, ids: list[str]) -> tuple[int, float]:
     client = FhirClient(base, parallel=1)
-    types = sorted(t for t in engine.screener.types if t not in r4_facts().shared_types)
+    types = sorted(t for t in definition.screener.types if t not in r4_facts().shared_types)
     params = {"ResearchSubject": "individual", "AdverseEvent": "subject"}
     t0 = time.perf_counter()
     for pid in ids:
@@ -87,7 +88,7 @@ def main() -> int:
     ap.add_argument("--patients", type=int, default=1000)
     ap.add_argument("--server")
     args = ap.parse_args()
-    engine = Engine.load()
+    definition = Definition.load()
     srv = None
     if args.server:
         base = args.server.rstrip("/")
@@ -104,12 +105,12 @@ def main() -> int:
         print(f"loaded {args.patients} patients ({len(patient_entries(0))} resources each) in {time.perf_counter() - t0:.1f} s")
         rows = []
         for parallel in (1, 4):
-            n, req, wall = fhir3t_pull(base, engine, parallel)
+            n, req, wall = fhir3t_pull(base, definition, parallel)
             rows.append((f"fhir3t ($everything, parallel {parallel})", n, req, wall))
         client = FhirClient(base)
-        src = RestSource(client, engine.tx, sorted(engine.screener.types), Problems())
+        src = RestSource(client, definition.tx, sorted(definition.screener.types), Problems())
         ids = src.candidates()
-        req, wall = naive_pull(base, engine, ids)
+        req, wall = naive_pull(base, definition, ids)
         rows.append(("naive (1 search per type per patient)", len(ids), req, wall))
         print(f"{'method':42} {'patients':>8} {'requests':>9} {'req/cand':>9} {'wall s':>8}")
         for name, n, req, wall in rows:

@@ -96,11 +96,11 @@ def generate(n: int, folder: Path) -> int:
 
 def worker(folder: Path) -> dict:
     import fhir3t
-    from fhir3t.api import Engine
     from fhir3t.errors import Problems
+    from fhir3t.pipeline import Definition
 
     files = sorted(folder.glob("*.json"))
-    engine = Engine.load()
+    definition = Definition.load()
     t0 = time.perf_counter()
     resources = 0
     for f in files:
@@ -109,7 +109,7 @@ def worker(folder: Path) -> dict:
     problems = Problems()
     t0 = time.perf_counter()
     statuses: dict[str, int] = {}
-    for r in fhir3t.screen([folder], as_of="2026-11-16", engine=engine, problems=problems):
+    for r in fhir3t.screen([folder], as_of="2026-11-16", definition=definition, problems=problems):
         statuses[r.status] = statuses.get(r.status, 0) + 1
     t_screen = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,4 +1,4 @@
-"""The embedded-engine floor (issue 11): DuckDB computing I1, I2 and I3 for every patient, one thread.
+"""The embedded-definition floor (issue 11): DuckDB computing I1, I2 and I3 for every patient, one thread.
 
     python benchmarks/duckdb_i123.py FHIR_DIR [--as-of 2026-11-16] [--out RESULTS.ndjson] [--truth truth.ndjson]
                                      [--fhir3t RESULTS.ndjson] [--repeat 1]

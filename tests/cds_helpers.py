@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from fhir3t.pipeline import Engine
+from fhir3t.pipeline import Definition
 from fhir3t.service.app import create_app
 from fhir3t.service.hooks import CdsService
 from fhir3t.service.prefetch import as_prefetch
@@ -50,9 +50,9 @@ def full_prefetch(cds: CdsService, resources: list[dict]) -> dict:
 
 
 @contextmanager
-def running(settings: ServeSettings, engine: Engine) -> Iterator[tuple[str, CdsService]]:
+def running(settings: ServeSettings, definition: Definition) -> Iterator[tuple[str, CdsService]]:
     """The service on a free loopback port (uvicorn on a thread), and its CdsService."""
-    cds, store = build_cds(settings, engine)
+    cds, store = build_cds(settings, definition)
     app = create_app(cds, max_body=int(settings.max_body_mb * 1024 * 1024), on_shutdown=[cds.close, store.close])
     with InThread(app) as url:
         yield url, cds

@@ -12,10 +12,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 # tests of the config file name theirs with --config or FHIR3T_CONFIG
 os.environ["FHIR3T_CONFIG"] = "none"
 
-from fhir3t.api import Engine
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
+from fhir3t.pipeline import Definition, Run, screen_records
 from fhir3t.sources.grouping import SharedIndex, group_documents
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,26 +25,25 @@ AS_OF = "2026-06-15"
 
 
 @pytest.fixture(scope="session")
-def engine() -> Engine:
-    return Engine.load()
+def definition() -> Definition:
+    return Definition.load()
 
 
 @pytest.fixture(scope="session")
-def engine_local() -> Engine:
-    return Engine.load([SAMPLES / "conceptmaps" / "hospital-local.json"])
+def definition_local() -> Definition:
+    return Definition.load(None, [SAMPLES / "conceptmaps" / "hospital-local.json"])
 
 
-def screen_bundle(engine: Engine, bundle: dict, as_of: str = AS_OF, d1: str | None = None,
+def screen_bundle(definition: Definition, bundle: dict, as_of: str = AS_OF, d1: str | None = None,
                   problems: Problems | None = None) -> list[ScreeningResult]:
-    problems = problems if problems is not None else Problems()
-    engine.problems = problems
+    run = Run.start(definition, as_of=parse_day(as_of), d1=parse_day(d1) if d1 else None, problems=problems)
     shared = SharedIndex()
-    records = group_documents([("test.json", bundle)], problems, shared, engine.wants)
-    return list(engine.screen_raw(records, parse_day(as_of), parse_day(d1) if d1 else None, shared))
+    records = group_documents([("test.json", bundle)], run.problems, shared, run.filter)
+    return list(screen_records(definition, run, records, shared))
 
 
 @pytest.fixture
-def screen(engine: Engine):
+def screen(definition: Definition):
     """screen(*resources, as_of=..., d1=...) -> the one patient's ScreeningResult."""
     from factory import bundle, patient
 
@@ -53,7 +52,7 @@ def screen(engine: Engine):
         res: Iterable[dict] = resources
         if with_patient and not any(r["resourceType"] == "Patient" for r in resources):
             res = (patient(), *resources)
-        results = screen_bundle(engine, bundle(*res), as_of, d1, problems)
+        results = screen_bundle(definition, bundle(*res), as_of, d1, problems)
         assert len(results) == 1, results
         return results[0]
 

@@ -531,12 +531,13 @@ def test_e2_window_grows_to_five_half_lives_from_value_set_data(tmp_path):
 
     from conftest import ROOT, screen_bundle
     from factory import bundle
-    from fhir3t.api import Engine
-    from fhir3t.criteria import load_criteria
-    from fhir3t.terminology import Terminology
+    from fhir3t.pipeline import Definition
 
+    # a study folder of its own: the bundled study with one value set edited
+    for part in ("study.json", "criteria", "valuesets"):
+        src = ROOT / "profiles" / part
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / part)
     vdir = tmp_path / "valuesets"
-    shutil.copytree(ROOT / "profiles" / "valuesets", vdir)
     path = vdir / "immunomodulators-e2.json"
     vs = json.loads(path.read_text())
     for inc in vs["compose"]["include"]:
@@ -546,9 +547,7 @@ def test_e2_window_grows_to_five_half_lives_from_value_set_data(tmp_path):
                     if ext["url"].endswith("half-life"):
                         ext["valueDuration"]["value"] = 100
     path.write_text(json.dumps(vs))
-    tx = Terminology.load(valueset_dir=vdir)
-    criteria = load_criteria(tx)
-    eng = Engine.from_parts(tx, criteria)
+    eng = Definition.load(tmp_path)
     # d1 2026-06-15 minus 21 days is 2026-05-25: the day before, on, and after the new edge
     for end, expected in (("2026-05-24", "not-met"), ("2026-05-25", "met"), ("2026-05-26", "met")):
         [r] = screen_bundle(eng, bundle(patient(), med("3008", start="2025-01-01", end=end)))

@@ -15,7 +15,8 @@ from conftest import ROOT, SAMPLES
 from fhir3t.criteria.context import Context
 from fhir3t.criteria.kinds import KINDS
 from fhir3t.errors import Problems
-from fhir3t.pipeline import Engine
+from fhir3t.pipeline import Definition, Run
+from fhir3t.records.build import RecordBuilder
 from fhir3t.records.model import PatientRecord
 from fhir3t.sources.grouping import GroupingSource
 
@@ -51,11 +52,11 @@ def _declared(element: str, declared: frozenset[str]) -> bool:
     return any(element[:i] + "[x]" in declared for i in range(1, len(element)) if element[i].isupper())
 
 
-def _records(engine: Engine, paths) -> list[PatientRecord]:
+def _records(definition: Definition, paths) -> list[PatientRecord]:
     problems = Problems()
-    engine.problems = problems
-    source = GroupingSource(paths, problems, engine.wants)
-    builder = engine.builder()
+    run = Run.start(definition, problems=problems)
+    source = GroupingSource(paths, problems, run.filter)
+    builder = RecordBuilder(run.filter, problems)
     return [builder.build(raw) for raw in source]
 
 
@@ -77,8 +78,8 @@ def test_every_rule_kind_declares_its_reads():
 
 
 def test_rules_read_only_declared_types_and_elements(tmp_path, monkeypatch):
-    engine = Engine.load([SAMPLES / "conceptmaps" / "hospital-local.json"])
-    plan = engine.screener.plan
+    definition = Definition.load(concept_maps=[SAMPLES / "conceptmaps" / "hospital-local.json"])
+    plan = definition.screener.plan
     seen: set[tuple[str, str]] = set()
     asked: set[str] = set()
     real_visible, real_unread = Context.visible, PatientRecord.unread_of
@@ -93,7 +94,7 @@ def test_rules_read_only_declared_types_and_elements(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Context, "visible", visible)
     monkeypatch.setattr(PatientRecord, "unread_of", unread_of)
-    records = _records(engine, _corpus(tmp_path))
+    records = _records(definition, _corpus(tmp_path))
     assert len(records) > 60
     for rec in records:
         if rec.patient is not None:
@@ -102,7 +103,7 @@ def test_rules_read_only_declared_types_and_elements(tmp_path, monkeypatch):
             for r in group:
                 if r.raw:
                     r.raw = Tracked(r.type, r.raw, seen)
-        engine.screener.screen(rec, date(2026, 11, 16))
+        definition.screener.screen(rec, date(2026, 11, 16))
     undeclared_types = sorted(asked - plan.types)
     assert not undeclared_types, f"rules read types they did not declare: {undeclared_types}"
     bad = sorted((t, e) for t, e in seen if not _declared(e, plan.elements.get(t, frozenset())))
@@ -110,8 +111,8 @@ def test_rules_read_only_declared_types_and_elements(tmp_path, monkeypatch):
     assert ("Observation", "valueString") in seen and ("Condition", "clinicalStatus") in seen  # the probe works
 
 
-@pytest.mark.parametrize("rtype", sorted({r.type for c in Engine.load().criteria.criteria for r in c.rule.reads()}))
+@pytest.mark.parametrize("rtype", sorted({r.type for c in Definition.load().criteria.criteria for r in c.rule.reads()}))
 def test_the_read_filter_keeps_every_declared_type(rtype):
     """A type a rule declares passes the sources' type check (no rule reads a type the filter drops)."""
-    engine = Engine.load()
-    assert rtype == "Patient" or rtype in engine.wants.types
+    definition = Definition.load()
+    assert rtype == "Patient" or rtype in definition.relevance.types

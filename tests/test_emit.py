@@ -14,13 +14,13 @@ SCREENING = SAMPLES / "screening"
 CMAP = [SAMPLES / "conceptmaps" / "hospital-local.json"]
 
 
-def _results(engine_local):
+def _results(definition_local):
     return list(screen([SCREENING], as_of="2026-11-16", concept_maps=CMAP))
 
 
-def test_bundle_validates_clean_and_is_a_safe_transaction(engine_local):
-    results = _results(engine_local)
-    bundle, notes = screening_bundle(results, engine_local.criteria)
+def test_bundle_validates_clean_and_is_a_safe_transaction(definition_local):
+    results = _results(definition_local)
+    bundle, notes = screening_bundle(results, definition_local.criteria)
     assert bundle["type"] == "transaction"
     errors = [str(i) for i in validate_resource(bundle) if i.is_error]
     assert errors == []
@@ -40,12 +40,12 @@ def test_bundle_validates_clean_and_is_a_safe_transaction(engine_local):
     assert prov["resource"]["resourceType"] == "Provenance"
     assert sorted(t["reference"] for t in prov["resource"]["target"]) == sorted(e["fullUrl"] for e in subjects)
     assert all(x["role"] == "source" for x in prov["resource"]["entity"])
-    assert engine_local.criteria.digest in prov["resource"]["policy"][0]
+    assert definition_local.criteria.digest in prov["resource"]["policy"][0]
 
 
-def test_research_subject_carries_every_criterion_result(engine_local):
-    results = {r.patient: r for r in _results(engine_local)}
-    bundle, _ = screening_bundle(list(results.values()), engine_local.criteria)
+def test_research_subject_carries_every_criterion_result(definition_local):
+    results = {r.patient: r for r in _results(definition_local)}
+    bundle, _ = screening_bundle(list(results.values()), definition_local.criteria)
     for e in bundle["entry"]:
         res = e["resource"]
         if res["resourceType"] != "ResearchSubject":
@@ -63,26 +63,26 @@ def test_research_subject_carries_every_criterion_result(engine_local):
             assert parts["reason"] == [c.reason]
 
 
-def test_re_emitting_gives_identical_identifiers(engine_local):
-    a, _ = screening_bundle(_results(engine_local), engine_local.criteria)
-    b, _ = screening_bundle(_results(engine_local), engine_local.criteria)
+def test_re_emitting_gives_identical_identifiers(definition_local):
+    a, _ = screening_bundle(_results(definition_local), definition_local.criteria)
+    b, _ = screening_bundle(_results(definition_local), definition_local.criteria)
 
     def ids(bundle):
         return [(e["fullUrl"], e["request"], e["resource"].get("id"), e["resource"].get("identifier")) for e in bundle["entry"]]
 
     assert ids(a) == ids(b)
     # a different patient set keeps each patient's id
-    c, _ = screening_bundle(_results(engine_local)[:3], engine_local.criteria)
+    c, _ = screening_bundle(_results(definition_local)[:3], definition_local.criteria)
     assert set(x[2] for x in ids(c)[1:-1]) <= set(x[2] for x in ids(a))
 
 
-def test_enrollment_group_is_generated_from_the_criteria(engine_local):
-    bundle, _ = screening_bundle(_results(engine_local)[:1], engine_local.criteria)
+def test_enrollment_group_is_generated_from_the_criteria(definition_local):
+    bundle, _ = screening_bundle(_results(definition_local)[:1], definition_local.criteria)
     study = bundle["entry"][0]["resource"]
     group = study["contained"][0]
     assert study["enrollment"] == [{"reference": "#enrollment"}]
-    assert [c["code"]["text"] for c in group["characteristic"]] == [c.id for c in engine_local.criteria.criteria]
-    assert [c["exclude"] for c in group["characteristic"]] == [c.kind == "exclusion" for c in engine_local.criteria.criteria]
+    assert [c["code"]["text"] for c in group["characteristic"]] == [c.id for c in definition_local.criteria.criteria]
+    assert [c["exclude"] for c in group["characteristic"]] == [c.kind == "exclusion" for c in definition_local.criteria.criteria]
 
 
 def test_screen_emit_then_validate_cli(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Fuzzing the file readers and the screening engine with garbled input (hypothesis, fixed seed).
+"""Fuzzing the file readers and the screening definition with garbled input (hypothesis, fixed seed).
 
 Two properties, on the bundled samples with one value changed at a time:
 - robustness: no internal error, no hang; the other patients of the run are still screened;
@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from conftest import SAMPLES
+from fhir3t.api import screen as screen_files
 from fhir3t.errors import Fhir3tError, Problems
-from fhir3t.pipeline import Engine, screen_files
+from fhir3t.pipeline import Definition
 
 AS_OF = "2026-11-16"
 SCREENING = SAMPLES / "screening"
@@ -42,8 +43,8 @@ JUNK = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine.load([SAMPLES / "conceptmaps" / "hospital-local.json"])
+def definition() -> Definition:
+    return Definition.load(concept_maps=[SAMPLES / "conceptmaps" / "hospital-local.json"])
 
 
 def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -80,34 +81,34 @@ def _mutate(doc: dict, path: tuple, value: Any, delete: bool) -> dict:
     return doc
 
 
-def _run(engine: Engine, docs: list[tuple[str, object]]) -> tuple[dict, Problems]:
+def _run(definition: Definition, docs: list[tuple[str, object]]) -> tuple[dict, Problems]:
     problems = Problems()
-    results = {r.patient: r for r in screen_files([], as_of=AS_OF, engine=engine, problems=problems, documents=docs)}
+    results = {r.patient: r for r in screen_files([], as_of=AS_OF, definition=definition, problems=problems, documents=docs)}
     return results, problems
 
 
 mutation = st.tuples(st.sampled_from(sorted(DOCS)), st.integers(0, 10**6), JUNK, st.booleans())
 
 
-def _check_robust(engine: Engine, case: tuple) -> None:
+def _check_robust(definition: Definition, case: tuple) -> None:
     name, pick, value, delete = case
     paths = _paths(DOCS[name])
     mutated = _mutate(DOCS[name], paths[pick % len(paths)], value, delete)
     try:
-        results, _ = _run(engine, [(name, mutated), ("good.json", GOOD)])
+        results, _ = _run(definition, [(name, mutated), ("good.json", GOOD)])
     except Fhir3tError:
         return  # a clear error with an exit code is an acceptable answer to garbage
     assert results["Patient/p01"].status == "eligible"  # the other patient is still screened, unchanged
 
 
-def _check_promise(engine: Engine, case: tuple) -> None:
+def _check_promise(definition: Definition, case: tuple) -> None:
     name, pick, value, delete = case
-    before, _ = _run(engine, [(name, DOCS[name])])
+    before, _ = _run(definition, [(name, DOCS[name])])
     paths = [p for p in _paths(DOCS[name]) if p[0] == "entry" and len(p) > 2]
     if not paths:
         return
     path = paths[pick % len(paths)]
-    results, problems = _run(engine, [(name, _mutate(DOCS[name], path, value, delete))])
+    results, problems = _run(definition, [(name, _mutate(DOCS[name], path, value, delete))])
     where = f"{name}#entry[{path[1]}]"
     for key, r in results.items():
         if r.status == "eligible" and key in before and before[key].status != "eligible":
@@ -119,26 +120,26 @@ def _check_promise(engine: Engine, case: tuple) -> None:
 @seed(20261201)
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(case=mutation)
-def test_garbled_input_never_crashes_and_other_patients_are_screened(engine, case):
-    _check_robust(engine, case)
+def test_garbled_input_never_crashes_and_other_patients_are_screened(definition, case):
+    _check_robust(definition, case)
 
 
 @seed(20261201)
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(case=mutation)
-def test_garbling_one_value_never_makes_a_patient_eligible_silently(engine, case):
-    _check_promise(engine, case)
+def test_garbling_one_value_never_makes_a_patient_eligible_silently(definition, case):
+    _check_promise(definition, case)
 
 
 @pytest.mark.fuzz
 @settings(max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(case=mutation)
-def test_fuzz_long_robustness(engine, case):
-    _check_robust(engine, case)
+def test_fuzz_long_robustness(definition, case):
+    _check_robust(definition, case)
 
 
 @pytest.mark.fuzz
 @settings(max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(case=mutation)
-def test_fuzz_long_promise(engine, case):
-    _check_promise(engine, case)
+def test_fuzz_long_promise(definition, case):
+    _check_promise(definition, case)

@@ -28,6 +28,7 @@ from werkzeug import Request, Response
 
 from fhir3t.dates import parse_day
 from fhir3t.errors import EXIT_INTERNAL, Fhir3tError, Problems, UsageError
+from fhir3t.pipeline import Run, screen_records
 from fhir3t.sinks import FhirServerSink
 from fhir3t.sources.bulk import BulkExporter
 from fhir3t.sources.grouping import SharedIndex
@@ -99,13 +100,13 @@ def reset(script: Script, cap: object = CAP) -> None:
     script.set("/fhir/Patient/victim/$everything", searchset(VICTIM))
 
 
-def pull(srv: HTTPServer, engine, **kw) -> tuple[dict[str, str], Problems]:
+def pull(srv: HTTPServer, definition, **kw) -> tuple[dict[str, str], Problems]:
     problems = Problems()
-    engine.problems = problems  # the engine reports patients it could not screen there (as the CLI shares one)
     shared = SharedIndex()
-    src = RestSource(client(srv), engine.tx, sorted(engine.screener.types), problems, shared,
+    src = RestSource(client(srv), definition.tx, sorted(definition.screener.types), problems, shared,
                      patients=["good1", "victim", "good2"], **kw)
-    return {r.patient: r.status for r in engine.screen_raw(src, AS_OF, None, shared)}, problems
+    run = Run.start(definition, as_of=AS_OF, problems=problems)  # the run reports patients it could not screen
+    return {r.patient: r.status for r in screen_records(definition, run, src, shared)}, problems
 
 
 # ---- one patient's answer corrupted: the others are screened as usual --------------------------------
@@ -114,11 +115,11 @@ HEADERS = st.sampled_from([{}, {"Retry-After": "²"}, {"Retry-After": "0"}, {"Co
                            {"Location": "http://127.0.0.1:9/x"}, {"Content-Encoding": "gzip"}])
 
 
-def check_one_patient(server, engine, body: bytes, status: int, headers: dict) -> None:
+def check_one_patient(server, definition, body: bytes, status: int, headers: dict) -> None:
     srv, script = server
     reset(script)
     script.set("/fhir/Patient/victim/$everything", body, status, headers)
-    got, problems = pull(srv, engine)
+    got, problems = pull(srv, definition)
     assert got.get("Patient/good1") == "eligible" and got.get("Patient/good2") == "eligible", (got, [str(p) for p in problems])
     if "Patient/victim" not in got:
         assert any("Patient/victim" in str(p) for p in problems), ([str(p) for p in problems], status, headers, body[:800])
@@ -127,28 +128,28 @@ def check_one_patient(server, engine, body: bytes, status: int, headers: dict) -
 
 @CI
 @given(body=answer(searchset(VICTIM)), status=STATUS, headers=HEADERS)
-def test_fuzz_one_patients_everything_answer(server, engine, body, status, headers):
-    check_one_patient(server, engine, body, status, headers)
+def test_fuzz_one_patients_everything_answer(server, definition, body, status, headers):
+    check_one_patient(server, definition, body, status, headers)
 
 
 @pytest.mark.fuzz
 @LONG
 @given(body=answer(searchset(VICTIM)), status=STATUS, headers=HEADERS)
-def test_fuzz_long_one_patients_everything_answer(server, engine, body, status, headers):
-    check_one_patient(server, engine, body, status, headers)
+def test_fuzz_long_one_patients_everything_answer(server, definition, body, status, headers):
+    check_one_patient(server, definition, body, status, headers)
 
 
 # ---- the CapabilityStatement or the candidate search corrupted: a clean error or a clean run -------------
-def check_run(server, engine, cap: bytes, conditions: bytes) -> None:
+def check_run(server, definition, cap: bytes, conditions: bytes) -> None:
     srv, script = server
     reset(script, cap)
     script.set("/fhir/Condition", conditions)
     problems = Problems()
-    engine.problems = problems
     shared = SharedIndex()
-    src = RestSource(client(srv), engine.tx, sorted(engine.screener.types), problems, shared)
+    src = RestSource(client(srv), definition.tx, sorted(definition.screener.types), problems, shared)
     try:
-        got = {r.patient: r.status for r in engine.screen_raw(src, AS_OF, None, shared)}
+        run = Run.start(definition, as_of=AS_OF, problems=problems)
+        got = {r.patient: r.status for r in screen_records(definition, run, src, shared)}
     except Fhir3tError as exc:
         assert exc.exit_code not in (EXIT_INTERNAL,) and str(exc)
         return
@@ -162,15 +163,15 @@ CONDITIONS = searchset([{"resourceType": "Condition", "id": f"c-{p}", "subject":
 
 @CI
 @given(cap=answer(CAP), conditions=answer(CONDITIONS))
-def test_fuzz_capabilities_and_candidate_search(server, engine, cap, conditions):
-    check_run(server, engine, cap, conditions)
+def test_fuzz_capabilities_and_candidate_search(server, definition, cap, conditions):
+    check_run(server, definition, cap, conditions)
 
 
 @pytest.mark.fuzz
 @LONG
 @given(cap=answer(CAP), conditions=answer(CONDITIONS))
-def test_fuzz_long_capabilities_and_candidate_search(server, engine, cap, conditions):
-    check_run(server, engine, cap, conditions)
+def test_fuzz_long_capabilities_and_candidate_search(server, definition, cap, conditions):
+    check_run(server, definition, cap, conditions)
 
 
 # ---- push: corrupted input Bundle and corrupted server answers -----------------------------------------

@@ -12,8 +12,8 @@ import pytest
 
 import hospital
 from conftest import ROOT
+from fhir3t.api import screen as screen_files
 from fhir3t.errors import Problems
-from fhir3t.pipeline import screen_files
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from check_truth import compare

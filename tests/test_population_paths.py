@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from fhir3t.api import screen as screen_files
 from fhir3t.errors import Problems
-from fhir3t.pipeline import screen_files
-from fhir3t.sources.refs import patient_reference
+from fhir3t.fhirutil import patient_reference
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import population

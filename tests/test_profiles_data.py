@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SHARED
-from fhir3t.api import Engine
 from fhir3t.criteria.load import load_criteria
 from fhir3t.errors import ConfigError
+from fhir3t.pipeline import Definition
 from fhir3t.validate import validate_resource
 
 PROFILES = ROOT / "profiles"
@@ -20,8 +20,8 @@ SPEC_IDS = ["I1-age", "I2-dm", "I3-mda5", "I4-dlco", "I5-ct", "I6-contraception"
             "E12-vaccination", "E13-pregnancy", "E14-investigator"]
 
 
-def test_criteria_ids_and_order_match_the_spec(engine: Engine):
-    assert [c.id for c in engine.criteria.criteria] == SPEC_IDS
+def test_criteria_ids_and_order_match_the_spec(definition: Definition):
+    assert [c.id for c in definition.criteria.criteria] == SPEC_IDS
 
 
 def test_spec_ids_are_those_in_shared_spec_when_available():
@@ -32,9 +32,9 @@ def test_spec_ids_are_those_in_shared_spec_when_available():
     assert ids == SPEC_IDS
 
 
-def test_checklist_questionnaire_has_every_linkid_the_criteria_ask(engine: Engine):
+def test_checklist_questionnaire_has_every_linkid_the_criteria_ask(definition: Definition):
     q = json.loads((PROFILES / "Questionnaire-3t-screening-checklist.json").read_text())
-    assert q["url"].endswith(engine.criteria.checklist)
+    assert q["url"].endswith(definition.criteria.checklist)
     link_ids = {i["linkId"] for i in q["item"]}
     asked = set(re.findall(r'"link_id": "([^"]+)"', (PROFILES / "criteria" / "nct06438679.json").read_text()))
     assert asked == link_ids == {"contraception", "compliance", "consent", "investigator-ok"}
@@ -48,26 +48,26 @@ def test_profile_resources_are_valid_fhir(path: Path):
     assert errors == []
 
 
-def test_a_typo_in_the_criteria_fails_loudly(tmp_path, engine: Engine):
+def test_a_typo_in_the_criteria_fails_loudly(tmp_path, definition: Definition):
     data = json.loads((PROFILES / "criteria" / "nct06438679.json").read_text())
     data["criteria"][2]["rule"]["window"] = "screenng"
     bad = tmp_path / "c.json"
     bad.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="window 'screenng' is not defined"):
-        load_criteria(engine.tx, bad)
+        load_criteria(definition.tx, bad)
     data["criteria"][2]["rule"]["window"] = "screening"
     data["criteria"][2]["rule"]["read"] = "grades"
     bad.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="I3-mda5: rule 'observation': read: 'grades' is not one of"):
-        load_criteria(engine.tx, bad)
+        load_criteria(definition.tx, bad)
     data["criteria"][2]["rule"]["read"] = "grade"
     data["criteria"][2]["rule"]["windw"] = "screening"  # a misspelt parameter is not ignored
     bad.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="I3-mda5: rule 'observation': Additional properties are not allowed"):
-        load_criteria(engine.tx, bad)
+        load_criteria(definition.tx, bad)
 
 
-def test_changing_a_threshold_is_a_data_edit(tmp_path, engine: Engine):
+def test_changing_a_threshold_is_a_data_edit(tmp_path, definition: Definition):
     """The study team moves the DLCO cut-off to 70 % by editing data: results follow."""
     from conftest import screen_bundle
     from factory import bundle, obs, patient
@@ -76,9 +76,9 @@ def test_changing_a_threshold_is_a_data_edit(tmp_path, engine: Engine):
     data["criteria"][3]["rule"]["value"] = 70
     edited = tmp_path / "c.json"
     edited.write_text(json.dumps(data))
-    custom = Engine.load(criteria_file=edited)
+    custom = Definition.load(criteria_file=edited)
     b = bundle(patient(), obs("98130-8", "2026-06-01", valueQuantity={"value": 75, "unit": "%", "code": "%"}))
-    [default] = screen_bundle(engine, b)
+    [default] = screen_bundle(definition, b)
     [changed] = screen_bundle(custom, b)
     assert default.by_id("I4-dlco").result == "met" and changed.by_id("I4-dlco").result == "not-met"
-    assert custom.criteria.digest != engine.criteria.digest
+    assert custom.criteria.digest != definition.criteria.digest

@@ -14,6 +14,7 @@ from werkzeug import Request, Response
 
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems, UsageError
+from fhir3t.pipeline import Run, screen_records
 from fhir3t.sources.grouping import SharedIndex
 from fhir3t.sources.rest import RestSource, study_subject_patients
 from fhir3t.transport.http import FhirClient, RetryPolicy
@@ -56,16 +57,17 @@ def bundle(resources: list, **kw) -> dict:
     return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources], **kw}
 
 
-def source(srv: HTTPServer, engine, problems: Problems, **kw) -> tuple[RestSource, SharedIndex]:
+def source(srv: HTTPServer, definition, problems: Problems, **kw) -> tuple[RestSource, SharedIndex]:
     client = FhirClient(srv.url_for("/fhir"), parallel=1, sleep=lambda s: None, timeout=10,
                         retry=RetryPolicy(attempts=2, rng=lambda: 0.0), **{k: kw.pop(k) for k in list(kw) if k.startswith("max_")})
     shared = SharedIndex()
-    return RestSource(client, engine.tx, sorted(engine.screener.types), problems, shared, **kw), shared
+    return RestSource(client, definition.tx, sorted(definition.screener.types), problems, shared, **kw), shared
 
 
-def screen(srv, engine, problems, **kw):
-    src, shared = source(srv, engine, problems, **kw)
-    return {r.patient: r.status for r in engine.screen_raw(src, AS_OF, None, shared)}
+def screen(srv, definition, problems, **kw):
+    src, shared = source(srv, definition, problems, **kw)
+    run = Run.start(definition, as_of=AS_OF, problems=problems)
+    return {r.patient: r.status for r in screen_records(definition, run, src, shared)}
 
 
 @pytest.mark.parametrize("cs", [
@@ -76,13 +78,13 @@ def screen(srv, engine, problems, **kw):
     {"resourceType": "CapabilityStatement", "rest": [{"interaction": [{"code": ["batch"]}, 3], "operation": {"name": "x"}}]},
     cap(searchParam=[{"name": []}, {"name": {}}], searchRevInclude="yes"),
 ])
-def test_a_malformed_capability_statement_still_picks_a_strategy(srv, engine, cs):
+def test_a_malformed_capability_statement_still_picks_a_strategy(srv, definition, cs):
     srv.expect_request("/fhir/metadata").respond_with_json(cs)
-    src, _ = source(srv, engine, Problems())
+    src, _ = source(srv, definition, Problems())
     assert src.choose_strategy() in ("everything", "batch", "revinclude", "search")
 
 
-def test_one_unusable_answer_costs_one_patient_the_others_are_screened(srv, engine):
+def test_one_unusable_answer_costs_one_patient_the_others_are_screened(srv, definition):
     srv.expect_request("/fhir/metadata").respond_with_json(cap(operation=[{"name": "everything"}]))
     answers = {
         "ok1": bundle(sample("01-eligible-classic.json", "ok1")),
@@ -104,7 +106,7 @@ def test_one_unusable_answer_costs_one_patient_the_others_are_screened(srv, engi
 
     srv.expect_request(re.compile(r"/fhir/Patient/[^/]+/\$everything")).respond_with_handler(everything)
     problems = Problems()
-    got = screen(srv, engine, problems, patients=list(answers), max_body=200_000)
+    got = screen(srv, definition, problems, patients=list(answers), max_body=200_000)
     assert got == {"Patient/ok1": "eligible", "Patient/searchstr": "eligible", "Patient/ok2": "eligible"}
     text = "\n".join(str(p) for p in problems)
     for pid, why in [("badjson", "not valid JSON"), ("list", "instead of a Bundle"), ("status500", "500"),
@@ -113,17 +115,17 @@ def test_one_unusable_answer_costs_one_patient_the_others_are_screened(srv, engi
     assert "internal error" not in text and problems.any_skipped
 
 
-def test_a_server_ignoring_the_patient_parameter_gives_no_patient_another_ones_data(srv, engine):
+def test_a_server_ignoring_the_patient_parameter_gives_no_patient_another_ones_data(srv, definition):
     srv.expect_request("/fhir/metadata").respond_with_json(cap())
     mine = sample("01-eligible-classic.json", "p1")
     other = sample("01-eligible-classic.json", "p2")
     # the 'search' strategy: Patient/p1, then one search per type, which this server answers with everyone's
     srv.expect_request("/fhir/Patient/p1").respond_with_json(next(r for r in mine if r["resourceType"] == "Patient"))
     everyone = [r for r in mine + other if r["resourceType"] != "Patient"]
-    for rtype in sorted({r["resourceType"] for r in everyone} | set(engine.screener.types)):
+    for rtype in sorted({r["resourceType"] for r in everyone} | set(definition.screener.types)):
         srv.expect_request(f"/fhir/{rtype}").respond_with_json(bundle([r for r in everyone if r["resourceType"] == rtype]))
     problems = Problems()
-    src, _ = source(srv, engine, problems, patients=["p1"], strategy="search")
+    src, _ = source(srv, definition, problems, patients=["p1"], strategy="search")
     got = list(src)
     assert [r.key for r in got] == ["Patient/p1"]
     refs = {json.dumps(res).count("Patient/p2") for res, _ in got[0].resources}
@@ -131,7 +133,7 @@ def test_a_server_ignoring_the_patient_parameter_gives_no_patient_another_ones_d
     assert any("resources of other patients" in str(p) for p in problems)
 
 
-def test_a_server_ignoring_the_code_parameter_makes_no_one_a_candidate_by_another_condition(srv, engine):
+def test_a_server_ignoring_the_code_parameter_makes_no_one_a_candidate_by_another_condition(srv, definition):
     srv.expect_request("/fhir/metadata").respond_with_json(cap(operation=[{"name": "everything"}]))
     srv.expect_request("/fhir/Condition").respond_with_json(bundle([
         {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/dm"},
@@ -143,15 +145,15 @@ def test_a_server_ignoring_the_code_parameter_makes_no_one_a_candidate_by_anothe
          "code": {"coding": [{"system": ICD_CM, "code": "M33.10"}]}},
         {"resourceType": "Condition", "id": "c5", "subject": "Patient/str", "code": 5}]))
     problems = Problems()
-    src, _ = source(srv, engine, problems)
+    src, _ = source(srv, definition, problems)
     assert src.candidates() == ["dm"]
     assert any("not in the value set" in str(p) for p in problems)
 
 
 @pytest.mark.parametrize("bad", ["../metadata", "p1?_format=xml", "a/b", "x" * 65, "", "p 1"])
-def test_a_patient_option_that_is_not_a_fhir_id_is_a_usage_error(srv, engine, bad):
+def test_a_patient_option_that_is_not_a_fhir_id_is_a_usage_error(srv, definition, bad):
     srv.expect_request("/fhir/metadata").respond_with_json(cap())
-    src, _ = source(srv, engine, Problems(), patients=[bad])
+    src, _ = source(srv, definition, Problems(), patients=[bad])
     with pytest.raises(UsageError):
         src.candidates()
 
@@ -160,10 +162,10 @@ def test_a_patient_option_that_is_not_a_fhir_id_is_a_usage_error(srv, engine, ba
     [1, 2], {"resourceType": "Group", "member": "x"}, {"resourceType": "Group", "member": [5, {"entity": "Patient/a"}]},
     {"resourceType": "Group", "member": [{"entity": {"reference": "Patient/../../x"}}, {"entity": {"reference": "Patient/ok"}}]},
 ])
-def test_odd_group_answers_are_problems_not_crashes(srv, engine, group):
+def test_odd_group_answers_are_problems_not_crashes(srv, definition, group):
     srv.expect_request("/fhir/Group/g1").respond_with_json(group)
     problems = Problems()
-    src, _ = source(srv, engine, problems, group="g1")
+    src, _ = source(srv, definition, problems, group="g1")
     try:
         ids = src.candidates()
     except Exception as exc:  # a ResponseError (exit 5) is fine; a crash is not

@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from fhir3t.api import Engine
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
+from fhir3t.pipeline import Definition, Run, screen_records
 from fhir3t.sources.grouping import SharedIndex
 from fhir3t.sources.rest import RestSource, anchor_codes
 from fhir3t.transport.http import FhirClient
@@ -21,8 +21,8 @@ ICD_CM = "http://hl7.org/fhir/sid/icd-10-cm"
 
 
 @pytest.fixture(scope="module")
-def eng() -> Engine:
-    return Engine.load([SAMPLES / "conceptmaps" / "hospital-local.json"])
+def eng() -> Definition:
+    return Definition.load(concept_maps=[SAMPLES / "conceptmaps" / "hospital-local.json"])
 
 
 def sample(name: str) -> list[dict]:
@@ -70,7 +70,7 @@ def test_everything_pull_screens_like_the_file_and_follows_pages(eng):
     responses.get(nxt, json={"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in res[half:]]})
     problems = Problems()
     src, client, shared = source(eng, problems)
-    got = list(eng.screen_raw(src, parse_day("2026-11-16"), None, shared))
+    got = list(screen_records(eng, Run.start(eng, as_of=parse_day("2026-11-16"), problems=problems), src, shared))
     assert [r.patient for r in got] == ["Patient/p01"] and got[0].status == "eligible"
     assert src.stats.strategy == "everything"
     ev = next(c for c in responses.calls if "$everything" in c.request.url).request.url
@@ -110,7 +110,7 @@ def test_batch_strategy_groups_patients_and_reports_failed_entries(eng):
     responses.add_callback(responses.POST, BASE, callback=answer)
     problems = Problems()
     src, _client, shared = source(eng, problems, patients=["p01", "Patient/gone"])
-    got = list(eng.screen_raw(src, parse_day("2026-11-16"), None, shared))
+    got = list(screen_records(eng, Run.start(eng, as_of=parse_day("2026-11-16"), problems=problems), src, shared))
     assert got == []  # its Observations were lost: an incomplete record is not screened (never "eligible")
     text = " ".join(str(x) for x in problems)
     assert "batch entry" in text and "500" in text and "Patient/gone" in text

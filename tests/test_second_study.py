@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from conftest import ROOT
 from factory import bundle, cond, obs, patient
 from fhir3t.cli import main
-from fhir3t.profiles import use_profiles
 
 STUDY = ROOT / "tests" / "data" / "second-study"
 ICD = "http://hl7.org/fhir/sid/icd-10"
-
-
-@pytest.fixture(autouse=True)
-def _back_to_the_bundled_study():
-    yield
-    use_profiles(None)
 
 
 def _write(tmp_path, *resources):
@@ -60,3 +51,13 @@ def test_the_bundled_study_is_back_after(tmp_path, capsys):
     assert main(["screen", str(path), "--as-of", "2026-11-16", "--format", "json"]) in (0, 3)
     [r] = json.loads(capsys.readouterr().out)
     assert len(r["criteria"]) == 22  # the bundled NCT06438679 criteria
+
+
+def test_a_second_studys_profiles_do_not_change_the_process(tmp_path, capsys):
+    """--profiles is a value handed to the Definition, not a process-wide switch: the next command in the
+    same process screens the bundled study again."""
+    b = _write(tmp_path, patient(birth="1950-01-01"), cond("I10", ICD))
+    assert main(["screen", str(b), "--profiles", str(STUDY), "--as-of", "2026-11-16", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)[0]["criteria"]) == 3
+    main(["screen", str(b), "--as-of", "2026-11-16", "--format", "json"])
+    assert len(json.loads(capsys.readouterr().out)[0]["criteria"]) == 22

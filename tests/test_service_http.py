@@ -24,7 +24,7 @@ from cds_helpers import (
     running,
     sample_resources,
 )
-from fhir3t.pipeline import Engine
+from fhir3t.pipeline import Definition
 from fhir3t.service.settings import Issuer, Link, ServeSettings
 
 ORDER_SERVICE = "nct06438679-order-select"
@@ -32,15 +32,15 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine.load([CONCEPT_MAP])
+def definition() -> Definition:
+    return Definition.load(concept_maps=[CONCEPT_MAP])
 
 
 @pytest.fixture
-def service(engine, tmp_path):
+def service(definition, tmp_path):
     settings = ServeSettings(state_dir=tmp_path / "state", as_of=SAMPLES_AS_OF,
                              links=(Link("Screening worklist", "https://intranet.example/worklist.html?patient={patientId}"),))
-    with running(settings, engine) as (url, cds):
+    with running(settings, definition) as (url, cds):
         yield url, cds
 
 
@@ -102,11 +102,11 @@ def test_no_card_for_ineligible_patients(service):
         assert cards_for(url, cds, sample) == [], sample
 
 
-def test_no_card_for_a_patient_already_on_study(service, engine):
+def test_no_card_for_a_patient_already_on_study(service, definition):
     url, cds = service
     res = sample_resources("01-eligible-classic")
     res.append({"resourceType": "ResearchSubject", "id": "rs-p01", "status": "on-study",
-                "study": {"identifier": engine.study.identifier}, "individual": {"reference": "Patient/p01"}})
+                "study": {"identifier": definition.study.identifier}, "individual": {"reference": "Patient/p01"}})
     r = call(url, hook_request("p01", full_prefetch(cds, res)))
     assert r.status_code == 200 and r.json() == {"cards": []}
 
@@ -152,8 +152,8 @@ def test_bad_requests_get_400_with_a_json_error_naming_the_problem(service, body
     assert message in r.json()["error"]
 
 
-def test_unknown_services_routes_and_oversized_bodies_get_json_errors(engine, tmp_path):
-    with running(ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, max_body_mb=0.01), engine) as (url, _cds):
+def test_unknown_services_routes_and_oversized_bodies_get_json_errors(definition, tmp_path):
+    with running(ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, max_body_mb=0.01), definition) as (url, _cds):
         r = requests.post(f"{url}/cds-services/no-such-service", json={}, timeout=10)
         assert r.status_code == 404 and "no CDS service" in r.json()["error"]
         r = requests.get(f"{url}/nothing-here", timeout=10)
@@ -211,7 +211,7 @@ def test_logs_say_counts_and_outcomes_never_patient_data(service, caplog):
 
 
 # ---- JWT --------------------------------------------------------------------------------
-def test_with_jwt_required_every_call_needs_a_valid_token_for_its_own_url(engine, tmp_path):
+def test_with_jwt_required_every_call_needs_a_valid_token_for_its_own_url(definition, tmp_path):
     priv = ec.generate_private_key(ec.SECP384R1())
     pub = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(priv.public_key()))
     pub["kid"] = "k1"
@@ -226,7 +226,7 @@ def test_with_jwt_required_every_call_needs_a_valid_token_for_its_own_url(engine
                         "jti": str(uuid.uuid4())}, priv, algorithm="ES384", headers={"kid": "k1"})
         return {"Authorization": f"Bearer {t}"}
 
-    with running(settings, engine) as (url, cds):
+    with running(settings, definition) as (url, cds):
         assert requests.get(f"{url}/cds-services", timeout=10).status_code == 401
         r = requests.get(f"{url}/cds-services", headers=bearer(f"/cds-services/{SERVICE}"), timeout=10)
         assert r.status_code == 401 and "aud" in r.json()["error"]
@@ -239,13 +239,13 @@ def test_with_jwt_required_every_call_needs_a_valid_token_for_its_own_url(engine
         assert requests.get(f"{url}/health", timeout=10).status_code == 200  # liveness needs no token
 
 
-def test_the_readme_example_card_is_what_the_service_answers(engine, tmp_path):
+def test_the_readme_example_card_is_what_the_service_answers(definition, tmp_path):
     """README, 'In the EHR': the card shown for sample p03 with the [serve] example's links and team."""
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     documented = json.loads(text.split("The card it returns", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0])
     settings = ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, study_team="3T study team, rheumatology",
                              links=(Link("Screening worklist", "https://intranet.hospital.example/fhir3t/worklist.html"),))
-    with running(settings, engine) as (url, cds):
+    with running(settings, definition) as (url, cds):
         answer = call(url, hook_request("p03", full_prefetch(cds, sample_resources("03-candidate-missing-tests")))).json()
     for d in (documented, answer):
         d["cards"][0].pop("uuid")
@@ -293,11 +293,11 @@ def test_ordering_a_study_drug_brings_the_trial_up_before_it_is_started(service)
     assert len(call_order(url, order_select("p03", "1357536", "tofacitinib", pre)).json()["cards"]) == 1
 
 
-def test_other_orders_get_no_card_at_once_without_touching_the_fhir_server(engine, tmp_path):
+def test_other_orders_get_no_card_at_once_without_touching_the_fhir_server(definition, tmp_path):
     ehr = Recorder(lambda path: (200, {"resourceType": "Bundle", "type": "searchset", "entry": []}, 0.0))
     try:
         settings = ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, fhir_servers=(ehr.base,))
-        with running(settings, engine) as (url, _cds):
+        with running(settings, definition) as (url, _cds):
             r = call_order(url, order_select("p01", "161", "acetaminophen", fhirServer=ehr.base))
             assert r.status_code == 200 and r.json() == {"cards": []}
             assert ehr.seen == []

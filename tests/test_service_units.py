@@ -18,7 +18,7 @@ from cds_helpers import CONCEPT_MAP, sample_resources
 from fhir3t.config import parse_config
 from fhir3t.criteria.model import CriterionResult, ScreeningResult
 from fhir3t.errors import AuthError, ConfigError
-from fhir3t.pipeline import Engine
+from fhir3t.pipeline import Definition
 from fhir3t.r4facts import r4_facts
 from fhir3t.service.cards import build_card, detail, gate, md, study_subjects, summary
 from fhir3t.service.jwt_auth import JwtVerifier
@@ -28,14 +28,14 @@ from fhir3t.service.store import DAY, Rule, Store
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine.load([CONCEPT_MAP])
+def definition() -> Definition:
+    return Definition.load(concept_maps=[CONCEPT_MAP])
 
 
 # ---- prefetch templates -------------------------------------------------------------------
-def test_prefetch_asks_one_patient_scoped_query_per_type_the_criteria_read(engine):
-    tpls = templates(engine)
-    plan_types = engine.screener.plan.types - r4_facts().shared_types
+def test_prefetch_asks_one_patient_scoped_query_per_type_the_criteria_read(definition):
+    tpls = templates(definition)
+    plan_types = definition.screener.plan.types - r4_facts().shared_types
     searched = {t.type for t in tpls.values() if not t.is_read and t.key != "study"}
     assert searched == plan_types - {"Patient"}
     assert tpls["patient"].query == "Patient/{{context.patientId}}"
@@ -45,26 +45,26 @@ def test_prefetch_asks_one_patient_scoped_query_per_type_the_criteria_read(engin
         # patient-scoped, and no code filter: records coded locally or only in text are read too
         assert t.query.split("?")[1] in ("patient={{context.patientId}}", "subject={{context.patientId}}"), t.query
     assert tpls["adverseEvent"].query == "AdverseEvent?subject={{context.patientId}}"  # R4 has no AdverseEvent?patient
-    assert tpls["study"].query == f"ResearchStudy?identifier={engine.study.system}|{engine.study.value}"
+    assert tpls["study"].query == f"ResearchStudy?identifier={definition.study.system}|{definition.study.value}"
 
 
-def test_prefetch_follows_the_criteria_when_they_change(engine):
+def test_prefetch_follows_the_criteria_when_they_change(definition):
     """Fewer criteria, fewer queries: the discovery document is derived, it cannot drift."""
-    keep = [c for c in engine.criteria.criteria if c.id in ("I1-age", "I3-mda5")]
-    smaller = Engine.from_parts(engine.tx, dataclasses.replace(engine.criteria, criteria=keep))
+    keep = [c for c in definition.criteria.criteria if c.id in ("I1-age", "I3-mda5")]
+    smaller = Definition.from_parts(definition.tx, dataclasses.replace(definition.criteria, criteria=keep))
     keys = set(templates(smaller))
     assert "observation" in keys and "condition" not in keys and "medicationRequest" not in keys
     assert keys >= {"patient"}
 
 
-def test_expanded_templates_escape_the_patient_id(engine):
-    assert templates(engine)["condition"].expand("a.b-1") == "Condition?patient=a.b-1"
-    assert templates(engine)["patient"].expand("x/../y") == "Patient/x%2F..%2Fy"
+def test_expanded_templates_escape_the_patient_id(definition):
+    assert templates(definition)["condition"].expand("a.b-1") == "Condition?patient=a.b-1"
+    assert templates(definition)["patient"].expand("x/../y") == "Patient/x%2F..%2Fy"
 
 
 # ---- reading a prefetch -------------------------------------------------------------------
-def test_null_means_no_data_while_missing_outcome_and_paged_keys_are_still_to_fetch(engine):
-    tpls = templates(engine)
+def test_null_means_no_data_while_missing_outcome_and_paged_keys_are_still_to_fetch(definition):
+    tpls = templates(definition)
     res = sample_resources("01-eligible-classic")
     pre = as_prefetch(res, tpls, "p01")
     pre["consent"] = None
@@ -87,9 +87,9 @@ def test_null_means_no_data_while_missing_outcome_and_paged_keys_are_still_to_fe
     ({"condition": {"resourceType": "Bundle", "entry": {"resource": {}}}}, "entry must be a list"),
     ({"condition": {"resourceType": "Bundle", "entry": [{"resource": {"id": "x"}}]}}, "without a resourceType"),
 ])
-def test_malformed_prefetch_is_refused_with_the_key_named(engine, bad, message):
+def test_malformed_prefetch_is_refused_with_the_key_named(definition, bad, message):
     with pytest.raises(PrefetchError, match=message):
-        read_prefetch(bad, templates(engine), "p01")
+        read_prefetch(bad, templates(definition), "p01")
 
 
 # ---- the card -----------------------------------------------------------------------------
@@ -97,36 +97,36 @@ def _result(status: str, criteria: tuple[CriterionResult, ...], patient: str = "
     return ScreeningResult(patient, status, criteria, date(2026, 11, 16), date(2026, 11, 16))
 
 
-def test_markdown_from_the_record_is_inert(engine):
+def test_markdown_from_the_record_is_inert(definition):
     evil = "anti-MDA5 '<img src=x onerror=alert(1)>' [click](http://evil.example) **bold**: order it"
     r = _result("candidate", (CriterionResult("I3-mda5", "inclusion", "unknown", (), evil),))
-    text = detail(r, engine.criteria, engine.study)
+    text = detail(r, definition.criteria, definition.study)
     assert re.search(r"(?<!\\)<img", text) is None and "\\<img" in text
     assert "[click](" not in text and "\\[click\\](http://evil.example)" in text
     assert "**bold**" not in text
     assert md("a\x00b\x1bc") == "a b c"
 
 
-def test_the_summary_fits_in_140_characters_even_for_a_long_study_title(engine):
+def test_the_summary_fits_in_140_characters_even_for_a_long_study_title(definition):
     r = _result("candidate", (CriterionResult("I3-mda5", "inclusion", "unknown", (), "x"),))
-    long_study = dataclasses.replace(engine.study, short_title="A" * 300)
+    long_study = dataclasses.replace(definition.study, short_title="A" * 300)
     assert len(summary(r, long_study)) < 140
-    assert summary(r, engine.study) == f"Possible candidate for {engine.study.short_title}: 1 criterion needs data"
+    assert summary(r, definition.study) == f"Possible candidate for {definition.study.short_title}: 1 criterion needs data"
 
 
-def test_card_for_a_candidate_says_what_would_settle_each_unknown(engine):
+def test_card_for_a_candidate_says_what_would_settle_each_unknown(definition):
     c = CriterionResult("E7-hbv", "exclusion", "unknown", (),
                         "no HBsAg result in 2026-10-19..2026-11-16: order LOINC 5196-1 at screening")
     ok = CriterionResult("I1-age", "inclusion", "met", ("Patient/p9",), "age 40 at 2026-11-16 (18 or older required)")
     settings = ServeSettings(links=(Link("Worklist", "https://intranet.example/worklist.html#{patientId}"),
                                     Link("Open in the screening app", "https://app.example/launch", "smart")),
                              study_team="Dr Chen's team", study_url="https://registry.example/study")
-    card = build_card(_result("candidate", (ok, c)), engine.criteria, engine.study, settings, card_uuid="c-1",
+    card = build_card(_result("candidate", (ok, c)), definition.criteria, definition.study, settings, card_uuid="c-1",
                       suggestion_uuid="s-1", today=date(2026, 11, 16))
     assert card["indicator"] == "info" and card["uuid"] == "c-1"
     assert "**Hepatitis B** (E7-hbv): order HBsAg (LOINC 5196-1) at screening (none in 2026-10-19..2026-11-16)" in card["detail"]
     assert "- Adult: age 40" in card["detail"]
-    assert engine.study.site in card["source"]["label"] and card["source"]["url"] == "https://registry.example/study"
+    assert definition.study.site in card["source"]["label"] and card["source"]["url"] == "https://registry.example/study"
     assert card["selectionBehavior"] == "at-most-one"
     sr = card["suggestions"][0]["actions"][0]["resource"]
     assert sr["resourceType"] == "ServiceRequest" and sr["subject"] == {"reference": "Patient/p9"}
@@ -134,12 +134,12 @@ def test_card_for_a_candidate_says_what_would_settle_each_unknown(engine):
     assert card["links"][0] == {"label": "Worklist", "url": "https://intranet.example/worklist.html#p9", "type": "absolute"}
     assert card["links"][1]["type"] == "smart" and json.loads(card["links"][1]["appContext"])["card"] == "c-1"
     assert all(r["display"] for r in card["overrideReasons"])
-    no_referral = build_card(_result("eligible", (ok,)), engine.criteria, engine.study,
+    no_referral = build_card(_result("eligible", (ok,)), definition.criteria, definition.study,
                              ServeSettings(referral=False), card_uuid="c-2", suggestion_uuid="s-2", today=date(2026, 11, 16))
     assert "suggestions" not in no_referral and "selectionBehavior" not in no_referral and "links" not in no_referral
 
 
-def test_no_card_for_ineligible_deceased_or_already_enrolled_patients(engine):
+def test_no_card_for_ineligible_deceased_or_already_enrolled_patients(definition):
     eligible = _result("eligible", ())
     assert gate(_result("ineligible", ()), [], None).reason == "status ineligible"
     assert gate(eligible, [], {"resourceType": "Patient", "deceasedDateTime": "2026-10-01"}).reason == "recorded as deceased"
@@ -149,8 +149,8 @@ def test_no_card_for_ineligible_deceased_or_already_enrolled_patients(engine):
     assert gate(eligible, [("on-study", False), ("candidate", True)], None).reason is None
 
 
-def test_subjects_of_this_study_are_recognised_by_identifier_or_by_the_study_resource(engine):
-    study = engine.study
+def test_subjects_of_this_study_are_recognised_by_identifier_or_by_the_study_resource(definition):
+    study = definition.study
     rs = {"resourceType": "Bundle", "entry": [
         {"resource": {"resourceType": "ResearchStudy", "id": "rs-9", "identifier": [study.identifier]}},
         {"resource": {"resourceType": "ResearchSubject", "status": "on-study", "study": {"reference": "ResearchStudy/rs-9"},

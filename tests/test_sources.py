@@ -12,8 +12,10 @@ from conftest import ROOT, SAMPLES
 from factory import CM, cc, cond, obs, patient
 from fhir3t import screen
 from fhir3t.errors import InputError, Problems
+from fhir3t.fhirutil import normalize_reference
+from fhir3t.pipeline import Run
+from fhir3t.records.build import RecordBuilder
 from fhir3t.sources.grouping import GroupingSource, SharedIndex, group_documents
-from fhir3t.sources.refs import normalize_reference
 
 NDJSON = ROOT / "tests" / "data" / "ndjson"
 SCREENING = SAMPLES / "screening"
@@ -174,13 +176,14 @@ def test_truncated_gzip_is_reported_not_raised(tmp_path):
     assert any("cannot read the file past this line" in p.message for p in problems)
 
 
-def test_irrelevant_resources_are_not_kept(engine):
+def test_irrelevant_resources_are_not_kept(definition):
     """Keep only what criteria read: a blood-pressure Observation never reaches the record."""
     bp = obs("85354-9", "2026-11-01", valueString="120/80")
     mda5 = obs("82424-3", "2026-11-01", valueString="++")
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient()}, {"resource": bp}, {"resource": mda5}]}
     [raw] = group_documents([("b", bundle)], Problems(), SharedIndex())
-    record = engine.builder().build(raw)
+    run = Run.start(definition)
+    record = RecordBuilder(run.filter, run.problems).build(raw)
     assert [r.ref for r in record.of("Observation")] == [f"Observation/{mda5['id']}"]
 
 
@@ -217,10 +220,10 @@ def test_a_patient_that_cannot_be_screened_is_reported_and_the_run_goes_on(tmp_p
 
     real = Screener.screen
 
-    def flaky(self, record, as_of, d1=None):
+    def flaky(self, record, as_of, d1=None, **kw):
         if record.key == "Patient/p03":
             raise TypeError("unexpected structure")
-        return real(self, record, as_of, d1)
+        return real(self, record, as_of, d1, **kw)
 
     monkeypatch.setattr(Screener, "screen", flaky)
     problems = Problems()

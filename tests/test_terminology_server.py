@@ -9,9 +9,10 @@ from werkzeug import Response
 
 from conftest import AS_OF
 from factory import SCT, bundle, cc, cond, patient
+from fhir3t.api import screen as screen_files
 from fhir3t.errors import Problems
-from fhir3t.pipeline import Engine, screen_files
-from fhir3t.pipeline.terminology import connect_terminology, terminology_summary
+from fhir3t.pipeline import Definition
+from fhir3t.pipeline.terminology import terminology_summary
 from fhir3t.transport.http import FhirClient
 from fhir3t.transport.terminology import TerminologyServer
 
@@ -19,9 +20,9 @@ NSCLC = "254637007"  # non-small cell lung cancer, a child of 363346000 (maligna
 LOCAL = "http://hospital.example.org/CodeSystem/dx"
 
 
-def _screen(engine, *resources):
+def _screen(definition, *resources):
     problems = Problems()
-    [r] = list(screen_files([], as_of=AS_OF, engine=engine, problems=problems,
+    [r] = list(screen_files([], as_of=AS_OF, definition=definition, problems=problems,
                             documents=[("t.json", bundle(patient(), *resources))]))
     return r, problems
 
@@ -60,36 +61,36 @@ def _fake(httpserver, *, expand: bool = True, fail: bool = False):
 
 
 def test_without_a_server_a_snomed_child_is_only_a_suspect():
-    r, _ = _screen(Engine.load(), cond(NSCLC, SCT, onsetDateTime="2025-03-01"))
+    r, _ = _screen(Definition.load(), cond(NSCLC, SCT, onsetDateTime="2025-03-01"))
     assert r.by_id("E6-malignancy").result == "not-met"  # no name in the text: 'another diagnosis'
 
 
 @pytest.mark.parametrize("expand", [True, False])
 def test_descendants_from_the_server_make_the_child_count(httpserver, expand):
-    engine = Engine.load()
+    definition = Definition.load()
     server = _fake(httpserver, expand=expand)
-    connect_terminology(engine, server, Problems())
-    r, _ = _screen(engine, cond(NSCLC, SCT, onsetDateTime="2025-03-01"))
+    definition = definition.with_terminology_server(server, Problems())
+    r, _ = _screen(definition, cond(NSCLC, SCT, onsetDateTime="2025-03-01"))
     assert r.by_id("E6-malignancy").result == "met" and r.status == "ineligible"
 
 
 def test_a_local_code_translated_by_the_server_is_read(httpserver):
-    engine = Engine.load()
-    connect_terminology(engine, _fake(httpserver), Problems())
+    definition = Definition.load()
+    definition = definition.with_terminology_server(_fake(httpserver), Problems())
     c = cond("C34.9", onsetDateTime="2025-03-01")
     c["code"] = cc("ZL-88", LOCAL)
-    r, _ = _screen(engine, c)
+    r, _ = _screen(definition, c)
     assert r.by_id("E6-malignancy").result == "met"
 
 
 def test_a_failing_server_changes_nothing_and_is_said(httpserver):
-    engine = Engine.load()
+    definition = Definition.load()
     server = _fake(httpserver, fail=True)
     problems = Problems()
-    connect_terminology(engine, server, problems)
+    definition = definition.with_terminology_server(server, problems)
     c = cond("C34.9", onsetDateTime="2025-03-01")
     c["code"] = cc("ZL-99", LOCAL)
-    r, _ = _screen(engine, c)
+    r, _ = _screen(definition, c)
     assert r.by_id("E6-malignancy").result == "unknown"  # an unread local code: never 'no malignancy'
     terminology_summary(server, problems)
     assert any("terminology server failed" in p.message for p in problems)

@@ -7,9 +7,10 @@ One import for a hospital's script:
     for r in fhir3t.screen(["export/"], as_of="2026-11-16", problems=problems):
         print(r.patient, r.status, r.unknown)
 
-`screen` (files), `screen_server` (a FHIR server, with a `FhirClient`), `Engine` (load once, screen many),
+`screen` (files, with the CLI's as-of policy), `Definition` (a study, loaded once, shared), `Run` (one
+execution: dates, problems), `screen_files` / `screen_server` (tasks of the form task(definition, run, ...)),
 `Problems` (skipped input, located), `ScreeningResult` (the JSON contract), `deliver` / `Output` (write
-results in any format), `use_profiles` (another study's profiles folder).
+results in any format). Another study: `Definition.load("path/to/profiles")`.
 """
 from __future__ import annotations
 
@@ -17,18 +18,19 @@ from typing import Any
 
 from fhir3t.version import __version__
 
-__all__ = ["Engine", "Output", "Problems", "ScreeningResult", "__version__", "deliver", "screen", "screen_server",
-           "use_profiles"]
+__all__ = ["Definition", "Output", "Problems", "Run", "ScreeningResult", "__version__", "deliver", "screen",
+           "screen_files", "screen_server"]
 
 _LAZY = {
     "screen": ("fhir3t.api", "screen"),
     "screen_server": ("fhir3t.pipeline", "screen_server"),
     "deliver": ("fhir3t.pipeline", "deliver"),
     "Output": ("fhir3t.pipeline", "Output"),
-    "Engine": ("fhir3t.pipeline", "Engine"),
+    "Definition": ("fhir3t.pipeline", "Definition"),
+    "Run": ("fhir3t.pipeline", "Run"),
+    "screen_files": ("fhir3t.pipeline", "screen_files"),
     "Problems": ("fhir3t.errors", "Problems"),
     "ScreeningResult": ("fhir3t.criteria.model", "ScreeningResult"),
-    "use_profiles": ("fhir3t.profiles", "use_profiles"),
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from fhir3t.errors import ConfigError
-from fhir3t.profiles import on_profiles_change, profile_path
+from fhir3t.profiles import profile_path
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,6 @@ class R4Facts:
         return hit
 
 
-@on_profiles_change
 @cache
 def r4_facts(path: Path | None = None) -> R4Facts:
     path = path or profile_path("fhir", "r4-facts.json")

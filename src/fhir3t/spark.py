@@ -4,15 +4,15 @@
     python -m fhir3t.spark IN_DIR OUT_DIR --as-of 2026-11-16 [--d1 DATE] [--concept-map FILE]...
 
 Spark does what needs a cluster (reading the files, grouping by patient, spreading the work); each
-patient is screened by `fhir3t.pipeline.Engine.screen_raw`, loaded once per executor process, so the
-results are those of the single-machine path. Steps:
+patient is screened by `fhir3t.pipeline.screen_records` with the study's `Definition`, loaded once
+per executor process (a `Run` per partition), so the results are those of the single-machine path. Steps:
 
 1. the lines are read as text (`IN_DIR` and its sub-folders: *.ndjson, *.ndjson.gz, *.jsonl);
    Spark SQL (`from_json` on a small schema) extracts the resource type, the patient reference
    and the result references of each line, and drops the types no criterion reads before any Python runs;
 2. the shared resources (Medication, ResearchStudy: a small set) are collected and broadcast;
    results that name no patient are joined to the patients whose reports or panels point at them;
-3. each remaining line passes the engine's read filter (`Engine.wants`) on the executors, so only
+3. each remaining line passes the definition's read filter (`Relevance`) on the executors, so only
    the ~5 % of lines a criterion reads are shuffled; lines are grouped by patient (`groupByKey`)
    and each group is put back in the single-machine path's order (file path, then position);
 4. each patient becomes a `RawRecord` and is screened; results (`ScreeningResult.to_dict()`) are
@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlparse
 
 import orjson
 
-from fhir3t.pipeline import Engine, with_discovered_maps
+from fhir3t.pipeline import Definition, Run, screen_records, with_discovered_maps
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.grouping import SharedIndex
@@ -68,12 +68,12 @@ class Job:
         return h.hexdigest()
 
 
-_ENGINES: dict[str, tuple[Engine, SharedIndex]] = {}
+_DEFINITIONS: dict[str, tuple[Definition, SharedIndex]] = {}
 
 
-def _engine(job: Job) -> tuple[Engine, SharedIndex]:
-    """The executor's engine and shared index, loaded on first use and kept for the process."""
-    hit = _ENGINES.get(job.key)
+def _definition(job: Job) -> tuple[Definition, SharedIndex]:
+    """The executor's definition and shared index, loaded on first use and kept for the process."""
+    hit = _DEFINITIONS.get(job.key)
     if hit is None:
         with tempfile.TemporaryDirectory(prefix="fhir3t-spark-") as tmp:  # read at load, then removed
             folder = Path(tmp)
@@ -85,18 +85,18 @@ def _engine(job: Job) -> tuple[Engine, SharedIndex]:
             if job.criteria is not None:
                 criteria = folder / "criteria.json"
                 criteria.write_text(job.criteria, encoding="utf-8")
-            engine = Engine.load(maps, criteria)
+            definition = Definition.load(None, maps, criteria)
         shared = SharedIndex()
         for line in job.shared:
             shared.add(orjson.loads(line))
-        hit = _ENGINES[job.key] = (engine, shared)
+        hit = _DEFINITIONS[job.key] = (definition, shared)
     return hit
 
 
-def _drain(engine: Engine) -> Iterator[tuple[str, str]]:
-    for p in engine.problems:
+def _drain(run: Run) -> Iterator[tuple[str, str]]:
+    for p in run.problems:
         yield "problem", json.dumps({"where": p.where, "message": p.message, "skipped": p.skipped}, ensure_ascii=False)
-    engine.problems.items.clear()
+    run.problems.items.clear()
 
 
 def _order_key(file: str) -> tuple:
@@ -117,34 +117,35 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
     Problems travel under the empty key as ((), JSON, "", False) so the grouping step writes them out.
     """
     job: Job = job_bc.value
-    engine, _shared = _engine(job)
-    wants = engine.wants
+    definition, _shared = _definition(job)
+    run = Run.start(definition, as_of=job.as_of, d1=job.d1)  # one per partition: its problems travel with it
+    wants = run.filter
     for row in rows:
         where = row.file
         try:
             res = orjson.loads(row.value)
         except orjson.JSONDecodeError as exc:
-            engine.problems.add(where, f"not valid JSON ({exc}); line skipped")
+            run.problems.add(where, f"not valid JSON ({exc}); line skipped")
             continue
         if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
-            engine.problems.add(where, "not a FHIR resource (no resourceType); line skipped")
+            run.problems.add(where, "not a FHIR resource (no resourceType); line skipped")
             continue
         rtype = res["resourceType"]
         if row.orphan:
             if not wants(res, where):
                 continue
             if not row.key:
-                engine.problems.add(where, f"{rtype} names no patient and no report or panel of a patient points at "
+                run.problems.add(where, f"{rtype} names no patient and no report or panel of a patient points at "
                                            "it; skipped")
                 continue
         elif not row.key:
-            engine.problems.add(where, "Patient without id; skipped" if rtype == "Patient"
+            run.problems.add(where, "Patient without id; skipped" if rtype == "Patient"
                                 else f"{rtype} has no usable patient reference; skipped")
             continue
         elif rtype != "Patient" and not wants(res, where):
             continue
         yield row.key, ((_order_key(where), row.block, row.pos), row.value, where, row.orphan)
-    for _, text in _drain(engine):
+    for _, text in _drain(run):
         yield "", ((), text, "", False)
 
 
@@ -157,9 +158,10 @@ def _resolver(adopted: SharedIndex, shared: SharedIndex) -> Callable[[str], dict
 
 
 def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[Kept]]]) -> Iterator[tuple[str, str]]:
-    """Executor, after the shuffle: one RawRecord per patient, screened by the engine -> (kind, JSON)."""
+    """Executor, after the shuffle: one RawRecord per patient, screened by the definition -> (kind, JSON)."""
     job: Job = job_bc.value
-    engine, shared = _engine(job)
+    definition, shared = _definition(job)
+    run = Run.start(definition, as_of=job.as_of, d1=job.d1)
     passed: list[str] = []  # problems found before the shuffle
 
     def records() -> Iterator[RawRecord]:
@@ -171,17 +173,17 @@ def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[Kept]]]) -> 
             resources = [(orjson.loads(text), where) for _, text, where, orphan in ordered if not orphan]
             source = str(PurePosixPath(ordered[0][2]).parent)
             if not any(r.get("resourceType") == "Patient" for r, _ in resources):
-                engine.problems.add(source, f"{key}: no Patient resource in the NDJSON; screened without demographics", skipped=False)
+                run.problems.add(source, f"{key}: no Patient resource in the NDJSON; screened without demographics", skipped=False)
             adopted = SharedIndex()  # results naming no patient that this patient's reports point at
             for _, text, _, orphan in ordered:
                 if orphan:
                     adopted.add(orjson.loads(text))
             yield RawRecord(key, resources, source, _resolver(adopted, shared) if adopted.by_ref else shared.get, {})
 
-    for result in engine.screen_raw(records(), job.as_of, job.d1, shared):
+    for result in screen_records(definition, run, records(), shared):
         yield "result", orjson.dumps(result.to_dict()).decode()
-        yield from _drain(engine)
-    yield from _drain(engine)
+        yield from _drain(run)
+    yield from _drain(run)
     for text in passed:
         yield "problem", text
 
@@ -316,9 +318,9 @@ def make_job(inputs: list[str], as_of: date, d1: date | None, concept_maps: Iter
 
 
 def read_types(job: Job) -> frozenset[str]:
-    """The resource types some criterion reads (from the engine's read filter)."""
-    engine, _shared = _engine(job)
-    types = engine.wants.types
+    """The resource types some criterion reads (from the definition's read filter)."""
+    definition, _shared = _definition(job)
+    types = definition.relevance.types
     return frozenset(types) if types else frozenset()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from fhir3t.errors import ConfigError
-from fhir3t.profiles import profile_path
+from fhir3t.profiles import Profiles
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class Study:
         return {"system": self.system, "value": self.value}
 
 
-def load_study(path: Path | None = None) -> Study:
-    path = path or profile_path("study.json")
+def load_study(profiles: Profiles | None = None) -> Study:
+    path = (profiles or Profiles.at()).path("study.json")
     try:
         d = orjson.loads(Path(path).read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:

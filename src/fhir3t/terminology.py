@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from fhir3t.errors import ConfigError
-from fhir3t.profiles import profile_path
+from fhir3t.profiles import Profiles
 from fhir3t.textnorm import fold, name_pattern
 
 Code = tuple[str, str]  # (system, code), normalised
@@ -84,7 +84,7 @@ class CodeSystems:
 
     @classmethod
     def load(cls, path: Path | None = None) -> CodeSystems:
-        data = _load_json(path or profile_path("terminology", "code-systems.json"))
+        data = _load_json(path or Profiles.at().path("terminology", "code-systems.json"))
         canonical: dict[str, str] = {}
         normalizer: dict[str, str] = {}
         prefix: set[str] = set()
@@ -417,9 +417,10 @@ class Terminology:
         self.resolver: Callable[[Code], tuple[Code, ...]] | None = None
 
     @classmethod
-    def load(cls, concept_maps: Iterable[Path] = (), valueset_dir: Path | None = None) -> Terminology:
-        systems = CodeSystems.load()
-        vdir = valueset_dir or profile_path("valuesets")
+    def load(cls, concept_maps: Iterable[Path] = (), profiles: Profiles | None = None) -> Terminology:
+        profiles = profiles or Profiles.at()
+        systems = CodeSystems.load(profiles.path("terminology", "code-systems.json"))
+        vdir = profiles.path("valuesets")
         valuesets: dict[str, ValueSet] = {}
         for path in sorted(vdir.glob("*.json")):
             vs = ValueSet.from_resource(_load_json(path), systems, str(path))

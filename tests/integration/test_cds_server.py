@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from cds_helpers import SERVICE, Recorder, hook_request, running
-from fhir3t.pipeline import Engine
+from fhir3t.pipeline import Definition
 from fhir3t.service.prefetch import templates
 from fhir3t.service.settings import ServeSettings
 from integration.conftest import AS_OF, CONCEPT_MAP
@@ -21,22 +21,22 @@ TOKEN = "tok-3b9d7f0e-never-logged"
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine.load([CONCEPT_MAP])
+def definition() -> Definition:
+    return Definition.load(concept_maps=[CONCEPT_MAP])
 
 
 @pytest.fixture
-def service(engine, loaded_server, tmp_path):
+def service(definition, loaded_server, tmp_path):
     settings = ServeSettings(state_dir=tmp_path / "state", as_of=AS_OF_DAY, fhir_servers=(loaded_server,),
                              show_again_after_days=0, budget_ms=5000)
-    with running(settings, engine) as (url, cds):
+    with running(settings, definition) as (url, cds):
         yield url, cds
 
 
-def server_prefetch(base: str, engine: Engine, pid: str, keys: set[str] | None = None) -> dict:
+def server_prefetch(base: str, definition: Definition, pid: str, keys: set[str] | None = None) -> dict:
     """What an EHR would prefetch from its own server: each template run against it (null when empty)."""
     out: dict = {}
-    for key, tpl in templates(engine).items():
+    for key, tpl in templates(definition).items():
         if keys is not None and key not in keys:
             continue
         r = requests.get(f"{base}/{tpl.expand(pid)}", headers={"Accept": "application/fhir+json"}, timeout=30)
@@ -56,10 +56,10 @@ def statuses(cards: list[dict]) -> list[str]:
     return [c["summary"].split(" for ")[0] for c in cards]
 
 
-def test_full_prefetch_partial_prefetch_and_fetches_only_give_the_same_card(service, engine, loaded_server):
+def test_full_prefetch_partial_prefetch_and_fetches_only_give_the_same_card(service, definition, loaded_server):
     url, _cds = service
-    full = post(url, hook_request("p03", server_prefetch(loaded_server, engine, "p03")))
-    partial = post(url, hook_request("p03", server_prefetch(loaded_server, engine, "p03", {"patient", "condition"}),
+    full = post(url, hook_request("p03", server_prefetch(loaded_server, definition, "p03")))
+    partial = post(url, hook_request("p03", server_prefetch(loaded_server, definition, "p03", {"patient", "condition"}),
                                      fhirServer=loaded_server))
     fetched = post(url, hook_request("p03", fhirServer=loaded_server,
                                      fhirAuthorization={"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300,
@@ -68,14 +68,14 @@ def test_full_prefetch_partial_prefetch_and_fetches_only_give_the_same_card(serv
     assert full["cards"][0]["detail"] == partial["cards"][0]["detail"] == fetched["cards"][0]["detail"]
 
 
-def test_fetching_resolves_what_no_prefetch_can_express(service, engine, loaded_server):
+def test_fetching_resolves_what_no_prefetch_can_express(service, definition, loaded_server):
     """p02's tacrolimus points at a Medication resource: prefetch alone leaves two criteria unknown (a candidate),
     fetching reads the Medication and the patient is eligible."""
     url, _cds = service
-    only_prefetch = post(url, hook_request("p02", server_prefetch(loaded_server, engine, "p02")))
+    only_prefetch = post(url, hook_request("p02", server_prefetch(loaded_server, definition, "p02")))
     assert statuses(only_prefetch["cards"]) == ["Possible candidate"]
     assert "drug reference does not resolve" in only_prefetch["cards"][0]["detail"]
-    with_server = post(url, hook_request("p02", server_prefetch(loaded_server, engine, "p02"), fhirServer=loaded_server))
+    with_server = post(url, hook_request("p02", server_prefetch(loaded_server, definition, "p02"), fhirServer=loaded_server))
     assert statuses(with_server["cards"]) == ["Eligible"]
 
 
@@ -110,11 +110,11 @@ def empty_bundle() -> dict:
     return {"resourceType": "Bundle", "type": "searchset", "entry": []}
 
 
-def test_a_slow_server_gives_no_card_and_the_answer_does_not_wait_for_it(engine, tmp_path):
+def test_a_slow_server_gives_no_card_and_the_answer_does_not_wait_for_it(definition, tmp_path):
     slow = Recorder(lambda path: (200, empty_bundle(), 8.0 if path.startswith("/fhir/Observation") else 0.0))
     try:
         settings = ServeSettings(state_dir=tmp_path, as_of=AS_OF_DAY, fhir_servers=(slow.base,), budget_ms=400)
-        with running(settings, engine) as (url, _cds):
+        with running(settings, definition) as (url, _cds):
             body = post(url, hook_request("p01", fhirServer=slow.base))
             # answered while the server was still sitting on the Observation query
             assert not slow.finished.is_set()
@@ -123,19 +123,19 @@ def test_a_slow_server_gives_no_card_and_the_answer_does_not_wait_for_it(engine,
         slow.stop()
 
 
-def test_a_failing_server_gives_no_card(engine, tmp_path):
+def test_a_failing_server_gives_no_card(definition, tmp_path):
     failing = Recorder(lambda path: (500, {"resourceType": "OperationOutcome", "issue": []}, 0.0)
                        if "Condition" in path else (200, empty_bundle(), 0.0))
     try:
         settings = ServeSettings(state_dir=tmp_path, as_of=AS_OF_DAY, fhir_servers=(failing.base,))
-        with running(settings, engine) as (url, _cds):
+        with running(settings, definition) as (url, _cds):
             assert post(url, hook_request("p01", fhirServer=failing.base)) == {"cards": []}
             assert any("Condition" in p for p, _a in failing.seen)
     finally:
         failing.stop()
 
 
-def test_the_token_goes_to_the_fhir_server_origin_only(engine, tmp_path):
+def test_the_token_goes_to_the_fhir_server_origin_only(definition, tmp_path):
     """A next link to another origin is followed without the EHR's token."""
     elsewhere = Recorder(lambda path: (200, empty_bundle(), 0.0))
 
@@ -147,7 +147,7 @@ def test_the_token_goes_to_the_fhir_server_origin_only(engine, tmp_path):
     ehr = Recorder(answer)
     try:
         settings = ServeSettings(state_dir=tmp_path, as_of=AS_OF_DAY, fhir_servers=(ehr.base,))
-        with running(settings, engine) as (url, _cds):
+        with running(settings, definition) as (url, _cds):
             post(url, hook_request("p01", fhirServer=ehr.base,
                                    fhirAuthorization={"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300,
                                                       "scope": "patient/*.read", "subject": "fhir3t"}))

@@ -16,7 +16,7 @@ import requests
 from cds_helpers import SERVICE, hook_request, running, sample_resources
 from fhir3t.cli import main
 from fhir3t.emit.screening import subject_id
-from fhir3t.pipeline import Engine
+from fhir3t.pipeline import Definition
 from fhir3t.service.app import create_app
 from fhir3t.service.runner import InThread, WatchThread
 from fhir3t.service.settings import ServeSettings
@@ -38,8 +38,8 @@ def base(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine.load([CONCEPT_MAP])
+def definition() -> Definition:
+    return Definition.load(concept_maps=[CONCEPT_MAP])
 
 
 def put_all(base: str, resources: list[dict]) -> None:
@@ -81,8 +81,8 @@ def renamed(sample: str, pid: str) -> list[dict]:
     return out
 
 
-def subject_status(base: str, engine: Engine, pid: str) -> str | None:
-    r = requests.get(f"{base}/ResearchSubject/{subject_id(engine.criteria, f'Patient/{pid}')}", headers=FHIR, timeout=30)
+def subject_status(base: str, definition: Definition, pid: str) -> str | None:
+    r = requests.get(f"{base}/ResearchSubject/{subject_id(definition.criteria, f'Patient/{pid}')}", headers=FHIR, timeout=30)
     return r.json()["status"] if r.status_code == 200 else None
 
 
@@ -91,16 +91,16 @@ def watch_once(base: str, state: Path, *extra: str) -> int:
                  "--concept-map", str(CONCEPT_MAP), *extra])
 
 
-def test_polling_screens_new_data_pushes_candidates_and_resumes(base, engine, tmp_path, capsys):
+def test_polling_screens_new_data_pushes_candidates_and_resumes(base, definition, tmp_path, capsys):
     put_all(base, renamed("01-eligible-classic", "w-p01") + renamed("03-candidate-missing-tests", "w-p03")
             + renamed("07-ineligible-mda5-low-grade", "w-p07"))
     state = tmp_path / "watch.json"
     assert watch_once(base, state, "--since", "2020-01-01") == 0
     err = capsys.readouterr().err
     assert "3 patient(s)" in err and "pushed 2 ResearchSubject(s)" in err
-    assert subject_status(base, engine, "w-p01") == "eligible"
-    assert subject_status(base, engine, "w-p03") == "candidate"
-    assert subject_status(base, engine, "w-p07") is None  # ineligible, and no subject to update: nothing pushed
+    assert subject_status(base, definition, "w-p01") == "eligible"
+    assert subject_status(base, definition, "w-p03") == "candidate"
+    assert subject_status(base, definition, "w-p07") is None  # ineligible, and no subject to update: nothing pushed
     saved = json.loads(state.read_text())
     assert saved["server"] == base and saved["mark"]
     # nothing new: the next round screens nobody (the ResearchSubjects it pushed are not data the criteria read
@@ -115,15 +115,15 @@ def test_polling_screens_new_data_pushes_candidates_and_resumes(base, engine, tm
     assert watch_once(base, state) == 0
     err = capsys.readouterr().err
     assert "of 1 patient(s)" in err
-    assert subject_status(base, engine, "w-p07") == "candidate"
+    assert subject_status(base, definition, "w-p07") == "candidate"
 
 
-def test_an_on_study_subject_is_never_overwritten(base, engine, tmp_path, capsys):
+def test_an_on_study_subject_is_never_overwritten(base, definition, tmp_path, capsys):
     put_all(base, renamed("01-eligible-classic", "w-enrolled"))
     state = tmp_path / "watch.json"
     assert watch_once(base, state, "--since", "2020-01-01") == 0
     capsys.readouterr()
-    rid = subject_id(engine.criteria, "Patient/w-enrolled")
+    rid = subject_id(definition.criteria, "Patient/w-enrolled")
     rs = requests.get(f"{base}/ResearchSubject/{rid}", headers=FHIR, timeout=30).json()
     rs["status"] = "on-study"
     assert requests.put(f"{base}/ResearchSubject/{rid}", json=rs, headers=FHIR, timeout=30).status_code in (200, 201)
@@ -134,15 +134,15 @@ def test_an_on_study_subject_is_never_overwritten(base, engine, tmp_path, capsys
     put_all(base, [hbsag])
     assert watch_once(base, state) == 0
     assert "1 kept by the no-regression rule" in capsys.readouterr().err
-    assert subject_status(base, engine, "w-enrolled") == "on-study"
+    assert subject_status(base, definition, "w-enrolled") == "on-study"
 
 
-def test_the_cds_service_gives_no_card_for_a_patient_on_study_on_the_server(base, engine, tmp_path):
+def test_the_cds_service_gives_no_card_for_a_patient_on_study_on_the_server(base, definition, tmp_path):
     res = renamed("06-eligible-searchset-age18", "w-onstudy")
     put_all(base, res + [{"resourceType": "ResearchSubject", "id": "w-onstudy-rs", "status": "on-study",
-                          "study": {"identifier": engine.study.identifier}, "individual": {"reference": "Patient/w-onstudy"}}])
+                          "study": {"identifier": definition.study.identifier}, "individual": {"reference": "Patient/w-onstudy"}}])
     settings = ServeSettings(state_dir=tmp_path, as_of=AS_OF_DAY, fhir_servers=(base,), budget_ms=5000)
-    with running(settings, engine) as (url, _cds):
+    with running(settings, definition) as (url, _cds):
         r = requests.post(f"{url}/cds-services/{SERVICE}", json=hook_request("w-onstudy", fhirServer=base), timeout=30)
         assert r.status_code == 200 and r.json() == {"cards": []}
         put_all(base, renamed("06-eligible-searchset-age18", "w-free"))
@@ -160,14 +160,14 @@ def wait_for(check, seconds: float = 30.0):
     return check()
 
 
-def test_subscriptions_end_to_end_a_new_observation_brings_the_research_subject(base, engine, tmp_path):
+def test_subscriptions_end_to_end_a_new_observation_brings_the_research_subject(base, definition, tmp_path):
     """sekmet offers R4 Subscriptions: the watcher subscribes to the inclusion criteria's codes, a new
     anti-MDA5 result is posted, sekmet notifies, the watcher screens and the ResearchSubject appears."""
     resources = renamed("04-candidate-mda5-ungraded", "w-sub")
     mda5 = next(r for r in resources if r["resourceType"] == "Observation" and "MDA5" in json.dumps(r).upper())
     put_all(base, [r for r in resources if r is not mda5])
     client = FhirClient(base)
-    watcher = Watcher(client, Engine.load([CONCEPT_MAP]), WatchState(tmp_path / "state.json", base),
+    watcher = Watcher(client, Definition.load(concept_maps=[CONCEPT_MAP]), WatchState(tmp_path / "state.json", base),
                       start=time.time() + 2, overlap=0.5, today=lambda: AS_OF_DAY)
     assert watcher.supports_subscriptions()
     token = "notify-token-for-the-test"
@@ -182,21 +182,21 @@ def test_subscriptions_end_to_end_a_new_observation_brings_the_research_subject(
         subs = [client.get(f"Subscription/{sid}") for sid in watcher.subscriptions]
         assert all(s["status"] == "active" for s in subs)
         assert any(s["criteria"].startswith("Observation?code=") and "82424-3" in s["criteria"] for s in subs)
-        assert subject_status(base, engine, "w-sub") is None
+        assert subject_status(base, definition, "w-sub") is None
         time.sleep(2.5)  # past the watcher's start mark, so only the notification can bring the patient
         put_all(base, [copy.deepcopy(mda5)])
-        assert wait_for(lambda: subject_status(base, engine, "w-sub")) == "candidate"
+        assert wait_for(lambda: subject_status(base, definition, "w-sub")) == "candidate"
         assert watcher.rounds == 1  # no poll did it: the notification did
     # shut down: the Subscriptions are removed from the server
     assert all(requests.get(f"{base}/Subscription/{sid}", headers=FHIR, timeout=30).status_code in (404, 410)
                for sid in [s["id"] for s in subs])
 
 
-def test_notifications_from_a_local_sender(base, engine, tmp_path):
+def test_notifications_from_a_local_sender(base, definition, tmp_path):
     """What rest-hook senders post: the resource, a PUT to {endpoint}/Type/id, an id-only backport Bundle,
     or nothing at all (then a poll); without the token: 401."""
     put_all(base, renamed("05-candidate-partial-birthdate", "w-note"))
-    watcher = Watcher(FhirClient(base), engine, WatchState(tmp_path / "s.json", base), today=lambda: AS_OF_DAY)
+    watcher = Watcher(FhirClient(base), definition, WatchState(tmp_path / "s.json", base), today=lambda: AS_OF_DAY)
     app = create_app(None, watcher=watcher, notify_token="tkn")
     with InThread(app) as url:
         hook = url + NOTIFY_PATH
@@ -224,7 +224,7 @@ def test_notifications_from_a_local_sender(base, engine, tmp_path):
     assert ids == {"w-note"} and poll and n == 4
     rnd = watcher.screen_and_push(ids)
     assert rnd.statuses == {"candidate": 1} and rnd.pushed == 1
-    assert subject_status(base, engine, "w-note") == "candidate"
+    assert subject_status(base, definition, "w-note") == "candidate"
 
 
 def test_a_watch_state_of_another_server_is_refused(base, tmp_path, capsys):

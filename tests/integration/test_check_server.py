@@ -10,9 +10,9 @@ import json
 
 import requests
 
-from fhir3t.api import Engine
 from fhir3t.cli import main
 from fhir3t.errors import Problems
+from fhir3t.pipeline import Definition
 from fhir3t.sources.rest import RestSource
 from fhir3t.transport.http import FhirClient
 from integration.conftest import AS_OF, CONCEPT_MAP
@@ -52,8 +52,8 @@ def test_check_server_reads_the_test_server_and_writes_nothing(loaded_server, ca
     patient_ops = {o["name"] for r in cs["rest"][0]["resource"] if r["type"] == "Patient" for o in r.get("operation", [])}
     assert _by_id(doc, "strategy")[0]["details"]["strategy"] == ("everything" if "everything" in patient_ops else "batch")
     # the candidate count is the one a real pull finds
-    engine = Engine.load([CONCEPT_MAP])
-    src = RestSource(FhirClient(loaded_server), engine.tx, sorted(engine.screener.types), Problems())
+    definition = Definition.load(concept_maps=[CONCEPT_MAP])
+    src = RestSource(FhirClient(loaded_server), definition.tx, sorted(definition.screener.types), Problems())
     cand = _by_id(doc, "search-candidates")[0]
     assert cand["status"] == "ok" and cand["details"]["candidates"] == len(src.candidates()) > 0
     e2e = _by_id(doc, "end-to-end")[0]
@@ -113,8 +113,8 @@ def test_the_write_test_on_the_test_server_leaves_nothing_behind(loaded_server, 
 def test_screen_warns_once_of_the_types_the_test_server_does_not_declare(loaded_server, tmp_path, capsys):
     cs = _get(loaded_server, "metadata")
     declared = {r["type"] for r in cs["rest"][0]["resource"]}
-    engine = Engine.load([CONCEPT_MAP])
-    missing = sorted(set(engine.screener.types) - declared)
+    definition = Definition.load(concept_maps=[CONCEPT_MAP])
+    missing = sorted(set(definition.screener.types) - declared)
     assert main(["screen", "--server", loaded_server, "--as-of", AS_OF, "--concept-map", str(CONCEPT_MAP),
                  "--format", "json", "--out", str(tmp_path / "r.json"), "--no-progress"]) == 0
     err = [ln for ln in capsys.readouterr().err.splitlines() if "server check:" in ln]

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from fhir3t.api import Engine, screen
+from fhir3t.api import screen
 from fhir3t.cli import main
 from fhir3t.dates import parse_day
 from fhir3t.emit.screening import study_id
 from fhir3t.errors import Problems
+from fhir3t.pipeline import Definition, Run, screen_records
 from fhir3t.sources.grouping import SharedIndex
 from fhir3t.sources.rest import RestSource
 from fhir3t.transport.http import FhirClient
@@ -25,21 +26,22 @@ STUDY_IDENT = "http://clinicaltrials.gov|NCT06438679"
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine.load([CONCEPT_MAP])
+def definition() -> Definition:
+    return Definition.load(concept_maps=[CONCEPT_MAP])
 
 
 @pytest.fixture(scope="module")
-def from_files(engine) -> dict[str, dict]:
-    return {r.patient: r.to_dict() for r in screen([SAMPLES / "screening"], as_of=AS_OF, engine=engine,
+def from_files(definition) -> dict[str, dict]:
+    return {r.patient: r.to_dict() for r in screen([SAMPLES / "screening"], as_of=AS_OF, definition=definition,
                                                      problems=Problems())}
 
 
-def pull(engine: Engine, base: str, **kw) -> tuple[dict[str, dict], RestSource]:
+def pull(definition: Definition, base: str, **kw) -> tuple[dict[str, dict], RestSource]:
     client = FhirClient(base, parallel=4)
     shared = SharedIndex()
-    src = RestSource(client, engine.tx, sorted(engine.screener.types), Problems(), shared, **kw)
-    out = {r.patient: r.to_dict() for r in engine.screen_raw(src, parse_day(AS_OF), None, shared)}
+    run = Run.start(definition, as_of=parse_day(AS_OF))
+    src = RestSource(client, definition.tx, sorted(definition.screener.types), run.problems, shared, **kw)
+    out = {r.patient: r.to_dict() for r in screen_records(definition, run, src, shared)}
     return out, src
 
 
@@ -63,8 +65,8 @@ def count(base: str, query: str) -> int:
     return r.json()["total"]
 
 
-def test_server_screening_equals_file_screening(loaded_server, engine, from_files):
-    server, src = pull(engine, loaded_server)
+def test_server_screening_equals_file_screening(loaded_server, definition, from_files):
+    server, src = pull(definition, loaded_server)
     assert src.stats.strategy == "everything"
     ids = match_server_ids(from_files, server)
     # candidates come from the dermatomyositis anchor: everyone left out has I2-dm not-met in the files
@@ -80,21 +82,21 @@ def test_server_screening_equals_file_screening(loaded_server, engine, from_file
     assert src.client.stats.requests <= 2 * len(server)
 
 
-def test_patient_list_includes_non_candidates(loaded_server, engine, from_files):
-    server, _ = pull(engine, loaded_server, patients=["p09", "Patient/p01"])
+def test_patient_list_includes_non_candidates(loaded_server, definition, from_files):
+    server, _ = pull(definition, loaded_server, patients=["p09", "Patient/p01"])
     assert set(server) == {"Patient/p09", "Patient/p01"}
     for k in server:
         assert verdicts(server[k]) == verdicts(from_files[k])
 
 
-def test_batch_and_revinclude_strategies_agree(loaded_server, engine, from_files):
+def test_batch_and_revinclude_strategies_agree(loaded_server, definition, from_files):
     for strategy in ("batch", "revinclude"):
-        server, _src = pull(engine, loaded_server, strategy=strategy)
+        server, _src = pull(definition, loaded_server, strategy=strategy)
         ids = match_server_ids(from_files, server)
         assert {k: verdicts(server[v]) for k, v in ids.items()} == {k: verdicts(from_files[k]) for k in ids}, strategy
 
 
-def test_screen_push_twice_leaves_one_study_and_one_subject_each(loaded_server, engine, tmp_path, capsys):
+def test_screen_push_twice_leaves_one_study_and_one_subject_each(loaded_server, definition, tmp_path, capsys):
     out = tmp_path / "results.json"
     emitted = tmp_path / "emit.json"
     args = ["screen", "--server", loaded_server, "--as-of", AS_OF, "--concept-map", str(CONCEPT_MAP),
@@ -102,7 +104,7 @@ def test_screen_push_twice_leaves_one_study_and_one_subject_each(loaded_server, 
     assert main(args) == 0
     n = len(json.loads(out.read_text()))
     assert main(["push", str(emitted), "--server", loaded_server]) == 0
-    sid = study_id(engine.criteria)
+    sid = study_id(definition.criteria)
     study_ids = [e["resource"]["id"] for e in requests.get(f"{loaded_server}/ResearchStudy",
                                                             params={"identifier": STUDY_IDENT}).json()["entry"]]
     assert len(study_ids) == 1
@@ -154,7 +156,7 @@ def test_no_regression_on_study_subject_survives_a_rescreen(loaded_server, tmp_p
     assert again["meta"]["versionId"] == str(int(rs["meta"]["versionId"]) + 1)  # only our PUT changed it
 
 
-def test_bulk_export_then_screen_gives_the_same_statuses(loaded_server, engine, from_files, tmp_path, capsys):
+def test_bulk_export_then_screen_gives_the_same_statuses(loaded_server, definition, from_files, tmp_path, capsys):
     out = tmp_path / "export"
     assert main(["export", "--server", loaded_server, str(out)]) == 0
     assert list(out.glob("Patient.*.ndjson")) and list(out.glob("Observation.*.ndjson"))
@@ -177,7 +179,7 @@ def test_cli_errors_are_clean(loaded_server, tmp_path, capsys):
     assert "Traceback" not in err and "cannot reach" in err
 
 
-def test_smart_backend_services(smart_server, engine, tmp_path, capsys):
+def test_smart_backend_services(smart_server, definition, tmp_path, capsys):
     base = smart_server["base"]
     sample = tmp_path / "p01.json"
     sample.write_text(json.dumps(as_transaction(json.loads((SAMPLES / "screening" / "01-eligible-classic.json").read_text()))))

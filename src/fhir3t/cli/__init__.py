@@ -138,11 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, config: Config) -> int:
     try:
-        profiles = getattr(args, "sub_profiles", None) or args.profiles
-        if profiles:
-            from fhir3t.profiles import use_profiles
-
-            use_profiles(profiles)
+        # the study's profiles folder travels with the options to wherever a Definition is loaded
+        args.profiles = getattr(args, "sub_profiles", None) or args.profiles
         args._config = config  # for subcommands that read a table of their own ([serve])
         apply_server(config, args)
         return int(args.run(args))

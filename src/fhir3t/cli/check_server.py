@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 
+from fhir3t.cli.common import load_definition
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.errors import UsageError
 
@@ -63,16 +64,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fhir3t.pipeline import Engine
     from fhir3t.pipeline.servercheck import check_server
     from fhir3t.pipeline.servercheck.render import as_json, text
 
     if not args.server:
         raise UsageError("give the server's base URL: fhir3t check-server URL")
-    engine = Engine.load(args.concept_map)
+    definition = load_definition(args)
     client = make_client(args)
     try:
-        report = check_server(client, engine, patient=args.patient, write_test=args.write_test,
+        report = check_server(client, definition, patient=args.patient, write_test=args.write_test,
                               export=not args.no_export)
     finally:
         client.close()

@@ -9,7 +9,7 @@ from typing import IO
 
 import orjson
 
-from fhir3t.cli.common import report_problems
+from fhir3t.cli.common import load_definition, report_problems
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_OK, Problems, UsageError
 from fhir3t.formats.table import safe
 from fhir3t.pipeline.codes import MATCHED, OTHER, CodeRow
@@ -58,14 +58,13 @@ def _table(rows: list[CodeRow], out: IO[str], hidden: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fhir3t.pipeline import Engine, with_discovered_maps
+    from fhir3t.pipeline import with_discovered_maps
     from fhir3t.pipeline.codes import inventory
     from fhir3t.sinks import atomic_text
 
     problems = Problems()
     maps = with_discovered_maps(args.paths, args.concept_map, problems)
-    engine = Engine.load(maps, None, problems)
-    rows = inventory(args.paths, engine, problems)
+    rows = inventory(args.paths, load_definition(args, maps), problems)
     shown = rows if args.all else [r for r in rows if r.verdict != OTHER]
     hidden = len(rows) - len(shown)
 

@@ -7,13 +7,15 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import IO, TypeVar
-from urllib.parse import urlsplit
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from fhir3t.pipeline import Definition
 
 
 def day(value: str) -> date:
@@ -35,12 +37,6 @@ def output(path: str | None) -> Iterator[IO[str]]:
     with tmp.open("w", encoding="utf-8") as fh:
         yield fh
     tmp.replace(target)
-
-
-def server_label(url: str) -> str:
-    """scheme://host[:port]/path of a base URL, for headers and messages: never userinfo or a query."""
-    u = urlsplit(url)
-    return f"{u.scheme}://{u.hostname or ''}{f':{u.port}' if u.port else ''}{u.path}"
 
 
 def report_problems(problems: Problems, limit: int = 50) -> None:
@@ -71,3 +67,13 @@ def progress_bar(enabled: bool, description: str) -> Iterator[Callable[[Iterable
                 yield item
 
         yield tick
+
+
+def load_definition(args: argparse.Namespace, concept_maps: Iterable[str | Path] | None = None,
+                    criteria: str | Path | None = None) -> Definition:
+    """The study's Definition for a command: its --profiles folder, ConceptMaps and --criteria file."""
+    from fhir3t.pipeline import Definition
+
+    maps = list(getattr(args, "concept_map", None) or []) if concept_maps is None else list(concept_maps)
+    return Definition.load(getattr(args, "profiles", None), maps,
+                           criteria if criteria is not None else getattr(args, "criteria", None))

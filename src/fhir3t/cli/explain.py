@@ -11,11 +11,13 @@ import sys
 import textwrap
 from typing import IO
 
-from fhir3t.cli.common import progress_bar, report_problems, server_label
-from fhir3t.cli.screen import add_screen_options, choose_as_of, connect_terminology_option, inputs_label, run_info
+from fhir3t.cli.common import load_definition, progress_bar, report_problems
+from fhir3t.cli.screen import add_screen_options, connect_terminology_option, inputs_label, run_info, start_run
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.criteria.model import ScreeningResult
+from fhir3t.enrolment import Status
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
+from fhir3t.fhirutil import server_label
 from fhir3t.formats import RunInfo
 from fhir3t.formats.summary import actions, effect, stale_on
 from fhir3t.formats.table import run_title, safe
@@ -65,7 +67,8 @@ def show(r: ScreeningResult, info: RunInfo, out: IO[str]) -> None:
     who = did if did == r.patient.removeprefix("Patient/") else f"{did} ({r.patient})"
     if r.name is not None:
         who = f"{r.name}, {who}"
-    style = {"eligible": "green", "ineligible": "red", "candidate": "yellow"}[r.status]
+    colours: dict[str, str] = {Status.ELIGIBLE: "green", Status.INELIGIBLE: "red", Status.CANDIDATE: "yellow"}
+    style = colours[r.status]
     console.print(f"[bold]{safe(who)}[/]: [{style}]{r.status}[/]")
     console.print(safe(run_title(info)))
     for c in r.criteria:
@@ -94,27 +97,23 @@ def show(r: ScreeningResult, info: RunInfo, out: IO[str]) -> None:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from fhir3t.pipeline import Engine, screen_files, screen_server, with_discovered_maps
+    from fhir3t.pipeline import FileInputs, ServerQuery, screen_files, screen_server, with_discovered_maps
 
     if bool(args.paths) == bool(args.server):
         raise UsageError("give PATH... to explain a patient in files, or --server URL (not both)")
     problems = Problems()
-    as_of, as_of_from = choose_as_of(args, "explain")
-    d1 = args.d1 or as_of
     maps = with_discovered_maps(args.paths, args.concept_map, problems) if args.paths else list(args.concept_map)
-    engine = Engine.load(maps, args.criteria, problems)
-    terminology = connect_terminology_option(args, engine, problems)
-    wanted = [args.patient_id]
+    definition, terminology = connect_terminology_option(args, load_definition(args, maps), problems)
+    run_ = start_run(args, definition, problems, "explain")
+    wanted = (args.patient_id,)
     client = None
     try:
         if args.server:
             client = make_client(args)
-            stream = screen_server(client, engine, as_of=as_of, d1=d1, patients=wanted, problems=problems,
-                                   names=args.show_names)
+            stream = screen_server(definition, run_, client, ServerQuery(patients=wanted))
             inputs = server_label(args.server)
         else:
-            stream = screen_files(args.paths, as_of=as_of, d1=d1, engine=engine, problems=problems, patients=wanted,
-                                  names=args.show_names)
+            stream = screen_files(definition, run_, FileInputs(tuple(args.paths), patients=wanted))
             inputs = inputs_label(args.paths)
         with progress_bar(not args.no_progress, "screened {n} patients") as tick:
             results = [r for r in tick(stream) if args.server or r.matches(args.patient_id)]
@@ -123,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             client.close()
         if terminology is not None:
             terminology.client.close()
-    info = run_info(engine, as_of, d1, as_of_from, inputs, args)
+    info = run_info(definition, run_, inputs, args)
     report_problems(problems)
     if not results:  # the id itself is not echoed: an MRN is patient data
         print("fhir3t explain: the patient given is not in the input: give its FHIR id, Patient/ID, urn:uuid or an "

@@ -39,10 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def default_types() -> list[str]:
-    from fhir3t.pipeline import Engine
+    from fhir3t.pipeline import Definition
     from fhir3t.r4facts import r4_facts
 
-    return sorted({"Patient", *Engine.load().relevance.types, *r4_facts().shared_types} - {"*"})
+    return sorted({"Patient", *Definition.load().relevance.types, *r4_facts().shared_types} - {"*"})
 
 
 def run(args: argparse.Namespace) -> int:

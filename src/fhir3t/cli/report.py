@@ -11,9 +11,10 @@ from typing import Any
 
 import orjson
 
-from fhir3t.cli.common import report_problems, server_label
+from fhir3t.cli.common import report_problems
 from fhir3t.cli.safety import EPILOG_CODES, add_input_options, analyse_args
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, InputError, Problems, UsageError
+from fhir3t.fhirutil import server_label
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -97,7 +98,7 @@ def _digest(paths: list[Path]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fhir3t.criteria.load import load_criteria
-    from fhir3t.profiles import profiles_dir
+    from fhir3t.profiles import Profiles
     from fhir3t.report import endpoints, render_html
     from fhir3t.report.flow import parse_screening, screening_flow
 
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "inputs": inputs,
         "study_title": criteria.title.split(":", 1)[-1].strip(),
         "hashes": {"safety data": cfg.digest, "criteria": criteria.digest,
-                   "profiles": _digest([f for f in profiles_dir().rglob("*.json") if f.is_file()])},
+                   "profiles": _digest([f for f in Profiles.at(args.profiles).folder.rglob("*.json") if f.is_file()])},
     }
     data = endpoints(outcomes, [d.id for d in cfg.drugs], as_of, args.ci, study=cfg.study_label, header=header,
                      flow=flow)

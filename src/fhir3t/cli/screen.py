@@ -3,14 +3,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from fhir3t.cli.common import day, progress_bar, report_problems, server_label
+from fhir3t.cli.common import day, load_definition, progress_bar, report_problems
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.criteria.model import STATUSES
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
+from fhir3t.fhirutil import server_label
 from fhir3t.formats import FORMATS
 from fhir3t.formats.summary import plural
+
+if TYPE_CHECKING:
+    from fhir3t.formats import RunInfo
+    from fhir3t.pipeline import Definition, Run
+    from fhir3t.transport.http import FhirClient
+    from fhir3t.transport.terminology import TerminologyServer
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -79,20 +87,20 @@ def auto_jobs(paths: list[str]) -> int:
     return 1
 
 
-def connect_terminology_option(args: argparse.Namespace, engine, problems: Problems):
-    """The terminology server of --terminology URL, connected to the engine (None without the option)."""
+def connect_terminology_option(args: argparse.Namespace, definition: Definition,
+                               problems: Problems) -> tuple[Definition, TerminologyServer | None]:
+    """With --terminology URL: a copy of the definition the server extends, and the server (else the
+    definition as it is, and None)."""
     url = getattr(args, "terminology", None)
     if not url:
-        return None
-    from fhir3t.pipeline.terminology import connect_terminology
+        return definition, None
     from fhir3t.transport.http import FhirClient
     from fhir3t.transport.terminology import TerminologyServer
 
     if not url.startswith(("http://", "https://")):
         raise UsageError("--terminology: give an http:// or https:// FHIR base URL")
     server = TerminologyServer(FhirClient(url, timeout=getattr(args, "timeout", None) or 30.0))
-    connect_terminology(engine, server, problems)
-    return server
+    return definition.with_terminology_server(server, problems), server
 
 
 def add_screen_options(p: argparse.ArgumentParser) -> None:
@@ -117,35 +125,34 @@ def add_screen_options(p: argparse.ArgumentParser) -> None:
                         "the run; what it cannot answer stays unknown")
 
 
-def choose_as_of(args: argparse.Namespace, command: str) -> tuple[date, str]:
-    """--as-of, else the date the input's sample files were written for, else today (UTC); said on stderr."""
-    from fhir3t.dates import today_utc
-    from fhir3t.pipeline.screening import SAMPLE_AS_OF, sample_as_of
+def start_run(args: argparse.Namespace, definition: Definition, problems: Problems, command: str) -> Run:
+    """The run of a command: its dates by the pipeline's policy (pipeline.run), said on stderr."""
+    from fhir3t.pipeline import Run
+    from fhir3t.pipeline.run import SAMPLE_AS_OF, SAMPLES, TODAY
 
-    if args.as_of is not None:
-        return args.as_of, "given"
-    if args.paths:
-        tagged, disagree = sample_as_of(args.paths)
-        if tagged is not None:
-            print(f"fhir3t {command}: as-of {tagged}, the date the sample files in the input were written for "
-                  f"(their Bundle.meta.tag {SAMPLE_AS_OF}); give --as-of DATE to screen as of another day",
-                  file=sys.stderr)
-            return tagged, "samples"
-        if disagree:
+    run = Run.start(definition, as_of=args.as_of, d1=args.d1, paths=args.paths or (), problems=problems,
+                    names=bool(getattr(args, "show_names", False)), run_id=getattr(args, "run_id", ""))
+    dates = run.dates
+    if dates.as_of_from == SAMPLES:
+        print(f"fhir3t {command}: as-of {dates.as_of}, the date the sample files in the input were written for "
+              f"(their Bundle.meta.tag {SAMPLE_AS_OF}); give --as-of DATE to screen as of another day",
+              file=sys.stderr)
+    elif dates.as_of_from == TODAY:
+        if dates.disagreeing:
             print(f"fhir3t {command}: note: the input's sample files were written for different days "
-                  f"({', '.join(disagree)}): screening as of today", file=sys.stderr)
-    today = today_utc()
-    print(f"fhir3t {command}: as-of {today} (today, UTC): give --as-of DATE to screen as of another day", file=sys.stderr)
-    return today, "today"
+                  f"({', '.join(dates.disagreeing)}): screening as of today", file=sys.stderr)
+        print(f"fhir3t {command}: as-of {dates.as_of} (today, UTC): give --as-of DATE to screen as of another day",
+              file=sys.stderr)
+    return run
 
 
-def run_info(engine, as_of: date, d1: date, as_of_from: str, inputs: str, args: argparse.Namespace):
+def run_info(definition: Definition, run: Run, inputs: str, args: argparse.Namespace) -> RunInfo:
     from fhir3t.formats import RunInfo
 
-    return RunInfo(as_of, d1, as_of_from == "today", engine.study.short_title,
-                   f"{engine.criteria.id} {engine.criteria.version}", engine.criteria.digest, inputs,
-                   as_of_from=as_of_from,
-                   criteria_titles=tuple((c.id, c.kind, c.title) for c in engine.criteria.criteria),
+    return RunInfo(run.as_of, run.d1, run.dates.as_of_from == "today", definition.study.short_title,
+                   definition.label, definition.criteria.digest, inputs,
+                   as_of_from=run.dates.as_of_from,
+                   criteria_titles=tuple((c.id, c.kind, c.title) for c in definition.criteria.criteria),
                    id_system=args.id_system, names=bool(args.show_names), run_id=getattr(args, "run_id", ""),
                    generated_at=datetime.now(UTC).replace(microsecond=0).isoformat())
 
@@ -176,13 +183,13 @@ def outputs(args: argparse.Namespace):
     return outs
 
 
-def precheck_server(client, engine, args: argparse.Namespace) -> None:
+def precheck_server(client: FhirClient, definition: Definition, args: argparse.Namespace) -> None:
     """The cheap server checks, before pulling: one stderr line for each thing that will be missing."""
     from fhir3t.pipeline.servercheck import precheck
     from fhir3t.transport.urls import clean
 
     push_here = bool(args.push) and server_label(args.push).rstrip("/") == server_label(args.server).rstrip("/")
-    found = precheck(client, engine, candidates=not (args.patient or args.group), push=push_here)
+    found = precheck(client, definition, candidates=not (args.patient or args.group), push=push_here)
     for c in found:
         print(f"fhir3t screen: server check: {c.status}: {clean(c.title, 80)}: {clean(c.message, 600)}", file=sys.stderr)
     if found:
@@ -191,7 +198,7 @@ def precheck_server(client, engine, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fhir3t.pipeline import Engine, deliver, screen_files, screen_server, with_discovered_maps
+    from fhir3t.pipeline import FileInputs, ServerQuery, deliver, screen_files, screen_server, with_discovered_maps
 
     problems = Problems()
     if bool(args.paths) == bool(args.server):
@@ -201,34 +208,34 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs needs a number of processes, 1 or more")
     outs = outputs(args)
-    as_of, as_of_from = choose_as_of(args, "screen")
-    d1 = args.d1 or as_of
+    maps = with_discovered_maps(args.paths, args.concept_map, problems) if args.paths else list(args.concept_map)
+    definition, terminology = connect_terminology_option(args, load_definition(args, maps), problems)
+    run = start_run(args, definition, problems, "screen")
+    as_of, d1 = run.as_of, run.d1
     if args.d1 and d1 < as_of:
         print(f"fhir3t screen: note: --d1 {d1} is before the as-of date {as_of}; 'before D1' windows end on "
               f"{d1}, while screening results up to {as_of} still count", file=sys.stderr)
-    maps = with_discovered_maps(args.paths, args.concept_map, problems) if args.paths else list(args.concept_map)
-    engine = Engine.load(maps, args.criteria, problems)
-    terminology = connect_terminology_option(args, engine, problems)
     jobs = args.jobs or (1 if terminology is not None or args.server else auto_jobs(args.paths))
     client = None
     if args.server:
         client = make_client(args)
         if not args.no_check:
-            precheck_server(client, engine, args)
-        stream = screen_server(client, engine, as_of=as_of, d1=d1, patients=args.patient, group=args.group,
-                               since=args.since, strategy=args.strategy, problems=problems, names=args.show_names,
-                               on_candidates=None if args.no_progress else lambda n: print(
-                                   f"fhir3t screen: {plural(n, 'candidate patient')} on the server", file=sys.stderr))
+            precheck_server(client, definition, args)
+        query = ServerQuery(tuple(args.patient), args.group, args.since, args.strategy,
+                            on_candidates=None if args.no_progress else lambda n: print(
+                                f"fhir3t screen: {plural(n, 'candidate patient')} on the server", file=sys.stderr))
+        stream = screen_server(definition, run, client, query)
         inputs = server_label(args.server)
     else:
-        stream = screen_files(args.paths, as_of=as_of, d1=d1, engine=engine, problems=problems, store=args.store,
-                              jobs=jobs if terminology is None else 1, patients=args.patient, names=args.show_names)
+        stream = screen_files(definition, run, FileInputs(tuple(args.paths), store=args.store,
+                                                          jobs=jobs if terminology is None else 1,
+                                                          patients=tuple(args.patient)))
         inputs = inputs_label(args.paths)
-    info = run_info(engine, as_of, d1, as_of_from, inputs, args)
+    info = run_info(definition, run, inputs, args)
     label = "pulled and screened {n} patients" if args.server else "screened {n} patients"
     try:
         with progress_bar(not args.no_progress, label) as tick:
-            run_ = deliver(tick(stream), engine, info, outs, stdout=sys.stdout, keep=bool(args.push), emit=args.emit)
+            run_ = deliver(tick(stream), definition, info, outs, stdout=sys.stdout, keep=bool(args.push), emit=args.emit)
     finally:
         if client is not None:
             client.close()

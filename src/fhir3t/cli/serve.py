@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from fhir3t.cli.common import day
+from fhir3t.cli.common import day, load_definition
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.config import Config
 from fhir3t.errors import EXIT_OK, UsageError
@@ -92,7 +92,6 @@ def run(args: argparse.Namespace) -> int:
     cfg: Config = getattr(args, "_config", None) or Config()
     if not args.verbose and not cfg.log_level:  # a service's request lines are INFO: on unless asked otherwise
         logging.getLogger("fhir3t").setLevel(logging.INFO)
-    from fhir3t.pipeline import Engine
     from fhir3t.service.app import create_app
     from fhir3t.service.runner import WatchThread, build_cds, is_loopback, notify_token, run
     from fhir3t.service.watch import NOTIFY_PATH, Watcher, WatchState, state_file
@@ -100,16 +99,15 @@ def run(args: argparse.Namespace) -> int:
     if not is_loopback(settings.host) and not settings.require_jwt:
         print(f"fhir3t serve: warning: listening on {settings.host} without JWT client authentication: anyone who can "
               "reach the port can call the service (set [serve] require_jwt and issuers)", file=sys.stderr)
-    engine = Engine.load(args.concept_map)
-    cds, store = build_cds(settings, engine)
+    definition = load_definition(args)
+    cds, store = build_cds(settings, definition)
     startup, shutdown = [], []
     watcher = token = None
     if settings.watch:
         if not args.server:
             raise UsageError("--watch needs the FHIR server to watch: --server URL or [server] url")
         client = make_client(args)
-        watcher = Watcher(client, Engine.load(args.concept_map), WatchState.load(state_file(settings.state_dir, client.base),
-                                                                                 client.base),
+        watcher = Watcher(client, definition, WatchState.load(state_file(settings.state_dir, client.base), client.base),
                           today=(lambda: settings.as_of) if settings.as_of else None)
         token = notify_token(settings)
         endpoint = None
@@ -121,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     shutdown += [cds.close, store.close]
     app = create_app(cds, watcher=watcher, notify_token=token, max_body=int(settings.max_body_mb * 1024 * 1024),
                      cors_origins=settings.cors_origins, on_startup=startup, on_shutdown=shutdown)
-    print(f"fhir3t serve: CDS Hooks for {engine.study.value} on http://{settings.host}:{settings.port}/cds-services"
+    print(f"fhir3t serve: CDS Hooks for {definition.study.value} on http://{settings.host}:{settings.port}/cds-services"
           + (f" (public URL {settings.public_url})" if settings.public_url else ""), file=sys.stderr)
     stopped = run(app, settings.host, settings.port)
     if stopped is not None:

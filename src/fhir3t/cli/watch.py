@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fhir3t.cli.common import day
+from fhir3t.cli.common import day, load_definition
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.errors import EXIT_OK, EXIT_PUSH_PARTIAL, UsageError
 
@@ -66,7 +66,6 @@ def _listen(value: str) -> tuple[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     from fhir3t.config import Config
-    from fhir3t.pipeline import Engine
     from fhir3t.service.settings import serve_settings
     from fhir3t.service.watch import NOTIFY_PATH, Watcher, WatchState, state_file
 
@@ -79,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
     client = make_client(args)
     path = Path(args.state) if args.state else state_file(settings.state_dir, client.base)
     start = datetime(args.since.year, args.since.month, args.since.day, tzinfo=UTC).timestamp() if args.since else None
-    engine = Engine.load(args.concept_map)
-    watcher = Watcher(client, engine, WatchState.load(path, client.base), start=start,
+    watcher = Watcher(client, load_definition(args), WatchState.load(path, client.base), start=start,
                       today=(lambda: args.as_of) if args.as_of else None)
     if args.once:
         rnd = watcher.poll()

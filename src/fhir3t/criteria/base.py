@@ -9,9 +9,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from datetime import date
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from fhir3t.criteria.model import Outcome
+from fhir3t.criteria.readings import Readings
+from fhir3t.criteria.suspects import describe_suspect
 from fhir3t.dates import Span
 from fhir3t.logic import NOT_MET, UNKNOWN, Tri
 from fhir3t.records.model import Res
@@ -20,7 +22,24 @@ from fhir3t.terminology import Terminology, ValueSet
 
 if TYPE_CHECKING:
     from fhir3t.criteria.context import Context
-    from fhir3t.criteria.load import Builder
+
+
+class Builder(Protocol):
+    """What a rule kind's `build` may ask while its tree is built (criteria/load.py implements it)."""
+
+    tx: Terminology
+    at: str
+    checklist: str
+    readings: Readings
+
+    def vs(self, vs_id: str) -> ValueSet:
+        """A value set the rule reads (recorded for the checker)."""
+
+    def window(self, spec: dict) -> str:
+        """The name of the window `spec` uses, checked to be defined."""
+
+    def fold(self, text: str) -> str:
+        """Text folded for matching (case, width, spaces)."""
 
 
 class Rule(ABC):
@@ -114,42 +133,6 @@ def settle_hint(vs: ValueSet, tx: Terminology, hint: str | None) -> str:
     if code is None:
         return f"record a {vs.title} result"
     return f"order {tx.systems.name(code[0])} {code[1]} at screening"
-
-
-#: record types about one substance, whose text naming a drug says which drug the record is (a Condition's
-#: text may list several diagnoses, so it never rules one out)
-ONE_SUBSTANCE = frozenset({"MedicationStatement", "MedicationRequest", "MedicationAdministration", "MedicationDispense",
-                           "AllergyIntolerance"})
-
-
-def could_be(res: Res, vs: ValueSet | None, tx: Terminology, others: tuple[ValueSet, ...] = ()) -> bool:
-    """Could this unread or suspect resource be one that `vs` describes?
-
-    A record whose code cannot be read could be anything, unless its text names what it is: a drug
-    record reading '来那度胺胶囊(瑞复美)' is lenalidomide, not a 3T drug. `others` are the value sets of
-    the same type the criteria read, whose names may tell.
-    """
-    if vs is None or not res.raw:
-        return True
-    if res.bad in ("code", "medication[x]", "suspectEntity", "*") or not res.codes:
-        if res.type in ONE_SUBSTANCE and res.texts and vs.names and any(o.names and o.named_in(res.texts) for o in others):
-            return vs.named_in(res.texts) is not None  # its text says which drug it is
-        return True  # what it is cannot be read: it could be anything
-    if any(c in vs for c in res.codes):
-        return True
-    if any(c[0] in tx.systems.closed and vs.considers(c) for c in res.codes):
-        return False  # an ICD-10 / ATC code decides by itself
-    return vs.named_in(res.texts) is not None or not any(tx.systems.known(c[0]) for c in res.codes)
-
-
-def describe_suspect(res: Res, tx: Terminology) -> str:
-    """'coded RxNorm 1364445 'baricitinib 2 MG Oral Tablet', not in the value set' (a reason, not a log)."""
-    if res.why:
-        return res.why
-    code = next(iter(res.codes), None)
-    coded = f"coded {tx.systems.name(code[0])} {code[1]}" if code else "not coded"
-    text = res.texts[0] if res.texts else ""
-    return f"{coded}{f' {text!r}' if text else ''}, not in the value set"
 
 
 def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet | None,

@@ -13,15 +13,16 @@ from fhir3t.errors import ConfigError
 from fhir3t.r4facts import r4_facts
 
 if TYPE_CHECKING:
-    from fhir3t.criteria.load import Builder, CriteriaSet
+    from fhir3t.criteria.criteriaset import CriteriaSet
+    from fhir3t.study import Study
 
 #: types the records layer reads without a date (the patient's own resource, shared ones)
 _UNDATED_OK = frozenset({"Patient", "ResearchStudy", "Medication"})
 
 
-def check_definition(cs: CriteriaSet, b: Builder) -> None:
+def check_definition(cs: CriteriaSet, used_windows: set[str], study: Study) -> None:
     where = str(cs.path)
-    unused = sorted(set(cs.windows) - b.used_windows)
+    unused = sorted(set(cs.windows) - used_windows)
     if unused:
         raise ConfigError(f"{where}: window(s) {', '.join(unused)} defined but used by no criterion "
                           "(a renamed window would otherwise silently stop applying)")
@@ -36,9 +37,6 @@ def check_definition(cs: CriteriaSet, b: Builder) -> None:
                                   "holds its code (add it to profiles/fhir/r4-facts.json 'main_code')")
             if r.type not in _UNDATED_OK and not facts.links(r.type):
                 raise ConfigError(f"{where}: {c.id} reads {r.type}, which names no patient fhir3t can follow")
-    from fhir3t.study import load_study
-
-    study = load_study()
     if (cs.study_system, cs.study_value) != (study.system, study.value) and cs.path == study.criteria_file:
         raise ConfigError(f"{where}: criteria name study {cs.study_system}|{cs.study_value}, but "
                           f"{study.source} is {study.system}|{study.value}")

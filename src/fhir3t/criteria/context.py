@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
 
+from fhir3t.criteria.suspects import could_be
 from fhir3t.dates import Duration, Window
 from fhir3t.logic import NOT_MET, Tri
 from fhir3t.records.model import PatientRecord, Res
@@ -129,8 +130,6 @@ class Context:
         record = self.record
         if not record.unread and not record.suspects and not every:
             return []
-        from fhir3t.criteria.base import could_be
-
         out: list[Res] = []
         for t in types:
             for r in self.record.unread_of(t):

@@ -7,48 +7,24 @@ After building, `check.check_definition` looks over the whole definition (see th
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import orjson
 
 from fhir3t.criteria.base import Kind, Rule
+from fhir3t.criteria.check import check_definition
 from fhir3t.criteria.combine import Combine, Not
 from fhir3t.criteria.context import WindowSpec
+from fhir3t.criteria.criteriaset import CriteriaSet, Criterion
 from fhir3t.criteria.readings import Readings
 from fhir3t.dates import Duration
 from fhir3t.errors import ConfigError
-from fhir3t.profiles import profile_path
+from fhir3t.profiles import Profiles
+from fhir3t.study import Study, load_study
 from fhir3t.terminology import Terminology, ValueSet
 from fhir3t.textnorm import fold
-
-
-@dataclass(frozen=True)
-class Criterion:
-    id: str
-    kind: str
-    title: str
-    description: str
-    requires_review: bool
-    rule: Rule
-
-
-@dataclass
-class CriteriaSet:
-    id: str
-    version: str
-    title: str
-    study_system: str
-    study_value: str
-    checklist: str
-    windows: dict[str, WindowSpec]
-    criteria: list[Criterion]
-    digest: str  # sha256 over criteria, value sets and the FHIR facts: names the exact rules a result came from
-    source: dict[str, Any]
-    path: Path
 
 
 class Builder:
@@ -119,13 +95,13 @@ def _validator(cls: type[Kind]) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(cls.schema())
 
 
-def load_criteria(tx: Terminology, path: Path | None = None) -> CriteriaSet:
-    from fhir3t.criteria.check import check_definition
-
+def load_criteria(tx: Terminology, path: Path | None = None, *, study: Study | None = None,
+                  profiles: Profiles | None = None) -> CriteriaSet:
+    """The criteria file at `path` (default: the study's), built and checked against `study`."""
+    profiles = profiles or Profiles.at()
+    study = study or load_study(profiles)
     if path is None:
-        from fhir3t.study import load_study
-
-        path = load_study().criteria_file
+        path = study.criteria_file
     try:
         raw_bytes = Path(path).read_bytes()
         data = orjson.loads(raw_bytes)
@@ -133,7 +109,7 @@ def load_criteria(tx: Terminology, path: Path | None = None) -> CriteriaSet:
         raise ConfigError(f"{path}: criteria file not found") from None
     except orjson.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    schema = orjson.loads(profile_path("criteria", "criteria.schema.json").read_bytes())
+    schema = orjson.loads(profiles.path("criteria", "criteria.schema.json").read_bytes())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         e = errors[0]
@@ -152,13 +128,13 @@ def load_criteria(tx: Terminology, path: Path | None = None) -> CriteriaSet:
         criteria.append(Criterion(c["id"], c["kind"], c["title"], c["description"],
                                   bool(c.get("requires_review", False)), builder.node(c["rule"], c["id"])))
     digest = hashlib.sha256(raw_bytes)
-    vdir = profile_path("valuesets")
+    vdir = profiles.path("valuesets")
     for vs_path in sorted(vdir.glob("*.json")):
         digest.update(vs_path.name.encode())
         digest.update(vs_path.read_bytes())
-    for extra in (profile_path("fhir", "r4-facts.json"), profile_path("terminology", "code-systems.json")):
+    for extra in (profiles.path("fhir", "r4-facts.json"), profiles.path("terminology", "code-systems.json")):
         digest.update(extra.read_bytes())
     out = CriteriaSet(data["id"], data["version"], data.get("title", data["id"]), data["study"]["system"],
                       data["study"]["value"], data["checklist"], windows, criteria, digest.hexdigest(), data, Path(path))
-    check_definition(out, builder)
+    check_definition(out, builder.used_windows, study)
     return out

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from fhir3t.enrolment import Status
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
 
-STATUSES = ("eligible", "ineligible", "candidate")
+STATUSES = (Status.ELIGIBLE.value, Status.INELIGIBLE.value, Status.CANDIDATE.value)  # the order summaries use
 #: HL7 v2-0203 identifier type of a medical record number: the id a coordinator looks a patient up by
 MR_TYPE = ("http://terminology.hl7.org/CodeSystem/v2-0203", "MR")
 
@@ -132,7 +133,7 @@ def status_of(results: Iterable[CriterionResult]) -> str:
     all_pass = True
     for r in results:
         if (r.kind == "inclusion" and r.result == NOT_MET) or (r.kind == "exclusion" and r.result == MET):
-            return "ineligible"
+            return Status.INELIGIBLE.value
         passing = r.result == (MET if r.kind == "inclusion" else NOT_MET)
         all_pass = all_pass and passing
-    return "eligible" if all_pass else "candidate"
+    return Status.ELIGIBLE.value if all_pass else Status.CANDIDATE.value

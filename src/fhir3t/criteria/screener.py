@@ -1,20 +1,17 @@
 """Screen one PatientRecord: every criterion of a CriteriaSet, then the status (pure, no I/O)."""
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import date
 
 from fhir3t.criteria.context import Context
 from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import MR_TYPE, CriterionResult, Outcome, PatientId, ScreeningResult, status_of
+from fhir3t.enrolment import in_study
 from fhir3t.records.build import span_of
+from fhir3t.records.model import PatientRecord
 from fhir3t.records.plan import Read, ReadPlan
 from fhir3t.study import StudyMatcher
 from fhir3t.terminology import Terminology
-
-#: ResearchSubject statuses that mean the patient is (or was) in this study already.
-ENROLLED = frozenset({"pending-on-study", "on-study", "on-study-intervention", "on-study-observation",
-                      "follow-up", "off-study", "withdrawn"})
 
 
 def coordinator_notes(ctx: Context) -> tuple[str, ...]:
@@ -29,7 +26,7 @@ def coordinator_notes(ctx: Context) -> tuple[str, ...]:
             notes.append(f"the patient is recorded as deceased on {span}")
     for rs in ctx.visible("ResearchSubject"):
         status = rs.raw.get("status")
-        if isinstance(status, str) and status in ENROLLED and ctx.study.match(rs.raw.get("study")) is True:
+        if in_study(status) and ctx.study.match(rs.raw.get("study")) is True:
             notes.append(f"already {status} in {ctx.study.value} ({rs.ref}): screening does not change that")
     for rs in ctx.record.unread_of("ResearchSubject"):
         if rs.raw and ctx.study.match(rs.raw.get("study")) is True:
@@ -77,14 +74,14 @@ NOTE_READS = (Read("Patient", None, frozenset({"deceased[x]", "identifier", "nam
 
 
 class Screener:
-    """Evaluates every criterion of a CriteriaSet on a record and maps the results to a status."""
+    """Evaluates every criterion of a CriteriaSet on a record and maps the results to a status.
+
+    Holds no run's state (the dates, which ResearchStudy resources are this study, whether names are
+    shown come with each call), so one Screener serves every run and every thread at once."""
 
     def __init__(self, criteria: CriteriaSet, tx: Terminology) -> None:
         self.criteria = criteria
-        #: put Patient names into results (only when a run asks: --show-names)
-        self.names = False
         self.tx = tx
-        self.studies = StudyMatcher(criteria.study_system, criteria.study_value)
         self.plan = ReadPlan([*(r for c in criteria.criteria for r in c.rule.reads()), *NOTE_READS])
 
     @property
@@ -92,17 +89,20 @@ class Screener:
         """Resource types some criterion reads (what a server pull asks for)."""
         return self.plan.types - {"Patient"}
 
-    def learn_studies(self, studies: Iterable[dict]) -> None:
-        """Teach the screener which ResearchStudy resources in the input are this study."""
-        self.studies.learn(studies)
+    def studies(self) -> StudyMatcher:
+        """A fresh matcher of this study (a run teaches it the ResearchStudy resources it meets)."""
+        return StudyMatcher(self.criteria.study_system, self.criteria.study_value)
 
-    def screen(self, record, as_of: date, d1: date | None = None) -> ScreeningResult:
+    def screen(self, record: PatientRecord, as_of: date, d1: date | None = None, *, studies: StudyMatcher | None = None,
+               names: bool = False) -> ScreeningResult:
+        """Every criterion on one patient's record. `studies`: the run's matcher (default: identifiers only);
+        `names`: put the Patient's name in the result (only when a run asks: --show-names)."""
         d1 = d1 or as_of
-        ctx = Context(record, as_of, d1, self.tx, self.studies, self.criteria.windows, self.plan.valuesets)
+        ctx = Context(record, as_of, d1, self.tx, studies or self.studies(), self.criteria.windows, self.plan.valuesets)
         results = []
         for c in self.criteria.criteria:
             out: Outcome = c.rule.evaluate(ctx)
             results.append(CriterionResult(c.id, c.kind, out.result, out.evidence, out.reason, c.requires_review))
         return ScreeningResult(record.key, status_of(results), tuple(results), as_of, d1, record.source,
                                coordinator_notes(ctx), patient_ids(record.patient),
-                               patient_name(record.patient) if self.names else None)
+                               patient_name(record.patient) if names else None)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fhir3t.criteria.model import STATUSES, CriterionResult, ScreeningResult
+from fhir3t.enrolment import Status
 from fhir3t.logic import MET, UNKNOWN
 
 _STALE = re.compile(r"\(the latest, on (?P<when>[0-9][0-9.\-]*), is outside it\)")
@@ -30,7 +31,7 @@ def plural(n: int, word: str) -> str:
 
 def status_counts(counts: Counter[str] | dict[str, int]) -> str:
     """'4 eligible, 18 ineligible, 3 candidates' (every status, in the usual order)."""
-    return ", ".join(plural(counts.get(s, 0), s) if s == "candidate" else f"{counts.get(s, 0)} {s}" for s in STATUSES)
+    return ", ".join(plural(counts.get(s, 0), s) if s == Status.CANDIDATE else f"{counts.get(s, 0)} {s}" for s in STATUSES)
 
 
 def summary_line(counts: Counter[str] | dict[str, int], total: int) -> str:

@@ -18,13 +18,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from fhir3t.criteria.model import ScreeningResult
+from fhir3t.enrolment import Status
 from fhir3t.formats import Format, RunInfo
 from fhir3t.formats.summary import plural, summary_line
 
 __all__ = ["TableFormat", "plural", "safe", "short_patient", "summary_line"]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_STYLE = {"eligible": "green", "ineligible": "red", "candidate": "yellow"}
+_STYLE: dict[str, str] = {Status.ELIGIBLE: "green", Status.INELIGIBLE: "red", Status.CANDIDATE: "yellow"}
 #: below this width criteria are shown by code (E7) with a legend
 WIDE = 120
 

@@ -21,13 +21,14 @@ from collections.abc import Iterable
 from typing import IO
 
 from fhir3t.criteria.model import STATUSES, CriterionResult, ScreeningResult
+from fhir3t.enrolment import Status
 from fhir3t.formats import Format, RunInfo
 from fhir3t.formats.summary import StaleTally, actions, effect, plural, stale_on
 from fhir3t.logic import MET, NOT_MET, UNKNOWN
 from fhir3t.version import __version__
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-RANK = {"eligible": 0, "candidate": 1, "ineligible": 2}
+RANK: dict[str, int] = {Status.ELIGIBLE: 0, Status.CANDIDATE: 1, Status.INELIGIBLE: 2}
 
 
 def e(text: object) -> str:
@@ -234,7 +235,7 @@ def render(results: list[ScreeningResult], info: RunInfo) -> str:
     """The whole page as one string."""
     names = info.names or any(r.name is not None for r in results)
     ordered = sorted(results, key=lambda r: (RANK.get(r.status, 9), r.display_id(info.id_system)))
-    counts = Counter(r.status for r in results)
+    counts: Counter[str] = Counter(r.status for r in results)
     stale = StaleTally().add_all(results).hint(info.as_of)
     ncols = 6 + (1 if names else 0)
     body = []

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fhir3t.errors import Problems
-from fhir3t.pipeline.engine import Engine
+from fhir3t.pipeline.definition import Definition
 from fhir3t.records.concepts import main_concept
 from fhir3t.sources.files import Limits, iter_resources
 from fhir3t.sources.grouping import SharedIndex
@@ -55,10 +55,10 @@ def _codings(concept: object) -> Iterator[dict]:
             yield c
 
 
-def inventory(paths: Iterable[str | Path], engine: Engine, problems: Problems, limits: Limits | None = None,
+def inventory(paths: Iterable[str | Path], definition: Definition, problems: Problems, limits: Limits | None = None,
               ) -> list[CodeRow]:
     """The codes of the types the criteria read, classified (see the module doc)."""
-    types = engine.relevance.types - {"Patient"}
+    types = definition.relevance.types - {"Patient"}
     rows: dict[tuple[str, str, str], CodeRow] = {}
     shared = SharedIndex()
     pending: list[tuple[str, dict]] = []
@@ -72,7 +72,7 @@ def inventory(paths: Iterable[str | Path], engine: Engine, problems: Problems, l
     for rtype, res in pending:  # drug records pointing at Medications read anywhere in the input
         _count(rows, rtype, res, shared.get)
     for row in rows.values():
-        _classify(row, engine)
+        _classify(row, definition)
     return sorted(rows.values(), key=lambda r: (ORDER[r.verdict], r.type, -r.count, r.system, r.code))
 
 
@@ -92,8 +92,8 @@ def _count(rows: dict[tuple[str, str, str], CodeRow], rtype: str, res: dict, res
                 row.displays[c["display"].strip()[:80]] += 1
 
 
-def _classify(row: CodeRow, engine: Engine) -> None:
-    tx, plan = engine.tx, engine.screener.plan
+def _classify(row: CodeRow, definition: Definition) -> None:
+    tx, plan = definition.tx, definition.plan
     codes = tx.codes({"coding": [{"system": row.system, "code": row.code}]})
     valid = [c for c in codes if tx.systems.valid(*c)]
     sets = plan.valuesets.get(row.type, ())

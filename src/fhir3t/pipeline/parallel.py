@@ -22,7 +22,10 @@ import orjson
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.errors import InputProblem, Problems
 from fhir3t.pipeline import gcpolicy
-from fhir3t.pipeline.engine import Engine
+from fhir3t.pipeline.base import FileInputs, only_patients, screen_records
+from fhir3t.pipeline.definition import Definition
+from fhir3t.pipeline.run import Run
+from fhir3t.sources.base import RawRecord
 from fhir3t.sources.files import Limits, expand_paths
 from fhir3t.sources.grouping import GroupingSource, GroupStats, SharedIndex, foreign_unread, records_of
 from fhir3t.sources.seen import SeenPatients
@@ -33,37 +36,47 @@ TASK_PATIENTS = 1000
 
 
 @dataclass(frozen=True)
-class EngineSpec:
-    """How each process loads the same engine."""
+class RunSpec:
+    """What each process needs to load the same definition and run the same way (picklable)."""
 
+    profiles: str
     concept_maps: tuple[str, ...]
     criteria_file: str | None
-    profiles: str | None
+    as_of: date
+    d1: date
     names: bool = False  # put each Patient's name in its result (--show-names)
+    patients: tuple[str, ...] = ()  # screen only these
+
+    @classmethod
+    def of(cls, definition: Definition, run: Run, patients: Sequence[str] = ()) -> RunSpec:
+        return cls(str(definition.profiles.folder), tuple(str(p) for p in definition.concept_maps),
+                   str(definition.criteria_file) if definition.criteria_file else None, run.as_of, run.d1, run.names,
+                   tuple(patients))
+
+    def run(self, definition: Definition, problems: Problems) -> Run:
+        return Run.start(definition, as_of=self.as_of, d1=self.d1, problems=problems, names=self.names)
 
 
-_ENGINE: Engine | None = None
+_DEFINITION: Definition | None = None
+_SPEC: RunSpec | None = None
 _SHARED: tuple[str, SharedIndex] | None = None
 
 
-def _init(spec: EngineSpec) -> None:
-    global _ENGINE
+def _init(spec: RunSpec) -> None:
+    global _DEFINITION, _SPEC
     gcpolicy.relax()  # a worker lives for one run
-    if spec.profiles:
-        from fhir3t.profiles import use_profiles
-
-        use_profiles(spec.profiles)
-    _ENGINE = Engine.load(spec.concept_maps, spec.criteria_file)
-    _ENGINE.screener.names = spec.names
+    _DEFINITION = Definition.load(spec.profiles, spec.concept_maps, spec.criteria_file)
+    _SPEC = spec
 
 
 def _collect(files: list[str], run_dir: str, limits: Limits) \
         -> tuple[str, list, list[InputProblem], GroupStats, list, SeenPatients]:
     """Pass 1 in a process: its files into a disk store of its own (kept for pass 2). Entries naming
     patients it has not seen are handed back: another process may have them."""
-    assert _ENGINE is not None
+    assert _DEFINITION is not None
     problems = Problems()
-    src = GroupingSource(files, problems, _ENGINE.wants, limits=limits, store="disk", tmpdir=run_dir)
+    src = GroupingSource(files, problems, _DEFINITION.relevance.for_run(problems), limits=limits, store="disk",
+                         tmpdir=run_dir)
     store = src.collect(judge_foreign=False)  # judged by the caller, over every process's patients
     assert isinstance(store, DiskStore)
     store.flush()
@@ -79,28 +92,29 @@ def _position(where: str, order: dict[str, int]) -> tuple[int, int]:
     return order.get(path, len(order)), int(number) if sep and number.isdigit() else 0
 
 
-def _screen(parts: list[int], stores: list[str], shared_file: str, as_of: date, d1: date,
+def _screen(parts: list[int], stores: list[str], shared_file: str,
             order: dict[str, int]) -> tuple[list[ScreeningResult], list[InputProblem], list[str], int]:
     """Pass 2 in a process: the patients of some partitions, screened. Each patient's resources are
     put back in the order one process reads them (input file, then position), so that what depends
     on that order (the evidence listed for a same-day conflict) is as on one process."""
     global _SHARED
-    assert _ENGINE is not None
+    assert _DEFINITION is not None and _SPEC is not None
     if _SHARED is None or _SHARED[0] != shared_file:
         entries = [tuple(e) for e in orjson.loads(Path(shared_file).read_bytes())]
         _SHARED = (shared_file, SharedIndex.from_entries(entries))
     shared = _SHARED[1]
     shared.adopted.clear()
     problems = Problems()
-    _ENGINE.problems = problems
-    _ENGINE.relevance.problems = problems
-    _ENGINE.screener.learn_studies(shared.studies())
+    run = _SPEC.run(_DEFINITION, problems)
+    run.studies.learn(shared.studies())
     results: list[ScreeningResult] = []
-    _ENGINE.missing_parts = 0
     for p in parts:
         groups = partition_groups([Path(s) / f"{p:04d}.ndjson" for s in stores])
-        results.extend(_ENGINE.screen_raw(records_of(_in_read_order(groups, order), shared, problems), as_of, d1))
-    return results, problems.items, sorted(shared.adopted), _ENGINE.missing_parts
+        raws: Iterable[RawRecord] = records_of(_in_read_order(groups, order), shared, problems)
+        if _SPEC.patients:
+            raws = only_patients(raws, _SPEC.patients)
+        results.extend(screen_records(_DEFINITION, run, raws))
+    return results, problems.items, sorted(shared.adopted), run.stats.missing_parts
 
 
 def _in_read_order(groups: Iterable[tuple[str, Group]], order: dict[str, int]) -> Iterator[tuple[str, Group]]:
@@ -119,12 +133,12 @@ def _split(files: Sequence[Path], n: int) -> list[list[str]]:
     return [b for _, b in buckets if b]
 
 
-def screen_parallel(paths: Sequence[str | Path], spec: EngineSpec, as_of: date, d1: date, jobs: int,
-                    problems: Problems, limits: Limits | None = None, tmpdir: str | None = None,
+def screen_parallel(definition: Definition, run: Run, inputs: FileInputs, spec: RunSpec, tmpdir: str | None = None,
                     partitions: int = PARTITIONS) -> Iterator[ScreeningResult]:
-    """Screen files on `jobs` processes (see the module doc); problems land in `problems`."""
-    limits = limits or Limits()
-    json_files, ndjson_files = expand_paths(paths, problems)
+    """Screen files on `inputs.jobs` processes (see the module doc); problems land in `run.problems`."""
+    problems, jobs = run.problems, inputs.jobs
+    limits = inputs.limits or Limits()
+    json_files, ndjson_files = expand_paths(inputs.paths, problems)
     files = [*json_files, *ndjson_files]
     order = {str(f): i for i, f in enumerate(files)}  # the order one process reads them in
     run_dir = str(work_dir("fhir3t-run-", tmpdir))
@@ -162,7 +176,7 @@ def screen_parallel(paths: Sequence[str | Path], spec: EngineSpec, as_of: date, 
                     chunk = next(todo, None)
                     if chunk is None:
                         break
-                    pending.append(pool.submit(_screen, chunk, stores, shared_file, as_of, d1, order))
+                    pending.append(pool.submit(_screen, chunk, stores, shared_file, order))
                 if not pending:
                     break
                 results, found, adopted, missing_parts = pending.popleft().result()
@@ -170,14 +184,11 @@ def screen_parallel(paths: Sequence[str | Path], spec: EngineSpec, as_of: date, 
                 shared.adopted.update(adopted)
                 missing += missing_parts
                 yield from results
-        if missing:
-            problems.add("input", f"{missing} result(s) of reports the criteria read were referenced but are not in "
-                                  "the input (not read)", skipped=False)
         for rtype, where in shared.unadopted():
             problems.add(where, f"{rtype} names no patient and no report or panel of a patient points at it; skipped")
             unattributed += 1
-        if unattributed:
-            problems.add("input", f"{unattributed} resource(s) that could decide a criterion name no patient fhir3t can "
-                                  "find (see above): their patients' results may be incomplete")
+        run.stats.missing_parts += missing
+        run.stats.unattributed += unattributed
+        run.summary_problems()
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)

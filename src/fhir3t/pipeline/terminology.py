@@ -9,8 +9,8 @@ it cannot answer stays unread (unknown), never absent.
 from __future__ import annotations
 
 from fhir3t.errors import Problems
-from fhir3t.pipeline.engine import Engine
-from fhir3t.terminology import Code, ValueSet
+from fhir3t.records.plan import ReadPlan
+from fhir3t.terminology import Code, Terminology, ValueSet
 from fhir3t.transport.terminology import SNOMED, TerminologyServer
 
 #: subsumption questions asked at most, per run, when the server cannot expand (a budget, not a limit on
@@ -18,10 +18,11 @@ from fhir3t.transport.terminology import SNOMED, TerminologyServer
 MAX_SUBSUMES = 20_000
 
 
-def connect_terminology(engine: Engine, server: TerminologyServer, problems: Problems) -> None:
-    tx = engine.tx
+def connect_terminology(tx: Terminology, plan: ReadPlan, server: TerminologyServer, problems: Problems) -> None:
+    """Extend the value sets the plan reads from the server: only ever on a definition of the run's own
+    (Definition.with_terminology_server), never a shared one."""
     sets: dict[int, ValueSet] = {}
-    for vss in engine.screener.plan.valuesets.values():
+    for vss in plan.valuesets.values():
         for vs in vss:
             sets[id(vs)] = vs
     roots_unexpanded: set[str] = set()

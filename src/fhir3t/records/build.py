@@ -17,7 +17,7 @@ from fhir3t.errors import Problems
 from fhir3t.r4facts import R4Facts, r4_facts
 from fhir3t.records.concepts import concept_texts, describe_concept, main_concept, shape_of
 from fhir3t.records.model import PatientRecord, Res
-from fhir3t.records.relevance import Judged, Relevance, Why
+from fhir3t.records.relevance import Judged, RunFilter, Why
 from fhir3t.sources.base import RawRecord
 from fhir3t.terminology import Code
 
@@ -100,7 +100,7 @@ class BuildStats:
 class RecordBuilder:
     """RawRecord -> PatientRecord, keeping what `relevance` says some rule reads (see module doc)."""
 
-    def __init__(self, relevance: Relevance, problems: Problems, facts: R4Facts | None = None) -> None:
+    def __init__(self, relevance: RunFilter, problems: Problems, facts: R4Facts | None = None) -> None:
         self.relevance = relevance
         self.problems = problems
         self.facts = facts or r4_facts()
@@ -240,7 +240,7 @@ class RecordBuilder:
                 continue
             codes: tuple[Code, ...] = tuple(c for c in tx.codes(comp.get("code")) if tx.systems.valid(*c))
             texts = concept_texts(comp.get("code"))
-            if not (plan.wants_code("Observation", codes) or rel._suspect("Observation", codes, texts)):
+            if not (plan.wants_code("Observation", codes) or rel.suspect("Observation", codes, texts)):
                 continue
             view = {k: resource[k] for k in _PARENT_ELEMENTS if k in resource}
             view["resourceType"] = "Observation"

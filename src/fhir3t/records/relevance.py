@@ -24,6 +24,8 @@ from fhir3t.records.plan import ReadPlan
 from fhir3t.terminology import Code, Terminology, ValueSet
 
 Resolve = Callable[[str], "dict | None"]
+#: told of each (type, code system, location) of a dropped resource whose codes no one can read
+OnUnknown = Callable[[str, str, str], None]
 
 
 class Why(Enum):
@@ -60,35 +62,37 @@ def _no_resolve(ref: str) -> dict | None:
 
 
 class Relevance:
-    """Implements sources.base.ReadFilter for a ReadPlan (see the module doc)."""
+    """The keep/drop decision of a ReadPlan (see the module doc), with its verdict caches.
 
-    def __init__(self, plan: ReadPlan, tx: Terminology, problems: Problems | None = None) -> None:
+    Part of a study's definition: it holds no run's state, so one instance serves every run and
+    every thread at once (its caches hold verdicts that depend only on a resource's content). What
+    a run must hear about (codes of unknown systems) goes to the `on_unknown` callback of each call;
+    `for_run` gives a run its own ReadFilter.
+    """
+
+    def __init__(self, plan: ReadPlan, tx: Terminology) -> None:
         self.plan = plan
         self.tx = tx
-        self.problems = problems
         containers = {"DiagnosticReport", "Observation"} if "Observation" in plan.types else set()
         #: what a source must not skip by type
         self.types = plan.types | containers
         self.complete = plan.complete
         self._fast: dict[tuple[object, ...], bool] = {}
         self._judged: dict[tuple[object, ...], Judged] = {}
-        #: (type, system) of codings in systems nobody knows, among dropped resources
-        self.unknown_systems: Counter[tuple[str, str]] = Counter()
 
-    # ---- a pre-check on the raw bytes of an NDJSON line ----------------------------------
-    def line_filter(self, shared_types: frozenset[str], known_types: frozenset[str]) -> LineFilter:
-        """What a source may use to skip a line before decoding it (see LineFilter)."""
-        return LineFilter(self, shared_types, known_types)
+    def for_run(self, problems: Problems | None) -> RunFilter:
+        """The read filter of one run: these verdicts, that run's problems and tallies."""
+        return RunFilter(self, problems)
 
     # ---- the source-side filter ------------------------------------------------------
-    def __call__(self, resource: dict, where: str = "") -> bool:
+    def keep(self, resource: dict, where: str = "", on_unknown: OnUnknown | None = None) -> bool:
         rtype = resource.get("resourceType")
         if not isinstance(rtype, str) or rtype not in self.types:
             return False
         hit = self.quick(rtype, resource)
         if hit is None:
             key = self._fast_key(rtype, resource)
-            hit = self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where) is not None
+            hit = self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where, on_unknown=on_unknown) is not None
             if key is not None:
                 if len(self._fast) > 200_000:
                     self._fast.clear()
@@ -132,7 +136,8 @@ class Relevance:
         return tuple(key)
 
     # ---- the decision ----------------------------------------------------------------
-    def judge(self, rtype: str, res: dict, resolve: Resolve, *, pending_ok: bool = False, where: str = "") -> Judged | None:
+    def judge(self, rtype: str, res: dict, resolve: Resolve, *, pending_ok: bool = False, where: str = "",
+              on_unknown: OnUnknown | None = None) -> Judged | None:
         """Why the resource is kept, or None when no rule can need it.
 
         A kept verdict is shared by resources alike in what it reads (the fast key): the record
@@ -143,14 +148,15 @@ class Relevance:
             hit = self._judged.get(key)
             if hit is not None:
                 return hit
-        out = self._judge(rtype, res, resolve, pending_ok, where)
+        out = self._judge(rtype, res, resolve, pending_ok, where, on_unknown)
         if key is not None and out is not None:
             if len(self._judged) > 100_000:
                 self._judged.clear()
             self._judged[key] = out
         return out
 
-    def _judge(self, rtype: str, res: dict, resolve: Resolve, pending_ok: bool, where: str) -> Judged | None:
+    def _judge(self, rtype: str, res: dict, resolve: Resolve, pending_ok: bool, where: str,
+               on_unknown: OnUnknown | None) -> Judged | None:
         plan, tx = self.plan, self.tx
         if rtype not in self.types:
             return None
@@ -191,18 +197,11 @@ class Relevance:
         if (rtype == "DiagnosticReport" and isinstance(res.get("result"), list) and res["result"]) or \
                 (rtype == "Observation" and isinstance(res.get("hasMember"), list) and res["hasMember"]):
             return Judged(Why.CONTAINER, codes, texts, invalid, None, unresolved)
-        for cc in concepts:
-            for system in tx.unknown_systems(cc):
-                self.unknown_systems[(rtype, system)] += 1
-                self.report_unknown_system(system, where)
+        if on_unknown is not None:
+            for cc in concepts:
+                for system in tx.unknown_systems(cc):
+                    on_unknown(rtype, system, where)
         return None
-
-    def report_unknown_system(self, system: str, where: str) -> None:
-        """Say once per code system that its codes cannot match (a ConceptMap would fix it)."""
-        if self.problems is not None:
-            self.problems.once(f"system:{system}", where or "input",
-                               f"code system {system} is unknown to fhir3t: its codes cannot match any criterion "
-                               "(supply a --concept-map that translates it)")
 
     def _suspect(self, rtype: str, codes: tuple[Code, ...], texts: tuple[str, ...]) -> ValueSet | None:
         """A value set of this type whose names the texts use, which no closed-system code decides."""
@@ -225,6 +224,49 @@ def _components(res: dict) -> list[dict]:
 
 
 _RTYPE = re.compile(rb'^\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
+
+
+class RunFilter:
+    """The read filter of one run (implements sources.base.ReadFilter): the definition's Relevance,
+    with this run's problems and its tally of codes in systems nobody knows."""
+
+    def __init__(self, relevance: Relevance, problems: Problems | None) -> None:
+        self.relevance = relevance
+        self.problems = problems
+        self.plan = relevance.plan
+        self.tx = relevance.tx
+        self.types = relevance.types
+        self.complete = relevance.complete
+        #: (type, system) of codings in systems nobody knows, among dropped resources
+        self.unknown_systems: Counter[tuple[str, str]] = Counter()
+
+    def _unknown(self, rtype: str, system: str, where: str) -> None:
+        self.unknown_systems[(rtype, system)] += 1
+        self.report_unknown_system(system, where)
+
+    def report_unknown_system(self, system: str, where: str) -> None:
+        """Say once per code system that its codes cannot match (a ConceptMap would fix it)."""
+        if self.problems is not None:
+            self.problems.once(f"system:{system}", where or "input",
+                               f"code system {system} is unknown to fhir3t: its codes cannot match any criterion "
+                               "(supply a --concept-map that translates it)")
+
+    def __call__(self, resource: dict, where: str = "") -> bool:
+        return self.relevance.keep(resource, where, self._unknown)
+
+    def quick(self, rtype: str, resource: dict) -> bool | None:
+        return self.relevance.quick(rtype, resource)
+
+    def judge(self, rtype: str, res: dict, resolve: Resolve, *, pending_ok: bool = False, where: str = "") -> Judged | None:
+        return self.relevance.judge(rtype, res, resolve, pending_ok=pending_ok, where=where, on_unknown=self._unknown)
+
+    def line_filter(self, shared_types: frozenset[str], known_types: frozenset[str]) -> LineFilter:
+        """What a source may use to skip a line before decoding it (see LineFilter)."""
+        return LineFilter(self.relevance, shared_types, known_types)
+
+    def suspect(self, rtype: str, codes: tuple[Code, ...], texts: tuple[str, ...]) -> ValueSet | None:
+        """A value set of this type whose names the texts use, which no closed-system code decides."""
+        return self.relevance._suspect(rtype, codes, texts)
 
 
 class LineFilter:

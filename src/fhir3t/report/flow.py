@@ -11,10 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fhir3t.enrolment import RESULTS, Status
 from fhir3t.errors import Problems
 from fhir3t.jsonshape import objs, text
 
-STATUSES = ("eligible", "candidate", "ineligible")
+STATUSES = RESULTS
 
 
 @dataclass(frozen=True)
@@ -48,22 +49,22 @@ def parse_screening(items: Iterable[tuple[object, str]], order: Sequence[str], p
         failing = sorted((c for c in criteria if rules_out(c) and text(c.get("id"))),
                          key=lambda c: rank.get(c["id"], len(rank)))
         first = failing[0]["id"] if failing else None
-        if status == "ineligible" and first is None:
+        if status == Status.INELIGIBLE and first is None:
             problems.add(where, f"{patient}: ineligible, but no criterion in the result rules it out; counted as "
                                 "'reason not given'", skipped=False)
         if patient in out:
             problems.add(where, f"{patient}: screened more than once; the last result is used", skipped=False)
-        out[patient] = Screened(patient, status, first if status == "ineligible" else None)
+        out[patient] = Screened(patient, status, first if status == Status.INELIGIBLE else None)
     return list(out.values())
 
 
 def screening_flow(screened: Sequence[Screened], enrolled: Iterable[str], order: Sequence[str],
                    titles: Mapping[str, str]) -> dict[str, Any]:
     """The flow's counts (the JSON `screening_flow` object)."""
-    counts = {s: sum(1 for x in screened if x.status == s) for s in STATUSES}
+    counts: dict[str, int] = {s: sum(1 for x in screened if x.status == s) for s in STATUSES}
     by_reason: dict[str | None, int] = {}
     for x in screened:
-        if x.status == "ineligible":
+        if x.status == Status.INELIGIBLE:
             by_reason[x.ruled_out_by] = by_reason.get(x.ruled_out_by, 0) + 1
     ordered = [c for c in order if c in by_reason] + sorted(c for c in by_reason if c is not None and c not in order)
     reasons = [{"criterion": c, "title": titles.get(c, c), "patients": by_reason[c]} for c in ordered]
@@ -71,7 +72,7 @@ def screening_flow(screened: Sequence[Screened], enrolled: Iterable[str], order:
         reasons.append({"criterion": None, "title": "reason not given", "patients": by_reason[None]})
     status_of = {x.patient: x.status for x in screened}
     subjects = list(dict.fromkeys(enrolled))
-    came_from = {s: sum(1 for p in subjects if status_of.get(p) == s) for s in STATUSES}
+    came_from: dict[str, int] = {s: sum(1 for p in subjects if status_of.get(p) == s) for s in STATUSES}
     not_screened = sum(1 for p in subjects if p not in status_of)
     return {
         "screened": len(screened),
@@ -79,7 +80,7 @@ def screening_flow(screened: Sequence[Screened], enrolled: Iterable[str], order:
         "ineligible_by_first_criterion": reasons,
         "enrolled": len(subjects),
         "enrolled_by_screening_status": {**came_from, "not_in_screening_run": not_screened},
-        "eligible_not_enrolled": counts["eligible"] - came_from["eligible"],
+        "eligible_not_enrolled": counts[Status.ELIGIBLE] - came_from[Status.ELIGIBLE],
         "definition": "screened = patients in the screening run; ineligible by the first criterion that rules the "
                       "patient out in the criteria's written order (inclusion not met, exclusion met); enrolled = "
                       "subjects with a ResearchSubject on study, matched to the run by patient",

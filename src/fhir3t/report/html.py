@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from fhir3t.enrolment import Status
 from fhir3t.report.endpoints import causality_short
 from fhir3t.safety.findings import Finding
 
@@ -192,9 +193,9 @@ def flow_svg(flow: Mapping[str, Any], width: int = 720) -> str:
     col_w = (width - 40) / 3
     xs = [10 + i * (col_w + 10) for i in range(3)]
     tall = max(60, inel_h)
-    box(xs[0], row, col_w, 60, [f"Eligible  n = {flow.get('eligible')}", "all criteria decided and met"])
-    box(xs[1], row, col_w, 60, [f"Candidate  n = {flow.get('candidate')}", "some criteria unknown: review"])
-    lines = [f"Ineligible  n = {flow.get('ineligible')}", "first criterion ruling out:"]
+    box(xs[0], row, col_w, 60, [f"Eligible  n = {flow.get(Status.ELIGIBLE)}", "all criteria decided and met"])
+    box(xs[1], row, col_w, 60, [f"Candidate  n = {flow.get(Status.CANDIDATE)}", "some criteria unknown: review"])
+    lines = [f"Ineligible  n = {flow.get(Status.INELIGIBLE)}", "first criterion ruling out:"]
     lines += [f"{r['criterion'] or 'reason not given'}: {r['patients']}" for r in reasons]
     box(xs[2], row, col_w, tall, lines)
     for x0 in xs:
@@ -202,8 +203,8 @@ def flow_svg(flow: Mapping[str, Any], width: int = 720) -> str:
     bottom = row + tall + 24
     came = flow.get("enrolled_by_screening_status") or {}
     box(cx - 170, bottom, 340, 56, [f"Enrolled  n = {flow.get('enrolled')}",
-                                    f"from eligible {came.get('eligible', 0)}, candidate {came.get('candidate', 0)}, "
-                                    f"ineligible {came.get('ineligible', 0)}",
+                                    f"from eligible {came.get(Status.ELIGIBLE, 0)}, candidate {came.get(Status.CANDIDATE, 0)}, "
+                                    f"ineligible {came.get(Status.INELIGIBLE, 0)}",
                                     f"not in this screening run: {came.get('not_in_screening_run', 0)}"])
     arrow(xs[0] + col_w / 2, row + 60, cx - 60, bottom - 2)
     parts.append("</svg>")
@@ -253,12 +254,12 @@ def _flow_section(flow: Mapping[str, Any]) -> str:
         return (f"<p class=\"note\">Enrolled (ResearchSubjects on study): {flow.get('enrolled')}. "
                 f"{escape(str(flow.get('note', '')))}.</p>")
     came = flow.get("enrolled_by_screening_status") or {}
-    rows = [["screened", flow["screened"]], ["eligible", flow["eligible"]], ["candidate (review)", flow["candidate"]],
-            ["ineligible", flow["ineligible"]]]
+    rows = [["screened", flow["screened"]], [Status.ELIGIBLE, flow[Status.ELIGIBLE]], ["candidate (review)", flow[Status.CANDIDATE]],
+            [Status.INELIGIBLE, flow[Status.INELIGIBLE]]]
     rows += [[f"  ineligible: {r['criterion'] or '–'} {r['title']}", r["patients"]] for r in flow["ineligible_by_first_criterion"]]
     rows += [["enrolled (on study)", flow["enrolled"]],
              ["  of them eligible / candidate / ineligible in the run",
-              f"{came.get('eligible', 0)} / {came.get('candidate', 0)} / {came.get('ineligible', 0)}"],
+              f"{came.get(Status.ELIGIBLE, 0)} / {came.get(Status.CANDIDATE, 0)} / {came.get(Status.INELIGIBLE, 0)}"],
              ["  of them not in the screening run", came.get("not_in_screening_run", 0)],
              ["eligible, not enrolled", flow["eligible_not_enrolled"]]]
     return "".join([_keep(flow_svg(flow)), _keep(_table(["", "patients"], rows, (1,))),

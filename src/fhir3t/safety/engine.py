@@ -96,7 +96,7 @@ class SafetyEngine:
     # ---- analysis ----------------------------------------------------------------------
     def analyse_raw(self, raws: Iterable[RawRecord], as_of: date, d1: Mapping[str, date] | None = None,
                     shared: SharedIndex | None = None) -> Iterator[SubjectOutcome]:
-        builder = RecordBuilder(Relevance(safety_plan(self.config, self.tx), self.tx), self.problems)
+        builder = RecordBuilder(Relevance(safety_plan(self.config, self.tx), self.tx).for_run(self.problems), self.problems)
         given = dict(d1 or {})
         seen: set[str] = set()
         not_enrolled = 0

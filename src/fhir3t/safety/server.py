@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from fhir3t.errors import Problems
+from fhir3t.fhirutil import normalize_reference
 from fhir3t.jsonshape import child, text
 from fhir3t.safety.engine import TYPES, SafetyEngine, SubjectOutcome
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.grouping import SharedIndex
-from fhir3t.sources.refs import normalize_reference
 from fhir3t.sources.rest import PAGE, RestSource, study_subject_patients
 from fhir3t.transport.http import FhirClient, HttpStatusError
 

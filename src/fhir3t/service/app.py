@@ -85,7 +85,7 @@ class _Handlers:
         body: dict[str, Any] = {"status": "ok", "version": __version__, "uptime_s": round(time.time() - self.started_at, 1)}
         cds, watcher = self.cds, self.watcher
         if cds is not None:
-            body.update(study=cds.engine.study.value, criteria=f"{cds.engine.criteria.id} {cds.engine.criteria.version}",
+            body.update(study=cds.definition.study.value, criteria=cds.definition.label,
                         services=sorted(cds.services))
         if watcher is not None:
             body["watch"] = {"rounds": watcher.rounds, "subscriptions": len(watcher.subscriptions),

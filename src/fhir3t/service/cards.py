@@ -19,16 +19,14 @@ from urllib.parse import quote
 from fhir3t.canonical import BASE
 from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import CriterionResult, ScreeningResult
-from fhir3t.criteria.screener import ENROLLED
+from fhir3t.enrolment import Status, is_teams
 from fhir3t.formats.summary import effect
 from fhir3t.service.prefetch import resources_in
 from fhir3t.service.settings import Link, ServeSettings
 from fhir3t.study import Study, StudyMatcher
 
 SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary"
-#: ResearchSubject statuses meaning the study team has taken the patient over (or decided): no card
-TEAM_STATUSES = ENROLLED | {"screening", "not-registered"}
-SHOWN = frozenset({"eligible", "candidate"})
+SHOWN = frozenset({Status.ELIGIBLE, Status.CANDIDATE})
 OVERRIDE_SYSTEM = f"{BASE}/CodeSystem/cds-override-reason"
 TOPIC_SYSTEM = f"{BASE}/CodeSystem/cds-topic"
 OVERRIDE_REASONS = (
@@ -78,7 +76,7 @@ def gate(result: ScreeningResult, subjects: list[tuple[str, bool | None]], patie
     if isinstance(patient, dict) and (patient.get("deceasedBoolean") is True or isinstance(patient.get("deceasedDateTime"), str)):
         return Gate("recorded as deceased")
     for status, ours in subjects:
-        if ours is True and status in TEAM_STATUSES:
+        if ours is True and is_teams(status):  # the study team has the patient (or decided)
             return Gate(f"already {status} in the study")
     return Gate(None)
 
@@ -89,7 +87,7 @@ def fit(text: str, limit: int = SUMMARY_MAX) -> str:
 
 def summary(result: ScreeningResult, study: Study) -> str:
     unknown = len(result.unknown)
-    if result.status == "eligible":
+    if result.status == Status.ELIGIBLE:
         return fit(f"Eligible for {study.short_title}: consider referring to the study team")
     need = f"{unknown} criterion needs data" if unknown == 1 else f"{unknown} criteria need data"
     return fit(f"Possible candidate for {study.short_title}: {need}")
@@ -130,7 +128,7 @@ def detail(result: ScreeningResult, criteria: CriteriaSet, study: Study) -> str:
     total = len(result.criteria)
     passing = [c for c in result.criteria if effect(c) == "passes"]
     unknown = [c for c in result.criteria if effect(c) == "unknown"]
-    head = ("**Eligible**" if result.status == "eligible" else "**Possible candidate**") + \
+    head = ("**Eligible**" if result.status == Status.ELIGIBLE else "**Possible candidate**") + \
         f" for {md(study.title)} ({md(study.value)}), screened as of {result.as_of.isoformat()}: " + \
         f"{len(passing)} of {total} criteria pass" + (f", {len(unknown)} unknown." if unknown else ".")
     lines = [head, ""]
@@ -211,5 +209,5 @@ def build_card(result: ScreeningResult, criteria: CriteriaSet, study: Study, set
     return card
 
 
-__all__ = ["OVERRIDE_REASONS", "OVERRIDE_SYSTEM", "TEAM_STATUSES", "Gate", "build_card", "detail", "fit", "gate", "md",
+__all__ = ["OVERRIDE_REASONS", "OVERRIDE_SYSTEM", "Gate", "build_card", "detail", "fit", "gate", "md",
            "study_subjects", "summary"]

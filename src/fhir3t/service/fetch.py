@@ -17,16 +17,15 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from fhir3t.config import origin
 from fhir3t.errors import Fhir3tError
+from fhir3t.fhirutil import normalize_reference
 from fhir3t.r4facts import r4_facts
 from fhir3t.service.prefetch import Template, resources_in
-from fhir3t.sources.refs import normalize_reference
 from fhir3t.transport.auth import BearerToken
 from fhir3t.transport.http import FhirClient, RetryPolicy
 
@@ -203,10 +202,4 @@ def _why(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def server_label(base: str) -> str:
-    """scheme://host[:port] of a server, for logs (paths can hold tenant names; no query ever)."""
-    u = urlsplit(base)
-    return f"{u.scheme}://{u.netloc}"
-
-
-__all__ = ["DeadlineExceeded", "Fetched", "Fetcher", "Sessions", "server_label"]
+__all__ = ["DeadlineExceeded", "Fetched", "Fetcher", "Sessions"]

@@ -5,7 +5,7 @@ ordered; see orders.py), with the same prefetch.
 
 A call: check the request (400 with a JSON error naming the field when it is malformed), take what
 the EHR prefetched, fetch the rest from `fhirServer` if allowed (412 when something is missing and
-there is no way to fetch it, as CDS Hooks says), screen the one patient with the same engine as
+there is no way to fetch it, as CDS Hooks says), screen the one patient with the same definition as
 every other fhir3t run, then decide: a card only for an eligible or candidate patient who is alive,
 not already in the study team's hands, and not shown a card too recently (store.Store.may_show).
 Data that cannot be fetched within the budget gives no card (an empty `cards`), never an error card:
@@ -17,7 +17,6 @@ the reason for no card; the token in `fhirAuthorization` is never logged.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -29,11 +28,11 @@ import orjson
 
 from fhir3t.config import origin
 from fhir3t.dates import today_utc
-from fhir3t.errors import AuthError, Problems
-from fhir3t.pipeline import Engine
-from fhir3t.pipeline.documents import screen_documents
+from fhir3t.errors import AuthError
+from fhir3t.fhirutil import server_label
+from fhir3t.pipeline import Definition, Run, screen_documents
 from fhir3t.service.cards import build_card, gate, study_subjects
-from fhir3t.service.fetch import Fetcher, server_label
+from fhir3t.service.fetch import Fetcher
 from fhir3t.service.jwt_auth import JwtVerifier
 from fhir3t.service.orders import OrderError, as_started, drug_name, order_detail, order_summary, relevant, selected_orders
 from fhir3t.service.prefetch import (
@@ -105,20 +104,20 @@ def _str(obj: dict, key: str, where: str, *, required: bool = True) -> str | Non
 class CdsService:
     """Discovery, hook calls and feedback for the study's screening service (see the module doc)."""
 
-    def __init__(self, engine: Engine, settings: ServeSettings, store: Store, *, fetcher: Fetcher | None = None,
+    def __init__(self, definition: Definition, settings: ServeSettings, store: Store, *, fetcher: Fetcher | None = None,
                  verifier: JwtVerifier | None = None, today: Callable[[], date] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.engine = engine
+        #: shared by every call, never changed: calls screen concurrently, each with a Run of its own
+        self.definition = definition
         self.settings = settings
         self.store = store
         self.fetcher = fetcher or Fetcher()
         self.verifier = verifier
         self.today = today or (lambda: settings.as_of or today_utc())
         self.clock = clock
-        self._screen_lock = threading.Lock()
-        study = engine.study
-        tpls = templates(engine)
-        n = len(engine.criteria.criteria)
+        study = definition.study
+        tpls = templates(definition)
+        n = len(definition.criteria.criteria)
         self.services = {s.id: s for s in [
             ServiceDef(f"{study.id}-patient-view", "patient-view", f"{study.short_title}: trial screening",
                        f"Screens the patient whose chart is opened against the {n} eligibility criteria of {study.value} "
@@ -181,8 +180,7 @@ class CdsService:
         if svc.hook == "order-select":
             try:
                 chosen = selected_orders(context)
-                with self._screen_lock:  # the engine's read filter is shared with the screening
-                    orders = relevant(self.engine, chosen, pid)
+                orders = relevant(self.definition, chosen, pid)
             except OrderError as exc:
                 raise HookError(400, str(exc)) from None
         server = _str(req, "fhirServer", "request", required=False)
@@ -219,7 +217,7 @@ class CdsService:
                    else "no fhirServer was given")
             return Answer(412, {"error": f"prefetch {keys} missing, and {why}"}, {**fields, "outcome": "412"})
         if can_fetch and server is not None:
-            fields["fhir_server"] = server_label(server)
+            fields["fhir_server"] = server_label(server, path=False)
             t0 = self.clock()
             got = self.fetcher.fetch(server, token, pre.missing, pid, documents, deadline)
             fields.update(fetch_ms=round((self.clock() - t0) * 1000, 1), fetch_requests=got.requests)
@@ -236,33 +234,33 @@ class CdsService:
     def _decide(self, svc: ServiceDef, pid: str, instance: str, server: str | None, documents: list[tuple[str, object]],
                 fields: dict[str, Any], started: float, orders: list[dict] | None = None) -> Answer:
         today = self.today()
-        problems = Problems()
+        d = self.definition
+        run = Run.start(d, as_of=today)
         t0 = self.clock()
-        with self._screen_lock:
-            result = screen_documents(self.engine, documents, f"Patient/{pid}", as_of=today, problems=problems)
-        fields.update(screen_ms=round((self.clock() - t0) * 1000, 1), input_problems=len(problems))
+        result = screen_documents(d, run, documents, f"Patient/{pid}")
+        fields.update(screen_ms=round((self.clock() - t0) * 1000, 1), input_problems=len(run.problems))
         if result is None:
             return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": "no record of the patient"})
         fields.update(status=result.status, unknown=len(result.unknown))
         patient = next((r for r in resources_in(documents) if r.get("resourceType") == "Patient" and r.get("id") == pid),
                        None)
-        g = gate(result, study_subjects(documents, result.patient, self.engine.study), patient)
+        g = gate(result, study_subjects(documents, result.patient, d.study), patient)
         if g.reason is not None:
             return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": g.reason})
         key = self.store.patient_key("|".join(map(str, origin(server))) if server else "", pid)
         why = self.store.may_show(key, result.status, interval=orders is None)
         if why is not None:
             return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": why})
-        card = build_card(result, self.engine.criteria, self.engine.study, self.settings, card_uuid=str(uuid.uuid4()),
+        card = build_card(result, d.criteria, d.study, self.settings, card_uuid=str(uuid.uuid4()),
                           suggestion_uuid=str(uuid.uuid4()), today=today)
         if orders:
-            with self._screen_lock:
-                after = screen_documents(self.engine, [*documents, ("order-select:draftOrders", as_started(orders, pid, today))],
-                                         f"Patient/{pid}", as_of=today, problems=Problems())
+            after = screen_documents(d, Run.start(d, as_of=today),
+                                     [*documents, ("order-select:draftOrders", as_started(orders, pid, today))],
+                                     f"Patient/{pid}")
             if after is not None:
                 drug = drug_name(orders[0])
-                card["summary"] = order_summary(result, after, drug, self.engine.study)
-                card["detail"] = order_detail(result, after, drug, self.engine.criteria, self.engine.study)
+                card["summary"] = order_summary(result, after, drug, d.study)
+                card["detail"] = order_detail(result, after, drug, d.criteria, d.study)
                 fields["with_order"] = after.status
         self.store.shown(card["uuid"], svc.id, key, result.status, instance)
         fields.update(outcome="card", card=card["uuid"], total_ms=round((self.clock() - started) * 1000, 1))

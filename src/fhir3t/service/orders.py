@@ -19,7 +19,8 @@ from typing import Any
 
 from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import ScreeningResult
-from fhir3t.pipeline import Engine
+from fhir3t.enrolment import Status
+from fhir3t.pipeline import Definition
 from fhir3t.records.relevance import Why
 from fhir3t.service.cards import detail, fit, md
 from fhir3t.study import Study
@@ -50,7 +51,7 @@ def selected_orders(context: dict[str, Any]) -> list[dict]:
     return chosen
 
 
-def relevant(engine: Engine, orders: list[dict], patient_id: str) -> list[dict]:
+def relevant(definition: Definition, orders: list[dict], patient_id: str) -> list[dict]:
     """The selected orders whose drug a criterion reads (by code), for this patient."""
     out = []
     for o in orders:
@@ -59,7 +60,7 @@ def relevant(engine: Engine, orders: list[dict], patient_id: str) -> list[dict]:
         subject = (o.get("subject") or {}).get("reference") if isinstance(o.get("subject"), dict) else None
         if isinstance(subject, str) and subject.rstrip("/").split("/")[-1] != patient_id:
             continue
-        judged = engine.relevance.judge(o["resourceType"], o, _contained(o))
+        judged = definition.relevance.judge(o["resourceType"], o, _contained(o))
         if judged is not None and judged.why is Why.CODE:
             out.append(o)
     return out
@@ -91,8 +92,8 @@ def drug_name(order: dict) -> str:
 
 
 def order_summary(now: ScreeningResult, after: ScreeningResult, drug: str, study: Study) -> str:
-    label = "eligible" if now.status == "eligible" else "a possible candidate"
-    if after.status == "ineligible":
+    label = Status.ELIGIBLE if now.status == Status.ELIGIBLE else "a possible candidate"
+    if after.status == Status.INELIGIBLE:
         return fit(f"Starting {drug} would exclude the patient from {study.short_title} ({label} now)")
     return fit(f"Before starting {drug}: the patient is {label} for {study.short_title}")
 

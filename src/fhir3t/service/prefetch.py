@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from fhir3t.pipeline import Engine
+from fhir3t.pipeline import Definition
 from fhir3t.r4facts import r4_facts
 
 PATIENT_TOKEN = "{{context.patientId}}"
@@ -50,15 +50,15 @@ def _key(rtype: str) -> str:
     return rtype[0].lower() + rtype[1:]
 
 
-def templates(engine: Engine) -> dict[str, Template]:
+def templates(definition: Definition) -> dict[str, Template]:
     """key -> template, in a stable order: the Patient, the study, then one search per type read."""
     shared = r4_facts().shared_types
     out = {"patient": Template("patient", "Patient", f"Patient/{PATIENT_TOKEN}")}
-    study = engine.study
-    if "ResearchSubject" in engine.screener.plan.types:
+    study = definition.study
+    if "ResearchSubject" in definition.plan.types:
         ident = quote(f"{study.system}|{study.value}", safe=":/|")
         out["study"] = Template("study", "ResearchStudy", f"ResearchStudy?identifier={ident}")
-    for rtype in sorted(engine.screener.plan.types - shared - {"Patient"}):
+    for rtype in sorted(definition.plan.types - shared - {"Patient"}):
         param = PATIENT_PARAM.get(rtype, "patient")
         out[_key(rtype)] = Template(_key(rtype), rtype, f"{rtype}?{param}={PATIENT_TOKEN}")
     return out

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 
 from fhir3t.errors import Fhir3tError
-from fhir3t.pipeline import Engine
+from fhir3t.pipeline import Definition
 from fhir3t.service.fetch import Fetcher
 from fhir3t.service.hooks import CdsService
 from fhir3t.service.jwt_auth import JwtVerifier
@@ -39,11 +39,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def build_cds(settings: ServeSettings, engine: Engine) -> tuple[CdsService, Store]:
+def build_cds(settings: ServeSettings, definition: Definition) -> tuple[CdsService, Store]:
     store = Store(settings.state_dir, Rule(settings.show_again_after_days, settings.after_override_days,
                                            settings.after_accept_days))
     verifier = JwtVerifier(settings.issuers, store) if settings.require_jwt else None
-    return CdsService(engine, settings, store, fetcher=Fetcher(), verifier=verifier), store
+    return CdsService(definition, settings, store, fetcher=Fetcher(), verifier=verifier), store
 
 
 def notify_token(settings: ServeSettings) -> str:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fhir3t.enrolment import Status
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cards (
     uuid TEXT PRIMARY KEY, service TEXT NOT NULL, patient TEXT NOT NULL, status TEXT NOT NULL,
@@ -110,7 +112,7 @@ class Store:
         last = self._one("SELECT status, shown_at FROM cards WHERE patient = ? ORDER BY shown_at DESC LIMIT 1", (patient,))
         if last is not None and interval:
             was, at = last
-            if now - at < r.show_again_after_days * DAY and not (was == "candidate" and status == "eligible"):
+            if now - at < r.show_again_after_days * DAY and not (was == Status.CANDIDATE and status == Status.ELIGIBLE):
                 return f"shown {int((now - at) // DAY)} day(s) ago"
         return None
 

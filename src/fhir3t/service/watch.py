@@ -41,18 +41,19 @@ from fhir3t.canonical import ID_RESEARCH_SUBJECT
 from fhir3t.dates import instant, today_utc
 from fhir3t.emit import screening_bundle
 from fhir3t.emit.screening import subject_id
+from fhir3t.enrolment import Status
 from fhir3t.errors import Fhir3tError, InputError, Problems
+from fhir3t.fhirutil import normalize_reference, patient_id, search_escape
 from fhir3t.ids import stable_id
-from fhir3t.pipeline import Engine, screen_server
+from fhir3t.pipeline import Definition, Run, ServerQuery, screen_server
 from fhir3t.r4facts import r4_facts
 from fhir3t.sinks import FhirServerSink, write_json
-from fhir3t.sources.refs import normalize_reference, patient_reference
 from fhir3t.sources.rest import anchor_codes
 from fhir3t.transport.http import FhirClient, HttpStatusError
 
 log = logging.getLogger("fhir3t.watch")
 
-PUSHED = frozenset({"eligible", "candidate"})
+PUSHED = frozenset({Status.ELIGIBLE, Status.CANDIDATE})
 #: seconds of `_lastUpdated` queried again below the mark (transactions commit out of order)
 OVERLAP = 120.0
 #: codes per Subscription criteria (keeps the criteria URL well under common limits)
@@ -66,18 +67,6 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")
-
-
-def patient_of(res: dict) -> str | None:
-    """The FHIR id of the patient a resource belongs to (None: names no patient)."""
-    if res.get("resourceType") == "Patient":
-        rid = res.get("id")
-        return rid if isinstance(rid, str) else None
-    ref = patient_reference(res)
-    key = normalize_reference(ref, {}) if ref else None
-    return key.split("/", 1)[1] if key and key.startswith("Patient/") else None
 
 
 def is_ours(res: dict) -> bool:
@@ -148,11 +137,15 @@ class Round:
 class Watcher:
     """Screens patients with new relevant data on one server and pushes their ResearchSubjects."""
 
-    def __init__(self, client: FhirClient, engine: Engine, state: WatchState, *, start: float | None = None,
+    def __init__(self, client: FhirClient, definition: Definition, state: WatchState, *, start: float | None = None,
                  today: Callable[[], date] | None = None, clock: Callable[[], float] = time.time,
-                 overlap: float = OVERLAP) -> None:
+                 overlap: float = OVERLAP, problems: Problems | None = None) -> None:
         self.client = client
-        self.engine = engine
+        #: the study's definition (shared with the CDS service when both run in `serve --watch`)
+        self.definition = definition
+        #: what the watcher says once for its lifetime (a type the server cannot search by _lastUpdated)
+        self.problems = problems if problems is not None else Problems()
+        self.wants = definition.relevance.for_run(self.problems)
         self.state = state
         self.start = start
         self.today = today or today_utc
@@ -166,7 +159,7 @@ class Watcher:
     # ---- what changed --------------------------------------------------------------------
     def types(self) -> list[str]:
         shared = r4_facts().shared_types
-        return sorted(self.engine.wants.types - shared - {"Patient"})
+        return sorted(self.wants.types - shared - {"Patient"})
 
     def changes(self) -> tuple[set[str], int]:
         """Patients with new versions of resources the criteria read (ids), and how many such versions.
@@ -190,8 +183,8 @@ class Watcher:
                 found = list(self.client.search(rtype, [("_lastUpdated", f"ge{iso(since)}"), ("_count", "500")]))
             except HttpStatusError as exc:
                 if exc.status in (400, 422, 501):
-                    self.engine.problems.once(f"lastUpdated:{rtype}", f"{rtype} search",
-                                              f"the server cannot search {rtype} by _lastUpdated ({exc.status}); not watched")
+                    self.problems.once(f"lastUpdated:{rtype}", f"{rtype} search",
+                                       f"the server cannot search {rtype} by _lastUpdated ({exc.status}); not watched")
                     continue
                 raise
             for res in found:
@@ -204,9 +197,9 @@ class Watcher:
                 seen[vkey] = ts if ts is not None else since
                 if ts is not None and (newest is None or ts > newest):
                     newest = ts
-                if is_ours(res) or not self.engine.wants(res, f"{rtype} search"):
+                if is_ours(res) or not self.wants(res, f"{rtype} search"):
                     continue
-                pid = patient_of(res)
+                pid = patient_id(res)
                 if pid:
                     changed += 1
                     ids.add(pid)
@@ -220,7 +213,7 @@ class Watcher:
     # ---- screening and pushing -----------------------------------------------------------
     def _has_subject(self, patient: str) -> bool:
         """Does the server hold this study's fhir3t ResearchSubject for the patient (an earlier push)?"""
-        rid = subject_id(self.engine.criteria, patient)
+        rid = subject_id(self.definition.criteria, patient)
         resp = self.client.request("GET", f"ResearchSubject/{rid}", ok=(404, 410))
         return resp.status_code < 300
 
@@ -230,15 +223,16 @@ class Watcher:
         rnd.patients = len(ids)
         if not ids:
             return rnd
-        problems = Problems()
-        results = list(screen_server(self.client, self.engine, patients=ids, as_of=self.today(), problems=problems))
-        rnd.problems += len(problems)
+        d = self.definition
+        run = Run.start(d, as_of=self.today())
+        results = list(screen_server(d, run, self.client, ServerQuery(patients=tuple(ids))))
+        rnd.problems += len(run.problems)
         for r in results:
             rnd.statuses[r.status] += 1
         chosen = [r for r in results if r.status in PUSHED or self._has_subject(r.patient)]
         if not chosen:
             return rnd
-        bundle, _notes = screening_bundle(chosen, self.engine.criteria, study=self.engine.study)
+        bundle, _notes = screening_bundle(chosen, d.criteria, study=d.study)
         report = FhirServerSink(self.client).push(bundle)
         for o in report.outcomes:
             if "ResearchSubject" not in o.url:
@@ -271,10 +265,10 @@ class Watcher:
 
     def trigger_queries(self) -> list[str]:
         """Subscription criteria: per type the inclusion criteria read by code (and the anchor), its codes."""
-        tx = self.engine.tx
+        tx = self.definition.tx
         wanted: dict[str, dict[str, None]] = {}
-        sets = [(self.engine.study.candidate_type, tx.valueset(self.engine.study.candidate_valueset))]
-        for c in self.engine.criteria.criteria:
+        sets = [(self.definition.study.candidate_type, tx.valueset(self.definition.study.candidate_valueset))]
+        for c in self.definition.criteria.criteria:
             if c.kind == "inclusion":
                 sets += [(r.type, r.valueset) for r in c.rule.reads() if r.valueset is not None]
         for rtype, vs in sets:
@@ -282,7 +276,7 @@ class Watcher:
                 continue
             exact, _roots = anchor_codes(vs, tx)
             for system, code in exact:
-                wanted.setdefault(rtype, {})[f"{_esc(system)}|{_esc(code)}"] = None
+                wanted.setdefault(rtype, {})[f"{search_escape(system)}|{search_escape(code)}"] = None
         out = []
         for rtype in sorted(wanted):
             codes = list(wanted[rtype])
@@ -296,7 +290,7 @@ class Watcher:
         for criteria in self.trigger_queries():
             sid = stable_id("Subscription", endpoint, criteria)
             sub = {"resourceType": "Subscription", "id": sid, "status": "requested",
-                   "reason": f"fhir3t: screen patients for {self.engine.study.value} when trial-relevant data arrives",
+                   "reason": f"fhir3t: screen patients for {self.definition.study.value} when trial-relevant data arrives",
                    "criteria": criteria,
                    "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json",
                                "header": [f"Authorization: Bearer {token}"]}}
@@ -351,7 +345,7 @@ class Watcher:
         n = 0
         held = {f"{r.get('resourceType')}/{r.get('id')}" for r in resources}
         for res in resources:
-            pid = None if is_ours(res) else patient_of(res)
+            pid = None if is_ours(res) else patient_id(res)
             if pid:
                 self.queue.put(("patient", pid))
                 n += 1
@@ -385,7 +379,7 @@ class Watcher:
                     res = self.client.get(value)
                 except HttpStatusError:
                     continue
-                pid = patient_of(res) if isinstance(res, dict) else None
+                pid = patient_id(res) if isinstance(res, dict) else None
                 if pid:
                     ids.add(pid)
         return ids, poll, len(items)
@@ -416,4 +410,4 @@ class Watcher:
                 next_poll = time.monotonic() + min(interval, 60.0)
 
 
-__all__ = ["NOTIFY_PATH", "OVERLAP", "Round", "WatchState", "Watcher", "iso", "patient_of", "state_file"]
+__all__ = ["NOTIFY_PATH", "OVERLAP", "Round", "WatchState", "Watcher", "iso", "patient_id", "state_file"]

@@ -26,9 +26,10 @@ from http import HTTPStatus
 from typing import Any
 
 from fhir3t.errors import ServerError, UsageError
+from fhir3t.fhirutil import fhir_id
 from fhir3t.jsonshape import child, child_text, items, objs, text
 from fhir3t.transport.http import FhirClient, HttpStatusError, outcome_text
-from fhir3t.transport.urls import clean, fhir_id
+from fhir3t.transport.urls import clean
 
 log = logging.getLogger("fhir3t.push")
 

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from fhir3t.errors import ServerError, UsageError
+from fhir3t.fhirutil import fhir_id
 from fhir3t.jsonshape import child, child_text, text
 from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError, outcome_text, parse_json
 from fhir3t.transport.limits import DEFAULT_MAX_FILE
-from fhir3t.transport.urls import clean, describe, fhir_id, origin, origin_text
+from fhir3t.transport.urls import clean, describe, origin, origin_text
 
 log = logging.getLogger("fhir3t.bulk")
 
@@ -244,8 +245,8 @@ class BulkExporter:
         `<Type>.referenced.ndjson`; only the resources asked for are kept (a server that ignores
         `_id` answers with everything).
         """
+        from fhir3t.fhirutil import normalize_reference
         from fhir3t.r4facts import r4_facts
-        from fhir3t.sources.refs import normalize_reference
 
         SHARED_TYPES = r4_facts().shared_types
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import orjson
 
 from fhir3t.errors import Problems
+from fhir3t.fhirutil import has_patient_link, normalize_reference, patient_reference
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord, ReadFilter, Unread
 from fhir3t.sources.files import (
@@ -34,7 +35,6 @@ from fhir3t.sources.files import (
     parse_line,
     read_json_file,
 )
-from fhir3t.sources.refs import has_patient_link, normalize_reference, patient_reference
 from fhir3t.sources.seen import SeenPatients
 from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
 

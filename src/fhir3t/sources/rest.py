@@ -31,14 +31,14 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from fhir3t.errors import Fhir3tError, Problems, ServerError, UsageError
+from fhir3t.fhirutil import fhir_id, normalize_reference, patient_id, search_escape
 from fhir3t.jsonshape import child, child_text, items, objs, text
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.grouping import SharedIndex, group_documents
-from fhir3t.sources.refs import normalize_reference, patient_id
 from fhir3t.terminology import Code, Terminology, ValueSet
 from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError, entries
-from fhir3t.transport.urls import clean, fhir_id
+from fhir3t.transport.urls import clean
 
 log = logging.getLogger("fhir3t.rest")
 
@@ -49,10 +49,6 @@ PAGE = 500
 GROUP = 10
 #: Codes per `Condition?code=` request (keeps URLs well under common 8 KB limits).
 CODES_PER_QUERY = 60
-
-
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")
 
 
 def anchor_codes(vs: ValueSet, tx: Terminology) -> tuple[list[Code], list[Code]]:
@@ -213,9 +209,9 @@ class RestSource:
         queries: list[list[tuple[str, str]]] = []
         for i in range(0, len(exact), CODES_PER_QUERY):
             chunk = exact[i:i + CODES_PER_QUERY]
-            queries.append([("code", ",".join(f"{_esc(s)}|{_esc(c)}" for s, c in chunk))])
+            queries.append([("code", ",".join(f"{search_escape(s)}|{search_escape(c)}" for s, c in chunk))])
         for s, c in roots:
-            queries.append([("code:below", f"{_esc(s)}|{_esc(c)}")])
+            queries.append([("code:below", f"{search_escape(s)}|{search_escape(c)}")])
         found: dict[str, None] = {}
         outside = 0
         fields = "code,subject,patient" if pfield == "patient" else f"code,{pfield}"
@@ -509,7 +505,8 @@ def study_subject_patients(client: FhirClient, system: str, value: str, problems
     returns is checked again: a ResearchStudy counts only if it carries the identifier, a subject
     only if its status is one asked for (a server ignoring a parameter answers with everything).
     """
-    study_refs = {f"ResearchStudy/{s['id']}" for s in client.search("ResearchStudy", [("identifier", f"{_esc(system)}|{_esc(value)}")])
+    query = [("identifier", f"{search_escape(system)}|{search_escape(value)}")]
+    study_refs = {f"ResearchStudy/{s['id']}" for s in client.search("ResearchStudy", query)
                   if isinstance(s.get("id"), str) and has_identifier(s, system, value)}
     wanted = set(statuses)
     params = [("_count", str(PAGE))]

@@ -16,8 +16,6 @@ Origin = tuple[str, str, int]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: C0/C1 controls, DEL, and the Unicode bidi/format characters that reorder or hide text.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
-#: FHIR `id`: what may be joined into a request path.
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def origin(url: str) -> Origin | None:
@@ -90,6 +88,3 @@ def clean(text: object, limit: int = 300) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
-def fhir_id(value: object) -> str | None:
-    """`value` if it is a valid FHIR id (safe to join into a request path), else None."""
-    return value if isinstance(value, str) and _FHIR_ID.fullmatch(value) else None

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Kind, Rule
+from fhir3t.criteria.base import Builder, Kind, Rule
 from fhir3t.criteria.model import Outcome
 from fhir3t.dates import age_on
 from fhir3t.errors import ConfigError
@@ -15,7 +15,6 @@ from fhir3t.records.plan import Read, read
 
 if TYPE_CHECKING:
     from fhir3t.criteria.context import Context
-    from fhir3t.criteria.load import Builder
 
 
 @dataclass

@@ -5,14 +5,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Kind, Rule, most_recent_first, when
+from fhir3t.criteria.base import Builder, Kind, Rule, most_recent_first, when
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
 from fhir3t.records.plan import Read, read
 
 if TYPE_CHECKING:
     from fhir3t.criteria.context import Context
-    from fhir3t.criteria.load import Builder
 
 
 @dataclass

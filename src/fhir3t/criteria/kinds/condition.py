@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Kind, Rule, code_name, unless_unread
+from fhir3t.criteria.base import Builder, Kind, Rule, code_name, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.dates import Span, Window
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
@@ -16,7 +16,6 @@ from fhir3t.terminology import ValueSet
 
 if TYPE_CHECKING:
     from fhir3t.criteria.context import Context
-    from fhir3t.criteria.load import Builder
 
 ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 UNCERTAIN_VERIFICATION = frozenset({"unconfirmed", "provisional", "differential"})

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Kind, Rule, unless_unread
+from fhir3t.criteria.base import Builder, Kind, Rule, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, k_or
 from fhir3t.records.plan import Read, read
@@ -13,7 +13,6 @@ from fhir3t.terminology import ValueSet
 
 if TYPE_CHECKING:
     from fhir3t.criteria.context import Context
-    from fhir3t.criteria.load import Builder
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Kind, Rule, code_name, unless_unread
+from fhir3t.criteria.base import Builder, Kind, Rule, code_name, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.dates import Span
 from fhir3t.errors import ConfigError
@@ -26,7 +26,6 @@ from fhir3t.terminology import Code, ValueSet
 
 if TYPE_CHECKING:
     from fhir3t.criteria.context import Context
-    from fhir3t.criteria.load import Builder
 
 TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration", "MedicationDispense")
 _ELEMENTS = ("medication[x]", "contained", "status", "statusReason", "statusReason[x]", "effective[x]", "dateAsserted",

@@ -15,7 +15,7 @@ from datetime import date
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Kind, Rule, describe_suspect, settle_hint, when
+from fhir3t.criteria.base import Builder, Kind, Rule, describe_suspect, settle_hint, when
 from fhir3t.criteria.model import Outcome
 from fhir3t.criteria.readings import NEGATIVE, POSITIVE, Number, Readings, compare, grade, number, qualitative
 from fhir3t.dates import Span, instant
@@ -27,7 +27,6 @@ from fhir3t.terminology import Code, ValueSet
 
 if TYPE_CHECKING:
     from fhir3t.criteria.context import Context
-    from fhir3t.criteria.load import Builder
 
 _OBS_ELEMENTS = ("code", "status", "value[x]", "interpretation", "effective[x]", "issued", "component",
                  "dataAbsentReason")

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from fhir3t.criteria.base import Kind, Rule, when
+from fhir3t.criteria.base import Builder, Kind, Rule, when
 from fhir3t.criteria.model import Outcome
+from fhir3t.enrolment import vouches_for_consent
 from fhir3t.jsonshape import child
 from fhir3t.logic import MET, NOT_MET
 from fhir3t.records.build import span_of
@@ -15,7 +16,6 @@ from fhir3t.records.plan import Read, read
 
 if TYPE_CHECKING:
     from fhir3t.criteria.context import Context
-    from fhir3t.criteria.load import Builder
 
 
 @dataclass
@@ -68,7 +68,7 @@ class StudyConsent(Kind):
     def evaluate(self, ctx: Context) -> Outcome:
         named_by_subject: set[str] = set()
         for rs in ctx.visible("ResearchSubject"):
-            if rs.raw.get("status") in ("withdrawn", "ineligible", "not-registered"):
+            if not vouches_for_consent(rs.raw.get("status")):
                 continue  # a subject who left or never joined does not vouch for a consent
             if ctx.study.match(rs.raw.get("study")) is True:
                 c = rs.raw.get("consent")

@@ -15,7 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fhir3t.errors import AuthError, Fhir3tError, Problems, ServerError, UsageError
-from fhir3t.pipeline.engine import Engine
+from fhir3t.fhirutil import fhir_id
+from fhir3t.pipeline.base import screen_records
+from fhir3t.pipeline.definition import Definition
+from fhir3t.pipeline.run import Run
 from fhir3t.pipeline.servercheck import capability
 from fhir3t.pipeline.servercheck.coverage import coverage
 from fhir3t.pipeline.servercheck.export import export_checks
@@ -28,7 +31,7 @@ from fhir3t.sources.base import RawRecord
 from fhir3t.sources.grouping import SharedIndex
 from fhir3t.sources.rest import RestSource, has_identifier
 from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError
-from fhir3t.transport.urls import clean, describe, fhir_id
+from fhir3t.transport.urls import clean, describe
 
 __all__ = ["FAIL", "OK", "STATUSES", "WARNING", "Check", "ServerReport", "check_server", "precheck"]
 
@@ -87,23 +90,18 @@ def _prober(session: Session, probe: Probe, needs: Needs) -> Callable[[], Check]
     return lambda: run_probe(session, probe, prefer)
 
 
-def _screen_one(engine: Engine, shared: SharedIndex) -> Callable[[RawRecord], str]:
-    from fhir3t.dates import today_utc
-
+def _screen_one(definition: Definition, shared: SharedIndex) -> Callable[[RawRecord], str]:
     def screen(record: RawRecord) -> str:
-        kept, engine.problems = engine.problems, Problems()
-        try:
-            results = list(engine.screen_raw([record], today_utc(), None, shared))
-            problems = [str(p) for p in engine.problems.items[:2]]
-        finally:
-            engine.problems = kept
+        run = Run.start(definition)  # a run of its own: its problems are this patient's alone
+        results = list(screen_records(definition, run, [record], shared))
+        problems = [str(p) for p in run.problems.items[:2]]
         if not results:
             return "could not be screened: " + "; ".join(problems)
         return f"screened: {len(results[0].criteria)} criteria evaluated"
     return screen
 
 
-def check_server(client: FhirClient, engine: Engine | None = None, *, patient: str | None = None,
+def check_server(client: FhirClient, definition: Definition | None = None, *, patient: str | None = None,
                  write_test: bool = False, export: bool = True) -> ServerReport:
     """Every check of `fhir3t check-server` against `client`'s server (see the module doc).
 
@@ -112,8 +110,8 @@ def check_server(client: FhirClient, engine: Engine | None = None, *, patient: s
     """
     if patient is not None and fhir_id(patient) is None:
         raise UsageError(f"--patient {clean(patient, 80)!r} is not a FHIR id (letters, digits, '-' and '.', at most 64)")
-    engine = engine or Engine.load()
-    needs = needs_of(engine)
+    definition = definition or Definition.load()
+    needs = needs_of(definition)
     session = Session(client)
     report = ServerReport(describe(client.base), write_test=write_test)
     writer = WriteTest(session) if write_test else None
@@ -141,7 +139,7 @@ def check_server(client: FhirClient, engine: Engine | None = None, *, patient: s
                                  "no candidate patient to try (give one with --patient ID); the record coverage below "
                                  "uses patients found by type"))
             _guard(report, "record-coverage", "record coverage", lambda: coverage(
-                session, source, strategy, needs, who, chosen_by, _screen_one(engine, shared)))
+                session, source, strategy, needs, who, chosen_by, _screen_one(definition, shared)))
             if writer is not None:
                 _guard(report, "transaction", "transaction / batch", writer.start)
             else:
@@ -164,13 +162,13 @@ def check_server(client: FhirClient, engine: Engine | None = None, *, patient: s
     return report
 
 
-def precheck(client: FhirClient, engine: Engine, *, candidates: bool = True, push: bool = False) -> list[Check]:
+def precheck(client: FhirClient, definition: Definition, *, candidates: bool = True, push: bool = False) -> list[Check]:
     """The cheap, read-only checks `screen --server` runs first; only what is not ok is returned.
 
     The CapabilityStatement (which the pull reads anyway) and, when candidates are found by
     diagnosis, one search with a code that matches nothing. `push`: the push target is this server.
     """
-    needs = needs_of(engine)
+    needs = needs_of(definition)
     session = Session(client)
     cs = client.capabilities()
     checks = [capability.fhir_version(cs), capability.declared_types(cs, needs)]

@@ -9,14 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fhir3t.errors import AuthError, Problems
+from fhir3t.fhirutil import fhir_id, patient_id
 from fhir3t.pipeline.servercheck.capability import STRATEGY_TEXT
 from fhir3t.pipeline.servercheck.model import FAIL, OK, WARNING, Check
 from fhir3t.pipeline.servercheck.needs import Needs
-from fhir3t.pipeline.servercheck.session import Session, patient_of, ref_key
+from fhir3t.pipeline.servercheck.session import Session, ref_key
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.rest import RestSource
 from fhir3t.transport.http import HttpStatusError
-from fhir3t.transport.urls import clean, fhir_id
+from fhir3t.transport.urls import clean
 
 #: the elements through which a record points at shared resources (Medication, ResearchStudy)
 SHARED_LINKS = ("medicationReference", "study")
@@ -43,11 +44,11 @@ def _find(session: Session, source: RestSource, rtype: str, patient: str | None)
     try:
         if patient:
             got = session.first_page(rtype, [(source.patient_param(rtype), f"Patient/{patient}"), ("_count", "5")])
-            own = [r for r in got if patient_of(r) == patient and fhir_id(r.get("id"))]
+            own = [r for r in got if patient_id(r) == patient and fhir_id(r.get("id"))]
             if own:
                 return Example(rtype, own[0]["id"], patient)
         for res in session.samples(rtype):
-            pid, rid = patient_of(res), fhir_id(res.get("id"))
+            pid, rid = patient_id(res), fhir_id(res.get("id"))
             if pid and rid:
                 return Example(rtype, rid, pid)
     except HttpStatusError as exc:

@@ -1,10 +1,10 @@
-"""What the study asks of a server, read from the engine: the types the criteria read (and which
+"""What the study asks of a server, read from the definition: the types the criteria read (and which
 criteria read each), how candidates are found, and the study's identifier."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fhir3t.pipeline.engine import Engine
+from fhir3t.pipeline.definition import Definition
 from fhir3t.r4facts import r4_facts
 from fhir3t.terminology import Terminology, ValueSet
 
@@ -42,10 +42,10 @@ class Needs:
         return "fhir3t reads it through references"
 
 
-def needs_of(engine: Engine) -> Needs:
+def needs_of(definition: Definition) -> Needs:
     readers: dict[str, list[str]] = {}
     complete: dict[str, list[str]] = {}
-    for c in engine.criteria.criteria:
+    for c in definition.criteria.criteria:
         for r in c.rule.reads():
             if r.type == "Patient":
                 continue
@@ -54,8 +54,8 @@ def needs_of(engine: Engine) -> Needs:
             if r.complete and c.id not in complete.setdefault(r.type, []):
                 complete[r.type].append(c.id)
     shared = tuple(sorted(r4_facts().shared_types))
-    study = engine.study
-    return Needs(types=tuple(sorted(engine.screener.types)), readers={t: tuple(v) for t, v in readers.items()},
+    study = definition.study
+    return Needs(types=tuple(sorted(definition.screener.types)), readers={t: tuple(v) for t, v in readers.items()},
                  complete={t: tuple(v) for t, v in complete.items() if v}, shared=shared,
-                 anchor_type=study.candidate_type, anchor_valueset=engine.tx.valueset(study.candidate_valueset),
-                 tx=engine.tx, study_system=engine.criteria.study_system, study_value=engine.criteria.study_value)
+                 anchor_type=study.candidate_type, anchor_valueset=definition.tx.valueset(study.candidate_valueset),
+                 tx=definition.tx, study_system=definition.criteria.study_system, study_value=definition.criteria.study_value)

@@ -7,14 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fhir3t.fhirutil import fhir_id, patient_id, search_escape
 from fhir3t.jsonshape import child, items, objs, text
 from fhir3t.pipeline.servercheck.capability import search_params
 from fhir3t.pipeline.servercheck.model import FAIL, OK, WARNING, Check
 from fhir3t.pipeline.servercheck.needs import Needs
-from fhir3t.pipeline.servercheck.session import Session, esc, patient_of, ref_key
+from fhir3t.pipeline.servercheck.session import Session, ref_key
 from fhir3t.sources.rest import CODES_PER_QUERY, PAGE, anchor_codes, has_identifier
 from fhir3t.transport.http import HttpStatusError
-from fhir3t.transport.urls import clean, fhir_id
+from fhir3t.transport.urls import clean
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def _identifier_value(res: dict) -> str | None:
     for i in objs(items(res.get("identifier"))):
         system, value = text(i.get("system")), text(i.get("value"))
         if system and value:
-            return f"{esc(system)}|{esc(value)}"
+            return f"{search_escape(system)}|{search_escape(value)}"
     return None
 
 
@@ -160,7 +161,7 @@ def candidates(session: Session, needs: Needs) -> tuple[list[Check], list[str]]:
     found: dict[str, None] = {}
     outside = 0
     more = False
-    queries = [",".join(f"{esc(s)}|{esc(c)}" for s, c in exact[i:i + CODES_PER_QUERY])
+    queries = [",".join(f"{search_escape(s)}|{search_escape(c)}" for s, c in exact[i:i + CODES_PER_QUERY])
                for i in range(0, len(exact), CODES_PER_QUERY)]
     for q in queries:
         got, has_more = session.page(rtype, [("code", q), ("_count", str(PAGE))])
@@ -169,7 +170,7 @@ def candidates(session: Session, needs: Needs) -> tuple[list[Check], list[str]]:
             if not any(code in vs for code in tx.codes({"coding": objs(items(child(res, "code").get("coding")))})):
                 outside += 1
                 continue
-            pid = patient_of(res)
+            pid = patient_id(res)
             if pid:
                 found[pid] = None
     details = {"candidates": len(found), "more": more, "codes": len(exact), "requests": len(queries)}
@@ -199,7 +200,7 @@ def _below(session: Session, needs: Needs, root: tuple[str, str]) -> Check:
     fallback = "fhir3t also searches the codes one level below it, so only deeper codes would be missed"
     try:
         nothing = session.first_page(rtype, [("code:below", session.nothing_token()), ("_count", "1")])
-        got = session.first_page(rtype, [("code:below", f"{esc(root[0])}|{esc(root[1])}"), ("_count", "50")])
+        got = session.first_page(rtype, [("code:below", f"{search_escape(root[0])}|{search_escape(root[1])}"), ("_count", "50")])
     except HttpStatusError as exc:
         return Check("search-code-below", title, WARNING, f"not supported ({exc.status}); {fallback}")
     if nothing:

@@ -5,28 +5,16 @@ from __future__ import annotations
 
 import uuid
 
+from fhir3t.fhirutil import normalize_reference
 from fhir3t.jsonshape import child, child_text, text
-from fhir3t.sources.refs import normalize_reference, patient_reference
 from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError, entries, next_link
-from fhir3t.transport.urls import clean, fhir_id
+from fhir3t.transport.urls import clean
 
 #: a code system no server has: a token search with it must find nothing
 NOTHING_SYSTEM = "urn:fhir3t:check-server:nothing"
 SAMPLE_COUNT = 20
 
 
-def esc(value: str) -> str:
-    """A token search value's part with FHIR's search escapes (`\\`, `,`, `|`, `$`)."""
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")
-
-
-def patient_of(resource: dict) -> str | None:
-    """The id of the patient a resource names (a usable FHIR id), or None."""
-    if resource.get("resourceType") == "Patient":
-        return fhir_id(resource.get("id"))
-    ref = patient_reference(resource)
-    key = normalize_reference(ref, {}) if ref else None
-    return fhir_id(key.split("/", 1)[1]) if key and key.startswith("Patient/") else None
 
 
 def ref_key(parent: object, element: str) -> str | None:

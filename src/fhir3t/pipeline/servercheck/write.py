@@ -7,13 +7,15 @@ saying it may be deleted, so a leftover cannot be mistaken for the study.
 """
 from __future__ import annotations
 
+from fhir3t.enrolment import Status
 from fhir3t.errors import Fhir3tError
+from fhir3t.fhirutil import fhir_id, search_escape
 from fhir3t.pipeline.servercheck.model import FAIL, OK, WARNING, Check
-from fhir3t.pipeline.servercheck.session import Session, esc
+from fhir3t.pipeline.servercheck.session import Session
 from fhir3t.sinks.fhir_server import FhirServerSink
 from fhir3t.sources.rest import has_identifier
 from fhir3t.transport.http import HttpStatusError
-from fhir3t.transport.urls import clean, fhir_id
+from fhir3t.transport.urls import clean
 
 TEST_SYSTEM = "urn:fhir3t:check-server"
 TITLE = "write test"
@@ -36,13 +38,13 @@ class WriteTest:
         self.conditional_done = False  # a conditional-create verdict was given already
 
     def bundle(self) -> dict:
-        study = {"resourceType": "ResearchStudy", "status": "withdrawn",
+        study = {"resourceType": "ResearchStudy", "status": Status.WITHDRAWN,
                  "title": "fhir3t check-server write test (safe to delete)",
                  "identifier": [{"system": TEST_SYSTEM, "value": self.value}]}
         return {"resourceType": "Bundle", "type": "transaction", "entry": [{
             "fullUrl": f"urn:uuid:00000000-0000-4000-8000-{self.session.tag}", "resource": study,
             "request": {"method": "POST", "url": "ResearchStudy",
-                        "ifNoneExist": f"identifier={esc(TEST_SYSTEM)}|{esc(self.value)}"}}]}
+                        "ifNoneExist": f"identifier={search_escape(TEST_SYSTEM)}|{search_escape(self.value)}"}}]}
 
     def _push(self) -> tuple[str, str, str | None, str]:
         """(mode, state, id, status) of one push of the test Bundle."""
@@ -54,7 +56,7 @@ class WriteTest:
         return report.mode, out.state, rid, out.status or out.message
 
     def _found(self) -> list[str]:
-        got = self.session.first_page("ResearchStudy", [("identifier", f"{esc(TEST_SYSTEM)}|{esc(self.value)}"),
+        got = self.session.first_page("ResearchStudy", [("identifier", f"{search_escape(TEST_SYSTEM)}|{search_escape(self.value)}"),
                                                         ("_count", "10")])
         return [r["id"] for r in got if fhir_id(r.get("id")) and has_identifier(r, TEST_SYSTEM, self.value)]
 

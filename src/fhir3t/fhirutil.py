@@ -1,9 +1,42 @@
-"""Which patient a resource belongs to, and references normalised to `Type/id` (no trial knowledge)."""
+"""FHIR helpers, one home each (no trial knowledge): the patient of a resource, references
+normalised to `Type/id`, search-value escaping, and how a server is named in messages.
+
+Everything that reads a patient out of a resource (sources, the watcher, check-server, safety) or
+escapes a search value asks here, so the rules cannot drift apart.
+"""
 from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
 
 from fhir3t.jsonshape import child, child_text, text
 from fhir3t.r4facts import r4_facts
-from fhir3t.transport.urls import fhir_id
+
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def fhir_id(value: object) -> str | None:
+    """`value` if it is a valid FHIR id (safe to join into a request path), else None."""
+    return value if isinstance(value, str) and _FHIR_ID.fullmatch(value) else None
+
+
+def search_escape(value: str) -> str:
+    """A token/string search value's part with FHIR's search escapes (`\\`, `,`, `|`, `$`)."""
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")
+
+
+def server_label(url: str, *, path: bool = True) -> str:
+    """`scheme://host[:port][/path]` of a base URL, for messages, headers and logs: never userinfo,
+    never a query or fragment. `path=False` for logs, where a path can hold a tenant's name."""
+    u = urlsplit(url)
+    try:
+        port = u.port
+    except ValueError:
+        port = None
+    host = u.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{u.scheme}://{host}{f':{port}' if port else ''}{u.path if path else ''}"
 
 
 def patient_reference(resource: dict) -> str | None:

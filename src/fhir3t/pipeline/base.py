@@ -1,0 +1,127 @@
+"""What every screening task is made of: the inputs (files, a server query), the one source factory,
+and the per-patient function `screen_records` (RawRecords in, ScreeningResults out)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fhir3t.criteria.model import ScreeningResult
+from fhir3t.criteria.screener import patient_ids
+from fhir3t.errors import UsageError
+from fhir3t.pipeline.definition import Definition
+from fhir3t.pipeline.run import Run
+from fhir3t.records.build import RecordBuilder
+from fhir3t.sources.base import RawRecord
+from fhir3t.sources.files import Limits
+from fhir3t.sources.grouping import GroupingSource, SharedIndex
+
+if TYPE_CHECKING:
+    from fhir3t.sources.rest import RestSource
+    from fhir3t.transport.http import FhirClient
+
+#: what a malformed resource can raise inside a rule; it costs that patient, never the run
+RECORD_ERRORS = (TypeError, AttributeError, ValueError, KeyError, ArithmeticError, RecursionError, IndexError)
+
+
+# ---- what to read ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileInputs:
+    """Files to screen: Bundles, resources, NDJSON (plain or .gz), folders of them, in any mix.
+
+    `store`: where records are grouped by patient ("auto": memory, moving to disk partitions for large
+    inputs; "memory"; "disk"). `jobs`: processes (pass 1 splits the files, pass 2 the partitions).
+    `patients`: screen only these (reference, FHIR id, identifier value or system|value).
+    `documents`: parsed Bundles/resources given in memory besides the files (one process only).
+    """
+
+    paths: tuple[str | Path, ...] = ()
+    store: str = "auto"
+    limits: Limits | None = None
+    jobs: int = 1
+    patients: tuple[str, ...] = ()
+    documents: tuple[tuple[str, object], ...] = ()
+    on_file: Callable[[Path], None] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.store not in ("auto", "memory", "disk"):
+            raise UsageError(f"store must be auto, memory or disk, not {self.store!r}")
+        if self.jobs < 1:
+            raise UsageError("jobs needs a number of processes, 1 or more")
+        if self.jobs > 1 and self.documents:
+            raise UsageError("documents held in memory are screened in one process: give jobs=1")
+
+
+@dataclass(frozen=True)
+class ServerQuery:
+    """Patients to pull from a FHIR server: candidates by the study's anchor condition, or the given
+    patients / Group; `since`: only patients with data changed since then; `strategy`: how to pull."""
+
+    patients: tuple[str, ...] = ()
+    group: str | None = None
+    since: date | None = None
+    strategy: str | None = None
+    on_candidates: Callable[[int], None] | None = field(default=None, compare=False)
+
+
+def open_source(definition: Definition, run: Run, inputs: FileInputs | ServerQuery, *,
+                client: FhirClient | None = None) -> GroupingSource | RestSource:
+    """The one source factory: files (and documents) group through GroupingSource, a server through
+    RestSource. Both yield RawRecords grouped by patient, with shared resources in `.shared`."""
+    if isinstance(inputs, ServerQuery):
+        from fhir3t.sources.rest import RestSource
+
+        if client is None:
+            raise UsageError("a server query needs a FHIR client")
+        study = definition.study
+        return RestSource(client, definition.tx, sorted(definition.screener.types), run.problems, SharedIndex(),
+                          anchor=(study.candidate_type, study.candidate_valueset), patients=list(inputs.patients),
+                          group=inputs.group, since=inputs.since, strategy=inputs.strategy,
+                          on_candidates=inputs.on_candidates)
+    return GroupingSource(inputs.paths, run.problems, run.filter, limits=inputs.limits, store=inputs.store,
+                          on_file=inputs.on_file, documents=inputs.documents)
+
+
+# ---- the per-patient function ------------------------------------------------------------
+def screen_records(definition: Definition, run: Run, raws: Iterable[RawRecord],
+                   shared: SharedIndex | None = None) -> Iterator[ScreeningResult]:
+    """Screen each record; a record no rule can digest is reported and skipped, the run goes on."""
+    builder = RecordBuilder(run.filter, run.problems)
+    screener = definition.screener
+    learned = -1
+    try:
+        for raw in raws:
+            if shared is not None and len(shared.by_ref) != learned:
+                run.studies.learn(shared.studies())
+                learned = len(shared.by_ref)
+            try:
+                result = screener.screen(builder.build(raw), run.as_of, run.d1, studies=run.studies, names=run.names)
+            except RECORD_ERRORS as exc:
+                run.problems.add(raw.source, f"{raw.key}: not screened: a resource has an unexpected structure "
+                                             f"({type(exc).__name__}); check it with 'fhir3t validate'")
+                continue
+            yield result
+    finally:
+        run.stats.missing_parts += builder.stats.missing_parts
+
+
+def raw_matches(raw: RawRecord, wanted: Iterable[str]) -> bool:
+    """Is this record one of the wanted patients (reference, FHIR id, identifier value or system|value)?"""
+    keys = {raw.key, raw.key.removeprefix("Patient/")}
+    patient = next((res for res, _ in raw.resources if res.get("resourceType") == "Patient"), None)
+    for i in patient_ids(patient):
+        keys.update((i.value, f"{i.system}|{i.value}"))
+    return any(w in keys for w in wanted)
+
+
+def only_patients(raws: Iterable[RawRecord], wanted: Sequence[str]) -> Iterator[RawRecord]:
+    """The records of the wanted patients only (the others are never screened)."""
+    for raw in raws:
+        if raw_matches(raw, wanted):
+            yield raw
+
+
+__all__ = ["RECORD_ERRORS", "FileInputs", "ServerQuery", "only_patients", "open_source", "raw_matches",
+           "screen_records"]
