@@ -308,3 +308,26 @@ def test_a_fifo_as_the_bundle_is_refused_not_waited_on(tmp_path, capsys):
     os.mkfifo(fifo)
     assert main(["push", str(fifo), "--server", BASE, "--dry-run"]) == 4
     assert "not a regular file" in capsys.readouterr().err
+
+
+@responses.activate
+def test_a_subject_stored_with_an_absolute_patient_url_is_found_on_a_server_that_does_not_normalise():
+    """The search asks for the patient by its relative and its absolute reference: a server that stores
+    `individual` as written finds the hospital's subject only under the absolute URL."""
+    responses.get(f"{BASE}/metadata", json=cap("transaction"))
+    responses.get(f"{BASE}/ResearchStudy", json={"resourceType": "Bundle", "entry": [{"resource": study("S9")}]})
+    hosp = subject("hosp-abs", "candidate", "ResearchStudy/S9", f"{BASE}/Patient/p0")
+
+    def search(request):
+        from urllib.parse import parse_qs, urlsplit
+        asked = parse_qs(urlsplit(request.url).query).get("individual", [""])[0].split(",")
+        hit = [hosp] if f"{BASE}/Patient/p0" in asked else []  # matches the stored string only
+        return 200, {}, json.dumps({"resourceType": "Bundle", "entry": [{"resource": r} for r in hit]})
+
+    responses.add_callback(responses.GET, f"{BASE}/ResearchSubject", callback=search)
+    tx = responses.post(BASE, json={"resourceType": "Bundle", "entry": [{"response": {"status": "200 OK"}}] * 3})
+    report = sink().push(bundle("ineligible"))
+    sent = json.loads(tx.calls[0].request.body)
+    urls = [e["request"]["url"] for e in sent["entry"]]
+    assert "ResearchSubject/hosp-abs" in urls and "ResearchSubject/rs-0" not in urls  # updated in place
+    assert report.ok

@@ -150,7 +150,7 @@ def test_no_regression_on_study_subject_survives_a_rescreen(loaded_server, tmp_p
     assert main(["screen", "--server", loaded_server, "--as-of", AS_OF, "--concept-map", str(CONCEPT_MAP),
                  "--format", "json", "--out", str(tmp_path / "r.json"), "--push", loaded_server, "--no-progress"]) == 0
     err = capsys.readouterr().err
-    assert "Patient/p01 is already on-study" in err and "skipped" in err
+    assert "Patient/p01 is on-study in this study" in err and "skipped" in err
     again = requests.get(f"{loaded_server}/ResearchSubject/{rs['id']}").json()
     assert again["status"] == "on-study"
     assert again["meta"]["versionId"] == str(int(rs["meta"]["versionId"]) + 1)  # only our PUT changed it

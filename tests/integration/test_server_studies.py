@@ -67,4 +67,4 @@ def test_another_studys_enrolled_subject_does_not_block_ours_and_an_unsystemed_s
     after_p07 = subjects_of(hospital, "Patient/p07")
     assert [(s["id"], s["status"], s["meta"]["versionId"]) for s in after_p07] == \
         [(s["id"], s["status"], s["meta"]["versionId"]) for s in before_p07]
-    assert "Patient/p07 is already on-study (ResearchSubject/hosp-p07)" in err
+    assert "Patient/p07 is on-study in this study (ResearchSubject/hosp-p07)" in err

@@ -6,7 +6,7 @@ from datetime import date
 from fhir3t.criteria.context import Context
 from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import MR_TYPE, CriterionResult, Outcome, PatientId, ScreeningResult, status_of
-from fhir3t.enrolment import in_study
+from fhir3t.enrolment import is_teams
 from fhir3t.records.build import span_of
 from fhir3t.records.model import PatientRecord
 from fhir3t.records.plan import Read, ReadPlan
@@ -26,7 +26,7 @@ def coordinator_notes(ctx: Context) -> tuple[str, ...]:
             notes.append(f"the patient is recorded as deceased on {span}")
     for rs in ctx.visible("ResearchSubject"):
         status = rs.raw.get("status")
-        if in_study(status) and ctx.study.match(rs.raw.get("study")) is True:
+        if is_teams(status) and ctx.study.match(rs.raw.get("study")) is True:
             notes.append(f"already {status} in {ctx.study.value} ({rs.ref}): screening does not change that")
     for rs in ctx.record.unread_of("ResearchSubject"):
         if rs.raw and ctx.study.match(rs.raw.get("study")) is True:

@@ -7,12 +7,15 @@
   conditional create/update) may be sent again after a lost answer; in a batch, entries that failed
   with 408/429/5xx are re-sent if idempotent. Nothing is dropped silently: every entry ends in the
   report as ok, failed (with the server's message), skipped by a rule, or unknown.
-- No regression: current ResearchSubjects are read first; one in any status other than a
-  screening one (on-study*, follow-up, off-study, withdrawn, or a status that is not an R4 code)
-  is never overwritten with a screening status, and no second subject is added next to it. That
-  holds without trusting the server's search: a current subject is of this study if its `study`
-  names our identifier or resolves (read by id) to a ResearchStudy carrying it; when it cannot be
-  resolved, a protected subject still blocks the screening entry.
+- No regression: current ResearchSubjects are read first and the enrolment module's push policy
+  (enrolment/policy.py) decides: a subject of this study in a team status (or one fhir3t cannot
+  read) is never overwritten with a screening status, and no second subject is added next to it;
+  the screening result is reported beside it, per patient. That holds without trusting the
+  server's search: subjects are searched by the patient's relative and absolute reference, and a
+  current subject is of this study if its `study` names our identifier or resolves (read by id) to a
+  ResearchStudy carrying it; a reference to a study that cannot be read is another study's when our
+  study is on the server under another id, and may be ours (so it still blocks the screening entry)
+  when it is not.
 - The server's answers are type-checked: a transaction-response whose entries are strings still
   gives a per-entry report (those entries are "unknown": the server may have applied them).
 """
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+from fhir3t.enrolment import Existing, Verdict, decide
 from fhir3t.errors import ServerError, UsageError
 from fhir3t.fhirutil import fhir_id
 from fhir3t.jsonshape import child, child_text, items, objs, text
@@ -33,20 +37,8 @@ from fhir3t.transport.urls import clean
 
 log = logging.getLogger("fhir3t.push")
 
-#: Statuses that mean "the study team has taken over": a screening run must not replace them.
-PROTECTED = frozenset({"on-study", "on-study-intervention", "on-study-observation", "follow-up",
-                       "off-study", "withdrawn"})
-#: What a screening run writes (fhir3t statuses and R4 pre-enrolment ones).
-SCREENING = frozenset({"candidate", "eligible", "ineligible", "not-registered", "screening",
-                       "pending-on-study", "potential-candidate"})
 CHUNK = 50
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
-
-
-def protected(status: object) -> bool:
-    """True unless the status is a screening one: the study team's statuses, and anything fhir3t
-    cannot read (a missing status, `On-Study`, `active`, a list), are never replaced by a screening run."""
-    return not isinstance(status, str) or status not in SCREENING
 
 
 @dataclass
@@ -65,11 +57,23 @@ class EntryOutcome:
         return f"entry {self.index} {self.method} {self.url}: {self.state} {self.status}{extra}{msg}".rstrip()
 
 
+@dataclass(frozen=True)
+class KeptSubject:
+    """A subject the push left as the study team set it, with the screening result it did not write."""
+
+    patient: str
+    status: str  # the team's status on the server
+    screening: str  # what today's screening says
+    subject: str | None  # ResearchSubject id on the server
+
+
 @dataclass
 class PushReport:
     mode: str  # transaction | batch | dry-run
     outcomes: list[EntryOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: subjects kept in the team's status, per patient (a consented patient now ineligible is a finding)
+    kept: list[KeptSubject] = field(default_factory=list)
 
     @property
     def failed(self) -> list[EntryOutcome]:
@@ -150,6 +154,8 @@ class FhirServerSink:
         self.client = client
         self.study_identifier = study_identifier
         self._studies: dict[str, dict | None] = {}  # ResearchStudy/id -> resource (None: unreadable)
+        #: the search for our study by identifier found it on the server (its id there is known)
+        self._ours_found = False
 
     # ---- server features ------------------------------------------------------------------
     def supports(self, interaction: str) -> bool:
@@ -174,6 +180,9 @@ class FhirServerSink:
                 ref = child_text(child(res, "individual"), "reference")
                 if ref and ref.startswith("Patient/") and fhir_id(ref.split("/", 1)[1]):
                     patients[ref] = None
+                    # a server that does not normalise references finds a subject stored with the
+                    # absolute URL only under that URL
+                    patients[f"{self.client.base.rstrip('/')}/{ref}"] = None
                 if fhir_id(res.get("id")):
                     ids[res["id"]] = None
         by_patient: dict[str, list[dict]] = {}
@@ -234,6 +243,7 @@ class FhirServerSink:
                         if fhir_id(found.get("id")) and _carries(found, idents):
                             refs.add(f"ResearchStudy/{found['id']}")
                             self._studies[f"ResearchStudy/{found['id']}"] = found
+                            self._ours_found = True
                 except HttpStatusError:
                     pass
         return refs
@@ -266,15 +276,18 @@ class FhirServerSink:
                 got = None
             self._studies[key] = got if isinstance(got, dict) and got.get("resourceType") == "ResearchStudy" else None
         found = self._studies[key]
-        return None if found is None else _carries(found, idents)
+        if found is None:
+            # a study that cannot be read: another study's when ours is known on this server under another
+            # id; otherwise it may be ours (a server whose identifier search is broken)
+            return False if self._ours_found else None
+        return _carries(found, idents)
 
     def protect(self, entries: list[dict], report: PushReport, index: dict[int, int] | None = None) -> list[dict]:
-        """Apply the no-regression rule and keep one ResearchSubject per patient and study.
+        """Apply the enrolment module's push policy (enrolment/policy.py) to every screening subject.
 
-        A subject already on-study / follow-up / off-study / withdrawn (any non-screening status)
-        is left alone (the entry is dropped, the Provenance no longer points at it). A subject of
-        this study that the hospital created under another id is updated in place (its other
-        elements, e.g. consent, are kept) instead of adding a second one next to it.
+        This method reads the server (current subjects, which study they belong to) and applies the
+        decisions; what is allowed is decided in one place, `enrolment.decide`. A subject kept because
+        the study team has it is reported per patient with the screening result beside it.
         """
         index = index if index is not None else {id(e): i for i, e in enumerate(entries)}
         subjects = [e for e in entries if _rtype(e) == "ResearchSubject"]
@@ -289,29 +302,23 @@ class FhirServerSink:
             res = _resource(e)
             patient = child_text(child(res, "individual"), "reference") or ""
             status = res.get("status")
-            screening = isinstance(status, str) and status in SCREENING
-            mine: list[dict] = []
-            unsure: list[dict] = []
-            for c in current.get(patient, []):
-                same = True if fhir_id(c.get("id")) and c.get("id") == res.get("id") else self._same_study(c, refs, idents)
-                (mine if same else unsure if same is None else []).append(c)
-            guarded = [c for c in mine if protected(c.get("status"))]
-            if guarded and screening:
-                cur = guarded[0]
-                dropped[id(e)] = (f"{patient} is already {clean(cur.get('status'), 40)} (ResearchSubject/"
-                                  f"{clean(cur.get('id'), 64)}); not overwritten with {clean(status, 40)}")
-                continue
-            unsure_guarded = [c for c in unsure if protected(c.get("status"))]
-            if unsure_guarded and screening:
-                cur = unsure_guarded[0]
-                dropped[id(e)] = (f"{patient} has ResearchSubject/{clean(cur.get('id'), 64)} ({clean(cur.get('status'), 40)}) "
-                                  "whose study cannot be resolved, so it may be this study's; not overwritten, no second one added")
-                continue
-            if mine and not any(c.get("id") == res.get("id") for c in mine):
-                target = next((c for c in mine if fhir_id(c.get("id"))), None)
-                if target is None:  # a subject of this study whose id cannot be used: leave it, add none
-                    dropped[id(e)] = f"{patient} has a ResearchSubject of this study without a usable id; not pushed"
-                    continue
+            existing = [Existing(fhir_id(c.get("id")), c.get("status"),
+                                 True if fhir_id(c.get("id")) and c.get("id") == res.get("id")
+                                 else self._same_study(c, refs, idents))
+                        for c in current.get(patient, [])]
+            decision = decide(status if isinstance(status, str) else "", text(res.get("id")) or "", existing)
+            shown_status = clean(decision.current, 40)
+            if decision.verdict is Verdict.KEEP:
+                dropped[id(e)] = (f"{patient} is {shown_status} in this study (ResearchSubject/{clean(decision.target, 64)}): "
+                                  f"kept as the study team set it; today's screening says {clean(status, 40)}")
+                report.kept.append(KeptSubject(patient, str(decision.current), str(status), decision.target))
+            elif decision.verdict is Verdict.BLOCK:
+                dropped[id(e)] = (f"{patient} has ResearchSubject/{clean(decision.target, 64)} ({shown_status}) whose study "
+                                  "cannot be resolved, so it may be this study's; not overwritten, no second one added"
+                                  if decision.target else
+                                  f"{patient} has a ResearchSubject of this study without a usable id; not pushed")
+            elif decision.verdict is Verdict.UPDATE:
+                target = next(c for c in current.get(patient, []) if c.get("id") == decision.target)
                 merged = {**target, **res, "id": target["id"]}
                 merged.pop("meta", None)
                 if "meta" in res:
