@@ -319,3 +319,58 @@ def test_no_order_card_for_an_ineligible_patient_and_400_for_a_malformed_order_c
     body["context"]["draftOrders"] = []
     r = call_order(url, body)
     assert r.status_code == 400 and "context.draftOrders" in r.json()["error"]
+
+
+# ---- concurrency: one Definition, a Run per call, no lock ---------------------------------------------
+CONCURRENT = ["01-eligible-classic", "02-eligible-consent-resource", "03-candidate-missing-tests",
+              "04-candidate-mda5-ungraded", "05-candidate-partial-birthdate", "06-eligible-searchset-age18",
+              "08-ineligible-dlco-85", "22-local-codes"]
+
+
+def _cards(url: str, cds, sample: str) -> list[tuple]:
+    return [(c["summary"], c["detail"], c["indicator"], json.dumps(c.get("links"), sort_keys=True))
+            for c in cards_for(url, cds, sample)]
+
+
+def test_eight_concurrent_patient_view_calls_give_the_cards_of_eight_calls_in_a_row(definition, tmp_path, monkeypatch):
+    """8 patients called at once over real HTTP get the same cards as one after another, and two screenings
+    are inside the screening function at the same time (a barrier that a lock around screening would
+    never let through: it would time out)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import fhir3t.service.hooks as hooks
+
+    def service(name: str):
+        settings = ServeSettings(state_dir=tmp_path / name, as_of=SAMPLES_AS_OF)
+        return running(settings, definition)
+
+    with service("in-a-row") as (url, cds):
+        in_a_row = {s: _cards(url, cds, s) for s in CONCURRENT}
+    assert sum(1 for v in in_a_row.values() if v) >= 6  # eligible and candidate patients get a card
+
+    real = hooks.screen_documents
+    overlap = threading.Barrier(2, timeout=20)
+    inside = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def watched(*args, **kw):
+        with lock:
+            inside["now"] += 1
+            inside["most"] = max(inside["most"], inside["now"])
+        try:
+            if overlap.n_waiting < 2 and not overlap.broken:
+                try:
+                    overlap.wait()
+                except threading.BrokenBarrierError:
+                    pass
+            return real(*args, **kw)
+        finally:
+            with lock:
+                inside["now"] -= 1
+
+    monkeypatch.setattr(hooks, "screen_documents", watched)
+    with service("at-once") as (url, cds), ThreadPoolExecutor(8) as pool:
+        at_once = dict(zip(CONCURRENT, pool.map(lambda s: _cards(url, cds, s), CONCURRENT)))
+    assert at_once == in_a_row
+    assert inside["most"] >= 2 and not overlap.broken
