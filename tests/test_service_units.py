@@ -16,8 +16,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_helpers import CONCEPT_MAP, sample_resources
 from fhir3t.config import parse_config
+from fhir3t.criteria.base import AS_WRITTEN, ORDER_TEST
+from fhir3t.criteria.kinds.observation import NONE_IN
 from fhir3t.criteria.model import CriterionResult, ScreeningResult
 from fhir3t.errors import AuthError, ConfigError
+from fhir3t.messages import Text, reason
 from fhir3t.pipeline import Definition
 from fhir3t.r4facts import r4_facts
 from fhir3t.service.cards import build_card, detail, gate, md, study_subjects, summary
@@ -99,7 +102,7 @@ def _result(status: str, criteria: tuple[CriterionResult, ...], patient: str = "
 
 def test_markdown_from_the_record_is_inert(definition):
     evil = "anti-MDA5 '<img src=x onerror=alert(1)>' [click](http://evil.example) **bold**: order it"
-    r = _result("candidate", (CriterionResult("I3-mda5", "inclusion", "unknown", (), evil),))
+    r = _result("candidate", (CriterionResult("I3-mda5", "inclusion", "unknown", (), reason(AS_WRITTEN(text=evil))),))
     text = detail(r, definition.criteria, definition.study)
     assert re.search(r"(?<!\\)<img", text) is None and "\\<img" in text
     assert "[click](" not in text and "\\[click\\](http://evil.example)" in text
@@ -108,16 +111,19 @@ def test_markdown_from_the_record_is_inert(definition):
 
 
 def test_the_summary_fits_in_140_characters_even_for_a_long_study_title(definition):
-    r = _result("candidate", (CriterionResult("I3-mda5", "inclusion", "unknown", (), "x"),))
+    r = _result("candidate", (CriterionResult("I3-mda5", "inclusion", "unknown", (), reason(AS_WRITTEN(text="x"))),))
     long_study = dataclasses.replace(definition.study, short_title="A" * 300)
     assert len(summary(r, long_study)) < 140
     assert summary(r, definition.study) == f"Possible candidate for {definition.study.short_title}: 1 criterion needs data"
 
 
 def test_card_for_a_candidate_says_what_would_settle_each_unknown(definition):
+    hbsag = Text.of("HBsAg")
     c = CriterionResult("E7-hbv", "exclusion", "unknown", (),
-                        "no HBsAg result in 2026-10-19..2026-11-16: order LOINC 5196-1 at screening")
-    ok = CriterionResult("I1-age", "inclusion", "met", ("Patient/p9",), "age 40 at 2026-11-16 (18 or older required)")
+                        reason(NONE_IN(test=hbsag, window="2026-10-19..2026-11-16"),
+                               ORDER_TEST(test=hbsag, code="LOINC 5196-1")))
+    ok = CriterionResult("I1-age", "inclusion", "met", ("Patient/p9",),
+                         reason(AS_WRITTEN(text="age 40 at 2026-11-16 (18 or older required)")))
     settings = ServeSettings(links=(Link("Worklist", "https://intranet.example/worklist.html#{patientId}"),
                                     Link("Open in the screening app", "https://app.example/launch", "smart")),
                              study_team="Dr Chen's team", study_url="https://registry.example/study")

@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 
 from fhir3t.errors import ConfigError
+from fhir3t.messages.core import Text
 from fhir3t.profiles import Profiles
 from fhir3t.textnorm import fold, name_pattern
 
@@ -172,6 +173,10 @@ class ValueSet:
     order: list[Code] = field(default_factory=list)
     #: names a record's text may use for this set's concepts (see EXT_MATCH_NAME)
     names: tuple[str, ...] = ()
+    #: the set's title in every language it carries (the FHIR translation extension on `title`)
+    term: Text | None = field(default=None, repr=False)
+    #: each listed concept's display, with its designations by language (what a reason calls a test or drug)
+    displays: dict[Code, Text] = field(default_factory=dict, repr=False)
     _names_rx: re.Pattern[str] | None = field(default=None, repr=False)
     _cache: dict[Code, bool] = field(default_factory=dict, repr=False)
     _exact: tuple[Code, ...] | None = field(default=None, repr=False)
@@ -275,11 +280,17 @@ class ValueSet:
     def prop(self, code: Code, name: str) -> object | None:
         return self.properties.get(code, {}).get(name)
 
+    @property
+    def name_text(self) -> Text:
+        """The set's title as a name in every language it has."""
+        return self.term or Text.of(self.title)
+
     @classmethod
     def from_resource(cls, res: dict, systems: CodeSystems, where: str) -> ValueSet:
         if res.get("resourceType") != "ValueSet" or not res.get("id"):
             raise ConfigError(f"{where}: not a ValueSet with an id")
         vs = cls(res["id"], res.get("url", ""), res.get("title") or res.get("name") or res["id"], systems)
+        vs.term = Text.of(vs.title, translations_of(res.get("_title")))
         names: list[str] = [e["valueString"] for e in res.get("extension", [])
                             if isinstance(e, dict) and e.get("url") == EXT_MATCH_NAME and isinstance(e.get("valueString"), str)]
         compose = res.get("compose") or {}
@@ -299,6 +310,8 @@ class ValueSet:
                         vs.properties[(system, code)] = props
                     if part == "include":
                         names.extend(_concept_names(concept))
+                        if isinstance(concept.get("display"), str):
+                            vs.displays[(system, code)] = Text.of(concept["display"], _designations(concept))
                 for flt in inc.get("filter", []):
                     op, value = flt.get("op"), flt.get("value", "")
                     if op not in ("is-a", "descendent-of", "regex", "in", "="):
@@ -314,6 +327,34 @@ class ValueSet:
                     filters.append((system, op, value, rx))
         vs.names = tuple(dict.fromkeys(fold(n) for n in names if n.strip()))
         return vs
+
+
+#: the standard extension that translates a string element (on `_title`, `_display`, ...)
+EXT_TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
+
+
+def translations_of(element: object) -> dict[str, str]:
+    """{language: text} from the translation extensions of a primitive's `_element`."""
+    out: dict[str, str] = {}
+    exts = element.get("extension") if isinstance(element, dict) else None
+    for ext in exts if isinstance(exts, list) else ():
+        if not (isinstance(ext, dict) and ext.get("url") == EXT_TRANSLATION):
+            continue
+        parts = {e.get("url"): e for e in ext.get("extension") or () if isinstance(e, dict)}
+        lang = (parts.get("lang") or {}).get("valueCode")
+        content = (parts.get("content") or {}).get("valueString")
+        if isinstance(lang, str) and isinstance(content, str) and content.strip():
+            out[lang] = content.strip()
+    return out
+
+
+def _designations(concept: dict) -> dict[str, str]:
+    """{language: text} of a concept's designations that name a language (the first of each)."""
+    out: dict[str, str] = {}
+    for d in concept.get("designation") or ():
+        if isinstance(d, dict) and isinstance(d.get("language"), str) and isinstance(d.get("value"), str):
+            out.setdefault(d["language"], d["value"])
+    return out
 
 
 def _concept_names(concept: dict) -> list[str]:

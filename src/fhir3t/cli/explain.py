@@ -85,7 +85,7 @@ def show(r: ScreeningResult, info: RunInfo, out: IO[str]) -> None:
             indented(console, "evidence: " + ", ".join(c.evidence), 4, "dim")
     if r.failing:
         console.print("[bold]not met:[/] " + safe(", ".join(r.failing)))
-    todo = [(c.id, actions(c.reason) or [c.reason]) for c in r.criteria if c.id in r.unknown]
+    todo = [(c.id, actions(c) or [c.reason]) for c in r.criteria if c.id in r.unknown]
     if todo:
         console.print("[bold]to resolve:[/]")
         for cid, acts in todo:

@@ -6,6 +6,7 @@ what it reads (`reads()`), from which the read filter and the record builder dec
 """
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from datetime import date
@@ -16,6 +17,7 @@ from fhir3t.criteria.readings import Readings
 from fhir3t.criteria.suspects import describe_suspect
 from fhir3t.dates import Span
 from fhir3t.logic import NOT_MET, UNKNOWN, Tri
+from fhir3t.messages import Message, Msg, Plural, Text, clause
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read
 from fhir3t.terminology import Terminology, ValueSet
@@ -89,35 +91,30 @@ class Kind(Rule):
 
 
 # ---------------------------------------------------------------- shared helpers
-def join_reasons(reasons: Iterable[str]) -> str:
-    """Join part reasons; "no X record found" parts fold into one "no record found of X, Y"."""
-    absent: list[str] = []
-    rest: list[str] = []
-    sentences = (s for r in reasons if r for s in (r.split("; ") if "; " in r else (r,)))
-    for r in dict.fromkeys(sentences):  # the same sentence twice says nothing more
-        if not r:
-            continue
-        if r.startswith("no ") and r.endswith(" record found"):
-            absent.append(r[3:-len(" record found")])
-        else:
-            rest.append(r)
-    if len(absent) == 1:
-        rest.insert(0, f"no {absent[0]} record found")
-    elif absent:
-        rest.insert(0, "no record found of " + ", ".join(absent[:-1]) + " or " + absent[-1])
-    return "; ".join(rest)
+ON_DAY = Message("when.on", "on {day}")
+UNDATED = Message("when.undated", "(undated)")
+ORDER_TEST = Message("settle.order-test", "order {test} ({code}) at screening")
+RECORD_RESULT = Message("settle.record-result", "record a {test} result")
+AS_WRITTEN = Message("text.as-written", "{text}")
+UNREAD_CODE = Message("unread.code", "{record}{more} has {why}")
+UNREAD_SUSPECT = Message("unread.suspect", "{record}{more} {what}")
+CODE_IT = Message("settle.code-it", "code it to decide")
+CODE_OR_CONFIRM = Message("settle.code-or-confirm", "code or confirm it to decide")
+AND_MORE = Plural("unread.more", " and {n} more", " and {n} more")
+AN_ENTRY = Message("unread.entry", "an entry of the input that cannot be read (see the input problems)")
 
 
 def code_name(res: Res, vs: ValueSet, tx: Terminology) -> str:
-    """'ICD-10-CM M33.10' style short name of the matching code, for reasons."""
+    """'ICD-10-CM M33.10' style short name of the matching code, for reasons (a code as written: not translated)."""
     for code in res.codes:
         if code in vs:
             return f"{tx.systems.name(code[0])} {code[1]}"
     return res.type
 
 
-def when(span: Span | None) -> str:
-    return f" on {span}" if span is not None else " (undated)"
+def when(span: Span | None) -> Msg:
+    """'on 2026-11-01' or '(undated)', to follow a finding."""
+    return ON_DAY(day=str(span)) if span is not None else UNDATED()
 
 
 def most_recent_first(items: list[Res]) -> list[Res]:
@@ -126,13 +123,32 @@ def most_recent_first(items: list[Res]) -> list[Res]:
                                         r.date_text or ""), reverse=True)
 
 
-def settle_hint(vs: ValueSet, tx: Terminology, hint: str | None) -> str:
-    if hint:
-        return hint
+def text_arg(value: str | Text | None) -> Text | None:
+    """A name from the criteria file (a label, a hint) as a Text, or None."""
+    if value is None or isinstance(value, Text):
+        return value
+    return Text.of(value) if value else None
+
+
+def settle_hint(vs: ValueSet, tx: Terminology, hint: Text | None, test: Text) -> Msg:
+    """What would settle a missing result: the criteria file's hint, else 'order <test> (<code>) at
+    screening', naming the test as the rule does and its code."""
+    if hint is not None:
+        return AS_WRITTEN(text=hint)
     code = vs.first_code()
     if code is None:
-        return f"record a {vs.title} result"
-    return f"order {tx.systems.name(code[0])} {code[1]} at screening"
+        return RECORD_RESULT(test=test)
+    return ORDER_TEST(test=test, code=f"{tx.systems.name(code[0])} {code[1]}")
+
+
+#: a reference as a reason may show it: Type/id (a contained #part too), or a Bundle's urn
+_REFERENCE = re.compile(r"(?:[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}(?:#[A-Za-z0-9\-.]{1,64})?|urn:(?:uuid|oid):[\w.\-]+)")
+
+
+def record_name(res: Res) -> Msg | str:
+    """How a reason names a record: its reference, or (for an entry that has none, located only by a file
+    path, which belongs in the evidence and the problems list) 'an entry of the input'."""
+    return res.ref if _REFERENCE.fullmatch(res.ref) else AN_ENTRY()
 
 
 def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet | None,
@@ -151,9 +167,11 @@ def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet
     if not found:
         return out
     first = found[0]
-    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    more = AND_MORE(len(found) - 1) if len(found) > 1 else None
     refs = tuple(r.ref for r in found)
-    if first.bad == "code":
-        return Outcome(UNKNOWN, out.evidence + refs, f"{out.reason}; {first.ref}{more} has {first.why}: code it to decide")
-    return Outcome(UNKNOWN, out.evidence + refs,
-                   f"{out.reason}; {first.ref}{more} {describe_suspect(first, ctx.tx)}: code or confirm it to decide")
+    if first.bad == "code" and first.why is not None:
+        extra = clause(UNREAD_CODE(record=record_name(first), more=more, why=first.why), CODE_IT())
+    else:
+        extra = clause(UNREAD_SUSPECT(record=record_name(first), more=more, what=describe_suspect(first, ctx.tx)),
+                       CODE_OR_CONFIRM())
+    return Outcome(UNKNOWN, out.evidence + refs, (*out.reason, extra))

@@ -5,9 +5,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from fhir3t.criteria.base import Rule, join_reasons
+from fhir3t.criteria.base import Rule
 from fhir3t.criteria.model import Outcome, merge_evidence
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_and, k_either, k_not, k_or
+from fhir3t.messages import join_reasons
 from fhir3t.records.plan import Read
 
 if TYPE_CHECKING:

@@ -9,11 +9,19 @@ from functools import lru_cache
 from fhir3t.criteria.suspects import could_be
 from fhir3t.dates import Duration, Window
 from fhir3t.logic import NOT_MET, Tri
+from fhir3t.messages import Message, Msg, Plural
 from fhir3t.records.model import PatientRecord, Res
 from fhir3t.study import StudyMatcher
 from fhir3t.terminology import Terminology, ValueSet
 
 __all__ = ["Context", "StudyMatcher", "WindowSpec"]
+
+
+DAYS = Plural("window.days", "{n} day", "{n} days")
+MONTHS = Plural("window.months", "{n} month", "{n} months")
+YEARS = Plural("window.years", "{n} year", "{n} years")
+BEFORE_AS_OF = Message("window.before-as-of", "within {duration} before the screening date")
+BEFORE_D1 = Message("window.before-d1", "within {duration} before D1")
 
 
 @dataclass(frozen=True)
@@ -34,8 +42,11 @@ class WindowSpec:
             start = end - timedelta(days=at_least)
         return Window(start, end)
 
-    def describe(self) -> str:
-        return f"{self.before} before {'the screening date' if self.anchor == 'as_of' else 'D1'}"
+    def describe(self) -> Msg:
+        """'within 28 days before the screening date', 'within 6 months before D1'."""
+        n, unit = self.before.amount, self.before.unit
+        duration = (DAYS if unit == "d" else MONTHS if unit == "mo" else YEARS)(n)
+        return (BEFORE_AS_OF if self.anchor == "as_of" else BEFORE_D1)(duration=duration)
 
 
 @lru_cache(maxsize=4096)

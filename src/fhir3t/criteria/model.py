@@ -8,6 +8,7 @@ from typing import Any
 
 from fhir3t.enrolment import Status
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
+from fhir3t.messages import Msg, Reason, reason_text
 
 STATUSES = (Status.ELIGIBLE.value, Status.INELIGIBLE.value, Status.CANDIDATE.value)  # the order summaries use
 #: HL7 v2-0203 identifier type of a medical record number: the id a coordinator looks a patient up by
@@ -25,11 +26,12 @@ class PatientId:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """A rule's answer: the three-valued result, the resources that decided it, and why."""
+    """A rule's answer: the three-valued result, the resources that decided it, and why (clauses of
+    messages, rendered in the reader's language where they are shown)."""
 
     result: Tri
     evidence: tuple[str, ...] = ()
-    reason: str = ""
+    reason: Reason = ()
 
 
 def merge_evidence(parts: Iterable[Outcome]) -> tuple[str, ...]:
@@ -46,8 +48,22 @@ class CriterionResult:
     kind: str  # inclusion | exclusion
     result: Tri
     evidence: tuple[str, ...]
-    reason: str
+    #: why, as clauses (a finding, and what would settle it): see fhir3t.messages.reasons
+    explanation: Reason
     requires_review: bool = False
+
+    @property
+    def reason(self) -> str:
+        """The reason in English (the JSON contract's `reason`)."""
+        return reason_text(self.explanation)
+
+    def reason_in(self, lang: str) -> str:
+        return reason_text(self.explanation, lang)
+
+    @property
+    def settles(self) -> list[Msg]:
+        """What would settle it, clause by clause, without repeats."""
+        return list(dict.fromkeys(c.settle for c in self.explanation if c.settle is not None))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -9,6 +9,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from fhir3t.messages import Message, Msg
 from fhir3t.terminology import Terminology, ValueSet
 
 POSITIVE = "positive"
@@ -96,37 +97,54 @@ def value_texts(raw: dict) -> list[str]:
             out.append(interp["text"])
     return out
 
+POS_CODE = Message("reading.pos-code", "positive ({code})")
+NEG_CODE = Message("reading.neg-code", "negative ({code})")
+POS_INTERP = Message("reading.pos-interp", "positive (interpretation {code})")
+NEG_INTERP = Message("reading.neg-interp", "negative (interpretation {code})")
+POS_TEXT = Message("reading.pos-text", "positive ('{text}')")
+NEG_TEXT = Message("reading.neg-text", "negative ('{text}')")
+NEG_BELOW = Message("reading.neg-below", "negative ({value}, below the limit of detection)")
+NEG_VALUE = Message("reading.neg-value", "negative ({value})")
+POS_VALUE = Message("reading.pos-value", "positive ({value})")
+AS_IS = Message("reading.as-is", "{value}")
+NO_CUTOFF = Message("reading.no-cutoff", "{value} (a number with no configured cut-off)")
+QUOTED = Message("reading.quoted", "'{text}'")
+NO_VALUE = Message("reading.no-value", "no readable value")
+UNKNOWN_GRADE = Message("reading.unknown-grade", "'{text}' (not a grade this rule knows)")
+SEVERAL_GRADES = Message("reading.several-grades", "'{text}' (several different grades in one result)")
+NO_GRADE = Message("reading.no-grade", "'{text}' (no grade ++/+++ or -/±/+ recognised)")
 
-def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = False) -> tuple[str | None, str]:
+
+def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = False) -> tuple[str | None, Msg]:
     """(positive | negative | None, how it was read) for a qualitative test result."""
     value_codes = tx.codes(raw.get("valueCodeableConcept"))
     for code in value_codes:
         if code in rd.positive:
-            return POSITIVE, f"positive ({tx.systems.name(code[0])} {code[1]})"
+            return POSITIVE, POS_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")
         if code in rd.negative:
-            return NEGATIVE, f"negative ({tx.systems.name(code[0])} {code[1]})"
+            return NEGATIVE, NEG_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")
     for interp in raw.get("interpretation") or ():
         for code in tx.codes(interp):
             if code in rd.positive:
-                return POSITIVE, f"positive (interpretation {code[1]})"
+                return POSITIVE, POS_INTERP(code=code[1])
             if code in rd.negative:
-                return NEGATIVE, f"negative (interpretation {code[1]})"
+                return NEGATIVE, NEG_INTERP(code=code[1])
     for text in value_texts(raw):
         word = read_words(text, rd)
         if word is not None:
-            return word, f"{word} ('{text.strip()}')"
+            return word, (POS_TEXT if word == POSITIVE else NEG_TEXT)(text=text.strip())
     q = raw.get("valueQuantity")
     if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
         shown = f"{q.get('comparator', '')}{q['value']} {q.get('unit') or q.get('code') or ''}".strip()
         if q.get("comparator") in ("<", "<="):
-            return NEGATIVE, f"negative ({shown}, below the limit of detection)"
+            return NEGATIVE, NEG_BELOW(value=shown)
         if q["value"] == 0:
-            return NEGATIVE, f"negative ({shown})"
+            return NEGATIVE, NEG_VALUE(value=shown)
         if viral_load and not q.get("comparator"):
-            return (POSITIVE, f"positive ({shown})") if q["value"] > 0 else (None, shown)
-        return None, f"{shown} (a number with no configured cut-off)"
+            return (POSITIVE, POS_VALUE(value=shown)) if q["value"] > 0 else (None, AS_IS(value=shown))
+        return None, NO_CUTOFF(value=shown)
     texts = value_texts(raw)
-    return None, (f"'{texts[0].strip()}'" if texts else "no readable value")
+    return None, (QUOTED(text=texts[0].strip()) if texts else NO_VALUE())
 
 
 _RANGE = re.compile(r"(?<![\d.])([0-9])\s*[-~–]\s*([0-9])\+")
@@ -134,7 +152,7 @@ _MULTI_DIGIT = re.compile(r"\d{2,}\+")
 _GRADE_TOKEN = re.compile(r"\+\+\+\+?|\+\+|\(\+\)|\+/-|±|(?<![\d.])[0-9]\+|\+|(?<![\w-])-(?![\w-])")
 
 
-def grade(raw: dict, grades: dict[str, str], readings: Readings | None = None) -> tuple[str | None, str]:
+def grade(raw: dict, grades: dict[str, str], readings: Readings | None = None) -> tuple[str | None, Msg]:
     """Map a semi-quantitative grade (`++`, `2+`, `±`, ...) to met / not-met through `grades`.
 
     `grades` maps a normalised grade text to "met" or "not-met". The whole value text is tried
@@ -144,25 +162,25 @@ def grade(raw: dict, grades: dict[str, str], readings: Readings | None = None) -
     for text in texts:
         t = _norm_text(text)
         if t in grades:
-            return grades[t], f"'{text.strip()}'"
+            return grades[t], QUOTED(text=text.strip())
     for text in texts:
         folded = readings.strip_reference(_norm_text(text)) if readings is not None else _norm_text(text)
         if folded in grades:
-            return grades[folded], f"'{text.strip()}'"
+            return grades[folded], QUOTED(text=text.strip())
         norm = _RANGE.sub(lambda m: f"{m.group(1)}+ {m.group(2)}+", folded)  # "1-2+" is both grades
         found = {grades[tok] for tok in _GRADE_TOKEN.findall(norm) if tok in grades}
         if _MULTI_DIGIT.search(norm):
-            return None, f"'{text.strip()}' (not a grade this rule knows)"
+            return None, UNKNOWN_GRADE(text=text.strip())
         if len(found) == 1:
-            return found.pop(), f"'{text.strip()}'"
+            return found.pop(), QUOTED(text=text.strip())
         if len(found) > 1:  # "Ro52: -, MDA5: +++": which grade is MDA5's is not ours to guess
-            return None, f"'{text.strip()}' (several different grades in one result)"
+            return None, SEVERAL_GRADES(text=text.strip())
     if texts:
-        return None, f"'{texts[0].strip()}' (no grade ++/+++ or -/±/+ recognised)"
+        return None, NO_GRADE(text=texts[0].strip())
     q = raw.get("valueQuantity")
     if isinstance(q, dict) and "value" in q:
-        return None, f"{q.get('value')} {q.get('unit', '')} (a number with no configured cut-off)".rstrip()
-    return None, "no readable value"
+        return None, NO_CUTOFF(value=f"{q.get('value')} {q.get('unit', '')}".rstrip())
+    return None, NO_VALUE()
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 only in text): which value set they could belong to, and how a reason describes them."""
 from __future__ import annotations
 
+from fhir3t.messages import Message, Msg
 from fhir3t.records.model import Res
 from fhir3t.terminology import Terminology, ValueSet
 
@@ -31,11 +32,19 @@ def could_be(res: Res, vs: ValueSet | None, tx: Terminology, others: tuple[Value
     return vs.named_in(res.texts) is not None or not any(tx.systems.known(c[0]) for c in res.codes)
 
 
-def describe_suspect(res: Res, tx: Terminology) -> str:
+SUSPECT_CODED = Message("suspect.coded", "coded {code}, not in the value set")
+SUSPECT_CODED_TEXT = Message("suspect.coded-text", "coded {code} {text}, not in the value set")
+SUSPECT_UNCODED = Message("suspect.uncoded", "not coded, not in the value set")
+SUSPECT_UNCODED_TEXT = Message("suspect.uncoded-text", "not coded {text}, not in the value set")
+
+
+def describe_suspect(res: Res, tx: Terminology) -> Msg:
     """'coded RxNorm 1364445 'baricitinib 2 MG Oral Tablet', not in the value set' (a reason, not a log)."""
-    if res.why:
+    if res.why is not None:
         return res.why
     code = next(iter(res.codes), None)
-    coded = f"coded {tx.systems.name(code[0])} {code[1]}" if code else "not coded"
-    text = res.texts[0] if res.texts else ""
-    return f"{coded}{f' {text!r}' if text else ''}, not in the value set"
+    text = repr(res.texts[0]) if res.texts else ""
+    if code is not None:
+        shown = f"{tx.systems.name(code[0])} {code[1]}"
+        return SUSPECT_CODED_TEXT(code=shown, text=text) if text else SUSPECT_CODED(code=shown)
+    return SUSPECT_UNCODED_TEXT(text=text) if text else SUSPECT_UNCODED()

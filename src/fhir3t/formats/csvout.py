@@ -61,7 +61,7 @@ class CsvFormat(_Csv):
         todo: dict[str, None] = {}
         for c in r.criteria:
             if c.id in r.unknown:
-                todo.update(dict.fromkeys(f"{c.id}: {a}" for a in actions(c.reason)))
+                todo.update(dict.fromkeys(f"{c.id}: {a}" for a in actions(c)))
         yield {"patient": cell(r.patient), "display_id": cell(r.display_id(info.id_system)),
                "name": cell(r.name or ""), "status": r.status, "failing": " ".join(r.failing),
                "unknown": " ".join(r.unknown), "to_resolve": cell("; ".join(todo)),

@@ -1,14 +1,13 @@
 """Wording shared by the output formats: counts with plurals, what to do about an unknown, stale results.
 
-A criterion's reason ends each clause with what would settle it ("no HBsAg result in ...: order LOINC
-5196-1 at screening"); `actions` picks those parts out so a worklist can list them. `stale_on` finds
-the observation rule's "(the latest, on DATE, is outside it)": the criterion is unknown only because
-the newest result is older than the window, which for a whole run usually means the data are older
+A criterion's reason is clauses, each a finding and what would settle it ("no HBsAg result in ...",
+"order HBsAg (LOINC 5196-1) at screening"); `actions` lists the latter so a worklist can show them.
+`stale_on` reads the observation rule's note that the newest result is older than its window: the
+criterion is unknown only because of that, which for a whole run usually means the data are older
 than the as-of date (the samples screened weeks after they were written, an old export).
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,8 +15,7 @@ from dataclasses import dataclass, field
 from fhir3t.criteria.model import STATUSES, CriterionResult, ScreeningResult
 from fhir3t.enrolment import Status
 from fhir3t.logic import MET, UNKNOWN
-
-_STALE = re.compile(r"\(the latest, on (?P<when>[0-9][0-9.\-]*), is outside it\)")
+from fhir3t.messages import render
 
 
 def plural(n: int, word: str) -> str:
@@ -39,13 +37,10 @@ def summary_line(counts: Counter[str] | dict[str, int], total: int) -> str:
     return f"{plural(total, 'patient')}: {status_counts(counts)}"
 
 
-def actions(reason: str) -> list[str]:
-    """What the reason says to do, clause by clause ('order LOINC 5196-1 at screening', ...), deduplicated."""
-    out: dict[str, None] = {}
-    for clause in reason.split("; "):
-        if ": " in clause:
-            out.setdefault(clause.rsplit(": ", 1)[1].strip(), None)
-    return [a for a in out if a]
+def actions(c: CriterionResult, lang: str = "en") -> list[str]:
+    """What the reason says to do, clause by clause ('order HBsAg (LOINC 5196-1) at screening', ...),
+    deduplicated, in `lang`."""
+    return list(dict.fromkeys(render(s, lang) for s in c.settles))
 
 
 def effect(c: CriterionResult) -> str:
@@ -59,7 +54,7 @@ def stale_on(c: CriterionResult) -> str | None:
     """The date of the newest result, when the criterion is unknown only because it is older than the window."""
     if c.result != UNKNOWN:
         return None
-    found = [m["when"].split("..")[-1] for m in _STALE.finditer(c.reason)]
+    found = [cl.stale.split("..")[-1] for cl in c.explanation if cl.stale]
     return max(found) if found else None
 
 

@@ -201,7 +201,7 @@ def _todo(r: ScreeningResult, info: RunInfo) -> str:
     for c in r.criteria:
         if c.result != UNKNOWN:
             continue
-        todo = actions(c.reason) or [c.reason]
+        todo = actions(c) or [c.reason]
         stale = stale_on(c)
         tag = f' <span class="stale">(latest result {e(stale)}: older than the window)</span>' if stale else ""
         title = info.title_of(c.id)

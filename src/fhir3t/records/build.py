@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from fhir3t.dates import Span, parse_date, plausible
 from fhir3t.errors import Problems
+from fhir3t.messages import Message, Msg
 from fhir3t.r4facts import R4Facts, r4_facts
 from fhir3t.records.concepts import concept_texts, describe_concept, main_concept, shape_of
 from fhir3t.records.model import PatientRecord, Res
@@ -26,6 +27,13 @@ Resolve = Callable[[str], "dict | None"]
 #: Observation elements a component carries (R4 Observation.component) besides its code
 _COMPONENT_ELEMENTS = ("interpretation", "dataAbsentReason", "referenceRange")
 _PARENT_ELEMENTS = ("status", "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued", "subject")
+
+#: what cannot be read of a kept resource (a reason names the element, never the value)
+STATUS_MISSING = Message("record.status-missing", "{element} is missing (it is required in R4)")
+STATUS_NOT_R4 = Message("record.status-not-r4", "{element} is not an R4 {type}.{element} code")
+DRUG_UNRESOLVED = Message("record.drug-unresolved", "its drug reference does not resolve (the Medication is not in the input)")
+CODE_MALFORMED = Message("record.code-malformed", "its code is not a well-formed code of its system ({concept})")
+CODE_UNREADABLE = Message("record.code-unreadable", "no code fhir3t can read ({concept})")
 
 
 def status_code(concept: object) -> str | None:
@@ -150,8 +158,9 @@ class RecordBuilder:
         plan = self.relevance.plan
         if judged.why is Why.CONTAINER and rtype not in plan.types:
             # a report only followed for its results: not itself read by any rule
-            return Res(rtype, resource, ref, judged.codes, span, where, text, "", judged.texts, part_of)
-        why, bad = "", ""
+            return Res(rtype, resource, ref, judged.codes, span, where, text, None, judged.texts, part_of)
+        why: Msg | None = None
+        bad = ""
         codes = judged.codes
         if bad_status is not None:
             why, bad = bad_status, bad_element
@@ -164,11 +173,11 @@ class RecordBuilder:
                 "suspectEntity" if rtype == "AdverseEvent" else "code"
             concept = main_concept(rtype, resource, lambda r: None)
             if judged.unresolved:
-                why = "its drug reference does not resolve (the Medication is not in the input)"
+                why = DRUG_UNRESOLVED()
             elif judged.invalid:
-                why = f"its code is not a well-formed code of its system ({describe_concept(concept)})"
+                why = CODE_MALFORMED(concept=describe_concept(concept))
             else:
-                why = f"no code fhir3t can read ({describe_concept(concept)})"
+                why = CODE_UNREADABLE(concept=describe_concept(concept))
             unknown = self.relevance.tx.unknown_systems(concept)
             for system in unknown:
                 self.relevance.report_unknown_system(system, where)
@@ -178,7 +187,7 @@ class RecordBuilder:
         elif not kept:
             return None
         res = Res(rtype, resource, ref, codes, span, where, text, why, judged.texts, part_of, bad)
-        if why:
+        if why is not None:
             if bad_status is not None:
                 self.problems.add(where, f"{rtype}: {bad_status}: criteria that read it are left unknown", skipped=False)
             rec.unread.setdefault(rtype, []).append(res)
@@ -192,7 +201,7 @@ class RecordBuilder:
             self._components(rec, resource, res)
         return res
 
-    def _bad_status(self, rtype: str, resource: dict) -> tuple[str | None, str]:
+    def _bad_status(self, rtype: str, resource: dict) -> tuple[Msg | None, str]:
         """(why, element) when a status element cannot be interpreted (naming the element, not the
         value), else (None, "")."""
         facts = self.facts
@@ -200,10 +209,10 @@ class RecordBuilder:
             present, value = _status_value(resource, element)
             if not present:
                 if f"{rtype}.{element}" in facts.required_status:
-                    return f"{element} is missing (it is required in R4)", element
+                    return STATUS_MISSING(element=element), element
                 continue
             if not isinstance(value, str) or value not in codes:
-                return f"{element} is not an R4 {rtype}.{element} code", element
+                return STATUS_NOT_R4(element=element, type=rtype), element
         return None, ""
 
     def _never_counts(self, rtype: str, resource: dict) -> bool:
@@ -248,7 +257,7 @@ class RecordBuilder:
                 if k == "code" or k.startswith("value") or k in _COMPONENT_ELEMENTS:
                     view[k] = v
             res = Res("Observation", view, parent.ref, codes, parent.span, f"{parent.where}/component[{i}]",
-                      parent.date_text, "", texts, parent.ref)
+                      parent.date_text, None, texts, parent.ref)
             rec.by_type.setdefault("Observation", []).append(res)
 
     def _parts(self, rec: PatientRecord, resource: dict, container: Res, resolve: Resolve, read: bool) -> None:

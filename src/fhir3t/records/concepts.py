@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fhir3t.jsonshape import items
+from fhir3t.messages import Message, Msg
 from fhir3t.r4facts import r4_facts
 from fhir3t.textnorm import fold
 
@@ -85,20 +86,28 @@ def concept_texts(concept: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def describe_concept(concept: object) -> str:
+CONCEPT_NONE = Message("concept.none", "no code")
+CONCEPT_SYSTEMS = Message("concept.systems", "coded only in {systems}")
+CONCEPT_SYSTEMS_TEXT = Message("concept.systems-text", "coded only in {systems} '{text}'")
+CONCEPT_NO_SYSTEM = Message("concept.no-system", "a coding without a system")
+CONCEPT_NO_SYSTEM_TEXT = Message("concept.no-system-text", "a coding without a system '{text}'")
+CONCEPT_TEXT_ONLY = Message("concept.text-only", "text only: '{text}'")
+CONCEPT_NO_CODING = Message("concept.no-coding", "no usable coding")
+
+
+def describe_concept(concept: object) -> Msg:
     """Why a code cannot be read, for a reason a coordinator sees (systems named, text quoted)."""
     if not isinstance(concept, dict):
-        return "no code"
+        return CONCEPT_NONE()
     text = concept.get("text")
     text = text.strip()[:60] if isinstance(text, str) else ""
     codings = items(concept.get("coding"))
     systems = sorted({c["system"] for c in codings if isinstance(c, dict) and isinstance(c.get("system"), str)})
-    label = f" '{text}'" if text else ""
     if systems:
-        return f"coded only in {', '.join(systems)}{label}"
+        return CONCEPT_SYSTEMS_TEXT(systems=", ".join(systems), text=text) if text else CONCEPT_SYSTEMS(systems=", ".join(systems))
     if any(isinstance(c, dict) and "code" in c for c in codings):
-        return f"a coding without a system{label}"
-    return f"text only:{label}" if text else "no usable coding"
+        return CONCEPT_NO_SYSTEM_TEXT(text=text) if text else CONCEPT_NO_SYSTEM()
+    return CONCEPT_TEXT_ONLY(text=text) if text else CONCEPT_NO_CODING()
 
 
 def shape_of(concept: object) -> str:

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from fhir3t.dates import Span
+from fhir3t.messages import Msg
 from fhir3t.terminology import Code
 
 
@@ -25,7 +26,7 @@ class Res:
     span: Span | None
     where: str
     date_text: str | None = None
-    why: str = ""
+    why: Msg | None = None
     #: folded display / text of its main code (what the name net reads)
     texts: tuple[str, ...] = ()
     #: for a component, hasMember or report result: the resource it came with ("Observation/panel")

@@ -21,6 +21,7 @@ from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import CriterionResult, ScreeningResult
 from fhir3t.enrolment import Status, is_teams
 from fhir3t.formats.summary import effect
+from fhir3t.messages import Clause, Message, render
 from fhir3t.service.prefetch import resources_in
 from fhir3t.service.settings import Link, ServeSettings
 from fhir3t.study import Study, StudyMatcher
@@ -93,32 +94,23 @@ def summary(result: ScreeningResult, study: Study) -> str:
     return fit(f"Possible candidate for {study.short_title}: {need}")
 
 
-def _clauses(reason: str) -> list[tuple[str, str]]:
-    """(finding, what to do) per clause of a reason: 'no HBsAg result in ...: order LOINC 5196-1 at screening'."""
-    out = []
-    for clause in reason.split("; "):
-        finding, sep, action = clause.rpartition(": ")
-        out.append((finding, action) if sep else (clause, ""))
-    return out
+_NO_RESULT = frozenset({"obs.none-in", "obs.none-in-older"})
+SETTLE_NONE_IN = Message("card.settle-none-in", "{settle} (none in {window})")
+SETTLE_FOUND = Message("card.settle-found", "{settle} ({finding})")
 
 
-_NO_RESULT = re.compile(r"^no (?P<test>.+?) result in (?P<window>.+)$")
-_ORDER = re.compile(r"^order (?P<code>[A-Z][A-Za-z-]* \S+)(?P<tail>.*)$")
-
-
-def _settle(finding: str, action: str) -> str:
-    """'order HBsAg (LOINC 5196-1) at screening (none in 2026-10-19..2026-11-16)' from the criterion's
-    'no HBsAg result in 2026-10-19..2026-11-16: order LOINC 5196-1 at screening'; other clauses as
-    'what to do (what was found)'."""
-    found, order = _NO_RESULT.match(finding), _ORDER.match(action)
-    if found and order:
-        return f"order {md(found['test'])} ({md(order['code'])}){md(order['tail'])} (none in {md(found['window'])})"
-    return f"{md(action)} ({md(finding)})"
+def _settle(c: Clause, lang: str = "en") -> str:
+    """'order HBsAg (LOINC 5196-1) at screening (none in 2026-10-19..2026-11-16)' for a missing result;
+    other clauses as 'what to do (what was found)'."""
+    assert c.settle is not None
+    if c.finding.id in _NO_RESULT:
+        return md(render(SETTLE_NONE_IN(settle=c.settle, window=c.finding.arg("window")), lang))
+    return md(render(SETTLE_FOUND(settle=c.settle, finding=c.finding), lang))
 
 
 def _unknown_line(c: CriterionResult, title: str) -> str:
-    todo = [(f, a) for f, a in _clauses(c.reason) if a]
-    settle = "; ".join(_settle(f, a) for f, a in todo) if todo else md(c.reason)
+    todo = [cl for cl in c.explanation if cl.settle is not None]
+    settle = "; ".join(dict.fromkeys(_settle(cl) for cl in todo)) if todo else md(c.reason)
     return f"- **{md(title)}** ({md(c.id)}): {settle}"
 
 

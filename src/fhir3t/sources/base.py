@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from fhir3t.messages import Msg
+
 #: resolve(reference) -> the resource, or None. References as written ("Medication/x", a fullUrl).
 Resolve = Callable[[str], "dict | None"]
 
@@ -29,7 +31,7 @@ class Unread:
 
     type: str
     where: str
-    why: str
+    why: Msg
     ref: str = ""
 
 

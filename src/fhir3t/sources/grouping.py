@@ -24,6 +24,7 @@ import orjson
 
 from fhir3t.errors import Problems
 from fhir3t.fhirutil import has_patient_link, normalize_reference, patient_reference
+from fhir3t.messages import Message, Msg
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord, ReadFilter, Unread
 from fhir3t.sources.files import (
@@ -41,6 +42,16 @@ from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
 DEFAULT_SPILL_AT = 50_000  # kept resources held in memory (~175 MB) before the store moves to disk
 #: inputs bigger than this (gzip counted 8 times its size) go to disk from the start with store="auto"
 AUTO_DISK_BYTES = 256 * 1024 * 1024
+
+#: why an entry of a patient's Bundle could not be used (a reason says it; the location goes to the problems)
+ENTRY_NOT_R4 = Message("entry.not-r4", "an entry of this patient's Bundle is of a resource type that is not FHIR R4's "
+                                       "(misspelt?): it could be any record")
+ENTRY_NO_PATIENT = Message("entry.no-patient", "an entry of this patient's Bundle names no patient (subject/patient "
+                                               "missing or unusable)")
+ENTRY_BAD_PATIENT = Message("entry.bad-patient", "an entry of this patient's Bundle names a patient reference that "
+                                                 "cannot be followed")
+ENTRY_OTHER_PATIENT = Message("entry.other-patient", "an entry of this patient's Bundle names another patient who is "
+                                                     "not in the input (a garbled reference?)")
 
 
 @dataclass
@@ -301,8 +312,8 @@ class GroupingSource:
             self.shared.add(res, full_url)
             return
         if rtype not in self._r4_types:
-            self._unattributable(rtype, where, source, only, "*", "is of a resource type that is not FHIR R4's "
-                                 "(misspelt?): it could be any record", "resource type is not an R4 type; skipped")
+            self._unattributable(rtype, where, source, only, "*", ENTRY_NOT_R4(),
+                                 "resource type is not an R4 type; skipped")
             return
         wants = self.wants
         if wants is not None and (rtype not in wants.types or not wants(res, where)):
@@ -319,14 +330,13 @@ class GroupingSource:
                 if full_url in parts or (isinstance(rid, str) and f"Observation/{rid}" in parts):
                     self.shared.add(res, full_url)  # a report's or panel's result: adopted by reference
                     return
-            self._unattributable(rtype, where, source, only, rtype, "names no patient (subject/patient missing "
-                                 "or unusable)", f"{rtype} has no usable patient reference; skipped")
+            self._unattributable(rtype, where, source, only, rtype, ENTRY_NO_PATIENT(),
+                                 f"{rtype} has no usable patient reference; skipped")
             return
         key = normalize_reference(ref, aliases)
         if key is None or not (key.startswith("Patient/") or key in patients):
-            self._unattributable(rtype, where, source, only, rtype, "names a patient reference that cannot be "
-                                 "followed", f"{rtype} refers to a patient reference that is not a Patient in this "
-                                 "input; skipped")
+            self._unattributable(rtype, where, source, only, rtype, ENTRY_BAD_PATIENT(),
+                                 f"{rtype} refers to a patient reference that is not a Patient in this input; skipped")
             return
         self._add(key, res, where, source)
         if patients and key not in patients:  # a Bundle's entry naming a patient the Bundle does not hold
@@ -336,12 +346,12 @@ class GroupingSource:
             self._store.alias(key, full_url, f"{rtype}/{rid}" if isinstance(rid, str) else where)  # type: ignore[union-attr]
 
     def _unattributable(self, rtype: str, where: str, source: str, only: str | None, as_type: str,
-                        why: str, problem: str) -> None:
+                        why: Msg, problem: str) -> None:
         """A relevant entry with no usable patient: kept against the Bundle's only Patient, else counted."""
         self.problems.add(where, problem)
         if only is not None:
             assert self._store is not None
-            self._store.unread(only, Unread(as_type, where, f"an entry of this patient's Bundle {why}"), source)
+            self._store.unread(only, Unread(as_type, where, why), source)
         else:
             self.stats.unattributed += 1
 
@@ -392,8 +402,7 @@ def foreign_unread(foreign: Iterable[tuple[str, str, str, str, str]], patients: 
             continue
         problems.add(where, f"{rtype} names a patient who is not in the input, in a Bundle of another patient "
                             "(a garbled reference?): that patient's criteria it could decide are left unknown")
-        yield only, Unread(rtype, where, "an entry of this patient's Bundle names another patient who is not in "
-                                         "the input (a garbled reference?)"), source
+        yield only, Unread(rtype, where, ENTRY_OTHER_PATIENT()), source
 
 
 def records_of(groups: Iterable[tuple[str, Group]], shared: SharedIndex, problems: Problems,

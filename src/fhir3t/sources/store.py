@@ -25,6 +25,7 @@ from typing import Protocol
 
 import orjson
 
+from fhir3t.messages.core import from_data, to_data
 from fhir3t.sources.base import Unread
 
 
@@ -150,7 +151,7 @@ class DiskStore:
         self._put(key, [_ALIAS, key, full_url, ref])
 
     def unread(self, key: str, item: Unread, source: str) -> None:
-        self._put(key, [_UNREAD, key, item.type, item.where, item.why, item.ref, source])
+        self._put(key, [_UNREAD, key, item.type, item.where, to_data(item.why), item.ref, source])
 
     def flush(self) -> None:
         for p in range(self.partitions):
@@ -224,6 +225,6 @@ def _group(lines: list[bytes]) -> Group:
         elif rec[0] == _ALIAS:
             g.aliases[rec[2]] = rec[3]
         else:
-            g.unread.append(Unread(rec[2], rec[3], rec[4], rec[5]))
+            g.unread.append(Unread(rec[2], rec[3], from_data(rec[4]), rec[5]))  # type: ignore[arg-type]
             g.source = g.source or rec[6]
     return g

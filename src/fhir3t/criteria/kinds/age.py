@@ -1,7 +1,7 @@
 """`age`: age in completed years at as_of, from Patient.birthDate (partial dates cover their span)."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -10,11 +10,24 @@ from fhir3t.criteria.model import Outcome
 from fhir3t.dates import age_on
 from fhir3t.errors import ConfigError
 from fhir3t.logic import MET, NOT_MET, UNKNOWN
+from fhir3t.messages import Message, Msg, reason
 from fhir3t.records.build import span_of
 from fhir3t.records.plan import Read, read
 
 if TYPE_CHECKING:
-    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.context import Context, WindowSpec
+
+OR_OLDER = Message("age.or-older", "{years} or older")
+UNDER = Message("age.under", "under {years}")
+NO_BIRTH_DATE = Message("age.no-birth-date", "no birth date recorded")
+RECORD_IT = Message("age.record-it", "record it to decide 'age {want}'")
+UNREADABLE = Message("age.unreadable", "the birth date cannot be read")
+CORRECT_IT = Message("age.correct-it", "correct it to decide 'age {want}'")
+AGE = Message("age.is", "age {age} at {day} ({want} required)")
+AGE_RANGE = Message("age.range", "age {young}-{old} (birth date {birth}) at {day} ({want} required)")
+AGE_EITHER = Message("age.either", "birth date {birth} gives age {young} or {old} at {day}")
+FULL_DATE = Message("age.full-date", "the full birth date decides 'age {want}'")
+DESCRIBE = Message("age.describe", "age in completed years at the screening date {want}")
 
 
 @dataclass
@@ -43,22 +56,26 @@ class Age(Kind):
         assert self.below_years is not None
         return age < self.below_years
 
-    def _want(self) -> str:
-        return f"{self.min_years} or older" if self.min_years is not None else f"under {self.below_years}"
+    def _want(self) -> Msg:
+        return OR_OLDER(years=self.min_years) if self.min_years is not None else UNDER(years=self.below_years)
 
     def evaluate(self, ctx: Context) -> Outcome:
         p = ctx.record.patient or {}
         ev = (ctx.patient_ref,) if ctx.record.patient else ()
         birth = p.get("birthDate")
         if birth is None:
-            return Outcome(UNKNOWN, ev, f"no birth date recorded: record it to decide 'age {self._want()}'")
+            return Outcome(UNKNOWN, ev, reason(NO_BIRTH_DATE(), RECORD_IT(want=self._want())))
         span = span_of(birth)
         if span is None:
-            return Outcome(UNKNOWN, ev, f"the birth date cannot be read: correct it to decide 'age {self._want()}'")
+            return Outcome(UNKNOWN, ev, reason(UNREADABLE(), CORRECT_IT(want=self._want())))
         oldest, youngest = age_on(span.lo, ctx.as_of), age_on(span.hi, ctx.as_of)
         a, b = self._test(oldest), self._test(youngest)
         if a == b:
-            shown = f"{youngest}" if oldest == youngest else f"{youngest}-{oldest} (birth date {span})"
-            return Outcome(MET if a else NOT_MET, ev, f"age {shown} at {ctx.as_of} ({self._want()} required)")
-        return Outcome(UNKNOWN, ev, f"birth date {span} gives age {youngest} or {oldest} at {ctx.as_of}: "
-                                    f"the full birth date decides 'age {self._want()}'")
+            found = AGE(age=youngest, day=ctx.as_of, want=self._want()) if oldest == youngest else \
+                AGE_RANGE(young=youngest, old=oldest, birth=str(span), day=ctx.as_of, want=self._want())
+            return Outcome(MET if a else NOT_MET, ev, reason(found))
+        return Outcome(UNKNOWN, ev, reason(AGE_EITHER(birth=str(span), young=youngest, old=oldest, day=ctx.as_of),
+                                           FULL_DATE(want=self._want())))
+
+    def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
+        return DESCRIBE(want=self._want())

@@ -1,17 +1,27 @@
 """`checklist`: an answer in the most recent completed screening checklist (QuestionnaireResponse)."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fhir3t.criteria.base import Builder, Kind, Rule, most_recent_first, when
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
+from fhir3t.messages import Message, Msg, reason
 from fhir3t.records.plan import Read, read
 
 if TYPE_CHECKING:
-    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.context import Context, WindowSpec
+
+ASK = Message("checklist.ask", "answer '{item}' in the screening checklist (Questionnaire {questionnaire})")
+UNREADABLE = Message("checklist.unreadable", "a checklist response cannot be read ({why})")
+NONE = Message("checklist.none", "no completed screening checklist")
+NO_ANSWER = Message("checklist.no-answer", "checklist {when} has no yes/no answer for '{item}'")
+YES = Message("checklist.yes", "checklist {when}: {item} = yes")
+NO = Message("checklist.no", "checklist {when}: {item} = no")
+DESCRIBE = Message("checklist.describe", "the most recent completed screening checklist answers '{item}': "
+                                         "yes gives {yes}, no gives {no}")
 
 
 @dataclass
@@ -56,18 +66,21 @@ class Checklist(Kind):
                if r.raw.get("status") in ("completed", "amended")
                and isinstance(r.raw.get("questionnaire"), str)
                and r.raw["questionnaire"].split("|")[0].rstrip("/").endswith(self.questionnaire)]
-        ask = f"answer '{self.link_id}' in the screening checklist (Questionnaire {self.questionnaire.rsplit('/', 1)[-1]})"
+        ask = ASK(item=self.link_id, questionnaire=self.questionnaire.rsplit("/", 1)[-1])
         if not qrs:
             unread = [r for r in ctx.record.unread_of("QuestionnaireResponse") if not r.dated_after(ctx.as_of)]
             if unread:
-                return Outcome(UNKNOWN, (unread[0].ref,), f"a checklist response cannot be read ({unread[0].why}): {ask}")
-            return Outcome(UNKNOWN, (), f"no completed screening checklist: {ask}")
+                return Outcome(UNKNOWN, (unread[0].ref,), reason(UNREADABLE(why=unread[0].why), ask))
+            return self._once("none", lambda: Outcome(UNKNOWN, (), reason(NONE(), ask)))
         latest = most_recent_first(qrs)[0]
         item = self._find(latest.raw.get("item") or ())
         answers = [a.get("valueBoolean") for a in (item or {}).get("answer") or () if isinstance(a, dict)]
         answers = [a for a in answers if isinstance(a, bool)]
         if not answers:
-            return Outcome(UNKNOWN, (latest.ref,), f"checklist{when(latest.span)} has no yes/no answer for '{self.link_id}': {ask}")
+            return Outcome(UNKNOWN, (latest.ref,), reason(NO_ANSWER(when=when(latest.span), item=self.link_id), ask))
         value = answers[0]
         return Outcome(self.on_true if value else self.on_false, (latest.ref,),
-                       f"checklist{when(latest.span)}: {self.link_id} = {'yes' if value else 'no'}")
+                       reason((YES if value else NO)(when=when(latest.span), item=self.link_id)))
+
+    def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
+        return DESCRIBE(item=self.link_id, yes=str(self.on_true), no=str(self.on_false))

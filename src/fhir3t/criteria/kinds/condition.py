@@ -1,26 +1,53 @@
 """`condition`: a Condition in a value set that is active, dated in a window, or ever recorded."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, code_name, unless_unread
+from fhir3t.criteria.base import AS_WRITTEN, Builder, Kind, Rule, code_name, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.dates import Span, Window
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
+from fhir3t.messages import Clause, Message, Msg, clause, many
+from fhir3t.messages.reasons import absent
 from fhir3t.records.build import span_of, status_code
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read, read
 from fhir3t.terminology import ValueSet
 
 if TYPE_CHECKING:
-    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.context import Context, WindowSpec
 
 ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 UNCERTAIN_VERIFICATION = frozenset({"unconfirmed", "provisional", "differential"})
 _FIELDS = {"onset": ("onsetDateTime", "onsetPeriod"), "abatement": ("abatementDateTime", "abatementPeriod"),
            "recorded": ("recordedDate",)}
+
+NO_STATUS = Message("condition.no-status", "no clinical status")
+RECORDED = Message("condition.recorded", "recorded ({state})")
+STATE = Message("condition.state", "{state}")
+NOT_ACTIVE = Message("condition.not-active", "{state}, not active")
+DATED = Message("condition.dated", "{name} {day}")
+DATE_NAMES = {"onset": Message("condition.date-onset", "onset"),
+              "abatement": Message("condition.date-abatement", "abatement"),
+              "recorded": Message("condition.date-recorded", "recorded")}
+WITHIN = Message("condition.within", "{dates} within {window}")
+OUTSIDE = Message("condition.outside", "{dates} outside {window}")
+POSSIBLY_WITHIN = Message("condition.possibly-within", "{dates} possibly within {window}")
+NO_DATE = Message("condition.no-date", "no usable {dates} date")
+RECORD_WHEN = Message("condition.record-when", "record when it occurred")
+BUT = Message("condition.but", "{finding}, but {verification}")
+CONFIRM = Message("condition.confirm", "confirm or refute the diagnosis")
+TITLED = Message("condition.titled", "{title}: {finding}")
+CODED = Message("condition.coded", "{code} {finding}")
+MORE = Message("condition.more", "{finding} (+{n} more)")
+DESCRIBE_EVER = Message("condition.describe-ever", "a {what} diagnosis, ever recorded")
+DESCRIBE_ACTIVE = Message("condition.describe-active", "an active {what} diagnosis")
+DESCRIBE_WINDOW = Message("condition.describe-window", "a {what} diagnosis with its {dates} date within {window}")
+DESCRIBE_ACTIVE_OR_WINDOW = Message("condition.describe-active-or-window",
+                                    "a {what} diagnosis that is active, or with its {dates} date within {window}")
+
 
 
 @dataclass
@@ -70,54 +97,73 @@ class ConditionRule(Kind):
                     break
         return out
 
-    def _one(self, res: Res, ctx: Context, window: Window | None) -> tuple[Tri, str]:
+    def _one(self, res: Res, ctx: Context, window: Window | None) -> tuple[Tri, list[Clause]]:
+        """The result of one Condition, and why."""
         raw = res.raw
         clinical = status_code(raw.get("clinicalStatus"))
         active = clinical is None or clinical in ACTIVE_CLINICAL
-        state = clinical or "no clinical status"
+        state: Msg | str = clinical or NO_STATUS()
+        parts: list[Clause]
         if self.when == "ever":
-            tri, why = MET, f"recorded ({state})"
+            tri, parts = MET, [clause(RECORDED(state=state))]
         elif self.when == "active":
-            tri, why = (MET, state) if active else (NOT_MET, f"{state}, not active")
+            tri, parts = (MET, [clause(STATE(state=state))]) if active else (NOT_MET, [clause(NOT_ACTIVE(state=state))])
         else:
             assert window is not None
             dated = self._dates(raw)
             in_window = [(name, s) for name, s in dated if s is not None]
             w_tri = k_or(window.contains(s) for _, s in in_window) if in_window else UNKNOWN
             if in_window:
-                when_txt = ", ".join(f"{name} {s}" for name, s in in_window)
-                where = "within" if w_tri == MET else "outside" if w_tri == NOT_MET else "possibly within"
-                w_why = f"{when_txt} {where} {window}"
+                where = WITHIN if w_tri == MET else OUTSIDE if w_tri == NOT_MET else POSSIBLY_WITHIN
+                dates = many([DATED(name=DATE_NAMES[name](), day=str(s)) for name, s in in_window])
+                w_part = clause(where(dates=dates, window=str(window)))
             else:
-                w_why = f"no usable {'/'.join(self.dates)} date: record when it occurred"
+                w_part = clause(NO_DATE(dates=many([DATE_NAMES[d]() for d in self.dates], "/")), RECORD_WHEN())
             if self.when == "window":
-                tri, why = w_tri, w_why
+                tri, parts = w_tri, [w_part]
             else:
                 tri = k_or([MET if active else NOT_MET, w_tri])
-                why = state if (active and tri == MET) else f"{state}; {w_why}"
+                first = clause(STATE(state=state))
+                parts = [first] if (active and tri == MET) else [first, w_part]
         if tri == MET:
             verification = status_code(raw.get("verificationStatus"))
             if verification in UNCERTAIN_VERIFICATION:
-                return UNKNOWN, f"{why}, but {verification}: confirm or refute the diagnosis"
+                last = parts[-1]
+                return UNKNOWN, [*parts[:-1], clause(BUT(finding=last.finding, verification=verification), CONFIRM())]
             if self.on_match != MET:
-                return self.on_match, f"{why}: {self.hint}" if self.hint else why
-        return tri, why
+                hint = text_arg(self.hint)
+                return self.on_match, [*parts[:-1], clause(parts[-1].finding, AS_WRITTEN(text=hint))] if hint else parts
+        return tri, parts
 
     def evaluate(self, ctx: Context) -> Outcome:
         window = ctx.window(self.window) if self.window else None
         hits = ctx.matching("Condition", self.vs)
-        title = self.label or self.vs.title
+        title = text_arg(self.label) or self.vs.name_text
 
         def judge(r: Res) -> Tri:
             return self._one(r, ctx, window)[0]
 
         if not hits:
-            absent = self._once("absent", lambda: Outcome(NOT_MET, (), f"no {title} record found"))
-            return unless_unread(absent, ctx, ("Condition",), self.vs, judge)
+            none = self._once("absent", lambda: Outcome(NOT_MET, (), absent(title)))
+            return unless_unread(none, ctx, ("Condition",), self.vs, judge)
         judged = [(r, *self._one(r, ctx, window)) for r in hits]
         result = k_or(t for _, t, _ in judged)
         deciding = [(r, why) for r, t, why in judged if t == result] or [(r, why) for r, _, why in judged]
-        parts = [f"{code_name(r, self.vs, ctx.tx)} {why}" for r, why in deciding[:3]]
-        more = f" (+{len(deciding) - 3} more)" if len(deciding) > 3 else ""
-        out = Outcome(result, tuple(r.ref for r, _ in deciding), f"{title}: " + "; ".join(parts) + more)
+        clauses = [clause(CODED(code=code_name(r, self.vs, ctx.tx), finding=c.finding), c.settle) if i == 0 else c
+                   for r, why in deciding[:3] for i, c in enumerate(why)]
+        clauses[0] = clause(TITLED(title=title, finding=clauses[0].finding), clauses[0].settle)
+        if len(deciding) > 3:
+            last = clauses[-1]
+            clauses[-1] = clause(MORE(finding=last.finding, n=len(deciding) - 3), last.settle)
+        out = Outcome(result, tuple(r.ref for r, _ in deciding), tuple(clauses))
         return unless_unread(out, ctx, ("Condition",), self.vs, judge)
+
+    def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
+        what = text_arg(self.label) or self.vs.name_text
+        if self.when == "ever":
+            return DESCRIBE_EVER(what=what)
+        if self.when == "active":
+            return DESCRIBE_ACTIVE(what=what)
+        dates = many([DATE_NAMES[d]() for d in self.dates], "or")
+        return (DESCRIBE_WINDOW if self.when == "window" else DESCRIBE_ACTIVE_OR_WINDOW)(what=what, dates=dates,
+                                                                                       window=windows[str(self.window)].describe())

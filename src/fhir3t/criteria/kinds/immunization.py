@@ -1,18 +1,26 @@
 """`immunization`: a completed Immunization (any vaccine, or one in a value set) dated within the window."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, unless_unread
+from fhir3t.criteria.base import Builder, Kind, Rule, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, k_or
+from fhir3t.messages import Message, Msg, Text, reason
+from fhir3t.messages.reasons import absent
 from fhir3t.records.plan import Read, read
 from fhir3t.terminology import ValueSet
 
 if TYPE_CHECKING:
-    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.context import Context, WindowSpec
+
+GIVEN = Message("immunization.given", "{title} {code} on {day}, within {window}")
+UNDATED = Message("immunization.undated", "{title} with no usable date")
+RECORD_WHEN = Message("immunization.record-when", "record when it was given")
+NONE_WITHIN = Message("immunization.none-within", "no {title} within {window}")
+DESCRIBE = Message("immunization.describe", "a completed {what} {window}")
 
 
 @dataclass
@@ -37,15 +45,23 @@ class ImmunizationRule(Kind):
         window = ctx.window(self.window)
         hits = [r for r in ctx.visible("Immunization")
                 if r.raw.get("status") in ("completed", "amended") and (self.vs is None or any(c in self.vs for c in r.codes))]
+        title = text_arg(self.label) or Text.of("vaccination")
         if not hits:
-            return unless_unread(Outcome(NOT_MET, (), f"no {self.label} record found"), ctx, ("Immunization",), self.vs)
+            return unless_unread(self._once("absent", lambda: Outcome(NOT_MET, (), absent(title))), ctx,
+                                 ("Immunization",), self.vs)
         judged = [(r, window.contains(r.span) if r.span else UNKNOWN) for r in hits]
         result = k_or(t for _, t in judged)
         deciding = [r for r, t in judged if t == result]
         if result == MET:
             r = deciding[0]
             code = r.codes[0][1] if r.codes else "unknown vaccine"
-            return Outcome(MET, tuple(x.ref for x in deciding), f"{self.label} {code} on {r.span}, within {window}")
+            return Outcome(MET, tuple(x.ref for x in deciding),
+                           reason(GIVEN(title=title, code=code, day=str(r.span), window=str(window))))
         if result == UNKNOWN:
-            return Outcome(UNKNOWN, tuple(x.ref for x in deciding), f"{self.label} with no usable date: record when it was given")
-        return unless_unread(Outcome(NOT_MET, (), f"no {self.label} within {window}"), ctx, ("Immunization",), self.vs)
+            return Outcome(UNKNOWN, tuple(x.ref for x in deciding), reason(UNDATED(title=title), RECORD_WHEN()))
+        return unless_unread(Outcome(NOT_MET, (), reason(NONE_WITHIN(title=title, window=str(window)))), ctx,
+                             ("Immunization",), self.vs)
+
+    def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
+        what = text_arg(self.label) or Text.of("vaccination")
+        return DESCRIBE(what=what, window=windows[self.window].describe())

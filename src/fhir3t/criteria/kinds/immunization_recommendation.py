@@ -1,20 +1,31 @@
 """`immunization-recommendation`: an ImmunizationRecommendation (due/overdue) for a vaccine in the value set."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, unless_unread
+from fhir3t.criteria.base import Builder, Kind, Rule, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, UNKNOWN
+from fhir3t.messages import Message, Msg, Text, reason
+from fhir3t.messages.reasons import absent
 from fhir3t.records.build import status_code
 from fhir3t.records.concepts import concept_texts
 from fhir3t.records.plan import Read, read
 from fhir3t.terminology import ValueSet
 
 if TYPE_CHECKING:
-    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.context import Context, WindowSpec
+
+RECOMMENDED = Message("recommendation.recommended", "{title}: {code} recommended ({forecast})")
+NO_FORECAST = Message("recommendation.no-forecast", "no forecast status")
+RECOMMENDS = Message("recommendation.recommends", "{record} recommends a vaccine {why}")
+CODE_IT = Message("recommendation.code-it", "code it (CVX / ATC) to decide whether it is live")
+NAMED_OUTSIDE = Message("recommendation.named-outside", "named '{name}' but coded outside the live-vaccine value set")
+UNKNOWN_SYSTEM = Message("recommendation.unknown-system", "coded in no system fhir3t can read")
+NO_CODE = Message("recommendation.no-code", "with no code")
+DESCRIBE = Message("recommendation.describe", "a recommendation (not complete, immune or contraindicated) of {vaccines}")
 
 
 @dataclass
@@ -35,7 +46,7 @@ class RecommendationRule(Kind):
         yield read("ImmunizationRecommendation", None, "recommendation", "date", complete=True)
 
     def evaluate(self, ctx: Context) -> Outcome:
-        doubtful: list[tuple[str, str]] = []
+        doubtful: list[tuple[str, Msg]] = []
         for r in ctx.visible("ImmunizationRecommendation"):
             recs = r.raw.get("recommendation")
             for rec in recs if isinstance(recs, list) else ():
@@ -49,28 +60,36 @@ class RecommendationRule(Kind):
                     if isinstance(vaccines, list) else []
                 hit = next((c for c in codes if c in self.vs), None)
                 if hit:
-                    return Outcome(MET, (r.ref,), f"{self.label}: {ctx.tx.systems.name(hit[0])} {hit[1]} recommended "
-                                                  f"({forecast or 'no forecast status'})")
+                    return Outcome(MET, (r.ref,), reason(RECOMMENDED(
+                        title=self.title, code=f"{ctx.tx.systems.name(hit[0])} {hit[1]}",
+                        forecast=forecast or NO_FORECAST())))
                 why = self._unreadable(vaccines, codes, ctx)
                 if why:
                     doubtful.append((r.ref, why))
         if doubtful:
             ref, why = doubtful[0]
             return Outcome(UNKNOWN, tuple(dict.fromkeys(x for x, _ in doubtful)),
-                           f"{ref} recommends a vaccine {why}: code it (CVX / ATC) to decide whether it is live")
-        return unless_unread(Outcome(NOT_MET, (), f"no {self.label} record found"), ctx,
+                           reason(RECOMMENDS(record=ref, why=why), CODE_IT()))
+        return unless_unread(self._once("absent", lambda: Outcome(NOT_MET, (), absent(self.title))), ctx,
                              ("ImmunizationRecommendation",), None)
 
-    def _unreadable(self, vaccines: object, codes: list, ctx: Context) -> str:
+    @property
+    def title(self) -> Text:
+        return text_arg(self.label) or Text.of("planned live vaccine")
+
+    def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
+        return DESCRIBE(vaccines=self.vs.name_text)
+
+    def _unreadable(self, vaccines: object, codes: list, ctx: Context) -> Msg | None:
         """Why a recommended vaccine not coded in the set could still be a live one ('' if it cannot)."""
         concepts = [cc for cc in vaccines if isinstance(cc, dict)] if isinstance(vaccines, list) else []
         texts = tuple(t for cc in concepts for t in concept_texts(cc))
         closed = ctx.tx.systems.closed
         if any(c[0] in closed and self.vs.considers(c) for c in codes):
-            return ""  # a CVX / ATC code decides by itself
+            return None  # a CVX / ATC code decides by itself
         name = self.vs.named_in(texts)
         if name:
-            return f"named '{name}' but coded outside the live-vaccine value set"
+            return NAMED_OUTSIDE(name=name)
         if not any(ctx.tx.systems.known(c[0]) for c in codes):
-            return "coded in no system fhir3t can read" if codes else "with no code"
-        return ""
+            return UNKNOWN_SYSTEM() if codes else NO_CODE()
+        return None

@@ -9,27 +9,58 @@ A drug record whose drug cannot be read, or whose text names a listed drug its c
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, code_name, unless_unread
+from fhir3t.criteria.base import Builder, Kind, Rule, code_name, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.dates import Span
 from fhir3t.errors import ConfigError
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
+from fhir3t.messages import Clause, Message, Msg, clause
+from fhir3t.messages.reasons import absent
 from fhir3t.records.build import span_of
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read, read
 from fhir3t.terminology import Code, ValueSet
 
 if TYPE_CHECKING:
-    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.context import Context, WindowSpec
 
 TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration", "MedicationDispense")
 _ELEMENTS = ("medication[x]", "contained", "status", "statusReason", "statusReason[x]", "effective[x]", "dateAsserted",
              "authoredOn", "whenHandedOver", "daysSupply")
+
+NO_STATUS = Message("medication.no-status", "no status")
+ENDED = Message("medication.ended", "ended")
+ONGOING = Message("medication.ongoing", "{status}, ongoing")
+DATED = Message("medication.dated", "{status}, dated")
+NOT_DATED = Message("medication.not-dated", "{status}, no date")
+NOT_HANDED = Message("medication.not-handed", "dispensed, no hand-over date")
+DISPENSED_FOR = Message("medication.dispensed-for", "dispensed {day} for {days} days")
+DISPENSED = Message("medication.dispensed", "dispensed {day}, supply not recorded")
+LAST_UNKNOWN = Message("medication.last-unknown", "last exposure unknown (record an end date)")
+LAST_WITHIN = Message("medication.last-within", "{how}, last exposure {day} within {window}")
+LAST_BEFORE = Message("medication.last-before", "{how}, last exposure {day} before {window}")
+LAST_POSSIBLY = Message("medication.last-possibly", "{how}, last exposure {day} possibly within {window}")
+FOR_REASON = Message("medication.for-reason", "{status} for {code} ({reasons})")
+NO_REASON = Message("medication.no-reason", "{status} with no reason recorded")
+RECORD_WHY = Message("medication.record-why", "record why it was stopped")
+REASON_TEXT = Message("medication.reason-text", "{status}, reason given only as text ('{text}')")
+CODE_REASON = Message("medication.code-reason", "code it (e.g. SNOMED CT 58848006 lack of drug action) to decide")
+REASON_SYSTEM = Message("medication.reason-system", "{status}, reason coded in {system}, which fhir3t cannot read")
+MAP_REASON = Message("medication.map-reason", "map it (ConceptMap) or code it in SNOMED CT to decide")
+REASON_UNREADABLE = Message("medication.reason-unreadable", "{status} with an unreadable reason")
+OTHER_REASON = Message("medication.other-reason", "{status} for another reason")
+STATUS = Message("medication.status", "{status}")
+CODED = Message("medication.coded", "{code} {finding}")
+TITLED = Message("medication.titled", "{title}: {finding}")
+DESCRIBE_EXPOSURE = Message("medication.describe-exposure", "{what}, last exposure within {window}")
+DESCRIBE_EXPOSURE_HL = Message("medication.describe-exposure-hl",
+                               "{what}, last exposure within {window}, or {n} half-lives when longer")
+DESCRIBE_STOPPED = Message("medication.describe-stopped", "{what} stopped for {reasons}")
 
 
 @dataclass
@@ -72,35 +103,38 @@ class MedicationRule(Kind):
             yield read(t, self.vs, *_ELEMENTS, complete=True)
 
     # ---- exposure --------------------------------------------------------------------
-    def last_exposure(self, res: Res, as_of: date) -> tuple[Span | None, str]:
+    def last_exposure(self, res: Res, as_of: date) -> tuple[Span | None, Msg]:
         raw = res.raw
         if res.type == "MedicationDispense":
             return self._dispensed(raw, as_of)
         period = raw.get("effectivePeriod")
         if isinstance(period, dict) and isinstance(period.get("end"), str):
-            return span_of(period["end"]), "ended"
-        if raw.get("status") in self.ONGOING:
-            return Span(as_of, as_of), f"{raw.get('status')}, ongoing"
+            return span_of(period["end"]), ENDED()
+        status = raw.get("status")
+        shown: Msg | str = status if isinstance(status, str) else NO_STATUS()
+        if status in self.ONGOING:
+            return Span(as_of, as_of), ONGOING(status=shown)
         # spec §6: effective, else dateAsserted, else unknown (an order date says nothing of intake)
         for v in (raw.get("effectiveDateTime"), (period or {}).get("start") if isinstance(period, dict) else None,
                   raw.get("dateAsserted")):
             if isinstance(v, str):
-                return span_of(v), f"{raw.get('status', 'no status')}, dated"
-        return None, f"{raw.get('status', 'no status')}, no date"
+                return span_of(v), DATED(status=shown)
+        return None, NOT_DATED(status=shown)
 
     @staticmethod
-    def _dispensed(raw: dict, as_of: date) -> tuple[Span | None, str]:
+    def _dispensed(raw: dict, as_of: date) -> tuple[Span | None, Msg]:
         """A dispense: taken from the day handed over for `daysSupply` days (unknown supply: up to as_of)."""
         handed = span_of(raw.get("whenHandedOver"))
         if handed is None:
-            return None, "dispensed, no hand-over date"
+            return None, NOT_HANDED()
         supply = raw.get("daysSupply")
         value = supply.get("value") if isinstance(supply, dict) else None
         unit = (supply.get("code") or supply.get("unit")) if isinstance(supply, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool) and unit in ("d", "day", "days") and value >= 0:
             end = handed.hi + timedelta(days=math.ceil(value))
-            return Span(handed.lo, min(end, as_of) if end > as_of else end), f"dispensed {handed} for {value:g} days"
-        return Span(handed.lo, max(handed.hi, as_of)), f"dispensed {handed}, supply not recorded"
+            return Span(handed.lo, min(end, as_of) if end > as_of else end), \
+                DISPENSED_FOR(day=str(handed), days=float(value))
+        return Span(handed.lo, max(handed.hi, as_of)), DISPENSED(day=str(handed))
 
     def _half_life(self, code: Code) -> float:
         prop = self.vs.prop(code, "half-life")
@@ -108,7 +142,7 @@ class MedicationRule(Kind):
             return float(prop["value"]) * self.HOURS.get(prop.get("code") or prop.get("unit") or "", 0.0)
         return 0.0
 
-    def _exposure(self, res: Res, ctx: Context) -> tuple[Tri, str]:
+    def _exposure(self, res: Res, ctx: Context) -> tuple[Tri, Clause]:
         assert self.window is not None
         extra = 0
         if self.half_lives:
@@ -117,60 +151,72 @@ class MedicationRule(Kind):
         window = ctx.window(self.window, at_least_days=extra)
         span, how = self.last_exposure(res, ctx.as_of)
         if span is None:
-            return UNKNOWN, f"{how}: last exposure unknown (record an end date)"
+            return UNKNOWN, clause(how, LAST_UNKNOWN())
         if span.hi > window.hi and span.lo <= window.hi:
             span = Span(span.lo, window.hi)
         if span.lo > window.hi:  # exposure continues past D1: it covers the window's end
             span = Span(window.hi, window.hi)
         tri = window.contains(span)
-        where = "within" if tri == MET else "before" if tri == NOT_MET else "possibly within"
-        return tri, f"{how}, last exposure {span} {where} {window}"
+        where = LAST_WITHIN if tri == MET else LAST_BEFORE if tri == NOT_MET else LAST_POSSIBLY
+        return tri, clause(where(how=how, day=str(span), window=str(window)))
 
     # ---- stopped for a reason --------------------------------------------------------
-    def _stopped(self, res: Res, ctx: Context) -> tuple[Tri, str]:
+    def _stopped(self, res: Res, ctx: Context) -> tuple[Tri, Clause]:
         assert self.reasons is not None
         raw = res.raw
         given = raw.get("statusReasonCodeableConcept" if res.type == "MedicationDispense" else "statusReason")
         reasons = given if isinstance(given, list) else [given] if isinstance(given, dict) else []
         codes = [c for cc in reasons for c in ctx.tx.codes(cc)]
-        status = raw.get("status") if isinstance(raw.get("status"), str) else "no status"
+        status = raw.get("status") if isinstance(raw.get("status"), str) else None
+        shown: Msg | str = status if status is not None else NO_STATUS()
         if any(c in self.reasons for c in codes):
-            return MET, f"{status} for {next(c for c in codes if c in self.reasons)[1]} ({self.reasons.title.lower()})"
+            code = next(c for c in codes if c in self.reasons)[1]
+            return MET, clause(FOR_REASON(status=shown, code=code, reasons=self.reasons.name_text.lower()))
         if status in ("stopped", "completed"):
             if not reasons:
-                return UNKNOWN, f"{status} with no reason recorded: record why it was stopped"
+                return UNKNOWN, clause(NO_REASON(status=shown), RECORD_WHY())
             known = [c for c in codes if ctx.tx.systems.known(c[0]) and ctx.tx.systems.valid(*c)]
             if not known:
                 texts = [cc.get("text") for cc in reasons if isinstance(cc, dict) and isinstance(cc.get("text"), str)]
                 if texts:
-                    return UNKNOWN, (f"{status}, reason given only as text ('{texts[0]}'): code it "
-                                     f"(e.g. SNOMED CT 58848006 lack of drug action) to decide")
+                    return UNKNOWN, clause(REASON_TEXT(status=shown, text=texts[0]), CODE_REASON())
                 if codes:
-                    return UNKNOWN, (f"{status}, reason coded in {ctx.tx.systems.name(codes[0][0])}, which fhir3t "
-                                     "cannot read: map it (ConceptMap) or code it in SNOMED CT to decide")
-                return UNKNOWN, f"{status} with an unreadable reason: record why it was stopped"
-            return NOT_MET, f"{status} for another reason"
-        return NOT_MET, f"{status}"
+                    return UNKNOWN, clause(REASON_SYSTEM(status=shown, system=ctx.tx.systems.name(codes[0][0])),
+                                           MAP_REASON())
+                return UNKNOWN, clause(REASON_UNREADABLE(status=shown), RECORD_WHY())
+            return NOT_MET, clause(OTHER_REASON(status=shown))
+        return NOT_MET, clause(STATUS(status=shown))
 
     def _judge(self, res: Res, ctx: Context) -> Tri:
         return (self._exposure if self.mode == "exposure" else self._stopped)(res, ctx)[0]
 
     def evaluate(self, ctx: Context) -> Outcome:
         hits = [r for r in ctx.visible_many(*TYPES) if any(c in self.vs for c in r.codes)]
-        title = self.label or self.vs.title
+        title = text_arg(self.label) or self.vs.name_text
 
         def judge(r: Res) -> Tri:
             return self._judge(r, ctx)
 
         if not hits:
-            absent = self._once("absent", lambda: Outcome(NOT_MET, (), f"no {title} record found"))
-            return unless_unread(absent, ctx, TYPES, self.vs, judge)
+            none = self._once("absent", lambda: Outcome(NOT_MET, (), absent(title)))
+            return unless_unread(none, ctx, TYPES, self.vs, judge)
         how = self._exposure if self.mode == "exposure" else self._stopped
         judged = [(r, *how(r, ctx)) for r in hits]
         result = k_or(t for _, t, _ in judged)
         deciding = [(r, why) for r, t, why in judged if t == result]
-        parts = [f"{code_name(r, self.vs, ctx.tx)} {why}" for r, why in deciding[:3]]
-        out = Outcome(result, tuple(r.ref for r, _ in deciding), f"{title}: " + "; ".join(parts))
+        clauses = [clause(CODED(code=code_name(r, self.vs, ctx.tx), finding=why.finding), why.settle)
+                   for r, why in deciding[:3]]
+        clauses[0] = clause(TITLED(title=title, finding=clauses[0].finding), clauses[0].settle)
+        out = Outcome(result, tuple(r.ref for r, _ in deciding), tuple(clauses))
         return unless_unread(out, ctx, TYPES, self.vs, judge)
+
+    def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
+        what = text_arg(self.label) or self.vs.name_text
+        if self.mode == "exposure":
+            if self.half_lives:
+                return DESCRIBE_EXPOSURE_HL(what=what, window=windows[str(self.window)].describe(), n=self.half_lives)
+            return DESCRIBE_EXPOSURE(what=what, window=windows[str(self.window)].describe())
+        assert self.reasons is not None
+        return DESCRIBE_STOPPED(what=what, reasons=self.reasons.name_text.lower())
 
 

@@ -9,28 +9,60 @@ it may be the most recent, the rule is unknown and names it.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, describe_suspect, settle_hint, when
+from fhir3t.criteria.base import Builder, Kind, Rule, describe_suspect, record_name, settle_hint, text_arg, when
 from fhir3t.criteria.model import Outcome
 from fhir3t.criteria.readings import NEGATIVE, POSITIVE, Number, Readings, compare, grade, number, qualitative
 from fhir3t.dates import Span, instant
 from fhir3t.errors import ConfigError
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
+from fhir3t.messages import Message, Msg, Text, many, reason
+from fhir3t.messages.core import Arg
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read, read
 from fhir3t.terminology import Code, ValueSet
 
 if TYPE_CHECKING:
-    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.context import Context, WindowSpec
 
 _OBS_ELEMENTS = ("code", "status", "value[x]", "interpretation", "effective[x]", "issued", "component",
                  "dataAbsentReason")
 _REPORT_ELEMENTS = ("code", "status", "conclusionCode", "effective[x]", "issued")
+
+NO_NUMBER = Message("obs.no-number", "no numeric value")
+FINDING = Message("obs.finding", "finding {code}")
+NO_FINDING = Message("obs.no-finding", "no coded finding")
+UNCLASSIFIED = Message("obs.unclassified", "finding {code} not classified")
+UNIT_UNKNOWN = Message("obs.unit-unknown", "{value}: unit not understood (expected {unit})")
+CANNOT_COMPARE = Message("obs.cannot-compare", "{value} cannot be compared with {op} {threshold}")
+UNREADABLE_RESULT = Message("obs.unreadable-result", "result {record} {what}: code or correct it")
+RATIO_UNUSABLE = Message("obs.ratio-unusable", "measured/predicted values not usable")
+RATIO_UNITS = Message("obs.ratio-units", "measured ({measured}) and predicted ({predicted}) DLCO are in different units")
+RATIO = Message("obs.ratio", "{value} (measured {measured} / predicted {predicted})")
+NONE_IN = Message("obs.none-in", "no {test} result in {window}")
+NONE_IN_OLDER = Message("obs.none-in-older", "no {test} result in {window} (the latest, on {latest}, is outside it)")
+UNKNOWN_DATE = Message("obs.unknown-date", "unknown")
+DATED = Message("obs.dated", "{test} {how}, dated {day}")
+MAY_FALL_OUTSIDE = Message("obs.may-fall-outside", "{test} {how} dated {day} may fall outside {window}")
+FULL_DATE = Message("obs.full-date", "give the full date")
+RESULT = Message("obs.result", "{test} {how} {when}")
+DISAGREE = Message("obs.disagree", "{test}: two results {when} disagree ({one}; {other}) and their times do not say "
+                                   "which is later")
+REPEAT = Message("obs.repeat", "repeat the test or mark one entered-in-error")
+BUT_MAYBE = Message("obs.but-maybe", "{found}, but a result dated {day} ({how}) may be more recent")
+FULL_DATE_IT = Message("obs.full-date-it", "give it a full date")
+OR_READABLE = Message("obs.or-readable", "{hint} or record a readable result")
+OPS = {"<": Message("obs.op-lt", "below"), "<=": Message("obs.op-le", "at most"),
+       ">": Message("obs.op-gt", "above"), ">=": Message("obs.op-ge", "at least")}
+DESCRIBE_THRESHOLD = Message("obs.describe-threshold", "the most recent {test} result {window} is {op} {value}")
+DESCRIBE_GRADE = Message("obs.describe-grade", "the most recent {test} result {window} is graded {grades}")
+DESCRIBE_CODED = Message("obs.describe-coded", "the most recent {test} result {window} finds {finding}")
+DESCRIBE_POSITIVE = Message("obs.describe-positive", "the most recent {test} result {window} is positive")
 
 
 @dataclass
@@ -40,7 +72,7 @@ class _Candidate:
     span: Span | None
     text: str
     refs: tuple[str, ...]
-    judge: Callable[[], tuple[Tri, str]]
+    judge: Callable[[], tuple[Tri, Arg]]
 
     @property
     def instant(self) -> float | None:
@@ -149,7 +181,7 @@ class ObservationRule(Kind):
             yield read("DiagnosticReport", self.vs, *_REPORT_ELEMENTS)
 
     # -- judging one result
-    def _judge(self, res: Res, ctx: Context) -> tuple[Tri, str]:
+    def _judge(self, res: Res, ctx: Context) -> tuple[Tri, Arg]:
         raw = res.raw
         if self.read == "qualitative":
             assert self.readings is not None
@@ -164,7 +196,7 @@ class ObservationRule(Kind):
         if self.read == "threshold":
             n = number(raw)
             if n is None:
-                return UNKNOWN, "no numeric value"
+                return UNKNOWN, NO_NUMBER()
             return self._threshold(n.value, n.comparator, n.unit)
         if self.read == "coded":
             if res.type == "DiagnosticReport":
@@ -176,30 +208,30 @@ class ObservationRule(Kind):
             assert self.met_vs is not None
             for code in concept_codes:
                 if code in self.met_vs:
-                    return MET, f"finding {code[1]}"
+                    return MET, FINDING(code=code[1])
             if self.not_met_vs is not None:
                 for code in concept_codes:
                     if code in self.not_met_vs:
-                        return NOT_MET, f"finding {code[1]}"
-            return UNKNOWN, "no coded finding" if not concept_codes else f"finding {concept_codes[0][1]} not classified"
+                        return NOT_MET, FINDING(code=code[1])
+            return UNKNOWN, NO_FINDING() if not concept_codes else UNCLASSIFIED(code=concept_codes[0][1])
         raise ConfigError(f"unknown read {self.read!r}")
 
-    def _threshold(self, value: float, comparator: str | None, unit: str | None) -> tuple[Tri, str]:
+    def _threshold(self, value: float, comparator: str | None, unit: str | None) -> tuple[Tri, Arg]:
         assert self.op is not None and self.threshold is not None
         shown = f"{comparator or ''}{value:g}{' ' + unit if unit else ''}"
         if self.unit is not None and unit != self.unit:
             factor = (self.conversions or {}).get(" ".join(unit.split()) if unit else "")
             if factor is None:
-                return UNKNOWN, f"{shown}: unit not understood (expected {self.unit})"
+                return UNKNOWN, UNIT_UNKNOWN(value=shown, unit=self.unit)
             value *= factor
             shown += f" = {value:g} {self.unit}"
         ok = compare(Number(value, comparator, unit), self.op, self.threshold)
         if ok is None:
-            return UNKNOWN, f"{shown} cannot be compared with {self.op} {self.threshold:g}"
+            return UNKNOWN, CANNOT_COMPARE(value=shown, op=self.op, threshold=float(self.threshold))
         return (MET if ok else NOT_MET), shown
 
-    def _unreadable(self, res: Res, ctx: Context) -> tuple[Tri, str]:
-        return UNKNOWN, f"result {res.ref} {describe_suspect(res, ctx.tx)}: code or correct it"
+    def _unreadable(self, res: Res, ctx: Context) -> tuple[Tri, Arg]:
+        return UNKNOWN, UNREADABLE_RESULT(record=record_name(res), what=describe_suspect(res, ctx.tx))
 
     def _candidates(self, ctx: Context) -> list[_Candidate]:
         types = ("Observation", "DiagnosticReport") if self.include_reports else ("Observation",)
@@ -224,19 +256,35 @@ class ObservationRule(Kind):
                                               partial(self._ratio, n, d, scale)))
         return out
 
-    def _ratio(self, num: Res, den: Res, scale: float) -> tuple[Tri, str]:
+    def _ratio(self, num: Res, den: Res, scale: float) -> tuple[Tri, Arg]:
         a, b = number(num.raw), number(den.raw)
         if a is None or b is None or b.value == 0 or a.comparator or b.comparator:
-            return UNKNOWN, "measured/predicted values not usable"
+            return UNKNOWN, RATIO_UNUSABLE()
         if a.unit and b.unit and a.unit != b.unit:
-            return UNKNOWN, f"measured ({a.unit}) and predicted ({b.unit}) DLCO are in different units"
+            return UNKNOWN, RATIO_UNITS(measured=a.unit, predicted=b.unit)
         value = scale * a.value / b.value
         tri, _ = self._threshold(value, None, self.unit)
-        return tri, f"{value:.1f} {self.unit or ''} (measured {a.value:g} / predicted {b.value:g})".replace("  ", " ")
+        return tri, RATIO(value=f"{value:.1f} {self.unit or ''}".strip(), measured=float(a.value), predicted=float(b.value))
+
+    @property
+    def title(self) -> Text:
+        return text_arg(self.label) or self.vs.name_text
+
+    def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
+        window = windows[self.window].describe()
+        if self.read == "threshold":
+            return DESCRIBE_THRESHOLD(test=self.title, window=window, op=OPS[str(self.op)](),
+                                      value=f"{self.threshold:g}{' ' + self.unit if self.unit else ''}")
+        if self.read == "grade" and self.grades is not None:
+            met = [g for g, v in self.grades.items() if v == "met"]
+            return DESCRIBE_GRADE(test=self.title, window=window, grades=many(met, "or"))
+        if self.read == "coded" and self.met_vs is not None:
+            return DESCRIBE_CODED(test=self.title, window=window, finding=self.met_vs.name_text)
+        return DESCRIBE_POSITIVE(test=self.title, window=window)
 
     def evaluate(self, ctx: Context) -> Outcome:
         window = ctx.window(self.window)
-        title = self.label or self.vs.title
+        title = self.title
         surely: list[_Candidate] = []
         maybe: list[_Candidate] = []
         outside: list[_Candidate] = []
@@ -249,26 +297,29 @@ class ObservationRule(Kind):
             else:
                 outside.append(c)
         if not surely and not maybe:
-            older = f" (the latest, on {max(outside, key=_recency).span}, is outside it)" if outside else ""
+            latest = str(max(outside, key=_recency).span) if outside else None
             if self.absent == UNKNOWN:
-                return self._once((window, older), lambda: Outcome(
-                    UNKNOWN, (), f"no {title} result in {window}{older}: {settle_hint(self.vs, ctx.tx, self.hint)}"))
-            return self._once(window, lambda: Outcome(self.absent, (), f"no {title} result in {window}"))
+                return self._once((window, latest), lambda: Outcome(UNKNOWN, (), reason(
+                    (NONE_IN_OLDER(test=title, window=str(window), latest=latest) if latest else
+                     NONE_IN(test=title, window=str(window))),
+                    settle_hint(self.vs, ctx.tx, text_arg(self.hint), title), stale=latest)))
+            return self._once(window, lambda: Outcome(self.absent, (), reason(NONE_IN(test=title, window=str(window)))))
         if surely:
             return self._decide(surely, maybe, title, ctx)
         m = maybe[0]
         mtri, mhow = m.judge()
         absent_tri = self.absent
+        dated = str(m.span) if m.span else UNKNOWN_DATE()
         if mtri == absent_tri and all(x.judge()[0] == mtri for x in maybe):
-            return Outcome(mtri, tuple(r for x in maybe for r in x.refs), f"{title} {mhow}, dated {m.span or 'unknown'}")
+            return Outcome(mtri, tuple(r for x in maybe for r in x.refs), reason(DATED(test=title, how=mhow, day=dated)))
         return Outcome(UNKNOWN, tuple(r for x in maybe for r in x.refs),
-                       f"{title} {mhow} dated {m.span or 'unknown'} may fall outside {window}: give the full date")
+                       reason(MAY_FALL_OUTSIDE(test=title, how=mhow, day=dated, window=str(window)), FULL_DATE()))
 
-    def _decide(self, surely: list[_Candidate], maybe: list[_Candidate], title: str, ctx: Context) -> Outcome:
+    def _decide(self, surely: list[_Candidate], maybe: list[_Candidate], title: Text, ctx: Context) -> Outcome:
         surely.sort(key=_recency, reverse=True)
         best = surely[0]
         tri, how = best.judge()
-        reason = f"{title} {how}{when(best.span)}"
+        found = RESULT(test=title, how=how, when=when(best.span))
         # results that cannot be put in order (same day, no comparable time) and disagree
         for other in surely[1:]:
             if not _same_moment(best, other):
@@ -276,19 +327,19 @@ class ObservationRule(Kind):
             otri, ohow = other.judge()
             if otri != tri:
                 return Outcome(UNKNOWN, best.refs + other.refs,
-                               f"{title}: two results{when(best.span)} disagree ({how}; {ohow}) and their times "
-                               "do not say which is later: repeat the test or mark one entered-in-error")
+                               reason(DISAGREE(test=title, when=when(best.span), one=how, other=ohow), REPEAT()))
         # a result of uncertain date that might be more recent and says otherwise leaves it open
         assert best.span is not None
         for m in maybe:
             if m.span is None or m.span.hi >= best.span.lo:
                 mtri, mhow = m.judge()
                 if mtri != tri:
+                    dated = str(m.span) if m.span else UNKNOWN_DATE()
                     return Outcome(UNKNOWN, best.refs + m.refs,
-                                   f"{reason}, but a result dated {m.span or 'unknown'} ({mhow}) may be more recent: "
-                                   "give it a full date")
+                                   reason(BUT_MAYBE(found=found, day=dated, how=mhow), FULL_DATE_IT()))
         if tri == UNKNOWN:
-            reason += f": {settle_hint(self.vs, ctx.tx, self.hint)} or record a readable result"
-        return Outcome(tri, best.refs, reason)
+            return Outcome(tri, best.refs, reason(found, OR_READABLE(hint=settle_hint(self.vs, ctx.tx,
+                                                                                      text_arg(self.hint), title))))
+        return Outcome(tri, best.refs, reason(found))
 
 

@@ -1,20 +1,35 @@
 """`other-study`: a ResearchSubject of another study, in an active status, whose period overlaps the window."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule
+from fhir3t.criteria.base import Builder, Kind, Rule, record_name
 from fhir3t.criteria.model import Outcome
 from fhir3t.jsonshape import child
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
+from fhir3t.messages import Clause, Message, Msg, Text, clause, many, reason
+from fhir3t.messages.reasons import absent
 from fhir3t.records.build import span_of
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read, read
 
 if TYPE_CHECKING:
-    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.context import Context, WindowSpec
+
+STUDY_ID = Message("other-study.study-id", "study {value}")
+UNNAMED = Message("other-study.unnamed", "an unnamed study")
+NOT_IN_INPUT = Message("other-study.not-in-input", "{status} in {study}, which is not in the input")
+CHECK_WHICH = Message("other-study.check-which", "check whether it is {study}")
+ONGOING = Message("other-study.ongoing", "ongoing")
+OVERLAPPING = Message("other-study.overlapping", "{status} in {study} ({start}..{end}) overlapping {window}")
+NOT_OVERLAPPING = Message("other-study.not-overlapping", "{status} in {study} ({start}..{end}) not overlapping {window}")
+POSSIBLY_OVERLAPPING = Message("other-study.possibly-overlapping",
+                               "{status} in {study} ({start}..{end}) possibly overlapping {window}")
+UNREADABLE = Message("other-study.unreadable", "{record} cannot be read ({why})")
+CORRECT_IT = Message("other-study.correct-it", "correct it to decide")
+DESCRIBE = Message("other-study.describe", "a ResearchSubject of another study, {statuses}, whose period overlaps {window}")
 
 
 @dataclass
@@ -39,7 +54,7 @@ class OtherStudy(Kind):
 
     def evaluate(self, ctx: Context) -> Outcome:
         window = ctx.window(self.window)
-        judged: list[tuple[Res, Tri, str]] = []
+        judged: list[tuple[Res, Tri, Clause]] = []
         for r in ctx.visible("ResearchSubject"):
             raw = r.raw
             if not isinstance(raw.get("status"), str) or raw["status"] not in self.statuses:
@@ -54,25 +69,30 @@ class OtherStudy(Kind):
             tri = MET if sure else NOT_MET if never else UNKNOWN
             study_ref = child(raw, "study")
             ident = child(study_ref, "identifier")
-            study = study_ref.get("reference") or (f"study {ident.get('value')}" if ident.get("value") else "an unnamed study")
+            named = study_ref.get("reference")
+            study: Msg | str = named if isinstance(named, str) else \
+                STUDY_ID(value=ident["value"]) if isinstance(ident.get("value"), str) else UNNAMED()
             if tri == MET and ours is None:
-                judged.append((r, UNKNOWN, f"{raw['status']} in {study}, which is not in the input: "
-                                           f"check whether it is {ctx.study.value}"))
+                judged.append((r, UNKNOWN, clause(NOT_IN_INPUT(status=raw["status"], study=study),
+                                                  CHECK_WHICH(study=ctx.study.value))))
                 continue
-            span_txt = f"{start or '?'}..{end or 'ongoing'}"
-            how = "overlapping" if tri == MET else "not overlapping" if tri == NOT_MET else "possibly overlapping"
-            judged.append((r, tri, f"{raw['status']} in {study} ({span_txt}) {how} {window}"))
+            how = OVERLAPPING if tri == MET else NOT_OVERLAPPING if tri == NOT_MET else POSSIBLY_OVERLAPPING
+            judged.append((r, tri, clause(how(status=raw["status"], study=study, start=str(start or "?"),
+                                              end=str(end) if end else ONGOING(), window=str(window)))))
         unread = [r for r in ctx.record.unread_of("ResearchSubject")
                   if not r.dated_after(ctx.as_of) and ctx.study.match(r.raw.get("study")) is not True]
         if not judged:
             if unread:
                 return Outcome(UNKNOWN, tuple(r.ref for r in unread),
-                               f"{unread[0].ref} cannot be read ({unread[0].why}): correct it to decide")
-            return Outcome(NOT_MET, (), "no other-study participation record found")
+                               reason(UNREADABLE(record=record_name(unread[0]), why=unread[0].why), CORRECT_IT()))
+            return self._once("absent", lambda: Outcome(NOT_MET, (), absent(Text.of("other-study participation"))))
         result = k_or(t for _, t, _ in judged)
         deciding = [(r, why) for r, t, why in judged if t == result]
-        out = Outcome(result, tuple(r.ref for r, _ in deciding), "; ".join(why for _, why in deciding))
+        out = Outcome(result, tuple(r.ref for r, _ in deciding), tuple(why for _, why in deciding))
         if out.result == NOT_MET and unread:
             return Outcome(UNKNOWN, out.evidence + tuple(r.ref for r in unread),
-                           f"{out.reason}; {unread[0].ref} cannot be read ({unread[0].why}): correct it to decide")
+                           (*out.reason, clause(UNREADABLE(record=record_name(unread[0]), why=unread[0].why), CORRECT_IT())))
         return out
+
+    def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
+        return DESCRIBE(statuses=many(sorted(self.statuses), "or"), window=windows[self.window].describe())

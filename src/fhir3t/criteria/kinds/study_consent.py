@@ -1,7 +1,7 @@
 """`study-consent`: an active Consent that points at this study (or that a ResearchSubject of it names)."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -11,11 +11,17 @@ from fhir3t.criteria.model import Outcome
 from fhir3t.enrolment import vouches_for_consent
 from fhir3t.jsonshape import child
 from fhir3t.logic import MET, NOT_MET
+from fhir3t.messages import Message, Msg, reason
 from fhir3t.records.build import span_of
 from fhir3t.records.plan import Read, read
 
 if TYPE_CHECKING:
-    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.context import Context, WindowSpec
+
+ACTIVE = Message("consent.active", "active Consent for {study} {when}")
+GENERIC = Message("consent.generic", "no active Consent names this study (a generic consent does not suffice)")
+NONE = Message("consent.none", "no Consent record for this study found")
+DESCRIBE = Message("consent.describe", "an active Consent for this study (pointing at it, or named by its ResearchSubject)")
 
 
 @dataclass
@@ -78,7 +84,10 @@ class StudyConsent(Kind):
                     if r.raw.get("status") == "active" and self._usable(r.raw, ctx.as_of)]
         for c in consents:
             if c.ref in named_by_subject or self._points_at_study(c.raw, ctx):
-                return Outcome(MET, (c.ref,), f"active Consent for {ctx.study.value}{when(c.span)}")
+                return Outcome(MET, (c.ref,), reason(ACTIVE(study=ctx.study.value, when=when(c.span))))
         if consents:
-            return Outcome(NOT_MET, (), "no active Consent names this study (a generic consent does not suffice)")
-        return Outcome(NOT_MET, (), "no Consent record for this study found")
+            return self._once("generic", lambda: Outcome(NOT_MET, (), reason(GENERIC())))
+        return self._once("none", lambda: Outcome(NOT_MET, (), reason(NONE())))
+
+    def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
+        return DESCRIBE()

@@ -1,0 +1,80 @@
+"""A criterion's reason: clauses, each a finding and (optionally) what would settle it.
+
+    no HBsAg result in 2026-10-19..2026-11-16: order HBsAg (LOINC 5196-1) at screening
+    ^ finding                                 ^ settle
+
+Formats, cards and the worklist read the clauses (what to do, what was found) instead of cutting
+a sentence at its punctuation; the English text is `reason_text(reason)`.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fhir3t.messages.core import Message, Msg, Text, many
+from fhir3t.messages.render import render
+
+ABSENT = Message("reason.absent", "no {what} record found")
+ABSENT_MANY = Message("reason.absent-many", "no record found of {whats}")
+
+#: how a finding and its settle join, and clauses join, per language
+_SEP = {"en": (": ", "; "), "zh": ("：", "；")}
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    finding: Msg
+    #: what would settle it (order a test, code a record, answer the checklist), if anything
+    settle: Msg | None = None
+    #: the newest result's date, when it is unknown only because that result is older than its window
+    stale: str | None = None
+
+
+Reason = tuple[Clause, ...]
+
+
+def clause(finding: Msg, settle: Msg | None = None, *, stale: str | None = None) -> Clause:
+    return Clause(finding, settle, stale)
+
+
+def reason(finding: Msg, settle: Msg | None = None, *, stale: str | None = None) -> Reason:
+    """A reason of one clause."""
+    return (Clause(finding, settle, stale),)
+
+
+def absent(what: Text | Msg | str) -> Reason:
+    """'no X record found': the EHR is taken as complete, so absence decides (folded when joined)."""
+    return reason(ABSENT(what=what))
+
+
+def join_reasons(reasons: Iterable[Reason]) -> Reason:
+    """Join part reasons; 'no X record found' clauses fold into one 'no record found of X, Y or Z', and a
+    clause said twice is said once."""
+    absent_whats: list[object] = []
+    rest: list[Clause] = []
+    for c in dict.fromkeys(c for r in reasons for c in r):
+        if c.finding.id == ABSENT.id and c.settle is None:
+            absent_whats.append(c.finding.arg("what"))
+        else:
+            rest.append(c)
+    if len(absent_whats) == 1:
+        rest.insert(0, Clause(ABSENT(what=absent_whats[0])))  # type: ignore[arg-type]
+    elif absent_whats:
+        rest.insert(0, Clause(ABSENT_MANY(whats=many(absent_whats, "or"))))  # type: ignore[arg-type]
+    return tuple(rest)
+
+
+def clause_text(c: Clause, lang: str = "en") -> str:
+    colon, _ = _SEP.get(lang.split("-")[0], _SEP["en"])
+    text = render(c.finding, lang)
+    return f"{text}{colon}{render(c.settle, lang)}" if c.settle is not None else text
+
+
+def reason_text(r: Reason, lang: str = "en") -> str:
+    """The whole reason as one sentence in `lang`."""
+    _, semi = _SEP.get(lang.split("-")[0], _SEP["en"])
+    return semi.join(clause_text(c, lang) for c in r)
+
+
+__all__ = ["ABSENT", "ABSENT_MANY", "Clause", "Reason", "absent", "clause", "clause_text", "join_reasons", "reason",
+           "reason_text"]
