@@ -82,3 +82,27 @@ def test_changing_a_threshold_is_a_data_edit(tmp_path, definition: Definition):
     [changed] = screen_bundle(custom, b)
     assert default.by_id("I4-dlco").result == "met" and changed.by_id("I4-dlco").result == "not-met"
     assert custom.criteria.digest != definition.criteria.digest
+
+
+def test_a_title_that_restates_a_threshold_fails_to_load(tmp_path, definition):
+    """Titles name criteria; what they ask is generated from the rule, so a title cannot drift from it."""
+    data = json.loads((ROOT / "profiles" / "criteria" / "nct06438679.json").read_text())
+    dlco = next(c for c in data["criteria"] if c["id"] == "I4-dlco")
+    dlco["title"] = "DLCO below 80 % predicted"
+    bad = tmp_path / "criteria.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="I4-dlco: the title repeats 80"):
+        load_criteria(definition.tx, bad)
+
+
+def test_descriptions_are_generated_from_the_rules_and_follow_their_thresholds(tmp_path, definition):
+    dlco = next(c for c in definition.criteria.criteria if c.id == "I4-dlco")
+    assert dlco.description == ("the most recent DLCO % predicted result within 28 days before the screening date "
+                                "is below 80 %")
+    data = json.loads((ROOT / "profiles" / "criteria" / "nct06438679.json").read_text())
+    rule = next(c for c in data["criteria"] if c["id"] == "I4-dlco")["rule"]
+    rule["value"], rule["op"] = 70, "<="
+    edited = tmp_path / "criteria.json"
+    edited.write_text(json.dumps(data))
+    changed = next(c for c in load_criteria(definition.tx, edited).criteria if c.id == "I4-dlco")
+    assert changed.description.endswith("is at most 70 %")

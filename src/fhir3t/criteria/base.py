@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -23,7 +23,7 @@ from fhir3t.records.plan import Read
 from fhir3t.terminology import Terminology, ValueSet
 
 if TYPE_CHECKING:
-    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.context import Context, WindowSpec
 
 
 class Builder(Protocol):
@@ -57,6 +57,11 @@ class Rule(ABC):
     def reads(self) -> Iterable[Read]:
         """Every resource type (and value set, elements) this rule reads. Mandatory: what is not
         declared is dropped before the rule sees it."""
+
+    @abstractmethod
+    def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
+        """What the rule asks, in words generated from its parameters (OHDSI Circe's print-friendly
+        idea): the criterion's description is this, never text written beside a threshold."""
 
     def _once(self, key: object, make: Callable[[], Outcome]) -> Outcome:
         """Outcomes that depend only on `key` (the absent-record ones) are built once per run."""

@@ -7,6 +7,7 @@ and the records can date, and the study the criteria name is the study profile's
 """
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from fhir3t.errors import ConfigError
@@ -20,6 +21,28 @@ if TYPE_CHECKING:
 _UNDATED_OK = frozenset({"Patient", "ResearchStudy", "Medication"})
 
 
+def _numbers(text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", text))
+
+
+def _thresholds(rule: object, cs: CriteriaSet) -> set[str]:
+    """Every number a rule's parameters or windows hold (what a title must not restate)."""
+    out: set[str] = set()
+    for name, value in vars(rule).items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            out.add(f"{value:g}")
+        elif name == "window" and isinstance(value, str) and value in cs.windows:
+            out.add(str(cs.windows[value].before.amount))
+        elif isinstance(value, list):
+            for part in value:
+                out |= _thresholds(part, cs)
+        elif hasattr(value, "describe") and hasattr(value, "reads"):
+            out |= _thresholds(value, cs)
+    return out
+
+
 def check_definition(cs: CriteriaSet, used_windows: set[str], study: Study) -> None:
     where = str(cs.path)
     unused = sorted(set(cs.windows) - used_windows)
@@ -28,6 +51,10 @@ def check_definition(cs: CriteriaSet, used_windows: set[str], study: Study) -> N
                           "(a renamed window would otherwise silently stop applying)")
     facts = r4_facts()
     for c in cs.criteria:
+        repeated = _numbers(c.title) & _thresholds(c.rule, cs)
+        if repeated:
+            raise ConfigError(f"{where}: {c.id}: the title repeats {', '.join(sorted(repeated))}, a threshold of its rule: "
+                              "name the criterion; its description is generated from the rule")
         for r in c.rule.reads():
             if r.type not in _UNDATED_OK and not facts.date_fields(r.type):
                 raise ConfigError(f"{where}: {c.id} reads {r.type}, which fhir3t does not know how to date "

@@ -1,18 +1,24 @@
 """Kleene combinators over rule nodes: all (AND), any (OR), either (first decided test), not."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from fhir3t.criteria.base import Rule
 from fhir3t.criteria.model import Outcome, merge_evidence
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_and, k_either, k_not, k_or
-from fhir3t.messages import join_reasons
+from fhir3t.messages import Message, Msg, join_reasons, many
 from fhir3t.records.plan import Read
 
 if TYPE_CHECKING:
-    from fhir3t.criteria.context import Context
+    from fhir3t.criteria.context import Context, WindowSpec
+
+
+ALL_OF = Message("rule.all-of", "all of: {parts}")
+ANY_OF = Message("rule.any-of", "any of: {parts}")
+EITHER_OF = Message("rule.either-of", "the first of these that a result decides: {parts}")
+NOT = Message("rule.not", "not ({part})")
 
 
 @dataclass
@@ -39,6 +45,10 @@ class Combine(Rule):
         for p in self.parts:
             yield from p.reads()
 
+    def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
+        parts = many([p.describe(windows) for p in self.parts], "; ")
+        return {"all": ALL_OF, "any": ANY_OF, "either": EITHER_OF}[self.op](parts=parts)
+
 
 @dataclass
 class Not(Rule):
@@ -51,3 +61,6 @@ class Not(Rule):
 
     def reads(self) -> Iterable[Read]:
         return self.part.reads()
+
+    def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
+        return NOT(part=self.part.describe(windows))

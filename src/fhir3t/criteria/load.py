@@ -21,6 +21,7 @@ from fhir3t.criteria.criteriaset import CriteriaSet, Criterion
 from fhir3t.criteria.readings import Readings
 from fhir3t.dates import Duration
 from fhir3t.errors import ConfigError
+from fhir3t.messages import Text
 from fhir3t.profiles import Profiles
 from fhir3t.study import Study, load_study
 from fhir3t.terminology import Terminology, ValueSet
@@ -125,8 +126,11 @@ def load_criteria(tx: Terminology, path: Path | None = None, *, study: Study | N
         if c["id"] in seen:
             raise ConfigError(f"{path}: duplicate criterion id {c['id']}")
         seen.add(c["id"])
-        criteria.append(Criterion(c["id"], c["kind"], c["title"], c["description"],
-                                  bool(c.get("requires_review", False)), builder.node(c["rule"], c["id"])))
+        rule = builder.node(c["rule"], c["id"])
+        title = c["title"]
+        title_text = Text.of(title) if isinstance(title, str) else Text.of(title["en"], title)
+        criteria.append(Criterion(c["id"], c["kind"], title_text, bool(c.get("requires_review", False)), rule,
+                                  rule.describe(windows)))
     digest = hashlib.sha256(raw_bytes)
     vdir = profiles.path("valuesets")
     for vs_path in sorted(vdir.glob("*.json")):

@@ -42,11 +42,11 @@ CONFIRM = Message("condition.confirm", "confirm or refute the diagnosis")
 TITLED = Message("condition.titled", "{title}: {finding}")
 CODED = Message("condition.coded", "{code} {finding}")
 MORE = Message("condition.more", "{finding} (+{n} more)")
-DESCRIBE_EVER = Message("condition.describe-ever", "a {what} diagnosis, ever recorded")
-DESCRIBE_ACTIVE = Message("condition.describe-active", "an active {what} diagnosis")
-DESCRIBE_WINDOW = Message("condition.describe-window", "a {what} diagnosis with its {dates} date within {window}")
+DESCRIBE_EVER = Message("condition.describe-ever", "a diagnosis of {what}, ever recorded")
+DESCRIBE_ACTIVE = Message("condition.describe-active", "an active diagnosis of {what}")
+DESCRIBE_WINDOW = Message("condition.describe-window", "a diagnosis of {what} with its {dates} date {window}")
 DESCRIBE_ACTIVE_OR_WINDOW = Message("condition.describe-active-or-window",
-                                    "a {what} diagnosis that is active, or with its {dates} date within {window}")
+                                    "a diagnosis of {what} that is active, or with its {dates} date {window}")
 
 
 

@@ -57,10 +57,10 @@ OTHER_REASON = Message("medication.other-reason", "{status} for another reason")
 STATUS = Message("medication.status", "{status}")
 CODED = Message("medication.coded", "{code} {finding}")
 TITLED = Message("medication.titled", "{title}: {finding}")
-DESCRIBE_EXPOSURE = Message("medication.describe-exposure", "{what}, last exposure within {window}")
+DESCRIBE_EXPOSURE = Message("medication.describe-exposure", "{what}, last exposure {window}")
 DESCRIBE_EXPOSURE_HL = Message("medication.describe-exposure-hl",
-                               "{what}, last exposure within {window}, or {n} half-lives when longer")
-DESCRIBE_STOPPED = Message("medication.describe-stopped", "{what} stopped for {reasons}")
+                               "{what}, last exposure {window}, or within {n} half-lives when longer")
+DESCRIBE_STOPPED = Message("medication.describe-stopped", "{what} stopped with a reason in {reasons}")
 
 
 @dataclass

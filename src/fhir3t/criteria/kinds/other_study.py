@@ -29,7 +29,7 @@ POSSIBLY_OVERLAPPING = Message("other-study.possibly-overlapping",
                                "{status} in {study} ({start}..{end}) possibly overlapping {window}")
 UNREADABLE = Message("other-study.unreadable", "{record} cannot be read ({why})")
 CORRECT_IT = Message("other-study.correct-it", "correct it to decide")
-DESCRIBE = Message("other-study.describe", "a ResearchSubject of another study, {statuses}, whose period overlaps {window}")
+DESCRIBE = Message("other-study.describe", "a ResearchSubject of another study, {statuses}, whose period overlaps the time {window}")
 
 
 @dataclass
