@@ -11,6 +11,8 @@ BASE = "https://fhir3t.github.io/fhir"
 #: result (valueCode met|not-met|unknown), evidence (valueReference, 0..*),
 #: reason (valueString), requiresReview (valueBoolean, 0..1).
 EXT_CRITERION_RESULT = f"{BASE}/StructureDefinition/criterion-result"
+#: a criterion as a computable definition on the enrollment Group's characteristic (emit/definition.py)
+EXT_CRITERION_DEFINITION = f"{BASE}/StructureDefinition/criterion-definition"
 #: CTCAE v5.0 grade (valueInteger 1..5) on AdverseEvent.
 EXT_CTCAE_GRADE = f"{BASE}/StructureDefinition/ctcae-grade"
 #: Identifier systems for resources fhir3t creates (values are deterministic).

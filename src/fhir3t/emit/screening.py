@@ -20,6 +20,7 @@ from fhir3t.canonical import (
 from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import CriterionResult, ScreeningResult
 from fhir3t.emit.bundle import TransactionBuilder
+from fhir3t.emit.definition import enrollment_group
 from fhir3t.emit.provenance import provenance
 from fhir3t.ids import stable_id, urn
 from fhir3t.study import Study, load_study
@@ -32,18 +33,7 @@ def study_id(criteria: CriteriaSet) -> str:
 def research_study(criteria: CriteriaSet, study: Study | None = None) -> dict[str, Any]:
     """The trial (from the study profile), with an enrollment Group generated from the criteria."""
     study = study or load_study()
-    characteristics = []
-    for c in criteria.criteria:
-        characteristics.append({
-            "code": {"text": c.id},
-            "valueCodeableConcept": {"text": f"{c.title}: {c.description}"},
-            "exclude": c.kind == "exclusion",
-        })
-    group = {
-        "resourceType": "Group", "id": "enrollment", "type": "person", "actual": False,
-        "name": f"{criteria.study_value} eligibility ({criteria.id} {criteria.version})",
-        "characteristic": characteristics,
-    }
+    group = enrollment_group(criteria, f"{criteria.study_value} eligibility ({criteria.id} {criteria.version})")
     return {
         "resourceType": "ResearchStudy",
         "id": study_id(criteria),

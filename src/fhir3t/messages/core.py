@@ -76,11 +76,6 @@ class Msg:
                 return v
         return None
 
-    def __str__(self) -> str:  # English, for logs of tests and debugging; outputs call render()
-        from fhir3t.messages.render import render
-
-        return render(self, "en")
-
 
 @dataclass(frozen=True, slots=True)
 class Many:

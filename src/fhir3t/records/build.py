@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from fhir3t.dates import Span, parse_date, plausible
 from fhir3t.errors import Problems
-from fhir3t.messages import Message, Msg
+from fhir3t.messages import Message, Msg, render
 from fhir3t.r4facts import R4Facts, r4_facts
 from fhir3t.records.concepts import concept_texts, describe_concept, main_concept, shape_of
 from fhir3t.records.model import PatientRecord, Res
@@ -189,7 +189,7 @@ class RecordBuilder:
         res = Res(rtype, resource, ref, codes, span, where, text, why, judged.texts, part_of, bad)
         if why is not None:
             if bad_status is not None:
-                self.problems.add(where, f"{rtype}: {bad_status}: criteria that read it are left unknown", skipped=False)
+                self.problems.add(where, f"{rtype}: {render(bad_status)}: criteria that read it are left unknown", skipped=False)
             rec.unread.setdefault(rtype, []).append(res)
             return res
         if judged.why is Why.SUSPECT:
