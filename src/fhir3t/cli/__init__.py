@@ -18,7 +18,7 @@ from fhir3t.cli.extras import COMMAND_EXTRAS, missing_extra_message, require
 from fhir3t.cli.logs import RunLog, Timer, new_run_id, run_logging
 from fhir3t.cli.parser import Parser, unknown_options_message
 from fhir3t.config import LOG_FORMATS, LOG_LEVELS, Config
-from fhir3t.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, Fhir3tError
+from fhir3t.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_USAGE, Fhir3tError
 from fhir3t.version import __version__
 
 #: subcommand name -> module under fhir3t.cli (imported lazily so `--help` stays fast)
@@ -68,11 +68,7 @@ def build_parser(config: Config | None = None) -> argparse.ArgumentParser:
             "FHIR R4 adapter for one clinical trial: screen patients against the trial's criteria, emit "
             "ResearchSubjects and AdverseEvents, validate Bundles, talk to a FHIR server."
         ),
-        epilog=(
-            "Exit codes: 0 ok; 1 validation errors found; 2 usage error; 3 some input skipped; "
-            "4 no usable input or bad configuration data; 5 FHIR server error; 6 auth error; "
-            "7 push partly failed; 70 internal error (a bug in fhir3t)."
-        ),
+        epilog="Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_MEANINGS.items()) + ".",
     )
     parser.add_argument("--version", action="version", version=f"fhir3t {__version__}")
     _general_options(parser, top=True)
