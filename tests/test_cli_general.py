@@ -45,8 +45,10 @@ def test_json_logs_one_object_per_line_with_one_run_id_and_no_patient_data(capsy
     start, end = lines[0], lines[-1]
     assert start["event"] == "run-start" and end["event"] == "run-end" and end["exit_code"] == 3
     assert end["patients"] == 2 and end["candidate"] == 1 and end["eligible"] == 1
-    warnings = [o for o in lines if o["level"] == "warning"]
-    assert warnings and all("22-local-codes.json#entry[" in o["message"] for o in warnings)
+    # a degraded result (input skipped): the run-end is a warning, and so is each skipped entry
+    assert end["level"] == "warning" and end["outcome"] == "input-skipped"
+    warnings = [o for o in lines[:-1] if o["level"] == "warning"]
+    assert warnings and all("22-local-codes.json#entry[" in o["message"] and o["event"] == "input-skipped" for o in warnings)
     # the patients' names, MRNs and birth dates are in the input and the results, never in the log
     for phi in ("Verhoeven", "MRN-100001", "1980-04-12", "MRN-100022"):
         assert phi in (SCREENING / "01-eligible-classic.json").read_text() + (SCREENING / "22-local-codes.json").read_text()

@@ -66,7 +66,7 @@ def test_csv_long_has_every_criterion_of_every_patient(tmp_path):
     assert [r["criterion"] for r in p08][:2] == ["I1-age", "I2-dm"]
     dlco = next(r for r in p08 if r["criterion"] == "I4-dlco")
     assert dlco["result"] == "not-met" and "85" in dlco["reason"] and dlco["evidence"].startswith("Observation/")
-    assert dlco["title"] == "DLCO below 80 % predicted" and dlco["kind"] == "inclusion"
+    assert dlco["title"] == "Impaired DLCO" and dlco["kind"] == "inclusion"
 
 
 def test_csv_keeps_chinese_text_and_defuses_formulas(tmp_path):

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fhir3t.errors import ConfigError
+from fhir3t.secretfiles import problem
 
 #: subcommands whose table holds option defaults (keys = long option names)
 COMMAND_TABLES = frozenset({"screen", "safety", "report", "export", "push", "validate", "explain"})
@@ -120,6 +121,8 @@ class ServerSettings:
             return None
         try:
             text = self.token_file.read_text(encoding="utf-8").strip()
+        except PermissionError:  # the usual container mistake: say who owns it and what works
+            raise ConfigError(problem(self.token_file, "[server] token_file") or "[server] token_file: unreadable") from None
         except OSError as exc:
             raise ConfigError(f"[server] token_file {self.token_file}: cannot read ({exc.strerror})") from None
         if not text:

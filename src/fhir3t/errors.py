@@ -16,6 +16,20 @@ EXIT_SERVER = 5  # FHIR server unreachable or answered with an error
 EXIT_AUTH = 6  # authentication / authorization failed
 EXIT_PUSH_PARTIAL = 7  # some entries of a pushed Bundle failed
 EXIT_INTERNAL = 70  # a bug in fhir3t (EX_SOFTWARE)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+
+#: exit code -> what it means, for people (the top-level --help and the CLI reference are generated from it)
+EXIT_MEANINGS = {EXIT_OK: "ok", EXIT_FINDINGS: "validation errors found (validate), a check failed (check-server)",
+                 EXIT_USAGE: "usage error, or an extra the command needs is not installed",
+                 EXIT_INPUT_SKIPPED: "some input skipped (each skipped file / entry / line is named on stderr)",
+                 EXIT_INPUT_FATAL: "no usable input or bad configuration data", EXIT_SERVER: "FHIR server error",
+                 EXIT_AUTH: "authentication error", EXIT_PUSH_PARTIAL: "push partly failed",
+                 EXIT_INTERNAL: "internal error (a bug in fhir3t)", EXIT_INTERRUPTED: "interrupted (Ctrl-C)"}
+
+#: exit code -> the `outcome` word of the run-end log record (stable: operators alert on it)
+OUTCOMES = {EXIT_OK: "ok", EXIT_FINDINGS: "findings", EXIT_USAGE: "usage-error", EXIT_INPUT_SKIPPED: "input-skipped",
+            EXIT_INPUT_FATAL: "no-usable-input", EXIT_SERVER: "server-error", EXIT_AUTH: "auth-error",
+            EXIT_PUSH_PARTIAL: "push-partial", EXIT_INTERNAL: "internal-error", EXIT_INTERRUPTED: "interrupted"}
 
 
 class Fhir3tError(Exception):

@@ -204,7 +204,7 @@ def patient_key(functions: Any, parsed: Any) -> Any:
 
 def _link_reference(functions: Any, parsed: Any, field: str) -> Any:
     """The reference a link element holds; for a list of participants (Appointment), the first actor
-    that is a Patient, as sources.refs.patient_reference reads it."""
+    that is a Patient, as fhirutil.patient_reference reads it."""
     if field in LIST_LINKS:
         actors = functions.filter(parsed[field], lambda p: p["actor"]["reference"].contains("Patient/"))
         return functions.get(actors, 0)["actor"]["reference"]  # NULL, not an error, when none is a Patient

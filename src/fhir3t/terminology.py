@@ -67,6 +67,8 @@ _CHECKS = {"loinc": _loinc_ok, "snomed": _snomed_ok}
 #: target. Only true equivalence: a 'wider'/'subsumes'/'relatedto' mapping could slip a local code
 #: past a value set's exclusions (a local "juvenile DM" mapped wider to "dermatomyositis").
 USABLE_EQUIVALENCE = frozenset({"equivalent", "equal"})
+NO_EQUIVALENCE = ("a target without an equivalence (an unreviewed draft?): set it (\"equivalent\" to use the "
+                  "mapping) or delete the target")
 
 
 @dataclass
@@ -177,6 +179,11 @@ class ValueSet:
     term: Text | None = field(default=None, repr=False)
     #: each listed concept's display, with its designations by language (what a reason calls a test or drug)
     displays: dict[Code, Text] = field(default_factory=dict, repr=False)
+    #: for mapping suggestions (fhir3t codes --conceptmap-draft): each listed concept's display and designations,
+    #: the set's own names (match-names, title), and the codes its is-a / = filters are rooted at, as written
+    concept_names: dict[Code, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    set_names: tuple[str, ...] = ()
+    roots: list[Code] = field(default_factory=list, repr=False)
     _names_rx: re.Pattern[str] | None = field(default=None, repr=False)
     _cache: dict[Code, bool] = field(default_factory=dict, repr=False)
     _exact: tuple[Code, ...] | None = field(default=None, repr=False)
@@ -312,6 +319,8 @@ class ValueSet:
                         names.extend(_concept_names(concept))
                         if isinstance(concept.get("display"), str):
                             vs.displays[(system, code)] = Text.of(concept["display"], _designations(concept))
+                        vs.concept_names[(system, code)] = tuple(dict.fromkeys(
+                            n for n in [concept.get("display"), *_designation_values(concept)] if isinstance(n, str) and n.strip()))
                 for flt in inc.get("filter", []):
                     op, value = flt.get("op"), flt.get("value", "")
                     if op not in ("is-a", "descendent-of", "regex", "in", "="):
@@ -324,8 +333,14 @@ class ValueSet:
                             raise ConfigError(f"{where}: bad regex {value!r}: {exc}") from None
                     else:
                         value = systems.code(system, value)
+                        if part == "include" and op in ("is-a", "=") and (system, value) not in vs.roots:
+                            vs.roots.append((system, value))
                     filters.append((system, op, value, rx))
         vs.names = tuple(dict.fromkeys(fold(n) for n in names if n.strip()))
+        vs.set_names = tuple(dict.fromkeys(n for n in [*(e["valueString"] for e in res.get("extension", [])
+                                                          if isinstance(e, dict) and e.get("url") == EXT_MATCH_NAME
+                                                          and isinstance(e.get("valueString"), str)),
+                                                        res.get("title")] if isinstance(n, str) and n.strip()))
         return vs
 
 
@@ -357,9 +372,13 @@ def _designations(concept: dict) -> dict[str, str]:
     return out
 
 
+def _designation_values(concept: dict) -> list[str]:
+    return [d["value"] for d in concept.get("designation", []) if isinstance(d, dict) and isinstance(d.get("value"), str)]
+
+
 def _concept_names(concept: dict) -> list[str]:
     """A concept's designations (any language), and its display when short enough to be a name."""
-    out = [d["value"] for d in concept.get("designation", []) if isinstance(d, dict) and isinstance(d.get("value"), str)]
+    out = _designation_values(concept)
     display = concept.get("display")
     if isinstance(display, str) and len(display) <= 40:
         out.append(display)
@@ -434,6 +453,8 @@ class ConceptMaps:
                         raise bad(f"{at}.target[{ti}].code", "must be a string")
                     if eq is not None and not isinstance(eq, str):
                         raise bad(f"{at}.target[{ti}].equivalence", "must be a code (string)")
+                    if eq is None and tcode is not None:  # R4 requires it; a draft of fhir3t codes leaves it to a reviewer
+                        raise bad(f"{at}.target[{ti}]", NO_EQUIVALENCE)
                     if isinstance(tcode, str) and eq in USABLE_EQUIVALENCE:
                         self.map.setdefault(key, []).append((tgt, self.systems.code(tgt, tcode)))
                         n += 1

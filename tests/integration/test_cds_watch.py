@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -232,3 +233,98 @@ def test_a_watch_state_of_another_server_is_refused(base, tmp_path, capsys):
     state.write_text(json.dumps({"server": "https://other.example/fhir", "mark": None, "seen": {}}))
     assert watch_once(base, state) == 4
     assert "for another server" in capsys.readouterr().err
+
+
+def _phi(resources: list[dict]) -> set[str]:
+    """The strings of a sample's Patient a log must never show: id, names, identifier values, birth date, telecom."""
+    out: set[str] = set()
+    for r in resources:
+        if r["resourceType"] != "Patient":
+            continue
+        out.add(r["id"])
+        for n in r.get("name", []):
+            out.update(x for x in [n.get("family"), n.get("text"), *n.get("given", [])] if x)
+        out.update(i["value"] for i in r.get("identifier", []) if i.get("value"))
+        out.update(t["value"] for t in r.get("telecom", []) if t.get("value"))
+        if r.get("birthDate"):
+            out.add(r["birthDate"])
+    return out
+
+
+def test_status_changes_are_logged_by_pseudonym_and_newly_eligible_patients_reach_the_webhook(base, definition, tmp_path, capsys):
+    from pytest_httpserver import HTTPServer
+
+    eligible, candidate = renamed("01-eligible-classic", "w-n01"), renamed("03-candidate-missing-tests", "w-n03")
+    put_all(base, eligible + candidate)
+    hook = HTTPServer(host="127.0.0.1", port=0)
+    hook.expect_request("/hooks/3t", method="POST").respond_with_json({"ok": True})
+    hook.start()
+    try:
+        state = tmp_path / "watch.json"
+        assert watch_once(base, state, "--since", "2020-01-01", "--log-format", "json", "--notify", hook.url_for("/hooks/3t")) == 0
+        records = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+        rs01 = f"ResearchSubject/{subject_id(definition.criteria, 'Patient/w-n01')}"
+        rs03 = f"ResearchSubject/{subject_id(definition.criteria, 'Patient/w-n03')}"
+        changes = {r["subject"]: r for r in records if r.get("event") == "watch-status-change"}
+        assert changes[rs01]["status"] == "eligible" and changes[rs01]["previous"] is None
+        assert changes[rs03]["status"] == "candidate" and changes[rs03]["level"] == "info"
+        # the webhook heard of the newly eligible patient only, by pseudonym
+        bodies = [json.loads(req.get_data()) for req, _resp in hook.log]
+        mine = [b for b in bodies if b["subject"] in (rs01, rs03)]
+        assert mine == [{"event": "newly-eligible", "study": definition.study.value, "subject": rs01, "status": "eligible",
+                         "previous": None, "server": base, "time": mine[0]["time"]}]
+        assert any(r.get("event") == "notify-sent" and r["subject"] == rs01 for r in records)
+        # no PHI at INFO (nor anywhere in the log): names, identifiers, birth dates, the patients' FHIR ids
+        text = "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "".join(json.dumps(b) for b in bodies)
+        for phi in _phi(eligible) | _phi(candidate):
+            assert phi not in text, phi
+        # nothing changed: no new event, no second notification
+        hook.clear_log()
+        assert watch_once(base, state, "--log-format", "json", "--notify", hook.url_for("/hooks/3t")) == 0
+        assert not [r for r in map(json.loads, capsys.readouterr().err.splitlines()) if r.get("event") == "watch-status-change"]
+        # an HBsAg-positive result makes w-n01 ineligible: one change event, no notification
+        hbsag = {"resourceType": "Observation", "id": "w-n01-hbsag-pos", "status": "final",
+                 "code": {"coding": [{"system": "http://loinc.org", "code": "5196-1"}]},
+                 "subject": {"reference": "Patient/w-n01"}, "effectiveDateTime": "2026-11-12",
+                 "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "10828004"}]}}
+        put_all(base, [hbsag])
+        assert watch_once(base, state, "--log-format", "json", "--notify", hook.url_for("/hooks/3t")) == 0
+        later = [r for r in map(json.loads, capsys.readouterr().err.splitlines()) if r.get("event") == "watch-status-change"]
+        assert [(r["subject"], r["previous"], r["status"]) for r in later] == [(rs01, "eligible", "ineligible")]
+        assert not hook.log
+    finally:
+        hook.clear()
+        if hook.is_running():
+            hook.stop()
+
+
+def test_the_notify_command_gets_the_event_on_stdin_and_a_failing_hook_is_a_warning(base, definition, tmp_path, capsys):
+    put_all(base, renamed("06-eligible-searchset-age18", "w-n02"))  # (02's own ResearchStudy would be a second study)
+    got = tmp_path / "got.json"
+    script = tmp_path / "tell.py"
+    script.write_text("import os, sys\nopen(sys.argv[1], 'a').write(sys.stdin.read() + '|' + os.environ['FHIR3T_SUBJECT'] + '\\n')\n")
+    state = tmp_path / "w.json"
+    command = f"{sys.executable} {script} {got}"
+    assert watch_once(base, state, "--since", "2020-01-01", "--log-format", "json", "--notify", command) == 0
+    capsys.readouterr()
+    rs02 = f"ResearchSubject/{subject_id(definition.criteria, 'Patient/w-n02')}"
+    lines = [ln for ln in got.read_text().splitlines() if rs02 in ln]
+    assert len(lines) == 1
+    payload, env_subject = lines[0].rsplit("|", 1)
+    assert json.loads(payload)["subject"] == rs02 == env_subject
+    # a webhook that is down: the watch goes on, the failure is a warning naming the subject only
+    put_all(base, renamed("01-eligible-classic", "w-n06"))
+    closed = f"http://127.0.0.1:{_closed_port()}/hook"
+    assert watch_once(base, state, "--log-format", "json", "--notify", closed) == 0
+    records = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+    failed = [r for r in records if r.get("event") == "notify-failed"]
+    rs06 = f"ResearchSubject/{subject_id(definition.criteria, 'Patient/w-n06')}"
+    assert [r["subject"] for r in failed] == [rs06] and failed[0]["level"] == "warning"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

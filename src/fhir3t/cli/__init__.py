@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from fhir3t.cli.configure import apply_defaults, apply_server, config_from_argv, mark_required_server
-from fhir3t.cli.logs import Timer, new_run_id, run_logging
+from fhir3t.cli.extras import COMMAND_EXTRAS, missing_extra_message, require
+from fhir3t.cli.logs import RunLog, Timer, new_run_id, run_logging
 from fhir3t.cli.parser import Parser, unknown_options_message
 from fhir3t.config import LOG_FORMATS, LOG_LEVELS, Config
-from fhir3t.errors import EXIT_INTERNAL, EXIT_USAGE, Fhir3tError
+from fhir3t.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_USAGE, Fhir3tError
 from fhir3t.version import __version__
 
 #: subcommand name -> module under fhir3t.cli (imported lazily so `--help` stays fast)
@@ -67,11 +68,7 @@ def build_parser(config: Config | None = None) -> argparse.ArgumentParser:
             "FHIR R4 adapter for one clinical trial: screen patients against the trial's criteria, emit "
             "ResearchSubjects and AdverseEvents, validate Bundles, talk to a FHIR server."
         ),
-        epilog=(
-            "Exit codes: 0 ok; 1 validation errors found; 2 usage error; 3 some input skipped; "
-            "4 no usable input or bad configuration data; 5 FHIR server error; 6 auth error; "
-            "7 push partly failed."
-        ),
+        epilog="Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_MEANINGS.items()) + ".",
     )
     parser.add_argument("--version", action="version", version=f"fhir3t {__version__}")
     _general_options(parser, top=True)
@@ -130,36 +127,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     with run_logging(verbose, fmt, args.command, args.run_id) as log:
         log.event(f"fhir3t {__version__} {args.command}" + (f" (config {config.path})" if config.path else ""),
                   event="run-start", version=__version__, config=str(config.path) if config.path else None)
-        code = _run(args, config)
-        log.event(f"exit {code} after {timer.seconds:.1f} s", event="run-end", exit_code=code,
-                  seconds=timer.seconds, **getattr(args, "summary", {}))
+        code = _run(args, config, log)
+        log.end(code, timer.seconds, **getattr(args, "summary", {}))
     return code
 
 
-def _run(args: argparse.Namespace, config: Config) -> int:
+def _run(args: argparse.Namespace, config: Config, log: RunLog) -> int:
     try:
+        for extra in COMMAND_EXTRAS.get(args.command, ()):
+            require(extra)
         # the study's profiles folder travels with the options to wherever a Definition is loaded
         args.profiles = getattr(args, "sub_profiles", None) or args.profiles
         args._config = config  # for subcommands that read a table of their own ([serve])
         apply_server(config, args)
         return int(args.run(args))
     except Fhir3tError as exc:
-        print(f"fhir3t {args.command}: {exc}", file=sys.stderr)
+        log.failed(f"fhir3t {args.command}: {exc}", exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         print("fhir3t: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except ModuleNotFoundError as exc:  # an optional dependency missing deeper down: say which extra, not "a bug"
+        sentence = missing_extra_message(exc.name)
+        if sentence is None:
+            return _internal_error(args, log)
+        log.failed(f"fhir3t {args.command}: {sentence}", EXIT_USAGE)
+        return EXIT_USAGE
     except Exception:  # a bug: say so plainly, keep the traceback for -vv
-        logging.getLogger("fhir3t").debug("internal error", exc_info=True)
-        print(
-            f"fhir3t {args.command}: internal error (a bug in fhir3t); rerun with -vv for details",
-            file=sys.stderr,
-        )
-        if args.verbose >= 2:
-            raise
-        return EXIT_INTERNAL
+        return _internal_error(args, log)
+
+
+def _internal_error(args: argparse.Namespace, log: RunLog) -> int:
+    logging.getLogger("fhir3t").debug("internal error", exc_info=True)
+    log.failed(f"fhir3t {args.command}: internal error (a bug in fhir3t); rerun with -vv for details", EXIT_INTERNAL,
+               event="internal-error")
+    if args.verbose >= 2:
+        raise
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,7 @@ import argparse
 import csv
 import sys
 from collections import Counter
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import orjson
 
@@ -13,6 +13,9 @@ from fhir3t.cli.common import load_definition, report_problems
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_OK, Problems, UsageError
 from fhir3t.formats.table import safe
 from fhir3t.pipeline.codes import MATCHED, OTHER, CodeRow
+
+if TYPE_CHECKING:
+    from fhir3t.pipeline import Definition
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "patient identifiers, no free text, no values."),
         epilog=("Examples:\n  fhir3t codes export/                      # what to map, most relevant first\n"
                 "  fhir3t codes export/ --all --format csv --out codes.csv\n"
+                "  fhir3t codes export/ --conceptmap-draft local-codes.draft.json   # review it, then:\n"
+                "  fhir3t screen export/ --concept-map local-codes.draft.json\n"
                 "Exit codes: 0 listed; 2 usage; 4 no usable input."),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -36,7 +41,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="table (default), csv or json")
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     p.add_argument("--all", action="store_true", help="also list codes that matter to no criterion")
+    p.add_argument("--conceptmap-draft", metavar="FILE",
+                   help="also write a FHIR ConceptMap draft of every unmapped local code: counts, candidate targets "
+                        "with a confidence and no equivalence; review it (set equivalence, status active), then give "
+                        "it to --concept-map")
     p.set_defaults(run=run)
+
+
+MESSAGES = {
+    "draft-written": "wrote a ConceptMap draft of {n} unmapped local code(s), {proposed} with candidate targets, to {path}: "
+                     "review each target (set its equivalence or delete it) before giving it to --concept-map",
+    "draft-none": "no unmapped local codes: no ConceptMap draft written",
+}
 
 
 def _table(rows: list[CodeRow], out: IO[str], hidden: int) -> None:
@@ -57,6 +73,25 @@ def _table(rows: list[CodeRow], out: IO[str], hidden: int) -> None:
                   (f"; {hidden} other codes not shown (--all)" if hidden else ""))
 
 
+def _write_draft(args: argparse.Namespace, rows: list[CodeRow], definition: Definition) -> None:
+    from fhir3t.pipeline.conceptmap_draft import draft
+    from fhir3t.sinks import atomic_text
+
+    cm = draft(rows, definition, ", ".join(str(p) for p in args.paths))
+    codes = {(g["source"], e["code"]) for g in cm["group"] for e in g["element"]}
+    if not codes:
+        print(f"fhir3t codes: {MESSAGES['draft-none']}", file=sys.stderr)
+        return
+    proposed = {(g["source"], e["code"]) for g in cm["group"] for e in g["element"] if e.get("target")}
+    try:
+        with atomic_text(args.conceptmap_draft) as fh:
+            fh.write(orjson.dumps(cm, option=orjson.OPT_INDENT_2).decode() + "\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.conceptmap_draft}: {exc.strerror}") from None
+    print(f"fhir3t codes: {MESSAGES['draft-written'].format(n=len(codes), proposed=len(proposed), path=args.conceptmap_draft)}",
+          file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from fhir3t.pipeline import with_discovered_maps
     from fhir3t.pipeline.codes import inventory
@@ -64,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
     problems = Problems()
     maps = with_discovered_maps(args.paths, args.concept_map, problems)
-    rows = inventory(args.paths, load_definition(args, maps), problems)
+    definition = load_definition(args, maps)
+    rows = inventory(args.paths, definition, problems)
     shown = rows if args.all else [r for r in rows if r.verdict != OTHER]
     hidden = len(rows) - len(shown)
 
@@ -88,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
             write(sys.stdout)
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
+    if args.conceptmap_draft:
+        _write_draft(args, rows, definition)
     report_problems(problems)
     if not rows:
         print("fhir3t codes: no coded resources of the types the criteria read were found", file=sys.stderr)

@@ -5,6 +5,12 @@ log collector parses all of it: log records, and the messages subcommands print 
 summaries). The run id is `$FHIR3T_RUN_ID` when set, else systemd's `$INVOCATION_ID`, else random.
 Messages are PHI-free by construction at INFO and WARNING (files, entries, elements and counts, never
 names, identifiers or values); -vv (DEBUG) may show values and is not meant for production logs.
+
+Levels mean something an operator can alert on: `error` for a failure (the run, or a step of a service,
+did not do its job: exit codes 2, 4-7, 70), `warning` for a degraded result (input skipped, a server
+that will not give what a criterion reads, a notification that could not be delivered), `info` for the
+rest. Every JSON record carries an `event` name from EVENTS (stable: alert rules key on them), and the
+last record of a run is `run-end` with the exit code and its `outcome` word (fhir3t.errors.OUTCOMES).
 """
 from __future__ import annotations
 
@@ -22,9 +28,57 @@ from typing import IO, Any
 
 import orjson
 
+from fhir3t.errors import EXIT_FINDINGS, EXIT_INPUT_SKIPPED, EXIT_INTERRUPTED, EXIT_OK, OUTCOMES
+
 LEVELS = [logging.WARNING, logging.INFO, logging.DEBUG]
 _RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_PREFIX = re.compile(r"^fhir3t(?: [a-z-]+)?: (?:(?P<tag>skipped|note|warning|error): )?")
+_PREFIX = re.compile(r"^fhir3t(?: [a-z-]+)?: (?:(?P<area>server check): )?(?:(?P<tag>skipped|note|warning|error|fail): )?")
+
+#: event name -> what it means: the `event` of every JSON log record is one of these (stable names)
+EVENTS: dict[str, str] = {
+    "run-start": "a command started (version, config file)",
+    "run-end": "a command ended: exit_code, outcome, seconds and the command's counts; level error when it failed, "
+               "warning when its result is degraded (some input skipped, findings)",
+    "run-failed": "the reason a command failed (the sentence it printed), with its exit code",
+    "internal-error": "a bug in fhir3t (exit 70); rerun with -vv for the traceback",
+    "input-skipped": "a file, entry or line was skipped (it names where, never what it held)",
+    "server-check": "the quick server check before screen --server found something the server will not give",
+    "note": "a note of the command's (a ConceptMap found among the input, a date choice, ...)",
+    "warning": "a warning of the command's",
+    "error": "an error the command reported and carried on after",
+    "message": "any other line the command printed on stderr",
+    "log": "a record of a module's logger without an event name of its own",
+    "request": "an HTTP request to serve / watch: method, route template (never the path), status, ms; error for a 5xx",
+    "cds-discovery": "the CDS Hooks discovery document was served",
+    "cds-call": "a CDS Hooks call: service, prefetch counts, outcome (card / no-card and why); warning when data "
+                "could not be fetched within the budget",
+    "cds-feedback": "feedback on cards: counts",
+    "notification": "a Subscription notification was received: how many items were queued",
+    "watch-round": "one polling round of watch: counts of changes, patients, statuses and pushes",
+    "watch-notified": "patients screened on a Subscription notification: the same counts",
+    "watch-round-failed": "a watch round failed and will be retried (the error's type only)",
+    "watch-status-change": "a watched patient's screening status changed: the ResearchSubject id (a pseudonym), "
+                           "the new and the previous status; no names, identifiers or values",
+    "notify-sent": "the --notify hook was given a newly eligible patient (how, and the ResearchSubject id)",
+    "notify-failed": "the --notify hook failed (the command's exit code or the webhook's HTTP status)",
+}
+
+#: stderr tag -> (level, event) of the JSON record the line becomes
+_TAGS = {"skipped": ("warning", "input-skipped"), "note": ("info", "note"), "warning": ("warning", "warning"),
+         "error": ("error", "error")}
+
+
+def outcome_level(exit_code: int) -> int:
+    """The level of a run-end record: info when it did its job, warning when degraded, error when it failed."""
+    if exit_code == EXIT_OK:
+        return logging.INFO
+    if exit_code in (EXIT_INPUT_SKIPPED, EXIT_FINDINGS, EXIT_INTERRUPTED):
+        return logging.WARNING
+    return logging.ERROR
+
+
+def outcome(exit_code: int) -> str:
+    return OUTCOMES.get(exit_code, "failed")
 
 
 def new_run_id() -> str:
@@ -49,7 +103,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         obj: dict[str, Any] = {"time": _now(), "level": record.levelname.lower(), "logger": record.name,
-                               "run_id": self.run_id, "command": self.command, "message": record.getMessage()}
+                               "run_id": self.run_id, "command": self.command, "event": "log",
+                               "message": record.getMessage()}
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             obj.update(fields)
@@ -83,9 +138,12 @@ class JsonStderr(io.TextIOBase):
             return
         m = _PREFIX.match(line)
         tag = m["tag"] if m else None
-        level = {"skipped": "warning", "warning": "warning", "error": "error"}.get(tag or "", "info")
+        if m and m["area"]:  # the quick server check: what the server will not give degrades the results
+            level, event = ("warning", "server-check") if tag in ("warning", "fail") else ("info", "server-check")
+        else:
+            level, event = _TAGS.get(tag or "", ("info", "message"))
         obj = {"time": _now(), "level": level, "logger": "fhir3t.cli", "run_id": self.run_id,
-               "command": self.command, "message": line[m.end():] if m else line}
+               "command": self.command, "event": event, "message": line[m.end():] if m else line}
         self.target.write(orjson.dumps(obj).decode() + "\n")
 
     def flush(self) -> None:
@@ -101,12 +159,27 @@ class RunLog:
     def __init__(self, logger: logging.Logger, handler: logging.Handler, fmt: str) -> None:
         self.logger, self.handler, self.fmt = logger, handler, fmt
 
-    def event(self, message: str, **fields: Any) -> None:
-        if self.fmt != "json":
+    def event(self, message: str, level: int = logging.INFO, **fields: Any) -> None:
+        if self.fmt != "json":  # in text the run's own records are -v detail: the failure was printed already
             self.logger.info(message)
             return
-        record = self.logger.makeRecord(self.logger.name, logging.INFO, "(run)", 0, message, (), None,
+        record = self.logger.makeRecord(self.logger.name, level, "(run)", 0, message, (), None,
                                         extra={"fields": fields})
+        self.handler.handle(record)
+
+    def end(self, exit_code: int, seconds: float, **fields: Any) -> None:
+        """The run-end record: exit code, outcome word, seconds, the command's counts; its level says how it went."""
+        self.event(f"exit {exit_code} after {seconds:.1f} s", outcome_level(exit_code), event="run-end",
+                   exit_code=exit_code, outcome=outcome(exit_code), seconds=seconds, **fields)
+
+    def failed(self, line: str, exit_code: int, event: str = "run-failed") -> None:
+        """A command's failure: the line it always printed, as an error record in JSON mode."""
+        if self.fmt != "json":
+            print(line, file=sys.stderr)
+            return
+        message = _PREFIX.sub("", line, count=1)
+        record = self.logger.makeRecord(self.logger.name, logging.ERROR, "(run)", 0, message, (), None,
+                                        extra={"fields": {"event": event, "exit_code": exit_code}})
         self.handler.handle(record)
 
 

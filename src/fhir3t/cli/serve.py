@@ -65,14 +65,6 @@ def settings_from(args: argparse.Namespace):  # -> ServeSettings
                           watch=args.watch)
 
 
-def _need_extra() -> None:
-    try:
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        raise UsageError("the service needs Starlette and uvicorn: pip install \"fhir3t[service]\"") from None
-
-
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.feedback or args.feedback_rows:
@@ -88,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
         finally:
             store.close()
         return EXIT_OK
-    _need_extra()
     cfg: Config = getattr(args, "_config", None) or Config()
     if not args.verbose and not cfg.log_level:  # a service's request lines are INFO: on unless asked otherwise
         logging.getLogger("fhir3t").setLevel(logging.INFO)

@@ -33,7 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "  fhir3t watch --server https://ehr.example.org/fhir --interval 300\n"
             "  fhir3t watch --server https://ehr.example.org/fhir --mode subscriptions \\\n"
             "               --listen 0.0.0.0:8089 --endpoint https://fhir3t.hospital.example\n"
-            "Logs say counts per round, never patient data.\n"
+            "  fhir3t watch --server https://ehr.example.org/fhir --notify 'https://chat.hospital.example/hooks/3t'\n"
+            "  fhir3t watch --server https://ehr.example.org/fhir --notify '/usr/local/bin/mail-coordinator'\n"
+            "Logs say counts per round and, for each status change, the ResearchSubject id (a pseudonym) and the\n"
+            "new status (event watch-status-change); never names, identifiers or values.\n"
             "Exit codes: 0 ok; 2 usage error; 5 server error; 6 auth error; 7 some ResearchSubjects not pushed (--once)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -54,6 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
                    help="FHIR ConceptMap translating hospital-local codes (repeatable)")
     p.add_argument("--as-of", type=day, metavar="DATE", help="screen as if today were DATE (tests; never in production)")
+    p.add_argument("--notify", metavar="URL|COMMAND",
+                   help="tell this webhook (POST, JSON) or command (JSON on stdin, FHIR3T_SUBJECT etc. in its "
+                        "environment) of each newly eligible patient, by ResearchSubject id only")
     p.set_defaults(run=run)
 
 
@@ -73,13 +79,21 @@ def run(args: argparse.Namespace) -> int:
     settings = serve_settings(cfg)
     if not args.verbose and not cfg.log_level and not args.once:  # rounds are logged at INFO
         logging.getLogger("fhir3t").setLevel(logging.INFO)
+    if cfg.log_level != "warning":  # status changes and deliveries (INFO) are what a watch is for, --once too
+        for name in ("fhir3t.watch", "fhir3t.notify"):
+            logging.getLogger(name).setLevel(min(logging.INFO, logging.getLogger("fhir3t").getEffectiveLevel()))
     if args.interval <= 0:
         raise UsageError("--interval must be positive")
+    notify = None
+    if args.notify is not None:
+        from fhir3t.service.notify import Notifier
+
+        notify = Notifier(args.notify)
     client = make_client(args)
     path = Path(args.state) if args.state else state_file(settings.state_dir, client.base)
     start = datetime(args.since.year, args.since.month, args.since.day, tzinfo=UTC).timestamp() if args.since else None
     watcher = Watcher(client, load_definition(args), WatchState.load(path, client.base), start=start,
-                      today=(lambda: args.as_of) if args.as_of else None)
+                      today=(lambda: args.as_of) if args.as_of else None, notify=notify)
     if args.once:
         rnd = watcher.poll()
         print(f"fhir3t watch: {rnd.line()}", file=sys.stderr)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from fhir3t.errors import Problems
 from fhir3t.pipeline.definition import Definition
+from fhir3t.pipeline.mapmatch import named_like
 from fhir3t.records.concepts import main_concept
 from fhir3t.sources.files import Limits, iter_resources
 from fhir3t.sources.grouping import SharedIndex
-from fhir3t.textnorm import fold
 
 MATCHED, UNKNOWN_SYSTEM, SUSPECT, INVALID, OTHER = "matched", "unknown system", "named like a criterion", "malformed", "-"
 ORDER = {MATCHED: 0, SUSPECT: 1, UNKNOWN_SYSTEM: 2, INVALID: 3, OTHER: 4}
@@ -98,8 +98,7 @@ def _classify(row: CodeRow, definition: Definition) -> None:
     valid = [c for c in codes if tx.systems.valid(*c)]
     sets = plan.valuesets.get(row.type, ())
     row.valuesets = tuple(vs.id for vs in sets if any(c in vs for c in valid))
-    texts = tuple(fold(d) for d in row.displays)
-    row.named = tuple(vs.id for vs in plan.names(row.type).which(texts)) if texts else ()
+    row.named = named_like(row.displays, plan.valuesets.get(row.type, ())) if row.displays else ()
     system = tx.systems.system(row.system) if row.system else ""
     row.system_name = tx.systems.name(system) if system else ""
     if row.valuesets:

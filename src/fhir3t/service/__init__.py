@@ -10,6 +10,6 @@
   ResearchSubjects with the no-regression rule.
 - `app`: the Starlette ASGI app over both; `runner`: uvicorn, graceful shutdown, logs.
 
-Needs the `service` extra (`pip install "fhir3t[service]"`: Starlette and uvicorn); only `app` and
-`runner` import them.
+Starlette and uvicorn come with the default install (the `service` extra names them too); only `app` and
+`runner` import them, and fhir3t.cli.extras says which extra to install if they are missing.
 """

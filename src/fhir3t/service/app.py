@@ -70,7 +70,7 @@ def _log(request: Request, status: int, started: float, fields: dict[str, Any] |
     route = _route_label(request)
     extra = {"event": "request", "method": request.method, "route": route, "status": status, "ms": ms, **(fields or {})}
     outcome = f" {fields['outcome']}" if fields and "outcome" in fields else ""
-    level = logging.WARNING if status >= 500 else logging.INFO
+    level = logging.ERROR if status >= 500 else logging.INFO  # a 5xx is the service failing a call: alert
     log.log(level, "%s %s %d%s %.0f ms", request.method, route, status, outcome, ms, extra={"fields": extra})
 
 

@@ -19,7 +19,9 @@ Pushed: the ResearchSubject of every `eligible` or `candidate` patient, and of a
 already has a fhir3t ResearchSubject for (so a candidate who turns out ineligible is updated, while
 the thousands of ineligible patients with a routine lab result do not each get one); through
 FhirServerSink, whose no-regression rule never overwrites a subject the study team has enrolled.
-Logs carry counts only.
+Logs carry counts, and each status change of a followed patient (`watch-status-change`) under the
+ResearchSubject id, a pseudonym: never a name, an identifier or a value. A newly eligible patient is
+also handed to the `notify` hook (a command or a webhook, fhir3t.service.notify).
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ from fhir3t.r4facts import r4_facts
 from fhir3t.sinks import FhirServerSink, write_json
 from fhir3t.sources.rest import anchor_codes
 from fhir3t.transport.http import FhirClient, HttpStatusError
+from fhir3t.transport.urls import describe
 
 log = logging.getLogger("fhir3t.watch")
 
@@ -59,6 +62,8 @@ OVERLAP = 120.0
 #: codes per Subscription criteria (keeps the criteria URL well under common limits)
 CODES_PER_SUBSCRIPTION = 60
 NOTIFY_PATH = "/fhir3t/notify"
+#: the `event` of what the notify hook is given (a webhook's JSON body, a command's stdin)
+NEWLY_ELIGIBLE = "newly-eligible"
 #: seconds a notification waits for the others of the same burst before its patients are screened
 SETTLE = 0.5
 
@@ -78,12 +83,17 @@ def is_ours(res: dict) -> bool:
 
 @dataclass
 class WatchState:
-    """Where polling resumes: the newest lastUpdated processed, and the versions seen in the overlap."""
+    """Where polling resumes: the newest lastUpdated processed, and the versions seen in the overlap.
+
+    `statuses`: the last screening status of each patient that has been eligible or a candidate, keyed by
+    the ResearchSubject id (a pseudonym), so a status change is told once, across restarts too.
+    """
 
     path: Path
     server: str
     mark: float | None = None
     seen: dict[str, float] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path, server: str) -> WatchState:
@@ -97,12 +107,13 @@ class WatchState:
             raise InputError(f"{path}: this watch state is for another server; give --state another file")
         mark = instant(data.get("mark")) if isinstance(data.get("mark"), str) else None
         seen = {k: float(v) for k, v in (data.get("seen") or {}).items() if isinstance(v, int | float)}
-        return cls(path, server, mark, seen)
+        statuses = {k: v for k, v in (data.get("statuses") or {}).items() if isinstance(v, str)}
+        return cls(path, server, mark, seen, statuses)
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json({"server": self.server, "mark": iso(self.mark) if self.mark is not None else None,
-                    "seen": self.seen}, self.path)
+                    "seen": self.seen, "statuses": self.statuses}, self.path)
 
 
 def state_file(folder: Path, server: str) -> Path:
@@ -139,8 +150,10 @@ class Watcher:
 
     def __init__(self, client: FhirClient, definition: Definition, state: WatchState, *, start: float | None = None,
                  today: Callable[[], date] | None = None, clock: Callable[[], float] = time.time,
-                 overlap: float = OVERLAP, problems: Problems | None = None) -> None:
+                 overlap: float = OVERLAP, problems: Problems | None = None,
+                 notify: Callable[[dict[str, Any]], object] | None = None) -> None:
         self.client = client
+        self.notify = notify  # told of every newly eligible patient (fhir3t.service.notify.Notifier)
         #: the study's definition (shared with the CDS service when both run in `serve --watch`)
         self.definition = definition
         #: what the watcher says once for its lifetime (a type the server cannot search by _lastUpdated)
@@ -229,6 +242,7 @@ class Watcher:
         rnd.problems += len(run.problems)
         for r in results:
             rnd.statuses[r.status] += 1
+            self._changed(r.patient, r.status)
         chosen = [r for r in results if r.status in PUSHED or self._has_subject(r.patient)]
         if not chosen:
             return rnd
@@ -244,6 +258,25 @@ class Watcher:
             elif o.state in ("failed", "unknown"):
                 rnd.failed += 1
         return rnd
+
+    def _changed(self, patient: str, status: str) -> None:
+        """Log a patient's status change under its pseudonym (and tell the hook when newly eligible).
+
+        Only patients who are or have been eligible or a candidate are followed: the thousands screened
+        ineligible on a routine lab result are neither news nor kept."""
+        key = subject_id(self.definition.criteria, patient)
+        previous = self.state.statuses.get(key)
+        if status == previous or (previous is None and status not in PUSHED):
+            return
+        self.state.statuses[key] = status
+        subject = f"ResearchSubject/{key}"
+        log.info("watch: %s is now %s (was %s)", subject, status, previous or "not followed",
+                 extra={"fields": {"event": "watch-status-change", "subject": subject, "status": status,
+                                   "previous": previous}})
+        if status == Status.ELIGIBLE and self.notify is not None:
+            self.notify({"event": NEWLY_ELIGIBLE, "study": self.definition.study.value, "subject": subject,
+                         "status": status, "previous": previous, "server": describe(self.client.base),
+                         "time": iso(self.clock())})
 
     def poll(self) -> Round:
         """One polling round: what changed, screened and pushed; the state saved afterwards."""
@@ -406,8 +439,9 @@ class Watcher:
                 self.last_error = None
             except Fhir3tError as exc:
                 self.last_error = type(exc).__name__
-                log.warning("watch: round failed, retrying in %.0f s: %s", min(interval, 60.0), type(exc).__name__)
+                log.warning("watch: round failed, retrying in %.0f s: %s", min(interval, 60.0), type(exc).__name__,
+                            extra={"fields": {"event": "watch-round-failed", "error": type(exc).__name__}})
                 next_poll = time.monotonic() + min(interval, 60.0)
 
 
-__all__ = ["NOTIFY_PATH", "OVERLAP", "Round", "WatchState", "Watcher", "iso", "patient_id", "state_file"]
+__all__ = ["NEWLY_ELIGIBLE", "NOTIFY_PATH", "OVERLAP", "Round", "WatchState", "Watcher", "iso", "patient_id", "state_file"]

@@ -29,6 +29,7 @@ import requests
 
 from fhir3t.errors import AuthError, ServerError
 from fhir3t.jsonshape import items, text
+from fhir3t.secretfiles import problem
 from fhir3t.transport.deadline import Deadline, guarded_session
 from fhir3t.transport.urls import clean, describe, is_loopback, origin, origin_text, strip_userinfo
 
@@ -242,6 +243,8 @@ def load_signing_key(source: str | Path) -> tuple[Any, str, str | None]:
     path = Path(source)
     try:
         raw = path.read_bytes()
+    except PermissionError:  # the usual container mistake: say who owns it and what works
+        raise AuthError(problem(path, "the SMART key file") or f"cannot read the SMART key file {path}") from None
     except OSError as exc:
         raise AuthError(f"cannot read the SMART key file {path}: {exc.strerror}") from None
     kid: str | None = None
