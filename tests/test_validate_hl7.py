@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fhir3t.validate import validate_resource
-from fhir3t.validate.definitions import resource_types, type_def, types, value_sets
+from fhir3t.r4defs import resource_types, type_def, types, value_sets
 
 SHARED = Path(os.environ.get("FHIR3T_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 EXAMPLES = SHARED / "data" / "hl7-examples"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from fhir3t.validate.definitions import resource_types as r4_resource_types
+from fhir3t.r4defs import resource_types as r4_resource_types
 from fhir3t.validate.issues import Issue
 from fhir3t.validate.refs import ABSOLUTE_REF, RELATIVE_REF, iter_references
 

@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from fhir3t.validate.definitions import Constraint, constraints
+from fhir3t.r4defs import Constraint, constraints
 
 NATIVE = frozenset({"ele-1", "ext-1", "ref-1", "dom-3", "txt-1", "txt-2", "bdl-1", "bdl-2", "bdl-3", "bdl-4", "bdl-5",
                     "bdl-7", "bdl-8", "bdl-9", "bdl-10", "bdl-11", "bdl-12"})

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from fhir3t.validate import fhirpath, primitives, xhtml
-from fhir3t.validate.definitions import (
+from fhir3t.r4defs import (
     ElementDef,
     TypeDef,
     ancestors,

@@ -14,7 +14,7 @@ import calendar
 import re
 from typing import Any
 
-from fhir3t.validate.definitions import BOOLEAN, DECIMAL, INTEGERS, type_def
+from fhir3t.r4defs import BOOLEAN, DECIMAL, INTEGERS, type_def
 
 #: characters not allowed in any FHIR string (C0 controls but TAB, CR, LF)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
