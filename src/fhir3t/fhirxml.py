@@ -44,7 +44,7 @@ MESSAGES = {
     "attribute": "attribute {name!r} is not allowed on this element",
     "text": "text content is not allowed in a FHIR element (values are in the value attribute)",
     "no-value": "a primitive element needs a value attribute or an extension",
-    "lexical": "value {value!r} is not a valid {type}",
+    "lexical": "the value is not a valid {type} (not echoed: it may be patient data)",
     "resource-wrapper": "must hold exactly one resource element",
     "as-attribute": "{name} is written as an attribute here, not as an element",
     "repeated": "element {name} appears more than once but allows one",
@@ -150,7 +150,6 @@ class _Converter:
             if (name == "id" and not (tdef.kind == "resource" and path == "")) or (
                     name == "url" and tdef.name == "Extension" and path == ""):
                 self.problem(at, "as-attribute", name=name)
-                continue
             if child is None:
                 # unknown here: kept in a plain shape, so the validator names it as an unknown element
                 self._put(out, name, self._generic(c, at), many=name in out)
@@ -158,8 +157,11 @@ class _Converter:
             n = counts[name] = counts.get(name, 0) + 1
             many = child.element.many
             if not many and n > 1:
+                # kept (as an array), so the readers see a wrong shape instead of a silently lost value
                 self.problem(at, "repeated", name=name)
-                continue
+                if not isinstance(out.get(name), list):
+                    out[name] = [out[name]] if name in out else []
+                many = True
             idx_at = f"{at}[{n - 1}]" if many else at
             self._element(c, child, tdef, name, out, idx_at, many)
 
@@ -221,8 +223,9 @@ class _Converter:
         value: Any = None
         if "value" in attrs:
             value = _typed(attrs["value"], t)
-            if value is None:
-                self.problem(at, "lexical", value=attrs["value"], type=t)
+            if value is None:  # kept as the string it is, so every reader treats it as a wrong value
+                self.problem(at, "lexical", type=t)
+                value = attrs["value"]
         elif not ext.get("extension"):
             self.problem(at, "no-value")
         if many:
