@@ -149,7 +149,7 @@ def run_cases(repo: Path, cases: list[Case]) -> Iterator[tuple[Case, list[str]]]
                     sp.parent.mkdir(parents=True, exist_ok=True)
                     sp.write_bytes(git_show(repo, f"validator/{s}"))
                     ctx.append(sp)
-                options = v.Options(context=v.load_context(ctx))
+                options = v.Options(context=v.load_context(ctx)[0])
             issues, _ = v.validate_issues([p], options=options)
             yield case, [str(i) for i in issues if i.is_error]
 

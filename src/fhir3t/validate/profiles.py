@@ -42,6 +42,20 @@ def structure_definitions() -> dict[str, dict]:
 
 
 @cache
+def package_questionnaires() -> dict[str, dict]:
+    """Canonical URL → the Questionnaires the profiles package ships (fhir3t's screening checklist)."""
+    out: dict[str, dict] = {}
+    for path in sorted(profiles_path().glob("Questionnaire-*.json")):
+        try:
+            q = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"profile {path} does not load: {exc}") from exc
+        if isinstance(q.get("url"), str):
+            out[q["url"]] = q
+    return out
+
+
+@cache
 def package_extensions() -> dict[str, dict]:
     """Extension URL → context and value types, for the extensions fhir3t defines."""
     out: dict[str, dict] = {}
