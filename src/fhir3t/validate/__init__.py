@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir3t.validate import fhirpath
-from fhir3t.validate.bundle import Resolver, check_bundle
+from fhir3t.validate.bundle import Resolver, check_bundle, check_targets
 from fhir3t.validate.instance import Walk, is_resource_type, walk_resource
 from fhir3t.validate.invariants import check_bundle_invariants, check_dom3, check_ref1
 from fhir3t.validate.issues import Issue, has_errors, to_operation_outcome
@@ -95,6 +95,8 @@ def validate_resource(obj: Any, options: Options | None = None, tally: Tally | N
     resolver = Resolver(obj)
     _evaluate(w, resolver)
     issues = w.issues
+    if rt == "Bundle":
+        issues.extend(check_targets(resolver, w.references))
     find = _questionnaires(w, opts)
     for res, where, container in w.resources:
         rtype = res["resourceType"]

@@ -93,6 +93,23 @@ class Resolver:
         return got[0].resource if len(got) == 1 else None
 
 
+def check_targets(resolver: Resolver, references: list[tuple[str, str, tuple[str, ...], str | None]]) -> Iterator[Issue]:
+    """References that resolve inside the Bundle to a resource of a type the element does not allow, or
+    of another type than their Reference.type says (a urn:uuid carries no type of its own, so this is
+    the only place its target's type can be checked)."""
+    for where, ref, targets, declared in references:
+        got = resolver.find(ref, None)
+        if len(got) != 1 or got[0].resource is None or not isinstance(got[0].rtype, str):
+            continue
+        rtype = got[0].rtype
+        if targets and rtype not in targets:
+            yield Issue("error", "structure", f"reference {ref!r} resolves to a {rtype}, which is not a valid target "
+                                              f"here (must be one of {', '.join(targets)})", f"{where}.reference")
+        if declared is not None and declared != rtype:
+            yield Issue("error", "value", f"Reference.type {declared!r} does not match the type of the resource "
+                                          f"{ref!r} resolves to ({rtype})", f"{where}.type")
+
+
 def check_bundle(bundle: dict, *, strict_refs: bool = False) -> list[Issue]:
     entries = bundle.get("entry")
     issues: list[Issue] = list(_check_links(bundle))
@@ -180,11 +197,14 @@ def _resolve(resolver: Resolver, ref: str, where: str, base: str | None, btype: 
         return Issue("error", "invalid", f"conditional reference {ref!r}: {problem}", loc) if problem else None
     got = resolver.find(ref, base)
     if len({g.index for g in got}) > 1 and len({(g.full_url, g.version) for g in got}) > 1:
-        return Issue("error", "invalid", f"found {len(got)} entries that match {ref!r} in the Bundle", loc)
+        # an error where the Bundle must be closed (a document, message, transaction), else a warning as
+        # the HL7 validator says: the reference is not wrong, only not decidable here
+        return Issue("error" if btype in ("document", "message", "transaction") else "warning", "invalid", f"found {len(got)} entries that match {ref!r} in the Bundle", loc)
     if got:
         return None
     if ref.startswith(("urn:uuid:", "urn:oid:")):
-        return Issue("error", "not-found",
+        # a collection need not be closed (R4 asks resolution of transactions, documents and messages)
+        return Issue("warning" if btype == "collection" else "error", "not-found",
                      f"reference {ref!r} does not resolve to any entry's fullUrl in this {btype} Bundle", loc)
     m = RELATIVE_REF.match(ref)
     if m and m.group(1) not in r4_resource_types():

@@ -20,6 +20,7 @@ from fhir3t.r4defs import resource_types
 from fhir3t.validate.issues import Issue
 
 SD = "http://hl7.org/fhir/StructureDefinition/"
+SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-"
 
 MESSAGES = {
     "not-found": "the Questionnaire {url} is not in the input, the context or the package, so answers are not "
@@ -56,7 +57,7 @@ ANSWER_TYPES: dict[str, tuple[str, ...]] = {
     "boolean": ("valueBoolean",), "decimal": ("valueDecimal",), "integer": ("valueInteger",),
     "date": ("valueDate",), "dateTime": ("valueDateTime",), "time": ("valueTime",),
     "string": ("valueString",), "text": ("valueString",), "url": ("valueUri",),
-    "choice": ("valueCoding",), "open-choice": ("valueCoding", "valueString"),
+    "choice": ("valueCoding", "valueString"), "open-choice": ("valueCoding", "valueString"),
     "attachment": ("valueAttachment",), "reference": ("valueReference",), "quantity": ("valueQuantity",),
 }
 NO_ANSWERS = frozenset({"display", "group", "question"})
@@ -70,7 +71,7 @@ Lookup = Callable[[str], dict | None]
 def _ext(item: dict, name: str) -> list[Any]:
     out = []
     for e in item.get("extension") or ():
-        if isinstance(e, dict) and e.get("url") in (SD + name, SD + "questionnaire-" + name):
+        if isinstance(e, dict) and e.get("url") in (SD + name, SD + "questionnaire-" + name, SDC + name):
             out.extend(v for k, v in e.items() if k.startswith("value"))
     return out
 
@@ -259,8 +260,8 @@ def _quantity(qi: dict, v: dict, at: str) -> Iterator[Issue]:
     options = [o for o in _ext(qi, "unitOption") if isinstance(o, dict)]
     if options and not any((o.get("system"), o.get("code")) == (v.get("system"), v.get("code")) for o in options):
         yield Issue("error", "value", MESSAGES["units"], at)
-    for which, key in (("minimum", "minQuantity"), ("maximum", "maxQuantity")):
-        for lim in _ext(qi, key):
+    for which, key in (("minimum", "minValue"), ("maximum", "maxValue")):
+        for lim in [*_ext(qi, key), *_ext(qi, key.replace("Value", "Quantity"))]:
             if not isinstance(lim, dict):
                 continue
             a, b = _base(v), _base(lim)
