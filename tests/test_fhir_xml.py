@@ -18,7 +18,7 @@ from fhir3t.validate import validate_issues
 
 pytest.importorskip("lxml", reason="the XML twins are written by fhir.resources, which needs lxml (test extra)")
 
-from fhir.resources.R4B import get_fhir_model_class  # noqa: E402
+from fhir.resources.R4B import get_fhir_model_class
 
 
 def _twin(src: Path, folder: Path) -> Path:

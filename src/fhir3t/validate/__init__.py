@@ -25,7 +25,7 @@ from fhir3t.validate.invariants import check_bundle_invariants, check_dom3, chec
 from fhir3t.validate.issues import Issue, has_errors, to_operation_outcome
 from fhir3t.validate.primitives import json_kind
 from fhir3t.validate.profiles import check_profiles, package_extensions, package_questionnaires
-from fhir3t.validate.questionnaire import check_response
+from fhir3t.validate.questionnaire import check_questionnaire, check_response
 from fhir3t.validate.reader import DEFAULT_MAX_BYTES, expand_paths, read_items
 
 __all__ = [
@@ -102,6 +102,8 @@ def validate_resource(obj: Any, options: Options | None = None, tally: Tally | N
         rtype = res["resourceType"]
         if rtype == "QuestionnaireResponse":
             issues.extend(x.at(where) for x in check_response(res, find))
+        elif rtype == "Questionnaire":
+            issues.extend(x.at(where) for x in check_questionnaire(res))
         if container is None:
             if rtype not in ("Bundle", "Parameters", "Binary"):
                 issues.extend(check_dom3(res, where))

@@ -147,11 +147,18 @@ def _check_full_urls(resolver: Resolver, btype: object) -> Iterator[Issue]:
         elif fu is not None and e.resource is not None:
             m = ABSOLUTE_REF.match(fu)
             r = e.resource
-            if m and (m.group(2) != r.get("resourceType") or ("id" in r and m.group(3) != r.get("id"))):
+            if m and "id" not in r and btype not in REQUEST_TYPES and btype != "searchset":  # (searchset: below)
+                yield Issue("error", "invalid", f"the fullUrl {fu[:120]!r} looks like a RESTful server URL, but the "
+                                                "resource has no id", f"{at}.fullUrl")
+            elif m and (m.group(2) != r.get("resourceType") or ("id" in r and m.group(3) != r.get("id"))):
                 yield Issue("error", "invalid",
                             f"the fullUrl {fu[:120]!r} looks like a RESTful server URL, so it must end with the "
                             f"resource's type and id (/{r.get('resourceType')}/{r.get('id')})", f"{at}.fullUrl")
-        if (btype == "searchset" and e.resource is not None and "id" not in e.resource and e.mode != "outcome"
+        if btype == "searchset" and e.mode == "outcome" and e.resource is not None and e.rtype != "OperationOutcome":
+            yield Issue("error", "invalid", f"an entry of search mode 'outcome' must be an OperationOutcome, not "
+                                            f"a {e.rtype}", f"{at}.resource")
+        if (btype == "searchset" and e.resource is not None and "id" not in e.resource
+                and (e.mode != "outcome" or e.rtype != "OperationOutcome")
                 and e.rtype != "OperationOutcome"):
             yield Issue("error", "invalid", "search results must have ids", f"{at}.resource")
 
@@ -197,14 +204,14 @@ def _resolve(resolver: Resolver, ref: str, where: str, base: str | None, btype: 
         return Issue("error", "invalid", f"conditional reference {ref!r}: {problem}", loc) if problem else None
     got = resolver.find(ref, base)
     if len({g.index for g in got}) > 1 and len({(g.full_url, g.version) for g in got}) > 1:
-        # an error where the Bundle must be closed (a document, message, transaction), else a warning as
-        # the HL7 validator says: the reference is not wrong, only not decidable here
-        return Issue("error" if btype in ("document", "message", "transaction") else "warning", "invalid", f"found {len(got)} entries that match {ref!r} in the Bundle", loc)
+        # an error where the Bundle must be closed (a document, message, transaction), else a warning as the
+        # HL7 validator says: the reference is not wrong, only not decidable here
+        severity = "error" if btype in ("document", "message", "transaction") else "warning"
+        return Issue(severity, "invalid", f"found {len(got)} entries that match {ref!r} in the Bundle", loc)
     if got:
         return None
     if ref.startswith(("urn:uuid:", "urn:oid:")):
-        # a collection need not be closed (R4 asks resolution of transactions, documents and messages)
-        return Issue("warning" if btype == "collection" else "error", "not-found",
+        return Issue("error", "not-found",
                      f"reference {ref!r} does not resolve to any entry's fullUrl in this {btype} Bundle", loc)
     m = RELATIVE_REF.match(ref)
     if m and m.group(1) not in r4_resource_types():

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from fhir3t.validate import fhirpath, primitives, xhtml
 from fhir3t.r4defs import (
     ElementDef,
     TypeDef,
@@ -27,6 +26,7 @@ from fhir3t.r4defs import (
     type_def,
     value_sets,
 )
+from fhir3t.validate import fhirpath, primitives, xhtml
 from fhir3t.validate.issues import Issue
 from fhir3t.validate.refs import ABSOLUTE_REF, RELATIVE_REF
 
@@ -126,10 +126,6 @@ def _complex(w: Walk, node: Any, t: TypeDef, path: str, where: str, res: dict, d
     for name, child in children.items():
         el = child.element
         if el.min > 0 and el.path not in present and (not el.choice or name == _first_choice(children, el)):
-            if el.path.endswith("item.linkId") and t.name == "Questionnaire" and node.get("type") == "display":
-                w.add("warning", "required", "display item without linkId (R4 requires one; tolerated for display "
-                                             "items, which carry no answer)", f"{where}.linkId")
-                continue
             w.add("error", "required", f"missing required element {el.name + ('[x]' if el.choice else '')!r} "
                                        f"(minimum cardinality {el.min})", f"{where}.{el.name}")
 
@@ -294,6 +290,10 @@ def _codings_binding(w: Walk, codings: list[tuple[dict, str]], el: ElementDef, w
 
 
 def _coding(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -> None:
+    system = item.get("system")
+    if isinstance(system, str) and system and ":" not in system:
+        w.add("error", "value", f"Coding.system must be an absolute URI, not a local reference ({system[:80]!r})",
+              f"{where}.system")
     if el.binding:
         _codings_binding(w, [(item, where)], el, where, False)
 

@@ -68,9 +68,9 @@ def check_ref1(resource: dict, rt: str) -> Iterator[Issue]:
                         f"({ref!r} names no contained resource)",
                         f"{where}.reference")
         elif not ref.startswith("#") and not _well_formed(ref):
-            # a warning: R4 allows any URL here (the HL7 validator accepts 'resource:0' and 'XXX/_history/1');
-            # it is only one that no reader of fhir3t can resolve
-            yield Issue("warning", "value",
+            # whitespace or a broken urn: an error; another form is a URL R4 allows (the HL7 validator accepts
+            # 'resource:0' and 'XXX/_history/1') that no reader of fhir3t can resolve: a warning
+            yield Issue("error" if (any(c.isspace() for c in ref) or ref.startswith("urn:")) else "warning", "value",
                         f"malformed reference {ref!r}: expected Type/id, an absolute URL, urn:uuid:, urn:oid: or #id "
                         "(ids are 1-64 of A-Z a-z 0-9 - .)",
                         f"{where}.reference")

@@ -25,6 +25,7 @@ SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-"
 MESSAGES = {
     "not-found": "the Questionnaire {url} is not in the input, the context or the package, so answers are not "
                  "checked against it",
+    "inner": "an enableWhen cannot refer to {link!r}, an item inside the item it enables",
     "link-id": "linkId {link!r} not found in the Questionnaire at this place",
     "no-answers": "items of type {type} cannot have answers",
     "type": "answer value must be of the type {want}, not {got}",
@@ -91,6 +92,32 @@ def check_response(qr: dict, find: Lookup) -> list[Issue]:
     answers = _all_answers(qr.get("item"))
     completed = qr.get("status") in ("completed", "amended")
     return list(_items(q.get("item"), qr.get("item"), "QuestionnaireResponse", answers, completed))
+
+
+def check_questionnaire(q: dict) -> Iterator[Issue]:
+    """A Questionnaire's own rule the response depends on: an enableWhen cannot refer to an item inside
+    the item it enables (that item is never answered while it is disabled)."""
+    def inner(item: dict) -> set[str]:
+        out: set[str] = set()
+        for c in item.get("item") or ():
+            if isinstance(c, dict):
+                out.add(str(c.get("linkId")))
+                out |= inner(c)
+        return out
+
+    def walk(items: Any, where: str) -> Iterator[Issue]:
+        for i, it in enumerate(items if isinstance(items, list) else ()):
+            if not isinstance(it, dict):
+                continue
+            at = f"{where}.item[{i}]"
+            below = inner(it)
+            for j, c in enumerate(it.get("enableWhen") or ()):
+                if isinstance(c, dict) and str(c.get("question")) in below:
+                    yield Issue("error", "business-rule", MESSAGES["inner"].format(link=c.get("question")),
+                                f"{at}.enableWhen[{j}]")
+            yield from walk(it.get("item"), at)
+
+    yield from walk(q.get("item"), "Questionnaire")
 
 
 def _all_answers(items: Any) -> dict[str, list[dict]]:
@@ -215,6 +242,10 @@ def _limits(qi: dict, key: str, v: Any, at: str) -> Iterator[Issue]:
         for lim in _ext(qi, "maxDecimalPlaces"):
             if isinstance(lim, int) and isinstance(v, float) and len(repr(v).partition(".")[2]) > lim:
                 yield Issue("error", "value", MESSAGES["decimals"].format(limit=lim), at)
+    yield from _limits_of_kind(qi, key, v, at)
+
+
+def _limits_of_kind(qi: dict, key: str, v: Any, at: str) -> Iterator[Issue]:
     if key == "valueString" and isinstance(v, str):
         for lim in _ext(qi, "minLength"):
             if isinstance(lim, int) and len(v) < lim:
@@ -305,7 +336,7 @@ def _condition(c: dict, given: list[dict]) -> bool:
     if op == "=":
         return any(v == target for v in vals)
     if op == "!=":
-        return bool(vals) and all(v != target for v in vals) or not vals
+        return (bool(vals) and all(v != target for v in vals)) or not vals
     cmp = {">": lambda a, b: a > b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}.get(
         str(op))
     return cmp is not None and any(_comparable(v, target) and cmp(v, target) for v in vals)
