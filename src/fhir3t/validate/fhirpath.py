@@ -183,3 +183,24 @@ def fast_paths() -> Iterator[str]:
     for ident in constraints():
         if applicable(ident) is not None:
             yield ident
+
+
+@cache
+def _compiled_expression(expression: str) -> Callable[..., list]:
+    import fhirpathpy
+    from fhirpathpy.models import models
+
+    return fhirpathpy.compile(expression, models["r4"], {"userInvocationTable": _FUNCTIONS, "traceFn": _no_trace})
+
+
+def holds(expression: str, node: Any, resource: dict, path: str) -> bool | None:
+    """Whether a profile's own constraint holds on `node`, the element at FHIRPath type path `path`
+    (`Extension`, `ResearchStudy.phase`); None: it cannot be evaluated."""
+    from fhirpathpy.engine.nodes import ResourceNode
+
+    try:
+        target = ResourceNode.create_node(node, path)
+        got = _compiled_expression(expression)(target, {"resource": resource, "rootResource": resource})
+    except Exception:  # fhirpathpy raises plain Exceptions for what it cannot do
+        return None
+    return got == [True]
