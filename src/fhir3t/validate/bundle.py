@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from fhir3t.r4defs import resource_types as r4_resource_types
-from fhir3t.validate.issues import Issue
+from fhir3t.validate.issues import Issue, Severity
 from fhir3t.validate.refs import ABSOLUTE_REF, RELATIVE_REF, iter_references
 
 RESOLVING_TYPES = frozenset({"transaction", "batch", "collection", "document", "message", "searchset", "history"})
@@ -206,7 +206,7 @@ def _resolve(resolver: Resolver, ref: str, where: str, base: str | None, btype: 
     if len({g.index for g in got}) > 1 and len({(g.full_url, g.version) for g in got}) > 1:
         # an error where the Bundle must be closed (a document, message, transaction), else a warning as the
         # HL7 validator says: the reference is not wrong, only not decidable here
-        severity = "error" if btype in ("document", "message", "transaction") else "warning"
+        severity: Severity = "error" if btype in ("document", "message", "transaction") else "warning"
         return Issue(severity, "invalid", f"found {len(got)} entries that match {ref!r} in the Bundle", loc)
     if got:
         return None

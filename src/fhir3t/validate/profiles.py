@@ -182,8 +182,7 @@ def _nodes(prof: Profile, resource: dict, rt: str, eid: str) -> Iterator[tuple[A
     head, _, last = eid.rpartition(".")
     for parent, at in _nodes(prof, resource, rt, head):
         if isinstance(parent, dict):
-            for value, where in _select(prof, parent, at, last, eid):
-                yield value, where
+            yield from _select(prof, parent, at, last, eid)
 
 
 def _select(prof: Profile, parent: dict, at: str, segment: str, eid: str) -> Iterator[tuple[Any, str]]:

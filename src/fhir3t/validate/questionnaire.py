@@ -70,7 +70,7 @@ Lookup = Callable[[str], dict | None]
 
 
 def _ext(item: dict, name: str) -> list[Any]:
-    out = []
+    out: list[Any] = []
     for e in item.get("extension") or ():
         if isinstance(e, dict) and e.get("url") in (SD + name, SD + "questionnaire-" + name, SDC + name):
             out.extend(v for k, v in e.items() if k.startswith("value"))
@@ -141,7 +141,7 @@ def _all_answers(items: Any) -> dict[str, list[dict]]:
 def _items(q_items: Any, r_items: Any, where: str, answers: dict[str, list[dict]], completed: bool,
            enabled_parent: bool = True) -> Iterator[Issue]:
     defs = {qi.get("linkId"): qi for qi in q_items or () if isinstance(qi, dict)}
-    given: dict[str, list[tuple[int, dict]]] = {}
+    given: dict[Any, list[tuple[int, dict]]] = {}
     for i, ri in enumerate(r_items if isinstance(r_items, list) else ()):
         if not isinstance(ri, dict):
             continue
@@ -210,8 +210,7 @@ def _answer(qi: dict, a: dict, at: str) -> Iterator[Issue]:
     if key not in want:
         yield Issue("error", "structure", MESSAGES["type"].format(want=want[0][5:], got=key[5:]), at)
         return
-    options = [_value(o) for o in qi.get("answerOption") or () if isinstance(o, dict)]
-    options = [o for o in options if o is not None]
+    options = [v for o in qi.get("answerOption") or () if isinstance(o, dict) and (v := _value(o)) is not None]
     if options and not (qtype == "open-choice" and key == "valueString"):
         typed = [o for o in options if o[0] == key]
         if not typed:
