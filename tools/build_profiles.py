@@ -196,15 +196,41 @@ def value_set(cid: str, name: str, title: str) -> dict:
 
 
 def resources(bases: dict[str, dict]) -> list[dict]:
+    kinds = [("inclusion", "Inclusion", "The patient must meet it."),
+             ("exclusion", "Exclusion", "The patient must not meet it.")]
+    results = [("met", "Met", "The record shows the criterion is met."),
+               ("not-met", "Not met", "The record shows the criterion is not met."),
+               ("unknown", "Unknown", "The record cannot tell (missing, unreadable or out-of-window data).")]
     kind_vs, result_vs = f"{C.BASE}/ValueSet/criterion-kind", f"{C.BASE}/ValueSet/criterion-result"
     cr = "Extension.extension"
+    # what the sub-extension slices say, also as invariants of the extension itself (generated here from the
+    # same lists): a validator that matches slices by url but does not enforce a slice's value type, its
+    # closed slicing or a binding to a value set outside the core spec (Medplum's) still applies them
+    subs = {"id": "string", "kind": "code", "result": "code", "evidence": "Reference", "reason": "string",
+            "requiresReview": "boolean"}
+    coded = {"kind": [k for k, _, _ in kinds], "result": [r for r, _, _ in results]}
+
+    def one_of(values: list[str]) -> str:
+        return "(" + " | ".join(f"'{v}'" for v in values) + ")"
+
+    cr_rules = [
+        {"key": "fhir3t-cr-1", "severity": "error", "human": f"sub-extensions are only {', '.join(subs)}",
+         "expression": f"extension.all(url in {one_of(list(subs))})", "source": C.EXT_CRITERION_RESULT},
+        {"key": "fhir3t-cr-2", "severity": "error", "human": "each sub-extension has its value type",
+         "expression": " and ".join(f"extension.where(url = '{n}').all(value is {t})" for n, t in subs.items()),
+         "source": C.EXT_CRITERION_RESULT},
+        {"key": "fhir3t-cr-3", "severity": "error", "human": "kind and result are codes of their value sets",
+         "expression": " and ".join(f"extension.where(url = '{n}').all(value in {one_of(v)})" for n, v in coded.items()),
+         "source": C.EXT_CRITERION_RESULT},
+    ]
     criterion = structure_definition(
         "criterion-result", "CriterionResult", "Criterion result (fhir3t)",
         "The result of one eligibility criterion for a screened patient, with the why: which criterion "
         "(id, kind), the three-valued result, the evidence resources and a one-sentence reason. Complex "
         "extension: sub-extensions only, no value[x].", "Extension",
         [
-            {"id": "Extension", "path": "Extension", "short": "Result of one eligibility criterion", "min": 0, "max": "*"},
+            {"id": "Extension", "path": "Extension", "short": "Result of one eligibility criterion", "min": 0, "max": "*",
+             "constraint": cr_rules},
             {"id": cr, "path": cr, "min": 4,
              "slicing": {"discriminator": [{"type": "value", "path": "url"}], "ordered": False, "rules": "closed"}},
             *sub_extension(cr, "id", "Stable criterion id, e.g. I1-age, E6-hbv", {"code": "string"}, 1, "1"),
@@ -329,11 +355,6 @@ def resources(bases: dict[str, dict]) -> list[dict]:
             literal("AdverseEvent.suspectEntity.instance"),
             {"id": "AdverseEvent.suspectEntity.causality", "path": "AdverseEvent.suspectEntity.causality", "min": 1},
         ], bases, extensions=package_ext)
-    kinds = [("inclusion", "Inclusion", "The patient must meet it."),
-             ("exclusion", "Exclusion", "The patient must not meet it.")]
-    results = [("met", "Met", "The record shows the criterion is met."),
-               ("not-met", "Not met", "The record shows the criterion is not met."),
-               ("unknown", "Unknown", "The record cannot tell (missing, unreadable or out-of-window data).")]
     def simple_extension(sid: str, name: str, title: str, description: str, context: str, vtype: str) -> dict:
         return structure_definition(sid, name, title, description, "Extension", [
             {"id": "Extension", "path": "Extension", "short": title},
