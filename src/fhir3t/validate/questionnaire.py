@@ -208,7 +208,7 @@ def _answer(qi: dict, a: dict, at: str) -> Iterator[Issue]:
         return
     key, v = got
     if key not in want:
-        yield Issue("error", "structure", MESSAGES["type"].format(want=want[0][5:], got=key[5:]), at)
+        yield Issue("error", "structure", MESSAGES["type"].format(want=qtype, got=key[5:6].lower() + key[6:]), at)
         return
     options = [v for o in qi.get("answerOption") or () if isinstance(o, dict) and (v := _value(o)) is not None]
     if options and not (qtype == "open-choice" and key == "valueString"):
