@@ -37,10 +37,11 @@ MESSAGES = {
 
 
 def profiles_path() -> Path:
-    """fhir3t's own profiles (StructureDefinitions, value sets): a study's folder may override them."""
+    """fhir3t's FHIR package (StructureDefinitions, CodeSystems, ValueSets, Questionnaire): a study's folder
+    that ships its own package (a package.json) replaces it, else the built-in one is used."""
     from fhir3t.profiles import profile_path
 
-    return profile_path("study.json").parent
+    return profile_path("package.json").parent
 
 
 def _load(pattern: str) -> list[dict]:
