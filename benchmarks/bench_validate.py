@@ -1,25 +1,34 @@
-"""Validation throughput of `fhir3t.validate` vs plain fhir.resources R4B parsing, same resources.
+"""Validation throughput of `fhir3t.validate` vs plain fhir.resources R4B parsing, same resources; and of
+`fhir3t validate` on files (JSON Bundle, NDJSON, FHIR XML Bundle) as a ratio to only parsing the same file.
 
 Generates seeded Synthea-like data in memory (~100 resources per patient: Patient, Encounters,
 Observations with LOINC codes and valueQuantity, Conditions, MedicationRequests, Procedures,
-Immunizations) and times both over the same list, in one run.
+Immunizations) and times everything over the same resources, in one run. The XML Bundle is written by
+fhir.resources (needs lxml: the test extra), read back by fhir3t.fhirxml (parse) and validate_issues.
 
     python benchmarks/bench_validate.py [N_RESOURCES] [--seed S]
 """
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import random
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
+
+import orjson
 
 try:
     from fhir.resources.R4B import get_fhir_model_class
 except ImportError:  # the parsing baseline lives in the bench extra
     sys.exit("bench_validate.py needs fhir.resources: pip install -e \".[bench]\"")
 
-from fhir3t.validate import validate_resource
+from fhir3t import fhirxml
+from fhir3t.validate import validate_issues, validate_resource
 
 LOINC = [("1742-6", "ALT", "U/L", 5, 60), ("1920-8", "AST", "U/L", 5, 60), ("2160-0", "Creatinine", "mg/dL", 0.5, 1.4),
          ("718-7", "Hemoglobin", "g/dL", 9, 17), ("6690-2", "WBC", "10*3/uL", 3, 12), ("777-3", "Platelets", "10*3/uL", 100, 400),
@@ -118,6 +127,40 @@ def main() -> None:
     print(f"fhir.resources R4B parse:  {n / parse_s:10,.0f} resources/s ({parse_s:.2f} s)")
     print(f"fhir3t validate:           {n / validate_s:10,.0f} resources/s ({validate_s:.2f} s, {n_issues} issues)")
     print(f"ratio validate/parse:      {parse_s / validate_s:.2f}x the parse throughput")
+    files(resources)
+
+
+def _timed(fn) -> float:
+    gc.collect()  # a full collection of the generated resources must not land inside one timing
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def files(resources: list[dict]) -> None:
+    """`fhir3t validate` on files, each against parsing the same file (orjson; fhirxml for XML)."""
+    n = len(resources)
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources]}
+    with tempfile.TemporaryDirectory() as tmp:
+        js, nd, xml = Path(tmp) / "b.json", Path(tmp) / "r.ndjson", Path(tmp) / "b.xml"
+        js.write_bytes(orjson.dumps(bundle))
+        nd.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in resources))
+        xml.write_bytes(get_fhir_model_class("Bundle").model_validate(json.loads(js.read_bytes())).model_dump_xml())
+        rows = [
+            ("JSON Bundle", js, lambda: orjson.loads(js.read_bytes())),
+            ("NDJSON", nd, lambda: [orjson.loads(line) for line in nd.read_bytes().splitlines()]),
+            ("XML Bundle", xml, lambda: fhirxml.parse(xml.read_bytes())),
+        ]
+        for label, path, parse in rows:
+            parse_s = _timed(parse)
+            gc.collect()
+            t0 = time.perf_counter()
+            issues, tally = validate_issues([path])
+            validate_s = time.perf_counter() - t0
+            print(f"{label + ' (' + f'{path.stat().st_size / 1e6:.1f} MB' + ')':<26} parse {n / parse_s:10,.0f} resources/s, "
+                  f"validate {tally.resources / validate_s:8,.0f} resources/s ({validate_s:.2f} s, {len(issues)} issues): "
+                  f"validate takes {validate_s / parse_s:.0f}x the parse time")
 
 
 if __name__ == "__main__":

@@ -164,7 +164,7 @@ def test_transaction_failing() -> None:
 def test_references_resolve_by_fullurl_and_type_id() -> None:
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
         {"fullUrl": "http://ex.org/fhir/Patient/p1", "resource": {"resourceType": "Patient", "id": "p1"}},
-        {"fullUrl": "urn:uuid:o1", "resource": {**OK_OBS, "performer": [{"reference": "http://other.org/Practitioner/9"}]}},
+        {"fullUrl": "urn:uuid:0b6b6f4e-5d7a-4d7e-9f5a-1c2b3d4e5f60", "resource": {**OK_OBS, "performer": [{"reference": "http://other.org/Practitioner/9"}]}},
         {"fullUrl": "http://ex.org/fhir/Observation/o2",
          "resource": {**OK_OBS, "id": "o2", "subject": {"reference": "Patient/p1"}}},
     ]}
@@ -291,14 +291,15 @@ def test_structure_definitions_are_valid_fhir() -> None:
         assert validate_resource(sd) == []
 
 
-def test_missing_link_id_is_an_error_except_on_display_items() -> None:
+def test_missing_link_id_is_an_error_on_every_item() -> None:
+    """R4 Questionnaire.item.linkId is 1..1 whatever the type (issue 27: the display leniency went)."""
     from fhir3t.validate import validate_resource
 
     q = {"resourceType": "Questionnaire", "status": "active",
          "item": [{"type": "display", "text": "intro"}, {"type": "boolean", "text": "ok?"}]}
     issues = [i for i in validate_resource(q) if (i.expression or "").endswith("linkId")]
     by_path = {i.expression: i.severity for i in issues}
-    assert by_path == {"Questionnaire.item[0].linkId": "warning", "Questionnaire.item[1].linkId": "error"}
+    assert by_path == {"Questionnaire.item[0].linkId": "error", "Questionnaire.item[1].linkId": "error"}
 
 
 def test_malformed_references_are_errors() -> None:

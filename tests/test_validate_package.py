@@ -123,3 +123,91 @@ def test_independent_validator_rejects_what_breaks_the_profiles(medplum: Path, e
     by_type = {r["type"]: " ".join(r["errors"]) for r in got["resources"]}
     assert "criterionResult" in by_type["ResearchSubject"]
     assert "suspectEntity" in by_type["AdverseEvent"]
+
+
+# --- one truth: fhir3t and another tool loading profiles/ enforce the same profile-level rules ----------
+
+def _mutants(emitted: tuple[Path, Path]) -> dict[str, dict]:
+    """20 resources, each breaking one profile-level rule of the package (base R4 stays satisfied)."""
+    screening = [e["resource"] for e in json.loads(emitted[0].read_text())["entry"]]
+    safety = [e["resource"] for e in json.loads(emitted[1].read_text())["entry"]]
+    rs = next(r for r in screening if r["resourceType"] == "ResearchSubject")
+    study = next(r for r in screening if r["resourceType"] == "ResearchStudy")
+    prov = next(r for r in screening if r["resourceType"] == "Provenance" and r.get("entity"))
+    ae = next(r for r in safety if r["resourceType"] == "AdverseEvent" and any(
+        x["url"] == C.EXT_CTCAE_GRADE for x in r.get("extension", [])))
+    out: dict[str, dict] = {}
+
+    def mutant(name: str, base: dict, change) -> None:
+        m = copy.deepcopy(base)
+        change(m)
+        out[name] = m
+
+    def criterion(m: dict) -> dict:
+        return next(x for x in m["extension"] if x["url"] == C.EXT_CRITERION_RESULT)
+
+    def sub(m: dict, url: str) -> dict:
+        return next(x for x in criterion(m)["extension"] if x["url"] == url)
+
+    def drop_sub(url: str):
+        return lambda m: criterion(m).update(extension=[x for x in criterion(m)["extension"] if x["url"] != url])
+
+    mutant("subject without a criterion result", rs, lambda m: m.update(extension=[
+        {"url": "http://hospital.example/x", "valueString": "y"}]))
+    mutant("criterion result without result", rs, drop_sub("result"))
+    mutant("criterion result without reason", rs, drop_sub("reason"))
+    mutant("criterion kind outside its value set", rs, lambda m: sub(m, "kind").update(valueCode="maybe"))
+    mutant("criterion result twice", rs, lambda m: criterion(m)["extension"].append(copy.deepcopy(sub(m, "result"))))
+    mutant("criterion sub-extension not in the slices", rs, lambda m: criterion(m)["extension"].append(
+        {"url": "note", "valueString": "x"}))
+    mutant("criterion id of the wrong type", rs, lambda m: (sub(m, "id").pop("valueString"),
+                                                            sub(m, "id").update(valueInteger=1)))
+    mutant("subject identifier of another system", rs, lambda m: m["identifier"][0].update(system="urn:other"))
+    mutant("subject study without a literal reference", rs, lambda m: m.update(study={"display": "the study"}))
+    mutant("adverse event without suspect entity", ae, lambda m: m.pop("suspectEntity"))
+    mutant("adverse event identifier of another system", ae, lambda m: m["identifier"].update(system="urn:other"))
+    mutant("CTCAE grade 6", ae, lambda m: next(x for x in m["extension"] if x["url"] == C.EXT_CTCAE_GRADE).update(
+        valueInteger=6))
+    mutant("two CTCAE grades", ae, lambda m: m["extension"].append(copy.deepcopy(
+        next(x for x in m["extension"] if x["url"] == C.EXT_CTCAE_GRADE))))
+    mutant("adverse event without date", ae, lambda m: m.pop("date"))
+    mutant("graded adverse event without severity", ae, lambda m: m.pop("severity"))
+    mutant("suspect entity without causality", ae, lambda m: m["suspectEntity"][0].pop("causality"))
+    mutant("adverse event without study", ae, lambda m: m.pop("study"))
+    mutant("study without its registry identifier", study, lambda m: m.update(identifier=[
+        {"system": "http://clinicaltrials.gov", "value": "NCT00000000"}]))
+    mutant("study without phase", study, lambda m: m.pop("phase"))
+    mutant("provenance entity of another role", prov, lambda m: m["entity"][0].update(role="derivation"))
+    assert len(out) == 20
+    out["(unchanged subject)"], out["(unchanged adverse event)"] = rs, ae
+    out["(unchanged study)"], out["(unchanged provenance)"] = study, prov
+    return out
+
+
+def test_fhir3t_rejects_every_profile_mutant(emitted: tuple[Path, Path]) -> None:
+    for name, res in _mutants(emitted).items():
+        errs = [str(i) for i in validate_resource(res) if i.is_error]
+        assert bool(errs) != name.startswith("("), (name, errs)
+
+
+def test_an_identifier_only_individual_is_what_the_profile_allows(emitted: tuple[Path, Path]) -> None:
+    rs = copy.deepcopy(_mutants(emitted)["(unchanged subject)"])
+    rs["individual"] = {"identifier": {"system": "http://hospital.example.org/mrn", "value": "MRN-1"}}
+    assert [str(i) for i in validate_resource(rs) if i.is_error] == []
+
+
+@pytest.mark.interop
+def test_another_validator_loading_the_package_enforces_the_same_rules(medplum: Path, emitted: tuple[Path, Path],
+                                                                      tmp_path: Path) -> None:
+    """Medplum's validator, given profiles/ and nothing of fhir3t's code, rejects at least 18 of the 20 mutants
+    fhir3t rejects, and accepts the unchanged resources."""
+    mutants = _mutants(emitted)
+    f = tmp_path / "mutants.json"
+    f.write_text(json.dumps(list(mutants.values())))
+    out = subprocess.run(["node", str(CHECK), str(medplum), str(PROFILES), "--mutants", str(f)],
+                         check=True, timeout=300, capture_output=True, text=True)
+    verdicts = dict(zip(mutants, json.loads(out.stdout)))
+    assert {n: e for n, e in verdicts.items() if n.startswith("(") and e} == {}
+    caught = [n for n, e in verdicts.items() if not n.startswith("(") and e]
+    missed = sorted(set(mutants) - set(caught) - {n for n in mutants if n.startswith("(")})
+    assert len(caught) >= 18, missed

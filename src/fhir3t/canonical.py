@@ -21,7 +21,7 @@ ID_ADVERSE_EVENT = f"{BASE}/NamingSystem/adverse-event"
 #: Device/agent identity in Provenance.
 SOFTWARE_SYSTEM = f"{BASE}/NamingSystem/software"
 
-#: fhir3t profiles (JSON Schema files in profiles/schemas/ keyed by these canonicals;
+#: fhir3t profiles (profiles/StructureDefinition-*.json, built by tools/build_profiles.py;
 #: emitted resources declare them in meta.profile so `fhir3t validate` applies them).
 PROFILE_RESEARCH_STUDY = f"{BASE}/StructureDefinition/fhir3t-research-study"
 PROFILE_RESEARCH_SUBJECT = f"{BASE}/StructureDefinition/fhir3t-research-subject"

@@ -1,4 +1,4 @@
-"""Where fhir3t's reviewed data lives (study, criteria, value sets, schemas, FHIR facts).
+"""Where fhir3t's reviewed data lives (study, criteria, value sets, profiles, FHIR facts).
 
 A study's own folder (`--profiles DIR`, `FHIR3T_PROFILES`) comes first; what it does not hold
 (FHIR facts, code systems, fhir3t's own StructureDefinitions) comes from the built-in profiles:

@@ -20,7 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Exit 0 when no error is found, 1 when there are errors, 4 when a path is missing."
         ),
     )
-    p.add_argument("paths", nargs="+", metavar="FILE", help="a .json resource/Bundle, .ndjson(.gz), or a directory")
+    p.add_argument("paths", nargs="+", metavar="FILE",
+                   help="a .json or .xml resource/Bundle, .ndjson(.gz), or a directory")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="text: issues grouped by kind, with counts (default); json: a FHIR OperationOutcome "
                         "listing every issue with its expression")
@@ -31,6 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "(default: one information issue)")
     p.add_argument("--allow-extension-domain", action="append", default=[], metavar="URL",
                    help="extensions whose URL starts with this are accepted without a definition (repeatable)")
+    p.add_argument("--supporting", action="append", default=[], metavar="FILE",
+                   help="resources used to check the input but not validated themselves, such as the "
+                        "Questionnaire of a QuestionnaireResponse (repeatable)")
     p.add_argument("--max-bytes", type=int, default=None, metavar="N",
                    help="largest single JSON document read into memory (default 256 MiB); NDJSON is streamed")
     p.add_argument("--no-warnings", action="store_true", help="the same as --min-severity error")
@@ -38,17 +42,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fhir3t.validate import DEFAULT_MAX_BYTES, Options, summary_issue, to_operation_outcome, validate_issues
+    from fhir3t.validate import (
+        DEFAULT_MAX_BYTES,
+        Options,
+        load_context,
+        summary_issue,
+        to_operation_outcome,
+        validate_issues,
+    )
     from fhir3t.validate.summary import at_least, render
 
-    missing = [p for p in args.paths if not Path(p).exists()]
+    missing = [p for p in [*args.paths, *args.supporting] if not Path(p).exists()]
     if missing:
         raise InputError("no such file or directory: " + ", ".join(missing))
     max_bytes = args.max_bytes if args.max_bytes is not None else DEFAULT_MAX_BYTES
     if max_bytes <= 0:
         raise UsageError("--max-bytes must be positive")
-    options = Options(strict_refs=args.strict_refs, allowed_extension_domains=tuple(args.allow_extension_domain))
+    context, unread = load_context(args.supporting, max_bytes=max_bytes)
+    options = Options(strict_refs=args.strict_refs, allowed_extension_domains=tuple(args.allow_extension_domain),
+                      context=context)
     issues, tally = validate_issues(args.paths, max_bytes=max_bytes, options=options)
+    issues = unread + issues
     summary = summary_issue(issues, tally)
     shown = at_least(issues, "error" if args.no_warnings else args.min_severity)
     if args.format == "json":

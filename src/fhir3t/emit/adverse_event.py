@@ -49,7 +49,7 @@ def _study_identifier(study: dict[str, Any]) -> tuple[str, str]:
 
 
 def adverse_event(f: Finding, study_ref: str, recorded: str, study_label: str | None = None) -> dict[str, Any]:
-    """One AdverseEvent conforming to profiles/schemas/fhir3t-adverse-event.schema.json."""
+    """One AdverseEvent conforming to profiles/StructureDefinition-fhir3t-adverse-event.json."""
     contained: list[dict[str, Any]] = []
     suspects = []
     for s in f.suspects:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 SAMPLE_AS_OF = "https://fhir3t.github.io/fhir/CodeSystem/sample-as-of"
 _TAG = re.compile(rb'\{[^{}]*"' + re.escape(SAMPLE_AS_OF.encode()) + rb'"[^{}]*\}')
 _CODE = re.compile(rb'"code"\s*:\s*"(\d{4}-\d{2}-\d{2})"')
+_XML_TAG = re.compile(rb'<system\s+value="' + re.escape(SAMPLE_AS_OF.encode()) + rb'"\s*/>\s*<code\s+value="(\d{4}-\d{2}-\d{2})"')
 
 #: where the as-of date came from
 GIVEN, SAMPLES, TODAY = "given", "samples", "today"
@@ -64,6 +65,9 @@ def sample_as_of(paths: Iterable[str | Path], head: int = 2048) -> tuple[date | 
                 data = fh.read(head)
         except (OSError, EOFError, zlib.error):
             continue
+        xml_tag = _XML_TAG.search(data)
+        if xml_tag is not None:
+            found.add(xml_tag.group(1).decode())
         tag = _TAG.search(data)
         if tag is not None:
             m = _CODE.search(tag.group(0))

@@ -1,5 +1,6 @@
-"""Read FHIR input files, bounded and without trusting them: Bundles / single resources (.json)
-and Bulk Data NDJSON (.ndjson, .jsonl, optionally .gz).
+"""Read FHIR input files, bounded and without trusting them: Bundles / single resources (.json, or FHIR
+XML .xml read by fhir3t.fhirxml into the same JSON shape) and Bulk Data NDJSON (.ndjson, .jsonl,
+optionally .gz). A UTF-8 byte-order mark before JSON is skipped.
 
 This module only turns files into (resource, where, fullUrl) entries and says what it had to skip;
 grouping by patient is `sources.grouping`. Limits keep a hostile or broken file from taking the
@@ -18,9 +19,12 @@ from pathlib import Path
 
 import orjson
 
+from fhir3t import fhirxml
 from fhir3t.errors import InputError, Problems
 
-JSON_SUFFIXES = (".json", ".json.gz")
+#: whole documents (a Bundle or one resource), JSON or XML
+JSON_SUFFIXES = (".json", ".json.gz") + fhirxml.XML_SUFFIXES
+_BOM = b"\xef\xbb\xbf"
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 
 DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -72,7 +76,7 @@ def expand_paths(paths: Iterable[str | Path], problems: Problems | None = None) 
             is_ndjson, is_json = _has_suffix(f, NDJSON_SUFFIXES), _has_suffix(f, JSON_SUFFIXES)
             if not (is_ndjson or is_json):
                 if not stat.S_ISDIR(mode):
-                    raise InputError(f"{f}: not a .json, .ndjson or .ndjson.gz file")
+                    raise InputError(f"{f}: not a .json, .xml, .ndjson or .ndjson.gz file")
                 continue
             if f is not path:
                 try:
@@ -91,7 +95,9 @@ def _open(path: Path):
 
 
 def read_json_file(path: Path, problems: Problems, limits: Limits = _DEFAULT) -> object | None:
-    """Parse a JSON file (gz too) within the size limit; a problem, not an exception, when it cannot be."""
+    """Parse a JSON or FHIR XML file (gz too) within the size limit; a problem, not an exception, when it
+    cannot be. What breaks the FHIR XML rules is a problem of the file; the resource is still read, with
+    the offending value kept as it was written, so the readers treat it as they treat a wrong JSON value."""
     where = str(path)
     try:
         with _open(path) as fh:
@@ -103,12 +109,25 @@ def read_json_file(path: Path, problems: Problems, limits: Limits = _DEFAULT) ->
         if not data.strip():
             problems.add(where, "empty file; skipped")
             return None
-        return orjson.loads(data)
+        if fhirxml.looks_like_xml(path.name):
+            return _read_xml(data, where, problems)
+        return orjson.loads(data.removeprefix(_BOM))
     except orjson.JSONDecodeError as exc:
         problems.add(where, f"not valid JSON ({_json_error(exc)}); file skipped")
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         problems.add(where, f"cannot read file ({type(exc).__name__}); file skipped")
     return None
+
+
+def _read_xml(data: bytes, where: str, problems: Problems) -> object | None:
+    try:
+        obj, found = fhirxml.parse(data)
+    except fhirxml.XmlRefused as exc:
+        problems.add(where, f"{exc}; file skipped")
+        return None
+    for p in found:
+        problems.add(f"{where}#{p.where}", p.message, skipped=False)
+    return obj
 
 
 def _json_error(exc: orjson.JSONDecodeError) -> str:
@@ -128,6 +147,8 @@ def ndjson_lines(path: Path, problems: Problems, limits: Limits = _DEFAULT) -> I
                 if not line:
                     break
                 lineno += 1
+                if lineno == 1:
+                    line = line.removeprefix(_BOM)
                 if len(line) > cap and not line.endswith(b"\n"):
                     while True:  # drain the rest of the line without keeping it
                         rest = fh.readline(_CHUNK)
@@ -161,6 +182,8 @@ def ndjson_batches(path: Path, problems: Problems, limits: Limits = _DEFAULT) ->
                 data = fh.read(_BATCH)
                 if not data:
                     break
+                if lineno == 0 and not carry:
+                    data = data.removeprefix(_BOM)
                 if skipping:
                     nl = data.find(b"\n")
                     if nl < 0:

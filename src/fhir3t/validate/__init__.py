@@ -14,21 +14,23 @@ them). All checks run; nothing stops at the first error.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fhir3t.validate import fhirpath
-from fhir3t.validate.bundle import Resolver, check_bundle
+from fhir3t.validate.bundle import Resolver, check_bundle, check_targets
 from fhir3t.validate.instance import Walk, is_resource_type, walk_resource
 from fhir3t.validate.invariants import check_bundle_invariants, check_dom3, check_ref1
 from fhir3t.validate.issues import Issue, has_errors, to_operation_outcome
 from fhir3t.validate.primitives import json_kind
-from fhir3t.validate.profiles import check_profiles, package_extensions
+from fhir3t.validate.profiles import check_profiles, package_extensions, package_questionnaires
+from fhir3t.validate.questionnaire import check_questionnaire, check_response
 from fhir3t.validate.reader import DEFAULT_MAX_BYTES, expand_paths, read_items
 
 __all__ = [
-    "DEFAULT_MAX_BYTES", "Issue", "Options", "Tally", "has_errors", "summary_issue", "to_operation_outcome",
+    "DEFAULT_MAX_BYTES", "Issue", "Options", "Tally", "has_errors", "load_context", "summary_issue",
+    "to_operation_outcome",
     "validate_issues", "validate_paths", "validate_resource",
 ]
 
@@ -41,6 +43,8 @@ class Options:
     strict_refs: bool = False
     #: extension URLs starting with one of these are accepted without a definition
     allowed_extension_domains: tuple[str, ...] = ()
+    #: resources used to check others but not validated themselves (Questionnaires): `--supporting`
+    context: tuple[dict, ...] = ()
 
 
 @dataclass
@@ -91,8 +95,15 @@ def validate_resource(obj: Any, options: Options | None = None, tally: Tally | N
     resolver = Resolver(obj)
     _evaluate(w, resolver)
     issues = w.issues
+    if rt == "Bundle":
+        issues.extend(check_targets(resolver, w.references))
+    find = _questionnaires(w, opts)
     for res, where, container in w.resources:
         rtype = res["resourceType"]
+        if rtype == "QuestionnaireResponse":
+            issues.extend(x.at(where) for x in check_response(res, find))
+        elif rtype == "Questionnaire":
+            issues.extend(x.at(where) for x in check_questionnaire(res))
         if container is None:
             if rtype not in ("Bundle", "Parameters", "Binary"):
                 issues.extend(check_dom3(res, where))
@@ -105,6 +116,41 @@ def validate_resource(obj: Any, options: Options | None = None, tally: Tally | N
         entries = obj.get("entry") if rt == "Bundle" else None
         tally.add(w, len(entries) if isinstance(entries, list) else 0)
     return issues
+
+
+def _questionnaires(w: Walk, opts: Options) -> Callable[[str], dict | None]:
+    """Questionnaires by canonical URL: the document's own first, then the context, then the package's."""
+    found: dict[str, dict] = {}
+    for res, _where, _container in w.resources:
+        if res.get("resourceType") == "Questionnaire" and isinstance(res.get("url"), str):
+            found.setdefault(res["url"], res)
+    for res in opts.context:
+        if res.get("resourceType") == "Questionnaire" and isinstance(res.get("url"), str):
+            found.setdefault(res["url"], res)
+    package = package_questionnaires()
+    return lambda url: found.get(url) or package.get(url)
+
+
+def load_context(paths: Iterable[str | os.PathLike], *, max_bytes: int = DEFAULT_MAX_BYTES
+                 ) -> tuple[tuple[dict, ...], list[Issue]]:
+    """The resources of `--supporting` files (Bundles give their entries), and what could not be read."""
+    out: list[dict] = []
+    problems: list[Issue] = []
+    for item in expand_paths(list(paths)):
+        if isinstance(item, Issue):
+            problems.append(item)
+            continue
+        for got in read_items(item, max_bytes=max_bytes):
+            if isinstance(got, Issue):
+                problems.append(got)
+                continue
+            obj = got[1]
+            if isinstance(obj, dict) and obj.get("resourceType") == "Bundle":
+                out.extend(e["resource"] for e in obj.get("entry") or ()
+                           if isinstance(e, dict) and isinstance(e.get("resource"), dict))
+            elif isinstance(obj, dict):
+                out.append(obj)
+    return tuple(out), problems
 
 
 def _evaluate(w: Walk, resolver: Resolver) -> None:

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from fhir3t.validate.definitions import resource_types as r4_resource_types
-from fhir3t.validate.issues import Issue
+from fhir3t.r4defs import resource_types as r4_resource_types
+from fhir3t.validate.issues import Issue, Severity
 from fhir3t.validate.refs import ABSOLUTE_REF, RELATIVE_REF, iter_references
 
 RESOLVING_TYPES = frozenset({"transaction", "batch", "collection", "document", "message", "searchset", "history"})
@@ -93,6 +93,23 @@ class Resolver:
         return got[0].resource if len(got) == 1 else None
 
 
+def check_targets(resolver: Resolver, references: list[tuple[str, str, tuple[str, ...], str | None]]) -> Iterator[Issue]:
+    """References that resolve inside the Bundle to a resource of a type the element does not allow, or
+    of another type than their Reference.type says (a urn:uuid carries no type of its own, so this is
+    the only place its target's type can be checked)."""
+    for where, ref, targets, declared in references:
+        got = resolver.find(ref, None)
+        if len(got) != 1 or got[0].resource is None or not isinstance(got[0].rtype, str):
+            continue
+        rtype = got[0].rtype
+        if targets and rtype not in targets:
+            yield Issue("error", "structure", f"reference {ref!r} resolves to a {rtype}, which is not a valid target "
+                                              f"here (must be one of {', '.join(targets)})", f"{where}.reference")
+        if declared is not None and declared != rtype:
+            yield Issue("error", "value", f"Reference.type {declared!r} does not match the type of the resource "
+                                          f"{ref!r} resolves to ({rtype})", f"{where}.type")
+
+
 def check_bundle(bundle: dict, *, strict_refs: bool = False) -> list[Issue]:
     entries = bundle.get("entry")
     issues: list[Issue] = list(_check_links(bundle))
@@ -130,11 +147,18 @@ def _check_full_urls(resolver: Resolver, btype: object) -> Iterator[Issue]:
         elif fu is not None and e.resource is not None:
             m = ABSOLUTE_REF.match(fu)
             r = e.resource
-            if m and (m.group(2) != r.get("resourceType") or ("id" in r and m.group(3) != r.get("id"))):
+            if m and "id" not in r and btype not in REQUEST_TYPES and btype != "searchset":  # (searchset: below)
+                yield Issue("error", "invalid", f"the fullUrl {fu[:120]!r} looks like a RESTful server URL, but the "
+                                                "resource has no id", f"{at}.fullUrl")
+            elif m and (m.group(2) != r.get("resourceType") or ("id" in r and m.group(3) != r.get("id"))):
                 yield Issue("error", "invalid",
                             f"the fullUrl {fu[:120]!r} looks like a RESTful server URL, so it must end with the "
                             f"resource's type and id (/{r.get('resourceType')}/{r.get('id')})", f"{at}.fullUrl")
-        if (btype == "searchset" and e.resource is not None and "id" not in e.resource and e.mode != "outcome"
+        if btype == "searchset" and e.mode == "outcome" and e.resource is not None and e.rtype != "OperationOutcome":
+            yield Issue("error", "invalid", f"an entry of search mode 'outcome' must be an OperationOutcome, not "
+                                            f"a {e.rtype}", f"{at}.resource")
+        if (btype == "searchset" and e.resource is not None and "id" not in e.resource
+                and (e.mode != "outcome" or e.rtype != "OperationOutcome")
                 and e.rtype != "OperationOutcome"):
             yield Issue("error", "invalid", "search results must have ids", f"{at}.resource")
 
@@ -180,7 +204,10 @@ def _resolve(resolver: Resolver, ref: str, where: str, base: str | None, btype: 
         return Issue("error", "invalid", f"conditional reference {ref!r}: {problem}", loc) if problem else None
     got = resolver.find(ref, base)
     if len({g.index for g in got}) > 1 and len({(g.full_url, g.version) for g in got}) > 1:
-        return Issue("error", "invalid", f"found {len(got)} entries that match {ref!r} in the Bundle", loc)
+        # an error where the Bundle must be closed (a document, message, transaction), else a warning as the
+        # HL7 validator says: the reference is not wrong, only not decidable here
+        severity: Severity = "error" if btype in ("document", "message", "transaction") else "warning"
+        return Issue(severity, "invalid", f"found {len(got)} entries that match {ref!r} in the Bundle", loc)
     if got:
         return None
     if ref.startswith(("urn:uuid:", "urn:oid:")):

@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from fhir3t.validate.definitions import Constraint, constraints
+from fhir3t.r4defs import Constraint, constraints
 
 NATIVE = frozenset({"ele-1", "ext-1", "ref-1", "dom-3", "txt-1", "txt-2", "bdl-1", "bdl-2", "bdl-3", "bdl-4", "bdl-5",
                     "bdl-7", "bdl-8", "bdl-9", "bdl-10", "bdl-11", "bdl-12"})
@@ -183,3 +183,24 @@ def fast_paths() -> Iterator[str]:
     for ident in constraints():
         if applicable(ident) is not None:
             yield ident
+
+
+@cache
+def _compiled_expression(expression: str) -> Callable[..., list]:
+    import fhirpathpy
+    from fhirpathpy.models import models
+
+    return fhirpathpy.compile(expression, models["r4"], {"userInvocationTable": _FUNCTIONS, "traceFn": _no_trace})
+
+
+def holds(expression: str, node: Any, resource: dict, path: str) -> bool | None:
+    """Whether a profile's own constraint holds on `node`, the element at FHIRPath type path `path`
+    (`Extension`, `ResearchStudy.phase`); None: it cannot be evaluated."""
+    from fhirpathpy.engine.nodes import ResourceNode
+
+    try:
+        target = ResourceNode.create_node(node, path)
+        got = _compiled_expression(expression)(target, {"resource": resource, "rootResource": resource})
+    except Exception:  # fhirpathpy raises plain Exceptions for what it cannot do
+        return None
+    return got == [True]

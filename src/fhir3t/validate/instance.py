@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from fhir3t.validate import fhirpath, primitives, xhtml
-from fhir3t.validate.definitions import (
+from fhir3t.r4defs import (
     ElementDef,
     TypeDef,
     ancestors,
@@ -27,6 +26,7 @@ from fhir3t.validate.definitions import (
     type_def,
     value_sets,
 )
+from fhir3t.validate import fhirpath, primitives, xhtml
 from fhir3t.validate.issues import Issue
 from fhir3t.validate.refs import ABSOLUTE_REF, RELATIVE_REF
 
@@ -57,6 +57,9 @@ class Walk:
     resources: list[tuple[dict, str, dict | None]] = field(default_factory=list)
     evaluated: int = 0
     not_evaluated: dict[str, int] = field(default_factory=dict)
+    #: references whose target is checked once the Bundle is known: (location, reference, allowed target
+    #: types (() for any), Reference.type or None)
+    references: list[tuple[str, str, tuple[str, ...], str | None]] = field(default_factory=list)
 
     def add(self, severity: str, code: str, message: str, where: str) -> None:
         self.issues.append(Issue(severity, code, message, where))  # type: ignore[arg-type]
@@ -123,10 +126,6 @@ def _complex(w: Walk, node: Any, t: TypeDef, path: str, where: str, res: dict, d
     for name, child in children.items():
         el = child.element
         if el.min > 0 and el.path not in present and (not el.choice or name == _first_choice(children, el)):
-            if el.path.endswith("item.linkId") and t.name == "Questionnaire" and node.get("type") == "display":
-                w.add("warning", "required", "display item without linkId (R4 requires one; tolerated for display "
-                                             "items, which carry no answer)", f"{where}.linkId")
-                continue
             w.add("error", "required", f"missing required element {el.name + ('[x]' if el.choice else '')!r} "
                                        f"(minimum cardinality {el.min})", f"{where}.{el.name}")
 
@@ -291,6 +290,10 @@ def _codings_binding(w: Walk, codings: list[tuple[dict, str]], el: ElementDef, w
 
 
 def _coding(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -> None:
+    system = item.get("system")
+    if isinstance(system, str) and system and ":" not in system:
+        w.add("error", "value", f"Coding.system must be an absolute URI, not a local reference ({system[:80]!r})",
+              f"{where}.system")
     if el.binding:
         _codings_binding(w, [(item, where)], el, where, False)
 
@@ -309,6 +312,10 @@ def _codeable_concept(w: Walk, item: dict, el: ElementDef, where: str, def_path:
 def _reference(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -> None:
     ref = item.get("reference")
     targets = el.targets.get("Reference", ())
+    declared = item.get("type")
+    if isinstance(ref, str) and not ref.startswith("#"):
+        w.references.append((where, ref, () if "Resource" in targets else targets,
+                             declared if isinstance(declared, str) else None))
     if not isinstance(ref, str) or not targets or "Resource" in targets:
         return
     m = RELATIVE_REF.match(ref) or ABSOLUTE_REF.match(ref)
@@ -318,7 +325,6 @@ def _reference(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -
     if rtype not in targets and is_resource_type(rtype):
         w.add("error", "structure", f"the type {rtype!r} implied by the reference is not a valid target for "
                                     f"{def_path} (must be one of {', '.join(targets)})", f"{where}.reference")
-    declared = item.get("type")
     if isinstance(declared, str) and declared != rtype and is_resource_type(declared):
         w.add("error", "value", f"Reference.type {declared!r} does not match the reference's type {rtype!r}",
               f"{where}.type")
@@ -339,12 +345,26 @@ def _extension(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -
         w.add("error", "invariant", "ext-1: Must have either extensions or value[x], not both"
                                     + (" (has both)" if has_value else " (has neither)"), where)
     url = item.get("url")
-    if not isinstance(url, str) or ("://" not in url and not url.startswith("urn:")):
-        return  # a sub-extension of a complex extension (relative url) or no url (reported as required)
-    parent = def_path.rsplit(".", 1)[0]
+    parent, _, slot = def_path.rpartition(".")
+    if not isinstance(url, str):
+        return  # no url: reported as required
+    if "://" not in url and not url.startswith("urn:"):
+        if parent.rsplit(".", 1)[-1] not in ("extension", "Extension"):  # only a sub-extension has a relative url
+            w.add("error", "structure", f"the extension url {url!r} must be an absolute URL (only a sub-extension "
+                                        "of a complex extension has a relative one)", f"{where}.url")
+        return
     known = core_extensions().get(url) or w.extra_extensions.get(url)
+    modifier_slot = slot == "modifierExtension"
+    if known is not None and bool(known.get("modifier")) != modifier_slot:
+        w.add("error", "structure",
+              f"the extension {url} is a modifier extension, so it must be in modifierExtension" if known.get("modifier")
+              else f"the extension {url} is not a modifier extension, so it must not be in modifierExtension", where)
     if known is None:
         if url.startswith(w.allowed_extension_domains or ("\0",)):
+            return
+        if modifier_slot:  # R4: a modifier that is not understood means the element cannot be used safely
+            w.add("error", "extension", f"the modifier extension {url} is unknown, so the element it modifies "
+                                        "cannot be understood", where)
             return
         if url.startswith("http://hl7.org/fhir/StructureDefinition/"):
             w.add("error", "structure", f"the extension {url} is not an R4 core extension, so it is not allowed here",
@@ -362,6 +382,12 @@ def _extension(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -
                                         f"type {vtype[0].lower() + vtype[1:]}", where)
     elif not value_keys and allowed and known.get("min", 0) > 0 and not item.get("extension"):
         w.add("error", "required", f"the extension {url} needs a value[x]", where)
+    binding = known.get("binding")
+    if binding and binding[0] == "required" and isinstance(item.get("valueCode"), str):
+        codes = value_sets().get(binding[1])
+        if codes is not None and not any(item["valueCode"] in c for c in codes.values()):
+            w.add("error", "code-invalid", f"the code {item['valueCode']!r} is not in the value set {binding[1]} "
+                                           f"(required by the extension {url})", f"{where}.valueCode")
     context = known.get("context") or []
     if context and not _context_ok(context, parent, where):
         w.add("error", "structure", f"the extension {url} is not allowed to be used at this point "

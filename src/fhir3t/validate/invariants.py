@@ -15,6 +15,9 @@ _URN = re.compile(r"^urn:(uuid:[0-9a-fA-F-]{36}|oid:[0-2](\.(0|[1-9][0-9]*))+)$"
 _CONDITIONAL = re.compile(r"^[A-Z][A-Za-z]+\?\S+$")  # Type?param=value (allowed in transactions)
 
 
+_NARRATIVE_REF = re.compile(r"""(?:src|href)\s*=\s*["'](#[^"']+)["']""")
+
+
 def _well_formed(ref: str) -> bool:
     return bool(RELATIVE_REF.match(ref) or ABSOLUTE_REF.match(ref) or _URN.match(ref) or _CONDITIONAL.match(ref)
                 or (ref.startswith(("http://", "https://")) and " " not in ref))
@@ -35,7 +38,10 @@ def check_dom3(resource: dict, rt: str) -> Iterator[Issue]:
     contained = resource.get("contained")
     if not isinstance(contained, list):
         return
-    local = {s for s in _strings(resource) if s.startswith("#")}
+    strings = list(_strings(resource))
+    local = {s for s in strings if s.startswith("#")}
+    # a narrative may be what points at it (<img src="#id">), as the HL7 validator accepts
+    local.update(m.group(1) for s in strings if s.startswith("<div") for m in _NARRATIVE_REF.finditer(s))
     for i, c in enumerate(contained):
         if not isinstance(c, dict):
             continue
@@ -62,7 +68,9 @@ def check_ref1(resource: dict, rt: str) -> Iterator[Issue]:
                         f"({ref!r} names no contained resource)",
                         f"{where}.reference")
         elif not ref.startswith("#") and not _well_formed(ref):
-            yield Issue("error", "value",
+            # whitespace or a broken urn: an error; another form is a URL R4 allows (the HL7 validator accepts
+            # 'resource:0' and 'XXX/_history/1') that no reader of fhir3t can resolve: a warning
+            yield Issue("error" if (any(c.isspace() for c in ref) or ref.startswith("urn:")) else "warning", "value",
                         f"malformed reference {ref!r}: expected Type/id, an absolute URL, urn:uuid:, urn:oid: or #id "
                         "(ids are 1-64 of A-Z a-z 0-9 - .)",
                         f"{where}.reference")

@@ -14,7 +14,7 @@ import calendar
 import re
 from typing import Any
 
-from fhir3t.validate.definitions import BOOLEAN, DECIMAL, INTEGERS, type_def
+from fhir3t.r4defs import BOOLEAN, DECIMAL, INTEGERS, type_def
 
 #: characters not allowed in any FHIR string (C0 controls but TAB, CR, LF)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -23,6 +23,7 @@ _ECHO = frozenset({"code", "id", "uri", "url", "canonical", "oid", "uuid"})
 MAX_LENGTH = 1024 * 1024
 _DATE_PARTS = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 _HTML_TAG = re.compile(r"<[A-Za-z][\w-]*(\s[^<>]*)?>")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _INT32 = (-2147483648, 2147483647)
 _FORMAT_HINT = {
     "date": "YYYY, YYYY-MM or YYYY-MM-DD",
@@ -96,6 +97,8 @@ def _string(value: str, tcode: str) -> list[tuple[str, str, str]]:
         bad = _calendar(value)
         if bad:
             out.append(("error", "value", f"not a valid {tcode}: {bad}"))
+    elif tcode in ("uri", "url", "canonical") and value.startswith("urn:uuid:") and not _UUID.fullmatch(value[9:]):
+        out.append(("error", "value", f"{value[:80]!r} is not a valid urn:uuid (expected a lower-case UUID)"))
     elif tcode in ("string", "markdown"):
         if not value.strip():
             out.append(("error", "invalid", f"{tcode} value is whitespace only"))

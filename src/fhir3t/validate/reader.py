@@ -1,4 +1,8 @@
-"""Reading what `fhir3t validate` is given: JSON files (a resource or Bundle), NDJSON, gzip.
+"""Reading what `fhir3t validate` is given: JSON or XML files (a resource or Bundle), NDJSON, gzip.
+
+XML goes through fhir3t.fhirxml, the one XML reader (hardened against entity expansion and external
+entities), and comes out in the JSON shape; its FHIR XML problems become issues of the file. A UTF-8
+byte-order mark before JSON is skipped (RFC 8259 lets a parser ignore it).
 
 Bounded memory: a whole-document JSON file over `max_bytes` is refused with a fatal issue instead
 of being read; NDJSON is streamed line by line (one over-long line is skipped, not read whole).
@@ -15,11 +19,13 @@ from typing import Any
 
 import orjson
 
+from fhir3t import fhirxml
 from fhir3t.validate.issues import Issue
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 _NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
-_FILE_SUFFIXES = (".json", ".json.gz") + _NDJSON_SUFFIXES
+_FILE_SUFFIXES = (".json", ".json.gz") + fhirxml.XML_SUFFIXES + _NDJSON_SUFFIXES
+_BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 20
 
 #: what the reader yields: (source label, parsed JSON) or an Issue about the input itself
@@ -32,7 +38,7 @@ def expand_paths(paths: list[str | os.PathLike]) -> Iterator[Path | Issue]:
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(_FILE_SUFFIXES))
             if not files:
-                yield Issue("warning", "not-found", "directory holds no .json or .ndjson files", source=str(p))
+                yield Issue("warning", "not-found", "directory holds no .json, .xml or .ndjson files", source=str(p))
             yield from files
         elif p.exists():
             yield p
@@ -72,6 +78,10 @@ def read_items(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[It
     if not data.strip():
         yield Issue("fatal", "structure", "empty file (expected a FHIR resource or Bundle)", source=src)
         return
+    if fhirxml.looks_like_xml(name):
+        yield from _read_xml(data, src)
+        return
+    data = data.removeprefix(_BOM)
     try:
         yield src, orjson.loads(data)
         return
@@ -99,6 +109,17 @@ def read_items(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[It
             yield from _parse_lines(enumerate(lines, 1), src)
             return
     yield Issue("fatal", "structure", f"not valid JSON: {_json_message(first_error)}", source=src)
+
+
+def _read_xml(data: bytes, src: str) -> Iterator[Item]:
+    try:
+        obj, problems = fhirxml.parse(data)
+    except fhirxml.XmlRefused as exc:
+        yield Issue("fatal", "structure", str(exc), source=src)
+        return
+    for p in problems:
+        yield Issue("error", "structure", p.message, p.where, source=src)
+    yield src, obj
 
 
 def strip_comments(data: bytes) -> bytes | None:
@@ -188,7 +209,7 @@ def _parse_lines(lines: Any, src: str) -> Iterator[Item]:
         if not line.strip():
             continue
         try:
-            yield f"{src}:{lineno}", orjson.loads(line)
+            yield f"{src}:{lineno}", orjson.loads(line.removeprefix(_BOM) if lineno == 1 else line)
         except orjson.JSONDecodeError as exc:
             yield Issue("error", "structure", f"not valid JSON: {_json_message(exc)}", source=f"{src}:{lineno}")
 

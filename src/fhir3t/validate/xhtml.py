@@ -20,7 +20,7 @@ ALLOWED_ELEMENTS = frozenset({
     "thead", "tr", "tfoot", "tbody", "th", "td", "code", "img", "ins", "del",
 })
 ALLOWED_ATTRIBUTES = frozenset({
-    "title", "style", "class", "id", "lang", "xml:lang", "dir", "accesskey", "tabindex",
+    "title", "style", "class", "id", "lang", "xml:lang", "xml:space", "dir", "accesskey", "tabindex",
     # a
     "href", "name",
     # img

@@ -6,7 +6,13 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 
-const [modules, profilesDir, ...bundles] = process.argv.slice(2);
+// With --mutants FILE.json (a JSON array of resources): one entry per resource, its errors against the
+// profile it claims and, for each of its extensions this package defines, against that extension's
+// definition (what a validator following ElementDefinition.type.profile does; Medplum does not on its own).
+const args = process.argv.slice(2);
+const mutantsAt = args.indexOf('--mutants');
+const mutantsFile = mutantsAt >= 0 ? args.splice(mutantsAt, 2)[1] : undefined;
+const [modules, profilesDir, ...bundles] = args;
 // @medplum/core 5 expects Node 22's global WebSocket at load time; validation never uses it
 globalThis.WebSocket ??= class WebSocket {};
 const require = createRequire(join(resolve(modules), 'noop.js'));
@@ -36,6 +42,21 @@ for (const f of readdirSync(profilesDir).filter((f) => f.startsWith('StructureDe
   profiles[sd.url] = sd;
 }
 core.indexStructureDefinitionBundle(Object.values(profiles));
+if (mutantsFile) {
+  const verdicts = json(mutantsFile).map((r) => {
+    const errors = [];
+    for (const url of r.meta?.profile ?? []) {
+      if (profiles[url]) errors.push(...errorsOf(() => core.validateResource(r, { profile: profiles[url] })));
+    }
+    for (const ext of r.extension ?? []) {
+      const def = profiles[ext.url];
+      if (def) errors.push(...errorsOf(() => core.validateTypedValue({ type: 'Extension', value: ext }, { profile: def })));
+    }
+    return errors;
+  });
+  process.stdout.write(JSON.stringify(verdicts));
+  process.exit(0);
+}
 for (const b of bundles) {
   for (const entry of json(b).entry ?? []) {
     const r = entry.resource;
