@@ -20,6 +20,7 @@ from fhir3t.criteria.model import CriterionResult, ScreeningResult
 from fhir3t.errors import AuthError, ConfigError
 from fhir3t.pipeline import Engine
 from fhir3t.r4facts import r4_facts
+from fhir3t.service.bodies import FeedbackItem
 from fhir3t.service.cards import build_card, detail, gate, md, study_subjects, summary
 from fhir3t.service.jwt_auth import JwtVerifier
 from fhir3t.service.prefetch import PrefetchError, as_prefetch, read_prefetch, templates
@@ -194,22 +195,21 @@ def test_dismissed_and_accepted_cards_keep_quiet_for_their_own_periods(tmp_path)
     p, q = store.patient_key("", "p1"), store.patient_key("", "p2")
     store.shown("c1", "svc", p, "eligible", "h")
     store.shown("c2", "svc", q, "eligible", "h")
-    assert store.feedback("svc", {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2027-01-15T00:00:00Z",
-                                  "overrideReason": {"reason": {"code": "not-now"}, "userComment": "ask next month"}})
-    assert store.feedback("svc", {"card": "c2", "outcome": "accepted", "outcomeTimestamp": "2027-01-15T00:00:00Z",
-                                  "acceptedSuggestions": [{"id": "s"}]})
-    assert not store.feedback("svc", {"card": "never-shown", "outcome": "accepted", "outcomeTimestamp": "x",
-                                      "acceptedSuggestions": [{"id": "s"}]})
+    assert store.feedback("svc", FeedbackItem("c1", "overridden", "2027-01-15T00:00:00Z", reason_code="not-now",
+                                              comment="ask next month"))
+    assert store.feedback("svc", FeedbackItem("c2", "accepted", "2027-01-15T00:00:00Z", accepted=("s",)))
+    assert not store.feedback("svc", FeedbackItem("never-shown", "accepted", "x", accepted=("s",)))
     clock.now += 29 * DAY
     assert store.may_show(p, "eligible") == "dismissed 29 day(s) ago"
     clock.now += 2 * DAY
     assert store.may_show(p, "eligible") is None
     assert store.may_show(q, "eligible") == "accepted 31 day(s) ago"
     s = store.summary()
-    assert (s["cards_shown"], s["accepted"], s["overridden"], s["comments"], s["feedback_for_unknown_cards"]) == (2, 2, 1, 1, 1)
+    # feedback on a card this service never showed is counted, not stored (a client cannot grow the table)
+    assert (s["cards_shown"], s["accepted"], s["overridden"], s["comments"], s["feedback_for_unknown_cards"]) == (2, 1, 1, 1, 1)
     assert s["override_reasons"] == [{"code": "not-now", "display": None, "count": 1}]
     assert "ask next month" not in json.dumps(s)  # the summary never carries free text
-    assert [r["comment"] for r in store.feedback_rows()] == ["ask next month", None, None]
+    assert [r["comment"] for r in store.feedback_rows()] == ["ask next month", None]
 
 
 def test_patients_are_stored_as_a_keyed_hash(tmp_path):

@@ -5,7 +5,7 @@ import argparse
 import sys
 from datetime import UTC, date, datetime
 
-from fhir3t.cli.common import day, progress_bar, report_problems, server_label
+from fhir3t.cli.common import MAX_JOBS, day, progress_bar, report_problems, server_label, whole_number
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.criteria.model import STATUSES
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
@@ -47,8 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--emit", metavar="BUNDLE", help="also write a FHIR transaction Bundle (ResearchStudy, ResearchSubjects, Provenance)")
     p.add_argument("--store", choices=("auto", "memory", "disk"), default="auto",
                    help="where records are grouped by patient: auto (memory, moving to disk for big inputs), memory, disk")
-    p.add_argument("--jobs", type=int, metavar="N",
-                   help="processes to screen files with (default: all CPUs, up to 8, for inputs over 256 MB; else 1)")
+    p.add_argument("--jobs", type=whole_number(1, MAX_JOBS), metavar="N",
+                   help=f"processes to screen files with, 1 to {MAX_JOBS} (default: all CPUs, up to 8, for inputs over "
+                        "256 MB; else 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_server_options(p)
     p.add_argument("--no-check", action="store_true",

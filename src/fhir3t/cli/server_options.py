@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from fhir3t.cli.common import day
+from fhir3t.cli.common import MAX_PARALLEL, day, whole_number
 from fhir3t.errors import UsageError
 from fhir3t.transport.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_PAGES, DEFAULT_MAX_REQUESTS, DEFAULT_TIMEOUT
 
@@ -34,7 +34,8 @@ def add_server_options(parser: argparse.ArgumentParser, *, pull: bool = True, pu
                    help=f"follow at most N pages of one search (default {DEFAULT_MAX_PAGES})")
     g.add_argument("--max-response-size", type=int, default=DEFAULT_MAX_BODY // MB, metavar="MB",
                    help=f"refuse a JSON answer larger than MB megabytes (default {DEFAULT_MAX_BODY // MB})")
-    g.add_argument("--parallel", type=int, default=4, metavar="N", help="at most N requests in flight (default 4)")
+    g.add_argument("--parallel", type=whole_number(1, MAX_PARALLEL), default=4, metavar="N",
+                   help=f"at most N requests in flight, 1 to {MAX_PARALLEL} (default 4)")
     g.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"time limit of one request, wall clock (default {DEFAULT_TIMEOUT:g}); a request that "
                         "runs into it is not retried")

@@ -22,6 +22,7 @@ from fhir3t.criteria.readings import Readings
 from fhir3t.dates import Duration
 from fhir3t.errors import ConfigError
 from fhir3t.profiles import profile_path
+from fhir3t.smallfiles import DATA_LIMIT, read_small
 from fhir3t.terminology import Terminology, ValueSet
 from fhir3t.textnorm import fold
 
@@ -127,7 +128,7 @@ def load_criteria(tx: Terminology, path: Path | None = None) -> CriteriaSet:
 
         path = load_study().criteria_file
     try:
-        raw_bytes = Path(path).read_bytes()
+        raw_bytes = read_small(path, DATA_LIMIT, "the criteria file")
         data = orjson.loads(raw_bytes)
     except FileNotFoundError:
         raise ConfigError(f"{path}: criteria file not found") from None

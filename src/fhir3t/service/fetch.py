@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from fhir3t.config import origin
 from fhir3t.errors import Fhir3tError
+from fhir3t.origins import Origin, origin
 from fhir3t.r4facts import r4_facts
 from fhir3t.service.prefetch import Template, resources_in
 from fhir3t.sources.refs import normalize_reference
@@ -59,7 +59,7 @@ class Sessions:
     query) with cookies refused, so nothing one EHR user's call received is sent with another's."""
 
     def __init__(self) -> None:
-        self._by_origin: dict[tuple[str, str, int | None], requests.Session] = {}
+        self._by_origin: dict[Origin | None, requests.Session] = {}
         self._lock = threading.Lock()
 
     def get(self, base: str) -> requests.Session:

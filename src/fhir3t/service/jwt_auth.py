@@ -21,6 +21,7 @@ from jwt import PyJWKClient
 from fhir3t.errors import AuthError, ConfigError
 from fhir3t.service.settings import Issuer
 from fhir3t.service.store import Store
+from fhir3t.smallfiles import KEY_LIMIT, read_small
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 LEEWAY = 30
@@ -31,9 +32,9 @@ MAX_LIFETIME = 3600
 def _load_keys(path: Path) -> dict[str | None, Any]:
     """kid -> public key from a PEM file (kid None) or a JWK / JWKS JSON file."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the CDS client's public key ({exc.strerror})") from None
+        data = read_small(path, KEY_LIMIT, "the CDS client's public key file")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: cannot read the CDS client's public key (no such file)") from None
     if data.lstrip().startswith(b"-----BEGIN"):
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
 

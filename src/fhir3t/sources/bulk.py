@@ -24,8 +24,9 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
-from fhir3t.errors import ServerError, UsageError
+from fhir3t.errors import Fhir3tError, ServerError, UsageError
 from fhir3t.jsonshape import child, child_text, text
+from fhir3t.smallfiles import STATE_LIMIT, read_small
 from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError, outcome_text, parse_json
 from fhir3t.transport.limits import DEFAULT_MAX_FILE
 from fhir3t.transport.urls import clean, describe, fhir_id, origin, origin_text
@@ -88,8 +89,8 @@ class BulkExporter:
 
     def _load_state(self) -> dict | None:
         try:
-            st = json.loads(self.state_path.read_text())
-        except (OSError, ValueError):
+            st = json.loads(read_small(self.state_path, STATE_LIMIT, "the export state"))
+        except (OSError, ValueError, Fhir3tError):
             return None
         if not isinstance(st, dict) or st.get("request") != self._request_key():
             return None

@@ -29,6 +29,7 @@ import requests
 
 from fhir3t.errors import AuthError, ServerError
 from fhir3t.jsonshape import items, text
+from fhir3t.smallfiles import KEY_LIMIT, read_small
 from fhir3t.transport.deadline import Deadline, guarded_session
 from fhir3t.transport.urls import clean, describe, is_loopback, origin, origin_text, strip_userinfo
 
@@ -241,9 +242,9 @@ def load_signing_key(source: str | Path) -> tuple[Any, str, str | None]:
 
     path = Path(source)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise AuthError(f"cannot read the SMART key file {path}: {exc.strerror}") from None
+        raw = read_small(path, KEY_LIMIT, "the SMART key file", AuthError)
+    except FileNotFoundError:
+        raise AuthError(f"cannot read the SMART key file {path}: no such file") from None
     kid: str | None = None
     head = raw.lstrip()
     if head.startswith(b"{"):
