@@ -67,11 +67,13 @@ def _listen(value: str) -> tuple[str, int]:
 def run(args: argparse.Namespace) -> int:
     from fhir3t.config import Config
     from fhir3t.pipeline import Engine
-    from fhir3t.service.settings import serve_settings
+    from fhir3t.service.settings import check_state_dir, serve_settings
     from fhir3t.service.watch import NOTIFY_PATH, Watcher, WatchState, state_file
 
     cfg: Config = getattr(args, "_config", None) or Config()
     settings = serve_settings(cfg)
+    if not args.state:
+        check_state_dir(settings, cfg)
     if not args.verbose and not cfg.log_level and not args.once:  # rounds are logged at INFO
         logging.getLogger("fhir3t").setLevel(logging.INFO)
     if args.interval <= 0:
@@ -110,11 +112,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _local(base: str) -> bool:
-    from urllib.parse import urlsplit
+    from fhir3t.origins import is_loopback
 
-    from fhir3t.service.runner import is_loopback
-
-    return is_loopback(urlsplit(base).hostname or "")
+    return is_loopback(base)
 
 
 def _poll_forever(watcher, interval: float) -> int:

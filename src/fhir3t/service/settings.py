@@ -16,7 +16,7 @@ JWT verification takes public keys or a JWKS URL only). Authentication may be of
     after_override_days = 30      # after a clinician dismissed the card
     after_accept_days = 365       # after a clinician accepted the referral
     require_jwt = true            # every call must carry a JWT from an issuer below (required off loopback)
-    max_connections = 256         # connections held at once; more are answered 503
+    max_connections = 1024        # connections held at once; more are answered 503
     body_timeout = 10             # seconds a request body may take to arrive (408 after)
 
     [[serve.issuers]]
@@ -42,9 +42,11 @@ from fhir3t.errors import ConfigError
 from fhir3t.origins import is_loopback_host, origin
 
 #: connections the service holds at once (slow clients included); beyond, new calls are answered 503
-MAX_CONNECTIONS = 256
+MAX_CONNECTIONS = 1024
 #: seconds a client may take to send a request body (a client that dribbles is answered 408 and let go)
 BODY_TIMEOUT = 10.0
+#: seconds a client gets to send a request's head (method, path, headers), from connecting or from its first byte
+HEAD_TIMEOUT = 10.0
 
 #: message id -> English template
 MESSAGES = {
@@ -204,5 +206,5 @@ def check_state_dir(settings: ServeSettings, cfg: Config) -> None:
                                                        reason=exc.strerror or type(exc).__name__)) from None
 
 
-__all__ = ["BODY_TIMEOUT", "MAX_CONNECTIONS", "Issuer", "Link", "ServeSettings", "check_bind", "check_state_dir",
+__all__ = ["BODY_TIMEOUT", "HEAD_TIMEOUT", "MAX_CONNECTIONS", "Issuer", "Link", "ServeSettings", "check_bind", "check_state_dir",
            "default_state_dir", "serve_settings"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import IO, Any
 from fhir3t.errors import Fhir3tError, ServerError, UsageError
 from fhir3t.jsonshape import child, child_text, text
 from fhir3t.smallfiles import STATE_LIMIT, read_small
+from fhir3t.sources.refs import RESOURCE_TYPE  # what a manifest's `type` must look like before it names a file
 from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError, outcome_text, parse_json
 from fhir3t.transport.limits import DEFAULT_MAX_FILE
 from fhir3t.transport.urls import clean, describe, fhir_id, origin, origin_text
@@ -34,8 +34,6 @@ from fhir3t.transport.urls import clean, describe, fhir_id, origin, origin_text
 log = logging.getLogger("fhir3t.bulk")
 
 STATE = ".fhir3t-export.state"  # not .json: `fhir3t screen OUT_DIR` must not read it as a Bundle
-#: What a manifest's `type` must look like before it becomes part of a file name.
-RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}", re.ASCII)
 #: Polling: never faster than the floor, which grows by POLL_GROWTH per poll up to POLL_CEILING.
 POLL_FLOOR = 1.0
 POLL_GROWTH = 1.5
