@@ -159,6 +159,8 @@ def apply_server(cfg: Config, args: argparse.Namespace) -> None:
     method = s.auth
     if method == "auto":
         method = "smart" if (s.client_id and s.key) else "token" if s.token_file else "client-secret"
+    if s.token_url and getattr(args, "smart_token_url", None) is None:
+        args.smart_token_url = s.token_url  # configured with the credentials it is for: same origin rule as they
     if method == "smart":
         args.smart_client_id, args.smart_key = s.client_id, str(s.key) if s.key else None
     elif method == "token":

@@ -41,6 +41,13 @@ POLL_CEILING = 60.0
 #: The longest pause a server's Retry-After can ask for between polls.
 MAX_POLL_WAIT = 120.0
 DEFAULT_MAX_WAIT = 3600.0  # also in fhir3t.cli.export
+
+#: message id -> English template
+MESSAGES = {
+    "file-elsewhere": "{rtype} file on {there}: not the server's origin ({base}) nor one allowed with --allow-origin{token}; "
+                      "not downloaded (add --allow-origin {allow} if that host is trusted)",
+    "needs-token": ", and the manifest says it needs the access token",
+}
 #: NDJSON lines longer than this are not read for references (a resource is far smaller).
 MAX_LINE = 64 * 1024 * 1024
 
@@ -117,7 +124,7 @@ class BulkExporter:
         if resp.status_code != 202 or not loc:
             raise ServerError(f"$export kick-off ({describe(resp.url or path)}): expected 202 with Content-Location, "
                               f"got {resp.status_code}{'' if loc else ' without Content-Location'}")
-        self.client.url(loc)  # an http(s) URL, or the export cannot be followed
+        self.client.followable(self.client.url(loc), "the $export status URL")  # http(s) and on an origin named
         return loc
 
     def poll(self, status_url: str, result: ExportResult) -> dict | None:
@@ -196,15 +203,15 @@ class BulkExporter:
             if url in st["done"] and target.exists():
                 (result.errors if kind == "error" else result.files).append(target)
                 continue
-            if token and self.client.auth is not None and not self.client.credentials_for(url):
+            if not self.client.credentials_for(url):  # read only from origins the user named
                 o = origin(url)
-                problems.append(f"{rtype} file on {origin_text(o) if o else describe(url)}: the manifest says it needs "
-                                f"the access token, which fhir3t sends only to {origin_text(self.client.origin)}; not "
-                                f"downloaded (add --allow-origin {origin_text(o) if o else 'ORIGIN'} if that host is trusted)")
+                problems.append(MESSAGES["file-elsewhere"].format(
+                    rtype=rtype, there=origin_text(o) if o else describe(url), base=origin_text(self.client.origin),
+                    token=MESSAGES["needs-token"] if token else "", allow=origin_text(o) if o else "ORIGIN"))
                 continue
             _write(sub, _mkdir, sub)
             try:
-                result.bytes += self._fetch_file(url, target)
+                result.bytes += self._fetch_file(url, target, token)
             except HttpStatusError as exc:
                 if exc.status in (404, 410):
                     raise
@@ -221,13 +228,14 @@ class BulkExporter:
             raise ServerError(f"$export incomplete: {len(problems)} file(s) of the manifest not downloaded, so "
                               f"{self.out} must not be screened as it is:\n  {shown}")
 
-    def _fetch_file(self, url: str, target: Path) -> int:
+    def _fetch_file(self, url: str, target: Path, token: bool = True) -> int:
         """Download to `target` through a .part file that is removed if anything goes wrong."""
         part = target.with_name(target.name + ".part")
         try:
             with _opened(part, "wb") as fh:
                 n = self.client.download(url, lambda b: _write(part, fh.write, b),
-                                         headers={"Accept": "application/fhir+ndjson"}, max_bytes=self.max_file_bytes)
+                                         headers={"Accept": "application/fhir+ndjson"}, max_bytes=self.max_file_bytes,
+                                         credentials=token)
             _write(target, part.replace, target)
         except BaseException:
             part.unlink(missing_ok=True)
