@@ -43,6 +43,17 @@ def whole_number(low: int, high: int) -> Callable[[str], int]:
     return convert
 
 
+def positive_seconds(value: str) -> float:
+    """argparse type for a number of seconds above 0 (finite)."""
+    try:
+        n = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {value!r}") from None
+    if not 0 < n < 1e9:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {value}")
+    return n
+
+
 @contextmanager
 def output(path: str | None) -> Iterator[IO[str]]:
     """stdout, or a file written atomically (a half-written report is never left behind)."""

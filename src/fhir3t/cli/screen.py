@@ -5,7 +5,7 @@ import argparse
 import sys
 from datetime import UTC, date, datetime
 
-from fhir3t.cli.common import MAX_JOBS, day, progress_bar, report_problems, server_label, whole_number
+from fhir3t.cli.common import MAX_JOBS, day, positive_seconds, progress_bar, report_problems, server_label, whole_number
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.criteria.model import STATUSES
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
@@ -86,12 +86,16 @@ def connect_terminology_option(args: argparse.Namespace, engine, problems: Probl
     if not url:
         return None
     from fhir3t.pipeline.terminology import connect_terminology
-    from fhir3t.transport.http import FhirClient
-    from fhir3t.transport.terminology import TerminologyServer
+    from fhir3t.transport.http import FhirClient, RetryPolicy
+    from fhir3t.transport.terminology import DEFAULT_BUDGET, TerminologyServer
 
     if not url.startswith(("http://", "https://")):
         raise UsageError("--terminology: give an http:// or https:// FHIR base URL")
-    server = TerminologyServer(FhirClient(url, timeout=getattr(args, "timeout", None) or 30.0))
+    budget = getattr(args, "terminology_budget", None) or DEFAULT_BUDGET
+    # one retry, short pauses: the run's budget, not each lookup's patience, bounds what the server may cost
+    client = FhirClient(url, timeout=getattr(args, "timeout", None) or 30.0,
+                        retry=RetryPolicy(attempts=2, cap=2.0, max_retry_after=5.0))
+    server = TerminologyServer(client, budget=budget)
     connect_terminology(engine, server, problems)
     return server
 
@@ -116,6 +120,9 @@ def add_screen_options(p: argparse.ArgumentParser) -> None:
                    help="a FHIR terminology server: SNOMED CT concepts of the value sets are expanded to their "
                         "descendants ($expand, else $subsumes), local codes translated ($translate); cached for "
                         "the run; what it cannot answer stays unknown")
+    p.add_argument("--terminology-budget", type=positive_seconds, metavar="SECONDS",
+                   help="with --terminology: seconds the terminology server may cost the whole run (default 120); "
+                        "after that, or after 5 failures in a row, it is not asked again and the codes left stay unknown")
 
 
 def choose_as_of(args: argparse.Namespace, command: str) -> tuple[date, str]:
