@@ -103,7 +103,7 @@ def test_markdown_from_the_record_is_inert(engine):
     r = _result("candidate", (CriterionResult("I3-mda5", "inclusion", "unknown", (), evil),))
     text = detail(r, engine.criteria, engine.study)
     assert re.search(r"(?<!\\)<img", text) is None and "\\<img" in text
-    assert "[click](" not in text and "\\[click\\](http://evil.example)" in text
+    assert "[click](" not in text and "\\[click\\](http\\://evil\\.example)" in text
     assert "**bold**" not in text
     assert md("a\x00b\x1bc") == "a b c"
 
