@@ -26,5 +26,7 @@ def urn(resource_id: str) -> str:
 
 
 def fhir_id(value: object) -> str | None:
-    """`value` if it is a valid FHIR id (matched whole: safe to join into a request path), else None."""
-    return value if isinstance(value, str) and FHIR_ID.fullmatch(value) else None
+    """`value` if it is a valid FHIR id (matched whole: safe to join into a request path), else None.
+
+    `.` and `..` fit the R4 pattern but are path segments, not ids (`Observation/..` is the base itself)."""
+    return value if isinstance(value, str) and FHIR_ID.fullmatch(value) and value.strip(".") else None
