@@ -335,3 +335,20 @@ def test_a_wrong_serve_table_is_an_error_that_says_why(table, message):
     with pytest.raises(ConfigError, match=message):
         serve_settings(parse_config({"serve": table}))
 
+
+
+def test_a_card_shown_by_a_concurrent_call_after_now_was_read_counts_as_just_shown(tmp_path):
+    """Found by the load test: with 8 sessions, a card recorded after another call read the clock came out
+    'shown -1 day(s) ago', and show_again_after_days = 0 kept the card from showing."""
+    clock = Clock()
+    store = Store(tmp_path, Rule(show_again_after_days=0), clock)
+    p = store.patient_key("", "p1")
+    clock.now += 5
+    store.shown("c1", "svc", p, "eligible", "h")
+    clock.now -= 5  # the other call read the clock before this one recorded its card
+    assert store.may_show(p, "eligible") is None
+    store7 = Store(tmp_path / "7", Rule(show_again_after_days=7), clock)
+    clock.now += 5
+    store7.shown("c1", "svc", p, "eligible", "h")
+    clock.now -= 5
+    assert store7.may_show(p, "eligible") == "shown 0 day(s) ago"

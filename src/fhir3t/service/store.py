@@ -132,14 +132,16 @@ class Store:
         fb = self._one("SELECT outcome, received_at FROM feedback WHERE patient = ? ORDER BY received_at DESC LIMIT 1",
                        (patient,))
         if fb is not None:
-            outcome, at = fb
+            outcome, received = fb
+            at = min(received, now)  # recorded by a concurrent call after `now` was read: just now
             if outcome == "accepted" and now - at < r.after_accept_days * DAY:
                 return f"accepted {int((now - at) // DAY)} day(s) ago"
             if outcome == "overridden" and now - at < r.after_override_days * DAY:
                 return f"dismissed {int((now - at) // DAY)} day(s) ago"
         last = self._one("SELECT status, shown_at FROM cards WHERE patient = ? ORDER BY shown_at DESC LIMIT 1", (patient,))
         if last is not None and interval:
-            was, at = last
+            was, shown_at = last
+            at = min(shown_at, now)  # a card a concurrent call showed after `now` was read: shown just now
             if now - at < r.show_again_after_days * DAY and not (was == "candidate" and status == "eligible"):
                 return f"shown {int((now - at) // DAY)} day(s) ago"
         return None
