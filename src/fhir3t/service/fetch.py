@@ -26,7 +26,7 @@ from fhir3t.errors import Fhir3tError
 from fhir3t.origins import Origin, origin
 from fhir3t.r4facts import r4_facts
 from fhir3t.service.prefetch import Template, resources_in
-from fhir3t.sources.refs import normalize_reference
+from fhir3t.sources.refs import fhir_reference, normalize_reference
 from fhir3t.transport.auth import BearerToken
 from fhir3t.transport.http import FhirClient, RetryPolicy
 
@@ -125,8 +125,9 @@ def _referenced(documents: Iterable[tuple[str, object]]) -> dict[str, set[str]]:
             if not isinstance(ref, str) or ref.startswith("#"):
                 continue
             norm = normalize_reference(ref, {})
-            if norm and norm.split("/")[0] in shared and norm not in held:
-                rtype, rid = norm.split("/", 1)
+            parsed = fhir_reference(norm)  # a FHIR id, matched whole: `a,b&_x=y` must not extend the query
+            if norm and parsed and parsed[0] in shared and norm not in held:
+                rtype, rid = parsed
                 wanted.setdefault(rtype, set()).add(rid)
     return wanted
 
