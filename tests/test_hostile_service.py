@@ -468,3 +468,15 @@ def test_the_exception_map_answers_every_known_failure_and_only_bugs_are_500():
     assert answer_for(TooLarge(1024 * 1024))[0] == 413 and answer_for(TooSlow(10))[0] == 408
     assert answer_for(Busy("feedback"))[0] == 503 and answer_for(RecursionError())[0] == 400
     assert answer_for(KeyError("x")) == (500, "internal error in the CDS service")  # the text of a bug is never shown
+
+
+def test_a_prefetch_nested_a_thousand_deep_is_answered_without_a_500(service):
+    url, cds = service
+    res = sample_resources("01-eligible-classic")
+    body = hook_request("p01", full_prefetch(cds, res))
+    body["prefetch"]["condition"]["entry"][0]["resource"]["note"] = "DEEP"
+    raw = json.dumps(body).replace('"DEEP"', "[" * 1000 + '"x"' + "]" * 1000).encode()  # orjson reads up to 1024
+    r = post(url, f"/cds-services/{SERVICE}", raw)
+    assert r.status_code in (200, 400), r.text
+    if r.status_code == 400:
+        one_sentence(r)

@@ -127,11 +127,12 @@ def dotted(root: str) -> Where:
 
 
 def check(name: str, doc: object, where: Where, messages: Mapping[str, str] | None = None,
-          *, max_depth: int = MAX_DEPTH) -> None:
+          *, max_depth: int | None = MAX_DEPTH) -> None:
     """Raise ShapeError (one sentence) unless `doc` has the shape of schema `name`.
 
-    `messages` are the caller's templates for the schema's `x-message` ids (placeholders: where)."""
-    if too_deep(doc, max_depth):
+    `messages` are the caller's templates for the schema's `x-message` ids (placeholders: where). `max_depth`
+    None: no depth check (a schema that does not descend into the deep parts, whose readers bound themselves)."""
+    if max_depth is not None and too_deep(doc, max_depth):
         raise ShapeError(MESSAGES["too-deep"].format(where=where(()), limit=max_depth))
     error = best_match(validator(name).iter_errors(doc))
     if error is not None:

@@ -55,7 +55,9 @@ class HookRequest:
 
 def hook_request(body: bytes) -> HookRequest:
     doc = parse(body)
-    check("cds-hook-request", doc, dotted("request"), MESSAGES, max_depth=256)
+    # no depth walk over the prefetch (0.4 s for 4.5 MB): the schema checks the envelope only, orjson reads no more
+    # than 1024 levels, and a reader that recurses too deep ends in the exception map's 400
+    check("cds-hook-request", doc, dotted("request"), MESSAGES, max_depth=None)
     context = doc["context"]
     auth = doc.get("fhirAuthorization")
     server = doc.get("fhirServer")
