@@ -41,7 +41,7 @@ from fhir3t.shapecheck import ShapeError
 from fhir3t.transport.http import FhirClient, RetryPolicy
 from fhir3t.transport.terminology import MAX_FAILURES_IN_A_ROW, TerminologyServer
 from hostile_client import Crowd, wait_until
-from hostile_server import RawServer, trickle
+from hostile_server import RawServer, answer, drip_json
 
 FEEDBACK = f"/cds-services/{SERVICE}/feedback"
 
@@ -139,10 +139,10 @@ def test_a_jwt_whose_alg_does_not_fit_the_key_and_a_jwks_without_keys_are_401s(e
         r = requests.get(f"{url}/cds-services", headers=bearer(rsa_key, "RS256"), timeout=10)  # RS256 against an EC key
         assert r.status_code == 401 and "RS256 does not fit" in one_sentence(r)
         assert requests.get(f"{url}/cds-services", headers=bearer(ec_key, "ES384"), timeout=10).status_code == 200
-    for answer in ({"keys": []}, {"keys": [{"kty": "EC", "crv": "P-999", "x": "a", "y": "b", "kid": "k1"}]}, {"keys": 5},
-                   [1], "nonsense"):
+    for jwks in ({"keys": []}, {"keys": [{"kty": "EC", "crv": "P-999", "x": "a", "y": "b", "kid": "k1"}]}, {"keys": 5},
+                 [1], "nonsense"):
         httpserver.clear()
-        httpserver.expect_request("/jwks").respond_with_data(json.dumps(answer) if not isinstance(answer, str) else answer)
+        httpserver.expect_request("/jwks").respond_with_data(json.dumps(jwks) if not isinstance(jwks, str) else jwks)
         v = JwtVerifier([Issuer("https://ehr.example.org", jwks_url=httpserver.url_for("/jwks"))], Store(tmp_path / "j"))
         with pytest.raises(AuthError, match="JWKS"):
             v.verify(bearer(ec_key, "ES384")["Authorization"], ["https://cds.example.org/cds-services"])
@@ -330,12 +330,7 @@ def test_a_terminology_server_repeating_one_page_with_a_huge_total_is_paged_twic
 @pytest.mark.parametrize("kind", ["500", "drip"])
 def test_a_failing_or_dripping_terminology_server_costs_the_run_at_most_its_budget(kind):
     """Each lookup was retried on its own, with no overall deadline: `screen` ran past 600 s."""
-    if kind == "500":
-        script = trickle(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n", forever=0)
-    else:
-        script = trickle(b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nContent-Length: 100000\r\n\r\n{",
-                         every=0.05, forever=30)
-    raw = RawServer(script)
+    raw = RawServer(answer("500 Internal Server Error") if kind == "500" else drip_json())
     try:
         client = FhirClient(raw.url + "/fhir", timeout=30, parallel=1, retry=RetryPolicy(attempts=2, cap=0.1, rng=lambda: 0.0))
         server = TerminologyServer(client, budget=1.5)
