@@ -475,3 +475,14 @@ def test_a_prefetch_nested_a_thousand_deep_is_answered_without_a_500(service):
     assert r.status_code in (200, 400), r.text
     if r.status_code == 400:
         one_sentence(r)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; b=x", None])
+def test_a_body_a_web_page_could_send_cross_site_is_refused(service, content_type):
+    """State-changing requests are CSRF-protected: a page can make a browser POST these without a preflight."""
+    url, _cds = service
+    body = json.dumps({"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-16T00:00:00Z"}]})
+    headers = {"Content-Type": content_type} if content_type else {}
+    r = requests.post(url + FEEDBACK, data=body.encode(), headers=headers, timeout=10)
+    assert r.status_code == 415 and "application/json" in one_sentence(r)
+    assert post(url, FEEDBACK, json.loads(body), {"Content-Type": "application/json; charset=utf-8"}).status_code == 200

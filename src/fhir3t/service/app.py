@@ -7,7 +7,9 @@
     POST|PUT /fhir3t/notify[/{type}/{id}]         FHIR Subscription rest-hook notifications (with a watcher)
 
 Every error is JSON ({"error": ...}) with the status the service's one exception map gives it
-(service/failures.py); nothing a request holds can make a 500 or a traceback.
+(service/failures.py); nothing a request holds can make a 500 or a traceback. A hook call or feedback
+must be sent as application/json (415 otherwise): what a browser cannot send cross-site without a CORS
+preflight, so no web page can call the service in a clinician's name.
 
 Bounded: a body larger than its route's limit is refused (413) before it is read whole, and one that
 takes longer than `body_timeout` to arrive is answered 408 and let go (a client dribbling its body holds
@@ -58,6 +60,7 @@ MESSAGES = {
     "feedback": "feedback",
     "hook-calls": "hook calls",
     "gone": "the client closed the connection before the body ended",
+    "json-only": "the request body must be sent as application/json",
 }
 
 
@@ -100,6 +103,15 @@ class Lane:
             return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
         finally:
             self.queued -= 1
+
+
+def _json_content(request: Request) -> None:
+    """415 unless the body is declared JSON: a web page can make a browser POST text/plain or a form to a
+    service on loopback without asking (no CORS preflight), but not application/json, so a page the
+    clinician visits cannot write feedback or call a hook in their name (CSRF)."""
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not (kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))):
+        raise HookError(415, MESSAGES["json-only"])
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -164,6 +176,7 @@ class _Handlers:
             if fn is None:
                 answer = Answer(200, cds.discovery(), {"event": "cds-discovery"})
             else:
+                _json_content(request)
                 body = await read_body(request, self.max_body if limit is None else min(limit, self.max_body),
                                        self.body_timeout)
                 answer = await (lane or self.hooks).run(fn, body)
