@@ -218,3 +218,26 @@ def test_unknown_tables_are_left_for_their_owner(tmp_path):
     from fhir3t.cli import build_parser
 
     build_parser(cfg)  # a [serve] table is not a command table: nothing to check against options
+
+
+def test_a_token_endpoint_named_in_the_config_is_where_the_client_credentials_go(tmp_path, monkeypatch):
+    """Issue 21: the credentials go to the FHIR server's origin or to a token endpoint the configuration names;
+    one that discovery names elsewhere is refused (tests/test_auth.py)."""
+    import argparse
+
+    from fhir3t.cli.configure import apply_server
+    from fhir3t.cli.server_options import make_client
+    from fhir3t.transport.auth import ClientSecretBasicAuth
+
+    cfg = load_config(write(tmp_path / "c.toml", '[server]\nurl = "https://ehr.example.org/fhir"\nauth = "client-secret"\n'
+                                                 'client_id = "fhir3t"\ntoken_url = "https://auth.example.org/token"\n'))
+    assert cfg.server.token_url == "https://auth.example.org/token"
+    args = argparse.Namespace(server=None, paths=[], token=None, smart_client_id=None, smart_key=None, smart_token_url=None)
+    apply_server(cfg, args)
+    assert (args.server, args.smart_client_id, args.smart_token_url) == ("https://ehr.example.org/fhir", "fhir3t",
+                                                                         "https://auth.example.org/token")
+    monkeypatch.setenv("FHIR3T_CLIENT_SECRET", "s")
+    auth = make_client(args).auth
+    assert isinstance(auth, ClientSecretBasicAuth) and auth.discover() == "https://auth.example.org/token"
+    with pytest.raises(ConfigError, match=r"\[server\]: 'token_url' must be an http:// or https:// URL"):
+        parse_config({"server": {"token_url": "https://auth.example.org:99999/token"}})
