@@ -241,3 +241,39 @@ def test_a_token_endpoint_named_in_the_config_is_where_the_client_credentials_go
     assert isinstance(auth, ClientSecretBasicAuth) and auth.discover() == "https://auth.example.org/token"
     with pytest.raises(ConfigError, match=r"\[server\]: 'token_url' must be an http:// or https:// URL"):
         parse_config({"server": {"token_url": "https://auth.example.org:99999/token"}})
+
+
+# ---- fuzz: the typed boundary of the config (issue 21) ---------------------------------------------------
+def _fuzz_config(n: int, derandomize: bool) -> None:
+    import tomllib
+
+    from hypothesis import HealthCheck, given, settings
+
+    from fhir3t.service.settings import serve_settings
+    from fuzz_json import mutated
+
+    root = Path(__file__).resolve().parents[1]
+    doc = tomllib.loads((root / "deploy" / "fhir3t.toml.example").read_text(encoding="utf-8"))
+    doc["serve"] = {"port": 8088, "public_url": "https://cds.example/x", "require_jwt": True, "fhir_servers": ["https://e/fhir"],
+                    "issuers": [{"iss": "a", "jwks_url": "https://a/j", "jku": ["https://a/k"]}],
+                    "links": [{"label": "W", "url": "https://w", "type": "smart"}], "watch_interval": 10, "budget_ms": 100}
+
+    @settings(max_examples=n, deadline=None, database=None, derandomize=derandomize,
+              suppress_health_check=list(HealthCheck))
+    @given(mutated(doc, 3))
+    def run(d: dict) -> None:
+        try:
+            serve_settings(parse_config(d, Path("fhir3t.toml")))
+        except ConfigError as exc:  # the only way a config may fail: one sentence naming the file
+            assert "\n" not in str(exc) and "fhir3t.toml" in str(exc)
+
+    run()
+
+
+def test_fuzzed_config_documents_fail_only_with_one_sentence():
+    _fuzz_config(150, derandomize=True)
+
+
+@pytest.mark.fuzz
+def test_fuzz_long_config():
+    _fuzz_config(5000, derandomize=False)
