@@ -169,7 +169,8 @@ def test_fuzz_long_service(live, surface, capsys):
 def test_the_valid_requests_the_fuzzer_starts_from_are_answered(live):
     """The seeds are real requests: a card for p01, feedback and notifications accepted (else the fuzz proves little)."""
     url = live["url"]
-    r = requests.post(f"{url}/cds-services/{SERVICE}", data=json.dumps(live["bodies"]["hook"][0]), timeout=30)
+    r = requests.post(f"{url}/cds-services/{SERVICE}", data=json.dumps(live["bodies"]["hook"][0]),
+                      headers={"Content-Type": "application/json"}, timeout=30)
     assert r.status_code == 200 and r.json()["cards"]
     for fb in FEEDBACK:
         assert requests.post(f"{url}/cds-services/{SERVICE}/feedback", json=fb, timeout=30).status_code == 200

@@ -391,10 +391,8 @@ def test_connections_beyond_the_cap_are_answered_503_at_once(engine, tmp_path):
     settings = ServeSettings(state_dir=tmp_path / "s", as_of=SAMPLES_AS_OF, max_connections=8, body_timeout=5.0)
     with running(settings, engine) as (url, _cds):
         crowd = Crowd().slow_body(url, f"/cds-services/{SERVICE}", 8)
-        try:
-            assert wait_until(lambda: True, 0.5)
-            r = requests.get(f"{url}/health", timeout=10)
-            assert r.status_code == 503
+        try:  # once the eight are accepted, a ninth connection is answered 503 at once
+            assert wait_until(lambda: requests.get(f"{url}/health", timeout=10).status_code == 503, timeout=10)
         finally:
             crowd.stop()
         assert wait_until(lambda: requests.get(f"{url}/health", timeout=10).status_code == 200, timeout=10)
