@@ -50,11 +50,13 @@ def full_prefetch(cds: CdsService, resources: list[dict]) -> dict:
 
 
 @contextmanager
-def running(settings: ServeSettings, definition: Definition) -> Iterator[tuple[str, CdsService]]:
-    """The service on a free loopback port (uvicorn on a thread), and its CdsService."""
+def running(settings: ServeSettings, definition: Definition, *, head_timeout: float = 10.0) -> Iterator[tuple[str, CdsService]]:
+    """The service on a free loopback port (uvicorn on a thread, with the bounds `serve` runs with), and its
+    CdsService."""
     cds, store = build_cds(settings, definition)
-    app = create_app(cds, max_body=int(settings.max_body_mb * 1024 * 1024), on_shutdown=[cds.close, store.close])
-    with InThread(app) as url:
+    app = create_app(cds, max_body=int(settings.max_body_mb * 1024 * 1024), body_timeout=settings.body_timeout,
+                     on_shutdown=[cds.close, store.close])
+    with InThread(app, max_connections=settings.max_connections, head_timeout=head_timeout) as url:
         yield url, cds
 
 

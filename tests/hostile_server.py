@@ -73,3 +73,18 @@ def trickle(prefix: bytes, byte: bytes = b"a", every: float = 0.05, forever: flo
         while time.monotonic() < end:
             send(byte, every)
     return script
+
+
+def answer(status: str, body: bytes = b"", content_type: str = "application/fhir+json") -> Callable[[Send, bytes], None]:
+    """A script answering every request with `status` ("500 Internal Server Error") and `body`, then closing."""
+    def script(send: Send, head: bytes) -> None:
+        send(f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+             "Connection: close\r\n\r\n".encode() + body, 0)
+    return script
+
+
+def drip_json(declared: int = 100_000, every: float = 0.05, forever: float = 30.0) -> Callable[[Send, bytes], None]:
+    """A 200 announcing `declared` bytes of JSON and sending one byte every `every` seconds (a slow terminology
+    server, a stalled proxy): only a deadline ends the request."""
+    return trickle(f"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nContent-Length: {declared}\r\n\r\n{{"
+                   .encode(), b" ", every, forever)

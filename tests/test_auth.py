@@ -14,8 +14,9 @@ from fhir3t.errors import AuthError
 from fhir3t.transport.auth import BearerToken, ClientSecretBasicAuth, SmartBackendAuth, load_signing_key, make_auth
 from fhir3t.transport.http import FhirClient, RetryPolicy
 
-BASE = "http://fhir.test/fhir"
-TOKEN_URL = "https://auth.test/token"
+BASE = "https://fhir.test/fhir"
+TOKEN_URL = "https://fhir.test/auth/token"  # on the FHIR server's origin: discovery may name it
+AUTH_SERVER = "https://auth.test/token"  # another origin: only when the user names it
 
 
 @pytest.fixture(scope="module")
@@ -147,23 +148,40 @@ def test_a_token_endpoint_that_is_not_https_gets_no_credentials(endpoint):
 
 
 def test_plain_http_token_endpoint_is_allowed_on_loopback_only():
-    auth = ClientSecretBasicAuth("http://127.0.0.1:8080/fhir", "app", "s")
+    auth = ClientSecretBasicAuth("http://127.0.0.1:8080/fhir", "app", "s", token_url="http://127.0.0.1:8081/token")
     assert auth._check_endpoint("http://127.0.0.1:8081/token") == "http://127.0.0.1:8081/token"
+    assert auth._check_endpoint("http://127.0.0.1:8080/auth/token") == "http://127.0.0.1:8080/auth/token"
     with pytest.raises(AuthError):
         auth._check_endpoint("http://127.0.0.1.evil.test/token")
 
 
 @responses.activate
-def test_a_token_endpoint_on_another_origin_is_warned_about_once(pem, caplog):
-    smart_config()
-    responses.post(TOKEN_URL, json={"access_token": "t1", "expires_in": 0})
-    responses.post(TOKEN_URL, json={"access_token": "t2", "expires_in": 0})
-    auth = SmartBackendAuth(BASE, "c", pem)
-    with caplog.at_level("WARNING", logger="fhir3t"):
+@pytest.mark.parametrize("scheme", ["smart", "client-secret"])
+def test_a_token_endpoint_discovered_on_another_origin_is_refused_and_gets_no_credentials(pem, scheme):
+    """Issue 21: the server's .well-known named another origin; the client id and secret (or the signed
+    assertion) went there as HTTP Basic with only a warning. Now: one sentence, nothing sent."""
+    responses.get(f"{BASE}/.well-known/smart-configuration", json={"token_endpoint": AUTH_SERVER})
+    stolen = responses.post(AUTH_SERVER, json={"access_token": "t1", "expires_in": 300})
+    auth = (SmartBackendAuth(BASE, "app", pem) if scheme == "smart"
+            else ClientSecretBasicAuth(BASE, "app", "hunter2-secret"))
+    with pytest.raises(AuthError) as exc:
         auth.headers()
-        auth.refresh()
-    warned = [r.getMessage() for r in caplog.records if "another origin" in r.getMessage()]
-    assert len(warned) == 1 and "https://auth.test" in warned[0] and "http://fhir.test" in warned[0]
+    msg = str(exc.value)
+    assert stolen.call_count == 0 and exc.value.exit_code == 6
+    assert "https://auth.test" in msg and "https://fhir.test" in msg and "token_url" in msg and "\n" not in msg
+    assert "hunter2" not in msg
+    # the user names the authorization server: the credentials go there (and discovery is not asked)
+    named = (SmartBackendAuth(BASE, "app", pem, token_url=AUTH_SERVER) if scheme == "smart"
+             else ClientSecretBasicAuth(BASE, "app", "hunter2-secret", token_url=AUTH_SERVER))
+    assert named.headers() == {"Authorization": "Bearer t1"} and stolen.call_count == 1
+
+
+@responses.activate
+def test_a_token_endpoint_on_an_allowed_origin_is_used(pem):
+    responses.get(f"{BASE}/.well-known/smart-configuration", json={"token_endpoint": AUTH_SERVER})
+    responses.post(AUTH_SERVER, json={"access_token": "t1", "expires_in": 300})
+    auth = make_auth(BASE, client_id="app", key=str(pem), allow_origins=[("https", "auth.test", 443)])
+    assert auth.headers() == {"Authorization": "Bearer t1"}
 
 
 @responses.activate

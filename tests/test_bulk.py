@@ -144,18 +144,25 @@ def test_files_needing_the_token_on_another_host_are_refused_and_the_token_is_ne
 
 
 @responses.activate
-def test_files_that_need_no_token_are_fetched_from_another_host_without_it(tmp_path, caplog):
+def test_a_status_url_or_files_on_an_origin_not_named_are_not_followed_and_allowed_ones_get_no_token_unless_needed(tmp_path):
     third = "https://status.other.test/jobs/1"
     responses.get(f"{BASE}/Patient/$export", status=202, headers={"Content-Location": third})
     status = responses.get(third, json={"output": [{"type": "Patient", "url": "https://cdn.test/f/p.ndjson"}],
                                         "requiresAccessToken": False})
     cdn = responses.get("https://cdn.test/f/p.ndjson", body=json.dumps(PATIENT) + "\n")
-    with caplog.at_level("WARNING", logger="fhir3t"):
-        res = BulkExporter(tok_client(), tmp_path).run()
+    with pytest.raises(ServerError) as exc:  # the status URL is on an origin the user did not name: one sentence
+        BulkExporter(tok_client(), tmp_path).run()
+    assert "https://status.other.test is not the server's origin" in str(exc.value)
+    assert "--allow-origin https://status.other.test" in str(exc.value) and status.call_count == 0
+    # the status host allowed, the file host not: that file is refused, never fetched
+    with pytest.raises(ServerError, match=r"Patient file on https://cdn\.test: not the server's origin") as exc:
+        BulkExporter(tok_client(allow_origins=["https://status.other.test"]), tmp_path / "b").run()
+    assert cdn.call_count == 0 and "--allow-origin https://cdn.test" in str(exc.value)
+    # both allowed: downloaded, and without the token, since the manifest says none is needed
+    res = BulkExporter(tok_client(allow_origins=["https://status.other.test", "https://cdn.test"]), tmp_path / "c").run()
     assert [p.name for p in res.files] == ["Patient.000.ndjson"]
-    assert "Authorization" not in status.calls[0].request.headers and "Authorization" not in cdn.calls[0].request.headers
-    said = " ".join(r.getMessage() for r in caplog.records)
-    assert "https://status.other.test without credentials" in said and "https://cdn.test without credentials" in said
+    assert "Authorization" not in cdn.calls[0].request.headers
+    assert status.calls[-1].request.headers["Authorization"] == "Bearer s3cret"  # an allowed origin: as the user said
 
 
 @responses.activate
@@ -163,8 +170,10 @@ def test_an_unreachable_status_url_on_another_host_is_named_not_the_base(tmp_pat
     third = "http://status.other.test/jobs/1"
     responses.get(f"{BASE}/Patient/$export", status=202, headers={"Content-Location": third})
     responses.get(third, body=requests.exceptions.ConnectionError("Connection refused"))
+    allowed = FhirClient(BASE, parallel=1, sleep=lambda s: None, retry=RetryPolicy(attempts=2, rng=lambda: 0.0),
+                         allow_origins=["http://status.other.test"])  # followed only because the user named it
     with pytest.raises(ServerError) as exc:
-        BulkExporter(client([]), tmp_path).run()
+        BulkExporter(allowed, tmp_path).run()
     assert "cannot reach http://status.other.test (GET /jobs/1)" in str(exc.value) and "fhir.test" not in str(exc.value)
 
 

@@ -106,9 +106,11 @@ def test_jobs_option_gives_the_same_json(capsys):
     assert main([*BASE, "--format", "json", "--jobs", "2"]) == 0
     two = json.loads(capsys.readouterr().out)
     assert sorted(one, key=lambda o: o["patient"]) == sorted(two, key=lambda o: o["patient"])
-    with pytest.raises(SystemExit):
-        main([*BASE, "--jobs", "x"])
-    assert main([*BASE, "--jobs", "0"]) == 2
+    for bad in ("x", "0", "1000000"):  # a usage error (exit 2): more processes than MAX_JOBS would never start
+        with pytest.raises(SystemExit) as exc:
+            main([*BASE, "--jobs", bad])
+        assert exc.value.code == 2
+    assert "--jobs: must be between 1 and 64, not 1000000" in capsys.readouterr().err
 
 
 def test_unwritable_emit_path_is_a_usage_error(capsys, tmp_path):

@@ -62,7 +62,7 @@ def test_typos_are_errors_with_a_suggestion_and_other_tables_are_kept():
         parse_config({"sever": {"url": "https://x.example/fhir"}})
     with pytest.raises(ConfigError, match="must be a table"):
         parse_config({"server": "https://x.example/fhir"})
-    with pytest.raises(ConfigError, match="auth must be one of"):
+    with pytest.raises(ConfigError, match=r"config \[server\]: 'auth' must be one of auto, .*, not 'kerberos'"):
         parse_config({"server": {"auth": "kerberos"}})
     with pytest.raises(ConfigError, match="needs client_id and key"):
         parse_config({"server": {"auth": "smart", "client_id": "c"}})
@@ -218,3 +218,62 @@ def test_unknown_tables_are_left_for_their_owner(tmp_path):
     from fhir3t.cli import build_parser
 
     build_parser(cfg)  # a [serve] table is not a command table: nothing to check against options
+
+
+def test_a_token_endpoint_named_in_the_config_is_where_the_client_credentials_go(tmp_path, monkeypatch):
+    """Issue 21: the credentials go to the FHIR server's origin or to a token endpoint the configuration names;
+    one that discovery names elsewhere is refused (tests/test_auth.py)."""
+    import argparse
+
+    from fhir3t.cli.configure import apply_server
+    from fhir3t.cli.server_options import make_client
+    from fhir3t.transport.auth import ClientSecretBasicAuth
+
+    cfg = load_config(write(tmp_path / "c.toml", '[server]\nurl = "https://ehr.example.org/fhir"\nauth = "client-secret"\n'
+                                                 'client_id = "fhir3t"\ntoken_url = "https://auth.example.org/token"\n'))
+    assert cfg.server.token_url == "https://auth.example.org/token"
+    args = argparse.Namespace(server=None, paths=[], token=None, smart_client_id=None, smart_key=None, smart_token_url=None)
+    apply_server(cfg, args)
+    assert (args.server, args.smart_client_id, args.smart_token_url) == ("https://ehr.example.org/fhir", "fhir3t",
+                                                                         "https://auth.example.org/token")
+    monkeypatch.setenv("FHIR3T_CLIENT_SECRET", "s")
+    auth = make_client(args).auth
+    assert isinstance(auth, ClientSecretBasicAuth) and auth.discover() == "https://auth.example.org/token"
+    with pytest.raises(ConfigError, match=r"\[server\]: 'token_url' must be an http:// or https:// URL"):
+        parse_config({"server": {"token_url": "https://auth.example.org:99999/token"}})
+
+
+# ---- fuzz: the typed boundary of the config (issue 21) ---------------------------------------------------
+def _fuzz_config(n: int, derandomize: bool) -> None:
+    import tomllib
+
+    from hypothesis import HealthCheck, given, settings
+
+    from fhir3t.service.settings import serve_settings
+    from fuzz_json import mutated
+
+    root = Path(__file__).resolve().parents[1]
+    doc = tomllib.loads((root / "deploy" / "fhir3t.toml.example").read_text(encoding="utf-8"))
+    doc["serve"] = {"port": 8088, "public_url": "https://cds.example/x", "require_jwt": True, "fhir_servers": ["https://e/fhir"],
+                    "issuers": [{"iss": "a", "jwks_url": "https://a/j", "jku": ["https://a/k"]}],
+                    "links": [{"label": "W", "url": "https://w", "type": "smart"}], "watch_interval": 10, "budget_ms": 100}
+
+    @settings(max_examples=n, deadline=None, database=None, derandomize=derandomize,
+              suppress_health_check=list(HealthCheck))
+    @given(mutated(doc, 3))
+    def run(d: dict) -> None:
+        try:
+            serve_settings(parse_config(d, Path("fhir3t.toml")))
+        except ConfigError as exc:  # the only way a config may fail: one sentence naming the file
+            assert "\n" not in str(exc) and "fhir3t.toml" in str(exc)
+
+    run()
+
+
+def test_fuzzed_config_documents_fail_only_with_one_sentence():
+    _fuzz_config(150, derandomize=True)
+
+
+@pytest.mark.fuzz
+def test_fuzz_long_config():
+    _fuzz_config(5000, derandomize=False)

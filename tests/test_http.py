@@ -86,7 +86,7 @@ def test_malformed_json_page_is_a_server_error_not_a_traceback():
 
 @responses.activate
 def test_next_links_followed_exactly_and_outcome_entries_ignored():
-    nxt = "http://other-host.test/fhir?_getpages=abc&_page=2"
+    nxt = "http://fhir.test/paging-service?_getpages=abc&_page=2"  # another path of the same origin: as given
     responses.get(f"{BASE}/Observation", json={
         "resourceType": "Bundle", "link": [{"relation": "next", "url": nxt}],
         "entry": [{"resource": {"resourceType": "Observation", "id": "o1"}},
@@ -135,8 +135,8 @@ def test_request_budget_stops_the_run():
 
 
 def test_refused_connection_is_a_clear_server_error():
-    c, slept = client(retry=RetryPolicy(attempts=2, rng=lambda: 0.0))
-    c.base = "http://127.0.0.1:9"  # discard port: nothing listens
+    slept: list[float] = []
+    c = FhirClient("http://127.0.0.1:9", sleep=slept.append, retry=RetryPolicy(attempts=2, rng=lambda: 0.0))  # discard port
     with pytest.raises(ServerError, match="cannot reach"):
         c.get("http://127.0.0.1:9/metadata")
     assert len(slept) == 1  # connection errors are retried

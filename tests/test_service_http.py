@@ -162,7 +162,8 @@ def test_unknown_services_routes_and_oversized_bodies_get_json_errors(definition
         assert r.status_code == 405
         r = call(url, {"hook": "patient-view", "pad": "x" * 20000})
         assert r.status_code == 413 and "larger than" in r.json()["error"]
-        r = requests.post(f"{url}/cds-services/{SERVICE}/feedback", json={"feedback": [{"card": "c", "outcome": "ok"}]},
+        r = requests.post(f"{url}/cds-services/{SERVICE}/feedback", json={"feedback": [{"card": "c", "outcome": "ok",
+                                                                                        "outcomeTimestamp": "2026-11-16T00:00:00Z"}]},
                           timeout=10)
         assert r.status_code == 400 and "accepted or overridden" in r.json()["error"]
         r = requests.post(f"{url}/cds-services/{SERVICE}/feedback", json={"feedback": [

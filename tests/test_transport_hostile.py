@@ -3,7 +3,6 @@ secrets never reach a message, a trickling server cannot outlive --timeout, answ
 only idempotent requests are sent twice, and malformed JSON shapes are reported, not crashed on."""
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 
@@ -63,21 +62,20 @@ def auth_headers(server: HTTPServer) -> list[str | None]:
     return [req.headers.get("Authorization") for req, _ in server.log]
 
 
-# ---- security 1: credentials only to the base URL's origin ----------------------------------------
-def test_token_is_not_sent_to_a_next_link_on_another_origin_and_a_warning_says_so(make_server, caplog):
+# ---- security 1: reads and credentials only to origins the user named -------------------------------
+def test_a_next_link_on_another_origin_is_refused_in_one_sentence_and_nothing_is_sent_there(make_server):
     home, other = make_server(), make_server()  # same host, other port: another origin
     home.expect_request("/fhir/Observation").respond_with_json(
         {**BUNDLE, "link": [{"relation": "next", "url": other.url_for("/page2")}]})
-    other.expect_request("/page2").respond_with_json(
-        {**BUNDLE, "link": [{"relation": "next", "url": other.url_for("/page3")}]})
-    other.expect_request("/page3").respond_with_json(BUNDLE)
+    other.expect_request("/page2").respond_with_json(BUNDLE)
     c = client(home.url_for("/fhir"), auth=BearerToken("s3cret-token"))
-    with caplog.at_level(logging.WARNING, logger="fhir3t"):
+    with pytest.raises(ResponseError) as exc:
         list(c.search("Observation", {}))
     assert auth_headers(home) == ["Bearer s3cret-token"]
-    assert auth_headers(other) == [None, None]
-    warnings = [r.getMessage() for r in caplog.records if "without credentials" in r.getMessage()]
-    assert len(warnings) == 1 and f"127.0.0.1:{other.port}" in warnings[0]  # once per origin
+    assert other.log == []  # neither the token nor a request: the server's data comes only from where the user said
+    msg = str(exc.value)
+    assert f"http://127.0.0.1:{other.port} is not the server's origin" in msg and "--allow-origin" in msg
+    assert "\n" not in msg and "s3cret" not in msg
 
 
 def test_an_origin_the_user_allows_gets_the_token(make_server):
@@ -88,14 +86,20 @@ def test_an_origin_the_user_allows_gets_the_token(make_server):
     assert auth_headers(cdn) == ["Bearer tok"]
 
 
-def test_a_redirect_to_another_origin_drops_the_token(make_server):
+def test_a_redirect_to_another_origin_is_not_followed(make_server):
     home, other = make_server(), make_server()
     home.expect_request("/fhir/Patient/a").respond_with_response(
         Response(status=302, headers={"Location": other.url_for("/Patient/a")}))
     other.expect_request("/Patient/a").respond_with_json({"resourceType": "Patient", "id": "a"})
     c = client(home.url_for("/fhir"), auth=BearerToken("tok"))
-    assert c.get("Patient/a")["id"] == "a"
-    assert auth_headers(other) == [None]
+    with pytest.raises(ResponseError, match=r"\(redirected\): http://127\.0\.0\.1:\d+ is not the server's origin"):
+        c.get("Patient/a")
+    assert other.log == []
+    # a redirect within the server's origin is followed (with the token: same origin)
+    home.expect_request("/fhir/Patient/b").respond_with_response(Response(status=302, headers={"Location": "/fhir/Patient/c"}))
+    home.expect_request("/fhir/Patient/c").respond_with_json({"resourceType": "Patient", "id": "c"})
+    assert c.get("Patient/b")["id"] == "c"
+    assert auth_headers(home)[-1] == "Bearer tok"
 
 
 # ---- security 3: userinfo in the URL -----------------------------------------------------------
@@ -109,8 +113,9 @@ def test_password_in_the_server_url_becomes_basic_auth_for_that_origin_and_is_ne
     assert "pa" not in c.base and "alice" not in c.base and "alice" not in repr(c.auth)
     c.capabilities()
     assert auth_headers(home)[0].startswith("Basic ")  # alice:pa$$word
-    c.get(other.url_for("/x"))
-    assert auth_headers(other) == [None]
+    with pytest.raises(ResponseError):
+        c.get(other.url_for("/x"))
+    assert other.log == []
 
 
 def test_password_never_appears_in_connection_errors():

@@ -16,9 +16,14 @@ Tables this module knows and checks:
   `[explain]`): option defaults, keyed by the option's long name (`id-system = "..."` for `--id-system`);
   the CLI checks them against the subcommand's options (fhir3t.cli.configure).
 
+Every table is checked against a JSON Schema in `fhir3t/schemas/config-<table>.schema.json` (types, choices,
+ranges, sizes, unknown keys with the nearest known one), which is the typed boundary of the file: a
+failure is one sentence naming the file, the table, the key and what is wrong. The file itself is read
+with a bound (1 MB, a regular file), and nesting is limited before any check.
+
 Any other table (e.g. `[serve]`) is kept as read for the code that owns it: `Config.section("serve")`
-returns it and `check_keys` helps validate it, so a new service adds its table without touching this
-module. A table name one typo away from a known one is an error, since it would otherwise be ignored
+returns it and `check_table` checks it against its own schema, so a new service adds its table without
+touching this module. A table name one typo away from a known one is an error, since it would otherwise be ignored
 (`OWNED_ELSEWHERE` lists the near names that are real, such as `[serve]`).
 Relative paths are relative to the config file's folder.
 """
@@ -31,10 +36,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from fhir3t.errors import ConfigError
+from fhir3t.origins import Origin, origin
 from fhir3t.secretfiles import problem
+from fhir3t.shapecheck import Path_, ShapeError, Where, check
+from fhir3t.smallfiles import CONFIG_LIMIT, TOKEN_LIMIT, read_small
 
 #: subcommands whose table holds option defaults (keys = long option names)
 COMMAND_TABLES = frozenset({"screen", "safety", "report", "export", "push", "validate", "explain"})
@@ -50,6 +57,26 @@ SECRET_KEYS = frozenset({"token", "secret", "client_secret", "password", "key_pa
 
 ENV_CONFIG = "FHIR3T_CONFIG"  # a path, or "none" to read no config file
 
+#: message id -> English template (the schemas' `x-message` ids and this module's own sentences)
+MESSAGES = {
+    "http-url": "{where} must be an http:// or https:// URL",
+    "smart-needs": "{where}: auth = \"smart\" needs client_id and key (the path of the private key)",
+    "client-secret-needs": "{where}: auth = \"client-secret\" needs client_id (the secret comes from $FHIR3T_CLIENT_SECRET)",
+    "option-value": "{where} must be a value such as on the command line, or a list of them",
+    "issuer-keys": "{where}: give exactly one of jwks_url or key",
+    "jku": "{where} must be a URL or a list of URLs",
+    "secret": "{where}: '{key}' looks like a secret, and secrets do not belong in a config file: give the *path* of a "
+              "key (key = ...) or of a token file (token_file = ...), or set $FHIR3T_TOKEN / $FHIR3T_CLIENT_SECRET in "
+              "the service's environment",
+    "typo-table": "{file}: unknown table [{name}]; did you mean [{near}]?",
+    "no-file": "{path}: no such config file",
+    "no-file-env": "${env}={path}: no such config file",
+    "not-utf8": "{path}: not UTF-8 text",
+    "not-toml": "{path}: not valid TOML ({error})",
+    "too-deep": "{path}: nested too deeply to be a fhir3t config file",
+    "token-empty": "[server] token_file {path}: empty",
+}
+
 
 def search_path(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> list[Path]:
     """Where a config file is looked for, first found wins."""
@@ -64,15 +91,15 @@ def find_config(explicit: str | Path | None = None, env: Mapping[str, str] | Non
     env = os.environ if env is None else env
     if explicit is not None:
         path = Path(explicit)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        return path
+        if not path.exists():
+            raise ConfigError(MESSAGES["no-file"].format(path=path))
+        return path  # a device or a FIFO is refused when read
     named = env.get(ENV_CONFIG)
     if named:
         if named.lower() == "none":
             return None
-        if not Path(named).is_file():
-            raise ConfigError(f"${ENV_CONFIG}={named}: no such config file")
+        if not Path(named).exists():
+            raise ConfigError(MESSAGES["no-file-env"].format(env=ENV_CONFIG, path=named))
         return Path(named)
     for candidate in search_path(env, cwd):
         if candidate.is_file():
@@ -91,11 +118,30 @@ def check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> 
         raise ConfigError(f"{where}: unknown key '{key}'{hint}")
 
 
-def origin(url: str) -> tuple[str, str, int | None]:
-    """scheme, host, port: credentials configured for one origin never go to another."""
-    u = urlsplit(url)
-    port = u.port or {"http": 80, "https": 443}.get(u.scheme.lower())
-    return u.scheme.lower(), (u.hostname or "").lower(), port
+def table_where(where: str) -> Where:
+    """Paths inside a table as a person finds them: `fhir3t.toml [serve] issuers[0]: 'iss'`."""
+    def render(path: Path_) -> str:
+        out = where
+        for i, p in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(p, int):
+                out += f"[{p}]"
+            elif last:
+                out += f": '{p}'"
+            else:
+                out += f" {p}"
+        return out
+    return render
+
+
+def check_table(name: str, table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A table with its keys as `_` (either spelling is accepted), checked against `schemas/config-<name>`."""
+    keyed = {str(k).replace("-", "_"): v for k, v in table.items()}
+    try:
+        check(f"config-{name}", keyed, table_where(where), MESSAGES)
+    except ShapeError as exc:
+        raise ConfigError(str(exc)) from None
+    return keyed
 
 
 @dataclass(frozen=True)
@@ -107,30 +153,40 @@ class ServerSettings:
     client_id: str | None = None
     key: Path | None = None  # SMART private key (PEM or JWKS): a path, the key stays in its own file
     token_file: Path | None = None  # a file holding a bearer token (e.g. a mounted secret)
+    #: the SMART token endpoint, when the authorization server is not on the FHIR server's origin: the client
+    #: credentials go only to an origin configured here or to the FHIR server's own
+    token_url: str | None = None
     scope: str | None = None
     timeout: float | None = None
     parallel: int | None = None
     max_requests: int | None = None
 
     def same_origin(self, url: str | None) -> bool:
-        return bool(url) and self.url is not None and origin(url or "") == origin(self.url)
+        o = origin(url)
+        return o is not None and self.url is not None and o == origin(self.url)
 
     def token(self) -> str | None:
         """The bearer token from `token_file` (read when used, never kept in the config)."""
         if self.token_file is None:
             return None
         try:
-            text = self.token_file.read_text(encoding="utf-8").strip()
-        except PermissionError:  # the usual container mistake: say who owns it and what works
-            raise ConfigError(problem(self.token_file, "[server] token_file") or "[server] token_file: unreadable") from None
-        except OSError as exc:
-            raise ConfigError(f"[server] token_file {self.token_file}: cannot read ({exc.strerror})") from None
+            raw = read_small(self.token_file, TOKEN_LIMIT, "the [server] token_file")
+        except FileNotFoundError:
+            raise ConfigError(MESSAGES["no-file"].format(path=self.token_file)) from None
+        except ConfigError:
+            if os.access(self.token_file, os.F_OK) and not os.access(self.token_file, os.R_OK):
+                # unreadable for the uid fhir3t runs as (the usual container mistake): who owns it and what works
+                raise ConfigError(problem(self.token_file, "[server] token_file")
+                                  or f"[server] token_file {self.token_file}: unreadable") from None
+            raise
+        text = raw.decode("utf-8", "replace").strip()
         if not text:
-            raise ConfigError(f"[server] token_file {self.token_file}: empty")
+            raise ConfigError(MESSAGES["token-empty"].format(path=self.token_file))
         return text
 
 
-SERVER_KEYS = ("url", "auth", "client_id", "key", "token_file", "scope", "timeout", "parallel", "max_requests")
+SERVER_KEYS = ("url", "auth", "client_id", "key", "token_file", "token_url", "scope", "timeout", "parallel",
+               "max_requests")
 
 
 @dataclass(frozen=True)
@@ -161,110 +217,69 @@ class Config:
         return p if p.is_absolute() or self.path is None else self.path.parent / p
 
 
-def _get(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = table.get(key, table.get(key.replace("_", "-")))
-    if value is None:
-        return None
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise ConfigError(f"{where}: '{key}' must be {_kind_name(kind)}, not true/false")
-    if not isinstance(value, kind):
-        raise ConfigError(f"{where}: '{key}' must be {_kind_name(kind)}")
-    return value
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "a string", int: "a whole number", float: "a number", list: "a list", bool: "true or false"}
-    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
-
-
 def _no_secrets(table: Mapping[str, Any], where: str) -> None:
     for key in table:
-        if key.replace("-", "_").lower() in SECRET_KEYS:
-            raise ConfigError(f"{where}: '{key}' looks like a secret, and secrets do not belong in a config file: "
-                              "give the *path* of a key (key = ...) or of a token file (token_file = ...), or set "
-                              "$FHIR3T_TOKEN / $FHIR3T_CLIENT_SECRET in the service's environment")
+        if str(key).replace("-", "_").lower() in SECRET_KEYS:
+            raise ConfigError(MESSAGES["secret"].format(where=where, key=key))
 
 
 def _server(cfg: Config, table: Mapping[str, Any]) -> ServerSettings:
-    where = cfg.where("server")
-    _no_secrets(table, where)
-    check_keys(table, SERVER_KEYS, where)
-    url = _get(table, "url", str, where)
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where}: url must be an http:// or https:// FHIR base URL")
-    auth = _get(table, "auth", str, where) or "auto"
-    if auth not in AUTH_METHODS:
-        raise ConfigError(f"{where}: auth must be one of {', '.join(AUTH_METHODS)}, not '{auth}'")
-    key = _get(table, "key", str, where)
-    token_file = _get(table, "token_file", str, where)
-    s = ServerSettings(
-        url=url, auth=auth, client_id=_get(table, "client_id", str, where),
-        key=cfg.resolve(key) if key else None, token_file=cfg.resolve(token_file) if token_file else None,
-        scope=_get(table, "scope", str, where), timeout=_get(table, "timeout", (int, float), where),
-        parallel=_get(table, "parallel", int, where), max_requests=_get(table, "max_requests", int, where),
+    t = check_table("server", table, cfg.where("server"))
+    return ServerSettings(
+        url=t.get("url"), auth=t.get("auth", "auto"), client_id=t.get("client_id"),
+        key=cfg.resolve(t["key"]) if "key" in t else None,
+        token_file=cfg.resolve(t["token_file"]) if "token_file" in t else None,
+        token_url=t.get("token_url"), scope=t.get("scope"), timeout=t.get("timeout"), parallel=t.get("parallel"),
+        max_requests=t.get("max_requests"),
     )
-    if s.auth == "smart" and not (s.client_id and s.key):
-        raise ConfigError(f"{where}: auth = \"smart\" needs client_id and key (the path of the private key)")
-    if s.auth == "client-secret" and not s.client_id:
-        raise ConfigError(f"{where}: auth = \"client-secret\" needs client_id (the secret comes from $FHIR3T_CLIENT_SECRET)")
-    for name in ("timeout", "parallel", "max_requests"):
-        value = getattr(s, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"{where}: '{name}' must be positive")
-    return s
 
 
 def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
-    """Check a parsed TOML document and type the tables fhir3t knows."""
+    """Check a parsed TOML document against the schemas (fhir3t/schemas/config-*.schema.json) and type the
+    tables fhir3t knows; other tables are kept for the code that owns them (`[serve]`)."""
     where_file = str(path or "config")
+    try:
+        check("config-document", data, lambda p: f"{where_file}: '{p[0]}'" if p else where_file, MESSAGES)
+    except ShapeError as exc:
+        raise ConfigError(str(exc)) from None
     cfg = Config(path=path)
     for name, table in data.items():
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where_file}: '{name}' must be a table ([{name}]), not a single value")
         if name not in KNOWN_TABLES and name not in OWNED_ELSEWHERE:
             near = difflib.get_close_matches(name, sorted(KNOWN_TABLES), n=1, cutoff=0.8)
             if near:
-                raise ConfigError(f"{where_file}: unknown table [{name}]; did you mean [{near[0]}]?")
-        if name != "server":
-            _no_secrets(table, cfg.where(name))
+                raise ConfigError(MESSAGES["typo-table"].format(file=where_file, name=name, near=near[0]))
+        _no_secrets(table, cfg.where(name))
+        if name in COMMAND_TABLES:
+            check_table("command", table, cfg.where(name))
     tables = {k: dict(v) for k, v in data.items()}
     cfg = Config(path=path, tables=tables)
     server = _server(cfg, tables.get("server", {}))
-    term = tables.get("terminology", {})
-    check_keys(term, ("concept_maps",), cfg.where("terminology"))
-    maps = _get(term, "concept_maps", list, cfg.where("terminology")) or []
-    if not all(isinstance(m, str) for m in maps):
-        raise ConfigError(f"{cfg.where('terminology')}: concept_maps must be a list of file paths")
-    log = tables.get("log", {})
-    check_keys(log, ("format", "level"), cfg.where("log"))
-    log_format = _get(log, "format", str, cfg.where("log"))
-    if log_format is not None and log_format not in LOG_FORMATS:
-        raise ConfigError(f"{cfg.where('log')}: format must be one of {', '.join(LOG_FORMATS)}")
-    log_level = _get(log, "level", str, cfg.where("log"))
-    if log_level is not None and log_level not in LOG_LEVELS:
-        raise ConfigError(f"{cfg.where('log')}: level must be one of {', '.join(LOG_LEVELS)}")
-    return Config(path=path, tables=tables, server=server, concept_maps=tuple(cfg.resolve(m) for m in maps),
-                  log_format=log_format, log_level=log_level)
+    term = check_table("terminology", tables.get("terminology", {}), cfg.where("terminology"))
+    log = check_table("log", tables.get("log", {}), cfg.where("log"))
+    return Config(path=path, tables=tables, server=server,
+                  concept_maps=tuple(cfg.resolve(m) for m in term.get("concept_maps", ())),
+                  log_format=log.get("format"), log_level=log.get("level"))
 
 
 def load_config(path: str | Path | None) -> Config:
-    """Read and check a config file (None: the empty config)."""
+    """Read and check a config file (None: the empty config); at most 1 MB, a regular file."""
     if path is None:
         return Config()
     p = Path(path)
     try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the config file ({exc.strerror})") from None
+        raw = read_small(p, CONFIG_LIMIT, "the config file")
+    except FileNotFoundError:
+        raise ConfigError(MESSAGES["no-file"].format(path=p)) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8 text") from None
+        raise ConfigError(MESSAGES["not-utf8"].format(path=p)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+        raise ConfigError(MESSAGES["not-toml"].format(path=p, error=exc)) from None
+    except RecursionError:  # arrays or inline tables nested thousands deep: tomllib recurses
+        raise ConfigError(MESSAGES["too-deep"].format(path=p)) from None
     return parse_config(data, p)
 
 
-__all__ = ["COMMAND_TABLES", "Config", "ServerSettings", "check_keys", "find_config", "load_config", "origin",
-           "parse_config", "search_path"]
+__all__ = ["COMMAND_TABLES", "Config", "Origin", "ServerSettings", "check_keys", "check_table", "find_config",
+           "load_config", "origin", "parse_config", "search_path", "table_where"]

@@ -63,7 +63,7 @@ def parse_date(value: object) -> Span:
 
 def instant(text: str | None) -> float | None:
     """UTC timestamp of a dateTime that has a time and a zone; None otherwise (order by day only)."""
-    if not text or len(text) <= 10 or "T" not in text:
+    if not isinstance(text, str) or len(text) <= 10 or "T" not in text:
         return None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))

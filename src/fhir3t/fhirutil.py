@@ -9,15 +9,9 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from fhir3t.ids import fhir_id
 from fhir3t.jsonshape import child, child_text, text
 from fhir3t.r4facts import r4_facts
-
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-
-
-def fhir_id(value: object) -> str | None:
-    """`value` if it is a valid FHIR id (safe to join into a request path), else None."""
-    return value if isinstance(value, str) and _FHIR_ID.fullmatch(value) else None
 
 
 def search_escape(value: str) -> str:
@@ -37,6 +31,9 @@ def server_label(url: str, *, path: bool = True) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{u.scheme}://{host}{f':{port}' if port else ''}{u.path if path else ''}"
+
+#: a FHIR resource type name
+RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}", re.ASCII)
 
 
 def patient_reference(resource: dict) -> str | None:
@@ -94,3 +91,21 @@ def normalize_reference(ref: str, aliases: dict[str, str]) -> str | None:
     if len(parts) >= 2 and parts[-2] and parts[-1]:
         return f"{parts[-2]}/{parts[-1]}"
     return None
+
+
+def fhir_reference(ref: object, base: str | None = None) -> tuple[str, str] | None:
+    """(type, id) of a FHIR reference, parsed as one, never as a path: `Type/id` or `Type/id/_history/v`, or
+    the same under `base` (the server's own base URL). The type must be a resource type name and the id a
+    FHIR id (matched whole), so what comes back can be joined into a request path: `Observation/../../x`,
+    `Patient/a?b`, a URL on another server or under another base are None."""
+    if not isinstance(ref, str):
+        return None
+    rest = ref
+    if base is not None and ref.startswith(base.rstrip("/") + "/"):
+        rest = ref[len(base.rstrip("/")) + 1:]
+    parts = rest.split("/")
+    if len(parts) == 4 and parts[2] == "_history" and fhir_id(parts[3]):
+        parts = parts[:2]
+    if len(parts) != 2 or not RESOURCE_TYPE.fullmatch(parts[0]) or fhir_id(parts[1]) is None:
+        return None
+    return parts[0], parts[1]

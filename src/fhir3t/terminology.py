@@ -18,6 +18,7 @@ import orjson
 from fhir3t.errors import ConfigError
 from fhir3t.messages.core import Text
 from fhir3t.profiles import Profiles
+from fhir3t.smallfiles import DATA_LIMIT, read_small
 from fhir3t.textnorm import fold, name_pattern
 
 Code = tuple[str, str]  # (system, code), normalised
@@ -544,7 +545,7 @@ class Terminology:
 
 def _load_json(path: Path) -> dict:
     try:
-        data = orjson.loads(Path(path).read_bytes())
+        data = orjson.loads(read_small(path, DATA_LIMIT, "the file"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except OSError as exc:

@@ -16,6 +16,10 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from fhir3t.pipeline import Definition
+#: processes a run may start (--jobs): more than any machine fhir3t runs on repays, few enough to start
+MAX_JOBS = 64
+#: requests in flight to one server (--parallel)
+MAX_PARALLEL = 64
 
 
 def day(value: str) -> date:
@@ -24,6 +28,31 @@ def day(value: str) -> date:
         return parse_day(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """argparse type for a whole number in [low, high] (a config file's value is checked the same way)."""
+    def convert(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}") from None
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, not {n}")
+        return n
+    convert.__name__ = "whole number"
+    return convert
+
+
+def positive_seconds(value: str) -> float:
+    """argparse type for a number of seconds above 0 (finite)."""
+    try:
+        n = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {value!r}") from None
+    if not 0 < n < 1e9:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {value}")
+    return n
 
 
 @contextmanager

@@ -77,9 +77,10 @@ def _value(cfg: Config, table: str, key: str, action: argparse.Action, value: An
         conv: Any = v
         if action.type is not None and callable(action.type):
             try:
-                conv = action.type(str(v)) if isinstance(v, str) or action.type in (int, float) else v
+                conv = action.type(str(v))  # a number from TOML goes through the same check as on the command line
             except argparse.ArgumentTypeError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
+                sep = " " if str(exc).startswith("must ") else ": "  # "'jobs' must be ..." reads as one sentence
+                raise ConfigError(f"{where}{sep}{exc}") from None
             except (ValueError, TypeError):
                 kind = {int: "a whole number", float: "a number"}.get(action.type, "a value the option accepts")  # type: ignore[call-overload]
                 raise ConfigError(f"{where} must be {kind}, not {v!r}") from None
@@ -158,6 +159,8 @@ def apply_server(cfg: Config, args: argparse.Namespace) -> None:
     method = s.auth
     if method == "auto":
         method = "smart" if (s.client_id and s.key) else "token" if s.token_file else "client-secret"
+    if s.token_url and getattr(args, "smart_token_url", None) is None:
+        args.smart_token_url = s.token_url  # configured with the credentials it is for: same origin rule as they
     if method == "smart":
         args.smart_client_id, args.smart_key = s.client_id, str(s.key) if s.key else None
     elif method == "token":

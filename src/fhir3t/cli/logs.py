@@ -37,6 +37,7 @@ _PREFIX = re.compile(r"^fhir3t(?: [a-z-]+)?: (?:(?P<area>server check): )?(?:(?P
 #: event name -> what it means: the `event` of every JSON log record is one of these (stable names)
 EVENTS: dict[str, str] = {
     "run-start": "a command started (version, config file)",
+    "auth-off": "fhir3t serve started without client authentication (allowed on a loopback address only): a warning",
     "run-end": "a command ended: exit_code, outcome, seconds and the command's counts; level error when it failed, "
                "warning when its result is degraded (some input skipped, findings)",
     "run-failed": "the reason a command failed (the sentence it printed), with its exit code",

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import orjson
 
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.errors import EXIT_OK, EXIT_PUSH_PARTIAL, InputError
+from fhir3t.smallfiles import DATA_LIMIT, read_small
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,9 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def load_bundle(path: str) -> dict:
     try:
-        if Path(path).exists() and not Path(path).is_file():  # a FIFO or a device would hang or never end
-            raise InputError(f"{path}: not a regular file")
-        return orjson.loads(Path(path).read_bytes())
+        return orjson.loads(read_small(path, DATA_LIMIT, "the Bundle", InputError))  # a FIFO or a device is refused
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror}") from None
     except orjson.JSONDecodeError as exc:

@@ -6,7 +6,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from fhir3t.cli.common import day, load_definition, progress_bar, report_problems
+from fhir3t.cli.common import MAX_JOBS, day, load_definition, positive_seconds, progress_bar, report_problems, whole_number
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.criteria.model import STATUSES
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
@@ -55,8 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--emit", metavar="BUNDLE", help="also write a FHIR transaction Bundle (ResearchStudy, ResearchSubjects, Provenance)")
     p.add_argument("--store", choices=("auto", "memory", "disk"), default="auto",
                    help="where records are grouped by patient: auto (memory, moving to disk for big inputs), memory, disk")
-    p.add_argument("--jobs", type=int, metavar="N",
-                   help="processes to screen files with (default: all CPUs, up to 8, for inputs over 256 MB; else 1)")
+    p.add_argument("--jobs", type=whole_number(1, MAX_JOBS), metavar="N",
+                   help=f"processes to screen files with, 1 to {MAX_JOBS} (default: all CPUs, up to 8, for inputs over "
+                        "256 MB; else 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_server_options(p)
     p.add_argument("--no-check", action="store_true",
@@ -94,12 +95,16 @@ def connect_terminology_option(args: argparse.Namespace, definition: Definition,
     url = getattr(args, "terminology", None)
     if not url:
         return definition, None
-    from fhir3t.transport.http import FhirClient
-    from fhir3t.transport.terminology import TerminologyServer
+    from fhir3t.transport.http import FhirClient, RetryPolicy
+    from fhir3t.transport.terminology import DEFAULT_BUDGET, TerminologyServer
 
     if not url.startswith(("http://", "https://")):
         raise UsageError("--terminology: give an http:// or https:// FHIR base URL")
-    server = TerminologyServer(FhirClient(url, timeout=getattr(args, "timeout", None) or 30.0))
+    budget = getattr(args, "terminology_budget", None) or DEFAULT_BUDGET
+    # one retry, short pauses: the run's budget, not each lookup's patience, bounds what the server may cost
+    client = FhirClient(url, timeout=getattr(args, "timeout", None) or 30.0,
+                        retry=RetryPolicy(attempts=2, cap=2.0, max_retry_after=5.0))
+    server = TerminologyServer(client, budget=budget)
     return definition.with_terminology_server(server, problems), server
 
 
@@ -123,6 +128,9 @@ def add_screen_options(p: argparse.ArgumentParser) -> None:
                    help="a FHIR terminology server: SNOMED CT concepts of the value sets are expanded to their "
                         "descendants ($expand, else $subsumes), local codes translated ($translate); cached for "
                         "the run; what it cannot answer stays unknown")
+    p.add_argument("--terminology-budget", type=positive_seconds, metavar="SECONDS",
+                   help="with --terminology: seconds the terminology server may cost the whole run (default 120); "
+                        "after that, or after 5 failures in a row, it is not asked again and the codes left stay unknown")
 
 
 def start_run(args: argparse.Namespace, definition: Definition, problems: Problems, command: str) -> Run:

@@ -65,8 +65,25 @@ def settings_from(args: argparse.Namespace):  # -> ServeSettings
                           watch=args.watch)
 
 
+#: message id -> English template (the startup lines say loudly how calls are authenticated)
+MESSAGES = {
+    "listening": "fhir3t serve: CDS Hooks for {study} on http://{host}:{port}/cds-services{public}",
+    "public": " (public URL {url})",
+    "auth-off": "fhir3t serve: WARNING: AUTHENTICATION IS OFF. Any program that can reach {host}:{port} can call the "
+                "service and write feedback; this is allowed only because {host} is a loopback address. Set [serve] "
+                "require_jwt = true with [[serve.issuers]] before a proxy or an EHR reaches it.",
+    "auth-on": "fhir3t serve: JWT client authentication required on every call: {n} issuer(s) trusted ({issuers}); "
+               "audience {url}/cds-services/...",
+    "connections": "fhir3t serve: note: at most {n} connections (the open-file limit allows no more)",
+}
+
+
 def run(args: argparse.Namespace) -> int:
+    from fhir3t.service.settings import check_bind, check_state_dir
+
+    cfg: Config = getattr(args, "_config", None) or Config()
     settings = settings_from(args)
+    check_state_dir(settings, cfg)
     if args.feedback or args.feedback_rows:
         from fhir3t.service.store import Rule, Store
 
@@ -80,16 +97,13 @@ def run(args: argparse.Namespace) -> int:
         finally:
             store.close()
         return EXIT_OK
-    cfg: Config = getattr(args, "_config", None) or Config()
+    check_bind(settings, cfg)  # authentication may be off only on loopback
     if not args.verbose and not cfg.log_level:  # a service's request lines are INFO: on unless asked otherwise
         logging.getLogger("fhir3t").setLevel(logging.INFO)
     from fhir3t.service.app import create_app
-    from fhir3t.service.runner import WatchThread, build_cds, is_loopback, notify_token, run
+    from fhir3t.service.runner import WatchThread, build_cds, notify_token, raise_file_limit, run
     from fhir3t.service.watch import NOTIFY_PATH, Watcher, WatchState, state_file
 
-    if not is_loopback(settings.host) and not settings.require_jwt:
-        print(f"fhir3t serve: warning: listening on {settings.host} without JWT client authentication: anyone who can "
-              "reach the port can call the service (set [serve] require_jwt and issuers)", file=sys.stderr)
     definition = load_definition(args)
     cds, store = build_cds(settings, definition)
     startup, shutdown = [], []
@@ -109,10 +123,29 @@ def run(args: argparse.Namespace) -> int:
         shutdown.append(thread.shutdown)
     shutdown += [cds.close, store.close]
     app = create_app(cds, watcher=watcher, notify_token=token, max_body=int(settings.max_body_mb * 1024 * 1024),
-                     cors_origins=settings.cors_origins, on_startup=startup, on_shutdown=shutdown)
-    print(f"fhir3t serve: CDS Hooks for {definition.study.value} on http://{settings.host}:{settings.port}/cds-services"
-          + (f" (public URL {settings.public_url})" if settings.public_url else ""), file=sys.stderr)
-    stopped = run(app, settings.host, settings.port)
+                     body_timeout=settings.body_timeout, cors_origins=settings.cors_origins, on_startup=startup,
+                     on_shutdown=shutdown)
+    connections = raise_file_limit(settings.max_connections)
+    for line in startup_lines(settings, definition.study.value):
+        print(line, file=sys.stderr)
+    if connections < settings.max_connections:
+        print(MESSAGES["connections"].format(n=connections), file=sys.stderr)
+    if not settings.require_jwt:
+        logging.getLogger("fhir3t.service").warning("authentication is off (loopback %s only)", settings.host,
+                                                   extra={"fields": {"event": "auth-off", "host": settings.host}})
+    stopped = run(app, settings.host, settings.port, max_connections=connections)
     if stopped is not None:
         print(f"fhir3t serve: stopped ({signal.Signals(stopped).name}), calls in flight finished", file=sys.stderr)
     return EXIT_OK
+
+
+def startup_lines(settings, study: str) -> list[str]:  # settings: ServeSettings
+    """What `serve` says as it starts: where it listens, and how calls are authenticated (loudly when they are not)."""
+    public = MESSAGES["public"].format(url=settings.public_url) if settings.public_url else ""
+    lines = [MESSAGES["listening"].format(study=study, host=settings.host, port=settings.port, public=public)]
+    if settings.require_jwt:
+        issuers = ", ".join(i.iss for i in settings.issuers)
+        lines.append(MESSAGES["auth-on"].format(n=len(settings.issuers), issuers=issuers, url=settings.public_url))
+    else:
+        lines.append(MESSAGES["auth-off"].format(host=settings.host, port=settings.port))
+    return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from fhir3t.cli.common import day
+from fhir3t.cli.common import MAX_PARALLEL, day, whole_number
 from fhir3t.errors import UsageError
 from fhir3t.transport.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_PAGES, DEFAULT_MAX_REQUESTS, DEFAULT_TIMEOUT
 
@@ -25,6 +25,10 @@ def add_server_options(parser: argparse.ArgumentParser, *, pull: bool = True, pu
     g.add_argument("--smart-client-id", metavar="ID",
                    help="SMART Backend Services client id (with --smart-key; or $FHIR3T_CLIENT_SECRET for client-secret basic)")
     g.add_argument("--smart-key", metavar="KEY", help="private key for the client assertion: PEM file or JWKS/JWK JSON (RS384/ES384)")
+    g.add_argument("--smart-token-url", metavar="URL",
+                   help="the SMART token endpoint, when the authorization server is not on the --server origin (the "
+                        "client credentials go only to the --server origin, this one, and --allow-origin ones; a "
+                        "token endpoint discovered elsewhere is refused)")
     g.add_argument("--smart-scope", metavar="SCOPES",
                    help="scopes to ask for (default: system/*.read plus write on ResearchStudy, ResearchSubject, "
                         "Provenance, AdverseEvent)")
@@ -34,13 +38,15 @@ def add_server_options(parser: argparse.ArgumentParser, *, pull: bool = True, pu
                    help=f"follow at most N pages of one search (default {DEFAULT_MAX_PAGES})")
     g.add_argument("--max-response-size", type=int, default=DEFAULT_MAX_BODY // MB, metavar="MB",
                    help=f"refuse a JSON answer larger than MB megabytes (default {DEFAULT_MAX_BODY // MB})")
-    g.add_argument("--parallel", type=int, default=4, metavar="N", help="at most N requests in flight (default 4)")
+    g.add_argument("--parallel", type=whole_number(1, MAX_PARALLEL), default=4, metavar="N",
+                   help=f"at most N requests in flight, 1 to {MAX_PARALLEL} (default 4)")
     g.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"time limit of one request, wall clock (default {DEFAULT_TIMEOUT:g}); a request that "
                         "runs into it is not retried")
     g.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
-                   help="also send the credentials to this origin, e.g. https://files.example.org (repeatable; "
-                        "by default they go only to the --server origin)")
+                   help="also read from this origin and send it the credentials, e.g. https://files.example.org for "
+                        "Bulk files or next pages on another host (repeatable; by default fhir3t follows no URL off the "
+                        "--server origin)")
     if pull:
         g.add_argument("--patient", action="append", default=[], metavar="ID",
                        help="screen this patient (repeatable) instead of finding candidates by diagnosis")
@@ -60,7 +66,7 @@ def make_client(args: argparse.Namespace, url: str | None = None):
 
     from fhir3t.transport.auth import make_auth
     from fhir3t.transport.http import FhirClient
-    from fhir3t.transport.urls import describe, parse_origin
+    from fhir3t.transport.urls import describe, origin, parse_origin
 
     base = url or getattr(args, "server", None)
     if not base:
@@ -80,9 +86,12 @@ def make_client(args: argparse.Namespace, url: str | None = None):
         allowed = [parse_origin(o) for o in getattr(args, "allow_origin", None) or ()]
     except ValueError as exc:
         raise UsageError(f"--allow-origin: {exc}") from None
+    token_url = getattr(args, "smart_token_url", None)
+    if token_url is not None and origin(token_url) is None:
+        raise UsageError(f"--smart-token-url {describe(token_url)!r}: give an http:// or https:// URL")
     auth = make_auth(base, token=getattr(args, "token", None), client_id=getattr(args, "smart_client_id", None),
                      key=getattr(args, "smart_key", None), scope=getattr(args, "smart_scope", None),
-                     client_secret=os.environ.get("FHIR3T_CLIENT_SECRET"))
+                     client_secret=os.environ.get("FHIR3T_CLIENT_SECRET"), token_url=token_url, allow_origins=allowed)
     return FhirClient(base, auth=auth, timeout=float(timeout), allow_origins=allowed,
                       max_requests=getattr(args, "max_requests", DEFAULT_MAX_REQUESTS),
                       max_pages=getattr(args, "max_pages", DEFAULT_MAX_PAGES),

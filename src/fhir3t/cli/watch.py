@@ -72,11 +72,13 @@ def _listen(value: str) -> tuple[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     from fhir3t.config import Config
-    from fhir3t.service.settings import serve_settings
+    from fhir3t.service.settings import check_state_dir, serve_settings
     from fhir3t.service.watch import NOTIFY_PATH, Watcher, WatchState, state_file
 
     cfg: Config = getattr(args, "_config", None) or Config()
     settings = serve_settings(cfg)
+    if not args.state:
+        check_state_dir(settings, cfg)
     if not args.verbose and not cfg.log_level and not args.once:  # rounds are logged at INFO
         logging.getLogger("fhir3t").setLevel(logging.INFO)
     if cfg.log_level != "warning":  # status changes and deliveries (INFO) are what a watch is for, --once too
@@ -122,11 +124,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _local(base: str) -> bool:
-    from urllib.parse import urlsplit
+    from fhir3t.origins import is_loopback
 
-    from fhir3t.service.runner import is_loopback
-
-    return is_loopback(urlsplit(base).hostname or "")
+    return is_loopback(base)
 
 
 def _poll_forever(watcher, interval: float) -> int:

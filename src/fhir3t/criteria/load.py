@@ -23,6 +23,7 @@ from fhir3t.dates import Duration
 from fhir3t.errors import ConfigError
 from fhir3t.messages import Text
 from fhir3t.profiles import Profiles
+from fhir3t.smallfiles import DATA_LIMIT, read_small
 from fhir3t.study import Study, load_study
 from fhir3t.terminology import Terminology, ValueSet
 from fhir3t.textnorm import fold
@@ -104,7 +105,7 @@ def load_criteria(tx: Terminology, path: Path | None = None, *, study: Study | N
     if path is None:
         path = study.criteria_file
     try:
-        raw_bytes = Path(path).read_bytes()
+        raw_bytes = read_small(path, DATA_LIMIT, "the criteria file")
         data = orjson.loads(raw_bytes)
     except FileNotFoundError:
         raise ConfigError(f"{path}: criteria file not found") from None

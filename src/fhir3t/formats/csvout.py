@@ -1,8 +1,9 @@
 """`csv` (one row per patient) and `csv-long` (one row per patient and criterion) for Excel.
 
 UTF-8 with a byte-order mark, so Excel shows Chinese text as written, and CRLF rows. A cell from the
-input that starts like a formula (= + - @, tab, CR) gets a leading apostrophe, so opening the file
-never runs what a record holds (CSV injection). Names appear only when the run asked for them.
+input that starts like a formula (= + - @, their full-width forms ＝ ＋ － ＠ which spreadsheets also read as
+formulas, or whitespace before one: space, ideographic space, tab, CR, LF) gets a leading apostrophe, so
+opening the file never runs what a record holds (CSV injection). Names appear only when the run asked for them.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fhir3t.formats import Format, RunInfo
 from fhir3t.formats.jsonout import error_marker
 from fhir3t.formats.summary import actions
 
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20", " ", "\u3000", "\t", "\r", "\n")
 
 
 def cell(text: str) -> str:

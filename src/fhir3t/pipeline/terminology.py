@@ -67,7 +67,11 @@ def connect_terminology(tx: Terminology, plan: ReadPlan, server: TerminologyServ
 
 
 def terminology_summary(server: TerminologyServer, problems: Problems) -> None:
-    """Said once at the end: what the server could not answer (those codes stay unread)."""
+    """Said once at the end: what the server could not answer (those codes stay unread), and why it stopped being
+    asked, if it did (the run's budget spent, or failures in a row)."""
+    stopped = server.summary()
+    if stopped:
+        problems.add("terminology", stopped)
     for op, n in sorted(server.failures.items()):
         problems.add("terminology", f"{n} {op} request(s) to the terminology server failed: the codes concerned "
                                     "stay unread (their criteria unknown)")

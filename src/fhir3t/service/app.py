@@ -6,10 +6,18 @@
     POST /cds-services/{id}/feedback              what the clinician did with a card
     POST|PUT /fhir3t/notify[/{type}/{id}]         FHIR Subscription rest-hook notifications (with a watcher)
 
-Every error is JSON ({"error": ...}) with its status; bodies above `max_body_mb` are refused (413)
-before they are read whole. The screening runs in the thread pool (CPU work and blocking fetches),
-so the event loop keeps accepting calls. One log line per request: method, route, status, time,
-and the handler's counts; never a body, a header or a query.
+Every error is JSON ({"error": ...}) with the status the service's one exception map gives it
+(service/failures.py); nothing a request holds can make a 500 or a traceback. A hook call or feedback
+must be sent as application/json (415 otherwise): what a browser cannot send cross-site without a CORS
+preflight, so no web page can call the service in a clinician's name.
+
+Bounded: a body larger than its route's limit is refused (413) before it is read whole, and one that
+takes longer than `body_timeout` to arrive is answered 408 and let go (a client dribbling its body holds
+a connection, never a worker). Work runs in lanes: hook calls on their own threads, feedback on two
+(with a short queue; beyond it 503), so a flood of feedback cannot take the threads hook calls need.
+The screening runs in the thread pool (CPU work and blocking fetches), so the event loop keeps
+accepting calls. One log line per request: method, route, status, time, and the handler's counts;
+never a body, a header or a query.
 """
 from __future__ import annotations
 
@@ -20,39 +28,90 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fhir3t import __version__
-from fhir3t.service.hooks import Answer, CdsService, HookError
+from fhir3t.service.failures import Busy, HookError, TooLarge, TooSlow, answer_for
+from fhir3t.service.hooks import Answer, CdsService
+from fhir3t.service.settings import BODY_TIMEOUT
 from fhir3t.service.watch import NOTIFY_PATH, Watcher
 
 log = logging.getLogger("fhir3t.service")
 
+#: a feedback request is small (at most 100 items of short strings): a larger body is not feedback
+FEEDBACK_MAX_BODY = 1024 * 1024
+#: threads screening hook calls at once (screening holds the GIL: more threads only queue inside Python)
+HOOK_THREADS = 8
+#: threads recording feedback, and feedback requests that may wait for one (beyond: 503)
+FEEDBACK_THREADS, FEEDBACK_WAITING = 2, 16
 
-class TooLarge(Exception):
-    pass
+#: message id -> English template
+MESSAGES = {
+    "notify-token": "a notification must carry the watcher's bearer token",
+    "feedback": "feedback",
+    "hook-calls": "hook calls",
+    "gone": "the client closed the connection before the body ended",
+    "json-only": "the request body must be sent as application/json",
+}
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) more than `limit` bytes without reading them all."""
+async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT) -> bytes:
+    """The request body, refusing (413) more than `limit` bytes without reading them all, and (408) a body
+    that takes longer than `timeout` seconds to arrive."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge()
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge()
-        chunks.append(chunk)
+    with anyio.move_on_after(timeout) as scope:
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(limit)
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise HookError(400, MESSAGES["gone"]) from None
+    if scope.cancelled_caught:
+        raise TooSlow(timeout)
     return b"".join(chunks)
+
+
+class Lane:
+    """At most `threads` calls of one kind running, at most `waiting` more queued; beyond that, Busy (503)."""
+
+    def __init__(self, what: str, threads: int, waiting: int | None = None) -> None:
+        self.what = what
+        self.limiter = anyio.CapacityLimiter(threads)
+        self.waiting = waiting
+        self.queued = 0
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.waiting is not None and self.queued >= self.waiting + int(self.limiter.total_tokens):
+            raise Busy(self.what)
+        self.queued += 1
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+        finally:
+            self.queued -= 1
+
+
+def _json_content(request: Request) -> None:
+    """415 unless the body is declared JSON: a web page can make a browser POST text/plain or a form to a
+    service on loopback without asking (no CORS preflight), but not application/json, so a page the
+    clinician visits cannot write feedback or call a hook in their name (CSRF)."""
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not (kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))):
+        raise HookError(415, MESSAGES["json-only"])
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -74,12 +133,27 @@ def _log(request: Request, status: int, started: float, fields: dict[str, Any] |
     log.log(level, "%s %s %d%s %.0f ms", request.method, route, status, outcome, ms, extra={"fields": extra})
 
 
+def _failed(request: Request, exc: BaseException, t0: float) -> JSONResponse:
+    """The exception map's answer to a failure, logged with its status (and, for a bug, its type only)."""
+    status, message = answer_for(exc)
+    fields: dict[str, Any] = {"error": message}
+    if status == 500:
+        log.debug("internal error", exc_info=exc)
+        fields = {"error": type(exc).__name__}
+    _log(request, status, t0, fields)
+    return _error(status, message)
+
+
 class _Handlers:
     """The route handlers over one CDS service and/or watcher."""
 
-    def __init__(self, cds: CdsService | None, watcher: Watcher | None, notify_token: str | None, max_body: int) -> None:
+    def __init__(self, cds: CdsService | None, watcher: Watcher | None, notify_token: str | None, max_body: int,
+                 body_timeout: float) -> None:
         self.cds, self.watcher, self.notify_token, self.max_body = cds, watcher, notify_token, max_body
+        self.body_timeout = body_timeout
         self.started_at = time.time()
+        self.hooks = Lane(MESSAGES["hook-calls"], HOOK_THREADS)
+        self.feedback_lane = Lane(MESSAGES["feedback"], FEEDBACK_THREADS, FEEDBACK_WAITING)
 
     async def health(self, request: Request) -> Response:
         body: dict[str, Any] = {"status": "ok", "version": __version__, "uptime_s": round(time.time() - self.started_at, 1)}
@@ -92,7 +166,8 @@ class _Handlers:
                              "last_error": watcher.last_error}
         return JSONResponse(body)
 
-    async def _guarded(self, request: Request, fn: Callable[[bytes], Answer] | None) -> Response:
+    async def _guarded(self, request: Request, fn: Callable[[bytes], Answer] | None, lane: Lane | None = None,
+                       limit: int | None = None) -> Response:
         t0 = time.monotonic()
         cds = self.cds
         assert cds is not None
@@ -101,18 +176,12 @@ class _Handlers:
             if fn is None:
                 answer = Answer(200, cds.discovery(), {"event": "cds-discovery"})
             else:
-                body = await read_body(request, self.max_body)
-                answer = await run_in_threadpool(fn, body)
-        except HookError as exc:
-            _log(request, exc.status, t0, {"error": exc.message})
-            return _error(exc.status, exc.message)
-        except TooLarge:
-            _log(request, 413, t0)
-            return _error(413, f"the request body is larger than {self.max_body // (1024 * 1024)} MB")
-        except Exception as exc:  # a bug: say so, never a card built on it
-            log.debug("internal error", exc_info=True)
-            _log(request, 500, t0, {"error": type(exc).__name__})
-            return _error(500, "internal error in the CDS service")
+                _json_content(request)
+                body = await read_body(request, self.max_body if limit is None else min(limit, self.max_body),
+                                       self.body_timeout)
+                answer = await (lane or self.hooks).run(fn, body)
+        except Exception as exc:  # every failure through the one exception map
+            return _failed(request, exc, t0)
         _log(request, answer.status, t0, answer.fields)
         return JSONResponse(answer.body, status_code=answer.status)
 
@@ -127,22 +196,20 @@ class _Handlers:
     async def feedback(self, request: Request) -> Response:
         cds, sid = self.cds, request.path_params["service_id"]
         assert cds is not None
-        return await self._guarded(request, lambda body: cds.feedback(sid, body))
+        return await self._guarded(request, lambda body: cds.feedback(sid, body), self.feedback_lane, FEEDBACK_MAX_BODY)
 
     async def notify(self, request: Request) -> Response:
         t0 = time.monotonic()
         watcher, token = self.watcher, self.notify_token
         assert watcher is not None and token is not None
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            _log(request, 401, t0)
-            return _error(401, "a notification must carry the watcher's bearer token")
         try:
-            body = await read_body(request, self.max_body)
-        except TooLarge:
-            _log(request, 413, t0)
-            return _error(413, "notification too large")
-        queued = watcher.notified(body, request.path_params.get("rtype"), request.path_params.get("rid"))
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode("utf-8", "replace"), f"Bearer {token}".encode()):
+                raise HookError(401, MESSAGES["notify-token"])
+            body = await read_body(request, self.max_body, self.body_timeout)
+            queued = watcher.notified(body, request.path_params.get("rtype"), request.path_params.get("rid"))
+        except Exception as exc:  # every failure through the one exception map
+            return _failed(request, exc, t0)
         _log(request, 200, t0, {"event": "notification", "queued": queued})
         return JSONResponse({"resourceType": "OperationOutcome",
                              "issue": [{"severity": "information", "code": "informational", "diagnostics": "queued"}]})
@@ -155,11 +222,11 @@ class _Handlers:
 
 
 def create_app(cds: CdsService | None, *, watcher: Watcher | None = None, notify_token: str | None = None,
-               max_body: int = 32 * 1024 * 1024, cors_origins: Sequence[str] = (),
+               max_body: int = 32 * 1024 * 1024, body_timeout: float = BODY_TIMEOUT, cors_origins: Sequence[str] = (),
                on_startup: Sequence[Callable[[], None]] = (), on_shutdown: Sequence[Callable[[], None]] = ()) -> Starlette:
     """The service's ASGI app: CDS Hooks when `cds` is given, notifications when `watcher` is; `on_startup` /
     `on_shutdown` run (in the thread pool) when the server starts and when it stops."""
-    h = _Handlers(cds, watcher, notify_token, max_body)
+    h = _Handlers(cds, watcher, notify_token, max_body, body_timeout)
     routes = [Route("/health", h.health, methods=["GET"])]
     if cds is not None:
         routes += [Route("/cds-services", h.discovery, methods=["GET"]),
@@ -189,7 +256,7 @@ def create_app(cds: CdsService | None, *, watcher: Watcher | None = None, notify
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                                      allow_headers=["Authorization", "Content-Type"]))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                     exception_handlers={HTTPException: h.http_error})
+                     exception_handlers={HTTPException: h.http_error, Exception: h.http_error})
 
 
-__all__ = ["create_app", "read_body"]
+__all__ = ["FEEDBACK_MAX_BODY", "Lane", "create_app", "read_body"]

@@ -36,13 +36,18 @@ OVERRIDE_REASONS = (
     ("patient-declines", "Patient not interested in trials"),
     ("not-now", "Not now: remind me later"),
 )
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|!~])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|!~&])")
+#: what GitHub-flavoured markdown (and linkify) turns into a link without any markup: a scheme's colon, a dot
+#: before a name's letters (www.x, evil.example; not 1.0 or M33.1), an @ (mail): escaped, they render as the
+#: same characters, as text
+_AUTOLINK = re.compile(r"(:(?=/)|(?<=\w)\.(?=[^\W\d_])|@)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def md(text: object) -> str:
-    """Record-derived text as inert markdown: control characters dropped, markup characters escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", str(text)))
+    """Record-derived text as inert markdown, rendered as the text it is: control characters dropped, markup
+    characters escaped, and nothing left that a renderer would turn into a link (a bare URL, www.x, a@b)."""
+    return _AUTOLINK.sub(r"\\\1", _MD_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", str(text))))
 
 
 @dataclass(frozen=True)

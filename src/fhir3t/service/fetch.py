@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import requests
 from requests.adapters import HTTPAdapter
 
-from fhir3t.config import origin
 from fhir3t.errors import Fhir3tError
-from fhir3t.fhirutil import normalize_reference
+from fhir3t.fhirutil import fhir_reference, normalize_reference
+from fhir3t.origins import Origin, origin
 from fhir3t.r4facts import r4_facts
 from fhir3t.service.prefetch import Template, resources_in
 from fhir3t.transport.auth import BearerToken
@@ -58,7 +58,7 @@ class Sessions:
     query) with cookies refused, so nothing one EHR user's call received is sent with another's."""
 
     def __init__(self) -> None:
-        self._by_origin: dict[tuple[str, str, int | None], requests.Session] = {}
+        self._by_origin: dict[Origin | None, requests.Session] = {}
         self._lock = threading.Lock()
 
     def get(self, base: str) -> requests.Session:
@@ -124,8 +124,9 @@ def _referenced(documents: Iterable[tuple[str, object]]) -> dict[str, set[str]]:
             if not isinstance(ref, str) or ref.startswith("#"):
                 continue
             norm = normalize_reference(ref, {})
-            if norm and norm.split("/")[0] in shared and norm not in held:
-                rtype, rid = norm.split("/", 1)
+            parsed = fhir_reference(norm)  # a FHIR id, matched whole: `a,b&_x=y` must not extend the query
+            if norm and parsed and parsed[0] in shared and norm not in held:
+                rtype, rid = parsed
                 wanted.setdefault(rtype, set()).add(rid)
     return wanted
 

@@ -24,19 +24,18 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import orjson
-
-from fhir3t.config import origin
 from fhir3t.dates import today_utc
 from fhir3t.errors import AuthError
 from fhir3t.fhirutil import server_label
+from fhir3t.origins import origin
 from fhir3t.pipeline import Definition, Run, screen_documents
+from fhir3t.service.bodies import feedback_items, hook_request
 from fhir3t.service.cards import build_card, gate, study_subjects
+from fhir3t.service.failures import HookError
 from fhir3t.service.fetch import Fetcher
 from fhir3t.service.jwt_auth import JwtVerifier
 from fhir3t.service.orders import OrderError, as_started, drug_name, order_detail, order_summary, relevant, selected_orders
 from fhir3t.service.prefetch import (
-    FHIR_ID,
     PrefetchError,
     Template,
     discovery_prefetch,
@@ -50,15 +49,6 @@ from fhir3t.service.store import Store
 log = logging.getLogger("fhir3t.service")
 
 OUTCOMES = ("accepted", "overridden")
-
-
-class HookError(Exception):
-    """A request the service answers with an HTTP error and a JSON body {"error": message}."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -82,23 +72,6 @@ class Answer:
     body: dict[str, Any]
     #: what the request log line says (counts, timings, reasons; never patient data)
     fields: dict[str, Any]
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise HookError(400, "the request body is not valid JSON") from None
-
-
-def _str(obj: dict, key: str, where: str, *, required: bool = True) -> str | None:
-    value = obj.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise HookError(400, f"{where}.{key} is required and must be a non-empty string" if required
-                        else f"{where}.{key} must be a non-empty string")
-    return value
 
 
 class CdsService:
@@ -161,44 +134,19 @@ class CdsService:
         started = self.clock()
         deadline = started + self.settings.budget
         svc = self.service(service_id)
-        req = _json(body)
-        if not isinstance(req, dict):
-            raise HookError(400, "the request body must be a JSON object")
-        hook = _str(req, "hook", "request")
-        if hook != svc.hook:
-            raise HookError(400, f"this service answers the {svc.hook} hook, not '{str(hook)[:60]}'")
-        instance = _str(req, "hookInstance", "request")
-        context = req.get("context")
-        if not isinstance(context, dict):
-            raise HookError(400, "request.context is required and must be an object")
-        pid = _str(context, "patientId", "context")
-        assert pid is not None
-        if not FHIR_ID.match(pid):
-            raise HookError(400, "context.patientId must be a FHIR id ([A-Za-z0-9-.], at most 64 characters)")
-        _str(context, "userId", "context")
+        req = hook_request(body)  # the typed boundary: a malformed envelope is a 400 naming the field
+        if req.hook != svc.hook:
+            raise HookError(400, f"this service answers the {svc.hook} hook, not '{req.hook[:60]}'")
+        instance, pid, server, token = req.instance, req.patient_id, req.server, req.token
         orders: list[dict] | None = None
         if svc.hook == "order-select":
             try:
-                chosen = selected_orders(context)
+                chosen = selected_orders(req.context)
                 orders = relevant(self.definition, chosen, pid)
             except OrderError as exc:
                 raise HookError(400, str(exc)) from None
-        server = _str(req, "fhirServer", "request", required=False)
-        if server is not None and not server.startswith(("http://", "https://")):
-            raise HookError(400, "request.fhirServer must be an http(s) URL")
-        auth = req.get("fhirAuthorization")
-        token = None
-        if auth is not None:
-            if not isinstance(auth, dict):
-                raise HookError(400, "request.fhirAuthorization must be an object")
-            if server is None:
-                raise HookError(400, "request.fhirAuthorization needs request.fhirServer")
-            token = _str(auth, "access_token", "fhirAuthorization")
-            kind = auth.get("token_type", "Bearer")
-            if not isinstance(kind, str) or kind.lower() != "bearer":
-                raise HookError(400, "fhirAuthorization.token_type must be Bearer")
         try:
-            pre = read_prefetch(req.get("prefetch"), svc.prefetch, pid)
+            pre = read_prefetch(req.prefetch, svc.prefetch, pid)
         except PrefetchError as exc:
             raise HookError(400, str(exc)) from None
         fields: dict[str, Any] = {"event": "cds-call", "service": svc.id, "hook_instance": str(instance)[:80],
@@ -247,7 +195,7 @@ class CdsService:
         g = gate(result, study_subjects(documents, result.patient, d.study), patient)
         if g.reason is not None:
             return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": g.reason})
-        key = self.store.patient_key("|".join(map(str, origin(server))) if server else "", pid)
+        key = self.store.patient_key("|".join(map(str, origin(server) or ())) if server else "", pid)
         why = self.store.may_show(key, result.status, interval=orders is None)
         if why is not None:
             return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": why})
@@ -269,35 +217,9 @@ class CdsService:
     # ---- feedback -----------------------------------------------------------------------
     def feedback(self, service_id: str, body: bytes) -> Answer:
         svc = self.service(service_id)
-        req = _json(body)
-        items = req.get("feedback") if isinstance(req, dict) else None
-        if not isinstance(items, list) or not items:
-            raise HookError(400, "the body must be {\"feedback\": [...]} with at least one item")
-        for i, item in enumerate(items):
-            where = f"feedback[{i}]"
-            if not isinstance(item, dict):
-                raise HookError(400, f"{where} must be an object")
-            _str(item, "card", where)
-            if item.get("outcome") not in OUTCOMES:
-                raise HookError(400, f"{where}.outcome must be accepted or overridden")
-            _str(item, "outcomeTimestamp", where)
-            accepted = item.get("acceptedSuggestions")
-            if item["outcome"] == "accepted":
-                if not isinstance(accepted, list) or not accepted or not all(
-                        isinstance(s, dict) and isinstance(s.get("id"), str) for s in accepted):
-                    raise HookError(400, f"{where}.acceptedSuggestions must list the accepted suggestions' ids")
-            reason = item.get("overrideReason")
-            if reason is not None:
-                if not isinstance(reason, dict):
-                    raise HookError(400, f"{where}.overrideReason must be an object")
-                coding = reason.get("reason")
-                if coding is not None and not (isinstance(coding, dict) and all(
-                        isinstance(coding.get(k), str) for k in ("code",) if k in coding)):
-                    raise HookError(400, f"{where}.overrideReason.reason must be a Coding")
-                if "userComment" in reason and not isinstance(reason["userComment"], str):
-                    raise HookError(400, f"{where}.overrideReason.userComment must be a string")
-        known = sum(self.store.feedback(svc.id, item) for item in items)
-        counts = {o: sum(1 for it in items if it["outcome"] == o) for o in OUTCOMES}
+        items = feedback_items(body)  # the typed boundary: at most 100 items, every value a bounded string
+        known = self.store.feedback_many(svc.id, items)
+        counts = {o: sum(1 for it in items if it.outcome == o) for o in OUTCOMES}
         fields = {"event": "cds-feedback", "service": svc.id, **counts, "unknown_cards": len(items) - known}
         return Answer(200, {}, fields)
 

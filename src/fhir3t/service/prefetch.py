@@ -13,7 +13,6 @@ a `next` page is data still to fetch. Anything else is a malformed request (400)
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -24,8 +23,6 @@ from fhir3t.r4facts import r4_facts
 PATIENT_TOKEN = "{{context.patientId}}"
 #: R4 search parameter naming a resource's patient, where it is not `patient` (AdverseEvent has `subject` only)
 PATIENT_PARAM = {"AdverseEvent": "subject"}
-#: a FHIR logical id (R4 id datatype): what a patientId must look like before it goes into a URL
-FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 class PrefetchError(ValueError):
@@ -170,7 +167,6 @@ def as_prefetch(resources: list[dict], tpls: Mapping[str, Template], patient_id:
 
 
 __all__ = [
-    "FHIR_ID",
     "PATIENT_TOKEN",
     "PrefetchError",
     "Prefetched",

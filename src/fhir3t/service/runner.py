@@ -9,7 +9,6 @@ the client address or query string.
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import socket
@@ -21,22 +20,36 @@ from fhir3t.pipeline import Definition
 from fhir3t.service.fetch import Fetcher
 from fhir3t.service.hooks import CdsService
 from fhir3t.service.jwt_auth import JwtVerifier
-from fhir3t.service.settings import ServeSettings
+from fhir3t.service.settings import HEAD_TIMEOUT, MAX_CONNECTIONS, ServeSettings
 from fhir3t.service.store import Rule, Store, private_token
 from fhir3t.service.watch import Watcher
 
 GRACEFUL_SECONDS = 10
+#: file descriptors kept for files, the state database and outgoing fetches beside the connections
+FILE_MARGIN = 128
 
 log = logging.getLogger("fhir3t.service")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def raise_file_limit(connections: int) -> int:
+    """Let the process hold `connections` sockets (plus its files): the soft RLIMIT_NOFILE is raised up to the
+    hard one if needed; returns the connections it can hold (fewer when the hard limit is lower)."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        import resource
+    except ImportError:  # not on this platform: nothing to raise
+        return connections
+    need = connections + FILE_MARGIN
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return connections
+    return max(8, min(connections, soft - FILE_MARGIN))
 
 
 def build_cds(settings: ServeSettings, definition: Definition) -> tuple[CdsService, Store]:
@@ -93,15 +106,22 @@ def route_uvicorn_logs() -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
-def uvicorn_server(app: object, host: str, port: int):  # -> uvicorn.Server
+def uvicorn_server(app: object, host: str, port: int, *, max_connections: int = MAX_CONNECTIONS,
+                   head_timeout: float = HEAD_TIMEOUT):  # -> uvicorn.Server
+    """uvicorn with the service's bounds: at most `max_connections` held (more are answered 503 at once), a
+    request head must arrive within `head_timeout` s (service/protocol.py), idle keep-alive closed after 5 s."""
     import uvicorn
 
+    from fhir3t.service.protocol import guarded_protocol
+
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",  # type: ignore[arg-type]
-                            timeout_graceful_shutdown=GRACEFUL_SECONDS, server_header=False, proxy_headers=False)
+                            timeout_graceful_shutdown=GRACEFUL_SECONDS, server_header=False, proxy_headers=False,
+                            http=guarded_protocol(head_timeout), limit_concurrency=max_connections,
+                            timeout_keep_alive=5, ws="none")
     return uvicorn.Server(config)
 
 
-def run(app: object, host: str, port: int) -> int | None:
+def run(app: object, host: str, port: int, *, max_connections: int = MAX_CONNECTIONS) -> int | None:
     """Serve until SIGTERM / SIGINT, then shut down gracefully; returns the signal that stopped it.
 
     uvicorn re-raises the signal it caught once it has shut down, to the handler that was there before;
@@ -111,7 +131,7 @@ def run(app: object, host: str, port: int) -> int | None:
     caught: list[int] = []
     previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        uvicorn_server(app, host, port).run()
+        uvicorn_server(app, host, port, max_connections=max_connections).run()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -121,14 +141,15 @@ def run(app: object, host: str, port: int) -> int | None:
 class InThread:
     """The app served on a thread (tests, benchmarks): `with InThread(app) as url: ...`."""
 
-    def __init__(self, app: object, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: object, host: str = "127.0.0.1", port: int = 0, *, max_connections: int = MAX_CONNECTIONS,
+                 head_timeout: float = HEAD_TIMEOUT) -> None:
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # accepted sockets inherit it: without, each answer waits ~40 ms on the client's delayed ACK (Nagle)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.bind((host, port))
         self.host, self.port = self.sock.getsockname()[:2]
-        self.server = uvicorn_server(app, host, self.port)
+        self.server = uvicorn_server(app, host, self.port, max_connections=max_connections, head_timeout=head_timeout)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     @property
@@ -151,5 +172,5 @@ class InThread:
         self.sock.close()
 
 
-__all__ = ["GRACEFUL_SECONDS", "InThread", "WatchThread", "build_cds", "is_loopback", "notify_token",
+__all__ = ["GRACEFUL_SECONDS", "InThread", "WatchThread", "build_cds", "notify_token", "raise_file_limit",
            "route_uvicorn_logs", "run", "uvicorn_server"]

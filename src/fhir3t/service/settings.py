@@ -1,8 +1,10 @@
 """`[serve]` in the config file: how the CDS Hooks service listens, what it may fetch, when a card shows.
 
-Checked here (the config module keeps the table for its owner): unknown keys are refused with the
-nearest known one, URLs must be http(s), and nothing secret is accepted (the config module already
-refuses secret-looking keys; JWT verification takes public keys or a JWKS URL only).
+Checked here against `fhir3t/schemas/config-serve.schema.json` (the config module keeps the table for its
+owner): unknown keys are refused with the nearest known one, URLs must be http(s), numbers have ranges,
+lists have sizes, and nothing secret is accepted (the config module already refuses secret-looking keys;
+JWT verification takes public keys or a JWKS URL only). Authentication may be off only on loopback
+(`check_bind`); the state folder must take files (`check_state_dir`).
 
     [serve]
     host = "127.0.0.1"            # loopback unless a proxy in front needs otherwise
@@ -13,7 +15,9 @@ refuses secret-looking keys; JWT verification takes public keys or a JWKS URL on
     show_again_after_days = 7     # at most one card per patient in this many days (0: every chart opening)
     after_override_days = 30      # after a clinician dismissed the card
     after_accept_days = 365       # after a clinician accepted the referral
-    require_jwt = true            # every call must carry a JWT from an issuer below
+    require_jwt = true            # every call must carry a JWT from an issuer below (required off loopback)
+    max_connections = 1024        # connections held at once; more are answered 503
+    body_timeout = 10             # seconds a request body may take to arrive (408 after)
 
     [[serve.issuers]]
     iss = "https://ehr.hospital.example"
@@ -26,22 +30,36 @@ refuses secret-looking keys; JWT verification takes public keys or a JWKS URL on
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from fhir3t.config import Config, check_keys, origin
+from fhir3t.config import Config, check_table
 from fhir3t.errors import ConfigError
+from fhir3t.origins import is_loopback_host, origin
 
-SERVE_KEYS = ("host", "port", "public_url", "state_dir", "budget_ms", "fhir_servers", "show_again_after_days",
-              "after_override_days", "after_accept_days", "links", "referral", "study_team", "study_url",
-              "require_jwt", "issuers", "max_body_mb", "watch", "watch_interval", "notify_token_file",
-              "cors_origins")
-ISSUER_KEYS = ("iss", "jwks_url", "key", "jku")
-LINK_KEYS = ("label", "url", "type")
-LINK_TYPES = ("absolute", "smart")
+#: connections the service holds at once (slow clients included); beyond, new calls are answered 503
+MAX_CONNECTIONS = 1024
+#: seconds a client may take to send a request body (a client that dribbles is answered 408 and let go)
+BODY_TIMEOUT = 10.0
+#: seconds a client gets to send a request's head (method, path, headers), from connecting or from its first byte
+HEAD_TIMEOUT = 10.0
+
+#: message id -> English template
+MESSAGES = {
+    "jwt-needs-issuers": "{where}: require_jwt = true needs at least one [[serve.issuers]] to trust",
+    "jwt-needs-public-url": "{where}: require_jwt = true needs public_url (the JWT audience is the URL the EHR calls)",
+    "not-a-port": "port {port} is not a TCP port",
+    "bind-needs-jwt": "{where}: the service would listen on {host}, which is not a loopback address, without "
+                      "authentication: anyone who reaches the port could call it and write feedback; set require_jwt = "
+                      "true with [[serve.issuers]] and public_url (authentication may be off only on 127.0.0.1, ::1 "
+                      "or localhost)",
+    "state-dir": "{where}: state_dir {path} cannot hold the service's state ({reason}); give a folder the service "
+                 "may create files in",
+}
 
 
 @dataclass(frozen=True)
@@ -88,16 +106,25 @@ class ServeSettings:
     notify_token_file: Path | None = None
     #: browser-based CDS clients (e.g. the CDS Hooks sandbox) allowed to call, by origin
     cors_origins: tuple[str, ...] = ()
+    #: connections held at once; more are answered 503 (slow clients cannot crowd out the EHR's calls)
+    max_connections: int = MAX_CONNECTIONS
+    #: seconds a request body may take to arrive (408 after)
+    body_timeout: float = BODY_TIMEOUT
     #: screen as of this day instead of today (demos and tests with the samples; never in production)
     as_of: date | None = None
 
     def fetch_allowed(self, url: str) -> bool:
         """May the service send a token to / fetch from this FHIR base URL?"""
-        return any(origin(url) == origin(s) for s in self.fhir_servers)
+        o = origin(url)
+        return o is not None and any(o == origin(s) for s in self.fhir_servers)
 
     @property
     def budget(self) -> float:
         return self.budget_ms / 1000.0
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback_host(self.host)
 
 
 def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -107,128 +134,77 @@ def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "fhir3t"
 
 
-def _url(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise ConfigError(f"{where} must be an http:// or https:// URL")
+def _url(value: str) -> str:
     return value.rstrip("/")
 
 
-def _int(table: Mapping[str, Any], key: str, default: int, where: str, minimum: int = 0) -> int:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}: '{key}' must be a whole number of at least {minimum}")
-    return value
-
-
-def _issuers(items: object, cfg: Config, where: str) -> tuple[Issuer, ...]:
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise ConfigError(f"{where}: issuers must be a list of tables ([[serve.issuers]])")
-    out = []
-    for i, item in enumerate(items):
-        here = f"{where} issuers[{i}]"
-        check_keys(item, ISSUER_KEYS, here)
-        iss = item.get("iss")
-        if not isinstance(iss, str) or not iss:
-            raise ConfigError(f"{here}: 'iss' (the CDS client's issuer URI) is required")
-        jwks = _url(item["jwks_url"], f"{here} jwks_url") if "jwks_url" in item else None
-        key = item.get("key")
-        if key is not None and not isinstance(key, str):
-            raise ConfigError(f"{here}: 'key' must be the path of a public key file (PEM, JWK or JWKS)")
-        if (jwks is None) == (key is None):
-            raise ConfigError(f"{here}: give exactly one of jwks_url or key")
-        jku = item.get("jku", [])
-        if isinstance(jku, str):
-            jku = [jku]
-        if not isinstance(jku, list):
-            raise ConfigError(f"{here}: 'jku' must be a URL or a list of URLs")
-        out.append(Issuer(iss, jwks, cfg.resolve(key) if key else None,
-                          tuple(_url(u, f"{here} jku") for u in jku)))
-    return tuple(out)
-
-
-def _links(items: object, where: str) -> tuple[Link, ...]:
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise ConfigError(f"{where}: links must be a list of tables ([[serve.links]])")
-    out = []
-    for i, item in enumerate(items):
-        here = f"{where} links[{i}]"
-        check_keys(item, LINK_KEYS, here)
-        label = item.get("label")
-        if not isinstance(label, str) or not label.strip():
-            raise ConfigError(f"{here}: 'label' is required")
-        kind = item.get("type", "absolute")
-        if kind not in LINK_TYPES:
-            raise ConfigError(f"{here}: type must be one of {', '.join(LINK_TYPES)}")
-        out.append(Link(label.strip(), _url(item.get("url"), f"{here} url"), kind))
-    return tuple(out)
-
-
 def serve_settings(cfg: Config, **overrides: Any) -> ServeSettings:
-    """The `[serve]` table checked and typed; `overrides` (command-line options, not None) win."""
-    table = cfg.section("serve")
+    """The `[serve]` table checked against `schemas/config-serve.schema.json` and typed; `overrides`
+    (command-line options, not None) win. What spans keys is checked here, after the schema."""
     where = cfg.where("serve")
-    check_keys(table, SERVE_KEYS, where)
-    table = {k.replace("-", "_"): v for k, v in table.items()}
-    host = table.get("host", "127.0.0.1")
-    if not isinstance(host, str) or not host:
-        raise ConfigError(f"{where}: 'host' must be a host name or address")
+    table = check_table("serve", cfg.section("serve"), where)
     servers = table.get("fhir_servers")
     if servers is None:
         servers = [cfg.server.url] if cfg.server.url else []
-    if not isinstance(servers, list):
-        raise ConfigError(f"{where}: 'fhir_servers' must be a list of FHIR base URLs")
-    state = table.get("state_dir")
-    if state is not None and not isinstance(state, str):
-        raise ConfigError(f"{where}: 'state_dir' must be a folder path")
-    token_file = table.get("notify_token_file")
-    if token_file is not None and not isinstance(token_file, str):
-        raise ConfigError(f"{where}: 'notify_token_file' must be a file path")
-    for key in ("referral", "require_jwt", "watch"):
-        if key in table and not isinstance(table[key], bool):
-            raise ConfigError(f"{where}: '{key}' must be true or false")
-    for key in ("study_team",):
-        if key in table and not isinstance(table[key], str):
-            raise ConfigError(f"{where}: '{key}' must be a string")
-    cors = table.get("cors_origins", [])
-    if not isinstance(cors, list):
-        raise ConfigError(f"{where}: 'cors_origins' must be a list of origins (https://host[:port])")
-    mb = table.get("max_body_mb", 32.0)
-    interval = table.get("watch_interval", 300.0)
-    for key, value in (("max_body_mb", mb), ("watch_interval", interval)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError(f"{where}: '{key}' must be a positive number")
+    jku = [(i.get("jku") if isinstance(i.get("jku"), list) else [i["jku"]] if "jku" in i else [])
+           for i in table.get("issuers", ())]
     s = ServeSettings(
-        host=host,
-        port=_int(table, "port", 8088, where, 1),
-        public_url=_url(table["public_url"], f"{where} public_url") if "public_url" in table else None,
-        state_dir=cfg.resolve(state) if state else default_state_dir(),
-        budget_ms=_int(table, "budget_ms", 2000, where, 50),
-        fhir_servers=tuple(_url(u, f"{where} fhir_servers") for u in servers),
-        show_again_after_days=_int(table, "show_again_after_days", 7, where),
-        after_override_days=_int(table, "after_override_days", 30, where),
-        after_accept_days=_int(table, "after_accept_days", 365, where),
-        links=_links(table.get("links", []), where),
+        host=table.get("host", "127.0.0.1"),
+        port=table.get("port", 8088),
+        public_url=_url(table["public_url"]) if "public_url" in table else None,
+        state_dir=cfg.resolve(table["state_dir"]) if "state_dir" in table else default_state_dir(),
+        budget_ms=table.get("budget_ms", 2000),
+        fhir_servers=tuple(_url(u) for u in servers),
+        show_again_after_days=table.get("show_again_after_days", 7),
+        after_override_days=table.get("after_override_days", 30),
+        after_accept_days=table.get("after_accept_days", 365),
+        links=tuple(Link(item["label"].strip(), _url(item["url"]), item.get("type", "absolute"))
+                    for item in table.get("links", ())),
         referral=table.get("referral", True),
         study_team=table.get("study_team"),
-        study_url=_url(table["study_url"], f"{where} study_url") if "study_url" in table else None,
+        study_url=_url(table["study_url"]) if "study_url" in table else None,
         require_jwt=table.get("require_jwt", False),
-        issuers=_issuers(table.get("issuers", []), cfg, where),
-        max_body_mb=float(mb),
+        issuers=tuple(Issuer(i["iss"], _url(i["jwks_url"]) if "jwks_url" in i else None,
+                             cfg.resolve(i["key"]) if "key" in i else None, tuple(_url(u) for u in urls))
+                      for i, urls in zip(table.get("issuers", ()), jku)),
+        max_body_mb=float(table.get("max_body_mb", 32.0)),
         watch=table.get("watch", False),
-        watch_interval=float(interval),
-        notify_token_file=cfg.resolve(token_file) if token_file else None,
-        cors_origins=tuple(_url(u, f"{where} cors_origins") for u in cors),
+        watch_interval=float(table.get("watch_interval", 300.0)),
+        notify_token_file=cfg.resolve(table["notify_token_file"]) if "notify_token_file" in table else None,
+        cors_origins=tuple(_url(u) for u in table.get("cors_origins", ())),
+        max_connections=table.get("max_connections", MAX_CONNECTIONS),
+        body_timeout=float(table.get("body_timeout", BODY_TIMEOUT)),
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
         s = ServeSettings(**{**s.__dict__, **given})
-    if s.port < 1 or s.port > 65535:
-        raise ConfigError(f"port {s.port} is not a TCP port")
+    if isinstance(s.port, bool) or not isinstance(s.port, int) or not 1 <= s.port <= 65535:
+        raise ConfigError(MESSAGES["not-a-port"].format(port=s.port))
     if s.require_jwt and not s.issuers:
-        raise ConfigError(f"{where}: require_jwt = true needs at least one [[serve.issuers]] to trust")
+        raise ConfigError(MESSAGES["jwt-needs-issuers"].format(where=where))
     if s.public_url is None and s.require_jwt:
-        raise ConfigError(f"{where}: require_jwt = true needs public_url (the JWT audience is the URL the EHR calls)")
+        raise ConfigError(MESSAGES["jwt-needs-public-url"].format(where=where))
     return s
 
 
-__all__ = ["Issuer", "Link", "ServeSettings", "default_state_dir", "serve_settings"]
+def check_bind(settings: ServeSettings, cfg: Config) -> None:
+    """Authentication may be off only on a loopback address: any other bind needs JWT client authentication."""
+    if not settings.loopback and not settings.require_jwt:
+        raise ConfigError(MESSAGES["bind-needs-jwt"].format(where=cfg.where("serve"), host=settings.host))
+
+
+def check_state_dir(settings: ServeSettings, cfg: Config) -> None:
+    """The state folder exists (or can be made) and takes a new file: `/proc` or a read-only mount is said at
+    the start, in one sentence, not found by the first card that cannot be recorded."""
+    path = settings.state_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".fhir3t-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(MESSAGES["state-dir"].format(where=cfg.where("serve"), path=path,
+                                                       reason=exc.strerror or type(exc).__name__)) from None
+
+
+__all__ = ["BODY_TIMEOUT", "HEAD_TIMEOUT", "MAX_CONNECTIONS", "Issuer", "Link", "ServeSettings", "check_bind", "check_state_dir",
+           "default_state_dir", "serve_settings"]

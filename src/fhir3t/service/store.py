@@ -9,12 +9,18 @@ team reads (`fhir3t serve --feedback`); nothing of it is logged.
 The how-often rule (`may_show`): no card for a patient within `after_accept_days` of an accepted card,
 within `after_override_days` of a dismissed one, or within `show_again_after_days` of the last card,
 unless the patient moved from candidate to eligible since (news worth a card).
+
+Bounded: feedback is kept only for cards this service showed, one item per card (the latest; feedback
+on a card never shown is counted, not stored), so the feedback table never outgrows the cards table;
+the cards table keeps at most `MAX_CARDS` rows (the oldest go first, and the log says so). A folder
+that cannot hold the state (`/proc`, read-only) is a ConfigError in one sentence.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -26,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from fhir3t.enrolment import Status
+from fhir3t.errors import ConfigError
+from fhir3t.service.bodies import FeedbackItem
+from fhir3t.smallfiles import TOKEN_LIMIT, read_small
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cards (
@@ -37,9 +46,22 @@ CREATE TABLE IF NOT EXISTS feedback (
     outcome TEXT NOT NULL, reason_system TEXT, reason_code TEXT, reason_display TEXT, comment TEXT,
     accepted TEXT, outcome_at TEXT, received_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS feedback_patient ON feedback (patient, received_at);
+CREATE INDEX IF NOT EXISTS feedback_card ON feedback (card);
 CREATE TABLE IF NOT EXISTS jti (iss TEXT NOT NULL, jti TEXT NOT NULL, exp REAL NOT NULL, PRIMARY KEY (iss, jti));
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
 """
 DAY = 86400.0
+#: cards kept at most (a year of chart openings at a large hospital is far below); the oldest go first
+MAX_CARDS = 500_000
+
+log = logging.getLogger("fhir3t.service")
+
+#: message id -> English template
+MESSAGES = {
+    "unusable": "{path}: the service's state cannot be kept there ({reason}); give [serve] state_dir a folder the "
+                "service may create files in",
+    "pruned": "card history at its bound of {limit} cards: the {n} oldest were removed",
+}
 
 
 @dataclass(frozen=True)
@@ -52,7 +74,7 @@ class Rule:
 def _private_file(path: Path, make: Callable[[], bytes]) -> bytes:
     """Read a small secret file, creating it (0600) first if absent."""
     try:
-        return path.read_bytes()
+        return read_small(path, TOKEN_LIMIT, "a secret of the service's state")
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,18 +93,25 @@ def private_token(path: Path) -> str:
 class Store:
     """One SQLite file; safe to share between the service's threads."""
 
-    def __init__(self, folder: Path, rule: Rule | None = None, clock: Callable[[], float] = time.time) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, folder: Path, rule: Rule | None = None, clock: Callable[[], float] = time.time,
+                 max_cards: int = MAX_CARDS) -> None:
         self.path = folder / "cds.sqlite"
         self.rule = rule or Rule()
         self.clock = clock
-        self._key = _private_file(folder / "patient-hash.key", lambda: secrets.token_bytes(32))
+        self.max_cards = max_cards
+        self._count: int | None = None  # cards in the table (counted once, then kept)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        os.chmod(self.path, 0o600)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._key = _private_file(folder / "patient-hash.key", lambda: secrets.token_bytes(32))
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            os.chmod(self.path, 0o600)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)[:120] or type(exc).__name__
+            raise ConfigError(MESSAGES["unusable"].format(path=folder, reason=reason)) from None
 
     def close(self) -> None:
         with self._lock:
@@ -104,14 +133,16 @@ class Store:
         fb = self._one("SELECT outcome, received_at FROM feedback WHERE patient = ? ORDER BY received_at DESC LIMIT 1",
                        (patient,))
         if fb is not None:
-            outcome, at = fb
+            outcome, received = fb
+            at = min(received, now)  # recorded by a concurrent call after `now` was read: just now
             if outcome == "accepted" and now - at < r.after_accept_days * DAY:
                 return f"accepted {int((now - at) // DAY)} day(s) ago"
             if outcome == "overridden" and now - at < r.after_override_days * DAY:
                 return f"dismissed {int((now - at) // DAY)} day(s) ago"
         last = self._one("SELECT status, shown_at FROM cards WHERE patient = ? ORDER BY shown_at DESC LIMIT 1", (patient,))
         if last is not None and interval:
-            was, at = last
+            was, shown_at = last
+            at = min(shown_at, now)  # a card a concurrent call showed after `now` was read: shown just now
             if now - at < r.show_again_after_days * DAY and not (was == Status.CANDIDATE and status == Status.ELIGIBLE):
                 return f"shown {int((now - at) // DAY)} day(s) ago"
         return None
@@ -120,22 +151,58 @@ class Store:
         with self._lock:
             self._db.execute("INSERT INTO cards (uuid, service, patient, status, shown_at, hook_instance) "
                              "VALUES (?, ?, ?, ?, ?, ?)", (uuid, service, patient, status, self.clock(), hook_instance))
+            if self._count is None:
+                self._count = int(self._db.execute("SELECT COUNT(*) FROM cards").fetchone()[0])
+            else:
+                self._count += 1
+            if self._count > self.max_cards:
+                self._prune()
+
+    def _prune(self) -> None:
+        """Remove the oldest tenth of the cards (and their feedback): the table stays under its bound."""
+        n = max(1, self.max_cards // 10)
+        self._db.execute("BEGIN")
+        self._db.execute("DELETE FROM feedback WHERE card IN (SELECT uuid FROM cards ORDER BY shown_at LIMIT ?)", (n,))
+        self._db.execute("DELETE FROM cards WHERE uuid IN (SELECT uuid FROM cards ORDER BY shown_at LIMIT ?)", (n,))
+        self._db.execute("COMMIT")
+        self._count = None
+        log.warning(MESSAGES["pruned"].format(limit=self.max_cards, n=n))
 
     # ---- feedback -----------------------------------------------------------------------
-    def feedback(self, service: str, item: dict[str, Any]) -> bool:
-        """Record one feedback item (checked by the caller); True if its card is one this service showed."""
-        card = self._one("SELECT patient FROM cards WHERE uuid = ? AND service = ?", (item["card"], service))
-        reason = (item.get("overrideReason") or {}).get("reason") or {}
-        comment = (item.get("overrideReason") or {}).get("userComment")
-        accepted = [s.get("id") for s in item.get("acceptedSuggestions") or ()]
+    def feedback(self, service: str, item: FeedbackItem) -> bool:
+        """Record one feedback item (typed by the caller); True if its card is one this service showed."""
+        return self.feedback_many(service, [item]) == 1
+
+    def feedback_many(self, service: str, items: list[FeedbackItem]) -> int:
+        """Record feedback items in one transaction; how many were for cards this service showed.
+
+        One item per card is kept (the latest replaces an earlier one); an item for a card never shown is
+        only counted: the table cannot grow beyond the cards, whatever a client sends."""
+        known = 0
+        now = self.clock()
         with self._lock:
-            self._db.execute(
-                "INSERT INTO feedback (card, service, patient, outcome, reason_system, reason_code, reason_display, "
-                "comment, accepted, outcome_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (item["card"], service, card[0] if card else None, item["outcome"], reason.get("system"),
-                 reason.get("code"), reason.get("display"), comment, json.dumps(accepted) if accepted else None,
-                 item.get("outcomeTimestamp"), self.clock()))
-        return card is not None
+            self._db.execute("BEGIN")
+            try:
+                for item in items:
+                    card = self._db.execute("SELECT patient FROM cards WHERE uuid = ? AND service = ?",
+                                            (item.card, service)).fetchone()
+                    if card is None:
+                        self._db.execute("INSERT INTO counters (name, n) VALUES ('feedback_unknown_cards', 1) "
+                                         "ON CONFLICT(name) DO UPDATE SET n = n + 1")
+                        continue
+                    known += 1
+                    self._db.execute("DELETE FROM feedback WHERE card = ?", (item.card,))
+                    self._db.execute(
+                        "INSERT INTO feedback (card, service, patient, outcome, reason_system, reason_code, "
+                        "reason_display, comment, accepted, outcome_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (item.card, service, card[0], item.outcome, item.reason_system, item.reason_code,
+                         item.reason_display, item.comment, json.dumps(list(item.accepted)) if item.accepted else None,
+                         item.outcome_at, now))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return known
 
     def summary(self) -> dict[str, Any]:
         """What clinicians did with the cards (counts and reasons; no patient, no comment text)."""
@@ -148,7 +215,9 @@ class Store:
                 "SELECT COALESCE(reason_code, ''), COALESCE(reason_display, ''), COUNT(*) FROM feedback "
                 "WHERE outcome = 'overridden' GROUP BY 1, 2 ORDER BY 3 DESC").fetchall()
             comments = self._db.execute("SELECT COUNT(*) FROM feedback WHERE comment IS NOT NULL AND comment != ''").fetchone()[0]
-            unknown = self._db.execute("SELECT COUNT(*) FROM feedback WHERE patient IS NULL").fetchone()[0]
+            row = self._db.execute("SELECT n FROM counters WHERE name = 'feedback_unknown_cards'").fetchone()
+            old = self._db.execute("SELECT COUNT(*) FROM feedback WHERE patient IS NULL").fetchone()[0]  # before 0.3
+            unknown = (row[0] if row else 0) + old
         return {
             "cards_shown": sum(shown.values()), "by_status": shown, "patients": patients,
             "accepted": outcomes.get("accepted", 0), "overridden": outcomes.get("overridden", 0),

@@ -22,6 +22,13 @@ FhirServerSink, whose no-regression rule never overwrites a subject the study te
 Logs carry counts, and each status change of a followed patient (`watch-status-change`) under the
 ResearchSubject id, a pseudonym: never a name, an identifier or a value. A newly eligible patient is
 also handed to the `notify` hook (a command or a webhook, fhir3t.service.notify).
+
+Typed boundaries: a notification is checked against `schemas/watch-notification.schema.json` (a 400
+otherwise) and the references it names are parsed as FHIR references (`Type/id` on this server, the id
+a FHIR id), never joined as paths, so `Observation/../../x` reads nothing; the state file is read with a
+bound, checked against `schemas/watch-state.schema.json`, kept mode 0600, and a mark in the future
+(which would make every change look old) is refused on reading and never taken from a server's answer.
+The CapabilityStatement is read through the shape helpers: an odd one means "not offered", not a crash.
 """
 from __future__ import annotations
 
@@ -45,13 +52,16 @@ from fhir3t.emit import screening_bundle
 from fhir3t.emit.screening import subject_id
 from fhir3t.enrolment import Status
 from fhir3t.errors import Fhir3tError, InputError, Problems
-from fhir3t.fhirutil import normalize_reference, patient_id, search_escape
+from fhir3t.fhirutil import fhir_reference, patient_id, search_escape
 from fhir3t.ids import stable_id
+from fhir3t.jsonshape import child, child_text, objs, text
 from fhir3t.pipeline import Definition, Run, ServerQuery, screen_server
 from fhir3t.r4facts import r4_facts
+from fhir3t.shapecheck import ShapeError, check, dotted
 from fhir3t.sinks import FhirServerSink, write_json
+from fhir3t.smallfiles import STATE_LIMIT, read_small
 from fhir3t.sources.rest import anchor_codes
-from fhir3t.transport.http import FhirClient, HttpStatusError
+from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError
 from fhir3t.transport.urls import describe
 
 log = logging.getLogger("fhir3t.watch")
@@ -66,6 +76,23 @@ NOTIFY_PATH = "/fhir3t/notify"
 NEWLY_ELIGIBLE = "newly-eligible"
 #: seconds a notification waits for the others of the same burst before its patients are screened
 SETTLE = 0.5
+#: a polling mark (the server's clock) may be this far ahead of ours; further is a clock gone wrong or a
+#: tampered state, which would make every later change look old
+FUTURE_SLACK = 86400.0
+#: items a notification may queue (a Bundle of a thousand entries names at most a thousand patients)
+MAX_QUEUED = 10_000
+
+#: message id -> English template
+MESSAGES = {
+    "state-unreadable": "{path}: cannot read the watch state ({why}); move it away to start afresh",
+    "state-shape": "{path}: not a watch state fhir3t wrote ({why}); move it away to start afresh",
+    "state-other": "{path}: this watch state is for another server; give --state another file",
+    "state-future": "{path}: the watch state's mark {mark} is in the future, so every change would look old; move "
+                    "it away to start afresh (or give --since)",
+    "state-unwritable": "{path}: cannot write the watch state ({why})",
+    "future-stamp": "the server reported a {rtype} last updated in the future: not taken as the polling mark",
+    "queue-full": "too many notifications waiting to be screened; this one asks for a poll instead",
+}
 
 
 def iso(ts: float) -> str:
@@ -78,7 +105,7 @@ def is_ours(res: dict) -> bool:
     """A ResearchSubject fhir3t wrote: the watcher's own pushes are not news (they would re-trigger it forever)."""
     if res.get("resourceType") != "ResearchSubject":
         return False
-    return any(isinstance(i, dict) and i.get("system") == ID_RESEARCH_SUBJECT for i in res.get("identifier") or ())
+    return any(i.get("system") == ID_RESEARCH_SUBJECT for i in objs(res.get("identifier")))
 
 
 @dataclass
@@ -96,24 +123,35 @@ class WatchState:
     statuses: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path, server: str) -> WatchState:
+    def load(cls, path: Path, server: str, now: float | None = None) -> WatchState:
         try:
-            data = orjson.loads(path.read_bytes())
+            data = orjson.loads(read_small(path, STATE_LIMIT, "the watch state", InputError))
         except FileNotFoundError:
             return cls(path, server)
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise InputError(f"{path}: cannot read the watch state ({type(exc).__name__}); move it away to start afresh") from None
-        if not isinstance(data, dict) or data.get("server") != server:
-            raise InputError(f"{path}: this watch state is for another server; give --state another file")
-        mark = instant(data.get("mark")) if isinstance(data.get("mark"), str) else None
-        seen = {k: float(v) for k, v in (data.get("seen") or {}).items() if isinstance(v, int | float)}
-        statuses = {k: v for k, v in (data.get("statuses") or {}).items() if isinstance(v, str)}
+        except orjson.JSONDecodeError:
+            raise InputError(MESSAGES["state-unreadable"].format(path=path, why="not JSON")) from None
+        try:
+            check("watch-state", data, dotted("state"))
+        except ShapeError as exc:
+            raise InputError(MESSAGES["state-shape"].format(path=path, why=exc)) from None
+        if data["server"] != server:
+            raise InputError(MESSAGES["state-other"].format(path=path))
+        mark = instant(data.get("mark"))
+        if mark is not None and mark > (time.time() if now is None else now) + FUTURE_SLACK:
+            raise InputError(MESSAGES["state-future"].format(path=path, mark=data["mark"]))
+        seen = {k: float(v) for k, v in (data.get("seen") or {}).items()}
+        statuses = dict(data.get("statuses") or {})
         return cls(path, server, mark, seen, statuses)
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_json({"server": self.server, "mark": iso(self.mark) if self.mark is not None else None,
-                    "seen": self.seen, "statuses": self.statuses}, self.path)
+        """Written atomically, mode 0600 (it names resource ids of the server)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json({"server": self.server, "mark": iso(self.mark) if self.mark is not None else None,
+                        "seen": self.seen, "statuses": self.statuses}, self.path, private=True)
+        except OSError as exc:
+            raise InputError(MESSAGES["state-unwritable"].format(path=self.path, why=exc.strerror or
+                                                                 type(exc).__name__)) from None
 
 
 def state_file(folder: Path, server: str) -> Path:
@@ -187,8 +225,9 @@ class Watcher:
         changed = 0
         newest = st.mark
         seen = dict(st.seen)
-        caps = {r.get("type") for rest in self.client.capabilities().get("rest") or () for r in rest.get("resource") or ()
-                if isinstance(r, dict)}
+        latest_believable = self.clock() + FUTURE_SLACK
+        caps = {text(r.get("type")) for rest in objs(self.client.capabilities().get("rest"))
+                for r in objs(rest.get("resource"))} - {None}
         for rtype in self.types():
             if caps and rtype not in caps:
                 continue
@@ -201,10 +240,14 @@ class Watcher:
                     continue
                 raise
             for res in found:
-                meta: dict = res["meta"] if isinstance(res.get("meta"), dict) else {}
+                meta = child(res, "meta")
                 ts = instant(meta.get("lastUpdated"))
-                version = meta.get("versionId") or meta.get("lastUpdated") or ""
-                vkey = f"{rtype}/{res.get('id')}/{version}"
+                if ts is not None and ts > latest_believable:  # a clock gone wrong must not hide every later change
+                    self.problems.once(f"future:{rtype}", f"{rtype} search",
+                                              MESSAGES["future-stamp"].format(rtype=rtype))
+                    ts = None
+                version = text(meta.get("versionId")) or text(meta.get("lastUpdated")) or ""
+                vkey = f"{rtype}/{text(res.get('id'))}/{version}"[:512]
                 if vkey in seen:
                     continue
                 seen[vkey] = ts if ts is not None else since
@@ -289,10 +332,10 @@ class Watcher:
 
     # ---- subscriptions -------------------------------------------------------------------
     def supports_subscriptions(self) -> bool:
-        for rest in self.client.capabilities().get("rest") or ():
-            for r in rest.get("resource") or ():
-                if isinstance(r, dict) and r.get("type") == "Subscription":
-                    codes = {i.get("code") for i in r.get("interaction") or () if isinstance(i, dict)}
+        for rest in objs(self.client.capabilities().get("rest")):
+            for r in objs(rest.get("resource")):
+                if r.get("type") == "Subscription":
+                    codes = {text(i.get("code")) for i in objs(r.get("interaction"))}
                     return bool(codes & {"create", "update"})
         return False
 
@@ -349,48 +392,60 @@ class Watcher:
 
     # ---- notifications -------------------------------------------------------------------
     def notified(self, body: bytes, rtype: str | None = None, rid: str | None = None) -> int:
-        """Queue what a rest-hook notification names; returns how many items were queued."""
+        """Queue what a rest-hook notification names; returns how many items were queued.
+
+        The body is checked against its schema first (ShapeError: the service answers 400); the focus
+        references are parsed as FHIR references on this server (see the module doc)."""
         data: Any = None
         if body.strip():
             try:
                 data = orjson.loads(body)
             except orjson.JSONDecodeError:
-                data = None
+                data = None  # not JSON: nothing to read, a poll will find what changed
+        check("watch-notification", data, dotted("notification"), {"notification": "{where} must be empty, a FHIR "
+                                                                   "resource or a Bundle"})
         resources: list[dict] = []
-        focus: list[str] = []
+        focus: list[tuple[str, str]] = []
         if isinstance(data, dict) and data.get("resourceType") == "Bundle":
-            for e in data.get("entry") or ():
-                res = e.get("resource") if isinstance(e, dict) else None
-                if not isinstance(res, dict):
-                    continue
+            for e in objs(data.get("entry")):
+                res = child(e, "resource")
                 if res.get("resourceType") == "Parameters":  # backport SubscriptionStatus: the events' focus
-                    for p in res.get("parameter") or ():
-                        for part in (p.get("part") or ()) if isinstance(p, dict) else ():
-                            ref = (part.get("valueReference") or {}).get("reference") if isinstance(part, dict) else None
-                            if isinstance(part, dict) and part.get("name") == "focus" and isinstance(ref, str):
-                                focus.append(ref)
-                elif res.get("resourceType") != "SubscriptionStatus":
+                    for p in objs(res.get("parameter")):
+                        for part in objs(p.get("part")):
+                            if part.get("name") == "focus":
+                                ref = fhir_reference(child_text(child(part, "valueReference"), "reference"),
+                                                     self.client.base)
+                                if ref is not None:
+                                    focus.append(ref)
+                elif res and res.get("resourceType") != "SubscriptionStatus":
                     resources.append(res)
-        elif isinstance(data, dict) and isinstance(data.get("resourceType"), str):
+        elif isinstance(data, dict):
             resources.append(data)
         elif rtype and rid:
-            focus.append(f"{rtype}/{rid}")
+            ref = fhir_reference(f"{rtype}/{rid}")
+            if ref is not None:
+                focus.append(ref)
         n = 0
-        held = {f"{r.get('resourceType')}/{r.get('id')}" for r in resources}
+        held = {(text(r.get("resourceType")), text(r.get("id"))) for r in resources}
         for res in resources:
             pid = None if is_ours(res) else patient_id(res)
             if pid:
-                self.queue.put(("patient", pid))
-                n += 1
+                n += self._put(("patient", pid))
         for ref in focus:
-            norm = normalize_reference(ref, {})
-            if norm and norm not in held:
-                self.queue.put(("focus", norm))
-                n += 1
+            if ref not in held:
+                n += self._put(("focus", "/".join(ref)))
         if n == 0:
             self.queue.put(("poll", ""))
             n = 1
         return n
+
+    def _put(self, item: tuple[str, str]) -> int:
+        """Queue one item, unless the queue is at its bound (then a poll will find the change)."""
+        if self.queue.qsize() >= MAX_QUEUED:
+            log.warning(MESSAGES["queue-full"])
+            return 0
+        self.queue.put(item)
+        return 1
 
     def _drain(self, first: tuple[str, str]) -> tuple[set[str], bool, int]:
         """Everything queued: (patient ids to screen, whether a poll was asked for, items drained)."""
@@ -407,10 +462,10 @@ class Watcher:
                 ids.add(value)
             elif kind == "poll":
                 poll = True
-            elif kind == "focus":
+            elif kind == "focus":  # `Type/id`, checked by fhir_reference when queued
                 try:
                     res = self.client.get(value)
-                except HttpStatusError:
+                except ResponseError:  # gone, refused, not JSON: this focus only
                     continue
                 pid = patient_id(res) if isinstance(res, dict) else None
                 if pid:
@@ -437,8 +492,10 @@ class Watcher:
                     rnd = self.screen_and_push(ids, Round(changed=n, notified=True))
                     log.info("watch: %s", rnd.line(), extra={"fields": {**rnd.fields(), "event": "watch-notified"}})
                 self.last_error = None
-            except Fhir3tError as exc:
+            except Exception as exc:  # a round that fails (a server error, or a bug) is retried, never ends the watch
                 self.last_error = type(exc).__name__
+                if not isinstance(exc, Fhir3tError):
+                    log.debug("watch round: internal error", exc_info=True)
                 log.warning("watch: round failed, retrying in %.0f s: %s", min(interval, 60.0), type(exc).__name__,
                             extra={"fields": {"event": "watch-round-failed", "error": type(exc).__name__}})
                 next_poll = time.monotonic() + min(interval, 60.0)

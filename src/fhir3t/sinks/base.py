@@ -22,11 +22,18 @@ class Sink(Protocol):
 
 
 @contextlib.contextmanager
-def atomic_text(path: str | Path, *, bom: bool = False) -> Iterator[IO[str]]:
-    """A text file written to a `.part` beside the target and renamed over it only when complete."""
+def atomic_text(path: str | Path, *, bom: bool = False, private: bool = False) -> Iterator[IO[str]]:
+    """A text file written to a `.part` beside the target and renamed over it only when complete; `private`:
+    readable and writable by its owner only (0600, from its creation: never a moment world-readable)."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.part")
-    fh = tmp.open("w", encoding="utf-8-sig" if bom else "utf-8", newline="")
+    if private:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # a .part left by someone else must not lend us its mode
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fh = os.fdopen(fd, "w", encoding="utf-8-sig" if bom else "utf-8", newline="")
+    else:
+        fh = tmp.open("w", encoding="utf-8-sig" if bom else "utf-8", newline="")
     try:
         yield fh
         fh.close()
@@ -38,9 +45,9 @@ def atomic_text(path: str | Path, *, bom: bool = False) -> Iterator[IO[str]]:
         raise
 
 
-def write_json(obj: object, path: str | Path) -> None:
-    """Write JSON atomically (never a half-written Bundle)."""
-    with atomic_text(path) as fh:
+def write_json(obj: object, path: str | Path, *, private: bool = False) -> None:
+    """Write JSON atomically (never a half-written Bundle); `private`: mode 0600."""
+    with atomic_text(path, private=private) as fh:
         fh.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +23,13 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
-from fhir3t.errors import ServerError, UsageError
-from fhir3t.fhirutil import fhir_id
+from fhir3t.errors import Fhir3tError, ServerError, UsageError
+from fhir3t.fhirutil import (
+    RESOURCE_TYPE,  # what a manifest's `type` must look like before it names a file
+    fhir_id,
+)
 from fhir3t.jsonshape import child, child_text, text
+from fhir3t.smallfiles import STATE_LIMIT, read_small
 from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError, outcome_text, parse_json
 from fhir3t.transport.limits import DEFAULT_MAX_FILE
 from fhir3t.transport.urls import clean, describe, origin, origin_text
@@ -34,8 +37,6 @@ from fhir3t.transport.urls import clean, describe, origin, origin_text
 log = logging.getLogger("fhir3t.bulk")
 
 STATE = ".fhir3t-export.state"  # not .json: `fhir3t screen OUT_DIR` must not read it as a Bundle
-#: What a manifest's `type` must look like before it becomes part of a file name.
-RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}", re.ASCII)
 #: Polling: never faster than the floor, which grows by POLL_GROWTH per poll up to POLL_CEILING.
 POLL_FLOOR = 1.0
 POLL_GROWTH = 1.5
@@ -43,6 +44,13 @@ POLL_CEILING = 60.0
 #: The longest pause a server's Retry-After can ask for between polls.
 MAX_POLL_WAIT = 120.0
 DEFAULT_MAX_WAIT = 3600.0  # also in fhir3t.cli.export
+
+#: message id -> English template
+MESSAGES = {
+    "file-elsewhere": "{rtype} file on {there}: not the server's origin ({base}) nor one allowed with --allow-origin{token}; "
+                      "not downloaded (add --allow-origin {allow} if that host is trusted)",
+    "needs-token": ", and the manifest says it needs the access token",
+}
 #: NDJSON lines longer than this are not read for references (a resource is far smaller).
 MAX_LINE = 64 * 1024 * 1024
 
@@ -89,8 +97,8 @@ class BulkExporter:
 
     def _load_state(self) -> dict | None:
         try:
-            st = json.loads(self.state_path.read_text())
-        except (OSError, ValueError):
+            st = json.loads(read_small(self.state_path, STATE_LIMIT, "the export state"))
+        except (OSError, ValueError, Fhir3tError):
             return None
         if not isinstance(st, dict) or st.get("request") != self._request_key():
             return None
@@ -119,7 +127,7 @@ class BulkExporter:
         if resp.status_code != 202 or not loc:
             raise ServerError(f"$export kick-off ({describe(resp.url or path)}): expected 202 with Content-Location, "
                               f"got {resp.status_code}{'' if loc else ' without Content-Location'}")
-        self.client.url(loc)  # an http(s) URL, or the export cannot be followed
+        self.client.followable(self.client.url(loc), "the $export status URL")  # http(s) and on an origin named
         return loc
 
     def poll(self, status_url: str, result: ExportResult) -> dict | None:
@@ -198,15 +206,15 @@ class BulkExporter:
             if url in st["done"] and target.exists():
                 (result.errors if kind == "error" else result.files).append(target)
                 continue
-            if token and self.client.auth is not None and not self.client.credentials_for(url):
+            if not self.client.credentials_for(url):  # read only from origins the user named
                 o = origin(url)
-                problems.append(f"{rtype} file on {origin_text(o) if o else describe(url)}: the manifest says it needs "
-                                f"the access token, which fhir3t sends only to {origin_text(self.client.origin)}; not "
-                                f"downloaded (add --allow-origin {origin_text(o) if o else 'ORIGIN'} if that host is trusted)")
+                problems.append(MESSAGES["file-elsewhere"].format(
+                    rtype=rtype, there=origin_text(o) if o else describe(url), base=origin_text(self.client.origin),
+                    token=MESSAGES["needs-token"] if token else "", allow=origin_text(o) if o else "ORIGIN"))
                 continue
             _write(sub, _mkdir, sub)
             try:
-                result.bytes += self._fetch_file(url, target)
+                result.bytes += self._fetch_file(url, target, token)
             except HttpStatusError as exc:
                 if exc.status in (404, 410):
                     raise
@@ -223,13 +231,14 @@ class BulkExporter:
             raise ServerError(f"$export incomplete: {len(problems)} file(s) of the manifest not downloaded, so "
                               f"{self.out} must not be screened as it is:\n  {shown}")
 
-    def _fetch_file(self, url: str, target: Path) -> int:
+    def _fetch_file(self, url: str, target: Path, token: bool = True) -> int:
         """Download to `target` through a .part file that is removed if anything goes wrong."""
         part = target.with_name(target.name + ".part")
         try:
             with _opened(part, "wb") as fh:
                 n = self.client.download(url, lambda b: _write(part, fh.write, b),
-                                         headers={"Accept": "application/fhir+ndjson"}, max_bytes=self.max_file_bytes)
+                                         headers={"Accept": "application/fhir+ndjson"}, max_bytes=self.max_file_bytes,
+                                         credentials=token)
             _write(target, part.replace, target)
         except BaseException:
             part.unlink(missing_ok=True)

@@ -8,8 +8,11 @@ is cached until shortly before it expires and fetched again after one 401. Secre
 client secrets) never appear in messages or logs.
 
 The client credentials (assertion or secret) go only to an https token endpoint (plain http is
-accepted on loopback, for tests); a token endpoint on another origin than the FHIR base is allowed
-(hospitals run separate authorization servers) but said once, since discovery is what chose it.
+accepted on loopback, for tests) on an origin the user configured: the FHIR server's, the origin of a
+token endpoint named in the configuration (`[server] token_url`, `--smart-token-url`), or one allowed
+with --allow-origin. Hospitals do run separate authorization servers; but discovery is the server's
+word, so a token endpoint it names on any other origin is refused in one sentence (name it in the
+configuration if it is yours), never sent the client secret or the signed assertion.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +33,9 @@ import requests
 from fhir3t.errors import AuthError, ServerError
 from fhir3t.jsonshape import items, text
 from fhir3t.secretfiles import problem
+from fhir3t.smallfiles import KEY_LIMIT, read_small
 from fhir3t.transport.deadline import Deadline, guarded_session
-from fhir3t.transport.urls import clean, describe, is_loopback, origin, origin_text, strip_userinfo
+from fhir3t.transport.urls import Origin, clean, describe, is_loopback, origin, origin_text, strip_userinfo
 
 log = logging.getLogger("fhir3t.auth")
 
@@ -40,6 +44,14 @@ DEFAULT_SCOPE = ("system/*.read system/ResearchStudy.write system/ResearchSubjec
                  "system/AdverseEvent.write")
 #: Refresh this many seconds before the server says the token expires (clock skew, slow requests).
 EXPIRY_MARGIN = 60
+
+#: message id -> English template
+MESSAGES = {
+    "endpoint-elsewhere": "the server's SMART configuration names a token endpoint on {there}, not on the FHIR server's "
+                          "origin ({base}) nor one you configured: fhir3t sends the client credentials only to origins "
+                          "you named; if that is your authorization server, give it as [server] token_url (or "
+                          "--smart-token-url)",
+}
 
 
 class BearerToken:
@@ -78,12 +90,14 @@ class _TokenCache:
     """Shared logic of the OAuth client_credentials schemes: discovery, caching, refresh."""
 
     def __init__(self, fhir_base: str, client_id: str, *, scope: str = DEFAULT_SCOPE, token_url: str | None = None,
-                 session: requests.Session | None = None, timeout: float = 30.0,
+                 allow_origins: Iterable[Origin] = (), session: requests.Session | None = None, timeout: float = 30.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.fhir_base = fhir_base.rstrip("/")
         self.client_id = client_id
         self.scope = scope
         self.token_url = token_url
+        #: the origins the client credentials may go to: the FHIR server's, a configured token endpoint's, allowed ones
+        self.credential_origins = {o for o in (origin(self.fhir_base), origin(token_url or ""), *allow_origins) if o}
         self.session = session or guarded_session()
         self.timeout = timeout
         self.clock = clock
@@ -92,7 +106,6 @@ class _TokenCache:
         self._lock = threading.Lock()
         self.fetches = 0  # how many tokens were requested (tests, benchmarks)
         self.smart_config: dict[str, Any] = {}
-        self._warned = False
 
     def discover(self) -> str:
         if self.token_url:
@@ -128,11 +141,10 @@ class _TokenCache:
         if o[0] != "https" and not is_loopback(url):
             raise AuthError(f"the token endpoint {describe(url)} is not https: fhir3t sends the client credentials "
                             "only over https (plain http only to a loopback address)")
-        base = origin(self.fhir_base)
-        if base is not None and o != base and not self._warned:
-            self._warned = True
-            log.warning("the token endpoint %s is on another origin than the FHIR server %s; the client credentials "
-                        "are sent there", origin_text(o), origin_text(base))
+        if o not in self.credential_origins:
+            base = origin(self.fhir_base)
+            raise AuthError(MESSAGES["endpoint-elsewhere"].format(there=origin_text(o),
+                                                                  base=origin_text(base) if base else "?"))
         return url
 
     def headers(self) -> dict[str, str]:
@@ -242,11 +254,14 @@ def load_signing_key(source: str | Path) -> tuple[Any, str, str | None]:
 
     path = Path(source)
     try:
-        raw = path.read_bytes()
-    except PermissionError:  # the usual container mistake: say who owns it and what works
-        raise AuthError(problem(path, "the SMART key file") or f"cannot read the SMART key file {path}") from None
-    except OSError as exc:
-        raise AuthError(f"cannot read the SMART key file {path}: {exc.strerror}") from None
+        raw = read_small(path, KEY_LIMIT, "the SMART key file", AuthError)
+    except FileNotFoundError:
+        raise AuthError(f"cannot read the SMART key file {path}: no such file") from None
+    except AuthError:
+        if os.access(path, os.F_OK) and not os.access(path, os.R_OK):
+            # unreadable for the uid fhir3t runs as (the usual container mistake): who owns it and what works
+            raise AuthError(problem(path, "the SMART key file") or f"cannot read the SMART key file {path}") from None
+        raise
     kid: str | None = None
     head = raw.lstrip()
     if head.startswith(b"{"):
@@ -300,10 +315,14 @@ def _key_password() -> bytes | None:
 
 def make_auth(base_url: str, *, token: str | None = None, client_id: str | None = None,
               key: str | None = None, client_secret: str | None = None, scope: str | None = None,
+              token_url: str | None = None, allow_origins: Iterable[Origin] = (),
               session: requests.Session | None = None):
-    """Pick the scheme from what was given: token > SMART key > client secret > FHIR3T_TOKEN > none."""
+    """Pick the scheme from what was given: token > SMART key > client secret > FHIR3T_TOKEN > none.
+
+    `token_url`: the token endpoint the user configured (else discovered, and then only on an origin the user
+    named: the FHIR server's or one of `allow_origins`)."""
     base_url = strip_userinfo(base_url)  # discovery must not carry (or show) a password from the URL
-    kw: dict[str, Any] = {"session": session}
+    kw: dict[str, Any] = {"session": session, "token_url": token_url, "allow_origins": tuple(allow_origins)}
     if scope:
         kw["scope"] = scope
     if token:

@@ -5,9 +5,10 @@ inject a clock and a sleeper and check the policy without waiting. Requests are 
 with method, path (query *names* only: values can be patient identifiers), status and timing.
 
 What a hostile or broken server cannot do through this client:
-- get the credentials: they go only to the origin (scheme, host, port) of the base URL and to
-  origins the user allows (`allow_origins`); next-links, status URLs and files elsewhere are
-  fetched without them (a warning says so once per origin);
+- make it read from, or send the credentials to, an origin the user did not name: every URL the
+  client follows (a next link, a Bulk status or output URL, a redirect) must be on the origin
+  (scheme, host, port) of the base URL or one the user allows (`allow_origins`, --allow-origin);
+  anything else is refused with one sentence before a request is sent;
 - hold a request open: each attempt has a wall-clock deadline (`timeout`), slow-loris included,
   and a request that ran into it is not sent again;
 - exhaust memory or the run: answers are read streamed up to `max_body` bytes, searches follow at
@@ -64,6 +65,13 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 _RETRY_AFTER_SECONDS = re.compile(r"[0-9]{1,10}", re.ASCII)
+
+#: message id -> English template
+MESSAGES = {
+    "elsewhere": "{where}: {there} is not the server's origin ({base}) nor one allowed with --allow-origin: fhir3t "
+                 "reads only from origins you named and sends the credentials nowhere else; not followed (add "
+                 "--allow-origin {allow} if that host is trusted)",
+}
 
 
 class Auth(Protocol):
@@ -245,7 +253,6 @@ class FhirClient:
         self.stats = Stats()
         self._lock = threading.Lock()
         self._capabilities: dict | None = None
-        self._warned: set[Origin] = set()
 
     # ---- plumbing ------------------------------------------------------------------------
     def url(self, path_or_url: str) -> str:
@@ -267,8 +274,26 @@ class FhirClient:
         return urljoin(self.base + "/", path_or_url.lstrip("/"))
 
     def credentials_for(self, url: str) -> bool:
-        """True when the credentials may be sent to `url`: its origin is the base's or one allowed."""
+        """True when `url` is on an origin the user named (the base's or one allowed): the only origins the
+        client reads from and sends the credentials to."""
         return origin(url) in self.trusted
+
+    def followable(self, url: str, where: str) -> None:
+        """ResponseError (one sentence) unless `url` is on an origin the user named (see the module doc)."""
+        if self.credentials_for(url):
+            return
+        o = origin(url)
+        raise ResponseError(MESSAGES["elsewhere"].format(where=where, there=origin_text(o) if o else describe(url),
+                                                         base=origin_text(self.origin),
+                                                         allow=origin_text(o) if o else "ORIGIN"))
+
+    def _redirect_check(self, where: str) -> Callable[..., None]:
+        """A requests response hook: a redirect to an origin the user did not name is not followed."""
+        def hook(resp: requests.Response, *args: Any, **kw: Any) -> None:
+            if resp.is_redirect:
+                target = urljoin(resp.url, resp.headers.get("location", ""))
+                self.followable(target, f"{where} (redirected)")
+        return hook
 
     def _count(self, method: str) -> None:
         with self._lock:
@@ -277,21 +302,6 @@ class FhirClient:
                                   "(raise --max-requests if this is expected)")
             self.stats.requests += 1
             self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
-
-    def _send_auth(self, url: str) -> bool:
-        if self.auth is None:
-            return False
-        if self.credentials_for(url):
-            return True
-        o = origin(url)
-        with self._lock:
-            first = o not in self._warned
-            if o is not None:
-                self._warned.add(o)
-        if first and o is not None:
-            log.warning("sending requests to %s without credentials: they go only to %s (allow another origin "
-                        "with --allow-origin)", origin_text(o), origin_text(self.origin))
-        return False
 
     def request(self, method: str, path_or_url: str, *, params: Mapping[str, Any] | list[tuple[str, str]] | None = None,
                 json: Any = None, headers: Mapping[str, str] | None = None, idempotent: bool | None = None,
@@ -307,7 +317,7 @@ class FhirClient:
                           ok=ok, consume=lambda resp, url, _dl: _read_body(resp, self.max_body, url))
 
     def download(self, url: str, write: Callable[[bytes], object], *, headers: Mapping[str, str] | None = None,
-                 max_bytes: int | None = None) -> int:
+                 max_bytes: int | None = None, credentials: bool = True) -> int:
         """GET `url` and hand the body to `write` chunk by chunk; returns the byte count.
 
         The deadline starts at `timeout` and is renewed each time another PROGRESS_BYTES arrive, so a
@@ -329,18 +339,20 @@ class FhirClient:
                     last = n
             done[0] = n
 
-        self._send("GET", url, headers=headers, idempotent=True, consume=consume, interrupted="download of")
+        self._send("GET", url, headers=headers, idempotent=True, consume=consume, interrupted="download of",
+                   credentials=credentials)
         return done[0]
 
     def _send(self, method: str, path_or_url: str, *, params: Any = None, json: Any = None,
               headers: Mapping[str, str] | None = None, idempotent: bool | None = None, ok: Iterable[int] = (),
               consume: Callable[[requests.Response, str, Deadline], None],
-              interrupted: str = "answer to") -> requests.Response:
+              interrupted: str = "answer to", credentials: bool = True) -> requests.Response:
         method = method.upper()
         url = self.url(path_or_url)
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
-        send_auth = self._send_auth(url)
+        self.followable(url, f"{method} {describe(url)}")
+        send_auth = credentials and self.auth is not None
         body = _dumps(json) if json is not None else None
         hdrs = dict(headers or {})
         if body is not None:
@@ -362,7 +374,8 @@ class FhirClient:
             try:
                 with dl:
                     resp = self.session.request(method, url, params=params, data=body, headers=h,
-                                                timeout=(self.connect_timeout, self.timeout), stream=True)
+                                                timeout=(self.connect_timeout, self.timeout), stream=True,
+                                                hooks={"response": [self._redirect_check(where)]})
                     got_answer = True
                     if resp.status_code < 400 or resp.status_code in ok_set:
                         consume(resp, resp.url or url, dl)

@@ -7,56 +7,17 @@ printed, so it cannot move the cursor, recolour the terminal or pass for another
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-Origin = tuple[str, str, int]
+from fhir3t.ids import fhir_id
+from fhir3t.origins import Origin, is_loopback, origin, origin_text, parse_origin
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+__all__ = ["Origin", "clean", "describe", "fhir_id", "is_loopback", "origin", "origin_text", "parse_origin", "safe_path",
+           "strip_userinfo"]
+
 #: C0/C1 controls, DEL, and the Unicode bidi/format characters that reorder or hide text.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
-
-
-def origin(url: str) -> Origin | None:
-    """(scheme, host, port) with default ports filled in; None for a URL that is not http(s)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:  # a port that is not a number, a broken IPv6 literal
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
-    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
-
-
-def origin_text(o: Origin) -> str:
-    scheme, host, port = o
-    host = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{host}" + ("" if _DEFAULT_PORTS.get(scheme) == port else f":{port}")
-
-
-def parse_origin(text: str) -> Origin:
-    """An origin the user names (`https://cdn.example.org[:port]`); ValueError if it is not one."""
-    o = origin(text.strip())
-    rest = urlsplit(text.strip())
-    if o is None or rest.path.strip("/") or rest.query or rest.username is not None:
-        raise ValueError(f"{text!r} is not an origin such as https://files.example.org or http://127.0.0.1:8080")
-    return o
-
-
-def is_loopback(url: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost (not for a name that merely starts with 127.)."""
-    o = origin(url)
-    if o is None:
-        return False
-    if o[1] == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(o[1]).is_loopback
-    except ValueError:
-        return False
 
 
 def strip_userinfo(url: str) -> str:
@@ -86,5 +47,3 @@ def clean(text: object, limit: int = 300) -> str:
     """A server-chosen string made safe to print: control and bidi characters replaced, length capped."""
     s = _UNSAFE.sub("?", str(text))
     return s if len(s) <= limit else s[: limit - 1] + "…"
-
-

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from fhir3t.jsonshape import text
 from fhir3t.r4defs import resource_types as r4_resource_types
 from fhir3t.validate.issues import Issue, Severity
 from fhir3t.validate.refs import ABSOLUTE_REF, RELATIVE_REF, iter_references
@@ -115,7 +116,7 @@ def check_bundle(bundle: dict, *, strict_refs: bool = False) -> list[Issue]:
     issues: list[Issue] = list(_check_links(bundle))
     if not isinstance(entries, list):
         return issues
-    btype = bundle.get("type")
+    btype = text(bundle.get("type"))  # a list or an object is no Bundle type (its type check reports it)
     resolver = Resolver(bundle)
     issues.extend(_check_full_urls(resolver, btype))
     if btype in REQUEST_TYPES:

@@ -272,7 +272,7 @@ def _codings_binding(w: Walk, codings: list[tuple[dict, str]], el: ElementDef, w
     in_vs = False
     for coding, loc in codings:
         system, code = coding.get("system"), coding.get("code")
-        if system in vs:
+        if isinstance(system, str) and system in vs:  # a list or an object as system is reported by its type check
             if isinstance(code, str) and code in vs[system]:
                 in_vs = True
             else:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from fhir3t.jsonshape import text
 from fhir3t.validate.issues import Issue
 from fhir3t.validate.refs import ABSOLUTE_REF, RELATIVE_REF, iter_references
 
@@ -84,7 +85,7 @@ _RESPONSE_REQUIRED = frozenset({"batch-response", "transaction-response", "histo
 
 
 def check_bundle_invariants(bundle: dict) -> Iterator[Issue]:
-    btype = bundle.get("type")
+    btype = text(bundle.get("type"))  # a list or an object is no Bundle type (and no set member)
     if "total" in bundle and btype not in _SEARCH_HISTORY:
         yield Issue("error", "invariant", "bdl-1: total only when a search or history", "Bundle.total")
     entries = bundle["entry"] if isinstance(bundle.get("entry"), list) else []
