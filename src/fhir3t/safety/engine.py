@@ -89,6 +89,7 @@ class SubjectOutcome:
     exposure: tuple[DrugExposure, ...] = ()
     stays: tuple[tuple[date, date, str, str], ...] = ()  # (first day, last day, Encounter, "inpatient" | "icu")
     treatments: tuple[tuple[date, str, str, bool], ...] = ()  # other drugs after D1: (start, record, name, IV)
+    worst_lab: dict[str, int] = field(default_factory=dict)  # test id -> worst grade after D1 (0: all normal)
 
     @property
     def withdrawal(self) -> date | None:
@@ -190,7 +191,7 @@ class SafetyEngine:
         meds = self._medication_records(record)
         facts = collect(record, cfg.grading, self.tx, cfg.inpatient_classes, as_of, self.problems)
         findings: list[Finding] = []
-        episodes_, before = self._lab_episodes(record, subject, as_of)
+        episodes_, before, worst_lab = self._lab_episodes(record, subject, as_of)
         for ep in episodes_:
             findings.append(self._lab_finding(record.key, ep, hi, meds, facts))
         for res in new_conditions(record, subject, as_of, cfg.follow_up_days, self.problems):
@@ -222,7 +223,7 @@ class SafetyEngine:
         return SubjectOutcome(subject, tuple(findings), death.day if death else None,
                               max(alive, death.day) if death else alive, hi, as_of, stops, cause,
                               death.date_known if death else True, baseline, exposed, stays,
-                              self._treatments(record, subject.d1, hi, meds, facts))
+                              self._treatments(record, subject.d1, hi, meds, facts), worst_lab)
 
     def _treatments(self, record: PatientRecord, d1: date, hi: date, meds: dict[str, list[Res]],
                     facts: RecordFacts) -> tuple[tuple[date, str, str, bool], ...]:
@@ -242,8 +243,10 @@ class SafetyEngine:
         return tuple(sorted(out))
 
     # ---- labs --------------------------------------------------------------------------
-    def _lab_episodes(self, record: PatientRecord, subject: Subject, as_of: date) -> tuple[list[Episode], list[Reading]]:
-        """The subject's lab AE episodes, and the graded results on or before D1 (the baseline's candidates)."""
+    def _lab_episodes(self, record: PatientRecord, subject: Subject,
+                      as_of: date) -> tuple[list[Episode], list[Reading], dict[str, int]]:
+        """The subject's lab AE episodes, the graded results on or before D1 (the baseline's candidates) and each
+        test's worst grade in the AE window (the shift tables' columns)."""
         cfg = self.config
         by_test: dict[str, list[Reading]] = {}
         before: list[Reading] = []
@@ -268,7 +271,7 @@ class SafetyEngine:
         out: list[Episode] = []
         for tid in sorted(by_test):
             out.extend(episodes(by_test[tid]))
-        return out, before
+        return out, before, {tid: max(r.grade for r in rs) for tid, rs in by_test.items()}
 
     def _lab_finding(self, patient: str, ep: Episode, hi: date, meds: dict[str, list[Res]],
                      facts: RecordFacts) -> Finding:
