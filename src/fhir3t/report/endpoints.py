@@ -113,7 +113,7 @@ def disposition(o: SubjectOutcome, horizon: int = HORIZON_DAYS) -> dict[str, Any
     """One subject's line: D1, last contact, status at day 182, event or censoring reason, follow-up."""
     s = o.subject
     days = o.survival_days
-    if o.death is not None:
+    if o.event:
         at_horizon = f"died (day {days})" if days <= horizon else "alive at day 182"
         reason = "death" + ("" if o.death_date_known else " (date unknown: last day known alive)")
     else:

@@ -7,8 +7,9 @@ daily dose each record gives (doseQuantity × frequency per period), and the cha
 
 - interruption: a gap of at least one whole day between two periods on drug, or an `on-hold` record;
 - reduction: a record whose daily dose (same unit) is lower than the one before it;
-- discontinuation: the drug's last record ends before the window does with status `stopped`, or any
-  record ended with an adverse-reaction statusReason (study.json `discontinuation_reasons`).
+- discontinuation: the drug's last record ends before the window does with status `stopped`, or with an
+  adverse-reaction statusReason (study.json `discontinuation_reasons`); a stop followed by a restart is
+  an interruption.
 
 Each change names its reason (statusReason / reasonCode text) and the AEs that caused it: the ones
 its reasonReference points at (a Condition, Observation or AdverseEvent of the AE), else, when the
@@ -140,7 +141,11 @@ def exposure(drug: str, records: Sequence[Res], d1: date, end: date, stop_status
             merged.append([lo, hi, res])
     for lo, hi, _ in merged:
         covered += (hi - lo).days + 1
+    holds = [(c.day, c.until) for c in changes]
     for (_, hi, before), (lo, _, _) in zip(merged, merged[1:]):
+        if any(a is not None and b is not None and a <= lo - timedelta(days=1) and b >= hi + timedelta(days=1)
+               for a, b in holds):
+            continue  # the gap is an on-hold record's, already counted
         words, codes, refs = _reason(before.raw)
         changes.append(DoseChange(drug, "interruption", hi + timedelta(days=1), lo - timedelta(days=1), before.ref, words,
                                   any(c in adverse for c in codes), reason_refs=refs))
@@ -163,7 +168,7 @@ def exposure(drug: str, records: Sequence[Res], d1: date, end: date, stop_status
         ar = any(c in adverse for c in codes)
         status = res.raw.get("status")
         is_last = hi == max(s[1] for s in spans)
-        if (status in stop_statuses and ar) or (status == "stopped" and is_last and hi < end):
+        if is_last and hi < end and (status == "stopped" or (status in stop_statuses and ar)):
             changes.append(DoseChange(drug, "discontinuation", hi, None, res.ref, words, ar, reason_refs=refs))
     changes.sort(key=lambda c: (c.day or date.max, c.kind, c.record))
     first = merged[0][0] if merged else None
