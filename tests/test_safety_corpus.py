@@ -126,7 +126,7 @@ def test_report_figures_recomputed_from_the_truth(corpus, report):
     rows = {r["id"]: r for r in report["aesi"]["rows"]}
     for aesi_id, row in rows.items():
         firsts = {}
-        for p, t in truth.items():
+        for t in truth.values():
             days = [(date.fromisoformat(a["onset"]) - date.fromisoformat(t["d1"])).days for a in t["aes"] if aesi_id in a["aesi"]]
             if days:
                 firsts[t["number"]] = min(days)

@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
     problems = Problems()
     as_of, outcomes, engine = analyse_args(args, problems)
+    outcomes = sorted(outcomes, key=lambda o: (o.subject.label, o.subject.patient))  # listings by subject number
     cfg = engine.config
     criteria = load_criteria(engine.tx)
     order = [c.id for c in criteria.criteria]

@@ -156,6 +156,7 @@ def _table(findings: Sequence, labels: dict[str, str], n_subjects: int, fh: IO[s
 def run(args: argparse.Namespace) -> int:
     problems = Problems()
     _as_of, outcomes, engine = analyse_args(args, problems)
+    outcomes = sorted(outcomes, key=lambda o: (o.subject.label, o.subject.patient))  # by subject number
     findings = [f for o in outcomes for f in o.findings]
     labels = {o.subject.patient: o.subject.label for o in outcomes}
     try:

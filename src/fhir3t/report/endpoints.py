@@ -16,7 +16,7 @@ from fhir3t.report.narratives import narratives
 from fhir3t.report.stats import clopper_pearson, rate_ci
 from fhir3t.safety.config import SafetyConfig
 from fhir3t.safety.engine import SubjectOutcome
-from fhir3t.safety.findings import BY_INVESTIGATOR, SERIOUSNESS_TEXT, Finding, seriousness_text
+from fhir3t.safety.findings import BY_INVESTIGATOR, Finding, seriousness_text
 from fhir3t.version import __version__
 
 HORIZON_DAYS = 182  # 26 weeks
@@ -167,6 +167,7 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
     With `config` (the safety data the outcomes came from) the report also has the sections that need it:
     baseline, lab shifts, AESIs, accrual against the target, expectedness; `since` adds the interval figures."""
     horizon = HORIZON_DAYS
+    outcomes = sorted(outcomes, key=lambda o: (o.subject.label, o.subject.patient))  # listings by subject number
     km = survival_fit(outcomes, ci)
     s, lo, hi = km.at(horizon)
     n = len(outcomes)

@@ -65,7 +65,8 @@ def baseline(outcomes: Sequence[SubjectOutcome], tests: Sequence[LabTest], condi
 
 
 # ---- exposure ------------------------------------------------------------------------------------------
-def exposure(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], terms_of: Callable[[SubjectOutcome, tuple[str, ...]], list[str]]) -> dict[str, Any]:
+def exposure(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str],
+             terms_of: Callable[[SubjectOutcome, tuple[str, ...]], list[str]]) -> dict[str, Any]:
     by_drug = []
     changes = []
     for d in drugs:

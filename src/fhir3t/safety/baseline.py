@@ -11,8 +11,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from fhir3t.records import Res, never_counts, span_of
-from fhir3t.safety.grading import Reading
 from fhir3t.safety.episodes import order_key
+from fhir3t.safety.grading import Reading
 
 
 def _icd(code: str) -> str:

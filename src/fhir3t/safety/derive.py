@@ -160,57 +160,64 @@ def collect(record: PatientRecord, data: GradingData, tx: Terminology, inpatient
     """Everything in one patient's record that a grading rule can use."""
     facts = RecordFacts()
     for res in record.of("Encounter"):
-        raw = res.raw
-        if raw.get("status") in NOT_DONE:
-            continue
-        days = spell(res, as_of)
-        klass = child(raw, "class")
-        if days is None:
-            if klass.get("code") in inpatient_classes:
-                problems.add(res.where, f"{res.ref}: inpatient Encounter without period.start; not used for seriousness "
-                                        "or grading")
-            continue
-        lo, hi = days
-        if klass.get("code") in inpatient_classes:
-            facts.inpatient.append((lo, hi, res.ref))
-        concepts = [klass, *objs(raw.get("type")), child(raw, "serviceType"),
-                    *(child(loc, "physicalType") for loc in objs(raw.get("location")))]
-        if set(_concept_codes(tx, concepts)) & data.icu_codes or _named(data.icu_names, _texts(concepts)):
-            facts.icu.append((lo, hi, res.ref))
-        hosp = child(raw, "hospitalization")
-        if set(tx.codes(hosp.get("dischargeDisposition"))) & data.expired:
-            diagnoses = objs(raw.get("diagnosis"))
-            principal = [d for d in diagnoses if d.get("rank") == 1] or (diagnoses if len(diagnoses) == 1 else [])
-            for d in principal:
-                ref = text(child(d, "condition").get("reference"))
-                if ref:
-                    facts.expired_diagnoses["/".join(ref.rstrip("/").split("/")[-2:])] = res.ref
+        if res.raw.get("status") not in NOT_DONE:
+            _encounter(res, facts, data, tx, inpatient_classes, as_of, problems)
     for res in record.of("Procedure"):
-        if res.raw.get("status") in NOT_DONE:
-            continue
-        if any(c in data.urgent for c in res.codes) or data.urgent.named_in(res.texts):
-            days = spell(res, as_of)
-            if days is None:
-                problems.add(res.where, f"{res.ref}: urgent intervention without a date; not used for grading", skipped=False)
-                continue
-            facts.urgent.append((*days, res.ref))
-    for res in record.of(*MED_TYPES):
-        raw = res.raw
-        if res.type == "MedicationDispense" or raw.get("status") in NOT_DONE:
-            continue
-        if not (any(c in data.anti_infectives for c in res.codes) or data.anti_infectives.named_in(res.texts)):
-            continue
-        dosages = objs(raw.get("dosage")) + objs(raw.get("dosageInstruction"))
-        routes = [child(d, "route") for d in dosages]
-        if not (set(_concept_codes(tx, routes)) & data.iv_routes or _named(data.iv_names, _texts(routes))):
+        if res.raw.get("status") in NOT_DONE or not (any(c in data.urgent for c in res.codes) or data.urgent.named_in(res.texts)):
             continue
         days = spell(res, as_of)
-        if days is not None:
-            facts.iv_anti_infective.append((*days, res.ref))
+        if days is None:
+            problems.add(res.where, f"{res.ref}: urgent intervention without a date; not used for grading", skipped=False)
+            continue
+        facts.urgent.append((*days, res.ref))
+    for res in record.of(*MED_TYPES):
+        if _iv_anti_infective(res, data, tx):
+            days = spell(res, as_of)
+            if days is not None:
+                facts.iv_anti_infective.append((*days, res.ref))
     for res in record.of("Observation"):
         if set(res.codes) & data.cause_codes and res.raw.get("status") not in ("entered-in-error", "cancelled"):
             facts.causes_of_death.append((tx.codes(res.raw.get("valueCodeableConcept")), res.ref))
     return facts
+
+
+def _encounter(res: Res, facts: RecordFacts, data: GradingData, tx: Terminology, inpatient_classes: frozenset[str],
+               as_of: date, problems: Problems) -> None:
+    """An Encounter's part of the facts: inpatient stay, intensive care, an expired discharge's principal diagnosis."""
+    raw = res.raw
+    days = spell(res, as_of)
+    klass = child(raw, "class")
+    inpatient = klass.get("code") in inpatient_classes
+    if days is None:
+        if inpatient:
+            problems.add(res.where, f"{res.ref}: inpatient Encounter without period.start; not used for seriousness "
+                                    "or grading")
+        return
+    lo, hi = days
+    if inpatient:
+        facts.inpatient.append((lo, hi, res.ref))
+    concepts = [klass, *objs(raw.get("type")), child(raw, "serviceType"),
+                *(child(loc, "physicalType") for loc in objs(raw.get("location")))]
+    if set(_concept_codes(tx, concepts)) & data.icu_codes or _named(data.icu_names, _texts(concepts)):
+        facts.icu.append((lo, hi, res.ref))
+    if set(tx.codes(child(raw, "hospitalization").get("dischargeDisposition"))) & data.expired:
+        diagnoses = objs(raw.get("diagnosis"))
+        principal = [d for d in diagnoses if d.get("rank") == 1] or (diagnoses if len(diagnoses) == 1 else [])
+        for d in principal:
+            ref = text(child(d, "condition").get("reference"))
+            if ref:
+                facts.expired_diagnoses["/".join(ref.rstrip("/").split("/")[-2:])] = res.ref
+
+
+def _iv_anti_infective(res: Res, data: GradingData, tx: Terminology) -> bool:
+    """A systemic anti-infective (code or name) given by an intravenous route (code or name)."""
+    raw = res.raw
+    if res.type == "MedicationDispense" or raw.get("status") in NOT_DONE:
+        return False
+    if not (any(c in data.anti_infectives for c in res.codes) or data.anti_infectives.named_in(res.texts)):
+        return False
+    routes = [child(d, "route") for d in objs(raw.get("dosage")) + objs(raw.get("dosageInstruction"))]
+    return bool(set(_concept_codes(tx, routes)) & data.iv_routes) or _named(data.iv_names, _texts(routes))
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from fhir3t.records import (
     Relevance,
     Res,
     medication_concept,
-    span_of,
 )
+from fhir3t.safety.baseline import Baseline, age_at, conditions_at, last_before
 from fhir3t.safety.clinical import (
     Drug,
     clinical_grade,
@@ -29,7 +29,6 @@ from fhir3t.safety.clinical import (
     lab_causality,
     new_conditions,
 )
-from fhir3t.safety.baseline import Baseline, age_at, conditions_at, last_before
 from fhir3t.safety.config import SafetyConfig, load_config
 from fhir3t.safety.death import death_of
 from fhir3t.safety.derive import RecordFacts, collect, concept_name, derive, spell
@@ -341,12 +340,12 @@ class SafetyEngine:
         cfg = self.config
         causes = {d.id: UNASSESSABLE for d in cfg.drugs}
         term = cfg.terms.death
-        event = {"coding": [dict(cfg.death_code), *([term.coding()] if term else [])],
-                 "text": cfg.death_code.get("display", "Death")}
+        codings = [dict(cfg.death_code), *([term.coding()] if term else [])]
+        event = {"coding": codings, "text": cfg.death_code.get("display", "Death")}
         return Finding("death", patient, "death", "Death", event, 5, day, day, "fatal",
                        seriousness_of(5, False), self._suspects(causes, meds, day), (patient,), "", (), term,
                        "death (CTCAE grade 5)", related_set=cfg.related,
-                       codes=tuple((c["system"], c["code"]) for c in event["coding"] if "system" in c and "code" in c),
+                       codes=tuple((c["system"], c["code"]) for c in codings if "system" in c and "code" in c),
                        conservative_set=cfg.conservative)
 
     def _drug_of(self, record: PatientRecord, ae: dict, ref: str) -> str | None:

@@ -18,6 +18,7 @@ Pure; the engine links AEs once they are final (`link`).
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -142,7 +143,7 @@ def exposure(drug: str, records: Sequence[Res], d1: date, end: date, stop_status
     for lo, hi, _ in merged:
         covered += (hi - lo).days + 1
     holds = [(c.day, c.until) for c in changes]
-    for (_, hi, before), (lo, _, _) in zip(merged, merged[1:]):
+    for (_, hi, before), (lo, _, _) in itertools.pairwise(merged):
         if any(a is not None and b is not None and a <= lo - timedelta(days=1) and b >= hi + timedelta(days=1)
                for a, b in holds):
             continue  # the gap is an on-hold record's, already counted
@@ -163,7 +164,7 @@ def exposure(drug: str, records: Sequence[Res], d1: date, end: date, stop_status
             changes.append(DoseChange(drug, "reduction", lo, None, res.ref, words, any(c in adverse for c in codes),
                                       f"{_fmt(previous[0])} {previous[1]}/day", label, refs))
         previous = dose
-    for lo, hi, res in spans:
+    for _, hi, res in spans:
         words, codes, refs = _reason(res.raw)
         ar = any(c in adverse for c in codes)
         status = res.raw.get("status")

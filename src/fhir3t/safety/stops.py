@@ -2,7 +2,8 @@
 
 A medication record of a 3T drug whose status says it ended (profiles/safety/study.json
 `discontinuation_reasons.statuses`) with a statusReason coded as an adverse reaction, stopped after
-D1, and not followed by a later record of the drug (a restart makes it an interruption). Pure: reads resources already in the patient's record.
+D1, and not followed by a later record of the drug (a restart makes it an interruption). Pure: reads
+resources already in the patient's record.
 """
 from __future__ import annotations
 
