@@ -13,10 +13,9 @@ from typing import Any
 from fhir3t.records import Res, never_counts, span_of
 from fhir3t.safety.episodes import order_key
 from fhir3t.safety.grading import Reading
+from fhir3t.safety.terms import icd_key, icd_match
 
-
-def _icd(code: str) -> str:
-    return code.replace(".", "").strip().upper()
+ICD_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-cm"})
 
 
 @dataclass(frozen=True)
@@ -27,12 +26,9 @@ class BaselineItem:
     snomed: frozenset[str]
 
     def matches(self, codes: Iterable[tuple[str, str]]) -> bool:
-        for system, code in codes:
-            if "icd-10" in system and any(_icd(code).startswith(p) for p in self.icd):
-                return True
-            if system == "http://snomed.info/sct" and code in self.snomed:
-                return True
-        return False
+        codes = tuple(codes)
+        return icd_match(codes, self.icd, ICD_SYSTEMS) or any(
+            system == "http://snomed.info/sct" and code in self.snomed for system, code in codes)
 
 
 @dataclass(frozen=True)
@@ -42,7 +38,7 @@ class BaselineData:
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> BaselineData:
-        items = tuple(BaselineItem(c["id"], c["title"], tuple(_icd(x) for x in c.get("icd10", ())),
+        items = tuple(BaselineItem(c["id"], c["title"], tuple(icd_key(x) for x in c.get("icd10", ())),
                                    frozenset(map(str, c.get("snomed", ())))) for c in data["conditions"])
         return cls(int(data["lab_lookback_days"]), items)
 

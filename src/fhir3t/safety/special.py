@@ -12,12 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir3t.safety.findings import Finding
-from fhir3t.safety.terms import Terms
+from fhir3t.safety.terms import Terms, icd_key, icd_match
 from fhir3t.textnorm import fold, name_pattern
-
-
-def _icd(code: str) -> str:
-    return code.replace(".", "").strip().upper()
 
 
 @dataclass(frozen=True)
@@ -37,11 +33,10 @@ class Aesi:
     def matches(self, f: Finding, icd_systems: frozenset[str]) -> bool:
         if f.ctcae is not None and f.ctcae.name in self.ctcae:
             return True
-        for system, code in f.codes:
-            if system in icd_systems and any(_icd(code).startswith(p) for p in self.icd):
-                return True
-            if system == "http://snomed.info/sct" and code in self.snomed:
-                return True
+        if icd_match(f.codes, self.icd, icd_systems):
+            return True
+        if any(system == "http://snomed.info/sct" and code in self.snomed for system, code in f.codes):
+            return True
         if self.names is not None and f.kind != "lab" and self.names.search(fold(f.term)):
             return True
         if self.socs and f.ctcae is not None and f.ctcae.soc in self.socs and self.serious_or_grade is not None:
@@ -64,7 +59,7 @@ class AesiList:
         for a in data["aesi"]:
             m = a["match"]
             item = Aesi(a["id"], a["title"], a.get("parent"), tuple(a.get("drugs", ())), a.get("why", ""),
-                        frozenset(m.get("ctcae", ())), tuple(_icd(c) for c in m.get("icd10", ())),
+                        frozenset(m.get("ctcae", ())), tuple(icd_key(c) for c in m.get("icd10", ())),
                         frozenset(map(str, m.get("snomed", ()))), name_pattern(m.get("names", ())),
                         frozenset(m.get("socs", ())), m.get("serious_or_grade"))
             unknown = item.ctcae - set(terms.by_name)
@@ -104,15 +99,14 @@ class ReferenceSafety:
             if names - set(terms.by_name):
                 raise ValueError(f"RSI of {drug!r} names CTCAE terms not in ctcae-v5-terms.json: {sorted(names - set(terms.by_name))}")
             by_terms[drug] = names
-            by_icd[drug] = tuple(_icd(c) for c in entry.get("icd10", ()))
+            by_icd[drug] = tuple(icd_key(c) for c in entry.get("icd10", ()))
             sources[drug] = entry.get("source", "")
         return cls(str(data["version"]), by_terms, by_icd, sources)
 
     def expected(self, drug: str, f: Finding, icd_systems: frozenset[str]) -> bool:
         if f.ctcae is not None and f.ctcae.name in self.terms.get(drug, frozenset()):
             return True
-        prefixes = self.icd.get(drug, ())
-        return any(system in icd_systems and any(_icd(code).startswith(p) for p in prefixes) for system, code in f.codes)
+        return icd_match(f.codes, self.icd.get(drug, ()), icd_systems)
 
     def unexpected_for(self, f: Finding, icd_systems: frozenset[str]) -> tuple[str, ...]:
         return tuple(s.drug for s in f.suspects if not self.expected(s.drug, f, icd_systems))

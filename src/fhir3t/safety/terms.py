@@ -39,8 +39,15 @@ class AeTerm:
         return {"term": self.name, "system": self.system, "code": self.code, "soc": self.soc}
 
 
-def _icd(code: str) -> str:
+def icd_key(code: str) -> str:
+    """An ICD-10 code as prefixes are compared: no dot, upper case (B59.x00 -> B59X00)."""
     return code.replace(".", "").strip().upper()
+
+
+def icd_match(codes: Iterable[Code], prefixes: Iterable[str], systems: frozenset[str]) -> bool:
+    """Does any ICD-10 code (of `systems`) start with one of the (icd_key'd) prefixes?"""
+    prefixes = tuple(prefixes)
+    return any(system in systems and icd_key(code).startswith(prefixes) for system, code in codes) if prefixes else False
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ class Terms:
                 by_code.setdefault(code, term)
             if t.get("lab"):
                 by_lab[t["lab"]] = term
-            icd.extend((_icd(c), term) for c in t.get("icd10", ()))
+            icd.extend((icd_key(c), term) for c in t.get("icd10", ()))
             for c in t.get("snomed", ()):
                 by_snomed.setdefault(str(c), term)
             for text in (term.name, term.term if not term.specify else None, *t.get("synonyms", ())):
@@ -98,7 +105,7 @@ class Terms:
                 return self.by_snomed[code]
         for system, code in codes:
             if system in self.icd_systems:
-                c = _icd(code)
+                c = icd_key(code)
                 for prefix, term in self.icd:
                     if c.startswith(prefix):
                         return term
