@@ -214,3 +214,19 @@ def test_baseline_age_labs_and_conditions():
     assert b is not None and b.age == 45 and b.labs["alt"].grade == 1 and "ast" not in b.labs
     assert b.conditions == ("dermatomyositis",)  # the ILD abated before D1
     assert one(pat=patient(birth="1980")).baseline.age is None  # a year only: 45 or 46 at D1
+
+
+def test_a_condition_known_only_by_its_words_is_named_by_the_ctcae_term_they_contain():
+    local = "http://zj2h.example.org/fhir/CodeSystem/his-diagnosis"
+    words = {"resourceType": "Condition", "id": "nod", "code": {"coding": [{"system": local, "code": "X-001"}],
+                                                                 "text": "New-onset diabetes on tacrolimus"},
+             "subject": {"reference": "Patient/p1"}, "onsetDateTime": "2026-03-01"}
+    fn = dict(words, id="fn", code={"text": "Febrile neutropenia"})
+    by = {f.term: f for f in one(words, fn).findings}
+    assert by["New-onset diabetes on tacrolimus"].table_term == "Hyperglycemia"
+    assert by["Febrile neutropenia"].table_term == "Febrile neutropenia"  # the longest term it contains, not 'neutropenia'
+    # an investigator's "Febrile neutropenia" is not the neutrophil-count episode fhir3t found
+    labs = [lab("751-8", "2026-02-02", 0.9, unit="10*9/L", low=1.8), lab("751-8", "2026-02-16", 2.2, unit="10*9/L", low=1.8)]
+    got = one(*labs, investigator_ae("2026-02-02", text="Febrile neutropenia")).findings
+    assert sorted((f.source, f.table_term) for f in got) == [("fhir3t", "Neutrophil count decreased"),
+                                                             ("investigator", "Febrile neutropenia")]

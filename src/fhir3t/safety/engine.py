@@ -303,7 +303,7 @@ class SafetyEngine:
         hosp = _overlapping(facts.inpatient, onset, end or hi)
         key = res.ref if res.ref.startswith("Condition/") else "|".join(f"{s}|{c}" for s, c in res.codes) or res.where
         causes = condition_causality(res.codes, cfg.drugs)
-        ctcae = cfg.terms.for_codes(res.codes) or cfg.terms.for_text(str(term))
+        ctcae = cfg.terms.for_codes(res.codes) or cfg.terms.for_text(str(term), contained=True)
         codings: list[dict] = ([ctcae.coding()] if ctcae else []) + objs(code.get("coding"))
         event: dict[str, Any] = {"coding": codings, "text": str(term)} if codings else {"text": str(term)}
         found = Finding("condition", patient, key, str(term), event, None, onset, end, outcome, "",

@@ -8,14 +8,16 @@ last, a synonym equal to the whole (folded) text of the event.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from fhir3t.terminology import Code
-from fhir3t.textnorm import fold
+from fhir3t.textnorm import fold, name_pattern
 
 SNOMED = "http://snomed.info/sct"
+_PATTERNS: dict[int, re.Pattern[str] | None] = {}  # Terms (frozen) -> its synonyms' pattern, built on first use
 
 
 @dataclass(frozen=True)
@@ -111,9 +113,27 @@ class Terms:
                         return term
         return None
 
-    def for_text(self, text: str | None) -> AeTerm | None:
-        """The term whose name or synonym is the whole text (case, width and spacing folded), else None."""
-        return self.by_text.get(fold(text)) if text else None
+    def for_text(self, text: str | None, contained: bool = False) -> AeTerm | None:
+        """The term whose name or synonym is the whole text (case, width and spacing folded); with `contained`, else
+        the longest name or synonym standing in the text as whole words ("New-onset diabetes on tacrolimus"), or None.
+
+        Only a Condition's naming uses `contained`: whether an investigator's record is the same event as one fhir3t
+        found is decided on the whole text ("Febrile neutropenia" is not a neutrophil-count episode)."""
+        if not text:
+            return None
+        folded = fold(text)
+        hit = self.by_text.get(folded)
+        if hit is not None or not contained:
+            return hit
+        rx = self._contained()
+        found = [m.group(0) for m in rx.finditer(folded)] if rx is not None else []
+        return self.by_text[max(found, key=len)] if found else None
+
+    def _contained(self) -> re.Pattern[str] | None:
+        rx = _PATTERNS.get(id(self))
+        if rx is None:
+            rx = _PATTERNS[id(self)] = name_pattern(t for t in self.by_text if len(t) >= 4)
+        return rx
 
     def icd_prefixes(self, term: AeTerm) -> tuple[str, ...]:
         return tuple(p for p, t in self.icd if t is term)
