@@ -109,36 +109,52 @@ def _ae_row(o: SubjectOutcome, f: Finding, since: date | None = None) -> dict[st
             "new_since": (f.onset > since) if since is not None else None}
 
 
+#: The disposition's words (message id -> English template): the JSON carries them as written and the page shows
+#: them; the ids are what issue 23's catalog translates.
+MESSAGES = {
+    "status.died": "died (day {day})",
+    "status.alive": "alive at day {horizon}",
+    "status.withdrawn": "censored before day {horizon} (withdrawn, day {day})",
+    "status.not_reached": "day {horizon} not reached by the data cut-off (last contact day {day})",
+    "status.censored": "censored before day {horizon} (last contact day {day})",
+    "reason.death": "death",
+    "reason.death.undated": "death (date unknown: last day known alive)",
+    "reason.withdrawal": "censored at withdrawal on {day}",
+    "reason.withdrawal.died_after": "censored at withdrawal on {day} (died {death}, after withdrawal)",
+    "reason.lost": "censored at last contact; lost to follow-up",
+    "reason.off_study": "censored at last contact; off study since {day}",
+    "reason.on_study": "censored at last contact; on study at the data cut-off",
+}
+
+
 def disposition(o: SubjectOutcome, horizon: int = HORIZON_DAYS) -> dict[str, Any]:
     """One subject's line: D1, last contact, status at day 182, event or censoring reason, follow-up."""
+    m = MESSAGES
     s = o.subject
     days = o.survival_days
     if o.event:
-        at_horizon = f"died (day {days})" if days <= horizon else "alive at day 182"
-        reason = "death" + ("" if o.death_date_known else " (date unknown: last day known alive)")
+        at_horizon = m["status.died"].format(day=days) if days <= horizon else m["status.alive"].format(horizon=horizon)
+        reason = m["reason.death"] if o.death_date_known else m["reason.death.undated"]
     else:
         off = s.end is not None and s.end <= o.as_of
         if days >= horizon:
-            at_horizon = "alive at day 182"
+            at_horizon = m["status.alive"].format(horizon=horizon)
         elif o.censored_at == "withdrawal":
-            at_horizon = f"censored before day 182 (withdrawn, day {days})"
+            at_horizon = m["status.withdrawn"].format(horizon=horizon, day=days)
         elif (o.as_of - s.d1).days < horizon and not off:
-            at_horizon = f"day 182 not reached by the data cut-off (last contact day {days})"
+            at_horizon = m["status.not_reached"].format(horizon=horizon, day=days)
         else:
-            at_horizon = f"censored before day 182 (last contact day {days})"
+            at_horizon = m["status.censored"].format(horizon=horizon, day=days)
         if o.censored_at == "withdrawal" and s.end:
-            reason = f"censored at withdrawal on {s.end.isoformat()}"
-            if o.death is not None:
-                reason += f" (died {o.death.isoformat()}, after withdrawal)"
+            reason = (m["reason.withdrawal.died_after"].format(day=s.end.isoformat(), death=o.death.isoformat())
+                      if o.death is not None else m["reason.withdrawal"].format(day=s.end.isoformat()))
         elif s.disposition == "lost-to-follow-up":
-            reason = "censored at last contact; lost to follow-up"
+            reason = m["reason.lost"]
         else:
-            reason = (f"censored at last contact; off study since {s.end.isoformat()}" if off and s.end
-                      else "censored at last contact; on study at the data cut-off")
+            reason = (m["reason.off_study"].format(day=s.end.isoformat()) if off and s.end else m["reason.on_study"])
     markers = [{"day": (f.onset - s.d1).days, "grade": f.grade, "related": f.treatment_related, "term": f.table_term,
                 "serious": f.serious} for f in o.findings if f.kind != "death"]
     stops = [{"day": (st.day - s.d1).days, "drug": st.drug} for st in o.stops if st.day]
-    # the swimmer bar ends where survival time ends (death, withdrawal or last contact)
     return {"subject": subject_label(o), "patient": s.patient, "d1": s.d1.isoformat(),
             "last_contact": o.last_alive.isoformat(), "status_day182": at_horizon, "event": o.event,
             "event_or_censoring": reason, "follow_up_days": days, "status": s.status,

@@ -96,7 +96,9 @@ MESSAGES: dict[str, str] = {
     "baseline.age": "age at D1, years: median (IQR) [range]",
     "baseline.sex": "sex: {sex}",
     "baseline.condition": "{title} at D1",
+    "baseline.age.value": "{median} ({q1} – {q3}) [{min} – {max}], n = {n}",
     "baseline.lab": "{term}: {unit} at baseline, median [range] (n); abnormal",
+    "baseline.lab.value": "{median} [{min} – {max}] ({n}); {abnormal}",
     "baseline.note": "Age in whole years at D1. Labs: the last result on or before D1 within the look-back of "
                      "profiles/safety/baseline.json; abnormal = CTCAE grade 1 or more at baseline.",
     # exposure
@@ -459,12 +461,14 @@ class Page:
             return ""
         w, n = self.w, b["subjects"]
         age = b["age"]
-        rows: list[list[Any]] = [[w("baseline.age"), f"{_num(age['median'])} ({_num(age['q1'])} – {_num(age['q3'])}) "
-                                                   f"[{_num(age['min'], 0)} – {_num(age['max'], 0)}], n = {age['n']}"]]
+        rows: list[list[Any]] = [[w("baseline.age"), w("baseline.age.value", median=_num(age["median"]), q1=_num(age["q1"]),
+                                                       q3=_num(age["q3"]), min=_num(age["min"], 0), max=_num(age["max"], 0),
+                                                       n=age["n"])]]
         rows += [[w("baseline.sex", sex=s), _n_pct(v["n"], n)] for s, v in b["sex"].items() if v["n"]]
         rows += [[w("baseline.condition", title=c["title"]), _n_pct(c["subjects"], n)] for c in b["conditions"]]
         rows += [[w("baseline.lab", term=x["term"], unit=x["unit"] or "–"),
-                  f"{_num(x['median'], 2)} [{_num(x['min'], 2)} – {_num(x['max'], 2)}] ({x['n']}); {x['abnormal']}"]
+                  w("baseline.lab.value", median=_num(x["median"], 2), min=_num(x["min"], 2), max=_num(x["max"], 2),
+                    n=x["n"], abnormal=x["abnormal"])]
                  for x in b["labs"] if x["n"]]
         return "".join([f"<h2>{escape(w('h.baseline'))}</h2>",
                         _keep(_table([w("baseline.head.item"), w("baseline.head.value", n=n)], rows)),
