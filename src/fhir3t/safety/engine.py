@@ -236,7 +236,7 @@ class SafetyEngine:
             days = spell(res, hi)
             if days is None or not d1 < days[0] <= hi:
                 continue
-            concept = medication_concept(res.raw, lambda ref: (record.resolve(ref) or Res("", {}, "", (), None, "")).raw)
+            concept = medication_concept(res.raw, lambda ref: _raw(record.resolve(ref)))
             name = concept_name(concept)
             out.append((days[0], res.ref, name or res.ref, res.ref in iv))
         return tuple(sorted(out))
@@ -374,6 +374,10 @@ class SafetyEngine:
 
 def _overlapping(encounters: list[tuple[date, date, str]], start: date, end: date) -> tuple[str, ...]:
     return tuple(ref for lo, hi, ref in encounters if lo <= end and hi >= start)
+
+
+def _raw(res: Res | None) -> dict | None:
+    return res.raw if res is not None else None
 
 
 def absorb_death(findings: list[Finding]) -> list[Finding]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from fhir3t.terminology import Code
 from fhir3t.textnorm import fold, name_pattern
 
 SNOMED = "http://snomed.info/sct"
-_PATTERNS: dict[int, re.Pattern[str] | None] = {}  # Terms (frozen) -> its synonyms' pattern, built on first use
 
 
 @dataclass(frozen=True)
@@ -125,15 +125,14 @@ class Terms:
         hit = self.by_text.get(folded)
         if hit is not None or not contained:
             return hit
-        rx = self._contained()
+        rx = self._contained
         found = [m.group(0) for m in rx.finditer(folded)] if rx is not None else []
         return self.by_text[max(found, key=len)] if found else None
 
+    @cached_property
     def _contained(self) -> re.Pattern[str] | None:
-        rx = _PATTERNS.get(id(self))
-        if rx is None:
-            rx = _PATTERNS[id(self)] = name_pattern(t for t in self.by_text if len(t) >= 4)
-        return rx
+        """Every name and synonym of four characters or more, as whole words (built on first use)."""
+        return name_pattern(t for t in self.by_text if len(t) >= 4)
 
     def icd_prefixes(self, term: AeTerm) -> tuple[str, ...]:
         return tuple(p for p, t in self.icd if t is term)
