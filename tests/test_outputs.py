@@ -226,7 +226,7 @@ def test_samples_screen_as_of_the_day_they_were_written_for(capsys):
     results = [json.loads(x) for x in captured.out.splitlines()]
     assert {r["as_of"] for r in results} == {"2026-11-16"}
     counts = {s: sum(r["status"] == s for r in results) for s in ("eligible", "ineligible", "candidate")}
-    assert counts == {"eligible": 8, "ineligible": 29, "candidate": 6}  # the mix README documents
+    assert counts == {"eligible": 8, "ineligible": 31, "candidate": 6}  # the mix README documents
 
 
 def test_as_of_given_wins_over_the_samples_tag_and_disagreeing_tags_are_ignored(tmp_path, capsys):

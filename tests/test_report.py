@@ -75,6 +75,7 @@ def sample_run():
 
 
 def test_json_contract(sample_run):
+    """Figures worked out by hand in samples/safety/README.md (from the spec and CTCAE v5.0)."""
     outs, eng, _ = sample_run
     rep = endpoints(outs, [d.id for d in eng.config.drugs], date(2026, 11, 16))
     sv = rep["survival"]
@@ -84,15 +85,19 @@ def test_json_contract(sample_run):
     assert {"overall", "by_drug", "by_grade"} <= set(inc)
     assert set(inc["overall"]) >= {"subjects", "with_related_ae", "proportion"}
     assert set(inc["by_drug"]) == {"tofacitinib", "tacrolimus", "thalidomide"}
-    assert (sv["subjects"], sv["events"], sv["censored"]) == (6, 1, 5)
-    assert sv["day182"]["estimate"] == pytest.approx(0.8)
-    assert inc["overall"] == {"subjects": 6, "with_related_ae": 5, "proportion": pytest.approx(5 / 6),
-                              "ci95": pytest.approx([0.3588, 0.9958], abs=1e-4)}  # Clopper-Pearson 5/6
+    assert (sv["subjects"], sv["events"], sv["censored"]) == (8, 1, 7)
+    assert sv["day182"]["estimate"] == pytest.approx(6 / 7) and sv["day182"]["at_risk"] == 4
+    assert sv["censored_at_withdrawal"] == 1  # s08, censored at withdrawal although it died later
+    assert inc["overall"] == {"subjects": 8, "with_related_ae": 7, "proportion": pytest.approx(7 / 8),
+                              "ci95": pytest.approx([0.4735, 0.9968], abs=1e-4)}  # Clopper-Pearson 7/8
+    assert inc["conservative"]["overall"]["with_related_ae"] == 8  # + s06 (all unassessable)
     assert {d: s["with_related_ae"] for d, s in inc["by_drug"].items()} == {
-        "tofacitinib": 4, "tacrolimus": 3, "thalidomide": 3}
-    # worst related grade: s01 3 (ALT), s03 3 (neutrophils); s02 2 (creatinine), s04 2 (K), s05 2 (lymphocytes)
-    assert {g: s["with_related_ae"] for g, s in inc["by_grade"].items() if s["with_related_ae"]} == {"2": 3, "3": 2}
-    assert rep["ae_rate"]["aes"] == 12 and rep["ae_rate"]["related_aes"] == 10
+        "tofacitinib": 6, "tacrolimus": 4, "thalidomide": 4}
+    # worst related grade: s01 3 (ALT), s02 3 (lung infection, hospitalised), s03 3 (neutrophils), s07 3 (PJP,
+    # hospitalised); s04 2 (K), s05 2 (lymphocytes, constipation), s08 2 (DVT)
+    assert {g: s["with_related_ae"] for g, s in inc["by_grade"].items() if s["with_related_ae"]} == {"2": 3, "3": 4}
+    assert rep["ae_rate"]["aes"] == 15 and rep["ae_rate"]["related_aes"] == 13
+    assert rep["ae_rate"]["patient_weeks"] == pytest.approx(1444 / 7)
 
 
 def test_html_renders_offline_with_plot_and_tables(sample_run):
@@ -100,12 +105,22 @@ def test_html_renders_offline_with_plot_and_tables(sample_run):
     rep = endpoints(outs, [d.id for d in eng.config.drugs], date(2026, 11, 16))
     page = render_html(rep, [f for o in outs for f in o.findings], [o.survival_days for o in outs if not o.event])
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "<polyline" in page and "<polygon" in page
-    assert page.count("<table>") >= 5 and "Alanine aminotransferase increased" in page
+    assert page.count("<table") >= 5 and "Alanine aminotransferase increased" in page
     assert not re.search(r"(?:https?:)?//[a-z]", page) and "<script" not in page and "<link" not in page
-    assert "0.800" in page
+    assert "0.857" in page
 
 
 def test_html_escapes_data():
     from fhir3t.report.html import _table
 
     assert "<b>" not in _table(["x"], [["<b>bold</b>"]])
+
+
+def test_page_margin_text_is_a_css_string_data_cannot_leave():
+    from fhir3t.report.html import css_content, css_string
+
+    assert css_string('a"b\\c</style><script>') == '"a\\22 b\\5c c\\3c /style\\3e \\3c script\\3e "'
+    assert css_content("Page {page} of {pages}") == '"Page " counter(page) " of " counter(pages)'
+    # a translated template keeps its own word order and literal text
+    assert css_content("第 {page} 页，共 {pages} 页") == '"第 " counter(page) " 页，共 " counter(pages) " 页"'
+    assert css_content("{study} v{version}", study='x"y', version="2") == '"x\\22 y" " v" "2"'

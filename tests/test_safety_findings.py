@@ -173,9 +173,10 @@ def test_seriousness_from_grade_and_inpatient_overlap():
 
 # ---- subjects --------------------------------------------------------------------------------------
 def test_statuses_that_make_a_subject():
-    for status in ("on-study", "on-study-intervention", "follow-up", "off-study"):
+    # a withdrawn subject was on study: its AEs up to withdrawal (+ 30 days) count, survival is censored there
+    for status in ("on-study", "on-study-intervention", "follow-up", "off-study", "withdrawn"):
         assert len(run(enrolled(status=status), alt("2026-02-01", 130), with_subject=False)) == 1
-    for status in ("candidate", "eligible", "withdrawn", "screening"):
+    for status in ("candidate", "eligible", "screening", "not-registered"):
         assert run(enrolled(status=status), alt("2026-02-01", 130), with_subject=False) == []
 
 

@@ -50,15 +50,15 @@ def test_condition_grade_from_extension_then_severity_else_ungraded():
 
 
 def test_ctcae_term_and_meddra_code_on_the_event():
-    o = one(cond("K59.00", CM, onsetDateTime="2026-02-01"), cond("J11.1", CM, onsetDateTime="2026-02-02"),
+    o = one(cond("K59.00", CM, onsetDateTime="2026-02-01"), cond("L40.0", CM, onsetDateTime="2026-02-02"),
             lab("1742-6", "2026-02-01", 130, high=40))
     by = {f.kind + f.term: f for f in o.findings}
     constipation = by["conditionK59.00"]
     assert constipation.ctcae is not None and constipation.table_term == "Constipation"
     assert constipation.event["coding"][0] == {"system": MDR, "code": "10010774", "display": "Constipation"}
     assert {"system": CM, "code": "K59.00"} in constipation.event["coding"]  # the condition's own code stays
-    flu = by["conditionJ11.1"]
-    assert flu.ctcae is None and flu.table_term == "J11.1"  # not mapped: counted under its own term
+    psoriasis = by["conditionL40.0"]
+    assert psoriasis.ctcae is None and psoriasis.table_term == "L40.0"  # not mapped: counted under its own term
     alt = by["labAlanine aminotransferase increased"]
     assert alt.event["coding"] == [{"system": MDR, "code": "10001551", "display": "Alanine aminotransferase increased"}]
     assert alt.to_dict()["ctcae"]["code"] == "10001551" and alt.grade_source.endswith("lab grading")

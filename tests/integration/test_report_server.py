@@ -68,15 +68,17 @@ def test_report_from_the_server_with_an_investigator_assessment(safety_server, t
         # same subjects and survival as from the files
         assert server["survival"]["day182"] == files["survival"]["day182"]
         assert [d["subject"] for d in server["disposition"]] == [d["subject"] for d in files["disposition"]]
-        # s06's influenza: fhir3t found it (unassessable); the investigator judged it Probably-Likely for tofacitinib
-        assert files["ae_incidence"]["overall"]["with_related_ae"] == 5
-        assert server["ae_incidence"]["overall"]["with_related_ae"] == 6
-        assert server["ae_incidence"]["by_drug"]["tofacitinib"]["with_related_ae"] == 5
-        assert server["ae_sources"]["both"] == 1 and server["ae_sources"]["investigator"] == 0
-        assert server["ae_sources"]["causality_assessed_by_investigator"] == 1
+        # s06's influenza: fhir3t found it (unassessable); the investigator judged it Probably-Likely for tofacitinib.
+        # The files already hold two AEs recorded and found (s02's death, s03's neutropenia: samples/safety/README.md)
+        assert files["ae_incidence"]["overall"]["with_related_ae"] == 7
+        assert server["ae_incidence"]["overall"]["with_related_ae"] == 8
+        assert server["ae_incidence"]["by_drug"]["tofacitinib"]["with_related_ae"] == 7
+        assert (files["ae_sources"]["both"], server["ae_sources"]["both"]) == (2, 3)
+        assert server["ae_sources"]["investigator"] == 0
+        assert server["ae_sources"]["causality_assessed_by_investigator"] == 3
         assert server["ae_sources"]["fhir3t"] == files["ae_sources"]["fhir3t"] - 1
         assert server["ae_rate"]["aes"] == files["ae_rate"]["aes"]  # one AE, recorded and found: not two
-        assert "AEs found by fhir3t 11, recorded by investigators 0, both 1" in err
+        assert "AEs found by fhir3t 12, recorded by investigators 0, both 3" in err
         page = (tmp_path / "s.html").read_text()
         assert "PL*" in page and "FHIR server http://127.0.0.1" in page
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from fhir3t.cli.common import report_problems
+from fhir3t.cli.common import day, report_problems
 from fhir3t.cli.safety import EPILOG_CODES, add_input_options, analyse_args
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, InputError, Problems, UsageError
 from fhir3t.fhirutil import server_label
@@ -20,17 +20,23 @@ from fhir3t.fhirutil import server_label
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
-        help="endpoints report: 26-week survival, AE incidence with exact CIs, safety tables, disposition, screening flow",
+        help="DSMB safety report: survival, AE incidence (and the conservative line), safety tables, AESIs, narratives",
         description=textwrap.fill(
-            "Kaplan-Meier survival from D1 (95 % Greenwood CI, log-log; estimate at day 182; median with its "
-            "Brookmeyer-Crowley CI), numbers at risk, events and censored; treatment-related AE incidence overall, "
-            "by drug and by worst grade with exact Clopper-Pearson CIs; AEs per 100 patient-weeks with exact "
-            "Poisson CIs; the safety tables (treatment-related AEs by CTCAE term and worst grade, serious AEs, AEs "
-            "that led to stopping a 3T drug, deaths); per-subject disposition with a swimmer plot; and, with "
-            "--screening, the screening flow. Writes a self-contained HTML page (inline SVG, prints on A4) and, "
-            "optionally, the JSON report. Subjects come from files (PATH...) or from a FHIR server (--server URL)."
+            "A safety report for the data monitoring committee. Kaplan-Meier survival from D1 (95 % Greenwood CI, "
+            "log-log; estimate at day 182; median with its Brookmeyer-Crowley CI; withdrawn subjects censored at "
+            "withdrawal, others at last contact); treatment-related AE incidence overall, by drug and by worst grade "
+            "with exact Clopper-Pearson CIs, and the conservative causality line beside it; AEs per 100 "
+            "patient-weeks with exact Poisson CIs; baseline characteristics; exposure and dose changes per drug; "
+            "AEs by CTCAE term and by MedDRA system organ class; adverse events of special interest with time to "
+            "first event; lab shift tables; serious AEs with expectedness (SUSARs) and those pending causality "
+            "assessment; deaths; SAE and death narratives; disposition with a swimmer plot; accrual against the "
+            "target; with --since, figures since the last report; with --screening, the screening flow. Writes a "
+            "self-contained HTML page (inline SVG; prints on A4 with page numbers, version, data cut-off and a "
+            "confidentiality mark on every page) and, optionally, the JSON report. Subjects come from files "
+            "(PATH...) or from a FHIR server (--server URL)."
         , width=100),
         epilog="Examples:\n  fhir3t report samples/safety/ --as-of 2026-11-16 --out report.html --json report.json\n"
+               "  fhir3t report samples/safety/ --as-of 2026-11-16 --since 2026-08-16 --report-version 2 --out report.html\n"
                "  fhir3t screen export/ --format json --out screening.json\n"
                "  fhir3t report export/ --screening screening.json --out report.html\n"
                "  fhir3t report --server https://ehr.example.org/fhir --out report.html\n" + EPILOG_CODES,
@@ -43,6 +49,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="CI transform for the KM estimate (default log-log, as lifelines)")
     p.add_argument("--screening", metavar="FILE",
                    help="a screening run's output (fhir3t screen --format json or ndjson) for the screening flow")
+    p.add_argument("--since", type=day, metavar="DATE",
+                   help="the previous report's data cut-off: figures since then are shown beside the cumulative ones "
+                        "and new serious AEs are marked")
+    p.add_argument("--report-version", default="1", metavar="V",
+                   help="the report's version, printed on every page with the data cut-off (default 1)")
     from fhir3t.cli.server_options import add_server_options
 
     add_server_options(p, pull=False, push=False)
@@ -104,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
     problems = Problems()
     as_of, outcomes, engine = analyse_args(args, problems)
+    outcomes = sorted(outcomes, key=lambda o: (o.subject.label, o.subject.patient))  # listings by subject number
     cfg = engine.config
     criteria = load_criteria(engine.tx)
     order = [c.id for c in criteria.criteria]
@@ -121,19 +133,24 @@ def run(args: argparse.Namespace) -> int:
               f"{len(args.paths)} path(s): {', '.join(args.paths)}")
     if args.screening:
         inputs += f"; screening run {args.screening}"
+    if args.since is not None and args.since >= as_of:
+        raise UsageError(f"--since {args.since.isoformat()} is not before the data cut-off {as_of.isoformat()}")
     header: dict[str, Any] = {
         "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "data_as_of": as_of.isoformat(),
+        "data_cutoff": as_of.isoformat(),
+        "report_version": args.report_version,
+        "since": args.since.isoformat() if args.since else None,
         "inputs": inputs,
         "study_title": criteria.title.split(":", 1)[-1].strip(),
         "hashes": {"safety data": cfg.digest, "criteria": criteria.digest,
                    "profiles": _digest([f for f in Profiles.at(args.profiles).folder.rglob("*.json") if f.is_file()])},
     }
     data = endpoints(outcomes, [d.id for d in cfg.drugs], as_of, args.ci, study=cfg.study_label, header=header,
-                     flow=flow)
+                     flow=flow, config=cfg, since=args.since)
     findings = [f for o in outcomes for f in o.findings]
     censored = [o.survival_days for o in outcomes if not o.event]
-    labels = {o.subject.patient: o.subject.number for o in outcomes if o.subject.number}
+    labels = {o.subject.patient: o.subject.label for o in outcomes}
     _write(args.out, render_html(data, findings, censored, labels))
     if args.json:
         _write(args.json, orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")

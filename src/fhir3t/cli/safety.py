@@ -97,36 +97,75 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _table(findings: Sequence, n_subjects: int, fh: IO[str], study: str) -> None:
+#: What a person reads in `fhir3t safety`'s table (message id -> English template; issue 23's catalog takes them over)
+MESSAGES = {
+    "table.title": "{study} adverse events",
+    "col.subject": "subject",
+    "col.ae": "AE (CTCAE v5.0)",
+    "col.grade": "grade",
+    "col.onset": "onset",
+    "col.end": "end",
+    "col.outcome": "outcome",
+    "col.seriousness": "seriousness",
+    "col.related": "related",
+    "col.suspects": "suspected drugs",
+    "col.flags": "flags",
+    "related.yes": "yes",
+    "related.no": "no",
+    "related.pending": "no (pending)",
+    "flag.pending": "causality to assess",
+    "flag.susar": "SUSAR",
+    "flag.aesi": "AESI",
+    "summary": "{subjects} subjects on study; {aes} AEs, {related} treatment-related ({conservative} counting "
+               "unassessable / conditional / not yet assessed causality as related); {pending} serious AE(s) pending "
+               "the investigator's causality assessment",
+}
+
+
+def _table(findings: Sequence, labels: dict[str, str], n_subjects: int, fh: IO[str], study: str) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from fhir3t.report.endpoints import causality_short
+    from fhir3t.safety.findings import seriousness_text
+
+    m = MESSAGES
     console = Console(file=fh, width=None if fh.isatty() else 160, no_color=not fh.isatty(), highlight=False)
-    t = Table(title=f"{study} adverse events", title_justify="left")
-    for col in ("patient", "AE", "grade", "onset", "end", "outcome", "seriousness", "related", "suspects (Possible)"):
-        t.add_column(col, no_wrap=col in ("patient", "onset", "end"))
+    t = Table(title=m["table.title"].format(study=study), title_justify="left")
+    for col in ("subject", "ae", "grade", "onset", "end", "outcome", "seriousness", "related", "suspects", "flags"):
+        t.add_column(m[f"col.{col}"], no_wrap=col in ("subject", "onset", "end"))
     for f in findings:
-        possible = ", ".join(s.drug for s in f.suspects if s.causality == "Possible") or "-"
+        short = causality_short(f)
+        suspects = ", ".join(f"{d} {c}" for d, c in short.items() if c.rstrip("*") in ("C", "PL", "P")) or "-"
+        related = m["related.yes"] if f.treatment_related else m["related.pending"] if f.needs_assessment else m["related.no"]
+        flags = [m["flag.pending"]] if f.needs_assessment else []
+        flags += [m["flag.susar"]] if f.susar else []
+        flags += [m["flag.aesi"]] if f.aesi else []
         # data can hold rich markup ("[bold]..."): every cell is escaped
-        t.add_row(*(escape(c) for c in (f.patient, f.term, "-" if f.grade is None else str(f.grade), f.onset.isoformat(),
-                                       f.end.isoformat() if f.end else "-", f.outcome, f.seriousness,
-                                       "yes" if f.treatment_related else "no", possible)))
+        t.add_row(*(escape(c) for c in (labels.get(f.patient, f.patient), f.table_term,
+                                       "-" if f.grade is None else str(f.grade), f.onset.isoformat(),
+                                       f.end.isoformat() if f.end else "-", f.outcome, seriousness_text(f.seriousness),
+                                       related, suspects, ", ".join(flags) or "-")))
     console.print(t)
-    related = sum(f.treatment_related for f in findings)
-    console.print(f"{n_subjects} subjects on study; {len(findings)} AEs, {related} treatment-related")
+    console.print(m["summary"].format(subjects=n_subjects, aes=len(findings), related=sum(f.treatment_related for f in findings),
+                                      conservative=sum(f.conservative_related for f in findings),
+                                      pending=sum(f.needs_assessment for f in findings)))
 
 
 def run(args: argparse.Namespace) -> int:
     problems = Problems()
     _as_of, outcomes, engine = analyse_args(args, problems)
+    outcomes = sorted(outcomes, key=lambda o: (o.subject.label, o.subject.patient))  # by subject number
     findings = [f for o in outcomes for f in o.findings]
+    labels = {o.subject.patient: o.subject.label for o in outcomes}
     try:
         with output(args.out) as fh:
             if args.format == "json":
-                fh.write(orjson.dumps([f.to_dict() for f in findings], option=orjson.OPT_INDENT_2).decode() + "\n")
+                rows = [{**f.to_dict(), "subject": labels.get(f.patient, f.patient)} for f in findings]
+                fh.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
             else:
-                _table(findings, len(outcomes), fh, engine.config.study_label)
+                _table(findings, labels, len(outcomes), fh, engine.config.study_label)
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
     report_problems(problems)

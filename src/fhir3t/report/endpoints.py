@@ -1,6 +1,8 @@
-"""The trial's endpoints from safety results (pure): 26-week survival, AE incidence with exact CIs,
-the ICH E3 safety tables (AEs by term and worst grade, SAEs, deaths, discontinuations), per-subject
-disposition and the screening flow. `endpoints()` builds the JSON report the HTML page renders.
+"""The trial's endpoints from safety results (pure): 26-week survival, AE incidence with exact CIs (and
+the conservative causality line beside it), the ICH E3 safety tables (AEs by term and worst grade, by
+system organ class, SAEs with expectedness, deaths, discontinuations), the DSMB sections of
+fhir3t.report.sections, narratives, per-subject disposition and the screening flow. `endpoints()` builds
+the JSON report the HTML page renders.
 """
 from __future__ import annotations
 
@@ -8,22 +10,22 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
+from fhir3t.enrolment import Status
+from fhir3t.report import sections
 from fhir3t.report.km import CI, KaplanMeier, kaplan_meier
+from fhir3t.report.narratives import narratives
 from fhir3t.report.stats import clopper_pearson, rate_ci
+from fhir3t.safety.config import SafetyConfig
 from fhir3t.safety.engine import SubjectOutcome
-from fhir3t.safety.findings import BY_INVESTIGATOR, Finding
+from fhir3t.safety.findings import BY_INVESTIGATOR, Finding, seriousness_text
 from fhir3t.version import __version__
 
 HORIZON_DAYS = 182  # 26 weeks
 GRADES = ("1", "2", "3", "4", "5", "ungraded")
-SERIOUSNESS_TEXT = {
-    "SeriousResultsInDeath": "results in death",
-    "SeriousIsLifeThreatening": "is life-threatening",
-    "SeriousResultsInHospitalization": "requires or prolongs inpatient hospitalization",
-    "SeriousResultsInDisability": "results in persistent or significant disability / incapacity",
-    "SeriousResultsInCongenitalAnomaly": "is a congenital anomaly / birth defect",
-    "SeriousRequiresPreventImpairment": "requires intervention to prevent permanent impairment",
-}
+CENSORING_RULE = ("Survival from D1 to death. Subjects withdrawn from the study are censored at withdrawal "
+                  "(ResearchSubject.period.end), whatever the record shows later; all other subjects without a death "
+                  "(lost to follow-up, off study, or on study at the data cut-off) are censored at their last "
+                  "contact: the latest dated resource of their record, capped at the data cut-off.")
 CAUSALITY_SHORT = {
     "Certain": "C", "Probably-Likely": "PL", "Possible": "P", "Unlikely": "U",
     "Conditional-Classified": "CC", "Unassessable-Unclassifiable": "UA",
@@ -95,40 +97,71 @@ def causality_short(f: Finding) -> dict[str, str]:
     return out
 
 
-def _ae_row(o: SubjectOutcome, f: Finding) -> dict[str, Any]:
+def _ae_row(o: SubjectOutcome, f: Finding, since: date | None = None) -> dict[str, Any]:
     return {"subject": subject_label(o), "patient": o.subject.patient, "id": f.id, "term": f.table_term,
             "reported_term": f.term, "onset": f.onset.isoformat(), "study_day": (f.onset - o.subject.d1).days,
             "end": f.end.isoformat() if f.end else None, "grade": f.grade, "grade_source": f.grade_source,
-            "seriousness": f.seriousness, "seriousness_text": SERIOUSNESS_TEXT.get(f.seriousness, "not serious"
-                                                                                 if f.seriousness == "Non-serious"
-                                                                                 else f.seriousness),
-            "outcome": f.outcome, "related": f.treatment_related, "causality": causality_short(f), "source": f.source}
+            "grade_rule": f.grade_rule,
+            "seriousness": f.seriousness, "seriousness_text": seriousness_text(f.seriousness),
+            "outcome": f.outcome, "related": f.treatment_related, "causality": causality_short(f), "source": f.source,
+            "conservative_related": f.conservative_related, "needs_assessment": f.needs_assessment,
+            "causality_pending": list(f.pending), "expected": {s.drug: s.drug not in f.unexpected_for for s in f.suspects},
+            "susar": f.susar, "aesi": list(f.aesi), "recorded": list(f.recorded),
+            "new_since": (f.onset > since) if since is not None else None}
+
+
+#: The disposition's words (message id -> English template): the JSON carries them as written and the page shows
+#: them; the ids are what issue 23's catalog translates.
+MESSAGES = {
+    "status.died": "died (day {day})",
+    "status.alive": "alive at day {horizon}",
+    "status.withdrawn": "censored before day {horizon} (withdrawn, day {day})",
+    "status.not_reached": "day {horizon} not reached by the data cut-off (last contact day {day})",
+    "status.censored": "censored before day {horizon} (last contact day {day})",
+    "reason.death": "death",
+    "reason.death.undated": "death (date unknown: last day known alive)",
+    "reason.withdrawal": "censored at withdrawal on {day}",
+    "reason.withdrawal.died_after": "censored at withdrawal on {day} (died {death}, after withdrawal)",
+    "reason.lost": "censored at last contact; lost to follow-up",
+    "reason.off_study": "censored at last contact; off study since {day}",
+    "reason.on_study": "censored at last contact; on study at the data cut-off",
+}
 
 
 def disposition(o: SubjectOutcome, horizon: int = HORIZON_DAYS) -> dict[str, Any]:
     """One subject's line: D1, last contact, status at day 182, event or censoring reason, follow-up."""
+    m = MESSAGES
     s = o.subject
     days = o.survival_days
-    if o.death is not None:
-        at_horizon = f"died (day {days})" if days <= horizon else "alive at day 182"
-        reason = "death" + ("" if o.death_date_known else " (date unknown: last day known alive)")
+    if o.event:
+        at_horizon = m["status.died"].format(day=days) if days <= horizon else m["status.alive"].format(horizon=horizon)
+        reason = m["reason.death"] if o.death_date_known else m["reason.death.undated"]
     else:
         off = s.end is not None and s.end <= o.as_of
         if days >= horizon:
-            at_horizon = "alive at day 182"
+            at_horizon = m["status.alive"].format(horizon=horizon)
+        elif o.censored_at == "withdrawal":
+            at_horizon = m["status.withdrawn"].format(horizon=horizon, day=days)
         elif (o.as_of - s.d1).days < horizon and not off:
-            at_horizon = f"day 182 not reached by the data cut-off (last contact day {days})"
+            at_horizon = m["status.not_reached"].format(horizon=horizon, day=days)
         else:
-            at_horizon = f"censored before day 182 (last contact day {days})"
-        reason = (f"censored at last contact; off study since {s.end.isoformat()}" if off and s.end
-                  else "censored at last contact; on study at the data cut-off")
+            at_horizon = m["status.censored"].format(horizon=horizon, day=days)
+        if o.censored_at == "withdrawal" and s.end:
+            reason = (m["reason.withdrawal.died_after"].format(day=s.end.isoformat(), death=o.death.isoformat())
+                      if o.death is not None else m["reason.withdrawal"].format(day=s.end.isoformat()))
+        elif s.disposition == "lost-to-follow-up":
+            reason = m["reason.lost"]
+        else:
+            reason = (m["reason.off_study"].format(day=s.end.isoformat()) if off and s.end else m["reason.on_study"])
     markers = [{"day": (f.onset - s.d1).days, "grade": f.grade, "related": f.treatment_related, "term": f.table_term,
                 "serious": f.serious} for f in o.findings if f.kind != "death"]
     stops = [{"day": (st.day - s.d1).days, "drug": st.drug} for st in o.stops if st.day]
     return {"subject": subject_label(o), "patient": s.patient, "d1": s.d1.isoformat(),
             "last_contact": o.last_alive.isoformat(), "status_day182": at_horizon, "event": o.event,
             "event_or_censoring": reason, "follow_up_days": days, "status": s.status,
-            "off_study": s.end.isoformat() if s.end else None, "ae_markers": markers, "drug_stops": stops}
+            "off_study": s.end.isoformat() if s.end else None, "ae_markers": markers, "drug_stops": stops,
+            "censored_at": o.censored_at, "disposition": s.disposition,
+            Status.WITHDRAWN.value: s.end.isoformat() if s.withdrawn and s.end else None}
 
 
 def _median(km: KaplanMeier) -> dict[str, Any]:
@@ -138,11 +171,20 @@ def _median(km: KaplanMeier) -> dict[str, Any]:
                       "null where a limit is not reached (not estimable)"}
 
 
+def _terms_of(o: SubjectOutcome, ids: tuple[str, ...]) -> list[str]:
+    return [f.table_term for f in o.findings if f.id in ids]
+
+
 def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: date,
               ci: CI = "log-log", *, study: str = "", header: Mapping[str, Any] | None = None,
-              flow: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON report (public contract: keys are only ever added; survival / ae_incidence fixed by issue 5)."""
+              flow: Mapping[str, Any] | None = None, config: SafetyConfig | None = None,
+              since: date | None = None) -> dict[str, Any]:
+    """The JSON report (public contract: keys are only ever added; survival / ae_incidence fixed by issue 5).
+
+    With `config` (the safety data the outcomes came from) the report also has the sections that need it:
+    baseline, lab shifts, AESIs, accrual against the target, expectedness; `since` adds the interval figures."""
     horizon = HORIZON_DAYS
+    outcomes = sorted(outcomes, key=lambda o: (o.subject.label, o.subject.patient))  # listings by subject number
     km = survival_fit(outcomes, ci)
     s, lo, hi = km.at(horizon)
     n = len(outcomes)
@@ -151,20 +193,30 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
     curve += [{"day": int(st.time), "at_risk": st.at_risk, "events": st.events, "censored": st.censored,
                "estimate": st.survival, "ci95": [st.lo, st.hi]} for st in km.steps]
     related = [[f for f in o.findings if f.treatment_related] for o in outcomes]
+    conservative = [[f for f in o.findings if f.conservative_related] for o in outcomes]
     by_drug = {d: _share(n, sum(1 for fs in related if any(f.related_to(d) for f in fs))) for d in drugs}
+    cons_by_drug = {d: _share(n, sum(1 for fs in conservative if any(f.related_to(d) or d in f.pending for f in fs)))
+                    for d in drugs}
     worst = [_worst(fs) for fs in related if fs]
     by_grade = {g: _share(n, worst.count(g)) for g in GRADES}
     findings = [f for o in outcomes for f in o.findings]
     all_aes = len(findings)
     related_aes = sum(len(fs) for fs in related)
+    conservative_aes = sum(len(fs) for fs in conservative)
     weeks = sum(o.exposure_days for o in outcomes) / 7
     rate, rel_rate = rate_ci(all_aes, weeks), rate_ci(related_aes, weeks)
+    cons_rate = rate_ci(conservative_aes, weeks)
     by_source = {src: sum(1 for f in findings if f.source == src) for src in ("fhir3t", "investigator", "both")}
     graded_by: dict[str, int] = {}
+    derived: dict[str, int] = {}
     for f in findings:
         key = f.grade_source or "ungraded"
         graded_by[key] = graded_by.get(key, 0) + 1
+        if f.grade_rule:
+            derived[f.grade_rule] = derived.get(f.grade_rule, 0) + 1
     ungraded = sum(1 for f in findings if f.grade is None)
+    flagged = [_ae_row(o, f, since) for o in outcomes for f in o.findings if f.needs_assessment]
+    tests = config.tests if config else ()
     return {
         "study": study,
         "as_of": as_of.isoformat(),
@@ -175,6 +227,9 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
             "subjects": n,
             "events": events,
             "censored": n - events,
+            "censored_at_withdrawal": sum(1 for o in outcomes if o.censored_at == "withdrawal"),
+            "lost_to_follow_up": sum(1 for o in outcomes if o.subject.disposition == "lost-to-follow-up" and not o.event),
+            "censoring_rule": CENSORING_RULE,
             "horizon_days": horizon,
             "ci_method": f"Greenwood variance, {ci} transform, 95 %",
             "day182": {
@@ -192,6 +247,13 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
             "definition": "subjects with >= 1 treatment-related AE (causality Certain, Probably-Likely or Possible "
                           "for >= 1 3T drug) / subjects on study; by_grade counts each subject once, at the worst "
                           "grade of its treatment-related AEs",
+            "conservative": {
+                "overall": _share(n, sum(1 for fs in conservative if fs)),
+                "by_drug": cons_by_drug,
+                "definition": "sensitivity line: AEs whose causality is Unassessable-Unclassifiable or "
+                              "Conditional-Classified for a 3T drug (by the investigator, or not yet assessed) are "
+                              "also counted as treatment-related",
+            },
         },
         "ae_rate": {
             "aes": all_aes,
@@ -201,6 +263,9 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
             "related_per_100_patient_weeks": (100 * related_aes / weeks) if weeks else None,
             "per_100_patient_weeks_ci95": list(rate) if rate else None,
             "related_per_100_patient_weeks_ci95": list(rel_rate) if rel_rate else None,
+            "conservative_related_aes": conservative_aes,
+            "conservative_related_per_100_patient_weeks": (100 * conservative_aes / weeks) if weeks else None,
+            "conservative_related_per_100_patient_weeks_ci95": list(cons_rate) if cons_rate else None,
             "ci_method": "exact Poisson (Garwood), 95 %",
             "exposure": "D1 to the end of the AE window (as_of, or period.end + 30 days off study), or death",
         },
@@ -210,7 +275,19 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
             "definition": "subjects with >= 1 AE of the term (CTCAE v5.0 term where one is mapped, else the "
                           "reported term), each counted once at the worst grade of that term; sorted by frequency",
         },
-        "serious_adverse_events": [_ae_row(o, f) for o in outcomes for f in o.findings if f.serious],
+        "serious_adverse_events": [_ae_row(o, f, since) for o in outcomes for f in o.findings if f.serious],
+        "pending_assessment": {
+            "rows": flagged,
+            "definition": "deaths and serious AEs counted as not treatment-related only because their causality is "
+                          "unassessable, conditional or not yet assessed: flagged for the investigator's assessment",
+        },
+        "expectedness": {
+            "rsi_version": config.rsi.version if config else None,
+            "susars": [_ae_row(o, f, since) for o in outcomes for f in o.findings if f.susar],
+            "definition": "a serious AE suspected (Certain, Probably-Likely or Possible) for a 3T drug whose reference "
+                          "safety information (profiles/safety/reference-safety-information.json) does not list it is "
+                          "a suspected unexpected serious adverse reaction (SUSAR)",
+        },
         "discontinuations": [
             {"subject": subject_label(o), "patient": o.subject.patient, **st.to_dict(),
              "study_day": (st.day - o.subject.d1).days if st.day else None,
@@ -219,11 +296,18 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
         "deaths": [
             {"subject": subject_label(o), "patient": o.subject.patient, "day": o.death.isoformat(),
              "study_day": (o.death - o.subject.d1).days, "date_known": o.death_date_known,
-             "cause": o.death_cause}
+             "cause": o.death_cause, "survival_event": o.event,
+             "needs_assessment": any(f.needs_assessment for f in o.findings if f.outcome == "fatal"),
+             "causality": next((causality_short(f) for f in o.findings if f.outcome == "fatal"), None)}
             for o in outcomes if o.death is not None],
-        "grading": {"by_source": graded_by, "ungraded": ungraded,
-                    "rule": "labs: CTCAE v5.0 tables; clinical AEs: a CTCAE grade extension, else severity "
-                            "mild/moderate/severe -> 1/2/3, else ungraded (counted in the 'ungraded' column)"},
+        "grading": {"by_source": graded_by, "ungraded": ungraded, "derived": derived,
+                    "derived_rules": [{"id": r.id, "grade": r.grade, "ctcae": r.ctcae, "socs": sorted(r.socs)}
+                                      for r in config.grading.rules] if config else [],
+                    "rule": "labs: CTCAE v5.0 tables; clinical AEs: a CTCAE grade the investigator recorded, else the "
+                            "higher of the recorded severity (mild/moderate/severe -> 1/2/3) and the grade the record "
+                            "shows (derived: inpatient stay 3, IV anti-infective for an infection 3, intensive care, "
+                            "urgent intervention or life-threatening 4, death from it 5; see derived_rules), else "
+                            "ungraded (counted in the 'ungraded' column)"},
         "ae_sources": {**by_source,
                        "causality_assessed_by_investigator": sum(
                            1 for f in findings if any(s.assessor == BY_INVESTIGATOR for s in f.suspects)),
@@ -233,6 +317,20 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
         "causality_legend": {**{v: k for k, v in CAUSALITY_SHORT.items()}, "*": "assessed by an investigator",
                              "–": "not assessed"},
         "disposition": [disposition(o, horizon) for o in outcomes],
+        "baseline": sections.baseline(outcomes, tests, [(c.id, c.title) for c in config.baseline.conditions])
+        if config else None,
+        "exposure": sections.exposure(outcomes, drugs, _terms_of),
+        "ae_by_soc": {"all": sections.by_soc(outcomes, lambda f: True),
+                      "related": sections.by_soc(outcomes, lambda f: f.treatment_related),
+                      "definition": "subjects with >= 1 AE in the MedDRA system organ class (of its CTCAE v5.0 term), "
+                                    "then by term, each counted once at its worst grade; events = AEs"},
+        "lab_shifts": {"tables": sections.lab_shifts(outcomes, tests),
+                       "definition": "subjects by CTCAE grade at baseline (last result on or before D1) and worst "
+                                     "grade after D1 in the AE window; missing = no gradable result"},
+        "aesi": sections.aesi(outcomes, config.aesi) if config else None,
+        "accrual": sections.accrual(outcomes, config.target_enrolment if config else None, as_of),
+        "interval": sections.interval(outcomes, since),
+        "narratives": narratives(outcomes),
         "screening_flow": dict(flow) if flow is not None else {
             "screened": None, "enrolled": n,
             "note": "no screening run given (fhir3t report --screening FILE, from fhir3t screen --format json)"},

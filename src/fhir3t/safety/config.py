@@ -7,14 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fhir3t.errors import ConfigError
+from fhir3t.safety.baseline import BaselineData
 from fhir3t.safety.clinical import Drug
+from fhir3t.safety.derive import GradingData
 from fhir3t.safety.grading import Bound, DefaultRanges, LabTest
+from fhir3t.safety.special import AesiList, ReferenceSafety
+from fhir3t.safety.subjects import Disposition
 from fhir3t.safety.terms import Terms
 from fhir3t.safety.units import Units
 from fhir3t.terminology import Code, Terminology
 
 FILES = ("ctcae-v5-labs.json", "reference-ranges.json", "unit-conversions.json", "lab-causality.json", "study.json",
-         "ctcae-v5-terms.json")
+         "ctcae-v5-terms.json", "clinical-grading.json", "aesi.json", "reference-safety-information.json", "baseline.json")
 LOINC = "http://loinc.org"
 
 
@@ -40,6 +44,13 @@ class SafetyConfig:
     severity_grades: dict[Code, int]  # severity coding -> grade (mild 1, moderate 2, severe 3)
     stop_statuses: frozenset[str]
     stop_reasons: dict[Code, str]  # statusReason coding -> display: stopped for an adverse reaction
+    conservative: frozenset[str]  # study.json conservative_causality: also related in the sensitivity line
+    target_enrolment: int | None
+    disposition: Disposition
+    grading: GradingData  # clinical-grading.json: grades of clinical AEs derived from the record
+    aesi: AesiList  # aesi.json
+    rsi: ReferenceSafety  # reference-safety-information.json: expectedness, SUSARs
+    baseline: BaselineData  # baseline.json
 
     @property
     def study_label(self) -> str:
@@ -98,6 +109,14 @@ def load_config(tx: Terminology, folder: Path | None = None) -> SafetyConfig:
         severity = {(g["system"], g["code"]): int(g["grade"]) for g in grades["severity"]}
         stops = study["discontinuation_reasons"]
         stop_reasons = {(c["system"], c["code"]): c.get("display") or c["code"] for c in stops["codings"]}
+        conservative = frozenset(study["conservative_causality"])
+        target = study.get("target_enrolment")
+        disposition = Disposition.from_data(study["disposition"])
+        grading = GradingData.from_data(data["clinical-grading.json"], tx)
+        drug_ids_list = [d.id for d in drugs]
+        aesi = AesiList.from_data(data["aesi.json"], terms, drug_ids_list)
+        rsi = ReferenceSafety.from_data(data["reference-safety-information.json"], terms, drug_ids_list)
+        baseline = BaselineData.from_data(data["baseline.json"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{folder}: safety data does not load: {exc!r}") from None
     by_code: dict[Code, LabTest] = {}
@@ -121,5 +140,6 @@ def load_config(tx: Terminology, folder: Path | None = None) -> SafetyConfig:
         int(study["follow_up_days_after_end"]), frozenset(study["inpatient_encounter_classes"]), tuple(drugs),
         dict(study["death"]), frozenset(study["condition_resolved_statuses"]), tests, by_code, defaults, units,
         causality, digest.hexdigest(), related, terms, tuple(grades["extensions"]), severity,
-        frozenset(stops["statuses"]), stop_reasons,
+        frozenset(stops["statuses"]), stop_reasons, conservative, int(target) if target is not None else None,
+        disposition, grading, aesi, rsi, baseline,
     )

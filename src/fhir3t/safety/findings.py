@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from fhir3t.ids import stable_id
 from fhir3t.safety.terms import AeTerm
+from fhir3t.terminology import Code
 
 #: lab, condition and death are found by fhir3t in the data; recorded is an investigator's AdverseEvent.
 Kind = Literal["lab", "condition", "death", "recorded"]
@@ -18,6 +19,8 @@ POSSIBLE = "Possible"
 UNASSESSABLE = "Unassessable-Unclassifiable"
 #: The default of profiles/safety/study.json `related_causality` (the engine passes the configured set).
 RELATED = frozenset({"Certain", "Probably-Likely", "Possible"})
+#: The default of study.json `conservative_causality`: also counted as related by the sensitivity line.
+CONSERVATIVE = frozenset({"Unassessable-Unclassifiable", "Conditional-Classified"})
 #: Who assessed a causality: fhir3t from known-reaction data, an investigator, or nobody (drug not named).
 BY_FHIR3T, BY_INVESTIGATOR, NOT_ASSESSED = "fhir3t", "investigator", "not-assessed"
 #: Where an AE came from: found by fhir3t, recorded by an investigator, or both (the same event).
@@ -27,6 +30,23 @@ SERIOUS_DEATH = "SeriousResultsInDeath"
 SERIOUS_LIFE = "SeriousIsLifeThreatening"
 SERIOUS_HOSPITAL = "SeriousResultsInHospitalization"
 NON_SERIOUS = "Non-serious"
+#: Seriousness in words (ICH E2A criteria), by the code of the R4 adverse-event-seriousness system: what a
+#: person reads instead of the code (message id = the code; the catalog of issue 23 takes them over).
+SERIOUSNESS_TEXT = {
+    "Non-serious": "not serious",
+    "Serious": "serious (criterion not recorded)",
+    "SeriousResultsInDeath": "results in death",
+    "SeriousIsLifeThreatening": "is life-threatening",
+    "SeriousResultsInHospitalization": "requires or prolongs inpatient hospitalization",
+    "SeriousResultsInDisability": "results in persistent or significant disability / incapacity",
+    "SeriousResultsInCongenitalAnomaly": "is a congenital anomaly / birth defect",
+    "SeriousRequiresPreventImpairment": "requires intervention to prevent permanent impairment",
+    "not recorded": "seriousness not recorded",
+}
+
+
+def seriousness_text(code: str) -> str:
+    return SERIOUSNESS_TEXT.get(code, code)
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,7 @@ def severity_of(grade: int | None) -> str | None:
 
 
 def seriousness_of(grade: int | None, hospitalised: bool) -> str:
+    """Spec §4: grade 5 death, grade 4 life-threatening, an overlapping inpatient stay hospitalisation."""
     if grade == 5:
         return SERIOUS_DEATH
     if grade == 4:
@@ -79,6 +100,11 @@ class Finding:
     source: str = "fhir3t"  # one of SOURCES
     recorded: tuple[str, ...] = ()  # investigator AdverseEvents ("AdverseEvent/<id>") this AE is, or merged
     related_set: frozenset[str] = field(default=RELATED, compare=False, repr=False)
+    grade_rule: str | None = None  # the clinical-grading rule that derived the grade (None: recorded or lab)
+    codes: tuple[Code, ...] = field(default=(), compare=False, repr=False)  # every code the AE's records carry
+    aesi: tuple[str, ...] = ()  # ids of the adverse events of special interest it is (profiles/safety/aesi.json)
+    unexpected_for: tuple[str, ...] = ()  # drugs whose reference safety information does not list it
+    conservative_set: frozenset[str] = field(default=CONSERVATIVE, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -91,7 +117,7 @@ class Finding:
     @property
     def table_term(self) -> str:
         """The term the safety table counts the AE under: its CTCAE term, else its own."""
-        return self.ctcae.term if self.ctcae else self.term
+        return self.ctcae.name if self.ctcae else self.term
 
     @property
     def serious(self) -> bool:
@@ -107,6 +133,28 @@ class Finding:
 
     def related_to(self, drug: str) -> bool:
         return any(s.drug == drug and s.causality in self.related_set for s in self.suspects)
+
+    @property
+    def conservative_related(self) -> bool:
+        """The sensitivity line: also related when causality is unassessable or conditional for a drug (by
+        the investigator, or not yet assessed)."""
+        return any(s.causality in self.related_set or s.causality in self.conservative_set for s in self.suspects)
+
+    @property
+    def needs_assessment(self) -> bool:
+        """A death or serious AE that only the conservative line counts as related: flagged for the investigator."""
+        return self.serious and not self.treatment_related and self.conservative_related
+
+    @property
+    def susar(self) -> bool:
+        """Serious, suspected (related) for a drug whose reference safety information does not list it."""
+        return self.serious and any(s.drug in self.unexpected_for and s.causality in self.related_set
+                                    for s in self.suspects)
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """Drugs whose causality is unassessable or conditional (investigator) or not yet assessed."""
+        return tuple(s.drug for s in self.suspects if s.causality in self.conservative_set)
 
     @property
     def code(self) -> dict[str, str] | None:
@@ -139,4 +187,13 @@ class Finding:
             "recorded": list(self.recorded),
             "causality_by": {s.drug: s.assessor for s in self.suspects},
             "hospitalisations": list(self.hospitalisations),
+            "ae_term": self.table_term,
+            "seriousness_text": seriousness_text(self.seriousness),
+            "grade_rule": self.grade_rule,
+            "conservative_related": self.conservative_related,
+            "needs_assessment": self.needs_assessment,
+            "causality_pending": list(self.pending),
+            "aesi": list(self.aesi),
+            "unexpected_for": list(self.unexpected_for),
+            "susar": self.susar,
         }

@@ -2,9 +2,14 @@
 
 - An investigator's AdverseEvent (any AdverseEvent without fhir3t's identifier system) is an AE of
   the subject when it is `actual`, names the subject, is dated after D1 inside the AE window, and
-  does not name another study. When it describes an AE fhir3t also found — it points at the same
-  evidence (Condition / Observation), or shares a code or CTCAE term and falls inside the episode —
-  the two are one AE (source "both"); otherwise it is an AE of its own (source "investigator").
+  does not name another study. When it describes an AE fhir3t also found (spec §4 "One event, one
+  AE") — it points at the same evidence (Condition / Observation), or names the same or an
+  equivalent term (a shared code, the same CTCAE term reached from its MedDRA / SNOMED / ICD-10
+  codes or from its text, e.g. "Neutropenia" for a neutrophil-count episode) and is dated inside
+  the episode, or on the day of a death fhir3t derives from Patient.deceased* — the two are one AE
+  (source "both"): the investigator's record supplies grade, seriousness, outcome and causality,
+  fhir3t's the evidence. Otherwise it is an AE of its own (source "investigator"), graded from what
+  the record shows when the investigator gave no grade.
 - The investigator's causality assessment of a drug overrides fhir3t's inferred one. On fhir3t's
   own AdverseEvent read back from a server, only an assessment with a `causality.author` counts as
   the investigator's (fhir3t never writes an author), so a re-run keeps it instead of overwriting it.
@@ -29,16 +34,20 @@ from fhir3t.safety.findings import (
     UNASSESSABLE,
     Finding,
     Suspect,
+    seriousness_of,
 )
 from fhir3t.safety.subjects import Subject
+from fhir3t.safety.terms import AeTerm
 from fhir3t.study import StudyMatcher
-from fhir3t.terminology import Code
+from fhir3t.terminology import Code, Terminology
 
 SERIOUSNESS_SYSTEM = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
 OUTCOME_SYSTEM = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome"
 
 #: (drug id or None) for a suspectEntity.instance reference of this AdverseEvent
 DrugOf = Callable[[dict, str], str | None]
+#: (grade, how, rule id) the record shows for an AE running to the given day, or None
+Derive = Callable[[Finding, date], tuple[int, str, str] | None]
 
 
 @dataclass(frozen=True)
@@ -104,13 +113,17 @@ def _override(f: Finding, found: list[Assessment]) -> Finding:
     return replace(f, suspects=suspects)
 
 
-def _matches(f: Finding, raw: dict, day: date, hi: date, codes: set[Code], term: str) -> bool:
-    if f.kind in ("death", "recorded"):
+def _matches(f: Finding, raw: dict, day: date, hi: date, codes: set[Code], term: str, ctcae: AeTerm | None) -> bool:
+    """Is the investigator's AE (dated `day`, with these codes, text and CTCAE term) the same event as `f`?"""
+    if f.kind == "recorded":
         return False
+    same_term = ctcae is not None and ctcae is f.ctcae
+    if f.kind == "death":
+        return same_term and day == f.onset
     if _evidence_refs(raw) & set(f.evidence):
         return True
-    own = _codes(f.event) | ({(f.ctcae.system, f.ctcae.code)} if f.ctcae else set())
-    same = bool(codes & own) or term.strip().lower() in {f.term.lower(), f.table_term.lower()}
+    own = _codes(f.event) | set(f.codes) | ({(f.ctcae.system, f.ctcae.code)} if f.ctcae else set())
+    same = same_term or bool(codes & own) or term.strip().lower() in {f.term.lower(), f.table_term.lower()}
     return same and f.onset <= day <= (f.end or hi)
 
 
@@ -123,6 +136,8 @@ class RecordedMerge:
     problems: Problems
     drug_of: DrugOf
     suspects_for: Callable[[dict[str, str], date], tuple[Suspect, ...]]
+    derived: Derive | None = None
+    tx: Terminology | None = None
 
     def apply(self, findings: list[Finding], recorded: Iterable[Res], subject: Subject, hi: date) -> list[Finding]:
         out = list(findings)
@@ -135,15 +150,41 @@ class RecordedMerge:
             if parsed is None:
                 continue
             finding, found, codes, day = parsed
-            i = next((i for i, f in enumerate(out) if _matches(f, raw, day, hi, codes, finding.term)), None)
+            i = next((i for i, f in enumerate(out)
+                      if _matches(f, raw, day, hi, codes, finding.term, finding.ctcae)), None)
             if i is None:
-                out.append(finding)
+                out.append(self._graded(finding, hi))
                 continue
-            merged = _override(out[i], found)
-            if merged.grade is None and finding.grade is not None:
-                merged = replace(merged, grade=finding.grade, grade_source=finding.grade_source)
-            out[i] = replace(merged, source="both", recorded=(*merged.recorded, res.ref))
+            out[i] = self._merged(out[i], finding, found, res.ref)
         return out
+
+    @staticmethod
+    def _merged(f: Finding, rec: Finding, found: list[Assessment], ref: str) -> Finding:
+        """fhir3t's AE with the investigator's word on grade, seriousness, outcome and causality (spec §4)."""
+        merged = _override(f, found)
+        if rec.grade is not None:
+            merged = replace(merged, grade=rec.grade, grade_source=f"investigator: {rec.grade_source}", grade_rule=None)
+        if rec.seriousness != "not recorded":
+            merged = replace(merged, seriousness=rec.seriousness)
+        if rec.outcome != "unknown":
+            merged = replace(merged, outcome=rec.outcome)
+        return replace(merged, source="both", recorded=(*merged.recorded, ref),
+                       codes=tuple(dict.fromkeys((*merged.codes, *rec.codes))))
+
+    def _graded(self, f: Finding, hi: date) -> Finding:
+        """An investigator's AE of its own: its recorded grade, else the grade the record shows; seriousness as
+        recorded, else what the grade and an overlapping inpatient stay say when they say it is serious."""
+        if f.grade is None and self.derived is not None:
+            got = self.derived(f, hi)
+            if got is not None:
+                f = replace(f, grade=got[0], grade_source=got[1], grade_rule=got[2])
+        if f.seriousness == "not recorded":
+            serious = seriousness_of(f.grade, bool(f.hospitalisations) or f.grade_rule == "hospitalisation")
+            if serious != "Non-serious":
+                f = replace(f, seriousness=serious)
+        if f.grade_rule == "cause-of-death" and f.outcome == "unknown":
+            f = replace(f, outcome="fatal")
+        return f
 
     def _own(self, out: list[Finding], res: Res) -> None:
         ident = next((i.get("value") for i in objs(res.raw.get("identifier")) if i.get("system") == ID_ADVERSE_EVENT), None)
@@ -179,12 +220,13 @@ class RecordedMerge:
                                              "not treatment-emergent, not counted", skipped=False)
             return None
         event = child(raw, "event")
-        codes = _codes(event)
+        codes = set(self.tx.codes(event)) if self.tx is not None else _codes(event)
         term = text(event.get("text")) or next((text(c.get("display")) or text(c.get("code"))
                                                for c in objs(event.get("coding"))
                                                if text(c.get("display")) or text(c.get("code"))), None)
-        ctcae = cfg.terms.for_codes(codes)
-        term = term or (ctcae.term if ctcae else "AdverseEvent without an event term")
+        ctcae = cfg.terms.for_codes(codes) or cfg.terms.for_text(term) or next(
+            (t for t in (cfg.terms.for_text(text(c.get("display"))) for c in objs(event.get("coding"))) if t), None)
+        term = term or (ctcae.name if ctcae else "AdverseEvent without an event term")
         grade, grade_source = clinical_grade(raw, cfg.grade_extensions, cfg.severity_grades)
         found = assessments(raw, self.drug_of, authored_only=False)
         base = {d.id: UNASSESSABLE for d in cfg.drugs}
@@ -198,5 +240,5 @@ class RecordedMerge:
         evidence = tuple(sorted(_evidence_refs(raw)))
         finding = Finding("recorded", subject.patient, res.ref, term, event or {"text": term}, grade, day, None, outcome,
                           seriousness, suspects, evidence, "", (), ctcae, grade_source, "investigator", (res.ref,),
-                          cfg.related)
+                          cfg.related, codes=tuple(sorted(codes)), conservative_set=cfg.conservative)
         return finding, found, codes, day

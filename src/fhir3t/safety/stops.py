@@ -2,7 +2,8 @@
 
 A medication record of a 3T drug whose status says it ended (profiles/safety/study.json
 `discontinuation_reasons.statuses`) with a statusReason coded as an adverse reaction, stopped after
-D1. Pure: reads resources already in the patient's record.
+D1, and not followed by a later record of the drug (a restart makes it an interruption). Pure: reads
+resources already in the patient's record.
 """
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ def _stop_day(res: Res) -> date | None:
     return span.lo if span else None
 
 
+def _start_day(res: Res) -> date | None:
+    return res.span.lo if res.span is not None else None
+
+
 def drug_stops(meds: Mapping[str, list[Res]], d1: date, window_end: date, statuses: frozenset[str],
                reasons: Mapping[Code, str], problems: Problems) -> list[DrugStop]:
     """Each 3T medication record stopped after D1 (and in the AE window) for an adverse reaction."""
@@ -51,6 +56,8 @@ def drug_stops(meds: Mapping[str, list[Res]], d1: date, window_end: date, status
             if reason is None:
                 continue
             day = _stop_day(res)
+            if day is not None and any(_start_day(r) is not None and _start_day(r) > day for r in records if r is not res):  # type: ignore[operator]
+                continue  # restarted later: an interruption (fhir3t.safety.exposure), not a discontinuation
             if day is None:
                 problems.add(res.where, f"{res.ref}: {drug} stopped for an adverse reaction without a stop day "
                                         "(effectivePeriod.end); listed without one", skipped=False)

@@ -13,11 +13,47 @@ from pathlib import Path
 
 from fhir3t.canonical import ID_RESEARCH_SUBJECT
 from fhir3t.dates import parse_day
+from fhir3t.enrolment import Status
 from fhir3t.errors import InputError, Problems, UsageError
-from fhir3t.jsonshape import child
+from fhir3t.jsonshape import child, objs, text
 from fhir3t.r4facts import r4_facts
 from fhir3t.records import PatientRecord, first_date, never_counts, span_of
 from fhir3t.study import StudyMatcher
+
+
+@dataclass(frozen=True)
+class Disposition:
+    """study.json `disposition`: which subjects are withdrawn (censored at withdrawal) or lost to follow-up."""
+
+    withdrawn_statuses: frozenset[str] = frozenset({Status.WITHDRAWN})
+    progress_extension: str = ""
+    withdrawal_codes: frozenset[str] = frozenset()
+    lost_codes: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_data(cls, data: dict) -> Disposition:
+        return cls(frozenset(data["withdrawn_statuses"]), data.get("progress_extension", ""),
+                   frozenset(data.get("withdrawal_reason_codes", ())), frozenset(data.get("lost_to_follow_up_reason_codes", ())))
+
+    def reasons(self, raw: dict) -> list[str]:
+        """Reason codes of the R5 ResearchSubject.progress cross-version extension(s) on a ResearchSubject."""
+        out = []
+        for ext in objs(raw.get("extension")):
+            if ext.get("url") != self.progress_extension:
+                continue
+            for sub in objs(ext.get("extension")):
+                if sub.get("url") == "reason":
+                    out += [c["code"] for c in objs(child(sub, "valueCodeableConcept").get("coding")) if text(c.get("code"))]
+        return out
+
+    def of(self, status: str, raw: dict) -> str | None:
+        """Status.WITHDRAWN, 'lost-to-follow-up' or None for one ResearchSubject."""
+        reasons = set(self.reasons(raw))
+        if status in self.withdrawn_statuses or reasons & self.withdrawal_codes:
+            return Status.WITHDRAWN
+        if reasons & self.lost_codes:
+            return "lost-to-follow-up"
+        return None
 
 
 @dataclass(frozen=True)
@@ -29,6 +65,16 @@ class Subject:
     source: str  # "ResearchSubject/<id>" or "--d1"
     sex: str = "unknown"
     number: str | None = None  # the study subject number (ResearchSubject.identifier), not the FHIR id
+    disposition: str | None = None  # Status.WITHDRAWN (censored at withdrawal = period.end), "lost-to-follow-up", or None
+
+    @property
+    def label(self) -> str:
+        """How every listing names the subject: the study subject number, else the patient reference."""
+        return self.number or self.patient
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.disposition == Status.WITHDRAWN
 
     def window_end(self, as_of: date, follow_up_days: int) -> date:
         """Last day whose data can be an AE: as_of, or the day before period.end + follow_up_days."""
@@ -92,9 +138,11 @@ def subject_number(raw: dict) -> str | None:
 
 
 def find_subject(record: PatientRecord, matcher: StudyMatcher, statuses: frozenset[str], given: date | None,
-                 sex: str, problems: Problems) -> Subject | None:
+                 sex: str, problems: Problems, disposition: Disposition | None = None) -> Subject | None:
     """The patient's enrolment in this study, or None (not enrolled, or enrolled without a usable D1)."""
-    found: list[tuple[date | None, date | None, str, str, str, str | None]] = []  # (start, end, status, ref, where, number)
+    disposition = disposition or Disposition()
+    # (start, end, status, ref, where, number, disposition)
+    found: list[tuple[date | None, date | None, str, str, str, str | None, str | None]] = []
     for res in record.of("ResearchSubject"):
         raw = res.raw
         ours = matcher.match(raw.get("study"))
@@ -113,22 +161,26 @@ def find_subject(record: PatientRecord, matcher: StudyMatcher, statuses: frozens
             problems.add(res.where, f"{res.ref}: period.start {period.get('start')!r} is not a full day; no D1 from it")
             start = None
         found.append((start.lo if start else None, end.hi if end else None, status, res.ref, res.where,
-                      subject_number(raw)))
+                      subject_number(raw), disposition.of(status, raw)))
     if given is not None:
         ordered = sorted(found, key=lambda f: (f[0] is None, f[0]))
         last = next((e for s, e, *_ in ordered if e), None)
-        return Subject(record.key, given, last, "given", "--d1", sex, next((f[5] for f in ordered if f[5]), None))
+        return Subject(record.key, given, last, "given", "--d1", sex, next((f[5] for f in ordered if f[5]), None),
+                       next((f[6] for f in ordered if f[6]), None))
     usable = sorted((f for f in found if f[0] is not None), key=lambda f: f[0])  # type: ignore[arg-type, return-value]
     if not usable:
-        for _, _, status, ref, where, _number in found:
+        for _, _, status, ref, where, _number, _disp in found:
             problems.add(where, f"{ref} (status {status}) has no period.start, so no D1: {record.key} not analysed "
                                 "(give --d1 PATIENT=DATE)")
         return None
-    first, last, status, ref, where, number = usable[0]
+    first, last, status, ref, where, number, disp = usable[0]
     if len(usable) > 1:
         problems.add(where, f"{record.key} has {len(usable)} ResearchSubjects on this study; D1 from the earliest ({ref})",
                      skipped=False)
-    return Subject(record.key, first, last, status, ref, sex, number)  # type: ignore[arg-type]
+    if disp == Status.WITHDRAWN and last is None:
+        problems.add(where, f"{ref}: withdrawn without period.end; censored at the last contact instead of at withdrawal",
+                     skipped=False)
+    return Subject(record.key, first, last, status, ref, sex, number, disp)  # type: ignore[arg-type]
 
 
 #: Statuses of things that did not (yet) happen, across resource types.
