@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fhir3t.messages import Msg, render
+
 EXIT_OK = 0
 EXIT_FINDINGS = 1  # the check found problems: validate (errors in the Bundles), check-server (a check failed)
 EXIT_USAGE = 2  # bad command line (argparse uses 2 as well)
@@ -33,9 +35,18 @@ OUTCOMES = {EXIT_OK: "ok", EXIT_FINDINGS: "findings", EXIT_USAGE: "usage-error",
 
 
 class Fhir3tError(Exception):
-    """Base class: carries the exit code the CLI should end with."""
+    """Base class: carries the exit code the CLI should end with, and its sentence: a message (`Msg`, shown in
+    the reader's language; `str()` is its English, what logs carry) or, from older code, English text."""
 
     exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str | Msg = "", *rest: object) -> None:
+        self.msg = message if isinstance(message, Msg) else None
+        super().__init__(render(message, "en") if isinstance(message, Msg) else message, *rest)
+
+    def text(self, lang: str = "en") -> str:
+        """The sentence in `lang` (English when it was raised as text)."""
+        return render(self.msg, lang) if self.msg is not None else str(self)
 
 
 class UsageError(Fhir3tError):
@@ -66,15 +77,23 @@ class AuthError(Fhir3tError):
 class InputProblem:
     """A piece of input that was skipped or only partly used, with where it came from.
 
-    `where` names the file and the entry index or NDJSON line, never patient data.
+    `where` names the file and the entry index or NDJSON line, never patient data. `message` is a `Msg`
+    (rendered in the reader's language) or, from older code, English text.
     """
 
     where: str
-    message: str
+    message: str | Msg
     skipped: bool = True
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
+        return self.text("en")
+
+    def said(self, lang: str = "en") -> str:
+        """The message alone, in `lang`."""
+        return render(self.message, lang) if isinstance(self.message, Msg) else self.message
+
+    def text(self, lang: str = "en") -> str:
+        return f"{self.where}: {self.said(lang)}"
 
 
 class Problems:
@@ -84,12 +103,12 @@ class Problems:
         self.items: list[InputProblem] = []
         self._seen: set[tuple[str, str]] = set()
 
-    def add(self, where: str, message: str, *, skipped: bool = True) -> None:
+    def add(self, where: str, message: str | Msg, *, skipped: bool = True) -> None:
         self.items.append(InputProblem(where, message, skipped))
 
-    def once(self, key: str, where: str, message: str, *, skipped: bool = True) -> None:
+    def once(self, key: str, where: str, message: str | Msg, *, skipped: bool = True) -> None:
         """Report a problem only the first time `key` is seen (e.g. one unknown code system)."""
-        k = (key, message)
+        k = (key, render(message, "en") if isinstance(message, Msg) else message)
         if k in self._seen:
             return
         self._seen.add(k)
