@@ -213,11 +213,13 @@ def local_time(when: datetime | str, tz: tzinfo) -> str:
     A string is read as ISO 8601 (a naive one as UTC); one that is not is returned as it is."""
     if isinstance(when, str):
         try:
-            when = datetime.fromisoformat(when.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
         except ValueError:
             return when
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    local = when.astimezone(tz)
+    else:
+        moment = when
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    local = moment.astimezone(tz)
     offset = local.strftime("%z")
     return local.strftime("%Y-%m-%d %H:%M:%S") + (f" {offset[:3]}:{offset[3:]}" if offset else "")

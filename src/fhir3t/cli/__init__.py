@@ -20,7 +20,7 @@ from fhir3t.cli.parser import Parser, unknown_options_message
 from fhir3t.cli.words import Site, early_lang, localize, option_value, say, site_of, stderr_lang
 from fhir3t.config import LOG_FORMATS, LOG_LEVELS, Config
 from fhir3t.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_USAGE, Fhir3tError
-from fhir3t.messages import LANGUAGES, Message, many, render
+from fhir3t.messages import LANGUAGES, Message, later, many, render
 from fhir3t.version import __version__
 
 DESCRIPTION = Message("help.fhir3t", "FHIR R4 adapter for one clinical trial: screen patients against the trial's criteria, "
@@ -54,41 +54,41 @@ def _general_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """-v, --log-format, --config: accepted before the subcommand and after it (`fhir3t screen -v ...`)."""
     sup: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     pre = "" if top else "sub_"
-    g = parser.add_argument_group(Message("help.general-options", "general options")()) if not top else parser
+    g = parser.add_argument_group(later(Message("help.general-options", "general options")())) if not top else parser
     g.add_argument("-v", "--verbose", action="count", dest=f"{pre}verbose", **({"default": 0} if top else sup),
-                   help=Message("help.verbose", "more log output on stderr (-v info, -vv debug); messages name files, "
-                                "entries and elements; values and servers' error texts (which may quote patient data) "
-                                "appear only with -vv")())
+                   help=later(Message("help.verbose", "more log output on stderr (-v info, -vv debug); messages name files, "
+                                      "entries and elements; values and servers' error texts (which may quote patient data) "
+                                      "appear only with -vv")()))
     g.add_argument("--log-format", choices=LOG_FORMATS, dest=f"{pre}log_format", **sup,
-                   help=Message("help.log-format", "text (default) or json: one JSON object per stderr line, with a run "
-                                "id, no patient data (in English, whatever --lang says)")())
+                   help=later(Message("help.log-format", "text (default) or json: one JSON object per stderr line, with a run "
+                                      "id, no patient data (in English, whatever --lang says)")()))
     g.add_argument("--config", metavar="FILE", dest=f"{pre}config", **sup,
-                   help=Message("help.config", "read this config file (default: ./fhir3t.toml, "
-                                "$XDG_CONFIG_HOME/fhir3t/config.toml, /etc/fhir3t/config.toml, the first found); "
-                                "command-line options win")())
+                   help=later(Message("help.config", "read this config file (default: ./fhir3t.toml, "
+                                      "$XDG_CONFIG_HOME/fhir3t/config.toml, /etc/fhir3t/config.toml, the first found); "
+                                      "command-line options win")()))
     g.add_argument("--no-config", action="store_true", dest=f"{pre}no_config", **sup,
-                   help=Message("help.no-config", "read no config file")())
+                   help=later(Message("help.no-config", "read no config file")()))
     g.add_argument("--profiles", metavar="DIR", dest=f"{pre}profiles", **sup,
-                   help=Message("help.profiles", "another study's profiles folder (study.json, criteria/, valuesets/, "
-                                "...; what it lacks comes from fhir3t's own); default: $FHIR3T_PROFILES, else the "
-                                "bundled study")())
+                   help=later(Message("help.profiles", "another study's profiles folder (study.json, criteria/, valuesets/, "
+                                      "...; what it lacks comes from fhir3t's own); default: $FHIR3T_PROFILES, else the "
+                                      "bundled study")()))
     g.add_argument("--lang", metavar="LANG", dest=f"{pre}lang", **sup,
-                   help=Message("help.lang", "the language of what people read: {choices} (default: [site] language "
-                                "in the config file, else the locale of LC_ALL / LC_MESSAGES / LANG, else en); JSON "
-                                "fields, codes and logs stay English")(choices=many(LANGUAGES, "or")))
+                   help=later(Message("help.lang", "the language of what people read: {choices} (default: [site] language "
+                                      "in the config file, else the locale of LC_ALL / LC_MESSAGES / LANG, else en); JSON "
+                                      "fields, codes and logs stay English")(choices=many(LANGUAGES, "or"))))
     g.add_argument("--timezone", metavar="ZONE", dest=f"{pre}timezone", **sup,
-                   help=Message("help.timezone", "the site's IANA time zone, such as Asia/Shanghai (default: [site] "
-                                "timezone in the config file, else the system's): the default as-of date is today "
-                                "there and times are shown in it; criteria still read the day each record writes")())
+                   help=later(Message("help.timezone", "the site's IANA time zone, such as Asia/Shanghai (default: [site] "
+                                      "timezone in the config file, else the system's): the default as-of date is today "
+                                      "there and times are shown in it; criteria still read the day each record writes")()))
 
 
 def build_parser(config: Config | None = None, lang: str = "en") -> argparse.ArgumentParser:
     """The whole command line, its help in `lang`."""
     parser = Parser(
         prog="fhir3t",
-        description=DESCRIPTION(),
-        epilog=EPILOG(codes=many((EXIT_CODE(code=code, meaning=meaning) for code, meaning in EXIT_MEANINGS.items()),
-                                 "; ")),
+        description=later(DESCRIPTION()),
+        epilog=later(EPILOG(codes=many((EXIT_CODE(code=code, meaning=meaning) for code, meaning in EXIT_MEANINGS.items()),
+                                       "; "))),
     )
     parser.add_argument("--version", action="version", version=f"fhir3t {__version__}")
     _general_options(parser, top=True)
@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extras:
         sub = args._commands.get(args.command) if args.command else None
         target = sub or parser
-        target.error(unknown_options_message(extras, target))
+        target.error(later(unknown_options_message(extras, target)))
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

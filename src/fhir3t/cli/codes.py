@@ -12,6 +12,7 @@ import orjson
 from fhir3t.cli.common import load_definition, report_problems
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_OK, Problems, UsageError
 from fhir3t.formats.table import safe
+from fhir3t.messages import Message, later
 from fhir3t.pipeline.codes import MATCHED, OTHER, CodeRow
 
 if TYPE_CHECKING:
@@ -21,30 +22,36 @@ if TYPE_CHECKING:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "codes",
-        help="the codes in the input, which value set each matches, and the ones to map (for a ConceptMap)",
+        help=later(Message("help.codes", "the codes in the input, which value set each matches, and the ones to map (for a ConceptMap)")()),
         description=(
-            "Read the input (Bundles, NDJSON, folders) and list, per resource type the criteria read, every coding "
-            "(system, code) with how many resources carry it, its display, the value sets it matches, and why an "
-            "unmatched one matters: a code system fhir3t does not know (write a ConceptMap for it), a display that "
-            "names a criterion's concept (map or recode it), a malformed code. Counts and terminology only: no "
-            "patient identifiers, no free text, no values."),
-        epilog=("Examples:\n  fhir3t codes export/                      # what to map, most relevant first\n"
-                "  fhir3t codes export/ --all --format csv --out codes.csv\n"
-                "  fhir3t codes export/ --conceptmap-draft local-codes.draft.json   # review it, then:\n"
-                "  fhir3t screen export/ --concept-map local-codes.draft.json\n"
-                "Exit codes: 0 listed; 2 usage; 4 no usable input."),
+            later(Message("help.codes.description",
+                          "Read the input (Bundles, NDJSON, folders) and list, per resource type the criteria read, every coding (system, "
+                          "code) with how many resources carry it, its display, the value sets it matches, and why an unmatched one "
+                          "matters: a code system fhir3t does not know (write a ConceptMap for it), a display that names a criterion's "
+                          "concept (map or recode it), a malformed code. Counts and terminology only: no patient identifiers, no free "
+                          "text, no values.")())),
+        epilog=(later(Message("help.codes.epilog",
+                              "Examples:\n"
+                              "  fhir3t codes export/                      # what to map, most relevant first\n"
+                              "  fhir3t codes export/ --all --format csv --out codes.csv\n"
+                              "  fhir3t codes export/ --conceptmap-draft local-codes.draft.json   # review it, then:\n"
+                              "  fhir3t screen export/ --concept-map local-codes.draft.json\n"
+                              "Exit codes: 0 listed; 2 usage; 4 no usable input.")())),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="Bundle/resource .json files, NDJSON files, or folders")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=later(Message("help.codes.paths",
+                                                                          "Bundle/resource .json files, NDJSON files, or folders")()))
     p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
-                   help="ConceptMaps already written: their codes count as read (repeatable)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="table (default), csv or json")
-    p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
-    p.add_argument("--all", action="store_true", help="also list codes that matter to no criterion")
+                   help=later(Message("help.codes.concept-map", "ConceptMaps already written: their codes count as read (repeatable)")()))
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help=later(Message("help.codes.format",
+                                                                                                     "table (default), csv or json")()))
+    p.add_argument("--out", metavar="FILE", help=later(Message("help.codes.out", "write here instead of stdout")()))
+    p.add_argument("--all", action="store_true", help=later(Message("help.codes.all", "also list codes that matter to no criterion")()))
     p.add_argument("--conceptmap-draft", metavar="FILE",
-                   help="also write a FHIR ConceptMap draft of every unmapped local code: counts, candidate targets "
-                        "with a confidence and no equivalence; review it (set equivalence, status active), then give "
-                        "it to --concept-map")
+                   help=later(Message("help.codes.conceptmap-draft",
+                                      "also write a FHIR ConceptMap draft of every unmapped local code: counts, candidate targets with a "
+                                      "confidence and no equivalence; review it (set equivalence, status active), then give it to "
+                                      "--concept-map")()))
     p.set_defaults(run=run)
 
 

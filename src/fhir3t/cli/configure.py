@@ -82,7 +82,8 @@ def _value(cfg: Config, table: str, key: str, action: argparse.Action, value: An
                 sep = " " if str(exc).startswith("must ") else ": "  # "'jobs' must be ..." reads as one sentence
                 raise ConfigError(f"{where}{sep}{exc}") from None
             except (ValueError, TypeError):
-                kind = {int: "a whole number", float: "a number"}.get(action.type, "a value the option accepts")  # type: ignore[call-overload]
+                kind = {int: "a whole number", float: "a number"}.get(action.type, "a value the option "
+                                                                                   "accepts")  # type: ignore[call-overload]
                 raise ConfigError(f"{where} must be {kind}, not {v!r}") from None
         elif not isinstance(v, str):
             conv = str(v)

@@ -7,6 +7,7 @@ import sys
 from fhir3t.cli.common import day
 from fhir3t.cli.server_options import MB, add_server_options, make_client
 from fhir3t.errors import EXIT_OK, UsageError
+from fhir3t.messages import Message, later
 from fhir3t.transport.limits import DEFAULT_MAX_FILE
 
 #: Default of --max-wait (fhir3t.sources.bulk.DEFAULT_MAX_WAIT, kept here so --help imports nothing heavy).
@@ -15,26 +16,33 @@ DEFAULT_MAX_WAIT = 3600.0
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "export", help="Bulk Data $export from a FHIR server to NDJSON files",
-        description=("Start a FHIR Bulk Data export (Patient/$export or Group/ID/$export), wait for it, and download "
-                     "the NDJSON files into OUT_DIR. An interrupted export is resumed when the same command is run "
-                     "again. Then: fhir3t screen OUT_DIR."),
-        epilog=("Exit codes: 0 done; 2 usage error (also: OUT_DIR cannot be written, e.g. a full disk); 5 server "
-                "error, or the export is incomplete (a file of the manifest could not be downloaded: OUT_DIR must not be "
-                "screened as it is; run the same command again to resume); 6 auth error."),
+        "export", help=later(Message("help.export", "Bulk Data $export from a FHIR server to NDJSON files")()),
+        description=(later(Message("help.export.description",
+                                   "Start a FHIR Bulk Data export (Patient/$export or Group/ID/$export), wait for it, and download the "
+                                   "NDJSON files into OUT_DIR. An interrupted export is resumed when the same command is run again. Then: "
+                                   "fhir3t screen OUT_DIR.")())),
+        epilog=(later(Message("help.export.epilog",
+                              "Exit codes: 0 done; 2 usage error (also: OUT_DIR cannot be written, e.g. a full disk); 5 server error, or "
+                              "the export is incomplete (a file of the manifest could not be downloaded: OUT_DIR must not be screened as "
+                              "it is; run the same command again to resume); 6 auth error.")())),
     )
     p.add_argument("out_dir", metavar="OUT_DIR")
     add_server_options(p, pull=False, push=False, server_required=True)
-    p.add_argument("--group", metavar="ID", help="export this Group's members (default: all patients)")
+    p.add_argument("--group", metavar="ID", help=later(Message("help.export.group", "export this Group's members (default: all "
+                                                                                    "patients)")()))
     p.add_argument("--type", action="append", default=[], metavar="TYPES",
-                   help="resource types to export, comma separated (repeatable; default: what the criteria read)")
-    p.add_argument("--since", type=day, metavar="DATE", help="only resources changed since DATE")
-    p.add_argument("--all-types", action="store_true", help="export every type the server has")
+                   help=later(Message("help.export.type",
+                                      "resource types to export, comma separated (repeatable; default: what the criteria read)")()))
+    p.add_argument("--since", type=day, metavar="DATE", help=later(Message("help.export.since", "only resources changed since DATE")()))
+    p.add_argument("--all-types", action="store_true", help=later(Message("help.export.all-types", "export every type the server has")()))
     p.add_argument("--max-wait", type=float, default=DEFAULT_MAX_WAIT, metavar="SECONDS",
-                   help=f"stop waiting for the server after SECONDS (default {DEFAULT_MAX_WAIT:.0f}); the same command "
-                        "resumes the export later. Polling is never faster than once a second, slower as it goes on")
+                   help=later(Message("help.export.max-wait",
+                                      "stop waiting for the server after SECONDS (default {default}); the same command resumes the "
+                                      "export later. Polling is never faster than once a second, slower as it goes on")(
+                                          default=f"{DEFAULT_MAX_WAIT:.0f}")))
     p.add_argument("--max-file-size", type=int, default=DEFAULT_MAX_FILE // MB, metavar="MB",
-                   help=f"refuse an NDJSON file larger than MB megabytes (default {DEFAULT_MAX_FILE // MB})")
+                   help=later(Message("help.export.max-file-size", "refuse an NDJSON file larger than MB megabytes (default {default})")(
+                             default=DEFAULT_MAX_FILE // MB)))
     p.set_defaults(run=run)
 
 

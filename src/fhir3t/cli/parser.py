@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import NoReturn
 
 from fhir3t.errors import EXIT_USAGE
-from fhir3t.messages import Message, Msg, Plural, many, render
+from fhir3t.messages import Later, Message, Msg, Plural, many, render
 
 _CHOICE = re.compile(r"argument (?P<arg>[^:]+): invalid choice: '(?P<got>[^']*)' \(choose from (?P<opts>.*)\)$")
 _ARG = re.compile(r"argument (?P<arg>[^:]+): (?P<rest>.*)$")
@@ -41,6 +41,20 @@ POSITIONALS = Message("cli.positionals", "positional arguments")
 OPTIONALS = Message("cli.optionals", "options")
 HELP = Message("cli.help", "show this help message and exit")
 VERSION = Message("cli.version", "show program's version number and exit")
+
+
+def _unrender(text: str) -> Msg | None:
+    """An option type's English error (fhir3t.cli.common: argparse passes it on as text) as its message again,
+    so it is said in the parser's language."""
+    from fhir3t.cli.common import W as TYPE_ERRORS
+
+    for m in TYPE_ERRORS.values():
+        parts = re.split(r"\{(\w+)\}", m.en)
+        pattern = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts))
+        found = re.fullmatch(pattern, text, re.DOTALL)
+        if found is not None:
+            return m(**found.groupdict())
+    return None
 
 
 def nearest(word: str, candidates: Iterable[str]) -> str | None:
@@ -84,7 +98,7 @@ def friendly(message: str) -> Msg:
         rest = m["rest"]
         if rest == "expected one argument":
             return NEEDS_VALUE(arg=m["arg"])
-        return ARG_PROBLEM(arg=m["arg"], problem=rest)
+        return ARG_PROBLEM(arg=m["arg"], problem=_unrender(rest) or rest)
     return AS_WRITTEN(text=message)
 
 
@@ -93,8 +107,8 @@ class Parser(argparse.ArgumentParser):
 
     lang = "en"
 
-    def error(self, message: str | Msg) -> NoReturn:  # type: ignore[override]
-        error = message if isinstance(message, Msg) else friendly(message)
+    def error(self, message: str) -> NoReturn:
+        error = message.msg if isinstance(message, Later) else friendly(message)
         self.exit(EXIT_USAGE, render(SEE_HELP(prog=self.prog, error=error), self.lang) + "\n")
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
@@ -107,7 +121,7 @@ class Parser(argparse.ArgumentParser):
         lang = self.lang
         add_usage = formatter.add_usage
 
-        def localized_usage(usage, actions, groups, prefix=None):  # type: ignore[no-untyped-def]
+        def localized_usage(usage, actions, groups, prefix=None):
             return add_usage(usage, actions, groups, prefix if prefix is not None else render(USAGE(), lang))
 
         formatter.add_usage = localized_usage  # type: ignore[method-assign]

@@ -8,23 +8,26 @@ import orjson
 
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.errors import EXIT_OK, EXIT_PUSH_PARTIAL, InputError
+from fhir3t.messages import Message, later
 from fhir3t.smallfiles import DATA_LIMIT, read_small
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "push", help="send a transaction Bundle to a FHIR server, entry by entry outcome",
-        description=("Send a transaction Bundle (as written by `fhir3t screen --emit`) to a FHIR server: as a "
-                     "transaction, or as a batch where the server has none. A ResearchSubject already on-study, "
-                     "in follow-up, off-study or withdrawn is never overwritten with a screening status."),
-        epilog=("Exit codes: 0 every entry applied; 2 the Bundle cannot be pushed (named); 5 server error; 6 auth error; "
-                "7 some entries failed (listed on stderr: N failing the same way make one line, -v lists each). The "
-                "server's diagnostics, which may quote patient data, are shown only with -vv."),
+        "push", help=later(Message("help.push", "send a transaction Bundle to a FHIR server, entry by entry outcome")()),
+        description=(later(Message("help.push.description",
+                                   "Send a transaction Bundle (as written by `fhir3t screen --emit`) to a FHIR server: as a transaction, "
+                                   "or as a batch where the server has none. A ResearchSubject already on-study, in follow-up, off-study "
+                                   "or withdrawn is never overwritten with a screening status.")())),
+        epilog=(later(Message("help.push.epilog",
+                              "Exit codes: 0 every entry applied; 2 the Bundle cannot be pushed (named); 5 server error; 6 auth error; 7 "
+                              "some entries failed (listed on stderr: N failing the same way make one line, -v lists each). The server's "
+                              "diagnostics, which may quote patient data, are shown only with -vv.")())),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("bundle", metavar="BUNDLE.json", help="transaction or batch Bundle")
+    p.add_argument("bundle", metavar="BUNDLE.json", help=later(Message("help.push.bundle", "transaction or batch Bundle")()))
     add_server_options(p, pull=False, push=False, server_required=True)
-    p.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
+    p.add_argument("--dry-run", action="store_true", help=later(Message("help.push.dry-run", "print what would be sent, send nothing")()))
     p.set_defaults(run=run)
 
 

@@ -12,46 +12,59 @@ from fhir3t.cli.common import day, load_definition
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.config import Config
 from fhir3t.errors import EXIT_OK, UsageError
+from fhir3t.messages import Message, later
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "serve", help="run the CDS Hooks service (a card in the EHR when a patient is eligible or a candidate)",
+        "serve", help=later(Message("help.serve", "run the CDS Hooks service (a card in the EHR when a patient is eligible or a "
+                                                  "candidate)")()),
         description=(
-            "Serve CDS Hooks 2.0 for the study: GET /cds-services (discovery, with prefetch templates for exactly what "
-            "the criteria read), POST /cds-services/{id} (patient-view: a card when the patient is eligible or a "
-            "candidate and not already in the study; order-select: the same when a drug the criteria read is ordered, "
-            "saying first if starting it would exclude the patient), POST /cds-services/{id}/feedback, GET /health. "
-            "Configured by "
-            "the [serve] table of the config file (see README, 'In the EHR: CDS Hooks'); binds 127.0.0.1 unless told "
-            "otherwise; stops gracefully on SIGTERM. With --watch it also screens patients when new data arrives on "
-            "[server] url (FHIR Subscriptions to /fhir3t/notify, else polling) and pushes their ResearchSubjects."
+            later(Message("help.serve.description",
+                          "Serve CDS Hooks 2.0 for the study: GET /cds-services (discovery, with prefetch templates for exactly what the "
+                          "criteria read), POST /cds-services/{{id}} (patient-view: a card when the patient is eligible or a candidate and "
+                          "not already in the study; order-select: the same when a drug the criteria read is ordered, saying first if "
+                          "starting it would exclude the patient), POST /cds-services/{{id}}/feedback, GET /health. Configured by the "
+                          "[serve] table of the config file (see README, 'In the EHR: CDS Hooks'); binds 127.0.0.1 unless told otherwise; "
+                          "stops gracefully on SIGTERM. With --watch it also screens patients when new data arrives on [server] url (FHIR "
+                          "Subscriptions to /fhir3t/notify, else polling) and pushes their ResearchSubjects.")())
         ),
         epilog=(
-            "Examples:\n"
-            "  fhir3t serve                                    (127.0.0.1:8088, [serve] in ./fhir3t.toml)\n"
-            "  fhir3t serve --log-format json --port 9000\n"
-            "  fhir3t serve --watch --server https://ehr.example.org/fhir\n"
-            "  fhir3t serve --feedback                         (what clinicians did with the cards, as JSON)\n"
-            "Logs name routes, statuses, timings and counts, never patient data or tokens.\n"
-            "Exit codes: 0 stopped cleanly; 2 usage error; 4 bad configuration; 5 server error (with --watch)."
+            later(Message("help.serve.epilog",
+                          "Examples:\n"
+                          "  fhir3t serve                                    (127.0.0.1:8088, [serve] in ./fhir3t.toml)\n"
+                          "  fhir3t serve --log-format json --port 9000\n"
+                          "  fhir3t serve --watch --server https://ehr.example.org/fhir\n"
+                          "  fhir3t serve --feedback                         (what clinicians did with the cards, as JSON)\n"
+                          "Logs name routes, statuses, timings and counts, never patient data or tokens.\n"
+                          "Exit codes: 0 stopped cleanly; 2 usage error; 4 bad configuration; 5 server error (with --watch).")())
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--host", help="address to bind (default: [serve] host, else 127.0.0.1)")
-    p.add_argument("--port", type=int, help="TCP port (default: [serve] port, else 8088)")
-    p.add_argument("--public-url", metavar="URL", help="the URL the EHR calls this service at (the JWT audience)")
-    p.add_argument("--state-dir", metavar="DIR", help="card history, feedback and watch state (default: [serve] "
-                                                      "state_dir, else $XDG_STATE_HOME/fhir3t)")
+    p.add_argument("--host", help=later(Message("help.serve.host", "address to bind (default: [serve] host, else 127.0.0.1)")()))
+    p.add_argument("--port", type=int, help=later(Message("help.serve.port", "TCP port (default: [serve] port, else 8088)")()))
+    p.add_argument("--public-url", metavar="URL", help=later(Message("help.serve.public-url",
+                                                                     "the URL the EHR calls this service at (the JWT audience)")()))
+    p.add_argument("--state-dir", metavar="DIR", help=later(Message("help.serve.state-dir",
+                                                                    "card history, feedback and watch state (default: [serve] state_dir, "
+                                                                    "else $XDG_STATE_HOME/fhir3t)")()))
     p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
-                   help="FHIR ConceptMap translating hospital-local codes (repeatable; [terminology] ones are added)")
+                   help=later(Message("help.serve.concept-map",
+                                      "FHIR ConceptMap translating hospital-local codes (repeatable; [terminology] ones are added)")()))
     p.add_argument("--as-of", type=day, metavar="DATE",
-                   help="screen as if today were DATE (demonstrations with the samples; never in production)")
+                   help=later(Message("help.serve.as-of",
+                                      "screen as if today were DATE (demonstrations with the samples; never in production)")()))
     p.add_argument("--watch", action="store_true", default=None,
-                   help="also screen patients of --server / [server] url when new data arrives, and push their ResearchSubjects")
-    p.add_argument("--feedback", action="store_true", help="print what clinicians did with the cards (JSON counts) and exit")
+                   help=later(Message("help.serve.watch",
+                                      "also screen patients of --server / [server] url when new data arrives, and push their "
+                                      "ResearchSubjects")()))
+    p.add_argument("--feedback", action="store_true", help=later(Message("help.serve.feedback",
+                                                                         "print what clinicians did with the cards (JSON counts) and "
+                                                                         "exit")()))
     p.add_argument("--feedback-rows", action="store_true",
-                   help="print every feedback item with the clinicians' comments (JSON lines; for the study team) and exit")
+                   help=later(Message("help.serve.feedback-rows",
+                                      "print every feedback item with the clinicians' comments (JSON lines; for the study team) and "
+                                      "exit")()))
     add_server_options(p, pull=False, push=False)
     p.set_defaults(run=run)
 

@@ -20,7 +20,7 @@ from fhir3t.cli.parser import HELP, OPTIONALS, POSITIONALS, VERSION
 from fhir3t.config import Config
 from fhir3t.dates import system_zone, zone, zone_name
 from fhir3t.errors import UsageError
-from fhir3t.messages import Message, Msg, render
+from fhir3t.messages import Later, Message, Msg, render
 from fhir3t.messages import lang as languages
 
 BAD_LANG = Message("cli.bad-lang", "{option} '{value}' is not a language fhir3t speaks: give one of {choices}")
@@ -101,6 +101,8 @@ def say(args: argparse.Namespace | None, msg: Msg, *, tag: str | None = None, co
 def text(value: Any, lang: str, *, escape: bool = False) -> Any:
     """A help text, description or epilog in `lang` (a Msg rendered; anything else as it is). `escape`: double
     the % signs (argparse %-formats help texts)."""
+    if isinstance(value, Later):
+        value = value.msg
     if isinstance(value, Msg):
         out = render(value, lang)
         return out.replace("%", "%%") if escape else out
@@ -142,5 +144,17 @@ def localize(parser: argparse.ArgumentParser, lang: str) -> None:
                 todo.extend(action.choices.values())
 
 
-__all__ = ["ERROR", "NOTE", "SKIPPED", "Site", "WARNING", "early_lang", "localize", "option_value", "say",
-           "site_of", "stderr_lang", "text"]
+__all__ = [
+    "ERROR",
+    "NOTE",
+    "SKIPPED",
+    "WARNING",
+    "Site",
+    "early_lang",
+    "localize",
+    "option_value",
+    "say",
+    "site_of",
+    "stderr_lang",
+    "text",
+]

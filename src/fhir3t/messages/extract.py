@@ -47,10 +47,13 @@ def declarations(source: str) -> Iterator[tuple[int, str, tuple[str, ...], list[
             continue
         name = _name(node.func)
         args = [_literal(a) for a in node.args]
-        if name == "Message" and len(args) == 2 and None not in args:
-            yield node.lineno, "Message", (args[0], args[1]), _comment(args[1])  # type: ignore[arg-type]
-        elif name == "Plural" and len(args) == 3 and None not in args:
-            yield node.lineno, "Plural", (args[0], args[1], args[2]), _comment(args[1], args[2])  # type: ignore[arg-type]
+        texts = [a for a in args if a is not None]
+        if len(texts) != len(args):
+            texts = []
+        if name == "Message" and len(texts) == 2:
+            yield node.lineno, "Message", (texts[0], texts[1]), _comment(texts[1])
+        elif name == "Plural" and len(texts) == 3:
+            yield node.lineno, "Plural", (texts[0], texts[1], texts[2]), _comment(texts[1], texts[2])
         elif name == TABLE and len(node.args) == 2 and args[0] is not None and isinstance(node.args[1], ast.Dict):
             prefix = args[0]
             for key, value in zip(node.args[1].keys, node.args[1].values):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import gettext
 import string
-from datetime import date
 from collections.abc import Mapping
+from datetime import date
 from functools import lru_cache
 
 from fhir3t.messages import catalog
@@ -89,6 +89,23 @@ def render(msg: Msg, lang: str = "en") -> str:
     return string.Formatter().vformat(tpl, (), _Args({k: arg_text(v, lang) for k, v in msg.args}))
 
 
+class Later(str):
+    """A message where a str is expected before the reader's language is known (an argparse help text): it reads
+    as its English text, and keeps the message (`msg`) so it can be said in another language once that is known
+    (fhir3t.cli.words.localize)."""
+
+    msg: Msg
+
+    def __new__(cls, msg: Msg) -> Later:
+        out = super().__new__(cls, render(msg, EN))
+        out.msg = msg
+        return out
+
+
+def later(msg: Msg) -> str:
+    return Later(msg)
+
+
 class Words:
     """A module's table of messages (core.table) rendered in one language: `w("h.summary")`, `w("x", n=3)`."""
 
@@ -106,4 +123,4 @@ class Words:
         return template(self.messages[key].id, self.lang)
 
 
-__all__ = ["LOCALE_DIR", "Words", "arg_text", "render", "template", "translations"]
+__all__ = ["LOCALE_DIR", "Later", "Words", "arg_text", "later", "render", "template", "translations"]

@@ -118,7 +118,7 @@ def _read_xml(data: bytes, src: str) -> Iterator[Item]:
         yield Issue("fatal", "structure", str(exc), source=src)
         return
     for p in problems:
-        yield Issue("error", "structure", p.said(), p.where, source=src)
+        yield Issue("error", "structure", p.message, p.where, source=src)
     yield src, obj
 
 
