@@ -10,9 +10,10 @@ from pathlib import Path
 
 from fhir3t.cli.common import day, load_definition
 from fhir3t.cli.server_options import add_server_options, make_client
+from fhir3t.cli.words import site_today, stderr_lang
 from fhir3t.config import Config
 from fhir3t.errors import EXIT_OK, UsageError
-from fhir3t.messages import Message, later
+from fhir3t.messages import Message, Words, later, render, table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -73,13 +74,16 @@ def settings_from(args: argparse.Namespace):  # -> ServeSettings
     from fhir3t.service.settings import serve_settings
 
     cfg: Config = getattr(args, "_config", None) or Config()
-    return serve_settings(cfg, host=args.host, port=args.port, public_url=args.public_url,
-                          state_dir=Path(args.state_dir) if args.state_dir else None, as_of=args.as_of,
-                          watch=args.watch)
+    from dataclasses import replace
+
+    settings = serve_settings(cfg, host=args.host, port=args.port, public_url=args.public_url,
+                              state_dir=Path(args.state_dir) if args.state_dir else None, as_of=args.as_of,
+                              watch=args.watch)
+    return replace(settings, lang=getattr(args, "lang", "en"), tz=getattr(args, "tz", settings.tz))
 
 
-#: message id -> English template (the startup lines say loudly how calls are authenticated)
-MESSAGES = {
+#: what serve says on stderr as it starts and stops (the startup lines say loudly how calls are authenticated)
+MESSAGES = table("cli.serve", {
     "listening": "fhir3t serve: CDS Hooks for {study} on http://{host}:{port}/cds-services{public}",
     "public": " (public URL {url})",
     "auth-off": "fhir3t serve: WARNING: AUTHENTICATION IS OFF. Any program that can reach {host}:{port} can call the "
@@ -88,7 +92,9 @@ MESSAGES = {
     "auth-on": "fhir3t serve: JWT client authentication required on every call: {n} issuer(s) trusted ({issuers}); "
                "audience {url}/cds-services/...",
     "connections": "fhir3t serve: note: at most {n} connections (the open-file limit allows no more)",
-}
+    "stopped": "fhir3t serve: stopped ({signal}), calls in flight finished",
+    "watch-server": "--watch needs the FHIR server to watch: --server URL or [server] url",
+})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,10 +129,10 @@ def run(args: argparse.Namespace) -> int:
     watcher = token = None
     if settings.watch:
         if not args.server:
-            raise UsageError("--watch needs the FHIR server to watch: --server URL or [server] url")
+            raise UsageError(MESSAGES["watch-server"]())
         client = make_client(args)
         watcher = Watcher(client, definition, WatchState.load(state_file(settings.state_dir, client.base), client.base),
-                          today=(lambda: settings.as_of) if settings.as_of else None)
+                          today=(lambda: settings.as_of) if settings.as_of else site_today(args))
         token = notify_token(settings)
         endpoint = None
         if watcher.supports_subscriptions() and settings.public_url:
@@ -139,26 +145,28 @@ def run(args: argparse.Namespace) -> int:
                      body_timeout=settings.body_timeout, cors_origins=settings.cors_origins, on_startup=startup,
                      on_shutdown=shutdown)
     connections = raise_file_limit(settings.max_connections)
-    for line in startup_lines(settings, definition.study.value):
+    lang = stderr_lang(args)
+    for line in startup_lines(settings, definition.study.value, lang):
         print(line, file=sys.stderr)
     if connections < settings.max_connections:
-        print(MESSAGES["connections"].format(n=connections), file=sys.stderr)
+        print(render(MESSAGES["connections"](n=connections), lang), file=sys.stderr)
     if not settings.require_jwt:
         logging.getLogger("fhir3t.service").warning("authentication is off (loopback %s only)", settings.host,
                                                    extra={"fields": {"event": "auth-off", "host": settings.host}})
     stopped = run(app, settings.host, settings.port, max_connections=connections)
     if stopped is not None:
-        print(f"fhir3t serve: stopped ({signal.Signals(stopped).name}), calls in flight finished", file=sys.stderr)
+        print(render(MESSAGES["stopped"](signal=signal.Signals(stopped).name), lang), file=sys.stderr)
     return EXIT_OK
 
 
-def startup_lines(settings, study: str) -> list[str]:  # settings: ServeSettings
+def startup_lines(settings, study: str, lang: str = "en") -> list[str]:  # settings: ServeSettings
     """What `serve` says as it starts: where it listens, and how calls are authenticated (loudly when they are not)."""
-    public = MESSAGES["public"].format(url=settings.public_url) if settings.public_url else ""
-    lines = [MESSAGES["listening"].format(study=study, host=settings.host, port=settings.port, public=public)]
+    w = Words(MESSAGES, lang)
+    public = MESSAGES["public"](url=settings.public_url) if settings.public_url else None
+    lines = [w("listening", study=study, host=settings.host, port=settings.port, public=public)]
     if settings.require_jwt:
         issuers = ", ".join(i.iss for i in settings.issuers)
-        lines.append(MESSAGES["auth-on"].format(n=len(settings.issuers), issuers=issuers, url=settings.public_url))
+        lines.append(w("auth-on", n=len(settings.issuers), issuers=issuers, url=settings.public_url))
     else:
-        lines.append(MESSAGES["auth-off"].format(host=settings.host, port=settings.port))
+        lines.append(w("auth-off", host=settings.host, port=settings.port))
     return lines

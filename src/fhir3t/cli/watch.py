@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fhir3t.cli.common import day, load_definition
 from fhir3t.cli.server_options import add_server_options, make_client
+from fhir3t.cli.words import site_today
 from fhir3t.errors import EXIT_OK, EXIT_PUSH_PARTIAL, UsageError
 from fhir3t.messages import Message, later
 
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.state) if args.state else state_file(settings.state_dir, client.base)
     start = datetime(args.since.year, args.since.month, args.since.day, tzinfo=UTC).timestamp() if args.since else None
     watcher = Watcher(client, load_definition(args), WatchState.load(path, client.base), start=start,
-                      today=(lambda: args.as_of) if args.as_of else None, notify=notify)
+                      today=(lambda: args.as_of) if args.as_of else site_today(args), notify=notify)
     if args.once:
         rnd = watcher.poll()
         print(f"fhir3t watch: {rnd.line()}", file=sys.stderr)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import date, tzinfo
 from typing import Any
 
 from fhir3t.cli.parser import HELP, OPTIONALS, POSITIONALS, VERSION
@@ -81,6 +81,15 @@ def site_of(argv: Sequence[str], config: Config) -> Site:
     else:
         tz = system_zone()
     return Site(lang, tz)
+
+
+def site_today(args: argparse.Namespace) -> Callable[[], date]:
+    """Today in the site's time zone, asked anew each time (a service runs for days)."""
+    from fhir3t.pipeline.run import today_in
+
+    tz = getattr(args, "tz", None) or system_zone()
+    clock = getattr(args, "clock", None)
+    return lambda: today_in(tz, clock)
 
 
 def stderr_lang(args: argparse.Namespace) -> str:

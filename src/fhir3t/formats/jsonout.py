@@ -34,7 +34,8 @@ class Json(Format):
         out.write("[")
         try:
             for r in results:
-                out.write(("\n" if n == 0 else ",\n") + orjson.dumps(r.to_dict(info.id_system, info.lang), option=orjson.OPT_INDENT_2).decode())
+                obj = r.to_dict(info.id_system, info.lang)
+                out.write(("\n" if n == 0 else ",\n") + orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
                 n += 1
         except BaseException as exc:
             out.write(("\n" if n == 0 else ",\n") + orjson.dumps(error_marker(exc)).decode() + "\n]\n")

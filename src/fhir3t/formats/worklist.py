@@ -367,6 +367,7 @@ def render(results: list[ScreeningResult], info: RunInfo) -> str:
     study = info.study or say(W["screening"]())
     placeholder = say(W["f.placeholder-names"]()) if names else say(W["f.placeholder"]())
     lang_attr = e(info.lang)
+    count_head = say(W["count-head"](patients=PATIENTS(len(results))))
     head = f"""<!doctype html>
 <html lang="{lang_attr}">
 <head>
@@ -388,14 +389,15 @@ def render(results: list[ScreeningResult], info: RunInfo) -> str:
 <div><dt>{e(say(W["inputs"]()))}</dt><dd>{e(info.inputs)}</dd></div>
 <div><dt>{e(say(W["written"]()))}</dt><dd>{e(written)}</dd></div>
 </dl>
-<div class="counts" aria-label="{e(say(W["per-status"]()))}"><strong>{e(say(W["count-head"](patients=PATIENTS(len(results)))))}</strong> {count_buttons}</div>
+<div class="counts" aria-label="{e(say(W["per-status"]()))}"><strong>{e(count_head)}</strong> {count_buttons}</div>
 {f'<p class="hint" role="note">{e(stale)}</p>' if stale else ''}
 <p class="print-only" id="printed"></p>
 </header>
 <section class="controls" aria-label="{e(say(W["filters"]()))}">
 <label>{e(say(W["f.status"]()))} <select id="f-status"><option value="">{e(say(W["f.all"]()))}</option>{status_options}</select></label>
 <label>{e(say(W["f.criterion"]()))} <select id="f-criterion"><option value="">{e(say(W["f.any"]()))}</option>{crit_options}</select></label>
-<label>{e(say(W["f.is"]()))} <select id="f-mode"><option value="any">{e(say(W["f.failing-or-unknown"]()))}</option><option value="failing">{e(say(W["f.failing"]()))}</option>
+<label>{e(say(W["f.is"]()))} <select id="f-mode"><option value="any">{e(say(W["f.failing-or-unknown"]()))}</option>
+<option value="failing">{e(say(W["f.failing"]()))}</option>
 <option value="unknown">{e(say(W["f.unknown"]()))}</option></select></label>
 <label>{e(say(W["f.find"]()))} <input id="f-text" type="search" placeholder="{e(placeholder)}" autocomplete="off"></label>
 <button type="button" id="open-all">{e(say(W["open-all"]()))}</button>

@@ -50,6 +50,28 @@ def choose(given: str | None = None, configured: str | None = None, env: Mapping
     return from_env(env) or DEFAULT
 
 
+def from_accept_language(header: str | None) -> str | None:
+    """The language an HTTP Accept-Language header prefers among fhir3t's (`zh-CN,zh;q=0.9,en;q=0.8` -> zh-CN),
+    or None when it names none of them (a header is at most a few hundred bytes: longer ones are not read)."""
+    if not header or len(header) > 512:
+        return None
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(header.split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        for p in params.split(";"):
+            name, _, value = p.strip().partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        lang = normalize(tag.strip()) if tag.strip() not in ("", "*") else None
+        if lang is not None and q > 0:
+            ranked.append((-q, i, lang))
+    return min(ranked)[2] if ranked else None
+
+
 def check(tag: str) -> str:
     """A language given on purpose, as fhir3t spells it; ValueError when fhir3t does not speak it."""
     lang = normalize(tag)
@@ -63,4 +85,5 @@ def gettext_code(lang: str) -> str:
     return lang.replace("-", "_")
 
 
-__all__ = ["DEFAULT", "EN", "ENV_VARS", "LANGUAGES", "ZH", "check", "choose", "from_env", "gettext_code", "normalize"]
+__all__ = ["DEFAULT", "EN", "ENV_VARS", "LANGUAGES", "ZH", "check", "choose", "from_accept_language", "from_env",
+           "gettext_code", "normalize"]

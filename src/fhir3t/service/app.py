@@ -191,7 +191,8 @@ class _Handlers:
     async def call(self, request: Request) -> Response:
         cds, sid = self.cds, request.path_params["service_id"]
         assert cds is not None
-        return await self._guarded(request, lambda body: cds.call(sid, body))
+        language = request.headers.get("accept-language")
+        return await self._guarded(request, lambda body: cds.call(sid, body, language))
 
     async def feedback(self, request: Request) -> Response:
         cds, sid = self.cds, request.path_params["service_id"]

@@ -6,6 +6,9 @@ summary fits the 140 characters CDS Hooks allows; the detail (GitHub-flavoured m
 passes, what is unknown and what would settle each unknown, in the criteria's own words; every piece
 of text that came from the record is escaped, so a record cannot inject markup or links into the EHR.
 A suggestion drafts a referral (ServiceRequest) to the study team; links come from the configuration.
+
+Every word is a message said in the card's language (`lang`: the hook call's Accept-Language when fhir3t
+speaks it, else the service's `[site] language`); codes, ids and the override reasons' codes stay as they are.
 """
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ from fhir3t.canonical import BASE
 from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import CriterionResult, ScreeningResult
 from fhir3t.enrolment import Status, is_teams
-from fhir3t.formats.summary import effect
-from fhir3t.messages import Clause, Message, render
+from fhir3t.formats.summary import effect, status_word
+from fhir3t.messages import Clause, Message, Plural, Words, render, table
 from fhir3t.service.prefetch import resources_in
 from fhir3t.service.settings import Link, ServeSettings
 from fhir3t.study import Study, StudyMatcher
@@ -30,12 +33,37 @@ SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary"
 SHOWN = frozenset({Status.ELIGIBLE, Status.CANDIDATE})
 OVERRIDE_SYSTEM = f"{BASE}/CodeSystem/cds-override-reason"
 TOPIC_SYSTEM = f"{BASE}/CodeSystem/cds-topic"
-OVERRIDE_REASONS = (
-    ("already-referred", "Already referred or known to the study team"),
-    ("not-appropriate", "Not appropriate for this patient (clinical judgement)"),
-    ("patient-declines", "Patient not interested in trials"),
-    ("not-now", "Not now: remind me later"),
-)
+OVERRIDE = table("card.override", {
+    "already-referred": "Already referred or known to the study team",
+    "not-appropriate": "Not appropriate for this patient (clinical judgement)",
+    "patient-declines": "Patient not interested in trials",
+    "not-now": "Not now: remind me later",
+})
+#: (code, English display) of the override reasons a clinician may give
+OVERRIDE_REASONS = tuple((code, m.en) for code, m in OVERRIDE.items())
+W = table("card", {
+    "eligible": "Eligible for {study}: consider referring to the study team",
+    "candidate": "Possible candidate for {study}: {need}",
+    "head-eligible": "**Eligible** for {title} ({study}), screened as of {as_of}: {passing}.",
+    "head-candidate": "**Possible candidate** for {title} ({study}), screened as of {as_of}: {passing}, {unknown} unknown.",
+    "head-candidate-decided": "**Possible candidate** for {title} ({study}), screened as of {as_of}: {passing}.",
+    "settle-heading": "**What would settle the unknowns**",
+    "unknown-line": "- **{title}** ({id}): {settle}",
+    "met-heading": "**Inclusion criteria met**",
+    "met-line": "- {title}: {reason}",
+    "ruled-out": "**Exclusions ruled out**: {titles}",
+    "review": "A study physician confirms {titles} at screening.",
+    "footer": "Criteria {criteria} {version}; screened by fhir3t from the record as the EHR holds it. The study team "
+              "decides eligibility.",
+    "topic": "Clinical trial recruitment",
+    "team": "{study} study team",
+    "referral": "Referral to the {study} study team",
+    "referral-reason": "{status} for {study} (fhir3t screening as of {as_of})",
+    "refer": "Refer to the {study} study team",
+    "draft": "Draft a referral to the {team}",
+})
+NEED = Plural("card.need", "{n} criterion needs data", "{n} criteria need data")
+PASSING = Message("card.passing", "{k} of {n} criteria pass")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|!~&])")
 #: what GitHub-flavoured markdown (and linkify) turns into a link without any markup: a scheme's colon, a dot
 #: before a name's letters (www.x, evil.example; not 1.0 or M33.1), an @ (mail): escaped, they render as the
@@ -91,12 +119,11 @@ def fit(text: str, limit: int = SUMMARY_MAX) -> str:
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
-def summary(result: ScreeningResult, study: Study) -> str:
-    unknown = len(result.unknown)
+def summary(result: ScreeningResult, study: Study, lang: str = "en") -> str:
+    w = Words(W, lang)
     if result.status == Status.ELIGIBLE:
-        return fit(f"Eligible for {study.short_title}: consider referring to the study team")
-    need = f"{unknown} criterion needs data" if unknown == 1 else f"{unknown} criteria need data"
-    return fit(f"Possible candidate for {study.short_title}: {need}")
+        return fit(w("eligible", study=study.short_title))
+    return fit(w("candidate", study=study.short_title, need=NEED(len(result.unknown))))
 
 
 _NO_RESULT = frozenset({"obs.none-in", "obs.none-in-older"})
@@ -113,40 +140,54 @@ def _settle(c: Clause, lang: str = "en") -> str:
     return md(render(SETTLE_FOUND(settle=c.settle, finding=c.finding), lang))
 
 
-def _unknown_line(c: CriterionResult, title: str) -> str:
+def _unknown_line(c: CriterionResult, title: str, lang: str = "en") -> str:
     todo = [cl for cl in c.explanation if cl.settle is not None]
-    settle = "; ".join(dict.fromkeys(_settle(cl) for cl in todo)) if todo else md(c.reason)
-    return f"- **{md(title)}** ({md(c.id)}): {settle}"
+    sep = "；" if lang != "en" else "; "
+    settle = sep.join(dict.fromkeys(_settle(cl, lang) for cl in todo)) if todo else md(c.reason_in(lang))
+    return _md_line(W["unknown-line"].id, lang, title=md(title), id=md(c.id), settle=settle)
 
 
-def detail(result: ScreeningResult, criteria: CriteriaSet, study: Study) -> str:
+def _md_line(msg_id: str, lang: str, **values: str) -> str:
+    """A markdown line of fhir3t's own template (its ** markup) filled with values already escaped as markdown."""
+    from fhir3t.messages.render import template
+
+    return template(msg_id, lang).format(**values)
+
+
+def _titles(criteria: CriteriaSet, lang: str) -> dict[str, str]:
+    return {c.id: c.title_text.get(lang) for c in criteria.criteria}
+
+
+def detail(result: ScreeningResult, criteria: CriteriaSet, study: Study, lang: str = "en") -> str:
     """The card's markdown: status, what would settle each unknown, the inclusion criteria met, the exclusions ruled out."""
-    titles = {c.id: c.title for c in criteria.criteria}
+    w = Words(W, lang)
+    titles = _titles(criteria, lang)
     total = len(result.criteria)
     passing = [c for c in result.criteria if effect(c) == "passes"]
     unknown = [c for c in result.criteria if effect(c) == "unknown"]
-    head = ("**Eligible**" if result.status == Status.ELIGIBLE else "**Possible candidate**") + \
-        f" for {md(study.title)} ({md(study.value)}), screened as of {result.as_of.isoformat()}: " + \
-        f"{len(passing)} of {total} criteria pass" + (f", {len(unknown)} unknown." if unknown else ".")
+    said = render(PASSING(n=total, k=len(passing)), lang)
+    which = "head-eligible" if result.status == Status.ELIGIBLE else "head-candidate" if unknown else "head-candidate-decided"
+    head = _md_line(W[which].id, lang, title=md(study.title), study=md(study.value), as_of=result.as_of.isoformat(),
+                    passing=md(said), unknown=str(len(unknown)))
     lines = [head, ""]
+    comma = "、" if lang != "en" else ", "
     if unknown:
-        lines += ["**What would settle the unknowns**", ""]
-        lines += [_unknown_line(c, titles.get(c.id, c.id)) for c in unknown]
+        lines += [w("settle-heading"), ""]
+        lines += [_unknown_line(c, titles.get(c.id, c.id), lang) for c in unknown]
         lines.append("")
     met = [c for c in passing if c.kind == "inclusion"]
     if met:
-        lines += ["**Inclusion criteria met**", ""]
-        lines += [f"- {md(titles.get(c.id, c.id))}: {md(c.reason)}" for c in met]
+        lines += [w("met-heading"), ""]
+        lines += [_md_line(W["met-line"].id, lang, title=md(titles.get(c.id, c.id)), reason=md(c.reason_in(lang)))
+                  for c in met]
         lines.append("")
     ruled_out = [c for c in passing if c.kind == "exclusion"]
     if ruled_out:
-        lines += ["**Exclusions ruled out**: " + ", ".join(md(titles.get(c.id, c.id)) for c in ruled_out), ""]
+        lines += [_md_line(W["ruled-out"].id, lang, titles=comma.join(md(titles.get(c.id, c.id)) for c in ruled_out)), ""]
     review = [c for c in result.criteria if c.requires_review]
     if review:
-        lines += ["A study physician confirms " + ", ".join(md(titles.get(c.id, c.id)) for c in review)
-                  + " at screening.", ""]
-    lines.append(f"Criteria {md(criteria.id)} {md(criteria.version)}; screened by fhir3t from the record as the EHR "
-                 "holds it. The study team decides eligibility.")
+        lines += [_md_line(W["review"].id, lang, titles=comma.join(md(titles.get(c.id, c.id)) for c in review)), ""]
+    lines.append(_md_line(W["footer"].id, lang, criteria=md(criteria.id), version=md(criteria.version)))
     return "\n".join(lines)
 
 
@@ -157,46 +198,50 @@ def _link(link: Link, patient_id: str, app_context: str) -> dict:
     return out
 
 
-def referral(result: ScreeningResult, study: Study, team: str, today: date) -> dict:
-    """A draft ServiceRequest referring the patient to the study team (the EHR creates it if accepted)."""
+def referral(result: ScreeningResult, study: Study, team: str, today: date, lang: str = "en") -> dict:
+    """A draft ServiceRequest referring the patient to the study team (the EHR creates it if accepted); its texts
+    are what the clinician and the team read, in the card's language."""
+    w = Words(W, lang)
     return {
         "resourceType": "ServiceRequest",
         "status": "draft",
         "intent": "order",
-        "code": {"text": f"Referral to the {study.value} study team"},
+        "code": {"text": w("referral", study=study.value)},
         "subject": {"reference": result.patient},
         "authoredOn": today.isoformat(),
-        "reasonCode": [{"text": f"{result.status} for {study.short_title} (fhir3t screening as of {result.as_of})"}],
+        "reasonCode": [{"text": w("referral-reason", status=status_word(result.status, lang), study=study.short_title,
+                                  as_of=str(result.as_of))}],
         "performer": [{"display": team}],
         "note": [{"text": f"{study.title}. {study.site}".strip()}],
     }
 
 
 def build_card(result: ScreeningResult, criteria: CriteriaSet, study: Study, settings: ServeSettings, *,
-               card_uuid: str, suggestion_uuid: str, today: date) -> dict:
-    """The CDS Hooks card for an eligible or candidate patient."""
+               card_uuid: str, suggestion_uuid: str, today: date, lang: str = "en") -> dict:
+    """The CDS Hooks card for an eligible or candidate patient, in `lang`."""
+    w = Words(W, lang)
     patient_id = result.patient.removeprefix("Patient/")
-    team = settings.study_team or f"{study.value} study team"
+    team = settings.study_team or w("team", study=study.value)
     label = fit(f"{study.short_title} · {study.site}" if study.site else study.short_title, 200)
     source: dict = {"label": label, "topic": {"system": TOPIC_SYSTEM, "code": "trial-recruitment",
-                                              "display": "Clinical trial recruitment"}}
+                                              "display": w("topic")}}
     if settings.study_url:
         source["url"] = settings.study_url
     card: dict = {
         "uuid": card_uuid,
-        "summary": summary(result, study),
-        "detail": detail(result, criteria, study),
+        "summary": summary(result, study, lang),
+        "detail": detail(result, criteria, study, lang),
         "indicator": "info",
         "source": source,
-        "overrideReasons": [{"system": OVERRIDE_SYSTEM, "code": c, "display": d} for c, d in OVERRIDE_REASONS],
+        "overrideReasons": [{"system": OVERRIDE_SYSTEM, "code": c, "display": render(m(), lang)} for c, m in OVERRIDE.items()],
     }
     if settings.referral:
         card["suggestions"] = [{
-            "label": f"Refer to the {study.value} study team",
+            "label": w("refer", study=study.value),
             "uuid": suggestion_uuid,
             "isRecommended": True,
-            "actions": [{"type": "create", "description": f"Draft a referral to the {team}",
-                         "resource": referral(result, study, team, today)}],
+            "actions": [{"type": "create", "description": w("draft", team=team),
+                         "resource": referral(result, study, team, today, lang)}],
         }]
         card["selectionBehavior"] = "at-most-one"
     if settings.links:

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from fhir3t.dates import today_utc
 from fhir3t.errors import AuthError
 from fhir3t.fhirutil import server_label
+from fhir3t.messages.lang import from_accept_language
 from fhir3t.origins import origin
 from fhir3t.pipeline import Definition, Run, screen_documents
+from fhir3t.pipeline.run import today_in
 from fhir3t.service.bodies import feedback_items, hook_request
 from fhir3t.service.cards import build_card, gate, study_subjects
 from fhir3t.service.failures import HookError
@@ -86,7 +87,7 @@ class CdsService:
         self.store = store
         self.fetcher = fetcher or Fetcher()
         self.verifier = verifier
-        self.today = today or (lambda: settings.as_of or today_utc())
+        self.today = today or (lambda: settings.as_of or today_in(settings.tz))
         self.clock = clock
         study = definition.study
         tpls = templates(definition)
@@ -130,7 +131,7 @@ class CdsService:
         return svc
 
     # ---- a hook call --------------------------------------------------------------------
-    def call(self, service_id: str, body: bytes) -> Answer:
+    def call(self, service_id: str, body: bytes, accept_language: str | None = None) -> Answer:
         started = self.clock()
         deadline = started + self.settings.budget
         svc = self.service(service_id)
@@ -177,10 +178,11 @@ class CdsService:
                             extra={"fields": fields})
                 return Answer(200, {"cards": []}, fields)
             documents += got.documents
-        return self._decide(svc, pid, str(instance), server, documents, fields, started, orders)
+        lang = from_accept_language(accept_language) or self.settings.lang
+        return self._decide(svc, pid, str(instance), server, documents, fields, started, orders, lang)
 
     def _decide(self, svc: ServiceDef, pid: str, instance: str, server: str | None, documents: list[tuple[str, object]],
-                fields: dict[str, Any], started: float, orders: list[dict] | None = None) -> Answer:
+                fields: dict[str, Any], started: float, orders: list[dict] | None = None, lang: str = "en") -> Answer:
         today = self.today()
         d = self.definition
         run = Run.start(d, as_of=today)
@@ -200,18 +202,18 @@ class CdsService:
         if why is not None:
             return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": why})
         card = build_card(result, d.criteria, d.study, self.settings, card_uuid=str(uuid.uuid4()),
-                          suggestion_uuid=str(uuid.uuid4()), today=today)
+                          suggestion_uuid=str(uuid.uuid4()), today=today, lang=lang)
         if orders:
             after = screen_documents(d, Run.start(d, as_of=today),
                                      [*documents, ("order-select:draftOrders", as_started(orders, pid, today))],
                                      f"Patient/{pid}")
             if after is not None:
                 drug = drug_name(orders[0])
-                card["summary"] = order_summary(result, after, drug, d.study)
-                card["detail"] = order_detail(result, after, drug, d.criteria, d.study)
+                card["summary"] = order_summary(result, after, drug, d.study, lang)
+                card["detail"] = order_detail(result, after, drug, d.criteria, d.study, lang)
                 fields["with_order"] = after.status
         self.store.shown(card["uuid"], svc.id, key, result.status, instance)
-        fields.update(outcome="card", card=card["uuid"], total_ms=round((self.clock() - started) * 1000, 1))
+        fields.update(outcome="card", card=card["uuid"], lang=lang, total_ms=round((self.clock() - started) * 1000, 1))
         return Answer(200, {"cards": [card]}, fields)
 
     # ---- feedback -----------------------------------------------------------------------

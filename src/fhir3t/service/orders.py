@@ -20,6 +20,7 @@ from typing import Any
 from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.enrolment import Status
+from fhir3t.messages import Words, table
 from fhir3t.pipeline import Definition
 from fhir3t.records.relevance import Why
 from fhir3t.service.cards import detail, fit, md
@@ -83,32 +84,53 @@ def as_started(orders: list[dict], patient_id: str, today: date) -> dict:
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
-def drug_name(order: dict) -> str:
-    """What the order is called (its coding's display or text), for the card; plain and short."""
+W = table("card.order", {
+    "this-drug": "this drug",
+    "eligible": "eligible",
+    "candidate": "a possible candidate",
+    "exclude": "Starting {drug} would exclude the patient from {study} ({label} now)",
+    "before": "Before starting {drug}: the patient is {label} for {study}",
+    "would-exclude": "**Starting {drug} today would make the patient ineligible**:",
+    "line": "- **{title}** ({id}): {reason}",
+    "consider": "Consider referring the patient to the study team before starting it.",
+    "would-not": "The order ({drug}) is a drug the study's criteria read; as screened today, starting it would not "
+                 "exclude the patient from {study}.",
+})
+
+
+def drug_name(order: dict) -> str | None:
+    """What the order is called (its coding's display or text), for the card; plain and short (None: no name)."""
     cc: dict = order["medicationCodeableConcept"] if isinstance(order.get("medicationCodeableConcept"), dict) else {}
     names = [cc.get("text")] + [c.get("display") for c in cc.get("coding") or () if isinstance(c, dict)]
     name = next((n for n in names if isinstance(n, str) and n.strip()), None)
-    return fit(_CONTROL.sub(" ", name.strip()), 40) if name else "this drug"
+    return fit(_CONTROL.sub(" ", name.strip()), 40) if name else None
 
 
-def order_summary(now: ScreeningResult, after: ScreeningResult, drug: str, study: Study) -> str:
-    label = Status.ELIGIBLE if now.status == Status.ELIGIBLE else "a possible candidate"
+def order_summary(now: ScreeningResult, after: ScreeningResult, drug: str | None, study: Study, lang: str = "en") -> str:
+    w = Words(W, lang)
+    label = w("eligible") if now.status == Status.ELIGIBLE else w("candidate")
+    shown = drug or w("this-drug")
     if after.status == Status.INELIGIBLE:
-        return fit(f"Starting {drug} would exclude the patient from {study.short_title} ({label} now)")
-    return fit(f"Before starting {drug}: the patient is {label} for {study.short_title}")
+        return fit(w("exclude", drug=shown, study=study.short_title, label=label))
+    return fit(w("before", drug=shown, study=study.short_title, label=label))
 
 
-def order_detail(now: ScreeningResult, after: ScreeningResult, drug: str, criteria: CriteriaSet, study: Study) -> str:
-    titles = {c.id: c.title for c in criteria.criteria}
+def order_detail(now: ScreeningResult, after: ScreeningResult, drug: str | None, criteria: CriteriaSet, study: Study,
+                 lang: str = "en") -> str:
+    from fhir3t.messages.render import template
+
+    w = Words(W, lang)
+    shown = md(drug) if drug else w("this-drug")
+    titles = {c.id: c.title_text.get(lang) for c in criteria.criteria}
     newly = [c for c in after.criteria if c.id in set(after.failing) - set(now.failing)]
     if newly:
-        lines = [f"**Starting {md(drug)} today would make the patient ineligible**:", ""]
-        lines += [f"- **{md(titles.get(c.id, c.id))}** ({md(c.id)}): {md(c.reason)}" for c in newly]
-        lines += ["", "Consider referring the patient to the study team before starting it.", "", "---", ""]
+        lines = [template(W["would-exclude"].id, lang).format(drug=shown), ""]
+        lines += [template(W["line"].id, lang).format(title=md(titles.get(c.id, c.id)), id=md(c.id),
+                                                       reason=md(c.reason_in(lang))) for c in newly]
+        lines += ["", w("consider"), "", "---", ""]
     else:
-        lines = [f"The order ({md(drug)}) is a drug the study's criteria read; as screened today, starting it would not "
-                 f"exclude the patient from {md(study.value)}.", "", "---", ""]
-    return "\n".join(lines) + detail(now, criteria, study)
+        lines = [template(W["would-not"].id, lang).format(drug=shown, study=md(study.value)), "", "---", ""]
+    return "\n".join(lines) + detail(now, criteria, study, lang)
 
 
 __all__ = ["OrderError", "as_started", "drug_name", "order_detail", "order_summary", "relevant", "selected_orders"]

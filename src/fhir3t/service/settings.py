@@ -33,7 +33,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,10 @@ class ServeSettings:
     body_timeout: float = BODY_TIMEOUT
     #: screen as of this day instead of today (demos and tests with the samples; never in production)
     as_of: date | None = None
+    #: the language of the cards when the hook call's Accept-Language names none fhir3t speaks ([site] language,
+    #: --lang), and the site's time zone (today, for the as-of date, is today there)
+    lang: str = "en"
+    tz: tzinfo = UTC
 
     def fetch_allowed(self, url: str) -> bool:
         """May the service send a token to / fetch from this FHIR base URL?"""
