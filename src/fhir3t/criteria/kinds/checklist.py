@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, most_recent_first, when
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, most_recent_first, when
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
 from fhir3t.messages import Message, Msg, reason
@@ -30,7 +30,7 @@ class Checklist(Kind):
     questionnaire: str
     on_true: Tri = MET
     on_false: Tri = NOT_MET
-    label: str = ""
+    label: Label = ""
 
     kind = "checklist"
     params: ClassVar[dict[str, Any]] = {"link_id": {"type": "string"}, "on_true": {"enum": ["met", "not-met", "unknown"]},

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule
+from fhir3t.criteria.base import Builder, Kind, Label, Rule
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, UNKNOWN
 from fhir3t.messages import Message, Msg, many, reason
@@ -24,7 +24,7 @@ DESCRIBE = Message("gender.describe", "gender is {genders}")
 @dataclass
 class Gender(Kind):
     genders: frozenset[str]
-    label: str = "sex"
+    label: Label = "sex"
 
     kind = "gender"
     params: ClassVar[dict[str, Any]] = {"in": {"type": "array", "minItems": 1, "items": {"enum": ["male", "female", "other", "unknown"]}}}

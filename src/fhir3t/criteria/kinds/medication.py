@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, code_name, text_arg, unless_unread
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, code_name, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.dates import Span
 from fhir3t.errors import ConfigError
@@ -70,7 +70,7 @@ class MedicationRule(Kind):
     window: str | None = None
     half_lives: float = 0.0
     reasons: ValueSet | None = None
-    label: str = ""
+    label: Label = ""
 
     kind = "medication"
     params: ClassVar[dict[str, Any]] = {"valueset": {"type": "string"}, "mode": {"enum": ["exposure", "stopped-for-reason"]},

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, record_name
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, record_name
 from fhir3t.criteria.model import Outcome
 from fhir3t.jsonshape import child
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
@@ -36,7 +36,7 @@ DESCRIBE = Message("other-study.describe", "a ResearchSubject of another study, 
 class OtherStudy(Kind):
     statuses: frozenset[str]
     window: str
-    label: str = "participation in another interventional study"
+    label: Label = "participation in another interventional study"
 
     kind = "other-study"
     params: ClassVar[dict[str, Any]] = {"statuses": {"type": "array", "minItems": 1, "items": {"type": "string"}},
