@@ -13,9 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ["FHIR3T_CONFIG"] = "none"
 # nor may a developer's locale or time zone: the language and the site's zone come from the environment when no
 # option or config names them (tests of that set them themselves)
-for _name in ("LC_ALL", "LC_MESSAGES", "LANGUAGE"):
-    os.environ.pop(_name, None)
-os.environ["LANG"] = "C.UTF-8"
+os.environ["LC_ALL"] = os.environ["LC_MESSAGES"] = os.environ["LANG"] = "C.UTF-8"
 os.environ["TZ"] = "UTC"
 
 from fhir3t.criteria.model import ScreeningResult
