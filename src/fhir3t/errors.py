@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fhir3t.messages import Msg, render
+from fhir3t.messages import Msg, render, table
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1  # the check found problems: validate (errors in the Bundles), check-server (a check failed)
@@ -20,7 +20,15 @@ EXIT_PUSH_PARTIAL = 7  # some entries of a pushed Bundle failed
 EXIT_INTERNAL = 70  # a bug in fhir3t (EX_SOFTWARE)
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
-#: exit code -> what it means, for people (the top-level --help and the CLI reference are generated from it)
+#: exit code -> what it means, for people, as a message (the top-level --help and the CLI reference are generated from it)
+EXIT_WORDS = table("exit", {
+    "0": "ok", "1": "validation errors found (validate), a check failed (check-server)",
+    "2": "usage error, or an extra the command needs is not installed",
+    "3": "some input skipped (each skipped file / entry / line is named on stderr)",
+    "4": "no usable input or bad configuration data", "5": "FHIR server error", "6": "authentication error",
+    "7": "push partly failed", "70": "internal error (a bug in fhir3t)", "130": "interrupted (Ctrl-C)",
+})
+#: exit code -> what it means, in English
 EXIT_MEANINGS = {EXIT_OK: "ok", EXIT_FINDINGS: "validation errors found (validate), a check failed (check-server)",
                  EXIT_USAGE: "usage error, or an extra the command needs is not installed",
                  EXIT_INPUT_SKIPPED: "some input skipped (each skipped file / entry / line is named on stderr)",

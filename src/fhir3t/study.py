@@ -31,10 +31,23 @@ class Study:
     criteria_file: Path
     safety_file: Path | None
     source: Path
+    #: {language: {"title" | "short_title" | "site" | "sponsor": text}}: what a person reads in other languages
+    translations: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def identifier(self) -> dict[str, str]:
         return {"system": self.system, "value": self.value}
+
+    def said(self, name: str, lang: str = "en") -> str:
+        """`title`, `short_title`, `site` or `sponsor` in `lang` (as written in English when not translated)."""
+        english = str(getattr(self, name))
+        if lang == "en":
+            return english
+        for key in (lang, lang.split("-")[0]):
+            text = self.translations.get(key, {}).get(name)
+            if text:
+                return text
+        return english
 
 
 def load_study(profiles: Profiles | None = None) -> Study:
@@ -53,6 +66,7 @@ def load_study(profiles: Profiles | None = None) -> Study:
             dict(d.get("condition") or {}), str(d.get("sponsor", "")), str(d.get("site", "")),
             str(d.get("summary", "")), str(cand["type"]), str(cand["valueset"]),
             base / d["criteria"], base / d["safety"] if d.get("safety") else None, Path(path),
+            {str(lang): {str(k): str(v) for k, v in t.items()} for lang, t in (d.get("translations") or {}).items()},
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: study profile is missing or has a wrong {exc}") from None

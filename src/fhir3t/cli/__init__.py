@@ -19,7 +19,7 @@ from fhir3t.cli.logs import RunLog, Timer, new_run_id, run_logging
 from fhir3t.cli.parser import Parser, unknown_options_message
 from fhir3t.cli.words import Site, early_lang, localize, option_value, say, site_of, stderr_lang
 from fhir3t.config import LOG_FORMATS, LOG_LEVELS, Config
-from fhir3t.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_USAGE, Fhir3tError
+from fhir3t.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_USAGE, EXIT_WORDS, Fhir3tError
 from fhir3t.messages import LANGUAGES, Message, later, many, render
 from fhir3t.version import __version__
 
@@ -87,7 +87,7 @@ def build_parser(config: Config | None = None, lang: str = "en") -> argparse.Arg
     parser = Parser(
         prog="fhir3t",
         description=later(DESCRIPTION()),
-        epilog=later(EPILOG(codes=many((EXIT_CODE(code=code, meaning=meaning) for code, meaning in EXIT_MEANINGS.items()),
+        epilog=later(EPILOG(codes=many((EXIT_CODE(code=code, meaning=EXIT_WORDS[str(code)]()) for code in EXIT_MEANINGS),
                                        "; "))),
     )
     parser.add_argument("--version", action="version", version=f"fhir3t {__version__}")

@@ -102,6 +102,54 @@ def friendly(message: str) -> Msg:
     return AS_WRITTEN(text=message)
 
 
+def _cells(text: str) -> int:
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def wrap_cells(text: str, width: int) -> list[str]:
+    """Lines of at most `width` display cells (a Chinese character is two): at spaces where there are any,
+    anywhere inside a run without them (Chinese text has none), never inside an ASCII word."""
+    out: list[str] = []
+    line, used = "", 0
+    tokens = re.findall(r"[ \t]+|[!-~]+|.", text)  # runs of spaces, ASCII words, single other characters
+    for tok in tokens:
+        n = _cells(tok)
+        if tok.isspace():
+            if line and used + n <= width:
+                line, used = line + tok, used + n
+            elif line:
+                out.append(line.rstrip())
+                line, used = "", 0
+            continue
+        if used + n > width and line:
+            out.append(line.rstrip())
+            line, used = "", 0
+        line, used = line + tok, used + n
+    if line.strip():
+        out.append(line.rstrip())
+    return out or [""]
+
+
+class CellFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help wrapped by display cells, so Chinese help fits the terminal as English does; a description's or
+    epilog's lines are kept as written (examples stay one a line) and only a line too long is wrapped."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return wrap_cells(" ".join(text.split()), width)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            lead = line[:len(line) - len(line.lstrip())]
+            if _cells(line) <= width or line.startswith("  "):
+                lines.append(indent + line)
+            else:
+                lines += [indent + lead + part for part in wrap_cells(line.strip(), width - len(lead))]
+        return "\n".join(lines)
+
+
 class Parser(argparse.ArgumentParser):
     """ArgumentParser whose errors are one line on stderr and exit code 2 (subparsers inherit it)."""
 

@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from fhir3t.report import endpoints, render_html
     from fhir3t.report.flow import parse_screening, screening_flow
     from fhir3t.report.words import names_of
+    from fhir3t.study import load_study
 
     problems = Problems()
     as_of, outcomes, engine = analyse_args(args, problems)
@@ -183,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                                     {c.id: c.title_text.get(lang) for c in criteria.criteria}) if args.screening else None
         page = endpoints(outcomes, [d.id for d in cfg.drugs], as_of, args.ci, study=cfg.study_label,
                          header={**header, "inputs": render(inputs_msg, lang),
-                                 "study_title": criteria.title.split(":", 1)[-1].strip()},
+                                 "study_title": load_study(Profiles.at(args.profiles)).said("title", lang)},
                          flow=local_flow, config=cfg, since=args.since, lang=lang, names=names)
     _write(args.out, render_html(page, findings, censored, labels, lang=lang, names=names, tz=getattr(args, "tz", None)))
     if args.json:

@@ -29,8 +29,8 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
                                                            "URL)")()))
     p.add_argument("--as-of", type=day, metavar="DATE",
                    help=later(Message("help.safety.as-of",
-                                      "analyse as if today were DATE (YYYY-MM-DD); later data is ignored (default: today, UTC, said on "
-                                      "stderr)")()))
+                                      "analyse as if today were DATE (YYYY-MM-DD); later data is ignored (default: today "
+                                      "in the site's time zone, said on stderr)")()))
     p.add_argument("--d1", action="append", default=[], metavar="PATIENT=DATE",
                    help=later(Message("help.safety.d1",
                                       "first-dose day of a patient (id or Patient/id), overriding its ResearchSubject (repeatable)")()))

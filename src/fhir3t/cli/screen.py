@@ -215,7 +215,7 @@ def run_info(definition: Definition, run: Run, inputs: str, args: argparse.Names
 
     clock = getattr(args, "clock", None)
     now = clock() if clock is not None else datetime.now(UTC)
-    return RunInfo(run.as_of, run.d1, run.dates.as_of_from == "today", definition.study.short_title,
+    return RunInfo(run.as_of, run.d1, run.dates.as_of_from == "today", definition.study.said("short_title", run.lang),
                    definition.label, definition.criteria.digest, inputs,
                    as_of_from=run.dates.as_of_from,
                    criteria_titles=tuple((c.id, c.kind, c.title_text) for c in definition.criteria.criteria),

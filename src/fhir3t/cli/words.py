@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, tzinfo
 from typing import Any
 
-from fhir3t.cli.parser import HELP, OPTIONALS, POSITIONALS, VERSION
+from fhir3t.cli.parser import HELP, OPTIONALS, POSITIONALS, VERSION, CellFormatter
 from fhir3t.config import Config
 from fhir3t.dates import system_zone, zone, zone_name
 from fhir3t.errors import UsageError
@@ -130,6 +130,7 @@ def localize(parser: argparse.ArgumentParser, lang: str) -> None:
             continue
         seen.add(id(p))
         p.lang = lang  # type: ignore[attr-defined]  # (Parser reads it for its errors and its usage prefix)
+        p.formatter_class = CellFormatter
         p.description = text(p.description, lang)
         p.epilog = text(p.epilog, lang)
         for group in p._action_groups:

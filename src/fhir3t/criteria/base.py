@@ -17,7 +17,7 @@ from fhir3t.criteria.readings import Readings
 from fhir3t.criteria.suspects import describe_suspect
 from fhir3t.dates import Span
 from fhir3t.logic import NOT_MET, UNKNOWN, Tri
-from fhir3t.messages import Message, Msg, Plural, Text, clause, many
+from fhir3t.messages import Message, Msg, Plural, Text, clause, many, table
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read
 from fhir3t.terminology import Terminology, ValueSet
@@ -110,6 +110,38 @@ CODE_IT = Message("settle.code-it", "code it to decide")
 CODE_OR_CONFIRM = Message("settle.code-or-confirm", "code or confirm it to decide")
 AND_MORE = Plural("unread.more", " and {n} more", " and {n} more")
 AN_ENTRY = Message("unread.entry", "an entry of the input that cannot be read (see the input problems)")
+
+
+#: FHIR R4 status and gender codes as a person reads them (the English is the code itself, as reasons have always
+#: written it); `code_word` picks the table of the element the code came from
+CODE_WORDS = {
+    "medication": table("code.medication", {
+        "active": "active", "completed": "completed", "entered-in-error": "entered-in-error", "intended": "intended",
+        "stopped": "stopped", "on-hold": "on-hold", "unknown": "unknown", "not-taken": "not-taken",
+        "cancelled": "cancelled", "draft": "draft", "preparation": "preparation", "in-progress": "in-progress",
+        "declined": "declined", "not-done": "not-done",
+    }),
+    "clinical": table("code.clinical", {
+        "active": "active", "recurrence": "recurrence", "relapse": "relapse", "inactive": "inactive",
+        "remission": "remission", "resolved": "resolved",
+    }),
+    "verification": table("code.verification", {
+        "unconfirmed": "unconfirmed", "provisional": "provisional", "differential": "differential",
+        "confirmed": "confirmed", "refuted": "refuted", "entered-in-error": "entered-in-error",
+    }),
+    "gender": table("code.gender", {"male": "male", "female": "female", "other": "other", "unknown": "unknown"}),
+    "forecast": table("code.forecast", {
+        "due": "due", "overdue": "overdue", "immune": "immune", "contraindicated": "contraindicated",
+        "complete": "complete",
+    }),
+}
+
+
+def code_word(kind: str, code: str) -> Msg | str:
+    """A status or gender code of `kind` (medication, clinical, verification, gender, forecast) as a person reads
+    it; a code that is not one of R4's is shown as written."""
+    m = CODE_WORDS[kind].get(code)
+    return m() if m is not None else code
 
 
 def code_name(res: Res, vs: ValueSet, tx: Terminology) -> str:

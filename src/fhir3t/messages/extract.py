@@ -50,6 +50,8 @@ def declarations(source: str) -> Iterator[tuple[int, str, tuple[str, ...], list[
         texts = [a for a in args if a is not None]
         if len(texts) != len(args):
             texts = []
+        if len(texts) >= 2 and not texts[1]:
+            continue  # an empty template (a table's corner cell) is not a message to translate
         if name == "Message" and len(texts) == 2:
             yield node.lineno, "Message", (texts[0], texts[1]), _comment(texts[1])
         elif name == "Plural" and len(texts) == 3:
@@ -58,7 +60,7 @@ def declarations(source: str) -> Iterator[tuple[int, str, tuple[str, ...], list[
             prefix = args[0]
             for key, value in zip(node.args[1].keys, node.args[1].values):
                 k, v = (_literal(key) if key is not None else None), _literal(value)
-                if k is not None and v is not None:
+                if k is not None and v:
                     yield value.lineno, "Message", (f"{prefix}.{k}", v), _comment(v)
 
 

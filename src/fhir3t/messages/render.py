@@ -37,6 +37,8 @@ def template(msg_id: str, lang: str, n: int | None = None) -> str:
     decl = REGISTRY.get(msg_id)
     if decl is None:
         raise KeyError(f"no message {msg_id!r} is declared")
+    if not decl.en:  # an empty cell (a table's corner): nothing to translate, and gettext reserves the empty msgid
+        return ""
     t = translations(lang)
     if isinstance(decl, Plural):
         count = n if n is not None else 0

@@ -31,7 +31,8 @@ from fhir3t.safety.findings import Finding, seriousness_text
 MESSAGES = table("report", {
     # page furniture (also printed in the page margins)
     "page.title": "{study} safety and endpoints report",
-    "page.heading": "{study}{title} — safety and endpoints report",
+    "page.heading": "{study} — safety and endpoints report",
+    "page.heading-title": "{study}: {title} — safety and endpoints report",
     "page.confidential": "CONFIDENTIAL — for the Data Monitoring Committee only",
     "page.version": "{study} report version {version}",
     "page.cutoff": "Data cut-off {cutoff}",
@@ -763,7 +764,7 @@ def render_html(report: dict[str, Any], findings: Sequence[Finding], censor_days
         f"<title>{escape(w('page.title', study=study))}</title>",
         f"<style>{CSS}{page_css(w, study, version, cutoff)}</style></head><body>",
         furniture,
-        f"<h1>{escape(w('page.heading', study=study, title=': ' + title if title else ''))}</h1>",
+        f"<h1>{escape(w('page.heading-title', study=study, title=title) if title else w('page.heading', study=study))}</h1>",
         page.meta(),
         page.note("note.methods", methods=report.get("methods", "")),
         page.summary(), page.screening(), page.baseline(), page.exposure(), page.survival(), page.incidence(),

@@ -122,8 +122,8 @@ def fit(text: str, limit: int = SUMMARY_MAX) -> str:
 def summary(result: ScreeningResult, study: Study, lang: str = "en") -> str:
     w = Words(W, lang)
     if result.status == Status.ELIGIBLE:
-        return fit(w("eligible", study=study.short_title))
-    return fit(w("candidate", study=study.short_title, need=NEED(len(result.unknown))))
+        return fit(w("eligible", study=study.said("short_title", lang)))
+    return fit(w("candidate", study=study.said("short_title", lang), need=NEED(len(result.unknown))))
 
 
 _NO_RESULT = frozenset({"obs.none-in", "obs.none-in-older"})
@@ -167,7 +167,7 @@ def detail(result: ScreeningResult, criteria: CriteriaSet, study: Study, lang: s
     unknown = [c for c in result.criteria if effect(c) == "unknown"]
     said = render(PASSING(n=total, k=len(passing)), lang)
     which = "head-eligible" if result.status == Status.ELIGIBLE else "head-candidate" if unknown else "head-candidate-decided"
-    head = _md_line(W[which].id, lang, title=md(study.title), study=md(study.value), as_of=result.as_of.isoformat(),
+    head = _md_line(W[which].id, lang, title=md(study.said("title", lang)), study=md(study.value), as_of=result.as_of.isoformat(),
                     passing=md(said), unknown=str(len(unknown)))
     lines = [head, ""]
     comma = "、" if lang != "en" else ", "
@@ -209,10 +209,10 @@ def referral(result: ScreeningResult, study: Study, team: str, today: date, lang
         "code": {"text": w("referral", study=study.value)},
         "subject": {"reference": result.patient},
         "authoredOn": today.isoformat(),
-        "reasonCode": [{"text": w("referral-reason", status=status_word(result.status, lang), study=study.short_title,
+        "reasonCode": [{"text": w("referral-reason", status=status_word(result.status, lang), study=study.said("short_title", lang),
                                   as_of=str(result.as_of))}],
         "performer": [{"display": team}],
-        "note": [{"text": f"{study.title}. {study.site}".strip()}],
+        "note": [{"text": f"{study.said('title', lang)}. {study.said('site', lang)}".strip()}],
     }
 
 
@@ -222,7 +222,8 @@ def build_card(result: ScreeningResult, criteria: CriteriaSet, study: Study, set
     w = Words(W, lang)
     patient_id = result.patient.removeprefix("Patient/")
     team = settings.study_team or w("team", study=study.value)
-    label = fit(f"{study.short_title} · {study.site}" if study.site else study.short_title, 200)
+    short, site = study.said("short_title", lang), study.said("site", lang)
+    label = fit(f"{short} · {site}" if site else short, 200)
     source: dict = {"label": label, "topic": {"system": TOPIC_SYSTEM, "code": "trial-recruitment",
                                               "display": w("topic")}}
     if settings.study_url:

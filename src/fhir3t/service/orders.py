@@ -111,8 +111,8 @@ def order_summary(now: ScreeningResult, after: ScreeningResult, drug: str | None
     label = w("eligible") if now.status == Status.ELIGIBLE else w("candidate")
     shown = drug or w("this-drug")
     if after.status == Status.INELIGIBLE:
-        return fit(w("exclude", drug=shown, study=study.short_title, label=label))
-    return fit(w("before", drug=shown, study=study.short_title, label=label))
+        return fit(w("exclude", drug=shown, study=study.said("short_title", lang), label=label))
+    return fit(w("before", drug=shown, study=study.said("short_title", lang), label=label))
 
 
 def order_detail(now: ScreeningResult, after: ScreeningResult, drug: str | None, criteria: CriteriaSet, study: Study,

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Label, Rule, text_arg, unless_unread
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, code_word, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, UNKNOWN
 from fhir3t.messages import Message, Msg, Text, reason
@@ -64,7 +64,7 @@ class RecommendationRule(Kind):
                 if hit:
                     return Outcome(MET, (r.ref,), reason(RECOMMENDED(
                         title=self.title, code=f"{ctx.tx.systems.name(hit[0])} {hit[1]}",
-                        forecast=forecast or NO_FORECAST())))
+                        forecast=code_word("forecast", forecast) if forecast else NO_FORECAST())))
                 why = self._unreadable(vaccines, codes, ctx)
                 if why:
                     doubtful.append((r.ref, why))

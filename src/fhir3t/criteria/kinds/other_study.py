@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fhir3t.criteria.base import Builder, Kind, Label, Rule, record_name
 from fhir3t.criteria.model import Outcome
+from fhir3t.enrolment import status_word
 from fhir3t.jsonshape import child
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
 from fhir3t.messages import Clause, Message, Msg, Text, clause, many, reason
@@ -73,11 +74,11 @@ class OtherStudy(Kind):
             study: Msg | str = named if isinstance(named, str) else \
                 STUDY_ID(value=ident["value"]) if isinstance(ident.get("value"), str) else UNNAMED()
             if tri == MET and ours is None:
-                judged.append((r, UNKNOWN, clause(NOT_IN_INPUT(status=raw["status"], study=study),
+                judged.append((r, UNKNOWN, clause(NOT_IN_INPUT(status=status_word(raw["status"]), study=study),
                                                   CHECK_WHICH(study=ctx.study.value))))
                 continue
             how = OVERLAPPING if tri == MET else NOT_OVERLAPPING if tri == NOT_MET else POSSIBLY_OVERLAPPING
-            judged.append((r, tri, clause(how(status=raw["status"], study=study, start=str(start or "?"),
+            judged.append((r, tri, clause(how(status=status_word(raw["status"]), study=study, start=str(start or "?"),
                                               end=str(end) if end else ONGOING(), window=str(window)))))
         unread = [r for r in ctx.record.unread_of("ResearchSubject")
                   if not r.dated_after(ctx.as_of) and ctx.study.match(r.raw.get("study")) is not True]
@@ -95,4 +96,4 @@ class OtherStudy(Kind):
         return out
 
     def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
-        return DESCRIBE(statuses=many(sorted(self.statuses), "or"), window=windows[self.window].describe())
+        return DESCRIBE(statuses=many((status_word(s) for s in sorted(self.statuses)), "or"), window=windows[self.window].describe())

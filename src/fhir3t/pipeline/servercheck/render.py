@@ -17,7 +17,7 @@ _COLOURS = {OK: "\x1b[32m", WARNING: "\x1b[33m", FAIL: "\x1b[31m"}
 _RESET = "\x1b[0m"
 STATUS_WIDTH = 8
 
-STATUS_WORDS = table("check.status", {OK: "ok", WARNING: "warning", FAIL: "fail"})
+STATUS_WORDS = table("check.status", {"ok": "ok", "warning": "warning", "fail": "fail"})
 W = table("check.render", {
     "line": "{title}: {message}",
     "head": "fhir3t check-server {server}",
