@@ -187,7 +187,7 @@ def _run(args: argparse.Namespace, config: Config, log: RunLog) -> int:
         sentence = missing_extra_message(exc.name)
         if sentence is None:
             return _internal_error(args, log)
-        log.failed(f"fhir3t {args.command}: {sentence}", EXIT_USAGE)
+        log.failed(f"fhir3t {args.command}: {render(sentence, stderr_lang(args))}", EXIT_USAGE)
         return EXIT_USAGE
     except Exception:  # a bug: say so plainly, keep the traceback for -vv
         return _internal_error(args, log)

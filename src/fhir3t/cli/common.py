@@ -53,7 +53,7 @@ def whole_number(low: int, high: int) -> Callable[[str], int]:
         if not low <= n <= high:
             raise argparse.ArgumentTypeError(render(W["range"](low=low, high=high, n=n)))
         return n
-    convert.__name__ = "whole number"
+    convert.__name__ = "whole_number"  # what argparse names the type in its own errors
     return convert
 
 

@@ -6,9 +6,16 @@ import sys
 
 from fhir3t.cli.common import day
 from fhir3t.cli.server_options import MB, add_server_options, make_client
+from fhir3t.cli.words import say
 from fhir3t.errors import EXIT_OK, UsageError
-from fhir3t.messages import Message, later
+from fhir3t.messages import Message, later, table
 from fhir3t.transport.limits import DEFAULT_MAX_FILE
+
+W = table("cli.export", {
+    "above-0": "--max-wait and --max-file-size must be above 0",
+    "done": "{files} files, {errors} error files in {folder}",
+    "done-resumed": "{files} files, {errors} error files in {folder} (resumed)",
+})
 
 #: Default of --max-wait (fhir3t.sources.bulk.DEFAULT_MAX_WAIT, kept here so --help imports nothing heavy).
 DEFAULT_MAX_WAIT = 3600.0
@@ -57,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from fhir3t.sources.bulk import BulkExporter
 
     if not (args.max_wait > 0) or args.max_file_size < 1:
-        raise UsageError("--max-wait and --max-file-size must be above 0")
+        raise UsageError(W["above-0"]())
     types = args.type or ([] if args.all_types else default_types())
     client = make_client(args)
     last = {"p": ""}
@@ -72,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                               max_wait=args.max_wait, max_file_bytes=args.max_file_size * MB, on_progress=progress).run()
     finally:
         client.close()
-    note = " (resumed)" if result.resumed else ""
-    print(f"fhir3t export: {len(result.files)} files, {len(result.errors)} error files in {args.out_dir}{note}",
-          file=sys.stderr)
+    done = W["done-resumed" if result.resumed else "done"](files=len(result.files), errors=len(result.errors),
+                                                           folder=args.out_dir)
+    say(args, done)
     return EXIT_OK

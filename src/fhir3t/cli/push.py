@@ -7,9 +7,15 @@ import sys
 import orjson
 
 from fhir3t.cli.server_options import add_server_options, make_client
+from fhir3t.cli.words import stderr_lang
 from fhir3t.errors import EXIT_OK, EXIT_PUSH_PARTIAL, InputError
-from fhir3t.messages import Message, later
+from fhir3t.messages import Message, later, render, table
 from fhir3t.smallfiles import DATA_LIMIT, read_small
+
+W = table("cli.push", {
+    "bad-json": "{path}: not valid JSON ({error})",
+    "group": "{n} entries {state} - entries {listed} and {more} more (-v lists them all)",
+})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,14 +43,14 @@ def load_bundle(path: str) -> dict:
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror}") from None
     except orjson.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+        raise InputError(W["bad-json"](path=str(path), error=str(exc))) from None
 
 
 #: Entries shown for a group of identical failures before the rest are counted (-v shows all).
 SHOW = 3
 
 
-def print_report(report, out=None) -> None:
+def print_report(report, out=None, lang: str = "en") -> None:
     """Every entry not applied is accounted for on stderr; N failing the same way make one line."""
     out = out or sys.stderr
     import logging
@@ -61,8 +67,9 @@ def print_report(report, out=None) -> None:
             continue
         listed = ", ".join(f"{o.index} ({o.method} {o.url})" for o in outs[:SHOW])
         why = f"{status}: {message}" if status and message else status or message
-        print(f"fhir3t push: {len(outs)} entries {state}{' ' + why if why else ''} - entries {listed} and "
-              f"{len(outs) - SHOW} more (-v lists them all)", file=out)
+        # the state, status and message are the server's and push's codes, as written
+        line = W["group"](n=len(outs), state=f"{state} {why}" if why else state, listed=listed, more=len(outs) - SHOW)
+        print(f"fhir3t push: {render(line, lang)}", file=out)
     for n in report.notes:
         print(f"fhir3t push: note: {n}", file=out)
     counts: dict[str, int] = {}
@@ -82,7 +89,7 @@ def push_bundle(args: argparse.Namespace, bundle: dict, url: str | None = None, 
         client.close()
     if args.dry_run:
         (show or sys.stdout).write(orjson.dumps(bundle, option=orjson.OPT_INDENT_2).decode() + "\n")
-    print_report(report)
+    print_report(report, lang=stderr_lang(args))
     return EXIT_PUSH_PARTIAL if report.failed else EXIT_OK
 
 

@@ -140,6 +140,7 @@ MESSAGES = table("cli.safety", {
     "paths-or-server": "give PATH... to analyse files, or --server URL to analyse a FHIR server (not both)",
     "as-of-today": "as-of {as_of} (today, {zone}): give --as-of DATE to analyse as of another day",
     "cannot-write": "cannot write {path}: {error}",
+    "skipped": "{n} subjects analysed, but some input was skipped (see above)",
     "no-subjects": "no subjects of {study} with a D1 found in the input (ResearchSubject on study with period.start, or "
                    "--d1 PATIENT=DATE)",
 })
@@ -218,6 +219,6 @@ def run(args: argparse.Namespace) -> int:
         say(args, MESSAGES["no-subjects"](study=engine.config.study_label))
         return EXIT_INPUT_FATAL
     if problems.any_skipped:
-        print(f"fhir3t safety: {len(outcomes)} subjects analysed, but some input was skipped (see above)", file=sys.stderr)
+        say(args, MESSAGES["skipped"](n=len(outcomes)))
         return EXIT_INPUT_SKIPPED
     return EXIT_OK

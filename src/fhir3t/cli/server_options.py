@@ -6,10 +6,18 @@ import os
 
 from fhir3t.cli.common import MAX_PARALLEL, day, whole_number
 from fhir3t.errors import UsageError
-from fhir3t.messages import Message, later
+from fhir3t.messages import Message, later, table
 from fhir3t.transport.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_PAGES, DEFAULT_MAX_REQUESTS, DEFAULT_TIMEOUT
 
 MB = 1024 * 1024
+W = table("cli.server", {
+    "no-server": "no server given (--server URL)",
+    "server-url": "--server {url}: give an http:// or https:// FHIR base URL",
+    "timeout": "--timeout must be a number of seconds above 0, not {value}",
+    "at-least-1": "{option} must be at least 1",
+    "allow-origin": "--allow-origin: {error}",
+    "token-url": "--smart-token-url {url}: give an http:// or https:// URL",
+})
 
 
 def add_server_options(parser: argparse.ArgumentParser, *, pull: bool = True, push: bool = True,
@@ -89,25 +97,25 @@ def make_client(args: argparse.Namespace, url: str | None = None):
 
     base = url or getattr(args, "server", None)
     if not base:
-        raise UsageError("no server given (--server URL)")
+        raise UsageError(W["no-server"]())
     if not base.startswith(("http://", "https://")):
-        raise UsageError(f"--server {describe(base)!r}: give an http:// or https:// FHIR base URL")
+        raise UsageError(W["server-url"](url=repr(describe(base))))
     timeout = getattr(args, "timeout", DEFAULT_TIMEOUT)
     if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
-        raise UsageError(f"--timeout must be a number of seconds above 0, not {timeout}")
+        raise UsageError(W["timeout"](value=timeout))
     for option, value in (("--parallel", getattr(args, "parallel", 1)),
                           ("--max-requests", getattr(args, "max_requests", 1)),
                           ("--max-pages", getattr(args, "max_pages", 1)),
                           ("--max-response-size", getattr(args, "max_response_size", 1))):
         if value is None or value < 1:
-            raise UsageError(f"{option} must be at least 1")
+            raise UsageError(W["at-least-1"](option=option))
     try:
         allowed = [parse_origin(o) for o in getattr(args, "allow_origin", None) or ()]
     except ValueError as exc:
-        raise UsageError(f"--allow-origin: {exc}") from None
+        raise UsageError(W["allow-origin"](error=str(exc))) from None
     token_url = getattr(args, "smart_token_url", None)
     if token_url is not None and origin(token_url) is None:
-        raise UsageError(f"--smart-token-url {describe(token_url)!r}: give an http:// or https:// URL")
+        raise UsageError(W["token-url"](url=repr(describe(token_url))))
     auth = make_auth(base, token=getattr(args, "token", None), client_id=getattr(args, "smart_client_id", None),
                      key=getattr(args, "smart_key", None), scope=getattr(args, "smart_scope", None),
                      client_secret=os.environ.get("FHIR3T_CLIENT_SECRET"), token_url=token_url, allow_origins=allowed)

@@ -8,7 +8,12 @@ from pathlib import Path
 import orjson
 
 from fhir3t.errors import EXIT_FINDINGS, EXIT_OK, InputError, UsageError
-from fhir3t.messages import Message, later
+from fhir3t.messages import Message, later, table
+
+W = table("cli.validate", {
+    "missing": "no such file or directory: {paths}",
+    "max-bytes": "--max-bytes must be positive",
+})
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -63,10 +68,10 @@ def run(args: argparse.Namespace) -> int:
 
     missing = [p for p in [*args.paths, *args.supporting] if not Path(p).exists()]
     if missing:
-        raise InputError("no such file or directory: " + ", ".join(missing))
+        raise InputError(W["missing"](paths=", ".join(missing)))
     max_bytes = args.max_bytes if args.max_bytes is not None else DEFAULT_MAX_BYTES
     if max_bytes <= 0:
-        raise UsageError("--max-bytes must be positive")
+        raise UsageError(W["max-bytes"]())
     context, unread = load_context(args.supporting, max_bytes=max_bytes)
     options = Options(strict_refs=args.strict_refs, allowed_extension_domains=tuple(args.allow_extension_domain),
                       context=context)

@@ -12,9 +12,16 @@ from pathlib import Path
 
 from fhir3t.cli.common import day, load_definition
 from fhir3t.cli.server_options import add_server_options, make_client
-from fhir3t.cli.words import site_today
+from fhir3t.cli.words import say, site_today
 from fhir3t.errors import EXIT_OK, EXIT_PUSH_PARTIAL, UsageError
-from fhir3t.messages import Message, later
+from fhir3t.messages import Message, later, table
+
+W = table("cli.watch", {
+    "interval": "--interval must be positive",
+    "no-subscription": "the server's CapabilityStatement offers no Subscription: use --mode poll",
+    "polling": "polling {server} every {seconds} s (state {state})",
+    "subscriptions": "Subscriptions on {server}, notifications to {endpoint}; polling every {seconds} s too (state {state})",
+})
 
 MODES = ("auto", "subscriptions", "poll")
 
@@ -99,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         for name in ("fhir3t.watch", "fhir3t.notify"):
             logging.getLogger(name).setLevel(min(logging.INFO, logging.getLogger("fhir3t").getEffectiveLevel()))
     if args.interval <= 0:
-        raise UsageError("--interval must be positive")
+        raise UsageError(W["interval"]())
     notify = None
     if args.notify is not None:
         from fhir3t.service.notify import Notifier
@@ -118,9 +125,9 @@ def run(args: argparse.Namespace) -> int:
     use_subs = args.mode == "subscriptions" or (args.mode == "auto" and watcher.supports_subscriptions()
                                                  and (args.endpoint is not None or _local(client.base)))
     if args.mode == "subscriptions" and not watcher.supports_subscriptions():
-        raise UsageError("the server's CapabilityStatement offers no Subscription: use --mode poll")
+        raise UsageError(W["no-subscription"]())
     if not use_subs:
-        print(f"fhir3t watch: polling {client.base} every {args.interval:.0f} s (state {path})", file=sys.stderr)
+        say(args, W["polling"](server=client.base, seconds=f"{args.interval:.0f}", state=str(path)))
         return _poll_forever(watcher, args.interval)
     from fhir3t.service.app import create_app
     from fhir3t.service.runner import WatchThread, notify_token
@@ -130,8 +137,7 @@ def run(args: argparse.Namespace) -> int:
     endpoint = (args.endpoint or f"http://{host}:{port}").rstrip("/") + NOTIFY_PATH
     thread = WatchThread(watcher, args.interval, endpoint, token)
     app = create_app(None, watcher=watcher, notify_token=token, on_startup=[thread.start], on_shutdown=[thread.shutdown])
-    print(f"fhir3t watch: Subscriptions on {client.base}, notifications to {endpoint}; polling every "
-          f"{args.interval:.0f} s too (state {path})", file=sys.stderr)
+    say(args, W["subscriptions"](server=client.base, endpoint=endpoint, seconds=f"{args.interval:.0f}", state=str(path)))
     serve(app, host, port)
     print("fhir3t watch: stopped", file=sys.stderr)
     return EXIT_OK

@@ -29,13 +29,13 @@ LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 POT = LOCALE_DIR / f"{DOMAIN}.pot"
 
 
-def po_path(code: str, base: Path = LOCALE_DIR) -> Path:
-    return base / code / "LC_MESSAGES" / f"{DOMAIN}.po"
+def po_path(code: str, base: Path | None = None) -> Path:
+    return (base or LOCALE_DIR) / code / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
-def catalog_codes(base: Path = LOCALE_DIR) -> list[str]:
+def catalog_codes(base: Path | None = None) -> list[str]:
     """The gettext codes (zh_CN, en) that have a .po source."""
-    return sorted(p.parent.parent.name for p in base.glob(f"*/LC_MESSAGES/{DOMAIN}.po"))
+    return sorted(p.parent.parent.name for p in (base or LOCALE_DIR).glob(f"*/LC_MESSAGES/{DOMAIN}.po"))
 
 
 def _sha256(path: Path) -> str:

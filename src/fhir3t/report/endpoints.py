@@ -151,6 +151,7 @@ def disposition(o: SubjectOutcome, horizon: int = HORIZON_DAYS, lang: str = "en"
     w = Words(MESSAGES, lang)
     s = o.subject
     days = o.survival_days
+    on_study = False
     if o.event:
         at_horizon = w("status.died", day=days) if days <= horizon else w("status.alive", horizon=horizon)
         reason = w("reason.death") if o.death_date_known else w("reason.death.undated")
@@ -170,13 +171,14 @@ def disposition(o: SubjectOutcome, horizon: int = HORIZON_DAYS, lang: str = "en"
         elif s.disposition == "lost-to-follow-up":
             reason = w("reason.lost")
         else:
-            reason = (w("reason.off_study", day=s.end.isoformat()) if off and s.end else w("reason.on_study"))
+            on_study = not (off and s.end)
+            reason = w("reason.off_study", day=s.end.isoformat()) if off and s.end else w("reason.on_study")
     markers = [{"day": (f.onset - s.d1).days, "grade": f.grade, "related": f.treatment_related, "term": f.table_term,
                 "serious": f.serious} for f in o.findings if f.kind != "death"]
     stops = [{"day": (st.day - s.d1).days, "drug": st.drug} for st in o.stops if st.day]
     return {"subject": subject_label(o), "patient": s.patient, "d1": s.d1.isoformat(),
             "last_contact": o.last_alive.isoformat(), "status_day182": at_horizon, "event": o.event,
-            "event_or_censoring": reason, "follow_up_days": days, "status": s.status,
+            "event_or_censoring": reason, "on_study_at_cutoff": on_study, "follow_up_days": days, "status": s.status,
             "off_study": s.end.isoformat() if s.end else None, "ae_markers": markers, "drug_stops": stops,
             "censored_at": o.censored_at, "disposition": s.disposition,
             Status.WITHDRAWN.value: s.end.isoformat() if s.withdrawn and s.end else None}

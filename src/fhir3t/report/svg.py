@@ -155,7 +155,7 @@ def swimmer_svg(rows: Sequence[Mapping[str, Any]], horizon: int, width: int = 70
         if r["event"]:
             parts_.append(f'<path d="M{end - 5:.1f},{yc - 5:.1f} L{end + 5:.1f},{yc + 5:.1f} M{end - 5:.1f},{yc + 5:.1f} '
                           f'L{end + 5:.1f},{yc - 5:.1f}" stroke="#000" stroke-width="2.2"/>')
-        elif r.get("censored_at") != "withdrawal" and "on study" in str(r["event_or_censoring"]):
+        elif r.get("on_study_at_cutoff"):
             parts_.append(f'<path d="M{end:.1f},{yc - 5:.1f} L{end + 8:.1f},{yc:.1f} L{end:.1f},{yc + 5:.1f} Z" fill="#1f4e8c"/>')
         else:
             parts_.append(f'<line x1="{end:.1f}" x2="{end:.1f}" y1="{yc - 7:.1f}" y2="{yc + 7:.1f}" stroke="#1f4e8c" '
