@@ -10,7 +10,8 @@ import importlib
 import importlib.util
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from fhir3t.cli.configure import apply_defaults, apply_server, config_from_argv, mark_required_server
@@ -37,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "codes": "codes",
     "validate": "validate",
     "check-server": "check_server",
+    "today": "today",
 }
 
 
@@ -127,7 +129,8 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return next((t for t in argv if t in names), None)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, clock: Callable[[], datetime] | None = None) -> int:
+    """The command line. `clock` replaces the wall clock (tests: a run at 18:30 UTC in Hangzhou)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_of(argv)
     lang = early_lang(argv)
@@ -156,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.verbose = verbose
     args.log_format_used = fmt
     _site_args(args, site)
+    args.clock = clock
     args.run_id = new_run_id()
     timer = Timer()
     with run_logging(verbose, fmt, args.command, args.run_id) as log:
