@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         if terminology is not None:
             terminology.client.close()
     info = run_info(definition, run_, inputs, args)
-    report_problems(problems)
+    report_problems(problems, args=args)
     if not results:  # the id itself is not echoed: an MRN is patient data
         say(args, W["not-found"]())
         return EXIT_INPUT_FATAL

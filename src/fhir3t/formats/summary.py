@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fhir3t.criteria.model import CriterionResult, ScreeningResult
+from fhir3t.criteria.model import RESULT_WORDS, CriterionResult, ScreeningResult
 from fhir3t.enrolment import WORDS, Status
-from fhir3t.logic import MET, NOT_MET, UNKNOWN
+from fhir3t.logic import MET, UNKNOWN
 from fhir3t.messages import Message, Msg, Plural, render
 
 PATIENTS = Plural("summary.patients", "{n} patient", "{n} patients")
@@ -22,8 +22,6 @@ CANDIDATES = Plural("summary.candidates", "{n} candidate", "{n} candidates")
 COUNTS = Message("summary.counts", "{eligible} eligible, {ineligible} ineligible, {candidates}")
 LINE = Message("summary.line", "{patients}: {counts}")
 #: a criterion's result and what it does to the patient's status, as a person reads them
-RESULT_WORDS: dict[str, Message] = {MET: Message("result.met", "met"), NOT_MET: Message("result.not-met", "not met"),
-                UNKNOWN: Message("result.unknown", "unknown")}
 EFFECT_WORDS = {"passes": Message("effect.passes", "passes"), "fails": Message("effect.fails", "fails"),
                 "unknown": Message("effect.unknown", "unknown")}
 STALE_HINT = Message("summary.stale-hint", "{stale} of {unknown} unknown criteria ({patients}) are unknown only because "

@@ -10,7 +10,7 @@ from fhir3t.criteria.model import Outcome
 from fhir3t.enrolment import status_word
 from fhir3t.jsonshape import child
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
-from fhir3t.messages import Clause, Message, Msg, Text, clause, many, reason
+from fhir3t.messages import Clause, Message, Msg, clause, many, reason
 from fhir3t.messages.reasons import absent
 from fhir3t.records.build import span_of
 from fhir3t.records.model import Res
@@ -18,6 +18,8 @@ from fhir3t.records.plan import Read, read
 
 if TYPE_CHECKING:
     from fhir3t.criteria.context import Context, WindowSpec
+
+PARTICIPATION = Message("label.other-study", "other-study participation")
 
 STUDY_ID = Message("other-study.study-id", "study {value}")
 UNNAMED = Message("other-study.unnamed", "an unnamed study")
@@ -86,7 +88,7 @@ class OtherStudy(Kind):
             if unread:
                 return Outcome(UNKNOWN, tuple(r.ref for r in unread),
                                reason(UNREADABLE(record=record_name(unread[0]), why=unread[0].why), CORRECT_IT()))
-            return self._once("absent", lambda: Outcome(NOT_MET, (), absent(Text.of("other-study participation"))))
+            return self._once("absent", lambda: Outcome(NOT_MET, (), absent(PARTICIPATION())))
         result = k_or(t for _, t, _ in judged)
         deciding = [(r, why) for r, t, why in judged if t == result]
         out = Outcome(result, tuple(r.ref for r, _ in deciding), tuple(why for _, why in deciding))
