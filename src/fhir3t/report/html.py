@@ -46,6 +46,14 @@ MESSAGES = table("report", {
     "meta.sources": "AE sources",
     "meta.software": "software",
     "meta.hash": "{name} sha256",
+    "meta.source-count": "{source} {n}",
+    "source.fhir3t": "fhir3t",
+    "source.investigator": "investigator",
+    "source.both": "both",
+    "source.causality_assessed_by_investigator": "causality_assessed_by_investigator",
+    "hash.safety data": "safety data",
+    "hash.criteria": "criteria",
+    "hash.profiles": "profiles",
     "note.methods": "{methods} Synthetic or EHR-derived data; the investigators' assessment of causality is required.",
     # summary
     "h.summary": "Summary",
@@ -389,6 +397,15 @@ class Page:
         """A CTCAE term, organ class or drug in the page's language, where the data name it there."""
         return name_in(self.names, text, self.lang)
 
+    def word(self, kind: str, code: str) -> str:
+        """A code of the JSON report (an AE's source, a hash's name) as the page's language says it."""
+        return self.w(f"{kind}.{code}") if f"{kind}.{code}" in MESSAGES else code
+
+    def sources(self, counts: Mapping[str, Any]) -> str:
+        sep = ", " if self.lang == "en" else "，"
+        return sep.join(self.w("meta.source-count", source=self.word("source", k), n=v)
+                        for k, v in counts.items() if isinstance(v, int))
+
     def head(self, key: str, **values: Any) -> list[str]:
         return self.w(key, **values).split("|")
 
@@ -405,9 +422,9 @@ class Page:
         shown = local_time(generated, self.tz) if generated and self.tz is not None else (generated or "–")
         rows += [(w("meta.generated"), shown), (w("meta.inputs"), h.get("inputs", "–")),
                  (w("meta.subjects"), r["survival"]["subjects"]),
-                 (w("meta.sources"), ", ".join(f"{k} {v}" for k, v in r["ae_sources"].items() if isinstance(v, int))),
+                 (w("meta.sources"), self.sources(r["ae_sources"])),
                  (w("meta.software"), r["generated_by"])]
-        rows += [(w("meta.hash", name=name), digest) for name, digest in (h.get("hashes") or {}).items()]
+        rows += [(w("meta.hash", name=self.word("hash", name)), digest) for name, digest in (h.get("hashes") or {}).items()]
         body = "".join(f"<dt>{escape(str(k))}</dt><dd>{escape(str(v))}</dd>" for k, v in rows)
         return f'<dl class="meta">{body}</dl>'
 
@@ -732,13 +749,13 @@ class Page:
             rows.append([self.labels.get(f.patient, f.patient), self.name(f.table_term), f.grade if f.grade is not None else "–",
                          f.onset.isoformat(), f.end.isoformat() if f.end else "–", outcome_in(f.outcome, self.lang),
                          seriousness_text(f.seriousness, self.lang), w("word.yes") if f.treatment_related else w("word.no"),
-                         *(short.get(d, "–") for d in self.drugs), f.source])
+                         *(short.get(d, "–") for d in self.drugs), self.word("source", f.source)])
         head = [*self.head("listing.head"), *(self.abbr[d] for d in self.drugs), w("listing.head.source")]
         return "".join([
             f"<h2>{escape(w('h.listing'))}</h2>",
             self.note("listing.legend", legend="; ".join(f"{k} = {v}" for k, v in legend.items()),
                       drugs="; ".join(f"{a} = {self.name(d)}" for d, a in self.abbr.items()),
-                      sources=", ".join(f"{k} {v}" for k, v in sources.items() if isinstance(v, int))),
+                      sources=self.sources(sources)),
             _table(head, rows, (2,), "wide")])
 
 
