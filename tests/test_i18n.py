@@ -339,3 +339,34 @@ def test_every_status_and_criterion_title_has_its_chinese():
 def test_msg_is_rendered_english_for_json_and_chinese_for_people():
     m = Msg("status.eligible")
     assert render(m) == "eligible" and render(m, "zh-CN") == "符合条件"
+
+
+@pytest.mark.parametrize("width", [20, 40, 76])
+def test_chinese_text_wraps_between_characters_by_display_cells_and_never_before_a_closing_mark(width):
+    from fhir3t.messages.cells import cells, wrap
+
+    text = ("2026-10-19..2026-11-16内无丙肝抗体（抗-HCV）结果：筛选时开具丙肝抗体（抗-HCV）（LOINC 13955-0；本院项目："
+            "“丙肝抗体”，代码 HCVAB），或记录一条可读取的结果")
+    lines = wrap(text, width)
+    assert all(cells(line) <= width for line in lines)
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")  # nothing lost, only breaks added
+    assert len(lines) > 1
+    for line in lines:
+        assert line[0] not in "，。；：）”" and line[-1] not in "（“"
+    for whole in ("13955-0", "HCVAB", "抗-HCV"):  # a code and a date range stay whole where the line holds them
+        assert any(whole in line for line in lines)
+    if width >= 22:
+        assert any("2026-10-19..2026-11-16" in line for line in lines)
+
+
+def test_english_text_wraps_only_at_spaces_as_before():
+    from rich.console import Console
+    from rich.text import Text
+
+    from fhir3t.messages.cells import wrap
+
+    text = ("no IGRA result in 2026-10-19..2026-11-16 (the latest, on 2026-10-18, is outside it): order LOINC "
+            "71773-6 at screening; coded RxNorm 2047241 'Olumiant 2 MG Oral Tablet', not in the value set ≥ 18")
+    console = Console(width=80)
+    for width in (30, 50, 76):
+        assert wrap(text, width) == [line.plain.rstrip() for line in Text(text).wrap(console, width, overflow="fold")]

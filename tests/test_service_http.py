@@ -91,8 +91,9 @@ def test_a_candidate_card_lists_the_unknowns_and_what_would_settle_them(service)
     (card,) = cards_for(url, cds, "03-candidate-missing-tests")
     assert card["summary"].endswith("4 criteria need data")
     assert "**What would settle the unknowns**" in card["detail"]
-    assert ("**Hepatitis B** (E7-hbv): order HBsAg (LOINC 5196-1) at screening (none in 2026-10-19..2026-11-16); "
-            "order anti-HBc (LOINC 13952-7)") in card["detail"]
+    assert ("**Hepatitis B** (E7-hbv): order HBsAg (LOINC 5196-1; at this hospital: Hepatitis B surface antigen, code "
+            "HBSAG) at screening (none in 2026-10-19..2026-11-16); "
+            "order anti-HBc (LOINC 13952-7; at this hospital: Hepatitis B core antibody, code HBCAB)") in card["detail"]
     assert "**Tuberculosis or NTM** (E10-tb)" in card["detail"]
 
 

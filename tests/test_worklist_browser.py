@@ -151,6 +151,13 @@ def test_the_worklist_in_zh_cn_filters_prints_and_screenshots(browser_page, tmp_
     assert set(statuses) == {"待确认"}
     assert "打印：45名患者中的6名（状态：待确认）" == page.inner_text("#printed") or \
         page.evaluate("document.getElementById('printed').textContent") == "打印：45名患者中的6名（状态：待确认）"
+    page.select_option("#f-status", "")
+    page.select_option("#f-criterion", "E7-hbv")
+    page.select_option("#f-mode", "unknown")
+    assert "MRN-100003" in visible_ids(page) and "MRN-100011" not in visible_ids(page)  # p11's E7 is met, not unknown
+    printed = page.evaluate("document.getElementById('printed').textContent")
+    assert printed == "打印：45名患者中的10名（E7-hbv 待定）"
+    page.select_option("#f-criterion", "")
     row = page.locator("#worklist > tbody > tr.row", has_text="MRN-100003")
     todo = row.locator("ul.todo").inner_text()
     assert "本院项目：" in todo and "“乙肝表面抗原”，代码 HBSAG" in todo and "筛选时开具" in todo

@@ -38,7 +38,7 @@ def extracted() -> Catalog:
     """Every declared message of src/fhir3t, as a catalog template."""
     cat = Catalog(project="fhir3t", header_comment=f"# {HEADER}", creation_date=STAMP, revision_date=STAMP,
                   fuzzy=False, charset="utf-8")
-    for filename, lineno, message, comments, context in extract_from_dir(
+    for filename, _lineno, message, comments, context in extract_from_dir(
             str(SRC), method_map=[("**.py", METHOD)], keywords=KEYWORDS, comment_tags=(), strip_comment_tags=True):
         if "locale" in filename:
             continue

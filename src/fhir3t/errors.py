@@ -85,20 +85,24 @@ class AuthError(Fhir3tError):
 class InputProblem:
     """A piece of input that was skipped or only partly used, with where it came from.
 
-    `where` names the file and the entry index or NDJSON line, never patient data. `message` is a `Msg`
-    (rendered in the reader's language) or, from older code, English text.
+    `where` names the file and the entry index or NDJSON line, never patient data. `msg` is a `Msg` (rendered
+    in the reader's language) or, from older code, English text; `message` is its English text (logs, JSON).
     """
 
     where: str
-    message: str | Msg
+    msg: str | Msg
     skipped: bool = True
 
     def __str__(self) -> str:
         return self.text("en")
 
+    @property
+    def message(self) -> str:
+        return self.said("en")
+
     def said(self, lang: str = "en") -> str:
         """The message alone, in `lang`."""
-        return render(self.message, lang) if isinstance(self.message, Msg) else self.message
+        return render(self.msg, lang) if isinstance(self.msg, Msg) else self.msg
 
     def text(self, lang: str = "en") -> str:
         return f"{self.where}: {self.said(lang)}"

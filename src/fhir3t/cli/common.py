@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
+from fhir3t.cli.parser import TYPE_ERRORS
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
 from fhir3t.messages import Message, Plural, render, table
@@ -23,15 +24,10 @@ MAX_JOBS = 64
 MAX_PARALLEL = 64
 
 
-W = table("cli.common", {
-    "day": "expected a date YYYY-MM-DD, got {value}",
-    "whole": "must be a whole number, not {value}",
-    "range": "must be between {low} and {high}, not {n}",
-    "seconds": "must be a number of seconds, not {value}",
-    "seconds-above": "must be a number of seconds above 0, not {value}",
+W = {**TYPE_ERRORS, **table("cli.common", {
     "skipped": "skipped: {problem}",
     "note": "note: {problem}",
-})
+})}
 MORE_PROBLEMS = Plural("cli.more-problems", "... and {n} more input problem", "... and {n} more input problems")
 
 

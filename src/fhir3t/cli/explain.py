@@ -22,6 +22,7 @@ from fhir3t.formats import RunInfo
 from fhir3t.formats.summary import actions, effect, effect_word, result_word, stale_on, status_word
 from fhir3t.formats.table import run_title, safe
 from fhir3t.messages import later, table
+from fhir3t.messages.cells import wrap
 
 _STYLE = {"passes": "green", "fails": "red", "unknown": "yellow"}
 _MARK = {"passes": "+", "fails": "x", "unknown": "?"}
@@ -76,12 +77,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def indented(console, text: str, indent: int, style: str | None = None) -> None:
     """Text wrapped to the console with a hanging indent (no trailing padding), escaped for rich. Wrapped by
-    display cells (a Chinese character is two), at spaces, and inside a run of text with none (Chinese)."""
-    from rich.text import Text
-
+    display cells (a Chinese character is two), at spaces, and between Chinese characters (messages.cells)."""
     width = max(20, console.width) - indent
-    lines = [line.plain.rstrip() for line in Text(text).wrap(console, width, overflow="fold")] or [""]
-    for line in lines:
+    for line in wrap(text, width):
         shown = " " * indent + line
         console.print(f"[{style}]{safe(shown)}[/]" if style else safe(shown), soft_wrap=True)
 
@@ -99,14 +97,17 @@ def show(r: ScreeningResult, info: RunInfo, out: IO[str]) -> None:
     if r.name is not None:
         who = say_(W["who-name"](name=r.name, id=who))
     colours: dict[str, str] = {Status.ELIGIBLE: "green", Status.INELIGIBLE: "red", Status.CANDIDATE: "yellow"}
-    console.print(f"[bold {colours[r.status]}]{safe(say_(W['head'](who=who, status=status_word(r.status, lang))))}[/]")
-    console.print(safe(run_title(info)))
+    indented(console, say_(W["head"](who=who, status=status_word(r.status, lang))), 0, f"bold {colours[r.status]}")
+    indented(console, run_title(info), 0)
     sep = "；" if lang != "en" else "; "
     for c in r.criteria:
         eff = effect(c)
         line = W["criterion"](id=c.id, title=info.title_of(c.id), review=W["review"]() if c.requires_review else None,
                               result=result_word(c.result, lang), effect=effect_word(eff, lang))
-        console.print(f"[{_STYLE[eff]}]{_MARK[eff]}[/] {safe(say_(line))}")
+        first, *rest = wrap(f"{_MARK[eff]} {say_(line)}", max(20, console.width))
+        console.print(f"[{_STYLE[eff]}]{_MARK[eff]}[/]{safe(first[1:])}", soft_wrap=True)
+        for more in rest:
+            console.print(safe(more), soft_wrap=True)
         indented(console, c.reason_in(lang), 4)
         stale = stale_on(c)
         if stale:
@@ -114,14 +115,14 @@ def show(r: ScreeningResult, info: RunInfo, out: IO[str]) -> None:
         if c.evidence:
             indented(console, say_(W["evidence"](references=", ".join(c.evidence))), 4, "dim")
     if r.failing:
-        console.print(f"[bold]{safe(say_(W['not-met'](ids=', '.join(r.failing))))}[/]")
+        indented(console, say_(W["not-met"](ids=", ".join(r.failing))), 0, "bold")
     todo = [(c.id, actions(c, lang) or [c.reason_in(lang)]) for c in r.criteria if c.id in r.unknown]
     if todo:
-        console.print(f"[bold]{safe(say_(W['to-resolve']()))}[/]")
+        indented(console, say_(W["to-resolve"]()), 0, "bold")
         for cid, acts in todo:
             indented(console, say_(W["todo"](id=cid, actions=sep.join(acts))), 2)
     for note in r.remarks:
-        console.print(safe(say_(W["note"](note=note))))
+        indented(console, say_(W["note"](note=note)), 0)
 
 
 def run(args: argparse.Namespace) -> int:

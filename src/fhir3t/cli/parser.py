@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from typing import NoReturn
 
 from fhir3t.errors import EXIT_USAGE
-from fhir3t.messages import Later, Message, Msg, Plural, many, render
+from fhir3t.messages import Later, Message, Msg, Plural, many, render, table
+from fhir3t.messages.cells import cells, wrap
 
 _CHOICE = re.compile(r"argument (?P<arg>[^:]+): invalid choice: '(?P<got>[^']*)' \(choose from (?P<opts>.*)\)$")
 _ARG = re.compile(r"argument (?P<arg>[^:]+): (?P<rest>.*)$")
@@ -43,11 +44,18 @@ HELP = Message("cli.help", "show this help message and exit")
 VERSION = Message("cli.version", "show program's version number and exit")
 
 
-def _unrender(text: str) -> Msg | None:
-    """An option type's English error (fhir3t.cli.common: argparse passes it on as text) as its message again,
-    so it is said in the parser's language."""
-    from fhir3t.cli.common import W as TYPE_ERRORS
+#: the option types' errors (fhir3t.cli.common's day, whole_number, seconds): argparse passes them on as text
+TYPE_ERRORS = table("cli.common", {
+    "day": "expected a date YYYY-MM-DD, got {value}",
+    "whole": "must be a whole number, not {value}",
+    "range": "must be between {low} and {high}, not {n}",
+    "seconds": "must be a number of seconds, not {value}",
+    "seconds-above": "must be a number of seconds above 0, not {value}",
+})
 
+
+def _unrender(text: str) -> Msg | None:
+    """An option type's English error as its message again, so it is said in the parser's language."""
     for m in TYPE_ERRORS.values():
         parts = re.split(r"\{(\w+)\}", m.en)
         pattern = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts))
@@ -102,51 +110,21 @@ def friendly(message: str) -> Msg:
     return AS_WRITTEN(text=message)
 
 
-def _cells(text: str) -> int:
-    import unicodedata
-
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def wrap_cells(text: str, width: int) -> list[str]:
-    """Lines of at most `width` display cells (a Chinese character is two): at spaces where there are any,
-    anywhere inside a run without them (Chinese text has none), never inside an ASCII word."""
-    out: list[str] = []
-    line, used = "", 0
-    tokens = re.findall(r"[ \t]+|[!-~]+|.", text)  # runs of spaces, ASCII words, single other characters
-    for tok in tokens:
-        n = _cells(tok)
-        if tok.isspace():
-            if line and used + n <= width:
-                line, used = line + tok, used + n
-            elif line:
-                out.append(line.rstrip())
-                line, used = "", 0
-            continue
-        if used + n > width and line:
-            out.append(line.rstrip())
-            line, used = "", 0
-        line, used = line + tok, used + n
-    if line.strip():
-        out.append(line.rstrip())
-    return out or [""]
-
-
 class CellFormatter(argparse.RawDescriptionHelpFormatter):
     """Help wrapped by display cells, so Chinese help fits the terminal as English does; a description's or
     epilog's lines are kept as written (examples stay one a line) and only a line too long is wrapped."""
 
     def _split_lines(self, text: str, width: int) -> list[str]:
-        return wrap_cells(" ".join(text.split()), width)
+        return wrap(" ".join(text.split()), width)
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         lines = []
         for line in text.splitlines():
             lead = line[:len(line) - len(line.lstrip())]
-            if _cells(line) <= width or line.startswith("  "):
+            if cells(line) <= width or line.startswith("  "):
                 lines.append(indent + line)
             else:
-                lines += [indent + lead + part for part in wrap_cells(line.strip(), width - len(lead))]
+                lines += [indent + lead + part for part in wrap(line.strip(), width - len(lead))]
         return "\n".join(lines)
 
 

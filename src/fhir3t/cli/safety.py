@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date
 from typing import IO
 
@@ -12,7 +12,7 @@ import orjson
 from fhir3t.cli.common import day, output, report_problems
 from fhir3t.cli.words import say
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
-from fhir3t.messages import Message, Words, later, table
+from fhir3t.messages import Message, Text, Words, later, table
 
 EPILOG_CODES = Message("help.safety.exit-codes",
                        "Exit codes: 0 ok; 2 usage; 3 some input skipped (see stderr); 4 no subjects / no usable input.")
@@ -146,31 +146,34 @@ MESSAGES = table("cli.safety", {
 })
 
 
-def _table(findings: Sequence, labels: dict[str, str], n_subjects: int, fh: IO[str], study: str, lang: str = "en") -> None:
+def _table(findings: Sequence, labels: dict[str, str], n_subjects: int, fh: IO[str], study: str, lang: str = "en",
+           names: Mapping[str, Text] | None = None) -> None:
+    """The listing in `lang`: terms and drugs by the names the safety data give them there (`names_of`)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from fhir3t.report.endpoints import causality_short
-    from fhir3t.report.words import outcome_in, seriousness_in, term_in
+    from fhir3t.report.words import name_in, outcome_in, seriousness_in, term_in
 
     m = Words(MESSAGES, lang)
+    comma = ", " if lang == "en" else "、"
     console = Console(file=fh, width=None if fh.isatty() else 160, no_color=not fh.isatty(), highlight=False)
     t = Table(title=escape(m("table.title", study=study)), title_justify="left")
     for col in ("subject", "ae", "grade", "onset", "end", "outcome", "seriousness", "related", "suspects", "flags"):
         t.add_column(escape(m(f"col.{col}")), no_wrap=col in ("subject", "onset", "end"))
     for f in findings:
         short = causality_short(f)
-        suspects = ", ".join(f"{d} {c}" for d, c in short.items() if c.rstrip("*") in ("C", "PL", "P")) or "-"
+        suspects = comma.join(f"{name_in(names, d, lang)} {c}" for d, c in short.items() if c.rstrip("*") in ("C", "PL", "P")) or "-"
         related = m("related.yes") if f.treatment_related else m("related.pending") if f.needs_assessment else m("related.no")
         flags = [m("flag.pending")] if f.needs_assessment else []
         flags += [m("flag.susar")] if f.susar else []
         flags += [m("flag.aesi")] if f.aesi else []
         # data can hold rich markup ("[bold]..."): every cell is escaped
-        t.add_row(*(escape(c) for c in (labels.get(f.patient, f.patient), term_in(f.table_term, lang),
+        t.add_row(*(escape(c) for c in (labels.get(f.patient, f.patient), term_in(f.table_term, lang, names),
                                        "-" if f.grade is None else str(f.grade), f.onset.isoformat(),
                                        f.end.isoformat() if f.end else "-", outcome_in(f.outcome, lang),
-                                       seriousness_in(f.seriousness, lang), related, suspects, ", ".join(flags) or "-")))
+                                       seriousness_in(f.seriousness, lang), related, suspects, comma.join(flags) or "-")))
     console.print(t)
     console.print(escape(m("summary", subjects=n_subjects, aes=len(findings),
                            related=sum(f.treatment_related for f in findings),
@@ -190,7 +193,9 @@ def run(args: argparse.Namespace) -> int:
                 rows = [{**f.to_dict(), "subject": labels.get(f.patient, f.patient)} for f in findings]
                 fh.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
             else:
-                _table(findings, labels, len(outcomes), fh, engine.config.study_label, args.lang)
+                from fhir3t.report.words import names_of
+
+                _table(findings, labels, len(outcomes), fh, engine.config.study_label, args.lang, names_of(engine.config))
     except OSError as exc:
         raise UsageError(MESSAGES["cannot-write"](path=args.out, error=exc.strerror)) from None
     report_problems(problems, args=args)

@@ -22,6 +22,7 @@ from fhir3t.enrolment import Status
 from fhir3t.formats import Format, RunInfo
 from fhir3t.formats.summary import plural, status_word, summary_line, summary_msg
 from fhir3t.messages import table
+from fhir3t.messages.cells import wrap
 
 __all__ = ["TableFormat", "plural", "safe", "short_patient", "summary_line"]
 
@@ -69,6 +70,12 @@ def code(criterion_id: str) -> str:
     return criterion_id.split("-", 1)[0]
 
 
+def prose(console: Console, text: str) -> None:
+    """A sentence wrapped to the console by display cells (Chinese breaks between characters; messages.cells)."""
+    for line in wrap(text, console.width):
+        console.print(safe(line), soft_wrap=True)
+
+
 def run_title(info: RunInfo) -> str:
     study = info.study or info.say(W["screening"]())
     if info.as_of_note:
@@ -93,7 +100,7 @@ class TableFormat(Format):
         codes = narrow and len({code(c.id) for c in rows[0].criteria}) == len(rows[0].criteria)
         show = code if codes else (lambda cid: cid)
         pwidth = max(14, min(30, console.width // 4))
-        console.print(safe(title))
+        prose(console, title)
         table = Table(expand=False)
         table.add_column(safe(info.say(W["col.patient"]())), overflow="fold", max_width=pwidth)
         table.add_column(safe(info.say(W["col.status"]())), no_wrap=True)
@@ -108,10 +115,10 @@ class TableFormat(Format):
         console.print(table)
         if codes and used:
             order = [c.id for c in rows[0].criteria]
-            console.print(safe(info.say(W["legend"](ids=", ".join(cid for cid in order if cid in used)))))
+            prose(console, info.say(W["legend"](ids=", ".join(cid for cid in order if cid in used))))
         for r in rows:
             for note in r.remarks:
-                console.print(safe(info.say(W["note"](patient=r.patient, note=note))))
+                prose(console, info.say(W["note"](patient=r.patient, note=note)))
         end = W["end"](summary=summary_msg(Counter(r.status for r in rows), len(rows)), as_of=str(info.as_of),
                        d1=str(info.d1))
         console.print(safe(info.say(end)), soft_wrap=True)

@@ -174,7 +174,7 @@ SCRIPT = r"""
   var empty = document.getElementById("empty");
   var printed = document.getElementById("printed");
   var counts = Array.prototype.slice.call(document.querySelectorAll(".counts button"));
-  var words = document.getElementById("words").dataset;
+  var said = document.getElementById("words").dataset;  // the page's words in its language
   function fill(t, values) { return t.replace(/\{(\w+)\}/g, function (m, k) { return k in values ? values[k] : m; }); }
   function detail(row) { return document.getElementById(row.getAttribute("data-detail")); }
   function words(row, name) { var v = row.getAttribute(name) || ""; return v ? v.split(" ") : []; }
@@ -195,16 +195,16 @@ SCRIPT = r"""
       if (ok) { n += 1; }
     });
     var total = {n: n, total: rows.length};
-    shown.textContent = fill(rows.length === 1 ? words.shownOne : words.shownOther, total);
+    shown.textContent = fill(rows.length === 1 ? said.shownOne : said.shownOther, total);
     var parts = [];
-    if (status) { parts.push(fill(words.status, {status: fStatus.options[fStatus.selectedIndex].text})); }
-    if (crit) { parts.push(fill(mode === "any" ? words.critAny : mode === "failing" ? words.critFailing : words.critUnknown,
+    if (status) { parts.push(fill(said.status, {status: fStatus.options[fStatus.selectedIndex].text})); }
+    if (crit) { parts.push(fill(mode === "any" ? said.critAny : mode === "failing" ? said.critFailing : said.critUnknown,
                                 {criterion: crit})); }
-    if (text) { parts.push(fill(words.matching, {text: fText.value.trim()})); }
-    var count = fill(rows.length === 1 ? words.countOne : words.countOther, total);
-    var filters = parts.reduce(function (a, b) { return a === null ? b : fill(words.list, {a: a, b: b}); }, null);
-    printed.textContent = filters === null ? fill(words.printed, {shown: count})
-                                            : fill(words.printedFiltered, {shown: count, filters: filters});
+    if (text) { parts.push(fill(said.matching, {text: fText.value.trim()})); }
+    var count = fill(rows.length === 1 ? said.countOne : said.countOther, total);
+    var filters = parts.reduce(function (a, b) { return a === null ? b : fill(said.list, {a: a, b: b}); }, null);
+    printed.textContent = filters === null ? fill(said.printed, {shown: count})
+                                            : fill(said.printedFiltered, {shown: count, filters: filters});
     empty.hidden = n !== 0;
     counts.forEach(function (b) { b.setAttribute("aria-pressed", String(b.getAttribute("data-status") === status)); });
   }
@@ -235,7 +235,7 @@ SCRIPT = r"""
     t.addEventListener("click", function () {
       var open = t.getAttribute("aria-expanded") !== "true";
       t.setAttribute("aria-expanded", String(open));
-      t.textContent = open ? words.hide : words.all;
+      t.textContent = open ? said.hide : said.all;
       detail(row).hidden = !open || row.hidden;
     });
   });
@@ -252,7 +252,7 @@ SCRIPT = r"""
       if (row.hidden) { return; }
       var t = row.querySelector(".toggle");
       t.setAttribute("aria-expanded", String(open));
-      t.textContent = open ? words.hide : words.all;
+      t.textContent = open ? said.hide : said.all;
     });
     apply();
   });

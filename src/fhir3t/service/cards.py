@@ -42,8 +42,8 @@ OVERRIDE = table("card.override", {
 #: (code, English display) of the override reasons a clinician may give
 OVERRIDE_REASONS = tuple((code, m.en) for code, m in OVERRIDE.items())
 W = table("card", {
-    "eligible": "Eligible for {study}: consider referring to the study team",
-    "candidate": "Possible candidate for {study}: {need}",
+    "summary-eligible": "Eligible for {study}: consider referring to the study team",
+    "summary-candidate": "Possible candidate for {study}: {need}",
     "head-eligible": "**Eligible** for {title} ({study}), screened as of {as_of}: {passing}.",
     "head-candidate": "**Possible candidate** for {title} ({study}), screened as of {as_of}: {passing}, {unknown} unknown.",
     "head-candidate-decided": "**Possible candidate** for {title} ({study}), screened as of {as_of}: {passing}.",
@@ -59,6 +59,7 @@ W = table("card", {
     "team": "{study} study team",
     "referral": "Referral to the {study} study team",
     "referral-reason": "{status} for {study} (fhir3t screening as of {as_of})",
+    "referral-note": "{title}. {site}",
     "refer": "Refer to the {study} study team",
     "draft": "Draft a referral to the {team}",
 })
@@ -122,8 +123,8 @@ def fit(text: str, limit: int = SUMMARY_MAX) -> str:
 def summary(result: ScreeningResult, study: Study, lang: str = "en") -> str:
     w = Words(W, lang)
     if result.status == Status.ELIGIBLE:
-        return fit(w("eligible", study=study.said("short_title", lang)))
-    return fit(w("candidate", study=study.said("short_title", lang), need=NEED(len(result.unknown))))
+        return fit(w("summary-eligible", study=study.said("short_title", lang)))
+    return fit(w("summary-candidate", study=study.said("short_title", lang), need=NEED(len(result.unknown))))
 
 
 _NO_RESULT = frozenset({"obs.none-in", "obs.none-in-older"})
@@ -212,7 +213,7 @@ def referral(result: ScreeningResult, study: Study, team: str, today: date, lang
         "reasonCode": [{"text": w("referral-reason", status=status_word(result.status, lang), study=study.said("short_title", lang),
                                   as_of=str(result.as_of))}],
         "performer": [{"display": team}],
-        "note": [{"text": f"{study.said('title', lang)}. {study.said('site', lang)}".strip()}],
+        "note": [{"text": w("referral-note", title=study.said("title", lang), site=study.said("site", lang)).strip()}],
     }
 
 

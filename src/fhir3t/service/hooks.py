@@ -208,7 +208,7 @@ class CdsService:
                                      [*documents, ("order-select:draftOrders", as_started(orders, pid, today))],
                                      f"Patient/{pid}")
             if after is not None:
-                drug = drug_name(orders[0])
+                drug = drug_name(orders[0], d, lang)
                 card["summary"] = order_summary(result, after, drug, d.study, lang)
                 card["detail"] = order_detail(result, after, drug, d.criteria, d.study, lang)
                 fields["with_order"] = after.status

@@ -86,10 +86,10 @@ def as_started(orders: list[dict], patient_id: str, today: date) -> dict:
 
 W = table("card.order", {
     "this-drug": "this drug",
-    "eligible": "eligible",
-    "candidate": "a possible candidate",
-    "exclude": "Starting {drug} would exclude the patient from {study} ({label} now)",
-    "before": "Before starting {drug}: the patient is {label} for {study}",
+    "exclude-eligible": "Starting {drug} would exclude the patient from {study} (eligible now)",
+    "exclude-candidate": "Starting {drug} would exclude the patient from {study} (a possible candidate now)",
+    "before-eligible": "Before starting {drug}: the patient is eligible for {study}",
+    "before-candidate": "Before starting {drug}: the patient is a possible candidate for {study}",
     "would-exclude": "**Starting {drug} today would make the patient ineligible**:",
     "line": "- **{title}** ({id}): {reason}",
     "consider": "Consider referring the patient to the study team before starting it.",
@@ -98,8 +98,16 @@ W = table("card.order", {
 })
 
 
-def drug_name(order: dict) -> str | None:
-    """What the order is called (its coding's display or text), for the card; plain and short (None: no name)."""
+def drug_name(order: dict, definition: Definition | None = None, lang: str = "en") -> str | None:
+    """What the order is called, for the card; plain and short (None: no name). In English its coding's display or
+    text as the EHR wrote it; in another language the name the value sets give its code there (巴瑞替尼 for RxNorm
+    2047232), else the EHR's."""
+    if lang != "en" and definition is not None:
+        for code in definition.tx.codes(order.get("medicationCodeableConcept")):
+            for vs in definition.tx.valuesets.values():
+                text = vs.displays.get(code)
+                if text is not None and text.get(lang) != text.en:
+                    return fit(_CONTROL.sub(" ", text.get(lang).strip()), 40)
     cc: dict = order["medicationCodeableConcept"] if isinstance(order.get("medicationCodeableConcept"), dict) else {}
     names = [cc.get("text")] + [c.get("display") for c in cc.get("coding") or () if isinstance(c, dict)]
     name = next((n for n in names if isinstance(n, str) and n.strip()), None)
@@ -108,11 +116,10 @@ def drug_name(order: dict) -> str | None:
 
 def order_summary(now: ScreeningResult, after: ScreeningResult, drug: str | None, study: Study, lang: str = "en") -> str:
     w = Words(W, lang)
-    label = w("eligible") if now.status == Status.ELIGIBLE else w("candidate")
-    shown = drug or w("this-drug")
-    if after.status == Status.INELIGIBLE:
-        return fit(w("exclude", drug=shown, study=study.said("short_title", lang), label=label))
-    return fit(w("before", drug=shown, study=study.said("short_title", lang), label=label))
+    excluded, eligible = after.status == Status.INELIGIBLE, now.status == Status.ELIGIBLE  # one whole sentence each
+    which = {(True, True): "exclude-eligible", (True, False): "exclude-candidate",
+             (False, True): "before-eligible", (False, False): "before-candidate"}[excluded, eligible]
+    return fit(w(which, drug=drug or w("this-drug"), study=study.said("short_title", lang)))
 
 
 def order_detail(now: ScreeningResult, after: ScreeningResult, drug: str | None, criteria: CriteriaSet, study: Study,

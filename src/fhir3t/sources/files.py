@@ -146,10 +146,10 @@ def _read_xml(data: bytes, where: str, problems: Problems) -> object | None:
     try:
         obj, found = fhirxml.parse(data)
     except fhirxml.XmlRefused as exc:
-        problems.add(where, P["xml-refused"](error=str(exc)))
+        problems.add(where, P["xml-refused"](error=exc.msg))
         return None
     for p in found:
-        problems.add(f"{where}#{p.where}", p.message, skipped=False)
+        problems.add(f"{where}#{p.where}", p.msg, skipped=False)
     return obj
 
 

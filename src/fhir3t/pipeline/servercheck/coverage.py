@@ -105,7 +105,7 @@ def _fetch(source: RestSource, pid: str, strategy: str) -> Fetched:
     before = source.client.stats.requests
     records = source.fetch([pid], strategy)
     record = next((r for r in records if r.key == f"Patient/{pid}"), None)
-    return Fetched(record, [W_PROBLEM(where=p.where, problem=p.message) for p in problems],
+    return Fetched(record, [W_PROBLEM(where=p.where, problem=p.msg) for p in problems],
                    source.client.stats.requests - before)
 
 

@@ -6,10 +6,9 @@ English, whatever the language.
 from __future__ import annotations
 
 import json
-import textwrap
-import unicodedata
 
 from fhir3t.messages import Plural, render, table
+from fhir3t.messages.cells import cells, wrap
 from fhir3t.pipeline.servercheck.model import FAIL, OK, WARNING, Check, ServerReport
 from fhir3t.transport.urls import clean
 
@@ -30,35 +29,14 @@ FAILS = Plural("check.render.fails", "{n} fail", "{n} fails")
 REQUESTS = Plural("check.render.requests", "{n} request", "{n} requests")
 
 
-def _cells(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def _wrap(body: str, width: int) -> list[str]:
-    """Lines of at most `width` display cells: at spaces, and inside a run with none (Chinese text)."""
-    out: list[str] = []
-    for line in textwrap.wrap(body, width=width, break_on_hyphens=False, break_long_words=True) or [""]:
-        while _cells(line) > width:
-            cut, used = 0, 0
-            for i, ch in enumerate(line):
-                used += _cells(ch)
-                if used > width:
-                    break
-                cut = i + 1
-            out.append(line[:cut])
-            line = line[cut:]
-        out.append(line)
-    return out
-
-
 def check_line(check: Check, width: int = 80, colour: bool = False, lang: str = "en") -> str:
     """`status  title: message`, wrapped under the message; every character a server chose is escaped
     (control and bidi characters replaced) before any colour is added."""
     body = render(W["line"](title=clean(check.title_in(lang), 120), message=clean(check.message_in(lang), 4000)), lang)
     indent = " " * (STATUS_WIDTH + 1)
-    lines = _wrap(body, max(40, width) - len(indent))
+    lines = wrap(body, max(40, width) - len(indent))
     word = render(STATUS_WORDS[check.status](), lang)
-    status = word + " " * max(0, STATUS_WIDTH - _cells(word))
+    status = word + " " * max(0, STATUS_WIDTH - cells(word))
     if colour:
         status = f"{_COLOURS[check.status]}{status}{_RESET}"
     return "\n".join([f"{status} {lines[0]}", *(indent + ln for ln in lines[1:])])

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 from fhir3t.fhirutil import fhir_id, patient_id, search_escape
 from fhir3t.jsonshape import child, items, objs, text
-from fhir3t.messages import Message, Msg, Plural, table
+from fhir3t.messages import Message, Msg, Plural, Text, table
 from fhir3t.pipeline.servercheck.capability import search_params
 from fhir3t.pipeline.servercheck.model import FAIL, OK, WARNING, Check
 from fhir3t.pipeline.servercheck.needs import Needs
 from fhir3t.pipeline.servercheck.session import Session, ref_key
 from fhir3t.sources.rest import CODES_PER_QUERY, PAGE, anchor_codes, has_identifier
+from fhir3t.terminology import ValueSet
 from fhir3t.transport.http import HttpStatusError
 from fhir3t.transport.urls import clean
 
@@ -61,6 +62,11 @@ CANDIDATES = Plural("check.search.candidates", "applied: {count} candidate patie
                     "patients with a {type} in {valueset} ({codes} codes in {n} requests), nothing for a code that "
                     "matches nothing")
 OR_MORE = Message("check.search.or-more", "{n} or more")
+
+
+def set_name(vs: ValueSet) -> Text:
+    """The value set as the engineer knows it in English (its id, as in the files) and by its title elsewhere."""
+    return Text.of(vs.id, dict(vs.name_text.texts[1:]))
 
 
 @dataclass(frozen=True)
@@ -181,10 +187,10 @@ def anchor_nothing(session: Session, needs: Needs) -> Check:
     try:
         got = session.first_page(rtype, [("code", session.nothing_token()), ("_count", "1")])
     except HttpStatusError as exc:
-        return Check("search-candidates", title, FAIL, W["candidates-rejected"](status=exc.status, valueset=vs.id),
+        return Check("search-candidates", title, FAIL, W["candidates-rejected"](status=exc.status, valueset=set_name(vs)),
                      {"applied": False})
     if got:
-        return Check("search-candidates", title, FAIL, W["candidates-ignored"](type=rtype, valueset=vs.id),
+        return Check("search-candidates", title, FAIL, W["candidates-ignored"](type=rtype, valueset=set_name(vs)),
                      {"applied": False})
     return Check("search-candidates", title, OK, W["candidates-nothing"](), {"applied": None})
 
@@ -215,17 +221,17 @@ def candidates(session: Session, needs: Needs) -> tuple[list[Check], list[str]]:
     details = {"candidates": len(found), "more": more, "codes": len(exact), "requests": len(queries)}
     checks: list[Check] = []
     if outside:
-        checks.append(Check("search-candidates", title, FAIL, W["candidates-loose"](n=outside, type=rtype, valueset=vs.id),
+        checks.append(Check("search-candidates", title, FAIL, W["candidates-loose"](n=outside, type=rtype, valueset=set_name(vs)),
                             details))
     elif not found:
         none = None if session.samples(rtype) else W["candidates-none-at-all"](type=rtype)
-        checks.append(Check("search-candidates", title, WARNING, W["candidates-none"](type=rtype, valueset=vs.id, none=none),
+        checks.append(Check("search-candidates", title, WARNING, W["candidates-none"](type=rtype, valueset=set_name(vs), none=none),
                             details))
     else:
         count = OR_MORE(n=len(found)) if more else str(len(found))
         # the plural follows the number of requests; the patients' count reads the same in either form
         checks.append(Check("search-candidates", title, OK,
-                            CANDIDATES(len(queries), count=count, type=rtype, valueset=vs.id, codes=len(exact)), details))
+                            CANDIDATES(len(queries), count=count, type=rtype, valueset=set_name(vs), codes=len(exact)), details))
     if roots:
         checks.append(_below(session, needs, roots[0]))
     return checks, list(found)
@@ -241,12 +247,12 @@ def _below(session: Session, needs: Needs, root: tuple[str, str]) -> Check:
     except HttpStatusError as exc:
         return Check("search-code-below", title, WARNING, W["below-unsupported"](status=exc.status, fallback=fallback))
     if nothing:
-        return Check("search-code-below", title, WARNING, W["below-ignored"](type=rtype, valueset=vs.id))
+        return Check("search-code-below", title, WARNING, W["below-ignored"](type=rtype, valueset=set_name(vs)))
     outside = [r for r in got if not any(c in vs for c in needs.tx.codes(
         {"coding": objs(items(child(r, "code").get("coding")))}))]
     if outside:
         return Check("search-code-below", title, WARNING, W["below-loose"](n=len(outside), type=rtype,
-                                                                           root=clean(root[1], 40), valueset=vs.id))
+                                                                           root=clean(root[1], 40), valueset=set_name(vs)))
     if not got:
         return Check("search-code-below", title, WARNING, W["below-cannot-tell"](root=clean(root[1], 40), fallback=fallback))
     return Check("search-code-below", title, OK, W["below-applied"](n=len(got), root=clean(root[1], 40)))
