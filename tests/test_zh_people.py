@@ -117,3 +117,40 @@ def test_the_safety_listing_names_terms_and_drugs_in_chinese(capsys):
     for english in ("Alanine", "Shingles", "tofacitinib", "resolved", "AESI"):
         assert english not in out, english
     assert re.search(r"在研受试者8名；不良事件15例，其中与治疗相关13例", out)
+
+
+def _hospital_resources(pid: str) -> list[dict]:
+    """One hospital sample patient's resources from every system's Bundle (EHR, pharmacy, outside lab)."""
+    out = []
+    for f in sorted((SAMPLES / "hospital").rglob("*.json")):
+        doc = json.loads(f.read_text(encoding="utf-8"))
+        if doc.get("resourceType") != "Bundle":
+            continue
+        for e in doc.get("entry", []):
+            r = e.get("resource")
+            if isinstance(r, dict) and ((r["resourceType"] == "Patient" and r.get("id") == pid)
+                                        or f'Patient/{pid}"' in json.dumps(r)):  # relative or absolute
+                out.append(r)
+    return out
+
+
+def test_the_chinese_clinician_page_shows_the_card_the_service_gives(tmp_path):
+    """docs/zh/clinician.md: hospital sample hs12's card in zh-CN, with the [site] and links of the page."""
+    from cds_helpers import ROOT, as_prefetch
+    from fhir3t.service.settings import Link
+
+    page = (ROOT / "docs" / "zh" / "clinician.md").read_text(encoding="utf-8")
+    documented = json.loads(page.split("```json\n", 1)[1].split("\n```", 1)[0])
+    hospital = Definition.load(concept_maps=[SAMPLES / "hospital" / "ConceptMap-zj2h-local.json"])
+    settings = ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, study_team="3T研究组（风湿免疫科）", lang="zh-CN",
+                             links=(Link("筛选工作清单", "https://intranet.hospital.example/fhir3t/worklist.html"),))
+    with running(settings, hospital) as (url, cds):
+        pre = as_prefetch(_hospital_resources("hs12"), cds.services[SERVICE].prefetch, "hs12")
+        answer = requests.post(f"{url}/cds-services/{SERVICE}", json=hook_request("hs12", pre), timeout=30).json()
+    for d in (documented, answer):
+        d["cards"][0].pop("uuid")
+        d["cards"][0]["suggestions"][0].pop("uuid")
+    assert answer == documented
+    detail = answer["cards"][0]["detail"]
+    assert "本院项目：“T-SPOT\\.TB (结核感染T细胞斑点试验)”，代码 TSPOT" in detail  # the hospital's own test, in its words
+    assert english_words(detail) == []

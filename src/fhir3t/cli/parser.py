@@ -110,6 +110,9 @@ def friendly(message: str) -> Msg:
     return AS_WRITTEN(text=message)
 
 
+_WIDE_HEADING = re.compile(r"^(\S*[\u3400-\u9fff]\S*):$", re.M)
+
+
 class CellFormatter(argparse.RawDescriptionHelpFormatter):
     """Help wrapped by display cells, so Chinese help fits the terminal as English does; a description's or
     epilog's lines are kept as written (examples stay one a line) and only a line too long is wrapped."""
@@ -126,6 +129,10 @@ class CellFormatter(argparse.RawDescriptionHelpFormatter):
             else:
                 lines += [indent + lead + part for part in wrap(line.strip(), width - len(lead))]
         return "\n".join(lines)
+
+    def format_help(self) -> str:
+        # argparse ends a section heading with an ASCII colon; a Chinese heading takes the full-width one
+        return _WIDE_HEADING.sub(r"\1：", super().format_help())
 
 
 class Parser(argparse.ArgumentParser):
