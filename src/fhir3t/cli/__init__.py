@@ -17,7 +17,7 @@ from typing import Any
 from fhir3t.cli.configure import apply_defaults, apply_server, config_from_argv, mark_required_server
 from fhir3t.cli.extras import COMMAND_EXTRAS, missing_extra_message, require
 from fhir3t.cli.logs import RunLog, Timer, new_run_id, run_logging
-from fhir3t.cli.parser import Parser, unknown_options_message
+from fhir3t.cli.parser import Parser, prefixed, unknown_options_message
 from fhir3t.cli.words import Site, early_lang, localize, option_value, say, site_of, stderr_lang
 from fhir3t.config import LOG_FORMATS, LOG_LEVELS, Config
 from fhir3t.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_USAGE, EXIT_WORDS, Fhir3tError
@@ -180,7 +180,8 @@ def _run(args: argparse.Namespace, config: Config, log: RunLog) -> int:
         apply_server(config, args)
         return int(args.run(args))
     except Fhir3tError as exc:
-        log.failed(f"fhir3t {args.command}: {exc.text(stderr_lang(args))}", exc.exit_code)
+        lang = stderr_lang(args)
+        log.failed(prefixed(f"fhir3t {args.command}", exc.text(lang), lang), exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         say(args, INTERRUPTED(), command="")
@@ -191,7 +192,8 @@ def _run(args: argparse.Namespace, config: Config, log: RunLog) -> int:
         sentence = missing_extra_message(exc.name)
         if sentence is None:
             return _internal_error(args, log)
-        log.failed(f"fhir3t {args.command}: {render(sentence, stderr_lang(args))}", EXIT_USAGE)
+        lang = stderr_lang(args)
+        log.failed(prefixed(f"fhir3t {args.command}", render(sentence, lang), lang), EXIT_USAGE)
         return EXIT_USAGE
     except Exception:  # a bug: say so plainly, keep the traceback for -vv
         return _internal_error(args, log)

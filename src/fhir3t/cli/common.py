@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
-from fhir3t.cli.parser import TYPE_ERRORS
+from fhir3t.cli.parser import TYPE_ERRORS, prefixed
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
 from fhir3t.messages import Message, Plural, render, table
@@ -86,9 +86,9 @@ def report_problems(problems: Problems, limit: int = 50, args: argparse.Namespac
     items = list(problems)
     for p in items[:limit]:
         line = W["skipped" if p.skipped else "note"](problem=p.text(lang))
-        print(f"fhir3t: {render(line, lang)}", file=sys.stderr)
+        print(prefixed("fhir3t", render(line, lang), lang), file=sys.stderr)
     if len(items) > limit:
-        print(f"fhir3t: {render(MORE_PROBLEMS(len(items) - limit), lang)}", file=sys.stderr)
+        print(prefixed("fhir3t", render(MORE_PROBLEMS(len(items) - limit), lang), lang), file=sys.stderr)
 
 
 @contextmanager

@@ -36,6 +36,13 @@ NEEDS_VALUE = Message("cli.needs-value", "{arg} needs a value")
 ARG_PROBLEM = Message("cli.arg-problem", "{arg}: {problem}")
 AS_WRITTEN = Message("cli.as-written", "{text}")
 SEE_HELP = Message("cli.see-help", "{prog}: {error} (see '{prog} --help')")
+#: a line on stderr: the program (and command) that speaks, then what it says (Chinese takes a full-width colon)
+PREFIX = Message("cli.prefix", "{prog}: {text}")
+
+
+def prefixed(prog: str, text: str, lang: str) -> str:
+    """`fhir3t screen: text` in `lang` (prog and text as given)."""
+    return render(PREFIX(prog=prog, text=text), lang)
 #: argparse's own words
 USAGE = Message("cli.usage", "usage: ")
 POSITIONALS = Message("cli.positionals", "positional arguments")

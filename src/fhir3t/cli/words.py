@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, tzinfo
 from typing import Any
 
-from fhir3t.cli.parser import HELP, OPTIONALS, POSITIONALS, VERSION, CellFormatter
+from fhir3t.cli.parser import HELP, OPTIONALS, POSITIONALS, VERSION, CellFormatter, prefixed
 from fhir3t.config import Config
 from fhir3t.dates import system_zone, zone, zone_name
 from fhir3t.errors import UsageError
@@ -104,7 +104,7 @@ def say(args: argparse.Namespace | None, msg: Msg, *, tag: str | None = None, co
     if tag is not None:
         text = render(_TAGS[tag](text=text), lang)
     name = command if command is not None else (getattr(args, "command", None) if args is not None else None)
-    print(f"fhir3t {name}: {text}" if name else f"fhir3t: {text}", file=sys.stderr)
+    print(prefixed(f"fhir3t {name}" if name else "fhir3t", text, lang), file=sys.stderr)
 
 
 def text(value: Any, lang: str, *, escape: bool = False) -> Any:
