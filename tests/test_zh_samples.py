@@ -149,3 +149,13 @@ def test_explain_in_chinese():
     out = run.stdout
     assert "待确认" in out and "乙型肝炎" in out and "待确认：" in out
     assert "本院项目：“乙肝表面抗原”，代码HBSAG" in re.sub(r"\s+", "", out)  # wrapped to the terminal
+
+
+def test_a_drug_a_reason_names_is_called_by_its_chinese_generic_name_beside_its_code(zh_results):
+    """The value set's zh-CN designation names the drug the record's code matched (他克莫司 for RxNorm 42316); the
+    English reason keeps the code as written."""
+    s04 = next(r for r in zh_results if r["patient"] == "Patient/s04")
+    e1 = next(c for c in s04["criteria"] if c["id"] == "E1-prior-3t-failure")
+    assert "托法替布（RxNorm 1357536），已完成" in e1["reason_localized"]
+    assert "他克莫司（RxNorm 42316）" in e1["reason_localized"] and "沙利度胺（RxNorm 10432）" in e1["reason_localized"]
+    assert "RxNorm 42316" in e1["reason"] and not CJK.search(e1["reason"])

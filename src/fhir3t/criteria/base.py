@@ -144,11 +144,24 @@ def code_word(kind: str, code: str) -> Msg | str:
     return m() if m is not None else code
 
 
-def code_name(res: Res, vs: ValueSet, tx: Terminology) -> str:
-    """'ICD-10-CM M33.10' style short name of the matching code, for reasons (a code as written: not translated)."""
+#: a code a reason names, with the concept's name where the value set gives one in the reader's language
+CODE_NAMED = Message("reason.code-named", "{name} ({code})")
+
+
+def code_name(res: Res, vs: ValueSet, tx: Terminology) -> str | Text:
+    """'ICD-10-CM M33.10' style short name of the matching code, for reasons. English shows the code as written
+    (as it always has); a language whose name the value set gives for the concept (a zh-CN designation) shows
+    both: 他克莫司（RxNorm 42316）."""
+    from fhir3t.messages import render
+
     for code in res.codes:
         if code in vs:
-            return f"{tx.systems.name(code[0])} {code[1]}"
+            shown = f"{tx.systems.name(code[0])} {code[1]}"
+            names = vs.displays.get(code)
+            if names is None:
+                return shown
+            return Text.of(shown, {lang: render(CODE_NAMED(name=name, code=shown), lang)
+                                   for lang, name in names.texts[1:]})
     return res.type
 
 
