@@ -108,16 +108,15 @@ def _digest(paths: list[Path]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fhir3t.criteria.load import load_criteria
     from fhir3t.profiles import Profiles
     from fhir3t.report import endpoints, render_html
     from fhir3t.report.flow import parse_screening, screening_flow
 
     problems = Problems()
-    as_of, outcomes, engine = analyse_args(args, problems)
+    as_of, outcomes, definition = analyse_args(args, problems)
     outcomes = sorted(outcomes, key=lambda o: (o.subject.label, o.subject.patient))  # listings by subject number
-    cfg = engine.config
-    criteria = load_criteria(engine.tx)
+    cfg = definition.safety.config
+    criteria = definition.criteria
     order = [c.id for c in criteria.criteria]
     flow = None
     if args.screening:
