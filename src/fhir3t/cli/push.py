@@ -7,7 +7,8 @@ import sys
 import orjson
 
 from fhir3t.cli.server_options import add_server_options, make_client
-from fhir3t.errors import EXIT_OK, EXIT_PUSH_PARTIAL, InputError
+from fhir3t.errors import EXIT_OK, EXIT_PUSH_PARTIAL, InputError, UsageError
+from fhir3t.messages import Message, render
 from fhir3t.smallfiles import DATA_LIMIT, read_small
 
 
@@ -83,9 +84,42 @@ def push_bundle(args: argparse.Namespace, bundle: dict, url: str | None = None, 
     return EXIT_PUSH_PARTIAL if report.failed else EXIT_OK
 
 
+ONE_INPUT = Message("push.one-input", "give BUNDLE.json or --state FILE (one of them)")
+NO_STATE = Message("push.no-state", "{path}: no such state file")
+
+
 def run(args: argparse.Namespace) -> int:
     from fhir3t.sinks.fhir_server import check_bundle
 
+    if bool(args.bundle) == bool(args.state):
+        raise UsageError(render(ONE_INPUT()))
+    if args.state:
+        return push_state(args)
     bundle = load_bundle(args.bundle)
     check_bundle(bundle)
     return push_bundle(args, bundle)
+
+
+def push_state(args: argparse.Namespace) -> int:
+    """The state file's resources to the server (pipeline.enrolment.state_bundle says what is sent and why not)."""
+    from pathlib import Path
+
+    from fhir3t.cli.common import load_definition
+    from fhir3t.pipeline import Run
+    from fhir3t.pipeline.enrolment import state_bundle
+    from fhir3t.state import ServerState, StateFile
+
+    if not Path(args.state).expanduser().is_file():
+        raise InputError(render(NO_STATE(path=args.state)))
+    definition = load_definition(args)
+    state = StateFile(args.state)
+    server = ServerState(make_client(args))
+    try:
+        out = state_bundle(definition, Run.start(definition), state, server)
+    finally:
+        state.close()
+        server.close()
+    for note in out.notes:
+        print(f"fhir3t push: note: {render(note)}", file=sys.stderr)
+    code = push_bundle(args, out.bundle)
+    return code or (EXIT_PUSH_PARTIAL if out.notes else EXIT_OK)

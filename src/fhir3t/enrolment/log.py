@@ -118,8 +118,20 @@ def row_of(r: PatientRecords) -> Row:
     )
 
 
-def flow(rows: Sequence[Row]) -> dict[str, Any]:
-    """The counts at each step and the reasons patients stopped there (stable JSON)."""
+def _reason_key(order: Sequence[str]) -> Any:
+    rank = {c: i for i, c in enumerate(order)}
+
+    def key(item: tuple[str, int]) -> tuple[int, int, str]:
+        reason, n = item
+        if reason.startswith("ineligible:"):  # by the criteria's written order, as the report's flow
+            return (1, rank.get(reason.split(":", 1)[1], len(rank)), reason)
+        return (0, -n, reason)
+    return key
+
+
+def flow(rows: Sequence[Row], order: Sequence[str] = ()) -> dict[str, Any]:
+    """The counts at each step and the reasons patients stopped there (stable JSON); `order`: the criteria's
+    written order (ineligible reasons are listed in it)."""
     screened = [r for r in rows if r.stage != "not-screened"]
     counts = {step: sum(1 for r in screened if STEPS.index(r.stage) >= i) for i, step in enumerate(STEPS)}
     steps = []
@@ -130,7 +142,7 @@ def flow(rows: Sequence[Row]) -> dict[str, Any]:
             key = r.stop_reason or "in-progress"
             reasons[key] = reasons.get(key, 0) + 1
         steps.append({"from": step, "to": STEPS[i + 1], "stopped": len(stopped),
-                      "reasons": [{"reason": k, "patients": n} for k, n in sorted(reasons.items(), key=lambda x: (-x[1], x[0]))]})
+                      "reasons": [{"reason": k, "patients": n} for k, n in sorted(reasons.items(), key=_reason_key(order))]})
     withdrawn: dict[str, int] = {}
     for r in screened:
         if r.enrolled and r.left is not None:
@@ -148,12 +160,13 @@ def flow(rows: Sequence[Row]) -> dict[str, Any]:
     }
 
 
-def build(records: Iterable[PatientRecords], since: date | None = None) -> tuple[list[Row], dict[str, Any]]:
+def build(records: Iterable[PatientRecords], since: date | None = None,
+          order: Sequence[str] = ()) -> tuple[list[Row], dict[str, Any]]:
     """The log's rows (by display id) and flow; `since`: only patients with something on or after that day."""
     rows = sorted((row_of(r) for r in records), key=lambda x: (x.display_id, x.patient))
     if since is not None:
         rows = [r for r in rows if r.activity is not None and r.activity >= since]
-    return rows, flow(rows)
+    return rows, flow(rows, order)
 
 
 __all__ = ["STEPS", "Row", "build", "flow", "row_of"]

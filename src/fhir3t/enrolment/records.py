@@ -82,7 +82,8 @@ class Screening:
 
     @property
     def day(self) -> date | None:
-        return day_of(self.at)
+        """The screening's day: the day it screened as of (where recorded), else the day it was recorded."""
+        return self.as_of or day_of(self.at)
 
     @property
     def failing(self) -> list[str]:

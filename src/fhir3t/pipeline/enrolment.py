@@ -28,7 +28,7 @@ from fhir3t.emit.screening import research_study, screening_bundle, study_id, su
 from fhir3t.enrolment import Action, Existing, IllegalTransition, Status, Verdict, decide, is_teams, transition
 from fhir3t.enrolment.log import Row, build
 from fhir3t.enrolment.numbers import SubjectNumbers
-from fhir3t.enrolment.reasons import CONTACT_NOT_DONE, MEDIA, NOT_ENROLLED_REASONS, WITHDRAWAL_REASONS
+from fhir3t.enrolment.reasons import CONTACT_NOT_DONE, MEDIA, NOT_ENROLLED_REASONS, WITHDRAWAL_REASONS, label
 from fhir3t.enrolment.records import (
     PatientRecords,
     Screening,
@@ -54,16 +54,15 @@ NEEDS_REASON = Message("enrol.needs-reason", "{action} needs --reason, one of {c
 BAD_REASON = Message("enrol.bad-reason", "{action} --reason {reason} is not one of {codes}")
 BAD_MEDIUM = Message("enrol.bad-medium", "contact --medium {medium} is not one of {codes}")
 NEEDS_D1 = Message("enrol.needs-d1", "enrol needs --d1 DATE, the day of the first dose")
-END_BEFORE_D1 = Message("enrol.end-before-d1", "the withdrawal day {day} is before D1 {d1}")
-NO_SCREENING = Message("enrol.no-screening", "{patient} has no recorded screening, so fhir3t cannot tell that they are "
-                                             "eligible: screen them first, or enrol with --override REASON")
-NOT_ELIGIBLE = Message("enrol.not-eligible", "{patient}'s latest screening ({day}) is {status}{why}: not enrolled; "
-                                             "enrol with --override REASON if the investigator decided otherwise")
+END_BEFORE_D1 = Message("enrol.end-before-d1", "the withdrawal day is before the subject's D1: give --date on or after D1")
+NO_SCREENING = Message("enrol.no-screening", "the patient has no recorded screening, so fhir3t cannot tell that they are "
+                                             "eligible: not enrolled; screen them first, or enrol with --override REASON")
+NOT_ELIGIBLE = Message("enrol.not-eligible", "the patient's latest screening is {status}{why}: not enrolled; enrol with "
+                                             "--override REASON if the investigator decided otherwise")
 WHY_FAILING = Message("enrol.why-failing", ", not met: {ids}")
 WHY_UNKNOWN = Message("enrol.why-unknown", ", unresolved: {ids}")
-CHECKLIST_OPEN = Message("enrol.checklist-open", "{patient}'s screening checklist is not complete ({ids}, latest screening "
-                                                 "{day}): not enrolled; complete it and screen again, or enrol with "
-                                                 "--override REASON")
+CHECKLIST_OPEN = Message("enrol.checklist-open", "the patient's screening checklist is not complete ({ids}): not enrolled; "
+                                                 "complete it and screen again, or enrol with --override REASON")
 DONE_CONTACT = Message("enrol.done-contact", "{patient}: contact attempt recorded ({how})")
 DONE_CONSENT = Message("enrol.done-consent", "{patient}: consent recorded (form {form}); status {status}")
 DONE_ENROL = Message("enrol.done-enrol", "{patient}: enrolled as {number}, D1 {d1}; status {status}")
@@ -74,9 +73,9 @@ REACHED = Message("enrol.reached", "reached")
 NOT_REACHED = Message("enrol.not-reached", "not reached: {reason}")
 OVERRIDDEN = Message("enrol.overridden", "enrolled against the latest screening ({why}); override: {reason}")
 NUMBER_TAKEN = Message("enrol.number-taken", "subject number {number} is given to another subject on {where}: "
-                                             "{patient} not pushed; correct one of them")
-TEAM_DIFFERS = Message("enrol.team-differs", "{patient} is {theirs} on {where} but {ours} in the state file: not "
-                                             "overwritten; record the step where it is missing by hand")
+                                             "ResearchSubject/{subject} not pushed; correct one of them")
+TEAM_DIFFERS = Message("enrol.team-differs", "ResearchSubject/{subject} is {theirs} on {where} but {ours} in the state "
+                                             "file: not overwritten; record the step where it is missing by hand")
 
 
 # ---- one step -----------------------------------------------------------------------------------------------
@@ -152,17 +151,15 @@ def check_step(step: Step) -> None:
 
 def _eligibility(step: Step, latest: Screening | None) -> Msg | None:
     """Why the latest screening does not allow enrolling (None: it does)."""
-    shown = step.shown or step.patient
     if latest is None:
-        return NO_SCREENING(patient=shown)
+        return NO_SCREENING()
     if latest.status == Status.ELIGIBLE:
         return None
-    day = latest.day.isoformat() if latest.day else "-"
     open_items = latest.checklist_open
     if not latest.failing and open_items and set(latest.unknown) <= set(open_items):
-        return CHECKLIST_OPEN(patient=shown, ids=many(open_items), day=day)
+        return CHECKLIST_OPEN(ids=many(open_items))
     why = WHY_FAILING(ids=many(latest.failing)) if latest.failing else WHY_UNKNOWN(ids=many(latest.unknown))
-    return NOT_ELIGIBLE(patient=shown, day=day, status=latest.status, why=why)
+    return NOT_ELIGIBLE(status=latest.status, why=why)
 
 
 @dataclass
@@ -212,7 +209,7 @@ def act(definition: Definition, run: Run, store: Store, step: Step, *, settings:
         targets.append(f"Communication/{rid}")
         if current is not None:
             targets.append(current.ref)
-        how: Msg = NOT_REACHED(reason=step.reason) if step.reason else REACHED()
+        how: Msg = NOT_REACHED(reason=label(step.reason)) if step.reason else REACHED()
         message = DONE_CONTACT(patient=shown, how=how)
     else:
         if base is None:
@@ -251,14 +248,15 @@ def act(definition: Definition, run: Run, store: Store, step: Step, *, settings:
             message = DONE_ENROL(patient=shown, number=number, d1=step.d1.isoformat() if step.d1 else "-",
                                  status=after.value)
         elif step.action is Action.DECLINE:
-            message = DONE_DECLINE(patient=shown, reason=step.reason or "-", status=after.value)
+            message = DONE_DECLINE(patient=shown, reason=label(step.reason or "other"), status=after.value)
         elif step.action is Action.WITHDRAW:
             facts = subject_facts(base)
             d1 = facts.d1 if facts is not None else None
             if d1 is not None and step.day < d1:
-                raise UsageError(render(END_BEFORE_D1(day=step.day.isoformat(), d1=d1.isoformat())))
+                raise UsageError(render(END_BEFORE_D1()))
             kw["end"] = step.day
-            message = DONE_WITHDRAW(patient=shown, status=after.value, day=step.day.isoformat(), reason=step.reason or "-")
+            message = DONE_WITHDRAW(patient=shown, status=after.value, day=step.day.isoformat(),
+                                    reason=label(step.reason or "other"))
         else:
             message = DONE_STATUS(patient=shown, action=step.action.value, status=after.value)
         reason = step.reason if step.action in (Action.DECLINE, Action.WITHDRAW) else None
@@ -364,7 +362,7 @@ def all_records(definition: Definition, run: Run, store: Store) -> list[PatientR
 
 def log_rows(definition: Definition, run: Run, store: Store, since: date | None = None) -> tuple[list[Row], dict[str, Any]]:
     """The screening and enrolment log (rows and flow), see enrolment.log."""
-    return build(all_records(definition, run, store), since)
+    return build(all_records(definition, run, store), since, [c.id for c in definition.criteria.criteria])
 
 
 def changed_since_last(records: Sequence[PatientRecords]) -> list[PatientRecords]:
@@ -468,13 +466,13 @@ def state_bundle(definition: Definition, run: Run, state: StateFile, server: Sto
             patient = child_text(child(res, "individual"), "reference") or ""
             number = subject_number_of(res)
             if number and numbers_there.get(number, res["id"]) != res["id"]:
-                out.notes.append(NUMBER_TAKEN(number=number, where=where, patient=patient))
+                out.notes.append(NUMBER_TAKEN(number=number, where=where, subject=res["id"]))
                 skipped.add(f"ResearchSubject/{res['id']}")
                 continue
             there = subjects_there.get(patient)
             if there is not None and is_teams(res.get("status")) and is_teams(there.resource.get("status")) \
                     and there.resource.get("status") != res.get("status") and not _moves_on(there, res):
-                out.notes.append(TEAM_DIFFERS(patient=patient, where=where, theirs=str(there.resource.get("status")),
+                out.notes.append(TEAM_DIFFERS(subject=res["id"], where=where, theirs=str(there.resource.get("status")),
                                               ours=str(res.get("status"))))
                 skipped.add(f"ResearchSubject/{res['id']}")
                 continue
