@@ -82,6 +82,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--if-match", metavar="VERSION", dest="if_match",
                    help="the subject's version you saw: refused if it has changed since (default: the version read now)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="--show as text or JSON")
+    p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
+                   help="FHIR ConceptMap translating hospital-local codes, for the screening an enrolment on a server "
+                        "checks (repeatable; [terminology] ones are added)")
     add_state_option(p)
     add_server_options(p, pull=False, push=False)
     p.set_defaults(run=run)

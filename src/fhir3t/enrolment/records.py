@@ -133,7 +133,8 @@ def screening_of_subject(res: dict, at: str | None = None) -> Screening | None:
     shown = status if status != Status.POTENTIAL_CANDIDATE else status_of(criteria)
     when = at or child_text(child(res, "meta"), "lastUpdated") or ""
     version = child_text(child(res, "meta"), "versionId") or ""
-    return Screening(patient, when, str(shown), criteria, run=f"ResearchSubject/{res.get('id')}/_history/{version}")
+    as_of = next((p.start for p in reversed(progress_of(res)) if p.state == status), None)
+    return Screening(patient, when, str(shown), criteria, as_of, run=f"ResearchSubject/{res.get('id')}/_history/{version}")
 
 
 def screening_of_result(result: dict, at: str, run: str = "") -> Screening | None:

@@ -9,7 +9,7 @@ from datetime import date
 
 from fhir3t.enrolment.reasons import label
 from fhir3t.enrolment.records import PatientRecords, Progress
-from fhir3t.enrolment.status import Status, parse
+from fhir3t.enrolment.status import SCREENING_STATUSES, Status, parse
 from fhir3t.messages import Message, Msg, many
 
 SCREENED_FIRST = Message("timeline.screened-first", "screened{as_of}: {status}{failing}")
@@ -43,7 +43,7 @@ class Event:
 def _progress_event(p: Progress, records: PatientRecords) -> Event | None:
     state = parse(p.state)
     s = records.subject
-    if state is None or s is None:
+    if state is None or s is None or state in SCREENING_STATUSES:  # a screening's own entry: its event says it
         return None
     act = records.act_for(f"ResearchSubject/{s.id}", _STEP.get(state))
     who = act.who if act else None

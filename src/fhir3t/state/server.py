@@ -12,6 +12,7 @@ searches and written as one transaction per step.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from fhir3t.canonical import CS_ENROLMENT_ACTION
@@ -155,7 +156,7 @@ class ServerState:
             seen.add(key)
             s = screening_of_subject(res, at)
             if s is not None and self._ref(s.patient):
-                out.append(Screening(self._ref(s.patient) or s.patient, s.at, s.status, s.criteria, run=s.run))
+                out.append(replace(s, patient=self._ref(s.patient) or s.patient))
         return sorted_screenings(out)
 
     def display_ids(self, patients: Iterable[str]) -> dict[str, str]:
