@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from fhir3t.cli.common import day, output
 from fhir3t.cli.server_options import add_server_options
 from fhir3t.cli.state_options import add_state_option
+from fhir3t.enrolment.log import STEPS
 from fhir3t.errors import EXIT_OK, UsageError
 from fhir3t.formats.enrolment_log import FORMATS
 from fhir3t.messages import Message, render
@@ -62,6 +63,5 @@ def run(args: argparse.Namespace) -> int:
             write(args.format, rows, flow, meta, fh, run_.lang)
     except OSError as exc:
         raise UsageError(render(CANNOT_WRITE(path=str(args.out), reason=exc.strerror or type(exc).__name__))) from None
-    args.summary = {"patients": len(rows), **{k: flow[k] for k in ("screened", "eligible", "contacted", "consented",
-                                                                     "enrolled")}}
+    args.summary = {"patients": len(rows), **{k: flow[k] for k in STEPS}}
     return EXIT_OK

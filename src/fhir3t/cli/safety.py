@@ -10,7 +10,8 @@ from typing import IO
 import orjson
 
 from fhir3t.cli.common import day, output, report_problems
-from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
+from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, InputError, Problems, UsageError
+from fhir3t.messages import Message, render
 
 EPILOG_CODES = "Exit codes: 0 ok; 2 usage; 3 some input skipped (see stderr); 4 no subjects / no usable input."
 
@@ -27,6 +28,9 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--d1-csv", metavar="FILE", help="CSV with columns patient,d1 (same meaning as --d1)")
     p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
                    help="FHIR ConceptMap translating hospital-local codes (repeatable)")
+    p.add_argument("--state", metavar="FILE",
+                   help="with PATH...: the subjects (ResearchSubjects with their D1 and subject number) come from this "
+                        "state file of the enrolment workflow (fhir3t subject), besides any in the files")
 
 
 def analyse_args(args: argparse.Namespace, problems: Problems):
@@ -48,8 +52,29 @@ def analyse_args(args: argparse.Namespace, problems: Problems):
     engine = SafetyEngine.load(maps, problems)
     if server:
         return as_of, _pull(args, engine, as_of, d1, problems), engine
-    outcomes = analyse(args.paths, as_of=as_of, d1=d1, engine=engine, problems=problems)
+    outcomes = analyse(args.paths, as_of=as_of, d1=d1, engine=engine, problems=problems,
+                       documents=state_documents(args.state) if getattr(args, "state", None) else ())
     return as_of, outcomes, engine
+
+
+NO_STATE = Message("safety.no-state", "{path}: no such state file")
+
+
+def state_documents(path: str) -> tuple[tuple[str, object], ...]:
+    """The state file's ResearchStudy and ResearchSubjects, as a document the safety analysis reads with the files."""
+    from pathlib import Path
+
+    from fhir3t.state import StateFile
+
+    if not Path(path).expanduser().is_file():
+        raise InputError(render(NO_STATE(path=path)))
+    state = StateFile(path)
+    try:
+        resources = state.resources("ResearchStudy") + state.resources("ResearchSubject")
+    finally:
+        state.close()
+    return ((f"{path} (state)", {"resourceType": "Bundle", "type": "collection",
+                                 "entry": [{"resource": r} for r in resources]}),)
 
 
 def _pull(args: argparse.Namespace, engine, as_of: date, d1: dict, problems: Problems) -> list:

@@ -17,12 +17,31 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from fhir3t.enrolment.reasons import label
 from fhir3t.enrolment.records import PatientRecords
 from fhir3t.enrolment.status import IN_STUDY, Status, parse
+from fhir3t.messages import Message, Msg
 
-STEPS = ("screened", "eligible", "contacted", "consented", "enrolled")
+#: the flow's steps (eligible is the screening status of that name)
+STEPS = ("screened", Status.ELIGIBLE.value, "contacted", "consented", "enrolled")
 _ON = frozenset({Status.ON_STUDY, Status.ON_STUDY_INTERVENTION, Status.ON_STUDY_OBSERVATION, Status.FOLLOW_UP})
 _LEFT = frozenset({Status.WITHDRAWN, Status.OFF_STUDY})
+
+REASON_WORDS = {
+    "candidate": Message("log.reason.candidate", "candidate: criteria unresolved"),
+    Status.INELIGIBLE.value: Message("log.reason.ineligible", "ineligible: {criterion}"),
+    "not-contacted": Message("log.reason.not-contacted", "not contacted yet"),
+    "in-progress": Message("log.reason.in-progress", "in progress"),
+}
+
+
+def reason_msg(code: str) -> Msg:
+    """A flow reason's words: the team's coded reason, or what the screening says."""
+    if code.startswith("ineligible:"):
+        return REASON_WORDS[Status.INELIGIBLE](criterion=code.split(":", 1)[1])
+    if code in REASON_WORDS:
+        return REASON_WORDS[code]()
+    return label(code)
 
 
 @dataclass(frozen=True)
@@ -98,7 +117,7 @@ def row_of(r: PatientRecords) -> Row:
             stop = team_reason
         elif stage == "screened" and latest is not None:
             stop = f"ineligible:{latest.failing[0]}" if latest.failing else str(latest.status)
-        elif stage == "eligible":
+        elif stage == Status.ELIGIBLE:
             stop = "not-contacted"
         else:
             stop = "in-progress"
@@ -169,4 +188,4 @@ def build(records: Iterable[PatientRecords], since: date | None = None,
     return rows, flow(rows, order)
 
 
-__all__ = ["STEPS", "Row", "build", "flow", "row_of"]
+__all__ = ["REASON_WORDS", "STEPS", "Row", "build", "flow", "reason_msg", "row_of"]

@@ -16,11 +16,11 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from fhir3t.enrolment.log import STEPS, Row
+from fhir3t.enrolment.log import STEPS, Row, reason_msg
 from fhir3t.enrolment.reasons import label
 from fhir3t.formats.csvout import cell
 from fhir3t.formats.table import safe
-from fhir3t.messages import Message, Msg, render
+from fhir3t.messages import Message, render
 
 FORMATS = ("table", "csv", "json", "html")
 COLUMNS = ("patient", "display_id", "first_screened", "last_screened", "screenings", "screening_status", "not_met",
@@ -46,30 +46,9 @@ FLOW_TITLE = Message("log.flow.title", "Flow")
 FLOW_STEP = Message("log.flow.step", "{step}: {n}")
 FLOW_STOPPED = Message("log.flow.stopped", "  stopped before {step}: {n} ({reasons})")
 FLOW_WITHDRAWN = Message("log.flow.withdrawn", "  withdrawn after enrolment: {n} ({reasons})")
-STEP_WORDS = {
-    "screened": Message("log.step.screened", "screened"),
-    "eligible": Message("log.step.eligible", "eligible"),
-    "contacted": Message("log.step.contacted", "contacted"),
-    "consented": Message("log.step.consented", "consented"),
-    "enrolled": Message("log.step.enrolled", "enrolled"),
-}
-REASON_WORDS = {
-    "candidate": Message("log.reason.candidate", "candidate: criteria unresolved"),
-    "ineligible": Message("log.reason.ineligible", "ineligible: {criterion}"),
-    "not-contacted": Message("log.reason.not-contacted", "not contacted yet"),
-    "in-progress": Message("log.reason.in-progress", "in progress"),
-}
-
-
-def reason_msg(code: str) -> Msg:
-    """A flow reason's words: the team's coded reason, or what the screening says."""
-    if code.startswith("ineligible:"):
-        return REASON_WORDS["ineligible"](criterion=code.split(":", 1)[1])
-    if code in REASON_WORDS:
-        return REASON_WORDS[code]()
-    return label(code)
-
-
+STEP_WORDS = dict(zip(STEPS, (Message("log.step.screened", "screened"), Message("log.step.eligible", "found eligible"),
+                              Message("log.step.contacted", "contacted"), Message("log.step.consented", "consented"),
+                              Message("log.step.enrolled", "enrolled"))))
 def to_json(rows: Sequence[Row], flow: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     return {**meta, "rows": [r.to_dict() for r in rows], "flow": flow}
 
