@@ -79,7 +79,7 @@ class Row:
     @property
     def activity(self) -> date | None:
         """The latest day anything happened to the patient."""
-        days = [d for d in (self.last_screened, self.last_contact, self.consented, self.d1, self.left) if d is not None]
+        days = [d for d in (self.last_screened, self.last_contact, self.consented, self.left) if d is not None]
         return max(days, default=None)
 
 

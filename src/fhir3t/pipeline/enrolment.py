@@ -38,13 +38,13 @@ from fhir3t.enrolment.records import (
     is_team_record,
     subject_facts,
 )
-from fhir3t.enrolment.refused import Refused
+from fhir3t.enrolment.refused import Conflict, Refused
 from fhir3t.errors import UsageError
 from fhir3t.jsonshape import child, child_text, objs, text
 from fhir3t.messages import Message, Msg, many, render
 from fhir3t.pipeline.definition import Definition
 from fhir3t.pipeline.run import Run
-from fhir3t.state.base import Entry, Store, Versioned, Written
+from fhir3t.state.base import CHANGED, Entry, Store, Versioned, Written
 from fhir3t.state.sqlite import StateFile, now_instant
 
 log = logging.getLogger("fhir3t.enrolment")
@@ -157,7 +157,7 @@ def _eligibility(step: Step, latest: Screening | None) -> Msg | None:
         return None
     open_items = latest.checklist_open
     if not latest.failing and open_items and set(latest.unknown) <= set(open_items):
-        return CHECKLIST_OPEN(ids=many(open_items))
+        return CHECKLIST_OPEN(ids=many(open_items, "and"))
     why = WHY_FAILING(ids=many(latest.failing)) if latest.failing else WHY_UNKNOWN(ids=many(latest.unknown))
     return NOT_ELIGIBLE(status=latest.status, why=why)
 
@@ -180,6 +180,13 @@ def act(definition: Definition, run: Run, store: Store, step: Step, *, settings:
     sid = subject_id(definition.criteria, step.patient)
     study_ref = study.ref if study is not None else f"ResearchStudy/{study_id(definition.criteria)}"
     current = store.subject(step.patient, sid, study_ref)
+    if step.expected is not None and (current.version if current else "0") != step.expected:
+        # the person acted on what they saw at another version: someone else changed it since (said before the
+        # state machine's verdict on the new status, which they have not seen)
+        log.info("enrolment step refused", extra={"fields": {"event": "enrolment-refused", "action": step.action.value,
+                                                             "why": "version"}})
+        raise Conflict(CHANGED(ref=current.ref if current else f"ResearchSubject/{sid}", expected=step.expected,
+                               now=current.version if current else "0"))
     try:
         t = transition(step.action, current.resource.get("status") if current else None, exists=current is not None,
                        to=step.status)
