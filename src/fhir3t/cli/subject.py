@@ -127,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(render(done.message))
-    if done.overridden is not None:
-        print(render(OVERRIDE_NOTE(text=done.overridden)), file=sys.stderr)
+    if done.overridden is not None:  # on stdout: the override's reason is the team's free text (stderr is logged)
+        print(render(OVERRIDE_NOTE(text=done.overridden)))
     args.summary = {"action": step.action.value, "status": done.after.value if done.after else None}
     return EXIT_OK
 
@@ -161,7 +161,8 @@ def show(records, fmt: str) -> None:  # records: PatientRecords
         data = {"patient": records.patient, "display_id": records.display_id,
                 "status": s.status if s else None, "subject_number": s.number if s else None,
                 "d1": s.d1.isoformat() if s and s.d1 else None,
-                "next": [a.value for a in allowed_actions(s.status if s else None, exists=s is not None)],
+                "next": [a.value for a in allowed_actions(s.status if s else None, exists=s is not None)
+                         if a.value in ACTIONS],
                 "events": [{"day": e.day.isoformat() if e.day else None, "kind": e.kind, "text": render(e.text),
                             "by": e.who} for e in evs]}
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
