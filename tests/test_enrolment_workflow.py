@@ -219,7 +219,7 @@ def test_an_ineligible_patient_cannot_even_be_consented_and_an_incomplete_checkl
                                                                                             screened):
     run, _ = screened
     before = snapshot(state)
-    with pytest.raises(IllegalTransition, match="^cannot enrol a subject who is ineligible$"):
+    with pytest.raises(IllegalTransition, match=r"^cannot enrol a subject who is ineligible$"):
         do(definition_local, run, state, "p07", Action.ENROL, d1=D1)
     assert snapshot(state) == before
     # a patient whose only open criteria are the team's checklist: the refusal says so

@@ -15,15 +15,19 @@ from fhir3t.smallfiles import DATA_LIMIT, read_small
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "push", help="send a transaction Bundle to a FHIR server, entry by entry outcome",
-        description=("Send a transaction Bundle (as written by `fhir3t screen --emit`) to a FHIR server: as a "
-                     "transaction, or as a batch where the server has none. A ResearchSubject already on-study, "
+        description=("Send a transaction Bundle (as written by `fhir3t screen --emit`), or the study team's records "
+                     "of a state file (--state FILE), to a FHIR server: as a transaction, or as a batch where the server "
+                     "has none. A ResearchSubject already on-study, "
                      "in follow-up, off-study or withdrawn is never overwritten with a screening status."),
         epilog=("Exit codes: 0 every entry applied; 2 the Bundle cannot be pushed (named); 5 server error; 6 auth error; "
                 "7 some entries failed (listed on stderr: N failing the same way make one line, -v lists each). The "
                 "server's diagnostics, which may quote patient data, are shown only with -vv."),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("bundle", metavar="BUNDLE.json", help="transaction or batch Bundle")
+    p.add_argument("bundle", metavar="BUNDLE.json", nargs="?", help="transaction or batch Bundle (or --state FILE)")
+    p.add_argument("--state", metavar="FILE", help="send the study team's records of this state file instead (the "
+                                                   "study, subjects, Communications, Consents, Provenances: PUT to their "
+                                                   "ids, so sending twice duplicates nothing)")
     add_server_options(p, pull=False, push=False, server_required=True)
     p.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
     p.set_defaults(run=run)
@@ -113,7 +117,7 @@ def push_state(args: argparse.Namespace) -> int:
         raise InputError(render(NO_STATE(path=args.state)))
     definition = load_definition(args)
     state = StateFile(args.state)
-    server = ServerState(make_client(args))
+    server = ServerState(make_client(args), (definition.study.system, definition.study.value))
     try:
         out = state_bundle(definition, Run.start(definition), state, server)
     finally:

@@ -74,7 +74,7 @@ def open_store(args: argparse.Namespace, definition: Definition, command: str) -
     if getattr(args, "server", None) and getattr(args, "state", None) is None:
         from fhir3t.cli.server_options import make_client
 
-        return ServerState(make_client(args))
+        return ServerState(make_client(args), (definition.study.system, definition.study.value))
     return StateFile(state_path(args, definition, command))
 
 

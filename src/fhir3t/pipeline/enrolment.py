@@ -460,41 +460,55 @@ def state_bundle(definition: Definition, run: Run, state: StateFile, server: Sto
             n = subject_number_of(v.resource)
             if n:
                 numbers_there[n] = v.resource["id"]
-            p = child_text(child(v.resource, "individual"), "reference")
-            if p:
-                subjects_there[p] = v
+        for res in state.resources("ResearchSubject"):
+            patient = child_text(child(res, "individual"), "reference") or ""
+            found = server.subject(patient, res["id"], remote_ref) if patient.startswith("Patient/") else None
+            if found is not None:
+                subjects_there[patient] = found
     skipped: set[str] = set()
     where = server.label
+    # a subject the server holds for the patient under another id is written in place (one subject per patient and
+    # study), and what refers to ours refers to it
+    relink = {local_ref: study_urn}
+    for res in state.resources("ResearchSubject"):
+        there = subjects_there.get(child_text(child(res, "individual"), "reference") or "")
+        if there is not None and there.resource["id"] != res["id"]:
+            relink[f"ResearchSubject/{res['id']}"] = there.ref
     for res in state.resources():
         rtype = res.get("resourceType")
         if rtype == "ResearchStudy":
             continue
+        ref = f"{rtype}/{res['id']}"
         if rtype == "ResearchSubject":
             patient = child_text(child(res, "individual"), "reference") or ""
-            number = subject_number_of(res)
-            if number and numbers_there.get(number, res["id"]) != res["id"]:
-                out.notes.append(NUMBER_TAKEN(number=number, where=where, subject=res["id"]))
-                skipped.add(f"ResearchSubject/{res['id']}")
-                continue
             there = subjects_there.get(patient)
+            number = subject_number_of(res)
+            if number and numbers_there.get(number, there.resource["id"] if there else res["id"]) not in \
+                    (res["id"], there.resource["id"] if there else res["id"]):
+                out.notes.append(NUMBER_TAKEN(number=number, where=where, subject=res["id"]))
+                skipped.add(ref)
+                continue
             if there is not None and is_teams(res.get("status")) and is_teams(there.resource.get("status")) \
                     and there.resource.get("status") != res.get("status") and not _moves_on(there, res):
-                out.notes.append(TEAM_DIFFERS(subject=res["id"], where=where, theirs=str(there.resource.get("status")),
-                                              ours=str(res.get("status"))))
-                skipped.add(f"ResearchSubject/{res['id']}")
+                out.notes.append(TEAM_DIFFERS(subject=there.resource["id"], where=where,
+                                              theirs=str(there.resource.get("status")), ours=str(res.get("status"))))
+                skipped.add(ref)
                 continue
-        body = _relink(res, local_ref, study_urn)
+        body = _relink(res, relink)
         body.pop("meta", None)  # versionId and lastUpdated are the server's
         if _profiled(res):
             body["meta"] = {"profile": list(res["meta"]["profile"])}
-        ref = f"{rtype}/{res['id']}"
+        if ref in relink:
+            body["id"] = relink[ref].split("/", 1)[1]
+            ref = relink[ref]
         out.bundle["entry"].append({"fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, ref)}", "resource": body,
                                     "request": {"method": "PUT", "url": ref}})
     if skipped:
         for e in out.bundle["entry"]:
             r = e["resource"]
             if r["resourceType"] == "Provenance":
-                r["target"] = [t for t in r.get("target", []) if t.get("reference") not in skipped]
+                gone = skipped | {relink[x] for x in skipped if x in relink}
+                r["target"] = [t for t in r.get("target", []) if t.get("reference") not in gone]
         out.bundle["entry"] = [e for e in out.bundle["entry"]
                                if e["resource"]["resourceType"] != "Provenance" or e["resource"]["target"]]
     return out
@@ -513,10 +527,10 @@ def _profiled(res: dict) -> bool:
     return isinstance(meta, dict) and isinstance(meta.get("profile"), list) and bool(meta["profile"])
 
 
-def _relink(res: dict, local: str, urn: str) -> dict:
+def _relink(res: dict, mapping: dict[str, str]) -> dict:
     def walk(obj: Any) -> Any:
         if isinstance(obj, dict):
-            return {k: (urn if k == "reference" and v == local else walk(v)) for k, v in obj.items()}
+            return {k: (mapping.get(v, v) if k == "reference" and isinstance(v, str) else walk(v)) for k, v in obj.items()}
         if isinstance(obj, list):
             return [walk(v) for v in obj]
         return obj

@@ -44,9 +44,11 @@ def _version(res: dict, etag: str | None = None) -> str | None:
 class ServerState:
     """The store on a FHIR server (see the module doc)."""
 
-    def __init__(self, client: FhirClient) -> None:
+    def __init__(self, client: FhirClient, study: tuple[str, str] | None = None) -> None:
         self.client = client
         self.label = server_label(client.base)
+        #: the study's identifier (system, value): a subject naming the study by identifier only is this study's
+        self.study_identifier = study
 
     def close(self) -> None:
         self.client.close()
@@ -77,13 +79,23 @@ class ServerState:
             return None
         return Versioned(res, _version(res, resp.headers.get("ETag")))
 
+    def _names_study(self, res: dict, study_ref: str) -> bool:
+        study = child(res, "study")
+        if self._ref(child_text(study, "reference")) == study_ref:
+            return True
+        ident = child(study, "identifier")
+        return self.study_identifier is not None and (text(ident.get("system")), text(ident.get("value"))) == \
+            self.study_identifier
+
     def subject(self, patient: str, subject_id: str, study_ref: str) -> Versioned | None:
         own = self._read("ResearchSubject", subject_id)
-        if own is not None and self._ref(child_text(child(own.resource, "individual"), "reference")) == patient:
+        if own is not None and _same_patient(child_text(child(own.resource, "individual"), "reference"), patient):
             return own
-        for res in self.client.search("ResearchSubject", [("individual", patient), ("_count", "100")]):
-            if (self._ref(child_text(child(res, "individual"), "reference")) == patient
-                    and self._ref(child_text(child(res, "study"), "reference")) == study_ref):
+        # also a subject the hospital made, naming the patient by an absolute URL or the study by its identifier
+        wanted = f"{patient},{self.client.base}/{patient}"
+        for res in self.client.search("ResearchSubject", [("individual", wanted), ("_count", "100")]):
+            if (fhir_id(res.get("id")) and _same_patient(child_text(child(res, "individual"), "reference"), patient)
+                    and self._names_study(res, study_ref)):
                 return Versioned(res, _version(res))
         return None
 
@@ -217,6 +229,11 @@ class ServerState:
             out.append(Written(ref, parts[1].strip("/") if len(parts) == 2 else _version(child(ans, "resource"),
                                                                                          child_text(r, "etag"))))
         return out
+
+
+def _same_patient(ref: str | None, patient: str) -> bool:
+    """A reference to this Patient/<id>, relative or absolute (as the push's no-regression rule reads them)."""
+    return ref is not None and "/".join(ref.split("/_history")[0].rstrip("/").split("/")[-2:]) == patient
 
 
 def _mrn(patient: dict) -> str | None:
