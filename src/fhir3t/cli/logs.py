@@ -68,6 +68,12 @@ EVENTS: dict[str, str] = {
                          "screening, version)",
     "enrolment-override": "an enrolment against the latest screening, with an override reason (kept in the Provenance, "
                           "not in the log): a warning",
+    "coordinator-page": "the coordinator's page served the worklist or a patient's timeline: route template (never the "
+                        "path: it holds a patient id), status, ms, whether someone was signed in",
+    "coordinator-step": "a step posted on the coordinator's page: the action, recorded or refused, how the user signed in",
+    "coordinator-refused": "a POST to the coordinator's page refused before anything was read (not signed in, a missing "
+                           "or old CSRF token, another site's origin, a malformed form)",
+    "coordinator-signin": "a sign-in to the coordinator's page started, ended or failed (SMART App Launch), or a sign-out",
 }
 
 #: stderr tag -> (level, event) of the JSON record the line becomes

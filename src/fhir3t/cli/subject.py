@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from fhir3t.emit.enrolment import Who
     from fhir3t.enrolment import Status
     from fhir3t.pipeline import Run
-    from fhir3t.pipeline.enrolment import Step, act, patient_records
+    from fhir3t.pipeline.enrolment import Step, act, patient_records, server_screener
+    from fhir3t.state import ServerState
 
     if args.show and args.action:
         raise UsageError(render(BOTH()))
@@ -122,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
                     reason=args.reason, note=args.note, d1=args.d1, status=Status(args.status) if args.status else None,
                     override=args.override, form=args.form, medium=args.medium, expected=args.if_match,
                     shown=store.display_ids([patient]).get(patient) or args.patient)
-        screen_now = _screener(args, definition, run_, store) if step.action is Action.ENROL else None
+        screen_now = None
+        if step.action is Action.ENROL and isinstance(store, ServerState):  # the record is there: screen it now
+            screen_now = server_screener(definition, store.client)
         done = act(definition, run_, store, step, settings=settings(args, definition), screen_now=screen_now)
     finally:
         store.close()
@@ -131,24 +134,6 @@ def run(args: argparse.Namespace) -> int:
         print(render(OVERRIDE_NOTE(text=done.overridden)))
     args.summary = {"action": step.action.value, "status": done.after.value if done.after else None}
     return EXIT_OK
-
-
-def _screener(args, definition, run_, store):  # -> Callable[[Step], Screening | None] | None
-    """With a server: screen the patient there now, as of the enrolment day with the D1 given (the record is
-    there); the state file has no record, so its latest recorded screening decides."""
-    from fhir3t.state import ServerState
-
-    if not isinstance(store, ServerState):
-        return None
-    from fhir3t.enrolment.records import screening_of_result
-    from fhir3t.pipeline import Run, ServerQuery, screen_server
-
-    def screen(step):
-        r = Run.start(definition, as_of=step.day, d1=step.d1)
-        found = next(iter(screen_server(definition, r, store.client, ServerQuery((step.patient.removeprefix("Patient/"),)))),
-                     None)
-        return screening_of_result(found.to_dict(), r.as_of.isoformat()) if found is not None else None
-    return screen
 
 
 def show(records, fmt: str) -> None:  # records: PatientRecords

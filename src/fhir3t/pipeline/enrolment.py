@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir3t.canonical import EXT_LAST_SUBJECT_NUMBER, ID_SUBJECT_NUMBER
 from fhir3t.criteria.model import ScreeningResult
@@ -46,6 +46,9 @@ from fhir3t.pipeline.definition import Definition
 from fhir3t.pipeline.run import Run
 from fhir3t.state.base import CHANGED, Entry, Store, Versioned, Written
 from fhir3t.state.sqlite import StateFile, now_instant
+
+if TYPE_CHECKING:
+    from fhir3t.transport.http import FhirClient
 
 log = logging.getLogger("fhir3t.enrolment")
 
@@ -281,6 +284,22 @@ def act(definition: Definition, run: Run, store: Store, step: Step, *, settings:
     return Done(step, t.before, t.after, subject_written.ref if subject_written else (current.ref if current else None),
                 subject_written.version if subject_written else (current.version if current else None), plan.number,
                 tuple(written), message, overridden)
+
+
+def server_screener(definition: Definition, client: FhirClient) -> Callable[[Step], Screening | None]:
+    """An enrolment's screening on a FHIR server: the patient screened there now, as of the enrolment's day with the
+    D1 given (what a nightly run would say with that D1: washout windows end on D1). The state file holds no record,
+    so there the latest recorded screening decides."""
+    from fhir3t.enrolment.records import screening_of_result
+    from fhir3t.pipeline.base import ServerQuery
+    from fhir3t.pipeline.screening import screen_server
+
+    def screen(step: Step) -> Screening | None:
+        r = Run.start(definition, as_of=step.day, d1=step.d1)
+        found = next(iter(screen_server(definition, r, client, ServerQuery((step.patient.removeprefix("Patient/"),)))),
+                     None)
+        return screening_of_result(found.to_dict(), r.as_of.isoformat()) if found is not None else None
+    return screen
 
 
 def subject_number_of(res: dict) -> str | None:
@@ -539,4 +558,4 @@ def _relink(res: dict, mapping: dict[str, str]) -> dict:
 
 
 __all__ = ["Done", "Recorded", "Settings", "StatePush", "Step", "act", "all_records", "changed_since_last", "check_step",
-           "log_rows", "patient_records", "record_screening", "state_bundle", "subject_number_of"]
+           "log_rows", "patient_records", "record_screening", "server_screener", "state_bundle", "subject_number_of"]
