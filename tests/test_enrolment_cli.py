@@ -88,7 +88,7 @@ def test_the_log_in_every_format(state, tmp_path, capsys):
     assert p02["status"] == "not-registered" and p02["not_enrolled_reason"] == "patient-declined"
     assert main(["log", "--state", state]) == 0
     table = capsys.readouterr().out
-    assert "MRN-100001" in table and "screened: 25" in table and "the patient declined 1" in table
+    assert "MRN-100001" in table and "screened: 25" in table and "    the patient declined: 1" in table
     assert main(["log", "--state", state, "--format", "html", "--out", str(tmp_path / "log.html")]) == 0
     page = (tmp_path / "log.html").read_text()
     assert "<script" not in page and "MRN-100002" in page and "Content-Security-Policy" in page

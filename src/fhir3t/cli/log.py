@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with output(args.out) as fh:
             write(args.format, rows, flow, meta, fh, run_.lang)
+    except BrokenPipeError:
+        raise
     except OSError as exc:
         raise UsageError(render(CANNOT_WRITE(path=str(args.out), reason=exc.strerror or type(exc).__name__))) from None
     args.summary = {"patients": len(rows), **{k: flow[k] for k in STEPS}}

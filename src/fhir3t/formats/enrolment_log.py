@@ -44,8 +44,9 @@ CONTACTS = Message("log.contacts", "{n} attempt(s), last {day}{reached}")
 REACHED = Message("log.reached", ", reached")
 FLOW_TITLE = Message("log.flow.title", "Flow")
 FLOW_STEP = Message("log.flow.step", "{step}: {n}")
-FLOW_STOPPED = Message("log.flow.stopped", "  stopped before {step}: {n} ({reasons})")
-FLOW_WITHDRAWN = Message("log.flow.withdrawn", "  withdrawn after enrolment: {n} ({reasons})")
+FLOW_STOPPED = Message("log.flow.stopped", "  stopped before {step}: {n}")
+FLOW_REASON = Message("log.flow.reason", "    {reason}: {n}")
+FLOW_WITHDRAWN = Message("log.flow.withdrawn", "  withdrawn after enrolment: {n}")
 STEP_WORDS = dict(zip(STEPS, (Message("log.step.screened", "screened"), Message("log.step.eligible", "found eligible"),
                               Message("log.step.contacted", "contacted"), Message("log.step.consented", "consented"),
                               Message("log.step.enrolled", "enrolled"))))
@@ -61,16 +62,17 @@ def flow_lines(flow: dict[str, Any], lang: str = "en") -> list[str]:
         out.append(render(FLOW_STEP(step=STEP_WORDS[step](), n=flow.get(step, 0)), lang))
         s = steps.get(step)
         if s and s["stopped"]:
-            reasons = "; ".join(f"{render(reason_msg(x['reason']), lang)} {x['patients']}" for x in s["reasons"])
-            out.append(render(FLOW_STOPPED(step=STEP_WORDS[s["to"]](), n=s["stopped"], reasons=reasons), lang))
+            out.append(render(FLOW_STOPPED(step=STEP_WORDS[s["to"]](), n=s["stopped"]), lang))
+            out += [render(FLOW_REASON(reason=reason_msg(x["reason"]), n=x["patients"]), lang) for x in s["reasons"]]
     if flow.get("withdrawn_after_enrolment"):
-        reasons = "; ".join(f"{render(label(x['reason']), lang)} {x['patients']}" for x in flow["withdrawal_reasons"])
-        out.append(render(FLOW_WITHDRAWN(n=flow["withdrawn_after_enrolment"], reasons=reasons), lang))
+        out.append(render(FLOW_WITHDRAWN(n=flow["withdrawn_after_enrolment"]), lang))
+        out += [render(FLOW_REASON(reason=label(x["reason"]), n=x["patients"]), lang) for x in flow["withdrawal_reasons"]]
     return out
 
 
 def _cells(r: Row, lang: str) -> list[str]:
-    screened = f"{r.first_screened or '-'} - {r.last_screened or '-'}" if r.screenings else "-"
+    screened = "-" if not r.screenings else str(r.first_screened or "-") if r.first_screened == r.last_screened else \
+        f"{r.first_screened or '-'} - {r.last_screened or '-'}"
     status = r.status or r.screening_status or "-"
     contacted = render(CONTACTS(n=r.contact_attempts, day=r.last_contact.isoformat() if r.last_contact else "-",
                                 reached=REACHED() if r.reached else ""), lang) if r.contact_attempts else "-"
