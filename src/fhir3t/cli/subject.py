@@ -33,6 +33,9 @@ NO_RECORDS = Message("subject.no-records", "nothing recorded yet")
 ALLOWED = Message("subject.allowed", "next: {actions}")
 NOTHING_ALLOWED = Message("subject.nothing-allowed", "next: no step (the state machine allows none from {status})")
 NOT_A_SUBJECT = Message("subject.not-a-subject", "not a subject of the study")
+LINE = Message("subject.line", "  {day}  {event}")
+LINE_BY = Message("subject.line-by", "  {day}  {event}  (by {who})")
+NO_DAY = "----------"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -138,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
 def show(records, fmt: str) -> None:  # records: PatientRecords
     from fhir3t.enrolment import allowed_actions
-    from fhir3t.enrolment.timeline import BY, events
+    from fhir3t.enrolment.timeline import events
 
     evs = events(records)
     s = records.subject
@@ -159,8 +162,9 @@ def show(records, fmt: str) -> None:  # records: PatientRecords
     if not evs:
         print("  " + render(NO_RECORDS()))
     for e in evs:
-        by = f"  ({render(BY(who=_clean(e.who)))})" if e.who else ""
-        print(f"  {e.day.isoformat() if e.day else '----------'}  {_clean(render(e.text))}{by}")
+        day = e.day.isoformat() if e.day else NO_DAY
+        event = _clean(render(e.text))
+        print(render(LINE_BY(day=day, event=event, who=_clean(e.who)) if e.who else LINE(day=day, event=event)))
     nxt = allowed_actions(s.status if s else None, exists=s is not None)
     if nxt:
         print(render(ALLOWED(actions=" | ".join(a.value for a in nxt if a.value in ACTIONS))))

@@ -60,6 +60,7 @@ BAD_FORM = Message("page.bad-form", "the form is not one this page sends: nothin
 NO_PATIENT = Message("page.no-patient", "no such patient")
 SIGNED_IN_OK = Message("page.signed-in-ok", "signed in")
 SIGNIN_FIRST = Message("page.signin-first", "sign in to see the worklist")
+WITH_OVERRIDE = Message("page.with-override", "{done} ({override})")
 
 
 @dataclass
@@ -260,7 +261,8 @@ class Coordinator:
             except Fhir3tError as exc:  # a refusal, a usage error, the server's: one sentence, nothing written
                 text = exc.text(self.lang) if hasattr(exc, "text") else str(exc)
                 return text, False
-            return render(done.message, self.lang) + (f" ({render(done.overridden, self.lang)})" if done.overridden else ""), True
+            said = WITH_OVERRIDE(done=done.message, override=done.overridden) if done.overridden else done.message
+            return render(said, self.lang), True
         text, ok = await run_in_threadpool(record)
         s.flash, s.flash_ok = text, ok
         self._log(request, 303, t0, "coordinator-step", action=step.action.value, outcome="recorded" if ok else "refused",
