@@ -130,3 +130,24 @@ def test_the_default_state_file_is_said(tmp_path, monkeypatch, capsys):
     assert main(["log", "--format", "json"]) == 0
     err = capsys.readouterr().err
     assert f"the state file is {tmp_path / 'xdg' / 'fhir3t' / 'nct06438679.state.sqlite'}" in err
+
+
+def test_safety_and_report_read_the_subjects_and_the_flow_from_the_state(state, tmp_path, capsys):
+    for args in (("MRN-100001", "consent"), ("MRN-100001", "enrol", "--d1", "2026-11-20"),
+                 ("MRN-100002", "decline", "--reason", "patient-declined")):
+        assert subject(state, *args, "--date", "2026-11-16") == 0
+    assert main(["report", str(SAMPLES / "screening"), "--concept-map", CMAP, "--state", state, "--as-of", "2026-12-20",
+                 "--out", str(tmp_path / "r.html"), "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [(d["subject"], d["d1"]) for d in report["disposition"]] == [("3T-001", "2026-11-20")]
+    flow = report["screening_flow"]
+    assert (flow["screened"], flow["eligible"], flow["ineligible"], flow["enrolled"]) == (25, 4, 18, 1)
+    assert flow["team"]["enrolled"] == 1 and flow["team"]["steps"][1]["reasons"] == [
+        {"reason": "not-contacted", "patients": 2}, {"reason": "patient-declined", "patients": 1}]
+    page = (tmp_path / "r.html").read_text()
+    assert "The study team&#x27;s steps" in page or "The study team's steps" in page
+    assert "stopped before contacted: the patient declined" in page
+    capsys.readouterr()
+    assert main(["safety", str(SAMPLES / "screening"), "--concept-map", CMAP, "--state", state, "--as-of",
+                 "2026-12-20"]) == 0
+    assert "1 subjects on study" in capsys.readouterr().out

@@ -106,10 +106,9 @@ def flow_from_log(args: argparse.Namespace, enrolled: list[str], order: list[str
     them out), with the study team's chain (contacted, consented, the reasons at each step) as `team`."""
     from fhir3t.cli.common import load_definition
     from fhir3t.cli.state_options import open_store
-    from fhir3t.enrolment import Status
     from fhir3t.pipeline import Run
     from fhir3t.pipeline.enrolment import log_rows
-    from fhir3t.report.flow import Screened, screening_flow
+    from fhir3t.report.flow import screened_from_log, screening_flow
 
     definition = load_definition(args, concept_maps=())
     store = open_store(args, definition, "report")
@@ -117,10 +116,7 @@ def flow_from_log(args: argparse.Namespace, enrolled: list[str], order: list[str
         rows, team = log_rows(definition, Run.start(definition), store)
     finally:
         store.close()
-    rank = {c: i for i, c in enumerate(order)}
-    screened = [Screened(r.patient, r.screening_status, sorted(r.not_met, key=lambda c: rank.get(c, len(rank)))[0]
-                         if r.not_met and r.screening_status == Status.INELIGIBLE else None)
-                for r in rows if r.screening_status is not None]
+    screened = screened_from_log(rows, order)
     flow = screening_flow(screened, enrolled, order, titles)
     flow["team"] = team
     flow["source"] = store.label

@@ -152,7 +152,7 @@ def subject_after(current: dict[str, Any], status: Status | None, day: date, *, 
     """The subject with the team's change applied (a copy; everything else, criterion results included, kept)."""
     out = copy.deepcopy(current)
     out.pop("meta", None)  # versionId and lastUpdated are the store's to set
-    if _profiled(current):
+    if profiled(current):
         out["meta"] = {"profile": list(current["meta"]["profile"])}
     if status is not None:
         out["status"] = status.value
@@ -174,10 +174,11 @@ def subject_after(current: dict[str, Any], status: Status | None, day: date, *, 
     return out
 
 
-def _profiled(res: dict[str, Any]) -> bool:
+def profiled(res: dict[str, Any]) -> bool:
+    """The resource claims a profile (meta.profile)."""
     meta = res.get("meta")
     return isinstance(meta, dict) and isinstance(meta.get("profile"), list) and bool(meta["profile"])
 
 
-__all__ = ["AGENT_TYPES", "Who", "communication", "consent", "new_subject", "progress", "provenance", "step_coding",
-           "subject_after"]
+__all__ = ["AGENT_TYPES", "Who", "communication", "consent", "new_subject", "profiled", "progress", "provenance",
+           "step_coding", "subject_after"]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhir3t.canonical import EXT_LAST_SUBJECT_NUMBER, ID_SUBJECT_NUMBER
 from fhir3t.criteria.model import ScreeningResult
-from fhir3t.emit.enrolment import Who, communication, consent, new_subject, provenance, subject_after
+from fhir3t.emit.enrolment import Who, communication, consent, new_subject, profiled, provenance, subject_after
 from fhir3t.emit.screening import research_study, screening_bundle, study_id, subject_id
 from fhir3t.enrolment import Action, Existing, IllegalTransition, Status, Verdict, decide, is_teams, transition
 from fhir3t.enrolment.log import Row, build
@@ -44,7 +44,7 @@ from fhir3t.jsonshape import child, child_text, objs, text
 from fhir3t.messages import Message, Msg, many, render
 from fhir3t.pipeline.definition import Definition
 from fhir3t.pipeline.run import Run
-from fhir3t.state.base import CHANGED, Entry, Store, Versioned, Written
+from fhir3t.state.base import CHANGED, Entry, Store, Versioned, Written, relink
 from fhir3t.state.sqlite import StateFile, now_instant
 
 if TYPE_CHECKING:
@@ -488,11 +488,11 @@ def state_bundle(definition: Definition, run: Run, state: StateFile, server: Sto
     where = server.label
     # a subject the server holds for the patient under another id is written in place (one subject per patient and
     # study), and what refers to ours refers to it
-    relink = {local_ref: study_urn}
+    relinked = {local_ref: study_urn}
     for res in state.resources("ResearchSubject"):
         there = subjects_there.get(child_text(child(res, "individual"), "reference") or "")
         if there is not None and there.resource["id"] != res["id"]:
-            relink[f"ResearchSubject/{res['id']}"] = there.ref
+            relinked[f"ResearchSubject/{res['id']}"] = there.ref
     for res in state.resources():
         rtype = res.get("resourceType")
         if rtype == "ResearchStudy":
@@ -513,20 +513,20 @@ def state_bundle(definition: Definition, run: Run, state: StateFile, server: Sto
                                               theirs=str(there.resource.get("status")), ours=str(res.get("status"))))
                 skipped.add(ref)
                 continue
-        body = _relink(res, relink)
+        body = relink(res, relinked)
         body.pop("meta", None)  # versionId and lastUpdated are the server's
-        if _profiled(res):
+        if profiled(res):
             body["meta"] = {"profile": list(res["meta"]["profile"])}
-        if ref in relink:
-            body["id"] = relink[ref].split("/", 1)[1]
-            ref = relink[ref]
+        if ref in relinked:
+            body["id"] = relinked[ref].split("/", 1)[1]
+            ref = relinked[ref]
         out.bundle["entry"].append({"fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, ref)}", "resource": body,
                                     "request": {"method": "PUT", "url": ref}})
     if skipped:
         for e in out.bundle["entry"]:
             r = e["resource"]
             if r["resourceType"] == "Provenance":
-                gone = skipped | {relink[x] for x in skipped if x in relink}
+                gone = skipped | {relinked[x] for x in skipped if x in relinked}
                 r["target"] = [t for t in r.get("target", []) if t.get("reference") not in gone]
         out.bundle["entry"] = [e for e in out.bundle["entry"]
                                if e["resource"]["resourceType"] != "Provenance" or e["resource"]["target"]]
@@ -539,22 +539,6 @@ def _moves_on(there: Versioned, ours: dict) -> bool:
     facts = subject_facts(ours)
     states = {p.state for p in (facts.progress if facts is not None else ())}
     return str(there.resource.get("status")) in states
-
-
-def _profiled(res: dict) -> bool:
-    meta = res.get("meta")
-    return isinstance(meta, dict) and isinstance(meta.get("profile"), list) and bool(meta["profile"])
-
-
-def _relink(res: dict, mapping: dict[str, str]) -> dict:
-    def walk(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            return {k: (mapping.get(v, v) if k == "reference" and isinstance(v, str) else walk(v)) for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [walk(v) for v in obj]
-        return obj
-    out: dict = walk(res)
-    return out
 
 
 __all__ = ["Done", "Recorded", "Settings", "StatePush", "Step", "act", "all_records", "changed_since_last", "check_step",

@@ -8,7 +8,7 @@ a fhir3t-chosen id (sent twice, still one resource).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -98,4 +98,20 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-__all__ = ["CHANGED", "CHANGED_SERVER", "Entry", "Store", "Versioned", "Written"]
+def relink(res: dict, mapping: Mapping[str, str]) -> dict:
+    """A copy of `res` whose references named in `mapping` point where it says (a urn:uuid: to the id a store gave,
+    a subject to the one the server holds for the patient)."""
+    if not mapping:
+        return res
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: (mapping.get(v, v) if k == "reference" and isinstance(v, str) else walk(v)) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [walk(v) for v in obj]
+        return obj
+    out: dict = walk(res)
+    return out
+
+
+__all__ = ["CHANGED", "CHANGED_SERVER", "Entry", "Store", "Versioned", "Written", "relink"]

@@ -29,7 +29,7 @@ from fhir3t.enrolment.refused import Conflict
 from fhir3t.errors import ConfigError
 from fhir3t.jsonshape import child, child_text, items, objs, text
 from fhir3t.messages import Message, render
-from fhir3t.state.base import CHANGED, Entry, Versioned, Written
+from fhir3t.state.base import CHANGED, Entry, Versioned, Written, relink
 
 SCHEMA_VERSION = "1"
 SCHEMA = """
@@ -169,7 +169,7 @@ class StateFile:
                 cur = self._current(*mapping[e.full_url].split("/", 1))
                 out.append(Written(mapping[e.full_url], str(cur[0]) if cur else None))
                 continue
-            out.append(self._put(_rewrite(e.resource, mapping), updated))
+            out.append(self._put(relink(e.resource, mapping), updated))
         return out
 
     # ---- reading ------------------------------------------------------------------------------------------
@@ -278,20 +278,6 @@ class StateFile:
     def runs(self) -> list[dict[str, Any]]:
         return [{"run": r, "recorded": rec, "as_of": a, "d1": d, "criteria": c, "patients": n}
                 for r, rec, a, d, c, n in self._rows("SELECT * FROM runs ORDER BY run")]
-
-
-def _rewrite(res: dict, mapping: Mapping[str, str]) -> dict:
-    if not mapping:
-        return res
-
-    def walk(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            return {k: (mapping.get(v, v) if k == "reference" and isinstance(v, str) else walk(v)) for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [walk(v) for v in obj]
-        return obj
-    out: dict = walk(res)
-    return out
 
 
 __all__ = ["SCHEMA_VERSION", "StateFile", "now_instant"]
