@@ -26,7 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Configured by "
             "the [serve] table of the config file (see README, 'In the EHR: CDS Hooks'); binds 127.0.0.1 unless told "
             "otherwise; stops gracefully on SIGTERM. With --watch it also screens patients when new data arrives on "
-            "[server] url (FHIR Subscriptions to /fhir3t/notify, else polling) and pushes their ResearchSubjects."
+            "[server] url (FHIR Subscriptions to /fhir3t/notify, else polling) and pushes their ResearchSubjects. It also "
+            "serves the coordinator's page at /coordinator/ (the worklist with the day's new or changed screenings, "
+            "each patient's timeline, the study team's steps as forms for a signed-in user: SMART App Launch or a "
+            "trusted proxy's header, [serve.coordinator]) over the FHIR server, or the state file (--state FILE)."
         ),
         epilog=(
             "Examples:\n"

@@ -26,6 +26,14 @@ JWT verification takes public keys or a JWKS URL only). Authentication may be of
     [[serve.links]]
     label = "Screening worklist"
     url = "https://intranet.hospital.example/fhir3t/worklist.html"    # {patientId} is replaced
+
+    [serve.coordinator]           # the coordinator's page, /coordinator/ (service/coordinator.py)
+    client_id = "fhir3t-coordinator"                                   # SMART App Launch: a public client (PKCE)
+    authorization_server = "https://sso.hospital.example/realms/ehr"   # OpenID Connect issuer (else SMART discovery
+                                                                       # on [server] url, which is also the aud)
+    proxy_user_header = "X-Remote-User"   # or a reverse proxy that signs people in, believed only from:
+    trusted_proxies = ["10.0.0.5"]
+    read_without_signin = false           # default: true on a loopback bind only
 """
 from __future__ import annotations
 
