@@ -113,7 +113,10 @@ def test_unsigned_the_page_is_read_only(browser_page, site):  # noqa: F811
     assert browser_page.page_errors == []
 
 
-def test_signed_in_the_coordinator_contacts_consents_and_enrols(browser_page, site):  # noqa: F811
+def test_signed_in_the_coordinator_contacts_consents_and_enrols(browser_page, site, caplog):  # noqa: F811
+    import logging
+
+    caplog.set_level(logging.INFO, logger="fhir3t")
     page = browser_page.page
     page.goto(f"{site['url']}/")
     sign_in(page, "li.na")
@@ -144,6 +147,12 @@ def test_signed_in_the_coordinator_contacts_consents_and_enrols(browser_page, si
                if p["resource"].get("activity", {}).get("coding")}
     assert authors == {"Practitioner/li.na"}  # the SMART user (fhirUser) is who the Provenance names
     assert browser_page.page_errors == []
+    # the service's log: routes, events and outcomes; no patient, no note, no user name, no path
+    logged = "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)
+    events = {getattr(r, "fields", {}).get("event") for r in caplog.records}
+    assert {"coordinator-page", "coordinator-step", "coordinator-signin", "enrolment-step"} <= events
+    for secret in ("MRN-100022", "p22", "afternoons", "li.na", "Practitioner/"):
+        assert secret not in logged, secret
 
 
 def test_a_forbidden_step_and_a_stale_page_are_refused_and_write_nothing(browser_page, site):  # noqa: F811

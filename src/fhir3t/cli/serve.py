@@ -55,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also screen patients of --server / [server] url when new data arrives, and push their ResearchSubjects")
     p.add_argument("--state", metavar="FILE",
                    help="the coordinator's page reads and writes this state file (default: the FHIR server of --server / "
-                        "[server] url, else [enrolment] state, else $XDG_STATE_HOME/fhir3t/<study>.state.sqlite)")
+                        "[server] url, else [enrolment] state, else <study>.state.sqlite in the service's state folder)")
     p.add_argument("--no-coordinator", action="store_true", help="do not serve the coordinator's page (/coordinator/)")
     p.add_argument("--feedback", action="store_true", help="print what clinicians did with the cards (JSON counts) and exit")
     p.add_argument("--feedback-rows", action="store_true",
@@ -169,7 +169,7 @@ def build_coordinator(args: argparse.Namespace, settings, definition):  # -> Coo
     from fhir3t.service.coordinator import Coordinator
     from fhir3t.state import ServerState
 
-    store = open_store(args, definition, "serve")
+    store = open_store(args, definition, "serve", settings.state_dir)
     screen_now = server_screener(definition, store.client) if isinstance(store, ServerState) else None
     today = (lambda: settings.as_of) if settings.as_of else None
     extra = {"today": today} if today else {}

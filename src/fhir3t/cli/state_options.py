@@ -51,8 +51,9 @@ def settings(args: argparse.Namespace, definition: Definition) -> Settings:
     return Settings.of(definition, table.get("subject_number"), getattr(args, "form", None) or table.get("consent_form"))
 
 
-def state_path(args: argparse.Namespace, definition: Definition, command: str) -> Path:
-    """--state FILE, else [enrolment] state, else the default file (said on stderr)."""
+def state_path(args: argparse.Namespace, definition: Definition, command: str, folder: Path | None = None) -> Path:
+    """--state FILE, else [enrolment] state, else the default file in `folder` (the service's state folder) or
+    $XDG_STATE_HOME/fhir3t (said on stderr)."""
     from fhir3t.state import default_state_file
 
     given = getattr(args, "state", None)
@@ -62,20 +63,21 @@ def state_path(args: argparse.Namespace, definition: Definition, command: str) -
     table = enrolment_table(args)
     if "state" in table:
         return cfg.resolve(table["state"])
-    path = default_state_file(definition.study.id)
+    path = folder / default_state_file(definition.study.id).name if folder is not None else \
+        default_state_file(definition.study.id)
     print(render(USING_DEFAULT(command=command, path=str(path))), file=sys.stderr)
     return path
 
 
-def open_store(args: argparse.Namespace, definition: Definition, command: str) -> Store:
-    """The server (--server, or [server] url when no --state is given) or the state file."""
+def open_store(args: argparse.Namespace, definition: Definition, command: str, folder: Path | None = None) -> Store:
+    """The server (--server, or [server] url when no --state is given) or the state file (default in `folder`)."""
     from fhir3t.state import ServerState, StateFile
 
     if getattr(args, "server", None) and getattr(args, "state", None) is None:
         from fhir3t.cli.server_options import make_client
 
         return ServerState(make_client(args), (definition.study.system, definition.study.value))
-    return StateFile(state_path(args, definition, command))
+    return StateFile(state_path(args, definition, command, folder))
 
 
 __all__ = ["add_state_option", "enrolment_table", "open_store", "settings", "state_path"]
