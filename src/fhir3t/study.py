@@ -31,6 +31,10 @@ class Study:
     criteria_file: Path
     safety_file: Path | None
     source: Path
+    #: study subject numbers (`enrolment.subject_number`: literal text and one {n} field, e.g. 3T-{n:03d})
+    subject_number: str = "{n:03d}"
+    #: the version of the consent form patients sign now (`enrolment.consent_form`; `--form` names another)
+    consent_form: str = "1"
 
     @property
     def identifier(self) -> dict[str, str]:
@@ -46,6 +50,7 @@ def load_study(profiles: Profiles | None = None) -> Study:
     try:
         ident = d["identifier"]
         cand = d["candidates"]
+        enrol = d.get("enrolment") or {}
         base = Path(path).parent
         return Study(
             str(d["id"]), str(ident["system"]), str(ident["value"]), str(d["title"]),
@@ -53,6 +58,7 @@ def load_study(profiles: Profiles | None = None) -> Study:
             dict(d.get("condition") or {}), str(d.get("sponsor", "")), str(d.get("site", "")),
             str(d.get("summary", "")), str(cand["type"]), str(cand["valueset"]),
             base / d["criteria"], base / d["safety"] if d.get("safety") else None, Path(path),
+            str(enrol.get("subject_number") or "{n:03d}"), str(enrol.get("consent_form") or "1"),
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: study profile is missing or has a wrong {exc}") from None

@@ -10,7 +10,8 @@ from typing import IO, TYPE_CHECKING
 import orjson
 
 from fhir3t.cli.common import day, load_definition, output, report_problems
-from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
+from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, InputError, Problems, UsageError
+from fhir3t.messages import Message, render
 
 if TYPE_CHECKING:
     from fhir3t.pipeline import Definition, Run
@@ -30,6 +31,9 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--d1-csv", metavar="FILE", help="CSV with columns patient,d1 (same meaning as --d1)")
     p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
                    help="FHIR ConceptMap translating hospital-local codes (repeatable)")
+    p.add_argument("--state", metavar="FILE",
+                   help="with PATH...: the subjects (ResearchSubjects with their D1 and subject number) come from this "
+                        "state file of the enrolment workflow (fhir3t subject), besides any in the files")
 
 
 def analyse_args(args: argparse.Namespace, problems: Problems):
@@ -54,7 +58,28 @@ def analyse_args(args: argparse.Namespace, problems: Problems):
     run = Run.start(definition, as_of=as_of, problems=problems)
     if server:
         return as_of, _pull(args, definition, run, d1), definition
-    return as_of, analyse_files(definition, run, FileInputs(tuple(args.paths)), d1), definition
+    documents = state_documents(args.state) if getattr(args, "state", None) else ()
+    return as_of, analyse_files(definition, run, FileInputs(tuple(args.paths), documents=documents), d1), definition
+
+
+NO_STATE = Message("safety.no-state", "{path}: no such state file")
+
+
+def state_documents(path: str) -> tuple[tuple[str, object], ...]:
+    """The state file's ResearchStudy and ResearchSubjects, as a document the safety analysis reads with the files."""
+    from pathlib import Path
+
+    from fhir3t.state import StateFile
+
+    if not Path(path).expanduser().is_file():
+        raise InputError(render(NO_STATE(path=path)))
+    state = StateFile(path)
+    try:
+        resources = state.resources("ResearchStudy") + state.resources("ResearchSubject")
+    finally:
+        state.close()
+    return ((f"{path} (state)", {"resourceType": "Bundle", "type": "collection",
+                                 "entry": [{"resource": r} for r in resources]}),)
 
 
 def _pull(args: argparse.Namespace, definition: Definition, run: Run, d1: dict) -> list:

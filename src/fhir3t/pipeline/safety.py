@@ -26,7 +26,7 @@ def analyse_files(definition: Definition, run: Run, inputs: FileInputs,
     or `d1` by patient)."""
     engine = SafetyEngine.for_run(definition.safety, run.problems)
     # No read filter: every dated resource counts for 'last known alive' (the censoring day).
-    source = GroupingSource(inputs.paths, run.problems, limits=inputs.limits)
+    source = GroupingSource(inputs.paths, run.problems, limits=inputs.limits, documents=inputs.documents)
     return list(engine.analyse_raw(source, run.as_of, d1, source.shared))
 
 

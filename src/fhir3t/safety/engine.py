@@ -464,8 +464,9 @@ def _instance(records: list[Res], onset: date) -> str | None:
 
 def analyse(paths: Iterable[str | Path], *, as_of: date, d1: Mapping[str, date] | None = None,
             concept_maps: Iterable[str | Path] = (), problems: Problems | None = None,
-            engine: SafetyEngine | None = None) -> list[SubjectOutcome]:
-    """Find every subject's AEs and survival data in Bundle / NDJSON files."""
+            engine: SafetyEngine | None = None, documents: Iterable[tuple[str, object]] = ()) -> list[SubjectOutcome]:
+    """Find every subject's AEs and survival data in Bundle / NDJSON files (and `documents`: parsed Bundles, e.g.
+    the enrolment state file's subjects)."""
     if engine is None:
         from fhir3t.sources.files import with_discovered_maps
 
@@ -474,7 +475,7 @@ def analyse(paths: Iterable[str | Path], *, as_of: date, d1: Mapping[str, date] 
     if problems is not None:
         eng.problems = problems
     # No read filter: every dated resource counts for 'last known alive' (the censoring day).
-    source = GroupingSource(paths, eng.problems)
+    source = GroupingSource(paths, eng.problems, documents=tuple(documents))
     return list(eng.analyse_raw(source, as_of, d1, source.shared))
 
 
