@@ -204,7 +204,10 @@ def test_json_logs_stay_english_whatever_the_language():
 
 # ---- nothing a person reads bypasses the catalog ------------------------------------------------------------------
 #: the modules whose strings reach people: the CLI, the output formats, the cards, the report, check-server's lines
-SCOPE = ["cli", "formats", "report", "service/cards.py", "service/orders.py", "pipeline/servercheck"]
+SCOPE = ["cli", "formats", "report", "service/cards.py", "service/orders.py", "pipeline/servercheck",
+         # the enrolment workflow (issue 22): its refusals, timeline and log words, the coordinator's page and sign-in
+         "enrolment", "state", "pipeline/enrolment.py", "service/coordinator.py", "service/coordinator_page.py",
+         "service/signin.py"]
 #: module-level constants that are machine text, not sentences (stylesheets, scripts, font stacks)
 MACHINE_CONSTANTS = {"CSS", "SCRIPT", "FONTS", "CSP",
                      "EVENTS"}  # the log events' catalogue: English, for the engineers who alert on them
@@ -217,6 +220,7 @@ MACHINE_CALLS = {
     "ArgumentTypeError", "ArithmeticError",
     "compile", "match", "fullmatch", "search", "sub",  # patterns matching argparse's or fhir3t's own English
     "Gate",  # why no card: a field of the cds-call log record
+    "_log", "_refuse",  # the coordinator page's request log records (the page says the message passed beside them)
     "OrderError", "ResponseError", "HttpStatusError",  # an HTTP error body, a transport error's technical text
 }
 #: keys of JSON objects built as literals whose values document the JSON for programs (the JSON report's
@@ -233,6 +237,7 @@ ALLOWED = {
     ("cli/parser.py", "expected one argument"): "argparse's own English, recognised to be said again in a message",
     ("pipeline/servercheck/write.py", "fhir3t check-server write test"): "data: the test ResearchStudy's title",
     ("cli/report.py", "safety data"): "a key of the JSON report's header hashes",
+    ("service/coordinator.py", "(no route)"): "the route field of a request's log record",
 }
 #: English prose: two words of letters in a row (after markup, placeholders and code-like tokens are removed)
 _PROSE = re.compile(r"\b[A-Za-z][a-z]{1,}(?:'[a-z]+)?\s+[a-z]{2,}\b")

@@ -17,6 +17,7 @@ EXIT_INPUT_FATAL = 4  # nothing usable: missing path, no patients at all, bad co
 EXIT_SERVER = 5  # FHIR server unreachable or answered with an error
 EXIT_AUTH = 6  # authentication / authorization failed
 EXIT_PUSH_PARTIAL = 7  # some entries of a pushed Bundle failed
+EXIT_REFUSED = 8  # the enrolment workflow refused an action (state machine, eligibility, a newer version): nothing written
 EXIT_INTERNAL = 70  # a bug in fhir3t (EX_SOFTWARE)
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
@@ -26,20 +27,20 @@ EXIT_WORDS = table("exit", {
     "2": "usage error, or an extra the command needs is not installed",
     "3": "some input skipped (each skipped file / entry / line is named on stderr)",
     "4": "no usable input or bad configuration data", "5": "FHIR server error", "6": "authentication error",
-    "7": "push partly failed", "70": "internal error (a bug in fhir3t)", "130": "interrupted (Ctrl-C)",
+    "7": "push partly failed",
+    "8": "refused, nothing written (a transition the enrolment state machine forbids, an ineligible patient without an "
+         "override, a record changed since it was read)",
+    "70": "internal error (a bug in fhir3t)", "130": "interrupted (Ctrl-C)",
 })
-#: exit code -> what it means, in English
-EXIT_MEANINGS = {EXIT_OK: "ok", EXIT_FINDINGS: "validation errors found (validate), a check failed (check-server)",
-                 EXIT_USAGE: "usage error, or an extra the command needs is not installed",
-                 EXIT_INPUT_SKIPPED: "some input skipped (each skipped file / entry / line is named on stderr)",
-                 EXIT_INPUT_FATAL: "no usable input or bad configuration data", EXIT_SERVER: "FHIR server error",
-                 EXIT_AUTH: "authentication error", EXIT_PUSH_PARTIAL: "push partly failed",
-                 EXIT_INTERNAL: "internal error (a bug in fhir3t)", EXIT_INTERRUPTED: "interrupted (Ctrl-C)"}
+#: exit code -> what it means, in English (EXIT_WORDS' templates: one home for the sentence)
+EXIT_MEANINGS = {code: EXIT_WORDS[str(code)].en for code in (
+    EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INPUT_SKIPPED, EXIT_INPUT_FATAL, EXIT_SERVER, EXIT_AUTH, EXIT_PUSH_PARTIAL,
+    EXIT_REFUSED, EXIT_INTERNAL, EXIT_INTERRUPTED)}
 
 #: exit code -> the `outcome` word of the run-end log record (stable: operators alert on it)
 OUTCOMES = {EXIT_OK: "ok", EXIT_FINDINGS: "findings", EXIT_USAGE: "usage-error", EXIT_INPUT_SKIPPED: "input-skipped",
             EXIT_INPUT_FATAL: "no-usable-input", EXIT_SERVER: "server-error", EXIT_AUTH: "auth-error",
-            EXIT_PUSH_PARTIAL: "push-partial", EXIT_INTERNAL: "internal-error", EXIT_INTERRUPTED: "interrupted"}
+            EXIT_PUSH_PARTIAL: "push-partial", EXIT_REFUSED: "refused", EXIT_INTERNAL: "internal-error", EXIT_INTERRUPTED: "interrupted"}
 
 
 class Fhir3tError(Exception):
@@ -79,6 +80,12 @@ class ServerError(Fhir3tError):
 
 class AuthError(Fhir3tError):
     exit_code = EXIT_AUTH
+
+
+class RefusedError(Fhir3tError):
+    """The enrolment workflow refused an action and wrote nothing (fhir3t.enrolment.Refused carries the message)."""
+
+    exit_code = EXIT_REFUSED
 
 
 @dataclass(frozen=True)

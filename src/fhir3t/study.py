@@ -33,6 +33,10 @@ class Study:
     source: Path
     #: {language: {"title" | "short_title" | "site" | "sponsor": text}}: what a person reads in other languages
     translations: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: study subject numbers (`enrolment.subject_number`: literal text and one {n} field, e.g. 3T-{n:03d})
+    subject_number: str = "{n:03d}"
+    #: the version of the consent form patients sign now (`enrolment.consent_form`; `--form` names another)
+    consent_form: str = "1"
 
     @property
     def identifier(self) -> dict[str, str]:
@@ -59,6 +63,7 @@ def load_study(profiles: Profiles | None = None) -> Study:
     try:
         ident = d["identifier"]
         cand = d["candidates"]
+        enrol = d.get("enrolment") or {}
         base = Path(path).parent
         return Study(
             str(d["id"]), str(ident["system"]), str(ident["value"]), str(d["title"]),
@@ -67,6 +72,7 @@ def load_study(profiles: Profiles | None = None) -> Study:
             str(d.get("summary", "")), str(cand["type"]), str(cand["valueset"]),
             base / d["criteria"], base / d["safety"] if d.get("safety") else None, Path(path),
             {str(lang): {str(k): str(v) for k, v in t.items()} for lang, t in (d.get("translations") or {}).items()},
+            str(enrol.get("subject_number") or "{n:03d}"), str(enrol.get("consent_form") or "1"),
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: study profile is missing or has a wrong {exc}") from None

@@ -33,6 +33,7 @@ W = table("cli.report", {
     "no-subjects": "no subjects of {study} with a D1 found in the input",
     "inputs-server": "FHIR server {server}",
     "inputs-screening": "{inputs}; screening run {run}",
+    "inputs-log": "{inputs}; enrolment log {log}",
     "since": "--since {since} is not before the data cut-off {cutoff}",
     "done": "{subjects} subjects; KM survival at day 182 {km} (95 % CI {ci}); {related} with a treatment-related AE; "
             "AEs found by fhir3t {fhir3t}, recorded by investigators {investigator}, both {both}; wrote {out}",
@@ -67,7 +68,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=later(Message("help.report.ci", "CI transform for the KM estimate (default log-log, as lifelines)")()))
     p.add_argument("--screening", metavar="FILE",
                    help=later(Message("help.report.screening",
-                                      "a screening run's output (fhir3t screen --format json or ndjson) for the screening flow")()))
+                                      "a screening run's output (fhir3t screen --format json or ndjson) for the screening flow "
+                                      "(default with --server or --state: the screening and enrolment log there, as fhir3t log "
+                                      "gives it)")()))
     p.add_argument("--since", type=day, metavar="DATE",
                    help=later(Message("help.report.since",
                                       "the previous report's data cut-off: figures since then are shown beside the cumulative ones and new "
@@ -122,6 +125,28 @@ def read_screening(path: str) -> list[tuple[object, str]]:
     return out
 
 
+def flow_from_log(args: argparse.Namespace, enrolled: list[str], order: list[str], titles: dict[str, str]) -> dict:
+    """The screening flow from the enrolment log (the latest screening of every patient, the first criterion ruling
+    them out), with the study team's chain (contacted, consented, the reasons at each step) as `team`."""
+    from fhir3t.cli.common import load_definition
+    from fhir3t.cli.state_options import open_store
+    from fhir3t.pipeline import Run
+    from fhir3t.pipeline.enrolment import log_rows
+    from fhir3t.report.flow import screened_from_log, screening_flow
+
+    definition = load_definition(args, concept_maps=())
+    store = open_store(args, definition, "report")
+    try:
+        rows, team = log_rows(definition, Run.start(definition), store)
+    finally:
+        store.close()
+    screened = screened_from_log(rows, order)
+    flow = screening_flow(screened, enrolled, order, titles)
+    flow["team"] = team
+    flow["source"] = store.label
+    return flow
+
+
 def _digest(paths: list[Path]) -> str:
     h = hashlib.sha256()
     for f in sorted(paths):
@@ -130,7 +155,6 @@ def _digest(paths: list[Path]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fhir3t.criteria.load import load_criteria
     from fhir3t.profiles import Profiles
     from fhir3t.report import endpoints, render_html
     from fhir3t.report.flow import parse_screening, screening_flow
@@ -138,16 +162,18 @@ def run(args: argparse.Namespace) -> int:
     from fhir3t.study import load_study
 
     problems = Problems()
-    as_of, outcomes, engine = analyse_args(args, problems)
+    as_of, outcomes, definition = analyse_args(args, problems)
     outcomes = sorted(outcomes, key=lambda o: (o.subject.label, o.subject.patient))  # listings by subject number
-    cfg = engine.config
-    criteria = load_criteria(engine.tx)
+    cfg = definition.safety.config
+    criteria = definition.criteria
     order = [c.id for c in criteria.criteria]
     flow = None
+    titles = {c.id: c.title for c in criteria.criteria}
     if args.screening:
         screened = parse_screening(read_screening(args.screening), order, problems)
-        flow = screening_flow(screened, [o.subject.patient for o in outcomes], order,
-                              {c.id: c.title for c in criteria.criteria})
+        flow = screening_flow(screened, [o.subject.patient for o in outcomes], order, titles)
+    elif getattr(args, "server", None) or getattr(args, "state", None):
+        flow = flow_from_log(args, [o.subject.patient for o in outcomes], order, titles)
     report_problems(problems, args=args)
     if not outcomes:
         say(args, W["no-subjects"](study=cfg.study_label))
@@ -158,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
                   INPUTS_PATHS(len(args.paths), paths=", ".join(args.paths)))
     if args.screening:
         inputs_msg = W["inputs-screening"](inputs=inputs_msg, run=args.screening)
+    elif flow is not None:
+        inputs_msg = W["inputs-log"](inputs=inputs_msg, log=str(flow.get("source", "")))
     inputs = render(inputs_msg, "en")
     if args.since is not None and args.since >= as_of:
         raise UsageError(W["since"](since=args.since.isoformat(), cutoff=as_of.isoformat()))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from fhir3t.cli.common import MAX_JOBS, day, load_definition, positive_seconds, progress_bar, report_problems, whole_number
 from fhir3t.cli.server_options import add_server_options, make_client
+from fhir3t.cli.state_options import add_state_option
 from fhir3t.cli.words import say, stderr_lang
 from fhir3t.criteria.model import STATUSES
 from fhir3t.dates import zone_name
@@ -96,6 +97,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--emit", metavar="BUNDLE", help=later(Message("help.screen.emit",
                                                                   "also write a FHIR transaction Bundle (ResearchStudy, ResearchSubjects, "
                                                                   "Provenance)")()))
+    add_state_option(p, optional_value=True)
     p.add_argument("--store", choices=("auto", "memory", "disk"), default="auto",
                    help=later(Message("help.screen.store",
                                       "where records are grouped by patient: auto (memory, moving to disk for big inputs), memory, "
@@ -265,6 +267,30 @@ def precheck_server(client: FhirClient, definition: Definition, args: argparse.N
         say(args, W["check-all"]())
 
 
+RECORDED = Message("screen.recorded", "kept in the state file {path} (run {run}): {n} results, "
+                                     "{written} ResearchSubjects written")
+KEPT = Message("screen.kept", "{subject} is {team} (the study team's): kept as it is; today's screening says {screening}")
+
+
+def record_state(args: argparse.Namespace, definition: Definition, run: Run, results: list) -> None:
+    """--state: the run's results into the state file (the push policy keeps the team's statuses)."""
+    from fhir3t.cli.state_options import state_path
+    from fhir3t.emit.screening import subject_id
+    from fhir3t.enrolment.status import status_word
+    from fhir3t.pipeline.enrolment import record_screening
+    from fhir3t.state import StateFile
+
+    state = StateFile(state_path(args, definition, "screen"))
+    try:
+        done = record_screening(definition, run, state, results, args.id_system)
+    finally:
+        state.close()
+    say(args, RECORDED(path=str(state.path), run=done.run, n=len(results), written=done.written))
+    for patient, team, screening in done.kept:  # named by the subject's id (a pseudonym), never the patient's
+        say(args, KEPT(subject=f"ResearchSubject/{subject_id(definition.criteria, patient)}", team=status_word(team),
+                       screening=status_word(screening)), tag="note")
+
+
 def run(args: argparse.Namespace) -> int:
     from fhir3t.pipeline import FileInputs, ServerQuery, deliver, screen_files, screen_server, with_discovered_maps
 
@@ -301,7 +327,8 @@ def run(args: argparse.Namespace) -> int:
     label = PROGRESS_SERVER if args.server else PROGRESS
     try:
         with progress_bar(not args.no_progress, label, args) as tick:
-            run_ = deliver(tick(stream), definition, info, outs, stdout=sys.stdout, keep=bool(args.push), emit=args.emit)
+            run_ = deliver(tick(stream), definition, info, outs, stdout=sys.stdout,
+                           keep=bool(args.push) or args.state is not None, emit=args.emit)
     finally:
         if client is not None:
             client.close()
@@ -317,6 +344,8 @@ def run(args: argparse.Namespace) -> int:
     hint = run_.stale.hint(as_of)
     if hint:
         say(args, hint, tag="note")
+    if args.state is not None and run_.results:
+        record_state(args, definition, run, run_.results)
     if args.push and run_.results:
         from fhir3t.cli.push import push_bundle
 

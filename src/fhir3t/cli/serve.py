@@ -28,7 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                           "starting it would exclude the patient), POST /cds-services/{{id}}/feedback, GET /health. Configured by the "
                           "[serve] table of the config file (see README, 'In the EHR: CDS Hooks'); binds 127.0.0.1 unless told otherwise; "
                           "stops gracefully on SIGTERM. With --watch it also screens patients when new data arrives on [server] url (FHIR "
-                          "Subscriptions to /fhir3t/notify, else polling) and pushes their ResearchSubjects.")())
+                          "Subscriptions to /fhir3t/notify, else polling) and pushes their ResearchSubjects. It also serves the "
+                          "coordinator's page at /coordinator/ (the worklist with the day's new or changed screenings, each patient's "
+                          "timeline, the study team's steps as forms for a signed-in user: SMART App Launch or a trusted proxy's header, "
+                          "[serve.coordinator]) over the FHIR server, or the state file (--state FILE).")())
         ),
         epilog=(
             later(Message("help.serve.epilog",
@@ -59,6 +62,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=later(Message("help.serve.watch",
                                       "also screen patients of --server / [server] url when new data arrives, and push their "
                                       "ResearchSubjects")()))
+    p.add_argument("--state", metavar="FILE",
+                   help=later(Message("help.serve.state",
+                                      "the coordinator's page reads and writes this state file (default: the FHIR server of "
+                                      "--server / [server] url, else [enrolment] state, else <study>.state.sqlite in the "
+                                      "service's state folder)")()))
+    p.add_argument("--no-coordinator", action="store_true",
+                   help=later(Message("help.serve.no-coordinator", "do not serve the coordinator's page (/coordinator/)")()))
     p.add_argument("--feedback", action="store_true", help=later(Message("help.serve.feedback",
                                                                          "print what clinicians did with the cards (JSON counts) and "
                                                                          "exit")()))
@@ -79,7 +89,11 @@ def settings_from(args: argparse.Namespace):  # -> ServeSettings
     settings = serve_settings(cfg, host=args.host, port=args.port, public_url=args.public_url,
                               state_dir=Path(args.state_dir) if args.state_dir else None, as_of=args.as_of,
                               watch=args.watch)
-    return replace(settings, lang=getattr(args, "lang", "en"), tz=getattr(args, "tz", settings.tz))
+    from fhir3t.messages import lang as languages
+
+    lang = getattr(args, "lang", "en")
+    page = replace(settings.coordinator, lang=languages.normalize(settings.coordinator.lang) or lang)
+    return replace(settings, lang=lang, tz=getattr(args, "tz", settings.tz), coordinator=page)
 
 
 #: what serve says on stderr as it starts and stops (the startup lines say loudly how calls are authenticated)
@@ -141,13 +155,19 @@ def run(args: argparse.Namespace) -> int:
         startup.append(thread.start)
         shutdown.append(thread.shutdown)
     shutdown += [cds.close, store.close]
+    coordinator = None
+    if settings.coordinator.enabled and not args.no_coordinator:
+        coordinator = build_coordinator(args, settings, definition)
+        shutdown.append(coordinator.store.close)
     app = create_app(cds, watcher=watcher, notify_token=token, max_body=int(settings.max_body_mb * 1024 * 1024),
                      body_timeout=settings.body_timeout, cors_origins=settings.cors_origins, on_startup=startup,
-                     on_shutdown=shutdown)
+                     on_shutdown=shutdown, coordinator=coordinator)
     connections = raise_file_limit(settings.max_connections)
     lang = stderr_lang(args)
     for line in startup_lines(settings, definition.study.value, lang):
         print(line, file=sys.stderr)
+    if coordinator is not None:
+        print(coordinator_line(settings, coordinator, lang), file=sys.stderr)
     if connections < settings.max_connections:
         print(render(MESSAGES["connections"](n=connections), lang), file=sys.stderr)
     if not settings.require_jwt:
@@ -157,6 +177,37 @@ def run(args: argparse.Namespace) -> int:
     if stopped is not None:
         print(render(MESSAGES["stopped"](signal=signal.Signals(stopped).name), lang), file=sys.stderr)
     return EXIT_OK
+
+
+PAGE_LINE = Message("serve.page", "fhir3t serve: the coordinator's page on http://{host}:{port}/coordinator/ ({source}); "
+                                   "writing needs {signin}")
+SIGNIN_SMART = Message("serve.signin-smart", "a SMART sign-in at {issuer}")
+SIGNIN_PROXY = Message("serve.signin-proxy", "the {header} header from {proxies}")
+SIGNIN_NONE = Message("serve.signin-none", "a sign-in, and none is configured ([serve.coordinator]): read only")
+SIGNIN_BOTH = Message("serve.signin-both", "{smart}, or {proxy}")
+
+
+def build_coordinator(args: argparse.Namespace, settings, definition):  # -> Coordinator
+    """The coordinator's page over the FHIR server (--server / [server] url) or the state file."""
+    from fhir3t.cli.state_options import open_store
+    from fhir3t.cli.state_options import settings as enrolment_settings
+    from fhir3t.pipeline.enrolment import server_screener
+    from fhir3t.service.coordinator import Coordinator
+    from fhir3t.state import ServerState
+
+    store = open_store(args, definition, "serve", settings.state_dir)
+    screen_now = server_screener(definition, store.client) if isinstance(store, ServerState) else None
+    today = (lambda: settings.as_of) if settings.as_of else site_today(args)  # the site's day, as screening's
+    return Coordinator(definition, store, settings.coordinator, settings.public_url or f"http://{settings.host}:{settings.port}",
+                       settings.loopback, screen_now, enrolment_settings(args, definition), today=today)
+
+
+def coordinator_line(settings, coordinator, lang: str = "en") -> str:
+    c = settings.coordinator
+    smart = SIGNIN_SMART(issuer=c.authorization_server or c.fhir_server or "-") if coordinator.signin else None
+    proxy = SIGNIN_PROXY(header=c.proxy_user_header, proxies=", ".join(c.trusted_proxies)) if coordinator.proxy else None
+    signin = SIGNIN_BOTH(smart=smart, proxy=proxy) if smart and proxy else smart or proxy or SIGNIN_NONE()
+    return render(PAGE_LINE(host=settings.host, port=settings.port, source=coordinator.store.label, signin=signin), lang)
 
 
 def startup_lines(settings, study: str, lang: str = "en") -> list[str]:  # settings: ServeSettings

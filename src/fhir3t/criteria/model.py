@@ -8,11 +8,8 @@ from typing import Any
 
 from fhir3t.enrolment import Status
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
-from fhir3t.messages import Message, Msg, Reason, reason_text, render
+from fhir3t.messages import Msg, Reason, reason_text, render
 
-#: a criterion's result as a person reads it
-RESULT_WORDS: dict[str, Message] = {MET: Message("result.met", "met"), NOT_MET: Message("result.not-met", "not met"),
-                                    UNKNOWN: Message("result.unknown", "unknown")}
 STATUSES = (Status.ELIGIBLE.value, Status.INELIGIBLE.value, Status.CANDIDATE.value)  # the order summaries use
 #: HL7 v2-0203 identifier type of a medical record number: the id a coordinator looks a patient up by
 MR_TYPE = ("http://terminology.hl7.org/CodeSystem/v2-0203", "MR")

@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fhir3t.criteria.model import RESULT_WORDS, CriterionResult, ScreeningResult
+from fhir3t.criteria.model import CriterionResult, ScreeningResult
 from fhir3t.enrolment import WORDS, Status
-from fhir3t.logic import MET, UNKNOWN
+from fhir3t.logic import MET, RESULT_WORDS, UNKNOWN
 from fhir3t.messages import Message, Msg, Plural, render
 
 PATIENTS = Plural("summary.patients", "{n} patient", "{n} patients")

@@ -5,6 +5,7 @@
     POST /cds-services/{id}                       a hook call
     POST /cds-services/{id}/feedback              what the clinician did with a card
     POST|PUT /fhir3t/notify[/{type}/{id}]         FHIR Subscription rest-hook notifications (with a watcher)
+    GET|POST /coordinator/...                     the coordinator's page (service/coordinator.py)
 
 Every error is JSON ({"error": ...}) with the status the service's one exception map gives it
 (service/failures.py); nothing a request holds can make a 500 or a traceback. A hook call or feedback
@@ -40,6 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fhir3t import __version__
+from fhir3t.service.coordinator import Coordinator
 from fhir3t.service.failures import Busy, HookError, TooLarge, TooSlow, answer_for
 from fhir3t.service.hooks import Answer, CdsService
 from fhir3t.service.settings import BODY_TIMEOUT
@@ -224,9 +226,10 @@ class _Handlers:
 
 def create_app(cds: CdsService | None, *, watcher: Watcher | None = None, notify_token: str | None = None,
                max_body: int = 32 * 1024 * 1024, body_timeout: float = BODY_TIMEOUT, cors_origins: Sequence[str] = (),
-               on_startup: Sequence[Callable[[], None]] = (), on_shutdown: Sequence[Callable[[], None]] = ()) -> Starlette:
-    """The service's ASGI app: CDS Hooks when `cds` is given, notifications when `watcher` is; `on_startup` /
-    `on_shutdown` run (in the thread pool) when the server starts and when it stops."""
+               on_startup: Sequence[Callable[[], None]] = (), on_shutdown: Sequence[Callable[[], None]] = (),
+               coordinator: Coordinator | None = None) -> Starlette:
+    """The service's ASGI app: CDS Hooks when `cds` is given, notifications when `watcher` is, the coordinator's page
+    when `coordinator` is; `on_startup` / `on_shutdown` run (in the thread pool) when the server starts and stops."""
     h = _Handlers(cds, watcher, notify_token, max_body, body_timeout)
     routes = [Route("/health", h.health, methods=["GET"])]
     if cds is not None:
@@ -238,6 +241,8 @@ def create_app(cds: CdsService | None, *, watcher: Watcher | None = None, notify
             raise ValueError("a watcher's notification endpoint needs a token")
         routes += [Route(NOTIFY_PATH, h.notify, methods=["POST", "PUT"]),
                    Route(NOTIFY_PATH + "/{rtype}/{rid}", h.notify, methods=["POST", "PUT"])]
+    if coordinator is not None:
+        routes += coordinator.routes()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fhir3t.criteria.base import Builder, Kind, Label, Rule, most_recent_first, text_arg, when
-from fhir3t.criteria.model import RESULT_WORDS, Outcome
-from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
+from fhir3t.criteria.model import Outcome
+from fhir3t.logic import MET, NOT_MET, RESULT_WORDS, UNKNOWN, Tri
 from fhir3t.messages import Message, Msg, Text, reason
 from fhir3t.records.plan import Read, read
 
