@@ -31,10 +31,25 @@ class Study:
     criteria_file: Path
     safety_file: Path | None
     source: Path
+    #: the study's page in its registry (study.json `registry_url`; for ClinicalTrials.gov derived from the NCT number)
+    registry: str | None = None
 
     @property
     def identifier(self) -> dict[str, str]:
         return {"system": self.system, "value": self.value}
+
+    @property
+    def registry_url(self) -> str | None:
+        if self.registry:
+            return self.registry
+        if self.system.rstrip("/") in REGISTRY_PAGES:
+            return REGISTRY_PAGES[self.system.rstrip("/")].format(value=self.value)
+        return None
+
+
+#: registries whose study page follows from the identifier (system -> URL template)
+REGISTRY_PAGES = {"http://clinicaltrials.gov": "https://clinicaltrials.gov/study/{value}",
+                  "https://clinicaltrials.gov": "https://clinicaltrials.gov/study/{value}"}
 
 
 def load_study(profiles: Profiles | None = None) -> Study:
@@ -53,6 +68,7 @@ def load_study(profiles: Profiles | None = None) -> Study:
             dict(d.get("condition") or {}), str(d.get("sponsor", "")), str(d.get("site", "")),
             str(d.get("summary", "")), str(cand["type"]), str(cand["valueset"]),
             base / d["criteria"], base / d["safety"] if d.get("safety") else None, Path(path),
+            str(d["registry_url"]) if d.get("registry_url") else None,
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: study profile is missing or has a wrong {exc}") from None
