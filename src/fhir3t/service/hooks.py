@@ -190,7 +190,7 @@ class CdsService:
             why = ("this fhirServer is not one the service is configured to read ([serve] fhir_servers)" if server
                    else "no fhirServer was given")
             return Answer(412, {"error": f"prefetch {keys} missing, and {why}"}, {**fields, "outcome": "412"})
-        if missing or follow:
+        if missing or follow or can_fetch:  # with a fhirServer, what the records point at is read too
             if can_fetch and server is not None:
                 fields["fhir_server"] = server_label(server, path=False)
             t0 = self.clock()
