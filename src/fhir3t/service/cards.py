@@ -27,13 +27,14 @@ from datetime import date
 from urllib.parse import quote
 
 from fhir3t.canonical import BASE
+from fhir3t.criteria.base import AS_WRITTEN, ORDER_TEST
 from fhir3t.criteria.combine import Combine, Not
 from fhir3t.criteria.criteriaset import Criterion
 from fhir3t.criteria.kinds.observation import NONE_IN, NONE_IN_OLDER, ObservationRule
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.enrolment import Status, is_teams
 from fhir3t.formats.summary import effect
-from fhir3t.messages import Message, Msg, Plural, Text, many, render
+from fhir3t.messages import Many, Message, Msg, Plural, Text, many, render
 from fhir3t.pipeline import Definition
 from fhir3t.service.prefetch import resources_in
 from fhir3t.service.settings import Link, ServeSettings
@@ -56,6 +57,8 @@ SOME_PASS = Message("card.some-pass", "{passing} of {total} criteria pass as of 
 REVIEW = Message("card.review", "A study physician confirms {titles} at screening.")
 UNKNOWN_LINE = Message("card.unknown-line", "- **{title}**: {todo}")
 ORDER_TESTS = Message("card.order-tests", "order {tests}")
+ORDER_ONE = Message("card.order-one", "order {test}")
+CODE_REASON = Message("card.code-reason", "code why it was stopped to decide")
 MORE = Plural("card.more", "- and {n} more criterion: see the full explanation",
               "- and {n} more criteria: see the full explanation")
 DECIDES = Message("card.decides", "The study team decides eligibility.")
@@ -79,6 +82,8 @@ OVERRIDE_REASONS = (
     ("not-now", Message("card.override-not-now", "Not now: remind me later")),
 )
 _MISSING = frozenset({NONE_IN.id, NONE_IN_OLDER.id})
+#: the card's words for settles whose templates name a code (the full explanation page keeps the code)
+_CARD_WORDS = {"medication.code-reason": CODE_REASON}
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|!~&])")
 #: what GitHub-flavoured markdown (and linkify) turns into a link without any markup: a scheme's colon, a dot
@@ -202,13 +207,35 @@ def unknowns(result: ScreeningResult, definition: Definition) -> list[Unknown]:
     return out
 
 
+def without_codes(msg: Msg, leaves: Sequence[ObservationRule]) -> Msg:
+    """A settle as the card says it: a test by its name only ('order HBsAg', not 'order HBsAg (LOINC 5196-1) at
+    screening'), a criteria file's hint for a test as that test's order, a message naming a code by its card words."""
+    if msg.id == ORDER_TEST.id:
+        return ORDER_ONE(test=msg.arg("test"))
+    if msg.id == AS_WRITTEN.id:
+        hinted = next((t for t in leaves if t.hint is not None and str(t.hint) == str(msg.arg("text"))), None)
+        return ORDER_ONE(test=hinted.title) if hinted is not None else msg
+    if msg.id in _CARD_WORDS:
+        return _CARD_WORDS[msg.id]()
+
+    def arg(v: object) -> object:
+        if isinstance(v, Msg):
+            return without_codes(v, leaves)
+        if isinstance(v, Many):
+            return Many(tuple(arg(i) for i in v.items), v.how)  # type: ignore[misc]
+        return v
+
+    return Msg(msg.id, tuple((k, arg(v)) for k, v in msg.args))  # type: ignore[misc]
+
+
 def _test_names(tests: Sequence[ObservationRule], lang: str) -> str:
     return render(ORDER_TESTS(tests=many([md(t.title.get(lang)) for t in tests], "and")), lang)
 
 
 def _unknown_line(u: Unknown, lang: str) -> str:
     todo = [_test_names(u.tests, lang)] if u.tests else []
-    todo += [md(render(m, lang)) for m in u.other]
+    leaves = _leaves(u.criterion.rule)
+    todo += list(dict.fromkeys(md(render(without_codes(m, leaves), lang)) for m in u.other))
     return render(UNKNOWN_LINE(title=md(u.criterion.title_text.get(lang)), todo=many(todo, "; ")), lang)
 
 

@@ -208,7 +208,12 @@ def order_summary(now: ScreeningResult, eff: Effect, drug: str, definition: Defi
         msg = MAY_ELIGIBLE if eligible else MAY_CANDIDATE
     else:
         msg = BEFORE_ELIGIBLE if eligible else BEFORE_CANDIDATE
-    return fit(render(msg(drug=drug, study=definition.study.short_title), lang), SUMMARY_MAX)
+    study = definition.study.short_title
+    text = render(msg(drug=drug, study=study), lang)
+    if len(text) > SUMMARY_MAX:  # the drug's name gives way, never the sentence
+        room = SUMMARY_MAX - len(render(msg(drug="", study=study), lang))
+        text = render(msg(drug=fit(drug, max(room, 8)), study=study), lang)
+    return fit(text, SUMMARY_MAX)
 
 
 def order_head(eff: Effect, reads: Sequence[OrderRead], drug: str, definition: Definition, lang: str = "en") -> list[str]:
