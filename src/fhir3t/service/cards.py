@@ -239,9 +239,11 @@ def _unknown_line(u: Unknown, lang: str) -> str:
     return render(UNKNOWN_LINE(title=md(u.criterion.title_text.get(lang)), todo=many(todo, "; ")), lang)
 
 
-def status_lines(result: ScreeningResult, definition: Definition, lang: str, budget: int = DETAIL_MAX) -> list[str]:
+def status_lines(result: ScreeningResult, definition: Definition, lang: str, budget: int = DETAIL_MAX,
+                 todo: Sequence[Unknown] | None = None) -> list[str]:
     """The detail's account of the screening, within `budget` characters: how many criteria pass, and for a
-    candidate what would decide each unknown (criteria that do not fit are counted, not cut)."""
+    candidate what would decide each unknown (`todo`, computed here when not given; criteria that do not fit are
+    counted, not cut)."""
     total = len(result.criteria)
     passing = sum(1 for c in result.criteria if effect(c) == "passes")
     day = result.as_of.isoformat()
@@ -255,7 +257,7 @@ def status_lines(result: ScreeningResult, definition: Definition, lang: str, bud
                 lines[0] += " " + line
         return lines
     lines = [render(SOME_PASS(passing=passing, total=total, day=day), lang)]
-    todo = unknowns(result, definition)
+    todo = unknowns(result, definition) if todo is None else todo
     used = len(lines[0]) + 2
     for i, u in enumerate(todo):
         line = _unknown_line(u, lang)
@@ -269,11 +271,12 @@ def status_lines(result: ScreeningResult, definition: Definition, lang: str, bud
     return lines
 
 
-def detail(result: ScreeningResult, definition: Definition, lang: str = "en", head: Sequence[str] = ()) -> str:
+def detail(result: ScreeningResult, definition: Definition, lang: str = "en", head: Sequence[str] = (),
+           todo: Sequence[Unknown] | None = None) -> str:
     """The card's markdown: `head` (an order's news) first, then the screening (see status_lines), then who
     decides; never more than DETAIL_MAX characters."""
     used = sum(len(h) + 2 for h in head)
-    body = status_lines(result, definition, lang, DETAIL_MAX - used)
+    body = status_lines(result, definition, lang, DETAIL_MAX - used, todo)
     parts = [*head, "\n".join(body)]
     closing = render(DECIDES(), lang)
     text = "\n\n".join(parts)
@@ -334,12 +337,12 @@ def test_order(test: ObservationRule, criterion: Criterion, result: ScreeningRes
 
 
 def test_suggestion(result: ScreeningResult, definition: Definition, today: date, lang: str,
-                    new_uuid: Callable[[], str]) -> dict | None:
+                    new_uuid: Callable[[], str], todo: Sequence[Unknown] | None = None) -> dict | None:
     """One suggestion drafting every test that would decide the candidate's unknowns (None: no test would)."""
     actions: list[dict] = []
     names: list[Text] = []
     seen: set[int] = set()
-    for u in unknowns(result, definition):
+    for u in unknowns(result, definition) if todo is None else todo:
         for t in u.tests:
             if id(t.vs) in seen:
                 continue
@@ -377,6 +380,7 @@ def build_card(result: ScreeningResult, definition: Definition, settings: ServeS
     lang = lang or settings.lang
     study = definition.study
     patient_id = result.patient.removeprefix("Patient/")
+    todo = unknowns(result, definition) if result.status == Status.CANDIDATE else []
     label = fit(f"{study.short_title} · {study.site}" if study.site else study.short_title, 200)
     source: dict = {"label": label, "topic": {"system": TOPIC_SYSTEM, "code": "trial-recruitment",
                                               "display": render(TOPIC(), lang)}}
@@ -386,7 +390,7 @@ def build_card(result: ScreeningResult, definition: Definition, settings: ServeS
     card: dict = {
         "uuid": card_uuid,
         "summary": summary(result, study, lang),
-        "detail": detail(result, definition, lang),
+        "detail": detail(result, definition, lang, todo=todo),
         "indicator": "info",
         "source": source,
         "overrideReasons": [{"system": OVERRIDE_SYSTEM, "code": c, "display": render(m(), lang)}
@@ -394,7 +398,7 @@ def build_card(result: ScreeningResult, definition: Definition, settings: ServeS
     }
     offered = list(suggestions)
     if result.status == Status.CANDIDATE:
-        tests = test_suggestion(result, definition, today, lang, new_uuid)
+        tests = test_suggestion(result, definition, today, lang, new_uuid, todo)
         if tests is not None:
             offered.append(tests)
     if settings.referral:

@@ -71,6 +71,8 @@ ADDED_COLUMNS = {
 EXPLANATION_DAYS = 14
 #: explanation pages kept at most (each a few kB compressed); the oldest go first
 MAX_EXPLANATIONS = 100_000
+#: pages kept between two removals of the expired ones (a removal and a count per card would scan the table)
+PRUNE_EVERY = 1000
 DAY = 86400.0
 #: cards kept at most (a year of chart openings at a large hospital is far below); the oldest go first
 MAX_CARDS = 500_000
@@ -122,6 +124,8 @@ class Store:
         self.clock = clock
         self.max_cards = max_cards
         self._count: int | None = None  # cards in the table (counted once, then kept)
+        self._pages: int | None = None  # explanation pages in the table (counted at each pruning, then kept)
+        self._pages_since_prune = 0
         self._lock = threading.Lock()
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -282,17 +286,23 @@ class Store:
 
     # ---- explanation pages --------------------------------------------------------------
     def keep_explanation(self, token: str, card: str, page: str, days: float = EXPLANATION_DAYS) -> None:
-        """Keep a card's explanation page for `days`, readable by `token` only (expired pages are removed here)."""
+        """Keep a card's explanation page for `days`, readable by `token` only. Expired pages are removed every
+        `PRUNE_EVERY` pages kept (and then counted again); beyond MAX_EXPLANATIONS the oldest go."""
         now = self.clock()
         with self._lock:
-            self._db.execute("DELETE FROM explanations WHERE expires < ?", (now,))
+            if self._pages is None or self._pages_since_prune >= PRUNE_EVERY:
+                self._db.execute("DELETE FROM explanations WHERE expires < ?", (now,))
+                self._pages = int(self._db.execute("SELECT COUNT(*) FROM explanations").fetchone()[0])
+                self._pages_since_prune = 0
             self._db.execute("INSERT OR REPLACE INTO explanations (token, card, expires, page) VALUES (?, ?, ?, ?)",
                              (token, card, now + days * DAY, zlib.compress(page.encode("utf-8"), 6)))
-            n = self._db.execute("SELECT COUNT(*) FROM explanations").fetchone()[0]
-            if n > MAX_EXPLANATIONS:
+            self._pages += 1
+            self._pages_since_prune += 1
+            if self._pages > MAX_EXPLANATIONS:
                 cut = max(1, MAX_EXPLANATIONS // 10)
                 self._db.execute("DELETE FROM explanations WHERE token IN (SELECT token FROM explanations "
                                  "ORDER BY expires LIMIT ?)", (cut,))
+                self._pages = None
                 log.warning(MESSAGES["pruned-pages"].format(limit=MAX_EXPLANATIONS, n=cut))
 
     def explanation(self, token: str) -> str | None:
