@@ -437,7 +437,8 @@ def test_record_text_in_a_card_renders_as_text_never_as_a_link(definition):
     evil = "see https://evil.example/x, www.evil.example or mail x@evil.example; <https://evil.example> [a](https://e.example)"
     r = ScreeningResult(patient="Patient/p1", status="candidate", criteria=(CriterionResult("I3-mda5", "inclusion",
                         "unknown", (), reason(AS_WRITTEN(text=evil))),), as_of=SAMPLES_AS_OF, d1=SAMPLES_AS_OF)
-    text = detail(r, definition.criteria, definition.study)
+    text = detail(r, definition)
+    assert "evil" in text
     for renderer in (MarkdownIt("gfm-like"), MarkdownIt("commonmark").enable("linkify")):
         html = renderer.render(text)
         assert "<a " not in html and "https://evil.example/x" in html  # shown as written, not clickable

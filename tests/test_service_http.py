@@ -419,3 +419,39 @@ def test_eight_concurrent_patient_view_calls_give_the_cards_of_eight_calls_in_a_
         at_once = dict(zip(CONCURRENT, pool.map(lambda s: _cards(url, cds, s), CONCURRENT)))
     assert at_once == in_a_row
     assert inside["most"] >= 2 and not overlap.broken
+
+
+# ---- CORS: browser-based CDS clients ----------------------------------------------------------------
+SANDBOX = "https://sandbox.cds-hooks.org"
+
+
+def preflight(url: str, origin: str, path: str = f"/cds-services/{SERVICE}") -> requests.Response:
+    return requests.options(f"{url}{path}", headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                                                     "Access-Control-Request-Headers": "authorization,content-type"},
+                            timeout=10)
+
+
+def test_a_cors_preflight_from_a_configured_origin_is_answered_and_from_another_refused(definition, tmp_path):
+    settings = ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, cors_origins=(SANDBOX,))
+    with running(settings, definition) as (url, cds):
+        ok = preflight(url, SANDBOX)
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == SANDBOX
+        assert "POST" in ok.headers["access-control-allow-methods"]
+        assert {"authorization", "content-type"} <= {h.strip().lower() for h in ok.headers["access-control-allow-headers"].split(",")}
+        assert preflight(url, SANDBOX, "/cds-services").status_code == 200  # discovery too
+        refused = preflight(url, "https://evil.example")
+        assert refused.status_code == 403 and "cors_origins" in refused.json()["error"]
+        assert "access-control-allow-origin" not in refused.headers
+        # the call itself: the configured origin may read the answer, another may not
+        body = hook_request("p01", full_prefetch(cds, sample_resources("01-eligible-classic")))
+        mine = call(url, body, headers={"Origin": SANDBOX})
+        assert mine.status_code == 200 and mine.headers["access-control-allow-origin"] == SANDBOX
+        theirs = call(url, body, headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in theirs.headers
+
+
+def test_with_no_cors_origin_configured_every_preflight_is_refused(service):
+    url, _cds = service
+    r = preflight(url, SANDBOX)
+    assert r.status_code == 403 and r.json()["error"].startswith("cross-origin calls are allowed only")

@@ -464,3 +464,15 @@ def test_a_card_shown_by_a_concurrent_call_after_now_was_read_counts_as_just_sho
     store7.shown("c1", "svc", p, "eligible", "h")
     clock.now -= 5
     assert store7.may_show(p, "eligible") == "shown 0 day(s) ago"
+
+
+def test_every_serve_key_is_documented_for_the_integration_engineer():
+    """docs/clinician.md, '[serve], key by key': every key the schema accepts, by name."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    schema = json.loads((root / "src" / "fhir3t" / "schemas" / "config-serve.schema.json").read_text(encoding="utf-8"))
+    doc = (root / "docs" / "clinician.md").read_text(encoding="utf-8")
+    table = doc.split("**`[serve]`, key by key**", 1)[1].split("\n\n", 2)[1]
+    for key in schema["properties"]:
+        assert f"`{key}`" in table or f"[[serve.{key}]]" in table, key
