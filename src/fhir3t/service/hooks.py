@@ -113,8 +113,10 @@ class CdsService:
                        "in the study.", tpls),
             ServiceDef(f"{study.id}-order-select", "order-select", f"{study.short_title}: before starting a drug",
                        f"When a drug the {study.value} criteria read is ordered (a study drug, a JAK inhibitor, a "
-                       "depleting agent, ...), shows a card for a patient who is eligible or a candidate, and says "
-                       "first when starting it would exclude them. Other orders: no card, answered at once.", tpls)]}
+                       "depleting agent, ...; by its code, its ConceptMap translation or its name), shows a card for a "
+                       "patient who is eligible or a candidate, and a warning with a suggestion to remove the draft "
+                       "order when starting it would, or may, exclude them. Other orders: no card, answered at once.",
+                       tpls)]}
 
     def close(self) -> None:
         self.fetcher.close()
