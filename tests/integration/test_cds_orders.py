@@ -177,7 +177,7 @@ def patient_view(url: str, server: str, pid: str) -> dict:
 
 
 def test_applying_the_candidates_test_orders_and_resulting_them_decides_its_criteria(service, loaded_server):
-    url, cds = service
+    url, _cds = service
     clone_patient(loaded_server, "03-candidate-missing-tests", "p03", "p03apply")
     (card,) = patient_view(url, loaded_server, "p03apply")["cards"]
     assert card["summary"].endswith("4 criteria need data")
