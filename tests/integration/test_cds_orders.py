@@ -176,8 +176,15 @@ def patient_view(url: str, server: str, pid: str) -> dict:
     return r.json()
 
 
-def test_applying_the_candidates_test_orders_and_resulting_them_decides_its_criteria(service, loaded_server):
-    url, _cds = service
+def test_applying_the_candidates_test_orders_and_resulting_them_decides_its_criteria(definition, scratch_server, tmp_path):
+    loaded_server = scratch_server
+    settings = ServeSettings(state_dir=tmp_path / "state", as_of=AS_OF_DAY, fhir_servers=(loaded_server,),
+                             show_again_after_days=0, budget_ms=10000)
+    with running(settings, definition) as (url, _cds):
+        apply_and_rescreen(url, loaded_server)
+
+
+def apply_and_rescreen(url: str, loaded_server: str) -> None:
     clone_patient(loaded_server, "03-candidate-missing-tests", "p03", "p03apply")
     (card,) = patient_view(url, loaded_server, "p03apply")["cards"]
     assert card["summary"].endswith("4 criteria need data")

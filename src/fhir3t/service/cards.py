@@ -3,7 +3,7 @@
 A card only when it helps: the patient is `eligible` or `candidate`, alive, and not already in the
 study's hands (a ResearchSubject of this study whose status means the study team has acted).
 
-Short, in the site's language (`[serve] language`), every word a message of this module: a summary under
+Short, in the site's language (ServeSettings.lang), every word a message of this module: a summary under
 the 140 characters CDS Hooks allows, a detail under DETAIL_MAX characters (GitHub-flavoured markdown) that
 names tests, never codes ("Hepatitis B: order HBsAg, anti-HBc and HBV DNA"), and links: the full
 explanation page (every criterion with its reason, served by the service), the study's registry entry, and
@@ -49,13 +49,13 @@ TOPIC_SYSTEM = f"{BASE}/CodeSystem/cds-topic"
 #: the SNOMED CT code of a laboratory procedure (ServiceRequest.category of a screening test)
 LAB_CATEGORY = {"system": "http://snomed.info/sct", "code": "108252007", "display": "Laboratory procedure"}
 
-SUMMARY_ELIGIBLE = Message("card.summary-eligible", "Eligible for {study}: consider referring to the study team")
-SUMMARY_CANDIDATE = Plural("card.summary-candidate", "Possible candidate for {study}: {n} criterion needs data",
-                           "Possible candidate for {study}: {n} criteria need data")
+SUMMARY_ELIGIBLE = Message("card.eligible", "Eligible for {study}: consider referring to the study team")
+SUMMARY_CANDIDATE = Message("card.candidate", "Possible candidate for {study}: {need}")
+NEED = Plural("card.need", "{n} criterion needs data", "{n} criteria need data")
 ALL_PASS = Message("card.all-pass", "All {total} criteria pass as of {day}.")
 SOME_PASS = Message("card.some-pass", "{passing} of {total} criteria pass as of {day}. To decide the rest:")
 REVIEW = Message("card.review", "A study physician confirms {titles} at screening.")
-UNKNOWN_LINE = Message("card.unknown-line", "- **{title}**: {todo}")
+UNKNOWN_LINE = Message("card.todo-line", "- **{title}**: {todo}")
 ORDER_TESTS = Message("card.order-tests", "order {tests}")
 ORDER_ONE = Message("card.order-one", "order {test}")
 CODE_REASON = Message("card.code-reason", "code why it was stopped to decide")
@@ -67,8 +67,8 @@ LINK_REGISTRY = Message("card.link-registry", "{study} in the trial registry")
 TOPIC = Message("card.topic", "Clinical trial recruitment")
 TEAM = Message("card.team", "{study} study team")
 REFER = Message("card.refer", "Refer to the {study} study team")
-REFER_ACTION = Message("card.refer-action", "Draft a referral to the {team}")
-REFERRAL_CODE = Message("card.referral-code", "Referral to the {study} study team")
+REFER_ACTION = Message("card.draft", "Draft a referral to the {team}")
+REFERRAL_CODE = Message("card.referral", "Referral to the {study} study team")
 REFERRAL_ELIGIBLE = Message("card.referral-eligible", "Eligible for {study} (fhir3t screening as of {day})")
 REFERRAL_CANDIDATE = Message("card.referral-candidate", "Possible candidate for {study} (fhir3t screening as of {day})")
 ORDER_TESTS_LABEL = Plural("card.order-tests-label", "Order the missing screening test: {tests}",
@@ -76,10 +76,10 @@ ORDER_TESTS_LABEL = Plural("card.order-tests-label", "Order the missing screenin
 TEST_ACTION = Message("card.test-action", "Draft an order for {test}")
 TEST_REASON = Message("card.test-reason", "Screening for {study}: {criterion}")
 OVERRIDE_REASONS = (
-    ("already-referred", Message("card.override-already-referred", "Already referred or known to the study team")),
-    ("not-appropriate", Message("card.override-not-appropriate", "Not appropriate for this patient (clinical judgement)")),
-    ("patient-declines", Message("card.override-patient-declines", "Patient not interested in trials")),
-    ("not-now", Message("card.override-not-now", "Not now: remind me later")),
+    ("already-referred", Message("card.override.already-referred", "Already referred or known to the study team")),
+    ("not-appropriate", Message("card.override.not-appropriate", "Not appropriate for this patient (clinical judgement)")),
+    ("patient-declines", Message("card.override.patient-declines", "Patient not interested in trials")),
+    ("not-now", Message("card.override.not-now", "Not now: remind me later")),
 )
 _MISSING = frozenset({NONE_IN.id, NONE_IN_OLDER.id})
 #: the card's words for settles whose templates name a code (the full explanation page keeps the code)
@@ -144,7 +144,7 @@ def fit(text: str, limit: int = SUMMARY_MAX) -> str:
 def summary(result: ScreeningResult, study: Study, lang: str = "en") -> str:
     if result.status == Status.ELIGIBLE:
         return fit(render(SUMMARY_ELIGIBLE(study=study.short_title), lang))
-    return fit(render(SUMMARY_CANDIDATE(len(result.unknown), study=study.short_title), lang))
+    return fit(render(SUMMARY_CANDIDATE(study=study.short_title, need=NEED(len(result.unknown))), lang))
 
 
 # ---- what would settle the unknowns ----------------------------------------------------------

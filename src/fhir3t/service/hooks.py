@@ -207,7 +207,8 @@ class CdsService:
                             extra={"fields": fields})
                 return Answer(200, {"cards": []}, fields)
             documents += got.documents
-        return self._decide(svc, req, documents, fields, started, orders, base_url)
+        lang = self.settings.lang  # the site's language (issue 23 adds the hook call's Accept-Language before it)
+        return self._decide(svc, req, documents, fields, started, orders, base_url, lang)
 
     def _reader_of(self, url: str, server: str | None) -> str | None:
         """The base to read a next link with: the fhirServer when it is on its origin (with its token), else a
@@ -220,10 +221,11 @@ class CdsService:
         return next((s for s in self.settings.fhir_servers if origin(s) == o), None)
 
     def _decide(self, svc: ServiceDef, req: HookRequest, documents: list[tuple[str, object]], fields: dict[str, Any],
-                started: float, orders: list[OrderRead] | None = None, base_url: str | None = None) -> Answer:
+                started: float, orders: list[OrderRead] | None = None, base_url: str | None = None,
+                lang: str = "en") -> Answer:
         today = self.today()
         d = self.definition
-        pid, server, lang = req.patient_id, req.server, self.settings.lang
+        pid, server = req.patient_id, req.server
         run = Run.start(d, as_of=today, lang=lang)
         t0 = self.clock()
         result = screen_documents(d, run, documents, f"Patient/{pid}")
@@ -253,7 +255,7 @@ class CdsService:
             drug = drug_name(orders[0].order.resource, lang)
             removes = remove_suggestions(orders, d, lang, new_uuid) if eff is not None and eff.excludes else []
             card = build_card(result, d, self.settings, card_uuid=card_uuid, today=today, new_uuid=new_uuid,
-                              explanation_url=page_url, suggestions=removes)
+                              explanation_url=page_url, lang=lang, suggestions=removes)
             if eff is not None:
                 card["summary"] = order_summary(result, eff, drug, d, lang)
                 card["detail"] = detail(result, d, lang, head=order_head(eff, orders, drug, d, lang))
@@ -262,13 +264,13 @@ class CdsService:
                               order_coded=all(o.coded for o in orders))
         else:
             card = build_card(result, d, self.settings, card_uuid=card_uuid, today=today, new_uuid=new_uuid,
-                              explanation_url=page_url)
+                              explanation_url=page_url, lang=lang)
         self.store.shown(card_uuid, svc.id, key, result.status, req.instance, user=req.user_id,
                          patient_ref=result.patient, server=server_label(server, path=False) if server else None)
         if page_url is not None:
             self.store.keep_explanation(page_token, card_uuid, explanation.page(
                 result, d, lang, card["summary"], registry_url(d.study, self.settings)))
-        fields.update(outcome="card", card=card_uuid, indicator=card["indicator"],
+        fields.update(outcome="card", card=card_uuid, indicator=card["indicator"], lang=lang,
                       total_ms=round((self.clock() - started) * 1000, 1))
         return Answer(200, {"cards": [card]}, fields)
 

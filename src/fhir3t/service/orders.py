@@ -68,7 +68,7 @@ NOT_EXCLUDING = Message("order.not-excluding", "{drug} is a drug the study's cri
                                                "would not exclude the patient.")
 REMOVE = Message("order.remove", "Remove the draft order for {drug}")
 REMOVE_ACTION = Message("order.remove-action", "Remove the draft {drug} order (it would exclude the patient from {study})")
-THIS_DRUG = Message("order.this-drug", "this drug")
+THIS_DRUG = Message("card.order.this-drug", "this drug")
 
 
 class OrderError(ValueError):

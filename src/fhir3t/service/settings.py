@@ -18,7 +18,6 @@ JWT verification takes public keys or a JWKS URL only). Authentication may be of
     require_jwt = true            # every call must carry a JWT from an issuer below (required off loopback)
     max_connections = 1024        # connections held at once; more are answered 503
     body_timeout = 10             # seconds a request body may take to arrive (408 after)
-    language = "zh-CN"            # the cards' and the explanation pages' language (default en)
     prefetch = "all"              # "by-code": Observation prefetch filtered by the codes the criteria read
     study_url = "https://clinicaltrials.gov/study/NCT06438679"   # default: the study's registry page
     referral = true               # offer a draft referral to the study team on the card
@@ -117,7 +116,8 @@ class ServeSettings:
     body_timeout: float = BODY_TIMEOUT
     #: screen as of this day instead of today (demos and tests with the samples; never in production)
     as_of: date | None = None
-    #: the language of the cards and of the explanation pages (a catalog language; English where it has no translation)
+    #: the language of the cards and of the explanation pages: the site's (a catalog language; English where the
+    #: catalog has no translation)
     lang: str = "en"
     #: "all": one patient-scoped search per type read; "by-code": Observation searches filtered by the codes the
     #: criteria read (and the ConceptMaps' local codes for them), see prefetch.py for what that gives up
@@ -184,7 +184,6 @@ def serve_settings(cfg: Config, **overrides: Any) -> ServeSettings:
         cors_origins=tuple(_url(u) for u in table.get("cors_origins", ())),
         max_connections=table.get("max_connections", MAX_CONNECTIONS),
         body_timeout=float(table.get("body_timeout", BODY_TIMEOUT)),
-        lang=table.get("language", "en"),
         prefetch=table.get("prefetch", "all"),
     )
     given = {k: v for k, v in overrides.items() if v is not None}
