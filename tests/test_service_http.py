@@ -455,3 +455,36 @@ def test_with_no_cors_origin_configured_every_preflight_is_refused(service):
     url, _cds = service
     r = preflight(url, SANDBOX)
     assert r.status_code == 403 and r.json()["error"].startswith("cross-origin calls are allowed only")
+
+
+def test_a_paged_prefetch_is_read_on_with_the_token_only_on_the_fhir_servers_origin(definition, tmp_path):
+    """The EHR sends its searches' first pages. Pages on the fhirServer's origin are read with its token, pages on
+    another configured server without it; the card is the one the whole record gives."""
+    res = sample_resources("01-eligible-classic")
+
+    def page_two(of: str):
+        def answer(path: str):
+            hits = [r for r in res if r["resourceType"] == of] if f"/fhir/{of}?page=2" in path else []
+            return 200, {"resourceType": "Bundle", "type": "searchset",
+                         "entry": [{"resource": r, "search": {"mode": "match"}} for r in hits]}, 0.0
+        return answer
+
+    ehr, other = Recorder(page_two("Observation")), Recorder(page_two("Condition"))
+    try:
+        settings = ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, fhir_servers=(ehr.base, other.base))
+        with running(settings, definition) as (url, cds):
+            whole = call(url, hook_request("p01", full_prefetch(cds, res))).json()["cards"]
+            pre = full_prefetch(cds, res)
+            pre["observation"] = {"resourceType": "Bundle", "type": "searchset", "entry": [],
+                                  "link": [{"relation": "next", "url": f"{ehr.base}/Observation?page=2"}]}
+            pre["condition"] = {"resourceType": "Bundle", "type": "searchset", "entry": [],
+                                "link": [{"relation": "next", "url": f"{other.base}/Condition?page=2"}]}
+            token = {"access_token": "tok-page", "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read",
+                     "subject": "fhir3t"}
+            paged = call(url, hook_request("p01", pre, fhirServer=ehr.base, fhirAuthorization=token)).json()["cards"]
+        assert [(c["summary"], c["detail"]) for c in paged] == [(c["summary"], c["detail"]) for c in whole]
+        assert ("/fhir/Observation?page=2", "Bearer tok-page") in ehr.seen
+        assert other.seen == [("/fhir/Condition?page=2", None)]  # another origin: no token
+    finally:
+        ehr.stop()
+        other.stop()

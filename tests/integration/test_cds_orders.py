@@ -55,7 +55,7 @@ def assert_warning_with_delete(answer: dict) -> dict:
     assert len(card["summary"]) < 140 and len(card["detail"]) <= 600
     deletes = [a for s in card["suggestions"] for a in s["actions"] if a["type"] == "delete"]
     assert deletes == [{"type": "delete", "resourceId": "MedicationRequest/draft-1", "description": deletes[0]["description"]}]
-    assert "NCT06438679" in deletes[0]["description"]
+    assert "exclude the patient from NCT06438679" in deletes[0]["description"]
     return card
 
 

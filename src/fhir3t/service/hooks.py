@@ -253,7 +253,7 @@ class CdsService:
                                      f"Patient/{pid}")
             eff = effect_of(result, after) if after is not None else None
             drug = drug_name(orders[0].order.resource, lang)
-            removes = remove_suggestions(orders, d, lang, new_uuid) if eff is not None and eff.excludes else []
+            removes = remove_suggestions(orders, eff, d, lang, new_uuid) if eff is not None and eff.excludes else []
             card = build_card(result, d, self.settings, card_uuid=card_uuid, today=today, new_uuid=new_uuid,
                               explanation_url=page_url, lang=lang, suggestions=removes)
             if eff is not None:

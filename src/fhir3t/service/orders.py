@@ -67,7 +67,8 @@ CONSIDER = Message("order.consider", "Consider referring the patient to the stud
 NOT_EXCLUDING = Message("order.not-excluding", "{drug} is a drug the study's criteria read; starting it today "
                                                "would not exclude the patient.")
 REMOVE = Message("order.remove", "Remove the draft order for {drug}")
-REMOVE_ACTION = Message("order.remove-action", "Remove the draft {drug} order (it would exclude the patient from {study})")
+REMOVE_WOULD = Message("order.remove-would", "Remove the draft {drug} order (it would exclude the patient from {study})")
+REMOVE_MAY = Message("order.remove-may", "Remove the draft {drug} order (it may exclude the patient from {study})")
 THIS_DRUG = Message("card.order.this-drug", "this drug")
 
 
@@ -245,15 +246,16 @@ def _reads_any(criterion: Any, valuesets: Sequence[ValueSet]) -> bool:
     return any(r.valueset is not None and id(r.valueset) in wanted for r in criterion.rule.reads())
 
 
-def remove_suggestions(reads: Sequence[OrderRead], definition: Definition, lang: str,
+def remove_suggestions(reads: Sequence[OrderRead], eff: Effect, definition: Definition, lang: str,
                        new_uuid: Callable[[], str]) -> list[dict]:
     """One suggestion per selected order the criteria read: remove the draft (CDS Hooks 2.0 `delete`)."""
     out = []
+    why = REMOVE_WOULD if eff.failing else REMOVE_MAY
     for r in reads:
         drug = drug_name(r.order.resource, lang)
         out.append({"label": fit(render(REMOVE(drug=drug), lang), 200), "uuid": new_uuid(), "isRecommended": False,
                     "actions": [{"type": "delete", "resourceId": r.order.ref,
-                                 "description": render(REMOVE_ACTION(drug=drug, study=definition.study.value), lang)}]})
+                                 "description": render(why(drug=drug, study=definition.study.value), lang)}]})
     return out
 
 
