@@ -169,7 +169,8 @@ class Store:
             at = min(accepted[0], now)  # recorded by a concurrent call after `now` was read: just now
             if now - at < r.after_accept_days * DAY:
                 return f"accepted {int((now - at) // DAY)} day(s) ago"
-        mine = " AND user_ref = ?" if user is not None else ""
+        # a card recorded before users were (an earlier release's state file) holds for every user, as it did then
+        mine = " AND (user_ref = ? OR user_ref IS NULL)" if user is not None else ""
         args: tuple = (patient, user) if user is not None else (patient,)
         dismissed = self._one("SELECT MAX(received_at) FROM feedback WHERE patient = ? AND outcome = 'overridden'"
                               + mine, args)
