@@ -265,11 +265,11 @@ class CdsService:
         else:
             card = build_card(result, d, self.settings, card_uuid=card_uuid, today=today, new_uuid=new_uuid,
                               explanation_url=page_url, lang=lang)
+        page = None if page_url is None else \
+            (page_token, explanation.page(result, d, lang, card["summary"], registry_url(d.study, self.settings)))
         self.store.shown(card_uuid, svc.id, key, result.status, req.instance, user=req.user_id,
-                         patient_ref=result.patient, server=server_label(server, path=False) if server else None)
-        if page_url is not None:
-            self.store.keep_explanation(page_token, card_uuid, explanation.page(
-                result, d, lang, card["summary"], registry_url(d.study, self.settings)))
+                         patient_ref=result.patient, server=server_label(server, path=False) if server else None,
+                         page=page)
         fields.update(outcome="card", card=card_uuid, indicator=card["indicator"], lang=lang,
                       total_ms=round((self.clock() - started) * 1000, 1))
         return Answer(200, {"cards": [card]}, fields)

@@ -188,13 +188,22 @@ class Store:
         return None
 
     def shown(self, uuid: str, service: str, patient: str, status: str, hook_instance: str, *, user: str | None = None,
-              patient_ref: str | None = None, server: str | None = None) -> None:
+              patient_ref: str | None = None, server: str | None = None, page: tuple[str, str] | None = None) -> None:
         """Record a card shown: `patient` is the rule's key (patient_key), `patient_ref` and `server` what the
-        coordinator reads, `user` the context.userId it was shown to."""
+        coordinator reads, `user` the context.userId it was shown to; `page` (token, HTML): its explanation page,
+        kept in the same transaction (one write to disk per card)."""
         with self._lock:
-            self._db.execute("INSERT INTO cards (uuid, service, patient, status, shown_at, hook_instance, user_ref, "
-                             "patient_ref, server) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             (uuid, service, patient, status, self.clock(), hook_instance, user, patient_ref, server))
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute("INSERT INTO cards (uuid, service, patient, status, shown_at, hook_instance, user_ref, "
+                                 "patient_ref, server) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 (uuid, service, patient, status, self.clock(), hook_instance, user, patient_ref, server))
+                if page is not None:
+                    self._keep_page(page[0], uuid, page[1], EXPLANATION_DAYS)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             if self._count is None:
                 self._count = int(self._db.execute("SELECT COUNT(*) FROM cards").fetchone()[0])
             else:
@@ -289,22 +298,25 @@ class Store:
     def keep_explanation(self, token: str, card: str, page: str, days: float = EXPLANATION_DAYS) -> None:
         """Keep a card's explanation page for `days`, readable by `token` only. Expired pages are removed every
         `PRUNE_EVERY` pages kept (and then counted again); beyond MAX_EXPLANATIONS the oldest go."""
-        now = self.clock()
         with self._lock:
-            if self._pages is None or self._pages_since_prune >= PRUNE_EVERY:
-                self._db.execute("DELETE FROM explanations WHERE expires < ?", (now,))
-                self._pages = int(self._db.execute("SELECT COUNT(*) FROM explanations").fetchone()[0])
-                self._pages_since_prune = 0
-            self._db.execute("INSERT OR REPLACE INTO explanations (token, card, expires, page) VALUES (?, ?, ?, ?)",
-                             (token, card, now + days * DAY, zlib.compress(page.encode("utf-8"), 6)))
-            self._pages += 1
-            self._pages_since_prune += 1
-            if self._pages > MAX_EXPLANATIONS:
-                cut = max(1, MAX_EXPLANATIONS // 10)
-                self._db.execute("DELETE FROM explanations WHERE token IN (SELECT token FROM explanations "
-                                 "ORDER BY expires LIMIT ?)", (cut,))
-                self._pages = None
-                log.warning(MESSAGES["pruned-pages"].format(limit=MAX_EXPLANATIONS, n=cut))
+            self._keep_page(token, card, page, days)
+
+    def _keep_page(self, token: str, card: str, page: str, days: float) -> None:
+        now = self.clock()
+        if self._pages is None or self._pages_since_prune >= PRUNE_EVERY:
+            self._db.execute("DELETE FROM explanations WHERE expires < ?", (now,))
+            self._pages = int(self._db.execute("SELECT COUNT(*) FROM explanations").fetchone()[0])
+            self._pages_since_prune = 0
+        self._db.execute("INSERT OR REPLACE INTO explanations (token, card, expires, page) VALUES (?, ?, ?, ?)",
+                         (token, card, now + days * DAY, zlib.compress(page.encode("utf-8"), 6)))
+        self._pages += 1
+        self._pages_since_prune += 1
+        if self._pages > MAX_EXPLANATIONS:
+            cut = max(1, MAX_EXPLANATIONS // 10)
+            self._db.execute("DELETE FROM explanations WHERE token IN (SELECT token FROM explanations "
+                             "ORDER BY expires LIMIT ?)", (cut,))
+            self._pages = None
+            log.warning(MESSAGES["pruned-pages"].format(limit=MAX_EXPLANATIONS, n=cut))
 
     def explanation(self, token: str) -> str | None:
         """The page kept under `token`, or None (unknown or expired)."""
