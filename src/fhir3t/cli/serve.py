@@ -59,7 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-coordinator", action="store_true", help="do not serve the coordinator's page (/coordinator/)")
     p.add_argument("--feedback", action="store_true", help="print what clinicians did with the cards (JSON counts) and exit")
     p.add_argument("--feedback-rows", action="store_true",
-                   help="print every feedback item with the clinicians' comments (JSON lines; for the study team) and exit")
+                   help="print every feedback item with the patient, the clinician and their comment (JSON lines; for "
+                        "the study team) and exit")
+    p.add_argument("--patient", metavar="ID", help="with --feedback-rows: only this patient's (a FHIR id or Patient/id)")
     add_server_options(p, pull=False, push=False)
     p.set_defaults(run=run)
 
@@ -70,7 +72,7 @@ def settings_from(args: argparse.Namespace):  # -> ServeSettings
     cfg: Config = getattr(args, "_config", None) or Config()
     return serve_settings(cfg, host=args.host, port=args.port, public_url=args.public_url,
                           state_dir=Path(args.state_dir) if args.state_dir else None, as_of=args.as_of,
-                          watch=args.watch)
+                          watch=args.watch, lang=getattr(args, "lang", None))
 
 
 #: message id -> English template (the startup lines say loudly how calls are authenticated)
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             if args.feedback:
                 print(json.dumps(store.summary(), indent=2, ensure_ascii=False))
             else:
-                for row in store.feedback_rows():
+                for row in store.feedback_rows(args.patient):
                     print(json.dumps(row, ensure_ascii=False))
         finally:
             store.close()

@@ -18,6 +18,10 @@ JWT verification takes public keys or a JWKS URL only). Authentication may be of
     require_jwt = true            # every call must carry a JWT from an issuer below (required off loopback)
     max_connections = 1024        # connections held at once; more are answered 503
     body_timeout = 10             # seconds a request body may take to arrive (408 after)
+    prefetch = "all"              # "by-code": Observation prefetch filtered by the codes the criteria read
+    study_url = "https://clinicaltrials.gov/study/NCT06438679"   # default: the study's registry page
+    referral = true               # offer a draft referral to the study team on the card
+    cors_origins = ["https://sandbox.cds-hooks.org"]   # browser-based CDS clients allowed to call
 
     [[serve.issuers]]
     iss = "https://ehr.hospital.example"
@@ -143,6 +147,12 @@ class ServeSettings:
     #: screen as of this day instead of today (demos and tests with the samples; never in production)
     as_of: date | None = None
     coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
+    #: the language of the cards and of the explanation pages: the site's (a catalog language; English where the
+    #: catalog has no translation)
+    lang: str = "en"
+    #: "all": one patient-scoped search per type read; "by-code": Observation searches filtered by the codes the
+    #: criteria read (and the ConceptMaps' local codes for them), see prefetch.py for what that gives up
+    prefetch: str = "all"
 
     def fetch_allowed(self, url: str) -> bool:
         """May the service send a token to / fetch from this FHIR base URL?"""
@@ -206,6 +216,7 @@ def serve_settings(cfg: Config, **overrides: Any) -> ServeSettings:
         max_connections=table.get("max_connections", MAX_CONNECTIONS),
         body_timeout=float(table.get("body_timeout", BODY_TIMEOUT)),
         coordinator=_coordinator(table.get("coordinator") or {}, cfg),
+        prefetch=table.get("prefetch", "all"),
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
