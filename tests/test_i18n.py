@@ -238,6 +238,7 @@ ALLOWED = {
     ("pipeline/servercheck/write.py", "fhir3t check-server write test"): "data: the test ResearchStudy's title",
     ("cli/report.py", "safety data"): "a key of the JSON report's header hashes",
     ("service/coordinator.py", "(no route)"): "the route field of a request's log record",
+    ("service/cards.py", "Laboratory procedure"): "SNOMED CT's display of the ServiceRequest category code (FHIR data)",
 }
 #: English prose: two words of letters in a row (after markup, placeholders and code-like tokens are removed)
 _PROSE = re.compile(r"\b[A-Za-z][a-z]{1,}(?:'[a-z]+)?\s+[a-z]{2,}\b")

@@ -49,23 +49,29 @@ def test_a_card_is_chinese_when_the_ehr_asks_for_it_and_english_otherwise(defini
     with running(ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, show_again_after_days=0), definition) as (url, cds):
         zh = _card(url, cds, "03-candidate-missing-tests", ZH)
         en = _card(url, cds, "03-candidate-missing-tests", {"Accept-Language": "en-US"})
-    assert zh["summary"] == "可能符合NCT06438679（3T方案治疗抗MDA5阳性皮肌炎）入组条件：4条标准需要补充数据"
+        page = requests.get(zh["links"][0]["url"], timeout=10).text  # the explanation page, in the card's language
+    assert zh["summary"] == "可能符合 NCT06438679（3T方案治疗抗MDA5阳性皮肌炎）：4条标准需要补充数据"
     assert en["summary"] == "Possible candidate for NCT06438679 (3T in MDA5+ dermatomyositis): 4 criteria need data"
     detail = zh["detail"]
-    assert "**如何确认待定标准**" in detail and "**已满足的入选标准**" in detail
-    # the test by its Chinese name, its LOINC code and the hospital's own code from the ConceptMap
-    assert "- **乙型肝炎**（E7-hbv）：筛选时开具乙肝表面抗原（HBsAg）（LOINC 5196-1；本院项目：" in detail
-    assert "代码 HBSAG" in detail
+    assert detail.startswith("截至 2026-11-16，22 条标准中 18 条符合。其余待定：")
+    # tests by the names the value sets give them in Chinese (the card names tests, never codes)
+    assert "- **乙型肝炎**：开具乙肝表面抗原（HBsAg）、乙肝核心抗体（抗-HBc）和乙肝病毒DNA（HBV DNA）" in detail
     assert english_words(zh["summary"] + detail) == []
     assert {o["code"] for o in zh["overrideReasons"]} == {o["code"] for o in en["overrideReasons"]}  # codes stay
     assert all(english_words(o["display"]) == [] and re.search(r"[\u4e00-\u9fff]", o["display"]) for o in zh["overrideReasons"])
-    (suggestion,) = zh["suggestions"]
-    referral = suggestion["actions"][0]["resource"]
-    assert suggestion["label"] == "转介给NCT06438679研究团队" and referral["code"]["text"] == suggestion["label"]
+    tests, refer = zh["suggestions"]
+    # the drafted orders: the hospital's own code first (the ConceptMap read backwards), the Chinese name as text
+    hbsag = tests["actions"][0]["resource"]
+    assert [c["code"] for c in hbsag["code"]["coding"]] == ["HBSAG", "5196-1"] and hbsag["code"]["text"] == "乙肝表面抗原（HBsAg）"
+    assert tests["actions"][0]["description"] == "起草乙肝表面抗原（HBsAg）检查医嘱"
+    referral = refer["actions"][0]["resource"]
+    assert refer["label"] == "转介给NCT06438679研究团队"
     assert referral["note"][0]["text"].startswith("3T方案（托法替布＋他克莫司＋沙利度胺）治疗抗MDA5抗体阳性皮肌炎。")
     assert zh["source"]["label"].endswith("浙江大学医学院附属第二医院（中国杭州）")
     assert zh["source"]["topic"]["code"] == en["source"]["topic"]["code"] == "trial-recruitment"
-    assert "Second Affiliated Hospital" in en["source"]["label"] and "**What would settle the unknowns**" in en["detail"]
+    assert "Second Affiliated Hospital" in en["source"]["label"] and "- **Hepatitis B**: order HBsAg" in en["detail"]
+    assert '<html lang="zh-CN">' in page and "乙肝表面抗原（HBsAg）" in page and "本院项目" in page
+    assert english_words(re.sub(r"<[^>]+>", " ", page.split("<body>", 1)[1])) == []
 
 
 def test_without_accept_language_the_card_speaks_the_sites_language(definition, tmp_path):
@@ -73,7 +79,7 @@ def test_without_accept_language_the_card_speaks_the_sites_language(definition, 
     with running(settings, definition) as (url, cds):
         card = _card(url, cds, "01-eligible-classic")
         assert _card(url, cds, "06-eligible-searchset-age18", {"Accept-Language": "en"})["summary"].startswith("Eligible")
-    assert card["summary"].startswith("符合NCT06438679") and "22条标准中22条通过" in card["detail"]
+    assert card["summary"].startswith("符合 NCT06438679") and "全部 22 条标准均符合" in card["detail"]
     assert english_words(card["detail"]) == []
 
 
@@ -85,8 +91,9 @@ def test_an_order_card_in_chinese_names_the_drug_and_the_criterion_it_would_brea
         r = requests.post(f"{url}/cds-services/{ORDER_SERVICE}", json=order_select("p01", "2047232", "baricitinib", pre),
                           headers=ZH, timeout=30)
     (card,) = r.json()["cards"]
-    assert "巴瑞替尼" in card["summary"] and "NCT06438679" in card["summary"]
-    assert "**近期使用来那度胺、环孢素或其他JAK抑制剂**（E2-recent-immunomodulator）" in card["detail"]
+    assert card["summary"].startswith("开始使用巴瑞替尼将使患者被排除出 NCT06438679")  # the drug by its Chinese name
+    assert card["detail"].startswith("**近期使用来那度胺、环孢素或其他JAK抑制剂**：今日开始使用巴瑞替尼即符合此排除标准。")
+    assert [s["label"] for s in card["suggestions"]] == ["删除巴瑞替尼草稿医嘱", "转介给NCT06438679研究团队"]
     assert english_words(card["summary"] + card["detail"]) == []
 
 
@@ -143,14 +150,25 @@ def test_the_chinese_clinician_page_shows_the_card_the_service_gives(tmp_path):
     documented = json.loads(page.split("```json\n", 1)[1].split("\n```", 1)[0])
     hospital = Definition.load(concept_maps=[SAMPLES / "hospital" / "ConceptMap-zj2h-local.json"])
     settings = ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, study_team="3T研究组（风湿免疫科）", lang="zh-CN",
+                             public_url="https://cds.hospital.example",
                              links=(Link("筛选工作清单", "https://intranet.hospital.example/fhir3t/worklist.html"),))
     with running(settings, hospital) as (url, cds):
         pre = as_prefetch(_hospital_resources("hs12"), cds.services[SERVICE].prefetch, "hs12")
         answer = requests.post(f"{url}/cds-services/{SERVICE}", json=hook_request("hs12", pre), timeout=30).json()
-    for d in (documented, answer):
+        token = answer["cards"][0]["links"][0]["url"].rsplit("/", 1)[1]
+        explanation = requests.get(f"{url}/fhir3t/explain/{token}", timeout=10).text
+    for d in (documented, answer):  # what differs by call: the uuids and the explanation page's token
         d["cards"][0].pop("uuid")
-        d["cards"][0]["suggestions"][0].pop("uuid")
+        for s in d["cards"][0]["suggestions"]:
+            s.pop("uuid")
+        link = d["cards"][0]["links"][0]
+        assert re.fullmatch(r"https://cds\.hospital\.example/fhir3t/explain/[\w-]{20,}", link["url"]), link
+        link["url"] = "<token>"
     assert answer == documented
+    card = answer["cards"][0]
+    assert f"> {card['summary']}" in page  # the quoted summary and detail are the service's
+    assert "\n".join("> " + line if line else ">" for line in card["detail"].split("\n")) in page
     detail = answer["cards"][0]["detail"]
-    assert "本院项目：“T-SPOT\\.TB (结核感染T细胞斑点试验)”，代码 TSPOT" in detail  # the hospital's own test, in its words
+    # the full explanation names the hospital's own test, in its words, and its code
+    assert "本院项目：“T-SPOT.TB (结核感染T细胞斑点试验)”，代码 TSPOT" in explanation
     assert english_words(detail) == []

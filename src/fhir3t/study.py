@@ -37,6 +37,8 @@ class Study:
     subject_number: str = "{n:03d}"
     #: the version of the consent form patients sign now (`enrolment.consent_form`; `--form` names another)
     consent_form: str = "1"
+    #: the study's page in its registry (study.json `registry_url`; for ClinicalTrials.gov derived from the NCT number)
+    registry: str | None = None
 
     @property
     def identifier(self) -> dict[str, str]:
@@ -52,6 +54,19 @@ class Study:
             if text:
                 return text
         return english
+
+    @property
+    def registry_url(self) -> str | None:
+        if self.registry:
+            return self.registry
+        if self.system.rstrip("/") in REGISTRY_PAGES:
+            return REGISTRY_PAGES[self.system.rstrip("/")].format(value=self.value)
+        return None
+
+
+#: registries whose study page follows from the identifier (system -> URL template)
+REGISTRY_PAGES = {"http://clinicaltrials.gov": "https://clinicaltrials.gov/study/{value}",
+                  "https://clinicaltrials.gov": "https://clinicaltrials.gov/study/{value}"}
 
 
 def load_study(profiles: Profiles | None = None) -> Study:
@@ -73,6 +88,7 @@ def load_study(profiles: Profiles | None = None) -> Study:
             base / d["criteria"], base / d["safety"] if d.get("safety") else None, Path(path),
             {str(lang): {str(k): str(v) for k, v in t.items()} for lang, t in (d.get("translations") or {}).items()},
             str(enrol.get("subject_number") or "{n:03d}"), str(enrol.get("consent_form") or "1"),
+            str(d["registry_url"]) if d.get("registry_url") else None,
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: study profile is missing or has a wrong {exc}") from None

@@ -413,15 +413,6 @@ def _concept_properties(concept: dict) -> dict[str, object]:
     return props
 
 
-@dataclass(frozen=True)
-class LocalCode:
-    """A hospital's own code for a concept, as its ConceptMap writes it: what the coordinator orders by."""
-
-    system: str
-    code: str
-    display: str | None
-
-
 class ConceptMaps:
     """Hospital-local code → standard code translations from R4 ConceptMap resources (and the reverse: the
     hospital's own codes for a standard one, for naming what to order)."""
@@ -429,7 +420,8 @@ class ConceptMaps:
     def __init__(self, systems: CodeSystems) -> None:
         self.systems = systems
         self.map: dict[Code, list[Code]] = {}
-        self.reverse: dict[Code, list[LocalCode]] = {}
+        #: the reverse: standard code -> the local codes (with their displays) mapped to it as equivalent
+        self.sources: dict[Code, list[tuple[Code, str | None]]] = {}
         self.source_systems: set[str] = set()
         self.urls: list[str] = []
 
@@ -482,13 +474,12 @@ class ConceptMaps:
                     if eq is None and tcode is not None:  # R4 requires it; a draft of fhir3t codes leaves it to a reviewer
                         raise bad(f"{at}.target[{ti}]", NO_EQUIVALENCE)
                     if isinstance(tcode, str) and eq in USABLE_EQUIVALENCE:
-                        target_code = (tgt, self.systems.code(tgt, tcode))
-                        self.map.setdefault(key, []).append(target_code)
+                        target = (tgt, self.systems.code(tgt, tcode))
+                        self.map.setdefault(key, []).append(target)
                         display = element.get("display")
-                        local = LocalCode(src, code, display.strip() if isinstance(display, str) and display.strip()
-                                          else None)
-                        if local not in self.reverse.get(target_code, ()):
-                            self.reverse.setdefault(target_code, []).append(local)
+                        local = self.sources.setdefault(target, [])
+                        if key not in [k for k, _ in local]:
+                            local.append((key, display if isinstance(display, str) and display.strip() else None))
                         n += 1
         url = res.get("url")
         self.urls.append(url if isinstance(url, str) else where)
@@ -497,9 +488,10 @@ class ConceptMaps:
     def translate(self, code: Code) -> list[Code]:
         return self.map.get(code, [])
 
-    def local_codes(self, code: Code) -> list[LocalCode]:
-        """The hospital-local codes mapped to `code` as the same concept (equal / equivalent), in map order."""
-        return self.reverse.get(code, [])
+    def local_codes(self, code: Code) -> list[tuple[Code, str | None]]:
+        """The hospital's own codes (and their displays) that a ConceptMap maps to `code` as equivalent: what an
+        order placed in the hospital's system is coded with (the reverse of `translate`), in map order."""
+        return self.sources.get(code, [])
 
 
 class Terminology:

@@ -54,6 +54,7 @@ EVENTS: dict[str, str] = {
     "cds-call": "a CDS Hooks call: service, prefetch counts, outcome (card / no-card and why); warning when data "
                 "could not be fetched within the budget",
     "cds-feedback": "feedback on cards: counts",
+    "explanation": "a card's explanation page was asked for: the status (200, or 404 for an unknown or expired link)",
     "notification": "a Subscription notification was received: how many items were queued",
     "watch-round": "one polling round of watch: counts of changes, patients, statuses and pushes",
     "watch-notified": "patients screened on a Subscription notification: the same counts",

@@ -74,8 +74,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                                          "exit")()))
     p.add_argument("--feedback-rows", action="store_true",
                    help=later(Message("help.serve.feedback-rows",
-                                      "print every feedback item with the clinicians' comments (JSON lines; for the study team) and "
-                                      "exit")()))
+                                      "print every feedback item with the patient, the clinician and their comment (JSON "
+                                      "lines; for the study team) and exit")()))
+    p.add_argument("--patient", metavar="ID",
+                   help=later(Message("help.serve.patient",
+                                      "with --feedback-rows: only this patient's (a FHIR id or Patient/id)")()))
     add_server_options(p, pull=False, push=False)
     p.set_defaults(run=run)
 
@@ -125,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             if args.feedback:
                 print(json.dumps(store.summary(), indent=2, ensure_ascii=False))
             else:
-                for row in store.feedback_rows():
+                for row in store.feedback_rows(args.patient):
                     print(json.dumps(row, ensure_ascii=False))
         finally:
             store.close()

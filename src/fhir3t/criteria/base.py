@@ -201,8 +201,8 @@ def local_tests(vs: ValueSet, tx: Terminology, limit: int = 3) -> list[Msg]:
     for code in vs.exact_codes():
         found = tx.maps.local_codes(code)
         if found:
-            return [LOCAL_TEST(display=c.display, code=c.code) if c.display else LOCAL_CODE(code=c.code)
-                    for c in found[:limit]]
+            return [LOCAL_TEST(display=display.strip(), code=local) if display else LOCAL_CODE(code=local)
+                    for (_system, local), display in found[:limit]]
     return []
 
 

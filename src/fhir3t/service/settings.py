@@ -18,6 +18,10 @@ JWT verification takes public keys or a JWKS URL only). Authentication may be of
     require_jwt = true            # every call must carry a JWT from an issuer below (required off loopback)
     max_connections = 1024        # connections held at once; more are answered 503
     body_timeout = 10             # seconds a request body may take to arrive (408 after)
+    prefetch = "all"              # "by-code": Observation prefetch filtered by the codes the criteria read
+    study_url = "https://clinicaltrials.gov/study/NCT06438679"   # default: the study's registry page
+    referral = true               # offer a draft referral to the study team on the card
+    cors_origins = ["https://sandbox.cds-hooks.org"]   # browser-based CDS clients allowed to call
 
     [[serve.issuers]]
     iss = "https://ehr.hospital.example"
@@ -143,11 +147,14 @@ class ServeSettings:
     body_timeout: float = BODY_TIMEOUT
     #: screen as of this day instead of today (demos and tests with the samples; never in production)
     as_of: date | None = None
-    #: the language of the cards when the hook call's Accept-Language names none fhir3t speaks ([site] language,
-    #: --lang), and the site's time zone (today, for the as-of date, is today there)
+    #: the language of the cards and the explanation pages when the hook call's Accept-Language names none fhir3t
+    #: speaks ([site] language, --lang), and the site's time zone (today, for the as-of date, is today there)
     lang: str = "en"
     tz: tzinfo = UTC
     coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
+    #: "all": one patient-scoped search per type read; "by-code": Observation searches filtered by the codes the
+    #: criteria read (and the ConceptMaps' local codes for them), see prefetch.py for what that gives up
+    prefetch: str = "all"
 
     def fetch_allowed(self, url: str) -> bool:
         """May the service send a token to / fetch from this FHIR base URL?"""
@@ -211,6 +218,7 @@ def serve_settings(cfg: Config, **overrides: Any) -> ServeSettings:
         max_connections=table.get("max_connections", MAX_CONNECTIONS),
         body_timeout=float(table.get("body_timeout", BODY_TIMEOUT)),
         coordinator=_coordinator(table.get("coordinator") or {}, cfg),
+        prefetch=table.get("prefetch", "all"),
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
