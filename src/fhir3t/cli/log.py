@@ -59,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(args, definition, "log")
     try:
         rows, flow = log_rows(definition, run_, store, args.since)
-        meta = {"study": definition.study.short_title, "source": store.label,
+        # the study's name as the reader says it on the page and the table; JSON keeps it as written (English)
+        study = definition.study.said("short_title", "en" if args.format == "json" else run_.lang)
+        meta = {"study": study, "source": store.label,
                 "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
                 "since": args.since.isoformat() if args.since else None}
     finally:

@@ -105,7 +105,7 @@ class Coordinator:
 
     @property
     def study(self) -> str:
-        return self.definition.study.short_title
+        return self.definition.study.said("short_title", self.lang)
 
     def _session(self, request: Request) -> tuple[str, Session, bool]:
         """The request's session (a new one when it has none): (id, session, new)."""
