@@ -270,9 +270,9 @@ def test_with_jwt_required_every_call_needs_a_valid_token_for_its_own_url(defini
         assert requests.get(f"{url}/health", timeout=10).status_code == 200  # liveness needs no token
 
 
-def test_the_readme_example_card_is_what_the_service_answers(definition, tmp_path):
-    """README, 'In the EHR': the card shown for sample p03 with the [serve] example's links and team."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+def test_the_documented_example_card_is_what_the_service_answers(definition, tmp_path):
+    """docs/clinician.md: the card shown for sample p03 with the [serve] example's links and team."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "clinician.md").read_text(encoding="utf-8")
     documented = json.loads(text.split("The card it returns", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0])
     settings = ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, study_team="3T study team, rheumatology",
                              public_url="https://cds.hospital.example/fhir3t",
