@@ -16,6 +16,9 @@ from fhir3t.formats import FORMATS
 from fhir3t.formats.summary import plural
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from fhir3t.criteria.model import ScreeningResult
     from fhir3t.formats import RunInfo
     from fhir3t.pipeline import Definition, Run
     from fhir3t.transport.http import FhirClient
@@ -60,6 +63,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="read NDJSON through DuckDB first, handing Python only the lines a criterion could want "
                         "(same results, faster on big exports; needs the native extra): auto (when installed, for "
                         "NDJSON over 64 MB), on, off")
+    p.add_argument("--store-dir", metavar="DIR",
+                   help="keep every resource read and each patient's result in DIR (created if needed): PATH... are "
+                        "merged into it as a delta (newer versions replace, listed deletions delete) and only the "
+                        "patients whose result can change are screened again; every patient's result is written. "
+                        "PATH... may be left out (screen the store again, e.g. at a new --as-of)")
     p.add_argument("--jobs", type=whole_number(1, MAX_JOBS), metavar="N",
                    help=f"processes to screen files with, 1 to {MAX_JOBS} (default: all CPUs, up to 8, for inputs over "
                         "256 MB; else 1)")
@@ -210,11 +218,32 @@ def precheck_server(client: FhirClient, definition: Definition, args: argparse.N
               file=sys.stderr)
 
 
+def screen_store(definition: Definition, run: Run, args: argparse.Namespace) -> Iterator[ScreeningResult]:
+    """`--store-dir`: merge PATH... into the store, screen whom that can change, yield every result."""
+    from fhir3t.pipeline.incremental import UpdateStats, screen_update
+    from fhir3t.sources.statestore import PatientState
+
+    state = PatientState(args.store_dir)
+    stats = UpdateStats()
+    try:
+        yield from screen_update(definition, run, state, args.paths, stats)
+        m = stats.merge
+        print(f"fhir3t screen: store: {m.lines} delta lines ({m.added} new, {m.replaced} replaced, {m.stale} older "
+              f"than held, {m.deleted} deleted); {stats.screened} patients screened "
+              f"{'(everyone: ' + stats.why + ')' if stats.everyone else 'again'}, {stats.kept} results kept",
+              file=sys.stderr)
+    finally:
+        state.close()
+
+
 def run(args: argparse.Namespace) -> int:
     from fhir3t.pipeline import FileInputs, ServerQuery, deliver, screen_files, screen_server, with_discovered_maps
 
     problems = Problems()
-    if bool(args.paths) == bool(args.server):
+    if args.store_dir and args.server:
+        raise UsageError("--store-dir reads files (a Bulk export's NDJSON), not --server: fhir3t export --store-dir "
+                         "DIR merges an export into the store")
+    if bool(args.paths) == bool(args.server) and not args.store_dir:
         raise UsageError("give PATH... to screen files, or --server URL to screen a FHIR server (not both)")
     if (args.since or args.group) and not args.server:
         raise UsageError("--group and --since need --server")
@@ -241,6 +270,9 @@ def run(args: argparse.Namespace) -> int:
                                 f"fhir3t screen: {plural(n, 'candidate patient')} on the server", file=sys.stderr))
         stream = screen_server(definition, run, client, query)
         inputs = server_label(args.server)
+    elif args.store_dir:
+        stream = screen_store(definition, run, args)
+        inputs = inputs_label([args.store_dir, *args.paths])
     else:
         stream = screen_files(definition, run, FileInputs(tuple(args.paths), store=args.store, native=args.native,
                                                           jobs=jobs if terminology is None else 1,

@@ -46,6 +46,8 @@ from fhir3t.fhirutil import patient_id
 from fhir3t.sources.files import expand_paths, ndjson_batches
 
 DB_NAME = "fhir3t-state.sqlite"
+#: how sources.bulk names the deleted-resource files of an export
+DELETED_GLOB = "*.deleted-ndjson"
 #: bumped when the layout changes; an older store is refused, never half-read
 LAYOUT = "1"
 _SCHEMA = """
@@ -123,16 +125,20 @@ class PatientState:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # ---- merging a delta ----------------------------------------------------------------------
-    def merge(self, paths: Iterable[str | Path], problems: Problems) -> MergeStats:
-        """Merge NDJSON files (a full export, or a `_since` delta) into the store, in one transaction."""
+    def merge(self, paths: Iterable[str | Path], problems: Problems, deleted: Iterable[Path] = ()) -> MergeStats:
+        """Merge NDJSON files (a full export, or a `_since` delta) into the store, in one transaction;
+        `deleted`: an export's deleted-resource files (NDJSON of Bundles, whatever their name)."""
         stats = MergeStats()
         self._seq = int(self.db.execute("SELECT coalesce(max(seq), 0) FROM res").fetchone()[0])
-        json_files, ndjson_files = expand_paths(list(paths), problems)
+        given = [Path(p) for p in paths]
+        json_files, ndjson_files = expand_paths(given, problems)
+        # an export folder's deleted-resource files (sources.bulk names them so `screen OUT_DIR` skips them)
+        deleted = [*deleted, *(f for p in given if p.is_dir() for f in sorted(p.rglob(DELETED_GLOB)))]
         for f in json_files:
             problems.add(str(f), "not merged into the store: the store reads Bulk NDJSON exports only")
         self.db.execute("BEGIN")
         try:
-            for f in ndjson_files:
+            for f in [*ndjson_files, *deleted]:
                 for first, lines, _ in ndjson_batches(f, problems):
                     for lineno, line in enumerate(lines, first):
                         self._line(line, f"{f}:{lineno}", problems, stats)
