@@ -39,30 +39,31 @@ class Month:
     def __init__(self, folder: Path, seed: int = 0, touch: float = 0.01) -> None:
         self.rng = random.Random(seed)
         self.touch = touch
-        #: (type, id) -> [versions as parsed resources], newest last; a deleted resource is removed
-        self.res: dict[tuple[str, str], list[dict]] = {}
+        #: (type, id) -> the newest version as NDJSON bytes (parsed when changed: a 10 000-patient month
+        #: holds a million); a deleted resource is removed
+        self.res: dict[tuple[str, str], bytes] = {}
         self.owner: dict[tuple[str, str], str] = {}
         self.by_patient: dict[str, set[tuple[str, str]]] = defaultdict(set)
         for p in sorted(Path(folder).rglob("*.ndjson")):
             with open(p, "rb") as fh:
                 for line in fh:
                     if line.strip():
-                        self._put(orjson.loads(line))
+                        self._put(orjson.loads(line), line.rstrip(b"\n"))
         self.conditions = [k for k in self.res if k[0] == "Condition"]
         self.counts: dict[str, int] = defaultdict(int)
 
-    def _put(self, res: dict) -> None:
+    def _put(self, res: dict, line: bytes | None = None) -> None:
         key = (res["resourceType"], res["id"])
         pid = patient_id(res) or ""
         old = self.owner.get(key)
         if old is not None and old != pid:
             self.by_patient[old].discard(key)
-        self.res.setdefault(key, []).append(res)
+        self.res[key] = line if line is not None else orjson.dumps(res)
         self.owner[key] = pid
         self.by_patient[pid].add(key)
 
     def _current(self, key: tuple[str, str]) -> dict:
-        return self.res[key][-1]
+        return dict(orjson.loads(self.res[key]))
 
     @staticmethod
     def _version(res: dict) -> int:
@@ -157,8 +158,8 @@ class Month:
     def write_current(self, path: Path) -> int:
         n = 0
         with open(path, "wb") as fh:
-            for versions in self.res.values():
-                fh.write(orjson.dumps(versions[-1]) + b"\n")
+            for line in self.res.values():
+                fh.write(line + b"\n")
                 n += 1
         return n
 
