@@ -171,3 +171,17 @@ def load_samples(base: str) -> None:
 def loaded_server(server_url: str) -> str:
     load_samples(server_url)
     return server_url
+
+
+@pytest.fixture(scope="module")
+def scratch_server(tmp_path_factory) -> Iterator[str]:
+    """A sekmet of its own, samples loaded, for tests that write to the server (what they add must not change what
+    the session's server holds for the other tests); not run against FHIR3T_TEST_SERVER, which is not ours to write."""
+    if os.environ.get("FHIR3T_TEST_SERVER"):
+        pytest.skip("writes to the server: runs on the suite's own sekmet only")
+    srv = Server(tmp_path_factory.mktemp("sekmet-scratch"))
+    try:
+        load_samples(srv.base)
+        yield srv.base
+    finally:
+        srv.stop()
