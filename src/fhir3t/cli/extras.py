@@ -25,6 +25,7 @@ class Extra:
 EXTRAS: dict[str, Extra] = {
     # in the default install since issue 26; the extra is kept for older instructions and a trimmed install
     "service": Extra(("starlette", "uvicorn"), ("Starlette", "uvicorn"), "service"),
+    "native": Extra(("duckdb",), ("DuckDB",), "native"),
 }
 
 #: subcommand -> the extras it needs to run (its --help needs none); tests run each without them
@@ -36,6 +37,7 @@ COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
 MESSAGES = table("cli.extras", {
     "missing-extra": 'needs {packages} for {purpose}, which are not installed: pip install "fhir3t[{extra}]"',
     "purpose.service": "the HTTP service",
+    "purpose.native": "the native first pass over NDJSON (--native on)",
 })
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from fhir3t.cli.common import MAX_JOBS, day, load_definition, positive_seconds, progress_bar, report_problems, whole_number
+from fhir3t.cli.extras import require
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.cli.state_options import add_state_option
 from fhir3t.cli.words import say, stderr_lang
@@ -18,6 +19,9 @@ from fhir3t.formats import FORMATS
 from fhir3t.messages import Message, Msg, Plural, later, many, render, table
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from fhir3t.criteria.model import ScreeningResult
     from fhir3t.formats import RunInfo
     from fhir3t.pipeline import Definition, Run
     from fhir3t.transport.http import FhirClient
@@ -51,6 +55,8 @@ W = table("cli.screen", {
     "paths-or-server": "give PATH... to screen files, or --server URL to screen a FHIR server (not both)",
     "group-since": "--group and --since need --server",
     "jobs": "--jobs needs a number of processes, 1 or more",
+    "store-dir-server": "--store-dir reads files (a Bulk export's NDJSON), not --server: fhir3t export --store-dir DIR "
+                        "merges an export into the store",
     "same-file": "--out, --html and --csv name the same file",
     "check": "server check: {status}: {title}: {message}",
     "check-all": "server check: 'fhir3t check-server URL' tries it all (--no-check skips this)",
@@ -102,6 +108,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=later(Message("help.screen.store",
                                       "where records are grouped by patient: auto (memory, moving to disk for big inputs), memory, "
                                       "disk")()))
+    p.add_argument("--native", choices=("auto", "on", "off"), default="auto",
+                   help=later(Message("help.screen.native",
+                                      "read NDJSON through DuckDB first, handing Python only the lines a criterion could want "
+                                      "(same results, faster on big exports; needs the native extra): auto (when installed, "
+                                      "for NDJSON over 64 MB), on, off")()))
+    p.add_argument("--store-dir", metavar="DIR",
+                   help=later(Message("help.screen.store-dir",
+                                      "keep every resource read and each patient's result in DIR (created if needed): PATH... "
+                                      "are merged into it as a delta (newer versions replace, listed deletions delete) and only "
+                                      "the patients whose result can change are screened again; every patient's result is "
+                                      "written. PATH... may be left out (screen the store again, e.g. at a new --as-of)")()))
     p.add_argument("--jobs", type=whole_number(1, MAX_JOBS), metavar="N",
                    help=later(Message("help.screen.jobs", "processes to screen files with, 1 to {max} (default: all CPUs, up to "
                                       "8, for inputs over 256 MB; else 1)")(max=MAX_JOBS)))
@@ -267,6 +284,37 @@ def precheck_server(client: FhirClient, definition: Definition, args: argparse.N
         say(args, W["check-all"]())
 
 
+STORE_SOME = Message("screen.store", "store: {lines} delta lines ({added} new, {replaced} replaced, "
+                                    "{stale} older than held, {deleted} deleted); {screened} patients screened again, "
+                                    "{kept} results kept")
+STORE_EVERYONE = Message("screen.store-everyone", "store: {lines} delta lines ({added} new, {replaced} "
+                                                  "replaced, {stale} older than held, {deleted} deleted); everyone "
+                                                  "screened again ({screened} patients; because: {why})")
+
+
+#: why everyone was screened again (pipeline.incremental's codes; English says the code)
+STORE_WHY = table("screen.store-why", {"definition-or-dates": "definition-or-dates", "shared-resource": "shared-resource",
+                                       "joined-patients": "joined-patients"})
+
+
+def screen_store(definition: Definition, run: Run, args: argparse.Namespace) -> Iterator[ScreeningResult]:
+    """`--store-dir`: merge PATH... into the store, screen whom that can change, yield every result."""
+    from fhir3t.pipeline.incremental import UpdateStats, screen_update
+    from fhir3t.sources.statestore import PatientState
+
+    state = PatientState(args.store_dir)
+    stats = UpdateStats()
+    try:
+        yield from screen_update(definition, run, state, args.paths, stats)
+        m = stats.merge
+        msg = STORE_EVERYONE if stats.everyone else STORE_SOME
+        say(args, msg(lines=m.lines, added=m.added, replaced=m.replaced, stale=m.stale, deleted=m.deleted,
+                      screened=stats.screened, kept=stats.kept,
+                      why=STORE_WHY[stats.why]() if stats.why in STORE_WHY else stats.why))
+    finally:
+        state.close()
+
+
 RECORDED = Message("screen.recorded", "kept in the state file {path} (run {run}): {n} results, "
                                      "{written} ResearchSubjects written")
 KEPT = Message("screen.kept", "{subject} is {team} (the study team's): kept as it is; today's screening says {screening}")
@@ -295,12 +343,16 @@ def run(args: argparse.Namespace) -> int:
     from fhir3t.pipeline import FileInputs, ServerQuery, deliver, screen_files, screen_server, with_discovered_maps
 
     problems = Problems()
-    if bool(args.paths) == bool(args.server):
+    if args.store_dir and args.server:
+        raise UsageError(W["store-dir-server"]())
+    if bool(args.paths) == bool(args.server) and not args.store_dir:
         raise UsageError(W["paths-or-server"]())
     if (args.since or args.group) and not args.server:
         raise UsageError(W["group-since"]())
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(W["jobs"]())
+    if args.native == "on":
+        require("native")
     outs = outputs(args)
     maps = with_discovered_maps(args.paths, args.concept_map, problems) if args.paths else list(args.concept_map)
     definition, terminology = connect_terminology_option(args, load_definition(args, maps), problems)
@@ -318,8 +370,11 @@ def run(args: argparse.Namespace) -> int:
                             on_candidates=None if args.no_progress else lambda n: say(args, CANDIDATES(n)))
         stream = screen_server(definition, run, client, query)
         inputs = server_label(args.server)
+    elif args.store_dir:
+        stream = screen_store(definition, run, args)
+        inputs = inputs_label([args.store_dir, *args.paths])
     else:
-        stream = screen_files(definition, run, FileInputs(tuple(args.paths), store=args.store,
+        stream = screen_files(definition, run, FileInputs(tuple(args.paths), store=args.store, native=args.native,
                                                           jobs=jobs if terminology is None else 1,
                                                           patients=tuple(args.patient)))
         inputs = inputs_label(args.paths, run.lang)

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from fhir3t.errors import Problems
 from fhir3t.messages import Message
@@ -26,6 +27,9 @@ from fhir3t.terminology import Code, Terminology, ValueSet
 
 UNKNOWN_SYSTEM = Message("input.unknown-system", "code system {system} is unknown to fhir3t: its codes cannot match any "
                          "criterion (supply a --concept-map that translates it)")
+
+if TYPE_CHECKING:
+    from fhir3t.sources.native import NativeLines
 
 Resolve = Callable[[str], "dict | None"]
 #: told of each (type, code system, location) of a dropped resource whose codes no one can read
@@ -138,6 +142,17 @@ class Relevance:
         parts = res.get(_PARTS.get(rtype, ""))
         key.append(type(parts) is list and bool(parts))  # what makes a report or panel a container
         return tuple(key)
+
+    def silent_verdict(self, resource: dict) -> bool | None:
+        """Whether a resource is kept, when that follows from its fast key alone and judging it says
+        nothing to anyone (no code system nobody knows); else None. Caches nothing: the native first
+        pass asks it about lines Python may read later, which must then be judged as ever."""
+        rtype = resource.get("resourceType")
+        if not isinstance(rtype, str) or rtype not in self.types or self._fast_key(rtype, resource) is None:
+            return None
+        told: list[tuple[str, str, str]] = []
+        out = self._judge(rtype, resource, _no_resolve, True, "", lambda *a: told.append(a))
+        return None if told else out is not None
 
     # ---- the decision ----------------------------------------------------------------
     def judge(self, rtype: str, res: dict, resolve: Resolve, *, pending_ok: bool = False, where: str = "",
@@ -267,6 +282,19 @@ class RunFilter:
     def line_filter(self, shared_types: frozenset[str], known_types: frozenset[str]) -> LineFilter:
         """What a source may use to skip a line before decoding it (see LineFilter)."""
         return LineFilter(self.relevance, shared_types, known_types)
+
+    def native_lines(self, shared_types: frozenset[str], known_types: frozenset[str]) -> NativeLines | None:
+        """The native first pass for this filter (sources.native), or None without the `native` extra.
+
+        It drops by type what LineFilter drops, and keys the types whose decision reads only their main
+        code (the fast key); types read whatever their code are kept without a key."""
+        from fhir3t.sources import native
+
+        if not native.available():
+            return None
+        keep = self.types | shared_types | {"Patient"}
+        keyed = {t for t in _FAST_FIELD if t in self.types and t not in self.plan.any_code}
+        return native.NativeLines(known_types - keep, keyed, sample_verdict=self.relevance.silent_verdict)
 
     def suspect(self, rtype: str, codes: tuple[Code, ...], texts: tuple[str, ...]) -> ValueSet | None:
         """A value set of this type whose names the texts use, which no closed-system code decides."""

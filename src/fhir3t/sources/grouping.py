@@ -36,6 +36,7 @@ from fhir3t.sources.files import (
     parse_line,
     read_json_file,
 )
+from fhir3t.sources.native import NativeLines
 from fhir3t.sources.seen import SeenPatients
 from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
 
@@ -146,7 +147,8 @@ class GroupingSource:
     def __init__(self, paths: Iterable[str | Path], problems: Problems, wants: ReadFilter | None = None, *,
                  limits: Limits | None = None, store: str = "auto", spill_at: int = DEFAULT_SPILL_AT,
                  tmpdir: str | Path | None = None, on_file: Callable[[Path], None] | None = None,
-                 shared: SharedIndex | None = None, documents: Iterable[tuple[str, object]] = ()) -> None:
+                 shared: SharedIndex | None = None, documents: Iterable[tuple[str, object]] = (),
+                 native: bool = False) -> None:
         paths = list(paths)
         self.json_files, self.ndjson_files = expand_paths(paths, problems)
         for p in paths:
@@ -171,6 +173,9 @@ class GroupingSource:
         #: (bundle's only patient, other patient named, type, where, source): resolved after pass 1
         self.foreign: list[tuple[str, str, str, str, str]] = []
         self._prefilter: Callable[[bytes], bool] | None = None
+        #: read NDJSON through the native first pass (sources.native; the `native` extra)
+        self.native = native
+        self._native: NativeLines | None = None
 
     # ---- the two passes ----------------------------------------------------------------
     def __iter__(self) -> Iterator[RawRecord]:
@@ -285,6 +290,10 @@ class GroupingSource:
         lines, most of them dropped): lines come in batches split in C, a type the read filter never
         reads is skipped on its bytes, and a resource alike in its main code to one already judged
         is dropped on that verdict before anything else is made for it (location, filing)."""
+        native = self._native_lines()
+        if native is not None and native.usable(path):
+            self._ndjson_native(path, native)
+            return
         where = str(path)
         problems = self.problems
         skip = self._line_filter()
@@ -319,6 +328,58 @@ class GroupingSource:
                         self._resource(res, loc, None, where, {}, (), None, None)
                 except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
                     problems.add(loc, P["structure-line"](kind=type(exc).__name__))
+
+    def _ndjson_native(self, path: Path, native: NativeLines) -> None:
+        """`_ndjson_file` over the lines the native first pass hands over (see sources.native): the same
+        steps for each, and the verdict on a keyed line taught back, so its like is dropped in DuckDB."""
+        where = str(path)
+        problems = self.problems
+        skip = self._line_filter()
+        wants = self.wants
+        types = wants.types if wants is not None else None
+        quick = getattr(wants, "quick", None)
+        shared_types, r4_types, stats = self._shared_types, self._r4_types, self.stats
+        dropped, verdicts = native.dropped, native.verdicts
+        for lineno, key, line, terminated in native.rows(path, problems, self.limits):
+            if key is not None and key in dropped:
+                stats.resources += 1
+                continue
+            if type(line) is bytes and skip is not None and not skip(line):
+                stats.resources += 1
+                continue
+            try:
+                res = orjson.loads(line)
+                rtype = res["resourceType"]
+                if type(rtype) is not str or not rtype:
+                    raise KeyError
+            except (orjson.JSONDecodeError, TypeError, KeyError):
+                raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+                if raw.strip():
+                    parse_line(raw, f"{where}:{lineno}", problems, terminated=terminated)
+                continue
+            learn = key is not None and key not in verdicts
+            if types is not None and rtype not in shared_types and rtype in r4_types and rtype != "Patient" \
+                    and (rtype not in types or (quick is not None and quick(rtype, res) is False)):
+                stats.resources += 1
+                if learn:
+                    native.learn(key, False)  # type: ignore[arg-type]
+                continue
+            loc = f"{where}:{lineno}"
+            try:
+                if rtype == "Patient":
+                    self._patient(res, loc, None, where)
+                else:
+                    self._resource(res, loc, None, where, {}, (), None, None)
+            except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
+                problems.add(loc, f"could not be read: unexpected structure ({type(exc).__name__}); line skipped")
+            if learn:
+                native.learn(key, quick(rtype, res) if quick is not None else None)  # type: ignore[arg-type]
+
+    def _native_lines(self) -> NativeLines | None:
+        """The native first pass, when this source uses one and the read filter can make it."""
+        if self._native is None and self.native and self.wants is not None and hasattr(self.wants, "native_lines"):
+            self._native = self.wants.native_lines(self._shared_types, self._r4_types)
+        return self._native or None
 
     def _resource(self, res: dict, where: str, full_url: str | None, source: str, aliases: dict[str, str],
                   patients: Iterable[str], only: str | None, parts: set[str] | None) -> None:
