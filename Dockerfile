@@ -14,7 +14,7 @@
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 COPY profiles ./profiles
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

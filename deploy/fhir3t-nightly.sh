@@ -4,7 +4,9 @@
 # (e.g. a folder of exported files instead of the server).
 #
 # Writes the worklist page, the CSV and the JSON results into OUT/YYYY-MM-DD/ and points OUT/latest at
-# it only when the run produced results; a failed run never replaces yesterday's worklist.
+# it only when the run produced results; a failed run never replaces yesterday's worklist. YYYY-MM-DD is
+# today in the site's time zone ([site] timezone in the config file, else the system's: `fhir3t today`),
+# the date the run screens as of: a run at 02:30 in Hangzhou is filed under the Hangzhou date, not UTC's.
 # Exit codes are fhir3t's (src/fhir3t/errors.py):
 #   0  ok: published
 #   3  some input was skipped: published; the skipped files/entries are in the log (a warning, not a failure)
@@ -16,7 +18,7 @@ OUT=${FHIR3T_OUT:-/var/lib/fhir3t}
 RETRIES=${FHIR3T_RETRIES:-2}
 WAIT=${FHIR3T_RETRY_WAIT:-600}
 FHIR3T=${FHIR3T_BIN:-fhir3t}
-day=$(date -u +%Y-%m-%d)
+day=$("$FHIR3T" today 2>/dev/null) || day=$(date -u +%Y-%m-%d)
 work="$OUT/.run-$day-$$"
 
 mkdir -p "$work" || exit 4

@@ -11,6 +11,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 # a developer's ~/.config/fhir3t/config.toml or /etc/fhir3t/config.toml must not change test results;
 # tests of the config file name theirs with --config or FHIR3T_CONFIG
 os.environ["FHIR3T_CONFIG"] = "none"
+# nor may a developer's locale or time zone: the language and the site's zone come from the environment when no
+# option or config names them (tests of that set them themselves)
+os.environ["LC_ALL"] = os.environ["LC_MESSAGES"] = os.environ["LANG"] = "C.UTF-8"
+os.environ["TZ"] = "UTC"
 
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.dates import parse_day

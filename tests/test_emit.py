@@ -8,6 +8,7 @@ from fhir3t import screen
 from fhir3t.canonical import EXT_CRITERION_RESULT, ID_RESEARCH_SUBJECT
 from fhir3t.cli import main
 from fhir3t.emit import screening_bundle
+from fhir3t.messages import render
 from fhir3t.validate import validate_resource
 
 SCREENING = SAMPLES / "screening"
@@ -30,7 +31,7 @@ def test_bundle_validates_clean_and_is_a_safe_transaction(definition_local):
                                 "ifNoneExist": "identifier=http://clinicaltrials.gov|NCT06438679"}
     subjects = [e for e in entries if e["resource"]["resourceType"] == "ResearchSubject"]
     assert len(subjects) == 24  # p16 has no Patient id: noted, not emitted
-    assert len(notes) == 1 and "urn:uuid:9c37c76c" in notes[0]
+    assert len(notes) == 1 and "urn:uuid:9c37c76c" in render(notes[0])  # a message, said in the reader's language
     for e in subjects:
         rid = e["resource"]["id"]
         assert e["request"] == {"method": "PUT", "url": f"ResearchSubject/{rid}"}

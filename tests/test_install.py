@@ -38,7 +38,7 @@ def fresh(tmp_path_factory) -> Iterator[Path]:
     base = tmp_path_factory.mktemp("fresh-install")
     src = base / "src-copy"  # pip builds in the tree it is given: keep build/ out of the checkout
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
     for name in ("src", "profiles"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -202,44 +201,34 @@ def test_a_large_cohort_prints_its_swimmer_plot_in_parts_each_with_its_legend(br
     assert_nothing_wider_than_a4(page)
 
 
-def pseudo_zh(template: str) -> str:
-    """A stand-in zh-CN translation: every English word becomes CJK text of about its width, placeholders and
-    separators stay (what issue 23's catalog will look like to the layout)."""
-    def word(m: re.Match[str]) -> str:
-        return m.group(0) if m.group(0).startswith("{") else "安全性" * max(1, (len(m.group(0)) + 2) // 3)
-    return re.sub(r"\{[^}]*\}|[A-Za-z][A-Za-z'’\-]*", word, template)
-
-
-def test_layout_is_ready_for_zh_cn_text(browser_page, corpus_report, tmp_path):  # noqa: F811
-    from fhir3t.report import html as report_html
-    from fhir3t.report import svg as report_svg
-    from fhir3t.safety import analyse
-
-    _html, data = corpus_report
-    catalog = {k: pseudo_zh(v) for k, v in {**report_html.MESSAGES, **report_svg.MESSAGES}.items()}
-    catalog["page.confidential"] = "机密 — 仅供数据监查委员会"
-    catalog["page.number"] = "第 {page} 页，共 {pages} 页"
-    catalog["page.cutoff"] = "数据截止 {cutoff}"
-    catalog["page.version"] = "{study} 报告第 {version} 版"
-    data_dir = Path(str(_html.parent / "data"))
-    outs = analyse([data_dir], as_of=date(2026, 11, 16))
-    page_html = report_html.render_html(data, [f for o in outs for f in o.findings],
-                                        [o.survival_days for o in outs if not o.event],
-                                        {o.subject.patient: o.subject.label for o in outs}, messages=catalog, lang="zh-CN")
+def test_the_report_in_zh_cn_renders_and_prints_on_a4(browser_page, corpus_report, tmp_path):  # noqa: F811
+    """The whole report in zh-CN from the real catalog (fhir3t --lang zh-CN report): every heading, note, table
+    head, figure label, narrative and term in Chinese, the page furniture on every printed page, nothing wider
+    than A4, no console error; screenshots of every printed page are written beside the PDF."""
+    html, _data = corpus_report
     target = tmp_path / "zh.html"
-    target.write_text(page_html, encoding="utf-8")
+    assert main(["--lang", "zh-CN", "--timezone", "Asia/Shanghai", "report", str(html.parent / "data"), *AS_OF,
+                 "--report-version", "3", "--out", str(target)]) == 0
     page = browser_page.open(target)
-    assert browser_page.console_errors == [] and page.evaluate("document.documentElement.lang") == "zh-CN"
+    assert browser_page.console_errors == [] and browser_page.page_errors == []
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
     family = page.evaluate("getComputedStyle(document.body).fontFamily")
     assert "Noto Sans CJK SC" in family and "Microsoft YaHei" in family
     body = page.inner_text("body")
-    assert "安全性" in body and "{" not in body  # every template filled
+    assert "{" not in body  # every template filled
+    for words in ("安全性与终点报告", "摘要", "26周生存率", "与治疗相关不良事件的发生率", "严重不良事件", "各受试者的处置情况",
+                  "丙氨酸氨基转移酶升高", "托法替布", "+08:00"):
+        assert words in body, words
+    headings = page.eval_on_selector_all("h1, h2, h3, th", "els => els.map(e => e.textContent)")
+    english = [h for h in headings if re.search(r"\b[a-z]{4,}\b", re.sub(r"\(.*?\)|[A-Z]\w*", "", h))]
+    assert english == []  # headings and table heads are Chinese (abbreviations such as CTCAE, KM, CI aside)
+    page.screenshot(path=str(tmp_path / "report-zh.png"), full_page=True)
     reader = print_pdf(page, tmp_path / "zh.pdf")
     texts = [t.replace(" ", "") for t in page_texts(reader)]
     images = screenshots(tmp_path / "zh.pdf", tmp_path)
-    assert_page_furniture(images, texts, mark="机密—仅供数据监查委员会", version="NCT06438679报告第3版",
+    assert_page_furniture(images, texts, mark="机密——仅供数据监查委员会使用", version="NCT06438679报告版本3",
                           # the PDF's text layer gives 页 as the radical ⻚ (the font's glyph), and NFKC folds ，
-                          cutoff="数据截止2026-11-16", page_word="第{i}[页⻚],共{n}[页⻚]")
+                          cutoff="数据截止日2026-11-16", page_word="第{i}[页⻚],共{n}[页⻚]")
     assert_nothing_wider_than_a4(page)
 
 

@@ -100,7 +100,8 @@ def test_the_explanation_page_shows_every_criterion_and_only_to_its_token(servic
     assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
     for c in cds.definition.criteria.criteria:
         assert c.title in page.text, c.id
-    assert "order HBsAg (LOINC 5196-1) at screening" in page.text  # the full reason, codes and all, lives here
+    # the full reason, codes and all (the hospital's own test and code from its ConceptMap), lives here
+    assert "order HBsAg (LOINC 5196-1; at this hospital: Hepatitis B surface antigen, code HBSAG) at screening" in page.text
     token = card["links"][0]["url"].rsplit("/", 1)[1]
     assert token not in json.dumps([card["uuid"], card["suggestions"]])
     other = requests.get(f"{url}/fhir3t/explain/{'x' * len(token)}", timeout=10)

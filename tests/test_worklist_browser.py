@@ -130,3 +130,48 @@ def test_markup_in_a_record_is_shown_never_run(browser_page, tmp_path):  # noqa:
     assert visible_ids(page) == ["<img src=x onerror=alert(1)>"]
     assert "<script>alert(2)</script>" in page.inner_text("#worklist")
     assert page.eval_on_selector_all("#worklist img, #worklist script", "els => els.length") == 0
+
+
+def test_the_worklist_in_zh_cn_filters_prints_and_screenshots(browser_page, tmp_path):  # noqa: F811
+    """The coordinator's worklist in zh-CN (fhir3t --lang zh-CN screen samples/ --html ...): Chinese headings,
+    status words, filters, the script's own words (shown / printed counts, open / hide), tests to order named by
+    the hospital's own code; offline, no console errors; a screenshot of the page and of a patient opened."""
+    out = tmp_path / "worklist-zh.html"
+    assert main(["--lang", "zh-CN", "--timezone", "Asia/Shanghai", "screen", str(SAMPLES), "--no-progress",
+                 "--html", str(out), "--format", "json", "--out", str(tmp_path / "r.json")]) == 0
+    page = browser_page.open(out, width=1400)
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    assert page.inner_text("h1").startswith("筛选工作清单")
+    assert page.inner_text("#shown") == "显示45名患者中的45名"
+    heads = page.eval_on_selector_all("#worklist > thead th", "els => els.map(e => e.innerText.trim())")
+    assert heads[:5] == ["患者（病历号）", "状态", "不满足", "待定：如何确认", "备注"]
+    page.select_option("#f-status", "candidate")
+    assert page.inner_text("#shown") == "显示45名患者中的6名"
+    statuses = page.eval_on_selector_all("#worklist > tbody > tr.row:not([hidden]) .status", "els => els.map(e => e.textContent)")
+    assert set(statuses) == {"待确认"}
+    assert "打印：45名患者中的6名（状态：待确认）" == page.inner_text("#printed") or \
+        page.evaluate("document.getElementById('printed').textContent") == "打印：45名患者中的6名（状态：待确认）"
+    page.select_option("#f-status", "")
+    page.select_option("#f-criterion", "E7-hbv")
+    page.select_option("#f-mode", "unknown")
+    assert "MRN-100003" in visible_ids(page) and "MRN-100011" not in visible_ids(page)  # p11's E7 is met, not unknown
+    printed = page.evaluate("document.getElementById('printed').textContent")
+    assert printed == "打印：45名患者中的10名（E7-hbv 待定）"
+    page.select_option("#f-criterion", "")
+    row = page.locator("#worklist > tbody > tr.row", has_text="MRN-100003")
+    todo = row.locator("ul.todo").inner_text()
+    assert "本院项目：" in todo and "“乙肝表面抗原”，代码 HBSAG" in todo and "筛选时开具" in todo
+    row.locator(".toggle").click()
+    assert row.locator(".toggle").inner_text() == "收起"
+    detail = page.locator("#d-" + row.get_attribute("data-detail").split("-")[1]).inner_text()
+    assert "入选标准" in detail and "满足" in detail and "乙型肝炎" in detail
+    page.screenshot(path=str(tmp_path / "worklist-zh.png"), full_page=True)
+    family = page.evaluate("getComputedStyle(document.body).fontFamily")
+    assert "Noto Sans CJK SC" in family
+    # every visible word of the page's own is Chinese: what is left in Latin letters is codes, ids and data
+    own = page.evaluate("""() => [...document.querySelectorAll('h1, dt, th, label, button, option, footer, #shown')]
+        .map(e => e.innerText || e.textContent).join(' ')""")
+    own = re.sub(r"\b[IE]\d+-[a-z0-9-]+", " ", own)  # criterion ids are codes
+    leftover = [w for w in re.findall(r"\b[a-z]{4,}\b", own) if w not in ("fhir3t",)]
+    assert leftover == []
+    assert browser_page.console_errors == [] and browser_page.page_errors == [] and browser_page.remote_requests == []

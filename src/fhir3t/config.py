@@ -12,6 +12,8 @@ Tables this module knows and checks:
   error; the token / client secret stay in files or the environment.
 - `[terminology]`: `concept_maps`, a list of ConceptMap files.
 - `[log]`: `format` (text | json) and `level` (warning | info | debug).
+- `[site]`: `language` (en | zh-CN: what people read; logs stay English) and `timezone` (an IANA name such as
+  Asia/Shanghai: the default as-of date is today there, times are shown in it; default: the system's).
 - a table per subcommand (`[screen]`, `[safety]`, `[report]`, `[export]`, `[push]`, `[validate]`,
   `[explain]`): option defaults, keyed by the option's long name (`id-system = "..."` for `--id-system`);
   the CLI checks them against the subcommand's options (fhir3t.cli.configure).
@@ -45,7 +47,7 @@ from fhir3t.smallfiles import CONFIG_LIMIT, TOKEN_LIMIT, read_small
 
 #: subcommands whose table holds option defaults (keys = long option names)
 COMMAND_TABLES = frozenset({"screen", "safety", "report", "export", "push", "validate", "explain"})
-KNOWN_TABLES = frozenset({"server", "terminology", "log"}) | COMMAND_TABLES
+KNOWN_TABLES = frozenset({"server", "terminology", "log", "site"}) | COMMAND_TABLES
 #: tables other modules read and check themselves (named here only so the typo check leaves them alone:
 #: `[serve]` is one letter from `[server]`); any other unknown table is kept too, unless it looks like a typo
 OWNED_ELSEWHERE = frozenset({"serve", "enrolment"})
@@ -75,6 +77,7 @@ MESSAGES = {
     "not-toml": "{path}: not valid TOML ({error})",
     "too-deep": "{path}: nested too deeply to be a fhir3t config file",
     "token-empty": "[server] token_file {path}: empty",
+    "time-zone": "{where} must be an IANA time zone such as Asia/Shanghai (see the tz database's zone names)",
 }
 
 
@@ -199,6 +202,9 @@ class Config:
     concept_maps: tuple[Path, ...] = ()
     log_format: str | None = None
     log_level: str | None = None
+    #: [site]: the language people read (en | zh-CN) and the site's IANA time zone, when the file sets them
+    language: str | None = None
+    timezone: str | None = None
 
     def section(self, name: str) -> dict[str, Any]:
         """A table as read (a copy; empty when absent), for the code that owns it, e.g. `[serve]`."""
@@ -256,9 +262,11 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     server = _server(cfg, tables.get("server", {}))
     term = check_table("terminology", tables.get("terminology", {}), cfg.where("terminology"))
     log = check_table("log", tables.get("log", {}), cfg.where("log"))
+    site = check_table("site", tables.get("site", {}), cfg.where("site"))
     return Config(path=path, tables=tables, server=server,
                   concept_maps=tuple(cfg.resolve(m) for m in term.get("concept_maps", ())),
-                  log_format=log.get("format"), log_level=log.get("level"))
+                  log_format=log.get("format"), log_level=log.get("level"),
+                  language=site.get("language"), timezone=site.get("timezone"))
 
 
 def load_config(path: str | Path | None) -> Config:

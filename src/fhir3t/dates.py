@@ -7,9 +7,12 @@ written in the source (the hospital's local day), not converted to UTC.
 from __future__ import annotations
 
 import calendar
+import os
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.relativedelta import relativedelta
 
@@ -162,3 +165,61 @@ class Window:
 def age_on(birth: date, on: date) -> int:
     """Completed years; a 29 February birthday turns over on 1 March in common years."""
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+# ---------------------------------------------------------------- the site's time zone (defaults and display only)
+def zone(name: str) -> tzinfo | None:
+    """The IANA time zone `name` (Asia/Shanghai; UTC), or None when there is none by that name."""
+    if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def system_zone() -> tzinfo:
+    """The system's time zone: $TZ when it names one, else the zone /etc/localtime links to, else the current
+    offset (a fixed one: enough for today's date and for the time now)."""
+    named = os.environ.get("TZ", "").lstrip(":")
+    found = zone(named) if named else None
+    if found is not None:
+        return found
+    try:
+        link = Path("/etc/localtime").resolve(strict=True)
+        parts = link.parts
+        if "zoneinfo" in parts:
+            found = zone("/".join(parts[parts.index("zoneinfo") + 1:]))
+            if found is not None:
+                return found
+    except OSError:
+        pass
+    return datetime.now().astimezone().tzinfo or UTC
+
+
+def zone_name(tz: tzinfo) -> str:
+    """Asia/Shanghai, UTC, or the offset (+08:00) of a zone without a name."""
+    key = getattr(tz, "key", None)
+    if isinstance(key, str):
+        return key
+    if tz is UTC:
+        return "UTC"
+    offset = datetime.now(tz).strftime("%z")
+    return f"{offset[:3]}:{offset[3:]}" if offset else str(tz)
+
+
+def local_time(when: datetime | str, tz: tzinfo) -> str:
+    """A moment as a person in the site reads it: `2026-11-17 02:30:00 +08:00` (local, with its offset).
+    A string is read as ISO 8601 (a naive one as UTC); one that is not is returned as it is."""
+    if isinstance(when, str):
+        try:
+            moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        except ValueError:
+            return when
+    else:
+        moment = when
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    local = moment.astimezone(tz)
+    offset = local.strftime("%z")
+    return local.strftime("%Y-%m-%d %H:%M:%S") + (f" {offset[:3]}:{offset[3:]}" if offset else "")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fhir3t.messages import Msg, render, table
+
 EXIT_OK = 0
 EXIT_FINDINGS = 1  # the check found problems: validate (errors in the Bundles), check-server (a check failed)
 EXIT_USAGE = 2  # bad command line (argparse uses 2 as well)
@@ -19,15 +21,21 @@ EXIT_REFUSED = 8  # the enrolment workflow refused an action (state machine, eli
 EXIT_INTERNAL = 70  # a bug in fhir3t (EX_SOFTWARE)
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
-#: exit code -> what it means, for people (the top-level --help and the CLI reference are generated from it)
-EXIT_MEANINGS = {EXIT_OK: "ok", EXIT_FINDINGS: "validation errors found (validate), a check failed (check-server)",
-                 EXIT_USAGE: "usage error, or an extra the command needs is not installed",
-                 EXIT_INPUT_SKIPPED: "some input skipped (each skipped file / entry / line is named on stderr)",
-                 EXIT_INPUT_FATAL: "no usable input or bad configuration data", EXIT_SERVER: "FHIR server error",
-                 EXIT_AUTH: "authentication error", EXIT_PUSH_PARTIAL: "push partly failed",
-                 EXIT_REFUSED: "refused, nothing written (a transition the enrolment state machine forbids, an ineligible "
-                               "patient without an override, a record changed since it was read)",
-                 EXIT_INTERNAL: "internal error (a bug in fhir3t)", EXIT_INTERRUPTED: "interrupted (Ctrl-C)"}
+#: exit code -> what it means, for people, as a message (the top-level --help and the CLI reference are generated from it)
+EXIT_WORDS = table("exit", {
+    "0": "ok", "1": "validation errors found (validate), a check failed (check-server)",
+    "2": "usage error, or an extra the command needs is not installed",
+    "3": "some input skipped (each skipped file / entry / line is named on stderr)",
+    "4": "no usable input or bad configuration data", "5": "FHIR server error", "6": "authentication error",
+    "7": "push partly failed",
+    "8": "refused, nothing written (a transition the enrolment state machine forbids, an ineligible patient without an "
+         "override, a record changed since it was read)",
+    "70": "internal error (a bug in fhir3t)", "130": "interrupted (Ctrl-C)",
+})
+#: exit code -> what it means, in English (EXIT_WORDS' templates: one home for the sentence)
+EXIT_MEANINGS = {code: EXIT_WORDS[str(code)].en for code in (
+    EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INPUT_SKIPPED, EXIT_INPUT_FATAL, EXIT_SERVER, EXIT_AUTH, EXIT_PUSH_PARTIAL,
+    EXIT_REFUSED, EXIT_INTERNAL, EXIT_INTERRUPTED)}
 
 #: exit code -> the `outcome` word of the run-end log record (stable: operators alert on it)
 OUTCOMES = {EXIT_OK: "ok", EXIT_FINDINGS: "findings", EXIT_USAGE: "usage-error", EXIT_INPUT_SKIPPED: "input-skipped",
@@ -36,9 +44,18 @@ OUTCOMES = {EXIT_OK: "ok", EXIT_FINDINGS: "findings", EXIT_USAGE: "usage-error",
 
 
 class Fhir3tError(Exception):
-    """Base class: carries the exit code the CLI should end with."""
+    """Base class: carries the exit code the CLI should end with, and its sentence: a message (`Msg`, shown in
+    the reader's language; `str()` is its English, what logs carry) or, from older code, English text."""
 
     exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str | Msg = "", *rest: object) -> None:
+        self.msg = message if isinstance(message, Msg) else None
+        super().__init__(render(message, "en") if isinstance(message, Msg) else message, *rest)
+
+    def text(self, lang: str = "en") -> str:
+        """The sentence in `lang` (English when it was raised as text)."""
+        return render(self.msg, lang) if self.msg is not None else str(self)
 
 
 class UsageError(Fhir3tError):
@@ -75,15 +92,27 @@ class RefusedError(Fhir3tError):
 class InputProblem:
     """A piece of input that was skipped or only partly used, with where it came from.
 
-    `where` names the file and the entry index or NDJSON line, never patient data.
+    `where` names the file and the entry index or NDJSON line, never patient data. `msg` is a `Msg` (rendered
+    in the reader's language) or, from older code, English text; `message` is its English text (logs, JSON).
     """
 
     where: str
-    message: str
+    msg: str | Msg
     skipped: bool = True
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
+        return self.text("en")
+
+    @property
+    def message(self) -> str:
+        return self.said("en")
+
+    def said(self, lang: str = "en") -> str:
+        """The message alone, in `lang`."""
+        return render(self.msg, lang) if isinstance(self.msg, Msg) else self.msg
+
+    def text(self, lang: str = "en") -> str:
+        return f"{self.where}: {self.said(lang)}"
 
 
 class Problems:
@@ -93,12 +122,12 @@ class Problems:
         self.items: list[InputProblem] = []
         self._seen: set[tuple[str, str]] = set()
 
-    def add(self, where: str, message: str, *, skipped: bool = True) -> None:
+    def add(self, where: str, message: str | Msg, *, skipped: bool = True) -> None:
         self.items.append(InputProblem(where, message, skipped))
 
-    def once(self, key: str, where: str, message: str, *, skipped: bool = True) -> None:
+    def once(self, key: str, where: str, message: str | Msg, *, skipped: bool = True) -> None:
         """Report a problem only the first time `key` is seen (e.g. one unknown code system)."""
-        k = (key, message)
+        k = (key, render(message, "en") if isinstance(message, Msg) else message)
         if k in self._seen:
             return
         self._seen.add(k)

@@ -24,6 +24,7 @@ from typing import Any
 import defusedxml
 import defusedxml.ElementTree as DET
 
+from fhir3t.messages import Msg, render, table
 from fhir3t.r4defs import BOOLEAN, DECIMAL, INTEGERS, Child, TypeDef, type_def
 
 FHIR_NS = "http://hl7.org/fhir"
@@ -31,7 +32,7 @@ XHTML_NS = "http://www.w3.org/1999/xhtml"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 XML_SUFFIXES = (".xml", ".xml.gz")
 
-MESSAGES = {
+MESSAGES = table("input.xml", {
     "dtd": "refused: the XML has a document type declaration (<!DOCTYPE>), which FHIR XML never has and "
            "which is how entity-expansion bombs and external entities are written; nothing was expanded or read",
     "entities": "refused: the XML declares entities, which FHIR XML never has (an entity-expansion bomb or an "
@@ -41,18 +42,23 @@ MESSAGES = {
     "not-fhir": "not a FHIR resource: the root element is {name} (expected a resource in the {ns} namespace)",
     "unknown-type": "not a FHIR resource: {name} is not an R4 resource type",
     "namespace": "element {name} is not in the namespace {ns}",
-    "attribute": "attribute {name!r} is not allowed on this element",
+    "attribute": "attribute '{name}' is not allowed on this element",
     "text": "text content is not allowed in a FHIR element (values are in the value attribute)",
     "no-value": "a primitive element needs a value attribute or an extension",
     "lexical": "the value is not a valid {type} (not echoed: it may be patient data)",
     "resource-wrapper": "must hold exactly one resource element",
     "as-attribute": "{name} is written as an attribute here, not as an element",
     "repeated": "element {name} appears more than once but allows one",
-}
+})
 
 
 class XmlRefused(ValueError):
-    """The document is not read at all (not XML, DTD/entities, not a FHIR resource): one sentence."""
+    """The document is not read at all (not XML, DTD/entities, not a FHIR resource): one sentence (`msg`, said in
+    the reader's language; str() is its English)."""
+
+    def __init__(self, msg: Msg) -> None:
+        super().__init__(render(msg, "en"))
+        self.msg = msg
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,12 @@ class Problem:
     """Something in the XML that breaks the FHIR XML rules, with a FHIRPath-like location."""
 
     where: str
-    message: str
+    msg: Msg
+
+    @property
+    def message(self) -> str:
+        """The English sentence (validation issues, logs)."""
+        return render(self.msg, "en")
 
 
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)\Z")
@@ -76,19 +87,19 @@ def parse(data: bytes) -> tuple[dict[str, Any], list[Problem]]:
     try:
         root = DET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DTDForbidden:
-        raise XmlRefused(MESSAGES["dtd"]) from None
+        raise XmlRefused(MESSAGES["dtd"]()) from None
     except defusedxml.EntitiesForbidden:
-        raise XmlRefused(MESSAGES["entities"]) from None
+        raise XmlRefused(MESSAGES["entities"]()) from None
     except defusedxml.ExternalReferenceForbidden:
-        raise XmlRefused(MESSAGES["external"]) from None
+        raise XmlRefused(MESSAGES["external"]()) from None
     except ET.ParseError as exc:
-        raise XmlRefused(MESSAGES["syntax"].format(reason=exc)) from None
+        raise XmlRefused(MESSAGES["syntax"](reason=str(exc))) from None
     ns, name = _split(root.tag)
     if ns != FHIR_NS:
-        raise XmlRefused(MESSAGES["not-fhir"].format(name=name if not ns else f"{{{ns}}}{name}", ns=FHIR_NS))
+        raise XmlRefused(MESSAGES["not-fhir"](name=name if not ns else f"{{{ns}}}{name}", ns=FHIR_NS))
     tdef = type_def(name)
     if tdef is None or tdef.kind != "resource":
-        raise XmlRefused(MESSAGES["unknown-type"].format(name=name))
+        raise XmlRefused(MESSAGES["unknown-type"](name=name))
     conv = _Converter()
     return conv.resource(root, name), conv.problems
 
@@ -105,7 +116,7 @@ class _Converter:
         self.problems: list[Problem] = []
 
     def problem(self, where: str, key: str, **kw: Any) -> None:
-        self.problems.append(Problem(where, MESSAGES[key].format(**kw)))
+        self.problems.append(Problem(where, MESSAGES[key](**kw)))
 
     def resource(self, el: ET.Element, rtype: str, where: str | None = None) -> dict[str, Any]:
         tdef = type_def(rtype)

@@ -4,10 +4,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+from fhir3t.messages import Message, Msg
+
 Tri = Literal["met", "not-met", "unknown"]
 MET: Tri = "met"
 NOT_MET: Tri = "not-met"
 UNKNOWN: Tri = "unknown"
+#: a criterion's result as a person reads it
+RESULT_WORDS: dict[str, Message] = {MET: Message("result.met", "met"), NOT_MET: Message("result.not-met", "not met"),
+                                    UNKNOWN: Message("result.unknown", "unknown")}
+
+
+def result_word(value: object) -> Msg | str:
+    """A result as a person reads it (a message), or as written when it is not one of the three."""
+    m = RESULT_WORDS.get(value) if isinstance(value, str) else None
+    return m() if m is not None else str(value)
 RESULTS: tuple[Tri, ...] = (MET, NOT_MET, UNKNOWN)
 
 

@@ -50,6 +50,20 @@ def _fhir_id(value: object) -> bool:
     return not isinstance(value, str) or fhir_id(value) is not None
 
 
+@FORMATS.checks("time-zone")
+def _time_zone(value: object) -> bool:
+    """An IANA time zone fhir3t can load (Asia/Shanghai): a typo would silently move the site's day."""
+    if not isinstance(value, str):
+        return True
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(value)
+    except Exception:  # ZoneInfoNotFoundError, ValueError for a path-like key, OSError
+        return False
+    return True
+
+
 Path_ = Sequence[str | int]
 #: renders a path inside the document ('server', 'url') as the place a person looks ("fhir3t.toml [server] 'url'")
 Where = Callable[[Path_], str]

@@ -95,7 +95,7 @@ def _definition(job: Job) -> tuple[Definition, SharedIndex]:
 
 def _drain(run: Run) -> Iterator[tuple[str, str]]:
     for p in run.problems:
-        yield "problem", json.dumps({"where": p.where, "message": p.message, "skipped": p.skipped}, ensure_ascii=False)
+        yield "problem", json.dumps({"where": p.where, "message": p.said(), "skipped": p.skipped}, ensure_ascii=False)
     run.problems.items.clear()
 
 

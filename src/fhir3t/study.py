@@ -31,6 +31,8 @@ class Study:
     criteria_file: Path
     safety_file: Path | None
     source: Path
+    #: {language: {"title" | "short_title" | "site" | "sponsor": text}}: what a person reads in other languages
+    translations: dict[str, dict[str, str]] = field(default_factory=dict)
     #: study subject numbers (`enrolment.subject_number`: literal text and one {n} field, e.g. 3T-{n:03d})
     subject_number: str = "{n:03d}"
     #: the version of the consent form patients sign now (`enrolment.consent_form`; `--form` names another)
@@ -41,6 +43,17 @@ class Study:
     @property
     def identifier(self) -> dict[str, str]:
         return {"system": self.system, "value": self.value}
+
+    def said(self, name: str, lang: str = "en") -> str:
+        """`title`, `short_title`, `site` or `sponsor` in `lang` (as written in English when not translated)."""
+        english = str(getattr(self, name))
+        if lang == "en":
+            return english
+        for key in (lang, lang.split("-")[0]):
+            text = self.translations.get(key, {}).get(name)
+            if text:
+                return text
+        return english
 
     @property
     def registry_url(self) -> str | None:
@@ -73,6 +86,7 @@ def load_study(profiles: Profiles | None = None) -> Study:
             dict(d.get("condition") or {}), str(d.get("sponsor", "")), str(d.get("site", "")),
             str(d.get("summary", "")), str(cand["type"]), str(cand["valueset"]),
             base / d["criteria"], base / d["safety"] if d.get("safety") else None, Path(path),
+            {str(lang): {str(k): str(v) for k, v in t.items()} for lang, t in (d.get("translations") or {}).items()},
             str(enrol.get("subject_number") or "{n:03d}"), str(enrol.get("consent_form") or "1"),
             str(d["registry_url"]) if d.get("registry_url") else None,
         )

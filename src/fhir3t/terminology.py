@@ -321,7 +321,8 @@ class ValueSet:
                         if isinstance(concept.get("display"), str):
                             vs.displays[(system, code)] = Text.of(concept["display"], _designations(concept))
                         vs.concept_names[(system, code)] = tuple(dict.fromkeys(
-                            n for n in [concept.get("display"), *_designation_values(concept)] if isinstance(n, str) and n.strip()))
+                            n for n in [concept.get("display"), *_designation_values(concept, displays=False)]
+                            if isinstance(n, str) and n.strip()))
                 for flt in inc.get("filter", []):
                     op, value = flt.get("op"), flt.get("value", "")
                     if op not in ("is-a", "descendent-of", "regex", "in", "="):
@@ -364,22 +365,35 @@ def translations_of(element: object) -> dict[str, str]:
     return out
 
 
+#: the designation use of a concept's name as a language shows it (HL7 designation-usage `display`): what a reason
+#: calls the concept in that language; not a name fhir3t looks for in a record's text (synonyms are)
+USE_SYSTEM = "http://terminology.hl7.org/CodeSystem/designation-usage"
+
+
+def _is_display(d: dict) -> bool:
+    use = d.get("use")
+    return isinstance(use, dict) and use.get("system") == USE_SYSTEM and use.get("code") == "display"
+
+
 def _designations(concept: dict) -> dict[str, str]:
-    """{language: text} of a concept's designations that name a language (the first of each)."""
+    """{language: text} of a concept's designations that name a language: its display-use one, else the first."""
     out: dict[str, str] = {}
-    for d in concept.get("designation") or ():
-        if isinstance(d, dict) and isinstance(d.get("language"), str) and isinstance(d.get("value"), str):
-            out.setdefault(d["language"], d["value"])
+    found = [d for d in concept.get("designation") or ()
+             if isinstance(d, dict) and isinstance(d.get("language"), str) and isinstance(d.get("value"), str)]
+    for d in sorted(found, key=lambda d: not _is_display(d)):
+        out.setdefault(d["language"], d["value"])
     return out
 
 
-def _designation_values(concept: dict) -> list[str]:
-    return [d["value"] for d in concept.get("designation", []) if isinstance(d, dict) and isinstance(d.get("value"), str)]
+def _designation_values(concept: dict, *, displays: bool = True) -> list[str]:
+    return [d["value"] for d in concept.get("designation", []) if isinstance(d, dict) and isinstance(d.get("value"), str)
+            and (displays or not _is_display(d))]
 
 
 def _concept_names(concept: dict) -> list[str]:
-    """A concept's designations (any language), and its display when short enough to be a name."""
-    out = _designation_values(concept)
+    """The names a record's text may use for a concept: its designations (any language; not the display-use ones,
+    which say how fhir3t shows it), and its display when short enough to be a name."""
+    out = _designation_values(concept, displays=False)
     display = concept.get("display")
     if isinstance(display, str) and len(display) <= 40:
         out.append(display)
@@ -400,7 +414,8 @@ def _concept_properties(concept: dict) -> dict[str, object]:
 
 
 class ConceptMaps:
-    """Hospital-local code → standard code translations from R4 ConceptMap resources."""
+    """Hospital-local code → standard code translations from R4 ConceptMap resources (and the reverse: the
+    hospital's own codes for a standard one, for naming what to order)."""
 
     def __init__(self, systems: CodeSystems) -> None:
         self.systems = systems

@@ -10,16 +10,26 @@ import importlib
 import importlib.util
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from fhir3t.cli.configure import apply_defaults, apply_server, config_from_argv, mark_required_server
 from fhir3t.cli.extras import COMMAND_EXTRAS, missing_extra_message, require
 from fhir3t.cli.logs import RunLog, Timer, new_run_id, run_logging
-from fhir3t.cli.parser import Parser, unknown_options_message
+from fhir3t.cli.parser import Parser, prefixed, unknown_options_message
+from fhir3t.cli.words import Site, early_lang, localize, option_value, say, site_of, stderr_lang
 from fhir3t.config import LOG_FORMATS, LOG_LEVELS, Config
-from fhir3t.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_USAGE, Fhir3tError
+from fhir3t.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_USAGE, EXIT_WORDS, Fhir3tError
+from fhir3t.messages import LANGUAGES, Message, later, many, render
 from fhir3t.version import __version__
+
+DESCRIPTION = Message("help.fhir3t", "FHIR R4 adapter for one clinical trial: screen patients against the trial's criteria, "
+                      "emit ResearchSubjects and AdverseEvents, validate Bundles, talk to a FHIR server.")
+EPILOG = Message("help.fhir3t.epilog", "Exit codes: {codes}.")
+EXIT_CODE = Message("help.exit-code", "{code} {meaning}")
+INTERRUPTED = Message("cli.interrupted", "interrupted")
+INTERNAL = Message("cli.internal", "internal error (a bug in fhir3t); rerun with -vv for details")
 
 #: subcommand name -> module under fhir3t.cli (imported lazily so `--help` stays fast)
 COMMANDS: dict[str, str] = {
@@ -28,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "codes": "codes",
     "validate": "validate",
     "check-server": "check_server",
+    "today": "today",
 }
 
 
@@ -45,30 +56,41 @@ def _general_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """-v, --log-format, --config: accepted before the subcommand and after it (`fhir3t screen -v ...`)."""
     sup: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     pre = "" if top else "sub_"
-    g = parser.add_argument_group("general options") if not top else parser
+    g = parser.add_argument_group(later(Message("help.general-options", "general options")())) if not top else parser
     g.add_argument("-v", "--verbose", action="count", dest=f"{pre}verbose", **({"default": 0} if top else sup),
-                   help="more log output on stderr (-v info, -vv debug); messages name files, entries and elements; "
-                        "values and servers' error texts (which may quote patient data) appear only with -vv")
+                   help=later(Message("help.verbose", "more log output on stderr (-v info, -vv debug); messages name files, "
+                                      "entries and elements; values and servers' error texts (which may quote patient data) "
+                                      "appear only with -vv")()))
     g.add_argument("--log-format", choices=LOG_FORMATS, dest=f"{pre}log_format", **sup,
-                   help="text (default) or json: one JSON object per stderr line, with a run id, no patient data")
+                   help=later(Message("help.log-format", "text (default) or json: one JSON object per stderr line, with a run "
+                                      "id, no patient data (in English, whatever --lang says)")()))
     g.add_argument("--config", metavar="FILE", dest=f"{pre}config", **sup,
-                   help="read this config file (default: ./fhir3t.toml, $XDG_CONFIG_HOME/fhir3t/config.toml, "
-                        "/etc/fhir3t/config.toml, the first found); command-line options win")
+                   help=later(Message("help.config", "read this config file (default: ./fhir3t.toml, "
+                                      "$XDG_CONFIG_HOME/fhir3t/config.toml, /etc/fhir3t/config.toml, the first found); "
+                                      "command-line options win")()))
     g.add_argument("--no-config", action="store_true", dest=f"{pre}no_config", **sup,
-                   help="read no config file")
+                   help=later(Message("help.no-config", "read no config file")()))
     g.add_argument("--profiles", metavar="DIR", dest=f"{pre}profiles", **sup,
-                   help="another study's profiles folder (study.json, criteria/, valuesets/, ...; what it lacks comes "
-                        "from fhir3t's own); default: $FHIR3T_PROFILES, else the bundled study")
+                   help=later(Message("help.profiles", "another study's profiles folder (study.json, criteria/, valuesets/, "
+                                      "...; what it lacks comes from fhir3t's own); default: $FHIR3T_PROFILES, else the "
+                                      "bundled study")()))
+    g.add_argument("--lang", metavar="LANG", dest=f"{pre}lang", **sup,
+                   help=later(Message("help.lang", "the language of what people read: {choices} (default: [site] language "
+                                      "in the config file, else the locale of LC_ALL / LC_MESSAGES / LANG, else en); JSON "
+                                      "fields, codes and logs stay English")(choices=many(LANGUAGES, "or"))))
+    g.add_argument("--timezone", metavar="ZONE", dest=f"{pre}timezone", **sup,
+                   help=later(Message("help.timezone", "the site's IANA time zone, such as Asia/Shanghai (default: [site] "
+                                      "timezone in the config file, else the system's): the default as-of date is today "
+                                      "there and times are shown in it; criteria still read the day each record writes")()))
 
 
-def build_parser(config: Config | None = None) -> argparse.ArgumentParser:
+def build_parser(config: Config | None = None, lang: str = "en") -> argparse.ArgumentParser:
+    """The whole command line, its help in `lang`."""
     parser = Parser(
         prog="fhir3t",
-        description=(
-            "FHIR R4 adapter for one clinical trial: screen patients against the trial's criteria, emit "
-            "ResearchSubjects and AdverseEvents, validate Bundles, talk to a FHIR server."
-        ),
-        epilog="Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_MEANINGS.items()) + ".",
+        description=later(DESCRIPTION()),
+        epilog=later(EPILOG(codes=many((EXIT_CODE(code=code, meaning=EXIT_WORDS[str(code)]()) for code in EXIT_MEANINGS),
+                                       "; "))),
     )
     parser.add_argument("--version", action="version", version=f"fhir3t {__version__}")
     _general_options(parser, top=True)
@@ -83,6 +105,7 @@ def build_parser(config: Config | None = None) -> argparse.ArgumentParser:
     if config is not None:
         apply_defaults(config, commands)
     parser.set_defaults(_commands=commands)
+    localize(parser, lang)
     return parser
 
 
@@ -94,34 +117,49 @@ def _merge_general(args: argparse.Namespace, config: Config) -> tuple[int, str]:
     return verbose, fmt
 
 
+def _site_args(args: argparse.Namespace, site: Site) -> None:
+    """The run's language and time zone on the options every subcommand reads (args.lang, args.tz)."""
+    args.lang = site.lang
+    args.tz = site.tz
+    args.tz_name = site.tz_name
+
+
 def _command_of(argv: Sequence[str]) -> str | None:
     names = {**COMMANDS, **_optional_commands()}
     return next((t for t in argv if t in names), None)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, clock: Callable[[], datetime] | None = None) -> int:
+    """The command line. `clock` replaces the wall clock (tests: a run at 18:30 UTC in Hangzhou)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_of(argv)
+    lang = early_lang(argv)
     try:
         config = config_from_argv(argv)
+        site = site_of(argv, config)
     except Fhir3tError as exc:
-        print(f"fhir3t{f' {command}' if command else ''}: {exc}", file=sys.stderr)
+        print(f"fhir3t{f' {command}' if command else ''}: {exc.text(lang)}", file=sys.stderr)
         return exc.exit_code
+    fmt = option_value(argv, "--log-format") or config.log_format or "text"
+    lang = "en" if fmt == "json" else site.lang  # stderr in JSON mode is the log: English
     try:
-        parser = build_parser(config)
+        parser = build_parser(config, site.lang)
     except Fhir3tError as exc:  # a config key that no option takes
-        print(f"fhir3t{f' {command}' if command else ''}: {exc}", file=sys.stderr)
+        print(f"fhir3t{f' {command}' if command else ''}: {exc.text(lang)}", file=sys.stderr)
         return exc.exit_code
     args, extras = parser.parse_known_args(argv)
     if extras:
         sub = args._commands.get(args.command) if args.command else None
         target = sub or parser
-        target.error(unknown_options_message(extras, target))
+        target.error(later(unknown_options_message(extras, target)))
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     verbose, fmt = _merge_general(args, config)
     args.verbose = verbose
+    args.log_format_used = fmt
+    _site_args(args, site)
+    args.clock = clock
     args.run_id = new_run_id()
     timer = Timer()
     with run_logging(verbose, fmt, args.command, args.run_id) as log:
@@ -142,10 +180,11 @@ def _run(args: argparse.Namespace, config: Config, log: RunLog) -> int:
         apply_server(config, args)
         return int(args.run(args))
     except Fhir3tError as exc:
-        log.failed(f"fhir3t {args.command}: {exc}", exc.exit_code)
+        lang = stderr_lang(args)
+        log.failed(prefixed(f"fhir3t {args.command}", exc.text(lang), lang), exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("fhir3t: interrupted", file=sys.stderr)
+        say(args, INTERRUPTED(), command="")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
@@ -153,7 +192,8 @@ def _run(args: argparse.Namespace, config: Config, log: RunLog) -> int:
         sentence = missing_extra_message(exc.name)
         if sentence is None:
             return _internal_error(args, log)
-        log.failed(f"fhir3t {args.command}: {sentence}", EXIT_USAGE)
+        lang = stderr_lang(args)
+        log.failed(prefixed(f"fhir3t {args.command}", render(sentence, lang), lang), EXIT_USAGE)
         return EXIT_USAGE
     except Exception:  # a bug: say so plainly, keep the traceback for -vv
         return _internal_error(args, log)
@@ -161,8 +201,7 @@ def _run(args: argparse.Namespace, config: Config, log: RunLog) -> int:
 
 def _internal_error(args: argparse.Namespace, log: RunLog) -> int:
     logging.getLogger("fhir3t").debug("internal error", exc_info=True)
-    log.failed(f"fhir3t {args.command}: internal error (a bug in fhir3t); rerun with -vv for details", EXIT_INTERNAL,
-               event="internal-error")
+    log.failed(f"fhir3t {args.command}: {render(INTERNAL(), stderr_lang(args))}", EXIT_INTERNAL, event="internal-error")
     if args.verbose >= 2:
         raise
     return EXIT_INTERNAL

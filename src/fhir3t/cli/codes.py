@@ -10,8 +10,10 @@ from typing import IO, TYPE_CHECKING
 import orjson
 
 from fhir3t.cli.common import load_definition, report_problems
+from fhir3t.cli.words import say
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_OK, Problems, UsageError
 from fhir3t.formats.table import safe
+from fhir3t.messages import Message, Words, later, table
 from fhir3t.pipeline.codes import MATCHED, OTHER, CodeRow
 
 if TYPE_CHECKING:
@@ -21,56 +23,77 @@ if TYPE_CHECKING:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "codes",
-        help="the codes in the input, which value set each matches, and the ones to map (for a ConceptMap)",
+        help=later(Message("help.codes", "the codes in the input, which value set each matches, and the ones to map (for a ConceptMap)")()),
         description=(
-            "Read the input (Bundles, NDJSON, folders) and list, per resource type the criteria read, every coding "
-            "(system, code) with how many resources carry it, its display, the value sets it matches, and why an "
-            "unmatched one matters: a code system fhir3t does not know (write a ConceptMap for it), a display that "
-            "names a criterion's concept (map or recode it), a malformed code. Counts and terminology only: no "
-            "patient identifiers, no free text, no values."),
-        epilog=("Examples:\n  fhir3t codes export/                      # what to map, most relevant first\n"
-                "  fhir3t codes export/ --all --format csv --out codes.csv\n"
-                "  fhir3t codes export/ --conceptmap-draft local-codes.draft.json   # review it, then:\n"
-                "  fhir3t screen export/ --concept-map local-codes.draft.json\n"
-                "Exit codes: 0 listed; 2 usage; 4 no usable input."),
+            later(Message("help.codes.description",
+                          "Read the input (Bundles, NDJSON, folders) and list, per resource type the criteria read, every coding (system, "
+                          "code) with how many resources carry it, its display, the value sets it matches, and why an unmatched one "
+                          "matters: a code system fhir3t does not know (write a ConceptMap for it), a display that names a criterion's "
+                          "concept (map or recode it), a malformed code. Counts and terminology only: no patient identifiers, no free "
+                          "text, no values.")())),
+        epilog=(later(Message("help.codes.epilog",
+                              "Examples:\n"
+                              "  fhir3t codes export/                      # what to map, most relevant first\n"
+                              "  fhir3t codes export/ --all --format csv --out codes.csv\n"
+                              "  fhir3t codes export/ --conceptmap-draft local-codes.draft.json   # review it, then:\n"
+                              "  fhir3t screen export/ --concept-map local-codes.draft.json\n"
+                              "Exit codes: 0 listed; 2 usage; 4 no usable input.")())),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="Bundle/resource .json files, NDJSON files, or folders")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=later(Message("help.codes.paths",
+                                                                          "Bundle/resource .json files, NDJSON files, or folders")()))
     p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
-                   help="ConceptMaps already written: their codes count as read (repeatable)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="table (default), csv or json")
-    p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
-    p.add_argument("--all", action="store_true", help="also list codes that matter to no criterion")
+                   help=later(Message("help.codes.concept-map", "ConceptMaps already written: their codes count as read (repeatable)")()))
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help=later(Message("help.codes.format",
+                                                                                                     "table (default), csv or json")()))
+    p.add_argument("--out", metavar="FILE", help=later(Message("help.codes.out", "write here instead of stdout")()))
+    p.add_argument("--all", action="store_true", help=later(Message("help.codes.all", "also list codes that matter to no criterion")()))
     p.add_argument("--conceptmap-draft", metavar="FILE",
-                   help="also write a FHIR ConceptMap draft of every unmapped local code: counts, candidate targets "
-                        "with a confidence and no equivalence; review it (set equivalence, status active), then give "
-                        "it to --concept-map")
+                   help=later(Message("help.codes.conceptmap-draft",
+                                      "also write a FHIR ConceptMap draft of every unmapped local code: counts, candidate targets with a "
+                                      "confidence and no equivalence; review it (set equivalence, status active), then give it to "
+                                      "--concept-map")()))
     p.set_defaults(run=run)
 
 
-MESSAGES = {
+MESSAGES = table("cli.codes", {
     "draft-written": "wrote a ConceptMap draft of {n} unmapped local code(s), {proposed} with candidate targets, to {path}: "
                      "review each target (set its equivalence or delete it) before giving it to --concept-map",
     "draft-none": "no unmapped local codes: no ConceptMap draft written",
-}
+    "title": "codes in the input",
+    "col.type": "type",
+    "col.system": "system",
+    "col.code": "code",
+    "col.n": "n",
+    "col.display": "display",
+    "col.what": "what fhir3t makes of it",
+    "in": "in {valuesets}",
+    "named": "{verdict}: {names}",
+    "no-system": "(no system)",
+    "count": "{n} {verdict}",
+    "hidden": "{counts}; {hidden} other codes not shown (--all)",
+    "cannot-write": "cannot write {path}: {error}",
+    "none": "no coded resources of the types the criteria read were found",
+})
 
 
-def _table(rows: list[CodeRow], out: IO[str], hidden: int) -> None:
+def _table(rows: list[CodeRow], out: IO[str], hidden: int, lang: str = "en") -> None:
     from rich.console import Console
     from rich.table import Table
 
+    w = Words(MESSAGES, lang)
     console = Console(file=out, width=None if out.isatty() else 120, no_color=not out.isatty(), highlight=False)
-    t = Table(title="codes in the input", title_justify="left")
-    for col in ("type", "system", "code", "n", "display", "what fhir3t makes of it"):
-        t.add_column(col, overflow="fold")
-    for r in rows:
-        what = f"in {', '.join(r.valuesets)}" if r.verdict == MATCHED else \
-            f"{r.verdict}: {', '.join(r.named)}" if r.named else r.verdict
-        t.add_row(*(safe(x) for x in (r.type, r.system_name or "(no system)", r.code, str(r.count), r.display, what)))
+    t = Table(title=safe(w("title")), title_justify="left")
+    for col in ("type", "system", "code", "n", "display", "what"):
+        t.add_column(safe(w(f"col.{col}")), overflow="fold")
+    for r in rows:  # a verdict is a code (matched, unknown system, ...): as written
+        what = w("in", valuesets=", ".join(r.valuesets)) if r.verdict == MATCHED else \
+            w("named", verdict=r.verdict, names=", ".join(r.named)) if r.named else r.verdict
+        t.add_row(*(safe(x) for x in (r.type, r.system_name or w("no-system"), r.code, str(r.count), r.display, what)))
     console.print(t)
     verdicts = Counter(r.verdict for r in rows)
-    console.print(", ".join(f"{n} {v}" for v, n in verdicts.most_common()) +
-                  (f"; {hidden} other codes not shown (--all)" if hidden else ""))
+    counts = ", ".join(w("count", n=n, verdict=v) for v, n in verdicts.most_common())
+    console.print(safe(w("hidden", counts=counts, hidden=hidden) if hidden else counts))
 
 
 def _write_draft(args: argparse.Namespace, rows: list[CodeRow], definition: Definition) -> None:
@@ -80,16 +103,15 @@ def _write_draft(args: argparse.Namespace, rows: list[CodeRow], definition: Defi
     cm = draft(rows, definition, ", ".join(str(p) for p in args.paths))
     codes = {(g["source"], e["code"]) for g in cm["group"] for e in g["element"]}
     if not codes:
-        print(f"fhir3t codes: {MESSAGES['draft-none']}", file=sys.stderr)
+        say(args, MESSAGES["draft-none"]())
         return
     proposed = {(g["source"], e["code"]) for g in cm["group"] for e in g["element"] if e.get("target")}
     try:
         with atomic_text(args.conceptmap_draft) as fh:
             fh.write(orjson.dumps(cm, option=orjson.OPT_INDENT_2).decode() + "\n")
     except OSError as exc:
-        raise UsageError(f"cannot write {args.conceptmap_draft}: {exc.strerror}") from None
-    print(f"fhir3t codes: {MESSAGES['draft-written'].format(n=len(codes), proposed=len(proposed), path=args.conceptmap_draft)}",
-          file=sys.stderr)
+        raise UsageError(MESSAGES["cannot-write"](path=args.conceptmap_draft, error=exc.strerror)) from None
+    say(args, MESSAGES["draft-written"](n=len(codes), proposed=len(proposed), path=args.conceptmap_draft))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                 w.writerow([r.type, r.system, r.code, r.count, r.display, r.verdict, " ".join(r.valuesets),
                             " ".join(r.named)])
         else:
-            _table(shown, out, hidden)
+            _table(shown, out, hidden, args.lang)
 
     try:
         if args.out:
@@ -123,11 +145,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             write(sys.stdout)
     except OSError as exc:
-        raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
+        raise UsageError(MESSAGES["cannot-write"](path=args.out, error=exc.strerror)) from None
     if args.conceptmap_draft:
         _write_draft(args, rows, definition)
-    report_problems(problems)
+    report_problems(problems, args=args)
     if not rows:
-        print("fhir3t codes: no coded resources of the types the criteria read were found", file=sys.stderr)
+        say(args, MESSAGES["none"]())
         return EXIT_INPUT_FATAL
     return EXIT_OK

@@ -9,8 +9,10 @@ from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
+from fhir3t.cli.parser import TYPE_ERRORS, prefixed
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
+from fhir3t.messages import Message, Plural, render, table
 
 T = TypeVar("T")
 
@@ -22,12 +24,19 @@ MAX_JOBS = 64
 MAX_PARALLEL = 64
 
 
+W = {**TYPE_ERRORS, **table("cli.common", {
+    "skipped": "skipped: {problem}",
+    "note": "note: {problem}",
+})}
+MORE_PROBLEMS = Plural("cli.more-problems", "... and {n} more input problem", "... and {n} more input problems")
+
+
 def day(value: str) -> date:
     """argparse type for YYYY-MM-DD."""
     try:
         return parse_day(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+        raise argparse.ArgumentTypeError(render(W["day"](value=repr(value)))) from None
 
 
 def whole_number(low: int, high: int) -> Callable[[str], int]:
@@ -36,11 +45,11 @@ def whole_number(low: int, high: int) -> Callable[[str], int]:
         try:
             n = int(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}") from None
+            raise argparse.ArgumentTypeError(render(W["whole"](value=repr(value)))) from None
         if not low <= n <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, not {n}")
+            raise argparse.ArgumentTypeError(render(W["range"](low=low, high=high, n=n)))
         return n
-    convert.__name__ = "whole number"
+    convert.__name__ = "whole_number"  # what argparse names the type in its own errors
     return convert
 
 
@@ -49,9 +58,9 @@ def positive_seconds(value: str) -> float:
     try:
         n = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {value!r}") from None
+        raise argparse.ArgumentTypeError(render(W["seconds"](value=repr(value)))) from None
     if not 0 < n < 1e9:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {value}")
+        raise argparse.ArgumentTypeError(render(W["seconds-above"](value=value)))
     return n
 
 
@@ -68,31 +77,42 @@ def output(path: str | None) -> Iterator[IO[str]]:
     tmp.replace(target)
 
 
-def report_problems(problems: Problems, limit: int = 50) -> None:
-    """Print input problems on stderr: file, entry/line and what was skipped. Never patient data."""
+def report_problems(problems: Problems, limit: int = 50, args: argparse.Namespace | None = None) -> None:
+    """Print input problems on stderr: file, entry/line and what was skipped. Never patient data. In the run's
+    language (`args`), except in JSON log mode (English)."""
+    from fhir3t.cli.words import stderr_lang
+
+    lang = stderr_lang(args) if args is not None else "en"
     items = list(problems)
     for p in items[:limit]:
-        tag = "skipped" if p.skipped else "note"
-        print(f"fhir3t: {tag}: {p}", file=sys.stderr)
+        line = W["skipped" if p.skipped else "note"](problem=p.text(lang))
+        print(prefixed("fhir3t", render(line, lang), lang), file=sys.stderr)
     if len(items) > limit:
-        print(f"fhir3t: ... and {len(items) - limit} more input problems", file=sys.stderr)
+        print(prefixed("fhir3t", render(MORE_PROBLEMS(len(items) - limit), lang), lang), file=sys.stderr)
 
 
 @contextmanager
-def progress_bar(enabled: bool, description: str) -> Iterator[Callable[[Iterable[T]], Iterator[T]]]:
-    """A counting spinner on stderr for long runs; silent when stderr is not a terminal."""
+def progress_bar(enabled: bool, description: Plural | Message,
+                 args: argparse.Namespace | None = None) -> Iterator[Callable[[Iterable[T]], Iterator[T]]]:
+    """A counting spinner on stderr for long runs ({n} counts); silent when stderr is not a terminal."""
     if not enabled or not sys.stderr.isatty():
         yield lambda it: iter(it)
         return
+    from rich.markup import escape
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    lang = getattr(args, "lang", "en")
+
+    def text(n: int) -> str:
+        return escape(render(description(n) if isinstance(description, Plural) else description(n=n), lang))
+
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as progress:
-        task = progress.add_task(description.format(n=0), total=None)
+        task = progress.add_task(text(0), total=None)
 
         def tick(it: Iterable[T]) -> Iterator[T]:
             for n, item in enumerate(it, 1):
                 if n % 25 == 0 or n < 25:
-                    progress.update(task, description=description.format(n=n))
+                    progress.update(task, description=text(n))
                 yield item
 
         yield tick

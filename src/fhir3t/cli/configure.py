@@ -11,21 +11,42 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from fhir3t.config import Config, find_config, load_config
 from fhir3t.errors import ConfigError, UsageError
+from fhir3t.messages import Msg, table
 
-#: options a config file may not set, and why
-REFUSED = {
-    "as_of": "the as-of date changes with every run: give --as-of on the command line (default: today)",
-    "d1": "D1 changes with every run: give --d1 on the command line",
-    "since": "--since changes with every run: give it on the command line",
-    "token": "a token is a secret: use [server] token_file or $FHIR3T_TOKEN",
-    "help": "", "version": "", "config": "", "no_config": "",
-}
+#: what is said about a config file's option defaults (one sentence each, naming the file, the table and the key)
+W = table("config.options", {
+    "refused.as_of": "the as-of date changes with every run: give --as-of on the command line (default: today)",
+    "refused.d1": "D1 changes with every run: give --d1 on the command line",
+    "refused.since": "--since changes with every run: give it on the command line",
+    "refused.token": "a token is a secret: use [server] token_file or $FHIR3T_TOKEN",
+    "bool": "{where} must be true or false",
+    "whole": "{where} must be a whole number",
+    "one-value": "{where} takes one value, not a list",
+    "value": "{where} must be a value such as on the command line",
+    "values": "{where} must be a list of values such as on the command line",
+    "type-error": "{where}: {error}",
+    "type-error-must": "{where} {error}",
+    "kind-whole": "{where} must be a whole number, not {value}",
+    "kind-number": "{where} must be a number, not {value}",
+    "kind-other": "{where} must be a value the option accepts, not {value}",
+    "not-one-of": "{where} = '{value}' is not one of {choices}",
+    "not-one-of-near": "{where} = '{value}' is not one of {choices}; did you mean '{hint}'?",
+    "cannot-set": "{where}: '{key}' cannot be set in a config file",
+    "cannot-set-why": "{where}: '{key}' cannot be set in a config file: {why}",
+    "no-option": "{where}: 'fhir3t {command}' has no option --{key}",
+    "no-option-near": "{where}: 'fhir3t {command}' has no option --{key}; did you mean '{hint}'?",
+    "server-required": "--server URL is required (or [server] url in the config file)",
+    "credentials-elsewhere": "the config's credentials are for {url} and are not sent to another server; give that "
+                             "server's credentials on the command line",
+})
+#: options a config file may not set (with the message that says why, if any)
+REFUSED = {"as_of": "refused.as_of", "d1": "refused.d1", "since": "refused.since", "token": "refused.token",
+           "help": "", "version": "", "config": "", "no_config": ""}
 #: option dests whose values are files: relative paths in the config are relative to the config's folder
 PATH_DESTS = frozenset({"out", "html", "csv", "emit", "criteria", "json", "screening", "d1_csv", "concept_map",
                         "smart_key", "profiles"})
@@ -55,70 +76,80 @@ def _action(parser: argparse.ArgumentParser, key: str) -> argparse.Action | None
     return None
 
 
-def _value(cfg: Config, table: str, key: str, action: argparse.Action, value: Any) -> Any:
+def _value(cfg: Config, section: str, key: str, action: argparse.Action, value: Any) -> Any:
     """A config value checked and converted as the option would convert it on the command line."""
-    where = f"{cfg.where(table)} '{key}'"
+    where = f"{cfg.where(section)} '{key}'"
     if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false")
+            raise ConfigError(W["bool"](where=where))
         return value
     if isinstance(action, argparse._CountAction):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{where} must be a whole number")
+            raise ConfigError(W["whole"](where=where))
         return value
     many = isinstance(action, argparse._AppendAction) or action.nargs in ("*", "+")
     values = value if isinstance(value, list) and many else [value]
     if isinstance(value, list) and not many:
-        raise ConfigError(f"{where} takes one value, not a list")
+        raise ConfigError(W["one-value"](where=where))
     out = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, str | int | float):
-            raise ConfigError(f"{where} must be {'a list of values' if many else 'a value'} such as on the command line")
+            raise ConfigError(W["values" if many else "value"](where=where))
         conv: Any = v
         if action.type is not None and callable(action.type):
             try:
                 conv = action.type(str(v))  # a number from TOML goes through the same check as on the command line
             except argparse.ArgumentTypeError as exc:
-                sep = " " if str(exc).startswith("must ") else ": "  # "'jobs' must be ..." reads as one sentence
-                raise ConfigError(f"{where}{sep}{exc}") from None
+                # "'jobs' must be ..." reads as one sentence
+                key_ = "type-error-must" if str(exc).startswith("must ") else "type-error"
+                raise ConfigError(W[key_](where=where, error=_type_error(str(exc)))) from None
             except (ValueError, TypeError):
-                kind = {int: "a whole number", float: "a number"}.get(action.type, "a value the option accepts")  # type: ignore[call-overload]
-                raise ConfigError(f"{where} must be {kind}, not {v!r}") from None
+                kind = {int: "kind-whole", float: "kind-number"}.get(action.type, "kind-other")  # type: ignore[call-overload]
+                raise ConfigError(W[kind](where=where, value=repr(v))) from None
         elif not isinstance(v, str):
             conv = str(v)
         if action.choices is not None and conv not in action.choices:
             from fhir3t.cli.parser import nearest
 
             hint = nearest(str(conv), [str(c) for c in action.choices])
-            raise ConfigError(f"{where} = '{v}' is not one of {', '.join(map(str, action.choices))}"
-                              + (f"; did you mean '{hint}'?" if hint else ""))
+            choices = ", ".join(map(str, action.choices))
+            raise ConfigError(W["not-one-of-near"](where=where, value=v, choices=choices, hint=hint) if hint
+                              else W["not-one-of"](where=where, value=v, choices=choices))
         if action.dest in PATH_DESTS and isinstance(conv, str):
             conv = str(cfg.resolve(conv))
         out.append(conv)
     return out if many else out[0]
 
 
+def _type_error(text: str) -> Msg | str:
+    """An option type's English error as its message again (said in the reader's language)."""
+    from fhir3t.cli.parser import _unrender
+
+    return _unrender(text) or text
+
+
 def apply_defaults(cfg: Config, commands: dict[str, argparse.ArgumentParser]) -> None:
     """Turn the config's tables into parser defaults (so any option given on the command line wins)."""
     from fhir3t.cli.parser import nearest
 
-    for table, keys in cfg.commands().items():
-        parser = commands.get(table)
+    for section, keys in cfg.commands().items():
+        parser = commands.get(section)
         if parser is None:
-            continue  # a table for a subcommand this installation does not have
+            continue  # a section for a subcommand this installation does not have
         defaults: dict[str, Any] = {}
         for key, value in keys.items():
             dest = key.replace("-", "_")
             if dest in REFUSED:
                 why = REFUSED[dest]
-                raise ConfigError(f"{cfg.where(table)}: '{key}' cannot be set in a config file" + (f": {why}" if why else ""))
+                raise ConfigError(W["cannot-set-why"](where=cfg.where(section), key=key, why=W[why]()) if why
+                                  else W["cannot-set"](where=cfg.where(section), key=key))
             action = _action(parser, key)
             if action is None or action.dest == argparse.SUPPRESS or not action.option_strings:
                 opts = [s[2:] for a in parser._actions for s in a.option_strings if s.startswith("--")]
                 hint = nearest(key, opts)
-                raise ConfigError(f"{cfg.where(table)}: 'fhir3t {table}' has no option --{key}"
-                                  + (f"; did you mean '{hint}'?" if hint else ""))
-            defaults[action.dest] = _value(cfg, table, key, action, value)
+                raise ConfigError(W["no-option-near"](where=cfg.where(section), command=section, key=key, hint=hint) if hint
+                                  else W["no-option"](where=cfg.where(section), command=section, key=key))
+            defaults[action.dest] = _value(cfg, section, key, action, value)
         parser.set_defaults(**defaults)
     maps = [str(p) for p in cfg.concept_maps]
     s = cfg.server
@@ -150,14 +181,15 @@ def apply_server(cfg: Config, args: argparse.Namespace) -> None:
     if args.server is None and s.url and not _has_paths(args):
         args.server = s.url
     if args.server is None and getattr(args, "_server_required", False):
-        raise UsageError("--server URL is required (or [server] url in the config file)")
+        raise UsageError(W["server-required"]())
     given = any(getattr(args, d, None) for d in ("token", "smart_client_id", "smart_key"))
     if given or args.server is None or s.auth == "none" or not (s.client_id or s.key or s.token_file):
         return
     urls = [u for u in (args.server, getattr(args, "push", None)) if u]
     if not all(s.same_origin(u) for u in urls):
-        print(f"fhir3t: note: the config's credentials are for {s.url} and are not sent to another server; "
-              "give that server's credentials on the command line", file=sys.stderr)
+        from fhir3t.cli.words import say
+
+        say(args, W["credentials-elsewhere"](url=s.url), tag="note", command="")
         return
     method = s.auth
     if method == "auto":

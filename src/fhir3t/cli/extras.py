@@ -11,20 +11,21 @@ import importlib.util
 from dataclasses import dataclass
 
 from fhir3t.errors import UsageError
+from fhir3t.messages import Msg, many, table
 
 
 @dataclass(frozen=True)
 class Extra:
     modules: tuple[str, ...]  # top-level import names
-    packages: str  # as a person reads them
-    purpose: str
+    packages: tuple[str, ...]  # as a person reads them
+    purpose: str  # the key of its MESSAGES entry ("purpose.<purpose>")
 
 
 #: extra name (pyproject's [project.optional-dependencies]) -> what it provides
 EXTRAS: dict[str, Extra] = {
     # in the default install since issue 26; the extra is kept for older instructions and a trimmed install
-    "service": Extra(("starlette", "uvicorn"), "Starlette and uvicorn", "the HTTP service"),
-    "native": Extra(("duckdb",), "DuckDB", "the native first pass over NDJSON (--native on)"),
+    "service": Extra(("starlette", "uvicorn"), ("Starlette", "uvicorn"), "service"),
+    "native": Extra(("duckdb",), ("DuckDB",), "native"),
 }
 
 #: subcommand -> the extras it needs to run (its --help needs none); tests run each without them
@@ -33,9 +34,11 @@ COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
     "watch": ("service",),
 }
 
-MESSAGES = {
+MESSAGES = table("cli.extras", {
     "missing-extra": 'needs {packages} for {purpose}, which are not installed: pip install "fhir3t[{extra}]"',
-}
+    "purpose.service": "the HTTP service",
+    "purpose.native": "the native first pass over NDJSON (--native on)",
+})
 
 
 def missing(extra: str) -> list[str]:
@@ -43,9 +46,10 @@ def missing(extra: str) -> list[str]:
     return [m for m in EXTRAS[extra].modules if importlib.util.find_spec(m) is None]
 
 
-def message(extra: str) -> str:
+def message(extra: str) -> Msg:
     e = EXTRAS[extra]
-    return MESSAGES["missing-extra"].format(packages=e.packages, purpose=e.purpose, extra=extra)
+    return MESSAGES["missing-extra"](packages=many(e.packages, "and"), purpose=MESSAGES[f"purpose.{e.purpose}"](),
+                                     extra=extra)
 
 
 def require(extra: str) -> None:
@@ -54,7 +58,7 @@ def require(extra: str) -> None:
         raise UsageError(message(extra))
 
 
-def missing_extra_message(module: str | None) -> str | None:
+def missing_extra_message(module: str | None) -> Msg | None:
     """The sentence for a ModuleNotFoundError of `module` (e.g. 'uvicorn.config'), if an extra provides it."""
     top = (module or "").split(".", 1)[0]
     for name, e in EXTRAS.items():

@@ -7,29 +7,38 @@ import sys
 import orjson
 
 from fhir3t.cli.server_options import add_server_options, make_client
+from fhir3t.cli.words import say, stderr_lang
 from fhir3t.errors import EXIT_OK, EXIT_PUSH_PARTIAL, InputError, UsageError
-from fhir3t.messages import Message, render
+from fhir3t.messages import Message, later, render, table
 from fhir3t.smallfiles import DATA_LIMIT, read_small
+
+W = table("cli.push", {
+    "bad-json": "{path}: not valid JSON ({error})",
+    "group": "{n} entries {state} - entries {listed} and {more} more (-v lists them all)",
+})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "push", help="send a transaction Bundle to a FHIR server, entry by entry outcome",
-        description=("Send a transaction Bundle (as written by `fhir3t screen --emit`), or the study team's records "
-                     "of a state file (--state FILE), to a FHIR server: as a transaction, or as a batch where the server "
-                     "has none. A ResearchSubject already on-study, "
-                     "in follow-up, off-study or withdrawn is never overwritten with a screening status."),
-        epilog=("Exit codes: 0 every entry applied; 2 the Bundle cannot be pushed (named); 5 server error; 6 auth error; "
-                "7 some entries failed (listed on stderr: N failing the same way make one line, -v lists each). The "
-                "server's diagnostics, which may quote patient data, are shown only with -vv."),
+        "push", help=later(Message("help.push", "send a transaction Bundle to a FHIR server, entry by entry outcome")()),
+        description=(later(Message("help.push.description",
+                                   "Send a transaction Bundle (as written by `fhir3t screen --emit`), or the study team's "
+                                   "records of a state file (--state FILE), to a FHIR server: as a transaction, or as a "
+                                   "batch where the server has none. A ResearchSubject already on-study, in follow-up, "
+                                   "off-study or withdrawn is never overwritten with a screening status.")())),
+        epilog=(later(Message("help.push.epilog",
+                              "Exit codes: 0 every entry applied; 2 the Bundle cannot be pushed (named); 5 server error; 6 auth error; 7 "
+                              "some entries failed (listed on stderr: N failing the same way make one line, -v lists each). The server's "
+                              "diagnostics, which may quote patient data, are shown only with -vv.")())),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("bundle", metavar="BUNDLE.json", nargs="?", help="transaction or batch Bundle (or --state FILE)")
-    p.add_argument("--state", metavar="FILE", help="send the study team's records of this state file instead (the "
-                                                   "study, subjects, Communications, Consents, Provenances: PUT to their "
-                                                   "ids, so sending twice duplicates nothing)")
+    p.add_argument("bundle", metavar="BUNDLE.json", nargs="?",
+                   help=later(Message("help.push.bundle", "transaction or batch Bundle (or --state FILE)")()))
+    p.add_argument("--state", metavar="FILE", help=later(Message(
+        "help.push.state", "send the study team's records of this state file instead (the study, subjects, "
+                           "Communications, Consents, Provenances: PUT to their ids, so sending twice duplicates nothing)")()))
     add_server_options(p, pull=False, push=False, server_required=True)
-    p.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
+    p.add_argument("--dry-run", action="store_true", help=later(Message("help.push.dry-run", "print what would be sent, send nothing")()))
     p.set_defaults(run=run)
 
 
@@ -39,14 +48,14 @@ def load_bundle(path: str) -> dict:
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror}") from None
     except orjson.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+        raise InputError(W["bad-json"](path=str(path), error=str(exc))) from None
 
 
 #: Entries shown for a group of identical failures before the rest are counted (-v shows all).
 SHOW = 3
 
 
-def print_report(report, out=None) -> None:
+def print_report(report, out=None, lang: str = "en") -> None:
     """Every entry not applied is accounted for on stderr; N failing the same way make one line."""
     out = out or sys.stderr
     import logging
@@ -63,8 +72,9 @@ def print_report(report, out=None) -> None:
             continue
         listed = ", ".join(f"{o.index} ({o.method} {o.url})" for o in outs[:SHOW])
         why = f"{status}: {message}" if status and message else status or message
-        print(f"fhir3t push: {len(outs)} entries {state}{' ' + why if why else ''} - entries {listed} and "
-              f"{len(outs) - SHOW} more (-v lists them all)", file=out)
+        # the state, status and message are the server's and push's codes, as written
+        line = W["group"](n=len(outs), state=f"{state} {why}" if why else state, listed=listed, more=len(outs) - SHOW)
+        print(f"fhir3t push: {render(line, lang)}", file=out)
     for n in report.notes:
         print(f"fhir3t push: note: {n}", file=out)
     counts: dict[str, int] = {}
@@ -84,7 +94,7 @@ def push_bundle(args: argparse.Namespace, bundle: dict, url: str | None = None, 
         client.close()
     if args.dry_run:
         (show or sys.stdout).write(orjson.dumps(bundle, option=orjson.OPT_INDENT_2).decode() + "\n")
-    print_report(report)
+    print_report(report, lang=stderr_lang(args))
     return EXIT_PUSH_PARTIAL if report.failed else EXIT_OK
 
 
@@ -96,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from fhir3t.sinks.fhir_server import check_bundle
 
     if bool(args.bundle) == bool(args.state):
-        raise UsageError(render(ONE_INPUT()))
+        raise UsageError(ONE_INPUT())
     if args.state:
         return push_state(args)
     bundle = load_bundle(args.bundle)
@@ -114,7 +124,7 @@ def push_state(args: argparse.Namespace) -> int:
     from fhir3t.state import ServerState, StateFile
 
     if not Path(args.state).expanduser().is_file():
-        raise InputError(render(NO_STATE(path=args.state)))
+        raise InputError(NO_STATE(path=args.state))
     definition = load_definition(args)
     state = StateFile(args.state)
     server = ServerState(make_client(args), (definition.study.system, definition.study.value))
@@ -124,6 +134,6 @@ def push_state(args: argparse.Namespace) -> int:
         state.close()
         server.close()
     for note in out.notes:
-        print(f"fhir3t push: note: {render(note)}", file=sys.stderr)
+        say(args, note, tag="note")
     code = push_bundle(args, out.bundle)
     return code or (EXIT_PUSH_PARTIAL if out.notes else EXIT_OK)

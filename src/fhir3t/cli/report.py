@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
-import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,53 +11,79 @@ import orjson
 
 from fhir3t.cli.common import day, report_problems
 from fhir3t.cli.safety import EPILOG_CODES, add_input_options, analyse_args
+from fhir3t.cli.words import say
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, InputError, Problems, UsageError
 from fhir3t.fhirutil import server_label
+from fhir3t.messages import Message, Plural, later, render, table
+
+EPILOG = Message("help.report.epilog", "Examples:\n"
+                 "  fhir3t report samples/safety/ --as-of 2026-11-16 --out report.html --json report.json\n"
+                 "  fhir3t --lang zh-CN report samples/safety/ --as-of 2026-11-16 --out report.zh.html\n"
+                 "  fhir3t report samples/safety/ --as-of 2026-11-16 --since 2026-08-16 --report-version 2 --out report.html\n"
+                 "  fhir3t screen export/ --format json --out screening.json\n"
+                 "  fhir3t report export/ --screening screening.json --out report.html\n"
+                 "  fhir3t report --server https://ehr.example.org/fhir --out report.html\n"
+                 "{codes}")
+
+
+W = table("cli.report", {
+    "cannot-write": "cannot write {path}: {error}",
+    "cannot-read": "{path}: cannot read ({error})",
+    "no-results": "{path}: no screening results (expected the output of fhir3t screen --format json or ndjson)",
+    "no-subjects": "no subjects of {study} with a D1 found in the input",
+    "inputs-server": "FHIR server {server}",
+    "inputs-screening": "{inputs}; screening run {run}",
+    "inputs-log": "{inputs}; enrolment log {log}",
+    "since": "--since {since} is not before the data cut-off {cutoff}",
+    "done": "{subjects} subjects; KM survival at day 182 {km} (95 % CI {ci}); {related} with a treatment-related AE; "
+            "AEs found by fhir3t {fhir3t}, recorded by investigators {investigator}, both {both}; wrote {out}",
+})
+INPUTS_PATHS = Plural("cli.report.inputs-paths", "{n} path: {paths}", "{n} paths: {paths}")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
-        help="DSMB safety report: survival, AE incidence (and the conservative line), safety tables, AESIs, narratives",
-        description=textwrap.fill(
-            "A safety report for the data monitoring committee. Kaplan-Meier survival from D1 (95 % Greenwood CI, "
-            "log-log; estimate at day 182; median with its Brookmeyer-Crowley CI; withdrawn subjects censored at "
-            "withdrawal, others at last contact); treatment-related AE incidence overall, by drug and by worst grade "
-            "with exact Clopper-Pearson CIs, and the conservative causality line beside it; AEs per 100 "
-            "patient-weeks with exact Poisson CIs; baseline characteristics; exposure and dose changes per drug; "
-            "AEs by CTCAE term and by MedDRA system organ class; adverse events of special interest with time to "
-            "first event; lab shift tables; serious AEs with expectedness (SUSARs) and those pending causality "
-            "assessment; deaths; SAE and death narratives; disposition with a swimmer plot; accrual against the "
-            "target; with --since, figures since the last report; with --screening, the screening flow. Writes a "
-            "self-contained HTML page (inline SVG; prints on A4 with page numbers, version, data cut-off and a "
-            "confidentiality mark on every page) and, optionally, the JSON report. Subjects come from files "
-            "(PATH...) or from a FHIR server (--server URL)."
-        , width=100),
-        epilog="Examples:\n  fhir3t report samples/safety/ --as-of 2026-11-16 --out report.html --json report.json\n"
-               "  fhir3t report samples/safety/ --as-of 2026-11-16 --since 2026-08-16 --report-version 2 --out report.html\n"
-               "  fhir3t screen export/ --format json --out screening.json\n"
-               "  fhir3t report export/ --screening screening.json --out report.html\n"
-               "  fhir3t report --server https://ehr.example.org/fhir --out report.html\n" + EPILOG_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help=later(Message("help.report",
+                           "DSMB safety report: survival, AE incidence (and the conservative line), safety tables, AESIs, narratives")()),
+        description=later(Message("help.report.description",
+                                  "A safety report for the data monitoring committee. Kaplan-Meier survival from D1 (95 % Greenwood "
+                                  "CI, log-log; estimate at day 182; median with its Brookmeyer-Crowley CI; withdrawn subjects "
+                                  "censored at withdrawal, others at last contact); treatment-related AE incidence overall, by drug "
+                                  "and by worst grade with exact Clopper-Pearson CIs, and the conservative causality line beside it; "
+                                  "AEs per 100 patient-weeks with exact Poisson CIs; baseline characteristics; exposure and dose "
+                                  "changes per drug; AEs by CTCAE term and by MedDRA system organ class; adverse events of special "
+                                  "interest with time to first event; lab shift tables; serious AEs with expectedness (SUSARs) and "
+                                  "those pending causality assessment; deaths; SAE and death narratives; disposition with a swimmer "
+                                  "plot; accrual against the target; with --since, figures since the last report; with --screening, "
+                                  "the screening flow. Writes a self-contained HTML page (inline SVG; prints on A4 with page numbers, "
+                                  "version, data cut-off and a confidentiality mark on every page) and, optionally, the JSON report. "
+                                  "Subjects come from files (PATH...) or from a FHIR server (--server URL).")()),
+        epilog=later(EPILOG(codes=EPILOG_CODES())),
     )
     add_input_options(p)
-    p.add_argument("--out", required=True, metavar="HTML", help="write the HTML report here")
-    p.add_argument("--json", metavar="FILE", help="also write the JSON report here")
+    p.add_argument("--out", required=True, metavar="HTML", help=later(Message("help.report.out", "write the HTML report here")()))
+    p.add_argument("--json", metavar="FILE", help=later(Message("help.report.json", "also write the JSON report here")()))
     p.add_argument("--ci", choices=("log-log", "plain"), default="log-log",
-                   help="CI transform for the KM estimate (default log-log, as lifelines)")
+                   help=later(Message("help.report.ci", "CI transform for the KM estimate (default log-log, as lifelines)")()))
     p.add_argument("--screening", metavar="FILE",
-                   help="a screening run's output (fhir3t screen --format json or ndjson) for the screening flow (default "
-                        "with --server or --state: the screening and enrolment log there, as fhir3t log gives it)")
+                   help=later(Message("help.report.screening",
+                                      "a screening run's output (fhir3t screen --format json or ndjson) for the screening flow "
+                                      "(default with --server or --state: the screening and enrolment log there, as fhir3t log "
+                                      "gives it)")()))
     p.add_argument("--since", type=day, metavar="DATE",
-                   help="the previous report's data cut-off: figures since then are shown beside the cumulative ones "
-                        "and new serious AEs are marked")
+                   help=later(Message("help.report.since",
+                                      "the previous report's data cut-off: figures since then are shown beside the cumulative ones and new "
+                                      "serious AEs are marked")()))
     p.add_argument("--report-version", default="1", metavar="V",
-                   help="the report's version, printed on every page with the data cut-off (default 1)")
+                   help=later(Message("help.report.report-version",
+                                      "the report's version, printed on every page with the data cut-off (default 1)")()))
     from fhir3t.cli.server_options import add_server_options
 
     add_server_options(p, pull=False, push=False)
     p.add_argument("--patient", action="append", default=[], metavar="ID",
-                   help="with --server: report on these patients (repeatable) instead of the study's ResearchSubjects")
+                   help=later(Message("help.report.patient",
+                                      "with --server: report on these patients (repeatable) instead of the study's ResearchSubjects")()))
     p.set_defaults(run=run)
 
 
@@ -70,7 +94,7 @@ def _write(path: str, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(target)
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        raise UsageError(W["cannot-write"](path=path, error=exc.strerror)) from None
 
 
 def read_screening(path: str) -> list[tuple[object, str]]:
@@ -79,7 +103,7 @@ def read_screening(path: str) -> list[tuple[object, str]]:
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise InputError(f"{p}: cannot read ({exc.strerror})") from None
+        raise InputError(W["cannot-read"](path=str(p), error=exc.strerror)) from None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -97,7 +121,7 @@ def read_screening(path: str) -> list[tuple[object, str]]:
         except orjson.JSONDecodeError:
             out.append((None, f"{p}:{i}"))
     if not out:
-        raise InputError(f"{p}: no screening results (expected the output of fhir3t screen --format json or ndjson)")
+        raise InputError(W["no-results"](path=str(p)))
     return out
 
 
@@ -134,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     from fhir3t.profiles import Profiles
     from fhir3t.report import endpoints, render_html
     from fhir3t.report.flow import parse_screening, screening_flow
+    from fhir3t.report.words import names_of
+    from fhir3t.study import load_study
 
     problems = Problems()
     as_of, outcomes, definition = analyse_args(args, problems)
@@ -148,19 +174,21 @@ def run(args: argparse.Namespace) -> int:
         flow = screening_flow(screened, [o.subject.patient for o in outcomes], order, titles)
     elif getattr(args, "server", None) or getattr(args, "state", None):
         flow = flow_from_log(args, [o.subject.patient for o in outcomes], order, titles)
-    report_problems(problems)
+    report_problems(problems, args=args)
     if not outcomes:
-        print(f"fhir3t report: no subjects of {cfg.study_label} with a D1 found in the input", file=sys.stderr)
+        say(args, W["no-subjects"](study=cfg.study_label))
         return EXIT_INPUT_FATAL
     server = getattr(args, "server", None)
-    inputs = (f"FHIR server {server_label(server)}" if server else
-              f"{len(args.paths)} path(s): {', '.join(args.paths)}")
+    lang = args.lang
+    inputs_msg = (W["inputs-server"](server=server_label(server)) if server else
+                  INPUTS_PATHS(len(args.paths), paths=", ".join(args.paths)))
     if args.screening:
-        inputs += f"; screening run {args.screening}"
+        inputs_msg = W["inputs-screening"](inputs=inputs_msg, run=args.screening)
     elif flow is not None:
-        inputs += f"; enrolment log {flow.get('source', '')}"
+        inputs_msg = W["inputs-log"](inputs=inputs_msg, log=str(flow.get("source", "")))
+    inputs = render(inputs_msg, "en")
     if args.since is not None and args.since >= as_of:
-        raise UsageError(f"--since {args.since.isoformat()} is not before the data cut-off {as_of.isoformat()}")
+        raise UsageError(W["since"](since=args.since.isoformat(), cutoff=as_of.isoformat()))
     header: dict[str, Any] = {
         "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "data_as_of": as_of.isoformat(),
@@ -177,16 +205,24 @@ def run(args: argparse.Namespace) -> int:
     findings = [f for o in outcomes for f in o.findings]
     censored = [o.survival_days for o in outcomes if not o.event]
     labels = {o.subject.patient: o.subject.label for o in outcomes}
-    _write(args.out, render_html(data, findings, censored, labels))
+    names = names_of(cfg)
+    page = data
+    if lang != "en":  # the page in the reader's language; the JSON for programs stays English
+        local_flow = screening_flow(screened, [o.subject.patient for o in outcomes], order,
+                                    {c.id: c.title_text.get(lang) for c in criteria.criteria}) if args.screening else None
+        page = endpoints(outcomes, [d.id for d in cfg.drugs], as_of, args.ci, study=cfg.study_label,
+                         header={**header, "inputs": render(inputs_msg, lang),
+                                 "study_title": load_study(Profiles.at(args.profiles)).said("title", lang)},
+                         flow=local_flow, config=cfg, since=args.since, lang=lang, names=names)
+    _write(args.out, render_html(page, findings, censored, labels, lang=lang, names=names, tz=getattr(args, "tz", None)))
     if args.json:
         _write(args.json, orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
     sv = data["survival"]["day182"]
     inc = data["ae_incidence"]["overall"]
     src = data["ae_sources"]
-    print(f"fhir3t report: {len(outcomes)} subjects; KM survival at day 182 {sv['estimate']:.3f} "
-          f"(95 % CI {sv['ci95'][0]:.3f}-{sv['ci95'][1]:.3f}); {inc['with_related_ae']} with a treatment-related AE; "
-          f"AEs found by fhir3t {src['fhir3t']}, recorded by investigators {src['investigator']}, both {src['both']}; "
-          f"wrote {args.out}", file=sys.stderr)
+    say(args, W["done"](subjects=len(outcomes), km=f"{sv['estimate']:.3f}",
+                        ci=f"{sv['ci95'][0]:.3f}-{sv['ci95'][1]:.3f}", related=inc["with_related_ae"], fhir3t=src["fhir3t"],
+                        investigator=src["investigator"], both=src["both"], out=args.out))
     if problems.any_skipped:
         return EXIT_INPUT_SKIPPED
     return EXIT_OK

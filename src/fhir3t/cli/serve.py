@@ -10,58 +10,75 @@ from pathlib import Path
 
 from fhir3t.cli.common import day, load_definition
 from fhir3t.cli.server_options import add_server_options, make_client
+from fhir3t.cli.words import site_today, stderr_lang
 from fhir3t.config import Config
 from fhir3t.errors import EXIT_OK, UsageError
-from fhir3t.messages import Message, render
+from fhir3t.messages import Message, Words, later, render, table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "serve", help="run the CDS Hooks service (a card in the EHR when a patient is eligible or a candidate)",
+        "serve", help=later(Message("help.serve", "run the CDS Hooks service (a card in the EHR when a patient is eligible or a "
+                                                  "candidate)")()),
         description=(
-            "Serve CDS Hooks 2.0 for the study: GET /cds-services (discovery, with prefetch templates for exactly what "
-            "the criteria read), POST /cds-services/{id} (patient-view: a card when the patient is eligible or a "
-            "candidate and not already in the study; order-select: the same when a drug the criteria read is ordered, "
-            "saying first if starting it would exclude the patient), POST /cds-services/{id}/feedback, GET /health. "
-            "Configured by "
-            "the [serve] table of the config file (see README, 'In the EHR: CDS Hooks'); binds 127.0.0.1 unless told "
-            "otherwise; stops gracefully on SIGTERM. With --watch it also screens patients when new data arrives on "
-            "[server] url (FHIR Subscriptions to /fhir3t/notify, else polling) and pushes their ResearchSubjects. It also "
-            "serves the coordinator's page at /coordinator/ (the worklist with the day's new or changed screenings, "
-            "each patient's timeline, the study team's steps as forms for a signed-in user: SMART App Launch or a "
-            "trusted proxy's header, [serve.coordinator]) over the FHIR server, or the state file (--state FILE)."
+            later(Message("help.serve.description",
+                          "Serve CDS Hooks 2.0 for the study: GET /cds-services (discovery, with prefetch templates for exactly what the "
+                          "criteria read), POST /cds-services/{{id}} (patient-view: a card when the patient is eligible or a candidate and "
+                          "not already in the study; order-select: the same when a drug the criteria read is ordered, saying first if "
+                          "starting it would exclude the patient), POST /cds-services/{{id}}/feedback, GET /health. Configured by the "
+                          "[serve] table of the config file (see README, 'In the EHR: CDS Hooks'); binds 127.0.0.1 unless told otherwise; "
+                          "stops gracefully on SIGTERM. With --watch it also screens patients when new data arrives on [server] url (FHIR "
+                          "Subscriptions to /fhir3t/notify, else polling) and pushes their ResearchSubjects. It also serves the "
+                          "coordinator's page at /coordinator/ (the worklist with the day's new or changed screenings, each patient's "
+                          "timeline, the study team's steps as forms for a signed-in user: SMART App Launch or a trusted proxy's header, "
+                          "[serve.coordinator]) over the FHIR server, or the state file (--state FILE).")())
         ),
         epilog=(
-            "Examples:\n"
-            "  fhir3t serve                                    (127.0.0.1:8088, [serve] in ./fhir3t.toml)\n"
-            "  fhir3t serve --log-format json --port 9000\n"
-            "  fhir3t serve --watch --server https://ehr.example.org/fhir\n"
-            "  fhir3t serve --feedback                         (what clinicians did with the cards, as JSON)\n"
-            "Logs name routes, statuses, timings and counts, never patient data or tokens.\n"
-            "Exit codes: 0 stopped cleanly; 2 usage error; 4 bad configuration; 5 server error (with --watch)."
+            later(Message("help.serve.epilog",
+                          "Examples:\n"
+                          "  fhir3t serve                                    (127.0.0.1:8088, [serve] in ./fhir3t.toml)\n"
+                          "  fhir3t serve --log-format json --port 9000\n"
+                          "  fhir3t serve --watch --server https://ehr.example.org/fhir\n"
+                          "  fhir3t serve --feedback                         (what clinicians did with the cards, as JSON)\n"
+                          "Logs name routes, statuses, timings and counts, never patient data or tokens.\n"
+                          "Exit codes: 0 stopped cleanly; 2 usage error; 4 bad configuration; 5 server error (with --watch).")())
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--host", help="address to bind (default: [serve] host, else 127.0.0.1)")
-    p.add_argument("--port", type=int, help="TCP port (default: [serve] port, else 8088)")
-    p.add_argument("--public-url", metavar="URL", help="the URL the EHR calls this service at (the JWT audience)")
-    p.add_argument("--state-dir", metavar="DIR", help="card history, feedback and watch state (default: [serve] "
-                                                      "state_dir, else $XDG_STATE_HOME/fhir3t)")
+    p.add_argument("--host", help=later(Message("help.serve.host", "address to bind (default: [serve] host, else 127.0.0.1)")()))
+    p.add_argument("--port", type=int, help=later(Message("help.serve.port", "TCP port (default: [serve] port, else 8088)")()))
+    p.add_argument("--public-url", metavar="URL", help=later(Message("help.serve.public-url",
+                                                                     "the URL the EHR calls this service at (the JWT audience)")()))
+    p.add_argument("--state-dir", metavar="DIR", help=later(Message("help.serve.state-dir",
+                                                                    "card history, feedback and watch state (default: [serve] state_dir, "
+                                                                    "else $XDG_STATE_HOME/fhir3t)")()))
     p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
-                   help="FHIR ConceptMap translating hospital-local codes (repeatable; [terminology] ones are added)")
+                   help=later(Message("help.serve.concept-map",
+                                      "FHIR ConceptMap translating hospital-local codes (repeatable; [terminology] ones are added)")()))
     p.add_argument("--as-of", type=day, metavar="DATE",
-                   help="screen as if today were DATE (demonstrations with the samples; never in production)")
+                   help=later(Message("help.serve.as-of",
+                                      "screen as if today were DATE (demonstrations with the samples; never in production)")()))
     p.add_argument("--watch", action="store_true", default=None,
-                   help="also screen patients of --server / [server] url when new data arrives, and push their ResearchSubjects")
+                   help=later(Message("help.serve.watch",
+                                      "also screen patients of --server / [server] url when new data arrives, and push their "
+                                      "ResearchSubjects")()))
     p.add_argument("--state", metavar="FILE",
-                   help="the coordinator's page reads and writes this state file (default: the FHIR server of --server / "
-                        "[server] url, else [enrolment] state, else <study>.state.sqlite in the service's state folder)")
-    p.add_argument("--no-coordinator", action="store_true", help="do not serve the coordinator's page (/coordinator/)")
-    p.add_argument("--feedback", action="store_true", help="print what clinicians did with the cards (JSON counts) and exit")
+                   help=later(Message("help.serve.state",
+                                      "the coordinator's page reads and writes this state file (default: the FHIR server of "
+                                      "--server / [server] url, else [enrolment] state, else <study>.state.sqlite in the "
+                                      "service's state folder)")()))
+    p.add_argument("--no-coordinator", action="store_true",
+                   help=later(Message("help.serve.no-coordinator", "do not serve the coordinator's page (/coordinator/)")()))
+    p.add_argument("--feedback", action="store_true", help=later(Message("help.serve.feedback",
+                                                                         "print what clinicians did with the cards (JSON counts) and "
+                                                                         "exit")()))
     p.add_argument("--feedback-rows", action="store_true",
-                   help="print every feedback item with the patient, the clinician and their comment (JSON lines; for "
-                        "the study team) and exit")
-    p.add_argument("--patient", metavar="ID", help="with --feedback-rows: only this patient's (a FHIR id or Patient/id)")
+                   help=later(Message("help.serve.feedback-rows",
+                                      "print every feedback item with the patient, the clinician and their comment (JSON "
+                                      "lines; for the study team) and exit")()))
+    p.add_argument("--patient", metavar="ID",
+                   help=later(Message("help.serve.patient",
+                                      "with --feedback-rows: only this patient's (a FHIR id or Patient/id)")()))
     add_server_options(p, pull=False, push=False)
     p.set_defaults(run=run)
 
@@ -70,13 +87,20 @@ def settings_from(args: argparse.Namespace):  # -> ServeSettings
     from fhir3t.service.settings import serve_settings
 
     cfg: Config = getattr(args, "_config", None) or Config()
-    return serve_settings(cfg, host=args.host, port=args.port, public_url=args.public_url,
-                          state_dir=Path(args.state_dir) if args.state_dir else None, as_of=args.as_of,
-                          watch=args.watch, lang=getattr(args, "lang", None))
+    from dataclasses import replace
+
+    settings = serve_settings(cfg, host=args.host, port=args.port, public_url=args.public_url,
+                              state_dir=Path(args.state_dir) if args.state_dir else None, as_of=args.as_of,
+                              watch=args.watch)
+    from fhir3t.messages import lang as languages
+
+    lang = getattr(args, "lang", "en")
+    page = replace(settings.coordinator, lang=languages.normalize(settings.coordinator.lang) or lang)
+    return replace(settings, lang=lang, tz=getattr(args, "tz", settings.tz), coordinator=page)
 
 
-#: message id -> English template (the startup lines say loudly how calls are authenticated)
-MESSAGES = {
+#: what serve says on stderr as it starts and stops (the startup lines say loudly how calls are authenticated)
+MESSAGES = table("cli.serve", {
     "listening": "fhir3t serve: CDS Hooks for {study} on http://{host}:{port}/cds-services{public}",
     "public": " (public URL {url})",
     "auth-off": "fhir3t serve: WARNING: AUTHENTICATION IS OFF. Any program that can reach {host}:{port} can call the "
@@ -85,7 +109,9 @@ MESSAGES = {
     "auth-on": "fhir3t serve: JWT client authentication required on every call: {n} issuer(s) trusted ({issuers}); "
                "audience {url}/cds-services/...",
     "connections": "fhir3t serve: note: at most {n} connections (the open-file limit allows no more)",
-}
+    "stopped": "fhir3t serve: stopped ({signal}), calls in flight finished",
+    "watch-server": "--watch needs the FHIR server to watch: --server URL or [server] url",
+})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,10 +146,10 @@ def run(args: argparse.Namespace) -> int:
     watcher = token = None
     if settings.watch:
         if not args.server:
-            raise UsageError("--watch needs the FHIR server to watch: --server URL or [server] url")
+            raise UsageError(MESSAGES["watch-server"]())
         client = make_client(args)
         watcher = Watcher(client, definition, WatchState.load(state_file(settings.state_dir, client.base), client.base),
-                          today=(lambda: settings.as_of) if settings.as_of else None)
+                          today=(lambda: settings.as_of) if settings.as_of else site_today(args))
         token = notify_token(settings)
         endpoint = None
         if watcher.supports_subscriptions() and settings.public_url:
@@ -140,18 +166,19 @@ def run(args: argparse.Namespace) -> int:
                      body_timeout=settings.body_timeout, cors_origins=settings.cors_origins, on_startup=startup,
                      on_shutdown=shutdown, coordinator=coordinator)
     connections = raise_file_limit(settings.max_connections)
-    for line in startup_lines(settings, definition.study.value):
+    lang = stderr_lang(args)
+    for line in startup_lines(settings, definition.study.value, lang):
         print(line, file=sys.stderr)
     if coordinator is not None:
-        print(coordinator_line(settings, coordinator), file=sys.stderr)
+        print(coordinator_line(settings, coordinator, lang), file=sys.stderr)
     if connections < settings.max_connections:
-        print(MESSAGES["connections"].format(n=connections), file=sys.stderr)
+        print(render(MESSAGES["connections"](n=connections), lang), file=sys.stderr)
     if not settings.require_jwt:
         logging.getLogger("fhir3t.service").warning("authentication is off (loopback %s only)", settings.host,
                                                    extra={"fields": {"event": "auth-off", "host": settings.host}})
     stopped = run(app, settings.host, settings.port, max_connections=connections)
     if stopped is not None:
-        print(f"fhir3t serve: stopped ({signal.Signals(stopped).name}), calls in flight finished", file=sys.stderr)
+        print(render(MESSAGES["stopped"](signal=signal.Signals(stopped).name), lang), file=sys.stderr)
     return EXIT_OK
 
 
@@ -173,27 +200,27 @@ def build_coordinator(args: argparse.Namespace, settings, definition):  # -> Coo
 
     store = open_store(args, definition, "serve", settings.state_dir)
     screen_now = server_screener(definition, store.client) if isinstance(store, ServerState) else None
-    today = (lambda: settings.as_of) if settings.as_of else None
-    extra = {"today": today} if today else {}
+    today = (lambda: settings.as_of) if settings.as_of else site_today(args)  # the site's day, as screening's
     return Coordinator(definition, store, settings.coordinator, settings.public_url or f"http://{settings.host}:{settings.port}",
-                       settings.loopback, screen_now, enrolment_settings(args, definition), **extra)
+                       settings.loopback, screen_now, enrolment_settings(args, definition), today=today)
 
 
-def coordinator_line(settings, coordinator) -> str:
+def coordinator_line(settings, coordinator, lang: str = "en") -> str:
     c = settings.coordinator
     smart = SIGNIN_SMART(issuer=c.authorization_server or c.fhir_server or "-") if coordinator.signin else None
     proxy = SIGNIN_PROXY(header=c.proxy_user_header, proxies=", ".join(c.trusted_proxies)) if coordinator.proxy else None
     signin = SIGNIN_BOTH(smart=smart, proxy=proxy) if smart and proxy else smart or proxy or SIGNIN_NONE()
-    return render(PAGE_LINE(host=settings.host, port=settings.port, source=coordinator.store.label, signin=signin))
+    return render(PAGE_LINE(host=settings.host, port=settings.port, source=coordinator.store.label, signin=signin), lang)
 
 
-def startup_lines(settings, study: str) -> list[str]:  # settings: ServeSettings
+def startup_lines(settings, study: str, lang: str = "en") -> list[str]:  # settings: ServeSettings
     """What `serve` says as it starts: where it listens, and how calls are authenticated (loudly when they are not)."""
-    public = MESSAGES["public"].format(url=settings.public_url) if settings.public_url else ""
-    lines = [MESSAGES["listening"].format(study=study, host=settings.host, port=settings.port, public=public)]
+    w = Words(MESSAGES, lang)
+    public = MESSAGES["public"](url=settings.public_url) if settings.public_url else None
+    lines = [w("listening", study=study, host=settings.host, port=settings.port, public=public)]
     if settings.require_jwt:
         issuers = ", ".join(i.iss for i in settings.issuers)
-        lines.append(MESSAGES["auth-on"].format(n=len(settings.issuers), issuers=issuers, url=settings.public_url))
+        lines.append(w("auth-on", n=len(settings.issuers), issuers=issuers, url=settings.public_url))
     else:
-        lines.append(MESSAGES["auth-off"].format(host=settings.host, port=settings.port))
+        lines.append(w("auth-off", host=settings.host, port=settings.port))
     return lines

@@ -12,31 +12,33 @@ $XDG_STATE_HOME/fhir3t/<study>.state.sqlite, or [enrolment] state in the config 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fhir3t.cli.words import say
 from fhir3t.config import Config, check_table
-from fhir3t.messages import Message, render
+from fhir3t.messages import Message, later, table
 
 if TYPE_CHECKING:
     from fhir3t.pipeline import Definition
     from fhir3t.pipeline.enrolment import Settings
     from fhir3t.state import Store
 
-USING_DEFAULT = Message("state.using-default", "fhir3t {command}: the state file is {path} (give --state FILE or "
-                                               "--server URL for another)")
+USING_DEFAULT = Message("state.using-default", "the state file is {path} (give --state FILE or --server URL for "
+                                               "another)")
+HELP = table("help.state", {
+    "file": "the SQLite state file holding the team's records (default: [enrolment] state, else "
+            "$XDG_STATE_HOME/fhir3t/<study>.state.sqlite); instead of --server",
+    "keep": "also keep this run in the state file (the results, and the ResearchSubjects the push policy allows: a "
+            "team status is never overwritten); --state alone: the default file",
+})
 
 
 def add_state_option(p: argparse.ArgumentParser, *, optional_value: bool = False) -> None:
-    help_ = ("the SQLite state file holding the team's records (default: [enrolment] state, else "
-             "$XDG_STATE_HOME/fhir3t/<study>.state.sqlite); instead of --server")
     if optional_value:
-        p.add_argument("--state", metavar="FILE", nargs="?", const="", default=None,
-                       help="also keep this run in the state file (the results, and the ResearchSubjects the push "
-                            "policy allows: a team status is never overwritten); --state alone: the default file")
+        p.add_argument("--state", metavar="FILE", nargs="?", const="", default=None, help=later(HELP["keep"]()))
     else:
-        p.add_argument("--state", metavar="FILE", help=help_)
+        p.add_argument("--state", metavar="FILE", help=later(HELP["file"]()))
 
 
 def enrolment_table(args: argparse.Namespace) -> dict:
@@ -47,8 +49,8 @@ def enrolment_table(args: argparse.Namespace) -> dict:
 def settings(args: argparse.Namespace, definition: Definition) -> Settings:
     from fhir3t.pipeline.enrolment import Settings
 
-    table = enrolment_table(args)
-    return Settings.of(definition, table.get("subject_number"), getattr(args, "form", None) or table.get("consent_form"))
+    enrol = enrolment_table(args)
+    return Settings.of(definition, enrol.get("subject_number"), getattr(args, "form", None) or enrol.get("consent_form"))
 
 
 def state_path(args: argparse.Namespace, definition: Definition, command: str, folder: Path | None = None) -> Path:
@@ -60,12 +62,12 @@ def state_path(args: argparse.Namespace, definition: Definition, command: str, f
     if given:
         return Path(given).expanduser()
     cfg: Config = getattr(args, "_config", None) or Config()
-    table = enrolment_table(args)
-    if "state" in table:
-        return cfg.resolve(table["state"])
+    enrol = enrolment_table(args)
+    if "state" in enrol:
+        return cfg.resolve(enrol["state"])
     path = folder / default_state_file(definition.study.id).name if folder is not None else \
         default_state_file(definition.study.id)
-    print(render(USING_DEFAULT(command=command, path=str(path))), file=sys.stderr)
+    say(args, USING_DEFAULT(path=str(path)), command=command)
     return path
 
 

@@ -6,7 +6,7 @@ import argparse
 import getpass
 import os
 import sys
-import textwrap
+from datetime import UTC
 
 import orjson
 
@@ -16,7 +16,7 @@ from fhir3t.cli.state_options import add_state_option
 from fhir3t.enrolment.reasons import CONTACT_NOT_DONE, MEDIA, NOT_ENROLLED_REASONS, WITHDRAWAL_REASONS
 from fhir3t.enrolment.transitions import ALTERNATIVES, Action
 from fhir3t.errors import EXIT_OK, UsageError
-from fhir3t.messages import Message, render
+from fhir3t.messages import Message, later, render, table
 
 #: the actions a coordinator names on the command line (independent checks call these names)
 ACTIONS = ("contact", "consent", "enrol", "decline", "withdraw")
@@ -38,11 +38,52 @@ LINE_BY = Message("subject.line-by", "  {day}  {event}  (by {who})")
 NO_DAY = "----------"
 
 
+EPILOG = Message("help.subject.epilog", "Examples:\n"
+                 "  fhir3t subject MRN-100001 --show\n"
+                 "  fhir3t subject MRN-100001 contact --medium phone --by li.na\n"
+                 "  fhir3t subject MRN-100001 contact --reason recipient-unavailable --note 'call after 5 pm'\n"
+                 "  fhir3t subject MRN-100001 consent --date 2026-11-18 --form 1.0\n"
+                 "  fhir3t subject MRN-100001 enrol --d1 2026-11-20\n"
+                 "  fhir3t subject MRN-100002 decline --reason patient-declined\n"
+                 "  fhir3t subject MRN-100006 withdraw --reason adverse-event --date 2027-01-05\n"
+                 "Reasons: decline {decline};\n"
+                 "  withdraw {withdraw};\n"
+                 "  contact (not reached) {contact}.\n"
+                 "Exit codes: 0 recorded / shown; 2 usage; 4 bad configuration; 5 server error; 6 auth error;\n"
+                 "8 refused, nothing written (the state machine, the screening, or a record changed since it was read).")
+
+
+HELP = table("help.subject", {
+    "command": "record a study team's step for a patient (contact, consent, enrol, decline, withdraw) or show their "
+               "timeline",
+    "patient": "the patient: FHIR id, Patient/ID, or an identifier value (MRN)",
+    "show": "print the patient's timeline",
+    "date": "when it happened (default: today in the site's time zone)",
+    "d1": "enrol: the day of the first dose (ResearchSubject.period.start)",
+    "reason": "decline / withdraw: why (required); contact: why not reached",
+    "note": "a note (kept in the record; never logged)",
+    "by": "who did it (default: $FHIR3T_USER, else your login name)",
+    "medium": "contact: how",
+    "form": "consent: the consent form version (default: [enrolment] consent_form, else the study's)",
+    "status": "enrol into on-study-intervention, or record a withdrawal as off-study",
+    "override": "enrol although the latest screening does not allow it; the reason is recorded in the Provenance",
+    "if-match": "the subject's version you saw: refused if it has changed since (default: the version read now)",
+    "format": "--show as text or JSON",
+    "concept-map": "FHIR ConceptMap translating hospital-local codes, for the screening an enrolment on a server checks "
+                   "(repeatable; [terminology] ones are added)",
+})
+
+
+def _help(key: str):
+    return later(HELP[key]())
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "subject",
-        help="record a study team's step for a patient (contact, consent, enrol, decline, withdraw) or show their timeline",
-        description=textwrap.fill(
+        help=_help("command"),
+        description=later(Message(
+            "help.subject.description",
             "Record one step of the study team for a patient, as FHIR resources written in one transaction with a "
             "Provenance naming who (--by) and when (--date): contact (a Communication: reached, or --reason why not), "
             "consent (a Consent: research, active, the form version; status pending-on-study), enrol (status "
@@ -51,43 +92,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "--reason), withdraw (withdrawn, or --status off-study; period.end = --date; --reason). Every step goes "
             "through the enrolment state machine: one it forbids is refused in one sentence and nothing is written. "
             "--show prints the patient's timeline. On the FHIR server (--server, or [server] url) or in the SQLite "
-            "state file (--state FILE).", width=100),
-        epilog=("Examples:\n"
-                "  fhir3t subject MRN-100001 --show\n"
-                "  fhir3t subject MRN-100001 contact --medium phone --by li.na\n"
-                "  fhir3t subject MRN-100001 contact --reason recipient-unavailable --note 'call after 5 pm'\n"
-                "  fhir3t subject MRN-100001 consent --date 2026-11-18 --form 1.0\n"
-                "  fhir3t subject MRN-100001 enrol --d1 2026-11-20\n"
-                "  fhir3t subject MRN-100002 decline --reason patient-declined\n"
-                "  fhir3t subject MRN-100006 withdraw --reason adverse-event --date 2027-01-05\n"
-                f"Reasons: decline {' | '.join(NOT_ENROLLED_REASONS)};\n"
-                f"  withdraw {' | '.join(WITHDRAWAL_REASONS)};\n"
-                f"  contact (not reached) {' | '.join(CONTACT_NOT_DONE)}.\n"
-                "Exit codes: 0 recorded / shown; 2 usage; 4 bad configuration; 5 server error; 6 auth error;\n"
-                "8 refused, nothing written (the state machine, the screening, or a record changed since it was read)."),
+            "state file (--state FILE).")()),
+        epilog=later(EPILOG(decline=" | ".join(NOT_ENROLLED_REASONS), withdraw=" | ".join(WITHDRAWAL_REASONS),
+                            contact=" | ".join(CONTACT_NOT_DONE))),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("patient", metavar="PATIENT", help="the patient: FHIR id, Patient/ID, or an identifier value (MRN)")
+    p.add_argument("patient", metavar="PATIENT",
+                   help=_help("patient"))
     p.add_argument("action", metavar="ACTION", nargs="?", choices=ACTIONS, help=" | ".join(ACTIONS))
-    p.add_argument("--show", action="store_true", help="print the patient's timeline")
-    p.add_argument("--date", type=day, metavar="DATE", help="when it happened (default: today)")
-    p.add_argument("--d1", type=day, metavar="DATE", help="enrol: the day of the first dose (ResearchSubject.period.start)")
-    p.add_argument("--reason", metavar="CODE", help="decline / withdraw: why (required); contact: why not reached")
-    p.add_argument("--note", metavar="TEXT", help="a note (kept in the record; never logged)")
-    p.add_argument("--by", metavar="WHO", help="who did it (default: $FHIR3T_USER, else your login name)")
-    p.add_argument("--medium", choices=sorted(MEDIA), help="contact: how")
-    p.add_argument("--form", metavar="VERSION", help="consent: the consent form version (default: [enrolment] "
-                                                     "consent_form, else the study's)")
+    p.add_argument("--show", action="store_true", help=_help("show"))
+    p.add_argument("--date", type=day, metavar="DATE",
+                   help=_help("date"))
+    p.add_argument("--d1", type=day, metavar="DATE",
+                   help=_help("d1"))
+    p.add_argument("--reason", metavar="CODE",
+                   help=_help("reason"))
+    p.add_argument("--note", metavar="TEXT", help=_help("note"))
+    p.add_argument("--by", metavar="WHO", help=_help("by"))
+    p.add_argument("--medium", choices=sorted(MEDIA), help=_help("medium"))
+    p.add_argument("--form", metavar="VERSION", help=_help("form"))
     p.add_argument("--status", choices=OTHER_STATUSES,
-                   help="enrol into on-study-intervention, or record a withdrawal as off-study")
-    p.add_argument("--override", metavar="REASON", help="enrol although the latest screening does not allow it; the "
-                                                        "reason is recorded in the Provenance")
+                   help=_help("status"))
+    p.add_argument("--override", metavar="REASON",
+                   help=_help("override"))
     p.add_argument("--if-match", metavar="VERSION", dest="if_match",
-                   help="the subject's version you saw: refused if it has changed since (default: the version read now)")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="--show as text or JSON")
+                   help=_help("if-match"))
+    p.add_argument("--format", choices=("text", "json"), default="text", help=_help("format"))
     p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
-                   help="FHIR ConceptMap translating hospital-local codes, for the screening an enrolment on a server "
-                        "checks (repeatable; [terminology] ones are added)")
+                   help=_help("concept-map"))
     add_state_option(p)
     add_server_options(p, pull=False, push=False)
     p.set_defaults(run=run)
@@ -100,7 +132,7 @@ def default_user() -> str:
 def run(args: argparse.Namespace) -> int:
     from fhir3t.cli.common import load_definition
     from fhir3t.cli.state_options import open_store, settings
-    from fhir3t.dates import today_utc
+    from fhir3t.cli.words import site_today
     from fhir3t.emit.enrolment import Who
     from fhir3t.enrolment import Status
     from fhir3t.pipeline import Run
@@ -108,21 +140,24 @@ def run(args: argparse.Namespace) -> int:
     from fhir3t.state import ServerState
 
     if args.show and args.action:
-        raise UsageError(render(BOTH()))
+        raise UsageError(BOTH())
     if not args.show and not args.action:
-        raise UsageError(render(NEEDS_ACTION(actions=" | ".join(ACTIONS))))
+        raise UsageError(NEEDS_ACTION(actions=" | ".join(ACTIONS)))
     definition = load_definition(args)
-    run_ = Run.start(definition, as_of=args.date or today_utc(), run_id=getattr(args, "run_id", ""))
+    today = args.date or site_today(args)()  # the site's day: a step recorded at 01:00 in Hangzhou is that day's
+    lang = getattr(args, "lang", "en")
+    run_ = Run.start(definition, as_of=today, tz=getattr(args, "tz", UTC), lang=lang,
+                     run_id=getattr(args, "run_id", ""))
     store = open_store(args, definition, "subject")
     try:
         patient = store.find_patient(args.patient)
         if patient is None:
-            raise UsageError(render(NO_PATIENT(where=store.label)))
+            raise UsageError(NO_PATIENT(where=store.label))
         if args.show:
             records = patient_records(definition, run_, store, patient)
-            show(records, args.format)
+            show(records, args.format, lang)
             return EXIT_OK
-        step = Step(patient, Action(args.action), args.date or today_utc(), Who(args.by or default_user()),
+        step = Step(patient, Action(args.action), today, Who(args.by or default_user()),
                     reason=args.reason, note=args.note, d1=args.d1, status=Status(args.status) if args.status else None,
                     override=args.override, form=args.form, medium=args.medium, expected=args.if_match,
                     shown=store.display_ids([patient]).get(patient) or args.patient)
@@ -132,15 +167,16 @@ def run(args: argparse.Namespace) -> int:
         done = act(definition, run_, store, step, settings=settings(args, definition), screen_now=screen_now)
     finally:
         store.close()
-    print(render(done.message))
+    print(render(done.message, lang))
     if done.overridden is not None:  # on stdout: the override's reason is the team's free text (stderr is logged)
-        print(render(OVERRIDE_NOTE(text=done.overridden)))
+        print(render(OVERRIDE_NOTE(text=done.overridden), lang))
     args.summary = {"action": step.action.value, "status": done.after.value if done.after else None}
     return EXIT_OK
 
 
-def show(records, fmt: str) -> None:  # records: PatientRecords
+def show(records, fmt: str, lang: str = "en") -> None:  # records: PatientRecords
     from fhir3t.enrolment import allowed_actions
+    from fhir3t.enrolment.status import status_word
     from fhir3t.enrolment.timeline import events
 
     evs = events(records)
@@ -152,24 +188,25 @@ def show(records, fmt: str) -> None:  # records: PatientRecords
                 "next": [a.value for a in allowed_actions(s.status if s else None, exists=s is not None)
                          if a.value in ACTIONS],
                 "events": [{"day": e.day.isoformat() if e.day else None, "kind": e.kind, "text": render(e.text),
+                            **({"text_localized": render(e.text, lang)} if lang != "en" else {}),
                             "by": e.who} for e in evs]}
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     number = HEAD_NUMBER(number=s.number, d1=s.d1.isoformat() if s.d1 else "-") if s and s.number else ""
-    status = str(s.status) if s else render(NOT_A_SUBJECT())
+    status = status_word(s.status) if s else NOT_A_SUBJECT()
     print(render(TIMELINE_HEAD(patient=_clean(records.display_id or records.patient), ref=records.patient,
-                               status=status, number=number)))
+                               status=status, number=number), lang))
     if not evs:
-        print("  " + render(NO_RECORDS()))
+        print("  " + render(NO_RECORDS(), lang))
     for e in evs:
         day = e.day.isoformat() if e.day else NO_DAY
-        event = _clean(render(e.text))
-        print(render(LINE_BY(day=day, event=event, who=_clean(e.who)) if e.who else LINE(day=day, event=event)))
+        event = _clean(render(e.text, lang))
+        print(render(LINE_BY(day=day, event=event, who=_clean(e.who)) if e.who else LINE(day=day, event=event), lang))
     nxt = allowed_actions(s.status if s else None, exists=s is not None)
     if nxt:
-        print(render(ALLOWED(actions=" | ".join(a.value for a in nxt if a.value in ACTIONS))))
+        print(render(ALLOWED(actions=" | ".join(a.value for a in nxt if a.value in ACTIONS)), lang))
     else:
-        print(render(NOTHING_ALLOWED(status=str(s.status) if s else "-")))
+        print(render(NOTHING_ALLOWED(status=status_word(s.status) if s else "-"), lang))
 
 
 def _clean(text: str) -> str:

@@ -12,54 +12,75 @@ from pathlib import Path
 
 from fhir3t.cli.common import day, load_definition
 from fhir3t.cli.server_options import add_server_options, make_client
+from fhir3t.cli.words import say, site_today
 from fhir3t.errors import EXIT_OK, EXIT_PUSH_PARTIAL, UsageError
+from fhir3t.messages import Message, later, table
+
+W = table("cli.watch", {
+    "interval": "--interval must be positive",
+    "no-subscription": "the server's CapabilityStatement offers no Subscription: use --mode poll",
+    "polling": "polling {server} every {seconds} s (state {state})",
+    "subscriptions": "Subscriptions on {server}, notifications to {endpoint}; polling every {seconds} s too (state {state})",
+})
 
 MODES = ("auto", "subscriptions", "poll")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "watch", help="screen patients when relevant data arrives on a FHIR server, push their ResearchSubjects",
+        "watch", help=later(Message("help.watch", "screen patients when relevant data arrives on a FHIR server, push their "
+                                                  "ResearchSubjects")()),
         description=(
-            "Watch a FHIR server and screen a patient as soon as data the criteria read arrives: through FHIR R4 "
-            "Subscriptions (rest-hook) on the inclusion criteria's codes where the server offers them, and always by "
-            "polling _lastUpdated (every type the criteria read; the state is kept on disk, so a restart resumes). "
-            "The ResearchSubject of every eligible or candidate patient is pushed (and updated for a patient the "
-            "study already has one for); subjects the study team has enrolled are never overwritten."
+            later(Message("help.watch.description",
+                          "Watch a FHIR server and screen a patient as soon as data the criteria read arrives: through FHIR R4 "
+                          "Subscriptions (rest-hook) on the inclusion criteria's codes where the server offers them, and always by polling "
+                          "_lastUpdated (every type the criteria read; the state is kept on disk, so a restart resumes). The "
+                          "ResearchSubject of every eligible or candidate patient is pushed (and updated for a patient the study already "
+                          "has one for); subjects the study team has enrolled are never overwritten.")())
         ),
         epilog=(
-            "Examples:\n"
-            "  fhir3t watch --server https://ehr.example.org/fhir --once        (one polling round, for cron)\n"
-            "  fhir3t watch --server https://ehr.example.org/fhir --interval 300\n"
-            "  fhir3t watch --server https://ehr.example.org/fhir --mode subscriptions \\\n"
-            "               --listen 0.0.0.0:8089 --endpoint https://fhir3t.hospital.example\n"
-            "  fhir3t watch --server https://ehr.example.org/fhir --notify 'https://chat.hospital.example/hooks/3t'\n"
-            "  fhir3t watch --server https://ehr.example.org/fhir --notify '/usr/local/bin/mail-coordinator'\n"
-            "Logs say counts per round and, for each status change, the ResearchSubject id (a pseudonym) and the\n"
-            "new status (event watch-status-change); never names, identifiers or values.\n"
-            "Exit codes: 0 ok; 2 usage error; 5 server error; 6 auth error; 7 some ResearchSubjects not pushed (--once)."
+            later(Message("help.watch.epilog",
+                          "Examples:\n"
+                          "  fhir3t watch --server https://ehr.example.org/fhir --once        (one polling round, for cron)\n"
+                          "  fhir3t watch --server https://ehr.example.org/fhir --interval 300\n"
+                          "  fhir3t watch --server https://ehr.example.org/fhir --mode subscriptions \\\n"
+                          "               --listen 0.0.0.0:8089 --endpoint https://fhir3t.hospital.example\n"
+                          "  fhir3t watch --server https://ehr.example.org/fhir --notify 'https://chat.hospital.example/hooks/3t'\n"
+                          "  fhir3t watch --server https://ehr.example.org/fhir --notify '/usr/local/bin/mail-coordinator'\n"
+                          "Logs say counts per round and, for each status change, the ResearchSubject id (a pseudonym) and the\n"
+                          "new status (event watch-status-change); never names, identifiers or values.\n"
+                          "Exit codes: 0 ok; 2 usage error; 5 server error; 6 auth error; 7 some ResearchSubjects not pushed (--once).")())
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_server_options(p, pull=False, push=False, server_required=True)
     p.add_argument("--mode", choices=MODES, default="auto",
-                   help="auto: Subscriptions when the server offers them and can reach --endpoint, else polling")
-    p.add_argument("--interval", type=float, default=300.0, metavar="SECONDS", help="seconds between polls (default 300)")
-    p.add_argument("--once", action="store_true", help="one polling round, then exit (with its exit code)")
+                   help=later(Message("help.watch.mode",
+                                      "auto: Subscriptions when the server offers them and can reach --endpoint, else polling")()))
+    p.add_argument("--interval", type=float, default=300.0, metavar="SECONDS", help=later(Message("help.watch.interval",
+                                                                                                  "seconds between polls (default 300)")()))
+    p.add_argument("--once", action="store_true", help=later(Message("help.watch.once", "one polling round, then exit (with its exit "
+                                                                                        "code)")()))
     p.add_argument("--since", type=day, metavar="DATE",
-                   help="on the first run (no state yet), look at data changed since DATE (default: from now on)")
-    p.add_argument("--state", metavar="FILE", help="where the polling state is kept (default: one file per server "
-                                                   "in [serve] state_dir, else $XDG_STATE_HOME/fhir3t)")
+                   help=later(Message("help.watch.since",
+                                      "on the first run (no state yet), look at data changed since DATE (default: from now on)")()))
+    p.add_argument("--state", metavar="FILE", help=later(Message("help.watch.state",
+                                                                 "where the polling state is kept (default: one file per server in [serve] "
+                                                                 "state_dir, else $XDG_STATE_HOME/fhir3t)")()))
     p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:8089",
-                   help="where to receive notifications in subscription mode (default 127.0.0.1:8089)")
+                   help=later(Message("help.watch.listen", "where to receive notifications in subscription mode (default "
+                                                           "127.0.0.1:8089)")()))
     p.add_argument("--endpoint", metavar="URL",
-                   help="the URL the FHIR server reaches --listen at (default: http://HOST:PORT of --listen)")
+                   help=later(Message("help.watch.endpoint",
+                                      "the URL the FHIR server reaches --listen at (default: http://HOST:PORT of --listen)")()))
     p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
-                   help="FHIR ConceptMap translating hospital-local codes (repeatable)")
-    p.add_argument("--as-of", type=day, metavar="DATE", help="screen as if today were DATE (tests; never in production)")
+                   help=later(Message("help.watch.concept-map", "FHIR ConceptMap translating hospital-local codes (repeatable)")()))
+    p.add_argument("--as-of", type=day, metavar="DATE", help=later(Message("help.watch.as-of",
+                                                                           "screen as if today were DATE (tests; never in production)")()))
     p.add_argument("--notify", metavar="URL|COMMAND",
-                   help="tell this webhook (POST, JSON) or command (JSON on stdin, FHIR3T_SUBJECT etc. in its "
-                        "environment) of each newly eligible patient, by ResearchSubject id only")
+                   help=later(Message("help.watch.notify",
+                                      "tell this webhook (POST, JSON) or command (JSON on stdin, FHIR3T_SUBJECT etc. in its environment) "
+                                      "of each newly eligible patient, by ResearchSubject id only")()))
     p.set_defaults(run=run)
 
 
@@ -85,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         for name in ("fhir3t.watch", "fhir3t.notify"):
             logging.getLogger(name).setLevel(min(logging.INFO, logging.getLogger("fhir3t").getEffectiveLevel()))
     if args.interval <= 0:
-        raise UsageError("--interval must be positive")
+        raise UsageError(W["interval"]())
     notify = None
     if args.notify is not None:
         from fhir3t.service.notify import Notifier
@@ -95,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.state) if args.state else state_file(settings.state_dir, client.base)
     start = datetime(args.since.year, args.since.month, args.since.day, tzinfo=UTC).timestamp() if args.since else None
     watcher = Watcher(client, load_definition(args), WatchState.load(path, client.base), start=start,
-                      today=(lambda: args.as_of) if args.as_of else None, notify=notify)
+                      today=(lambda: args.as_of) if args.as_of else site_today(args), notify=notify)
     if args.once:
         rnd = watcher.poll()
         print(f"fhir3t watch: {rnd.line()}", file=sys.stderr)
@@ -104,9 +125,9 @@ def run(args: argparse.Namespace) -> int:
     use_subs = args.mode == "subscriptions" or (args.mode == "auto" and watcher.supports_subscriptions()
                                                  and (args.endpoint is not None or _local(client.base)))
     if args.mode == "subscriptions" and not watcher.supports_subscriptions():
-        raise UsageError("the server's CapabilityStatement offers no Subscription: use --mode poll")
+        raise UsageError(W["no-subscription"]())
     if not use_subs:
-        print(f"fhir3t watch: polling {client.base} every {args.interval:.0f} s (state {path})", file=sys.stderr)
+        say(args, W["polling"](server=client.base, seconds=f"{args.interval:.0f}", state=str(path)))
         return _poll_forever(watcher, args.interval)
     from fhir3t.service.app import create_app
     from fhir3t.service.runner import WatchThread, notify_token
@@ -116,8 +137,7 @@ def run(args: argparse.Namespace) -> int:
     endpoint = (args.endpoint or f"http://{host}:{port}").rstrip("/") + NOTIFY_PATH
     thread = WatchThread(watcher, args.interval, endpoint, token)
     app = create_app(None, watcher=watcher, notify_token=token, on_startup=[thread.start], on_shutdown=[thread.shutdown])
-    print(f"fhir3t watch: Subscriptions on {client.base}, notifications to {endpoint}; polling every "
-          f"{args.interval:.0f} s too (state {path})", file=sys.stderr)
+    say(args, W["subscriptions"](server=client.base, endpoint=endpoint, seconds=f"{args.interval:.0f}", state=str(path)))
     serve(app, host, port)
     print("fhir3t watch: stopped", file=sys.stderr)
     return EXIT_OK

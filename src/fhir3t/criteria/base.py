@@ -17,7 +17,7 @@ from fhir3t.criteria.readings import Readings
 from fhir3t.criteria.suspects import describe_suspect
 from fhir3t.dates import Span
 from fhir3t.logic import NOT_MET, UNKNOWN, Tri
-from fhir3t.messages import Message, Msg, Plural, Text, clause
+from fhir3t.messages import Message, Msg, Plural, Text, clause, many, table
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read
 from fhir3t.terminology import Terminology, ValueSet
@@ -47,7 +47,7 @@ class Builder(Protocol):
 class Rule(ABC):
     """A node of a criterion's rule tree."""
 
-    label: str = ""
+    label: Label = ""
 
     @abstractmethod
     def evaluate(self, ctx: Context) -> Outcome:
@@ -89,7 +89,7 @@ class Kind(Rule):
 
     @classmethod
     def schema(cls) -> dict[str, Any]:
-        props = {"rule": {"const": cls.kind}, "label": {"type": "string"}, "note": {"type": "string"},
+        props = {"rule": {"const": cls.kind}, "label": LABEL_SCHEMA, "note": {"type": "string"},
                  **cls.params}
         return {"type": "object", "required": ["rule", *cls.required], "properties": props,
                 "additionalProperties": False}
@@ -99,6 +99,9 @@ class Kind(Rule):
 ON_DAY = Message("when.on", "on {day}")
 UNDATED = Message("when.undated", "(undated)")
 ORDER_TEST = Message("settle.order-test", "order {test} ({code}) at screening")
+ORDER_LOCAL = Message("settle.order-local", "order {test} ({code}; at this hospital: {local}) at screening")
+LOCAL_TEST = Message("settle.local-test", "{display}, code {code}")
+LOCAL_CODE = Message("settle.local-code", "code {code}")
 RECORD_RESULT = Message("settle.record-result", "record a {test} result")
 AS_WRITTEN = Message("text.as-written", "{text}")
 UNREAD_CODE = Message("unread.code", "{record}{more} has {why}")
@@ -109,11 +112,56 @@ AND_MORE = Plural("unread.more", " and {n} more", " and {n} more")
 AN_ENTRY = Message("unread.entry", "an entry of the input that cannot be read (see the input problems)")
 
 
-def code_name(res: Res, vs: ValueSet, tx: Terminology) -> str:
-    """'ICD-10-CM M33.10' style short name of the matching code, for reasons (a code as written: not translated)."""
+#: FHIR R4 status and gender codes as a person reads them (the English is the code itself, as reasons have always
+#: written it); `code_word` picks the table of the element the code came from
+CODE_WORDS = {
+    "medication": table("code.medication", {
+        "active": "active", "completed": "completed", "entered-in-error": "entered-in-error", "intended": "intended",
+        "stopped": "stopped", "on-hold": "on-hold", "unknown": "unknown", "not-taken": "not-taken",
+        "cancelled": "cancelled", "draft": "draft", "preparation": "preparation", "in-progress": "in-progress",
+        "declined": "declined", "not-done": "not-done",
+    }),
+    "clinical": table("code.clinical", {
+        "active": "active", "recurrence": "recurrence", "relapse": "relapse", "inactive": "inactive",
+        "remission": "remission", "resolved": "resolved",
+    }),
+    "verification": table("code.verification", {
+        "unconfirmed": "unconfirmed", "provisional": "provisional", "differential": "differential",
+        "confirmed": "confirmed", "refuted": "refuted", "entered-in-error": "entered-in-error",
+    }),
+    "gender": table("code.gender", {"male": "male", "female": "female", "other": "other", "unknown": "unknown"}),
+    "forecast": table("code.forecast", {
+        "due": "due", "overdue": "overdue", "immune": "immune", "contraindicated": "contraindicated",
+        "complete": "complete",
+    }),
+}
+
+
+def code_word(kind: str, code: str) -> Msg | str:
+    """A status or gender code of `kind` (medication, clinical, verification, gender, forecast) as a person reads
+    it; a code that is not one of R4's is shown as written."""
+    m = CODE_WORDS[kind].get(code)
+    return m() if m is not None else code
+
+
+#: a code a reason names, with the concept's name where the value set gives one in the reader's language
+CODE_NAMED = Message("reason.code-named", "{name} ({code})")
+
+
+def code_name(res: Res, vs: ValueSet, tx: Terminology) -> str | Text:
+    """'ICD-10-CM M33.10' style short name of the matching code, for reasons. English shows the code as written
+    (as it always has); a language whose name the value set gives for the concept (a zh-CN designation) shows
+    both: 他克莫司（RxNorm 42316）."""
+    from fhir3t.messages import render
+
     for code in res.codes:
         if code in vs:
-            return f"{tx.systems.name(code[0])} {code[1]}"
+            shown = f"{tx.systems.name(code[0])} {code[1]}"
+            names = vs.displays.get(code)
+            if names is None:
+                return shown
+            return Text.of(shown, {lang: render(CODE_NAMED(name=name, code=shown), lang)
+                                   for lang, name in names.texts[1:]})
     return res.type
 
 
@@ -128,22 +176,50 @@ def most_recent_first(items: list[Res]) -> list[Res]:
                                         r.date_text or ""), reverse=True)
 
 
-def text_arg(value: str | Text | None) -> Text | None:
+#: a name the criteria file gives (a label, a hint): a string, or {language: text} with "en"
+Label = str | Mapping[str, str]
+#: its schema (the kinds' `label` and `hint` parameters)
+LABEL_SCHEMA: dict[str, Any] = {"oneOf": [
+    {"type": "string"},
+    {"type": "object", "required": ["en"], "minProperties": 1,
+     "additionalProperties": {"type": "string", "minLength": 1}, "propertyNames": {"pattern": "^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"}},
+]}
+
+
+def text_arg(value: Label | Text | None) -> Text | None:
     """A name from the criteria file (a label, a hint) as a Text, or None."""
     if value is None or isinstance(value, Text):
         return value
+    if isinstance(value, Mapping):
+        return Text.of(value["en"], value) if value.get("en") else None
     return Text.of(value) if value else None
+
+
+def local_tests(vs: ValueSet, tx: Terminology, limit: int = 3) -> list[Msg]:
+    """The hospital's own tests for the set's concept, by the reverse of its ConceptMaps: the local codes mapped
+    (equivalent / equal) to the first listed code that has any, as the map names them (display, code)."""
+    for code in vs.exact_codes():
+        found = tx.maps.local_codes(code)
+        if found:
+            return [LOCAL_TEST(display=display.strip(), code=local) if display else LOCAL_CODE(code=local)
+                    for (_system, local), display in found[:limit]]
+    return []
 
 
 def settle_hint(vs: ValueSet, tx: Terminology, hint: Text | None, test: Text) -> Msg:
     """What would settle a missing result: the criteria file's hint, else 'order <test> (<code>) at
-    screening', naming the test as the rule does and its code."""
+    screening', naming the test as the rule does and its code, and the hospital's own test and code where a
+    ConceptMap maps one to it (so the coordinator can order exactly that)."""
     if hint is not None:
         return AS_WRITTEN(text=hint)
     code = vs.first_code()
     if code is None:
         return RECORD_RESULT(test=test)
-    return ORDER_TEST(test=test, code=f"{tx.systems.name(code[0])} {code[1]}")
+    shown = f"{tx.systems.name(code[0])} {code[1]}"
+    local = local_tests(vs, tx)
+    if local:
+        return ORDER_LOCAL(test=test, code=shown, local=many(local, "; "))
+    return ORDER_TEST(test=test, code=shown)
 
 
 #: a reference as a reason may show it: Type/id (a contained #part too), or a Bundle's urn

@@ -51,7 +51,7 @@ def check_definition(cs: CriteriaSet, used_windows: set[str], study: Study) -> N
                           "(a renamed window would otherwise silently stop applying)")
     facts = r4_facts()
     for c in cs.criteria:
-        repeated = _numbers(c.title) & _thresholds(c.rule, cs)
+        repeated = set().union(*(_numbers(t) for _, t in c.title_text.texts)) & _thresholds(c.rule, cs)
         if repeated:
             raise ConfigError(f"{where}: {c.id}: the title repeats {', '.join(sorted(repeated))}, a threshold of its rule: "
                               "name the criterion; its description is generated from the rule")

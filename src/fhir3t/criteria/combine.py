@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from fhir3t.criteria.base import Rule
+from fhir3t.criteria.base import Label, Rule
 from fhir3t.criteria.model import Outcome, merge_evidence
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_and, k_either, k_not, k_or
 from fhir3t.messages import Message, Msg, join_reasons, many
@@ -25,7 +25,7 @@ NOT = Message("rule.not", "not ({part})")
 class Combine(Rule):
     op: str
     parts: list[Rule]
-    label: str = ""
+    label: Label = ""
 
     FUNCS: ClassVar[dict[str, Callable[[Iterable[Tri]], Tri]]] = {"all": k_and, "any": k_or, "either": k_either}
 
@@ -53,7 +53,7 @@ class Combine(Rule):
 @dataclass
 class Not(Rule):
     part: Rule
-    label: str = ""
+    label: Label = ""
 
     def evaluate(self, ctx: Context) -> Outcome:
         o = self.part.evaluate(ctx)

@@ -8,7 +8,7 @@ from typing import Any
 
 from fhir3t.enrolment import Status
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
-from fhir3t.messages import Msg, Reason, reason_text
+from fhir3t.messages import Msg, Reason, reason_text, render
 
 STATUSES = (Status.ELIGIBLE.value, Status.INELIGIBLE.value, Status.CANDIDATE.value)  # the order summaries use
 #: HL7 v2-0203 identifier type of a medical record number: the id a coordinator looks a patient up by
@@ -65,8 +65,10 @@ class CriterionResult:
         """What would settle it, clause by clause, without repeats."""
         return list(dict.fromkeys(c.settle for c in self.explanation if c.settle is not None))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, lang: str = "en") -> dict[str, Any]:
+        """The JSON contract's criterion; in another language than English the reason in it is added as
+        `reason_localized` (beside `reason`, which stays English for programs)."""
+        out = {
             "id": self.id,
             "kind": self.kind,
             "result": self.result,
@@ -74,6 +76,9 @@ class CriterionResult:
             "reason": self.reason,
             "requires_review": self.requires_review,
         }
+        if lang != "en":
+            out["reason_localized"] = self.reason_in(lang)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +89,20 @@ class ScreeningResult:
     as_of: date
     d1: date
     source: str = field(default="", compare=False)
-    #: facts a coordinator must see that no criterion covers (deceased, already enrolled)
-    notes: tuple[str, ...] = ()
+    #: facts a coordinator must see that no criterion covers (deceased, already enrolled), as messages
+    remarks: tuple[Msg, ...] = ()
     #: the Patient's identifiers (for the display id: an MRN, or the one --id-system names)
     identifiers: tuple[PatientId, ...] = field(default=(), compare=False)
     #: the Patient's name, filled only when the run asks for names (--show-names); None otherwise
     name: str | None = field(default=None, compare=False)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """The remarks in English (the JSON contract's `notes`)."""
+        return tuple(render(m, "en") for m in self.remarks)
+
+    def notes_in(self, lang: str) -> tuple[str, ...]:
+        return tuple(render(m, lang) for m in self.remarks)
 
     def display_id(self, system: str | None = None) -> str:
         """What a coordinator looks the patient up by: the identifier of `system` if it has one, else
@@ -129,18 +142,23 @@ class ScreeningResult:
     def unknown(self) -> list[str]:
         return self.ids_with(UNKNOWN)
 
-    def to_dict(self, id_system: str | None = None) -> dict[str, Any]:
-        out = {
+    def to_dict(self, id_system: str | None = None, lang: str = "en") -> dict[str, Any]:
+        """The JSON contract. Field names, codes, `reason` and `notes` are English whatever the language; a run in
+        another language adds `lang`, `notes_localized` and each criterion's `reason_localized`."""
+        out: dict[str, Any] = {
             "patient": self.patient,
             "status": self.status,
             "as_of": self.as_of.isoformat(),
             "d1": self.d1.isoformat(),
-            "criteria": [c.to_dict() for c in self.criteria],
+            "criteria": [c.to_dict(lang) for c in self.criteria],
             "notes": list(self.notes),
             "display_id": self.display_id(id_system),
         }
         if self.name is not None:
             out["name"] = self.name
+        if lang != "en":
+            out["lang"] = lang
+            out["notes_localized"] = list(self.notes_in(lang))
         return out
 
 

@@ -6,32 +6,38 @@ from datetime import date
 from fhir3t.criteria.context import Context
 from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import MR_TYPE, CriterionResult, Outcome, PatientId, ScreeningResult, status_of
-from fhir3t.enrolment import is_teams
+from fhir3t.enrolment import is_teams, status_word
+from fhir3t.messages import Message, Msg
 from fhir3t.records.build import span_of
 from fhir3t.records.model import PatientRecord
 from fhir3t.records.plan import Read, ReadPlan
 from fhir3t.study import StudyMatcher
 from fhir3t.terminology import Terminology
 
+DECEASED = Message("note.deceased", "the patient is recorded as deceased")
+DECEASED_ON = Message("note.deceased-on", "the patient is recorded as deceased on {day}")
+ALREADY = Message("note.already", "already {status} in {study} ({subject}): screening does not change that")
+SUBJECT_UNREAD = Message("note.subject-unread", "{subject} is a ResearchSubject of {study} whose {element} cannot be "
+                         "read: check whether the patient is already enrolled")
 
-def coordinator_notes(ctx: Context) -> tuple[str, ...]:
+
+def coordinator_notes(ctx: Context) -> tuple[Msg, ...]:
     """What the criteria do not ask but a coordinator must not miss."""
-    notes: list[str] = []
+    notes: list[Msg] = []
     patient = ctx.record.patient or {}
     if patient.get("deceasedBoolean") is True:
-        notes.append("the patient is recorded as deceased")
+        notes.append(DECEASED())
     elif isinstance(patient.get("deceasedDateTime"), str):
         span = span_of(patient["deceasedDateTime"])
         if span is not None and span.lo <= ctx.as_of:
-            notes.append(f"the patient is recorded as deceased on {span}")
+            notes.append(DECEASED_ON(day=str(span)))
     for rs in ctx.visible("ResearchSubject"):
         status = rs.raw.get("status")
         if is_teams(status) and ctx.study.match(rs.raw.get("study")) is True:
-            notes.append(f"already {status} in {ctx.study.value} ({rs.ref}): screening does not change that")
+            notes.append(ALREADY(status=status_word(status), study=ctx.study.value, subject=rs.ref))
     for rs in ctx.record.unread_of("ResearchSubject"):
         if rs.raw and ctx.study.match(rs.raw.get("study")) is True:
-            notes.append(f"{rs.ref} is a ResearchSubject of {ctx.study.value} whose {rs.bad or 'status'} cannot be "
-                         "read: check whether the patient is already enrolled")
+            notes.append(SUBJECT_UNREAD(subject=rs.ref, study=ctx.study.value, element=rs.bad or "status"))
     return tuple(notes)
 
 

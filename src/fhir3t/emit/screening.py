@@ -25,7 +25,10 @@ from fhir3t.emit.enrolment import progress
 from fhir3t.emit.provenance import provenance
 from fhir3t.enrolment import Status
 from fhir3t.ids import stable_id, urn
+from fhir3t.messages import Message, Msg
 from fhir3t.study import Study, load_study
+
+NO_ID = Message("emit.no-id", "{patient}: the Patient has no id, so no ResearchSubject can point at it; not emitted")
 
 
 def study_id(criteria: CriteriaSet) -> str:
@@ -88,7 +91,7 @@ def research_subject(result: ScreeningResult, criteria: CriteriaSet, study_ref: 
 
 
 def screening_bundle(results: Sequence[ScreeningResult], criteria: CriteriaSet,
-                     recorded: datetime | None = None, study: Study | None = None) -> tuple[dict[str, Any], list[str]]:
+                     recorded: datetime | None = None, study: Study | None = None) -> tuple[dict[str, Any], list[Msg]]:
     """A transaction Bundle for a screening run, and notes on results that could not be emitted.
 
     ResearchStudy: conditional create on its identifier. ResearchSubject: PUT to an id derived from
@@ -99,13 +102,13 @@ def screening_bundle(results: Sequence[ScreeningResult], criteria: CriteriaSet,
     study_res = research_study(criteria, study)
     study_url = tb.create_if_none_exist(study_res, urn(study_res["id"]),
                                         f"identifier={criteria.study_system}|{criteria.study_value}")
-    notes: list[str] = []
+    notes: list[Msg] = []
     targets: list[str] = []
     evidence: dict[str, None] = {}
     run = hashlib.sha256(criteria.digest.encode())
     for r in results:
         if not r.patient.startswith("Patient/"):
-            notes.append(f"{r.patient}: the Patient has no id, so no ResearchSubject can point at it; not emitted")
+            notes.append(NO_ID(patient=r.patient))
             continue
         subject = research_subject(r, criteria, study_url)
         targets.append(tb.put(subject))

@@ -13,17 +13,19 @@ from fhir3t.enrolment.status import (
     RESULTS,
     SCREENING_STATUSES,
     TEAM_STATUSES,
+    WORDS,
     Status,
     in_study,
     is_screening,
     is_teams,
     parse,
+    status_word,
     vouches_for_consent,
 )
 from fhir3t.enrolment.transitions import Action, IllegalTransition, Transition, allowed_actions, transition
 
 __all__ = [
-    "ENROLLED", "IN_STUDY", "RESULTS", "SCREENING_STATUSES", "TEAM_STATUSES", "Action", "Decision", "Existing",
+    "ENROLLED", "IN_STUDY", "RESULTS", "SCREENING_STATUSES", "TEAM_STATUSES", "WORDS", "Action", "Decision", "Existing",
     "IllegalTransition", "Status", "Transition", "Verdict", "allowed_actions", "decide", "in_study", "is_screening",
-    "is_teams", "parse", "transition", "vouches_for_consent",
+    "is_teams", "parse", "status_word", "transition", "vouches_for_consent",
 ]

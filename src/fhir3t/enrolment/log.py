@@ -24,6 +24,10 @@ from fhir3t.messages import Message, Msg
 
 #: the flow's steps (eligible is the screening status of that name)
 STEPS = ("screened", Status.ELIGIBLE.value, "contacted", "consented", "enrolled")
+#: each step as a person reads it (the log's flow, the report's team table)
+STEP_WORDS = dict(zip(STEPS, (Message("log.step.screened", "screened"), Message("log.step.eligible", "found eligible"),
+                              Message("log.step.contacted", "contacted"), Message("log.step.consented", "consented"),
+                              Message("log.step.enrolled", "enrolled"))))
 _ON = frozenset({Status.ON_STUDY, Status.ON_STUDY_INTERVENTION, Status.ON_STUDY_OBSERVATION, Status.FOLLOW_UP})
 _LEFT = frozenset({Status.WITHDRAWN, Status.OFF_STUDY})
 
@@ -188,4 +192,4 @@ def build(records: Iterable[PatientRecords], since: date | None = None,
     return rows, flow(rows, order)
 
 
-__all__ = ["REASON_WORDS", "STEPS", "Row", "build", "flow", "reason_msg", "row_of"]
+__all__ = ["REASON_WORDS", "STEPS", "STEP_WORDS", "Row", "build", "flow", "reason_msg", "row_of"]

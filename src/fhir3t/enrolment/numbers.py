@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fhir3t.errors import ConfigError
-from fhir3t.messages import Message, render
+from fhir3t.messages import Message
 
 _FIELD = re.compile(r"0?(\d{0,2})d?")
 BAD_PATTERN = Message("enrolment.number-pattern", "subject number pattern {pattern}: give literal text and one {{n}} "
@@ -32,7 +32,7 @@ class SubjectNumbers:
         names = [name for _, name, _, _ in fields if name is not None]
         if (names != ["n"] or len(self.pattern) > 64
                 or not all(_FIELD.fullmatch(spec or "") and conv is None for _, name, spec, conv in fields if name is not None)):
-            raise ConfigError(render(BAD_PATTERN(pattern=repr(self.pattern)[:80])))
+            raise ConfigError(BAD_PATTERN(pattern=repr(self.pattern)[:80]))
 
     @property
     def _regex(self) -> re.Pattern[str]:

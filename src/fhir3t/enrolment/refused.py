@@ -12,7 +12,7 @@ from fhir3t.messages import Msg, render
 
 class Refused(RefusedError):
     def __init__(self, msg: Msg) -> None:
-        super().__init__(render(msg))
+        super().__init__(msg)
         self.msg = msg
 
     def text(self, lang: str = "en") -> str:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from fhir3t.messages import Message, Msg
+
 
 class Status(StrEnum):
     """R4 ResearchSubject.status (http://hl7.org/fhir/research-subject-status)."""
@@ -55,6 +57,31 @@ NOT_VOUCHING = frozenset({Status.WITHDRAWN, Status.INELIGIBLE, Status.NOT_REGIST
 #: statuses of another study's subject that mean it is treating the patient now (E4 reads them from the
 #: criteria file; these are the defaults a reviewer compares against)
 TREATING = frozenset({Status.ON_STUDY, Status.ON_STUDY_INTERVENTION, Status.PENDING_ON_STUDY})
+
+
+#: what a person reads for each status in their language; the English is the code itself (what English output has
+#: always shown, and what JSON, CSV codes and FHIR keep)
+WORDS: dict[Status, Message] = {
+    Status.CANDIDATE: Message("status.candidate", "candidate"),
+    Status.ELIGIBLE: Message("status.eligible", "eligible"),
+    Status.INELIGIBLE: Message("status.ineligible", "ineligible"),
+    Status.POTENTIAL_CANDIDATE: Message("status.potential-candidate", "potential-candidate"),
+    Status.SCREENING: Message("status.screening", "screening"),
+    Status.PENDING_ON_STUDY: Message("status.pending-on-study", "pending-on-study"),
+    Status.ON_STUDY: Message("status.on-study", "on-study"),
+    Status.ON_STUDY_INTERVENTION: Message("status.on-study-intervention", "on-study-intervention"),
+    Status.ON_STUDY_OBSERVATION: Message("status.on-study-observation", "on-study-observation"),
+    Status.FOLLOW_UP: Message("status.follow-up", "follow-up"),
+    Status.OFF_STUDY: Message("status.off-study", "off-study"),
+    Status.WITHDRAWN: Message("status.withdrawn", "withdrawn"),
+    Status.NOT_REGISTERED: Message("status.not-registered", "not-registered"),
+}
+
+
+def status_word(value: object) -> Msg | str:
+    """A status as a person reads it (a message), or as written when it is not an R4 code."""
+    status = parse(value)
+    return WORDS[status]() if status is not None else str(value)
 
 
 def parse(value: object) -> Status | None:

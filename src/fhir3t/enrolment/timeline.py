@@ -9,7 +9,8 @@ from datetime import date
 
 from fhir3t.enrolment.reasons import label
 from fhir3t.enrolment.records import PatientRecords, Progress
-from fhir3t.enrolment.status import SCREENING_STATUSES, Status, parse
+from fhir3t.enrolment.status import SCREENING_STATUSES, Status, parse, status_word
+from fhir3t.logic import result_word
 from fhir3t.messages import Message, Msg, many
 
 SCREENED_FIRST = Message("timeline.screened-first", "screened{as_of}: {status}{failing}")
@@ -50,16 +51,16 @@ def _progress_event(p: Progress, records: PatientRecords) -> Event | None:
     recorded = act.recorded if act else ""
     if state in (Status.ON_STUDY, Status.ON_STUDY_INTERVENTION):
         override = OVERRIDE(reason=act.override) if act and act.override else ""
-        return Event(p.start, "enrolment", ENROLLED(number=s.number or "-", status=state.value,
+        return Event(p.start, "enrolment", ENROLLED(number=s.number or "-", status=status_word(state),
                                                     d1=s.d1.isoformat() if s.d1 else "-", override=override), who, recorded)
     if state == Status.NOT_REGISTERED:
         return Event(p.start, "decline", DECLINED(reason=label(p.reason) if p.reason else "-"), who, recorded)
     if state in (Status.WITHDRAWN, Status.OFF_STUDY):
-        return Event(p.end or p.start, "withdrawal", WITHDRAWN(status=state.value, reason=label(p.reason) if p.reason else "-"),
+        return Event(p.end or p.start, "withdrawal", WITHDRAWN(status=status_word(state), reason=label(p.reason) if p.reason else "-"),
                      who, recorded)
     if state == Status.PENDING_ON_STUDY:
         return None  # the consent's own event says it
-    return Event(p.start, "status", STATE(status=state.value), who, recorded)
+    return Event(p.start, "status", STATE(status=status_word(state)), who, recorded)
 
 
 _STEP = {Status.ON_STUDY: "enrol", Status.ON_STUDY_INTERVENTION: "enrol", Status.NOT_REGISTERED: "decline",
@@ -74,15 +75,15 @@ def events(records: PatientRecords) -> list[Event]:
         failing = FAILING(ids=many(s.failing)) if s.failing else ""
         as_of = AS_OF(day=s.as_of) if s.as_of is not None and s.as_of != s.day else ""
         changes = s.changes(before)
-        changed = many(CHANGE(criterion=c, was=w or "-", now=n) for c, w, n in changes)
+        changed = many(CHANGE(criterion=c, was=result_word(w) if w else "-", now=result_word(n)) for c, w, n in changes)
         if before is None:
-            text = SCREENED_FIRST(status=s.status, failing=failing, as_of=as_of)
+            text = SCREENED_FIRST(status=status_word(s.status), failing=failing, as_of=as_of)
         elif not changes and before.status == s.status:
-            text = SCREENED(status=s.status, as_of=as_of)
+            text = SCREENED(status=status_word(s.status), as_of=as_of)
         elif before.status != s.status:
-            text = SCREENED_CHANGED(status=s.status, was=before.status, changes=changed, as_of=as_of)
+            text = SCREENED_CHANGED(status=status_word(s.status), was=status_word(before.status), changes=changed, as_of=as_of)
         else:
-            text = SCREENED_SAME_STATUS(status=s.status, changes=changed, as_of=as_of)
+            text = SCREENED_SAME_STATUS(status=status_word(s.status), changes=changed, as_of=as_of)
         out.append(Event(s.day, "screening", text, None, s.at))
         before = s
     for c in records.contacts:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from fhir3t.enrolment.refused import Refused
-from fhir3t.enrolment.status import SCREENING_STATUSES, Status, parse
-from fhir3t.messages import Message
+from fhir3t.enrolment.status import SCREENING_STATUSES, Status, parse, status_word
+from fhir3t.messages import Message, many
 
 
 class Action(StrEnum):
@@ -64,6 +64,7 @@ UNREADABLE = Message("enrolment.status-unreadable",
                      "the subject's status {status} is not an R4 code: correct it before {action}")
 FORBIDDEN = Message("enrolment.forbidden", "cannot {action} a subject who is {status}")
 FORBIDDEN_NEW = Message("enrolment.forbidden-new", "cannot {action} a patient who is not a subject of the study yet")
+NO_CHANGE = Message("enrolment.no-change", "no status change")
 NOT_AN_OUTCOME = Message("enrolment.not-an-outcome", "{action} cannot lead to {status} (it leads to {allowed})")
 
 
@@ -91,12 +92,12 @@ def transition(action: Action, current: object, *, exists: bool = True, to: Stat
     if before not in allowed:
         if before is None:
             raise IllegalTransition(FORBIDDEN_NEW(action=action.value))
-        raise IllegalTransition(FORBIDDEN(action=action.value, status=before.value))
+        raise IllegalTransition(FORBIDDEN(action=action.value, status=status_word(before)))
     if to is not None and to != after:
         if to not in ALTERNATIVES.get(action, frozenset()):
-            options = [s.value for s in (after, *sorted(ALTERNATIVES.get(action, ()))) if s is not None]
-            raise IllegalTransition(NOT_AN_OUTCOME(action=action.value, status=to.value,
-                                                   allowed=" | ".join(options) or "no status change"))
+            options = [status_word(s) for s in (after, *sorted(ALTERNATIVES.get(action, ()))) if s is not None]
+            raise IllegalTransition(NOT_AN_OUTCOME(action=action.value, status=status_word(to),
+                                                   allowed=many(options, " | ") if options else NO_CHANGE()))
         after = to
     return Transition(action, before, after)
 

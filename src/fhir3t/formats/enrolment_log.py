@@ -10,14 +10,17 @@ from __future__ import annotations
 import csv
 import html
 from collections.abc import Sequence
+from datetime import tzinfo
 from typing import IO, Any
 
 import orjson
 from rich.console import Console
 from rich.table import Table
 
-from fhir3t.enrolment.log import STEPS, Row, reason_msg
+from fhir3t.dates import local_time
+from fhir3t.enrolment.log import STEP_WORDS, STEPS, Row, reason_msg
 from fhir3t.enrolment.reasons import label
+from fhir3t.enrolment.status import status_word
 from fhir3t.formats.csvout import cell
 from fhir3t.formats.table import safe
 from fhir3t.messages import Message, render
@@ -47,9 +50,6 @@ FLOW_STEP = Message("log.flow.step", "{step}: {n}")
 FLOW_STOPPED = Message("log.flow.stopped", "  stopped before {step}: {n}")
 FLOW_REASON = Message("log.flow.reason", "    {reason}: {n}")
 FLOW_WITHDRAWN = Message("log.flow.withdrawn", "  withdrawn after enrolment: {n}")
-STEP_WORDS = dict(zip(STEPS, (Message("log.step.screened", "screened"), Message("log.step.eligible", "found eligible"),
-                              Message("log.step.contacted", "contacted"), Message("log.step.consented", "consented"),
-                              Message("log.step.enrolled", "enrolled"))))
 def to_json(rows: Sequence[Row], flow: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     return {**meta, "rows": [r.to_dict() for r in rows], "flow": flow}
 
@@ -73,7 +73,8 @@ def flow_lines(flow: dict[str, Any], lang: str = "en") -> list[str]:
 def _cells(r: Row, lang: str) -> list[str]:
     screened = "-" if not r.screenings else str(r.first_screened or "-") if r.first_screened == r.last_screened else \
         f"{r.first_screened or '-'} - {r.last_screened or '-'}"
-    status = r.status or r.screening_status or "-"
+    status = r.status or r.screening_status
+    status = render(status_word(status), lang) if status else "-"
     contacted = render(CONTACTS(n=r.contact_attempts, day=r.last_contact.isoformat() if r.last_contact else "-",
                                 reached=REACHED() if r.reached else ""), lang) if r.contact_attempts else "-"
     consented = f"{r.consented} ({r.consent_form})" if r.consented else "-"
@@ -116,7 +117,8 @@ border-bottom:1px solid #d0d4d9}thead th{background:#f3f5f7}.flow{white-space:pr
 @page{size:A4 landscape;margin:10mm}"""
 
 
-def write_html(rows: Sequence[Row], flow: dict[str, Any], meta: dict[str, Any], out: IO[str], lang: str = "en") -> None:
+def write_html(rows: Sequence[Row], flow: dict[str, Any], meta: dict[str, Any], out: IO[str], lang: str = "en",
+               tz: tzinfo | None = None) -> None:
     e = html.escape
     since = SINCE(day=meta["since"]) if meta.get("since") else ""
     head = "".join(f"<th scope=\"col\">{e(render(COL[h](), lang))}</th>" for h in HEADERS)
@@ -127,20 +129,27 @@ def write_html(rows: Sequence[Row], flow: dict[str, Any], meta: dict[str, Any], 
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
 <title>{e(title)}</title><style>{CSS}</style></head>
 <body><h1>{e(title)}</h1>
-<p>{e(render(META(n=len(rows), source=meta.get("source", ""), at=meta.get("generated_at", ""), since=since), lang))}</p>
+<p>{e(render(META(n=len(rows), source=meta.get("source", ""), at=_at(meta, tz), since=since), lang))}</p>
 <pre class="flow" id="flow">{e(chr(10).join(flow_lines(flow, lang)))}</pre>
 <table id="log"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 </body></html>
 """)
 
 
-def write(fmt: str, rows: Sequence[Row], flow: dict[str, Any], meta: dict[str, Any], out: IO[str], lang: str = "en") -> None:
+def _at(meta: dict[str, Any], tz: tzinfo | None) -> str:
+    """When the log was written, as the site reads it (local, with its offset); UTC as written without a zone."""
+    at = str(meta.get("generated_at", ""))
+    return local_time(at, tz) if tz is not None and at else at
+
+
+def write(fmt: str, rows: Sequence[Row], flow: dict[str, Any], meta: dict[str, Any], out: IO[str], lang: str = "en",
+          tz: tzinfo | None = None) -> None:
     if fmt == "json":
         out.write(orjson.dumps(to_json(rows, flow, meta), option=orjson.OPT_INDENT_2).decode() + "\n")
     elif fmt == "csv":
         write_csv(rows, out)
     elif fmt == "html":
-        write_html(rows, flow, meta, out, lang)
+        write_html(rows, flow, meta, out, lang, tz)
     else:
         write_table(rows, flow, meta, out, lang)
 

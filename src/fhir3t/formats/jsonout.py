@@ -1,4 +1,8 @@
-"""`json` (an array) and `ndjson` (one object per line): the JSON contract of the README."""
+"""`json` (an array) and `ndjson` (one object per line): the JSON contract of the README.
+
+Field names, codes and `reason` are English in every language; a run in another language adds the
+translated text beside them (`reason_localized`, `notes_localized`, `lang`): see screening-result.schema.json.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -8,6 +12,12 @@ import orjson
 
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.formats import Format, RunInfo
+from fhir3t.messages import table
+
+W = table("json", {
+    "help": "an array of result objects (the JSON contract; English fields, reason_localized added in another language)",
+    "help-nd": "one result object per line (for big runs and other tools)",
+})
 
 
 def error_marker(exc: BaseException) -> dict[str, str]:
@@ -17,14 +27,15 @@ def error_marker(exc: BaseException) -> dict[str, str]:
 
 class Json(Format):
     name = "json"
-    help = "an array of result objects (the JSON contract)"
+    help = W["help"]
 
     def write(self, results: Iterable[ScreeningResult], out: IO[str], info: RunInfo) -> int:
         n = 0
         out.write("[")
         try:
             for r in results:
-                out.write(("\n" if n == 0 else ",\n") + orjson.dumps(r.to_dict(info.id_system), option=orjson.OPT_INDENT_2).decode())
+                obj = r.to_dict(info.id_system, info.lang)
+                out.write(("\n" if n == 0 else ",\n") + orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
                 n += 1
         except BaseException as exc:
             out.write(("\n" if n == 0 else ",\n") + orjson.dumps(error_marker(exc)).decode() + "\n]\n")
@@ -35,13 +46,13 @@ class Json(Format):
 
 class Ndjson(Format):
     name = "ndjson"
-    help = "one result object per line (for big runs and other tools)"
+    help = W["help-nd"]
 
     def write(self, results: Iterable[ScreeningResult], out: IO[str], info: RunInfo) -> int:
         n = 0
         try:
             for r in results:
-                out.write(orjson.dumps(r.to_dict(info.id_system)).decode() + "\n")
+                out.write(orjson.dumps(r.to_dict(info.id_system, info.lang)).decode() + "\n")
                 n += 1
         except BaseException as exc:
             out.write(orjson.dumps(error_marker(exc)).decode() + "\n")

@@ -12,14 +12,26 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fhir3t.criteria.model import STATUSES, CriterionResult, ScreeningResult
-from fhir3t.enrolment import Status
-from fhir3t.logic import MET, UNKNOWN
-from fhir3t.messages import render
+from fhir3t.criteria.model import CriterionResult, ScreeningResult
+from fhir3t.enrolment import WORDS, Status
+from fhir3t.logic import MET, RESULT_WORDS, UNKNOWN
+from fhir3t.messages import Message, Msg, Plural, render
+
+PATIENTS = Plural("summary.patients", "{n} patient", "{n} patients")
+CANDIDATES = Plural("summary.candidates", "{n} candidate", "{n} candidates")
+COUNTS = Message("summary.counts", "{eligible} eligible, {ineligible} ineligible, {candidates}")
+LINE = Message("summary.line", "{patients}: {counts}")
+#: a criterion's result and what it does to the patient's status, as a person reads them
+EFFECT_WORDS = {"passes": Message("effect.passes", "passes"), "fails": Message("effect.fails", "fails"),
+                "unknown": Message("effect.unknown", "unknown")}
+STALE_HINT = Message("summary.stale-hint", "{stale} of {unknown} unknown criteria ({patients}) are unknown only because "
+                     "the latest result is older than its window as of {as_of} (the newest of those results is from "
+                     "{newest}): if the data were collected for an earlier day, screen with --as-of that day")
 
 
 def plural(n: int, word: str) -> str:
-    """'1 patient', '2 patients', '3 candidates', '2 entries'."""
+    """'1 patient', '2 patients', '3 candidates', '2 entries' (English only: for log lines and counts in
+    English text; what a person reads uses a Plural message)."""
     if n == 1:
         return f"{n} {word}"
     if word.endswith("y") and not word.endswith(("ay", "ey", "oy")):
@@ -27,14 +39,41 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}s"
 
 
-def status_counts(counts: Counter[str] | dict[str, int]) -> str:
+def status_word(status: str, lang: str = "en") -> str:
+    """'eligible' / '符合条件': a screening status as a person reads it."""
+    try:
+        return render(WORDS[Status(status)](), lang)
+    except ValueError:
+        return status
+
+
+def result_word(result: str, lang: str = "en") -> str:
+    """'met' / 'not met' / 'unknown' in `lang`."""
+    m = RESULT_WORDS.get(result)
+    return render(m(), lang) if m is not None else result
+
+
+def effect_word(eff: str, lang: str = "en") -> str:
+    return render(EFFECT_WORDS[eff](), lang)
+
+
+def counts_msg(counts: Counter[str] | dict[str, int]) -> Msg:
+    return COUNTS(eligible=counts.get(Status.ELIGIBLE, 0), ineligible=counts.get(Status.INELIGIBLE, 0),
+                  candidates=CANDIDATES(counts.get(Status.CANDIDATE, 0)))
+
+
+def status_counts(counts: Counter[str] | dict[str, int], lang: str = "en") -> str:
     """'4 eligible, 18 ineligible, 3 candidates' (every status, in the usual order)."""
-    return ", ".join(plural(counts.get(s, 0), s) if s == Status.CANDIDATE else f"{counts.get(s, 0)} {s}" for s in STATUSES)
+    return render(counts_msg(counts), lang)
 
 
-def summary_line(counts: Counter[str] | dict[str, int], total: int) -> str:
+def summary_msg(counts: Counter[str] | dict[str, int], total: int) -> Msg:
+    return LINE(patients=PATIENTS(total), counts=counts_msg(counts))
+
+
+def summary_line(counts: Counter[str] | dict[str, int], total: int, lang: str = "en") -> str:
     """'25 patients: 4 eligible, 18 ineligible, 3 candidates'."""
-    return f"{plural(total, 'patient')}: {status_counts(counts)}"
+    return render(summary_msg(counts, total), lang)
 
 
 def actions(c: CriterionResult, lang: str = "en") -> list[str]:
@@ -83,13 +122,13 @@ class StaleTally:
             self.add(r)
         return self
 
-    def hint(self, as_of: object) -> str | None:
+    def hint(self, as_of: object) -> Msg | None:
         """One line when many unknowns are only stale results (at least 3, and half of all unknowns)."""
         if self.stale < 3 or self.stale * 2 < self.unknown:
             return None
-        return (f"{self.stale} of {self.unknown} unknown criteria ({plural(len(self.patients), 'patient')}) are unknown "
-                f"only because the latest result is older than its window as of {as_of} (the newest of those results is "
-                f"from {self.newest}): if the data were collected for an earlier day, screen with --as-of that day")
+        return STALE_HINT(stale=self.stale, unknown=self.unknown, patients=PATIENTS(len(self.patients)), as_of=str(as_of),
+                          newest=self.newest)
 
 
-__all__ = ["StaleTally", "actions", "effect", "plural", "stale_on", "status_counts", "summary_line"]
+__all__ = ["EFFECT_WORDS", "PATIENTS", "RESULT_WORDS", "StaleTally", "actions", "counts_msg", "effect", "effect_word",
+           "plural", "result_word", "stale_on", "status_counts", "status_word", "summary_line", "summary_msg"]

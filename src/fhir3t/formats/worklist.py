@@ -20,12 +20,80 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import IO
 
-from fhir3t.criteria.model import STATUSES, CriterionResult, ScreeningResult
+from fhir3t.criteria.model import STATUSES, ScreeningResult
 from fhir3t.enrolment import Status
 from fhir3t.formats import Format, RunInfo
-from fhir3t.formats.summary import StaleTally, actions, effect, plural, stale_on
-from fhir3t.logic import MET, NOT_MET, UNKNOWN
+from fhir3t.formats.summary import PATIENTS, StaleTally, actions, effect, effect_word, result_word, stale_on, status_word
+from fhir3t.logic import UNKNOWN
+from fhir3t.messages import Plural, table
+from fhir3t.messages.render import template
 from fhir3t.version import __version__
+
+W = table("worklist", {
+    "help": "the coordinator's worklist: one self-contained HTML page (sort, filter, details; prints)",
+    "title": "Screening worklist: {study}, as of {as_of}",
+    "heading": "Screening worklist",
+    "screening": "screening",
+    "as-of": "As of",
+    "d1": "D1",
+    "criteria": "Criteria",
+    "inputs": "Inputs",
+    "written": "Written",
+    "written-by": "{time} by fhir3t {version}",
+    "written-by-run": "{time} by fhir3t {version}, run {run}",
+    "per-status": "Patients per status",
+    "count-head": "{patients}:",
+    "filters": "Filters",
+    "f.status": "Status",
+    "f.all": "all",
+    "f.criterion": "Criterion",
+    "f.any": "any",
+    "f.is": "is",
+    "f.failing-or-unknown": "failing or unknown",
+    "f.failing": "failing",
+    "f.unknown": "unknown",
+    "f.find": "Find",
+    "f.placeholder": "display id",
+    "f.placeholder-names": "display id or name",
+    "open-all": "Open / close all shown",
+    "col.patient": "Patient (MRN)",
+    "col.patient-system": "Patient ({system})",
+    "col.name": "Name",
+    "col.status": "Status",
+    "col.not-met": "Not met",
+    "col.unknown": "Unknown: to resolve",
+    "col.notes": "Notes",
+    "col.details": "Details",
+    "all-criteria": "All criteria",
+    "hide": "Hide",
+    "stale": "(latest result {day}: older than the window)",
+    "todo": "{criterion}{stale}: {actions}",
+    "review": "(review)",
+    "review-title": "only the study team can decide this",
+    "d.criterion": "Criterion",
+    "d.kind": "Kind",
+    "d.result": "Result",
+    "d.reason": "Reason",
+    "d.evidence": "Evidence",
+    "kind.inclusion": "inclusion",
+    "kind.exclusion": "exclusion",
+    "result-effect": "{result} · {effect}",
+    "empty": "No patient matches these filters.",
+    "footer": "Status: ineligible if any inclusion is not met or any exclusion is met; eligible if every inclusion is "
+              "met and every exclusion not met; otherwise candidate: the unknowns say what would settle them. Data "
+              "fhir3t cannot read never makes a patient eligible: it leaves the criterion unknown. Criteria marked "
+              "(review) are decided by the study team (screening checklist).",
+    "js.status": "status {status}",
+    "js.criterion-any": "{criterion} failing or unknown",
+    "js.criterion-failing": "{criterion} failing",
+    "js.criterion-unknown": "{criterion} unknown",
+    "js.matching": "matching “{text}”",
+    "js.printed": "Printed: {shown}",
+    "js.printed-filtered": "Printed: {shown} ({filters})",
+    "js.list": "{a}, {b}",
+})
+SHOWN = Plural("worklist.js.shown", "{n} of {total} patient shown", "{n} of {total} patients shown")
+PRINTED_COUNT = Plural("worklist.js.count", "{n} of {total} patient", "{n} of {total} patients")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 RANK: dict[str, int] = {Status.ELIGIBLE: 0, Status.CANDIDATE: 1, Status.INELIGIBLE: 2}
@@ -106,6 +174,8 @@ SCRIPT = r"""
   var empty = document.getElementById("empty");
   var printed = document.getElementById("printed");
   var counts = Array.prototype.slice.call(document.querySelectorAll(".counts button"));
+  var said = document.getElementById("words").dataset;  // the page's words in its language
+  function fill(t, values) { return t.replace(/\{(\w+)\}/g, function (m, k) { return k in values ? values[k] : m; }); }
   function detail(row) { return document.getElementById(row.getAttribute("data-detail")); }
   function words(row, name) { var v = row.getAttribute(name) || ""; return v ? v.split(" ") : []; }
   function apply() {
@@ -124,12 +194,17 @@ SCRIPT = r"""
       d.hidden = !ok || row.querySelector(".toggle").getAttribute("aria-expanded") !== "true";
       if (ok) { n += 1; }
     });
-    shown.textContent = n + " of " + rows.length + (rows.length === 1 ? " patient" : " patients") + " shown";
+    var total = {n: n, total: rows.length};
+    shown.textContent = fill(rows.length === 1 ? said.shownOne : said.shownOther, total);
     var parts = [];
-    if (status) { parts.push("status " + status); }
-    if (crit) { parts.push(crit + " " + (mode === "any" ? "failing or unknown" : mode)); }
-    if (text) { parts.push("matching \u201c" + fText.value.trim() + "\u201d"); }
-    printed.textContent = "Printed: " + shown.textContent.replace(" shown", "") + (parts.length ? " (" + parts.join(", ") + ")" : "");
+    if (status) { parts.push(fill(said.status, {status: fStatus.options[fStatus.selectedIndex].text})); }
+    if (crit) { parts.push(fill(mode === "any" ? said.critAny : mode === "failing" ? said.critFailing : said.critUnknown,
+                                {criterion: crit})); }
+    if (text) { parts.push(fill(said.matching, {text: fText.value.trim()})); }
+    var count = fill(rows.length === 1 ? said.countOne : said.countOther, total);
+    var filters = parts.reduce(function (a, b) { return a === null ? b : fill(said.list, {a: a, b: b}); }, null);
+    printed.textContent = filters === null ? fill(said.printed, {shown: count})
+                                            : fill(said.printedFiltered, {shown: count, filters: filters});
     empty.hidden = n !== 0;
     counts.forEach(function (b) { b.setAttribute("aria-pressed", String(b.getAttribute("data-status") === status)); });
   }
@@ -160,7 +235,7 @@ SCRIPT = r"""
     t.addEventListener("click", function () {
       var open = t.getAttribute("aria-expanded") !== "true";
       t.setAttribute("aria-expanded", String(open));
-      t.textContent = open ? "Hide" : "All criteria";
+      t.textContent = open ? said.hide : said.all;
       detail(row).hidden = !open || row.hidden;
     });
   });
@@ -177,7 +252,7 @@ SCRIPT = r"""
       if (row.hidden) { return; }
       var t = row.querySelector(".toggle");
       t.setAttribute("aria-expanded", String(open));
-      t.textContent = open ? "Hide" : "All criteria";
+      t.textContent = open ? said.hide : said.all;
     });
     apply();
   });
@@ -192,21 +267,21 @@ CSP = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{_SCR
        "base-uri 'none'; form-action 'none'")
 
 
-def _result_word(c: CriterionResult) -> str:
-    return {MET: "met", NOT_MET: "not met", UNKNOWN: "unknown"}.get(c.result, str(c.result))
-
-
 def _todo(r: ScreeningResult, info: RunInfo) -> str:
     items = []
+    sep = "；" if info.lang != "en" else "; "
     for c in r.criteria:
         if c.result != UNKNOWN:
             continue
-        todo = actions(c) or [c.reason]
+        todo = actions(c, info.lang) or [c.reason_in(info.lang)]
         stale = stale_on(c)
-        tag = f' <span class="stale">(latest result {e(stale)}: older than the window)</span>' if stale else ""
+        tag = f' <span class="stale">{e(info.say(W["stale"](day=stale)))}</span>' if stale else ""
         title = info.title_of(c.id)
-        items.append(f'<li><span class="cid" title="{e(title)}">{e(c.id)}</span>{tag}: '
-                     + "; ".join(e(t) for t in todo) + "</li>")
+        # the id, the stale tag and the actions each escaped on their own, then placed by the language's template
+        line = html.escape(template(W["todo"].id, info.lang)).format(
+            criterion=f'<span class="cid" title="{e(title)}">{e(c.id)}</span>', stale=tag,
+            actions=sep.join(e(t) for t in todo))
+        items.append(f"<li>{line}</li>")
     return f'<ul class="todo">{"".join(items)}</ul>' if items else "&ndash;"
 
 
@@ -219,104 +294,132 @@ def _failing(r: ScreeningResult, info: RunInfo) -> str:
 
 def _detail(r: ScreeningResult, info: RunInfo) -> str:
     rows = []
+    say = info.say
     for c in r.criteria:
         ev = ('<ul class="ev">' + "".join(f"<li><code>{e(x)}</code></li>" for x in c.evidence) + "</ul>") if c.evidence else "&ndash;"
-        review = ' <span title="only the study team can decide this">(review)</span>' if c.requires_review else ""
+        review = (f' <span title="{e(say(W["review-title"]()))}">{e(say(W["review"]()))}</span>'
+                  if c.requires_review else "")
         eff = effect(c)
+        kind = say(W[f"kind.{c.kind}"]()) if f"kind.{c.kind}" in W else c.kind
+        result = html.escape(template(W["result-effect"].id, info.lang)).format(
+            result=e(result_word(c.result, info.lang)), effect=f"<small>{e(effect_word(eff, info.lang))}</small>")
         rows.append(f'<tr class="e-{eff}"><td><span class="cid">{e(c.id)}</span> {e(info.title_of(c.id))}{review}</td>'
-                    f'<td>{e(c.kind)}</td><td class="result">{e(_result_word(c))} <small>&middot; {eff}</small></td>'
-                    f"<td>{e(c.reason)}</td><td>{ev}</td></tr>")
-    return ('<table class="criteria"><thead><tr><th scope="col">Criterion</th><th scope="col">Kind</th>'
-            '<th scope="col">Result</th><th scope="col">Reason</th><th scope="col">Evidence</th></tr></thead><tbody>'
-            + "".join(rows) + "</tbody></table>")
+                    f'<td>{e(kind)}</td><td class="result">{result}</td>'
+                    f"<td>{e(c.reason_in(info.lang))}</td><td>{ev}</td></tr>")
+    heads = "".join(f'<th scope="col">{e(say(W[k]()))}</th>' for k in ("d.criterion", "d.kind", "d.result", "d.reason",
+                                                                         "d.evidence"))
+    return f'<table class="criteria"><thead><tr>{heads}</tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
+
+
+def _words(info: RunInfo) -> str:
+    """The script's words in the page's language: data attributes of a hidden element (the script fills {n})."""
+    lang = info.lang
+    w = {"shown-one": template(SHOWN.id, lang, 1), "shown-other": template(SHOWN.id, lang, 2),
+         "count-one": template(PRINTED_COUNT.id, lang, 1), "count-other": template(PRINTED_COUNT.id, lang, 2),
+         "status": template(W["js.status"].id, lang), "crit-any": template(W["js.criterion-any"].id, lang),
+         "crit-failing": template(W["js.criterion-failing"].id, lang),
+         "crit-unknown": template(W["js.criterion-unknown"].id, lang), "matching": template(W["js.matching"].id, lang),
+         "printed": template(W["js.printed"].id, lang), "printed-filtered": template(W["js.printed-filtered"].id, lang),
+         "list": template(W["js.list"].id, lang), "hide": info.say(W["hide"]()), "all": info.say(W["all-criteria"]())}
+    return '<div id="words" hidden ' + " ".join(f'data-{k}="{e(v)}"' for k, v in w.items()) + "></div>"
 
 
 def render(results: list[ScreeningResult], info: RunInfo) -> str:
-    """The whole page as one string."""
+    """The whole page as one string, in the run's language."""
+    say = info.say
     names = info.names or any(r.name is not None for r in results)
     ordered = sorted(results, key=lambda r: (RANK.get(r.status, 9), r.display_id(info.id_system)))
     counts: Counter[str] = Counter(r.status for r in results)
-    stale = StaleTally().add_all(results).hint(info.as_of)
+    stale_msg = StaleTally().add_all(results).hint(info.as_of)
+    stale = say(stale_msg) if stale_msg is not None else None
     ncols = 6 + (1 if names else 0)
+    all_criteria = say(W["all-criteria"]())
     body = []
     for n, r in enumerate(ordered, 1):
         did = r.display_id(info.id_system)
         ref = f'<br><small class="ref">{e(r.patient)}</small>' if did != r.patient.removeprefix("Patient/") else ""
         text = " ".join(x for x in (did, r.patient, r.name or "") if x).lower()
         name_td = f"<td>{e(r.name or '')}</td>" if names else ""
-        notes = "<br>".join(e(x) for x in r.notes) or "&ndash;"
+        notes = "<br>".join(e(x) for x in r.notes_in(info.lang)) or "&ndash;"
         body.append(
             f'<tr class="row" data-detail="d-{n}" data-status="{e(r.status)}" data-rank="{RANK.get(r.status, 9)}" '
             f'data-display="{e(did)}" data-failing="{e(" ".join(r.failing))}" data-unknown="{e(" ".join(r.unknown))}" '
             f'data-nfailing="{len(r.failing)}" data-nunknown="{len(r.unknown)}" data-text="{e(text)}">'
             f'<td><span class="did">{e(did)}</span>{ref}</td>{name_td}'
-            f'<td><span class="status s-{e(r.status)}">{e(r.status)}</span></td>'
+            f'<td><span class="status s-{e(r.status)}">{e(status_word(r.status, info.lang))}</span></td>'
             f"<td>{_failing(r, info)}</td><td>{_todo(r, info)}</td><td>{notes}</td>"
-            f'<td><button type="button" class="toggle" aria-expanded="false" aria-controls="d-{n}">All criteria</button></td></tr>'
+            f'<td><button type="button" class="toggle" aria-expanded="false" aria-controls="d-{n}">{e(all_criteria)}'
+            f'</button></td></tr>'
             f'<tr class="detail" id="d-{n}" hidden><td colspan="{ncols}">{_detail(r, info)}</td></tr>')
-    crit_options = "".join(f'<option value="{e(i)}">{e(i)} {e(t)}</option>' for i, _k, t in info.criteria_titles)
+    crit_options = "".join(f'<option value="{e(i)}">{e(i)} {e(t.get(info.lang))}</option>'
+                           for i, _k, t in info.criteria_titles)
     if not crit_options and results:
         crit_options = "".join(f'<option value="{e(c.id)}">{e(c.id)}</option>' for c in results[0].criteria)
-    status_options = "".join(f'<option value="{s}">{s}</option>' for s in STATUSES)
+    status_options = "".join(f'<option value="{s}">{e(status_word(s, info.lang))}</option>' for s in STATUSES)
     count_buttons = "".join(f'<button type="button" data-status="{s}" aria-pressed="false">'
-                            f'<span class="s-{s}">{s}</span> {counts.get(s, 0)}</button>' for s in STATUSES)
+                            f'<span class="s-{s}">{e(status_word(s, info.lang))}</span> {counts.get(s, 0)}</button>'
+                            for s in STATUSES)
     note = f" <small>({e(info.as_of_note)})</small>" if info.as_of_note else ""
     digest = info.digest or ""
-    written = " ".join(x for x in (info.generated_at, f"by fhir3t {__version__}", f"run {info.run_id}" if info.run_id else "") if x)
-    id_label = f"Patient ({e(info.id_system)})" if info.id_system else "Patient (MRN)"
+    written = (say(W["written-by-run"](time=info.written_at, version=__version__, run=info.run_id)) if info.run_id
+               else say(W["written-by"](time=info.written_at, version=__version__)))
+    id_label = say(W["col.patient-system"](system=info.id_system)) if info.id_system else say(W["col.patient"]())
+    study = info.study or say(W["screening"]())
+    placeholder = say(W["f.placeholder-names"]()) if names else say(W["f.placeholder"]())
+    lang_attr = e(info.lang)
+    count_head = say(W["count-head"](patients=PATIENTS(len(results))))
     head = f"""<!doctype html>
-<html lang="en">
+<html lang="{lang_attr}">
 <head>
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="fhir3t {e(__version__)}">
-<title>Screening worklist: {e(info.study or 'screening')}, as of {e(info.as_of)}</title>
+<title>{e(say(W["title"](study=study, as_of=str(info.as_of))))}</title>
 <style>{CSS}</style>
 </head>
 <body>
+{_words(info)}
 <header>
-<h1>Screening worklist <span class="study">{e(info.study)}</span></h1>
+<h1>{e(say(W["heading"]()))} <span class="study">{e(info.study)}</span></h1>
 <dl class="meta">
-<div><dt>As of</dt><dd id="as-of">{e(info.as_of)}{note}</dd></div>
-<div><dt>D1</dt><dd id="d1">{e(info.d1)}</dd></div>
-<div><dt>Criteria</dt><dd>{e(info.criteria)} <code title="sha256 {e(digest)}">sha256 {e(digest[:12])}</code></dd></div>
-<div><dt>Inputs</dt><dd>{e(info.inputs)}</dd></div>
-<div><dt>Written</dt><dd>{e(written)}</dd></div>
+<div><dt>{e(say(W["as-of"]()))}</dt><dd id="as-of">{e(info.as_of)}{note}</dd></div>
+<div><dt>{e(say(W["d1"]()))}</dt><dd id="d1">{e(info.d1)}</dd></div>
+<div><dt>{e(say(W["criteria"]()))}</dt><dd>{e(info.criteria)} <code title="sha256 {e(digest)}">sha256 {e(digest[:12])}</code></dd></div>
+<div><dt>{e(say(W["inputs"]()))}</dt><dd>{e(info.inputs)}</dd></div>
+<div><dt>{e(say(W["written"]()))}</dt><dd>{e(written)}</dd></div>
 </dl>
-<div class="counts" aria-label="Patients per status"><strong>{e(plural(len(results), 'patient'))}:</strong> {count_buttons}</div>
+<div class="counts" aria-label="{e(say(W["per-status"]()))}"><strong>{e(count_head)}</strong> {count_buttons}</div>
 {f'<p class="hint" role="note">{e(stale)}</p>' if stale else ''}
 <p class="print-only" id="printed"></p>
 </header>
-<section class="controls" aria-label="Filters">
-<label>Status <select id="f-status"><option value="">all</option>{status_options}</select></label>
-<label>Criterion <select id="f-criterion"><option value="">any</option>{crit_options}</select></label>
-<label>is <select id="f-mode"><option value="any">failing or unknown</option><option value="failing">failing</option>
-<option value="unknown">unknown</option></select></label>
-<label>Find <input id="f-text" type="search" placeholder="display id{' or name' if names else ''}" autocomplete="off"></label>
-<button type="button" id="open-all">Open / close all shown</button>
+<section class="controls" aria-label="{e(say(W["filters"]()))}">
+<label>{e(say(W["f.status"]()))} <select id="f-status"><option value="">{e(say(W["f.all"]()))}</option>{status_options}</select></label>
+<label>{e(say(W["f.criterion"]()))} <select id="f-criterion"><option value="">{e(say(W["f.any"]()))}</option>{crit_options}</select></label>
+<label>{e(say(W["f.is"]()))} <select id="f-mode"><option value="any">{e(say(W["f.failing-or-unknown"]()))}</option>
+<option value="failing">{e(say(W["f.failing"]()))}</option>
+<option value="unknown">{e(say(W["f.unknown"]()))}</option></select></label>
+<label>{e(say(W["f.find"]()))} <input id="f-text" type="search" placeholder="{e(placeholder)}" autocomplete="off"></label>
+<button type="button" id="open-all">{e(say(W["open-all"]()))}</button>
 <span id="shown" aria-live="polite"></span>
 </section>
 <table id="worklist">
 <thead><tr>
-<th scope="col" data-sort="display" aria-sort="none"><button type="button">{id_label}</button></th>
-{'<th scope="col">Name</th>' if names else ''}
-<th scope="col" data-sort="status" aria-sort="none"><button type="button">Status</button></th>
-<th scope="col" data-sort="failing" aria-sort="none"><button type="button">Not met</button></th>
-<th scope="col" data-sort="unknown" aria-sort="none"><button type="button">Unknown: to resolve</button></th>
-<th scope="col">Notes</th>
-<th scope="col"><span hidden>Details</span></th>
+<th scope="col" data-sort="display" aria-sort="none"><button type="button">{e(id_label)}</button></th>
+{f'<th scope="col">{e(say(W["col.name"]()))}</th>' if names else ''}
+<th scope="col" data-sort="status" aria-sort="none"><button type="button">{e(say(W["col.status"]()))}</button></th>
+<th scope="col" data-sort="failing" aria-sort="none"><button type="button">{e(say(W["col.not-met"]()))}</button></th>
+<th scope="col" data-sort="unknown" aria-sort="none"><button type="button">{e(say(W["col.unknown"]()))}</button></th>
+<th scope="col">{e(say(W["col.notes"]()))}</th>
+<th scope="col"><span hidden>{e(say(W["col.details"]()))}</span></th>
 </tr></thead>
 <tbody>
 """
     tail = f"""</tbody>
 </table>
-<p id="empty" hidden>No patient matches these filters.</p>
+<p id="empty" hidden>{e(say(W["empty"]()))}</p>
 <footer>
-<p>Status: <b>ineligible</b> if any inclusion is not met or any exclusion is met; <b>eligible</b> if every
-inclusion is met and every exclusion not met; otherwise <b>candidate</b>: the unknowns say what would settle
-them. Data fhir3t cannot read never makes a patient eligible: it leaves the criterion unknown.
-Criteria marked (review) are decided by the study team (screening checklist).</p>
+<p>{e(say(W["footer"]()))}</p>
 </footer>
 <script>{SCRIPT}</script>
 </body>
@@ -327,7 +430,7 @@ Criteria marked (review) are decided by the study team (screening checklist).</p
 
 class WorklistFormat(Format):
     name = "html"
-    help = "the coordinator's worklist: one self-contained HTML page (sort, filter, details; prints)"
+    help = W["help"]
     streaming = False
 
     def write(self, results: Iterable[ScreeningResult], out: IO[str], info: RunInfo) -> int:

@@ -137,6 +137,12 @@ def _placeholders(template: str) -> frozenset[str]:
     return frozenset(name for _, name, _, _ in string.Formatter().parse(template) if name)
 
 
+def table(prefix: str, templates: Mapping[str, str]) -> dict[str, Message]:
+    """A module's messages declared as one table (key -> English template), each under the id `prefix.key`
+    (the extractor reads the literal dict: keep it a literal)."""
+    return {key: Message(f"{prefix}.{key}", en) for key, en in templates.items()}
+
+
 def many(items: Iterable[Arg], how: str = ", ") -> Many:
     return Many(tuple(items), how)
 
@@ -169,4 +175,4 @@ def from_data(data: object) -> Arg:
     raise ValueError(f"not message data: {type(data).__name__}")
 
 
-__all__ = ["REGISTRY", "Arg", "Many", "Message", "Msg", "Plural", "Text", "from_data", "many", "to_data"]
+__all__ = ["REGISTRY", "Arg", "Many", "Message", "Msg", "Plural", "Text", "from_data", "many", "table", "to_data"]

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import gettext
 import string
+from collections.abc import Mapping
 from datetime import date
 from functools import lru_cache
-from pathlib import Path
 
-from fhir3t.messages.core import REGISTRY, Arg, Many, Msg, Plural, Text
-
-#: where compiled catalogs live: locale/<lang>/LC_MESSAGES/fhir3t.mo (lang as gettext spells it: zh_CN)
-LOCALE_DIR = Path(__file__).resolve().parent / "locale"
-DOMAIN = "fhir3t"
+from fhir3t.messages import catalog
+from fhir3t.messages.catalog import LOCALE_DIR
+from fhir3t.messages.core import REGISTRY, Arg, Many, Message, Msg, Plural, Text
+from fhir3t.messages.lang import EN, gettext_code, normalize
 
 #: how each language joins a list: (separator, last separator for "and", for "or", clause separator)
 _JOIN = {
@@ -26,17 +25,20 @@ def _joiner(lang: str) -> tuple[str, str, str, str]:
 
 @lru_cache(maxsize=16)
 def translations(lang: str) -> gettext.NullTranslations:
-    """The compiled catalog of a language (English and unknown languages: none, the templates as written)."""
-    if lang == "en":
+    """The compiled catalog of a language (English and languages fhir3t does not speak: none, the templates
+    as written). Compiled from its .po on first use when no build compiled it (messages/catalog.py)."""
+    chosen = normalize(lang)
+    if chosen is None or chosen == EN:
         return gettext.NullTranslations()
-    return gettext.translation(DOMAIN, LOCALE_DIR, languages=[lang.replace("-", "_"), lang.split("-")[0]],
-                               fallback=True)
+    return catalog.load(gettext_code(chosen))
 
 
 def template(msg_id: str, lang: str, n: int | None = None) -> str:
     decl = REGISTRY.get(msg_id)
     if decl is None:
         raise KeyError(f"no message {msg_id!r} is declared")
+    if not decl.en:  # an empty cell (a table's corner): nothing to translate, and gettext reserves the empty msgid
+        return ""
     t = translations(lang)
     if isinstance(decl, Plural):
         count = n if n is not None else 0
@@ -89,4 +91,38 @@ def render(msg: Msg, lang: str = "en") -> str:
     return string.Formatter().vformat(tpl, (), _Args({k: arg_text(v, lang) for k, v in msg.args}))
 
 
-__all__ = ["LOCALE_DIR", "arg_text", "render", "template", "translations"]
+class Later(str):
+    """A message where a str is expected before the reader's language is known (an argparse help text): it reads
+    as its English text, and keeps the message (`msg`) so it can be said in another language once that is known
+    (fhir3t.cli.words.localize)."""
+
+    msg: Msg
+
+    def __new__(cls, msg: Msg) -> Later:
+        out = super().__new__(cls, render(msg, EN))
+        out.msg = msg
+        return out
+
+
+def later(msg: Msg) -> str:
+    return Later(msg)
+
+
+class Words:
+    """A module's table of messages (core.table) rendered in one language: `w("h.summary")`, `w("x", n=3)`."""
+
+    def __init__(self, messages: Mapping[str, Message], lang: str = EN) -> None:
+        self.messages, self.lang = messages, lang
+
+    def __call__(self, key: str, **values: Arg) -> str:
+        return render(self.messages[key](**values), self.lang)
+
+    def msg(self, key: str, **values: Arg) -> Msg:
+        return self.messages[key](**values)
+
+    def template(self, key: str) -> str:
+        """The template in this language, placeholders unfilled (for a caller that fills them itself)."""
+        return template(self.messages[key].id, self.lang)
+
+
+__all__ = ["LOCALE_DIR", "Later", "Words", "arg_text", "later", "render", "template", "translations"]

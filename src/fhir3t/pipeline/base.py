@@ -11,12 +11,16 @@ from typing import TYPE_CHECKING
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.criteria.screener import patient_ids
 from fhir3t.errors import Problems, UsageError
+from fhir3t.messages import Message
 from fhir3t.pipeline.definition import Definition
 from fhir3t.pipeline.run import Run
 from fhir3t.records.build import RecordBuilder
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.files import Limits, expand_paths
 from fhir3t.sources.grouping import GroupingSource, SharedIndex
+
+NOT_SCREENED = Message("input.not-screened", "{key}: not screened: a resource has an unexpected structure ({kind}); "
+                       "check it with 'fhir3t validate'")
 
 if TYPE_CHECKING:
     from fhir3t.sources.rest import RestSource
@@ -133,8 +137,7 @@ def screen_records(definition: Definition, run: Run, raws: Iterable[RawRecord],
             try:
                 result = screener.screen(builder.build(raw), run.as_of, run.d1, studies=run.studies, names=run.names)
             except RECORD_ERRORS as exc:
-                run.problems.add(raw.source, f"{raw.key}: not screened: a resource has an unexpected structure "
-                                             f"({type(exc).__name__}); check it with 'fhir3t validate'")
+                run.problems.add(raw.source, NOT_SCREENED(key=raw.key, kind=type(exc).__name__))
                 continue
             yield result
     finally:

@@ -39,9 +39,10 @@ from fhir3t.enrolment.records import (
     subject_facts,
 )
 from fhir3t.enrolment.refused import Conflict, Refused
+from fhir3t.enrolment.status import status_word
 from fhir3t.errors import UsageError
 from fhir3t.jsonshape import child, child_text, objs, text
-from fhir3t.messages import Message, Msg, many, render
+from fhir3t.messages import Message, Msg, many
 from fhir3t.pipeline.definition import Definition
 from fhir3t.pipeline.run import Run
 from fhir3t.state.base import CHANGED, Entry, Store, Versioned, Written, relink
@@ -140,16 +141,16 @@ def check_step(step: Step) -> None:
     if step.action in (Action.DECLINE, Action.WITHDRAW):
         codes = NOT_ENROLLED_REASONS if step.action is Action.DECLINE else WITHDRAWAL_REASONS
         if not step.reason:
-            raise UsageError(render(NEEDS_REASON(action=a, codes=_codes(codes))))
+            raise UsageError(NEEDS_REASON(action=a, codes=_codes(codes)))
         if step.reason not in codes:
-            raise UsageError(render(BAD_REASON(action=a, reason=step.reason, codes=_codes(codes))))
+            raise UsageError(BAD_REASON(action=a, reason=step.reason, codes=_codes(codes)))
     if step.action is Action.CONTACT:
         if step.reason and step.reason not in CONTACT_NOT_DONE:
-            raise UsageError(render(BAD_REASON(action=a, reason=step.reason, codes=_codes(CONTACT_NOT_DONE))))
+            raise UsageError(BAD_REASON(action=a, reason=step.reason, codes=_codes(CONTACT_NOT_DONE)))
         if step.medium and step.medium not in MEDIA:
-            raise UsageError(render(BAD_MEDIUM(medium=step.medium, codes=_codes(list(MEDIA)))))
+            raise UsageError(BAD_MEDIUM(medium=step.medium, codes=_codes(list(MEDIA))))
     if step.action is Action.ENROL and step.d1 is None:
-        raise UsageError(render(NEEDS_D1()))
+        raise UsageError(NEEDS_D1())
 
 
 def _eligibility(step: Step, latest: Screening | None) -> Msg | None:
@@ -162,7 +163,7 @@ def _eligibility(step: Step, latest: Screening | None) -> Msg | None:
     if not latest.failing and open_items and set(latest.unknown) <= set(open_items):
         return CHECKLIST_OPEN(ids=many(open_items, "and"))
     why = WHY_FAILING(ids=many(latest.failing)) if latest.failing else WHY_UNKNOWN(ids=many(latest.unknown))
-    return NOT_ELIGIBLE(status=latest.status, why=why)
+    return NOT_ELIGIBLE(status=status_word(latest.status), why=why)
 
 
 @dataclass
@@ -233,7 +234,7 @@ def act(definition: Definition, run: Run, store: Store, step: Step, *, settings:
             plan.entries.append(Entry(consent(cid, step.patient, study_url, step.day, form, step.note)))
             targets.append(f"Consent/{cid}")
             kw["consent_ref"] = f"Consent/{cid}"
-            message = DONE_CONSENT(patient=shown, form=form, status=after.value)
+            message = DONE_CONSENT(patient=shown, form=form, status=status_word(after))
         elif step.action is Action.ENROL:
             latest = screen_now(step) if screen_now is not None else _latest(store, study_ref, step.patient)
             why = _eligibility(step, latest)
@@ -256,19 +257,19 @@ def act(definition: Definition, run: Run, store: Store, step: Step, *, settings:
                 bumped.pop("meta", None)
                 plan.entries.append(Entry(bumped, if_match=study.version))
             message = DONE_ENROL(patient=shown, number=number, d1=step.d1.isoformat() if step.d1 else "-",
-                                 status=after.value)
+                                 status=status_word(after))
         elif step.action is Action.DECLINE:
-            message = DONE_DECLINE(patient=shown, reason=label(step.reason or "other"), status=after.value)
+            message = DONE_DECLINE(patient=shown, reason=label(step.reason or "other"), status=status_word(after))
         elif step.action is Action.WITHDRAW:
             facts = subject_facts(base)
             d1 = facts.d1 if facts is not None else None
             if d1 is not None and step.day < d1:
-                raise UsageError(render(END_BEFORE_D1()))
+                raise UsageError(END_BEFORE_D1())
             kw["end"] = step.day
-            message = DONE_WITHDRAW(patient=shown, status=after.value, day=step.day.isoformat(),
+            message = DONE_WITHDRAW(patient=shown, status=status_word(after), day=step.day.isoformat(),
                                     reason=label(step.reason or "other"))
         else:
-            message = DONE_STATUS(patient=shown, action=step.action.value, status=after.value)
+            message = DONE_STATUS(patient=shown, action=step.action.value, status=status_word(after))
         reason = step.reason if step.action in (Action.DECLINE, Action.WITHDRAW) else None
         subject = subject_after(base, after, step.day, reason=reason, **kw)
         plan.subject = subject
@@ -510,7 +511,7 @@ def state_bundle(definition: Definition, run: Run, state: StateFile, server: Sto
             if there is not None and is_teams(res.get("status")) and is_teams(there.resource.get("status")) \
                     and there.resource.get("status") != res.get("status") and not _moves_on(there, res):
                 out.notes.append(TEAM_DIFFERS(subject=there.resource["id"], where=where,
-                                              theirs=str(there.resource.get("status")), ours=str(res.get("status"))))
+                                              theirs=status_word(there.resource.get("status")), ours=status_word(res.get("status"))))
                 skipped.add(ref)
                 continue
         body = relink(res, relinked)

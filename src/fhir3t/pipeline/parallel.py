@@ -28,6 +28,7 @@ from fhir3t.pipeline.run import Run
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.files import Limits, expand_paths
 from fhir3t.sources.grouping import GroupingSource, GroupStats, SharedIndex, foreign_unread, records_of
+from fhir3t.sources.grouping import P as GROUPING_P
 from fhir3t.sources.seen import SeenPatients
 from fhir3t.sources.store import PARTITIONS, DiskStore, Group, partition_groups, work_dir
 
@@ -187,7 +188,7 @@ def screen_parallel(definition: Definition, run: Run, inputs: FileInputs, spec: 
                 missing += missing_parts
                 yield from results
         for rtype, where in shared.unadopted():
-            problems.add(where, f"{rtype} names no patient and no report or panel of a patient points at it; skipped")
+            problems.add(where, GROUPING_P["orphan"](type=rtype))
             unattributed += 1
         run.stats.missing_parts += missing
         run.stats.unattributed += unattributed

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from fhir3t.dates import FIRST_DAY, LAST_DAY, parse_day
 from fhir3t.errors import Fhir3tError, Problems, UsageError
+from fhir3t.messages import Plural
 from fhir3t.records.relevance import RunFilter
 from fhir3t.sources.files import expand_paths
 from fhir3t.study import StudyMatcher
@@ -33,6 +34,13 @@ SAMPLE_AS_OF = "https://fhir3t.github.io/fhir/CodeSystem/sample-as-of"
 _TAG = re.compile(rb'\{[^{}]*"' + re.escape(SAMPLE_AS_OF.encode()) + rb'"[^{}]*\}')
 _CODE = re.compile(rb'"code"\s*:\s*"(\d{4}-\d{2}-\d{2})"')
 _XML_TAG = re.compile(rb'<system\s+value="' + re.escape(SAMPLE_AS_OF.encode()) + rb'"\s*/>\s*<code\s+value="(\d{4}-\d{2}-\d{2})"')
+
+MISSING_PARTS = Plural("input.missing-parts", "{n} result of reports the criteria read was referenced but is not in "
+                       "the input (not read)", "{n} results of reports the criteria read were referenced but are not in "
+                       "the input (not read)")
+UNATTRIBUTED = Plural("input.unattributed", "{n} resource that could decide a criterion names no patient fhir3t can "
+                      "find (see above): its patient's results may be incomplete", "{n} resources that could decide a "
+                      "criterion name no patient fhir3t can find (see above): their patients' results may be incomplete")
 
 #: where the as-of date came from
 GIVEN, SAMPLES, TODAY = "given", "samples", "today"
@@ -163,11 +171,9 @@ class Run:
         """What a run says once at its end."""
         n = self.stats.missing_parts
         if n:
-            self.problems.add("input", f"{n} result(s) of reports the criteria read were referenced but are not in the "
-                                       "input (not read)", skipped=False)
+            self.problems.add("input", MISSING_PARTS(n), skipped=False)
         if self.stats.unattributed:
-            self.problems.add("input", f"{self.stats.unattributed} resource(s) that could decide a criterion name no "
-                                       "patient fhir3t can find (see above): their patients' results may be incomplete")
+            self.problems.add("input", UNATTRIBUTED(self.stats.unattributed))
 
 
 __all__ = ["GIVEN", "SAMPLES", "SAMPLE_AS_OF", "TODAY", "Dates", "Run", "RunStats", "as_day", "choose_dates",

@@ -16,6 +16,7 @@ from fhir3t.emit import screening_bundle
 from fhir3t.errors import UsageError
 from fhir3t.formats import Format, RunInfo, get_format
 from fhir3t.formats.summary import StaleTally
+from fhir3t.messages import Msg
 from fhir3t.pipeline.base import FileInputs, ServerQuery, only_patients, open_source, screen_records, use_native
 from fhir3t.pipeline.definition import Definition
 from fhir3t.pipeline.gcpolicy import fewer_collections
@@ -89,7 +90,7 @@ class ScreenRun:
     written: dict[str, int] = field(default_factory=dict)
     results: list[ScreeningResult] = field(default_factory=list)  # kept when emitting, pushing or collecting
     bundle: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[Msg] = field(default_factory=list)
     #: unknowns left unknown only by results older than their window (see formats.summary)
     stale: StaleTally = field(default_factory=StaleTally)
 

@@ -9,9 +9,17 @@ it cannot answer stays unread (unknown), never absent.
 from __future__ import annotations
 
 from fhir3t.errors import Problems
+from fhir3t.messages import Plural
 from fhir3t.records.plan import ReadPlan
 from fhir3t.terminology import Code, Terminology, ValueSet
 from fhir3t.transport.terminology import SNOMED, TerminologyServer
+
+EXPANDED = Plural("input.terminology-expanded", "{n} SNOMED CT descendant of the value sets' concepts added from the "
+                  "terminology server", "{n} SNOMED CT descendants of the value sets' concepts added from the "
+                  "terminology server")
+FAILED = Plural("input.terminology-failed", "{n} {op} request to the terminology server failed: the codes concerned stay "
+                "unread (their criteria unknown)", "{n} {op} requests to the terminology server failed: the codes "
+                "concerned stay unread (their criteria unknown)")
 
 #: subsumption questions asked at most, per run, when the server cannot expand (a budget, not a limit on
 #: correctness: an unanswered code stays unread)
@@ -62,8 +70,7 @@ def connect_terminology(tx: Terminology, plan: ReadPlan, server: TerminologyServ
 
     tx.resolver = resolve
     if expanded:
-        problems.add("terminology", f"{expanded} SNOMED CT descendants of the value sets' concepts added from the "
-                                    "terminology server", skipped=False)
+        problems.add("terminology", EXPANDED(expanded), skipped=False)
 
 
 def terminology_summary(server: TerminologyServer, problems: Problems) -> None:
@@ -73,5 +80,4 @@ def terminology_summary(server: TerminologyServer, problems: Problems) -> None:
     if stopped:
         problems.add("terminology", stopped)
     for op, n in sorted(server.failures.items()):
-        problems.add("terminology", f"{n} {op} request(s) to the terminology server failed: the codes concerned "
-                                    "stay unread (their criteria unknown)")
+        problems.add("terminology", FAILED(n, op=op))

@@ -14,13 +14,23 @@ from dataclasses import dataclass
 
 from fhir3t.dates import Span, parse_date, plausible
 from fhir3t.errors import Problems
-from fhir3t.messages import Message, Msg, render
+from fhir3t.messages import Message, Msg, table
 from fhir3t.r4facts import R4Facts, r4_facts
 from fhir3t.records.concepts import concept_texts, describe_concept, main_concept, shape_of
 from fhir3t.records.model import PatientRecord, Res
 from fhir3t.records.relevance import Judged, RunFilter, Why
 from fhir3t.sources.base import RawRecord
 from fhir3t.terminology import Code
+
+#: what is said about a record that is read in part
+P = table("input.record", {
+    "uncoded": "{type} has {shape}: criteria that rely on it are left unknown until it is coded",
+    "unresolvable-drug": "an unresolvable drug",
+    "bad-status": "{type}: {status}: criteria that read it are left unknown",
+    "not-a-date": "{element} is not a date: treated as undated",
+    "not-fhir-date": "{element} is not a FHIR date: treated as undated",
+    "implausible-date": "{element} is implausible (before 1900 or years ahead): treated as undated",
+})
 
 Resolve = Callable[[str], "dict | None"]
 
@@ -182,14 +192,14 @@ class RecordBuilder:
             for system in unknown:
                 self.relevance.report_unknown_system(system, where)
             if not unknown:
-                self.problems.add(where, f"{rtype} has {shape_of(concept) if not judged.unresolved else 'an unresolvable drug'}"
-                                  ": criteria that rely on it are left unknown until it is coded", skipped=False)
+                self.problems.add(where, P["uncoded"](type=rtype, shape=shape_of(concept) if not judged.unresolved
+                                                      else P["unresolvable-drug"]()), skipped=False)
         elif not kept:
             return None
         res = Res(rtype, resource, ref, codes, span, where, text, why, judged.texts, part_of, bad)
         if why is not None:
             if bad_status is not None:
-                self.problems.add(where, f"{rtype}: {render(bad_status)}: criteria that read it are left unknown", skipped=False)
+                self.problems.add(where, P["bad-status"](type=rtype, status=bad_status), skipped=False)
             rec.unread.setdefault(rtype, []).append(res)
             return res
         if judged.why is Why.SUSPECT:
@@ -224,16 +234,15 @@ class RecordBuilder:
             text = inherit
         if text is None:
             if field is not None:
-                self.problems.add(where, f"{rtype}.{field} is not a date: treated as undated")
+                self.problems.add(where, P["not-a-date"](element=f"{rtype}.{field}"))
             return None, None
         try:
             span = parse_date(text)
         except ValueError:
-            self.problems.add(where, f"{rtype}.{field or 'date'} is not a FHIR date: treated as undated")
+            self.problems.add(where, P["not-fhir-date"](element=f"{rtype}.{field or 'date'}"))
             return None, text
         if not plausible(span):
-            self.problems.add(where, f"{rtype}.{field or 'date'} is implausible (before 1900 or years ahead): "
-                                     "treated as undated")
+            self.problems.add(where, P["implausible-date"](element=f"{rtype}.{field or 'date'}"))
             return None, text
         return span, text
 

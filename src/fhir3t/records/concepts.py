@@ -110,14 +110,17 @@ def describe_concept(concept: object) -> Msg:
     return CONCEPT_TEXT_ONLY(text=text) if text else CONCEPT_NO_CODING()
 
 
-def shape_of(concept: object) -> str:
+CONCEPT_TEXT_ONLY_SHAPE = Message("concept.text-only-shape", "text only")
+
+
+def shape_of(concept: object) -> Msg:
     """Like describe_concept, without any text: for stderr and logs (no PHI)."""
     if not isinstance(concept, dict):
-        return "no code"
+        return CONCEPT_NONE()
     codings = items(concept.get("coding"))
     systems = sorted({c["system"] for c in codings if isinstance(c, dict) and isinstance(c.get("system"), str)})
     if systems:
-        return f"coded only in {', '.join(systems)}"
+        return CONCEPT_SYSTEMS(systems=", ".join(systems))
     if any(isinstance(c, dict) and "code" in c for c in codings):
-        return "a coding without a system"
-    return "text only" if isinstance(concept.get("text"), str) else "no usable coding"
+        return CONCEPT_NO_SYSTEM()
+    return CONCEPT_TEXT_ONLY_SHAPE() if isinstance(concept.get("text"), str) else CONCEPT_NO_CODING()

@@ -20,9 +20,13 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from fhir3t.errors import Problems
+from fhir3t.messages import Message
 from fhir3t.records.concepts import MED_TYPES, concept_texts, main_concept, suspect_concepts
 from fhir3t.records.plan import ReadPlan
 from fhir3t.terminology import Code, Terminology, ValueSet
+
+UNKNOWN_SYSTEM = Message("input.unknown-system", "code system {system} is unknown to fhir3t: its codes cannot match any "
+                         "criterion (supply a --concept-map that translates it)")
 
 if TYPE_CHECKING:
     from fhir3t.sources.native import NativeLines
@@ -264,9 +268,7 @@ class RunFilter:
     def report_unknown_system(self, system: str, where: str) -> None:
         """Say once per code system that its codes cannot match (a ConceptMap would fix it)."""
         if self.problems is not None:
-            self.problems.once(f"system:{system}", where or "input",
-                               f"code system {system} is unknown to fhir3t: its codes cannot match any criterion "
-                               "(supply a --concept-map that translates it)")
+            self.problems.once(f"system:{system}", where or "input", UNKNOWN_SYSTEM(system=system))
 
     def __call__(self, resource: dict, where: str = "") -> bool:
         return self.relevance.keep(resource, where, self._unknown)

@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from fhir3t.enrolment import Status
+from fhir3t.messages import Text, Words, render, table
 from fhir3t.report import sections
 from fhir3t.report.km import CI, KaplanMeier, kaplan_meier
 from fhir3t.report.narratives import narratives
@@ -22,18 +23,25 @@ from fhir3t.version import __version__
 
 HORIZON_DAYS = 182  # 26 weeks
 GRADES = ("1", "2", "3", "4", "5", "ungraded")
-CENSORING_RULE = ("Survival from D1 to death. Subjects withdrawn from the study are censored at withdrawal "
-                  "(ResearchSubject.period.end), whatever the record shows later; all other subjects without a death "
-                  "(lost to follow-up, off study, or on study at the data cut-off) are censored at their last "
-                  "contact: the latest dated resource of their record, capped at the data cut-off.")
+TEXTS = table("report.text", {
+    "censoring": "Survival from D1 to death. Subjects withdrawn from the study are censored at withdrawal "
+                 "(ResearchSubject.period.end), whatever the record shows later; all other subjects without a death "
+                 "(lost to follow-up, off study, or on study at the data cut-off) are censored at their last contact: "
+                 "the latest dated resource of their record, capped at the data cut-off.",
+    "methods": "Small-sample methods (n is at most ~133): proportions with exact Clopper–Pearson 95 % intervals; AE "
+               "rates per 100 patient-weeks with exact Poisson (Garwood) 95 % intervals; Kaplan–Meier survival with "
+               "Greenwood variance and a {ci} 95 % band; the median survival and its 95 % interval by inverting that "
+               "band (Brookmeyer–Crowley, as R survival and lifelines do).",
+    "ci-method": "Greenwood variance, {ci} transform, 95 %",
+    "by-investigator": "assessed by an investigator",
+    "not-assessed": "not assessed",
+})
+CENSORING_RULE = TEXTS["censoring"].en
 CAUSALITY_SHORT = {
     "Certain": "C", "Probably-Likely": "PL", "Possible": "P", "Unlikely": "U",
     "Conditional-Classified": "CC", "Unassessable-Unclassifiable": "UA",
 }
-METHODS = ("Small-sample methods (n is at most ~133): proportions with exact Clopper–Pearson 95 % intervals; AE rates "
-           "per 100 patient-weeks with exact Poisson (Garwood) 95 % intervals; Kaplan–Meier survival with Greenwood "
-           "variance and a {ci} 95 % band; the median survival and its 95 % interval by inverting that band "
-           "(Brookmeyer–Crowley, as R survival and lifelines do).")
+METHODS = TEXTS["methods"].en
 
 
 def survival_fit(outcomes: Sequence[SubjectOutcome], ci: CI = "log-log") -> KaplanMeier:
@@ -97,12 +105,22 @@ def causality_short(f: Finding) -> dict[str, str]:
     return out
 
 
-def _ae_row(o: SubjectOutcome, f: Finding, since: date | None = None) -> dict[str, Any]:
+def causality_word(code: str, lang: str = "en") -> str:
+    """A WHO-UMC causality category as written (English: the code, as the legend has always shown it)."""
+    if lang == "en":
+        return code
+    from fhir3t.report.narratives import CAUSALITY
+
+    m = CAUSALITY.get(code)
+    return render(m(), lang) if m is not None else code
+
+
+def _ae_row(o: SubjectOutcome, f: Finding, since: date | None = None, lang: str = "en") -> dict[str, Any]:
     return {"subject": subject_label(o), "patient": o.subject.patient, "id": f.id, "term": f.table_term,
             "reported_term": f.term, "onset": f.onset.isoformat(), "study_day": (f.onset - o.subject.d1).days,
             "end": f.end.isoformat() if f.end else None, "grade": f.grade, "grade_source": f.grade_source,
             "grade_rule": f.grade_rule,
-            "seriousness": f.seriousness, "seriousness_text": seriousness_text(f.seriousness),
+            "seriousness": f.seriousness, "seriousness_text": seriousness_text(f.seriousness, lang),
             "outcome": f.outcome, "related": f.treatment_related, "causality": causality_short(f), "source": f.source,
             "conservative_related": f.conservative_related, "needs_assessment": f.needs_assessment,
             "causality_pending": list(f.pending), "expected": {s.drug: s.drug not in f.unexpected_for for s in f.suspects},
@@ -110,9 +128,9 @@ def _ae_row(o: SubjectOutcome, f: Finding, since: date | None = None) -> dict[st
             "new_since": (f.onset > since) if since is not None else None}
 
 
-#: The disposition's words (message id -> English template): the JSON carries them as written and the page shows
-#: them; the ids are what issue 23's catalog translates.
-MESSAGES = {
+#: The disposition's words: the JSON carries them in the report's language (English for --json) and the page shows
+#: them
+MESSAGES = table("report.disposition", {
     "status.died": "died (day {day})",
     "status.alive": "alive at day {horizon}",
     "status.withdrawn": "censored before day {horizon} (withdrawn, day {day})",
@@ -125,40 +143,42 @@ MESSAGES = {
     "reason.lost": "censored at last contact; lost to follow-up",
     "reason.off_study": "censored at last contact; off study since {day}",
     "reason.on_study": "censored at last contact; on study at the data cut-off",
-}
+})
 
 
-def disposition(o: SubjectOutcome, horizon: int = HORIZON_DAYS) -> dict[str, Any]:
-    """One subject's line: D1, last contact, status at day 182, event or censoring reason, follow-up."""
-    m = MESSAGES
+def disposition(o: SubjectOutcome, horizon: int = HORIZON_DAYS, lang: str = "en") -> dict[str, Any]:
+    """One subject's line: D1, last contact, status at day 182, event or censoring reason, follow-up (in `lang`)."""
+    w = Words(MESSAGES, lang)
     s = o.subject
     days = o.survival_days
+    on_study = False
     if o.event:
-        at_horizon = m["status.died"].format(day=days) if days <= horizon else m["status.alive"].format(horizon=horizon)
-        reason = m["reason.death"] if o.death_date_known else m["reason.death.undated"]
+        at_horizon = w("status.died", day=days) if days <= horizon else w("status.alive", horizon=horizon)
+        reason = w("reason.death") if o.death_date_known else w("reason.death.undated")
     else:
         off = s.end is not None and s.end <= o.as_of
         if days >= horizon:
-            at_horizon = m["status.alive"].format(horizon=horizon)
+            at_horizon = w("status.alive", horizon=horizon)
         elif o.censored_at == "withdrawal":
-            at_horizon = m["status.withdrawn"].format(horizon=horizon, day=days)
+            at_horizon = w("status.withdrawn", horizon=horizon, day=days)
         elif (o.as_of - s.d1).days < horizon and not off:
-            at_horizon = m["status.not_reached"].format(horizon=horizon, day=days)
+            at_horizon = w("status.not_reached", horizon=horizon, day=days)
         else:
-            at_horizon = m["status.censored"].format(horizon=horizon, day=days)
+            at_horizon = w("status.censored", horizon=horizon, day=days)
         if o.censored_at == "withdrawal" and s.end:
-            reason = (m["reason.withdrawal.died_after"].format(day=s.end.isoformat(), death=o.death.isoformat())
-                      if o.death is not None else m["reason.withdrawal"].format(day=s.end.isoformat()))
+            reason = (w("reason.withdrawal.died_after", day=s.end.isoformat(), death=o.death.isoformat())
+                      if o.death is not None else w("reason.withdrawal", day=s.end.isoformat()))
         elif s.disposition == "lost-to-follow-up":
-            reason = m["reason.lost"]
+            reason = w("reason.lost")
         else:
-            reason = (m["reason.off_study"].format(day=s.end.isoformat()) if off and s.end else m["reason.on_study"])
+            on_study = not (off and s.end)
+            reason = w("reason.off_study", day=s.end.isoformat()) if off and s.end else w("reason.on_study")
     markers = [{"day": (f.onset - s.d1).days, "grade": f.grade, "related": f.treatment_related, "term": f.table_term,
                 "serious": f.serious} for f in o.findings if f.kind != "death"]
     stops = [{"day": (st.day - s.d1).days, "drug": st.drug} for st in o.stops if st.day]
     return {"subject": subject_label(o), "patient": s.patient, "d1": s.d1.isoformat(),
             "last_contact": o.last_alive.isoformat(), "status_day182": at_horizon, "event": o.event,
-            "event_or_censoring": reason, "follow_up_days": days, "status": s.status,
+            "event_or_censoring": reason, "on_study_at_cutoff": on_study, "follow_up_days": days, "status": s.status,
             "off_study": s.end.isoformat() if s.end else None, "ae_markers": markers, "drug_stops": stops,
             "censored_at": o.censored_at, "disposition": s.disposition,
             Status.WITHDRAWN.value: s.end.isoformat() if s.withdrawn and s.end else None}
@@ -178,11 +198,14 @@ def _terms_of(o: SubjectOutcome, ids: tuple[str, ...]) -> list[str]:
 def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: date,
               ci: CI = "log-log", *, study: str = "", header: Mapping[str, Any] | None = None,
               flow: Mapping[str, Any] | None = None, config: SafetyConfig | None = None,
-              since: date | None = None) -> dict[str, Any]:
+              since: date | None = None, lang: str = "en", names: Mapping[str, Text] | None = None) -> dict[str, Any]:
     """The JSON report (public contract: keys are only ever added; survival / ae_incidence fixed by issue 5).
 
     With `config` (the safety data the outcomes came from) the report also has the sections that need it:
-    baseline, lab shifts, AESIs, accrual against the target, expectedness; `since` adds the interval figures."""
+    baseline, lab shifts, AESIs, accrual against the target, expectedness; `since` adds the interval figures.
+    `lang`: the language of the sentences a page shows (methods, censoring rule, disposition, narratives, the
+    seriousness in words); the JSON written for programs is English (the default)."""
+    t = Words(TEXTS, lang)
     horizon = HORIZON_DAYS
     outcomes = sorted(outcomes, key=lambda o: (o.subject.label, o.subject.patient))  # listings by subject number
     km = survival_fit(outcomes, ci)
@@ -215,23 +238,23 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
         if f.grade_rule:
             derived[f.grade_rule] = derived.get(f.grade_rule, 0) + 1
     ungraded = sum(1 for f in findings if f.grade is None)
-    flagged = [_ae_row(o, f, since) for o in outcomes for f in o.findings if f.needs_assessment]
+    flagged = [_ae_row(o, f, since, lang) for o in outcomes for f in o.findings if f.needs_assessment]
     tests = config.tests if config else ()
     return {
         "study": study,
         "as_of": as_of.isoformat(),
         "generated_by": f"fhir3t {__version__}",
         "header": dict(header or {}),
-        "methods": METHODS.format(ci=ci),
+        "methods": t("methods", ci=ci),
         "survival": {
             "subjects": n,
             "events": events,
             "censored": n - events,
             "censored_at_withdrawal": sum(1 for o in outcomes if o.censored_at == "withdrawal"),
             "lost_to_follow_up": sum(1 for o in outcomes if o.subject.disposition == "lost-to-follow-up" and not o.event),
-            "censoring_rule": CENSORING_RULE,
+            "censoring_rule": t("censoring"),
             "horizon_days": horizon,
-            "ci_method": f"Greenwood variance, {ci} transform, 95 %",
+            "ci_method": t("ci-method", ci=ci),
             "day182": {
                 "estimate": s, "ci95": [lo, hi], "at_risk": km.at_risk(horizon),
                 "events": km.events_by(horizon), "censored_before": km.censored_before(horizon),
@@ -275,7 +298,7 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
             "definition": "subjects with >= 1 AE of the term (CTCAE v5.0 term where one is mapped, else the "
                           "reported term), each counted once at the worst grade of that term; sorted by frequency",
         },
-        "serious_adverse_events": [_ae_row(o, f, since) for o in outcomes for f in o.findings if f.serious],
+        "serious_adverse_events": [_ae_row(o, f, since, lang) for o in outcomes for f in o.findings if f.serious],
         "pending_assessment": {
             "rows": flagged,
             "definition": "deaths and serious AEs counted as not treatment-related only because their causality is "
@@ -283,7 +306,7 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
         },
         "expectedness": {
             "rsi_version": config.rsi.version if config else None,
-            "susars": [_ae_row(o, f, since) for o in outcomes for f in o.findings if f.susar],
+            "susars": [_ae_row(o, f, since, lang) for o in outcomes for f in o.findings if f.susar],
             "definition": "a serious AE suspected (Certain, Probably-Likely or Possible) for a 3T drug whose reference "
                           "safety information (profiles/safety/reference-safety-information.json) does not list it is "
                           "a suspected unexpected serious adverse reaction (SUSAR)",
@@ -314,9 +337,9 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
                        "definition": "fhir3t: found in the data by fhir3t; investigator: an AdverseEvent recorded "
                                      "by an investigator that fhir3t did not find; both: the same AE, recorded and "
                                      "found (the investigator's causality wins)"},
-        "causality_legend": {**{v: k for k, v in CAUSALITY_SHORT.items()}, "*": "assessed by an investigator",
-                             "–": "not assessed"},
-        "disposition": [disposition(o, horizon) for o in outcomes],
+        "causality_legend": {**{v: causality_word(k, lang) for k, v in CAUSALITY_SHORT.items()},
+                             "*": t("by-investigator"), "–": t("not-assessed")},
+        "disposition": [disposition(o, horizon, lang) for o in outcomes],
         "baseline": sections.baseline(outcomes, tests, [(c.id, c.title) for c in config.baseline.conditions])
         if config else None,
         "exposure": sections.exposure(outcomes, drugs, _terms_of),
@@ -330,7 +353,7 @@ def endpoints(outcomes: Sequence[SubjectOutcome], drugs: Sequence[str], as_of: d
         "aesi": sections.aesi(outcomes, config.aesi) if config else None,
         "accrual": sections.accrual(outcomes, config.target_enrolment if config else None, as_of),
         "interval": sections.interval(outcomes, since),
-        "narratives": narratives(outcomes),
+        "narratives": narratives(outcomes, lang, names),
         "screening_flow": dict(flow) if flow is not None else {
             "screened": None, "enrolled": n,
             "note": "no screening run given (fhir3t report --screening FILE, from fhir3t screen --format json)"},

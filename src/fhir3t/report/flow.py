@@ -15,6 +15,14 @@ from fhir3t.enrolment import RESULTS, Status
 from fhir3t.enrolment.log import Row
 from fhir3t.errors import Problems
 from fhir3t.jsonshape import objs, text
+from fhir3t.messages import table
+
+#: what is said about a screening run's results that cannot be counted as they are
+P = table("input.flow", {
+    "not-a-result": "not a screening result (needs patient and status eligible|candidate|ineligible); skipped",
+    "no-reason": "{patient}: ineligible, but no criterion in the result rules it out; counted as 'reason not given'",
+    "twice": "{patient}: screened more than once; the last result is used",
+})
 
 STATUSES = RESULTS
 
@@ -43,7 +51,7 @@ def parse_screening(items: Iterable[tuple[object, str]], order: Sequence[str], p
         patient = text(item.get("patient")) if isinstance(item, dict) else None
         status = text(item.get("status")) if isinstance(item, dict) else None
         if patient is None or status not in STATUSES:
-            problems.add(where, "not a screening result (needs patient and status eligible|candidate|ineligible); skipped")
+            problems.add(where, P["not-a-result"]())
             continue
         assert isinstance(item, dict)
         criteria = objs(item.get("criteria"))
@@ -51,10 +59,9 @@ def parse_screening(items: Iterable[tuple[object, str]], order: Sequence[str], p
                          key=lambda c: rank.get(c["id"], len(rank)))
         first = failing[0]["id"] if failing else None
         if status == Status.INELIGIBLE and first is None:
-            problems.add(where, f"{patient}: ineligible, but no criterion in the result rules it out; counted as "
-                                "'reason not given'", skipped=False)
+            problems.add(where, P["no-reason"](patient=patient), skipped=False)
         if patient in out:
-            problems.add(where, f"{patient}: screened more than once; the last result is used", skipped=False)
+            problems.add(where, P["twice"](patient=patient), skipped=False)
         out[patient] = Screened(patient, status, first if status == Status.INELIGIBLE else None)
     return list(out.values())
 

@@ -7,28 +7,33 @@ version, the data cut-off and "page N of M" (CSS page-margin boxes); tables wrap
 back to CJK fonts so Chinese text (a hospital's terms today, the zh-CN catalog of issue 23 tomorrow)
 renders and wraps.
 
-Every word a person reads is a template in MESSAGES (message id -> English with named placeholders);
-`render_html(..., messages=catalog, lang="zh-CN")` takes another catalog's templates.
+Every word a person reads is a message in MESSAGES (declared under `report`), said in the page's language:
+`render_html(..., lang="zh-CN")`; CTCAE terms and system organ classes in the reader's language come with
+`names` (profiles/safety/ctcae-v5-terms.json), the rest of the data as written.
 """
 from __future__ import annotations
 
 import re
 import string
 from collections.abc import Mapping, Sequence
+from datetime import tzinfo
 from html import escape
 from typing import Any
 
+from fhir3t.dates import local_time
 from fhir3t.enrolment import Status
-from fhir3t.enrolment.log import STEPS, reason_msg
-from fhir3t.messages import render
+from fhir3t.enrolment.log import STEP_WORDS, STEPS, reason_msg
+from fhir3t.messages import Text, Words, render, table
 from fhir3t.report.endpoints import causality_short
-from fhir3t.report.svg import Words, accrual_svg, flow_svg, km_svg, swimmer_parts
+from fhir3t.report.svg import accrual_svg, flow_svg, km_svg, swimmer_parts
+from fhir3t.report.words import name_in, outcome_in, sex_in
 from fhir3t.safety.findings import Finding, seriousness_text
 
-MESSAGES: dict[str, str] = {
+MESSAGES = table("report", {
     # page furniture (also printed in the page margins)
     "page.title": "{study} safety and endpoints report",
-    "page.heading": "{study}{title} — safety and endpoints report",
+    "page.heading": "{study} — safety and endpoints report",
+    "page.heading-title": "{study}: {title} — safety and endpoints report",
     "page.confidential": "CONFIDENTIAL — for the Data Monitoring Committee only",
     "page.version": "{study} report version {version}",
     "page.cutoff": "Data cut-off {cutoff}",
@@ -42,6 +47,14 @@ MESSAGES: dict[str, str] = {
     "meta.sources": "AE sources",
     "meta.software": "software",
     "meta.hash": "{name} sha256",
+    "meta.source-count": "{source} {n}",
+    "source.fhir3t": "fhir3t",
+    "source.investigator": "investigator",
+    "source.both": "both",
+    "source.causality_assessed_by_investigator": "causality_assessed_by_investigator",
+    "hash.safety data": "safety data",
+    "hash.criteria": "criteria",
+    "hash.profiles": "profiles",
     "note.methods": "{methods} Synthetic or EHR-derived data; the investigators' assessment of causality is required.",
     # summary
     "h.summary": "Summary",
@@ -248,7 +261,7 @@ MESSAGES: dict[str, str] = {
     "word.no": "no",
     "word.none": "None.",
     "word.dash": "–",
-}
+})
 FONTS = ('system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Noto Sans CJK SC","Noto Sans SC",'
          '"Source Han Sans SC","PingFang SC","Hiragino Sans GB","Microsoft YaHei","WenQuanYi Micro Hei",sans-serif')
 CSS = "body{font-family:" + FONTS + ";" + """margin:2em auto;max-width:1100px;color:#222;padding:0 1em;line-height:1.35}
@@ -372,15 +385,31 @@ class Page:
     """Builds the page's sections from the JSON report, every word through the message catalog."""
 
     def __init__(self, report: Mapping[str, Any], findings: Sequence[Finding], censor_days: Sequence[int],
-                 labels: Mapping[str, str], messages: Mapping[str, str] | None, svg_messages: Mapping[str, str] | None):
+                 labels: Mapping[str, str], lang: str = "en", names: Mapping[str, Text] | None = None,
+                 tz: tzinfo | None = None):
         self.r = report
         self.findings = findings
         self.censor_days = censor_days
         self.labels = labels
-        self.w = Words(MESSAGES, messages)
-        self.svg_messages = svg_messages
+        self.lang = lang
+        self.names = names or {}
+        self.tz = tz
+        self.w = Words(MESSAGES, lang)
         self.drugs = list(report["ae_incidence"]["by_drug"])
         self.abbr = drug_abbreviations(self.drugs)
+
+    def name(self, text: str) -> str:
+        """A CTCAE term, organ class or drug in the page's language, where the data name it there."""
+        return name_in(self.names, text, self.lang)
+
+    def word(self, kind: str, code: str) -> str:
+        """A code of the JSON report (an AE's source, a hash's name) as the page's language says it."""
+        return self.w(f"{kind}.{code}") if f"{kind}.{code}" in MESSAGES else code
+
+    def sources(self, counts: Mapping[str, Any]) -> str:
+        sep = ", " if self.lang == "en" else "，"
+        return sep.join(self.w("meta.source-count", source=self.word("source", k), n=v)
+                        for k, v in counts.items() if isinstance(v, int))
 
     def head(self, key: str, **values: Any) -> list[str]:
         return self.w(key, **values).split("|")
@@ -394,11 +423,13 @@ class Page:
         rows = [(w("meta.version"), h.get("report_version", "–")), (w("meta.cutoff"), r["as_of"])]
         if h.get("since"):
             rows.append((w("meta.since"), h["since"]))
-        rows += [(w("meta.generated"), h.get("generated_at", "–")), (w("meta.inputs"), h.get("inputs", "–")),
+        generated = h.get("generated_at")
+        shown = local_time(generated, self.tz) if generated and self.tz is not None else (generated or "–")
+        rows += [(w("meta.generated"), shown), (w("meta.inputs"), h.get("inputs", "–")),
                  (w("meta.subjects"), r["survival"]["subjects"]),
-                 (w("meta.sources"), ", ".join(f"{k} {v}" for k, v in r["ae_sources"].items() if isinstance(v, int))),
+                 (w("meta.sources"), self.sources(r["ae_sources"])),
                  (w("meta.software"), r["generated_by"])]
-        rows += [(w("meta.hash", name=name), digest) for name, digest in (h.get("hashes") or {}).items()]
+        rows += [(w("meta.hash", name=self.word("hash", name)), digest) for name, digest in (h.get("hashes") or {}).items()]
         body = "".join(f"<dt>{escape(str(k))}</dt><dd>{escape(str(v))}</dd>" for k, v in rows)
         return f'<dl class="meta">{body}</dl>'
 
@@ -449,7 +480,7 @@ class Page:
                                                                                    Status.INELIGIBLE))],
                      [w("flow.row.outside"), came.get("not_in_screening_run", 0)],
                      [w("flow.row.not_enrolled"), flow["eligible_not_enrolled"]]]
-            out += [f'<figure class="keep">{flow_svg(flow, messages=self.svg_messages)}</figure>',
+            out += [f'<figure class="keep">{flow_svg(flow, lang=self.lang)}</figure>',
                     _keep(_table(["", w("flow.head.patients")], rows, (1,))), self.note("flow.definition")]
             team = flow.get("team")
             if isinstance(team, dict):
@@ -462,21 +493,21 @@ class Page:
                      is not None else "–"] for m in acc["by_month"]]
             out += [f"<h3>{escape(w('h.accrual'))}</h3>",
                     self.note("accrual.note", enrolled=acc["enrolled"], target=acc.get("target") or "–", percent=pct),
-                    f'<figure class="keep">{accrual_svg(acc["by_month"], acc.get("target"), messages=self.svg_messages)}</figure>',
+                    f'<figure class="keep">{accrual_svg(acc["by_month"], acc.get("target"), lang=self.lang)}</figure>',
                     _keep(_table([w("accrual.head.month"), w("accrual.head.enrolled"), w("accrual.head.cumulative"),
                                   w("accrual.head.percent")], rows, (1, 2, 3)))]
         return "".join(out)
 
     def team_rows(self, team: dict) -> list[list]:
         """The log's chain screened -> eligible -> contacted -> consented -> enrolled, with why patients stopped."""
-        w, lang = self.w, "en"  # the DSMB report is English (its words come from MESSAGES)
+        w, lang = self.w, self.lang
         steps = {s["from"]: s for s in team.get("steps", [])}
         rows: list[list] = []
         for step in STEPS:
-            rows.append([w("flow.team.step", step=step), team.get(step, 0)])
+            rows.append([w("flow.team.step", step=STEP_WORDS[step]()), team.get(step, 0)])
             for x in (steps.get(step) or {}).get("reasons", []):
-                rows.append([w("flow.team.stopped", step=steps[step]["to"], reason=render(reason_msg(x["reason"]), lang)),
-                             x["patients"]])
+                rows.append([w("flow.team.stopped", step=STEP_WORDS[steps[step]["to"]](),
+                               reason=render(reason_msg(x["reason"]), lang)), x["patients"]])
         for x in team.get("withdrawal_reasons", []):
             rows.append([w("flow.team.withdrawn", reason=render(reason_msg(x["reason"]), lang)), x["patients"]])
         return rows
@@ -490,9 +521,9 @@ class Page:
         rows: list[list[Any]] = [[w("baseline.age"), w("baseline.age.value", median=_num(age["median"]), q1=_num(age["q1"]),
                                                        q3=_num(age["q3"]), min=_num(age["min"], 0), max=_num(age["max"], 0),
                                                        n=age["n"])]]
-        rows += [[w("baseline.sex", sex=s), _n_pct(v["n"], n)] for s, v in b["sex"].items() if v["n"]]
+        rows += [[w("baseline.sex", sex=sex_in(s, self.lang)), _n_pct(v["n"], n)] for s, v in b["sex"].items() if v["n"]]
         rows += [[w("baseline.condition", title=c["title"]), _n_pct(c["subjects"], n)] for c in b["conditions"]]
-        rows += [[w("baseline.lab", term=x["term"], unit=x["unit"] or "–"),
+        rows += [[w("baseline.lab", term=self.name(x["term"]), unit=x["unit"] or "–"),
                   w("baseline.lab.value", median=_num(x["median"], 2), min=_num(x["min"], 2), max=_num(x["max"], 2),
                     n=x["n"], abnormal=x["abnormal"])]
                  for x in b["labs"] if x["n"]]
@@ -505,7 +536,7 @@ class Page:
         if not e:
             return ""
         w = self.w
-        rows = [[x["drug"], x["subjects_exposed"], _num(x["patient_weeks"], 1),
+        rows = [[self.name(x["drug"]), x["subjects_exposed"], _num(x["patient_weeks"], 1),
                  f"{_num(x['days']['median'])} [{_num(x['days']['min'], 0)} – {_num(x['days']['max'], 0)}]",
                  ", ".join(x["daily_doses"]) or "–", x["interruptions"], x["reductions"], x["discontinuations"]]
                 for x in e["by_drug"]]
@@ -520,9 +551,9 @@ class Page:
                 detail = w("changes.dose", from_dose=c["from_dose"], to_dose=c["to_dose"])
             else:
                 detail = ""
-            changes.append([c["subject"], c["drug"], w(f"changes.kind.{c['kind']}"), c["day"] or "–",
+            changes.append([c["subject"], self.name(c["drug"]), w(f"changes.kind.{c['kind']}"), c["day"] or "–",
                             c["study_day"] if c["study_day"] is not None else "–", detail, c["reason"] or "–",
-                            ", ".join(c["adverse_event_terms"]) or w("changes.none_ae")])
+                            ", ".join(map(self.name, c["adverse_event_terms"])) or w("changes.none_ae")])
         head = [w(f"changes.head.{k}") for k in ("subject", "drug", "kind", "day", "study_day", "detail", "reason", "aes")]
         out.append(_table(head, changes, (4,), "wide") if changes else f"<p>{escape(w('changes.none'))}</p>")
         out.append(self.note("exposure.note"))
@@ -547,10 +578,10 @@ class Page:
                 [w("survival.median"), f"{med_text} ({med_ci})"]]
         curve = [[p["day"], p["at_risk"], p["events"], p["censored"], f"{p['estimate']:.3f}",
                   f"{p['ci95'][0]:.3f} – {p['ci95'][1]:.3f}"] for p in sv["curve"]]
-        swimmers = swimmer_parts(self.r["disposition"], day, messages=self.svg_messages)
+        swimmers = swimmer_parts(self.r["disposition"], day, lang=self.lang)
         return "".join([
             f"<h2>{escape(w('h.survival'))}</h2>",
-            '<figure class="keep">', km_svg(sv["curve"], day, self.censor_days, messages=self.svg_messages),
+            '<figure class="keep">', km_svg(sv["curve"], day, self.censor_days, lang=self.lang),
             self.note("survival.band", method=sv["ci_method"], day=day), "</figure>",
             self.note("survival.rule", rule=sv.get("censoring_rule", "")),
             _keep(_table(["", w("survival.head.value")], rows, (1,))),
@@ -565,11 +596,11 @@ class Page:
         def share_row(label: str, s: Mapping[str, Any]) -> list[Any]:
             return [label, s["with_related_ae"], s["subjects"], _pct(s["proportion"]), _ci(s.get("ci95"))]
 
-        rows = [share_row(w("incidence.any"), inc["overall"])] + [share_row(d, s) for d, s in inc["by_drug"].items()]
+        rows = [share_row(w("incidence.any"), inc["overall"])] + [share_row(self.name(d), s) for d, s in inc["by_drug"].items()]
         cons = inc.get("conservative")
         if cons:
             rows.append(share_row(w("incidence.conservative.any"), cons["overall"]))
-            rows += [share_row(w("incidence.conservative.drug", drug=d), s) for d, s in cons["by_drug"].items()]
+            rows += [share_row(w("incidence.conservative.drug", drug=self.name(d)), s) for d, s in cons["by_drug"].items()]
         grades = [share_row(w("by_grade.grade", grade=g) if g.isdigit() else w("by_grade.ungraded"), s)
                   for g, s in inc["by_grade"].items()]
 
@@ -598,7 +629,7 @@ class Page:
         grades = ("1", "2", "3", "4", "5", "ungraded")
         rows = [[w("by_term.any"), _n_pct(st["any"]["subjects"], n), *(st["any"]["by_worst_grade"][g] or "" for g in grades)]]
         for x in st["rows"]:
-            rows.append([x["term"] + ("" if x["ctcae"] else " †"), _n_pct(x["subjects"], n),
+            rows.append([self.name(x["term"]) + ("" if x["ctcae"] else " †"), _n_pct(x["subjects"], n),
                          *(_n_pct(x["by_worst_grade"][g], n) if x["by_worst_grade"][g] else "" for g in grades)])
         out = [f"<h2>{escape(w('h.safety'))}</h2>", f"<h3>{escape(w('h.by_term'))}</h3>", self.note("by_term.note", n=n),
                _keep(_table(self.head("by_term.head"), rows, (1, 2, 3, 4, 5, 6, 7)))]
@@ -606,11 +637,11 @@ class Page:
         if soc:
             rows, classes = [], []
             for s in soc["socs"]:
-                name = w("by_soc.unmapped") if s["soc"] == "SOC not mapped" else s["soc"]
+                name = w("by_soc.unmapped") if s["soc"] == "SOC not mapped" else self.name(s["soc"])
                 rows.append([name, _n_pct(s["subjects"], n), s["events"], *(s["by_worst_grade"][g] or "" for g in grades)])
                 classes.append("soc")
                 for t in s["terms"]:
-                    rows.append([f"  {t['term']}", _n_pct(t["subjects"], n), t["events"],
+                    rows.append([f"  {self.name(t['term'])}", _n_pct(t["subjects"], n), t["events"],
                                  *(t["by_worst_grade"][g] or "" for g in grades)])
                     classes.append("")
             out += [f"<h3>{escape(w('h.by_soc'))}</h3>", self.note("by_soc.note"),
@@ -633,7 +664,7 @@ class Page:
             t = x["time_to_first_event_days"]
             ttf = f"{_num(t['median'])} [{_num(t['min'], 0)} – {_num(t['max'], 0)}]" if t["n"] else "–"
             severe = sum(v for g, v in x["by_worst_grade"].items() if g in ("3", "4", "5"))
-            title = w("aesi.child", title=x["title"]) if x["parent"] else x["title"]
+            title = w("aesi.child", title=self.name(x["title"])) if x["parent"] else self.name(x["title"])
             rows.append([title, _n_pct(x["subjects"], n), _ci(x["ci95"]), x["events"], x["serious"], x["related"], severe, ttf])
         return "".join([f"<h3>{escape(w('h.aesi'))}</h3>", self.note("aesi.note"),
                         _table(self.head("aesi.head"), rows, (1, 3, 4, 5, 6, 7))])
@@ -652,7 +683,7 @@ class Page:
         for t in tables:
             keep = [c for c in cols if c == "missing" or int(c) <= t["max_grade"]]
             rows = [[label(b), *(t["matrix"][b][c] for c in keep)] for b in keep]
-            out.append(_keep(_table([w("shifts.head.baseline", term=t["term"]), *(label(c) for c in keep)], rows,
+            out.append(_keep(_table([w("shifts.head.baseline", term=self.name(t["term"])), *(label(c) for c in keep)], rows,
                                     tuple(range(1, len(keep) + 1)))))
         out.append("</div>")
         return "".join(out)
@@ -674,28 +705,30 @@ class Page:
         def expected(x: Mapping[str, Any]) -> str:
             no = [d for d, ok in (x.get("expected") or {}).items() if not ok and x["causality"].get(d, "").rstrip("*")
                   in ("C", "PL", "P")]
-            return w("saes.expected.no", drugs=", ".join(no)) if no else w("saes.expected.yes")
+            return w("saes.expected.no", drugs=", ".join(map(self.name, no))) if no else w("saes.expected.yes")
 
-        saes = [[x["subject"], x["term"], x["onset"], x["study_day"], x["grade"] if x["grade"] is not None else "–",
-                 x["seriousness_text"], x["outcome"], w("word.yes") if x["related"] else w("word.no"), expected(x), flags(x)]
+        saes = [[x["subject"], self.name(x["term"]), x["onset"], x["study_day"], x["grade"] if x["grade"] is not None else "–",
+                 x["seriousness_text"], outcome_in(x["outcome"], self.lang), w("word.yes") if x["related"] else w("word.no"),
+                 expected(x), flags(x)]
                 for x in r["serious_adverse_events"]]
         out = [f"<h3>{escape(w('h.saes'))}</h3>",
                _table(self.head("saes.head"), saes, (3,), "wide") if saes else f"<p>{escape(w('word.none'))}</p>"]
         pending = r.get("pending_assessment", {}).get("rows", [])
         out += [f"<h3>{escape(w('h.pending'))}</h3>", self.note("pending.note")]
-        out.append(_table(self.head("pending.head"), [[x["subject"], x["term"], x["onset"], x["grade"] if x["grade"]
+        out.append(_table(self.head("pending.head"), [[x["subject"], self.name(x["term"]), x["onset"], x["grade"] if x["grade"]
                                                       is not None else "–", x["seriousness_text"],
                                                       ", ".join(x["causality_pending"])] for x in pending], (), "wide")
                    if pending else f"<p>{escape(w('word.none'))}</p>")
         ex = r.get("expectedness") or {}
         susars = ex.get("susars", [])
         out += [f"<h3>{escape(w('h.susars'))}</h3>", self.note("susars.note", rsi=ex.get("rsi_version") or "–")]
-        out.append(_table(self.head("saes.head"), [[x["subject"], x["term"], x["onset"], x["study_day"], x["grade"],
-                                                   x["seriousness_text"], x["outcome"], w("word.yes"), expected(x), flags(x)]
+        out.append(_table(self.head("saes.head"), [[x["subject"], self.name(x["term"]), x["onset"], x["study_day"], x["grade"],
+                                                   x["seriousness_text"], outcome_in(x["outcome"], self.lang), w("word.yes"),
+                                                   expected(x), flags(x)]
                                                   for x in susars], (3,), "wide")
                    if susars else f"<p>{escape(w('word.none'))}</p>")
-        stops = [[x["subject"], x["drug"], x["day"] or w("stops.unknown"), x["study_day"] if x["study_day"] is not None
-                  else "–", x["reason"], ", ".join(x["adverse_event_terms"]) or w("stops.none_ae")]
+        stops = [[x["subject"], self.name(x["drug"]), x["day"] or w("stops.unknown"), x["study_day"] if x["study_day"] is not None
+                  else "–", x["reason"], ", ".join(map(self.name, x["adverse_event_terms"])) or w("stops.none_ae")]
                  for x in r["discontinuations"]]
         out += [f"<h3>{escape(w('h.stops'))}</h3>",
                 _keep(_table(self.head("stops.head"), stops, (3,))) if stops else f"<p>{escape(w('stops.none'))}</p>"]
@@ -704,7 +737,8 @@ class Page:
             day = x["day"] if x["date_known"] else w("deaths.last_alive", day=x["day"])
             event = w("word.yes") if x.get("survival_event", True) else w("deaths.after_withdrawal")
             causality = ", ".join(f"{self.abbr.get(d, d)} {v}" for d, v in (x.get("causality") or {}).items())
-            deaths.append([x["subject"], day, x["study_day"], x["cause"] or w("deaths.not_coded"), event, causality or "–"])
+            deaths.append([x["subject"], day, x["study_day"], self.name(x["cause"]) if x["cause"] else w("deaths.not_coded"),
+                           event, causality or "–"])
         out += [f"<h3>{escape(w('h.deaths'))}</h3>",
                 _keep(_table(self.head("deaths.head"), deaths, (2,))) if deaths else f"<p>{escape(w('word.none'))}</p>"]
         return "".join(out)
@@ -714,7 +748,7 @@ class Page:
         if not items:
             return ""
         w = self.w
-        terms = {f.id: f.table_term for f in self.findings}
+        terms = {f.id: self.name(f.table_term) for f in self.findings}
         out = [f"<h2>{escape(w('h.narratives'))}</h2>", self.note("narratives.note")]
         for x in items:
             title = (w("narrative.kind.death", subject=x["subject"]) if x["kind"] == "death"
@@ -735,25 +769,26 @@ class Page:
         rows = []
         for f in self.findings:
             short = causality_short(f)
-            rows.append([self.labels.get(f.patient, f.patient), f.table_term, f.grade if f.grade is not None else "–",
-                         f.onset.isoformat(), f.end.isoformat() if f.end else "–", f.outcome,
-                         seriousness_text(f.seriousness), w("word.yes") if f.treatment_related else w("word.no"),
-                         *(short.get(d, "–") for d in self.drugs), f.source])
+            rows.append([self.labels.get(f.patient, f.patient), self.name(f.table_term), f.grade if f.grade is not None else "–",
+                         f.onset.isoformat(), f.end.isoformat() if f.end else "–", outcome_in(f.outcome, self.lang),
+                         seriousness_text(f.seriousness, self.lang), w("word.yes") if f.treatment_related else w("word.no"),
+                         *(short.get(d, "–") for d in self.drugs), self.word("source", f.source)])
         head = [*self.head("listing.head"), *(self.abbr[d] for d in self.drugs), w("listing.head.source")]
         return "".join([
             f"<h2>{escape(w('h.listing'))}</h2>",
             self.note("listing.legend", legend="; ".join(f"{k} = {v}" for k, v in legend.items()),
-                      drugs="; ".join(f"{a} = {d}" for d, a in self.abbr.items()),
-                      sources=", ".join(f"{k} {v}" for k, v in sources.items() if isinstance(v, int))),
+                      drugs="; ".join(f"{a} = {self.name(d)}" for d, a in self.abbr.items()),
+                      sources=self.sources(sources)),
             _table(head, rows, (2,), "wide")])
 
 
 def render_html(report: dict[str, Any], findings: Sequence[Finding], censor_days: Sequence[int],
-                labels: Mapping[str, str] | None = None, *, messages: Mapping[str, str] | None = None,
-                lang: str = "en") -> str:
-    """The page. `labels` maps patient references to subject numbers for the AE listing; `messages` replaces
-    templates of MESSAGES and of the figures' (fhir3t.report.svg.MESSAGES) by id."""
-    page = Page(report, findings, censor_days, labels or {}, messages, messages)
+                labels: Mapping[str, str] | None = None, *, lang: str = "en", names: Mapping[str, Text] | None = None,
+                tz: tzinfo | None = None) -> str:
+    """The page in `lang` (the report built in that language: endpoints(..., lang=)). `labels` maps patient
+    references to subject numbers for the AE listing; `names` CTCAE terms and organ classes to their names in
+    other languages; `tz` shows the time it was generated in the site's zone."""
+    page = Page(report, findings, censor_days, labels or {}, lang, names, tz)
     w = page.w
     h = report.get("header") or {}
     study = report.get("study") or "Study"
@@ -769,7 +804,7 @@ def render_html(report: dict[str, Any], findings: Sequence[Finding], censor_days
         f"<title>{escape(w('page.title', study=study))}</title>",
         f"<style>{CSS}{page_css(w, study, version, cutoff)}</style></head><body>",
         furniture,
-        f"<h1>{escape(w('page.heading', study=study, title=': ' + title if title else ''))}</h1>",
+        f"<h1>{escape(w('page.heading-title', study=study, title=title) if title else w('page.heading', study=study))}</h1>",
         page.meta(),
         page.note("note.methods", methods=report.get("methods", "")),
         page.summary(), page.screening(), page.baseline(), page.exposure(), page.survival(), page.incidence(),

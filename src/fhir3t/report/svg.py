@@ -1,8 +1,8 @@
 """The report's figures as inline SVG: Kaplan–Meier curve, swimmer plot (in page-sized parts, each with its
 legend inside it so the two never print apart), CONSORT screening flow, accrual against the target.
 
-Every word drawn comes from MESSAGES (message id -> English template); a caller may pass another catalog's
-templates. Data strings are escaped.
+Every word drawn comes from MESSAGES (messages declared under `report.svg`), said in the page's language
+(`lang`). Data strings are escaped.
 """
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from html import escape
 from typing import Any
 
 from fhir3t.enrolment import Status
+from fhir3t.messages import Words, table
 
-MESSAGES: dict[str, str] = {
+MESSAGES = table("report.svg", {
     "km.label": "Kaplan-Meier survival from D1",
     "km.axis.x": "days since D1",
     "km.axis.y": "survival",
@@ -46,32 +47,19 @@ MESSAGES: dict[str, str] = {
     "accrual.label": "Accrual against the target",
     "accrual.axis.y": "subjects enrolled (cumulative)",
     "accrual.target": "target {n}",
-}
+})
 GRADE_COLOURS = {"1": "#fdd49e", "2": "#fdae6b", "3": "#f16913", "4": "#d94801", "5": "#7f2704", "ungraded": "#9e9e9e"}
 SWIMMER_ROWS = 34  # subjects per swimmer part: one part fits an A4 page with its legend
 
 
-class Words:
-    """MESSAGES, with another catalog's templates taking precedence."""
-
-    def __init__(self, base: Mapping[str, str], override: Mapping[str, str] | None = None) -> None:
-        self.base, self.override = base, override or {}
-
-    def __call__(self, key: str, **values: Any) -> str:
-        return self.template(key).format(**values)
-
-    def template(self, key: str) -> str:
-        return self.override.get(key, self.base[key])
-
-
-def _words(messages: Mapping[str, str] | None) -> Words:
-    return Words(MESSAGES, messages)
+def _words(lang: str) -> Words:
+    return Words(MESSAGES, lang)
 
 
 def km_svg(curve: Sequence[dict[str, Any]], horizon: int, censor_days: Sequence[int], width: int = 520,
-           height: int = 380, messages: Mapping[str, str] | None = None) -> str:
+           height: int = 380, lang: str = "en") -> str:
     """Step curve with its 95 % CI band, censoring ticks, a line at the horizon and numbers at risk."""
-    w = _words(messages)
+    w = _words(lang)
     left, right, top, bottom = 60, 20, 20, 90
     pw, ph = width - left - right, height - top - bottom
     t_max = max([horizon + 14] + [int(p["day"]) for p in curve] + list(censor_days))
@@ -123,20 +111,20 @@ def km_svg(curve: Sequence[dict[str, Any]], horizon: int, censor_days: Sequence[
 
 
 def swimmer_parts(rows: Sequence[Mapping[str, Any]], horizon: int, width: int = 700, per_part: int = SWIMMER_ROWS,
-                  messages: Mapping[str, str] | None = None) -> list[str]:
+                  lang: str = "en") -> list[str]:
     """The swimmer plot in parts of at most `per_part` subjects, each with the same axis and its own legend."""
     rows = list(rows)
     t_max = max([horizon + 14] + [int(r["follow_up_days"]) for r in rows])
     chunks = [rows[i:i + per_part] for i in range(0, len(rows), per_part)] or [[]]
-    return [swimmer_svg(c, horizon, width, t_max=t_max, part=i + 1, parts=len(chunks), messages=messages)
+    return [swimmer_svg(c, horizon, width, t_max=t_max, part=i + 1, parts=len(chunks), lang=lang)
             for i, c in enumerate(chunks)]
 
 
 def swimmer_svg(rows: Sequence[Mapping[str, Any]], horizon: int, width: int = 700, *, t_max: int | None = None,
-                part: int = 1, parts: int = 1, messages: Mapping[str, str] | None = None) -> str:
+                part: int = 1, parts: int = 1, lang: str = "en") -> str:
     """One bar per subject over study days: AE markers by worst grade (filled: treatment-related), drug stops (▼),
     death (✕) or censoring (|, ▶ when still on study at the data cut-off), the day-182 line, and the legend."""
-    w = _words(messages)
+    w = _words(lang)
     left, right, top, row_h, legend_h = 92, 16, 18, 20, 82
     height = top + row_h * max(1, len(rows)) + 40 + legend_h
     pw = width - left - right
@@ -167,7 +155,7 @@ def swimmer_svg(rows: Sequence[Mapping[str, Any]], horizon: int, width: int = 70
         if r["event"]:
             parts_.append(f'<path d="M{end - 5:.1f},{yc - 5:.1f} L{end + 5:.1f},{yc + 5:.1f} M{end - 5:.1f},{yc + 5:.1f} '
                           f'L{end + 5:.1f},{yc - 5:.1f}" stroke="#000" stroke-width="2.2"/>')
-        elif r.get("censored_at") != "withdrawal" and "on study" in str(r["event_or_censoring"]):
+        elif r.get("on_study_at_cutoff"):
             parts_.append(f'<path d="M{end:.1f},{yc - 5:.1f} L{end + 8:.1f},{yc:.1f} L{end:.1f},{yc + 5:.1f} Z" fill="#1f4e8c"/>')
         else:
             parts_.append(f'<line x1="{end:.1f}" x2="{end:.1f}" y1="{yc - 7:.1f}" y2="{yc + 7:.1f}" stroke="#1f4e8c" '
@@ -195,11 +183,11 @@ def swimmer_svg(rows: Sequence[Mapping[str, Any]], horizon: int, width: int = 70
     return "".join(parts_)
 
 
-def flow_svg(flow: Mapping[str, Any], width: int = 700, messages: Mapping[str, str] | None = None) -> str:
+def flow_svg(flow: Mapping[str, Any], width: int = 700, lang: str = "en") -> str:
     """CONSORT-style boxes and arrows, every arrow labelled with its count: screened -> eligible / candidate /
     ineligible (by first criterion) -> enrolled, with 'eligible, not enrolled' and 'not in this screening run'.
     The counts on the arrows out of a box add up to the box's n, and those into Enrolled to its n."""
-    w = _words(messages)
+    w = _words(lang)
     reasons = flow.get("ineligible_by_first_criterion") or []
     came = flow.get("enrolled_by_screening_status") or {}
     line_h = 15
@@ -266,9 +254,9 @@ def flow_svg(flow: Mapping[str, Any], width: int = 700, messages: Mapping[str, s
 
 
 def accrual_svg(rows: Sequence[Mapping[str, Any]], target: int | None, width: int = 700, height: int = 260,
-                messages: Mapping[str, str] | None = None) -> str:
+                lang: str = "en") -> str:
     """Cumulative enrolment by month with the target as a dashed line."""
-    w = _words(messages)
+    w = _words(lang)
     left, right, top, bottom = 56, 16, 16, 56
     pw, ph = width - left - right, height - top - bottom
     y_max = max([target or 0] + [int(r["cumulative"]) for r in rows] + [1])

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from fhir3t.messages import Text
 from fhir3t.records import Res, never_counts, span_of
 from fhir3t.safety.episodes import order_key
 from fhir3t.safety.grading import Reading
@@ -35,12 +36,15 @@ class BaselineItem:
 class BaselineData:
     lookback_days: int
     conditions: tuple[BaselineItem, ...]
+    #: the conditions' titles in other languages, for what a person reads
+    names: dict[str, Text] = field(default_factory=dict)
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> BaselineData:
         items = tuple(BaselineItem(c["id"], c["title"], tuple(icd_key(x) for x in c.get("icd10", ())),
                                    frozenset(map(str, c.get("snomed", ())))) for c in data["conditions"])
-        return cls(int(data["lab_lookback_days"]), items)
+        return cls(int(data["lab_lookback_days"]), items,
+                   {c["title"]: Text.of(c["title"], c.get("names")) for c in data["conditions"]})
 
 
 @dataclass(frozen=True)

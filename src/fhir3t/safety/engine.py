@@ -300,7 +300,7 @@ class SafetyEngine:
                     if r is not None:
                         before.append(r)
                     for p in scratch:
-                        self.problems.add(p.where, f"baseline: {p.message}", skipped=False)
+                        self.problems.add(p.where, f"baseline: {p.said()}", skipped=False)
                 continue  # otherwise before D1 or after the window: not read (and not complained about)
             r = read_lab(res, test, subject.sex, cfg.units, cfg.defaults, self.problems)
             if r is not None:

@@ -9,6 +9,7 @@ from datetime import date
 from typing import Any, Literal
 
 from fhir3t.ids import stable_id
+from fhir3t.messages import render, table
 from fhir3t.safety.terms import AeTerm
 from fhir3t.terminology import Code
 
@@ -31,8 +32,8 @@ SERIOUS_LIFE = "SeriousIsLifeThreatening"
 SERIOUS_HOSPITAL = "SeriousResultsInHospitalization"
 NON_SERIOUS = "Non-serious"
 #: Seriousness in words (ICH E2A criteria), by the code of the R4 adverse-event-seriousness system: what a
-#: person reads instead of the code (message id = the code; the catalog of issue 23 takes them over).
-SERIOUSNESS_TEXT = {
+#: person reads instead of the code (messages `safety.seriousness.<code>`).
+SERIOUSNESS = table("safety.seriousness", {
     "Non-serious": "not serious",
     "Serious": "serious (criterion not recorded)",
     "SeriousResultsInDeath": "results in death",
@@ -42,11 +43,13 @@ SERIOUSNESS_TEXT = {
     "SeriousResultsInCongenitalAnomaly": "is a congenital anomaly / birth defect",
     "SeriousRequiresPreventImpairment": "requires intervention to prevent permanent impairment",
     "not recorded": "seriousness not recorded",
-}
+})
+SERIOUSNESS_TEXT = {code: m.en for code, m in SERIOUSNESS.items()}
 
 
-def seriousness_text(code: str) -> str:
-    return SERIOUSNESS_TEXT.get(code, code)
+def seriousness_text(code: str, lang: str = "en") -> str:
+    m = SERIOUSNESS.get(code)
+    return render(m(), lang) if m is not None else code
 
 
 @dataclass(frozen=True)

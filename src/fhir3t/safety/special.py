@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from fhir3t.messages import Text
 from fhir3t.safety.findings import Finding
 from fhir3t.safety.terms import Terms, icd_key, icd_match
 from fhir3t.textnorm import fold, name_pattern
@@ -51,6 +52,8 @@ class Aesi:
 class AesiList:
     items: tuple[Aesi, ...]
     icd_systems: frozenset[str]
+    #: the titles in other languages (a title -> its names), for what a person reads
+    names: dict[str, Text] = field(default_factory=dict)
 
     @classmethod
     def from_data(cls, data: dict[str, Any], terms: Terms, drugs: Iterable[str]) -> AesiList:
@@ -71,7 +74,7 @@ class AesiList:
         ids = [a.id for a in out]
         if len(ids) != len(set(ids)) or any(a.parent is not None and a.parent not in ids for a in out):
             raise ValueError("AESI ids must be unique and every parent an AESI of the list")
-        return cls(tuple(out), terms.icd_systems)
+        return cls(tuple(out), terms.icd_systems, {a["title"]: Text.of(a["title"], a.get("names")) for a in data["aesi"]})
 
     def of(self, f: Finding) -> tuple[str, ...]:
         return tuple(a.id for a in self.items if a.matches(f, self.icd_systems))

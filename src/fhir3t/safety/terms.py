@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from fhir3t.messages import Text
 from fhir3t.terminology import Code
 from fhir3t.textnorm import fold, name_pattern
 
@@ -28,11 +29,18 @@ class AeTerm:
     system: str
     provenance: str
     specify: str | None = None  # the event of an "Other, specify" term
+    #: the name in other languages ({"zh-CN": ...}), as the data give it (for what a person reads)
+    names: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
         """What the tables print and count by: the term, with the specified event for 'Other, specify'."""
         return f"{self.term}: {self.specify}" if self.specify else self.term
+
+    @property
+    def text(self) -> Text:
+        """The name in every language the data give it."""
+        return Text.of(self.name, dict(self.names))
 
     def coding(self) -> dict[str, str]:
         return {"system": self.system, "code": self.code, "display": self.name}
@@ -64,6 +72,8 @@ class Terms:
     by_snomed: dict[str, AeTerm]
     by_text: dict[str, AeTerm]  # folded synonym -> term
     by_name: dict[str, AeTerm]  # AeTerm.name -> term
+    #: MedDRA system organ classes in other languages (`soc_names` of the data)
+    soc_names: dict[str, Text]
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Terms:
@@ -76,7 +86,8 @@ class Terms:
         death = None
         every: dict[str, AeTerm] = {}
         for t in data["terms"]:
-            term = AeTerm(t["term"], str(t["code"]), t["soc"], system, t["provenance"], t.get("specify"))
+            term = AeTerm(t["term"], str(t["code"]), t["soc"], system, t["provenance"], t.get("specify"),
+                          tuple(sorted((t.get("names") or {}).items())))
             if term.name in every:
                 raise ValueError(f"CTCAE term {term.name!r} listed twice")
             every[term.name] = term
@@ -93,8 +104,9 @@ class Terms:
             if t.get("death"):
                 death = term
         icd.sort(key=lambda p: -len(p[0]))
+        socs = {soc: Text.of(soc, names) for soc, names in (data.get("soc_names") or {}).items()}
         return cls(data["version"], system, by_lab, by_code, tuple(icd), frozenset(data["icd10_systems"]), death,
-                   by_snomed, by_text, every)
+                   by_snomed, by_text, every, socs)
 
     def for_codes(self, codes: Iterable[Code]) -> AeTerm | None:
         """The term a coded event or Condition maps to: a MedDRA code, else SNOMED CT, else an ICD-10 prefix."""

@@ -223,7 +223,8 @@ class _Handlers:
         cds, sid = self.cds, request.path_params["service_id"]
         assert cds is not None
         base = str(request.base_url).rstrip("/")
-        return await self._guarded(request, lambda body: cds.call(sid, body, base))
+        language = request.headers.get("accept-language")
+        return await self._guarded(request, lambda body: cds.call(sid, body, base, language))
 
     async def explain(self, request: Request) -> Response:
         """A card's explanation page: read by its token alone (the clinician's browser has no JWT), never logged."""

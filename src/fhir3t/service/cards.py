@@ -27,7 +27,7 @@ from datetime import date
 from urllib.parse import quote
 
 from fhir3t.canonical import BASE
-from fhir3t.criteria.base import AS_WRITTEN, ORDER_TEST
+from fhir3t.criteria.base import AS_WRITTEN, ORDER_LOCAL, ORDER_TEST
 from fhir3t.criteria.combine import Combine, Not
 from fhir3t.criteria.criteriaset import Criterion
 from fhir3t.criteria.kinds.observation import NONE_IN, NONE_IN_OLDER, ObservationRule
@@ -70,6 +70,7 @@ REFER = Message("card.refer", "Refer to the {study} study team")
 REFER_ACTION = Message("card.draft", "Draft a referral to the {team}")
 REFERRAL_CODE = Message("card.referral", "Referral to the {study} study team")
 REFERRAL_ELIGIBLE = Message("card.referral-eligible", "Eligible for {study} (fhir3t screening as of {day})")
+REFERRAL_NOTE = Message("card.referral-note", "{title}. {site}")
 REFERRAL_CANDIDATE = Message("card.referral-candidate", "Possible candidate for {study} (fhir3t screening as of {day})")
 ORDER_TESTS_LABEL = Plural("card.order-tests-label", "Order the missing screening test: {tests}",
                            "Order the {n} missing screening tests: {tests}")
@@ -143,8 +144,8 @@ def fit(text: str, limit: int = SUMMARY_MAX) -> str:
 
 def summary(result: ScreeningResult, study: Study, lang: str = "en") -> str:
     if result.status == Status.ELIGIBLE:
-        return fit(render(SUMMARY_ELIGIBLE(study=study.short_title), lang))
-    return fit(render(SUMMARY_CANDIDATE(study=study.short_title, need=NEED(len(result.unknown))), lang))
+        return fit(render(SUMMARY_ELIGIBLE(study=study.said("short_title", lang)), lang))
+    return fit(render(SUMMARY_CANDIDATE(study=study.said("short_title", lang), need=NEED(len(result.unknown))), lang))
 
 
 # ---- what would settle the unknowns ----------------------------------------------------------
@@ -160,8 +161,8 @@ class Unknown:
 def tests_to_settle(rule: object, missing: frozenset[Text]) -> list[ObservationRule]:
     """The observation rules among `missing` (by test name) whose results decide `rule` whatever they show:
     every missing part of `all` / `any`, the first missing part of `either` (the first result decides)."""
-    if isinstance(rule, ObservationRule):
-        return [rule] if rule.title in missing else []
+    if isinstance(rule, ObservationRule):  # by the English name: a title and its translations are one test
+        return [rule] if rule.title.en in {m.en for m in missing} else []
     if isinstance(rule, Combine):
         parts = [tests_to_settle(p, missing) for p in rule.parts]
         if rule.op == "either":
@@ -196,11 +197,11 @@ def unknowns(result: ScreeningResult, definition: Definition) -> list[Unknown]:
         tests: dict[int, ObservationRule] = {}
         for t in tests_to_settle(crit.rule, missing):
             tests.setdefault(id(t.vs), t)
-        named = {t.title for t in _leaves(crit.rule)}
+        named = {t.title.en for t in _leaves(crit.rule)}
         # what else would settle it: every other clause's settle (a missing result whose test no rule of the
         # criterion names is said as the criteria say it), else the findings themselves
         other = tuple(dict.fromkeys(cl.settle for cl in c.explanation if cl.settle is not None and not (
-            cl.finding.id in _MISSING and cl.finding.arg("test") in named)))
+            cl.finding.id in _MISSING and str(cl.finding.arg("test")) in named)))
         if not tests and not other:
             other = tuple(dict.fromkeys(cl.finding for cl in c.explanation))
         out.append(Unknown(crit, tuple(tests.values()), other))
@@ -210,7 +211,7 @@ def unknowns(result: ScreeningResult, definition: Definition) -> list[Unknown]:
 def without_codes(msg: Msg, leaves: Sequence[ObservationRule]) -> Msg:
     """A settle as the card says it: a test by its name only ('order HBsAg', not 'order HBsAg (LOINC 5196-1) at
     screening'), a criteria file's hint for a test as that test's order, a message naming a code by its card words."""
-    if msg.id == ORDER_TEST.id:
+    if msg.id in (ORDER_TEST.id, ORDER_LOCAL.id):  # the card names the test; its drafts carry the codes
         return ORDER_ONE(test=msg.arg("test"))
     if msg.id == AS_WRITTEN.id:
         hinted = next((t for t in leaves if t.hint is not None and str(t.hint) == str(msg.arg("text"))), None)
@@ -303,9 +304,9 @@ def referral(result: ScreeningResult, study: Study, team: str, today: date, lang
         "code": {"text": render(REFERRAL_CODE(study=study.value), lang)},
         "subject": {"reference": result.patient},
         "authoredOn": today.isoformat(),
-        "reasonCode": [{"text": render(why(study=study.short_title, day=result.as_of.isoformat()), lang)}],
+        "reasonCode": [{"text": render(why(study=study.said("short_title", lang), day=result.as_of.isoformat()), lang)}],
         "performer": [{"display": team}],
-        "note": [{"text": f"{study.title}. {study.site}".strip()}],
+        "note": [{"text": render(REFERRAL_NOTE(title=study.said("title", lang), site=study.said("site", lang)), lang).strip()}],
     }
 
 
@@ -381,7 +382,8 @@ def build_card(result: ScreeningResult, definition: Definition, settings: ServeS
     study = definition.study
     patient_id = result.patient.removeprefix("Patient/")
     todo = unknowns(result, definition) if result.status == Status.CANDIDATE else []
-    label = fit(f"{study.short_title} · {study.site}" if study.site else study.short_title, 200)
+    short, site = study.said("short_title", lang), study.said("site", lang)
+    label = fit(f"{short} · {site}" if site else short, 200)
     source: dict = {"label": label, "topic": {"system": TOPIC_SYSTEM, "code": "trial-recruitment",
                                               "display": render(TOPIC(), lang)}}
     registry = registry_url(study, settings)

@@ -101,11 +101,11 @@ class Coordinator:
     # ---- plumbing -----------------------------------------------------------------------------------------
     @property
     def lang(self) -> str:
-        return self.settings.lang
+        return self.settings.lang or "en"
 
     @property
     def study(self) -> str:
-        return self.definition.study.short_title
+        return self.definition.study.said("short_title", self.lang)
 
     def _session(self, request: Request) -> tuple[str, Session, bool]:
         """The request's session (a new one when it has none): (id, session, new)."""
@@ -292,7 +292,7 @@ class Coordinator:
             url, pending = await run_in_threadpool(signin.start, launch)
         except AuthError as exc:
             self._log(request, 502, t0, "coordinator-signin", outcome="failed")
-            return self._html(message_page(str(exc), study=self.study, base=BASE, lang=self.lang), sid, 502)
+            return self._html(message_page(_said(exc, self.lang), study=self.study, base=BASE, lang=self.lang), sid, 502)
         if len(s.pending) > 8:
             s.pending.clear()
         s.pending[pending.state] = pending
@@ -323,7 +323,7 @@ class Coordinator:
             who = await run_in_threadpool(signin.finish, pending, query)
         except AuthError as exc:
             self._log(request, 401, t0, "coordinator-signin", outcome="failed")
-            return self._html(message_page(str(exc), study=self.study, base=BASE, lang=self.lang), sid, 401)
+            return self._html(message_page(_said(exc, self.lang), study=self.study, base=BASE, lang=self.lang), sid, 401)
         renewed = self.sessions.renew(sid)
         if renewed is None:
             return self._redirect(f"{BASE}/", sid)
@@ -353,3 +353,9 @@ def _default(action: Action) -> str | None:
 
 
 __all__ = ["BASE", "COOKIE", "Coordinator"]
+
+
+def _said(exc: Exception, lang: str) -> str:
+    """An error's sentence in the reader's language (fhir3t's errors carry a message; others their text)."""
+    text = getattr(exc, "text", None)
+    return text(lang) if callable(text) else str(exc)

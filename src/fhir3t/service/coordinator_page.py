@@ -13,10 +13,12 @@ from fhir3t.emit.enrolment import Who
 from fhir3t.enrolment import Action, Status, allowed_actions
 from fhir3t.enrolment.reasons import CONTACT_NOT_DONE, MEDIA, NOT_ENROLLED_REASONS, WITHDRAWAL_REASONS, label
 from fhir3t.enrolment.records import PatientRecords
+from fhir3t.enrolment.status import status_word
 from fhir3t.enrolment.timeline import BY, events
 from fhir3t.enrolment.transitions import ALTERNATIVES, TRANSITIONS
 from fhir3t.ids import fhir_id
-from fhir3t.messages import Message, Msg, render
+from fhir3t.logic import result_word
+from fhir3t.messages import Message, Msg, render, table
 
 #: the page's policy: no script, no framing, forms post only here
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'self'; "
@@ -117,14 +119,22 @@ def flash(text: str | None, ok: bool) -> str:
     return f'<p class="flash{"" if ok else " refused"}" role="status" id="flash">{e(text)}</p>' if text else ""
 
 
-def _status(value: object) -> str:
-    return f'<span class="status s-{e(value)}">{e(value)}</span>'
+def _status(value: object, lang: str) -> str:
+    """A status: its code in the class (the page's style), its word in the reader's language."""
+    return f'<span class="status s-{e(value)}">{e(render(status_word(value), lang))}</span>'
 
 
-def _next(r: PatientRecords) -> str:
+#: the next steps a row lists (the CLI's action names in English)
+NEXT_WORDS = table("page.next", {"contact": "contact", "consent": "consent", "enrol": "enrol", "decline": "decline",
+                                 "withdraw": "withdraw"})
+
+
+def _next(r: PatientRecords, lang: str) -> str:
     s = r.subject
     acts = [a for a in allowed_actions(s.status if s else None, exists=s is not None) if a in PAGE_ACTIONS]
-    return ", ".join(a.value for a in acts) or "&ndash;"
+    sep = ", " if lang == "en" else "、"
+    return e(sep.join(render(NEXT_WORDS[a.value](), lang) if a.value in NEXT_WORDS else a.value for a in acts)) \
+        or "&ndash;"
 
 
 def _link(r: PatientRecords, base: str) -> str:
@@ -148,9 +158,11 @@ def worklist(records: Sequence[PatientRecords], changed: Sequence[PatientRecords
         latest = r.latest
         assert latest is not None
         what = _t(NEW_PATIENT(), lang) if before is None else e("; ".join(
-            [render(CHANGE(was=before.status, now=latest.status), lang)] * (before.status != latest.status)
-            + [f"{c} {render(CHANGE(was=w or '-', now=n), lang)}" for c, w, n in latest.changes(before)]))
-        ch_rows.append(f"<tr><td>{_link(r, base)}</td><td>{_status(latest.status)}</td><td>{what}</td>"
+            [render(CHANGE(was=status_word(before.status), now=status_word(latest.status)), lang)]
+            * (before.status != latest.status)
+            + [f"{c} {render(CHANGE(was=result_word(w) if w else '-', now=result_word(n)), lang)}"
+               for c, w, n in latest.changes(before)]))
+        ch_rows.append(f"<tr><td>{_link(r, base)}</td><td>{_status(latest.status, lang)}</td><td>{what}</td>"
                        f"<td>{e(', '.join(latest.failing + latest.unknown)) or '&ndash;'}</td></tr>")
     changed_html = (f'<table id="changed"><thead><tr><th>{_t(COL_PATIENT(), lang)}</th><th>{_t(COL_SCREENING(), lang)}</th>'
                     f"<th>{_t(COL_CHANGE(), lang)}</th><th>{_t(COL_NOT_MET(), lang)}</th></tr></thead>"
@@ -162,9 +174,9 @@ def worklist(records: Sequence[PatientRecords], changed: Sequence[PatientRecords
         status = r.subject.status if r.subject else None
         all_rows.append(
             f'<tr data-patient="{e(r.patient)}"><td>{_link(r, base)}</td>'
-            f"<td>{_status(latest.status) if latest else '&ndash;'}</td>"
+            f"<td>{_status(latest.status, lang) if latest else '&ndash;'}</td>"
             f"<td>{e(', '.join((latest.failing + latest.unknown) if latest else [])) or '&ndash;'}</td>"
-            f"<td>{_status(status) if status else '&ndash;'}</td><td>{_next(r)}</td></tr>")
+            f"<td>{_status(status, lang) if status else '&ndash;'}</td><td>{_next(r, lang)}</td></tr>")
     body = (header(study, user, csrf, base, lang, can_sign_in) + flash(flash_text, flash_ok) + notice
             + f'<p class="note">{_t(SOURCE(source=source, n=len(records)), lang)}</p>'
             + f"<h2>{_t(CHANGED_HEAD(), lang)}</h2>{changed_html}"
@@ -199,7 +211,7 @@ def _form(action: Action, r: PatientRecords, csrf: str, base: str, today: date, 
         default = TRANSITIONS[action][1]
         statuses = [default.value] if default else []
         statuses += sorted(x.value for x in ALTERNATIVES.get(action, ()))
-        fields.append(_field(FIELD_STATUS(), _select("status", [(x, x) for x in statuses]), lang))
+        fields.append(_field(FIELD_STATUS(), _select("status", [(x, render(status_word(x), lang)) for x in statuses]), lang))
         fields.append(_field(FIELD_OVERRIDE(), '<input type="text" name="override" maxlength="500">', lang))
     elif action is Action.DECLINE:
         fields.append(_field(FIELD_REASON(), _select("reason", [(c, render(label(c), lang)) for c in NOT_ENROLLED_REASONS],
@@ -209,7 +221,7 @@ def _form(action: Action, r: PatientRecords, csrf: str, base: str, today: date, 
                                                      True), lang))
         default = TRANSITIONS[action][1]
         statuses = ([default.value] if default else []) + sorted(x.value for x in ALTERNATIVES.get(action, ()))
-        fields.append(_field(FIELD_STATUS(), _select("status", [(x, x) for x in statuses]), lang))
+        fields.append(_field(FIELD_STATUS(), _select("status", [(x, render(status_word(x), lang)) for x in statuses]), lang))
     fields.append(_field(FIELD_NOTE(), '<input type="text" name="note" maxlength="2000">', lang))
     pid = e(r.patient.removeprefix("Patient/"))
     return (f'<form class="step" id="form-{action.value}" method="post" action="{base}/patients/{pid}/{action.value}">'
@@ -222,7 +234,7 @@ def patient_page(r: PatientRecords, *, study: str, user: Who | None, csrf: str |
                  can_sign_in: bool = True) -> str:
     s = r.subject
     shown = r.display_id or r.patient
-    status = str(s.status) if s else render(NOT_A_SUBJECT(), lang)
+    status = render(status_word(s.status) if s else NOT_A_SUBJECT(), lang)
     number = f' &middot; {_t(SUBJECT(number=s.number, d1=s.d1.isoformat() if s.d1 else "-"), lang)}' if s and s.number else ""
     items = []
     for ev in events(r):

@@ -22,21 +22,21 @@ from fhir3t.pipeline import Definition
 PATH = "/fhir3t/explain"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
-TITLE = Message("explain.title", "{study}: screening explanation")
-SCREENED = Message("explain.screened", "Screened as of {day} (D1 {d1}) with the criteria {criteria}, from the record as "
+TITLE = Message("explain-page.title", "{study}: screening explanation")
+SCREENED = Message("explain-page.screened", "Screened as of {day} (D1 {d1}) with the criteria {criteria}, from the record as "
                                        "the EHR held it.")
-CRITERION = Message("explain.criterion", "Criterion")
-RESULT = Message("explain.result", "Result")
-REASON = Message("explain.reason", "Why")
-SETTLE = Message("explain.settle", "What would settle it")
-INCLUSION = Message("explain.inclusion", "inclusion")
-EXCLUSION = Message("explain.exclusion", "exclusion")
-EFFECTS = {"passes": Message("explain.passes", "passes"), "fails": Message("explain.fails", "fails"),
-           "unknown": Message("explain.unknown", "unknown")}
-REVIEWED = Message("explain.reviewed", "a study physician confirms it at screening")
-REGISTRY = Message("explain.registry", "The study in its registry")
-DECIDES = Message("explain.decides", "The study team decides eligibility; fhir3t only screens the record.")
-EXPIRED = Message("explain.expired", "This explanation is no longer available (explanations are kept for a limited time).")
+CRITERION = Message("explain-page.criterion", "Criterion")
+RESULT = Message("explain-page.result", "Result")
+REASON = Message("explain-page.reason", "Why")
+SETTLE = Message("explain-page.settle", "What would settle it")
+INCLUSION = Message("explain-page.inclusion", "inclusion")
+EXCLUSION = Message("explain-page.exclusion", "exclusion")
+EFFECTS = {"passes": Message("explain-page.passes", "passes"), "fails": Message("explain-page.fails", "fails"),
+           "unknown": Message("explain-page.unknown", "unknown")}
+REVIEWED = Message("explain-page.reviewed", "a study physician confirms it at screening")
+REGISTRY = Message("explain-page.registry", "The study in its registry")
+DECIDES = Message("explain-page.decides", "The study team decides eligibility; fhir3t only screens the record.")
+EXPIRED = Message("explain-page.expired", "This explanation is no longer available (explanations are kept for a limited time).")
 
 CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "Noto Sans CJK SC",
@@ -88,11 +88,11 @@ def page(result: ScreeningResult, definition: Definition, lang: str, headline: s
 <html lang="{e(lang)}">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
-<title>{e(render(TITLE(study=study.short_title), lang))}</title>
+<title>{e(render(TITLE(study=study.said("short_title", lang)), lang))}</title>
 <style>{CSS}</style></head>
 <body>
 <h1>{e(headline)}</h1>
-<p class="meta">{e(study.title)} ({e(study.value)}). {e(screened)}</p>
+<p class="meta">{e(study.said("title", lang))} ({e(study.value)}). {e(screened)}</p>
 {link}
 <table><thead><tr><th>{e(render(CRITERION(), lang))}</th><th>{e(render(RESULT(), lang))}</th>
 <th>{e(render(REASON(), lang))}</th><th>{e(render(SETTLE(), lang))}</th></tr></thead>

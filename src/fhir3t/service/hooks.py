@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from fhir3t.dates import today_utc
 from fhir3t.errors import AuthError
 from fhir3t.fhirutil import server_label
+from fhir3t.messages.lang import from_accept_language
 from fhir3t.origins import origin
 from fhir3t.pipeline import Definition, Run, screen_documents
+from fhir3t.pipeline.run import today_in
 from fhir3t.service import explanation
 from fhir3t.service.bodies import HookRequest, feedback_items, hook_request
 from fhir3t.service.cards import build_card, detail, gate, registry_url, study_subjects
@@ -101,7 +102,7 @@ class CdsService:
         self.store = store
         self.fetcher = fetcher or Fetcher()
         self.verifier = verifier
-        self.today = today or (lambda: settings.as_of or today_utc())
+        self.today = today or (lambda: settings.as_of or today_in(settings.tz))
         self.clock = clock
         study = definition.study
         tpls = templates(definition, settings.prefetch)
@@ -147,9 +148,11 @@ class CdsService:
         return svc
 
     # ---- a hook call --------------------------------------------------------------------
-    def call(self, service_id: str, body: bytes, base_url: str | None = None) -> Answer:
+    def call(self, service_id: str, body: bytes, base_url: str | None = None,
+             accept_language: str | None = None) -> Answer:
         """Answer one hook call; `base_url`: where the service was called (the explanation page's base when
-        [serve] public_url is not set)."""
+        [serve] public_url is not set); `accept_language`: the call's Accept-Language (the card's language when
+        fhir3t speaks one it names, else the site's)."""
         started = self.clock()
         deadline = started + self.settings.budget
         svc = self.service(service_id)
@@ -207,7 +210,7 @@ class CdsService:
                             extra={"fields": fields})
                 return Answer(200, {"cards": []}, fields)
             documents += got.documents
-        lang = self.settings.lang  # the site's language (issue 23 adds the hook call's Accept-Language before it)
+        lang = from_accept_language(accept_language) or self.settings.lang
         return self._decide(svc, req, documents, fields, started, orders, base_url, lang)
 
     def _reader_of(self, url: str, server: str | None) -> str | None:
@@ -252,7 +255,7 @@ class CdsService:
                                      [*documents, ("order-select:draftOrders", as_started(orders, pid, today))],
                                      f"Patient/{pid}")
             eff = effect_of(result, after) if after is not None else None
-            drug = drug_name(orders[0].order.resource, lang)
+            drug = drug_name(orders[0].order.resource, lang, d)
             removes = remove_suggestions(orders, eff, d, lang, new_uuid) if eff is not None and eff.excludes else []
             card = build_card(result, d, self.settings, card_uuid=card_uuid, today=today, new_uuid=new_uuid,
                               explanation_url=page_url, lang=lang, suggestions=removes)

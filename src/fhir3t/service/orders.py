@@ -174,8 +174,16 @@ def as_started(orders: Sequence[OrderRead], patient_id: str, today: date) -> dic
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
-def drug_name(order: dict, lang: str = "en") -> str:
-    """What the order is called (its text, or a coding's display), for the card: plain and short."""
+def drug_name(order: dict, lang: str = "en", definition: Definition | None = None) -> str:
+    """What the order is called, for the card: plain and short. In English its text, or a coding's display, as the
+    EHR wrote it; in another language the name the value sets give its code there (巴瑞替尼 for RxNorm 2047232:
+    a zh-CN designation), else the EHR's."""
+    if lang != "en" and definition is not None:
+        for code in definition.tx.codes(order.get("medicationCodeableConcept")):
+            for vs in definition.tx.valuesets.values():
+                text = vs.displays.get(code)
+                if text is not None and text.get(lang) != text.en:
+                    return fit(" ".join(_CONTROL.sub(" ", text.get(lang)).split()), DRUG_NAME_MAX)
     cc: dict = order["medicationCodeableConcept"] if isinstance(order.get("medicationCodeableConcept"), dict) else {}
     names = [cc.get("text")] + [c.get("display") for c in cc.get("coding") or () if isinstance(c, dict)]
     name = next((n for n in names if isinstance(n, str) and n.strip()), None)
@@ -209,7 +217,7 @@ def order_summary(now: ScreeningResult, eff: Effect, drug: str, definition: Defi
         msg = MAY_ELIGIBLE if eligible else MAY_CANDIDATE
     else:
         msg = BEFORE_ELIGIBLE if eligible else BEFORE_CANDIDATE
-    study = definition.study.short_title
+    study = definition.study.said("short_title", lang)
     text = render(msg(drug=drug, study=study), lang)
     if len(text) > SUMMARY_MAX:  # the drug's name gives way, never the sentence
         room = SUMMARY_MAX - len(render(msg(drug="", study=study), lang))
@@ -252,7 +260,7 @@ def remove_suggestions(reads: Sequence[OrderRead], eff: Effect, definition: Defi
     out = []
     why = REMOVE_WOULD if eff.failing else REMOVE_MAY
     for r in reads:
-        drug = drug_name(r.order.resource, lang)
+        drug = drug_name(r.order.resource, lang, definition)
         out.append({"label": fit(render(REMOVE(drug=drug), lang), 200), "uuid": new_uuid(), "isRecommended": False,
                     "actions": [{"type": "delete", "resourceId": r.order.ref,
                                  "description": render(why(drug=drug, study=definition.study.value), lang)}]})

@@ -45,7 +45,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,8 @@ class CoordinatorSettings:
     session_minutes: int = 480
     #: unsigned reading (no forms): default on a loopback bind only
     read_without_signin: bool | None = None
-    lang: str = "en"
+    #: the page's language ([serve.coordinator] lang; empty: the site's, [site] language / --lang)
+    lang: str = ""
 
     @property
     def smart(self) -> bool:
@@ -146,10 +147,11 @@ class ServeSettings:
     body_timeout: float = BODY_TIMEOUT
     #: screen as of this day instead of today (demos and tests with the samples; never in production)
     as_of: date | None = None
-    coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
-    #: the language of the cards and of the explanation pages: the site's (a catalog language; English where the
-    #: catalog has no translation)
+    #: the language of the cards and the explanation pages when the hook call's Accept-Language names none fhir3t
+    #: speaks ([site] language, --lang), and the site's time zone (today, for the as-of date, is today there)
     lang: str = "en"
+    tz: tzinfo = UTC
+    coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
     #: "all": one patient-scoped search per type read; "by-code": Observation searches filtered by the codes the
     #: criteria read (and the ConceptMaps' local codes for them), see prefetch.py for what that gives up
     prefetch: str = "all"
@@ -238,7 +240,7 @@ def _coordinator(t: dict[str, Any], cfg: Config) -> CoordinatorSettings:
         fhir_server=_url(fhir) if fhir else None, scope=t.get("scope", "openid fhirUser profile"),
         proxy_user_header=t.get("proxy_user_header"), proxy_name_header=t.get("proxy_name_header"),
         trusted_proxies=tuple(t.get("trusted_proxies", ())), session_minutes=t.get("session_minutes", 480),
-        read_without_signin=t.get("read_without_signin"), lang=t.get("lang", "en"))
+        read_without_signin=t.get("read_without_signin"), lang=t.get("lang", ""))
 
 
 def check_bind(settings: ServeSettings, cfg: Config) -> None:

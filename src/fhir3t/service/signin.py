@@ -38,7 +38,7 @@ import requests
 
 from fhir3t.emit.enrolment import Who
 from fhir3t.errors import AuthError, ConfigError
-from fhir3t.messages import Message, render
+from fhir3t.messages import Message, table
 from fhir3t.origins import origin
 from fhir3t.service.jwt_auth import ALGORITHMS, LEEWAY, _family, _key_family, _RemoteJwks
 
@@ -57,6 +57,15 @@ TOKEN = Message("signin.token", "the sign-in server did not give a usable token 
 ID_TOKEN = Message("signin.id-token", "the sign-in server's id token does not verify ({why})")
 NOT_CONFIGURED = Message("signin.not-configured", "sign-in is not configured: set [serve.coordinator] client_id (and "
                                                   "authorization_server, or a FHIR server with a SMART configuration)")
+#: why a sign-in server's answer is not used (said inside DISCOVERY, TOKEN, ID_TOKEN)
+WHY = table("signin.why", {
+    "no-usable": "no usable {what}",
+    "no-id-token": "no id_token: ask for the openid scope",
+    "not-jwt": "not a JWT",
+    "not-asymmetric": "not signed with an asymmetric algorithm",
+    "wrong-key": "the algorithm does not fit the key",
+    "nonce": "the nonce is not this sign-in's",
+})
 LAUNCH_ISS = Message("signin.launch-iss", "this page is launched only from the FHIR server it is configured for")
 
 
@@ -108,7 +117,7 @@ class SmartSignIn:
                  fhir_server: str | None = None, scope: str = "openid fhirUser profile", timeout: float = 10.0,
                  clock: Callable[[], float] = time.time) -> None:
         if not client_id or not (authorization_server or fhir_server):
-            raise ConfigError(render(NOT_CONFIGURED()))
+            raise ConfigError(NOT_CONFIGURED())
         self.client_id, self.redirect_uri, self.scope = client_id, redirect_uri, scope
         self.issuer = (authorization_server or fhir_server or "").rstrip("/")
         self.fhir_server = fhir_server.rstrip("/") if fhir_server else None
@@ -126,17 +135,17 @@ class SmartSignIn:
                 try:
                     doc = _get_json(f"{self.issuer}/.well-known/{well_known}", self.timeout)
                 except ValueError as exc:
-                    raise AuthError(render(DISCOVERY(where=self.issuer, why=str(exc)))) from None
+                    raise AuthError(DISCOVERY(where=self.issuer, why=str(exc))) from None
                 found = str(doc.get("issuer") or "").rstrip("/")
                 if self.oidc and found != self.issuer:
-                    raise AuthError(render(WRONG_ISSUER(found=found[:200], issuer=self.issuer)))
+                    raise AuthError(WRONG_ISSUER(found=found[:200], issuer=self.issuer))
                 here = origin(found or self.issuer)
                 for what in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
                     url = doc.get(what)
                     if not isinstance(url, str) or origin(url) is None:
-                        raise AuthError(render(DISCOVERY(where=self.issuer, why=f"no usable {what}")))
+                        raise AuthError(DISCOVERY(where=self.issuer, why=WHY["no-usable"](what=what)))
                     if what != "authorization_endpoint" and origin(url) != here:
-                        raise AuthError(render(ELSEWHERE(what=what)))
+                        raise AuthError(ELSEWHERE(what=what))
                 self._config = doc
             return self._config
 
@@ -160,21 +169,21 @@ class SmartSignIn:
         """The signed-in user from the callback's query (AuthError with one sentence otherwise)."""
         if pending is None or not hmac.compare_digest(pending.state, query.get("state", "")) or \
                 self.clock() - pending.started > PENDING_SECONDS:
-            raise AuthError(render(STATE()))
+            raise AuthError(STATE())
         if "error" in query:
-            raise AuthError(render(REFUSED(error=query["error"][:60])))
+            raise AuthError(REFUSED(error=query["error"][:60]))
         if query.get("iss") and query["iss"].rstrip("/") != self.issuer:  # RFC 9207: a mix-up would name another
-            raise AuthError(render(WRONG_ISSUER(found=query["iss"][:200], issuer=self.issuer)))
+            raise AuthError(WRONG_ISSUER(found=query["iss"][:200], issuer=self.issuer))
         cfg = self.config()
         try:
             tokens = _get_json(cfg["token_endpoint"], self.timeout, data={
                 "grant_type": "authorization_code", "code": query.get("code", ""), "redirect_uri": self.redirect_uri,
                 "client_id": self.client_id, "code_verifier": pending.verifier})
         except ValueError as exc:
-            raise AuthError(render(TOKEN(why=str(exc)))) from None
+            raise AuthError(TOKEN(why=str(exc))) from None
         id_token = tokens.get("id_token")
         if not isinstance(id_token, str):
-            raise AuthError(render(TOKEN(why="no id_token: ask for the openid scope")))
+            raise AuthError(TOKEN(why=WHY["no-id-token"]()))
         claims = self._verify(id_token, pending.nonce)
         fhir_user = claims.get("fhirUser") or tokens.get("fhirUser")
         name = next((claims[k] for k in ("name", "preferred_username") if isinstance(claims.get(k), str)), None)
@@ -186,26 +195,26 @@ class SmartSignIn:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise AuthError(render(ID_TOKEN(why="not a JWT"))) from None
+            raise AuthError(ID_TOKEN(why=WHY["not-jwt"]())) from None
         alg = header.get("alg")
         if alg not in ALGORITHMS:
-            raise AuthError(render(ID_TOKEN(why="not signed with an asymmetric algorithm")))
+            raise AuthError(ID_TOKEN(why=WHY["not-asymmetric"]()))
         if self._jwks is None:
             self._jwks = _RemoteJwks(self.config()["jwks_uri"], self.timeout, time.monotonic)
         try:
             key = self._jwks.key(str(header.get("kid")))
         except AuthError as exc:
-            raise AuthError(render(ID_TOKEN(why=str(exc)))) from None
+            raise AuthError(ID_TOKEN(why=str(exc))) from None
         if _key_family(key) != _family(str(alg)):
-            raise AuthError(render(ID_TOKEN(why="the algorithm does not fit the key")))
+            raise AuthError(ID_TOKEN(why=WHY["wrong-key"]()))
         try:
             claims: dict[str, Any] = jwt.decode(token, key, algorithms=[str(alg)], audience=self.client_id,
                                                 issuer=self.config().get("issuer") or self.issuer, leeway=LEEWAY,
                                                 options={"require": ["exp", "iat", "iss", "aud", "sub"]})
         except jwt.PyJWTError as exc:
-            raise AuthError(render(ID_TOKEN(why=type(exc).__name__))) from None
+            raise AuthError(ID_TOKEN(why=type(exc).__name__)) from None
         if not hmac.compare_digest(str(claims.get("nonce", "")), nonce):
-            raise AuthError(render(ID_TOKEN(why="the nonce is not this sign-in's")))
+            raise AuthError(ID_TOKEN(why=WHY["nonce"]()))
         return claims
 
     def launch_allowed(self, iss: str | None) -> bool:

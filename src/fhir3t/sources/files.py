@@ -21,6 +21,30 @@ import orjson
 
 from fhir3t import fhirxml
 from fhir3t.errors import InputError, Problems
+from fhir3t.messages import table
+
+#: what is said about input that is skipped or read in part (said in the reader's language, English in logs)
+P = table("input.files", {
+    "not-regular": "not a regular file (a pipe or device?); skipped",
+    "too-big": "over the size limit of {mb} MB for one JSON document; file skipped (write it as NDJSON, which is "
+               "streamed, or raise --max-file-mb)",
+    "empty": "empty file; skipped",
+    "bad-json-file": "not valid JSON (at line {line}, column {column}); file skipped",
+    "bad-json-line": "not valid JSON (at line {line}, column {column}); line skipped",
+    "bad-json-truncated": "not valid JSON (the file ends mid-line: truncated?); line skipped",
+    "unreadable": "cannot read file ({kind}); file skipped",
+    "xml-refused": "{error}; file skipped",
+    "long-line": "line over the limit of {mb} MB; skipped",
+    "past-line": "cannot read the file past this line ({kind}); the rest of the file is missing",
+    "no-type-line": "not a FHIR resource (no resourceType); line skipped",
+    "no-type-file": "not a FHIR resource (no resourceType); file skipped",
+    "entry-not-list": "Bundle.entry is not a list; file skipped",
+    "entry-not-object": "Bundle entry is not an object; skipped",
+    "entry-no-resource": "Bundle entry has no resource; skipped",
+    "resource-no-type": "resource without resourceType; skipped",
+    "nested": "nested Bundle is not read; skipped",
+    "conceptmap": "ConceptMap found in the input: used to translate local codes",
+})
 
 #: whole documents (a Bundle or one resource), JSON or XML
 JSON_SUFFIXES = (".json", ".json.gz") + fhirxml.XML_SUFFIXES
@@ -67,7 +91,7 @@ def expand_paths(paths: Iterable[str | Path], problems: Problems | None = None) 
             candidates = sorted(x for x in path.rglob("*") if not x.is_dir())
         elif not stat.S_ISREG(mode):
             if problems is not None:
-                problems.add(str(path), "not a regular file (a pipe or device?); skipped")
+                problems.add(str(path), P["not-regular"]())
                 continue
             raise InputError(f"{path}: not a regular file")
         else:
@@ -82,7 +106,7 @@ def expand_paths(paths: Iterable[str | Path], problems: Problems | None = None) 
                 try:
                     if not stat.S_ISREG(f.stat().st_mode):
                         if problems is not None:
-                            problems.add(str(f), "not a regular file (a pipe or device?); skipped")
+                            problems.add(str(f), P["not-regular"]())
                         continue
                 except OSError:
                     continue
@@ -103,19 +127,18 @@ def read_json_file(path: Path, problems: Problems, limits: Limits = _DEFAULT) ->
         with _open(path) as fh:
             data = fh.read(limits.max_file_bytes + 1)
         if len(data) > limits.max_file_bytes:
-            problems.add(where, f"over the size limit of {limits.max_file_bytes // (1024 * 1024)} MB for one JSON "
-                                "document; file skipped (write it as NDJSON, which is streamed, or raise --max-file-mb)")
+            problems.add(where, P["too-big"](mb=limits.max_file_bytes // (1024 * 1024)))
             return None
         if not data.strip():
-            problems.add(where, "empty file; skipped")
+            problems.add(where, P["empty"]())
             return None
         if fhirxml.looks_like_xml(path.name):
             return _read_xml(data, where, problems)
         return orjson.loads(data.removeprefix(_BOM))
     except orjson.JSONDecodeError as exc:
-        problems.add(where, f"not valid JSON ({_json_error(exc)}); file skipped")
+        problems.add(where, P["bad-json-file"](line=exc.lineno, column=exc.colno))
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        problems.add(where, f"cannot read file ({type(exc).__name__}); file skipped")
+        problems.add(where, P["unreadable"](kind=type(exc).__name__))
     return None
 
 
@@ -123,10 +146,10 @@ def _read_xml(data: bytes, where: str, problems: Problems) -> object | None:
     try:
         obj, found = fhirxml.parse(data)
     except fhirxml.XmlRefused as exc:
-        problems.add(where, f"{exc}; file skipped")
+        problems.add(where, P["xml-refused"](error=exc.msg))
         return None
     for p in found:
-        problems.add(f"{where}#{p.where}", p.message, skipped=False)
+        problems.add(f"{where}#{p.where}", p.msg, skipped=False)
     return obj
 
 
@@ -154,13 +177,12 @@ def ndjson_lines(path: Path, problems: Problems, limits: Limits = _DEFAULT) -> I
                         rest = fh.readline(_CHUNK)
                         if not rest or rest.endswith(b"\n"):
                             break
-                    problems.add(f"{where}:{lineno}", f"line over the limit of {cap // (1024 * 1024)} MB; skipped")
+                    problems.add(f"{where}:{lineno}", P["long-line"](mb=cap // (1024 * 1024)))
                     continue
                 if line.strip():
                     yield lineno, line
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        problems.add(f"{where}:{lineno + 1}", f"cannot read the file past this line ({type(exc).__name__}); "
-                                              "the rest of the file is missing")
+        problems.add(f"{where}:{lineno + 1}", P["past-line"](kind=type(exc).__name__))
 
 
 _BATCH = 4 << 20
@@ -200,12 +222,12 @@ def ndjson_batches(path: Path, problems: Problems, limits: Limits = _DEFAULT, *,
                 lines = buf.split(b"\n")
                 carry = lines.pop()
                 if len(carry) > cap:
-                    problems.add(f"{where}:{lineno + len(lines) + 1}", f"line over the limit of {cap // (1024 * 1024)} MB; skipped")
+                    problems.add(f"{where}:{lineno + len(lines) + 1}", P["long-line"](mb=cap // (1024 * 1024)))
                     carry, skipping = b"", True
                 if lines and max(map(len, lines)) > cap:
                     for i, line in enumerate(lines):
                         if len(line) > cap:
-                            problems.add(f"{where}:{lineno + i + 1}", f"line over the limit of {cap // (1024 * 1024)} MB; skipped")
+                            problems.add(f"{where}:{lineno + i + 1}", P["long-line"](mb=cap // (1024 * 1024)))
                             lines[i] = b""
                 if lines:
                     yield lineno + 1, lines, False
@@ -213,8 +235,7 @@ def ndjson_batches(path: Path, problems: Problems, limits: Limits = _DEFAULT, *,
             if carry:
                 yield lineno + 1, [carry], True
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        problems.add(f"{where}:{lineno + 1}", f"cannot read the file past this line ({type(exc).__name__}); "
-                                              "the rest of the file is missing")
+        problems.add(f"{where}:{lineno + 1}", P["past-line"](kind=type(exc).__name__))
 
 
 def parse_line(line: bytes, where: str, problems: Problems, terminated: bool | None = None) -> dict | None:
@@ -224,11 +245,10 @@ def parse_line(line: bytes, where: str, problems: Problems, terminated: bool | N
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         truncated = not (line.endswith(b"\n") if terminated is None else terminated)
-        problems.add(where, "not valid JSON" + (" (the file ends mid-line: truncated?)" if truncated else
-                                                f" ({_json_error(exc)})") + "; line skipped")
+        problems.add(where, P["bad-json-truncated"]() if truncated else P["bad-json-line"](line=exc.lineno, column=exc.colno))
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("resourceType"), str) or not obj["resourceType"]:
-        problems.add(where, "not a FHIR resource (no resourceType); line skipped")
+        problems.add(where, P["no-type-line"]())
         return None
     return obj
 
@@ -249,35 +269,35 @@ def bundle_entries(data: object, where: str, problems: Problems) -> list[Entry] 
     with their index: not an object, no resource, a DELETE, a search outcome, a nested Bundle.
     """
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
-        problems.add(where, "not a FHIR resource (no resourceType); file skipped")
+        problems.add(where, P["no-type-file"]())
         return None
     if data["resourceType"] != "Bundle":
         return [Entry(data, where, None)]
     entries = data.get("entry", [])
     if not isinstance(entries, list):
-        problems.add(where, "Bundle.entry is not a list; file skipped")
+        problems.add(where, P["entry-not-list"]())
         return None
     out: list[Entry] = []
     for i, e in enumerate(entries):
         loc = f"{where}#entry[{i}]"
         if not isinstance(e, dict):
-            problems.add(loc, "Bundle entry is not an object; skipped")
+            problems.add(loc, P["entry-not-object"]())
             continue
         res = e.get("resource")
         request = e.get("request")
         if not isinstance(res, dict):
             if not (isinstance(request, dict) and request.get("method") == "DELETE"):
-                problems.add(loc, "Bundle entry has no resource; skipped")
+                problems.add(loc, P["entry-no-resource"]())
             continue
         rtype = res.get("resourceType")
         if not isinstance(rtype, str) or not rtype:
-            problems.add(loc, "resource without resourceType; skipped")
+            problems.add(loc, P["resource-no-type"]())
             continue
         search = e.get("search")
         if isinstance(search, dict) and search.get("mode") == "outcome":
             continue
         if rtype == "Bundle":
-            problems.add(loc, "nested Bundle is not read; skipped")
+            problems.add(loc, P["nested"]())
             continue
         full_url = e.get("fullUrl")
         out.append(Entry(res, loc, full_url if isinstance(full_url, str) and full_url else None))
@@ -330,7 +350,7 @@ def with_discovered_maps(paths: Iterable[str | Path], concept_maps: Iterable[str
             seen.add(p.resolve())
             given.append(p)
             if problems is not None:
-                problems.add(str(p), "ConceptMap found in the input: used to translate local codes", skipped=False)
+                problems.add(str(p), P["conceptmap"](), skipped=False)
     return given
 
 

@@ -24,7 +24,7 @@ import orjson
 
 from fhir3t.errors import Problems
 from fhir3t.fhirutil import has_patient_link, normalize_reference, patient_reference
-from fhir3t.messages import Message, Msg
+from fhir3t.messages import Message, Msg, table
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord, ReadFilter, Unread
 from fhir3t.sources.files import (
@@ -39,6 +39,26 @@ from fhir3t.sources.files import (
 from fhir3t.sources.native import NativeLines
 from fhir3t.sources.seen import SeenPatients
 from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
+
+#: what is said about input that cannot be filed under a patient
+P = table("input.grouping", {
+    "orphan": "{type} names no patient and no report or panel of a patient points at it; skipped",
+    "patient-no-id": "Patient without id or fullUrl; skipped",
+    "again": "{key} appears again (first in {first}); its resources are screened together",
+    "structure-entries": "could not be read: an entry has an unexpected structure ({kind}); the file's remaining entries "
+                         "were skipped",
+    "structure-line": "could not be read: unexpected structure ({kind}); line skipped",
+    "not-r4": "resource type is not an R4 type; skipped",
+    "no-patient": "{type} has no usable patient reference; skipped",
+    "bad-patient": "{type} refers to a patient reference that is not a Patient in this input; skipped",
+    "export-incomplete": "this Bulk export did not complete (its state file says so): only part of it is here; run the "
+                         "same 'fhir3t export' again to resume it",
+    "foreign-screened": "{type} names a patient who is not in the input (a garbled reference?); it is screened under "
+                        "that reference, and the Bundle's patients may be missing it",
+    "foreign-unknown": "{type} names a patient who is not in the input, in a Bundle of another patient (a garbled "
+                       "reference?): that patient's criteria it could decide are left unknown",
+    "no-patient-resource": "{key}: no Patient resource found; screened without demographics",
+})
 
 DEFAULT_SPILL_AT = 50_000  # kept resources held in memory (~175 MB) before the store moves to disk
 #: inputs bigger than this (gzip counted 8 times its size) go to disk from the start with store="auto"
@@ -196,7 +216,7 @@ class GroupingSource:
     def report_orphans(self) -> None:
         """Results that name no patient and that no record adopted: said once each, at the end."""
         for rtype, where in self.shared.unadopted():
-            self.problems.add(where, f"{rtype} names no patient and no report or panel of a patient points at it; skipped")
+            self.problems.add(where, P["orphan"](type=rtype))
             self.stats.unattributed += 1
 
     def _line_filter(self) -> Callable[[bytes], bool] | None:
@@ -229,12 +249,11 @@ class GroupingSource:
         rid = res.get("id")
         key = f"Patient/{rid}" if isinstance(rid, str) and rid else full_url
         if key is None:
-            self.problems.add(where, "Patient without id or fullUrl; skipped")
+            self.problems.add(where, P["patient-no-id"]())
             return None
         first = self.seen.add(key, source)
         if first is not None and first != source:
-            self.problems.add(where, f"{key} appears again (first in {first}); its resources are screened together",
-                              skipped=False)
+            self.problems.add(where, P["again"](key=key, first=first), skipped=False)
         self._add(key, res, where, source)
         return key
 
@@ -245,8 +264,7 @@ class GroupingSource:
         try:
             self._bundle(entries, where)
         except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
-            self.problems.add(where, f"could not be read: an entry has an unexpected structure ({type(exc).__name__}); "
-                                     "the file's remaining entries were skipped")
+            self.problems.add(where, P["structure-entries"](kind=type(exc).__name__))
 
     def _bundle(self, entries: list[Entry], source: str) -> None:
         aliases: dict[str, str] = {}
@@ -309,7 +327,7 @@ class GroupingSource:
                     else:
                         self._resource(res, loc, None, where, {}, (), None, None)
                 except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
-                    problems.add(loc, f"could not be read: unexpected structure ({type(exc).__name__}); line skipped")
+                    problems.add(loc, P["structure-line"](kind=type(exc).__name__))
 
     def _ndjson_native(self, path: Path, native: NativeLines) -> None:
         """`_ndjson_file` over the lines the native first pass hands over (see sources.native): the same
@@ -374,7 +392,7 @@ class GroupingSource:
             return
         if rtype not in self._r4_types:
             self._unattributable(rtype, where, source, only, "*", ENTRY_NOT_R4(),
-                                 "resource type is not an R4 type; skipped")
+                                 P["not-r4"]())
             return
         wants = self.wants
         if wants is not None and (rtype not in wants.types or not wants(res, where)):
@@ -392,12 +410,12 @@ class GroupingSource:
                     self.shared.add(res, full_url)  # a report's or panel's result: adopted by reference
                     return
             self._unattributable(rtype, where, source, only, rtype, ENTRY_NO_PATIENT(),
-                                 f"{rtype} has no usable patient reference; skipped")
+                                 P["no-patient"](type=rtype))
             return
         key = normalize_reference(ref, aliases)
         if key is None or not (key.startswith("Patient/") or key in patients):
             self._unattributable(rtype, where, source, only, rtype, ENTRY_BAD_PATIENT(),
-                                 f"{rtype} refers to a patient reference that is not a Patient in this input; skipped")
+                                 P["bad-patient"](type=rtype))
             return
         self._add(key, res, where, source)
         if patients and key not in patients:  # a Bundle's entry naming a patient the Bundle does not hold
@@ -407,7 +425,7 @@ class GroupingSource:
             self._store.alias(key, full_url, f"{rtype}/{rid}" if isinstance(rid, str) else where)  # type: ignore[union-attr]
 
     def _unattributable(self, rtype: str, where: str, source: str, only: str | None, as_type: str,
-                        why: Msg, problem: str) -> None:
+                        why: Msg, problem: Msg) -> None:
         """A relevant entry with no usable patient: kept against the Bundle's only Patient, else counted."""
         self.problems.add(where, problem)
         if only is not None:
@@ -429,8 +447,7 @@ def _check_export_state(folder: Path, problems: Problems) -> None:
     except (OSError, orjson.JSONDecodeError, AttributeError):
         done = False
     if not done:
-        problems.add(str(folder), "this Bulk export did not complete (its state file says so): only part of it is "
-                                  "here; run the same 'fhir3t export' again to resume it")
+        problems.add(str(folder), P["export-incomplete"]())
 
 
 def _input_bytes(files: Iterable[Path]) -> int:
@@ -458,11 +475,9 @@ def foreign_unread(foreign: Iterable[tuple[str, str, str, str, str]], patients: 
         if other in patients:
             continue
         if not only:  # a Bundle of several patients: whose it really is cannot be told
-            problems.add(where, f"{rtype} names a patient who is not in the input (a garbled reference?); it is "
-                                "screened under that reference, and the Bundle's patients may be missing it")
+            problems.add(where, P["foreign-screened"](type=rtype))
             continue
-        problems.add(where, f"{rtype} names a patient who is not in the input, in a Bundle of another patient "
-                            "(a garbled reference?): that patient's criteria it could decide are left unknown")
+        problems.add(where, P["foreign-unknown"](type=rtype))
         yield only, Unread(rtype, where, ENTRY_OTHER_PATIENT()), source
 
 
@@ -472,7 +487,7 @@ def records_of(groups: Iterable[tuple[str, Group]], shared: SharedIndex, problem
     any_subjectless = any(r.get("resourceType") == "Observation" for r in shared.by_ref.values())
     for key, g in groups:
         if not any(r.get("resourceType") == "Patient" for r, _ in g.resources):
-            problems.add(g.source, f"{key}: no Patient resource found; screened without demographics", skipped=False)
+            problems.add(g.source, P["no-patient-resource"](key=key), skipped=False)
         if stats is not None:
             stats.patients += 1
         yield RawRecord(key, g.resources, g.source, _resolver(shared, g.aliases), g.aliases, g.unread,

@@ -22,12 +22,14 @@ from fhir3t.errors import ServerError
 from fhir3t.fhirutil import fhir_reference, server_label
 from fhir3t.ids import fhir_id
 from fhir3t.jsonshape import child, child_text, items, objs, text
-from fhir3t.messages import Message, render
+from fhir3t.messages import Message
 from fhir3t.state.base import CHANGED_SERVER, Entry, Versioned, Written
 from fhir3t.transport.http import FhirClient, HttpStatusError, outcome_text
 
 CHUNK = 50
 NO_TRANSACTION = Message("state.no-transaction", "{where} refused the transaction ({status}): nothing was written")
+NO_TRANSACTION_DETAIL = Message("state.no-transaction-detail", "{where} refused the transaction ({status}): nothing "
+                                                             "was written: {detail}")
 NO_ANSWER = Message("state.no-answer", "{where} gave no readable answer to the transaction; check there whether the "
                                        "step was recorded before repeating it")
 
@@ -212,17 +214,17 @@ class ServerState:
                 stale = next((e for e in entries if e.if_match is not None), entries[0])
                 raise Conflict(CHANGED_SERVER(ref=stale.ref, where=self.label, expected=stale.if_match or "-")) from None
             detail = outcome_text(exc.body)
-            raise ServerError(render(NO_TRANSACTION(where=self.label, status=exc.status))
-                              + (f": {detail}" if detail else "")) from None
+            raise ServerError(NO_TRANSACTION_DETAIL(where=self.label, status=exc.status, detail=detail) if detail
+                              else NO_TRANSACTION(where=self.label, status=exc.status)) from None
         answers = items(resp.get("entry")) if isinstance(resp, dict) else []
         if len(answers) != len(entries):
-            raise ServerError(render(NO_ANSWER(where=self.label)))
+            raise ServerError(NO_ANSWER(where=self.label))
         out = []
         for e, ans in zip(entries, answers):
             r = child(ans, "response")
             status = (child_text(r, "status") or "").split(" ")[0]
             if not status.startswith("2"):
-                raise ServerError(render(NO_ANSWER(where=self.label)))
+                raise ServerError(NO_ANSWER(where=self.label))
             loc = child_text(r, "location") or ""
             parts = loc.split("/_history/")
             ref = self._ref(parts[0]) or e.ref

@@ -28,7 +28,7 @@ from fhir3t.enrolment.records import Screening, screening_of_result
 from fhir3t.enrolment.refused import Conflict
 from fhir3t.errors import ConfigError
 from fhir3t.jsonshape import child, child_text, items, objs, text
-from fhir3t.messages import Message, render
+from fhir3t.messages import Message
 from fhir3t.state.base import CHANGED, Entry, Versioned, Written, relink
 
 SCHEMA_VERSION = "1"
@@ -96,10 +96,10 @@ class StateFile:
             if found is None:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             elif found[0] != SCHEMA_VERSION:
-                raise ConfigError(render(NEWER(path=str(self.path), found=found[0])))
+                raise ConfigError(NEWER(path=str(self.path), found=found[0]))
         except (OSError, sqlite3.Error) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)[:120] or type(exc).__name__
-            raise ConfigError(render(UNUSABLE(path=str(self.path), reason=reason))) from None
+            raise ConfigError(UNUSABLE(path=str(self.path), reason=reason)) from None
 
     def close(self) -> None:
         with self._lock:

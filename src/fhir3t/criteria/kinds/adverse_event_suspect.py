@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, text_arg, unless_unread, when
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, text_arg, unless_unread, when
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET
 from fhir3t.messages import Message, Msg, Text, reason
@@ -24,7 +24,7 @@ DESCRIBE = Message("ae-suspect.describe", "an AdverseEvent (actual, not potentia
 @dataclass
 class AdverseEventSuspect(Kind):
     vs: ValueSet
-    label: str = ""
+    label: Label = ""
 
     kind = "adverse-event-suspect"
     params: ClassVar[dict[str, Any]] = {"valueset": {"type": "string"}}

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule
+from fhir3t.criteria.base import Builder, Kind, Label, Rule
 from fhir3t.criteria.model import Outcome
 from fhir3t.dates import age_on
 from fhir3t.errors import ConfigError
@@ -36,7 +36,7 @@ class Age(Kind):
 
     min_years: int | None = None
     below_years: int | None = None
-    label: str = "age"
+    label: Label = "age"
 
     kind = "age"
     params: ClassVar[dict[str, Any]] = {"min_years": {"type": "integer", "minimum": 0}, "below_years": {"type": "integer", "minimum": 0}}

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, code_name, text_arg, unless_unread
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, code_name, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, Tri
 from fhir3t.messages import Message, Msg, Text, reason
@@ -29,7 +29,7 @@ DESCRIBE_ACTIVE = Message("allergy.describe-active", "an active AllergyIntoleran
 class AllergyRule(Kind):
     vs: ValueSet
     active_only: bool = True
-    label: str = ""
+    label: Label = ""
 
     kind = "allergy"
     params: ClassVar[dict[str, Any]] = {"valueset": {"type": "string"}, "active_only": {"type": "boolean"}}

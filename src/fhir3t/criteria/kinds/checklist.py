@@ -5,10 +5,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, most_recent_first, when
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, most_recent_first, text_arg, when
 from fhir3t.criteria.model import Outcome
-from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
-from fhir3t.messages import Message, Msg, reason
+from fhir3t.logic import MET, NOT_MET, RESULT_WORDS, UNKNOWN, Tri
+from fhir3t.messages import Message, Msg, Text, reason
 from fhir3t.records.plan import Read, read
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class Checklist(Kind):
     questionnaire: str
     on_true: Tri = MET
     on_false: Tri = NOT_MET
-    label: str = ""
+    label: Label = ""
 
     kind = "checklist"
     params: ClassVar[dict[str, Any]] = {"link_id": {"type": "string"}, "on_true": {"enum": ["met", "not-met", "unknown"]},
@@ -66,7 +66,7 @@ class Checklist(Kind):
                if r.raw.get("status") in ("completed", "amended")
                and isinstance(r.raw.get("questionnaire"), str)
                and r.raw["questionnaire"].split("|")[0].rstrip("/").endswith(self.questionnaire)]
-        ask = ASK(item=self.link_id, questionnaire=self.questionnaire.rsplit("/", 1)[-1])
+        ask = ASK(item=self.item, questionnaire=self.questionnaire.rsplit("/", 1)[-1])
         if not qrs:
             unread = [r for r in ctx.record.unread_of("QuestionnaireResponse") if not r.dated_after(ctx.as_of)]
             if unread:
@@ -77,10 +77,15 @@ class Checklist(Kind):
         answers = [a.get("valueBoolean") for a in (item or {}).get("answer") or () if isinstance(a, dict)]
         answers = [a for a in answers if isinstance(a, bool)]
         if not answers:
-            return Outcome(UNKNOWN, (latest.ref,), reason(NO_ANSWER(when=when(latest.span), item=self.link_id), ask))
+            return Outcome(UNKNOWN, (latest.ref,), reason(NO_ANSWER(when=when(latest.span), item=self.item), ask))
         value = answers[0]
         return Outcome(self.on_true if value else self.on_false, (latest.ref,),
-                       reason((YES if value else NO)(when=when(latest.span), item=self.link_id)))
+                       reason((YES if value else NO)(when=when(latest.span), item=self.item)))
 
     def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
-        return DESCRIBE(item=self.link_id, yes=str(self.on_true), no=str(self.on_false))
+        return DESCRIBE(item=self.item, yes=RESULT_WORDS[self.on_true](), no=RESULT_WORDS[self.on_false]())
+
+    @property
+    def item(self) -> Text | str:
+        """How reasons name the item: the criteria file's label, else its linkId."""
+        return text_arg(self.label) or self.link_id

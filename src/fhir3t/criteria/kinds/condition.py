@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import AS_WRITTEN, Builder, Kind, Rule, code_name, text_arg, unless_unread
+from fhir3t.criteria.base import AS_WRITTEN, LABEL_SCHEMA, Builder, Kind, Label, Rule, code_name, code_word, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.dates import Span, Window
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
@@ -60,8 +60,8 @@ class ConditionRule(Kind):
     window: str | None = None
     dates: tuple[str, ...] = ("onset", "abatement", "recorded")
     on_match: Tri = MET
-    label: str = ""
-    hint: str | None = None
+    label: Label = ""
+    hint: Label | None = None
 
     kind = "condition"
     params: ClassVar[dict[str, Any]] = {
@@ -70,7 +70,7 @@ class ConditionRule(Kind):
         "window": {"type": "string"},
         "dates": {"type": "array", "items": {"enum": ["onset", "abatement", "recorded"]}},
         "on_match": {"enum": ["met", "not-met", "unknown"]},
-        "hint": {"type": "string"},
+        "hint": LABEL_SCHEMA,
     }
     required = ("valueset", "when")
 
@@ -102,7 +102,7 @@ class ConditionRule(Kind):
         raw = res.raw
         clinical = status_code(raw.get("clinicalStatus"))
         active = clinical is None or clinical in ACTIVE_CLINICAL
-        state: Msg | str = clinical or NO_STATUS()
+        state: Msg | str = code_word("clinical", clinical) if clinical else NO_STATUS()
         parts: list[Clause]
         if self.when == "ever":
             tri, parts = MET, [clause(RECORDED(state=state))]
@@ -129,7 +129,8 @@ class ConditionRule(Kind):
             verification = status_code(raw.get("verificationStatus"))
             if verification in UNCERTAIN_VERIFICATION:
                 last = parts[-1]
-                return UNKNOWN, [*parts[:-1], clause(BUT(finding=last.finding, verification=verification), CONFIRM())]
+                return UNKNOWN, [*parts[:-1], clause(BUT(finding=last.finding, verification=code_word("verification", verification)
+                                                                           if verification else verification), CONFIRM())]
             if self.on_match != MET:
                 hint = text_arg(self.hint)
                 return self.on_match, [*parts[:-1], clause(parts[-1].finding, AS_WRITTEN(text=hint))] if hint else parts

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, code_word
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, UNKNOWN
 from fhir3t.messages import Message, Msg, many, reason
@@ -24,7 +24,7 @@ DESCRIBE = Message("gender.describe", "gender is {genders}")
 @dataclass
 class Gender(Kind):
     genders: frozenset[str]
-    label: str = "sex"
+    label: Label = "sex"
 
     kind = "gender"
     params: ClassVar[dict[str, Any]] = {"in": {"type": "array", "minItems": 1, "items": {"enum": ["male", "female", "other", "unknown"]}}}
@@ -43,7 +43,7 @@ class Gender(Kind):
         if raw is not None and (not isinstance(raw, str) or raw not in (r4_facts().codes_of("Patient", "gender") or ())):
             return Outcome(UNKNOWN, ev, reason(NOT_R4(), CORRECT_IT()))
         g = raw if isinstance(raw, str) and raw else "unknown"
-        return Outcome(MET if g in self.genders else NOT_MET, ev, reason(GENDER(gender=g)))
+        return Outcome(MET if g in self.genders else NOT_MET, ev, reason(GENDER(gender=code_word("gender", g))))
 
     def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
-        return DESCRIBE(genders=many(sorted(self.genders), "or"))
+        return DESCRIBE(genders=many((code_word("gender", g) for g in sorted(self.genders)), "or"))

@@ -5,10 +5,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, text_arg, unless_unread
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, k_or
-from fhir3t.messages import Message, Msg, Text, reason
+from fhir3t.messages import Message, Msg, reason
 from fhir3t.messages.reasons import absent
 from fhir3t.records.plan import Read, read
 from fhir3t.terminology import ValueSet
@@ -22,12 +22,14 @@ RECORD_WHEN = Message("immunization.record-when", "record when it was given")
 NONE_WITHIN = Message("immunization.none-within", "no {title} within {window}")
 DESCRIBE = Message("immunization.describe", "a completed {what} {window}")
 
+VACCINATION = Message("label.vaccination", "vaccination")
+
 
 @dataclass
 class ImmunizationRule(Kind):
     window: str
     vs: ValueSet | None = None
-    label: str = "vaccination"
+    label: Label = ""
 
     kind = "immunization"
     params: ClassVar[dict[str, Any]] = {"window": {"type": "string"}, "valueset": {"type": "string"}}
@@ -36,7 +38,7 @@ class ImmunizationRule(Kind):
     @classmethod
     def build(cls, spec: dict[str, Any], b: Builder) -> Rule:
         return cls(b.window(spec), b.vs(spec["valueset"]) if "valueset" in spec else None,
-                   spec.get("label") or "vaccination")
+                   spec.get("label") or "")
 
     def reads(self) -> Iterable[Read]:
         yield read("Immunization", self.vs, "status", "vaccineCode", "occurrence[x]", complete=True)
@@ -45,7 +47,7 @@ class ImmunizationRule(Kind):
         window = ctx.window(self.window)
         hits = [r for r in ctx.visible("Immunization")
                 if r.raw.get("status") in ("completed", "amended") and (self.vs is None or any(c in self.vs for c in r.codes))]
-        title = text_arg(self.label) or Text.of("vaccination")
+        title = text_arg(self.label) or VACCINATION()
         if not hits:
             return unless_unread(self._once("absent", lambda: Outcome(NOT_MET, (), absent(title))), ctx,
                                  ("Immunization",), self.vs)
@@ -63,5 +65,5 @@ class ImmunizationRule(Kind):
                              ("Immunization",), self.vs)
 
     def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
-        what = text_arg(self.label) or Text.of("vaccination")
+        what = text_arg(self.label) or VACCINATION()
         return DESCRIBE(what=what, window=windows[self.window].describe())

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, text_arg, unless_unread
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, code_word, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, UNKNOWN
 from fhir3t.messages import Message, Msg, Text, reason
@@ -27,11 +27,13 @@ UNKNOWN_SYSTEM = Message("recommendation.unknown-system", "coded in no system fh
 NO_CODE = Message("recommendation.no-code", "with no code")
 DESCRIBE = Message("recommendation.describe", "a recommendation (not complete, immune or contraindicated) of {vaccines}")
 
+PLANNED_LIVE = Message("label.planned-live-vaccine", "planned live vaccine")
+
 
 @dataclass
 class RecommendationRule(Kind):
     vs: ValueSet
-    label: str = "planned live vaccine"
+    label: Label = ""
 
     kind = "immunization-recommendation"
     params: ClassVar[dict[str, Any]] = {"valueset": {"type": "string"}}
@@ -39,7 +41,7 @@ class RecommendationRule(Kind):
 
     @classmethod
     def build(cls, spec: dict[str, Any], b: Builder) -> Rule:
-        return cls(b.vs(spec["valueset"]), spec.get("label") or "planned live vaccine")
+        return cls(b.vs(spec["valueset"]), spec.get("label") or "")
 
     def reads(self) -> Iterable[Read]:
         # the vaccine codes sit inside `recommendation`: every recommendation is read
@@ -62,7 +64,7 @@ class RecommendationRule(Kind):
                 if hit:
                     return Outcome(MET, (r.ref,), reason(RECOMMENDED(
                         title=self.title, code=f"{ctx.tx.systems.name(hit[0])} {hit[1]}",
-                        forecast=forecast or NO_FORECAST())))
+                        forecast=code_word("forecast", forecast) if forecast else NO_FORECAST())))
                 why = self._unreadable(vaccines, codes, ctx)
                 if why:
                     doubtful.append((r.ref, why))
@@ -74,8 +76,8 @@ class RecommendationRule(Kind):
                              ("ImmunizationRecommendation",), None)
 
     @property
-    def title(self) -> Text:
-        return text_arg(self.label) or Text.of("planned live vaccine")
+    def title(self) -> Text | Msg:
+        return text_arg(self.label) or PLANNED_LIVE()
 
     def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
         return DESCRIBE(vaccines=self.vs.name_text)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, code_name, text_arg, unless_unread
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, code_name, code_word, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
 from fhir3t.dates import Span
 from fhir3t.errors import ConfigError
@@ -70,7 +70,7 @@ class MedicationRule(Kind):
     window: str | None = None
     half_lives: float = 0.0
     reasons: ValueSet | None = None
-    label: str = ""
+    label: Label = ""
 
     kind = "medication"
     params: ClassVar[dict[str, Any]] = {"valueset": {"type": "string"}, "mode": {"enum": ["exposure", "stopped-for-reason"]},
@@ -111,7 +111,7 @@ class MedicationRule(Kind):
         if isinstance(period, dict) and isinstance(period.get("end"), str):
             return span_of(period["end"]), ENDED()
         status = raw.get("status")
-        shown: Msg | str = status if isinstance(status, str) else NO_STATUS()
+        shown: Msg | str = code_word("medication", status) if isinstance(status, str) else NO_STATUS()
         if status in self.ONGOING:
             return Span(as_of, as_of), ONGOING(status=shown)
         # spec §6: effective, else dateAsserted, else unknown (an order date says nothing of intake)
@@ -168,7 +168,7 @@ class MedicationRule(Kind):
         reasons = given if isinstance(given, list) else [given] if isinstance(given, dict) else []
         codes = [c for cc in reasons for c in ctx.tx.codes(cc)]
         status = raw.get("status") if isinstance(raw.get("status"), str) else None
-        shown: Msg | str = status if status is not None else NO_STATUS()
+        shown: Msg | str = code_word("medication", status) if status is not None else NO_STATUS()
         if any(c in self.reasons for c in codes):
             code = next(c for c in codes if c in self.reasons)[1]
             return MET, clause(FOR_REASON(status=shown, code=code, reasons=self.reasons.name_text.lower()))

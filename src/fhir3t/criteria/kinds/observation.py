@@ -15,7 +15,7 @@ from datetime import date
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, describe_suspect, record_name, settle_hint, text_arg, when
+from fhir3t.criteria.base import LABEL_SCHEMA, Builder, Kind, Label, Rule, describe_suspect, record_name, settle_hint, text_arg, when
 from fhir3t.criteria.model import Outcome
 from fhir3t.criteria.readings import NEGATIVE, POSITIVE, Number, Readings, compare, grade, number, qualitative
 from fhir3t.dates import Span, instant
@@ -117,8 +117,8 @@ class ObservationRule(Kind):
     met_vs: ValueSet | None = None
     not_met_vs: ValueSet | None = None
     include_reports: bool = False
-    hint: str | None = None
-    label: str = ""
+    hint: Label | None = None
+    label: Label = ""
 
     kind = "observation"
     params: ClassVar[dict[str, Any]] = {
@@ -141,7 +141,7 @@ class ObservationRule(Kind):
         "met_valueset": {"type": "string"},
         "not_met_valueset": {"type": "string"},
         "include_reports": {"type": "boolean"},
-        "hint": {"type": "string"},
+        "hint": LABEL_SCHEMA,
     }
     required = ("valueset", "window", "read")
 

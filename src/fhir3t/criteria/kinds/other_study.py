@@ -5,11 +5,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Rule, record_name
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, record_name
 from fhir3t.criteria.model import Outcome
+from fhir3t.enrolment import status_word
 from fhir3t.jsonshape import child
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
-from fhir3t.messages import Clause, Message, Msg, Text, clause, many, reason
+from fhir3t.messages import Clause, Message, Msg, clause, many, reason
 from fhir3t.messages.reasons import absent
 from fhir3t.records.build import span_of
 from fhir3t.records.model import Res
@@ -17,6 +18,8 @@ from fhir3t.records.plan import Read, read
 
 if TYPE_CHECKING:
     from fhir3t.criteria.context import Context, WindowSpec
+
+PARTICIPATION = Message("label.other-study", "other-study participation")
 
 STUDY_ID = Message("other-study.study-id", "study {value}")
 UNNAMED = Message("other-study.unnamed", "an unnamed study")
@@ -36,7 +39,7 @@ DESCRIBE = Message("other-study.describe", "a ResearchSubject of another study, 
 class OtherStudy(Kind):
     statuses: frozenset[str]
     window: str
-    label: str = "participation in another interventional study"
+    label: Label = "participation in another interventional study"
 
     kind = "other-study"
     params: ClassVar[dict[str, Any]] = {"statuses": {"type": "array", "minItems": 1, "items": {"type": "string"}},
@@ -73,11 +76,11 @@ class OtherStudy(Kind):
             study: Msg | str = named if isinstance(named, str) else \
                 STUDY_ID(value=ident["value"]) if isinstance(ident.get("value"), str) else UNNAMED()
             if tri == MET and ours is None:
-                judged.append((r, UNKNOWN, clause(NOT_IN_INPUT(status=raw["status"], study=study),
+                judged.append((r, UNKNOWN, clause(NOT_IN_INPUT(status=status_word(raw["status"]), study=study),
                                                   CHECK_WHICH(study=ctx.study.value))))
                 continue
             how = OVERLAPPING if tri == MET else NOT_OVERLAPPING if tri == NOT_MET else POSSIBLY_OVERLAPPING
-            judged.append((r, tri, clause(how(status=raw["status"], study=study, start=str(start or "?"),
+            judged.append((r, tri, clause(how(status=status_word(raw["status"]), study=study, start=str(start or "?"),
                                               end=str(end) if end else ONGOING(), window=str(window)))))
         unread = [r for r in ctx.record.unread_of("ResearchSubject")
                   if not r.dated_after(ctx.as_of) and ctx.study.match(r.raw.get("study")) is not True]
@@ -85,7 +88,7 @@ class OtherStudy(Kind):
             if unread:
                 return Outcome(UNKNOWN, tuple(r.ref for r in unread),
                                reason(UNREADABLE(record=record_name(unread[0]), why=unread[0].why), CORRECT_IT()))
-            return self._once("absent", lambda: Outcome(NOT_MET, (), absent(Text.of("other-study participation"))))
+            return self._once("absent", lambda: Outcome(NOT_MET, (), absent(PARTICIPATION())))
         result = k_or(t for _, t, _ in judged)
         deciding = [(r, why) for r, t, why in judged if t == result]
         out = Outcome(result, tuple(r.ref for r, _ in deciding), tuple(why for _, why in deciding))
@@ -95,4 +98,4 @@ class OtherStudy(Kind):
         return out
 
     def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
-        return DESCRIBE(statuses=many(sorted(self.statuses), "or"), window=windows[self.window].describe())
+        return DESCRIBE(statuses=many((status_word(s) for s in sorted(self.statuses)), "or"), window=windows[self.window].describe())

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from fhir3t.criteria.base import Builder, Kind, Rule, when
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, when
 from fhir3t.criteria.model import Outcome
 from fhir3t.enrolment import vouches_for_consent
 from fhir3t.jsonshape import child
@@ -26,7 +26,7 @@ DESCRIBE = Message("consent.describe", "an active Consent for this study (pointi
 
 @dataclass
 class StudyConsent(Kind):
-    label: str = "consent for this study"
+    label: Label = "consent for this study"
 
     kind = "study-consent"
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir3t.errors import EXIT_FINDINGS, EXIT_OK
+from fhir3t.messages import Msg, render
 
 OK, WARNING, FAIL = "ok", "warning", "fail"
 STATUSES = (OK, WARNING, FAIL)
@@ -18,20 +19,36 @@ STATUSES = (OK, WARNING, FAIL)
 
 @dataclass(frozen=True)
 class Check:
-    """One finding. `id` is stable (scripts may key on it); several lines may share one."""
+    """One finding. `id` is stable (scripts may key on it); several lines may share one. Its heading and what it
+    says are messages (`title_in(lang)`, `message_in(lang)`); `title` and `message` are their English (the JSON
+    form)."""
 
     id: str
-    title: str
+    heading: str | Msg
     status: str
-    message: str
+    said: str | Msg
     details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return self.title_in()
+
+    @property
+    def message(self) -> str:
+        return self.message_in()
+
+    def title_in(self, lang: str = "en") -> str:
+        return render(self.heading, lang) if isinstance(self.heading, Msg) else self.heading
+
+    def message_in(self, lang: str = "en") -> str:
+        return render(self.said, lang) if isinstance(self.said, Msg) else self.said
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"check status {self.status!r} is not one of {STATUSES}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "status": self.status, "message": self.message,
+        return {"id": self.id, "title": self.title_in(), "status": self.status, "message": self.message_in(),
                 "details": dict(self.details)}
 
 
@@ -42,7 +59,7 @@ class ServerReport:
     server: str
     checks: list[Check] = field(default_factory=list)
     #: a run-level failure (unreachable, auth, request budget): the checks after it did not run
-    error: str | None = None
+    error: str | Msg | None = None
     error_code: int = 0
     requests: int = 0
     write_test: bool = False
@@ -64,4 +81,5 @@ class ServerReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"server": self.server, "write_test": self.write_test, "checks": [c.to_dict() for c in self.checks],
-                "counts": self.counts, "requests": self.requests, "error": self.error, "exit_code": self.exit_code}
+                "counts": self.counts, "requests": self.requests,
+                "error": render(self.error, "en") if isinstance(self.error, Msg) else self.error, "exit_code": self.exit_code}

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fhir3t.messages import Msg, table
 from fhir3t.pipeline.definition import Definition
 from fhir3t.r4facts import r4_facts
 from fhir3t.terminology import Terminology, ValueSet
+
+W = table("check.needs", {
+    "unsafe": "{criteria} would take it as none recorded, so a patient could come out eligible wrongly",
+    "unknown": "{criteria} would stay unknown for everyone",
+    "references": "fhir3t reads it through references",
+})
 
 
 @dataclass(frozen=True)
@@ -30,16 +37,15 @@ class Needs:
         """The types fetched per patient."""
         return tuple(t for t in self.types if t not in self.shared)
 
-    def consequence(self, rtype: str) -> str:
+    def consequence(self, rtype: str) -> Msg:
         """What happens to screening when the server never returns `rtype` (for messages)."""
         unsafe = self.complete.get(rtype, ())
         if unsafe:
-            return (f"{', '.join(unsafe)} would take it as none recorded, so a patient could come out eligible "
-                    "wrongly")
+            return W["unsafe"](criteria=", ".join(unsafe))
         readers = self.readers.get(rtype, ())
         if readers:
-            return f"{', '.join(readers)} would stay unknown for everyone"
-        return "fhir3t reads it through references"
+            return W["unknown"](criteria=", ".join(readers))
+        return W["references"]()
 
 
 def needs_of(definition: Definition) -> Needs:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from fhir3t.enrolment import Status
 from fhir3t.errors import Fhir3tError
 from fhir3t.fhirutil import fhir_id, search_escape
+from fhir3t.messages import Msg, table
+from fhir3t.pipeline.servercheck.capability import W as CAPABILITY_W
 from fhir3t.pipeline.servercheck.model import FAIL, OK, WARNING, Check
 from fhir3t.pipeline.servercheck.session import Session
 from fhir3t.sinks.fhir_server import FhirServerSink
@@ -18,7 +20,32 @@ from fhir3t.transport.http import HttpStatusError
 from fhir3t.transport.urls import clean
 
 TEST_SYSTEM = "urn:fhir3t:check-server"
-TITLE = "write test"
+W = table("check.write", {
+    "t.write": "write test",
+    "another": "tried: the server answered the {when} of the test study with ResearchStudy/{id}, which is another "
+               "study: its conditional create does not apply the identifier, so a push would take that study for the "
+               "trial's (it was left alone)",
+    "first-create": "first create",
+    "second-create": "second create",
+    "push": "push",
+    "not-created": "the test ResearchStudy could not be created with a {mode} ({status}): fhir3t push would fail the "
+                   "same way",
+    "transaction": "tried: a transaction was applied to create the test study ({status})",
+    "batch": "tried: no transaction, a batch was applied to create the test study ({status}); push sends entries one by "
+             "one, a failed entry leaves the others applied",
+    "untried": "not tried: the test study could not be created",
+    "second-failed": "tried: the second push of the same ResearchStudy failed ({status}): each push after the first "
+                     "would fail",
+    "second-made": "tried: the second push created another ResearchStudy ({n} with the same identifier): the server "
+                   "ignores ifNoneExist, so every push adds a study",
+    "second-found": "tried: the second push found the first ResearchStudy ({status}), no second one",
+    "none-made": "no test study was made, so none is left on the server",
+    "left": "could not delete {studies} (identifier {identifier}): delete it by hand",
+    "deleted": "{studies} deleted again: nothing of the test is left on the server",
+})
+TITLE = W["t.write"]()
+TRANSACTION = CAPABILITY_W["t.transaction"]()
+CONDITIONAL = CAPABILITY_W["t.conditional"]()
 
 
 def _id_of(location: str) -> str | None:
@@ -69,12 +96,10 @@ class WriteTest:
         return isinstance(got, dict) and got.get("resourceType") == "ResearchStudy" \
             and has_identifier(got, TEST_SYSTEM, self.value)
 
-    def _another(self, rid: str, when: str) -> Check:
+    def _another(self, rid: str, when: Msg) -> Check:
         self.conditional_done = True
-        return Check("conditional-create", "conditional create", FAIL,
-                     f"tried: the server answered the {when} of the test study with ResearchStudy/{clean(rid, 64)}, which "
-                     "is another study: its conditional create does not apply the identifier, so a push would take "
-                     "that study for the trial's (it was left alone)", {"tried": True, "other": rid})
+        return Check("conditional-create", CONDITIONAL, FAIL, W["another"](when=when, id=clean(rid, 64)),
+                     {"tried": True, "other": rid})
 
     def start(self) -> list[Check]:
         """Create the test study; the transaction line (what push will send, tried)."""
@@ -84,13 +109,12 @@ class WriteTest:
             found = self._found()
             rid = found[0] if found else None
         if state != "ok" or rid is None:
-            return [Check("transaction", "transaction / batch", FAIL,
-                          f"the test ResearchStudy could not be created with a {mode or 'push'} "
-                          f"({clean(status, 200) or state}): fhir3t push would fail the same way",
+            return [Check("transaction", TRANSACTION, FAIL,
+                          W["not-created"](mode=mode or W["push"](), status=clean(status, 200) or state),
                           {"mode": mode, "tried": True})]
         checks: list[Check] = []
         if not self._is_test_study(rid):
-            checks.append(self._another(rid, "first create"))
+            checks.append(self._another(rid, W["first-create"]()))
             self.made = self._found()  # one may have been made all the same
         else:
             self.made.append(rid)
@@ -99,13 +123,10 @@ class WriteTest:
                           "identifier": [{"system": TEST_SYSTEM, "value": self.value}]}
             self.session.remember("ResearchStudy", self.study)
         if mode == "transaction":
-            line = Check("transaction", "transaction / batch", OK,
-                         f"tried: a transaction was applied to create the test study ({clean(status, 40)})",
+            line = Check("transaction", TRANSACTION, OK, W["transaction"](status=clean(status, 40)),
                          {"mode": mode, "tried": True})
         else:
-            line = Check("transaction", "transaction / batch", WARNING,
-                         f"tried: no transaction, a batch was applied to create the test study ({clean(status, 40)}); "
-                         "push sends entries one by one, a failed entry leaves the others applied",
+            line = Check("transaction", TRANSACTION, WARNING, W["batch"](status=clean(status, 40)),
                          {"mode": mode, "tried": True})
         return [line, *checks]
 
@@ -113,8 +134,7 @@ class WriteTest:
         """Push the same study again (conditional create), then delete every test study made."""
         if not self.made:
             untried = [] if self.conditional_done else [Check(
-                "conditional-create", "conditional create", WARNING,
-                "not tried: the test study could not be created", {"tried": False})]
+                "conditional-create", CONDITIONAL, WARNING, W["untried"](), {"tried": False})]
             return [*untried, self.cleanup()]
         checks: list[Check] = []
         try:
@@ -122,20 +142,16 @@ class WriteTest:
             other = rid is not None and rid not in self.made and not self._is_test_study(rid)
             self.made = list(dict.fromkeys([*self.made, *([rid] if rid and not other else []), *self._found()]))
             if other and rid is not None:
-                checks.append(self._another(rid, "second create"))
+                checks.append(self._another(rid, W["second-create"]()))
             elif state != "ok":
-                checks.append(Check("conditional-create", "conditional create", FAIL,
-                                    f"tried: the second push of the same ResearchStudy failed ({clean(status, 200)}): "
-                                    "each push after the first would fail", {"tried": True}))
+                checks.append(Check("conditional-create", CONDITIONAL, FAIL, W["second-failed"](status=clean(status, 200)),
+                                    {"tried": True}))
             elif len(self.made) > 1:
-                checks.append(Check("conditional-create", "conditional create", FAIL,
-                                    f"tried: the second push created another ResearchStudy ({len(self.made)} with the "
-                                    "same identifier): the server ignores ifNoneExist, so every push adds a study",
+                checks.append(Check("conditional-create", CONDITIONAL, FAIL, W["second-made"](n=len(self.made)),
                                     {"tried": True, "created": len(self.made)}))
             elif not self.conditional_done:
-                checks.append(Check("conditional-create", "conditional create", OK,
-                                    f"tried: the second push found the first ResearchStudy ({clean(status, 40)}), no "
-                                    "second one", {"tried": True, "created": 1}))
+                checks.append(Check("conditional-create", CONDITIONAL, OK, W["second-found"](status=clean(status, 40)),
+                                    {"tried": True, "created": 1}))
         finally:
             checks.append(self.cleanup())
         return checks
@@ -156,11 +172,9 @@ class WriteTest:
                 left.append(rid)
         shown = ", ".join(f"ResearchStudy/{clean(r, 64)}" for r in self.made)
         if not self.made:
-            return Check("write-test", TITLE, OK, "no test study was made, so none is left on the server",
-                         {"made": [], "left": []})
+            return Check("write-test", TITLE, OK, W["none-made"](), {"made": [], "left": []})
         if left:
             return Check("write-test", TITLE, WARNING,
-                         f"could not delete {', '.join(f'ResearchStudy/{clean(r, 64)}' for r in left)} (identifier "
-                         f"{TEST_SYSTEM}|{self.value}): delete it by hand", {"made": self.made, "left": left})
-        return Check("write-test", TITLE, OK, f"{shown} deleted again: nothing of the test is left on the server",
-                     {"made": self.made, "left": []})
+                         W["left"](studies=", ".join(f"ResearchStudy/{clean(r, 64)}" for r in left),
+                                   identifier=f"{TEST_SYSTEM}|{self.value}"), {"made": self.made, "left": left})
+        return Check("write-test", TITLE, OK, W["deleted"](studies=shown), {"made": self.made, "left": []})
