@@ -85,7 +85,10 @@ class Relevance:
         #: what a source must not skip by type
         self.types = plan.types | containers
         self.complete = plan.complete
-        self._fast: dict[tuple[object, ...], bool] = {}
+        #: fast key -> (kept, the code systems nobody knows that judging it reported): a drop is shared by
+        #: resources alike, and what it told a run is told again to every run that meets one (a Definition
+        #: serves many runs: the second must hear what the first heard)
+        self._fast: dict[tuple[object, ...], tuple[bool, tuple[str, ...]]] = {}
         self._judged: dict[tuple[object, ...], Judged] = {}
 
     def for_run(self, problems: Problems | None) -> RunFilter:
@@ -97,21 +100,35 @@ class Relevance:
         rtype = resource.get("resourceType")
         if not isinstance(rtype, str) or rtype not in self.types:
             return False
-        hit = self.quick(rtype, resource)
+        hit = self.quick(rtype, resource, where, on_unknown)
         if hit is None:
             key = self._fast_key(rtype, resource)
-            hit = self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where, on_unknown=on_unknown) is not None
+            told: list[str] = []
+
+            def tell(rt: str, system: str, at: str) -> None:
+                told.append(system)
+                if on_unknown is not None:
+                    on_unknown(rt, system, at)
+
+            hit = self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where, on_unknown=tell) is not None
             if key is not None:
                 if len(self._fast) > 200_000:
                     self._fast.clear()
-                self._fast[key] = hit
+                self._fast[key] = (hit, tuple(told))
         return hit
 
-    def quick(self, rtype: str, resource: dict) -> bool | None:
+    def quick(self, rtype: str, resource: dict, where: str = "", on_unknown: OnUnknown | None = None) -> bool | None:
         """The verdict already given to a resource alike in everything the decision reads, or None
-        (judge it). Sources ask before they spend anything else on a resource."""
+        (judge it), telling `on_unknown` what judging it told. Sources ask before they spend anything
+        else on a resource."""
         key = self._fast_key(rtype, resource)
-        return None if key is None else self._fast.get(key)
+        known = None if key is None else self._fast.get(key)
+        if known is None:
+            return None
+        if on_unknown is not None:
+            for system in known[1]:
+                on_unknown(rtype, system, where)
+        return known[0]
 
     @staticmethod
     def _fast_key(rtype: str, res: dict) -> tuple[object, ...] | None:
@@ -273,8 +290,9 @@ class RunFilter:
     def __call__(self, resource: dict, where: str = "") -> bool:
         return self.relevance.keep(resource, where, self._unknown)
 
-    def quick(self, rtype: str, resource: dict) -> bool | None:
-        return self.relevance.quick(rtype, resource)
+    def quick(self, rtype: str, resource: dict, where: str = "", *, tell: bool = True) -> bool | None:
+        """The shared verdict (see Relevance.quick); with `tell`, this run hears what judging it told."""
+        return self.relevance.quick(rtype, resource, where, self._unknown if tell else None)
 
     def judge(self, rtype: str, res: dict, resolve: Resolve, *, pending_ok: bool = False, where: str = "") -> Judged | None:
         return self.relevance.judge(rtype, res, resolve, pending_ok=pending_ok, where=where, on_unknown=self._unknown)

@@ -317,7 +317,7 @@ class GroupingSource:
                                    terminated=not (unterminated and lineno == first + len(lines) - 1))
                     continue
                 if types is not None and rtype not in shared_types and rtype in r4_types and rtype != "Patient" \
-                        and (rtype not in types or (quick is not None and quick(rtype, res) is False)):
+                        and (rtype not in types or (quick is not None and quick(rtype, res, where) is False)):
                     stats.resources += 1
                     continue  # a type nobody reads, or a resource like one already dropped
                 loc = f"{where}:{lineno}"
@@ -359,7 +359,7 @@ class GroupingSource:
                 continue
             learn = key is not None and key not in verdicts
             if types is not None and rtype not in shared_types and rtype in r4_types and rtype != "Patient" \
-                    and (rtype not in types or (quick is not None and quick(rtype, res) is False)):
+                    and (rtype not in types or (quick is not None and quick(rtype, res, where) is False)):
                 stats.resources += 1
                 if learn:
                     native.learn(key, False)  # type: ignore[arg-type]
@@ -371,9 +371,9 @@ class GroupingSource:
                 else:
                     self._resource(res, loc, None, where, {}, (), None, None)
             except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
-                problems.add(loc, f"could not be read: unexpected structure ({type(exc).__name__}); line skipped")
+                problems.add(loc, P["structure-line"](kind=type(exc).__name__))
             if learn:
-                native.learn(key, quick(rtype, res) if quick is not None else None)  # type: ignore[arg-type]
+                native.learn(key, quick(rtype, res, loc, tell=False) if quick is not None else None)  # type: ignore[arg-type]
 
     def _native_lines(self) -> NativeLines | None:
         """The native first pass, when this source uses one and the read filter can make it."""
