@@ -105,6 +105,7 @@ UNREAD_CODE = Message("unread.code", "{record}{more} has {why}")
 UNREAD_SUSPECT = Message("unread.suspect", "{record}{more} {what}")
 CODE_IT = Message("settle.code-it", "code it to decide")
 CODE_OR_CONFIRM = Message("settle.code-or-confirm", "code or confirm it to decide")
+KEEP_CURRENT = Message("settle.keep-current", "keep only its current copy (or give the copies their meta.versionId) to decide")
 AND_MORE = Plural("unread.more", " and {n} more", " and {n} more")
 AN_ENTRY = Message("unread.entry", "an entry of the input that cannot be read (see the input problems)")
 
@@ -172,11 +173,11 @@ def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet
     if not found:
         return out
     first = found[0]
-    more = AND_MORE(len(found) - 1) if len(found) > 1 else None
-    refs = tuple(r.ref for r in found)
+    refs = tuple(dict.fromkeys(r.ref for r in found))  # copies of one record are one record
+    more = AND_MORE(len(refs) - 1) if len(refs) > 1 else None
     if first.bad == "code" and first.why is not None:
         extra = clause(UNREAD_CODE(record=record_name(first), more=more, why=first.why), CODE_IT())
     else:
         extra = clause(UNREAD_SUSPECT(record=record_name(first), more=more, what=describe_suspect(first, ctx.tx)),
-                       CODE_OR_CONFIRM())
-    return Outcome(UNKNOWN, out.evidence + refs, (*out.reason, extra))
+                       KEEP_CURRENT() if first.bad == "version" else CODE_OR_CONFIRM())
+    return Outcome(UNKNOWN, tuple(dict.fromkeys(out.evidence + refs)), (*out.reason, extra))

@@ -146,7 +146,7 @@ class Context:
             for r in self.record.unread_of(t):
                 if r.dated_after(self.as_of) or not could_be(r, vs, self.tx, self.valuesets.get(t, ())):
                     continue
-                if judge is not None and r.bad in ("code", "medication[x]", "suspectEntity") and judge(r) == NOT_MET:
+                if judge is not None and r.bad in ("code", "medication[x]", "suspectEntity", "version") and judge(r) == NOT_MET:
                     continue
                 out.append(r)
             if vs is not None:

@@ -80,7 +80,7 @@ def _collect(files: list[str], run_dir: str, limits: Limits) \
     store = src.collect(judge_foreign=False)  # judged by the caller, over every process's patients
     assert isinstance(store, DiskStore)
     store.flush()
-    return str(store.dir), src.shared.entries(), problems.items, src.stats, src.foreign, src.seen
+    return str(store.dir), src.shared.state(), problems.items, src.stats, src.foreign, src.seen
 
 
 def _position(where: str, order: dict[str, int]) -> tuple[int, int]:
@@ -100,8 +100,7 @@ def _screen(parts: list[int], stores: list[str], shared_file: str,
     global _SHARED
     assert _DEFINITION is not None and _SPEC is not None
     if _SHARED is None or _SHARED[0] != shared_file:
-        entries = [tuple(e) for e in orjson.loads(Path(shared_file).read_bytes())]
-        _SHARED = (shared_file, SharedIndex.from_entries(entries))
+        _SHARED = (shared_file, SharedIndex.from_states([orjson.loads(Path(shared_file).read_bytes())]))
     shared = _SHARED[1]
     shared.adopted.clear()
     problems = Problems()
@@ -145,12 +144,12 @@ def screen_parallel(definition: Definition, run: Run, inputs: FileInputs, spec: 
     try:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_init, initargs=(spec,)) as pool:
             collected = list(pool.map(_collect, _split(files, jobs), [run_dir] * jobs, [limits] * jobs))
-            stores, entries, unattributed = [], [], 0
+            stores, states, unattributed = [], [], 0
             foreign: list = []
             patients = SeenPatients()
-            for store, shared_entries, found, stats, their_foreign, their_patients in collected:
+            for store, state, found, stats, their_foreign, their_patients in collected:
                 stores.append(store)
-                entries.extend(shared_entries)
+                states.append(state)
                 problems.items.extend(found)
                 unattributed += stats.unattributed
                 foreign.extend(their_foreign)
@@ -160,9 +159,9 @@ def screen_parallel(definition: Definition, run: Run, inputs: FileInputs, spec: 
                 extra.unread(only, item, source)
             extra.flush()
             stores.append(str(extra.dir))
-            shared = SharedIndex.from_entries(entries)
+            shared = SharedIndex.from_states(states)
             shared_file = os.path.join(run_dir, "shared.json")
-            Path(shared_file).write_bytes(orjson.dumps(shared.entries()))
+            Path(shared_file).write_bytes(orjson.dumps(shared.state()))
             # small tasks, few in flight: what a worker sends back at once, and what waits in the
             # parent to be written, stay about TASK_PATIENTS results a task whatever the number of
             # patients (8 partitions a task at 100 000 patients, 1 at a million)

@@ -9,17 +9,19 @@ Observations a DiagnosticReport or a panel points at are adopted even when they 
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from fhir3t.dates import Span, parse_date, plausible
 from fhir3t.errors import Problems
-from fhir3t.messages import Message, Msg, render
+from fhir3t.messages import Message, Msg, many, render
 from fhir3t.r4facts import R4Facts, r4_facts
 from fhir3t.records.concepts import concept_texts, describe_concept, main_concept, shape_of
 from fhir3t.records.model import PatientRecord, Res
 from fhir3t.records.relevance import Judged, RunFilter, Why
 from fhir3t.sources.base import RawRecord
+from fhir3t.sources.versions import Conflict, Copy, Deleted
 from fhir3t.terminology import Code
 
 Resolve = Callable[[str], "dict | None"]
@@ -34,6 +36,17 @@ STATUS_NOT_R4 = Message("record.status-not-r4", "{element} is not an R4 {type}.{
 DRUG_UNRESOLVED = Message("record.drug-unresolved", "its drug reference does not resolve (the Medication is not in the input)")
 CODE_MALFORMED = Message("record.code-malformed", "its code is not a well-formed code of its system ({concept})")
 CODE_UNREADABLE = Message("record.code-unreadable", "no code fhir3t can read ({concept})")
+VERSIONS_UNORDERED = Message("record.versions-unordered",
+                             "is held in {n} copies that differ on what the criteria read, and neither meta.versionId "
+                             "nor meta.lastUpdated tells which is current ({copies})")
+DELETE_UNORDERED = Message("record.delete-unordered",
+                           "was deleted in a history Bundle, and neither meta.versionId nor meta.lastUpdated tells "
+                           "whether this copy is older or newer than the deletion ({copies})")
+COPY_META = Message("record.copy-meta", "version {version} of {updated}")
+COPY_VERSION = Message("record.copy-version", "version {version}")
+COPY_UPDATED = Message("record.copy-updated", "updated {updated}")
+COPY_NO_META = Message("record.copy-no-meta", "a copy without version")
+COPY_DELETED = Message("record.copy-deleted", "a deletion ({what})")
 
 
 def status_code(concept: object) -> str | None:
@@ -120,7 +133,10 @@ class RecordBuilder:
         url_of_loc = {loc: url for url, loc in raw.aliases.items()}
         containers: list[tuple[dict, Res, bool]] = []  # (resource, its Res, read by a rule itself)
         types = self.relevance.types
-        for resource, where in raw.resources:
+        resources = raw.resources
+        if raw.conflicts:
+            resources = [*resources, *(one for c in raw.conflicts for one in self._conflict(rec, c, resolve))]
+        for resource, where in resources:
             rtype = resource.get("resourceType")
             if rtype == "Patient":
                 if rec.patient is None:
@@ -146,6 +162,43 @@ class RecordBuilder:
             rec.unread.setdefault(u.type, []).append(Res(u.type, {}, u.ref or u.where, (), None, u.where, None, u.why,
                                                          bad="*"))
         return rec
+
+    # ---- copies whose order cannot be told ---------------------------------------------
+    def _conflict(self, rec: PatientRecord, conflict: Conflict, resolve: Resolve) -> list[tuple[dict, str]]:
+        """Copies of one resource that differ and cannot be ordered (sources.versions). Equal in what the
+        criteria read: one is read. Otherwise each copy a criterion could read is unread, naming the copies."""
+        copies = [(c, w) for c, w in conflict.copies if isinstance(c, dict)]
+        tombs = [c for c, _ in conflict.copies if isinstance(c, Deleted)]
+        rtype = conflict.ref.partition("/")[0]
+        if rtype not in self.relevance.types or not copies:
+            return [] if not copies else [copies[0]]
+        judged = [(c, w, self.relevance.judge(rtype, c, resolve)) for c, w in copies]
+        if not any(j is not None for _, _, j in judged):
+            return []  # no copy is of any criterion's concern
+        if not tombs and all(self._read_view(rtype, c) == self._read_view(rtype, copies[0][0]) for c, _ in copies[1:]):
+            return [copies[0]]
+        shown = many([_describe_copy(c) for c, _ in conflict.copies], "; ")
+        why = (DELETE_UNORDERED if tombs else VERSIONS_UNORDERED)(n=len(conflict.copies), copies=shown)
+        self.problems.add(" and ".join(w for _, w in conflict.copies),
+                          f"{conflict.ref}: {len(conflict.copies)} copies differ and their order cannot be told from "
+                          "meta.versionId or meta.lastUpdated: criteria that read it are left unknown", skipped=False)
+        for c, w, j in judged:
+            span, text = self._date(rtype, c, w, None)
+            codes = j.codes if j is not None else ()
+            texts = j.texts if j is not None else ()
+            rec.unread.setdefault(rtype, []).append(Res(rtype, c, conflict.ref, codes, span, w, text, why, texts,
+                                                        bad="version"))
+        return []
+
+    def _read_view(self, rtype: str, res: dict) -> dict:
+        """What of a resource some rule reads (the plan's elements; a choice type by its prefix), to tell
+        whether two copies differ where it matters."""
+        elements = self.relevance.plan.elements.get(rtype, frozenset())
+        out = {}
+        for k, v in res.items():
+            if k in elements or k in _ALWAYS_READ or _choice(k) in elements:
+                out[k] = v
+        return out
 
     # ---- one resource ----------------------------------------------------------------
     def _add(self, rec: PatientRecord, rtype: str, resource: dict, where: str, ref: str, judged: Judged,
@@ -292,6 +345,34 @@ class RecordBuilder:
                 continue
             self._add(rec, "Observation", target, f"{container.where}/{field}[{i}]", key, judged,
                       part_of=container.ref, inherit_date=container.date_text)
+
+
+#: what makes a resource what it is, whatever a rule declares it reads
+_ALWAYS_READ = frozenset({"resourceType", "code", "medicationCodeableConcept", "medicationReference", "vaccineCode",
+                          "component", "result", "hasMember", "contained", "status"})
+_CHOICE = re.compile(r"^([a-z][A-Za-z]*?)[A-Z][A-Za-z]*$")
+
+
+def _choice(element: str) -> str:
+    """`valueQuantity` -> `value[x]` (an R4 choice element by its prefix); other names unchanged."""
+    m = _CHOICE.match(element)
+    return f"{m.group(1)}[x]" if m else element
+
+
+def _describe_copy(copy: Copy) -> Msg:
+    if isinstance(copy, Deleted):
+        return COPY_DELETED(what=_describe_copy({"meta": {"versionId": copy.version_id, "lastUpdated": copy.last_updated}}))
+    meta = copy.get("meta") if isinstance(copy.get("meta"), dict) else {}
+    vid, lu = meta.get("versionId"), meta.get("lastUpdated")
+    vid = vid if isinstance(vid, str) else None
+    lu = lu if isinstance(lu, str) else None
+    if vid and lu:
+        return COPY_META(version=vid, updated=lu)
+    if vid:
+        return COPY_VERSION(version=vid)
+    if lu:
+        return COPY_UPDATED(updated=lu)
+    return COPY_NO_META()
 
 
 def _has_parts(rtype: str, resource: dict) -> bool:

@@ -38,6 +38,7 @@ from fhir3t.sources.files import (
 )
 from fhir3t.sources.seen import SeenPatients
 from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
+from fhir3t.sources.versions import Deleted, history_entries, newest_in_history, reconcile
 
 DEFAULT_SPILL_AT = 50_000  # kept resources held in memory (~175 MB) before the store moves to disk
 #: inputs bigger than this (gzip counted 8 times its size) go to disk from the start with store="auto"
@@ -64,6 +65,11 @@ class SharedIndex:
     #: record adopted were read (locations, so that processes can pool what they adopted)
     orphans: dict[int, tuple[str, str]] = field(default_factory=dict)
     adopted: set[str] = field(default_factory=set)
+    #: what history Bundles deleted, by "Type/id" (sources.versions orders them against the copies read)
+    deleted: dict[str, list[Deleted]] = field(default_factory=dict)
+
+    def delete(self, tomb: Deleted) -> None:
+        self.deleted.setdefault(tomb.ref, []).append(tomb)
 
     def add_orphan(self, resource: dict, full_url: str | None, where: str) -> None:
         self.add(resource, full_url)
@@ -80,6 +86,22 @@ class SharedIndex:
             out.by_ref[ref] = r
             if orphan is not None:
                 out.orphans[id(r)] = (r["resourceType"], orphan)
+        return out
+
+    def state(self) -> dict:
+        """Everything the index holds, as plain JSON-able data (to rebuild it in another process)."""
+        return {"entries": self.entries(),
+                "deleted": [[d.ref, d.version_id, d.last_updated, d.where, list(d.position) if d.position else None]
+                            for ds in self.deleted.values() for d in ds]}
+
+    @classmethod
+    def from_states(cls, states: Iterable[dict]) -> SharedIndex:
+        """One index from the states of several (the processes of a parallel run)."""
+        states = list(states)
+        out = cls.from_entries(tuple(e) for st in states for e in st["entries"])  # type: ignore[misc]
+        for st in states:
+            for ref, vid, lu, where, pos in st["deleted"]:
+                out.delete(Deleted(ref, vid, lu, where, tuple(pos) if pos else None))  # type: ignore[arg-type]
         return out
 
     def unadopted(self) -> list[tuple[str, str]]:
@@ -235,6 +257,9 @@ class GroupingSource:
 
     def _document(self, data: object, where: str) -> None:
         entries = bundle_entries(data, where, self.problems)
+        if isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") == "history" \
+                and isinstance(data.get("entry"), list):
+            entries = self._history(data["entry"], entries or [], where)
         if not entries:
             return
         try:
@@ -242,6 +267,16 @@ class GroupingSource:
         except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
             self.problems.add(where, f"could not be read: an entry has an unexpected structure ({type(exc).__name__}); "
                                      "the file's remaining entries were skipped")
+
+    def _history(self, raw: list, entries: list[Entry], where: str) -> list[Entry]:
+        """A history Bundle: only the newest version of each resource is read; a DELETE that is the newest
+        becomes a tombstone that removes older copies read from any input (sources.versions)."""
+        kept = newest_in_history(history_entries(raw, where), where)
+        live = {id(c) for _, c in kept if isinstance(c, dict)}
+        for _, c in kept:
+            if isinstance(c, Deleted):
+                self.shared.delete(c)
+        return [e for e in entries if id(e.resource) in live]
 
     def _bundle(self, entries: list[Entry], source: str) -> None:
         aliases: dict[str, str] = {}
@@ -414,8 +449,9 @@ def records_of(groups: Iterable[tuple[str, Group]], shared: SharedIndex, problem
             problems.add(g.source, f"{key}: no Patient resource found; screened without demographics", skipped=False)
         if stats is not None:
             stats.patients += 1
-        yield RawRecord(key, g.resources, g.source, _resolver(shared, g.aliases), g.aliases, g.unread,
-                        bool(shared.orphans) or any_subjectless)
+        one = reconcile(g.resources, shared.deleted)  # every Type/id once: its newest copy (sources.versions)
+        yield RawRecord(key, one.resources, g.source, _resolver(shared, g.aliases), g.aliases, g.unread,
+                        bool(shared.orphans) or any_subjectless, one.conflicts)
 
 
 def _part_refs(entries: Iterable[Entry]) -> set[str]:
