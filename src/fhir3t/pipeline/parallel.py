@@ -70,7 +70,7 @@ def _init(spec: RunSpec) -> None:
 
 
 def _collect(files: list[str], run_dir: str, limits: Limits) \
-        -> tuple[str, list, list[InputProblem], GroupStats, list, SeenPatients]:
+        -> tuple[str, dict, list[InputProblem], GroupStats, list, SeenPatients]:
     """Pass 1 in a process: its files into a disk store of its own (kept for pass 2). Entries naming
     patients it has not seen are handed back: another process may have them."""
     assert _DEFINITION is not None
@@ -144,7 +144,9 @@ def screen_parallel(definition: Definition, run: Run, inputs: FileInputs, spec: 
     try:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_init, initargs=(spec,)) as pool:
             collected = list(pool.map(_collect, _split(files, jobs), [run_dir] * jobs, [limits] * jobs))
-            stores, states, unattributed = [], [], 0
+            stores: list[str] = []
+            states: list[dict] = []
+            unattributed = 0
             foreign: list = []
             patients = SeenPatients()
             for store, state, found, stats, their_foreign, their_patients in collected:

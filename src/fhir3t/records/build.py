@@ -362,7 +362,7 @@ def _choice(element: str) -> str:
 def _describe_copy(copy: Copy) -> Msg:
     if isinstance(copy, Deleted):
         return COPY_DELETED(what=_describe_copy({"meta": {"versionId": copy.version_id, "lastUpdated": copy.last_updated}}))
-    meta = copy.get("meta") if isinstance(copy.get("meta"), dict) else {}
+    meta: dict = copy["meta"] if isinstance(copy.get("meta"), dict) else {}
     vid, lu = meta.get("versionId"), meta.get("lastUpdated")
     vid = vid if isinstance(vid, str) else None
     lu = lu if isinstance(lu, str) else None

@@ -98,10 +98,10 @@ class SharedIndex:
     def from_states(cls, states: Iterable[dict]) -> SharedIndex:
         """One index from the states of several (the processes of a parallel run)."""
         states = list(states)
-        out = cls.from_entries(tuple(e) for st in states for e in st["entries"])  # type: ignore[misc]
+        out = cls.from_entries(tuple(e) for st in states for e in st["entries"])
         for st in states:
             for ref, vid, lu, where, pos in st["deleted"]:
-                out.delete(Deleted(ref, vid, lu, where, tuple(pos) if pos else None))  # type: ignore[arg-type]
+                out.delete(Deleted(ref, vid, lu, where, (pos[0], pos[1]) if pos else None))
         return out
 
     def unadopted(self) -> list[tuple[str, str]]:

@@ -168,7 +168,7 @@ def history_entries(entries: Iterable[object], document: str) -> list[tuple[int,
     for i, e in enumerate(entries):
         if not isinstance(e, dict):
             continue
-        request = e.get("request") if isinstance(e.get("request"), dict) else {}
+        request: dict = e["request"] if isinstance(e.get("request"), dict) else {}
         res = e.get("resource")
         if isinstance(res, dict) and isinstance(res.get("resourceType"), str):
             out.append((i, res))
@@ -177,7 +177,7 @@ def history_entries(entries: Iterable[object], document: str) -> list[tuple[int,
             ref = _ref_of_url(request.get("url"))
             if ref is None:
                 continue
-            response = e.get("response") if isinstance(e.get("response"), dict) else {}
+            response: dict = e["response"] if isinstance(e.get("response"), dict) else {}
             vid = _etag_version(response.get("etag"))
             lm = response.get("lastModified")
             out.append((i, Deleted(ref, vid, lm if isinstance(lm, str) else None, f"{document}#entry[{i}]",
