@@ -213,3 +213,22 @@ def test_the_same_rule_holds_for_ndjson_files_and_two_processes(tmp_path):
         assert [r.by_id("I2-dm").result for r in got] == ["not-met"], jobs
         e7 = got[0].by_id("E7-hbv")  # the HBsAg result was deleted after version 8: no HBsAg result
         assert "Observation/p01-hbsag" not in e7.evidence and e7.result == "unknown", jobs
+
+
+@pytest.mark.parametrize("layout", ["bundle", "ndjson"])
+def test_a_newer_version_about_something_no_criterion_reads_still_supersedes_the_older(tmp_path, layout):
+    """A negative HBsAg whose version 2 was re-coded to a test no rule reads: the negative no longer counts."""
+    b = copy.deepcopy(P01)
+    hbsag = next(e["resource"] for e in b["entry"] if e["resource"].get("id") == "p01-hbsag")
+    hbsag["meta"] = {"versionId": "1"}
+    recoded = {**copy.deepcopy(hbsag), "meta": {"versionId": "2"},
+               "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7", "display": "Glucose"}]}}
+    (tmp_path / "export.json").write_bytes(orjson.dumps(b))
+    if layout == "bundle":
+        (tmp_path / "later.json").write_bytes(orjson.dumps({"resourceType": "Bundle", "type": "collection",
+                                                            "entry": [{"resource": recoded}]}))
+    else:
+        (tmp_path / "Observation.ndjson").write_bytes(orjson.dumps(recoded) + b"\n")
+    (r,) = fhir3t.screen([tmp_path], as_of=AS_OF, problems=Problems())
+    e7 = r.by_id("E7-hbv")
+    assert "Observation/p01-hbsag" not in e7.evidence and e7.result == "unknown" and r.status == "candidate"

@@ -38,7 +38,7 @@ from fhir3t.sources.files import (
 )
 from fhir3t.sources.seen import SeenPatients
 from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
-from fhir3t.sources.versions import Deleted, history_entries, newest_in_history, reconcile
+from fhir3t.sources.versions import Deleted, history_entries, later_version, newest_in_history, reconcile
 
 DEFAULT_SPILL_AT = 50_000  # kept resources held in memory (~175 MB) before the store moves to disk
 #: inputs bigger than this (gzip counted 8 times its size) go to disk from the start with store="auto"
@@ -325,7 +325,8 @@ class GroupingSource:
                                    terminated=not (unterminated and lineno == first + len(lines) - 1))
                     continue
                 if types is not None and rtype not in shared_types and rtype in r4_types and rtype != "Patient" \
-                        and (rtype not in types or (quick is not None and quick(rtype, res) is False)):
+                        and (rtype not in types or (quick is not None and quick(rtype, res) is False
+                                                    and not later_version(res))):
                     stats.resources += 1
                     continue  # a type nobody reads, or a resource like one already dropped
                 loc = f"{where}:{lineno}"
@@ -351,8 +352,8 @@ class GroupingSource:
                                  "resource type is not an R4 type; skipped")
             return
         wants = self.wants
-        if wants is not None and (rtype not in wants.types or not wants(res, where)):
-            return
+        if wants is not None and (rtype not in wants.types or (not wants(res, where) and not later_version(res))):
+            return  # (a later version of a read type is kept whatever it says: it may supersede a copy that counts)
         if not self._links(rtype):
             return  # not part of one patient's record (Provenance, Group, Practitioner, ...)
         ref = patient_reference(res)

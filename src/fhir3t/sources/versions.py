@@ -109,6 +109,14 @@ def order(a: Copy, b: Copy, positions: Callable[[Copy], tuple[str, int] | None] 
     return None
 
 
+def later_version(resource: dict) -> bool:
+    """Does the resource say it is a version after the first (meta.versionId a number above 1)? Such a
+    copy is kept by a reader even when nothing in it is read: it may supersede a copy that counts."""
+    meta = resource.get("meta")
+    vid = meta.get("versionId") if type(meta) is dict else None
+    return type(vid) is str and _DIGITS.fullmatch(vid) is not None and int(vid) > 1
+
+
 def same_content(a: Copy, b: Copy) -> bool:
     """Equal as records: everything but `meta` (two readings of one version), or two tombstones."""
     if isinstance(a, Deleted) or isinstance(b, Deleted):
@@ -257,5 +265,6 @@ def reconcile(resources: Sequence[tuple[dict, str]], deleted: Mapping[str, Seque
     return out
 
 
-__all__ = ["Conflict", "Copy", "Deleted", "Reconciled", "Undecided", "history_entries", "newest", "newest_in_history",
+__all__ = ["Conflict", "Copy", "Deleted", "Reconciled", "Undecided", "history_entries", "later_version", "newest",
+           "newest_in_history",
            "newest_of", "order", "reconcile", "ref_of", "same_content"]
