@@ -27,8 +27,16 @@ from fhir3t.pipeline.definition import Definition
 from fhir3t.pipeline.run import Run
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.files import Limits, expand_paths
-from fhir3t.sources.grouping import GroupingSource, GroupStats, SharedIndex, foreign_unread, records_of
-from fhir3t.sources.seen import SeenPatients
+from fhir3t.sources.grouping import (
+    GroupingSource,
+    GroupStats,
+    Pending,
+    SharedIndex,
+    foreign_unread,
+    records_of,
+    resolve_pending,
+)
+from fhir3t.sources.seen import DigestMap, SeenPatients
 from fhir3t.sources.store import PARTITIONS, DiskStore, Group, partition_groups, work_dir
 
 #: about how many patients' results one pass-2 task sends back at once
@@ -70,7 +78,7 @@ def _init(spec: RunSpec) -> None:
 
 
 def _collect(files: list[str], run_dir: str, limits: Limits) \
-        -> tuple[str, dict, list[InputProblem], GroupStats, list, SeenPatients]:
+        -> tuple[str, dict, list[InputProblem], GroupStats, list, SeenPatients, list[Pending], DigestMap]:
     """Pass 1 in a process: its files into a disk store of its own (kept for pass 2). Entries naming
     patients it has not seen are handed back: another process may have them."""
     assert _DEFINITION is not None
@@ -80,7 +88,7 @@ def _collect(files: list[str], run_dir: str, limits: Limits) \
     store = src.collect(judge_foreign=False)  # judged by the caller, over every process's patients
     assert isinstance(store, DiskStore)
     store.flush()
-    return str(store.dir), src.shared.state(), problems.items, src.stats, src.foreign, src.seen
+    return str(store.dir), src.shared.state(), problems.items, src.stats, src.foreign, src.seen, src.pending, src.idents
 
 
 def _position(where: str, order: dict[str, int]) -> tuple[int, int]:
@@ -93,7 +101,7 @@ def _position(where: str, order: dict[str, int]) -> tuple[int, int]:
 
 
 def _screen(parts: list[int], stores: list[str], shared_file: str,
-            order: dict[str, int]) -> tuple[list[ScreeningResult], list[InputProblem], list[str], int]:
+            order: dict[str, int]) -> tuple[list[ScreeningResult], list[InputProblem], list[str], list[str], int]:
     """Pass 2 in a process: the patients of some partitions, screened. Each patient's resources are
     put back in the order one process reads them (input file, then position), so that what depends
     on that order (the evidence listed for a same-day conflict) is as on one process."""
@@ -103,6 +111,7 @@ def _screen(parts: list[int], stores: list[str], shared_file: str,
         _SHARED = (shared_file, SharedIndex.from_states([orjson.loads(Path(shared_file).read_bytes())]))
     shared = _SHARED[1]
     shared.adopted.clear()
+    shared.claimed.clear()
     problems = Problems()
     run = _SPEC.run(_DEFINITION, problems)
     run.studies.learn(shared.studies())
@@ -113,7 +122,7 @@ def _screen(parts: list[int], stores: list[str], shared_file: str,
         if _SPEC.patients:
             raws = only_patients(raws, _SPEC.patients)
         results.extend(screen_records(_DEFINITION, run, raws))
-    return results, problems.items, sorted(shared.adopted), run.stats.missing_parts
+    return results, problems.items, sorted(shared.adopted), sorted(shared.claimed), run.stats.missing_parts
 
 
 def _in_read_order(groups: Iterable[tuple[str, Group]], order: dict[str, int]) -> Iterator[tuple[str, Group]]:
@@ -149,19 +158,27 @@ def screen_parallel(definition: Definition, run: Run, inputs: FileInputs, spec: 
             unattributed = 0
             foreign: list = []
             patients = SeenPatients()
-            for store, state, found, stats, their_foreign, their_patients in collected:
+            pending: list[Pending] = []
+            idents = DigestMap()
+            for store, state, found, stats, their_foreign, their_patients, their_pending, their_idents in collected:
+                pending.extend(their_pending)
+                idents.update(their_idents)
                 stores.append(store)
                 states.append(state)
                 problems.items.extend(found)
                 unattributed += stats.unattributed
                 foreign.extend(their_foreign)
                 patients.update(their_patients)  # hashed: ~12 bytes a patient
+            shared = SharedIndex.from_states(states)
             extra = DiskStore(run_dir)
             for only, item, source in foreign_unread(foreign, patients, problems):
                 extra.unread(only, item, source)
+            tally = GroupStats()
+            for only, item, source in resolve_pending(pending, idents, problems, shared, tally):
+                extra.unread(only, item, source)
+            unattributed += tally.unattributed
             extra.flush()
             stores.append(str(extra.dir))
-            shared = SharedIndex.from_states(states)
             shared_file = os.path.join(run_dir, "shared.json")
             Path(shared_file).write_bytes(orjson.dumps(shared.state()))
             # small tasks, few in flight: what a worker sends back at once, and what waits in the
@@ -170,23 +187,27 @@ def screen_parallel(definition: Definition, run: Run, inputs: FileInputs, spec: 
             step = max(1, min(8, TASK_PATIENTS * partitions // max(len(patients), 1)))
             chunks = [list(range(p, min(p + step, partitions))) for p in range(0, partitions, step)]
             missing = 0
-            pending: deque[Future] = deque()
+            inflight: deque[Future] = deque()
             todo = iter(chunks)
             while True:
-                while len(pending) < jobs + 1:
+                while len(inflight) < jobs + 1:
                     chunk = next(todo, None)
                     if chunk is None:
                         break
-                    pending.append(pool.submit(_screen, chunk, stores, shared_file, order))
-                if not pending:
+                    inflight.append(pool.submit(_screen, chunk, stores, shared_file, order))
+                if not inflight:
                     break
-                results, found, adopted, missing_parts = pending.popleft().result()
+                results, found, adopted, claimed, missing_parts = inflight.popleft().result()
                 problems.items.extend(found)
                 shared.adopted.update(adopted)
+                shared.claimed.update(claimed)
                 missing += missing_parts
                 yield from results
         for rtype, where in shared.unadopted():
             problems.add(where, f"{rtype} names no patient and no report or panel of a patient points at it; skipped")
+            unattributed += 1
+        for where in shared.unclaimed():
+            problems.add(where, "names its patient by an identifier no screened Patient carries; skipped")
             unattributed += 1
         run.stats.missing_parts += missing
         run.stats.unattributed += unattributed

@@ -23,8 +23,18 @@ from pathlib import Path
 import orjson
 
 from fhir3t.errors import Problems
-from fhir3t.fhirutil import has_patient_link, normalize_reference, patient_reference
+from fhir3t.fhirutil import (
+    PatientLink,
+    Token,
+    conditional_patient,
+    has_patient_link,
+    identifier_keys,
+    normalize_reference,
+    patient_link,
+    token_key,
+)
 from fhir3t.messages import Message, Msg
+from fhir3t.messages.core import from_data, to_data
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord, ReadFilter, Unread
 from fhir3t.sources.files import (
@@ -36,7 +46,7 @@ from fhir3t.sources.files import (
     parse_line,
     read_json_file,
 )
-from fhir3t.sources.seen import SeenPatients
+from fhir3t.sources.seen import AMBIGUOUS, DigestMap, SeenPatients
 from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
 from fhir3t.sources.versions import Deleted, history_entries, later_version, newest_in_history, reconcile
 
@@ -53,6 +63,37 @@ ENTRY_BAD_PATIENT = Message("entry.bad-patient", "an entry of this patient's Bun
                                                  "cannot be followed")
 ENTRY_OTHER_PATIENT = Message("entry.other-patient", "an entry of this patient's Bundle names another patient who is "
                                                      "not in the input (a garbled reference?)")
+ENTRY_UNTYPED = Message("entry.untyped", "an entry naming this patient has no resourceType: it could be any record")
+ENTRY_NO_IDENTIFIER = Message("entry.no-identifier", "an entry of this patient's Bundle names its patient by an "
+                                                     "identifier no Patient in the input carries")
+ENTRY_AMBIGUOUS = Message("entry.ambiguous", "a record names its patient by an identifier that several Patients in the "
+                                             "input carry: it may be this patient's")
+
+
+@dataclass
+class _Doc:
+    """What resolving references inside one document needs: its fullUrls, Patients, their identifiers."""
+
+    aliases: dict[str, str] = field(default_factory=dict)
+    patients: list[str] = field(default_factory=list)
+    only: str | None = None
+    #: what the Bundle's reports and panels point at (None for NDJSON: a report may be in any file)
+    parts: set[str] | None = None
+    #: identifier key (fhirutil.identifier_keys) -> the Patient of this document carrying it ("" when several do)
+    idents: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A record naming its patient by an identifier no Patient of its own document carries: resolved
+    against the Patients of every input after pass 1 (`why` set: an entry kept only as unread)."""
+
+    key: str  # fhirutil.token_key of the identifier
+    resource: dict
+    where: str
+    source: str
+    only: str  # the document's only patient ("" when it has none or several)
+    why: Msg | None = None
 
 
 @dataclass
@@ -67,6 +108,25 @@ class SharedIndex:
     adopted: set[str] = field(default_factory=set)
     #: what history Bundles deleted, by "Type/id" (sources.versions orders them against the copies read)
     deleted: dict[str, list[Deleted]] = field(default_factory=dict)
+    #: records naming their patient by identifier, by fhirutil.token_key: (resource, where, why unread or None,
+    #: several patients carry it); each patient's record takes those its Patient's identifiers name
+    pending: dict[str, list[tuple[dict, str, Msg | None, bool]]] = field(default_factory=dict)
+    claimed: set[str] = field(default_factory=set)
+
+    def add_pending(self, p: Pending, ambiguous: bool) -> None:
+        self.pending.setdefault(p.key, []).append((p.resource, p.where, p.why, ambiguous))
+
+    def named_by(self, keys: Iterable[str]) -> list[tuple[dict, str, Msg | None, bool]]:
+        """The pending records one of these identifier keys names (each once)."""
+        out: dict[str, tuple[dict, str, Msg | None, bool]] = {}
+        for k in keys:
+            for item in self.pending.get(k, ()):
+                out.setdefault(item[1], item)
+        self.claimed.update(out)
+        return list(out.values())
+
+    def unclaimed(self) -> list[str]:
+        return sorted({w for items in self.pending.values() for _, w, _, _ in items} - self.claimed)
 
     def delete(self, tomb: Deleted) -> None:
         self.deleted.setdefault(tomb.ref, []).append(tomb)
@@ -92,7 +152,9 @@ class SharedIndex:
         """Everything the index holds, as plain JSON-able data (to rebuild it in another process)."""
         return {"entries": self.entries(),
                 "deleted": [[d.ref, d.version_id, d.last_updated, d.where, list(d.position) if d.position else None]
-                            for ds in self.deleted.values() for d in ds]}
+                            for ds in self.deleted.values() for d in ds],
+                "pending": [[k, r, w, to_data(why) if why is not None else None, amb]
+                            for k, items in self.pending.items() for r, w, why, amb in items]}
 
     @classmethod
     def from_states(cls, states: Iterable[dict]) -> SharedIndex:
@@ -102,6 +164,8 @@ class SharedIndex:
         for st in states:
             for ref, vid, lu, where, pos in st["deleted"]:
                 out.delete(Deleted(ref, vid, lu, where, (pos[0], pos[1]) if pos else None))
+            for k, r, w, why, amb in st.get("pending", ()):
+                out.pending.setdefault(k, []).append((r, w, from_data(why) if why is not None else None, amb))  # type: ignore[arg-type]
         return out
 
     def unadopted(self) -> list[tuple[str, str]]:
@@ -148,7 +212,8 @@ class GroupingSource:
     def __init__(self, paths: Iterable[str | Path], problems: Problems, wants: ReadFilter | None = None, *,
                  limits: Limits | None = None, store: str = "auto", spill_at: int = DEFAULT_SPILL_AT,
                  tmpdir: str | Path | None = None, on_file: Callable[[Path], None] | None = None,
-                 shared: SharedIndex | None = None, documents: Iterable[tuple[str, object]] = ()) -> None:
+                 shared: SharedIndex | None = None, documents: Iterable[tuple[str, object]] = (),
+                 scope: str | None = None) -> None:
         paths = list(paths)
         self.json_files, self.ndjson_files = expand_paths(paths, problems)
         for p in paths:
@@ -173,6 +238,14 @@ class GroupingSource:
         #: (bundle's only patient, other patient named, type, where, source): resolved after pass 1
         self.foreign: list[tuple[str, str, str, str, str]] = []
         self._prefilter: Callable[[bytes], bool] | None = None
+        #: every Patient's identifiers (fhirutil.identifier_keys -> patient), hashed: see seen.DigestMap
+        self.idents = DigestMap()
+        #: records naming their patient by an identifier their own document does not resolve (after pass 1)
+        self.pending: list[Pending] = []
+        #: "Patient/<id>" when every document is one patient's (a CDS call's patient-scoped searches): entries
+        #: that cannot be attributed are kept against that patient as unread
+        self.scope = scope
+        self._all_links = tuple(dict.fromkeys(f for links in facts.patient_links.values() for f in links))
 
     # ---- the two passes ----------------------------------------------------------------
     def __iter__(self) -> Iterator[RawRecord]:
@@ -204,6 +277,8 @@ class GroupingSource:
         if judge_foreign:
             for item in foreign_unread(self.foreign, self.seen, self.problems):
                 self._store.unread(*item)
+            for item in resolve_pending(self.pending, self.idents, self.problems, self.shared, self.stats):
+                self._store.unread(*item)
         return self._store
 
     def close(self) -> None:
@@ -214,6 +289,9 @@ class GroupingSource:
         """Results that name no patient and that no record adopted: said once each, at the end."""
         for rtype, where in self.shared.unadopted():
             self.problems.add(where, f"{rtype} names no patient and no report or panel of a patient points at it; skipped")
+            self.stats.unattributed += 1
+        for where in self.shared.unclaimed():
+            self.problems.add(where, "names its patient by an identifier no screened Patient carries; skipped")
             self.stats.unattributed += 1
 
     def _line_filter(self) -> Callable[[bytes], bool] | None:
@@ -253,17 +331,20 @@ class GroupingSource:
             self.problems.add(where, f"{key} appears again (first in {first}); its resources are screened together",
                               skipped=False)
         self._add(key, res, where, source)
+        for k in identifier_keys(res):
+            self.idents.add(k, key)
         return key
 
     def _document(self, data: object, where: str) -> None:
-        entries = bundle_entries(data, where, self.problems)
+        untyped: list[Entry] = []
+        entries = bundle_entries(data, where, self.problems, untyped)
         if isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") == "history" \
                 and isinstance(data.get("entry"), list):
             entries = self._history(data["entry"], entries or [], where)
-        if not entries:
+        if not entries and not untyped:
             return
         try:
-            self._bundle(entries, where)
+            self._bundle(entries or [], where, untyped)
         except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
             self.problems.add(where, f"could not be read: an entry has an unexpected structure ({type(exc).__name__}); "
                                      "the file's remaining entries were skipped")
@@ -278,24 +359,30 @@ class GroupingSource:
                 self.shared.delete(c)
         return [e for e in entries if id(e.resource) in live]
 
-    def _bundle(self, entries: list[Entry], source: str) -> None:
-        aliases: dict[str, str] = {}
-        patients: list[str] = []
+    def _bundle(self, entries: list[Entry], source: str, untyped: Iterable[Entry] = ()) -> None:
+        doc = _Doc(parts=set())
         rest: list[Entry] = []
-        for e in entries:  # Patients first: other entries may name them by fullUrl
+        for e in entries:  # Patients first: other entries may name them by fullUrl or identifier
             if e.resource["resourceType"] == "Patient":
                 key = self._patient(e.resource, e.where, e.full_url, source)
                 if key is not None:
                     if e.full_url:
-                        aliases[e.full_url] = key
-                    if key not in patients:
-                        patients.append(key)
+                        doc.aliases[e.full_url] = key
+                    if key not in doc.patients:
+                        doc.patients.append(key)
+                    for k in identifier_keys(e.resource):
+                        doc.idents[k] = key if doc.idents.get(k, key) == key else ""  # "": several patients
             else:
                 rest.append(e)
-        only = patients[0] if len(patients) == 1 else None
-        parts = _part_refs(rest)
+        if self.scope is not None and self.scope not in doc.patients:
+            doc.patients.append(self.scope)  # a search scoped to one patient: what it holds is theirs
+        doc.only = self.scope or (doc.patients[0] if len(doc.patients) == 1 else None)
+        doc.parts = _part_refs(rest)
+        for e in untyped:
+            self.stats.resources += 1
+            self._untyped(e.resource, e.where, source, doc, ENTRY_UNTYPED())
         for e in rest:
-            self._resource(e.resource, e.where, e.full_url, source, aliases, patients, only, parts)
+            self._resource(e.resource, e.where, e.full_url, source, doc)
 
     def _ndjson_file(self, path: Path) -> None:
         """Every line of an NDJSON file. The loop is the hot path of a Bulk export (a hundred million
@@ -311,6 +398,7 @@ class GroupingSource:
         shared_types, r4_types, stats = self._shared_types, self._r4_types, self.stats
         for first, lines, unterminated in ndjson_batches(path, problems, self.limits):
             for lineno, line in enumerate(lines, first):
+                res = None
                 if skip is not None and not skip(line):
                     stats.resources += 1
                     continue
@@ -320,7 +408,10 @@ class GroupingSource:
                     if type(rtype) is not str or not rtype:
                         raise KeyError
                 except (orjson.JSONDecodeError, TypeError, KeyError):
-                    if line.strip():  # a blank line is no resource and no problem
+                    if type(res) is dict:  # an object without a usable resourceType: unread for whom it names
+                        stats.resources += 1
+                        self._untyped(res, f"{where}:{lineno}", where, _Doc(), ENTRY_UNTYPED())
+                    elif line.strip():  # a blank line is no resource and no problem
                         parse_line(line, f"{where}:{lineno}", problems,
                                    terminated=not (unterminated and lineno == first + len(lines) - 1))
                     continue
@@ -334,13 +425,12 @@ class GroupingSource:
                     if rtype == "Patient":
                         self._patient(res, loc, None, where)
                     else:
-                        self._resource(res, loc, None, where, {}, (), None, None)
+                        self._resource(res, loc, None, where, _Doc())
                 except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
                     problems.add(loc, f"could not be read: unexpected structure ({type(exc).__name__}); line skipped")
 
-    def _resource(self, res: dict, where: str, full_url: str | None, source: str, aliases: dict[str, str],
-                  patients: Iterable[str], only: str | None, parts: set[str] | None) -> None:
-        """File one resource. `parts`: what the Bundle's reports and panels point at (None for NDJSON,
+    def _resource(self, res: dict, where: str, full_url: str | None, source: str, doc: _Doc) -> None:
+        """File one resource. `doc.parts`: what the Bundle's reports and panels point at (None for NDJSON,
         where a report may sit in another file)."""
         self.stats.resources += 1
         rtype = res["resourceType"]
@@ -348,38 +438,77 @@ class GroupingSource:
             self.shared.add(res, full_url)
             return
         if rtype not in self._r4_types:
-            self._unattributable(rtype, where, source, only, "*", ENTRY_NOT_R4(),
-                                 "resource type is not an R4 type; skipped")
+            self._untyped(res, where, source, doc, ENTRY_NOT_R4())
             return
         wants = self.wants
         if wants is not None and (rtype not in wants.types or (not wants(res, where) and not later_version(res))):
             return  # (a later version of a read type is kept whatever it says: it may supersede a copy that counts)
         if not self._links(rtype):
             return  # not part of one patient's record (Provenance, Group, Practitioner, ...)
-        ref = patient_reference(res)
-        if ref is None:
+        link = patient_link(res, self._links(rtype))
+        if link is None:
             if rtype == "Observation" and not has_patient_link(res):
                 rid = res.get("id")
-                if parts is None:  # NDJSON: a report in any file may adopt it; said at the end if none does
+                if doc.parts is None:  # NDJSON: a report in any file may adopt it; said at the end if none does
                     self.shared.add_orphan(res, full_url, where)
                     return
-                if full_url in parts or (isinstance(rid, str) and f"Observation/{rid}" in parts):
+                if full_url in doc.parts or (isinstance(rid, str) and f"Observation/{rid}" in doc.parts):
                     self.shared.add(res, full_url)  # a report's or panel's result: adopted by reference
                     return
-            self._unattributable(rtype, where, source, only, rtype, ENTRY_NO_PATIENT(),
+            self._unattributable(rtype, where, source, doc.only, rtype, ENTRY_NO_PATIENT(),
                                  f"{rtype} has no usable patient reference; skipped")
             return
-        key = normalize_reference(ref, aliases)
-        if key is None or not (key.startswith("Patient/") or key in patients):
-            self._unattributable(rtype, where, source, only, rtype, ENTRY_BAD_PATIENT(),
+        key = self._key(link, doc)
+        if isinstance(key, tuple):  # named by an identifier no Patient of this Bundle carries: after pass 1
+            self.pending.append(Pending(token_key(key), res, where, source, doc.only or ""))
+            return
+        if key is None:
+            self._unattributable(rtype, where, source, doc.only, rtype, ENTRY_BAD_PATIENT(),
                                  f"{rtype} refers to a patient reference that is not a Patient in this input; skipped")
             return
         self._add(key, res, where, source)
-        if patients and key not in patients:  # a Bundle's entry naming a patient the Bundle does not hold
-            self.foreign.append((only or "", key, rtype, where, source))
+        if doc.patients and key not in doc.patients:  # a Bundle's entry naming a patient the Bundle does not hold
+            self.foreign.append((doc.only or "", key, rtype, where, source))
         if full_url:
             rid = res.get("id")
             self._store.alias(key, full_url, f"{rtype}/{rid}" if isinstance(rid, str) else where)  # type: ignore[union-attr]
+
+    def _key(self, link: PatientLink, doc: _Doc) -> str | Token | None:
+        """The patient key a link names: a key, an identifier to look up among every input's Patients
+        (a Token), or None (it names no Patient fhir3t can find)."""
+        token = link.identifier
+        if link.reference is not None:
+            ref = link.reference
+            found: str | Token | None = conditional_patient(ref) if "?" in ref else normalize_reference(ref, doc.aliases)
+            if isinstance(found, str):
+                return found if found.startswith("Patient/") or found in doc.patients else None
+            if found is None and "?" not in ref and token is None:
+                return None
+            token = found if found is not None else token
+        if token is None:
+            return None
+        hit = doc.idents.get(token_key(token))
+        if hit:
+            return hit
+        return None if hit == "" else token  # "": several Patients of this Bundle carry it
+
+    def _untyped(self, res: dict, where: str, source: str, doc: _Doc, why: Msg) -> None:
+        """An entry whose resourceType is missing, misspelt or not R4's: it could be any record. Kept as
+        unread against the patient it names (any element R4 names patients by), else the Bundle's only one."""
+        link = patient_link(res, self._all_links) if isinstance(res, dict) else None
+        key = self._key(link, doc) if link is not None else None
+        if isinstance(key, tuple):
+            self.pending.append(Pending(token_key(key), res, where, source, doc.only or "", why))
+            return
+        what = "resource type is not an R4 type" if isinstance(res, dict) and isinstance(res.get("resourceType"), str) \
+            and res["resourceType"] else "resource without resourceType"
+        if key is not None:
+            self.problems.add(where, f"{what}, and it names a patient: the criteria it could decide are left unknown",
+                              skipped=False)
+            self._store.unread(key, Unread("*", where, why), source)  # type: ignore[union-attr]
+            return
+        self._unattributable("*", where, source, doc.only, "*", why, f"{what} (no resourceType?), naming no patient; skipped"
+                             if what.startswith("resource without") else f"{what}; skipped")
 
     def _unattributable(self, rtype: str, where: str, source: str, only: str | None, as_type: str,
                         why: Msg, problem: str) -> None:
@@ -441,6 +570,30 @@ def foreign_unread(foreign: Iterable[tuple[str, str, str, str, str]], patients: 
         yield only, Unread(rtype, where, ENTRY_OTHER_PATIENT()), source
 
 
+def resolve_pending(pending: Iterable[Pending], idents: DigestMap, problems: Problems, shared: SharedIndex,
+                    stats: GroupStats | None = None) -> Iterator[tuple[str, Unread, str]]:
+    """Records naming their patient by identifier, judged against every input's Patients (after pass 1):
+    one Patient carries it -> that patient's record takes it in pass 2; several -> each of them keeps it
+    as unread; none -> unread for the document's only patient (a garbled identifier?), else reported."""
+    for p in pending:
+        found = idents.get(p.key)
+        if found is None:
+            rtype = str(p.resource.get("resourceType", "*")) if p.why is None else "*"
+            if p.only:
+                problems.add(p.where, "names its patient by an identifier no Patient in the input carries (a garbled "
+                                      "identifier?): the Bundle's patient keeps the criteria it could decide unknown")
+                yield p.only, Unread(rtype, p.where, ENTRY_NO_IDENTIFIER() if p.why is None else p.why), p.source
+            else:
+                problems.add(p.where, "names its patient by an identifier no Patient in the input carries; skipped")
+                if stats is not None:
+                    stats.unattributed += 1
+            continue
+        if found == AMBIGUOUS:
+            problems.add(p.where, "names its patient by an identifier several Patients in the input carry: each of them "
+                                  "keeps the criteria it could decide unknown", skipped=False)
+        shared.add_pending(p, found == AMBIGUOUS)
+
+
 def records_of(groups: Iterable[tuple[str, Group]], shared: SharedIndex, problems: Problems,
                stats: GroupStats | None = None) -> Iterator[RawRecord]:
     """RawRecords from stored groups (pass 2; also what each process of a parallel run does)."""
@@ -450,8 +603,17 @@ def records_of(groups: Iterable[tuple[str, Group]], shared: SharedIndex, problem
             problems.add(g.source, f"{key}: no Patient resource found; screened without demographics", skipped=False)
         if stats is not None:
             stats.patients += 1
-        one = reconcile(g.resources, shared.deleted)  # every Type/id once: its newest copy (sources.versions)
-        yield RawRecord(key, one.resources, g.source, _resolver(shared, g.aliases), g.aliases, g.unread,
+        resources, unread = g.resources, g.unread
+        if shared.pending:  # records naming this patient by one of their identifiers, in any input
+            named = shared.named_by(k for r, _ in g.resources if r.get("resourceType") == "Patient"
+                                    for k in identifier_keys(r))
+            if named:
+                resources = [*resources, *((r, w) for r, w, why, amb in named if why is None and not amb)]
+                unread = [*unread, *(Unread("*" if why is not None else str(r.get("resourceType", "*")), w,
+                                            why if why is not None else ENTRY_AMBIGUOUS())
+                                     for r, w, why, amb in named if why is not None or amb)]
+        one = reconcile(resources, shared.deleted)  # every Type/id once: its newest copy (sources.versions)
+        yield RawRecord(key, one.resources, g.source, _resolver(shared, g.aliases), g.aliases, unread,
                         bool(shared.orphans) or any_subjectless, one.conflicts)
 
 
@@ -483,6 +645,7 @@ def _resolver(shared: SharedIndex, aliases: dict[str, str]) -> Callable[[str], d
 
 
 def group_documents(documents: Iterable[tuple[str, object]], problems: Problems, shared: SharedIndex | None = None,
-                    wants: ReadFilter | None = None) -> list[RawRecord]:
-    """Group parsed Bundles (a server's answers, a test's fixtures) by patient, in memory."""
-    return list(GroupingSource([], problems, wants, store="memory", documents=documents, shared=shared))
+                    wants: ReadFilter | None = None, scope: str | None = None) -> list[RawRecord]:
+    """Group parsed Bundles (a server's answers, a test's fixtures) by patient, in memory. `scope`: every
+    document is that patient's (searches scoped to them): what cannot be attributed stays theirs, unread."""
+    return list(GroupingSource([], problems, wants, store="memory", documents=documents, shared=shared, scope=scope))
