@@ -106,6 +106,8 @@ UNREAD_SUSPECT = Message("unread.suspect", "{record}{more} {what}")
 CODE_IT = Message("settle.code-it", "code it to decide")
 CODE_OR_CONFIRM = Message("settle.code-or-confirm", "code or confirm it to decide")
 KEEP_CURRENT = Message("settle.keep-current", "keep only its current copy (or give the copies their meta.versionId) to decide")
+UNREAD_ELSEWHERE = Message("unread.elsewhere", "{concept} named in {element} of {record}{more}, which no criterion "
+                                               "reads there")
 AND_MORE = Plural("unread.more", " and {n} more", " and {n} more")
 AN_ENTRY = Message("unread.entry", "an entry of the input that cannot be read (see the input problems)")
 
@@ -175,7 +177,11 @@ def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet
     first = found[0]
     refs = tuple(dict.fromkeys(r.ref for r in found))  # copies of one record are one record
     more = AND_MORE(len(refs) - 1) if len(refs) > 1 else None
-    if first.bad == "code" and first.why is not None:
+    hit = first.hit(vs) if vs is not None else None
+    if hit is not None:
+        extra = clause(UNREAD_ELSEWHERE(concept=hit.shown, element=hit.element, record=record_name(first), more=more),
+                       CODE_OR_CONFIRM())
+    elif first.bad == "code" and first.why is not None:
         extra = clause(UNREAD_CODE(record=record_name(first), more=more, why=first.why), CODE_IT())
     else:
         extra = clause(UNREAD_SUSPECT(record=record_name(first), more=more, what=describe_suspect(first, ctx.tx)),

@@ -153,8 +153,7 @@ class RecordBuilder:
                 containers.append((resource, res, judged.why in (Why.CODE, Why.ANY)))
         orphans = raw.has_orphans
         for resource, res, read in containers:
-            if orphans or read:
-                self._parts(rec, resource, res, resolve, read)
+            self._parts(rec, resource, res, resolve, read, follow=orphans or read)
         for full_url, ref in raw.aliases.items():
             if ref in rec.index:
                 rec.index[full_url] = rec.index[ref]
@@ -207,7 +206,7 @@ class RecordBuilder:
         if bad_status is None and self._never_counts(rtype, resource):
             return None
         span, text = self._date(rtype, resource, where, inherit_date)
-        kept = judged.why in (Why.CODE, Why.ANY, Why.SUSPECT, Why.CONTAINER)
+        kept = judged.why in (Why.CODE, Why.ANY, Why.SUSPECT, Why.CONTAINER, Why.ELSEWHERE)
         plan = self.relevance.plan
         if judged.why is Why.CONTAINER and rtype not in plan.types:
             # a report only followed for its results: not itself read by any rule
@@ -239,15 +238,19 @@ class RecordBuilder:
                                   ": criteria that rely on it are left unknown until it is coded", skipped=False)
         elif not kept:
             return None
-        res = Res(rtype, resource, ref, codes, span, where, text, why, judged.texts, part_of, bad)
+        res = Res(rtype, resource, ref, codes, span, where, text, why, judged.texts, part_of, bad, judged.hits)
         if why is not None:
             if bad_status is not None:
                 self.problems.add(where, f"{rtype}: {render(bad_status)}: criteria that read it are left unknown", skipped=False)
             rec.unread.setdefault(rtype, []).append(res)
             return res
-        if judged.why is Why.SUSPECT:
+        if judged.why in (Why.SUSPECT, Why.ELSEWHERE):
             rec.suspects.setdefault(rtype, []).append(res)
+            for system in self.relevance.tx.unknown_systems(main_concept(rtype, resource, lambda r: None)):
+                self.relevance.report_unknown_system(system, where)  # a ConceptMap would make it readable
             return res
+        if judged.hits:  # read for its code, and naming another criterion's concept elsewhere: a suspect for that one
+            rec.suspects.setdefault(rtype, []).append(res)
         rec.by_type.setdefault(rtype, []).append(res)
         rec.index.setdefault(ref, res)
         if rtype == "Observation":
@@ -311,11 +314,14 @@ class RecordBuilder:
                     view[k] = v
             res = Res("Observation", view, parent.ref, codes, parent.span, f"{parent.where}/component[{i}]",
                       parent.date_text, None, texts, parent.ref)
-            rec.by_type.setdefault("Observation", []).append(res)
+            # a component coded for a test is a result; one that only names a test is a suspect (unknown, not absent)
+            (rec.by_type if plan.wants_code("Observation", codes) else rec.suspects).setdefault("Observation", []).append(res)
 
-    def _parts(self, rec: PatientRecord, resource: dict, container: Res, resolve: Resolve, read: bool) -> None:
+    def _parts(self, rec: PatientRecord, resource: dict, container: Res, resolve: Resolve, read: bool,
+               follow: bool = True) -> None:
         """Adopt the Observations a report (`result`) or panel (`hasMember`) points at. `read`: a rule
-        reads the container itself (a chest-CT report), so a result missing from the input is counted."""
+        reads the container itself (a chest-CT report), so a result missing from the input is counted.
+        `follow`: look results up in the input too (contained ones, `#id`, are always read)."""
         field = "result" if container.type == "DiagnosticReport" else "hasMember"
         refs = resource.get(field)
         contained = {c.get("id"): c for c in resource.get("contained") or () if isinstance(c, dict)} \
@@ -323,6 +329,8 @@ class RecordBuilder:
         for i, item in enumerate(refs if isinstance(refs, list) else ()):
             ref = item.get("reference") if isinstance(item, dict) else None
             if not isinstance(ref, str):
+                continue
+            if not follow and not ref.startswith("#"):
                 continue
             key = f"{container.ref}{ref}" if ref.startswith("#") else (_type_id(ref) or ref)
             known = rec.index.get(key) or rec.index.get(ref)

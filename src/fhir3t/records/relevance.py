@@ -19,9 +19,20 @@ from dataclasses import dataclass
 from enum import Enum
 
 from fhir3t.errors import Problems
-from fhir3t.records.concepts import MED_TYPES, concept_texts, main_concept, suspect_concepts
+from fhir3t.r4facts import r4_facts
+from fhir3t.records.concepts import (
+    MED_TYPES,
+    Mention,
+    concept_texts,
+    main_concept,
+    mentions,
+    referenced_medication,
+    suspect_concepts,
+)
+from fhir3t.records.model import Hit
 from fhir3t.records.plan import ReadPlan
 from fhir3t.terminology import Code, Terminology, ValueSet
+from fhir3t.textnorm import fold
 
 Resolve = Callable[[str], "dict | None"]
 #: told of each (type, code system, location) of a dropped resource whose codes no one can read
@@ -34,6 +45,7 @@ class Why(Enum):
     UNREADABLE = "unreadable"  # no code fhir3t can read, on a type whose absence decides
     SUSPECT = "suspect"  # its text names a value set's concept its code does not decide
     CONTAINER = "container"  # a report / panel pointing at results
+    ELSEWHERE = "elsewhere"  # its main code is no criterion's, but an element no rule interprets names one
     PENDING = "pending"  # cannot be judged until shared resources are known (a referenced Medication)
 
 
@@ -45,6 +57,8 @@ class Judged:
     invalid: int = 0  # codes in known systems that are not well formed
     suspect_of: ValueSet | None = None
     unresolved: int = 0  # AdverseEvent suspects / medicationReference that do not resolve
+    #: criteria's concepts named in elements no rule interprets (records.model.Hit)
+    hits: tuple[Hit, ...] = ()
 
 
 #: types whose keep decision reads only their main code (the fast-path cache key)
@@ -52,6 +66,12 @@ _FAST_FIELD = {"Observation": "code", "Condition": "code", "Immunization": "vacc
                "AllergyIntolerance": "code", "DiagnosticReport": "code",
                **{t: "medicationCodeableConcept" for t in MED_TYPES}}
 
+
+#: the element holding a type's main concept, where it is not `code`
+_MAIN_ELEMENTS = {"Immunization": "vaccineCode", "AdverseEvent": "suspectEntity"}
+
+#: elements read as results of their own whatever the resource's code (a panel's components: records.build)
+_PART_ELEMENTS = {"Observation": ("component",)}
 
 #: the element whose references make a resource a container (see Why.CONTAINER)
 _PARTS = {"DiagnosticReport": "result", "Observation": "hasMember"}
@@ -79,6 +99,9 @@ class Relevance:
         self.complete = plan.complete
         self._fast: dict[tuple[object, ...], bool] = {}
         self._judged: dict[tuple[object, ...], Judged] = {}
+        self._hit_cache: dict[tuple[object, ...], tuple[Hit, ...]] = {}
+        self._base_skip: dict[str, frozenset[str]] = {}
+        self._links = r4_facts().links
 
     def for_run(self, problems: Problems | None) -> RunFilter:
         """The read filter of one run: these verdicts, that run's problems and tallies."""
@@ -89,10 +112,12 @@ class Relevance:
         rtype = resource.get("resourceType")
         if not isinstance(rtype, str) or rtype not in self.types:
             return False
-        hit = self.quick(rtype, resource)
+        found = self._mentions(rtype, resource)
+        key = self._fast_key(rtype, resource, found)
+        hit = None if key is None else self._fast.get(key)
         if hit is None:
-            key = self._fast_key(rtype, resource)
-            hit = self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where, on_unknown=on_unknown) is not None
+            hit = self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where, on_unknown=on_unknown,
+                             found=found) is not None
             if key is not None:
                 if len(self._fast) > 200_000:
                     self._fast.clear()
@@ -102,53 +127,45 @@ class Relevance:
     def quick(self, rtype: str, resource: dict) -> bool | None:
         """The verdict already given to a resource alike in everything the decision reads, or None
         (judge it). Sources ask before they spend anything else on a resource."""
-        key = self._fast_key(rtype, resource)
+        key = self._fast_key(rtype, resource, self._mentions(rtype, resource))
         return None if key is None else self._fast.get(key)
 
-    @staticmethod
-    def _fast_key(rtype: str, res: dict) -> tuple[object, ...] | None:
-        """Resources alike in everything the decision reads share one verdict (most labs repeat):
-        the type, the main code's codings (system, code, display) and text, and for a report or a
-        panel whether it points at results, when those are all the decision looks at."""
-        field = _FAST_FIELD.get(rtype)
-        if field is None or "component" in res or "medicationReference" in res:
-            return None
-        concept = res.get(field)
-        if type(concept) is not dict:
-            return None
-        codings = concept.get("coding", ())
-        if type(codings) is not list or len(codings) > 4:
-            return None
-        text = concept.get("text")
-        if not (text is None or type(text) is str):
-            return None
-        key: list[object] = [rtype, text]
-        for c in codings:
-            if type(c) is not dict:
-                return None
-            system, code, display = c.get("system"), c.get("code"), c.get("display")
-            if not ((system is None or type(system) is str) and (code is None or type(code) is str)
-                    and (display is None or type(display) is str)):
-                return None
-            key += (system, code, display)
-        parts = res.get(_PARTS.get(rtype, ""))
-        key.append(type(parts) is list and bool(parts))  # what makes a report or panel a container
-        return tuple(key)
+    def _mentions(self, rtype: str, res: dict) -> tuple[Mention, ...]:
+        """The codings and concept texts of a resource outside its main code and patient link (only for a
+        type some value set is read for: the others are never searched)."""
+        if not self.plan.valuesets.get(rtype):
+            return ()
+        skip = self._base_skip.get(rtype)
+        if skip is None:
+            skip = self._base_skip[rtype] = frozenset({*self._links(rtype), _MAIN_ELEMENTS.get(rtype, "code"),
+                                                       "medicationCodeableConcept", "medicationReference",
+                                                       *_PART_ELEMENTS.get(rtype, ())})
+        return tuple(mentions(res, skip))
+
+    def _fast_key(self, rtype: str, res: dict, found: tuple[Mention, ...]) -> tuple[object, ...] | None:
+        """Resources alike in everything the decision reads share one verdict (most labs repeat): the
+        type, the main code's codings (system, code, display) and text, for a report or a panel whether
+        it points at results, and every other coding and concept text (`_mentions`), when those are all
+        the decision looks at."""
+        key = _main_key(rtype, res)
+        return key + (found,) if key is not None and found else key
 
     # ---- the decision ----------------------------------------------------------------
     def judge(self, rtype: str, res: dict, resolve: Resolve, *, pending_ok: bool = False, where: str = "",
-              on_unknown: OnUnknown | None = None) -> Judged | None:
+              on_unknown: OnUnknown | None = None, found: tuple[Mention, ...] | None = None) -> Judged | None:
         """Why the resource is kept, or None when no rule can need it.
 
         A kept verdict is shared by resources alike in what it reads (the fast key): the record
         builder asks again for every kept lab, and most labs repeat. Drops are not shared, as each
         counts towards the unknown-system tally."""
-        key = self._fast_key(rtype, res) if rtype in _FAST_FIELD else None
+        if found is None:
+            found = self._mentions(rtype, res)
+        key = self._fast_key(rtype, res, found) if rtype in _FAST_FIELD else None
         if key is not None:
             hit = self._judged.get(key)
             if hit is not None:
                 return hit
-        out = self._judge(rtype, res, resolve, pending_ok, where, on_unknown)
+        out = self._judge(rtype, res, resolve, pending_ok, where, on_unknown, found)
         if key is not None and out is not None:
             if len(self._judged) > 100_000:
                 self._judged.clear()
@@ -156,11 +173,12 @@ class Relevance:
         return out
 
     def _judge(self, rtype: str, res: dict, resolve: Resolve, pending_ok: bool, where: str,
-               on_unknown: OnUnknown | None) -> Judged | None:
-        plan, tx = self.plan, self.tx
+               on_unknown: OnUnknown | None, found: tuple[Mention, ...]) -> Judged | None:
+        tx = self.tx
         if rtype not in self.types:
             return None
         unresolved = 0
+        medication: dict | None = None  # a referenced Medication: searched for concepts beside its code
         if rtype == "AdverseEvent":
             concepts, unresolved = suspect_concepts(res, resolve)
             if unresolved and pending_ok:
@@ -171,12 +189,29 @@ class Relevance:
                 return Judged(Why.PENDING, (), ())
             concept = main_concept(rtype, res, resolve)
             concepts = [concept] if concept is not None else []
-            if rtype in MED_TYPES and concept is None and "medicationReference" in res:
-                unresolved = 1
+            if rtype in MED_TYPES and "medicationReference" in res:
+                medication = referenced_medication(res, resolve)
+                if concept is None and medication is None:
+                    unresolved = 1
         raw_codes = [c for cc in concepts for c in tx.codes(cc)]
         codes = tuple(c for c in raw_codes if tx.systems.valid(*c))
         invalid = len(raw_codes) - len(codes)
         texts = tuple(t for cc in concepts for t in concept_texts(cc))
+        hits = self._hits(rtype, codes, found, medication)
+        out = self._verdict(rtype, res, codes, texts, invalid, unresolved)
+        if out is None and hits:  # read only because an element no rule interprets names a criterion's concept
+            return Judged(Why.ELSEWHERE, codes, texts, invalid, None, unresolved, hits)
+        if out is None:
+            if on_unknown is not None:
+                for cc in concepts:
+                    for system in tx.unknown_systems(cc):
+                        on_unknown(rtype, system, where)
+            return None
+        return out if not hits else Judged(out.why, out.codes, out.texts, out.invalid, out.suspect_of, out.unresolved, hits)
+
+    def _verdict(self, rtype: str, res: dict, codes: tuple[Code, ...], texts: tuple[str, ...], invalid: int,
+                 unresolved: int) -> Judged | None:
+        plan, tx = self.plan, self.tx
         if rtype in plan.types:
             if rtype in plan.any_code:
                 return Judged(Why.ANY, codes, texts, invalid, None, unresolved)
@@ -197,11 +232,64 @@ class Relevance:
         if (rtype == "DiagnosticReport" and isinstance(res.get("result"), list) and res["result"]) or \
                 (rtype == "Observation" and isinstance(res.get("hasMember"), list) and res["hasMember"]):
             return Judged(Why.CONTAINER, codes, texts, invalid, None, unresolved)
-        if on_unknown is not None:
-            for cc in concepts:
-                for system in tx.unknown_systems(cc):
-                    on_unknown(rtype, system, where)
         return None
+
+    # ---- concepts in elements no rule interprets ---------------------------------------------
+    def _hits(self, rtype: str, codes: tuple[Code, ...], found: tuple[Mention, ...],
+              medication: dict | None) -> tuple[Hit, ...]:
+        """Criteria's concepts named in elements of the resource no rule interprets (see records.model.Hit).
+
+        Every coding and concept text of the resource (`found`, and its referenced Medication's) is checked
+        against the value sets read for its type and their names. The main code is the rules' own; when it
+        is in a value set, what the rules declare they read is theirs too and is left out. A value set the
+        main code is already in needs no hit, nor one a closed-system main code (ICD-10, ATC) decides by
+        itself when only a name matches."""
+        sets = self.plan.valuesets.get(rtype)
+        if not sets:
+            return ()
+        direct = tuple(vs for vs in sets if any(c in vs for c in codes))
+        if direct and found:
+            read = self.plan.elements.get(rtype, frozenset())
+            found = tuple(m for m in found if _top(m[0]) not in read)
+        if medication is not None:
+            found = found + tuple(mentions(medication, frozenset({"code"}), "Medication."))
+        if not found:
+            return ()
+        key = (rtype, tuple(id(v) for v in direct), codes, found)
+        hit = self._hit_cache.get(key)
+        if hit is None:
+            if len(self._hit_cache) > 50_000:
+                self._hit_cache.clear()
+            hit = self._hit_cache[key] = self._match(rtype, sets, direct, codes, found)
+        return hit
+
+    def _match(self, rtype: str, sets: tuple[ValueSet, ...], direct: tuple[ValueSet, ...], codes: tuple[Code, ...],
+               found: tuple[Mention, ...]) -> tuple[Hit, ...]:
+        tx = self.tx
+        others = [vs for vs in sets if vs not in direct]
+        if not others:
+            return ()
+        names = self.plan.names(rtype)
+        out: dict[tuple[int, str], Hit] = {}
+        for path, system, code, text in found:
+            element = f"{rtype}.{path}"
+            if system is not None and code is not None:
+                for c in tx.codes({"coding": [{"system": system, "code": code}]}):
+                    if not tx.systems.valid(*c):
+                        continue
+                    for vs in others:
+                        if c in vs and (id(vs), element) not in out:
+                            out[(id(vs), element)] = Hit(vs, element, f"{tx.systems.name(c[0])} {c[1]}"
+                                                         + (f" '{text.strip()[:40]}'" if text else ""))
+            if text and names:
+                for vs, name in names.which_names([fold(text)]):
+                    if vs in direct or (id(vs), element) in out:
+                        continue
+                    if any(vs.decides(c) for c in codes):
+                        continue  # an ICD-10 / ATC main code decides what the record is
+                    if vs in others:
+                        out[(id(vs), element)] = Hit(vs, element, f"'{name}'")
+        return tuple(out.values())
 
     def _suspect(self, rtype: str, codes: tuple[Code, ...], texts: tuple[str, ...]) -> ValueSet | None:
         """A value set of this type whose names the texts use, which no closed-system code decides."""
@@ -210,12 +298,52 @@ class Relevance:
         names = self.plan.names(rtype)
         if not names:
             return None
-        closed = self.tx.systems.closed
         for vs in names.which(texts):
-            if any(c[0] in closed and vs.considers(c) for c in codes):
+            if any(vs.decides(c) for c in codes):
                 continue  # an ICD-10 / ATC code decides membership by itself
             return vs
         return None
+
+
+def _main_key(rtype: str, res: dict) -> tuple[object, ...] | None:
+    """The type, the main code's codings (system, code, display) and text, and for a report or a panel
+    whether it points at results (None when the main code has a shape the key cannot hold)."""
+    field = _FAST_FIELD.get(rtype)
+    if field is None or "component" in res or "medicationReference" in res:
+        return None
+    concept = res.get(field)
+    if type(concept) is not dict:
+        return None
+    codings = concept.get("coding", ())
+    if type(codings) is not list or len(codings) > 4:
+        return None
+    text = concept.get("text")
+    if not (text is None or type(text) is str):
+        return None
+    key: list[object] = [rtype, text]
+    for c in codings:
+        if type(c) is not dict:
+            return None
+        system, code, display = c.get("system"), c.get("code"), c.get("display")
+        if not ((system is None or type(system) is str) and (code is None or type(code) is str)
+                and (display is None or type(display) is str)):
+            return None
+        key += (system, code, display)
+    parts = res.get(_PARTS.get(rtype, ""))
+    key.append(type(parts) is list and bool(parts))  # what makes a report or panel a container
+    return tuple(key)
+
+
+def _top(path: str) -> str:
+    """The top-level element of a mention's path, as the plan names it (`valueCodeableConcept` -> `value[x]`)."""
+    top = path.split(".", 1)[0]
+    m = _CHOICE.match(top)
+    return f"{m.group(1)}[x]" if m else top
+
+
+#: an R4 choice element: its name and the type it takes (`valueCodeableConcept`, `onsetAge`, ...)
+_CHOICE = re.compile(r"^([a-z][A-Za-z]*?)(?:Quantity|CodeableConcept|String|Boolean|Integer|Range|Ratio|SampledData|"
+                     r"Time|DateTime|Period|Age|Reference|Coding|Date|Instant|Decimal|Uri|Url|Canonical|Attachment)$")
 
 
 def _components(res: dict) -> list[dict]:
