@@ -160,7 +160,7 @@ def record_name(res: Res) -> Msg | str:
 
 
 def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet | None,
-                  judge: Callable[[Res], Tri] | None = None) -> Outcome:
+                  judge: Callable[[Res], Tri] | None = None, *, judge_any: bool = False) -> Outcome:
     """A not-met that rests on absence is unknown while a record that could be the one cannot be read.
 
     The spec takes the EHR as complete for diagnoses, drugs and allergies; a Condition coded only in
@@ -171,7 +171,7 @@ def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet
     """
     if out.result != NOT_MET:
         return out
-    found = ctx.doubtful(types, vs, judge, every=True)
+    found = ctx.doubtful(types, vs, judge, every=True, judge_any=judge_any)
     if not found:
         return out
     first = found[0]

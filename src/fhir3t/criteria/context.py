@@ -147,10 +147,12 @@ class Context:
                    for other in self.criterion_sets.get(r.type, ()))
 
     def doubtful(self, types: Iterable[str], vs: ValueSet | None,
-                 judge: Callable[[Res], Tri] | None = None, *, every: bool = False) -> list[Res]:
+                 judge: Callable[[Res], Tri] | None = None, *, every: bool = False, judge_any: bool = False) -> list[Res]:
         """Records that could be what a rule looks for but cannot be read as such: unread ones that
         could match, and suspects (see `suspects`). `judge` drops those that could not change the
-        answer (asked only where the record's other elements are readable)."""
+        answer (asked only where the record's other elements are readable; with `judge_any`, wherever
+        the record has content: a rule that reads only a record's dates can judge one whose status or
+        code is unreadable, and one dated wholly outside its window cannot keep it unknown)."""
         record = self.record
         if not record.unread and not record.suspects and not every:
             return []
@@ -159,7 +161,8 @@ class Context:
             for r in self.record.unread_of(t):
                 if r.dated_after(self.as_of) or not could_be(r, vs, self.tx, self.valuesets.get(t, ())):
                     continue
-                if judge is not None and r.bad in ("code", "medication[x]", "suspectEntity", "version") and judge(r) == NOT_MET:
+                if judge is not None and ((judge_any and r.raw) or r.bad in ("code", "medication[x]", "suspectEntity",
+                                                                            "version")) and judge(r) == NOT_MET:
                     continue
                 out.append(r)
             if vs is not None:
