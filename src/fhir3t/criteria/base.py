@@ -106,6 +106,7 @@ UNREAD_SUSPECT = Message("unread.suspect", "{record}{more} {what}")
 CODE_IT = Message("settle.code-it", "code it to decide")
 CODE_OR_CONFIRM = Message("settle.code-or-confirm", "code or confirm it to decide")
 KEEP_CURRENT = Message("settle.keep-current", "keep only its current copy (or give the copies their meta.versionId) to decide")
+UNREAD_NAMES = Message("unread.names", "{record}{more} has {why}, and its text names {name}")
 UNREAD_ELSEWHERE = Message("unread.elsewhere", "{concept} named in {element} of {record}{more}, which no criterion "
                                                "reads there")
 AND_MORE = Plural("unread.more", " and {n} more", " and {n} more")
@@ -181,6 +182,9 @@ def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet
     if hit is not None:
         extra = clause(UNREAD_ELSEWHERE(concept=hit.shown, element=hit.element, record=record_name(first), more=more),
                        CODE_OR_CONFIRM())
+    elif first.bad in ("code", "medication[x]") and first.why is not None and vs is not None \
+            and (name := vs.named_in(first.texts)) is not None:  # not coded, but its text says which drug or diagnosis
+        extra = clause(UNREAD_NAMES(record=record_name(first), more=more, why=first.why, name=name), CODE_IT())
     elif first.bad == "code" and first.why is not None:
         extra = clause(UNREAD_CODE(record=record_name(first), more=more, why=first.why), CODE_IT())
     else:

@@ -17,12 +17,13 @@ from fhir3t.dates import Span, parse_date, plausible
 from fhir3t.errors import Problems
 from fhir3t.messages import Message, Msg, many, render
 from fhir3t.r4facts import R4Facts, r4_facts
-from fhir3t.records.concepts import concept_texts, describe_concept, main_concept, shape_of
+from fhir3t.records.concepts import MED_TYPES, concept_texts, describe_concept, main_concept, referenced_medication, shape_of
 from fhir3t.records.model import PatientRecord, Res
 from fhir3t.records.relevance import Judged, RunFilter, Why
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.versions import Conflict, Copy, Deleted
 from fhir3t.terminology import Code
+from fhir3t.textnorm import clip
 
 Resolve = Callable[[str], "dict | None"]
 
@@ -34,6 +35,10 @@ _PARENT_ELEMENTS = ("status", "effectiveDateTime", "effectivePeriod", "effective
 STATUS_MISSING = Message("record.status-missing", "{element} is missing (it is required in R4)")
 STATUS_NOT_R4 = Message("record.status-not-r4", "{element} is not an R4 {type}.{element} code")
 DRUG_UNRESOLVED = Message("record.drug-unresolved", "its drug reference does not resolve (the Medication is not in the input)")
+MEDICATION_UNCODED = Message("record.medication-uncoded", "its Medication is in the input but has no code (it is named only "
+                                                          "by {what})")
+INGREDIENTS = Message("record.ingredients", "its ingredients: {names}")
+NO_INGREDIENT = Message("record.no-ingredient", "nothing fhir3t can read")
 CODE_MALFORMED = Message("record.code-malformed", "its code is not a well-formed code of its system ({concept})")
 CODE_UNREADABLE = Message("record.code-unreadable", "no code fhir3t can read ({concept})")
 VERSIONS_UNORDERED = Message("record.versions-unordered",
@@ -126,10 +131,11 @@ class RecordBuilder:
         self.problems = problems
         self.facts = facts or r4_facts()
         self.stats = BuildStats()
+        self._resolve: Resolve = lambda ref: None  # the record being built's references (set by build)
 
     def build(self, raw: RawRecord) -> PatientRecord:
         rec = PatientRecord(raw.key, None, source=raw.source)
-        resolve = _with_own(raw)
+        resolve = self._resolve = _with_own(raw)
         url_of_loc = {loc: url for url, loc in raw.aliases.items()}
         containers: list[tuple[dict, Res, bool]] = []  # (resource, its Res, read by a rule itself)
         types = self.relevance.types
@@ -223,9 +229,12 @@ class RecordBuilder:
         elif judged.why is Why.UNREADABLE:
             bad = "medication[x]" if judged.unresolved and rtype != "AdverseEvent" else \
                 "suspectEntity" if rtype == "AdverseEvent" else "code"
-            concept = main_concept(rtype, resource, lambda r: None)
+            concept = main_concept(rtype, resource, self._resolve)
+            medication = referenced_medication(resource, self._resolve) if rtype in MED_TYPES else None
             if judged.unresolved:
                 why = DRUG_UNRESOLVED()
+            elif medication is not None and concept is None:  # in the input, but coded only by what it contains
+                why = MEDICATION_UNCODED(what=_ingredients(medication))
             elif judged.invalid:
                 why = CODE_MALFORMED(concept=describe_concept(concept))
             else:
@@ -381,6 +390,21 @@ def _describe_copy(copy: Copy) -> Msg:
     if lu:
         return COPY_UPDATED(updated=lu)
     return COPY_NO_META()
+
+
+def _ingredients(medication: dict) -> Msg:
+    """What a Medication without a code is named by: its ingredients' codes or texts, as written."""
+    names: list[str] = []
+    for ing in medication.get("ingredient") or () if isinstance(medication.get("ingredient"), list) else ():
+        item = ing.get("itemCodeableConcept") if isinstance(ing, dict) else None
+        ref = ing.get("itemReference") if isinstance(ing, dict) else None
+        if isinstance(item, dict):
+            texts = concept_texts(item)
+            coding = next((c for c in item.get("coding") or () if isinstance(c, dict) and isinstance(c.get("code"), str)), None)
+            names.append(clip(texts[0], 40) if texts else f"{coding.get('system', '')} {coding['code']}".strip() if coding else "?")
+        elif isinstance(ref, dict) and isinstance(ref.get("display"), str):
+            names.append(clip(ref["display"], 40))
+    return INGREDIENTS(names=many(names)) if names else NO_INGREDIENT()
 
 
 def _has_parts(rtype: str, resource: dict) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fhir3t.jsonshape import items
 from fhir3t.messages import Message, Msg
 from fhir3t.r4facts import r4_facts
-from fhir3t.textnorm import fold
+from fhir3t.textnorm import clip, fold
 
 Resolve = Callable[[str], "dict | None"]
 MED_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration", "MedicationDispense")
@@ -220,7 +220,7 @@ def describe_concept(concept: object) -> Msg:
     if not isinstance(concept, dict):
         return CONCEPT_NONE()
     text = concept.get("text")
-    text = text.strip()[:60] if isinstance(text, str) else ""
+    text = clip(text, 60) if isinstance(text, str) else ""
     codings = items(concept.get("coding"))
     systems = sorted({c["system"] for c in codings if isinstance(c, dict) and isinstance(c.get("system"), str)})
     if systems:

@@ -32,7 +32,7 @@ from fhir3t.records.concepts import (
 from fhir3t.records.model import Hit
 from fhir3t.records.plan import ReadPlan
 from fhir3t.terminology import Code, Terminology, ValueSet
-from fhir3t.textnorm import fold
+from fhir3t.textnorm import clip, fold
 
 Resolve = Callable[[str], "dict | None"]
 #: told of each (type, code system, location) of a dropped resource whose codes no one can read
@@ -280,7 +280,7 @@ class Relevance:
                     for vs in others:
                         if c in vs and (id(vs), element) not in out:
                             out[(id(vs), element)] = Hit(vs, element, f"{tx.systems.name(c[0])} {c[1]}"
-                                                         + (f" '{text.strip()[:40]}'" if text else ""))
+                                                         + (f" '{clip(text, 40)}'" if text else ""))
             if text and names:
                 for vs, name in names.which_names([fold(text)]):
                     if vs in direct or (id(vs), element) in out:

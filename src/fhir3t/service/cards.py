@@ -25,6 +25,7 @@ from fhir3t.messages import Clause, Message, render
 from fhir3t.service.prefetch import resources_in
 from fhir3t.service.settings import Link, ServeSettings
 from fhir3t.study import Study, StudyMatcher
+from fhir3t.textnorm import clip
 
 SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary"
 SHOWN = frozenset({Status.ELIGIBLE, Status.CANDIDATE})
@@ -88,7 +89,8 @@ def gate(result: ScreeningResult, subjects: list[tuple[str, bool | None]], patie
 
 
 def fit(text: str, limit: int = SUMMARY_MAX) -> str:
-    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+    """At most `limit` characters, never cut inside a bracket (textnorm.clip)."""
+    return text if len(text) <= limit else clip(text, limit)
 
 
 def summary(result: ScreeningResult, study: Study) -> str:
