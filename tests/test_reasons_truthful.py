@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 import fhir3t
 from conftest import SAMPLES
 from fhir3t.errors import Problems
-from fhir3t.records.concepts import describe_concept
 from fhir3t.messages import render
+from fhir3t.records.concepts import describe_concept
 from fhir3t.textnorm import _CLOSE, _OPEN, clip
 
 AS_OF = "2026-11-16"

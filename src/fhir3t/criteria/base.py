@@ -105,6 +105,7 @@ UNREAD_CODE = Message("unread.code", "{record}{more} has {why}")
 UNREAD_SUSPECT = Message("unread.suspect", "{record}{more} {what}")
 CODE_IT = Message("settle.code-it", "code it to decide")
 CODE_OR_CONFIRM = Message("settle.code-or-confirm", "code or confirm it to decide")
+GIVE_PATIENT = Message("settle.give-patient", "give it a reference to its patient to decide")
 KEEP_CURRENT = Message("settle.keep-current", "keep only its current copy (or give the copies their meta.versionId) to decide")
 UNREAD_NAMES = Message("unread.names", "{record}{more} has {why}, and its text names {name}")
 UNREAD_ELSEWHERE = Message("unread.elsewhere", "{concept} named in {element} of {record}{more}, which no criterion "
@@ -189,5 +190,6 @@ def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet
         extra = clause(UNREAD_CODE(record=record_name(first), more=more, why=first.why), CODE_IT())
     else:
         extra = clause(UNREAD_SUSPECT(record=record_name(first), more=more, what=describe_suspect(first, ctx.tx)),
-                       KEEP_CURRENT() if first.bad == "version" else CODE_OR_CONFIRM())
+                       KEEP_CURRENT() if first.bad == "version" else GIVE_PATIENT() if first.bad == "patient"
+                       else CODE_OR_CONFIRM())
     return Outcome(UNKNOWN, tuple(dict.fromkeys(out.evidence + refs)), (*out.reason, extra))

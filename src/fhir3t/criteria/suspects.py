@@ -19,7 +19,7 @@ def could_be(res: Res, vs: ValueSet | None, tx: Terminology, others: tuple[Value
     record reading '来那度胺胶囊(瑞复美)' is lenalidomide, not a 3T drug. `others` are the value sets of
     the same type the criteria read, whose names may tell.
     """
-    if vs is None or not res.raw:
+    if vs is None or not res.raw or res.hit(vs) is not None:
         return True
     if res.bad in ("code", "medication[x]", "suspectEntity", "*") or not res.codes:
         if res.type in ONE_SUBSTANCE and res.texts and vs.names and any(o.names and o.named_in(res.texts) for o in others):

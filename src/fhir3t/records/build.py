@@ -35,6 +35,8 @@ _PARENT_ELEMENTS = ("status", "effectiveDateTime", "effectivePeriod", "effective
 STATUS_MISSING = Message("record.status-missing", "{element} is missing (it is required in R4)")
 STATUS_NOT_R4 = Message("record.status-not-r4", "{element} is not an R4 {type}.{element} code")
 DRUG_UNRESOLVED = Message("record.drug-unresolved", "its drug reference does not resolve (the Medication is not in the input)")
+NAMES_NOBODY = Message("record.names-nobody", "names no patient fhir3t can find (the input holds it without a usable "
+                                              "patient reference): it may be this patient's")
 MEDICATION_UNCODED = Message("record.medication-uncoded", "its Medication is in the input but has no code (it is named only "
                                                           "by {what})")
 INGREDIENTS = Message("record.ingredients", "its ingredients: {names}")
@@ -163,6 +165,16 @@ class RecordBuilder:
         for full_url, ref in raw.aliases.items():
             if ref in rec.index:
                 rec.index[full_url] = rec.index[ref]
+        for resource, where in raw.anyone:  # the input's records naming nobody: maybe this patient's
+            rtype = resource.get("resourceType")
+            if not isinstance(rtype, str) or rtype not in types:
+                continue
+            judged = self.relevance.judge(rtype, resource, resolve)
+            if judged is not None:
+                span, text = self._date(rtype, resource, where, None)
+                ref = f"{rtype}/{resource['id']}" if isinstance(resource.get("id"), str) else where
+                rec.unread.setdefault(rtype, []).append(Res(rtype, resource, ref, judged.codes, span, where, text,
+                                                            NAMES_NOBODY(), judged.texts, bad="patient", hits=judged.hits))
         for u in raw.unread:
             rec.unread.setdefault(u.type, []).append(Res(u.type, {}, u.ref or u.where, (), None, u.where, None, u.why,
                                                          bad="*"))

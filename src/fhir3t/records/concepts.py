@@ -1,6 +1,7 @@
 """Where a resource says what it is about: its main code, drug or vaccine, and the text beside it."""
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -133,6 +134,26 @@ def _skipped(key: str) -> bool:
     return hit
 
 
+#: R4 data types that never carry a concept (what a value in them names is a number, a time, free text, an
+#: id, a person or place): a resource's top-level elements of these types are never searched
+_INERT_TYPES = frozenset({"string", "code", "id", "uri", "url", "canonical", "oid", "uuid", "markdown", "base64Binary",
+                          "boolean", "integer", "positiveInt", "unsignedInt", "decimal", "date", "dateTime", "instant",
+                          "time", "Quantity", "Period", "Range", "Ratio", "Age", "Duration", "SampledData", "Timing",
+                          "Attachment", "Identifier", "Meta", "Narrative", "Annotation", "Money", "HumanName",
+                          "Address", "ContactPoint", "Signature"})
+
+
+@functools.cache
+def no_concepts(rtype: str) -> frozenset[str]:
+    """A resource type's top-level elements that cannot carry a concept, by their R4 type (plus those
+    never searched, NOT_SCANNED and WHO): `mentions` skips them by one set difference, without a loop."""
+    from fhir3t.r4defs import type_def
+
+    td = type_def(rtype)
+    typed = {name for name, child in td.children("").items() if child.type in _INERT_TYPES} if td is not None else set()
+    return frozenset(typed | NOT_SCANNED | WHO)
+
+
 def mentions(resource: dict, skip: frozenset[str] = frozenset(), prefix: str = "") -> list[Mention]:
     """Every coding (system, code, display) and concept text anywhere in a resource, with the element it
     sits in (`reaction.substance`), outside the top-level elements in `skip` and those never searched
@@ -143,9 +164,17 @@ def mentions(resource: dict, skip: frozenset[str] = frozenset(), prefix: str = "
     The hot path of a Bulk export's first pass calls it for every resource of a read type (measured
     ~1 us for a vital sign: only its `category` is walked)."""
     out: list[Mention] = []
-    for key, value in resource.items():
-        if key in skip or type(value) not in (dict, list) or _skipped(key):
+    skipped = _SKIP_KEY
+    for key in resource.keys() - skip:  # one set difference in C: most of a resource is skipped here
+        value = resource[key]
+        kind = type(value)
+        if kind is not list and kind is not dict:
             continue
+        sk = skipped.get(key)
+        if sk or (sk is None and _skipped(key)):
+            continue
+        if kind is list and _plain_concepts(value, prefix + key, out):
+            continue  # a list of plain CodeableConcepts (a category): read here, no walk
         if key == "contained":
             parts = _part_ids(resource)
             for c in value:
@@ -157,6 +186,29 @@ def mentions(resource: dict, skip: frozenset[str] = frozenset(), prefix: str = "
             continue
         _walk(value, prefix + key, key, out)
     return out
+
+
+def _plain_concepts(items: list, path: str, out: list[Mention]) -> bool:
+    """Mentions of a list of CodeableConcepts with nothing but codings and text (the common case, read
+    without a walk); False (nothing added) for any other list."""
+    found: list[Mention] = []
+    for v in items:
+        if type(v) is not dict or len(v) > 2 or not (v.keys() <= {"coding", "text"}):
+            return False
+        coding = v.get("coding", ())
+        if type(coding) is not list:
+            return False
+        for c in coding:
+            if type(c) is not dict:
+                return False
+            sy, code, d = c.get("system"), c.get("code"), c.get("display")
+            found.append((path, sy if type(sy) is str else None, code if type(code) is str else None,
+                          d if type(d) is str and d.strip() else None))
+        t = v.get("text")
+        if type(t) is str and t.strip():
+            found.append((path, None, None, t))
+    out += found
+    return True
 
 
 def _part_ids(resource: dict) -> set[str]:

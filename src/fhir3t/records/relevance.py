@@ -26,6 +26,7 @@ from fhir3t.records.concepts import (
     concept_texts,
     main_concept,
     mentions,
+    no_concepts,
     referenced_medication,
     suspect_concepts,
 )
@@ -97,6 +98,9 @@ class Relevance:
         #: what a source must not skip by type
         self.types = plan.types | containers
         self.complete = plan.complete
+        #: the keep/drop verdict of resources alike in their main code (`_main_key`), leaving aside what
+        #: their other elements name; and the verdict by main code and mentions, for those it drops
+        self._base: dict[tuple[object, ...], bool] = {}
         self._fast: dict[tuple[object, ...], bool] = {}
         self._judged: dict[tuple[object, ...], Judged] = {}
         self._hit_cache: dict[tuple[object, ...], tuple[Hit, ...]] = {}
@@ -112,23 +116,41 @@ class Relevance:
         rtype = resource.get("resourceType")
         if not isinstance(rtype, str) or rtype not in self.types:
             return False
-        found = self._mentions(rtype, resource)
-        key = self._fast_key(rtype, resource, found)
-        hit = None if key is None else self._fast.get(key)
-        if hit is None:
-            hit = self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where, on_unknown=on_unknown,
-                             found=found) is not None
-            if key is not None:
-                if len(self._fast) > 200_000:
-                    self._fast.clear()
-                self._fast[key] = hit
-        return hit
+        main = _main_key(rtype, resource)
+        found: tuple[Mention, ...] | None = None
+        if main is not None:
+            hit, found = self._cached(rtype, resource, main)
+            if hit is not None:
+                return hit
+        out = self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where, on_unknown=on_unknown, found=found)
+        if main is not None:
+            if len(self._fast) > 200_000:
+                self._fast.clear()
+                self._base.clear()
+            self._base[main] = out is not None and out.why is not Why.ELSEWHERE
+            self._fast[(main, found or self._mentions(rtype, resource))] = out is not None
+        return out is not None
 
     def quick(self, rtype: str, resource: dict) -> bool | None:
         """The verdict already given to a resource alike in everything the decision reads, or None
         (judge it). Sources ask before they spend anything else on a resource."""
-        key = self._fast_key(rtype, resource, self._mentions(rtype, resource))
-        return None if key is None else self._fast.get(key)
+        main = _main_key(rtype, resource)
+        return None if main is None else self._cached(rtype, resource, main)[0]
+
+    def _cached(self, rtype: str, resource: dict, main: tuple[object, ...]) -> tuple[bool | None, tuple[Mention, ...] | None]:
+        """(the verdict already given to a resource alike in everything the decision reads, or None; its
+        mentions if they had to be read). A resource kept for its main code is kept whatever else it says
+        (its other elements are read only to add hits), so only one the main code drops is searched for a
+        criterion's concept elsewhere (`_mentions`)."""
+        base = self._base.get(main)
+        if base is None:
+            return None, None
+        if base:
+            return True, None
+        found = self._mentions(rtype, resource)
+        if not found:
+            return False, found
+        return self._fast.get((main, found)), found
 
     def _mentions(self, rtype: str, res: dict) -> tuple[Mention, ...]:
         """The codings and concept texts of a resource outside its main code and patient link (only for a
@@ -139,16 +161,8 @@ class Relevance:
         if skip is None:
             skip = self._base_skip[rtype] = frozenset({*self._links(rtype), _MAIN_ELEMENTS.get(rtype, "code"),
                                                        "medicationCodeableConcept", "medicationReference",
-                                                       *_PART_ELEMENTS.get(rtype, ())})
+                                                       *_PART_ELEMENTS.get(rtype, ()), *no_concepts(rtype)})
         return tuple(mentions(res, skip))
-
-    def _fast_key(self, rtype: str, res: dict, found: tuple[Mention, ...]) -> tuple[object, ...] | None:
-        """Resources alike in everything the decision reads share one verdict (most labs repeat): the
-        type, the main code's codings (system, code, display) and text, for a report or a panel whether
-        it points at results, and every other coding and concept text (`_mentions`), when those are all
-        the decision looks at."""
-        key = _main_key(rtype, res)
-        return key + (found,) if key is not None and found else key
 
     # ---- the decision ----------------------------------------------------------------
     def judge(self, rtype: str, res: dict, resolve: Resolve, *, pending_ok: bool = False, where: str = "",
@@ -160,7 +174,8 @@ class Relevance:
         counts towards the unknown-system tally."""
         if found is None:
             found = self._mentions(rtype, res)
-        key = self._fast_key(rtype, res, found) if rtype in _FAST_FIELD else None
+        main = _main_key(rtype, res) if rtype in _FAST_FIELD else None
+        key = None if main is None else main + (found,) if found else main
         if key is not None:
             hit = self._judged.get(key)
             if hit is not None:

@@ -54,6 +54,9 @@ class RawRecord:
     #: resources held in copies whose order cannot be told and that differ (sources.versions): the
     #: records layer keeps what they could decide unknown, naming the copies
     conflicts: list[Conflict] = field(default_factory=list)
+    #: records of a read type the input holds without any usable patient (in a document naming none):
+    #: they may be this patient's, so the records layer keeps what they could decide unknown
+    anyone: list[tuple[dict, str]] = field(default_factory=list)
 
 
 @runtime_checkable

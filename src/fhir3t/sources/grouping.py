@@ -64,6 +64,8 @@ ENTRY_BAD_PATIENT = Message("entry.bad-patient", "an entry of this patient's Bun
 ENTRY_OTHER_PATIENT = Message("entry.other-patient", "an entry of this patient's Bundle names another patient who is "
                                                      "not in the input (a garbled reference?)")
 ENTRY_UNTYPED = Message("entry.untyped", "an entry naming this patient has no resourceType: it could be any record")
+ENTRY_NEAR = Message("entry.near", "a record names a patient who is not in the input, one typo away from this "
+                                   "patient's reference (a garbled reference?)")
 ENTRY_NO_IDENTIFIER = Message("entry.no-identifier", "an entry of this patient's Bundle names its patient by an "
                                                      "identifier no Patient in the input carries")
 ENTRY_AMBIGUOUS = Message("entry.ambiguous", "a record names its patient by an identifier that several Patients in the "
@@ -82,6 +84,16 @@ class _Doc:
     #: identifier key (fhirutil.identifier_keys) -> the Patient of this document carrying it ("" when several do)
     idents: dict[str, str] = field(default_factory=dict)
 
+    #: the patients the document's readable entries name (a pharmacy's Bundle holds no Patient resource)
+    named: tuple[str, ...] = ()
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        """Whose record an entry of this document that names no usable patient may be: its only (or
+        scoped) patient, else every Patient it holds, else every patient its other entries name (whose
+        it is cannot be told, so each of them keeps it unread)."""
+        return (self.only,) if self.only else tuple(self.patients) or self.named
+
 
 @dataclass(frozen=True)
 class Pending:
@@ -92,7 +104,7 @@ class Pending:
     resource: dict
     where: str
     source: str
-    only: str  # the document's only patient ("" when it has none or several)
+    owners: tuple[str, ...]  # whose record it may be if no Patient carries the identifier (_Doc.owners)
     why: Msg | None = None
 
 
@@ -112,6 +124,11 @@ class SharedIndex:
     #: several patients carry it); each patient's record takes those its Patient's identifiers name
     pending: dict[str, list[tuple[dict, str, Msg | None, bool]]] = field(default_factory=dict)
     claimed: set[str] = field(default_factory=set)
+    #: records of a read type that name no patient, in a document that names none either: anyone's
+    anyone: list[tuple[dict, str]] = field(default_factory=list)
+
+    def add_anyone(self, resource: dict, where: str) -> None:
+        self.anyone.append((resource, where))
 
     def add_pending(self, p: Pending, ambiguous: bool) -> None:
         self.pending.setdefault(p.key, []).append((p.resource, p.where, p.why, ambiguous))
@@ -154,7 +171,8 @@ class SharedIndex:
                 "deleted": [[d.ref, d.version_id, d.last_updated, d.where, list(d.position) if d.position else None]
                             for ds in self.deleted.values() for d in ds],
                 "pending": [[k, r, w, to_data(why) if why is not None else None, amb]
-                            for k, items in self.pending.items() for r, w, why, amb in items]}
+                            for k, items in self.pending.items() for r, w, why, amb in items],
+                "anyone": [[r, w] for r, w in self.anyone]}
 
     @classmethod
     def from_states(cls, states: Iterable[dict]) -> SharedIndex:
@@ -164,6 +182,7 @@ class SharedIndex:
         for st in states:
             for ref, vid, lu, where, pos in st["deleted"]:
                 out.delete(Deleted(ref, vid, lu, where, (pos[0], pos[1]) if pos else None))
+            out.anyone += [(r, w) for r, w in st.get("anyone", ())]
             for k, r, w, why, amb in st.get("pending", ()):
                 out.pending.setdefault(k, []).append((r, w, from_data(why) if why is not None else None, amb))  # type: ignore[arg-type]
         return out
@@ -235,8 +254,8 @@ class GroupingSource:
         self._r4_types = facts.resource_types
         self._store: GroupStore | None = None
         self.seen = SeenPatients()  # every Patient read, with where it was first (bounded: see seen.py)
-        #: (bundle's only patient, other patient named, type, where, source): resolved after pass 1
-        self.foreign: list[tuple[str, str, str, str, str]] = []
+        #: (the Bundle's patients it may belong to, other patient named, type, where, source): after pass 1
+        self.foreign: list[tuple[tuple[str, ...], str, str, str, str]] = []
         self._prefilter: Callable[[bytes], bool] | None = None
         #: every Patient's identifiers (fhirutil.identifier_keys -> patient), hashed: see seen.DigestMap
         self.idents = DigestMap()
@@ -378,6 +397,8 @@ class GroupingSource:
             doc.patients.append(self.scope)  # a search scoped to one patient: what it holds is theirs
         doc.only = self.scope or (doc.patients[0] if len(doc.patients) == 1 else None)
         doc.parts = _part_refs(rest)
+        if not doc.patients:  # a system's Bundle without the Patient: whom its entries name
+            doc.named = self._named(rest, doc)
         for e in untyped:
             self.stats.resources += 1
             self._untyped(e.resource, e.where, source, doc, ENTRY_UNTYPED())
@@ -455,23 +476,37 @@ class GroupingSource:
                 if full_url in doc.parts or (isinstance(rid, str) and f"Observation/{rid}" in doc.parts):
                     self.shared.add(res, full_url)  # a report's or panel's result: adopted by reference
                     return
-            self._unattributable(rtype, where, source, doc.only, rtype, ENTRY_NO_PATIENT(),
-                                 f"{rtype} has no usable patient reference; skipped")
+            self._unattributable(rtype, where, source, doc.owners, rtype, ENTRY_NO_PATIENT(),
+                                 f"{rtype} has no usable patient reference; skipped", res)
             return
         key = self._key(link, doc)
         if isinstance(key, tuple):  # named by an identifier no Patient of this Bundle carries: after pass 1
-            self.pending.append(Pending(token_key(key), res, where, source, doc.only or ""))
+            self.pending.append(Pending(token_key(key), res, where, source, doc.owners))
             return
         if key is None:
-            self._unattributable(rtype, where, source, doc.only, rtype, ENTRY_BAD_PATIENT(),
-                                 f"{rtype} refers to a patient reference that is not a Patient in this input; skipped")
+            self._unattributable(rtype, where, source, doc.owners, rtype, ENTRY_BAD_PATIENT(),
+                                 f"{rtype} refers to a patient reference that is not a Patient in this input; skipped",
+                                 res)
             return
         self._add(key, res, where, source)
-        if doc.patients and key not in doc.patients:  # a Bundle's entry naming a patient the Bundle does not hold
-            self.foreign.append((doc.only or "", key, rtype, where, source))
+        if (doc.patients and key not in doc.patients) or (doc.parts is not None and not doc.patients and key not in self.seen):
+            # a Bundle's entry naming a patient the Bundle does not hold (or, in a Bundle without Patients, one
+            # not read yet): whether that patient exists is known after pass 1
+            self.foreign.append((doc.owners, key, rtype, where, source))
         if full_url:
             rid = res.get("id")
             self._store.alias(key, full_url, f"{rtype}/{rid}" if isinstance(rid, str) else where)  # type: ignore[union-attr]
+
+    def _named(self, entries: Iterable[Entry], doc: _Doc) -> tuple[str, ...]:
+        """The patients the entries of a document name by a reference that resolves (in order, once)."""
+        out: dict[str, None] = {}
+        for e in entries:
+            rtype = e.resource["resourceType"]
+            link = patient_link(e.resource, self._links(rtype)) if rtype in self._r4_types else None
+            key = self._key(link, doc) if link is not None else None
+            if isinstance(key, str) and key.startswith("Patient/"):
+                out[key] = None
+        return tuple(out)
 
     def _key(self, link: PatientLink, doc: _Doc) -> str | Token | None:
         """The patient key a link names: a key, an identifier to look up among every input's Patients
@@ -498,7 +533,7 @@ class GroupingSource:
         link = patient_link(res, self._all_links) if isinstance(res, dict) else None
         key = self._key(link, doc) if link is not None else None
         if isinstance(key, tuple):
-            self.pending.append(Pending(token_key(key), res, where, source, doc.only or "", why))
+            self.pending.append(Pending(token_key(key), res, where, source, doc.owners, why))
             return
         what = "resource type is not an R4 type" if isinstance(res, dict) and isinstance(res.get("resourceType"), str) \
             and res["resourceType"] else "resource without resourceType"
@@ -507,16 +542,22 @@ class GroupingSource:
                               skipped=False)
             self._store.unread(key, Unread("*", where, why), source)  # type: ignore[union-attr]
             return
-        self._unattributable("*", where, source, doc.only, "*", why, f"{what} (no resourceType?), naming no patient; skipped"
+        self._unattributable("*", where, source, doc.owners, "*", why, f"{what} (no resourceType?), naming no patient; skipped"
                              if what.startswith("resource without") else f"{what}; skipped")
 
-    def _unattributable(self, rtype: str, where: str, source: str, only: str | None, as_type: str,
-                        why: Msg, problem: str) -> None:
-        """A relevant entry with no usable patient: kept against the Bundle's only Patient, else counted."""
+    def _unattributable(self, rtype: str, where: str, source: str, owners: tuple[str, ...], as_type: str,
+                        why: Msg, problem: str, resource: dict | None = None) -> None:
+        """A relevant entry with no usable patient: kept as unread against the Bundle's Patients (each of
+        them, when it holds several: whose it is cannot be told). In a document that names no patient at
+        all, a record of a known type may be anyone's: every patient's record holds it as unread (the
+        criteria its code and dates could decide stay unknown for each); one of no known type is counted."""
         self.problems.add(where, problem)
-        if only is not None:
+        if owners:
             assert self._store is not None
-            self._store.unread(only, Unread(as_type, where, why), source)
+            for key in owners:
+                self._store.unread(key, Unread(as_type, where, why), source)
+        elif resource is not None and as_type != "*":
+            self.shared.add_anyone(resource, where)
         else:
             self.stats.unattributed += 1
 
@@ -549,25 +590,49 @@ def _input_bytes(files: Iterable[Path]) -> int:
     return total
 
 
-def foreign_unread(foreign: Iterable[tuple[str, str, str, str, str]], patients: Container[str],
+def foreign_unread(foreign: Iterable[tuple[tuple[str, ...], str, str, str, str]], patients: Container[str],
                    problems: Problems) -> Iterator[tuple[str, Unread, str]]:
-    """Entries of a single-patient Bundle that name another patient who is nowhere in the input.
+    """Entries of a Bundle that name a patient who is nowhere in the input.
 
     In a Bundle that holds one patient's record, a Condition naming `Patient/018` when the Bundle's
     patient is `Patient/p18` and no `Patient/018` exists is most likely a garbled reference: the entry
     is still filed under what it names, and the Bundle's patient keeps the criteria that could depend
-    on it unknown. (A Bundle may hold another patient's data legitimately; then that patient exists.)
+    on it unknown. In a Bundle of several patients, whose it is cannot be told: each keeps them unknown.
+    (A Bundle may hold another patient's data legitimately; then that patient exists.)
     """
-    for only, other, rtype, where, source in foreign:
+    for owners, other, rtype, where, source in foreign:
         if other in patients:
             continue
-        if not only:  # a Bundle of several patients: whose it really is cannot be told
-            problems.add(where, f"{rtype} names a patient who is not in the input (a garbled reference?); it is "
-                                "screened under that reference, and the Bundle's patients may be missing it")
-            continue
-        problems.add(where, f"{rtype} names a patient who is not in the input, in a Bundle of another patient "
-                            "(a garbled reference?): that patient's criteria it could decide are left unknown")
-        yield only, Unread(rtype, where, ENTRY_OTHER_PATIENT()), source
+        near = near_patients(other, patients)
+        problems.add(where, f"{rtype} names a patient who is not in the input (a garbled reference?): the criteria it "
+                            "could decide are left unknown for the patients it may belong to")
+        for owner in dict.fromkeys([*owners, *near]):
+            if owner != other:
+                yield owner, Unread(rtype, where, ENTRY_OTHER_PATIENT() if owner in owners else ENTRY_NEAR()), source
+
+
+_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-."
+
+
+def near_patients(key: str, patients: Container[str]) -> list[str]:
+    """Patients of the input whose reference is one typo away from `key` (a character added, dropped,
+    changed or swapped, or spaces inside): a garbled `Patient/p0l` or `Patient/p 01` may be `Patient/p01`'s
+    (only digests of the patients are kept, so candidates are generated and looked up)."""
+    head, sep, rid = key.rpartition("/")
+    if not sep or not rid or len(rid) > 64:
+        return []
+    variants = {rid.replace(" ", "")}
+    for i in range(len(rid) + 1):
+        if i < len(rid):
+            variants.add(rid[:i] + rid[i + 1:])
+            if i + 1 < len(rid):
+                variants.add(rid[:i] + rid[i + 1] + rid[i] + rid[i + 2:])
+        for ch in _ID_CHARS:
+            variants.add(rid[:i] + ch + rid[i:])
+            if i < len(rid):
+                variants.add(rid[:i] + ch + rid[i + 1:])
+    variants.discard(rid)
+    return sorted(f"{head}/{v}" for v in variants if v and f"{head}/{v}" in patients)
 
 
 def resolve_pending(pending: Iterable[Pending], idents: DigestMap, problems: Problems, shared: SharedIndex,
@@ -579,10 +644,11 @@ def resolve_pending(pending: Iterable[Pending], idents: DigestMap, problems: Pro
         found = idents.get(p.key)
         if found is None:
             rtype = str(p.resource.get("resourceType", "*")) if p.why is None else "*"
-            if p.only:
+            if p.owners:
                 problems.add(p.where, "names its patient by an identifier no Patient in the input carries (a garbled "
-                                      "identifier?): the Bundle's patient keeps the criteria it could decide unknown")
-                yield p.only, Unread(rtype, p.where, ENTRY_NO_IDENTIFIER() if p.why is None else p.why), p.source
+                                      "identifier?): the Bundle's patients keep the criteria it could decide unknown")
+                for owner in p.owners:
+                    yield owner, Unread(rtype, p.where, ENTRY_NO_IDENTIFIER() if p.why is None else p.why), p.source
             else:
                 problems.add(p.where, "names its patient by an identifier no Patient in the input carries; skipped")
                 if stats is not None:
@@ -614,7 +680,7 @@ def records_of(groups: Iterable[tuple[str, Group]], shared: SharedIndex, problem
                                      for r, w, why, amb in named if why is not None or amb)]
         one = reconcile(resources, shared.deleted)  # every Type/id once: its newest copy (sources.versions)
         yield RawRecord(key, one.resources, g.source, _resolver(shared, g.aliases), g.aliases, unread,
-                        bool(shared.orphans) or any_subjectless, one.conflicts)
+                        bool(shared.orphans) or any_subjectless, one.conflicts, shared.anyone)
 
 
 def _part_refs(entries: Iterable[Entry]) -> set[str]:
