@@ -591,8 +591,8 @@ def prefetch_of(docs: list[tuple[str, dict]], tpls: dict, patient: str, original
     out: dict[str, Any] = {}
     by_type: dict[str, list[dict]] = {}
     for di, (_, doc) in enumerate(docs):
-        if doc.get("type") == "history":  # an EHR answers a search with current versions, not a history
-            continue
+        # a history Bundle's versions go in as copies (the service orders them by their meta as files are;
+        # its DELETEs have no place in a search answer)
         for ei, e in enumerate(doc.get("entry", ())):
             r = e.get("resource")
             if not isinstance(r, dict):
