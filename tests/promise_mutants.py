@@ -120,6 +120,7 @@ def hospital_cases(seed: int = 0) -> list[Case]:
                                                                   "resource": r})
         docs = [(f"{name}/{c.pid}.json", {"resourceType": "Bundle", "type": "collection", "entry": entries})
                 for name, entries in by.items()]
+        docs += [(f"{system}/{name}", copy.deepcopy(doc)) for system, name, doc in c.documents]
         needed = {r["medicationReference"]["reference"] for _, r in hospital.patient_items(c) if "medicationReference" in r}
         mine = [e for e in shared if f"{e['resource']['resourceType']}/{e['resource']['id']}" in needed
                 or e["resource"]["resourceType"] == "ResearchStudy"]
@@ -374,6 +375,8 @@ def _older_content(res: dict, how: str) -> dict:
     elif how == "entered-in-error":
         field_, value = EIE.get(rtype, ("status", "entered-in-error"))
         old[field_] = copy.deepcopy(value)
+        if rtype == "Condition":
+            old.pop("clinicalStatus", None)  # con-5
     return old
 
 
