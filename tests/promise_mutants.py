@@ -252,7 +252,8 @@ def _concept(res: dict, docs: list[tuple[str, dict]]) -> dict:
 def _all(docs: list[tuple[str, dict]]) -> Iterator[tuple[int, int, dict]]:
     for di, (_, doc) in enumerate(docs):
         for ei, e in enumerate(doc.get("entry", ())):
-            yield di, ei, e["resource"]
+            if isinstance(e.get("resource"), dict):  # a history Bundle's DELETE has none
+                yield di, ei, e["resource"]
 
 
 def _words(concept: dict) -> str:
@@ -607,14 +608,44 @@ def prefetch_of(docs: list[tuple[str, dict]], tpls: dict, patient: str, original
                 except (IndexError, KeyError):
                     continue
             by_type.setdefault(str(rtype), []).append(r)
+    # a search scoped to the patient returns no record of another patient of the input (a Bundle of
+    # several patients); a garbled link (to no Patient of the input) stays in the answer it came in
+    others = {f"Patient/{r['id']}" for r in by_type.get("Patient", ()) if isinstance(r.get("id"), str) and r["id"] != pid}
+    for rtype, hits in by_type.items():
+        by_type[rtype] = [r for r in hits if not _names_one_of(r, others)]
+    # what the records point at but no patient-scoped search returns (a Medication, the study): in the
+    # answer of the search that found the record, as `_include` puts it (search mode include)
+    shared = {f"{r.get('resourceType')}/{r.get('id')}": r for _, _, r in _all(docs)
+              if r.get("resourceType") in ("Medication", "ResearchStudy")}
     for key, tpl in tpls.items():
         if tpl.is_read:
             out[key] = next((r for r in by_type.get("Patient", ()) if r.get("id") == pid), None)
             continue
         hits = by_type.get(tpl.type, [])
+        included = [shared[k] for k in dict.fromkeys(_references(hits)) if k in shared and shared[k] not in hits]
         out[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(hits),
-                    "entry": [{"resource": r, "search": {"mode": "match"}} for r in hits]} if hits else None
+                    "entry": [{"resource": r, "search": {"mode": "match"}} for r in hits]
+                    + [{"resource": r, "search": {"mode": "include"}} for r in included]} if hits else None
     return out
+
+
+def _names_one_of(res: dict, patients: set[str]) -> bool:
+    link = res.get(LINK.get(str(res.get("resourceType")), "subject"))
+    ref = link.get("reference") if isinstance(link, dict) else None
+    return isinstance(ref, str) and any(ref == p or ref.endswith("/" + p) for p in patients)
+
+
+def _references(node: object) -> Iterator[str]:
+    """`Type/id` of every literal reference under `node` (absolute ones by their last two segments)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "reference" and isinstance(v, str) and "/" in v and not v.startswith("#"):
+                yield "/".join(v.split("/")[-2:])
+            else:
+                yield from _references(v)
+    elif isinstance(node, list):
+        for x in node:
+            yield from _references(x)
 
 
 def cds_status(url: str, tpls: dict, case: Case, docs: list[tuple[str, dict]]) -> str:

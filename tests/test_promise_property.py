@@ -149,3 +149,18 @@ def test_the_mutants_are_what_they_claim(screens, cases):
     r = screens.statuses(p23b, docs)["Patient/p23b"]
     assert r.by_id("E11-hypersensitivity").result == "unknown"
     assert "AllergyIntolerance.reaction.substance" in r.by_id("E11-hypersensitivity").reason
+
+
+def test_the_cds_service_and_screen_agree_on_the_unmutated_cases(screens, services, cases):
+    """The CDS arm can fail: on each original, a patient-view call given its documents as prefetch answers
+    what `screen` says (an 'Eligible' card exactly for the eligible, none for the ineligible)."""
+    card_for = {"eligible": "eligible", "candidate": "candidate", "ineligible": "no card"}
+    got = Counter()
+    for case in cases:
+        if not case.patient.startswith("Patient/"):
+            continue
+        url, tpls = services[case.maps]
+        card = pm.cds_status(url, tpls, case, case.docs)
+        assert card == card_for[case.status], (case.name, case.status, card)
+        got[case.status] += 1
+    assert got["eligible"] >= 5 and got["ineligible"] >= 20 and got["candidate"] >= 5, got
