@@ -189,16 +189,13 @@ def ref_of(res: dict) -> str | None:
 
 
 def records(case: Case) -> Iterator[tuple[int, int, dict]]:
-    for di, (_, doc) in enumerate(case.docs):
-        for ei, e in enumerate(doc.get("entry", ())):
-            yield di, ei, e["resource"]
+    return _all(case.docs)
 
 
 def locate(docs: list[tuple[str, dict]], ref: str) -> tuple[int, int, dict]:
-    for di, (_, doc) in enumerate(docs):
-        for ei, e in enumerate(doc.get("entry", ())):
-            if ref_of(e["resource"]) == ref:
-                return di, ei, e["resource"]
+    for di, ei, res in _all(docs):
+        if ref_of(res) == ref:
+            return di, ei, res
     raise KeyError(ref)
 
 
@@ -490,8 +487,8 @@ def reref(case: Case, ref: str | None, way: str, move: bool) -> list[tuple[str, 
     for _, doc in docs:
         keep = []
         for e in doc.get("entry", ()):
-            r = e["resource"]
-            if r.get("resourceType") in ("Patient", "Medication", "ResearchStudy") or (ref is not None and ref_of(r) != ref):
+            r = e.get("resource")
+            if not isinstance(r, dict) or r.get("resourceType") in ("Patient", "Medication", "ResearchStudy") or (ref is not None and ref_of(r) != ref):
                 keep.append(e)
                 continue
             f = link_field(r)
