@@ -55,7 +55,7 @@ def running(settings: ServeSettings, definition: Definition, *, head_timeout: fl
     CdsService."""
     cds, store = build_cds(settings, definition)
     app = create_app(cds, max_body=int(settings.max_body_mb * 1024 * 1024), body_timeout=settings.body_timeout,
-                     on_shutdown=[cds.close, store.close])
+                     cors_origins=settings.cors_origins, on_shutdown=[cds.close, store.close])
     with InThread(app, max_connections=settings.max_connections, head_timeout=head_timeout) as url:
         yield url, cds
 

@@ -7,7 +7,7 @@ from typing import Any
 from factory import LOINC, RX, bundle, patient, research_subject
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
-from fhir3t.safety import SafetyEngine, SubjectOutcome
+from fhir3t.safety import SafetyDefinition, SafetyEngine, SubjectOutcome
 from fhir3t.sources.grouping import SharedIndex, group_documents
 
 STUDY = {"identifier": {"system": "http://clinicaltrials.gov", "value": "NCT06438679"}}
@@ -57,19 +57,25 @@ def drug(name: str, pid: str = "p1", rtype: str = "MedicationStatement") -> dict
     return r
 
 
-_engine: list[SafetyEngine] = []
+_definition: list[SafetyDefinition] = []
 
 
-def safety_engine() -> SafetyEngine:
-    if not _engine:
-        _engine.append(SafetyEngine.load())
-    return _engine[0]
+def safety_definition() -> SafetyDefinition:
+    """The study's safety rules, loaded once for the test session (shared, never changed)."""
+    if not _definition:
+        _definition.append(SafetyDefinition.load())
+    return _definition[0]
+
+
+def safety_engine(problems: Problems | None = None) -> SafetyEngine:
+    """A run of its own over the shared definition."""
+    return SafetyEngine.for_run(safety_definition(), problems if problems is not None else Problems())
 
 
 def run(*resources: dict, as_of: str = AS_OF, d1: dict[str, date] | None = None, problems: Problems | None = None,
-        with_subject: bool = True, pat: dict | None = None) -> list[SubjectOutcome]:
-    eng = safety_engine()
-    eng.problems = problems if problems is not None else Problems()
+        with_subject: bool = True, pat: dict | None = None, definition: SafetyDefinition | None = None
+        ) -> list[SubjectOutcome]:
+    eng = SafetyEngine.for_run(definition or safety_definition(), problems if problems is not None else Problems())
     res = list(resources)
     if with_subject and not any(r["resourceType"] == "ResearchSubject" for r in res):
         res.append(enrolled())

@@ -26,17 +26,18 @@ MARK = re.compile(r'<!-- example: exit=(?P<exit>\d+) expect="(?P<expect>[^"]+)" 
 
 def examples() -> list[tuple[str, int, str, str]]:
     out = []
-    for page in sorted(DOCS.rglob("*.md")):
+    for page in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:  # the README's tour is held to the same rule
         text = page.read_text(encoding="utf-8")
         for m in MARK.finditer(text):
             line = text[: m.start()].count("\n") + 1
-            out.append((f"{page.relative_to(DOCS)}:{line}", int(m["exit"]), m["expect"], m["body"]))
+            out.append((f"{page.relative_to(ROOT)}:{line}", int(m["exit"]), m["expect"], m["body"]))
     return out
 
 
 def test_the_docs_mark_examples_on_every_role_page_that_runs_commands():
     pages = {where.split(":")[0] for where, *_ in examples()}
-    assert {"index.md", "coordinator.md", "integration-engineer.md"} <= pages
+    assert {"README.md", "docs/index.md", "docs/coordinator.md", "docs/integration-engineer.md",
+            "docs/dsmb-statistician.md"} <= pages
     assert len(examples()) >= 5
 
 

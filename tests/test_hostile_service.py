@@ -390,8 +390,15 @@ def test_clients_dribbling_bodies_or_heads_are_let_go_and_hook_calls_still_answe
 def test_connections_beyond_the_cap_are_answered_503_at_once(definition, tmp_path):
     settings = ServeSettings(state_dir=tmp_path / "s", as_of=SAMPLES_AS_OF, max_connections=8, body_timeout=5.0)
     with running(settings, definition) as (url, _cds):
-        crowd = Crowd().slow_body(url, f"/cds-services/{SERVICE}", 8)
-        try:  # once the eight are accepted, a ninth connection is answered 503 at once
+        # uvicorn counts every open connection when a request head arrives (limit_concurrency): seven slow clients,
+        # each let in before the next connects (opened all at once, the heads of the later ones would already
+        # find eight connections open and be refused), hold seven; the eighth request is answered 503 at once
+        crowd = Crowd()
+        for _ in range(7):
+            crowd.slow_body(url, f"/cds-services/{SERVICE}", 1)
+            time.sleep(0.2)
+        assert crowd.still_held() == 7
+        try:
             assert wait_until(lambda: requests.get(f"{url}/health", timeout=10).status_code == 503, timeout=10)
         finally:
             crowd.stop()
@@ -437,7 +444,8 @@ def test_record_text_in_a_card_renders_as_text_never_as_a_link(definition):
     evil = "see https://evil.example/x, www.evil.example or mail x@evil.example; <https://evil.example> [a](https://e.example)"
     r = ScreeningResult(patient="Patient/p1", status="candidate", criteria=(CriterionResult("I3-mda5", "inclusion",
                         "unknown", (), reason(AS_WRITTEN(text=evil))),), as_of=SAMPLES_AS_OF, d1=SAMPLES_AS_OF)
-    text = detail(r, definition.criteria, definition.study)
+    text = detail(r, definition)
+    assert "evil" in text
     for renderer in (MarkdownIt("gfm-like"), MarkdownIt("commonmark").enable("linkify")):
         html = renderer.render(text)
         assert "<a " not in html and "https://evil.example/x" in html  # shown as written, not clickable

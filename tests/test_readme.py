@@ -32,3 +32,13 @@ def test_readme_table_counts_match_the_samples(capsys, monkeypatch):
     documented = re.search(r"(\d+ patients: \d+ eligible, \d+ ineligible, \d+ candidate)",
                            (ROOT / "README.md").read_text(encoding="utf-8")).group(1)
     assert documented in out
+
+
+def test_the_readme_is_a_short_page_whose_links_all_lead_somewhere():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 150  # what it is, the two commands, a tour, links: the rest is on the site
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    assert len(links) >= 6
+    for link in links:
+        if "://" not in link:
+            assert (ROOT / link).exists(), link

@@ -7,7 +7,7 @@ from datetime import date
 from factory import CM, ICD, RX, SCT, cc, cond, med
 from fhir3t.canonical import EXT_CTCAE_GRADE, ID_ADVERSE_EVENT
 from fhir3t.errors import Problems
-from safety_helpers import D1, STUDY, drug, enrolled, lab, one, safety_engine
+from safety_helpers import D1, STUDY, drug, enrolled, lab, one, safety_definition
 
 MDR = "http://terminology.hl7.org/CodeSystem/mdr"
 CAUSALITY = "http://terminology.hl7.org/CodeSystem/adverse-event-causality-assess"
@@ -73,14 +73,10 @@ def test_subject_number_is_the_sites_identifier_not_the_fhir_id():
 
 
 def test_related_causality_comes_from_the_study_config():
-    eng = safety_engine()
-    saved = eng.config
-    try:
-        eng.config = dataclasses.replace(saved, related=frozenset({"Certain"}))
-        [f] = one(lab("1742-6", "2026-02-01", 130, high=40)).findings
-        assert {s.causality for s in f.suspects} == {"Possible"} and not f.treatment_related
-    finally:
-        eng.config = saved
+    shared = safety_definition()
+    strict = dataclasses.replace(shared, config=dataclasses.replace(shared.config, related=frozenset({"Certain"})))
+    [f] = one(lab("1742-6", "2026-02-01", 130, high=40), definition=strict).findings
+    assert {s.causality for s in f.suspects} == {"Possible"} and not f.treatment_related
     [f] = one(lab("1742-6", "2026-02-01", 130, high=40)).findings
     assert f.treatment_related
 

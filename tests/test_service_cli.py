@@ -88,6 +88,23 @@ def test_serve_feedback_prints_the_study_teams_summary(tmp_path, capsys):
     assert summary["cards_shown"] == 0 and summary["accepted"] == 0
 
 
+def test_serve_feedback_rows_show_the_coordinator_who_declined_by_patient(tmp_path, capsys):
+    from fhir3t.service.bodies import FeedbackItem
+    from fhir3t.service.store import Rule, Store
+
+    store = Store(tmp_path, Rule())
+    for card, pid in (("c1", "p01"), ("c2", "p03")):
+        store.shown(card, "svc", store.patient_key("", pid), "eligible", "h", user="Practitioner/dr-wang",
+                    patient_ref=f"Patient/{pid}", server="https://ehr.hospital.example")
+        store.feedback("svc", FeedbackItem(card, "overridden", "2026-11-16T09:00:00Z", reason_code="patient-declines",
+                                           comment=f"said no ({pid})"))
+    store.close()
+    assert main(["serve", "--no-config", "--state-dir", str(tmp_path), "--feedback-rows", "--patient", "p03"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (row["patient"], row["user"], row["reason_code"], row["comment"]) == (
+        "Patient/p03", "Practitioner/dr-wang", "patient-declines", "said no (p03)")
+
+
 def test_watch_needs_a_server_and_a_positive_interval(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["watch", "--no-config", "--once"])

@@ -72,28 +72,57 @@ def test_discovery_lists_the_patient_view_service_with_its_prefetch(service):
     assert health["status"] == "ok" and health["services"] == sorted([SERVICE, ORDER_SERVICE])
 
 
-def test_an_eligible_patient_gets_one_info_card_with_a_referral_and_the_worklist_link(service):
+def test_an_eligible_patient_gets_one_short_info_card_with_a_referral_and_its_links(service):
     url, cds = service
     (card,) = cards_for(url, cds, "01-eligible-classic")
     assert card["summary"].startswith("Eligible for NCT06438679") and len(card["summary"]) < 140
     assert card["indicator"] == "info"
-    assert "22 of 22 criteria pass" in card["detail"] and "**Inclusion criteria met**" in card["detail"]
+    assert card["detail"].startswith("All 22 criteria pass as of 2026-11-16.") and len(card["detail"]) <= 600
     assert "Second Affiliated Hospital" in card["source"]["label"]
+    assert card["source"]["url"] == "https://clinicaltrials.gov/study/NCT06438679"
     (suggestion,) = card["suggestions"]
     assert suggestion["actions"][0]["resource"]["subject"] == {"reference": "Patient/p01"}
-    assert card["links"] == [{"label": "Screening worklist", "url": "https://intranet.example/worklist.html?patient=p01",
-                              "type": "absolute"}]
+    page, registry, worklist = card["links"]
+    assert page["label"] == "Full screening explanation" and page["url"].startswith(f"{url}/fhir3t/explain/")
+    assert registry == {"label": "NCT06438679 in the trial registry", "url": "https://clinicaltrials.gov/study/NCT06438679",
+                        "type": "absolute"}
+    assert worklist == {"label": "Screening worklist", "url": "https://intranet.example/worklist.html?patient=p01",
+                        "type": "absolute"}
     uuid.UUID(card["uuid"])
 
 
-def test_a_candidate_card_lists_the_unknowns_and_what_would_settle_them(service):
+def test_the_explanation_page_shows_every_criterion_and_only_to_its_token(service):
+    url, cds = service
+    (card,) = cards_for(url, cds, "03-candidate-missing-tests")
+    page = requests.get(card["links"][0]["url"], timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"] and "script" not in page.text
+    assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
+    for c in cds.definition.criteria.criteria:
+        assert c.title in page.text, c.id
+    assert "order HBsAg (LOINC 5196-1) at screening" in page.text  # the full reason, codes and all, lives here
+    token = card["links"][0]["url"].rsplit("/", 1)[1]
+    assert token not in json.dumps([card["uuid"], card["suggestions"]])
+    other = requests.get(f"{url}/fhir3t/explain/{'x' * len(token)}", timeout=10)
+    assert other.status_code == 404 and "no longer available" in other.text and "HBsAg" not in other.text
+
+
+def test_a_candidate_card_names_the_tests_that_would_settle_its_unknowns_and_drafts_them(service):
     url, cds = service
     (card,) = cards_for(url, cds, "03-candidate-missing-tests")
     assert card["summary"].endswith("4 criteria need data")
-    assert "**What would settle the unknowns**" in card["detail"]
-    assert ("**Hepatitis B** (E7-hbv): order HBsAg (LOINC 5196-1) at screening (none in 2026-10-19..2026-11-16); "
-            "order anti-HBc (LOINC 13952-7)") in card["detail"]
-    assert "**Tuberculosis or NTM** (E10-tb)" in card["detail"]
+    assert card["detail"].startswith("18 of 22 criteria pass as of 2026-11-16. To decide the rest:")
+    assert "- **Hepatitis B**: order HBsAg, anti-HBc and HBV DNA" in card["detail"]
+    assert "- **Tuberculosis or NTM**: order IGRA" in card["detail"]  # an IGRA decides the TB test: no TST too
+    assert "LOINC" not in card["detail"] and len(card["detail"]) <= 600
+    tests, referral = card["suggestions"]
+    assert card["selectionBehavior"] == "any"
+    ordered = [a["resource"]["code"]["text"] for a in tests["actions"]]
+    assert ordered == ["HBsAg", "anti-HBc", "HBV DNA", "anti-HCV", "HCV RNA", "HIV screen", "IGRA"]
+    hbsag = tests["actions"][0]["resource"]
+    assert hbsag["status"] == "draft" and hbsag["intent"] == "order" and hbsag["subject"] == {"reference": "Patient/p03"}
+    assert hbsag["code"]["coding"][0]["system"] == "http://hospital.example.org/CodeSystem/lab"  # the hospital's code first
+    assert referral["actions"][0]["resource"]["code"]["text"] == "Referral to the NCT06438679 study team"
 
 
 def test_no_card_for_ineligible_patients(service):
@@ -240,17 +269,25 @@ def test_with_jwt_required_every_call_needs_a_valid_token_for_its_own_url(defini
         assert requests.get(f"{url}/health", timeout=10).status_code == 200  # liveness needs no token
 
 
-def test_the_readme_example_card_is_what_the_service_answers(definition, tmp_path):
-    """README, 'In the EHR': the card shown for sample p03 with the [serve] example's links and team."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+def test_the_documented_example_card_is_what_the_service_answers(definition, tmp_path):
+    """docs/clinician.md: the card shown for sample p03 with the [serve] example's links and team."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "clinician.md").read_text(encoding="utf-8")
     documented = json.loads(text.split("The card it returns", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0])
     settings = ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, study_team="3T study team, rheumatology",
+                             public_url="https://cds.hospital.example/fhir3t",
                              links=(Link("Screening worklist", "https://intranet.hospital.example/fhir3t/worklist.html"),))
     with running(settings, definition) as (url, cds):
         answer = call(url, hook_request("p03", full_prefetch(cds, sample_resources("03-candidate-missing-tests")))).json()
+    tests = answer["cards"][0]["suggestions"][0]
+    assert len(tests["actions"]) == 7  # the README shows the first of the seven test orders
+    tests["actions"] = tests["actions"][:1]
     for d in (documented, answer):
         d["cards"][0].pop("uuid")
-        d["cards"][0]["suggestions"][0].pop("uuid")
+        for s in d["cards"][0]["suggestions"]:
+            s.pop("uuid")
+        page = d["cards"][0]["links"][0]
+        assert page["url"].startswith("https://cds.hospital.example/fhir3t/fhir3t/explain/")
+        page.pop("url")
     assert answer == documented
 
 
@@ -270,17 +307,22 @@ def call_order(url: str, body: dict) -> requests.Response:
     return requests.post(f"{url}/cds-services/{ORDER_SERVICE}", json=body, timeout=30)
 
 
-def test_ordering_a_drug_that_would_exclude_the_patient_says_so_first(service):
+def test_ordering_a_drug_that_would_exclude_the_patient_is_a_warning_offering_to_remove_the_draft(service):
     url, cds = service
     pre = full_prefetch(cds, sample_resources("01-eligible-classic"))
     r = call_order(url, order_select("p01", "2047232", "baricitinib", pre))
     (card,) = r.json()["cards"]
     assert card["summary"] == ("Starting baricitinib would exclude the patient from NCT06438679 (3T in MDA5+ "
                                "dermatomyositis) (eligible now)")
-    assert card["detail"].startswith("**Starting baricitinib today would make the patient ineligible**")
-    assert "**Recent lenalidomide, cyclosporine or other JAK inhibitor** (E2-recent-immunomodulator)" in card["detail"]
-    assert "22 of 22 criteria pass" in card["detail"]  # the record as it is now
-    assert card["suggestions"][0]["actions"][0]["resource"]["resourceType"] == "ServiceRequest"
+    assert card["indicator"] == "warning"
+    assert card["detail"].startswith("**Recent lenalidomide, cyclosporine or other JAK inhibitor**: starting baricitinib "
+                                     "today meets this exclusion.")
+    assert "All 22 criteria pass" in card["detail"]  # the record as it is now
+    remove, refer = card["suggestions"]
+    assert remove["actions"] == [{"type": "delete", "resourceId": "MedicationRequest/draft-1",
+                                  "description": "Remove the draft baricitinib order (it would exclude the patient from "
+                                                 "NCT06438679)"}]
+    assert refer["actions"][0]["resource"]["resourceType"] == "ServiceRequest"
 
 
 def test_ordering_a_study_drug_brings_the_trial_up_before_it_is_started(service):
@@ -289,7 +331,8 @@ def test_ordering_a_study_drug_brings_the_trial_up_before_it_is_started(service)
     (card,) = call_order(url, order_select("p03", "1357536", "tofacitinib", pre)).json()["cards"]
     assert card["summary"] == ("Before starting tofacitinib: the patient is a possible candidate for NCT06438679 "
                                "(3T in MDA5+ dermatomyositis)")
-    assert "would not exclude the patient" in card["detail"]
+    assert card["indicator"] == "info" and "would not exclude the patient" in card["detail"]
+    assert all(a["type"] == "create" for sug in card["suggestions"] for a in sug["actions"])  # nothing to remove
     # the how-often rule's interval does not hold an order's card back (feedback quiet periods would)
     assert len(call_order(url, order_select("p03", "1357536", "tofacitinib", pre)).json()["cards"]) == 1
 
@@ -329,7 +372,8 @@ CONCURRENT = ["01-eligible-classic", "02-eligible-consent-resource", "03-candida
 
 
 def _cards(url: str, cds, sample: str) -> list[tuple]:
-    return [(c["summary"], c["detail"], c["indicator"], json.dumps(c.get("links"), sort_keys=True))
+    """What a card says, without the explanation page's per-card token."""
+    return [(c["summary"], c["detail"], c["indicator"], json.dumps(c.get("links")[1:], sort_keys=True))
             for c in cards_for(url, cds, sample)]
 
 
@@ -375,3 +419,72 @@ def test_eight_concurrent_patient_view_calls_give_the_cards_of_eight_calls_in_a_
         at_once = dict(zip(CONCURRENT, pool.map(lambda s: _cards(url, cds, s), CONCURRENT)))
     assert at_once == in_a_row
     assert inside["most"] >= 2 and not overlap.broken
+
+
+# ---- CORS: browser-based CDS clients ----------------------------------------------------------------
+SANDBOX = "https://sandbox.cds-hooks.org"
+
+
+def preflight(url: str, origin: str, path: str = f"/cds-services/{SERVICE}") -> requests.Response:
+    return requests.options(f"{url}{path}", headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                                                     "Access-Control-Request-Headers": "authorization,content-type"},
+                            timeout=10)
+
+
+def test_a_cors_preflight_from_a_configured_origin_is_answered_and_from_another_refused(definition, tmp_path):
+    settings = ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, cors_origins=(SANDBOX,))
+    with running(settings, definition) as (url, cds):
+        ok = preflight(url, SANDBOX)
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == SANDBOX
+        assert "POST" in ok.headers["access-control-allow-methods"]
+        assert {"authorization", "content-type"} <= {h.strip().lower() for h in ok.headers["access-control-allow-headers"].split(",")}
+        assert preflight(url, SANDBOX, "/cds-services").status_code == 200  # discovery too
+        refused = preflight(url, "https://evil.example")
+        assert refused.status_code == 403 and "cors_origins" in refused.json()["error"]
+        assert "access-control-allow-origin" not in refused.headers
+        # the call itself: the configured origin may read the answer, another may not
+        body = hook_request("p01", full_prefetch(cds, sample_resources("01-eligible-classic")))
+        mine = call(url, body, headers={"Origin": SANDBOX})
+        assert mine.status_code == 200 and mine.headers["access-control-allow-origin"] == SANDBOX
+        theirs = call(url, body, headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in theirs.headers
+
+
+def test_with_no_cors_origin_configured_every_preflight_is_refused(service):
+    url, _cds = service
+    r = preflight(url, SANDBOX)
+    assert r.status_code == 403 and r.json()["error"].startswith("cross-origin calls are allowed only")
+
+
+def test_a_paged_prefetch_is_read_on_with_the_token_only_on_the_fhir_servers_origin(definition, tmp_path):
+    """The EHR sends its searches' first pages. Pages on the fhirServer's origin are read with its token, pages on
+    another configured server without it; the card is the one the whole record gives."""
+    res = sample_resources("01-eligible-classic")
+
+    def page_two(of: str):
+        def answer(path: str):
+            hits = [r for r in res if r["resourceType"] == of] if f"/fhir/{of}?page=2" in path else []
+            return 200, {"resourceType": "Bundle", "type": "searchset",
+                         "entry": [{"resource": r, "search": {"mode": "match"}} for r in hits]}, 0.0
+        return answer
+
+    ehr, other = Recorder(page_two("Observation")), Recorder(page_two("Condition"))
+    try:
+        settings = ServeSettings(state_dir=tmp_path, as_of=SAMPLES_AS_OF, fhir_servers=(ehr.base, other.base))
+        with running(settings, definition) as (url, cds):
+            whole = call(url, hook_request("p01", full_prefetch(cds, res))).json()["cards"]
+            pre = full_prefetch(cds, res)
+            pre["observation"] = {"resourceType": "Bundle", "type": "searchset", "entry": [],
+                                  "link": [{"relation": "next", "url": f"{ehr.base}/Observation?page=2"}]}
+            pre["condition"] = {"resourceType": "Bundle", "type": "searchset", "entry": [],
+                                "link": [{"relation": "next", "url": f"{other.base}/Condition?page=2"}]}
+            token = {"access_token": "tok-page", "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read",
+                     "subject": "fhir3t"}
+            paged = call(url, hook_request("p01", pre, fhirServer=ehr.base, fhirAuthorization=token)).json()["cards"]
+        assert [(c["summary"], c["detail"]) for c in paged] == [(c["summary"], c["detail"]) for c in whole]
+        assert ("/fhir/Observation?page=2", "Bearer tok-page") in ehr.seen
+        assert other.seen == [("/fhir/Condition?page=2", None)]  # another origin: no token
+    finally:
+        ehr.stop()
+        other.stop()

@@ -66,8 +66,25 @@ def test_expanded_templates_escape_the_patient_id(definition):
     assert templates(definition)["patient"].expand("x/../y") == "Patient/x%2F..%2Fy"
 
 
+def test_by_code_prefetch_filters_observations_by_the_codes_read_and_the_hospitals_local_codes(definition):
+    """[serve] prefetch = "by-code": Observation (the voluminous type) filtered with combo-code by every code the
+    criteria's Observation value sets list, the ConceptMap's local codes for them and each local system whole;
+    the types whose absence decides stay unfiltered."""
+    tpls = templates(definition, "by-code")
+    obs = tpls["observation"]
+    assert obs.by_code and obs.query.startswith("Observation?patient={{context.patientId}}&combo-code=")
+    tokens = obs.query.split("combo-code=", 1)[1].split(",")
+    wanted = {f"{c[0]}|{c[1]}" for vs in definition.plan.valuesets["Observation"] for c in vs.exact_only() or ()}
+    assert wanted <= set(tokens)
+    assert "http://hospital.example.org/CodeSystem/lab|HBSAG" in tokens  # the hospital's code for HBsAg
+    assert "http://hospital.example.org/CodeSystem/lab|" in tokens  # and every code of its lab system
+    for key in ("condition", "medicationRequest", "allergyIntolerance", "diagnosticReport"):
+        assert not tpls[key].by_code and "code" not in tpls[key].query, key
+    assert templates(definition)["observation"].query == "Observation?patient={{context.patientId}}"
+
+
 # ---- reading a prefetch -------------------------------------------------------------------
-def test_null_means_no_data_while_missing_outcome_and_paged_keys_are_still_to_fetch(definition):
+def test_null_means_no_data_an_outcome_is_still_to_fetch_and_a_paged_searchset_is_read_on(definition):
     tpls = templates(definition)
     res = sample_resources("01-eligible-classic")
     pre = as_prefetch(res, tpls, "p01")
@@ -77,9 +94,11 @@ def test_null_means_no_data_while_missing_outcome_and_paged_keys_are_still_to_fe
     pre["condition"] = {**pre["condition"], "link": [{"relation": "next", "url": "http://ehr/fhir?page=2"}]}
     got = read_prefetch(pre, tpls, "p01")
     assert "consent" in got.empty
-    assert {t.key for t in got.missing} == {"immunization", "observation", "condition"}
+    assert {t.key for t in got.missing} == {"immunization", "observation"}
+    assert [(t.key, url) for t, url in got.pages] == [("condition", "http://ehr/fhir?page=2")]
     assert set(got.incomplete) == {"observation", "condition"}
-    assert {w for w, _ in got.documents} >= {"prefetch:patient", "prefetch:medicationStatement"}
+    # the first page is kept: the rest is read on from its next link
+    assert {w for w, _ in got.documents} >= {"prefetch:patient", "prefetch:medicationStatement", "prefetch:condition"}
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -100,10 +119,16 @@ def _result(status: str, criteria: tuple[CriterionResult, ...], patient: str = "
     return ScreeningResult(patient, status, criteria, date(2026, 11, 16), date(2026, 11, 16))
 
 
+def _uuids():
+    n = iter(range(100))
+    return lambda: f"s-{next(n)}"
+
+
 def test_markdown_from_the_record_is_inert(definition):
     evil = "anti-MDA5 '<img src=x onerror=alert(1)>' [click](http://evil.example) **bold**: order it"
-    r = _result("candidate", (CriterionResult("I3-mda5", "inclusion", "unknown", (), reason(AS_WRITTEN(text=evil))),))
-    text = detail(r, definition.criteria, definition.study)
+    r = _result("candidate", (CriterionResult("I3-mda5", "inclusion", "unknown", (), reason(NONE_IN(test=Text.of("x"), window="w"),
+                                                                                           AS_WRITTEN(text=evil))),))
+    text = detail(r, definition)
     assert re.search(r"(?<!\\)<img", text) is None and "\\<img" in text
     assert "[click](" not in text and "\\[click\\](http\\://evil\\.example)" in text
     assert "**bold**" not in text
@@ -117,7 +142,7 @@ def test_the_summary_fits_in_140_characters_even_for_a_long_study_title(definiti
     assert summary(r, definition.study) == f"Possible candidate for {definition.study.short_title}: 1 criterion needs data"
 
 
-def test_card_for_a_candidate_says_what_would_settle_each_unknown(definition):
+def test_card_for_a_candidate_names_the_tests_that_would_settle_each_unknown_and_drafts_them(definition):
     hbsag = Text.of("HBsAg")
     c = CriterionResult("E7-hbv", "exclusion", "unknown", (),
                         reason(NONE_IN(test=hbsag, window="2026-10-19..2026-11-16"),
@@ -127,22 +152,47 @@ def test_card_for_a_candidate_says_what_would_settle_each_unknown(definition):
     settings = ServeSettings(links=(Link("Worklist", "https://intranet.example/worklist.html#{patientId}"),
                                     Link("Open in the screening app", "https://app.example/launch", "smart")),
                              study_team="Dr Chen's team", study_url="https://registry.example/study")
-    card = build_card(_result("candidate", (ok, c)), definition.criteria, definition.study, settings, card_uuid="c-1",
-                      suggestion_uuid="s-1", today=date(2026, 11, 16))
+    card = build_card(_result("candidate", (ok, c)), definition, settings, card_uuid="c-1", new_uuid=_uuids(),
+                      today=date(2026, 11, 16), explanation_url="https://cds.example/fhir3t/explain/tok")
     assert card["indicator"] == "info" and card["uuid"] == "c-1"
-    assert "**Hepatitis B** (E7-hbv): order HBsAg (LOINC 5196-1) at screening (none in 2026-10-19..2026-11-16)" in card["detail"]
-    assert "- Adult: age 40" in card["detail"]
+    assert "- **Hepatitis B**: order HBsAg" in card["detail"] and "LOINC" not in card["detail"]
+    assert "1 of 2 criteria pass as of 2026-11-16" in card["detail"]
     assert definition.study.site in card["source"]["label"] and card["source"]["url"] == "https://registry.example/study"
-    assert card["selectionBehavior"] == "at-most-one"
-    sr = card["suggestions"][0]["actions"][0]["resource"]
-    assert sr["resourceType"] == "ServiceRequest" and sr["subject"] == {"reference": "Patient/p9"}
-    assert sr["performer"] == [{"display": "Dr Chen's team"}]
-    assert card["links"][0] == {"label": "Worklist", "url": "https://intranet.example/worklist.html#p9", "type": "absolute"}
-    assert card["links"][1]["type"] == "smart" and json.loads(card["links"][1]["appContext"])["card"] == "c-1"
+    assert card["selectionBehavior"] == "any"
+    tests, refer = card["suggestions"]
+    (action,) = tests["actions"]
+    sr = action["resource"]
+    assert (action["type"], sr["resourceType"], sr["status"], sr["code"]["text"]) == ("create", "ServiceRequest", "draft", "HBsAg")
+    assert sr["code"]["coding"][0] == {"system": "http://hospital.example.org/CodeSystem/lab", "code": "HBSAG",
+                                       "display": "Hepatitis B surface antigen"}
+    assert sr["code"]["coding"][-1]["code"] == "5196-1" and sr["subject"] == {"reference": "Patient/p9"}
+    referral = refer["actions"][0]["resource"]
+    assert referral["resourceType"] == "ServiceRequest" and referral["performer"] == [{"display": "Dr Chen's team"}]
+    assert [link["label"] for link in card["links"]] == ["Full screening explanation", "NCT06438679 in the trial registry",
+                                                         "Worklist", "Open in the screening app"]
+    assert card["links"][0]["url"] == "https://cds.example/fhir3t/explain/tok"
+    assert card["links"][2] == {"label": "Worklist", "url": "https://intranet.example/worklist.html#p9", "type": "absolute"}
+    assert card["links"][3]["type"] == "smart" and json.loads(card["links"][3]["appContext"])["card"] == "c-1"
     assert all(r["display"] for r in card["overrideReasons"])
-    no_referral = build_card(_result("eligible", (ok,)), definition.criteria, definition.study,
-                             ServeSettings(referral=False), card_uuid="c-2", suggestion_uuid="s-2", today=date(2026, 11, 16))
-    assert "suggestions" not in no_referral and "selectionBehavior" not in no_referral and "links" not in no_referral
+    no_referral = build_card(_result("eligible", (ok,)), definition, ServeSettings(referral=False), card_uuid="c-2",
+                             new_uuid=_uuids(), today=date(2026, 11, 16))
+    assert "suggestions" not in no_referral and "selectionBehavior" not in no_referral
+    # the registry entry comes from the study's data when no study_url is configured
+    assert no_referral["links"] == [{"label": "NCT06438679 in the trial registry",
+                                     "url": "https://clinicaltrials.gov/study/NCT06438679", "type": "absolute"}]
+
+
+def test_an_either_is_settled_by_its_first_missing_test_and_an_all_by_every_one(definition):
+    """E10's TB test is IGRA or else TST: an IGRA decides it, so only the IGRA is ordered; E7's
+    anti-HBc-and-HBV-DNA needs both to decide whatever they show."""
+    from fhir3t.service.cards import tests_to_settle
+
+    crit = {c.id: c for c in definition.criteria.criteria}
+    igra, tst = Text.of("IGRA"), Text.of("TST induration")
+    assert [t.title for t in tests_to_settle(crit["E10-tb"].rule, frozenset({igra, tst}))] == [igra]
+    assert [t.title for t in tests_to_settle(crit["E10-tb"].rule, frozenset({tst}))] == [tst]
+    names = {Text.of("HBsAg"), Text.of("anti-HBc"), Text.of("HBV DNA")}
+    assert [t.title.en for t in tests_to_settle(crit["E7-hbv"].rule, frozenset(names))] == ["HBsAg", "anti-HBc", "HBV DNA"]
 
 
 def test_no_card_for_ineligible_deceased_or_already_enrolled_patients(definition):
@@ -217,14 +267,70 @@ def test_dismissed_and_accepted_cards_keep_quiet_for_their_own_periods(tmp_path)
     assert [r["comment"] for r in store.feedback_rows()] == ["ask next month", None]
 
 
-def test_patients_are_stored_as_a_keyed_hash(tmp_path):
+def test_the_coordinator_sees_feedback_by_patient_and_user_while_the_rule_keys_on_a_keyed_hash(tmp_path):
     store = Store(tmp_path, Rule())
     key = store.patient_key("https|ehr|443", "p01")
-    store.shown("c1", "svc", key, "eligible", "h")
+    store.shown("c1", "svc", key, "eligible", "h", user="Practitioner/dr-wang", patient_ref="Patient/p01",
+                server="https://ehr")
+    store.shown("c2", "svc", store.patient_key("https|ehr|443", "p02"), "candidate", "h", user="Practitioner/dr-li",
+                patient_ref="Patient/p02", server="https://ehr")
+    store.feedback("svc", FeedbackItem("c1", "overridden", "2026-11-16T09:00:00Z", reason_code="patient-declines",
+                                       comment="asked twice"))
+    store.feedback("svc", FeedbackItem("c2", "accepted", "2026-11-16T09:05:00Z", accepted=("s",)))
+    rows = store.feedback_rows()
+    assert [(r["patient"], r["user"], r["outcome"], r["reason_code"], r["comment"]) for r in rows] == [
+        ("Patient/p01", "Practitioner/dr-wang", "overridden", "patient-declines", "asked twice"),
+        ("Patient/p02", "Practitioner/dr-li", "accepted", None, None)]
+    assert [r["card"] for r in store.feedback_rows("p02")] == ["c2"] == [r["card"] for r in store.feedback_rows("Patient/p02")]
     store.close()
-    assert b"p01" not in (tmp_path / "cds.sqlite").read_bytes()
     assert Store(tmp_path, Rule()).patient_key("https|ehr|443", "p01") == key  # the key survives a restart
     assert oct((tmp_path / "patient-hash.key").stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "cds.sqlite").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_dismissal_and_the_interval_quiet_the_card_for_that_user_only_an_acceptance_for_everyone(tmp_path):
+    clock = Clock()
+    store = Store(tmp_path, Rule(show_again_after_days=7, after_override_days=30, after_accept_days=365), clock)
+    p, q = store.patient_key("", "p1"), store.patient_key("", "p2")
+    wang, li = "Practitioner/dr-wang", "Practitioner/dr-li"
+    store.shown("c1", "svc", p, "eligible", "h", user=wang)
+    assert store.may_show(p, "eligible", user=wang) == "shown 0 day(s) ago"
+    assert store.may_show(p, "eligible", user=li) is None  # a second clinician the same day sees it
+    store.feedback("svc", FeedbackItem("c1", "overridden", "2027-01-15T00:00:00Z", reason_code="not-now"))
+    clock.now += 8 * DAY
+    assert store.may_show(p, "eligible", user=wang) == "dismissed 8 day(s) ago"
+    assert store.may_show(p, "eligible", user=li) is None
+    store.shown("c2", "svc", q, "eligible", "h", user=li)
+    store.feedback("svc", FeedbackItem("c2", "accepted", "2027-01-15T00:00:00Z", accepted=("s",)))
+    assert store.may_show(q, "eligible", user=wang) == "accepted 0 day(s) ago"  # referred: news for no one
+
+
+def test_a_state_file_of_an_earlier_release_gets_the_new_columns(tmp_path):
+    import sqlite3
+
+    clock = Clock()
+    db = sqlite3.connect(tmp_path / "cds.sqlite")
+    db.executescript("CREATE TABLE cards (uuid TEXT PRIMARY KEY, service TEXT NOT NULL, patient TEXT NOT NULL, "
+                     "status TEXT NOT NULL, shown_at REAL NOT NULL, hook_instance TEXT);"
+                     f"INSERT INTO cards VALUES ('old', 'svc', 'k', 'eligible', {clock.now - DAY}, 'h');")
+    db.close()
+    store = Store(tmp_path, Rule(), clock)
+    assert store.may_show("k", "eligible") == "shown 1 day(s) ago"  # the old card still counts for the patient
+    assert store.may_show("k", "eligible", user="Practitioner/x") == "shown 1 day(s) ago"  # for every user, as before
+    store.shown("new", "svc", "k", "eligible", "h", user="Practitioner/x", patient_ref="Patient/p")
+    assert store.may_show("k", "eligible", user="Practitioner/x") == "shown 0 day(s) ago"
+    assert store.feedback("svc", FeedbackItem("old", "overridden", "2026-11-16T00:00:00Z"))
+    assert [r["patient"] for r in store.feedback_rows()] == [None]
+
+
+def test_explanation_pages_are_read_by_their_token_until_they_expire(tmp_path):
+    clock = Clock()
+    store = Store(tmp_path, Rule(), clock)
+    store.keep_explanation("t" * 32, "c1", "<p>患者 explanation</p>", days=14)
+    assert store.explanation("t" * 32) == "<p>患者 explanation</p>"
+    assert store.explanation("u" * 32) is None
+    clock.now += 15 * DAY
+    assert store.explanation("t" * 32) is None
 
 
 # ---- JWT client authentication ----------------------------------------------------------
@@ -357,3 +463,15 @@ def test_a_card_shown_by_a_concurrent_call_after_now_was_read_counts_as_just_sho
     store7.shown("c1", "svc", p, "eligible", "h")
     clock.now -= 5
     assert store7.may_show(p, "eligible") == "shown 0 day(s) ago"
+
+
+def test_every_serve_key_is_documented_for_the_integration_engineer():
+    """docs/clinician.md, '[serve], key by key': every key the schema accepts, by name."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    schema = json.loads((root / "src" / "fhir3t" / "schemas" / "config-serve.schema.json").read_text(encoding="utf-8"))
+    doc = (root / "docs" / "clinician.md").read_text(encoding="utf-8")
+    table = doc.split("**`[serve]`, key by key**", 1)[1].split("\n\n", 2)[1]
+    for key in schema["properties"]:
+        assert f"`{key}`" in table or f"[[serve.{key}]]" in table, key

@@ -287,9 +287,15 @@ def resources(bases: dict[str, dict]) -> list[dict]:
             {"id": "ResearchSubject", "path": "ResearchSubject"},
             *ext_slice("ResearchSubject.extension", "criterionResult", C.EXT_CRITERION_RESULT, 1, "*",
                        "The result of each criterion"),
-            {"id": "ResearchSubject.identifier", "path": "ResearchSubject.identifier", "min": 1},
-            {"id": "ResearchSubject.identifier.system", "path": "ResearchSubject.identifier.system", "min": 1,
-             "fixedUri": C.ID_RESEARCH_SUBJECT},
+            {"id": "ResearchSubject.identifier", "path": "ResearchSubject.identifier", "min": 1,
+             "slicing": {"discriminator": [{"type": "pattern", "path": "$this"}], "ordered": False, "rules": "open"}},
+            {"id": "ResearchSubject.identifier:fhir3t", "path": "ResearchSubject.identifier", "sliceName": "fhir3t",
+             "short": "fhir3t's identifier of the subject (the same for the same study and patient)", "min": 1,
+             "max": "1", "patternIdentifier": {"system": C.ID_RESEARCH_SUBJECT}},
+            {"id": "ResearchSubject.identifier:subjectNumber", "path": "ResearchSubject.identifier",
+             "sliceName": "subjectNumber", "short": "The study subject number the site gives on enrolment (e.g. 3T-001)",
+             "min": 0, "max": "1", "patternIdentifier": {"system": C.ID_SUBJECT_NUMBER}},
+            {"id": "ResearchSubject.identifier.system", "path": "ResearchSubject.identifier.system", "min": 1},
             {"id": "ResearchSubject.identifier.value", "path": "ResearchSubject.identifier.value", "min": 1},
             literal("ResearchSubject.study"),
         ], bases, extensions=package_ext)
@@ -372,6 +378,10 @@ def resources(bases: dict[str, dict]) -> list[dict]:
         "code-provenance", "CodeProvenance", "Where a code comes from (fhir3t)",
         "How a code of a value set was obtained and whether it was verified against its code system's registry.",
         "ValueSet.compose.include.concept", "string")
+    last_number = simple_extension(
+        "last-subject-number", "LastSubjectNumber", "Last subject number given (fhir3t)",
+        "The study subject number the enrolment workflow gave last. Every enrolment writes it with the study's version "
+        "(If-Match), so two enrolments at once cannot give the same number.", "ResearchStudy", "string")
     half_life = simple_extension(
         "half-life", "HalfLife", "Elimination half-life (fhir3t)",
         "The elimination half-life of a drug concept, used to date washout windows.",
@@ -403,7 +413,8 @@ def resources(bases: dict[str, dict]) -> list[dict]:
             {"id": "Extension.value[x]", "path": "Extension.value[x]", "max": "0"},
         ], bases, context=["Group.characteristic"])
     return [
-        criterion, definition, ctcae, match_name, provenance_note, half_life, subject, study, provenance, adverse,
+        criterion, definition, ctcae, match_name, provenance_note, half_life, last_number, subject, study, provenance,
+        adverse,
         code_system("criterion-kind", "CriterionKind", "Criterion kind (fhir3t)", kinds),
         value_set("criterion-kind", "CriterionKind", "Criterion kind (fhir3t)"),
         code_system("criterion-result", "CriterionResult", "Criterion result (fhir3t)", results),

@@ -21,7 +21,7 @@ ranges, sizes, unknown keys with the nearest known one), which is the typed boun
 failure is one sentence naming the file, the table, the key and what is wrong. The file itself is read
 with a bound (1 MB, a regular file), and nesting is limited before any check.
 
-Any other table (e.g. `[serve]`) is kept as read for the code that owns it: `Config.section("serve")`
+Any other table (e.g. `[serve]`, `[enrolment]`) is kept as read for the code that owns it: `Config.section("serve")`
 returns it and `check_table` checks it against its own schema, so a new service adds its table without
 touching this module. A table name one typo away from a known one is an error, since it would otherwise be ignored
 (`OWNED_ELSEWHERE` lists the near names that are real, such as `[serve]`).
@@ -48,7 +48,7 @@ COMMAND_TABLES = frozenset({"screen", "safety", "report", "export", "push", "val
 KNOWN_TABLES = frozenset({"server", "terminology", "log"}) | COMMAND_TABLES
 #: tables other modules read and check themselves (named here only so the typo check leaves them alone:
 #: `[serve]` is one letter from `[server]`); any other unknown table is kept too, unless it looks like a typo
-OWNED_ELSEWHERE = frozenset({"serve"})
+OWNED_ELSEWHERE = frozenset({"serve", "enrolment"})
 AUTH_METHODS = ("auto", "none", "token", "smart", "client-secret")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("warning", "info", "debug")

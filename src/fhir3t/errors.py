@@ -15,6 +15,7 @@ EXIT_INPUT_FATAL = 4  # nothing usable: missing path, no patients at all, bad co
 EXIT_SERVER = 5  # FHIR server unreachable or answered with an error
 EXIT_AUTH = 6  # authentication / authorization failed
 EXIT_PUSH_PARTIAL = 7  # some entries of a pushed Bundle failed
+EXIT_REFUSED = 8  # the enrolment workflow refused an action (state machine, eligibility, a newer version): nothing written
 EXIT_INTERNAL = 70  # a bug in fhir3t (EX_SOFTWARE)
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
@@ -24,12 +25,14 @@ EXIT_MEANINGS = {EXIT_OK: "ok", EXIT_FINDINGS: "validation errors found (validat
                  EXIT_INPUT_SKIPPED: "some input skipped (each skipped file / entry / line is named on stderr)",
                  EXIT_INPUT_FATAL: "no usable input or bad configuration data", EXIT_SERVER: "FHIR server error",
                  EXIT_AUTH: "authentication error", EXIT_PUSH_PARTIAL: "push partly failed",
+                 EXIT_REFUSED: "refused, nothing written (a transition the enrolment state machine forbids, an ineligible "
+                               "patient without an override, a record changed since it was read)",
                  EXIT_INTERNAL: "internal error (a bug in fhir3t)", EXIT_INTERRUPTED: "interrupted (Ctrl-C)"}
 
 #: exit code -> the `outcome` word of the run-end log record (stable: operators alert on it)
 OUTCOMES = {EXIT_OK: "ok", EXIT_FINDINGS: "findings", EXIT_USAGE: "usage-error", EXIT_INPUT_SKIPPED: "input-skipped",
             EXIT_INPUT_FATAL: "no-usable-input", EXIT_SERVER: "server-error", EXIT_AUTH: "auth-error",
-            EXIT_PUSH_PARTIAL: "push-partial", EXIT_INTERNAL: "internal-error", EXIT_INTERRUPTED: "interrupted"}
+            EXIT_PUSH_PARTIAL: "push-partial", EXIT_REFUSED: "refused", EXIT_INTERNAL: "internal-error", EXIT_INTERRUPTED: "interrupted"}
 
 
 class Fhir3tError(Exception):
@@ -60,6 +63,12 @@ class ServerError(Fhir3tError):
 
 class AuthError(Fhir3tError):
     exit_code = EXIT_AUTH
+
+
+class RefusedError(Fhir3tError):
+    """The enrolment workflow refused an action and wrote nothing (fhir3t.enrolment.Refused carries the message)."""
+
+    exit_code = EXIT_REFUSED
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,29 @@ class Study:
     criteria_file: Path
     safety_file: Path | None
     source: Path
+    #: study subject numbers (`enrolment.subject_number`: literal text and one {n} field, e.g. 3T-{n:03d})
+    subject_number: str = "{n:03d}"
+    #: the version of the consent form patients sign now (`enrolment.consent_form`; `--form` names another)
+    consent_form: str = "1"
+    #: the study's page in its registry (study.json `registry_url`; for ClinicalTrials.gov derived from the NCT number)
+    registry: str | None = None
 
     @property
     def identifier(self) -> dict[str, str]:
         return {"system": self.system, "value": self.value}
+
+    @property
+    def registry_url(self) -> str | None:
+        if self.registry:
+            return self.registry
+        if self.system.rstrip("/") in REGISTRY_PAGES:
+            return REGISTRY_PAGES[self.system.rstrip("/")].format(value=self.value)
+        return None
+
+
+#: registries whose study page follows from the identifier (system -> URL template)
+REGISTRY_PAGES = {"http://clinicaltrials.gov": "https://clinicaltrials.gov/study/{value}",
+                  "https://clinicaltrials.gov": "https://clinicaltrials.gov/study/{value}"}
 
 
 def load_study(profiles: Profiles | None = None) -> Study:
@@ -46,6 +65,7 @@ def load_study(profiles: Profiles | None = None) -> Study:
     try:
         ident = d["identifier"]
         cand = d["candidates"]
+        enrol = d.get("enrolment") or {}
         base = Path(path).parent
         return Study(
             str(d["id"]), str(ident["system"]), str(ident["value"]), str(d["title"]),
@@ -53,6 +73,8 @@ def load_study(profiles: Profiles | None = None) -> Study:
             dict(d.get("condition") or {}), str(d.get("sponsor", "")), str(d.get("site", "")),
             str(d.get("summary", "")), str(cand["type"]), str(cand["valueset"]),
             base / d["criteria"], base / d["safety"] if d.get("safety") else None, Path(path),
+            str(enrol.get("subject_number") or "{n:03d}"), str(enrol.get("consent_form") or "1"),
+            str(d["registry_url"]) if d.get("registry_url") else None,
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: study profile is missing or has a wrong {exc}") from None

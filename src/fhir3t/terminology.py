@@ -420,6 +420,8 @@ class ConceptMaps:
     def __init__(self, systems: CodeSystems) -> None:
         self.systems = systems
         self.map: dict[Code, list[Code]] = {}
+        #: the reverse: standard code -> the local codes (with their displays) mapped to it as equivalent
+        self.sources: dict[Code, list[tuple[Code, str | None]]] = {}
         self.source_systems: set[str] = set()
         self.urls: list[str] = []
 
@@ -472,7 +474,12 @@ class ConceptMaps:
                     if eq is None and tcode is not None:  # R4 requires it; a draft of fhir3t codes leaves it to a reviewer
                         raise bad(f"{at}.target[{ti}]", NO_EQUIVALENCE)
                     if isinstance(tcode, str) and eq in USABLE_EQUIVALENCE:
-                        self.map.setdefault(key, []).append((tgt, self.systems.code(tgt, tcode)))
+                        target = (tgt, self.systems.code(tgt, tcode))
+                        self.map.setdefault(key, []).append(target)
+                        display = element.get("display")
+                        local = self.sources.setdefault(target, [])
+                        if key not in [k for k, _ in local]:
+                            local.append((key, display if isinstance(display, str) and display.strip() else None))
                         n += 1
         url = res.get("url")
         self.urls.append(url if isinstance(url, str) else where)
@@ -480,6 +487,11 @@ class ConceptMaps:
 
     def translate(self, code: Code) -> list[Code]:
         return self.map.get(code, [])
+
+    def local_codes(self, code: Code) -> list[tuple[Code, str | None]]:
+        """The hospital's own codes (and their displays) that a ConceptMap maps to `code` as equivalent: what an
+        order placed in the hospital's system is coded with (the reverse of `translate`), in map order."""
+        return self.sources.get(code, [])
 
 
 class Terminology:

@@ -232,3 +232,17 @@ class MedplumServer:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._fh.close()
+
+
+@pytest.fixture(scope="module")
+def scratch_server(tmp_path_factory) -> Iterator[str]:
+    """A sekmet of its own, samples loaded, for tests that write to the server (what they add must not change what
+    the session's server holds for the other tests); not run against FHIR3T_TEST_SERVER, which is not ours to write."""
+    if os.environ.get("FHIR3T_TEST_SERVER"):
+        pytest.skip("writes to the server: runs on the suite's own sekmet only")
+    srv = Server(tmp_path_factory.mktemp("sekmet-scratch"))
+    try:
+        load_samples(srv.base)
+        yield srv.base
+    finally:
+        srv.stop()

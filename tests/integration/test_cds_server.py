@@ -14,7 +14,7 @@ from cds_helpers import SERVICE, Recorder, hook_request, running
 from fhir3t.pipeline import Definition
 from fhir3t.service.prefetch import templates
 from fhir3t.service.settings import ServeSettings
-from integration.conftest import AS_OF, CONCEPT_MAP
+from integration.conftest import AS_OF, CONCEPT_MAP, SAMPLES, as_transaction
 
 AS_OF_DAY = date.fromisoformat(AS_OF)
 TOKEN = "tok-3b9d7f0e-never-logged"
@@ -74,7 +74,7 @@ def test_fetching_resolves_what_no_prefetch_can_express(service, definition, loa
     url, _cds = service
     only_prefetch = post(url, hook_request("p02", server_prefetch(loaded_server, definition, "p02")))
     assert statuses(only_prefetch["cards"]) == ["Possible candidate"]
-    assert "drug reference does not resolve" in only_prefetch["cards"][0]["detail"]
+    assert "drug reference does not resolve" in requests.get(only_prefetch["cards"][0]["links"][0]["url"], timeout=10).text
     with_server = post(url, hook_request("p02", server_prefetch(loaded_server, definition, "p02"), fhirServer=loaded_server))
     assert statuses(with_server["cards"]) == ["Eligible"]
 
@@ -155,7 +155,103 @@ def test_the_token_goes_to_the_fhir_server_origin_only(definition, tmp_path):
         assert answer == {"cards": []}
         assert ehr.seen and all(auth == f"Bearer {TOKEN}" for _p, auth in ehr.seen)
         assert elsewhere.seen == []
-        assert f"/fhir/Condition?patient={quote('p01')}" in [p for p, _a in ehr.seen]
+        assert f"/fhir/Condition?patient={quote('p01')}&_count=1000" in [p for p, _a in ehr.seen]
     finally:
         ehr.stop()
         elsewhere.stop()
+
+
+# ---- filtered and paged prefetch -------------------------------------------------------------
+SAME_CARDS = ("p01", "p02", "p03", "p04", "p05", "p06", "p07", "p22")
+
+
+def card_text(answer: dict) -> list[tuple[str, str, str]]:
+    return [(c["summary"], c["detail"], c["indicator"]) for c in answer["cards"]]
+
+
+def test_by_code_prefetch_gives_the_same_cards_as_full_prefetch(definition, loaded_server, tmp_path):
+    """The EHR runs the by-code templates on its server: Observations filtered by the codes the criteria read and
+    the hospital's local codes (sample 22 is coded locally), and the cards are those of the full prefetch."""
+    full_settings = ServeSettings(state_dir=tmp_path / "full", as_of=AS_OF_DAY, fhir_servers=(loaded_server,),
+                                  show_again_after_days=0, budget_ms=10000)
+    by_code = ServeSettings(**{**full_settings.__dict__, "state_dir": tmp_path / "by-code", "prefetch": "by-code"})
+    tpls = templates(definition, "by-code")
+    assert tpls["observation"].by_code
+    with running(full_settings, definition) as (url_full, _c1), running(by_code, definition) as (url_code, _c2):
+        discovered = requests.get(f"{url_code}/cds-services", timeout=10).json()["services"][0]["prefetch"]
+        assert discovered["observation"] == tpls["observation"].query
+        for pid in SAME_CARDS:
+            full = server_prefetch(loaded_server, definition, pid)
+            filtered = {}
+            for key, tpl in tpls.items():
+                body = requests.get(f"{loaded_server}/{tpl.expand(pid)}", timeout=30).json()
+                filtered[key] = None if body.get("resourceType") == "Bundle" and not body.get("entry") else body
+            got_full = requests.post(f"{url_full}/cds-services/{SERVICE}",
+                                     json=hook_request(pid, full, fhirServer=loaded_server), timeout=30).json()
+            got_code = requests.post(f"{url_code}/cds-services/{SERVICE}",
+                                     json=hook_request(pid, filtered, fhirServer=loaded_server), timeout=30).json()
+            assert card_text(got_code) == card_text(got_full), pid
+        # and it is a filter: p03's blood pressure is not sent
+        p03 = requests.get(f"{loaded_server}/{tpls['observation'].expand('p03')}", timeout=30).json()
+        assert "p03-bp" not in json.dumps(p03) and "p03-mda5" in json.dumps(p03)
+
+
+def first_pages(base: str, definition: Definition, pid: str, count: int = 2) -> dict:
+    """What an EHR that pages its prefetch sends: the first page of each search (`_count`), with its next link."""
+    out: dict = {}
+    for key, tpl in templates(definition).items():
+        query = tpl.expand(pid) if tpl.is_read else f"{tpl.expand(pid)}&_count={count}"
+        body = requests.get(f"{base}/{query}", timeout=30).json()
+        out[key] = None if body.get("resourceType") == "Bundle" and not body.get("entry") else body
+    return out
+
+
+def test_a_paged_prefetch_is_read_on_from_its_next_links_and_gives_the_same_cards(service, definition, loaded_server):
+    url, _cds = service
+    for pid in SAME_CARDS:
+        paged = first_pages(loaded_server, definition, pid)
+        if pid == "p01":
+            assert any(isinstance(v, dict) and any(link.get("relation") == "next" for link in v.get("link", []))
+                       for v in paged.values())
+        full = server_prefetch(loaded_server, definition, pid)
+        # no fhirServer: the next links are on a server the service is configured to read, so it reads on
+        assert card_text(post(url, hook_request(pid, paged))) == card_text(post(url, hook_request(pid, full))), pid
+
+
+def test_a_paged_prefetch_on_an_origin_the_service_may_not_read_is_412_without_a_fhir_server(definition, loaded_server,
+                                                                                             tmp_path):
+    settings = ServeSettings(state_dir=tmp_path, as_of=AS_OF_DAY, fhir_servers=("https://other.example/fhir",))
+    with running(settings, definition) as (url, _cds):
+        r = requests.post(f"{url}/cds-services/{SERVICE}", json=hook_request("p01", first_pages(loaded_server, definition,
+                                                                                                 "p01")), timeout=30)
+    assert r.status_code == 412 and "no fhirServer was given" in r.json()["error"]
+
+
+def test_a_patient_with_5000_observations_gets_its_card_in_a_few_pages(definition, scratch_server, tmp_path, caplog):
+    """A sick inpatient: 5,000 vital signs beside the screening results. The service asks for pages of 1,000
+    (a server's default page is often 20: 250 requests in a row); the card is the one the patient gets without
+    them. (The time it takes, against the default 2 s budget: benchmarks/bench_cds.py.)"""
+    loaded_server = scratch_server
+    text = (SAMPLES / "screening" / "01-eligible-classic.json").read_text(encoding="utf-8").replace("p01", "p01big")
+    requests.post(loaded_server, json=as_transaction(json.loads(text)), timeout=60).raise_for_status()
+    for start in range(0, 5000, 1000):
+        tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": vital(f"p01big-v{i}", "p01big", i), "request": {"method": "PUT", "url": f"Observation/p01big-v{i}"}}
+            for i in range(start, start + 1000)]}
+        requests.post(loaded_server, json=tx, timeout=300).raise_for_status()
+    settings = ServeSettings(state_dir=tmp_path, as_of=AS_OF_DAY, fhir_servers=(loaded_server,), budget_ms=60000)
+    caplog.set_level(logging.INFO, logger="fhir3t")
+    with running(settings, definition) as (url, _cds):
+        (card,) = post(url, hook_request("p01big", fhirServer=loaded_server))["cards"]
+    assert card["summary"].startswith("Eligible for NCT06438679")
+    fields = [getattr(r, "fields", {}) for r in caplog.records if getattr(r, "fields", {}).get("event") == "cds-call"]
+    assert fields and fields[-1]["fetch_requests"] <= len(templates(definition)) + 10
+
+
+def vital(rid: str, pid: str, i: int) -> dict:
+    return {"resourceType": "Observation", "id": rid, "status": "final", "subject": {"reference": f"Patient/{pid}"},
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+            "effectiveDateTime": f"2026-{1 + i % 10:02d}-{1 + i % 28:02d}T08:{i % 60:02d}:00+08:00",
+            "valueQuantity": {"value": 60 + i % 40, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}

@@ -35,7 +35,7 @@ def _optional_commands() -> dict[str, str]:
     """Subcommands whose module may not exist yet in a partial checkout."""
     out = {}
     for name, mod in {"push": "push", "export": "export", "safety": "safety", "report": "report", "serve": "serve",
-                      "watch": "watch"}.items():
+                      "watch": "watch", "subject": "subject", "log": "log"}.items():
         if importlib.util.find_spec(f"fhir3t.cli.{mod}") is not None:
             out[name] = mod
     return out

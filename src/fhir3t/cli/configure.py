@@ -136,7 +136,10 @@ def apply_defaults(cfg: Config, commands: dict[str, argparse.ArgumentParser]) ->
 
 
 def _has_paths(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "paths", None))
+    """Files (or the state file, --state FILE) were named: [server] url does not replace them."""
+    if hasattr(args, "paths"):
+        return bool(args.paths)
+    return getattr(args, "state", None) is not None
 
 
 def apply_server(cfg: Config, args: argparse.Namespace) -> None:

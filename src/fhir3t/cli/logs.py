@@ -54,6 +54,7 @@ EVENTS: dict[str, str] = {
     "cds-call": "a CDS Hooks call: service, prefetch counts, outcome (card / no-card and why); warning when data "
                 "could not be fetched within the budget",
     "cds-feedback": "feedback on cards: counts",
+    "explanation": "a card's explanation page was asked for: the status (200, or 404 for an unknown or expired link)",
     "notification": "a Subscription notification was received: how many items were queued",
     "watch-round": "one polling round of watch: counts of changes, patients, statuses and pushes",
     "watch-notified": "patients screened on a Subscription notification: the same counts",
@@ -62,6 +63,18 @@ EVENTS: dict[str, str] = {
                            "the new and the previous status; no names, identifiers or values",
     "notify-sent": "the --notify hook was given a newly eligible patient (how, and the ResearchSubject id)",
     "notify-failed": "the --notify hook failed (the command's exit code or the webhook's HTTP status)",
+    "enrolment-step": "a study team's step was recorded (fhir3t subject, the coordinator's page): the action, the "
+                      "status before and after, the ResearchSubject id (a pseudonym); no names, identifiers or notes",
+    "enrolment-refused": "a study team's step was refused and nothing written: the action and why (transition, "
+                         "screening, version)",
+    "enrolment-override": "an enrolment against the latest screening, with an override reason (kept in the Provenance, "
+                          "not in the log): a warning",
+    "coordinator-page": "the coordinator's page served the worklist or a patient's timeline: route template (never the "
+                        "path: it holds a patient id), status, ms, whether someone was signed in",
+    "coordinator-step": "a step posted on the coordinator's page: the action, recorded or refused, how the user signed in",
+    "coordinator-refused": "a POST to the coordinator's page refused before anything was read (not signed in, a missing "
+                           "or old CSRF token, another site's origin, a malformed form)",
+    "coordinator-signin": "a sign-in to the coordinator's page started, ended or failed (SMART App Launch), or a sign-out",
 }
 
 #: stderr tag -> (level, event) of the JSON record the line becomes

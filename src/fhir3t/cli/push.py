@@ -7,22 +7,27 @@ import sys
 import orjson
 
 from fhir3t.cli.server_options import add_server_options, make_client
-from fhir3t.errors import EXIT_OK, EXIT_PUSH_PARTIAL, InputError
+from fhir3t.errors import EXIT_OK, EXIT_PUSH_PARTIAL, InputError, UsageError
+from fhir3t.messages import Message, render
 from fhir3t.smallfiles import DATA_LIMIT, read_small
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "push", help="send a transaction Bundle to a FHIR server, entry by entry outcome",
-        description=("Send a transaction Bundle (as written by `fhir3t screen --emit`) to a FHIR server: as a "
-                     "transaction, or as a batch where the server has none. A ResearchSubject already on-study, "
+        description=("Send a transaction Bundle (as written by `fhir3t screen --emit`), or the study team's records "
+                     "of a state file (--state FILE), to a FHIR server: as a transaction, or as a batch where the server "
+                     "has none. A ResearchSubject already on-study, "
                      "in follow-up, off-study or withdrawn is never overwritten with a screening status."),
         epilog=("Exit codes: 0 every entry applied; 2 the Bundle cannot be pushed (named); 5 server error; 6 auth error; "
                 "7 some entries failed (listed on stderr: N failing the same way make one line, -v lists each). The "
                 "server's diagnostics, which may quote patient data, are shown only with -vv."),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("bundle", metavar="BUNDLE.json", help="transaction or batch Bundle")
+    p.add_argument("bundle", metavar="BUNDLE.json", nargs="?", help="transaction or batch Bundle (or --state FILE)")
+    p.add_argument("--state", metavar="FILE", help="send the study team's records of this state file instead (the "
+                                                   "study, subjects, Communications, Consents, Provenances: PUT to their "
+                                                   "ids, so sending twice duplicates nothing)")
     add_server_options(p, pull=False, push=False, server_required=True)
     p.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
     p.set_defaults(run=run)
@@ -83,9 +88,42 @@ def push_bundle(args: argparse.Namespace, bundle: dict, url: str | None = None, 
     return EXIT_PUSH_PARTIAL if report.failed else EXIT_OK
 
 
+ONE_INPUT = Message("push.one-input", "give BUNDLE.json or --state FILE (one of them)")
+NO_STATE = Message("push.no-state", "{path}: no such state file")
+
+
 def run(args: argparse.Namespace) -> int:
     from fhir3t.sinks.fhir_server import check_bundle
 
+    if bool(args.bundle) == bool(args.state):
+        raise UsageError(render(ONE_INPUT()))
+    if args.state:
+        return push_state(args)
     bundle = load_bundle(args.bundle)
     check_bundle(bundle)
     return push_bundle(args, bundle)
+
+
+def push_state(args: argparse.Namespace) -> int:
+    """The state file's resources to the server (pipeline.enrolment.state_bundle says what is sent and why not)."""
+    from pathlib import Path
+
+    from fhir3t.cli.common import load_definition
+    from fhir3t.pipeline import Run
+    from fhir3t.pipeline.enrolment import state_bundle
+    from fhir3t.state import ServerState, StateFile
+
+    if not Path(args.state).expanduser().is_file():
+        raise InputError(render(NO_STATE(path=args.state)))
+    definition = load_definition(args)
+    state = StateFile(args.state)
+    server = ServerState(make_client(args), (definition.study.system, definition.study.value))
+    try:
+        out = state_bundle(definition, Run.start(definition), state, server)
+    finally:
+        state.close()
+        server.close()
+    for note in out.notes:
+        print(f"fhir3t push: note: {render(note)}", file=sys.stderr)
+    code = push_bundle(args, out.bundle)
+    return code or (EXIT_PUSH_PARTIAL if out.notes else EXIT_OK)

@@ -48,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ci", choices=("log-log", "plain"), default="log-log",
                    help="CI transform for the KM estimate (default log-log, as lifelines)")
     p.add_argument("--screening", metavar="FILE",
-                   help="a screening run's output (fhir3t screen --format json or ndjson) for the screening flow")
+                   help="a screening run's output (fhir3t screen --format json or ndjson) for the screening flow (default "
+                        "with --server or --state: the screening and enrolment log there, as fhir3t log gives it)")
     p.add_argument("--since", type=day, metavar="DATE",
                    help="the previous report's data cut-off: figures since then are shown beside the cumulative ones "
                         "and new serious AEs are marked")
@@ -100,6 +101,28 @@ def read_screening(path: str) -> list[tuple[object, str]]:
     return out
 
 
+def flow_from_log(args: argparse.Namespace, enrolled: list[str], order: list[str], titles: dict[str, str]) -> dict:
+    """The screening flow from the enrolment log (the latest screening of every patient, the first criterion ruling
+    them out), with the study team's chain (contacted, consented, the reasons at each step) as `team`."""
+    from fhir3t.cli.common import load_definition
+    from fhir3t.cli.state_options import open_store
+    from fhir3t.pipeline import Run
+    from fhir3t.pipeline.enrolment import log_rows
+    from fhir3t.report.flow import screened_from_log, screening_flow
+
+    definition = load_definition(args, concept_maps=())
+    store = open_store(args, definition, "report")
+    try:
+        rows, team = log_rows(definition, Run.start(definition), store)
+    finally:
+        store.close()
+    screened = screened_from_log(rows, order)
+    flow = screening_flow(screened, enrolled, order, titles)
+    flow["team"] = team
+    flow["source"] = store.label
+    return flow
+
+
 def _digest(paths: list[Path]) -> str:
     h = hashlib.sha256()
     for f in sorted(paths):
@@ -108,22 +131,23 @@ def _digest(paths: list[Path]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fhir3t.criteria.load import load_criteria
     from fhir3t.profiles import Profiles
     from fhir3t.report import endpoints, render_html
     from fhir3t.report.flow import parse_screening, screening_flow
 
     problems = Problems()
-    as_of, outcomes, engine = analyse_args(args, problems)
+    as_of, outcomes, definition = analyse_args(args, problems)
     outcomes = sorted(outcomes, key=lambda o: (o.subject.label, o.subject.patient))  # listings by subject number
-    cfg = engine.config
-    criteria = load_criteria(engine.tx)
+    cfg = definition.safety.config
+    criteria = definition.criteria
     order = [c.id for c in criteria.criteria]
     flow = None
+    titles = {c.id: c.title for c in criteria.criteria}
     if args.screening:
         screened = parse_screening(read_screening(args.screening), order, problems)
-        flow = screening_flow(screened, [o.subject.patient for o in outcomes], order,
-                              {c.id: c.title for c in criteria.criteria})
+        flow = screening_flow(screened, [o.subject.patient for o in outcomes], order, titles)
+    elif getattr(args, "server", None) or getattr(args, "state", None):
+        flow = flow_from_log(args, [o.subject.patient for o in outcomes], order, titles)
     report_problems(problems)
     if not outcomes:
         print(f"fhir3t report: no subjects of {cfg.study_label} with a D1 found in the input", file=sys.stderr)
@@ -133,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
               f"{len(args.paths)} path(s): {', '.join(args.paths)}")
     if args.screening:
         inputs += f"; screening run {args.screening}"
+    elif flow is not None:
+        inputs += f"; enrolment log {flow.get('source', '')}"
     if args.since is not None and args.since >= as_of:
         raise UsageError(f"--since {args.since.isoformat()} is not before the data cut-off {as_of.isoformat()}")
     header: dict[str, Any] = {

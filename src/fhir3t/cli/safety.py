@@ -5,12 +5,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import date
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import orjson
 
-from fhir3t.cli.common import day, output, report_problems
-from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
+from fhir3t.cli.common import day, load_definition, output, report_problems
+from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, InputError, Problems, UsageError
+from fhir3t.messages import Message, render
+
+if TYPE_CHECKING:
+    from fhir3t.pipeline import Definition, Run
 
 EPILOG_CODES = "Exit codes: 0 ok; 2 usage; 3 some input skipped (see stderr); 4 no subjects / no usable input."
 
@@ -27,13 +31,18 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--d1-csv", metavar="FILE", help="CSV with columns patient,d1 (same meaning as --d1)")
     p.add_argument("--concept-map", action="append", default=[], metavar="FILE",
                    help="FHIR ConceptMap translating hospital-local codes (repeatable)")
+    p.add_argument("--state", metavar="FILE",
+                   help="with PATH...: the subjects (ResearchSubjects with their D1 and subject number) come from this "
+                        "state file of the enrolment workflow (fhir3t subject), besides any in the files")
 
 
 def analyse_args(args: argparse.Namespace, problems: Problems):
-    """Run the safety analysis for parsed options: (as_of, outcomes, engine)."""
+    """Run the safety analysis for parsed options: (as_of, outcomes, definition)."""
     from fhir3t.api import with_discovered_maps
     from fhir3t.dates import today_utc
-    from fhir3t.safety import SafetyEngine, analyse, parse_d1_options, read_d1_csv
+    from fhir3t.pipeline import FileInputs, Run
+    from fhir3t.pipeline.safety import analyse_files
+    from fhir3t.safety import parse_d1_options, read_d1_csv
 
     server = getattr(args, "server", None)
     if bool(args.paths) == bool(server):
@@ -45,21 +54,42 @@ def analyse_args(args: argparse.Namespace, problems: Problems):
         print(f"fhir3t {getattr(args, 'command', None) or 'safety'}: as-of {as_of} (today, UTC): give --as-of DATE to "
               "analyse as of another day", file=sys.stderr)
     maps = with_discovered_maps(args.paths, args.concept_map, problems) if args.paths else list(args.concept_map)
-    engine = SafetyEngine.load(maps, problems)
+    definition = load_definition(args, maps)
+    run = Run.start(definition, as_of=as_of, problems=problems)
     if server:
-        return as_of, _pull(args, engine, as_of, d1, problems), engine
-    outcomes = analyse(args.paths, as_of=as_of, d1=d1, engine=engine, problems=problems)
-    return as_of, outcomes, engine
+        return as_of, _pull(args, definition, run, d1), definition
+    documents = state_documents(args.state) if getattr(args, "state", None) else ()
+    return as_of, analyse_files(definition, run, FileInputs(tuple(args.paths), documents=documents), d1), definition
 
 
-def _pull(args: argparse.Namespace, engine, as_of: date, d1: dict, problems: Problems) -> list:
+NO_STATE = Message("safety.no-state", "{path}: no such state file")
+
+
+def state_documents(path: str) -> tuple[tuple[str, object], ...]:
+    """The state file's ResearchStudy and ResearchSubjects, as a document the safety analysis reads with the files."""
+    from pathlib import Path
+
+    from fhir3t.state import StateFile
+
+    if not Path(path).expanduser().is_file():
+        raise InputError(render(NO_STATE(path=path)))
+    state = StateFile(path)
+    try:
+        resources = state.resources("ResearchStudy") + state.resources("ResearchSubject")
+    finally:
+        state.close()
+    return ((f"{path} (state)", {"resourceType": "Bundle", "type": "collection",
+                                 "entry": [{"resource": r} for r in resources]}),)
+
+
+def _pull(args: argparse.Namespace, definition: Definition, run: Run, d1: dict) -> list:
     """Subjects of the study on the server (or --patient ids), pulled with their recorded AdverseEvents."""
     from fhir3t.cli.server_options import make_client
-    from fhir3t.safety.server import server_outcomes
+    from fhir3t.pipeline.safety import analyse_server
 
     client = make_client(args)
     try:
-        outcomes, _pull_info = server_outcomes(client, engine, as_of, d1, problems, list(getattr(args, "patient", [])))
+        outcomes, _pull_info = analyse_server(definition, run, client, d1, list(getattr(args, "patient", [])))
         return outcomes
     finally:
         client.close()
@@ -155,7 +185,7 @@ def _table(findings: Sequence, labels: dict[str, str], n_subjects: int, fh: IO[s
 
 def run(args: argparse.Namespace) -> int:
     problems = Problems()
-    _as_of, outcomes, engine = analyse_args(args, problems)
+    _as_of, outcomes, definition = analyse_args(args, problems)
     outcomes = sorted(outcomes, key=lambda o: (o.subject.label, o.subject.patient))  # by subject number
     findings = [f for o in outcomes for f in o.findings]
     labels = {o.subject.patient: o.subject.label for o in outcomes}
@@ -165,18 +195,17 @@ def run(args: argparse.Namespace) -> int:
                 rows = [{**f.to_dict(), "subject": labels.get(f.patient, f.patient)} for f in findings]
                 fh.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
             else:
-                _table(findings, labels, len(outcomes), fh, engine.config.study_label)
+                _table(findings, labels, len(outcomes), fh, definition.safety.config.study_label)
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
     report_problems(problems)
     push = getattr(args, "push", None)
     if args.emit or push:
-        from fhir3t.criteria.load import load_criteria
         from fhir3t.emit.adverse_event import safety_bundle
         from fhir3t.emit.screening import research_study
         from fhir3t.sinks import write_json
 
-        bundle, notes = safety_bundle(findings, research_study(load_criteria(engine.tx)), engine.config.digest)
+        bundle, notes = safety_bundle(findings, research_study(definition.criteria), definition.safety.config.digest)
         for n in notes:
             print(f"fhir3t: note: {n}", file=sys.stderr)
         if args.emit:
@@ -191,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
             if code:
                 return code
     if not outcomes:
-        print(f"fhir3t safety: no subjects of {engine.config.study_label} with a D1 found in the input "
+        print(f"fhir3t safety: no subjects of {definition.safety.config.study_label} with a D1 found in the input "
               "(ResearchSubject on study with period.start, or --d1 PATIENT=DATE)", file=sys.stderr)
         return EXIT_INPUT_FATAL
     if problems.any_skipped:

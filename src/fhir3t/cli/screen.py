@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 
 from fhir3t.cli.common import MAX_JOBS, day, load_definition, positive_seconds, progress_bar, report_problems, whole_number
 from fhir3t.cli.server_options import add_server_options, make_client
+from fhir3t.cli.state_options import add_state_option
 from fhir3t.criteria.model import STATUSES
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_INPUT_SKIPPED, EXIT_OK, Problems, UsageError
 from fhir3t.fhirutil import server_label
 from fhir3t.formats import FORMATS
 from fhir3t.formats.summary import plural
+from fhir3t.messages import Message, render
 
 if TYPE_CHECKING:
     from fhir3t.formats import RunInfo
@@ -53,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                   "(sort, filter, per-patient detail; opens offline, prints)")
     p.add_argument("--csv", metavar="FILE", help="also write one CSV row per patient (UTF-8 with BOM, for Excel)")
     p.add_argument("--emit", metavar="BUNDLE", help="also write a FHIR transaction Bundle (ResearchStudy, ResearchSubjects, Provenance)")
+    add_state_option(p, optional_value=True)
     p.add_argument("--store", choices=("auto", "memory", "disk"), default="auto",
                    help="where records are grouped by patient: auto (memory, moving to disk for big inputs), memory, disk")
     p.add_argument("--jobs", type=whole_number(1, MAX_JOBS), metavar="N",
@@ -205,6 +208,30 @@ def precheck_server(client: FhirClient, definition: Definition, args: argparse.N
               file=sys.stderr)
 
 
+RECORDED = Message("screen.recorded", "fhir3t screen: kept in the state file {path} (run {run}): {n} results, "
+                                     "{written} ResearchSubjects written")
+KEPT = Message("screen.kept", "fhir3t screen: note: {subject} is {team} (the study team's): kept as it is; today's "
+                              "screening says {screening}")
+
+
+def record_state(args: argparse.Namespace, definition: Definition, run: Run, results: list) -> None:
+    """--state: the run's results into the state file (the push policy keeps the team's statuses)."""
+    from fhir3t.cli.state_options import state_path
+    from fhir3t.emit.screening import subject_id
+    from fhir3t.pipeline.enrolment import record_screening
+    from fhir3t.state import StateFile
+
+    state = StateFile(state_path(args, definition, "screen"))
+    try:
+        done = record_screening(definition, run, state, results, args.id_system)
+    finally:
+        state.close()
+    print(render(RECORDED(path=str(state.path), run=done.run, n=len(results), written=done.written)), file=sys.stderr)
+    for patient, team, screening in done.kept:  # named by the subject's id (a pseudonym), never the patient's
+        print(render(KEPT(subject=f"ResearchSubject/{subject_id(definition.criteria, patient)}", team=team,
+                          screening=screening)), file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from fhir3t.pipeline import FileInputs, ServerQuery, deliver, screen_files, screen_server, with_discovered_maps
 
@@ -243,7 +270,8 @@ def run(args: argparse.Namespace) -> int:
     label = "pulled and screened {n} patients" if args.server else "screened {n} patients"
     try:
         with progress_bar(not args.no_progress, label) as tick:
-            run_ = deliver(tick(stream), definition, info, outs, stdout=sys.stdout, keep=bool(args.push), emit=args.emit)
+            run_ = deliver(tick(stream), definition, info, outs, stdout=sys.stdout,
+                           keep=bool(args.push) or args.state is not None, emit=args.emit)
     finally:
         if client is not None:
             client.close()
@@ -259,6 +287,8 @@ def run(args: argparse.Namespace) -> int:
     hint = run_.stale.hint(as_of)
     if hint:
         print(f"fhir3t screen: note: {hint}", file=sys.stderr)
+    if args.state is not None and run_.results:
+        record_state(args, definition, run, run_.results)
     if args.push and run_.results:
         from fhir3t.cli.push import push_bundle
 

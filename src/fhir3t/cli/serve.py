@@ -12,6 +12,7 @@ from fhir3t.cli.common import day, load_definition
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.config import Config
 from fhir3t.errors import EXIT_OK, UsageError
+from fhir3t.messages import Message, render
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Configured by "
             "the [serve] table of the config file (see README, 'In the EHR: CDS Hooks'); binds 127.0.0.1 unless told "
             "otherwise; stops gracefully on SIGTERM. With --watch it also screens patients when new data arrives on "
-            "[server] url (FHIR Subscriptions to /fhir3t/notify, else polling) and pushes their ResearchSubjects."
+            "[server] url (FHIR Subscriptions to /fhir3t/notify, else polling) and pushes their ResearchSubjects. It also "
+            "serves the coordinator's page at /coordinator/ (the worklist with the day's new or changed screenings, "
+            "each patient's timeline, the study team's steps as forms for a signed-in user: SMART App Launch or a "
+            "trusted proxy's header, [serve.coordinator]) over the FHIR server, or the state file (--state FILE)."
         ),
         epilog=(
             "Examples:\n"
@@ -49,9 +53,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="screen as if today were DATE (demonstrations with the samples; never in production)")
     p.add_argument("--watch", action="store_true", default=None,
                    help="also screen patients of --server / [server] url when new data arrives, and push their ResearchSubjects")
+    p.add_argument("--state", metavar="FILE",
+                   help="the coordinator's page reads and writes this state file (default: the FHIR server of --server / "
+                        "[server] url, else [enrolment] state, else <study>.state.sqlite in the service's state folder)")
+    p.add_argument("--no-coordinator", action="store_true", help="do not serve the coordinator's page (/coordinator/)")
     p.add_argument("--feedback", action="store_true", help="print what clinicians did with the cards (JSON counts) and exit")
     p.add_argument("--feedback-rows", action="store_true",
-                   help="print every feedback item with the clinicians' comments (JSON lines; for the study team) and exit")
+                   help="print every feedback item with the patient, the clinician and their comment (JSON lines; for "
+                        "the study team) and exit")
+    p.add_argument("--patient", metavar="ID", help="with --feedback-rows: only this patient's (a FHIR id or Patient/id)")
     add_server_options(p, pull=False, push=False)
     p.set_defaults(run=run)
 
@@ -62,7 +72,7 @@ def settings_from(args: argparse.Namespace):  # -> ServeSettings
     cfg: Config = getattr(args, "_config", None) or Config()
     return serve_settings(cfg, host=args.host, port=args.port, public_url=args.public_url,
                           state_dir=Path(args.state_dir) if args.state_dir else None, as_of=args.as_of,
-                          watch=args.watch)
+                          watch=args.watch, lang=getattr(args, "lang", None))
 
 
 #: message id -> English template (the startup lines say loudly how calls are authenticated)
@@ -92,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             if args.feedback:
                 print(json.dumps(store.summary(), indent=2, ensure_ascii=False))
             else:
-                for row in store.feedback_rows():
+                for row in store.feedback_rows(args.patient):
                     print(json.dumps(row, ensure_ascii=False))
         finally:
             store.close()
@@ -122,12 +132,18 @@ def run(args: argparse.Namespace) -> int:
         startup.append(thread.start)
         shutdown.append(thread.shutdown)
     shutdown += [cds.close, store.close]
+    coordinator = None
+    if settings.coordinator.enabled and not args.no_coordinator:
+        coordinator = build_coordinator(args, settings, definition)
+        shutdown.append(coordinator.store.close)
     app = create_app(cds, watcher=watcher, notify_token=token, max_body=int(settings.max_body_mb * 1024 * 1024),
                      body_timeout=settings.body_timeout, cors_origins=settings.cors_origins, on_startup=startup,
-                     on_shutdown=shutdown)
+                     on_shutdown=shutdown, coordinator=coordinator)
     connections = raise_file_limit(settings.max_connections)
     for line in startup_lines(settings, definition.study.value):
         print(line, file=sys.stderr)
+    if coordinator is not None:
+        print(coordinator_line(settings, coordinator), file=sys.stderr)
     if connections < settings.max_connections:
         print(MESSAGES["connections"].format(n=connections), file=sys.stderr)
     if not settings.require_jwt:
@@ -137,6 +153,38 @@ def run(args: argparse.Namespace) -> int:
     if stopped is not None:
         print(f"fhir3t serve: stopped ({signal.Signals(stopped).name}), calls in flight finished", file=sys.stderr)
     return EXIT_OK
+
+
+PAGE_LINE = Message("serve.page", "fhir3t serve: the coordinator's page on http://{host}:{port}/coordinator/ ({source}); "
+                                   "writing needs {signin}")
+SIGNIN_SMART = Message("serve.signin-smart", "a SMART sign-in at {issuer}")
+SIGNIN_PROXY = Message("serve.signin-proxy", "the {header} header from {proxies}")
+SIGNIN_NONE = Message("serve.signin-none", "a sign-in, and none is configured ([serve.coordinator]): read only")
+SIGNIN_BOTH = Message("serve.signin-both", "{smart}, or {proxy}")
+
+
+def build_coordinator(args: argparse.Namespace, settings, definition):  # -> Coordinator
+    """The coordinator's page over the FHIR server (--server / [server] url) or the state file."""
+    from fhir3t.cli.state_options import open_store
+    from fhir3t.cli.state_options import settings as enrolment_settings
+    from fhir3t.pipeline.enrolment import server_screener
+    from fhir3t.service.coordinator import Coordinator
+    from fhir3t.state import ServerState
+
+    store = open_store(args, definition, "serve", settings.state_dir)
+    screen_now = server_screener(definition, store.client) if isinstance(store, ServerState) else None
+    today = (lambda: settings.as_of) if settings.as_of else None
+    extra = {"today": today} if today else {}
+    return Coordinator(definition, store, settings.coordinator, settings.public_url or f"http://{settings.host}:{settings.port}",
+                       settings.loopback, screen_now, enrolment_settings(args, definition), **extra)
+
+
+def coordinator_line(settings, coordinator) -> str:
+    c = settings.coordinator
+    smart = SIGNIN_SMART(issuer=c.authorization_server or c.fhir_server or "-") if coordinator.signin else None
+    proxy = SIGNIN_PROXY(header=c.proxy_user_header, proxies=", ".join(c.trusted_proxies)) if coordinator.proxy else None
+    signin = SIGNIN_BOTH(smart=smart, proxy=proxy) if smart and proxy else smart or proxy or SIGNIN_NONE()
+    return render(PAGE_LINE(host=settings.host, port=settings.port, source=coordinator.store.label, signin=signin))
 
 
 def startup_lines(settings, study: str) -> list[str]:  # settings: ServeSettings

@@ -21,7 +21,9 @@ from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import CriterionResult, ScreeningResult
 from fhir3t.emit.bundle import TransactionBuilder
 from fhir3t.emit.definition import enrollment_group
+from fhir3t.emit.enrolment import progress
 from fhir3t.emit.provenance import provenance
+from fhir3t.enrolment import Status
 from fhir3t.ids import stable_id, urn
 from fhir3t.study import Study, load_study
 
@@ -75,7 +77,9 @@ def research_subject(result: ScreeningResult, criteria: CriteriaSet, study_ref: 
         "resourceType": "ResearchSubject",
         "id": rid,
         "meta": {"profile": [PROFILE_RESEARCH_SUBJECT]},
-        "extension": [_criterion_extension(c) for c in result.criteria],
+        # the results, and the screening status as a progress entry dated the day it screened as of (R5
+        # ResearchSubject.progress, cross-version): what a timeline and the screening log date a screening by
+        "extension": [*(_criterion_extension(c) for c in result.criteria), progress(Status(result.status), result.as_of)],
         "identifier": [{"system": ID_RESEARCH_SUBJECT, "value": rid}],
         "status": result.status,
         "study": {"reference": study_ref, "display": criteria.study_value},

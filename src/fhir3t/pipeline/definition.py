@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from fhir3t.pipeline.terminology import connect_terminology
 from fhir3t.profiles import Profiles
 from fhir3t.records.plan import ReadPlan
 from fhir3t.records.relevance import Relevance
+from fhir3t.safety import SafetyDefinition
 from fhir3t.study import Study, load_study
 from fhir3t.terminology import Terminology
 
@@ -72,6 +74,11 @@ class Definition:
     @property
     def plan(self) -> ReadPlan:
         return self.screener.plan
+
+    @cached_property
+    def safety(self) -> SafetyDefinition:
+        """The study's safety rules (profiles/safety/), loaded on first use with this terminology."""
+        return SafetyDefinition.load(tx=self.tx, profiles=self.profiles)
 
     @property
     def label(self) -> str:

@@ -308,16 +308,20 @@ class Relevance:
 
     def _suspect(self, rtype: str, codes: tuple[Code, ...], texts: tuple[str, ...]) -> ValueSet | None:
         """A value set of this type whose names the texts use, which no closed-system code decides."""
+        found = self.suspects(rtype, codes, texts)
+        return found[0] if found else None
+
+    def suspects(self, rtype: str, codes: tuple[Code, ...], texts: tuple[str, ...]) -> list[ValueSet]:
+        """Every value set of this type whose names the (folded) texts use and which no closed-system code
+        (ICD-10, ATC) decides, in plan order."""
         if not texts:
-            return None
+            return []
         names = self.plan.names(rtype)
         if not names:
-            return None
-        for vs in names.which(texts):
-            if any(vs.decides(c) for c in codes):
-                continue  # an ICD-10 / ATC code decides membership by itself
-            return vs
-        return None
+            return []
+        # decides: a closed-system code (ICD-10, ATC) settles membership by itself, unless it is a class
+        # above the set's codes (ATC L04AX), which names no member
+        return [vs for vs in names.which(texts) if not any(vs.decides(c) for c in codes)]
 
 
 def _main_key(rtype: str, res: dict) -> tuple[object, ...] | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir3t.enrolment import RESULTS, Status
+from fhir3t.enrolment.log import Row
 from fhir3t.errors import Problems
 from fhir3t.jsonshape import objs, text
 
@@ -56,6 +57,19 @@ def parse_screening(items: Iterable[tuple[object, str]], order: Sequence[str], p
             problems.add(where, f"{patient}: screened more than once; the last result is used", skipped=False)
         out[patient] = Screened(patient, status, first if status == Status.INELIGIBLE else None)
     return list(out.values())
+
+
+def screened_from_log(rows: Iterable[Row], order: Sequence[str]) -> list[Screened]:
+    """The enrolment log's rows (fhir3t log: each patient's latest screening) as the flow's screened patients: the
+    status, and for the ineligible the first criterion ruling them out in the criteria's written order."""
+    rank = {cid: i for i, cid in enumerate(order)}
+    out = []
+    for r in rows:
+        if r.screening_status not in STATUSES:
+            continue
+        first = sorted(r.not_met, key=lambda c: rank.get(c, len(rank)))[0] if r.not_met else None
+        out.append(Screened(r.patient, r.screening_status, first if r.screening_status == Status.INELIGIBLE else None))
+    return out
 
 
 def screening_flow(screened: Sequence[Screened], enrolled: Iterable[str], order: Sequence[str],

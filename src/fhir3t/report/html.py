@@ -19,6 +19,8 @@ from html import escape
 from typing import Any
 
 from fhir3t.enrolment import Status
+from fhir3t.enrolment.log import STEPS, reason_msg
+from fhir3t.messages import render
 from fhir3t.report.endpoints import causality_short
 from fhir3t.report.svg import Words, accrual_svg, flow_svg, km_svg, swimmer_parts
 from fhir3t.safety.findings import Finding, seriousness_text
@@ -81,6 +83,10 @@ MESSAGES: dict[str, str] = {
     "flow.row.outside": "  of them not in the screening run",
     "flow.row.not_enrolled": "eligible, not enrolled",
     "flow.head.patients": "patients",
+    "flow.team.head": "The study team's steps (from the enrolment log)",
+    "flow.team.step": "{step}",
+    "flow.team.stopped": "  stopped before {step}: {reason}",
+    "flow.team.withdrawn": "  withdrawn after enrolment: {reason}",
     "flow.definition": "Screened = patients in the screening run; ineligible by the first criterion that rules the "
                        "patient out in the criteria's written order; enrolled = subjects with a ResearchSubject on "
                        "study, matched to the run by patient. Arrow counts add up to the box they leave or enter.",
@@ -445,6 +451,10 @@ class Page:
                      [w("flow.row.not_enrolled"), flow["eligible_not_enrolled"]]]
             out += [f'<figure class="keep">{flow_svg(flow, messages=self.svg_messages)}</figure>',
                     _keep(_table(["", w("flow.head.patients")], rows, (1,))), self.note("flow.definition")]
+            team = flow.get("team")
+            if isinstance(team, dict):
+                out += [f"<h3>{escape(w('flow.team.head'))}</h3>", _keep(_table(["", w("flow.head.patients")],
+                                                                                 self.team_rows(team), (1,)))]
         acc = self.r.get("accrual")
         if acc and acc.get("by_month"):
             pct = _num(acc["percent_of_target"], 1) + " %" if acc.get("percent_of_target") is not None else "–"
@@ -456,6 +466,20 @@ class Page:
                     _keep(_table([w("accrual.head.month"), w("accrual.head.enrolled"), w("accrual.head.cumulative"),
                                   w("accrual.head.percent")], rows, (1, 2, 3)))]
         return "".join(out)
+
+    def team_rows(self, team: dict) -> list[list]:
+        """The log's chain screened -> eligible -> contacted -> consented -> enrolled, with why patients stopped."""
+        w, lang = self.w, "en"  # the DSMB report is English (its words come from MESSAGES)
+        steps = {s["from"]: s for s in team.get("steps", [])}
+        rows: list[list] = []
+        for step in STEPS:
+            rows.append([w("flow.team.step", step=step), team.get(step, 0)])
+            for x in (steps.get(step) or {}).get("reasons", []):
+                rows.append([w("flow.team.stopped", step=steps[step]["to"], reason=render(reason_msg(x["reason"]), lang)),
+                             x["patients"]])
+        for x in team.get("withdrawal_reasons", []):
+            rows.append([w("flow.team.withdrawn", reason=render(reason_msg(x["reason"]), lang)), x["patients"]])
+        return rows
 
     def baseline(self) -> str:
         b = self.r.get("baseline")

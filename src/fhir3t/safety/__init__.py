@@ -10,9 +10,9 @@ FHIR AdverseEvents are built by fhir3t.emit.adverse_event from the `Finding`s.
 """
 from __future__ import annotations
 
-from fhir3t.safety.engine import SafetyEngine, SubjectOutcome, analyse
+from fhir3t.safety.engine import SafetyDefinition, SafetyEngine, SubjectOutcome, analyse
 from fhir3t.safety.findings import Finding, Suspect
 from fhir3t.safety.subjects import Subject, parse_d1_options, read_d1_csv
 
-__all__ = ["Finding", "SafetyEngine", "Subject", "SubjectOutcome", "Suspect", "analyse", "parse_d1_options",
+__all__ = ["Finding", "SafetyDefinition", "SafetyEngine", "Subject", "SubjectOutcome", "Suspect", "analyse", "parse_d1_options",
            "read_d1_csv"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fhir3t.errors import ConfigError
+from fhir3t.profiles import Profiles
 from fhir3t.safety.baseline import BaselineData
 from fhir3t.safety.clinical import Drug
 from fhir3t.safety.derive import GradingData
@@ -76,11 +77,11 @@ def _read(folder: Path, name: str) -> tuple[dict, bytes]:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
 
 
-def load_config(tx: Terminology, folder: Path | None = None) -> SafetyConfig:
+def load_config(tx: Terminology, folder: Path | None = None, *, profiles: Profiles | None = None) -> SafetyConfig:
     if folder is None:
         from fhir3t.study import load_study
 
-        profile = load_study()
+        profile = load_study(profiles)
         if profile.safety_file is None:
             raise ConfigError(f"{profile.source}: the study profile names no safety rules ('safety')")
         folder = profile.safety_file.parent

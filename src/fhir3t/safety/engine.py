@@ -9,6 +9,7 @@ from typing import Any
 
 from fhir3t.errors import Problems
 from fhir3t.jsonshape import child, obj, objs
+from fhir3t.profiles import Profiles
 from fhir3t.records import (
     MED_TYPES,
     PatientRecord,
@@ -126,24 +127,61 @@ class SubjectOutcome:
         return max(0, (end - self.subject.d1).days)
 
 
-@dataclass
-class SafetyEngine:
+@dataclass(frozen=True, eq=False)
+class SafetyDefinition:
+    """The study's safety rules (CTCAE grading, clinical terms, AESIs, causality, the study's statuses),
+    loaded once and never changed: shared by every run, like the screening Definition."""
+
     tx: Terminology
     config: SafetyConfig
-    matcher: StudyMatcher
+    #: the safety read plan's keep/drop decision (verdict caches depend only on content)
+    relevance: Relevance
+
+    @classmethod
+    def load(cls, concept_maps: Iterable[str | Path] = (), *, tx: Terminology | None = None,
+             data_dir: Path | None = None, profiles: Profiles | None = None) -> SafetyDefinition:
+        profiles = profiles or Profiles.at()
+        tx = tx or Terminology.load([Path(p) for p in concept_maps], profiles)
+        config = load_config(tx, data_dir, profiles=profiles)
+        return cls(tx, config, Relevance(safety_plan(config, tx), tx))
+
+
+@dataclass
+class SafetyEngine:
+    """One safety run: the shared SafetyDefinition, this run's problems and which ResearchStudy resources
+    it learnt are this study. Made per run (`for_run`), never shared between runs or threads."""
+
+    definition: SafetyDefinition
     problems: Problems = field(default_factory=Problems)
+    matcher: StudyMatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.definition.config
+        self.matcher = StudyMatcher(cfg.study_system, cfg.study_value)
+
+    @classmethod
+    def for_run(cls, definition: SafetyDefinition, problems: Problems) -> SafetyEngine:
+        return cls(definition, problems)
 
     @classmethod
     def load(cls, concept_maps: Iterable[str | Path] = (), problems: Problems | None = None,
              tx: Terminology | None = None, data_dir: Path | None = None) -> SafetyEngine:
-        tx = tx or Terminology.load([Path(p) for p in concept_maps])
-        config = load_config(tx, data_dir)
-        return cls(tx, config, StudyMatcher(config.study_system, config.study_value), problems if problems is not None else Problems())
+        """A definition loaded for one run (scripts and tests; pipelines load the definition once)."""
+        return cls(SafetyDefinition.load(concept_maps, tx=tx, data_dir=data_dir),
+                   problems if problems is not None else Problems())
+
+    @property
+    def tx(self) -> Terminology:
+        return self.definition.tx
+
+    @property
+    def config(self) -> SafetyConfig:
+        return self.definition.config
 
     # ---- analysis ----------------------------------------------------------------------
     def analyse_raw(self, raws: Iterable[RawRecord], as_of: date, d1: Mapping[str, date] | None = None,
                     shared: SharedIndex | None = None) -> Iterator[SubjectOutcome]:
-        builder = RecordBuilder(Relevance(safety_plan(self.config, self.tx), self.tx).for_run(self.problems), self.problems)
+        builder = RecordBuilder(self.definition.relevance.for_run(self.problems), self.problems)
         given = dict(d1 or {})
         seen: set[str] = set()
         not_enrolled = 0
@@ -426,8 +464,9 @@ def _instance(records: list[Res], onset: date) -> str | None:
 
 def analyse(paths: Iterable[str | Path], *, as_of: date, d1: Mapping[str, date] | None = None,
             concept_maps: Iterable[str | Path] = (), problems: Problems | None = None,
-            engine: SafetyEngine | None = None) -> list[SubjectOutcome]:
-    """Find every subject's AEs and survival data in Bundle / NDJSON files."""
+            engine: SafetyEngine | None = None, documents: Iterable[tuple[str, object]] = ()) -> list[SubjectOutcome]:
+    """Find every subject's AEs and survival data in Bundle / NDJSON files (and `documents`: parsed Bundles, e.g.
+    the enrolment state file's subjects)."""
     if engine is None:
         from fhir3t.sources.files import with_discovered_maps
 
@@ -436,8 +475,8 @@ def analyse(paths: Iterable[str | Path], *, as_of: date, d1: Mapping[str, date] 
     if problems is not None:
         eng.problems = problems
     # No read filter: every dated resource counts for 'last known alive' (the censoring day).
-    source = GroupingSource(paths, eng.problems)
+    source = GroupingSource(paths, eng.problems, documents=tuple(documents))
     return list(eng.analyse_raw(source, as_of, d1, source.shared))
 
 
-__all__ = ["Drug", "SafetyEngine", "SubjectOutcome", "analyse"]
+__all__ = ["Drug", "SafetyDefinition", "SafetyEngine", "SubjectOutcome", "analyse"]

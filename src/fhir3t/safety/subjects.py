@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from fhir3t.canonical import ID_RESEARCH_SUBJECT
+from fhir3t.canonical import ID_RESEARCH_SUBJECT, ID_SUBJECT_NUMBER
 from fhir3t.dates import parse_day
 from fhir3t.enrolment import Status
 from fhir3t.errors import InputError, Problems, UsageError
@@ -127,13 +127,16 @@ def read_d1_csv(path: str | Path) -> dict[str, date]:
 
 
 def subject_number(raw: dict) -> str | None:
-    """The site's subject number: the first ResearchSubject.identifier that fhir3t did not mint."""
+    """The site's subject number: the identifier fhir3t's enrolment workflow gives (ID_SUBJECT_NUMBER), else the
+    first ResearchSubject.identifier that fhir3t did not mint."""
     idents = raw.get("identifier")
-    for ident in idents if isinstance(idents, list) else [idents]:
-        if isinstance(ident, dict) and ident.get("system") != ID_RESEARCH_SUBJECT:
-            value = ident.get("value")
-            if isinstance(value, str) and value.strip():
-                return value.strip()
+    listed = [i for i in (idents if isinstance(idents, list) else [idents]) if isinstance(i, dict)]
+    ordered = [i for i in listed if i.get("system") == ID_SUBJECT_NUMBER] + \
+              [i for i in listed if i.get("system") not in (ID_SUBJECT_NUMBER, ID_RESEARCH_SUBJECT)]
+    for ident in ordered:
+        value = ident.get("value")
+        if isinstance(value, str) and value.strip():
+            return value.strip()
     return None
 
 

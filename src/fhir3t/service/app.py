@@ -4,7 +4,15 @@
     GET  /cds-services                            discovery
     POST /cds-services/{id}                       a hook call
     POST /cds-services/{id}/feedback              what the clinician did with a card
+    GET  /fhir3t/explain/{token}                  a card's full explanation page (the token is the card link's)
     POST|PUT /fhir3t/notify[/{type}/{id}]         FHIR Subscription rest-hook notifications (with a watcher)
+    GET|POST /coordinator/...                     the coordinator's page (service/coordinator.py)
+
+Browser-based CDS clients (the CDS Hooks sandbox, a SMART-enabled EHR front end) call from another origin:
+a CORS preflight (OPTIONS) from an origin in `[serve] cors_origins` is answered (methods GET and POST, headers
+Authorization and Content-Type, cached for 10 minutes) and the answers to its calls carry
+Access-Control-Allow-Origin; a preflight from any other origin, or with no origin configured, is refused with
+403 and a JSON error, and no answer carries the header, so the browser does not let that page read it.
 
 Every error is JSON ({"error": ...}) with the status the service's one exception map gives it
 (service/failures.py); nothing a request holds can make a 500 or a traceback. A hook call or feedback
@@ -32,14 +40,18 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from fhir3t import __version__
+from fhir3t.service import explanation
+from fhir3t.service.coordinator import Coordinator
 from fhir3t.service.failures import Busy, HookError, TooLarge, TooSlow, answer_for
 from fhir3t.service.hooks import Answer, CdsService
 from fhir3t.service.settings import BODY_TIMEOUT
@@ -61,7 +73,26 @@ MESSAGES = {
     "hook-calls": "hook calls",
     "gone": "the client closed the connection before the body ended",
     "json-only": "the request body must be sent as application/json",
+    "cors": "cross-origin calls are allowed only from the origins in [serve] cors_origins",
 }
+#: seconds a browser may cache a preflight's answer
+CORS_MAX_AGE = 600
+
+
+class Cors(CORSMiddleware):
+    """Starlette's CORS middleware, with a refused preflight answered 403 with a JSON error (the app's errors are
+    JSON), also when no origin is configured (instead of the 405 a route without OPTIONS would give)."""
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+        super().__init__(app, allow_origins=list(origins), allow_methods=["GET", "POST"],
+                         allow_headers=["Authorization", "Content-Type", "Accept"], allow_private_network=bool(origins),
+                         max_age=CORS_MAX_AGE)
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        answer = super().preflight_response(request_headers)
+        if answer.status_code == 200:
+            return answer
+        return JSONResponse({"error": MESSAGES["cors"]}, status_code=403, headers={"Vary": "Origin"})
 
 
 async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT) -> bytes:
@@ -191,7 +222,20 @@ class _Handlers:
     async def call(self, request: Request) -> Response:
         cds, sid = self.cds, request.path_params["service_id"]
         assert cds is not None
-        return await self._guarded(request, lambda body: cds.call(sid, body))
+        base = str(request.base_url).rstrip("/")
+        return await self._guarded(request, lambda body: cds.call(sid, body, base))
+
+    async def explain(self, request: Request) -> Response:
+        """A card's explanation page: read by its token alone (the clinician's browser has no JWT), never logged."""
+        t0 = time.monotonic()
+        cds = self.cds
+        assert cds is not None
+        try:
+            status, page = await run_in_threadpool(cds.explanation_page, request.path_params["token"])
+        except Exception as exc:  # every failure through the one exception map
+            return _failed(request, exc, t0)
+        _log(request, status, t0, {"event": "explanation"})
+        return HTMLResponse(page, status_code=status, headers=explanation.HEADERS)
 
     async def feedback(self, request: Request) -> Response:
         cds, sid = self.cds, request.path_params["service_id"]
@@ -223,20 +267,24 @@ class _Handlers:
 
 def create_app(cds: CdsService | None, *, watcher: Watcher | None = None, notify_token: str | None = None,
                max_body: int = 32 * 1024 * 1024, body_timeout: float = BODY_TIMEOUT, cors_origins: Sequence[str] = (),
-               on_startup: Sequence[Callable[[], None]] = (), on_shutdown: Sequence[Callable[[], None]] = ()) -> Starlette:
-    """The service's ASGI app: CDS Hooks when `cds` is given, notifications when `watcher` is; `on_startup` /
-    `on_shutdown` run (in the thread pool) when the server starts and when it stops."""
+               on_startup: Sequence[Callable[[], None]] = (), on_shutdown: Sequence[Callable[[], None]] = (),
+               coordinator: Coordinator | None = None) -> Starlette:
+    """The service's ASGI app: CDS Hooks when `cds` is given, notifications when `watcher` is, the coordinator's page
+    when `coordinator` is; `on_startup` / `on_shutdown` run (in the thread pool) when the server starts and stops."""
     h = _Handlers(cds, watcher, notify_token, max_body, body_timeout)
     routes = [Route("/health", h.health, methods=["GET"])]
     if cds is not None:
         routes += [Route("/cds-services", h.discovery, methods=["GET"]),
                    Route("/cds-services/{service_id}", h.call, methods=["POST"]),
-                   Route("/cds-services/{service_id}/feedback", h.feedback, methods=["POST"])]
+                   Route("/cds-services/{service_id}/feedback", h.feedback, methods=["POST"]),
+                   Route(explanation.PATH + "/{token}", h.explain, methods=["GET"])]
     if watcher is not None:
         if not notify_token:
             raise ValueError("a watcher's notification endpoint needs a token")
         routes += [Route(NOTIFY_PATH, h.notify, methods=["POST", "PUT"]),
                    Route(NOTIFY_PATH + "/{rtype}/{rid}", h.notify, methods=["POST", "PUT"])]
+    if coordinator is not None:
+        routes += coordinator.routes()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -251,12 +299,9 @@ def create_app(cds: CdsService | None, *, watcher: Watcher | None = None, notify
                 except Exception as exc:  # shutting down: say what failed, go on with the rest
                     log.warning("shutdown step failed: %s", type(exc).__name__)
 
-    middleware = []
-    if cors_origins:
-        middleware.append(Middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
-                                     allow_headers=["Authorization", "Content-Type"]))
+    middleware = [Middleware(Cors, origins=tuple(cors_origins))]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                      exception_handlers={HTTPException: h.http_error, Exception: h.http_error})
 
 
-__all__ = ["FEEDBACK_MAX_BODY", "Lane", "create_app", "read_body"]
+__all__ = ["CORS_MAX_AGE", "FEEDBACK_MAX_BODY", "Cors", "Lane", "create_app", "read_body"]

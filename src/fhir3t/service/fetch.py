@@ -7,6 +7,12 @@ time for them) and a read timeout of the remaining budget; whatever is not back 
 counts as not fetched, and the caller answers with no card rather than a card built on part of
 the record. Resources the record points at but no patient-scoped search returns (a Medication, the
 ResearchStudy of a ResearchSubject) are read in a second round, by id.
+
+Searches ask for pages of `PAGE_SIZE` (`_count`): a server's default page is often 20, and following 250
+next links one after the other is what takes a sick inpatient's record past any budget (5,012 Observations
+from sekmet: 251 pages in 8.5 s at its default, 6 pages in 0.34 s at `_count=1000`). A searchset the EHR
+prefetched with a `next` link is read on from that link (`follow`), on the same terms: within the budget,
+and only on an origin the service may read (FhirClient refuses any other before a request is sent).
 """
 from __future__ import annotations
 
@@ -35,6 +41,8 @@ log = logging.getLogger("fhir3t.service")
 MAX_REQUESTS = 200
 #: ids per `Type?_id=` read of referenced resources
 IDS_PER_QUERY = 50
+#: entries per page asked of a search (servers may give fewer; see the module doc for the measurement)
+PAGE_SIZE = 1000
 
 
 class DeadlineExceeded(Fhir3tError):
@@ -146,19 +154,25 @@ class Fetcher:
         return FhirClient(base, auth=BearerToken(token) if token else None, retry=RetryPolicy(attempts=1),
                           max_requests=MAX_REQUESTS, parallel=1, session=self.sessions.get(base))
 
-    def fetch(self, base: str, token: str | None, missing: Iterable[Template], patient_id: str,
-              have: list[tuple[str, object]], deadline: float) -> Fetched:
-        """Fetch the missing templates, then what the records point at; stop at the deadline."""
+    def fetch(self, base: str | None, token: str | None, missing: Iterable[Template], patient_id: str,
+              have: list[tuple[str, object]], deadline: float, follow: Iterable[tuple[str, str, str]] = ()) -> Fetched:
+        """Fetch the missing templates from `base` (the fhirServer) and read on the prefetched searchsets in
+        `follow` ((key, next URL, the base of an allowed origin it is on), with the token only when that base is
+        `base`), then what the records point at; stop at the deadline."""
         out = Fetched()
         clients: list[FhirClient] = []
 
-        def submit(url: str, where: str) -> Future:
-            clients.append(self.client(base, token))
+        def submit(url: str, where: str, on: str | None = None) -> Future:
+            server = on or base
+            assert server is not None
+            clients.append(self.client(server, token if server == base else None))
             return self.pool.submit(_search_all, clients[-1], url, deadline, where)
 
-        jobs = {tpl.key: submit(tpl.expand(patient_id), f"fhirServer {tpl.type} query") for tpl in missing}
+        jobs = {tpl.key: submit(_paged(tpl, patient_id), f"fhirServer {tpl.type} query") for tpl in missing}
+        for key, url, server in follow:
+            jobs[f"{key} (next pages)"] = submit(url, f"prefetch {key} next page", server)
         self._collect(jobs, deadline, out)
-        if not out.complete:
+        if not out.complete or base is None:
             out.requests = sum(c.stats.requests for c in clients)
             return out
         wanted = _referenced([*have, *out.documents])
@@ -189,6 +203,12 @@ class Fetcher:
                                                          "entry": entries}))
 
 
+def _paged(tpl: Template, patient_id: str) -> str:
+    """A template's query for the service's own fetch: searches ask for pages of PAGE_SIZE."""
+    query = tpl.expand(patient_id)
+    return query if tpl.is_read else f"{query}&_count={PAGE_SIZE}"
+
+
 def _why(exc: BaseException) -> str:
     """A failure in words that hold no patient data (statuses and error kinds only)."""
     if isinstance(exc, DeadlineExceeded):
@@ -203,4 +223,4 @@ def _why(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-__all__ = ["DeadlineExceeded", "Fetched", "Fetcher", "Sessions"]
+__all__ = ["PAGE_SIZE", "DeadlineExceeded", "Fetched", "Fetcher", "Sessions"]

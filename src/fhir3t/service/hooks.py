@@ -4,19 +4,22 @@ Two services: `patient-view` (a chart is opened) and `order-select` (a drug the 
 ordered; see orders.py), with the same prefetch.
 
 A call: check the request (400 with a JSON error naming the field when it is malformed), take what
-the EHR prefetched, fetch the rest from `fhirServer` if allowed (412 when something is missing and
-there is no way to fetch it, as CDS Hooks says), screen the one patient with the same definition as
-every other fhir3t run, then decide: a card only for an eligible or candidate patient who is alive,
-not already in the study team's hands, and not shown a card too recently (store.Store.may_show).
-Data that cannot be fetched within the budget gives no card (an empty `cards`), never an error card:
-a clinician is not shown half a record's verdict, and the EHR is never kept waiting.
+the EHR prefetched, read on the searchsets it sent with a `next` link and fetch the rest from
+`fhirServer` if allowed (412 when something is missing and there is no way to read it, as CDS Hooks
+says), screen the one patient with the same definition as every other fhir3t run, then decide: a card
+only for an eligible or candidate patient who is alive, not already in the study team's hands, and not
+shown to this user too recently (store.Store.may_show). Data that cannot be read within the budget
+gives no card (an empty `cards`), never an error card: a clinician is not shown half a record's verdict,
+and the EHR is never kept waiting. A card shown keeps its full explanation page (explanation.py) for
+its link.
 
 Nothing here logs patient data: log lines carry the service, the hookInstance, counts, timings and
-the reason for no card; the token in `fhirAuthorization` is never logged.
+the reason for no card; the token in `fhirAuthorization` and the explanation page's token are never logged.
 """
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -29,12 +32,24 @@ from fhir3t.errors import AuthError
 from fhir3t.fhirutil import server_label
 from fhir3t.origins import origin
 from fhir3t.pipeline import Definition, Run, screen_documents
-from fhir3t.service.bodies import feedback_items, hook_request
-from fhir3t.service.cards import build_card, gate, study_subjects
+from fhir3t.service import explanation
+from fhir3t.service.bodies import HookRequest, feedback_items, hook_request
+from fhir3t.service.cards import build_card, detail, gate, registry_url, study_subjects
 from fhir3t.service.failures import HookError
 from fhir3t.service.fetch import Fetcher
 from fhir3t.service.jwt_auth import JwtVerifier
-from fhir3t.service.orders import OrderError, as_started, drug_name, order_detail, order_summary, relevant, selected_orders
+from fhir3t.service.orders import (
+    OrderError,
+    OrderRead,
+    as_started,
+    drug_name,
+    effect_of,
+    order_head,
+    order_summary,
+    read_orders,
+    remove_suggestions,
+    selected_orders,
+)
 from fhir3t.service.prefetch import (
     PrefetchError,
     Template,
@@ -89,7 +104,7 @@ class CdsService:
         self.today = today or (lambda: settings.as_of or today_utc())
         self.clock = clock
         study = definition.study
-        tpls = templates(definition)
+        tpls = templates(definition, settings.prefetch)
         n = len(definition.criteria.criteria)
         self.services = {s.id: s for s in [
             ServiceDef(f"{study.id}-patient-view", "patient-view", f"{study.short_title}: trial screening",
@@ -98,8 +113,10 @@ class CdsService:
                        "in the study.", tpls),
             ServiceDef(f"{study.id}-order-select", "order-select", f"{study.short_title}: before starting a drug",
                        f"When a drug the {study.value} criteria read is ordered (a study drug, a JAK inhibitor, a "
-                       "depleting agent, ...), shows a card for a patient who is eligible or a candidate, and says "
-                       "first when starting it would exclude them. Other orders: no card, answered at once.", tpls)]}
+                       "depleting agent, ...; by its code, its ConceptMap translation or its name), shows a card for a "
+                       "patient who is eligible or a candidate, and a warning with a suggestion to remove the draft "
+                       "order when starting it would, or may, exclude them. Other orders: no card, answered at once.",
+                       tpls)]}
 
     def close(self) -> None:
         self.fetcher.close()
@@ -130,7 +147,9 @@ class CdsService:
         return svc
 
     # ---- a hook call --------------------------------------------------------------------
-    def call(self, service_id: str, body: bytes) -> Answer:
+    def call(self, service_id: str, body: bytes, base_url: str | None = None) -> Answer:
+        """Answer one hook call; `base_url`: where the service was called (the explanation page's base when
+        [serve] public_url is not set)."""
         started = self.clock()
         deadline = started + self.settings.budget
         svc = self.service(service_id)
@@ -138,11 +157,11 @@ class CdsService:
         if req.hook != svc.hook:
             raise HookError(400, f"this service answers the {svc.hook} hook, not '{req.hook[:60]}'")
         instance, pid, server, token = req.instance, req.patient_id, req.server, req.token
-        orders: list[dict] | None = None
+        orders: list[OrderRead] | None = None
         if svc.hook == "order-select":
             try:
-                chosen = selected_orders(req.context)
-                orders = relevant(self.definition, chosen, pid)
+                chosen, drafts = selected_orders(req.context)
+                orders = read_orders(self.definition, chosen, pid, drafts)
             except OrderError as exc:
                 raise HookError(400, str(exc)) from None
         try:
@@ -151,7 +170,7 @@ class CdsService:
             raise HookError(400, str(exc)) from None
         fields: dict[str, Any] = {"event": "cds-call", "service": svc.id, "hook_instance": str(instance)[:80],
                                   "prefetched": len(pre.documents), "prefetch_null": len(pre.empty),
-                                  "to_fetch": len(pre.missing)}
+                                  "to_fetch": len(pre.missing), "paged": len(pre.pages)}
         if orders is not None and not orders:
             return Answer(200, {"cards": []}, {**fields, "outcome": "no-card",
                                                "why": "no selected order is a drug the criteria read"})
@@ -159,15 +178,26 @@ class CdsService:
         if server is not None and not can_fetch:
             fields["fhir_server"] = "not allowed"
         documents = list(pre.documents)
-        if pre.missing and not can_fetch:
-            keys = ", ".join(t.key for t in pre.missing)
+        missing = list(pre.missing)
+        follow: list[tuple[str, str, str]] = []
+        for tpl, url in pre.pages:  # a searchset sent with a next link: read on, where the service may
+            on = self._reader_of(url, server if can_fetch else None)
+            if on is not None:
+                follow.append((tpl.key, url, on))
+            else:  # the rest is on an origin the service may not read: fetch it whole, or it is missing
+                documents = [d for d in documents if d[0] != f"prefetch:{tpl.key}"]
+                missing.append(tpl)
+        if missing and not can_fetch:
+            keys = ", ".join(t.key for t in missing)
             why = ("this fhirServer is not one the service is configured to read ([serve] fhir_servers)" if server
                    else "no fhirServer was given")
             return Answer(412, {"error": f"prefetch {keys} missing, and {why}"}, {**fields, "outcome": "412"})
-        if can_fetch and server is not None:
-            fields["fhir_server"] = server_label(server, path=False)
+        if missing or follow or can_fetch:  # with a fhirServer, what the records point at is read too
+            if can_fetch and server is not None:
+                fields["fhir_server"] = server_label(server, path=False)
             t0 = self.clock()
-            got = self.fetcher.fetch(server, token, pre.missing, pid, documents, deadline)
+            got = self.fetcher.fetch(server if can_fetch else None, token if can_fetch else None, missing, pid,
+                                     documents, deadline, follow)
             fields.update(fetch_ms=round((self.clock() - t0) * 1000, 1), fetch_requests=got.requests)
             if not got.complete:
                 fields.update(outcome="no-card", why="data not fetched within the budget",
@@ -177,13 +207,26 @@ class CdsService:
                             extra={"fields": fields})
                 return Answer(200, {"cards": []}, fields)
             documents += got.documents
-        return self._decide(svc, pid, str(instance), server, documents, fields, started, orders)
+        lang = self.settings.lang  # the site's language (issue 23 adds the hook call's Accept-Language before it)
+        return self._decide(svc, req, documents, fields, started, orders, base_url, lang)
 
-    def _decide(self, svc: ServiceDef, pid: str, instance: str, server: str | None, documents: list[tuple[str, object]],
-                fields: dict[str, Any], started: float, orders: list[dict] | None = None) -> Answer:
+    def _reader_of(self, url: str, server: str | None) -> str | None:
+        """The base to read a next link with: the fhirServer when it is on its origin (with its token), else a
+        configured server of that origin (without it); None when the service may not read there."""
+        o = origin(url)
+        if o is None:
+            return None
+        if server is not None and origin(server) == o:
+            return server
+        return next((s for s in self.settings.fhir_servers if origin(s) == o), None)
+
+    def _decide(self, svc: ServiceDef, req: HookRequest, documents: list[tuple[str, object]], fields: dict[str, Any],
+                started: float, orders: list[OrderRead] | None = None, base_url: str | None = None,
+                lang: str = "en") -> Answer:
         today = self.today()
         d = self.definition
-        run = Run.start(d, as_of=today)
+        pid, server = req.patient_id, req.server
+        run = Run.start(d, as_of=today, lang=lang)
         t0 = self.clock()
         result = screen_documents(d, run, documents, f"Patient/{pid}")
         fields.update(screen_ms=round((self.clock() - t0) * 1000, 1), input_problems=len(run.problems))
@@ -196,23 +239,47 @@ class CdsService:
         if g.reason is not None:
             return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": g.reason})
         key = self.store.patient_key("|".join(map(str, origin(server) or ())) if server else "", pid)
-        why = self.store.may_show(key, result.status, interval=orders is None)
+        why = self.store.may_show(key, result.status, user=req.user_id, interval=orders is None)
         if why is not None:
             return Answer(200, {"cards": []}, {**fields, "outcome": "no-card", "why": why})
-        card = build_card(result, d.criteria, d.study, self.settings, card_uuid=str(uuid.uuid4()),
-                          suggestion_uuid=str(uuid.uuid4()), today=today)
+        card_uuid = str(uuid.uuid4())
+        page_token = secrets.token_urlsafe(24)
+        base = (self.settings.public_url or base_url or "").rstrip("/")
+        page_url = f"{base}{explanation.PATH}/{page_token}" if base else None
+        new_uuid = lambda: str(uuid.uuid4())  # noqa: E731
         if orders:
-            after = screen_documents(d, Run.start(d, as_of=today),
+            after = screen_documents(d, Run.start(d, as_of=today, lang=lang),
                                      [*documents, ("order-select:draftOrders", as_started(orders, pid, today))],
                                      f"Patient/{pid}")
-            if after is not None:
-                drug = drug_name(orders[0])
-                card["summary"] = order_summary(result, after, drug, d.study)
-                card["detail"] = order_detail(result, after, drug, d.criteria, d.study)
-                fields["with_order"] = after.status
-        self.store.shown(card["uuid"], svc.id, key, result.status, instance)
-        fields.update(outcome="card", card=card["uuid"], total_ms=round((self.clock() - started) * 1000, 1))
+            eff = effect_of(result, after) if after is not None else None
+            drug = drug_name(orders[0].order.resource, lang)
+            removes = remove_suggestions(orders, eff, d, lang, new_uuid) if eff is not None and eff.excludes else []
+            card = build_card(result, d, self.settings, card_uuid=card_uuid, today=today, new_uuid=new_uuid,
+                              explanation_url=page_url, lang=lang, suggestions=removes)
+            if eff is not None:
+                card["summary"] = order_summary(result, eff, drug, d, lang)
+                card["detail"] = detail(result, d, lang, head=order_head(eff, orders, drug, d, lang))
+                card["indicator"] = "warning" if eff.excludes else "info"
+                fields.update(with_order=after.status if after is not None else None, order_excludes=eff.excludes,
+                              order_coded=all(o.coded for o in orders))
+        else:
+            card = build_card(result, d, self.settings, card_uuid=card_uuid, today=today, new_uuid=new_uuid,
+                              explanation_url=page_url, lang=lang)
+        page = None if page_url is None else \
+            (page_token, explanation.page(result, d, lang, card["summary"], registry_url(d.study, self.settings)))
+        self.store.shown(card_uuid, svc.id, key, result.status, req.instance, user=req.user_id,
+                         patient_ref=result.patient, server=server_label(server, path=False) if server else None,
+                         page=page)
+        fields.update(outcome="card", card=card_uuid, indicator=card["indicator"], lang=lang,
+                      total_ms=round((self.clock() - started) * 1000, 1))
         return Answer(200, {"cards": [card]}, fields)
+
+    def explanation_page(self, token: str) -> tuple[int, str]:
+        """(status, HTML) of an explanation page: 200 with the page, 404 when the token is unknown or expired."""
+        page = self.store.explanation(token) if 16 <= len(token) <= 64 and token.isascii() else None
+        if page is None:
+            return 404, explanation.expired(self.settings.lang)
+        return 200, page
 
     # ---- feedback -----------------------------------------------------------------------
     def feedback(self, service_id: str, body: bytes) -> Answer:

@@ -18,6 +18,10 @@ JWT verification takes public keys or a JWKS URL only). Authentication may be of
     require_jwt = true            # every call must carry a JWT from an issuer below (required off loopback)
     max_connections = 1024        # connections held at once; more are answered 503
     body_timeout = 10             # seconds a request body may take to arrive (408 after)
+    prefetch = "all"              # "by-code": Observation prefetch filtered by the codes the criteria read
+    study_url = "https://clinicaltrials.gov/study/NCT06438679"   # default: the study's registry page
+    referral = true               # offer a draft referral to the study team on the card
+    cors_origins = ["https://sandbox.cds-hooks.org"]   # browser-based CDS clients allowed to call
 
     [[serve.issuers]]
     iss = "https://ehr.hospital.example"
@@ -26,6 +30,14 @@ JWT verification takes public keys or a JWKS URL only). Authentication may be of
     [[serve.links]]
     label = "Screening worklist"
     url = "https://intranet.hospital.example/fhir3t/worklist.html"    # {patientId} is replaced
+
+    [serve.coordinator]           # the coordinator's page, /coordinator/ (service/coordinator.py)
+    client_id = "fhir3t-coordinator"                                   # SMART App Launch: a public client (PKCE)
+    authorization_server = "https://sso.hospital.example/realms/ehr"   # OpenID Connect issuer (else SMART discovery
+                                                                       # on [server] url, which is also the aud)
+    proxy_user_header = "X-Remote-User"   # or a reverse proxy that signs people in, believed only from:
+    trusted_proxies = ["10.0.0.5"]
+    read_without_signin = false           # default: true on a loopback bind only
 """
 from __future__ import annotations
 
@@ -81,6 +93,28 @@ class Link:
 
 
 @dataclass(frozen=True)
+class CoordinatorSettings:
+    """`[serve.coordinator]`: the coordinator's page (service/coordinator.py)."""
+
+    enabled: bool = True
+    client_id: str | None = None
+    authorization_server: str | None = None
+    fhir_server: str | None = None
+    scope: str = "openid fhirUser profile"
+    proxy_user_header: str | None = None
+    proxy_name_header: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    session_minutes: int = 480
+    #: unsigned reading (no forms): default on a loopback bind only
+    read_without_signin: bool | None = None
+    lang: str = "en"
+
+    @property
+    def smart(self) -> bool:
+        return bool(self.client_id)
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8088
@@ -112,6 +146,13 @@ class ServeSettings:
     body_timeout: float = BODY_TIMEOUT
     #: screen as of this day instead of today (demos and tests with the samples; never in production)
     as_of: date | None = None
+    coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
+    #: the language of the cards and of the explanation pages: the site's (a catalog language; English where the
+    #: catalog has no translation)
+    lang: str = "en"
+    #: "all": one patient-scoped search per type read; "by-code": Observation searches filtered by the codes the
+    #: criteria read (and the ConceptMaps' local codes for them), see prefetch.py for what that gives up
+    prefetch: str = "all"
 
     def fetch_allowed(self, url: str) -> bool:
         """May the service send a token to / fetch from this FHIR base URL?"""
@@ -174,6 +215,8 @@ def serve_settings(cfg: Config, **overrides: Any) -> ServeSettings:
         cors_origins=tuple(_url(u) for u in table.get("cors_origins", ())),
         max_connections=table.get("max_connections", MAX_CONNECTIONS),
         body_timeout=float(table.get("body_timeout", BODY_TIMEOUT)),
+        coordinator=_coordinator(table.get("coordinator") or {}, cfg),
+        prefetch=table.get("prefetch", "all"),
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
@@ -185,6 +228,17 @@ def serve_settings(cfg: Config, **overrides: Any) -> ServeSettings:
     if s.public_url is None and s.require_jwt:
         raise ConfigError(MESSAGES["jwt-needs-public-url"].format(where=where))
     return s
+
+
+def _coordinator(t: dict[str, Any], cfg: Config) -> CoordinatorSettings:
+    fhir = t.get("fhir_server") or cfg.server.url
+    return CoordinatorSettings(
+        enabled=t.get("enabled", True), client_id=t.get("client_id"),
+        authorization_server=_url(t["authorization_server"]) if "authorization_server" in t else None,
+        fhir_server=_url(fhir) if fhir else None, scope=t.get("scope", "openid fhirUser profile"),
+        proxy_user_header=t.get("proxy_user_header"), proxy_name_header=t.get("proxy_name_header"),
+        trusted_proxies=tuple(t.get("trusted_proxies", ())), session_minutes=t.get("session_minutes", 480),
+        read_without_signin=t.get("read_without_signin"), lang=t.get("lang", "en"))
 
 
 def check_bind(settings: ServeSettings, cfg: Config) -> None:
@@ -206,5 +260,5 @@ def check_state_dir(settings: ServeSettings, cfg: Config) -> None:
                                                        reason=exc.strerror or type(exc).__name__)) from None
 
 
-__all__ = ["BODY_TIMEOUT", "HEAD_TIMEOUT", "MAX_CONNECTIONS", "Issuer", "Link", "ServeSettings", "check_bind", "check_state_dir",
-           "default_state_dir", "serve_settings"]
+__all__ = ["BODY_TIMEOUT", "HEAD_TIMEOUT", "MAX_CONNECTIONS", "CoordinatorSettings", "Issuer", "Link", "ServeSettings",
+           "check_bind", "check_state_dir", "default_state_dir", "serve_settings"]

@@ -1,19 +1,27 @@
-"""The service's state on disk (SQLite, standard library): cards shown, clinicians' feedback, JWT ids seen.
+"""The service's state on disk (SQLite, standard library): cards shown, clinicians' feedback, explanation pages,
+JWT ids seen.
 
-Patients are stored as a keyed hash (HMAC-SHA256 of the FHIR server's origin and the patient id,
-with a random key kept in the state folder, mode 0600): enough to apply the how-often rule and to
-tie feedback to a card, not enough to name anyone if the file travels. Feedback keeps what the
-clinician chose (outcome, override reason code) and the free-text comment, which only the study
-team reads (`fhir3t serve --feedback`); nothing of it is logged.
+A card is recorded with the patient it was about (a keyed hash of the FHIR server's origin and the patient id,
+which the how-often rule looks up, and the patient's reference and server as the coordinator reads them) and the
+user it was shown to (`context.userId`). Feedback keeps what the clinician chose (outcome, override reason code)
+and the free-text comment: `fhir3t serve --feedback-rows` shows them by patient to the study team, who must see
+who declined; nothing of it is logged. The file is the service's own (mode 0600, in `state_dir`), holds patient
+references but no names, values or free text from the record.
 
-The how-often rule (`may_show`): no card for a patient within `after_accept_days` of an accepted card,
-within `after_override_days` of a dismissed one, or within `show_again_after_days` of the last card,
-unless the patient moved from candidate to eligible since (news worth a card).
+The how-often rule (`may_show`), per user and patient: no card for a patient within `after_accept_days` of an
+accepted card (whoever accepted it: the card did its job), none to a user within `after_override_days` of a card
+that user dismissed, and none to a user within `show_again_after_days` of the last card that user was shown for
+that patient, unless the patient moved from candidate to eligible since (news worth a card). Another clinician
+opening the same chart the same day sees the card.
 
-Bounded: feedback is kept only for cards this service showed, one item per card (the latest; feedback
-on a card never shown is counted, not stored), so the feedback table never outgrows the cards table;
-the cards table keeps at most `MAX_CARDS` rows (the oldest go first, and the log says so). A folder
-that cannot hold the state (`/proc`, read-only) is a ConfigError in one sentence.
+An explanation page (the whole screening behind a card, rendered in the site's language) is kept for
+`EXPLANATION_DAYS` under a random token that only the card's link carries (never logged); the page is read by
+that token alone, from the clinician's browser.
+
+Bounded: feedback is kept only for cards this service showed, one item per card (the latest; feedback on a card
+never shown is counted, not stored), so the feedback table never outgrows the cards table; the cards table keeps
+at most `MAX_CARDS` rows and the explanations `MAX_EXPLANATIONS` (the oldest go first, and the log says so). A
+folder that cannot hold the state (`/proc`, read-only) is a ConfigError in one sentence.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +58,21 @@ CREATE INDEX IF NOT EXISTS feedback_patient ON feedback (patient, received_at);
 CREATE INDEX IF NOT EXISTS feedback_card ON feedback (card);
 CREATE TABLE IF NOT EXISTS jti (iss TEXT NOT NULL, jti TEXT NOT NULL, exp REAL NOT NULL, PRIMARY KEY (iss, jti));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS explanations (
+    token TEXT PRIMARY KEY, card TEXT NOT NULL, expires REAL NOT NULL, page BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS explanations_expires ON explanations (expires);
 """
+#: columns added after the first release (a state file written before gets them on open)
+ADDED_COLUMNS = {
+    "cards": (("user_ref", "TEXT"), ("patient_ref", "TEXT"), ("server", "TEXT")),
+    "feedback": (("user_ref", "TEXT"),),
+}
+#: days an explanation page stays readable by its link
+EXPLANATION_DAYS = 14
+#: explanation pages kept at most (each a few kB compressed); the oldest go first
+MAX_EXPLANATIONS = 100_000
+#: pages kept between two removals of the expired ones (a removal and a count per card would scan the table)
+PRUNE_EVERY = 1000
 DAY = 86400.0
 #: cards kept at most (a year of chart openings at a large hospital is far below); the oldest go first
 MAX_CARDS = 500_000
@@ -61,6 +84,7 @@ MESSAGES = {
     "unusable": "{path}: the service's state cannot be kept there ({reason}); give [serve] state_dir a folder the "
                 "service may create files in",
     "pruned": "card history at its bound of {limit} cards: the {n} oldest were removed",
+    "pruned-pages": "explanation pages at their bound of {limit}: the {n} oldest were removed",
 }
 
 
@@ -100,6 +124,8 @@ class Store:
         self.clock = clock
         self.max_cards = max_cards
         self._count: int | None = None  # cards in the table (counted once, then kept)
+        self._pages: int | None = None  # explanation pages in the table (counted at each pruning, then kept)
+        self._pages_since_prune = 0
         self._lock = threading.Lock()
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -109,6 +135,12 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(SCHEMA)
+            for table, columns in ADDED_COLUMNS.items():
+                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns:
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            self._db.execute("CREATE INDEX IF NOT EXISTS cards_patient_user ON cards (patient, user_ref, shown_at)")
         except (OSError, sqlite3.Error) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)[:120] or type(exc).__name__
             raise ConfigError(MESSAGES["unusable"].format(path=folder, reason=reason)) from None
@@ -126,20 +158,28 @@ class Store:
             return row
 
     # ---- the how-often rule -------------------------------------------------------------
-    def may_show(self, patient: str, status: str, *, interval: bool = True) -> str | None:
-        """None if a card may show now; else why not (no patient data in the reason). `interval` off: only the
-        quiet periods after feedback apply (an order being placed is news whenever the last card was)."""
+    def may_show(self, patient: str, status: str, *, user: str | None = None, interval: bool = True) -> str | None:
+        """None if a card may show now to `user` (a `context.userId`; None: anyone); else why not (no patient data in
+        the reason). `interval` off: only the quiet periods after feedback apply (an order being placed is news
+        whenever the last card was). See the module doc for who is held back by what."""
         now, r = self.clock(), self.rule
-        fb = self._one("SELECT outcome, received_at FROM feedback WHERE patient = ? ORDER BY received_at DESC LIMIT 1",
-                       (patient,))
-        if fb is not None:
-            outcome, received = fb
-            at = min(received, now)  # recorded by a concurrent call after `now` was read: just now
-            if outcome == "accepted" and now - at < r.after_accept_days * DAY:
+        accepted = self._one("SELECT MAX(received_at) FROM feedback WHERE patient = ? AND outcome = 'accepted'",
+                             (patient,))
+        if accepted is not None and accepted[0] is not None:
+            at = min(accepted[0], now)  # recorded by a concurrent call after `now` was read: just now
+            if now - at < r.after_accept_days * DAY:
                 return f"accepted {int((now - at) // DAY)} day(s) ago"
-            if outcome == "overridden" and now - at < r.after_override_days * DAY:
+        # a card recorded before users were (an earlier release's state file) holds for every user, as it did then
+        mine = " AND (user_ref = ? OR user_ref IS NULL)" if user is not None else ""
+        args: tuple = (patient, user) if user is not None else (patient,)
+        dismissed = self._one("SELECT MAX(received_at) FROM feedback WHERE patient = ? AND outcome = 'overridden'"
+                              + mine, args)
+        if dismissed is not None and dismissed[0] is not None:
+            at = min(dismissed[0], now)
+            if now - at < r.after_override_days * DAY:
                 return f"dismissed {int((now - at) // DAY)} day(s) ago"
-        last = self._one("SELECT status, shown_at FROM cards WHERE patient = ? ORDER BY shown_at DESC LIMIT 1", (patient,))
+        last = self._one("SELECT status, shown_at FROM cards WHERE patient = ?" + mine + " ORDER BY shown_at DESC LIMIT 1",
+                         args)
         if last is not None and interval:
             was, shown_at = last
             at = min(shown_at, now)  # a card a concurrent call showed after `now` was read: shown just now
@@ -147,10 +187,23 @@ class Store:
                 return f"shown {int((now - at) // DAY)} day(s) ago"
         return None
 
-    def shown(self, uuid: str, service: str, patient: str, status: str, hook_instance: str) -> None:
+    def shown(self, uuid: str, service: str, patient: str, status: str, hook_instance: str, *, user: str | None = None,
+              patient_ref: str | None = None, server: str | None = None, page: tuple[str, str] | None = None) -> None:
+        """Record a card shown: `patient` is the rule's key (patient_key), `patient_ref` and `server` what the
+        coordinator reads, `user` the context.userId it was shown to; `page` (token, HTML): its explanation page,
+        kept in the same transaction (one write to disk per card)."""
         with self._lock:
-            self._db.execute("INSERT INTO cards (uuid, service, patient, status, shown_at, hook_instance) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", (uuid, service, patient, status, self.clock(), hook_instance))
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute("INSERT INTO cards (uuid, service, patient, status, shown_at, hook_instance, user_ref, "
+                                 "patient_ref, server) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 (uuid, service, patient, status, self.clock(), hook_instance, user, patient_ref, server))
+                if page is not None:
+                    self._keep_page(page[0], uuid, page[1], EXPLANATION_DAYS)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             if self._count is None:
                 self._count = int(self._db.execute("SELECT COUNT(*) FROM cards").fetchone()[0])
             else:
@@ -184,7 +237,7 @@ class Store:
             self._db.execute("BEGIN")
             try:
                 for item in items:
-                    card = self._db.execute("SELECT patient FROM cards WHERE uuid = ? AND service = ?",
+                    card = self._db.execute("SELECT patient, user_ref FROM cards WHERE uuid = ? AND service = ?",
                                             (item.card, service)).fetchone()
                     if card is None:
                         self._db.execute("INSERT INTO counters (name, n) VALUES ('feedback_unknown_cards', 1) "
@@ -194,10 +247,11 @@ class Store:
                     self._db.execute("DELETE FROM feedback WHERE card = ?", (item.card,))
                     self._db.execute(
                         "INSERT INTO feedback (card, service, patient, outcome, reason_system, reason_code, "
-                        "reason_display, comment, accepted, outcome_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "reason_display, comment, accepted, outcome_at, received_at, user_ref) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (item.card, service, card[0], item.outcome, item.reason_system, item.reason_code,
                          item.reason_display, item.comment, json.dumps(list(item.accepted)) if item.accepted else None,
-                         item.outcome_at, now))
+                         item.outcome_at, now, card[1]))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -225,14 +279,49 @@ class Store:
             "comments": comments, "feedback_for_unknown_cards": unknown,
         }
 
-    def feedback_rows(self) -> list[dict[str, Any]]:
-        """Every feedback item, for the study team (includes the clinicians' comments)."""
+    def feedback_rows(self, patient: str | None = None) -> list[dict[str, Any]]:
+        """Every feedback item, for the study team, with the patient and the user the card was shown to (includes
+        the clinicians' comments); `patient` (a FHIR id or Patient/id) keeps that patient's."""
+        where: str = ""
+        args: tuple[str, ...] = ()
+        if patient is not None:
+            where, args = " WHERE c.patient_ref = ?", (patient if patient.startswith("Patient/") else f"Patient/{patient}",)
         with self._lock:
-            cur = self._db.execute("SELECT f.card, f.outcome, f.reason_code, f.reason_display, f.comment, f.accepted, "
-                                   "f.outcome_at, c.status FROM feedback f LEFT JOIN cards c ON c.uuid = f.card "
-                                   "ORDER BY f.id")
+            cur = self._db.execute("SELECT c.patient_ref AS patient, c.server AS fhir_server, f.user_ref AS user, "
+                                   "f.card, c.service, c.status, f.outcome, f.reason_code, f.reason_display, f.comment, "
+                                   "f.accepted, f.outcome_at FROM feedback f LEFT JOIN cards c ON c.uuid = f.card"
+                                   + where + " ORDER BY f.id", args)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    # ---- explanation pages --------------------------------------------------------------
+    def keep_explanation(self, token: str, card: str, page: str, days: float = EXPLANATION_DAYS) -> None:
+        """Keep a card's explanation page for `days`, readable by `token` only. Expired pages are removed every
+        `PRUNE_EVERY` pages kept (and then counted again); beyond MAX_EXPLANATIONS the oldest go."""
+        with self._lock:
+            self._keep_page(token, card, page, days)
+
+    def _keep_page(self, token: str, card: str, page: str, days: float) -> None:
+        now = self.clock()
+        if self._pages is None or self._pages_since_prune >= PRUNE_EVERY:
+            self._db.execute("DELETE FROM explanations WHERE expires < ?", (now,))
+            self._pages = int(self._db.execute("SELECT COUNT(*) FROM explanations").fetchone()[0])
+            self._pages_since_prune = 0
+        self._db.execute("INSERT OR REPLACE INTO explanations (token, card, expires, page) VALUES (?, ?, ?, ?)",
+                         (token, card, now + days * DAY, zlib.compress(page.encode("utf-8"), 6)))
+        self._pages += 1
+        self._pages_since_prune += 1
+        if self._pages > MAX_EXPLANATIONS:
+            cut = max(1, MAX_EXPLANATIONS // 10)
+            self._db.execute("DELETE FROM explanations WHERE token IN (SELECT token FROM explanations "
+                             "ORDER BY expires LIMIT ?)", (cut,))
+            self._pages = None
+            log.warning(MESSAGES["pruned-pages"].format(limit=MAX_EXPLANATIONS, n=cut))
+
+    def explanation(self, token: str) -> str | None:
+        """The page kept under `token`, or None (unknown or expired)."""
+        row = self._one("SELECT page FROM explanations WHERE token = ? AND expires >= ?", (token, self.clock()))
+        return zlib.decompress(row[0]).decode("utf-8") if row is not None else None
 
     # ---- JWT replay ---------------------------------------------------------------------
     def use_jti(self, iss: str, jti: str, exp: float) -> bool:
@@ -246,4 +335,4 @@ class Store:
         return True
 
 
-__all__ = ["Rule", "Store", "private_token"]
+__all__ = ["EXPLANATION_DAYS", "Rule", "Store", "private_token"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -176,13 +176,6 @@ def evaluate(c: Constraint, node: Any, base: str | None, resource: dict, root: d
     if got == [True]:  # as the HL7 validator reads it: an empty result is not true
         return Outcome(c, True)
     return Outcome(c, False)
-
-
-def fast_paths() -> Iterator[str]:
-    """Constraint ids compiled ahead (for the benchmark's warm-up)."""
-    for ident in constraints():
-        if applicable(ident) is not None:
-            yield ident
 
 
 @cache

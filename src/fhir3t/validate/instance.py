@@ -339,6 +339,12 @@ def _attachment(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) 
                   where)
 
 
+#: the extensions every FHIR version defines implicitly for the elements of another (R5 elements in R4 data, e.g.
+#: ResearchSubject.progress): http://hl7.org/fhir/[version]/StructureDefinition/extension-[Path]. Their definitions
+#: come from that version's specification, which fhir3t does not hold: they are accepted, their content not checked
+CROSS_VERSION = tuple(f"http://hl7.org/fhir/{v}/StructureDefinition/extension-" for v in ("1.0", "3.0", "4.3", "5.0"))
+
+
 def _extension(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -> None:
     has_value = any(k.startswith("value") for k in item)
     if has_value == bool(item.get("extension")):
@@ -360,7 +366,7 @@ def _extension(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -
               f"the extension {url} is a modifier extension, so it must be in modifierExtension" if known.get("modifier")
               else f"the extension {url} is not a modifier extension, so it must not be in modifierExtension", where)
     if known is None:
-        if url.startswith(w.allowed_extension_domains or ("\0",)):
+        if url.startswith(w.allowed_extension_domains or ("\0",)) or (not modifier_slot and url.startswith(CROSS_VERSION)):
             return
         if modifier_slot:  # R4: a modifier that is not understood means the element cannot be used safely
             w.add("error", "extension", f"the modifier extension {url} is unknown, so the element it modifies "

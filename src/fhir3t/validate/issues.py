@@ -11,13 +11,6 @@ from typing import Literal
 
 Severity = Literal["fatal", "error", "warning", "information"]
 
-#: R4 issue-type codes (http://hl7.org/fhir/issue-type) this package emits.
-ISSUE_CODES = frozenset({
-    "invalid", "structure", "required", "value", "invariant", "processing", "not-supported",
-    "duplicate", "not-found", "code-invalid", "extension", "too-long", "too-costly", "exception",
-    "incomplete", "informational", "business-rule",
-})
-
 _ERRORS = frozenset({"fatal", "error"})
 
 
