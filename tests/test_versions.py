@@ -179,6 +179,35 @@ def test_copies_that_cannot_be_ordered_keep_the_criterion_unknown_naming_both():
     assert any("a.json#entry" in p.where and "b.json" in p.where for p in problems)
 
 
+@pytest.mark.parametrize("change", ["recoded", "resolved"])
+def test_unordered_copies_naming_a_concept_where_no_rule_reads_keep_that_criterion_unknown(change):
+    """An allergy coded 'Drug allergy' with thalidomide only in reaction.substance, twice, differing (its code,
+    or resolved) and of unknown order: neither copy is read, and neither may vanish from E11 (found by
+    tests/promise_mutants.py: the unread copies had lost what the records layer found elsewhere)."""
+    b, _ = _p01_with(None)
+    allergy = {"resourceType": "AllergyIntolerance", "id": "p01-allergy", "patient": {"reference": "Patient/p01"},
+               "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                              "code": "active"}]},
+               "code": {"coding": [{"system": "http://snomed.info/sct", "code": "416098002", "display": "Drug allergy"}]},
+               "reaction": [{"substance": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                       "code": "10432", "display": "thalidomide"}]},
+                             "manifestation": [{"text": "rash"}]}]}
+    b["entry"].append({"resource": allergy})
+    r, _ = _screen([("a.json", b)])
+    assert r.by_id("E11-hypersensitivity").result == "unknown"  # the one copy: unknown, naming the element
+    other = copy.deepcopy(allergy)
+    if change == "recoded":
+        other["code"] = {"coding": [{"system": "http://snomed.info/sct", "code": "256349002", "display": "Peanut"}]}
+    else:
+        other["clinicalStatus"]["coding"][0]["code"] = "resolved"
+    other["meta"] = {"versionId": "1"}
+    for docs in ([("a.json", b), ("b.json", other)], [("b.json", other), ("a.json", b)]):
+        r, _ = _screen(docs)
+        e11 = r.by_id("E11-hypersensitivity")
+        assert e11.result == "unknown" and r.status == "candidate", e11.reason
+        assert "reaction.substance" in e11.reason
+
+
 def test_copies_that_differ_only_where_no_criterion_reads_are_one_record():
     b, dm = _p01_with(None)
     other = copy.deepcopy(dm)

@@ -204,7 +204,7 @@ class RecordBuilder:
             codes = j.codes if j is not None else ()
             texts = j.texts if j is not None else ()
             rec.unread.setdefault(rtype, []).append(Res(rtype, c, conflict.ref, codes, span, w, text, why, texts,
-                                                        bad="version"))
+                                                        bad="version", hits=j.hits if j is not None else ()))
         return []
 
     def _read_view(self, rtype: str, res: dict) -> dict:
