@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import difflib
 import sys
 import time
 from collections import Counter
@@ -280,12 +281,12 @@ def relocate(case: Case, ref: str, how: str) -> list[tuple[str, dict]]:
     elif how == "display-only":
         set_main({"coding": [{"display": c.get("display") or c.get("code") or "?"} for c in concept.get("coding", ())
                              if isinstance(c, dict)] or [{"display": _words(concept)}], "text": _words(concept)})
-    elif how == "evidence":
+    elif how == "evidence":  # added beside any evidence already there (which may be what decides)
         set_main(generic)
-        res["evidence"] = [{"code": [concept]}]
+        res["evidence"] = [*res.get("evidence", []), {"code": [concept]}]
     elif how == "reaction-substance":
         set_main(generic)
-        res["reaction"] = [{"substance": concept, "manifestation": [{"text": "rash"}]}]
+        res["reaction"] = [*res.get("reaction", []), {"substance": concept, "manifestation": [{"text": "rash"}]}]
     elif how in ("contained-code", "contained-ingredient", "referenced-code", "referenced-ingredient"):
         med: dict[str, Any] = {"resourceType": "Medication", "id": f"m-{res['id']}"}
         if how.endswith("code"):
@@ -556,7 +557,10 @@ def mutants(case: Case, every_record: bool = True) -> Iterator[Mutant]:
                     yield "eie", f"{ref} {style} {'newer first' if first else 'newer last'}", \
                         (lambda ref=ref, style=style, first=first: entered_in_error(case, ref, style, first))
         return
+    copies = Counter(ref_of(r) for _, _, r in records(case))
     for ref in case.deciding:
+        if copies[ref] > 1:
+            continue  # the case's own versions of it (a corpus scenario): which copy decides is the case itself
         _, _, res = locate(case.docs, ref)
         for how in relocations(res):
             yield "relocate", f"{ref} {how}", (lambda ref=ref, how=how: relocate(case, ref, how))
@@ -604,6 +608,9 @@ def prefetch_of(docs: list[tuple[str, dict]], tpls: dict, patient: str, original
                     rtype = original[di][1]["entry"][ei]["resource"].get("resourceType")
                 except (IndexError, KeyError):
                     continue
+            if rtype not in types:  # garbled at the source (a corpus scenario): the search of the type it is
+                near = difflib.get_close_matches(str(rtype), sorted(types), n=1, cutoff=0.8)  # a misspelling of
+                rtype = near[0] if near else rtype
             by_type.setdefault(str(rtype), []).append(r)
     # a search scoped to the patient returns no record of another patient of the input (a Bundle of
     # several patients); a garbled link (to no Patient of the input) stays in the answer it came in
