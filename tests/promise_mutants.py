@@ -606,8 +606,8 @@ def prefetch_of(docs: list[tuple[str, dict]], tpls: dict, patient: str, original
             if rtype not in types:
                 try:
                     rtype = original[di][1]["entry"][ei]["resource"].get("resourceType")
-                except (IndexError, KeyError):
-                    continue
+                except (IndexError, KeyError):  # moved into a document of its own: as it is
+                    pass
             if rtype not in types:  # garbled at the source (a corpus scenario): the search of the type it is
                 near = difflib.get_close_matches(str(rtype), sorted(types), n=1, cutoff=0.8)  # a misspelling of
                 rtype = near[0] if near else rtype
