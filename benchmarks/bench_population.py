@@ -7,8 +7,8 @@ For each N, generates N patients with benchmarks/population.py into WORK/pN (reu
 already there with the same N and seed), then times, each in a fresh process tree:
   - orjson: plain `orjson.loads` of every line of every file (the decode every Python reader pays);
   - duckdb: benchmarks/duckdb_i123.py's query computing I1, I2 and I3 for every patient, 1 thread;
-  - fhir3t: `fhir3t screen WORK/pN/fhir --format ndjson` (all 22 criteria, evidence and reasons),
-    once per --jobs value.
+  - fhir3t: `fhir3t screen WORK/pN/fhir --format ndjson --native off` (all 22 criteria, evidence and
+    reasons), once per --jobs value, and with --native: `--jobs 1 --native on` (the DuckDB first pass).
 Peak RSS is sampled every 0.2 s over the whole process tree (the sum of every process alive at
 that moment: a --jobs 2 run is charged for both workers and the parent), and the largest single
 process is read from the kernel (ru_maxrss) when the tree ends. Then every fhir3t result is
@@ -154,7 +154,7 @@ def duck_agreement(duck: Path, ours: dict[str, tuple[str, tuple[tuple[str, str],
     return {cid: f"{same[cid]}/{total}" for cid in ("I1-age", "I2-dm", "I3-mda5")}
 
 
-def bench(n: int, work: Path, jobs: list[int], repeat: int, as_of: str) -> dict:
+def bench(n: int, work: Path, jobs: list[int], repeat: int, as_of: str, native: bool = False) -> dict:
     folder = generate(n, work)
     fhir = folder / "fhir"
     tmp = Path(tempfile.mkdtemp(prefix=f"bench{n}-", dir=work))
@@ -169,14 +169,14 @@ def bench(n: int, work: Path, jobs: list[int], repeat: int, as_of: str) -> dict:
                       "--phase", "duckdb", str(duck_out)])
         dinfo = json.loads(d["stdout"])
         fig["duckdb"].append({"seconds": dinfo["seconds"], "tree_peak_mb": d["tree_peak_mb"], "version": dinfo["version"]})
-        for j in jobs:
+        for j in runs_of(jobs, native):
             out = tmp / f"fhir3t-j{j}.ndjson"
             r = run_tree([sys.executable, "-m", "fhir3t", "screen", str(fhir), "--as-of", as_of, "--format", "ndjson",
-                          "--out", str(out), "--jobs", str(j), "--no-progress"])
+                          "--out", str(out), "--no-progress", *options(j)])
             fig["fhir3t"].setdefault(j, []).append({"seconds": r["seconds"], "tree_peak_mb": r["tree_peak_mb"],
                                                      "largest_process_mb": r["largest_process_mb"]})
     first = None
-    for j in jobs:
+    for j in runs_of(jobs, native):
         got = _results(tmp / f"fhir3t-j{j}.ndjson")
         fig.setdefault("truth", {})[j] = check_truth(got, folder / "truth.ndjson")
         if first is None:
@@ -186,6 +186,16 @@ def bench(n: int, work: Path, jobs: list[int], repeat: int, as_of: str) -> dict:
             fig.setdefault("same_as_first_jobs", {})[j] = got == first
         del got
     return fig
+
+
+def runs_of(jobs: list[int], native: bool) -> list[str]:
+    """The fhir3t runs to time: each --jobs value, and --jobs 1 with the native first pass (--native)."""
+    return [str(j) for j in jobs] + (["1 --native on"] if native else [])
+
+
+def options(run: str) -> list[str]:
+    j, *rest = run.split()
+    return ["--jobs", j, *rest] if rest else ["--jobs", j, "--native", "off"]
 
 
 def _med(xs: list[float]) -> float:
@@ -198,16 +208,16 @@ def report(fig: dict) -> None:
     duck = min(r["seconds"] for r in fig["duckdb"])
     inp = fig["input"]
     print(f"\nN = {n:,}: {inp['files']} files, {inp['resources']:,} resources, {inp['bytes'] / 1e9:.2f} GB")
-    print(f"  {'run':<22} {'wall min/med s':>16} {'patients/s':>11} {'tree peak MB':>13} {'largest proc MB':>16} "
+    print(f"  {'run':<28} {'wall min/med s':>16} {'patients/s':>11} {'tree peak MB':>13} {'largest proc MB':>16} "
           f"{'/orjson':>8} {'/duckdb':>8}")
-    print(f"  {'orjson decode':<22} {orj:>7.1f}/{_med([r['seconds'] for r in fig['orjson']]):<8.1f} {n / orj:>11,.0f} "
+    print(f"  {'orjson decode':<28} {orj:>7.1f}/{_med([r['seconds'] for r in fig['orjson']]):<8.1f} {n / orj:>11,.0f} "
           f"{max(r['tree_peak_mb'] for r in fig['orjson']):>13.0f} {'':>16} {1:>8.2f} {orj / duck:>8.2f}")
-    print(f"  {'duckdb I1-I3 (1 thr)':<22} {duck:>7.1f}/{_med([r['seconds'] for r in fig['duckdb']]):<8.1f} "
+    print(f"  {'duckdb I1-I3 (1 thr)':<28} {duck:>7.1f}/{_med([r['seconds'] for r in fig['duckdb']]):<8.1f} "
           f"{n / duck:>11,.0f} {max(r['tree_peak_mb'] for r in fig['duckdb']):>13.0f} {'':>16} {duck / orj:>8.2f} {1:>8.2f}")
     for j, runs in fig["fhir3t"].items():
         w = min(r["seconds"] for r in runs)
         largest = max((r["largest_process_mb"] or 0) for r in runs)
-        print(f"  {f'fhir3t --jobs {j}':<22} {w:>7.1f}/{_med([r['seconds'] for r in runs]):<8.1f} {n / w:>11,.0f} "
+        print(f"  {f'fhir3t --jobs {j}':<28} {w:>7.1f}/{_med([r['seconds'] for r in runs]):<8.1f} {n / w:>11,.0f} "
               f"{max(r['tree_peak_mb'] for r in runs):>13.0f} {largest:>16.0f} {w / orj:>8.2f} {w / duck:>8.2f}")
     for j, t in fig["truth"].items():
         print(f"  truth, --jobs {j}: status {t['status']}, criteria {t['criteria']}, "
@@ -224,12 +234,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="fhir3t --jobs values to time (default: 1 2)")
     ap.add_argument("--repeat", type=int, default=1, help="time every phase this many times (min and median)")
     ap.add_argument("--as-of", default="2026-11-16")
+    ap.add_argument("--native", action="store_true",
+                    help="also time fhir3t --jobs 1 --native on (sources/native.py; needs the native extra)")
     ap.add_argument("--json", type=Path, help="also write every figure here")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     figures = []
     for n in args.n:
-        fig = bench(n, args.work, args.jobs, args.repeat, args.as_of)
+        fig = bench(n, args.work, args.jobs, args.repeat, args.as_of, args.native)
         figures.append(fig)
         report(fig)
         if args.json:

@@ -25,14 +25,16 @@ def screen(paths: Iterable[str | Path], *, as_of: date | str | None = None, d1: 
            definition: Definition | None = None, profiles: str | Path | None = None,
            criteria_file: str | Path | None = None, discover_maps: bool = True, store: str = "auto",
            limits: Limits | None = None, jobs: int = 1, patients: Sequence[str] = (),
-           names: bool = False, documents: Iterable[tuple[str, object]] = ()) -> Iterator[ScreeningResult]:
+           names: bool = False, documents: Iterable[tuple[str, object]] = (),
+           native: str = "auto") -> Iterator[ScreeningResult]:
     """Screen every patient found in Bundle / NDJSON files; yields one ScreeningResult each.
 
     Input problems (bad JSON, entries without a patient, ...) are collected in `problems` (pass your
     own Problems() to read them). ConceptMap files among `paths` are applied like `concept_maps` unless
     `discover_maps` is off. `patients` keeps only these patients (reference, FHIR id, identifier value,
     e.g. an MRN); `names` puts each Patient's name into its result (off by default); `documents` are
-    parsed Bundles or resources given in memory, grouped with the files.
+    parsed Bundles or resources given in memory, grouped with the files; `native` ("auto", "on", "off")
+    reads NDJSON through DuckDB first (the `native` extra; same results).
     """
     paths = list(paths)
     problems = problems if problems is not None else Problems()
@@ -41,7 +43,8 @@ def screen(paths: Iterable[str | Path], *, as_of: date | str | None = None, d1: 
         definition = Definition.load(profiles, maps, criteria_file)
     run = Run.start(definition, as_of=as_of, d1=d1, paths=paths, problems=problems, names=names)
     yield from screen_files(definition, run, FileInputs(tuple(paths), store=store, limits=limits, jobs=jobs,
-                                                        patients=tuple(patients), documents=tuple(documents)))
+                                                        patients=tuple(patients), documents=tuple(documents),
+                                                        native=native))
 
 
 __all__ = ["Definition", "Run", "screen", "with_discovered_maps"]

@@ -24,6 +24,7 @@ class Extra:
 EXTRAS: dict[str, Extra] = {
     # in the default install since issue 26; the extra is kept for older instructions and a trimmed install
     "service": Extra(("starlette", "uvicorn"), "Starlette and uvicorn", "the HTTP service"),
+    "native": Extra(("duckdb",), "DuckDB", "the native first pass over NDJSON (--native on)"),
 }
 
 #: subcommand -> the extras it needs to run (its --help needs none); tests run each without them

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from fhir3t.cli.common import MAX_JOBS, day, load_definition, positive_seconds, progress_bar, report_problems, whole_number
+from fhir3t.cli.extras import require
 from fhir3t.cli.server_options import add_server_options, make_client
 from fhir3t.cli.state_options import add_state_option
 from fhir3t.criteria.model import STATUSES
@@ -17,6 +18,9 @@ from fhir3t.formats.summary import plural
 from fhir3t.messages import Message, render
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from fhir3t.criteria.model import ScreeningResult
     from fhir3t.formats import RunInfo
     from fhir3t.pipeline import Definition, Run
     from fhir3t.transport.http import FhirClient
@@ -58,6 +62,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_state_option(p, optional_value=True)
     p.add_argument("--store", choices=("auto", "memory", "disk"), default="auto",
                    help="where records are grouped by patient: auto (memory, moving to disk for big inputs), memory, disk")
+    p.add_argument("--native", choices=("auto", "on", "off"), default="auto",
+                   help="read NDJSON through DuckDB first, handing Python only the lines a criterion could want "
+                        "(same results, faster on big exports; needs the native extra): auto (when installed, for "
+                        "NDJSON over 64 MB), on, off")
+    p.add_argument("--store-dir", metavar="DIR",
+                   help="keep every resource read and each patient's result in DIR (created if needed): PATH... are "
+                        "merged into it as a delta (newer versions replace, listed deletions delete) and only the "
+                        "patients whose result can change are screened again; every patient's result is written. "
+                        "PATH... may be left out (screen the store again, e.g. at a new --as-of)")
     p.add_argument("--jobs", type=whole_number(1, MAX_JOBS), metavar="N",
                    help=f"processes to screen files with, 1 to {MAX_JOBS} (default: all CPUs, up to 8, for inputs over "
                         "256 MB; else 1)")
@@ -208,6 +221,31 @@ def precheck_server(client: FhirClient, definition: Definition, args: argparse.N
               file=sys.stderr)
 
 
+STORE_SOME = Message("screen.store", "fhir3t screen: store: {lines} delta lines ({added} new, {replaced} replaced, "
+                                    "{stale} older than held, {deleted} deleted); {screened} patients screened again, "
+                                    "{kept} results kept")
+STORE_EVERYONE = Message("screen.store-everyone", "fhir3t screen: store: {lines} delta lines ({added} new, {replaced} "
+                                                  "replaced, {stale} older than held, {deleted} deleted); everyone "
+                                                  "screened again ({screened} patients; because: {why})")
+
+
+def screen_store(definition: Definition, run: Run, args: argparse.Namespace) -> Iterator[ScreeningResult]:
+    """`--store-dir`: merge PATH... into the store, screen whom that can change, yield every result."""
+    from fhir3t.pipeline.incremental import UpdateStats, screen_update
+    from fhir3t.sources.statestore import PatientState
+
+    state = PatientState(args.store_dir)
+    stats = UpdateStats()
+    try:
+        yield from screen_update(definition, run, state, args.paths, stats)
+        m = stats.merge
+        msg = STORE_EVERYONE if stats.everyone else STORE_SOME
+        print(render(msg(lines=m.lines, added=m.added, replaced=m.replaced, stale=m.stale, deleted=m.deleted,
+                         screened=stats.screened, why=stats.why, kept=stats.kept)), file=sys.stderr)
+    finally:
+        state.close()
+
+
 RECORDED = Message("screen.recorded", "fhir3t screen: kept in the state file {path} (run {run}): {n} results, "
                                      "{written} ResearchSubjects written")
 KEPT = Message("screen.kept", "fhir3t screen: note: {subject} is {team} (the study team's): kept as it is; today's "
@@ -236,12 +274,17 @@ def run(args: argparse.Namespace) -> int:
     from fhir3t.pipeline import FileInputs, ServerQuery, deliver, screen_files, screen_server, with_discovered_maps
 
     problems = Problems()
-    if bool(args.paths) == bool(args.server):
+    if args.store_dir and args.server:
+        raise UsageError("--store-dir reads files (a Bulk export's NDJSON), not --server: fhir3t export --store-dir "
+                         "DIR merges an export into the store")
+    if bool(args.paths) == bool(args.server) and not args.store_dir:
         raise UsageError("give PATH... to screen files, or --server URL to screen a FHIR server (not both)")
     if (args.since or args.group) and not args.server:
         raise UsageError("--group and --since need --server")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs needs a number of processes, 1 or more")
+    if args.native == "on":
+        require("native")
     outs = outputs(args)
     maps = with_discovered_maps(args.paths, args.concept_map, problems) if args.paths else list(args.concept_map)
     definition, terminology = connect_terminology_option(args, load_definition(args, maps), problems)
@@ -261,8 +304,11 @@ def run(args: argparse.Namespace) -> int:
                                 f"fhir3t screen: {plural(n, 'candidate patient')} on the server", file=sys.stderr))
         stream = screen_server(definition, run, client, query)
         inputs = server_label(args.server)
+    elif args.store_dir:
+        stream = screen_store(definition, run, args)
+        inputs = inputs_label([args.store_dir, *args.paths])
     else:
-        stream = screen_files(definition, run, FileInputs(tuple(args.paths), store=args.store,
+        stream = screen_files(definition, run, FileInputs(tuple(args.paths), store=args.store, native=args.native,
                                                           jobs=jobs if terminology is None else 1,
                                                           patients=tuple(args.patient)))
         inputs = inputs_label(args.paths)

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.criteria.screener import patient_ids
-from fhir3t.errors import UsageError
+from fhir3t.errors import Problems, UsageError
 from fhir3t.pipeline.definition import Definition
 from fhir3t.pipeline.run import Run
 from fhir3t.records.build import RecordBuilder
 from fhir3t.sources.base import RawRecord
-from fhir3t.sources.files import Limits
+from fhir3t.sources.files import Limits, expand_paths
 from fhir3t.sources.grouping import GroupingSource, SharedIndex
 
 if TYPE_CHECKING:
@@ -35,10 +35,13 @@ class FileInputs:
     inputs; "memory"; "disk"). `jobs`: processes (pass 1 splits the files, pass 2 the partitions).
     `patients`: screen only these (reference, FHIR id, identifier value or system|value).
     `documents`: parsed Bundles/resources given in memory besides the files (one process only).
+    `native`: read NDJSON through the native first pass (sources.native, the `native` extra): "on",
+    "off", or "auto" (on when DuckDB is installed and the NDJSON inputs are big enough to repay it).
     """
 
     paths: tuple[str | Path, ...] = ()
     store: str = "auto"
+    native: str = "auto"
     limits: Limits | None = None
     jobs: int = 1
     patients: tuple[str, ...] = ()
@@ -48,6 +51,8 @@ class FileInputs:
     def __post_init__(self) -> None:
         if self.store not in ("auto", "memory", "disk"):
             raise UsageError(f"store must be auto, memory or disk, not {self.store!r}")
+        if self.native not in ("auto", "on", "off"):
+            raise UsageError(f"native must be auto, on or off, not {self.native!r}")
         if self.jobs < 1:
             raise UsageError("jobs needs a number of processes, 1 or more")
         if self.jobs > 1 and self.documents:
@@ -81,7 +86,36 @@ def open_source(definition: Definition, run: Run, inputs: FileInputs | ServerQue
                           group=inputs.group, since=inputs.since, strategy=inputs.strategy,
                           on_candidates=inputs.on_candidates)
     return GroupingSource(inputs.paths, run.problems, run.filter, limits=inputs.limits, store=inputs.store,
-                          on_file=inputs.on_file, documents=inputs.documents)
+                          on_file=inputs.on_file, documents=inputs.documents,
+                          native=use_native(inputs.native, inputs.paths))
+
+
+#: NDJSON input below this is read by Python under native="auto" (DuckDB's start-up is not repaid)
+NATIVE_AUTO_BYTES = 64 * 1024 * 1024
+
+
+def use_native(mode: str, paths: Iterable[str | Path]) -> bool:
+    """Whether to read NDJSON through the native first pass (see FileInputs.native)."""
+    from fhir3t.sources import native
+
+    if mode == "off":
+        return False
+    if mode == "on":
+        if not native.available():
+            raise UsageError('the native first pass needs DuckDB, which is not installed: pip install "fhir3t[native]"')
+        return True
+    if not native.available():
+        return False
+    _, ndjson = expand_paths(paths, Problems())
+    total = 0
+    for f in ndjson:
+        try:
+            total += f.stat().st_size
+        except OSError:
+            continue
+        if total >= NATIVE_AUTO_BYTES:
+            return True
+    return False
 
 
 # ---- the per-patient function ------------------------------------------------------------

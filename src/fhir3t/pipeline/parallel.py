@@ -54,12 +54,13 @@ class RunSpec:
     d1: date
     names: bool = False  # put each Patient's name in its result (--show-names)
     patients: tuple[str, ...] = ()  # screen only these
+    native: bool = False  # pass 1 reads NDJSON through the native first pass
 
     @classmethod
-    def of(cls, definition: Definition, run: Run, patients: Sequence[str] = ()) -> RunSpec:
+    def of(cls, definition: Definition, run: Run, patients: Sequence[str] = (), native: bool = False) -> RunSpec:
         return cls(str(definition.profiles.folder), tuple(str(p) for p in definition.concept_maps),
                    str(definition.criteria_file) if definition.criteria_file else None, run.as_of, run.d1, run.names,
-                   tuple(patients))
+                   tuple(patients), native)
 
     def run(self, definition: Definition, problems: Problems) -> Run:
         return Run.start(definition, as_of=self.as_of, d1=self.d1, problems=problems, names=self.names)
@@ -83,8 +84,9 @@ def _collect(files: list[str], run_dir: str, limits: Limits) \
     patients it has not seen are handed back: another process may have them."""
     assert _DEFINITION is not None
     problems = Problems()
+    assert _SPEC is not None
     src = GroupingSource(files, problems, _DEFINITION.relevance.for_run(problems), limits=limits, store="disk",
-                         tmpdir=run_dir)
+                         tmpdir=run_dir, native=_SPEC.native)
     store = src.collect(judge_foreign=False)  # judged by the caller, over every process's patients
     assert isinstance(store, DiskStore)
     store.flush()

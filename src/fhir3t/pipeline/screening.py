@@ -16,7 +16,7 @@ from fhir3t.emit import screening_bundle
 from fhir3t.errors import UsageError
 from fhir3t.formats import Format, RunInfo, get_format
 from fhir3t.formats.summary import StaleTally
-from fhir3t.pipeline.base import FileInputs, ServerQuery, only_patients, open_source, screen_records
+from fhir3t.pipeline.base import FileInputs, ServerQuery, only_patients, open_source, screen_records, use_native
 from fhir3t.pipeline.definition import Definition
 from fhir3t.pipeline.gcpolicy import fewer_collections
 from fhir3t.pipeline.run import Run
@@ -38,7 +38,8 @@ def screen_files(definition: Definition, run: Run, inputs: FileInputs) -> Iterat
     if inputs.jobs > 1:
         from fhir3t.pipeline.parallel import RunSpec, screen_parallel
 
-        yield from screen_parallel(definition, run, inputs, RunSpec.of(definition, run, inputs.patients))
+        yield from screen_parallel(definition, run, inputs, RunSpec.of(definition, run, inputs.patients,
+                                                                       use_native(inputs.native, inputs.paths)))
         return
     source = open_source(definition, run, inputs)
     assert isinstance(source, GroupingSource)

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from fhir3t.errors import Problems
 from fhir3t.r4facts import r4_facts
@@ -34,6 +35,9 @@ from fhir3t.records.model import Hit
 from fhir3t.records.plan import ReadPlan
 from fhir3t.terminology import Code, Terminology, ValueSet
 from fhir3t.textnorm import clip, fold
+
+if TYPE_CHECKING:
+    from fhir3t.sources.native import NativeLines
 
 Resolve = Callable[[str], "dict | None"]
 #: told of each (type, code system, location) of a dropped resource whose codes no one can read
@@ -157,12 +161,39 @@ class Relevance:
         type some value set is read for: the others are never searched)."""
         if not self.plan.valuesets.get(rtype):
             return ()
+        return tuple(mentions(res, self._skip(rtype)))
+
+    def _skip(self, rtype: str) -> frozenset[str]:
+        """Top-level elements of a type that carry no mention: its links, main code, parts, and the
+        elements whose R4 type carries no concept."""
         skip = self._base_skip.get(rtype)
         if skip is None:
             skip = self._base_skip[rtype] = frozenset({*self._links(rtype), _MAIN_ELEMENTS.get(rtype, "code"),
                                                        "medicationCodeableConcept", "medicationReference",
                                                        *_PART_ELEMENTS.get(rtype, ()), *no_concepts(rtype)})
-        return tuple(mentions(res, skip))
+        return skip
+
+    def key_verdict(self, rtype: str, resource: dict, verdict: bool | None) -> bool | None:
+        """What the native first pass may learn from a verdict for every line of this resource's key
+        (sources.native: the type, the main code, the names of the top-level members): a keep always (a
+        main code that keeps keeps whatever else the record says); a drop only when no top-level member
+        can carry a concept, so no line of that key can (what else a record names may keep a criterion
+        unknown, records.model.Hit, and the native key does not see it); else None (not learnt)."""
+        if verdict is not False or not self.plan.valuesets.get(rtype):
+            return verdict
+        skip = self._skip(rtype)
+        return False if all(k in skip or k == "meta" for k in resource) else None
+
+    def silent_verdict(self, resource: dict) -> bool | None:
+        """Whether a resource is kept, when that follows from its fast key alone and judging it says
+        nothing to anyone (no code system nobody knows); else None. Caches nothing: the native first
+        pass asks it about lines Python may read later, which must then be judged as ever."""
+        rtype = resource.get("resourceType")
+        if not isinstance(rtype, str) or rtype not in self.types or _main_key(rtype, resource) is None:
+            return None
+        told: list[tuple[str, str, str]] = []
+        out = self._judge(rtype, resource, _no_resolve, True, "", lambda *a: told.append(a), self._mentions(rtype, resource))
+        return None if told else self.key_verdict(rtype, resource, out is not None)
 
     # ---- the decision ----------------------------------------------------------------
     def judge(self, rtype: str, res: dict, resolve: Resolve, *, pending_ok: bool = False, where: str = "",
@@ -404,12 +435,28 @@ class RunFilter:
     def quick(self, rtype: str, resource: dict) -> bool | None:
         return self.relevance.quick(rtype, resource)
 
+    def key_verdict(self, rtype: str, resource: dict, verdict: bool | None) -> bool | None:
+        return self.relevance.key_verdict(rtype, resource, verdict)
+
     def judge(self, rtype: str, res: dict, resolve: Resolve, *, pending_ok: bool = False, where: str = "") -> Judged | None:
         return self.relevance.judge(rtype, res, resolve, pending_ok=pending_ok, where=where, on_unknown=self._unknown)
 
     def line_filter(self, shared_types: frozenset[str], known_types: frozenset[str]) -> LineFilter:
         """What a source may use to skip a line before decoding it (see LineFilter)."""
         return LineFilter(self.relevance, shared_types, known_types)
+
+    def native_lines(self, shared_types: frozenset[str], known_types: frozenset[str]) -> NativeLines | None:
+        """The native first pass for this filter (sources.native), or None without the `native` extra.
+
+        It drops by type what LineFilter drops, and keys the types whose decision reads only their main
+        code (the fast key); types read whatever their code are kept without a key."""
+        from fhir3t.sources import native
+
+        if not native.available():
+            return None
+        keep = self.types | shared_types | {"Patient"}
+        keyed = {t for t in _FAST_FIELD if t in self.types and t not in self.plan.any_code}
+        return native.NativeLines(known_types - keep, keyed, sample_verdict=self.relevance.silent_verdict)
 
     def suspect(self, rtype: str, codes: tuple[Code, ...], texts: tuple[str, ...]) -> ValueSet | None:
         """A value set of this type whose names the texts use, which no closed-system code decides."""

@@ -59,6 +59,9 @@ MAX_LINE = 64 * 1024 * 1024
 class ExportResult:
     files: list[Path] = field(default_factory=list)
     errors: list[Path] = field(default_factory=list)
+    #: the manifest's `deleted` files (Bundles of DELETE requests, in an incremental export), kept apart
+    #: with a suffix `fhir3t screen OUT_DIR` does not read: `--store-dir` applies them
+    deleted: list[Path] = field(default_factory=list)
     resumed: bool = False
     polls: int = 0
     manifest: dict = field(default_factory=dict)
@@ -167,9 +170,9 @@ class BulkExporter:
 
     def _items(self, manifest: dict, problems: list[str]) -> Iterator[tuple[str, str, str]]:
         """(kind, resource type, URL) of the manifest's files, each checked; the others go to `problems`."""
-        for kind in ("output", "error"):
+        for kind in ("output", "error", "deleted"):
             listed = manifest.get(kind)
-            if listed is None and kind == "error":
+            if listed is None and kind in ("error", "deleted"):
                 continue
             if not isinstance(listed, list):
                 problems.append(f"manifest '{kind}' is not a list")
@@ -201,10 +204,11 @@ class BulkExporter:
         for kind, rtype, url in self._items(manifest, problems):
             n = counters.get((kind, rtype), 0)
             counters[(kind, rtype)] = n + 1
-            sub = self.out / "errors" if kind == "error" else self.out
-            target = sub / f"{rtype}.{n:03d}.ndjson"
+            sub = self.out / {"error": "errors", "deleted": "deleted"}.get(kind, "")
+            target = sub / (f"{rtype}.{n:03d}.deleted-ndjson" if kind == "deleted" else f"{rtype}.{n:03d}.ndjson")
+            kept = {"error": result.errors, "deleted": result.deleted}.get(kind, result.files)
             if url in st["done"] and target.exists():
-                (result.errors if kind == "error" else result.files).append(target)
+                kept.append(target)
                 continue
             if not self.client.credentials_for(url):  # read only from origins the user named
                 o = origin(url)
@@ -223,7 +227,7 @@ class BulkExporter:
             except ResponseError as exc:
                 problems.append(f"{rtype} file: {exc}")
                 continue
-            (result.errors if kind == "error" else result.files).append(target)
+            kept.append(target)
             st["done"].append(url)
             self._save_state(st)
         if problems:

@@ -166,23 +166,29 @@ def ndjson_lines(path: Path, problems: Problems, limits: Limits = _DEFAULT) -> I
 _BATCH = 4 << 20
 
 
-def ndjson_batches(path: Path, problems: Problems, limits: Limits = _DEFAULT) -> Iterator[tuple[int, list[bytes], bool]]:
+def ndjson_batches(path: Path, problems: Problems, limits: Limits = _DEFAULT, *,
+                   start: tuple[int, int] = (0, 0)) -> Iterator[tuple[int, list[bytes], bool]]:
     """(number of the first line, the lines without their newline, whether the last of them ends the
     file without one) for an NDJSON file, read 4 MB at a time and split in C: the hot loop of a Bulk
     export pays no read call per line. Blank lines are passed on (decoding them fails; say nothing
-    then). A line over the limit is skipped with a problem, never held whole."""
+    then). A line over the limit is skipped with a problem, never held whole.
+
+    `start`: (byte offset, lines before it) to resume a plain file at the beginning of a line (the
+    native first pass hands a file back to this reader where it can no longer vouch for it)."""
     where = str(path)
     cap = limits.max_line_bytes
-    lineno = 0  # lines consumed
+    offset, lineno = start  # lineno: lines consumed
     try:
         with _open(path) as fh:
+            if offset:
+                fh.seek(offset)
             carry = b""
             skipping = False  # inside an over-long line, until its newline
             while True:
                 data = fh.read(_BATCH)
                 if not data:
                     break
-                if lineno == 0 and not carry:
+                if lineno == 0 and not carry and not offset:
                     data = data.removeprefix(_BOM)
                 if skipping:
                     nl = data.find(b"\n")

@@ -46,6 +46,7 @@ from fhir3t.sources.files import (
     parse_line,
     read_json_file,
 )
+from fhir3t.sources.native import NativeLines
 from fhir3t.sources.seen import AMBIGUOUS, DigestMap, SeenPatients
 from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
 from fhir3t.sources.versions import Deleted, history_entries, later_version, newest_in_history, reconcile
@@ -232,7 +233,7 @@ class GroupingSource:
                  limits: Limits | None = None, store: str = "auto", spill_at: int = DEFAULT_SPILL_AT,
                  tmpdir: str | Path | None = None, on_file: Callable[[Path], None] | None = None,
                  shared: SharedIndex | None = None, documents: Iterable[tuple[str, object]] = (),
-                 scope: str | None = None) -> None:
+                 scope: str | None = None, native: bool = False) -> None:
         paths = list(paths)
         self.json_files, self.ndjson_files = expand_paths(paths, problems)
         for p in paths:
@@ -265,6 +266,9 @@ class GroupingSource:
         #: that cannot be attributed are kept against that patient as unread
         self.scope = scope
         self._all_links = tuple(dict.fromkeys(f for links in facts.patient_links.values() for f in links))
+        #: read NDJSON through the native first pass (sources.native; the `native` extra)
+        self.native = native
+        self._native: NativeLines | None = None
 
     # ---- the two passes ----------------------------------------------------------------
     def __iter__(self) -> Iterator[RawRecord]:
@@ -410,6 +414,10 @@ class GroupingSource:
         lines, most of them dropped): lines come in batches split in C, a type the read filter never
         reads is skipped on its bytes, and a resource alike in its main code to one already judged
         is dropped on that verdict before anything else is made for it (location, filing)."""
+        native = self._native_lines()
+        if native is not None and native.usable(path):
+            self._ndjson_native(path, native)
+            return
         where = str(path)
         problems = self.problems
         skip = self._line_filter()
@@ -449,6 +457,69 @@ class GroupingSource:
                         self._resource(res, loc, None, where, _Doc())
                 except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
                     problems.add(loc, f"could not be read: unexpected structure ({type(exc).__name__}); line skipped")
+
+    def _ndjson_native(self, path: Path, native: NativeLines) -> None:
+        """`_ndjson_file` over the lines the native first pass hands over (see sources.native): the same
+        steps for each, and the verdict on a keyed line taught back, so its like is dropped in DuckDB."""
+        where = str(path)
+        problems = self.problems
+        skip = self._line_filter()
+        wants = self.wants
+        types = wants.types if wants is not None else None
+        quick = getattr(wants, "quick", None)
+        shared_types, r4_types, stats = self._shared_types, self._r4_types, self.stats
+        dropped, verdicts = native.dropped, native.verdicts
+        for lineno, key, line, terminated in native.rows(path, problems, self.limits):
+            if key is not None and key in dropped:
+                stats.resources += 1
+                continue
+            if type(line) is bytes and skip is not None and not skip(line):
+                stats.resources += 1
+                continue
+            res = None
+            try:
+                res = orjson.loads(line)
+                rtype = res["resourceType"]
+                if type(rtype) is not str or not rtype:
+                    raise KeyError
+            except (orjson.JSONDecodeError, TypeError, KeyError):
+                if type(res) is dict:  # an object without a usable resourceType: unread for whom it names
+                    stats.resources += 1
+                    self._untyped(res, f"{where}:{lineno}", where, _Doc(), ENTRY_UNTYPED())
+                    continue
+                raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+                if raw.strip():
+                    parse_line(raw, f"{where}:{lineno}", problems, terminated=terminated)
+                continue
+            # a later version is kept whatever it says (sources.versions) and teaches its key nothing
+            later = later_version(res)
+            learn = key is not None and key not in verdicts and not later
+            if types is not None and rtype not in shared_types and rtype in r4_types and rtype != "Patient" \
+                    and (rtype not in types or (quick is not None and quick(rtype, res) is False and not later)):
+                stats.resources += 1
+                if learn:  # a type nobody reads: dropped by its key; a code: where the key decides it alone
+                    key_verdict = getattr(wants, "key_verdict", None)
+                    native.learn(key, False if rtype not in types or key_verdict is None  # type: ignore[arg-type]
+                                 else key_verdict(rtype, res, False))
+                continue
+            loc = f"{where}:{lineno}"
+            try:
+                if rtype == "Patient":
+                    self._patient(res, loc, None, where)
+                else:
+                    self._resource(res, loc, None, where, _Doc())
+            except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
+                problems.add(loc, f"could not be read: unexpected structure ({type(exc).__name__}); line skipped")
+            if learn:  # a drop is learnt only where the key decides it alone (relevance.key_verdict)
+                verdict = quick(rtype, res) if quick is not None else None
+                key_verdict = getattr(wants, "key_verdict", None)
+                native.learn(key, key_verdict(rtype, res, verdict) if key_verdict is not None else verdict)  # type: ignore[arg-type]
+
+    def _native_lines(self) -> NativeLines | None:
+        """The native first pass, when this source uses one and the read filter can make it."""
+        if self._native is None and self.native and self.wants is not None and hasattr(self.wants, "native_lines"):
+            self._native = self.wants.native_lines(self._shared_types, self._r4_types)
+        return self._native or None
 
     def _resource(self, res: dict, where: str, full_url: str | None, source: str, doc: _Doc) -> None:
         """File one resource. `doc.parts`: what the Bundle's reports and panels point at (None for NDJSON,

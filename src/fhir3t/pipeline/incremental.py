@@ -1,0 +1,111 @@
+"""Nightly incremental screening over a persistent patient store (`fhir3t screen --store-dir DIR`).
+
+`screen_update(definition, run, state, delta)` merges a delta export into the store
+(`sources.statestore`) and screens again only the patients whose result can change; the others keep
+the result they were given. Which patients that is:
+
+- every patient whose data changed since they were last screened (the store's dirty marks: new,
+  replaced and deleted resources, on both the old and the new patient of a resource that moved);
+- everyone, when a resource naming no patient changed (a Medication, an Organization: any patient
+  may reference it), or when the *fingerprint* changed: the study definition (profiles, criteria,
+  ConceptMaps), the as-of and D1 dates, the fhir3t version, whether names are shown. A moving as-of
+  moves every dated window and every age, so a run at a new date re-screens everyone (from the store:
+  no export is read again); deriving from each evaluation the date up to which its result holds was
+  left for later (issue 28) — this rule is correct by construction, which comes first.
+
+The patients to screen are written from the store to one NDJSON file and screened by `screen_files`,
+the same path a full run takes, so an incremental result is the full run's result for that patient:
+tests/test_incremental.py holds every night of a simulated month to that.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fhir3t.criteria.model import ScreeningResult
+from fhir3t.pipeline.base import FileInputs
+from fhir3t.pipeline.definition import Definition
+from fhir3t.pipeline.run import Run
+from fhir3t.pipeline.screening import screen_files
+from fhir3t.sources.statestore import EVERYONE, MergeStats, PatientState, state_file_mode
+from fhir3t.version import __version__
+
+
+@dataclass
+class UpdateStats:
+    """What one incremental run did (for the CLI's summary and the benchmarks)."""
+
+    merge: MergeStats = field(default_factory=MergeStats)
+    everyone: bool = False  # re-screened everyone (and why)
+    why: str = ""
+    screened: int = 0  # patients screened again
+    kept: int = 0  # results carried over unchanged
+    lines_screened: int = 0  # resources handed to the screening
+
+
+def fingerprint(definition: Definition, run: Run) -> str:
+    """What a stored result was computed under, beside the patient's own data (see the module doc)."""
+    h = hashlib.sha256()
+    h.update(f"{__version__}|{run.as_of.isoformat()}|{run.d1.isoformat()}|{run.names}".encode())
+    files: list[Path] = [p for p in sorted(Path(definition.profiles.folder).rglob("*")) if p.is_file()]
+    files += list(definition.concept_maps)
+    if definition.criteria_file is not None:
+        files.append(Path(definition.criteria_file))
+    for p in files:
+        h.update(str(p).encode() + b"\0")
+        try:
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+        except OSError:
+            h.update(b"?")
+    return h.hexdigest()
+
+
+def screen_update(definition: Definition, run: Run, state: PatientState, delta: Iterable[str | Path] = (),
+                  stats: UpdateStats | None = None) -> Iterator[ScreeningResult]:
+    """Merge `delta` into the store, screen the patients whose result can change, and yield every
+    patient's current result (screened or carried over), ordered by patient id."""
+    stats = stats if stats is not None else UpdateStats()
+    stats.merge = state.merge(delta, run.problems)
+    state_file_mode(state.folder)
+    key = fingerprint(definition, run)
+    dirty = state.dirty()
+    if state.get("fingerprint") != key:
+        stats.everyone, stats.why = True, "definition-or-dates"
+    elif EVERYONE in dirty:
+        stats.everyone, stats.why = True, "shared-resource"
+    wanted: set[str] | None = None if stats.everyone else dirty
+    fresh: list[ScreeningResult] = []
+    if wanted is None or wanted:
+        fd, name = tempfile.mkstemp(prefix="screen-", suffix=".ndjson", dir=state.folder)
+        os.close(fd)
+        target = Path(name)
+        try:
+            stats.lines_screened = state.write_ndjson(target, wanted)
+            fresh = list(screen_files(definition, run, FileInputs((target,), store="auto")))
+        finally:
+            target.unlink(missing_ok=True)
+        if wanted is not None and any(r.patient.removeprefix("Patient/") not in wanted for r in fresh):
+            # a group fhir3t joined across patients (not by the id a resource names): screen everyone
+            stats.everyone, stats.why = True, "joined-patients"
+            yield from screen_update(definition, run, _forget(state), (), stats)
+            return
+        state.save_results(wanted, fresh, key)
+    stats.screened = len(fresh)
+    by_patient = {r.patient: r for r in fresh}
+    for r in state.results():
+        if r.patient not in by_patient:
+            stats.kept += 1
+        yield by_patient.get(r.patient, r)
+
+
+def _forget(state: PatientState) -> PatientState:
+    """The store with its fingerprint cleared, so the next screen covers everyone."""
+    state.put("fingerprint", "")
+    return state
+
+
+__all__ = ["UpdateStats", "fingerprint", "screen_update"]

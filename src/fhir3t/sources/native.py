@@ -1,0 +1,272 @@
+"""The native first pass over Bulk NDJSON (optional extra `native`: DuckDB).
+
+Pass 1 in Python decodes every line it cannot skip by its type (orjson) and asks the read filter
+about it; at a million patients that is a hundred million dicts, of which nine in ten are dropped.
+Here DuckDB reads each NDJSON file in C++ (`read_ndjson_objects`, one thread) and hands Python only
+the lines the filter could keep, with their line numbers, so Python decodes one line in ten:
+
+- a line whose type, read at its very start, is an R4 type no rule reads is dropped, exactly as
+  `records.relevance.LineFilter` drops it in Python;
+- for the types whose keep/drop decision reads only their main code (`records.relevance`'s fast key:
+  the type, the main CodeableConcept, whether `component` / `medicationReference` are there, whether
+  a report or panel points at parts), DuckDB computes a key from exactly those elements, as JSON;
+  a line whose key is one the Python filter has already dropped is dropped here;
+- every other line (Patient, shared types, unparsable lines, types judged on more than their code,
+  keys not yet judged, keys judged "keep") goes to Python, which decodes and judges it as it always
+  does. The verdict Python gives the first line of a key is learnt: `learn(key, verdict)`.
+
+Why learnt verdicts, not the plan compiled to SQL: the keep/drop decision is terminology (system
+aliases, code normalisation, check digits, ConceptMap translation, is-a by prefix, readable systems
+per type, whole-word NFKC-folded names in two scripts). Written again in SQL it would be a second
+decision to keep in step by hand, and any drift is a resource dropped that the Python filter keeps:
+a result no criterion sees, a patient made eligible. A key is dropped natively only after Python's
+own `Relevance` has dropped a resource alike in everything that decision reads, so the native pass
+keeps at least what Python keeps by construction; tests/test_native.py holds its results to the
+Python reader's on generated, hospital-shaped and hostile files. Labs repeat:
+a 100 000-patient export has under a hundred distinct keys, so Python judges almost nothing twice.
+
+Exactness guards (each falls back to keeping the line, or to the Python reader for the rest of
+the file, never to dropping):
+- a key lists the line's top-level member names, and a key with a repeated name is never learnt
+  as dropped: DuckDB reads the first `code` of `{"code": A, ..., "code": B}`, orjson the last;
+- line numbers: `read_ndjson_objects` skips blank lines, so its row number is a line number only
+  while no blank line came before. Each batch of rows handed over is checked against the file
+  itself: the last row's text must sit, byte for byte, between two newlines at the offset the
+  running sum of row lengths gives (a skipped blank line, a trimmed space, a CR/LF file shift it).
+  When it does not, or DuckDB cannot parse a line (a truncated or invalid line, whose exact problem
+  the Python reader reports), or DuckDB fails, the file is handed back to the Python reader at the
+  last line vouched for (`files.ndjson_batches(start=...)`); what DuckDB said past it is discarded;
+- gzip files, and paths DuckDB would read as a glob pattern, are read by Python.
+
+Known difference: DuckDB's JSON reader accepts trailing commas, NaN/Infinity, exponents past the
+double range and nesting past 1024 levels, which orjson refuses. A line with those whose type and
+main code are those of resources already dropped is dropped without the "not valid JSON" problem the
+Python reader would report for it; the screening results are the same (neither reads the line).
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from fhir3t.errors import Problems
+from fhir3t.sources.files import Limits, ndjson_batches
+from fhir3t.sources.versions import later_version
+
+#: the elements a fast key is made of (see `records.relevance._fast_key`): main codes, what makes the
+#: decision read more, and whether a report / panel points at parts
+KEY_PATHS = ("$.code", "$.vaccineCode", "$.medicationCodeableConcept", "$.component", "$.medicationReference",
+             "$.result[0]", "$.hasMember[0]", "$.meta.versionId")
+#: (meta.versionId is in the key so that a later version, which the reader keeps whatever it says because
+#: it may supersede a copy that counts (sources.versions.later_version), never shares a key learnt as
+#: dropped from a first version alike in its code; Python never teaches a later version's key)
+#: rows handed over per check against the file
+CHECK_EVERY = 512
+#: the longest line DuckDB is asked to parse (its read buffer is twice this); longer ones go to Python
+MAX_OBJECT_BYTES = 2 << 20
+#: rows of a file whose keys are judged before it is read (see NativeLines._learn_from_sample)
+SAMPLE_ROWS = 4096
+_HEAD_TYPE = re.compile(rb'^\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
+_GLOB = re.compile(r"[*?\[\]{}]")
+_BOM = b"\xef\xbb\xbf"
+
+#: one NDJSON line as the native pass hands it over: (line number, key or None, the line, whether a
+#: newline ends it); the line is str when DuckDB read it, bytes when the Python reader did
+Row = tuple[int, "str | None", "str | bytes", bool]
+
+
+def available() -> bool:
+    try:
+        import duckdb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    items = sorted(values)
+    for v in items:
+        if not re.fullmatch(r"[A-Za-z]{1,64}", v):
+            raise ValueError(f"not a resource type: {v!r}")
+    return "(" + ", ".join(f"'{v}'" for v in items) + ")" if items else "('')"
+
+
+class NativeLines:
+    """The native first pass of one run (see the module doc): `rows(path)` per NDJSON file, `learn`
+    after Python judged a keyed line. Not shared between threads (one DuckDB connection of its own)."""
+
+    def __init__(self, drop_types: Iterable[str], key_types: Iterable[str], *,
+                 sample_verdict: Callable[[dict], bool | None] | None = None, threads: int = 1,
+                 memory_mb: int = 96) -> None:
+        import duckdb
+
+        #: a verdict on a resource with no side effect (None: none can be given so), for the lines a
+        #: file's first rows sample before Python reads it (see `_learn_from_sample`)
+        self.sample_verdict = sample_verdict
+        self._sampled: set[str] = set()
+
+        self._duckdb = duckdb
+        self.con = duckdb.connect(config={"threads": threads, "memory_limit": f"{memory_mb}MB",
+                                          "preserve_insertion_order": True})
+        self.con.execute("CREATE TEMP TABLE dropped (k VARCHAR)")
+        # a table, not an IN list: DuckDB compares a constant list item by item (140 R4 types on every line)
+        self.con.execute("CREATE TEMP TABLE drop_types (t VARCHAR)")
+        self.con.executemany("INSERT INTO drop_types VALUES (?)", [[t] for t in sorted(drop_types)])
+        #: keys whose lines Python drops (natively dropped from the next file on)
+        self.dropped: set[str] = set()
+        #: every key Python has judged: True keep, False drop, None not decided by the key alone
+        self.verdicts: dict[str, bool | None] = {}
+        self._pending: list[str] = []
+        self.fallbacks = 0  # files (or their rests) handed back to the Python reader
+        self.sql = self._query(frozenset(key_types))
+        #: the first row of each key not yet judged, among a file's first rows
+        self.sample_sql = f"""
+SELECT k, arg_min(j, n) FROM ({self._query(frozenset(key_types), SAMPLE_ROWS)})
+WHERE k IS NOT NULL GROUP BY k ORDER BY min(n)"""
+
+    @staticmethod
+    def _query(key_types: frozenset[str], limit: int = 0) -> str:
+        paths = ", ".join(f"'{p}'" for p in KEY_PATHS)
+        parts = " || chr(31) || ".join(
+            [*(f"coalesce(e[{i}]::VARCHAR, '~')" for i in (1, 2, 3, 4, 5)),
+             *(f"CASE WHEN e[{i}] IS NULL THEN '0' ELSE '1' END" for i in (6, 7)),
+             "coalesce(e[8]::VARCHAR, '~')"])
+        return f"""
+WITH r AS (
+  SELECT row_number() OVER () AS n,
+         sum(coalesce(strlen(json::VARCHAR), 0) + 1) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS c,
+         json::VARCHAR AS j
+  FROM read_ndjson_objects(?, ignore_errors = true, maximum_object_size = {MAX_OBJECT_BYTES}, compression = 'none')
+  {f"LIMIT {limit}" if limit else ""}),
+t AS (SELECT n, c, j, regexp_extract(j, '^\\s*\\{{\\s*"resourceType"\\s*:\\s*"([A-Za-z]+)"', 1) AS t FROM r),
+e AS (SELECT n, c, j, t,
+        CASE WHEN t IN {_sql_list(key_types)} THEN try(json_extract(j, [{paths}])) END AS e,
+        CASE WHEN t IN {_sql_list(key_types)} THEN try(json_keys(j)) END AS ks
+      FROM t WHERE j IS NULL OR t NOT IN (SELECT t FROM drop_types)),
+k AS (SELECT n, c, j, CASE WHEN e IS NOT NULL AND ks IS NOT NULL
+                           THEN t || chr(31) || array_to_string(ks, chr(30)) || chr(31) || {parts} END AS k FROM e)
+SELECT n, c, strlen(j), k, j FROM k WHERE k IS NULL OR k NOT IN (SELECT k FROM dropped)
+"""
+
+    def learn(self, key: str, verdict: bool | None) -> None:
+        """Python's verdict on a line of this key (None: the key alone did not decide it).
+
+        A key names the line's top-level members; when one is repeated (`{"code": A, ..., "code": B}`:
+        DuckDB read A, orjson B) the key is never dropped, so no line with a repeated member is."""
+        if key in self.verdicts:
+            return
+        names = key.split("\x1f", 2)[1].split("\x1e")
+        if len(set(names)) != len(names):
+            verdict = None
+        self.verdicts[key] = verdict
+        if verdict is False:
+            self.dropped.add(key)
+            self._pending.append(key)
+
+    def _learn_from_sample(self, path: Path) -> None:
+        """Judge the keys of a file's first rows before reading it, when its first line is of a type no
+        earlier file was sampled for: otherwise the first file of each type would hand Python every row
+        of each key until the next file. Only verdicts given without a side effect are learnt (a code
+        system nobody knows is said by Python where it first meets it, as without the native pass)."""
+        if self.sample_verdict is None:
+            return
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+        m = _HEAD_TYPE.match(head.removeprefix(_BOM))
+        rtype = m.group(1).decode() if m else ""
+        if rtype in self._sampled:
+            return
+        self._sampled.add(rtype)
+        import orjson
+
+        for key, text in self.con.execute(self.sample_sql, [str(path)]).fetchall():
+            if key in self.verdicts:
+                continue
+            try:
+                res = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(res, dict) and not later_version(res):  # a later version teaches nothing (see KEY_PATHS)
+                verdict = self.sample_verdict(res)
+                if verdict is not None:
+                    self.learn(key, verdict)
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self.con.executemany("INSERT INTO dropped VALUES (?)", [[k] for k in self._pending])
+            self._pending.clear()
+
+    def usable(self, path: Path) -> bool:
+        return not path.name.lower().endswith(".gz") and _GLOB.search(str(path)) is None
+
+    def rows(self, path: Path, problems: Problems, limits: Limits) -> Iterator[Row]:
+        """The lines of one NDJSON file that the read filter could keep, in file order (see the module
+        doc): from DuckDB while each batch checks out against the file, then from the Python reader."""
+        if not self.usable(path):
+            yield from _python_rows(path, problems, limits, (0, 0))
+            return
+        resume = (0, 0)  # (byte offset, lines before it) of the first line not yet vouched for
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            yield from _python_rows(path, problems, limits, resume)
+            return
+        try:
+            base = len(_BOM) if os.pread(fd, len(_BOM), 0) == _BOM else 0
+            cap = limits.max_line_bytes
+            try:
+                self._learn_from_sample(path)
+                self._flush()
+                cur = self.con.execute(self.sql, [str(path)])
+                while True:
+                    got = cur.fetchmany(CHECK_EVERY)
+                    # a line DuckDB could not parse, or one over the limit: the Python reader says what it is
+                    bad = next((i for i, row in enumerate(got) if row[4] is None or row[2] > cap), None)
+                    batch = got if bad is None else got[:bad]
+                    if batch:
+                        n, c, length, _, text = batch[-1]
+                        end = _check(fd, base + c - length - 1, text, length)
+                        if end is None:
+                            break  # not where the row count says: a blank line, a trimmed space, a CR/LF file
+                        for n_, _c, _len, key, text_ in batch:
+                            yield n_, key, text_, True if n_ != n else end
+                        resume = (base + c, n)
+                    if bad is not None:
+                        break
+                    if len(got) < CHECK_EVERY:
+                        return  # every row DuckDB handed over was vouched for: the file is done
+            except self._duckdb.Error:
+                pass
+        finally:
+            os.close(fd)
+        self.fallbacks += 1
+        yield from _python_rows(path, problems, limits, resume)
+
+
+def _check(fd: int, start: int, text: str, length: int) -> bool | None:
+    """Does `text` sit at `start` as a whole line of the file? None if not; else whether a newline
+    ends it (False: the file's last line, unterminated)."""
+    if start < 0:
+        return None
+    before = 1 if start > 0 else 0
+    got = os.pread(fd, length + before + 1, start - before)
+    if before and got[:1] != b"\n":
+        return None
+    if got[before:before + length] != text.encode("utf-8", "surrogatepass"):
+        return None
+    tail = got[before + length:]
+    if tail == b"\n":
+        return True
+    return False if tail == b"" else None
+
+
+def _python_rows(path: Path, problems: Problems, limits: Limits, start: tuple[int, int]) -> Iterator[Row]:
+    for first, lines, unterminated in ndjson_batches(path, problems, limits, start=start):
+        last = first + len(lines) - 1
+        for lineno, line in enumerate(lines, first):
+            yield lineno, None, line, not (unterminated and lineno == last)
+
+
+__all__ = ["KEY_PATHS", "NativeLines", "Row", "available"]

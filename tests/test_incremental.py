@@ -1,0 +1,131 @@
+"""Nightly incremental runs (issue 28): after every night of a simulated month of Bulk `_since` deltas
+(new labs and diagnoses, corrections, stale resends, deletions, new patients), the incremental run over
+the persistent store gives every patient the result a full re-screen of the data as it stands gives."""
+from __future__ import annotations
+
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from conftest import ROOT
+from fhir3t.criteria.model import ScreeningResult
+from fhir3t.errors import Problems
+from fhir3t.pipeline import Definition, Run
+from fhir3t.pipeline.base import FileInputs
+from fhir3t.pipeline.incremental import UpdateStats, screen_update
+from fhir3t.pipeline.screening import screen_files
+from fhir3t.sources.statestore import PatientState, stored_is_newer
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import nightly
+import population
+
+START = date(2026, 11, 16)
+
+
+@pytest.fixture(scope="module")
+def pop(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pop")
+    population.generate(240, out, seed=3, jobs=1, chunk=120, lines_per_file=20000, dm_fraction=0.4)
+    return out
+
+
+def full(definition: Definition, path: Path, as_of: date) -> dict[str, ScreeningResult]:
+    run = Run.start(definition, as_of=as_of, problems=Problems())
+    return {r.patient: r for r in screen_files(definition, run, FileInputs((path,)))}
+
+
+def comparable(r: ScreeningResult) -> dict:
+    """A result as its JSON contract gives it (criteria, evidence and reasons, in their order)."""
+    return r.to_dict()
+
+
+def test_every_night_of_a_month_the_incremental_run_equals_a_full_rescreen(pop, tmp_path, definition):
+    month = nightly.Month(pop / "fhir", seed=5, touch=0.03)
+    state = PatientState(tmp_path / "state")
+    run = Run.start(definition, as_of=START, problems=Problems())
+    first = UpdateStats()
+    results = {r.patient: r for r in screen_update(definition, run, state, [pop / "fhir"], first)}
+    assert first.everyone and first.screened == len(results) >= 240
+    seen_statuses = {r.status for r in results.values()}
+    changed = 0
+    for k in range(1, 11):
+        # nights 1-8 screen for the same as-of (only the patients whose data changed are screened again);
+        # from night 9 the as-of moves with the calendar (everyone is screened again, from the store)
+        as_of = START if k <= 8 else START + timedelta(days=k)
+        delta = tmp_path / f"delta-{k}.ndjson"
+        nightly.write_lines(delta, month.night(k, START + timedelta(days=k)))
+        stats = UpdateStats()
+        inc = {r.patient: r for r in screen_update(definition, Run.start(definition, as_of=as_of, problems=Problems()),
+                                                   state, [delta], stats)}
+        current = tmp_path / "current.ndjson"
+        month.write_current(current)
+        want = full(definition, current, as_of)
+        assert inc.keys() == want.keys(), f"night {k}"
+        differ = [p for p in want if comparable(inc[p]) != comparable(want[p])]
+        assert not differ, f"night {k}: {differ[:5]}"
+        changed += sum(1 for p in want if p not in results or results[p].status != want[p].status)
+        results = want
+        seen_statuses |= {r.status for r in want.values()}
+        if k <= 8:
+            assert not stats.everyone and 0 < stats.screened < len(want) // 4, (k, stats)
+            assert stats.kept == len(want) - stats.screened
+        elif k == 9:
+            assert stats.everyone and stats.why == "definition-or-dates"
+    assert set(month.counts) == set(nightly.KINDS), month.counts  # every kind of change was made
+    assert changed > 0 and len(seen_statuses) >= 2
+
+
+def test_a_newer_version_replaces_and_an_older_one_is_ignored(tmp_path, definition):
+    state = PatientState(tmp_path / "s")
+
+    def obs(vid: str, value: float, lu: str = "2026-11-01T00:00:00Z") -> dict:
+        return {"resourceType": "Observation", "id": "o1", "meta": {"versionId": vid, "lastUpdated": lu},
+                "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/a"},
+                "valueQuantity": {"value": value}}
+
+    def merge(*lines: dict) -> None:
+        path = tmp_path / "d.ndjson"
+        path.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+        state.merge([path], Problems())
+
+    def stored() -> dict:
+        row = state.db.execute("SELECT body FROM res WHERE id = 'o1'").fetchone()
+        return orjson.loads(row[0]) if row else {}
+
+    merge({"resourceType": "Patient", "id": "a"}, obs("2", 2.0))
+    merge(obs("1", 1.0))
+    assert stored()["valueQuantity"]["value"] == 2.0  # version 1 after version 2: kept 2
+    merge(obs("10", 10.0))
+    assert stored()["valueQuantity"]["value"] == 10.0  # numeric, not string order ("10" < "2")
+    assert state.dirty() == {"a"}
+    merge({"resourceType": "Bundle", "type": "transaction",
+           "entry": [{"request": {"method": "DELETE", "url": "Observation/o1"}}]})
+    assert stored() == {}
+    assert stored_is_newer("", "2026-11-02T00:00:00Z", "", "2026-11-01T00:00:00Z")
+    assert not stored_is_newer("", "", "", "")  # nothing says: the later export wins
+    state.close()
+
+
+def test_a_changed_shared_resource_screens_everyone(tmp_path, definition):
+    state = PatientState(tmp_path / "s")
+    base = tmp_path / "base.ndjson"
+    base.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in (
+        {"resourceType": "Patient", "id": "a", "birthDate": "1980-01-01"},
+        {"resourceType": "Patient", "id": "b", "birthDate": "1981-01-01"},
+        {"resourceType": "Medication", "id": "m1", "code": {"text": "tacrolimus"}})))
+    run = Run.start(definition, as_of=START, problems=Problems())
+    assert len(list(screen_update(definition, run, state, [base]))) == 2
+    delta = tmp_path / "delta.ndjson"
+    delta.write_bytes(orjson.dumps({"resourceType": "Medication", "id": "m1", "code": {"text": "tofacitinib"}}) + b"\n")
+    stats = UpdateStats()
+    assert len(list(screen_update(definition, Run.start(definition, as_of=START, problems=Problems()), state,
+                                  [delta], stats))) == 2
+    assert stats.everyone and stats.why == "shared-resource" and stats.screened == 2
+    stats = UpdateStats()
+    list(screen_update(definition, Run.start(definition, as_of=START, problems=Problems()), state, [], stats))
+    assert stats.screened == 0 and stats.kept == 2  # nothing changed: nothing screened
+    state.close()
