@@ -102,3 +102,16 @@ class Recorder(http.server.ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+
+
+def card_status(url: str, pid: str, prefetch: dict) -> str:
+    """What a patient-view call over HTTP answers for one patient: 'eligible', 'candidate' or 'no card'."""
+    import requests
+
+    r = requests.post(f"{url}/cds-services/{SERVICE}", data=json.dumps(hook_request(pid, prefetch)),
+                      headers={"Content-Type": "application/json"}, timeout=60)
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    cards = r.json()["cards"]
+    if not cards:
+        return "no card"
+    return "eligible" if cards[0]["summary"].startswith("Eligible") else "candidate"

@@ -26,6 +26,7 @@ Screen with `--as-of 2026-11-16` (d1 = as_of) and the ConceptMap written beside 
 from __future__ import annotations
 
 import argparse
+import copy
 import gzip
 import itertools
 import json
@@ -69,12 +70,13 @@ CONCEPT_MAP_FILE = "ConceptMap-zj2h-local.json"
 
 #: systems of the multi-system export: folder name -> how its references are written
 SYSTEMS = {"his": "relative", "lis": "relative", "pacs": "absolute", "pharmacy": "relative", "tb": "relative",
-           "tb-clinic": "relative", "outside-lab": "absolute"}
+           "tb-clinic": "relative", "outside-lab": "absolute", "ehr-later": "relative"}
 ABSOLUTE_BASE = {"pacs": "http://pacs.zj2h.example.org/fhir", "outside-lab": "http://lab.example.org/fhir"}
 #: Bundle layout: the hospital EHR's $everything (HIS + LIS + PACS + the TB lab) holds the Patient;
 #: the pharmacy, the TB clinic and the outside lab send their own Bundles (without it, or with a copy)
 BUNDLE_OF = {"his": "ehr", "lis": "ehr", "pacs": "ehr", "tb": "ehr", "pharmacy": "pharmacy", "tb-clinic": "tb-clinic",
-             "outside-lab": "outside-lab"}
+             "outside-lab": "outside-lab", "ehr-later": "ehr-later"}
+#: "ehr-later" is a later export of the same EHR (the same ids, newer versions: issue 20's class 1)
 
 # ---- local codes and their standard targets (the ConceptMap) -----------------------------------
 #: LIS code -> (Chinese display, LOINC or None when the hospital never mapped it)
@@ -180,6 +182,9 @@ class Chart:
     acceptable: dict[str, set[str]] = field(default_factory=dict)
     description: str = ""
     n: itertools.count = field(default_factory=lambda: itertools.count(1))
+    #: documents written as they are beside the resources (system folder, file name, JSON): a history
+    #: Bundle, a record whose resourceType is garbled (not a valid resource, so not among the slots)
+    documents: list[tuple[str, str, dict]] = field(default_factory=list)
 
     def rid(self, tag: str) -> str:
         return f"{self.pid}-{tag}{next(self.n)}"
@@ -1179,6 +1184,244 @@ def _(c: Chart, b: Build, rng: random.Random) -> None:
     c.expect("I1-age", UNKNOWN)
 
 
+
+# ---- the one promise (issue 20): versions, concepts in other elements, ways to name the patient, ----
+# ---- unreadable entries, dates of other shapes -------------------------------------------------------
+def _meta(r: dict, version: str | None = None, updated: str | None = None) -> dict:
+    out = copy.deepcopy(r)
+    out["meta"] = {k: v for k, v in (("versionId", version), ("lastUpdated", updated)) if v}
+    return out
+
+
+def _dm_only(c: Chart) -> dict:
+    """The chart's one dermatomyositis Condition (the baseline's)."""
+    return c.slots["dm"][0][1]
+
+
+@scenario("version-dm-newer-entered-in-error", "the EHR's later export holds version 2 of the only dermatomyositis "
+          "diagnosis, entered-in-error (spec §2: it never counts)")
+def _(c: Chart, b: Build, rng: random.Random) -> None:
+    system, dm = c.slots["dm"][0]
+    c.put("dm", (system, _meta(dm, "1", "2026-09-01T10:00:00+08:00")))
+    later = _meta(dm, "2", "2026-11-02T09:00:00+08:00")
+    later["verificationStatus"] = concept(coding(VER, "entered-in-error"))
+    later.pop("clinicalStatus", None)  # con-5: an entered-in-error diagnosis has no clinical status
+    c.add("dm", ("ehr-later", later))
+    c.expect("I2-dm", NOT_MET)
+
+
+@scenario("version-dm-older-entered-in-error", "an older version of the dermatomyositis diagnosis, entered-in-error, in "
+          "the later export folder: the newer (active, confirmed) one counts")
+def _(c: Chart, b: Build, rng: random.Random) -> None:
+    system, dm = c.slots["dm"][0]
+    c.put("dm", (system, _meta(dm, "3")))
+    older = _meta(dm, "2")
+    older["verificationStatus"] = concept(coding(VER, "entered-in-error"))
+    older.pop("clinicalStatus", None)
+    c.add("dm", ("ehr-later", older))
+    c.expect("I2-dm", MET)
+
+
+@scenario("version-hbsag-corrected-positive", "HBsAg negative as version 1 (LIS), corrected to 阳性 as version 2 in the "
+          "later export (lastUpdated in UTC, later than the +08:00 one)")
+def _(c: Chart, b: Build, rng: random.Random) -> None:
+    system, hbsag = c.slots["hbv"][0]
+    c.slots["hbv"][0] = (system, _meta(hbsag, None, "2026-11-10T09:00:00+08:00"))
+    fixed = _meta(hbsag, None, "2026-11-10T01:00:01Z")
+    for k in [k for k in fixed if k.startswith("value") or k == "interpretation"]:
+        fixed.pop(k)
+    fixed["valueString"] = "阳性"
+    c.add("hbv", ("ehr-later", fixed))
+    c.expect("E7-hbv", MET)
+
+
+@scenario("version-hbsag-unordered", "two copies of the HBsAg result, negative and 阳性, neither with a version nor a "
+          "lastUpdated: which is current cannot be told")
+def _(c: Chart, b: Build, rng: random.Random) -> None:
+    _, hbsag = c.slots["hbv"][0]
+    other = copy.deepcopy(hbsag)
+    for k in [k for k in other if k.startswith("value") or k == "interpretation"]:
+        other.pop(k)
+    other["valueString"] = "阳性"
+    c.add("hbv", ("ehr-later", other))
+    c.expect("E7-hbv", UNKNOWN)
+
+
+@scenario("version-history-delete-rituximab", "rituximab 60 days before d1 (version 1, pharmacy); the EHR's history "
+          "Bundle deletes it at version 2: no depleting agent")
+def _(c: Chart, b: Build, rng: random.Random) -> None:
+    _, admin = _admin(concept(coding(RX, "121191", "rituximab"), text="利妥昔单抗注射液"), 60)(c, b)[0]
+    c.put("drug", ("pharmacy", _meta(admin, "1")))
+    c.documents.append(("his", f"history-{c.pid}.json", {"resourceType": "Bundle", "type": "history", "entry": [
+        {"request": {"method": "DELETE", "url": f"MedicationAdministration/{admin['id']}"},
+         "response": {"status": "204 No Content", "etag": 'W/"2"', "lastModified": ts(c.day(10), "10:00")}}]}))
+    c.expect("E3-depleting-agent", NOT_MET)
+
+
+@scenario("version-history-newest-first-positive", "a history Bundle of the HBsAg result without versionIds: 阳性 listed "
+          "first (the newest), negative after it")
+def _(c: Chart, b: Build, rng: random.Random) -> None:
+    _, hbsag = c.slots["hbv"][0]
+    positive = copy.deepcopy(hbsag)
+    for k in [k for k in positive if k.startswith("value") or k == "interpretation"]:
+        positive.pop(k)
+    positive["valueString"] = "阳性"
+    c.slots["hbv"].pop(0)
+    c.documents.append(("his", f"history-{c.pid}.json", {"resourceType": "Bundle", "type": "history", "entry": [
+        {"resource": positive, "request": {"method": "PUT", "url": f"Observation/{hbsag['id']}"}},
+        {"resource": copy.deepcopy(hbsag), "request": {"method": "POST", "url": "Observation"}}]}))
+    c.expect("E7-hbv", MET)
+
+
+def _allergy_substance(substance: dict) -> Callable[[Chart, Build], list[Item]]:
+    def allergy(c: Chart, b: Build) -> list[Item]:
+        _, a = _allergy(concept(coding(SCT, "416098002", "Drug allergy"), text="药物过敏"))(c, b)[0]
+        a["reaction"][0]["substance"] = substance
+        return [("his", a)]
+    allergy.__name__ = "allergy"
+    return allergy
+
+
+_drug("elsewhere-allergy-substance-thalidomide", "AllergyIntolerance coded 'Drug allergy', thalidomide (formulary, mapped) "
+      "only in reaction.substance: the spec reads the allergy's code, a person reads thalidomide",
+      ("E11-hypersensitivity", "E1-prior-3t-failure"), UNKNOWN, (MET,), _allergy_substance(formulary(B["thalidomide"])))
+_drug("elsewhere-allergy-substance-text", "AllergyIntolerance coded 'Drug allergy', reaction.substance text 反应停",
+      ("E11-hypersensitivity", "E1-prior-3t-failure"), UNKNOWN, (MET,), _allergy_substance(concept(text="反应停(沙利度胺)")))
+
+
+def _contained_ingredient(code: dict, back: int) -> Callable[[Chart, Build], list[Item]]:
+    def make(c: Chart, b: Build) -> list[Item]:
+        system, r = _admin(code, back)(c, b)[0]
+        r.pop("medicationCodeableConcept")
+        r["contained"] = [{"resourceType": "Medication", "id": "med", "ingredient": [{"itemCodeableConcept": code}]}]
+        r["medicationReference"] = {"reference": "#med"}
+        return [(system, r)]
+    return make
+
+
+_drug("elsewhere-contained-ingredient-rituximab", "MedicationAdministration of a contained Medication without a code, "
+      "its ingredient rituximab (RxNorm 121191), 60 days before d1", "E3-depleting-agent", UNKNOWN, (MET,),
+      _contained_ingredient(concept(coding(RX, "121191", "rituximab")), 60))
+
+
+@scenario("elsewhere-condition-evidence-cancer", "Condition coded 'Disease' (SNOMED 64572001), active, its evidence "
+          "乳腺恶性肿瘤 C50.9: the code is no diagnosis the spec reads, the evidence is a cancer")
+def _(c: Chart, b: Build, rng: random.Random) -> None:
+    c.add("dm", b.cond("his", concept(coding(SCT, "64572001", "Disease"), text="疾病"), onsetDateTime=c.day(100),
+                       evidence=[{"code": [concept(coding(ICD10, "C50.9", "乳腺恶性肿瘤"))]}]))
+    c.expect("E6-malignancy", UNKNOWN, MET)
+    for crit in ("I2-dm", "E5-immunodeficiency", "E7-hbv", "E8-hcv", "E9-hiv", "E10-tb", "E13-pregnancy"):
+        c.allow(UNKNOWN, crit)  # a diagnosis whose code reads as 'Disease' could be any of theirs
+
+
+@scenario("elsewhere-hbsag-newer-text-only", "a newer HBsAg 阳性 coded only by its text 乙型肝炎病毒表面抗原 (no code), "
+          "after the LIS's readable negative")
+def _(c: Chart, b: Build, rng: random.Random) -> None:
+    c.add("hbv", b.obs("outside-lab", concept(text="乙型肝炎病毒表面抗原"), ts(c.day(2), "11:00"), **v_str("阳性")))
+    c.expect("E7-hbv", UNKNOWN, MET)
+
+
+@scenario("elsewhere-hbsag-report-conclusion", "a newer DiagnosticReport coded HBsAg (LOINC 5196-1) whose conclusionCode "
+          "is Positive, after the LIS's negative Observation")
+def _(c: Chart, b: Build, rng: random.Random) -> None:
+    day = ts(c.day(2), "11:00")
+    c.add("hbv", ("outside-lab", {"resourceType": "DiagnosticReport", "id": c.rid("dr"), "status": "final",
+                                  "code": loinc("5196-1", "Hepatitis B virus surface Ag"), "subject": b.subject("outside-lab"),
+                                  "effectiveDateTime": day, "issued": _issued(day),
+                                  "conclusionCode": [concept(coding(SCT, "10828004", "Positive"), text="阳性")]}))
+    c.expect("E7-hbv", MET, UNKNOWN)
+
+
+@scenario("elsewhere-hbsag-contained-in-report", "乙肝五项 DiagnosticReport whose results are contained in it "
+          "(result '#hbsag'): HBsAg 阳性, newer than the LIS's negative")
+def _(c: Chart, b: Build, rng: random.Random) -> None:
+    day = ts(c.day(2), "08:00")
+    hbsag = {"resourceType": "Observation", "id": "hbsag", "status": "final", "code": lis("HBSAG"),
+             "effectiveDateTime": day, "valueString": "阳性"}
+    c.add("hbv", ("lis", {"resourceType": "DiagnosticReport", "id": c.rid("dr"), "status": "final", "code": lis("HBV5"),
+                          "subject": b.subject("lis"), "effectiveDateTime": day, "issued": _issued(day),
+                          "contained": [hbsag], "result": [{"reference": "#hbsag"}]}))
+    c.expect("E7-hbv", MET)
+
+
+def _pharmacy_link(link: Callable[[Chart], dict], *also: str) -> Scenario:
+    def fn(c: Chart, b: Build, rng: random.Random) -> None:
+        _, r = _admin(concept(coding(RX, "121191", "rituximab"), text="利妥昔单抗注射液"), 60)(c, b)[0]
+        r["subject"] = link(c)
+        c.put("drug", ("pharmacy", r))
+        c.expect("E3-depleting-agent", MET, *also)
+    return fn
+
+
+scenario("patient-logical-ref-pharmacy", "the pharmacy names the patient by identifier only (subject.identifier MRN): "
+         "rituximab 60 days before d1")(_pharmacy_link(lambda c: {"identifier": {"system": f"{SITE}/sid/mrn", "value": f"MRN{c.pid}"}}))
+scenario("patient-conditional-ref-pharmacy", "the pharmacy names the patient by a conditional reference "
+         "Patient?identifier=mrn|MRN: rituximab 60 days before d1")(
+    _pharmacy_link(lambda c: {"reference": f"Patient?identifier={SITE}/sid/mrn|MRN{c.pid}"}))
+scenario("patient-absolute-other-base-pharmacy", "the pharmacy names the patient by an absolute URL on its own server: "
+         "rituximab 60 days before d1 (whether another server's Patient/<id> is this patient the spec does not say: "
+         "unknown is safe too)")(
+    _pharmacy_link(lambda c: {"reference": f"https://pharmacy.zj2h.example.org/fhir/Patient/{c.pid}"}, UNKNOWN))
+
+
+@scenario("unreadable-type-statement-tacrolimus", "the pharmacy's MedicationStatement of tacrolimus stopped for lack of "
+          "effect, its resourceType misspelt 'MedicationStatment': it names the patient and could be any record")
+def _(c: Chart, b: Build, rng: random.Random) -> None:
+    _, r = _stmt(formulary(B["tacrolimus"]), status="stopped", end_back=200, reason="58848006")(c, b)[0]
+    r["resourceType"] = "MedicationStatment"
+    c.documents.append(("pharmacy", f"garbled-{c.pid}.json", {"resourceType": "Bundle", "type": "collection",
+                                                              "entry": [{"resource": r}]}))
+    c.expect("E1-prior-3t-failure", UNKNOWN, MET)
+    for crit in CRITERIA:  # an entry of no known type could be any record: any criterion may be left unknown
+        c.allow(UNKNOWN, crit)
+
+
+def _cancer_aged(age: dict) -> Scenario:
+    def fn(c: Chart, b: Build, rng: random.Random) -> None:
+        c.add("dm", b.cond("his", concept(coding(HISDX, "C50.901", "乳腺恶性肿瘤"), text="乳腺癌"), clinical="resolved",
+                           onsetAge=age["onset"], abatementAge=age["abatement"]))
+        birth = date.fromisoformat(c.birth)
+        lo = birth + relativedelta(years=age["onset"]["value"])
+        hi = birth + relativedelta(years=age["abatement"]["value"] + 1) - timedelta(days=1)
+        start = c.as_of - relativedelta(years=5)
+        ab_lo = birth + relativedelta(years=age["abatement"]["value"])
+        on_hi = birth + relativedelta(years=age["onset"]["value"] + 1) - timedelta(days=1)
+        inside = (start <= lo and on_hi <= c.as_of) or (start <= ab_lo and hi <= c.as_of)
+        outside = on_hi < start and hi < start
+        c.expect("E6-malignancy", MET if inside else NOT_MET if outside else UNKNOWN)
+    return fn
+
+
+def _age(n: int) -> dict:
+    return {"value": n, "unit": "岁", "system": "http://unitsofmeasure.org", "code": "a"}
+
+
+scenario("date-cancer-age-recent", "breast cancer (resolved) dated only by age: onset 2 years, abatement 1 year before "
+         "the current age (spec §5 E6: within 5 years)")(
+    lambda c, b, rng: _cancer_aged({"onset": _age(_years_old(c) - 3), "abatement": _age(_years_old(c) - 2)})(c, b, rng))
+scenario("date-cancer-age-long-ago", "breast cancer (resolved) dated only by age, ten and nine years ago")(
+    lambda c, b, rng: _cancer_aged({"onset": _age(_years_old(c) - 11), "abatement": _age(_years_old(c) - 10)})(c, b, rng))
+
+
+def _years_old(c: Chart) -> int:
+    born = date.fromisoformat(c.birth)
+    return c.as_of.year - born.year - ((c.as_of.month, c.as_of.day) < (born.month, born.day))
+
+
+@scenario("date-history-z85-2020", "personal history of breast cancer Z85.3, onset and abatement in 2020 (outside 5 "
+          "years: spec §5 E6, the dates decide)")
+def _(c: Chart, b: Build, rng: random.Random) -> None:
+    c.add("dm", b.cond("his", concept(coding(ICD10, "Z85.3", "Personal history of malignant neoplasm of breast"),
+                                      text="乳腺恶性肿瘤个人史"), clinical="resolved", onsetDateTime="2020-03-01",
+                       abatementDateTime="2020-09-30", recordedDate=c.day(30)))  # con-4: abated -> resolved
+    c.expect("E6-malignancy", NOT_MET)
+
+
+#: scenarios whose records include documents written as they are (a history Bundle, a garbled entry): not
+#: mixed into the population generator, which writes resources as NDJSON lines
+DOCUMENT_SCENARIOS = {"version-history-delete-rituximab", "version-history-newest-first-positive",
+                      "unreadable-type-statement-tacrolimus"}
+
 # ---- generation ----------------------------------------------------------------------------------
 def make_chart(name: str, pid: str, rng: random.Random, as_of: date = AS_OF) -> Chart:
     description, fn = SCENARIOS[name]
@@ -1207,7 +1450,7 @@ def corpus(seed: int = 0, as_of: date = AS_OF, copies: int = 1) -> list[Chart]:
 
 def chart_for(index: int, pid: str, seed: int, as_of: date = AS_OF) -> Chart:
     """The index-th hospital patient of a population (scenarios in turn), independent of the others."""
-    names = list(SCENARIOS)
+    names = [n for n in SCENARIOS if n not in DOCUMENT_SCENARIOS]
     return make_chart(names[index % len(names)], pid, random.Random(f"{seed}:{index}"), as_of)
 
 
@@ -1249,7 +1492,16 @@ def write_ndjson(charts: list[Chart], folder: Path, gz: bool = False) -> None:
     finally:
         for h in handles.values():
             h.close()
+    write_documents(charts, folder)
     (folder / CONCEPT_MAP_FILE).write_text(json.dumps(concept_map(), ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def write_documents(charts: Iterable[Chart], folder: Path) -> None:
+    """Each chart's documents (a history Bundle, a garbled entry) as they are, in its system's folder."""
+    for c in charts:
+        for system, name, doc in c.documents:
+            (folder / system).mkdir(parents=True, exist_ok=True)
+            (folder / system / name).write_text(dumps(doc), encoding="utf-8")
 
 
 def write_bundles(charts: list[Chart], folder: Path) -> None:
@@ -1271,6 +1523,7 @@ def write_bundles(charts: list[Chart], folder: Path) -> None:
         (folder / "pharmacy").mkdir(parents=True, exist_ok=True)
         (folder / "pharmacy" / "shared.json").write_text(
             dumps({"resourceType": "Bundle", "type": "collection", "entry": [entry(s, r) for s, r in shared]}), encoding="utf-8")
+    write_documents(charts, folder)
     (folder / CONCEPT_MAP_FILE).write_text(json.dumps(concept_map(), ensure_ascii=False, indent=1), encoding="utf-8")
 
 

@@ -14,6 +14,7 @@ from cds_helpers import CONCEPT_MAP, ROOT, SAMPLES_AS_OF, SERVICE, hook_request
 from fhir3t.fhirutil import patient_id
 from fhir3t.messages.render import LOCALE_DIR
 from fhir3t.pipeline import Definition
+from fhir3t.r4facts import r4_facts
 from fhir3t.service.cards import DETAIL_MAX, SUMMARY_MAX
 from fhir3t.service.hooks import CdsService
 from fhir3t.service.prefetch import as_prefetch
@@ -57,7 +58,11 @@ def sample_patients() -> dict[str, list[dict]]:
                 if not isinstance(res, dict):
                     continue
                 pid = res.get("id") if res.get("resourceType") == "Patient" else patient_id(res)
-                (by_patient[pid] if pid else shared).append(res)
+                if pid:
+                    by_patient[pid].append(res)
+                elif res.get("resourceType") in r4_facts().shared_types:  # a drug, a study: everyone's
+                    shared.append(res)
+                # else: a record whose patient cannot be read (a garbled sample): no patient's search returns it
     return {pid: [*res, *shared] for pid, res in by_patient.items()
             if any(r.get("resourceType") == "Patient" for r in res)}
 

@@ -84,3 +84,40 @@ def test_files_shaped_to_trip_a_second_reader_give_the_same_results_and_problems
         assert native[0] == python[0], name
         if name != "trailing-comma":  # the documented difference: that line's problem is not said
             assert native[1] == python[1], name
+
+
+def test_the_native_key_never_drops_what_a_drop_verdict_did_not_see(tmp_path, definition):
+    """Issue 20 beside issue 28: a drop learnt from one line applies to every line of its key (type, main code,
+    member names), so it is learnt only where nothing else in the line could matter: not from an allergy coded
+    'Drug allergy' (a later one may name thalidomide in reaction.substance), not from a later version (kept
+    whatever it says: it may supersede a copy that counts; meta.versionId is in the key)."""
+    p01 = orjson.loads((ROOT / "samples" / "screening" / "01-eligible-classic.json").read_bytes())
+    by_type: dict[str, list[dict]] = {}
+    for e in p01["entry"]:
+        by_type.setdefault(e["resource"]["resourceType"], []).append(e["resource"])
+    sct, rx = "http://snomed.info/sct", "http://www.nlm.nih.gov/research/umls/rxnorm"
+    drug_allergy = {"coding": [{"system": sct, "code": "416098002", "display": "Drug allergy"}]}
+    htn = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "I10", "display": "Hypertension"}]}
+    fillers, conds = [], []
+    for i in range(40):  # other patients' allergies and later-version diagnoses no criterion reads
+        by_type["Patient"].append({"resourceType": "Patient", "id": f"f{i}", "birthDate": "1970-01-01"})
+        fillers.append({"resourceType": "AllergyIntolerance", "id": f"f{i}-a", "patient": {"reference": f"Patient/f{i}"},
+                        "code": drug_allergy, "reaction": [{"substance": {"text": "peanut"}}]})
+        conds.append({"resourceType": "Condition", "id": f"f{i}-c", "subject": {"reference": f"Patient/f{i}"},
+                      "meta": {"versionId": "2"}, "code": htn})
+    allergy = {"resourceType": "AllergyIntolerance", "id": "p01-a", "patient": {"reference": "Patient/p01"},
+               "code": drug_allergy, "reaction": [{"substance": {"coding": [{"system": rx, "code": "10432"}]}}]}
+    dm = next(r for r in by_type["Condition"] if r["id"] == "p01-dm")
+    dm_v2 = {**dm, "meta": {"versionId": "2"}, "code": htn}  # the diagnosis recoded: no longer dermatomyositis
+    dm["meta"] = {"versionId": "1"}
+    by_type["AllergyIntolerance"] = [*fillers, allergy]
+    by_type["Condition"] = [*by_type["Condition"], *conds]
+    for rtype, rows in by_type.items():
+        (tmp_path / f"{rtype}.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    (tmp_path / "later").mkdir()
+    (tmp_path / "later" / "Condition.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in [*conds, dm_v2]))
+    python, native = both(definition, [tmp_path])
+    assert native[0] == python[0]
+    p = next(r for r in native[0] if r["patient"] == "Patient/p01")
+    crit = {c["id"]: c["result"] for c in p["criteria"]}
+    assert crit["E11-hypersensitivity"] == "unknown" and crit["I2-dm"] == "not-met" and p["status"] == "ineligible"

@@ -12,11 +12,11 @@ import pytest
 
 from fhir3t.dates import parse_day
 from fhir3t.errors import Problems
+from fhir3t.messages import render
 from fhir3t.pipeline.base import FileInputs
 from fhir3t.pipeline.definition import Definition
 from fhir3t.pipeline.run import Run
 from fhir3t.pipeline.screening import screen_files
-from fhir3t.messages import render
 
 SYSTEM = "http://his.hospital.example/CodeSystem/lab-items"
 

@@ -108,6 +108,49 @@ def plausible(span: Span) -> bool:
     return span.hi >= EARLIEST_PLAUSIBLE and span.lo <= date(today.year + _FUTURE_YEARS, 12, 31)
 
 
+#: UCUM units an Age is written in, as calendar steps
+_AGE_UNITS = {"a": "years", "yr": "years", "year": "years", "years": "years", "mo": "months", "month": "months",
+              "months": "months", "wk": "weeks", "week": "weeks", "weeks": "weeks", "d": "days", "day": "days",
+              "days": "days"}
+
+
+def age_span(birth: Span, age: object, *, upper: bool = False) -> Span | None:
+    """The days on which a person born in `birth` was of the R4 Age `age` ({value, code|unit}): 40 years
+    is every day from the 40th birthday to the day before the 41st (a partial birth date widens it).
+    None when the Age cannot be read (no number, a unit other than years, months, weeks, days, or a
+    comparator: '<40 a' says no day)."""
+    if not isinstance(age, dict) or age.get("comparator") is not None:
+        return None
+    value = age.get("value")
+    unit = _AGE_UNITS.get(str(age.get("code") or age.get("unit") or "").strip().lower())
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or unit is None or not 0 <= value < 60_000:
+        return None
+    whole = int(value)
+
+    def step(n: int) -> relativedelta:
+        return relativedelta(years=n) if unit == "years" else relativedelta(months=n) if unit == "months" else \
+            relativedelta(weeks=n) if unit == "weeks" else relativedelta(days=n)
+
+    try:
+        lo = birth.lo + step(whole)
+        hi = birth.hi + step(whole + 1) - relativedelta(days=1)
+    except (ValueError, OverflowError):
+        return None
+    return Span(lo, hi)
+
+
+def range_span(birth: Span, rng: object) -> Span | None:
+    """The days an R4 Range of Ages ({low, high}) covers from `birth`: from the low age's first day to the
+    high age's last; an open end reaches birth (low) or the last day fhir3t screens on (high)."""
+    if not isinstance(rng, dict) or not ("low" in rng or "high" in rng):
+        return None
+    low = age_span(birth, rng["low"]) if "low" in rng else Span(birth.lo, birth.lo)
+    high = age_span(birth, rng["high"]) if "high" in rng else Span(LAST_DAY, LAST_DAY)
+    if low is None or high is None or high.hi < low.lo:
+        return None
+    return Span(low.lo, high.hi)
+
+
 _DURATION = re.compile(r"^\s*(\d+)\s*(d|day|days|w|wk|week|weeks|mo|month|months|y|a|yr|year|years)\s*$")
 
 

@@ -7,7 +7,8 @@ escapes a search value asks here, so the rules cannot drift apart.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
 
 from fhir3t.ids import fhir_id
 from fhir3t.jsonshape import child, child_text, text
@@ -52,6 +53,101 @@ def patient_reference(resource: dict) -> str | None:
         if isinstance(v, dict) and isinstance(v.get("reference"), str):
             return v["reference"]
     return None
+
+
+#: an identifier a record names its patient by: (system, value); system None matches any system, "" none
+Token = tuple[str | None, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PatientLink:
+    """How a resource names its patient: a reference as written (relative, absolute, urn:uuid, or a
+    conditional `Patient?identifier=sys|val`), or a logical reference's identifier."""
+
+    reference: str | None = None
+    identifier: Token | None = None
+
+
+def patient_link(resource: dict, links: tuple[str, ...] | None = None) -> PatientLink | None:
+    """The first link naming the resource's patient (`links`: the elements to look in; default the type's)."""
+    if links is None:
+        rtype = resource.get("resourceType")
+        links = r4_facts().links(rtype) if isinstance(rtype, str) else ()
+    for f in links:
+        v = resource.get(f)
+        if isinstance(v, list):  # Appointment.participant: the first actor that is a Patient
+            ref = patient_reference(resource)
+            if ref is not None:
+                return PatientLink(ref)
+            continue
+        if not isinstance(v, dict):
+            continue
+        if isinstance(v.get("reference"), str):
+            return PatientLink(v["reference"])
+        token = identifier_token(v.get("identifier"))
+        if token is not None:
+            return PatientLink(None, token)
+    return None
+
+
+def identifier_token(identifier: object) -> Token | None:
+    """(system, value) of an Identifier with a value (system None when it has none)."""
+    if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str) or not identifier["value"]:
+        return None
+    system = identifier.get("system")
+    return (system if isinstance(system, str) and system else None, identifier["value"])
+
+
+def conditional_patient(ref: str) -> str | Token | None:
+    """A conditional reference to a Patient: `Patient?_id=x` -> "Patient/x"; `Patient?identifier=sys|val`
+    -> (sys, val) (`|val`: no system, `val`: any system). None for anything else (other search
+    parameters, several criteria, another type): such a reference names no patient fhir3t can find."""
+    head, sep, query = ref.partition("?")
+    if not sep or head.rstrip("/").rsplit("/", 1)[-1] != "Patient":
+        return None
+    params = parse_qsl(query, keep_blank_values=True)
+    if len(params) != 1:
+        return None
+    name, value = params[0]
+    if name == "_id" and value and "/" not in value:
+        return f"Patient/{value}"
+    if name != "identifier" or not value:
+        return None
+    system, bar, val = _split_token(value)
+    if not val:
+        return None
+    return (system, val) if bar else (None, val)
+
+
+def _split_token(value: str) -> tuple[str, bool, str]:
+    """A token search value `system|code` split at its first unescaped `|` (FHIR escapes it as `\\|`)."""
+    i = 0
+    while i < len(value):
+        if value[i] == "\\":
+            i += 2
+            continue
+        if value[i] == "|":
+            return value[:i].replace("\\|", "|"), True, value[i + 1:].replace("\\|", "|")
+        i += 1
+    return "", False, value.replace("\\|", "|")
+
+
+def identifier_keys(patient: dict) -> list[str]:
+    """The keys a Patient is found by when a record names it by identifier (see `token_key`)."""
+    out: list[str] = []
+    for ident in patient.get("identifier") or () if isinstance(patient.get("identifier"), list) else ():
+        token = identifier_token(ident)
+        if token is None:
+            continue
+        system, value = token
+        out += [f"{system or ''}|{value}", f"*|{value}"]
+    return list(dict.fromkeys(out))
+
+
+def token_key(token: Token) -> str:
+    """The key a record's identifier is looked up by among `identifier_keys` (system None: any system)."""
+    system, value = token
+    return f"*|{value}" if system is None else f"{system}|{value}"
 
 
 def patient_id(resource: dict) -> str | None:

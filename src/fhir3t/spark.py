@@ -41,6 +41,7 @@ from fhir3t.pipeline import Definition, Run, screen_records, with_discovered_map
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.grouping import SharedIndex
+from fhir3t.sources.versions import reconcile
 
 NDJSON_GLOB = "*.{ndjson,ndjson.gz,jsonl,jsonl.gz,NDJSON,NDJSON.GZ}"
 #: what reports and panels point at their results with
@@ -178,7 +179,9 @@ def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[Kept]]]) -> 
             for _, text, _, orphan in ordered:
                 if orphan:
                     adopted.add(orjson.loads(text))
-            yield RawRecord(key, resources, source, _resolver(adopted, shared) if adopted.by_ref else shared.get, {})
+            one = reconcile(resources)  # every Type/id once: its newest copy (sources.versions)
+            yield RawRecord(key, one.resources, source, _resolver(adopted, shared) if adopted.by_ref else shared.get, {},
+                            conflicts=one.conflicts)
 
     for result in screen_records(definition, run, records(), shared):
         yield "result", orjson.dumps(result.to_dict()).decode()

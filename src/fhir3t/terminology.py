@@ -267,6 +267,21 @@ class ValueSet:
                 return True
         return False
 
+    def generalizes(self, code: Code) -> bool:
+        """Is `code` a class above some of this set's codes in a system whose hierarchy is in the code (ATC
+        L04AX 'other immunosuppressants' above L04AX02 thalidomide)? Such a code says what kind of thing a
+        record is, not which: it never decides membership by itself."""
+        system, value = code
+        if system not in self.systems.prefix_hierarchy or not value:
+            return False
+        roots = [*self.include_codes.get(system, ()), *(f[2] for f in self.include_filters if f[0] == system and f[1] != "regex")]
+        return any(len(r) > len(value) and r.startswith(value) for r in roots)
+
+    def decides(self, code: Code) -> bool:
+        """Does a code of a closed system (ICD-10, ATC) settle by itself whether a record is in this set,
+        whatever its text says (see `considers`; a class code above the set's codes does not)?"""
+        return code[0] in self.systems.closed and self.considers(code) and not self.generalizes(code)
+
     @property
     def systems_used(self) -> frozenset[str]:
         return frozenset(self.include_codes) | {f[0] for f in self.include_filters}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -171,6 +172,66 @@ def load_samples(base: str) -> None:
 def loaded_server(server_url: str) -> str:
     load_samples(server_url)
     return server_url
+
+
+# ---- a second real server: Medplum's FHIR router ----------------------------------------------------
+MEDPLUM = ROOT / ".cache" / "medplum-server"
+MEDPLUM_VERSION = "5.2.13"
+MEDPLUM_PACKAGES = ("fhir-router", "core", "definitions")
+
+
+def _medplum_modules() -> Path:
+    """node_modules holding @medplum/fhir-router MEDPLUM_VERSION (installed from npm on first use, ~10 s)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("node/npm not available: the Medplum server tests need @medplum/fhir-router from npm")
+    marker = MEDPLUM / "node_modules" / "@medplum" / "fhir-router" / "package.json"
+    if not marker.is_file() or json.loads(marker.read_text())["version"] != MEDPLUM_VERSION:
+        MEDPLUM.mkdir(parents=True, exist_ok=True)
+        (MEDPLUM / "package.json").write_text('{"name": "fhir3t-medplum-server", "private": true}\n')
+        try:
+            subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error",
+                            *(f"@medplum/{p}@{MEDPLUM_VERSION}" for p in MEDPLUM_PACKAGES)],
+                           cwd=MEDPLUM, check=True, timeout=600, capture_output=True)
+        except subprocess.CalledProcessError as exc:
+            pytest.fail(f"cannot install @medplum/fhir-router@{MEDPLUM_VERSION}: "
+                        f"{exc.stderr.decode(errors='replace')[-1500:]}", pytrace=False)
+    return MEDPLUM / "node_modules"
+
+
+class MedplumServer:
+    """Medplum's FHIR router over an in-memory repository (medplum_server.mjs), on 127.0.0.1, stopped by PID.
+    Unlike sekmet it keeps references as written and matches a reference search on the literal string."""
+
+    def __init__(self, tmp: Path) -> None:
+        modules = _medplum_modules()
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}/fhir"
+        self.log = tmp / f"medplum-{self.port}.log"
+        self._fh = self.log.open("wb")
+        self.proc = subprocess.Popen(["node", str(HERE / "medplum_server.mjs"), str(self.port), str(modules)],
+                                     stdout=self._fh, stderr=subprocess.STDOUT, cwd=str(tmp))
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if requests.get(f"{self.base}/metadata", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        pytest.fail(f"the Medplum server did not start on {self.base}:\n{self.log.read_text(errors='replace')[-3000:]}",
+                    pytrace=False)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._fh.close()
 
 
 @pytest.fixture(scope="module")

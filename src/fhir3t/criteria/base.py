@@ -108,6 +108,11 @@ UNREAD_CODE = Message("unread.code", "{record}{more} has {why}")
 UNREAD_SUSPECT = Message("unread.suspect", "{record}{more} {what}")
 CODE_IT = Message("settle.code-it", "code it to decide")
 CODE_OR_CONFIRM = Message("settle.code-or-confirm", "code or confirm it to decide")
+GIVE_PATIENT = Message("settle.give-patient", "give it a reference to its patient to decide")
+KEEP_CURRENT = Message("settle.keep-current", "keep only its current copy (or give the copies their meta.versionId) to decide")
+UNREAD_NAMES = Message("unread.names", "{record}{more} has {why}, and its text names {name}")
+UNREAD_ELSEWHERE = Message("unread.elsewhere", "{concept} named in {element} of {record}{more}, which no criterion "
+                                               "reads there")
 AND_MORE = Plural("unread.more", " and {n} more", " and {n} more")
 AN_ENTRY = Message("unread.entry", "an entry of the input that cannot be read (see the input problems)")
 
@@ -233,7 +238,7 @@ def record_name(res: Res) -> Msg | str:
 
 
 def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet | None,
-                  judge: Callable[[Res], Tri] | None = None) -> Outcome:
+                  judge: Callable[[Res], Tri] | None = None, *, judge_any: bool = False) -> Outcome:
     """A not-met that rests on absence is unknown while a record that could be the one cannot be read.
 
     The spec takes the EHR as complete for diagnoses, drugs and allergies; a Condition coded only in
@@ -244,15 +249,23 @@ def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet
     """
     if out.result != NOT_MET:
         return out
-    found = ctx.doubtful(types, vs, judge, every=True)
+    found = ctx.doubtful(types, vs, judge, every=True, judge_any=judge_any)
     if not found:
         return out
     first = found[0]
-    more = AND_MORE(len(found) - 1) if len(found) > 1 else None
-    refs = tuple(r.ref for r in found)
-    if first.bad == "code" and first.why is not None:
+    refs = tuple(dict.fromkeys(r.ref for r in found))  # copies of one record are one record
+    more = AND_MORE(len(refs) - 1) if len(refs) > 1 else None
+    hit = first.hit(vs) if vs is not None else None
+    if hit is not None:
+        extra = clause(UNREAD_ELSEWHERE(concept=hit.shown, element=hit.element, record=record_name(first), more=more),
+                       CODE_OR_CONFIRM())
+    elif first.bad in ("code", "medication[x]") and first.why is not None and vs is not None \
+            and (name := vs.named_in(first.texts)) is not None:  # not coded, but its text says which drug or diagnosis
+        extra = clause(UNREAD_NAMES(record=record_name(first), more=more, why=first.why, name=name), CODE_IT())
+    elif first.bad == "code" and first.why is not None:
         extra = clause(UNREAD_CODE(record=record_name(first), more=more, why=first.why), CODE_IT())
     else:
         extra = clause(UNREAD_SUSPECT(record=record_name(first), more=more, what=describe_suspect(first, ctx.tx)),
-                       CODE_OR_CONFIRM())
-    return Outcome(UNKNOWN, out.evidence + refs, (*out.reason, extra))
+                       KEEP_CURRENT() if first.bad == "version" else GIVE_PATIENT() if first.bad == "patient"
+                       else CODE_OR_CONFIRM())
+    return Outcome(UNKNOWN, tuple(dict.fromkeys(out.evidence + refs)), (*out.reason, extra))

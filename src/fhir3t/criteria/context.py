@@ -66,6 +66,9 @@ class Context:
     #: the value sets the criteria read, by type (which drug an unreadable record names, if any)
     valuesets: dict[str, tuple[ValueSet, ...]] = field(default_factory=dict)
 
+    #: the value sets the criterion being evaluated reads, by type (set by the screener per criterion)
+    criterion_sets: dict[str, tuple[ValueSet, ...]] = field(default_factory=dict)
+
     _window_cache: dict[tuple[str, int], Window] = field(default_factory=dict)
     _visible_cache: dict[str, list[Res]] = field(default_factory=dict)
 
@@ -120,24 +123,36 @@ class Context:
         pool = self.record.suspects.get(rtype, [])
         if every:
             pool = [*pool, *self.visible(rtype)]
-        if not pool or not vs.names:
+        if not pool:
             return []
-        closed = self.tx.systems.closed
-        out = []
+        out: dict[int, Res] = {}
         for r in pool:
-            if r.dated_after(self.as_of) or any(c in vs for c in r.codes):
+            if id(r) in out or r.dated_after(self.as_of) or any(c in vs for c in r.codes):
                 continue
-            if any(c[0] in closed and vs.considers(c) for c in r.codes):
+            if r.hit(vs) is not None:  # the concept is named in an element no rule interprets
+                out[id(r)] = r
+                continue
+            if not vs.names or any(vs.decides(c) for c in r.codes):
+                continue
+            if self.read_as_other(r, vs):
                 continue
             if vs.named_in(r.texts):
-                out.append(r)
-        return out
+                out[id(r)] = r
+        return list(out.values())
+
+    def read_as_other(self, r: Res, vs: ValueSet) -> bool:
+        """Is the record read by the criterion being evaluated through another of its value sets (a
+        'history of breast cancer' Z85.3 read by E6's history rule is no suspect of E6's malignancy rule)?"""
+        return any(other is not vs and any(c in other for c in r.codes)
+                   for other in self.criterion_sets.get(r.type, ()))
 
     def doubtful(self, types: Iterable[str], vs: ValueSet | None,
-                 judge: Callable[[Res], Tri] | None = None, *, every: bool = False) -> list[Res]:
+                 judge: Callable[[Res], Tri] | None = None, *, every: bool = False, judge_any: bool = False) -> list[Res]:
         """Records that could be what a rule looks for but cannot be read as such: unread ones that
         could match, and suspects (see `suspects`). `judge` drops those that could not change the
-        answer (asked only where the record's other elements are readable)."""
+        answer (asked only where the record's other elements are readable; with `judge_any`, wherever
+        the record has content: a rule that reads only a record's dates can judge one whose status or
+        code is unreadable, and one dated wholly outside its window cannot keep it unknown)."""
         record = self.record
         if not record.unread and not record.suspects and not every:
             return []
@@ -146,7 +161,8 @@ class Context:
             for r in self.record.unread_of(t):
                 if r.dated_after(self.as_of) or not could_be(r, vs, self.tx, self.valuesets.get(t, ())):
                     continue
-                if judge is not None and r.bad in ("code", "medication[x]", "suspectEntity") and judge(r) == NOT_MET:
+                if judge is not None and ((judge_any and r.raw) or r.bad in ("code", "medication[x]", "suspectEntity",
+                                                                            "version", "patient")) and judge(r) == NOT_MET:
                     continue
                 out.append(r)
             if vs is not None:

@@ -89,6 +89,8 @@ class Screener:
         self.criteria = criteria
         self.tx = tx
         self.plan = ReadPlan([*(r for c in criteria.criteria for r in c.rule.reads()), *NOTE_READS])
+        #: each criterion's value sets by type: a record one of its rules reads by code is no suspect of another
+        self._sets = {c.id: ReadPlan(c.rule.reads()).valuesets for c in criteria.criteria}
 
     @property
     def types(self) -> frozenset[str]:
@@ -107,6 +109,7 @@ class Screener:
         ctx = Context(record, as_of, d1, self.tx, studies or self.studies(), self.criteria.windows, self.plan.valuesets)
         results = []
         for c in self.criteria.criteria:
+            ctx.criterion_sets = self._sets[c.id]
             out: Outcome = c.rule.evaluate(ctx)
             results.append(CriterionResult(c.id, c.kind, out.result, out.evidence, out.reason, c.requires_review))
         return ScreeningResult(record.key, status_of(results), tuple(results), as_of, d1, record.source,

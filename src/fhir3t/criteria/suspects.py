@@ -19,7 +19,7 @@ def could_be(res: Res, vs: ValueSet | None, tx: Terminology, others: tuple[Value
     record reading '来那度胺胶囊(瑞复美)' is lenalidomide, not a 3T drug. `others` are the value sets of
     the same type the criteria read, whose names may tell.
     """
-    if vs is None or not res.raw:
+    if vs is None or not res.raw or res.hit(vs) is not None:
         return True
     if res.bad in ("code", "medication[x]", "suspectEntity", "*") or not res.codes:
         if res.type in ONE_SUBSTANCE and res.texts and vs.names and any(o.names and o.named_in(res.texts) for o in others):
@@ -27,7 +27,7 @@ def could_be(res: Res, vs: ValueSet | None, tx: Terminology, others: tuple[Value
         return True  # what it is cannot be read: it could be anything
     if any(c in vs for c in res.codes):
         return True
-    if any(c[0] in tx.systems.closed and vs.considers(c) for c in res.codes):
+    if any(vs.decides(c) for c in res.codes):
         return False  # an ICD-10 / ATC code decides by itself
     return vs.named_in(res.texts) is not None or not any(tx.systems.known(c[0]) for c in res.codes)
 
@@ -38,8 +38,14 @@ SUSPECT_UNCODED = Message("suspect.uncoded", "not coded, not in the value set")
 SUSPECT_UNCODED_TEXT = Message("suspect.uncoded-text", "not coded {text}, not in the value set")
 
 
-def describe_suspect(res: Res, tx: Terminology) -> Msg:
+SUSPECT_ELSEWHERE = Message("suspect.elsewhere", "names {concept} in {element}, not in its code")
+
+
+def describe_suspect(res: Res, tx: Terminology, vs: ValueSet | None = None) -> Msg:
     """'coded RxNorm 1364445 'baricitinib 2 MG Oral Tablet', not in the value set' (a reason, not a log)."""
+    hit = res.hit(vs) if vs is not None else None
+    if hit is not None:
+        return SUSPECT_ELSEWHERE(concept=hit.shown, element=hit.element)
     if res.why is not None:
         return res.why
     code = next(iter(res.codes), None)

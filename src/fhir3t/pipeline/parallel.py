@@ -27,9 +27,17 @@ from fhir3t.pipeline.definition import Definition
 from fhir3t.pipeline.run import Run
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.files import Limits, expand_paths
-from fhir3t.sources.grouping import GroupingSource, GroupStats, SharedIndex, foreign_unread, records_of
+from fhir3t.sources.grouping import (
+    GroupingSource,
+    GroupStats,
+    Pending,
+    SharedIndex,
+    foreign_unread,
+    records_of,
+    resolve_pending,
+)
 from fhir3t.sources.grouping import P as GROUPING_P
-from fhir3t.sources.seen import SeenPatients
+from fhir3t.sources.seen import DigestMap, SeenPatients
 from fhir3t.sources.store import PARTITIONS, DiskStore, Group, partition_groups, work_dir
 
 #: about how many patients' results one pass-2 task sends back at once
@@ -72,7 +80,7 @@ def _init(spec: RunSpec) -> None:
 
 
 def _collect(files: list[str], run_dir: str, limits: Limits) \
-        -> tuple[str, list, list[InputProblem], GroupStats, list, SeenPatients]:
+        -> tuple[str, dict, list[InputProblem], GroupStats, list, SeenPatients, list[Pending], DigestMap]:
     """Pass 1 in a process: its files into a disk store of its own (kept for pass 2). Entries naming
     patients it has not seen are handed back: another process may have them."""
     assert _DEFINITION is not None
@@ -83,7 +91,7 @@ def _collect(files: list[str], run_dir: str, limits: Limits) \
     store = src.collect(judge_foreign=False)  # judged by the caller, over every process's patients
     assert isinstance(store, DiskStore)
     store.flush()
-    return str(store.dir), src.shared.entries(), problems.items, src.stats, src.foreign, src.seen
+    return str(store.dir), src.shared.state(), problems.items, src.stats, src.foreign, src.seen, src.pending, src.idents
 
 
 def _position(where: str, order: dict[str, int]) -> tuple[int, int]:
@@ -96,17 +104,17 @@ def _position(where: str, order: dict[str, int]) -> tuple[int, int]:
 
 
 def _screen(parts: list[int], stores: list[str], shared_file: str,
-            order: dict[str, int]) -> tuple[list[ScreeningResult], list[InputProblem], list[str], int]:
+            order: dict[str, int]) -> tuple[list[ScreeningResult], list[InputProblem], list[str], list[str], int]:
     """Pass 2 in a process: the patients of some partitions, screened. Each patient's resources are
     put back in the order one process reads them (input file, then position), so that what depends
     on that order (the evidence listed for a same-day conflict) is as on one process."""
     global _SHARED
     assert _DEFINITION is not None and _SPEC is not None
     if _SHARED is None or _SHARED[0] != shared_file:
-        entries = [tuple(e) for e in orjson.loads(Path(shared_file).read_bytes())]
-        _SHARED = (shared_file, SharedIndex.from_entries(entries))
+        _SHARED = (shared_file, SharedIndex.from_states([orjson.loads(Path(shared_file).read_bytes())]))
     shared = _SHARED[1]
     shared.adopted.clear()
+    shared.claimed.clear()
     problems = Problems()
     run = _SPEC.run(_DEFINITION, problems)
     run.studies.learn(shared.studies())
@@ -117,7 +125,7 @@ def _screen(parts: list[int], stores: list[str], shared_file: str,
         if _SPEC.patients:
             raws = only_patients(raws, _SPEC.patients)
         results.extend(screen_records(_DEFINITION, run, raws))
-    return results, problems.items, sorted(shared.adopted), run.stats.missing_parts
+    return results, problems.items, sorted(shared.adopted), sorted(shared.claimed), run.stats.missing_parts
 
 
 def _in_read_order(groups: Iterable[tuple[str, Group]], order: dict[str, int]) -> Iterator[tuple[str, Group]]:
@@ -148,47 +156,61 @@ def screen_parallel(definition: Definition, run: Run, inputs: FileInputs, spec: 
     try:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_init, initargs=(spec,)) as pool:
             collected = list(pool.map(_collect, _split(files, jobs), [run_dir] * jobs, [limits] * jobs))
-            stores, entries, unattributed = [], [], 0
+            stores: list[str] = []
+            states: list[dict] = []
+            unattributed = 0
             foreign: list = []
             patients = SeenPatients()
-            for store, shared_entries, found, stats, their_foreign, their_patients in collected:
+            pending: list[Pending] = []
+            idents = DigestMap()
+            for store, state, found, stats, their_foreign, their_patients, their_pending, their_idents in collected:
+                pending.extend(their_pending)
+                idents.update(their_idents)
                 stores.append(store)
-                entries.extend(shared_entries)
+                states.append(state)
                 problems.items.extend(found)
                 unattributed += stats.unattributed
                 foreign.extend(their_foreign)
                 patients.update(their_patients)  # hashed: ~12 bytes a patient
+            shared = SharedIndex.from_states(states)
             extra = DiskStore(run_dir)
             for only, item, source in foreign_unread(foreign, patients, problems):
                 extra.unread(only, item, source)
+            tally = GroupStats()
+            for only, item, source in resolve_pending(pending, idents, problems, shared, tally):
+                extra.unread(only, item, source)
+            unattributed += tally.unattributed
             extra.flush()
             stores.append(str(extra.dir))
-            shared = SharedIndex.from_entries(entries)
             shared_file = os.path.join(run_dir, "shared.json")
-            Path(shared_file).write_bytes(orjson.dumps(shared.entries()))
+            Path(shared_file).write_bytes(orjson.dumps(shared.state()))
             # small tasks, few in flight: what a worker sends back at once, and what waits in the
             # parent to be written, stay about TASK_PATIENTS results a task whatever the number of
             # patients (8 partitions a task at 100 000 patients, 1 at a million)
             step = max(1, min(8, TASK_PATIENTS * partitions // max(len(patients), 1)))
             chunks = [list(range(p, min(p + step, partitions))) for p in range(0, partitions, step)]
             missing = 0
-            pending: deque[Future] = deque()
+            inflight: deque[Future] = deque()
             todo = iter(chunks)
             while True:
-                while len(pending) < jobs + 1:
+                while len(inflight) < jobs + 1:
                     chunk = next(todo, None)
                     if chunk is None:
                         break
-                    pending.append(pool.submit(_screen, chunk, stores, shared_file, order))
-                if not pending:
+                    inflight.append(pool.submit(_screen, chunk, stores, shared_file, order))
+                if not inflight:
                     break
-                results, found, adopted, missing_parts = pending.popleft().result()
+                results, found, adopted, claimed, missing_parts = inflight.popleft().result()
                 problems.items.extend(found)
                 shared.adopted.update(adopted)
+                shared.claimed.update(claimed)
                 missing += missing_parts
                 yield from results
         for rtype, where in shared.unadopted():
             problems.add(where, GROUPING_P["orphan"](type=rtype))
+            unattributed += 1
+        for where in shared.unclaimed():
+            problems.add(where, GROUPING_P["ident-unclaimed"]())
             unattributed += 1
         run.stats.missing_parts += missing
         run.stats.unattributed += unattributed

@@ -63,11 +63,14 @@ def screen_documents(definition: Definition, run: Run, documents: Iterable[tuple
     fetches), grouped exactly as files are.
 
     Only that patient is screened (picked by reference, never by an identifier another patient could
-    share); None when the documents hold nothing of theirs. Safe to call from many threads at once with
-    one Definition: each call has its own Run.
+    share); None when the documents hold nothing of theirs. Every document is taken as that patient's
+    (searches scoped to them): an entry whose patient reference or resource type cannot be read stays
+    theirs, unread, exactly as it would in a file holding their record. Safe to call from many threads
+    at once with one Definition: each call has its own Run.
     """
     shared = SharedIndex()
-    raw = next((r for r in group_documents(documents, run.problems, shared, run.filter) if r.key == patient), None)
+    raw = next((r for r in group_documents(documents, run.problems, shared, run.filter, scope=patient)
+                if r.key == patient), None)
     if raw is None:
         return None
     return next(iter(screen_records(definition, run, [raw], shared)), None)

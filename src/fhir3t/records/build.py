@@ -9,18 +9,21 @@ Observations a DiagnosticReport or a panel points at are adopted even when they 
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from fhir3t.dates import Span, parse_date, plausible
 from fhir3t.errors import Problems
-from fhir3t.messages import Message, Msg, table
+from fhir3t.messages import Message, Msg, many, table
 from fhir3t.r4facts import R4Facts, r4_facts
-from fhir3t.records.concepts import concept_texts, describe_concept, main_concept, shape_of
+from fhir3t.records.concepts import MED_TYPES, concept_texts, describe_concept, main_concept, referenced_medication, shape_of
 from fhir3t.records.model import PatientRecord, Res
 from fhir3t.records.relevance import Judged, RunFilter, Why
 from fhir3t.sources.base import RawRecord
+from fhir3t.sources.versions import Conflict, Copy, Deleted
 from fhir3t.terminology import Code
+from fhir3t.textnorm import clip
 
 #: what is said about a record that is read in part
 P = table("input.record", {
@@ -42,8 +45,25 @@ _PARENT_ELEMENTS = ("status", "effectiveDateTime", "effectivePeriod", "effective
 STATUS_MISSING = Message("record.status-missing", "{element} is missing (it is required in R4)")
 STATUS_NOT_R4 = Message("record.status-not-r4", "{element} is not an R4 {type}.{element} code")
 DRUG_UNRESOLVED = Message("record.drug-unresolved", "its drug reference does not resolve (the Medication is not in the input)")
+NAMES_NOBODY = Message("record.names-nobody", "names no patient fhir3t can find (the input holds it without a usable "
+                                              "patient reference): it may be this patient's")
+MEDICATION_UNCODED = Message("record.medication-uncoded", "its Medication is in the input but has no code (it is named only "
+                                                          "by {what})")
+INGREDIENTS = Message("record.ingredients", "its ingredients: {names}")
+NO_INGREDIENT = Message("record.no-ingredient", "nothing fhir3t can read")
 CODE_MALFORMED = Message("record.code-malformed", "its code is not a well-formed code of its system ({concept})")
 CODE_UNREADABLE = Message("record.code-unreadable", "no code fhir3t can read ({concept})")
+VERSIONS_UNORDERED = Message("record.versions-unordered",
+                             "is held in {n} copies that differ on what the criteria read, and neither meta.versionId "
+                             "nor meta.lastUpdated tells which is current ({copies})")
+DELETE_UNORDERED = Message("record.delete-unordered",
+                           "was deleted in a history Bundle, and neither meta.versionId nor meta.lastUpdated tells "
+                           "whether this copy is older or newer than the deletion ({copies})")
+COPY_META = Message("record.copy-meta", "version {version} of {updated}")
+COPY_VERSION = Message("record.copy-version", "version {version}")
+COPY_UPDATED = Message("record.copy-updated", "updated {updated}")
+COPY_NO_META = Message("record.copy-no-meta", "a copy without version")
+COPY_DELETED = Message("record.copy-deleted", "a deletion ({what})")
 
 
 def status_code(concept: object) -> str | None:
@@ -123,14 +143,18 @@ class RecordBuilder:
         self.problems = problems
         self.facts = facts or r4_facts()
         self.stats = BuildStats()
+        self._resolve: Resolve = lambda ref: None  # the record being built's references (set by build)
 
     def build(self, raw: RawRecord) -> PatientRecord:
         rec = PatientRecord(raw.key, None, source=raw.source)
-        resolve = _with_own(raw)
+        resolve = self._resolve = _with_own(raw)
         url_of_loc = {loc: url for url, loc in raw.aliases.items()}
         containers: list[tuple[dict, Res, bool]] = []  # (resource, its Res, read by a rule itself)
         types = self.relevance.types
-        for resource, where in raw.resources:
+        resources = raw.resources
+        if raw.conflicts:
+            resources = [*resources, *(one for c in raw.conflicts for one in self._conflict(rec, c, resolve))]
+        for resource, where in resources:
             rtype = resource.get("resourceType")
             if rtype == "Patient":
                 if rec.patient is None:
@@ -147,15 +171,61 @@ class RecordBuilder:
                 containers.append((resource, res, judged.why in (Why.CODE, Why.ANY)))
         orphans = raw.has_orphans
         for resource, res, read in containers:
-            if orphans or read:
-                self._parts(rec, resource, res, resolve, read)
+            self._parts(rec, resource, res, resolve, read, follow=orphans or read)
         for full_url, ref in raw.aliases.items():
             if ref in rec.index:
                 rec.index[full_url] = rec.index[ref]
+        for resource, where in raw.anyone:  # the input's records naming nobody: maybe this patient's
+            rtype = resource.get("resourceType")
+            if not isinstance(rtype, str) or rtype not in types:
+                continue
+            judged = self.relevance.judge(rtype, resource, resolve)
+            if judged is not None:
+                span, text = self._date(rtype, resource, where, None)
+                ref = f"{rtype}/{resource['id']}" if isinstance(resource.get("id"), str) else where
+                rec.unread.setdefault(rtype, []).append(Res(rtype, resource, ref, judged.codes, span, where, text,
+                                                            NAMES_NOBODY(), judged.texts, bad="patient", hits=judged.hits))
         for u in raw.unread:
             rec.unread.setdefault(u.type, []).append(Res(u.type, {}, u.ref or u.where, (), None, u.where, None, u.why,
                                                          bad="*"))
         return rec
+
+    # ---- copies whose order cannot be told ---------------------------------------------
+    def _conflict(self, rec: PatientRecord, conflict: Conflict, resolve: Resolve) -> list[tuple[dict, str]]:
+        """Copies of one resource that differ and cannot be ordered (sources.versions). Equal in what the
+        criteria read: one is read. Otherwise each copy a criterion could read is unread, naming the copies."""
+        copies = [(c, w) for c, w in conflict.copies if isinstance(c, dict)]
+        tombs = [c for c, _ in conflict.copies if isinstance(c, Deleted)]
+        rtype = conflict.ref.partition("/")[0]
+        if rtype not in self.relevance.types or not copies:
+            return [] if not copies else [copies[0]]
+        judged = [(c, w, self.relevance.judge(rtype, c, resolve)) for c, w in copies]
+        if not any(j is not None for _, _, j in judged):
+            return []  # no copy is of any criterion's concern
+        if not tombs and all(self._read_view(rtype, c) == self._read_view(rtype, copies[0][0]) for c, _ in copies[1:]):
+            return [copies[0]]
+        shown = many([_describe_copy(c) for c, _ in conflict.copies], "; ")
+        why = (DELETE_UNORDERED if tombs else VERSIONS_UNORDERED)(n=len(conflict.copies), copies=shown)
+        self.problems.add(" and ".join(w for _, w in conflict.copies),
+                          f"{conflict.ref}: {len(conflict.copies)} copies differ and their order cannot be told from "
+                          "meta.versionId or meta.lastUpdated: criteria that read it are left unknown", skipped=False)
+        for c, w, j in judged:
+            span, text = self._date(rtype, c, w, None)
+            codes = j.codes if j is not None else ()
+            texts = j.texts if j is not None else ()
+            rec.unread.setdefault(rtype, []).append(Res(rtype, c, conflict.ref, codes, span, w, text, why, texts,
+                                                        bad="version", hits=j.hits if j is not None else ()))
+        return []
+
+    def _read_view(self, rtype: str, res: dict) -> dict:
+        """What of a resource some rule reads (the plan's elements; a choice type by its prefix), to tell
+        whether two copies differ where it matters."""
+        elements = self.relevance.plan.elements.get(rtype, frozenset())
+        out = {}
+        for k, v in res.items():
+            if k in elements or k in _ALWAYS_READ or _choice(k) in elements:
+                out[k] = v
+        return out
 
     # ---- one resource ----------------------------------------------------------------
     def _add(self, rec: PatientRecord, rtype: str, resource: dict, where: str, ref: str, judged: Judged,
@@ -164,7 +234,7 @@ class RecordBuilder:
         if bad_status is None and self._never_counts(rtype, resource):
             return None
         span, text = self._date(rtype, resource, where, inherit_date)
-        kept = judged.why in (Why.CODE, Why.ANY, Why.SUSPECT, Why.CONTAINER)
+        kept = judged.why in (Why.CODE, Why.ANY, Why.SUSPECT, Why.CONTAINER, Why.ELSEWHERE)
         plan = self.relevance.plan
         if judged.why is Why.CONTAINER and rtype not in plan.types:
             # a report only followed for its results: not itself read by any rule
@@ -181,9 +251,12 @@ class RecordBuilder:
         elif judged.why is Why.UNREADABLE:
             bad = "medication[x]" if judged.unresolved and rtype != "AdverseEvent" else \
                 "suspectEntity" if rtype == "AdverseEvent" else "code"
-            concept = main_concept(rtype, resource, lambda r: None)
+            concept = main_concept(rtype, resource, self._resolve)
+            medication = referenced_medication(resource, self._resolve) if rtype in MED_TYPES else None
             if judged.unresolved:
                 why = DRUG_UNRESOLVED()
+            elif medication is not None and concept is None:  # in the input, but coded only by what it contains
+                why = MEDICATION_UNCODED(what=_ingredients(medication))
             elif judged.invalid:
                 why = CODE_MALFORMED(concept=describe_concept(concept))
             else:
@@ -196,15 +269,19 @@ class RecordBuilder:
                                                       else P["unresolvable-drug"]()), skipped=False)
         elif not kept:
             return None
-        res = Res(rtype, resource, ref, codes, span, where, text, why, judged.texts, part_of, bad)
+        res = Res(rtype, resource, ref, codes, span, where, text, why, judged.texts, part_of, bad, judged.hits)
         if why is not None:
             if bad_status is not None:
                 self.problems.add(where, P["bad-status"](type=rtype, status=bad_status), skipped=False)
             rec.unread.setdefault(rtype, []).append(res)
             return res
-        if judged.why is Why.SUSPECT:
+        if judged.why in (Why.SUSPECT, Why.ELSEWHERE):
             rec.suspects.setdefault(rtype, []).append(res)
+            for system in self.relevance.tx.unknown_systems(main_concept(rtype, resource, lambda r: None)):
+                self.relevance.report_unknown_system(system, where)  # a ConceptMap would make it readable
             return res
+        if judged.hits:  # read for its code, and naming another criterion's concept elsewhere: a suspect for that one
+            rec.suspects.setdefault(rtype, []).append(res)
         rec.by_type.setdefault(rtype, []).append(res)
         rec.index.setdefault(ref, res)
         if rtype == "Observation":
@@ -267,11 +344,14 @@ class RecordBuilder:
                     view[k] = v
             res = Res("Observation", view, parent.ref, codes, parent.span, f"{parent.where}/component[{i}]",
                       parent.date_text, None, texts, parent.ref)
-            rec.by_type.setdefault("Observation", []).append(res)
+            # a component coded for a test is a result; one that only names a test is a suspect (unknown, not absent)
+            (rec.by_type if plan.wants_code("Observation", codes) else rec.suspects).setdefault("Observation", []).append(res)
 
-    def _parts(self, rec: PatientRecord, resource: dict, container: Res, resolve: Resolve, read: bool) -> None:
+    def _parts(self, rec: PatientRecord, resource: dict, container: Res, resolve: Resolve, read: bool,
+               follow: bool = True) -> None:
         """Adopt the Observations a report (`result`) or panel (`hasMember`) points at. `read`: a rule
-        reads the container itself (a chest-CT report), so a result missing from the input is counted."""
+        reads the container itself (a chest-CT report), so a result missing from the input is counted.
+        `follow`: look results up in the input too (contained ones, `#id`, are always read)."""
         field = "result" if container.type == "DiagnosticReport" else "hasMember"
         refs = resource.get(field)
         contained = {c.get("id"): c for c in resource.get("contained") or () if isinstance(c, dict)} \
@@ -279,6 +359,8 @@ class RecordBuilder:
         for i, item in enumerate(refs if isinstance(refs, list) else ()):
             ref = item.get("reference") if isinstance(item, dict) else None
             if not isinstance(ref, str):
+                continue
+            if not follow and not ref.startswith("#"):
                 continue
             key = f"{container.ref}{ref}" if ref.startswith("#") else (_type_id(ref) or ref)
             known = rec.index.get(key) or rec.index.get(ref)
@@ -301,6 +383,49 @@ class RecordBuilder:
                 continue
             self._add(rec, "Observation", target, f"{container.where}/{field}[{i}]", key, judged,
                       part_of=container.ref, inherit_date=container.date_text)
+
+
+#: what makes a resource what it is, whatever a rule declares it reads
+_ALWAYS_READ = frozenset({"resourceType", "code", "medicationCodeableConcept", "medicationReference", "vaccineCode",
+                          "component", "result", "hasMember", "contained", "status"})
+_CHOICE = re.compile(r"^([a-z][A-Za-z]*?)[A-Z][A-Za-z]*$")
+
+
+def _choice(element: str) -> str:
+    """`valueQuantity` -> `value[x]` (an R4 choice element by its prefix); other names unchanged."""
+    m = _CHOICE.match(element)
+    return f"{m.group(1)}[x]" if m else element
+
+
+def _describe_copy(copy: Copy) -> Msg:
+    if isinstance(copy, Deleted):
+        return COPY_DELETED(what=_describe_copy({"meta": {"versionId": copy.version_id, "lastUpdated": copy.last_updated}}))
+    meta: dict = copy["meta"] if isinstance(copy.get("meta"), dict) else {}
+    vid, lu = meta.get("versionId"), meta.get("lastUpdated")
+    vid = vid if isinstance(vid, str) else None
+    lu = lu if isinstance(lu, str) else None
+    if vid and lu:
+        return COPY_META(version=vid, updated=lu)
+    if vid:
+        return COPY_VERSION(version=vid)
+    if lu:
+        return COPY_UPDATED(updated=lu)
+    return COPY_NO_META()
+
+
+def _ingredients(medication: dict) -> Msg:
+    """What a Medication without a code is named by: its ingredients' codes or texts, as written."""
+    names: list[str] = []
+    for ing in medication.get("ingredient") or () if isinstance(medication.get("ingredient"), list) else ():
+        item = ing.get("itemCodeableConcept") if isinstance(ing, dict) else None
+        ref = ing.get("itemReference") if isinstance(ing, dict) else None
+        if isinstance(item, dict):
+            texts = concept_texts(item)
+            coding = next((c for c in item.get("coding") or () if isinstance(c, dict) and isinstance(c.get("code"), str)), None)
+            names.append(clip(texts[0], 40) if texts else f"{coding.get('system', '')} {coding['code']}".strip() if coding else "?")
+        elif isinstance(ref, dict) and isinstance(ref.get("display"), str):
+            names.append(clip(ref["display"], 40))
+    return INGREDIENTS(names=many(names)) if names else NO_INGREDIENT()
 
 
 def _has_parts(rtype: str, resource: dict) -> bool:

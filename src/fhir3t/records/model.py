@@ -6,7 +6,18 @@ from datetime import date
 
 from fhir3t.dates import Span
 from fhir3t.messages import Msg
-from fhir3t.terminology import Code
+from fhir3t.terminology import Code, ValueSet
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A criterion's concept named in an element of a record no rule interprets: thalidomide as the
+    `reaction.substance` of an allergy coded 'Drug allergy', a cancer as a Condition's `evidence`, a test
+    in an Observation's extension. It keeps the criteria reading `vs` from treating the record as absent."""
+
+    vs: ValueSet
+    element: str  # "AllergyIntolerance.reaction.substance"
+    shown: str  # how the concept was written: "RxNorm 10432 'thalidomide'", "'沙利度胺'"
 
 
 @dataclass(slots=True)
@@ -32,8 +43,14 @@ class Res:
     #: for a component, hasMember or report result: the resource it came with ("Observation/panel")
     part_of: str = ""
     #: for an unread resource, the element that could not be read ("code", "medication[x]",
-    #: "clinicalStatus", ...; "*" when the source could not hand the entry over at all)
+    #: "clinicalStatus", ...; "*" when the source could not hand the entry over at all; "version" for
+    #: copies whose order cannot be told)
     bad: str = ""
+    #: criteria's concepts named in elements no rule interprets (see Hit)
+    hits: tuple[Hit, ...] = ()
+
+    def hit(self, vs: ValueSet) -> Hit | None:
+        return next((h for h in self.hits if h.vs is vs), None)
 
     def dated_after(self, day: date) -> bool:
         return self.span is not None and self.span.lo > day

@@ -119,6 +119,22 @@ class NameIndex:
                     found[id(vs)] = vs
         return [vs for vs in self.sets if id(vs) in found]
 
+    def which_names(self, folded_texts: Iterable[str]) -> list[tuple[ValueSet, str]]:
+        """(value set, the name found) for every value set one of whose names appears in the texts."""
+        auto = self._auto
+        if auto is None:
+            return []
+        found: dict[int, tuple[ValueSet, str]] = {}
+        for t in folded_texts:
+            for end, (name, whole_word) in auto.iter(t):
+                if whole_word:
+                    start = end - len(name) + 1
+                    if (start > 0 and _WORD(t[start - 1])) or (end + 1 < len(t) and _WORD(t[end + 1])):
+                        continue
+                for vs in self.by_name[name]:
+                    found.setdefault(id(vs), (vs, name))
+        return [found[id(vs)] for vs in self.sets if id(vs) in found]
+
 
 def _has_cjk(name: str) -> bool:
     return any("\u2e80" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in name)

@@ -21,9 +21,21 @@ from typing import TYPE_CHECKING
 
 from fhir3t.errors import Problems
 from fhir3t.messages import Message
-from fhir3t.records.concepts import MED_TYPES, concept_texts, main_concept, suspect_concepts
+from fhir3t.r4facts import r4_facts
+from fhir3t.records.concepts import (
+    MED_TYPES,
+    Mention,
+    concept_texts,
+    main_concept,
+    mentions,
+    no_concepts,
+    referenced_medication,
+    suspect_concepts,
+)
+from fhir3t.records.model import Hit
 from fhir3t.records.plan import ReadPlan
 from fhir3t.terminology import Code, Terminology, ValueSet
+from fhir3t.textnorm import clip, fold
 
 UNKNOWN_SYSTEM = Message("input.unknown-system", "code system {system} is unknown to fhir3t: its codes cannot match any "
                          "criterion (supply a --concept-map that translates it)")
@@ -42,6 +54,7 @@ class Why(Enum):
     UNREADABLE = "unreadable"  # no code fhir3t can read, on a type whose absence decides
     SUSPECT = "suspect"  # its text names a value set's concept its code does not decide
     CONTAINER = "container"  # a report / panel pointing at results
+    ELSEWHERE = "elsewhere"  # its main code is no criterion's, but an element no rule interprets names one
     PENDING = "pending"  # cannot be judged until shared resources are known (a referenced Medication)
 
 
@@ -53,6 +66,8 @@ class Judged:
     invalid: int = 0  # codes in known systems that are not well formed
     suspect_of: ValueSet | None = None
     unresolved: int = 0  # AdverseEvent suspects / medicationReference that do not resolve
+    #: criteria's concepts named in elements no rule interprets (records.model.Hit)
+    hits: tuple[Hit, ...] = ()
 
 
 #: types whose keep decision reads only their main code (the fast-path cache key)
@@ -60,6 +75,12 @@ _FAST_FIELD = {"Observation": "code", "Condition": "code", "Immunization": "vacc
                "AllergyIntolerance": "code", "DiagnosticReport": "code",
                **{t: "medicationCodeableConcept" for t in MED_TYPES}}
 
+
+#: the element holding a type's main concept, where it is not `code`
+_MAIN_ELEMENTS = {"Immunization": "vaccineCode", "AdverseEvent": "suspectEntity"}
+
+#: elements read as results of their own whatever the resource's code (a panel's components: records.build)
+_PART_ELEMENTS = {"Observation": ("component",)}
 
 #: the element whose references make a resource a container (see Why.CONTAINER)
 _PARTS = {"DiagnosticReport": "result", "Observation": "hasMember"}
@@ -85,11 +106,18 @@ class Relevance:
         #: what a source must not skip by type
         self.types = plan.types | containers
         self.complete = plan.complete
-        #: fast key -> (kept, the code systems nobody knows that judging it reported): a drop is shared by
-        #: resources alike, and what it told a run is told again to every run that meets one (a Definition
-        #: serves many runs: the second must hear what the first heard)
-        self._fast: dict[tuple[object, ...], tuple[bool, tuple[str, ...]]] = {}
+        #: the keep/drop verdict of resources alike in their main code (`_main_key`), leaving aside what
+        #: their other elements name; and the verdict by main code and mentions, for those it drops
+        self._base: dict[tuple[object, ...], bool] = {}
+        self._fast: dict[tuple[object, ...], bool] = {}
+        #: main key -> the code systems nobody knows that judging a dropped resource of it reported: a drop
+        #: is shared by resources alike, and what it told a run is told again to every run that meets one (a
+        #: Definition serves many runs: the second must hear what the first heard)
+        self._told: dict[tuple[object, ...], tuple[str, ...]] = {}
         self._judged: dict[tuple[object, ...], Judged] = {}
+        self._hit_cache: dict[tuple[object, ...], tuple[Hit, ...]] = {}
+        self._base_skip: dict[str, frozenset[str]] = {}
+        self._links = r4_facts().links
 
     def for_run(self, problems: Problems | None) -> RunFilter:
         """The read filter of one run: these verdicts, that run's problems and tallies."""
@@ -100,91 +128,130 @@ class Relevance:
         rtype = resource.get("resourceType")
         if not isinstance(rtype, str) or rtype not in self.types:
             return False
-        hit = self.quick(rtype, resource, where, on_unknown)
-        if hit is None:
-            key = self._fast_key(rtype, resource)
-            told: list[str] = []
+        main = _main_key(rtype, resource)
+        found: tuple[Mention, ...] | None = None
+        if main is not None:
+            hit, found = self._cached(rtype, resource, main)
+            if hit is not None:
+                if not hit:
+                    self._tell(rtype, resource, main, where, on_unknown)
+                return hit
+        told: list[str] = []
 
-            def tell(rt: str, system: str, at: str) -> None:
-                told.append(system)
-                if on_unknown is not None:
-                    on_unknown(rt, system, at)
+        def tell(rt: str, system: str, at: str) -> None:
+            told.append(system)
+            if on_unknown is not None:
+                on_unknown(rt, system, at)
 
-            hit = self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where, on_unknown=tell) is not None
-            if key is not None:
-                if len(self._fast) > 200_000:
-                    self._fast.clear()
-                self._fast[key] = (hit, tuple(told))
-        return hit
+        out = self.judge(rtype, resource, _no_resolve, pending_ok=True, where=where, on_unknown=tell, found=found)
+        if main is not None:
+            if len(self._fast) > 200_000:
+                self._fast.clear()
+                self._base.clear()
+                self._told.clear()
+            self._base[main] = out is not None and out.why is not Why.ELSEWHERE
+            self._fast[(main, found or self._mentions(rtype, resource))] = out is not None
+            if out is None:
+                self._told[main] = tuple(told)
+        return out is not None
+
+    def _tell(self, rtype: str, resource: dict, main: tuple[object, ...], where: str,
+              on_unknown: OnUnknown | None) -> None:
+        """Tell a run what judging a dropped resource of this main key told (judged silently once if no
+        drop of it was judged yet: its verdict came from a kept one's)."""
+        if on_unknown is None:
+            return
+        told = self._told.get(main)
+        if told is None:
+            heard: list[str] = []
+            self._judge(rtype, resource, _no_resolve, True, "", lambda rt, system, at: heard.append(system), ())
+            told = self._told[main] = tuple(heard)
+        for system in told:
+            on_unknown(rtype, system, where)
 
     def quick(self, rtype: str, resource: dict, where: str = "", on_unknown: OnUnknown | None = None) -> bool | None:
         """The verdict already given to a resource alike in everything the decision reads, or None
-        (judge it), telling `on_unknown` what judging it told. Sources ask before they spend anything
+        (judge it), telling `on_unknown` what judging a drop told. Sources ask before they spend anything
         else on a resource."""
-        key = self._fast_key(rtype, resource)
-        known = None if key is None else self._fast.get(key)
-        if known is None:
+        main = _main_key(rtype, resource)
+        if main is None:
             return None
-        if on_unknown is not None:
-            for system in known[1]:
-                on_unknown(rtype, system, where)
-        return known[0]
+        hit = self._cached(rtype, resource, main)[0]
+        if hit is False:
+            self._tell(rtype, resource, main, where, on_unknown)
+        return hit
 
-    @staticmethod
-    def _fast_key(rtype: str, res: dict) -> tuple[object, ...] | None:
-        """Resources alike in everything the decision reads share one verdict (most labs repeat):
-        the type, the main code's codings (system, code, display) and text, and for a report or a
-        panel whether it points at results, when those are all the decision looks at."""
-        field = _FAST_FIELD.get(rtype)
-        if field is None or "component" in res or "medicationReference" in res:
-            return None
-        concept = res.get(field)
-        if type(concept) is not dict:
-            return None
-        codings = concept.get("coding", ())
-        if type(codings) is not list or len(codings) > 4:
-            return None
-        text = concept.get("text")
-        if not (text is None or type(text) is str):
-            return None
-        key: list[object] = [rtype, text]
-        for c in codings:
-            if type(c) is not dict:
-                return None
-            system, code, display = c.get("system"), c.get("code"), c.get("display")
-            if not ((system is None or type(system) is str) and (code is None or type(code) is str)
-                    and (display is None or type(display) is str)):
-                return None
-            key += (system, code, display)
-        parts = res.get(_PARTS.get(rtype, ""))
-        key.append(type(parts) is list and bool(parts))  # what makes a report or panel a container
-        return tuple(key)
+    def _cached(self, rtype: str, resource: dict, main: tuple[object, ...]) -> tuple[bool | None, tuple[Mention, ...] | None]:
+        """(the verdict already given to a resource alike in everything the decision reads, or None; its
+        mentions if they had to be read). A resource kept for its main code is kept whatever else it says
+        (its other elements are read only to add hits), so only one the main code drops is searched for a
+        criterion's concept elsewhere (`_mentions`)."""
+        base = self._base.get(main)
+        if base is None:
+            return None, None
+        if base:
+            return True, None
+        found = self._mentions(rtype, resource)
+        if not found:
+            return False, found
+        return self._fast.get((main, found)), found
+
+    def _mentions(self, rtype: str, res: dict) -> tuple[Mention, ...]:
+        """The codings and concept texts of a resource outside its main code and patient link (only for a
+        type some value set is read for: the others are never searched)."""
+        if not self.plan.valuesets.get(rtype):
+            return ()
+        return tuple(mentions(res, self._skip(rtype)))
+
+    def _skip(self, rtype: str) -> frozenset[str]:
+        """Top-level elements of a type that carry no mention: its links, main code, parts, and the
+        elements whose R4 type carries no concept."""
+        skip = self._base_skip.get(rtype)
+        if skip is None:
+            skip = self._base_skip[rtype] = frozenset({*self._links(rtype), _MAIN_ELEMENTS.get(rtype, "code"),
+                                                       "medicationCodeableConcept", "medicationReference",
+                                                       *_PART_ELEMENTS.get(rtype, ()), *no_concepts(rtype)})
+        return skip
+
+    def key_verdict(self, rtype: str, resource: dict, verdict: bool | None) -> bool | None:
+        """What the native first pass may learn from a verdict for every line of this resource's key
+        (sources.native: the type, the main code, the names of the top-level members): a keep always (a
+        main code that keeps keeps whatever else the record says); a drop only when no top-level member
+        can carry a concept, so no line of that key can (what else a record names may keep a criterion
+        unknown, records.model.Hit, and the native key does not see it); else None (not learnt)."""
+        if verdict is not False or not self.plan.valuesets.get(rtype):
+            return verdict
+        skip = self._skip(rtype)
+        return False if all(k in skip or k == "meta" for k in resource) else None
 
     def silent_verdict(self, resource: dict) -> bool | None:
         """Whether a resource is kept, when that follows from its fast key alone and judging it says
         nothing to anyone (no code system nobody knows); else None. Caches nothing: the native first
         pass asks it about lines Python may read later, which must then be judged as ever."""
         rtype = resource.get("resourceType")
-        if not isinstance(rtype, str) or rtype not in self.types or self._fast_key(rtype, resource) is None:
+        if not isinstance(rtype, str) or rtype not in self.types or _main_key(rtype, resource) is None:
             return None
         told: list[tuple[str, str, str]] = []
-        out = self._judge(rtype, resource, _no_resolve, True, "", lambda *a: told.append(a))
-        return None if told else out is not None
+        out = self._judge(rtype, resource, _no_resolve, True, "", lambda *a: told.append(a), self._mentions(rtype, resource))
+        return None if told else self.key_verdict(rtype, resource, out is not None)
 
     # ---- the decision ----------------------------------------------------------------
     def judge(self, rtype: str, res: dict, resolve: Resolve, *, pending_ok: bool = False, where: str = "",
-              on_unknown: OnUnknown | None = None) -> Judged | None:
+              on_unknown: OnUnknown | None = None, found: tuple[Mention, ...] | None = None) -> Judged | None:
         """Why the resource is kept, or None when no rule can need it.
 
         A kept verdict is shared by resources alike in what it reads (the fast key): the record
         builder asks again for every kept lab, and most labs repeat. Drops are not shared, as each
         counts towards the unknown-system tally."""
-        key = self._fast_key(rtype, res) if rtype in _FAST_FIELD else None
+        if found is None:
+            found = self._mentions(rtype, res)
+        main = _main_key(rtype, res) if rtype in _FAST_FIELD else None
+        key = None if main is None else main + (found,) if found else main
         if key is not None:
             hit = self._judged.get(key)
             if hit is not None:
                 return hit
-        out = self._judge(rtype, res, resolve, pending_ok, where, on_unknown)
+        out = self._judge(rtype, res, resolve, pending_ok, where, on_unknown, found)
         if key is not None and out is not None:
             if len(self._judged) > 100_000:
                 self._judged.clear()
@@ -192,11 +259,12 @@ class Relevance:
         return out
 
     def _judge(self, rtype: str, res: dict, resolve: Resolve, pending_ok: bool, where: str,
-               on_unknown: OnUnknown | None) -> Judged | None:
-        plan, tx = self.plan, self.tx
+               on_unknown: OnUnknown | None, found: tuple[Mention, ...]) -> Judged | None:
+        tx = self.tx
         if rtype not in self.types:
             return None
         unresolved = 0
+        medication: dict | None = None  # a referenced Medication: searched for concepts beside its code
         if rtype == "AdverseEvent":
             concepts, unresolved = suspect_concepts(res, resolve)
             if unresolved and pending_ok:
@@ -207,12 +275,29 @@ class Relevance:
                 return Judged(Why.PENDING, (), ())
             concept = main_concept(rtype, res, resolve)
             concepts = [concept] if concept is not None else []
-            if rtype in MED_TYPES and concept is None and "medicationReference" in res:
-                unresolved = 1
+            if rtype in MED_TYPES and "medicationReference" in res:
+                medication = referenced_medication(res, resolve)
+                if concept is None and medication is None:
+                    unresolved = 1
         raw_codes = [c for cc in concepts for c in tx.codes(cc)]
         codes = tuple(c for c in raw_codes if tx.systems.valid(*c))
         invalid = len(raw_codes) - len(codes)
         texts = tuple(t for cc in concepts for t in concept_texts(cc))
+        hits = self._hits(rtype, codes, found, medication)
+        out = self._verdict(rtype, res, codes, texts, invalid, unresolved)
+        if out is None and hits:  # read only because an element no rule interprets names a criterion's concept
+            return Judged(Why.ELSEWHERE, codes, texts, invalid, None, unresolved, hits)
+        if out is None:
+            if on_unknown is not None:
+                for cc in concepts:
+                    for system in tx.unknown_systems(cc):
+                        on_unknown(rtype, system, where)
+            return None
+        return out if not hits else Judged(out.why, out.codes, out.texts, out.invalid, out.suspect_of, out.unresolved, hits)
+
+    def _verdict(self, rtype: str, res: dict, codes: tuple[Code, ...], texts: tuple[str, ...], invalid: int,
+                 unresolved: int) -> Judged | None:
+        plan, tx = self.plan, self.tx
         if rtype in plan.types:
             if rtype in plan.any_code:
                 return Judged(Why.ANY, codes, texts, invalid, None, unresolved)
@@ -233,11 +318,64 @@ class Relevance:
         if (rtype == "DiagnosticReport" and isinstance(res.get("result"), list) and res["result"]) or \
                 (rtype == "Observation" and isinstance(res.get("hasMember"), list) and res["hasMember"]):
             return Judged(Why.CONTAINER, codes, texts, invalid, None, unresolved)
-        if on_unknown is not None:
-            for cc in concepts:
-                for system in tx.unknown_systems(cc):
-                    on_unknown(rtype, system, where)
         return None
+
+    # ---- concepts in elements no rule interprets ---------------------------------------------
+    def _hits(self, rtype: str, codes: tuple[Code, ...], found: tuple[Mention, ...],
+              medication: dict | None) -> tuple[Hit, ...]:
+        """Criteria's concepts named in elements of the resource no rule interprets (see records.model.Hit).
+
+        Every coding and concept text of the resource (`found`, and its referenced Medication's) is checked
+        against the value sets read for its type and their names. The main code is the rules' own; when it
+        is in a value set, what the rules declare they read is theirs too and is left out. A value set the
+        main code is already in needs no hit, nor one a closed-system main code (ICD-10, ATC) decides by
+        itself when only a name matches."""
+        sets = self.plan.valuesets.get(rtype)
+        if not sets:
+            return ()
+        direct = tuple(vs for vs in sets if any(c in vs for c in codes))
+        if direct and found:
+            read = self.plan.elements.get(rtype, frozenset())
+            found = tuple(m for m in found if _top(m[0]) not in read)
+        if medication is not None:
+            found = found + tuple(mentions(medication, frozenset({"code"}), "Medication."))
+        if not found:
+            return ()
+        key = (rtype, tuple(id(v) for v in direct), codes, found)
+        hit = self._hit_cache.get(key)
+        if hit is None:
+            if len(self._hit_cache) > 50_000:
+                self._hit_cache.clear()
+            hit = self._hit_cache[key] = self._match(rtype, sets, direct, codes, found)
+        return hit
+
+    def _match(self, rtype: str, sets: tuple[ValueSet, ...], direct: tuple[ValueSet, ...], codes: tuple[Code, ...],
+               found: tuple[Mention, ...]) -> tuple[Hit, ...]:
+        tx = self.tx
+        others = [vs for vs in sets if vs not in direct]
+        if not others:
+            return ()
+        names = self.plan.names(rtype)
+        out: dict[tuple[int, str], Hit] = {}
+        for path, system, code, text in found:
+            element = f"{rtype}.{path}"
+            if system is not None and code is not None:
+                for c in tx.codes({"coding": [{"system": system, "code": code}]}):
+                    if not tx.systems.valid(*c):
+                        continue
+                    for vs in others:
+                        if c in vs and (id(vs), element) not in out:
+                            out[(id(vs), element)] = Hit(vs, element, f"{tx.systems.name(c[0])} {c[1]}"
+                                                         + (f" '{clip(text, 40)}'" if text else ""))
+            if text and names:
+                for vs, name in names.which_names([fold(text)]):
+                    if vs in direct or (id(vs), element) in out:
+                        continue
+                    if any(vs.decides(c) for c in codes):
+                        continue  # an ICD-10 / ATC main code decides what the record is
+                    if vs in others:
+                        out[(id(vs), element)] = Hit(vs, element, f"'{name}'")
+        return tuple(out.values())
 
     def _suspect(self, rtype: str, codes: tuple[Code, ...], texts: tuple[str, ...]) -> ValueSet | None:
         """A value set of this type whose names the texts use, which no closed-system code decides."""
@@ -252,8 +390,50 @@ class Relevance:
         names = self.plan.names(rtype)
         if not names:
             return []
-        closed = self.tx.systems.closed
-        return [vs for vs in names.which(texts) if not any(c[0] in closed and vs.considers(c) for c in codes)]
+        # decides: a closed-system code (ICD-10, ATC) settles membership by itself, unless it is a class
+        # above the set's codes (ATC L04AX), which names no member
+        return [vs for vs in names.which(texts) if not any(vs.decides(c) for c in codes)]
+
+
+def _main_key(rtype: str, res: dict) -> tuple[object, ...] | None:
+    """The type, the main code's codings (system, code, display) and text, and for a report or a panel
+    whether it points at results (None when the main code has a shape the key cannot hold)."""
+    field = _FAST_FIELD.get(rtype)
+    if field is None or "component" in res or "medicationReference" in res:
+        return None
+    concept = res.get(field)
+    if type(concept) is not dict:
+        return None
+    codings = concept.get("coding", ())
+    if type(codings) is not list or len(codings) > 4:
+        return None
+    text = concept.get("text")
+    if not (text is None or type(text) is str):
+        return None
+    key: list[object] = [rtype, text]
+    for c in codings:
+        if type(c) is not dict:
+            return None
+        system, code, display = c.get("system"), c.get("code"), c.get("display")
+        if not ((system is None or type(system) is str) and (code is None or type(code) is str)
+                and (display is None or type(display) is str)):
+            return None
+        key += (system, code, display)
+    parts = res.get(_PARTS.get(rtype, ""))
+    key.append(type(parts) is list and bool(parts))  # what makes a report or panel a container
+    return tuple(key)
+
+
+def _top(path: str) -> str:
+    """The top-level element of a mention's path, as the plan names it (`valueCodeableConcept` -> `value[x]`)."""
+    top = path.split(".", 1)[0]
+    m = _CHOICE.match(top)
+    return f"{m.group(1)}[x]" if m else top
+
+
+#: an R4 choice element: its name and the type it takes (`valueCodeableConcept`, `onsetAge`, ...)
+_CHOICE = re.compile(r"^([a-z][A-Za-z]*?)(?:Quantity|CodeableConcept|String|Boolean|Integer|Range|Ratio|SampledData|"
+                     r"Time|DateTime|Period|Age|Reference|Coding|Date|Instant|Decimal|Uri|Url|Canonical|Attachment)$")
 
 
 def _components(res: dict) -> list[dict]:
@@ -293,6 +473,9 @@ class RunFilter:
     def quick(self, rtype: str, resource: dict, where: str = "", *, tell: bool = True) -> bool | None:
         """The shared verdict (see Relevance.quick); with `tell`, this run hears what judging it told."""
         return self.relevance.quick(rtype, resource, where, self._unknown if tell else None)
+
+    def key_verdict(self, rtype: str, resource: dict, verdict: bool | None) -> bool | None:
+        return self.relevance.key_verdict(rtype, resource, verdict)
 
     def judge(self, rtype: str, res: dict, resolve: Resolve, *, pending_ok: bool = False, where: str = "") -> Judged | None:
         return self.relevance.judge(rtype, res, resolve, pending_ok=pending_ok, where=where, on_unknown=self._unknown)

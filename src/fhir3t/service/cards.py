@@ -39,6 +39,7 @@ from fhir3t.pipeline import Definition
 from fhir3t.service.prefetch import resources_in
 from fhir3t.service.settings import Link, ServeSettings
 from fhir3t.study import Study, StudyMatcher
+from fhir3t.textnorm import clip
 
 SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary"
 #: the detail's length at most (characters, in any language): what a clinician reads in the chart at a glance
@@ -138,8 +139,9 @@ def gate(result: ScreeningResult, subjects: list[tuple[str, bool | None]], patie
 
 
 def fit(text: str, limit: int = SUMMARY_MAX) -> str:
-    """`text` cut to `limit` characters (with an ellipsis); the messages are written to fit, this is the bound."""
-    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+    """At most `limit` characters (the messages are written to fit, this is the bound), never cut inside a
+    bracket (textnorm.clip)."""
+    return text if len(text) <= limit else clip(text, limit)
 
 
 def summary(result: ScreeningResult, study: Study, lang: str = "en") -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from fhir3t.messages import Msg
+from fhir3t.sources.versions import Conflict
 
 #: resolve(reference) -> the resource, or None. References as written ("Medication/x", a fullUrl).
 Resolve = Callable[[str], "dict | None"]
@@ -50,6 +51,12 @@ class RawRecord:
     #: whether `resolve` may find results that name no patient (a report's subject-less Observations):
     #: when not, reports are not followed for results the record does not already hold
     has_orphans: bool = True
+    #: resources held in copies whose order cannot be told and that differ (sources.versions): the
+    #: records layer keeps what they could decide unknown, naming the copies
+    conflicts: list[Conflict] = field(default_factory=list)
+    #: records of a read type the input holds without any usable patient (in a document naming none):
+    #: they may be this patient's, so the records layer keeps what they could decide unknown
+    anyone: list[tuple[dict, str]] = field(default_factory=list)
 
 
 @runtime_checkable

@@ -262,13 +262,18 @@ class Entry:
     full_url: str | None
 
 
-def bundle_entries(data: object, where: str, problems: Problems) -> list[Entry] | None:
+def bundle_entries(data: object, where: str, problems: Problems, untyped: list[Entry] | None = None) -> list[Entry] | None:
     """The entries of a parsed Bundle (or the one resource of a single-resource file), checked for shape.
 
     Returns None when the file is not a FHIR resource at all. Entries that cannot be used are reported
-    with their index: not an object, no resource, a DELETE, a search outcome, a nested Bundle.
+    with their index: not an object, no resource, a DELETE, a search outcome, a nested Bundle. With
+    `untyped`, entries whose resource is not an object or has no resourceType go there instead (a reader
+    that keeps them as unread for the patient they name reports them itself).
     """
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+        if untyped is not None and isinstance(data, dict) and data:
+            untyped.append(Entry(data, where, None))
+            return []
         problems.add(where, P["no-type-file"]())
         return None
     if data["resourceType"] != "Bundle":
@@ -285,13 +290,21 @@ def bundle_entries(data: object, where: str, problems: Problems) -> list[Entry] 
             continue
         res = e.get("resource")
         request = e.get("request")
+        full_url = e.get("fullUrl")
+        full_url = full_url if isinstance(full_url, str) and full_url else None
         if not isinstance(res, dict):
             if not (isinstance(request, dict) and request.get("method") == "DELETE"):
-                problems.add(loc, P["entry-no-resource"]())
+                if untyped is not None and res is not None:
+                    untyped.append(Entry({}, loc, full_url))
+                else:
+                    problems.add(loc, P["entry-no-resource"]())
             continue
         rtype = res.get("resourceType")
         if not isinstance(rtype, str) or not rtype:
-            problems.add(loc, P["resource-no-type"]())
+            if untyped is not None:
+                untyped.append(Entry(res, loc, full_url))
+            else:
+                problems.add(loc, P["resource-no-type"]())
             continue
         search = e.get("search")
         if isinstance(search, dict) and search.get("mode") == "outcome":
@@ -299,8 +312,7 @@ def bundle_entries(data: object, where: str, problems: Problems) -> list[Entry] 
         if rtype == "Bundle":
             problems.add(loc, P["nested"]())
             continue
-        full_url = e.get("fullUrl")
-        out.append(Entry(res, loc, full_url if isinstance(full_url, str) and full_url else None))
+        out.append(Entry(res, loc, full_url))
     return out
 
 

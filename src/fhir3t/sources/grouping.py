@@ -23,8 +23,18 @@ from pathlib import Path
 import orjson
 
 from fhir3t.errors import Problems
-from fhir3t.fhirutil import has_patient_link, normalize_reference, patient_reference
+from fhir3t.fhirutil import (
+    PatientLink,
+    Token,
+    conditional_patient,
+    has_patient_link,
+    identifier_keys,
+    normalize_reference,
+    patient_link,
+    token_key,
+)
 from fhir3t.messages import Message, Msg, table
+from fhir3t.messages.core import from_data, to_data
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord, ReadFilter, Unread
 from fhir3t.sources.files import (
@@ -37,8 +47,9 @@ from fhir3t.sources.files import (
     read_json_file,
 )
 from fhir3t.sources.native import NativeLines
-from fhir3t.sources.seen import SeenPatients
+from fhir3t.sources.seen import AMBIGUOUS, DigestMap, SeenPatients
 from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
+from fhir3t.sources.versions import Deleted, history_entries, later_version, newest_in_history, reconcile
 
 #: what is said about input that cannot be filed under a patient
 P = table("input.grouping", {
@@ -53,10 +64,19 @@ P = table("input.grouping", {
     "bad-patient": "{type} refers to a patient reference that is not a Patient in this input; skipped",
     "export-incomplete": "this Bulk export did not complete (its state file says so): only part of it is here; run the "
                          "same 'fhir3t export' again to resume it",
-    "foreign-screened": "{type} names a patient who is not in the input (a garbled reference?); it is screened under "
-                        "that reference, and the Bundle's patients may be missing it",
-    "foreign-unknown": "{type} names a patient who is not in the input, in a Bundle of another patient (a garbled "
-                       "reference?): that patient's criteria it could decide are left unknown",
+    "foreign": "{type} names a patient who is not in the input (a garbled reference?): the criteria it could decide "
+               "are left unknown for the patients it may belong to",
+    "ident-unclaimed": "names its patient by an identifier no screened Patient carries; skipped",
+    "ident-unknown-owners": "names its patient by an identifier no Patient in the input carries (a garbled identifier?): "
+                            "the Bundle's patients keep the criteria it could decide unknown",
+    "ident-unknown": "names its patient by an identifier no Patient in the input carries; skipped",
+    "ident-several": "names its patient by an identifier several Patients in the input carry: each of them keeps the "
+                     "criteria it could decide unknown",
+    "not-r4-names": "resource type is not an R4 type, and it names a patient: the criteria it could decide are left "
+                    "unknown",
+    "no-type-names": "resource without resourceType, and it names a patient: the criteria it could decide are left "
+                     "unknown",
+    "no-type-nobody": "resource without resourceType, naming no patient; skipped",
     "no-patient-resource": "{key}: no Patient resource found; screened without demographics",
 })
 
@@ -73,6 +93,49 @@ ENTRY_BAD_PATIENT = Message("entry.bad-patient", "an entry of this patient's Bun
                                                  "cannot be followed")
 ENTRY_OTHER_PATIENT = Message("entry.other-patient", "an entry of this patient's Bundle names another patient who is "
                                                      "not in the input (a garbled reference?)")
+ENTRY_UNTYPED = Message("entry.untyped", "an entry naming this patient has no resourceType: it could be any record")
+ENTRY_NEAR = Message("entry.near", "a record names a patient who is not in the input, one typo away from this "
+                                   "patient's reference (a garbled reference?)")
+ENTRY_NO_IDENTIFIER = Message("entry.no-identifier", "an entry of this patient's Bundle names its patient by an "
+                                                     "identifier no Patient in the input carries")
+ENTRY_AMBIGUOUS = Message("entry.ambiguous", "a record names its patient by an identifier that several Patients in the "
+                                             "input carry: it may be this patient's")
+
+
+@dataclass
+class _Doc:
+    """What resolving references inside one document needs: its fullUrls, Patients, their identifiers."""
+
+    aliases: dict[str, str] = field(default_factory=dict)
+    patients: list[str] = field(default_factory=list)
+    only: str | None = None
+    #: what the Bundle's reports and panels point at (None for NDJSON: a report may be in any file)
+    parts: set[str] | None = None
+    #: identifier key (fhirutil.identifier_keys) -> the Patient of this document carrying it ("" when several do)
+    idents: dict[str, str] = field(default_factory=dict)
+
+    #: the patients the document's readable entries name (a pharmacy's Bundle holds no Patient resource)
+    named: tuple[str, ...] = ()
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        """Whose record an entry of this document that names no usable patient may be: its only (or
+        scoped) patient, else every Patient it holds, else every patient its other entries name (whose
+        it is cannot be told, so each of them keeps it unread)."""
+        return (self.only,) if self.only else tuple(self.patients) or self.named
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A record naming its patient by an identifier no Patient of its own document carries: resolved
+    against the Patients of every input after pass 1 (`why` set: an entry kept only as unread)."""
+
+    key: str  # fhirutil.token_key of the identifier
+    resource: dict
+    where: str
+    source: str
+    owners: tuple[str, ...]  # whose record it may be if no Patient carries the identifier (_Doc.owners)
+    why: Msg | None = None
 
 
 @dataclass
@@ -85,6 +148,35 @@ class SharedIndex:
     #: record adopted were read (locations, so that processes can pool what they adopted)
     orphans: dict[int, tuple[str, str]] = field(default_factory=dict)
     adopted: set[str] = field(default_factory=set)
+    #: what history Bundles deleted, by "Type/id" (sources.versions orders them against the copies read)
+    deleted: dict[str, list[Deleted]] = field(default_factory=dict)
+    #: records naming their patient by identifier, by fhirutil.token_key: (resource, where, why unread or None,
+    #: several patients carry it); each patient's record takes those its Patient's identifiers name
+    pending: dict[str, list[tuple[dict, str, Msg | None, bool]]] = field(default_factory=dict)
+    claimed: set[str] = field(default_factory=set)
+    #: records of a read type that name no patient, in a document that names none either: anyone's
+    anyone: list[tuple[dict, str]] = field(default_factory=list)
+
+    def add_anyone(self, resource: dict, where: str) -> None:
+        self.anyone.append((resource, where))
+
+    def add_pending(self, p: Pending, ambiguous: bool) -> None:
+        self.pending.setdefault(p.key, []).append((p.resource, p.where, p.why, ambiguous))
+
+    def named_by(self, keys: Iterable[str]) -> list[tuple[dict, str, Msg | None, bool]]:
+        """The pending records one of these identifier keys names (each once)."""
+        out: dict[str, tuple[dict, str, Msg | None, bool]] = {}
+        for k in keys:
+            for item in self.pending.get(k, ()):
+                out.setdefault(item[1], item)
+        self.claimed.update(out)
+        return list(out.values())
+
+    def unclaimed(self) -> list[str]:
+        return sorted({w for items in self.pending.values() for _, w, _, _ in items} - self.claimed)
+
+    def delete(self, tomb: Deleted) -> None:
+        self.deleted.setdefault(tomb.ref, []).append(tomb)
 
     def add_orphan(self, resource: dict, full_url: str | None, where: str) -> None:
         self.add(resource, full_url)
@@ -101,6 +193,28 @@ class SharedIndex:
             out.by_ref[ref] = r
             if orphan is not None:
                 out.orphans[id(r)] = (r["resourceType"], orphan)
+        return out
+
+    def state(self) -> dict:
+        """Everything the index holds, as plain JSON-able data (to rebuild it in another process)."""
+        return {"entries": self.entries(),
+                "deleted": [[d.ref, d.version_id, d.last_updated, d.where, list(d.position) if d.position else None]
+                            for ds in self.deleted.values() for d in ds],
+                "pending": [[k, r, w, to_data(why) if why is not None else None, amb]
+                            for k, items in self.pending.items() for r, w, why, amb in items],
+                "anyone": [[r, w] for r, w in self.anyone]}
+
+    @classmethod
+    def from_states(cls, states: Iterable[dict]) -> SharedIndex:
+        """One index from the states of several (the processes of a parallel run)."""
+        states = list(states)
+        out = cls.from_entries(tuple(e) for st in states for e in st["entries"])
+        for st in states:
+            for ref, vid, lu, where, pos in st["deleted"]:
+                out.delete(Deleted(ref, vid, lu, where, (pos[0], pos[1]) if pos else None))
+            out.anyone += [(r, w) for r, w in st.get("anyone", ())]
+            for k, r, w, why, amb in st.get("pending", ()):
+                out.pending.setdefault(k, []).append((r, w, from_data(why) if why is not None else None, amb))  # type: ignore[arg-type]
         return out
 
     def unadopted(self) -> list[tuple[str, str]]:
@@ -148,7 +262,7 @@ class GroupingSource:
                  limits: Limits | None = None, store: str = "auto", spill_at: int = DEFAULT_SPILL_AT,
                  tmpdir: str | Path | None = None, on_file: Callable[[Path], None] | None = None,
                  shared: SharedIndex | None = None, documents: Iterable[tuple[str, object]] = (),
-                 native: bool = False) -> None:
+                 scope: str | None = None, native: bool = False) -> None:
         paths = list(paths)
         self.json_files, self.ndjson_files = expand_paths(paths, problems)
         for p in paths:
@@ -170,9 +284,17 @@ class GroupingSource:
         self._r4_types = facts.resource_types
         self._store: GroupStore | None = None
         self.seen = SeenPatients()  # every Patient read, with where it was first (bounded: see seen.py)
-        #: (bundle's only patient, other patient named, type, where, source): resolved after pass 1
-        self.foreign: list[tuple[str, str, str, str, str]] = []
+        #: (the Bundle's patients it may belong to, other patient named, type, where, source): after pass 1
+        self.foreign: list[tuple[tuple[str, ...], str, str, str, str]] = []
         self._prefilter: Callable[[bytes], bool] | None = None
+        #: every Patient's identifiers (fhirutil.identifier_keys -> patient), hashed: see seen.DigestMap
+        self.idents = DigestMap()
+        #: records naming their patient by an identifier their own document does not resolve (after pass 1)
+        self.pending: list[Pending] = []
+        #: "Patient/<id>" when every document is one patient's (a CDS call's patient-scoped searches): entries
+        #: that cannot be attributed are kept against that patient as unread
+        self.scope = scope
+        self._all_links = tuple(dict.fromkeys(f for links in facts.patient_links.values() for f in links))
         #: read NDJSON through the native first pass (sources.native; the `native` extra)
         self.native = native
         self._native: NativeLines | None = None
@@ -207,6 +329,8 @@ class GroupingSource:
         if judge_foreign:
             for item in foreign_unread(self.foreign, self.seen, self.problems):
                 self._store.unread(*item)
+            for item in resolve_pending(self.pending, self.idents, self.problems, self.shared, self.stats):
+                self._store.unread(*item)
         return self._store
 
     def close(self) -> None:
@@ -217,6 +341,9 @@ class GroupingSource:
         """Results that name no patient and that no record adopted: said once each, at the end."""
         for rtype, where in self.shared.unadopted():
             self.problems.add(where, P["orphan"](type=rtype))
+            self.stats.unattributed += 1
+        for where in self.shared.unclaimed():
+            self.problems.add(where, P["ident-unclaimed"]())
             self.stats.unattributed += 1
 
     def _line_filter(self) -> Callable[[bytes], bool] | None:
@@ -255,35 +382,59 @@ class GroupingSource:
         if first is not None and first != source:
             self.problems.add(where, P["again"](key=key, first=first), skipped=False)
         self._add(key, res, where, source)
+        for k in identifier_keys(res):
+            self.idents.add(k, key)
         return key
 
     def _document(self, data: object, where: str) -> None:
-        entries = bundle_entries(data, where, self.problems)
-        if not entries:
+        untyped: list[Entry] = []
+        entries = bundle_entries(data, where, self.problems, untyped)
+        if isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") == "history" \
+                and isinstance(data.get("entry"), list):
+            entries = self._history(data["entry"], entries or [], where)
+        if not entries and not untyped:
             return
         try:
-            self._bundle(entries, where)
+            self._bundle(entries or [], where, untyped)
         except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
             self.problems.add(where, P["structure-entries"](kind=type(exc).__name__))
 
-    def _bundle(self, entries: list[Entry], source: str) -> None:
-        aliases: dict[str, str] = {}
-        patients: list[str] = []
+    def _history(self, raw: list, entries: list[Entry], where: str) -> list[Entry]:
+        """A history Bundle: only the newest version of each resource is read; a DELETE that is the newest
+        becomes a tombstone that removes older copies read from any input (sources.versions)."""
+        kept = newest_in_history(history_entries(raw, where), where)
+        live = {id(c) for _, c in kept if isinstance(c, dict)}
+        for _, c in kept:
+            if isinstance(c, Deleted):
+                self.shared.delete(c)
+        return [e for e in entries if id(e.resource) in live]
+
+    def _bundle(self, entries: list[Entry], source: str, untyped: Iterable[Entry] = ()) -> None:
+        doc = _Doc(parts=set())
         rest: list[Entry] = []
-        for e in entries:  # Patients first: other entries may name them by fullUrl
+        for e in entries:  # Patients first: other entries may name them by fullUrl or identifier
             if e.resource["resourceType"] == "Patient":
                 key = self._patient(e.resource, e.where, e.full_url, source)
                 if key is not None:
                     if e.full_url:
-                        aliases[e.full_url] = key
-                    if key not in patients:
-                        patients.append(key)
+                        doc.aliases[e.full_url] = key
+                    if key not in doc.patients:
+                        doc.patients.append(key)
+                    for k in identifier_keys(e.resource):
+                        doc.idents[k] = key if doc.idents.get(k, key) == key else ""  # "": several patients
             else:
                 rest.append(e)
-        only = patients[0] if len(patients) == 1 else None
-        parts = _part_refs(rest)
+        if self.scope is not None and self.scope not in doc.patients:
+            doc.patients.append(self.scope)  # a search scoped to one patient: what it holds is theirs
+        doc.only = self.scope or (doc.patients[0] if len(doc.patients) == 1 else None)
+        doc.parts = _part_refs(rest)
+        if not doc.patients:  # a system's Bundle without the Patient: whom its entries name
+            doc.named = self._named(rest, doc)
+        for e in untyped:
+            self.stats.resources += 1
+            self._untyped(e.resource, e.where, source, doc, ENTRY_UNTYPED())
         for e in rest:
-            self._resource(e.resource, e.where, e.full_url, source, aliases, patients, only, parts)
+            self._resource(e.resource, e.where, e.full_url, source, doc)
 
     def _ndjson_file(self, path: Path) -> None:
         """Every line of an NDJSON file. The loop is the hot path of a Bulk export (a hundred million
@@ -303,6 +454,7 @@ class GroupingSource:
         shared_types, r4_types, stats = self._shared_types, self._r4_types, self.stats
         for first, lines, unterminated in ndjson_batches(path, problems, self.limits):
             for lineno, line in enumerate(lines, first):
+                res = None
                 if skip is not None and not skip(line):
                     stats.resources += 1
                     continue
@@ -312,12 +464,16 @@ class GroupingSource:
                     if type(rtype) is not str or not rtype:
                         raise KeyError
                 except (orjson.JSONDecodeError, TypeError, KeyError):
-                    if line.strip():  # a blank line is no resource and no problem
+                    if type(res) is dict:  # an object without a usable resourceType: unread for whom it names
+                        stats.resources += 1
+                        self._untyped(res, f"{where}:{lineno}", where, _Doc(), ENTRY_UNTYPED())
+                    elif line.strip():  # a blank line is no resource and no problem
                         parse_line(line, f"{where}:{lineno}", problems,
                                    terminated=not (unterminated and lineno == first + len(lines) - 1))
                     continue
                 if types is not None and rtype not in shared_types and rtype in r4_types and rtype != "Patient" \
-                        and (rtype not in types or (quick is not None and quick(rtype, res, where) is False)):
+                        and (rtype not in types or (quick is not None and quick(rtype, res, where) is False
+                                                    and not later_version(res))):
                     stats.resources += 1
                     continue  # a type nobody reads, or a resource like one already dropped
                 loc = f"{where}:{lineno}"
@@ -325,7 +481,7 @@ class GroupingSource:
                     if rtype == "Patient":
                         self._patient(res, loc, None, where)
                     else:
-                        self._resource(res, loc, None, where, {}, (), None, None)
+                        self._resource(res, loc, None, where, _Doc())
                 except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
                     problems.add(loc, P["structure-line"](kind=type(exc).__name__))
 
@@ -347,33 +503,44 @@ class GroupingSource:
             if type(line) is bytes and skip is not None and not skip(line):
                 stats.resources += 1
                 continue
+            res = None
             try:
                 res = orjson.loads(line)
                 rtype = res["resourceType"]
                 if type(rtype) is not str or not rtype:
                     raise KeyError
             except (orjson.JSONDecodeError, TypeError, KeyError):
+                if type(res) is dict:  # an object without a usable resourceType: unread for whom it names
+                    stats.resources += 1
+                    self._untyped(res, f"{where}:{lineno}", where, _Doc(), ENTRY_UNTYPED())
+                    continue
                 raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
                 if raw.strip():
                     parse_line(raw, f"{where}:{lineno}", problems, terminated=terminated)
                 continue
-            learn = key is not None and key not in verdicts
+            # a later version is kept whatever it says (sources.versions) and teaches its key nothing
+            later = later_version(res)
+            learn = key is not None and key not in verdicts and not later
             if types is not None and rtype not in shared_types and rtype in r4_types and rtype != "Patient" \
-                    and (rtype not in types or (quick is not None and quick(rtype, res, where) is False)):
+                    and (rtype not in types or (quick is not None and quick(rtype, res, where) is False and not later)):
                 stats.resources += 1
-                if learn:
-                    native.learn(key, False)  # type: ignore[arg-type]
+                if learn:  # a type nobody reads: dropped by its key; a code: where the key decides it alone
+                    key_verdict = getattr(wants, "key_verdict", None)
+                    native.learn(key, False if rtype not in types or key_verdict is None  # type: ignore[arg-type]
+                                 else key_verdict(rtype, res, False))
                 continue
             loc = f"{where}:{lineno}"
             try:
                 if rtype == "Patient":
                     self._patient(res, loc, None, where)
                 else:
-                    self._resource(res, loc, None, where, {}, (), None, None)
+                    self._resource(res, loc, None, where, _Doc())
             except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
                 problems.add(loc, P["structure-line"](kind=type(exc).__name__))
-            if learn:
-                native.learn(key, quick(rtype, res, loc, tell=False) if quick is not None else None)  # type: ignore[arg-type]
+            if learn:  # a drop is learnt only where the key decides it alone (relevance.key_verdict)
+                verdict = quick(rtype, res, loc, tell=False) if quick is not None else None
+                key_verdict = getattr(wants, "key_verdict", None)
+                native.learn(key, key_verdict(rtype, res, verdict) if key_verdict is not None else verdict)  # type: ignore[arg-type]
 
     def _native_lines(self) -> NativeLines | None:
         """The native first pass, when this source uses one and the read filter can make it."""
@@ -381,9 +548,8 @@ class GroupingSource:
             self._native = self.wants.native_lines(self._shared_types, self._r4_types)
         return self._native or None
 
-    def _resource(self, res: dict, where: str, full_url: str | None, source: str, aliases: dict[str, str],
-                  patients: Iterable[str], only: str | None, parts: set[str] | None) -> None:
-        """File one resource. `parts`: what the Bundle's reports and panels point at (None for NDJSON,
+    def _resource(self, res: dict, where: str, full_url: str | None, source: str, doc: _Doc) -> None:
+        """File one resource. `doc.parts`: what the Bundle's reports and panels point at (None for NDJSON,
         where a report may sit in another file)."""
         self.stats.resources += 1
         rtype = res["resourceType"]
@@ -391,46 +557,101 @@ class GroupingSource:
             self.shared.add(res, full_url)
             return
         if rtype not in self._r4_types:
-            self._unattributable(rtype, where, source, only, "*", ENTRY_NOT_R4(),
-                                 P["not-r4"]())
+            self._untyped(res, where, source, doc, ENTRY_NOT_R4())
             return
         wants = self.wants
-        if wants is not None and (rtype not in wants.types or not wants(res, where)):
-            return
+        if wants is not None and (rtype not in wants.types or (not wants(res, where) and not later_version(res))):
+            return  # (a later version of a read type is kept whatever it says: it may supersede a copy that counts)
         if not self._links(rtype):
             return  # not part of one patient's record (Provenance, Group, Practitioner, ...)
-        ref = patient_reference(res)
-        if ref is None:
+        link = patient_link(res, self._links(rtype))
+        if link is None:
             if rtype == "Observation" and not has_patient_link(res):
                 rid = res.get("id")
-                if parts is None:  # NDJSON: a report in any file may adopt it; said at the end if none does
+                if doc.parts is None:  # NDJSON: a report in any file may adopt it; said at the end if none does
                     self.shared.add_orphan(res, full_url, where)
                     return
-                if full_url in parts or (isinstance(rid, str) and f"Observation/{rid}" in parts):
+                if full_url in doc.parts or (isinstance(rid, str) and f"Observation/{rid}" in doc.parts):
                     self.shared.add(res, full_url)  # a report's or panel's result: adopted by reference
                     return
-            self._unattributable(rtype, where, source, only, rtype, ENTRY_NO_PATIENT(),
-                                 P["no-patient"](type=rtype))
+            self._unattributable(rtype, where, source, doc.owners, rtype, ENTRY_NO_PATIENT(),
+                                 P["no-patient"](type=rtype), res)
             return
-        key = normalize_reference(ref, aliases)
-        if key is None or not (key.startswith("Patient/") or key in patients):
-            self._unattributable(rtype, where, source, only, rtype, ENTRY_BAD_PATIENT(),
-                                 P["bad-patient"](type=rtype))
+        key = self._key(link, doc)
+        if isinstance(key, tuple):  # named by an identifier no Patient of this Bundle carries: after pass 1
+            self.pending.append(Pending(token_key(key), res, where, source, doc.owners))
+            return
+        if key is None:
+            self._unattributable(rtype, where, source, doc.owners, rtype, ENTRY_BAD_PATIENT(),
+                                 P["bad-patient"](type=rtype), res)
             return
         self._add(key, res, where, source)
-        if patients and key not in patients:  # a Bundle's entry naming a patient the Bundle does not hold
-            self.foreign.append((only or "", key, rtype, where, source))
+        if (doc.patients and key not in doc.patients) or (doc.parts is not None and not doc.patients and key not in self.seen):
+            # a Bundle's entry naming a patient the Bundle does not hold (or, in a Bundle without Patients, one
+            # not read yet): whether that patient exists is known after pass 1
+            self.foreign.append((doc.owners, key, rtype, where, source))
         if full_url:
             rid = res.get("id")
             self._store.alias(key, full_url, f"{rtype}/{rid}" if isinstance(rid, str) else where)  # type: ignore[union-attr]
 
-    def _unattributable(self, rtype: str, where: str, source: str, only: str | None, as_type: str,
-                        why: Msg, problem: Msg) -> None:
-        """A relevant entry with no usable patient: kept against the Bundle's only Patient, else counted."""
+    def _named(self, entries: Iterable[Entry], doc: _Doc) -> tuple[str, ...]:
+        """The patients the entries of a document name by a reference that resolves (in order, once)."""
+        out: dict[str, None] = {}
+        for e in entries:
+            rtype = e.resource["resourceType"]
+            link = patient_link(e.resource, self._links(rtype)) if rtype in self._r4_types else None
+            key = self._key(link, doc) if link is not None else None
+            if isinstance(key, str) and key.startswith("Patient/"):
+                out[key] = None
+        return tuple(out)
+
+    def _key(self, link: PatientLink, doc: _Doc) -> str | Token | None:
+        """The patient key a link names: a key, an identifier to look up among every input's Patients
+        (a Token), or None (it names no Patient fhir3t can find)."""
+        token = link.identifier
+        if link.reference is not None:
+            ref = link.reference
+            found: str | Token | None = conditional_patient(ref) if "?" in ref else normalize_reference(ref, doc.aliases)
+            if isinstance(found, str):
+                return found if found.startswith("Patient/") or found in doc.patients else None
+            if found is None and "?" not in ref and token is None:
+                return None
+            token = found if found is not None else token
+        if token is None:
+            return None
+        hit = doc.idents.get(token_key(token))
+        if hit:
+            return hit
+        return None if hit == "" else token  # "": several Patients of this Bundle carry it
+
+    def _untyped(self, res: dict, where: str, source: str, doc: _Doc, why: Msg) -> None:
+        """An entry whose resourceType is missing, misspelt or not R4's: it could be any record. Kept as
+        unread against the patient it names (any element R4 names patients by), else the Bundle's only one."""
+        link = patient_link(res, self._all_links) if isinstance(res, dict) else None
+        key = self._key(link, doc) if link is not None else None
+        if isinstance(key, tuple):
+            self.pending.append(Pending(token_key(key), res, where, source, doc.owners, why))
+            return
+        typed = isinstance(res, dict) and isinstance(res.get("resourceType"), str) and bool(res["resourceType"])
+        if key is not None:
+            self.problems.add(where, P["not-r4-names" if typed else "no-type-names"](), skipped=False)
+            self._store.unread(key, Unread("*", where, why), source)  # type: ignore[union-attr]
+            return
+        self._unattributable("*", where, source, doc.owners, "*", why, P["not-r4" if typed else "no-type-nobody"]())
+
+    def _unattributable(self, rtype: str, where: str, source: str, owners: tuple[str, ...], as_type: str,
+                        why: Msg, problem: Msg, resource: dict | None = None) -> None:
+        """A relevant entry with no usable patient: kept as unread against the Bundle's Patients (each of
+        them, when it holds several: whose it is cannot be told). In a document that names no patient at
+        all, a record of a known type may be anyone's: every patient's record holds it as unread (the
+        criteria its code and dates could decide stay unknown for each); one of no known type is counted."""
         self.problems.add(where, problem)
-        if only is not None:
+        if owners:
             assert self._store is not None
-            self._store.unread(only, Unread(as_type, where, why), source)
+            for key in owners:
+                self._store.unread(key, Unread(as_type, where, why), source)
+        elif resource is not None and as_type != "*":
+            self.shared.add_anyone(resource, where)
         else:
             self.stats.unattributed += 1
 
@@ -462,23 +683,71 @@ def _input_bytes(files: Iterable[Path]) -> int:
     return total
 
 
-def foreign_unread(foreign: Iterable[tuple[str, str, str, str, str]], patients: Container[str],
+def foreign_unread(foreign: Iterable[tuple[tuple[str, ...], str, str, str, str]], patients: Container[str],
                    problems: Problems) -> Iterator[tuple[str, Unread, str]]:
-    """Entries of a single-patient Bundle that name another patient who is nowhere in the input.
+    """Entries of a Bundle that name a patient who is nowhere in the input.
 
     In a Bundle that holds one patient's record, a Condition naming `Patient/018` when the Bundle's
     patient is `Patient/p18` and no `Patient/018` exists is most likely a garbled reference: the entry
     is still filed under what it names, and the Bundle's patient keeps the criteria that could depend
-    on it unknown. (A Bundle may hold another patient's data legitimately; then that patient exists.)
+    on it unknown. In a Bundle of several patients, whose it is cannot be told: each keeps them unknown.
+    (A Bundle may hold another patient's data legitimately; then that patient exists.)
     """
-    for only, other, rtype, where, source in foreign:
+    for owners, other, rtype, where, source in foreign:
         if other in patients:
             continue
-        if not only:  # a Bundle of several patients: whose it really is cannot be told
-            problems.add(where, P["foreign-screened"](type=rtype))
+        near = near_patients(other, patients)
+        problems.add(where, P["foreign"](type=rtype))
+        for owner in dict.fromkeys([*owners, *near]):
+            if owner != other:
+                yield owner, Unread(rtype, where, ENTRY_OTHER_PATIENT() if owner in owners else ENTRY_NEAR()), source
+
+
+_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-."
+
+
+def near_patients(key: str, patients: Container[str]) -> list[str]:
+    """Patients of the input whose reference is one typo away from `key` (a character added, dropped,
+    changed or swapped, or spaces inside): a garbled `Patient/p0l` or `Patient/p 01` may be `Patient/p01`'s
+    (only digests of the patients are kept, so candidates are generated and looked up)."""
+    head, sep, rid = key.rpartition("/")
+    if not sep or not rid or len(rid) > 64:
+        return []
+    variants = {rid.replace(" ", "")}
+    for i in range(len(rid) + 1):
+        if i < len(rid):
+            variants.add(rid[:i] + rid[i + 1:])
+            if i + 1 < len(rid):
+                variants.add(rid[:i] + rid[i + 1] + rid[i] + rid[i + 2:])
+        for ch in _ID_CHARS:
+            variants.add(rid[:i] + ch + rid[i:])
+            if i < len(rid):
+                variants.add(rid[:i] + ch + rid[i + 1:])
+    variants.discard(rid)
+    return sorted(f"{head}/{v}" for v in variants if v and f"{head}/{v}" in patients)
+
+
+def resolve_pending(pending: Iterable[Pending], idents: DigestMap, problems: Problems, shared: SharedIndex,
+                    stats: GroupStats | None = None) -> Iterator[tuple[str, Unread, str]]:
+    """Records naming their patient by identifier, judged against every input's Patients (after pass 1):
+    one Patient carries it -> that patient's record takes it in pass 2; several -> each of them keeps it
+    as unread; none -> unread for the document's only patient (a garbled identifier?), else reported."""
+    for p in pending:
+        found = idents.get(p.key)
+        if found is None:
+            rtype = str(p.resource.get("resourceType", "*")) if p.why is None else "*"
+            if p.owners:
+                problems.add(p.where, P["ident-unknown-owners"]())
+                for owner in p.owners:
+                    yield owner, Unread(rtype, p.where, ENTRY_NO_IDENTIFIER() if p.why is None else p.why), p.source
+            else:
+                problems.add(p.where, P["ident-unknown"]())
+                if stats is not None:
+                    stats.unattributed += 1
             continue
-        problems.add(where, P["foreign-unknown"](type=rtype))
-        yield only, Unread(rtype, where, ENTRY_OTHER_PATIENT()), source
+        if found == AMBIGUOUS:
+            problems.add(p.where, P["ident-several"](), skipped=False)
+        shared.add_pending(p, found == AMBIGUOUS)
 
 
 def records_of(groups: Iterable[tuple[str, Group]], shared: SharedIndex, problems: Problems,
@@ -490,8 +759,18 @@ def records_of(groups: Iterable[tuple[str, Group]], shared: SharedIndex, problem
             problems.add(g.source, P["no-patient-resource"](key=key), skipped=False)
         if stats is not None:
             stats.patients += 1
-        yield RawRecord(key, g.resources, g.source, _resolver(shared, g.aliases), g.aliases, g.unread,
-                        bool(shared.orphans) or any_subjectless)
+        resources, unread = g.resources, g.unread
+        if shared.pending:  # records naming this patient by one of their identifiers, in any input
+            named = shared.named_by(k for r, _ in g.resources if r.get("resourceType") == "Patient"
+                                    for k in identifier_keys(r))
+            if named:
+                resources = [*resources, *((r, w) for r, w, why, amb in named if why is None and not amb)]
+                unread = [*unread, *(Unread("*" if why is not None else str(r.get("resourceType", "*")), w,
+                                            why if why is not None else ENTRY_AMBIGUOUS())
+                                     for r, w, why, amb in named if why is not None or amb)]
+        one = reconcile(resources, shared.deleted)  # every Type/id once: its newest copy (sources.versions)
+        yield RawRecord(key, one.resources, g.source, _resolver(shared, g.aliases), g.aliases, unread,
+                        bool(shared.orphans) or any_subjectless, one.conflicts, shared.anyone)
 
 
 def _part_refs(entries: Iterable[Entry]) -> set[str]:
@@ -522,6 +801,7 @@ def _resolver(shared: SharedIndex, aliases: dict[str, str]) -> Callable[[str], d
 
 
 def group_documents(documents: Iterable[tuple[str, object]], problems: Problems, shared: SharedIndex | None = None,
-                    wants: ReadFilter | None = None) -> list[RawRecord]:
-    """Group parsed Bundles (a server's answers, a test's fixtures) by patient, in memory."""
-    return list(GroupingSource([], problems, wants, store="memory", documents=documents, shared=shared))
+                    wants: ReadFilter | None = None, scope: str | None = None) -> list[RawRecord]:
+    """Group parsed Bundles (a server's answers, a test's fixtures) by patient, in memory. `scope`: every
+    document is that patient's (searches scoped to them): what cannot be attributed stays theirs, unread."""
+    return list(GroupingSource([], problems, wants, store="memory", documents=documents, shared=shared, scope=scope))

@@ -52,11 +52,15 @@ from pathlib import Path
 
 from fhir3t.errors import Problems
 from fhir3t.sources.files import Limits, ndjson_batches
+from fhir3t.sources.versions import later_version
 
 #: the elements a fast key is made of (see `records.relevance._fast_key`): main codes, what makes the
 #: decision read more, and whether a report / panel points at parts
 KEY_PATHS = ("$.code", "$.vaccineCode", "$.medicationCodeableConcept", "$.component", "$.medicationReference",
-             "$.result[0]", "$.hasMember[0]")
+             "$.result[0]", "$.hasMember[0]", "$.meta.versionId")
+#: (meta.versionId is in the key so that a later version, which the reader keeps whatever it says because
+#: it may supersede a copy that counts (sources.versions.later_version), never shares a key learnt as
+#: dropped from a first version alike in its code; Python never teaches a later version's key)
 #: rows handed over per check against the file
 CHECK_EVERY = 512
 #: the longest line DuckDB is asked to parse (its read buffer is twice this); longer ones go to Python
@@ -126,7 +130,8 @@ WHERE k IS NOT NULL GROUP BY k ORDER BY min(n)"""
         paths = ", ".join(f"'{p}'" for p in KEY_PATHS)
         parts = " || chr(31) || ".join(
             [*(f"coalesce(e[{i}]::VARCHAR, '~')" for i in (1, 2, 3, 4, 5)),
-             *(f"CASE WHEN e[{i}] IS NULL THEN '0' ELSE '1' END" for i in (6, 7))])
+             *(f"CASE WHEN e[{i}] IS NULL THEN '0' ELSE '1' END" for i in (6, 7)),
+             "coalesce(e[8]::VARCHAR, '~')"])
         return f"""
 WITH r AS (
   SELECT row_number() OVER () AS n,
@@ -182,7 +187,7 @@ SELECT n, c, strlen(j), k, j FROM k WHERE k IS NULL OR k NOT IN (SELECT k FROM d
                 res = orjson.loads(text)
             except orjson.JSONDecodeError:
                 continue
-            if isinstance(res, dict):
+            if isinstance(res, dict) and not later_version(res):  # a later version teaches nothing (see KEY_PATHS)
                 verdict = self.sample_verdict(res)
                 if verdict is not None:
                     self.learn(key, verdict)

@@ -8,7 +8,10 @@
 2. Each candidate's record in as few round trips as the CapabilityStatement allows:
    `Patient/[id]/$everything?_type=...` (1 request a patient), else one batch Bundle of searches
    for several patients, else `Patient?_id=a,b,c&_revinclude=...`, else one search per type.
-   `Bundle.link[next]` is followed as given; `search.mode=outcome` entries are ignored.
+   `Bundle.link[next]` is followed as given; `search.mode=outcome` entries are ignored. A search names
+   the patient in every form a stored reference may take (`_patient_queries`: relative, absolute on the
+   server's base and on bases seen in its answers): a server that keeps references as written and
+   matches them as strings (Medplum) finds `http://server/fhir/Patient/x` by nothing else.
 Grouping a result into a RawRecord reuses the file grouping (`group_documents`), so a server record and the same data in
 a file are screened identically.
 
@@ -29,6 +32,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from urllib.parse import quote
 
 from fhir3t.errors import Fhir3tError, Problems, ServerError, UsageError
 from fhir3t.fhirutil import fhir_id, normalize_reference, patient_id, search_escape
@@ -49,6 +53,8 @@ PAGE = 500
 GROUP = 10
 #: Codes per `Condition?code=` request (keeps URLs well under common 8 KB limits).
 CODES_PER_QUERY = 60
+#: Bases a patient's records are searched under (the server's own and others seen in its answers).
+MAX_BASES = 4
 
 
 def anchor_codes(vs: ValueSet, tx: Terminology) -> tuple[list[Code], list[Code]]:
@@ -108,6 +114,9 @@ class RestSource:
     strategy: str | None = None
     on_candidates: Callable[[int], None] | None = None
     stats: PullStats = field(default_factory=PullStats)
+    #: bases other than the server's own that its records name patients under (absolute references seen
+    #: in the anchor search): a pull searches under them too (`_patient_queries`)
+    seen_bases: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if not self.anchor[0]:  # the study profile names how candidates are found (profiles/study.json)
@@ -226,6 +235,7 @@ class RestSource:
                     key = patient_id(res)
                     if key:
                         found[key] = None
+                        self._learn_base(res)
             except HttpStatusError as exc:
                 if q[0][0] == "code:below" and exc.status in (400, 422, 501):
                     log.info("server rejects %s:below; relying on the expanded code list", rtype)
@@ -283,12 +293,40 @@ class RestSource:
             got.extend(entries(page))
         return got, {}
 
+    def _patient_queries(self, rtype: str, pid: str) -> list[tuple[str, str]]:
+        """(parameter, value) of each search naming the patient for `rtype`, asked separately, the answers
+        merged (each resource once, `_dedupe`): the relative reference by the parameter the server
+        declares; then the absolute one on the server's base, and on each base the anchor search saw
+        this server's data name patients by (`_bases`), by the parameter of the element itself
+        (`Condition.subject`: R4's `patient` parameter is `subject.where(resolve() is Patient)`, which a
+        server cannot evaluate on an absolute URL without resolving it). A server that keeps references
+        as written and matches a search on the string, as Medplum does, finds an absolute reference by
+        nothing else; one that indexes them by type and id (sekmet, HAPI) answers the same twice.
+        """
+        links = r4_facts().links(rtype)
+        element = links[0] if links else self._patient_param(rtype)
+        return [(self._patient_param(rtype), f"Patient/{pid}"),
+                *((element, f"{base}/Patient/{pid}") for base in self._bases())]
+
+    def _bases(self) -> list[str]:
+        """This server's base, then (at most MAX_BASES) others its records name patients under."""
+        own = self.client.base.rstrip("/")
+        return [own, *sorted(self.seen_bases - {own})[:MAX_BASES - 1]]
+
+    def _learn_base(self, resource: dict) -> None:
+        for f in r4_facts().links(text(resource.get("resourceType")) or ""):
+            ref = child_text(child(resource, f), "reference")
+            m = re.fullmatch(r"(https?://[^?#]+)/Patient/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?", ref or "")
+            if m:
+                self.seen_bases.add(m.group(1))
+
     def _fetch_batch(self, ids: list[str]) -> Fetched:
         reqs: list[tuple[str, str, str]] = []  # (patient id, type, url)
         for pid in ids:
             reqs.append((pid, "Patient", f"Patient/{pid}"))
             for t in self._searched_types():
-                reqs.append((pid, t, f"{t}?{self._patient_param(t)}=Patient/{pid}&_count={PAGE}"))
+                for param, value in self._patient_queries(t, pid):
+                    reqs.append((pid, t, f"{t}?{param}={quote(value, safe='/:')}&_count={PAGE}"))
         resp = self.client.json("POST", "", idempotent=True, json={
             "resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": u}} for _, _, u in reqs]})
         if not isinstance(resp, dict) or resp.get("resourceType") != "Bundle":
@@ -324,6 +362,13 @@ class RestSource:
         got: list[dict] = []
         for page in self.client.pages(self.client.get("Patient", params=params), where="Patient _revinclude search"):
             got.extend(entries(page))
+        # _revinclude matches the relative form only (on a server that matches strings): the other forms
+        # by search, all the group's patients in one value list each
+        for t in self._searched_types():
+            for k in range(1, len(self._patient_queries(t, ids[0]))):
+                param = self._patient_queries(t, ids[0])[k][0]
+                values = ",".join(self._patient_queries(t, pid)[k][1] for pid in ids)
+                got.extend({"resource": r} for r in self.client.search(t, [(param, values), ("_count", str(PAGE))]))
         self._add_referenced(got)
         return got, {}
 
@@ -337,8 +382,9 @@ class RestSource:
                     continue
                 raise
             for t in self._searched_types():
-                for res in self.client.search(t, [(self._patient_param(t), f"Patient/{pid}"), ("_count", str(PAGE))]):
-                    got.append({"resource": res})
+                for param, value in self._patient_queries(t, pid):
+                    for res in self.client.search(t, [(param, value), ("_count", str(PAGE))]):
+                        got.append({"resource": res})
         self._add_referenced(got)
         return got, {}
 

@@ -95,3 +95,76 @@ class SeenPatients:
                 mine = self._source_ids[source] = len(self._sources)
                 self._sources.append(source)
             self._put(i, h, mine)
+
+
+#: what `DigestMap.get` answers for a key given two different values
+AMBIGUOUS = -1
+
+
+class DigestMap:
+    """A map of 64-bit digests: key -> the value it was given, or AMBIGUOUS when it was given two different
+    ones (~16 bytes an entry). Pass 1 keeps every Patient's identifiers in one (identifier -> patient), to
+    tell whether a record naming its patient by identifier names one patient, several, or none."""
+
+    def __init__(self, capacity: int = 1 << 10) -> None:
+        size = 1 << max(4, (capacity - 1).bit_length())
+        self._keys = array("Q", bytes(8 * size))
+        self._values = array("Q", bytes(8 * size))
+        self._mask = size - 1
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _slot(self, h: int) -> int:
+        keys, mask = self._keys, self._mask
+        i = h & mask
+        while True:
+            k = keys[i]
+            if k == 0 or k == h:
+                return i
+            i = (i + 1) & mask
+
+    def add(self, key: str, value: str) -> None:
+        self._add(_digest(key), _digest(value))
+
+    def _add(self, h: int, v: int) -> None:
+        i = self._slot(h)
+        if self._keys[i]:
+            if self._values[i] != v:
+                self._values[i] = 0  # two different values: ambiguous
+            return
+        self._keys[i] = h
+        self._values[i] = v
+        self._count += 1
+        if self._count * 3 > len(self._keys) * 2:
+            old_keys, old_values = self._keys, self._values
+            size = len(old_keys) * 2
+            self._keys = array("Q", bytes(8 * size))
+            self._values = array("Q", bytes(8 * size))
+            self._mask = size - 1
+            for k, val in zip(old_keys, old_values, strict=True):
+                if k:
+                    j = self._slot(k)
+                    self._keys[j] = k
+                    self._values[j] = val
+
+    def get(self, key: str) -> int | None:
+        """The value's digest, AMBIGUOUS, or None when the key was never given."""
+        i = self._slot(_digest(key))
+        if not self._keys[i]:
+            return None
+        return self._values[i] or AMBIGUOUS
+
+    def update(self, other: DigestMap) -> None:
+        """Merge another map (another process's pass 1)."""
+        for k, v in zip(other._keys, other._values, strict=True):
+            if k:
+                if v:
+                    self._add(k, v)
+                else:
+                    i = self._slot(k)
+                    if not self._keys[i]:
+                        self._add(k, 1)
+                        i = self._slot(k)
+                    self._values[i] = 0

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fhir3t.criteria.base import AS_WRITTEN, LABEL_SCHEMA, Builder, Kind, Label, Rule, code_name, code_word, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
-from fhir3t.dates import Span, Window
+from fhir3t.dates import Span, Window, age_span, range_span
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
 from fhir3t.messages import Clause, Message, Msg, clause, many
 from fhir3t.messages.reasons import absent
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 UNCERTAIN_VERIFICATION = frozenset({"unconfirmed", "provisional", "differential"})
-_FIELDS = {"onset": ("onsetDateTime", "onsetPeriod"), "abatement": ("abatementDateTime", "abatementPeriod"),
+_FIELDS = {"onset": ("onsetDateTime", "onsetPeriod", "onsetAge", "onsetRange"),
+           "abatement": ("abatementDateTime", "abatementPeriod", "abatementAge", "abatementRange"),
            "recorded": ("recordedDate",)}
 
 NO_STATUS = Message("condition.no-status", "no clinical status")
@@ -85,11 +86,21 @@ class ConditionRule(Kind):
         yield read("Condition", self.vs, "code", "clinicalStatus", "verificationStatus", "onset[x]", "abatement[x]",
                    "recordedDate", complete=True)
 
-    def _dates(self, raw: dict) -> list[tuple[str, Span | None]]:
+    def _dates(self, raw: dict, birth: Span | None) -> list[tuple[str, Span | None]]:
+        """(onset | abatement | recorded, its days) of a Condition; an Age or a Range of Ages counts from the
+        birth date (None when there is none to count from)."""
         out: list[tuple[str, Span | None]] = []
         for d in self.dates:
             for f in _FIELDS[d]:
                 v = raw.get(f)
+                if v is None:
+                    continue
+                if f.endswith("Age"):
+                    out.append((d, age_span(birth, v) if birth is not None else None))
+                    break
+                if f.endswith("Range"):
+                    out.append((d, range_span(birth, v) if birth is not None else None))
+                    break
                 if isinstance(v, dict):
                     v = v.get("start") if d == "onset" else v.get("end") or v.get("start")
                 if isinstance(v, str):
@@ -110,7 +121,8 @@ class ConditionRule(Kind):
             tri, parts = (MET, [clause(STATE(state=state))]) if active else (NOT_MET, [clause(NOT_ACTIVE(state=state))])
         else:
             assert window is not None
-            dated = self._dates(raw)
+            patient = ctx.record.patient
+            dated = self._dates(raw, span_of(patient.get("birthDate")) if isinstance(patient, dict) else None)
             in_window = [(name, s) for name, s in dated if s is not None]
             w_tri = k_or(window.contains(s) for _, s in in_window) if in_window else UNKNOWN
             if in_window:
@@ -146,7 +158,7 @@ class ConditionRule(Kind):
 
         if not hits:
             none = self._once("absent", lambda: Outcome(NOT_MET, (), absent(title)))
-            return unless_unread(none, ctx, ("Condition",), self.vs, judge)
+            return unless_unread(none, ctx, ("Condition",), self.vs, judge, judge_any=self.when == "window")
         judged = [(r, *self._one(r, ctx, window)) for r in hits]
         result = k_or(t for _, t, _ in judged)
         deciding = [(r, why) for r, t, why in judged if t == result] or [(r, why) for r, _, why in judged]
@@ -157,7 +169,7 @@ class ConditionRule(Kind):
             last = clauses[-1]
             clauses[-1] = clause(MORE(finding=last.finding, n=len(deciding) - 3), last.settle)
         out = Outcome(result, tuple(r.ref for r, _ in deciding), tuple(clauses))
-        return unless_unread(out, ctx, ("Condition",), self.vs, judge)
+        return unless_unread(out, ctx, ("Condition",), self.vs, judge, judge_any=self.when == "window")
 
     def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
         what = text_arg(self.label) or self.vs.name_text

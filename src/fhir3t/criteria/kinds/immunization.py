@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fhir3t.criteria.base import Builder, Kind, Label, Rule, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
-from fhir3t.logic import MET, NOT_MET, UNKNOWN, k_or
+from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
 from fhir3t.messages import Message, Msg, reason
 from fhir3t.messages.reasons import absent
+from fhir3t.records.model import Res
 from fhir3t.records.plan import Read, read
 from fhir3t.terminology import ValueSet
 
@@ -48,9 +49,13 @@ class ImmunizationRule(Kind):
         hits = [r for r in ctx.visible("Immunization")
                 if r.raw.get("status") in ("completed", "amended") and (self.vs is None or any(c in self.vs for c in r.codes))]
         title = text_arg(self.label) or VACCINATION()
+
+        def judge(r: Res) -> Tri:  # only the date matters: one wholly outside the window cannot be the one
+            return window.contains(r.span) if r.span is not None else UNKNOWN
+
         if not hits:
             return unless_unread(self._once("absent", lambda: Outcome(NOT_MET, (), absent(title))), ctx,
-                                 ("Immunization",), self.vs)
+                                 ("Immunization",), self.vs, judge, judge_any=True)
         judged = [(r, window.contains(r.span) if r.span else UNKNOWN) for r in hits]
         result = k_or(t for _, t in judged)
         deciding = [r for r, t in judged if t == result]
@@ -62,7 +67,7 @@ class ImmunizationRule(Kind):
         if result == UNKNOWN:
             return Outcome(UNKNOWN, tuple(x.ref for x in deciding), reason(UNDATED(title=title), RECORD_WHEN()))
         return unless_unread(Outcome(NOT_MET, (), reason(NONE_WITHIN(title=title, window=str(window)))), ctx,
-                             ("Immunization",), self.vs)
+                             ("Immunization",), self.vs, judge, judge_any=True)
 
     def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
         what = text_arg(self.label) or VACCINATION()

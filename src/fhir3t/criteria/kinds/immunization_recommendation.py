@@ -86,8 +86,7 @@ class RecommendationRule(Kind):
         """Why a recommended vaccine not coded in the set could still be a live one ('' if it cannot)."""
         concepts = [cc for cc in vaccines if isinstance(cc, dict)] if isinstance(vaccines, list) else []
         texts = tuple(t for cc in concepts for t in concept_texts(cc))
-        closed = ctx.tx.systems.closed
-        if any(c[0] in closed and self.vs.considers(c) for c in codes):
+        if any(self.vs.decides(c) for c in codes):
             return None  # a CVX / ATC code decides by itself
         name = self.vs.named_in(texts)
         if name:

@@ -35,6 +35,8 @@ _OBS_ELEMENTS = ("code", "status", "value[x]", "interpretation", "effective[x]",
 _REPORT_ELEMENTS = ("code", "status", "conclusionCode", "effective[x]", "issued")
 
 NO_NUMBER = Message("obs.no-number", "no numeric value")
+NO_CONCLUSION = Message("obs.no-conclusion", "a report with no coded conclusion")
+CONCLUSIONS_DISAGREE = Message("obs.conclusions-disagree", "a report whose coded conclusions disagree ({one}; {other})")
 FINDING = Message("obs.finding", "finding {code}")
 NO_FINDING = Message("obs.no-finding", "no coded finding")
 UNCLASSIFIED = Message("obs.unclassified", "finding {code} not classified")
@@ -116,7 +118,9 @@ class ObservationRule(Kind):
     ratio: tuple[ValueSet, ValueSet, float] | None = None
     met_vs: ValueSet | None = None
     not_met_vs: ValueSet | None = None
-    include_reports: bool = False
+    #: a DiagnosticReport coded for the test is a result too (its conclusionCode read as the value; without
+    #: one, it is read through its results)
+    include_reports: bool = True
     hint: Label | None = None
     label: Label = ""
 
@@ -169,7 +173,7 @@ class ObservationRule(Kind):
             spec.get("unit"), conversions or None, ratio,
             b.vs(spec["met_valueset"]) if "met_valueset" in spec else None,
             b.vs(spec["not_met_valueset"]) if "not_met_valueset" in spec else None,
-            bool(spec.get("include_reports")), spec.get("hint"), spec.get("label", ""),
+            bool(spec.get("include_reports", True)), spec.get("hint"), spec.get("label", ""),
         )
 
     def reads(self) -> Iterator[Read]:
@@ -182,7 +186,23 @@ class ObservationRule(Kind):
 
     # -- judging one result
     def _judge(self, res: Res, ctx: Context) -> tuple[Tri, Arg]:
-        raw = res.raw
+        if res.type == "DiagnosticReport" and self.read != "coded":
+            return self._report(res, ctx)
+        return self._judge_raw(res.raw, res, ctx)
+
+    def _report(self, res: Res, ctx: Context) -> tuple[Tri, Arg]:
+        """A report coded for the test: each conclusionCode read as the result's value; they must agree."""
+        conclusions = res.raw.get("conclusionCode")
+        views = [{"resourceType": "Observation", "valueCodeableConcept": cc}
+                 for cc in (conclusions if isinstance(conclusions, list) else ()) if isinstance(cc, dict)]
+        if not views:
+            return UNKNOWN, NO_CONCLUSION()
+        found = [self._judge_raw(v, res, ctx) for v in views]
+        if any(t != found[0][0] for t, _ in found):
+            return UNKNOWN, CONCLUSIONS_DISAGREE(one=found[0][1], other=next(h for t, h in found if t != found[0][0]))
+        return found[0]
+
+    def _judge_raw(self, raw: dict, res: Res, ctx: Context) -> tuple[Tri, Arg]:
         if self.read == "qualitative":
             assert self.readings is not None
             value, how = qualitative(raw, ctx.tx, self.readings, viral_load=self.viral_load)
@@ -231,7 +251,7 @@ class ObservationRule(Kind):
         return (MET if ok else NOT_MET), shown
 
     def _unreadable(self, res: Res, ctx: Context) -> tuple[Tri, Arg]:
-        return UNKNOWN, UNREADABLE_RESULT(record=record_name(res), what=describe_suspect(res, ctx.tx))
+        return UNKNOWN, UNREADABLE_RESULT(record=record_name(res), what=describe_suspect(res, ctx.tx, self.vs))
 
     def _candidates(self, ctx: Context) -> list[_Candidate]:
         types = ("Observation", "DiagnosticReport") if self.include_reports else ("Observation",)
