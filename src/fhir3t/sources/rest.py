@@ -37,6 +37,7 @@ from urllib.parse import quote
 from fhir3t.errors import Fhir3tError, Problems, ServerError, UsageError
 from fhir3t.fhirutil import fhir_id, normalize_reference, patient_id, search_escape
 from fhir3t.jsonshape import child, child_text, items, objs, text
+from fhir3t.messages import Msg, table
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.grouping import SharedIndex, group_documents
@@ -45,6 +46,28 @@ from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError, en
 from fhir3t.transport.urls import clean
 
 log = logging.getLogger("fhir3t.rest")
+
+#: what is said about a pull that could not get everything (each under the search or patient it concerns)
+P = table("input.rest", {
+    "group-unreadable": "{bad} of {total} members are not readable Patient references; those were not screened",
+    "group-empty": "the Group has no Patient members; nothing to screen",
+    "no-code-search": "the server cannot search {type} by code ({status}); screening every Patient instead",
+    "outside-valueset": "{n} {type} resources in the answers are not in the value set {valueset} (the server may "
+                        "ignore the code parameter); their patients were not taken as candidates",
+    "batch-failed": "server answered {code}; that data is missing",
+    "batch-no-answer": "server answered nothing; that data is missing",
+    "foreign": "the server returned {n} resources of other patients (it may ignore a search parameter); they were not "
+               "used",
+    "not-found": "not found on the server ({status}); skipped",
+    "error": "{error}; not screened",
+    "unexpected": "unexpected answer from the server ({kind}); not screened",
+    "request-failed": "the {type} request failed",
+    "no-bundle": "the {type} search did not answer with a Bundle",
+    "incomplete": "{key}: {why}, so the record is incomplete; not screened (missing data could make an exclusion "
+                  "look absent)",
+    "no-patient": "{key}: the server returned no Patient resource; skipped",
+    "no-subjects": "no ResearchSubject of {study} on the server",
+})
 
 STRATEGIES = ("everything", "batch", "revinclude", "search")
 #: Page size asked for; servers may answer with less (links are followed either way).
@@ -204,10 +227,9 @@ class RestSource:
             elif not (key and re.fullmatch(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]+", key)):  # other types are not patients
                 bad += 1
         if bad:
-            self.problems.add(f"Group/{gid}", f"{bad} of {len(members)} members are not readable Patient references; "
-                              "those were not screened")
+            self.problems.add(f"Group/{gid}", P["group-unreadable"](bad=bad, total=len(members)))
         if not out:
-            self.problems.add(f"Group/{gid}", "the Group has no Patient members; nothing to screen", skipped=False)
+            self.problems.add(f"Group/{gid}", P["group-empty"](), skipped=False)
         return out
 
     def _anchor_patients(self) -> list[str]:
@@ -241,14 +263,13 @@ class RestSource:
                     log.info("server rejects %s:below; relying on the expanded code list", rtype)
                     continue
                 if exc.status in (400, 422, 501):
-                    self.problems.add(f"{rtype} search", f"the server cannot search {rtype} by code ({exc.status}); "
-                                      "screening every Patient instead", skipped=False)
+                    self.problems.add(f"{rtype} search", P["no-code-search"](type=rtype, status=exc.status),
+                                      skipped=False)
                     return self._all_patients()
                 raise
         if outside:
-            self.problems.add(f"{rtype} search", f"{outside} {rtype} resources in the answers are not in the value set "
-                              f"{vs_id} (the server may ignore the code parameter); their patients were not taken "
-                              "as candidates", skipped=False)
+            self.problems.add(f"{rtype} search", P["outside-valueset"](n=outside, type=rtype, valueset=vs_id),
+                              skipped=False)
         return list(found)
 
     def _all_patients(self) -> list[str]:
@@ -333,7 +354,7 @@ class RestSource:
             raise ResponseError("batch search: the server did not answer with a Bundle")
         answers = items(resp.get("entry"))
         got: list[dict] = []
-        incomplete: dict[str, str] = {}
+        incomplete: dict[str, Msg] = {}
         for i, (pid, rtype, _url) in enumerate(reqs):
             e = answers[i] if i < len(answers) else None
             res = e.get("resource") if isinstance(e, dict) else None
@@ -342,8 +363,9 @@ class RestSource:
             if not isinstance(res, dict) or not code.startswith("2"):
                 if not (rtype == "Patient" and code in ("404", "410")):  # a patient that is gone is said by fetch()
                     self.problems.add(f"batch entry {i} ({rtype} of Patient/{pid})",
-                                      f"server answered {clean(code, 10) or 'nothing'}; that data is missing")
-                    incomplete.setdefault(pid, f"the {rtype} request failed")
+                                      P["batch-failed"](code=clean(code, 10)) if clean(code, 10)
+                                      else P["batch-no-answer"]())
+                    incomplete.setdefault(pid, P["request-failed"](type=rtype))
                 continue
             if rtype == "Patient":
                 got.append({"resource": res, "fullUrl": text(e.get("fullUrl")) if isinstance(e, dict) else None})
@@ -351,7 +373,7 @@ class RestSource:
                 for page in self.client.pages(res, where=f"batch entry {i} ({rtype} search)"):
                     got.extend(entries(page))
             else:
-                incomplete.setdefault(pid, f"the {rtype} search did not answer with a Bundle")
+                incomplete.setdefault(pid, P["no-bundle"](type=rtype))
         self._add_referenced(got)
         return got, incomplete
 
@@ -422,25 +444,24 @@ class RestSource:
             wanted = {f"Patient/{i}" for i in ids}
             kept, foreign = _own_entries(_dedupe(got), wanted)
             if foreign:
-                self.problems.add(where, f"the server returned {foreign} resources of other patients (it may ignore a "
-                                  "search parameter); they were not used", skipped=False)
+                self.problems.add(where, P["foreign"](n=foreign), skipped=False)
             bundle = {"resourceType": "Bundle", "type": "collection", "entry": kept}
             complete = [r for r in group_documents([(where, bundle)], Problems(), self.shared)
                         if any(res.get("resourceType") == "Patient" for res, _ in r.resources)]
         except HttpStatusError as exc:
             if exc.status in (404, 410):
-                self.problems.add(where, f"not found on the server ({exc.status}); skipped")
+                self.problems.add(where, P["not-found"](status=exc.status))
                 return []
-            self.problems.add(where, f"{exc}; not screened")
+            self.problems.add(where, P["error"](error=str(exc)))
             return []
         except ResponseError as exc:
-            self.problems.add(where, f"{exc}; not screened")
+            self.problems.add(where, P["error"](error=str(exc)))
             return []
         except Fhir3tError:
             raise
         except Exception as exc:  # the safety net: a shape nobody foresaw must not end the run
             log.debug("unexpected answer for %s", where, exc_info=True)
-            self.problems.add(where, f"unexpected answer from the server ({type(exc).__name__}); not screened")
+            self.problems.add(where, P["unexpected"](kind=type(exc).__name__))
             return []
         out = []
         for r in complete:
@@ -448,12 +469,11 @@ class RestSource:
                 continue
             pid = r.key.split("/", 1)[1]
             if pid in incomplete:
-                self.problems.add(where, f"{r.key}: {incomplete[pid]}, so the record is incomplete; not screened "
-                                  "(missing data could make an exclusion look absent)")
+                self.problems.add(where, P["incomplete"](key=r.key, why=incomplete[pid]))
                 continue
             out.append(r)
         for key in sorted(wanted - {r.key for r in complete}):
-            self.problems.add(where, f"{key}: the server returned no Patient resource; skipped")
+            self.problems.add(where, P["no-patient"](key=key))
         return out
 
     def __iter__(self) -> Iterator[RawRecord]:
@@ -473,7 +493,7 @@ class RestSource:
 
 
 #: What a fetch strategy returns: entries, and the patients whose record came back only in part (why).
-Fetched = tuple[list[dict], dict[str, str]]
+Fetched = tuple[list[dict], dict[str, Msg]]
 
 
 def _names(ops: object) -> set[str]:
@@ -569,7 +589,7 @@ def study_subject_patients(client: FhirClient, system: str, value: str, problems
         if key and key.startswith("Patient/") and fhir_id(key.split("/", 1)[1]):
             found[key.split("/", 1)[1]] = None
     if not found:
-        problems.add("ResearchSubject search", f"no ResearchSubject of {value} on the server", skipped=False)
+        problems.add("ResearchSubject search", P["no-subjects"](study=value), skipped=False)
     return list(found)
 
 

@@ -43,9 +43,16 @@ import orjson
 
 from fhir3t.errors import Problems, UsageError
 from fhir3t.fhirutil import patient_id
+from fhir3t.messages import table
 from fhir3t.sources.files import expand_paths, ndjson_batches
 
 DB_NAME = "fhir3t-state.sqlite"
+#: what is said about a file or line the store does not take
+P = table("input.store", {
+    "not-ndjson": "not merged into the store: the store reads Bulk NDJSON exports only",
+    "bad-json": "not valid JSON; line not merged into the store",
+    "not-fhir": "not a FHIR resource; line not merged into the store",
+})
 #: how sources.bulk names the deleted-resource files of an export
 DELETED_GLOB = "*.deleted-ndjson"
 #: bumped when the layout changes; an older store is refused, never half-read
@@ -135,7 +142,7 @@ class PatientState:
         # an export folder's deleted-resource files (sources.bulk names them so `screen OUT_DIR` skips them)
         deleted = [*deleted, *(f for p in given if p.is_dir() for f in sorted(p.rglob(DELETED_GLOB)))]
         for f in json_files:
-            problems.add(str(f), "not merged into the store: the store reads Bulk NDJSON exports only")
+            problems.add(str(f), P["not-ndjson"]())
         self.db.execute("BEGIN")
         try:
             for f in [*ndjson_files, *deleted]:
@@ -155,10 +162,10 @@ class PatientState:
         try:
             res = orjson.loads(line)
         except orjson.JSONDecodeError:
-            problems.add(where, "not valid JSON; line not merged into the store")
+            problems.add(where, P["bad-json"]())
             return
         if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
-            problems.add(where, "not a FHIR resource; line not merged into the store")
+            problems.add(where, P["not-fhir"]())
             return
         if res["resourceType"] == "Bundle" and any(_deletion(e) for e in res.get("entry") or ()):
             for e in res.get("entry") or ():
