@@ -76,7 +76,7 @@ P = table("input.grouping", {
                     "unknown",
     "no-type-names": "resource without resourceType, and it names a patient: the criteria it could decide are left "
                      "unknown",
-    "no-type-nobody": "resource without resourceType, naming no patient; skipped",
+    "no-type-nobody": "resource without resourceType (not FHIR: no resourceType), naming no patient; skipped",
     "no-patient-resource": "{key}: no Patient resource found; screened without demographics",
 })
 
