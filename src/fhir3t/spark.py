@@ -37,10 +37,12 @@ from urllib.parse import unquote, urlparse
 
 import orjson
 
+from fhir3t.fhirutil import conditional_patient, identifier_keys, patient_link, token_key
 from fhir3t.pipeline import Definition, Run, screen_records, with_discovered_maps
 from fhir3t.r4facts import r4_facts
-from fhir3t.sources.base import RawRecord
-from fhir3t.sources.grouping import SharedIndex
+from fhir3t.sources.base import RawRecord, Unread
+from fhir3t.sources.grouping import ENTRY_AMBIGUOUS, SharedIndex
+from fhir3t.sources.grouping import P as GROUPING_P
 from fhir3t.sources.versions import reconcile
 
 NDJSON_GLOB = "*.{ndjson,ndjson.gz,jsonl,jsonl.gz,NDJSON,NDJSON.GZ}"
@@ -59,6 +61,10 @@ class Job:
     concept_maps: tuple[str, ...]  # ConceptMap JSON texts
     criteria: str | None  # criteria JSON text, or None for the installed one
     shared: tuple[str, ...]  # Medication / ResearchStudy lines
+    #: identifier key (fhirutil.token_key) -> the Patients carrying it, for the identifiers that lines naming
+    #: their patient by identifier (a logical or conditional reference) use: one -> that patient's; several
+    #: -> unread for each (as the file path's pass 1 and 2 do)
+    idents: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def key(self) -> str:
@@ -108,8 +114,40 @@ def _order_key(file: str) -> tuple:
     return (1, (file,))
 
 
-#: what keep_lines hands to the grouping: (sort key, line, where, whether it is an adopted result)
-Kept = tuple[tuple, str, str, bool]
+#: what keep_lines hands to the grouping: (sort key, line, where, what it is: False the patient's own line, True
+#: an adopted result, "unread" a record several Patients may own (its resource type in place of the line))
+Kept = tuple[tuple, str, str, bool | str]
+
+
+def named_token(value: str) -> str | None:
+    """The identifier key a line names its patient by (a logical reference's identifier, or a conditional
+    reference), when it has no plain reference; None otherwise."""
+    try:
+        res = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+        return None
+    link = patient_link(res)
+    if link is None:
+        return None
+    if link.reference is not None and "?" in link.reference:
+        found = conditional_patient(link.reference)
+        return token_key(found) if isinstance(found, tuple) else None
+    return token_key(link.identifier) if link.identifier is not None else None
+
+
+def _named_key(res: dict, idents: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The patients a line without a plain reference names (by identifier or a conditional `_id`)."""
+    link = patient_link(res)
+    if link is None:
+        return ()
+    if link.reference is not None and "?" in link.reference:
+        found = conditional_patient(link.reference)
+        if isinstance(found, str):
+            return (found,)
+        return idents.get(token_key(found), ()) if found is not None else ()
+    return idents.get(token_key(link.identifier), ()) if link.identifier is not None else ()
 
 
 def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
@@ -121,6 +159,7 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
     definition, _shared = _definition(job)
     run = Run.start(definition, as_of=job.as_of, d1=job.d1)  # one per partition: its problems travel with it
     wants = run.filter
+    idents = dict(job.idents)
     for row in rows:
         where = row.file
         try:
@@ -140,6 +179,17 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
                                            "it; skipped")
                 continue
         elif not row.key:
+            named = _named_key(res, idents) if rtype != "Patient" else ()
+            if len(named) == 1:  # named by an identifier one Patient carries: that patient's
+                if wants(res, where):
+                    yield named[0], ((_order_key(where), row.block, row.pos), row.value, where, False)
+                continue
+            if len(named) > 1:  # several carry it: whose it is cannot be told, so it is unread for each
+                if wants(res, where):
+                    for key in named:
+                        yield key, ((_order_key(where), row.block, row.pos), rtype, where, "unread")
+                run.problems.add(where, GROUPING_P["ident-several"](), skipped=False)
+                continue
             run.problems.add(where, "Patient without id; skipped" if rtype == "Patient"
                                 else f"{rtype} has no usable patient reference; skipped")
             continue
@@ -148,6 +198,18 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
         yield row.key, ((_order_key(where), row.block, row.pos), row.value, where, row.orphan)
     for _, text in _drain(run):
         yield "", ((), text, "", False)
+
+
+def _patient_tokens(value: str, needed: set[str]) -> list[tuple[str, str]]:
+    """(identifier key, 'Patient/<id>') for each identifier of a Patient line that some line needs."""
+    try:
+        res = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return []
+    pid = res.get("id") if isinstance(res, dict) else None
+    if not isinstance(pid, str) or not pid:
+        return []
+    return [(k, f"Patient/{pid}") for k in identifier_keys(res) if k in needed]
 
 
 def _resolver(adopted: SharedIndex, shared: SharedIndex) -> Callable[[str], dict | None]:
@@ -171,17 +233,18 @@ def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[Kept]]]) -> 
                 passed.extend(text for _, text, _, _ in lines)
                 continue
             ordered = sorted(lines, key=lambda x: x[0])
-            resources = [(orjson.loads(text), where) for _, text, where, orphan in ordered if not orphan]
+            resources = [(orjson.loads(text), where) for _, text, where, orphan in ordered if orphan is False]
+            unread = [Unread(text, where, ENTRY_AMBIGUOUS()) for _, text, where, orphan in ordered if orphan == "unread"]
             source = str(PurePosixPath(ordered[0][2]).parent)
             if not any(r.get("resourceType") == "Patient" for r, _ in resources):
                 run.problems.add(source, f"{key}: no Patient resource in the NDJSON; screened without demographics", skipped=False)
             adopted = SharedIndex()  # results naming no patient that this patient's reports point at
             for _, text, _, orphan in ordered:
-                if orphan:
+                if orphan is True:
                     adopted.add(orjson.loads(text))
             one = reconcile(resources)  # every Type/id once: its newest copy (sources.versions)
             yield RawRecord(key, one.resources, source, _resolver(adopted, shared) if adopted.by_ref else shared.get, {},
-                            conflicts=one.conflicts)
+                            unread, conflicts=one.conflicts)
 
     for result in screen_records(definition, run, records(), shared):
         yield "result", orjson.dumps(result.to_dict()).decode()
@@ -272,14 +335,26 @@ def run(spark: Any, inputs: list[str], out: str, job: Job, types: Iterable[str],
     shared_types = sorted(r4_facts().shared_types)
     shared_lines = (parsed.filter(F.col("value").rlike("|".join(shared_types)))
                     .filter(F.col("p.resourceType").isin(shared_types)).select("value").collect())
-    job = Job(job.as_of, job.d1, job.concept_maps, job.criteria, tuple(r.value for r in shared_lines))
-    job_bc = spark.sparkContext.broadcast(job)
-
     wanted = sorted({"Patient", *types} - set(shared_types))
     # Malformed lines (no resourceType) and lines without a usable patient reference stay in, under
     # the empty key, so keep_lines names them as the file path does.
     keyed = (parsed.withColumn("key", patient_key(F, F.col("p")))
              .filter(F.col("p.resourceType").isNull() | F.col("p.resourceType").isin(wanted)))
+    # Lines naming their patient by identifier (a logical or conditional reference): the identifiers they use
+    # (usually few), then the Patients carrying those, so each such line goes to its patient like the file
+    # path's pass 1 and 2 (identifier_keys / token_key are the file path's own).
+    needed = set(keyed.filter(F.col("key").isNull() & (F.col("p.resourceType") != "Patient")).select("value").rdd
+                 .map(lambda r: named_token(r.value)).filter(lambda k: k is not None).distinct().collect())
+    idents: dict[str, tuple[str, ...]] = {}
+    if needed:
+        needed_bc = spark.sparkContext.broadcast(needed)
+        pairs = (parsed.filter(F.col("p.resourceType") == "Patient").select("value").rdd
+                 .flatMap(lambda r: _patient_tokens(r.value, needed_bc.value)).distinct().collect())
+        for k, key in sorted(pairs):
+            idents[k] = (*idents.get(k, ()), key)
+    job = Job(job.as_of, job.d1, job.concept_maps, job.criteria, tuple(r.value for r in shared_lines),
+              tuple(sorted(idents.items())))
+    job_bc = spark.sparkContext.broadcast(job)
     orphan = _orphan(F, F.col("p"))
     own = keyed.filter(~orphan).select(F.coalesce("key", F.lit("")).alias("key"), "value", "file", "block", "pos",
                                        F.lit(False).alias("orphan"))
