@@ -147,3 +147,36 @@ def test_results_are_written_sorted_by_patient_and_problems_named(session, tmp_p
     assert patients == sorted(patients) and len(patients) == 3
     problems = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out" / "problems").glob("part-*"))
     assert "not valid JSON" in problems and "Observation.ndjson" in problems
+
+
+def test_lines_of_no_known_type_and_lines_naming_a_patient_by_identifier_keep_the_promise_on_spark(session, tmp_path):
+    """Issue 20 on Spark: a misspelt resourceType naming p01, a line without resourceType naming p02, and a
+    rituximab administration naming p06 by MRN only (a logical reference) are what one machine makes of them:
+    none of the three stays eligible, and every result is the single-machine one."""
+    bundles = sorted((ROOT / "samples" / "screening").glob("*.json"))
+    maps = [ROOT / "samples" / "conceptmaps" / "hospital-local.json"]
+    export = tmp_path / "export"
+    _as_bulk_export(bundles, export)
+    rituximab = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "121191"}]}
+    garbled = [
+        {"resourceType": "MedicationStatment", "id": "g1", "status": "active", "subject": {"reference": "Patient/p01"},
+         "medicationCodeableConcept": rituximab, "effectiveDateTime": "2026-10-01"},
+        {"id": "g2", "status": "completed", "subject": {"reference": "Patient/p02"},
+         "medicationCodeableConcept": rituximab, "effectiveDateTime": "2026-10-01"},
+        {"resourceType": "MedicationAdministration", "id": "g3", "status": "completed",
+         "subject": {"identifier": {"system": "http://hospital.example.org/mrn", "value": "MRN-100006"}},
+         "medicationCodeableConcept": rituximab, "effectiveDateTime": "2026-10-01"},
+    ]
+    (export / "Garbled.ndjson").write_text("\n".join(json.dumps(g) for g in garbled) + "\n", encoding="utf-8")
+    job, _ = fspark.make_job([str(export)], fspark.date.fromisoformat(AS_OF), None, [str(m) for m in maps])
+    fspark.run(session, [str(export)], str(tmp_path / "out"), job, fspark.read_types(job), partitions=3)
+    on_spark = {r["patient"]: r for r in fspark.read_results(tmp_path / "out")}
+    single = {r.patient: r.to_dict() for r in fhir3t.screen([export], as_of=AS_OF, concept_maps=maps)}
+    garbled_patients = ("Patient/p01", "Patient/p02", "Patient/p06")
+    assert {k: v for k, v in on_spark.items() if k not in garbled_patients} == \
+        {k: v for k, v in single.items() if k not in garbled_patients}
+    for p in garbled_patients:  # the same verdict on every criterion (Spark names a line by its file, not file:line)
+        assert [(c["id"], c["result"]) for c in on_spark[p]["criteria"]] == \
+            [(c["id"], c["result"]) for c in single[p]["criteria"]], p
+    assert {p: on_spark[p]["status"] for p in garbled_patients} == \
+        {"Patient/p01": "candidate", "Patient/p02": "candidate", "Patient/p06": "ineligible"}

@@ -37,11 +37,11 @@ from urllib.parse import unquote, urlparse
 
 import orjson
 
-from fhir3t.fhirutil import conditional_patient, identifier_keys, patient_link, token_key
+from fhir3t.fhirutil import conditional_patient, identifier_keys, normalize_reference, patient_link, token_key
 from fhir3t.pipeline import Definition, Run, screen_records, with_discovered_maps
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord, Unread
-from fhir3t.sources.grouping import ENTRY_AMBIGUOUS, SharedIndex
+from fhir3t.sources.grouping import ENTRY_AMBIGUOUS, ENTRY_NOT_R4, ENTRY_UNTYPED, SharedIndex
 from fhir3t.sources.grouping import P as GROUPING_P
 from fhir3t.sources.versions import reconcile
 
@@ -115,8 +115,21 @@ def _order_key(file: str) -> tuple:
 
 
 #: what keep_lines hands to the grouping: (sort key, line, where, what it is: False the patient's own line, True
-#: an adopted result, "unread" a record several Patients may own (its resource type in place of the line))
+#: an adopted result, "unread:<why>" a record kept as unread for this patient (UNREAD_WHY; its type in place of the line))
 Kept = tuple[tuple, str, str, bool | str]
+
+
+#: why a line kept as unread could not be read ("unread:<why>" in a Kept's last field)
+UNREAD_WHY = {"ambiguous": ENTRY_AMBIGUOUS, "untyped": ENTRY_UNTYPED, "not-r4": ENTRY_NOT_R4}
+
+
+def _links(res: dict) -> tuple[str, ...] | None:
+    """The elements a line may name its patient in: its type's, or any R4 type's when its type is unknown."""
+    rtype = res.get("resourceType")
+    facts = r4_facts()
+    if isinstance(rtype, str) and rtype in facts.resource_types:
+        return None
+    return tuple(dict.fromkeys(f for links in facts.patient_links.values() for f in links))
 
 
 def named_token(value: str) -> str | None:
@@ -126,9 +139,9 @@ def named_token(value: str) -> str | None:
         res = orjson.loads(value)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+    if not isinstance(res, dict):
         return None
-    link = patient_link(res)
+    link = patient_link(res, _links(res))
     if link is None:
         return None
     if link.reference is not None and "?" in link.reference:
@@ -138,10 +151,14 @@ def named_token(value: str) -> str | None:
 
 
 def _named_key(res: dict, idents: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
-    """The patients a line without a plain reference names (by identifier or a conditional `_id`)."""
-    link = patient_link(res)
+    """The patients a line without a usable key names (by identifier, a conditional reference, or for a line of
+    no known type any element R4 names patients by)."""
+    link = patient_link(res, _links(res))
     if link is None:
         return ()
+    if link.reference is not None and "?" not in link.reference:
+        key = normalize_reference(link.reference, {})
+        return (key,) if key is not None and key.startswith("Patient/") else ()
     if link.reference is not None and "?" in link.reference:
         found = conditional_patient(link.reference)
         if isinstance(found, str):
@@ -160,6 +177,7 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
     run = Run.start(definition, as_of=job.as_of, d1=job.d1)  # one per partition: its problems travel with it
     wants = run.filter
     idents = dict(job.idents)
+    r4_types = r4_facts().resource_types
     for row in rows:
         where = row.file
         try:
@@ -167,10 +185,21 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
         except orjson.JSONDecodeError as exc:
             run.problems.add(where, f"not valid JSON ({exc}); line skipped")
             continue
-        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+        rtype = res.get("resourceType") if isinstance(res, dict) else None
+        if isinstance(res, dict) and (not isinstance(rtype, str) or not rtype or rtype not in r4_types):
+            # a line of no usable type could be any record: unread for the patient it names, as on one machine
+            named = _named_key(res, idents)
+            typed = isinstance(rtype, str) and bool(rtype)
+            for key in named:
+                yield key, ((_order_key(where), row.block, row.pos), "*", where, "unread:not-r4" if typed else "unread:untyped")
+            if named:
+                run.problems.add(where, GROUPING_P["not-r4-names" if typed else "no-type-names"](), skipped=False)
+            else:
+                run.problems.add(where, GROUPING_P["not-r4" if typed else "no-type-nobody"]())
+            continue
+        if not isinstance(res, dict) or not isinstance(rtype, str):
             run.problems.add(where, "not a FHIR resource (no resourceType); line skipped")
             continue
-        rtype = res["resourceType"]
         if row.orphan:
             if not wants(res, where):
                 continue
@@ -187,7 +216,7 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
             if len(named) > 1:  # several carry it: whose it is cannot be told, so it is unread for each
                 if wants(res, where):
                     for key in named:
-                        yield key, ((_order_key(where), row.block, row.pos), rtype, where, "unread")
+                        yield key, ((_order_key(where), row.block, row.pos), rtype, where, "unread:ambiguous")
                 run.problems.add(where, GROUPING_P["ident-several"](), skipped=False)
                 continue
             run.problems.add(where, "Patient without id; skipped" if rtype == "Patient"
@@ -234,7 +263,8 @@ def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[Kept]]]) -> 
                 continue
             ordered = sorted(lines, key=lambda x: x[0])
             resources = [(orjson.loads(text), where) for _, text, where, orphan in ordered if orphan is False]
-            unread = [Unread(text, where, ENTRY_AMBIGUOUS()) for _, text, where, orphan in ordered if orphan == "unread"]
+            unread = [Unread(text, where, UNREAD_WHY[orphan.split(":", 1)[1]]()) for _, text, where, orphan in ordered
+                      if isinstance(orphan, str)]
             source = str(PurePosixPath(ordered[0][2]).parent)
             if not any(r.get("resourceType") == "Patient" for r, _ in resources):
                 run.problems.add(source, f"{key}: no Patient resource in the NDJSON; screened without demographics", skipped=False)
@@ -339,11 +369,13 @@ def run(spark: Any, inputs: list[str], out: str, job: Job, types: Iterable[str],
     # Malformed lines (no resourceType) and lines without a usable patient reference stay in, under
     # the empty key, so keep_lines names them as the file path does.
     keyed = (parsed.withColumn("key", patient_key(F, F.col("p")))
-             .filter(F.col("p.resourceType").isNull() | F.col("p.resourceType").isin(wanted)))
+             .filter(F.col("p.resourceType").isNull() | F.col("p.resourceType").isin(wanted)
+                     | ~F.col("p.resourceType").isin(sorted(r4_facts().resource_types))))  # not R4's: unread
     # Lines naming their patient by identifier (a logical or conditional reference): the identifiers they use
     # (usually few), then the Patients carrying those, so each such line goes to its patient like the file
     # path's pass 1 and 2 (identifier_keys / token_key are the file path's own).
-    needed = set(keyed.filter(F.col("key").isNull() & (F.col("p.resourceType") != "Patient")).select("value").rdd
+    needed = set(keyed.filter(F.col("key").isNull() & (F.col("p.resourceType").isNull()
+                                                        | (F.col("p.resourceType") != "Patient"))).select("value").rdd
                  .map(lambda r: named_token(r.value)).filter(lambda k: k is not None).distinct().collect())
     idents: dict[str, tuple[str, ...]] = {}
     if needed:
