@@ -29,7 +29,7 @@ PROFILE_PROVENANCE = f"{BASE}/StructureDefinition/fhir3t-provenance"
 PROFILE_ADVERSE_EVENT = f"{BASE}/StructureDefinition/fhir3t-adverse-event"
 
 # ---- the enrolment workflow (fhir3t subject, the coordinator's page) ----------------------------------------
-#: the study subject number a site gives an enrolled subject (ResearchSubject.identifier, e.g. 3T-001): the
+#: the study subject number a site gives an enrolled subject (ResearchSubject.identifier, e.g. S-001): the
 #: number every safety listing names the subject by (fhir3t.safety.subjects.subject_number prefers it)
 ID_SUBJECT_NUMBER = f"{BASE}/NamingSystem/subject-number"
 #: a person named by a login or name (`--by WHO`, a reverse proxy's user header) in Provenance.agent.who

@@ -33,7 +33,7 @@ class Study:
     source: Path
     #: {language: {"title" | "short_title" | "site" | "sponsor": text}}: what a person reads in other languages
     translations: dict[str, dict[str, str]] = field(default_factory=dict)
-    #: study subject numbers (`enrolment.subject_number`: literal text and one {n} field, e.g. 3T-{n:03d})
+    #: study subject numbers (`enrolment.subject_number`: literal text and one {n} field, e.g. S-{n:03d})
     subject_number: str = "{n:03d}"
     #: the version of the consent form patients sign now (`enrolment.consent_form`; `--form` names another)
     consent_form: str = "1"

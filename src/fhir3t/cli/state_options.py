@@ -6,7 +6,7 @@ $XDG_STATE_HOME/fhir3t/<study>.state.sqlite, or [enrolment] state in the config 
 
     [enrolment]
     state = "/srv/trial/3t.state.sqlite"   # the state file when no server is given (shared by the team)
-    subject_number = "3T-{n:03d}"           # study subject numbers (default: profiles/study.json)
+    subject_number = "S-{n:03d}"            # study subject numbers (default: profiles/study.json)
     consent_form = "2.1"                   # the consent form version patients sign now
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Study subject numbers from a pattern (`3T-{n:03d}` gives 3T-001, 3T-002, ...).
+"""Study subject numbers from a pattern (`S-{n:03d}` gives S-001, S-002, ...; the study's own is in profiles/study.json).
 
 The pattern is data (profiles/study.json `enrolment.subject_number`, or `[enrolment] subject_number` in the
 config file): literal text around exactly one `{n}` field, with an optional zero-padded width (`{n:03d}`).
@@ -17,7 +17,7 @@ from fhir3t.messages import Message
 
 _FIELD = re.compile(r"0?(\d{0,2})d?")
 BAD_PATTERN = Message("enrolment.number-pattern", "subject number pattern {pattern}: give literal text and one {{n}} "
-                                                  "field (at most 64 characters), e.g. 3T-{{n:03d}}")
+                                                  "field (at most 64 characters), e.g. S-{{n:03d}}")
 
 
 @dataclass(frozen=True)
