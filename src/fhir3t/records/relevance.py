@@ -117,6 +117,7 @@ class Relevance:
         self._judged: dict[tuple[object, ...], Judged] = {}
         self._hit_cache: dict[tuple[object, ...], tuple[Hit, ...]] = {}
         self._base_skip: dict[str, frozenset[str]] = {}
+        self._key_elements: dict[str, tuple[str, ...]] = {}
         self._links = r4_facts().links
 
     def for_run(self, problems: Problems | None) -> RunFilter:
@@ -213,16 +214,35 @@ class Relevance:
                                                        *_PART_ELEMENTS.get(rtype, ()), *no_concepts(rtype)})
         return skip
 
+    def key_elements(self, rtype: str) -> tuple[str, ...]:
+        """The top-level elements whose JSON text the native first pass puts in a line's key (sources.native),
+        beyond the main key: every R4 element of the type that `mentions` can read (not in `_skip`), so lines
+        alike in their key are alike in everything this decision reads. Not `contained`: what it names
+        depends on which contained resources the results point at (`concepts._part_ids`), which the key
+        does not hold; a line with it is never learnt as dropped (`key_verdict`)."""
+        got = self._key_elements.get(rtype)
+        if got is None:
+            from fhir3t.r4defs import type_def
+
+            td = type_def(rtype)
+            skip = self._skip(rtype)
+            names = td.children("") if td is not None and self.plan.valuesets.get(rtype) else {}
+            got = self._key_elements[rtype] = tuple(sorted(n for n in names if n not in skip and n != "contained"))
+        return got
+
     def key_verdict(self, rtype: str, resource: dict, verdict: bool | None) -> bool | None:
         """What the native first pass may learn from a verdict for every line of this resource's key
-        (sources.native: the type, the main code, the names of the top-level members): a keep always (a
-        main code that keeps keeps whatever else the record says); a drop only when no top-level member
-        can carry a concept, so no line of that key can (what else a record names may keep a criterion
-        unknown, records.model.Hit, and the native key does not see it); else None (not learnt)."""
+        (sources.native: the type, the main code, the names of the top-level members, the JSON text of
+        `key_elements`): a keep always (a main code that keeps keeps whatever else the record says); a drop
+        when every top-level member is one the decision does not read (`_skip`) or one whose text is in the
+        key, so every line of that key names the same concepts elsewhere (records.model.Hit: what else a
+        record names may keep a criterion unknown); else None (not learnt: `contained`, a member R4 does
+        not define for the type)."""
         if verdict is not False or not self.plan.valuesets.get(rtype):
             return verdict
         skip = self._skip(rtype)
-        return False if all(k in skip or k == "meta" for k in resource) else None
+        keyed = self.key_elements(rtype)
+        return False if all(k in skip or k in keyed or k == "meta" for k in resource) else None
 
     def silent_verdict(self, resource: dict) -> bool | None:
         """Whether a resource is kept, when that follows from its fast key alone and judging it says
@@ -487,14 +507,14 @@ class RunFilter:
     def native_lines(self, shared_types: frozenset[str], known_types: frozenset[str]) -> NativeLines | None:
         """The native first pass for this filter (sources.native), or None without the `native` extra.
 
-        It drops by type what LineFilter drops, and keys the types whose decision reads only their main
-        code (the fast key); types read whatever their code are kept without a key."""
+        It drops by type what LineFilter drops, and keys the types of the fast key (`_main_key`) by it and
+        by their `key_elements`; types read whatever their code are kept without a key."""
         from fhir3t.sources import native
 
         if not native.available():
             return None
         keep = self.types | shared_types | {"Patient"}
-        keyed = {t for t in _FAST_FIELD if t in self.types and t not in self.plan.any_code}
+        keyed = {t: self.relevance.key_elements(t) for t in _FAST_FIELD if t in self.types and t not in self.plan.any_code}
         return native.NativeLines(known_types - keep, keyed, sample_verdict=self.relevance.silent_verdict)
 
     def suspect(self, rtype: str, codes: tuple[Code, ...], texts: tuple[str, ...]) -> ValueSet | None:

@@ -527,7 +527,7 @@ class GroupingSource:
                 if learn:  # a type nobody reads: dropped by its key; a code: where the key decides it alone
                     key_verdict = getattr(wants, "key_verdict", None)
                     native.learn(key, False if rtype not in types or key_verdict is None  # type: ignore[arg-type]
-                                 else key_verdict(rtype, res, False))
+                                 else key_verdict(rtype, res, False), res)
                 continue
             loc = f"{where}:{lineno}"
             try:
@@ -540,7 +540,7 @@ class GroupingSource:
             if learn:  # a drop is learnt only where the key decides it alone (relevance.key_verdict)
                 verdict = quick(rtype, res, loc, tell=False) if quick is not None else None
                 key_verdict = getattr(wants, "key_verdict", None)
-                native.learn(key, key_verdict(rtype, res, verdict) if key_verdict is not None else verdict)  # type: ignore[arg-type]
+                native.learn(key, key_verdict(rtype, res, verdict) if key_verdict is not None else verdict, res)  # type: ignore[arg-type]
 
     def _native_lines(self) -> NativeLines | None:
         """The native first pass, when this source uses one and the read filter can make it."""

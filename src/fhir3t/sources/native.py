@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from fhir3t.errors import Problems
@@ -61,6 +61,14 @@ KEY_PATHS = ("$.code", "$.vaccineCode", "$.medicationCodeableConcept", "$.compon
 #: (meta.versionId is in the key so that a later version, which the reader keeps whatever it says because
 #: it may supersede a copy that counts (sources.versions.later_version), never shares a key learnt as
 #: dropped from a first version alike in its code; Python never teaches a later version's key)
+#: a report's results, a panel's members: when a nonempty list (the line is a container, kept whatever they
+#: point at: relevance.Relevance._verdict), the key holds `true` (their 1-based place in KEY_PATHS says so),
+#: not the references, which differ on every line
+_PART_FLAGS = {"result": 6, "hasMember": 7}
+#: what is learnt is bounded (see NativeLines.learn): distinct keys per type, characters of keys in all, one key
+MAX_KEYS_PER_TYPE = 4096
+MAX_LEARNT_CHARS = 8_000_000
+MAX_KEY_CHARS = 4096
 #: rows handed over per check against the file
 CHECK_EVERY = 512
 #: the longest line DuckDB is asked to parse (its read buffer is twice this); longer ones go to Python
@@ -84,11 +92,15 @@ def available() -> bool:
     return True
 
 
+def _name(v: str) -> str:
+    """A resource type or element name, safe to write into SQL as it is."""
+    if not re.fullmatch(r"[A-Za-z]{1,64}", v):
+        raise ValueError(f"not a resource type or element name: {v!r}")
+    return v
+
+
 def _sql_list(values: Iterable[str]) -> str:
-    items = sorted(values)
-    for v in items:
-        if not re.fullmatch(r"[A-Za-z]{1,64}", v):
-            raise ValueError(f"not a resource type: {v!r}")
+    items = sorted(_name(v) for v in values)
     return "(" + ", ".join(f"'{v}'" for v in items) + ")" if items else "('')"
 
 
@@ -96,9 +108,9 @@ class NativeLines:
     """The native first pass of one run (see the module doc): `rows(path)` per NDJSON file, `learn`
     after Python judged a keyed line. Not shared between threads (one DuckDB connection of its own)."""
 
-    def __init__(self, drop_types: Iterable[str], key_types: Iterable[str], *,
+    def __init__(self, drop_types: Iterable[str], key_types: Mapping[str, tuple[str, ...]], *,
                  sample_verdict: Callable[[dict], bool | None] | None = None, threads: int = 1,
-                 memory_mb: int = 96) -> None:
+                 memory_mb: int = 160) -> None:
         import duckdb
 
         #: a verdict on a resource with no side effect (None: none can be given so), for the lines a
@@ -119,19 +131,36 @@ class NativeLines:
         self.verdicts: dict[str, bool | None] = {}
         self._pending: list[str] = []
         self.fallbacks = 0  # files (or their rests) handed back to the Python reader
-        self.sql = self._query(frozenset(key_types))
+        #: the keyed types and, for each, the elements whose JSON its key holds beyond KEY_PATHS
+        self.key_types = dict(key_types)
+        self._per_type: dict[str, int] = {}
+        self._learnt_chars = 0
+        self.sql = self._query(self.key_types)
         #: the first row of each key not yet judged, among a file's first rows
         self.sample_sql = f"""
-SELECT k, arg_min(j, n) FROM ({self._query(frozenset(key_types), SAMPLE_ROWS)})
+SELECT k, arg_min(j, n) FROM ({self._query(self.key_types, SAMPLE_ROWS)})
 WHERE k IS NOT NULL GROUP BY k ORDER BY min(n)"""
 
     @staticmethod
-    def _query(key_types: frozenset[str], limit: int = 0) -> str:
-        paths = ", ".join(f"'{p}'" for p in KEY_PATHS)
-        parts = " || chr(31) || ".join(
-            [*(f"coalesce(e[{i}]::VARCHAR, '~')" for i in (1, 2, 3, 4, 5)),
-             *(f"CASE WHEN e[{i}] IS NULL THEN '0' ELSE '1' END" for i in (6, 7)),
-             "coalesce(e[8]::VARCHAR, '~')"])
+    def _query(key_types: Mapping[str, tuple[str, ...]], limit: int = 0) -> str:
+        # one json_extract of every path any keyed type reads, and one to_json: each JSON function in the
+        # query holds an arena of its own (a CASE with a json_extract and a to_json per type ran out of 96 MB)
+        paths = list(KEY_PATHS)
+        for t in sorted(key_types):
+            paths += [f"$.{_name(n)}" for n in key_types[t] if f"$.{n}" not in paths]
+        at = {p: i for i, p in enumerate(paths, 1)}
+        tails = []
+        for t in sorted(key_types):
+            items = [f"e[{i}]" for i in range(1, 6)]
+            items += [f"CASE WHEN e[{i}] IS NULL THEN 'false'::JSON ELSE 'true'::JSON END" for i in (6, 7)]
+            items.append("e[8]")
+            for n in key_types[t]:
+                flag = _PART_FLAGS.get(n)  # a nonempty list of parts: a container, kept whatever it points at
+                i = at[f"$.{n}"]
+                items.append(f"CASE WHEN e[{flag}] IS NULL THEN e[{i}] ELSE 'true'::JSON END" if flag else f"e[{i}]")
+            tails.append(f"WHEN '{_name(t)}' THEN [{', '.join(items)}]")
+        extract = f"try(json_extract(j, [{', '.join(repr(p) for p in paths)}]))"
+        tail = f"to_json(CASE t {' '.join(tails)} END)" if tails else "NULL"
         return f"""
 WITH r AS (
   SELECT row_number() OVER () AS n,
@@ -140,29 +169,66 @@ WITH r AS (
   FROM read_ndjson_objects(?, ignore_errors = true, maximum_object_size = {MAX_OBJECT_BYTES}, compression = 'none')
   {f"LIMIT {limit}" if limit else ""}),
 t AS (SELECT n, c, j, regexp_extract(j, '^\\s*\\{{\\s*"resourceType"\\s*:\\s*"([A-Za-z]+)"', 1) AS t FROM r),
-e AS (SELECT n, c, j, t,
-        CASE WHEN t IN {_sql_list(key_types)} THEN try(json_extract(j, [{paths}])) END AS e,
+e AS (SELECT n, c, j, t, CASE WHEN t IN {_sql_list(key_types)} THEN {extract} END AS e,
         CASE WHEN t IN {_sql_list(key_types)} THEN try(json_keys(j)) END AS ks
       FROM t WHERE j IS NULL OR t NOT IN (SELECT t FROM drop_types)),
 k AS (SELECT n, c, j, CASE WHEN e IS NOT NULL AND ks IS NOT NULL
-                           THEN t || chr(31) || array_to_string(ks, chr(30)) || chr(31) || {parts} END AS k FROM e)
+                           THEN t || chr(31) || CASE WHEN len(list_distinct(ks)) = len(ks) THEN 'u' ELSE 'r' END
+                                || chr(31) || array_to_string(ks, chr(30)) || chr(31)
+                                || {tail} END AS k FROM e)
 SELECT n, c, strlen(j), k, j FROM k WHERE k IS NULL OR k NOT IN (SELECT k FROM dropped)
 """
 
-    def learn(self, key: str, verdict: bool | None) -> None:
-        """Python's verdict on a line of this key (None: the key alone did not decide it).
+    def learn(self, key: str, verdict: bool | None, resource: dict | None = None) -> None:
+        """Python's verdict on a line of this key, decoded as `resource` (None: the key alone did not decide it).
 
-        A key names the line's top-level members; when one is repeated (`{"code": A, ..., "code": B}`:
-        DuckDB read A, orjson B) the key is never dropped, so no line with a repeated member is."""
-        if key in self.verdicts:
+        A drop is learnt only where the key is a faithful text of what Python read (`faithful`): no repeated
+        member, and the key's JSON equal to orjson's own writing of the keyed elements. What is learnt is
+        bounded: a type stops learning new keys after MAX_KEYS_PER_TYPE (free text or a unique reference in a
+        keyed element makes a key per line, which teaches nothing), and every type after MAX_LEARNT_CHARS of
+        keys; a key over MAX_KEY_CHARS is not learnt. A key not learnt sends its lines to Python."""
+        if key in self.verdicts or len(key) > MAX_KEY_CHARS or self._learnt_chars > MAX_LEARNT_CHARS:
             return
-        names = key.split("\x1f", 2)[1].split("\x1e")
-        if len(set(names)) != len(names):
+        rtype = key.split("\x1f", 1)[0]
+        count = self._per_type.get(rtype, 0)
+        if count >= MAX_KEYS_PER_TYPE:
+            return
+        self._per_type[rtype] = count + 1
+        self._learnt_chars += len(key)
+        if verdict is False and (resource is None or not self.faithful(key, resource)):
             verdict = None
         self.verdicts[key] = verdict
         if verdict is False:
             self.dropped.add(key)
             self._pending.append(key)
+
+    def faithful(self, key: str, resource: dict) -> bool:
+        """Does the key say exactly what orjson read of the line? Its members are not repeated (DuckDB reads
+        the first `code` of `{"code": A, ..., "code": B}`, orjson the last), and its JSON (the keyed elements
+        as DuckDB wrote them) is orjson's writing of them as decoded: then the key holds no nested repeated
+        member either (DuckDB writes both of `{"coding": [A], "coding": [B]}`, orjson reads B: tests pin it),
+        and every line of the key decodes to the same elements (numbers aside, which no decision reads)."""
+        rtype, unique, rest = key.split("\x1f", 2)
+        elements = self.key_types.get(rtype)
+        if unique != "u" or elements is None:
+            return False
+        meta = resource.get("meta")
+        version = meta.get("versionId") if type(meta) is dict else None
+        parts = [resource.get(p[2:]) for p in KEY_PATHS[:5]]
+        for p in KEY_PATHS[5:7]:
+            v = resource.get(p[2:-3])
+            parts.append(type(v) is list and len(v) > 0)
+        import orjson
+
+        keyed = [resource.get(n) for n in elements]
+        for i, n in enumerate(elements):
+            if n in _PART_FLAGS and type(keyed[i]) is list and keyed[i]:
+                keyed[i] = True
+        try:
+            mine = orjson.dumps([*parts, version, *keyed])
+        except (TypeError, orjson.JSONEncodeError):
+            return False
+        return rest.rsplit("\x1f", 1)[-1].encode("utf-8", "surrogatepass") == mine
 
     def _learn_from_sample(self, path: Path) -> None:
         """Judge the keys of a file's first rows before reading it, when its first line is of a type no
@@ -190,7 +256,7 @@ SELECT n, c, strlen(j), k, j FROM k WHERE k IS NULL OR k NOT IN (SELECT k FROM d
             if isinstance(res, dict) and not later_version(res):  # a later version teaches nothing (see KEY_PATHS)
                 verdict = self.sample_verdict(res)
                 if verdict is not None:
-                    self.learn(key, verdict)
+                    self.learn(key, verdict, res)
         self._flush()
 
     def _flush(self) -> None:
