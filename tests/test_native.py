@@ -121,3 +121,170 @@ def test_the_native_key_never_drops_what_a_drop_verdict_did_not_see(tmp_path, de
     p = next(r for r in native[0] if r["patient"] == "Patient/p01")
     crit = {c["id"]: c["result"] for c in p["criteria"]}
     assert crit["E11-hypersensitivity"] == "unknown" and crit["I2-dm"] == "not-met" and p["status"] == "ineligible"
+
+
+LOINC, CAT = "http://loinc.org", "http://terminology.hl7.org/CodeSystem/observation-category"
+VITAL = {"coding": [{"system": CAT, "code": "vital-signs"}]}
+HEART_RATE = {"coding": [{"system": LOINC, "code": "8867-4", "display": "Heart rate"}], "text": "Heart rate"}
+HBSAG_NAME = {"coding": [{"system": "http://example.org/local-lab", "code": "X1", "display": "HBsAg"}]}
+
+
+def _clone(bundle: dict, pid: str) -> list[dict]:
+    """The sample patient's resources under another patient id, without its HBsAg test (a record naming
+    HBsAg elsewhere is then what the criterion has to say about it)."""
+    return [orjson.loads(orjson.dumps(e["resource"]).replace(b"p01", pid.encode())) for e in bundle["entry"]
+            if e["resource"].get("id") != "p01-hbsag"]
+
+
+def _heart_rate(pid: str, n: int, **extra: object) -> dict:
+    return {"resourceType": "Observation", "id": f"{pid}-hr{n}", "status": "final", "category": [VITAL],
+            "code": HEART_RATE, "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": "2026-10-01",
+            "valueQuantity": {"value": 70 + n, "unit": "/min"}, **extra}
+
+
+def _raw_line(res: dict, member: str, raw: bytes) -> bytes:
+    """A line with one more member written as raw JSON text (a repeated name orjson cannot write)."""
+    return orjson.dumps(res)[:-1] + b',"' + member.encode() + b'":' + raw + b"}"
+
+
+#: lines alike in type and main code (a heart rate, which no rule reads), each naming a criterion's concept (or
+#: not) in another element; a drop learnt from the plain heart rates must not reach any that a criterion wants
+VARIANTS: dict[str, object] = {
+    "category": {"category": [VITAL, HBSAG_NAME]},
+    "value": {"valueCodeableConcept": {"text": "HBsAg positive"}},
+    "interpretation": {"interpretation": [HBSAG_NAME]},
+    "display-elsewhere": {"bodySite": {"coding": [{"system": "http://snomed.info/sct", "code": "1", "display": "HBsAg"}]}},
+    "unknown-member": {"hospitalFinding": {"text": "HBsAg"}},
+    "contained": {"contained": [{"resourceType": "Observation", "id": "c1", "code": {"text": "HBsAg"}}]},
+    # a nested repeated name: orjson reads the last coding list (DuckDB writes both)
+    "nested-dup-wanted": b'[{"coding":[{"system":"' + CAT.encode() + b'","code":"vital-signs"}],"coding":'
+                         + orjson.dumps(HBSAG_NAME["coding"]) + b"}]",
+    "nested-dup-plain": b'[{"coding":' + orjson.dumps(HBSAG_NAME["coding"]) + b',"coding":[{"system":"'
+                        + CAT.encode() + b'","code":"vital-signs"}]}]',
+    "plain": {},
+}
+
+
+def test_lines_alike_in_code_but_naming_a_concept_elsewhere_give_the_python_readers_results(tmp_path, definition):
+    """The native key holds every element the keep/drop decision reads (relevance.key_elements): a heart rate
+    dropped by its key never takes with it a heart rate whose category, value, interpretation or another
+    element names a criterion's concept, one with a nested repeated member, an unknown member or contained
+    resources. Each variant follows its twin naming nothing (the same line with 'Normal' for 'HBsAg': the
+    same member names, dropped by Python) in the same file (where Python drops by the key it learnt) and in
+    a later file (where DuckDB does)."""
+    p01 = orjson.loads((ROOT / "samples" / "screening" / "01-eligible-classic.json").read_bytes())
+    patients, obs, later = [], [], []
+    for i in range(60):  # plain heart rates of other patients: their key is learnt as dropped
+        patients.append({"resourceType": "Patient", "id": f"f{i}", "birthDate": "1970-01-01"})
+        obs.append(orjson.dumps(_heart_rate(f"f{i}", i)))
+    other: list[dict] = []
+
+    def line(pid: str, variant: object, harmless: bool) -> bytes:
+        hr = _heart_rate(pid, 0)
+        raw = variant if isinstance(variant, bytes) else orjson.dumps({**hr, **variant})
+        if isinstance(variant, bytes):
+            del hr["category"]
+            raw = _raw_line(hr, "category", variant)
+        return raw.replace(b"HBsAg", b"Normal") if harmless else raw
+
+    for name, variant in VARIANTS.items():
+        for i in range(3):  # its twin naming nothing a criterion reads, on other patients, first
+            patients.append({"resourceType": "Patient", "id": f"t-{name}-{i}", "birthDate": "1970-01-01"})
+            obs.append(line(f"t-{name}-{i}", variant, True))
+    for name, variant in VARIANTS.items():
+        for where, out in (("a", obs), ("b", later)):
+            pid = f"v-{name}-{where}"
+            rows = _clone(p01, pid)
+            patients += [r for r in rows if r["resourceType"] == "Patient"]
+            other += [r for r in rows if r["resourceType"] != "Patient"]
+            out.append(line(pid, variant, False))
+    (tmp_path / "Patient.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in patients))
+    (tmp_path / "Observation.0.ndjson").write_bytes(b"\n".join(obs) + b"\n")
+    (tmp_path / "Observation.1.ndjson").write_bytes(b"\n".join(later) + b"\n")
+    for rtype in sorted({r["resourceType"] for r in other}):
+        (tmp_path / f"{rtype}.x.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in other
+                                                               if r["resourceType"] == rtype))
+    python, native = both(definition, [tmp_path])
+    assert native[0] == python[0]
+    by = {r["patient"]: r for r in python[0]}
+
+    def summary(pid: str) -> bytes:  # the whole result (criteria, reasons, evidence), the patient's id aside
+        return orjson.dumps(by[f"Patient/{pid}"]).replace(pid.encode(), b"X")
+
+    plain = summary("v-plain-a")
+    assert summary("v-plain-b") == plain == summary("v-nested-dup-plain-a")
+    for name in ("category", "value", "interpretation", "display-elsewhere", "unknown-member", "contained",
+                 "nested-dup-wanted"):
+        for where in "ab":  # the Python reader reads each (it names the record): so must the native pass
+            assert summary(f"v-{name}-{where}") != plain, name
+    # and the native pass did drop the plain heart rates by their key, in DuckDB for the later file
+    run = Run.start(definition, as_of=AS_OF, problems=Problems())
+    src = GroupingSource([tmp_path], run.problems, run.filter, native=True)
+    list(screen_records(definition, run, src, src.shared))
+    lines = src._native
+    assert lines is not None and lines.fallbacks == 0
+    assert any(k.startswith("Observation\x1f") for k in lines.dropped)
+
+
+def _native_for(definition: Definition):
+    from fhir3t.r4defs import resource_types
+
+    run = Run.start(definition, as_of=AS_OF, problems=Problems())
+    lines = run.filter.native_lines(frozenset({"Medication"}), resource_types())
+    assert lines is not None
+    return lines
+
+
+def _keys(lines, path: Path) -> dict[str, str]:
+    """line text -> key, as the native pass computes them for a file."""
+    return {text: key for _n, _c, _len, key, text in lines.con.execute(lines.sql, [str(path)]).fetchall()}
+
+
+def test_duckdb_writes_both_of_a_nested_repeated_member_so_the_key_tells_them_apart(tmp_path, definition):
+    """What the faithfulness guard rests on (sources.native.NativeLines.faithful): DuckDB's json_extract
+    writes every member of a nested object, repeated ones too, where orjson keeps the last. So a line with a
+    nested repeated member never shares its key with the line orjson reads it as, and its own key is never
+    learnt as dropped (orjson's writing of it differs from the key)."""
+    hr = _heart_rate("x", 0)
+    del hr["category"]
+    dup = _raw_line(hr, "category", VARIANTS["nested-dup-wanted"])  # type: ignore[arg-type]
+    read_as = orjson.dumps(orjson.loads(dup))  # orjson: the last coding list only
+    top_dup = orjson.dumps(_heart_rate("x", 0))[:-1] + b',"code":' + orjson.dumps({"text": "HBsAg"}) + b"}"
+    path = tmp_path / "Observation.ndjson"
+    path.write_bytes(b"\n".join([dup, read_as, top_dup]) + b"\n")
+    lines = _native_for(definition)
+    keys = _keys(lines, path)
+    k_dup, k_read, k_top = keys[dup.decode()], keys[read_as.decode()], keys[top_dup.decode()]
+    assert k_dup != k_read and '"vital-signs"}],"coding":[' in k_dup  # both coding lists are in the key
+    assert not lines.faithful(k_dup, orjson.loads(dup))
+    assert lines.faithful(k_read, orjson.loads(read_as))
+    assert k_top.split("\x1f")[1] == "r" and not lines.faithful(k_top, orjson.loads(top_dup))  # a repeated `code`
+    for key, text in ((k_dup, dup), (k_top, top_dup)):
+        lines.learn(key, False, orjson.loads(text))
+        assert lines.verdicts[key] is None and key not in lines.dropped
+    lines.learn(k_read, False, orjson.loads(read_as))
+    assert k_read in lines.dropped
+
+
+def test_learning_is_bounded_per_type_and_lines_of_unlearnt_keys_go_to_python(tmp_path, definition, monkeypatch):
+    """A keyed element that differs on every line (a reference) makes a key per line: a type stops learning
+    after MAX_KEYS_PER_TYPE keys, so what the native pass holds stays small at any N, and the results stay
+    the Python reader's."""
+    from fhir3t.sources import native
+
+    monkeypatch.setattr(native, "MAX_KEYS_PER_TYPE", 5)
+    p01 = orjson.loads((ROOT / "samples" / "screening" / "01-eligible-classic.json").read_bytes())
+    rows = _clone(p01, "p01")
+    hrs = [_heart_rate("p01", i, derivedFrom=[{"reference": f"Observation/o{i}"}]) for i in range(40)]
+    hrs.append(_heart_rate("p01", 99, derivedFrom=[{"reference": "Observation/o1", "display": "HBsAg"}]))
+    for rtype in {r["resourceType"] for r in rows}:
+        mine = [r for r in rows if r["resourceType"] == rtype] + (hrs if rtype == "Observation" else [])
+        (tmp_path / f"{rtype}.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in mine))
+    python, native_ = both(definition, [tmp_path])
+    assert native_[0] == python[0]
+    run = Run.start(definition, as_of=AS_OF, problems=Problems())
+    src = GroupingSource([tmp_path], run.problems, run.filter, native=True)
+    list(screen_records(definition, run, src, src.shared))
+    lines = src._native
+    assert lines is not None
+    assert sum(k.startswith("Observation\x1f") for k in lines.verdicts) == 5
