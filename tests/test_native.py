@@ -258,7 +258,8 @@ def test_duckdb_writes_both_of_a_nested_repeated_member_so_the_key_tells_them_ap
     assert k_dup != k_read and '"vital-signs"}],"coding":[' in k_dup  # both coding lists are in the key
     assert not lines.faithful(k_dup, orjson.loads(dup))
     assert lines.faithful(k_read, orjson.loads(read_as))
-    assert k_top.split("\x1f")[1] == "r" and not lines.faithful(k_top, orjson.loads(top_dup))  # a repeated `code`
+    # a repeated `code`: DuckDB counts one member more than orjson keeps
+    assert int(k_top.split("\x1f")[1]) == len(orjson.loads(top_dup)) + 1 and not lines.faithful(k_top, orjson.loads(top_dup))
     for key, text in ((k_dup, dup), (k_top, top_dup)):
         lines.learn(key, False, orjson.loads(text))
         assert lines.verdicts[key] is None and key not in lines.dropped

@@ -219,7 +219,9 @@ class Relevance:
         beyond the main key: every R4 element of the type that `mentions` can read (not in `_skip`), so lines
         alike in their key are alike in everything this decision reads. Not `contained`: what it names
         depends on which contained resources the results point at (`concepts._part_ids`), which the key
-        does not hold; a line with it is never learnt as dropped (`key_verdict`)."""
+        does not hold; nor a report's `result` or a panel's `hasMember`, references that differ on every
+        line (a nonempty list makes a container, kept whatever it points at). A line with one of these is
+        never learnt as dropped (`key_verdict`)."""
         got = self._key_elements.get(rtype)
         if got is None:
             from fhir3t.r4defs import type_def
@@ -227,7 +229,8 @@ class Relevance:
             td = type_def(rtype)
             skip = self._skip(rtype)
             names = td.children("") if td is not None and self.plan.valuesets.get(rtype) else {}
-            got = self._key_elements[rtype] = tuple(sorted(n for n in names if n not in skip and n != "contained"))
+            left = {"contained", _PARTS.get(rtype, "")}
+            got = self._key_elements[rtype] = tuple(sorted(n for n in names if n not in skip and n not in left))
         return got
 
     def key_verdict(self, rtype: str, resource: dict, verdict: bool | None) -> bool | None:
@@ -236,8 +239,8 @@ class Relevance:
         `key_elements`): a keep always (a main code that keeps keeps whatever else the record says); a drop
         when every top-level member is one the decision does not read (`_skip`) or one whose text is in the
         key, so every line of that key names the same concepts elsewhere (records.model.Hit: what else a
-        record names may keep a criterion unknown); else None (not learnt: `contained`, a member R4 does
-        not define for the type)."""
+        record names may keep a criterion unknown); else None (not learnt: `contained`, a report's results,
+        a panel's members, a member R4 does not define for the type)."""
         if verdict is not False or not self.plan.valuesets.get(rtype):
             return verdict
         skip = self._skip(rtype)

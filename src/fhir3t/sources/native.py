@@ -54,17 +54,13 @@ from fhir3t.errors import Problems
 from fhir3t.sources.files import Limits, ndjson_batches
 from fhir3t.sources.versions import later_version
 
-#: the elements a fast key is made of (see `records.relevance._fast_key`): main codes, what makes the
-#: decision read more, and whether a report / panel points at parts
-KEY_PATHS = ("$.code", "$.vaccineCode", "$.medicationCodeableConcept", "$.component", "$.medicationReference",
-             "$.result[0]", "$.hasMember[0]", "$.meta.versionId")
-#: (meta.versionId is in the key so that a later version, which the reader keeps whatever it says because
-#: it may supersede a copy that counts (sources.versions.later_version), never shares a key learnt as
-#: dropped from a first version alike in its code; Python never teaches a later version's key)
-#: a report's results, a panel's members: when a nonempty list (the line is a container, kept whatever they
-#: point at: relevance.Relevance._verdict), the key holds `true` (their 1-based place in KEY_PATHS says so),
-#: not the references, which differ on every line
-_PART_FLAGS = {"result": 6, "hasMember": 7}
+#: what every key holds beyond the type and the member names: the main code (of whichever type), and
+#: meta.versionId so that a later version, which the reader keeps whatever it says because it may supersede
+#: a copy that counts (sources.versions.later_version), never shares a key learnt as dropped from a first
+#: version alike in everything else; Python never teaches a later version's key. Then come each keyed type's
+#: `key_elements` (relevance.Relevance.key_elements: what else the decision reads). Whether `component`,
+#: `medicationReference`, a report's `result` or a panel's `hasMember` are there is in the member names.
+KEY_PATHS = ("code", "vaccineCode", "medicationCodeableConcept", "meta.versionId")
 #: what is learnt is bounded (see NativeLines.learn): distinct keys per type, characters of keys in all, one key
 MAX_KEYS_PER_TYPE = 4096
 MAX_LEARNT_CHARS = 8_000_000
@@ -77,6 +73,7 @@ MAX_OBJECT_BYTES = 2 << 20
 SAMPLE_ROWS = 4096
 _HEAD_TYPE = re.compile(rb'^\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
 _GLOB = re.compile(r"[*?\[\]{}]")
+_MISSING = object()
 _BOM = b"\xef\xbb\xbf"
 
 #: one NDJSON line as the native pass hands it over: (line number, key or None, the line, whether a
@@ -110,7 +107,7 @@ class NativeLines:
 
     def __init__(self, drop_types: Iterable[str], key_types: Mapping[str, tuple[str, ...]], *,
                  sample_verdict: Callable[[dict], bool | None] | None = None, threads: int = 1,
-                 memory_mb: int = 160) -> None:
+                 memory_mb: int = 128) -> None:
         import duckdb
 
         #: a verdict on a resource with no side effect (None: none can be given so), for the lines a
@@ -135,6 +132,7 @@ class NativeLines:
         self.key_types = dict(key_types)
         self._per_type: dict[str, int] = {}
         self._learnt_chars = 0
+        self.paths = self._paths(self.key_types)
         self.sql = self._query(self.key_types)
         #: the first row of each key not yet judged, among a file's first rows
         self.sample_sql = f"""
@@ -142,25 +140,22 @@ SELECT k, arg_min(j, n) FROM ({self._query(self.key_types, SAMPLE_ROWS)})
 WHERE k IS NOT NULL GROUP BY k ORDER BY min(n)"""
 
     @staticmethod
-    def _query(key_types: Mapping[str, tuple[str, ...]], limit: int = 0) -> str:
-        # one json_extract of every path any keyed type reads, and one to_json: each JSON function in the
-        # query holds an arena of its own (a CASE with a json_extract and a to_json per type ran out of 96 MB)
+    def _paths(key_types: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+        """KEY_PATHS, then every keyed type's key elements (one list for all: see `_query`)."""
         paths = list(KEY_PATHS)
         for t in sorted(key_types):
-            paths += [f"$.{_name(n)}" for n in key_types[t] if f"$.{n}" not in paths]
-        at = {p: i for i, p in enumerate(paths, 1)}
-        tails = []
-        for t in sorted(key_types):
-            items = [f"e[{i}]" for i in range(1, 6)]
-            items += [f"CASE WHEN e[{i}] IS NULL THEN 'false'::JSON ELSE 'true'::JSON END" for i in (6, 7)]
-            items.append("e[8]")
-            for n in key_types[t]:
-                flag = _PART_FLAGS.get(n)  # a nonempty list of parts: a container, kept whatever it points at
-                i = at[f"$.{n}"]
-                items.append(f"CASE WHEN e[{flag}] IS NULL THEN e[{i}] ELSE 'true'::JSON END" if flag else f"e[{i}]")
-            tails.append(f"WHEN '{_name(t)}' THEN [{', '.join(items)}]")
-        extract = f"try(json_extract(j, [{', '.join(repr(p) for p in paths)}]))"
-        tail = f"to_json(CASE t {' '.join(tails)} END)" if tails else "NULL"
+            paths += [_name(n) for n in key_types[t] if n not in paths]
+        return tuple(paths)
+
+    @staticmethod
+    def _query(key_types: Mapping[str, tuple[str, ...]], limit: int = 0) -> str:
+        # One json_extract of every path any keyed type reads, written as one list: a per-type CASE of lists
+        # built item by item and written with to_json took 2.6 s where this takes 1.3 s on a 200 000-line
+        # file and ran out of 150 MB (each JSON function holds an arena of its own). A member another type's
+        # path reads is in the member names, so its text in the key only makes the key narrower. The list's
+        # text is the items' JSON joined by ", " (NULL for a member not there): each item is one whole JSON
+        # value, so the text says which items it was made of.
+        paths = ", ".join(f"'$.{p}'" for p in NativeLines._paths(key_types))
         return f"""
 WITH r AS (
   SELECT row_number() OVER () AS n,
@@ -169,13 +164,13 @@ WITH r AS (
   FROM read_ndjson_objects(?, ignore_errors = true, maximum_object_size = {MAX_OBJECT_BYTES}, compression = 'none')
   {f"LIMIT {limit}" if limit else ""}),
 t AS (SELECT n, c, j, regexp_extract(j, '^\\s*\\{{\\s*"resourceType"\\s*:\\s*"([A-Za-z]+)"', 1) AS t FROM r),
-e AS (SELECT n, c, j, t, CASE WHEN t IN {_sql_list(key_types)} THEN {extract} END AS e,
+e AS (SELECT n, c, j, t,
+        CASE WHEN t IN {_sql_list(key_types)} THEN try(json_extract(j, [{paths}])) END AS e,
         CASE WHEN t IN {_sql_list(key_types)} THEN try(json_keys(j)) END AS ks
       FROM t WHERE j IS NULL OR t NOT IN (SELECT t FROM drop_types)),
 k AS (SELECT n, c, j, CASE WHEN e IS NOT NULL AND ks IS NOT NULL
-                           THEN t || chr(31) || CASE WHEN len(list_distinct(ks)) = len(ks) THEN 'u' ELSE 'r' END
-                                || chr(31) || array_to_string(ks, chr(30)) || chr(31)
-                                || {tail} END AS k FROM e)
+                           THEN t || chr(31) || len(ks)::VARCHAR || chr(31) || array_to_string(ks, chr(30))
+                                || chr(31) || e::VARCHAR END AS k FROM e)
 SELECT n, c, strlen(j), k, j FROM k WHERE k IS NULL OR k NOT IN (SELECT k FROM dropped)
 """
 
@@ -203,32 +198,27 @@ SELECT n, c, strlen(j), k, j FROM k WHERE k IS NULL OR k NOT IN (SELECT k FROM d
             self._pending.append(key)
 
     def faithful(self, key: str, resource: dict) -> bool:
-        """Does the key say exactly what orjson read of the line? Its members are not repeated (DuckDB reads
-        the first `code` of `{"code": A, ..., "code": B}`, orjson the last), and its JSON (the keyed elements
-        as DuckDB wrote them) is orjson's writing of them as decoded: then the key holds no nested repeated
-        member either (DuckDB writes both of `{"coding": [A], "coding": [B]}`, orjson reads B: tests pin it),
-        and every line of the key decodes to the same elements (numbers aside, which no decision reads)."""
-        rtype, unique, rest = key.split("\x1f", 2)
-        elements = self.key_types.get(rtype)
-        if unique != "u" or elements is None:
+        """Does the key say exactly what orjson read of the line? DuckDB counted as many members as orjson
+        kept (orjson keeps the last of a repeated name, DuckDB's json_extract reads the first: `{"code": A,
+        ..., "code": B}`), and the key's JSON (the extracted elements as DuckDB wrote them) is orjson's
+        writing of them as decoded: then it holds no nested repeated member either (DuckDB writes both of
+        `{"coding": [A], "coding": [B]}`, orjson reads B: tests pin it), and every line of the key decodes
+        to the same elements (numbers aside, which no decision reads)."""
+        rtype, count, rest = key.split("\x1f", 2)
+        if rtype not in self.key_types or count != str(len(resource)):
             return False
-        meta = resource.get("meta")
-        version = meta.get("versionId") if type(meta) is dict else None
-        parts = [resource.get(p[2:]) for p in KEY_PATHS[:5]]
-        for p in KEY_PATHS[5:7]:
-            v = resource.get(p[2:-3])
-            parts.append(type(v) is list and len(v) > 0)
         import orjson
 
-        keyed = [resource.get(n) for n in elements]
-        for i, n in enumerate(elements):
-            if n in _PART_FLAGS and type(keyed[i]) is list and keyed[i]:
-                keyed[i] = True
+        texts = []
         try:
-            mine = orjson.dumps([*parts, version, *keyed])
+            for path in self.paths:
+                value: object = resource
+                for part in path.split("."):
+                    value = value.get(part, _MISSING) if type(value) is dict else _MISSING
+                texts.append("NULL" if value is _MISSING else orjson.dumps(value).decode())
         except (TypeError, orjson.JSONEncodeError):
             return False
-        return rest.rsplit("\x1f", 1)[-1].encode("utf-8", "surrogatepass") == mine
+        return rest.rsplit("\x1f", 1)[-1] == "[" + ", ".join(texts) + "]"
 
     def _learn_from_sample(self, path: Path) -> None:
         """Judge the keys of a file's first rows before reading it, when its first line is of a type no
