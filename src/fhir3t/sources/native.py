@@ -7,13 +7,19 @@ the lines the filter could keep, with their line numbers, so Python decodes one 
 
 - a line whose type, read at its very start, is an R4 type no rule reads is dropped, exactly as
   `records.relevance.LineFilter` drops it in Python;
-- for the types whose keep/drop decision reads only their main code (`records.relevance`'s fast key:
-  the type, the main CodeableConcept, whether `component` / `medicationReference` are there, whether
-  a report or panel points at parts), DuckDB computes a key from exactly those elements, as JSON;
-  a line whose key is one the Python filter has already dropped is dropped here;
-- every other line (Patient, shared types, unparsable lines, types judged on more than their code,
-  keys not yet judged, keys judged "keep") goes to Python, which decodes and judges it as it always
-  does. The verdict Python gives the first line of a key is learnt: `learn(key, verdict)`.
+- for the types of `records.relevance`'s fast key (judged on their main code and on what their other
+  elements name), DuckDB computes a key holding everything that decision reads: the type, the
+  top-level member names, the main CodeableConcept, meta.versionId, and the JSON text of every element
+  that can name a concept (`Relevance.key_elements`: an Observation's category, value, interpretation,
+  bodySite, extensions, ...). A line whose key is one the Python filter has already dropped is dropped
+  here. Python learns a drop only when every member of the line is one the decision does not read or
+  one in the key (`Relevance.key_verdict`: not from a line with `contained`, results or members, or a
+  member R4 does not define), so every line of the key names the same concepts;
+- every other line (Patient, shared types, unparsable lines, keys not yet judged, keys judged "keep"
+  or not decided by the key) goes to Python, which decodes and judges it as it always does. The
+  verdict Python gives the first line of a key is learnt: `learn(key, verdict, resource)`; what is
+  learnt is bounded per type and in all (free text or a reference in a keyed element makes a key per
+  line: a type stops learning after MAX_KEYS_PER_TYPE keys, its lines then go to Python).
 
 Why learnt verdicts, not the plan compiled to SQL: the keep/drop decision is terminology (system
 aliases, code normalisation, check digits, ConceptMap translation, is-a by prefix, readable systems
@@ -22,13 +28,16 @@ decision to keep in step by hand, and any drift is a resource dropped that the P
 a result no criterion sees, a patient made eligible. A key is dropped natively only after Python's
 own `Relevance` has dropped a resource alike in everything that decision reads, so the native pass
 keeps at least what Python keeps by construction; tests/test_native.py holds its results to the
-Python reader's on generated, hospital-shaped and hostile files. Labs repeat:
-a 100 000-patient export has under a hundred distinct keys, so Python judges almost nothing twice.
+Python reader's on generated, hospital-shaped and hostile files, and on lines alike in their code that
+differ in a concept-bearing element. Labs repeat: a 10 000-patient generated export has under a hundred
+distinct keys, so Python judges almost nothing twice.
 
 Exactness guards (each falls back to keeping the line, or to the Python reader for the rest of
 the file, never to dropping):
-- a key lists the line's top-level member names, and a key with a repeated name is never learnt
-  as dropped: DuckDB reads the first `code` of `{"code": A, ..., "code": B}`, orjson the last;
+- a drop is learnt only when the key is a faithful text of what orjson read (`NativeLines.faithful`):
+  DuckDB counted as many members as orjson kept (DuckDB reads the first `code` of `{"code": A, ...,
+  "code": B}`, orjson the last), and the key's JSON is orjson's own writing of the keyed elements, so
+  it holds no nested repeated member (DuckDB writes both, orjson reads the last: tests pin it);
 - line numbers: `read_ndjson_objects` skips blank lines, so its row number is a line number only
   while no blank line came before. Each batch of rows handed over is checked against the file
   itself: the last row's text must sit, byte for byte, between two newlines at the offset the
