@@ -289,3 +289,58 @@ def test_learning_is_bounded_per_type_and_lines_of_unlearnt_keys_go_to_python(tm
     lines = src._native
     assert lines is not None
     assert sum(k.startswith("Observation\x1f") for k in lines.verdicts) == 5
+
+
+NORMAL_NAME = {"coding": [{"system": "http://example.org/local-lab", "code": "X2", "display": "Normal"}]}
+
+
+def _variation(draw) -> bytes:
+    """A heart rate whose other elements are drawn from small pools, so that lines share keys: each element
+    names HBsAg (a criterion's concept), names nothing a criterion reads, or is not there."""
+    from hypothesis import strategies as st
+
+    hr = _heart_rate("PID", 0)
+    hr["category"] = draw(st.sampled_from([[VITAL], [VITAL, HBSAG_NAME], [VITAL, NORMAL_NAME]]))
+    for element, pool in (("valueCodeableConcept", [{"text": "HBsAg positive"}, {"text": "Normal"}]),
+                          ("interpretation", [[HBSAG_NAME], [NORMAL_NAME]]),
+                          ("hospitalFinding", [{"text": "HBsAg"}, {"text": "Normal"}]),
+                          ("contained", [[{"resourceType": "Observation", "id": "c", "code": {"text": "HBsAg"}}],
+                                         [{"resourceType": "Observation", "id": "c", "code": {"text": "Normal"}}]])):
+        choice = draw(st.sampled_from([None, *pool]))
+        if choice is not None:
+            hr[element] = choice
+    if draw(st.booleans()):  # the category as a nested repeated member, in either order
+        del hr["category"]
+        return _raw_line(hr, "category", draw(st.sampled_from([VARIANTS["nested-dup-wanted"],
+                                                               VARIANTS["nested-dup-plain"]])))  # type: ignore[arg-type]
+    return orjson.dumps(hr)
+
+
+def test_property_generated_variations_of_a_heart_rate_give_the_python_readers_results(tmp_path_factory, definition):
+    """Hypothesis: lines alike in code, drawn from small pools of concept-bearing elements so that keys repeat
+    within and across files, give exactly the Python reader's results through the native pass."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    p01 = orjson.loads((ROOT / "samples" / "screening" / "01-eligible-classic.json").read_bytes())
+
+    @settings(max_examples=12, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def check(data) -> None:
+        folder = tmp_path_factory.mktemp("variations")
+        n = data.draw(st.integers(min_value=4, max_value=14))
+        rows, files = [], ([], [])
+        for i in range(n):
+            pid = f"q{i}"
+            rows += _clone(p01, pid)
+            files[i * 2 // n].append(_variation(data.draw).replace(b"PID", pid.encode()))
+        for rtype in sorted({r["resourceType"] for r in rows}):
+            (folder / f"{rtype}.x.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows
+                                                              if r["resourceType"] == rtype))
+        for i, lines in enumerate(files):
+            (folder / f"Observation.{i}.ndjson").write_bytes(b"".join(x + b"\n" for x in lines))
+        python, native = both(definition, [folder])
+        assert native[0] == python[0]
+
+    check()
