@@ -326,6 +326,8 @@ class GroupingSource:
         for path in self.ndjson_files:
             self._ndjson_file(path)
             self._file_done(path)
+        if self._native is not None:  # pass 2 runs without DuckDB's memory (its reader alone holds ~50 MB)
+            self._native.close()
         if judge_foreign:
             for item in foreign_unread(self.foreign, self.seen, self.problems):
                 self._store.unread(*item)

@@ -137,6 +137,7 @@ class NativeLines:
         self.verdicts: dict[str, bool | None] = {}
         self._pending: list[str] = []
         self.fallbacks = 0  # files (or their rests) handed back to the Python reader
+        self.closed = False
         #: the keyed types and, for each, the elements whose JSON its key holds beyond KEY_PATHS
         self.key_types = dict(key_types)
         self._per_type: dict[str, int] = {}
@@ -263,8 +264,14 @@ SELECT n, c, strlen(j), k, j FROM k WHERE k IS NULL OR k NOT IN (SELECT k FROM d
             self.con.executemany("INSERT INTO dropped VALUES (?)", [[k] for k in self._pending])
             self._pending.clear()
 
+    def close(self) -> None:
+        """Give DuckDB's memory back (the verdicts stay readable); files asked for afterwards are read by Python."""
+        if not self.closed:
+            self.closed = True
+            self.con.close()
+
     def usable(self, path: Path) -> bool:
-        return not path.name.lower().endswith(".gz") and _GLOB.search(str(path)) is None
+        return not self.closed and not path.name.lower().endswith(".gz") and _GLOB.search(str(path)) is None
 
     def rows(self, path: Path, problems: Problems, limits: Limits) -> Iterator[Row]:
         """The lines of one NDJSON file that the read filter could keep, in file order (see the module
