@@ -11,8 +11,8 @@ import fhir3t.messages.core
 import fhir3t.messages.reasons  # noqa: F401  (declares Clause)
 from fhir3t.criteria.model import CriterionResult, PatientId, ScreeningResult
 from fhir3t.frozen import Frozen, Shared
-from fhir3t.messages import Message, Text, many
-from fhir3t.messages.reasons import Clause, reason_text
+from fhir3t.messages import Text, many
+from fhir3t.messages.reasons import ABSENT, ABSENT_MANY, Clause, reason_text
 
 
 def _subclasses(cls: type) -> set[type]:
@@ -36,11 +36,10 @@ def test_every_frozen_class_is_a_slotted_frozen_dataclass_whose_fields_are_all_i
         assert all(f.init for f in fs), cls
 
 
-SAID = Message("test.frozen", "no {test} result in {window}")
 
 
 def _result() -> ScreeningResult:
-    finding = SAID(test=Text.of("anti-MDA5", {"zh-CN": "抗MDA5抗体"}), window=many(["a", "b"], "or"))
+    finding = ABSENT_MANY(whats=many([Text.of("anti-MDA5", {"zh-CN": "抗MDA5抗体"}), "b"], "or"))
     crit = CriterionResult("I3-mda5", "inclusion", "unknown", ("Observation/1",), (Clause(finding, None, "2026-01-02"),))
     return ScreeningResult("Patient/p1", "candidate", (crit,), date(2026, 11, 16), date(2026, 11, 17), "src",
                            (finding,), (PatientId("urn:mrn", "123", True),), "Name")
@@ -59,5 +58,17 @@ def test_a_reason_text_cached_by_identity_follows_the_reason_not_its_address():
     r = _result().criteria[0].explanation
     first = reason_text(r)
     assert first == reason_text(r) and "anti-MDA5" in first
-    other = (Clause(SAID(test="HBsAg", window="x")),)
+    other = (Clause(ABSENT(what="HBsAg")),)
     assert reason_text(other) != first and "HBsAg" in reason_text(other)
+
+
+def test_joined_reasons_say_a_repeated_clause_once_in_first_order_and_fold_absences_few_or_many():
+    from fhir3t.messages.reasons import join_reasons
+
+    a, b = Clause(ABSENT_MANY(whats="x"), ABSENT(what="y")), Clause(ABSENT_MANY(whats="z"))
+    assert join_reasons([(a,), (b, a)]) == (a, b)
+    assert join_reasons([(a,)]) == (a,)
+    folded = join_reasons([(Clause(ABSENT(what="HBsAg")),), (a,), (Clause(ABSENT(what="HCV")),)])
+    assert folded[1:] == (a,) and reason_text(folded[:1]) == "no record found of HBsAg or HCV"
+    many_parts = [(Clause(ABSENT_MANY(whats=str(i % 7))),) for i in range(30)]  # past the few-clause path
+    assert join_reasons(many_parts) == tuple(Clause(ABSENT_MANY(whats=str(i))) for i in range(7))

@@ -51,9 +51,22 @@ def absent(what: Text | Msg | str) -> Reason:
 def join_reasons(reasons: Iterable[Reason]) -> Reason:
     """Join part reasons; 'no X record found' clauses fold into one 'no record found of X, Y or Z', and a
     clause said twice is said once."""
+    parts = reasons if isinstance(reasons, (list, tuple)) else list(reasons)
+    if len(parts) == 1 and len(parts[0]) == 1:  # the common case (one deciding part): nothing to fold or repeat
+        only = parts[0][0]
+        if not (only.finding.id == ABSENT.id and only.settle is None and only.stale is not None):
+            return parts[0]
     absent_whats: list[object] = []
     rest: list[Clause] = []
-    for c in dict.fromkeys(c for r in reasons for c in r):
+    every = [c for r in parts for c in r]
+    if len(every) <= 16:  # a few clauses: compared (a finding's id tells most apart) rather than hashed whole
+        unique: list[Clause] = []
+        for c in every:
+            if c not in unique:
+                unique.append(c)
+    else:
+        unique = list(dict.fromkeys(every))
+    for c in unique:
         if c.finding.id == ABSENT.id and c.settle is None:
             absent_whats.append(c.finding.arg("what"))
         else:
