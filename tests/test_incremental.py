@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT
 from fhir3t.criteria.model import ScreeningResult
-from fhir3t.errors import Problems
+from fhir3t.errors import Problems, UsageError
 from fhir3t.pipeline import Definition, Run
 from fhir3t.pipeline.base import FileInputs
 from fhir3t.pipeline.incremental import UpdateStats, screen_update
@@ -140,6 +140,9 @@ def test_the_store_keeps_one_copy_of_a_criterion_result_many_patients_share(pop,
     assert 0 < parts < criteria / 2  # shared, not one per patient and criterion
     again = [comparable(r) for r in state.results()]
     assert again == first
+    state.db.execute("DELETE FROM parts WHERE digest = (SELECT min(digest) FROM parts)")
+    with pytest.raises(UsageError, match="names a part the store does not hold"):
+        list(state.results())  # a damaged store says so; it never hands back a result with a hole
     state.close()
 
 

@@ -41,6 +41,7 @@ import pickle
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,9 @@ CREATE TABLE IF NOT EXISTS dirty (patient TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS results (patient TEXT PRIMARY KEY, result BLOB) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS parts (digest BLOB PRIMARY KEY, body BLOB) WITHOUT ROWID;
 """
-#: shared parts kept unpickled while results are read (a bound: parts one patient has are read once)
-PART_CACHE = 100_000
+#: shared parts kept unpickled while results are read, least recently used first out (a bound on memory:
+#: a patient's own parts (its age, with the Patient as evidence) are read once and pushed out)
+PART_CACHE = 20_000
 #: the `dirty` entry that means "every patient" (a shared resource changed)
 EVERYONE = "*"
 
@@ -281,19 +283,13 @@ class PatientState:
 
     def results(self) -> Iterator[Any]:
         """Every stored result, by patient id (our own results, in a folder only its user can read)."""
-        cache: dict[bytes, Any] = {}
-
+        @lru_cache(maxsize=PART_CACHE)
         def part(digest: bytes) -> Any:
-            hit = cache.get(digest)
-            if hit is None:
-                row = self.db.execute("SELECT body FROM parts WHERE digest = ?", (digest,)).fetchone()
-                if row is None:
-                    raise UsageError(f"{self.folder}: a stored result names a part the store does not hold; "
-                                     "use a new --store-dir")
-                if len(cache) >= PART_CACHE:
-                    cache.clear()
-                hit = cache[digest] = pickle.loads(row[0])
-            return hit
+            row = self.db.execute("SELECT body FROM parts WHERE digest = ?", (digest,)).fetchone()
+            if row is None:
+                raise UsageError(f"{self.folder}: a stored result names a part the store does not hold; "
+                                 "use a new --store-dir")
+            return pickle.loads(row[0])
 
         for (blob,) in self.db.execute("SELECT result FROM results ORDER BY patient"):
             loader = pickle.Unpickler(io.BytesIO(blob))
