@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT
 from fhir3t.criteria.model import ScreeningResult
-from fhir3t.errors import Problems
+from fhir3t.errors import Problems, UsageError
 from fhir3t.pipeline import Definition, Run
 from fhir3t.pipeline.base import FileInputs
 from fhir3t.pipeline.incremental import UpdateStats, screen_update
@@ -128,4 +128,35 @@ def test_a_changed_shared_resource_screens_everyone(tmp_path, definition):
     stats = UpdateStats()
     list(screen_update(definition, Run.start(definition, as_of=START, problems=Problems()), state, [], stats))
     assert stats.screened == 0 and stats.kept == 2  # nothing changed: nothing screened
+    state.close()
+
+
+def test_the_store_keeps_one_copy_of_a_criterion_result_many_patients_share(pop, tmp_path, definition):
+    state = PatientState(tmp_path / "s")
+    run = Run.start(definition, as_of=START, problems=Problems())
+    first = [comparable(r) for r in screen_update(definition, run, state, [pop / "fhir"])]
+    criteria = sum(len(r["criteria"]) for r in first)
+    parts = state.db.execute("SELECT count(*) FROM parts").fetchone()[0]
+    assert 0 < parts < criteria / 2  # shared, not one per patient and criterion
+    again = [comparable(r) for r in state.results()]
+    assert again == first
+    state.db.execute("DELETE FROM parts WHERE digest = (SELECT min(digest) FROM parts)")
+    with pytest.raises(UsageError, match="names a part the store does not hold"):
+        list(state.results())  # a damaged store says so; it never hands back a result with a hole
+    state.close()
+
+
+def test_a_store_of_layout_1_keeps_its_resources_and_screens_everyone_again(pop, tmp_path, definition):
+    state = PatientState(tmp_path / "s")
+    run = Run.start(definition, as_of=START, problems=Problems())
+    first = [comparable(r) for r in screen_update(definition, run, state, [pop / "fhir"])]
+    state.put("layout", "1")  # as an older fhir3t left it (results pickled whole)
+    state.db.execute("UPDATE results SET result = x'00'")
+    state.close()
+    state = PatientState(tmp_path / "s")
+    assert state.get("layout") == "2" and state.counts()["results"] == 0 and state.counts()["resources"] > 0
+    stats = UpdateStats()
+    again = [comparable(r) for r in screen_update(definition, Run.start(definition, as_of=START, problems=Problems()),
+                                                  state, [], stats)]
+    assert stats.everyone and again == first
     state.close()

@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from fhir3t.enrolment import Status
+from fhir3t.frozen import Frozen, Shared
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
 from fhir3t.messages import Msg, Reason, reason_text, render
 
@@ -16,7 +17,7 @@ MR_TYPE = ("http://terminology.hl7.org/CodeSystem/v2-0203", "MR")
 
 
 @dataclass(frozen=True, slots=True)
-class PatientId:
+class PatientId(Frozen):
     """One Patient.identifier, as written (system may be empty; `mr` = typed as a medical record number)."""
 
     system: str
@@ -25,7 +26,7 @@ class PatientId:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(Frozen):
     """A rule's answer: the three-valued result, the resources that decided it, and why (clauses of
     messages, rendered in the reader's language where they are shown)."""
 
@@ -43,7 +44,7 @@ def merge_evidence(parts: Iterable[Outcome]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class CriterionResult:
+class CriterionResult(Shared):
     id: str
     kind: str  # inclusion | exclusion
     result: Tri
@@ -82,7 +83,7 @@ class CriterionResult:
 
 
 @dataclass(frozen=True, slots=True)
-class ScreeningResult:
+class ScreeningResult(Frozen):
     patient: str  # "Patient/<id>"
     status: str  # eligible | ineligible | candidate
     criteria: tuple[CriterionResult, ...]

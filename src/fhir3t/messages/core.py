@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Union
 
+from fhir3t.frozen import Frozen
+
 #: every declared message, by id (the catalog-coverage test and the extractor read it)
 REGISTRY: dict[str, Message | Plural] = {}
 
 
 @dataclass(frozen=True, slots=True)
-class Text:
+class Text(Frozen):
     """A name in several languages: (language, text) pairs, English first."""
 
     texts: tuple[tuple[str, str], ...]
@@ -64,7 +66,7 @@ Arg = Union[str, int, float, date, Text, "Msg", "Many", None]
 
 
 @dataclass(frozen=True, slots=True)
-class Msg:
+class Msg(Frozen):
     """A message to render: its id and its parameters (hashable: rendered text is cached)."""
 
     id: str
@@ -78,7 +80,7 @@ class Msg:
 
 
 @dataclass(frozen=True, slots=True)
-class Many:
+class Many(Frozen):
     """Items joined as a list: `how` is "and", "or", ", " (a plain list) or "; " (clauses)."""
 
     items: tuple[Arg, ...]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from fhir3t.frozen import Frozen
 from fhir3t.messages.core import Message, Msg, Text, many
 from fhir3t.messages.render import render
 
@@ -22,7 +23,7 @@ _SEP = {"en": (": ", "; "), "zh": ("：", "；")}
 
 
 @dataclass(frozen=True, slots=True)
-class Clause:
+class Clause(Frozen):
     finding: Msg
     #: what would settle it (order a test, code a record, answer the checklist), if anything
     settle: Msg | None = None
@@ -50,9 +51,22 @@ def absent(what: Text | Msg | str) -> Reason:
 def join_reasons(reasons: Iterable[Reason]) -> Reason:
     """Join part reasons; 'no X record found' clauses fold into one 'no record found of X, Y or Z', and a
     clause said twice is said once."""
+    parts = reasons if isinstance(reasons, (list, tuple)) else list(reasons)
+    if len(parts) == 1 and len(parts[0]) == 1:  # the common case (one deciding part): nothing to fold or repeat
+        only = parts[0][0]
+        if not (only.finding.id == ABSENT.id and only.settle is None and only.stale is not None):
+            return parts[0]
     absent_whats: list[object] = []
     rest: list[Clause] = []
-    for c in dict.fromkeys(c for r in reasons for c in r):
+    every = [c for r in parts for c in r]
+    if len(every) <= 16:  # a few clauses: compared (a finding's id tells most apart) rather than hashed whole
+        unique: list[Clause] = []
+        for c in every:
+            if c not in unique:
+                unique.append(c)
+    else:
+        unique = list(dict.fromkeys(every))
+    for c in unique:
         if c.finding.id == ABSENT.id and c.settle is None:
             absent_whats.append(c.finding.arg("what"))
         else:
@@ -70,10 +84,24 @@ def clause_text(c: Clause, lang: str = "en") -> str:
     return f"{text}{colon}{render(c.settle, lang)}" if c.settle is not None else text
 
 
+#: reason texts by the identity of the reason (kept beside it, so the id is not reused while cached):
+#: results carried over by the patient store share their criterion results (fhir3t.frozen.Shared), and
+#: hashing a reason to look it up costs as much as rendering it (measured: 35 % of a nightly run's to_dict)
+_TEXTS: dict[tuple[int, str], tuple[Reason, str]] = {}
+_TEXTS_MAX = 50_000
+
+
 def reason_text(r: Reason, lang: str = "en") -> str:
     """The whole reason as one sentence in `lang`."""
+    hit = _TEXTS.get((id(r), lang))
+    if hit is not None and hit[0] is r:
+        return hit[1]
     _, semi = _SEP.get(lang.split("-")[0], _SEP["en"])
-    return semi.join(clause_text(c, lang) for c in r)
+    text = semi.join(clause_text(c, lang) for c in r)
+    if len(_TEXTS) >= _TEXTS_MAX:
+        _TEXTS.clear()
+    _TEXTS[(id(r), lang)] = (r, text)
+    return text
 
 
 __all__ = ["ABSENT", "ABSENT_MANY", "Clause", "Reason", "absent", "clause", "clause_text", "join_reasons", "reason",

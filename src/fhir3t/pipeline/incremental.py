@@ -29,6 +29,7 @@ from pathlib import Path
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.pipeline.base import FileInputs
 from fhir3t.pipeline.definition import Definition
+from fhir3t.pipeline.gcpolicy import fewer_collections
 from fhir3t.pipeline.run import Run
 from fhir3t.pipeline.screening import screen_files
 from fhir3t.sources.statestore import EVERYONE, MergeStats, PatientState, state_file_mode
@@ -68,6 +69,12 @@ def screen_update(definition: Definition, run: Run, state: PatientState, delta: 
                   stats: UpdateStats | None = None) -> Iterator[ScreeningResult]:
     """Merge `delta` into the store, screen the patients whose result can change, and yield every
     patient's current result (screened or carried over), ordered by patient id."""
+    with fewer_collections():  # every kept result is unpickled: ~100 objects each (see fhir3t.frozen)
+        yield from _update(definition, run, state, delta, stats)
+
+
+def _update(definition: Definition, run: Run, state: PatientState, delta: Iterable[str | Path],
+            stats: UpdateStats | None) -> Iterator[ScreeningResult]:
     stats = stats if stats is not None else UpdateStats()
     stats.merge = state.merge(delta, run.problems)
     state_file_mode(state.folder)
@@ -91,7 +98,7 @@ def screen_update(definition: Definition, run: Run, state: PatientState, delta: 
         if wanted is not None and any(r.patient.removeprefix("Patient/") not in wanted for r in fresh):
             # a group fhir3t joined across patients (not by the id a resource names): screen everyone
             stats.everyone, stats.why = True, "joined-patients"
-            yield from screen_update(definition, run, _forget(state), (), stats)
+            yield from _update(definition, run, _forget(state), (), stats)
             return
         state.save_results(wanted, fresh, key)
     stats.screened = len(fresh)
