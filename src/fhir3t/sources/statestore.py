@@ -271,10 +271,17 @@ class PatientState:
                 self.db.executemany("DELETE FROM results WHERE patient = ?", keys)
                 self.db.executemany("DELETE FROM dirty WHERE patient = ?", keys)
                 self.db.execute("DELETE FROM dirty WHERE patient = ''")
-            parts: dict[bytes, bytes] = {}
-            rows = [(r.patient.removeprefix("Patient/"), _dumps(r, parts)) for r in results]
-            self.db.executemany("INSERT OR IGNORE INTO parts VALUES (?, ?)", parts.items())
-            self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", rows)
+            results = list(results)
+            parts, ids = _parts(results)
+            if screened is not None:  # a part the store already holds is shared even when one result here has it
+                held = self.db.execute
+                for digest, (count, _body) in parts.items():
+                    if count == 1 and held("SELECT 1 FROM parts WHERE digest = ?", (digest,)).fetchone():
+                        parts[digest] = (2, _body)
+            self.db.executemany("INSERT OR IGNORE INTO parts VALUES (?, ?)",
+                                [(d, body) for d, (count, body) in parts.items() if count > 1])
+            self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)",
+                                [(r.patient.removeprefix("Patient/"), _dumps(r, parts, ids)) for r in results])
             self.put("fingerprint", fingerprint)
             self.db.execute("COMMIT")
         except BaseException:
@@ -304,16 +311,47 @@ class PatientState:
                 "dirty": one("SELECT count(*) FROM dirty").fetchone()[0]}
 
 
-def _dumps(result: Any, parts: dict[bytes, bytes]) -> bytes:
-    """A result's pickle, its `Shared` values replaced by the digests of their own pickles (added to `parts`)."""
+def _shared_values(obj: object) -> Iterator[Any]:
+    """The `Shared` values in a result (its fields, tuples of them), outermost first."""
+    if isinstance(obj, Shared):
+        yield obj
+    elif isinstance(obj, tuple):
+        for item in obj:
+            yield from _shared_values(item)
+    elif hasattr(obj, "__dataclass_fields__"):
+        for name in obj.__dataclass_fields__:
+            yield from _shared_values(getattr(obj, name))
+
+
+def _digest(value: Any) -> tuple[bytes, bytes]:
+    body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return hashlib.blake2b(body, digest_size=16).digest(), body
+
+
+def _parts(results: list[Any]) -> tuple[dict[bytes, tuple[int, bytes]], dict[int, bytes]]:
+    """digest -> (how many of these results hold the value, its pickle), for every `Shared` value; and the
+    digest of each value by its id (the results hold them while they are saved)."""
+    parts: dict[bytes, tuple[int, bytes]] = {}
+    ids: dict[int, bytes] = {}
+    for r in results:
+        for value in _shared_values(r):
+            digest, body = _digest(value)
+            count, _ = parts.get(digest, (0, body))
+            parts[digest] = (count + 1, body)
+            ids[id(value)] = digest
+    return parts, ids
+
+
+def _dumps(result: Any, parts: dict[bytes, tuple[int, bytes]], ids: dict[int, bytes]) -> bytes:
+    """A result's pickle, each `Shared` value more than one result holds replaced by its digest (it is in
+    `parts`); a value only this result holds (its own age, with the Patient as evidence) is pickled in place,
+    where reading it back costs no lookup."""
 
     def shared(obj: object) -> bytes | None:
         if not isinstance(obj, Shared):
             return None
-        body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        digest = hashlib.blake2b(body, digest_size=16).digest()
-        parts[digest] = body
-        return digest
+        digest = ids[id(obj)]
+        return digest if parts[digest][0] > 1 else None
 
     out = io.BytesIO()
     pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
