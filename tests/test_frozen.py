@@ -72,3 +72,15 @@ def test_joined_reasons_say_a_repeated_clause_once_in_first_order_and_fold_absen
     assert folded[1:] == (a,) and reason_text(folded[:1]) == "no record found of HBsAg or HCV"
     many_parts = [(Clause(ABSENT_MANY(whats=str(i % 7))),) for i in range(30)]  # past the few-clause path
     assert join_reasons(many_parts) == tuple(Clause(ABSENT_MANY(whats=str(i))) for i in range(7))
+
+
+def test_a_criterion_dict_is_fresh_every_call_and_follows_the_result_not_its_address():
+    crit = _result().criteria[0]
+    first = crit.to_dict()
+    first["evidence"].append("Observation/planted")
+    first["reason"] = "planted"
+    again = crit.to_dict()
+    assert again["evidence"] == ["Observation/1"] and again["reason"] == reason_text(crit.explanation)
+    assert crit.to_dict("zh-CN")["reason_localized"] == reason_text(crit.explanation, "zh-CN")
+    other = CriterionResult("I2-dm", "inclusion", "not-met", (), (Clause(ABSENT(what="HBsAg")),))
+    assert other.to_dict()["id"] == "I2-dm" and "HBsAg" in other.to_dict()["reason"]
