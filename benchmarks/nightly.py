@@ -111,7 +111,11 @@ class Month:
                     src["valueQuantity"]["value"] = round(src["valueQuantity"]["value"] * rng.uniform(0.5, 1.5), 2)
                 self._emit(src, out)
             elif kind == "diagnosis":
-                src = orjson.loads(orjson.dumps(self._current(rng.choice(self.conditions))))
+                template = rng.choice(self.conditions)
+                while template not in self.res:  # deleted on an earlier night: no longer a template
+                    self.conditions.remove(template)
+                    template = rng.choice(self.conditions)
+                src = orjson.loads(orjson.dumps(self._current(template)))
                 src["id"] = f"{pid}-d{k}"
                 src["subject"] = {"reference": f"Patient/{pid}"}
                 src["recordedDate"] = day.isoformat()
