@@ -66,7 +66,7 @@ _CHECKS = {"loinc": _loinc_ok, "snomed": _snomed_ok}
 
 #: R4 ConceptMap equivalences (and the R5 relationship) that let a source code stand for its
 #: target. Only true equivalence: a 'wider'/'subsumes'/'relatedto' mapping could slip a local code
-#: past a value set's exclusions (a local "juvenile DM" mapped wider to "dermatomyositis").
+#: past a value set's exclusions (a local "juvenile X" mapped wider to "X").
 USABLE_EQUIVALENCE = frozenset({"equivalent", "equal"})
 NO_EQUIVALENCE = ("a target without an equivalence (an unreviewed draft?): set it (\"equivalent\" to use the "
                   "mapping) or delete the target")
@@ -269,7 +269,7 @@ class ValueSet:
 
     def generalizes(self, code: Code) -> bool:
         """Is `code` a class above some of this set's codes in a system whose hierarchy is in the code (ATC
-        L04AX 'other immunosuppressants' above L04AX02 thalidomide)? Such a code says what kind of thing a
+        a 5-character class above the 7-character substances under it)? Such a code says what kind of thing a
         record is, not which: it never decides membership by itself."""
         system, value = code
         if system not in self.systems.prefix_hierarchy or not value:

@@ -173,7 +173,7 @@ def grade(raw: dict, grades: dict[str, str], readings: Readings | None = None) -
             return None, UNKNOWN_GRADE(text=text.strip())
         if len(found) == 1:
             return found.pop(), QUOTED(text=text.strip())
-        if len(found) > 1:  # "Ro52: -, MDA5: +++": which grade is MDA5's is not ours to guess
+        if len(found) > 1:  # "Ro52: -, <target>: +++": which grade is the target's is not ours to guess
             return None, SEVERAL_GRADES(text=text.strip())
     if texts:
         return None, NO_GRADE(text=texts[0].strip())

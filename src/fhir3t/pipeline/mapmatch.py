@@ -10,8 +10,8 @@ candidate for a display when:
   characters anywhere): "他克莫司" in "他克莫司片", never "乙肝表面抗原" for "乙肝表面抗体";
 - its names explain most of the display (`confidence`, at least MIN_CONFIDENCE): counted in units, a Latin
   word or a Chinese character each, leaving out words that name the act of testing or a dose form
-  (profiles/terminology/display-words.json); "juvenile dermatomyositis" is half explained by
-  "dermatomyositis", so it is not proposed for adult dermatomyositis;
+  (profiles/terminology/display-words.json); "juvenile arthritis" is half explained by
+  "arthritis", so it is not proposed for adult arthritis;
 - no other target's names explain a strict superset of what it explains (the longest match wins):
   "一氧化碳弥散量实测值/预计值%" holds "一氧化碳弥散量实测值" (DLCO measured), but DLCO % predicted's
   "一氧化碳弥散量实测值/预计值" covers that and more, so DLCO measured is not proposed; nor for
@@ -71,7 +71,7 @@ def targets(valuesets: Iterable[ValueSet], others: Iterable[ValueSet] = ()) -> l
     """The concepts of these value sets, with their names; one Target per (system, code).
 
     A concept also takes the names of any value set in `others` that stands for it alone: the 3T drugs
-    set lists three drugs under one set of names, while the tacrolimus set's names are tacrolimus's."""
+    set lists three drugs under one set of names, while a one-drug set's names are that drug's."""
     out: dict[Code, Target] = {}
     for vs in valuesets:
         own = _own_names(vs)

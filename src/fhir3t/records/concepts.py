@@ -107,7 +107,7 @@ def concept_texts(concept: object) -> tuple[str, ...]:
 Mention = tuple[str, str | None, str | None, str | None]
 
 #: elements never searched for a concept: identity, metadata, the narrative, free text (a note saying "no
-#: thalidomide allergy" names thalidomide too: free text is not read, coded data and concept names are)
+#: <drug> allergy" names the drug too: free text is not read, coded data and concept names are)
 NOT_SCANNED = frozenset({"resourceType", "id", "meta", "implicitRules", "language", "text", "identifier", "note",
                          "dosage", "dosageInstruction", "patientInstruction", "description", "comment", "conclusion",
                          "presentedForm", "div", "url", "valueString", "valueMarkdown"})

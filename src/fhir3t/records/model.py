@@ -11,13 +11,13 @@ from fhir3t.terminology import Code, ValueSet
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A criterion's concept named in an element of a record no rule interprets: thalidomide as the
+    """A criterion's concept named in an element of a record no rule interprets: a drug as the
     `reaction.substance` of an allergy coded 'Drug allergy', a cancer as a Condition's `evidence`, a test
     in an Observation's extension. It keeps the criteria reading `vs` from treating the record as absent."""
 
     vs: ValueSet
     element: str  # "AllergyIntolerance.reaction.substance"
-    shown: str  # how the concept was written: "RxNorm 10432 'thalidomide'", "'沙利度胺'"
+    shown: str  # how the concept was written: "RxNorm <code> '<drug>'", "'<a name in Chinese>'"
 
 
 @dataclass(slots=True)

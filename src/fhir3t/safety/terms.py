@@ -127,7 +127,7 @@ class Terms:
 
     def for_text(self, text: str | None, contained: bool = False) -> AeTerm | None:
         """The term whose name or synonym is the whole text (case, width and spacing folded); with `contained`, else
-        the longest name or synonym standing in the text as whole words ("New-onset diabetes on tacrolimus"), or None.
+        the longest name or synonym standing in the text as whole words ("New-onset diabetes on <drug>"), or None.
 
         Only a Condition's naming uses `contained`: whether an investigator's record is the same event as one fhir3t
         found is decided on the whole text ("Febrile neutropenia" is not a neutrophil-count episode)."""

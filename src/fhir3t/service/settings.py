@@ -19,7 +19,7 @@ JWT verification takes public keys or a JWKS URL only). Authentication may be of
     max_connections = 1024        # connections held at once; more are answered 503
     body_timeout = 10             # seconds a request body may take to arrive (408 after)
     prefetch = "all"              # "by-code": Observation prefetch filtered by the codes the criteria read
-    study_url = "https://clinicaltrials.gov/study/NCT06438679"   # default: the study's registry page
+    study_url = "https://registry.example/study/ID"   # default: the registry_url in profiles/study.json
     referral = true               # offer a draft referral to the study team on the card
     cors_origins = ["https://sandbox.cds-hooks.org"]   # browser-based CDS clients allowed to call
 

@@ -3,9 +3,9 @@
 Two ways of noticing, both ending in the same `screen_and_push`:
 
 - **Subscriptions** (R4 rest-hook), where the server offers them: one Subscription per resource type
-  the *inclusion* criteria read by code (the study's anchor diagnosis, anti-MDA5, DLCO, chest CT, ...),
+  the *inclusion* criteria read by code (the study's anchor diagnosis, its screening labs and imaging, ...),
   their codes taken from the value sets (with the ICD expansions and ConceptMap source codes the
-  server pull uses), so a new anti-MDA5 result or a dermatomyositis diagnosis is screened within
+  server pull uses), so a new screening lab result or anchor diagnosis is screened within
   seconds. Notifications carry the resource, only its id, or nothing: the patient is taken from the
   resource when there is one, read from the server when only an id came, and an empty notification
   asks for a poll. The payload only says *whom* to screen; the record is always read from the server.

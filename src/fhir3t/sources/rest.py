@@ -1,6 +1,6 @@
 """Pull patients from a FHIR server's REST API and hand them to the engine as RawRecords.
 
-1. Candidates: patients with a Condition in the trial's anchor value set (dermatomyositis), found
+1. Candidates: patients with a Condition in the trial's anchor value set (profiles/), found
    with `Condition?code=` over the value set's codes (explicit codes, ICD `is-a` roots expanded one
    level, hospital-local codes a ConceptMap translates into it) plus `code:below` for `is-a` roots
    (a server that does not implement `:below` properly still matches through the expansion); or a
