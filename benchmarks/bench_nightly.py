@@ -7,9 +7,10 @@ Generates N patients with benchmarks/population.py (DIR/pN, reused), loads them 
 (fhir3t.sources.statestore) with a first full screen, then for each night makes a delta with
 benchmarks/nightly.py (about --touch of the patients changed: new labs and diagnoses, corrections, stale
 resends, deletions, new patients) and times:
-  - incremental: screen_update(store, delta) (merge + screening whom it can change);
-  - full: screen_files over the data as it stands (what a run without a store does), every
-    --check-every nights, and checks every patient's result is the same (JSON contract).
+  - incremental: screen_update(store, delta) (merge + screening whom it can change), written as
+    `fhir3t screen --store-dir S --format ndjson --out F DELTA` writes it (pipeline.deliver);
+  - full: screen_files over the data as it stands (what a run without a store does), written the same
+    way, every --check-every nights, and checks every patient's line is the same (JSON contract).
 The as-of stays at the population's date unless --moving-as-of (then it moves a day a night and the
 rule in pipeline/incremental.py screens everyone again from the store). Figures only: no assertion.
 """
@@ -28,13 +29,25 @@ sys.path.insert(0, str(HERE))
 import nightly  # noqa: E402
 import population  # noqa: E402
 from fhir3t.errors import Problems  # noqa: E402
+from fhir3t.formats import RunInfo  # noqa: E402
 from fhir3t.pipeline import Definition, Run  # noqa: E402
 from fhir3t.pipeline.base import FileInputs  # noqa: E402
 from fhir3t.pipeline.incremental import UpdateStats, screen_update  # noqa: E402
-from fhir3t.pipeline.screening import screen_files  # noqa: E402
+from fhir3t.pipeline.screening import Output, deliver, screen_files  # noqa: E402
 from fhir3t.sources.statestore import PatientState  # noqa: E402
 
 START = population.AS_OF
+
+
+def written(results, definition, as_of: date, out: Path) -> Path:
+    """Deliver the results as `--format ndjson --out OUT` does."""
+    deliver(results, definition, RunInfo(as_of=as_of, d1=as_of), [Output("ndjson", str(out))], stdout=sys.stdout)
+    return out
+
+
+def lines(out: Path) -> dict[str, bytes]:
+    """Each patient's line of an output (outside the timings)."""
+    return {json.loads(line)["patient"]: line for line in out.read_bytes().splitlines()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,8 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     state = PatientState(state_dir)
     t0 = time.perf_counter()
     stats = UpdateStats()
-    n0 = sum(1 for _ in screen_update(definition, Run.start(definition, as_of=START, problems=Problems()), state,
-                                      [pop / "fhir"], stats))
+    n0 = len(lines(written(screen_update(definition, Run.start(definition, as_of=START, problems=Problems()), state,
+                                   [pop / "fhir"], stats), definition, START, args.work / "inc.ndjson")))
     load = time.perf_counter() - t0
     print(f"N={args.n}: store loaded and screened {n0} patients from {stats.merge.lines} resources in {load:.1f} s")
     month = nightly.Month(pop / "fhir", seed=1, touch=args.touch)
@@ -70,9 +83,10 @@ def main(argv: list[str] | None = None) -> None:
         nightly.write_lines(delta, month.night(k, day))
         stats = UpdateStats()
         t0 = time.perf_counter()
-        inc = {r.patient: r.to_dict() for r in screen_update(
-            definition, Run.start(definition, as_of=as_of, problems=Problems()), state, [delta], stats)}
+        written(screen_update(definition, Run.start(definition, as_of=as_of, problems=Problems()), state, [delta], stats),
+                definition, as_of, args.work / "inc.ndjson")
         t_inc = time.perf_counter() - t0
+        inc = lines(args.work / "inc.ndjson")
         row = {"night": k, "incremental_s": round(t_inc, 3), "delta_lines": stats.merge.lines,
                "patients_screened": stats.screened, "resources_screened": stats.lines_screened,
                "patients": len(inc), "everyone": stats.everyone}
@@ -80,9 +94,10 @@ def main(argv: list[str] | None = None) -> None:
             current = args.work / "current.ndjson"
             resources = month.write_current(current)
             t0 = time.perf_counter()
-            full = {r.patient: r.to_dict() for r in screen_files(
-                definition, Run.start(definition, as_of=as_of, problems=Problems()), FileInputs((current,)))}
+            written(screen_files(definition, Run.start(definition, as_of=as_of, problems=Problems()),
+                                 FileInputs((current,))), definition, as_of, args.work / "full.ndjson")
             t_full = time.perf_counter() - t0
+            full = lines(args.work / "full.ndjson")
             row.update(full_s=round(t_full, 3), resources=resources, ratio=round(t_inc / t_full, 4),
                        equal=full == inc)
         rows.append(row)

@@ -3,7 +3,11 @@
 the persistent store gives every patient the result a full re-screen of the data as it stands gives."""
 from __future__ import annotations
 
+import io
+import pickle
 import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -13,11 +17,12 @@ import pytest
 from conftest import ROOT
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.errors import Problems, UsageError
+from fhir3t.formats import RunInfo, get_format
 from fhir3t.pipeline import Definition, Run
 from fhir3t.pipeline.base import FileInputs
-from fhir3t.pipeline.incremental import UpdateStats, screen_update
-from fhir3t.pipeline.screening import screen_files
-from fhir3t.sources.statestore import PatientState, stored_is_newer
+from fhir3t.pipeline.incremental import StoredResult, UpdateStats, screen_update
+from fhir3t.pipeline.screening import Output, ScreenRun, deliver, screen_files
+from fhir3t.sources.statestore import LAYOUT, PatientState, stored_is_newer
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import nightly
@@ -43,6 +48,21 @@ def comparable(r: ScreeningResult) -> dict:
     return r.to_dict()
 
 
+def written(results: Iterable[ScreeningResult], info: RunInfo) -> tuple[dict[str, ScreeningResult], dict[str, dict]]:
+    """The results, and each one's line as `--format ndjson` writes it while the results stream (by patient)."""
+    kept: dict[str, ScreeningResult] = {}
+
+    def keep(rs: Iterable[ScreeningResult]) -> Iterator[ScreeningResult]:
+        for r in rs:
+            kept[r.patient] = r
+            yield r
+
+    out = io.StringIO()
+    get_format("ndjson").write(keep(results), out, info)
+    lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    return kept, {line["patient"]: line for line in lines}
+
+
 def test_every_night_of_a_month_the_incremental_run_equals_a_full_rescreen(pop, tmp_path, definition):
     month = nightly.Month(pop / "fhir", seed=5, touch=0.03)
     state = PatientState(tmp_path / "state")
@@ -59,14 +79,18 @@ def test_every_night_of_a_month_the_incremental_run_equals_a_full_rescreen(pop, 
         delta = tmp_path / f"delta-{k}.ndjson"
         nightly.write_lines(delta, month.night(k, START + timedelta(days=k)))
         stats = UpdateStats()
-        inc = {r.patient: r for r in screen_update(definition, Run.start(definition, as_of=as_of, problems=Problems()),
-                                                   state, [delta], stats)}
+        # the output's language and id system change on some nights: a kept result is written in tonight's
+        info = RunInfo(as_of=as_of, d1=as_of, lang="zh-CN" if k % 3 == 2 else "en",
+                       id_system="urn:oid:2.16.840.1.113883.4.1" if k == 4 else None)
+        inc, inc_lines = written(screen_update(definition, Run.start(definition, as_of=as_of, problems=Problems()),
+                                               state, [delta], stats), info)
         current = tmp_path / "current.ndjson"
         month.write_current(current)
         want = full(definition, current, as_of)
         assert inc.keys() == want.keys(), f"night {k}"
         differ = [p for p in want if comparable(inc[p]) != comparable(want[p])]
         assert not differ, f"night {k}: {differ[:5]}"
+        assert inc_lines == written(want.values(), info)[1], f"night {k}"
         changed += sum(1 for p in want if p not in results or results[p].status != want[p].status)
         results = want
         seen_statuses |= {r.status for r in want.values()}
@@ -137,28 +161,80 @@ def test_the_store_keeps_one_copy_of_a_criterion_result_many_patients_share(pop,
     first = [comparable(r) for r in screen_update(definition, run, state, [pop / "fhir"])]
     criteria = sum(len(r["criteria"]) for r in first)
     parts = state.db.execute("SELECT count(*) FROM parts").fetchone()[0]
-    distinct = len({c for r in state.results() for c in r.criteria})
+    distinct = len({c for row in state.results() for c in row.load().criteria})
     assert 0 < parts < criteria / 2  # shared, not one per patient and criterion
     assert parts < distinct  # a value one patient alone holds (its age) stays in that patient's result
-    again = [comparable(r) for r in state.results()]
+    again = [comparable(row.load()) for row in state.results()]
     assert again == first
     state.db.execute("DELETE FROM parts WHERE digest = (SELECT min(digest) FROM parts)")
     with pytest.raises(UsageError, match="names a part the store does not hold"):
-        list(state.results())  # a damaged store says so; it never hands back a result with a hole
+        [row.load() for row in state.results()]  # a damaged store says so; it never hands back a result with a hole
     state.close()
 
 
-def test_a_store_of_layout_1_keeps_its_resources_and_screens_everyone_again(pop, tmp_path, definition):
+@pytest.mark.parametrize("older", ["1", "2"])
+def test_a_store_of_an_older_results_layout_keeps_its_resources_and_screens_everyone_again(pop, tmp_path, definition,
+                                                                                          older):
     state = PatientState(tmp_path / "s")
     run = Run.start(definition, as_of=START, problems=Problems())
     first = [comparable(r) for r in screen_update(definition, run, state, [pop / "fhir"])]
-    state.put("layout", "1")  # as an older fhir3t left it (results pickled whole)
+    state.put("layout", older)  # as an older fhir3t left it (1: results pickled whole; 2: without what they rendered)
     state.db.execute("UPDATE results SET result = x'00'")
     state.close()
     state = PatientState(tmp_path / "s")
-    assert state.get("layout") == "2" and state.counts()["results"] == 0 and state.counts()["resources"] > 0
+    assert state.get("layout") == LAYOUT and state.counts()["results"] == 0 and state.counts()["resources"] > 0
     stats = UpdateStats()
     again = [comparable(r) for r in screen_update(definition, Run.start(definition, as_of=START, problems=Problems()),
                                                   state, [], stats)]
     assert stats.everyone and again == first
+    state.close()
+
+
+def test_a_kept_result_is_written_from_what_it_rendered_before_and_read_back_whole_only_when_needed(
+        pop, tmp_path, definition):
+    state = PatientState(tmp_path / "s")
+    en = RunInfo(as_of=START, d1=START)
+
+    def night(delta: list[Path], name: str, stats: UpdateStats) -> tuple[ScreenRun, dict[str, dict]]:
+        """`fhir3t screen --store-dir S --format ndjson --out NAME [DELTA]`, as the command delivers it."""
+        run = deliver(screen_update(definition, Run.start(definition, as_of=START, problems=Problems()), state, delta,
+                                    stats), definition, en, [Output("ndjson", str(tmp_path / name))], stdout=io.StringIO())
+        lines = [orjson.loads(line) for line in (tmp_path / name).read_bytes().splitlines()]
+        return run, {line["patient"]: line for line in lines}
+
+    first_run, lines = night([pop / "fhir"], "first.ndjson", UpdateStats())
+    # the pickled results are made unreadable: a night that changes nothing still writes every line, from
+    # what each result rendered the night before, and the stale-results tally from what it counted
+    state.db.execute("UPDATE results SET result = x'00'")
+    stats = UpdateStats()
+    run, again = night([], "again.ndjson", stats)
+    assert stats.kept == len(lines) and stats.screened == 0
+    assert again == lines
+    assert run.counts == first_run.counts and run.stale == first_run.stale
+    # in another language the lines are made again: that needs the whole result, which the store cannot give
+    with pytest.raises(pickle.UnpicklingError):
+        written(screen_update(definition, Run.start(definition, as_of=START, problems=Problems()), state, []),
+                RunInfo(as_of=START, d1=START, lang="zh-CN"))
+    state.close()
+
+
+def test_a_stored_result_is_its_screened_result_in_every_field_hash_and_pickle(pop, tmp_path, definition):
+    state = PatientState(tmp_path / "s")
+    screened = list(screen_update(definition, Run.start(definition, as_of=START, problems=Problems()), state,
+                                  [pop / "fhir"]))
+    loads = Counter[str]()
+    for row in state.results():
+        def load(row=row):
+            loads[row.ref] += 1
+            return row.load()
+        stored = StoredResult(row.ref, row.status, {}, load, lambda r: None)
+        plain = row.load()
+        assert stored.patient == plain.patient and stored.status == plain.status and not loads[row.ref]  # columns
+        assert stored.criteria == plain.criteria and stored.identifiers == plain.identifiers
+        assert loads[row.ref] == 1
+        assert stored == plain and plain == stored and hash(stored) == hash(plain)
+        back = pickle.loads(pickle.dumps(stored))
+        assert type(back) is ScreeningResult and back == plain
+        assert loads[row.ref] == 1  # read back once, whatever is read after
+    assert len(loads) == len(screened)
     state.close()

@@ -1,7 +1,7 @@
 """Result types of screening: the public contract other tools read (see README, "JSON contract")."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -138,6 +138,13 @@ class ScreeningResult(Frozen):
         if wanted in (self.patient, self.patient.removeprefix("Patient/")):
             return True
         return any(wanted in (i.value, f"{i.system}|{i.value}") for i in self.identifiers if i.value)
+
+    def rendered(self, key: str, render: Callable[[ScreeningResult], bytes]) -> bytes:
+        """`render(self)`, for an output that depends on the result and on nothing `key` does not name (the
+        format, the language, the id system). A result is immutable, so what it renders to under a key never
+        changes: a result the patient store carries over returns what it rendered on an earlier night,
+        without being read back whole (pipeline.incremental.StoredResult)."""
+        return render(self)
 
     def by_id(self, criterion_id: str) -> CriterionResult:
         for c in self.criteria:

@@ -25,6 +25,13 @@ def error_marker(exc: BaseException) -> dict[str, str]:
     return {"fhir3t_error": f"the run did not complete ({type(exc).__name__}); results above are partial"}
 
 
+def contract_line(r: ScreeningResult, info: RunInfo) -> bytes:
+    """One result's JSON contract on one line (what a stored result keeps between nights: see
+    ScreeningResult.rendered)."""
+    return r.rendered(f"json|{info.id_system or ''}|{info.lang}",
+                      lambda r: orjson.dumps(r.to_dict(info.id_system, info.lang)))
+
+
 class Json(Format):
     name = "json"
     help = W["help"]
@@ -34,7 +41,7 @@ class Json(Format):
         out.write("[")
         try:
             for r in results:
-                obj = r.to_dict(info.id_system, info.lang)
+                obj = orjson.loads(contract_line(r, info))
                 out.write(("\n" if n == 0 else ",\n") + orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
                 n += 1
         except BaseException as exc:
@@ -52,7 +59,7 @@ class Ndjson(Format):
         n = 0
         try:
             for r in results:
-                out.write(orjson.dumps(r.to_dict(info.id_system, info.lang)).decode() + "\n")
+                out.write(contract_line(r, info).decode() + "\n")
                 n += 1
         except BaseException as exc:
             out.write(orjson.dumps(error_marker(exc)).decode() + "\n")

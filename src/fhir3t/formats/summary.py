@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import orjson
+
 from fhir3t.criteria.model import CriterionResult, ScreeningResult
 from fhir3t.enrolment import WORDS, Status
 from fhir3t.logic import MET, RESULT_WORDS, UNKNOWN
@@ -97,6 +99,21 @@ def stale_on(c: CriterionResult) -> str | None:
     return max(found) if found else None
 
 
+def _stale_facts(r: ScreeningResult) -> bytes:
+    """[unknown criteria, of them stale, the newest stale date] of one result (kept by a stored result)."""
+    unknown = stale = 0
+    newest = ""
+    for c in r.criteria:
+        if c.result != UNKNOWN:
+            continue
+        unknown += 1
+        when = stale_on(c)
+        if when is not None:
+            stale += 1
+            newest = max(newest, when)
+    return orjson.dumps([unknown, stale, newest])
+
+
 @dataclass
 class StaleTally:
     """Counts, over a run, the unknown criteria that only an older-than-the-window result left unknown."""
@@ -107,15 +124,12 @@ class StaleTally:
     newest: str = ""
 
     def add(self, r: ScreeningResult) -> None:
-        for c in r.criteria:
-            if c.result != UNKNOWN:
-                continue
-            self.unknown += 1
-            when = stale_on(c)
-            if when is not None:
-                self.stale += 1
-                self.patients.add(r.patient)
-                self.newest = max(self.newest, when)
+        unknown, stale, newest = orjson.loads(r.rendered("stale-tally", _stale_facts))
+        self.unknown += unknown
+        if stale:
+            self.stale += stale
+            self.patients.add(r.patient)
+            self.newest = max(self.newest, newest)
 
     def add_all(self, results: Iterable[ScreeningResult]) -> StaleTally:
         for r in results:

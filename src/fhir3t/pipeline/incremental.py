@@ -22,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.pipeline.base import FileInputs
@@ -103,10 +104,83 @@ def _update(definition: Definition, run: Run, state: PatientState, delta: Iterab
         state.save_results(wanted, fresh, key)
     stats.screened = len(fresh)
     by_patient = {r.patient: r for r in fresh}
-    for r in state.results():
-        if r.patient not in by_patient:
+    changed: list[StoredResult] = []
+    for row in state.results():
+        new = by_patient.get(row.ref)
+        if new is None:
             stats.kept += 1
-        yield by_patient.get(r.patient, r)
+            yield StoredResult(row.ref, row.status, row.rendered, row.load, changed.append)
+        else:
+            yield StoredResult.of(new, changed.append)
+        if len(changed) >= 200:
+            state.save_rendered((r.patient, r.rendered_by_key) for r in changed)
+            changed.clear()
+    state.save_rendered((r.patient, r.rendered_by_key) for r in changed)
+
+
+class StoredResult(ScreeningResult):
+    """A result the patient store hands back: its patient and status are the store's columns, what it
+    rendered on an earlier night (`ScreeningResult.rendered`: its JSON line, its part of the stale-results
+    tally) comes back with it, and the rest is unpickled on first use, once.
+
+    Why: a night that re-screens 1 % of the patients writes every patient's result. Unpickling each kept
+    result and rendering it again was most of such a night (py-spy, 10 047 stored results: unpickling 23 %,
+    `to_dict` 24 %). What a result newly renders is written back to the store (`changed`).
+    """
+
+    def __init__(self, ref: str, status: str, rendered: dict[str, bytes], load: Callable[[], ScreeningResult] | None,
+                 changed: Callable[[StoredResult], None]) -> None:
+        object.__setattr__(self, "patient", ref)
+        object.__setattr__(self, "status", status)
+        self.__dict__.update(_rendered=rendered, _load=load, _changed=changed)
+
+    @classmethod
+    def of(cls, result: ScreeningResult, changed: Callable[[StoredResult], None]) -> StoredResult:
+        """A result screened in this run, recording what it renders."""
+        out = cls(result.patient, result.status, {}, None, changed)
+        for name in _FIELDS:
+            object.__setattr__(out, name, getattr(result, name))
+        return out
+
+    def __getattr__(self, name: str) -> Any:  # a field not set yet: read the whole result back
+        load = self.__dict__.get("_load")
+        if load is None or name not in _FIELDS:
+            raise AttributeError(name)
+        full = load()
+        self.__dict__["_load"] = None
+        for field_name in _FIELDS:
+            object.__setattr__(self, field_name, getattr(full, field_name))
+        return getattr(full, name)
+
+    @property
+    def rendered_by_key(self) -> dict[str, bytes]:
+        return dict(self.__dict__["_rendered"])
+
+    def rendered(self, key: str, render: Callable[[ScreeningResult], bytes]) -> bytes:
+        known: dict[str, bytes] = self.__dict__["_rendered"]
+        out = known.get(key)
+        if out is None:
+            out = known[key] = render(self)
+            self.__dict__["_changed"](self)
+        return out
+
+    def plain(self) -> ScreeningResult:
+        return ScreeningResult(*(getattr(self, name) for name in _FIELDS))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return ScreeningResult, tuple(getattr(self, name) for name in _FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StoredResult):
+            other = other.plain()
+        return self.plain() == other if isinstance(other, ScreeningResult) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.plain())
+
+
+#: ScreeningResult's fields, in order (its slots)
+_FIELDS: tuple[str, ...] = ScreeningResult.__slots__
 
 
 def _forget(state: PatientState) -> PatientState:
@@ -115,4 +189,4 @@ def _forget(state: PatientState) -> PatientState:
     return state
 
 
-__all__ = ["UpdateStats", "fingerprint", "screen_update"]
+__all__ = ["StoredResult", "UpdateStats", "fingerprint", "screen_update"]

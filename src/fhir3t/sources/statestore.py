@@ -13,7 +13,10 @@ server) in the state folder holds:
 - `dirty`: the patients whose data changed since they were last screened (kept across runs, so an
   export merged tonight is screened by whichever run comes next, and a run killed half-way loses
   nothing);
-- `results`: each patient's last ScreeningResult, with the fingerprint it was computed under;
+- `results`: each patient's last ScreeningResult (its reference and status as columns), with the
+  fingerprint it was computed under, and what it rendered by key (`ScreeningResult.rendered`: its
+  JSON line in a language, its part of a tally), so a night writes a kept result without reading it
+  back whole (pipeline.incremental.StoredResult);
 - `meta`: the export transaction time to ask the next `_since` from, the fingerprint, counts.
 
 Merging a delta (`merge`): a resource replaces the stored one of its (type, id) unless the stored one
@@ -39,7 +42,7 @@ import io
 import os
 import pickle
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -62,16 +65,19 @@ P = table("input.store", {
 })
 #: how sources.bulk names the deleted-resource files of an export
 DELETED_GLOB = "*.deleted-ndjson"
-#: bumped when the layout changes; an older store is refused, never half-read, except layout 1, whose
-#: results (without shared parts) are dropped: its next run screens everyone again from the store
-LAYOUT = "2"
+#: bumped when the layout changes; an older store is refused, never half-read, except layouts 1 and 2, whose
+#: results (without shared parts, without what they rendered) are dropped: the next run screens everyone again
+#: from the store
+LAYOUT = "3"
+_RESULTS_OF = ("1", "2")
+_META = "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;"
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS res (type TEXT, id TEXT, patient TEXT, vid TEXT, lu TEXT, seq INTEGER, body BLOB,
                                 PRIMARY KEY (type, id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS res_patient ON res (patient, seq);
 CREATE TABLE IF NOT EXISTS dirty (patient TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS results (patient TEXT PRIMARY KEY, result BLOB) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS results (patient TEXT PRIMARY KEY, ref TEXT, status TEXT, result BLOB, rendered BLOB)
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS parts (digest BLOB PRIMARY KEY, body BLOB) WITHOUT ROWID;
 """
 #: shared parts kept unpickled while results are read, least recently used first out (a bound on memory:
@@ -79,6 +85,8 @@ CREATE TABLE IF NOT EXISTS parts (digest BLOB PRIMARY KEY, body BLOB) WITHOUT RO
 PART_CACHE = 20_000
 #: the `dirty` entry that means "every patient" (a shared resource changed)
 EVERYONE = "*"
+#: results read back at a time (a read is finished before what they rendered is written back)
+RESULT_BATCH = 500
 
 
 @dataclass
@@ -124,12 +132,13 @@ class PatientState:
         self.db = sqlite3.connect(self.folder / DB_NAME, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+        self.db.executescript(_META)
         layout = self.get("layout")
-        if layout == "1":
-            self.db.execute("DELETE FROM results")
+        if layout in _RESULTS_OF:
+            self.db.executescript("DROP TABLE IF EXISTS results; DROP TABLE IF EXISTS parts;")
             self.put("fingerprint", "")
             layout = None
+        self.db.executescript(_SCHEMA)
         if layout is None:
             self.put("layout", LAYOUT)
         elif layout != LAYOUT:
@@ -280,16 +289,17 @@ class PatientState:
                         parts[digest] = (2, _body)
             self.db.executemany("INSERT OR IGNORE INTO parts VALUES (?, ?)",
                                 [(d, body) for d, (count, body) in parts.items() if count > 1])
-            self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)",
-                                [(r.patient.removeprefix("Patient/"), _dumps(r, parts, ids)) for r in results])
+            self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, NULL)",
+                                [(_key(r.patient), r.patient, r.status, _dumps(r, parts, ids)) for r in results])
             self.put("fingerprint", fingerprint)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
 
-    def results(self) -> Iterator[Any]:
-        """Every stored result, by patient id (our own results, in a folder only its user can read)."""
+    def results(self) -> Iterator[StoredRow]:
+        """Every stored result, by patient id (our own results, in a folder only its user can read): each
+        unpickled only when `StoredRow.load` is called."""
         @lru_cache(maxsize=PART_CACHE)
         def part(digest: bytes) -> Any:
             row = self.db.execute("SELECT body FROM parts WHERE digest = ?", (digest,)).fetchone()
@@ -298,10 +308,27 @@ class PatientState:
                                  "use a new --store-dir")
             return pickle.loads(row[0])
 
-        for (blob,) in self.db.execute("SELECT result FROM results ORDER BY patient"):
-            loader = pickle.Unpickler(io.BytesIO(blob))
-            loader.persistent_load = part  # type: ignore[method-assign]
-            yield loader.load()
+        def loader(blob: bytes) -> Callable[[], Any]:
+            def load() -> Any:
+                unpickler = pickle.Unpickler(io.BytesIO(blob))
+                unpickler.persistent_load = part  # type: ignore[method-assign]
+                return unpickler.load()
+            return load
+
+        last = ""
+        while True:  # in batches, each read to its end: `save_rendered` may write between them
+            rows = self.db.execute("SELECT patient, ref, status, result, rendered FROM results WHERE patient > ? "
+                                   "ORDER BY patient LIMIT ?", (last, RESULT_BATCH)).fetchall()
+            for _patient, ref, status, blob, rendered in rows:
+                yield StoredRow(ref, status, pickle.loads(rendered) if rendered else {}, loader(blob))
+            if len(rows) < RESULT_BATCH:
+                return
+            last = rows[-1][0]
+
+    def save_rendered(self, rendered: Iterable[tuple[str, dict[str, bytes]]]) -> None:
+        """Keep what results rendered (ScreeningResult.rendered), by patient reference: dropped with the result."""
+        self.db.executemany("UPDATE results SET rendered = ? WHERE patient = ?",
+                            [(pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL), _key(ref)) for ref, r in rendered])
 
     def counts(self) -> dict[str, int]:
         one = self.db.execute
@@ -309,6 +336,22 @@ class PatientState:
                 "patients": one("SELECT count(DISTINCT patient) FROM res WHERE patient != ''").fetchone()[0],
                 "results": one("SELECT count(*) FROM results").fetchone()[0],
                 "dirty": one("SELECT count(*) FROM dirty").fetchone()[0]}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """One stored result: its patient reference and status, what it rendered before (by key), and how to
+    read the whole result back."""
+
+    ref: str
+    status: str
+    rendered: dict[str, bytes]
+    load: Callable[[], Any]
+
+
+def _key(ref: str) -> str:
+    """The results table's key of a patient reference."""
+    return ref.removeprefix("Patient/")
 
 
 def _shared_values(obj: object) -> Iterator[Any]:
@@ -380,4 +423,4 @@ def state_file_mode(folder: Path) -> None:
             os.chmod(p, 0o700 if p.is_dir() else 0o600)
 
 
-__all__ = ["DB_NAME", "EVERYONE", "MergeStats", "PatientState", "state_file_mode", "stored_is_newer"]
+__all__ = ["DB_NAME", "EVERYONE", "LAYOUT", "MergeStats", "PatientState", "StoredRow", "state_file_mode", "stored_is_newer"]
