@@ -74,7 +74,7 @@ def test_joined_reasons_say_a_repeated_clause_once_in_first_order_and_fold_absen
     assert join_reasons(many_parts) == tuple(Clause(ABSENT_MANY(whats=str(i))) for i in range(7))
 
 
-def test_a_criterion_dict_is_fresh_every_call_and_follows_the_result_not_its_address():
+def test_a_criterion_dict_is_fresh_every_call_and_the_result_s_own():
     crit = _result().criteria[0]
     first = crit.to_dict()
     first["evidence"].append("Observation/planted")

@@ -43,12 +43,6 @@ def merge_evidence(parts: Iterable[Outcome]) -> tuple[str, ...]:
     return tuple(seen)
 
 
-#: criterion dicts by the identity of the result (kept beside it, so its id is not reused while cached): the
-#: patient store hands back one object for a criterion result many patients share (fhir3t.frozen.Shared), and
-#: a nightly run writes every kept patient's result (to_dict was 32 % of a 100 000-patient night, py-spy)
-_DICTS: dict[tuple[int, str], tuple[CriterionResult, dict[str, Any]]] = {}
-
-
 @dataclass(frozen=True, slots=True)
 class CriterionResult(Shared):
     id: str
@@ -75,15 +69,6 @@ class CriterionResult(Shared):
     def to_dict(self, lang: str = "en") -> dict[str, Any]:
         """The JSON contract's criterion; in another language than English the reason in it is added as
         `reason_localized` (beside `reason`, which stays English for programs). A fresh dict each call."""
-        hit = _DICTS.get((id(self), lang))
-        if hit is None or hit[0] is not self:
-            hit = (self, self._dict(lang))
-            if len(_DICTS) >= 50_000:
-                _DICTS.clear()
-            _DICTS[(id(self), lang)] = hit
-        return {**hit[1], "evidence": list(self.evidence)}
-
-    def _dict(self, lang: str) -> dict[str, Any]:
         out = {
             "id": self.id,
             "kind": self.kind,
