@@ -93,15 +93,15 @@ def run_tree(cmd: list[str], env: dict[str, str] | None = None) -> dict:
             "stdout": stdout, "stderr": stderr}
 
 
-def generate(n: int, work: Path) -> Path:
-    folder = work / f"p{n}"
+def generate(n: int, work: Path, gz: bool = False) -> Path:
+    folder = work / (f"p{n}gz" if gz else f"p{n}")
     marker = folder / "generated.json"
-    want = {"n": n, "seed": SEED}
+    want = {"n": n, "seed": SEED, **({"gz": True} if gz else {})}
     if marker.exists() and json.loads(marker.read_text()) == want:
         return folder
     print(f"generating {n} patients in {folder} ...", flush=True)
     subprocess.run([sys.executable, str(HERE / "population.py"), str(n), str(folder), "--seed", str(SEED),
-                    "--jobs", str(os.cpu_count() or 1)], check=True, stdout=subprocess.DEVNULL)
+                    "--jobs", str(os.cpu_count() or 1), *(["--gz"] if gz else [])], check=True, stdout=subprocess.DEVNULL)
     marker.write_text(json.dumps(want))
     return folder
 
@@ -154,8 +154,8 @@ def duck_agreement(duck: Path, ours: dict[str, tuple[str, tuple[tuple[str, str],
     return {cid: f"{same[cid]}/{total}" for cid in ("I1-age", "I2-dm", "I3-mda5")}
 
 
-def bench(n: int, work: Path, jobs: list[int], repeat: int, as_of: str, native: bool = False) -> dict:
-    folder = generate(n, work)
+def bench(n: int, work: Path, jobs: list[int], repeat: int, as_of: str, native: bool = False, gz: bool = False) -> dict:
+    folder = generate(n, work, gz)
     fhir = folder / "fhir"
     tmp = Path(tempfile.mkdtemp(prefix=f"bench{n}-", dir=work))
     fig: dict = {"n": n, "input": {}, "orjson": [], "duckdb": [], "fhir3t": {}}
@@ -236,12 +236,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--as-of", default="2026-11-16")
     ap.add_argument("--native", action="store_true",
                     help="also time fhir3t --jobs 1 --native on (sources/native.py; needs the native extra)")
+    ap.add_argument("--gz", action="store_true",
+                    help="the population gzip-compressed (about 6 GB per million instead of 50; DuckDB and fhir3t read "
+                         ".ndjson.gz, fhir3t's native first pass leaves such files to Python)")
     ap.add_argument("--json", type=Path, help="also write every figure here")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     figures = []
     for n in args.n:
-        fig = bench(n, args.work, args.jobs, args.repeat, args.as_of, args.native)
+        fig = bench(n, args.work, args.jobs, args.repeat, args.as_of, args.native, args.gz)
         figures.append(fig)
         report(fig)
         if args.json:
