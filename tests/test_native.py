@@ -371,3 +371,21 @@ def test_a_repeated_version_id_never_shares_the_key_of_a_first_version(tmp_path,
     assert native[0] == python[0]
     p = next(r for r in python[0] if r["patient"] == "Patient/p01")
     assert {c["id"]: c["result"] for c in p["criteria"]}["I2-dm"] != "met"  # the later version superseded it
+
+
+def test_over_its_memory_limit_the_native_pass_hands_files_to_python_and_writes_nothing_to_disk(
+        pop, tmp_path, definition, monkeypatch):
+    from fhir3t.sources import native
+
+    monkeypatch.setattr(native, "MEMORY_MB", 4)  # below what reading any of these files needs
+    # DuckDB's default spill folder is `.tmp` in the working directory; today's query allocates nothing DuckDB
+    # would spill (the run passes with spilling on too), so this guards a later query that sorts or joins more
+    monkeypatch.chdir(tmp_path)
+    run = Run.start(definition, as_of=AS_OF, problems=Problems())
+    src = GroupingSource([pop], run.problems, run.filter, native=True)
+    results = [r.to_dict() for r in screen_records(definition, run, src, src.shared)]
+    assert src._native is not None and src._native.fallbacks > 0
+    python = [r.to_dict() for r in screen_files(definition, Run.start(definition, as_of=AS_OF, problems=Problems()),
+                                                FileInputs((pop,), native="off"))]
+    assert results == python
+    assert list(tmp_path.iterdir()) == []
