@@ -72,6 +72,11 @@ def test_joined_reasons_say_a_repeated_clause_once_in_first_order_and_fold_absen
     assert folded[1:] == (a,) and reason_text(folded[:1]) == "no record found of HBsAg or HCV"
     many_parts = [(Clause(ABSENT_MANY(whats=str(i % 7))),) for i in range(30)]  # past the few-clause path
     assert join_reasons(many_parts) == tuple(Clause(ABSENT_MANY(whats=str(i))) for i in range(7))
+    # one finding with two hints (two parts reading the same record) is said once, with the first hint
+    one, other = Clause(ABSENT_MANY(whats="w"), ABSENT(what="hint 1")), Clause(ABSENT_MANY(whats="v"))
+    hinted = [(one,), (other,), (Clause(ABSENT_MANY(whats="w"), ABSENT(what="hint 2")),)]
+    assert join_reasons(hinted) == (one, other)
+    assert join_reasons(hinted * 6) == (one, other)  # the same past the few-clause path
 
 
 def test_a_criterion_dict_is_fresh_every_call_and_the_result_s_own():

@@ -50,7 +50,7 @@ def absent(what: Text | Msg | str) -> Reason:
 
 def join_reasons(reasons: Iterable[Reason]) -> Reason:
     """Join part reasons; 'no X record found' clauses fold into one 'no record found of X, Y or Z', and a
-    clause said twice is said once."""
+    finding said twice is said once (with the first hint)."""
     parts = reasons if isinstance(reasons, (list, tuple)) else list(reasons)
     if len(parts) == 1 and len(parts[0]) == 1:  # the common case (one deciding part): nothing to fold or repeat
         only = parts[0][0]
@@ -59,13 +59,18 @@ def join_reasons(reasons: Iterable[Reason]) -> Reason:
     absent_whats: list[object] = []
     rest: list[Clause] = []
     every = [c for r in parts for c in r]
+    # a finding said twice is said once, with the first part's hint: two parts of a criterion that read the same
+    # record (a pregnancy test and an hCG result, both the one unreadable Observation) otherwise repeat it
     if len(every) <= 16:  # a few clauses: compared (a finding's id tells most apart) rather than hashed whole
         unique: list[Clause] = []
         for c in every:
-            if c not in unique:
+            if not any(u.finding == c.finding and u.stale == c.stale for u in unique):
                 unique.append(c)
     else:
-        unique = list(dict.fromkeys(every))
+        first: dict[tuple[Msg, str | None], Clause] = {}
+        for c in every:
+            first.setdefault((c.finding, c.stale), c)
+        unique = list(first.values())
     for c in unique:
         if c.finding.id == ABSENT.id and c.settle is None:
             absent_whats.append(c.finding.arg("what"))
