@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--native", action="store_true",
                     help="also time fhir3t --jobs 1 --native on (sources/native.py; needs the native extra)")
     ap.add_argument("--gz", action="store_true",
-                    help="the population gzip-compressed (about 6 GB per million instead of 50; DuckDB and fhir3t read "
+                    help="the population gzip-compressed (2.2 GB for a million instead of 50; DuckDB and fhir3t read "
                          ".ndjson.gz, fhir3t's native first pass leaves such files to Python)")
     ap.add_argument("--json", type=Path, help="also write every figure here")
     args = ap.parse_args(argv)

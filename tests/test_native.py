@@ -389,3 +389,19 @@ def test_over_its_memory_limit_the_native_pass_hands_files_to_python_and_writes_
                                                 FileInputs((pop,), native="off"))]
     assert results == python
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_duckdb_auto_reads_in_python_and_on_names_the_extra_to_install(pop, monkeypatch):
+    import importlib.util
+
+    import fhir3t.pipeline.base as base
+    from fhir3t.errors import UsageError
+    from fhir3t.pipeline.base import use_native
+
+    monkeypatch.setattr(base, "NATIVE_AUTO_BYTES", 1)  # this export counts as big
+    assert use_native("auto", [pop]) is True and use_native("off", [pop]) is False
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "duckdb" else real(name, *a))
+    assert use_native("auto", [pop]) is False
+    with pytest.raises(UsageError, match=r'pip install "fhir3t\[native\]"'):
+        use_native("on", [pop])

@@ -54,6 +54,7 @@ Python reader would report for it; the screening results are the same (neither r
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -93,11 +94,9 @@ Row = tuple[int, "str | None", "str | bytes", bool]
 
 
 def available() -> bool:
-    try:
-        import duckdb  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Is DuckDB installed? Found without importing it: the import costs about 35 MB and 60 ms, which a run
+    that then reads its small input in Python (`--native auto`) would pay for nothing."""
+    return importlib.util.find_spec("duckdb") is not None
 
 
 def _name(v: str) -> str:
