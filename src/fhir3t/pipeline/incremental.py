@@ -104,18 +104,22 @@ def _update(definition: Definition, run: Run, state: PatientState, delta: Iterab
         state.save_results(wanted, fresh, key)
     stats.screened = len(fresh)
     by_patient = {r.patient: r for r in fresh}
-    changed: list[StoredResult] = []
+    changed: dict[str, StoredResult] = {}  # by patient: results that rendered something new since the last save
+
+    def note(r: StoredResult) -> None:
+        changed[r.patient] = r
+
     for row in state.results():
         new = by_patient.get(row.ref)
         if new is None:
             stats.kept += 1
-            yield StoredResult(row.ref, row.status, row.rendered, row.load, changed.append)
+            yield StoredResult(row.ref, row.status, row.rendered, row.load, note)
         else:
-            yield StoredResult.of(new, changed.append)
+            yield StoredResult.of(new, note)
         if len(changed) >= 200:
-            state.save_rendered((r.patient, r.rendered_by_key) for r in changed)
+            state.save_rendered((r.patient, r.rendered_by_key) for r in changed.values())
             changed.clear()
-    state.save_rendered((r.patient, r.rendered_by_key) for r in changed)
+    state.save_rendered((r.patient, r.rendered_by_key) for r in changed.values())
 
 
 class StoredResult(ScreeningResult):
