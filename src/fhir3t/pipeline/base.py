@@ -94,6 +94,8 @@ def open_source(definition: Definition, run: Run, inputs: FileInputs | ServerQue
                           native=use_native(inputs.native, inputs.paths))
 
 
+NEEDS_DUCKDB = Message("input.needs-duckdb", 'the native first pass needs DuckDB, which is not installed: pip install '
+                                              '"fhir3t[native]"')
 #: NDJSON input below this is read by Python under native="auto" (DuckDB's start-up is not repaid)
 NATIVE_AUTO_BYTES = 64 * 1024 * 1024
 
@@ -106,7 +108,7 @@ def use_native(mode: str, paths: Iterable[str | Path]) -> bool:
         return False
     if mode == "on":
         if not native.available():
-            raise UsageError('the native first pass needs DuckDB, which is not installed: pip install "fhir3t[native]"')
+            raise UsageError(NEEDS_DUCKDB())
         return True
     if not native.available():
         return False

@@ -16,7 +16,7 @@ from fhir3t.emit import screening_bundle
 from fhir3t.errors import UsageError
 from fhir3t.formats import Format, RunInfo, get_format
 from fhir3t.formats.summary import StaleTally
-from fhir3t.messages import Msg
+from fhir3t.messages import Message, Msg
 from fhir3t.pipeline.base import FileInputs, ServerQuery, only_patients, open_source, screen_records, use_native
 from fhir3t.pipeline.definition import Definition
 from fhir3t.pipeline.gcpolicy import fewer_collections
@@ -27,6 +27,8 @@ from fhir3t.sources.grouping import GroupingSource, SharedIndex, group_documents
 
 if TYPE_CHECKING:
     from fhir3t.transport.http import FhirClient
+
+CANNOT_WRITE = Message("output.cannot-write", "cannot write {path}: {why}")
 
 
 # ---- tasks -------------------------------------------------------------------------------
@@ -135,7 +137,7 @@ def deliver(stream: Iterable[ScreeningResult], definition: Definition, info: Run
             try:
                 FileSink(emit).send(out.bundle)
             except OSError as exc:
-                raise UsageError(f"cannot write {emit}: {exc.strerror}") from None
+                raise UsageError(CANNOT_WRITE(path=emit, why=exc.strerror or "")) from None
     return out
 
 
@@ -146,7 +148,7 @@ def _write_one(fmt: Format, results: Iterable[ScreeningResult], path: str | None
         with atomic_text(path, bom=fmt.bom) as fh:
             return fmt.write(results, fh, info)
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        raise UsageError(CANNOT_WRITE(path=path, why=exc.strerror or "")) from None
 
 
 __all__ = ["Output", "ScreenRun", "deliver", "screen_documents", "screen_files", "screen_server"]

@@ -24,6 +24,13 @@ from fhir3t.errors import InputError, Problems
 from fhir3t.messages import table
 
 #: what is said about input that is skipped or read in part (said in the reader's language, English in logs)
+#: why the paths given cannot be read at all (the run stops)
+E = table("input.paths", {
+    "missing": "{path}: no such file or folder",
+    "unreadable": "{path}: cannot be read ({why})",
+    "not-regular": "{path}: not a regular file",
+    "not-input": "{path}: not a .json, .xml, .ndjson or .ndjson.gz file",
+})
 P = table("input.files", {
     "not-regular": "not a regular file (a pipe or device?); skipped",
     "too-big": "over the size limit of {mb} MB for one JSON document; file skipped (write it as NDJSON, which is "
@@ -84,23 +91,23 @@ def expand_paths(paths: Iterable[str | Path], problems: Problems | None = None) 
         try:
             mode = path.stat().st_mode
         except FileNotFoundError:
-            raise InputError(f"{path}: no such file or folder") from None
+            raise InputError(E["missing"](path=str(path))) from None
         except OSError as exc:
-            raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+            raise InputError(E["unreadable"](path=str(path), why=exc.strerror or "")) from None
         if stat.S_ISDIR(mode):
             candidates = sorted(x for x in path.rglob("*") if not x.is_dir())
         elif not stat.S_ISREG(mode):
             if problems is not None:
                 problems.add(str(path), P["not-regular"]())
                 continue
-            raise InputError(f"{path}: not a regular file")
+            raise InputError(E["not-regular"](path=str(path)))
         else:
             candidates = [path]
         for f in candidates:
             is_ndjson, is_json = _has_suffix(f, NDJSON_SUFFIXES), _has_suffix(f, JSON_SUFFIXES)
             if not (is_ndjson or is_json):
                 if not stat.S_ISDIR(mode):
-                    raise InputError(f"{f}: not a .json, .xml, .ndjson or .ndjson.gz file")
+                    raise InputError(E["not-input"](path=str(f)))
                 continue
             if f is not path:
                 try:

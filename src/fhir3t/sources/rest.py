@@ -48,6 +48,11 @@ from fhir3t.transport.urls import clean
 log = logging.getLogger("fhir3t.rest")
 
 #: what is said about a pull that could not get everything (each under the search or patient it concerns)
+#: what the user asked that cannot be done
+E = table("pull.error", {
+    "strategy": "unknown pull strategy {strategy} (one of {known})",
+    "not-an-id": "{option} {value} is not a FHIR id (letters, digits, '-' and '.', at most 64)",
+})
 P = table("input.rest", {
     "group-unreadable": "{bad} of {total} members are not readable Patient references; those were not screened",
     "group-empty": "the Group has no Patient members; nothing to screen",
@@ -164,7 +169,7 @@ class RestSource:
     def choose_strategy(self) -> str:
         if self.strategy:
             if self.strategy not in STRATEGIES:
-                raise ServerError(f"unknown pull strategy {self.strategy!r} (one of {', '.join(STRATEGIES)})")
+                raise ServerError(E["strategy"](strategy=repr(self.strategy), known=", ".join(STRATEGIES)))
             return self.strategy
         caps = self._resource_caps()
         patient_ops = _names(caps.get("Patient", {}).get("operation"))
@@ -506,7 +511,7 @@ def _user_id(option: str, value: str) -> str:
     head, _, tail = value.rpartition("/")
     rid = fhir_id(tail) if head in ("", "Patient", "Group") else None
     if rid is None:
-        raise UsageError(f"{option} {clean(value, 80)!r} is not a FHIR id (letters, digits, '-' and '.', at most 64)")
+        raise UsageError(E["not-an-id"](option=option, value=repr(clean(value, 80))))
     return rid
 
 

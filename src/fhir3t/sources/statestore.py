@@ -57,6 +57,13 @@ from fhir3t.messages import table
 from fhir3t.sources.files import expand_paths, ndjson_batches
 
 DB_NAME = "fhir3t-state.sqlite"
+#: why the store cannot be used (a usage error, said in the reader's language)
+E = table("store.error", {
+    "cannot-create": "the state folder {folder} cannot be created: {why}",
+    "not-folder": "{folder} is not a folder",
+    "other-layout": "{folder} holds a store of another fhir3t version (layout {layout}); use a new --store-dir",
+    "missing-part": "{folder}: a stored result names a part the store does not hold; use a new --store-dir",
+})
 #: what is said about a file or line the store does not take
 P = table("input.store", {
     "not-ndjson": "not merged into the store: the store reads Bulk NDJSON exports only",
@@ -126,9 +133,9 @@ class PatientState:
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
-            raise UsageError(f"the state folder {self.folder} cannot be created: {exc.strerror}") from exc
+            raise UsageError(E["cannot-create"](folder=str(self.folder), why=exc.strerror or "")) from exc
         if not self.folder.is_dir():
-            raise UsageError(f"{self.folder} is not a folder")
+            raise UsageError(E["not-folder"](folder=str(self.folder)))
         self.db = sqlite3.connect(self.folder / DB_NAME, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -142,8 +149,7 @@ class PatientState:
         if layout is None:
             self.put("layout", LAYOUT)
         elif layout != LAYOUT:
-            raise UsageError(f"{self.folder} holds a store of another fhir3t version (layout {layout}); "
-                             "use a new --store-dir")
+            raise UsageError(E["other-layout"](folder=str(self.folder), layout=layout))
 
     def close(self) -> None:
         self.db.close()
@@ -304,8 +310,7 @@ class PatientState:
         def part(digest: bytes) -> Any:
             row = self.db.execute("SELECT body FROM parts WHERE digest = ?", (digest,)).fetchone()
             if row is None:
-                raise UsageError(f"{self.folder}: a stored result names a part the store does not hold; "
-                                 "use a new --store-dir")
+                raise UsageError(E["missing-part"](folder=str(self.folder)))
             return pickle.loads(row[0])
 
         def loader(blob: bytes) -> Callable[[], Any]:
