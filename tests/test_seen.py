@@ -45,3 +45,48 @@ def test_a_million_patients_would_cost_megabytes_not_a_hundred() -> None:
     for i in range(n):
         seen.add(f"Patient/{i:08x}-aaaa-bbbb-cccc-dddddddddddd", "Patient.000.ndjson")
     assert len(pickle.dumps(seen)) < 40 * n  # a dict of the keys holds ~130 bytes a patient
+
+
+def test_an_identifier_carried_by_one_patient_names_it_by_two_is_ambiguous_and_unknown_is_absent(tmp_path) -> None:
+    from fhir3t.sources.seen import AMBIGUOUS, IdentLog, _digest, resolve_identifiers
+
+    log = IdentLog(tmp_path)
+    log.add("mrn|1", "Patient/a")
+    log.add("mrn|1", "Patient/a")  # the same patient twice (a resend): still one patient
+    log.add("mrn|2", "Patient/b")
+    log.add("mrn|2", "Patient/c")
+    got = resolve_identifiers([log], ["mrn|1", "mrn|2", "mrn|3"])
+    assert got == {"mrn|1": _digest("Patient/a"), "mrn|2": AMBIGUOUS}
+    assert resolve_identifiers([log], []) == {}
+
+
+def test_an_identifier_log_past_its_memory_goes_to_a_file_gives_the_same_answers_and_leaves_nothing(
+        tmp_path, monkeypatch) -> None:
+    from fhir3t.sources import seen
+    from fhir3t.sources.seen import IdentLog, resolve_identifiers
+
+    def fill(log: IdentLog) -> None:
+        for i in range(5_000):
+            log.add(f"mrn|{i}", f"Patient/p{i}")
+        log.add("mrn|7", "Patient/other")  # ambiguous, written long after the first
+
+    small, big = IdentLog(tmp_path), None
+    fill(small)
+    keys = [f"mrn|{i}" for i in range(0, 6_000, 7)]
+    want = resolve_identifiers([small], keys)
+    assert not list(tmp_path.glob("fhir3t-idents-*"))  # 80 KB: kept in memory
+    monkeypatch.setattr(seen, "SPILL_BYTES", 1024)
+    big = IdentLog(tmp_path)
+    fill(big)
+    assert len(list(tmp_path.glob("fhir3t-idents-*/idents.bin"))) == 1 and len(big._buf) < 1024
+    assert resolve_identifiers([big], keys) == want and len(want) == 5_000 // 7 + 1
+    # a parallel run's process hands its log to the parent (pickled): the file is read there, then removed
+    other = IdentLog(tmp_path)
+    other.add("mrn|14", "Patient/elsewhere")
+    logs = [pickle.loads(pickle.dumps(big)), pickle.loads(pickle.dumps(other))]
+    both = resolve_identifiers(logs, keys)
+    assert both["mrn|14"] == seen.AMBIGUOUS and {k: v for k, v in both.items() if k != "mrn|14"} == \
+        {k: v for k, v in want.items() if k != "mrn|14"}
+    for log in logs:
+        log.close()
+    assert not list(tmp_path.glob("fhir3t-idents-*"))

@@ -37,7 +37,7 @@ from fhir3t.sources.grouping import (
     resolve_pending,
 )
 from fhir3t.sources.grouping import P as GROUPING_P
-from fhir3t.sources.seen import DigestMap, SeenPatients
+from fhir3t.sources.seen import IdentLog, SeenPatients, resolve_identifiers
 from fhir3t.sources.store import PARTITIONS, DiskStore, Group, partition_groups, work_dir
 
 #: about how many patients' results one pass-2 task sends back at once
@@ -80,7 +80,7 @@ def _init(spec: RunSpec) -> None:
 
 
 def _collect(files: list[str], run_dir: str, limits: Limits) \
-        -> tuple[str, dict, list[InputProblem], GroupStats, list, SeenPatients, list[Pending], DigestMap]:
+        -> tuple[str, dict, list[InputProblem], GroupStats, list, SeenPatients, list[Pending], IdentLog]:
     """Pass 1 in a process: its files into a disk store of its own (kept for pass 2). Entries naming
     patients it has not seen are handed back: another process may have them."""
     assert _DEFINITION is not None
@@ -162,10 +162,10 @@ def screen_parallel(definition: Definition, run: Run, inputs: FileInputs, spec: 
             foreign: list = []
             patients = SeenPatients()
             pending: list[Pending] = []
-            idents = DigestMap()
+            logs: list[IdentLog] = []
             for store, state, found, stats, their_foreign, their_patients, their_pending, their_idents in collected:
                 pending.extend(their_pending)
-                idents.update(their_idents)
+                logs.append(their_idents)
                 stores.append(store)
                 states.append(state)
                 problems.items.extend(found)
@@ -177,7 +177,10 @@ def screen_parallel(definition: Definition, run: Run, inputs: FileInputs, spec: 
             for only, item, source in foreign_unread(foreign, patients, problems):
                 extra.unread(only, item, source)
             tally = GroupStats()
-            for only, item, source in resolve_pending(pending, idents, problems, shared, tally):
+            carried = resolve_identifiers(logs, (p.key for p in pending))
+            for log in logs:
+                log.close()
+            for only, item, source in resolve_pending(pending, carried, problems, shared, tally):
                 extra.unread(only, item, source)
             unattributed += tally.unattributed
             extra.flush()

@@ -16,7 +16,7 @@ elsewhere they are reported and counted in `stats.unattributed` for the run's su
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +47,7 @@ from fhir3t.sources.files import (
     read_json_file,
 )
 from fhir3t.sources.native import NativeLines
-from fhir3t.sources.seen import AMBIGUOUS, DigestMap, SeenPatients
+from fhir3t.sources.seen import AMBIGUOUS, IdentLog, SeenPatients, resolve_identifiers
 from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
 from fhir3t.sources.versions import Deleted, history_entries, later_version, newest_in_history, reconcile
 
@@ -287,8 +287,8 @@ class GroupingSource:
         #: (the Bundle's patients it may belong to, other patient named, type, where, source): after pass 1
         self.foreign: list[tuple[tuple[str, ...], str, str, str, str]] = []
         self._prefilter: Callable[[bytes], bool] | None = None
-        #: every Patient's identifiers (fhirutil.identifier_keys -> patient), hashed: see seen.DigestMap
-        self.idents = DigestMap()
+        #: every Patient's identifiers (fhirutil.identifier_keys -> patient), hashed and logged: see seen.IdentLog
+        self.idents = IdentLog(tmpdir)
         #: records naming their patient by an identifier their own document does not resolve (after pass 1)
         self.pending: list[Pending] = []
         #: "Patient/<id>" when every document is one patient's (a CDS call's patient-scoped searches): entries
@@ -331,13 +331,15 @@ class GroupingSource:
         if judge_foreign:
             for item in foreign_unread(self.foreign, self.seen, self.problems):
                 self._store.unread(*item)
-            for item in resolve_pending(self.pending, self.idents, self.problems, self.shared, self.stats):
+            carried = resolve_identifiers([self.idents], (p.key for p in self.pending))
+            for item in resolve_pending(self.pending, carried, self.problems, self.shared, self.stats):
                 self._store.unread(*item)
         return self._store
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+        self.idents.close()
 
     def report_orphans(self) -> None:
         """Results that name no patient and that no record adopted: said once each, at the end."""
@@ -729,13 +731,13 @@ def near_patients(key: str, patients: Container[str]) -> list[str]:
     return sorted(f"{head}/{v}" for v in variants if v and f"{head}/{v}" in patients)
 
 
-def resolve_pending(pending: Iterable[Pending], idents: DigestMap, problems: Problems, shared: SharedIndex,
+def resolve_pending(pending: Iterable[Pending], carried: Mapping[str, int], problems: Problems, shared: SharedIndex,
                     stats: GroupStats | None = None) -> Iterator[tuple[str, Unread, str]]:
     """Records naming their patient by identifier, judged against every input's Patients (after pass 1):
     one Patient carries it -> that patient's record takes it in pass 2; several -> each of them keeps it
     as unread; none -> unread for the document's only patient (a garbled identifier?), else reported."""
     for p in pending:
-        found = idents.get(p.key)
+        found = carried.get(p.key)
         if found is None:
             rtype = str(p.resource.get("resourceType", "*")) if p.why is None else "*"
             if p.owners:
