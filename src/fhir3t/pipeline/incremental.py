@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,16 @@ def _update(definition: Definition, run: Run, state: PatientState, delta: Iterab
     stats.screened = len(fresh)
     by_patient = {r.patient: r for r in fresh}
     changed: dict[str, StoredResult] = {}  # by patient: results that rendered something new since the last save
+    # kept results handed out and not read back yet: those the caller still holds when the store closes (collected
+    # to write several outputs, or to push) are read back whole then; a streamed result was written and dropped
+    # (by patient, not a WeakSet: that would hash each result, which reads it back)
+    lazy: weakref.WeakValueDictionary[str, StoredResult] = weakref.WeakValueDictionary()
+
+    def read_back_held() -> None:
+        for r in list(lazy.values()):
+            r.read_back()
+
+    state.before_close(read_back_held)
 
     def note(r: StoredResult) -> None:
         changed[r.patient] = r
@@ -113,13 +124,16 @@ def _update(definition: Definition, run: Run, state: PatientState, delta: Iterab
         new = by_patient.get(row.ref)
         if new is None:
             stats.kept += 1
-            yield StoredResult(row.ref, row.status, row.rendered, row.load, note)
+            kept = StoredResult(row.ref, row.status, row.rendered, row.load, note)
+            lazy[row.ref] = kept
+            yield kept
         else:
             yield StoredResult.of(new, note)
         if len(changed) >= 200:
             state.save_rendered((r.patient, r.rendered_by_key) for r in changed.values())
             changed.clear()
     state.save_rendered((r.patient, r.rendered_by_key) for r in changed.values())
+    changed.clear()
 
 
 class StoredResult(ScreeningResult):
@@ -147,14 +161,20 @@ class StoredResult(ScreeningResult):
         return out
 
     def __getattr__(self, name: str) -> Any:  # a field not set yet: read the whole result back
-        load = self.__dict__.get("_load")
-        if load is None or name not in _FIELDS:
+        if name not in _FIELDS or self.__dict__.get("_load") is None:
             raise AttributeError(name)
+        self.read_back()
+        return getattr(self, name)
+
+    def read_back(self) -> None:
+        """Unpickle the whole result, if not done yet (needs the store open)."""
+        load = self.__dict__.get("_load")
+        if load is None:
+            return
         full = load()
         self.__dict__["_load"] = None
         for field_name in _FIELDS:
             object.__setattr__(self, field_name, getattr(full, field_name))
-        return getattr(full, name)
 
     @property
     def rendered_by_key(self) -> dict[str, bytes]:

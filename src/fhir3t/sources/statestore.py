@@ -130,6 +130,7 @@ class PatientState:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self._seq = 0
+        self._before_close: list[Callable[[], object]] = []
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
@@ -151,8 +152,17 @@ class PatientState:
         elif layout != LAYOUT:
             raise UsageError(E["other-layout"](folder=str(self.folder), layout=layout))
 
+    def before_close(self, call: Callable[[], object]) -> None:
+        """Run `call` when the store closes, before it does (what still reads from it: results not read back)."""
+        self._before_close.append(call)
+
     def close(self) -> None:
-        self.db.close()
+        try:
+            for call in self._before_close:
+                call()
+        finally:
+            self._before_close.clear()
+            self.db.close()
 
     # ---- meta -------------------------------------------------------------------------------
     def get(self, key: str) -> str | None:
