@@ -25,11 +25,12 @@ def error_marker(exc: BaseException) -> dict[str, str]:
     return {"fhir3t_error": f"the run did not complete ({type(exc).__name__}); results above are partial"}
 
 
-def contract_line(r: ScreeningResult, info: RunInfo) -> bytes:
-    """One result's JSON contract on one line (what a stored result keeps between nights: see
+def contract_line(r: ScreeningResult, info: RunInfo, *, indent: bool = False) -> bytes:
+    """One result's JSON contract, on one line or indented (what a stored result keeps between nights: see
     ScreeningResult.rendered)."""
-    return r.rendered(f"json|{info.id_system or ''}|{info.lang}",
-                      lambda r: orjson.dumps(r.to_dict(info.id_system, info.lang)))
+    option = orjson.OPT_INDENT_2 if indent else None
+    return r.rendered(f"json{'-indented' if indent else ''}|{info.id_system or ''}|{info.lang}",
+                      lambda r: orjson.dumps(r.to_dict(info.id_system, info.lang), option=option))
 
 
 class Json(Format):
@@ -41,8 +42,7 @@ class Json(Format):
         out.write("[")
         try:
             for r in results:
-                obj = orjson.loads(contract_line(r, info))
-                out.write(("\n" if n == 0 else ",\n") + orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
+                out.write(("\n" if n == 0 else ",\n") + contract_line(r, info, indent=True).decode())
                 n += 1
         except BaseException as exc:
             out.write(("\n" if n == 0 else ",\n") + orjson.dumps(error_marker(exc)).decode() + "\n]\n")

@@ -23,7 +23,6 @@ from fhir3t import fhirxml
 from fhir3t.errors import InputError, Problems
 from fhir3t.messages import table
 
-#: what is said about input that is skipped or read in part (said in the reader's language, English in logs)
 #: why the paths given cannot be read at all (the run stops)
 E = table("input.paths", {
     "missing": "{path}: no such file or folder",
@@ -31,6 +30,7 @@ E = table("input.paths", {
     "not-regular": "{path}: not a regular file",
     "not-input": "{path}: not a .json, .xml, .ndjson or .ndjson.gz file",
 })
+#: what is said about input that is skipped or read in part (said in the reader's language, English in logs)
 P = table("input.files", {
     "not-regular": "not a regular file (a pipe or device?); skipped",
     "too-big": "over the size limit of {mb} MB for one JSON document; file skipped (write it as NDJSON, which is "

@@ -332,6 +332,7 @@ class GroupingSource:
             for item in foreign_unread(self.foreign, self.seen, self.problems):
                 self._store.unread(*item)
             carried = resolve_identifiers([self.idents], (p.key for p in self.pending))
+            self.idents.close()  # read once: pass 2 does not need it
             for item in resolve_pending(self.pending, carried, self.problems, self.shared, self.stats):
                 self._store.unread(*item)
         return self._store

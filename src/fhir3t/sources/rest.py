@@ -47,12 +47,12 @@ from fhir3t.transport.urls import clean
 
 log = logging.getLogger("fhir3t.rest")
 
-#: what is said about a pull that could not get everything (each under the search or patient it concerns)
 #: what the user asked that cannot be done
 E = table("pull.error", {
     "strategy": "unknown pull strategy {strategy} (one of {known})",
     "not-an-id": "{option} {value} is not a FHIR id (letters, digits, '-' and '.', at most 64)",
 })
+#: what is said about a pull that could not get everything (each under the search or patient it concerns)
 P = table("input.rest", {
     "group-unreadable": "{bad} of {total} members are not readable Patient references; those were not screened",
     "group-empty": "the Group has no Patient members; nothing to screen",
