@@ -86,6 +86,23 @@ def test_files_shaped_to_trip_a_second_reader_give_the_same_results_and_problems
             assert native[1] == python[1], name
 
 
+def test_a_file_of_mixed_types_gives_the_python_readers_results(pop, tmp_path, definition):
+    """Keys are computed for the type a file starts with (a Bulk export writes one type per file): in a file
+    of every type, interleaved, the lines of the other types get no key and are judged in Python."""
+    files = sorted(pop.glob("*.ndjson"))
+    columns = [f.read_bytes().splitlines() for f in files]
+    first = next(i for i, f in enumerate(files) if f.name.startswith("Observation."))
+    columns.insert(0, columns.pop(first))  # the file starts with an Observation
+    mixed = [line for row in zip(*(iter(c) for c in columns), strict=False) for line in row]
+    rest = [line for c in columns for line in c[min(map(len, columns)):]]
+    (tmp_path / "export.ndjson").write_bytes(b"\n".join(mixed + rest) + b"\n")
+    python, native = both(definition, [tmp_path])
+    assert len(python[0]) >= 300 and native[0] == python[0]
+    lines = _native_for(definition)
+    keys = _keys(lines, tmp_path / "export.ndjson")
+    assert {k.split("\x1f", 1)[0] for k in keys.values() if k} == {"Observation"}
+
+
 def test_the_native_key_never_drops_what_a_drop_verdict_did_not_see(tmp_path, definition):
     """Issue 20 beside issue 28: a drop learnt from one line applies to every line of its key (type, main code,
     member names), so it is learnt only where nothing else in the line could matter: not from an allergy coded
@@ -237,7 +254,8 @@ def _native_for(definition: Definition):
 
 def _keys(lines, path: Path) -> dict[str, str]:
     """line text -> key, as the native pass computes them for a file."""
-    return {text: key for _n, _c, _len, key, text in lines.con.execute(lines.sql, [str(path)]).fetchall()}
+    sql = lines.queries(lines.head_type(path.read_bytes()[:512]))[0]
+    return {text: key for _n, _c, _len, key, text in lines.con.execute(sql, [str(path)]).fetchall()}
 
 
 def test_duckdb_writes_both_of_a_nested_repeated_member_so_the_key_tells_them_apart(tmp_path, definition):
