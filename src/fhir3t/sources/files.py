@@ -195,6 +195,20 @@ def ndjson_lines(path: Path, problems: Problems, limits: Limits = _DEFAULT) -> I
 _BATCH = 4 << 20
 
 
+#: one NDJSON line as a reader hands it over: (line number, the native pass's key or None, the line, whether a
+#: newline ends it); the line is bytes from this reader, str when DuckDB read it (sources.native)
+Row = tuple[int, "str | None", "str | bytes", bool]
+
+
+def ndjson_rows(path: Path, problems: Problems, limits: Limits = _DEFAULT, *,
+                start: tuple[int, int] = (0, 0)) -> Iterator[Row]:
+    """`ndjson_batches` line by line, as rows (no key)."""
+    for first, lines, unterminated in ndjson_batches(path, problems, limits, start=start):
+        last = first + len(lines) - 1
+        for lineno, line in enumerate(lines, first):
+            yield lineno, None, line, not (unterminated and lineno == last)
+
+
 def ndjson_batches(path: Path, problems: Problems, limits: Limits = _DEFAULT, *,
                    start: tuple[int, int] = (0, 0)) -> Iterator[tuple[int, list[bytes], bool]]:
     """(number of the first line, the lines without their newline, whether the last of them ends the

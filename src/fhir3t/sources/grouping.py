@@ -42,7 +42,7 @@ from fhir3t.sources.files import (
     Limits,
     bundle_entries,
     expand_paths,
-    ndjson_batches,
+    ndjson_rows,
     parse_line,
     read_json_file,
 )
@@ -445,63 +445,29 @@ class GroupingSource:
         """Every line of an NDJSON file. The loop is the hot path of a Bulk export (a hundred million
         lines, most of them dropped): lines come in batches split in C, a type the read filter never
         reads is skipped on its bytes, and a resource alike in its main code to one already judged
-        is dropped on that verdict before anything else is made for it (location, filing)."""
+        is dropped on that verdict before anything else is made for it (location, filing). With the
+        native first pass (sources.native), the lines are those DuckDB hands over, each with its key: a
+        key learnt as dropped is dropped, and the verdict on a line of a key not yet judged is taught
+        back, so its like is dropped in DuckDB. One loop for both readers: the native pass keeps what
+        the Python reader keeps because every line it hands over takes the same steps."""
         native = self._native_lines()
+        dropped: Container[str]
+        verdicts: Container[str]
         if native is not None and native.usable(path):
-            self._ndjson_native(path, native)
-            return
+            rows = native.rows(path, self.problems, self.limits)
+            dropped, verdicts = native.dropped, native.verdicts
+        else:
+            native, rows = None, ndjson_rows(path, self.problems, self.limits)
+            dropped, verdicts = frozenset(), {}
         where = str(path)
         problems = self.problems
         skip = self._line_filter()
         wants = self.wants
         types = wants.types if wants is not None else None
         quick = getattr(wants, "quick", None)
+        key_verdict = getattr(wants, "key_verdict", None)
         shared_types, r4_types, stats = self._shared_types, self._r4_types, self.stats
-        for first, lines, unterminated in ndjson_batches(path, problems, self.limits):
-            for lineno, line in enumerate(lines, first):
-                res = None
-                if skip is not None and not skip(line):
-                    stats.resources += 1
-                    continue
-                try:
-                    res = orjson.loads(line)
-                    rtype = res["resourceType"]
-                    if type(rtype) is not str or not rtype:
-                        raise KeyError
-                except (orjson.JSONDecodeError, TypeError, KeyError):
-                    if type(res) is dict:  # an object without a usable resourceType: unread for whom it names
-                        stats.resources += 1
-                        self._untyped(res, f"{where}:{lineno}", where, _Doc(), ENTRY_UNTYPED())
-                    elif line.strip():  # a blank line is no resource and no problem
-                        parse_line(line, f"{where}:{lineno}", problems,
-                                   terminated=not (unterminated and lineno == first + len(lines) - 1))
-                    continue
-                if types is not None and rtype not in shared_types and rtype in r4_types and rtype != "Patient" \
-                        and (rtype not in types or (quick is not None and quick(rtype, res, where) is False
-                                                    and not later_version(res))):
-                    stats.resources += 1
-                    continue  # a type nobody reads, or a resource like one already dropped
-                loc = f"{where}:{lineno}"
-                try:
-                    if rtype == "Patient":
-                        self._patient(res, loc, None, where)
-                    else:
-                        self._resource(res, loc, None, where, _Doc())
-                except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
-                    problems.add(loc, P["structure-line"](kind=type(exc).__name__))
-
-    def _ndjson_native(self, path: Path, native: NativeLines) -> None:
-        """`_ndjson_file` over the lines the native first pass hands over (see sources.native): the same
-        steps for each, and the verdict on a keyed line taught back, so its like is dropped in DuckDB."""
-        where = str(path)
-        problems = self.problems
-        skip = self._line_filter()
-        wants = self.wants
-        types = wants.types if wants is not None else None
-        quick = getattr(wants, "quick", None)
-        shared_types, r4_types, stats = self._shared_types, self._r4_types, self.stats
-        dropped, verdicts = native.dropped, native.verdicts
-        for lineno, key, line, terminated in native.rows(path, problems, self.limits):
+        for lineno, key, line, terminated in rows:
             if key is not None and key in dropped:
                 stats.resources += 1
                 continue
@@ -520,18 +486,17 @@ class GroupingSource:
                     self._untyped(res, f"{where}:{lineno}", where, _Doc(), ENTRY_UNTYPED())
                     continue
                 raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
-                if raw.strip():
+                if raw.strip():  # a blank line is no resource and no problem
                     parse_line(raw, f"{where}:{lineno}", problems, terminated=terminated)
                 continue
             # a later version is kept whatever it says (sources.versions) and teaches its key nothing
-            later = later_version(res)
-            learn = key is not None and key not in verdicts and not later
+            learn = key is not None and key not in verdicts and not later_version(res)
             if types is not None and rtype not in shared_types and rtype in r4_types and rtype != "Patient" \
-                    and (rtype not in types or (quick is not None and quick(rtype, res, where) is False and not later)):
-                stats.resources += 1
+                    and (rtype not in types or (quick is not None and quick(rtype, res, where) is False
+                                                and not later_version(res))):
+                stats.resources += 1  # a type nobody reads, or a resource like one already dropped
                 if learn:  # a type nobody reads: dropped by its key; a code: where the key decides it alone
-                    key_verdict = getattr(wants, "key_verdict", None)
-                    native.learn(key, False if rtype not in types or key_verdict is None  # type: ignore[arg-type]
+                    native.learn(key, False if rtype not in types or key_verdict is None  # type: ignore[union-attr,arg-type]
                                  else key_verdict(rtype, res, False), res)
                 continue
             loc = f"{where}:{lineno}"
@@ -544,8 +509,8 @@ class GroupingSource:
                 problems.add(loc, P["structure-line"](kind=type(exc).__name__))
             if learn:  # a drop is learnt only where the key decides it alone (relevance.key_verdict)
                 verdict = quick(rtype, res, loc, tell=False) if quick is not None else None
-                key_verdict = getattr(wants, "key_verdict", None)
-                native.learn(key, key_verdict(rtype, res, verdict) if key_verdict is not None else verdict, res)  # type: ignore[arg-type]
+                native.learn(key, key_verdict(rtype, res, verdict)  # type: ignore[union-attr,arg-type]
+                             if key_verdict is not None else verdict, res)
 
     def _native_lines(self) -> NativeLines | None:
         """The native first pass, when this source uses one and the read filter can make it."""

@@ -63,7 +63,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from fhir3t.errors import Problems
-from fhir3t.sources.files import Limits, ndjson_batches
+from fhir3t.sources.files import Limits, Row, ndjson_rows
 from fhir3t.sources.versions import later_version
 
 #: what every key holds beyond the type and the member names: the main code (of whichever type), and
@@ -89,11 +89,6 @@ _HEAD_TYPE = re.compile(rb'^\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
 _GLOB = re.compile(r"[*?\[\]{}]")
 _MISSING = object()
 _BOM = b"\xef\xbb\xbf"
-
-#: one NDJSON line as the native pass hands it over: (line number, key or None, the line, whether a
-#: newline ends it); the line is str when DuckDB read it, bytes when the Python reader did
-Row = tuple[int, "str | None", "str | bytes", bool]
-
 
 def available() -> bool:
     """Is DuckDB installed? Found without importing it: the import costs about 35 MB and 60 ms, which a run
@@ -305,13 +300,13 @@ SELECT n, c, strlen(j), k, j FROM k WHERE k IS NULL OR k NOT IN (SELECT k FROM d
         """The lines of one NDJSON file that the read filter could keep, in file order (see the module
         doc): from DuckDB while each batch checks out against the file, then from the Python reader."""
         if not self.usable(path):
-            yield from _python_rows(path, problems, limits, (0, 0))
+            yield from ndjson_rows(path, problems, limits)
             return
         resume = (0, 0)  # (byte offset, lines before it) of the first line not yet vouched for
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:
-            yield from _python_rows(path, problems, limits, resume)
+            yield from ndjson_rows(path, problems, limits, start=resume)
             return
         try:
             base = len(_BOM) if os.pread(fd, len(_BOM), 0) == _BOM else 0
@@ -343,7 +338,7 @@ SELECT n, c, strlen(j), k, j FROM k WHERE k IS NULL OR k NOT IN (SELECT k FROM d
         finally:
             os.close(fd)
         self.fallbacks += 1
-        yield from _python_rows(path, problems, limits, resume)
+        yield from ndjson_rows(path, problems, limits, start=resume)
 
 
 def _check(fd: int, start: int, text: str, length: int) -> bool | None:
@@ -361,13 +356,6 @@ def _check(fd: int, start: int, text: str, length: int) -> bool | None:
     if tail == b"\n":
         return True
     return False if tail == b"" else None
-
-
-def _python_rows(path: Path, problems: Problems, limits: Limits, start: tuple[int, int]) -> Iterator[Row]:
-    for first, lines, unterminated in ndjson_batches(path, problems, limits, start=start):
-        last = first + len(lines) - 1
-        for lineno, line in enumerate(lines, first):
-            yield lineno, None, line, not (unterminated and lineno == last)
 
 
 __all__ = ["KEY_PATHS", "NativeLines", "Row", "available"]
