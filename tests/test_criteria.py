@@ -194,6 +194,39 @@ def test_checklist_most_recent_response_on_or_before_as_of_counts(screen):
     assert result(screen(old, future), "I6-contraception") == "met"
 
 
+def test_a_checklist_answering_an_item_two_ways_or_beside_an_unreadable_answer_is_unknown(screen):
+    """A yes beside a no, or beside an answer that is no yes/no, is not a yes: reading the first would pass
+    over the rest. The same item twice (in a group and at the top) counts as answering it twice."""
+    def answers(*values: dict) -> dict:
+        qr = checklist(contraception=True)
+        qr["item"][0]["answer"] = list(values)
+        return qr
+    assert result(screen(answers({"valueBoolean": True}, {"valueBoolean": True})), "I6-contraception") == "met"
+    for mixed in ([{"valueBoolean": True}, {"valueBoolean": False}],
+                  [{"valueBoolean": True}, {"valueString": "no"}],
+                  [{"valueBoolean": False}, {"valueBoolean": 0}]):
+        c = screen(answers(*mixed)).by_id("I6-contraception")
+        assert c.result == "unknown" and "contraception" in c.reason, mixed
+    twice = checklist(contraception=True)
+    twice["item"].append({"linkId": "group", "item": [{"linkId": "contraception", "answer": [{"valueBoolean": False}]}]})
+    assert result(screen(twice), "I6-contraception") == "unknown"
+    assert result(screen(twice), "I7-compliance") == "unknown"  # not answered at all: as before
+
+
+def test_checklists_of_the_same_time_that_disagree_leave_the_item_unknown(screen):
+    """Neither is the most recent, so neither decides; agreeing ones decide together, and a later one decides."""
+    yes, no = checklist(authored="2026-06-10", investigator_ok=True), checklist(authored="2026-06-10", investigator_ok=False)
+    c = screen(yes, no).by_id("E14-investigator")
+    assert c.result == "unknown" and set(c.evidence) == {f"QuestionnaireResponse/{yes['id']}",
+                                                         f"QuestionnaireResponse/{no['id']}"}
+    again = checklist(authored="2026-06-10", investigator_ok=True)
+    assert result(screen(yes, again), "E14-investigator") == "not-met"
+    later = checklist(authored="2026-06-11", investigator_ok=False)
+    assert result(screen(yes, no, later), "E14-investigator") == "met"
+    silent = checklist(authored="2026-06-10", compliance=True)  # the same time, not answering this item
+    assert result(screen(yes, silent), "E14-investigator") == "not-met"
+
+
 def test_checklist_requires_review_flag(screen):
     r = screen()
     assert r.by_id("I6-contraception").requires_review and not r.by_id("I1-age").requires_review

@@ -175,10 +175,13 @@ def when(span: Span | None) -> Msg:
     return ON_DAY(day=str(span)) if span is not None else UNDATED()
 
 
+def recency(r: Res) -> tuple[date, date, str]:
+    """What orders records by time (latest last): their day span, then the date as written."""
+    return (r.span.hi if r.span else date.min, r.span.lo if r.span else date.min, r.date_text or "")
+
+
 def most_recent_first(items: list[Res]) -> list[Res]:
-    return sorted(items, key=lambda r: (r.span.hi if r.span else date.min,
-                                        r.span.lo if r.span else date.min,
-                                        r.date_text or ""), reverse=True)
+    return sorted(items, key=recency, reverse=True)
 
 
 #: a name the criteria file gives (a label, a hint): a string, or {language: text} with "en"

@@ -1,11 +1,11 @@
 """`checklist`: an answer in the most recent completed screening checklist (QuestionnaireResponse)."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Label, Rule, most_recent_first, text_arg, when
+from fhir3t.criteria.base import Builder, Kind, Label, Rule, most_recent_first, recency, text_arg, when
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, RESULT_WORDS, UNKNOWN, Tri
 from fhir3t.messages import Message, Msg, Text, reason
@@ -20,6 +20,9 @@ NONE = Message("checklist.none", "no completed screening checklist")
 NO_ANSWER = Message("checklist.no-answer", "checklist {when} has no yes/no answer for '{item}'")
 YES = Message("checklist.yes", "checklist {when}: {item} = yes")
 NO = Message("checklist.no", "checklist {when}: {item} = no")
+MIXED = Message("checklist.mixed", "checklist {when} answers '{item}' more than once, not all the same yes or no")
+CONFLICT = Message("checklist.conflict", "{n} checklists of the same time ({when}) answer '{item}' differently")
+_MIXED = object()
 DESCRIBE = Message("checklist.describe", "the most recent completed screening checklist answers '{item}': "
                                          "yes gives {yes}, no gives {no}")
 
@@ -45,21 +48,27 @@ class Checklist(Kind):
     def reads(self) -> Iterable[Read]:
         yield read("QuestionnaireResponse", None, "status", "questionnaire", "authored", "item")
 
-    def _find(self, items: Iterable[Any]) -> Any:
+    def _items(self, items: Iterable[Any]) -> Iterator[dict]:
+        """Every item of this linkId, at any depth (in groups, and under answers)."""
         for item in items or ():
             if not isinstance(item, dict):
                 continue
             if item.get("linkId") == self.link_id:
-                return item
+                yield item
             for ans in item.get("answer") or ():
                 if isinstance(ans, dict) and ans.get("item"):
-                    hit = self._find(ans["item"])
-                    if hit is not None:
-                        return hit
-            hit = self._find(item.get("item") or ())
-            if hit is not None:
-                return hit
-        return None
+                    yield from self._items(ans["item"])
+            yield from self._items(item.get("item") or ())
+
+    def _answer(self, qr: dict) -> bool | object | None:
+        """The one yes/no a response gives for the item: True or False; None when it gives none; _MIXED when
+        it answers more than once and not all the same yes or no, or beside an answer that is no yes/no
+        (a string, a coding, an absent value): a reading of one part would pass over the rest."""
+        answers = [a for item in self._items(qr.get("item") or ()) for a in item.get("answer") or ()]
+        values = [a.get("valueBoolean") if isinstance(a, dict) else None for a in answers]
+        if not any(type(v) is bool for v in values):
+            return None
+        return values[0] if all(v is values[0] for v in values) else _MIXED  # (1 == True: compared by identity)
 
     def evaluate(self, ctx: Context) -> Outcome:
         qrs = [r for r in ctx.visible("QuestionnaireResponse")
@@ -72,15 +81,20 @@ class Checklist(Kind):
             if unread:
                 return Outcome(UNKNOWN, (unread[0].ref,), reason(UNREADABLE(why=unread[0].why), ask))
             return self._once("none", lambda: Outcome(UNKNOWN, (), reason(NONE(), ask)))
-        latest = most_recent_first(qrs)[0]
-        item = self._find(latest.raw.get("item") or ())
-        answers = [a.get("valueBoolean") for a in (item or {}).get("answer") or () if isinstance(a, dict)]
-        answers = [a for a in answers if isinstance(a, bool)]
-        if not answers:
+        ranked = most_recent_first(qrs)
+        latest = ranked[0]
+        tied = [r for r in ranked if recency(r) == recency(latest)]  # the same time: none is the latest
+        given = [(r, a) for r in tied if (a := self._answer(r.raw)) is not None]
+        if not given:
             return Outcome(UNKNOWN, (latest.ref,), reason(NO_ANSWER(when=when(latest.span), item=self.item), ask))
-        value = answers[0]
-        return Outcome(self.on_true if value else self.on_false, (latest.ref,),
-                       reason((YES if value else NO)(when=when(latest.span), item=self.item)))
+        first, value = given[0]
+        if value is _MIXED:
+            return Outcome(UNKNOWN, (first.ref,), reason(MIXED(when=when(first.span), item=self.item), ask))
+        if any(a != value for _r, a in given):
+            return Outcome(UNKNOWN, tuple(r.ref for r, _a in given),
+                           reason(CONFLICT(n=len(given), when=when(first.span), item=self.item), ask))
+        return Outcome(self.on_true if value else self.on_false, tuple(r.ref for r, _a in given),
+                       reason((YES if value else NO)(when=when(first.span), item=self.item)))
 
     def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
         return DESCRIBE(item=self.item, yes=RESULT_WORDS[self.on_true](), no=RESULT_WORDS[self.on_false]())
