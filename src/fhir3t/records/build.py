@@ -33,6 +33,8 @@ P = table("input.record", {
     "not-a-date": "{element} is not a date: treated as undated",
     "not-fhir-date": "{element} is not a FHIR date: treated as undated",
     "implausible-date": "{element} is implausible (before 1900 or years ahead): treated as undated",
+    "modifier": "{type}: {element} may change what it means and fhir3t does not understand it: criteria that read it "
+                "are left unknown",
 })
 
 Resolve = Callable[[str], "dict | None"]
@@ -44,6 +46,8 @@ _PARENT_ELEMENTS = ("status", "effectiveDateTime", "effectivePeriod", "effective
 #: what cannot be read of a kept resource (a reason names the element, never the value)
 STATUS_MISSING = Message("record.status-missing", "{element} is missing (it is required in R4)")
 STATUS_NOT_R4 = Message("record.status-not-r4", "{element} is not an R4 {type}.{element} code")
+MODIFIER = Message("record.modifier", "carries {element} ({what}), which may change what it means and which fhir3t "
+                                      "does not understand")
 DRUG_UNRESOLVED = Message("record.drug-unresolved", "its drug reference does not resolve (the Medication is not in the input)")
 NAMES_NOBODY = Message("record.names-nobody", "names no patient fhir3t can find (the input holds it without a usable "
                                               "patient reference): it may be this patient's")
@@ -233,6 +237,8 @@ class RecordBuilder:
         bad_status, bad_element = self._bad_status(rtype, resource)
         if bad_status is None and self._never_counts(rtype, resource):
             return None
+        if bad_status is None:
+            bad_status, bad_element = _modifier(resource)
         span, text = self._date(rtype, resource, where, inherit_date)
         kept = judged.why in (Why.CODE, Why.ANY, Why.SUSPECT, Why.CONTAINER, Why.ELSEWHERE)
         plan = self.relevance.plan
@@ -271,7 +277,9 @@ class RecordBuilder:
             return None
         res = Res(rtype, resource, ref, codes, span, where, text, why, judged.texts, part_of, bad, judged.hits)
         if why is not None:
-            if bad_status is not None:
+            if bad_element in _MODIFIERS:
+                self.problems.add(where, P["modifier"](type=rtype, element=bad_element), skipped=False)
+            elif bad_status is not None:
                 self.problems.add(where, P["bad-status"](type=rtype, status=bad_status), skipped=False)
             rec.unread.setdefault(rtype, []).append(res)
             return res
@@ -387,7 +395,35 @@ class RecordBuilder:
 
 #: what makes a resource what it is, whatever a rule declares it reads
 _ALWAYS_READ = frozenset({"resourceType", "code", "medicationCodeableConcept", "medicationReference", "vaccineCode",
-                          "component", "result", "hasMember", "contained", "status"})
+                          "component", "result", "hasMember", "contained", "status", "modifierExtension",
+                          "implicitRules"})
+
+#: R4's general modifiers: an extension that changes the meaning of the element holding it (it may negate the whole
+#: record: 'not given', 'refuted'), and rules beyond FHIR's own that the resource was written under. A processor that
+#: does not understand one must not read the element as if it were absent (R4 Extensibility 2.17.3 and 2.21.0.4)
+_MODIFIERS = ("modifierExtension", "implicitRules")
+
+
+def _modifier(resource: dict) -> tuple[Msg | None, str]:
+    """(why, element) when the resource, anywhere within (a contained Medication, a dosage), carries a modifier
+    extension or implicitRules: fhir3t understands none, so what the resource means cannot be read."""
+    rules = resource.get("implicitRules")
+    if rules is not None:
+        return MODIFIER(element="implicitRules", what=clip(rules, 60) if isinstance(rules, str) else "?"), "implicitRules"
+    stack: list[object] = [resource]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            ext = node.get("modifierExtension")
+            if ext:
+                urls = [e["url"] for e in ext if isinstance(e, dict) and isinstance(e.get("url"), str)] \
+                    if isinstance(ext, list) else []
+                return MODIFIER(element="modifierExtension", what=many([clip(u, 80) for u in urls] or ["?"])), \
+                    "modifierExtension"
+            stack.extend(v for v in node.values() if type(v) in (dict, list))
+        elif type(node) is list:
+            stack.extend(v for v in node if type(v) in (dict, list))
+    return None, ""
 _CHOICE = re.compile(r"^([a-z][A-Za-z]*?)[A-Z][A-Za-z]*$")
 
 
