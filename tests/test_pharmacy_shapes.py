@@ -81,6 +81,17 @@ def test_a_modifier_extension_fhir3t_does_not_understand_leaves_the_record_unrea
     assert any("modifierExtension" in str(p.message) or "implicitRules" in str(p.message) for p in problems)
 
 
+def test_a_modifier_extension_on_the_medication_a_record_points_at_leaves_the_record_unread(screen):
+    medication = {"resourceType": "Medication", "id": "m-tac", "code": cc("42316", RX), "modifierExtension": MODIFIER}
+    record = med("42316", status="active", start="2025-01-01")
+    del record["medicationCodeableConcept"]
+    record["medicationReference"] = {"reference": "Medication/m-tac"}
+    c = screen(medication, record).by_id("E1-prior-3t-failure")
+    assert c.result == "unknown" and "Medication.modifierExtension" in c.reason, c.reason
+    del medication["modifierExtension"]
+    assert result(screen(medication, record), "E1-prior-3t-failure") == "not-met"
+
+
 def test_a_modifier_extension_on_a_drug_record_makes_its_exposure_unknown_not_met(screen):
     record = med("121191", status="completed", start="2026-05-01", end="2026-05-02", modifierExtension=MODIFIER)
     c = screen(record).by_id("E3-depleting-agent")
@@ -112,3 +123,25 @@ def test_an_atc_code_of_another_drug_still_decides(screen):
     assert result(r, "E2-recent-immunomodulator") == "not-met" and result(r, "E3-depleting-agent") == "not-met"
     assert result(screen(immunization("141", "2025-01-01")), "E12-vaccination") == "not-met"  # CVX untouched
     assert CVX
+
+
+# ---------------------------------------------------------------- planned live vaccines the spec's list left out
+def _recommendation(system: str, code: str) -> dict:
+    return {"resourceType": "ImmunizationRecommendation", "id": f"ir-{code}", "patient": {"reference": "Patient/p1"},
+            "date": "2026-06-01", "recommendation": [{"vaccineCode": [cc(code, system)], "forecastStatus": cc(
+                "due", "http://terminology.hl7.org/CodeSystem/immunization-recommendation-status")}]}
+
+
+@pytest.mark.parametrize("system, code", [
+    (ATC, "J07BK02"), (ATC, "J07BK01"), (ATC, "J07BL01"), (ATC, "J07BJ01"), (ATC, "J07AP01"),  # zoster, varicella, YF...
+    (CVX, "38"), (CVX, "174"), (CVX, "184"), (CVX, "116"),
+])
+def test_a_planned_live_vaccine_coded_in_a_closed_system_is_not_read_as_inactivated(screen, system, code):
+    """ATC and CVX decide by code alone (a code outside the set is 'not live'): the set must hold every live one."""
+    assert result(screen(_recommendation(system, code)), "E12-vaccination") == "met"
+
+
+@pytest.mark.parametrize("system, code", [(ATC, "J07BK03"), (CVX, "187"), (CVX, "141")])  # recombinant zoster, flu
+def test_a_planned_inactivated_vaccine_is_no_live_one(screen, system, code):
+    assert result(screen(_recommendation(system, code)), "E12-vaccination") == "not-met"
+

@@ -238,7 +238,7 @@ class RecordBuilder:
         if bad_status is None and self._never_counts(rtype, resource):
             return None
         if bad_status is None:
-            bad_status, bad_element = _modifier(resource)
+            bad_status, bad_element = self._modified(rtype, resource)
         span, text = self._date(rtype, resource, where, inherit_date)
         kept = judged.why in (Why.CODE, Why.ANY, Why.SUSPECT, Why.CONTAINER, Why.ELSEWHERE)
         plan = self.relevance.plan
@@ -309,6 +309,16 @@ class RecordBuilder:
             if not isinstance(value, str) or value not in codes:
                 return STATUS_NOT_R4(element=element, type=rtype), element
         return None, ""
+
+    def _modified(self, rtype: str, resource: dict) -> tuple[Msg | None, str]:
+        """(why, element) when the resource, or the Medication a drug record points at (the drug it names is part
+        of what it says), carries a modifier fhir3t does not understand (`_modifier`), else (None, "")."""
+        why, element = _modifier(resource)
+        if why is None and rtype in MED_TYPES and "medicationReference" in resource:
+            medication = referenced_medication(resource, self._resolve)
+            if medication is not None:
+                return _modifier(medication, "Medication.")
+        return why, element
 
     def _never_counts(self, rtype: str, resource: dict) -> bool:
         return never_counts(rtype, resource, self.facts)
@@ -404,12 +414,12 @@ _ALWAYS_READ = frozenset({"resourceType", "code", "medicationCodeableConcept", "
 _MODIFIERS = ("modifierExtension", "implicitRules")
 
 
-def _modifier(resource: dict) -> tuple[Msg | None, str]:
+def _modifier(resource: dict, prefix: str = "") -> tuple[Msg | None, str]:
     """(why, element) when the resource, anywhere within (a contained Medication, a dosage), carries a modifier
     extension or implicitRules: fhir3t understands none, so what the resource means cannot be read."""
     rules = resource.get("implicitRules")
     if rules is not None:
-        return MODIFIER(element="implicitRules", what=clip(rules, 60) if isinstance(rules, str) else "?"), "implicitRules"
+        return MODIFIER(element=f"{prefix}implicitRules", what=clip(rules, 60) if isinstance(rules, str) else "?"), "implicitRules"
     stack: list[object] = [resource]
     while stack:
         node = stack.pop()
@@ -418,7 +428,7 @@ def _modifier(resource: dict) -> tuple[Msg | None, str]:
             if ext:
                 urls = [e["url"] for e in ext if isinstance(e, dict) and isinstance(e.get("url"), str)] \
                     if isinstance(ext, list) else []
-                return MODIFIER(element="modifierExtension", what=many([clip(u, 80) for u in urls] or ["?"])), \
+                return MODIFIER(element=f"{prefix}modifierExtension", what=many([clip(u, 80) for u in urls] or ["?"])), \
                     "modifierExtension"
             stack.extend(v for v in node.values() if type(v) in (dict, list))
         elif type(node) is list:
