@@ -145,3 +145,17 @@ def test_a_planned_live_vaccine_coded_in_a_closed_system_is_not_read_as_inactiva
 def test_a_planned_inactivated_vaccine_is_no_live_one(screen, system, code):
     assert result(screen(_recommendation(system, code)), "E12-vaccination") == "not-met"
 
+
+# ---------------------------------------------------------------- a stop reason in a code system the reasons set does not use
+@pytest.mark.parametrize("reason", [
+    {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/medicationrequest-status-reason", "code": "sintol"}]},
+    {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/medicationrequest-status-reason", "code": "salg",
+                 "display": "Suspected Allergy"}]},
+    {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "T45.1X5A"}]},  # adverse effect of immunosuppressants
+])
+def test_a_stop_reason_in_a_system_the_reasons_set_does_not_speak_is_not_another_reason(screen, reason):
+    """R4's MedicationRequest status reasons (sintol: suspected intolerance) or an ICD-10 adverse-effect code are
+    readable codes, but nothing tells fhir3t whether they mean a poor response: unknown, not 'another reason'."""
+    record = med("42316", status="stopped", rtype="MedicationRequest", statusReason=reason)
+    c = screen(record).by_id("E1-prior-3t-failure")
+    assert c.result == "unknown" and f"MedicationRequest/{record['id']}" in c.evidence, c.reason

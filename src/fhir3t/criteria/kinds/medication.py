@@ -193,6 +193,14 @@ class MedicationRule(Kind):
                     return UNKNOWN, clause(REASON_SYSTEM(status=shown, system=ctx.tx.systems.name(codes[0][0])),
                                            MAP_REASON())
                 return UNKNOWN, clause(REASON_UNREADABLE(status=shown), RECORD_WHY())
+            # only a code of a system the reasons set speaks can be told to be another reason: R4's own
+            # medicationrequest-status-reason 'sintol' (suspected intolerance) or an ICD-10 adverse effect is
+            # readable, yet nothing here says whether it means a poor response
+            speaks = self.reasons.systems_used
+            other = known[0][0]
+            known = [c for c in known if c[0] in speaks]
+            if not known:
+                return UNKNOWN, clause(REASON_SYSTEM(status=shown, system=ctx.tx.systems.name(other)), MAP_REASON())
             # a code of a system without its hierarchy in its codes (SNOMED CT) may be a child of a listed
             # reason: what its text says then tells, unless a closed-system code (ICD-10) decides
             named = self.reasons.named_in([t for cc in reasons for t in concept_texts(cc)])
