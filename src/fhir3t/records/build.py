@@ -21,7 +21,7 @@ from fhir3t.records.concepts import MED_TYPES, concept_texts, describe_concept, 
 from fhir3t.records.model import PatientRecord, Res
 from fhir3t.records.relevance import Judged, RunFilter, Why
 from fhir3t.sources.base import RawRecord
-from fhir3t.sources.versions import Conflict, Copy, Deleted
+from fhir3t.sources.versions import COPIES_DIFFER, Conflict, Copy, Deleted
 from fhir3t.terminology import Code
 from fhir3t.textnorm import clip
 
@@ -48,6 +48,8 @@ STATUS_MISSING = Message("record.status-missing", "{element} is missing (it is r
 STATUS_NOT_R4 = Message("record.status-not-r4", "{element} is not an R4 {type}.{element} code")
 MODIFIER = Message("record.modifier", "carries {element} ({what}), which may change what it means and which fhir3t "
                                       "does not understand")
+DRUG_COPIES = Message("record.drug-copies", "names a Medication held in {n} copies that differ, and neither "
+                                           "meta.versionId nor meta.lastUpdated tells which is current")
 DRUG_UNRESOLVED = Message("record.drug-unresolved", "its drug reference does not resolve (the Medication is not in the input)")
 NAMES_NOBODY = Message("record.names-nobody", "names no patient fhir3t can find (the input holds it without a usable "
                                               "patient reference): it may be this patient's")
@@ -258,15 +260,7 @@ class RecordBuilder:
             bad = "medication[x]" if judged.unresolved and rtype != "AdverseEvent" else \
                 "suspectEntity" if rtype == "AdverseEvent" else "code"
             concept = main_concept(rtype, resource, self._resolve)
-            medication = referenced_medication(resource, self._resolve) if rtype in MED_TYPES else None
-            if judged.unresolved:
-                why = DRUG_UNRESOLVED()
-            elif medication is not None and concept is None:  # in the input, but coded only by what it contains
-                why = MEDICATION_UNCODED(what=_ingredients(medication))
-            elif judged.invalid:
-                why = CODE_MALFORMED(concept=describe_concept(concept))
-            else:
-                why = CODE_UNREADABLE(concept=describe_concept(concept))
+            why, bad = self._unreadable(rtype, resource, judged, concept, bad)
             unknown = self.relevance.tx.unknown_systems(concept)
             for system in unknown:
                 self.relevance.report_unknown_system(system, where)
@@ -309,6 +303,19 @@ class RecordBuilder:
             if not isinstance(value, str) or value not in codes:
                 return STATUS_NOT_R4(element=element, type=rtype), element
         return None, ""
+
+    def _unreadable(self, rtype: str, resource: dict, judged: Judged, concept: dict | None, bad: str) -> tuple[Msg, str]:
+        """(why, element) of a record whose code cannot be read."""
+        medication = referenced_medication(resource, self._resolve) if rtype in MED_TYPES else None
+        if judged.unresolved:
+            return DRUG_UNRESOLVED(), bad
+        if medication is not None and medication.get(COPIES_DIFFER):  # sources.grouping.SharedIndex
+            return DRUG_COPIES(n=medication[COPIES_DIFFER]), "medication[x]"
+        if medication is not None and concept is None:  # in the input, but coded only by what it contains
+            return MEDICATION_UNCODED(what=_ingredients(medication)), bad
+        if judged.invalid:
+            return CODE_MALFORMED(concept=describe_concept(concept)), bad
+        return CODE_UNREADABLE(concept=describe_concept(concept)), bad
 
     def _modified(self, rtype: str, resource: dict) -> tuple[Msg | None, str]:
         """(why, element) when the resource, or the Medication a drug record points at (the drug it names is part

@@ -36,6 +36,7 @@ _ELEMENTS = ("medication[x]", "contained", "status", "statusReason", "statusReas
 
 NO_STATUS = Message("medication.no-status", "no status")
 ENDED = Message("medication.ended", "ended")
+BACKWARDS = Message("medication.backwards", "its period ends before it starts")
 ONGOING = Message("medication.ongoing", "{status}, ongoing")
 DATED = Message("medication.dated", "{status}, dated")
 NOT_DATED = Message("medication.not-dated", "{status}, no date")
@@ -118,7 +119,10 @@ class MedicationRule(Kind):
             return self._dispensed(raw, as_of)
         period = raw.get("effectivePeriod")
         if isinstance(period, dict) and isinstance(period.get("end"), str):
-            return span_of(period["end"]), ENDED()
+            end, start = span_of(period["end"]), span_of(period.get("start"))
+            if end is not None and start is not None and end.hi < start.lo:  # R4 per-4: which date is wrong?
+                return None, BACKWARDS()
+            return end, ENDED()
         status = raw.get("status")
         shown: Msg | str = code_word("medication", status) if isinstance(status, str) else NO_STATUS()
         if status in self.ONGOING:
