@@ -132,6 +132,10 @@ class Context:
             if r.hit(vs) is not None:  # the concept is named in an element no rule interprets
                 out[id(r)] = r
                 continue
+            if any(vs.generalizes(c) for c in r.codes) and not any(vs.decides(c) for c in r.codes) \
+                    and not self.read_as_other(r, vs):  # coded by a class above the set's codes: which one?
+                out[id(r)] = r
+                continue
             if not vs.names or any(vs.decides(c) for c in r.codes):
                 continue
             if self.read_as_other(r, vs):

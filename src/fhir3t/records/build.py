@@ -21,7 +21,7 @@ from fhir3t.records.concepts import MED_TYPES, concept_texts, describe_concept, 
 from fhir3t.records.model import PatientRecord, Res
 from fhir3t.records.relevance import Judged, RunFilter, Why
 from fhir3t.sources.base import RawRecord
-from fhir3t.sources.versions import Conflict, Copy, Deleted
+from fhir3t.sources.versions import COPIES_DIFFER, Conflict, Copy, Deleted
 from fhir3t.terminology import Code
 from fhir3t.textnorm import clip
 
@@ -33,6 +33,8 @@ P = table("input.record", {
     "not-a-date": "{element} is not a date: treated as undated",
     "not-fhir-date": "{element} is not a FHIR date: treated as undated",
     "implausible-date": "{element} is implausible (before 1900 or years ahead): treated as undated",
+    "modifier": "{type}: {element} may change what it means and fhir3t does not understand it: criteria that read it "
+                "are left unknown",
 })
 
 Resolve = Callable[[str], "dict | None"]
@@ -44,6 +46,10 @@ _PARENT_ELEMENTS = ("status", "effectiveDateTime", "effectivePeriod", "effective
 #: what cannot be read of a kept resource (a reason names the element, never the value)
 STATUS_MISSING = Message("record.status-missing", "{element} is missing (it is required in R4)")
 STATUS_NOT_R4 = Message("record.status-not-r4", "{element} is not an R4 {type}.{element} code")
+MODIFIER = Message("record.modifier", "carries {element} ({what}), which may change what it means and which fhir3t "
+                                      "does not understand")
+DRUG_COPIES = Message("record.drug-copies", "names a Medication held in {n} copies that differ, and neither "
+                                           "meta.versionId nor meta.lastUpdated tells which is current")
 DRUG_UNRESOLVED = Message("record.drug-unresolved", "its drug reference does not resolve (the Medication is not in the input)")
 NAMES_NOBODY = Message("record.names-nobody", "names no patient fhir3t can find (the input holds it without a usable "
                                               "patient reference): it may be this patient's")
@@ -233,6 +239,8 @@ class RecordBuilder:
         bad_status, bad_element = self._bad_status(rtype, resource)
         if bad_status is None and self._never_counts(rtype, resource):
             return None
+        if bad_status is None:
+            bad_status, bad_element = self._modified(rtype, resource)
         span, text = self._date(rtype, resource, where, inherit_date)
         kept = judged.why in (Why.CODE, Why.ANY, Why.SUSPECT, Why.CONTAINER, Why.ELSEWHERE)
         plan = self.relevance.plan
@@ -252,15 +260,7 @@ class RecordBuilder:
             bad = "medication[x]" if judged.unresolved and rtype != "AdverseEvent" else \
                 "suspectEntity" if rtype == "AdverseEvent" else "code"
             concept = main_concept(rtype, resource, self._resolve)
-            medication = referenced_medication(resource, self._resolve) if rtype in MED_TYPES else None
-            if judged.unresolved:
-                why = DRUG_UNRESOLVED()
-            elif medication is not None and concept is None:  # in the input, but coded only by what it contains
-                why = MEDICATION_UNCODED(what=_ingredients(medication))
-            elif judged.invalid:
-                why = CODE_MALFORMED(concept=describe_concept(concept))
-            else:
-                why = CODE_UNREADABLE(concept=describe_concept(concept))
+            why, bad = self._unreadable(rtype, resource, judged, concept, bad)
             unknown = self.relevance.tx.unknown_systems(concept)
             for system in unknown:
                 self.relevance.report_unknown_system(system, where)
@@ -271,7 +271,9 @@ class RecordBuilder:
             return None
         res = Res(rtype, resource, ref, codes, span, where, text, why, judged.texts, part_of, bad, judged.hits)
         if why is not None:
-            if bad_status is not None:
+            if bad_element in _MODIFIERS:
+                self.problems.add(where, P["modifier"](type=rtype, element=bad_element), skipped=False)
+            elif bad_status is not None:
                 self.problems.add(where, P["bad-status"](type=rtype, status=bad_status), skipped=False)
             rec.unread.setdefault(rtype, []).append(res)
             return res
@@ -301,6 +303,29 @@ class RecordBuilder:
             if not isinstance(value, str) or value not in codes:
                 return STATUS_NOT_R4(element=element, type=rtype), element
         return None, ""
+
+    def _unreadable(self, rtype: str, resource: dict, judged: Judged, concept: dict | None, bad: str) -> tuple[Msg, str]:
+        """(why, element) of a record whose code cannot be read."""
+        medication = referenced_medication(resource, self._resolve) if rtype in MED_TYPES else None
+        if judged.unresolved:
+            return DRUG_UNRESOLVED(), bad
+        if medication is not None and medication.get(COPIES_DIFFER):  # sources.grouping.SharedIndex
+            return DRUG_COPIES(n=medication[COPIES_DIFFER]), "medication[x]"
+        if medication is not None and concept is None:  # in the input, but coded only by what it contains
+            return MEDICATION_UNCODED(what=_ingredients(medication)), bad
+        if judged.invalid:
+            return CODE_MALFORMED(concept=describe_concept(concept)), bad
+        return CODE_UNREADABLE(concept=describe_concept(concept)), bad
+
+    def _modified(self, rtype: str, resource: dict) -> tuple[Msg | None, str]:
+        """(why, element) when the resource, or the Medication a drug record points at (the drug it names is part
+        of what it says), carries a modifier fhir3t does not understand (`_modifier`), else (None, "")."""
+        why, element = _modifier(resource)
+        if why is None and rtype in MED_TYPES and "medicationReference" in resource:
+            medication = referenced_medication(resource, self._resolve)
+            if medication is not None:
+                return _modifier(medication, "Medication.")
+        return why, element
 
     def _never_counts(self, rtype: str, resource: dict) -> bool:
         return never_counts(rtype, resource, self.facts)
@@ -387,7 +412,35 @@ class RecordBuilder:
 
 #: what makes a resource what it is, whatever a rule declares it reads
 _ALWAYS_READ = frozenset({"resourceType", "code", "medicationCodeableConcept", "medicationReference", "vaccineCode",
-                          "component", "result", "hasMember", "contained", "status"})
+                          "component", "result", "hasMember", "contained", "status", "modifierExtension",
+                          "implicitRules"})
+
+#: R4's general modifiers: an extension that changes the meaning of the element holding it (it may negate the whole
+#: record: 'not given', 'refuted'), and rules beyond FHIR's own that the resource was written under. A processor that
+#: does not understand one must not read the element as if it were absent (R4 Extensibility 2.17.3 and 2.21.0.4)
+_MODIFIERS = ("modifierExtension", "implicitRules")
+
+
+def _modifier(resource: dict, prefix: str = "") -> tuple[Msg | None, str]:
+    """(why, element) when the resource, anywhere within (a contained Medication, a dosage), carries a modifier
+    extension or implicitRules: fhir3t understands none, so what the resource means cannot be read."""
+    rules = resource.get("implicitRules")
+    if rules is not None:
+        return MODIFIER(element=f"{prefix}implicitRules", what=clip(rules, 60) if isinstance(rules, str) else "?"), "implicitRules"
+    stack: list[object] = [resource]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            ext = node.get("modifierExtension")
+            if ext:
+                urls = [e["url"] for e in ext if isinstance(e, dict) and isinstance(e.get("url"), str)] \
+                    if isinstance(ext, list) else []
+                return MODIFIER(element=f"{prefix}modifierExtension", what=many([clip(u, 80) for u in urls] or ["?"])), \
+                    "modifierExtension"
+            stack.extend(v for v in node.values() if type(v) in (dict, list))
+        elif type(node) is list:
+            stack.extend(v for v in node if type(v) in (dict, list))
+    return None, ""
 _CHOICE = re.compile(r"^([a-z][A-Za-z]*?)[A-Z][A-Za-z]*$")
 
 

@@ -406,16 +406,27 @@ class Relevance:
         return found[0] if found else None
 
     def suspects(self, rtype: str, codes: tuple[Code, ...], texts: tuple[str, ...]) -> list[ValueSet]:
-        """Every value set of this type whose names the (folded) texts use and which no closed-system code
-        (ICD-10, ATC) decides, in plan order."""
+        """Every value set of this type whose names the (folded) texts use, or whose codes lie under a class
+        the record is coded by (ATC L04AA, ICD-10 B18: what kind of thing, not which), and which no
+        closed-system code (ICD-10, ATC) decides, in plan order."""
+        above = _above(self.plan.valuesets.get(rtype, ()), codes)
         if not texts:
-            return []
+            return above
         names = self.plan.names(rtype)
         if not names:
-            return []
+            return above
         # decides: a closed-system code (ICD-10, ATC) settles membership by itself, unless it is a class
         # above the set's codes (ATC L04AX), which names no member
-        return [vs for vs in names.which(texts) if not any(vs.decides(c) for c in codes)]
+        named = [vs for vs in names.which(texts) if not any(vs.decides(c) for c in codes)]
+        return named + [vs for vs in above if vs not in named]
+
+
+def _above(sets: tuple[ValueSet, ...], codes: tuple[Code, ...]) -> list[ValueSet]:
+    """The sets some code is a class above (ValueSet.generalizes), where no code is in the set or decides it."""
+    if not codes:
+        return []
+    return [vs for vs in sets if any(vs.generalizes(c) for c in codes)
+            and not any(c in vs or vs.decides(c) for c in codes)]
 
 
 def _main_key(rtype: str, res: dict) -> tuple[object, ...] | None:

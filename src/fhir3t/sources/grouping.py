@@ -49,7 +49,16 @@ from fhir3t.sources.files import (
 from fhir3t.sources.native import NativeLines
 from fhir3t.sources.seen import AMBIGUOUS, IdentLog, SeenPatients, resolve_identifiers
 from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
-from fhir3t.sources.versions import Deleted, history_entries, later_version, newest_in_history, reconcile
+from fhir3t.sources.versions import (
+    COPIES_DIFFER,
+    Deleted,
+    Undecided,
+    history_entries,
+    later_version,
+    newest,
+    newest_in_history,
+    reconcile,
+)
 
 #: what is said about input that cannot be filed under a patient
 P = table("input.grouping", {
@@ -138,6 +147,10 @@ class Pending:
     why: Msg | None = None
 
 
+#: types many patients' records point at (r4-facts shared_types: Medication, ResearchStudy)
+_SHARED = frozenset(r4_facts().shared_types)
+
+
 @dataclass
 class SharedIndex:
     """Resources that many patients' resources point at (Medication, ResearchStudy), and results
@@ -190,7 +203,7 @@ class SharedIndex:
     def from_entries(cls, entries: Iterable[tuple[str, dict, str | None]]) -> SharedIndex:
         out = cls()
         for ref, r, orphan in entries:
-            out.by_ref[ref] = r
+            out._put(ref, r)
             if orphan is not None:
                 out.orphans[id(r)] = (r["resourceType"], orphan)
         return out
@@ -224,9 +237,28 @@ class SharedIndex:
     def add(self, resource: dict, full_url: str | None = None) -> None:
         rid = resource.get("id")
         if isinstance(rid, str):
-            self.by_ref[f"{resource['resourceType']}/{rid}"] = resource
+            self._put(f"{resource['resourceType']}/{rid}", resource)
         if full_url:
-            self.by_ref[full_url] = resource
+            self._put(full_url, resource)
+
+    def _put(self, ref: str, resource: dict) -> None:
+        """File a resource under a reference. Another copy already there that differs is ordered by its meta
+        (sources.versions): the newer stays; when the order cannot be told, neither is the resource a
+        reference names, and a stand-in that says so takes their place (records.build names it)."""
+        old = self.by_ref.get(ref)
+        if old is not None and resource.get("resourceType") not in _SHARED:
+            self.by_ref[ref] = resource  # results that name no patient: a record's own copies are reconciled there
+            return
+        if old is None or old is resource or old.get(COPIES_DIFFER):
+            self.by_ref[ref] = old if old is not None and old.get(COPIES_DIFFER) else resource
+            return
+        pick = newest(old, resource)
+        if not isinstance(pick, Undecided):
+            self.by_ref[ref] = pick  # type: ignore[assignment]  # of two dicts, one
+            return
+        rid = resource.get("id")
+        self.by_ref[ref] = {"resourceType": resource.get("resourceType"), **({"id": rid} if isinstance(rid, str) else {}),
+                            COPIES_DIFFER: len(pick.copies)}
 
     def get(self, ref: str) -> dict | None:
         hit = self.by_ref.get(ref)

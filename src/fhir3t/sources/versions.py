@@ -51,6 +51,11 @@ class Deleted:
 Copy = dict | Deleted
 
 
+#: the key of the stand-in a shared index files under a reference whose copies differ and cannot be ordered (the
+#: number of distinct copies): no element of R4 is named so, and the stand-in carries nothing else to read
+COPIES_DIFFER = "_fhir3t_copies_differ"
+
+
 @dataclass(frozen=True)
 class Undecided:
     """Copies of one resource that differ and whose order cannot be told (at least two)."""

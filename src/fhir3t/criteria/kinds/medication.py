@@ -22,6 +22,7 @@ from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
 from fhir3t.messages import Clause, Message, Msg, clause
 from fhir3t.messages.reasons import absent
 from fhir3t.records.build import span_of
+from fhir3t.records.concepts import concept_texts
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read, read
 from fhir3t.terminology import Code, ValueSet
@@ -35,6 +36,7 @@ _ELEMENTS = ("medication[x]", "contained", "status", "statusReason", "statusReas
 
 NO_STATUS = Message("medication.no-status", "no status")
 ENDED = Message("medication.ended", "ended")
+BACKWARDS = Message("medication.backwards", "its period ends before it starts")
 ONGOING = Message("medication.ongoing", "{status}, ongoing")
 DATED = Message("medication.dated", "{status}, dated")
 NOT_DATED = Message("medication.not-dated", "{status}, no date")
@@ -54,6 +56,10 @@ REASON_SYSTEM = Message("medication.reason-system", "{status}, reason coded in {
 MAP_REASON = Message("medication.map-reason", "map it (ConceptMap) or code it in SNOMED CT to decide")
 REASON_UNREADABLE = Message("medication.reason-unreadable", "{status} with an unreadable reason")
 OTHER_REASON = Message("medication.other-reason", "{status} for another reason")
+REASON_NAMES = Message("medication.reason-names", "{status} for {code}, whose text says '{name}'")
+CONFIRM_REASON = Message("medication.confirm-reason",
+                         "code the reason in the set (e.g. SNOMED CT 58848006 lack of drug action) or confirm it is "
+                         "another to decide")
 STATUS = Message("medication.status", "{status}")
 CODED = Message("medication.coded", "{code} {finding}")
 TITLED = Message("medication.titled", "{title}: {finding}")
@@ -79,6 +85,10 @@ class MedicationRule(Kind):
     required = ("valueset", "mode")
 
     ONGOING: ClassVar[frozenset[str]] = frozenset({"active", "intended", "on-hold", "in-progress"})
+    #: R4 statuses of a drug record that was never stopped: going on, or not yet begun (a draft order, a dispense
+    #: being prepared). Any other (stopped, completed, on-hold, unknown, a status fhir3t does not know) may
+    #: have been stopped for the reason a stopped-for-reason rule looks for.
+    NOT_STOPPED: ClassVar[frozenset[str]] = frozenset({"active", "intended", "in-progress", "draft", "preparation"})
     HOURS: ClassVar[dict[str, float]] = {"h": 1, "d": 24, "min": 1 / 60, "wk": 168}
 
     @classmethod
@@ -109,7 +119,10 @@ class MedicationRule(Kind):
             return self._dispensed(raw, as_of)
         period = raw.get("effectivePeriod")
         if isinstance(period, dict) and isinstance(period.get("end"), str):
-            return span_of(period["end"]), ENDED()
+            end, start = span_of(period["end"]), span_of(period.get("start"))
+            if end is not None and start is not None and end.hi < start.lo:  # R4 per-4: which date is wrong?
+                return None, BACKWARDS()
+            return end, ENDED()
         status = raw.get("status")
         shown: Msg | str = code_word("medication", status) if isinstance(status, str) else NO_STATUS()
         if status in self.ONGOING:
@@ -172,7 +185,7 @@ class MedicationRule(Kind):
         if any(c in self.reasons for c in codes):
             code = next(c for c in codes if c in self.reasons)[1]
             return MET, clause(FOR_REASON(status=shown, code=code, reasons=self.reasons.name_text.lower()))
-        if status in ("stopped", "completed"):
+        if status not in self.NOT_STOPPED:  # stopped, completed, on hold, or a status that does not say
             if not reasons:
                 return UNKNOWN, clause(NO_REASON(status=shown), RECORD_WHY())
             known = [c for c in codes if ctx.tx.systems.known(c[0]) and ctx.tx.systems.valid(*c)]
@@ -184,6 +197,20 @@ class MedicationRule(Kind):
                     return UNKNOWN, clause(REASON_SYSTEM(status=shown, system=ctx.tx.systems.name(codes[0][0])),
                                            MAP_REASON())
                 return UNKNOWN, clause(REASON_UNREADABLE(status=shown), RECORD_WHY())
+            # only a code of a system the reasons set speaks can be told to be another reason: R4's own
+            # medicationrequest-status-reason 'sintol' (suspected intolerance) or an ICD-10 adverse effect is
+            # readable, yet nothing here says whether it means a poor response
+            speaks = self.reasons.systems_used
+            other = known[0][0]
+            known = [c for c in known if c[0] in speaks]
+            if not known:
+                return UNKNOWN, clause(REASON_SYSTEM(status=shown, system=ctx.tx.systems.name(other)), MAP_REASON())
+            # a code of a system without its hierarchy in its codes (SNOMED CT) may be a child of a listed
+            # reason: what its text says then tells, unless a closed-system code (ICD-10) decides
+            named = self.reasons.named_in([t for cc in reasons for t in concept_texts(cc)])
+            if named is not None and not any(self.reasons.decides(c) for c in known):
+                code = f"{ctx.tx.systems.name(known[0][0])} {known[0][1]}"
+                return UNKNOWN, clause(REASON_NAMES(status=shown, code=code, name=named), CONFIRM_REASON())
             return NOT_MET, clause(OTHER_REASON(status=shown))
         return NOT_MET, clause(STATUS(status=shown))
 
