@@ -206,3 +206,15 @@ def test_a_drug_period_that_ends_before_it_starts_gives_no_last_exposure(screen)
     record = med("3008", status="completed", start="2026-06-10", end="2026-01-10")  # per-4 broken: which is wrong?
     c = screen(record).by_id("E2-recent-immunomodulator")
     assert c.result == "unknown" and f"MedicationStatement/{record['id']}" in c.evidence
+
+
+def test_the_modifier_check_finds_a_modifier_in_what_its_fast_path_cannot_write():
+    """The check writes the resource with orjson to look for the names first; an integer past 64 bits (which
+    the standard library's JSON reader gives) cannot be written so, and the resource is walked instead."""
+    from fhir3t.records.build import _modifier
+
+    big = {"resourceType": "Observation", "valueInteger": 2 ** 70,
+           "component": [{"modifierExtension": [{"url": "http://lis.example.org/not-performed"}]}]}
+    assert _modifier(big)[1] == "modifierExtension"
+    assert _modifier({**big, "component": []}) == (None, "")
+    assert _modifier({"resourceType": "Observation", "note": [{"text": 'says "modifierExtension"'}]}) == (None, "")
