@@ -255,3 +255,28 @@ def test_coordinator_notes_for_deceased_and_already_enrolled(screen):
     assert len(r.notes) == 1 and r.notes[0].startswith("already on-study in NCT06438679")
     assert r.to_dict()["notes"] == list(r.notes)
     assert screen(research_subject(US, status="candidate")).notes == ()
+
+
+@pytest.mark.parametrize("abatement", [
+    {"abatementString": "2026-09"},                                        # a date in words R4 allows
+    {"abatementDateTime": "2026-13-45"},                                   # not a date
+    {"abatementPeriod": {"start": "2015-04-01", "end": "soon"}},           # an end that is not a date
+    {"abatementAge": {"value": 45, "unit": "yrs old"}},                    # a unit fhir3t does not know
+    {"abatementRange": {"low": {"value": 45, "unit": "decades"}}},         # likewise, as a Range
+])
+def test_a_condition_date_that_cannot_be_read_keeps_its_window_unknown(screen, abatement):
+    # resolved long ago by its readable dates, but when it abated cannot be read: it may be inside the window
+    c = cond("C50.911", CM, clinical="resolved", onsetDateTime="2010-03-01", recordedDate="2010-03-02", **abatement)
+    e6 = screen(c).by_id("E6-malignancy")
+    assert e6.result == "unknown" and f"Condition/{c['id']}" in e6.evidence
+    assert "abatement date cannot be read" in e6.reason
+
+
+def test_a_condition_date_that_cannot_be_read_does_not_hide_one_in_the_window(screen):
+    c = cond("C50.911", CM, clinical="resolved", onsetDateTime="2010-03-01", abatementString="last spring",
+             recordedDate="2026-05-01")
+    assert result(screen(c), "E6-malignancy") == "met"
+    # abatementBoolean says whether, not when: the readable dates decide, as with no abatement at all
+    c = cond("C50.911", CM, clinical="resolved", onsetDateTime="2010-03-01", abatementBoolean=True,
+             recordedDate="2010-03-02")
+    assert result(screen(c), "E6-malignancy") == "not-met"
