@@ -351,3 +351,54 @@ def test_disk_store_gives_back_every_patient_whole_as_memory_holds_it(tmp_path: 
     assert got == want and set(got) == set(keys)
     disk.close()
     assert not disk.dir.exists()
+
+
+def _export_with(tmp_path: Path, extra: dict[str, list[dict]]) -> Path:
+    """The eligible sample written as a Bulk export (one NDJSON file per type), with extra lines per file."""
+    bundle = json.loads((SCREENING / "01-eligible-classic.json").read_text())
+    by_type: dict[str, list[dict]] = {}
+    for e in bundle["entry"]:
+        by_type.setdefault(e["resource"]["resourceType"], []).append(e["resource"])
+    for name, lines in extra.items():
+        by_type.setdefault(name, []).extend(lines)
+    for name, lines in by_type.items():
+        (tmp_path / f"{name}.ndjson").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return tmp_path
+
+
+HIV = cond("B20", CM, pid="p01")
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+@pytest.mark.parametrize("btype", ["collection", "searchset", "transaction"])
+def test_a_bundle_written_as_an_ndjson_line_is_read(tmp_path, native, btype):
+    if native == "on":
+        pytest.importorskip("duckdb")
+    line = {"resourceType": "Bundle", "type": btype, "entry": [{"fullUrl": f"urn:uuid:{HIV['id']}", "resource": HIV}]}
+    folder = _export_with(tmp_path, {"Condition": [line]})
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    assert r.by_id("E9-hiv").result == "met" and r.status == "ineligible"
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+def test_a_delete_of_a_bulk_deleted_file_keeps_a_copy_of_unknown_order_unknown(tmp_path, native):
+    if native == "on":
+        pytest.importorskip("duckdb")
+    dm = {"resourceType": "Bundle", "type": "transaction",
+          "entry": [{"request": {"method": "DELETE", "url": "Condition/p01-dm"}}]}
+    folder = _export_with(tmp_path, {"deleted": [dm]})
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    i2 = r.by_id("I2-dm")
+    assert i2.result == "unknown" and "Condition/p01-dm" in i2.evidence and r.status != "eligible"
+    # a deletion older than the copy read (both versioned) removes nothing
+    dm["entry"][0]["response"] = {"etag": 'W/"1"'}
+    bundle = json.loads((SCREENING / "01-eligible-classic.json").read_text())
+    for e in bundle["entry"]:
+        e["resource"].setdefault("meta", {})["versionId"] = "2"
+    (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+    for f in tmp_path.glob("*.ndjson"):
+        if f.name != "deleted.ndjson":
+            f.unlink()
+    (tmp_path / "deleted.ndjson").write_text(json.dumps(dm) + "\n")
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    assert r.by_id("I2-dm").result == "met" and r.status == "eligible"

@@ -57,7 +57,8 @@ VERSIONS_UNORDERED = Message("record.versions-unordered",
                              "is held in {n} copies that differ on what the criteria read, and neither meta.versionId "
                              "nor meta.lastUpdated tells which is current ({copies})")
 DELETE_UNORDERED = Message("record.delete-unordered",
-                           "was deleted in a history Bundle, and neither meta.versionId nor meta.lastUpdated tells "
+                           "was deleted in a Bundle (a history, a transaction, a Bulk export's deleted file), and neither "
+                           "meta.versionId nor meta.lastUpdated tells "
                            "whether this copy is older or newer than the deletion ({copies})")
 COPY_META = Message("record.copy-meta", "version {version} of {updated}")
 COPY_VERSION = Message("record.copy-version", "version {version}")

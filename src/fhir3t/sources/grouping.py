@@ -394,9 +394,13 @@ class GroupingSource:
     def _document(self, data: object, where: str) -> None:
         untyped: list[Entry] = []
         entries = bundle_entries(data, where, self.problems, untyped)
-        if isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") == "history" \
-                and isinstance(data.get("entry"), list):
-            entries = self._history(data["entry"], entries or [], where)
+        if isinstance(data, dict) and data.get("resourceType") == "Bundle" and isinstance(data.get("entry"), list):
+            if data.get("type") == "history":
+                entries = self._history(data["entry"], entries or [], where)
+            else:  # a transaction's or a Bulk export's `deleted` DELETE: a tombstone of unknown order
+                for _, c in history_entries(data["entry"], where):
+                    if isinstance(c, Deleted):
+                        self.shared.delete(Deleted(c.ref, c.version_id, c.last_updated, c.where))
         if not entries and not untyped:
             return
         try:
@@ -488,6 +492,9 @@ class GroupingSource:
                 raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
                 if raw.strip():  # a blank line is no resource and no problem
                     parse_line(raw, f"{where}:{lineno}", problems, terminated=terminated)
+                continue
+            if rtype == "Bundle":  # a Bundle written as one line: read as a document
+                self._document(res, f"{where}:{lineno}")
                 continue
             # a later version is kept whatever it says (sources.versions) and teaches its key nothing
             learn = key is not None and key not in verdicts and not later_version(res)
