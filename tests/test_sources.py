@@ -402,3 +402,79 @@ def test_a_delete_of_a_bulk_deleted_file_keeps_a_copy_of_unknown_order_unknown(t
     (tmp_path / "deleted.ndjson").write_text(json.dumps(dm) + "\n")
     [r] = list(screen([folder], as_of=AS_OF, native=native))
     assert r.by_id("I2-dm").result == "met" and r.status == "eligible"
+
+
+def _hiv_line(**patch) -> bytes:
+    return json.dumps({**HIV, **patch}).encode()
+
+
+def _write_lines(folder: Path, name: str, extra: bytes) -> None:
+    with (folder / name).open("ab") as fh:
+        fh.write(extra + b"\n")
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+def test_a_line_with_bytes_that_are_not_utf8_is_read_with_them_replaced(tmp_path, native):
+    if native == "on":
+        pytest.importorskip("duckdb")
+    folder = _export_with(tmp_path, {})
+    _write_lines(folder, "Condition.ndjson", _hiv_line(note=[{"text": "XX"}]).replace(b"XX", b"caf\xe9 au lait"))
+    problems = Problems()
+    [r] = list(screen([folder], as_of=AS_OF, native=native, problems=problems))
+    assert r.by_id("E9-hiv").result == "met"  # a Latin-1 note does not hide the diagnosis
+    assert any("not UTF-8" in str(p) for p in problems)
+    # a bad byte inside the code: no code fhir3t knows, so the record keeps its rules unknown
+    (tmp_path / "code").mkdir()
+    folder = _export_with(tmp_path / "code", {})
+    _write_lines(folder, "Condition.ndjson", _hiv_line().replace(b'"B20"', b'"B2\xb00"'))
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    assert r.by_id("E9-hiv").result == "unknown" and r.status != "eligible"
+
+
+def test_a_bundle_file_with_bytes_that_are_not_utf8_is_read(tmp_path):
+    bundle = json.loads((SCREENING / "01-eligible-classic.json").read_text())
+    bundle["entry"].append({"resource": {**HIV, "note": [{"text": "XX"}]}})
+    (tmp_path / "b.json").write_bytes(json.dumps(bundle).encode().replace(b"XX", b"\xff\xfe odd"))
+    [r] = list(screen([tmp_path], as_of=AS_OF))
+    assert r.by_id("E9-hiv").result == "met"
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+def test_a_line_that_is_not_json_keeps_the_patient_it_names_unknown(tmp_path, native):
+    if native == "on":
+        pytest.importorskip("duckdb")
+    folder = _export_with(tmp_path, {})
+    line = _hiv_line()
+    _write_lines(folder, "Condition.ndjson", line[: line.index(b'"subject"') + 45] + b'", "onset')  # cut mid-record
+    problems = Problems()
+    [r] = list(screen([folder], as_of=AS_OF, native=native, problems=problems))
+    e9 = r.by_id("E9-hiv")
+    assert e9.result == "unknown" and any(ev.endswith("Condition.ndjson:2") for ev in e9.evidence)
+    assert r.status == "candidate" and problems.any_skipped
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+def test_a_line_that_is_not_json_and_names_nobody_may_be_anyones(tmp_path, native):
+    if native == "on":
+        pytest.importorskip("duckdb")
+    folder = _export_with(tmp_path, {})
+    _write_lines(folder, "Condition.ndjson", _hiv_line()[:70])  # the type, but not whose
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    assert r.by_id("E9-hiv").result == "unknown" and r.status == "candidate"
+    # a line of a type no rule reads says nothing to any criterion
+    folder = tmp_path / "enc"
+    folder.mkdir()
+    _export_with(folder, {})
+    _write_lines(folder, "Encounter.ndjson", b'{"resourceType": "Encounter", "id": "e9", "status": "fini')
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    assert r.status == "eligible"
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+def test_a_line_with_a_comma_before_a_closing_bracket_is_read_as_duckdb_reads_it(tmp_path, native):
+    if native == "on":
+        pytest.importorskip("duckdb")
+    folder = _export_with(tmp_path, {})
+    _write_lines(folder, "Condition.ndjson", _hiv_line()[:-1] + b", }")
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    assert r.by_id("E9-hiv").result == "met"
