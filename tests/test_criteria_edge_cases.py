@@ -280,3 +280,25 @@ def test_a_condition_date_that_cannot_be_read_does_not_hide_one_in_the_window(sc
     c = cond("C50.911", CM, clinical="resolved", onsetDateTime="2010-03-01", abatementBoolean=True,
              recordedDate="2010-03-02")
     assert result(screen(c), "E6-malignancy") == "not-met"
+
+
+BIRTHSEX = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex"
+
+
+@pytest.mark.parametrize("extension,expected", [
+    ({"url": BIRTHSEX, "valueCode": "F"}, "unknown"),        # male gender, female at birth: may be pregnant
+    ({"url": BIRTHSEX, "valueCode": "X"}, "unknown"),        # a sex fhir3t cannot read
+    ({"url": BIRTHSEX}, "unknown"),                          # no value at all
+    ({"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-sex",
+      "valueCoding": {"system": SCT, "code": "248152002"}}, "unknown"),
+    ({"url": "http://hl7.org/fhir/StructureDefinition/patient-sexParameterForClinicalUse",
+      "extension": [{"url": "value", "valueCodeableConcept": {"coding": [{"code": "female-typical"}]}}]}, "unknown"),
+    ({"url": BIRTHSEX, "valueCode": "M"}, "not-met"),        # agrees with gender
+    ({"url": BIRTHSEX, "valueCode": "UNK"}, "not-met"),      # says nothing beside gender
+])
+def test_a_sex_stated_beside_gender_decides_only_when_it_agrees(screen, extension, expected):
+    man = patient(gender="male", extension=[extension])
+    e13 = screen(man).by_id("E13-pregnancy")  # no hCG: for a man, gender alone decided 'not pregnant'
+    assert e13.result == expected
+    assert screen(patient(gender="female", extension=[extension]), neg("2106-3", "2026-06-10")).by_id(
+        "E13-pregnancy").result == "not-met"  # a negative hCG decides whatever the sex
