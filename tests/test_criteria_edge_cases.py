@@ -302,3 +302,23 @@ def test_a_sex_stated_beside_gender_decides_only_when_it_agrees(screen, extensio
     assert e13.result == expected
     assert screen(patient(gender="female", extension=[extension]), neg("2106-3", "2026-06-10")).by_id(
         "E13-pregnancy").result == "not-met"  # a negative hCG decides whatever the sex
+
+
+def test_a_record_coded_both_in_and_out_of_a_value_set_is_unknown(screen):
+    # ICD-10-CM M33.00 (juvenile, left out on purpose) beside SNOMED CT 396230008 (dermatomyositis)
+    dm = cond("M33.00", CM)
+    dm["code"]["coding"].append({"system": SCT, "code": "396230008"})
+    i2 = screen(dm).by_id("I2-dm")
+    assert i2.result == "unknown" and f"Condition/{dm['id']}" in i2.evidence
+    assert "ICD-10-CM M33.00" in i2.reason and "SNOMED CT 396230008" in i2.reason
+    # the same for an exclusion: a thyroid cancer (not counted) also coded as a malignant neoplasm
+    c = cond("C73", CM)
+    c["code"]["coding"].append({"system": SCT, "code": "363346000"})
+    assert result(screen(c), "E6-malignancy") == "unknown"
+    # codings that agree decide as before
+    ok = cond("M33.10", CM)
+    ok["code"]["coding"].append({"system": SCT, "code": "396230008"})
+    assert result(screen(ok), "I2-dm") == "met"
+    resolved = cond("M33.00", CM, clinical="resolved")
+    resolved["code"]["coding"].append({"system": SCT, "code": "396230008"})
+    assert result(screen(resolved), "I2-dm") == "not-met"  # not active whichever coding is right
