@@ -478,3 +478,37 @@ def test_a_line_with_a_comma_before_a_closing_bracket_is_read_as_duckdb_reads_it
     _write_lines(folder, "Condition.ndjson", _hiv_line()[:-1] + b", }")
     [r] = list(screen([folder], as_of=AS_OF, native=native))
     assert r.by_id("E9-hiv").result == "met"
+
+
+def test_copies_of_a_patient_that_disagree_on_a_read_element_keep_it_unknown(tmp_path):
+    folder = _export_with(tmp_path, {})
+    p01 = json.loads((folder / "Patient.ndjson").read_text())
+    for other in ("Patient.0.ndjson", "Patient.z.ndjson"):  # another export's copy, read before or after
+        (folder / other).write_text(json.dumps({**p01, "birthDate": "2010-04-12"}) + "\n")
+        [r] = list(screen([folder], as_of=AS_OF))
+        i1 = r.by_id("I1-age")
+        assert i1.result == "unknown" and "copies" in i1.reason and r.status == "candidate", other
+        (folder / other).unlink()
+    # ordered by meta.versionId: the newest copy decides
+    (folder / "Patient.ndjson").write_text(json.dumps({**p01, "meta": {"versionId": "3"}}) + "\n")
+    (folder / "Patient.2.ndjson").write_text(json.dumps({**p01, "birthDate": "2010-04-12", "meta": {"versionId": "2"}}) + "\n")
+    [r] = list(screen([folder], as_of=AS_OF))
+    assert r.by_id("I1-age").result == "met" and r.status == "eligible"
+    (folder / "Patient.2.ndjson").write_text(json.dumps({**p01, "birthDate": "2010-04-12", "meta": {"versionId": "4"}}) + "\n")
+    [r] = list(screen([folder], as_of=AS_OF))
+    assert r.by_id("I1-age").result == "not-met"
+
+
+def test_copies_of_a_patient_that_disagree_on_its_sex_keep_the_sex_rule_unknown(tmp_path):
+    folder = _export_with(tmp_path, {})
+    (folder / "Observation.ndjson").write_text("".join(
+        line + "\n" for line in (folder / "Observation.ndjson").read_text().splitlines() if '"p01-hcg"' not in line))
+    p01 = json.loads((folder / "Patient.ndjson").read_text())
+    (folder / "Patient.ndjson").write_text(json.dumps({**p01, "gender": "male"}) + "\n")
+    [r] = list(screen([folder], as_of=AS_OF))
+    assert r.by_id("E13-pregnancy").result == "not-met"  # one copy: a man, without an hCG
+    for other in ("Patient.0.ndjson", "Patient.z.ndjson"):  # another copy says female, read before or after
+        (folder / other).write_text(json.dumps(p01) + "\n")
+        [r] = list(screen([folder], as_of=AS_OF))
+        assert r.by_id("E13-pregnancy").result == "unknown" and r.status == "candidate", other
+        (folder / other).unlink()

@@ -129,7 +129,9 @@ class ConditionRule(Kind):
         else:
             assert window is not None
             patient = ctx.record.patient
-            dated = self._dates(raw, span_of(patient.get("birthDate")) if isinstance(patient, dict) else None)
+            birth = span_of(patient.get("birthDate")) if isinstance(patient, dict) \
+                and "birthDate" not in ctx.record.disputed else None
+            dated = self._dates(raw, birth)
             in_window = [(name, s) for name, s in dated if s is not None]
             unread = list(dict.fromkeys(name for name, s in dated if s is None))
             # a date that is there but cannot be read may lie in the window: it keeps the window unknown

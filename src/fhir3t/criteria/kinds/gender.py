@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Label, Rule, code_word, text_arg
+from fhir3t.criteria.base import KEEP_CURRENT, Builder, Kind, Label, Rule, code_word, text_arg
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, UNKNOWN
 from fhir3t.messages import Message, Msg, many, reason
@@ -22,6 +22,8 @@ GENDER = Message("gender.is", "gender {gender}")
 SEX_DIFFERS = Message("gender.sex-differs", "gender {gender}, but its {source} is {sex}")
 SEX_UNREAD = Message("gender.sex-unread", "gender {gender}, but its {source} cannot be read")
 CONFIRM_SEX = Message("gender.confirm-sex", "confirm which sex decides it")
+COPIES_DIFFER = Message("gender.copies-differ", "{record} is held in copies that state different sexes, and neither "
+                                                "meta.versionId nor meta.lastUpdated tells which is current")
 DESCRIBE = Message("gender.describe", "gender is {genders}")
 
 
@@ -46,6 +48,8 @@ class Gender(Kind):
         ev = (ctx.patient_ref,) if ctx.record.patient else ()
         if raw is not None and (not isinstance(raw, str) or raw not in (r4_facts().codes_of("Patient", "gender") or ())):
             return Outcome(UNKNOWN, ev, reason(NOT_R4(), CORRECT_IT()))
+        if ctx.record.disputed & {"gender", "extension"}:
+            return Outcome(UNKNOWN, ev, reason(COPIES_DIFFER(record=ctx.patient_ref), KEEP_CURRENT()))
         g = raw if isinstance(raw, str) and raw else "unknown"
         shown = code_word("gender", g)
         for source, sex in stated_sexes(ctx.record.patient or {}):
