@@ -255,3 +255,70 @@ def test_coordinator_notes_for_deceased_and_already_enrolled(screen):
     assert len(r.notes) == 1 and r.notes[0].startswith("already on-study in NCT06438679")
     assert r.to_dict()["notes"] == list(r.notes)
     assert screen(research_subject(US, status="candidate")).notes == ()
+
+
+@pytest.mark.parametrize("abatement", [
+    {"abatementString": "2026-09"},                                        # a date in words R4 allows
+    {"abatementDateTime": "2026-13-45"},                                   # not a date
+    {"abatementPeriod": {"start": "2015-04-01", "end": "soon"}},           # an end that is not a date
+    {"abatementAge": {"value": 45, "unit": "yrs old"}},                    # a unit fhir3t does not know
+    {"abatementRange": {"low": {"value": 45, "unit": "decades"}}},         # likewise, as a Range
+])
+def test_a_condition_date_that_cannot_be_read_keeps_its_window_unknown(screen, abatement):
+    # resolved long ago by its readable dates, but when it abated cannot be read: it may be inside the window
+    c = cond("C50.911", CM, clinical="resolved", onsetDateTime="2010-03-01", recordedDate="2010-03-02", **abatement)
+    e6 = screen(c).by_id("E6-malignancy")
+    assert e6.result == "unknown" and f"Condition/{c['id']}" in e6.evidence
+    assert "abatement date cannot be read" in e6.reason
+
+
+def test_a_condition_date_that_cannot_be_read_does_not_hide_one_in_the_window(screen):
+    c = cond("C50.911", CM, clinical="resolved", onsetDateTime="2010-03-01", abatementString="last spring",
+             recordedDate="2026-05-01")
+    assert result(screen(c), "E6-malignancy") == "met"
+    # abatementBoolean says whether, not when: the readable dates decide, as with no abatement at all
+    c = cond("C50.911", CM, clinical="resolved", onsetDateTime="2010-03-01", abatementBoolean=True,
+             recordedDate="2010-03-02")
+    assert result(screen(c), "E6-malignancy") == "not-met"
+
+
+BIRTHSEX = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex"
+
+
+@pytest.mark.parametrize("extension,expected", [
+    ({"url": BIRTHSEX, "valueCode": "F"}, "unknown"),        # male gender, female at birth: may be pregnant
+    ({"url": BIRTHSEX, "valueCode": "X"}, "unknown"),        # a sex fhir3t cannot read
+    ({"url": BIRTHSEX}, "unknown"),                          # no value at all
+    ({"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-sex",
+      "valueCoding": {"system": SCT, "code": "248152002"}}, "unknown"),
+    ({"url": "http://hl7.org/fhir/StructureDefinition/patient-sexParameterForClinicalUse",
+      "extension": [{"url": "value", "valueCodeableConcept": {"coding": [{"code": "female-typical"}]}}]}, "unknown"),
+    ({"url": BIRTHSEX, "valueCode": "M"}, "not-met"),        # agrees with gender
+    ({"url": BIRTHSEX, "valueCode": "UNK"}, "not-met"),      # says nothing beside gender
+])
+def test_a_sex_stated_beside_gender_decides_only_when_it_agrees(screen, extension, expected):
+    man = patient(gender="male", extension=[extension])
+    e13 = screen(man).by_id("E13-pregnancy")  # no hCG: for a man, gender alone decided 'not pregnant'
+    assert e13.result == expected
+    assert screen(patient(gender="female", extension=[extension]), neg("2106-3", "2026-06-10")).by_id(
+        "E13-pregnancy").result == "not-met"  # a negative hCG decides whatever the sex
+
+
+def test_a_record_coded_both_in_and_out_of_a_value_set_is_unknown(screen):
+    # ICD-10-CM M33.00 (juvenile, left out on purpose) beside SNOMED CT 396230008 (dermatomyositis)
+    dm = cond("M33.00", CM)
+    dm["code"]["coding"].append({"system": SCT, "code": "396230008"})
+    i2 = screen(dm).by_id("I2-dm")
+    assert i2.result == "unknown" and f"Condition/{dm['id']}" in i2.evidence
+    assert "ICD-10-CM M33.00" in i2.reason and "SNOMED CT 396230008" in i2.reason
+    # the same for an exclusion: a thyroid cancer (not counted) also coded as a malignant neoplasm
+    c = cond("C73", CM)
+    c["code"]["coding"].append({"system": SCT, "code": "363346000"})
+    assert result(screen(c), "E6-malignancy") == "unknown"
+    # codings that agree decide as before
+    ok = cond("M33.10", CM)
+    ok["code"]["coding"].append({"system": SCT, "code": "396230008"})
+    assert result(screen(ok), "I2-dm") == "met"
+    resolved = cond("M33.00", CM, clinical="resolved")
+    resolved["code"]["coding"].append({"system": SCT, "code": "396230008"})
+    assert result(screen(resolved), "I2-dm") == "not-met"  # not active whichever coding is right

@@ -351,3 +351,164 @@ def test_disk_store_gives_back_every_patient_whole_as_memory_holds_it(tmp_path: 
     assert got == want and set(got) == set(keys)
     disk.close()
     assert not disk.dir.exists()
+
+
+def _export_with(tmp_path: Path, extra: dict[str, list[dict]]) -> Path:
+    """The eligible sample written as a Bulk export (one NDJSON file per type), with extra lines per file."""
+    bundle = json.loads((SCREENING / "01-eligible-classic.json").read_text())
+    by_type: dict[str, list[dict]] = {}
+    for e in bundle["entry"]:
+        by_type.setdefault(e["resource"]["resourceType"], []).append(e["resource"])
+    for name, lines in extra.items():
+        by_type.setdefault(name, []).extend(lines)
+    for name, lines in by_type.items():
+        (tmp_path / f"{name}.ndjson").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return tmp_path
+
+
+HIV = cond("B20", CM, pid="p01")
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+@pytest.mark.parametrize("btype", ["collection", "searchset", "transaction"])
+def test_a_bundle_written_as_an_ndjson_line_is_read(tmp_path, native, btype):
+    if native == "on":
+        pytest.importorskip("duckdb")
+    line = {"resourceType": "Bundle", "type": btype, "entry": [{"fullUrl": f"urn:uuid:{HIV['id']}", "resource": HIV}]}
+    folder = _export_with(tmp_path, {"Condition": [line]})
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    assert r.by_id("E9-hiv").result == "met" and r.status == "ineligible"
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+def test_a_delete_of_a_bulk_deleted_file_keeps_a_copy_of_unknown_order_unknown(tmp_path, native):
+    if native == "on":
+        pytest.importorskip("duckdb")
+    dm = {"resourceType": "Bundle", "type": "transaction",
+          "entry": [{"request": {"method": "DELETE", "url": "Condition/p01-dm"}}]}
+    folder = _export_with(tmp_path, {"deleted": [dm]})
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    i2 = r.by_id("I2-dm")
+    assert i2.result == "unknown" and "Condition/p01-dm" in i2.evidence and r.status != "eligible"
+    # a deletion older than the copy read (both versioned) removes nothing
+    dm["entry"][0]["response"] = {"etag": 'W/"1"'}
+    bundle = json.loads((SCREENING / "01-eligible-classic.json").read_text())
+    for e in bundle["entry"]:
+        e["resource"].setdefault("meta", {})["versionId"] = "2"
+    (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+    for f in tmp_path.glob("*.ndjson"):
+        if f.name != "deleted.ndjson":
+            f.unlink()
+    (tmp_path / "deleted.ndjson").write_text(json.dumps(dm) + "\n")
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    assert r.by_id("I2-dm").result == "met" and r.status == "eligible"
+
+
+def _hiv_line(**patch) -> bytes:
+    return json.dumps({**HIV, **patch}).encode()
+
+
+def _write_lines(folder: Path, name: str, extra: bytes) -> None:
+    with (folder / name).open("ab") as fh:
+        fh.write(extra + b"\n")
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+def test_a_line_with_bytes_that_are_not_utf8_is_read_with_them_replaced(tmp_path, native):
+    if native == "on":
+        pytest.importorskip("duckdb")
+    folder = _export_with(tmp_path, {})
+    _write_lines(folder, "Condition.ndjson", _hiv_line(note=[{"text": "XX"}]).replace(b"XX", b"caf\xe9 au lait"))
+    problems = Problems()
+    [r] = list(screen([folder], as_of=AS_OF, native=native, problems=problems))
+    assert r.by_id("E9-hiv").result == "met"  # a Latin-1 note does not hide the diagnosis
+    assert any("not UTF-8" in str(p) for p in problems)
+    # a bad byte inside the code: no code fhir3t knows, so the record keeps its rules unknown
+    (tmp_path / "code").mkdir()
+    folder = _export_with(tmp_path / "code", {})
+    _write_lines(folder, "Condition.ndjson", _hiv_line().replace(b'"B20"', b'"B2\xb00"'))
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    assert r.by_id("E9-hiv").result == "unknown" and r.status != "eligible"
+
+
+def test_a_bundle_file_with_bytes_that_are_not_utf8_is_read(tmp_path):
+    bundle = json.loads((SCREENING / "01-eligible-classic.json").read_text())
+    bundle["entry"].append({"resource": {**HIV, "note": [{"text": "XX"}]}})
+    (tmp_path / "b.json").write_bytes(json.dumps(bundle).encode().replace(b"XX", b"\xff\xfe odd"))
+    [r] = list(screen([tmp_path], as_of=AS_OF))
+    assert r.by_id("E9-hiv").result == "met"
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+def test_a_line_that_is_not_json_keeps_the_patient_it_names_unknown(tmp_path, native):
+    if native == "on":
+        pytest.importorskip("duckdb")
+    folder = _export_with(tmp_path, {})
+    line = _hiv_line()
+    _write_lines(folder, "Condition.ndjson", line[: line.index(b'"subject"') + 45] + b'", "onset')  # cut mid-record
+    problems = Problems()
+    [r] = list(screen([folder], as_of=AS_OF, native=native, problems=problems))
+    e9 = r.by_id("E9-hiv")
+    assert e9.result == "unknown" and any(ev.endswith("Condition.ndjson:2") for ev in e9.evidence)
+    assert r.status == "candidate" and problems.any_skipped
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+def test_a_line_that_is_not_json_and_names_nobody_may_be_anyones(tmp_path, native):
+    if native == "on":
+        pytest.importorskip("duckdb")
+    folder = _export_with(tmp_path, {})
+    _write_lines(folder, "Condition.ndjson", _hiv_line()[:70])  # the type, but not whose
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    assert r.by_id("E9-hiv").result == "unknown" and r.status == "candidate"
+    # a line of a type no rule reads says nothing to any criterion
+    folder = tmp_path / "enc"
+    folder.mkdir()
+    _export_with(folder, {})
+    _write_lines(folder, "Encounter.ndjson", b'{"resourceType": "Encounter", "id": "e9", "status": "fini')
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    assert r.status == "eligible"
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+def test_a_line_with_a_comma_before_a_closing_bracket_is_read_as_duckdb_reads_it(tmp_path, native):
+    if native == "on":
+        pytest.importorskip("duckdb")
+    folder = _export_with(tmp_path, {})
+    _write_lines(folder, "Condition.ndjson", _hiv_line()[:-1] + b", }")
+    [r] = list(screen([folder], as_of=AS_OF, native=native))
+    assert r.by_id("E9-hiv").result == "met"
+
+
+def test_copies_of_a_patient_that_disagree_on_a_read_element_keep_it_unknown(tmp_path):
+    folder = _export_with(tmp_path, {})
+    p01 = json.loads((folder / "Patient.ndjson").read_text())
+    for other in ("Patient.0.ndjson", "Patient.z.ndjson"):  # another export's copy, read before or after
+        (folder / other).write_text(json.dumps({**p01, "birthDate": "2010-04-12"}) + "\n")
+        [r] = list(screen([folder], as_of=AS_OF))
+        i1 = r.by_id("I1-age")
+        assert i1.result == "unknown" and "copies" in i1.reason and r.status == "candidate", other
+        (folder / other).unlink()
+    # ordered by meta.versionId: the newest copy decides
+    (folder / "Patient.ndjson").write_text(json.dumps({**p01, "meta": {"versionId": "3"}}) + "\n")
+    (folder / "Patient.2.ndjson").write_text(json.dumps({**p01, "birthDate": "2010-04-12", "meta": {"versionId": "2"}}) + "\n")
+    [r] = list(screen([folder], as_of=AS_OF))
+    assert r.by_id("I1-age").result == "met" and r.status == "eligible"
+    (folder / "Patient.2.ndjson").write_text(json.dumps({**p01, "birthDate": "2010-04-12", "meta": {"versionId": "4"}}) + "\n")
+    [r] = list(screen([folder], as_of=AS_OF))
+    assert r.by_id("I1-age").result == "not-met"
+
+
+def test_copies_of_a_patient_that_disagree_on_its_sex_keep_the_sex_rule_unknown(tmp_path):
+    folder = _export_with(tmp_path, {})
+    (folder / "Observation.ndjson").write_text("".join(
+        line + "\n" for line in (folder / "Observation.ndjson").read_text().splitlines() if '"p01-hcg"' not in line))
+    p01 = json.loads((folder / "Patient.ndjson").read_text())
+    (folder / "Patient.ndjson").write_text(json.dumps({**p01, "gender": "male"}) + "\n")
+    [r] = list(screen([folder], as_of=AS_OF))
+    assert r.by_id("E13-pregnancy").result == "not-met"  # one copy: a man, without an hCG
+    for other in ("Patient.0.ndjson", "Patient.z.ndjson"):  # another copy says female, read before or after
+        (folder / other).write_text(json.dumps(p01) + "\n")
+        [r] = list(screen([folder], as_of=AS_OF))
+        assert r.by_id("E13-pregnancy").result == "unknown" and r.status == "candidate", other
+        (folder / other).unlink()

@@ -22,6 +22,8 @@ class R4Facts:
     required_status: frozenset[str]
     never_counts: dict[str, dict[str, frozenset[object]]]
     resource_types: frozenset[str]
+    #: Patient extension url -> (its name by language, the sub-extension holding the value or "", code -> R4 gender or None)
+    sex_extensions: dict[str, tuple[dict[str, str], str, dict[str, str | None]]] = field(default_factory=dict)
     _by_type: dict[str, list[tuple[str, frozenset[str]]]] = field(default_factory=dict, compare=False, hash=False)
 
     def links(self, rtype: str) -> tuple[str, ...]:
@@ -58,6 +60,7 @@ def r4_facts(path: Path | None = None) -> R4Facts:
             frozenset(d["required_status"]),
             {t: {e: frozenset(v) for e, v in rules.items()} for t, rules in d["never_counts"].items()},
             frozenset(d["resource_types"]),
+            {url: (dict(e["name"]), str(e.get("part", "")), dict(e["codes"])) for url, e in d.get("sex_extensions", {}).items()},
         )
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: cannot load the FHIR R4 facts ({type(exc).__name__}: {exc})") from None

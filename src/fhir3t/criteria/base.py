@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from fhir3t.criteria.model import Outcome
 from fhir3t.criteria.readings import Readings
-from fhir3t.criteria.suspects import describe_suspect
+from fhir3t.criteria.suspects import describe_suspect, split_codes
 from fhir3t.dates import Span
 from fhir3t.logic import NOT_MET, UNKNOWN, Tri
 from fhir3t.messages import Message, Msg, Plural, Text, clause, many, table
@@ -106,6 +106,7 @@ RECORD_RESULT = Message("settle.record-result", "record a {test} result")
 AS_WRITTEN = Message("text.as-written", "{text}")
 UNREAD_CODE = Message("unread.code", "{record}{more} has {why}")
 UNREAD_SUSPECT = Message("unread.suspect", "{record}{more} {what}")
+UNREAD_SPLIT = Message("unread.split", "{record}{more} is coded {inside}, in the value set, and {outside}, which is not")
 CODE_IT = Message("settle.code-it", "code it to decide")
 CODE_OR_CONFIRM = Message("settle.code-or-confirm", "code or confirm it to decide")
 GIVE_PATIENT = Message("settle.give-patient", "give it a reference to its patient to decide")
@@ -272,7 +273,11 @@ def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet
     refs = tuple(dict.fromkeys(r.ref for r in found))  # copies of one record are one record
     more = AND_MORE(len(refs) - 1) if len(refs) > 1 else None
     hit = first.hit(vs) if vs is not None else None
-    if hit is not None:
+    split = split_codes(first, vs) if vs is not None else None
+    if split is not None:
+        extra = clause(UNREAD_SPLIT(record=record_name(first), more=more, inside=_shown(split[0], ctx.tx),
+                                    outside=_shown(split[1], ctx.tx)), CODE_OR_CONFIRM())
+    elif hit is not None:
         extra = clause(UNREAD_ELSEWHERE(concept=hit.shown, element=hit.element, record=record_name(first), more=more),
                        CODE_OR_CONFIRM())
     elif first.bad in ("code", "medication[x]") and first.why is not None and vs is not None \
@@ -285,3 +290,7 @@ def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet
                        KEEP_CURRENT() if first.bad == "version" else GIVE_PATIENT() if first.bad == "patient"
                        else CODE_OR_CONFIRM())
     return Outcome(UNKNOWN, tuple(dict.fromkeys(out.evidence + refs)), (*out.reason, extra))
+
+
+def _shown(code: tuple[str, str], tx: Terminology) -> str:
+    return f"{tx.systems.name(code[0])} {code[1]}"

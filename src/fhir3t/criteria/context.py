@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
 
-from fhir3t.criteria.suspects import could_be
+from fhir3t.criteria.suspects import could_be, split_codes
 from fhir3t.dates import Duration, Window
 from fhir3t.logic import NOT_MET, Tri
 from fhir3t.messages import Message, Msg, Plural
@@ -104,7 +104,7 @@ class Context:
                     for r in found:
                         seen[id(r)] = r
         as_of = self.as_of
-        return [r for r in seen.values() if not r.dated_after(as_of)]
+        return [r for r in seen.values() if not r.dated_after(as_of) and split_codes(r, vs) is None]
 
     def visible_many(self, *types: str) -> list[Res]:
         out: list[Res] = []
@@ -173,8 +173,13 @@ class Context:
                 for r in self.suspects(t, vs, every=every):
                     if judge is None or judge(r) != NOT_MET:
                         out.append(r)
+                for r in self.visible(t):  # coded both in the set and, in a system that decides, outside it
+                    if split_codes(r, vs) is not None and not r.dated_after(self.as_of) \
+                            and (judge is None or judge(r) != NOT_MET):
+                        out.append(r)
         return out
 
     @property
     def patient_ref(self) -> str:
         return self.record.key
+

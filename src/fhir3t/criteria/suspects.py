@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fhir3t.messages import Message, Msg
 from fhir3t.records.model import Res
-from fhir3t.terminology import Terminology, ValueSet
+from fhir3t.terminology import Code, Terminology, ValueSet
 
 #: record types about one substance, whose text naming a drug says which drug the record is (a Condition's
 #: text may list several diagnoses, so it never rules one out)
@@ -54,3 +54,14 @@ def describe_suspect(res: Res, tx: Terminology, vs: ValueSet | None = None) -> M
         shown = f"{tx.systems.name(code[0])} {code[1]}"
         return SUSPECT_CODED_TEXT(code=shown, text=text) if text else SUSPECT_CODED(code=shown)
     return SUSPECT_UNCODED_TEXT(text=text) if text else SUSPECT_UNCODED()
+
+
+def split_codes(r: Res, vs: ValueSet) -> tuple[Code, Code] | None:
+    """(a code of the record in `vs`, one a closed system's value set decides is not), when the codings of
+    one record disagree (ICD-10-CM M33.00 juvenile beside SNOMED CT 396230008 dermatomyositis): it is neither
+    in the set nor out of it until someone says which coding is right. None when they agree."""
+    inside = next((c for c in r.codes if c in vs), None)
+    if inside is None:
+        return None
+    outside = next((c for c in r.codes if c not in vs and vs.decides(c)), None)
+    return (inside, outside) if outside is not None else None

@@ -23,7 +23,7 @@ from fhir3t.records.concepts import MED_TYPES, concept_texts, describe_concept, 
 from fhir3t.records.model import PatientRecord, Res
 from fhir3t.records.relevance import Judged, RunFilter, Why
 from fhir3t.sources.base import RawRecord
-from fhir3t.sources.versions import COPIES_DIFFER, Conflict, Copy, Deleted
+from fhir3t.sources.versions import COPIES_DIFFER, Conflict, Copy, Deleted, Undecided, newest_of
 from fhir3t.terminology import Code
 from fhir3t.textnorm import clip
 
@@ -65,7 +65,8 @@ VERSIONS_UNORDERED = Message("record.versions-unordered",
                              "is held in {n} copies that differ on what the criteria read, and neither meta.versionId "
                              "nor meta.lastUpdated tells which is current ({copies})")
 DELETE_UNORDERED = Message("record.delete-unordered",
-                           "was deleted in a history Bundle, and neither meta.versionId nor meta.lastUpdated tells "
+                           "was deleted in a Bundle (a history, a transaction, a Bulk export's deleted file), and neither "
+                           "meta.versionId nor meta.lastUpdated tells "
                            "whether this copy is older or newer than the deletion ({copies})")
 COPY_META = Message("record.copy-meta", "version {version} of {updated}")
 COPY_VERSION = Message("record.copy-version", "version {version}")
@@ -162,11 +163,11 @@ class RecordBuilder:
         resources = raw.resources
         if raw.conflicts:
             resources = [*resources, *(one for c in raw.conflicts for one in self._conflict(rec, c, resolve))]
+        patients: list[tuple[dict, str]] = []
         for resource, where in resources:
             rtype = resource.get("resourceType")
             if rtype == "Patient":
-                if rec.patient is None:
-                    rec.patient = resource
+                patients.append((resource, where))
                 continue
             if not isinstance(rtype, str) or rtype not in types:
                 continue
@@ -177,6 +178,7 @@ class RecordBuilder:
             res = self._add(rec, rtype, resource, where, ref, judged)
             if res is not None and (judged.why is Why.CONTAINER or _has_parts(rtype, resource)):
                 containers.append((resource, res, judged.why in (Why.CODE, Why.ANY)))
+        self._patient(rec, patients)
         orphans = raw.has_orphans
         for resource, res, read in containers:
             self._parts(rec, resource, res, resolve, read, follow=orphans or read)
@@ -199,6 +201,31 @@ class RecordBuilder:
         return rec
 
     # ---- copies whose order cannot be told ---------------------------------------------
+    def _patient(self, rec: PatientRecord, copies: list[tuple[dict, str]]) -> None:
+        """The record's Patient: its newest copy (sources.versions). Copies of one Patient (two exports, two
+        files) whose order cannot be told and which differ on what the rules read leave those elements
+        disputed (PatientRecord.disputed): the first copy is kept for everything else."""
+        if not copies:
+            return
+        rec.patient = copies[0][0]
+        same = [c for c, _ in copies if f"Patient/{c.get('id')}" == rec.key or len(copies) == 1]
+        if len(same) < 2:
+            return
+        found = newest_of(same)
+        if not isinstance(found, Undecided):
+            rec.patient = found if isinstance(found, dict) else rec.patient
+            return
+        kept = [c for c in found.copies if isinstance(c, dict)]
+        rec.patient = kept[0]
+        elements = self.relevance.plan.elements.get("Patient", frozenset())
+        keys = {k for c in kept for k in c if k in elements or _choice(k) in elements}
+        rec.disputed = frozenset(k for k in keys if any(c.get(k) != kept[0].get(k) for c in kept[1:]))
+        if rec.disputed:
+            self.problems.add(" and ".join(w for _, w in copies),
+                              f"{rec.key}: {len(kept)} copies differ on {', '.join(sorted(rec.disputed))} and their "
+                              "order cannot be told from meta.versionId or meta.lastUpdated: criteria that read it are "
+                              "left unknown", skipped=False)
+
     def _conflict(self, rec: PatientRecord, conflict: Conflict, resolve: Resolve) -> list[tuple[dict, str]]:
         """Copies of one resource that differ and cannot be ordered (sources.versions). Equal in what the
         criteria read: one is read. Otherwise each copy a criterion could read is unread, naming the copies."""

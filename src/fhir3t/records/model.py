@@ -69,6 +69,9 @@ class PatientRecord:
     #: resources no value set's code matches whose text names a value set's concept, by type
     #: (an RxNorm product, a hospital's own lab code): rules look at them only to stay unknown
     suspects: dict[str, list[Res]] = field(default_factory=dict)
+    #: elements of the Patient its copies disagree on, when their order cannot be told (sources.versions):
+    #: `patient` is one of them, and a rule reading one of these elements cannot decide
+    disputed: frozenset[str] = frozenset()
     _code_index: dict[str, dict[Code, list[Res]]] = field(default_factory=dict, repr=False)
 
     def of(self, *types: str) -> list[Res]:

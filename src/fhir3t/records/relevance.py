@@ -527,7 +527,7 @@ class RunFilter:
 
         if not native.available():
             return None
-        keep = self.types | shared_types | {"Patient"}
+        keep = self.types | shared_types | {"Patient", "Bundle"}
         keyed = {t: self.relevance.key_elements(t) for t in _FAST_FIELD if t in self.types and t not in self.plan.any_code}
         return native.NativeLines(known_types - keep, keyed, sample_verdict=self.relevance.silent_verdict)
 
@@ -546,7 +546,7 @@ class LineFilter:
     """
 
     def __init__(self, rel: Relevance, shared_types: frozenset[str], known_types: frozenset[str]) -> None:
-        self.keep_types = {t.encode() for t in rel.types | shared_types | {"Patient"}}
+        self.keep_types = {t.encode() for t in rel.types | shared_types | {"Patient", "Bundle"}}
         self.known_types = {t.encode() for t in known_types}
         self.skipped = 0
 

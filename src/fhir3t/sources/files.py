@@ -37,6 +37,8 @@ P = table("input.files", {
                "streamed, or raise --max-file-mb)",
     "empty": "empty file; skipped",
     "bad-json-file": "not valid JSON (at line {line}, column {column}); file skipped",
+    "not-utf8": "holds bytes that are not UTF-8: read with them replaced (a value holding one is read as no code, "
+                "date or status)",
     "bad-json-line": "not valid JSON (at line {line}, column {column}); line skipped",
     "bad-json-truncated": "not valid JSON (the file ends mid-line: truncated?); line skipped",
     "unreadable": "cannot read file ({kind}); file skipped",
@@ -141,7 +143,16 @@ def read_json_file(path: Path, problems: Problems, limits: Limits = _DEFAULT) ->
             return None
         if fhirxml.looks_like_xml(path.name):
             return _read_xml(data, where, problems)
-        return orjson.loads(data.removeprefix(_BOM))
+        data = data.removeprefix(_BOM)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            text = data.decode("utf-8", "replace")
+            if "\ufffd" not in text:
+                raise
+            obj = orjson.loads(text)  # bytes that are not UTF-8, replaced: a value holding one decides nothing
+            problems.add(where, P["not-utf8"](), skipped=False)
+            return obj
     except orjson.JSONDecodeError as exc:
         problems.add(where, P["bad-json-file"](line=exc.lineno, column=exc.colno))
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:

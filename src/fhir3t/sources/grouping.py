@@ -16,6 +16,7 @@ elsewhere they are reported and counted in `stats.unattributed` for the run's su
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ from fhir3t.sources.files import (
     parse_line,
     read_json_file,
 )
+from fhir3t.sources.files import P as FILE_PROBLEMS
 from fhir3t.sources.native import NativeLines
 from fhir3t.sources.seen import AMBIGUOUS, IdentLog, SeenPatients, resolve_identifiers
 from fhir3t.sources.store import DiskStore, Group, GroupStore, MemoryStore
@@ -68,6 +70,8 @@ P = table("input.grouping", {
     "structure-entries": "could not be read: an entry has an unexpected structure ({kind}); the file's remaining entries "
                          "were skipped",
     "structure-line": "could not be read: unexpected structure ({kind}); line skipped",
+    "lenient": "not strict JSON (a comma before a closing bracket): read as written",
+    "unparsed-names": "the line names a patient: the criteria it could decide are left unknown for that patient",
     "not-r4": "resource type is not an R4 type; skipped",
     "no-patient": "{type} has no usable patient reference; skipped",
     "bad-patient": "{type} refers to a patient reference that is not a Patient in this input; skipped",
@@ -93,6 +97,13 @@ DEFAULT_SPILL_AT = 50_000  # kept resources held in memory (~175 MB) before the 
 #: inputs bigger than this (gzip counted 8 times its size) go to disk from the start with store="auto"
 AUTO_DISK_BYTES = 256 * 1024 * 1024
 
+#: what a line that is not JSON still says: its type (written first, as Bulk exports do), and a patient it
+#: references in an element R4 names patients by
+_LINE_TYPE = re.compile(rb'^\s*(?:\xef\xbb\xbf)?\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
+_TRAILING_COMMA = re.compile(r",\s*[}\]]")
+_LINE_PATIENT = re.compile(rb'"(?:subject|patient|individual|beneficiary|for|focus)"\s*:\s*\{[^{}]*?"reference"\s*:\s*'
+                           rb'"([^"\\]{0,512}Patient/[^"\\]{1,256})"')
+
 #: why an entry of a patient's Bundle could not be used (a reason says it; the location goes to the problems)
 ENTRY_NOT_R4 = Message("entry.not-r4", "an entry of this patient's Bundle is of a resource type that is not FHIR R4's "
                                        "(misspelt?): it could be any record")
@@ -103,6 +114,8 @@ ENTRY_BAD_PATIENT = Message("entry.bad-patient", "an entry of this patient's Bun
 ENTRY_OTHER_PATIENT = Message("entry.other-patient", "an entry of this patient's Bundle names another patient who is "
                                                      "not in the input (a garbled reference?)")
 ENTRY_UNTYPED = Message("entry.untyped", "an entry naming this patient has no resourceType: it could be any record")
+ENTRY_UNPARSED = Message("entry.unparsed", "a line of the input that is not valid JSON names this patient: it could be "
+                                           "any record")
 ENTRY_NEAR = Message("entry.near", "a record names a patient who is not in the input, one typo away from this "
                                    "patient's reference (a garbled reference?)")
 ENTRY_NO_IDENTIFIER = Message("entry.no-identifier", "an entry of this patient's Bundle names its patient by an "
@@ -426,9 +439,13 @@ class GroupingSource:
     def _document(self, data: object, where: str) -> None:
         untyped: list[Entry] = []
         entries = bundle_entries(data, where, self.problems, untyped)
-        if isinstance(data, dict) and data.get("resourceType") == "Bundle" and data.get("type") == "history" \
-                and isinstance(data.get("entry"), list):
-            entries = self._history(data["entry"], entries or [], where)
+        if isinstance(data, dict) and data.get("resourceType") == "Bundle" and isinstance(data.get("entry"), list):
+            if data.get("type") == "history":
+                entries = self._history(data["entry"], entries or [], where)
+            else:  # a transaction's or a Bulk export's `deleted` DELETE: a tombstone of unknown order
+                for _, c in history_entries(data["entry"], where):
+                    if isinstance(c, Deleted):
+                        self.shared.delete(Deleted(c.ref, c.version_id, c.last_updated, c.where))
         if not entries and not untyped:
             return
         try:
@@ -518,8 +535,15 @@ class GroupingSource:
                     self._untyped(res, f"{where}:{lineno}", where, _Doc(), ENTRY_UNTYPED())
                     continue
                 raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
-                if raw.strip():  # a blank line is no resource and no problem
-                    parse_line(raw, f"{where}:{lineno}", problems, terminated=terminated)
+                if not raw.strip():
+                    continue
+                res = self._salvage(raw, f"{where}:{lineno}", where, terminated)
+                if res is None:
+                    continue
+                rtype = res["resourceType"]
+                key = None  # read leniently or with bytes replaced: teaches the native key nothing
+            if rtype == "Bundle":  # a Bundle written as one line: read as a document
+                self._document(res, f"{where}:{lineno}")
                 continue
             # a later version is kept whatever it says (sources.versions) and teaches its key nothing
             learn = key is not None and key not in verdicts and not later_version(res)
@@ -543,6 +567,46 @@ class GroupingSource:
                 verdict = quick(rtype, res, loc, tell=False) if quick is not None else None
                 native.learn(key, key_verdict(rtype, res, verdict)  # type: ignore[union-attr,arg-type]
                              if key_verdict is not None else verdict, res)
+
+    def _salvage(self, line: bytes, loc: str, source: str, terminated: bool) -> dict | None:
+        """A line orjson refuses. Bytes that are not UTF-8 are replaced (U+FFFD) and the line read again:
+        a value holding one is no code, date, status or reference fhir3t knows, so it decides nothing and
+        keeps what it could decide unknown. A line that is still no resource is reported and, when its type
+        (written first, as Bulk exports do) is one some rule reads or cannot be told, kept as unread against
+        the patient its bytes name, or against every patient when it names none (it could be anyone's)."""
+        text = line.decode("utf-8", "replace")
+        if "\ufffd" in text:
+            try:
+                res = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                res = None
+            if isinstance(res, dict) and isinstance(res.get("resourceType"), str) and res["resourceType"]:
+                self.problems.add(loc, FILE_PROBLEMS["not-utf8"](), skipped=False)
+                return res
+        res = _lenient(text)
+        if res is not None:  # what the native pass's reader reads too: read alike, whichever reader runs
+            self.problems.add(loc, P["lenient"](), skipped=False)
+            return res
+        parse_line(line, loc, self.problems, terminated=terminated)
+        m = _LINE_TYPE.match(line)
+        rtype = m.group(1).decode() if m else "*"
+        wants = self.wants
+        if rtype != "*" and (rtype not in self._r4_types or rtype == "Patient" or rtype in self._shared_types
+                             or (wants is not None and rtype not in wants.types)):
+            return None  # a type no rule reads (an unreadable Patient leaves its patient out: said above)
+        self.stats.resources += 1
+        found = _LINE_PATIENT.search(line)
+        link = patient_link({"subject": {"reference": found.group(1).decode("utf-8", "replace")}}, ("subject",)) \
+            if found else None
+        key = self._key(link, _Doc()) if link is not None else None
+        if isinstance(key, str):
+            self.problems.add(loc, P["unparsed-names"](), skipped=False)
+            self._store.unread(key, Unread(rtype, loc, ENTRY_UNPARSED()), source)  # type: ignore[union-attr]
+        elif rtype != "*":
+            self.shared.add_anyone({"resourceType": rtype}, loc)  # whose it is cannot be told: anyone's
+        else:
+            self.stats.unattributed += 1
+        return None
 
     def _native_lines(self) -> NativeLines | None:
         """The native first pass, when this source uses one and the read filter can make it."""
@@ -656,6 +720,43 @@ class GroupingSource:
             self.shared.add_anyone(resource, where)
         else:
             self.stats.unattributed += 1
+
+
+def _lenient(text: str) -> dict | None:
+    """A line that is JSON but for commas before a closing bracket (which DuckDB's reader accepts), read
+    without them; None for anything else (NaN, Infinity and numbers past the double range stay refused:
+    a rule must never compare one)."""
+    if _TRAILING_COMMA.search(text) is None:
+        return None
+    out: list[str] = []
+    i, n, in_string, changed = 0, len(text), False, False
+    while i < n:
+        ch = text[i]
+        if in_string:
+            if ch == "\\":
+                out.append(text[i:i + 2])
+                i += 2
+                continue
+            in_string = ch != '"'
+        elif ch == '"':
+            in_string = True
+        elif ch == ",":
+            j = i + 1
+            while j < n and text[j] in " \t\r\n":
+                j += 1
+            if j < n and text[j] in "}]":
+                changed = True
+                i += 1
+                continue
+        out.append(ch)
+        i += 1
+    if not changed:
+        return None
+    try:
+        res = orjson.loads("".join(out))
+    except orjson.JSONDecodeError:
+        return None
+    return res if isinstance(res, dict) and isinstance(res.get("resourceType"), str) and res["resourceType"] else None
 
 
 def _check_export_state(folder: Path, problems: Problems) -> None:

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fhir3t.criteria.base import Builder, Kind, Label, Rule
+from fhir3t.criteria.base import KEEP_CURRENT, Builder, Kind, Label, Rule
 from fhir3t.criteria.model import Outcome
 from fhir3t.dates import age_on
 from fhir3t.errors import ConfigError
@@ -27,6 +27,8 @@ AGE = Message("age.is", "age {age} at {day} ({want} required)")
 AGE_RANGE = Message("age.range", "age {young}-{old} (birth date {birth}) at {day} ({want} required)")
 AGE_EITHER = Message("age.either", "birth date {birth} gives age {young} or {old} at {day}")
 FULL_DATE = Message("age.full-date", "the full birth date decides 'age {want}'")
+COPIES_DIFFER = Message("age.copies-differ", "{record} is held in copies that give different birth dates, and neither "
+                                             "meta.versionId nor meta.lastUpdated tells which is current")
 DESCRIBE = Message("age.describe", "age in completed years at the screening date {want}")
 
 
@@ -63,6 +65,8 @@ class Age(Kind):
         p = ctx.record.patient or {}
         ev = (ctx.patient_ref,) if ctx.record.patient else ()
         birth = p.get("birthDate")
+        if "birthDate" in ctx.record.disputed:
+            return Outcome(UNKNOWN, ev, reason(COPIES_DIFFER(record=ctx.patient_ref), KEEP_CURRENT()))
         if birth is None:
             return Outcome(UNKNOWN, ev, reason(NO_BIRTH_DATE(), RECORD_IT(want=self._want())))
         span = span_of(birth)

@@ -24,6 +24,8 @@ UNCERTAIN_VERIFICATION = frozenset({"unconfirmed", "provisional", "differential"
 _FIELDS = {"onset": ("onsetDateTime", "onsetPeriod", "onsetAge", "onsetRange"),
            "abatement": ("abatementDateTime", "abatementPeriod", "abatementAge", "abatementRange"),
            "recorded": ("recordedDate",)}
+#: the other R4 choices of a date element that say when in words (abatementBoolean says whether, not when)
+_UNREAD_FIELDS = {"onset": ("onsetString",), "abatement": ("abatementString",), "recorded": ()}
 
 NO_STATUS = Message("condition.no-status", "no clinical status")
 RECORDED = Message("condition.recorded", "recorded ({state})")
@@ -38,6 +40,8 @@ OUTSIDE = Message("condition.outside", "{dates} outside {window}")
 POSSIBLY_WITHIN = Message("condition.possibly-within", "{dates} possibly within {window}")
 NO_DATE = Message("condition.no-date", "no usable {dates} date")
 RECORD_WHEN = Message("condition.record-when", "record when it occurred")
+UNREAD_DATE = Message("condition.unread-date", "{found}, but its {dates} date cannot be read as a date")
+CORRECT_DATE = Message("condition.correct-date", "record that date as a FHIR date to decide")
 BUT = Message("condition.but", "{finding}, but {verification}")
 CONFIRM = Message("condition.confirm", "confirm or refute the diagnosis")
 TITLED = Message("condition.titled", "{title}: {finding}")
@@ -88,7 +92,9 @@ class ConditionRule(Kind):
 
     def _dates(self, raw: dict, birth: Span | None) -> list[tuple[str, Span | None]]:
         """(onset | abatement | recorded, its days) of a Condition; an Age or a Range of Ages counts from the
-        birth date (None when there is none to count from)."""
+        birth date. None for a date element that is present but cannot be read as days: a string
+        (`onsetString`, `abatementString`), an unparseable date, a Period without the end read, an Age in
+        a unit fhir3t does not know or without a birth date to count from. It may lie in any window."""
         out: list[tuple[str, Span | None]] = []
         for d in self.dates:
             for f in _FIELDS[d]:
@@ -97,15 +103,16 @@ class ConditionRule(Kind):
                     continue
                 if f.endswith("Age"):
                     out.append((d, age_span(birth, v) if birth is not None else None))
-                    break
-                if f.endswith("Range"):
+                elif f.endswith("Range"):
                     out.append((d, range_span(birth, v) if birth is not None else None))
-                    break
-                if isinstance(v, dict):
-                    v = v.get("start") if d == "onset" else v.get("end") or v.get("start")
-                if isinstance(v, str):
+                else:
+                    if isinstance(v, dict):
+                        v = v.get("start") if d == "onset" else v.get("end") or v.get("start")
                     out.append((d, span_of(v)))
-                    break
+                break
+            else:
+                if any(k in raw for k in _UNREAD_FIELDS[d]):  # a choice fhir3t cannot read as days
+                    out.append((d, None))
         return out
 
     def _one(self, res: Res, ctx: Context, window: Window | None) -> tuple[Tri, list[Clause]]:
@@ -122,10 +129,19 @@ class ConditionRule(Kind):
         else:
             assert window is not None
             patient = ctx.record.patient
-            dated = self._dates(raw, span_of(patient.get("birthDate")) if isinstance(patient, dict) else None)
+            birth = span_of(patient.get("birthDate")) if isinstance(patient, dict) \
+                and "birthDate" not in ctx.record.disputed else None
+            dated = self._dates(raw, birth)
             in_window = [(name, s) for name, s in dated if s is not None]
-            w_tri = k_or(window.contains(s) for _, s in in_window) if in_window else UNKNOWN
-            if in_window:
+            unread = list(dict.fromkeys(name for name, s in dated if s is None))
+            # a date that is there but cannot be read may lie in the window: it keeps the window unknown
+            w_tri = k_or([*(window.contains(s) for _, s in in_window), *([UNKNOWN] if unread else [])]) \
+                if in_window else UNKNOWN
+            if in_window and unread and w_tri == UNKNOWN:
+                dates = many([DATED(name=DATE_NAMES[name](), day=str(s)) for name, s in in_window])
+                w_part = clause(UNREAD_DATE(dates=many([DATE_NAMES[d]() for d in unread], "/"),
+                                            found=OUTSIDE(dates=dates, window=str(window))), CORRECT_DATE())
+            elif in_window:
                 where = WITHIN if w_tri == MET else OUTSIDE if w_tri == NOT_MET else POSSIBLY_WITHIN
                 dates = many([DATED(name=DATE_NAMES[name](), day=str(s)) for name, s in in_window])
                 w_part = clause(where(dates=dates, window=str(window)))
