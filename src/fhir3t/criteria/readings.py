@@ -79,6 +79,32 @@ def read_words(text: str, rd: Readings) -> str | None:
     return seen.pop() if len(seen) == 1 and "?" not in seen else None
 
 
+#: the R4 extension that says why a primitive value is missing (on `_valueString` and the like)
+DATA_ABSENT_EXTENSION = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+
+
+def absent_reason(raw: dict) -> str | None:
+    """Why the result says it has no value, or None: `dataAbsentReason` (R4 obs-6: present only when
+    `value[x]` is not, so a value beside it is not the result's), or the data-absent-reason extension on a
+    primitive value (`_valueString`). The code or text as written ("?" when neither)."""
+    dar = raw.get("dataAbsentReason")
+    if dar is not None:
+        if isinstance(dar, dict):
+            for c in dar.get("coding") or () if isinstance(dar.get("coding"), list) else ():
+                if isinstance(c, dict) and isinstance(c.get("code"), str):
+                    return c["code"]
+            if isinstance(dar.get("text"), str):
+                return dar["text"]
+        return "?"
+    for k, v in raw.items():
+        if k.startswith("_value") and isinstance(v, dict) and isinstance(v.get("extension"), list):
+            for ext in v["extension"]:
+                if isinstance(ext, dict) and ext.get("url") == DATA_ABSENT_EXTENSION:
+                    code = ext.get("valueCode")
+                    return code if isinstance(code, str) else "?"
+    return None
+
+
 def value_texts(raw: dict) -> list[str]:
     """Human-readable value text: valueString, valueCodeableConcept text/display, interpretation text."""
     out: list[str] = []

@@ -53,6 +53,8 @@ INGREDIENTS = Message("record.ingredients", "its ingredients: {names}")
 NO_INGREDIENT = Message("record.no-ingredient", "nothing fhir3t can read")
 CODE_MALFORMED = Message("record.code-malformed", "its code is not a well-formed code of its system ({concept})")
 CODE_UNREADABLE = Message("record.code-unreadable", "no code fhir3t can read ({concept})")
+MODIFIER_EXTENSION = Message("record.modifier-extension", "carries a modifier extension fhir3t does not understand ({url} "
+                                                          "in {element}), which may change what the record means")
 VERSIONS_UNORDERED = Message("record.versions-unordered",
                              "is held in {n} copies that differ on what the criteria read, and neither meta.versionId "
                              "nor meta.lastUpdated tells which is current ({copies})")
@@ -233,6 +235,8 @@ class RecordBuilder:
         bad_status, bad_element = self._bad_status(rtype, resource)
         if bad_status is None and self._never_counts(rtype, resource):
             return None
+        if bad_status is None:
+            bad_status, bad_element = _modifier(resource)
         span, text = self._date(rtype, resource, where, inherit_date)
         kept = judged.why in (Why.CODE, Why.ANY, Why.SUSPECT, Why.CONTAINER, Why.ELSEWHERE)
         plan = self.relevance.plan
@@ -426,6 +430,44 @@ def _ingredients(medication: dict) -> Msg:
         elif isinstance(ref, dict) and isinstance(ref.get("display"), str):
             names.append(clip(ref["display"], 40))
     return INGREDIENTS(names=many(names)) if names else NO_INGREDIENT()
+
+
+def _modifier(resource: dict) -> tuple[Msg | None, str]:
+    """(why, "modifierExtension") when the resource carries a modifier extension anywhere (its own, a component's,
+    a contained resource's): R4 requires a reader to understand every modifier extension before it uses the
+    element that holds it, and fhir3t understands none. Else (None, "")."""
+    found = _find_modifier(resource, _rtype_path(resource))
+    if found is None:
+        return None, ""
+    url, element = found
+    return MODIFIER_EXTENSION(url=clip(url, 80), element=element), "modifierExtension"
+
+
+def _rtype_path(resource: dict) -> str:
+    rtype = resource.get("resourceType")
+    return rtype if isinstance(rtype, str) else "resource"
+
+
+def _find_modifier(node: object, path: str) -> tuple[str, str] | None:
+    """(url, element path) of the first modifier extension in a JSON tree, or None."""
+    if isinstance(node, dict):
+        mods = node.get("modifierExtension")
+        if mods:
+            first = mods[0] if isinstance(mods, list) else mods
+            url = first.get("url") if isinstance(first, dict) else None
+            return (url if isinstance(url, str) else "?"), f"{path}.modifierExtension"
+        for k, v in node.items():
+            if isinstance(v, (dict, list)):
+                found = _find_modifier(v, f"{path}.{k}")
+                if found is not None:
+                    return found
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            if isinstance(v, (dict, list)):
+                found = _find_modifier(v, f"{path}[{i}]")
+                if found is not None:
+                    return found
+    return None
 
 
 def _has_parts(rtype: str, resource: dict) -> bool:

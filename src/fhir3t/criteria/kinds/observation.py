@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fhir3t.criteria.base import LABEL_SCHEMA, Builder, Kind, Label, Rule, describe_suspect, record_name, settle_hint, text_arg, when
 from fhir3t.criteria.model import Outcome
-from fhir3t.criteria.readings import NEGATIVE, POSITIVE, Number, Readings, compare, grade, number, qualitative
+from fhir3t.criteria.readings import NEGATIVE, POSITIVE, Number, Readings, absent_reason, compare, grade, number, qualitative
 from fhir3t.dates import Span, instant
 from fhir3t.errors import ConfigError
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
@@ -26,6 +26,7 @@ from fhir3t.messages.core import Arg
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read, read
 from fhir3t.terminology import Code, ValueSet
+from fhir3t.textnorm import clip
 
 if TYPE_CHECKING:
     from fhir3t.criteria.context import Context, WindowSpec
@@ -35,6 +36,7 @@ _OBS_ELEMENTS = ("code", "status", "value[x]", "interpretation", "effective[x]",
 _REPORT_ELEMENTS = ("code", "status", "conclusionCode", "effective[x]", "issued")
 
 NO_NUMBER = Message("obs.no-number", "no numeric value")
+DATA_ABSENT = Message("obs.data-absent", "no value (the result gives a reason for its absence: {reason})")
 NO_CONCLUSION = Message("obs.no-conclusion", "a report with no coded conclusion")
 CONCLUSIONS_DISAGREE = Message("obs.conclusions-disagree", "a report whose coded conclusions disagree ({one}; {other})")
 FINDING = Message("obs.finding", "finding {code}")
@@ -203,6 +205,9 @@ class ObservationRule(Kind):
         return found[0]
 
     def _judge_raw(self, raw: dict, res: Res, ctx: Context) -> tuple[Tri, Arg]:
+        absent = absent_reason(raw)
+        if absent is not None:  # whatever value sits beside it, the result says it has none
+            return UNKNOWN, DATA_ABSENT(reason=clip(absent, 60))
         if self.read == "qualitative":
             assert self.readings is not None
             value, how = qualitative(raw, ctx.tx, self.readings, viral_load=self.viral_load)
@@ -278,6 +283,8 @@ class ObservationRule(Kind):
 
     def _ratio(self, num: Res, den: Res, scale: float) -> tuple[Tri, Arg]:
         a, b = number(num.raw), number(den.raw)
+        if absent_reason(num.raw) is not None or absent_reason(den.raw) is not None:
+            return UNKNOWN, RATIO_UNUSABLE()
         if a is None or b is None or b.value == 0 or a.comparator or b.comparator:
             return UNKNOWN, RATIO_UNUSABLE()
         if a.unit and b.unit and a.unit != b.unit:

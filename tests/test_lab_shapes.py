@@ -1,0 +1,106 @@
+"""Lab results as laboratory systems and EHR lab interfaces export them: shapes whose meaning fhir3t cannot
+read keep the criterion unknown (naming the record), never decide it towards eligibility.
+
+Each case starts from an eligible patient (samples/screening/01-eligible-classic.json) and changes one lab
+record the way a real LIS/EHR interface writes it.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from conftest import SAMPLES, screen_bundle
+
+AS_OF = "2026-11-16"
+BASE = json.loads((SAMPLES / "screening" / "01-eligible-classic.json").read_text(encoding="utf-8"))
+V3I = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+LOINC = "http://loinc.org"
+
+
+def _patient() -> dict:
+    return copy.deepcopy(BASE)
+
+
+def _res(bundle: dict, rid: str) -> dict:
+    return next(e["resource"] for e in bundle["entry"] if e["resource"].get("id") == rid)
+
+
+def _set_value(r: dict, **value: object) -> None:
+    for k in [k for k in r if k.startswith("value")]:
+        del r[k]
+    r.update(value)
+
+
+def _screen(definition, bundle: dict):
+    results = screen_bundle(definition, bundle, AS_OF)
+    assert len(results) == 1
+    return results[0]
+
+
+def test_the_base_patient_is_eligible(definition):
+    assert _screen(definition, _patient()).status == "eligible"
+
+
+# ---------------------------------------------------------------- modifier extensions
+@pytest.mark.parametrize("rid,where,cid", [
+    ("p01-hiv", None, "E9-hiv"),                          # the result itself
+    ("p01-mda5", None, "I3-mda5"),
+    ("p01-dm", None, "I2-dm"),                            # a diagnosis
+    ("p01-cyclosporine", None, "E2-recent-immunomodulator"),  # a drug record (a contained Medication's too)
+    ("p01-cyclosporine", "contained", "E2-recent-immunomodulator"),
+])
+def test_a_modifier_extension_fhir3t_does_not_understand_makes_the_record_unreadable(definition, rid, where, cid):
+    b = _patient()
+    r = _res(b, rid)
+    target = r["contained"][0] if where == "contained" else r
+    target["modifierExtension"] = [{"url": "http://lis.example.org/fhir/StructureDefinition/not-performed",
+                                    "valueBoolean": True}]
+    out = _screen(definition, b)
+    c = out.by_id(cid)
+    assert c.result == "unknown", c.reason
+    assert f"{r['resourceType']}/{rid}" in c.evidence and "modifier extension" in c.reason
+    assert out.status == "candidate"
+
+
+def test_a_modifier_extension_on_a_panel_component_makes_the_panel_unreadable(definition):
+    b = _patient()
+    hiv = _res(b, "p01-hiv")
+    hiv["code"] = {"coding": [{"system": LOINC, "code": "24364-2"}], "text": "Infection screen panel"}
+    comp = {"code": {"coding": [{"system": LOINC, "code": "56888-1"}]}, "valueString": "Negative",
+            "modifierExtension": [{"url": "http://lis.example.org/ext/result-withdrawn", "valueBoolean": True}]}
+    _set_value(hiv)
+    hiv["component"] = [comp]
+    c = _screen(definition, b).by_id("E9-hiv")
+    assert c.result == "unknown" and "component[0].modifierExtension" in c.reason
+
+
+# ---------------------------------------------------------------- dataAbsentReason beside a value
+@pytest.mark.parametrize("rid,cid", [("p01-hiv", "E9-hiv"), ("p01-dlco", "I4-dlco"), ("p01-mda5", "I3-mda5"),
+                                     ("p01-hbsag", "E7-hbv")])
+def test_a_result_giving_a_data_absent_reason_has_no_value_whatever_value_sits_beside_it(definition, rid, cid):
+    b = _patient()
+    _res(b, rid)["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                                    "code": "error"}]}
+    c = _screen(definition, b).by_id(cid)
+    assert c.result == "unknown" and "error" in c.reason
+
+
+def test_a_data_absent_reason_extension_on_the_primitive_value_is_no_value(definition):
+    b = _patient()
+    hiv = _res(b, "p01-hiv")
+    _set_value(hiv, valueString="NEG", _valueString={"extension": [
+        {"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "error"}]})
+    assert _screen(definition, b).by_id("E9-hiv").result == "unknown"
+
+
+def test_a_component_giving_a_data_absent_reason_has_no_value(definition):
+    b = _patient()
+    hiv = _res(b, "p01-hiv")
+    hiv["code"] = {"coding": [{"system": LOINC, "code": "24364-2"}]}
+    _set_value(hiv)
+    hiv["component"] = [{"code": {"coding": [{"system": LOINC, "code": "56888-1"}]}, "valueString": "Negative",
+                         "dataAbsentReason": {"text": "haemolysed specimen"}}]
+    c = _screen(definition, b).by_id("E9-hiv")
+    assert c.result == "unknown" and "haemolysed specimen" in c.reason
