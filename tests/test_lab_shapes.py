@@ -104,3 +104,56 @@ def test_a_component_giving_a_data_absent_reason_has_no_value(definition):
                          "dataAbsentReason": {"text": "haemolysed specimen"}}]
     c = _screen(definition, b).by_id("E9-hiv")
     assert c.result == "unknown" and "haemolysed specimen" in c.reason
+
+
+# ---------------------------------------------------------------- parts of one result that disagree
+def _interp(code: str, system: str = V3I) -> list[dict]:
+    return [{"coding": [{"system": system, "code": code}]}]
+
+
+@pytest.mark.parametrize("change", [
+    {"interpretation": _interp("POS")},                                                   # coded Negative, flagged POS
+    {"valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}],
+                              "text": "Reactive"}},                                       # coded Negative, text positive
+    {"valueString": "Negative", "interpretation": [{"text": "阳性"}]},
+    {"valueQuantity": {"value": 0.1, "comparator": "<", "unit": "S/CO"}, "interpretation": _interp("DET")},
+])
+def test_parts_of_a_qualitative_result_that_disagree_leave_it_unknown(definition, change):
+    b = _patient()
+    hiv = _res(b, "p01-hiv")
+    if "valueCodeableConcept" in change or "valueString" in change or "valueQuantity" in change:
+        _set_value(hiv)
+    hiv.update(copy.deepcopy(change))
+    c = _screen(definition, b).by_id("E9-hiv")
+    assert c.result == "unknown" and "disagree" in c.reason, c.reason
+
+
+@pytest.mark.parametrize("flag", [_interp("A"), _interp("H"), _interp("HH"), _interp(">"),
+                                  _interp("R", "http://lis.example.org/CodeSystem/flags"), [{"text": "Abnormal"}]])
+def test_a_negative_result_flagged_with_an_interpretation_fhir3t_does_not_understand_is_unknown(definition, flag):
+    b = _patient()
+    _res(b, "p01-hiv")["interpretation"] = flag
+    c = _screen(definition, b).by_id("E9-hiv")
+    assert c.result == "unknown" and "Observation/p01-hiv" in c.evidence, c.reason
+
+
+@pytest.mark.parametrize("flag", [_interp("N"), _interp("NEG"), [{"text": "正常"}], [{"text": "阴性"}]])
+def test_a_negative_result_flagged_normal_or_negative_is_still_negative(definition, flag):
+    b = _patient()
+    _res(b, "p01-hiv")["interpretation"] = flag
+    out = _screen(definition, b)
+    assert out.by_id("E9-hiv").result == "not-met" and out.status == "eligible"
+
+
+@pytest.mark.parametrize("change", [
+    {"valueString": "+++", "interpretation": _interp("NEG")},
+    {"valueString": "++", "interpretation": _interp("N")},
+    {"valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}], "text": "+++"}},
+])
+def test_a_strong_grade_beside_a_coded_negative_or_normal_is_unknown(definition, change):
+    b = _patient()
+    mda5 = _res(b, "p01-mda5")
+    _set_value(mda5)
+    mda5.update(copy.deepcopy(change))
+    c = _screen(definition, b).by_id("I3-mda5")
+    assert c.result == "unknown" and "disagree" in c.reason, c.reason

@@ -25,6 +25,10 @@ class Readings:
     indeterminate_strings: frozenset[str] = frozenset()
     #: words that open a reference range written beside the value ("阳性 (参考值: 阴性)")
     reference_markers: frozenset[str] = frozenset()
+    #: interpretation codes and words that agree with a negative result (N, 'normal'): beside a negative
+    #: result, an interpretation that is none of these, nor positive or negative, is not understood
+    normal: ValueSet | None = None
+    normal_strings: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         phrases = sorted(self.positive_strings | self.negative_strings | self.indeterminate_strings, key=len, reverse=True)
@@ -141,34 +145,86 @@ SEVERAL_GRADES = Message("reading.several-grades", "'{text}' (several different 
 NO_GRADE = Message("reading.no-grade", "'{text}' (no grade ++/+++ or -/±/+ recognised)")
 
 
-def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = False) -> tuple[str | None, Msg]:
-    """(positive | negative | None, how it was read) for a qualitative test result."""
-    value_codes = tx.codes(raw.get("valueCodeableConcept"))
-    for code in value_codes:
-        if code in rd.positive:
-            return POSITIVE, POS_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")
-        if code in rd.negative:
-            return NEGATIVE, NEG_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")
-    for interp in raw.get("interpretation") or ():
+DISAGREE = Message("reading.disagree", "{one} but {other}: the parts of the result disagree")
+ODD_INTERPRETATION = Message("reading.odd-interpretation", "{how}, but interpreted '{code}', which fhir3t does not "
+                                                           "understand beside a negative result")
+
+
+def _interpretation_votes(raw: dict, tx: Terminology, rd: Readings) -> tuple[list[tuple[str, Msg]], str | None]:
+    """(positive/negative readings of the interpretation codes, the first interpretation not understood).
+
+    An interpretation is understood when one of its codings is positive, negative or normal (`rd.normal`), or,
+    without such a coding, its text reads as a result or as normal. Its text is read with the value's texts."""
+    votes: list[tuple[str, Msg]] = []
+    odd: str | None = None
+    interps = raw.get("interpretation")
+    for interp in interps if isinstance(interps, list) else ():
+        if not isinstance(interp, dict):
+            continue
+        understood = False
         for code in tx.codes(interp):
             if code in rd.positive:
-                return POSITIVE, POS_INTERP(code=code[1])
-            if code in rd.negative:
-                return NEGATIVE, NEG_INTERP(code=code[1])
+                votes.append((POSITIVE, POS_INTERP(code=code[1])))
+                understood = True
+            elif code in rd.negative:
+                votes.append((NEGATIVE, NEG_INTERP(code=code[1])))
+                understood = True
+            elif rd.normal is not None and code in rd.normal:
+                understood = True
+        text = interp.get("text")
+        if not understood and isinstance(text, str) and (
+                read_words(text, rd) is not None or _norm_text(text) in rd.normal_strings):
+            understood = True
+        if not understood and odd is None:
+            codings = [c for c in interp.get("coding") or () if isinstance(c, dict)] \
+                if isinstance(interp.get("coding"), list) else []
+            shown = next((c["code"] for c in codings if isinstance(c.get("code"), str)), None)
+            shown = shown or (text.strip() if isinstance(text, str) and text.strip() else None)
+            if shown is not None:
+                odd = shown[:40]
+    return votes, odd
+
+
+def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = False) -> tuple[str | None, Msg]:
+    """(positive | negative | None, how it was read) for a qualitative test result.
+
+    Every part of the result that reads as positive or negative is read (coded value, interpretation codes,
+    the value's and the interpretation's texts, a quantity below the limit of detection): they must agree. A
+    negative result beside an interpretation fhir3t does not understand (A, H, a hospital's own flag) is not read."""
+    votes: list[tuple[str, Msg]] = []
+    for code in tx.codes(raw.get("valueCodeableConcept")):
+        if code in rd.positive:
+            votes.append((POSITIVE, POS_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")))
+        elif code in rd.negative:
+            votes.append((NEGATIVE, NEG_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")))
+    interp_votes, odd = _interpretation_votes(raw, tx, rd)
+    votes += interp_votes
     for text in value_texts(raw):
         word = read_words(text, rd)
         if word is not None:
-            return word, (POS_TEXT if word == POSITIVE else NEG_TEXT)(text=text.strip())
+            votes.append((word, (POS_TEXT if word == POSITIVE else NEG_TEXT)(text=text.strip())))
+    undecided: Msg | None = None
     q = raw.get("valueQuantity")
-    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
+    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
         shown = f"{q.get('comparator', '')}{q['value']} {q.get('unit') or q.get('code') or ''}".strip()
         if q.get("comparator") in ("<", "<="):
-            return NEGATIVE, NEG_BELOW(value=shown)
-        if q["value"] == 0:
-            return NEGATIVE, NEG_VALUE(value=shown)
-        if viral_load and not q.get("comparator"):
-            return (POSITIVE, POS_VALUE(value=shown)) if q["value"] > 0 else (None, AS_IS(value=shown))
-        return None, NO_CUTOFF(value=shown)
+            votes.append((NEGATIVE, NEG_BELOW(value=shown)))
+        elif q["value"] == 0:
+            votes.append((NEGATIVE, NEG_VALUE(value=shown)))
+        elif viral_load and not q.get("comparator") and q["value"] > 0:
+            votes.append((POSITIVE, POS_VALUE(value=shown)))
+        else:
+            undecided = AS_IS(value=shown) if viral_load and not q.get("comparator") else NO_CUTOFF(value=shown)
+    if votes:
+        value, how = votes[0]
+        other = next((h for v, h in votes if v != value), None)
+        if other is not None:
+            return None, DISAGREE(one=how, other=other)
+        if value == NEGATIVE and odd is not None:
+            return None, ODD_INTERPRETATION(how=how, code=odd)
+        return value, how
+    if undecided is not None:
+        return None, undecided
     texts = value_texts(raw)
     return None, (QUOTED(text=texts[0].strip()) if texts else NO_VALUE())
 
@@ -178,12 +234,37 @@ _MULTI_DIGIT = re.compile(r"\d{2,}\+")
 _GRADE_TOKEN = re.compile(r"\+\+\+\+?|\+\+|\(\+\)|\+/-|±|(?<![\d.])[0-9]\+|\+|(?<![\w-])-(?![\w-])")
 
 
-def grade(raw: dict, grades: dict[str, str], readings: Readings | None = None) -> tuple[str | None, Msg]:
+def grade(raw: dict, grades: dict[str, str], readings: Readings | None = None,
+          tx: Terminology | None = None) -> tuple[str | None, Msg]:
     """Map a semi-quantitative grade (`++`, `2+`, `±`, ...) to met / not-met through `grades`.
 
     `grades` maps a normalised grade text to "met" or "not-met". The whole value text is tried
-    first, then a grade token inside it (e.g. "Positive (++)").
+    first, then a grade token inside it (e.g. "Positive (++)"). A grade that meets is not read when a
+    coded part of the same result says negative or normal (a valueCodeableConcept coded Negative whose
+    text is '+++', an interpretation NEG or N).
     """
+    value, how = _grade(raw, grades, readings)
+    if value == "met" and readings is not None and tx is not None:
+        against = _coded_against(raw, tx, readings)
+        if against is not None:
+            return None, DISAGREE(one=how, other=against)
+    return value, how
+
+
+def _coded_against(raw: dict, tx: Terminology, rd: Readings) -> Msg | None:
+    """How a coded part of the result reads as negative or normal, or None."""
+    for code in tx.codes(raw.get("valueCodeableConcept")):
+        if code in rd.negative:
+            return NEG_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")
+    interps = raw.get("interpretation")
+    for interp in interps if isinstance(interps, list) else ():
+        for code in tx.codes(interp) if isinstance(interp, dict) else ():
+            if code in rd.negative or (rd.normal is not None and code in rd.normal):
+                return NEG_INTERP(code=code[1])
+    return None
+
+
+def _grade(raw: dict, grades: dict[str, str], readings: Readings | None) -> tuple[str | None, Msg]:
     texts = value_texts(raw)
     for text in texts:
         t = _norm_text(text)

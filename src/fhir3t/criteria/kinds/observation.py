@@ -216,7 +216,7 @@ class ObservationRule(Kind):
             return (MET if value == POSITIVE else NOT_MET if value == NEGATIVE else UNKNOWN), how
         if self.read == "grade":
             assert self.grades is not None and self.readings is not None
-            value, how = grade(raw, self.grades, self.readings)
+            value, how = grade(raw, self.grades, self.readings, ctx.tx)
             return (MET if value == "met" else NOT_MET if value == "not-met" else UNKNOWN), how
         if self.read == "threshold":
             n = number(raw)
