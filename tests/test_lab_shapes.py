@@ -157,3 +157,61 @@ def test_a_strong_grade_beside_a_coded_negative_or_normal_is_unknown(definition,
     mda5.update(copy.deepcopy(change))
     c = _screen(definition, b).by_id("I3-mda5")
     assert c.result == "unknown" and "disagree" in c.reason, c.reason
+
+
+# ---------------------------------------------------------------- units and numbers
+UCUM = "http://unitsofmeasure.org"
+
+
+@pytest.mark.parametrize("quantity", [
+    {"value": 62, "unit": "mL/min/mmHg", "system": UCUM, "code": "%"},        # code and unit text disagree
+    {"value": 62, "unit": "% change", "system": UCUM, "code": "%"},
+    {"value": 62, "unit": "%", "system": "http://lis.example.org/units", "code": "%"},  # a code of another system
+])
+def test_a_quantity_whose_unit_spellings_are_not_all_understood_is_unknown(definition, quantity):
+    b = _patient()
+    _set_value(_res(b, "p01-dlco"), valueQuantity=quantity)
+    c = _screen(definition, b).by_id("I4-dlco")
+    assert c.result == "unknown" and "unit" in c.reason, c.reason
+
+
+@pytest.mark.parametrize("quantity,expected", [
+    ({"value": 3, "unit": "cm", "system": UCUM, "code": "mm"}, "unknown"),   # 3 mm or 30 mm?
+    ({"value": 3, "unit": "mm", "system": UCUM, "code": "cm"}, "unknown"),
+    ({"value": 3, "unit": "mm", "system": UCUM, "code": "mm"}, "not-met"),
+    ({"value": 0.3, "unit": "cm"}, "not-met"),                                 # one spelling, converted
+    ({"value": -1, "unit": "mm", "system": UCUM, "code": "mm"}, "unknown"),  # an LIS's 'not read'
+])
+def test_tst_induration_is_read_only_when_every_spelling_of_its_unit_agrees(definition, quantity, expected):
+    b = _patient()
+    tst = _res(b, "p01-igra")
+    tst["code"] = {"coding": [{"system": LOINC, "code": "1648-5"}]}
+    _set_value(tst, valueQuantity=quantity)
+    assert _screen(definition, b).by_id("E10-tb").result == expected
+
+
+@pytest.mark.parametrize("measured,predicted,expected", [
+    ({"value": 7.5}, {"value": 25, "unit": "mL/min/mmHg"}, "unknown"),     # one side without a unit
+    ({"value": 7.5, "unit": "mL/min/mmHg"}, {"value": 25}, "unknown"),
+    ({"value": 7.5}, {"value": 25}, "unknown"),
+    ({"value": 7.5, "unit": "mL/min/mmHg"}, {"value": 25, "unit": "mL/min/mmHg"}, "met"),
+    ({"value": 7.5, "unit": "mmol/min/kPa", "system": UCUM, "code": "mmol/min/kPa"},
+     {"value": 25, "unit": "mmol/min/kPa"}, "met"),
+])
+def test_the_measured_over_predicted_ratio_needs_both_units_and_the_same(definition, measured, predicted, expected):
+    b = _patient()
+    m = _res(b, "p01-dlco")
+    m["code"] = {"coding": [{"system": LOINC, "code": "19911-7"}]}
+    _set_value(m, valueQuantity=measured)
+    p = copy.deepcopy(m)
+    p["id"] = "p01-dlco-predicted"
+    p["code"] = {"coding": [{"system": LOINC, "code": "19910-9"}]}
+    _set_value(p, valueQuantity=predicted)
+    b["entry"].append({"fullUrl": "http://ehr.example.org/fhir/Observation/p01-dlco-predicted", "resource": p})
+    assert _screen(definition, b).by_id("I4-dlco").result == expected
+
+
+def test_a_non_finite_number_is_no_number(definition):
+    b = _patient()
+    _res(b, "p01-dlco")["valueQuantity"]["value"] = float("nan")
+    assert _screen(definition, b).by_id("I4-dlco").result == "unknown"

@@ -5,6 +5,7 @@ this module only knows where in an Observation a value can sit.
 """
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -290,11 +291,18 @@ def _grade(raw: dict, grades: dict[str, str], readings: Readings | None) -> tupl
     return None, NO_VALUE()
 
 
+#: the system of UCUM unit codes (a Quantity's code in another system is a code fhir3t does not know)
+UCUM = "http://unitsofmeasure.org"
+
+
 @dataclass(frozen=True)
 class Number:
     value: float
     comparator: str | None
     unit: str | None
+    #: every spelling of the unit the result gives, whitespace-normalised: its UCUM code, its unit text (a code of
+    #: another system as 'code (system)'). A rule reads the value only when all of them mean the unit it expects.
+    spellings: tuple[str, ...] = ()
 
 
 _NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*([^\d\s].*)?$")
@@ -307,13 +315,20 @@ def number(raw: dict) -> Number | None:
         m = _NUMBER_TEXT.match(unicodedata.normalize("NFKC", text))
         if m:
             unit = " ".join(m.group(3).split()) if m.group(3) else None
-            return Number(float(m.group(2)), m.group(1), unit)
+            return Number(float(m.group(2)), m.group(1), unit, (unit,) if unit else ())
         return None
     q = raw.get("valueQuantity")
-    if not isinstance(q, dict) or not isinstance(q.get("value"), (int, float)) or isinstance(q.get("value"), bool):
+    if not isinstance(q, dict) or not isinstance(q.get("value"), (int, float)) or isinstance(q.get("value"), bool) \
+            or not math.isfinite(q["value"]):
         return None
-    unit = q.get("code") or q.get("unit")
-    return Number(float(q["value"]), q.get("comparator"), unit if isinstance(unit, str) else None)
+    spellings: list[str] = []
+    code, unit_text, system = q.get("code"), q.get("unit"), q.get("system")
+    if isinstance(code, str) and code.strip():
+        code = " ".join(code.split())
+        spellings.append(code if system is None or system == UCUM else f"{code} ({system})")
+    if isinstance(unit_text, str) and unit_text.strip() and " ".join(unit_text.split()) not in spellings:
+        spellings.append(" ".join(unit_text.split()))
+    return Number(float(q["value"]), q.get("comparator"), spellings[0] if spellings else None, tuple(spellings))
 
 
 def compare(n: Number, op: str, threshold: float) -> bool | None:
