@@ -215,3 +215,32 @@ def test_a_non_finite_number_is_no_number(definition):
     b = _patient()
     _res(b, "p01-dlco")["valueQuantity"]["value"] = float("nan")
     assert _screen(definition, b).by_id("I4-dlco").result == "unknown"
+
+
+# ---------------------------------------------------------------- whose result, and which report counts
+@pytest.mark.parametrize("focus", [[{"reference": "RelatedPerson/donor-1"}], [{"display": "fetus"}],
+                                   [{"reference": "Patient/p01"}, {"reference": "Specimen/cord-blood"}]])
+def test_a_result_about_something_other_than_the_patient_is_unknown(definition, focus):
+    b = _patient()
+    _res(b, "p01-hiv")["focus"] = focus
+    c = _screen(definition, b).by_id("E9-hiv")
+    assert c.result == "unknown" and "Observation/p01-hiv" in c.evidence and "focus" in c.reason, c.reason
+
+
+def test_a_result_whose_focus_is_the_patient_is_read(definition):
+    b = _patient()
+    _res(b, "p01-hiv")["focus"] = [{"reference": "Patient/p01"}]
+    assert _screen(definition, b).status == "eligible"
+
+
+@pytest.mark.parametrize("status,expected", [("registered", "unknown"), ("unknown", "unknown"),
+                                             ("preliminary", "not-met"), ("final", "not-met")])
+def test_a_report_registered_or_of_unknown_status_does_not_count(definition, status, expected):
+    b = _patient()
+    b["entry"] = [e for e in b["entry"] if e["resource"].get("id") != "p01-hiv"]
+    report = {"resourceType": "DiagnosticReport", "id": "dr-hiv", "status": status,
+              "code": {"coding": [{"system": LOINC, "code": "56888-1"}]}, "subject": {"reference": "Patient/p01"},
+              "effectiveDateTime": "2026-11-03",
+              "conclusionCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]}]}
+    b["entry"].append({"fullUrl": "http://ehr.example.org/fhir/DiagnosticReport/dr-hiv", "resource": report})
+    assert _screen(definition, b).by_id("E9-hiv").result == expected

@@ -53,6 +53,8 @@ INGREDIENTS = Message("record.ingredients", "its ingredients: {names}")
 NO_INGREDIENT = Message("record.no-ingredient", "nothing fhir3t can read")
 CODE_MALFORMED = Message("record.code-malformed", "its code is not a well-formed code of its system ({concept})")
 CODE_UNREADABLE = Message("record.code-unreadable", "no code fhir3t can read ({concept})")
+FOCUS_ELSEWHERE = Message("record.focus-elsewhere", "is about {focus} (its focus), not the patient: its value may not "
+                                                    "be the patient's")
 MODIFIER_EXTENSION = Message("record.modifier-extension", "carries a modifier extension fhir3t does not understand ({url} "
                                                           "in {element}), which may change what the record means")
 VERSIONS_UNORDERED = Message("record.versions-unordered",
@@ -237,6 +239,8 @@ class RecordBuilder:
             return None
         if bad_status is None:
             bad_status, bad_element = _modifier(resource)
+        if bad_status is None:
+            bad_status, bad_element = _focus(resource, rec.key)
         span, text = self._date(rtype, resource, where, inherit_date)
         kept = judged.why in (Why.CODE, Why.ANY, Why.SUSPECT, Why.CONTAINER, Why.ELSEWHERE)
         plan = self.relevance.plan
@@ -430,6 +434,20 @@ def _ingredients(medication: dict) -> Msg:
         elif isinstance(ref, dict) and isinstance(ref.get("display"), str):
             names.append(clip(ref["display"], 40))
     return INGREDIENTS(names=many(names)) if names else NO_INGREDIENT()
+
+
+def _focus(resource: dict, patient: str) -> tuple[Msg | None, str]:
+    """(why, "focus") when an Observation is about something other than its patient (R4 Observation.focus: a
+    fetus, a donor, a family member, a specimen's source): its value is not the patient's own. Else (None, "")."""
+    focus = resource.get("focus")
+    if focus is None or resource.get("resourceType") != "Observation":
+        return None, ""
+    for item in focus if isinstance(focus, list) else [focus]:
+        ref = item.get("reference") if isinstance(item, dict) else None
+        if not (isinstance(ref, str) and (ref == patient or _type_id(ref) == patient)):
+            shown = ref if isinstance(ref, str) else item.get("display") if isinstance(item, dict) else None
+            return FOCUS_ELSEWHERE(focus=clip(shown, 60) if isinstance(shown, str) else "?"), "focus"
+    return None, ""
 
 
 def _modifier(resource: dict) -> tuple[Msg | None, str]:

@@ -213,7 +213,7 @@ class ObservationRule(Kind):
         return found[0]
 
     def _judge_raw(self, raw: dict, res: Res, ctx: Context) -> tuple[Tri, Arg]:
-        absent = absent_reason(raw)
+        absent = absent_reason(raw) if not (res.type == "DiagnosticReport" and raw is res.raw) else None
         if absent is not None:  # whatever value sits beside it, the result says it has none
             return UNKNOWN, DATA_ABSENT(reason=clip(absent, 60))
         if self.read == "qualitative":
