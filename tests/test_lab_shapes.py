@@ -244,3 +244,23 @@ def test_a_report_registered_or_of_unknown_status_does_not_count(definition, sta
               "conclusionCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]}]}
     b["entry"].append({"fullUrl": "http://ehr.example.org/fhir/DiagnosticReport/dr-hiv", "resource": report})
     assert _screen(definition, b).by_id("E9-hiv").result == expected
+
+
+@pytest.mark.parametrize("first", [True, False])
+@pytest.mark.parametrize("change", [
+    {"modifierExtension": [{"url": "http://lis.example.org/ext/result-withdrawn", "valueBoolean": True}]},
+    {"focus": [{"reference": "RelatedPerson/donor-1"}]},
+    {"_valueCodeableConcept": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                                              "valueCode": "error"}]}},
+])
+def test_copies_of_unknown_order_that_differ_in_what_the_builder_reads_leave_the_result_unknown(definition, change,
+                                                                                                  first):
+    b = _patient()
+    copy_ = copy.deepcopy(_res(b, "p01-hiv"))
+    copy_.update(copy.deepcopy(change))
+    entry = {"fullUrl": "http://ehr.example.org/fhir/Observation/p01-hiv", "resource": copy_}
+    if first:
+        b["entry"].insert(0, entry)
+    else:
+        b["entry"].append(entry)
+    assert _screen(definition, b).by_id("E9-hiv").result == "unknown"

@@ -227,7 +227,8 @@ class RecordBuilder:
         elements = self.relevance.plan.elements.get(rtype, frozenset())
         out = {}
         for k, v in res.items():
-            if k in elements or k in _ALWAYS_READ or _choice(k) in elements:
+            name = k[1:] if k.startswith("_") else k  # a primitive's extensions (`_valueString`) go with it
+            if name in elements or name in _ALWAYS_READ or _choice(name) in elements:
                 out[k] = v
         return out
 
@@ -393,9 +394,10 @@ class RecordBuilder:
                       part_of=container.ref, inherit_date=container.date_text)
 
 
-#: what makes a resource what it is, whatever a rule declares it reads
+#: what makes a resource what it is, whatever a rule declares it reads (the builder itself reads a modifier
+#: extension and an Observation's focus: see `_modifier`, `_focus`)
 _ALWAYS_READ = frozenset({"resourceType", "code", "medicationCodeableConcept", "medicationReference", "vaccineCode",
-                          "component", "result", "hasMember", "contained", "status"})
+                          "component", "result", "hasMember", "contained", "status", "modifierExtension", "focus"})
 _CHOICE = re.compile(r"^([a-z][A-Za-z]*?)[A-Z][A-Za-z]*$")
 
 
