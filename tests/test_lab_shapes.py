@@ -264,3 +264,18 @@ def test_copies_of_unknown_order_that_differ_in_what_the_builder_reads_leave_the
     else:
         b["entry"].append(entry)
     assert _screen(definition, b).by_id("E9-hiv").result == "unknown"
+
+
+@pytest.mark.parametrize("comparator", [">", ">=", "ad", "≤"])
+def test_a_zero_with_a_comparator_other_than_below_is_not_a_negative(definition, comparator):
+    b = _patient()
+    _set_value(_res(b, "p01-hiv"), valueQuantity={"value": 0, "comparator": comparator, "unit": "S/CO"})
+    assert _screen(definition, b).by_id("E9-hiv").result == "unknown"
+
+
+@pytest.mark.parametrize("system", ["http://terminology.hl7.org/CodeSystem/v2-0078", "http://hl7.org/fhir/v2/0078"])
+@pytest.mark.parametrize("code,expected", [("N", "not-met"), ("NEG", "not-met"), ("POS", "unknown"), ("A", "unknown")])
+def test_hl7_v2_abnormal_flags_read_as_their_v3_interpretation_codes(definition, system, code, expected):
+    b = _patient()
+    _res(b, "p01-hiv")["interpretation"] = _interp(code, system)
+    assert _screen(definition, b).by_id("E9-hiv").result == expected

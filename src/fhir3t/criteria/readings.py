@@ -210,7 +210,7 @@ def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = 
         shown = f"{q.get('comparator', '')}{q['value']} {q.get('unit') or q.get('code') or ''}".strip()
         if q.get("comparator") in ("<", "<="):
             votes.append((NEGATIVE, NEG_BELOW(value=shown)))
-        elif q["value"] == 0:
+        elif q["value"] == 0 and q.get("comparator") is None:  # '>0', 'ad 0' or a comparator R4 lacks say no zero
             votes.append((NEGATIVE, NEG_VALUE(value=shown)))
         elif viral_load and not q.get("comparator") and q["value"] > 0:
             votes.append((POSITIVE, POS_VALUE(value=shown)))
