@@ -279,3 +279,31 @@ def test_hl7_v2_abnormal_flags_read_as_their_v3_interpretation_codes(definition,
     b = _patient()
     _res(b, "p01-hiv")["interpretation"] = _interp(code, system)
     assert _screen(definition, b).by_id("E9-hiv").result == expected
+
+
+@pytest.mark.parametrize("interpretation", [
+    {"coding": [{"system": V3I, "code": "A"}]},               # one interpretation written without its array
+    ["A"],                                                    # not a CodeableConcept
+    [{"coding": {"system": V3I, "code": "POS"}}],             # its coding not an array
+])
+def test_an_interpretation_in_a_shape_fhir3t_cannot_read_leaves_a_negative_unknown(definition, interpretation):
+    b = _patient()
+    _res(b, "p01-hiv")["interpretation"] = interpretation
+    assert _screen(definition, b).by_id("E9-hiv").result == "unknown"
+
+
+def test_an_interpretation_without_its_array_still_reads(definition):
+    b = _patient()
+    _res(b, "p01-hiv")["interpretation"] = {"coding": [{"system": V3I, "code": "POS"}]}
+    assert "disagree" in _screen(definition, b).by_id("E9-hiv").reason
+    b = _patient()
+    mda5 = _res(b, "p01-mda5")
+    mda5["interpretation"] = {"coding": [{"system": V3I, "code": "NEG"}]}
+    assert _screen(definition, b).by_id("I3-mda5").result == "unknown"
+
+
+@pytest.mark.parametrize("change", [{"code": 5}, {"unit": ["%"]}, {"system": 7}])
+def test_a_quantity_whose_unit_is_not_text_is_unknown(definition, change):
+    b = _patient()
+    _res(b, "p01-dlco")["valueQuantity"].update(change)
+    assert _screen(definition, b).by_id("I4-dlco").result == "unknown"

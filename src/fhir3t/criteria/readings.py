@@ -159,8 +159,11 @@ def _interpretation_votes(raw: dict, tx: Terminology, rd: Readings) -> tuple[lis
     votes: list[tuple[str, Msg]] = []
     odd: str | None = None
     interps = raw.get("interpretation")
-    for interp in interps if isinstance(interps, list) else ():
+    if interps is not None and not isinstance(interps, list):
+        interps = [interps]  # one interpretation written without its array: still an interpretation
+    for interp in interps or ():
         if not isinstance(interp, dict):
+            odd = odd or "?"  # not a CodeableConcept: what it says cannot be read
             continue
         understood = False
         for code in tx.codes(interp):
@@ -183,6 +186,8 @@ def _interpretation_votes(raw: dict, tx: Terminology, rd: Readings) -> tuple[lis
             shown = shown or (text.strip() if isinstance(text, str) and text.strip() else None)
             if shown is not None:
                 odd = shown[:40]
+            elif any(v not in (None, [], {}, "") for k, v in interp.items() if k != "id"):
+                odd = "?"  # content fhir3t cannot read (a coding that is not a list, a code that is not a string)
     return votes, odd
 
 
@@ -258,7 +263,7 @@ def _coded_against(raw: dict, tx: Terminology, rd: Readings) -> Msg | None:
         if code in rd.negative:
             return NEG_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")
     interps = raw.get("interpretation")
-    for interp in interps if isinstance(interps, list) else ():
+    for interp in interps if isinstance(interps, list) else [interps]:
         for code in tx.codes(interp) if isinstance(interp, dict) else ():
             if code in rd.negative or (rd.normal is not None and code in rd.normal):
                 return NEG_INTERP(code=code[1])
@@ -323,6 +328,9 @@ def number(raw: dict) -> Number | None:
         return None
     spellings: list[str] = []
     code, unit_text, system = q.get("code"), q.get("unit"), q.get("system")
+    for written in (code, unit_text, system):
+        if written is not None and not isinstance(written, str):
+            spellings.append("?")  # a unit that is not text: not one the rule expects
     if isinstance(code, str) and code.strip():
         code = " ".join(code.split())
         spellings.append(code if system is None or system == UCUM else f"{code} ({system})")
