@@ -47,6 +47,8 @@ class Builder:
             frozenset(fold(s) for s in rd["negative_strings"]),
             frozenset(fold(s) for s in rd.get("indeterminate_strings", ())),
             frozenset(fold(s) for s in rd.get("reference_markers", ())),
+            normal=self.vs(rd["normal_valueset"]) if "normal_valueset" in rd else None,
+            normal_strings=frozenset(fold(s) for s in rd.get("normal_strings", ())),
         )
 
     @staticmethod

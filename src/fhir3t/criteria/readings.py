@@ -5,6 +5,7 @@ this module only knows where in an Observation a value can sit.
 """
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ class Readings:
     indeterminate_strings: frozenset[str] = frozenset()
     #: words that open a reference range written beside the value ("阳性 (参考值: 阴性)")
     reference_markers: frozenset[str] = frozenset()
+    #: interpretation codes and words that agree with a negative result (N, 'normal'): beside a negative
+    #: result, an interpretation that is none of these, nor positive or negative, is not understood
+    normal: ValueSet | None = None
+    normal_strings: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         phrases = sorted(self.positive_strings | self.negative_strings | self.indeterminate_strings, key=len, reverse=True)
@@ -79,6 +84,32 @@ def read_words(text: str, rd: Readings) -> str | None:
     return seen.pop() if len(seen) == 1 and "?" not in seen else None
 
 
+#: the R4 extension that says why a primitive value is missing (on `_valueString` and the like)
+DATA_ABSENT_EXTENSION = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+
+
+def absent_reason(raw: dict) -> str | None:
+    """Why the result says it has no value, or None: `dataAbsentReason` (R4 obs-6: present only when
+    `value[x]` is not, so a value beside it is not the result's), or the data-absent-reason extension on a
+    primitive value (`_valueString`). The code or text as written ("?" when neither)."""
+    dar = raw.get("dataAbsentReason")
+    if dar is not None:
+        if isinstance(dar, dict):
+            for c in dar.get("coding") or () if isinstance(dar.get("coding"), list) else ():
+                if isinstance(c, dict) and isinstance(c.get("code"), str):
+                    return c["code"]
+            if isinstance(dar.get("text"), str):
+                return dar["text"]
+        return "?"
+    for k, v in raw.items():
+        if k.startswith("_value") and isinstance(v, dict) and isinstance(v.get("extension"), list):
+            for ext in v["extension"]:
+                if isinstance(ext, dict) and ext.get("url") == DATA_ABSENT_EXTENSION:
+                    code = ext.get("valueCode")
+                    return code if isinstance(code, str) else "?"
+    return None
+
+
 def value_texts(raw: dict) -> list[str]:
     """Human-readable value text: valueString, valueCodeableConcept text/display, interpretation text."""
     out: list[str] = []
@@ -115,34 +146,91 @@ SEVERAL_GRADES = Message("reading.several-grades", "'{text}' (several different 
 NO_GRADE = Message("reading.no-grade", "'{text}' (no grade ++/+++ or -/±/+ recognised)")
 
 
-def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = False) -> tuple[str | None, Msg]:
-    """(positive | negative | None, how it was read) for a qualitative test result."""
-    value_codes = tx.codes(raw.get("valueCodeableConcept"))
-    for code in value_codes:
-        if code in rd.positive:
-            return POSITIVE, POS_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")
-        if code in rd.negative:
-            return NEGATIVE, NEG_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")
-    for interp in raw.get("interpretation") or ():
+DISAGREE = Message("reading.disagree", "{one} but {other}: the parts of the result disagree")
+ODD_INTERPRETATION = Message("reading.odd-interpretation", "{how}, but interpreted '{code}', which fhir3t does not "
+                                                           "understand beside a negative result")
+
+
+def _interpretation_votes(raw: dict, tx: Terminology, rd: Readings) -> tuple[list[tuple[str, Msg]], str | None]:
+    """(positive/negative readings of the interpretation codes, the first interpretation not understood).
+
+    An interpretation is understood when one of its codings is positive, negative or normal (`rd.normal`), or,
+    without such a coding, its text reads as a result or as normal. Its text is read with the value's texts."""
+    votes: list[tuple[str, Msg]] = []
+    odd: str | None = None
+    interps = raw.get("interpretation")
+    if interps is not None and not isinstance(interps, list):
+        interps = [interps]  # one interpretation written without its array: still an interpretation
+    for interp in interps or ():
+        if not isinstance(interp, dict):
+            odd = odd or "?"  # not a CodeableConcept: what it says cannot be read
+            continue
+        understood = False
         for code in tx.codes(interp):
             if code in rd.positive:
-                return POSITIVE, POS_INTERP(code=code[1])
-            if code in rd.negative:
-                return NEGATIVE, NEG_INTERP(code=code[1])
+                votes.append((POSITIVE, POS_INTERP(code=code[1])))
+                understood = True
+            elif code in rd.negative:
+                votes.append((NEGATIVE, NEG_INTERP(code=code[1])))
+                understood = True
+            elif rd.normal is not None and code in rd.normal:
+                understood = True
+        text = interp.get("text")
+        if not understood and isinstance(text, str) and (
+                read_words(text, rd) is not None or _norm_text(text) in rd.normal_strings):
+            understood = True
+        if not understood and odd is None:
+            codings = [c for c in interp.get("coding") or () if isinstance(c, dict)] \
+                if isinstance(interp.get("coding"), list) else []
+            shown = next((c["code"] for c in codings if isinstance(c.get("code"), str)), None)
+            shown = shown or (text.strip() if isinstance(text, str) and text.strip() else None)
+            if shown is not None:
+                odd = shown[:40]
+            elif any(v not in (None, [], {}, "") for k, v in interp.items() if k != "id"):
+                odd = "?"  # content fhir3t cannot read (a coding that is not a list, a code that is not a string)
+    return votes, odd
+
+
+def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = False) -> tuple[str | None, Msg]:
+    """(positive | negative | None, how it was read) for a qualitative test result.
+
+    Every part of the result that reads as positive or negative is read (coded value, interpretation codes,
+    the value's and the interpretation's texts, a quantity below the limit of detection): they must agree. A
+    negative result beside an interpretation fhir3t does not understand (A, H, a hospital's own flag) is not read."""
+    votes: list[tuple[str, Msg]] = []
+    for code in tx.codes(raw.get("valueCodeableConcept")):
+        if code in rd.positive:
+            votes.append((POSITIVE, POS_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")))
+        elif code in rd.negative:
+            votes.append((NEGATIVE, NEG_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")))
+    interp_votes, odd = _interpretation_votes(raw, tx, rd)
+    votes += interp_votes
     for text in value_texts(raw):
         word = read_words(text, rd)
         if word is not None:
-            return word, (POS_TEXT if word == POSITIVE else NEG_TEXT)(text=text.strip())
+            votes.append((word, (POS_TEXT if word == POSITIVE else NEG_TEXT)(text=text.strip())))
+    undecided: Msg | None = None
     q = raw.get("valueQuantity")
-    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
+    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
         shown = f"{q.get('comparator', '')}{q['value']} {q.get('unit') or q.get('code') or ''}".strip()
         if q.get("comparator") in ("<", "<="):
-            return NEGATIVE, NEG_BELOW(value=shown)
-        if q["value"] == 0:
-            return NEGATIVE, NEG_VALUE(value=shown)
-        if viral_load and not q.get("comparator"):
-            return (POSITIVE, POS_VALUE(value=shown)) if q["value"] > 0 else (None, AS_IS(value=shown))
-        return None, NO_CUTOFF(value=shown)
+            votes.append((NEGATIVE, NEG_BELOW(value=shown)))
+        elif q["value"] == 0 and q.get("comparator") is None:  # '>0', 'ad 0' or a comparator R4 lacks say no zero
+            votes.append((NEGATIVE, NEG_VALUE(value=shown)))
+        elif viral_load and not q.get("comparator") and q["value"] > 0:
+            votes.append((POSITIVE, POS_VALUE(value=shown)))
+        else:
+            undecided = AS_IS(value=shown) if viral_load and not q.get("comparator") else NO_CUTOFF(value=shown)
+    if votes:
+        value, how = votes[0]
+        other = next((h for v, h in votes if v != value), None)
+        if other is not None:
+            return None, DISAGREE(one=how, other=other)
+        if value == NEGATIVE and odd is not None:
+            return None, ODD_INTERPRETATION(how=how, code=odd)
+        return value, how
+    if undecided is not None:
+        return None, undecided
     texts = value_texts(raw)
     return None, (QUOTED(text=texts[0].strip()) if texts else NO_VALUE())
 
@@ -152,12 +240,37 @@ _MULTI_DIGIT = re.compile(r"\d{2,}\+")
 _GRADE_TOKEN = re.compile(r"\+\+\+\+?|\+\+|\(\+\)|\+/-|±|(?<![\d.])[0-9]\+|\+|(?<![\w-])-(?![\w-])")
 
 
-def grade(raw: dict, grades: dict[str, str], readings: Readings | None = None) -> tuple[str | None, Msg]:
+def grade(raw: dict, grades: dict[str, str], readings: Readings | None = None,
+          tx: Terminology | None = None) -> tuple[str | None, Msg]:
     """Map a semi-quantitative grade (`++`, `2+`, `±`, ...) to met / not-met through `grades`.
 
     `grades` maps a normalised grade text to "met" or "not-met". The whole value text is tried
-    first, then a grade token inside it (e.g. "Positive (++)").
+    first, then a grade token inside it (e.g. "Positive (++)"). A grade that meets is not read when a
+    coded part of the same result says negative or normal (a valueCodeableConcept coded Negative whose
+    text is '+++', an interpretation NEG or N).
     """
+    value, how = _grade(raw, grades, readings)
+    if value == "met" and readings is not None and tx is not None:
+        against = _coded_against(raw, tx, readings)
+        if against is not None:
+            return None, DISAGREE(one=how, other=against)
+    return value, how
+
+
+def _coded_against(raw: dict, tx: Terminology, rd: Readings) -> Msg | None:
+    """How a coded part of the result reads as negative or normal, or None."""
+    for code in tx.codes(raw.get("valueCodeableConcept")):
+        if code in rd.negative:
+            return NEG_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")
+    interps = raw.get("interpretation")
+    for interp in interps if isinstance(interps, list) else [interps]:
+        for code in tx.codes(interp) if isinstance(interp, dict) else ():
+            if code in rd.negative or (rd.normal is not None and code in rd.normal):
+                return NEG_INTERP(code=code[1])
+    return None
+
+
+def _grade(raw: dict, grades: dict[str, str], readings: Readings | None) -> tuple[str | None, Msg]:
     texts = value_texts(raw)
     for text in texts:
         t = _norm_text(text)
@@ -183,11 +296,18 @@ def grade(raw: dict, grades: dict[str, str], readings: Readings | None = None) -
     return None, NO_VALUE()
 
 
+#: the system of UCUM unit codes (a Quantity's code in another system is a code fhir3t does not know)
+UCUM = "http://unitsofmeasure.org"
+
+
 @dataclass(frozen=True)
 class Number:
     value: float
     comparator: str | None
     unit: str | None
+    #: every spelling of the unit the result gives, whitespace-normalised: its UCUM code, its unit text (a code of
+    #: another system as 'code (system)'). A rule reads the value only when all of them mean the unit it expects.
+    spellings: tuple[str, ...] = ()
 
 
 _NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*([^\d\s].*)?$")
@@ -200,13 +320,23 @@ def number(raw: dict) -> Number | None:
         m = _NUMBER_TEXT.match(unicodedata.normalize("NFKC", text))
         if m:
             unit = " ".join(m.group(3).split()) if m.group(3) else None
-            return Number(float(m.group(2)), m.group(1), unit)
+            return Number(float(m.group(2)), m.group(1), unit, (unit,) if unit else ())
         return None
     q = raw.get("valueQuantity")
-    if not isinstance(q, dict) or not isinstance(q.get("value"), (int, float)) or isinstance(q.get("value"), bool):
+    if not isinstance(q, dict) or not isinstance(q.get("value"), (int, float)) or isinstance(q.get("value"), bool) \
+            or not math.isfinite(q["value"]):
         return None
-    unit = q.get("code") or q.get("unit")
-    return Number(float(q["value"]), q.get("comparator"), unit if isinstance(unit, str) else None)
+    spellings: list[str] = []
+    code, unit_text, system = q.get("code"), q.get("unit"), q.get("system")
+    for written in (code, unit_text, system):
+        if written is not None and not isinstance(written, str):
+            spellings.append("?")  # a unit that is not text: not one the rule expects
+    if isinstance(code, str) and code.strip():
+        code = " ".join(code.split())
+        spellings.append(code if system is None or system == UCUM else f"{code} ({system})")
+    if isinstance(unit_text, str) and unit_text.strip() and " ".join(unit_text.split()) not in spellings:
+        spellings.append(" ".join(unit_text.split()))
+    return Number(float(q["value"]), q.get("comparator"), spellings[0] if spellings else None, tuple(spellings))
 
 
 def compare(n: Number, op: str, threshold: float) -> bool | None:

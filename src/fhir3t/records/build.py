@@ -61,6 +61,10 @@ INGREDIENTS = Message("record.ingredients", "its ingredients: {names}")
 NO_INGREDIENT = Message("record.no-ingredient", "nothing fhir3t can read")
 CODE_MALFORMED = Message("record.code-malformed", "its code is not a well-formed code of its system ({concept})")
 CODE_UNREADABLE = Message("record.code-unreadable", "no code fhir3t can read ({concept})")
+FOCUS_ELSEWHERE = Message("record.focus-elsewhere", "is about {focus} (its focus), not the patient: its value may not "
+                                                    "be the patient's")
+MODIFIER_EXTENSION = Message("record.modifier-extension", "carries a modifier extension fhir3t does not understand ({url} "
+                                                          "in {element}), which may change what the record means")
 VERSIONS_UNORDERED = Message("record.versions-unordered",
                              "is held in {n} copies that differ on what the criteria read, and neither meta.versionId "
                              "nor meta.lastUpdated tells which is current ({copies})")
@@ -258,7 +262,8 @@ class RecordBuilder:
         elements = self.relevance.plan.elements.get(rtype, frozenset())
         out = {}
         for k, v in res.items():
-            if k in elements or k in _ALWAYS_READ or _choice(k) in elements:
+            name = k[1:] if k.startswith("_") else k  # a primitive's extensions (`_valueString`) go with it
+            if name in elements or name in _ALWAYS_READ or _choice(name) in elements:
                 out[k] = v
         return out
 
@@ -270,6 +275,8 @@ class RecordBuilder:
             return None
         if bad_status is None:
             bad_status, bad_element = self._modified(rtype, resource)
+        if bad_status is None:
+            bad_status, bad_element = _focus(resource, rec.key)
         span, text = self._date(rtype, resource, where, inherit_date)
         kept = judged.why in (Why.CODE, Why.ANY, Why.SUSPECT, Why.CONTAINER, Why.ELSEWHERE)
         plan = self.relevance.plan
@@ -439,10 +446,11 @@ class RecordBuilder:
                       part_of=container.ref, inherit_date=container.date_text)
 
 
-#: what makes a resource what it is, whatever a rule declares it reads
+#: what makes a resource what it is, whatever a rule declares it reads (the builder itself reads a modifier
+#: extension and an Observation's focus: see `_modifier`, `_focus`)
 _ALWAYS_READ = frozenset({"resourceType", "code", "medicationCodeableConcept", "medicationReference", "vaccineCode",
                           "component", "result", "hasMember", "contained", "status", "modifierExtension",
-                          "implicitRules"})
+                          "implicitRules", "focus"})
 
 #: R4's general modifiers: an extension that changes the meaning of the element holding it (it may negate the whole
 #: record: 'not given', 'refuted'), and rules beyond FHIR's own that the resource was written under. A processor that
@@ -462,20 +470,24 @@ def _modifier(resource: dict, prefix: str = "") -> tuple[Msg | None, str]:
     rules = resource.get("implicitRules")
     if rules is not None:
         return MODIFIER(element=f"{prefix}implicitRules", what=clip(rules, 60) if isinstance(rules, str) else "?"), "implicitRules"
-    stack: list[object] = [resource]
+    rtype = resource.get("resourceType")
+    root = prefix.rstrip(".") or (rtype if isinstance(rtype, str) else "resource")
+    stack: list[tuple[object, str]] = [(resource, root)]  # (a stack, not recursion: nesting can be deep)
     while stack:
-        node = stack.pop()
+        node, path = stack.pop()
         if type(node) is dict:
             ext = node.get("modifierExtension")
             if ext:
-                urls = [e["url"] for e in ext if isinstance(e, dict) and isinstance(e.get("url"), str)] \
-                    if isinstance(ext, list) else []
-                return MODIFIER(element=f"{prefix}modifierExtension", what=many([clip(u, 80) for u in urls] or ["?"])), \
-                    "modifierExtension"
-            stack.extend(v for v in node.values() if type(v) in (dict, list))
+                first = ext[0] if isinstance(ext, list) and ext else ext
+                url = first.get("url") if isinstance(first, dict) else None
+                return MODIFIER_EXTENSION(url=clip(url, 80) if isinstance(url, str) else "?",
+                                          element=f"{path}.modifierExtension"), "modifierExtension"
+            stack.extend((v, f"{path}.{k}") for k, v in reversed(node.items()) if type(v) in (dict, list))
         elif type(node) is list:
-            stack.extend(v for v in node if type(v) in (dict, list))
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(node))) if type(v) in (dict, list))
     return None, ""
+
+
 _CHOICE = re.compile(r"^([a-z][A-Za-z]*?)[A-Z][A-Za-z]*$")
 
 
@@ -514,6 +526,20 @@ def _ingredients(medication: dict) -> Msg:
         elif isinstance(ref, dict) and isinstance(ref.get("display"), str):
             names.append(clip(ref["display"], 40))
     return INGREDIENTS(names=many(names)) if names else NO_INGREDIENT()
+
+
+def _focus(resource: dict, patient: str) -> tuple[Msg | None, str]:
+    """(why, "focus") when an Observation is about something other than its patient (R4 Observation.focus: a
+    fetus, a donor, a family member, a specimen's source): its value is not the patient's own. Else (None, "")."""
+    focus = resource.get("focus")
+    if focus is None or resource.get("resourceType") != "Observation":
+        return None, ""
+    for item in focus if isinstance(focus, list) else [focus]:
+        ref = item.get("reference") if isinstance(item, dict) else None
+        if not (isinstance(ref, str) and (ref == patient or _type_id(ref) == patient)):
+            shown = ref if isinstance(ref, str) else item.get("display") if isinstance(item, dict) else None
+            return FOCUS_ELSEWHERE(focus=clip(shown, 60) if isinstance(shown, str) else "?"), "focus"
+    return None, ""
 
 
 def _has_parts(rtype: str, resource: dict) -> bool:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fhir3t.criteria.base import LABEL_SCHEMA, Builder, Kind, Label, Rule, describe_suspect, record_name, settle_hint, text_arg, when
 from fhir3t.criteria.model import Outcome
-from fhir3t.criteria.readings import NEGATIVE, POSITIVE, Number, Readings, compare, grade, number, qualitative
+from fhir3t.criteria.readings import NEGATIVE, POSITIVE, Number, Readings, absent_reason, compare, grade, number, qualitative
 from fhir3t.dates import Span, instant
 from fhir3t.errors import ConfigError
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
@@ -26,6 +26,7 @@ from fhir3t.messages.core import Arg
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read, read
 from fhir3t.terminology import Code, ValueSet
+from fhir3t.textnorm import clip
 
 if TYPE_CHECKING:
     from fhir3t.criteria.context import Context, WindowSpec
@@ -35,12 +36,17 @@ _OBS_ELEMENTS = ("code", "status", "value[x]", "interpretation", "effective[x]",
 _REPORT_ELEMENTS = ("code", "status", "conclusionCode", "effective[x]", "issued")
 
 NO_NUMBER = Message("obs.no-number", "no numeric value")
+DATA_ABSENT = Message("obs.data-absent", "no value (the result gives a reason for its absence: {reason})")
 NO_CONCLUSION = Message("obs.no-conclusion", "a report with no coded conclusion")
 CONCLUSIONS_DISAGREE = Message("obs.conclusions-disagree", "a report whose coded conclusions disagree ({one}; {other})")
 FINDING = Message("obs.finding", "finding {code}")
 NO_FINDING = Message("obs.no-finding", "no coded finding")
 UNCLASSIFIED = Message("obs.unclassified", "finding {code} not classified")
 UNIT_UNKNOWN = Message("obs.unit-unknown", "{value}: unit not understood (expected {unit})")
+UNITS_DISAGREE = Message("obs.units-disagree", "{value}: its unit is written both as {one} and as {other}, which disagree")
+NEGATIVE_VALUE = Message("obs.negative-value", "{value}: a negative value cannot be this measurement")
+RATIO_NO_UNIT = Message("obs.ratio-no-unit", "the measured ({measured}) or the predicted ({predicted}) value has no unit: "
+                                             "they cannot be known to be in the same unit")
 CANNOT_COMPARE = Message("obs.cannot-compare", "{value} cannot be compared with {op} {threshold}")
 UNREADABLE_RESULT = Message("obs.unreadable-result", "result {record} {what}: code or correct it")
 RATIO_UNUSABLE = Message("obs.ratio-unusable", "measured/predicted values not usable")
@@ -123,6 +129,8 @@ class ObservationRule(Kind):
     include_reports: bool = True
     hint: Label | None = None
     label: Label = ""
+    #: a threshold on a measurement that can be negative (else a negative value is not read)
+    signed: bool = False
 
     kind = "observation"
     params: ClassVar[dict[str, Any]] = {
@@ -146,6 +154,7 @@ class ObservationRule(Kind):
         "not_met_valueset": {"type": "string"},
         "include_reports": {"type": "boolean"},
         "hint": LABEL_SCHEMA,
+        "signed": {"type": "boolean"},
     }
     required = ("valueset", "window", "read")
 
@@ -174,6 +183,7 @@ class ObservationRule(Kind):
             b.vs(spec["met_valueset"]) if "met_valueset" in spec else None,
             b.vs(spec["not_met_valueset"]) if "not_met_valueset" in spec else None,
             bool(spec.get("include_reports", True)), spec.get("hint"), spec.get("label", ""),
+            bool(spec.get("signed", False)),
         )
 
     def reads(self) -> Iterator[Read]:
@@ -203,6 +213,9 @@ class ObservationRule(Kind):
         return found[0]
 
     def _judge_raw(self, raw: dict, res: Res, ctx: Context) -> tuple[Tri, Arg]:
+        absent = absent_reason(raw) if not (res.type == "DiagnosticReport" and raw is res.raw) else None
+        if absent is not None:  # whatever value sits beside it, the result says it has none
+            return UNKNOWN, DATA_ABSENT(reason=clip(absent, 60))
         if self.read == "qualitative":
             assert self.readings is not None
             value, how = qualitative(raw, ctx.tx, self.readings, viral_load=self.viral_load)
@@ -211,13 +224,13 @@ class ObservationRule(Kind):
             return (MET if value == POSITIVE else NOT_MET if value == NEGATIVE else UNKNOWN), how
         if self.read == "grade":
             assert self.grades is not None and self.readings is not None
-            value, how = grade(raw, self.grades, self.readings)
+            value, how = grade(raw, self.grades, self.readings, ctx.tx)
             return (MET if value == "met" else NOT_MET if value == "not-met" else UNKNOWN), how
         if self.read == "threshold":
             n = number(raw)
             if n is None:
                 return UNKNOWN, NO_NUMBER()
-            return self._threshold(n.value, n.comparator, n.unit)
+            return self._threshold(n.value, n.comparator, n.unit, n.spellings)
         if self.read == "coded":
             if res.type == "DiagnosticReport":
                 conclusions = raw.get("conclusionCode")
@@ -236,19 +249,38 @@ class ObservationRule(Kind):
             return UNKNOWN, NO_FINDING() if not concept_codes else UNCLASSIFIED(code=concept_codes[0][1])
         raise ConfigError(f"unknown read {self.read!r}")
 
-    def _threshold(self, value: float, comparator: str | None, unit: str | None) -> tuple[Tri, Arg]:
+    def _threshold(self, value: float, comparator: str | None, unit: str | None,
+                   spellings: tuple[str, ...] = ()) -> tuple[Tri, Arg]:
         assert self.op is not None and self.threshold is not None
         shown = f"{comparator or ''}{value:g}{' ' + unit if unit else ''}"
-        if self.unit is not None and unit != self.unit:
-            factor = (self.conversions or {}).get(" ".join(unit.split()) if unit else "")
-            if factor is None:
+        if value < 0 and not self.signed:  # a lab system's "not read" (-1), or a sign the measurement cannot have
+            return UNKNOWN, NEGATIVE_VALUE(value=shown)
+        if self.unit is not None:
+            written = spellings or ((unit,) if unit else ())
+            factors = [self._factor(s) for s in written] or [self._factor(None)]
+            unknown = next((s for s, f in zip(written, factors, strict=False) if f is None), None)
+            if unknown is not None or factors[0] is None:
+                if unknown is not None and unknown != unit:
+                    shown += f" ({unknown})"
                 return UNKNOWN, UNIT_UNKNOWN(value=shown, unit=self.unit)
-            value *= factor
-            shown += f" = {value:g} {self.unit}"
+            if any(f != factors[0] for f in factors):
+                return UNKNOWN, UNITS_DISAGREE(value=shown, one=written[0],
+                                               other=next(s for s, f in zip(written, factors, strict=False) if f != factors[0]))
+            factor = factors[0]
+            assert factor is not None
+            if factor != 1 or unit != self.unit:
+                value *= factor
+                shown += f" = {value:g} {self.unit}"
         ok = compare(Number(value, comparator, unit), self.op, self.threshold)
         if ok is None:
             return UNKNOWN, CANNOT_COMPARE(value=shown, op=self.op, threshold=float(self.threshold))
         return (MET if ok else NOT_MET), shown
+
+    def _factor(self, unit: str | None) -> float | None:
+        """What a value in `unit` is multiplied by to be in the rule's unit (None: not understood)."""
+        if unit == self.unit:
+            return 1.0
+        return (self.conversions or {}).get(" ".join(unit.split()) if unit else "")
 
     def _unreadable(self, res: Res, ctx: Context) -> tuple[Tri, Arg]:
         return UNKNOWN, UNREADABLE_RESULT(record=record_name(res), what=describe_suspect(res, ctx.tx, self.vs))
@@ -278,10 +310,14 @@ class ObservationRule(Kind):
 
     def _ratio(self, num: Res, den: Res, scale: float) -> tuple[Tri, Arg]:
         a, b = number(num.raw), number(den.raw)
-        if a is None or b is None or b.value == 0 or a.comparator or b.comparator:
+        if absent_reason(num.raw) is not None or absent_reason(den.raw) is not None:
             return UNKNOWN, RATIO_UNUSABLE()
-        if a.unit and b.unit and a.unit != b.unit:
-            return UNKNOWN, RATIO_UNITS(measured=a.unit, predicted=b.unit)
+        if a is None or b is None or b.value == 0 or a.comparator or b.comparator or a.value < 0 or b.value < 0:
+            return UNKNOWN, RATIO_UNUSABLE()
+        if not a.unit or not b.unit:
+            return UNKNOWN, RATIO_NO_UNIT(measured=a.unit or "-", predicted=b.unit or "-")
+        if set(a.spellings) != set(b.spellings):
+            return UNKNOWN, RATIO_UNITS(measured=" / ".join(a.spellings), predicted=" / ".join(b.spellings))
         value = scale * a.value / b.value
         tri, _ = self._threshold(value, None, self.unit)
         return tri, RATIO(value=f"{value:.1f} {self.unit or ''}".strip(), measured=float(a.value), predicted=float(b.value))
