@@ -210,7 +210,11 @@ SCOPE = ["cli", "formats", "report", "service/cards.py", "service/orders.py", "p
          "service/signin.py",
          # the input problems and errors of reading files, a server and the patient store (issues 20 and 28)
          "sources/grouping.py", "sources/files.py", "sources/rest.py", "sources/statestore.py",
-         "pipeline/screening.py", "pipeline/incremental.py"]
+         "pipeline/screening.py", "pipeline/incremental.py",
+         # errors a CLI user sees when a server call, a push or an export fails, or a config, key, profile,
+         # terminology or criteria file does not load
+         "transport", "sinks", "sources", "config.py", "secretfiles.py", "smallfiles.py", "terminology.py",
+         "profiles.py", "study.py", "criteria/load.py"]
 #: module-level constants that are machine text, not sentences (stylesheets, scripts, font stacks)
 MACHINE_CONSTANTS = {"CSS", "SCRIPT", "FONTS", "CSP",
                      "EVENTS"}  # the log events' catalogue: English, for the engineers who alert on them
@@ -246,6 +250,16 @@ ALLOWED = {
     ("sources/files.py", "at line"): "a problem's location in a JSON file (line and column)",
     ("sources/rest.py", "batch entry"): "a problem's location in a server's batch answer",
     ("sources/rest.py", "(Patient/"): "a problem's location: the patients of a request",
+    # the transport's protocol data and technical text (a ResponseError's or HttpStatusError's, classified above)
+    ("transport/auth.py", "system/*.read"): "the OAuth scopes a SMART token is asked for: protocol data",
+    ("transport/http.py", "(the server's diagnostics"): "part of outcome_text, the OperationOutcome summary carried in "
+                                                        "a transport error's technical text (beside the HTTP phrase)",
+    ("transport/http.py", "a JSON object that is not"): "what an answer held, in a ResponseError's technical text",
+    ("transport/http.py", "an empty answer"): "what an answer held, in a ResponseError's technical text",
+    **{("transport/http.py", hint): "the network library's own English, matched and passed on as the technical reason"
+       for hint in ("Connection refused", "Name or service not known", "timed out", "Max retries exceeded",
+                    "certificate verify failed", "No address associated", "Connection reset",
+                    "Temporary failure in name resolution")},
 }
 #: English prose: two words of letters in a row (after markup, placeholders and code-like tokens are removed)
 _PROSE = re.compile(r"\b[A-Za-z][a-z]{1,}(?:'[a-z]+)?\s+[a-z]{2,}\b")
