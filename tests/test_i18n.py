@@ -30,7 +30,7 @@ PO = catalogs.po_path("zh_CN")
 def _import_everything() -> None:
     """Every module of fhir3t, so every declaration is in the registry (the CLI's help included)."""
     for m in pkgutil.walk_packages(fhir3t.__path__, "fhir3t."):
-        if m.name.endswith("__main__") or m.name.startswith("fhir3t.spark"):
+        if m.name.endswith("__main__"):
             continue
         importlib.import_module(m.name)
     from fhir3t.cli import build_parser
@@ -214,7 +214,10 @@ SCOPE = ["cli", "formats", "report", "service/cards.py", "service/orders.py", "p
          # errors a CLI user sees when a server call, a push or an export fails, or a config, key, profile,
          # terminology or criteria file does not load
          "transport", "sinks", "sources", "config.py", "secretfiles.py", "smallfiles.py", "terminology.py",
-         "profiles.py", "study.py", "criteria/load.py"]
+         "profiles.py", "study.py", "criteria/load.py",
+         # the pipeline's errors and problems, the notes of emitting FHIR, the safety analysis' problems and errors,
+         # the Spark entry point's problems, notes and help
+         "pipeline", "emit", "safety", "spark.py"]
 #: module-level constants that are machine text, not sentences (stylesheets, scripts, font stacks)
 MACHINE_CONSTANTS = {"CSS", "SCRIPT", "FONTS", "CSP",
                      "EVENTS"}  # the log events' catalogue: English, for the engineers who alert on them
@@ -260,6 +263,29 @@ ALLOWED = {
        for hint in ("Connection refused", "Name or service not known", "timed out", "Max retries exceeded",
                     "certificate verify failed", "No address associated", "Connection reset",
                     "Temporary failure in name resolution")},
+    # codes and FHIR data: the same whatever the reader's language
+    ("pipeline/codes.py", "unknown system"): "a verdict of `fhir3t codes`: a code (its CSV column and table show it "
+                                             "as written)",
+    ("pipeline/codes.py", "named like a criterion"): "a verdict of `fhir3t codes`: a code, as above",
+    **{("pipeline/conceptmap_draft.py", start): "FHIR data: the draft ConceptMap's title, description and target "
+                                                "comments (a resource file, stable whatever the language)"
+       for start in ("Draft written by fhir3t codes", "proposed: the display", "; the local code extends",
+                     "Local codes to map")},
+    ("emit/adverse_event.py", "Results in death"): "FHIR data: the HL7 adverse-event-seriousness code's display",
+    ("emit/adverse_event.py", "Requires or prolongs"): "FHIR data: the HL7 adverse-event-seriousness code's display",
+    ("emit/adverse_event.py", "adverse-event detection for"): "FHIR data: the Provenance's reason text",
+    ("emit/screening.py", "screening for"): "FHIR data: the Provenance's reason text",
+    ("emit/enrolment.py", "trial recruitment contact"): "FHIR data: a Communication's category text",
+    # a Finding's values: fields of the JSON safety output and report (grade_source, seriousness, term), as written
+    ("safety/clinical.py", "CTCAE grade extension"): "a Finding's grade_source: a JSON value (grading.by_source keys)",
+    ("safety/engine.py", "CTCAE grade extension"): "compared with the grade_source above",
+    ("safety/engine.py", "lab grading"): "a Finding's grade_source: a JSON value",
+    ("safety/engine.py", "(recorded grade"): "part of a Finding's grade_source: a JSON value",
+    ("safety/engine.py", "death from this AE"): "a Finding's grade_source: a JSON value",
+    ("safety/investigator.py", "not recorded"): "the seriousness code of an AE whose record gives none (a JSON value; "
+                                               "the report says it in words)",
+    ("safety/investigator.py", "AdverseEvent without an event term"): "a Finding's term when the record names none: "
+                                                                      "a JSON value (ae_term), shown as written",
 }
 #: English prose: two words of letters in a row (after markup, placeholders and code-like tokens are removed)
 _PROSE = re.compile(r"\b[A-Za-z][a-z]{1,}(?:'[a-z]+)?\s+[a-z]{2,}\b")
