@@ -217,10 +217,16 @@ SCOPE = ["cli", "formats", "report", "service/cards.py", "service/orders.py", "p
          "profiles.py", "study.py", "criteria/load.py",
          # the pipeline's errors and problems, the notes of emitting FHIR, the safety analysis' problems and errors,
          # the Spark entry point's problems, notes and help
-         "pipeline", "emit", "safety", "spark.py"]
+         "pipeline", "emit", "safety", "spark.py",
+         # the CDS service: its HTTP error bodies are machine text (HTTP_ERRORS, PrefetchError), its settings' and
+         # --notify's refusals are the CLI's
+         "service/app.py", "service/bodies.py", "service/failures.py", "service/prefetch.py", "service/settings.py",
+         "service/notify.py"]
 #: module-level constants that are machine text, not sentences (stylesheets, scripts, font stacks)
 MACHINE_CONSTANTS = {"CSS", "SCRIPT", "FONTS", "CSP",
-                     "EVENTS"}  # the log events' catalogue: English, for the engineers who alert on them
+                     "EVENTS",  # the log events' catalogue: English, for the engineers who alert on them
+                     "LOG_TEXT",  # a module's log record texts: English (what engineers grep)
+                     "HTTP_ERRORS"}  # the service's HTTP error bodies: JSON for the calling program (an EHR)
 #: calls whose strings are for machines or logs (never shown in the reader's language, by design)
 MACHINE_CALLS = {
     "debug", "info", "warning", "exception", "critical",  # a logger's records: English (what engineers grep)
@@ -232,6 +238,7 @@ MACHINE_CALLS = {
     "Gate",  # why no card: a field of the cds-call log record
     "_log", "_refuse",  # the coordinator page's request log records (the page says the message passed beside them)
     "OrderError", "ResponseError", "HttpStatusError",  # an HTTP error body, a transport error's technical text
+    "PrefetchError",  # a CDS call's prefetch refused: the HTTP 400 body (JSON for the EHR)
 }
 #: keys of JSON objects built as literals whose values document the JSON for programs (the JSON report's
 #: `definition`s): machine output, in English whatever the language
@@ -248,6 +255,8 @@ ALLOWED = {
     ("pipeline/servercheck/write.py", "fhir3t check-server write test"): "data: the test ResearchStudy's title",
     ("cli/report.py", "safety data"): "a key of the JSON report's header hashes",
     ("service/coordinator.py", "(no route)"): "the route field of a request's log record",
+    ("service/app.py", "(no route)"): "the route field of a request's log record",
+    ("service/app.py", "internal error"): "an HTTP error body: JSON for the calling program",
     ("service/cards.py", "Laboratory procedure"): "SNOMED CT's display of the ServiceRequest category code (FHIR data)",
     # where a problem is: Problems locate by text, beside a file path or URL (a known gap: not translated)
     ("sources/files.py", "at line"): "a problem's location in a JSON file (line and column)",
