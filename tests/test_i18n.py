@@ -221,7 +221,8 @@ SCOPE = ["cli", "formats", "report", "service/cards.py", "service/orders.py", "p
          # the CDS service: its HTTP error bodies are machine text (HTTP_ERRORS, PrefetchError), its settings' and
          # --notify's refusals are the CLI's
          "service/app.py", "service/bodies.py", "service/failures.py", "service/prefetch.py", "service/settings.py",
-         "service/notify.py"]
+         "service/notify.py", "service/store.py", "service/watch.py", "service/jwt_auth.py", "service/fetch.py",
+         "service/hooks.py"]
 #: module-level constants that are machine text, not sentences (stylesheets, scripts, font stacks)
 MACHINE_CONSTANTS = {"CSS", "SCRIPT", "FONTS", "CSP",
                      "EVENTS",  # the log events' catalogue: English, for the engineers who alert on them
@@ -239,6 +240,7 @@ MACHINE_CALLS = {
     "_log", "_refuse",  # the coordinator page's request log records (the page says the message passed beside them)
     "OrderError", "ResponseError", "HttpStatusError",  # an HTTP error body, a transport error's technical text
     "PrefetchError",  # a CDS call's prefetch refused: the HTTP 400 body (JSON for the EHR)
+    "DeadlineExceeded",  # the service's fetch ran out of time: a reason in a cds-call log record
 }
 #: keys of JSON objects built as literals whose values document the JSON for programs (the JSON report's
 #: `definition`s): machine output, in English whatever the language
@@ -257,6 +259,23 @@ ALLOWED = {
     ("service/coordinator.py", "(no route)"): "the route field of a request's log record",
     ("service/app.py", "(no route)"): "the route field of a request's log record",
     ("service/app.py", "internal error"): "an HTTP error body: JSON for the calling program",
+    ("service/jwt_auth.py", "larger than"): "the detail of an HTTP 401 body (HTTP_ERRORS)",
+    ("service/jwt_auth.py", "exp or iat not a number"): "the detail of an HTTP 401 body (HTTP_ERRORS)",
+    **{("service/store.py", start): "why no card: the `why` field of a cds-call log record"
+       for start in ("accepted", "dismissed", "shown")},
+    ("service/watch.py", "fhir3t: screen patients for"): "FHIR data: a Subscription's reason",
+    # the service's fetch: what failed, in the `not_fetched` field and warning of a cds-call log record
+    **{("service/fetch.py", start): "a query's key or failure in a cds-call log record (never shown to a person)"
+       for start in ("(next pages)", "prefetch", "no answer within the time budget", "the server answered",
+                     "no answer", "cannot reach", "request budget", "not valid JSON", "instead of a Bundle")},
+    # the CDS Hooks discovery document and a call's answer: JSON for the EHR, and the call's log record
+    **{("service/hooks.py", start): "the CDS Hooks discovery document (JSON for the EHR's programs)"
+       for start in ("Prefetch the listed queries", ": trial screening", "Screens the patient", ": before starting",
+                     "When a drug the")},
+    **{("service/hooks.py", start): "a cds-call log record's field (`why`, `fhir_server`)"
+       for start in ("no selected order is a drug", "not allowed", "data not fetched within", "no record of the")},
+    **{("service/hooks.py", start): "the HTTP 412 body of a call without its prefetch (JSON for the EHR)"
+       for start in ("this fhirServer is not one", "no fhirServer was given", "prefetch")},
     ("service/cards.py", "Laboratory procedure"): "SNOMED CT's display of the ServiceRequest category code (FHIR data)",
     # where a problem is: Problems locate by text, beside a file path or URL (a known gap: not translated)
     ("sources/files.py", "at line"): "a problem's location in a JSON file (line and column)",
