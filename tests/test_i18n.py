@@ -30,7 +30,7 @@ PO = catalogs.po_path("zh_CN")
 def _import_everything() -> None:
     """Every module of fhir3t, so every declaration is in the registry (the CLI's help included)."""
     for m in pkgutil.walk_packages(fhir3t.__path__, "fhir3t."):
-        if m.name.endswith("__main__") or m.name.startswith("fhir3t.spark"):
+        if m.name.endswith("__main__"):
             continue
         importlib.import_module(m.name)
     from fhir3t.cli import build_parser
@@ -210,10 +210,24 @@ SCOPE = ["cli", "formats", "report", "service/cards.py", "service/orders.py", "p
          "service/signin.py",
          # the input problems and errors of reading files, a server and the patient store (issues 20 and 28)
          "sources/grouping.py", "sources/files.py", "sources/rest.py", "sources/statestore.py",
-         "pipeline/screening.py", "pipeline/incremental.py"]
+         "pipeline/screening.py", "pipeline/incremental.py",
+         # errors a CLI user sees when a server call, a push or an export fails, or a config, key, profile,
+         # terminology or criteria file does not load
+         "transport", "sinks", "sources", "config.py", "secretfiles.py", "smallfiles.py", "terminology.py",
+         "profiles.py", "study.py", "criteria/load.py",
+         # the pipeline's errors and problems, the notes of emitting FHIR, the safety analysis' problems and errors,
+         # the Spark entry point's problems, notes and help
+         "pipeline", "emit", "safety", "spark.py",
+         # the CDS service: its HTTP error bodies are machine text (HTTP_ERRORS, PrefetchError), its settings' and
+         # --notify's refusals are the CLI's
+         "service/app.py", "service/bodies.py", "service/failures.py", "service/prefetch.py", "service/settings.py",
+         "service/notify.py", "service/store.py", "service/watch.py", "service/jwt_auth.py", "service/fetch.py",
+         "service/hooks.py"]
 #: module-level constants that are machine text, not sentences (stylesheets, scripts, font stacks)
 MACHINE_CONSTANTS = {"CSS", "SCRIPT", "FONTS", "CSP",
-                     "EVENTS"}  # the log events' catalogue: English, for the engineers who alert on them
+                     "EVENTS",  # the log events' catalogue: English, for the engineers who alert on them
+                     "LOG_TEXT",  # a module's log record texts: English (what engineers grep)
+                     "HTTP_ERRORS"}  # the service's HTTP error bodies: JSON for the calling program (an EHR)
 #: calls whose strings are for machines or logs (never shown in the reader's language, by design)
 MACHINE_CALLS = {
     "debug", "info", "warning", "exception", "critical",  # a logger's records: English (what engineers grep)
@@ -225,6 +239,8 @@ MACHINE_CALLS = {
     "Gate",  # why no card: a field of the cds-call log record
     "_log", "_refuse",  # the coordinator page's request log records (the page says the message passed beside them)
     "OrderError", "ResponseError", "HttpStatusError",  # an HTTP error body, a transport error's technical text
+    "PrefetchError",  # a CDS call's prefetch refused: the HTTP 400 body (JSON for the EHR)
+    "DeadlineExceeded",  # the service's fetch ran out of time: a reason in a cds-call log record
 }
 #: keys of JSON objects built as literals whose values document the JSON for programs (the JSON report's
 #: `definition`s): machine output, in English whatever the language
@@ -241,11 +257,63 @@ ALLOWED = {
     ("pipeline/servercheck/write.py", "fhir3t check-server write test"): "data: the test ResearchStudy's title",
     ("cli/report.py", "safety data"): "a key of the JSON report's header hashes",
     ("service/coordinator.py", "(no route)"): "the route field of a request's log record",
+    ("service/app.py", "(no route)"): "the route field of a request's log record",
+    ("service/app.py", "internal error"): "an HTTP error body: JSON for the calling program",
+    ("service/jwt_auth.py", "larger than"): "the detail of an HTTP 401 body (HTTP_ERRORS)",
+    ("service/jwt_auth.py", "exp or iat not a number"): "the detail of an HTTP 401 body (HTTP_ERRORS)",
+    **{("service/store.py", start): "why no card: the `why` field of a cds-call log record"
+       for start in ("accepted", "dismissed", "shown")},
+    ("service/watch.py", "fhir3t: screen patients for"): "FHIR data: a Subscription's reason",
+    # the service's fetch: what failed, in the `not_fetched` field and warning of a cds-call log record
+    **{("service/fetch.py", start): "a query's key or failure in a cds-call log record (never shown to a person)"
+       for start in ("(next pages)", "prefetch", "no answer within the time budget", "the server answered",
+                     "no answer", "cannot reach", "request budget", "not valid JSON", "instead of a Bundle")},
+    # the CDS Hooks discovery document and a call's answer: JSON for the EHR, and the call's log record
+    **{("service/hooks.py", start): "the CDS Hooks discovery document (JSON for the EHR's programs)"
+       for start in ("Prefetch the listed queries", ": trial screening", "Screens the patient", ": before starting",
+                     "When a drug the")},
+    **{("service/hooks.py", start): "a cds-call log record's field (`why`, `fhir_server`)"
+       for start in ("no selected order is a drug", "not allowed", "data not fetched within", "no record of the")},
+    **{("service/hooks.py", start): "the HTTP 412 body of a call without its prefetch (JSON for the EHR)"
+       for start in ("this fhirServer is not one", "no fhirServer was given", "prefetch")},
     ("service/cards.py", "Laboratory procedure"): "SNOMED CT's display of the ServiceRequest category code (FHIR data)",
     # where a problem is: Problems locate by text, beside a file path or URL (a known gap: not translated)
     ("sources/files.py", "at line"): "a problem's location in a JSON file (line and column)",
     ("sources/rest.py", "batch entry"): "a problem's location in a server's batch answer",
     ("sources/rest.py", "(Patient/"): "a problem's location: the patients of a request",
+    # the transport's protocol data and technical text (a ResponseError's or HttpStatusError's, classified above)
+    ("transport/auth.py", "system/*.read"): "the OAuth scopes a SMART token is asked for: protocol data",
+    ("transport/http.py", "(the server's diagnostics"): "part of outcome_text, the OperationOutcome summary carried in "
+                                                        "a transport error's technical text (beside the HTTP phrase)",
+    ("transport/http.py", "a JSON object that is not"): "what an answer held, in a ResponseError's technical text",
+    ("transport/http.py", "an empty answer"): "what an answer held, in a ResponseError's technical text",
+    **{("transport/http.py", hint): "the network library's own English, matched and passed on as the technical reason"
+       for hint in ("Connection refused", "Name or service not known", "timed out", "Max retries exceeded",
+                    "certificate verify failed", "No address associated", "Connection reset",
+                    "Temporary failure in name resolution")},
+    # codes and FHIR data: the same whatever the reader's language
+    ("pipeline/codes.py", "unknown system"): "a verdict of `fhir3t codes`: a code (its CSV column and table show it "
+                                             "as written)",
+    ("pipeline/codes.py", "named like a criterion"): "a verdict of `fhir3t codes`: a code, as above",
+    **{("pipeline/conceptmap_draft.py", start): "FHIR data: the draft ConceptMap's title, description and target "
+                                                "comments (a resource file, stable whatever the language)"
+       for start in ("Draft written by fhir3t codes", "proposed: the display", "; the local code extends",
+                     "Local codes to map")},
+    ("emit/adverse_event.py", "Results in death"): "FHIR data: the HL7 adverse-event-seriousness code's display",
+    ("emit/adverse_event.py", "Requires or prolongs"): "FHIR data: the HL7 adverse-event-seriousness code's display",
+    ("emit/adverse_event.py", "adverse-event detection for"): "FHIR data: the Provenance's reason text",
+    ("emit/screening.py", "screening for"): "FHIR data: the Provenance's reason text",
+    ("emit/enrolment.py", "trial recruitment contact"): "FHIR data: a Communication's category text",
+    # a Finding's values: fields of the JSON safety output and report (grade_source, seriousness, term), as written
+    ("safety/clinical.py", "CTCAE grade extension"): "a Finding's grade_source: a JSON value (grading.by_source keys)",
+    ("safety/engine.py", "CTCAE grade extension"): "compared with the grade_source above",
+    ("safety/engine.py", "lab grading"): "a Finding's grade_source: a JSON value",
+    ("safety/engine.py", "(recorded grade"): "part of a Finding's grade_source: a JSON value",
+    ("safety/engine.py", "death from this AE"): "a Finding's grade_source: a JSON value",
+    ("safety/investigator.py", "not recorded"): "the seriousness code of an AE whose record gives none (a JSON value; "
+                                               "the report says it in words)",
+    ("safety/investigator.py", "AdverseEvent without an event term"): "a Finding's term when the record names none: "
+                                                                      "a JSON value (ae_term), shown as written",
 }
 #: English prose: two words of letters in a row (after markup, placeholders and code-like tokens are removed)
 _PROSE = re.compile(r"\b[A-Za-z][a-z]{1,}(?:'[a-z]+)?\s+[a-z]{2,}\b")

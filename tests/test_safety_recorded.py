@@ -159,6 +159,7 @@ def test_fhir3t_ae_read_back_keeps_an_authored_assessment_only():
 
 def test_investigator_aes_are_not_emitted_as_fhir3t_copies():
     from fhir3t.emit.adverse_event import safety_bundle
+    from fhir3t.messages import render
 
     flu = cond("J11.1", CM, onsetDateTime="2026-03-01")
     o = one(flu, investigator_ae("2026-03-01", code="J11.1", system=CM, causality={"tofacitinib": "Possible"}),
@@ -167,4 +168,4 @@ def test_investigator_aes_are_not_emitted_as_fhir3t_copies():
              "identifier": [{"system": "http://clinicaltrials.gov", "value": "NCT06438679"}]}
     bundle, notes = safety_bundle(list(o.findings), study, "d")
     assert not any(e["resource"]["resourceType"] == "AdverseEvent" for e in bundle["entry"])
-    assert any("recorded by an investigator" in n for n in notes)
+    assert any("recorded by an investigator" in render(n) for n in notes)  # a note is a message: its English

@@ -40,8 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from fhir3t.errors import ConfigError
+from fhir3t.messages import table
 from fhir3t.origins import Origin, origin
-from fhir3t.secretfiles import problem
+from fhir3t.secretfiles import why_unreadable
 from fhir3t.shapecheck import Path_, ShapeError, Where, check
 from fhir3t.smallfiles import CONFIG_LIMIT, TOKEN_LIMIT, read_small
 
@@ -59,8 +60,9 @@ SECRET_KEYS = frozenset({"token", "secret", "client_secret", "password", "key_pa
 
 ENV_CONFIG = "FHIR3T_CONFIG"  # a path, or "none" to read no config file
 
-#: message id -> English template (the schemas' `x-message` ids and this module's own sentences)
-MESSAGES = {
+#: what is said of a config file that cannot be used (the CLI's error line): the schemas' `x-message` ids and this
+#: module's own sentences
+WORDS = table("config", {
     "http-url": "{where} must be an http:// or https:// URL",
     "smart-needs": "{where}: auth = \"smart\" needs client_id and key (the path of the private key)",
     "client-secret-needs": "{where}: auth = \"client-secret\" needs client_id (the secret comes from $FHIR3T_CLIENT_SECRET)",
@@ -78,7 +80,14 @@ MESSAGES = {
     "too-deep": "{path}: nested too deeply to be a fhir3t config file",
     "token-empty": "[server] token_file {path}: empty",
     "time-zone": "{where} must be an IANA time zone such as Asia/Shanghai (see the tz database's zone names)",
-}
+    "unknown-key-near": "{where}: unknown key '{key}'; did you mean '{near}'?",
+    "unknown-key-known": "{where}: unknown key '{key}' (known: {known})",
+    "token-unreadable": "[server] token_file {path}: unreadable",
+    "the-token-file": "the [server] token_file",
+    "the-config-file": "the config file",
+})
+#: the English templates by id, for shapecheck's `x-message` sentences (English until shapecheck says messages)
+MESSAGES = {key: m.en for key, m in WORDS.items()}
 
 
 def search_path(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> list[Path]:
@@ -95,14 +104,14 @@ def find_config(explicit: str | Path | None = None, env: Mapping[str, str] | Non
     if explicit is not None:
         path = Path(explicit)
         if not path.exists():
-            raise ConfigError(MESSAGES["no-file"].format(path=path))
+            raise ConfigError(WORDS["no-file"](path=str(path)))
         return path  # a device or a FIFO is refused when read
     named = env.get(ENV_CONFIG)
     if named:
         if named.lower() == "none":
             return None
         if not Path(named).exists():
-            raise ConfigError(MESSAGES["no-file-env"].format(env=ENV_CONFIG, path=named))
+            raise ConfigError(WORDS["no-file-env"](env=ENV_CONFIG, path=named))
         return Path(named)
     for candidate in search_path(env, cwd):
         if candidate.is_file():
@@ -117,8 +126,8 @@ def check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> 
         if key.replace("-", "_") in {a.replace("-", "_") for a in allowed}:
             continue
         near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        hint = f"; did you mean '{near[0]}'?" if near else f" (known: {', '.join(allowed)})"
-        raise ConfigError(f"{where}: unknown key '{key}'{hint}")
+        raise ConfigError(WORDS["unknown-key-near"](where=where, key=key, near=near[0]) if near else
+                          WORDS["unknown-key-known"](where=where, key=key, known=", ".join(allowed)))
 
 
 def table_where(where: str) -> Where:
@@ -173,18 +182,18 @@ class ServerSettings:
         if self.token_file is None:
             return None
         try:
-            raw = read_small(self.token_file, TOKEN_LIMIT, "the [server] token_file")
+            raw = read_small(self.token_file, TOKEN_LIMIT, WORDS["the-token-file"]())
         except FileNotFoundError:
-            raise ConfigError(MESSAGES["no-file"].format(path=self.token_file)) from None
+            raise ConfigError(WORDS["no-file"](path=str(self.token_file))) from None
         except ConfigError:
             if os.access(self.token_file, os.F_OK) and not os.access(self.token_file, os.R_OK):
                 # unreadable for the uid fhir3t runs as (the usual container mistake): who owns it and what works
-                raise ConfigError(problem(self.token_file, "[server] token_file")
-                                  or f"[server] token_file {self.token_file}: unreadable") from None
+                raise ConfigError(why_unreadable(self.token_file, "[server] token_file")  # the config key, as written
+                                  or WORDS["token-unreadable"](path=str(self.token_file))) from None
             raise
         text = raw.decode("utf-8", "replace").strip()
         if not text:
-            raise ConfigError(MESSAGES["token-empty"].format(path=self.token_file))
+            raise ConfigError(WORDS["token-empty"](path=str(self.token_file)))
         return text
 
 
@@ -226,7 +235,7 @@ class Config:
 def _no_secrets(table: Mapping[str, Any], where: str) -> None:
     for key in table:
         if str(key).replace("-", "_").lower() in SECRET_KEYS:
-            raise ConfigError(MESSAGES["secret"].format(where=where, key=key))
+            raise ConfigError(WORDS["secret"](where=where, key=key))
 
 
 def _server(cfg: Config, table: Mapping[str, Any]) -> ServerSettings:
@@ -249,14 +258,14 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     except ShapeError as exc:
         raise ConfigError(str(exc)) from None
     cfg = Config(path=path)
-    for name, table in data.items():
+    for name, section in data.items():
         if name not in KNOWN_TABLES and name not in OWNED_ELSEWHERE:
             near = difflib.get_close_matches(name, sorted(KNOWN_TABLES), n=1, cutoff=0.8)
             if near:
-                raise ConfigError(MESSAGES["typo-table"].format(file=where_file, name=name, near=near[0]))
-        _no_secrets(table, cfg.where(name))
+                raise ConfigError(WORDS["typo-table"](file=where_file, name=name, near=near[0]))
+        _no_secrets(section, cfg.where(name))
         if name in COMMAND_TABLES:
-            check_table("command", table, cfg.where(name))
+            check_table("command", section, cfg.where(name))
     tables = {k: dict(v) for k, v in data.items()}
     cfg = Config(path=path, tables=tables)
     server = _server(cfg, tables.get("server", {}))
@@ -275,17 +284,17 @@ def load_config(path: str | Path | None) -> Config:
         return Config()
     p = Path(path)
     try:
-        raw = read_small(p, CONFIG_LIMIT, "the config file")
+        raw = read_small(p, CONFIG_LIMIT, WORDS["the-config-file"]())
     except FileNotFoundError:
-        raise ConfigError(MESSAGES["no-file"].format(path=p)) from None
+        raise ConfigError(WORDS["no-file"](path=str(p))) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ConfigError(MESSAGES["not-utf8"].format(path=p)) from None
+        raise ConfigError(WORDS["not-utf8"](path=str(p))) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(MESSAGES["not-toml"].format(path=p, error=exc)) from None
+        raise ConfigError(WORDS["not-toml"](path=str(p), error=str(exc))) from None
     except RecursionError:  # arrays or inline tables nested thousands deep: tomllib recurses
-        raise ConfigError(MESSAGES["too-deep"].format(path=p)) from None
+        raise ConfigError(WORDS["too-deep"](path=str(p))) from None
     return parse_config(data, p)
 
 

@@ -16,6 +16,13 @@ from functools import cache
 from pathlib import Path
 
 from fhir3t.errors import ConfigError
+from fhir3t.messages import table
+
+#: a profiles folder that cannot be used (the CLI's error line)
+E = table("profiles", {
+    "no-builtin": "cannot find fhir3t's profiles/ folder (criteria and value sets); set FHIR3T_PROFILES to its path",
+    "not-profiles": "{path}: not a profiles folder (no study.json in it)",
+})
 
 
 @cache
@@ -27,10 +34,7 @@ def builtin_profiles() -> Path:
     for c in candidates:
         if (c / "criteria").is_dir():
             return c
-    raise ConfigError(
-        "cannot find fhir3t's profiles/ folder (criteria and value sets); "
-        "set FHIR3T_PROFILES to its path"
-    )
+    raise ConfigError(E["no-builtin"]())
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class Profiles:
             folder = env
         path = Path(folder)
         if not (path / "study.json").is_file():
-            raise ConfigError(f"{path}: not a profiles folder (no study.json in it)")
+            raise ConfigError(E["not-profiles"](path=str(path)))
         return cls(path)
 
     @property

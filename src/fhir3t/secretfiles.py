@@ -15,51 +15,64 @@ import sys
 from pathlib import Path
 
 from fhir3t.errors import EXIT_INPUT_FATAL, EXIT_OK
+from fhir3t.messages import Msg, render, table
 
-#: the documented way to mount a secret for a service running as `uid`/`gid` (README, deploy/)
-ADVICE = "make it owned by uid {uid} with mode 0400 (chown {uid} FILE; chmod 0400 FILE), or group {gid} with mode 0440"
-
-MESSAGES = {
+#: what is said of a secret file this process cannot read (`what` names the file: a message or a config key).
+#: The advice at the end of "unreadable" is the documented way to mount a secret for a service running as
+#: `uid`/`gid` (README, deploy/).
+MESSAGES = table("secret", {
+    "file": "secret file",
     "missing": "{what} {path}: no such file",
     "not-file": "{what} {path}: not a regular file",
     "unreadable": "{what} {path} is not readable by fhir3t, which runs as uid {uid} (gid {gid}); the file is owned by "
-                  "uid {owner}, group {group}, mode {mode:04o}: " + ADVICE,
+                  "uid {owner}, group {group}, mode {mode}: make it owned by uid {uid} with mode 0400 (chown {uid} "
+                  "FILE; chmod 0400 FILE), or group {gid} with mode 0440",
     "closed-folder": "{what} {path}: a folder on its path is closed to uid {uid} (gid {gid}), which fhir3t runs as",
-}
+})
 
 
-def problem(path: Path | str, what: str = "secret file") -> str | None:
-    """None when this process can read `path`, else the sentence saying why not and what to do."""
+def why_unreadable(path: Path | str, what: str | Msg | None = None) -> Msg | None:
+    """None when this process can read `path`, else the message saying why not and what to do."""
     p = Path(path)
+    w = MESSAGES["file"]() if what is None else what
     try:
         st = p.stat()
     except FileNotFoundError:
-        return MESSAGES["missing"].format(what=what, path=p)
+        return MESSAGES["missing"](what=w, path=str(p))
     except PermissionError:
-        return MESSAGES["closed-folder"].format(what=what, path=p, uid=os.geteuid(), gid=os.getegid())
+        return MESSAGES["closed-folder"](what=w, path=str(p), uid=os.geteuid(), gid=os.getegid())
     if not stat.S_ISREG(st.st_mode):
-        return MESSAGES["not-file"].format(what=what, path=p)
+        return MESSAGES["not-file"](what=w, path=str(p))
     if os.access(p, os.R_OK):
         return None
-    return MESSAGES["unreadable"].format(what=what, path=p, uid=os.geteuid(), gid=os.getegid(), owner=st.st_uid,
-                                         group=st.st_gid, mode=stat.S_IMODE(st.st_mode))
+    return MESSAGES["unreadable"](what=w, path=str(p), uid=os.geteuid(), gid=os.getegid(), owner=st.st_uid,
+                                  group=st.st_gid, mode=f"{stat.S_IMODE(st.st_mode):04o}")
 
 
-def check(paths: list[str]) -> list[str]:
+def problem(path: Path | str, what: str | Msg | None = None) -> str | None:
+    """`why_unreadable` in English (None when this process can read `path`)."""
+    said = why_unreadable(path, what)
+    return render(said) if said is not None else None
+
+
+def check(paths: list[str]) -> list[Msg]:
     """Problems of every file given (folders: the files in them, not recursively; Kubernetes' ..data links skipped)."""
-    found: list[str] = []
+    found: list[Msg] = []
     for given in paths:
         p = Path(given)
         files = sorted(f for f in p.iterdir() if not f.name.startswith(".")) if p.is_dir() else [p]
-        found += [bad for bad in map(problem, files) if bad]
+        found += [bad for bad in map(why_unreadable, files) if bad]
     return found
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fhir3t.messages.lang import choose
+
     args = sys.argv[1:] if argv is None else argv
     found = check(args)
-    for line in found:
-        print(f"fhir3t: {line}", file=sys.stderr)
+    lang = choose(None, None, os.environ)  # the container's LANG / LC_ALL (no config is read at this point)
+    for said in found:
+        print(f"fhir3t: {render(said, lang)}", file=sys.stderr)
     return EXIT_INPUT_FATAL if found else EXIT_OK
 
 

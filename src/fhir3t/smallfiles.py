@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 from fhir3t.errors import ConfigError, Fhir3tError
+from fhir3t.messages import Msg, table
 
 KB = 1024
 MB = 1024 * KB
@@ -22,19 +23,19 @@ TOKEN_LIMIT = 64 * KB
 STATE_LIMIT = 64 * MB
 DATA_LIMIT = 512 * MB  # ConceptMaps, criteria, a Bundle to push: data, but still finite
 
-#: message id -> English template
-MESSAGES = {
+#: why a named file was not read (`what` names the file: a message, or text such as a config key)
+MESSAGES = table("file", {
     "cannot-read": "{path}: cannot read {what} ({reason})",
     "not-regular": "{path}: {what} is not a regular file",
     "too-large": "{path}: {what} is larger than {limit}; not read",
-}
+})
 
 
 def _size(n: int) -> str:
     return f"{n // MB} MB" if n >= MB and n % MB == 0 else f"{n // KB} KB" if n >= KB else f"{n} bytes"
 
 
-def read_small(path: str | Path, limit: int, what: str, error: type[Fhir3tError] = ConfigError) -> bytes:
+def read_small(path: str | Path, limit: int, what: str | Msg, error: type[Fhir3tError] = ConfigError) -> bytes:
     """The bytes of `path` (a regular file of at most `limit` bytes), else `error` with one sentence.
 
     FileNotFoundError is passed on as such (callers often treat a missing file as "start afresh")."""
@@ -44,10 +45,10 @@ def read_small(path: str | Path, limit: int, what: str, error: type[Fhir3tError]
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise error(MESSAGES["cannot-read"].format(path=p, what=what, reason=exc.strerror or type(exc).__name__)) from None
+        raise error(MESSAGES["cannot-read"](path=str(p), what=what, reason=exc.strerror or type(exc).__name__)) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise error(MESSAGES["not-regular"].format(path=p, what=what))
+            raise error(MESSAGES["not-regular"](path=str(p), what=what))
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -57,10 +58,10 @@ def read_small(path: str | Path, limit: int, what: str, error: type[Fhir3tError]
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:
-                raise error(MESSAGES["too-large"].format(path=p, what=what, limit=_size(limit)))
+                raise error(MESSAGES["too-large"](path=str(p), what=what, limit=_size(limit)))
         return b"".join(chunks)
     except OSError as exc:
-        raise error(MESSAGES["cannot-read"].format(path=p, what=what, reason=exc.strerror or type(exc).__name__)) from None
+        raise error(MESSAGES["cannot-read"](path=str(p), what=what, reason=exc.strerror or type(exc).__name__)) from None
     finally:
         os.close(fd)
 

@@ -38,12 +38,34 @@ from urllib.parse import unquote, urlparse
 import orjson
 
 from fhir3t.fhirutil import conditional_patient, identifier_keys, normalize_reference, patient_link, token_key
+from fhir3t.messages import Msg, render, table
 from fhir3t.pipeline import Definition, Run, screen_records, with_discovered_maps
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord, Unread
+from fhir3t.sources.files import P as FILES_P
 from fhir3t.sources.grouping import ENTRY_AMBIGUOUS, ENTRY_NOT_R4, ENTRY_UNTYPED, SharedIndex
 from fhir3t.sources.grouping import P as GROUPING_P
 from fhir3t.sources.versions import reconcile
+
+#: what the Spark entry point says: the problems of a line (written to problems/ in English, as every problem's
+#: `message`), its notes and summary on stderr, its help texts
+W = table("spark", {
+    "bad-json": "not valid JSON ({error}); line skipped",
+    "patient-no-id": "Patient without id; skipped",
+    "no-patient": "{key}: no Patient resource in the NDJSON; screened without demographics",
+    "conceptmap": "{path}: ConceptMap found in the input: used to translate local codes",
+    "note": "note: {text}",
+    "done": "{results} patients screened, {problems} input problem(s) ({shared} shared resources); results in "
+            "{out}/results",
+    "h.inputs": "NDJSON folders or files (local paths or hdfs://, s3a://, gs://, abfss:// URLs)",
+    "h.out": "output folder: results/ (NDJSON, one ScreeningResult per line) and problems/",
+    "h.as-of": "screening date (default: today, UTC)",
+    "h.d1": "planned first-dose date (default: --as-of)",
+    "h.concept-map": "ConceptMap file (repeatable; read on the driver)",
+    "h.criteria": "criteria file (default: the installed profiles/criteria)",
+    "h.master": "Spark master (default: spark-submit's, else local[*])",
+    "h.partitions": "partitions of the patient grouping (default: Spark's parallelism)",
+})
 
 NDJSON_GLOB = "*.{ndjson,ndjson.gz,jsonl,jsonl.gz,NDJSON,NDJSON.GZ}"
 #: what reports and panels point at their results with
@@ -183,7 +205,7 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
         try:
             res = orjson.loads(row.value)
         except orjson.JSONDecodeError as exc:
-            run.problems.add(where, f"not valid JSON ({exc}); line skipped")
+            run.problems.add(where, W["bad-json"](error=str(exc)))
             continue
         rtype = res.get("resourceType") if isinstance(res, dict) else None
         if isinstance(res, dict) and (not isinstance(rtype, str) or not rtype or rtype not in r4_types):
@@ -198,14 +220,13 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
                 run.problems.add(where, GROUPING_P["not-r4" if typed else "no-type-nobody"]())
             continue
         if not isinstance(res, dict) or not isinstance(rtype, str):
-            run.problems.add(where, "not a FHIR resource (no resourceType); line skipped")
+            run.problems.add(where, FILES_P["no-type-line"]())
             continue
         if row.orphan:
             if not wants(res, where):
                 continue
             if not row.key:
-                run.problems.add(where, f"{rtype} names no patient and no report or panel of a patient points at "
-                                           "it; skipped")
+                run.problems.add(where, GROUPING_P["orphan"](type=rtype))
                 continue
         elif not row.key:
             named = _named_key(res, idents) if rtype != "Patient" else ()
@@ -219,8 +240,7 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
                         yield key, ((_order_key(where), row.block, row.pos), rtype, where, "unread:ambiguous")
                 run.problems.add(where, GROUPING_P["ident-several"](), skipped=False)
                 continue
-            run.problems.add(where, "Patient without id; skipped" if rtype == "Patient"
-                                else f"{rtype} has no usable patient reference; skipped")
+            run.problems.add(where, W["patient-no-id"]() if rtype == "Patient" else GROUPING_P["no-patient"](type=rtype))
             continue
         elif rtype != "Patient" and not wants(res, where):
             continue
@@ -267,7 +287,7 @@ def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[Kept]]]) -> 
                       if isinstance(orphan, str)]
             source = str(PurePosixPath(ordered[0][2]).parent)
             if not any(r.get("resourceType") == "Patient" for r, _ in resources):
-                run.problems.add(source, f"{key}: no Patient resource in the NDJSON; screened without demographics", skipped=False)
+                run.problems.add(source, W["no-patient"](key=key), skipped=False)
             adopted = SharedIndex()  # results naming no patient that this patient's reports point at
             for _, text, _, orphan in ordered:
                 if orphan is True:
@@ -413,14 +433,14 @@ def read_results(out: str | Path) -> list[dict]:
 
 
 def make_job(inputs: list[str], as_of: date, d1: date | None, concept_maps: Iterable[str | Path],
-             criteria_file: str | Path | None = None, discover_maps: bool = True) -> tuple[Job, list[str]]:
+             criteria_file: str | Path | None = None, discover_maps: bool = True) -> tuple[Job, list[Msg]]:
     """Read the configuration on the driver; ConceptMaps among local inputs are added (as the CLI does)."""
     maps = [Path(p) for p in concept_maps]
     local = [p for p in inputs if urlparse(p).scheme in ("", "file")]
-    notes = []
+    notes: list[Msg] = []
     if discover_maps and local:
         found = with_discovered_maps([unquote(urlparse(p).path) for p in local], maps, None)
-        notes = [f"{p}: ConceptMap found in the input: used to translate local codes" for p in found if p not in maps]
+        notes = [W["conceptmap"](path=str(p)) for p in found if p not in maps]
         maps = found
     job = Job(as_of, d1 or as_of, tuple(p.read_text(encoding="utf-8") for p in maps),
               Path(criteria_file).read_text(encoding="utf-8") if criteria_file else None, ())
@@ -451,15 +471,24 @@ def session(master: str | None = None, app: str = "fhir3t") -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    from fhir3t.messages.lang import choose
+
+    lang = choose(None, None, os.environ)  # no config is read here: LANG / LC_ALL, as for spark-submit's own output
+
+    def h(key: str) -> str:
+        return render(W[key](), lang).replace("%", "%%")  # argparse %-formats help texts
+
     ap = argparse.ArgumentParser(prog="python -m fhir3t.spark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("inputs", nargs="+", help="NDJSON folders or files (local paths or hdfs://, s3a://, gs://, abfss:// URLs)")
-    ap.add_argument("out", help="output folder: results/ (NDJSON, one ScreeningResult per line) and problems/")
-    ap.add_argument("--as-of", help="screening date (default: today, UTC)")
-    ap.add_argument("--d1", help="planned first-dose date (default: --as-of)")
-    ap.add_argument("--concept-map", action="append", default=[], help="ConceptMap file (repeatable; read on the driver)")
-    ap.add_argument("--criteria", help="criteria file (default: the installed profiles/criteria)")
-    ap.add_argument("--master", help="Spark master (default: spark-submit's, else local[*])")
-    ap.add_argument("--partitions", type=int, help="partitions of the patient grouping (default: Spark's parallelism)")
+    ap.add_argument("inputs", nargs="+", help=h("h.inputs"))
+    ap.add_argument("out", help=h("h.out"))
+    ap.add_argument("--as-of", help=h("h.as-of"))
+    ap.add_argument("--d1", help=h("h.d1"))
+    ap.add_argument("--concept-map", action="append", default=[], help=h("h.concept-map"))
+    ap.add_argument("--criteria", help=h("h.criteria"))
+    ap.add_argument("--master", help=h("h.master"))
+    ap.add_argument("--partitions", type=int, help=h("h.partitions"))
     args = ap.parse_args(argv)
     try:
         as_of = date.fromisoformat(args.as_of) if args.as_of else datetime.now(UTC).date()
@@ -468,14 +497,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     job, notes = make_job(args.inputs, as_of, d1, args.concept_map, args.criteria)
     for note in notes:
-        print(f"fhir3t.spark: note: {note}", file=sys.stderr)
+        print(f"fhir3t.spark: {render(W['note'](text=note), lang)}", file=sys.stderr)
     spark = session(args.master)
     try:
         counts = run(spark, args.inputs, args.out, job, read_types(job), args.partitions)
     finally:
         spark.stop()
-    print(f"fhir3t.spark: {counts['results']} patients screened, {counts['problems']} input problem(s) "
-          f"({counts['shared']} shared resources); results in {args.out}/results", file=sys.stderr)
+    done = W["done"](results=counts["results"], problems=counts["problems"], shared=counts["shared"], out=args.out)
+    print(f"fhir3t.spark: {render(done, lang)}", file=sys.stderr)
     return 0
 
 

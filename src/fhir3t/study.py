@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from fhir3t.errors import ConfigError
+from fhir3t.messages import table
 from fhir3t.profiles import Profiles
 
 
@@ -69,12 +70,19 @@ REGISTRY_PAGES = {"http://clinicaltrials.gov": "https://clinicaltrials.gov/study
                   "https://clinicaltrials.gov": "https://clinicaltrials.gov/study/{value}"}
 
 
+#: a study profile that does not load (the CLI's error line)
+E = table("study", {
+    "unreadable": "{path}: cannot read the study profile ({error})",
+    "wrong": "{path}: study profile is missing or has a wrong {error}",
+})
+
+
 def load_study(profiles: Profiles | None = None) -> Study:
     path = (profiles or Profiles.at()).path("study.json")
     try:
         d = orjson.loads(Path(path).read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the study profile ({exc})") from None
+        raise ConfigError(E["unreadable"](path=str(path), error=str(exc))) from None
     try:
         ident = d["identifier"]
         cand = d["candidates"]
@@ -91,7 +99,7 @@ def load_study(profiles: Profiles | None = None) -> Study:
             str(d["registry_url"]) if d.get("registry_url") else None,
         )
     except (KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path}: study profile is missing or has a wrong {exc}") from None
+        raise ConfigError(E["wrong"](path=str(path), error=str(exc))) from None
 
 
 @dataclass

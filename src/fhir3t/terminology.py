@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from fhir3t.errors import ConfigError
-from fhir3t.messages.core import Text
+from fhir3t.messages.core import Text, table
 from fhir3t.profiles import Profiles
 from fhir3t.smallfiles import DATA_LIMIT, read_small
 from fhir3t.textnorm import fold, name_pattern
@@ -68,8 +68,29 @@ _CHECKS = {"loinc": _loinc_ok, "snomed": _snomed_ok}
 #: target. Only true equivalence: a 'wider'/'subsumes'/'relatedto' mapping could slip a local code
 #: past a value set's exclusions (a local "juvenile X" mapped wider to "X").
 USABLE_EQUIVALENCE = frozenset({"equivalent", "equal"})
-NO_EQUIVALENCE = ("a target without an equivalence (an unreviewed draft?): set it (\"equivalent\" to use the "
-                  "mapping) or delete the target")
+#: what is said of terminology data (code systems, value sets, ConceptMaps) that does not load (the CLI's error line)
+E = table("terminology", {
+    "bad-pattern": "code-systems.json: {system}: bad syntax pattern ({error})",
+    "not-a-valueset": "{where}: not a ValueSet with an id",
+    "no-system": "{where}: compose.{part} without a system (valueSet imports are not supported)",
+    "filter-op": "{where}: filter op {op} is not supported",
+    "bad-regex": "{where}: bad regex {value}: {error}",
+    "not-a-conceptmap": "{where}: not a ConceptMap (resourceType {kind})",
+    "conceptmap": "{where}: ConceptMap.{at}: {what}",
+    "list": "must be a list",
+    "object": "must be an object",
+    "string": "must be a string",
+    "code": "must be a code (string)",
+    "systems": "needs source and target systems (strings)",
+    "no-equivalence": "a target without an equivalence (an unreviewed draft?): set it (\"equivalent\" to use the "
+                      "mapping) or delete the target",
+    "unknown-valueset": "unknown value set {id} (no profiles/valuesets/{file}.json)",
+    "the-file": "the file",
+    "not-found": "{path}: file not found",
+    "unreadable": "{path}: cannot be read ({error})",
+    "not-json": "{path}: not valid JSON (at line {line}, column {column})",
+    "not-object": "{path}: expected a JSON object",
+})
 
 
 @dataclass
@@ -101,7 +122,7 @@ class CodeSystems:
                 try:
                     syntax[uri] = _CHECKS.get(rule) or re.compile(rule)
                 except re.error as exc:
-                    raise ConfigError(f"code-systems.json: {uri}: bad syntax pattern ({exc})") from None
+                    raise ConfigError(E["bad-pattern"](system=uri, error=str(exc))) from None
             if spec.get("closed"):
                 closed.add(uri)
             canonical[uri] = uri
@@ -311,7 +332,7 @@ class ValueSet:
     @classmethod
     def from_resource(cls, res: dict, systems: CodeSystems, where: str) -> ValueSet:
         if res.get("resourceType") != "ValueSet" or not res.get("id"):
-            raise ConfigError(f"{where}: not a ValueSet with an id")
+            raise ConfigError(E["not-a-valueset"](where=where))
         vs = cls(res["id"], res.get("url", ""), res.get("title") or res.get("name") or res["id"], systems)
         vs.term = Text.of(vs.title, translations_of(res.get("_title")))
         names: list[str] = [e["valueString"] for e in res.get("extension", [])
@@ -321,7 +342,7 @@ class ValueSet:
                                       ("exclude", vs.exclude_codes, vs.exclude_filters)):
             for inc in compose.get(part, []):
                 if "system" not in inc:
-                    raise ConfigError(f"{where}: compose.{part} without a system (valueSet imports are not supported)")
+                    raise ConfigError(E["no-system"](where=where, part=part))
                 system = systems.system(inc["system"])
                 for concept in inc.get("concept", []):
                     code = systems.code(system, concept["code"])
@@ -341,13 +362,13 @@ class ValueSet:
                 for flt in inc.get("filter", []):
                     op, value = flt.get("op"), flt.get("value", "")
                     if op not in ("is-a", "descendent-of", "regex", "in", "="):
-                        raise ConfigError(f"{where}: filter op {op!r} is not supported")
+                        raise ConfigError(E["filter-op"](where=where, op=repr(op)))
                     rx = None
                     if op == "regex":
                         try:
                             rx = re.compile(value)
                         except re.error as exc:
-                            raise ConfigError(f"{where}: bad regex {value!r}: {exc}") from None
+                            raise ConfigError(E["bad-regex"](where=where, value=repr(value), error=str(exc))) from None
                     else:
                         value = systems.code(system, value)
                         if part == "include" and op in ("is-a", "=") and (system, value) not in vs.roots:
@@ -444,50 +465,51 @@ class ConceptMaps:
         """Add a ConceptMap's usable mappings; a map of the wrong shape is a ConfigError naming where."""
         if not isinstance(res, dict) or res.get("resourceType") != "ConceptMap":
             kind = res.get("resourceType") if isinstance(res, dict) else type(res).__name__
-            raise ConfigError(f"{where}: not a ConceptMap (resourceType {kind!r})")
+            raise ConfigError(E["not-a-conceptmap"](where=where, kind=repr(kind)))
 
         def bad(at: str, what: str) -> ConfigError:
-            return ConfigError(f"{where}: ConceptMap.{at}: {what}")
+            """`what` is a key of E: what is wrong with the element at `at`."""
+            return ConfigError(E["conceptmap"](where=where, at=at, what=E[what]()))
 
         groups = res.get("group", [])
         if not isinstance(groups, list):
-            raise bad("group", "must be a list")
+            raise bad("group", "list")
         n = 0
         for gi, group in enumerate(groups):
             if not isinstance(group, dict):
-                raise bad(f"group[{gi}]", "must be an object")
+                raise bad(f"group[{gi}]", "object")
             src, tgt = group.get("source"), group.get("target")
             if not isinstance(src, str) or not isinstance(tgt, str) or not src or not tgt:
-                raise bad(f"group[{gi}]", "needs source and target systems (strings)")
+                raise bad(f"group[{gi}]", "systems")
             src, tgt = self.systems.system(src), self.systems.system(tgt)
             self.source_systems.add(src)
             elements = group.get("element", [])
             if not isinstance(elements, list):
-                raise bad(f"group[{gi}].element", "must be a list")
+                raise bad(f"group[{gi}].element", "list")
             for ei, element in enumerate(elements):
                 at = f"group[{gi}].element[{ei}]"
                 if not isinstance(element, dict):
-                    raise bad(at, "must be an object")
+                    raise bad(at, "object")
                 code = element.get("code")
                 if code is None:
                     continue
                 if not isinstance(code, str):
-                    raise bad(f"{at}.code", "must be a string")
+                    raise bad(f"{at}.code", "string")
                 key = (src, self.systems.code(src, code))
                 targets = element.get("target", [])
                 if not isinstance(targets, list):
-                    raise bad(f"{at}.target", "must be a list")
+                    raise bad(f"{at}.target", "list")
                 for ti, target in enumerate(targets):
                     if not isinstance(target, dict):
-                        raise bad(f"{at}.target[{ti}]", "must be an object")
+                        raise bad(f"{at}.target[{ti}]", "object")
                     eq = target.get("equivalence") or target.get("relationship")
                     tcode = target.get("code")
                     if tcode is not None and not isinstance(tcode, str):
-                        raise bad(f"{at}.target[{ti}].code", "must be a string")
+                        raise bad(f"{at}.target[{ti}].code", "string")
                     if eq is not None and not isinstance(eq, str):
-                        raise bad(f"{at}.target[{ti}].equivalence", "must be a code (string)")
+                        raise bad(f"{at}.target[{ti}].equivalence", "code")
                     if eq is None and tcode is not None:  # R4 requires it; a draft of fhir3t codes leaves it to a reviewer
-                        raise bad(f"{at}.target[{ti}]", NO_EQUIVALENCE)
+                        raise bad(f"{at}.target[{ti}]", "no-equivalence")
                     if isinstance(tcode, str) and eq in USABLE_EQUIVALENCE:
                         target = (tgt, self.systems.code(tgt, tcode))
                         self.map.setdefault(key, []).append(target)
@@ -541,7 +563,7 @@ class Terminology:
         try:
             return self.valuesets[vs_id]
         except KeyError:
-            raise ConfigError(f"unknown value set {vs_id!r} (no profiles/valuesets/{vs_id}.json)") from None
+            raise ConfigError(E["unknown-valueset"](id=repr(vs_id), file=vs_id)) from None
 
     def codes(self, concept: object) -> tuple[Code, ...]:
         """Normalised codes of a CodeableConcept or Coding, plus their ConceptMap translations."""
@@ -587,13 +609,13 @@ class Terminology:
 
 def _load_json(path: Path) -> dict:
     try:
-        data = orjson.loads(read_small(path, DATA_LIMIT, "the file"))
+        data = orjson.loads(read_small(path, DATA_LIMIT, E["the-file"]()))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise ConfigError(E["not-found"](path=str(path))) from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+        raise ConfigError(E["unreadable"](path=str(path), error=exc.strerror)) from None
     except orjson.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON (at line {exc.lineno}, column {exc.colno})") from None
+        raise ConfigError(E["not-json"](path=str(path), line=exc.lineno, column=exc.colno)) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
+        raise ConfigError(E["not-object"](path=str(path)))
     return data

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 from fhir3t.cli.common import day, report_problems
 from fhir3t.cli.server_options import MB, add_server_options, make_client
-from fhir3t.cli.words import say
+from fhir3t.cli.words import say, stderr_lang
 from fhir3t.errors import EXIT_OK, UsageError
-from fhir3t.messages import Message, later, table
+from fhir3t.messages import Message, Msg, later, render, table
 from fhir3t.transport.limits import DEFAULT_MAX_FILE
 
 W = table("cli.export", {
@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     client = make_client(args)
     last = {"p": ""}
 
-    def progress(text: str) -> None:
+    def progress(said: str | Msg) -> None:  # the server's X-Progress as written, or fhir3t's own words
+        text = said if isinstance(said, str) else render(said, stderr_lang(args))
         if text != last["p"] and sys.stderr.isatty():
             print(f"fhir3t export: {text}", file=sys.stderr)
         last["p"] = text

@@ -57,6 +57,8 @@ SHOW = 3
 
 def print_report(report, out=None, lang: str = "en") -> None:
     """Every entry not applied is accounted for on stderr; N failing the same way make one line."""
+    from fhir3t.sinks.fhir_server import said
+
     out = out or sys.stderr
     import logging
 
@@ -68,15 +70,16 @@ def print_report(report, out=None, lang: str = "en") -> None:
     for (state, status, message), outs in groups.items():
         if verbose or len(outs) <= SHOW or state == "ok":
             for o in outs:
-                print(f"fhir3t push: {o.line()}", file=out)
+                print(f"fhir3t push: {o.line(lang)}", file=out)
             continue
         listed = ", ".join(f"{o.index} ({o.method} {o.url})" for o in outs[:SHOW])
+        message = said(message, lang)
         why = f"{status}: {message}" if status and message else status or message
         # the state, status and message are the server's and push's codes, as written
         line = W["group"](n=len(outs), state=f"{state} {why}" if why else state, listed=listed, more=len(outs) - SHOW)
         print(f"fhir3t push: {render(line, lang)}", file=out)
     for n in report.notes:
-        print(f"fhir3t push: note: {n}", file=out)
+        print(f"fhir3t push: note: {said(n, lang)}", file=out)
     counts: dict[str, int] = {}
     for o in report.outcomes:
         counts[o.state] = counts.get(o.state, 0) + 1

@@ -146,7 +146,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 #: What a person reads in `fhir3t safety`'s table and on stderr
-AS_WRITTEN = Message("cli.safety.note", "{text}")
 MESSAGES = table("cli.safety", {
     "table.title": "{study} adverse events",
     "col.subject": "subject",
@@ -239,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
 
         bundle, notes = safety_bundle(findings, research_study(definition.criteria), definition.safety.config.digest)
         for n in notes:
-            say(args, AS_WRITTEN(text=n), tag="note", command="")
+            say(args, n, tag="note", command="")
         if args.emit:
             try:
                 write_json(bundle, args.emit)

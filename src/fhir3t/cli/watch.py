@@ -12,9 +12,9 @@ from pathlib import Path
 
 from fhir3t.cli.common import day, load_definition
 from fhir3t.cli.server_options import add_server_options, make_client
-from fhir3t.cli.words import say, site_today
+from fhir3t.cli.words import say, site_today, stderr_lang
 from fhir3t.errors import EXIT_OK, EXIT_PUSH_PARTIAL, UsageError
-from fhir3t.messages import Message, later, table
+from fhir3t.messages import Message, later, render, table
 
 W = table("cli.watch", {
     "interval": "--interval must be positive",
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                       today=(lambda: args.as_of) if args.as_of else site_today(args), notify=notify)
     if args.once:
         rnd = watcher.poll()
-        print(f"fhir3t watch: {rnd.line()}", file=sys.stderr)
+        print(f"fhir3t watch: {render(rnd.said(), stderr_lang(args))}", file=sys.stderr)
         return EXIT_PUSH_PARTIAL if rnd.failed else EXIT_OK
     host, port = _listen(args.listen)
     use_subs = args.mode == "subscriptions" or (args.mode == "auto" and watcher.supports_subscriptions()

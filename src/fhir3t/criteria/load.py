@@ -21,12 +21,24 @@ from fhir3t.criteria.criteriaset import CriteriaSet, Criterion
 from fhir3t.criteria.readings import Readings
 from fhir3t.dates import Duration
 from fhir3t.errors import ConfigError
-from fhir3t.messages import Text
+from fhir3t.messages import Text, table
 from fhir3t.profiles import Profiles
 from fhir3t.smallfiles import DATA_LIMIT, read_small
 from fhir3t.study import Study, load_study
 from fhir3t.terminology import Terminology, ValueSet
 from fhir3t.textnorm import fold
+
+#: a criteria file that does not load (the CLI's error line); `at` is a criterion id and rule path, as written
+E = table("criteria.load", {
+    "at": "{where}: {at}: {error}",
+    "no-codes": "{where}: {at}: value set {valueset} has no codes",
+    "window": "{where}: {at}: window {window} is not defined in 'windows'",
+    "kind": "{where}: {at}: unknown rule kind {kind} (known: {known})",
+    "the-file": "the criteria file",
+    "not-found": "{path}: criteria file not found",
+    "not-json": "{path}: not valid JSON ({error})",
+    "duplicate": "{path}: duplicate criterion id {id}",
+})
 
 
 class Builder:
@@ -59,16 +71,16 @@ class Builder:
         try:
             vs = self.tx.valueset(vs_id)
         except ConfigError as exc:
-            raise ConfigError(f"{self.where}: {self.at}: {exc}") from None
+            raise ConfigError(E["at"](where=self.where, at=self.at, error=exc.msg or str(exc))) from None
         if not vs.order and not vs.include_filters:
-            raise ConfigError(f"{self.where}: {self.at}: value set {vs_id!r} has no codes")
+            raise ConfigError(E["no-codes"](where=self.where, at=self.at, valueset=repr(vs_id)))
         self.used_valuesets[vs_id] = vs
         return vs
 
     def window(self, spec: dict) -> str:
         name = spec.get("window")
         if name not in self.windows:
-            raise ConfigError(f"{self.where}: {self.at}: window {name!r} is not defined in 'windows'")
+            raise ConfigError(E["window"](where=self.where, at=self.at, window=repr(name)))
         self.used_windows.add(name)
         return name
 
@@ -85,7 +97,7 @@ class Builder:
         kind = spec.get("rule")
         cls = KINDS.get(kind) if isinstance(kind, str) else None
         if cls is None:
-            raise ConfigError(f"{self.where}: {at}: unknown rule kind {kind!r} (known: {', '.join(sorted(KINDS))})")
+            raise ConfigError(E["kind"](where=self.where, at=at, kind=repr(kind), known=", ".join(sorted(KINDS))))
         errors = sorted(_validator(cls).iter_errors(spec), key=lambda e: list(e.path))
         if errors:
             e = errors[0]
@@ -107,12 +119,12 @@ def load_criteria(tx: Terminology, path: Path | None = None, *, study: Study | N
     if path is None:
         path = study.criteria_file
     try:
-        raw_bytes = read_small(path, DATA_LIMIT, "the criteria file")
+        raw_bytes = read_small(path, DATA_LIMIT, E["the-file"]())
         data = orjson.loads(raw_bytes)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: criteria file not found") from None
+        raise ConfigError(E["not-found"](path=str(path))) from None
     except orjson.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        raise ConfigError(E["not-json"](path=str(path), error=str(exc))) from None
     schema = orjson.loads(profiles.path("criteria", "criteria.schema.json").read_bytes())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
     if errors:
@@ -127,7 +139,7 @@ def load_criteria(tx: Terminology, path: Path | None = None, *, study: Study | N
     seen: set[str] = set()
     for c in data["criteria"]:
         if c["id"] in seen:
-            raise ConfigError(f"{path}: duplicate criterion id {c['id']}")
+            raise ConfigError(E["duplicate"](path=str(path), id=c["id"]))
         seen.add(c["id"])
         rule = builder.node(c["rule"], c["id"])
         title = c["title"]

@@ -16,9 +16,16 @@ from fhir3t.canonical import EXT_CTCAE_GRADE, ID_ADVERSE_EVENT, PROFILE_ADVERSE_
 from fhir3t.emit.bundle import TransactionBuilder
 from fhir3t.emit.provenance import provenance
 from fhir3t.ids import stable_id, urn
+from fhir3t.messages import Msg, table
 from fhir3t.safety.findings import CAUSALITY_SYSTEM, Finding
 
 SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
+#: what is said of a finding not emitted as an AdverseEvent (a note of `fhir3t safety --emit`)
+N = table("safety.emit", {
+    "no-patient-id": "{patient}: the Patient has no id, so no AdverseEvent can point at it; not emitted",
+    "recorded": "{patient}: {term} on {onset} is recorded by an investigator ({recorded}); fhir3t's copy not emitted",
+})
+
 OUTCOME = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome"
 SERIOUSNESS = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
 SERIOUSNESS_DISPLAY = {
@@ -97,7 +104,7 @@ def adverse_event(f: Finding, study_ref: str, recorded: str, study_label: str | 
 
 
 def safety_bundle(findings: Sequence[Finding], study: dict[str, Any], digest: str,
-                  recorded: datetime | None = None) -> tuple[dict[str, Any], list[str]]:
+                  recorded: datetime | None = None) -> tuple[dict[str, Any], list[Msg]]:
     """A transaction Bundle: ResearchStudy (conditional create), one PUT per AdverseEvent, a Provenance.
 
     `study` is the ResearchStudy resource (fhir3t.emit.screening.research_study); `digest` names the
@@ -108,18 +115,18 @@ def safety_bundle(findings: Sequence[Finding], study: dict[str, Any], digest: st
     tb = TransactionBuilder()
     system, value = _study_identifier(study)
     study_url = tb.create_if_none_exist(study, urn(study["id"]), f"identifier={system}|{value}")
-    notes: list[str] = []
+    notes: list[Msg] = []
     targets: list[str] = []
     sources: dict[str, None] = {}
     run = hashlib.sha256(digest.encode())
     for f in findings:
         if not f.patient.startswith("Patient/"):
-            notes.append(f"{f.patient}: the Patient has no id, so no AdverseEvent can point at it; not emitted")
+            notes.append(N["no-patient-id"](patient=f.patient))
             continue
         if f.source != "fhir3t":
             if f.source == "both":
-                notes.append(f"{f.patient}: {f.table_term} on {f.onset.isoformat()} is recorded by an investigator "
-                             f"({', '.join(f.recorded)}); fhir3t's copy not emitted")
+                notes.append(N["recorded"](patient=f.patient, term=f.table_term, onset=f.onset.isoformat(),
+                                           recorded=", ".join(f.recorded)))
             continue
         targets.append(tb.put(adverse_event(f, study_url, when, value)))
         for e in f.evidence:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from fhir3t.criteria.model import ScreeningResult
 from fhir3t.criteria.screener import patient_ids
 from fhir3t.errors import Problems, UsageError
-from fhir3t.messages import Message
+from fhir3t.messages import Message, table
 from fhir3t.pipeline.definition import Definition
 from fhir3t.pipeline.run import Run
 from fhir3t.records.build import RecordBuilder
@@ -19,6 +19,14 @@ from fhir3t.sources.base import RawRecord
 from fhir3t.sources.files import Limits, expand_paths
 from fhir3t.sources.grouping import GroupingSource, SharedIndex
 
+#: a run asked for with inputs that cannot be combined (the caller's error: the CLI's line, or a program's exception)
+E = table("run.inputs", {
+    "store": "store must be auto, memory or disk, not {value}",
+    "native": "native must be auto, on or off, not {value}",
+    "jobs": "jobs needs a number of processes, 1 or more",
+    "documents-jobs": "documents held in memory are screened in one process: give jobs=1",
+    "no-client": "a server query needs a FHIR client",
+})
 NOT_SCREENED = Message("input.not-screened", "{key}: not screened: a resource has an unexpected structure ({kind}); "
                        "check it with 'fhir3t validate'")
 
@@ -54,13 +62,13 @@ class FileInputs:
 
     def __post_init__(self) -> None:
         if self.store not in ("auto", "memory", "disk"):
-            raise UsageError(f"store must be auto, memory or disk, not {self.store!r}")
+            raise UsageError(E["store"](value=repr(self.store)))
         if self.native not in ("auto", "on", "off"):
-            raise UsageError(f"native must be auto, on or off, not {self.native!r}")
+            raise UsageError(E["native"](value=repr(self.native)))
         if self.jobs < 1:
-            raise UsageError("jobs needs a number of processes, 1 or more")
+            raise UsageError(E["jobs"]())
         if self.jobs > 1 and self.documents:
-            raise UsageError("documents held in memory are screened in one process: give jobs=1")
+            raise UsageError(E["documents-jobs"]())
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ def open_source(definition: Definition, run: Run, inputs: FileInputs | ServerQue
         from fhir3t.sources.rest import RestSource
 
         if client is None:
-            raise UsageError("a server query needs a FHIR client")
+            raise UsageError(E["no-client"]())
         study = definition.study
         return RestSource(client, definition.tx, sorted(definition.screener.types), run.problems, SharedIndex(),
                           anchor=(study.candidate_type, study.candidate_valueset), patients=list(inputs.patients),

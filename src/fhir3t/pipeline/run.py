@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from fhir3t.dates import FIRST_DAY, LAST_DAY, parse_day
 from fhir3t.errors import Fhir3tError, Problems, UsageError
-from fhir3t.messages import Plural
+from fhir3t.messages import Message, Plural
 from fhir3t.records.relevance import RunFilter
 from fhir3t.sources.files import expand_paths
 from fhir3t.study import StudyMatcher
@@ -35,6 +35,7 @@ _TAG = re.compile(rb'\{[^{}]*"' + re.escape(SAMPLE_AS_OF.encode()) + rb'"[^{}]*\
 _CODE = re.compile(rb'"code"\s*:\s*"(\d{4}-\d{2}-\d{2})"')
 _XML_TAG = re.compile(rb'<system\s+value="' + re.escape(SAMPLE_AS_OF.encode()) + rb'"\s*/>\s*<code\s+value="(\d{4}-\d{2}-\d{2})"')
 
+OUTSIDE = Message("run.date-outside", "{option}: {value} is outside {first}-{last}")
 MISSING_PARTS = Plural("input.missing-parts", "{n} result of reports the criteria read was referenced but is not in "
                        "the input (not read)", "{n} results of reports the criteria read were referenced but are not in "
                        "the input (not read)")
@@ -49,7 +50,7 @@ GIVEN, SAMPLES, TODAY = "given", "samples", "today"
 def as_day(value: date | str | None, name: str) -> date | None:
     """A date option as given (a date or YYYY-MM-DD), checked to be in fhir3t's range."""
     if isinstance(value, date) and not FIRST_DAY <= value <= LAST_DAY:
-        raise UsageError(f"{name}: {value} is outside {FIRST_DAY.year}-{LAST_DAY.year}")
+        raise UsageError(OUTSIDE(option=name, value=value.isoformat(), first=FIRST_DAY.year, last=LAST_DAY.year))
     if value is None or isinstance(value, date):
         return value
     try:

@@ -76,7 +76,7 @@ def connect_terminology(tx: Terminology, plan: ReadPlan, server: TerminologyServ
 def terminology_summary(server: TerminologyServer, problems: Problems) -> None:
     """Said once at the end: what the server could not answer (those codes stay unread), and why it stopped being
     asked, if it did (the run's budget spent, or failures in a row)."""
-    stopped = server.summary()
+    stopped = server.said()
     if stopped:
         problems.add("terminology", stopped)
     for op, n in sorted(server.failures.items()):

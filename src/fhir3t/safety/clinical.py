@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from fhir3t.errors import Problems
+from fhir3t.messages import table
 from fhir3t.records import PatientRecord, Res, span_of, status_code
 from fhir3t.safety.findings import POSSIBLE, UNASSESSABLE
 from fhir3t.safety.subjects import Subject
@@ -53,21 +54,28 @@ def condition_end(raw: dict) -> date | None:
     return None
 
 
+#: what is said of a Condition the safety analysis cannot place in time (a problem of the run)
+P = table("safety.condition", {
+    "no-id": "Condition without id",
+    "no-date": "{name}: no onset or recordedDate; cannot tell whether it began after D1",
+    "straddles": "{name}: onset {onset} may be before or after D1 {d1}; not counted (review by hand)",
+})
+
+
 def new_conditions(record: PatientRecord, subject: Subject, as_of: date, follow_up_days: int,
                    problems: Problems) -> list[Res]:
     """Conditions whose onset (else recordedDate) falls in the subject's AE window."""
     hi = subject.window_end(as_of, follow_up_days)
     out = []
     for res in record.of("Condition"):
-        name = res.ref if res.ref.startswith("Condition/") else "Condition without id"
+        name = res.ref if res.ref.startswith("Condition/") else P["no-id"]()
         if res.span is None:
-            problems.add(res.where, f"{name}: no onset or recordedDate; cannot tell whether it began after D1")
+            problems.add(res.where, P["no-date"](name=name))
             continue
         if res.span.lo > subject.d1 and res.span.lo <= hi:
             out.append(res)
         elif res.span.lo <= subject.d1 < res.span.hi:
-            problems.add(res.where, f"{name}: onset {res.date_text!r} may be before or after D1 "
-                                    f"{subject.d1.isoformat()}; not counted (review by hand)")
+            problems.add(res.where, P["straddles"](name=name, onset=repr(res.date_text), d1=subject.d1.isoformat()))
     return out
 
 

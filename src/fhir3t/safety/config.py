@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fhir3t.errors import ConfigError
+from fhir3t.messages import table
 from fhir3t.profiles import Profiles
 from fhir3t.safety.baseline import BaselineData
 from fhir3t.safety.clinical import Drug
@@ -17,6 +18,19 @@ from fhir3t.safety.subjects import Disposition
 from fhir3t.safety.terms import Terms
 from fhir3t.safety.units import Units
 from fhir3t.terminology import Code, Terminology
+
+#: safety data of the study profile that does not load (the CLI's error line)
+E = table("safety.config", {
+    "not-found": "{path}: file not found",
+    "not-json": "{path}: not valid JSON ({error})",
+    "no-safety": "{path}: the study profile names no safety rules ('safety')",
+    "does-not-load": "{folder}: safety data does not load: {error}",
+    "lab-kind": "{folder}/ctcae-v5-labs.json: test {test} has a bad direction or unit_kind",
+    "grade-1": "{folder}/ctcae-v5-labs.json: test {test}: grade 1 must start at the {limit}",
+    "no-range": "{folder}/reference-ranges.json: no default range for {test}",
+    "unknown-drug": "{folder}/lab-causality.json: {test} names an unknown drug",
+    "no-term": "{folder}/ctcae-v5-terms.json: no CTCAE term for the graded test {test}",
+})
 
 FILES = ("ctcae-v5-labs.json", "reference-ranges.json", "unit-conversions.json", "lab-causality.json", "study.json",
          "ctcae-v5-terms.json", "clinical-grading.json", "aesi.json", "reference-safety-information.json", "baseline.json")
@@ -72,9 +86,9 @@ def _read(folder: Path, name: str) -> tuple[dict, bytes]:
         raw = path.read_bytes()
         return json.loads(raw), raw
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise ConfigError(E["not-found"](path=str(path))) from None
     except ValueError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        raise ConfigError(E["not-json"](path=str(path), error=str(exc))) from None
 
 
 def load_config(tx: Terminology, folder: Path | None = None, *, profiles: Profiles | None = None) -> SafetyConfig:
@@ -83,7 +97,7 @@ def load_config(tx: Terminology, folder: Path | None = None, *, profiles: Profil
 
         profile = load_study(profiles)
         if profile.safety_file is None:
-            raise ConfigError(f"{profile.source}: the study profile names no safety rules ('safety')")
+            raise ConfigError(E["no-safety"](path=str(profile.source)))
         folder = profile.safety_file.parent
     data: dict[str, dict] = {}
     digest = hashlib.sha256()
@@ -119,21 +133,21 @@ def load_config(tx: Terminology, folder: Path | None = None, *, profiles: Profil
         rsi = ReferenceSafety.from_data(data["reference-safety-information.json"], terms, drug_ids_list)
         baseline = BaselineData.from_data(data["baseline.json"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{folder}: safety data does not load: {exc!r}") from None
+        raise ConfigError(E["does-not-load"](folder=str(folder), error=repr(exc))) from None
     by_code: dict[Code, LabTest] = {}
     drug_ids = {d.id for d in drugs}
     for t in tests:
         if t.direction not in ("increase", "decrease") or t.unit_kind not in units.kinds:
-            raise ConfigError(f"{folder}/ctcae-v5-labs.json: test {t.id!r} has a bad direction or unit_kind")
+            raise ConfigError(E["lab-kind"](folder=str(folder), test=repr(t.id)))
         if t.bounds[0].ref != ("uln" if t.direction == "increase" else "lln"):
-            raise ConfigError(f"{folder}/ctcae-v5-labs.json: test {t.id!r}: grade 1 must start at the "
-                              f"{'ULN' if t.direction == 'increase' else 'LLN'}")
+            raise ConfigError(E["grade-1"](folder=str(folder), test=repr(t.id),
+                                           limit="ULN" if t.direction == "increase" else "LLN"))
         if t.id not in defaults.by_test:
-            raise ConfigError(f"{folder}/reference-ranges.json: no default range for {t.id!r}")
+            raise ConfigError(E["no-range"](folder=str(folder), test=repr(t.id)))
         if not set(causality.get(t.id, ())) <= drug_ids:
-            raise ConfigError(f"{folder}/lab-causality.json: {t.id!r} names an unknown drug")
+            raise ConfigError(E["unknown-drug"](folder=str(folder), test=repr(t.id)))
         if t.id not in terms.by_lab:
-            raise ConfigError(f"{folder}/ctcae-v5-terms.json: no CTCAE term for the graded test {t.id!r}")
+            raise ConfigError(E["no-term"](folder=str(folder), test=repr(t.id)))
         for code in t.loinc:
             by_code[(LOINC, code)] = t
     return SafetyConfig(

@@ -30,10 +30,17 @@ from typing import Any
 
 from fhir3t.errors import Problems
 from fhir3t.jsonshape import child, objs, text
+from fhir3t.messages import table
 from fhir3t.records import MED_TYPES, PatientRecord, Res, span_of
 from fhir3t.safety.terms import AeTerm, Terms
 from fhir3t.terminology import Code, Terminology, ValueSet
 from fhir3t.textnorm import fold, name_pattern
+
+#: what is said of a record the grading of clinical AEs cannot use (a problem of the run)
+P = table("safety.derive", {
+    "urgent-no-date": "{ref}: urgent intervention without a date; not used for grading",
+    "stay-no-start": "{ref}: inpatient Encounter without period.start; not used for seriousness or grading",
+})
 
 #: statuses of things that did not happen (or not yet)
 NOT_DONE = frozenset({"planned", "cancelled", "not-done", "entered-in-error", "preparation", "draft", "proposed",
@@ -167,7 +174,7 @@ def collect(record: PatientRecord, data: GradingData, tx: Terminology, inpatient
             continue
         days = spell(res, as_of)
         if days is None:
-            problems.add(res.where, f"{res.ref}: urgent intervention without a date; not used for grading", skipped=False)
+            problems.add(res.where, P["urgent-no-date"](ref=res.ref), skipped=False)
             continue
         facts.urgent.append((*days, res.ref))
     for res in record.of(*MED_TYPES):
@@ -190,8 +197,7 @@ def _encounter(res: Res, facts: RecordFacts, data: GradingData, tx: Terminology,
     inpatient = klass.get("code") in inpatient_classes
     if days is None:
         if inpatient:
-            problems.add(res.where, f"{res.ref}: inpatient Encounter without period.start; not used for seriousness "
-                                    "or grading")
+            problems.add(res.where, P["stay-no-start"](ref=res.ref))
         return
     lo, hi = days
     if inpatient:

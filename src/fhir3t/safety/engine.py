@@ -9,6 +9,7 @@ from typing import Any
 
 from fhir3t.errors import Problems
 from fhir3t.jsonshape import child, obj, objs
+from fhir3t.messages import Msg, Text, render, table
 from fhir3t.profiles import Profiles
 from fhir3t.records import (
     MED_TYPES,
@@ -49,8 +50,21 @@ from fhir3t.terminology import Terminology, ValueSet
 TYPES = frozenset({"Observation", "Condition", "ResearchSubject", "Encounter", "AdverseEvent", "Procedure", *MED_TYPES})
 
 
-def _codes_set(vs_id: str, title: str, codes: Iterable[tuple[str, str]], tx: Terminology) -> ValueSet:
-    vs = ValueSet(vs_id, "", title, tx.systems)
+#: what the safety analysis says of a patient it cannot analyse (a problem of the run), and the titles of the value sets
+#: it reads by
+P = table("safety.run", {
+    "labs": "graded laboratory tests",
+    "cause-of-death": "cause of death",
+    "unexpected": "{key}: not analysed: a resource has an unexpected structure ({error}); check it with 'fhir3t validate'",
+    "d1-unknown": "D1 given for {key}, which is not in the input",
+    "not-enrolled": "{n} patient(s) with no ResearchSubject on {study} (or no usable D1) were not analysed",
+    "d1-after": "{key}: D1 {d1} is after as_of; not analysed",
+})
+
+
+def _codes_set(vs_id: str, title: Msg, codes: Iterable[tuple[str, str]], tx: Terminology) -> ValueSet:
+    vs = ValueSet(vs_id, "", render(title), tx.systems)
+    vs.term = Text.of(render(title), {"zh-CN": render(title, "zh-CN")})
     for system, code in codes:
         vs.include_codes.setdefault(system, set()).add(code)
         vs.order.append((system, code))
@@ -61,8 +75,8 @@ def safety_plan(config: SafetyConfig, tx: Terminology) -> ReadPlan:
     """What safety reads: graded labs and cause-of-death Observations, every Condition, Encounter, Procedure and
     medication record (the 3T drugs' exposure; IV anti-infectives and urgent interventions grade clinical AEs),
     enrolments, and the AdverseEvents investigators recorded."""
-    labs = _codes_set("safety-labs", "graded laboratory tests", config.by_code, tx)
-    death = _codes_set("safety-cause-of-death", "cause of death", config.grading.cause_codes, tx)
+    labs = _codes_set("safety-labs", P["labs"](), config.by_code, tx)
+    death = _codes_set("safety-cause-of-death", P["cause-of-death"](), config.grading.cause_codes, tx)
     reads = [Read("Observation", labs, frozenset({"code", "value[x]", "referenceRange", "effective[x]", "status"})),
              Read("Observation", death, frozenset({"code", "value[x]", "effective[x]", "status"})),
              Read("Condition", None), Read("ResearchSubject", None), Read("Encounter", None), Read("AdverseEvent", None),
@@ -197,18 +211,16 @@ class SafetyEngine:
                 out = self.analyse_record(record, as_of, given.get(record.key), alive)
             except (TypeError, AttributeError, ValueError, KeyError, ArithmeticError, RecursionError) as exc:
                 # Input shaped in a way no rule expected: this patient is reported, the run goes on.
-                self.problems.add(raw.source, f"{raw.key}: not analysed: a resource has an unexpected structure "
-                                              f"({type(exc).__name__}); check it with 'fhir3t validate'")
+                self.problems.add(raw.source, P["unexpected"](key=raw.key, error=type(exc).__name__))
                 continue
             if out is None:
                 not_enrolled += 1
                 continue
             yield out
         for key in sorted(set(given) - seen):
-            self.problems.add("--d1", f"D1 given for {key}, which is not in the input")
+            self.problems.add("--d1", P["d1-unknown"](key=key))
         if not_enrolled:
-            self.problems.add("input", f"{not_enrolled} patient(s) with no ResearchSubject on "
-                                       f"{self.config.study_value} (or no usable D1) were not analysed", skipped=False)
+            self.problems.add("input", P["not-enrolled"](n=not_enrolled, study=self.config.study_value), skipped=False)
 
     def analyse_record(self, record: PatientRecord, as_of: date, d1: date | None = None,
                        last_alive: date | None = None) -> SubjectOutcome | None:
@@ -220,7 +232,7 @@ class SafetyEngine:
         if subject is None:
             return None
         if subject.d1 > as_of:
-            self.problems.add(where, f"{record.key}: D1 {subject.d1.isoformat()} is after as_of; not analysed")
+            self.problems.add(where, P["d1-after"](key=record.key, d1=subject.d1.isoformat()))
             return None
         hi = subject.window_end(as_of, cfg.follow_up_days)
         alive = max(last_alive or subject.d1, subject.d1)

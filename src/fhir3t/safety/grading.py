@@ -12,8 +12,28 @@ from decimal import Decimal
 from typing import Literal
 
 from fhir3t.errors import Problems
+from fhir3t.messages import Msg, table
 from fhir3t.records import Res
 from fhir3t.safety.units import Units, dec
+
+#: what is said of a lab Observation that cannot be graded (a problem of the run)
+P = table("safety.lab", {
+    "no-id": "Observation without id",
+    "name": "{ref} ({term})",
+    "not-graded": "{name}: {why}; not graded",
+    "no-date": "no date (effective[x] or issued)",
+    "bad-date": "unparseable date {date}",
+    "partial-date": "date {date} is not a full day",
+    "absent": "{name}: no value (dataAbsentReason); not graded",
+    "not-quantity": "value is not a Quantity with a unit",
+    "no-value": "no value",
+    "bad-value": "unparseable value {value}",
+    "comparator": "value has comparator {comparator}, so its grade is not exact",
+    "no-unit": "missing unit",
+    "unit": "unit {unit} cannot be converted to {canonical}",
+    "range": "{name}: referenceRange {limit} has no usable value/unit; the default range was used",
+    "no-limit": "no {limit} in the Observation and no default for {test}",
+})
 
 Direction = Literal["increase", "decrease"]
 
@@ -172,53 +192,52 @@ def read_lab(res: Res, test: LabTest, sex: str, units: Units, defaults: DefaultR
              problems: Problems) -> Reading | None:
     """Grade one Observation, or report (naming the resource) why it cannot be graded."""
     raw = res.raw
-    name = f"{res.ref if res.ref.startswith('Observation/') else 'Observation without id'} ({test.term})"
+    name = P["name"](ref=res.ref if res.ref.startswith("Observation/") else P["no-id"](), term=test.term)
     where = res.where
 
-    def skip(why: str) -> None:
-        problems.add(where, f"{name}: {why}; not graded")
+    def skip(why: Msg) -> None:
+        problems.add(where, P["not-graded"](name=name, why=why))
 
     if res.span is None:
-        skip("no date (effective[x] or issued)" if res.date_text is None else f"unparseable date {res.date_text!r}")
+        skip(P["no-date"]() if res.date_text is None else P["bad-date"](date=repr(res.date_text)))
         return None
     if not res.span.exact:
-        skip(f"date {res.date_text!r} is not a full day")
+        skip(P["partial-date"](date=repr(res.date_text)))
         return None
     vq = raw.get("valueQuantity")
     if not isinstance(vq, dict):
         if "dataAbsentReason" in raw:
-            problems.add(where, f"{name}: no value (dataAbsentReason); not graded", skipped=False)
+            problems.add(where, P["absent"](name=name), skipped=False)
         elif any(k.startswith("value") for k in raw):
-            skip("value is not a Quantity with a unit")
+            skip(P["not-quantity"]())
         else:
-            skip("no value")
+            skip(P["no-value"]())
         return None
     value = dec(vq.get("value"))
     if value is None:
-        skip(f"unparseable value {vq.get('value')!r}")
+        skip(P["bad-value"](value=repr(vq.get("value"))))
         return None
     if vq.get("comparator"):
-        skip(f"value has comparator {vq['comparator']!r}, so its grade is not exact")
+        skip(P["comparator"](comparator=repr(vq["comparator"])))
         return None
     unit = units.ucum(vq)
     if unit is None:
-        skip("missing unit")
+        skip(P["no-unit"]())
         return None
     canonical = units.convert(test.unit_kind, value, unit)
     kind = units.kinds[test.unit_kind]
     if canonical is None:
-        skip(f"unit {unit!r} cannot be converted to {kind.canonical}")
+        skip(P["unit"](unit=repr(unit), canonical=kind.canonical))
         return None
     limit, unusable = observation_limit(raw, test, units, unit)
     source: Literal["observation", "default"] = "observation"
     if limit is None:
         if unusable:
-            problems.add(where, f"{name}: referenceRange {test.limit_name} has no usable value/unit; "
-                                "the default range was used", skipped=False)
+            problems.add(where, P["range"](name=name, limit=test.limit_name), skipped=False)
         limit = defaults.limit(test, sex, units)
         source = "default"
         if limit is None:
-            skip(f"no {test.limit_name} in the Observation and no default for {test.id}")
+            skip(P["no-limit"](limit=test.limit_name, test=test.id))
             return None
     code = next((c for s, c in res.codes if s == "http://loinc.org" and c in test.loinc), test.loinc[0])
     return Reading(test, res.ref, res.span.lo, res.date_text or "", canonical, kind.canonical, limit, source,

@@ -24,6 +24,7 @@ from datetime import date
 from fhir3t.canonical import ID_ADVERSE_EVENT
 from fhir3t.errors import Problems
 from fhir3t.jsonshape import child, obj, objs, text
+from fhir3t.messages import table
 from fhir3t.records import Res, span_of
 from fhir3t.safety.clinical import clinical_grade
 from fhir3t.safety.config import SafetyConfig
@@ -40,6 +41,16 @@ from fhir3t.safety.subjects import Subject
 from fhir3t.safety.terms import AeTerm
 from fhir3t.study import StudyMatcher
 from fhir3t.terminology import Code, Terminology
+
+#: what is said of an investigator's AdverseEvent the analysis cannot count (a problem of the run)
+P = table("safety.recorded", {
+    "no-id": "AdverseEvent without id",
+    "gone": "{ref}: fhir3t's AdverseEvent carries an investigator's causality, but the data no longer give that AE "
+            "(review it by hand)",
+    "study": "{name}: cannot tell which study it belongs to; not counted",
+    "no-date": "{name}: no date (date / detected / recordedDate); not counted",
+    "before-d1": "{name}: dated {day}, not after D1 {d1}: not treatment-emergent, not counted",
+})
 
 SERIOUSNESS_SYSTEM = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
 OUTCOME_SYSTEM = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome"
@@ -192,32 +203,31 @@ class RecordedMerge:
         found = assessments(res.raw, self.drug_of, authored_only=True)
         if i is None:
             if found:
-                self.problems.add(res.where, f"{res.ref}: fhir3t's AdverseEvent carries an investigator's causality, "
-                                             "but the data no longer give that AE (review it by hand)", skipped=False)
+                self.problems.add(res.where, P["gone"](ref=res.ref), skipped=False)
             return
         if found:
             out[i] = replace(_override(out[i], found), recorded=(*out[i].recorded, res.ref))
 
     def _investigator(self, res: Res, subject: Subject, hi: date) -> tuple[Finding, list[Assessment], set[Code], date] | None:
         raw, cfg = res.raw, self.config
-        name = res.ref if res.ref.startswith("AdverseEvent/") else "AdverseEvent without id"
+        name = res.ref if res.ref.startswith("AdverseEvent/") else P["no-id"]()
         if raw.get("actuality", "actual") != "actual":
             return None  # a potential AE (near miss) is no AE
         studies = objs(raw.get("study"))
         verdicts = [self.matcher.match(s) for s in studies]
         if studies and True not in verdicts:
             if None in verdicts:
-                self.problems.add(res.where, f"{name}: cannot tell which study it belongs to; not counted")
+                self.problems.add(res.where, P["study"](name=name))
             return None  # another study's AE
         span = span_of(raw.get("date")) or span_of(raw.get("detected")) or span_of(raw.get("recordedDate"))
         if span is None:
-            self.problems.add(res.where, f"{name}: no date (date / detected / recordedDate); not counted")
+            self.problems.add(res.where, P["no-date"](name=name))
             return None
         day = span.lo
         if not subject.d1 < day <= hi:
             if day <= subject.d1:
-                self.problems.add(res.where, f"{name}: dated {day.isoformat()}, not after D1 {subject.d1.isoformat()}: "
-                                             "not treatment-emergent, not counted", skipped=False)
+                self.problems.add(res.where, P["before-d1"](name=name, day=day.isoformat(), d1=subject.d1.isoformat()),
+                                  skipped=False)
             return None
         event = child(raw, "event")
         codes = set(self.tx.codes(event)) if self.tx is not None else _codes(event)

@@ -15,11 +15,18 @@ from datetime import date
 from fhir3t.errors import Problems
 from fhir3t.fhirutil import normalize_reference
 from fhir3t.jsonshape import child, text
+from fhir3t.messages import table
 from fhir3t.safety.engine import TYPES, SafetyEngine, SubjectOutcome
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.grouping import SharedIndex
 from fhir3t.sources.rest import PAGE, RestSource, study_subject_patients
 from fhir3t.transport.http import FhirClient, HttpStatusError
+
+#: what is said of the AdverseEvents a server holds (a problem of the run)
+P = table("safety.server", {
+    "no-search": "the server cannot search AdverseEvent by subject: AdverseEvents recorded there are not included",
+    "foreign": "{n} AdverseEvent(s) returned for a patient they do not name (or without an id); ignored",
+})
 
 
 @dataclass
@@ -59,11 +66,9 @@ def recorded_adverse_events(client: FhirClient, patients: Sequence[str], problem
             out.setdefault(f"Patient/{pid}", []).append((ae, f"{client.base}/AdverseEvent/{rid}"))
             pull.adverse_events += 1
     if unsupported:
-        problems.add("AdverseEvent search", "the server cannot search AdverseEvent by subject: AdverseEvents recorded "
-                                            "there are not included")
+        problems.add("AdverseEvent search", P["no-search"]())
     if pull.rejected:
-        problems.add("AdverseEvent search", f"{pull.rejected} AdverseEvent(s) returned for a patient they do not name "
-                                            "(or without an id); ignored")
+        problems.add("AdverseEvent search", P["foreign"](n=pull.rejected))
     return out
 
 

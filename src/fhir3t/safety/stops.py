@@ -13,8 +13,15 @@ from datetime import date
 
 from fhir3t.errors import Problems
 from fhir3t.jsonshape import child, objs
+from fhir3t.messages import table
 from fhir3t.records import Res, span_of
 from fhir3t.terminology import Code
+
+#: what is said of a discontinuation the analysis cannot date (a problem of the run)
+P = table("safety.stops", {
+    "no-stop-day": "{ref}: {drug} stopped for an adverse reaction without a stop day (effectivePeriod.end); listed "
+                   "without one",
+})
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,7 @@ def drug_stops(meds: Mapping[str, list[Res]], d1: date, window_end: date, status
             if day is not None and any(_start_day(r) is not None and _start_day(r) > day for r in records if r is not res):  # type: ignore[operator]
                 continue  # restarted later: an interruption (fhir3t.safety.exposure), not a discontinuation
             if day is None:
-                problems.add(res.where, f"{res.ref}: {drug} stopped for an adverse reaction without a stop day "
-                                        "(effectivePeriod.end); listed without one", skipped=False)
+                problems.add(res.where, P["no-stop-day"](ref=res.ref, drug=drug), skipped=False)
             elif not d1 < day <= window_end:
                 continue
             out.append(DrugStop(drug, day, res.ref, reason))

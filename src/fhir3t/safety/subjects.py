@@ -16,9 +16,22 @@ from fhir3t.dates import parse_day
 from fhir3t.enrolment import Status
 from fhir3t.errors import InputError, Problems, UsageError
 from fhir3t.jsonshape import child, objs, text
+from fhir3t.messages import table
 from fhir3t.r4facts import r4_facts
 from fhir3t.records import PatientRecord, first_date, never_counts, span_of
 from fhir3t.study import StudyMatcher
+
+#: what is said of a study subject the analysis cannot date (a problem of the run), and of a --d1 CSV file
+P = table("safety.subject", {
+    "csv-unreadable": "{path}: cannot read ({error})",
+    "csv-columns": "{path}:{line}: needs columns 'patient' and 'd1'",
+    "study": "{ref}: cannot tell which study it belongs to (study reference names no {study} identifier or known "
+             "ResearchStudy); ignored",
+    "partial-start": "{ref}: period.start {start} is not a full day; no D1 from it",
+    "no-start": "{ref} (status {status}) has no period.start, so no D1: {key} not analysed (give --d1 PATIENT=DATE)",
+    "several": "{key} has {n} ResearchSubjects on this study; D1 from the earliest ({ref})",
+    "withdrawn-no-end": "{ref}: withdrawn without period.end; censored at the last contact instead of at withdrawal",
+})
 
 
 @dataclass(frozen=True)
@@ -113,12 +126,12 @@ def read_d1_csv(path: str | Path) -> dict[str, date]:
         with p.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
     except OSError as exc:
-        raise InputError(f"{p}: cannot read ({exc.strerror})") from None
+        raise InputError(P["csv-unreadable"](path=str(p), error=exc.strerror)) from None
     out: dict[str, date] = {}
     for i, row in enumerate(rows, 2):
         pid, day = (row.get("patient") or "").strip(), (row.get("d1") or "").strip()
         if not pid or not day:
-            raise InputError(f"{p}:{i}: needs columns 'patient' and 'd1'")
+            raise InputError(P["csv-columns"](path=str(p), line=i))
         try:
             out[patient_key(pid)] = parse_day(day)
         except ValueError as exc:
@@ -155,13 +168,12 @@ def find_subject(record: PatientRecord, matcher: StudyMatcher, statuses: frozens
         if status not in statuses:
             continue
         if ours is None:
-            problems.add(res.where, f"{res.ref}: cannot tell which study it belongs to (study reference "
-                                    f"names no {matcher.value} identifier or known ResearchStudy); ignored")
+            problems.add(res.where, P["study"](ref=res.ref, study=matcher.value))
             continue
         period = child(raw, "period")
         start, end = span_of(period.get("start")), span_of(period.get("end"))
         if period.get("start") is not None and (start is None or not start.exact):
-            problems.add(res.where, f"{res.ref}: period.start {period.get('start')!r} is not a full day; no D1 from it")
+            problems.add(res.where, P["partial-start"](ref=res.ref, start=repr(period.get("start"))))
             start = None
         found.append((start.lo if start else None, end.hi if end else None, status, res.ref, res.where,
                       subject_number(raw), disposition.of(status, raw)))
@@ -173,16 +185,13 @@ def find_subject(record: PatientRecord, matcher: StudyMatcher, statuses: frozens
     usable = sorted((f for f in found if f[0] is not None), key=lambda f: f[0])  # type: ignore[arg-type, return-value]
     if not usable:
         for _, _, status, ref, where, _number, _disp in found:
-            problems.add(where, f"{ref} (status {status}) has no period.start, so no D1: {record.key} not analysed "
-                                "(give --d1 PATIENT=DATE)")
+            problems.add(where, P["no-start"](ref=ref, status=status, key=record.key))
         return None
     first, last, status, ref, where, number, disp = usable[0]
     if len(usable) > 1:
-        problems.add(where, f"{record.key} has {len(usable)} ResearchSubjects on this study; D1 from the earliest ({ref})",
-                     skipped=False)
+        problems.add(where, P["several"](key=record.key, n=len(usable), ref=ref), skipped=False)
     if disp == Status.WITHDRAWN and last is None:
-        problems.add(where, f"{ref}: withdrawn without period.end; censored at the last contact instead of at withdrawal",
-                     skipped=False)
+        problems.add(where, P["withdrawn-no-end"](ref=ref), skipped=False)
     return Subject(record.key, first, last, status, ref, sex, number, disp)  # type: ignore[arg-type]
 
 

@@ -66,8 +66,9 @@ HOOK_THREADS = 8
 #: threads recording feedback, and feedback requests that may wait for one (beyond: 503)
 FEEDBACK_THREADS, FEEDBACK_WAITING = 2, 16
 
-#: message id -> English template
-MESSAGES = {
+#: id -> English template of an HTTP error body (and the names of the request lanes a 503 body names): JSON for the
+#: calling program, English whatever the language
+HTTP_ERRORS = {
     "notify-token": "a notification must carry the watcher's bearer token",
     "feedback": "feedback",
     "hook-calls": "hook calls",
@@ -92,7 +93,7 @@ class Cors(CORSMiddleware):
         answer = super().preflight_response(request_headers)
         if answer.status_code == 200:
             return answer
-        return JSONResponse({"error": MESSAGES["cors"]}, status_code=403, headers={"Vary": "Origin"})
+        return JSONResponse({"error": HTTP_ERRORS["cors"]}, status_code=403, headers={"Vary": "Origin"})
 
 
 async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT) -> bytes:
@@ -111,7 +112,7 @@ async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT)
                     raise TooLarge(limit)
                 chunks.append(chunk)
         except ClientDisconnect:
-            raise HookError(400, MESSAGES["gone"]) from None
+            raise HookError(400, HTTP_ERRORS["gone"]) from None
     if scope.cancelled_caught:
         raise TooSlow(timeout)
     return b"".join(chunks)
@@ -142,7 +143,7 @@ def _json_content(request: Request) -> None:
     clinician visits cannot write feedback or call a hook in their name (CSRF)."""
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if not (kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))):
-        raise HookError(415, MESSAGES["json-only"])
+        raise HookError(415, HTTP_ERRORS["json-only"])
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -183,8 +184,8 @@ class _Handlers:
         self.cds, self.watcher, self.notify_token, self.max_body = cds, watcher, notify_token, max_body
         self.body_timeout = body_timeout
         self.started_at = time.time()
-        self.hooks = Lane(MESSAGES["hook-calls"], HOOK_THREADS)
-        self.feedback_lane = Lane(MESSAGES["feedback"], FEEDBACK_THREADS, FEEDBACK_WAITING)
+        self.hooks = Lane(HTTP_ERRORS["hook-calls"], HOOK_THREADS)
+        self.feedback_lane = Lane(HTTP_ERRORS["feedback"], FEEDBACK_THREADS, FEEDBACK_WAITING)
 
     async def health(self, request: Request) -> Response:
         body: dict[str, Any] = {"status": "ok", "version": __version__, "uptime_s": round(time.time() - self.started_at, 1)}
@@ -250,7 +251,7 @@ class _Handlers:
         try:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode("utf-8", "replace"), f"Bearer {token}".encode()):
-                raise HookError(401, MESSAGES["notify-token"])
+                raise HookError(401, HTTP_ERRORS["notify-token"])
             body = await read_body(request, self.max_body, self.body_timeout)
             queued = watcher.notified(body, request.path_params.get("rtype"), request.path_params.get("rid"))
         except Exception as exc:  # every failure through the one exception map

@@ -13,12 +13,13 @@ from typing import Any
 
 import orjson
 
-from fhir3t.service.failures import MESSAGES as FAILURES
+from fhir3t.service.failures import HTTP_ERRORS as FAILURES
 from fhir3t.service.failures import HookError
 from fhir3t.shapecheck import check, dotted
 
-#: message id -> English template (the schemas' `x-message` ids, and the checks that span fields)
-MESSAGES = {
+#: id -> English template of a malformed request's HTTP error body (the schemas' `x-message` ids, and the checks that
+#: span fields): JSON for the calling program, English whatever the language
+HTTP_ERRORS = {
     "fhir-server": "{where} must be an http(s) URL with a host (and a port from 1 to 65535)",
     "bearer": "{where} must be Bearer",
     "outcome": "{where} must be accepted or overridden",
@@ -57,12 +58,12 @@ def hook_request(body: bytes) -> HookRequest:
     doc = parse(body)
     # no depth walk over the prefetch (0.4 s for 4.5 MB): the schema checks the envelope only, orjson reads no more
     # than 1024 levels, and a reader that recurses too deep ends in the exception map's 400
-    check("cds-hook-request", doc, dotted("request"), MESSAGES, max_depth=None)
+    check("cds-hook-request", doc, dotted("request"), HTTP_ERRORS, max_depth=None)
     context = doc["context"]
     auth = doc.get("fhirAuthorization")
     server = doc.get("fhirServer")
     if auth is not None and server is None:
-        raise HookError(400, MESSAGES["auth-needs-server"])
+        raise HookError(400, HTTP_ERRORS["auth-needs-server"])
     return HookRequest(hook=doc["hook"], instance=doc["hookInstance"], patient_id=context["patientId"],
                        user_id=context["userId"], context=context, server=server,
                        token=auth["access_token"] if auth else None, prefetch=doc.get("prefetch"))
@@ -85,7 +86,7 @@ class FeedbackItem:
 
 def feedback_items(body: bytes) -> list[FeedbackItem]:
     doc = parse(body)
-    check("cds-feedback", doc, dotted(""), MESSAGES)
+    check("cds-feedback", doc, dotted(""), HTTP_ERRORS)
     out = []
     for item in doc["feedback"]:
         reason = item.get("overrideReason") or {}
@@ -98,4 +99,4 @@ def feedback_items(body: bytes) -> list[FeedbackItem]:
     return out
 
 
-__all__ = ["MAX_FEEDBACK_ITEMS", "MESSAGES", "FeedbackItem", "HookRequest", "feedback_items", "hook_request", "parse"]
+__all__ = ["HTTP_ERRORS", "MAX_FEEDBACK_ITEMS", "FeedbackItem", "HookRequest", "feedback_items", "hook_request", "parse"]

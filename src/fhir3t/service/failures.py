@@ -15,8 +15,9 @@ from fhir3t.service.orders import OrderError
 from fhir3t.service.prefetch import PrefetchError
 from fhir3t.shapecheck import ShapeError
 
-#: message id -> English template
-MESSAGES = {
+#: id -> English template of an HTTP error body: JSON for the calling program (an EHR), English whatever the
+#: language (tests/test_i18n.py lists HTTP_ERRORS as machine text)
+HTTP_ERRORS = {
     "too-large": "the request body is larger than {limit}",
     "too-slow": "the request body did not arrive within {seconds:g} s",
     "busy": "the service is busy with {what}; try again in a moment",
@@ -38,17 +39,17 @@ class HookError(Exception):
 class TooLarge(HookError):
     def __init__(self, limit: int) -> None:
         size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{max(1, limit // 1024)} KB"
-        super().__init__(413, MESSAGES["too-large"].format(limit=size))
+        super().__init__(413, HTTP_ERRORS["too-large"].format(limit=size))
 
 
 class TooSlow(HookError):
     def __init__(self, seconds: float) -> None:
-        super().__init__(408, MESSAGES["too-slow"].format(seconds=seconds))
+        super().__init__(408, HTTP_ERRORS["too-slow"].format(seconds=seconds))
 
 
 class Busy(HookError):
     def __init__(self, what: str) -> None:
-        super().__init__(503, MESSAGES["busy"].format(what=what))
+        super().__init__(503, HTTP_ERRORS["busy"].format(what=what))
 
 
 #: (exception class, status, message) in order; the first that matches answers
@@ -59,7 +60,7 @@ EXCEPTION_MAP: tuple[tuple[type[BaseException], int | None, Callable[[BaseExcept
     (OrderError, 400, str),
     (AuthError, 401, str),
     (InputError, 400, str),
-    (RecursionError, 400, lambda e: MESSAGES["too-deep"]),
+    (RecursionError, 400, lambda e: HTTP_ERRORS["too-deep"]),
 )
 
 
@@ -68,7 +69,7 @@ def answer_for(exc: BaseException) -> tuple[int, str]:
     for cls, status, text in EXCEPTION_MAP:
         if isinstance(exc, cls):
             return (exc.status if status is None else status), text(exc)  # type: ignore[attr-defined]
-    return 500, MESSAGES["internal"]
+    return 500, HTTP_ERRORS["internal"]
 
 
-__all__ = ["EXCEPTION_MAP", "MESSAGES", "Busy", "HookError", "TooLarge", "TooSlow", "answer_for"]
+__all__ = ["EXCEPTION_MAP", "HTTP_ERRORS", "Busy", "HookError", "TooLarge", "TooSlow", "answer_for"]

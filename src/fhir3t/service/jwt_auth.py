@@ -26,6 +26,7 @@ import jwt
 import requests
 
 from fhir3t.errors import AuthError, ConfigError
+from fhir3t.messages import table
 from fhir3t.service.settings import Issuer
 from fhir3t.service.store import Store
 from fhir3t.shapecheck import ShapeError, check, dotted
@@ -40,8 +41,17 @@ JWKS_LIFESPAN, REFETCH_SECONDS = 300.0, 60.0
 #: a JWKS answer larger than this is not a key set
 JWKS_MAX_BYTES = 256 * 1024
 
-#: message id -> English template
-MESSAGES = {
+#: a configured public key file the service cannot start with (the CLI's error line)
+KEY_FILE = table("serve.key-file", {
+    "what": "the CDS client's public key file",
+    "missing": "{path}: cannot read the CDS client's public key (no such file)",
+    "not-pem": "{path}: not a PEM public key ({error})",
+    "not-json": "{path}: not a JWK or JWKS public key (not JSON)",
+    "unusable": "{path}: the issuer's JWKS is not usable ({why})",
+    "no-key": "{path}: the issuer's JWKS has no usable key",
+})
+#: id -> English template of a refused call's HTTP 401 body: JSON for the calling program (an EHR), English
+HTTP_ERRORS = {
     "jwks-unreachable": "the issuer's JWKS cannot be fetched",
     "jwks-unusable": "the issuer's JWKS is not usable ({why})",
     "jwks-no-key": "the issuer's JWKS has no usable key",
@@ -83,7 +93,8 @@ def _keys_of(jwks: object, where: str, error: type[Exception]) -> dict[str | Non
     try:
         check("jwks", jwks, dotted(where))
     except ShapeError as exc:
-        raise error(MESSAGES["jwks-unusable"].format(why=exc)) from None
+        raise (ConfigError(KEY_FILE["unusable"](path=where, why=str(exc))) if error is ConfigError
+               else error(HTTP_ERRORS["jwks-unusable"].format(why=exc))) from None
     out: dict[str | None, Any] = {}
     for k in jwks["keys"]:  # type: ignore[index]
         try:
@@ -91,32 +102,29 @@ def _keys_of(jwks: object, where: str, error: type[Exception]) -> dict[str | Non
         except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
             continue  # a key of a kind or curve PyJWT does not take: not a key this service can use
     if not out:
-        raise error(MESSAGES["jwks-no-key"])
+        raise ConfigError(KEY_FILE["no-key"](path=where)) if error is ConfigError else error(HTTP_ERRORS["jwks-no-key"])
     return out
 
 
 def _load_keys(path: Path) -> dict[str | None, Any]:
     """kid -> public key from a PEM file (kid None) or a JWK / JWKS JSON file."""
     try:
-        data = read_small(path, KEY_LIMIT, "the CDS client's public key file")
+        data = read_small(path, KEY_LIMIT, KEY_FILE["what"]())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: cannot read the CDS client's public key (no such file)") from None
+        raise ConfigError(KEY_FILE["missing"](path=str(path))) from None
     if data.lstrip().startswith(b"-----BEGIN"):
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
         try:
             return {None: load_pem_public_key(data)}
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{path}: not a PEM public key ({type(exc).__name__})") from None
+            raise ConfigError(KEY_FILE["not-pem"](path=str(path), error=type(exc).__name__)) from None
     try:
         obj = json.loads(data)
     except ValueError:
-        raise ConfigError(f"{path}: not a JWK or JWKS public key (not JSON)") from None
+        raise ConfigError(KEY_FILE["not-json"](path=str(path))) from None
     doc = obj if isinstance(obj, dict) and "keys" in obj else {"keys": [obj]}
-    try:
-        return _keys_of(doc, str(path), ConfigError)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return _keys_of(doc, str(path), ConfigError)  # a ConfigError names the file
 
 
 class _RemoteJwks:
@@ -134,18 +142,18 @@ class _RemoteJwks:
             with requests.get(self.url, timeout=(min(3.0, self.timeout), self.timeout), stream=True,
                               allow_redirects=False, headers={"Accept": "application/json"}) as resp:
                 if resp.status_code != 200:
-                    raise AuthError(MESSAGES["jwks-unreachable"])
+                    raise AuthError(HTTP_ERRORS["jwks-unreachable"])
                 raw = b""
                 for chunk in resp.iter_content(1 << 14):
                     raw += chunk
                     if len(raw) > JWKS_MAX_BYTES:
-                        raise AuthError(MESSAGES["jwks-unusable"].format(why=f"larger than {JWKS_MAX_BYTES // 1024} KB"))
+                        raise AuthError(HTTP_ERRORS["jwks-unusable"].format(why=f"larger than {JWKS_MAX_BYTES // 1024} KB"))
         except requests.RequestException:
-            raise AuthError(MESSAGES["jwks-unreachable"]) from None
+            raise AuthError(HTTP_ERRORS["jwks-unreachable"]) from None
         try:
             doc = json.loads(raw)
         except ValueError:
-            raise AuthError(MESSAGES["jwks-unusable"].format(why="not JSON")) from None
+            raise AuthError(HTTP_ERRORS["jwks-unusable"].format(why="not JSON")) from None
         self.keys = _keys_of(doc, "jwks", AuthError)
 
     def key(self, kid: str) -> Any:
@@ -157,7 +165,7 @@ class _RemoteJwks:
                 self._fetch()
             if kid in self.keys:
                 return self.keys[kid]
-        raise AuthError(MESSAGES["no-kid-jwks"])
+        raise AuthError(HTTP_ERRORS["no-kid-jwks"])
 
 
 class JwtVerifier:
@@ -189,57 +197,57 @@ class JwtVerifier:
             return keys[kid]
         if None in keys and len(keys) == 1:
             return keys[None]
-        raise AuthError(MESSAGES["no-kid"])
+        raise AuthError(HTTP_ERRORS["no-kid"])
 
     def verify(self, authorization: str | None, audience: Sequence[str]) -> dict[str, Any]:
         """The token's claims, or AuthError saying which check failed."""
         if not authorization or not authorization.startswith("Bearer "):
-            raise AuthError(MESSAGES["need-jwt"])
+            raise AuthError(HTTP_ERRORS["need-jwt"])
         token = authorization[7:].strip()
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
         except (jwt.PyJWTError, ValueError, TypeError):
-            raise AuthError(MESSAGES["not-jwt"]) from None
+            raise AuthError(HTTP_ERRORS["not-jwt"]) from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALGORITHMS:
-            raise AuthError(MESSAGES["asymmetric"])
+            raise AuthError(HTTP_ERRORS["asymmetric"])
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise AuthError(MESSAGES["no-kid-header"])
+            raise AuthError(HTTP_ERRORS["no-kid-header"])
         if header.get("typ") not in (None, "JWT"):
-            raise AuthError(MESSAGES["typ"])
+            raise AuthError(HTTP_ERRORS["typ"])
         iss = unverified.get("iss")
         issuer = self.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
-            raise AuthError(MESSAGES["issuer"])
+            raise AuthError(HTTP_ERRORS["issuer"])
         key = self._key(issuer, header)
         if _key_family(key) != _family(alg):
-            raise AuthError(MESSAGES["alg-key"].format(alg=alg))
+            raise AuthError(HTTP_ERRORS["alg-key"].format(alg=alg))
         try:
             claims: dict[str, Any] = jwt.decode(
                 token, key, algorithms=[alg], audience=list(audience), issuer=issuer.iss, leeway=LEEWAY,
                 options={"require": ["iss", "aud", "exp", "iat", "jti"]})
         except jwt.ExpiredSignatureError:
-            raise AuthError(MESSAGES["expired"]) from None
+            raise AuthError(HTTP_ERRORS["expired"]) from None
         except jwt.InvalidAudienceError:
-            raise AuthError(MESSAGES["aud"]) from None
+            raise AuthError(HTTP_ERRORS["aud"]) from None
         except jwt.MissingRequiredClaimError as exc:
-            raise AuthError(MESSAGES["missing-claim"].format(claim=exc.claim)) from None
+            raise AuthError(HTTP_ERRORS["missing-claim"].format(claim=exc.claim)) from None
         except jwt.InvalidSignatureError:
-            raise AuthError(MESSAGES["signature"]) from None
+            raise AuthError(HTTP_ERRORS["signature"]) from None
         except jwt.PyJWTError as exc:
-            raise AuthError(MESSAGES["invalid"].format(kind=type(exc).__name__)) from None
+            raise AuthError(HTTP_ERRORS["invalid"].format(kind=type(exc).__name__)) from None
         except (ValueError, TypeError) as exc:  # a key PyJWT cannot use for this token, whatever the cause
-            raise AuthError(MESSAGES["invalid"].format(kind=type(exc).__name__)) from None
+            raise AuthError(HTTP_ERRORS["invalid"].format(kind=type(exc).__name__)) from None
         try:
             exp, iat = float(claims["exp"]), float(claims["iat"])
         except (TypeError, ValueError):
-            raise AuthError(MESSAGES["invalid"].format(kind="exp or iat not a number")) from None
+            raise AuthError(HTTP_ERRORS["invalid"].format(kind="exp or iat not a number")) from None
         if exp - iat > MAX_LIFETIME:
-            raise AuthError(MESSAGES["lifetime"].format(seconds=MAX_LIFETIME))
+            raise AuthError(HTTP_ERRORS["lifetime"].format(seconds=MAX_LIFETIME))
         if not self.store.use_jti(issuer.iss, str(claims["jti"])[:256], exp):
-            raise AuthError(MESSAGES["replay"])
+            raise AuthError(HTTP_ERRORS["replay"])
         return claims
 
 

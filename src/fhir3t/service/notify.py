@@ -23,6 +23,7 @@ import orjson
 import requests
 
 from fhir3t.errors import UsageError
+from fhir3t.messages import table
 from fhir3t.transport.urls import describe
 
 log = logging.getLogger("fhir3t.notify")
@@ -30,9 +31,14 @@ log = logging.getLogger("fhir3t.notify")
 #: seconds a webhook or a command may take before the delivery counts as failed
 TIMEOUT = 10.0
 
-MESSAGES = {
+#: what `--notify` refuses (the CLI's error line)
+E = table("notify", {
     "empty": "--notify needs a command or an http(s):// URL",
-    "no-command": "--notify {command!r}: no such command",
+    "no-command": "--notify {command}: no such command",
+})
+#: the log records of a delivery: English, what engineers grep and alert on (tests/test_i18n.py lists LOG_TEXT as
+#: machine text)
+LOG_TEXT = {
     "sent": "notify: {subject} is newly eligible: told {how}",
     "failed-status": "notify: the webhook answered HTTP {status} for {subject}",
     "failed-error": "notify: the webhook could not be reached for {subject} ({error})",
@@ -47,12 +53,12 @@ class Notifier:
     def __init__(self, target: str, timeout: float = TIMEOUT) -> None:
         target = target.strip()
         if not target:
-            raise UsageError(MESSAGES["empty"])
+            raise UsageError(E["empty"]())
         self.timeout = timeout
         self.url = target if target.startswith(("http://", "https://")) else None
         self.argv = [] if self.url else shlex.split(target)
         if self.argv and not _runnable(self.argv[0]):
-            raise UsageError(MESSAGES["no-command"].format(command=self.argv[0]))
+            raise UsageError(E["no-command"](command=repr(self.argv[0])))
 
     @property
     def how(self) -> str:
@@ -63,7 +69,7 @@ class Notifier:
         body = orjson.dumps(dict(event))
         ok = self._post(body, subject) if self.url else self._run(body, event, subject)
         if ok:
-            log.info(MESSAGES["sent"].format(subject=subject, how=self.how),
+            log.info(LOG_TEXT["sent"].format(subject=subject, how=self.how),
                      extra={"fields": {"event": "notify-sent", "subject": subject, "how": "webhook" if self.url else "command"}})
         return ok
 
@@ -73,10 +79,10 @@ class Notifier:
             resp = requests.post(self.url, data=body, headers={"Content-Type": "application/json"},
                                  timeout=self.timeout, allow_redirects=False)
         except requests.RequestException as exc:
-            self._failed(MESSAGES["failed-error"].format(subject=subject, error=type(exc).__name__), subject)
+            self._failed(LOG_TEXT["failed-error"].format(subject=subject, error=type(exc).__name__), subject)
             return False
         if not 200 <= resp.status_code < 300:
-            self._failed(MESSAGES["failed-status"].format(status=resp.status_code, subject=subject), subject,
+            self._failed(LOG_TEXT["failed-status"].format(status=resp.status_code, subject=subject), subject,
                          status=resp.status_code)
             return False
         return True
@@ -88,13 +94,13 @@ class Notifier:
             done = subprocess.run(self.argv, input=body, env=env, timeout=self.timeout, check=False,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            self._failed(MESSAGES["failed-timeout"].format(seconds=self.timeout, subject=subject), subject)
+            self._failed(LOG_TEXT["failed-timeout"].format(seconds=self.timeout, subject=subject), subject)
             return False
         except OSError as exc:
-            self._failed(MESSAGES["failed-error"].format(subject=subject, error=type(exc).__name__), subject)
+            self._failed(LOG_TEXT["failed-error"].format(subject=subject, error=type(exc).__name__), subject)
             return False
         if done.returncode != 0:
-            self._failed(MESSAGES["failed-exit"].format(code=done.returncode, subject=subject), subject,
+            self._failed(LOG_TEXT["failed-exit"].format(code=done.returncode, subject=subject), subject,
                          exit_code=done.returncode)
             return False
         return True

@@ -51,6 +51,7 @@ from typing import Any
 
 from fhir3t.config import Config, check_table
 from fhir3t.errors import ConfigError
+from fhir3t.messages import table
 from fhir3t.origins import is_loopback_host, origin
 
 #: connections the service holds at once (slow clients included); beyond, new calls are answered 503
@@ -60,8 +61,8 @@ BODY_TIMEOUT = 10.0
 #: seconds a client gets to send a request's head (method, path, headers), from connecting or from its first byte
 HEAD_TIMEOUT = 10.0
 
-#: message id -> English template
-MESSAGES = {
+#: `[serve]` settings the service cannot start with (the CLI's error line)
+MESSAGES = table("serve.settings", {
     "jwt-needs-issuers": "{where}: require_jwt = true needs at least one [[serve.issuers]] to trust",
     "jwt-needs-public-url": "{where}: require_jwt = true needs public_url (the JWT audience is the URL the EHR calls)",
     "not-a-port": "port {port} is not a TCP port",
@@ -71,7 +72,7 @@ MESSAGES = {
                       "or localhost)",
     "state-dir": "{where}: state_dir {path} cannot hold the service's state ({reason}); give a folder the service "
                  "may create files in",
-}
+})
 
 
 @dataclass(frozen=True)
@@ -224,11 +225,11 @@ def serve_settings(cfg: Config, **overrides: Any) -> ServeSettings:
     if given:
         s = ServeSettings(**{**s.__dict__, **given})
     if isinstance(s.port, bool) or not isinstance(s.port, int) or not 1 <= s.port <= 65535:
-        raise ConfigError(MESSAGES["not-a-port"].format(port=s.port))
+        raise ConfigError(MESSAGES["not-a-port"](port=str(s.port)))
     if s.require_jwt and not s.issuers:
-        raise ConfigError(MESSAGES["jwt-needs-issuers"].format(where=where))
+        raise ConfigError(MESSAGES["jwt-needs-issuers"](where=where))
     if s.public_url is None and s.require_jwt:
-        raise ConfigError(MESSAGES["jwt-needs-public-url"].format(where=where))
+        raise ConfigError(MESSAGES["jwt-needs-public-url"](where=where))
     return s
 
 
@@ -246,7 +247,7 @@ def _coordinator(t: dict[str, Any], cfg: Config) -> CoordinatorSettings:
 def check_bind(settings: ServeSettings, cfg: Config) -> None:
     """Authentication may be off only on a loopback address: any other bind needs JWT client authentication."""
     if not settings.loopback and not settings.require_jwt:
-        raise ConfigError(MESSAGES["bind-needs-jwt"].format(where=cfg.where("serve"), host=settings.host))
+        raise ConfigError(MESSAGES["bind-needs-jwt"](where=cfg.where("serve"), host=settings.host))
 
 
 def check_state_dir(settings: ServeSettings, cfg: Config) -> None:
@@ -258,8 +259,8 @@ def check_state_dir(settings: ServeSettings, cfg: Config) -> None:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".fhir3t-probe-"):
             pass
     except OSError as exc:
-        raise ConfigError(MESSAGES["state-dir"].format(where=cfg.where("serve"), path=path,
-                                                       reason=exc.strerror or type(exc).__name__)) from None
+        raise ConfigError(MESSAGES["state-dir"](where=cfg.where("serve"), path=str(path),
+                                                reason=exc.strerror or type(exc).__name__)) from None
 
 
 __all__ = ["BODY_TIMEOUT", "HEAD_TIMEOUT", "MAX_CONNECTIONS", "CoordinatorSettings", "Issuer", "Link", "ServeSettings",

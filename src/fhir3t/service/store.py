@@ -42,6 +42,7 @@ from typing import Any
 
 from fhir3t.enrolment import Status
 from fhir3t.errors import ConfigError
+from fhir3t.messages import table
 from fhir3t.service.bodies import FeedbackItem
 from fhir3t.smallfiles import TOKEN_LIMIT, read_small
 
@@ -79,10 +80,14 @@ MAX_CARDS = 500_000
 
 log = logging.getLogger("fhir3t.service")
 
-#: message id -> English template
-MESSAGES = {
+#: a state folder the service cannot start with (the CLI's error line)
+MESSAGES = table("serve.store", {
     "unusable": "{path}: the service's state cannot be kept there ({reason}); give [serve] state_dir a folder the "
                 "service may create files in",
+    "secret": "a secret of the service's state",
+})
+#: the log records of the store's bounds: English (what engineers grep)
+LOG_TEXT = {
     "pruned": "card history at its bound of {limit} cards: the {n} oldest were removed",
     "pruned-pages": "explanation pages at their bound of {limit}: the {n} oldest were removed",
 }
@@ -98,7 +103,7 @@ class Rule:
 def _private_file(path: Path, make: Callable[[], bytes]) -> bytes:
     """Read a small secret file, creating it (0600) first if absent."""
     try:
-        return read_small(path, TOKEN_LIMIT, "a secret of the service's state")
+        return read_small(path, TOKEN_LIMIT, MESSAGES["secret"]())
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +148,7 @@ class Store:
             self._db.execute("CREATE INDEX IF NOT EXISTS cards_patient_user ON cards (patient, user_ref, shown_at)")
         except (OSError, sqlite3.Error) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)[:120] or type(exc).__name__
-            raise ConfigError(MESSAGES["unusable"].format(path=folder, reason=reason)) from None
+            raise ConfigError(MESSAGES["unusable"](path=str(folder), reason=reason)) from None
 
     def close(self) -> None:
         with self._lock:
@@ -219,7 +224,7 @@ class Store:
         self._db.execute("DELETE FROM cards WHERE uuid IN (SELECT uuid FROM cards ORDER BY shown_at LIMIT ?)", (n,))
         self._db.execute("COMMIT")
         self._count = None
-        log.warning(MESSAGES["pruned"].format(limit=self.max_cards, n=n))
+        log.warning(LOG_TEXT["pruned"].format(limit=self.max_cards, n=n))
 
     # ---- feedback -----------------------------------------------------------------------
     def feedback(self, service: str, item: FeedbackItem) -> bool:
@@ -316,7 +321,7 @@ class Store:
             self._db.execute("DELETE FROM explanations WHERE token IN (SELECT token FROM explanations "
                              "ORDER BY expires LIMIT ?)", (cut,))
             self._pages = None
-            log.warning(MESSAGES["pruned-pages"].format(limit=MAX_EXPLANATIONS, n=cut))
+            log.warning(LOG_TEXT["pruned-pages"].format(limit=MAX_EXPLANATIONS, n=cut))
 
     def explanation(self, token: str) -> str | None:
         """The page kept under `token`, or None (unknown or expired)."""

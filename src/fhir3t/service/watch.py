@@ -55,6 +55,7 @@ from fhir3t.errors import Fhir3tError, InputError, Problems
 from fhir3t.fhirutil import fhir_reference, patient_id, search_escape
 from fhir3t.ids import stable_id
 from fhir3t.jsonshape import child, child_text, objs, text
+from fhir3t.messages import Msg, render, table
 from fhir3t.pipeline import Definition, Run, ServerQuery, screen_server
 from fhir3t.r4facts import r4_facts
 from fhir3t.shapecheck import ShapeError, check, dotted
@@ -82,8 +83,17 @@ FUTURE_SLACK = 86400.0
 #: items a notification may queue (a Bundle of a thousand entries names at most a thousand patients)
 MAX_QUEUED = 10_000
 
-#: message id -> English template
-MESSAGES = {
+#: what `watch` says: a watch state it cannot use (the CLI's error line), a search it cannot make (a problem), what a
+#: round did (stderr and the log's English)
+MESSAGES = table("watch", {
+    "state": "the watch state",
+    "not-json": "not JSON",
+    "no-last-updated": "the server cannot search {rtype} by _lastUpdated ({status}); not watched",
+    "round": "{changed} {what} of {patients} patient(s); screened: {statuses}; pushed {pushed} ResearchSubject(s), "
+             "{protected} kept by the no-regression rule, {failed} failed",
+    "round.notifications": "notification(s)",
+    "round.versions": "new resource version(s)",
+    "round.none": "none",
     "state-unreadable": "{path}: cannot read the watch state ({why}); move it away to start afresh",
     "state-shape": "{path}: not a watch state fhir3t wrote ({why}); move it away to start afresh",
     "state-other": "{path}: this watch state is for another server; give --state another file",
@@ -91,8 +101,13 @@ MESSAGES = {
                     "it away to start afresh (or give --since)",
     "state-unwritable": "{path}: cannot write the watch state ({why})",
     "future-stamp": "the server reported a {rtype} last updated in the future: not taken as the polling mark",
+})
+#: the log records of the notification queue: English (what engineers grep)
+LOG_TEXT = {
     "queue-full": "too many notifications waiting to be screened; this one asks for a poll instead",
 }
+#: the HTTP error body of a notification of the wrong shape: JSON for the FHIR server that sent it
+HTTP_ERRORS = {"notification": "{where} must be empty, a FHIR resource or a Bundle"}
 
 
 def iso(ts: float) -> str:
@@ -125,20 +140,20 @@ class WatchState:
     @classmethod
     def load(cls, path: Path, server: str, now: float | None = None) -> WatchState:
         try:
-            data = orjson.loads(read_small(path, STATE_LIMIT, "the watch state", InputError))
+            data = orjson.loads(read_small(path, STATE_LIMIT, MESSAGES["state"](), InputError))
         except FileNotFoundError:
             return cls(path, server)
         except orjson.JSONDecodeError:
-            raise InputError(MESSAGES["state-unreadable"].format(path=path, why="not JSON")) from None
+            raise InputError(MESSAGES["state-unreadable"](path=str(path), why=MESSAGES["not-json"]())) from None
         try:
             check("watch-state", data, dotted("state"))
         except ShapeError as exc:
-            raise InputError(MESSAGES["state-shape"].format(path=path, why=exc)) from None
+            raise InputError(MESSAGES["state-shape"](path=str(path), why=str(exc))) from None
         if data["server"] != server:
-            raise InputError(MESSAGES["state-other"].format(path=path))
+            raise InputError(MESSAGES["state-other"](path=str(path)))
         mark = instant(data.get("mark"))
         if mark is not None and mark > (time.time() if now is None else now) + FUTURE_SLACK:
-            raise InputError(MESSAGES["state-future"].format(path=path, mark=data["mark"]))
+            raise InputError(MESSAGES["state-future"](path=str(path), mark=str(data["mark"])))
         seen = {k: float(v) for k, v in (data.get("seen") or {}).items()}
         statuses = dict(data.get("statuses") or {})
         return cls(path, server, mark, seen, statuses)
@@ -150,8 +165,8 @@ class WatchState:
             write_json({"server": self.server, "mark": iso(self.mark) if self.mark is not None else None,
                         "seen": self.seen, "statuses": self.statuses}, self.path, private=True)
         except OSError as exc:
-            raise InputError(MESSAGES["state-unwritable"].format(path=self.path, why=exc.strerror or
-                                                                 type(exc).__name__)) from None
+            raise InputError(MESSAGES["state-unwritable"](path=str(self.path),
+                                                          why=exc.strerror or type(exc).__name__)) from None
 
 
 def state_file(folder: Path, server: str) -> Path:
@@ -171,11 +186,16 @@ class Round:
     problems: int = 0
     notified: bool = False  # screened on notifications (else a poll)
 
+    def said(self) -> Msg:
+        """What the round did, as a message (the statuses are codes, as written)."""
+        st = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
+        return MESSAGES["round"](changed=self.changed, patients=self.patients, pushed=self.pushed,
+                                 protected=self.protected, failed=self.failed, statuses=st or MESSAGES["round.none"](),
+                                 what=MESSAGES["round.notifications" if self.notified else "round.versions"]())
+
     def line(self) -> str:
-        st = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "none"
-        what = "notification(s)" if self.notified else "new resource version(s)"
-        return (f"{self.changed} {what} of {self.patients} patient(s); screened: {st}; pushed "
-                f"{self.pushed} ResearchSubject(s), {self.protected} kept by the no-regression rule, {self.failed} failed")
+        """`said`, in English (the log's line)."""
+        return render(self.said())
 
     def fields(self) -> dict[str, Any]:
         return {"event": "watch-round", "changed": self.changed, "patients": self.patients,
@@ -236,7 +256,7 @@ class Watcher:
             except HttpStatusError as exc:
                 if exc.status in (400, 422, 501):
                     self.problems.once(f"lastUpdated:{rtype}", f"{rtype} search",
-                                       f"the server cannot search {rtype} by _lastUpdated ({exc.status}); not watched")
+                                       MESSAGES["no-last-updated"](rtype=rtype, status=exc.status))
                     continue
                 raise
             for res in found:
@@ -244,7 +264,7 @@ class Watcher:
                 ts = instant(meta.get("lastUpdated"))
                 if ts is not None and ts > latest_believable:  # a clock gone wrong must not hide every later change
                     self.problems.once(f"future:{rtype}", f"{rtype} search",
-                                              MESSAGES["future-stamp"].format(rtype=rtype))
+                                              MESSAGES["future-stamp"](rtype=rtype))
                     ts = None
                 version = text(meta.get("versionId")) or text(meta.get("lastUpdated")) or ""
                 vkey = f"{rtype}/{text(res.get('id'))}/{version}"[:512]
@@ -402,8 +422,7 @@ class Watcher:
                 data = orjson.loads(body)
             except orjson.JSONDecodeError:
                 data = None  # not JSON: nothing to read, a poll will find what changed
-        check("watch-notification", data, dotted("notification"), {"notification": "{where} must be empty, a FHIR "
-                                                                   "resource or a Bundle"})
+        check("watch-notification", data, dotted("notification"), HTTP_ERRORS)
         resources: list[dict] = []
         focus: list[tuple[str, str]] = []
         if isinstance(data, dict) and data.get("resourceType") == "Bundle":
@@ -442,7 +461,7 @@ class Watcher:
     def _put(self, item: tuple[str, str]) -> int:
         """Queue one item, unless the queue is at its bound (then a poll will find the change)."""
         if self.queue.qsize() >= MAX_QUEUED:
-            log.warning(MESSAGES["queue-full"])
+            log.warning(LOG_TEXT["queue-full"])
             return 0
         self.queue.put(item)
         return 1

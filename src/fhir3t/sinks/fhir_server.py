@@ -32,10 +32,41 @@ from fhir3t.enrolment import Existing, Verdict, decide
 from fhir3t.errors import ServerError, UsageError
 from fhir3t.fhirutil import fhir_id
 from fhir3t.jsonshape import child, child_text, items, objs, text
+from fhir3t.messages import Later, Msg, later, render, table
 from fhir3t.transport.http import FhirClient, HttpStatusError, outcome_text
 from fhir3t.transport.urls import clean
 
 log = logging.getLogger("fhir3t.push")
+
+#: what `push` says: a Bundle it refuses (the CLI's error line), and an entry it did not apply or a note (an entry's
+#: or note's text is a `Later`: English where a str is read, the message for the reader's language)
+E = table("push.bundle", {
+    "not-bundle": "not a FHIR Bundle",
+    "type": "Bundle.type is {type}; only transaction or batch Bundles can be pushed",
+    "entries": "Bundle.entry is {type}, not a list of entries",
+    "no-request": "entry {i} has no request.method / request.url",
+    "method": "entry {i}: request.method {method} is not an HTTP method",
+    "full-url": "entry {i}: fullUrl is not a string",
+    "if-none-exist": "entry {i}: request.ifNoneExist is not a string",
+    "resource": "entry {i}: resource is not a FHIR resource",
+    "no-resource": "entry {i}: {method} without a resource",
+    "subject-unreadable": "ResearchSubject search: the server returned a subject without a readable individual; the "
+                          "no-regression rule cannot be applied, nothing was pushed",
+})
+N = table("push.entry", {
+    "kept": "{patient} is {status} in this study (ResearchSubject/{subject}): kept as the study team set it; today's "
+            "screening says {screening}",
+    "unresolved-study": "{patient} has ResearchSubject/{subject} ({status}) whose study cannot be resolved, so it may be "
+                        "this study's; not overwritten, no second one added",
+    "no-id": "{patient} has a ResearchSubject of this study without a usable id; not pushed",
+    "updating": "{patient}: updating the existing ResearchSubject/{subject} of this study instead of adding a second one",
+    "provenance-kept": "every subject it described was kept as it was",
+    "rolled-back": "transaction rolled back: {outcome}",
+    "no-answer": "no answer to the transaction ({error}); check the server",
+    "unreadable-answer": "the server's response has no readable entry for it",
+    "not-created": "refers to {reference}, which was not created",
+    "batch-no-answer": "batch not answered: {error}",
+})
 
 CHUNK = 50
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
@@ -51,10 +82,21 @@ class EntryOutcome:
     location: str = ""
     message: str = ""
 
-    def line(self) -> str:
+    def line(self, lang: str = "en") -> str:
+        """The entry's line: its index, request and codes as written, the message in `lang`."""
         extra = f" -> {self.location}" if self.location else ""
-        msg = f": {self.message}" if self.message else ""
+        msg = f": {said(self.message, lang)}" if self.message else ""
         return f"entry {self.index} {self.method} {self.url}: {self.state} {self.status}{extra}{msg}".rstrip()
+
+
+def said(text_: str, lang: str = "en") -> str:
+    """An entry's message or a note in `lang` (a `Later` carries its message; the server's own text is as written)."""
+    return render(text_.msg, lang) if isinstance(text_, Later) else text_
+
+
+def _error(exc: Exception) -> str | Msg:
+    """An error's message where it has one (said in the reader's language), else its English text."""
+    return getattr(exc, "msg", None) or str(exc)
 
 
 @dataclass(frozen=True)
@@ -108,29 +150,28 @@ def is_idempotent(entry: dict) -> bool:
 def check_bundle(bundle: Any) -> list[dict]:
     """The entries of a Bundle that can be pushed; a UsageError naming the first entry that cannot."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise UsageError("not a FHIR Bundle")
+        raise UsageError(E["not-bundle"]())
     if bundle.get("type") not in ("transaction", "batch"):
-        raise UsageError(f"Bundle.type is {clean(repr(bundle.get('type')), 60)}; only transaction or batch Bundles "
-                         "can be pushed")
+        raise UsageError(E["type"](type=clean(repr(bundle.get('type')), 60)))
     entries = bundle.get("entry", [])
     if not isinstance(entries, list):
-        raise UsageError(f"Bundle.entry is {type(entries).__name__}, not a list of entries")
+        raise UsageError(E["entries"](type=type(entries).__name__))
     for i, e in enumerate(entries):
         req = child(e, "request")
         method, url = text(req.get("method")), text(req.get("url"))
         if not isinstance(e, dict) or not method or not url:
-            raise UsageError(f"entry {i} has no request.method / request.url")
+            raise UsageError(E["no-request"](i=i))
         if method.upper() not in METHODS:
-            raise UsageError(f"entry {i}: request.method {clean(method, 20)!r} is not an HTTP method")
+            raise UsageError(E["method"](i=i, method=repr(clean(method, 20))))
         if "fullUrl" in e and not isinstance(e["fullUrl"], str):
-            raise UsageError(f"entry {i}: fullUrl is not a string")
+            raise UsageError(E["full-url"](i=i))
         if "ifNoneExist" in req and not isinstance(req["ifNoneExist"], str):
-            raise UsageError(f"entry {i}: request.ifNoneExist is not a string")
+            raise UsageError(E["if-none-exist"](i=i))
         res = e.get("resource")
         if res is not None and not (isinstance(res, dict) and isinstance(res.get("resourceType"), str)):
-            raise UsageError(f"entry {i}: resource is not a FHIR resource")
+            raise UsageError(E["resource"](i=i))
         if method.upper() in ("POST", "PUT") and res is None:
-            raise UsageError(f"entry {i}: {method.upper()} without a resource")
+            raise UsageError(E["no-resource"](i=i, method=method.upper()))
     return entries
 
 
@@ -196,8 +237,7 @@ class FhirServerSink:
                 seen.add(rid)
             ref = child_text(child(res, "individual"), "reference")
             if not ref:  # whose it is cannot be told: it may be an enrolled patient's
-                raise ServerError("ResearchSubject search: the server returned a subject without a readable "
-                                  "individual; the no-regression rule cannot be applied, nothing was pushed")
+                raise ServerError(E["subject-unreadable"]())
             by_patient.setdefault("/".join(ref.split("/")[-2:]), []).append(res)
 
         plist, ilist = list(patients), list(ids)
@@ -309,14 +349,13 @@ class FhirServerSink:
             decision = decide(status if isinstance(status, str) else "", text(res.get("id")) or "", existing)
             shown_status = clean(decision.current, 40)
             if decision.verdict is Verdict.KEEP:
-                dropped[id(e)] = (f"{patient} is {shown_status} in this study (ResearchSubject/{clean(decision.target, 64)}): "
-                                  f"kept as the study team set it; today's screening says {clean(status, 40)}")
+                dropped[id(e)] = later(N["kept"](patient=patient, status=shown_status,
+                                                 subject=clean(decision.target, 64), screening=clean(status, 40)))
                 report.kept.append(KeptSubject(patient, str(decision.current), str(status), decision.target))
             elif decision.verdict is Verdict.BLOCK:
-                dropped[id(e)] = (f"{patient} has ResearchSubject/{clean(decision.target, 64)} ({shown_status}) whose study "
-                                  "cannot be resolved, so it may be this study's; not overwritten, no second one added"
-                                  if decision.target else
-                                  f"{patient} has a ResearchSubject of this study without a usable id; not pushed")
+                dropped[id(e)] = later(N["unresolved-study"](patient=patient, subject=clean(decision.target, 64),
+                                                             status=shown_status)
+                                       if decision.target else N["no-id"](patient=patient))
             elif decision.verdict is Verdict.UPDATE:
                 target = next(c for c in current.get(patient, []) if c.get("id") == decision.target)
                 merged = {**target, **res, "id": target["id"]}
@@ -325,8 +364,7 @@ class FhirServerSink:
                     merged["meta"] = res["meta"]
                 replaced[id(e)] = {**e, "resource": merged,
                                    "request": {**child(e, "request"), "url": f"ResearchSubject/{target['id']}"}}
-                report.notes.append(f"{patient}: updating the existing ResearchSubject/{target['id']} of this study "
-                                    "instead of adding a second one")
+                report.notes.append(later(N["updating"](patient=patient, subject=str(target["id"]))))
         if not dropped and not replaced:
             return entries
         gone_urls = set()
@@ -353,7 +391,7 @@ class FhirServerSink:
                 if not res["target"]:
                     method, url = _entry_key(e)
                     report.outcomes.append(EntryOutcome(index[id(e)], method, url, "skipped",
-                                                        message="every subject it described was kept as it was"))
+                                                        message=later(N["provenance-kept"]())))
                     continue
                 new = {**e, "resource": res}
                 index[id(new)] = index[id(e)]
@@ -393,13 +431,13 @@ class FhirServerSink:
             for e in entries:
                 m, u = _entry_key(e)
                 report.outcomes.append(EntryOutcome(index[id(e)], m, u, "failed", _status(str(exc.status))[1],
-                                                    message=f"transaction rolled back: {msg}"))
+                                                    message=later(N["rolled-back"](outcome=msg))))
             return
         except ServerError as exc:
             for e in entries:
                 m, u = _entry_key(e)
                 report.outcomes.append(EntryOutcome(index[id(e)], m, u, "unknown",
-                                                    message=f"no answer to the transaction ({exc}); check the server"))
+                                                    message=later(N["no-answer"](error=_error(exc)))))
             return
         self._read_response(entries, index, resp, report)
 
@@ -418,7 +456,7 @@ class FhirServerSink:
             code, shown = _status(r.get("status"))
             if ans is None or not code:
                 report.outcomes.append(EntryOutcome(index[id(e)], m, u, "unknown",
-                                                    message="the server's response has no readable entry for it"))
+                                                    message=later(N["unreadable-answer"]())))
                 continue
             if code.startswith("2"):
                 report.outcomes.append(EntryOutcome(index[id(e)], m, u, "ok", shown, clean(text(r.get("location")) or "", 200)))
@@ -470,7 +508,7 @@ class FhirServerSink:
                 if unresolved:
                     m, u = _entry_key(e)
                     report.outcomes.append(EntryOutcome(index[id(e)], m, u, "failed",
-                                                        message=f"refers to {clean(unresolved[0], 80)}, which was not created"))
+                                                        message=later(N["not-created"](reference=clean(unresolved[0], 80)))))
                     continue
                 e2 = {k: v for k, v in e.items() if k != "fullUrl"}
                 e2["resource"] = res
@@ -487,7 +525,8 @@ class FhirServerSink:
             except ServerError as exc:
                 for e in rest:
                     m, u = _entry_key(e)
-                    report.outcomes.append(EntryOutcome(index[id(e)], m, u, "unknown", message=f"batch not answered: {exc}"))
+                    report.outcomes.append(EntryOutcome(index[id(e)], m, u, "unknown",
+                                                        message=later(N["batch-no-answer"](error=_error(exc)))))
                 return
             retry = self._read_response(rest, index, resp, report)
             if retry and attempt < rounds - 1:

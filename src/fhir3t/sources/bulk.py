@@ -29,6 +29,7 @@ from fhir3t.fhirutil import (
     fhir_id,
 )
 from fhir3t.jsonshape import child, child_text, text
+from fhir3t.messages import Msg, many, render, table
 from fhir3t.smallfiles import STATE_LIMIT, read_small
 from fhir3t.transport.http import FhirClient, HttpStatusError, ResponseError, outcome_text, parse_json
 from fhir3t.transport.limits import DEFAULT_MAX_FILE
@@ -45,12 +46,38 @@ POLL_CEILING = 60.0
 MAX_POLL_WAIT = 120.0
 DEFAULT_MAX_WAIT = 3600.0  # also in fhir3t.cli.export
 
-#: message id -> English template
-MESSAGES = {
+#: what `export` says when the export cannot be made or finished (the CLI's error line), and of each file of the
+#: manifest it did not download (listed in the "incomplete" error)
+MESSAGES = table("export", {
     "file-elsewhere": "{rtype} file on {there}: not the server's origin ({base}) nor one allowed with --allow-origin{token}; "
                       "not downloaded (add --allow-origin {allow} if that host is trusted)",
     "needs-token": ", and the manifest says it needs the access token",
-}
+    "group": "--group {group} is not a FHIR id",
+    "type": "--type {type} is not a FHIR resource type",
+    "state": "the export state",
+    "kickoff": "$export kick-off ({url}): expected 202 with Content-Location, got {status}",
+    "kickoff-no-location": "$export kick-off ({url}): expected 202 with Content-Location, got {status} without "
+                           "Content-Location",
+    "status-url": "the $export status URL",
+    "failed": "$export failed on the server ({url}: {status})",
+    "no-output": "$export ({url}): the completion manifest has no output list",
+    "unexpected": "$export status {url}: unexpected status {status} (expected 202 in progress or 200 done)",
+    "in-progress": "in progress",
+    "too-long": "$export still running after {seconds} s; rerun the same command later to resume it (or allow longer "
+                "with --max-wait)",
+    "not-a-list": "manifest '{kind}' is not a list",
+    "not-an-object": "{where} is not an object",
+    "bad-type": "{where}: type {type} is not a FHIR resource type",
+    "no-url": "{where} ({rtype}): no url",
+    "unusable": "{where} ({rtype}): {error}",
+    "file-failed": "{rtype} file: {error}",
+    "more": "\n  ... and {n} more",
+    "incomplete": "$export incomplete: {n} file(s) of the manifest not downloaded, so {folder} must not be screened as "
+                  "it is:\n  {files}{more}",
+    "not-a-folder": "{path} is not a folder",
+    "lost": "$export: the server lost the export twice; try again later",
+    "cannot-write": "cannot write {path}: {error} (run the same command again when fixed: the export resumes)",
+})
 #: NDJSON lines longer than this are not read for references (a resource is far smaller).
 MAX_LINE = 64 * 1024 * 1024
 
@@ -72,16 +99,16 @@ class BulkExporter:
     def __init__(self, client: FhirClient, out_dir: str | Path, *, group: str | None = None,
                  types: Sequence[str] = (), since: date | str | None = None, max_wait: float = DEFAULT_MAX_WAIT,
                  poll_interval: float = 2.0, poll_floor: float = POLL_FLOOR, max_file_bytes: int | None = DEFAULT_MAX_FILE,
-                 on_progress: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 on_progress: Callable[[str | Msg], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if group is not None and fhir_id(group) is None:
-            raise UsageError(f"--group {clean(group, 80)!r} is not a FHIR id")
+            raise UsageError(MESSAGES["group"](group=repr(clean(group, 80))))
         self.client = client
         self.out = Path(out_dir)
         self.group = group
         self.types = [t for v in types for t in v.split(",") if t]
         bad = [t for t in self.types if not RESOURCE_TYPE.fullmatch(t)]
         if bad:
-            raise UsageError(f"--type {clean(bad[0], 80)!r} is not a FHIR resource type")
+            raise UsageError(MESSAGES["type"](type=repr(clean(bad[0], 80))))
         self.since = since.isoformat() if isinstance(since, date) else since
         self.max_wait = max_wait
         self.poll_interval = poll_interval
@@ -100,7 +127,7 @@ class BulkExporter:
 
     def _load_state(self) -> dict | None:
         try:
-            st = json.loads(read_small(self.state_path, STATE_LIMIT, "the export state"))
+            st = json.loads(read_small(self.state_path, STATE_LIMIT, MESSAGES["state"]()))
         except (OSError, ValueError, Fhir3tError):
             return None
         if not isinstance(st, dict) or st.get("request") != self._request_key():
@@ -128,9 +155,9 @@ class BulkExporter:
                                    headers={"Prefer": "respond-async", "Accept": "application/fhir+json"})
         loc = resp.headers.get("Content-Location")
         if resp.status_code != 202 or not loc:
-            raise ServerError(f"$export kick-off ({describe(resp.url or path)}): expected 202 with Content-Location, "
-                              f"got {resp.status_code}{'' if loc else ' without Content-Location'}")
-        self.client.followable(self.client.url(loc), "the $export status URL")  # http(s) and on an origin named
+            raise ServerError(MESSAGES["kickoff" if loc else "kickoff-no-location"](url=describe(resp.url or path),
+                                                                                    status=resp.status_code))
+        self.client.followable(self.client.url(loc), render(MESSAGES["status-url"]()))  # http(s) and on an origin named
         return loc
 
     def poll(self, status_url: str, result: ExportResult) -> dict | None:
@@ -143,56 +170,55 @@ class BulkExporter:
             except HttpStatusError as exc:
                 if exc.status in (404, 410):
                     return None
-                raise ServerError(f"$export failed on the server ({describe(self.client.url(status_url))}: "
-                                  f"{exc.status}{': ' + outcome_text(exc.body) if outcome_text(exc.body) else ''})") from None
+                said = outcome_text(exc.body)  # the server's OperationOutcome, as written
+                raise ServerError(MESSAGES["failed"](url=describe(self.client.url(status_url)),
+                                                     status=f"{exc.status}: {said}" if said else str(exc.status))) from None
             result.polls += 1
             if resp.status_code == 200:
                 manifest = parse_json(resp)
                 if not isinstance(manifest, dict) or not isinstance(manifest.get("output"), list):
-                    raise ServerError(f"$export ({describe(resp.url or status_url)}): the completion manifest has "
-                                      "no output list")
+                    raise ServerError(MESSAGES["no-output"](url=describe(resp.url or status_url)))
                 return manifest
             if resp.status_code != 202:
-                raise ServerError(f"$export status {describe(resp.url or status_url)}: unexpected status "
-                                  f"{resp.status_code} (expected 202 in progress or 200 done)")
-            progress = clean(resp.headers.get("X-Progress") or "in progress", 80)
+                raise ServerError(MESSAGES["unexpected"](url=describe(resp.url or status_url), status=resp.status_code))
+            given = resp.headers.get("X-Progress")  # the server's words, shown as written
+            progress: str | Msg = clean(given, 80) if given else MESSAGES["in-progress"]()
             if self.on_progress:
                 self.on_progress(progress)
-            log.info("export %s", progress)
+            log.info("export %s", progress if isinstance(progress, str) else render(progress))
             elapsed = self.clock() - start
             if elapsed >= self.max_wait:
-                raise ServerError(f"$export still running after {self.max_wait:.0f} s; rerun the same command "
-                                  "later to resume it (or allow longer with --max-wait)")
+                raise ServerError(MESSAGES["too-long"](seconds=f"{self.max_wait:.0f}"))
             asked = self.client.retry.retry_after(resp.headers.get("Retry-After"))
             wait = max(floor, asked if asked is not None else self.poll_interval)
             self.client.sleep(min(wait, MAX_POLL_WAIT, self.max_wait - elapsed))
             floor = min(floor * POLL_GROWTH, POLL_CEILING)
 
-    def _items(self, manifest: dict, problems: list[str]) -> Iterator[tuple[str, str, str]]:
+    def _items(self, manifest: dict, problems: list[Msg]) -> Iterator[tuple[str, str, str]]:
         """(kind, resource type, URL) of the manifest's files, each checked; the others go to `problems`."""
         for kind in ("output", "error", "deleted"):
             listed = manifest.get(kind)
             if listed is None and kind in ("error", "deleted"):
                 continue
             if not isinstance(listed, list):
-                problems.append(f"manifest '{kind}' is not a list")
+                problems.append(MESSAGES["not-a-list"](kind=kind))
                 continue
             for i, item in enumerate(listed):
-                where = f"manifest {kind}[{i}]"
+                where = f"manifest {kind}[{i}]"  # a location in the manifest (its JSON names)
                 if not isinstance(item, dict):
-                    problems.append(f"{where} is not an object")
+                    problems.append(MESSAGES["not-an-object"](where=where))
                     continue
                 rtype, url = item.get("type", "OperationOutcome" if kind == "error" else None), item.get("url")
                 if not isinstance(rtype, str) or not RESOURCE_TYPE.fullmatch(rtype):
-                    problems.append(f"{where}: type {clean(repr(rtype), 80)} is not a FHIR resource type")
+                    problems.append(MESSAGES["bad-type"](where=where, type=clean(repr(rtype), 80)))
                     continue
                 if not isinstance(url, str):
-                    problems.append(f"{where} ({rtype}): no url")
+                    problems.append(MESSAGES["no-url"](where=where, rtype=rtype))
                     continue
                 try:
                     full = self.client.url(url)
                 except ResponseError as exc:
-                    problems.append(f"{where} ({rtype}): {exc}")
+                    problems.append(MESSAGES["unusable"](where=where, rtype=rtype, error=exc.msg or str(exc)))
                     continue
                 yield kind, rtype, full
 
@@ -200,7 +226,7 @@ class BulkExporter:
         """Download every file of the manifest; raise ServerError at the end if one was left out."""
         counters: dict[tuple[str, str], int] = {}
         token = manifest.get("requiresAccessToken") is not False  # not a clear `false`: assume it is needed
-        problems: list[str] = []
+        problems: list[Msg] = []
         for kind, rtype, url in self._items(manifest, problems):
             n = counters.get((kind, rtype), 0)
             counters[(kind, rtype)] = n + 1
@@ -212,9 +238,9 @@ class BulkExporter:
                 continue
             if not self.client.credentials_for(url):  # read only from origins the user named
                 o = origin(url)
-                problems.append(MESSAGES["file-elsewhere"].format(
+                problems.append(MESSAGES["file-elsewhere"](
                     rtype=rtype, there=origin_text(o) if o else describe(url), base=origin_text(self.client.origin),
-                    token=MESSAGES["needs-token"] if token else "", allow=origin_text(o) if o else "ORIGIN"))
+                    token=MESSAGES["needs-token"]() if token else "", allow=origin_text(o) if o else "ORIGIN"))
                 continue
             _write(sub, _mkdir, sub)
             try:
@@ -222,18 +248,18 @@ class BulkExporter:
             except HttpStatusError as exc:
                 if exc.status in (404, 410):
                     raise
-                problems.append(f"{rtype} file: {exc}")
+                problems.append(MESSAGES["file-failed"](rtype=rtype, error=exc.msg or str(exc)))
                 continue
             except ResponseError as exc:
-                problems.append(f"{rtype} file: {exc}")
+                problems.append(MESSAGES["file-failed"](rtype=rtype, error=exc.msg or str(exc)))
                 continue
             kept.append(target)
             st["done"].append(url)
             self._save_state(st)
         if problems:
-            shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-            raise ServerError(f"$export incomplete: {len(problems)} file(s) of the manifest not downloaded, so "
-                              f"{self.out} must not be screened as it is:\n  {shown}")
+            more = MESSAGES["more"](n=len(problems) - 20) if len(problems) > 20 else None
+            raise ServerError(MESSAGES["incomplete"](n=len(problems), folder=str(self.out),
+                                                     files=many(problems[:20], "\n  "), more=more))
 
     def _fetch_file(self, url: str, target: Path, token: bool = True) -> int:
         """Download to `target` through a .part file that is removed if anything goes wrong."""
@@ -300,7 +326,7 @@ class BulkExporter:
     def run(self) -> ExportResult:
         _write(self.out, _mkdir, self.out)
         if not self.out.is_dir():
-            raise UsageError(f"{self.out} is not a folder")
+            raise UsageError(MESSAGES["not-a-folder"](path=str(self.out)))
         result = ExportResult()
         st = self._load_state()
         if st and st.get("complete"):
@@ -336,7 +362,7 @@ class BulkExporter:
             st["complete"] = True
             self._save_state(st)
             return result
-        raise ServerError("$export: the server lost the export twice; try again later")
+        raise ServerError(MESSAGES["lost"]())
 
 
 def _write(path: Path, op: Callable[..., Any], *args: Any) -> Any:
@@ -344,8 +370,7 @@ def _write(path: Path, op: Callable[..., Any], *args: Any) -> Any:
     try:
         return op(*args)
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or type(exc).__name__} (run the same command again "
-                         "when fixed: the export resumes)") from None
+        raise UsageError(MESSAGES["cannot-write"](path=str(path), error=exc.strerror or type(exc).__name__)) from None
 
 
 class _opened:

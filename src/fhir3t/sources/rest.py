@@ -457,10 +457,10 @@ class RestSource:
             if exc.status in (404, 410):
                 self.problems.add(where, P["not-found"](status=exc.status))
                 return []
-            self.problems.add(where, P["error"](error=str(exc)))
+            self.problems.add(where, P["error"](error=exc.msg or str(exc)))
             return []
         except ResponseError as exc:
-            self.problems.add(where, P["error"](error=str(exc)))
+            self.problems.add(where, P["error"](error=exc.msg or str(exc)))
             return []
         except Fhir3tError:
             raise

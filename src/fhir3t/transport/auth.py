@@ -32,7 +32,8 @@ import requests
 
 from fhir3t.errors import AuthError, ServerError
 from fhir3t.jsonshape import items, text
-from fhir3t.secretfiles import problem
+from fhir3t.messages import table
+from fhir3t.secretfiles import why_unreadable
 from fhir3t.smallfiles import KEY_LIMIT, read_small
 from fhir3t.transport.deadline import Deadline, guarded_session
 from fhir3t.transport.urls import Origin, clean, describe, is_loopback, origin, origin_text, strip_userinfo
@@ -45,13 +46,36 @@ DEFAULT_SCOPE = ("system/*.read system/ResearchStudy.write system/ResearchSubjec
 #: Refresh this many seconds before the server says the token expires (clock skew, slow requests).
 EXPIRY_MARGIN = 60
 
-#: message id -> English template
-MESSAGES = {
+#: what a user is told when signing in to the server fails (the CLI's error line, in the reader's language)
+MESSAGES = table("auth", {
     "endpoint-elsewhere": "the server's SMART configuration names a token endpoint on {there}, not on the FHIR server's "
                           "origin ({base}) nor one you configured: fhir3t sends the client credentials only to origins "
                           "you named; if that is your authorization server, give it as [server] token_url (or "
                           "--smart-token-url)",
-}
+    "unreachable": "cannot reach {url}: {error}",
+    "discovery-slow": "SMART discovery: no complete answer from {url} within {seconds} s",
+    "discovery-status": "SMART discovery failed: GET {url} answered {status}; give the token endpoint explicitly or "
+                        "check the server URL",
+    "discovery-not-json": "SMART discovery: {url} is not JSON (or larger than 1 MB)",
+    "discovery-no-endpoint": "SMART discovery: {url} has no token_endpoint ",
+    "endpoint-not-http": "the token endpoint {url} is not an http(s) URL",
+    "endpoint-not-https": "the token endpoint {url} is not https: fhir3t sends the client credentials only over https "
+                          "(plain http only to a loopback address)",
+    "token-unreachable": "cannot reach the token endpoint {url}: {error}",
+    "token-slow": "the token endpoint {url} gave no complete answer within {seconds} s",
+    "token-refused": "token request for client {client} refused: {answer}",
+    "key-file": "the SMART key file",
+    "key-missing": "cannot read the SMART key file {path}: no such file",
+    "key-unreadable": "cannot read the SMART key file {path}",
+    "key-not-json": "{path}: not valid JSON (expected a JWKS or a JWK)",
+    "key-no-private": "{path}: no RSA or EC private key (a JWK with 'd') found",
+    "key-bad-jwk": "{path}: unusable JWK ({error})",
+    "key-bad-pem": "{path}: not a readable PEM private key ({error}); set FHIR3T_KEY_PASSWORD for an encrypted key",
+    "key-kind": "{path}: SMART Backend Services needs an RSA or EC (P-384) key",
+    "client-needs-key": "--smart-client-id needs --smart-key KEY.pem|JWKS (or FHIR3T_CLIENT_SECRET for client-secret "
+                        "basic)",
+    "key-needs-client": "--smart-key needs --smart-client-id",
+})
 
 
 class BearerToken:
@@ -116,19 +140,18 @@ class _TokenCache:
                 resp = self.session.get(url, headers={"Accept": "application/json"}, timeout=self.timeout, stream=True)
                 raw = _head(resp)
         except requests.RequestException as exc:
-            raise ServerError(f"cannot reach {describe(url)}: {type(exc).__name__}") from None
+            raise ServerError(MESSAGES["unreachable"](url=describe(url), error=type(exc).__name__)) from None
         if dl.expired:
-            raise ServerError(f"SMART discovery: no complete answer from {describe(url)} within {self.timeout:g} s")
+            raise ServerError(MESSAGES["discovery-slow"](url=describe(url), seconds=f"{self.timeout:g}"))
         if resp.status_code != 200:
-            raise AuthError(f"SMART discovery failed: GET {describe(url)} answered {resp.status_code}; "
-                            "give the token endpoint explicitly or check the server URL")
+            raise AuthError(MESSAGES["discovery-status"](url=describe(url), status=resp.status_code))
         try:
             cfg = json.loads(raw)
         except ValueError:
-            raise AuthError(f"SMART discovery: {describe(url)} is not JSON (or larger than 1 MB)") from None
+            raise AuthError(MESSAGES["discovery-not-json"](url=describe(url))) from None
         token_url = cfg.get("token_endpoint") if isinstance(cfg, dict) else None
         if not isinstance(token_url, str):
-            raise AuthError(f"SMART discovery: {describe(url)} has no token_endpoint ")
+            raise AuthError(MESSAGES["discovery-no-endpoint"](url=describe(url)))
         self.smart_config = cfg if isinstance(cfg, dict) else {}
         self.token_url = self._check_endpoint(token_url)
         return self.token_url
@@ -137,14 +160,12 @@ class _TokenCache:
         """The token endpoint, if the client credentials may be sent there (https, or loopback http)."""
         o = origin(url)
         if o is None:
-            raise AuthError(f"the token endpoint {describe(url)!r} is not an http(s) URL")
+            raise AuthError(MESSAGES["endpoint-not-http"](url=repr(describe(url))))
         if o[0] != "https" and not is_loopback(url):
-            raise AuthError(f"the token endpoint {describe(url)} is not https: fhir3t sends the client credentials "
-                            "only over https (plain http only to a loopback address)")
+            raise AuthError(MESSAGES["endpoint-not-https"](url=describe(url)))
         if o not in self.credential_origins:
             base = origin(self.fhir_base)
-            raise AuthError(MESSAGES["endpoint-elsewhere"].format(there=origin_text(o),
-                                                                  base=origin_text(base) if base else "?"))
+            raise AuthError(MESSAGES["endpoint-elsewhere"](there=origin_text(o), base=origin_text(base) if base else "?"))
         return url
 
     def headers(self) -> dict[str, str]:
@@ -169,9 +190,9 @@ class _TokenCache:
                                          timeout=self.timeout, allow_redirects=False, stream=True)
                 raw = _head(resp)
         except requests.RequestException as exc:
-            raise ServerError(f"cannot reach the token endpoint {describe(url)}: {type(exc).__name__}") from None
+            raise ServerError(MESSAGES["token-unreachable"](url=describe(url), error=type(exc).__name__)) from None
         if dl.expired:
-            raise ServerError(f"the token endpoint {describe(url)} gave no complete answer within {self.timeout:g} s")
+            raise ServerError(MESSAGES["token-slow"](url=describe(url), seconds=f"{self.timeout:g}"))
         self.fetches += 1
         try:
             body = json.loads(raw)
@@ -180,8 +201,8 @@ class _TokenCache:
         if resp.status_code != 200 or not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
             err = text(body.get("error")) or "" if isinstance(body, dict) else ""
             desc = text(body.get("error_description")) or "" if isinstance(body, dict) else ""
-            raise AuthError(clean(f"token request for client {self.client_id!r} refused: {resp.status_code} {err} {desc}"
-                                  .strip(), 400))
+            answer = f"{resp.status_code} {err} {desc}".strip()  # the server's error code and description, cleaned
+            raise AuthError(MESSAGES["token-refused"](client=clean(repr(self.client_id), 80), answer=clean(answer, 300)))
         self._token = body["access_token"]
         try:
             lifetime = float(body.get("expires_in", 300))
@@ -254,13 +275,13 @@ def load_signing_key(source: str | Path) -> tuple[Any, str, str | None]:
 
     path = Path(source)
     try:
-        raw = read_small(path, KEY_LIMIT, "the SMART key file", AuthError)
+        raw = read_small(path, KEY_LIMIT, MESSAGES["key-file"](), AuthError)
     except FileNotFoundError:
-        raise AuthError(f"cannot read the SMART key file {path}: no such file") from None
+        raise AuthError(MESSAGES["key-missing"](path=str(path))) from None
     except AuthError:
         if os.access(path, os.F_OK) and not os.access(path, os.R_OK):
             # unreadable for the uid fhir3t runs as (the usual container mistake): who owns it and what works
-            raise AuthError(problem(path, "the SMART key file") or f"cannot read the SMART key file {path}") from None
+            raise AuthError(why_unreadable(path, MESSAGES["key-file"]()) or MESSAGES["key-unreadable"](path=str(path))) from None
         raise
     kid: str | None = None
     head = raw.lstrip()
@@ -268,30 +289,29 @@ def load_signing_key(source: str | Path) -> tuple[Any, str, str | None]:
         try:
             doc = json.loads(raw)
         except ValueError:
-            raise AuthError(f"{path}: not valid JSON (expected a JWKS or a JWK)") from None
+            raise AuthError(MESSAGES["key-not-json"](path=str(path))) from None
         keys = items(doc.get("keys", [doc])) if isinstance(doc, dict) else []
         private = [k for k in keys if isinstance(k, dict) and "d" in k and k.get("kty") in ("RSA", "EC")]
         pick = next((k for k in private if k.get("alg") in ("RS384", "ES384")), private[0] if private else None)
         if pick is None:
-            raise AuthError(f"{path}: no RSA or EC private key (a JWK with 'd') found")
+            raise AuthError(MESSAGES["key-no-private"](path=str(path)))
         try:
             algo = jwt.algorithms.RSAAlgorithm if pick["kty"] == "RSA" else jwt.algorithms.ECAlgorithm
             key = algo.from_jwk(json.dumps(pick))
         except Exception as exc:  # malformed JWK members
-            raise AuthError(f"{path}: unusable JWK ({type(exc).__name__})") from None
+            raise AuthError(MESSAGES["key-bad-jwk"](path=str(path), error=type(exc).__name__)) from None
         kid = text(pick.get("kid"))
     else:
         try:
             key = serialization.load_pem_private_key(raw, password=_key_password())  # type: ignore[assignment]
         except (ValueError, TypeError) as exc:
-            raise AuthError(f"{path}: not a readable PEM private key ({exc.__class__.__name__}); "
-                            "set FHIR3T_KEY_PASSWORD for an encrypted key") from None
+            raise AuthError(MESSAGES["key-bad-pem"](path=str(path), error=exc.__class__.__name__)) from None
     if isinstance(key, rsa.RSAPrivateKey):
         alg = "RS384"
     elif isinstance(key, ec.EllipticCurvePrivateKey):
         alg = "ES384"
     else:
-        raise AuthError(f"{path}: SMART Backend Services needs an RSA or EC (P-384) key")
+        raise AuthError(MESSAGES["key-kind"](path=str(path)))
     return key, alg, kid or jwk_thumbprint(key)
 
 
@@ -333,9 +353,9 @@ def make_auth(base_url: str, *, token: str | None = None, client_id: str | None 
     if client_id and secret:
         return ClientSecretBasicAuth(base_url, client_id, secret, **kw)
     if client_id:
-        raise AuthError("--smart-client-id needs --smart-key KEY.pem|JWKS (or FHIR3T_CLIENT_SECRET for client-secret basic)")
+        raise AuthError(MESSAGES["client-needs-key"]())
     if key:
-        raise AuthError("--smart-key needs --smart-client-id")
+        raise AuthError(MESSAGES["key-needs-client"]())
     env = os.environ.get("FHIR3T_TOKEN")
     if env:
         return BearerToken(env)

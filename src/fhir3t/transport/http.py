@@ -36,6 +36,7 @@ import requests
 
 from fhir3t.errors import AuthError, ServerError, UsageError
 from fhir3t.jsonshape import child, child_text, items, objs, text
+from fhir3t.messages import table
 from fhir3t.transport.deadline import Deadline, guarded_session
 from fhir3t.transport.limits import (
     CONNECT_TIMEOUT,
@@ -66,12 +67,33 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 _RETRY_AFTER_SECONDS = re.compile(r"[0-9]{1,10}", re.ASCII)
 
-#: message id -> English template
-MESSAGES = {
+#: what a user is told when a server call fails for the whole run, or cannot be made (the CLI's error line, in the
+#: reader's language); an unusable answer is a ResponseError's technical text, in English
+MESSAGES = table("http", {
     "elsewhere": "{where}: {there} is not the server's origin ({base}) nor one allowed with --allow-origin: fhir3t "
                  "reads only from origins you named and sends the credentials nowhere else; not followed (add "
                  "--allow-origin {allow} if that host is trusted)",
-}
+    "retry-after": "{where}: server asks to retry after {seconds} s (more than {limit} s); try again later",
+    "positive": "{name} must be a positive number, not {value}",
+    "positive-whole": "{name} must be a positive whole number, not {value}",
+    "name.timeout": "the timeout",
+    "name.connect-timeout": "the connect timeout",
+    "name.max-requests": "the request budget",
+    "name.max-pages": "the page limit",
+    "name.max-body": "the response size limit",
+    "not-a-server": "{url} is not an http(s) URL of a FHIR server",
+    "credentials-twice": "credentials given twice: in the server URL (user:password@) and as a token or SMART client; "
+                         "give them once",
+    "budget": "request budget exhausted: {n} requests sent to {base} (raise --max-requests if this is expected)",
+    "too-slow": "{where}: no complete answer within {seconds} s (--timeout); not retried",
+    "interrupted-download": "download of {where} interrupted: the connection was closed before the end",
+    "interrupted-answer": "answer to {where} interrupted: the connection was closed before the end",
+    "unreachable": "cannot reach {there} ({request}): {reason}",
+    "unreachable-redirected": "cannot reach {there} ({request}, redirected from {url}): {reason}",
+    "status": "{where}: {status} {text}",
+    "not-fhir": "{base}/metadata is not a FHIR CapabilityStatement; is this a FHIR R4 base URL?",
+    "body-not-json": "the request body cannot be written as JSON ({error})",
+})
 
 
 class Auth(Protocol):
@@ -148,8 +170,9 @@ class RetryPolicy:
             if ra is not None:
                 if ra > self.max_retry_after:
                     method = response.request.method if response.request else ""
-                    raise ServerError(f"{method} {describe(response.url or '')}: server asks to retry after "
-                                      f"{min(ra, 1e9):.0f} s (more than {self.max_retry_after:.0f} s); try again later")
+                    raise ServerError(MESSAGES["retry-after"](where=f"{method} {describe(response.url or '')}",
+                                                              seconds=f"{min(ra, 1e9):.0f}",
+                                                              limit=f"{self.max_retry_after:.0f}"))
                 return ra
         return self.backoff(attempt)
 
@@ -197,11 +220,13 @@ class Stats:
 
 
 def _positive(name: str, value: float | None, *, integer: bool = False) -> None:
+    """UsageError unless `value` is a positive (whole) number; `name` is a key of MESSAGES' "name." entries."""
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0 \
             or (integer and value != int(value)):
-        raise UsageError(f"{name} must be a positive {'whole ' if integer else ''}number, not {value!r}")
+        raise UsageError(MESSAGES["positive-whole" if integer else "positive"](name=MESSAGES[f"name.{name}"](),
+                                                                               value=repr(value)))
 
 
 class FhirClient:
@@ -221,12 +246,11 @@ class FhirClient:
                  session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         base_origin = origin(base_url) if isinstance(base_url, str) else None
         if base_origin is None:
-            raise ServerError(f"{describe(str(base_url))!r} is not an http(s) URL of a FHIR server")
+            raise ServerError(MESSAGES["not-a-server"](url=repr(describe(str(base_url)))))
         parts = urlsplit(base_url)
         if parts.username is not None:
             if auth is not None:
-                raise UsageError("credentials given twice: in the server URL (user:password@) and as a token or "
-                                 "SMART client; give them once")
+                raise UsageError(MESSAGES["credentials-twice"]())
             from fhir3t.transport.auth import BasicCredentials
 
             auth = BasicCredentials(unquote(parts.username), unquote(parts.password or ""))
@@ -234,11 +258,11 @@ class FhirClient:
         self.origin = base_origin
         self.auth = auth
         connect, total = timeout if isinstance(timeout, tuple) else (min(CONNECT_TIMEOUT, timeout), timeout)
-        _positive("the timeout", total)
-        _positive("the connect timeout", connect)
-        _positive("the request budget", max_requests, integer=True)
-        _positive("the page limit", max_pages, integer=True)
-        _positive("the response size limit", max_body, integer=True)
+        _positive("timeout", total)
+        _positive("connect-timeout", connect)
+        _positive("max-requests", max_requests, integer=True)
+        _positive("max-pages", max_pages, integer=True)
+        _positive("max-body", max_body, integer=True)
         self.timeout = float(total)
         self.connect_timeout = float(min(connect, total))
         self.retry = retry or RetryPolicy()
@@ -283,9 +307,8 @@ class FhirClient:
         if self.credentials_for(url):
             return
         o = origin(url)
-        raise ResponseError(MESSAGES["elsewhere"].format(where=where, there=origin_text(o) if o else describe(url),
-                                                         base=origin_text(self.origin),
-                                                         allow=origin_text(o) if o else "ORIGIN"))
+        raise ResponseError(MESSAGES["elsewhere"](where=where, there=origin_text(o) if o else describe(url),
+                                                  base=origin_text(self.origin), allow=origin_text(o) if o else "ORIGIN"))
 
     def _redirect_check(self, where: str) -> Callable[..., None]:
         """A requests response hook: a redirect to an origin the user did not name is not followed."""
@@ -298,8 +321,7 @@ class FhirClient:
     def _count(self, method: str) -> None:
         with self._lock:
             if self.max_requests is not None and self.stats.requests >= self.max_requests:
-                raise ServerError(f"request budget exhausted: {self.max_requests} requests sent to {self.base} "
-                                  "(raise --max-requests if this is expected)")
+                raise ServerError(MESSAGES["budget"](n=self.max_requests, base=self.base))
             self.stats.requests += 1
             self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
 
@@ -339,14 +361,14 @@ class FhirClient:
                     last = n
             done[0] = n
 
-        self._send("GET", url, headers=headers, idempotent=True, consume=consume, interrupted="download of",
+        self._send("GET", url, headers=headers, idempotent=True, consume=consume, interrupted="download",
                    credentials=credentials)
         return done[0]
 
     def _send(self, method: str, path_or_url: str, *, params: Any = None, json: Any = None,
               headers: Mapping[str, str] | None = None, idempotent: bool | None = None, ok: Iterable[int] = (),
               consume: Callable[[requests.Response, str, Deadline], None],
-              interrupted: str = "answer to", credentials: bool = True) -> requests.Response:
+              interrupted: str = "answer", credentials: bool = True) -> requests.Response:
         method = method.upper()
         url = self.url(path_or_url)
         if idempotent is None:
@@ -388,23 +410,23 @@ class FhirClient:
                     resp.close()
                 self._log(method, url, None, t0, type(exc).__name__)
                 if dl.expired or isinstance(exc, _Expired | requests.exceptions.ReadTimeout):
-                    raise ServerError(f"{where}: no complete answer within {self.timeout:g} s (--timeout); "
-                                      "not retried") from None
+                    raise ServerError(MESSAGES["too-slow"](where=where, seconds=f"{self.timeout:g}")) from None
                 if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError):
                     sent = got_answer or not _not_sent(exc)
                     if attempt < self.retry.attempts and (idempotent or not sent):
                         self._wait(attempt, None)
                         continue
                     if got_answer:
-                        raise ServerError(f"{interrupted} {where} interrupted: the connection was closed "
-                                          "before the end") from None
+                        raise ServerError(MESSAGES[f"interrupted-{interrupted}"](where=where)) from None
                     failed = text(getattr(getattr(exc, "request", None), "url", None)) or url  # after redirects
                     o = origin(failed)
                     # another origin (a redirect, a file host) unreachable costs this response, not the run
                     kind = ServerError if o == self.origin else ResponseError
-                    raise kind(f"cannot reach {origin_text(o) if o else describe(failed)} ({method} "
-                               f"{safe_path(failed)}{'' if failed == url else ', redirected from ' + describe(url)}): "
-                               f"{_reason(exc)}") from None
+                    there, request = origin_text(o) if o else describe(failed), f"{method} {safe_path(failed)}"
+                    raise kind(MESSAGES["unreachable"](there=there, request=request, reason=_reason(exc))
+                               if failed == url else
+                               MESSAGES["unreachable-redirected"](there=there, request=request, url=describe(url),
+                                                                  reason=_reason(exc))) from None
                 raise ResponseError(f"{where}: {_reason(exc)}") from None
             except BaseException:
                 if resp is not None:
@@ -419,7 +441,7 @@ class FhirClient:
                 if self.auth.refresh():
                     continue
             if status in (401, 403):
-                raise AuthError(f"{where}: {status} {_status_text(resp)}")
+                raise AuthError(MESSAGES["status"](where=where, status=status, text=_status_text(resp)))
             if status in self.retry.statuses and attempt < self.retry.attempts and idempotent:
                 self._wait(attempt, resp)
                 continue
@@ -450,7 +472,7 @@ class FhirClient:
         if self._capabilities is None:
             cs = self.get("metadata")
             if not isinstance(cs, dict) or cs.get("resourceType") != "CapabilityStatement":
-                raise ServerError(f"{self.base}/metadata is not a FHIR CapabilityStatement; is this a FHIR R4 base URL?")
+                raise ServerError(MESSAGES["not-fhir"](base=self.base))
             self._capabilities = cs
         return self._capabilities
 
@@ -554,7 +576,7 @@ def _dumps(doc: Any) -> bytes:
         try:
             return json.dumps(doc, allow_nan=False, separators=(",", ":")).encode()
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"the request body cannot be written as JSON ({exc})") from None
+            raise UsageError(MESSAGES["body-not-json"](error=str(exc))) from None
 
 
 def parse_json(resp: requests.Response) -> Any:

@@ -25,6 +25,8 @@ from typing import Any
 
 from fhir3t.errors import Fhir3tError
 from fhir3t.jsonshape import items, objs, text
+from fhir3t.messages import Msg, render, table
+from fhir3t.messages.core import Arg
 from fhir3t.transport.http import FhirClient, HttpStatusError
 
 log = logging.getLogger("fhir3t.terminology")
@@ -37,13 +39,13 @@ DEFAULT_BUDGET = 120.0
 #: failures in a row after which the server is not asked again this run
 MAX_FAILURES_IN_A_ROW = 5
 
-#: message id -> English template (what the run says at the end, through its problems)
-MESSAGES = {
-    "budget": "the terminology server was not asked again after the run's terminology budget of {budget:g} s was spent "
+#: what the run says at the end, through its problems
+MESSAGES = table("tx-server", {
+    "budget": "the terminology server was not asked again after the run's terminology budget of {budget} s was spent "
               "(--terminology-budget): {skipped} lookup(s) not asked; the codes concerned stay unread",
     "failing": "the terminology server was not asked again after {n} failures in a row: {skipped} lookup(s) not asked; "
                "the codes concerned stay unread",
-}
+})
 
 
 class _Stopped(Exception):
@@ -62,8 +64,9 @@ class TerminologyServer:
         self.deadline = clock() + budget
         self._timeout, self._connect = client.timeout, client.connect_timeout
         self.in_a_row = 0
-        #: why the server is not asked any more (None: it still is), and how many lookups that cost
-        self.stopped: str | None = None
+        #: why the server is not asked any more (None: it still is): a key of MESSAGES and its values but `skipped`,
+        #: how many lookups that cost
+        self.stopped: tuple[str, dict[str, Arg]] | None = None
         self.skipped = 0
 
     def _failed(self, op: str, exc: Exception) -> None:
@@ -72,7 +75,7 @@ class TerminologyServer:
             return  # an answer ("cannot do that"), not a server failing: the other operations may still work
         self.in_a_row += 1
         if self.in_a_row >= MAX_FAILURES_IN_A_ROW and self.stopped is None:
-            self.stopped = MESSAGES["failing"].format(n=self.in_a_row, skipped="{skipped}")
+            self.stopped = ("failing", {"n": self.in_a_row})
         log.debug("terminology %s failed: %s", op, type(exc).__name__)
 
     def _get(self, path: str, params: list[tuple[str, str]]) -> Any:
@@ -81,7 +84,7 @@ class TerminologyServer:
         if self.stopped is None:
             left = self.deadline - self.clock()
             if left <= 0:
-                self.stopped = MESSAGES["budget"].format(budget=self.budget, skipped="{skipped}")
+                self.stopped = ("budget", {"budget": f"{self.budget:g}"})
             else:
                 self.client.timeout = min(self._timeout, left)
                 self.client.connect_timeout = min(self._connect, self.client.timeout)
@@ -92,9 +95,17 @@ class TerminologyServer:
         self.in_a_row = 0
         return out
 
-    def summary(self) -> str | None:
+    def said(self) -> Msg | None:
         """Why the server stopped being asked, and what that cost (None: it was asked throughout)."""
-        return self.stopped.format(skipped=self.skipped) if self.stopped else None
+        if self.stopped is None:
+            return None
+        key, values = self.stopped
+        return MESSAGES[key](**values, skipped=self.skipped)
+
+    def summary(self) -> str | None:
+        """`said`, in English."""
+        said = self.said()
+        return render(said) if said is not None else None
 
     def expand_isa(self, system: str, code: str) -> set[str] | None:
         """Codes of the implicit `isa/<code>` value set (the concept and its descendants), or None."""
