@@ -206,6 +206,25 @@ def ndjson_lines(path: Path, problems: Problems, limits: Limits = _DEFAULT) -> I
 _BATCH = 4 << 20
 
 
+#: what a line that is not JSON still says: its type (written first, as Bulk exports do), and a patient it
+#: references in an element R4 names patients by
+_LINE_TYPE = re.compile(rb'^\s*(?:\xef\xbb\xbf)?\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
+_LINE_PATIENT = re.compile(rb'"(?:subject|patient|individual|beneficiary|for|focus)"\s*:\s*\{[^{}]*?"reference"\s*:\s*'
+                           rb'"([^"\\]{0,512}Patient/[^"\\]{1,256})"')
+
+
+def line_type(line: bytes) -> str | None:
+    """The resource type a line that is not JSON starts with, if it does."""
+    m = _LINE_TYPE.match(line)
+    return m.group(1).decode() if m else None
+
+
+def line_patient_reference(line: bytes) -> str | None:
+    """The first patient reference a line that is not JSON holds where R4 names patients, as written."""
+    m = _LINE_PATIENT.search(line)
+    return m.group(1).decode("utf-8", "replace") if m else None
+
+
 #: one NDJSON line as a reader hands it over: (line number, the native pass's key or None, the line, whether a
 #: newline ends it); the line is bytes from this reader, str when DuckDB read it (sources.native)
 Row = tuple[int, "str | None", "str | bytes", bool]

@@ -43,6 +43,8 @@ from fhir3t.sources.files import (
     Limits,
     bundle_entries,
     expand_paths,
+    line_patient_reference,
+    line_type,
     ndjson_rows,
     parse_line,
     read_json_file,
@@ -97,12 +99,7 @@ DEFAULT_SPILL_AT = 50_000  # kept resources held in memory (~175 MB) before the 
 #: inputs bigger than this (gzip counted 8 times its size) go to disk from the start with store="auto"
 AUTO_DISK_BYTES = 256 * 1024 * 1024
 
-#: what a line that is not JSON still says: its type (written first, as Bulk exports do), and a patient it
-#: references in an element R4 names patients by
-_LINE_TYPE = re.compile(rb'^\s*(?:\xef\xbb\xbf)?\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
 _TRAILING_COMMA = re.compile(r",\s*[}\]]")
-_LINE_PATIENT = re.compile(rb'"(?:subject|patient|individual|beneficiary|for|focus)"\s*:\s*\{[^{}]*?"reference"\s*:\s*'
-                           rb'"([^"\\]{0,512}Patient/[^"\\]{1,256})"')
 
 #: why an entry of a patient's Bundle could not be used (a reason says it; the location goes to the problems)
 ENTRY_NOT_R4 = Message("entry.not-r4", "an entry of this patient's Bundle is of a resource type that is not FHIR R4's "
@@ -588,16 +585,14 @@ class GroupingSource:
             self.problems.add(loc, P["lenient"](), skipped=False)
             return res
         parse_line(line, loc, self.problems, terminated=terminated)
-        m = _LINE_TYPE.match(line)
-        rtype = m.group(1).decode() if m else "*"
+        rtype = line_type(line) or "*"
         wants = self.wants
         if rtype != "*" and (rtype not in self._r4_types or rtype == "Patient" or rtype in self._shared_types
                              or (wants is not None and rtype not in wants.types)):
             return None  # a type no rule reads (an unreadable Patient leaves its patient out: said above)
         self.stats.resources += 1
-        found = _LINE_PATIENT.search(line)
-        link = patient_link({"subject": {"reference": found.group(1).decode("utf-8", "replace")}}, ("subject",)) \
-            if found else None
+        found = line_patient_reference(line)
+        link = patient_link({"subject": {"reference": found}}, ("subject",)) if found else None
         key = self._key(link, _Doc()) if link is not None else None
         if isinstance(key, str):
             self.problems.add(loc, P["unparsed-names"](), skipped=False)

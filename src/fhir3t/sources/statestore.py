@@ -54,7 +54,7 @@ from fhir3t.errors import Problems, UsageError
 from fhir3t.fhirutil import patient_id
 from fhir3t.frozen import Shared
 from fhir3t.messages import table
-from fhir3t.sources.files import expand_paths, ndjson_batches
+from fhir3t.sources.files import expand_paths, line_patient_reference, ndjson_batches
 
 DB_NAME = "fhir3t-state.sqlite"
 #: why the store cannot be used (a usage error, said in the reader's language)
@@ -67,7 +67,7 @@ E = table("store.error", {
 #: what is said about a file or line the store does not take
 P = table("input.store", {
     "not-ndjson": "not merged into the store: the store reads Bulk NDJSON exports only",
-    "bad-json": "not valid JSON; line not merged into the store",
+    "bad-json-kept": "not valid JSON: kept as written, and read as a full run reads it when its patient is screened",
     "not-fhir": "not a FHIR resource; line not merged into the store",
 })
 #: how sources.bulk names the deleted-resource files of an export
@@ -203,7 +203,14 @@ class PatientState:
         try:
             res = orjson.loads(line)
         except orjson.JSONDecodeError:
-            problems.add(where, P["bad-json"]())
+            # kept as written, under the patient its bytes name (else shared: every screening reads it), so the
+            # screening reads it as a full run would (sources.grouping: bytes that are not UTF-8 replaced, a
+            # trailing comma, or an unreadable record of that patient or of anyone), never dropped
+            problems.add(where, P["bad-json-kept"](), skipped=False)
+            ref = line_patient_reference(line)
+            patient = patient_id({"resourceType": "Observation", "subject": {"reference": ref}}) if ref else None
+            stats.lines += 1
+            self._put("?", "#" + hashlib.sha256(line).hexdigest(), patient or "", "", "", line, stats)
             return
         if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
             problems.add(where, P["not-fhir"]())
@@ -228,7 +235,9 @@ class PatientState:
         vid, lu = meta.get("versionId"), meta.get("lastUpdated")
         vid = vid if isinstance(vid, str) else ""
         lu = lu if isinstance(lu, str) else ""
-        patient = patient_id(res) or ""
+        self._put(rtype, rid, patient_id(res) or "", vid, lu, line, stats)
+
+    def _put(self, rtype: str, rid: str, patient: str, vid: str, lu: str, line: bytes, stats: MergeStats) -> None:
         old = self.db.execute("SELECT patient, vid, lu, seq FROM res WHERE type = ? AND id = ?", (rtype, rid)).fetchone()
         if old is not None:
             if stored_is_newer(old[1], old[2], vid, lu):
