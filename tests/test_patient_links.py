@@ -266,3 +266,32 @@ def test_a_prefetched_record_with_a_garbled_resource_type_keeps_the_service_from
     changed = _p01_resources()
     GARBLES[garble](next(r for r in changed if r.get("id") == rid))
     assert _cli_status(changed) == "candidate"
+
+
+@pytest.mark.parametrize("how", ["replaced-by", "replaces", "refer", "seealso"])
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_patient_linked_to_another_record_of_the_same_person_is_never_eligible_on_its_own_record(how, jobs, tmp_path):
+    """Patient.link names another record of the same person (an MPI merge: the old record 'replaced-by' the new,
+    the new one 'replaces' the old). fhir3t does not merge them, so what absence decides stays unknown on the
+    record that carries the link, naming it: the other record may hold an HIV diagnosis. A link to a
+    RelatedPerson, or to itself, changes nothing."""
+    def written(bundle: dict, link: list | None) -> dict:
+        out = copy.deepcopy(bundle)
+        patient = next(e["resource"] for e in out["entry"] if e["resource"]["resourceType"] == "Patient")
+        if link is not None:
+            patient["link"] = link
+        return out
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "p01.json").write_bytes(orjson.dumps(written(P01, [{"other": {"reference": "Patient/old-7"},
+                                                                          "type": how}])))
+    (tmp_path / "a" / "p14.json").write_bytes(orjson.dumps(P14))  # a second file, for the two-process run
+    got, _ = _screen(paths=[tmp_path / "a"], jobs=jobs)
+    p01 = got["Patient/p01"]
+    assert p01.status != "eligible"
+    hiv = p01.by_id("E9-hiv")
+    assert hiv.result == "unknown" and "Patient/old-7" in hiv.reason and how in hiv.reason
+    assert _results(p01)["I1-age"] == ORIGINAL["I1-age"]  # the patient's own data still reads as before
+    for harmless in ([{"other": {"reference": "RelatedPerson/mother"}, "type": "seealso"}],
+                     [{"other": {"reference": "Patient/p01"}, "type": how}]):
+        same, _ = _screen([("p01.json", written(P01, harmless))])
+        assert _results(same["Patient/p01"]) == ORIGINAL

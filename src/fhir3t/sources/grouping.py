@@ -63,6 +63,7 @@ from fhir3t.sources.versions import (
     newest_in_history,
     reconcile,
 )
+from fhir3t.textnorm import clip
 
 #: what is said about input that cannot be filed under a patient
 P = table("input.grouping", {
@@ -113,6 +114,8 @@ ENTRY_OTHER_PATIENT = Message("entry.other-patient", "an entry of this patient's
 ENTRY_UNTYPED = Message("entry.untyped", "an entry naming this patient has no resourceType: it could be any record")
 ENTRY_UNPARSED = Message("entry.unparsed", "a line of the input that is not valid JSON names this patient: it could be "
                                            "any record")
+ENTRY_LINKED = Message("entry.patient-linked", "this Patient is linked ({how}) to {other}, another record of the same "
+                                               "person: what is held under that one may be this patient's")
 ENTRY_NEAR = Message("entry.near", "a record names a patient who is not in the input, one typo away from this "
                                    "patient's reference (a garbled reference?)")
 ENTRY_NO_IDENTIFIER = Message("entry.no-identifier", "an entry of this patient's Bundle names its patient by an "
@@ -431,6 +434,8 @@ class GroupingSource:
         self._add(key, res, where, source)
         for k in identifier_keys(res):
             self.idents.add(k, key)
+        for how, other in _linked_records(res, key):
+            self._store.unread(key, Unread("*", where, ENTRY_LINKED(how=how, other=other)), source)  # type: ignore[union-attr]
         return key
 
     def _document(self, data: object, where: str) -> None:
@@ -846,6 +851,23 @@ def resolve_pending(pending: Iterable[Pending], carried: Mapping[str, int], prob
         if found == AMBIGUOUS:
             problems.add(p.where, P["ident-several"](), skipped=False)
         shared.add_pending(p, found == AMBIGUOUS)
+
+
+def _linked_records(patient: dict, key: str) -> Iterator[tuple[str, str]]:
+    """(link type, reference as written) of every other record of the same person a Patient links to
+    (R4 Patient.link: replaced-by, replaces, refer, seealso), a RelatedPerson aside. fhir3t does not merge
+    them, so the patient's criteria that absence decides stay unknown: the other record may hold what
+    decides them (a merged-away record's HIV diagnosis)."""
+    links = patient.get("link")
+    for link in links if isinstance(links, list) else ():
+        other = link.get("other") if isinstance(link, dict) else None
+        ref = other.get("reference") if isinstance(other, dict) else None
+        norm = normalize_reference(ref, {}) if isinstance(ref, str) else None
+        if (norm or "").startswith("RelatedPerson/") or norm == key:
+            continue
+        kind = link.get("type") if isinstance(link, dict) else None
+        how = kind if isinstance(kind, str) else "?"
+        yield clip(how, 20), clip(ref, 80) if isinstance(ref, str) else "?"  # (a display may be a name: not said)
 
 
 def records_of(groups: Iterable[tuple[str, Group]], shared: SharedIndex, problems: Problems,
