@@ -213,6 +213,16 @@ def test_a_checklist_answering_an_item_two_ways_or_beside_an_unreadable_answer_i
     assert result(screen(twice), "I7-compliance") == "unknown"  # not answered at all: as before
 
 
+def test_a_checklist_answer_of_the_wrong_shape_is_no_answer_and_the_patient_is_still_screened(screen):
+    """`answer` is a list of objects: a number or a string there is no yes/no (the patient was not screened at all,
+    for a TypeError); one object written without its array is read as the one answer."""
+    for shape, want in ((5, "unknown"), ("yes", "unknown"), ({"valueBoolean": True}, "met")):
+        qr = checklist(consent=True)
+        qr["item"][0]["answer"] = shape
+        qr["item"].append({"linkId": "group", "item": 7})
+        assert result(screen(qr), "I8-consent") == want, shape
+
+
 def test_checklists_of_the_same_time_that_disagree_leave_the_item_unknown(screen):
     """Neither is the most recent, so neither decides; agreeing ones decide together, and a later one decides."""
     yes, no = checklist(authored="2026-06-10", investigator_ok=True), checklist(authored="2026-06-10", investigator_ok=False)

@@ -48,23 +48,23 @@ class Checklist(Kind):
     def reads(self) -> Iterable[Read]:
         yield read("QuestionnaireResponse", None, "status", "questionnaire", "authored", "item")
 
-    def _items(self, items: Iterable[Any]) -> Iterator[dict]:
+    def _items(self, items: object) -> Iterator[dict]:
         """Every item of this linkId, at any depth (in groups, and under answers)."""
-        for item in items or ():
+        for item in items if isinstance(items, list) else ():
             if not isinstance(item, dict):
                 continue
             if item.get("linkId") == self.link_id:
                 yield item
-            for ans in item.get("answer") or ():
+            for ans in _list(item.get("answer")):
                 if isinstance(ans, dict) and ans.get("item"):
                     yield from self._items(ans["item"])
-            yield from self._items(item.get("item") or ())
+            yield from self._items(item.get("item"))
 
     def _answer(self, qr: dict) -> bool | object | None:
         """The one yes/no a response gives for the item: True or False; None when it gives none; _MIXED when
         it answers more than once and not all the same yes or no, or beside an answer that is no yes/no
         (a string, a coding, an absent value): a reading of one part would pass over the rest."""
-        answers = [a for item in self._items(qr.get("item") or ()) for a in item.get("answer") or ()]
+        answers = [a for item in self._items(qr.get("item")) for a in _list(item.get("answer"))]
         values = [a.get("valueBoolean") if isinstance(a, dict) else None for a in answers]
         if not any(type(v) is bool for v in values):
             return None
@@ -103,3 +103,8 @@ class Checklist(Kind):
     def item(self) -> Text | str:
         """How reasons name the item: the criteria file's label, else its linkId."""
         return text_arg(self.label) or self.link_id
+
+
+def _list(value: object) -> list:
+    """An element R4 repeats, as a list (one written without its array is one; anything else, none)."""
+    return value if isinstance(value, list) else [value] if isinstance(value, dict) else []
