@@ -58,7 +58,7 @@ def describe_suspect(res: Res, tx: Terminology, vs: ValueSet | None = None) -> M
 
 def split_codes(r: Res, vs: ValueSet) -> tuple[Code, Code] | None:
     """(a code of the record in `vs`, one a closed system's value set decides is not), when the codings of
-    one record disagree (ICD-10-CM M33.00 juvenile beside SNOMED CT 396230008 dermatomyositis): it is neither
+    one record disagree (an ICD-10-CM code the set leaves out beside a SNOMED CT code it lists): it is neither
     in the set nor out of it until someone says which coding is right. None when they agree."""
     inside = next((c for c in r.codes if c in vs), None)
     if inside is None:

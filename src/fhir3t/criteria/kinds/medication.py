@@ -19,7 +19,7 @@ from fhir3t.criteria.model import Outcome
 from fhir3t.dates import Span
 from fhir3t.errors import ConfigError
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
-from fhir3t.messages import Clause, Message, Msg, clause
+from fhir3t.messages import Clause, Message, Msg, Text, clause
 from fhir3t.messages.reasons import absent
 from fhir3t.records.build import span_of
 from fhir3t.records.concepts import concept_texts
@@ -51,15 +51,15 @@ FOR_REASON = Message("medication.for-reason", "{status} for {code} ({reasons})")
 NO_REASON = Message("medication.no-reason", "{status} with no reason recorded")
 RECORD_WHY = Message("medication.record-why", "record why it was stopped")
 REASON_TEXT = Message("medication.reason-text", "{status}, reason given only as text ('{text}')")
-CODE_REASON = Message("medication.code-reason", "code it (e.g. SNOMED CT 58848006 lack of drug action) to decide")
+CODE_REASON = Message("medication.code-reason", "code it (e.g. {example}) to decide")
 REASON_SYSTEM = Message("medication.reason-system", "{status}, reason coded in {system}, which fhir3t cannot read")
 MAP_REASON = Message("medication.map-reason", "map it (ConceptMap) or code it in SNOMED CT to decide")
 REASON_UNREADABLE = Message("medication.reason-unreadable", "{status} with an unreadable reason")
 OTHER_REASON = Message("medication.other-reason", "{status} for another reason")
 REASON_NAMES = Message("medication.reason-names", "{status} for {code}, whose text says '{name}'")
-CONFIRM_REASON = Message("medication.confirm-reason",
-                         "code the reason in the set (e.g. SNOMED CT 58848006 lack of drug action) or confirm it is "
-                         "another to decide")
+CONFIRM_REASON = Message("medication.confirm-reason", "code the reason in the set (e.g. {example}) or confirm it is "
+                                                     "another to decide")
+EXAMPLE = Message("medication.reason-example", "{code} {name}")
 STATUS = Message("medication.status", "{status}")
 CODED = Message("medication.coded", "{code} {finding}")
 TITLED = Message("medication.titled", "{title}: {finding}")
@@ -174,6 +174,16 @@ class MedicationRule(Kind):
         return tri, clause(where(how=how, day=str(span), window=str(window)))
 
     # ---- stopped for a reason --------------------------------------------------------
+    def _example(self, ctx: Context) -> Msg | Text | str:
+        """The reasons set's first listed concept, as a hint names it (the study's codes live in its value set)."""
+        assert self.reasons is not None
+        code = next(iter(self.reasons.order), None)
+        if code is None:
+            return self.reasons.name_text
+        shown = f"{ctx.tx.systems.name(code[0])} {code[1]}"
+        name = self.reasons.displays.get(code)
+        return EXAMPLE(code=shown, name=name) if name is not None else shown
+
     def _stopped(self, res: Res, ctx: Context) -> tuple[Tri, Clause]:
         assert self.reasons is not None
         raw = res.raw
@@ -192,7 +202,7 @@ class MedicationRule(Kind):
             if not known:
                 texts = [cc.get("text") for cc in reasons if isinstance(cc, dict) and isinstance(cc.get("text"), str)]
                 if texts:
-                    return UNKNOWN, clause(REASON_TEXT(status=shown, text=texts[0]), CODE_REASON())
+                    return UNKNOWN, clause(REASON_TEXT(status=shown, text=texts[0]), CODE_REASON(example=self._example(ctx)))
                 if codes:
                     return UNKNOWN, clause(REASON_SYSTEM(status=shown, system=ctx.tx.systems.name(codes[0][0])),
                                            MAP_REASON())
@@ -210,7 +220,8 @@ class MedicationRule(Kind):
             named = self.reasons.named_in([t for cc in reasons for t in concept_texts(cc)])
             if named is not None and not any(self.reasons.decides(c) for c in known):
                 code = f"{ctx.tx.systems.name(known[0][0])} {known[0][1]}"
-                return UNKNOWN, clause(REASON_NAMES(status=shown, code=code, name=named), CONFIRM_REASON())
+                return UNKNOWN, clause(REASON_NAMES(status=shown, code=code, name=named),
+                                       CONFIRM_REASON(example=self._example(ctx)))
             return NOT_MET, clause(OTHER_REASON(status=shown))
         return NOT_MET, clause(STATUS(status=shown))
 
