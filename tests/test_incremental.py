@@ -298,13 +298,14 @@ def test_lines_that_are_not_json_are_read_from_the_store_as_a_full_run_reads_the
     comma = orjson.dumps({**hiv, "id": "x2", "subject": {"reference": f"Patient/{b}"}})[:-1] + b",}"
     cut = orjson.dumps({**hiv, "id": "x3", "subject": {"reference": f"Patient/{c}"}})[:60]
     nobody = b'{"resourceType": "Condition", "id": "x4", "code": {"text": "HIV'
+    untyped = orjson.dumps({k: v for k, v in hiv.items() if k != "resourceType"} | {"subject": {"reference": f"Patient/{c}"}})
     delta = tmp_path / "delta.ndjson"
-    delta.write_bytes(b"\n".join([latin1, comma, cut, nobody]) + b"\n")
+    delta.write_bytes(b"\n".join([latin1, comma, cut, nobody, untyped]) + b"\n")
     problems = Problems()
     stats = UpdateStats()
     inc = {r.patient: r for r in screen_update(definition, Run.start(definition, as_of=START, problems=problems),
                                                state, [delta], stats)}
-    assert stats.merge.lines == 4 and not any("not merged" in str(p) for p in problems)
+    assert stats.merge.lines == 5 and not any("not merged" in str(p) for p in problems)
     run = Run.start(definition, as_of=START, problems=Problems())
     want = {r.patient: r for r in screen_files(definition, run, FileInputs((pop / "fhir", delta)))}
     assert inc.keys() == want.keys()

@@ -68,7 +68,7 @@ E = table("store.error", {
 P = table("input.store", {
     "not-ndjson": "not merged into the store: the store reads Bulk NDJSON exports only",
     "bad-json-kept": "not valid JSON: kept as written, and read as a full run reads it when its patient is screened",
-    "not-fhir": "not a FHIR resource; line not merged into the store",
+    "not-fhir-kept": "not a FHIR resource: kept as written, and read as a full run reads it when its patient is screened",
 })
 #: how sources.bulk names the deleted-resource files of an export
 DELETED_GLOB = "*.deleted-ndjson"
@@ -203,17 +203,17 @@ class PatientState:
         try:
             res = orjson.loads(line)
         except orjson.JSONDecodeError:
+            res = None
+        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
             # kept as written, under the patient its bytes name (else shared: every screening reads it), so the
             # screening reads it as a full run would (sources.grouping: bytes that are not UTF-8 replaced, a
-            # trailing comma, or an unreadable record of that patient or of anyone), never dropped
-            problems.add(where, P["bad-json-kept"](), skipped=False)
+            # trailing comma, an object without a type, or an unreadable record of that patient or of anyone),
+            # never dropped
+            problems.add(where, P["bad-json-kept"]() if res is None else P["not-fhir-kept"](), skipped=False)
             ref = line_patient_reference(line)
             patient = patient_id({"resourceType": "Observation", "subject": {"reference": ref}}) if ref else None
             stats.lines += 1
             self._put("?", "#" + hashlib.sha256(line).hexdigest(), patient or "", "", "", line, stats)
-            return
-        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
-            problems.add(where, P["not-fhir"]())
             return
         if res["resourceType"] == "Bundle" and any(_deletion(e) for e in res.get("entry") or ()):
             for e in res.get("entry") or ():
