@@ -24,6 +24,8 @@ class R4Facts:
     resource_types: frozenset[str]
     #: Patient extension url -> (its name by language, the sub-extension holding the value or "", code -> R4 gender or None)
     sex_extensions: dict[str, tuple[dict[str, str], str, dict[str, str | None]]] = field(default_factory=dict)
+    #: meta.tag / meta.security labels saying a copy is not the whole record: system ("" none) -> codes
+    incomplete_labels: dict[str, frozenset[str]] = field(default_factory=dict)
     _by_type: dict[str, list[tuple[str, frozenset[str]]]] = field(default_factory=dict, compare=False, hash=False)
 
     def links(self, rtype: str) -> tuple[str, ...]:
@@ -35,6 +37,23 @@ class R4Facts:
 
     def codes_of(self, rtype: str, element: str) -> frozenset[str] | None:
         return self.status.get(f"{rtype}.{element}")
+
+    def incomplete_label(self, resource: dict) -> tuple[str, str] | None:
+        """(element, code) of the first meta.tag / meta.security label saying this copy is not the whole record
+        (incomplete_labels), else None."""
+        meta = resource.get("meta")
+        if not self.incomplete_labels or not isinstance(meta, dict):
+            return None
+        for element in ("tag", "security"):
+            labels = meta.get(element)
+            for coding in labels if isinstance(labels, list) else ():
+                if not isinstance(coding, dict):
+                    continue
+                system, code = coding.get("system", ""), coding.get("code")
+                codes = self.incomplete_labels.get(system) if isinstance(system, str) else None
+                if codes is not None and isinstance(code, str) and code in codes:
+                    return f"meta.{element}", code
+        return None
 
     def status_of(self, rtype: str) -> list[tuple[str, frozenset[str]]]:
         """(element, codes) of the status elements of a type."""
@@ -61,6 +80,7 @@ def r4_facts(path: Path | None = None) -> R4Facts:
             {t: {e: frozenset(v) for e, v in rules.items()} for t, rules in d["never_counts"].items()},
             frozenset(d["resource_types"]),
             {url: (dict(e["name"]), str(e.get("part", "")), dict(e["codes"])) for url, e in d.get("sex_extensions", {}).items()},
+            {system: frozenset(codes) for system, codes in d.get("incomplete_labels", {}).items()},
         )
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: cannot load the FHIR R4 facts ({type(exc).__name__}: {exc})") from None

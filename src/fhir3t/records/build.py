@@ -63,6 +63,8 @@ CODE_MALFORMED = Message("record.code-malformed", "its code is not a well-formed
 CODE_UNREADABLE = Message("record.code-unreadable", "no code fhir3t can read ({concept})")
 FOCUS_ELSEWHERE = Message("record.focus-elsewhere", "is about {focus} (its focus), not the patient: its value may not "
                                                     "be the patient's")
+INCOMPLETE = Message("record.incomplete", "is labelled {label} in {element}: the server sent part of the record, and "
+                                         "what it left out may be what the criteria read")
 MODIFIER_EXTENSION = Message("record.modifier-extension", "carries a modifier extension fhir3t does not understand ({url} "
                                                           "in {element}), which may change what the record means")
 VERSIONS_UNORDERED = Message("record.versions-unordered",
@@ -212,6 +214,11 @@ class RecordBuilder:
         if not copies:
             return
         rec.patient = copies[0][0]
+        self._patient_copies(rec, copies)
+        kept = rec.patient or {}  # whichever copy is kept: one the criteria cannot read whole leaves them unknown
+        rec.patient_unread = _modifier(kept)[0] or self._incomplete(kept)[0]
+
+    def _patient_copies(self, rec: PatientRecord, copies: list[tuple[dict, str]]) -> None:
         same = [c for c, _ in copies if f"Patient/{c.get('id')}" == rec.key or len(copies) == 1]
         if len(same) < 2:
             return
@@ -357,11 +364,24 @@ class RecordBuilder:
         """(why, element) when the resource, or the Medication a drug record points at (the drug it names is part
         of what it says), carries a modifier fhir3t does not understand (`_modifier`), else (None, "")."""
         why, element = _modifier(resource)
+        if why is None:
+            why, element = self._incomplete(resource)
         if why is None and rtype in MED_TYPES and "medicationReference" in resource:
             medication = referenced_medication(resource, self._resolve)
             if medication is not None:
-                return _modifier(medication, "Medication.")
+                why, element = _modifier(medication, "Medication.")
+                if why is None:
+                    why, element = self._incomplete(medication, "Medication.")
         return why, element
+
+    def _incomplete(self, resource: dict, prefix: str = "") -> tuple[Msg | None, str]:
+        """(why, element) when the copy says it is not the whole record (a SUBSETTED search result, a REDACTED
+        one: R4Facts.incomplete_label): what it lacks may be what a rule reads, so it is not read as absent."""
+        found = self.facts.incomplete_label(resource)
+        if found is None:
+            return None, ""
+        element, code = found
+        return INCOMPLETE(label=code, element=f"{prefix}{element}"), element
 
     def _never_counts(self, rtype: str, resource: dict) -> bool:
         return never_counts(rtype, resource, self.facts)

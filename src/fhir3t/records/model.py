@@ -72,6 +72,9 @@ class PatientRecord:
     #: elements of the Patient its copies disagree on, when their order cannot be told (sources.versions):
     #: `patient` is one of them, and a rule reading one of these elements cannot decide
     disputed: frozenset[str] = frozenset()
+    #: why the Patient itself cannot be read whole (a modifier extension, implicitRules, a SUBSETTED or REDACTED
+    #: copy: records.build): a rule reading the Patient cannot decide
+    patient_unread: Msg | None = None
     _code_index: dict[str, dict[Code, list[Res]]] = field(default_factory=dict, repr=False)
 
     def of(self, *types: str) -> list[Res]:

@@ -65,6 +65,8 @@ class Age(Kind):
         p = ctx.record.patient or {}
         ev = (ctx.patient_ref,) if ctx.record.patient else ()
         birth = p.get("birthDate")
+        if ctx.record.patient_unread is not None:
+            return Outcome(UNKNOWN, ev, reason(ctx.record.patient_unread, CORRECT_IT(want=self._want())))
         if "birthDate" in ctx.record.disputed:
             return Outcome(UNKNOWN, ev, reason(COPIES_DIFFER(record=ctx.patient_ref), KEEP_CURRENT()))
         if birth is None:

@@ -48,6 +48,8 @@ class Gender(Kind):
         ev = (ctx.patient_ref,) if ctx.record.patient else ()
         if raw is not None and (not isinstance(raw, str) or raw not in (r4_facts().codes_of("Patient", "gender") or ())):
             return Outcome(UNKNOWN, ev, reason(NOT_R4(), CORRECT_IT()))
+        if ctx.record.patient_unread is not None:
+            return Outcome(UNKNOWN, ev, reason(ctx.record.patient_unread, CORRECT_IT()))
         if ctx.record.disputed & {"gender", "extension"}:
             return Outcome(UNKNOWN, ev, reason(COPIES_DIFFER(record=ctx.patient_ref), KEEP_CURRENT()))
         g = raw if isinstance(raw, str) and raw else "unknown"
