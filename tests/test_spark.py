@@ -180,3 +180,60 @@ def test_lines_of_no_known_type_and_lines_naming_a_patient_by_identifier_keep_th
             [(c["id"], c["result"]) for c in single[p]["criteria"]], p
     assert {p: on_spark[p]["status"] for p in garbled_patients} == \
         {"Patient/p01": "candidate", "Patient/p02": "candidate", "Patient/p06": "ineligible"}
+
+
+def test_lines_one_machine_reads_leniently_or_as_unread_keep_the_promise_on_spark(session, tmp_path):
+    """The line shapes the file readers keep (stop 33) on Spark too: a cut-off HIV diagnosis naming an eligible
+    patient, one written with a trailing comma, a Bundle written as one line holding a third eligible patient's HIV
+    diagnosis, a Patient that links to another record of the same person, and a cut-off diagnosis naming nobody
+    (anyone's). None of the three eligible patients stays eligible, and every criterion gets the single-machine
+    verdict (a line is named by its file on Spark, by file:line on one machine), but for the Bundle line's patient:
+    Spark does not read a Bundle line, it only keeps what it could decide unknown."""
+    bundles = sorted((ROOT / "samples" / "screening").glob("*.json"))
+    maps = [ROOT / "samples" / "conceptmaps" / "hospital-local.json"]
+    export = tmp_path / "export"
+    _as_bulk_export(bundles, export)
+    before = {r.patient: r.status for r in fhir3t.screen([export], as_of=AS_OF, concept_maps=maps)}
+    eligible = sorted(p for p, s in before.items() if s == "eligible")[:3]
+    assert len(eligible) == 3
+    hiv = {"coding": [{"system": "http://snomed.info/sct", "code": "86406008"}]}
+
+    def condition(cid: str, patient: str) -> str:
+        return json.dumps({"resourceType": "Condition", "id": cid, "subject": {"reference": patient}, "code": hiv,
+                           "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                                          "code": "active"}]}, "onsetDateTime": "2026-01-05"})
+
+    cut = condition("odd-cut", eligible[0])[:120]
+    comma = condition("odd-comma", eligible[1])[:-1] + ', }'
+    bundle = json.dumps({"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"fullUrl": "https://ehr.example.org/fhir/Condition/odd-b", "resource": json.loads(condition("odd-b", eligible[2]))}]})
+    (export / "Odd.ndjson").write_text("\n".join([cut, comma, bundle]) + "\n", encoding="utf-8")
+    patients = (export / "Patient.ndjson").read_text(encoding="utf-8").splitlines()
+    linked = next(i for i, line in enumerate(patients) if json.loads(line)["id"] == "p10")
+    p10 = json.loads(patients[linked])
+    p10["link"] = [{"other": {"reference": "Patient/p10-old"}, "type": "replaces"}]
+    patients[linked] = json.dumps(p10)
+    (export / "Patient.ndjson").write_text("\n".join(patients) + "\n", encoding="utf-8")
+    job, _ = fspark.make_job([str(export)], fspark.date.fromisoformat(AS_OF), None, [str(m) for m in maps])
+    fspark.run(session, [str(export)], str(tmp_path / "out"), job, fspark.read_types(job), partitions=3)
+    on_spark = {r["patient"]: r for r in fspark.read_results(tmp_path / "out")}
+    single = {r.patient: r.to_dict() for r in fhir3t.screen([export], as_of=AS_OF, concept_maps=maps)}
+    assert sorted(on_spark) == sorted(single)
+    assert not [p for p in eligible if single[p]["status"] == "eligible" or on_spark[p]["status"] == "eligible"]
+    assert [c["result"] for c in single[eligible[2]]["criteria"] if c["id"] == "E9-hiv"] == ["met"]  # read on one machine
+    for p in single:
+        if p == eligible[2]:  # a Bundle line is read on one machine; on Spark it only keeps its patient's criteria unknown
+            assert [c["result"] for c in on_spark[p]["criteria"] if c["id"] == "E9-hiv"] == ["unknown"]
+            continue
+        assert [(c["id"], c["result"]) for c in on_spark[p]["criteria"]] == \
+            [(c["id"], c["result"]) for c in single[p]["criteria"]], p
+        assert on_spark[p]["status"] == single[p]["status"], p
+    # and a cut-off diagnosis naming nobody: anyone's, on one machine and on Spark
+    (export / "Odd.ndjson").write_text(condition("odd-nobody", "x").replace('"subject": {"reference": "x"}, ', "")[:90]
+                                       + "\n", encoding="utf-8")
+    fspark.run(session, [str(export)], str(tmp_path / "out2"), job, fspark.read_types(job), partitions=3)
+    on_spark = {r["patient"]: r for r in fspark.read_results(tmp_path / "out2")}
+    single = {r.patient: r.to_dict() for r in fhir3t.screen([export], as_of=AS_OF, concept_maps=maps)}
+    assert not [p for p, r in single.items() if r["status"] == "eligible"]
+    assert {p: [(c["id"], c["result"]) for c in r["criteria"]] for p, r in on_spark.items()} == \
+        {p: [(c["id"], c["result"]) for c in r["criteria"]] for p, r in single.items()}

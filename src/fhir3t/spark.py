@@ -38,12 +38,22 @@ from urllib.parse import unquote, urlparse
 import orjson
 
 from fhir3t.fhirutil import conditional_patient, identifier_keys, normalize_reference, patient_link, token_key
-from fhir3t.messages import Msg, render, table
+from fhir3t.messages import Message, Msg, render, table
 from fhir3t.pipeline import Definition, Run, screen_records, with_discovered_maps
 from fhir3t.r4facts import r4_facts
 from fhir3t.sources.base import RawRecord, Unread
 from fhir3t.sources.files import P as FILES_P
-from fhir3t.sources.grouping import ENTRY_AMBIGUOUS, ENTRY_NOT_R4, ENTRY_UNTYPED, SharedIndex
+from fhir3t.sources.files import line_patient_reference, line_type
+from fhir3t.sources.grouping import (
+    ENTRY_AMBIGUOUS,
+    ENTRY_LINKED,
+    ENTRY_NOT_R4,
+    ENTRY_UNPARSED,
+    ENTRY_UNTYPED,
+    SharedIndex,
+    linked_records,
+    salvage,
+)
 from fhir3t.sources.grouping import P as GROUPING_P
 from fhir3t.sources.versions import reconcile
 
@@ -87,11 +97,14 @@ class Job:
     #: their patient by identifier (a logical or conditional reference) use: one -> that patient's; several
     #: -> unread for each (as the file path's pass 1 and 2 do)
     idents: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: (type, file) of the lines of a read type that name no patient fhir3t can find and cannot be read (a cut-off
+    #: line, a Bundle's entry): they could be anyone's, so every patient's record holds them as unread
+    anyone: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
         h = hashlib.sha256()
-        for part in (*self.concept_maps, self.criteria or "", *self.shared):
+        for part in (*self.concept_maps, self.criteria or "", *self.shared, *(f"{t}\0{w}" for t, w in self.anyone)):
             h.update(part.encode())
             h.update(b"\0")
         return h.hexdigest()
@@ -118,6 +131,8 @@ def _definition(job: Job) -> tuple[Definition, SharedIndex]:
         shared = SharedIndex()
         for line in job.shared:
             shared.add(orjson.loads(line))
+        for rtype, where in job.anyone:
+            shared.add_anyone({"resourceType": rtype}, where)
         hit = _DEFINITIONS[job.key] = (definition, shared)
     return hit
 
@@ -142,7 +157,106 @@ Kept = tuple[tuple, str, str, bool | str]
 
 
 #: why a line kept as unread could not be read ("unread:<why>" in a Kept's last field)
-UNREAD_WHY = {"ambiguous": ENTRY_AMBIGUOUS, "untyped": ENTRY_UNTYPED, "not-r4": ENTRY_NOT_R4}
+#: a Bundle written as one NDJSON line: one machine reads it as a document, Spark only keeps it from counting as absent
+BUNDLE_LINE = Message("spark.bundle-line", "a Bundle written as one NDJSON line holds a record of this patient: on "
+                                           "Spark it is not read (fhir3t screen reads it), so what it could decide stays "
+                                           "unknown")
+UNREAD_WHY: dict[str, Message] = {"ambiguous": ENTRY_AMBIGUOUS, "untyped": ENTRY_UNTYPED, "not-r4": ENTRY_NOT_R4,
+                                  "unparsed": ENTRY_UNPARSED, "bundle": BUNDLE_LINE}
+
+
+def _own_key(res: dict) -> str | None:
+    """'Patient/<id>' a resource names by reference (its own id for a Patient), as the SQL key reads it."""
+    if res.get("resourceType") == "Patient":
+        pid = res.get("id")
+        return f"Patient/{pid}" if isinstance(pid, str) and pid else None
+    link = patient_link(res)
+    ref = link.reference if link is not None else None
+    key = normalize_reference(ref, {}) if isinstance(ref, str) else None
+    return key if key is not None and key.startswith("Patient/") else None
+
+
+def _unparsed_target(line: bytes, types: frozenset[str], shared_types: frozenset[str]) -> tuple[str, str | None] | None:
+    """(type, patient key or None) of a line no reader can decode that could decide a criterion (its type, read at
+    its start, is one a rule reads, or cannot be told: "*"), as the file path keeps it; None for other lines."""
+    rtype = line_type(line) or "*"
+    if rtype != "*" and (rtype not in r4_facts().resource_types or rtype == "Patient" or rtype in shared_types
+                         or rtype not in types):
+        return None
+    found = line_patient_reference(line)
+    key = normalize_reference(found, {}) if found else None
+    return rtype, key if key is not None and key.startswith("Patient/") else None
+
+
+def _bundle_patients(bundle: dict) -> tuple[list[str], list[str]]:
+    """(patients named, types of entries naming nobody) of a Bundle's entries."""
+    keys: list[str] = []
+    nobody: list[str] = []
+    entries = bundle.get("entry")
+    for entry in entries if isinstance(entries, list) else ():
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+            continue
+        key = _own_key(res)
+        if key is not None:
+            keys.append(key)
+        else:
+            nobody.append(res["resourceType"])
+    return list(dict.fromkeys(keys)), nobody
+
+
+def _undecoded(row: Any, run: Run, types: frozenset[str], shared_types: frozenset[str],
+               error: str) -> tuple[dict | None, list[tuple[str, Kept]]]:
+    """A line orjson refuses: (the resource read as one machine reads it, or None; the unread row for the patient
+    its bytes name). One naming nobody is anyone's (Job.anyone, judged on the driver)."""
+    where = row.file
+    line = row.value.encode("utf-8", "surrogatepass")
+    res, how = salvage(line)
+    if res is not None:
+        run.problems.add(where, FILES_P["not-utf8"]() if how == "not-utf8" else GROUPING_P["lenient"](), skipped=False)
+        return res, []
+    run.problems.add(where, W["bad-json"](error=error))
+    target = _unparsed_target(line, types, shared_types)
+    if target is None or target[1] is None:
+        return None, []
+    run.problems.add(where, GROUPING_P["unparsed-names"](), skipped=False)
+    return None, [(target[1], ((_order_key(where), row.block, row.pos), target[0], where, "unread:unparsed"))]
+
+
+def _untyped(res: dict, rtype: object, idents: dict[str, tuple[str, ...]], row: Any, run: Run) -> list[tuple[str, Kept]]:
+    """A line of no usable type could be any record: unread for the patient it names, as on one machine."""
+    where = row.file
+    named = _named_key(res, idents)
+    typed = isinstance(rtype, str) and bool(rtype)
+    if named:
+        run.problems.add(where, GROUPING_P["not-r4-names" if typed else "no-type-names"](), skipped=False)
+    else:
+        run.problems.add(where, GROUPING_P["not-r4" if typed else "no-type-nobody"]())
+    return [(key, ((_order_key(where), row.block, row.pos), "*", where, "unread:not-r4" if typed else "unread:untyped"))
+            for key in named]
+
+
+def anyone_lines(rows: Iterable[tuple[str, str]], types: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """Driver: (type, file) of the lines of no patient key that could be anyone's record (see Job.anyone): a line
+    no reader decodes and whose bytes name no patient, a Bundle line's entries of a read type naming nobody."""
+    read = frozenset(types)
+    shared_types = r4_facts().shared_types
+    out: list[tuple[str, str]] = []
+    for value, where in rows:
+        try:
+            res = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            line = value.encode("utf-8", "surrogatepass")
+            if salvage(line)[0] is not None:
+                continue
+            target = _unparsed_target(line, read, shared_types)
+            if target is not None and target[1] is None and target[0] != "*":
+                out.append((target[0], where))
+            continue
+        if isinstance(res, dict) and res.get("resourceType") == "Bundle":
+            _, nobody = _bundle_patients(res)
+            out.extend((t, where) for t in dict.fromkeys(nobody) if t in read and t not in shared_types)
+    return tuple(sorted(set(out)))
 
 
 def _links(res: dict) -> tuple[str, ...] | None:
@@ -200,24 +314,25 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
     wants = run.filter
     idents = dict(job.idents)
     r4_types = r4_facts().resource_types
+    shared_types = r4_facts().shared_types
     for row in rows:
         where = row.file
+        row_key, salvaged = row.key, False
         try:
             res = orjson.loads(row.value)
         except orjson.JSONDecodeError as exc:
-            run.problems.add(where, W["bad-json"](error=str(exc)))
-            continue
+            res, kept = _undecoded(row, run, wants.types, shared_types, str(exc))
+            yield from kept
+            if res is None:
+                continue
+            row_key, salvaged = row_key or _own_key(res), True
         rtype = res.get("resourceType") if isinstance(res, dict) else None
+        if rtype == "Bundle" and isinstance(res, dict):
+            for key in _bundle_patients(res)[0]:
+                yield key, ((_order_key(where), row.block, row.pos), "*", where, "unread:bundle")
+            continue
         if isinstance(res, dict) and (not isinstance(rtype, str) or not rtype or rtype not in r4_types):
-            # a line of no usable type could be any record: unread for the patient it names, as on one machine
-            named = _named_key(res, idents)
-            typed = isinstance(rtype, str) and bool(rtype)
-            for key in named:
-                yield key, ((_order_key(where), row.block, row.pos), "*", where, "unread:not-r4" if typed else "unread:untyped")
-            if named:
-                run.problems.add(where, GROUPING_P["not-r4-names" if typed else "no-type-names"](), skipped=False)
-            else:
-                run.problems.add(where, GROUPING_P["not-r4" if typed else "no-type-nobody"]())
+            yield from _untyped(res, rtype, idents, row, run)
             continue
         if not isinstance(res, dict) or not isinstance(rtype, str):
             run.problems.add(where, FILES_P["no-type-line"]())
@@ -225,10 +340,10 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
         if row.orphan:
             if not wants(res, where):
                 continue
-            if not row.key:
+            if not row_key:
                 run.problems.add(where, GROUPING_P["orphan"](type=rtype))
                 continue
-        elif not row.key:
+        elif not row_key:
             named = _named_key(res, idents) if rtype != "Patient" else ()
             if len(named) == 1:  # named by an identifier one Patient carries: that patient's
                 if wants(res, where):
@@ -244,7 +359,8 @@ def keep_lines(job_bc: Any, rows: Iterable[Any]) -> Iterator[tuple[str, Kept]]:
             continue
         elif rtype != "Patient" and not wants(res, where):
             continue
-        yield row.key, ((_order_key(where), row.block, row.pos), row.value, where, row.orphan)
+        text = orjson.dumps(res).decode() if salvaged else row.value
+        yield row_key, ((_order_key(where), row.block, row.pos), text, where, row.orphan)
     for _, text in _drain(run):
         yield "", ((), text, "", False)
 
@@ -285,6 +401,9 @@ def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[Kept]]]) -> 
             resources = [(orjson.loads(text), where) for _, text, where, orphan in ordered if orphan is False]
             unread = [Unread(text, where, UNREAD_WHY[orphan.split(":", 1)[1]]()) for _, text, where, orphan in ordered
                       if isinstance(orphan, str)]
+            unread += [Unread("*", where, ENTRY_LINKED(how=how, other=other)) for res, where in resources
+                       if res.get("resourceType") == "Patient" and _own_key(res) == key
+                       for how, other in linked_records(res, key)]
             source = str(PurePosixPath(ordered[0][2]).parent)
             if not any(r.get("resourceType") == "Patient" for r, _ in resources):
                 run.problems.add(source, W["no-patient"](key=key), skipped=False)
@@ -294,7 +413,7 @@ def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[Kept]]]) -> 
                     adopted.add(orjson.loads(text))
             one = reconcile(resources)  # every Type/id once: its newest copy (sources.versions)
             yield RawRecord(key, one.resources, source, _resolver(adopted, shared) if adopted.by_ref else shared.get, {},
-                            unread, conflicts=one.conflicts)
+                            unread, conflicts=one.conflicts, anyone=shared.anyone)
 
     for result in screen_records(definition, run, records(), shared):
         yield "result", orjson.dumps(result.to_dict()).decode()
@@ -389,8 +508,13 @@ def run(spark: Any, inputs: list[str], out: str, job: Job, types: Iterable[str],
     # Malformed lines (no resourceType) and lines without a usable patient reference stay in, under
     # the empty key, so keep_lines names them as the file path does.
     keyed = (parsed.withColumn("key", patient_key(F, F.col("p")))
-             .filter(F.col("p.resourceType").isNull() | F.col("p.resourceType").isin(wanted)
+             .filter(F.col("p.resourceType").isNull() | F.col("p.resourceType").isin([*wanted, "Bundle"])
                      | ~F.col("p.resourceType").isin(sorted(r4_facts().resource_types))))  # not R4's: unread
+    # Lines that may be anyone's record (undecodable, naming nobody; a Bundle line's entries naming nobody): few,
+    # judged on the driver and shipped to every executor (Job.anyone), as the file path's SharedIndex.anyone
+    anyone = anyone_lines(((r.value, r.file) for r in keyed.filter(
+        F.col("key").isNull() & (F.col("p.resourceType").isNull() | (F.col("p.resourceType") == "Bundle")))
+        .select("value", "file").toLocalIterator()), types)
     # Lines naming their patient by identifier (a logical or conditional reference): the identifiers they use
     # (usually few), then the Patients carrying those, so each such line goes to its patient like the file
     # path's pass 1 and 2 (identifier_keys / token_key are the file path's own).
@@ -405,7 +529,7 @@ def run(spark: Any, inputs: list[str], out: str, job: Job, types: Iterable[str],
         for k, key in sorted(pairs):
             idents[k] = (*idents.get(k, ()), key)
     job = Job(job.as_of, job.d1, job.concept_maps, job.criteria, tuple(r.value for r in shared_lines),
-              tuple(sorted(idents.items())))
+              tuple(sorted(idents.items())), anyone)
     job_bc = spark.sparkContext.broadcast(job)
     orphan = _orphan(F, F.col("p"))
     own = keyed.filter(~orphan).select(F.coalesce("key", F.lit("")).alias("key"), "value", "file", "block", "pos",

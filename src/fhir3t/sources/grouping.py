@@ -434,7 +434,7 @@ class GroupingSource:
         self._add(key, res, where, source)
         for k in identifier_keys(res):
             self.idents.add(k, key)
-        for how, other in _linked_records(res, key):
+        for how, other in linked_records(res, key):
             self._store.unread(key, Unread("*", where, ENTRY_LINKED(how=how, other=other)), source)  # type: ignore[union-attr]
         return key
 
@@ -576,18 +576,9 @@ class GroupingSource:
         keeps what it could decide unknown. A line that is still no resource is reported and, when its type
         (written first, as Bulk exports do) is one some rule reads or cannot be told, kept as unread against
         the patient its bytes name, or against every patient when it names none (it could be anyone's)."""
-        text = line.decode("utf-8", "replace")
-        if "\ufffd" in text:
-            try:
-                res = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                res = None
-            if isinstance(res, dict) and isinstance(res.get("resourceType"), str) and res["resourceType"]:
-                self.problems.add(loc, FILE_PROBLEMS["not-utf8"](), skipped=False)
-                return res
-        res = _lenient(text)
-        if res is not None:  # what the native pass's reader reads too: read alike, whichever reader runs
-            self.problems.add(loc, P["lenient"](), skipped=False)
+        res, how = salvage(line)
+        if res is not None:
+            self.problems.add(loc, FILE_PROBLEMS["not-utf8"]() if how == "not-utf8" else P["lenient"](), skipped=False)
             return res
         parse_line(line, loc, self.problems, terminated=terminated)
         rtype = line_type(line) or "*"
@@ -722,6 +713,22 @@ class GroupingSource:
             self.stats.unattributed += 1
 
 
+def salvage(line: bytes) -> tuple[dict | None, str]:
+    """(resource, how) of a line orjson refuses, read as every reader of fhir3t reads it: bytes that are not UTF-8
+    replaced (U+FFFD; how "not-utf8"), or commas before a closing bracket dropped (what DuckDB's reader accepts;
+    how "lenient"); (None, "") when it is still no resource."""
+    text = line.decode("utf-8", "replace")
+    if "\ufffd" in text:
+        try:
+            res = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            res = None
+        if isinstance(res, dict) and isinstance(res.get("resourceType"), str) and res["resourceType"]:
+            return res, "not-utf8"
+    res = _lenient(text)
+    return (res, "lenient") if res is not None else (None, "")
+
+
 def _lenient(text: str) -> dict | None:
     """A line that is JSON but for commas before a closing bracket (which DuckDB's reader accepts), read
     without them; None for anything else (NaN, Infinity and numbers past the double range stay refused:
@@ -853,7 +860,7 @@ def resolve_pending(pending: Iterable[Pending], carried: Mapping[str, int], prob
         shared.add_pending(p, found == AMBIGUOUS)
 
 
-def _linked_records(patient: dict, key: str) -> Iterator[tuple[str, str]]:
+def linked_records(patient: dict, key: str) -> Iterator[tuple[str, str]]:
     """(link type, reference as written) of every other record of the same person a Patient links to
     (R4 Patient.link: replaced-by, replaces, refer, seealso), a RelatedPerson aside. fhir3t does not merge
     them, so the patient's criteria that absence decides stay unknown: the other record may hold what
