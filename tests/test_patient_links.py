@@ -295,3 +295,29 @@ def test_a_patient_linked_to_another_record_of_the_same_person_is_never_eligible
                      [{"other": {"reference": "Patient/p01"}, "type": how}]):
         same, _ = _screen([("p01.json", written(P01, harmless))])
         assert _results(same["Patient/p01"]) == ORIGINAL
+
+
+@pytest.mark.parametrize("how", ["replaced-by", "replaces", "seealso"])
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_record_another_patient_links_to_is_never_eligible_on_its_own_record_even_without_a_link_back(how, jobs,
+                                                                                                      tmp_path):
+    """The MPI wrote the link on one record only (the surviving one says 'replaces', the old one says nothing).
+    The record linked to keeps what absence decides unknown too, naming the record that links to it, in one
+    process or two (the two records in different files). A record linked to that the input does not hold is no
+    patient: it gets no result."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "p01.json").write_bytes(orjson.dumps(P01))  # no link on this one
+    newer = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {
+        "resourceType": "Patient", "id": "p01-mpi", "gender": "female", "birthDate": "1980-01-01",
+        "link": [{"other": {"reference": "Patient/p01"}, "type": how},
+                 {"other": {"reference": "Patient/gone-3"}, "type": how}]}}]}
+    (tmp_path / "a" / "z-mpi.json").write_bytes(orjson.dumps(newer))
+    got, _ = _screen(paths=[tmp_path / "a"], jobs=jobs)
+    assert sorted(got) == ["Patient/p01", "Patient/p01-mpi"]
+    p01 = got["Patient/p01"]
+    assert p01.status != "eligible"
+    hiv = p01.by_id("E9-hiv")
+    assert hiv.result == "unknown" and "Patient/p01-mpi" in hiv.reason and how in hiv.reason
+    assert _results(p01)["I1-age"] == ORIGINAL["I1-age"]
+    alone, _ = _screen(paths=[tmp_path / "a" / "p01.json"], jobs=1)  # the control: without the other record
+    assert alone["Patient/p01"].status == "eligible"

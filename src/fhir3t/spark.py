@@ -403,7 +403,7 @@ def screen_groups(job_bc: Any, groups: Iterable[tuple[str, Iterable[Kept]]]) -> 
                       if isinstance(orphan, str)]
             unread += [Unread("*", where, ENTRY_LINKED(how=how, other=other)) for res, where in resources
                        if res.get("resourceType") == "Patient" and _own_key(res) == key
-                       for how, other in linked_records(res, key)]
+                       for how, other, _ in linked_records(res, key)]
             source = str(PurePosixPath(ordered[0][2]).parent)
             if not any(r.get("resourceType") == "Patient" for r, _ in resources):
                 run.problems.add(source, W["no-patient"](key=key), skipped=False)

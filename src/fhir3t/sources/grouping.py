@@ -116,6 +116,8 @@ ENTRY_UNPARSED = Message("entry.unparsed", "a line of the input that is not vali
                                            "any record")
 ENTRY_LINKED = Message("entry.patient-linked", "this Patient is linked ({how}) to {other}, another record of the same "
                                                "person: what is held under that one may be this patient's")
+ENTRY_LINKED_BY = Message("entry.patient-linked-by", "{other}, another record of the same person, links to this one "
+                                                     "({how}): what is held under that one may be this patient's")
 ENTRY_NEAR = Message("entry.near", "a record names a patient who is not in the input, one typo away from this "
                                    "patient's reference (a garbled reference?)")
 ENTRY_NO_IDENTIFIER = Message("entry.no-identifier", "an entry of this patient's Bundle names its patient by an "
@@ -434,8 +436,10 @@ class GroupingSource:
         self._add(key, res, where, source)
         for k in identifier_keys(res):
             self.idents.add(k, key)
-        for how, other in linked_records(res, key):
+        for how, other, target in linked_records(res, key):
             self._store.unread(key, Unread("*", where, ENTRY_LINKED(how=how, other=other)), source)  # type: ignore[union-attr]
+            if target is not None:  # and the record it links to, whether or not that one links back
+                self._store.unread(target, Unread("*", where, ENTRY_LINKED_BY(how=how, other=key)), source)  # type: ignore[union-attr]
         return key
 
     def _document(self, data: object, where: str) -> None:
@@ -860,8 +864,9 @@ def resolve_pending(pending: Iterable[Pending], carried: Mapping[str, int], prob
         shared.add_pending(p, found == AMBIGUOUS)
 
 
-def linked_records(patient: dict, key: str) -> Iterator[tuple[str, str]]:
-    """(link type, reference as written) of every other record of the same person a Patient links to
+def linked_records(patient: dict, key: str) -> Iterator[tuple[str, str, str | None]]:
+    """(link type, reference as written, the other record's key when it names a Patient) of every other record of
+    the same person a Patient links to
     (R4 Patient.link: replaced-by, replaces, refer, seealso), a RelatedPerson aside. fhir3t does not merge
     them, so the patient's criteria that absence decides stay unknown: the other record may hold what
     decides them (a merged-away record's HIV diagnosis)."""
@@ -874,7 +879,8 @@ def linked_records(patient: dict, key: str) -> Iterator[tuple[str, str]]:
             continue
         kind = link.get("type") if isinstance(link, dict) else None
         how = kind if isinstance(kind, str) else "?"
-        yield clip(how, 20), clip(ref, 80) if isinstance(ref, str) else "?"  # (a display may be a name: not said)
+        target = norm if norm is not None and norm.startswith("Patient/") else None
+        yield clip(how, 20), clip(ref, 80) if isinstance(ref, str) else "?", target  # (a display may be a name: not said)
 
 
 def records_of(groups: Iterable[tuple[str, Group]], shared: SharedIndex, problems: Problems,
@@ -882,6 +888,8 @@ def records_of(groups: Iterable[tuple[str, Group]], shared: SharedIndex, problem
     """RawRecords from stored groups (pass 2; also what each process of a parallel run does)."""
     any_subjectless = any(r.get("resourceType") == "Observation" for r in shared.by_ref.values())
     for key, g in groups:
+        if not g.resources and g.unread and all(u.why.id == ENTRY_LINKED_BY.id for u in g.unread):
+            continue  # a record another Patient links to that the input does not hold: no patient to screen
         if not any(r.get("resourceType") == "Patient" for r, _ in g.resources):
             problems.add(g.source, P["no-patient-resource"](key=key), skipped=False)
         if stats is not None:
