@@ -222,7 +222,10 @@ SCOPE = ["cli", "formats", "report", "service/cards.py", "service/orders.py", "p
          # --notify's refusals are the CLI's
          "service/app.py", "service/bodies.py", "service/failures.py", "service/prefetch.py", "service/settings.py",
          "service/notify.py", "service/store.py", "service/watch.py", "service/jwt_auth.py", "service/fetch.py",
-         "service/hooks.py"]
+         "service/hooks.py",
+         # the validator: the OperationOutcome issue texts an integration engineer reads (details.text in the run's
+         # language; diagnostics stays English) and the grouped report `fhir3t validate` prints
+         "validate"]
 #: module-level constants that are machine text, not sentences (stylesheets, scripts, font stacks)
 MACHINE_CONSTANTS = {"CSS", "SCRIPT", "FONTS", "CSP",
                      "EVENTS",  # the log events' catalogue: English, for the engineers who alert on them
