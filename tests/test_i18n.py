@@ -225,7 +225,10 @@ SCOPE = ["cli", "formats", "report", "service/cards.py", "service/orders.py", "p
          "service/hooks.py",
          # the validator: the OperationOutcome issue texts an integration engineer reads (details.text in the run's
          # language; diagnostics stays English) and the grouped report `fhir3t validate` prints
-         "validate"]
+         "validate",
+         # the rule kinds and the checks over a whole criteria definition: why a criteria file does not load, and
+         # the words of a reason
+         "criteria/kinds", "criteria/check.py"]
 #: module-level constants that are machine text, not sentences (stylesheets, scripts, font stacks)
 MACHINE_CONSTANTS = {"CSS", "SCRIPT", "FONTS", "CSP",
                      "EVENTS",  # the log events' catalogue: English, for the engineers who alert on them
