@@ -55,6 +55,20 @@ def test_secrets_are_refused_without_echoing_them(tmp_path):
         assert exc.value.exit_code == EXIT_INPUT_FATAL
 
 
+def test_a_config_file_of_the_wrong_shape_is_said_in_the_reader_language():
+    """The schema check's sentence is a message: the CLI says it in zh-CN, the English stays as it was."""
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"server": {"parallel": "4"}})
+    assert str(exc.value) == "config [server]: 'parallel' must be a whole number"
+    assert exc.value.text("zh-CN") == "config [server]: 'parallel' 必须是整数"
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"server": {"ulr": "https://x.example/fhir"}})
+    assert exc.value.text("zh-CN") == "config [server]：未知的键 'ulr'；是不是 'url'？"
+    with pytest.raises(ConfigError) as exc:  # a sentence of the config's own catalogue (a schema's x-message)
+        parse_config({"server": {"auth": "smart", "client_id": "c"}})
+    assert "client_id" in exc.value.text("zh-CN") and exc.value.text("zh-CN") != str(exc.value)
+
+
 def test_typos_are_errors_with_a_suggestion_and_other_tables_are_kept():
     with pytest.raises(ConfigError, match=r"unknown key 'ulr'; did you mean 'url'"):
         parse_config({"server": {"ulr": "https://x.example/fhir"}})

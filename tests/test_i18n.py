@@ -222,7 +222,16 @@ SCOPE = ["cli", "formats", "report", "service/cards.py", "service/orders.py", "p
          # --notify's refusals are the CLI's
          "service/app.py", "service/bodies.py", "service/failures.py", "service/prefetch.py", "service/settings.py",
          "service/notify.py", "service/store.py", "service/watch.py", "service/jwt_auth.py", "service/fetch.py",
-         "service/hooks.py"]
+         "service/hooks.py",
+         # the validator: the OperationOutcome issue texts an integration engineer reads (details.text in the run's
+         # language; diagnostics stays English) and the grouped report `fhir3t validate` prints
+         "validate",
+         # the rule kinds and the checks over a whole criteria definition: why a criteria file does not load, and
+         # the words of a reason
+         "criteria/kinds", "criteria/check.py",
+         # the sentence of a document that does not have its schema's shape (a config file's error on the command
+         # line; the service's HTTP 400 bodies carry its English)
+         "shapecheck.py"]
 #: module-level constants that are machine text, not sentences (stylesheets, scripts, font stacks)
 MACHINE_CONSTANTS = {"CSS", "SCRIPT", "FONTS", "CSP",
                      "EVENTS",  # the log events' catalogue: English, for the engineers who alert on them
@@ -264,6 +273,8 @@ ALLOWED = {
     **{("service/store.py", start): "why no card: the `why` field of a cds-call log record"
        for start in ("accepted", "dismissed", "shown")},
     ("service/watch.py", "fhir3t: screen patients for"): "FHIR data: a Subscription's reason",
+    ("shapecheck.py", "the body"): "where a request body's error is (dotted('')): part of the service's HTTP 400 "
+                                   "body for the EHR (HTTP_ERRORS)",
     # the service's fetch: what failed, in the `not_fetched` field and warning of a cds-call log record
     **{("service/fetch.py", start): "a query's key or failure in a cds-call log record (never shown to a person)"
        for start in ("(next pages)", "prefetch", "no answer within the time budget", "the server answered",

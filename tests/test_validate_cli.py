@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,22 @@ def test_bad_input_is_an_issue_not_a_traceback(capsys: pytest.CaptureFixture, tm
     p.write_text("{")
     rc, oo = run_json(capsys, str(p), "--max-bytes", "1000")
     assert rc == EXIT_FINDINGS and oo["issue"][0]["severity"] == "fatal"
+
+
+def test_issue_texts_are_said_in_the_run_language_and_diagnostics_stay_english(capsys: pytest.CaptureFixture) -> None:
+    """zh-CN: each issue's details.text and the grouped report are Chinese; diagnostics, codes and expressions are
+    the English ones (programs and the HL7 comparisons read them). English adds no details (byte-identical)."""
+    bad = str(DATA / "transaction-bad.json")
+    rc, english = run_json(capsys, bad)
+    assert all("details" not in i for i in english["issue"])
+    assert cli.main(["--lang", "zh-CN", "validate", "--format", "json", bad]) == rc
+    chinese = json.loads(capsys.readouterr().out)
+    assert [(i["severity"], i["code"], i["diagnostics"], i.get("expression")) for i in chinese["issue"]] == \
+        [(i["severity"], i["code"], i["diagnostics"], i.get("expression")) for i in english["issue"]]
+    assert all(re.search(r"[\u4e00-\u9fff]", i["details"]["text"]) for i in chinese["issue"])
+    assert all(i["details"]["text"].startswith(bad) for i in chinese["issue"][:-1])  # the source, as in diagnostics
+    assert validate_resource(chinese) == []  # still a valid OperationOutcome
+    assert cli.main(["--lang", "zh-CN", "validate", str(DATA / "observations.ndjson")]) == EXIT_FINDINGS
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("已检查 5 个文档（共 4 个资源）：5 个错误")
+    assert any(line.startswith("error") and re.search(r"[\u4e00-\u9fff]", line) for line in out)

@@ -86,8 +86,6 @@ WORDS = table("config", {
     "the-token-file": "the [server] token_file",
     "the-config-file": "the config file",
 })
-#: the English templates by id, for shapecheck's `x-message` sentences (English until shapecheck says messages)
-MESSAGES = {key: m.en for key, m in WORDS.items()}
 
 
 def search_path(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> list[Path]:
@@ -150,9 +148,9 @@ def check_table(name: str, table: Mapping[str, Any], where: str) -> dict[str, An
     """A table with its keys as `_` (either spelling is accepted), checked against `schemas/config-<name>`."""
     keyed = {str(k).replace("-", "_"): v for k, v in table.items()}
     try:
-        check(f"config-{name}", keyed, table_where(where), MESSAGES)
+        check(f"config-{name}", keyed, table_where(where), WORDS)
     except ShapeError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(exc.said) from None
     return keyed
 
 
@@ -254,9 +252,9 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     tables fhir3t knows; other tables are kept for the code that owns them (`[serve]`)."""
     where_file = str(path or "config")
     try:
-        check("config-document", data, lambda p: f"{where_file}: '{p[0]}'" if p else where_file, MESSAGES)
+        check("config-document", data, lambda p: f"{where_file}: '{p[0]}'" if p else where_file, WORDS)
     except ShapeError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(exc.said) from None
     cfg = Config(path=path)
     for name, section in data.items():
         if name not in KNOWN_TABLES and name not in OWNED_ELSEWHERE:

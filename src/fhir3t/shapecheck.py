@@ -12,6 +12,11 @@ or a request body's dotted path) and what is wrong, from the failing keyword. A 
 `x-message` (a message id of the caller's catalogue) where the keyword alone would say too little
 (a pattern, "exactly one of"), and `x-kind` to name what a value must be.
 
+The sentence is a message (said in the reader's language: a config file's errors on the command line);
+`str()` of the ShapeError is its English, what the service's HTTP 400 bodies carry. A caller whose
+`x-message` templates are plain English (the service's HTTP error bodies) gets that English. The
+schemas' `x-kind` texts are data of the schema files, said as written (English).
+
 Depth is checked before validation, iteratively (validation recurses): a document deeper than
 `MAX_DEPTH` is refused as such.
 """
@@ -28,6 +33,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
 from fhir3t.ids import fhir_id
+from fhir3t.messages import EN, Message, Msg, render, table
 from fhir3t.origins import origin
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
@@ -68,8 +74,8 @@ Path_ = Sequence[str | int]
 #: renders a path inside the document ('server', 'url') as the place a person looks ("fhir3t.toml [server] 'url'")
 Where = Callable[[Path_], str]
 
-#: message id -> English template (named placeholders); the sentence for each failing keyword
-MESSAGES = {
+#: message id -> message (named placeholders); the sentence for each failing keyword
+MESSAGES = table("shape", {
     "too-deep": "{where} is nested more than {limit} levels deep",
     "type": "{where} must be {kind}",
     "required": "{where} is required",
@@ -92,17 +98,31 @@ MESSAGES = {
     "format-http-url": "{where} must be an http:// or https:// URL with a host (and a port from 1 to 65535)",
     "format-fhir-id": "{where} must be a FHIR id ([A-Za-z0-9-.], at most 64 characters)",
     "other": "{where} is not of an accepted form",
-}
-KINDS = {"string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false",
-         "array": "a list", "object": "an object", "null": "null"}
+})
+#: what a JSON Schema type is, said in "{where} must be {kind}"
+KINDS = table("shape.kind", {"string": "a string", "integer": "a whole number", "number": "a number",
+                             "boolean": "true or false", "array": "a list", "object": "an object", "null": "null"})
+#: two kinds a value may be
+EITHER = Message("shape.kind.either", "{first} or {second}")
+OTHER_TYPE = Message("shape.kind.other", "of another type")
 
 
 class ShapeError(ValueError):
-    """A document that does not have the shape its schema says; `str()` is the one-sentence error."""
+    """A document that does not have the shape its schema says; `str()` is the one-sentence error (English),
+    `msg` the sentence as a message (`text(lang)`), or None when the caller's own English said it."""
 
-    def __init__(self, message: str, path: Path_ = ()) -> None:
-        super().__init__(message)
+    def __init__(self, message: Msg | str, path: Path_ = ()) -> None:
+        super().__init__(render(message, EN) if isinstance(message, Msg) else message)
+        self.msg = message if isinstance(message, Msg) else None
         self.path = tuple(path)
+
+    @property
+    def said(self) -> Msg | str:
+        """The sentence to pass on inside another message (a message when there is one, else the English)."""
+        return self.msg if self.msg is not None else str(self)
+
+    def text(self, lang: str = EN) -> str:
+        return render(self.msg, lang) if self.msg is not None else str(self)
 
 
 @functools.cache
@@ -140,23 +160,28 @@ def dotted(root: str) -> Where:
     return where
 
 
-def check(name: str, doc: object, where: Where, messages: Mapping[str, str] | None = None,
+#: the caller's sentences for the schemas' `x-message` ids: messages (placeholder: where), or English templates
+#: (the service's HTTP error bodies, machine text)
+Custom = Mapping[str, Message] | Mapping[str, str]
+
+
+def check(name: str, doc: object, where: Where, messages: Custom | None = None,
           *, max_depth: int | None = MAX_DEPTH) -> None:
     """Raise ShapeError (one sentence) unless `doc` has the shape of schema `name`.
 
     `messages` are the caller's templates for the schema's `x-message` ids (placeholders: where). `max_depth`
     None: no depth check (a schema that does not descend into the deep parts, whose readers bound themselves)."""
     if max_depth is not None and too_deep(doc, max_depth):
-        raise ShapeError(MESSAGES["too-deep"].format(where=where(()), limit=max_depth))
+        raise ShapeError(MESSAGES["too-deep"](where=where(()), limit=max_depth))
     error = best_match(validator(name).iter_errors(doc))
     if error is not None:
         raise ShapeError(sentence(error, where, messages or {}), error.absolute_path)
 
 
-def errors(name: str, doc: object, where: Where, messages: Mapping[str, str] | None = None) -> list[str]:
+def errors(name: str, doc: object, where: Where, messages: Custom | None = None) -> list[Msg | str]:
     """Every problem as a sentence (for reports that list them all; depth checked first)."""
     if too_deep(doc):
-        return [MESSAGES["too-deep"].format(where=where(()), limit=MAX_DEPTH)]
+        return [MESSAGES["too-deep"](where=where(()), limit=MAX_DEPTH)]
     return [sentence(e, where, messages or {}) for e in validator(name).iter_errors(doc)]
 
 
@@ -181,49 +206,58 @@ def _show(value: object) -> str:
     return f"'{text[:60]}…'" if len(text) > 60 else f"'{text}'"
 
 
-def _kind(schema: dict) -> str:
+def _kind(schema: dict) -> Msg | str:
     if "x-kind" in schema:
         return str(schema["x-kind"])
     kinds = schema.get("type")
     kinds = [kinds] if isinstance(kinds, str) else list(kinds or ())
-    return " or ".join(KINDS.get(k, k) for k in kinds if k != "null" or len(kinds) == 1) or "of another type"
+    said: list[Msg | str] = [KINDS[k]() if k in KINDS else k for k in kinds if k != "null" or len(kinds) == 1]
+    if not said:
+        return OTHER_TYPE()
+    out = said[-1]
+    for k in reversed(said[:-1]):  # "a or b or c", as the English always said it
+        out = EITHER(first=k, second=out)
+    return out
 
 
-def sentence(error: ValidationError, where: Where, messages: Mapping[str, str]) -> str:
+def sentence(error: ValidationError, where: Where, messages: Custom) -> Msg | str:
     """The one-sentence message of a schema error."""
     path = list(error.absolute_path)
     custom = _custom(error)
     if custom is not None:
         mid = str(_schema(custom)["x-message"])
-        template = messages.get(mid, MESSAGES.get(mid, MESSAGES["other"]))
-        return template.format(where=where(list(custom.absolute_path)))
+        at = where(list(custom.absolute_path))
+        template = messages.get(mid)
+        if isinstance(template, str):
+            return template.format(where=at)
+        return (template or MESSAGES.get(mid, MESSAGES["other"]))(where=at)
     schema, kw, limit = _schema(error), str(error.validator), error.validator_value
     if kw == "required":
         present = error.instance if isinstance(error.instance, dict) else {}
         missing = next((k for k in limit if k not in present), limit[0] if limit else "?")
-        return MESSAGES["required"].format(where=where([*path, missing]))
+        return MESSAGES["required"](where=where([*path, missing]))
     if kw in ("additionalProperties", "unevaluatedProperties"):
         known = sorted(_schema(error).get("properties", {}))
         extra = sorted(k for k in (error.instance if isinstance(error.instance, dict) else {}) if k not in known)
         key = extra[0] if extra else "?"
         near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = (MESSAGES["unknown-key-hint"].format(near=near[0]) if near
-                else MESSAGES["unknown-key-known"].format(known=", ".join(known)) if known else "")
-        return MESSAGES["unknown-key"].format(where=where(path), key=key, hint=hint)
+        hint: Msg | str = (MESSAGES["unknown-key-hint"](near=near[0]) if near
+                           else MESSAGES["unknown-key-known"](known=", ".join(known)) if known else "")
+        return MESSAGES["unknown-key"](where=where(path), key=key, hint=hint)
     if kw == "type":
-        return MESSAGES["type"].format(where=where(path), kind=_kind(schema))
+        return MESSAGES["type"](where=where(path), kind=_kind(schema))
     if kw == "enum":
-        return MESSAGES["enum"].format(where=where(path), choices=", ".join(str(c) for c in limit),
+        return MESSAGES["enum"](where=where(path), choices=", ".join(str(c) for c in limit),
                                        value=_show(error.instance))
     if kw == "const":
-        return MESSAGES["const"].format(where=where(path), value=_show(limit))
+        return MESSAGES["const"](where=where(path), value=_show(limit))
     if kw == "minLength" and limit != 1:
         kw = "minLength-n"
     if kw == "format":
         kw = f"format-{limit}"
     if kw in MESSAGES:
-        return MESSAGES[kw].format(where=where(path), limit=limit)
-    return MESSAGES["other"].format(where=where(path))
+        return MESSAGES[kw](where=where(path), limit=str(limit))
+    return MESSAGES["other"](where=where(path))
 
 
 __all__ = ["FORMATS", "MAX_DEPTH", "MESSAGES", "SCHEMAS", "ShapeError", "Where", "check", "dotted", "errors", "sentence",

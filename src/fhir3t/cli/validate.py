@@ -78,11 +78,12 @@ def run(args: argparse.Namespace) -> int:
     issues, tally = validate_issues(args.paths, max_bytes=max_bytes, options=options)
     issues = unread + issues
     summary = summary_issue(issues, tally)
+    lang = getattr(args, "lang", "en")  # what people read (the OperationOutcome's details.text, the grouped report)
     shown = at_least(issues, "error" if args.no_warnings else args.min_severity)
     if args.format == "json":
-        oo = to_operation_outcome(shown + [summary])
+        oo = to_operation_outcome(shown + [summary], lang)
         sys.stdout.write(orjson.dumps(oo, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        for line in render(shown, summary.diagnostics):
+        for line in render(shown, summary.text(lang), lang=lang):
             print(line)
     return EXIT_FINDINGS if any(i.is_error for i in issues) else EXIT_OK

@@ -93,7 +93,7 @@ def _keys_of(jwks: object, where: str, error: type[Exception]) -> dict[str | Non
     try:
         check("jwks", jwks, dotted(where))
     except ShapeError as exc:
-        raise (ConfigError(KEY_FILE["unusable"](path=where, why=str(exc))) if error is ConfigError
+        raise (ConfigError(KEY_FILE["unusable"](path=where, why=exc.said)) if error is ConfigError
                else error(HTTP_ERRORS["jwks-unusable"].format(why=exc))) from None
     out: dict[str | None, Any] = {}
     for k in jwks["keys"]:  # type: ignore[index]

@@ -148,7 +148,7 @@ class WatchState:
         try:
             check("watch-state", data, dotted("state"))
         except ShapeError as exc:
-            raise InputError(MESSAGES["state-shape"](path=str(path), why=str(exc))) from None
+            raise InputError(MESSAGES["state-shape"](path=str(path), why=exc.said)) from None
         if data["server"] != server:
             raise InputError(MESSAGES["state-other"](path=str(path)))
         mark = instant(data.get("mark"))

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir3t.messages import Message, Plural, table
 from fhir3t.validate import fhirpath
 from fhir3t.validate.bundle import Resolver, check_bundle, check_targets
 from fhir3t.validate.instance import Walk, is_resource_type, walk_resource
@@ -33,6 +34,25 @@ __all__ = [
     "to_operation_outcome",
     "validate_issues", "validate_paths", "validate_resource",
 ]
+
+
+MESSAGES = table("validate.input", {
+    "not-object": "expected a JSON object (a FHIR resource), got {kind}",
+    "no-resource-type": "not a FHIR resource: no resourceType",
+    "resource-type-not-string": "resourceType must be a string, got {kind}",
+    "unknown-resource-type": "unknown resourceType {type} (not an R4 resource type)",
+    "not-evaluated": "{key}: could not be evaluated, so it is not checked ({error})",
+    "invariant": "{key}: {human} (FHIRPath: {expression})",
+    "too-deep": "nested too deeply to be checked",
+})
+#: the last issue: what was checked and found ({what}, {notes}: the messages below)
+SUMMARY = Message("validate.summary", "{what}: {errors} error(s), {warnings} warning(s), {information} information"
+                                      "; {evaluated} invariant evaluation(s){skipped}")
+CHECKED = Message("validate.summary.checked", "checked {documents} document(s) ({resources} resource(s) in all)")
+CHECKED_ENTRIES = Plural("validate.summary.checked-entries",
+                         "checked {documents} document(s) with {n} Bundle entry ({resources} resource(s) in all)",
+                         "checked {documents} document(s) with {n} Bundle entries ({resources} resource(s) in all)")
+NOT_EVALUATED = Message("validate.summary.not-evaluated", ", {skipped} not evaluated ({keys})")
 
 
 @dataclass(frozen=True)
@@ -70,14 +90,14 @@ class Tally:
 def resource_type_issue(obj: Any) -> Issue | None:
     """Why `obj` cannot be checked as a resource at all (None when it can)."""
     if not isinstance(obj, dict):
-        return Issue("error", "structure", f"expected a JSON object (a FHIR resource), got {json_kind(obj)}")
+        return Issue("error", "structure", MESSAGES["not-object"](kind=json_kind(obj)))
     rt = obj.get("resourceType")
     if rt is None:
-        return Issue("error", "structure", "not a FHIR resource: no resourceType")
+        return Issue("error", "structure", MESSAGES["no-resource-type"]())
     if not isinstance(rt, str):
-        return Issue("error", "structure", f"resourceType must be a string, got {json_kind(rt)}")
+        return Issue("error", "structure", MESSAGES["resource-type-not-string"](kind=json_kind(rt)))
     if not is_resource_type(rt):
-        return Issue("error", "structure", f"unknown resourceType {rt!r} (not an R4 resource type)")
+        return Issue("error", "structure", MESSAGES["unknown-resource-type"](type=repr(rt)))
     return None
 
 
@@ -162,13 +182,12 @@ def _evaluate(w: Walk, resolver: Resolver) -> None:
         out = fhirpath.evaluate(c, job.node, job.base, job.resource, root, resolver.lookup)
         if out.ok is None:
             w.not_evaluated[c.key] = w.not_evaluated.get(c.key, 0) + 1
-            w.add("warning", "processing", f"{c.key}: could not be evaluated, so it is not checked ({out.error})",
-                  job.where)
+            w.add("warning", "processing", MESSAGES["not-evaluated"](key=c.key, error=out.error), job.where)
         else:
             w.evaluated += 1
             if not out.ok:
                 w.add(c.severity if c.severity in ("error", "warning") else "error", "invariant",
-                      f"{c.key}: {c.human} (FHIRPath: {c.expression})", job.where)
+                      MESSAGES["invariant"](key=c.key, human=c.human, expression=c.expression), job.where)
 
 
 def validate_issues(
@@ -190,7 +209,7 @@ def validate_issues(
             try:
                 found = validate_resource(obj, options, tally)
             except RecursionError:
-                found = [Issue("error", "too-costly", "nested too deeply to be checked",
+                found = [Issue("error", "too-costly", MESSAGES["too-deep"](),
                                obj.get("resourceType") if isinstance(obj, dict) else None)]
             issues.extend(i.with_source(source) for i in found)
     return issues, tally
@@ -207,12 +226,10 @@ def summary_issue(issues: Sequence[Issue], tally: Tally) -> Issue:
     n_err = sum(i.is_error for i in issues)
     n_warn = sum(i.severity == "warning" for i in issues)
     n_info = sum(i.severity == "information" for i in issues)
-    what = f"checked {tally.documents} document(s)"
-    if tally.entries:
-        what += f" with {tally.entries} Bundle entr{'y' if tally.entries == 1 else 'ies'}"
-    what += f" ({tally.resources} resource(s) in all)"
+    what = (CHECKED_ENTRIES(tally.entries, documents=tally.documents, resources=tally.resources) if tally.entries
+            else CHECKED(documents=tally.documents, resources=tally.resources))
     skipped = sum(tally.constraints_not_evaluated.values())
-    notes = f"; {tally.constraints_evaluated} invariant evaluation(s)" + (
-        f", {skipped} not evaluated ({', '.join(sorted(tally.constraints_not_evaluated))})" if skipped else "")
+    notes = NOT_EVALUATED(skipped=skipped, keys=", ".join(sorted(tally.constraints_not_evaluated))) if skipped else ""
     return Issue("information", "informational",
-                 f"{what}: {n_err} error(s), {n_warn} warning(s), {n_info} information{notes}")
+                 SUMMARY(what=what, errors=n_err, warnings=n_warn, information=n_info,
+                         evaluated=tally.constraints_evaluated, skipped=notes))

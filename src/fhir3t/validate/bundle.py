@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from fhir3t.jsonshape import text
+from fhir3t.messages import Msg, table
 from fhir3t.r4defs import resource_types as r4_resource_types
 from fhir3t.validate.issues import Issue, Severity
 from fhir3t.validate.refs import ABSOLUTE_REF, RELATIVE_REF, iter_references
@@ -24,6 +25,43 @@ _QUERY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-.:]*$")
 _ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
 _HISTORY = re.compile(r"^(.*?)/_history/([A-Za-z0-9\-.]{1,64})$")
 _SINGLE_LINKS = frozenset({"self", "first", "previous", "prev", "next", "last"})
+
+#: what Bundle integrity finds wrong (references, urls and queries quoted as repr by the caller)
+MESSAGES = table("validate.bundle", {
+    "target": "reference {ref} resolves to a {type}, which is not a valid target here (must be one of {targets})",
+    "target-type": "Reference.type {declared} does not match the type of the resource {ref} resolves to ({type})",
+    "link-once": "the link relation {relation} can only occur once",
+    "full-url": "the fullUrl must be an absolute URL (not {url})",
+    "full-url-no-id": "the fullUrl {url} looks like a RESTful server URL, but the resource has no id",
+    "full-url-end": "the fullUrl {url} looks like a RESTful server URL, so it must end with the resource's type and id "
+                    "(/{type}/{id})",
+    "outcome": "an entry of search mode 'outcome' must be an OperationOutcome, not a {type}",
+    "search-ids": "search results must have ids",
+    "not-resolved": "reference {ref} does not resolve within the Bundle (--strict-refs)",
+    "outside": "{n} reference(s) to {targets} resource(s) outside this Bundle, e.g. {examples}; they must exist on the "
+               "server that receives it (--strict-refs lists each as an error)",
+    "conditional-not-transaction": "conditional reference {ref} is only allowed in a transaction",
+    "conditional": "conditional reference {ref}: {problem}",
+    "ambiguous": "found {n} entries that match {ref} in the Bundle",
+    "urn": "reference {ref} does not resolve to any entry's fullUrl in this {type} Bundle",
+    "unknown-type": "reference {ref} names unknown resource type {type}",
+    "missing": "can't find {ref} in the {type} Bundle (a {type} must carry the resources its first entry points to)",
+    "malformed": "reference {ref} is neither Type/id, an absolute URL, urn:uuid nor #contained",
+    "method-type": "{method} url {url} does not start with an R4 resource type",
+    "conditional-url": "conditional {method} url {url}: {problem}",
+    "post-url": "POST url must be the resource type only, got {url}",
+    "url-form": "{method} url must be Type/id or Type?query, got {url}",
+    "put-id": "PUT url id {id} differs from the resource id {resource_id}",
+    "url-names": "{method} url {url} names {type} but the entry holds a {held}",
+    "if-none-exist": "ifNoneExist {query}: {problem}",
+    "if-none-exist-post": "ifNoneExist only has an effect on POST (conditional create)",
+    "query-type": "{type} is not an R4 resource type",
+    "query-form": "expected Type?name=value[&name=value]",
+    "query-empty": "empty search criteria (would match every resource)",
+    "query-criterion": "search criterion {part} is not name=value",
+    "query-name": "search parameter name {name} is malformed",
+    "query-malformed": "malformed query: {error}",
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +142,11 @@ def check_targets(resolver: Resolver, references: list[tuple[str, str, tuple[str
             continue
         rtype = got[0].rtype
         if targets and rtype not in targets:
-            yield Issue("error", "structure", f"reference {ref!r} resolves to a {rtype}, which is not a valid target "
-                                              f"here (must be one of {', '.join(targets)})", f"{where}.reference")
+            yield Issue("error", "structure", MESSAGES["target"](ref=repr(ref), type=rtype, targets=", ".join(targets)),
+                        f"{where}.reference")
         if declared is not None and declared != rtype:
-            yield Issue("error", "value", f"Reference.type {declared!r} does not match the type of the resource "
-                                          f"{ref!r} resolves to ({rtype})", f"{where}.type")
+            yield Issue("error", "value", MESSAGES["target-type"](declared=repr(declared), ref=repr(ref), type=rtype),
+                        f"{where}.type")
 
 
 def check_bundle(bundle: dict, *, strict_refs: bool = False) -> list[Issue]:
@@ -135,7 +173,7 @@ def _check_links(bundle: dict) -> Iterator[Issue]:
         rel = link.get("relation") if isinstance(link, dict) else None
         if isinstance(rel, str) and rel in _SINGLE_LINKS:
             if rel in seen:
-                yield Issue("error", "invalid", f"the link relation {rel!r} can only occur once", f"Bundle.link[{i}]")
+                yield Issue("error", "invalid", MESSAGES["link-once"](relation=repr(rel)), f"Bundle.link[{i}]")
             seen.add(rel)
 
 
@@ -144,24 +182,21 @@ def _check_full_urls(resolver: Resolver, btype: object) -> Iterator[Issue]:
         at = f"Bundle.entry[{e.index}]"
         fu = e.full_url
         if fu is not None and not _ABSOLUTE_URI.match(fu):
-            yield Issue("error", "invalid", f"the fullUrl must be an absolute URL (not {fu[:80]!r})", f"{at}.fullUrl")
+            yield Issue("error", "invalid", MESSAGES["full-url"](url=repr(fu[:80])), f"{at}.fullUrl")
         elif fu is not None and e.resource is not None:
             m = ABSOLUTE_REF.match(fu)
             r = e.resource
             if m and "id" not in r and btype not in REQUEST_TYPES and btype != "searchset":  # (searchset: below)
-                yield Issue("error", "invalid", f"the fullUrl {fu[:120]!r} looks like a RESTful server URL, but the "
-                                                "resource has no id", f"{at}.fullUrl")
+                yield Issue("error", "invalid", MESSAGES["full-url-no-id"](url=repr(fu[:120])), f"{at}.fullUrl")
             elif m and (m.group(2) != r.get("resourceType") or ("id" in r and m.group(3) != r.get("id"))):
-                yield Issue("error", "invalid",
-                            f"the fullUrl {fu[:120]!r} looks like a RESTful server URL, so it must end with the "
-                            f"resource's type and id (/{r.get('resourceType')}/{r.get('id')})", f"{at}.fullUrl")
+                yield Issue("error", "invalid", MESSAGES["full-url-end"](
+                    url=repr(fu[:120]), type=str(r.get("resourceType")), id=str(r.get("id"))), f"{at}.fullUrl")
         if btype == "searchset" and e.mode == "outcome" and e.resource is not None and e.rtype != "OperationOutcome":
-            yield Issue("error", "invalid", f"an entry of search mode 'outcome' must be an OperationOutcome, not "
-                                            f"a {e.rtype}", f"{at}.resource")
+            yield Issue("error", "invalid", MESSAGES["outcome"](type=str(e.rtype)), f"{at}.resource")
         if (btype == "searchset" and e.resource is not None and "id" not in e.resource
                 and (e.mode != "outcome" or e.rtype != "OperationOutcome")
                 and e.rtype != "OperationOutcome"):
-            yield Issue("error", "invalid", "search results must have ids", f"{at}.resource")
+            yield Issue("error", "invalid", MESSAGES["search-ids"](), f"{at}.resource")
 
 
 def _check_references(resolver: Resolver, btype: str, strict: bool) -> Iterator[Issue]:
@@ -183,14 +218,12 @@ def _check_references(resolver: Resolver, btype: str, strict: bool) -> Iterator[
         return
     if strict:
         for where, ref in outside:
-            yield Issue("error", "not-found", f"reference {ref!r} does not resolve within the Bundle (--strict-refs)",
-                        f"{where}.reference")
+            yield Issue("error", "not-found", MESSAGES["not-resolved"](ref=repr(ref)), f"{where}.reference")
         return
     targets = sorted({r for _, r in outside})
     yield Issue("information", "not-found",
-                f"{len(outside)} reference(s) to {len(targets)} resource(s) outside this Bundle, e.g. "
-                f"{', '.join(targets[:3])}; they must exist on the server that receives it "
-                "(--strict-refs lists each as an error)", f"{outside[0][0]}.reference")
+                MESSAGES["outside"](n=len(outside), targets=len(targets), examples=", ".join(targets[:3])),
+                f"{outside[0][0]}.reference")
 
 
 def _resolve(resolver: Resolver, ref: str, where: str, base: str | None, btype: str,
@@ -200,30 +233,27 @@ def _resolve(resolver: Resolver, ref: str, where: str, base: str | None, btype: 
         return None  # contained: checked by ref-1
     if "?" in ref and not ref.startswith(("http://", "https://")):
         if btype != "transaction":
-            return Issue("error", "invalid", f"conditional reference {ref!r} is only allowed in a transaction", loc)
+            return Issue("error", "invalid", MESSAGES["conditional-not-transaction"](ref=repr(ref)), loc)
         problem = conditional_url_problem(ref, require_type=True)
-        return Issue("error", "invalid", f"conditional reference {ref!r}: {problem}", loc) if problem else None
+        return Issue("error", "invalid", MESSAGES["conditional"](ref=repr(ref), problem=problem), loc) if problem else None
     got = resolver.find(ref, base)
     if len({g.index for g in got}) > 1 and len({(g.full_url, g.version) for g in got}) > 1:
         # an error where the Bundle must be closed (a document, message, transaction), else a warning as the
         # HL7 validator says: the reference is not wrong, only not decidable here
         severity: Severity = "error" if btype in ("document", "message", "transaction") else "warning"
-        return Issue(severity, "invalid", f"found {len(got)} entries that match {ref!r} in the Bundle", loc)
+        return Issue(severity, "invalid", MESSAGES["ambiguous"](n=len(got), ref=repr(ref)), loc)
     if got:
         return None
     if ref.startswith(("urn:uuid:", "urn:oid:")):
-        return Issue("error", "not-found",
-                     f"reference {ref!r} does not resolve to any entry's fullUrl in this {btype} Bundle", loc)
+        return Issue("error", "not-found", MESSAGES["urn"](ref=repr(ref), type=btype), loc)
     m = RELATIVE_REF.match(ref)
     if m and m.group(1) not in r4_resource_types():
-        return Issue("error", "value", f"reference {ref!r} names unknown resource type {m.group(1)!r}", loc)
+        return Issue("error", "value", MESSAGES["unknown-type"](ref=repr(ref), type=repr(m.group(1))), loc)
     if index == 0 and ((btype == "document" and ".section" in where) or (btype == "message" and ".focus" in where)):
-        return Issue("error", "not-found", f"can't find {ref!r} in the {btype} Bundle (a {btype} must carry the "
-                                           "resources its first entry points to)", loc)
+        return Issue("error", "not-found", MESSAGES["missing"](ref=repr(ref), type=btype), loc)
     if m or ref.startswith(("http://", "https://")):
         return "outside"
-    return Issue("warning", "value",
-                 f"reference {ref!r} is neither Type/id, an absolute URL, urn:uuid nor #contained", loc)
+    return Issue("warning", "value", MESSAGES["malformed"](ref=repr(ref)), loc)
 
 
 def _check_request(entry: dict, where: str) -> Iterator[Issue]:
@@ -242,35 +272,36 @@ def _check_request(entry: dict, where: str) -> Iterator[Issue]:
     head = path.split("/")[0]
     if method in {"POST", "PUT", "DELETE", "PATCH"}:
         if head not in r4_resource_types():
-            yield Issue("error", "value", f"{method} url {url!r} does not start with an R4 resource type", loc)
+            yield Issue("error", "value", MESSAGES["method-type"](method=method, url=repr(url)), loc)
             return
         if query or url.endswith("?"):
             problem = conditional_url_problem(url, require_type=True)
             if problem:
-                yield Issue("error", "invalid", f"conditional {method} url {url!r}: {problem}", loc)
+                yield Issue("error", "invalid", MESSAGES["conditional-url"](method=method, url=repr(url), problem=problem), loc)
         elif method == "POST" and path != head:
-            yield Issue("error", "value", f"POST url must be the resource type only, got {url!r}", loc)
+            yield Issue("error", "value", MESSAGES["post-url"](url=repr(url)), loc)
         elif method in {"PUT", "DELETE", "PATCH"}:
             m = RELATIVE_REF.match(path)
             if not m:
-                yield Issue("error", "value", f"{method} url must be Type/id or Type?query, got {url!r}", loc)
+                yield Issue("error", "value", MESSAGES["url-form"](method=method, url=repr(url)), loc)
             elif method == "PUT" and isinstance(res, dict) and res.get("id") not in (None, m.group(2)):
                 yield Issue("error", "value",
-                            f"PUT url id {m.group(2)!r} differs from the resource id {res.get('id')!r}",
+                            MESSAGES["put-id"](id=repr(m.group(2)), resource_id=repr(res.get("id"))),
                             f"{where}.resource.id")
         if method in {"POST", "PUT"} and rtype and head != rtype:
-            yield Issue("error", "value", f"{method} url {url!r} names {head} but the entry holds a {rtype}", loc)
+            yield Issue("error", "value", MESSAGES["url-names"](method=method, url=repr(url), type=head, held=rtype), loc)
     ine = req.get("ifNoneExist")
     if isinstance(ine, str):
         problem = conditional_url_problem(ine, require_type=False)
         if problem:
-            yield Issue("error", "invalid", f"ifNoneExist {ine!r}: {problem}", f"{where}.request.ifNoneExist")
+            yield Issue("error", "invalid", MESSAGES["if-none-exist"](query=repr(ine), problem=problem),
+                        f"{where}.request.ifNoneExist")
         if method != "POST":
-            yield Issue("warning", "business-rule", "ifNoneExist only has an effect on POST (conditional create)",
+            yield Issue("warning", "business-rule", MESSAGES["if-none-exist-post"](),
                         f"{where}.request.ifNoneExist")
 
 
-def conditional_url_problem(url: str, *, require_type: bool) -> str | None:
+def conditional_url_problem(url: str, *, require_type: bool) -> Msg | None:
     """What is wrong with a conditional URL (`Type?name=value[&...]`), or None if well formed.
 
     Without `require_type` the bare query form (`name=value&...`, as R4's ifNoneExist is defined)
@@ -279,21 +310,21 @@ def conditional_url_problem(url: str, *, require_type: bool) -> str | None:
     if "?" in url:
         rtype, _, query = url.partition("?")
         if rtype not in r4_resource_types():
-            return f"{rtype!r} is not an R4 resource type"
+            return MESSAGES["query-type"](type=repr(rtype))
     elif require_type:
-        return "expected Type?name=value[&name=value]"
+        return MESSAGES["query-form"]()
     else:
         query = url
     if not query:
-        return "empty search criteria (would match every resource)"
+        return MESSAGES["query-empty"]()
     for part in query.split("&"):
         name, eq, value = part.partition("=")
         if not eq or not name or not value:
-            return f"search criterion {part!r} is not name=value"
+            return MESSAGES["query-criterion"](part=repr(part))
         if not _QUERY_NAME.match(name):
-            return f"search parameter name {name!r} is malformed"
+            return MESSAGES["query-name"](name=repr(name))
     try:
         parse_qsl(query, strict_parsing=True)
     except ValueError as exc:
-        return f"malformed query: {exc}"
+        return MESSAGES["query-malformed"](error=str(exc))
     return None

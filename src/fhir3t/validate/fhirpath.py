@@ -20,7 +20,11 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from fhir3t.messages import Message, Msg
 from fhir3t.r4defs import Constraint, constraints
+
+#: why a natively checked constraint could not be evaluated
+UNITS = Message("validate.fhirpath.units", "the quantities have different units")
 
 NATIVE = frozenset({"ele-1", "ext-1", "ref-1", "dom-3", "txt-1", "txt-2", "bdl-1", "bdl-2", "bdl-3", "bdl-4", "bdl-5",
                     "bdl-7", "bdl-8", "bdl-9", "bdl-10", "bdl-11", "bdl-12"})
@@ -106,7 +110,7 @@ _NATIVE_EVAL: dict[str, Callable[[Any], bool | None]] = {"rng-2": _range_ordered
 class Outcome:
     constraint: Constraint
     ok: bool | None          # None: could not be evaluated
-    error: str = ""
+    error: str | Msg = ""    # why not (fhirpathpy's own English, or a message)
 
 
 def applicable(ident: str) -> Constraint | None:
@@ -164,7 +168,7 @@ def evaluate(c: Constraint, node: Any, base: str | None, resource: dict, root: d
     native = _NATIVE_EVAL.get(c.key)
     if native is not None:
         ok = native(node)
-        return Outcome(c, ok, "" if ok is not None else "the quantities have different units")
+        return Outcome(c, ok, "" if ok is not None else UNITS())
     token = _RESOLVER.set(resolver)
     try:
         target = node if base is None else ResourceNode.create_node(node, base)

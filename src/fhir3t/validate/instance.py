@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from fhir3t.messages import Msg, table
 from fhir3t.r4defs import (
     ElementDef,
     TypeDef,
@@ -33,6 +34,58 @@ from fhir3t.validate.refs import ABSOLUTE_REF, RELATIVE_REF
 #: deeper than this, a JSON tree is not walked further (R4 has no legitimate need for it)
 MAX_DEPTH = 200
 _LISTED = 12  # at most this many codes are listed in a binding message
+
+#: what the walk finds wrong (values quoted by the caller, as repr; FHIR names, paths and codes as written)
+MESSAGES = table("validate.instance", {
+    "not-object": "wrong JSON type: expected an object, not {kind}",
+    "too-deep": "nested deeper than {limit} levels; not checked further",
+    "empty-object": "ele-1: All FHIR elements must have a @value or children (empty object)",
+    "unknown-element": "unknown element {key} (not an element of {type} in R4)",
+    "not-primitive": "unknown element {key} ({name} is not a primitive)",
+    "one-choice": "only one of {names} is allowed ({name}[x] is a single choice)",
+    "missing": "missing required element {name} (minimum cardinality {min})",
+    "not-array": "{name} repeats (max {max}): it must be a JSON array, not {kind}",
+    "empty-array": "ele-1: element {name} is an empty array (omit it instead)",
+    "too-many": "{name} has {n} items; at most {max} allowed",
+    "too-few": "{name} has {n} items; at least {min} required",
+    "null-item": "ele-1: null in an array is only allowed with a matching extension in the paired `_` array",
+    "array": "{name} does not repeat (max 1): it must not be a JSON array",
+    "null": "ele-1: element {name} is null (omit it instead)",
+    "keyed": "{key}: {text}",
+    "fixed": "value must be exactly {value} ({type})",
+    "id": "invalid resource id ({n} characters; expected 1-64 of A-Z a-z 0-9 - .)",
+    "type-unknown": "type {type} is not in the R4 definitions; not checked",
+    "not-resource": "expected a resource (a JSON object), not {kind}",
+    "no-resource-type": "not a FHIR resource: no resourceType",
+    "unknown-resource-type": "unknown resourceType {type} (not an R4 resource type)",
+    "twin-array": "{key} must be a JSON array, like {name}",
+    "twin-not-array": "{key} must not be a JSON array, like {name}",
+    "twin-count": "{key} and {name} must have the same number of items",
+    "codes-more": "{codes}, ... ({n} codes)",
+    "code-binding": "{code} is not in the {strength} value set {url} (allowed: {allowed})",
+    "coding-binding": "code {code} is not in {system} as bound by {url} (allowed: {allowed})",
+    "no-code-text": "no code provided, and a code is required from the value set {url} (allowed: {allowed})",
+    "no-code": "a code from the required value set {url} is needed",
+    "no-coding": "none of the codings is from the required value set {url} (systems: {systems})",
+    "system-local": "Coding.system must be an absolute URI, not a local reference ({system})",
+    "target": "the type {type} implied by the reference is not a valid target for {path} (must be one of {targets})",
+    "reference-type": "Reference.type {declared} does not match the reference's type {type}",
+    "attachment-size": "stated attachment size {size} does not match the size of the data ({actual})",
+    "ext-1-both": "ext-1: Must have either extensions or value[x], not both (has both)",
+    "ext-1-neither": "ext-1: Must have either extensions or value[x], not both (has neither)",
+    "ext-relative": "the extension url {url} must be an absolute URL (only a sub-extension of a complex extension "
+                    "has a relative one)",
+    "ext-modifier": "the extension {url} is a modifier extension, so it must be in modifierExtension",
+    "ext-not-modifier": "the extension {url} is not a modifier extension, so it must not be in modifierExtension",
+    "ext-unknown-modifier": "the modifier extension {url} is unknown, so the element it modifies cannot be understood",
+    "ext-not-core": "the extension {url} is not an R4 core extension, so it is not allowed here",
+    "ext-unknown": "the extension {url} is unknown, so its content is not checked (--allow-extension-domain accepts "
+                   "a domain)",
+    "ext-type": "the extension {url} allows the types [{types}] but found type {type}",
+    "ext-value": "the extension {url} needs a value[x]",
+    "ext-code": "the code {code} is not in the value set {valueset} (required by the extension {url})",
+    "ext-context": "the extension {url} is not allowed to be used at this point ({parent}; allowed: {allowed})",
+})
 
 
 @dataclass
@@ -61,7 +114,7 @@ class Walk:
     #: types (() for any), Reference.type or None)
     references: list[tuple[str, str, tuple[str, ...], str | None]] = field(default_factory=list)
 
-    def add(self, severity: str, code: str, message: str, where: str) -> None:
+    def add(self, severity: str, code: str, message: Msg, where: str) -> None:
         self.issues.append(Issue(severity, code, message, where))  # type: ignore[arg-type]
 
 
@@ -86,13 +139,13 @@ def _collect(w: Walk, idents: tuple[str, ...], node: Any, base: str | None, wher
 
 def _complex(w: Walk, node: Any, t: TypeDef, path: str, where: str, res: dict, depth: int, def_path: str) -> None:
     if not isinstance(node, dict):
-        w.add("error", "structure", f"wrong JSON type: expected an object, not {primitives.json_kind(node)}", where)
+        w.add("error", "structure", MESSAGES["not-object"](kind=primitives.json_kind(node)), where)
         return
     if depth > MAX_DEPTH:
-        w.add("error", "too-costly", f"nested deeper than {MAX_DEPTH} levels; not checked further", where)
+        w.add("error", "too-costly", MESSAGES["too-deep"](limit=MAX_DEPTH), where)
         return
     if not node:
-        w.add("error", "invariant", "ele-1: All FHIR elements must have a @value or children (empty object)", where)
+        w.add("error", "invariant", MESSAGES["empty-object"](), where)
         return
     children = t.children(path)
     is_root = path == "" and t.kind == "resource"
@@ -104,8 +157,8 @@ def _complex(w: Walk, node: Any, t: TypeDef, path: str, where: str, res: dict, d
         child = children.get(name)
         loc = f"{where}.{name}"
         if child is None:
-            w.add("error", "structure", f"unknown element {key!r} (not an element of {t.name}"
-                                        f"{'.' + path if path else ''} in R4)", loc)
+            w.add("error", "structure", MESSAGES["unknown-element"](key=repr(key),
+                                                                  type=t.name + ('.' + path if path else '')), loc)
             continue
         el = child.element
         names = present.setdefault(el.path, [])
@@ -114,20 +167,20 @@ def _complex(w: Walk, node: Any, t: TypeDef, path: str, where: str, res: dict, d
         if key.startswith("_"):
             pt = type_def(child.type)
             if pt is None or pt.kind != "primitive-type":
-                w.add("error", "structure", f"unknown element {key!r} ({name} is not a primitive)", loc)
+                w.add("error", "structure", MESSAGES["not-primitive"](key=repr(key), name=name), loc)
                 continue
             _primitive_extras(w, value, node.get(name), el, pt, loc, res, depth, key, f"{def_path}.{name}")
             continue
         _value(w, value, node.get("_" + name), el, child.type, t, loc, res, depth, f"{def_path}.{name}")
     for el_path, names in present.items():
         if len(names) > 1:
-            w.add("error", "structure", f"only one of {', '.join(names)} is allowed ({t.elements[el_path].name}[x] "
-                                        "is a single choice)", where)
+            w.add("error", "structure", MESSAGES["one-choice"](names=", ".join(names), name=t.elements[el_path].name),
+                  where)
     for name, child in children.items():
         el = child.element
         if el.min > 0 and el.path not in present and (not el.choice or name == _first_choice(children, el)):
-            w.add("error", "required", f"missing required element {el.name + ('[x]' if el.choice else '')!r} "
-                                       f"(minimum cardinality {el.min})", f"{where}.{el.name}")
+            w.add("error", "required", MESSAGES["missing"](name=repr(el.name + ('[x]' if el.choice else '')),
+                                                         min=el.min), f"{where}.{el.name}")
 
 
 def _first_choice(children: dict, el: ElementDef) -> str:
@@ -138,32 +191,31 @@ def _value(w: Walk, value: Any, twin: Any, el: ElementDef, tcode: str, t: TypeDe
            depth: int, def_path: str) -> None:
     if el.many:
         if not isinstance(value, list):
-            w.add("error", "structure", f"{el.name!r} repeats (max {el.max or '*'}): it must be a JSON array, "
-                                        f"not {primitives.json_kind(value)}", where)
+            w.add("error", "structure", MESSAGES["not-array"](name=repr(el.name), max=str(el.max or '*'),
+                                                            kind=primitives.json_kind(value)), where)
             value = [value]
             twin = [twin] if twin is not None else None
         if not value:
-            w.add("error", "invariant", f"ele-1: element {el.name!r} is an empty array (omit it instead)", where)
+            w.add("error", "invariant", MESSAGES["empty-array"](name=repr(el.name)), where)
             return
         if el.max is not None and len(value) > el.max:
-            w.add("error", "structure", f"{el.name!r} has {len(value)} items; at most {el.max} allowed", where)
+            w.add("error", "structure", MESSAGES["too-many"](name=repr(el.name), n=len(value), max=el.max), where)
         if el.min > len(value):
-            w.add("error", "required", f"{el.name!r} has {len(value)} items; at least {el.min} required", where)
+            w.add("error", "required", MESSAGES["too-few"](name=repr(el.name), n=len(value), min=el.min), where)
         for i, item in enumerate(value):
             loc = f"{where}[{i}]"
             if item is None:
                 if not (isinstance(twin, list) and i < len(twin) and twin[i] is not None):
-                    w.add("error", "invariant", "ele-1: null in an array is only allowed with a matching extension "
-                                                "in the paired `_` array", loc)
+                    w.add("error", "invariant", MESSAGES["null-item"](), loc)
                 continue
             _item(w, item, el, tcode, t, loc, res, depth + 1, def_path)
         return
     if isinstance(value, list):
-        w.add("error", "structure", f"{el.name!r} does not repeat (max 1): it must not be a JSON array", where)
+        w.add("error", "structure", MESSAGES["array"](name=repr(el.name)), where)
         return
     if value is None:
         if twin is None:
-            w.add("error", "invariant", f"ele-1: element {el.name!r} is null (omit it instead)", where)
+            w.add("error", "invariant", MESSAGES["null"](name=repr(el.name)), where)
         return
     _item(w, value, el, tcode, t, where, res, depth + 1, def_path)
 
@@ -176,15 +228,14 @@ def _item(w: Walk, item: Any, el: ElementDef, tcode: str, t: TypeDef, where: str
             w.add(sev, code, msg, where)
         if tcode == "xhtml" and isinstance(item, str):
             for key, msg in xhtml.narrative_problems(item):
-                w.add("error", "invariant", f"{key}: {msg}", where)
+                w.add("error", "invariant", MESSAGES["keyed"](key=key, text=msg), where)
         if el.binding and el.binding[0] == "required" and isinstance(item, str) and tcode in ("code", "string", "uri"):
             _code_binding(w, item, el, where)
         if el.fixed is not None and item != el.fixed[1]:
-            w.add("error", "value", f"value must be exactly {el.fixed[1]!r} ({el.fixed[0]})", where)
+            w.add("error", "value", MESSAGES["fixed"](value=repr(el.fixed[1]), type=el.fixed[0]), where)
         if tcode == "id" or (el.path == "id" and t.kind == "resource"):
             if isinstance(item, str) and not _ID.fullmatch(item):
-                w.add("error", "value", f"invalid resource id ({len(item)} characters; expected 1-64 of "
-                                        "A-Z a-z 0-9 - .)", where)
+                w.add("error", "value", MESSAGES["id"](n=len(item)), where)
         return
     if tcode == "Resource" or is_resource_type(tcode):
         nested_resource(w, item, where, depth, res if el.path == "contained" else None)
@@ -195,7 +246,7 @@ def _item(w: Walk, item: Any, el: ElementDef, tcode: str, t: TypeDef, where: str
         _collect(w, el.constraints, item, f"{t.name}.{path}", where, res)
         return
     if dt is None:
-        w.add("warning", "not-supported", f"type {tcode!r} is not in the R4 definitions; not checked", where)
+        w.add("warning", "not-supported", MESSAGES["type-unknown"](type=repr(tcode)), where)
         return
     _complex(w, item, dt, "", where, res, depth, def_path)
     if isinstance(item, dict):
@@ -214,12 +265,12 @@ _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 def nested_resource(w: Walk, item: Any, where: str, depth: int, container: dict | None = None) -> None:
     if not isinstance(item, dict):
-        w.add("error", "structure", f"expected a resource (a JSON object), not {primitives.json_kind(item)}", where)
+        w.add("error", "structure", MESSAGES["not-resource"](kind=primitives.json_kind(item)), where)
         return
     rt = item.get("resourceType")
     if not is_resource_type(rt):
-        w.add("error", "structure", "not a FHIR resource: no resourceType" if rt is None else
-              f"unknown resourceType {rt!r} (not an R4 resource type)", where)
+        w.add("error", "structure", MESSAGES["no-resource-type"]() if rt is None else
+              MESSAGES["unknown-resource-type"](type=repr(rt)), where)
         return
     walk_resource(w, item, where, depth, container)
 
@@ -229,11 +280,11 @@ def _primitive_extras(w: Walk, value: Any, twin: Any, el: ElementDef, pt: TypeDe
     """`_name`: the id/extensions of a primitive (an object, or an array paired with the values)."""
     items = value if isinstance(value, list) else [value]
     if el.many != isinstance(value, list):
-        w.add("error", "structure", f"{key!r} must {'be' if el.many else 'not be'} a JSON array, like {key[1:]!r}",
-              where)
+        w.add("error", "structure", MESSAGES["twin-array" if el.many else "twin-not-array"](
+            key=repr(key), name=repr(key[1:])), where)
         return
     if el.many and isinstance(twin, list) and len(twin) != len(items):
-        w.add("error", "structure", f"{key!r} and {key[1:]!r} must have the same number of items", where)
+        w.add("error", "structure", MESSAGES["twin-count"](key=repr(key), name=repr(key[1:])), where)
     for i, item in enumerate(items):
         loc = f"{where}[{i}]" if el.many else where
         if item is None:
@@ -243,10 +294,10 @@ def _primitive_extras(w: Walk, value: Any, twin: Any, el: ElementDef, pt: TypeDe
 
 # --- bindings ------------------------------------------------------------------------------------
 
-def _allowed(codes: dict[str, frozenset[str]]) -> str:
+def _allowed(codes: dict[str, frozenset[str]]) -> Msg | str:
     every = sorted({c for cs in codes.values() for c in cs})
     shown = ", ".join(every[:_LISTED])
-    return shown + (f", ... ({len(every)} codes)" if len(every) > _LISTED else "")
+    return MESSAGES["codes-more"](codes=shown, n=len(every)) if len(every) > _LISTED else shown
 
 
 def _code_binding(w: Walk, code: str, el: ElementDef, where: str) -> None:
@@ -258,8 +309,8 @@ def _code_binding(w: Walk, code: str, el: ElementDef, where: str) -> None:
     if any(code in cs for cs in vs.values()):
         return
     sev = "error" if strength == "required" else "warning"
-    w.add(sev, "code-invalid", f"{code[:60]!r} is not in the {strength} value set {url} "
-                               f"(allowed: {_allowed(vs)})", where)
+    w.add(sev, "code-invalid", MESSAGES["code-binding"](code=repr(code[:60]), strength=strength, url=url,
+                                                        allowed=_allowed(vs)), where)
 
 
 def _codings_binding(w: Walk, codings: list[tuple[dict, str]], el: ElementDef, where: str, text_only: bool) -> None:
@@ -277,23 +328,22 @@ def _codings_binding(w: Walk, codings: list[tuple[dict, str]], el: ElementDef, w
                 in_vs = True
             else:
                 in_vs = True  # reported here; no second "none from the value set"
-                w.add(sev, "code-invalid", f"code {str(code)[:60]!r} is not in {system} as bound by {url} "
-                                           f"(allowed: {_allowed({system: vs[system]})})", f"{loc}.code")
+                w.add(sev, "code-invalid", MESSAGES["coding-binding"](
+                    code=repr(str(code)[:60]), system=system, url=url, allowed=_allowed({system: vs[system]})),
+                    f"{loc}.code")
     if in_vs or strength != "required":
         return
     if not codings:
-        msg = (f"no code provided, and a code is required from the value set {url} (allowed: {_allowed(vs)})"
-               if text_only else f"a code from the required value set {url} is needed")
+        msg = (MESSAGES["no-code-text"](url=url, allowed=_allowed(vs)) if text_only else MESSAGES["no-code"](url=url))
     else:
-        msg = f"none of the codings is from the required value set {url} (systems: {', '.join(sorted(vs))})"
+        msg = MESSAGES["no-coding"](url=url, systems=", ".join(sorted(vs)))
     w.add("error", "code-invalid", msg, where)
 
 
 def _coding(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -> None:
     system = item.get("system")
     if isinstance(system, str) and system and ":" not in system:
-        w.add("error", "value", f"Coding.system must be an absolute URI, not a local reference ({system[:80]!r})",
-              f"{where}.system")
+        w.add("error", "value", MESSAGES["system-local"](system=repr(system[:80])), f"{where}.system")
     if el.binding:
         _codings_binding(w, [(item, where)], el, where, False)
 
@@ -323,10 +373,10 @@ def _reference(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -
         return
     rtype = m.group(1) if m.re is RELATIVE_REF else m.group(2)
     if rtype not in targets and is_resource_type(rtype):
-        w.add("error", "structure", f"the type {rtype!r} implied by the reference is not a valid target for "
-                                    f"{def_path} (must be one of {', '.join(targets)})", f"{where}.reference")
+        w.add("error", "structure", MESSAGES["target"](type=repr(rtype), path=def_path, targets=", ".join(targets)),
+              f"{where}.reference")
     if isinstance(declared, str) and declared != rtype and is_resource_type(declared):
-        w.add("error", "value", f"Reference.type {declared!r} does not match the reference's type {rtype!r}",
+        w.add("error", "value", MESSAGES["reference-type"](declared=repr(declared), type=repr(rtype)),
               f"{where}.type")
 
 
@@ -335,8 +385,7 @@ def _attachment(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) 
     if isinstance(data, str) and isinstance(size, int) and not isinstance(size, bool):
         actual = primitives.base64_size(data)
         if actual is not None and actual != size:
-            w.add("error", "structure", f"stated attachment size {size} does not match the size of the data ({actual})",
-                  where)
+            w.add("error", "structure", MESSAGES["attachment-size"](size=size, actual=actual), where)
 
 
 #: the extensions every FHIR version defines implicitly for the elements of another (R5 elements in R4 data, e.g.
@@ -348,56 +397,50 @@ CROSS_VERSION = tuple(f"http://hl7.org/fhir/{v}/StructureDefinition/extension-" 
 def _extension(w: Walk, item: dict, el: ElementDef, where: str, def_path: str) -> None:
     has_value = any(k.startswith("value") for k in item)
     if has_value == bool(item.get("extension")):
-        w.add("error", "invariant", "ext-1: Must have either extensions or value[x], not both"
-                                    + (" (has both)" if has_value else " (has neither)"), where)
+        w.add("error", "invariant", MESSAGES["ext-1-both" if has_value else "ext-1-neither"](), where)
     url = item.get("url")
     parent, _, slot = def_path.rpartition(".")
     if not isinstance(url, str):
         return  # no url: reported as required
     if "://" not in url and not url.startswith("urn:"):
         if parent.rsplit(".", 1)[-1] not in ("extension", "Extension"):  # only a sub-extension has a relative url
-            w.add("error", "structure", f"the extension url {url!r} must be an absolute URL (only a sub-extension "
-                                        "of a complex extension has a relative one)", f"{where}.url")
+            w.add("error", "structure", MESSAGES["ext-relative"](url=repr(url)), f"{where}.url")
         return
     known = core_extensions().get(url) or w.extra_extensions.get(url)
     modifier_slot = slot == "modifierExtension"
     if known is not None and bool(known.get("modifier")) != modifier_slot:
-        w.add("error", "structure",
-              f"the extension {url} is a modifier extension, so it must be in modifierExtension" if known.get("modifier")
-              else f"the extension {url} is not a modifier extension, so it must not be in modifierExtension", where)
+        w.add("error", "structure", MESSAGES["ext-modifier" if known.get("modifier") else "ext-not-modifier"](url=url),
+              where)
     if known is None:
         if url.startswith(w.allowed_extension_domains or ("\0",)) or (not modifier_slot and url.startswith(CROSS_VERSION)):
             return
         if modifier_slot:  # R4: a modifier that is not understood means the element cannot be used safely
-            w.add("error", "extension", f"the modifier extension {url} is unknown, so the element it modifies "
-                                        "cannot be understood", where)
+            w.add("error", "extension", MESSAGES["ext-unknown-modifier"](url=url), where)
             return
         if url.startswith("http://hl7.org/fhir/StructureDefinition/"):
-            w.add("error", "structure", f"the extension {url} is not an R4 core extension, so it is not allowed here",
-                  where)
+            w.add("error", "structure", MESSAGES["ext-not-core"](url=url), where)
         else:  # the HL7 validator says error; a hospital's own extension is not wrong by the base spec alone
-            w.add("warning", "extension", f"the extension {url} is unknown, so its content is not checked "
-                                          "(--allow-extension-domain accepts a domain)", where)
+            w.add("warning", "extension", MESSAGES["ext-unknown"](url=url), where)
         return
     value_keys = [k for k in item if k.startswith("value")]
     allowed = known.get("types", [])
     if value_keys and allowed:
         vtype = value_keys[0][len("value"):]
         if not any(vtype.lower() == a.lower() for a in allowed):
-            w.add("error", "structure", f"the extension {url} allows the types [{', '.join(allowed)}] but found "
-                                        f"type {vtype[0].lower() + vtype[1:]}", where)
+            w.add("error", "structure", MESSAGES["ext-type"](url=url, types=", ".join(allowed),
+                                                           type=vtype[0].lower() + vtype[1:]), where)
     elif not value_keys and allowed and known.get("min", 0) > 0 and not item.get("extension"):
-        w.add("error", "required", f"the extension {url} needs a value[x]", where)
+        w.add("error", "required", MESSAGES["ext-value"](url=url), where)
     binding = known.get("binding")
     if binding and binding[0] == "required" and isinstance(item.get("valueCode"), str):
         codes = value_sets().get(binding[1])
         if codes is not None and not any(item["valueCode"] in c for c in codes.values()):
-            w.add("error", "code-invalid", f"the code {item['valueCode']!r} is not in the value set {binding[1]} "
-                                           f"(required by the extension {url})", f"{where}.valueCode")
+            w.add("error", "code-invalid", MESSAGES["ext-code"](code=repr(item["valueCode"]), valueset=binding[1],
+                                                              url=url), f"{where}.valueCode")
     context = known.get("context") or []
     if context and not _context_ok(context, parent, where):
-        w.add("error", "structure", f"the extension {url} is not allowed to be used at this point "
-                                    f"({parent}; allowed: {', '.join(context)})", where)
+        w.add("error", "structure", MESSAGES["ext-context"](url=url, parent=parent, allowed=", ".join(context)),
+              where)
 
 
 def _context_ok(context: list[str], parent: str, where: str) -> bool:

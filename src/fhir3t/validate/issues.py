@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from fhir3t.messages import EN, Message, Msg, render
+
 Severity = Literal["fatal", "error", "warning", "information"]
 
 _ERRORS = frozenset({"fatal", "error"})
@@ -19,14 +21,25 @@ class Issue:
     """One finding.
 
     `expression` is a FHIRPath-like location inside the resource (`Bundle.entry[3].resource.status`);
-    `source` names where the resource came from (`file.ndjson:12`), never patient data.
+    `source` names where the resource came from (`file.ndjson:12`), never patient data. `msg` is what is wrong,
+    a message said in the reader's language (`text`), or text passed on as it came (the operating system's
+    reason a file cannot be read); `diagnostics` is its English, the OperationOutcome's `diagnostics` (stable
+    whatever the language: programs and the HL7 comparisons read it).
     """
 
     severity: Severity
     code: str
-    diagnostics: str
+    msg: Msg | str
     expression: str | None = None
     source: str | None = None
+
+    @property
+    def diagnostics(self) -> str:
+        return self.text(EN)
+
+    def text(self, lang: str = EN) -> str:
+        """What is wrong, in `lang`."""
+        return render(self.msg, lang) if isinstance(self.msg, Msg) else self.msg
 
     @property
     def is_error(self) -> bool:
@@ -59,20 +72,30 @@ def has_errors(issues: Iterable[Issue]) -> bool:
     return any(i.is_error for i in issues)
 
 
-def to_operation_outcome(issues: Iterable[Issue]) -> dict:
+#: the one issue of a clean result
+NO_ISSUES = Message("validate.no-issues", "No issues found")
+
+
+def to_operation_outcome(issues: Iterable[Issue], lang: str = EN) -> dict:
     """An R4 OperationOutcome (as a JSON-ready dict) listing `issues` in order.
 
     R4 requires at least one issue, so a clean result says so with one `information` issue.
     The source (file and line) goes in front of `diagnostics` because R4 has no element for it
-    other than the deprecated XPath `location`.
+    other than the deprecated XPath `location`. `diagnostics` is English whatever the language (programs
+    compare it); in another language each issue's `details.text` says it in that language.
     """
     out = []
     for i in issues:
         entry: dict = {"severity": i.severity, "code": i.code}
+        if lang != EN:
+            said = i.text(lang)
+            entry["details"] = {"text": f"{i.source}: {said}" if i.source else said}
         entry["diagnostics"] = f"{i.source}: {i.diagnostics}" if i.source else i.diagnostics
         if i.expression:
             entry["expression"] = [i.expression]
         out.append(entry)
     if not out:
-        out.append({"severity": "information", "code": "informational", "diagnostics": "No issues found"})
+        out.append({"severity": "information", "code": "informational",
+                    **({"details": {"text": render(NO_ISSUES(), lang)}} if lang != EN else {}),
+                    "diagnostics": render(NO_ISSUES(), EN)})
     return {"resourceType": "OperationOutcome", "issue": out}

@@ -18,22 +18,25 @@ from pathlib import Path
 from typing import Any
 
 from fhir3t.errors import ConfigError
+from fhir3t.messages import table
 from fhir3t.validate import fhirpath
 from fhir3t.validate.issues import Issue
 
-MESSAGES = {
+#: {label}: the element's name, quoted by the caller (repr) where the English quotes it
+MESSAGES = table("validate.profile", {
     "min": "profile {profile}: '{label}' must occur {min}..{max} times (found {n})",
     "max": "profile {profile}: '{label}' must occur {min}..{max} times (found {n})",
-    "fixed": "profile {profile}: {label!r} must be {expected}",
-    "pattern": "profile {profile}: {label!r} must match {expected}",
-    "binding": "profile {profile}: {label!r} must be a code from {valueset}",
-    "range": "profile {profile}: {label!r} is out of range ({low}..{high})",
-    "type": "profile {profile}: {label!r} must be of type {types}",
-    "closed": "profile {profile}: {label!r} is not one of the slices this profile allows ({slices})",
+    "fixed": "profile {profile}: {label} must be {expected}",
+    "pattern": "profile {profile}: {label} must match {expected}",
+    "binding": "profile {profile}: {label} must be a code from {valueset}",
+    "range": "profile {profile}: {label} is out of range ({low}..{high})",
+    "type": "profile {profile}: {label} must be of type {types}",
+    "closed": "profile {profile}: {label} is not one of the slices this profile allows ({slices})",
     "constraint": "profile {profile}: {key}: {human}",
     "not-evaluated": "profile {profile}: {key} could not be evaluated, so it is not checked",
     "unknown": "unknown fhir3t profile {url}",
-}
+    "not-loaded": "profile {path} does not load: {error}",
+})
 
 
 def profiles_path() -> Path:
@@ -50,7 +53,7 @@ def _load(pattern: str) -> list[dict]:
         try:
             out.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"profile {path} does not load: {exc}") from exc
+            raise ConfigError(MESSAGES["not-loaded"](path=str(path), error=str(exc))) from exc
     return out
 
 
@@ -144,7 +147,7 @@ def check_profiles(resource: dict) -> list[Issue]:
         prof = known.get(canonical)
         if prof is None:
             if canonical.startswith("https://fhir3t.github.io/"):
-                issues.append(Issue("warning", "not-found", MESSAGES["unknown"].format(url=canonical),
+                issues.append(Issue("warning", "not-found", MESSAGES["unknown"](url=canonical),
                                     f"{rt}.meta.profile"))
             continue  # other profiles (US Core, ...) are not ours to check
         issues.extend(_check(prof, resource, rt))
@@ -232,53 +235,53 @@ def _cardinality(prof: Profile, el: dict, eid: str, items: list, at: str, segmen
     where = f"{at}.{segment.split(':', 1)[0]}"
     label = _label(eid)
     url = next((p for t in el.get("type", []) for p in t.get("profile", [])), None) if el.get("sliceName") else None
-    kw = {"profile": prof.name, "label": f"{label} ({url})" if url else label, "min": lo, "max": hi, "n": n}
+    kw: dict[str, str | int] = {"profile": prof.name, "label": f"{label} ({url})" if url else label, "min": str(lo), "max": str(hi), "n": n}
     if n < lo:
-        yield Issue("error", "required", MESSAGES["min"].format(**kw), where)
+        yield Issue("error", "required", MESSAGES["min"](**kw), where)
     elif hi != "*" and n > int(hi):
-        yield Issue("error", "structure", MESSAGES["max"].format(**kw), where)
+        yield Issue("error", "structure", MESSAGES["max"](**kw), where)
     rules = el.get("slicing", {}).get("rules")
     if rules == "closed" and eid in prof.slices:
         allowed = prof.slices[eid]
         for value, loc in items:
             if not any(_in_slice(prof, s, value) for s in allowed):
-                yield Issue("error", "structure", MESSAGES["closed"].format(
-                    profile=prof.name, label=_label(eid), slices=", ".join(_label(s) for s in allowed)), loc)
+                yield Issue("error", "structure", MESSAGES["closed"](
+                    profile=prof.name, label=repr(_label(eid)), slices=", ".join(_label(s) for s in allowed)), loc)
 
 
 def _values(prof: Profile, el: dict, eid: str, value: Any, where: str, resource: dict) -> Iterator[Issue]:
-    label = _label(eid)
+    label = repr(_label(eid))
     for k, v in el.items():
         if k.startswith("fixed") and value != v:
-            yield Issue("error", "value", MESSAGES["fixed"].format(profile=prof.name, label=label, expected=repr(v)),
+            yield Issue("error", "value", MESSAGES["fixed"](profile=prof.name, label=label, expected=repr(v)),
                         where)
         elif k.startswith("pattern") and not el.get("sliceName") and not _matches(value, v):
-            yield Issue("error", "value", MESSAGES["pattern"].format(profile=prof.name, label=label,
-                                                                      expected=json.dumps(v)), where)
+            yield Issue("error", "value", MESSAGES["pattern"](profile=prof.name, label=label,
+                                                                 expected=json.dumps(v)), where)
     if eid.endswith("[x]"):
         types = [t["code"] for t in el.get("type", [])]
         key = where.rsplit(".", 1)[-1]
         if types and not any(key.lower() == ("value" + t).lower() for t in types):
-            yield Issue("error", "structure", MESSAGES["type"].format(profile=prof.name, label=label,
-                                                                       types=", ".join(types)), where)
+            yield Issue("error", "structure", MESSAGES["type"](profile=prof.name, label=label,
+                                                                  types=", ".join(types)), where)
     low = next((v for k, v in el.items() if k.startswith("minValue")), None)
     high = next((v for k, v in el.items() if k.startswith("maxValue")), None)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and (
             (low is not None and value < low) or (high is not None and value > high)):
-        yield Issue("error", "value", MESSAGES["range"].format(profile=prof.name, label=label, low=low, high=high),
+        yield Issue("error", "value", MESSAGES["range"](profile=prof.name, label=label, low=str(low), high=str(high)),
                     where)
     binding = el.get("binding", {})
     codes = package_codes().get(binding.get("valueSet", ""))
     if binding.get("strength") == "required" and codes is not None and isinstance(value, str) and value not in codes:
-        yield Issue("error", "value", MESSAGES["binding"].format(profile=prof.name, label=label,
-                                                                  valueset=binding["valueSet"]), where)
+        yield Issue("error", "value", MESSAGES["binding"](profile=prof.name, label=label,
+                                                             valueset=binding["valueSet"]), where)
     for c in el.get("constraint", []):
         if c.get("source") not in (prof.url, *structure_definitions()) or not c.get("expression"):
             continue  # the base spec's own constraints: the walk evaluates them
         ok = fhirpath.holds(c["expression"], value, resource, el.get("path", ""))
         if ok is None:
-            yield Issue("warning", "processing", MESSAGES["not-evaluated"].format(profile=prof.name, key=c["key"]),
+            yield Issue("warning", "processing", MESSAGES["not-evaluated"](profile=prof.name, key=c["key"]),
                         where)
         elif not ok:
-            yield Issue("error", "invariant", MESSAGES["constraint"].format(profile=prof.name, key=c["key"],
-                                                                            human=c["human"]), where)
+            yield Issue("error", "invariant", MESSAGES["constraint"](profile=prof.name, key=c["key"],
+                                                                       human=c["human"]), where)

@@ -16,24 +16,26 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from fhir3t.messages import table
 from fhir3t.r4defs import resource_types
 from fhir3t.validate.issues import Issue
 
 SD = "http://hl7.org/fhir/StructureDefinition/"
 SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-"
 
-MESSAGES = {
+#: quoted values ({link}, {got}, a regex) come quoted by the caller (repr), as the English shows them
+MESSAGES = table("validate.questionnaire", {
     "not-found": "the Questionnaire {url} is not in the input, the context or the package, so answers are not "
                  "checked against it",
-    "inner": "an enableWhen cannot refer to {link!r}, an item inside the item it enables",
-    "link-id": "linkId {link!r} not found in the Questionnaire at this place",
+    "inner": "an enableWhen cannot refer to {link}, an item inside the item it enables",
+    "link-id": "linkId {link} not found in the Questionnaire at this place",
     "no-answers": "items of type {type} cannot have answers",
     "type": "answer value must be of the type {want}, not {got}",
     "once": "only one answer is allowed (the item does not repeat)",
-    "item-once": "only one response item with linkId {link!r} is allowed (the item does not repeat)",
-    "required": "no answer found for required item {link!r}",
-    "required-group": "no sub-items found for required group {link!r}",
-    "disabled": "item {link!r} has an answer, though enableWhen disables it",
+    "item-once": "only one response item with linkId {link} is allowed (the item does not repeat)",
+    "required": "no answer found for required item {link}",
+    "required-group": "no sub-items found for required group {link}",
+    "disabled": "item {link} has an answer, though enableWhen disables it",
     "option": "the answer is not among the item's answer options",
     "option-type": "the answer options have no value of type {type}",
     "exclusive": "an exclusive answer option is selected together with other answers",
@@ -42,16 +44,17 @@ MESSAGES = {
     "min-length": "the answer is shorter than the required minimum length of {limit}",
     "max-length": "the answer is longer than the allowed maximum length of {limit}",
     "decimals": "the answer has more decimal places than allowed ({limit})",
-    "regex": "the answer does not match the required format (regex {limit!r})",
-    "mime": "the attachment's type {got!r} is not allowed (allowed: {limit})",
+    "regex": "the answer does not match the required format (regex {limit})",
+    "mime": "the attachment's type {got} is not allowed (allowed: {limit})",
     "size": "the attachment is larger than allowed ({limit} bytes)",
     "min-occurs": "the minimum number of answers is {limit}",
     "max-occurs": "the maximum number of answers is {limit}",
     "units": "the quantity's unit is not among the allowed units",
-    "units-compare": "the quantity cannot be compared to the allowed {which} (units not comparable)",
-    "ref-type": "the reference's resource type {got!r} is not allowed here (allowed: {limit})",
-    "ref-unknown": "the reference's resource type {got!r} is not an R4 resource type",
-}
+    "units-compare-minimum": "the quantity cannot be compared to the allowed minimum (units not comparable)",
+    "units-compare-maximum": "the quantity cannot be compared to the allowed maximum (units not comparable)",
+    "ref-type": "the reference's resource type {got} is not allowed here (allowed: {limit})",
+    "ref-unknown": "the reference's resource type {got} is not an R4 resource type",
+})
 
 #: item type -> the answer value[x] names allowed
 ANSWER_TYPES: dict[str, tuple[str, ...]] = {
@@ -88,7 +91,7 @@ def check_response(qr: dict, find: Lookup) -> list[Issue]:
         return []
     q = find(url.split("|", 1)[0])
     if q is None:
-        return [Issue("information", "not-found", MESSAGES["not-found"].format(url=url), "QuestionnaireResponse")]
+        return [Issue("information", "not-found", MESSAGES["not-found"](url=url), "QuestionnaireResponse")]
     answers = _all_answers(qr.get("item"))
     completed = qr.get("status") in ("completed", "amended")
     return list(_items(q.get("item"), qr.get("item"), "QuestionnaireResponse", answers, completed))
@@ -113,7 +116,7 @@ def check_questionnaire(q: dict) -> Iterator[Issue]:
             below = inner(it)
             for j, c in enumerate(it.get("enableWhen") or ()):
                 if isinstance(c, dict) and str(c.get("question")) in below:
-                    yield Issue("error", "business-rule", MESSAGES["inner"].format(link=c.get("question")),
+                    yield Issue("error", "business-rule", MESSAGES["inner"](link=repr(c.get("question"))),
                                 f"{at}.enableWhen[{j}]")
             yield from walk(it.get("item"), at)
 
@@ -149,7 +152,7 @@ def _items(q_items: Any, r_items: Any, where: str, answers: dict[str, list[dict]
         link = ri.get("linkId")
         qi = defs.get(link)
         if qi is None:
-            yield Issue("error", "not-found", MESSAGES["link-id"].format(link=link), at)
+            yield Issue("error", "not-found", MESSAGES["link-id"](link=repr(link)), at)
             continue
         given.setdefault(link, []).append((i, ri))
         yield from _item(qi, ri, at, answers, completed)
@@ -157,18 +160,18 @@ def _items(q_items: Any, r_items: Any, where: str, answers: dict[str, list[dict]
         enabled = enabled_parent and _enabled(qi, answers)
         got = given.get(link, [])
         if len(got) > 1 and not qi.get("repeats"):
-            yield Issue("error", "structure", MESSAGES["item-once"].format(link=link), f"{where}.item[{got[1][0]}]")
+            yield Issue("error", "structure", MESSAGES["item-once"](link=repr(link)), f"{where}.item[{got[1][0]}]")
         if not enabled:
             for i, ri in got:
                 if _has_answer(ri):
-                    yield Issue("error", "business-rule", MESSAGES["disabled"].format(link=link), f"{where}.item[{i}]")
+                    yield Issue("error", "business-rule", MESSAGES["disabled"](link=repr(link)), f"{where}.item[{i}]")
             continue
         if completed and qi.get("required") is True and qi.get("type") != "display":
             if qi.get("type") == "group":
                 if not any(r.get("item") for _, r in got):
-                    yield Issue("error", "required", MESSAGES["required-group"].format(link=link), where)
+                    yield Issue("error", "required", MESSAGES["required-group"](link=repr(link)), where)
             elif not any(r.get("answer") for _, r in got):
-                yield Issue("error", "required", MESSAGES["required"].format(link=link), where)
+                yield Issue("error", "required", MESSAGES["required"](link=repr(link)), where)
 
 
 def _has_answer(ri: dict) -> bool:
@@ -179,22 +182,22 @@ def _item(qi: dict, ri: dict, at: str, answers: dict[str, list[dict]], completed
     qtype = qi.get("type")
     ans = [a for a in ri.get("answer") or () if isinstance(a, dict)]
     if ans and qtype in NO_ANSWERS:
-        yield Issue("error", "structure", MESSAGES["no-answers"].format(type=qtype), at)
+        yield Issue("error", "structure", MESSAGES["no-answers"](type=str(qtype)), at)
         ans = []
     if len(ans) > 1 and not qi.get("repeats"):
-        yield Issue("error", "structure", MESSAGES["once"], at)
+        yield Issue("error", "structure", MESSAGES["once"](), at)
     for n in _ext(qi, "minOccurs"):
         if isinstance(n, int) and len(ans) < n:
-            yield Issue("error", "structure", MESSAGES["min-occurs"].format(limit=n), at)
+            yield Issue("error", "structure", MESSAGES["min-occurs"](limit=str(n)), at)
     for n in _ext(qi, "maxOccurs"):
         if isinstance(n, int) and len(ans) > n:
-            yield Issue("error", "structure", MESSAGES["max-occurs"].format(limit=n), at)
+            yield Issue("error", "structure", MESSAGES["max-occurs"](limit=str(n)), at)
     exclusive = [o for o in qi.get("answerOption") or () if isinstance(o, dict) and True in _ext(o, "optionExclusive")]
     for j, a in enumerate(ans):
         a_at = f"{at}.answer[{j}]"
         yield from _answer(qi, a, a_at)
         if len(ans) > 1 and any(_same(_value(a), _value(o)) for o in exclusive):
-            yield Issue("error", "business-rule", MESSAGES["exclusive"], a_at)
+            yield Issue("error", "business-rule", MESSAGES["exclusive"](), a_at)
         yield from _items(qi.get("item"), a.get("item"), a_at, answers, completed)
     if ri.get("item"):
         yield from _items(qi.get("item"), ri.get("item"), at, answers, completed)
@@ -208,15 +211,15 @@ def _answer(qi: dict, a: dict, at: str) -> Iterator[Issue]:
         return
     key, v = got
     if key not in want:
-        yield Issue("error", "structure", MESSAGES["type"].format(want=qtype, got=key[5:6].lower() + key[6:]), at)
+        yield Issue("error", "structure", MESSAGES["type"](want=qtype, got=key[5:6].lower() + key[6:]), at)
         return
     options = [v for o in qi.get("answerOption") or () if isinstance(o, dict) and (v := _value(o)) is not None]
     if options and not (qtype == "open-choice" and key == "valueString"):
         typed = [o for o in options if o[0] == key]
         if not typed:
-            yield Issue("error", "structure", MESSAGES["option-type"].format(type=key[5:]), at)
+            yield Issue("error", "structure", MESSAGES["option-type"](type=key[5:]), at)
         elif not any(_same(got, o) for o in typed):
-            yield Issue("error", "value", MESSAGES["option"], at)
+            yield Issue("error", "value", MESSAGES["option"](), at)
     yield from _limits(qi, key, v, at)
 
 
@@ -233,14 +236,14 @@ def _limits(qi: dict, key: str, v: Any, at: str) -> Iterator[Issue]:
     if key in ("valueInteger", "valueDecimal", "valueDate", "valueDateTime", "valueTime"):
         for lim in _ext(qi, "minValue"):
             if _comparable(v, lim) and v < lim:
-                yield Issue("error", "value", MESSAGES["min"].format(limit=lim), at)
+                yield Issue("error", "value", MESSAGES["min"](limit=str(lim)), at)
         for lim in _ext(qi, "maxValue"):
             if _comparable(v, lim) and v > lim:
-                yield Issue("error", "value", MESSAGES["max"].format(limit=lim), at)
+                yield Issue("error", "value", MESSAGES["max"](limit=str(lim)), at)
     if key == "valueDecimal":
         for lim in _ext(qi, "maxDecimalPlaces"):
             if isinstance(lim, int) and isinstance(v, float) and len(repr(v).partition(".")[2]) > lim:
-                yield Issue("error", "value", MESSAGES["decimals"].format(limit=lim), at)
+                yield Issue("error", "value", MESSAGES["decimals"](limit=str(lim)), at)
     yield from _limits_of_kind(qi, key, v, at)
 
 
@@ -248,25 +251,25 @@ def _limits_of_kind(qi: dict, key: str, v: Any, at: str) -> Iterator[Issue]:
     if key == "valueString" and isinstance(v, str):
         for lim in _ext(qi, "minLength"):
             if isinstance(lim, int) and len(v) < lim:
-                yield Issue("error", "value", MESSAGES["min-length"].format(limit=lim), at)
+                yield Issue("error", "value", MESSAGES["min-length"](limit=str(lim)), at)
         lim = qi.get("maxLength")
         if isinstance(lim, int) and len(v) > lim:
-            yield Issue("error", "value", MESSAGES["max-length"].format(limit=lim), at)
+            yield Issue("error", "value", MESSAGES["max-length"](limit=str(lim)), at)
         for rx in _ext(qi, "regex"):
             try:
                 ok = re.fullmatch(rx, v) is not None
             except (re.error, TypeError):
                 continue
             if not ok:
-                yield Issue("error", "value", MESSAGES["regex"].format(limit=rx), at)
+                yield Issue("error", "value", MESSAGES["regex"](limit=repr(rx)), at)
     if key == "valueAttachment" and isinstance(v, dict):
         mimes = [m for m in _ext(qi, "mimeType") if isinstance(m, str)]
         if mimes and v.get("contentType") not in mimes:
-            yield Issue("error", "value", MESSAGES["mime"].format(got=v.get("contentType"), limit=", ".join(mimes)), at)
+            yield Issue("error", "value", MESSAGES["mime"](got=repr(v.get("contentType")), limit=", ".join(mimes)), at)
         for lim in _ext(qi, "maxSize"):
             size = v.get("size")
             if isinstance(size, int) and isinstance(lim, (int, float)) and size > lim:
-                yield Issue("error", "value", MESSAGES["size"].format(limit=lim), at)
+                yield Issue("error", "value", MESSAGES["size"](limit=str(lim)), at)
     if key == "valueQuantity" and isinstance(v, dict):
         yield from _quantity(qi, v, at)
     if key == "valueReference" and isinstance(v, dict):
@@ -275,9 +278,9 @@ def _limits_of_kind(qi: dict, key: str, v: Any, at: str) -> Iterator[Issue]:
         if isinstance(ref, str) and "/" in ref and not ref.startswith(("#", "urn:")):
             rtype = ref.rstrip("/").split("/")[-2]
             if rtype not in resource_types():
-                yield Issue("error", "value", MESSAGES["ref-unknown"].format(got=rtype), at)
+                yield Issue("error", "value", MESSAGES["ref-unknown"](got=repr(rtype)), at)
             elif allowed and rtype not in allowed:
-                yield Issue("error", "value", MESSAGES["ref-type"].format(got=rtype, limit=", ".join(allowed)), at)
+                yield Issue("error", "value", MESSAGES["ref-type"](got=repr(rtype), limit=", ".join(allowed)), at)
 
 
 def _comparable(v: Any, lim: Any) -> bool:
@@ -289,16 +292,16 @@ def _comparable(v: Any, lim: Any) -> bool:
 def _quantity(qi: dict, v: dict, at: str) -> Iterator[Issue]:
     options = [o for o in _ext(qi, "unitOption") if isinstance(o, dict)]
     if options and not any((o.get("system"), o.get("code")) == (v.get("system"), v.get("code")) for o in options):
-        yield Issue("error", "value", MESSAGES["units"], at)
+        yield Issue("error", "value", MESSAGES["units"](), at)
     for which, key in (("minimum", "minValue"), ("maximum", "maxValue")):
         for lim in [*_ext(qi, key), *_ext(qi, key.replace("Value", "Quantity"))]:
             if not isinstance(lim, dict):
                 continue
             a, b = _base(v), _base(lim)
             if a is None or b is None or a[0] != b[0]:
-                yield Issue("error", "value", MESSAGES["units-compare"].format(which=which), at)
+                yield Issue("error", "value", MESSAGES[f"units-compare-{which}"](), at)
             elif (which == "minimum" and a[1] < b[1]) or (which == "maximum" and a[1] > b[1]):
-                yield Issue("error", "value", MESSAGES["min" if which == "minimum" else "max"].format(
+                yield Issue("error", "value", MESSAGES["min" if which == "minimum" else "max"](
                     limit=f"{lim.get('value')} {lim.get('code')}"), at)
 
 

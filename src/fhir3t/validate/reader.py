@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from fhir3t import fhirxml
+from fhir3t.messages import Msg, table
 from fhir3t.validate.issues import Issue
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -27,6 +28,25 @@ _NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 _FILE_SUFFIXES = (".json", ".json.gz") + fhirxml.XML_SUFFIXES + _NDJSON_SUFFIXES
 _BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 20
+
+#: what is wrong with a file or a line before any resource is checked (the OS's and parsers' own English passed on)
+MESSAGES = table("validate.read", {
+    "empty-directory": "directory holds no .json, .xml or .ndjson files",
+    "missing": "no such file or directory",
+    "empty": "empty file (expected a FHIR resource or Bundle)",
+    "too-large": "file is {size} bytes, over the limit of {limit} bytes for a single JSON document; not read (write it "
+                 "as NDJSON, which is streamed, or raise --max-bytes)",
+    "gzip-corrupt": "truncated or corrupt gzip data: {error}",
+    "decompressed-too-large": "decompressed content is over the limit of {limit} bytes; not read",
+    "comments": "the file has comments (// or /* */), which JSON does not allow; they were ignored",
+    "not-json": "not valid JSON: {error}",
+    "json-error": "{error} (line {line}, column {column})",
+    "line-too-long": "line is over the limit of {limit} bytes; skipped",
+    "breaks": "input ends or breaks after line {line}: {error}",
+    "empty-ndjson": "empty file (expected one FHIR resource per line)",
+    "bad-gzip": "not a valid gzip file ({error})",
+    "gzip-truncated": "truncated gzip data (compressed file ended before the end-of-stream marker)",
+})
 
 #: what the reader yields: (source label, parsed JSON) or an Issue about the input itself
 Item = tuple[str, Any] | Issue
@@ -38,12 +58,12 @@ def expand_paths(paths: list[str | os.PathLike]) -> Iterator[Path | Issue]:
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(_FILE_SUFFIXES))
             if not files:
-                yield Issue("warning", "not-found", "directory holds no .json, .xml or .ndjson files", source=str(p))
+                yield Issue("warning", "not-found", MESSAGES["empty-directory"](), source=str(p))
             yield from files
         elif p.exists():
             yield p
         else:
-            yield Issue("fatal", "not-found", "no such file or directory", source=str(p))
+            yield Issue("fatal", "not-found", MESSAGES["missing"](), source=str(p))
 
 
 def read_items(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]:
@@ -56,12 +76,11 @@ def read_items(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[It
             return
         size = path.stat().st_size
         if size == 0:
-            yield Issue("fatal", "structure", "empty file (expected a FHIR resource or Bundle)", source=src)
+            yield Issue("fatal", "structure", MESSAGES["empty"](), source=src)
             return
         if size > max_bytes and not name.endswith(".gz"):
             yield Issue("fatal", "too-costly",
-                        f"file is {size:,} bytes, over the limit of {max_bytes:,} bytes for a single JSON "
-                        "document; not read (write it as NDJSON, which is streamed, or raise --max-bytes)",
+                        MESSAGES["too-large"](size=f"{size:,}", limit=f"{max_bytes:,}"),
                         source=src)
             return
         data = _read_limited(path, max_bytes)
@@ -69,14 +88,14 @@ def read_items(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[It
         yield Issue("fatal", "exception", _io_message(exc), source=src)
         return
     except (EOFError, zlib.error) as exc:
-        yield Issue("fatal", "exception", f"truncated or corrupt gzip data: {exc}", source=src)
+        yield Issue("fatal", "exception", MESSAGES["gzip-corrupt"](error=str(exc)), source=src)
         return
     if data is None:
         yield Issue("fatal", "too-costly",
-                    f"decompressed content is over the limit of {max_bytes:,} bytes; not read", source=src)
+                    MESSAGES["decompressed-too-large"](limit=f"{max_bytes:,}"), source=src)
         return
     if not data.strip():
-        yield Issue("fatal", "structure", "empty file (expected a FHIR resource or Bundle)", source=src)
+        yield Issue("fatal", "structure", MESSAGES["empty"](), source=src)
         return
     if fhirxml.looks_like_xml(name):
         yield from _read_xml(data, src)
@@ -94,8 +113,7 @@ def read_items(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[It
         except orjson.JSONDecodeError:
             pass
         else:
-            yield Issue("warning", "structure", "the file has comments (// or /* */), which JSON does not allow; "
-                                                "they were ignored", source=src)
+            yield Issue("warning", "structure", MESSAGES["comments"](), source=src)
             yield src, obj
             return
     # Several JSON objects on separate lines in a .json file: NDJSON under a .json name.
@@ -108,17 +126,17 @@ def read_items(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[It
         else:
             yield from _parse_lines(enumerate(lines, 1), src)
             return
-    yield Issue("fatal", "structure", f"not valid JSON: {_json_message(first_error)}", source=src)
+    yield Issue("fatal", "structure", MESSAGES["not-json"](error=_json_message(first_error)), source=src)
 
 
 def _read_xml(data: bytes, src: str) -> Iterator[Item]:
     try:
         obj, problems = fhirxml.parse(data)
     except fhirxml.XmlRefused as exc:
-        yield Issue("fatal", "structure", str(exc), source=src)
+        yield Issue("fatal", "structure", exc.msg, source=src)
         return
     for p in problems:
-        yield Issue("error", "structure", p.message, p.where, source=src)
+        yield Issue("error", "structure", p.msg, p.where, source=src)
     yield src, obj
 
 
@@ -170,7 +188,7 @@ def _read_ndjson(path: Path, max_bytes: int) -> Iterator[Item]:
         with opener(path, "rb") as fh:
             for lineno, line in _lines(fh, max_bytes):
                 if line is None:
-                    yield Issue("error", "too-costly", f"line is over the limit of {max_bytes:,} bytes; skipped",
+                    yield Issue("error", "too-costly", MESSAGES["line-too-long"](limit=f"{max_bytes:,}"),
                                 source=f"{src}:{lineno}")
                     seen_any = True
                     continue
@@ -179,10 +197,10 @@ def _read_ndjson(path: Path, max_bytes: int) -> Iterator[Item]:
                     yield from _parse_lines([(lineno, line)], src)
     except (OSError, EOFError, zlib.error) as exc:
         yield Issue("fatal", "exception",
-                    f"input ends or breaks after line {lineno}: {_io_message(exc)}", source=src)
+                    MESSAGES["breaks"](line=lineno, error=_io_message(exc)), source=src)
         return
     if not seen_any:
-        yield Issue("fatal", "structure", "empty file (expected one FHIR resource per line)", source=src)
+        yield Issue("fatal", "structure", MESSAGES["empty-ndjson"](), source=src)
 
 
 def _lines(fh: Any, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
@@ -211,20 +229,20 @@ def _parse_lines(lines: Any, src: str) -> Iterator[Item]:
         try:
             yield f"{src}:{lineno}", orjson.loads(line.removeprefix(_BOM) if lineno == 1 else line)
         except orjson.JSONDecodeError as exc:
-            yield Issue("error", "structure", f"not valid JSON: {_json_message(exc)}", source=f"{src}:{lineno}")
+            yield Issue("error", "structure", MESSAGES["not-json"](error=_json_message(exc)), source=f"{src}:{lineno}")
 
 
-def _json_message(exc: orjson.JSONDecodeError) -> str:
+def _json_message(exc: orjson.JSONDecodeError) -> Msg | str:
     msg = getattr(exc, "msg", None) or str(exc)
     lineno, colno = getattr(exc, "lineno", None), getattr(exc, "colno", None)
-    return f"{msg} (line {lineno}, column {colno})" if lineno else msg
+    return MESSAGES["json-error"](error=msg, line=str(lineno), column=str(colno)) if lineno else msg
 
 
-def _io_message(exc: BaseException) -> str:
+def _io_message(exc: BaseException) -> Msg | str:
     if isinstance(exc, gzip.BadGzipFile):
-        return f"not a valid gzip file ({exc})"
+        return MESSAGES["bad-gzip"](error=str(exc))
     if isinstance(exc, EOFError):
-        return "truncated gzip data (compressed file ended before the end-of-stream marker)"
+        return MESSAGES["gzip-truncated"]()
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from fhir3t.criteria.context import Context, WindowSpec
 
 OR_OLDER = Message("age.or-older", "{years} or older")
+NEEDS_ONE = Message("criteria.age.needs-one", "{at}: age needs exactly one of min_years, below_years")
 UNDER = Message("age.under", "under {years}")
 NO_BIRTH_DATE = Message("age.no-birth-date", "no birth date recorded")
 RECORD_IT = Message("age.record-it", "record it to decide 'age {want}'")
@@ -46,7 +47,7 @@ class Age(Kind):
     @classmethod
     def build(cls, spec: dict[str, Any], b: Builder) -> Rule:
         if ("min_years" in spec) == ("below_years" in spec):
-            raise ConfigError(f"{b.at}: age needs exactly one of min_years, below_years")
+            raise ConfigError(NEEDS_ONE(at=b.at))
         return cls(spec.get("min_years"), spec.get("below_years"), spec.get("label") or "age")
 
     def reads(self) -> Iterable[Read]:

@@ -24,6 +24,7 @@ NONE_WITHIN = Message("immunization.none-within", "no {title} within {window}")
 DESCRIBE = Message("immunization.describe", "a completed {what} {window}")
 
 VACCINATION = Message("label.vaccination", "vaccination")
+UNKNOWN_VACCINE = Message("immunization.unknown-vaccine", "unknown vaccine")
 
 
 @dataclass
@@ -61,7 +62,7 @@ class ImmunizationRule(Kind):
         deciding = [r for r, t in judged if t == result]
         if result == MET:
             r = deciding[0]
-            code = r.codes[0][1] if r.codes else "unknown vaccine"
+            code: Msg | str = r.codes[0][1] if r.codes else UNKNOWN_VACCINE()
             return Outcome(MET, tuple(x.ref for x in deciding),
                            reason(GIVEN(title=title, code=code, day=str(r.span), window=str(window))))
         if result == UNKNOWN:

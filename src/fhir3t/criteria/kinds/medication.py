@@ -52,6 +52,9 @@ NO_REASON = Message("medication.no-reason", "{status} with no reason recorded")
 RECORD_WHY = Message("medication.record-why", "record why it was stopped")
 REASON_TEXT = Message("medication.reason-text", "{status}, reason given only as text ('{text}')")
 CODE_REASON = Message("medication.code-reason", "code it (e.g. {example}) to decide")
+NEEDS_REASONS = Message("criteria.medication.needs-reasons", "{at}: stopped-for-reason needs reasons")
+HALF_LIFE = Message("criteria.medication.half-life",
+                    "value set {valueset}: half-life of {code} needs a value and a UCUM unit ({units})")
 REASON_SYSTEM = Message("medication.reason-system", "{status}, reason coded in {system}, which fhir3t cannot read")
 MAP_REASON = Message("medication.map-reason", "map it (ConceptMap) or code it in SNOMED CT to decide")
 REASON_UNREADABLE = Message("medication.reason-unreadable", "{status} with an unreadable reason")
@@ -95,7 +98,7 @@ class MedicationRule(Kind):
     def build(cls, spec: dict[str, Any], b: Builder) -> Rule:
         mode = spec["mode"]
         if mode == "stopped-for-reason" and "reasons" not in spec:
-            raise ConfigError(f"{b.at}: stopped-for-reason needs reasons")
+            raise ConfigError(NEEDS_REASONS(at=b.at))
         return cls(b.vs(spec["valueset"]), mode, b.window(spec) if mode == "exposure" else None,
                    float(spec.get("half_lives", 0)), b.vs(spec["reasons"]) if mode == "stopped-for-reason" else None,
                    spec.get("label", ""))
@@ -105,8 +108,7 @@ class MedicationRule(Kind):
             hl = props.get("half-life")
             if hl is not None and not (isinstance(hl, dict) and isinstance(hl.get("value"), (int, float))
                                        and (hl.get("code") or hl.get("unit")) in self.HOURS):
-                raise ConfigError(f"value set {self.vs.id}: half-life of {code[1]} needs a value and a UCUM unit "
-                                  f"({', '.join(self.HOURS)})")
+                raise ConfigError(HALF_LIFE(valueset=self.vs.id, code=code[1], units=", ".join(self.HOURS)))
 
     def reads(self) -> Iterator[Read]:
         for t in TYPES:

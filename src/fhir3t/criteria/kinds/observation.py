@@ -21,7 +21,7 @@ from fhir3t.criteria.readings import NEGATIVE, POSITIVE, Number, Readings, absen
 from fhir3t.dates import Span, instant
 from fhir3t.errors import ConfigError
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
-from fhir3t.messages import Message, Msg, Text, many, reason
+from fhir3t.messages import Message, Msg, Text, many, reason, table
 from fhir3t.messages.core import Arg
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read, read
@@ -36,6 +36,13 @@ _OBS_ELEMENTS = ("code", "status", "value[x]", "interpretation", "effective[x]",
 _REPORT_ELEMENTS = ("code", "status", "conclusionCode", "effective[x]", "issued")
 
 NO_NUMBER = Message("obs.no-number", "no numeric value")
+#: a criteria file that does not load (the definition's own mistakes)
+BUILD = table("criteria.observation", {
+    "grade-needs": "{at}: grade needs grades",
+    "threshold-needs": "{at}: threshold needs op and value",
+    "coded-needs": "{at}: coded needs met_valueset",
+    "unknown-read": "unknown read {read}",
+})
 DATA_ABSENT = Message("obs.data-absent", "no value (the result gives a reason for its absence: {reason})")
 NO_CONCLUSION = Message("obs.no-conclusion", "a report with no coded conclusion")
 CONCLUSIONS_DISAGREE = Message("obs.conclusions-disagree", "a report whose coded conclusions disagree ({one}; {other})")
@@ -168,13 +175,13 @@ class ObservationRule(Kind):
         grades = None
         if kind == "grade":
             if "grades" not in spec:
-                raise ConfigError(f"{b.at}: grade needs grades")
+                raise ConfigError(BUILD["grade-needs"](at=b.at))
             grades = {b.fold(g): "met" for g in spec["grades"]["met"]}
             grades.update({b.fold(g): "not-met" for g in spec["grades"]["not-met"]})
         if kind == "threshold" and ("op" not in spec or "value" not in spec):
-            raise ConfigError(f"{b.at}: threshold needs op and value")
+            raise ConfigError(BUILD["threshold-needs"](at=b.at))
         if kind == "coded" and "met_valueset" not in spec:
-            raise ConfigError(f"{b.at}: coded needs met_valueset")
+            raise ConfigError(BUILD["coded-needs"](at=b.at))
         conversions = {" ".join(k.split()): float(v) for k, v in spec.get("conversions", {}).items()}
         return cls(
             b.vs(spec["valueset"]), b.window(spec), kind, spec.get("absent", "unknown"), b.readings,
@@ -247,7 +254,7 @@ class ObservationRule(Kind):
                     if code in self.not_met_vs:
                         return NOT_MET, FINDING(code=code[1])
             return UNKNOWN, NO_FINDING() if not concept_codes else UNCLASSIFIED(code=concept_codes[0][1])
-        raise ConfigError(f"unknown read {self.read!r}")
+        raise ConfigError(BUILD["unknown-read"](read=repr(self.read)))
 
     def _threshold(self, value: float, comparator: str | None, unit: str | None,
                    spellings: tuple[str, ...] = ()) -> tuple[Tri, Arg]:

@@ -39,7 +39,7 @@ DESCRIBE = Message("other-study.describe", "a ResearchSubject of another study, 
 class OtherStudy(Kind):
     statuses: frozenset[str]
     window: str
-    label: Label = "participation in another interventional study"
+    label: Label = ""  # not said anywhere: the kind's sentences are its messages
 
     kind = "other-study"
     params: ClassVar[dict[str, Any]] = {"statuses": {"type": "array", "minItems": 1, "items": {"type": "string"}},
@@ -49,7 +49,7 @@ class OtherStudy(Kind):
     @classmethod
     def build(cls, spec: dict[str, Any], b: Builder) -> Rule:
         return cls(frozenset(spec["statuses"]), b.window(spec),
-                   spec.get("label") or "participation in another interventional study")
+                   spec.get("label") or "")
 
     def reads(self) -> Iterable[Read]:
         # study references are resolved against ResearchStudy resources in the input (shared)

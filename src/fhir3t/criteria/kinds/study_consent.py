@@ -26,13 +26,13 @@ DESCRIBE = Message("consent.describe", "an active Consent for this study (pointi
 
 @dataclass
 class StudyConsent(Kind):
-    label: Label = "consent for this study"
+    label: Label = ""  # not said anywhere: the kind's sentences are its messages
 
     kind = "study-consent"
 
     @classmethod
     def build(cls, spec: dict[str, Any], b: Builder) -> Rule:
-        return cls(spec.get("label") or "consent for this study")
+        return cls(spec.get("label") or "")
 
     def reads(self) -> Iterable[Read]:
         yield read("Consent", None, "status", "provision", "sourceReference", "dateTime")
