@@ -206,3 +206,39 @@ def test_the_package_defines_the_extensions_its_value_sets_use(capsys) -> None:
     assert main(["validate", str(PROFILES / "valuesets"), "--format", "json"]) == 0
     oo = json.loads(capsys.readouterr().out)
     assert [i for i in oo["issue"] if i["severity"] != "information"] == []
+
+
+def _element_paths(node: object, path: tuple = ()) -> list[tuple]:
+    """Paths of every element (object member or list item) in a JSON tree."""
+    out: list[tuple] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += [(*path, k), *_element_paths(v, (*path, k))]
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += [(*path, i), *_element_paths(v, (*path, i))]
+    return out
+
+
+def _put(tree: dict, path: tuple, value: object) -> dict:
+    out = copy.deepcopy(tree)
+    node = out
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return out
+
+
+@pytest.mark.parametrize("wrong", [5, "x", {"linkId": "smoker"}, [1], None])
+def test_an_element_of_any_other_shape_in_a_questionnaire_or_its_response_is_reported_never_raised(wrong) -> None:
+    """Every element of the Questionnaire and of the response, in turn, given as a number, a string, an object, a
+    list or null: the validator answers (the schema's error, when the shape is wrong) and never stops with a
+    TypeError (an `item` of 5, a `linkId` that is an object did)."""
+    for path in _element_paths(QUESTIONNAIRE):
+        q = _put(QUESTIONNAIRE, path, wrong)
+        assert all(i.diagnostics for i in validate_resource(GOOD, Options(context=(q,)))), path
+        validate_resource(q, Options())
+    for path in _element_paths(GOOD):
+        validate_resource(_put(GOOD, path, wrong), Options(context=(QUESTIONNAIRE,)))
+    for path in [("item",), ("item", 1, "answer"), ("item", 2, "answer", 0, "valueCoding")]:  # a shape R4 forbids
+        assert any(i.is_error for i in validate_resource(_put(GOOD, path, 5), Options(context=(QUESTIONNAIRE,)))), path

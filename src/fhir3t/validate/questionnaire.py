@@ -20,6 +20,12 @@ from fhir3t.messages import table
 from fhir3t.r4defs import resource_types
 from fhir3t.validate.issues import Issue
 
+
+def _listed(value: object) -> list:
+    """A repeating element as a list; any other shape (a number, a string, an object: the schema's error,
+    reported there) as no items, so a check reading it never stops on it."""
+    return value if isinstance(value, list) else []
+
 SD = "http://hl7.org/fhir/StructureDefinition/"
 SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-"
 
@@ -74,7 +80,7 @@ Lookup = Callable[[str], dict | None]
 
 def _ext(item: dict, name: str) -> list[Any]:
     out: list[Any] = []
-    for e in item.get("extension") or ():
+    for e in _listed(item.get("extension")):
         if isinstance(e, dict) and e.get("url") in (SD + name, SD + "questionnaire-" + name, SDC + name):
             out.extend(v for k, v in e.items() if k.startswith("value"))
     return out
@@ -102,7 +108,7 @@ def check_questionnaire(q: dict) -> Iterator[Issue]:
     the item it enables (that item is never answered while it is disabled)."""
     def inner(item: dict) -> set[str]:
         out: set[str] = set()
-        for c in item.get("item") or ():
+        for c in _listed(item.get("item")):
             if isinstance(c, dict):
                 out.add(str(c.get("linkId")))
                 out |= inner(c)
@@ -114,7 +120,7 @@ def check_questionnaire(q: dict) -> Iterator[Issue]:
                 continue
             at = f"{where}.item[{i}]"
             below = inner(it)
-            for j, c in enumerate(it.get("enableWhen") or ()):
+            for j, c in enumerate(_listed(it.get("enableWhen"))):
                 if isinstance(c, dict) and str(c.get("question")) in below:
                     yield Issue("error", "business-rule", MESSAGES["inner"](link=repr(c.get("question"))),
                                 f"{at}.enableWhen[{j}]")
@@ -131,7 +137,7 @@ def _all_answers(items: Any) -> dict[str, list[dict]]:
         for it in its if isinstance(its, list) else ():
             if not isinstance(it, dict):
                 continue
-            ans = [a for a in it.get("answer") or () if isinstance(a, dict)]
+            ans = [a for a in _listed(it.get("answer")) if isinstance(a, dict)]
             out.setdefault(str(it.get("linkId")), []).extend(ans)
             walk(it.get("item"))
             for a in ans:
@@ -143,14 +149,14 @@ def _all_answers(items: Any) -> dict[str, list[dict]]:
 
 def _items(q_items: Any, r_items: Any, where: str, answers: dict[str, list[dict]], completed: bool,
            enabled_parent: bool = True) -> Iterator[Issue]:
-    defs = {qi.get("linkId"): qi for qi in q_items or () if isinstance(qi, dict)}
+    defs = {qi["linkId"]: qi for qi in _listed(q_items) if isinstance(qi, dict) and isinstance(qi.get("linkId"), str)}
     given: dict[Any, list[tuple[int, dict]]] = {}
     for i, ri in enumerate(r_items if isinstance(r_items, list) else ()):
         if not isinstance(ri, dict):
             continue
         at = f"{where}.item[{i}]"
         link = ri.get("linkId")
-        qi = defs.get(link)
+        qi = defs.get(link) if isinstance(link, str) else None  # (another shape: the schema's error)
         if qi is None:
             yield Issue("error", "not-found", MESSAGES["link-id"](link=repr(link)), at)
             continue
@@ -175,12 +181,12 @@ def _items(q_items: Any, r_items: Any, where: str, answers: dict[str, list[dict]
 
 
 def _has_answer(ri: dict) -> bool:
-    return bool(ri.get("answer")) or any(_has_answer(x) for x in ri.get("item") or () if isinstance(x, dict))
+    return bool(ri.get("answer")) or any(_has_answer(x) for x in _listed(ri.get("item")) if isinstance(x, dict))
 
 
 def _item(qi: dict, ri: dict, at: str, answers: dict[str, list[dict]], completed: bool) -> Iterator[Issue]:
-    qtype = qi.get("type")
-    ans = [a for a in ri.get("answer") or () if isinstance(a, dict)]
+    qtype = qi.get("type") if isinstance(qi.get("type"), str) else None  # (another shape: the schema's error)
+    ans = [a for a in _listed(ri.get("answer")) if isinstance(a, dict)]
     if ans and qtype in NO_ANSWERS:
         yield Issue("error", "structure", MESSAGES["no-answers"](type=str(qtype)), at)
         ans = []
@@ -192,7 +198,7 @@ def _item(qi: dict, ri: dict, at: str, answers: dict[str, list[dict]], completed
     for n in _ext(qi, "maxOccurs"):
         if isinstance(n, int) and len(ans) > n:
             yield Issue("error", "structure", MESSAGES["max-occurs"](limit=str(n)), at)
-    exclusive = [o for o in qi.get("answerOption") or () if isinstance(o, dict) and True in _ext(o, "optionExclusive")]
+    exclusive = [o for o in _listed(qi.get("answerOption")) if isinstance(o, dict) and True in _ext(o, "optionExclusive")]
     for j, a in enumerate(ans):
         a_at = f"{at}.answer[{j}]"
         yield from _answer(qi, a, a_at)
@@ -213,7 +219,7 @@ def _answer(qi: dict, a: dict, at: str) -> Iterator[Issue]:
     if key not in want:
         yield Issue("error", "structure", MESSAGES["type"](want=qtype, got=key[5:6].lower() + key[6:]), at)
         return
-    options = [v for o in qi.get("answerOption") or () if isinstance(o, dict) and (v := _value(o)) is not None]
+    options = [v for o in _listed(qi.get("answerOption")) if isinstance(o, dict) and (v := _value(o)) is not None]
     if options and not (qtype == "open-choice" and key == "valueString"):
         typed = [o for o in options if o[0] == key]
         if not typed:
@@ -315,7 +321,7 @@ def _base(q: dict) -> tuple[str, float] | None:
 
 
 def _enabled(qi: dict, answers: dict[str, list[dict]]) -> bool:
-    conds = [c for c in qi.get("enableWhen") or () if isinstance(c, dict)]
+    conds = [c for c in _listed(qi.get("enableWhen")) if isinstance(c, dict)]
     if not conds:
         return True
     results = [_condition(c, answers.get(str(c.get("question")), [])) for c in conds]
