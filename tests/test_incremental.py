@@ -320,3 +320,46 @@ def test_lines_that_are_not_json_are_read_from_the_store_as_a_full_run_reads_the
     assert inc[f"Patient/{a}"].by_id("E9-hiv").result == "met"  # read with its byte replaced
     assert inc[f"Patient/{b}"].by_id("E9-hiv").result == "met"  # read as DuckDB reads a trailing comma
     assert inc[f"Patient/{c}"].status != "eligible"  # a cut-off line of theirs: unknown, not passed over
+
+
+def test_a_patient_link_arriving_in_a_delta_reaches_the_record_it_links_to(pop, tmp_path, definition):
+    """The MPI merges two records overnight: the delta holds the surviving Patient with a 'replaces' link to an
+    eligible patient's record, which itself did not change. The night's run re-screens that record too, as a full
+    run over the same lines does (it is no longer eligible on its own record)."""
+    state = PatientState(tmp_path / "state")
+    run = Run.start(definition, as_of=START, problems=Problems())
+    before = {r.patient: r for r in screen_update(definition, run, state, [pop / "fhir"])}
+    target = sorted(p for p, r in before.items() if r.status == "eligible")[0]
+    survivor = {"resourceType": "Patient", "id": "mpi-survivor", "gender": "female", "birthDate": "1980-01-01",
+                "link": [{"other": {"reference": target}, "type": "replaces"}]}
+    delta = tmp_path / "delta.ndjson"
+    delta.write_bytes(orjson.dumps(survivor) + b"\n")
+    inc = {r.patient: r for r in screen_update(definition, Run.start(definition, as_of=START, problems=Problems()),
+                                               state, [delta])}
+    want = {r.patient: r for r in screen_files(definition, Run.start(definition, as_of=START, problems=Problems()),
+                                               FileInputs((pop / "fhir", delta)))}
+    assert want[target].status != "eligible"
+    assert inc.keys() == want.keys()
+
+    def unlocated(r: ScreeningResult) -> dict:  # (the store keeps no line numbers: a known difference)
+        d = comparable(r)
+        for c in d["criteria"]:
+            c["evidence"] = [e if not e.startswith(str(tmp_path)) else "<line>" for e in c["evidence"]]
+        return d
+    assert [p for p in want if unlocated(inc[p]) != unlocated(want[p])] == []
+    # the next night the target's own data changes: the survivor's link still reaches it
+    weight = tmp_path / "weight.ndjson"
+    weight.write_bytes(orjson.dumps({"resourceType": "Observation", "id": "w-1", "status": "final", "code": {
+        "coding": [{"system": "http://loinc.org", "code": "29463-7"}]}, "subject": {"reference": target},
+        "effectiveDateTime": "2026-11-10", "valueQuantity": {"value": 61, "unit": "kg"}}) + b"\n")
+    stats = UpdateStats()
+    again = {r.patient: r for r in screen_update(definition, Run.start(definition, as_of=START, problems=Problems()),
+                                                 state, [weight], stats)}
+    assert stats.screened == 2 and not stats.everyone  # the target, and the survivor screened with it
+    assert again[target].status == inc[target].status != "eligible"
+    survivor["link"] = []  # and when the MPI drops the link, the target is screened alone again
+    delta.write_bytes(orjson.dumps(survivor) + b"\n")
+    unlinked = {r.patient: r for r in screen_update(definition, Run.start(definition, as_of=START, problems=Problems()),
+                                                    state, [delta])}
+    assert unlinked[target].status == "eligible"
+    state.close()

@@ -86,7 +86,8 @@ def _update(definition: Definition, run: Run, state: PatientState, delta: Iterab
         stats.everyone, stats.why = True, "definition-or-dates"
     elif EVERYONE in dirty:
         stats.everyone, stats.why = True, "shared-resource"
-    wanted: set[str] | None = None if stats.everyone else dirty
+    # a Patient that links to another record is screened with it (sources.statestore.linking_to)
+    wanted: set[str] | None = None if stats.everyone else dirty | state.linking_to(dirty)
     fresh: list[ScreeningResult] = []
     if wanted is None or wanted:
         fd, name = tempfile.mkstemp(prefix="screen-", suffix=".ndjson", dir=state.folder)

@@ -55,6 +55,7 @@ from fhir3t.fhirutil import patient_id
 from fhir3t.frozen import Shared
 from fhir3t.messages import table
 from fhir3t.sources.files import expand_paths, line_patient_reference, ndjson_batches
+from fhir3t.sources.grouping import linked_records
 
 DB_NAME = "fhir3t-state.sqlite"
 #: why the store cannot be used (a usage error, said in the reader's language)
@@ -86,6 +87,8 @@ CREATE TABLE IF NOT EXISTS dirty (patient TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS results (patient TEXT PRIMARY KEY, ref TEXT, status TEXT, result BLOB, rendered BLOB)
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS parts (digest BLOB PRIMARY KEY, body BLOB) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS links (source TEXT, target TEXT, PRIMARY KEY (source, target)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS links_target ON links (target);
 """
 #: shared parts kept unpickled while results are read, least recently used first out (a bound on memory:
 #: a patient's own parts (its age, with the Patient as evidence) are read once and pushed out)
@@ -151,6 +154,13 @@ class PatientState:
             self.put("layout", LAYOUT)
         elif layout != LAYOUT:
             raise UsageError(E["other-layout"](folder=str(self.folder), layout=layout))
+        if self.get("links") != "1":  # a store written before the links were kept: index its Patients' links once
+            self.db.execute("BEGIN")
+            for rid, body in self.db.execute("SELECT id, body FROM res WHERE type = 'Patient' AND instr(body, '\"link\"')"):
+                res = orjson.loads(body)
+                self._relink(rid, res if isinstance(res, dict) else {}, MergeStats())
+            self.put("links", "1")
+            self.db.execute("COMMIT")
 
     def before_close(self, call: Callable[[], object]) -> None:
         """Run `call` when the store closes, before it does (what still reads from it: results not read back)."""
@@ -225,6 +235,18 @@ class PatientState:
         stats.lines += 1
         self._upsert(res, line, where, stats)
 
+    def _relink(self, rid: str, patient: dict, stats: MergeStats) -> None:
+        """Keep the records a stored Patient links to (Patient.link: sources.grouping.linked_records), and mark
+        those it linked to and links to now dirty: what each screening says depends on the other record."""
+        old = {r[0] for r in self.db.execute("SELECT target FROM links WHERE source = ?", (rid,))}
+        new = {t.removeprefix("Patient/") for _, _, t in linked_records(patient, f"Patient/{rid}") if t is not None}
+        if old == new:
+            return
+        self.db.execute("DELETE FROM links WHERE source = ?", (rid,))
+        self.db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?)", [(rid, t) for t in sorted(new)])
+        for target in old ^ new:
+            self._dirty(target, stats)
+
     def _upsert(self, res: dict, line: bytes, where: str, stats: MergeStats) -> None:
         rtype = res["resourceType"]
         rid = res.get("id")
@@ -235,14 +257,16 @@ class PatientState:
         vid, lu = meta.get("versionId"), meta.get("lastUpdated")
         vid = vid if isinstance(vid, str) else ""
         lu = lu if isinstance(lu, str) else ""
-        self._put(rtype, rid, patient_id(res) or "", vid, lu, line, stats)
+        if self._put(rtype, rid, patient_id(res) or "", vid, lu, line, stats) and rtype == "Patient":
+            self._relink(rid, res, stats)
 
-    def _put(self, rtype: str, rid: str, patient: str, vid: str, lu: str, line: bytes, stats: MergeStats) -> None:
+    def _put(self, rtype: str, rid: str, patient: str, vid: str, lu: str, line: bytes, stats: MergeStats) -> bool:
+        """Store one line (replacing an older copy); False when the stored copy is newer and stays."""
         old = self.db.execute("SELECT patient, vid, lu, seq FROM res WHERE type = ? AND id = ?", (rtype, rid)).fetchone()
         if old is not None:
             if stored_is_newer(old[1], old[2], vid, lu):
                 stats.stale += 1
-                return
+                return False
             stats.replaced += 1
             self._dirty(old[0], stats)
             seq = old[3]
@@ -252,12 +276,15 @@ class PatientState:
             seq = self._seq
         self.db.execute("INSERT OR REPLACE INTO res VALUES (?, ?, ?, ?, ?, ?, ?)", (rtype, rid, patient, vid, lu, seq, line))
         self._dirty(patient, stats)
+        return True
 
     def _delete(self, rtype: str, rid: str, stats: MergeStats) -> None:
         old = self.db.execute("DELETE FROM res WHERE type = ? AND id = ? RETURNING patient", (rtype, rid)).fetchone()
         if old is not None:
             stats.deleted += 1
             self._dirty(old[0], stats)
+            if rtype == "Patient":
+                self._relink(rid, {}, stats)
 
     @staticmethod
     def _dirty(patient: str, stats: MergeStats) -> None:
@@ -266,6 +293,13 @@ class PatientState:
     # ---- what to screen -----------------------------------------------------------------------
     def dirty(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT patient FROM dirty")}
+
+    def linking_to(self, patients: set[str]) -> set[str]:
+        """The stored Patients that link to one of these (screened with them: a link reaches both records)."""
+        found: set[str] = set()
+        for p in patients:
+            found.update(r[0] for r in self.db.execute("SELECT source FROM links WHERE target = ?", (p,)))
+        return found
 
     def patients(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT DISTINCT patient FROM res WHERE patient != ''")}
