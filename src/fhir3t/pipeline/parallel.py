@@ -95,11 +95,12 @@ def _collect(files: list[str], run_dir: str, limits: Limits) \
 
 
 def _position(where: str, order: dict[str, int]) -> tuple[int, int]:
-    """(input file's rank, line or entry number) of a location `path:line` or `path#entry[i]`."""
-    path, sep, rest = where.rpartition("#entry[")
+    """(input file's rank, line or entry number) of a location `path:line` or `path#entry[i]` (an entry of a
+    Bundle inside it, `path#entry[i].resource.entry[j]`, by its outer entry's number)."""
+    path, sep, rest = where.partition("#entry[")
     if not sep:
         path, sep, rest = where.rpartition(":")
-    number = rest.rstrip("]")
+    number = rest.partition("]")[0]
     return order.get(path, len(order)), int(number) if sep and number.isdigit() else 0
 
 

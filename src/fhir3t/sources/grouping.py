@@ -12,7 +12,8 @@ exports is screened once, whole.
 Entries that could decide a criterion but cannot be attributed (a garbled patient reference, an
 unknown resource type) are never silently dropped: inside a Bundle that holds a single Patient they
 stay with that patient as `Unread` (the criteria that could depend on them become unknown);
-elsewhere they are reported and counted in `stats.unattributed` for the run's summary.
+elsewhere they are reported and counted in `stats.unattributed` for the run's summary. A Bundle inside a
+Bundle is read as part of it; a resource an operation's Parameters carries is kept as unread (`_held`).
 """
 from __future__ import annotations
 
@@ -94,7 +95,46 @@ P = table("input.grouping", {
                      "unknown",
     "no-type-nobody": "resource without resourceType (not FHIR: no resourceType), naming no patient; skipped",
     "no-patient-resource": "{key}: no Patient resource found; screened without demographics",
+    "held": "{type} held inside an operation's Parameters is not read as a record: the criteria it could decide are "
+            "left unknown for the patient it names",
+    "too-deep": "Bundles nested more than {depth} deep are not read: the criteria what they hold could decide are left "
+                "unknown for the document's patients",
 })
+
+#: marks a stand-in for a Bundle nested past MAX_NESTING (kept as unread like an untyped entry)
+TOO_DEEP = "__fhir3t_too_deep__"
+#: Bundles inside Bundles read as part of the outer document, this many deep (a batch-response of searchsets is 1)
+MAX_NESTING = 8
+
+
+def parameters_resources(params: dict, where: str) -> list[Entry]:
+    """The resources a Parameters resource carries (`parameter[i].resource`, in parts too, and the entries of a
+    Bundle or Parameters it carries), with their location; MAX_NESTING levels deep."""
+    out: list[Entry] = []
+
+    def walk(items: object, loc: str, name: str, depth: int) -> None:
+        for i, p in enumerate(items if isinstance(items, list) else ()):
+            if not isinstance(p, dict):
+                continue
+            here = f"{loc}.{name}[{i}]"
+            if isinstance(p.get("resource"), dict):
+                resource(p["resource"], f"{here}.resource", depth)
+            if depth < MAX_NESTING:
+                walk(p.get("part"), here, "part", depth + 1)
+
+    def resource(res: dict, loc: str, depth: int) -> None:
+        rtype = res.get("resourceType")
+        if rtype == "Parameters" and depth < MAX_NESTING:
+            walk(res.get("parameter"), loc, "parameter", depth + 1)
+        elif rtype == "Bundle" and isinstance(res.get("entry"), list) and depth < MAX_NESTING:
+            for j, e in enumerate(res["entry"]):
+                if isinstance(e, dict) and isinstance(e.get("resource"), dict):
+                    resource(e["resource"], f"{loc}.entry[{j}].resource", depth + 1)
+        else:
+            out.append(Entry(res, loc, None))
+
+    walk(params.get("parameter"), where, "parameter", 0)
+    return out
 
 DEFAULT_SPILL_AT = 50_000  # kept resources held in memory (~175 MB) before the store moves to disk
 #: inputs bigger than this (gzip counted 8 times its size) go to disk from the start with store="auto"
@@ -112,6 +152,10 @@ ENTRY_BAD_PATIENT = Message("entry.bad-patient", "an entry of this patient's Bun
 ENTRY_OTHER_PATIENT = Message("entry.other-patient", "an entry of this patient's Bundle names another patient who is "
                                                      "not in the input (a garbled reference?)")
 ENTRY_UNTYPED = Message("entry.untyped", "an entry naming this patient has no resourceType: it could be any record")
+ENTRY_HELD = Message("entry.held", "a resource held inside an operation's Parameters (its input or output), not a record "
+                                   "of its own: fhir3t does not read it as one")
+ENTRY_TOO_DEEP = Message("entry.too-deep", "a Bundle nested too deep inside this patient's Bundle is not read: it "
+                                           "could hold any record")
 ENTRY_UNPARSED = Message("entry.unparsed", "a line of the input that is not valid JSON names this patient: it could be "
                                            "any record")
 ENTRY_LINKED = Message("entry.patient-linked", "this Patient is linked ({how}) to {other}, another record of the same "
@@ -440,7 +484,26 @@ class GroupingSource:
 
     def _document(self, data: object, where: str) -> None:
         untyped: list[Entry] = []
-        entries = bundle_entries(data, where, self.problems, untyped)
+        held: list[Entry] = []
+        try:
+            entries = self._entries(data, where, untyped, held)
+        except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
+            self.problems.add(where, P["structure-entries"](kind=type(exc).__name__))
+            return
+        if not entries and not untyped and not held:
+            return
+        try:
+            self._bundle(entries or [], where, untyped, held)
+        except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
+            self.problems.add(where, P["structure-entries"](kind=type(exc).__name__))
+
+    def _entries(self, data: object, where: str, untyped: list[Entry], held: list[Entry], depth: int = 0) \
+            -> list[Entry] | None:
+        """The entries of a document, a Bundle inside it read as part of it (a batch-response whose entries
+        are the searchsets of one patient's record), each Bundle's history and deletions applied. Resources
+        an operation's Parameters carry go to `held`: they are no record of their own (see `_held`)."""
+        nested: list[Entry] = []
+        entries = bundle_entries(data, where, self.problems, untyped, nested, "." if depth else "#")
         if isinstance(data, dict) and data.get("resourceType") == "Bundle" and isinstance(data.get("entry"), list):
             if data.get("type") == "history":
                 entries = self._history(data["entry"], entries or [], where)
@@ -448,12 +511,18 @@ class GroupingSource:
                 for _, c in history_entries(data["entry"], where):
                     if isinstance(c, Deleted):
                         self.shared.delete(Deleted(c.ref, c.version_id, c.last_updated, c.where))
-        if not entries and not untyped:
-            return
-        try:
-            self._bundle(entries or [], where, untyped)
-        except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
-            self.problems.add(where, P["structure-entries"](kind=type(exc).__name__))
+        out: list[Entry] = []
+        for e in entries or ():
+            if e.resource["resourceType"] == "Parameters":
+                held.extend(parameters_resources(e.resource, e.where))
+            else:
+                out.append(e)
+        for n in nested:
+            if depth >= MAX_NESTING:
+                untyped.append(Entry({TOO_DEEP: True}, n.where, None))  # kept as unread (`_bundle`)
+                continue
+            out += self._entries(n.resource, f"{n.where}.resource", untyped, held, depth + 1) or []
+        return out if entries is not None or out else entries
 
     def _history(self, raw: list, entries: list[Entry], where: str) -> list[Entry]:
         """A history Bundle: only the newest version of each resource is read; a DELETE that is the newest
@@ -465,7 +534,7 @@ class GroupingSource:
                 self.shared.delete(c)
         return [e for e in entries if id(e.resource) in live]
 
-    def _bundle(self, entries: list[Entry], source: str, untyped: Iterable[Entry] = ()) -> None:
+    def _bundle(self, entries: list[Entry], source: str, untyped: Iterable[Entry] = (), held: Iterable[Entry] = ()) -> None:
         doc = _Doc(parts=set())
         rest: list[Entry] = []
         for e in entries:  # Patients first: other entries may name them by fullUrl or identifier
@@ -488,7 +557,14 @@ class GroupingSource:
             doc.named = self._named(rest, doc)
         for e in untyped:
             self.stats.resources += 1
-            self._untyped(e.resource, e.where, source, doc, ENTRY_UNTYPED())
+            if TOO_DEEP in e.resource:
+                self._unattributable("*", e.where, source, doc.owners, "*", ENTRY_TOO_DEEP(),
+                                     P["too-deep"](depth=MAX_NESTING))
+            else:
+                self._untyped(e.resource, e.where, source, doc, ENTRY_UNTYPED())
+        for e in held:
+            self.stats.resources += 1
+            self._held(e.resource, e.where, source, doc)
         for e in rest:
             self._resource(e.resource, e.where, e.full_url, source, doc)
 
@@ -544,7 +620,7 @@ class GroupingSource:
                     continue
                 rtype = res["resourceType"]
                 key = None  # read leniently or with bytes replaced: teaches the native key nothing
-            if rtype == "Bundle":  # a Bundle written as one line: read as a document
+            if rtype in ("Bundle", "Parameters"):  # a Bundle written as one line: read as a document
                 self._document(res, f"{where}:{lineno}")
                 continue
             # a later version is kept whatever it says (sources.versions) and teaches its key nothing
@@ -689,6 +765,30 @@ class GroupingSource:
         if hit:
             return hit
         return None if hit == "" else token  # "": several Patients of this Bundle carry it
+
+    def _held(self, res: dict, where: str, source: str, doc: _Doc) -> None:
+        """A resource an operation's Parameters carry (`$submit-data`, `$member-match`, a message's payload):
+        not a record of its own, what it is for is the operation's. A type and code some rule reads keeps the
+        criteria it could decide unknown for the patient it names (else the document's patients), never
+        counted as a record nor as absent."""
+        rtype = res.get("resourceType")
+        if not isinstance(rtype, str) or rtype not in self._r4_types:
+            self._untyped(res, where, source, doc, ENTRY_HELD())
+            return
+        wants = self.wants
+        if rtype == "Patient" or rtype in self._shared_types or not self._links(rtype) or (
+                wants is not None and (rtype not in wants.types or not wants(res, where))):
+            return
+        self.problems.add(where, P["held"](type=rtype), skipped=False)
+        link = patient_link(res, self._links(rtype))
+        key = self._key(link, doc) if link is not None else None
+        if isinstance(key, str):
+            self._store.unread(key, Unread(rtype, where, ENTRY_HELD()), source)  # type: ignore[union-attr]
+            return
+        if isinstance(key, tuple):
+            self.pending.append(Pending(token_key(key), res, where, source, doc.owners, ENTRY_HELD()))
+            return
+        self._unattributable(rtype, where, source, doc.owners, rtype, ENTRY_HELD(), P["held"](type=rtype), res)
 
     def _untyped(self, res: dict, where: str, source: str, doc: _Doc, why: Msg) -> None:
         """An entry whose resourceType is missing, misspelt or not R4's: it could be any record. Kept as

@@ -1,0 +1,169 @@
+"""Data as FHIR servers and interface engines hand it over: Bundles inside Bundles, resources an operation's
+Parameters carry, transactions and batch answers, references to other servers. What fhir3t cannot read
+keeps the criterion unknown (naming the record), never decides it towards eligibility.
+
+Each case starts from an eligible patient (samples/screening/01-eligible-classic.json) and changes one
+thing the way a server or an interface engine writes it.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+import orjson
+import pytest
+
+from conftest import SAMPLES, screen_bundle
+from fhir3t.dates import parse_day
+from fhir3t.errors import Problems
+from fhir3t.pipeline import Run, screen_records
+from fhir3t.sources.grouping import GroupingSource
+
+AS_OF = "2026-11-16"
+BASE = json.loads((SAMPLES / "screening" / "01-eligible-classic.json").read_text(encoding="utf-8"))
+SCT = "http://snomed.info/sct"
+POSITIVE = {"coding": [{"system": SCT, "code": "10828004", "display": "Positive"}]}
+
+
+def _patient() -> dict:
+    return copy.deepcopy(BASE)
+
+
+def _res(bundle: dict, rid: str) -> dict:
+    return next(e["resource"] for e in bundle["entry"] if e["resource"].get("id") == rid)
+
+
+def _hiv_positive(rid: str = "x-hiv") -> dict:
+    """A later HIV screen of the base patient, positive: read, it makes the patient ineligible."""
+    r = copy.deepcopy(_res(BASE, "p01-hiv"))
+    r.update(id=rid, effectiveDateTime="2026-11-10", valueCodeableConcept=POSITIVE)
+    r.pop("issued", None)
+    r.pop("encounter", None)
+    return r
+
+
+def _screen(definition, bundle: dict, problems: Problems | None = None):
+    results = screen_bundle(definition, bundle, AS_OF, problems=problems)
+    assert len(results) == 1
+    return results[0]
+
+
+def test_the_base_patient_is_eligible_and_a_later_positive_hiv_screen_read_makes_it_ineligible(definition):
+    assert _screen(definition, _patient()).status == "eligible"
+    b = _patient()
+    b["entry"].append({"resource": _hiv_positive()})
+    assert _screen(definition, b).status == "ineligible"
+
+
+# ---------------------------------------------------------------- Bundles inside Bundles
+def _searchset(*resources: dict) -> dict:
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
+            "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources]}
+
+
+@pytest.mark.parametrize("wrap", ["collection", "batch-response", "twice"])
+def test_a_bundle_inside_the_bundle_is_read_as_part_of_it(definition, wrap):
+    """A batch of searches answers with a batch-response whose entries are searchsets; engines collect
+    such answers into one Bundle. What the inner Bundles hold is the patient's record."""
+    inner = _searchset(_hiv_positive())
+    if wrap == "batch-response":
+        inner = {"resourceType": "Bundle", "type": "batch-response",
+                 "entry": [{"resource": inner, "response": {"status": "200 OK"}}]}
+    elif wrap == "twice":
+        inner = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": _searchset(inner)}]}
+    b = _patient()
+    b["entry"].append({"resource": inner})
+    out = _screen(definition, b)
+    assert out.status == "ineligible"
+    assert out.by_id("E9-hiv").result == "met" and "Observation/x-hiv" in out.by_id("E9-hiv").evidence
+
+
+def test_a_bundle_of_several_patients_answers_inside_a_batch_response_files_each_under_its_patient(definition):
+    b = _patient()
+    other = copy.deepcopy(_res(BASE, "p01"))
+    other["id"] = "p02"
+    b["entry"].append({"resource": {"resourceType": "Bundle", "type": "batch-response", "entry": [
+        {"resource": _searchset(other), "response": {"status": "200 OK"}},
+        {"resource": _searchset(_hiv_positive()), "response": {"status": "200 OK"}}]}})
+    results = {r.patient: r for r in screen_bundle(definition, b, AS_OF)}
+    assert results["Patient/p01"].status == "ineligible"
+    assert results["Patient/p02"].by_id("E9-hiv").result != "met"
+
+
+def test_a_history_bundle_inside_the_bundle_reads_its_newest_version(definition):
+    old = _hiv_positive("hx")
+    old.update(meta={"versionId": "1"}, valueCodeableConcept=_res(BASE, "p01-hiv")["valueCodeableConcept"])
+    new = _hiv_positive("hx")
+    new["meta"] = {"versionId": "2"}
+    b = _patient()
+    b["entry"].append({"resource": {"resourceType": "Bundle", "type": "history",
+                                    "entry": [{"resource": new}, {"resource": old}]}})
+    out = _screen(definition, b)
+    assert out.by_id("E9-hiv").result == "met" and out.status == "ineligible"
+
+
+def test_bundles_nested_past_the_limit_keep_what_they_could_decide_unknown(definition):
+    inner = _searchset(_hiv_positive())
+    for _ in range(12):
+        inner = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": inner}]}
+    b = _patient()
+    b["entry"].append({"resource": inner})
+    problems = Problems()
+    out = _screen(definition, b, problems)
+    assert out.status == "candidate"
+    c = out.by_id("E9-hiv")
+    assert c.result == "unknown" and "nested too deep" in c.reason
+    assert any("nested more than" in str(p) for p in problems.items)
+
+
+def test_a_bundle_written_as_one_ndjson_line_with_a_searchset_inside_is_read(definition, tmp_path):
+    b = _patient()
+    b["entry"].append({"resource": _searchset(_hiv_positive())})
+    (tmp_path / "x.ndjson").write_bytes(orjson.dumps(b) + b"\n")
+    run = Run.start(definition, as_of=parse_day(AS_OF))
+    src = GroupingSource([tmp_path], run.problems, run.filter, store="memory")
+    out = list(screen_records(definition, run, src, src.shared))
+    assert [r.status for r in out] == ["ineligible"]
+
+
+# ---------------------------------------------------------------- resources an operation's Parameters carry
+def _parameters(resource: dict, nested: str = "") -> dict:
+    if nested == "part":
+        return {"resourceType": "Parameters", "parameter": [{"name": "submission", "part": [
+            {"name": "resource", "resource": resource}]}]}
+    if nested == "bundle":
+        return {"resourceType": "Parameters", "parameter": [{"name": "return", "resource": _searchset(resource)}]}
+    return {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": resource}]}
+
+
+@pytest.mark.parametrize("nested", ["", "part", "bundle"])
+def test_a_record_an_operations_parameters_carry_keeps_its_criterion_unknown(definition, nested):
+    """`$submit-data`, a message's payload, an engine's operation call: the resource in a Parameters is no
+    record of its own, and fhir3t does not guess what the operation does with it. It is neither read as the
+    patient's record nor ignored: the criteria it could decide stay unknown, naming it."""
+    b = _patient()
+    b["entry"].append({"resource": _parameters(_hiv_positive(), nested)})
+    problems = Problems()
+    out = _screen(definition, b, problems)
+    c = out.by_id("E9-hiv")
+    assert c.result == "unknown" and "Parameters" in c.reason
+    assert out.status == "candidate"
+    assert any("held inside an operation's Parameters" in str(p) for p in problems.items)
+
+
+def test_a_parameters_resource_as_its_own_file_or_line_keeps_the_criterion_unknown(definition, tmp_path):
+    (tmp_path / "p.json").write_bytes(orjson.dumps(_patient()))
+    (tmp_path / "op.ndjson").write_bytes(orjson.dumps(_parameters(_hiv_positive())) + b"\n")
+    run = Run.start(definition, as_of=parse_day(AS_OF))
+    src = GroupingSource([tmp_path], run.problems, run.filter, store="memory")
+    out = list(screen_records(definition, run, src, src.shared))
+    assert [r.status for r in out] == ["candidate"]
+    assert out[0].by_id("E9-hiv").result == "unknown"
+
+
+def test_a_parameters_resource_carrying_what_no_rule_reads_changes_nothing(definition):
+    b = _patient()
+    other = copy.deepcopy(_res(BASE, "p01-omeprazole"))
+    other["id"] = "om2"
+    b["entry"].append({"resource": _parameters(other)})
+    assert _screen(definition, b).status == "eligible"
