@@ -167,3 +167,78 @@ def test_a_parameters_resource_carrying_what_no_rule_reads_changes_nothing(defin
     other["id"] = "om2"
     b["entry"].append({"resource": _parameters(other)})
     assert _screen(definition, b).status == "eligible"
+
+
+# ---------------------------------------------------------------- what a transaction or a server's answer says is missing
+def _as(bundle: dict, kind: str) -> dict:
+    bundle["type"] = kind
+    for e in bundle["entry"]:
+        r = e["resource"]
+        if kind in ("transaction", "batch"):
+            e["request"] = {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}
+        elif kind.endswith("-response"):
+            e["response"] = {"status": "200 OK"}
+        else:
+            e["search"] = {"mode": "match"}
+    return bundle
+
+
+FHIRPATH_PATCH = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+    {"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Observation.valueCodeableConcept"},
+    {"name": "value", "valueCodeableConcept": POSITIVE}]}]}
+
+
+@pytest.mark.parametrize("entry,kind,says", [
+    ({"resource": FHIRPATH_PATCH, "request": {"method": "PATCH", "url": "Observation/p01-hiv"}},
+     "transaction", "by a PATCH"),
+    ({"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": "W10="},
+      "request": {"method": "PATCH", "url": "Observation?identifier=http://lis.example.org|A1"}},
+     "batch", "by a PATCH"),
+    ({"request": {"method": "DELETE", "url": "Observation?patient=p01&code=http://loinc.org|56888-1"}},
+     "transaction", "conditional DELETE"),
+    ({"response": {"status": "500 Internal Server Error", "outcome": {
+        "resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}}},
+     "batch-response", "failed request (HTTP 500)"),
+    ({"response": {"status": "403 Forbidden"}}, "batch-response", "failed request (HTTP 403)"),
+    ({"resource": {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "warning", "code": "suppressed", "diagnostics": "results restricted by consent"}]},
+      "search": {"mode": "outcome"}}, "searchset", "OperationOutcome suppressed"),
+    ({"resource": {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "too-costly"}]},
+      "search": {"mode": "outcome"}}, "searchset", "OperationOutcome too-costly"),
+])
+def test_an_entry_that_changes_or_leaves_out_records_in_a_way_fhir3t_does_not_apply_keeps_them_unknown(
+        definition, entry, kind, says):
+    """A PATCH or a conditional DELETE may turn the negative HIV screen positive or remove it; a failed search
+    of a batch, or a searchset whose server says it suppressed or cut results, has left records out: the
+    criteria they could decide stay unknown for the Bundle's patient, naming the entry."""
+    b = _as(_patient(), kind)
+    b["entry"].append(entry)
+    problems = Problems()
+    out = _screen(definition, b, problems)
+    c = out.by_id("E9-hiv")
+    assert c.result == "unknown" and says in c.reason, c.reason
+    assert out.status == "candidate"
+    assert any(p.where.endswith(f"#entry[{len(b['entry']) - 1}]") for p in problems.items)
+
+
+@pytest.mark.parametrize("entry,kind", [
+    ({"resource": {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "information", "code": "informational", "diagnostics": "2 matches"}]},
+      "search": {"mode": "outcome"}}, "searchset"),
+    ({"request": {"method": "DELETE", "url": "Observation/p01-other"}}, "transaction"),
+    ({"response": {"status": "201 Created", "location": "Observation/p01-new/_history/1"}}, "transaction-response"),
+    ({"resource": FHIRPATH_PATCH, "request": {"method": "PATCH", "url": "Practitioner/dr-1"}}, "transaction"),
+])
+def test_an_answer_that_leaves_nothing_out_or_a_change_no_rule_reads_changes_nothing(definition, entry, kind):
+    b = _as(_patient(), kind)
+    b["entry"].append(entry)
+    assert _screen(definition, b).status == "eligible"
+
+
+def test_a_failed_search_inside_a_batch_response_of_searchsets_keeps_the_patients_criteria_unknown(definition):
+    b = _patient()
+    b["entry"].append({"resource": {"resourceType": "Bundle", "type": "batch-response", "entry": [
+        {"resource": _searchset(), "response": {"status": "200 OK"}},
+        {"response": {"status": "504 Gateway Timeout"}}]}})
+    out = _screen(definition, b)
+    assert out.status == "candidate" and "HTTP 504" in out.by_id("E6-malignancy").reason

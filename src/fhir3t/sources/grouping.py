@@ -95,11 +95,80 @@ P = table("input.grouping", {
                      "unknown",
     "no-type-nobody": "resource without resourceType (not FHIR: no resourceType), naming no patient; skipped",
     "no-patient-resource": "{key}: no Patient resource found; screened without demographics",
+    "patch": "a PATCH of {type}, which fhir3t does not apply: the criteria it could decide are left unknown for the "
+             "document's patients",
+    "delete-search": "a conditional DELETE of {type} (which records it deletes cannot be told): the criteria they could "
+                     "decide are left unknown for the document's patients",
+    "failed": "a failed request (HTTP {code}): what it would have returned is missing; the criteria it could decide are "
+              "left unknown for the document's patients",
+    "incomplete": "the server says its answer leaves something out (OperationOutcome {issue}): the criteria it could "
+                  "decide are left unknown for the document's patients",
     "held": "{type} held inside an operation's Parameters is not read as a record: the criteria it could decide are "
             "left unknown for the patient it names",
     "too-deep": "Bundles nested more than {depth} deep are not read: the criteria what they hold could decide are left "
                 "unknown for the document's patients",
 })
+
+#: OperationOutcome issue codes by which a server says its answer leaves something out (R4 issue-type)
+INCOMPLETE_ISSUES = frozenset({"incomplete", "too-costly", "throttled", "suppressed", "timeout", "too-long"})
+
+
+def _url_type(url: object) -> str:
+    """The resource type a request.url names (`Type/id`, `Type?search`, absolute or `_history`), "*" if none."""
+    if not isinstance(url, str):
+        return "*"
+    head, query, _ = url.partition("?")
+    parts = head.rstrip("/").split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    name = parts[-1] if query else parts[-2] if len(parts) >= 2 else ""
+    return name if name[:1].isupper() and name.isalpha() else "*"
+
+
+def entry_gaps(entries: list, where: str, sep: str = "#") -> Iterator[tuple[str, str, Msg, Msg]]:
+    """(location, type or "*", why for the patient, problem) of each entry of a Bundle that says a record may be
+    missing or changed in a way fhir3t does not apply: a PATCH, a conditional DELETE (which records it deletes
+    cannot be told), a failed request of a batch or transaction answer, a search outcome or an answer's outcome
+    that says the server left something out."""
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            continue
+        loc = f"{where}{sep}entry[{i}]"
+        request: dict = e["request"] if isinstance(e.get("request"), dict) else {}
+        method = request.get("method")
+        if method == "PATCH":
+            rtype = _url_type(request.get("url"))
+            yield loc, rtype, ENTRY_PATCH(type=rtype), P["patch"](type=rtype)
+        elif method == "DELETE" and isinstance(request.get("url"), str) and "?" in request["url"]:
+            rtype = _url_type(request["url"])
+            yield loc, rtype, ENTRY_DELETE_SEARCH(type=rtype), P["delete-search"](type=rtype)
+        response: dict = e["response"] if isinstance(e.get("response"), dict) else {}
+        status = response.get("status")
+        code = status.strip()[:3] if isinstance(status, str) else ""
+        if code[:1] in ("4", "5") and code.isdigit():
+            yield loc, "*", ENTRY_FAILED(code=code), P["failed"](code=code)
+            continue
+        search: dict = e["search"] if isinstance(e.get("search"), dict) else {}
+        outcome = e.get("resource") if search.get("mode") == "outcome" else response.get("outcome")
+        issue = _incomplete_issue(outcome)
+        if issue is not None:
+            yield loc, "*", ENTRY_INCOMPLETE(issue=issue), P["incomplete"](issue=issue)
+
+
+def _incomplete_issue(outcome: object) -> str | None:
+    """The first issue of an OperationOutcome that says an answer leaves something out (an error or fatal
+    issue, or one coded INCOMPLETE_ISSUES), as its code; None when there is none."""
+    if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
+        return None
+    issues = outcome.get("issue")
+    for issue in issues if isinstance(issues, list) else ():
+        if not isinstance(issue, dict):
+            continue
+        code: str = issue["code"] if isinstance(issue.get("code"), str) else ""
+        if code in INCOMPLETE_ISSUES or issue.get("severity") in ("error", "fatal"):
+            return clip(code, 30) if code.replace("-", "").isalpha() else "?"
+    return None
+
 
 #: marks a stand-in for a Bundle nested past MAX_NESTING (kept as unread like an untyped entry)
 TOO_DEEP = "__fhir3t_too_deep__"
@@ -156,6 +225,14 @@ ENTRY_HELD = Message("entry.held", "a resource held inside an operation's Parame
                                    "of its own: fhir3t does not read it as one")
 ENTRY_TOO_DEEP = Message("entry.too-deep", "a Bundle nested too deep inside this patient's Bundle is not read: it "
                                            "could hold any record")
+ENTRY_PATCH = Message("entry.patch", "an entry of this patient's Bundle changes a record ({type}) by a PATCH, which "
+                                     "fhir3t does not apply: the record it changes may read otherwise")
+ENTRY_DELETE_SEARCH = Message("entry.delete-search", "an entry of this patient's Bundle deletes the {type} records a "
+                                                     "search names (a conditional DELETE): which ones cannot be told")
+ENTRY_FAILED = Message("entry.failed", "an answer in this patient's Bundle is a failed request (HTTP {code}): what it "
+                                       "would have returned is missing")
+ENTRY_INCOMPLETE = Message("entry.incomplete", "the server says an answer in this patient's Bundle leaves something out "
+                                               "(OperationOutcome {issue}): what it left out is missing")
 ENTRY_UNPARSED = Message("entry.unparsed", "a line of the input that is not valid JSON names this patient: it could be "
                                            "any record")
 ENTRY_LINKED = Message("entry.patient-linked", "this Patient is linked ({how}) to {other}, another record of the same "
@@ -485,26 +562,28 @@ class GroupingSource:
     def _document(self, data: object, where: str) -> None:
         untyped: list[Entry] = []
         held: list[Entry] = []
+        gaps: list[tuple[str, str, Msg, Msg]] = []
         try:
-            entries = self._entries(data, where, untyped, held)
+            entries = self._entries(data, where, untyped, held, gaps)
         except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
             self.problems.add(where, P["structure-entries"](kind=type(exc).__name__))
             return
-        if not entries and not untyped and not held:
+        if not entries and not untyped and not held and not gaps:
             return
         try:
-            self._bundle(entries or [], where, untyped, held)
+            self._bundle(entries or [], where, untyped, held, gaps)
         except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
             self.problems.add(where, P["structure-entries"](kind=type(exc).__name__))
 
-    def _entries(self, data: object, where: str, untyped: list[Entry], held: list[Entry], depth: int = 0) \
-            -> list[Entry] | None:
+    def _entries(self, data: object, where: str, untyped: list[Entry], held: list[Entry],
+                 gaps: list[tuple[str, str, Msg, Msg]], depth: int = 0) -> list[Entry] | None:
         """The entries of a document, a Bundle inside it read as part of it (a batch-response whose entries
         are the searchsets of one patient's record), each Bundle's history and deletions applied. Resources
         an operation's Parameters carry go to `held`: they are no record of their own (see `_held`)."""
         nested: list[Entry] = []
         entries = bundle_entries(data, where, self.problems, untyped, nested, "." if depth else "#")
         if isinstance(data, dict) and data.get("resourceType") == "Bundle" and isinstance(data.get("entry"), list):
+            gaps += entry_gaps(data["entry"], where, "." if depth else "#")
             if data.get("type") == "history":
                 entries = self._history(data["entry"], entries or [], where)
             else:  # a transaction's or a Bulk export's `deleted` DELETE: a tombstone of unknown order
@@ -521,7 +600,7 @@ class GroupingSource:
             if depth >= MAX_NESTING:
                 untyped.append(Entry({TOO_DEEP: True}, n.where, None))  # kept as unread (`_bundle`)
                 continue
-            out += self._entries(n.resource, f"{n.where}.resource", untyped, held, depth + 1) or []
+            out += self._entries(n.resource, f"{n.where}.resource", untyped, held, gaps, depth + 1) or []
         return out if entries is not None or out else entries
 
     def _history(self, raw: list, entries: list[Entry], where: str) -> list[Entry]:
@@ -534,7 +613,8 @@ class GroupingSource:
                 self.shared.delete(c)
         return [e for e in entries if id(e.resource) in live]
 
-    def _bundle(self, entries: list[Entry], source: str, untyped: Iterable[Entry] = (), held: Iterable[Entry] = ()) -> None:
+    def _bundle(self, entries: list[Entry], source: str, untyped: Iterable[Entry] = (), held: Iterable[Entry] = (),
+                gaps: Iterable[tuple[str, str, Msg, Msg]] = ()) -> None:
         doc = _Doc(parts=set())
         rest: list[Entry] = []
         for e in entries:  # Patients first: other entries may name them by fullUrl or identifier
@@ -565,6 +645,11 @@ class GroupingSource:
         for e in held:
             self.stats.resources += 1
             self._held(e.resource, e.where, source, doc)
+        wants = self.wants
+        for loc, rtype, why, problem in gaps:  # a record changed or left out in a way fhir3t does not apply
+            if rtype == "*" or rtype not in self._r4_types or wants is None or rtype in wants.types:
+                self._unattributable(rtype if rtype in self._r4_types else "*", loc, source, doc.owners,
+                                     rtype if rtype in self._r4_types else "*", why, problem)
         for e in rest:
             self._resource(e.resource, e.where, e.full_url, source, doc)
 
