@@ -242,3 +242,78 @@ def test_a_failed_search_inside_a_batch_response_of_searchsets_keeps_the_patient
         {"response": {"status": "504 Gateway Timeout"}}]}})
     out = _screen(definition, b)
     assert out.status == "candidate" and "HTTP 504" in out.by_id("E6-malignancy").reason
+
+
+# ---------------------------------------------------------------- absolute references to another server
+OTHER = "https://other-hospital.example.org/fhir"
+
+
+def test_a_result_about_a_patient_of_another_server_with_the_same_id_is_not_this_patients(definition):
+    """The Bundle's Patient is http://ehr.example.org/fhir/Patient/p01; an anti-MDA5 result names
+    https://other-hospital.example.org/fhir/Patient/p01, someone else on another server. It must not
+    meet this patient's inclusion criterion; whose it is cannot be told, so the criterion is unknown."""
+    b = _patient()
+    _res(b, "p01-mda5")["subject"] = {"reference": f"{OTHER}/Patient/p01"}
+    problems = Problems()
+    out = _screen(definition, b, problems)
+    c = out.by_id("I3-mda5")
+    assert c.result == "unknown" and "another server" in c.reason
+    assert out.status == "candidate"
+    assert any("another server" in str(p) for p in problems.items)
+
+
+@pytest.mark.parametrize("ref", ["https://ehr.example.org/fhir/Patient/p01", "http://EHR.example.org/fhir/Patient/p01",
+                                 "http://ehr.example.org/fhir/Patient/p01/_history/3", "Patient/p01"])
+def test_a_reference_to_the_patients_own_server_is_read(definition, ref):
+    b = _patient()
+    _res(b, "p01-mda5")["subject"] = {"reference": ref}
+    assert _screen(definition, b).status == "eligible"
+
+
+def test_an_absolute_reference_is_read_by_its_id_when_the_input_does_not_say_which_server_the_patient_is_on(definition):
+    b = _patient()
+    for e in b["entry"]:
+        e.pop("fullUrl", None)
+    _res(b, "p01-mda5")["subject"] = {"reference": f"{OTHER}/Patient/p01"}
+    assert _screen(definition, b).status == "eligible"
+
+
+def _recent_cyclosporine(b: dict, ref: str, full_url: str | None) -> None:
+    """The cyclosporine record made current, its drug a Medication of the Bundle named by `ref`; the Bundle's
+    Medication/m1 is omeprazole (at `full_url`)."""
+    stmt = _res(b, "p01-cyclosporine")
+    stmt.update(status="active", effectivePeriod={"start": "2026-10-01"}, medicationReference={"reference": ref})
+    stmt.pop("contained")
+    omeprazole = {"resourceType": "Medication", "id": "m1", "code": _res(b, "p01-omeprazole")["medicationCodeableConcept"]}
+    b["entry"].append({"resource": omeprazole, **({"fullUrl": full_url} if full_url else {})})
+
+
+def test_a_drug_named_on_another_server_is_not_the_medication_of_the_same_id_here(definition):
+    b = _patient()
+    _recent_cyclosporine(b, f"{OTHER}/Medication/m1", "http://ehr.example.org/fhir/Medication/m1")
+    out = _screen(definition, b)
+    c = out.by_id("E2-recent-immunomodulator")
+    assert c.result == "unknown" and "does not resolve" in c.reason
+    assert out.status == "candidate"
+
+
+@pytest.mark.parametrize("ref,full_url", [
+    ("Medication/m1", "http://ehr.example.org/fhir/Medication/m1"),
+    ("https://ehr.example.org/fhir/Medication/m1", "http://ehr.example.org/fhir/Medication/m1"),
+    (f"{OTHER}/Medication/m1", None),  # the Medication's server is not said: read by its id, as before
+])
+def test_a_drug_named_on_its_own_server_or_by_id_alone_is_read(definition, ref, full_url):
+    b = _patient()
+    _recent_cyclosporine(b, ref, full_url)
+    out = _screen(definition, b)
+    assert out.by_id("E2-recent-immunomodulator").result == "not-met" and out.status == "eligible"
+
+
+def test_a_record_on_another_system_of_the_hospital_naming_its_own_servers_patient_is_read(definition):
+    """A multi-system export: the PACS writes its report under its own base and names the patient there, by
+    the id the hospital's systems share (samples/hospital). The entry's own fullUrl says which server it is on."""
+    b = _patient()
+    mda5 = next(e for e in b["entry"] if e["resource"]["id"] == "p01-mda5")
+    mda5["fullUrl"] = f"{OTHER}/Observation/p01-mda5"
+    mda5["resource"]["subject"] = {"reference": f"{OTHER}/Patient/p01"}
+    assert _screen(definition, b).status == "eligible"

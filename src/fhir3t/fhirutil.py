@@ -189,6 +189,22 @@ def normalize_reference(ref: str, aliases: dict[str, str]) -> str | None:
     return None
 
 
+def reference_base(ref: str) -> str | None:
+    """The server an absolute `http(s)://host/base/Type/id[/_history/v]` reference (or fullUrl) names, as
+    `host[:port]/base` (host lower-cased, scheme left out: one server is written with either); None for a
+    relative, `urn:` or other reference."""
+    head = ref.split("?")[0].split("#")[0]
+    scheme, sep, rest = head.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    parts = rest.rstrip("/").split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) < 3 or not RESOURCE_TYPE.fullmatch(parts[-2]) or not parts[-1]:
+        return None
+    return "/".join([parts[0].lower(), *parts[1:-2]])
+
+
 def fhir_reference(ref: object, base: str | None = None) -> tuple[str, str] | None:
     """(type, id) of a FHIR reference, parsed as one, never as a path: `Type/id` or `Type/id/_history/v`, or
     the same under `base` (the server's own base URL). The type must be a resource type name and the id a

@@ -33,6 +33,7 @@ from fhir3t.fhirutil import (
     identifier_keys,
     normalize_reference,
     patient_link,
+    reference_base,
     token_key,
 )
 from fhir3t.messages import Message, Msg, table
@@ -95,6 +96,8 @@ P = table("input.grouping", {
                      "unknown",
     "no-type-nobody": "resource without resourceType (not FHIR: no resourceType), naming no patient; skipped",
     "no-patient-resource": "{key}: no Patient resource found; screened without demographics",
+    "other-server": "{type} names a Patient on another server than the Bundle's Patients (an absolute reference); "
+                    "skipped",
     "patch": "a PATCH of {type}, which fhir3t does not apply: the criteria it could decide are left unknown for the "
              "document's patients",
     "delete-search": "a conditional DELETE of {type} (which records it deletes cannot be told): the criteria they could "
@@ -233,6 +236,9 @@ ENTRY_FAILED = Message("entry.failed", "an answer in this patient's Bundle is a 
                                        "would have returned is missing")
 ENTRY_INCOMPLETE = Message("entry.incomplete", "the server says an answer in this patient's Bundle leaves something out "
                                                "(OperationOutcome {issue}): what it left out is missing")
+ENTRY_OTHER_SERVER = Message("entry.other-server", "an entry of this patient's Bundle names a patient on another server "
+                                                   "than this patient's (an absolute reference): it is not this patient, "
+                                                   "and whose it is cannot be told")
 ENTRY_UNPARSED = Message("entry.unparsed", "a line of the input that is not valid JSON names this patient: it could be "
                                            "any record")
 ENTRY_LINKED = Message("entry.patient-linked", "this Patient is linked ({how}) to {other}, another record of the same "
@@ -259,6 +265,18 @@ class _Doc:
 
     #: the patients the document's readable entries name (a pharmacy's Bundle holds no Patient resource)
     named: tuple[str, ...] = ()
+    #: the servers its Patients' absolute fullUrls name (fhirutil.reference_base): a reference to a Patient on
+    #: another server names someone else, whatever its id
+    bases: set[str] = field(default_factory=set)
+
+    def elsewhere(self, ref: str, own: str | None = None) -> bool:
+        """Does an absolute reference name a Patient on a server that is neither one the document's Patients
+        are on nor the one the entry itself is on (`own`, its fullUrl: a hospital's systems that share patient
+        ids each write their own server, as the input of several systems' exports does)?"""
+        if not self.bases or ref in self.aliases:
+            return False
+        base = reference_base(ref)
+        return base is not None and base not in self.bases and base != (reference_base(own) if own else None)
 
     @property
     def owners(self) -> tuple[str, ...]:
@@ -303,6 +321,9 @@ class SharedIndex:
     claimed: set[str] = field(default_factory=set)
     #: records of a read type that name no patient, in a document that names none either: anyone's
     anyone: list[tuple[dict, str]] = field(default_factory=list)
+    #: "Type/id" -> the servers (fhirutil.reference_base) the absolute fullUrls of its copies name: an absolute
+    #: reference to it on another server is another resource
+    bases: dict[str, set[str]] = field(default_factory=dict)
 
     def add_anyone(self, resource: dict, where: str) -> None:
         self.anyone.append((resource, where))
@@ -379,6 +400,11 @@ class SharedIndex:
         """File a resource under a reference. Another copy already there that differs is ordered by its meta
         (sources.versions): the newer stays; when the order cannot be told, neither is the resource a
         reference names, and a stand-in that says so takes their place (records.build names it)."""
+        base = reference_base(ref) if "://" in ref else None
+        if base is not None:
+            norm = normalize_reference(ref, {})
+            if norm:
+                self.bases.setdefault(norm, set()).add(base)
         old = self.by_ref.get(ref)
         if old is not None and resource.get("resourceType") not in _SHARED:
             self.by_ref[ref] = resource  # results that name no patient: a record's own copies are reconciled there
@@ -398,6 +424,9 @@ class SharedIndex:
         hit = self.by_ref.get(ref)
         if hit is None and "://" in ref:
             norm = normalize_reference(ref, {})
+            known, base = self.bases.get(norm or ""), reference_base(ref)
+            if known and base is not None and base not in known:
+                norm = None  # the same Type/id on another server: another resource (it is not in the input)
             hit = self.by_ref.get(norm) if norm else None
         if hit is not None and self.orphans and id(hit) in self.orphans:
             self.adopted.add(self.orphans[id(hit)][1])
@@ -623,6 +652,9 @@ class GroupingSource:
                 if key is not None:
                     if e.full_url:
                         doc.aliases[e.full_url] = key
+                        base = reference_base(e.full_url)
+                        if base is not None:
+                            doc.bases.add(base)
                     if key not in doc.patients:
                         doc.patients.append(key)
                     for k in identifier_keys(e.resource):
@@ -804,13 +836,15 @@ class GroupingSource:
             self._unattributable(rtype, where, source, doc.owners, rtype, ENTRY_NO_PATIENT(),
                                  P["no-patient"](type=rtype), res)
             return
-        key = self._key(link, doc)
+        key = self._key(link, doc, full_url)
         if isinstance(key, tuple):  # named by an identifier no Patient of this Bundle carries: after pass 1
             self.pending.append(Pending(token_key(key), res, where, source, doc.owners))
             return
         if key is None:
-            self._unattributable(rtype, where, source, doc.owners, rtype, ENTRY_BAD_PATIENT(),
-                                 P["bad-patient"](type=rtype), res)
+            other = link.reference is not None and doc.elsewhere(link.reference, full_url)
+            self._unattributable(rtype, where, source, doc.owners, rtype,
+                                 ENTRY_OTHER_SERVER() if other else ENTRY_BAD_PATIENT(),
+                                 P["other-server" if other else "bad-patient"](type=rtype), res)
             return
         self._add(key, res, where, source)
         if (doc.patients and key not in doc.patients) or (doc.parts is not None and not doc.patients and key not in self.seen):
@@ -827,17 +861,19 @@ class GroupingSource:
         for e in entries:
             rtype = e.resource["resourceType"]
             link = patient_link(e.resource, self._links(rtype)) if rtype in self._r4_types else None
-            key = self._key(link, doc) if link is not None else None
+            key = self._key(link, doc, e.full_url) if link is not None else None
             if isinstance(key, str) and key.startswith("Patient/"):
                 out[key] = None
         return tuple(out)
 
-    def _key(self, link: PatientLink, doc: _Doc) -> str | Token | None:
+    def _key(self, link: PatientLink, doc: _Doc, own: str | None = None) -> str | Token | None:
         """The patient key a link names: a key, an identifier to look up among every input's Patients
-        (a Token), or None (it names no Patient fhir3t can find)."""
+        (a Token), or None (it names no Patient fhir3t can find). `own`: the entry's fullUrl."""
         token = link.identifier
         if link.reference is not None:
             ref = link.reference
+            if doc.elsewhere(ref, own):
+                return None  # a Patient of another server than the document's: not one fhir3t holds
             found: str | Token | None = conditional_patient(ref) if "?" in ref else normalize_reference(ref, doc.aliases)
             if isinstance(found, str):
                 return found if found.startswith("Patient/") or found in doc.patients else None
