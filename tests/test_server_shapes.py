@@ -317,3 +317,34 @@ def test_a_record_on_another_system_of_the_hospital_naming_its_own_servers_patie
     mda5["fullUrl"] = f"{OTHER}/Observation/p01-mda5"
     mda5["resource"]["subject"] = {"reference": f"{OTHER}/Patient/p01"}
     assert _screen(definition, b).status == "eligible"
+
+
+# ---------------------------------------------------------------- a primitive's data-absent-reason beside its value
+DAR = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "masked"}]}
+
+
+@pytest.mark.parametrize("rid,where,element,cid", [
+    ("p01", None, "birthDate", "I1-age"),                   # a masked birth date written as a placeholder
+    ("p01-dlco", "valueQuantity", "value", "I4-dlco"),      # the number of a Quantity
+    ("p01-hiv", None, "status", "E9-hiv"),                  # the result's status
+    ("p01-hiv", None, "effectiveDateTime", "E9-hiv"),       # its date (issued removed: the date is then unknown)
+])
+def test_a_value_written_beside_a_data_absent_reason_is_read_as_absent(definition, rid, where, element, cid):
+    """R4's data-absent-reason on a primitive (`_birthDate`) says its value is missing: an interface engine that
+    masks a birth date or fills a placeholder writes both. The value beside it is no value to decide on."""
+    b = _patient()
+    r = _res(b, rid)
+    if element == "effectiveDateTime":
+        r.pop("issued")
+    target = r[where] if where else r
+    target[f"_{element}"] = copy.deepcopy(DAR)
+    out = _screen(definition, b)
+    assert out.by_id(cid).result == "unknown", out.by_id(cid).reason
+    assert out.status == "candidate"
+
+
+def test_an_extension_on_a_primitive_that_is_no_data_absent_reason_changes_nothing(definition):
+    b = _patient()
+    _res(b, "p01")["_birthDate"] = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime",
+                                                   "valueDateTime": "1990-04-12T08:00:00+08:00"}]}
+    assert _screen(definition, b).status == "eligible"

@@ -169,6 +169,7 @@ class RecordBuilder:
             resources = [*resources, *(one for c in raw.conflicts for one in self._conflict(rec, c, resolve))]
         patients: list[tuple[dict, str]] = []
         for resource, where in resources:
+            resource = without_absent(resource)
             rtype = resource.get("resourceType")
             if rtype == "Patient":
                 patients.append((resource, where))
@@ -435,6 +436,7 @@ class RecordBuilder:
                 continue
             if target.get("resourceType") != "Observation":
                 continue
+            target = without_absent(target)
             subject = target.get("subject")
             sref = subject.get("reference") if isinstance(subject, dict) else None
             if isinstance(sref, str) and _type_id(sref) not in (rec.key, None) and sref != rec.key:
@@ -486,6 +488,40 @@ def _modifier(resource: dict, prefix: str = "") -> tuple[Msg | None, str]:
         elif type(node) is list:
             stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(node))) if type(v) in (dict, list))
     return None, ""
+
+
+DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+
+
+def without_absent(resource: dict) -> dict:
+    """The resource without the value of any primitive whose `_element` carries a data-absent-reason extension
+    (R4: the value is missing, for the reason it gives): a value written beside one (a masked birth date, a
+    placeholder onset) is read as absent, never as the value. The resource itself when it has none."""
+    try:
+        data = orjson.dumps(resource)
+    except (TypeError, orjson.JSONEncodeError):
+        return resource
+    if b"data-absent-reason" not in data:
+        return resource
+    try:
+        out = _strip_absent(resource)
+    except RecursionError:
+        return resource
+    return out if isinstance(out, dict) else resource
+
+
+def _says_absent(element: object) -> bool:
+    ext = element.get("extension") if isinstance(element, dict) else None
+    return isinstance(ext, list) and any(isinstance(e, dict) and e.get("url") == DATA_ABSENT for e in ext)
+
+
+def _strip_absent(node: object) -> object:
+    if type(node) is list:
+        return [_strip_absent(v) for v in node]
+    if type(node) is not dict:
+        return node
+    gone = {k[1:] for k, v in node.items() if k[:1] == "_" and k[1:] in node and _says_absent(v)}
+    return {k: _strip_absent(v) if type(v) in (dict, list) else v for k, v in node.items() if k not in gone}
 
 
 _CHOICE = re.compile(r"^([a-z][A-Za-z]*?)[A-Z][A-Za-z]*$")
