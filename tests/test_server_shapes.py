@@ -348,3 +348,84 @@ def test_an_extension_on_a_primitive_that_is_no_data_absent_reason_changes_nothi
     _res(b, "p01")["_birthDate"] = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime",
                                                    "valueDateTime": "1990-04-12T08:00:00+08:00"}]}
     assert _screen(definition, b).status == "eligible"
+
+
+# ---------------------------------------------------------------- contained resources no criterion reads through
+def _hiv_diagnosis(rid: str) -> dict:
+    d = copy.deepcopy(_res(BASE, "p01-dm"))
+    d.update(id=rid, code={"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "B20",
+                                       "display": "HIV disease"}], "text": "HIV disease"})
+    d.pop("subject")  # a contained resource often leaves its patient to its container
+    return d
+
+
+def _container(kind: str) -> tuple[dict | None, str]:
+    """(a new record of the patient containing an HIV diagnosis, or None when an existing one does, its ref)."""
+    c = _hiv_diagnosis("c1")
+    subject = {"reference": "Patient/p01"}
+    if kind == "problem-list":
+        return {"resourceType": "List", "id": "pl", "status": "current", "mode": "snapshot", "subject": subject,
+                "contained": [c], "entry": [{"item": {"reference": "#c1"}}]}, "List/pl#c1"
+    if kind == "document":
+        return {"resourceType": "Composition", "id": "dc", "status": "final", "type": {"text": "Discharge summary"},
+                "subject": subject, "date": "2026-11-05", "title": "Discharge summary", "author": [{"display": "ward"}],
+                "contained": [c], "section": [{"title": "Problems", "entry": [{"reference": "#c1"}]}]}, "Composition/dc#c1"
+    return None, "MedicationStatement/p01-omeprazole#c1"
+
+
+@pytest.mark.parametrize("kind", ["problem-list", "document", "drug-reason"])
+def test_a_diagnosis_contained_in_a_record_no_criterion_reads_it_through_keeps_its_criterion_unknown(definition, kind):
+    """A problem List or a document Composition whose Conditions are contained, a drug record whose reason is a
+    contained Condition: the HIV diagnosis was dropped with its container. It is kept as unread, by its code:
+    the criteria it could decide (HIV, immunodeficiency) stay unknown, naming it; the others are untouched."""
+    b = _patient()
+    record, ref = _container(kind)
+    if record is None:
+        om = _res(b, "p01-omeprazole")
+        om["contained"] = [_hiv_diagnosis("c1")]
+        om["reasonReference"] = [{"reference": "#c1"}]
+    else:
+        b["entry"].append({"resource": record})
+    out = _screen(definition, b)
+    c = out.by_id("E9-hiv")
+    assert c.result == "unknown" and ref in c.evidence and "contained" in c.reason, c.reason
+    assert out.by_id("I2-dm").result == "met" and out.by_id("E6-malignancy").result == "not-met"
+    assert out.status == "candidate"
+
+
+def test_a_contained_resource_no_criterion_concerns_and_a_reports_contained_results_change_nothing(definition):
+    b = _patient()
+    om = _res(b, "p01-omeprazole")
+    gerd = _hiv_diagnosis("c1")
+    gerd["code"] = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "K21.9"}], "text": "GERD"}
+    om["contained"] = [gerd]
+    om["reasonReference"] = [{"reference": "#c1"}]
+    assert _screen(definition, b).status == "eligible"
+    b = _patient()  # a report whose result is contained: read as the report's result (the builder adopts it)
+    hiv = _hiv_positive("c2")
+    hiv.pop("subject")
+    b["entry"].append({"resource": {"resourceType": "DiagnosticReport", "id": "dr1", "status": "final",
+                                    "code": {"text": "Infection screen"}, "subject": {"reference": "Patient/p01"},
+                                    "effectiveDateTime": "2026-11-10", "contained": [hiv],
+                                    "result": [{"reference": "#c2"}]}})
+    assert _screen(definition, b).by_id("E9-hiv").result == "met"
+
+
+def test_a_record_in_parameters_keeps_unknown_only_the_criteria_its_code_could_decide(definition):
+    b = _patient()
+    b["entry"].append({"resource": _parameters(_hiv_positive())})
+    out = _screen(definition, b)
+    assert out.by_id("E9-hiv").result == "unknown"
+    assert out.by_id("I3-mda5").result == "met" and out.by_id("E7-hbv").result == "not-met"
+
+
+def test_a_contained_diagnosis_is_kept_unknown_through_the_disk_store_and_two_processes(definition, tmp_path):
+    import fhir3t
+
+    b = _patient()
+    record, _ = _container("problem-list")
+    b["entry"].append({"resource": record})
+    (tmp_path / "p.json").write_bytes(orjson.dumps(b))
+    for jobs in (1, 2):
+        (r,) = fhir3t.screen([tmp_path], as_of=AS_OF, jobs=jobs, store="disk")
+        assert r.by_id("E9-hiv").result == "unknown" and r.by_id("I2-dm").result == "met", jobs

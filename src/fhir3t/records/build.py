@@ -201,6 +201,14 @@ class RecordBuilder:
                 rec.unread.setdefault(rtype, []).append(Res(rtype, resource, ref, judged.codes, span, where, text,
                                                             NAMES_NOBODY(), judged.texts, bad="patient", hits=judged.hits))
         for u in raw.unread:
+            if u.resource is not None:  # whole, but no record of its own: unread only for what it could decide
+                if u.type not in types or (judged := self.relevance.judge(u.type, u.resource, resolve)) is None:
+                    continue
+                span, text = self._date(u.type, u.resource, u.where, None)
+                rec.unread.setdefault(u.type, []).append(Res(u.type, u.resource, u.ref or u.where, judged.codes, span,
+                                                             u.where, text, u.why, judged.texts, bad="held",
+                                                             hits=judged.hits))
+                continue
             rec.unread.setdefault(u.type, []).append(Res(u.type, {}, u.ref or u.where, (), None, u.where, None, u.why,
                                                          bad="*"))
         return rec

@@ -44,7 +44,8 @@ class Res:
     part_of: str = ""
     #: for an unread resource, the element that could not be read ("code", "medication[x]",
     #: "clinicalStatus", ...; "*" when the source could not hand the entry over at all; "version" for
-    #: copies whose order cannot be told)
+    #: copies whose order cannot be told; "held" for a whole resource that is no record of its own: contained in
+    #: a record no rule reads, or carried by an operation's Parameters)
     bad: str = ""
     #: criteria's concepts named in elements no rule interprets (see Hit)
     hits: tuple[Hit, ...] = ()

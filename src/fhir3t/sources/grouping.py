@@ -106,6 +106,8 @@ P = table("input.grouping", {
               "left unknown for the document's patients",
     "incomplete": "the server says its answer leaves something out (OperationOutcome {issue}): the criteria it could "
                   "decide are left unknown for the document's patients",
+    "contained": "{type} contained in a record no criterion reads it through is not read as a record: the criteria "
+                 "it could decide are left unknown for the patient its record names",
     "held": "{type} held inside an operation's Parameters is not read as a record: the criteria it could decide are "
             "left unknown for the patient it names",
     "too-deep": "Bundles nested more than {depth} deep are not read: the criteria what they hold could decide are left "
@@ -239,6 +241,9 @@ ENTRY_INCOMPLETE = Message("entry.incomplete", "the server says an answer in thi
 ENTRY_OTHER_SERVER = Message("entry.other-server", "an entry of this patient's Bundle names a patient on another server "
                                                    "than this patient's (an absolute reference): it is not this patient, "
                                                    "and whose it is cannot be told")
+ENTRY_CONTAINED = Message("entry.contained", "a {type} contained in a record no criterion reads it through (a list, "
+                                             "a document, a drug record's reason): fhir3t does not read it as a "
+                                             "record of its own")
 ENTRY_UNPARSED = Message("entry.unparsed", "a line of the input that is not valid JSON names this patient: it could be "
                                            "any record")
 ENTRY_LINKED = Message("entry.patient-linked", "this Patient is linked ({how}) to {other}, another record of the same "
@@ -818,6 +823,8 @@ class GroupingSource:
         if rtype not in self._r4_types:
             self._untyped(res, where, source, doc, ENTRY_NOT_R4())
             return
+        if isinstance(res.get("contained"), list) and res["contained"]:
+            self._contained(res, where, source, doc)
         wants = self.wants
         if wants is not None and (rtype not in wants.types or (not wants(res, where) and not later_version(res))):
             return  # (a later version of a read type is kept whatever it says: it may supersede a copy that counts)
@@ -887,29 +894,55 @@ class GroupingSource:
             return hit
         return None if hit == "" else token  # "": several Patients of this Bundle carry it
 
-    def _held(self, res: dict, where: str, source: str, doc: _Doc) -> None:
-        """A resource an operation's Parameters carry (`$submit-data`, `$member-match`, a message's payload):
-        not a record of its own, what it is for is the operation's. A type and code some rule reads keeps the
-        criteria it could decide unknown for the patient it names (else the document's patients), never
-        counted as a record nor as absent."""
+    def _held(self, res: dict, where: str, source: str, doc: _Doc, container: dict | None = None,
+              ref: str = "") -> None:
+        """A whole resource that is no record of its own: one an operation's Parameters carry (`$submit-data`,
+        `$member-match`, a message's payload: what it is for is the operation's), or one contained in a record
+        of a type no rule reads (`container`: a problem List, a Composition, a drug record's reason). Kept as
+        unread, with its content, for the patient it (else its container) names, else the document's
+        patients: the criteria its type and code could decide stay unknown, naming it; it is never counted
+        as a record nor as absent."""
         rtype = res.get("resourceType")
+        why, problem = (ENTRY_CONTAINED(type=rtype), P["contained"](type=rtype)) if container is not None \
+            else (ENTRY_HELD(), P["held"](type=rtype))
         if not isinstance(rtype, str) or rtype not in self._r4_types:
-            self._untyped(res, where, source, doc, ENTRY_HELD())
+            if container is None:
+                self._untyped(res, where, source, doc, why)
             return
         wants = self.wants
         if rtype == "Patient" or rtype in self._shared_types or not self._links(rtype) or (
                 wants is not None and (rtype not in wants.types or not wants(res, where))):
             return
-        self.problems.add(where, P["held"](type=rtype), skipped=False)
-        link = patient_link(res, self._links(rtype))
+        link = patient_link(container, self._links(str(container.get("resourceType")))) if container is not None \
+            else None
+        link = link or patient_link(res, self._links(rtype))
         key = self._key(link, doc) if link is not None else None
+        rid = res.get("id")
+        ref = ref or (f"{rtype}/{rid}" if isinstance(rid, str) and rid else "")
         if isinstance(key, str):
-            self._store.unread(key, Unread(rtype, where, ENTRY_HELD()), source)  # type: ignore[union-attr]
+            self.problems.add(where, problem, skipped=False)
+            self._store.unread(key, Unread(rtype, where, why, ref, res), source)  # type: ignore[union-attr]
             return
         if isinstance(key, tuple):
-            self.pending.append(Pending(token_key(key), res, where, source, doc.owners, ENTRY_HELD()))
+            self.problems.add(where, problem, skipped=False)
+            self.pending.append(Pending(token_key(key), res, where, source, doc.owners, why))
             return
-        self._unattributable(rtype, where, source, doc.owners, rtype, ENTRY_HELD(), P["held"](type=rtype), res)
+        self._unattributable(rtype, where, source, doc.owners, rtype, why, problem, res, ref)
+
+    def _contained(self, res: dict, where: str, source: str, doc: _Doc) -> None:
+        """Resources contained in a record that the builder does not read them through (a report's or panel's
+        results, a drug record's or adverse event's drug are read there): kept as unread (`_held`)."""
+        rtype = res["resourceType"]
+        rid = res.get("id")
+        here = f"{rtype}/{rid}" if isinstance(rid, str) and rid else where
+        for i, c in enumerate(res["contained"]):
+            ctype = c.get("resourceType") if isinstance(c, dict) else None
+            if not isinstance(ctype, str) or ctype in self._shared_types or rtype == "AdverseEvent" or (
+                    ctype == "Observation" and rtype in ("DiagnosticReport", "Observation")):
+                continue
+            cid = c.get("id")
+            self._held(c, f"{where}/contained[{i}]", source, doc, res,
+                       f"{here}#{cid}" if isinstance(cid, str) and cid else "")
 
     def _untyped(self, res: dict, where: str, source: str, doc: _Doc, why: Msg) -> None:
         """An entry whose resourceType is missing, misspelt or not R4's: it could be any record. Kept as
@@ -927,16 +960,19 @@ class GroupingSource:
         self._unattributable("*", where, source, doc.owners, "*", why, P["not-r4" if typed else "no-type-nobody"]())
 
     def _unattributable(self, rtype: str, where: str, source: str, owners: tuple[str, ...], as_type: str,
-                        why: Msg, problem: Msg, resource: dict | None = None) -> None:
+                        why: Msg, problem: Msg, resource: dict | None = None, whole: str | None = None) -> None:
         """A relevant entry with no usable patient: kept as unread against the Bundle's Patients (each of
         them, when it holds several: whose it is cannot be told). In a document that names no patient at
         all, a record of a known type may be anyone's: every patient's record holds it as unread (the
-        criteria its code and dates could decide stay unknown for each); one of no known type is counted."""
+        criteria its code and dates could decide stay unknown for each); one of no known type is counted.
+        `whole` (a reference, maybe ""): the resource is whole and no record of its own, kept with its content
+        (see `_held`)."""
         self.problems.add(where, problem)
         if owners:
             assert self._store is not None
             for key in owners:
-                self._store.unread(key, Unread(as_type, where, why), source)
+                self._store.unread(key, Unread(as_type, where, why, whole or "", resource if whole is not None else None),
+                                   source)
         elif resource is not None and as_type != "*":
             self.shared.add_anyone(resource, where)
         else:
