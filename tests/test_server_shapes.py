@@ -429,3 +429,21 @@ def test_a_contained_diagnosis_is_kept_unknown_through_the_disk_store_and_two_pr
     for jobs in (1, 2):
         (r,) = fhir3t.screen([tmp_path], as_of=AS_OF, jobs=jobs, store="disk")
         assert r.by_id("E9-hiv").result == "unknown" and r.by_id("I2-dm").result == "met", jobs
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+def test_a_problem_list_line_of_a_bulk_export_with_a_contained_diagnosis_keeps_it_unknown(definition, tmp_path, native):
+    """A type no rule reads is skipped on its bytes in NDJSON (and natively): not when it contains resources."""
+    import fhir3t
+    from fhir3t.sources import native as native_pass
+
+    if native == "on" and not native_pass.available():
+        pytest.skip("the native extra is not installed")
+    b = _patient()
+    record, _ = _container("problem-list")
+    (tmp_path / "Patient.ndjson").write_bytes(b"".join(orjson.dumps(e["resource"]) + b"\n" for e in b["entry"]))
+    (tmp_path / "List.ndjson").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in (
+        {"resourceType": "List", "id": "empty", "status": "current", "mode": "snapshot",
+         "subject": {"reference": "Patient/p01"}}, record)))
+    (r,) = fhir3t.screen([tmp_path], as_of=AS_OF, native=native)
+    assert r.by_id("E9-hiv").result == "unknown" and "List/pl#c1" in r.by_id("E9-hiv").evidence

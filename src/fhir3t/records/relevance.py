@@ -539,7 +539,8 @@ class RunFilter:
 
 
 class LineFilter:
-    """Skips NDJSON lines of resource types no rule reads, on their raw bytes, before decoding.
+    """Skips NDJSON lines of resource types no rule reads, on their raw bytes, before decoding (not one that
+    contains resources: what it contains may be read, see sources.grouping._contained).
 
     Only the type at the very start of the line is looked at (`{"resourceType":"Encounter",...`, as
     Bulk Data exports write it); a line that starts otherwise, or with a type that is not R4's, is
@@ -558,7 +559,7 @@ class LineFilter:
         if m is None:
             return True
         rtype = m.group(1)
-        if rtype in self.keep_types or rtype not in self.known_types:
-            return True
+        if rtype in self.keep_types or rtype not in self.known_types or b'"contained"' in line:
+            return True  # (what a record of any type contains may be read: sources.grouping._contained)
         self.skipped += 1
         return False

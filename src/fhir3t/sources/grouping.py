@@ -751,6 +751,11 @@ class GroupingSource:
                     and (rtype not in types or (quick is not None and quick(rtype, res, where) is False
                                                 and not later_version(res))):
                 stats.resources += 1  # a type nobody reads, or a resource like one already dropped
+                if type(res.get("contained")) is list and res["contained"]:  # what it contains may be read
+                    try:
+                        self._contained(res, f"{where}:{lineno}", where, _Doc())
+                    except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
+                        problems.add(f"{where}:{lineno}", P["structure-line"](kind=type(exc).__name__))
                 if learn:  # a type nobody reads: dropped by its key; a code: where the key decides it alone
                     native.learn(key, False if rtype not in types or key_verdict is None  # type: ignore[union-attr,arg-type]
                                  else key_verdict(rtype, res, False), res)
@@ -913,8 +918,8 @@ class GroupingSource:
         if rtype == "Patient" or rtype in self._shared_types or not self._links(rtype) or (
                 wants is not None and (rtype not in wants.types or not wants(res, where))):
             return
-        link = patient_link(container, self._links(str(container.get("resourceType")))) if container is not None \
-            else None
+        link = patient_link(container, self._links(str(container.get("resourceType"))) or self._all_links) \
+            if container is not None else None
         link = link or patient_link(res, self._links(rtype))
         key = self._key(link, doc) if link is not None else None
         rid = res.get("id")
