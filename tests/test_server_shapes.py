@@ -447,3 +447,23 @@ def test_a_problem_list_line_of_a_bulk_export_with_a_contained_diagnosis_keeps_i
          "subject": {"reference": "Patient/p01"}}, record)))
     (r,) = fhir3t.screen([tmp_path], as_of=AS_OF, native=native)
     assert r.by_id("E9-hiv").result == "unknown" and "List/pl#c1" in r.by_id("E9-hiv").evidence
+
+
+# ---------------------------------------------------------------- Reference.type
+@pytest.mark.parametrize("kind", ["Group", "Device", "http://hl7.org/fhir/StructureDefinition/RelatedPerson"])
+def test_a_reference_whose_type_names_another_resource_type_than_it_points_at_is_not_the_patients(definition, kind):
+    """`{"reference": "Patient/p01", "type": "Group"}` contradicts itself (R4: the type SHALL match the
+    reference's): whether the result is p01's or a group's cannot be told, so it does not meet I3."""
+    b = _patient()
+    _res(b, "p01-mda5")["subject"] = {"reference": "Patient/p01", "type": kind}
+    out = _screen(definition, b)
+    assert out.by_id("I3-mda5").result == "unknown" and out.status == "candidate"
+
+
+@pytest.mark.parametrize("kind", ["Patient", "http://hl7.org/fhir/StructureDefinition/Patient"])
+def test_a_reference_typed_patient_is_read(definition, kind):
+    b = _patient()
+    _res(b, "p01-mda5")["subject"] = {"reference": "Patient/p01", "type": kind}
+    _res(b, "p01-hiv")["subject"] = {"identifier": {"system": "http://hospital.example.org/mrn", "value": "MRN-100001"},
+                                     "type": kind}
+    assert _screen(definition, b).status == "eligible"

@@ -66,6 +66,15 @@ class PatientLink:
 
     reference: str | None = None
     identifier: Token | None = None
+    #: Reference.type as written (a type name or its StructureDefinition URL), None when absent
+    type: str | None = None
+
+    def typed_otherwise(self, rtype: str) -> bool:
+        """Does the Reference's `type` name another resource type than `rtype`? (A `Patient/p01` typed
+        `Group` contradicts itself: which one it means cannot be told.)"""
+        if self.type is None:
+            return False
+        return self.type.rstrip("/").rsplit("/", 1)[-1] != rtype
 
 
 def patient_link(resource: dict, links: tuple[str, ...] | None = None) -> PatientLink | None:
@@ -82,11 +91,12 @@ def patient_link(resource: dict, links: tuple[str, ...] | None = None) -> Patien
             continue
         if not isinstance(v, dict):
             continue
+        kind = v.get("type") if isinstance(v.get("type"), str) else None
         if isinstance(v.get("reference"), str):
-            return PatientLink(v["reference"])
+            return PatientLink(v["reference"], None, kind)
         token = identifier_token(v.get("identifier"))
         if token is not None:
-            return PatientLink(None, token)
+            return PatientLink(None, token, kind)
     return None
 
 

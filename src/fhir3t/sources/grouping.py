@@ -882,6 +882,8 @@ class GroupingSource:
         """The patient key a link names: a key, an identifier to look up among every input's Patients
         (a Token), or None (it names no Patient fhir3t can find). `own`: the entry's fullUrl."""
         token = link.identifier
+        if link.typed_otherwise("Patient"):
+            return None  # Reference.type names another type than the Patient it points at: it contradicts itself
         if link.reference is not None:
             ref = link.reference
             if doc.elsewhere(ref, own):
