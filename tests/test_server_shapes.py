@@ -467,3 +467,36 @@ def test_a_reference_typed_patient_is_read(definition, kind):
     _res(b, "p01-hiv")["subject"] = {"identifier": {"system": "http://hospital.example.org/mrn", "value": "MRN-100001"},
                                      "type": kind}
     assert _screen(definition, b).status == "eligible"
+
+
+# ---------------------------------------------------------------- elements of another FHIR version
+@pytest.mark.parametrize("rid,element,value,cid", [
+    # STU3: taken "n" says the drug was NOT taken; R4 has no such element (status not-taken instead)
+    ("p01-cyclosporine", "taken", "n", "E2-recent-immunomodulator"),
+    # R5: an Observation that instantiates a protocol; unknown to R4
+    ("p01-hiv", "instantiatesCanonical", "http://lis.example.org/fhir/PlanDefinition/hiv-screen", "E9-hiv"),
+    # STU3 Condition.assertedDate (R4: recordedDate)
+    ("p01-dm", "assertedDate", "2026-08-20", "I2-dm"),
+])
+def test_a_record_carrying_an_element_r4_does_not_define_is_unreadable(definition, rid, element, value, cid):
+    """Another FHIR version's element (or a misspelt one) may change what the record means, as a modifier would
+    (STU3 MedicationStatement.taken = n, Immunization.notGiven, Consent.except): the record keeps the criteria
+    that read it unknown, naming the element. (A cost: a harmless one, STU3's assertedDate, does the same.)"""
+    b = _patient()
+    r = _res(b, rid)
+    if rid == "p01-cyclosporine":  # made current, so that read as taken it would exclude
+        r.update(status="active", effectivePeriod={"start": "2026-10-01"})
+    r[element] = value
+    out = _screen(definition, b)
+    c = out.by_id(cid)
+    assert c.result == "unknown" and f"{r['resourceType']}.{element}" in c.reason, c.reason
+    assert out.status == "candidate"
+
+
+def test_stu3_json_comments_and_a_primitives_extensions_are_no_unknown_element(definition):
+    b = _patient()
+    r = _res(b, "p01-hiv")
+    r["fhir_comments"] = ["exported by the LIS"]
+    r["_status"] = {"extension": [{"url": "http://lis.example.org/fhir/StructureDefinition/verified-by",
+                                   "valueString": "lab"}]}
+    assert _screen(definition, b).status == "eligible"

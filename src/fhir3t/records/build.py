@@ -45,9 +45,14 @@ Resolve = Callable[[str], "dict | None"]
 _COMPONENT_ELEMENTS = ("interpretation", "dataAbsentReason", "referenceRange")
 _PARENT_ELEMENTS = ("status", "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued", "subject")
 
+#: JSON members of a resource that are no element of it: its type, and STU3's JSON comments (which say nothing)
+_NOT_ELEMENTS = frozenset({"resourceType", "fhir_comments"})
+
 #: what cannot be read of a kept resource (a reason names the element, never the value)
 STATUS_MISSING = Message("record.status-missing", "{element} is missing (it is required in R4)")
 STATUS_NOT_R4 = Message("record.status-not-r4", "{element} is not an R4 {type}.{element} code")
+NOT_R4_ELEMENT = Message("record.not-r4-element", "carries {element}, which R4 does not define (another FHIR version's "
+                                                 "element?): what the record means cannot be told")
 MODIFIER = Message("record.modifier", "carries {element} ({what}), which may change what it means and which fhir3t "
                                       "does not understand")
 DRUG_COPIES = Message("record.drug-copies", "names a Medication held in {n} copies that differ, and neither "
@@ -156,6 +161,7 @@ class RecordBuilder:
         self.problems = problems
         self.facts = facts or r4_facts()
         self.stats = BuildStats()
+        self._elements: dict[str, frozenset[str]] = {}  # R4's top-level elements by type (see _not_r4)
         self._resolve: Resolve = lambda ref: None  # the record being built's references (set by build)
 
     def build(self, raw: RawRecord) -> PatientRecord:
@@ -285,6 +291,8 @@ class RecordBuilder:
         if bad_status is None:
             bad_status, bad_element = self._modified(rtype, resource)
         if bad_status is None:
+            bad_status, bad_element = self._not_r4(rtype, resource)
+        if bad_status is None:
             bad_status, bad_element = _focus(resource, rec.key)
         span, text = self._date(rtype, resource, where, inherit_date)
         kept = judged.why in (Why.CODE, Why.ANY, Why.SUSPECT, Why.CONTAINER, Why.ELSEWHERE)
@@ -371,6 +379,30 @@ class RecordBuilder:
             if medication is not None:
                 return _modifier(medication, "Medication.")
         return why, element
+
+    def _not_r4(self, rtype: str, resource: dict) -> tuple[Msg | None, str]:
+        """(why, element) when the record carries a top-level element neither R4 defines for its type nor a rule
+        declares it reads: another FHIR version's (STU3 MedicationStatement.taken, Immunization.notGiven, Consent.except; R5
+        AdverseEvent.status) may change what the record means, as a modifier would; else (None, "")."""
+        known = self._elements.get(rtype)
+        if known is None:
+            from fhir3t.r4defs import type_def
+
+            td = type_def(rtype)
+            children = td.children("") if td is not None else {}
+            # a choice element written with a type R4 does not allow it (valueCoding, STU3's abatementBoolean) is
+            # R4's element: its readers take it as no value / no date, as they do any value they cannot read
+            # and an element a rule declares it reads is one fhir3t understands (a MedicationRequest's effectivePeriod)
+            known = self._elements[rtype] = frozenset(children) | _NOT_ELEMENTS | frozenset(
+                f"{c.element.name}[x]" for c in children.values() if c.element.choice) \
+                | self.relevance.plan.elements.get(rtype, frozenset()) if children else frozenset()
+        if not known:
+            return None, ""
+        for key in resource:
+            name = key[1:] if key[:1] == "_" else key
+            if name not in known and _choice(name) not in known:
+                return NOT_R4_ELEMENT(element=f"{rtype}.{clip(key, 40)}"), clip(key, 40)
+        return None, ""
 
     def _never_counts(self, rtype: str, resource: dict) -> bool:
         return never_counts(rtype, resource, self.facts)
