@@ -500,3 +500,26 @@ def test_stu3_json_comments_and_a_primitives_extensions_are_no_unknown_element(d
     r["_status"] = {"extension": [{"url": "http://lis.example.org/fhir/StructureDefinition/verified-by",
                                    "valueString": "lab"}]}
     assert _screen(definition, b).status == "eligible"
+
+
+# ---------------------------------------------------------------- one fullUrl for two Patients
+def test_a_fullurl_two_patients_of_a_bundle_share_names_neither_of_them(definition):
+    """An engine that reuses one urn:uuid for two Patients of a Bundle: a record naming that urn:uuid may be
+    either's. It was filed under the last one read (who became eligible on the other's record); now each keeps
+    what the records naming it could decide unknown."""
+    urn = "urn:uuid:8f6a1c2e-0000-4000-8000-000000000001"
+    b = _patient()
+    other = copy.deepcopy(_res(b, "p01"))
+    other.update(id="p02", identifier=[{"system": "http://hospital.example.org/mrn", "value": "MRN-100002"}])
+    for e in b["entry"]:
+        r = e["resource"]
+        if r["resourceType"] == "Patient":
+            e["fullUrl"] = urn
+        for f in ("subject", "patient"):
+            if f in r:
+                r[f] = {"reference": urn}
+    b["entry"].append({"fullUrl": urn, "resource": other})
+    results = {r.patient: r for r in screen_bundle(definition, b, AS_OF)}
+    assert set(results) == {"Patient/p01", "Patient/p02"}
+    for r in results.values():
+        assert r.status == "candidate" and r.by_id("I3-mda5").result == "unknown"

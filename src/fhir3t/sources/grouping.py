@@ -656,7 +656,8 @@ class GroupingSource:
                 key = self._patient(e.resource, e.where, e.full_url, source)
                 if key is not None:
                     if e.full_url:
-                        doc.aliases[e.full_url] = key
+                        # one fullUrl for two Patients: a reference to it names either (`""`: it resolves to none)
+                        doc.aliases[e.full_url] = key if doc.aliases.get(e.full_url, key) == key else ""
                         base = reference_base(e.full_url)
                         if base is not None:
                             doc.bases.add(base)
