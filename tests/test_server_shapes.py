@@ -523,3 +523,12 @@ def test_a_fullurl_two_patients_of_a_bundle_share_names_neither_of_them(definiti
     assert set(results) == {"Patient/p01", "Patient/p02"}
     for r in results.values():
         assert r.status == "candidate" and r.by_id("I3-mda5").result == "unknown"
+
+
+def test_a_bundle_inside_the_bundle_whose_entries_cannot_be_read_keeps_what_it_could_decide_unknown(definition):
+    b = _patient()
+    b["entry"].append({"resource": {"resourceType": "Bundle", "type": "searchset", "entry": {"resource": _hiv_positive()}}})
+    problems = Problems()
+    out = _screen(definition, b, problems)
+    assert out.status == "candidate" and "could not be read" in out.by_id("E6-malignancy").reason
+    assert any("entry is not a list" in str(p) for p in problems.items)

@@ -108,6 +108,8 @@ P = table("input.grouping", {
                   "decide are left unknown for the document's patients",
     "contained": "{type} contained in a record no criterion reads it through is not read as a record: the criteria "
                  "it could decide are left unknown for the patient its record names",
+    "nested-unread": "a Bundle inside the Bundle could not be read: the criteria what it holds could decide are left "
+                     "unknown for the document's patients",
     "held": "{type} held inside an operation's Parameters is not read as a record: the criteria it could decide are "
             "left unknown for the patient it names",
     "too-deep": "Bundles nested more than {depth} deep are not read: the criteria what they hold could decide are left "
@@ -175,7 +177,8 @@ def _incomplete_issue(outcome: object) -> str | None:
     return None
 
 
-#: marks a stand-in for a Bundle nested past MAX_NESTING (kept as unread like an untyped entry)
+#: marks a stand-in for a Bundle nested past MAX_NESTING (True) or whose entries cannot be read (False), kept as
+#: unread like an untyped entry
 TOO_DEEP = "__fhir3t_too_deep__"
 #: Bundles inside Bundles read as part of the outer document, this many deep (a batch-response of searchsets is 1)
 MAX_NESTING = 8
@@ -244,6 +247,8 @@ ENTRY_OTHER_SERVER = Message("entry.other-server", "an entry of this patient's B
 ENTRY_CONTAINED = Message("entry.contained", "a {type} contained in a record no criterion reads it through (a list, "
                                              "a document, a drug record's reason): fhir3t does not read it as a "
                                              "record of its own")
+ENTRY_NESTED_UNREAD = Message("entry.nested-unread", "a Bundle inside this patient's Bundle could not be read: it could "
+                                                     "hold any record")
 ENTRY_UNPARSED = Message("entry.unparsed", "a line of the input that is not valid JSON names this patient: it could be "
                                            "any record")
 ENTRY_LINKED = Message("entry.patient-linked", "this Patient is linked ({how}) to {other}, another record of the same "
@@ -634,7 +639,10 @@ class GroupingSource:
             if depth >= MAX_NESTING:
                 untyped.append(Entry({TOO_DEEP: True}, n.where, None))  # kept as unread (`_bundle`)
                 continue
-            out += self._entries(n.resource, f"{n.where}.resource", untyped, held, gaps, depth + 1) or []
+            inner = self._entries(n.resource, f"{n.where}.resource", untyped, held, gaps, depth + 1)
+            if inner is None:  # its entries cannot be read (said): what it holds may be anyone's of the document
+                untyped.append(Entry({TOO_DEEP: False}, n.where, None))
+            out += inner or []
         return out if entries is not None or out else entries
 
     def _history(self, raw: list, entries: list[Entry], where: str) -> list[Entry]:
@@ -676,8 +684,10 @@ class GroupingSource:
         for e in untyped:
             self.stats.resources += 1
             if TOO_DEEP in e.resource:
-                self._unattributable("*", e.where, source, doc.owners, "*", ENTRY_TOO_DEEP(),
-                                     P["too-deep"](depth=MAX_NESTING))
+                deep = e.resource[TOO_DEEP]
+                self._unattributable("*", e.where, source, doc.owners, "*",
+                                     ENTRY_TOO_DEEP() if deep else ENTRY_NESTED_UNREAD(),
+                                     P["too-deep"](depth=MAX_NESTING) if deep else P["nested-unread"]())
             else:
                 self._untyped(e.resource, e.where, source, doc, ENTRY_UNTYPED())
         for e in held:
