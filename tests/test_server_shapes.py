@@ -532,3 +532,53 @@ def test_a_bundle_inside_the_bundle_whose_entries_cannot_be_read_keeps_what_it_c
     out = _screen(definition, b, problems)
     assert out.status == "candidate" and "could not be read" in out.by_id("E6-malignancy").reason
     assert any("entry is not a list" in str(p) for p in problems.items)
+
+
+# ---------------------------------------------------------------- FHIR content carried by a Binary
+def _binary(content: dict | bytes, content_type: str = "application/fhir+json") -> dict:
+    import base64
+
+    raw = content if isinstance(content, bytes) else orjson.dumps(content)
+    return {"resourceType": "Binary", "id": "payload", "contentType": content_type,
+            "securityContext": {"reference": "Patient/p01"}, "data": base64.b64encode(raw).decode()}
+
+
+@pytest.mark.parametrize("payload", ["resource", "bundle", "json+fhir"])
+def test_fhir_content_carried_by_a_binary_keeps_what_it_could_decide_unknown(definition, payload):
+    """An interface engine forwards a message as a Binary whose content is a FHIR Bundle or resource. What it
+    carries is no record of its own, nor is it absent: its criteria stay unknown, naming it."""
+    content = _hiv_positive() if payload != "bundle" else _searchset(_hiv_positive())
+    b = _patient()
+    b["entry"].append({"resource": _binary(content, "application/json+fhir; charset=utf-8" if payload == "json+fhir"
+                                           else "application/fhir+json")})
+    out = _screen(definition, b)
+    c = out.by_id("E9-hiv")
+    assert c.result == "unknown" and "Binary" in c.reason, c.reason
+    assert out.by_id("I3-mda5").result == "met" and out.status == "candidate"
+
+
+def test_a_binary_that_says_fhir_but_cannot_be_decoded_keeps_what_absence_decides_unknown(definition):
+    b = _patient()
+    b["entry"].append({"resource": _binary(b"\x00not json")})
+    out = _screen(definition, b)
+    assert out.status == "candidate" and "cannot be decoded" in out.by_id("E6-malignancy").reason
+
+
+def test_a_binary_of_other_content_changes_nothing(definition):
+    b = _patient()
+    b["entry"].append({"resource": _binary(b"%PDF-1.7 ...", "application/pdf")})
+    assert _screen(definition, b).status == "eligible"
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+def test_a_binary_line_of_a_bulk_export_carrying_fhir_content_is_read(definition, tmp_path, native):
+    import fhir3t
+    from fhir3t.sources import native as native_pass
+
+    if native == "on" and not native_pass.available():
+        pytest.skip("the native extra is not installed")
+    b = _patient()
+    (tmp_path / "Patient.ndjson").write_bytes(b"".join(orjson.dumps(e["resource"]) + b"\n" for e in b["entry"]))
+    (tmp_path / "Binary.ndjson").write_bytes(orjson.dumps(_binary(_hiv_positive())) + b"\n")
+    (r,) = fhir3t.screen([tmp_path], as_of=AS_OF, native=native)
+    assert r.by_id("E9-hiv").result == "unknown"

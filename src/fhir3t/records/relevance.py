@@ -559,7 +559,8 @@ class LineFilter:
         if m is None:
             return True
         rtype = m.group(1)
-        if rtype in self.keep_types or rtype not in self.known_types or b'"contained"' in line:
-            return True  # (what a record of any type contains may be read: sources.grouping._contained)
+        if rtype in self.keep_types or rtype not in self.known_types or b'"contained"' in line or (
+                rtype == b"Binary" and b"fhir" in line):
+            return True  # (what a record of any type contains, or a Binary carries, may be read: sources.grouping)
         self.skipped += 1
         return False

@@ -17,6 +17,8 @@ Bundle is read as part of it; a resource an operation's Parameters carries is ke
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import orjson
 
+from fhir3t import fhirxml
 from fhir3t.errors import Problems
 from fhir3t.fhirutil import (
     PatientLink,
@@ -110,6 +113,10 @@ P = table("input.grouping", {
                  "it could decide are left unknown for the patient its record names",
     "nested-unread": "a Bundle inside the Bundle could not be read: the criteria what it holds could decide are left "
                      "unknown for the document's patients",
+    "binary": "{type} carried as the content of a Binary is not read as a record: the criteria it could decide are left "
+              "unknown for the patient it names",
+    "binary-unread": "a Binary says it holds FHIR content that cannot be decoded: the criteria it could decide are left "
+                     "unknown for the document's patients",
     "held": "{type} held inside an operation's Parameters is not read as a record: the criteria it could decide are "
             "left unknown for the patient it names",
     "too-deep": "Bundles nested more than {depth} deep are not read: the criteria what they hold could decide are left "
@@ -184,6 +191,37 @@ TOO_DEEP = "__fhir3t_too_deep__"
 MAX_NESTING = 8
 
 
+#: the media types of FHIR content (R4 http.html#mime-type; the older json+fhir / xml+fhir too)
+_FHIR_MEDIA = re.compile(r"^\s*application/(fhir\+(json|xml)|(json|xml)\+fhir)\b", re.IGNORECASE)
+
+
+def fhir_binary(res: dict) -> bool:
+    """Does a Binary say its content is FHIR?"""
+    ct = res.get("contentType")
+    return isinstance(ct, str) and _FHIR_MEDIA.match(ct) is not None and "data" in res
+
+
+def binary_resources(res: dict, limit: int) -> list[dict] | None:
+    """The resources a FHIR-content Binary carries (a Bundle's entries and what they hold, a Parameters' resources),
+    or None when its content cannot be decoded (not base64, over `limit` bytes, not JSON/XML, no resource)."""
+    data = res.get("data")
+    if not isinstance(data, str) or len(data) > limit * 4 // 3 + 4:
+        return None
+    try:
+        raw = base64.b64decode(data, validate=True)
+        obj: object = fhirxml.parse(raw)[0] if "xml" in str(res.get("contentType")).lower() else orjson.loads(raw)
+    except (ValueError, binascii.Error, orjson.JSONDecodeError, fhirxml.XmlRefused):
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("resourceType"), str):
+        return None
+    if obj["resourceType"] == "Parameters":
+        return [e.resource for e in parameters_resources(obj, "")]
+    if obj["resourceType"] == "Bundle":
+        wrapper = {"resourceType": "Parameters", "parameter": [{"resource": obj}]}
+        return [e.resource for e in parameters_resources(wrapper, "")]
+    return [obj]
+
+
 def parameters_resources(params: dict, where: str) -> list[Entry]:
     """The resources a Parameters resource carries (`parameter[i].resource`, in parts too, and the entries of a
     Bundle or Parameters it carries), with their location; MAX_NESTING levels deep."""
@@ -249,6 +287,10 @@ ENTRY_CONTAINED = Message("entry.contained", "a {type} contained in a record no 
                                              "record of its own")
 ENTRY_NESTED_UNREAD = Message("entry.nested-unread", "a Bundle inside this patient's Bundle could not be read: it could "
                                                      "hold any record")
+ENTRY_BINARY = Message("entry.binary", "a {type} carried as the content of a Binary (an engine's payload), not a record "
+                                       "of its own: fhir3t does not read it as one")
+ENTRY_BINARY_UNREAD = Message("entry.binary-unread", "a Binary of this patient's Bundle says it holds FHIR content that "
+                                                     "cannot be decoded: it could hold any record")
 ENTRY_UNPARSED = Message("entry.unparsed", "a line of the input that is not valid JSON names this patient: it could be "
                                            "any record")
 ENTRY_LINKED = Message("entry.patient-linked", "this Patient is linked ({how}) to {other}, another record of the same "
@@ -762,9 +804,12 @@ class GroupingSource:
                     and (rtype not in types or (quick is not None and quick(rtype, res, where) is False
                                                 and not later_version(res))):
                 stats.resources += 1  # a type nobody reads, or a resource like one already dropped
-                if type(res.get("contained")) is list and res["contained"]:  # what it contains may be read
-                    try:
-                        self._contained(res, f"{where}:{lineno}", where, _Doc())
+                if (type(res.get("contained")) is list and res["contained"]) or rtype == "Binary":
+                    try:  # what it contains or carries may be read
+                        if type(res.get("contained")) is list and res["contained"]:
+                            self._contained(res, f"{where}:{lineno}", where, _Doc())
+                        if rtype == "Binary" and fhir_binary(res):
+                            self._binary(res, f"{where}:{lineno}", where, _Doc())
                     except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
                         problems.add(f"{where}:{lineno}", P["structure-line"](kind=type(exc).__name__))
                 if learn:  # a type nobody reads: dropped by its key; a code: where the key decides it alone
@@ -841,6 +886,9 @@ class GroupingSource:
             return
         if isinstance(res.get("contained"), list) and res["contained"]:
             self._contained(res, where, source, doc)
+        if rtype == "Binary" and fhir_binary(res):
+            self._binary(res, where, source, doc)
+            return
         wants = self.wants
         if wants is not None and (rtype not in wants.types or (not wants(res, where) and not later_version(res))):
             return  # (a later version of a read type is kept whatever it says: it may supersede a copy that counts)
@@ -913,7 +961,7 @@ class GroupingSource:
         return None if hit == "" else token  # "": several Patients of this Bundle carry it
 
     def _held(self, res: dict, where: str, source: str, doc: _Doc, container: dict | None = None,
-              ref: str = "") -> None:
+              ref: str = "", said: tuple[Msg, Msg] | None = None) -> None:
         """A whole resource that is no record of its own: one an operation's Parameters carry (`$submit-data`,
         `$member-match`, a message's payload: what it is for is the operation's), or one contained in a record
         of a type no rule reads (`container`: a problem List, a Composition, a drug record's reason). Kept as
@@ -921,8 +969,8 @@ class GroupingSource:
         patients: the criteria its type and code could decide stay unknown, naming it; it is never counted
         as a record nor as absent."""
         rtype = res.get("resourceType")
-        why, problem = (ENTRY_CONTAINED(type=rtype), P["contained"](type=rtype)) if container is not None \
-            else (ENTRY_HELD(), P["held"](type=rtype))
+        why, problem = said or ((ENTRY_CONTAINED(type=rtype), P["contained"](type=rtype)) if container is not None
+                                 else (ENTRY_HELD(), P["held"](type=rtype)))
         if not isinstance(rtype, str) or rtype not in self._r4_types:
             if container is None:
                 self._untyped(res, where, source, doc, why)
@@ -946,6 +994,19 @@ class GroupingSource:
             self.pending.append(Pending(token_key(key), res, where, source, doc.owners, why))
             return
         self._unattributable(rtype, where, source, doc.owners, rtype, why, problem, res, ref)
+
+    def _binary(self, res: dict, where: str, source: str, doc: _Doc) -> None:
+        """A Binary whose content is FHIR (an engine's payload): the resources it carries are no records of
+        their own (what the Binary is for cannot be told), kept as unread like an operation's (`_held`); content
+        that cannot be decoded keeps what absence decides unknown for the document's patients."""
+        loc = f"{where}/data"
+        found = binary_resources(res, self.limits.max_file_bytes)
+        if found is None:
+            self._unattributable("*", loc, source, doc.owners, "*", ENTRY_BINARY_UNREAD(), P["binary-unread"]())
+            return
+        for r in found:
+            rtype = r.get("resourceType")
+            self._held(r, loc, source, doc, said=(ENTRY_BINARY(type=rtype), P["binary"](type=rtype)))
 
     def _contained(self, res: dict, where: str, source: str, doc: _Doc) -> None:
         """Resources contained in a record that the builder does not read them through (a report's or panel's
