@@ -582,3 +582,52 @@ def test_a_binary_line_of_a_bulk_export_carrying_fhir_content_is_read(definition
     (tmp_path / "Binary.ndjson").write_bytes(orjson.dumps(_binary(_hiv_positive())) + b"\n")
     (r,) = fhir3t.screen([tmp_path], as_of=AS_OF, native=native)
     assert r.by_id("E9-hiv").result == "unknown"
+
+
+# ---------------------------------------------------------------- one page of a search
+def _pages(tmp_path, *, second: bool, self_link: bool = True) -> list:
+    """p01's record as a search saved page by page: page 1 (the Patient and the labs) links to page 2 (the
+    rest); with `second`, page 2 is saved too."""
+    url = "https://ehr.example.org/fhir/Patient/p01/$everything?_getpages=a1b2&_getpagesoffset=12&_count=12"
+    entries = [{"resource": e["resource"], "search": {"mode": "match"}} for e in _patient()["entry"]]
+    first = {"resourceType": "Bundle", "type": "searchset", "entry": entries[:12],
+             "link": [{"relation": "self", "url": "https://ehr.example.org/fhir/Patient/p01/$everything"},
+                      {"relation": "next", "url": url}]}
+    (tmp_path / "page1.json").write_bytes(orjson.dumps(first))
+    if second:
+        rest = {"resourceType": "Bundle", "type": "searchset", "entry": entries[12:],
+                "link": [{"relation": "self", "url": url}] if self_link else []}
+        (tmp_path / "page2.json").write_bytes(orjson.dumps(rest))
+    return entries
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_search_page_whose_next_page_is_not_in_the_input_keeps_what_absence_decides_unknown(definition, tmp_path,
+                                                                                             jobs):
+    """A search result saved one page only: the diagnoses, drugs and allergies of the next pages are missing, so
+    'no record found' cannot be said."""
+    import fhir3t
+
+    _pages(tmp_path, second=False)
+    problems = Problems()
+    (r,) = fhir3t.screen([tmp_path], as_of=AS_OF, jobs=jobs, problems=problems)
+    assert r.status == "candidate" and "next page is not in the input" in r.by_id("E6-malignancy").reason
+    assert any("next page" in str(p) for p in problems.items)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_every_page_of_a_search_in_the_input_reads_it_whole(definition, tmp_path, jobs):
+    import fhir3t
+
+    _pages(tmp_path, second=True)
+    (r,) = fhir3t.screen([tmp_path], as_of=AS_OF, jobs=jobs)
+    assert r.status == "eligible"
+
+
+def test_a_next_page_saved_without_its_self_link_cannot_be_told_to_be_it(definition, tmp_path):
+    """(A cost: the pages may all be there, but nothing says the second one is the page the first links to.)"""
+    import fhir3t
+
+    _pages(tmp_path, second=True, self_link=False)
+    (r,) = fhir3t.screen([tmp_path], as_of=AS_OF)
+    assert r.status == "candidate"

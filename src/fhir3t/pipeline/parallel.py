@@ -35,6 +35,7 @@ from fhir3t.sources.grouping import (
     foreign_unread,
     records_of,
     resolve_pending,
+    unfollowed_pages,
 )
 from fhir3t.sources.grouping import P as GROUPING_P
 from fhir3t.sources.seen import IdentLog, SeenPatients, resolve_identifiers
@@ -182,6 +183,8 @@ def screen_parallel(definition: Definition, run: Run, inputs: FileInputs, spec: 
             for log in logs:
                 log.close()
             for only, item, source in resolve_pending(pending, carried, problems, shared, tally):
+                extra.unread(only, item, source)
+            for only, item, source in unfollowed_pages(shared, problems):
                 extra.unread(only, item, source)
             unattributed += tally.unattributed
             extra.flush()

@@ -117,6 +117,8 @@ P = table("input.grouping", {
               "unknown for the patient it names",
     "binary-unread": "a Binary says it holds FHIR content that cannot be decoded: the criteria it could decide are left "
                      "unknown for the document's patients",
+    "page-missing": "a searchset page whose next page (its 'next' link) is not in the input: the criteria the rest of "
+                    "the search could decide are left unknown for its patients",
     "held": "{type} held inside an operation's Parameters is not read as a record: the criteria it could decide are "
             "left unknown for the patient it names",
     "too-deep": "Bundles nested more than {depth} deep are not read: the criteria what they hold could decide are left "
@@ -291,6 +293,8 @@ ENTRY_BINARY = Message("entry.binary", "a {type} carried as the content of a Bin
                                        "of its own: fhir3t does not read it as one")
 ENTRY_BINARY_UNREAD = Message("entry.binary-unread", "a Binary of this patient's Bundle says it holds FHIR content that "
                                                      "cannot be decoded: it could hold any record")
+ENTRY_PAGE_MISSING = Message("entry.page-missing", "a search result of this patient is one page of several, and its "
+                                                   "next page is not in the input: the rest of the search is missing")
 ENTRY_UNPARSED = Message("entry.unparsed", "a line of the input that is not valid JSON names this patient: it could be "
                                            "any record")
 ENTRY_LINKED = Message("entry.patient-linked", "this Patient is linked ({how}) to {other}, another record of the same "
@@ -376,6 +380,10 @@ class SharedIndex:
     #: "Type/id" -> the servers (fhirutil.reference_base) the absolute fullUrls of its copies name: an absolute
     #: reference to it on another server is another resource
     bases: dict[str, set[str]] = field(default_factory=dict)
+    #: searchset pages of the input files that have a `next` page: (its URL, whose the page is, where, source);
+    #: and the `self` URL of every Bundle of the input files (a next page there is read: `unfollowed_pages`)
+    pages: list[tuple[str, list[str], str, str]] = field(default_factory=list)
+    selves: set[str] = field(default_factory=set)
 
     def add_anyone(self, resource: dict, where: str) -> None:
         self.anyone.append((resource, where))
@@ -422,7 +430,8 @@ class SharedIndex:
                             for ds in self.deleted.values() for d in ds],
                 "pending": [[k, r, w, to_data(why) if why is not None else None, amb]
                             for k, items in self.pending.items() for r, w, why, amb in items],
-                "anyone": [[r, w] for r, w in self.anyone]}
+                "anyone": [[r, w] for r, w in self.anyone],
+                "pages": [[u, o, w, s] for u, o, w, s in self.pages], "selves": sorted(self.selves)}
 
     @classmethod
     def from_states(cls, states: Iterable[dict]) -> SharedIndex:
@@ -433,6 +442,8 @@ class SharedIndex:
             for ref, vid, lu, where, pos in st["deleted"]:
                 out.delete(Deleted(ref, vid, lu, where, (pos[0], pos[1]) if pos else None))
             out.anyone += [(r, w) for r, w in st.get("anyone", ())]
+            out.pages += [(u, list(o), w, s) for u, o, w, s in st.get("pages", ())]
+            out.selves.update(st.get("selves", ()))
             for k, r, w, why, amb in st.get("pending", ()):
                 out.pending.setdefault(k, []).append((r, w, from_data(why) if why is not None else None, amb))  # type: ignore[arg-type]
         return out
@@ -564,7 +575,7 @@ class GroupingSource:
         self._store = DiskStore(self.tmpdir) if disk else MemoryStore()
         self.stats.spilled = disk and self.store_kind == "auto"
         for name, data in self.documents:
-            self._document(data, name)
+            self._document(data, name, paged=False)
         for path in self.json_files:
             data = read_json_file(path, self.problems, self.limits)
             if data is not None:
@@ -581,6 +592,8 @@ class GroupingSource:
             carried = resolve_identifiers([self.idents], (p.key for p in self.pending))
             self.idents.close()  # read once: pass 2 does not need it
             for item in resolve_pending(self.pending, carried, self.problems, self.shared, self.stats):
+                self._store.unread(*item)
+            for item in unfollowed_pages(self.shared, self.problems):
                 self._store.unread(*item)
         return self._store
 
@@ -640,7 +653,13 @@ class GroupingSource:
             self._store.unread(key, Unread("*", where, ENTRY_LINKED(how=how, other=other)), source)  # type: ignore[union-attr]
         return key
 
-    def _document(self, data: object, where: str) -> None:
+    def _document(self, data: object, where: str, paged: bool = True) -> None:
+        """One Bundle or resource of the input. `paged`: a file's (a searchset page there may have its next
+        page among the files, or not: `unfollowed_pages`); a server's answers given in memory page themselves."""
+        if paged and isinstance(data, dict) and data.get("resourceType") == "Bundle":
+            own = _link(data, "self")
+            if own:
+                self.shared.selves.add(own)
         untyped: list[Entry] = []
         held: list[Entry] = []
         gaps: list[tuple[str, str, Msg, Msg]] = []
@@ -652,9 +671,13 @@ class GroupingSource:
         if not entries and not untyped and not held and not gaps:
             return
         try:
-            self._bundle(entries or [], where, untyped, held, gaps)
+            doc = self._bundle(entries or [], where, untyped, held, gaps)
         except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
             self.problems.add(where, P["structure-entries"](kind=type(exc).__name__))
+            return
+        nxt = _link(data, "next") if paged and isinstance(data, dict) and data.get("type") == "searchset" else None
+        if nxt and doc.owners:
+            self.shared.pages.append((nxt, list(doc.owners), where, where))
 
     def _entries(self, data: object, where: str, untyped: list[Entry], held: list[Entry],
                  gaps: list[tuple[str, str, Msg, Msg]], depth: int = 0) -> list[Entry] | None:
@@ -698,7 +721,7 @@ class GroupingSource:
         return [e for e in entries if id(e.resource) in live]
 
     def _bundle(self, entries: list[Entry], source: str, untyped: Iterable[Entry] = (), held: Iterable[Entry] = (),
-                gaps: Iterable[tuple[str, str, Msg, Msg]] = ()) -> None:
+                gaps: Iterable[tuple[str, str, Msg, Msg]] = ()) -> _Doc:
         doc = _Doc(parts=set())
         rest: list[Entry] = []
         for e in entries:  # Patients first: other entries may name them by fullUrl or identifier
@@ -742,6 +765,7 @@ class GroupingSource:
                                      rtype if rtype in self._r4_types else "*", why, problem)
         for e in rest:
             self._resource(e.resource, e.where, e.full_url, source, doc)
+        return doc
 
     def _ndjson_file(self, path: Path) -> None:
         """Every line of an NDJSON file. The loop is the hot path of a Bulk export (a hundred million
@@ -1120,6 +1144,27 @@ def _input_bytes(files: Iterable[Path]) -> int:
             continue
         total += size * 8 if f.name.lower().endswith(".gz") else size
     return total
+
+
+def _link(bundle: dict, relation: str) -> str | None:
+    """The URL of a Bundle's link of this relation, as written (trimmed), or None."""
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else ():
+        if isinstance(link, dict) and link.get("relation") == relation and isinstance(link.get("url"), str):
+            return link["url"].strip() or None
+    return None
+
+
+def unfollowed_pages(shared: SharedIndex, problems: Problems) -> Iterator[tuple[str, Unread, str]]:
+    """Searchset pages of the input files whose `next` page is not among them (no Bundle of the input has
+    that URL as its `self` link): the rest of the search is missing, so what absence decides stays unknown for
+    the page's patients. (Pages saved one a file, each with its `self` link, are read whole.)"""
+    for url, owners, where, source in shared.pages:
+        if url in shared.selves:
+            continue
+        problems.add(where, P["page-missing"](), skipped=False)
+        for owner in owners:
+            yield owner, Unread("*", where, ENTRY_PAGE_MISSING()), source
 
 
 def foreign_unread(foreign: Iterable[tuple[tuple[str, ...], str, str, str, str]], patients: Container[str],
