@@ -631,3 +631,21 @@ def test_a_next_page_saved_without_its_self_link_cannot_be_told_to_be_it(definit
     _pages(tmp_path, second=True, self_link=False)
     (r,) = fhir3t.screen([tmp_path], as_of=AS_OF)
     assert r.status == "candidate"
+
+
+# ---------------------------------------------------------------- the Patient itself
+@pytest.mark.parametrize("element,value,says", [
+    ("modifierExtension", [{"url": "http://mpi.example.org/fhir/StructureDefinition/record-merged-away",
+                            "valueBoolean": True}], "modifier extension"),
+    ("implicitRules", "http://mpi.example.org/fhir/rules/test-patients", "implicitRules"),
+    ("animal", {"species": {"text": "canine"}}, "Patient.animal"),  # STU3: this patient is an animal
+])
+def test_a_patient_that_carries_a_modifier_or_an_element_r4_does_not_define_keeps_age_and_sex_unknown(
+        definition, element, value, says):
+    """Records carrying these were unreadable; the Patient was read as if they were absent (eligible)."""
+    b = _patient()
+    _res(b, "p01")[element] = value
+    out = _screen(definition, b)
+    c = out.by_id("I1-age")
+    assert c.result == "unknown" and says in c.reason and "Patient/p01" in c.evidence, c.reason
+    assert out.status == "candidate"

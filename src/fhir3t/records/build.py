@@ -227,6 +227,18 @@ class RecordBuilder:
         if not copies:
             return
         rec.patient = copies[0][0]
+        try:
+            self._patient_copies(rec, copies)
+        finally:  # whichever copy is kept: a modifier or an element R4 does not define leaves it unreadable
+            why, element = _modifier(rec.patient)
+            if why is None:
+                why, element = self._not_r4("Patient", rec.patient)
+            if why is not None:
+                rec.patient_why = why
+                self.problems.add(copies[0][1], P["modifier"](type="Patient", element=element), skipped=False)
+
+    def _patient_copies(self, rec: PatientRecord, copies: list[tuple[dict, str]]) -> None:
+        """The newest of several copies of the Patient, or the elements they dispute (see `_patient`)."""
         same = [c for c, _ in copies if f"Patient/{c.get('id')}" == rec.key or len(copies) == 1]
         if len(same) < 2:
             return

@@ -73,6 +73,9 @@ class PatientRecord:
     #: elements of the Patient its copies disagree on, when their order cannot be told (sources.versions):
     #: `patient` is one of them, and a rule reading one of these elements cannot decide
     disputed: frozenset[str] = frozenset()
+    #: why the Patient itself cannot be read (a modifier extension, implicitRules, an element R4 does not define):
+    #: a rule reading the Patient cannot decide
+    patient_why: Msg | None = None
     _code_index: dict[str, dict[Code, list[Res]]] = field(default_factory=dict, repr=False)
 
     def of(self, *types: str) -> list[Res]:
