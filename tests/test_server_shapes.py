@@ -649,3 +649,29 @@ def test_a_patient_that_carries_a_modifier_or_an_element_r4_does_not_define_keep
     c = out.by_id("I1-age")
     assert c.result == "unknown" and says in c.reason and "Patient/p01" in c.evidence, c.reason
     assert out.status == "candidate"
+
+
+# ---------------------------------------------------------------- a document that does not hold what it lists
+def _document(refs: list[str]) -> dict:
+    b = _patient()
+    b["type"] = "document"
+    b["entry"].insert(0, {"fullUrl": "urn:uuid:0b1c2d3e-0000-4000-8000-0000000000c0", "resource": {
+        "resourceType": "Composition", "status": "final", "type": {"text": "Discharge summary"},
+        "subject": {"reference": "Patient/p01"}, "date": "2026-11-05", "title": "Discharge summary",
+        "author": [{"display": "Rheumatology ward"}],
+        "section": [{"title": "Problems", "section": [{"title": "Active", "entry": [{"reference": r} for r in refs]}]}]}})
+    return b
+
+
+def test_a_document_whose_composition_lists_a_diagnosis_its_bundle_does_not_hold_keeps_it_unknown(definition):
+    """A document Bundle holds everything its Composition references (R4 bdl-11): a problem it lists but does not
+    hold (an engine that dropped it) is missing, not absent."""
+    out = _screen(definition, _document(["Condition/p01-dm", "Condition/p01-hiv-dx"]))
+    c = out.by_id("E9-hiv")
+    assert c.result == "unknown" and "does not hold" in c.reason
+    assert out.by_id("I2-dm").result == "met" and out.status == "candidate"
+
+
+def test_a_document_that_holds_what_its_composition_lists_is_read_as_usual(definition):
+    refs = ["Condition/p01-dm", "http://ehr.example.org/fhir/Observation/p01-hiv", "#local", "Practitioner/dr-1"]
+    assert _screen(definition, _document(refs)).status == "eligible"

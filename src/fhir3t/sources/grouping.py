@@ -119,6 +119,8 @@ P = table("input.grouping", {
                      "unknown for the document's patients",
     "page-missing": "a searchset page whose next page (its 'next' link) is not in the input: the criteria the rest of "
                     "the search could decide are left unknown for its patients",
+    "document-missing": "the Composition lists a record ({type}) the document Bundle does not hold: the criteria it "
+                        "could decide are left unknown for the document's patients",
     "held": "{type} held inside an operation's Parameters is not read as a record: the criteria it could decide are "
             "left unknown for the patient it names",
     "too-deep": "Bundles nested more than {depth} deep are not read: the criteria what they hold could decide are left "
@@ -169,6 +171,36 @@ def entry_gaps(entries: list, where: str, sep: str = "#") -> Iterator[tuple[str,
         issue = _incomplete_issue(outcome)
         if issue is not None:
             yield loc, "*", ENTRY_INCOMPLETE(issue=issue), P["incomplete"](issue=issue)
+
+
+def document_gaps(entries: list[Entry]) -> Iterator[tuple[str, str, Msg, Msg]]:
+    """What a document's Composition lists in its sections (`section.entry`, nested sections too) that its
+    Bundle does not hold (a document Bundle holds everything its Composition references, R4 bdl-11): the record
+    is missing, as (location of the Composition, its type or "*", why, problem) like `entry_gaps`."""
+    have: set[str] = set()
+    for e in entries:
+        rid = e.resource.get("id")
+        if isinstance(rid, str):
+            have.add(f"{e.resource['resourceType']}/{rid}")
+        if e.full_url:
+            have.add(e.full_url)
+    for e in entries:
+        if e.resource["resourceType"] != "Composition":
+            continue
+        stack = list(e.resource.get("section") or ()) if isinstance(e.resource.get("section"), list) else []
+        while stack:
+            section = stack.pop()
+            if not isinstance(section, dict):
+                continue
+            if isinstance(section.get("section"), list):
+                stack.extend(section["section"])
+            for item in section.get("entry") or () if isinstance(section.get("entry"), list) else ():
+                ref = item.get("reference") if isinstance(item, dict) else None
+                if not isinstance(ref, str) or ref.startswith("#") or ref in have \
+                        or (normalize_reference(ref, {}) or "") in have:
+                    continue
+                rtype = _url_type(ref) if not ref.startswith("urn:") else "*"
+                yield e.where, rtype, ENTRY_DOC_MISSING(type=rtype), P["document-missing"](type=rtype)
 
 
 def _incomplete_issue(outcome: object) -> str | None:
@@ -295,6 +327,8 @@ ENTRY_BINARY_UNREAD = Message("entry.binary-unread", "a Binary of this patient's
                                                      "cannot be decoded: it could hold any record")
 ENTRY_PAGE_MISSING = Message("entry.page-missing", "a search result of this patient is one page of several, and its "
                                                    "next page is not in the input: the rest of the search is missing")
+ENTRY_DOC_MISSING = Message("entry.document-missing", "the document's Composition lists a record ({type}) its Bundle "
+                                                     "does not hold: it is missing")
 ENTRY_UNPARSED = Message("entry.unparsed", "a line of the input that is not valid JSON names this patient: it could be "
                                            "any record")
 ENTRY_LINKED = Message("entry.patient-linked", "this Patient is linked ({how}) to {other}, another record of the same "
@@ -665,6 +699,8 @@ class GroupingSource:
         gaps: list[tuple[str, str, Msg, Msg]] = []
         try:
             entries = self._entries(data, where, untyped, held, gaps)
+            if isinstance(data, dict) and data.get("type") == "document":
+                gaps += document_gaps(entries or [])
         except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
             self.problems.add(where, P["structure-entries"](kind=type(exc).__name__))
             return
