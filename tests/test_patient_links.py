@@ -76,9 +76,25 @@ ORIGINAL = _results(_screen([("p01.json", P01)])[0]["Patient/p01"])
 
 @pytest.mark.parametrize("way", sorted(WAYS))
 def test_every_way_of_naming_the_patient_inside_their_bundle_screens_the_same(way):
-    out, _ = _screen([("p01.json", _relink(P01, WAYS[way]))])
+    bundle = _relink(P01, WAYS[way])
+    if way == "absolute-other-base":  # records the LIS server holds, naming its patient p01 (the ids are shared)
+        for e in bundle["entry"]:
+            if e["resource"]["resourceType"] != "Patient" and "fullUrl" in e:
+                e["fullUrl"] = e["fullUrl"].replace(BASE, "https://lis.example.org/r4")
+    out, _ = _screen([("p01.json", bundle)])
     assert list(out) == ["Patient/p01"]
     assert _results(out["Patient/p01"]) == ORIGINAL
+
+
+def test_records_of_the_patients_server_naming_a_patient_of_another_server_are_not_this_patients():
+    """Records whose fullUrl is on the Patient's server but that name https://lis.example.org/r4/Patient/p01:
+    by FHIR's rule that is another server's resource, someone else whatever the id. Whose they are cannot be
+    told: what they could decide stays unknown for p01 (tests/test_server_shapes.py has the single-result case)."""
+    out, _ = _screen([("p01.json", _relink(P01, WAYS["absolute-other-base"]))])
+    assert list(out) == ["Patient/p01"]
+    r = out["Patient/p01"]
+    assert r.status == "candidate" and r.by_id("I3-mda5").result == "unknown"
+    assert "another server" in r.by_id("I3-mda5").reason
 
 
 @pytest.mark.parametrize("way", sorted(WAYS))

@@ -66,6 +66,15 @@ class PatientLink:
 
     reference: str | None = None
     identifier: Token | None = None
+    #: Reference.type as written (a type name or its StructureDefinition URL), None when absent
+    type: str | None = None
+
+    def typed_otherwise(self, rtype: str) -> bool:
+        """Does the Reference's `type` name another resource type than `rtype`? (A `Patient/p01` typed
+        `Group` contradicts itself: which one it means cannot be told.)"""
+        if self.type is None:
+            return False
+        return self.type.rstrip("/").rsplit("/", 1)[-1] != rtype
 
 
 def patient_link(resource: dict, links: tuple[str, ...] | None = None) -> PatientLink | None:
@@ -82,11 +91,12 @@ def patient_link(resource: dict, links: tuple[str, ...] | None = None) -> Patien
             continue
         if not isinstance(v, dict):
             continue
+        kind = v.get("type") if isinstance(v.get("type"), str) else None
         if isinstance(v.get("reference"), str):
-            return PatientLink(v["reference"])
+            return PatientLink(v["reference"], None, kind)
         token = identifier_token(v.get("identifier"))
         if token is not None:
-            return PatientLink(None, token)
+            return PatientLink(None, token, kind)
     return None
 
 
@@ -187,6 +197,22 @@ def normalize_reference(ref: str, aliases: dict[str, str]) -> str | None:
     if len(parts) >= 2 and parts[-2] and parts[-1]:
         return f"{parts[-2]}/{parts[-1]}"
     return None
+
+
+def reference_base(ref: str) -> str | None:
+    """The server an absolute `http(s)://host/base/Type/id[/_history/v]` reference (or fullUrl) names, as
+    `host[:port]/base` (host lower-cased, scheme left out: one server is written with either); None for a
+    relative, `urn:` or other reference."""
+    head = ref.split("?")[0].split("#")[0]
+    scheme, sep, rest = head.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    parts = rest.rstrip("/").split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) < 3 or not RESOURCE_TYPE.fullmatch(parts[-2]) or not parts[-1]:
+        return None
+    return "/".join([parts[0].lower(), *parts[1:-2]])
 
 
 def fhir_reference(ref: object, base: str | None = None) -> tuple[str, str] | None:

@@ -166,7 +166,8 @@ class Context:
                 if r.dated_after(self.as_of) or not could_be(r, vs, self.tx, self.valuesets.get(t, ())):
                     continue
                 if judge is not None and ((judge_any and r.raw) or r.bad in ("code", "medication[x]", "suspectEntity",
-                                                                            "version", "patient")) and judge(r) == NOT_MET:
+                                                                            "version", "patient", "held")) \
+                        and judge(r) == NOT_MET:
                     continue
                 out.append(r)
             if vs is not None:

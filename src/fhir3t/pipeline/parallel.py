@@ -35,6 +35,7 @@ from fhir3t.sources.grouping import (
     foreign_unread,
     records_of,
     resolve_pending,
+    unfollowed_pages,
 )
 from fhir3t.sources.grouping import P as GROUPING_P
 from fhir3t.sources.seen import IdentLog, SeenPatients, resolve_identifiers
@@ -95,11 +96,12 @@ def _collect(files: list[str], run_dir: str, limits: Limits) \
 
 
 def _position(where: str, order: dict[str, int]) -> tuple[int, int]:
-    """(input file's rank, line or entry number) of a location `path:line` or `path#entry[i]`."""
-    path, sep, rest = where.rpartition("#entry[")
+    """(input file's rank, line or entry number) of a location `path:line` or `path#entry[i]` (an entry of a
+    Bundle inside it, `path#entry[i].resource.entry[j]`, by its outer entry's number)."""
+    path, sep, rest = where.partition("#entry[")
     if not sep:
         path, sep, rest = where.rpartition(":")
-    number = rest.rstrip("]")
+    number = rest.partition("]")[0]
     return order.get(path, len(order)), int(number) if sep and number.isdigit() else 0
 
 
@@ -181,6 +183,8 @@ def screen_parallel(definition: Definition, run: Run, inputs: FileInputs, spec: 
             for log in logs:
                 log.close()
             for only, item, source in resolve_pending(pending, carried, problems, shared, tally):
+                extra.unread(only, item, source)
+            for only, item, source in unfollowed_pages(shared, problems):
                 extra.unread(only, item, source)
             unattributed += tally.unattributed
             extra.flush()

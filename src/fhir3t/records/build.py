@@ -45,9 +45,14 @@ Resolve = Callable[[str], "dict | None"]
 _COMPONENT_ELEMENTS = ("interpretation", "dataAbsentReason", "referenceRange")
 _PARENT_ELEMENTS = ("status", "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued", "subject")
 
+#: JSON members of a resource that are no element of it: its type, and STU3's JSON comments (which say nothing)
+_NOT_ELEMENTS = frozenset({"resourceType", "fhir_comments"})
+
 #: what cannot be read of a kept resource (a reason names the element, never the value)
 STATUS_MISSING = Message("record.status-missing", "{element} is missing (it is required in R4)")
 STATUS_NOT_R4 = Message("record.status-not-r4", "{element} is not an R4 {type}.{element} code")
+NOT_R4_ELEMENT = Message("record.not-r4-element", "carries {element}, which R4 does not define (another FHIR version's "
+                                                 "element?): what the record means cannot be told")
 MODIFIER = Message("record.modifier", "carries {element} ({what}), which may change what it means and which fhir3t "
                                       "does not understand")
 DRUG_COPIES = Message("record.drug-copies", "names a Medication held in {n} copies that differ, and neither "
@@ -158,6 +163,7 @@ class RecordBuilder:
         self.problems = problems
         self.facts = facts or r4_facts()
         self.stats = BuildStats()
+        self._elements: dict[str, frozenset[str]] = {}  # R4's top-level elements by type (see _not_r4)
         self._resolve: Resolve = lambda ref: None  # the record being built's references (set by build)
 
     def build(self, raw: RawRecord) -> PatientRecord:
@@ -171,6 +177,7 @@ class RecordBuilder:
             resources = [*resources, *(one for c in raw.conflicts for one in self._conflict(rec, c, resolve))]
         patients: list[tuple[dict, str]] = []
         for resource, where in resources:
+            resource = without_absent(resource)
             rtype = resource.get("resourceType")
             if rtype == "Patient":
                 patients.append((resource, where))
@@ -202,6 +209,14 @@ class RecordBuilder:
                 rec.unread.setdefault(rtype, []).append(Res(rtype, resource, ref, judged.codes, span, where, text,
                                                             NAMES_NOBODY(), judged.texts, bad="patient", hits=judged.hits))
         for u in raw.unread:
+            if u.resource is not None:  # whole, but no record of its own: unread only for what it could decide
+                if u.type not in types or (judged := self.relevance.judge(u.type, u.resource, resolve)) is None:
+                    continue
+                span, text = self._date(u.type, u.resource, u.where, None)
+                rec.unread.setdefault(u.type, []).append(Res(u.type, u.resource, u.ref or u.where, judged.codes, span,
+                                                             u.where, text, u.why, judged.texts, bad="held",
+                                                             hits=judged.hits))
+                continue
             rec.unread.setdefault(u.type, []).append(Res(u.type, {}, u.ref or u.where, (), None, u.where, None, u.why,
                                                          bad="*"))
         return rec
@@ -216,9 +231,15 @@ class RecordBuilder:
         rec.patient = copies[0][0]
         self._patient_copies(rec, copies)
         kept = rec.patient or {}  # whichever copy is kept: one the criteria cannot read whole leaves them unknown
-        rec.patient_unread = _modifier(kept)[0] or self._incomplete(kept)[0]
+        why, element = _modifier(kept)
+        if why is None:
+            why, element = self._not_r4("Patient", kept)
+        if why is not None:
+            self.problems.add(copies[0][1], P["modifier"](type="Patient", element=element), skipped=False)
+        rec.patient_why = why or self._incomplete(kept)[0]
 
     def _patient_copies(self, rec: PatientRecord, copies: list[tuple[dict, str]]) -> None:
+        """The newest of several copies of the Patient, or the elements they dispute (see `_patient`)."""
         same = [c for c, _ in copies if f"Patient/{c.get('id')}" == rec.key or len(copies) == 1]
         if len(same) < 2:
             return
@@ -282,6 +303,8 @@ class RecordBuilder:
             return None
         if bad_status is None:
             bad_status, bad_element = self._modified(rtype, resource)
+        if bad_status is None:
+            bad_status, bad_element = self._not_r4(rtype, resource)
         if bad_status is None:
             bad_status, bad_element = _focus(resource, rec.key)
         span, text = self._date(rtype, resource, where, inherit_date)
@@ -383,6 +406,30 @@ class RecordBuilder:
         element, code = found
         return INCOMPLETE(label=code, element=f"{prefix}{element}"), element
 
+    def _not_r4(self, rtype: str, resource: dict) -> tuple[Msg | None, str]:
+        """(why, element) when the record carries a top-level element neither R4 defines for its type nor a rule
+        declares it reads: another FHIR version's (STU3 MedicationStatement.taken, Immunization.notGiven, Consent.except; R5
+        AdverseEvent.status) may change what the record means, as a modifier would; else (None, "")."""
+        known = self._elements.get(rtype)
+        if known is None:
+            from fhir3t.r4defs import type_def
+
+            td = type_def(rtype)
+            children = td.children("") if td is not None else {}
+            # a choice element written with a type R4 does not allow it (valueCoding, STU3's abatementBoolean) is
+            # R4's element: its readers take it as no value / no date, as they do any value they cannot read
+            # and an element a rule declares it reads is one fhir3t understands (a MedicationRequest's effectivePeriod)
+            known = self._elements[rtype] = frozenset(children) | _NOT_ELEMENTS | frozenset(
+                f"{c.element.name}[x]" for c in children.values() if c.element.choice) \
+                | self.relevance.plan.elements.get(rtype, frozenset()) if children else frozenset()
+        if not known:
+            return None, ""
+        for key in resource:
+            name = key[1:] if key[:1] == "_" else key
+            if name not in known and _choice(name) not in known:
+                return NOT_R4_ELEMENT(element=f"{rtype}.{clip(key, 40)}"), clip(key, 40)
+        return None, ""
+
     def _never_counts(self, rtype: str, resource: dict) -> bool:
         return never_counts(rtype, resource, self.facts)
 
@@ -455,6 +502,7 @@ class RecordBuilder:
                 continue
             if target.get("resourceType") != "Observation":
                 continue
+            target = without_absent(target)
             subject = target.get("subject")
             sref = subject.get("reference") if isinstance(subject, dict) else None
             if isinstance(sref, str) and _type_id(sref) not in (rec.key, None) and sref != rec.key:
@@ -506,6 +554,40 @@ def _modifier(resource: dict, prefix: str = "") -> tuple[Msg | None, str]:
         elif type(node) is list:
             stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(node))) if type(v) in (dict, list))
     return None, ""
+
+
+DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+
+
+def without_absent(resource: dict) -> dict:
+    """The resource without the value of any primitive whose `_element` carries a data-absent-reason extension
+    (R4: the value is missing, for the reason it gives): a value written beside one (a masked birth date, a
+    placeholder onset) is read as absent, never as the value. The resource itself when it has none."""
+    try:
+        data = orjson.dumps(resource)
+    except (TypeError, orjson.JSONEncodeError):
+        return resource
+    if b"data-absent-reason" not in data:
+        return resource
+    try:
+        out = _strip_absent(resource)
+    except RecursionError:
+        return resource
+    return out if isinstance(out, dict) else resource
+
+
+def _says_absent(element: object) -> bool:
+    ext = element.get("extension") if isinstance(element, dict) else None
+    return isinstance(ext, list) and any(isinstance(e, dict) and e.get("url") == DATA_ABSENT for e in ext)
+
+
+def _strip_absent(node: object) -> object:
+    if type(node) is list:
+        return [_strip_absent(v) for v in node]
+    if type(node) is not dict:
+        return node
+    gone = {k[1:] for k, v in node.items() if k[:1] == "_" and k[1:] in node and _says_absent(v)}
+    return {k: _strip_absent(v) if type(v) in (dict, list) else v for k, v in node.items() if k not in gone}
 
 
 _CHOICE = re.compile(r"^([a-z][A-Za-z]*?)[A-Z][A-Za-z]*$")

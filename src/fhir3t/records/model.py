@@ -44,7 +44,8 @@ class Res:
     part_of: str = ""
     #: for an unread resource, the element that could not be read ("code", "medication[x]",
     #: "clinicalStatus", ...; "*" when the source could not hand the entry over at all; "version" for
-    #: copies whose order cannot be told)
+    #: copies whose order cannot be told; "held" for a whole resource that is no record of its own: contained in
+    #: a record no rule reads, or carried by an operation's Parameters)
     bad: str = ""
     #: criteria's concepts named in elements no rule interprets (see Hit)
     hits: tuple[Hit, ...] = ()
@@ -72,9 +73,9 @@ class PatientRecord:
     #: elements of the Patient its copies disagree on, when their order cannot be told (sources.versions):
     #: `patient` is one of them, and a rule reading one of these elements cannot decide
     disputed: frozenset[str] = frozenset()
-    #: why the Patient itself cannot be read whole (a modifier extension, implicitRules, a SUBSETTED or REDACTED
-    #: copy: records.build): a rule reading the Patient cannot decide
-    patient_unread: Msg | None = None
+    #: why the Patient itself cannot be read (a modifier extension, implicitRules, an element R4 does not define):
+    #: a rule reading the Patient cannot decide
+    patient_why: Msg | None = None
     _code_index: dict[str, dict[Code, list[Res]]] = field(default_factory=dict, repr=False)
 
     def of(self, *types: str) -> list[Res]:

@@ -475,6 +475,8 @@ def _components(res: dict) -> list[dict]:
     return [c for c in comps if isinstance(c, dict)] if isinstance(comps, list) else []
 
 
+#: types a line is always decoded for: the Patient, and what carries other resources (a Bundle, an operation's Parameters)
+DOCUMENT_TYPES = frozenset({"Patient", "Bundle", "Parameters"})
 _RTYPE = re.compile(rb'^\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
 
 
@@ -527,7 +529,7 @@ class RunFilter:
 
         if not native.available():
             return None
-        keep = self.types | shared_types | {"Patient", "Bundle"}
+        keep = self.types | shared_types | DOCUMENT_TYPES
         keyed = {t: self.relevance.key_elements(t) for t in _FAST_FIELD if t in self.types and t not in self.plan.any_code}
         return native.NativeLines(known_types - keep, keyed, sample_verdict=self.relevance.silent_verdict)
 
@@ -537,7 +539,8 @@ class RunFilter:
 
 
 class LineFilter:
-    """Skips NDJSON lines of resource types no rule reads, on their raw bytes, before decoding.
+    """Skips NDJSON lines of resource types no rule reads, on their raw bytes, before decoding (not one that
+    contains resources: what it contains may be read, see sources.grouping._contained).
 
     Only the type at the very start of the line is looked at (`{"resourceType":"Encounter",...`, as
     Bulk Data exports write it); a line that starts otherwise, or with a type that is not R4's, is
@@ -546,7 +549,7 @@ class LineFilter:
     """
 
     def __init__(self, rel: Relevance, shared_types: frozenset[str], known_types: frozenset[str]) -> None:
-        self.keep_types = {t.encode() for t in rel.types | shared_types | {"Patient", "Bundle"}}
+        self.keep_types = {t.encode() for t in rel.types | shared_types | DOCUMENT_TYPES}
         self.known_types = {t.encode() for t in known_types}
         self.skipped = 0
 
@@ -556,7 +559,8 @@ class LineFilter:
         if m is None:
             return True
         rtype = m.group(1)
-        if rtype in self.keep_types or rtype not in self.known_types:
-            return True
+        if rtype in self.keep_types or rtype not in self.known_types or b'"contained"' in line or (
+                rtype == b"Binary" and b"fhir" in line):
+            return True  # (what a record of any type contains, or a Binary carries, may be read: sources.grouping)
         self.skipped += 1
         return False

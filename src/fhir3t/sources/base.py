@@ -27,13 +27,16 @@ class Unread:
     """A piece of a patient's input fhir3t could not use, kept so no criterion counts it as absent.
 
     `type` is the resource type it was (or appears to be), `where` locates it (file#entry / file:line),
-    `why` says what could not be read, naming the element, never its value.
+    `why` says what could not be read, naming the element, never its value. `resource`: the resource
+    itself when it is whole but no record of its own (contained in a record no rule reads, carried by an
+    operation's Parameters): the builder judges it by its codes, so it keeps unknown only what it could decide.
     """
 
     type: str
     where: str
     why: Msg
     ref: str = ""
+    resource: dict | None = None
 
 
 @dataclass

@@ -313,13 +313,16 @@ class Entry:
     full_url: str | None
 
 
-def bundle_entries(data: object, where: str, problems: Problems, untyped: list[Entry] | None = None) -> list[Entry] | None:
+def bundle_entries(data: object, where: str, problems: Problems, untyped: list[Entry] | None = None,
+                   nested: list[Entry] | None = None, sep: str = "#") -> list[Entry] | None:
     """The entries of a parsed Bundle (or the one resource of a single-resource file), checked for shape.
 
     Returns None when the file is not a FHIR resource at all. Entries that cannot be used are reported
     with their index: not an object, no resource, a DELETE, a search outcome, a nested Bundle. With
     `untyped`, entries whose resource is not an object or has no resourceType go there instead (a reader
-    that keeps them as unread for the patient they name reports them itself).
+    that keeps them as unread for the patient they name reports them itself). With `nested`, a Bundle
+    inside the Bundle (a batch-response's searchsets) goes there, for the caller to read its entries;
+    `sep` joins an entry's index to `where` (`#` in a file, `.` inside an entry: `f#entry[3].resource.entry[0]`).
     """
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         if untyped is not None and isinstance(data, dict) and data:
@@ -335,7 +338,7 @@ def bundle_entries(data: object, where: str, problems: Problems, untyped: list[E
         return None
     out: list[Entry] = []
     for i, e in enumerate(entries):
-        loc = f"{where}#entry[{i}]"
+        loc = f"{where}{sep}entry[{i}]"
         if not isinstance(e, dict):
             problems.add(loc, P["entry-not-object"]())
             continue
@@ -361,7 +364,10 @@ def bundle_entries(data: object, where: str, problems: Problems, untyped: list[E
         if isinstance(search, dict) and search.get("mode") == "outcome":
             continue
         if rtype == "Bundle":
-            problems.add(loc, P["nested"]())
+            if nested is not None:
+                nested.append(Entry(res, loc, full_url))
+            else:
+                problems.add(loc, P["nested"]())
             continue
         out.append(Entry(res, loc, full_url))
     return out

@@ -12,10 +12,13 @@ exports is screened once, whole.
 Entries that could decide a criterion but cannot be attributed (a garbled patient reference, an
 unknown resource type) are never silently dropped: inside a Bundle that holds a single Patient they
 stay with that patient as `Unread` (the criteria that could depend on them become unknown);
-elsewhere they are reported and counted in `stats.unattributed` for the run's summary.
+elsewhere they are reported and counted in `stats.unattributed` for the run's summary. A Bundle inside a
+Bundle is read as part of it; a resource an operation's Parameters carries is kept as unread (`_held`).
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import orjson
 
+from fhir3t import fhirxml
 from fhir3t.errors import Problems
 from fhir3t.fhirutil import (
     PatientLink,
@@ -32,6 +36,7 @@ from fhir3t.fhirutil import (
     identifier_keys,
     normalize_reference,
     patient_link,
+    reference_base,
     token_key,
 )
 from fhir3t.messages import Message, Msg, table
@@ -94,7 +99,191 @@ P = table("input.grouping", {
                      "unknown",
     "no-type-nobody": "resource without resourceType (not FHIR: no resourceType), naming no patient; skipped",
     "no-patient-resource": "{key}: no Patient resource found; screened without demographics",
+    "other-server": "{type} names a Patient on another server than the Bundle's Patients (an absolute reference); "
+                    "skipped",
+    "patch": "a PATCH of {type}, which fhir3t does not apply: the criteria it could decide are left unknown for the "
+             "document's patients",
+    "delete-search": "a conditional DELETE of {type} (which records it deletes cannot be told): the criteria they could "
+                     "decide are left unknown for the document's patients",
+    "failed": "a failed request (HTTP {code}): what it would have returned is missing; the criteria it could decide are "
+              "left unknown for the document's patients",
+    "incomplete": "the server says its answer leaves something out (OperationOutcome {issue}): the criteria it could "
+                  "decide are left unknown for the document's patients",
+    "contained": "{type} contained in a record no criterion reads it through is not read as a record: the criteria "
+                 "it could decide are left unknown for the patient its record names",
+    "nested-unread": "a Bundle inside the Bundle could not be read: the criteria what it holds could decide are left "
+                     "unknown for the document's patients",
+    "binary": "{type} carried as the content of a Binary is not read as a record: the criteria it could decide are left "
+              "unknown for the patient it names",
+    "binary-unread": "a Binary says it holds FHIR content that cannot be decoded: the criteria it could decide are left "
+                     "unknown for the document's patients",
+    "page-missing": "a searchset page whose next page (its 'next' link) is not in the input: the criteria the rest of "
+                    "the search could decide are left unknown for its patients",
+    "document-missing": "the Composition lists a record ({type}) the document Bundle does not hold: the criteria it "
+                        "could decide are left unknown for the document's patients",
+    "held": "{type} held inside an operation's Parameters is not read as a record: the criteria it could decide are "
+            "left unknown for the patient it names",
+    "too-deep": "Bundles nested more than {depth} deep are not read: the criteria what they hold could decide are left "
+                "unknown for the document's patients",
 })
+
+#: OperationOutcome issue codes by which a server says its answer leaves something out (R4 issue-type)
+INCOMPLETE_ISSUES = frozenset({"incomplete", "too-costly", "throttled", "suppressed", "timeout", "too-long"})
+
+
+def _url_type(url: object) -> str:
+    """The resource type a request.url names (`Type/id`, `Type?search`, absolute or `_history`), "*" if none."""
+    if not isinstance(url, str):
+        return "*"
+    head, query, _ = url.partition("?")
+    parts = head.rstrip("/").split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    name = parts[-1] if query else parts[-2] if len(parts) >= 2 else ""
+    return name if name[:1].isupper() and name.isalpha() else "*"
+
+
+def entry_gaps(entries: list, where: str, sep: str = "#") -> Iterator[tuple[str, str, Msg, Msg]]:
+    """(location, type or "*", why for the patient, problem) of each entry of a Bundle that says a record may be
+    missing or changed in a way fhir3t does not apply: a PATCH, a conditional DELETE (which records it deletes
+    cannot be told), a failed request of a batch or transaction answer, a search outcome or an answer's outcome
+    that says the server left something out."""
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            continue
+        loc = f"{where}{sep}entry[{i}]"
+        request: dict = e["request"] if isinstance(e.get("request"), dict) else {}
+        method = request.get("method")
+        if method == "PATCH":
+            rtype = _url_type(request.get("url"))
+            yield loc, rtype, ENTRY_PATCH(type=rtype), P["patch"](type=rtype)
+        elif method == "DELETE" and isinstance(request.get("url"), str) and "?" in request["url"]:
+            rtype = _url_type(request["url"])
+            yield loc, rtype, ENTRY_DELETE_SEARCH(type=rtype), P["delete-search"](type=rtype)
+        response: dict = e["response"] if isinstance(e.get("response"), dict) else {}
+        status = response.get("status")
+        code = status.strip()[:3] if isinstance(status, str) else ""
+        if code[:1] in ("4", "5") and code.isdigit():
+            yield loc, "*", ENTRY_FAILED(code=code), P["failed"](code=code)
+            continue
+        search: dict = e["search"] if isinstance(e.get("search"), dict) else {}
+        outcome = e.get("resource") if search.get("mode") == "outcome" else response.get("outcome")
+        issue = _incomplete_issue(outcome)
+        if issue is not None:
+            yield loc, "*", ENTRY_INCOMPLETE(issue=issue), P["incomplete"](issue=issue)
+
+
+def document_gaps(entries: list[Entry]) -> Iterator[tuple[str, str, Msg, Msg]]:
+    """What a document's Composition lists in its sections (`section.entry`, nested sections too) that its
+    Bundle does not hold (a document Bundle holds everything its Composition references, R4 bdl-11): the record
+    is missing, as (location of the Composition, its type or "*", why, problem) like `entry_gaps`."""
+    have: set[str] = set()
+    for e in entries:
+        rid = e.resource.get("id")
+        if isinstance(rid, str):
+            have.add(f"{e.resource['resourceType']}/{rid}")
+        if e.full_url:
+            have.add(e.full_url)
+    for e in entries:
+        if e.resource["resourceType"] != "Composition":
+            continue
+        stack = list(e.resource.get("section") or ()) if isinstance(e.resource.get("section"), list) else []
+        while stack:
+            section = stack.pop()
+            if not isinstance(section, dict):
+                continue
+            if isinstance(section.get("section"), list):
+                stack.extend(section["section"])
+            for item in section.get("entry") or () if isinstance(section.get("entry"), list) else ():
+                ref = item.get("reference") if isinstance(item, dict) else None
+                if not isinstance(ref, str) or ref.startswith("#") or ref in have \
+                        or (normalize_reference(ref, {}) or "") in have:
+                    continue
+                rtype = _url_type(ref) if not ref.startswith("urn:") else "*"
+                yield e.where, rtype, ENTRY_DOC_MISSING(type=rtype), P["document-missing"](type=rtype)
+
+
+def _incomplete_issue(outcome: object) -> str | None:
+    """The first issue of an OperationOutcome that says an answer leaves something out (an error or fatal
+    issue, or one coded INCOMPLETE_ISSUES), as its code; None when there is none."""
+    if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
+        return None
+    issues = outcome.get("issue")
+    for issue in issues if isinstance(issues, list) else ():
+        if not isinstance(issue, dict):
+            continue
+        code: str = issue["code"] if isinstance(issue.get("code"), str) else ""
+        if code in INCOMPLETE_ISSUES or issue.get("severity") in ("error", "fatal"):
+            return clip(code, 30) if code.replace("-", "").isalpha() else "?"
+    return None
+
+
+#: marks a stand-in for a Bundle nested past MAX_NESTING (True) or whose entries cannot be read (False), kept as
+#: unread like an untyped entry
+TOO_DEEP = "__fhir3t_too_deep__"
+#: Bundles inside Bundles read as part of the outer document, this many deep (a batch-response of searchsets is 1)
+MAX_NESTING = 8
+
+
+#: the media types of FHIR content (R4 http.html#mime-type; the older json+fhir / xml+fhir too)
+_FHIR_MEDIA = re.compile(r"^\s*application/(fhir\+(json|xml)|(json|xml)\+fhir)\b", re.IGNORECASE)
+
+
+def fhir_binary(res: dict) -> bool:
+    """Does a Binary say its content is FHIR?"""
+    ct = res.get("contentType")
+    return isinstance(ct, str) and _FHIR_MEDIA.match(ct) is not None and "data" in res
+
+
+def binary_resources(res: dict, limit: int) -> list[dict] | None:
+    """The resources a FHIR-content Binary carries (a Bundle's entries and what they hold, a Parameters' resources),
+    or None when its content cannot be decoded (not base64, over `limit` bytes, not JSON/XML, no resource)."""
+    data = res.get("data")
+    if not isinstance(data, str) or len(data) > limit * 4 // 3 + 4:
+        return None
+    try:
+        raw = base64.b64decode(data, validate=True)
+        obj: object = fhirxml.parse(raw)[0] if "xml" in str(res.get("contentType")).lower() else orjson.loads(raw)
+    except (ValueError, binascii.Error, orjson.JSONDecodeError, fhirxml.XmlRefused):
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("resourceType"), str):
+        return None
+    if obj["resourceType"] == "Parameters":
+        return [e.resource for e in parameters_resources(obj, "")]
+    if obj["resourceType"] == "Bundle":
+        wrapper = {"resourceType": "Parameters", "parameter": [{"resource": obj}]}
+        return [e.resource for e in parameters_resources(wrapper, "")]
+    return [obj]
+
+
+def parameters_resources(params: dict, where: str) -> list[Entry]:
+    """The resources a Parameters resource carries (`parameter[i].resource`, in parts too, and the entries of a
+    Bundle or Parameters it carries), with their location; MAX_NESTING levels deep."""
+    out: list[Entry] = []
+
+    def walk(items: object, loc: str, name: str, depth: int) -> None:
+        for i, p in enumerate(items if isinstance(items, list) else ()):
+            if not isinstance(p, dict):
+                continue
+            here = f"{loc}.{name}[{i}]"
+            if isinstance(p.get("resource"), dict):
+                resource(p["resource"], f"{here}.resource", depth)
+            if depth < MAX_NESTING:
+                walk(p.get("part"), here, "part", depth + 1)
+
+    def resource(res: dict, loc: str, depth: int) -> None:
+        rtype = res.get("resourceType")
+        if rtype == "Parameters" and depth < MAX_NESTING:
+            walk(res.get("parameter"), loc, "parameter", depth + 1)
+        elif rtype == "Bundle" and isinstance(res.get("entry"), list) and depth < MAX_NESTING:
+            for j, e in enumerate(res["entry"]):
+                if isinstance(e, dict) and isinstance(e.get("resource"), dict):
+                    resource(e["resource"], f"{loc}.entry[{j}].resource", depth + 1)
+        else:
+            out.append(Entry(res, loc, None))
+
+    walk(params.get("parameter"), where, "parameter", 0)
+    return out
 
 DEFAULT_SPILL_AT = 50_000  # kept resources held in memory (~175 MB) before the store moves to disk
 #: inputs bigger than this (gzip counted 8 times its size) go to disk from the start with store="auto"
@@ -112,6 +301,34 @@ ENTRY_BAD_PATIENT = Message("entry.bad-patient", "an entry of this patient's Bun
 ENTRY_OTHER_PATIENT = Message("entry.other-patient", "an entry of this patient's Bundle names another patient who is "
                                                      "not in the input (a garbled reference?)")
 ENTRY_UNTYPED = Message("entry.untyped", "an entry naming this patient has no resourceType: it could be any record")
+ENTRY_HELD = Message("entry.held", "a resource held inside an operation's Parameters (its input or output), not a record "
+                                   "of its own: fhir3t does not read it as one")
+ENTRY_TOO_DEEP = Message("entry.too-deep", "a Bundle nested too deep inside this patient's Bundle is not read: it "
+                                           "could hold any record")
+ENTRY_PATCH = Message("entry.patch", "an entry of this patient's Bundle changes a record ({type}) by a PATCH, which "
+                                     "fhir3t does not apply: the record it changes may read otherwise")
+ENTRY_DELETE_SEARCH = Message("entry.delete-search", "an entry of this patient's Bundle deletes the {type} records a "
+                                                     "search names (a conditional DELETE): which ones cannot be told")
+ENTRY_FAILED = Message("entry.failed", "an answer in this patient's Bundle is a failed request (HTTP {code}): what it "
+                                       "would have returned is missing")
+ENTRY_INCOMPLETE = Message("entry.incomplete", "the server says an answer in this patient's Bundle leaves something out "
+                                               "(OperationOutcome {issue}): what it left out is missing")
+ENTRY_OTHER_SERVER = Message("entry.other-server", "an entry of this patient's Bundle names a patient on another server "
+                                                   "than this patient's (an absolute reference): it is not this patient, "
+                                                   "and whose it is cannot be told")
+ENTRY_CONTAINED = Message("entry.contained", "a {type} contained in a record no criterion reads it through (a list, "
+                                             "a document, a drug record's reason): fhir3t does not read it as a "
+                                             "record of its own")
+ENTRY_NESTED_UNREAD = Message("entry.nested-unread", "a Bundle inside this patient's Bundle could not be read: it could "
+                                                     "hold any record")
+ENTRY_BINARY = Message("entry.binary", "a {type} carried as the content of a Binary (an engine's payload), not a record "
+                                       "of its own: fhir3t does not read it as one")
+ENTRY_BINARY_UNREAD = Message("entry.binary-unread", "a Binary of this patient's Bundle says it holds FHIR content that "
+                                                     "cannot be decoded: it could hold any record")
+ENTRY_PAGE_MISSING = Message("entry.page-missing", "a search result of this patient is one page of several, and its "
+                                                   "next page is not in the input: the rest of the search is missing")
+ENTRY_DOC_MISSING = Message("entry.document-missing", "the document's Composition lists a record ({type}) its Bundle "
+                                                     "does not hold: it is missing")
 ENTRY_UNPARSED = Message("entry.unparsed", "a line of the input that is not valid JSON names this patient: it could be "
                                            "any record")
 ENTRY_LINKED = Message("entry.patient-linked", "this Patient is linked ({how}) to {other}, another record of the same "
@@ -140,6 +357,18 @@ class _Doc:
 
     #: the patients the document's readable entries name (a pharmacy's Bundle holds no Patient resource)
     named: tuple[str, ...] = ()
+    #: the servers its Patients' absolute fullUrls name (fhirutil.reference_base): a reference to a Patient on
+    #: another server names someone else, whatever its id
+    bases: set[str] = field(default_factory=set)
+
+    def elsewhere(self, ref: str, own: str | None = None) -> bool:
+        """Does an absolute reference name a Patient on a server that is neither one the document's Patients
+        are on nor the one the entry itself is on (`own`, its fullUrl: a hospital's systems that share patient
+        ids each write their own server, as the input of several systems' exports does)?"""
+        if not self.bases or ref in self.aliases:
+            return False
+        base = reference_base(ref)
+        return base is not None and base not in self.bases and base != (reference_base(own) if own else None)
 
     @property
     def owners(self) -> tuple[str, ...]:
@@ -184,6 +413,13 @@ class SharedIndex:
     claimed: set[str] = field(default_factory=set)
     #: records of a read type that name no patient, in a document that names none either: anyone's
     anyone: list[tuple[dict, str]] = field(default_factory=list)
+    #: "Type/id" -> the servers (fhirutil.reference_base) the absolute fullUrls of its copies name: an absolute
+    #: reference to it on another server is another resource
+    bases: dict[str, set[str]] = field(default_factory=dict)
+    #: searchset pages of the input files that have a `next` page: (its URL, whose the page is, where, source);
+    #: and the `self` URL of every Bundle of the input files (a next page there is read: `unfollowed_pages`)
+    pages: list[tuple[str, list[str], str, str]] = field(default_factory=list)
+    selves: set[str] = field(default_factory=set)
 
     def add_anyone(self, resource: dict, where: str) -> None:
         self.anyone.append((resource, where))
@@ -230,7 +466,8 @@ class SharedIndex:
                             for ds in self.deleted.values() for d in ds],
                 "pending": [[k, r, w, to_data(why) if why is not None else None, amb]
                             for k, items in self.pending.items() for r, w, why, amb in items],
-                "anyone": [[r, w] for r, w in self.anyone]}
+                "anyone": [[r, w] for r, w in self.anyone],
+                "pages": [[u, o, w, s] for u, o, w, s in self.pages], "selves": sorted(self.selves)}
 
     @classmethod
     def from_states(cls, states: Iterable[dict]) -> SharedIndex:
@@ -241,6 +478,8 @@ class SharedIndex:
             for ref, vid, lu, where, pos in st["deleted"]:
                 out.delete(Deleted(ref, vid, lu, where, (pos[0], pos[1]) if pos else None))
             out.anyone += [(r, w) for r, w in st.get("anyone", ())]
+            out.pages += [(u, list(o), w, s) for u, o, w, s in st.get("pages", ())]
+            out.selves.update(st.get("selves", ()))
             for k, r, w, why, amb in st.get("pending", ()):
                 out.pending.setdefault(k, []).append((r, w, from_data(why) if why is not None else None, amb))  # type: ignore[arg-type]
         return out
@@ -260,6 +499,11 @@ class SharedIndex:
         """File a resource under a reference. Another copy already there that differs is ordered by its meta
         (sources.versions): the newer stays; when the order cannot be told, neither is the resource a
         reference names, and a stand-in that says so takes their place (records.build names it)."""
+        base = reference_base(ref) if "://" in ref else None
+        if base is not None:
+            norm = normalize_reference(ref, {})
+            if norm:
+                self.bases.setdefault(norm, set()).add(base)
         old = self.by_ref.get(ref)
         if old is not None and resource.get("resourceType") not in _SHARED:
             self.by_ref[ref] = resource  # results that name no patient: a record's own copies are reconciled there
@@ -279,6 +523,9 @@ class SharedIndex:
         hit = self.by_ref.get(ref)
         if hit is None and "://" in ref:
             norm = normalize_reference(ref, {})
+            known, base = self.bases.get(norm or ""), reference_base(ref)
+            if known and base is not None and base not in known:
+                norm = None  # the same Type/id on another server: another resource (it is not in the input)
             hit = self.by_ref.get(norm) if norm else None
         if hit is not None and self.orphans and id(hit) in self.orphans:
             self.adopted.add(self.orphans[id(hit)][1])
@@ -364,7 +611,7 @@ class GroupingSource:
         self._store = DiskStore(self.tmpdir) if disk else MemoryStore()
         self.stats.spilled = disk and self.store_kind == "auto"
         for name, data in self.documents:
-            self._document(data, name)
+            self._document(data, name, paged=False)
         for path in self.json_files:
             data = read_json_file(path, self.problems, self.limits)
             if data is not None:
@@ -381,6 +628,8 @@ class GroupingSource:
             carried = resolve_identifiers([self.idents], (p.key for p in self.pending))
             self.idents.close()  # read once: pass 2 does not need it
             for item in resolve_pending(self.pending, carried, self.problems, self.shared, self.stats):
+                self._store.unread(*item)
+            for item in unfollowed_pages(self.shared, self.problems):
                 self._store.unread(*item)
         return self._store
 
@@ -442,22 +691,64 @@ class GroupingSource:
                 self._store.unread(target, Unread("*", where, ENTRY_LINKED_BY(how=how, other=key)), source)  # type: ignore[union-attr]
         return key
 
-    def _document(self, data: object, where: str) -> None:
+    def _document(self, data: object, where: str, paged: bool = True) -> None:
+        """One Bundle or resource of the input. `paged`: a file's (a searchset page there may have its next
+        page among the files, or not: `unfollowed_pages`); a server's answers given in memory page themselves."""
+        if paged and isinstance(data, dict) and data.get("resourceType") == "Bundle":
+            own = _link(data, "self")
+            if own:
+                self.shared.selves.add(own)
         untyped: list[Entry] = []
-        entries = bundle_entries(data, where, self.problems, untyped)
+        held: list[Entry] = []
+        gaps: list[tuple[str, str, Msg, Msg]] = []
+        try:
+            entries = self._entries(data, where, untyped, held, gaps)
+            if isinstance(data, dict) and data.get("type") == "document":
+                gaps += document_gaps(entries or [])
+        except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
+            self.problems.add(where, P["structure-entries"](kind=type(exc).__name__))
+            return
+        if not entries and not untyped and not held and not gaps:
+            return
+        try:
+            doc = self._bundle(entries or [], where, untyped, held, gaps)
+        except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
+            self.problems.add(where, P["structure-entries"](kind=type(exc).__name__))
+            return
+        nxt = _link(data, "next") if paged and isinstance(data, dict) and data.get("type") == "searchset" else None
+        if nxt and doc.owners:
+            self.shared.pages.append((nxt, list(doc.owners), where, where))
+
+    def _entries(self, data: object, where: str, untyped: list[Entry], held: list[Entry],
+                 gaps: list[tuple[str, str, Msg, Msg]], depth: int = 0) -> list[Entry] | None:
+        """The entries of a document, a Bundle inside it read as part of it (a batch-response whose entries
+        are the searchsets of one patient's record), each Bundle's history and deletions applied. Resources
+        an operation's Parameters carry go to `held`: they are no record of their own (see `_held`)."""
+        nested: list[Entry] = []
+        entries = bundle_entries(data, where, self.problems, untyped, nested, "." if depth else "#")
         if isinstance(data, dict) and data.get("resourceType") == "Bundle" and isinstance(data.get("entry"), list):
+            gaps += entry_gaps(data["entry"], where, "." if depth else "#")
             if data.get("type") == "history":
                 entries = self._history(data["entry"], entries or [], where)
             else:  # a transaction's or a Bulk export's `deleted` DELETE: a tombstone of unknown order
                 for _, c in history_entries(data["entry"], where):
                     if isinstance(c, Deleted):
                         self.shared.delete(Deleted(c.ref, c.version_id, c.last_updated, c.where))
-        if not entries and not untyped:
-            return
-        try:
-            self._bundle(entries or [], where, untyped)
-        except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
-            self.problems.add(where, P["structure-entries"](kind=type(exc).__name__))
+        out: list[Entry] = []
+        for e in entries or ():
+            if e.resource["resourceType"] == "Parameters":
+                held.extend(parameters_resources(e.resource, e.where))
+            else:
+                out.append(e)
+        for n in nested:
+            if depth >= MAX_NESTING:
+                untyped.append(Entry({TOO_DEEP: True}, n.where, None))  # kept as unread (`_bundle`)
+                continue
+            inner = self._entries(n.resource, f"{n.where}.resource", untyped, held, gaps, depth + 1)
+            if inner is None:  # its entries cannot be read (said): what it holds may be anyone's of the document
+                untyped.append(Entry({TOO_DEEP: False}, n.where, None))
+            out += inner or []
+        return out if entries is not None or out else entries
 
     def _history(self, raw: list, entries: list[Entry], where: str) -> list[Entry]:
         """A history Bundle: only the newest version of each resource is read; a DELETE that is the newest
@@ -469,7 +760,8 @@ class GroupingSource:
                 self.shared.delete(c)
         return [e for e in entries if id(e.resource) in live]
 
-    def _bundle(self, entries: list[Entry], source: str, untyped: Iterable[Entry] = ()) -> None:
+    def _bundle(self, entries: list[Entry], source: str, untyped: Iterable[Entry] = (), held: Iterable[Entry] = (),
+                gaps: Iterable[tuple[str, str, Msg, Msg]] = ()) -> _Doc:
         doc = _Doc(parts=set())
         rest: list[Entry] = []
         for e in entries:  # Patients first: other entries may name them by fullUrl or identifier
@@ -477,7 +769,11 @@ class GroupingSource:
                 key = self._patient(e.resource, e.where, e.full_url, source)
                 if key is not None:
                     if e.full_url:
-                        doc.aliases[e.full_url] = key
+                        # one fullUrl for two Patients: a reference to it names either (`""`: it resolves to none)
+                        doc.aliases[e.full_url] = key if doc.aliases.get(e.full_url, key) == key else ""
+                        base = reference_base(e.full_url)
+                        if base is not None:
+                            doc.bases.add(base)
                     if key not in doc.patients:
                         doc.patients.append(key)
                     for k in identifier_keys(e.resource):
@@ -492,9 +788,24 @@ class GroupingSource:
             doc.named = self._named(rest, doc)
         for e in untyped:
             self.stats.resources += 1
-            self._untyped(e.resource, e.where, source, doc, ENTRY_UNTYPED())
+            if TOO_DEEP in e.resource:
+                deep = e.resource[TOO_DEEP]
+                self._unattributable("*", e.where, source, doc.owners, "*",
+                                     ENTRY_TOO_DEEP() if deep else ENTRY_NESTED_UNREAD(),
+                                     P["too-deep"](depth=MAX_NESTING) if deep else P["nested-unread"]())
+            else:
+                self._untyped(e.resource, e.where, source, doc, ENTRY_UNTYPED())
+        for e in held:
+            self.stats.resources += 1
+            self._held(e.resource, e.where, source, doc)
+        wants = self.wants
+        for loc, rtype, why, problem in gaps:  # a record changed or left out in a way fhir3t does not apply
+            if rtype == "*" or rtype not in self._r4_types or wants is None or rtype in wants.types:
+                self._unattributable(rtype if rtype in self._r4_types else "*", loc, source, doc.owners,
+                                     rtype if rtype in self._r4_types else "*", why, problem)
         for e in rest:
             self._resource(e.resource, e.where, e.full_url, source, doc)
+        return doc
 
     def _ndjson_file(self, path: Path) -> None:
         """Every line of an NDJSON file. The loop is the hot path of a Bulk export (a hundred million
@@ -548,7 +859,7 @@ class GroupingSource:
                     continue
                 rtype = res["resourceType"]
                 key = None  # read leniently or with bytes replaced: teaches the native key nothing
-            if rtype == "Bundle":  # a Bundle written as one line: read as a document
+            if rtype in ("Bundle", "Parameters"):  # a Bundle written as one line: read as a document
                 self._document(res, f"{where}:{lineno}")
                 continue
             # a later version is kept whatever it says (sources.versions) and teaches its key nothing
@@ -557,6 +868,14 @@ class GroupingSource:
                     and (rtype not in types or (quick is not None and quick(rtype, res, where) is False
                                                 and not later_version(res))):
                 stats.resources += 1  # a type nobody reads, or a resource like one already dropped
+                if (type(res.get("contained")) is list and res["contained"]) or rtype == "Binary":
+                    try:  # what it contains or carries may be read
+                        if type(res.get("contained")) is list and res["contained"]:
+                            self._contained(res, f"{where}:{lineno}", where, _Doc())
+                        if rtype == "Binary" and fhir_binary(res):
+                            self._binary(res, f"{where}:{lineno}", where, _Doc())
+                    except (TypeError, AttributeError, ValueError, KeyError, RecursionError) as exc:
+                        problems.add(f"{where}:{lineno}", P["structure-line"](kind=type(exc).__name__))
                 if learn:  # a type nobody reads: dropped by its key; a code: where the key decides it alone
                     native.learn(key, False if rtype not in types or key_verdict is None  # type: ignore[union-attr,arg-type]
                                  else key_verdict(rtype, res, False), res)
@@ -620,6 +939,11 @@ class GroupingSource:
         if rtype not in self._r4_types:
             self._untyped(res, where, source, doc, ENTRY_NOT_R4())
             return
+        if isinstance(res.get("contained"), list) and res["contained"]:
+            self._contained(res, where, source, doc)
+        if rtype == "Binary" and fhir_binary(res):
+            self._binary(res, where, source, doc)
+            return
         wants = self.wants
         if wants is not None and (rtype not in wants.types or (not wants(res, where) and not later_version(res))):
             return  # (a later version of a read type is kept whatever it says: it may supersede a copy that counts)
@@ -638,13 +962,15 @@ class GroupingSource:
             self._unattributable(rtype, where, source, doc.owners, rtype, ENTRY_NO_PATIENT(),
                                  P["no-patient"](type=rtype), res)
             return
-        key = self._key(link, doc)
+        key = self._key(link, doc, full_url)
         if isinstance(key, tuple):  # named by an identifier no Patient of this Bundle carries: after pass 1
             self.pending.append(Pending(token_key(key), res, where, source, doc.owners))
             return
         if key is None:
-            self._unattributable(rtype, where, source, doc.owners, rtype, ENTRY_BAD_PATIENT(),
-                                 P["bad-patient"](type=rtype), res)
+            other = link.reference is not None and doc.elsewhere(link.reference, full_url)
+            self._unattributable(rtype, where, source, doc.owners, rtype,
+                                 ENTRY_OTHER_SERVER() if other else ENTRY_BAD_PATIENT(),
+                                 P["other-server" if other else "bad-patient"](type=rtype), res)
             return
         self._add(key, res, where, source)
         if (doc.patients and key not in doc.patients) or (doc.parts is not None and not doc.patients and key not in self.seen):
@@ -661,17 +987,21 @@ class GroupingSource:
         for e in entries:
             rtype = e.resource["resourceType"]
             link = patient_link(e.resource, self._links(rtype)) if rtype in self._r4_types else None
-            key = self._key(link, doc) if link is not None else None
+            key = self._key(link, doc, e.full_url) if link is not None else None
             if isinstance(key, str) and key.startswith("Patient/"):
                 out[key] = None
         return tuple(out)
 
-    def _key(self, link: PatientLink, doc: _Doc) -> str | Token | None:
+    def _key(self, link: PatientLink, doc: _Doc, own: str | None = None) -> str | Token | None:
         """The patient key a link names: a key, an identifier to look up among every input's Patients
-        (a Token), or None (it names no Patient fhir3t can find)."""
+        (a Token), or None (it names no Patient fhir3t can find). `own`: the entry's fullUrl."""
         token = link.identifier
+        if link.typed_otherwise("Patient"):
+            return None  # Reference.type names another type than the Patient it points at: it contradicts itself
         if link.reference is not None:
             ref = link.reference
+            if doc.elsewhere(ref, own):
+                return None  # a Patient of another server than the document's: not one fhir3t holds
             found: str | Token | None = conditional_patient(ref) if "?" in ref else normalize_reference(ref, doc.aliases)
             if isinstance(found, str):
                 return found if found.startswith("Patient/") or found in doc.patients else None
@@ -684,6 +1014,69 @@ class GroupingSource:
         if hit:
             return hit
         return None if hit == "" else token  # "": several Patients of this Bundle carry it
+
+    def _held(self, res: dict, where: str, source: str, doc: _Doc, container: dict | None = None,
+              ref: str = "", said: tuple[Msg, Msg] | None = None) -> None:
+        """A whole resource that is no record of its own: one an operation's Parameters carry (`$submit-data`,
+        `$member-match`, a message's payload: what it is for is the operation's), or one contained in a record
+        of a type no rule reads (`container`: a problem List, a Composition, a drug record's reason). Kept as
+        unread, with its content, for the patient it (else its container) names, else the document's
+        patients: the criteria its type and code could decide stay unknown, naming it; it is never counted
+        as a record nor as absent."""
+        rtype = res.get("resourceType")
+        why, problem = said or ((ENTRY_CONTAINED(type=rtype), P["contained"](type=rtype)) if container is not None
+                                 else (ENTRY_HELD(), P["held"](type=rtype)))
+        if not isinstance(rtype, str) or rtype not in self._r4_types:
+            if container is None:
+                self._untyped(res, where, source, doc, why)
+            return
+        wants = self.wants
+        if rtype == "Patient" or rtype in self._shared_types or not self._links(rtype) or (
+                wants is not None and (rtype not in wants.types or not wants(res, where))):
+            return
+        link = patient_link(container, self._links(str(container.get("resourceType"))) or self._all_links) \
+            if container is not None else None
+        link = link or patient_link(res, self._links(rtype))
+        key = self._key(link, doc) if link is not None else None
+        rid = res.get("id")
+        ref = ref or (f"{rtype}/{rid}" if isinstance(rid, str) and rid else "")
+        if isinstance(key, str):
+            self.problems.add(where, problem, skipped=False)
+            self._store.unread(key, Unread(rtype, where, why, ref, res), source)  # type: ignore[union-attr]
+            return
+        if isinstance(key, tuple):
+            self.problems.add(where, problem, skipped=False)
+            self.pending.append(Pending(token_key(key), res, where, source, doc.owners, why))
+            return
+        self._unattributable(rtype, where, source, doc.owners, rtype, why, problem, res, ref)
+
+    def _binary(self, res: dict, where: str, source: str, doc: _Doc) -> None:
+        """A Binary whose content is FHIR (an engine's payload): the resources it carries are no records of
+        their own (what the Binary is for cannot be told), kept as unread like an operation's (`_held`); content
+        that cannot be decoded keeps what absence decides unknown for the document's patients."""
+        loc = f"{where}/data"
+        found = binary_resources(res, self.limits.max_file_bytes)
+        if found is None:
+            self._unattributable("*", loc, source, doc.owners, "*", ENTRY_BINARY_UNREAD(), P["binary-unread"]())
+            return
+        for r in found:
+            rtype = r.get("resourceType")
+            self._held(r, loc, source, doc, said=(ENTRY_BINARY(type=rtype), P["binary"](type=rtype)))
+
+    def _contained(self, res: dict, where: str, source: str, doc: _Doc) -> None:
+        """Resources contained in a record that the builder does not read them through (a report's or panel's
+        results, a drug record's or adverse event's drug are read there): kept as unread (`_held`)."""
+        rtype = res["resourceType"]
+        rid = res.get("id")
+        here = f"{rtype}/{rid}" if isinstance(rid, str) and rid else where
+        for i, c in enumerate(res["contained"]):
+            ctype = c.get("resourceType") if isinstance(c, dict) else None
+            if not isinstance(ctype, str) or ctype in self._shared_types or rtype == "AdverseEvent" or (
+                    ctype == "Observation" and rtype in ("DiagnosticReport", "Observation")):
+                continue
+            cid = c.get("id")
+            self._held(c, f"{where}/contained[{i}]", source, doc, res,
+                       f"{here}#{cid}" if isinstance(cid, str) and cid else "")
 
     def _untyped(self, res: dict, where: str, source: str, doc: _Doc, why: Msg) -> None:
         """An entry whose resourceType is missing, misspelt or not R4's: it could be any record. Kept as
@@ -701,16 +1094,19 @@ class GroupingSource:
         self._unattributable("*", where, source, doc.owners, "*", why, P["not-r4" if typed else "no-type-nobody"]())
 
     def _unattributable(self, rtype: str, where: str, source: str, owners: tuple[str, ...], as_type: str,
-                        why: Msg, problem: Msg, resource: dict | None = None) -> None:
+                        why: Msg, problem: Msg, resource: dict | None = None, whole: str | None = None) -> None:
         """A relevant entry with no usable patient: kept as unread against the Bundle's Patients (each of
         them, when it holds several: whose it is cannot be told). In a document that names no patient at
         all, a record of a known type may be anyone's: every patient's record holds it as unread (the
-        criteria its code and dates could decide stay unknown for each); one of no known type is counted."""
+        criteria its code and dates could decide stay unknown for each); one of no known type is counted.
+        `whole` (a reference, maybe ""): the resource is whole and no record of its own, kept with its content
+        (see `_held`)."""
         self.problems.add(where, problem)
         if owners:
             assert self._store is not None
             for key in owners:
-                self._store.unread(key, Unread(as_type, where, why), source)
+                self._store.unread(key, Unread(as_type, where, why, whole or "", resource if whole is not None else None),
+                                   source)
         elif resource is not None and as_type != "*":
             self.shared.add_anyone(resource, where)
         else:
@@ -795,6 +1191,27 @@ def _input_bytes(files: Iterable[Path]) -> int:
             continue
         total += size * 8 if f.name.lower().endswith(".gz") else size
     return total
+
+
+def _link(bundle: dict, relation: str) -> str | None:
+    """The URL of a Bundle's link of this relation, as written (trimmed), or None."""
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else ():
+        if isinstance(link, dict) and link.get("relation") == relation and isinstance(link.get("url"), str):
+            return link["url"].strip() or None
+    return None
+
+
+def unfollowed_pages(shared: SharedIndex, problems: Problems) -> Iterator[tuple[str, Unread, str]]:
+    """Searchset pages of the input files whose `next` page is not among them (no Bundle of the input has
+    that URL as its `self` link): the rest of the search is missing, so what absence decides stays unknown for
+    the page's patients. (Pages saved one a file, each with its `self` link, are read whole.)"""
+    for url, owners, where, source in shared.pages:
+        if url in shared.selves:
+            continue
+        problems.add(where, P["page-missing"](), skipped=False)
+        for owner in owners:
+            yield owner, Unread("*", where, ENTRY_PAGE_MISSING()), source
 
 
 def foreign_unread(foreign: Iterable[tuple[tuple[str, ...], str, str, str, str]], patients: Container[str],

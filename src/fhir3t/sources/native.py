@@ -195,7 +195,8 @@ t AS (SELECT n, c, j, regexp_extract(j, '^\\s*\\{{\\s*"resourceType"\\s*:\\s*"([
 e AS (SELECT n, c, j, t,
         CASE WHEN {keyed} THEN try(json_extract(j, [{paths}])) END AS e,
         CASE WHEN {keyed} THEN try(json_keys(j)) END AS ks
-      FROM t WHERE j IS NULL OR t NOT IN (SELECT t FROM drop_types)),
+      FROM t WHERE j IS NULL OR t NOT IN (SELECT t FROM drop_types) OR strpos(j, '"contained"') > 0
+                   OR (t = 'Binary' AND strpos(j, 'fhir') > 0)),
 k AS (SELECT n, c, j, CASE WHEN e IS NOT NULL AND ks IS NOT NULL
                            THEN t || chr(31) || len(ks)::VARCHAR
                                 || CASE WHEN e[1] LIKE '%"versionId"%"versionId"%' THEN 'm' ELSE '' END

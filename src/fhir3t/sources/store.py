@@ -153,7 +153,7 @@ class DiskStore:
         self._put(key, [_ALIAS, key, full_url, ref])
 
     def unread(self, key: str, item: Unread, source: str) -> None:
-        self._put(key, [_UNREAD, key, item.type, item.where, to_data(item.why), item.ref, source])
+        self._put(key, [_UNREAD, key, item.type, item.where, to_data(item.why), item.ref, source, item.resource])
 
     def flush(self) -> None:
         for p in range(self.partitions):
@@ -227,6 +227,7 @@ def _group(lines: list[bytes]) -> Group:
         elif rec[0] == _ALIAS:
             g.aliases[rec[2]] = rec[3]
         else:
-            g.unread.append(Unread(rec[2], rec[3], from_data(rec[4]), rec[5]))  # type: ignore[arg-type]
+            g.unread.append(Unread(rec[2], rec[3], from_data(rec[4]), rec[5],  # type: ignore[arg-type]
+                                   rec[7] if len(rec) > 7 else None))
             g.source = g.source or rec[6]
     return g

@@ -23,6 +23,7 @@ UNDER = Message("age.under", "under {years}")
 NO_BIRTH_DATE = Message("age.no-birth-date", "no birth date recorded")
 RECORD_IT = Message("age.record-it", "record it to decide 'age {want}'")
 UNREADABLE = Message("age.unreadable", "the birth date cannot be read")
+PATIENT_UNREAD = Message("age.patient-unread", "{record} {why}")
 CORRECT_IT = Message("age.correct-it", "correct it to decide 'age {want}'")
 AGE = Message("age.is", "age {age} at {day} ({want} required)")
 AGE_RANGE = Message("age.range", "age {young}-{old} (birth date {birth}) at {day} ({want} required)")
@@ -66,8 +67,9 @@ class Age(Kind):
         p = ctx.record.patient or {}
         ev = (ctx.patient_ref,) if ctx.record.patient else ()
         birth = p.get("birthDate")
-        if ctx.record.patient_unread is not None:
-            return Outcome(UNKNOWN, ev, reason(ctx.record.patient_unread, CORRECT_IT(want=self._want())))
+        if ctx.record.patient_why is not None:
+            return Outcome(UNKNOWN, ev, reason(PATIENT_UNREAD(record=ctx.patient_ref, why=ctx.record.patient_why),
+                                               CORRECT_IT(want=self._want())))
         if "birthDate" in ctx.record.disputed:
             return Outcome(UNKNOWN, ev, reason(COPIES_DIFFER(record=ctx.patient_ref), KEEP_CURRENT()))
         if birth is None:

@@ -130,7 +130,7 @@ class ConditionRule(Kind):
             assert window is not None
             patient = ctx.record.patient
             birth = span_of(patient.get("birthDate")) if isinstance(patient, dict) \
-                and "birthDate" not in ctx.record.disputed and ctx.record.patient_unread is None else None
+                and "birthDate" not in ctx.record.disputed and ctx.record.patient_why is None else None
             dated = self._dates(raw, birth)
             in_window = [(name, s) for name, s in dated if s is not None]
             unread = list(dict.fromkeys(name for name, s in dated if s is None))

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 NOT_R4 = Message("gender.not-r4", "Patient.gender is not an R4 gender code")
 CORRECT_IT = Message("gender.correct-it", "correct it to decide")
+PATIENT_UNREAD = Message("gender.patient-unread", "{record} {why}")
 GENDER = Message("gender.is", "gender {gender}")
 SEX_DIFFERS = Message("gender.sex-differs", "gender {gender}, but its {source} is {sex}")
 SEX_UNREAD = Message("gender.sex-unread", "gender {gender}, but its {source} cannot be read")
@@ -48,8 +49,9 @@ class Gender(Kind):
         ev = (ctx.patient_ref,) if ctx.record.patient else ()
         if raw is not None and (not isinstance(raw, str) or raw not in (r4_facts().codes_of("Patient", "gender") or ())):
             return Outcome(UNKNOWN, ev, reason(NOT_R4(), CORRECT_IT()))
-        if ctx.record.patient_unread is not None:
-            return Outcome(UNKNOWN, ev, reason(ctx.record.patient_unread, CORRECT_IT()))
+        if ctx.record.patient_why is not None:
+            return Outcome(UNKNOWN, ev, reason(PATIENT_UNREAD(record=ctx.patient_ref, why=ctx.record.patient_why),
+                                               CORRECT_IT()))
         if ctx.record.disputed & {"gender", "extension"}:
             return Outcome(UNKNOWN, ev, reason(COPIES_DIFFER(record=ctx.patient_ref), KEEP_CURRENT()))
         g = raw if isinstance(raw, str) and raw else "unknown"
