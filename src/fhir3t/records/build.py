@@ -20,7 +20,7 @@ from fhir3t.errors import Problems
 from fhir3t.messages import Message, Msg, many, table
 from fhir3t.r4facts import R4Facts, r4_facts
 from fhir3t.records.concepts import MED_TYPES, concept_texts, describe_concept, main_concept, referenced_medication, shape_of
-from fhir3t.records.model import PatientRecord, Res
+from fhir3t.records.model import Hit, PatientRecord, Res
 from fhir3t.records.relevance import Judged, RunFilter, Why
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.versions import COPIES_DIFFER, Conflict, Copy, Deleted, Undecided, newest_of
@@ -416,15 +416,18 @@ class RecordBuilder:
                 continue
             codes: tuple[Code, ...] = tuple(c for c in tx.codes(comp.get("code")) if tx.systems.valid(*c))
             texts = concept_texts(comp.get("code"))
+            stray: tuple[Hit, ...] = ()
             if not (plan.wants_code("Observation", codes) or rel.suspect("Observation", codes, texts)):
-                continue
+                stray = rel.stray("Observation", comp.get("code"), "component.code")
+                if not stray:
+                    continue
             view = {k: resource[k] for k in _PARENT_ELEMENTS if k in resource}
             view["resourceType"] = "Observation"
             for k, v in comp.items():
                 if k == "code" or k.startswith("value") or k in _COMPONENT_ELEMENTS:
                     view[k] = v
             res = Res("Observation", view, parent.ref, codes, parent.span, f"{parent.where}/component[{i}]",
-                      parent.date_text, None, texts, parent.ref)
+                      parent.date_text, None, texts, parent.ref, hits=stray)
             # a component coded for a test is a result; one that only names a test is a suspect (unknown, not absent)
             (rec.by_type if plan.wants_code("Observation", codes) else rec.suspects).setdefault("Observation", []).append(res)
 

@@ -1,0 +1,89 @@
+"""FHIR written by converters from HL7 v2 messages and C-CDA documents (v2-to-FHIR and CDA-to-FHIR templates,
+integration-engine channels): shapes whose meaning fhir3t cannot read keep the criterion unknown (naming the
+record), never decide it towards eligibility.
+
+Each case starts from an eligible patient (samples/screening/01-eligible-classic.json) and changes or adds one
+record the way a converter writes it.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from conftest import SAMPLES, screen_bundle
+
+AS_OF = "2026-11-16"
+BASE = json.loads((SAMPLES / "screening" / "01-eligible-classic.json").read_text(encoding="utf-8"))
+LOINC = "http://loinc.org"
+
+
+def _patient() -> dict:
+    return copy.deepcopy(BASE)
+
+
+def _res(bundle: dict, rid: str) -> dict:
+    return next(e["resource"] for e in bundle["entry"] if e["resource"].get("id") == rid)
+
+
+def _screen(definition, bundle: dict):
+    results = screen_bundle(definition, bundle, AS_OF)
+    assert len(results) == 1
+    return results[0]
+
+
+def _later_hiv_result(code: dict, **more: object) -> dict:
+    """A reactive HIV screen a week after the sample's negative one (so it is the most recent)."""
+    return {"resourceType": "Observation", "id": "conv-hiv", "status": "final", "subject": {"reference": "Patient/p01"},
+            "code": code, "effectiveDateTime": "2026-11-10T09:00:00+08:00", "valueString": "Reactive", **more}
+
+
+def test_the_base_patient_is_eligible(definition):
+    assert _screen(definition, _patient()).status == "eligible"
+
+
+# ---------------------------------------------------------------- codes under no system fhir3t knows
+@pytest.mark.parametrize("coding", [
+    {"system": "LN", "code": "56888-1"},                         # HL7 v2 table 0396's name for LOINC (OBX-3.3)
+    {"code": "56888-1"},                                          # the system dropped
+    {"system": "urn:oid:LN", "code": "56888-1"},                  # a converter's fallback for an unmapped name
+    {"system": "http://lis.example.org/codes", "code": "56888-1"},
+])
+def test_a_listed_code_under_no_system_fhir3t_knows_is_a_suspect_not_another_test(definition, coding):
+    b = _patient()
+    b["entry"].append({"resource": _later_hiv_result({"coding": [coding]})})
+    out = _screen(definition, b)
+    c = out.by_id("E9-hiv")
+    assert c.result == "unknown", c.reason
+    assert "Observation/conv-hiv" in c.evidence and "no code system fhir3t knows" in c.reason
+    assert out.status == "candidate"
+
+
+def test_a_listed_code_under_no_known_system_in_a_panel_component_is_a_suspect(definition):
+    b = _patient()
+    panel = _later_hiv_result({"coding": [{"system": "LN", "code": "24364-2"}]})
+    del panel["valueString"]
+    panel["component"] = [{"code": {"coding": [{"system": "LN", "code": "56888-1"}]}, "valueString": "Reactive"}]
+    b["entry"].append({"resource": panel})
+    c = _screen(definition, b).by_id("E9-hiv")
+    assert c.result == "unknown" and "component.code" in c.reason, c.reason
+
+
+@pytest.mark.parametrize("coding", [
+    {"system": "LN", "code": "12345-6"},       # a code no value set lists (and a wrong check digit)
+    {"system": "LN", "code": "2345-7"},        # glucose: listed nowhere
+    {"code": "5196-2"},                        # an HBsAg code with a wrong check digit is no LOINC code
+])
+def test_a_code_under_no_known_system_that_no_value_set_lists_is_another_record(definition, coding):
+    b = _patient()
+    b["entry"].append({"resource": _later_hiv_result({"coding": [coding]})})
+    out = _screen(definition, b)
+    assert out.status == "eligible"
+
+
+def test_a_listed_code_under_a_known_system_beside_a_stray_one_is_read(definition):
+    b = _patient()
+    b["entry"].append({"resource": _later_hiv_result({"coding": [{"system": "LN", "code": "56888-1"},
+                                                                 {"system": LOINC, "code": "56888-1"}]})})
+    assert _screen(definition, b).by_id("E9-hiv").result == "met"
