@@ -87,3 +87,38 @@ def test_a_listed_code_under_a_known_system_beside_a_stray_one_is_read(definitio
     b["entry"].append({"resource": _later_hiv_result({"coding": [{"system": "LN", "code": "56888-1"},
                                                                  {"system": LOINC, "code": "56888-1"}]})})
     assert _screen(definition, b).by_id("E9-hiv").result == "met"
+
+
+# ---------------------------------------------------------------- null flavors beside a value
+NULL_FLAVOR = "http://hl7.org/fhir/StructureDefinition/iso21090-nullFlavor"
+
+
+def _null(code: str = "UNK") -> dict:
+    return {"extension": [{"url": NULL_FLAVOR, "valueCode": code}]}
+
+
+@pytest.mark.parametrize("where", ["_valueString", "valueCodeableConcept", "coding", "_value"])
+def test_a_result_whose_value_carries_a_null_flavor_has_no_value(definition, where):
+    b = _patient()
+    hiv = _res(b, "p01-hiv")
+    if where == "_valueString":
+        del hiv["valueCodeableConcept"]
+        hiv["valueString"] = "NEG"
+        hiv["_valueString"] = _null()
+    elif where == "valueCodeableConcept":
+        hiv["valueCodeableConcept"].update(_null("OTH"))
+    elif where == "coding":
+        hiv["valueCodeableConcept"]["coding"][0].update(_null("OTH"))
+    else:
+        del hiv["valueCodeableConcept"]
+        hiv["valueQuantity"] = {"value": 0.1, "comparator": "<", "unit": "S/CO", "_value": _null("NI")}
+    out = _screen(definition, b)
+    c = out.by_id("E9-hiv")
+    assert c.result == "unknown" and "Observation/p01-hiv" in c.evidence, c.reason
+    assert out.status == "candidate"
+
+
+def test_a_dlco_value_carrying_a_null_flavor_is_no_number(definition):
+    b = _patient()
+    _res(b, "p01-dlco")["valueQuantity"]["_value"] = _null("MSK")
+    assert _screen(definition, b).by_id("I4-dlco").result == "unknown"
