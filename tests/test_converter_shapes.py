@@ -122,3 +122,62 @@ def test_a_dlco_value_carrying_a_null_flavor_is_no_number(definition):
     b = _patient()
     _res(b, "p01-dlco")["valueQuantity"]["_value"] = _null("MSK")
     assert _screen(definition, b).by_id("I4-dlco").result == "unknown"
+
+
+# ---------------------------------------------------------------- dates written without a value
+def _cancer(**dates: object) -> dict:
+    return {"resourceType": "Condition", "id": "conv-cancer", "subject": {"reference": "Patient/p01"},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "resolved"}]},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C50.911"}]}, **dates}
+
+
+@pytest.mark.parametrize("dates", [
+    {"onsetDateTime": "2015-01-01", "recordedDate": "2015-02-01", "_abatementDateTime": _null()},
+    {"onsetDateTime": "2015-01-01", "recordedDate": "2015-02-01",
+     "_abatementDateTime": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                                           "valueCode": "unknown"}]}},
+    {"onsetDateTime": "2015-01-01", "recordedDate": "2015-02-01", "abatementPeriod": {"start": "2015-06-01",
+                                                                                       "_end": _null()}},
+    {"recordedDate": "2015-02-01", "_onsetDateTime": _null("NI")},
+])
+def test_a_resolved_cancer_whose_date_is_there_without_a_value_may_lie_in_the_window(definition, dates):
+    b = _patient()
+    b["entry"].append({"resource": _cancer(**dates)})
+    out = _screen(definition, b)
+    c = out.by_id("E6-malignancy")
+    assert c.result == "unknown" and "Condition/conv-cancer" in c.evidence, c.reason
+    assert out.status == "candidate"
+
+
+def test_a_resolved_cancer_with_all_its_dates_before_the_window_is_still_not_met(definition):
+    b = _patient()
+    b["entry"].append({"resource": _cancer(onsetDateTime="2015-01-01", abatementDateTime="2016-01-01",
+                                           recordedDate="2015-02-01")})
+    assert _screen(definition, b).by_id("E6-malignancy").result == "not-met"
+
+
+def _baricitinib(**more: object) -> dict:
+    return {"resourceType": "MedicationStatement", "id": "conv-bari", "subject": {"reference": "Patient/p01"},
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                      "code": "2047232"}]}, **more}
+
+
+@pytest.mark.parametrize("record", [
+    {"status": "completed", "effectivePeriod": {"start": "2026-10-01", "_end": _null()}},   # CDA <high nullFlavor>
+    {"status": "completed", "effectivePeriod": {"start": "2026-10-01", "end": "2026-10-02", "_end": _null()}},
+    {"status": "completed", "_effectiveDateTime": _null(), "dateAsserted": "2026-08-01"},
+])
+def test_a_drug_whose_end_is_there_without_a_value_has_an_unknown_last_exposure(definition, record):
+    b = _patient()
+    b["entry"].append({"resource": _baricitinib(**record)})
+    out = _screen(definition, b)
+    c = out.by_id("E2-recent-immunomodulator")
+    assert c.result == "unknown" and "MedicationStatement/conv-bari" in c.evidence, c.reason
+
+
+def test_an_active_drug_whose_end_has_no_value_is_ongoing(definition):
+    b = _patient()
+    b["entry"].append({"resource": _baricitinib(status="active", effectivePeriod={"start": "2026-10-01",
+                                                                                  "_end": _null()})})
+    assert _screen(definition, b).by_id("E2-recent-immunomodulator").result == "met"
