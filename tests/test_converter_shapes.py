@@ -82,6 +82,21 @@ def test_a_code_under_no_known_system_that_no_value_set_lists_is_another_record(
     assert out.status == "eligible"
 
 
+@pytest.mark.parametrize("substance", [{"system": "RXN", "code": "42316"}, {"code": "42316"}])
+def test_a_cda_drug_allergy_naming_a_3t_drug_under_no_known_system_keeps_e11_unknown(definition, substance):
+    """C-CDA's allergy observation says 'Propensity to adverse reactions to drug' and names the drug as its
+    participant, which converters write as reaction.substance."""
+    b = _patient()
+    b["entry"].append({"resource": {
+        "resourceType": "AllergyIntolerance", "id": "conv-allergy", "patient": {"reference": "Patient/p01"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "419511003"}]},
+        "reaction": [{"substance": {"coding": [substance]}}]}})
+    out = _screen(definition, b)
+    c = out.by_id("E11-hypersensitivity")
+    assert c.result == "unknown" and "AllergyIntolerance/conv-allergy" in c.evidence, c.reason
+    assert "reaction.substance" in c.reason and out.status == "candidate"
+
+
 def test_a_listed_code_under_a_known_system_beside_a_stray_one_is_read(definition):
     b = _patient()
     b["entry"].append({"resource": _later_hiv_result({"coding": [{"system": "LN", "code": "56888-1"},

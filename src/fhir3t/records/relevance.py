@@ -420,6 +420,10 @@ class Relevance:
         out: dict[tuple[int, str], Hit] = {}
         for path, system, code, text in found:
             element = f"{rtype}.{path}"
+            if code is not None:  # a code of a set written under no system fhir3t knows (see `stray`)
+                for written, stray in tx.stray_codings({"code": code} if system is None else {"system": system, "code": code}):
+                    for h in self._stray_match(rtype, tuple(others), written, stray, path):
+                        out.setdefault((id(h.vs), element), h)
             if system is not None and code is not None:
                 for c in tx.codes({"coding": [{"system": system, "code": code}]}):
                     if not tx.systems.valid(*c):
