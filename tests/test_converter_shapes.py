@@ -196,3 +196,32 @@ def test_an_active_drug_whose_end_has_no_value_is_ongoing(definition):
     b["entry"].append({"resource": _baricitinib(status="active", effectivePeriod={"start": "2026-10-01",
                                                                                   "_end": _null()})})
     assert _screen(definition, b).by_id("E2-recent-immunomodulator").result == "met"
+
+
+# ---------------------------------------------------------------- results of a withdrawn report
+@pytest.mark.parametrize("status", ["entered-in-error", "cancelled"])
+@pytest.mark.parametrize("container", ["DiagnosticReport", "Observation"])
+def test_a_result_of_a_withdrawn_report_or_panel_is_not_read_as_it_stands(definition, status, container):
+    """An ORU whose order was cancelled (OBR-25 X) converts into a report of that status, while its results keep
+    OBX-11 F: the negative HIV screen it points at must not decide E9."""
+    b = _patient()
+    report = {"resourceType": container, "id": "conv-report", "status": status, "subject": {"reference": "Patient/p01"},
+              "code": {"coding": [{"system": LOINC, "code": "24364-2"}]},
+              "effectiveDateTime": "2026-11-03T09:30:00+08:00",
+              ("result" if container == "DiagnosticReport" else "hasMember"): [{"reference": "Observation/p01-hiv"}]}
+    b["entry"].append({"resource": report})
+    out = _screen(definition, b)
+    c = out.by_id("E9-hiv")
+    assert c.result == "unknown" and "Observation/p01-hiv" in c.evidence and f"{container}/conv-report" in c.reason, c.reason
+    assert out.status == "candidate"
+
+
+@pytest.mark.parametrize("status", ["final", "corrected", "registered", "partial"])
+def test_a_result_of_a_report_of_another_status_is_read(definition, status):
+    b = _patient()
+    b["entry"].append({"resource": {"resourceType": "DiagnosticReport", "id": "conv-report", "status": status,
+                                    "subject": {"reference": "Patient/p01"},
+                                    "code": {"coding": [{"system": LOINC, "code": "24364-2"}]},
+                                    "result": [{"reference": "Observation/p01-hiv"}]}})
+    out = _screen(definition, b)
+    assert out.by_id("E9-hiv").result == "not-met" and out.status == "eligible"

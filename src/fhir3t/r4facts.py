@@ -28,6 +28,8 @@ class R4Facts:
     incomplete_labels: dict[str, frozenset[str]] = field(default_factory=dict)
     #: extensions saying an element has no value (data-absent-reason, the ISO 21090 null flavor)
     no_value_extensions: frozenset[str] = frozenset()
+    #: report / panel type -> its statuses that withdraw the results it points at
+    withdraws_parts: dict[str, frozenset[str]] = field(default_factory=dict)
     _by_type: dict[str, list[tuple[str, frozenset[str]]]] = field(default_factory=dict, compare=False, hash=False)
 
     def links(self, rtype: str) -> tuple[str, ...]:
@@ -114,6 +116,7 @@ def r4_facts(path: Path | None = None) -> R4Facts:
             {url: (dict(e["name"]), str(e.get("part", "")), dict(e["codes"])) for url, e in d.get("sex_extensions", {}).items()},
             {system: frozenset(codes) for system, codes in d.get("incomplete_labels", {}).items()},
             frozenset(d.get("no_value_extensions", ())),
+            {t: frozenset(v) for t, v in d.get("withdraws_parts", {}).items()},
         )
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: cannot load the FHIR R4 facts ({type(exc).__name__}: {exc})") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -74,6 +74,8 @@ DELETE_UNORDERED = Message("record.delete-unordered",
                            "was deleted in a Bundle (a history, a transaction, a Bulk export's deleted file), and neither "
                            "meta.versionId nor meta.lastUpdated tells "
                            "whether this copy is older or newer than the deletion ({copies})")
+WITHDRAWN = Message("record.withdrawn", "is a result of {container}, whose status ({status}) withdraws the results it "
+                                        "points at")
 COPY_META = Message("record.copy-meta", "version {version} of {updated}")
 COPY_VERSION = Message("record.copy-version", "version {version}")
 COPY_UPDATED = Message("record.copy-updated", "updated {updated}")
@@ -170,6 +172,7 @@ class RecordBuilder:
         if raw.conflicts:
             resources = [*resources, *(one for c in raw.conflicts for one in self._conflict(rec, c, resolve))]
         patients: list[tuple[dict, str]] = []
+        withdrawn: list[tuple[str, str, list[str]]] = []  # (report or panel, its status, the results it withdraws)
         for resource, where in resources:
             rtype = resource.get("resourceType")
             if rtype == "Patient":
@@ -181,6 +184,9 @@ class RecordBuilder:
             if judged is None:
                 continue
             ref = f"{rtype}/{resource['id']}" if isinstance(resource.get("id"), str) else url_of_loc.get(where, where)
+            parts = self._withdrawn_parts(rtype, resource)
+            if parts:
+                withdrawn.append((ref, str(resource.get("status")), parts))
             res = self._add(rec, rtype, resource, where, ref, judged)
             if res is not None and (judged.why is Why.CONTAINER or _has_parts(rtype, resource)):
                 containers.append((resource, res, judged.why in (Why.CODE, Why.ANY)))
@@ -191,6 +197,8 @@ class RecordBuilder:
         for full_url, ref in raw.aliases.items():
             if ref in rec.index:
                 rec.index[full_url] = rec.index[ref]
+        if withdrawn:
+            _withdraw(rec, withdrawn)
         for resource, where in raw.anyone:  # the input's records naming nobody: maybe this patient's
             rtype = resource.get("resourceType")
             if not isinstance(rtype, str) or rtype not in types:
@@ -332,6 +340,16 @@ class RecordBuilder:
         if rtype == "Observation":
             self._components(rec, resource, res)
         return res
+
+    def _withdrawn_parts(self, rtype: str, resource: dict) -> list[str]:
+        """The references of the results a report or panel points at, when its status withdraws them
+        (R4Facts.withdraws_parts: an entered-in-error or cancelled report whose results kept their own status)."""
+        statuses = self.facts.withdraws_parts.get(rtype)
+        if not statuses or resource.get("status") not in statuses:
+            return []
+        items = resource.get("result" if rtype == "DiagnosticReport" else "hasMember")
+        return [i["reference"] for i in items if isinstance(i, dict) and isinstance(i.get("reference"), str)
+                and not i["reference"].startswith("#")] if isinstance(items, list) else []
 
     def _bad_status(self, rtype: str, resource: dict) -> tuple[Msg | None, str]:
         """(why, element) when a status element cannot be interpreted (naming the element, not the
@@ -563,6 +581,34 @@ def _focus(resource: dict, patient: str) -> tuple[Msg | None, str]:
             shown = ref if isinstance(ref, str) else item.get("display") if isinstance(item, dict) else None
             return FOCUS_ELSEWHERE(focus=clip(shown, 60) if isinstance(shown, str) else "?"), "focus"
     return None, ""
+
+
+def _withdraw(rec: PatientRecord, withdrawn: list[tuple[str, str, list[str]]]) -> None:
+    """Results a report or panel of a withdrawing status points at (RecordBuilder._withdrawn_parts) are unread,
+    naming it: read as they stand, a negative from a cancelled report would decide a criterion."""
+    why: dict[str, Msg] = {}
+    for container, status, refs in withdrawn:
+        for ref in refs:
+            found = rec.index.get(_type_id(ref) or ref) or rec.index.get(ref)
+            if found is not None and found.ref != container:
+                why.setdefault(found.ref, WITHDRAWN(container=container, status=status))
+    if not why:
+        return
+    for rtype, group in list(rec.by_type.items()):
+        kept: list[Res] = []
+        for r in group:
+            msg = why.get(r.ref)
+            if msg is None:
+                kept.append(r)
+                continue
+            moved = replace(r, why=msg, bad="status")
+            rec.unread.setdefault(rtype, []).append(moved)
+            for key, indexed in list(rec.index.items()):
+                if indexed is r:
+                    rec.index[key] = moved
+        rec.by_type[rtype] = kept
+    for rtype, group in list(rec.suspects.items()):
+        rec.suspects[rtype] = [r for r in group if r.ref not in why]
 
 
 def _has_parts(rtype: str, resource: dict) -> bool:
