@@ -46,6 +46,7 @@ class Tracked(dict):
 
 
 def _declared(element: str, declared: frozenset[str]) -> bool:
+    element = element[1:] if element.startswith("_") else element  # a primitive's extensions go with it
     if element in declared or element in ("resourceType", "id"):
         return True
     # effectiveDateTime -> effective[x], statusReasonCodeableConcept -> statusReason[x]

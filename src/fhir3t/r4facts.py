@@ -26,6 +26,10 @@ class R4Facts:
     sex_extensions: dict[str, tuple[dict[str, str], str, dict[str, str | None]]] = field(default_factory=dict)
     #: meta.tag / meta.security labels saying a copy is not the whole record: system ("" none) -> codes
     incomplete_labels: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: extensions saying an element has no value (data-absent-reason, the ISO 21090 null flavor)
+    no_value_extensions: frozenset[str] = frozenset()
+    #: report / panel type -> its statuses that withdraw the results it points at
+    withdraws_parts: dict[str, frozenset[str]] = field(default_factory=dict)
     _by_type: dict[str, list[tuple[str, frozenset[str]]]] = field(default_factory=dict, compare=False, hash=False)
 
     def links(self, rtype: str) -> tuple[str, ...]:
@@ -55,6 +59,36 @@ class R4Facts:
                     return f"meta.{element}", code
         return None
 
+    def no_value(self, node: object) -> str | None:
+        """Why an element says it has no value (the code of a no_value_extensions extension anywhere within it, "?"
+        without one), else None. `node` is the element, its `_element` (a primitive's extensions), or a list."""
+        if not self.no_value_extensions:
+            return None
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, dict):
+                if n.get("url") in self.no_value_extensions and "extension" not in n:
+                    code = next((v for k, v in n.items() if k.startswith("value")), None)
+                    return code if isinstance(code, str) and code.strip() else "?"
+                stack.extend(v for v in n.values() if isinstance(v, (dict, list)))
+            elif isinstance(n, list):
+                stack.extend(v for v in n if isinstance(v, (dict, list)))
+        return None
+
+    def withheld(self, parent: object, name: str) -> str | None:
+        """Why the primitive element `name` of `parent` is there without a value, else None: written only as its
+        `_name` (extensions, no value: "?" when none says why), or beside a value with a no_value extension."""
+        if not isinstance(parent, dict):
+            return None
+        ext = parent.get(f"_{name}")
+        if ext is None:
+            return None
+        why = self.no_value(ext)
+        if parent.get(name) is None:
+            return why or "?"
+        return why
+
     def status_of(self, rtype: str) -> list[tuple[str, frozenset[str]]]:
         """(element, codes) of the status elements of a type."""
         hit = self._by_type.get(rtype)
@@ -81,6 +115,8 @@ def r4_facts(path: Path | None = None) -> R4Facts:
             frozenset(d["resource_types"]),
             {url: (dict(e["name"]), str(e.get("part", "")), dict(e["codes"])) for url, e in d.get("sex_extensions", {}).items()},
             {system: frozenset(codes) for system, codes in d.get("incomplete_labels", {}).items()},
+            frozenset(d.get("no_value_extensions", ())),
+            {t: frozenset(v) for t, v in d.get("withdraws_parts", {}).items()},
         )
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: cannot load the FHIR R4 facts ({type(exc).__name__}: {exc})") from None

@@ -591,6 +591,29 @@ class Terminology:
             out.extend(norm)
         return tuple(out)
 
+    def stray_codings(self, concept: object) -> list[tuple[str | None, str]]:
+        """(system as written or None, code) of a concept's codings that name no code system fhir3t can read:
+        none at all, or one neither known nor mapped by a ConceptMap (an HL7 v2 name such as 'LN' or 'I10' a
+        converter left in place of the URI). Their codes match nothing; `Relevance` asks whether one is a
+        code some value set lists."""
+        if not isinstance(concept, dict):
+            return []
+        codings = concept.get("coding")
+        if codings is None:
+            codings = [concept] if "code" in concept else []
+        out: list[tuple[str | None, str]] = []
+        for coding in codings if isinstance(codings, list) else ():
+            if not isinstance(coding, dict) or not isinstance(coding.get("code"), str) or not coding["code"].strip():
+                continue
+            system = coding.get("system")
+            if system is None:
+                out.append((None, coding["code"]))
+            elif isinstance(system, str):
+                s = self.systems.system(system)
+                if not self.systems.known(s) and s not in self.maps.source_systems:
+                    out.append((system, coding["code"]))
+        return out
+
     def unknown_systems(self, concept: object) -> list[str]:
         """Systems of a concept's codings that are neither known nor mapped by a ConceptMap."""
         if not isinstance(concept, dict):

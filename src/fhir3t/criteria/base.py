@@ -114,6 +114,8 @@ KEEP_CURRENT = Message("settle.keep-current", "keep only its current copy (or gi
 UNREAD_NAMES = Message("unread.names", "{record}{more} has {why}, and its text names {name}")
 UNREAD_ELSEWHERE = Message("unread.elsewhere", "{concept} named in {element} of {record}{more}, which no criterion "
                                                "reads there")
+UNREAD_STRAY = Message("unread.stray", "{record}{more} is coded {concept} in {element}, under no code system fhir3t "
+                                       "knows: a code the value set lists")
 AND_MORE = Plural("unread.more", " and {n} more", " and {n} more")
 AN_ENTRY = Message("unread.entry", "an entry of the input that cannot be read (see the input problems)")
 
@@ -277,6 +279,9 @@ def unless_unread(out: Outcome, ctx: Context, types: Iterable[str], vs: ValueSet
     if split is not None:
         extra = clause(UNREAD_SPLIT(record=record_name(first), more=more, inside=_shown(split[0], ctx.tx),
                                     outside=_shown(split[1], ctx.tx)), CODE_OR_CONFIRM())
+    elif hit is not None and hit.stray:
+        extra = clause(UNREAD_STRAY(concept=hit.shown, element=hit.element, record=record_name(first), more=more),
+                       CODE_OR_CONFIRM())
     elif hit is not None:
         extra = clause(UNREAD_ELSEWHERE(concept=hit.shown, element=hit.element, record=record_name(first), more=more),
                        CODE_OR_CONFIRM())

@@ -11,6 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from fhir3t.messages import Message, Msg
+from fhir3t.r4facts import r4_facts
 from fhir3t.terminology import Terminology, ValueSet
 
 POSITIVE = "positive"
@@ -84,14 +85,12 @@ def read_words(text: str, rd: Readings) -> str | None:
     return seen.pop() if len(seen) == 1 and "?" not in seen else None
 
 
-#: the R4 extension that says why a primitive value is missing (on `_valueString` and the like)
-DATA_ABSENT_EXTENSION = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
-
-
 def absent_reason(raw: dict) -> str | None:
     """Why the result says it has no value, or None: `dataAbsentReason` (R4 obs-6: present only when
     `value[x]` is not, so a value beside it is not the result's), or the data-absent-reason extension on a
-    primitive value (`_valueString`). The code or text as written ("?" when neither)."""
+    primitive value (`_valueString`), or one of the extensions R4Facts.no_value_extensions lists (the ISO 21090
+    null flavor a CDA or v2 converter writes) on the value or anywhere within it (`valueQuantity._value`, a
+    coding of `valueCodeableConcept`). The code or text as written ("?" when neither)."""
     dar = raw.get("dataAbsentReason")
     if dar is not None:
         if isinstance(dar, dict):
@@ -101,12 +100,12 @@ def absent_reason(raw: dict) -> str | None:
             if isinstance(dar.get("text"), str):
                 return dar["text"]
         return "?"
-    for k, v in raw.items():
-        if k.startswith("_value") and isinstance(v, dict) and isinstance(v.get("extension"), list):
-            for ext in v["extension"]:
-                if isinstance(ext, dict) and ext.get("url") == DATA_ABSENT_EXTENSION:
-                    code = ext.get("valueCode")
-                    return code if isinstance(code, str) else "?"
+    facts = r4_facts()
+    for k, v in raw.items():  # a no-value extension (data-absent-reason, a null flavor) on the value or within it
+        if (k.startswith("_value") or (k.startswith("value") and isinstance(v, dict))) and isinstance(v, (dict, list)):
+            why = facts.no_value(v)
+            if why is not None:
+                return why
     return None
 
 

@@ -39,13 +39,15 @@ SUSPECT_UNCODED_TEXT = Message("suspect.uncoded-text", "not coded {text}, not in
 
 
 SUSPECT_ELSEWHERE = Message("suspect.elsewhere", "names {concept} in {element}, not in its code")
+SUSPECT_STRAY = Message("suspect.stray", "coded {concept} in {element}, under no code system fhir3t knows: a code the "
+                                         "value set lists")
 
 
 def describe_suspect(res: Res, tx: Terminology, vs: ValueSet | None = None) -> Msg:
     """'coded RxNorm 1364445 'baricitinib 2 MG Oral Tablet', not in the value set' (a reason, not a log)."""
     hit = res.hit(vs) if vs is not None else None
     if hit is not None:
-        return SUSPECT_ELSEWHERE(concept=hit.shown, element=hit.element)
+        return (SUSPECT_STRAY if hit.stray else SUSPECT_ELSEWHERE)(concept=hit.shown, element=hit.element)
     if res.why is not None:
         return res.why
     code = next(iter(res.codes), None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -20,7 +20,7 @@ from fhir3t.errors import Problems
 from fhir3t.messages import Message, Msg, many, table
 from fhir3t.r4facts import R4Facts, r4_facts
 from fhir3t.records.concepts import MED_TYPES, concept_texts, describe_concept, main_concept, referenced_medication, shape_of
-from fhir3t.records.model import PatientRecord, Res
+from fhir3t.records.model import Hit, PatientRecord, Res
 from fhir3t.records.relevance import Judged, RunFilter, Why
 from fhir3t.sources.base import RawRecord
 from fhir3t.sources.versions import COPIES_DIFFER, Conflict, Copy, Deleted, Undecided, newest_of
@@ -79,6 +79,8 @@ DELETE_UNORDERED = Message("record.delete-unordered",
                            "was deleted in a Bundle (a history, a transaction, a Bulk export's deleted file), and neither "
                            "meta.versionId nor meta.lastUpdated tells "
                            "whether this copy is older or newer than the deletion ({copies})")
+WITHDRAWN = Message("record.withdrawn", "is a result of {container}, whose status ({status}) withdraws the results it "
+                                        "points at")
 COPY_META = Message("record.copy-meta", "version {version} of {updated}")
 COPY_VERSION = Message("record.copy-version", "version {version}")
 COPY_UPDATED = Message("record.copy-updated", "updated {updated}")
@@ -176,6 +178,7 @@ class RecordBuilder:
         if raw.conflicts:
             resources = [*resources, *(one for c in raw.conflicts for one in self._conflict(rec, c, resolve))]
         patients: list[tuple[dict, str]] = []
+        withdrawn: list[tuple[str, str, list[str]]] = []  # (report or panel, its status, the results it withdraws)
         for resource, where in resources:
             resource = without_absent(resource)
             rtype = resource.get("resourceType")
@@ -188,6 +191,9 @@ class RecordBuilder:
             if judged is None:
                 continue
             ref = f"{rtype}/{resource['id']}" if isinstance(resource.get("id"), str) else url_of_loc.get(where, where)
+            parts = self._withdrawn_parts(rtype, resource)
+            if parts:
+                withdrawn.append((ref, str(resource.get("status")), parts))
             res = self._add(rec, rtype, resource, where, ref, judged)
             if res is not None and (judged.why is Why.CONTAINER or _has_parts(rtype, resource)):
                 containers.append((resource, res, judged.why in (Why.CODE, Why.ANY)))
@@ -198,6 +204,8 @@ class RecordBuilder:
         for full_url, ref in raw.aliases.items():
             if ref in rec.index:
                 rec.index[full_url] = rec.index[ref]
+        if withdrawn:
+            _withdraw(rec, withdrawn)
         for resource, where in raw.anyone:  # the input's records naming nobody: maybe this patient's
             rtype = resource.get("resourceType")
             if not isinstance(rtype, str) or rtype not in types:
@@ -356,6 +364,16 @@ class RecordBuilder:
             self._components(rec, resource, res)
         return res
 
+    def _withdrawn_parts(self, rtype: str, resource: dict) -> list[str]:
+        """The references of the results a report or panel points at, when its status withdraws them
+        (R4Facts.withdraws_parts: an entered-in-error or cancelled report whose results kept their own status)."""
+        statuses = self.facts.withdraws_parts.get(rtype)
+        if not statuses or resource.get("status") not in statuses:
+            return []
+        items = resource.get("result" if rtype == "DiagnosticReport" else "hasMember")
+        return [i["reference"] for i in items if isinstance(i, dict) and isinstance(i.get("reference"), str)
+                and not i["reference"].startswith("#")] if isinstance(items, list) else []
+
     def _bad_status(self, rtype: str, resource: dict) -> tuple[Msg | None, str]:
         """(why, element) when a status element cannot be interpreted (naming the element, not the
         value), else (None, "")."""
@@ -463,15 +481,18 @@ class RecordBuilder:
                 continue
             codes: tuple[Code, ...] = tuple(c for c in tx.codes(comp.get("code")) if tx.systems.valid(*c))
             texts = concept_texts(comp.get("code"))
+            stray: tuple[Hit, ...] = ()
             if not (plan.wants_code("Observation", codes) or rel.suspect("Observation", codes, texts)):
-                continue
+                stray = rel.stray("Observation", comp.get("code"), "component.code")
+                if not stray:
+                    continue
             view = {k: resource[k] for k in _PARENT_ELEMENTS if k in resource}
             view["resourceType"] = "Observation"
             for k, v in comp.items():
                 if k == "code" or k.startswith("value") or k in _COMPONENT_ELEMENTS:
                     view[k] = v
             res = Res("Observation", view, parent.ref, codes, parent.span, f"{parent.where}/component[{i}]",
-                      parent.date_text, None, texts, parent.ref)
+                      parent.date_text, None, texts, parent.ref, hits=stray)
             # a component coded for a test is a result; one that only names a test is a suspect (unknown, not absent)
             (rec.by_type if plan.wants_code("Observation", codes) else rec.suspects).setdefault("Observation", []).append(res)
 
@@ -642,6 +663,34 @@ def _focus(resource: dict, patient: str) -> tuple[Msg | None, str]:
             shown = ref if isinstance(ref, str) else item.get("display") if isinstance(item, dict) else None
             return FOCUS_ELSEWHERE(focus=clip(shown, 60) if isinstance(shown, str) else "?"), "focus"
     return None, ""
+
+
+def _withdraw(rec: PatientRecord, withdrawn: list[tuple[str, str, list[str]]]) -> None:
+    """Results a report or panel of a withdrawing status points at (RecordBuilder._withdrawn_parts) are unread,
+    naming it: read as they stand, a negative from a cancelled report would decide a criterion."""
+    why: dict[str, Msg] = {}
+    for container, status, refs in withdrawn:
+        for ref in refs:
+            found = rec.index.get(_type_id(ref) or ref) or rec.index.get(ref)
+            if found is not None and found.ref != container:
+                why.setdefault(found.ref, WITHDRAWN(container=container, status=status))
+    if not why:
+        return
+    for rtype, group in list(rec.by_type.items()):
+        kept: list[Res] = []
+        for r in group:
+            msg = why.get(r.ref)
+            if msg is None:
+                kept.append(r)
+                continue
+            moved = replace(r, why=msg, bad="status")
+            rec.unread.setdefault(rtype, []).append(moved)
+            for key, indexed in list(rec.index.items()):
+                if indexed is r:
+                    rec.index[key] = moved
+        rec.by_type[rtype] = kept
+    for rtype, group in list(rec.suspects.items()):
+        rec.suspects[rtype] = [r for r in group if r.ref not in why]
 
 
 def _has_parts(rtype: str, resource: dict) -> bool:

@@ -18,6 +18,9 @@ class Hit:
     vs: ValueSet
     element: str  # "AllergyIntolerance.reaction.substance"
     shown: str  # how the concept was written: "RxNorm <code> '<drug>'", "'<a name in Chinese>'"
+    #: the code is one `vs` lists, written under no code system or one fhir3t does not know (an HL7 v2 name such
+    #: as 'LN', a converter's placeholder): which system it is in is not fhir3t's to guess (records.relevance)
+    stray: bool = False
 
 
 @dataclass(slots=True)

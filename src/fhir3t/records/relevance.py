@@ -116,6 +116,7 @@ class Relevance:
         self._told: dict[tuple[object, ...], tuple[str, ...]] = {}
         self._judged: dict[tuple[object, ...], Judged] = {}
         self._hit_cache: dict[tuple[object, ...], tuple[Hit, ...]] = {}
+        self._stray_cache: dict[tuple[object, ...], tuple[Hit, ...]] = {}
         self._base_skip: dict[str, frozenset[str]] = {}
         self._key_elements: dict[str, tuple[str, ...]] = {}
         self._links = r4_facts().links
@@ -308,6 +309,10 @@ class Relevance:
         texts = tuple(t for cc in concepts for t in concept_texts(cc))
         hits = self._hits(rtype, codes, found, medication)
         out = self._verdict(rtype, res, codes, texts, invalid, unresolved)
+        if out is None and not hits and rtype in self.plan.types:
+            stray = tuple(h for cc in concepts for h in self.stray(rtype, cc, _MAIN_ELEMENTS.get(rtype, "code")))
+            if stray:  # a code some value set lists, under no system fhir3t knows: it may be that very test
+                return Judged(Why.SUSPECT, codes, texts, invalid, stray[0].vs, unresolved, stray)
         if out is None and hits:  # read only because an element no rule interprets names a criterion's concept
             return Judged(Why.ELSEWHERE, codes, texts, invalid, None, unresolved, hits)
         if out is None:
@@ -331,7 +336,8 @@ class Relevance:
             for comp in comps:
                 ccodes = tuple(c for c in tx.codes(comp.get("code")) if tx.systems.valid(*c))
                 if plan.wants_code("Observation", ccodes) or self._suspect("Observation", ccodes,
-                                                                         concept_texts(comp.get("code"))):
+                                                                         concept_texts(comp.get("code"))) \
+                        or self.stray("Observation", comp.get("code"), "component.code"):
                     return Judged(Why.CONTAINER, codes, texts, invalid, None, unresolved)
         if rtype in self.complete and (unresolved or not tx.systems.readable_for(rtype, codes)):
             return Judged(Why.UNREADABLE, codes, texts, invalid, None, unresolved)
@@ -342,6 +348,38 @@ class Relevance:
                 (rtype == "Observation" and isinstance(res.get("hasMember"), list) and res["hasMember"]):
             return Judged(Why.CONTAINER, codes, texts, invalid, None, unresolved)
         return None
+
+    def stray(self, rtype: str, concept: object, element: str) -> tuple[Hit, ...]:
+        """Hits for the value sets of a type that list a code of `concept` written under no code system, or one
+        fhir3t does not know (Terminology.stray_codings): the code is read under each system the set uses, and
+        must be well formed there. Such a record names the set's concept but cannot be read as it (which system
+        the code is in is not fhir3t's to guess), so it is a suspect of that set, never another record."""
+        sets = self.plan.valuesets.get(rtype)
+        if not sets:
+            return ()
+        out: list[Hit] = []
+        for system, code in self.tx.stray_codings(concept):
+            key = (rtype, element, system, code)
+            found = self._stray_cache.get(key)
+            if found is None:
+                if len(self._stray_cache) > 50_000:
+                    self._stray_cache.clear()
+                found = self._stray_cache[key] = self._stray_match(rtype, sets, system, code, element)
+            out.extend(h for h in found if all(h.vs is not o.vs for o in out))
+        return tuple(out)
+
+    def _stray_match(self, rtype: str, sets: tuple[ValueSet, ...], system: str | None, code: str,
+                     element: str) -> tuple[Hit, ...]:
+        systems = self.tx.systems
+        shown = f"'{clip(code.strip(), 40)}'" + (f" ({clip(system, 60)})" if system is not None else "")
+        out: list[Hit] = []
+        for vs in sets:
+            for s in sorted(vs.systems_used):
+                c = (s, systems.code(s, code))
+                if systems.valid(*c) and c in vs:
+                    out.append(Hit(vs, f"{rtype}.{element}", shown, stray=True))
+                    break
+        return tuple(out)
 
     # ---- concepts in elements no rule interprets ---------------------------------------------
     def _hits(self, rtype: str, codes: tuple[Code, ...], found: tuple[Mention, ...],
@@ -382,6 +420,10 @@ class Relevance:
         out: dict[tuple[int, str], Hit] = {}
         for path, system, code, text in found:
             element = f"{rtype}.{path}"
+            if code is not None:  # a code of a set written under no system fhir3t knows (see `stray`)
+                for written, stray in tx.stray_codings({"code": code} if system is None else {"system": system, "code": code}):
+                    for h in self._stray_match(rtype, tuple(others), written, stray, path):
+                        out.setdefault((id(h.vs), element), h)
             if system is not None and code is not None:
                 for c in tx.codes({"coding": [{"system": system, "code": code}]}):
                     if not tx.systems.valid(*c):
@@ -536,6 +578,10 @@ class RunFilter:
     def suspect(self, rtype: str, codes: tuple[Code, ...], texts: tuple[str, ...]) -> ValueSet | None:
         """A value set of this type whose names the texts use, which no closed-system code decides."""
         return self.relevance._suspect(rtype, codes, texts)
+
+    def stray(self, rtype: str, concept: object, element: str) -> tuple[Hit, ...]:
+        """Hits for the value sets listing a code of `concept` written under no system fhir3t knows (Relevance.stray)."""
+        return self.relevance.stray(rtype, concept, element)
 
 
 class LineFilter:

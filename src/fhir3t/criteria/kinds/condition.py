@@ -11,6 +11,7 @@ from fhir3t.dates import Span, Window, age_span, range_span
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
 from fhir3t.messages import Clause, Message, Msg, clause, many
 from fhir3t.messages.reasons import absent
+from fhir3t.r4facts import r4_facts
 from fhir3t.records.build import span_of, status_code
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read, read
@@ -93,12 +94,17 @@ class ConditionRule(Kind):
     def _dates(self, raw: dict, birth: Span | None) -> list[tuple[str, Span | None]]:
         """(onset | abatement | recorded, its days) of a Condition; an Age or a Range of Ages counts from the
         birth date. None for a date element that is present but cannot be read as days: a string
-        (`onsetString`, `abatementString`), an unparseable date, a Period without the end read, an Age in
+        (`onsetString`, `abatementString`), an unparseable date, one written without a value (only its
+        `_element`'s extensions: a null flavor, a data-absent-reason), a Period without the end read, an Age in
         a unit fhir3t does not know or without a birth date to count from. It may lie in any window."""
         out: list[tuple[str, Span | None]] = []
+        facts = r4_facts()
         for d in self.dates:
             for f in _FIELDS[d]:
                 v = raw.get(f)
+                if facts.withheld(raw, f) is not None:  # there without a value (a null flavor): it may be any day
+                    out.append((d, None))
+                    break
                 if v is None:
                     continue
                 if f.endswith("Age"):
@@ -107,7 +113,8 @@ class ConditionRule(Kind):
                     out.append((d, range_span(birth, v) if birth is not None else None))
                 else:
                     if isinstance(v, dict):
-                        v = v.get("start") if d == "onset" else v.get("end") or v.get("start")
+                        part = "start" if d == "onset" or (v.get("end") is None and "_end" not in v) else "end"
+                        v = None if facts.withheld(v, part) is not None else v.get(part)
                     out.append((d, span_of(v)))
                 break
             else:

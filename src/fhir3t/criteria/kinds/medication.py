@@ -21,6 +21,7 @@ from fhir3t.errors import ConfigError
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
 from fhir3t.messages import Clause, Message, Msg, Text, clause
 from fhir3t.messages.reasons import absent
+from fhir3t.r4facts import r4_facts
 from fhir3t.records.build import span_of
 from fhir3t.records.concepts import concept_texts
 from fhir3t.records.model import Res
@@ -43,6 +44,7 @@ NOT_DATED = Message("medication.not-dated", "{status}, no date")
 NOT_HANDED = Message("medication.not-handed", "dispensed, no hand-over date")
 DISPENSED_FOR = Message("medication.dispensed-for", "dispensed {day} for {days} days")
 DISPENSED = Message("medication.dispensed", "dispensed {day}, supply not recorded")
+END_WITHHELD = Message("medication.end-withheld", "ended on a day it does not give (its end date has no value)")
 LAST_UNKNOWN = Message("medication.last-unknown", "last exposure unknown (record an end date)")
 LAST_WITHIN = Message("medication.last-within", "{how}, last exposure {day} within {window}")
 LAST_BEFORE = Message("medication.last-before", "{how}, last exposure {day} before {window}")
@@ -120,7 +122,9 @@ class MedicationRule(Kind):
         if res.type == "MedicationDispense":
             return self._dispensed(raw, as_of)
         period = raw.get("effectivePeriod")
-        if isinstance(period, dict) and isinstance(period.get("end"), str):
+        facts = r4_facts()
+        withheld = facts.withheld(period, "end") is not None  # an end written without a value (a null flavor)
+        if not withheld and isinstance(period, dict) and isinstance(period.get("end"), str):
             end, start = span_of(period["end"]), span_of(period.get("start"))
             if end is not None and start is not None and end.hi < start.lo:  # R4 per-4: which date is wrong?
                 return None, BACKWARDS()
@@ -129,9 +133,13 @@ class MedicationRule(Kind):
         shown: Msg | str = code_word("medication", status) if isinstance(status, str) else NO_STATUS()
         if status in self.ONGOING:
             return Span(as_of, as_of), ONGOING(status=shown)
+        if withheld:  # it ended, on a day it does not give: any day from its start may be the last
+            return None, END_WITHHELD()
         # spec §6: effective, else dateAsserted, else unknown (an order date says nothing of intake)
-        for v in (raw.get("effectiveDateTime"), (period or {}).get("start") if isinstance(period, dict) else None,
-                  raw.get("dateAsserted")):
+        for parent, name in ((raw, "effectiveDateTime"), (period, "start"), (raw, "dateAsserted")):
+            if facts.withheld(parent, name) is not None:  # the first date there has no value: not a later one's day
+                return None, NOT_DATED(status=shown)
+            v = parent.get(name) if isinstance(parent, dict) else None
             if isinstance(v, str):
                 return span_of(v), DATED(status=shown)
         return None, NOT_DATED(status=shown)
