@@ -34,6 +34,8 @@ class Readings:
     def __post_init__(self) -> None:
         phrases = sorted(self.positive_strings | self.negative_strings | self.indeterminate_strings, key=len, reverse=True)
         object.__setattr__(self, "_phrases", tuple(phrases))
+        object.__setattr__(self, "_grade_phrases", tuple(sorted(
+            {_norm_text(p) for p in (*phrases, *self.normal_strings)}, key=len, reverse=True)))
         markers = "|".join(re.escape(m) for m in sorted(self.reference_markers, key=len, reverse=True))
         object.__setattr__(self, "_reference", re.compile(
             rf"\(\s*(?:{markers})[^)]*\)|\[\s*(?:{markers})[^\]]*\]|(?:{markers})\s*:.*$") if markers else None)
@@ -144,6 +146,7 @@ NO_VALUE = Message("reading.no-value", "no readable value")
 UNKNOWN_GRADE = Message("reading.unknown-grade", "'{text}' (not a grade this rule knows)")
 SEVERAL_GRADES = Message("reading.several-grades", "'{text}' (several different grades in one result)")
 NO_GRADE = Message("reading.no-grade", "'{text}' (no grade ++/+++ or -/±/+ recognised)")
+GRADE_WORDS = Message("reading.grade-words", "'{text}' (its words and its grade disagree)")
 
 
 DISAGREE = Message("reading.disagree", "{one} but {other}: the parts of the result disagree")
@@ -270,24 +273,94 @@ def _coded_against(raw: dict, tx: Terminology, rd: Readings) -> Msg | None:
     return None
 
 
+_PLUS_MINUS = re.compile(r"(?<![+\-])\+-(?![+\-\w])")
+_GRADE_SIGNS = {"-": NEGATIVE, "±": "?", "+/-": "?"}  # any other grade sign (+, (+), 2+, +++) says positive
+
+
+def _grade_text(text: str, grades: dict[str, str], rd: Readings | None) -> tuple[set[str], set[str]] | None:
+    """(the grades, the polarities) one text of a result states, or None when a part of it is neither a grade
+    sign, a word of the readings (positive, negative, indeterminate, normal), a titer nor punctuation: '+++ 待复查'
+    (pending recheck), '疑似+++' (suspected), '+++?' are not read. A reference range written beside it is set aside."""
+    t = _norm_text(text)
+    if t in grades:
+        return {grades[t]}, set()
+    folded = rd.strip_reference(t) if rd is not None else t
+    if folded in grades:
+        return {grades[folded]}, set()
+    norm = _RANGE.sub(lambda m: f"{m.group(1)}+ {m.group(2)}+", folded)  # "1-2+" is both grades
+    norm = _PLUS_MINUS.sub("±", norm)  # '+-' is how many lab systems type ±
+    if _MULTI_DIGIT.search(norm):
+        return None
+    phrases: tuple[str, ...] = rd.__dict__["_grade_phrases"] if rd is not None else ()
+    found: set[str] = set()
+    said: set[str] = set()
+    i, n = 0, len(norm)
+    while i < n:
+        m = _GRADE_TOKEN.match(norm, i)
+        if m:
+            tok = m.group(0)
+            if tok not in grades:
+                return None  # a sign this rule has no grade for ('5+')
+            found.add(grades[tok])
+            said.add(_GRADE_SIGNS.get(tok, POSITIVE))
+            i = m.end()
+            continue
+        m = _FILLER.match(norm, i) or _TITER.match(norm, i)
+        if m:
+            i = m.end()
+            continue
+        assert rd is not None or not phrases
+        hit = next((p for p in phrases if norm.startswith(p, i) and not (
+            _LATIN.match(p[-1]) and i + len(p) < n and _LATIN.match(norm[i + len(p)]))
+            and not (_LATIN.match(p[0]) and i > 0 and _LATIN.match(norm[i - 1]))), None)
+        if hit is None:
+            return None
+        if hit in grades:
+            found.add(grades[hit])
+        assert rd is not None
+        said.add(POSITIVE if hit in rd.positive_strings else NEGATIVE if hit in rd.negative_strings
+                 else "normal" if hit in rd.normal_strings else "?")
+        i += len(hit)
+    return found, said
+
+
+def _agrees(value: str, said: set[str]) -> bool:
+    """Do the words and signs of a result agree with the grade read from it? A grade that meets is a positive
+    result: nothing beside it may say negative, normal or indeterminate. One that does not meet may be a weak
+    positive ('阳性(+)') or a negative ('阴性(-)'), not both."""
+    if value == "met":
+        return said <= {POSITIVE}
+    return not (POSITIVE in said and said & {NEGATIVE, "normal"})
+
+
 def _grade(raw: dict, grades: dict[str, str], readings: Readings | None) -> tuple[str | None, Msg]:
-    texts = value_texts(raw)
+    """Every text of the result (its value, its coded value's text and displays, its interpretations' texts) is
+    read whole: one that is not understood, grades that differ, or words that say otherwise leave it unread."""
+    texts = [text for text in value_texts(raw) if text.strip()]
+    values: set[str] = set()
+    said: set[str] = set()
+    shown: str | None = None
     for text in texts:
-        t = _norm_text(text)
-        if t in grades:
-            return grades[t], QUOTED(text=text.strip())
-    for text in texts:
-        folded = readings.strip_reference(_norm_text(text)) if readings is not None else _norm_text(text)
-        if folded in grades:
-            return grades[folded], QUOTED(text=text.strip())
-        norm = _RANGE.sub(lambda m: f"{m.group(1)}+ {m.group(2)}+", folded)  # "1-2+" is both grades
-        found = {grades[tok] for tok in _GRADE_TOKEN.findall(norm) if tok in grades}
-        if _MULTI_DIGIT.search(norm):
+        parts = _grade_text(text, grades, readings)
+        if parts is None:
             return None, UNKNOWN_GRADE(text=text.strip())
-        if len(found) == 1:
-            return found.pop(), QUOTED(text=text.strip())
+        found, words = parts
         if len(found) > 1:  # "Ro52: -, <target>: +++": which grade is the target's is not ours to guess
             return None, SEVERAL_GRADES(text=text.strip())
+        if found and values and found != values:
+            return None, DISAGREE(one=QUOTED(text=shown), other=QUOTED(text=text.strip()))
+        if found and not _agrees(next(iter(found)), words):
+            return None, GRADE_WORDS(text=text.strip())
+        if found and shown is None:
+            shown = text.strip()
+        values |= found
+        said |= words
+    if values:
+        value = values.pop()
+        if not _agrees(value, said):
+            other = next(t.strip() for t in texts if t.strip() != shown)
+            return None, DISAGREE(one=QUOTED(text=shown), other=QUOTED(text=other))
+        return value, QUOTED(text=shown)
     if texts:
         return None, NO_GRADE(text=texts[0].strip())
     q = raw.get("valueQuantity")

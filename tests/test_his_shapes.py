@@ -1,0 +1,99 @@
+"""Records as a Chinese hospital's HIS / LIS / PACS / EMR export them (local codes beside standard ones,
+Chinese words and signs in results, forms answered in the hospital's tools): shapes whose meaning fhir3t cannot
+read keep the criterion unknown (naming the record), never decide it towards eligibility.
+
+Each case starts from the eligible hospital-shaped patient samples/hospital (hs01, with the hospital's ConceptMap)
+and changes one record the way such a system writes it.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from conftest import SAMPLES, screen_bundle
+from fhir3t.pipeline import Definition
+
+AS_OF = "2026-11-16"
+HOSPITAL = SAMPLES / "hospital"
+V3I = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+
+
+@pytest.fixture(scope="module")
+def definition_his() -> Definition:
+    return Definition.load(None, [HOSPITAL / "ConceptMap-zj2h-local.json"])
+
+
+def _records() -> list[dict]:
+    entries = [e for part in ("ehr", "pharmacy")
+               for e in json.loads((HOSPITAL / part / "hs01.json").read_text(encoding="utf-8"))["entry"]]
+    return [copy.deepcopy(e["resource"]) for e in entries]
+
+
+BASE = _records()
+
+
+def _patient() -> list[dict]:
+    return copy.deepcopy(BASE)
+
+
+def _res(records: list[dict], rid: str) -> dict:
+    return next(r for r in records if r.get("id") == rid)
+
+
+def _set_value(r: dict, **value: object) -> None:
+    for k in [k for k in r if k.startswith("value") or k == "interpretation"]:
+        del r[k]
+    r.update(value)
+
+
+def _screen(definition: Definition, records: list[dict]):
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in records]}
+    results = screen_bundle(definition, bundle, AS_OF)
+    assert len(results) == 1
+    return results[0]
+
+
+def test_the_base_patient_is_eligible(definition_his):
+    assert _screen(definition_his, _patient()).status == "eligible"
+
+
+# ---------------------------------------------------------------- I3: a grade among words fhir3t does not know
+MDA5 = "hs01-o2"
+
+
+@pytest.mark.parametrize("value", [
+    {"valueString": "+++ 待复查"},                       # pending recheck
+    {"valueString": "疑似+++"},                          # suspected
+    {"valueString": "标本溶血 +++"},                     # haemolysed specimen
+    {"valueString": "+++?"},
+    {"valueString": "可疑 +++"},                         # the words say indeterminate
+    {"valueString": "++（弱）"},                         # weak
+    {"valueString": "阴性 +++"},                         # the words say negative
+    {"valueString": "+++ 阴性"},
+    {"valueString": "+++", "interpretation": [{"text": "阴性"}]},  # another part of the result says negative
+    {"valueString": "+++", "interpretation": [{"text": "正常"}]},  # ... or normal
+    {"valueString": "-", "valueCodeableConcept": {"text": "+++"}},
+    {"valueString": "阴性", "interpretation": [{"text": "+++"}]},
+])
+def test_a_strong_grade_beside_words_fhir3t_does_not_read_or_that_say_otherwise_is_unknown(definition_his, value):
+    p = _patient()
+    mda5 = _res(p, MDA5)
+    _set_value(mda5, **value)
+    out = _screen(definition_his, p)
+    c = out.by_id("I3-mda5")
+    assert c.result == "unknown", c.reason
+    assert f"Observation/{MDA5}" in c.evidence
+    assert out.status == "candidate"
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("阳性(+++)", "met"), ("阳性（＋＋）", "met"), ("+++(1:320)", "met"), ("++/+++", "met"),
+    ("+++（参考范围：阴性）", "met"),                  # a reference range beside the value is set aside
+    ("阳性(+)", "not-met"), ("阴性(-)", "not-met"), ("+-", "not-met"), ("±", "not-met"),
+])
+def test_a_grade_written_with_words_fhir3t_reads_is_still_read(definition_his, value, expected):
+    p = _patient()
+    _set_value(_res(p, MDA5), valueString=value)
+    assert _screen(definition_his, p).by_id("I3-mda5").result == expected
