@@ -97,3 +97,31 @@ def test_a_grade_written_with_words_fhir3t_reads_is_still_read(definition_his, v
     p = _patient()
     _set_value(_res(p, MDA5), valueString=value)
     assert _screen(definition_his, p).by_id("I3-mda5").result == expected
+
+
+# ---------------------------------------------------------------- checklist: a response to another version of the form
+CHECKLIST = "hs01-qr5"
+CHECKLIST_URL = "https://fhir3t.github.io/fhir/Questionnaire/3t-screening-checklist"
+
+
+def test_a_checklist_answering_a_version_of_the_form_fhir3t_does_not_know_is_unknown(definition_his):
+    p = _patient()
+    _res(p, CHECKLIST)["questionnaire"] = CHECKLIST_URL + "|2.0.0"   # the hospital's forms tool: its own edition
+    out = _screen(definition_his, p)
+    for cid in ("I6-contraception", "I7-compliance", "E14-investigator"):
+        c = out.by_id(cid)
+        assert c.result == "unknown" and f"QuestionnaireResponse/{CHECKLIST}" in c.evidence and "2.0.0" in c.reason
+    assert out.status == "candidate"
+
+
+def test_a_checklist_naming_the_version_fhir3t_knows_is_read(definition_his):
+    p = _patient()
+    _res(p, CHECKLIST)["questionnaire"] = CHECKLIST_URL + "|1.0.0"
+    assert _screen(definition_his, p).status == "eligible"
+
+
+def test_an_older_response_to_another_version_does_not_hide_the_newer_one(definition_his):
+    p = _patient()
+    old = copy.deepcopy(_res(p, CHECKLIST))
+    old.update(id="qr-old", questionnaire=CHECKLIST_URL + "|0.9", authored="2026-10-01T09:00:00+08:00")
+    assert _screen(definition_his, [*p, old]).status == "eligible"
