@@ -125,3 +125,45 @@ def test_an_older_response_to_another_version_does_not_hide_the_newer_one(defini
     old = copy.deepcopy(_res(p, CHECKLIST))
     old.update(id="qr-old", questionnaire=CHECKLIST_URL + "|0.9", authored="2026-10-01T09:00:00+08:00")
     assert _screen(definition_his, [*p, old]).status == "eligible"
+
+
+# ---------------------------------------------------------------- I5: a coded finding beside a conclusion fhir3t cannot read
+CT = "hs01-dr4"
+SCT = "http://snomed.info/sct"
+ILD = {"system": SCT, "code": "233703007", "display": "Interstitial lung disease"}
+NORMAL = {"system": SCT, "code": "17621005", "display": "Normal"}
+PACS_FINDING = "http://pacs.zj2h.example.org/fhir/CodeSystem/finding"
+
+
+@pytest.mark.parametrize("conclusions", [
+    [{"coding": [ILD]}, {"text": "两肺未见明显异常"}],                                     # a conclusion written only as text
+    [{"coding": [ILD]}, {"coding": [{"system": PACS_FINDING, "code": "N01", "display": "未见异常"}]}],  # a PACS code, unmapped
+    [{"coding": [ILD, {"system": PACS_FINDING, "code": "N01"}]}],                       # ... as a second coding of the finding
+    [{"coding": [ILD]}, {"coding": [NORMAL]}],                                         # two findings that disagree
+    [{"coding": [ILD, NORMAL]}],
+])
+def test_a_chest_ct_finding_beside_a_conclusion_that_may_say_otherwise_is_unknown(definition_his, conclusions):
+    p = _patient()
+    _res(p, CT)["conclusionCode"] = conclusions
+    out = _screen(definition_his, p)
+    c = out.by_id("I5-ct")
+    assert c.result == "unknown", c.reason
+    assert f"DiagnosticReport/{CT}" in c.evidence and out.status == "candidate"
+
+
+def test_a_chest_ct_observation_coded_both_ild_and_normal_is_unknown(definition_his):
+    p = _patient()
+    ct = _res(p, CT)
+    obs = {"resourceType": "Observation", "id": "ct-obs", "status": "final", "code": ct["code"],
+           "subject": {"reference": "Patient/hs01"}, "effectiveDateTime": ct["effectiveDateTime"],
+           "valueCodeableConcept": {"coding": [ILD, {"system": PACS_FINDING, "code": "N01"}]}}
+    p = [r for r in p if r.get("id") != CT] + [obs]
+    c = _screen(definition_his, p).by_id("I5-ct")
+    assert c.result == "unknown" and "Observation/ct-obs" in c.evidence, c.reason
+
+
+def test_a_chest_ct_finding_beside_another_coded_finding_is_still_read(definition_his):
+    p = _patient()
+    _res(p, CT)["conclusionCode"] = [{"coding": [ILD], "text": "双肺间质性改变"},
+                                     {"coding": [{"system": SCT, "code": "87433001", "display": "Pulmonary emphysema"}]}]
+    assert _screen(definition_his, p).by_id("I5-ct").result == "met"

@@ -42,6 +42,8 @@ CONCLUSIONS_DISAGREE = Message("obs.conclusions-disagree", "a report whose coded
 FINDING = Message("obs.finding", "finding {code}")
 NO_FINDING = Message("obs.no-finding", "no coded finding")
 UNCLASSIFIED = Message("obs.unclassified", "finding {code} not classified")
+FINDINGS_DISAGREE = Message("obs.findings-disagree", "findings {one} and {other}, which disagree")
+FINDING_BESIDE = Message("obs.finding-beside", "finding {code} beside a conclusion fhir3t cannot read ({part})")
 UNIT_UNKNOWN = Message("obs.unit-unknown", "{value}: unit not understood (expected {unit})")
 UNITS_DISAGREE = Message("obs.units-disagree", "{value}: its unit is written both as {one} and as {other}, which disagree")
 NEGATIVE_VALUE = Message("obs.negative-value", "{value}: a negative value cannot be this measurement")
@@ -71,6 +73,32 @@ DESCRIBE_THRESHOLD = Message("obs.describe-threshold", "the most recent {test} r
 DESCRIBE_GRADE = Message("obs.describe-grade", "the most recent {test} result {window} is graded {grades}")
 DESCRIBE_CODED = Message("obs.describe-coded", "the most recent {test} result {window} finds {finding}")
 DESCRIBE_POSITIVE = Message("obs.describe-positive", "the most recent {test} result {window} is positive")
+
+
+def _unread_part(concept: dict, ctx: Context) -> str | None:
+    """How a finding's CodeableConcept shows what fhir3t cannot read in it, or None when every coding is read: one
+    written only as text, a coding in a system fhir3t does not know that no ConceptMap translates, one that is
+    not a coding with a system and a code."""
+    codings = concept.get("coding")
+    if codings is None:
+        codings = []
+    if not isinstance(codings, list):
+        return "?"
+    read_any = False
+    for coding in codings:
+        if not isinstance(coding, dict) or not isinstance(coding.get("system"), str) \
+                or not isinstance(coding.get("code"), str):
+            if isinstance(coding, dict) and not any(v not in (None, "", [], {}) for v in coding.values()):
+                continue
+            return "?"
+        codes = ctx.tx.codes(coding)
+        if not codes or (len(codes) == 1 and not ctx.tx.systems.known(codes[0][0])):
+            return clip(f"{coding['system']} {coding['code']}", 80)
+        read_any = True
+    text = concept.get("text")
+    if not read_any and isinstance(text, str) and text.strip():
+        return clip(f"'{text.strip()}'", 60)
+    return None
 
 
 @dataclass
@@ -234,20 +262,30 @@ class ObservationRule(Kind):
         if self.read == "coded":
             if res.type == "DiagnosticReport":
                 conclusions = raw.get("conclusionCode")
-                concept_codes: list[Code] = [c for cc in conclusions if isinstance(cc, dict) for c in ctx.tx.codes(cc)] \
-                    if isinstance(conclusions, list) else []
+                concepts = [cc for cc in conclusions if isinstance(cc, dict)] if isinstance(conclusions, list) else []
             else:
-                concept_codes = list(ctx.tx.codes(raw.get("valueCodeableConcept")))
-            assert self.met_vs is not None
-            for code in concept_codes:
-                if code in self.met_vs:
-                    return MET, FINDING(code=code[1])
-            if self.not_met_vs is not None:
-                for code in concept_codes:
-                    if code in self.not_met_vs:
-                        return NOT_MET, FINDING(code=code[1])
-            return UNKNOWN, NO_FINDING() if not concept_codes else UNCLASSIFIED(code=concept_codes[0][1])
+                value = raw.get("valueCodeableConcept")
+                concepts = [value] if isinstance(value, dict) else []
+            return self._coded(concepts, ctx)
         raise ConfigError(f"unknown read {self.read!r}")
+
+    def _coded(self, concepts: list[dict], ctx: Context) -> tuple[Tri, Arg]:
+        """A coded finding (or findings): one in the met value set meets, one in the not-met value set does not. Both
+        in one result, or a finding beside a part of the result fhir3t cannot read (a conclusion written only as text,
+        a hospital's code no ConceptMap translates), is unknown: that part may say the opposite."""
+        assert self.met_vs is not None
+        concept_codes: list[Code] = [c for cc in concepts for c in ctx.tx.codes(cc)]
+        met = next((c for c in concept_codes if c in self.met_vs), None)
+        not_met = next((c for c in concept_codes if self.not_met_vs is not None and c in self.not_met_vs), None)
+        if met is not None and not_met is not None:
+            return UNKNOWN, FINDINGS_DISAGREE(one=met[1], other=not_met[1])
+        found = met or not_met
+        if found is None:
+            return UNKNOWN, NO_FINDING() if not concept_codes else UNCLASSIFIED(code=concept_codes[0][1])
+        odd = next((w for cc in concepts if (w := _unread_part(cc, ctx)) is not None), None)
+        if odd is not None:
+            return UNKNOWN, FINDING_BESIDE(code=found[1], part=odd)
+        return (MET if met is not None else NOT_MET), FINDING(code=found[1])
 
     def _threshold(self, value: float, comparator: str | None, unit: str | None,
                    spellings: tuple[str, ...] = ()) -> tuple[Tri, Arg]:
