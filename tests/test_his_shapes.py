@@ -167,3 +167,32 @@ def test_a_chest_ct_finding_beside_another_coded_finding_is_still_read(definitio
     _res(p, CT)["conclusionCode"] = [{"coding": [ILD], "text": "双肺间质性改变"},
                                      {"coding": [{"system": SCT, "code": "87433001", "display": "Pulmonary emphysema"}]}]
     assert _screen(definition_his, p).by_id("I5-ct").result == "met"
+
+
+# ---------------------------------------------------------------- a result coded as two tests
+LIS = "http://zj2h.example.org/fhir/CodeSystem/lis-test"
+LOINC = "http://loinc.org"
+
+
+@pytest.mark.parametrize("rid,coding,cid", [
+    # the LIS code the hospital's ConceptMap translates to anti-HCV, beside the LOINC code of HBsAg
+    ("hs01-o6", [{"system": LIS, "code": "HCVAB", "display": "丙肝抗体"}, {"system": LOINC, "code": "5196-1"}], "E7-hbv"),
+    ("hs01-o6", [{"system": LIS, "code": "HCVAB", "display": "丙肝抗体"}, {"system": LOINC, "code": "5196-1"}], "E8-hcv"),
+    # two LOINC codes: HBsAg and anti-HBs (16935-9, the vaccination antibody)
+    ("hs01-o6", [{"system": LOINC, "code": "16935-9"}, {"system": LOINC, "code": "5196-1"}], "E7-hbv"),
+    ("hs01-o9", [{"system": LIS, "code": "TSPOT"}, {"system": LOINC, "code": "56888-1"}], "E9-hiv"),
+])
+def test_a_negative_result_coded_as_two_tests_counts_for_neither(definition_his, rid, coding, cid):
+    p = _patient()
+    _res(p, rid)["code"] = {"coding": coding}
+    out = _screen(definition_his, p)
+    c = out.by_id(cid)
+    assert c.result == "unknown", c.reason
+    assert f"Observation/{rid}" in c.evidence and out.status == "candidate"
+
+
+def test_a_result_whose_hospital_code_no_conceptmap_translates_is_read_by_its_loinc_code(definition_his):
+    p = _patient()
+    _res(p, "hs01-o6")["code"] = {"coding": [{"system": LIS, "code": "HBSAG-NEW", "display": "乙肝表面抗原(新)"},
+                                             {"system": LOINC, "code": "5196-1"}]}
+    assert _screen(definition_his, p).status == "eligible"

@@ -88,7 +88,20 @@ class Context:
         return hit
 
     def matching(self, rtype: str, vs: ValueSet) -> list[Res]:
-        """Visible resources of a type whose code is in a value set (indexed by code when it can)."""
+        """Visible resources of a type whose code is in a value set (indexed by code when it can), leaving out those
+        coded outside it too (`split_codes`)."""
+        return [r for r in self._coded_in(rtype, vs) if split_codes(r, vs) is None]
+
+    def matching_and_split(self, rtype: str, vs: ValueSet) -> tuple[list[Res], list[Res]]:
+        """(`matching`, the visible resources of the type coded both in the value set and, by a code that rules it
+        out, outside it)."""
+        ok: list[Res] = []
+        split: list[Res] = []
+        for r in self._coded_in(rtype, vs):
+            (ok if split_codes(r, vs) is None else split).append(r)
+        return ok, split
+
+    def _coded_in(self, rtype: str, vs: ValueSet) -> list[Res]:
         index = self.record.code_index(rtype)
         if not index:
             return []
@@ -104,7 +117,7 @@ class Context:
                     for r in found:
                         seen[id(r)] = r
         as_of = self.as_of
-        return [r for r in seen.values() if not r.dated_after(as_of) and split_codes(r, vs) is None]
+        return [r for r in seen.values() if not r.dated_after(as_of)]
 
     def visible_many(self, *types: str) -> list[Res]:
         out: list[Res] = []

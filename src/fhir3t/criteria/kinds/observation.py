@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from fhir3t.criteria.base import LABEL_SCHEMA, Builder, Kind, Label, Rule, describe_suspect, record_name, settle_hint, text_arg, when
 from fhir3t.criteria.model import Outcome
 from fhir3t.criteria.readings import NEGATIVE, POSITIVE, Number, Readings, absent_reason, compare, grade, number, qualitative
+from fhir3t.criteria.suspects import split_codes
 from fhir3t.dates import Span, instant
 from fhir3t.errors import ConfigError
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
@@ -50,6 +51,7 @@ NEGATIVE_VALUE = Message("obs.negative-value", "{value}: a negative value cannot
 RATIO_NO_UNIT = Message("obs.ratio-no-unit", "the measured ({measured}) or the predicted ({predicted}) value has no unit: "
                                              "they cannot be known to be in the same unit")
 CANNOT_COMPARE = Message("obs.cannot-compare", "{value} cannot be compared with {op} {threshold}")
+CODED_AS_TWO = Message("obs.coded-as-two", "is coded {inside}, a code of this test, and {outside}, which is not")
 UNREADABLE_RESULT = Message("obs.unreadable-result", "result {record} {what}: code or correct it")
 RATIO_UNUSABLE = Message("obs.ratio-unusable", "measured/predicted values not usable")
 RATIO_UNITS = Message("obs.ratio-units", "measured ({measured}) and predicted ({predicted}) DLCO are in different units")
@@ -323,17 +325,29 @@ class ObservationRule(Kind):
     def _unreadable(self, res: Res, ctx: Context) -> tuple[Tri, Arg]:
         return UNKNOWN, UNREADABLE_RESULT(record=record_name(res), what=describe_suspect(res, ctx.tx, self.vs))
 
+    def _split(self, res: Res, ctx: Context) -> tuple[Tri, Arg]:
+        split = split_codes(res, self.vs)
+        assert split is not None
+        inside, outside = (f"{ctx.tx.systems.name(c[0])} {c[1]}" for c in split)
+        return UNKNOWN, UNREADABLE_RESULT(record=record_name(res), what=CODED_AS_TWO(inside=inside, outside=outside))
+
     def _candidates(self, ctx: Context) -> list[_Candidate]:
         types = ("Observation", "DiagnosticReport") if self.include_reports else ("Observation",)
-        observations = ctx.matching("Observation", self.vs)
+        observations, split = ctx.matching_and_split("Observation", self.vs)
         out = [_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._judge, r, ctx)) for r in observations]
         if self.include_reports:
             read_through = {r.part_of for r in observations if r.part_of}
-            for r in ctx.matching("DiagnosticReport", self.vs):
+            reports, split_reports = ctx.matching_and_split("DiagnosticReport", self.vs)
+            split += split_reports
+            for r in reports:
                 if r.ref in read_through and not r.raw.get("conclusionCode"):
                     continue  # a report without a coded conclusion is read through its results
                 out.append(_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._judge, r, ctx)))
+        for r in split:  # coded as this test and as another
+            out.append(_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._split, r, ctx)))
         for r in ctx.doubtful(types, self.vs):
+            if any(r is x for x in split):
+                continue
             out.append(_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._unreadable, r, ctx)))
         if self.ratio:
             num_vs, den_vs, scale = self.ratio
