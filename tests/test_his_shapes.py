@@ -196,3 +196,49 @@ def test_a_result_whose_hospital_code_no_conceptmap_translates_is_read_by_its_lo
     _res(p, "hs01-o6")["code"] = {"coding": [{"system": LIS, "code": "HBSAG-NEW", "display": "乙肝表面抗原(新)"},
                                              {"system": LOINC, "code": "5196-1"}]}
     assert _screen(definition_his, p).status == "eligible"
+
+
+# ---------------------------------------------------------------- another type's concept named in a record fhir3t reads
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
+SUBJECT = {"reference": "Patient/hs01"}
+B20 = {"resourceType": "Condition", "id": "dx1", "subject": SUBJECT, "code": {"coding": [{"system": ICD10, "code": "B20"}]},
+       "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                      "code": "active"}]}}
+
+
+@pytest.mark.parametrize("record,cid", [
+    # a pathology report (病理报告) concluding lung adenocarcinoma, with no Condition for it
+    ({"resourceType": "DiagnosticReport", "id": "path1", "status": "final", "subject": SUBJECT,
+      "code": {"coding": [{"system": LOINC, "code": "11526-1"}], "text": "病理报告"}, "effectiveDateTime": "2026-09-01",
+      "conclusion": "（右肺上叶）浸润性腺癌", "conclusionCode": [{"coding": [{"system": ICD10, "code": "C34.1"}]}]},
+     "E6-malignancy"),
+    ({"resourceType": "DiagnosticReport", "id": "path1", "status": "final", "subject": SUBJECT,
+      "code": {"text": "病理报告"}, "effectiveDateTime": "2026-09-01",
+      "conclusionCode": [{"coding": [{"system": SCT, "code": "363346000"}], "text": "恶性肿瘤"}]}, "E6-malignancy"),
+    # an EMR 'diagnosis' item written as an Observation valued with the diagnosis code
+    ({"resourceType": "Observation", "id": "dx-obs", "status": "final", "subject": SUBJECT, "code": {"text": "出院诊断"},
+      "effectiveDateTime": "2026-09-01", "valueCodeableConcept": {"coding": [{"system": ICD10, "code": "B20"}]}},
+     "E9-hiv"),
+    # a Condition contained in a report
+    ({"resourceType": "DiagnosticReport", "id": "dr9", "status": "final", "subject": SUBJECT, "code": {"text": "会诊报告"},
+      "contained": [B20]}, "E9-hiv"),
+    # a drug record contained in a chest CT report (the report is read for I5; the drug by no one)
+    ({"resourceType": "DiagnosticReport", "id": "dr7", "status": "final", "subject": SUBJECT,
+      "code": {"coding": [{"system": LOINC, "code": "24627-2"}]}, "effectiveDateTime": "2026-10-01",
+      "contained": [{"resourceType": "MedicationStatement", "id": "m", "status": "active", "subject": SUBJECT,
+                     "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                               "code": "3008"}]}}]}, "E2-recent-immunomodulator"),
+])
+def test_a_diagnosis_or_drug_named_only_in_another_type_of_record_keeps_its_absence_unknown(definition_his, record, cid):
+    out = _screen(definition_his, [*_patient(), record])
+    c = out.by_id(cid)
+    assert c.result == "unknown", c.reason
+    assert f"{record['resourceType']}/{record['id']}" in c.evidence and out.status == "candidate"
+
+
+def test_a_pregnancy_status_result_is_not_a_suspect_of_the_pregnancy_diagnosis_rule(definition_his):
+    p = _patient()  # a man: E13 is not-met unless a record says pregnant
+    p.append({"resourceType": "Observation", "id": "preg", "status": "final", "subject": SUBJECT,
+              "code": {"coding": [{"system": LOINC, "code": "82810-3"}]}, "effectiveDateTime": "2024-01-01",
+              "valueCodeableConcept": {"coding": [{"system": SCT, "code": "77386006"}]}})
+    assert _screen(definition_his, p).by_id("E13-pregnancy").result == "not-met"

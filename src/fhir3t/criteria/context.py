@@ -143,6 +143,8 @@ class Context:
             if id(r) in out or r.dated_after(self.as_of) or any(c in vs for c in r.codes):
                 continue
             if r.hit(vs) is not None:  # the concept is named in an element no rule interprets
+                if r.type != rtype and self.read_as_other(r, vs):
+                    continue  # another type's record the criterion reads itself (a pregnancy-status result)
                 out[id(r)] = r
                 continue
             if any(vs.generalizes(c) for c in r.codes) and not any(vs.decides(c) for c in r.codes) \
@@ -184,7 +186,8 @@ class Context:
                 out.append(r)
             if vs is not None:
                 for r in self.suspects(t, vs, every=every):
-                    if judge is None or judge(r) != NOT_MET:
+                    # one of another type (a report naming a diagnosis) cannot be judged as one of this type
+                    if judge is None or r.type != t or judge(r) != NOT_MET:
                         out.append(r)
                 for r in self.visible(t):  # coded both in the set and, in a system that decides, outside it
                     if split_codes(r, vs) is not None and not r.dated_after(self.as_of) \

@@ -313,12 +313,16 @@ class RecordBuilder:
                 self.problems.add(where, P["bad-status"](type=rtype, status=bad_status), skipped=False)
             rec.unread.setdefault(rtype, []).append(res)
             return res
+        for t in dict.fromkeys(h.of_type for h in judged.hits if h.of_type and h.of_type != rtype):
+            rec.suspects.setdefault(t, []).append(res)  # another type's concept named here: a suspect of its rules
         if judged.why in (Why.SUSPECT, Why.ELSEWHERE):
-            rec.suspects.setdefault(rtype, []).append(res)
+            if any(not h.of_type or h.of_type == rtype for h in judged.hits) or judged.why is Why.SUSPECT:
+                rec.suspects.setdefault(rtype, []).append(res)
             for system in self.relevance.tx.unknown_systems(main_concept(rtype, resource, lambda r: None)):
                 self.relevance.report_unknown_system(system, where)  # a ConceptMap would make it readable
             return res
-        if judged.hits:  # read for its code, and naming another criterion's concept elsewhere: a suspect for that one
+        if any(not h.of_type or h.of_type == rtype for h in judged.hits):
+            # read for its code, and naming another criterion's concept elsewhere: a suspect for that one
             rec.suspects.setdefault(rtype, []).append(res)
         rec.by_type.setdefault(rtype, []).append(res)
         rec.index.setdefault(ref, res)

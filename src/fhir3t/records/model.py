@@ -18,6 +18,9 @@ class Hit:
     vs: ValueSet
     element: str  # "AllergyIntolerance.reaction.substance"
     shown: str  # how the concept was written: "RxNorm <code> '<drug>'", "'<a name in Chinese>'"
+    #: the type whose rules read `vs` when it is not the record's own ("Condition" for a malignancy coded in a
+    #: pathology report's conclusion, a contained Condition): the record is a suspect of that type's rules
+    of_type: str = ""
 
 
 @dataclass(slots=True)
