@@ -242,3 +242,38 @@ def test_a_pregnancy_status_result_is_not_a_suspect_of_the_pregnancy_diagnosis_r
               "code": {"coding": [{"system": LOINC, "code": "82810-3"}]}, "effectiveDateTime": "2024-01-01",
               "valueCodeableConcept": {"coding": [{"system": SCT, "code": "77386006"}]}})
     assert _screen(definition_his, p).by_id("E13-pregnancy").result == "not-met"
+
+
+# ---------------------------------------------------------------- a negative flag beside a value text fhir3t cannot read
+HBSAG = "hs01-o6"
+NEG_FLAG = [{"coding": [{"system": V3I, "code": "NEG"}]}]
+
+
+@pytest.mark.parametrize("value", [
+    {"valueString": "待复查", "interpretation": NEG_FLAG},                 # pending recheck
+    {"valueString": "阳性待确认", "interpretation": NEG_FLAG},             # positive, to be confirmed
+    {"valueString": "复查阳性", "interpretation": NEG_FLAG},               # positive on recheck
+    {"valueString": "标本溶血", "interpretation": NEG_FLAG},               # haemolysed specimen
+    {"valueCodeableConcept": {"text": "可疑"}, "interpretation": NEG_FLAG},  # indeterminate
+    {"valueString": "阴性", "interpretation": [{"coding": NEG_FLAG[0]["coding"], "text": "待复查"}]},
+])
+def test_a_negative_flag_beside_a_value_text_fhir3t_cannot_read_is_unknown(definition_his, value):
+    p = _patient()
+    _set_value(_res(p, HBSAG), **value)
+    out = _screen(definition_his, p)
+    c = out.by_id("E7-hbv")
+    assert c.result == "unknown", c.reason
+    assert f"Observation/{HBSAG}" in c.evidence and out.status == "candidate"
+
+
+@pytest.mark.parametrize("value", [
+    {"valueString": "0.32", "interpretation": NEG_FLAG},                   # a measurement: the flag says what it means
+    {"valueString": "<0.05 IU/mL", "interpretation": NEG_FLAG},
+    {"valueString": "阴性(-)", "interpretation": [{"coding": NEG_FLAG[0]["coding"], "text": "阴性"}]},
+    {"valueCodeableConcept": {"coding": [{"system": SCT, "code": "260385009",
+                                          "display": "Negative (qualifier value)"}]}},  # a read code's display
+])
+def test_a_negative_result_whose_texts_fhir3t_reads_stays_negative(definition_his, value):
+    p = _patient()
+    _set_value(_res(p, HBSAG), **value)
+    assert _screen(definition_his, p).by_id("E7-hbv").result == "not-met"

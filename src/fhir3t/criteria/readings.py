@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from fhir3t.messages import Message, Msg
 from fhir3t.terminology import Terminology, ValueSet
+from fhir3t.textnorm import clip
 
 POSITIVE = "positive"
 NEGATIVE = "negative"
@@ -150,6 +151,8 @@ GRADE_WORDS = Message("reading.grade-words", "'{text}' (its words and its grade 
 
 
 DISAGREE = Message("reading.disagree", "{one} but {other}: the parts of the result disagree")
+UNREAD_BESIDE = Message("reading.unread-beside", "{how}, but the result also says '{text}', which fhir3t does not "
+                                               "read beside a negative result")
 ODD_INTERPRETATION = Message("reading.odd-interpretation", "{how}, but interpreted '{code}', which fhir3t does not "
                                                            "understand beside a negative result")
 
@@ -194,6 +197,34 @@ def _interpretation_votes(raw: dict, tx: Terminology, rd: Readings) -> tuple[lis
     return votes, odd
 
 
+#: a measurement written as text ('0.32', '<0.05 IU/mL', '5.6 S/CO'): the interpretation beside it says what it means
+_MEASURE = re.compile(r"^\s*(?:<=|>=|<|>)?\s*\d+(?:\.\d+)?\s*(?:[a-z%/μµ*^0-9.]+(?:\s*/\s*[a-z0-9.]+)?)?\s*$", re.I)
+
+
+def _own_texts(raw: dict, tx: Terminology, rd: Readings) -> list[str]:
+    """The texts of a result a reader reads: `value_texts`, leaving out the display of a coded value whose code is
+    read itself (a SNOMED CT Negative displayed 'Negative (qualifier value)')."""
+    out: list[str] = []
+    v = raw.get("valueString")
+    if isinstance(v, str):
+        out.append(v)
+    cc = raw.get("valueCodeableConcept")
+    if isinstance(cc, dict):
+        if isinstance(cc.get("text"), str):
+            out.append(cc["text"])
+        for c in cc.get("coding") or () if isinstance(cc.get("coding"), list) else ():
+            if isinstance(c, dict) and isinstance(c.get("display"), str):
+                read = any(code in rd.positive or code in rd.negative or (rd.normal is not None and code in rd.normal)
+                           for code in tx.codes(c))
+                if not read:
+                    out.append(c["display"])
+    interps = raw.get("interpretation")
+    for interp in interps if isinstance(interps, list) else [interps] if isinstance(interps, dict) else ():
+        if isinstance(interp, dict) and isinstance(interp.get("text"), str):
+            out.append(interp["text"])
+    return out
+
+
 def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = False) -> tuple[str | None, Msg]:
     """(positive | negative | None, how it was read) for a qualitative test result.
 
@@ -208,10 +239,14 @@ def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = 
             votes.append((NEGATIVE, NEG_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")))
     interp_votes, odd = _interpretation_votes(raw, tx, rd)
     votes += interp_votes
-    for text in value_texts(raw):
+    unread: str | None = None  # a text of the result fhir3t cannot read ('待复查', '阳性待确认', '可疑')
+    for text in _own_texts(raw, tx, rd):
         word = read_words(text, rd)
         if word is not None:
             votes.append((word, (POS_TEXT if word == POSITIVE else NEG_TEXT)(text=text.strip())))
+        elif unread is None and text.strip() and not _MEASURE.match(unicodedata.normalize("NFKC", text)) \
+                and _norm_text(text) not in rd.normal_strings:
+            unread = text.strip()
     undecided: Msg | None = None
     q = raw.get("valueQuantity")
     if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
@@ -231,6 +266,8 @@ def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = 
             return None, DISAGREE(one=how, other=other)
         if value == NEGATIVE and odd is not None:
             return None, ODD_INTERPRETATION(how=how, code=odd)
+        if value == NEGATIVE and unread is not None:
+            return None, UNREAD_BESIDE(how=how, text=clip(unread, 40))
         return value, how
     if undecided is not None:
         return None, undecided
