@@ -277,3 +277,42 @@ def test_a_negative_result_whose_texts_fhir3t_reads_stays_negative(definition_hi
     p = _patient()
     _set_value(_res(p, HBSAG), **value)
     assert _screen(definition_his, p).by_id("E7-hbv").result == "not-met"
+
+
+# ---------------------------------------------------------------- a drug record whose dosage runs a course past its date
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def _cyclosporine(**extra: object) -> dict:
+    r = {"resourceType": "MedicationStatement", "id": "csa", "status": "completed", "subject": SUBJECT,
+         "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "3008"}], "text": "环孢素软胶囊"},
+         "effectiveDateTime": "2026-10-20"}     # 27 days before d1: outside E2's 14 days on its own
+    r.update(extra)
+    return r
+
+
+@pytest.mark.parametrize("timing", [
+    {"repeat": {"boundsDuration": {"value": 28, "unit": "天", "system": "http://unitsofmeasure.org", "code": "d"},
+                "frequency": 2, "period": 1, "periodUnit": "d"}},                 # 每日两次 共28天
+    {"repeat": {"boundsDuration": {"value": 4, "code": "wk", "system": "http://unitsofmeasure.org"}}},
+    {"repeat": {"boundsPeriod": {"start": "2026-10-20", "end": "2026-11-12"}}},
+    {"repeat": {"boundsPeriod": {"start": "2026-10-20"}}},                      # no end: runs on
+    {"repeat": {"count": 56, "frequency": 2, "period": 1, "periodUnit": "d"}},    # 56 doses
+    {"repeat": {"boundsDuration": {"value": 1, "unit": "疗程"}}},                # a unit fhir3t does not know
+])
+def test_a_drug_whose_dosage_runs_a_course_past_its_date_is_not_last_taken_on_that_date(definition_his, timing):
+    record = _cyclosporine(dosage=[{"text": "口服", "timing": timing}])
+    out = _screen(definition_his, [*_patient(), record])
+    c = out.by_id("E2-recent-immunomodulator")
+    assert c.result in ("unknown", "met"), c.reason
+    assert "MedicationStatement/csa" in c.evidence and out.status != "eligible"
+
+
+@pytest.mark.parametrize("repeat", [
+    {"boundsDuration": {"value": 14, "code": "d", "system": "http://unitsofmeasure.org"}},
+    {"count": 28, "frequency": 2, "period": 1, "periodUnit": "d"},               # 28 doses, twice a day: 14 days
+    {"boundsPeriod": {"start": "2026-09-01", "end": "2026-09-15"}},
+])
+def test_a_course_that_ended_before_the_window_still_counts_as_before(definition_his, repeat):
+    record = _cyclosporine(effectiveDateTime="2026-09-01", dosage=[{"timing": {"repeat": repeat}}])
+    assert _screen(definition_his, [*_patient(), record]).by_id("E2-recent-immunomodulator").result == "not-met"
