@@ -316,3 +316,20 @@ def test_a_drug_whose_dosage_runs_a_course_past_its_date_is_not_last_taken_on_th
 def test_a_course_that_ended_before_the_window_still_counts_as_before(definition_his, repeat):
     record = _cyclosporine(effectiveDateTime="2026-09-01", dosage=[{"timing": {"repeat": repeat}}])
     assert _screen(definition_his, [*_patient(), record]).by_id("E2-recent-immunomodulator").result == "not-met"
+
+
+# ---------------------------------------------------------------- a ConceptMap target that holds only under a condition
+def test_a_conceptmap_target_that_depends_on_another_element_is_no_translation(tmp_path):
+    """The LIS reuses one item code for two assays; the hospital's map says it is HBsAg only for a serum specimen
+    (dependsOn), which fhir3t cannot check: the result is no HBsAg result fhir3t can read."""
+    cm = {"resourceType": "ConceptMap", "id": "lis-conditional", "status": "active",
+          "group": [{"source": LIS, "target": LOINC, "element": [{"code": "HBV-AG", "target": [{
+              "code": "5196-1", "equivalence": "equivalent",
+              "dependsOn": [{"property": "http://zj2h.example.org/fhir/specimen", "value": "血清"}]}]}]}]}
+    path = tmp_path / "cm.json"
+    path.write_text(json.dumps(cm, ensure_ascii=False), encoding="utf-8")
+    definition = Definition.load(None, [HOSPITAL / "ConceptMap-zj2h-local.json", path])
+    p = _patient()
+    _res(p, "hs01-o6")["code"] = {"coding": [{"system": LIS, "code": "HBV-AG"}]}
+    c = _screen(definition, p).by_id("E7-hbv")
+    assert c.result == "unknown", c.reason

@@ -523,7 +523,8 @@ class ConceptMaps:
                         raise bad(f"{at}.target[{ti}].equivalence", "code")
                     if eq is None and tcode is not None:  # R4 requires it; a draft of fhir3t codes leaves it to a reviewer
                         raise bad(f"{at}.target[{ti}]", "no-equivalence")
-                    if isinstance(tcode, str) and eq in USABLE_EQUIVALENCE:
+                    # one with dependsOn holds only when another element of the record has some value: unchecked
+                    if isinstance(tcode, str) and eq in USABLE_EQUIVALENCE and not target.get("dependsOn"):
                         target = (tgt, self.systems.code(tgt, tcode))
                         self.map.setdefault(key, []).append(target)
                         display = element.get("display")
