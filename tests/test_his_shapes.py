@@ -333,3 +333,33 @@ def test_a_conceptmap_target_that_depends_on_another_element_is_no_translation(t
     _res(p, "hs01-o6")["code"] = {"coding": [{"system": LIS, "code": "HBV-AG"}]}
     c = _screen(definition, p).by_id("E7-hbv")
     assert c.result == "unknown", c.reason
+
+
+# ---------------------------------------------------------------- a panel that says why it has no value
+def _hbv_panel(**extra: object) -> dict:
+    """乙肝五项 as one LIS panel: the HBsAg and anti-HBc results are its components."""
+    r = {"resourceType": "Observation", "id": "hbv5", "status": "final", "subject": SUBJECT,
+         "code": {"coding": [{"system": LIS, "code": "HBV5", "display": "乙肝五项"}], "text": "乙肝五项"},
+         "effectiveDateTime": "2026-11-10T08:00:00+08:00",
+         "component": [{"code": {"coding": [{"system": LOINC, "code": "5196-1"}], "text": "乙肝表面抗原"}, "valueString": "阴性"},
+                       {"code": {"coding": [{"system": LOINC, "code": "16933-4"}], "text": "乙肝核心抗体"},
+                        "valueString": "阴性"}]}
+    r.update(extra)
+    return r
+
+
+@pytest.mark.parametrize("absent", [{"text": "标本不合格"},   # specimen unacceptable
+                                    {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                                 "code": "error"}]}])
+def test_a_panel_giving_a_data_absent_reason_has_no_results_whatever_its_parts_carry(definition_his, absent):
+    p = [r for r in _patient() if r.get("id") not in ("hs01-o6", "hs01-o7")] + [_hbv_panel(dataAbsentReason=absent)]
+    out = _screen(definition_his, p)
+    c = out.by_id("E7-hbv")
+    assert c.result == "unknown" and "Observation/hbv5" in c.evidence, c.reason
+    assert out.status == "candidate"
+
+
+def test_a_panel_whose_own_value_does_not_apply_still_has_its_parts(definition_his):
+    na = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "not-applicable"}]}
+    p = [r for r in _patient() if r.get("id") not in ("hs01-o6", "hs01-o7")] + [_hbv_panel(dataAbsentReason=na)]
+    assert _screen(definition_his, p).by_id("E7-hbv").result == "not-met"

@@ -395,6 +395,11 @@ class RecordBuilder:
         if not isinstance(comps, list):
             return
         tx, plan, rel = self.relevance.tx, self.relevance.plan, self.relevance
+        # a panel that says why it has no value ('标本不合格', error) says it of its parts: whatever values they carry
+        # are not results; one whose own value does not apply by nature (not-applicable) says nothing of them
+        absent = resource.get("dataAbsentReason")
+        if absent is not None and _says_not_applicable(absent):
+            absent = None
         for i, comp in enumerate(comps):
             if not isinstance(comp, dict):
                 continue
@@ -407,6 +412,8 @@ class RecordBuilder:
             for k, v in comp.items():
                 if k == "code" or k.startswith("value") or k in _COMPONENT_ELEMENTS:
                     view[k] = v
+            if absent is not None:
+                view.setdefault("dataAbsentReason", absent)
             res = Res("Observation", view, parent.ref, codes, parent.span, f"{parent.where}/component[{i}]",
                       parent.date_text, None, texts, parent.ref)
             # a component coded for a test is a result; one that only names a test is a suspect (unknown, not absent)
@@ -493,6 +500,12 @@ def _modifier(resource: dict, prefix: str = "") -> tuple[Msg | None, str]:
 
 
 _CHOICE = re.compile(r"^([a-z][A-Za-z]*?)[A-Z][A-Za-z]*$")
+
+
+def _says_not_applicable(absent: object) -> bool:
+    """Is a dataAbsentReason the code not-applicable (a value that cannot exist, as a panel's own)?"""
+    codings = absent.get("coding") if isinstance(absent, dict) else None
+    return isinstance(codings, list) and any(isinstance(c, dict) and c.get("code") == "not-applicable" for c in codings)
 
 
 def _choice(element: str) -> str:
