@@ -363,3 +363,38 @@ def test_a_panel_whose_own_value_does_not_apply_still_has_its_parts(definition_h
     na = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "not-applicable"}]}
     p = [r for r in _patient() if r.get("id") not in ("hs01-o6", "hs01-o7")] + [_hbv_panel(dataAbsentReason=na)]
     assert _screen(definition_his, p).by_id("E7-hbv").result == "not-met"
+
+
+# ---------------------------------------------------------------- a diagnosis or finding whose text hedges it
+DM = "hs01-c1"
+
+
+@pytest.mark.parametrize("text", ["疑似皮肌炎", "皮肌炎待排", "皮肌炎待查", "皮肌炎可能", "排除皮肌炎", "皮肌炎？", "考虑皮肌炎",
+                                  "Dermatomyositis, suspected", "r/o dermatomyositis"])
+def test_a_dermatomyositis_diagnosis_whose_text_says_suspected_or_ruled_out_is_unknown(definition_his, text):
+    p = _patient()
+    dm = _res(p, DM)
+    dm["code"]["text"] = text
+    out = _screen(definition_his, p)
+    c = out.by_id("I2-dm")
+    assert c.result == "unknown" and f"Condition/{DM}" in c.evidence, c.reason
+    assert out.status == "candidate"
+
+
+@pytest.mark.parametrize("text", ["无肌病性皮肌炎", "皮肌炎（MDA5阳性）", "临床无肌病性皮肌炎"])
+def test_a_dermatomyositis_diagnosis_named_plainly_is_met(definition_his, text):
+    p = _patient()
+    _res(p, DM)["code"]["text"] = text
+    assert _screen(definition_his, p).by_id("I2-dm").result == "met"
+
+
+@pytest.mark.parametrize("finding", [
+    {"coding": [ILD], "text": "间质性肺病可能"},                                            # possible ILD
+    {"coding": [ILD], "text": "排除间质性肺病"},                                            # ILD ruled out
+    {"coding": [dict(ILD, display="No evidence of interstitial lung disease")]},
+])
+def test_a_chest_ct_finding_whose_text_hedges_it_is_unknown(definition_his, finding):
+    p = _patient()
+    _res(p, CT)["conclusionCode"] = [finding]
+    c = _screen(definition_his, p).by_id("I5-ct")
+    assert c.result == "unknown" and f"DiagnosticReport/{CT}" in c.evidence, c.reason

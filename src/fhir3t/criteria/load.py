@@ -63,6 +63,7 @@ class Builder:
             frozenset(fold(s) for s in rd.get("reference_markers", ())),
             normal=self.vs(rd["normal_valueset"]) if "normal_valueset" in rd else None,
             normal_strings=frozenset(fold(s) for s in rd.get("normal_strings", ())),
+            hedge_words=frozenset(fold(s) for s in rd.get("hedge_words", ())),
         )
 
     @staticmethod

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from fhir3t.messages import Message, Msg
 from fhir3t.terminology import Terminology, ValueSet
-from fhir3t.textnorm import clip
+from fhir3t.textnorm import clip, name_pattern
 
 POSITIVE = "positive"
 NEGATIVE = "negative"
@@ -31,8 +31,22 @@ class Readings:
     #: result, an interpretation that is none of these, nor positive or negative, is not understood
     normal: ValueSet | None = None
     normal_strings: frozenset[str] = frozenset()
+    #: words that, in a diagnosis's or finding's text, say it is suspected or ruled out ('疑似', '待排', 'rule out')
+    hedge_words: frozenset[str] = frozenset()
+
+    def hedge(self, folded_texts: tuple[str, ...] | list[str]) -> str | None:
+        """The first hedge word found in already-folded texts, or None."""
+        rx: re.Pattern[str] | None = self.__dict__["_hedges"]
+        if rx is None:
+            return None
+        for text in folded_texts:
+            m = rx.search(text)
+            if m:
+                return m.group(0)
+        return None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_hedges", name_pattern(self.hedge_words))
         phrases = sorted(self.positive_strings | self.negative_strings | self.indeterminate_strings, key=len, reverse=True)
         object.__setattr__(self, "_phrases", tuple(phrases))
         object.__setattr__(self, "_grade_phrases", tuple(sorted(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fhir3t.criteria.base import AS_WRITTEN, LABEL_SCHEMA, Builder, Kind, Label, Rule, code_name, code_word, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
+from fhir3t.criteria.readings import Readings
 from fhir3t.dates import Span, Window, age_span, range_span
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
 from fhir3t.messages import Clause, Message, Msg, clause, many
@@ -43,6 +44,7 @@ RECORD_WHEN = Message("condition.record-when", "record when it occurred")
 UNREAD_DATE = Message("condition.unread-date", "{found}, but its {dates} date cannot be read as a date")
 CORRECT_DATE = Message("condition.correct-date", "record that date as a FHIR date to decide")
 BUT = Message("condition.but", "{finding}, but {verification}")
+HEDGED = Message("condition.hedged", "its text says '{word}'")
 CONFIRM = Message("condition.confirm", "confirm or refute the diagnosis")
 TITLED = Message("condition.titled", "{title}: {finding}")
 CODED = Message("condition.coded", "{code} {finding}")
@@ -67,6 +69,7 @@ class ConditionRule(Kind):
     on_match: Tri = MET
     label: Label = ""
     hint: Label | None = None
+    readings: Readings | None = None
 
     kind = "condition"
     params: ClassVar[dict[str, Any]] = {
@@ -84,7 +87,7 @@ class ConditionRule(Kind):
         when = spec["when"]
         window = b.window(spec) if when in ("window", "active-or-window") else None
         return cls(b.vs(spec["valueset"]), when, window, tuple(spec.get("dates", ("onset", "abatement", "recorded"))),
-                   spec.get("on_match", "met"), spec.get("label", ""), spec.get("hint"))
+                   spec.get("on_match", "met"), spec.get("label", ""), spec.get("hint"), b.readings)
 
     def reads(self) -> Iterable[Read]:
         yield read("Condition", self.vs, "code", "clinicalStatus", "verificationStatus", "onset[x]", "abatement[x]",
@@ -159,6 +162,11 @@ class ConditionRule(Kind):
                 last = parts[-1]
                 return UNKNOWN, [*parts[:-1], clause(BUT(finding=last.finding, verification=code_word("verification", verification)
                                                                            if verification else verification), CONFIRM())]
+            hedge = self.readings.hedge(res.texts) if self.readings is not None else None
+            if hedge is not None:  # its text says it is suspected or ruled out: an unconfirmed diagnosis
+                last = parts[-1]
+                return UNKNOWN, [*parts[:-1], clause(BUT(finding=last.finding, verification=HEDGED(word=hedge)),
+                                                     CONFIRM())]
             if self.on_match != MET:
                 hint = text_arg(self.hint)
                 return self.on_match, [*parts[:-1], clause(parts[-1].finding, AS_WRITTEN(text=hint))] if hint else parts

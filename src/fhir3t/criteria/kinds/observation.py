@@ -24,6 +24,7 @@ from fhir3t.errors import ConfigError
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
 from fhir3t.messages import Message, Msg, Text, many, reason
 from fhir3t.messages.core import Arg
+from fhir3t.records.concepts import concept_texts
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read, read
 from fhir3t.terminology import Code, ValueSet
@@ -44,6 +45,7 @@ FINDING = Message("obs.finding", "finding {code}")
 NO_FINDING = Message("obs.no-finding", "no coded finding")
 UNCLASSIFIED = Message("obs.unclassified", "finding {code} not classified")
 FINDINGS_DISAGREE = Message("obs.findings-disagree", "findings {one} and {other}, which disagree")
+FINDING_HEDGED = Message("obs.finding-hedged", "finding {code}, but its text says '{word}'")
 FINDING_BESIDE = Message("obs.finding-beside", "finding {code} beside a conclusion fhir3t cannot read ({part})")
 UNIT_UNKNOWN = Message("obs.unit-unknown", "{value}: unit not understood (expected {unit})")
 UNITS_DISAGREE = Message("obs.units-disagree", "{value}: its unit is written both as {one} and as {other}, which disagree")
@@ -287,6 +289,10 @@ class ObservationRule(Kind):
         odd = next((w for cc in concepts if (w := _unread_part(cc, ctx)) is not None), None)
         if odd is not None:
             return UNKNOWN, FINDING_BESIDE(code=found[1], part=odd)
+        if met is not None and self.readings is not None:  # '间质性肺病可能', '排除间质性肺病': suspected or ruled out
+            hedge = self.readings.hedge([t for cc in concepts if met in ctx.tx.codes(cc) for t in concept_texts(cc)])
+            if hedge is not None:
+                return UNKNOWN, FINDING_HEDGED(code=met[1], word=hedge)
         return (MET if met is not None else NOT_MET), FINDING(code=found[1])
 
     def _threshold(self, value: float, comparator: str | None, unit: str | None,
