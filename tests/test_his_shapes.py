@@ -398,3 +398,46 @@ def test_a_chest_ct_finding_whose_text_hedges_it_is_unknown(definition_his, find
     _res(p, CT)["conclusionCode"] = [finding]
     c = _screen(definition_his, p).by_id("I5-ct")
     assert c.result == "unknown" and f"DiagnosticReport/{CT}" in c.evidence, c.reason
+
+
+# ---------------------------------------------------------------- an export file fhir3t cannot read
+def _export(tmp_path, pharmacy: bytes):
+    """hs01's HIS export as written, the hospital's ConceptMap, and a pharmacy export (with a cyclosporine order
+    that makes E2 met) written as `pharmacy` says."""
+    from fhir3t.api import screen as screen_files
+    from fhir3t.errors import Problems
+
+    (tmp_path / "ehr.json").write_bytes((HOSPITAL / "ehr" / "hs01.json").read_bytes())
+    (tmp_path / "cm.json").write_bytes((HOSPITAL / "ConceptMap-zj2h-local.json").read_bytes())
+    (tmp_path / "pharmacy.json").write_bytes(pharmacy)
+    results = list(screen_files([tmp_path], as_of=AS_OF, problems=Problems()))
+    assert len(results) == 1
+    return results[0]
+
+
+def _pharmacy_bundle() -> dict:
+    bundle = json.loads((HOSPITAL / "pharmacy" / "hs01.json").read_text(encoding="utf-8"))
+    bundle["entry"].append({"resource": {
+        "resourceType": "MedicationStatement", "id": "csa", "status": "active", "subject": SUBJECT,
+        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "3008"}], "text": "环孢素软胶囊"},
+        "effectivePeriod": {"start": "2026-10-01"}}})
+    return bundle
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32"])          # Python writes the byte-order mark first
+def test_a_json_export_written_in_utf16_or_utf32_with_its_byte_order_mark_is_read(tmp_path, codec):
+    out = _export(tmp_path, json.dumps(_pharmacy_bundle(), ensure_ascii=False).encode(codec))
+    assert out.by_id("E2-recent-immunomodulator").result == "met"
+
+
+@pytest.mark.parametrize("damage", [
+    lambda text: text[:-40].encode("utf-8"),                  # cut off mid-file (a transfer that stopped)
+    lambda text: text.encode("utf-16-le"),                    # UTF-16 without its byte-order mark
+    lambda text: text.encode("utf-8").replace(b'"entry"', b'"entry" "x"', 1),
+])
+def test_an_export_file_that_cannot_be_read_keeps_what_absence_decides_unknown(tmp_path, damage):
+    out = _export(tmp_path, damage(json.dumps(_pharmacy_bundle(), ensure_ascii=False)))
+    c = out.by_id("E2-recent-immunomodulator")
+    assert c.result == "unknown", c.reason
+    assert any("pharmacy.json" in e for e in c.evidence)
+    assert out.status == "candidate"

@@ -22,7 +22,7 @@ from fhir3t.r4facts import R4Facts, r4_facts
 from fhir3t.records.concepts import MED_TYPES, concept_texts, describe_concept, main_concept, referenced_medication, shape_of
 from fhir3t.records.model import PatientRecord, Res
 from fhir3t.records.relevance import Judged, RunFilter, Why
-from fhir3t.sources.base import RawRecord
+from fhir3t.sources.base import UNREAD_FILE, RawRecord
 from fhir3t.sources.versions import COPIES_DIFFER, Conflict, Copy, Deleted, Undecided, newest_of
 from fhir3t.terminology import Code
 from fhir3t.textnorm import clip
@@ -55,6 +55,8 @@ DRUG_COPIES = Message("record.drug-copies", "names a Medication held in {n} copi
 DRUG_UNRESOLVED = Message("record.drug-unresolved", "its drug reference does not resolve (the Medication is not in the input)")
 NAMES_NOBODY = Message("record.names-nobody", "names no patient fhir3t can find (the input holds it without a usable "
                                               "patient reference): it may be this patient's")
+IN_UNREAD_FILE = Message("record.in-unread-file", "is held in a file of the input that could not be read (see the "
+                                                 "input problems): it may be this patient's")
 MEDICATION_UNCODED = Message("record.medication-uncoded", "its Medication is in the input but has no code (it is named only "
                                                           "by {what})")
 INGREDIENTS = Message("record.ingredients", "its ingredients: {names}")
@@ -192,6 +194,10 @@ class RecordBuilder:
         for resource, where in raw.anyone:  # the input's records naming nobody: maybe this patient's
             rtype = resource.get("resourceType")
             if not isinstance(rtype, str) or rtype not in types:
+                continue
+            if resource.get(UNREAD_FILE):  # a file that could not be read may hold this patient's record of the type
+                rec.unread.setdefault(rtype, []).append(Res(rtype, {}, where, (), None, where, None, IN_UNREAD_FILE(),
+                                                            bad="*"))
                 continue
             judged = self.relevance.judge(rtype, resource, resolve)
             if judged is not None:

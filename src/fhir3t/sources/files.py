@@ -144,6 +144,9 @@ def read_json_file(path: Path, problems: Problems, limits: Limits = _DEFAULT) ->
         if fhirxml.looks_like_xml(path.name):
             return _read_xml(data, where, problems)
         data = data.removeprefix(_BOM)
+        wide = _wide_text(data)
+        if wide is not None:  # UTF-16 / UTF-32 with its byte-order mark (Windows tools save JSON so): the same text
+            data = wide.encode("utf-8")
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -158,6 +161,43 @@ def read_json_file(path: Path, problems: Problems, limits: Limits = _DEFAULT) ->
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         problems.add(where, P["unreadable"](kind=type(exc).__name__))
     return None
+
+
+_WIDE_BOMS = ((b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\xfe\xff", "utf-16-be"),
+              (b"\xff\xfe", "utf-16-le"))
+
+
+def _wide_text(data: bytes) -> str | None:
+    """The text of a file written in UTF-16 or UTF-32 with its byte-order mark, or None (not such a file, or one
+    whose bytes do not decode)."""
+    for bom, codec in _WIDE_BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom):].decode(codec)
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+#: the resource types a file names ('"resourceType": "Condition"'), read from its bytes when it cannot be parsed
+_TYPES_IN = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]{1,64})"')
+
+
+def types_in_unreadable(path: Path, limits: Limits = _DEFAULT) -> set[str] | None:
+    """The resource types a file that could not be read as JSON names in its first bytes (those of a UTF-16 /
+    UTF-32 file too), or None when its bytes cannot be read at all or name none: whatever it holds is unknown."""
+    try:
+        with _open(path) as fh:
+            data = fh.read(min(limits.max_file_bytes, 64 << 20))
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
+        return None
+    wide = _wide_text(data)
+    if wide is None and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        wide = data[2:].decode("utf-16-le" if data[:2] == b"\xff\xfe" else "utf-16-be", "replace")
+    if wide is not None:
+        data = wide.encode("utf-8", "replace")
+    found = {m.decode() for m in _TYPES_IN.findall(data)}
+    return found or None
 
 
 def _read_xml(data: bytes, where: str, problems: Problems) -> object | None:
