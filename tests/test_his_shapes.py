@@ -441,3 +441,7 @@ def test_an_export_file_that_cannot_be_read_keeps_what_absence_decides_unknown(t
     assert c.result == "unknown", c.reason
     assert any("pharmacy.json" in e for e in c.evidence)
     assert out.status == "candidate"
+
+
+def test_a_blank_export_file_holds_nothing(tmp_path):
+    assert _export(tmp_path, b"  \n\n").status == "eligible"

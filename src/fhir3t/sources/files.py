@@ -185,7 +185,8 @@ _TYPES_IN = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]{1,64})"')
 
 def types_in_unreadable(path: Path, limits: Limits = _DEFAULT) -> set[str] | None:
     """The resource types a file that could not be read as JSON names in its first bytes (those of a UTF-16 /
-    UTF-32 file too), or None when its bytes cannot be read at all or name none: whatever it holds is unknown."""
+    UTF-32 file too): none for a blank file, None when its bytes cannot be read at all or name none (whatever it
+    holds is unknown)."""
     try:
         with _open(path) as fh:
             data = fh.read(min(limits.max_file_bytes, 64 << 20))
@@ -196,6 +197,8 @@ def types_in_unreadable(path: Path, limits: Limits = _DEFAULT) -> set[str] | Non
         wide = data[2:].decode("utf-16-le" if data[:2] == b"\xff\xfe" else "utf-16-be", "replace")
     if wide is not None:
         data = wide.encode("utf-8", "replace")
+    if not data.removeprefix(_BOM).strip():
+        return set()  # blank: it holds nothing
     found = {m.decode() for m in _TYPES_IN.findall(data)}
     return found or None
 
