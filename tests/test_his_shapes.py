@@ -445,3 +445,16 @@ def test_an_export_file_that_cannot_be_read_keeps_what_absence_decides_unknown(t
 
 def test_a_blank_export_file_holds_nothing(tmp_path):
     assert _export(tmp_path, b"  \n\n").status == "eligible"
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32"])
+def test_an_ndjson_export_written_in_utf16_or_utf32_with_its_byte_order_mark_is_read(tmp_path, codec):
+    from fhir3t.api import screen as screen_files
+    from fhir3t.errors import Problems
+
+    (tmp_path / "ehr.json").write_bytes((HOSPITAL / "ehr" / "hs01.json").read_bytes())
+    (tmp_path / "cm.json").write_bytes((HOSPITAL / "ConceptMap-zj2h-local.json").read_bytes())
+    lines = "\r\n".join(json.dumps(e["resource"], ensure_ascii=False) for e in _pharmacy_bundle()["entry"]) + "\r\n"
+    (tmp_path / "pharmacy.ndjson").write_bytes(lines.encode(codec))
+    results = list(screen_files([tmp_path], as_of=AS_OF, problems=Problems()))
+    assert [r.by_id("E2-recent-immunomodulator").result for r in results] == ["met"]

@@ -10,6 +10,7 @@ a FIFO or device given as a file are refused with a located problem, not read.
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import stat
 import zlib
@@ -294,6 +295,10 @@ def ndjson_batches(path: Path, problems: Problems, limits: Limits = _DEFAULT, *,
     where = str(path)
     cap = limits.max_line_bytes
     offset, lineno = start  # lineno: lines consumed
+    codec = wide_codec(path) if not offset else None
+    if codec is not None:
+        yield from _wide_batches(path, codec, problems, limits)
+        return
     try:
         with _open(path) as fh:
             if offset:
@@ -329,6 +334,45 @@ def ndjson_batches(path: Path, problems: Problems, limits: Limits = _DEFAULT, *,
             if carry:
                 yield lineno + 1, [carry], True
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        problems.add(f"{where}:{lineno + 1}", P["past-line"](kind=type(exc).__name__))
+
+
+def wide_codec(path: Path) -> str | None:
+    """The codec of a file written in UTF-16 or UTF-32 with its byte-order mark ('utf-16', 'utf-32'), else None."""
+    try:
+        with _open(path) as fh:
+            head = fh.read(4)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
+        return None
+    return next(("utf-32" if "32" in codec else "utf-16" for bom, codec in _WIDE_BOMS if head.startswith(bom)), None)
+
+
+def _wide_batches(path: Path, codec: str, problems: Problems, limits: Limits) -> Iterator[tuple[int, list[bytes], bool]]:
+    """`ndjson_batches` of a UTF-16 / UTF-32 file: its lines decoded and handed on as UTF-8."""
+    where = str(path)
+    cap = limits.max_line_bytes
+    lineno = 0
+    try:
+        with _open(path) as raw, io.TextIOWrapper(raw, encoding=codec, errors="replace", newline="") as fh:
+            batch: list[bytes] = []
+            first = 1
+            for text in fh:
+                lineno += 1
+                terminated = text.endswith("\n")
+                line = text.rstrip("\r\n").encode("utf-8")
+                if len(line) > cap:
+                    problems.add(f"{where}:{lineno}", P["long-line"](mb=cap // (1024 * 1024)))
+                    line = b""
+                batch.append(line)
+                if not terminated:
+                    yield first, batch, True
+                    return
+                if len(batch) >= 10_000:
+                    yield first, batch, False
+                    batch, first = [], lineno + 1
+            if batch:
+                yield first, batch, False
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, UnicodeError) as exc:
         problems.add(f"{where}:{lineno + 1}", P["past-line"](kind=type(exc).__name__))
 
 
