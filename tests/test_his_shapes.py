@@ -458,3 +458,23 @@ def test_an_ndjson_export_written_in_utf16_or_utf32_with_its_byte_order_mark_is_
     (tmp_path / "pharmacy.ndjson").write_bytes(lines.encode(codec))
     results = list(screen_files([tmp_path], as_of=AS_OF, problems=Problems()))
     assert [r.by_id("E2-recent-immunomodulator").result for r in results] == ["met"]
+
+
+# ---------------------------------------------------------------- a result coded as one test and named as another
+@pytest.mark.parametrize("rid,code,cid", [
+    ("hs01-o6", {"coding": [{"system": LOINC, "code": "5196-1"}], "text": "丙肝抗体"}, "E7-hbv"),      # HBsAg named anti-HCV
+    ("hs01-o6", {"coding": [{"system": LOINC, "code": "5196-1", "display": "Hepatitis C virus Ab"}]}, "E7-hbv"),
+    ("hs01-o8", {"coding": [{"system": LOINC, "code": "13955-0"}], "text": "HIV抗原抗体联合检测"}, "E8-hcv"),
+])
+def test_a_negative_result_coded_as_one_criterion_test_and_named_as_another_is_unknown(definition_his, rid, code, cid):
+    p = _patient()
+    _res(p, rid)["code"] = code
+    out = _screen(definition_his, p)
+    c = out.by_id(cid)
+    assert c.result == "unknown" and f"Observation/{rid}" in c.evidence, c.reason
+
+
+def test_a_result_named_by_its_own_test_and_another_word_is_read(definition_his):
+    p = _patient()
+    _res(p, "hs01-o6")["code"] = {"coding": [{"system": LOINC, "code": "5196-1"}], "text": "乙肝表面抗原(化学发光法)"}
+    assert _screen(definition_his, p).by_id("E7-hbv").result == "not-met"

@@ -53,6 +53,7 @@ NEGATIVE_VALUE = Message("obs.negative-value", "{value}: a negative value cannot
 RATIO_NO_UNIT = Message("obs.ratio-no-unit", "the measured ({measured}) or the predicted ({predicted}) value has no unit: "
                                              "they cannot be known to be in the same unit")
 CANNOT_COMPARE = Message("obs.cannot-compare", "{value} cannot be compared with {op} {threshold}")
+NAMED_OTHER = Message("obs.named-other", "is coded {code}, a code of this test, but named '{name}', another test")
 CODED_AS_TWO = Message("obs.coded-as-two", "is coded {inside}, a code of this test, and {outside}, which is not")
 UNREADABLE_RESULT = Message("obs.unreadable-result", "result {record} {what}: code or correct it")
 RATIO_UNUSABLE = Message("obs.ratio-unusable", "measured/predicted values not usable")
@@ -331,6 +332,32 @@ class ObservationRule(Kind):
     def _unreadable(self, res: Res, ctx: Context) -> tuple[Tri, Arg]:
         return UNKNOWN, UNREADABLE_RESULT(record=record_name(res), what=describe_suspect(res, ctx.tx, self.vs))
 
+    def _named_other(self, res: Res, ctx: Context) -> str | None:
+        """The name of another test the criteria read that a result coded as this one is called by ('丙肝抗体' on a
+        result coded HBsAg), when nothing in its name is this test's; else None."""
+        if not res.texts:
+            return None
+        key = (res.texts, res.codes)
+        cache: dict[tuple[object, ...], str | None] = self.__dict__.setdefault("_named_cache", {})
+        if key in cache:  # a hospital's few names repeat over every patient
+            return cache[key]
+        found: str | None = None
+        if self.vs.named_in(res.texts) is None:
+            for other in ctx.valuesets.get("Observation", ()):
+                if other is not self.vs and other.names and not any(c in other for c in res.codes):
+                    found = other.named_in(res.texts)
+                    if found is not None:
+                        break
+        if len(cache) > 20_000:
+            cache.clear()
+        cache[key] = found
+        return found
+
+    def _misnamed(self, res: Res, name: str, ctx: Context) -> tuple[Tri, Arg]:
+        code = next((c for c in res.codes if c in self.vs), None)
+        shown = f"{ctx.tx.systems.name(code[0])} {code[1]}" if code is not None else "?"
+        return UNKNOWN, UNREADABLE_RESULT(record=record_name(res), what=NAMED_OTHER(code=shown, name=name))
+
     def _split(self, res: Res, ctx: Context) -> tuple[Tri, Arg]:
         split = split_codes(res, self.vs)
         assert split is not None
@@ -340,6 +367,9 @@ class ObservationRule(Kind):
     def _candidates(self, ctx: Context) -> list[_Candidate]:
         types = ("Observation", "DiagnosticReport") if self.include_reports else ("Observation",)
         observations, split = ctx.matching_and_split("Observation", self.vs)
+        named = [(r, other) for r in observations if (other := self._named_other(r, ctx)) is not None]
+        if named:  # coded as this test, named as another: which is it?
+            observations = [r for r in observations if all(r is not x for x, _ in named)]
         out = [_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._judge, r, ctx)) for r in observations]
         if self.include_reports:
             read_through = {r.part_of for r in observations if r.part_of}
@@ -349,6 +379,8 @@ class ObservationRule(Kind):
                 if r.ref in read_through and not r.raw.get("conclusionCode"):
                     continue  # a report without a coded conclusion is read through its results
                 out.append(_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._judge, r, ctx)))
+        for r, other in named:
+            out.append(_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._misnamed, r, other, ctx)))
         for r in split:  # coded as this test and as another
             out.append(_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._split, r, ctx)))
         for r in ctx.doubtful(types, self.vs):
