@@ -383,17 +383,24 @@ class Relevance:
         plan, tx = self.plan, self.tx
         own = set(plan.valuesets.get(rtype, ()))
         out: dict[tuple[int, str], Hit] = {}
+        targets_of: dict[str, list[str]] = {}
         for path, system, code, text in found:
             element = f"{rtype}.{path}"
             inner = path.split(".", 2)[1] if path.startswith("contained.") and path.count(".") >= 2 else ""
-            targets = [t for t in ({inner} & plan.types if inner else set()) | plan.complete if t != rtype]
+            targets = targets_of.get(inner)
+            if targets is None:
+                targets = targets_of[inner] = sorted(t for t in ({inner} & plan.types if inner else set()) | plan.complete
+                                                     if t != rtype)
+            codes = [c for c in tx.codes({"coding": [{"system": system, "code": code}]}) if tx.systems.valid(*c)] \
+                if system is not None and code is not None else []
+            if not codes and not (inner and text):
+                continue
             for t in targets:
                 for vs in plan.valuesets.get(t, ()):
                     if vs in own or (id(vs), element) in out:
                         continue
-                    if system is not None and code is not None:
-                        c = next((c for c in tx.codes({"coding": [{"system": system, "code": code}]})
-                                  if tx.systems.valid(*c) and c in vs), None)
+                    if codes:
+                        c = next((c for c in codes if c in vs), None)
                         if c is not None:
                             out[(id(vs), element)] = Hit(vs, element, f"{tx.systems.name(c[0])} {c[1]}"
                                                          + (f" '{clip(text, 40)}'" if text else ""), t)
