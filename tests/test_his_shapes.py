@@ -478,3 +478,18 @@ def test_a_result_named_by_its_own_test_and_another_word_is_read(definition_his)
     p = _patient()
     _res(p, "hs01-o6")["code"] = {"coding": [{"system": LOINC, "code": "5196-1"}], "text": "乙肝表面抗原(化学发光法)"}
     assert _screen(definition_his, p).by_id("E7-hbv").result == "not-met"
+
+
+@pytest.mark.parametrize("text", ["皮肌炎（已缓解）", "皮肌炎病史", "既往皮肌炎", "History of dermatomyositis",
+                                  "dermatomyositis, in remission"])
+@pytest.mark.parametrize("clinical", [None, "active"])
+def test_a_dermatomyositis_diagnosis_whose_text_says_it_may_no_longer_be_active_is_unknown(definition_his, text,
+                                                                                           clinical):
+    p = _patient()
+    dm = _res(p, DM)
+    dm["code"]["text"] = text
+    if clinical is None:
+        del dm["clinicalStatus"]
+    out = _screen(definition_his, p)
+    c = out.by_id("I2-dm")
+    assert c.result == "unknown" and f"Condition/{DM}" in c.evidence, c.reason

@@ -64,6 +64,7 @@ class Builder:
             normal=self.vs(rd["normal_valueset"]) if "normal_valueset" in rd else None,
             normal_strings=frozenset(fold(s) for s in rd.get("normal_strings", ())),
             hedge_words=frozenset(fold(s) for s in rd.get("hedge_words", ())),
+            inactive_words=frozenset(fold(s) for s in rd.get("inactive_words", ())),
         )
 
     @staticmethod

@@ -33,20 +33,20 @@ class Readings:
     normal_strings: frozenset[str] = frozenset()
     #: words that, in a diagnosis's or finding's text, say it is suspected or ruled out ('疑似', '待排', 'rule out')
     hedge_words: frozenset[str] = frozenset()
+    #: words that, in a diagnosis's text, say it may no longer be active ('已缓解', '病史', 'history of')
+    inactive_words: frozenset[str] = frozenset()
 
     def hedge(self, folded_texts: tuple[str, ...] | list[str]) -> str | None:
         """The first hedge word found in already-folded texts, or None."""
-        rx: re.Pattern[str] | None = self.__dict__["_hedges"]
-        if rx is None:
-            return None
-        for text in folded_texts:
-            m = rx.search(text)
-            if m:
-                return m.group(0)
-        return None
+        return _first(self.__dict__["_hedges"], folded_texts)
+
+    def inactive(self, folded_texts: tuple[str, ...] | list[str]) -> str | None:
+        """The first word saying a diagnosis may not be active found in already-folded texts, or None."""
+        return _first(self.__dict__["_inactive"], folded_texts)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_hedges", name_pattern(self.hedge_words))
+        object.__setattr__(self, "_inactive", name_pattern(self.inactive_words))
         phrases = sorted(self.positive_strings | self.negative_strings | self.indeterminate_strings, key=len, reverse=True)
         object.__setattr__(self, "_phrases", tuple(phrases))
         object.__setattr__(self, "_grade_phrases", tuple(sorted(
@@ -59,6 +59,16 @@ class Readings:
         """The value without a reference range written beside it."""
         rx: re.Pattern[str] | None = self.__dict__["_reference"]
         return rx.sub(" ", folded).strip() if rx is not None else folded
+
+
+def _first(rx: re.Pattern[str] | None, folded_texts: tuple[str, ...] | list[str]) -> str | None:
+    if rx is None:
+        return None
+    for text in folded_texts:
+        m = rx.search(text)
+        if m:
+            return m.group(0)
+    return None
 
 
 def _norm_text(s: str) -> str:

@@ -45,6 +45,7 @@ UNREAD_DATE = Message("condition.unread-date", "{found}, but its {dates} date ca
 CORRECT_DATE = Message("condition.correct-date", "record that date as a FHIR date to decide")
 BUT = Message("condition.but", "{finding}, but {verification}")
 HEDGED = Message("condition.hedged", "its text says '{word}'")
+MAYBE_INACTIVE = Message("condition.maybe-inactive", "{state}, but its text says '{word}'")
 CONFIRM = Message("condition.confirm", "confirm or refute the diagnosis")
 TITLED = Message("condition.titled", "{title}: {finding}")
 CODED = Message("condition.coded", "{code} {finding}")
@@ -124,11 +125,16 @@ class ConditionRule(Kind):
         clinical = status_code(raw.get("clinicalStatus"))
         active = clinical is None or clinical in ACTIVE_CLINICAL
         state: Msg | str = code_word("clinical", clinical) if clinical else NO_STATUS()
+        # its text says it may no longer be active ('皮肌炎（已缓解）', '既往肺结核'): whether it is, is unknown
+        inactive = self.readings.inactive(res.texts) if active and self.readings is not None else None
+        now: Tri = UNKNOWN if inactive is not None else MET if active else NOT_MET
+        if inactive is not None:
+            state = MAYBE_INACTIVE(state=state, word=inactive)
         parts: list[Clause]
         if self.when == "ever":
             tri, parts = MET, [clause(RECORDED(state=state))]
         elif self.when == "active":
-            tri, parts = (MET, [clause(STATE(state=state))]) if active else (NOT_MET, [clause(NOT_ACTIVE(state=state))])
+            tri, parts = (now, [clause(STATE(state=state))]) if active else (NOT_MET, [clause(NOT_ACTIVE(state=state))])
         else:
             assert window is not None
             patient = ctx.record.patient
@@ -153,9 +159,9 @@ class ConditionRule(Kind):
             if self.when == "window":
                 tri, parts = w_tri, [w_part]
             else:
-                tri = k_or([MET if active else NOT_MET, w_tri])
+                tri = k_or([now, w_tri])
                 first = clause(STATE(state=state))
-                parts = [first] if (active and tri == MET) else [first, w_part]
+                parts = [first] if (now == MET and tri == MET) else [first, w_part]
         if tri == MET:
             verification = status_code(raw.get("verificationStatus"))
             if verification in UNCERTAIN_VERIFICATION:
