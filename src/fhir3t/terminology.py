@@ -105,6 +105,9 @@ class CodeSystems:
     syntax: dict[str, object] = field(default_factory=dict)
     #: systems whose value sets decide by code alone (the hierarchy is in the code)
     closed: frozenset[str] = frozenset()
+    #: systems of which a record carries one code for what it is (LOINC: one test): two codes of it, one in a value
+    #: set and one outside, disagree
+    one_per_record: frozenset[str] = frozenset()
     _valid: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -116,6 +119,7 @@ class CodeSystems:
         names: dict[str, str] = {}
         syntax: dict[str, object] = {}
         closed: set[str] = set()
+        single: set[str] = set()
         for uri, spec in data["systems"].items():
             rule = spec.get("syntax")
             if isinstance(rule, str):
@@ -125,6 +129,8 @@ class CodeSystems:
                     raise ConfigError(E["bad-pattern"](system=uri, error=str(exc))) from None
             if spec.get("closed"):
                 closed.add(uri)
+            if spec.get("one_per_record"):
+                single.add(uri)
             canonical[uri] = uri
             for alias in spec.get("aliases", []):
                 canonical[alias] = uri
@@ -135,7 +141,7 @@ class CodeSystems:
             names[uri] = spec.get("name", uri)
         readable = {t: frozenset(canonical.get(s, s) for s in systems) for t, systems in data.get("readable", {}).items()}
         return cls(canonical, normalizer, prefix, names, tuple(data.get("known_prefixes", [])), readable,
-                   syntax, frozenset(closed))
+                   syntax, frozenset(closed), frozenset(single))
 
     def valid(self, system: str, code: str) -> bool:
         """Is a normalised code well formed for its system? (True for systems with no rule.)"""
@@ -302,6 +308,13 @@ class ValueSet:
         """Does a code of a closed system (ICD-10, ATC) settle by itself whether a record is in this set,
         whatever its text says (see `considers`; a class code above the set's codes does not)?"""
         return code[0] in self.systems.closed and self.considers(code) and not self.generalizes(code)
+
+    def rules_out(self, code: Code, inside: Code) -> bool:
+        """Does `code`, beside `inside` (a code of this set) on one record, say the record is something else: a code
+        a closed system's set decides against, or another code of a system a record carries one code of (LOINC)?"""
+        if code in self:
+            return False
+        return self.decides(code) or (code[0] == inside[0] and code[0] in self.systems.one_per_record)
 
     @property
     def systems_used(self) -> frozenset[str]:
@@ -510,7 +523,8 @@ class ConceptMaps:
                         raise bad(f"{at}.target[{ti}].equivalence", "code")
                     if eq is None and tcode is not None:  # R4 requires it; a draft of fhir3t codes leaves it to a reviewer
                         raise bad(f"{at}.target[{ti}]", "no-equivalence")
-                    if isinstance(tcode, str) and eq in USABLE_EQUIVALENCE:
+                    # one with dependsOn holds only when another element of the record has some value: unchecked
+                    if isinstance(tcode, str) and eq in USABLE_EQUIVALENCE and not target.get("dependsOn"):
                         target = (tgt, self.systems.code(tgt, tcode))
                         self.map.setdefault(key, []).append(target)
                         display = element.get("display")

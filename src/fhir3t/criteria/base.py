@@ -32,6 +32,8 @@ class Builder(Protocol):
     tx: Terminology
     at: str
     checklist: str
+    #: the versions of the checklist Questionnaire the study ships (a response to another one is not read)
+    checklist_versions: frozenset[str]
     readings: Readings
 
     def vs(self, vs_id: str) -> ValueSet:

@@ -88,7 +88,20 @@ class Context:
         return hit
 
     def matching(self, rtype: str, vs: ValueSet) -> list[Res]:
-        """Visible resources of a type whose code is in a value set (indexed by code when it can)."""
+        """Visible resources of a type whose code is in a value set (indexed by code when it can), leaving out those
+        coded outside it too (`split_codes`)."""
+        return [r for r in self._coded_in(rtype, vs) if split_codes(r, vs) is None]
+
+    def matching_and_split(self, rtype: str, vs: ValueSet) -> tuple[list[Res], list[Res]]:
+        """(`matching`, the visible resources of the type coded both in the value set and, by a code that rules it
+        out, outside it)."""
+        ok: list[Res] = []
+        split: list[Res] = []
+        for r in self._coded_in(rtype, vs):
+            (ok if split_codes(r, vs) is None else split).append(r)
+        return ok, split
+
+    def _coded_in(self, rtype: str, vs: ValueSet) -> list[Res]:
         index = self.record.code_index(rtype)
         if not index:
             return []
@@ -104,7 +117,7 @@ class Context:
                     for r in found:
                         seen[id(r)] = r
         as_of = self.as_of
-        return [r for r in seen.values() if not r.dated_after(as_of) and split_codes(r, vs) is None]
+        return [r for r in seen.values() if not r.dated_after(as_of)]
 
     def visible_many(self, *types: str) -> list[Res]:
         out: list[Res] = []
@@ -130,6 +143,8 @@ class Context:
             if id(r) in out or r.dated_after(self.as_of) or any(c in vs for c in r.codes):
                 continue
             if r.hit(vs) is not None:  # the concept is named in an element no rule interprets
+                if r.type != rtype and self.read_as_other(r, vs):
+                    continue  # another type's record the criterion reads itself (a pregnancy-status result)
                 out[id(r)] = r
                 continue
             if any(vs.generalizes(c) for c in r.codes) and not any(vs.decides(c) for c in r.codes) \
@@ -172,7 +187,8 @@ class Context:
                 out.append(r)
             if vs is not None:
                 for r in self.suspects(t, vs, every=every):
-                    if judge is None or judge(r) != NOT_MET:
+                    # one of another type (a report naming a diagnosis) cannot be judged as one of this type
+                    if judge is None or r.type != t or judge(r) != NOT_MET:
                         out.append(r)
                 for r in self.visible(t):  # coded both in the set and, in a system that decides, outside it
                     if split_codes(r, vs) is not None and not r.dated_after(self.as_of) \

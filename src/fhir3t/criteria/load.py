@@ -44,12 +44,14 @@ E = table("criteria.load", {
 class Builder:
     """What a rule kind's `build` may ask while the tree is built (and what the checker learns)."""
 
-    def __init__(self, tx: Terminology, data: dict, windows: dict[str, WindowSpec], where: str) -> None:
+    def __init__(self, tx: Terminology, data: dict, windows: dict[str, WindowSpec], where: str,
+                 checklist_versions: frozenset[str] = frozenset()) -> None:
         self.tx = tx
         self.windows = windows
         self.where = where
         self.at = where
         self.checklist: str = data["checklist"]
+        self.checklist_versions = checklist_versions
         self.used_windows: set[str] = set()
         self.used_valuesets: dict[str, ValueSet] = {}
         rd = data["readings"]
@@ -61,6 +63,8 @@ class Builder:
             frozenset(fold(s) for s in rd.get("reference_markers", ())),
             normal=self.vs(rd["normal_valueset"]) if "normal_valueset" in rd else None,
             normal_strings=frozenset(fold(s) for s in rd.get("normal_strings", ())),
+            hedge_words=frozenset(fold(s) for s in rd.get("hedge_words", ())),
+            inactive_words=frozenset(fold(s) for s in rd.get("inactive_words", ())),
         )
 
     @staticmethod
@@ -111,6 +115,20 @@ def _validator(cls: type[Kind]) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(cls.schema())
 
 
+def checklist_versions(profiles: Profiles, checklist: str) -> frozenset[str]:
+    """The versions of the checklist Questionnaire the study ships (`Questionnaire-<id>.json` in its profiles, as
+    an implementation guide names it): a response to another version may ask other questions under the same
+    linkIds. None known (no such file, or one without a version): only responses that name no version are read."""
+    rtype, _, rid = checklist.rstrip("/").rpartition("/")
+    path = profiles.path(f"{rtype.rpartition('/')[2]}-{rid}.json")
+    try:
+        q = orjson.loads(read_small(path, DATA_LIMIT, E["the-file"]()))
+    except (OSError, orjson.JSONDecodeError):
+        return frozenset()
+    version = q.get("version") if isinstance(q, dict) else None
+    return frozenset((version,)) if isinstance(version, str) and version.strip() else frozenset()
+
+
 def load_criteria(tx: Terminology, path: Path | None = None, *, study: Study | None = None,
                   profiles: Profiles | None = None) -> CriteriaSet:
     """The criteria file at `path` (default: the study's), built and checked against `study`."""
@@ -134,7 +152,7 @@ def load_criteria(tx: Terminology, path: Path | None = None, *, study: Study | N
     windows: dict[str, WindowSpec] = {}
     for name, w in data["windows"].items():
         windows[name] = WindowSpec(name, w["anchor"], Duration.parse(w["before"]))
-    builder = Builder(tx, data, windows, str(path))
+    builder = Builder(tx, data, windows, str(path), checklist_versions(profiles, data["checklist"]))
     criteria = []
     seen: set[str] = set()
     for c in data["criteria"]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fhir3t.messages import Message, Msg
 from fhir3t.r4facts import r4_facts
 from fhir3t.terminology import Terminology, ValueSet
+from fhir3t.textnorm import clip, name_pattern
 
 POSITIVE = "positive"
 NEGATIVE = "negative"
@@ -31,10 +32,26 @@ class Readings:
     #: result, an interpretation that is none of these, nor positive or negative, is not understood
     normal: ValueSet | None = None
     normal_strings: frozenset[str] = frozenset()
+    #: words that, in a diagnosis's or finding's text, say it is suspected or ruled out ('疑似', '待排', 'rule out')
+    hedge_words: frozenset[str] = frozenset()
+    #: words that, in a diagnosis's text, say it may no longer be active ('已缓解', '病史', 'history of')
+    inactive_words: frozenset[str] = frozenset()
+
+    def hedge(self, folded_texts: tuple[str, ...] | list[str]) -> str | None:
+        """The first hedge word found in already-folded texts, or None."""
+        return _first(self.__dict__["_hedges"], folded_texts)
+
+    def inactive(self, folded_texts: tuple[str, ...] | list[str]) -> str | None:
+        """The first word saying a diagnosis may not be active found in already-folded texts, or None."""
+        return _first(self.__dict__["_inactive"], folded_texts)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_hedges", name_pattern(self.hedge_words))
+        object.__setattr__(self, "_inactive", name_pattern(self.inactive_words))
         phrases = sorted(self.positive_strings | self.negative_strings | self.indeterminate_strings, key=len, reverse=True)
         object.__setattr__(self, "_phrases", tuple(phrases))
+        object.__setattr__(self, "_grade_phrases", tuple(sorted(
+            {_norm_text(p) for p in (*phrases, *self.normal_strings)}, key=len, reverse=True)))
         markers = "|".join(re.escape(m) for m in sorted(self.reference_markers, key=len, reverse=True))
         object.__setattr__(self, "_reference", re.compile(
             rf"\(\s*(?:{markers})[^)]*\)|\[\s*(?:{markers})[^\]]*\]|(?:{markers})\s*:.*$") if markers else None)
@@ -43,6 +60,16 @@ class Readings:
         """The value without a reference range written beside it."""
         rx: re.Pattern[str] | None = self.__dict__["_reference"]
         return rx.sub(" ", folded).strip() if rx is not None else folded
+
+
+def _first(rx: re.Pattern[str] | None, folded_texts: tuple[str, ...] | list[str]) -> str | None:
+    if rx is None:
+        return None
+    for text in folded_texts:
+        m = rx.search(text)
+        if m:
+            return m.group(0)
+    return None
 
 
 def _norm_text(s: str) -> str:
@@ -143,9 +170,12 @@ NO_VALUE = Message("reading.no-value", "no readable value")
 UNKNOWN_GRADE = Message("reading.unknown-grade", "'{text}' (not a grade this rule knows)")
 SEVERAL_GRADES = Message("reading.several-grades", "'{text}' (several different grades in one result)")
 NO_GRADE = Message("reading.no-grade", "'{text}' (no grade ++/+++ or -/±/+ recognised)")
+GRADE_WORDS = Message("reading.grade-words", "'{text}' (its words and its grade disagree)")
 
 
 DISAGREE = Message("reading.disagree", "{one} but {other}: the parts of the result disagree")
+UNREAD_BESIDE = Message("reading.unread-beside", "{how}, but the result also says '{text}', which fhir3t does not "
+                                               "read beside a negative result")
 ODD_INTERPRETATION = Message("reading.odd-interpretation", "{how}, but interpreted '{code}', which fhir3t does not "
                                                            "understand beside a negative result")
 
@@ -190,6 +220,34 @@ def _interpretation_votes(raw: dict, tx: Terminology, rd: Readings) -> tuple[lis
     return votes, odd
 
 
+#: a measurement written as text ('0.32', '<0.05 IU/mL', '5.6 S/CO'): the interpretation beside it says what it means
+_MEASURE = re.compile(r"^\s*(?:<=|>=|<|>)?\s*\d+(?:\.\d+)?\s*(?:[a-z%/μµ*^0-9.]+(?:\s*/\s*[a-z0-9.]+)?)?\s*$", re.I)
+
+
+def _own_texts(raw: dict, tx: Terminology, rd: Readings) -> list[str]:
+    """The texts of a result a reader reads: `value_texts`, leaving out the display of a coded value whose code is
+    read itself (a SNOMED CT Negative displayed 'Negative (qualifier value)')."""
+    out: list[str] = []
+    v = raw.get("valueString")
+    if isinstance(v, str):
+        out.append(v)
+    cc = raw.get("valueCodeableConcept")
+    if isinstance(cc, dict):
+        if isinstance(cc.get("text"), str):
+            out.append(cc["text"])
+        for c in cc.get("coding") or () if isinstance(cc.get("coding"), list) else ():
+            if isinstance(c, dict) and isinstance(c.get("display"), str):
+                read = any(code in rd.positive or code in rd.negative or (rd.normal is not None and code in rd.normal)
+                           for code in tx.codes(c))
+                if not read:
+                    out.append(c["display"])
+    interps = raw.get("interpretation")
+    for interp in interps if isinstance(interps, list) else [interps] if isinstance(interps, dict) else ():
+        if isinstance(interp, dict) and isinstance(interp.get("text"), str):
+            out.append(interp["text"])
+    return out
+
+
 def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = False) -> tuple[str | None, Msg]:
     """(positive | negative | None, how it was read) for a qualitative test result.
 
@@ -204,10 +262,14 @@ def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = 
             votes.append((NEGATIVE, NEG_CODE(code=f"{tx.systems.name(code[0])} {code[1]}")))
     interp_votes, odd = _interpretation_votes(raw, tx, rd)
     votes += interp_votes
-    for text in value_texts(raw):
+    unread: str | None = None  # a text of the result fhir3t cannot read ('待复查', '阳性待确认', '可疑')
+    for text in _own_texts(raw, tx, rd):
         word = read_words(text, rd)
         if word is not None:
             votes.append((word, (POS_TEXT if word == POSITIVE else NEG_TEXT)(text=text.strip())))
+        elif unread is None and text.strip() and not _MEASURE.match(unicodedata.normalize("NFKC", text)) \
+                and _norm_text(text) not in rd.normal_strings:
+            unread = text.strip()
     undecided: Msg | None = None
     q = raw.get("valueQuantity")
     if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
@@ -227,6 +289,8 @@ def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = 
             return None, DISAGREE(one=how, other=other)
         if value == NEGATIVE and odd is not None:
             return None, ODD_INTERPRETATION(how=how, code=odd)
+        if value == NEGATIVE and unread is not None:
+            return None, UNREAD_BESIDE(how=how, text=clip(unread, 40))
         return value, how
     if undecided is not None:
         return None, undecided
@@ -269,24 +333,94 @@ def _coded_against(raw: dict, tx: Terminology, rd: Readings) -> Msg | None:
     return None
 
 
+_PLUS_MINUS = re.compile(r"(?<![+\-])\+-(?![+\-\w])")
+_GRADE_SIGNS = {"-": NEGATIVE, "±": "?", "+/-": "?"}  # any other grade sign (+, (+), 2+, +++) says positive
+
+
+def _grade_text(text: str, grades: dict[str, str], rd: Readings | None) -> tuple[set[str], set[str]] | None:
+    """(the grades, the polarities) one text of a result states, or None when a part of it is neither a grade
+    sign, a word of the readings (positive, negative, indeterminate, normal), a titer nor punctuation: '+++ 待复查'
+    (pending recheck), '疑似+++' (suspected), '+++?' are not read. A reference range written beside it is set aside."""
+    t = _norm_text(text)
+    if t in grades:
+        return {grades[t]}, set()
+    folded = rd.strip_reference(t) if rd is not None else t
+    if folded in grades:
+        return {grades[folded]}, set()
+    norm = _RANGE.sub(lambda m: f"{m.group(1)}+ {m.group(2)}+", folded)  # "1-2+" is both grades
+    norm = _PLUS_MINUS.sub("±", norm)  # '+-' is how many lab systems type ±
+    if _MULTI_DIGIT.search(norm):
+        return None
+    phrases: tuple[str, ...] = rd.__dict__["_grade_phrases"] if rd is not None else ()
+    found: set[str] = set()
+    said: set[str] = set()
+    i, n = 0, len(norm)
+    while i < n:
+        m = _GRADE_TOKEN.match(norm, i)
+        if m:
+            tok = m.group(0)
+            if tok not in grades:
+                return None  # a sign this rule has no grade for ('5+')
+            found.add(grades[tok])
+            said.add(_GRADE_SIGNS.get(tok, POSITIVE))
+            i = m.end()
+            continue
+        m = _FILLER.match(norm, i) or _TITER.match(norm, i)
+        if m:
+            i = m.end()
+            continue
+        assert rd is not None or not phrases
+        hit = next((p for p in phrases if norm.startswith(p, i) and not (
+            _LATIN.match(p[-1]) and i + len(p) < n and _LATIN.match(norm[i + len(p)]))
+            and not (_LATIN.match(p[0]) and i > 0 and _LATIN.match(norm[i - 1]))), None)
+        if hit is None:
+            return None
+        if hit in grades:
+            found.add(grades[hit])
+        assert rd is not None
+        said.add(POSITIVE if hit in rd.positive_strings else NEGATIVE if hit in rd.negative_strings
+                 else "normal" if hit in rd.normal_strings else "?")
+        i += len(hit)
+    return found, said
+
+
+def _agrees(value: str, said: set[str]) -> bool:
+    """Do the words and signs of a result agree with the grade read from it? A grade that meets is a positive
+    result: nothing beside it may say negative, normal or indeterminate. One that does not meet may be a weak
+    positive ('阳性(+)') or a negative ('阴性(-)'), not both."""
+    if value == "met":
+        return said <= {POSITIVE}
+    return not (POSITIVE in said and said & {NEGATIVE, "normal"})
+
+
 def _grade(raw: dict, grades: dict[str, str], readings: Readings | None) -> tuple[str | None, Msg]:
-    texts = value_texts(raw)
+    """Every text of the result (its value, its coded value's text and displays, its interpretations' texts) is
+    read whole: one that is not understood, grades that differ, or words that say otherwise leave it unread."""
+    texts = [text for text in value_texts(raw) if text.strip()]
+    values: set[str] = set()
+    said: set[str] = set()
+    shown: str | None = None
     for text in texts:
-        t = _norm_text(text)
-        if t in grades:
-            return grades[t], QUOTED(text=text.strip())
-    for text in texts:
-        folded = readings.strip_reference(_norm_text(text)) if readings is not None else _norm_text(text)
-        if folded in grades:
-            return grades[folded], QUOTED(text=text.strip())
-        norm = _RANGE.sub(lambda m: f"{m.group(1)}+ {m.group(2)}+", folded)  # "1-2+" is both grades
-        found = {grades[tok] for tok in _GRADE_TOKEN.findall(norm) if tok in grades}
-        if _MULTI_DIGIT.search(norm):
+        parts = _grade_text(text, grades, readings)
+        if parts is None:
             return None, UNKNOWN_GRADE(text=text.strip())
-        if len(found) == 1:
-            return found.pop(), QUOTED(text=text.strip())
+        found, words = parts
         if len(found) > 1:  # "Ro52: -, <target>: +++": which grade is the target's is not ours to guess
             return None, SEVERAL_GRADES(text=text.strip())
+        if found and values and found != values:
+            return None, DISAGREE(one=QUOTED(text=shown), other=QUOTED(text=text.strip()))
+        if found and not _agrees(next(iter(found)), words):
+            return None, GRADE_WORDS(text=text.strip())
+        if found and shown is None:
+            shown = text.strip()
+        values |= found
+        said |= words
+    if values:
+        value = values.pop()
+        if not _agrees(value, said):
+            other = next(t.strip() for t in texts if t.strip() != shown)
+            return None, DISAGREE(one=QUOTED(text=shown), other=QUOTED(text=other))
+        return value, QUOTED(text=shown)
     if texts:
         return None, NO_GRADE(text=texts[0].strip())
     q = raw.get("valueQuantity")

@@ -59,11 +59,12 @@ def describe_suspect(res: Res, tx: Terminology, vs: ValueSet | None = None) -> M
 
 
 def split_codes(r: Res, vs: ValueSet) -> tuple[Code, Code] | None:
-    """(a code of the record in `vs`, one a closed system's value set decides is not), when the codings of
-    one record disagree (an ICD-10-CM code the set leaves out beside a SNOMED CT code it lists): it is neither
+    """(a code of the record in `vs`, one a closed system's value set decides is not, or another code of a system a
+    record carries one code of), when the codings of one record disagree (an ICD-10-CM code the set leaves out beside
+    a SNOMED CT code it lists; a LOINC code of anti-HCV beside one of HBsAg): it is neither
     in the set nor out of it until someone says which coding is right. None when they agree."""
     inside = next((c for c in r.codes if c in vs), None)
     if inside is None:
         return None
-    outside = next((c for c in r.codes if c not in vs and vs.decides(c)), None)
+    outside = next((c for c in r.codes if vs.rules_out(c, inside)), None)
     return (inside, outside) if outside is not None else None

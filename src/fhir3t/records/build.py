@@ -22,7 +22,7 @@ from fhir3t.r4facts import R4Facts, r4_facts
 from fhir3t.records.concepts import MED_TYPES, concept_texts, describe_concept, main_concept, referenced_medication, shape_of
 from fhir3t.records.model import Hit, PatientRecord, Res
 from fhir3t.records.relevance import Judged, RunFilter, Why
-from fhir3t.sources.base import RawRecord
+from fhir3t.sources.base import UNREAD_FILE, RawRecord
 from fhir3t.sources.versions import COPIES_DIFFER, Conflict, Copy, Deleted, Undecided, newest_of
 from fhir3t.terminology import Code
 from fhir3t.textnorm import clip
@@ -60,6 +60,8 @@ DRUG_COPIES = Message("record.drug-copies", "names a Medication held in {n} copi
 DRUG_UNRESOLVED = Message("record.drug-unresolved", "its drug reference does not resolve (the Medication is not in the input)")
 NAMES_NOBODY = Message("record.names-nobody", "names no patient fhir3t can find (the input holds it without a usable "
                                               "patient reference): it may be this patient's")
+IN_UNREAD_FILE = Message("record.in-unread-file", "is held in a file of the input that could not be read (see the "
+                                                 "input problems): it may be this patient's")
 MEDICATION_UNCODED = Message("record.medication-uncoded", "its Medication is in the input but has no code (it is named only "
                                                           "by {what})")
 INGREDIENTS = Message("record.ingredients", "its ingredients: {names}")
@@ -210,6 +212,10 @@ class RecordBuilder:
             rtype = resource.get("resourceType")
             if not isinstance(rtype, str) or rtype not in types:
                 continue
+            if resource.get(UNREAD_FILE):  # a file that could not be read may hold this patient's record of the type
+                rec.unread.setdefault(rtype, []).append(Res(rtype, {}, where, (), None, where, None, IN_UNREAD_FILE(),
+                                                            bad="*"))
+                continue
             judged = self.relevance.judge(rtype, resource, resolve)
             if judged is not None:
                 span, text = self._date(rtype, resource, where, None)
@@ -312,8 +318,6 @@ class RecordBuilder:
         if bad_status is None:
             bad_status, bad_element = self._modified(rtype, resource)
         if bad_status is None:
-            bad_status, bad_element = self._not_r4(rtype, resource)
-        if bad_status is None:
             bad_status, bad_element = _focus(resource, rec.key)
         span, text = self._date(rtype, resource, where, inherit_date)
         kept = judged.why in (Why.CODE, Why.ANY, Why.SUSPECT, Why.CONTAINER, Why.ELSEWHERE)
@@ -351,12 +355,16 @@ class RecordBuilder:
                 self.problems.add(where, P["bad-status"](type=rtype, status=bad_status), skipped=False)
             rec.unread.setdefault(rtype, []).append(res)
             return res
+        for t in dict.fromkeys(h.of_type for h in judged.hits if h.of_type and h.of_type != rtype):
+            rec.suspects.setdefault(t, []).append(res)  # another type's concept named here: a suspect of its rules
         if judged.why in (Why.SUSPECT, Why.ELSEWHERE):
-            rec.suspects.setdefault(rtype, []).append(res)
+            if any(not h.of_type or h.of_type == rtype for h in judged.hits) or judged.why is Why.SUSPECT:
+                rec.suspects.setdefault(rtype, []).append(res)
             for system in self.relevance.tx.unknown_systems(main_concept(rtype, resource, lambda r: None)):
                 self.relevance.report_unknown_system(system, where)  # a ConceptMap would make it readable
             return res
-        if judged.hits:  # read for its code, and naming another criterion's concept elsewhere: a suspect for that one
+        if any(not h.of_type or h.of_type == rtype for h in judged.hits):
+            # read for its code, and naming another criterion's concept elsewhere: a suspect for that one
             rec.suspects.setdefault(rtype, []).append(res)
         rec.by_type.setdefault(rtype, []).append(res)
         rec.index.setdefault(ref, res)
@@ -403,10 +411,13 @@ class RecordBuilder:
 
     def _modified(self, rtype: str, resource: dict) -> tuple[Msg | None, str]:
         """(why, element) when the resource, or the Medication a drug record points at (the drug it names is part
-        of what it says), carries a modifier fhir3t does not understand (`_modifier`), else (None, "")."""
+        of what it says), carries a modifier fhir3t does not understand (`_modifier`), says it is part of the record
+        (`_incomplete`) or carries an element R4 does not define (`_not_r4`), else (None, "")."""
         why, element = _modifier(resource)
         if why is None:
             why, element = self._incomplete(resource)
+        if why is None:
+            why, element = self._not_r4(rtype, resource)
         if why is None and rtype in MED_TYPES and "medicationReference" in resource:
             medication = referenced_medication(resource, self._resolve)
             if medication is not None:
@@ -476,6 +487,11 @@ class RecordBuilder:
         if not isinstance(comps, list):
             return
         tx, plan, rel = self.relevance.tx, self.relevance.plan, self.relevance
+        # a panel that says why it has no value ('标本不合格', error) says it of its parts: whatever values they carry
+        # are not results; one whose own value does not apply by nature (not-applicable) says nothing of them
+        absent = resource.get("dataAbsentReason")
+        if absent is not None and _says_not_applicable(absent):
+            absent = None
         for i, comp in enumerate(comps):
             if not isinstance(comp, dict):
                 continue
@@ -491,6 +507,8 @@ class RecordBuilder:
             for k, v in comp.items():
                 if k == "code" or k.startswith("value") or k in _COMPONENT_ELEMENTS:
                     view[k] = v
+            if absent is not None:
+                view.setdefault("dataAbsentReason", absent)
             res = Res("Observation", view, parent.ref, codes, parent.span, f"{parent.where}/component[{i}]",
                       parent.date_text, None, texts, parent.ref, hits=stray)
             # a component coded for a test is a result; one that only names a test is a suspect (unknown, not absent)
@@ -612,6 +630,12 @@ def _strip_absent(node: object) -> object:
 
 
 _CHOICE = re.compile(r"^([a-z][A-Za-z]*?)[A-Z][A-Za-z]*$")
+
+
+def _says_not_applicable(absent: object) -> bool:
+    """Is a dataAbsentReason the code not-applicable (a value that cannot exist, as a panel's own)?"""
+    codings = absent.get("coding") if isinstance(absent, dict) else None
+    return isinstance(codings, list) and any(isinstance(c, dict) and c.get("code") == "not-applicable" for c in codings)
 
 
 def _choice(element: str) -> str:

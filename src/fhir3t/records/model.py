@@ -21,6 +21,9 @@ class Hit:
     #: the code is one `vs` lists, written under no code system or one fhir3t does not know (an HL7 v2 name such
     #: as 'LN', a converter's placeholder): which system it is in is not fhir3t's to guess (records.relevance)
     stray: bool = False
+    #: the type whose rules read `vs` when it is not the record's own ("Condition" for a malignancy coded in a
+    #: pathology report's conclusion, a contained Condition): the record is a suspect of that type's rules
+    of_type: str = ""
 
 
 @dataclass(slots=True)

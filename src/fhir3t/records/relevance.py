@@ -395,20 +395,59 @@ class Relevance:
         if not sets:
             return ()
         direct = tuple(vs for vs in sets if any(c in vs for c in codes))
+        every = found
         if direct and found:
             read = self.plan.elements.get(rtype, frozenset())
             found = tuple(m for m in found if _top(m[0]) not in read)
         if medication is not None:
             found = found + tuple(mentions(medication, frozenset({"code"}), "Medication."))
-        if not found:
+        if not found and not every:
             return ()
-        key = (rtype, tuple(id(v) for v in direct), codes, found)
+        key = (rtype, tuple(id(v) for v in direct), codes, found, every)
         hit = self._hit_cache.get(key)
         if hit is None:
             if len(self._hit_cache) > 50_000:
                 self._hit_cache.clear()
-            hit = self._hit_cache[key] = self._match(rtype, sets, direct, codes, found)
+            hit = self._hit_cache[key] = (self._match(rtype, sets, direct, codes, found) if found else ()) \
+                + self._across(rtype, every)
         return hit
+
+    def _across(self, rtype: str, found: tuple[Mention, ...]) -> tuple[Hit, ...]:
+        """Concepts of another type's criteria named in a record (what its own rules read included, as they read it
+        for something else): a resource of that type contained in it, by its codes and names (a Condition contained
+        in a report); and anywhere, a code in a value set read for a type whose absence decides (a pathology report
+        concluding ICD-10 C34.1, an Observation valued with an HIV diagnosis code). Value sets the record's own type
+        is read for too are its own rules' business (a drug record's contained Medication)."""
+        plan, tx = self.plan, self.tx
+        own = set(plan.valuesets.get(rtype, ()))
+        out: dict[tuple[int, str], Hit] = {}
+        targets_of: dict[str, list[str]] = {}
+        for path, system, code, text in found:
+            element = f"{rtype}.{path}"
+            inner = path.split(".", 2)[1] if path.startswith("contained.") and path.count(".") >= 2 else ""
+            targets = targets_of.get(inner)
+            if targets is None:
+                targets = targets_of[inner] = sorted(t for t in ({inner} & plan.types if inner else set()) | plan.complete
+                                                     if t != rtype)
+            codes = [c for c in tx.codes({"coding": [{"system": system, "code": code}]}) if tx.systems.valid(*c)] \
+                if system is not None and code is not None else []
+            if not codes and not (inner and text):
+                continue
+            for t in targets:
+                for vs in plan.valuesets.get(t, ()):
+                    if vs in own or (id(vs), element) in out:
+                        continue
+                    if codes:
+                        c = next((c for c in codes if c in vs), None)
+                        if c is not None:
+                            out[(id(vs), element)] = Hit(vs, element, f"{tx.systems.name(c[0])} {c[1]}"
+                                                         + (f" '{clip(text, 40)}'" if text else ""), of_type=t)
+                            continue
+                    if t == inner and text and vs.names:
+                        name = vs.named_in([fold(text)])
+                        if name is not None:
+                            out[(id(vs), element)] = Hit(vs, element, f"'{name}'", of_type=t)
+        return tuple(out.values())
 
     def _match(self, rtype: str, sets: tuple[ValueSet, ...], direct: tuple[ValueSet, ...], codes: tuple[Code, ...],
                found: tuple[Mention, ...]) -> tuple[Hit, ...]:

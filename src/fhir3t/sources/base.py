@@ -62,6 +62,11 @@ class RawRecord:
     anyone: list[tuple[dict, str]] = field(default_factory=list)
 
 
+#: the mark of a stand-in among `RawRecord.anyone` for a record of a type in an input file that could not be read
+#: at all: it may hold this patient's record of that type
+UNREAD_FILE = "fhir3t:unread-file"
+
+
 @runtime_checkable
 class ReadFilter(Protocol):
     """Decides while reading which resources to keep (most of a real record is dropped here).

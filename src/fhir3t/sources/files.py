@@ -10,6 +10,7 @@ a FIFO or device given as a file are refused with a located problem, not read.
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import stat
 import zlib
@@ -144,6 +145,9 @@ def read_json_file(path: Path, problems: Problems, limits: Limits = _DEFAULT) ->
         if fhirxml.looks_like_xml(path.name):
             return _read_xml(data, where, problems)
         data = data.removeprefix(_BOM)
+        wide = _wide_text(data)
+        if wide is not None:  # UTF-16 / UTF-32 with its byte-order mark (Windows tools save JSON so): the same text
+            data = wide.encode("utf-8")
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -158,6 +162,46 @@ def read_json_file(path: Path, problems: Problems, limits: Limits = _DEFAULT) ->
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         problems.add(where, P["unreadable"](kind=type(exc).__name__))
     return None
+
+
+_WIDE_BOMS = ((b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\xfe\xff", "utf-16-be"),
+              (b"\xff\xfe", "utf-16-le"))
+
+
+def _wide_text(data: bytes) -> str | None:
+    """The text of a file written in UTF-16 or UTF-32 with its byte-order mark, or None (not such a file, or one
+    whose bytes do not decode)."""
+    for bom, codec in _WIDE_BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom):].decode(codec)
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+#: the resource types a file names ('"resourceType": "Condition"'), read from its bytes when it cannot be parsed
+_TYPES_IN = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]{1,64})"')
+
+
+def types_in_unreadable(path: Path, limits: Limits = _DEFAULT) -> set[str] | None:
+    """The resource types a file that could not be read as JSON names in its first bytes (those of a UTF-16 /
+    UTF-32 file too): none for a blank file, None when its bytes cannot be read at all or name none (whatever it
+    holds is unknown)."""
+    try:
+        with _open(path) as fh:
+            data = fh.read(min(limits.max_file_bytes, 64 << 20))
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
+        return None
+    wide = _wide_text(data)
+    if wide is None and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        wide = data[2:].decode("utf-16-le" if data[:2] == b"\xff\xfe" else "utf-16-be", "replace")
+    if wide is not None:
+        data = wide.encode("utf-8", "replace")
+    if not data.removeprefix(_BOM).strip():
+        return set()  # blank: it holds nothing
+    found = {m.decode() for m in _TYPES_IN.findall(data)}
+    return found or None
 
 
 def _read_xml(data: bytes, where: str, problems: Problems) -> object | None:
@@ -251,6 +295,10 @@ def ndjson_batches(path: Path, problems: Problems, limits: Limits = _DEFAULT, *,
     where = str(path)
     cap = limits.max_line_bytes
     offset, lineno = start  # lineno: lines consumed
+    codec = wide_codec(path) if not offset else None
+    if codec is not None:
+        yield from _wide_batches(path, codec, problems, limits)
+        return
     try:
         with _open(path) as fh:
             if offset:
@@ -286,6 +334,45 @@ def ndjson_batches(path: Path, problems: Problems, limits: Limits = _DEFAULT, *,
             if carry:
                 yield lineno + 1, [carry], True
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        problems.add(f"{where}:{lineno + 1}", P["past-line"](kind=type(exc).__name__))
+
+
+def wide_codec(path: Path) -> str | None:
+    """The codec of a file written in UTF-16 or UTF-32 with its byte-order mark ('utf-16', 'utf-32'), else None."""
+    try:
+        with _open(path) as fh:
+            head = fh.read(4)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
+        return None
+    return next(("utf-32" if "32" in codec else "utf-16" for bom, codec in _WIDE_BOMS if head.startswith(bom)), None)
+
+
+def _wide_batches(path: Path, codec: str, problems: Problems, limits: Limits) -> Iterator[tuple[int, list[bytes], bool]]:
+    """`ndjson_batches` of a UTF-16 / UTF-32 file: its lines decoded and handed on as UTF-8."""
+    where = str(path)
+    cap = limits.max_line_bytes
+    lineno = 0
+    try:
+        with _open(path) as raw, io.TextIOWrapper(raw, encoding=codec, errors="replace", newline="") as fh:
+            batch: list[bytes] = []
+            first = 1
+            for text in fh:
+                lineno += 1
+                terminated = text.endswith("\n")
+                line = text.rstrip("\r\n").encode("utf-8")
+                if len(line) > cap:
+                    problems.add(f"{where}:{lineno}", P["long-line"](mb=cap // (1024 * 1024)))
+                    line = b""
+                batch.append(line)
+                if not terminated:
+                    yield first, batch, True
+                    return
+                if len(batch) >= 10_000:
+                    yield first, batch, False
+                    batch, first = [], lineno + 1
+            if batch:
+                yield first, batch, False
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, UnicodeError) as exc:
         problems.add(f"{where}:{lineno + 1}", P["past-line"](kind=type(exc).__name__))
 
 

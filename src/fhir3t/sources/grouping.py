@@ -42,7 +42,7 @@ from fhir3t.fhirutil import (
 from fhir3t.messages import Message, Msg, table
 from fhir3t.messages.core import from_data, to_data
 from fhir3t.r4facts import r4_facts
-from fhir3t.sources.base import RawRecord, ReadFilter, Unread
+from fhir3t.sources.base import UNREAD_FILE, RawRecord, ReadFilter, Unread
 from fhir3t.sources.files import (
     Entry,
     Limits,
@@ -53,6 +53,7 @@ from fhir3t.sources.files import (
     ndjson_rows,
     parse_line,
     read_json_file,
+    types_in_unreadable,
 )
 from fhir3t.sources.files import P as FILE_PROBLEMS
 from fhir3t.sources.native import NativeLines
@@ -616,6 +617,8 @@ class GroupingSource:
             data = read_json_file(path, self.problems, self.limits)
             if data is not None:
                 self._document(data, str(path))
+            else:
+                self._unreadable_file(path)
             self._file_done(path)
         for path in self.ndjson_files:
             self._ndjson_file(path)
@@ -632,6 +635,23 @@ class GroupingSource:
             for item in unfollowed_pages(self.shared, self.problems):
                 self._store.unread(*item)
         return self._store
+
+    def _unreadable_file(self, path: Path) -> None:
+        """A file that could not be read (not JSON, too big, bytes that do not decode): the records of the types
+        it names (all types read, when it names none that can be seen) may be anyone's, so every patient's record
+        holds one of each as unread: what their absence decides stays unknown, naming the file."""
+        try:
+            if path.stat().st_size == 0:
+                return
+        except OSError:
+            pass
+        wants = self.wants
+        read = set(wants.types) if wants is not None else set(self._r4_types)
+        named = types_in_unreadable(path, self.limits)
+        types = (named & read) if named is not None else read
+        for rtype in sorted(types):
+            if rtype != "Patient" and rtype not in self._shared_types and rtype in self._r4_types:
+                self.shared.add_anyone({"resourceType": rtype, UNREAD_FILE: True}, str(path))
 
     def close(self) -> None:
         if self._store is not None:

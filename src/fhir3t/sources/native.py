@@ -63,7 +63,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from fhir3t.errors import Problems
-from fhir3t.sources.files import Limits, Row, ndjson_rows
+from fhir3t.sources.files import Limits, Row, ndjson_rows, wide_codec
 from fhir3t.sources.versions import later_version
 
 #: what every key holds beyond the type and the member names: the main code (of whichever type), and
@@ -295,7 +295,8 @@ SELECT n, c, strlen(j), k, j FROM k WHERE k IS NULL OR k NOT IN (SELECT k FROM d
             self.con.close()
 
     def usable(self, path: Path) -> bool:
-        return not self.closed and not path.name.lower().endswith(".gz") and _GLOB.search(str(path)) is None
+        return not self.closed and not path.name.lower().endswith(".gz") and _GLOB.search(str(path)) is None \
+            and wide_codec(path) is None  # (DuckDB reads UTF-8 only: a UTF-16 / UTF-32 file goes to the Python reader)
 
     def rows(self, path: Path, problems: Problems, limits: Limits) -> Iterator[Row]:
         """The lines of one NDJSON file that the read filter could keep, in file order (see the module

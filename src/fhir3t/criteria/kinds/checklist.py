@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from fhir3t.criteria.base import Builder, Kind, Label, Rule, most_recent_first, recency, text_arg, when
 from fhir3t.criteria.model import Outcome
 from fhir3t.logic import MET, NOT_MET, RESULT_WORDS, UNKNOWN, Tri
-from fhir3t.messages import Message, Msg, Text, reason
+from fhir3t.messages import Message, Msg, Text, many, reason
 from fhir3t.records.plan import Read, read
+from fhir3t.textnorm import clip
 
 if TYPE_CHECKING:
     from fhir3t.criteria.context import Context, WindowSpec
@@ -21,6 +22,8 @@ NO_ANSWER = Message("checklist.no-answer", "checklist {when} has no yes/no answe
 YES = Message("checklist.yes", "checklist {when}: {item} = yes")
 NO = Message("checklist.no", "checklist {when}: {item} = no")
 MIXED = Message("checklist.mixed", "checklist {when} answers '{item}' more than once, not all the same yes or no")
+VERSION = Message("checklist.version", "a checklist response answers version '{version}' of the checklist, "
+                                       "not the one fhir3t reads ({known})")
 CONFLICT = Message("checklist.conflict", "{n} checklists of the same time ({when}) answer '{item}' differently")
 _MIXED = object()
 DESCRIBE = Message("checklist.describe", "the most recent completed screening checklist answers '{item}': "
@@ -34,6 +37,8 @@ class Checklist(Kind):
     on_true: Tri = MET
     on_false: Tri = NOT_MET
     label: Label = ""
+    #: versions of the Questionnaire fhir3t knows: a response naming another (`url|version`) is not read
+    versions: frozenset[str] = frozenset()
 
     kind = "checklist"
     params: ClassVar[dict[str, Any]] = {"link_id": {"type": "string"}, "on_true": {"enum": ["met", "not-met", "unknown"]},
@@ -43,7 +48,7 @@ class Checklist(Kind):
     @classmethod
     def build(cls, spec: dict[str, Any], b: Builder) -> Rule:
         return cls(spec["link_id"], b.checklist, spec.get("on_true", "met"), spec.get("on_false", "not-met"),
-                   spec.get("label", ""))
+                   spec.get("label", ""), b.checklist_versions)
 
     def reads(self) -> Iterable[Read]:
         yield read("QuestionnaireResponse", None, "status", "questionnaire", "authored", "item")
@@ -71,11 +76,11 @@ class Checklist(Kind):
         return values[0] if all(v is values[0] for v in values) else _MIXED  # (1 == True: compared by identity)
 
     def evaluate(self, ctx: Context) -> Outcome:
+        ask = ASK(item=self.item, questionnaire=self.questionnaire.rsplit("/", 1)[-1])
         qrs = [r for r in ctx.visible("QuestionnaireResponse")
                if r.raw.get("status") in ("completed", "amended")
                and isinstance(r.raw.get("questionnaire"), str)
                and r.raw["questionnaire"].split("|")[0].rstrip("/").endswith(self.questionnaire)]
-        ask = ASK(item=self.item, questionnaire=self.questionnaire.rsplit("/", 1)[-1])
         if not qrs:
             unread = [r for r in ctx.record.unread_of("QuestionnaireResponse") if not r.dated_after(ctx.as_of)]
             if unread:
@@ -84,6 +89,11 @@ class Checklist(Kind):
         ranked = most_recent_first(qrs)
         latest = ranked[0]
         tied = [r for r in ranked if recency(r) == recency(latest)]  # the same time: none is the latest
+        for r in tied:
+            version = self._other_version(r.raw["questionnaire"])
+            if version is not None:  # another version of the checklist may ask another question under this linkId
+                return Outcome(UNKNOWN, (r.ref,), reason(VERSION(
+                    version=clip(version, 40), known=many(sorted(self.versions)) if self.versions else "-"), ask))
         given = [(r, a) for r in tied if (a := self._answer(r.raw)) is not None]
         if not given:
             return Outcome(UNKNOWN, (latest.ref,), reason(NO_ANSWER(when=when(latest.span), item=self.item), ask))
@@ -95,6 +105,11 @@ class Checklist(Kind):
                            reason(CONFLICT(n=len(given), when=when(first.span), item=self.item), ask))
         return Outcome(self.on_true if value else self.on_false, tuple(r.ref for r, _a in given),
                        reason((YES if value else NO)(when=when(first.span), item=self.item)))
+
+    def _other_version(self, canonical: str) -> str | None:
+        """The version a response's `questionnaire` names (`url|version`) when it is none fhir3t knows, else None."""
+        _url, bar, version = canonical.partition("|")
+        return version.strip() or "?" if bar and version.strip() not in self.versions else None
 
     def describe(self, windows: Mapping[str, WindowSpec]) -> Msg:
         return DESCRIBE(item=self.item, yes=RESULT_WORDS[self.on_true](), no=RESULT_WORDS[self.on_false]())

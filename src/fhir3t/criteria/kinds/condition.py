@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fhir3t.criteria.base import AS_WRITTEN, LABEL_SCHEMA, Builder, Kind, Label, Rule, code_name, code_word, text_arg, unless_unread
 from fhir3t.criteria.model import Outcome
+from fhir3t.criteria.readings import Readings
 from fhir3t.dates import Span, Window, age_span, range_span
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri, k_or
 from fhir3t.messages import Clause, Message, Msg, clause, many
@@ -44,6 +45,8 @@ RECORD_WHEN = Message("condition.record-when", "record when it occurred")
 UNREAD_DATE = Message("condition.unread-date", "{found}, but its {dates} date cannot be read as a date")
 CORRECT_DATE = Message("condition.correct-date", "record that date as a FHIR date to decide")
 BUT = Message("condition.but", "{finding}, but {verification}")
+HEDGED = Message("condition.hedged", "its text says '{word}'")
+MAYBE_INACTIVE = Message("condition.maybe-inactive", "{state}, but its text says '{word}'")
 CONFIRM = Message("condition.confirm", "confirm or refute the diagnosis")
 TITLED = Message("condition.titled", "{title}: {finding}")
 CODED = Message("condition.coded", "{code} {finding}")
@@ -68,6 +71,7 @@ class ConditionRule(Kind):
     on_match: Tri = MET
     label: Label = ""
     hint: Label | None = None
+    readings: Readings | None = None
 
     kind = "condition"
     params: ClassVar[dict[str, Any]] = {
@@ -85,7 +89,7 @@ class ConditionRule(Kind):
         when = spec["when"]
         window = b.window(spec) if when in ("window", "active-or-window") else None
         return cls(b.vs(spec["valueset"]), when, window, tuple(spec.get("dates", ("onset", "abatement", "recorded"))),
-                   spec.get("on_match", "met"), spec.get("label", ""), spec.get("hint"))
+                   spec.get("on_match", "met"), spec.get("label", ""), spec.get("hint"), b.readings)
 
     def reads(self) -> Iterable[Read]:
         yield read("Condition", self.vs, "code", "clinicalStatus", "verificationStatus", "onset[x]", "abatement[x]",
@@ -128,11 +132,16 @@ class ConditionRule(Kind):
         clinical = status_code(raw.get("clinicalStatus"))
         active = clinical is None or clinical in ACTIVE_CLINICAL
         state: Msg | str = code_word("clinical", clinical) if clinical else NO_STATUS()
+        # its text says it may no longer be active ('皮肌炎（已缓解）', '既往肺结核'): whether it is, is unknown
+        inactive = self.readings.inactive(res.texts) if active and self.readings is not None else None
+        now: Tri = UNKNOWN if inactive is not None else MET if active else NOT_MET
+        if inactive is not None:
+            state = MAYBE_INACTIVE(state=state, word=inactive)
         parts: list[Clause]
         if self.when == "ever":
             tri, parts = MET, [clause(RECORDED(state=state))]
         elif self.when == "active":
-            tri, parts = (MET, [clause(STATE(state=state))]) if active else (NOT_MET, [clause(NOT_ACTIVE(state=state))])
+            tri, parts = (now, [clause(STATE(state=state))]) if active else (NOT_MET, [clause(NOT_ACTIVE(state=state))])
         else:
             assert window is not None
             patient = ctx.record.patient
@@ -157,15 +166,20 @@ class ConditionRule(Kind):
             if self.when == "window":
                 tri, parts = w_tri, [w_part]
             else:
-                tri = k_or([MET if active else NOT_MET, w_tri])
+                tri = k_or([now, w_tri])
                 first = clause(STATE(state=state))
-                parts = [first] if (active and tri == MET) else [first, w_part]
+                parts = [first] if (now == MET and tri == MET) else [first, w_part]
         if tri == MET:
             verification = status_code(raw.get("verificationStatus"))
             if verification in UNCERTAIN_VERIFICATION:
                 last = parts[-1]
                 return UNKNOWN, [*parts[:-1], clause(BUT(finding=last.finding, verification=code_word("verification", verification)
                                                                            if verification else verification), CONFIRM())]
+            hedge = self.readings.hedge(res.texts) if self.readings is not None else None
+            if hedge is not None:  # its text says it is suspected or ruled out: an unconfirmed diagnosis
+                last = parts[-1]
+                return UNKNOWN, [*parts[:-1], clause(BUT(finding=last.finding, verification=HEDGED(word=hedge)),
+                                                     CONFIRM())]
             if self.on_match != MET:
                 hint = text_arg(self.hint)
                 return self.on_match, [*parts[:-1], clause(parts[-1].finding, AS_WRITTEN(text=hint))] if hint else parts

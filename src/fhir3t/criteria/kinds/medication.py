@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration", "MedicationDispense")
 _ELEMENTS = ("medication[x]", "contained", "status", "statusReason", "statusReason[x]", "effective[x]", "dateAsserted",
-             "authoredOn", "whenHandedOver", "daysSupply")
+             "authoredOn", "whenHandedOver", "daysSupply", "dosage", "dosageInstruction")
 
 NO_STATUS = Message("medication.no-status", "no status")
 ENDED = Message("medication.ended", "ended")
@@ -43,6 +43,9 @@ DATED = Message("medication.dated", "{status}, dated")
 NOT_DATED = Message("medication.not-dated", "{status}, no date")
 NOT_HANDED = Message("medication.not-handed", "dispensed, no hand-over date")
 DISPENSED_FOR = Message("medication.dispensed-for", "dispensed {day} for {days} days")
+DATED_COURSE = Message("medication.dated-course", "{status}, dated, and {course}")
+COURSE_TO = Message("medication.course-to", "its dosage runs to {day}")
+COURSE_UNREAD = Message("medication.course-unread", "its dosage runs on for a course fhir3t does not compute ({element})")
 DISPENSED = Message("medication.dispensed", "dispensed {day}, supply not recorded")
 END_WITHHELD = Message("medication.end-withheld", "ended on a day it does not give (its end date has no value)")
 LAST_UNKNOWN = Message("medication.last-unknown", "last exposure unknown (record an end date)")
@@ -141,8 +144,87 @@ class MedicationRule(Kind):
                 return None, NOT_DATED(status=shown)
             v = parent.get(name) if isinstance(parent, dict) else None
             if isinstance(v, str):
-                return span_of(v), DATED(status=shown)
+                day = span_of(v)
+                course = self._course(raw, day, as_of) if day is not None else None
+                if course is not None:
+                    return course[0], DATED_COURSE(status=shown, course=course[1])
+                return day, DATED(status=shown)
         return None, NOT_DATED(status=shown)
+
+    #: days in a UCUM time unit, a month and a year at their longest (the course is not made shorter than it may be)
+    UNIT_DAYS: ClassVar[dict[str, float]] = {"h": 1 / 24, "d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "weeks": 7,
+                                             "mo": 31, "a": 366}
+
+    @classmethod
+    def _course(cls, raw: dict, day: Span, as_of: date) -> tuple[Span, Msg] | None:
+        """When a drug record's dosage says the course ran on from its date (a timing bounded by a period or a
+        duration, a number of doses, given times: '每日两次 共28天'), the last exposure is not the date: somewhere from
+        the date to the bound's end when it can be read (a period's end, a duration in days or weeks; the record may
+        have been stopped before it), else from the date possibly up to as_of."""
+        timings = []
+        for key in ("dosage", "dosageInstruction"):
+            dosages = raw.get(key)
+            for d in dosages if isinstance(dosages, list) else [dosages] if isinstance(dosages, dict) else ():
+                timing = d.get("timing") if isinstance(d, dict) else None
+                if isinstance(timing, dict):
+                    timings.append(timing)
+        ends: list[date] = []
+        unread: str | None = None
+        for timing in timings:
+            repeat = timing.get("repeat")
+            repeat = repeat if isinstance(repeat, dict) else {}
+            events = timing.get("event")
+            for e in events if isinstance(events, list) else ():
+                span = span_of(e) if isinstance(e, str) else None
+                if span is None:
+                    unread = unread or "event"
+                else:
+                    ends.append(span.hi)
+            bounds = repeat.get("boundsPeriod")
+            if isinstance(bounds, dict) and "end" in bounds:
+                end = span_of(bounds["end"]) if isinstance(bounds["end"], str) else None
+                if end is None:
+                    unread = unread or "boundsPeriod"
+                else:
+                    ends.append(end.hi)
+            elif isinstance(bounds, dict):
+                unread = unread or "boundsPeriod"  # no end: the course runs on
+            duration = repeat.get("boundsDuration")
+            if duration is not None:
+                value = duration.get("value") if isinstance(duration, dict) else None
+                unit = (duration.get("code") or duration.get("unit")) if isinstance(duration, dict) else None
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 \
+                        and unit in cls.UNIT_DAYS:
+                    ends.append(day.hi + timedelta(days=math.ceil(value * cls.UNIT_DAYS[unit])))
+                else:
+                    unread = unread or "boundsDuration"
+            if "count" in repeat or "countMax" in repeat:
+                days = cls._doses_days(repeat)
+                if days is None:
+                    unread = unread or "count"
+                else:
+                    ends.append(day.hi + timedelta(days=days))
+            if "boundsRange" in repeat:
+                unread = unread or "boundsRange"
+        if unread is not None:
+            return Span(day.lo, max(day.hi, as_of)), COURSE_UNREAD(element=unread)
+        if ends and max(ends) > day.hi:  # taken from the date up to the bound's end, perhaps stopped before it
+            last = max(ends)
+            return Span(day.lo, last), COURSE_TO(day=str(last))
+        return None
+
+    @classmethod
+    def _doses_days(cls, repeat: dict) -> int | None:
+        """How many days `count` (or `countMax`) doses at `frequency` per `period` `periodUnit` take, or None."""
+        count = repeat.get("countMax", repeat.get("count"))
+        frequency = repeat.get("frequencyMax", repeat.get("frequency", 1))
+        period, unit = repeat.get("period"), repeat.get("periodUnit")
+        numbers = (count, frequency, period)
+        if not all(isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0 for n in numbers) \
+                or unit not in cls.UNIT_DAYS:
+            return None
+        assert isinstance(count, (int, float)) and isinstance(frequency, (int, float)) and isinstance(period, (int, float))
+        return math.ceil(math.ceil(count / frequency) * period * cls.UNIT_DAYS[unit])
 
     @staticmethod
     def _dispensed(raw: dict, as_of: date) -> tuple[Span | None, Msg]:

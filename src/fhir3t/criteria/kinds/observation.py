@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from fhir3t.criteria.base import LABEL_SCHEMA, Builder, Kind, Label, Rule, describe_suspect, record_name, settle_hint, text_arg, when
 from fhir3t.criteria.model import Outcome
 from fhir3t.criteria.readings import NEGATIVE, POSITIVE, Number, Readings, absent_reason, compare, grade, number, qualitative
+from fhir3t.criteria.suspects import split_codes
 from fhir3t.dates import Span, instant
 from fhir3t.errors import ConfigError
 from fhir3t.logic import MET, NOT_MET, UNKNOWN, Tri
 from fhir3t.messages import Message, Msg, Text, many, reason, table
 from fhir3t.messages.core import Arg
+from fhir3t.records.concepts import concept_texts
 from fhir3t.records.model import Res
 from fhir3t.records.plan import Read, read
 from fhir3t.terminology import Code, ValueSet
@@ -49,12 +51,17 @@ CONCLUSIONS_DISAGREE = Message("obs.conclusions-disagree", "a report whose coded
 FINDING = Message("obs.finding", "finding {code}")
 NO_FINDING = Message("obs.no-finding", "no coded finding")
 UNCLASSIFIED = Message("obs.unclassified", "finding {code} not classified")
+FINDINGS_DISAGREE = Message("obs.findings-disagree", "findings {one} and {other}, which disagree")
+FINDING_HEDGED = Message("obs.finding-hedged", "finding {code}, but its text says '{word}'")
+FINDING_BESIDE = Message("obs.finding-beside", "finding {code} beside a conclusion fhir3t cannot read ({part})")
 UNIT_UNKNOWN = Message("obs.unit-unknown", "{value}: unit not understood (expected {unit})")
 UNITS_DISAGREE = Message("obs.units-disagree", "{value}: its unit is written both as {one} and as {other}, which disagree")
 NEGATIVE_VALUE = Message("obs.negative-value", "{value}: a negative value cannot be this measurement")
 RATIO_NO_UNIT = Message("obs.ratio-no-unit", "the measured ({measured}) or the predicted ({predicted}) value has no unit: "
                                              "they cannot be known to be in the same unit")
 CANNOT_COMPARE = Message("obs.cannot-compare", "{value} cannot be compared with {op} {threshold}")
+NAMED_OTHER = Message("obs.named-other", "is coded {code}, a code of this test, but named '{name}', another test")
+CODED_AS_TWO = Message("obs.coded-as-two", "is coded {inside}, a code of this test, and {outside}, which is not")
 UNREADABLE_RESULT = Message("obs.unreadable-result", "result {record} {what}: code or correct it")
 RATIO_UNUSABLE = Message("obs.ratio-unusable", "measured/predicted values not usable")
 RATIO_UNITS = Message("obs.ratio-units", "measured ({measured}) and predicted ({predicted}) DLCO are in different units")
@@ -78,6 +85,32 @@ DESCRIBE_THRESHOLD = Message("obs.describe-threshold", "the most recent {test} r
 DESCRIBE_GRADE = Message("obs.describe-grade", "the most recent {test} result {window} is graded {grades}")
 DESCRIBE_CODED = Message("obs.describe-coded", "the most recent {test} result {window} finds {finding}")
 DESCRIBE_POSITIVE = Message("obs.describe-positive", "the most recent {test} result {window} is positive")
+
+
+def _unread_part(concept: dict, ctx: Context) -> str | None:
+    """How a finding's CodeableConcept shows what fhir3t cannot read in it, or None when every coding is read: one
+    written only as text, a coding in a system fhir3t does not know that no ConceptMap translates, one that is
+    not a coding with a system and a code."""
+    codings = concept.get("coding")
+    if codings is None:
+        codings = []
+    if not isinstance(codings, list):
+        return "?"
+    read_any = False
+    for coding in codings:
+        if not isinstance(coding, dict) or not isinstance(coding.get("system"), str) \
+                or not isinstance(coding.get("code"), str):
+            if isinstance(coding, dict) and not any(v not in (None, "", [], {}) for v in coding.values()):
+                continue
+            return "?"
+        codes = ctx.tx.codes(coding)
+        if not codes or (len(codes) == 1 and not ctx.tx.systems.known(codes[0][0])):
+            return clip(f"{coding['system']} {coding['code']}", 80)
+        read_any = True
+    text = concept.get("text")
+    if not read_any and isinstance(text, str) and text.strip():
+        return clip(f"'{text.strip()}'", 60)
+    return None
 
 
 @dataclass
@@ -241,20 +274,34 @@ class ObservationRule(Kind):
         if self.read == "coded":
             if res.type == "DiagnosticReport":
                 conclusions = raw.get("conclusionCode")
-                concept_codes: list[Code] = [c for cc in conclusions if isinstance(cc, dict) for c in ctx.tx.codes(cc)] \
-                    if isinstance(conclusions, list) else []
+                concepts = [cc for cc in conclusions if isinstance(cc, dict)] if isinstance(conclusions, list) else []
             else:
-                concept_codes = list(ctx.tx.codes(raw.get("valueCodeableConcept")))
-            assert self.met_vs is not None
-            for code in concept_codes:
-                if code in self.met_vs:
-                    return MET, FINDING(code=code[1])
-            if self.not_met_vs is not None:
-                for code in concept_codes:
-                    if code in self.not_met_vs:
-                        return NOT_MET, FINDING(code=code[1])
-            return UNKNOWN, NO_FINDING() if not concept_codes else UNCLASSIFIED(code=concept_codes[0][1])
+                value = raw.get("valueCodeableConcept")
+                concepts = [value] if isinstance(value, dict) else []
+            return self._coded(concepts, ctx)
         raise ConfigError(BUILD["unknown-read"](read=repr(self.read)))
+
+    def _coded(self, concepts: list[dict], ctx: Context) -> tuple[Tri, Arg]:
+        """A coded finding (or findings): one in the met value set meets, one in the not-met value set does not. Both
+        in one result, or a finding beside a part of the result fhir3t cannot read (a conclusion written only as text,
+        a hospital's code no ConceptMap translates), is unknown: that part may say the opposite."""
+        assert self.met_vs is not None
+        concept_codes: list[Code] = [c for cc in concepts for c in ctx.tx.codes(cc)]
+        met = next((c for c in concept_codes if c in self.met_vs), None)
+        not_met = next((c for c in concept_codes if self.not_met_vs is not None and c in self.not_met_vs), None)
+        if met is not None and not_met is not None:
+            return UNKNOWN, FINDINGS_DISAGREE(one=met[1], other=not_met[1])
+        found = met or not_met
+        if found is None:
+            return UNKNOWN, NO_FINDING() if not concept_codes else UNCLASSIFIED(code=concept_codes[0][1])
+        odd = next((w for cc in concepts if (w := _unread_part(cc, ctx)) is not None), None)
+        if odd is not None:
+            return UNKNOWN, FINDING_BESIDE(code=found[1], part=odd)
+        if met is not None and self.readings is not None:  # '间质性肺病可能', '排除间质性肺病': suspected or ruled out
+            hedge = self.readings.hedge([t for cc in concepts if met in ctx.tx.codes(cc) for t in concept_texts(cc)])
+            if hedge is not None:
+                return UNKNOWN, FINDING_HEDGED(code=met[1], word=hedge)
+        return (MET if met is not None else NOT_MET), FINDING(code=found[1])
 
     def _threshold(self, value: float, comparator: str | None, unit: str | None,
                    spellings: tuple[str, ...] = ()) -> tuple[Tri, Arg]:
@@ -292,17 +339,60 @@ class ObservationRule(Kind):
     def _unreadable(self, res: Res, ctx: Context) -> tuple[Tri, Arg]:
         return UNKNOWN, UNREADABLE_RESULT(record=record_name(res), what=describe_suspect(res, ctx.tx, self.vs))
 
+    def _named_other(self, res: Res, ctx: Context) -> str | None:
+        """The name of another test the criteria read that a result coded as this one is called by ('丙肝抗体' on a
+        result coded HBsAg), when nothing in its name is this test's; else None."""
+        if not res.texts:
+            return None
+        key = (res.texts, res.codes)
+        cache: dict[tuple[object, ...], str | None] = self.__dict__.setdefault("_named_cache", {})
+        if key in cache:  # a hospital's few names repeat over every patient
+            return cache[key]
+        found: str | None = None
+        if self.vs.named_in(res.texts) is None:
+            for other in ctx.valuesets.get("Observation", ()):
+                if other is not self.vs and other.names and not any(c in other for c in res.codes):
+                    found = other.named_in(res.texts)
+                    if found is not None:
+                        break
+        if len(cache) > 20_000:
+            cache.clear()
+        cache[key] = found
+        return found
+
+    def _misnamed(self, res: Res, name: str, ctx: Context) -> tuple[Tri, Arg]:
+        code = next((c for c in res.codes if c in self.vs), None)
+        shown = f"{ctx.tx.systems.name(code[0])} {code[1]}" if code is not None else "?"
+        return UNKNOWN, UNREADABLE_RESULT(record=record_name(res), what=NAMED_OTHER(code=shown, name=name))
+
+    def _split(self, res: Res, ctx: Context) -> tuple[Tri, Arg]:
+        split = split_codes(res, self.vs)
+        assert split is not None
+        inside, outside = (f"{ctx.tx.systems.name(c[0])} {c[1]}" for c in split)
+        return UNKNOWN, UNREADABLE_RESULT(record=record_name(res), what=CODED_AS_TWO(inside=inside, outside=outside))
+
     def _candidates(self, ctx: Context) -> list[_Candidate]:
         types = ("Observation", "DiagnosticReport") if self.include_reports else ("Observation",)
-        observations = ctx.matching("Observation", self.vs)
+        observations, split = ctx.matching_and_split("Observation", self.vs)
+        named = [(r, other) for r in observations if (other := self._named_other(r, ctx)) is not None]
+        if named:  # coded as this test, named as another: which is it?
+            observations = [r for r in observations if all(r is not x for x, _ in named)]
         out = [_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._judge, r, ctx)) for r in observations]
         if self.include_reports:
             read_through = {r.part_of for r in observations if r.part_of}
-            for r in ctx.matching("DiagnosticReport", self.vs):
+            reports, split_reports = ctx.matching_and_split("DiagnosticReport", self.vs)
+            split += split_reports
+            for r in reports:
                 if r.ref in read_through and not r.raw.get("conclusionCode"):
                     continue  # a report without a coded conclusion is read through its results
                 out.append(_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._judge, r, ctx)))
+        for r, other in named:
+            out.append(_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._misnamed, r, other, ctx)))
+        for r in split:  # coded as this test and as another
+            out.append(_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._split, r, ctx)))
         for r in ctx.doubtful(types, self.vs):
+            if any(r is x for x in split):
+                continue
             out.append(_Candidate(r.span, r.date_text or "", (r.ref,), partial(self._unreadable, r, ctx)))
         if self.ratio:
             num_vs, den_vs, scale = self.ratio
