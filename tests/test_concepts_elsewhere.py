@@ -207,3 +207,49 @@ def test_a_hit_needs_a_criterions_concept():
                     _obs("bp", cc(LOINC, "8480-6"), "2026-11-12", valueQuantity={"value": 120, "unit": "mmHg"},
                          extension=[{"url": "https://h.example.org/x", "valueCodeableConcept": cc(text="seated")}]))
     assert r.status == "eligible"
+
+
+# ---------------------------------------------------------------- types no rule reads, read for what they name
+def _encounter(reason: dict) -> dict:
+    return {"resourceType": "Encounter", "id": "enc-hiv", "status": "finished", "subject": PT,
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "period": {"start": "2026-10-01"}, "reasonCode": [reason]}
+
+
+@pytest.mark.parametrize("record,crit,where", [
+    (_encounter(cc(ICD10, "B20")), "E9-hiv", "Encounter.reasonCode"),                 # a visit for HIV care
+    ({"resourceType": "Procedure", "id": "pr-1", "status": "completed", "code": cc(text="mastectomy"), "subject": PT,
+      "performedDateTime": "2026-03-01", "reasonCode": [cc(ICD10, "C50.9")]}, "E6-malignancy", "Procedure.reasonCode"),
+    ({"resourceType": "ServiceRequest", "id": "sr-1", "status": "active", "intent": "order", "subject": PT,
+      "code": cc(LOINC, "25836-8"), "reasonCode": [cc(SCT, "86406008")]}, "E9-hiv", "ServiceRequest.reasonCode"),
+    ({"resourceType": "ExplanationOfBenefit", "id": "eob-1", "status": "active", "patient": PT,
+      "diagnosis": [{"sequence": 1, "diagnosisCodeableConcept": cc(ICD10, "B20")}]}, "E9-hiv",
+     "ExplanationOfBenefit.diagnosis"),
+])
+def test_a_diagnosis_named_in_a_record_of_a_type_no_rule_reads_keeps_its_absence_from_deciding(record, crit, where):
+    """A US Core visit whose reasonCode is HIV disease, a procedure done for breast cancer, an order for an HIV viral
+    load, a claim's diagnosis: the EHR states the diagnosis there and nowhere else (R4Facts.mention_types). The
+    criterion that absence of the diagnosis decides is unknown, naming the record, not not-met."""
+    out = screen_with(record)
+    c = out.by_id(crit)
+    assert c.result == "unknown" and f"{record['resourceType']}/{record['id']}" in c.evidence, c.reason
+    assert where in c.reason and out.status == "candidate"
+
+
+def test_a_record_of_such_a_type_that_names_nothing_of_the_criteria_is_passed_over():
+    assert screen_with(_encounter(cc(ICD10, "J18.9"))).status == "eligible"  # pneumonia: no criterion's concept
+    assert screen_with(_encounter(cc(text="随访"))).status == "eligible"
+
+
+@pytest.mark.parametrize("native", ["off", "on"])
+def test_a_visit_naming_hiv_in_a_bulk_export_is_read_by_either_reader(native, tmp_path):
+    if native == "on":
+        pytest.importorskip("duckdb")
+    by_type: dict[str, list[bytes]] = {}
+    for e in [*P01["entry"], {"resource": _encounter(cc(ICD10, "B20"))}]:  # p01 as a Bulk export: a file per type
+        by_type.setdefault(e["resource"]["resourceType"], []).append(orjson.dumps(e["resource"]))
+    (tmp_path / "x").mkdir()
+    for rtype, lines in by_type.items():
+        (tmp_path / "x" / f"{rtype}.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    (r,) = fhir3t.screen([tmp_path / "x"], as_of=AS_OF, native=native)
+    assert r.by_id("E9-hiv").result == "unknown" and "Encounter/enc-hiv" in r.by_id("E9-hiv").evidence

@@ -30,6 +30,8 @@ class R4Facts:
     no_value_extensions: frozenset[str] = frozenset()
     #: report / panel type -> its statuses that withdraw the results it points at
     withdraws_parts: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: types read only for what their coded elements name of the criteria's concepts (a visit's reasonCode)
+    mention_types: dict[str, frozenset[str]] = field(default_factory=dict)
     _by_type: dict[str, list[tuple[str, frozenset[str]]]] = field(default_factory=dict, compare=False, hash=False)
 
     def links(self, rtype: str) -> tuple[str, ...]:
@@ -117,6 +119,7 @@ def r4_facts(path: Path | None = None) -> R4Facts:
             {system: frozenset(codes) for system, codes in d.get("incomplete_labels", {}).items()},
             frozenset(d.get("no_value_extensions", ())),
             {t: frozenset(v) for t, v in d.get("withdraws_parts", {}).items()},
+            {t: frozenset(v) for t, v in d.get("mention_types", {}).items()},
         )
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: cannot load the FHIR R4 facts ({type(exc).__name__}: {exc})") from None

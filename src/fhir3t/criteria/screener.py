@@ -8,6 +8,7 @@ from fhir3t.criteria.load import CriteriaSet
 from fhir3t.criteria.model import MR_TYPE, CriterionResult, Outcome, PatientId, ScreeningResult, status_of
 from fhir3t.enrolment import is_teams, status_word
 from fhir3t.messages import Message, Msg
+from fhir3t.r4facts import r4_facts
 from fhir3t.records.build import span_of
 from fhir3t.records.model import PatientRecord
 from fhir3t.records.plan import Read, ReadPlan
@@ -88,7 +89,8 @@ class Screener:
     def __init__(self, criteria: CriteriaSet, tx: Terminology) -> None:
         self.criteria = criteria
         self.tx = tx
-        self.plan = ReadPlan([*(r for c in criteria.criteria for r in c.rule.reads()), *NOTE_READS])
+        self.plan = ReadPlan([*(r for c in criteria.criteria for r in c.rule.reads()), *NOTE_READS],
+                             r4_facts().mention_types)
         #: each criterion's value sets by type: a record one of its rules reads by code is no suspect of another
         self._sets = {c.id: ReadPlan(c.rule.reads()).valuesets for c in criteria.criteria}
 

@@ -32,12 +32,14 @@ def read(rtype: str, valueset: ValueSet | None, *elements: str, complete: bool =
 class ReadPlan:
     """All reads of a run, by resource type."""
 
-    def __init__(self, reads: Iterable[Read]) -> None:
+    def __init__(self, reads: Iterable[Read], mention_types: Iterable[str] = ()) -> None:
         by_type: dict[str, list[Read]] = {}
         for r in reads:
             by_type.setdefault(r.type, []).append(r)
         self.by_type = {t: tuple(v) for t, v in by_type.items()}
-        self.types = frozenset(by_type)
+        #: types no rule reads, read only for the criteria's concepts their coded elements name (R4Facts.mention_types)
+        self.mention_only = frozenset(mention_types) - frozenset(by_type)
+        self.types = frozenset(by_type) | self.mention_only
         #: types read whatever their code
         self.any_code = frozenset(t for t, rs in self.by_type.items() if any(r.valueset is None for r in rs))
         self.valuesets: dict[str, tuple[ValueSet, ...]] = {

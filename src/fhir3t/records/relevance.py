@@ -201,7 +201,7 @@ class Relevance:
     def _mentions(self, rtype: str, res: dict) -> tuple[Mention, ...]:
         """The codings and concept texts of a resource outside its main code and patient link (only for a
         type some value set is read for: the others are never searched)."""
-        if not self.plan.valuesets.get(rtype):
+        if not self.plan.valuesets.get(rtype) and rtype not in self.plan.mention_only:
             return ()
         return tuple(mentions(res, self._skip(rtype)))
 
@@ -209,6 +209,12 @@ class Relevance:
         """Top-level elements of a type that carry no mention: its links, main code, parts, and the
         elements whose R4 type carries no concept."""
         skip = self._base_skip.get(rtype)
+        if skip is None and rtype in self.plan.mention_only:  # only what R4Facts.mention_types lists is searched
+            from fhir3t.r4defs import type_def
+
+            td = type_def(rtype)
+            every = frozenset(td.children("")) if td is not None else frozenset()
+            skip = self._base_skip[rtype] = every - r4_facts().mention_types.get(rtype, frozenset())
         if skip is None:
             skip = self._base_skip[rtype] = frozenset({*self._links(rtype), _MAIN_ELEMENTS.get(rtype, "code"),
                                                        "medicationCodeableConcept", "medicationReference",
@@ -229,7 +235,8 @@ class Relevance:
 
             td = type_def(rtype)
             skip = self._skip(rtype)
-            names = td.children("") if td is not None and self.plan.valuesets.get(rtype) else {}
+            names = td.children("") if td is not None and (self.plan.valuesets.get(rtype) or rtype in self.plan.mention_only) \
+                else {}
             left = {"contained", _PARTS.get(rtype, "")}
             got = self._key_elements[rtype] = tuple(sorted(n for n in names if n not in skip and n not in left))
         return got
@@ -242,7 +249,7 @@ class Relevance:
         key, so every line of that key names the same concepts elsewhere (records.model.Hit: what else a
         record names may keep a criterion unknown); else None (not learnt: `contained`, a report's results,
         a panel's members, a member R4 does not define for the type)."""
-        if verdict is not False or not self.plan.valuesets.get(rtype):
+        if verdict is not False or not (self.plan.valuesets.get(rtype) or rtype in self.plan.mention_only):
             return verdict
         skip = self._skip(rtype)
         keyed = self.key_elements(rtype)
@@ -269,7 +276,7 @@ class Relevance:
         counts towards the unknown-system tally."""
         if found is None:
             found = self._mentions(rtype, res)
-        main = _main_key(rtype, res) if rtype in _FAST_FIELD else None
+        main = _main_key(rtype, res) if rtype in _FAST_FIELD or rtype in self.plan.mention_only else None
         key = None if main is None else main + (found,) if found else main
         if key is not None:
             hit = self._judged.get(key)
@@ -391,9 +398,9 @@ class Relevance:
         is in a value set, what the rules declare they read is theirs too and is left out. A value set the
         main code is already in needs no hit, nor one a closed-system main code (ICD-10, ATC) decides by
         itself when only a name matches."""
-        sets = self.plan.valuesets.get(rtype)
-        if not sets:
-            return ()
+        sets = self.plan.valuesets.get(rtype, ())
+        if not sets:  # a type read only for what it names (ReadPlan.mention_only): other types' concepts
+            return self._across(rtype, found) if rtype in self.plan.mention_only and found else ()
         direct = tuple(vs for vs in sets if any(c in vs for c in codes))
         every = found
         if direct and found:
@@ -514,6 +521,8 @@ def _main_key(rtype: str, res: dict) -> tuple[object, ...] | None:
     """The type, the main code's codings (system, code, display) and text, and for a report or a panel
     whether it points at results (None when the main code has a shape the key cannot hold)."""
     field = _FAST_FIELD.get(rtype)
+    if field is None and rtype in r4_facts().mention_types:  # read only for what it names: no main code of its own
+        return (rtype, None, False)
     if field is None or "component" in res or "medicationReference" in res:
         return None
     concept = res.get(field)
@@ -611,7 +620,8 @@ class RunFilter:
         if not native.available():
             return None
         keep = self.types | shared_types | DOCUMENT_TYPES
-        keyed = {t: self.relevance.key_elements(t) for t in _FAST_FIELD if t in self.types and t not in self.plan.any_code}
+        keyed = {t: self.relevance.key_elements(t) for t in (*_FAST_FIELD, *sorted(self.plan.mention_only))
+                 if t in self.types and t not in self.plan.any_code}
         return native.NativeLines(known_types - keep, keyed, sample_verdict=self.relevance.silent_verdict)
 
     def suspect(self, rtype: str, codes: tuple[Code, ...], texts: tuple[str, ...]) -> ValueSet | None:
