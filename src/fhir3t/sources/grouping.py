@@ -402,6 +402,10 @@ class SharedIndex:
     that name no patient but that a patient's report or panel may point at."""
 
     by_ref: dict[str, dict] = field(default_factory=dict)
+    #: every document is one server's answer (sources.rest): an absolute reference on another host names that
+    #: server's own resource under another of its names (an EHR behind a proxy writes its public URL), so the
+    #: servers fullUrls name are not kept (`bases`, `_Doc.bases`)
+    one_server: bool = False
     #: results that name no patient, by id(resource): (type, where they were read); and where the ones a
     #: record adopted were read (locations, so that processes can pool what they adopted)
     orphans: dict[int, tuple[str, str]] = field(default_factory=dict)
@@ -500,7 +504,7 @@ class SharedIndex:
         """File a resource under a reference. Another copy already there that differs is ordered by its meta
         (sources.versions): the newer stays; when the order cannot be told, neither is the resource a
         reference names, and a stand-in that says so takes their place (records.build names it)."""
-        base = reference_base(ref) if "://" in ref else None
+        base = reference_base(ref) if "://" in ref and not self.one_server else None
         if base is not None:
             norm = normalize_reference(ref, {})
             if norm:
@@ -792,7 +796,7 @@ class GroupingSource:
                         # one fullUrl for two Patients: a reference to it names either (`""`: it resolves to none)
                         doc.aliases[e.full_url] = key if doc.aliases.get(e.full_url, key) == key else ""
                         base = reference_base(e.full_url)
-                        if base is not None:
+                        if base is not None and not self.shared.one_server:
                             doc.bases.add(base)
                     if key not in doc.patients:
                         doc.patients.append(key)

@@ -147,6 +147,7 @@ class RestSource:
     seen_bases: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        self.shared.one_server = True  # what it groups is this server's answers (SharedIndex.one_server)
         if not self.anchor[0]:  # the study profile names how candidates are found (profiles/study.json)
             from fhir3t.study import load_study
 
