@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+import json
 import os
 import sys
 from collections.abc import Iterable
@@ -26,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SAMPLES = ROOT / "samples"
 AS_OF = "2026-06-15"
+#: the day the screening samples are written for (their Bundle.meta.tag)
+SAMPLES_AS_OF = "2026-11-16"
+_P01 = json.loads((SAMPLES / "screening" / "01-eligible-classic.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +49,24 @@ def screen_bundle(definition: Definition, bundle: dict, as_of: str = AS_OF, d1: 
     shared = SharedIndex()
     records = group_documents([("test.json", bundle)], run.problems, shared, run.filter)
     return list(screen_records(definition, run, records, shared))
+
+
+def eligible_p01() -> dict:
+    """A fresh copy of the eligible sample patient (samples/screening/01-eligible-classic.json): what the shape
+    tests change one record of."""
+    return copy.deepcopy(_P01)
+
+
+def resource_in(bundle: dict, rid: str) -> dict:
+    """The resource of a Bundle with this id."""
+    return next(e["resource"] for e in bundle["entry"] if e["resource"].get("id") == rid)
+
+
+def screen_one(definition: Definition, bundle: dict, as_of: str = SAMPLES_AS_OF) -> ScreeningResult:
+    """The one patient's ScreeningResult of a Bundle."""
+    results = screen_bundle(definition, bundle, as_of)
+    assert len(results) == 1
+    return results[0]
 
 
 @pytest.fixture

@@ -7,30 +7,15 @@ record the way a converter writes it.
 """
 from __future__ import annotations
 
-import copy
-import json
-
 import pytest
 
-from conftest import SAMPLES, screen_bundle
+from conftest import eligible_p01, resource_in, screen_one
 
 AS_OF = "2026-11-16"
-BASE = json.loads((SAMPLES / "screening" / "01-eligible-classic.json").read_text(encoding="utf-8"))
 LOINC = "http://loinc.org"
 
 
-def _patient() -> dict:
-    return copy.deepcopy(BASE)
-
-
-def _res(bundle: dict, rid: str) -> dict:
-    return next(e["resource"] for e in bundle["entry"] if e["resource"].get("id") == rid)
-
-
-def _screen(definition, bundle: dict):
-    results = screen_bundle(definition, bundle, AS_OF)
-    assert len(results) == 1
-    return results[0]
+_patient, _res, _screen = eligible_p01, resource_in, screen_one
 
 
 def _later_hiv_result(code: dict, **more: object) -> dict:

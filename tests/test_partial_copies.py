@@ -6,30 +6,15 @@ Each case starts from an eligible patient (samples/screening/01-eligible-classic
 """
 from __future__ import annotations
 
-import copy
-import json
-
 import pytest
 
-from conftest import SAMPLES, screen_bundle
+from conftest import eligible_p01, resource_in, screen_one
 
 AS_OF = "2026-11-16"
-BASE = json.loads((SAMPLES / "screening" / "01-eligible-classic.json").read_text(encoding="utf-8"))
 OBSV = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 
 
-def _patient() -> dict:
-    return copy.deepcopy(BASE)
-
-
-def _res(bundle: dict, rid: str) -> dict:
-    return next(e["resource"] for e in bundle["entry"] if e["resource"].get("id") == rid)
-
-
-def _screen(definition, bundle: dict):
-    results = screen_bundle(definition, bundle, AS_OF)
-    assert len(results) == 1
-    return results[0]
+_patient, _res, _screen = eligible_p01, resource_in, screen_one
 
 
 def _label(resource: dict, element: str, coding: dict) -> None:

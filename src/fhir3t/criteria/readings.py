@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fhir3t.messages import Message, Msg
@@ -136,8 +137,9 @@ def absent_reason(raw: dict) -> str | None:
     return None
 
 
-def value_texts(raw: dict) -> list[str]:
-    """Human-readable value text: valueString, valueCodeableConcept text/display, interpretation text."""
+def value_texts(raw: dict, shown: Callable[[dict], bool] | None = None) -> list[str]:
+    """Human-readable value text: valueString, valueCodeableConcept text/display, interpretation text.
+    `shown(coding)`: whether a coded value's display counts (default: every display)."""
     out: list[str] = []
     v = raw.get("valueString")
     if isinstance(v, str):
@@ -146,10 +148,11 @@ def value_texts(raw: dict) -> list[str]:
     if isinstance(cc, dict):
         if isinstance(cc.get("text"), str):
             out.append(cc["text"])
-        for c in cc.get("coding") or ():
-            if isinstance(c, dict) and isinstance(c.get("display"), str):
+        for c in cc.get("coding") or () if isinstance(cc.get("coding"), list) else ():
+            if isinstance(c, dict) and isinstance(c.get("display"), str) and (shown is None or shown(c)):
                 out.append(c["display"])
-    for interp in raw.get("interpretation") or ():
+    interps = raw.get("interpretation")
+    for interp in interps if isinstance(interps, list) else [interps] if isinstance(interps, dict) else ():
         if isinstance(interp, dict) and isinstance(interp.get("text"), str):
             out.append(interp["text"])
     return out
@@ -227,25 +230,10 @@ _MEASURE = re.compile(r"^\s*(?:<=|>=|<|>)?\s*\d+(?:\.\d+)?\s*(?:[a-z%/μµ*^0-9.
 def _own_texts(raw: dict, tx: Terminology, rd: Readings) -> list[str]:
     """The texts of a result a reader reads: `value_texts`, leaving out the display of a coded value whose code is
     read itself (a SNOMED CT Negative displayed 'Negative (qualifier value)')."""
-    out: list[str] = []
-    v = raw.get("valueString")
-    if isinstance(v, str):
-        out.append(v)
-    cc = raw.get("valueCodeableConcept")
-    if isinstance(cc, dict):
-        if isinstance(cc.get("text"), str):
-            out.append(cc["text"])
-        for c in cc.get("coding") or () if isinstance(cc.get("coding"), list) else ():
-            if isinstance(c, dict) and isinstance(c.get("display"), str):
-                read = any(code in rd.positive or code in rd.negative or (rd.normal is not None and code in rd.normal)
-                           for code in tx.codes(c))
-                if not read:
-                    out.append(c["display"])
-    interps = raw.get("interpretation")
-    for interp in interps if isinstance(interps, list) else [interps] if isinstance(interps, dict) else ():
-        if isinstance(interp, dict) and isinstance(interp.get("text"), str):
-            out.append(interp["text"])
-    return out
+    def unread(coding: dict) -> bool:
+        return not any(code in rd.positive or code in rd.negative or (rd.normal is not None and code in rd.normal)
+                       for code in tx.codes(coding))
+    return value_texts(raw, unread)
 
 
 def qualitative(raw: dict, tx: Terminology, rd: Readings, *, viral_load: bool = False) -> tuple[str | None, Msg]:
