@@ -110,7 +110,7 @@ def strategy(chosen: str) -> Check:
 def declared_types(cs: dict, needs: Needs) -> Check:
     """The types the criteria read that the statement does not list (the probes then try them)."""
     have = resources(cs)
-    wanted = [*needs.types, *needs.shared]
+    wanted = [*(t for t in needs.types if t not in needs.optional), *needs.shared]
     missing = [t for t in wanted if t not in have]
     title = W["t.types"]()
     if not have:

@@ -31,6 +31,9 @@ class Needs:
     tx: Terminology
     study_system: str
     study_value: str
+    #: types read only for what they name (ReadPlan.mention_only: a visit's reasonCode): fetched when the server has
+    #: them, and a server without them is no gap to warn of (no criterion reads them for itself)
+    optional: tuple[str, ...] = ()
 
     @property
     def searched(self) -> tuple[str, ...]:
@@ -64,4 +67,5 @@ def needs_of(definition: Definition) -> Needs:
     return Needs(types=tuple(sorted(definition.screener.types)), readers={t: tuple(v) for t, v in readers.items()},
                  complete={t: tuple(v) for t, v in complete.items() if v}, shared=shared,
                  anchor_type=study.candidate_type, anchor_valueset=definition.tx.valueset(study.candidate_valueset),
-                 tx=definition.tx, study_system=definition.criteria.study_system, study_value=definition.criteria.study_value)
+                 tx=definition.tx, study_system=definition.criteria.study_system, study_value=definition.criteria.study_value,
+                 optional=tuple(sorted(definition.plan.mention_only)))
